@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs every Debian package Portico's build, tests, demo and benchmark need.
+# Idempotent: packages already present are skipped by apt-get. Runs as root
+# (or through sudo when available).
+set -euo pipefail
+
+PKGS=(
+  # toolchain
+  build-essential cmake pkg-config git clang clang-tidy cppcheck libfuzzer-14-dev libclang-rt-14-dev
+  # libraries
+  libnghttp2-dev libssl-dev libevent-dev libhttp-parser-dev libyaml-dev libjson-c-dev
+  libcurl4-openssl-dev libpcre2-dev libxml2-dev libwslay-dev libhiredis-dev
+  zlib1g-dev libbrotli-dev libzstd-dev libcmocka-dev
+  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
+  libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
+  # test clients, peers and benchmark tools
+  curl openssl nghttp2-client nghttp2-proxy nghttp2-server wrk nginx-light redis-server
+  python3-grpcio python3-protobuf python3-h2 python3-hyperframe python3-hpack
+  nodejs npm procps psmisc iproute2 time
+)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+# node and npm may come from elsewhere on some machines; only ask apt when absent.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  tmp=()
+  for p in "${missing[@]}"; do [[ "$p" == nodejs || "$p" == npm ]] || tmp+=("$p"); done
+  missing=("${tmp[@]}")
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# nginx-light's package starts a system nginx on :80; the project runs its own
+# instances on free ports, so the system one is not needed.
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+echo "install-deps: ok"

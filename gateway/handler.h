@@ -1,0 +1,40 @@
+/*
+ * handler.h -- route handlers (what answers a request once the request-side
+ * filters have passed): proxy, grpc, soap, aggregate, ...
+ *
+ * A handler is configured by the route key of the same name
+ * (`proxy: { cluster: web }`). At request time it is started once; from then
+ * on it owns the exchange until it calls pt__req_handler_done(). It produces
+ * the response with pt__resp_head()/pt__resp_body() (request.h) and reads the
+ * request body with pt__req_body_read().
+ */
+#ifndef PT_GATEWAY_HANDLER_H
+#define PT_GATEWAY_HANDLER_H
+
+#include <stddef.h>
+#include "portico/conf.h"
+#include "portico/req.h"
+
+typedef struct pt_config pt_config_t;
+
+struct pt_handler_def {
+    const char *name;        /* route key */
+    size_t conf_size;
+    const pt_conf_field_t *fields;
+    int (*parse_conf)(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf);
+    /** After the whole snapshot is parsed: resolve cluster names etc. */
+    int (*check_conf)(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf,
+                      const pt_config_t *config);
+    void (*conf_dispose)(void *conf);
+    /** Takes over the request. Must eventually call pt__req_handler_done(req) exactly once. */
+    void (*start)(pt_req_t *req, const void *conf);
+    /** More request body is readable (or it ended). Optional. */
+    void (*on_body)(pt_req_t *req);
+    /** The client's output buffer drained below the low watermark. Optional. */
+    void (*on_writable)(pt_req_t *req);
+};
+
+/** The handler registered under `name`, or NULL. */
+const struct pt_handler_def *pt_handler_find(const char *name, size_t len);
+
+#endif /* PT_GATEWAY_HANDLER_H */

@@ -1,0 +1,184 @@
+/*
+ * headers.c -- ordered header lists in an arena (see headers.h).
+ */
+#include <string.h>
+#include "portico/headers.h"
+#include "portico/status.h"
+
+void pt_headers_init(pt_headers_t *h, pt_arena_t *a)
+{
+    h->v = NULL;
+    h->cnt = 0;
+    h->cap = 0;
+    h->arena = a;
+}
+
+static int grow(pt_headers_t *h)
+{
+    size_t cap = h->cap == 0 ? 16 : h->cap * 2;
+    pt_header_t *v = pt_arena_alloc(h->arena, cap * sizeof(*v));
+    if (v == NULL)
+        return PT_ERR_LIMIT;
+    if (h->cnt != 0)
+        memcpy(v, h->v, h->cnt * sizeof(*v));
+    h->v = v;
+    h->cap = cap;
+    return 0;
+}
+
+int pt_headers_add_nocopy(pt_headers_t *h, pt_str_t name, pt_str_t value)
+{
+    if (h->cnt == h->cap && grow(h) != 0)
+        return PT_ERR_LIMIT;
+    h->v[h->cnt].name = name;
+    h->v[h->cnt].value = value;
+    h->cnt++;
+    return 0;
+}
+
+static pt_str_t dup_lower(pt_arena_t *a, pt_str_t s)
+{
+    pt_str_t d = pt_arena_strdup(a, s);
+    if (d.base != NULL) {
+        char *p = (char *)d.base;
+        for (size_t i = 0; i < d.len; i++)
+            if (p[i] >= 'A' && p[i] <= 'Z')
+                p[i] = (char)(p[i] | 0x20);
+    }
+    return d;
+}
+
+int pt_headers_add(pt_headers_t *h, pt_str_t name, pt_str_t value)
+{
+    pt_str_t n = dup_lower(h->arena, name);
+    pt_str_t v = pt_arena_strdup(h->arena, value);
+    if (n.base == NULL || v.base == NULL)
+        return PT_ERR_LIMIT;
+    return pt_headers_add_nocopy(h, n, v);
+}
+
+int pt_headers_set(pt_headers_t *h, pt_str_t name, pt_str_t value)
+{
+    pt_headers_remove(h, name);
+    return pt_headers_add(h, name, value);
+}
+
+size_t pt_headers_remove(pt_headers_t *h, pt_str_t name)
+{
+    size_t w = 0, removed = 0;
+    for (size_t r = 0; r < h->cnt; r++) {
+        if (pt_str_ieq(h->v[r].name, name)) {
+            removed++;
+            continue;
+        }
+        if (w != r)
+            h->v[w] = h->v[r];
+        w++;
+    }
+    h->cnt = w;
+    return removed;
+}
+
+int pt_headers_rename(pt_headers_t *h, pt_str_t from, pt_str_t to)
+{
+    pt_str_t n = PT_STR_NULL;
+    int renamed = 0;
+    for (size_t i = 0; i < h->cnt; i++) {
+        if (!pt_str_ieq(h->v[i].name, from))
+            continue;
+        if (n.base == NULL) {
+            n = dup_lower(h->arena, to);
+            if (n.base == NULL)
+                return PT_ERR_LIMIT;
+        }
+        h->v[i].name = n;
+        renamed++;
+    }
+    return renamed;
+}
+
+const pt_header_t *pt_headers_find(const pt_headers_t *h, pt_str_t name)
+{
+    for (size_t i = 0; i < h->cnt; i++)
+        if (pt_str_ieq(h->v[i].name, name))
+            return &h->v[i];
+    return NULL;
+}
+
+pt_str_t pt_headers_get(const pt_headers_t *h, pt_str_t name)
+{
+    const pt_header_t *e = pt_headers_find(h, name);
+    return e != NULL ? e->value : PT_STR_NULL;
+}
+
+size_t pt_headers_count(const pt_headers_t *h, pt_str_t name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->cnt; i++)
+        if (pt_str_ieq(h->v[i].name, name))
+            n++;
+    return n;
+}
+
+bool pt_headers_has_token(const pt_headers_t *h, pt_str_t name, pt_str_t token)
+{
+    for (size_t i = 0; i < h->cnt; i++) {
+        if (!pt_str_ieq(h->v[i].name, name))
+            continue;
+        pt_str_t v = h->v[i].value;
+        size_t start = 0;
+        for (size_t j = 0; j <= v.len; j++) {
+            if (j == v.len || v.base[j] == ',') {
+                pt_str_t el = pt_str_trim_ows((pt_str_t){v.base + start, j - start});
+                if (pt_str_ieq(el, token))
+                    return true;
+                start = j + 1;
+            }
+        }
+    }
+    return false;
+}
+
+bool pt_header_is_hop_by_hop(pt_str_t n)
+{
+    static const pt_str_t hop[] = {
+        {"connection", 10},        {"keep-alive", 10}, {"proxy-connection", 16},
+        {"proxy-authenticate", 18}, {"proxy-authorization", 19}, {"te", 2},
+        {"trailer", 7},            {"transfer-encoding", 17}, {"upgrade", 7},
+        {"http2-settings", 14},
+    };
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (pt_str_ieq(n, hop[i]))
+            return true;
+    return false;
+}
+
+/* RFC 9110 tchar: "!#$%&'*+-.^_`|~" DIGIT ALPHA */
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+bool pt_header_name_valid(pt_str_t name, bool allow_underscore)
+{
+    if (name.len == 0)
+        return false;
+    for (size_t i = 0; i < name.len; i++) {
+        unsigned char c = (unsigned char)name.base[i];
+        if (!is_tchar(c) || (c == '_' && !allow_underscore))
+            return false;
+    }
+    return true;
+}
+
+bool pt_header_value_valid(pt_str_t value)
+{
+    for (size_t i = 0; i < value.len; i++) {
+        unsigned char c = (unsigned char)value.base[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}

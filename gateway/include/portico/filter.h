@@ -1,0 +1,92 @@
+/*
+ * filter.h -- the filter (plugin) interface.
+ *
+ * A filter is a pt_filter_def_t: a config parser plus per-request phase
+ * callbacks. Built-in filters are listed in plugins/builtin.c; the same
+ * definition can be loaded from a shared object exporting the symbol
+ * `pt_filter_def` (checked against PT_FILTER_ABI).
+ *
+ * The contract:
+ * 1. Request-side phases run in chain order (global filters first, then the
+ *    route's). Response-side phases run in reverse order, so each filter wraps
+ *    the later ones. on_log runs in chain order for every request that reached
+ *    the chain, aborted ones included.
+ * 2. `f->conf` is read-only at request time and shared by all workers.
+ *    Mutable per-worker state is reached through pt_worker_filter_state().
+ *    Nothing is stored in statics.
+ * 3. A local reply (PT_FILTER_RESPOND, or a gateway error) still goes
+ *    through the response-side filters of the filters that ran.
+ * 4. After returning PT_FILTER_SUSPEND (request phases only), the filter may
+ *    touch `req` only from its completion callback, on the same worker, and
+ *    must then call pt_chain_resume() exactly once. If the client goes away
+ *    first, hooks registered with pt_req_on_abort() fire; they must cancel or
+ *    detach the pending work. pt_chain_resume() after an abort is a no-op.
+ * 5. Body phases get slices, not copies; they are valid only during the call.
+ *    Response-side phases may not suspend.
+ */
+#ifndef PT_PORTICO_FILTER_H
+#define PT_PORTICO_FILTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "portico/conf.h"
+#include "portico/req.h"
+
+/** Bumped whenever pt_filter_def_t or the SDK changes incompatibly. */
+#define PT_FILTER_ABI 0x50540001u
+
+typedef enum pt_fstatus {
+    PT_FILTER_CONTINUE = 0, /* hand the exchange to the next filter */
+    PT_FILTER_RESPOND = 1,  /* the filter called pt_req_respond(); skip the rest of the request side */
+    PT_FILTER_SUSPEND = 2,  /* async work started; pt_chain_resume() comes later, once, on this worker */
+    PT_FILTER_ERROR = -1,   /* internal failure; pt_req_fail() said why; the chain answers and logs it */
+} pt_fstatus_t;
+
+typedef struct pt_filter_def pt_filter_def_t;
+
+/** A configured filter instance: immutable, shared by all workers. */
+typedef struct pt_filter {
+    const pt_filter_def_t *def;
+    const void *conf;   /* def->conf_size bytes filled by the field table / parse_conf */
+    unsigned slot;      /* index of this instance's per-request ctx and per-worker state */
+} pt_filter_t;
+
+/** A slice list for body phases. */
+typedef struct pt_bufvec {
+    const pt_str_t *v;
+    size_t cnt;
+} pt_bufvec_t;
+
+struct pt_filter_def {
+    uint32_t abi;          /* PT_FILTER_ABI */
+    const char *name;      /* config key, e.g. "headers" */
+    int priority;          /* order among global filters: higher first (route filters keep config order) */
+    size_t conf_size;      /* bytes of parsed config (zeroed before parsing) */
+    size_t ctx_size;       /* bytes of per-request state (zeroed, in the request arena) */
+    const pt_conf_field_t *fields; /* declarative keys, or NULL when parse_conf does it all */
+    /* load time, main thread; errors through pt_conf_error() */
+    int (*parse_conf)(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf);
+    int (*check_conf)(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf);
+    void (*conf_dispose)(void *conf); /* when the last snapshot using it is released */
+    /* per worker, on that worker's thread */
+    int (*worker_init)(const pt_filter_t *f, pt_worker_t *w);
+    void (*worker_dispose)(const pt_filter_t *f, pt_worker_t *w);
+    /* per request; each may be NULL */
+    pt_fstatus_t (*on_request_headers)(const pt_filter_t *f, pt_req_t *req, void *ctx);
+    pt_fstatus_t (*on_request_body)(const pt_filter_t *f, pt_req_t *req, void *ctx,
+                                    const pt_bufvec_t *in, bool end);
+    pt_fstatus_t (*on_response_headers)(const pt_filter_t *f, pt_req_t *req, void *ctx);
+    pt_fstatus_t (*on_response_body)(const pt_filter_t *f, pt_req_t *req, void *ctx,
+                                     const pt_bufvec_t *in, bool end);
+    void (*on_log)(const pt_filter_t *f, pt_req_t *req, void *ctx);
+};
+
+/** Resumes a chain suspended by PT_FILTER_SUSPEND, with the filter's verdict. No-op after abort. */
+void pt_chain_resume(pt_req_t *req, pt_fstatus_t st);
+
+/** Per-worker state a filter allocated in worker_init (stored with pt_worker_filter_state_set). */
+void *pt_worker_filter_state(pt_worker_t *w, const pt_filter_t *f);
+void pt_worker_filter_state_set(pt_worker_t *w, const pt_filter_t *f, void *state);
+
+#endif /* PT_PORTICO_FILTER_H */

@@ -1,0 +1,92 @@
+/*
+ * req.h -- what filters and handlers see of a request.
+ *
+ * pt_req_t is the one request object for every protocol: the HTTP/1.1 and
+ * HTTP/2 codecs fill it, nothing above them knows which one did. A request
+ * lives on one worker; every function here must be called on that worker.
+ * Slices returned here live in the request arena and stay valid until the
+ * request is finalised (after the log phase).
+ */
+#ifndef PT_PORTICO_REQ_H
+#define PT_PORTICO_REQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "portico/arena.h"
+#include "portico/headers.h"
+#include "portico/status.h"
+#include "portico/str.h"
+
+typedef struct pt_req pt_req_t;
+typedef struct pt_worker pt_worker_t;
+
+/* ---- the request as received ------------------------------------------- */
+
+/** Method token as sent ("GET"). */
+pt_str_t pt_req_method(const pt_req_t *req);
+/** Path, percent-decoding untouched, normalised (dot segments removed), without the query. */
+pt_str_t pt_req_path(const pt_req_t *req);
+/** Query string without the '?', or empty. */
+pt_str_t pt_req_query(const pt_req_t *req);
+/** Authority: HTTP/2 :authority, or the HTTP/1.1 Host header (without validation changes). */
+pt_str_t pt_req_authority(const pt_req_t *req);
+/** "http" or "https", as seen by the client. */
+pt_str_t pt_req_scheme(const pt_req_t *req);
+/** 10, 11 or 20. */
+int pt_req_http_version(const pt_req_t *req);
+/** Request headers, lowercase names; mutable by request-side filters. */
+pt_headers_t *pt_req_headers(pt_req_t *req);
+/** The client's address as text ("127.0.0.1" or "::1"). */
+pt_str_t pt_req_client_addr(const pt_req_t *req);
+/** The request id (kept from a valid client X-Request-Id, else generated). */
+pt_str_t pt_req_id(const pt_req_t *req);
+/** A route path parameter ("{id}" in a template route), or PT_STR_NULL. */
+pt_str_t pt_req_param(const pt_req_t *req, pt_str_t name);
+/** Request-lifetime memory. */
+pt_arena_t *pt_req_arena(pt_req_t *req);
+/** The worker running this request. */
+pt_worker_t *pt_req_worker(pt_req_t *req);
+
+/* ---- changes made by request-side filters ------------------------------ */
+
+/** Replaces the path forwarded upstream (copied). Returns 0 or PT_ERR_LIMIT. */
+int pt_req_set_path(pt_req_t *req, pt_str_t path);
+/** Replaces the authority forwarded upstream (copied). Returns 0 or PT_ERR_LIMIT. */
+int pt_req_set_authority(pt_req_t *req, pt_str_t authority);
+
+/* ---- the response ------------------------------------------------------ */
+
+/** Response headers; mutable until they are sent (response-header phase included). */
+pt_headers_t *pt_req_resp_headers(pt_req_t *req);
+/** Response status (0 until a response exists). */
+int pt_req_resp_status(const pt_req_t *req);
+/** Sets the response status (response-header phase). */
+void pt_req_set_resp_status(pt_req_t *req, int status);
+
+/**
+ * Makes a local reply with `status`, content type and body (copied). From a
+ * request-side filter, return PT_FILTER_RESPOND afterwards. The reply passes
+ * the response-side filters of the filters that already ran.
+ * Returns 0, or PT_ERR_LIMIT when the arena is full.
+ */
+int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t body);
+
+/**
+ * Records a failure: the chain answers with the JSON error body of `st`
+ * (`{"error":{"code":"...","message":"...","request_id":"..."}}`) unless a
+ * response was already started. `reason` is a static string that goes to the
+ * log only, never to the client.
+ */
+void pt_req_fail(pt_req_t *req, int st, const char *reason);
+
+/**
+ * Registers `cb(data)` to run if the client goes away (or the request is torn
+ * down) while asynchronous work is pending. Hooks run once, in reverse order.
+ * Returns 0 or PT_ERR_LIMIT.
+ */
+int pt_req_on_abort(pt_req_t *req, void (*cb)(void *data), void *data);
+
+/** True once the client went away. */
+bool pt_req_is_aborted(const pt_req_t *req);
+
+#endif /* PT_PORTICO_REQ_H */

@@ -1,0 +1,200 @@
+/*
+ * request.h -- the request object and its lifecycle (private to the gateway).
+ *
+ * Codecs (h1.c, h2.c) create requests and feed them; request.c runs the
+ * router, the filter chain (chain.c) and the route's handler; handlers answer
+ * through pt__resp_*; the codec writes what they produce.
+ *
+ *   codec                         request.c / chain.c             handler
+ *   pt__req_new()  ------------->
+ *   fill method/path/headers
+ *   pt__req_headers_done() ------> route, request-side filters --> start()
+ *   pt__req_body(data, end) -----> queue (backpressure) ---------> on_body() / pt__req_body_read()
+ *                 <-------------- response-side filters <-------- pt__resp_head(), pt__resp_body()
+ *   ops->send_head/send_body
+ *   pt__req_on_writable() -------------------------------------> on_writable()
+ *   pt__req_codec_done() / pt__req_abort()
+ *
+ * Lifetime: a request is held by the codec (until the response is written or
+ * the stream dies) and by the handler (from start() to
+ * pt__req_handler_done()). When both holds are gone the log phase runs and
+ * the arena is destroyed; nothing may touch the request after its last hold
+ * is released. Everything happens on the owning worker's thread.
+ */
+#ifndef PT_GATEWAY_REQUEST_H
+#define PT_GATEWAY_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "config.h"
+#include "router.h"
+#include "worker.h"
+#include "portico/filter.h"
+#include "portico/headers.h"
+#include "portico/req.h"
+
+struct evbuffer;
+
+/** What a codec implements for the requests it creates. */
+typedef struct pt_stream_ops {
+    /** Write the response head: req->resp_status, req->resp_headers. */
+    void (*send_head)(pt_req_t *req);
+    /** Queue `len` bytes of body (copied); `end` ends the response (with req->resp_trailers if any). */
+    void (*send_body)(pt_req_t *req, const void *data, size_t len, bool end);
+    /** Bytes queued for this request and not yet written to the socket. */
+    size_t (*out_pending)(pt_req_t *req);
+    /** The handler consumed `len` body bytes: reopen flow control / resume reading. */
+    void (*body_consumed)(pt_req_t *req, size_t len);
+    /** Send `100 Continue` now (HTTP/1.1 only; NULL elsewhere). */
+    void (*send_continue)(pt_req_t *req);
+} pt_stream_ops_t;
+
+enum {
+    PT_REQ_HOLD_CODEC = 1u << 0,
+    PT_REQ_HOLD_HANDLER = 1u << 1,
+};
+
+typedef struct pt_abort_hook {
+    void (*cb)(void *data);
+    void *data;
+    struct pt_abort_hook *next;
+} pt_abort_hook_t;
+
+struct pt_req {
+    pt_arena_t *arena;
+    pt_worker_t *worker;
+    pt_config_t *config;           /* the snapshot this request started with (reference held) */
+    const pt_stream_ops_t *ops;
+    void *stream;                  /* codec's per-request state */
+
+    /* request, filled by the codec before pt__req_headers_done() */
+    pt_str_t method, path, query, authority, scheme;
+    pt_str_t target;               /* raw request target as received (logs) */
+    int version;                   /* 10, 11, 20 */
+    pt_headers_t headers;
+    int64_t content_length;        /* -1 when unknown (chunked / h2 without content-length) */
+    bool expect_body;              /* a body follows (CL > 0, chunked, or h2 without END_STREAM) */
+    bool expect_continue;          /* HTTP/1.1 `Expect: 100-continue` */
+    pt_str_t client_addr;
+    bool is_tls;
+
+    /* derived by request.c */
+    pt_str_t request_id;
+    pt_route_result_t route;
+    uint32_t method_bit;
+
+    /* request body, queued between codec and handler */
+    struct evbuffer *body;         /* bytes received and not yet read by the handler */
+    uint64_t body_received;        /* total body bytes so far (bytes in) */
+    bool body_done;                /* the body ended (or there was none) */
+    bool continue_sent;
+
+    /* response */
+    int resp_status;
+    pt_headers_t resp_headers;
+    pt_headers_t resp_trailers;    /* sent with the end of the body when non-empty (h2, chunked h1) */
+    bool resp_started;             /* head passed to the codec */
+    bool resp_ended;
+    uint64_t bytes_out;            /* body bytes handed to the codec */
+    pt_str_t local_body;           /* body of a local reply */
+    pt_str_t local_type;
+
+    /* failure bookkeeping */
+    int fail_status;               /* pt_status of a failure, 0 if none */
+    const char *fail_reason;       /* static, log only */
+
+    /* chain state (chain.c) */
+    const pt_filter_t *const *chain;
+    size_t chain_cnt;
+    size_t chain_pos;              /* next request-side filter to run */
+    size_t chain_ran;              /* filters whose request side ran (response side unwinds these) */
+    void **filter_ctx;             /* per chain position, ctx_size bytes each (or NULL) */
+    bool chain_suspended;
+    bool in_chain;
+
+    /* handler */
+    void *handler_ctx;
+    bool handler_started;
+    bool want_writable;            /* the handler paused on output; call on_writable when drained */
+
+    /* lifetime */
+    unsigned holds;
+    bool aborted;
+    bool finalized;
+    pt_abort_hook_t *abort_hooks;
+
+    /* timing and upstream info for logs and metrics */
+    uint64_t start_ns;             /* monotonic */
+    int64_t start_wall_us;         /* wall clock, for the access log */
+    const char *upstream_addr;     /* endpoint URL of the last attempt, or NULL */
+    uint64_t upstream_ns;          /* time spent waiting for the upstream */
+    bool close_after;              /* codec: close the connection after this response */
+};
+
+/* ---- called by codecs --------------------------------------------------- */
+
+/**
+ * Creates a request on worker `w` with the worker's current config snapshot
+ * and the codec hold. Aborts on OOM; never NULL.
+ */
+pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream);
+
+/**
+ * The head is complete: validates and normalises the path, assigns the request
+ * id, routes, runs the request-side filters and starts the handler (or
+ * answers locally). May call ops->send_head/send_body before returning.
+ */
+void pt__req_headers_done(pt_req_t *req);
+
+/**
+ * Answers a request the codec refused (malformed, over a limit) with the JSON
+ * error of `st`, skipping routing and filters. The codec sets close_after as needed.
+ */
+void pt__req_reject(pt_req_t *req, int st, const char *reason);
+
+/** Body bytes arrived (copied into the queue); `end` marks the end of the body. */
+void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end);
+
+/** The codec's output for this request drained below its low watermark. */
+void pt__req_on_writable(pt_req_t *req);
+
+/** The response was fully written: the codec releases its hold (the request may be freed). */
+void pt__req_codec_done(pt_req_t *req);
+
+/**
+ * The client went away (connection closed, stream reset, timeout) before the
+ * exchange finished: runs the abort hooks, then releases the codec hold.
+ */
+void pt__req_abort(pt_req_t *req);
+
+/* ---- called by handlers ------------------------------------------------- */
+
+/**
+ * Reads up to `max` queued body bytes into `buf`, passing them through the
+ * request-body filters. Returns the number of bytes (0 when none are queued);
+ * *eof is set once the body has ended and everything was read.
+ */
+size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof);
+
+/** Starts the response with req->resp_status / resp_headers (response-header filters run). */
+void pt__resp_head(pt_req_t *req);
+
+/** Sends body bytes (response-body filters run); `end` ends the response. */
+void pt__resp_body(pt_req_t *req, const void *data, size_t len, bool end);
+
+/**
+ * True when the client side has more than limits.max_response_buffer queued:
+ * stop reading the upstream and set req->want_writable; on_writable follows.
+ */
+bool pt__resp_blocked(pt_req_t *req);
+
+/**
+ * Ends the exchange with a failure: a JSON error response if nothing was sent
+ * yet, else an abrupt end (no clean end-of-body) so the client sees truncation.
+ */
+void pt__resp_fail(pt_req_t *req, int st, const char *reason);
+
+/** The handler is finished with the request (releases the handler hold). */
+void pt__req_handler_done(pt_req_t *req);
+
+#endif /* PT_GATEWAY_REQUEST_H */

@@ -1,0 +1,83 @@
+/*
+ * call.h -- the one asynchronous upstream call primitive.
+ *
+ * Every handler reaches backends through pt_upcall_start(): proxying,
+ * transcoding, SOAP and aggregation (several calls and a join). A call runs
+ * on the calling worker's loop and completes there.
+ *
+ * Contract (libuv rule): pt_upcall_start() either returns an error and never
+ * calls a callback, or returns 0 and later calls on_done exactly once, unless
+ * pt_upcall_cancel() is called first, after which no callback runs at all.
+ * on_head is called at most once, before any on_data.
+ */
+#ifndef PT_GATEWAY_UPSTREAM_CALL_H
+#define PT_GATEWAY_UPSTREAM_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "../config.h"
+#include "../worker.h"
+#include "portico/headers.h"
+
+typedef struct pt_upcall pt_upcall_t;
+
+typedef struct pt_upcall_req {
+    const pt_cluster_t *cluster;
+    pt_str_t method;
+    pt_str_t path;                 /* path and query, as sent upstream ("/v1/x?y=1") */
+    pt_str_t authority;            /* Host to send (cluster->authority overrides when set) */
+    const pt_headers_t *headers;   /* final upstream headers; hop-by-hop already removed */
+    int64_t content_length;        /* -1: length unknown (chunked / streamed) */
+    bool has_body;
+    uint64_t timeout_ms;           /* whole exchange; 0 = cluster default */
+    bool idempotent;               /* may be retried after the request was sent */
+} pt_upcall_req_t;
+
+typedef struct pt_upcall_cbs {
+    /**
+     * Request body source: copy up to `max` bytes into `buf` and return how
+     * many; return 0 with *eof = true at the end; return 0 with *eof = false
+     * when nothing is available yet (then call pt_upcall_body_ready() later).
+     */
+    size_t (*read_body)(void *ud, char *buf, size_t max, bool *eof);
+    /** Response head. `h` is valid during the call only (copy what you keep). */
+    void (*on_head)(void *ud, int status, const pt_header_t *h, size_t cnt);
+    /**
+     * Response body bytes (valid during the call only). Return false to pause
+     * delivery; resume with pt_upcall_resume().
+     */
+    bool (*on_data)(void *ud, const char *data, size_t len);
+    /**
+     * The call ended: 0 (complete response), or PT_ERR_UPSTREAM (connection
+     * failed/reset, bad response), PT_ERR_UNAVAILABLE (no endpoint could be
+     * reached), PT_ERR_TIMEOUT. `reason` is static text for logs. Trailers, if
+     * the upstream sent any, are passed as `t` (valid during the call).
+     */
+    void (*on_done)(void *ud, int st, const char *reason, const pt_header_t *t, size_t tcnt);
+} pt_upcall_cbs_t;
+
+/**
+ * Starts a call on worker `w`. `r` and the slices it points to must stay valid
+ * until on_done (or cancel). Returns 0 and sets *out, or a negative PT_ERR_*.
+ */
+int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                    void *ud, pt_upcall_t **out);
+
+/** More request body is available (after read_body returned 0 without eof). */
+void pt_upcall_body_ready(pt_upcall_t *c);
+
+/** Resumes response delivery after on_data returned false. */
+void pt_upcall_resume(pt_upcall_t *c);
+
+/** Cancels the call; no callback runs afterwards. The connection is not reused. */
+void pt_upcall_cancel(pt_upcall_t *c);
+
+/** The endpoint URL of the current/last attempt ("http://127.0.0.1:9000"), or NULL. */
+const char *pt_upcall_endpoint(const pt_upcall_t *c);
+
+/** Per-worker setup and teardown of the upstream machinery (worker thread). */
+int pt_upstream_worker_init(pt_worker_t *w);
+void pt_upstream_worker_dispose(pt_worker_t *w);
+
+#endif /* PT_GATEWAY_UPSTREAM_CALL_H */

@@ -1,0 +1,147 @@
+/*
+ * test_core.c -- status table, arena, slices and header lists.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "portico/arena.h"
+#include "portico/headers.h"
+#include "portico/status.h"
+#include "portico/str.h"
+
+static void test_status_table(void **state)
+{
+    (void)state;
+    assert_int_equal(pt_status_http(PT_ERR_TIMEOUT), 504);
+    assert_int_equal(pt_status_grpc(PT_ERR_TIMEOUT), 4);
+    assert_string_equal(pt_status_name(PT_ERR_TIMEOUT), "TIMEOUT");
+    assert_string_equal(pt_status_name(PT_ERR_INVALID), "INVALID");
+    assert_string_equal(pt_strerror(PT_ERR_UPSTREAM), "upstream failed");
+    assert_int_equal(pt_status_http(PT_ERR_HEADERS_TOO_LARGE), 431);
+    assert_int_equal(pt_status_http(PT_ERR_NOMEM), 500);
+    assert_int_equal(pt_status_http(0), 200);
+    assert_int_equal(pt_status_http(-1), 500);
+    assert_string_equal(pt_strerror(12345), "unknown error");
+    assert_string_equal(pt_status_name(PT__STATUS_FIRST), "UNKNOWN");
+}
+
+static void cleanup_count(void *data)
+{
+    int *order = data;
+    order[0] = order[0] * 10 + order[1]++;
+}
+
+static void test_arena(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(0, 0);
+    /* alignment and growth */
+    for (int i = 1; i < 2000; i++) {
+        void *p = pt_arena_alloc(a, (size_t)i % 97 + 1);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 16, 0);
+        memset(p, 0xab, (size_t)i % 97 + 1);
+    }
+    /* oversized allocation gets its own chunk and stays usable */
+    char *big = pt_arena_alloc(a, 1 << 20);
+    assert_non_null(big);
+    memset(big, 1, 1 << 20);
+    char *z = pt_arena_zalloc(a, 64);
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(z[i], 0);
+    pt_str_t s = pt_arena_strdup(a, PT_STR("hello"));
+    assert_int_equal(s.len, 5);
+    assert_string_equal(s.base, "hello");
+    char *f = pt_arena_printf(a, "%s-%d", "x", 42);
+    assert_string_equal(f, "x-42");
+    /* cleanups run in LIFO order on reset */
+    int order[2] = {0, 1};
+    assert_int_equal(pt_arena_defer(a, cleanup_count, order), 0);
+    assert_int_equal(pt_arena_defer(a, cleanup_count, order), 0);
+    pt_arena_reset(a);
+    assert_int_equal(order[0], 12);
+    assert_int_equal(pt_arena_used(a), 0);
+    assert_non_null(pt_arena_alloc(a, 10));
+    pt_arena_destroy(a);
+    pt_arena_destroy(NULL);
+}
+
+static void test_arena_limit(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(256, 1000);
+    assert_non_null(pt_arena_alloc(a, 500));
+    assert_null(pt_arena_alloc(a, 600));
+    assert_null(pt_arena_alloc(a, SIZE_MAX));
+    assert_non_null(pt_arena_alloc(a, 470)); /* 512 + 480 of 1000 used */
+    assert_int_equal(pt_arena_defer(a, cleanup_count, NULL), PT_ERR_LIMIT);
+    pt_arena_destroy(a);
+}
+
+static void test_str(void **state)
+{
+    (void)state;
+    assert_true(pt_str_ieq(PT_STR("Content-Length"), PT_STR("content-length")));
+    assert_false(pt_str_ieq(PT_STR("abc"), PT_STR("abd")));
+    assert_true(pt_str_has_prefix(PT_STR("/api/x"), PT_STR("/api/")));
+    assert_true(pt_str_has_isuffix(PT_STR("www.EXAMPLE.com"), PT_STR(".example.com")));
+    pt_str_t t = pt_str_trim_ows(PT_STR(" \t v a \t"));
+    assert_int_equal(t.len, 3);
+    assert_memory_equal(t.base, "v a", 3);
+    unsigned long long v;
+    assert_int_equal(pt_str_to_u64(PT_STR("18446744073709551615"), ~0ull, &v), 0);
+    assert_true(v == ~0ull);
+    assert_int_equal(pt_str_to_u64(PT_STR("18446744073709551616"), ~0ull, &v), -1);
+    assert_int_equal(pt_str_to_u64(PT_STR("+5"), 100, &v), -1);
+    assert_int_equal(pt_str_to_u64(PT_STR(""), 100, &v), -1);
+    assert_int_equal(pt_str_to_u64(PT_STR("101"), 100, &v), -1);
+    assert_int_equal(pt_str_to_u64(PT_STR("100"), 100, &v), 0);
+}
+
+static void test_headers(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_headers_t h;
+    pt_headers_init(&h, a);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(pt_headers_add(&h, PT_STR("X-Many"), PT_STR("v")), 0);
+    assert_int_equal(pt_headers_count(&h, PT_STR("x-many")), 40);
+    assert_int_equal(pt_headers_add(&h, PT_STR("Connection"), PT_STR("keep-alive, Close ")), 0);
+    assert_true(pt_headers_has_token(&h, PT_STR("connection"), PT_STR("close")));
+    assert_false(pt_headers_has_token(&h, PT_STR("connection"), PT_STR("upgrade")));
+    assert_int_equal(pt_headers_remove(&h, PT_STR("X-MANY")), 40);
+    assert_int_equal(h.cnt, 1);
+    assert_int_equal(pt_headers_set(&h, PT_STR("X-Env"), PT_STR("a")), 0);
+    assert_int_equal(pt_headers_set(&h, PT_STR("x-env"), PT_STR("b")), 0);
+    assert_int_equal(pt_headers_count(&h, PT_STR("x-env")), 1);
+    pt_str_t v = pt_headers_get(&h, PT_STR("X-Env"));
+    assert_memory_equal(v.base, "b", 1);
+    assert_int_equal(pt_headers_rename(&h, PT_STR("x-env"), PT_STR("X-Environment")), 1);
+    assert_non_null(pt_headers_find(&h, PT_STR("x-environment")));
+    assert_null(pt_headers_get(&h, PT_STR("x-env")).base);
+    assert_true(pt_header_is_hop_by_hop(PT_STR("Transfer-Encoding")));
+    assert_false(pt_header_is_hop_by_hop(PT_STR("content-length")));
+    assert_true(pt_header_name_valid(PT_STR("x-ok"), false));
+    assert_false(pt_header_name_valid(PT_STR("x_no"), false));
+    assert_true(pt_header_name_valid(PT_STR("x_no"), true));
+    assert_false(pt_header_name_valid(PT_STR("bad name"), true));
+    assert_false(pt_header_name_valid(PT_STR(""), true));
+    assert_true(pt_header_value_valid(PT_STR("a\tb")));
+    assert_false(pt_header_value_valid(PT_STR("a\rb")));
+    assert_false(pt_header_value_valid((pt_str_t){"a\0b", 3}));
+    pt_arena_destroy(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_table), cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_arena_limit),  cmocka_unit_test(test_str),
+        cmocka_unit_test(test_headers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -60,4 +60,90 @@ int pt_pb_to_json(const pt_descpool_t *pool, const pt_msgdesc_t *m, const uint8_
 int pt_json_to_pb(const pt_descpool_t *pool, const pt_msgdesc_t *m, const char *json, size_t len,
                   const pt_json_opts_t *opts, pt_xbuf_t *out, pt_xerr_t *err);
 
+/* ======================= T2: JSON -> protobuf, extras ======================= */
+
+/**
+ * As pt_json_to_pb(), but reports every mapping problem it can, not just the
+ * first: unknown fields, values of the wrong JSON type or out of range, bad
+ * enum names, oneof conflicts and missing required fields are appended to
+ * `errs` (bounded by PT_XERRS_MAX; the rest are counted in errs->dropped) and
+ * the conversion carries on with the next value. Syntax errors, limits and
+ * NOMEM stop at once (one entry). `errs` is not cleared first. Returns 0 or
+ * the code of the first error; on error out->len is restored.
+ */
+int pt_json_to_pb_errs(const pt_descpool_t *pool, const pt_msgdesc_t *m, const char *json,
+                       size_t len, const pt_json_opts_t *opts, pt_xbuf_t *out, pt_xerrs_t *errs);
+
+/**
+ * One binding of a text value to a request field, for the HTTP binder (path
+ * variables and query parameters). All slices need not be NUL-terminated and
+ * are only read during the call.
+ *
+ *   path      dotted field path from the request message, each segment a proto
+ *             name or a json_name: "book_id", "filter.color", "updateTime".
+ *             Every segment but the last must be a singular message field.
+ *   map_key   for a map field ("labels[env]=prod": path "labels", map_key
+ *             "env"): the key text, converted per the map's key type ("true",
+ *             "-3", ...); NULL when the field is not a map.
+ *   value     the (already percent-decoded) text: converted exactly like a
+ *             JSON string of the field's type would be, so "RED" or "2" for an
+ *             enum, "12" / "1e2" / "-7" for integers (range-checked), "NaN" /
+ *             "1.5" for floats, "true" / "false" for bool, base64 for bytes,
+ *             raw text for string (must be valid UTF-8), RFC 3339 for a
+ *             Timestamp, "1.5s" for a Duration, "a.b,cD" for a FieldMask, the
+ *             wrapped scalar for a wrapper type; a google.protobuf.Value gets a
+ *             string_value. Other message types cannot be bound (error).
+ *
+ * A repeated field gets each binding's value appended in order; binding a
+ * singular field twice is an error ("given more than once"). Bindings are
+ * applied after the body, so a path variable overrides the same field in a
+ * `body: "*"` JSON body (protobuf merge semantics: scalars last-wins,
+ * messages merged, repeated appended, map keys last-wins).
+ */
+typedef struct pt_json_binding {
+    const char *path;
+    size_t path_len;
+    const char *map_key; /**< NULL unless the field is a map */
+    size_t map_key_len;
+    const char *value;
+    size_t value_len;
+} pt_json_binding_t;
+
+/** Most bindings one call accepts (more gives PT_XERR_LIMIT). */
+#define PT_JSON_MAX_BINDINGS 1024
+
+/**
+ * Builds one request message of type `m` from an optional JSON body and text
+ * bindings, appended to `out` as protobuf wire bytes.
+ *
+ *   body_field  NULL: the body (if any) is the whole message (`body: "*"`);
+ *               otherwise a top-level field of `m` (`body: "book"`): the body
+ *               is that field's JSON value (an object for a message field, an
+ *               array for a repeated field, a scalar/WKT form otherwise).
+ *   json, len   the body; json == NULL means no body.
+ *   b, n        the bindings (b may be NULL when n == 0).
+ *
+ * Every problem is reported, as in pt_json_to_pb_errs(), with paths: body
+ * errors relative to the message (prefixed by the body field name when
+ * body_field is set), binding errors with the binding's path as given
+ * ("filter.color: invalid value \"PURPLE\" for enum pkg.Color"), map keys as
+ * `labels["env"]`. Proto2 required fields may be satisfied by either source.
+ * `errs` may be NULL (then only the return code tells). Returns 0,
+ * PT_XERR_INVALID, PT_XERR_NOT_FOUND, PT_XERR_LIMIT or PT_XERR_NOMEM; on
+ * error out->len is restored.
+ */
+int pt_json_to_pb_bind(const pt_descpool_t *pool, const pt_msgdesc_t *m,
+                       const pt_fielddesc_t *body_field, const char *json, size_t len,
+                       const pt_json_binding_t *b, size_t n, const pt_json_opts_t *opts,
+                       pt_xbuf_t *out, pt_xerrs_t *errs);
+
+/**
+ * Resolves one segment of a field path (proto name or json_name) and tells
+ * whether a text binding can target that field: 1 yes (scalar, enum, or a
+ * message with a text form: Timestamp, Duration, FieldMask, wrappers, Value),
+ * 0 no. Handy for the HTTP binder to decide which query parameters to pass.
+ */
+int pt_json_field_bindable(const pt_fielddesc_t *f);
+/* ===================== end T2 ===================== */
+
 #endif /* PT_TRANSCODER_JSON_H */

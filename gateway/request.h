@@ -47,12 +47,26 @@ typedef struct pt_stream_ops {
     void (*body_consumed)(pt_req_t *req, size_t len);
     /** Send `100 Continue` now (HTTP/1.1 only; NULL elsewhere). */
     void (*send_continue)(pt_req_t *req);
+    /**
+     * End the response abnormally after its head was sent, so the client sees
+     * a truncated exchange, never a clean end (HTTP/1: close the connection
+     * without the last chunk; HTTP/2: RST_STREAM INTERNAL_ERROR). The codec then
+     * releases its hold as usual (pt__req_codec_done), possibly before returning.
+     */
+    void (*reset)(pt_req_t *req);
 } pt_stream_ops_t;
 
 enum {
     PT_REQ_HOLD_CODEC = 1u << 0,
     PT_REQ_HOLD_HANDLER = 1u << 1,
+    PT_REQ_HOLD_CHAIN = 1u << 2,   /* a filter suspended the chain */
 };
+
+/**
+ * Codecs stop reading a request body once this many bytes are queued and not
+ * yet read by the handler; ops->body_consumed() tells them to go on.
+ */
+#define PT_REQ_BODY_HIGH_WATER (256u * 1024u)
 
 typedef struct pt_abort_hook {
     void (*cb)(void *data);
@@ -91,7 +105,8 @@ struct pt_req {
 
     /* response */
     int resp_status;
-    pt_headers_t resp_headers;
+    pt_headers_t resp_headers;     /* never framing headers: content-length/transfer-encoding are the codec's */
+    int64_t resp_content_length;   /* body length when known (the codec frames with it), else -1 */
     pt_headers_t resp_trailers;    /* sent with the end of the body when non-empty (h2, chunked h1) */
     bool resp_started;             /* head passed to the codec */
     bool resp_ended;

@@ -1,0 +1,128 @@
+/*
+ * path.c -- request path normalisation (see path.h).
+ */
+#include <stdbool.h>
+#include <string.h>
+#include "path.h"
+#include "portico/status.h"
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool is_unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Characters allowed raw in a path (RFC 3986 pchar plus '/'), besides '%'. */
+static bool is_path_char(unsigned char c)
+{
+    return is_unreserved(c) || c == '/' || c == '!' || c == '$' || c == '&' || c == '\'' ||
+           c == '(' || c == ')' || c == '*' || c == '+' || c == ',' || c == ';' || c == '=' ||
+           c == ':' || c == '@';
+}
+
+int pt_path_normalize(pt_arena_t *a, pt_str_t in, bool allow_encoded_slash, pt_str_t *out,
+                      const char **why)
+{
+    if (in.len == 0 || in.base[0] != '/') {
+        *why = "path must start with '/'";
+        return PT_ERR_INVALID;
+    }
+    /* Fast path: plain paths with no '%' and no dot segment stay as they are. */
+    bool simple = true;
+    for (size_t i = 0; i < in.len; i++) {
+        unsigned char c = (unsigned char)in.base[i];
+        if (c == '%' || (c == '.' && in.base[i - 1] == '/')) {
+            simple = false;
+        } else if (!is_path_char(c)) {
+            *why = "invalid character in path";
+            return PT_ERR_INVALID;
+        }
+    }
+    if (simple) {
+        *out = in;
+        return 0;
+    }
+
+    /* Pass 1: decode unreserved escapes, uppercase the others, validate. */
+    char *buf = pt_arena_alloc(a, in.len + 1);
+    if (buf == NULL)
+        return PT_ERR_LIMIT;
+    size_t n = 0;
+    for (size_t i = 0; i < in.len; i++) {
+        unsigned char c = (unsigned char)in.base[i];
+        if (c != '%') {
+            buf[n++] = (char)c;
+            continue;
+        }
+        int hi = i + 2 < in.len ? hexval((unsigned char)in.base[i + 1]) : -1;
+        int lo = i + 2 < in.len ? hexval((unsigned char)in.base[i + 2]) : -1;
+        if (hi < 0 || lo < 0) {
+            *why = "malformed percent-encoding in path";
+            return PT_ERR_INVALID;
+        }
+        unsigned char d = (unsigned char)(hi * 16 + lo);
+        if (d == 0 || ((d == '/' || d == '\\') && !allow_encoded_slash)) {
+            *why = "encoded '/', '\\' or NUL in path";
+            return PT_ERR_INVALID;
+        }
+        if (is_unreserved(d)) {
+            buf[n++] = (char)d;
+        } else {
+            static const char hex[] = "0123456789ABCDEF";
+            buf[n++] = '%';
+            buf[n++] = hex[d >> 4];
+            buf[n++] = hex[d & 15];
+        }
+        i += 2;
+    }
+
+    /* Pass 2: remove dot segments in place (RFC 3986 §5.2.4, segment-wise). */
+    char *res = pt_arena_alloc(a, n + 1);
+    if (res == NULL)
+        return PT_ERR_LIMIT;
+    size_t r = 0, i = 0;
+    while (i < n) {
+        /* buf[i] == '/' here: find the segment [i+1, j) */
+        size_t j = i + 1;
+        while (j < n && buf[j] != '/')
+            j++;
+        size_t seglen = j - i - 1;
+        const char *seg = buf + i + 1;
+        bool last = j >= n;
+        if (seglen == 1 && seg[0] == '.') {
+            if (last)
+                res[r++] = '/';
+        } else if (seglen == 2 && seg[0] == '.' && seg[1] == '.') {
+            if (r == 0) {
+                *why = "path escapes the root with '..'";
+                return PT_ERR_INVALID;
+            }
+            while (r > 0 && res[r - 1] != '/')
+                r--;
+            if (r > 0)
+                r--; /* drop the '/' that started the removed segment */
+            if (last)
+                res[r++] = '/';
+        } else {
+            memcpy(res + r, buf + i, seglen + 1);
+            r += seglen + 1;
+        }
+        i = j;
+    }
+    if (r == 0)
+        res[r++] = '/';
+    res[r] = '\0';
+    *out = (pt_str_t){res, r};
+    return 0;
+}

@@ -50,7 +50,7 @@ int pt_xbuf_grow(pt_xbuf_t *b, size_t extra)
     if (extra > SIZE_MAX - b->len - 1)
         return PT_XERR_LIMIT;
     size_t need = b->len + extra;
-    if (b->limit != 0 && need > b->limit)
+    if (b->limit != 0 && (b->len > b->limit || need > b->limit))
         return PT_XERR_LIMIT;
     if (need <= b->cap)
         return 0;

@@ -66,7 +66,9 @@ int pt_xbuf_grow(pt_xbuf_t *b, size_t extra);
 /** Makes room for `extra` more bytes after `len`. Returns as pt_xbuf_grow(). */
 static inline int pt_xbuf_reserve(pt_xbuf_t *b, size_t extra)
 {
-    return b->cap - b->len >= extra ? 0 : pt_xbuf_grow(b, extra);
+    if (b->cap - b->len >= extra && (b->limit == 0 || extra <= b->limit - b->len))
+        return 0;
+    return pt_xbuf_grow(b, extra);
 }
 
 /** Appends `n` bytes. Returns as pt_xbuf_grow(). */

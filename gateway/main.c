@@ -145,7 +145,7 @@ int main(int argc, char **argv)
         event_base_free(app.base);
         return 1;
     }
-    if (config->has_admin && pt_admin_start(&app.server, app.base, config) != 0) {
+    if (pt_admin_start(&app.server, app.base, config) != 0) {
         app.server.draining = true;
         pt_server_drain_and_stop(&app.server, 0);
         pt_server_free(&app.server);

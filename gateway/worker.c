@@ -23,22 +23,9 @@
 #include <unistd.h>
 #include "conn.h"
 #include "listener.h"
+#include "metrics.h"
 #include "server.h"
 #include "upstream/call.h"
-
-/* ---- clocks ------------------------------------------------------------- */
-
-uint64_t pt_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t pt_now_ms(void)
-{
-    return pt_now_ns() / 1000000ull;
-}
 
 /* ---- private worker state ----------------------------------------------- */
 
@@ -320,6 +307,7 @@ static pt_worker_t *worker_new(unsigned id, pt_config_t *config)
     struct timeval one = {1, 0};
     event_add(p->gc_ev, &one);
     w->config = pt_config_ref(config);
+    w->metrics = pt_metrics_shard_new(); /* before any thread can read it */
     return w;
 }
 
@@ -341,6 +329,7 @@ static void worker_free(pt_worker_t *w)
     pthread_mutex_destroy(&p->lock);
     event_base_free(w->base);
     pt_config_unref(w->config);
+    pt_metrics_shard_free(w->metrics);
     free(p);
     free(w);
 }

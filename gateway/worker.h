@@ -29,6 +29,7 @@ struct pt_worker {
     void *upstream_http;          /* upstream/http.c per-worker state (curl multi, pools) */
     void *upstream_grpc;          /* upstream/grpc.c per-worker state */
     struct pt_metrics_shard *metrics;
+    void *observe;                /* observe.c per-worker state (access log, flush timer) */
     void *conns;                  /* list of live connections (listener.c) */
     unsigned conn_cnt;
     bool draining;

@@ -1,0 +1,171 @@
+/*
+ * admin.c -- the admin listener: /healthz, /ready, /metrics, /config.
+ *
+ * It runs on the main thread's loop with libevent's evhttp: a small,
+ * loopback-only control endpoint, separate from the data path (which never
+ * answers these paths: SECURITY-CASES H1-16).
+ */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "metrics.h"
+#include "observe.h"
+#include "worker.h"
+
+void pt__observe_globals(uint64_t *ok, uint64_t *failed);
+
+typedef struct admin {
+    struct evhttp *http;
+    struct event_base *base;
+    char *addr_text;
+} admin_t;
+
+static void reply(struct evhttp_request *r, int code, const char *ctype, const char *body,
+                  size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, body, len);
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", ctype);
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Cache-Control", "no-store");
+    evhttp_send_reply(r, code, code == 200 ? "OK" : code == 404 ? "Not Found" : "Error", b);
+    evbuffer_free(b);
+}
+
+static void reply_str(struct evhttp_request *r, int code, const char *ctype, const char *body)
+{
+    reply(r, code, ctype, body, strlen(body));
+}
+
+static void on_request(struct evhttp_request *r, void *arg)
+{
+    pt_server_t *s = arg;
+    const char *uri = evhttp_request_get_uri(r);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(r);
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        reply_str(r, 405, "application/json", "{\"error\":{\"code\":\"METHOD\"}}\n");
+        return;
+    }
+    size_t plen = strcspn(uri, "?");
+    if (plen == 8 && memcmp(uri, "/healthz", 8) == 0) {
+        reply_str(r, 200, "application/json", "{\"status\":\"ok\"}\n");
+    } else if (plen == 6 && memcmp(uri, "/ready", 6) == 0) {
+        if (s->ready && !s->draining)
+            reply_str(r, 200, "application/json", "{\"status\":\"ready\"}\n");
+        else
+            reply_str(r, 503, "application/json",
+                      s->draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"starting\"}\n");
+    } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (f == NULL) {
+            reply_str(r, 500, "application/json", "{\"error\":{\"code\":\"INTERNAL\"}}\n");
+            return;
+        }
+        pt_metrics_shard_t **shards = calloc(s->worker_cnt + 1, sizeof(*shards));
+        for (unsigned i = 0; i < s->worker_cnt; i++)
+            shards[i] = s->workers[i]->metrics;
+        pt_metrics_globals_t g = {0};
+        pt_config_t *c = s->current_config(s);
+        g.generation = c != NULL ? c->generation : 0;
+        pt_config_unref(c);
+        pt__observe_globals(&g.reloads_ok, &g.reloads_failed);
+        g.workers = s->worker_cnt;
+        pt_metrics_render(f, shards, s->worker_cnt, &g);
+        fclose(f);
+        free(shards);
+        reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        free(text);
+    } else if (plen == 7 && memcmp(uri, "/config", 7) == 0) {
+        pt_config_t *c = s->current_config(s);
+        const char *json = c != NULL && c->redacted_json != NULL ? c->redacted_json : "{}";
+        reply_str(r, 200, "application/json", json);
+        pt_config_unref(c);
+    } else {
+        reply_str(r, 404, "application/json",
+                  "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"unknown admin path\"}}\n");
+    }
+}
+
+static int bind_http(admin_t *a, pt_server_t *s, const pt_config_t *config)
+{
+    a->http = evhttp_new(a->base);
+    if (a->http == NULL)
+        return -1;
+    evhttp_set_max_headers_size(a->http, 16384);
+    evhttp_set_max_body_size(a->http, 0);
+    evhttp_set_timeout(a->http, 10);
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+    evhttp_set_gencb(a->http, on_request, s);
+    char host[64] = "127.0.0.1";
+    unsigned port = 0;
+    const char *t = config->admin_addr.text;
+    /* "host:port" or "[v6]:port" as validated by config.c */
+    const char *colon = strrchr(t, ':');
+    if (colon == NULL)
+        return -1;
+    size_t hl = (size_t)(colon - t);
+    if (hl > 0 && t[0] == '[' && t[hl - 1] == ']') {
+        t++;
+        hl -= 2;
+    }
+    if (hl >= sizeof(host))
+        return -1;
+    memcpy(host, t, hl);
+    host[hl] = '\0';
+    port = (unsigned)strtoul(colon + 1, NULL, 10);
+    if (evhttp_bind_socket(a->http, host, (ev_uint16_t)port) != 0) {
+        fprintf(stderr, "portico: admin: cannot listen on %s\n", config->admin_addr.text);
+        evhttp_free(a->http);
+        a->http = NULL;
+        return -1;
+    }
+    free(a->addr_text);
+    a->addr_text = strdup(config->admin_addr.text);
+    return 0;
+}
+
+int pt_admin_start(pt_server_t *s, struct event_base *base, const pt_config_t *config)
+{
+    admin_t *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        abort();
+    a->base = base;
+    s->admin = a;
+    if (!config->has_admin)
+        return 0;
+    return bind_http(a, s, config) == 0 ? 0 : PT_ERR_UNAVAILABLE;
+}
+
+int pt_admin_reconfigure(pt_server_t *s, const pt_config_t *config)
+{
+    admin_t *a = s->admin;
+    if (a == NULL)
+        return 0;
+    const char *want = config->has_admin ? config->admin_addr.text : NULL;
+    if ((want == NULL && a->http == NULL) ||
+        (want != NULL && a->addr_text != NULL && a->http != NULL && strcmp(want, a->addr_text) == 0))
+        return 0;
+    if (a->http != NULL)
+        evhttp_free(a->http);
+    a->http = NULL;
+    if (want == NULL)
+        return 0;
+    return bind_http(a, s, config) == 0 ? 0 : PT_ERR_UNAVAILABLE;
+}
+
+void pt_admin_stop(pt_server_t *s)
+{
+    admin_t *a = s->admin;
+    if (a == NULL)
+        return;
+    if (a->http != NULL)
+        evhttp_free(a->http);
+    free(a->addr_text);
+    free(a);
+    s->admin = NULL;
+}

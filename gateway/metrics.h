@@ -1,0 +1,78 @@
+/*
+ * metrics.h -- per-worker metric shards and the Prometheus rendering (private).
+ *
+ * A shard is written only by its worker. Each counter is a relaxed atomic
+ * that only its worker stores to, so a store is a plain write and the admin
+ * thread's summing read is race-free. Keyed series (per route, per cluster)
+ * live in fixed-size open-addressing tables: a slot's key is written before
+ * its `used` flag is published (release), and never changes afterwards, so
+ * readers need no lock. Series past the table size go to an "_other" series,
+ * which keeps cardinality bounded whatever the config or the traffic.
+ */
+#ifndef PT_GATEWAY_METRICS_H
+#define PT_GATEWAY_METRICS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define PT_METRICS_BUCKETS 15 /* latency buckets, the last is +Inf */
+#define PT_METRICS_NAME_MAX 64
+#define PT_METRICS_ROUTES 128  /* (route, status) series */
+#define PT_METRICS_HISTS 64    /* per-route latency histograms */
+#define PT_METRICS_UPERRS 64   /* (cluster, code) upstream error series */
+
+typedef struct pt_metrics_counter_slot {
+    atomic_bool used;
+    char name[PT_METRICS_NAME_MAX];
+    int code;                  /* HTTP status, or a PT_ERR_* for upstream errors */
+    atomic_uint_fast64_t count;
+} pt_metrics_counter_slot_t;
+
+typedef struct pt_metrics_hist_slot {
+    atomic_bool used;
+    char name[PT_METRICS_NAME_MAX];
+    atomic_uint_fast64_t buckets[PT_METRICS_BUCKETS]; /* non-cumulative */
+    atomic_uint_fast64_t sum_us;
+    atomic_uint_fast64_t count;
+    atomic_uint_fast64_t up_buckets[PT_METRICS_BUCKETS]; /* upstream wait time */
+    atomic_uint_fast64_t up_sum_us;
+    atomic_uint_fast64_t up_count;
+} pt_metrics_hist_slot_t;
+
+typedef struct pt_metrics_shard {
+    _Alignas(64) atomic_int_fast64_t conns_active;
+    atomic_uint_fast64_t conns_total;
+    atomic_uint_fast64_t bytes_in, bytes_out;
+    pt_metrics_counter_slot_t requests[PT_METRICS_ROUTES];
+    pt_metrics_hist_slot_t hists[PT_METRICS_HISTS];
+    pt_metrics_counter_slot_t uperrs[PT_METRICS_UPERRS];
+} pt_metrics_shard_t;
+
+/** Bucket upper bounds in microseconds (the last is +Inf, UINT64_MAX). */
+extern const uint64_t pt_metrics_bucket_us[PT_METRICS_BUCKETS];
+
+pt_metrics_shard_t *pt_metrics_shard_new(void);
+void pt_metrics_shard_free(pt_metrics_shard_t *s);
+
+/** Worker-side recording (only the owning worker calls these). */
+void pt_metrics_request(pt_metrics_shard_t *s, const char *route, int status, uint64_t dur_us,
+                        uint64_t upstream_us, bool has_upstream, uint64_t in, uint64_t out);
+void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int code);
+
+/** Process-wide values the renderer adds (config generation, reloads). */
+typedef struct pt_metrics_globals {
+    uint64_t generation;
+    uint64_t reloads_ok, reloads_failed;
+    unsigned workers;
+} pt_metrics_globals_t;
+
+/**
+ * Writes the Prometheus text exposition (format 0.0.4) of the sum of
+ * `shards` plus `g` to `out`. Any thread; reads shards without locks.
+ */
+void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
+                       const pt_metrics_globals_t *g);
+
+#endif /* PT_GATEWAY_METRICS_H */

@@ -1,0 +1,111 @@
+/*
+ * observe.c -- the glue between requests and metrics / access log
+ * (see observe.h).
+ */
+#include <event2/event.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include "accesslog.h"
+#include "metrics.h"
+#include "observe.h"
+#include "request.h"
+
+typedef struct obs_worker {
+    pt_accesslog_t *log;
+    struct event *flush_ev;
+} obs_worker_t;
+
+/* Reload counters are process-wide and touched only by the main thread's
+ * reload path and the admin renderer (also the main thread). */
+static atomic_uint_fast64_t reloads_ok, reloads_failed;
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    obs_worker_t *o = arg;
+    pt_accesslog_flush(o->log);
+}
+
+int pt_observe_worker_init(pt_worker_t *w)
+{
+    obs_worker_t *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        abort();
+    if (w->metrics == NULL)
+        w->metrics = pt_metrics_shard_new();
+    o->log = pt_accesslog_new();
+    o->flush_ev = event_new(w->base, -1, EV_PERSIST, on_flush, o);
+    struct timeval tv = {0, 100000};
+    event_add(o->flush_ev, &tv);
+    w->observe = o;
+    return 0;
+}
+
+void pt_observe_worker_dispose(pt_worker_t *w)
+{
+    obs_worker_t *o = w->observe;
+    if (o != NULL) {
+        event_free(o->flush_ev);
+        pt_accesslog_free(o->log);
+        free(o);
+        w->observe = NULL;
+    }
+    /* The shard stays until the worker is freed: the admin may still sum it. */
+}
+
+void pt_observe_request(pt_req_t *req)
+{
+    pt_worker_t *w = req->worker;
+    if (w == NULL)
+        return;
+    if (w->metrics != NULL) {
+        const char *route = req->route.route != NULL ? req->route.route->name : "_none";
+        uint64_t dur_us = (pt_now_ns() - req->start_ns) / 1000;
+        pt_metrics_request(w->metrics, route, req->resp_status, dur_us, req->upstream_ns / 1000,
+                           req->upstream_addr != NULL, req->body_received, req->bytes_out);
+    }
+    obs_worker_t *o = w->observe;
+    if (o != NULL)
+        pt_accesslog_write(o->log, req);
+}
+
+void pt_observe_conn_open(pt_worker_t *w)
+{
+    pt_metrics_shard_t *s = w->metrics;
+    if (s == NULL)
+        return;
+    atomic_store_explicit(&s->conns_active,
+                          atomic_load_explicit(&s->conns_active, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->conns_total,
+                          atomic_load_explicit(&s->conns_total, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+void pt_observe_conn_close(pt_worker_t *w)
+{
+    pt_metrics_shard_t *s = w->metrics;
+    if (s == NULL)
+        return;
+    atomic_store_explicit(&s->conns_active,
+                          atomic_load_explicit(&s->conns_active, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+}
+
+void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int status)
+{
+    if (w->metrics != NULL && cluster != NULL)
+        pt_metrics_upstream_error(w->metrics, cluster->name, status);
+}
+
+void pt_observe_reload(bool ok)
+{
+    atomic_fetch_add(ok ? &reloads_ok : &reloads_failed, 1);
+}
+
+void pt__observe_globals(uint64_t *ok, uint64_t *failed)
+{
+    *ok = atomic_load(&reloads_ok);
+    *failed = atomic_load(&reloads_failed);
+}

@@ -1,0 +1,152 @@
+/*
+ * test_observe.c -- Prometheus rendering of metric shards and access-log lines.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "accesslog.h"
+#include "metrics.h"
+#include "request.h"
+
+static char *render(pt_metrics_shard_t **shards, unsigned n)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    pt_metrics_globals_t g = {7, 2, 1, n};
+    pt_metrics_render(f, shards, n, &g);
+    fclose(f);
+    return text;
+}
+
+static void test_metrics_sum_and_buckets(void **state)
+{
+    (void)state;
+    pt_metrics_shard_t *s[2] = {pt_metrics_shard_new(), pt_metrics_shard_new()};
+    pt_metrics_request(s[0], "api", 200, 300, 200, true, 10, 20);     /* 0.3 ms */
+    pt_metrics_request(s[0], "api", 200, 3000, 0, false, 0, 5);       /* 3 ms */
+    pt_metrics_request(s[1], "api", 200, 20000000, 0, false, 0, 0);   /* 20 s: +Inf */
+    pt_metrics_request(s[1], "api", 502, 1000, 900, true, 0, 0);      /* 1 ms */
+    pt_metrics_request(s[1], "we\"ird\\\n", 404, 1, 0, false, 0, 0);
+    pt_metrics_upstream_error(s[1], "web", PT_ERR_TIMEOUT);
+    char *t = render(s, 2);
+    assert_non_null(strstr(t, "portico_requests_total{route=\"api\",code=\"200\"} 3\n"));
+    assert_non_null(strstr(t, "portico_requests_total{route=\"api\",code=\"502\"} 1\n"));
+    assert_non_null(strstr(t, "route=\"we\\\"ird\\\\\\n\",code=\"404\"} 1\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_bucket{route=\"api\",le=\"0.0005\"} 1\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_bucket{route=\"api\",le=\"0.001\"} 2\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 3\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_bucket{route=\"api\",le=\"10\"} 3\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_bucket{route=\"api\",le=\"+Inf\"} 4\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_count{route=\"api\"} 4\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_sum{route=\"api\"} 20.004300\n"));
+    assert_non_null(strstr(t, "portico_upstream_duration_seconds_count{route=\"api\"} 2\n"));
+    assert_non_null(strstr(t, "portico_upstream_errors_total{cluster=\"web\",error=\"TIMEOUT\"} 1\n"));
+    assert_non_null(strstr(t, "portico_request_bytes_total 10\n"));
+    assert_non_null(strstr(t, "portico_response_bytes_total 25\n"));
+    assert_non_null(strstr(t, "portico_config_generation 7\n"));
+    assert_non_null(strstr(t, "portico_config_reloads_total{result=\"failed\"} 1\n"));
+    free(t);
+    pt_metrics_shard_free(s[0]);
+    pt_metrics_shard_free(s[1]);
+}
+
+static void test_metrics_cardinality_bounded(void **state)
+{
+    (void)state;
+    pt_metrics_shard_t *s = pt_metrics_shard_new();
+    char name[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "r%d", i);
+        pt_metrics_request(s, name, 200 + i % 7, 10, 0, false, 0, 0);
+    }
+    char *t = render(&s, 1);
+    size_t series = 0;
+    for (char *p = t; (p = strstr(p, "portico_requests_total{")) != NULL; p++)
+        series++;
+    assert_true(series <= PT_METRICS_ROUTES);
+    assert_non_null(strstr(t, "route=\"_other\""));
+    free(t);
+    pt_metrics_shard_free(s);
+}
+
+static void test_accesslog_line(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_config_t cfg = {0};
+    pt_route_t route = {.name = "books"};
+    pt_req_t req = {0};
+    req.arena = a;
+    req.config = &cfg;
+    req.method = PT_STR("GET");
+    req.path = (pt_str_t){"/a\"b\x01\xff\xc3\xa9", 9};
+    req.query = PT_STR("x=1");
+    req.version = 20;
+    req.client_addr = PT_STR("127.0.0.1");
+    req.request_id = PT_STR("abc-123");
+    req.resp_status = 201;
+    req.body_received = 5;
+    req.bytes_out = 7;
+    req.start_ns = pt_now_ns();
+    req.start_wall_us = 1700000000123456;
+    req.route.route = &route;
+    req.upstream_addr = "http://127.0.0.1:9000";
+    req.upstream_ns = 1500000;
+    req.fail_status = PT_ERR_UPSTREAM;
+    req.fail_reason = "connection reset";
+    pt_headers_init(&req.headers, a);
+    pt_headers_add(&req.headers, PT_STR("user-agent"), PT_STR("curl/7.88"));
+    char buf[2048];
+    size_t len = 0;
+    assert_int_equal(pt_accesslog_format(&req, buf, sizeof(buf), &len), 0);
+    assert_true(len > 0 && buf[len - 1] == '\n');
+    buf[len] = '\0';
+    json_object *o = json_tokener_parse(buf);
+    assert_non_null(o);
+    json_object *v;
+    assert_true(json_object_object_get_ex(o, "time", &v));
+    assert_string_equal(json_object_get_string(v), "2023-11-14T22:13:20.123Z");
+    assert_true(json_object_object_get_ex(o, "path", &v));
+    assert_string_equal(json_object_get_string(v), "/a\"b\x01\xc3\xbf\xc3\xa9");
+    assert_true(json_object_object_get_ex(o, "protocol", &v));
+    assert_string_equal(json_object_get_string(v), "HTTP/2");
+    assert_true(json_object_object_get_ex(o, "status", &v));
+    assert_int_equal(json_object_get_int(v), 201);
+    assert_true(json_object_object_get_ex(o, "bytes_in", &v));
+    assert_int_equal(json_object_get_int(v), 5);
+    assert_true(json_object_object_get_ex(o, "bytes_out", &v));
+    assert_int_equal(json_object_get_int(v), 7);
+    assert_true(json_object_object_get_ex(o, "route", &v));
+    assert_string_equal(json_object_get_string(v), "books");
+    assert_true(json_object_object_get_ex(o, "upstream", &v));
+    assert_string_equal(json_object_get_string(v), "http://127.0.0.1:9000");
+    assert_true(json_object_object_get_ex(o, "upstream_ms", &v));
+    assert_true(json_object_get_double(v) > 1.49 && json_object_get_double(v) < 1.51);
+    assert_true(json_object_object_get_ex(o, "error", &v));
+    assert_string_equal(json_object_get_string(v), "UPSTREAM");
+    assert_true(json_object_object_get_ex(o, "id", &v));
+    assert_string_equal(json_object_get_string(v), "abc-123");
+    json_object_put(o);
+    /* a line that does not fit leaves the buffer untouched */
+    size_t small = 0;
+    assert_int_equal(pt_accesslog_format(&req, buf, 40, &small), -1);
+    assert_int_equal(small, 0);
+    pt_arena_destroy(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metrics_sum_and_buckets),
+        cmocka_unit_test(test_metrics_cardinality_bounded),
+        cmocka_unit_test(test_accesslog_line),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

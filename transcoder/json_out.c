@@ -781,29 +781,26 @@ static int emit_fields(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool sin
         if (f->label == PT_LABEL_REPEATED) {
             if (head == 0 && !c->emit_defaults)
                 continue;
-            if ((rc = put_key(c, f, comma)) != 0)
-                break;
-            if (head == 0)
-                rc = put(c, f->is_map ? "{}" : "[]", 2);
-            else
-                rc = f->is_map ? emit_map(c, f, head - 1) : emit_array(c, f, head - 1);
+            if ((rc = put_key(c, f, comma)) == 0) {
+                if (head == 0)
+                    rc = put(c, f->is_map ? "{}" : "[]", 2);
+                else
+                    rc = f->is_map ? emit_map(c, f, head - 1) : emit_array(c, f, head - 1);
+            }
         } else if (head == 0) {
             if (!c->emit_defaults || f->has_presence)
                 continue;
-            if ((rc = put_key(c, f, comma)) != 0)
-                break;
-            rc = put_default(c, f);
+            if ((rc = put_key(c, f, comma)) == 0)
+                rc = put_default(c, f);
         } else if (f->type == PT_FT_MESSAGE || f->type == PT_FT_GROUP) {
-            if ((rc = put_key(c, f, comma)) != 0)
-                break;
-            rc = emit_message(c, f->message, head - 1, false);
+            if ((rc = put_key(c, f, comma)) == 0)
+                rc = emit_message(c, f->message, head - 1, false);
         } else {
             uint32_t last = c->words[ht + n + i] - 1;
             if (!f->has_presence && !c->emit_defaults && is_default(c, f, last))
                 continue;
-            if ((rc = put_key(c, f, comma)) != 0)
-                break;
-            rc = put_value(c, f, last);
+            if ((rc = put_key(c, f, comma)) == 0)
+                rc = put_value(c, f, last);
         }
         if (rc != 0)
             prepend_field(c, f);

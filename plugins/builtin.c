@@ -1,0 +1,18 @@
+/*
+ * builtin.c -- the table of filters compiled into Portico.
+ *
+ * Adding a built-in filter: write plugins/<name>.c defining
+ * `const pt_filter_def_t pt_filter_<name>`, list it here and in
+ * PT_CORE_SOURCES_PLUGINS. The order below means nothing at run time: the
+ * global chain is ordered by priority, a route's chain by its config.
+ */
+#include "filter_registry.h"
+
+extern const pt_filter_def_t pt_filter_headers;
+extern const pt_filter_def_t pt_filter_rewrite;
+
+const pt_filter_def_t *const pt_builtin_filters[] = {
+    &pt_filter_headers,
+    &pt_filter_rewrite,
+    NULL,
+};

@@ -1,0 +1,326 @@
+"""
+portico_test.py -- the integration-test harness.
+
+Starts the real build/bin/portico with a config written at test time, real
+upstream servers (an in-process threaded HTTP/1.1 echo server, or external
+ones), and drives them with real clients (curl, nghttp, h2load, raw sockets).
+Only 127.0.0.1, free ports, bounded waits; every process started is stopped.
+
+Environment: PORTICO_BIN (path of the binary; set by ctest), PORTICO_KEEP=1
+keeps the temp directory for debugging.
+"""
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("PORTICO_BIN", os.path.join(ROOT, "build", "bin", "portico"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s while starting" % proc.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d not listening after %.1fs" % (port, timeout))
+
+
+# ---- the echo upstream ------------------------------------------------------
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+    """Answers with a JSON description of the request it received.
+
+    Paths with special behaviour:
+      /status/NNN       answer with status NNN
+      /slow/MS          sleep MS milliseconds first
+      /big/N            N bytes of body (streamed in 16 KiB writes)
+      /chunked/N        N chunks of 'x' * 1000, chunked encoding
+      /truncate         promise Content-Length 1000, send 10 bytes, close
+      /headers          echo plus a few response headers (hop-by-hop included)
+    """
+    protocol_version = "HTTP/1.1"
+    server_version = "echo"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def _body(self):
+        te = self.headers.get("Transfer-Encoding", "")
+        if "chunked" in te.lower():
+            data = b""
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline(3)
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _handle(self):
+        body = self._body()
+        self.server.record(self, body)
+        path = self.path.split("?")[0]
+        parts = path.strip("/").split("/")
+        if parts[0] == "slow" and len(parts) > 1:
+            time.sleep(int(parts[1]) / 1000.0)
+        if parts[0] == "status" and len(parts) > 1:
+            code = int(parts[1])
+            payload = json.dumps({"status": code}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+            return
+        if parts[0] == "big" and len(parts) > 1:
+            n = int(parts[1])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = b"b" * 16384
+            while n > 0:
+                k = min(n, len(chunk))
+                self.wfile.write(chunk[:k])
+                n -= k
+            return
+        if parts[0] == "chunked" and len(parts) > 1:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(int(parts[1])):
+                self.wfile.write(b"3e8\r\n" + b"x" * 1000 + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if parts[0] == "truncate":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        payload = json.dumps({
+            "method": self.command,
+            "path": self.path,
+            "version": self.request_version,
+            "headers": [[k.lower(), v] for k, v in self.headers.items()],
+            "body": body.decode("latin-1"),
+            "body_len": len(body),
+            "port": self.server.server_address[1],
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        if parts[0] == "headers":
+            self.send_header("X-Upstream", "yes")
+            self.send_header("Keep-Alive", "timeout=5")
+            self.send_header("Set-Cookie", "a=1")
+            self.send_header("Set-Cookie", "b=2")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+class EchoServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port=0):
+        super().__init__(("127.0.0.1", port), EchoHandler)
+        self.port = self.server_address[1]
+        self.requests = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def get_request(self):
+        conn, addr = super().get_request()
+        with self._lock:
+            self.connections += 1
+        return conn, addr
+
+    def record(self, handler, body):
+        with self._lock:
+            self.requests.append({"method": handler.command, "path": handler.path,
+                                  "headers": {k.lower(): v for k, v in handler.headers.items()},
+                                  "body": body})
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+# ---- portico ------------------------------------------------------------------
+
+class Portico:
+    """A running portico process with its config in a temp dir."""
+
+    def __init__(self, config_text, workers=1, extra_files=None, args=None):
+        self.dir = tempfile.mkdtemp(prefix="portico-test-")
+        self.config_path = os.path.join(self.dir, "portico.yaml")
+        for name, content in (extra_files or {}).items():
+            with open(os.path.join(self.dir, name), "wb") as f:
+                f.write(content if isinstance(content, bytes) else content.encode())
+        self.write_config(config_text)
+        self.log_path = os.path.join(self.dir, "portico.log")
+        self.log = open(self.log_path, "wb")
+        cmd = [BIN, "-c", self.config_path, "-w", str(workers)] + (args or [])
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.dir)
+
+    def write_config(self, text):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.config_path)
+
+    def wait_ready(self, port, timeout=10.0):
+        wait_port(port, timeout, self.proc)
+        return self
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout=20.0):
+        """SIGTERM, wait for a clean exit; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        if not os.environ.get("PORTICO_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
+
+
+def curl(*args, timeout=20):
+    """Runs curl; returns (status, headers dict (lowercase, last wins), body bytes, stderr)."""
+    hdr = tempfile.NamedTemporaryFile(delete=False)
+    hdr.close()
+    try:
+        p = subprocess.run(["curl", "-sS", "--max-time", str(timeout), "-D", hdr.name,
+                            "-o", "-"] + list(args), capture_output=True, timeout=timeout + 5)
+        with open(hdr.name, "rb") as f:
+            raw = f.read().decode("latin-1")
+    finally:
+        os.unlink(hdr.name)
+    status, headers = 0, {}
+    for line in raw.split("\r\n"):
+        if line.startswith("HTTP/"):
+            parts = line.split(" ")
+            status = int(parts[1])
+            headers = {}
+        elif ":" in line:
+            k, v = line.split(":", 1)
+            headers.setdefault(k.strip().lower(), [])
+            headers[k.strip().lower()].append(v.strip())
+    return status, {k: v[-1] if len(v) == 1 else v for k, v in headers.items()}, p.stdout, \
+        p.stderr.decode()
+
+
+def raw_request(port, data, timeout=5.0, read_all=True):
+    """Sends raw bytes, returns everything read until close or timeout."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not read_all and b"\r\n\r\n" in out:
+                break
+        return out
+
+
+def make_cert(directory, name="server"):
+    """A self-signed certificate for 127.0.0.1/localhost made with the openssl CLI."""
+    crt = os.path.join(directory, name + ".pem")
+    key = os.path.join(directory, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", crt, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+class PorticoTestCase(unittest.TestCase):
+    """Base class: self.start(config) starts portico, stopped (and checked) at teardown."""
+
+    def setUp(self):
+        self._procs = []
+        self._echos = []
+
+    def echo(self):
+        e = EchoServer()
+        self._echos.append(e)
+        return e
+
+    def start(self, config, port, workers=1, **kw):
+        p = Portico(config, workers=workers, **kw)
+        self._procs.append(p)
+        try:
+            p.wait_ready(port)
+        except Exception:
+            print(p.output())
+            raise
+        return p
+
+    def tearDown(self):
+        for p in self._procs:
+            if p.proc.poll() is None:
+                code = p.stop()
+                if code != 0:
+                    print(p.output())
+                self.assertEqual(code, 0, "portico did not exit cleanly")
+            else:
+                p.stop()
+        for e in self._echos:
+            e.stop()

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# make bench: the proxy benchmark (wrk HTTP/1.1 and h2load h2c against the
+# upstream directly, Portico, and nginx, side by side), then the transcoder
+# benchmark when it is built. Prints tables with ratios.
+set -euo pipefail
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+/usr/bin/python3 "$ROOT/bench/proxy_bench.py" --build "$ROOT/$BUILD" ${BENCH_ARGS:-}
+if [ -x "$ROOT/bench/transcoder.sh" ]; then
+  bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
+fi

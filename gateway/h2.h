@@ -24,6 +24,7 @@
 #ifndef PT_GATEWAY_H2_H
 #define PT_GATEWAY_H2_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "portico/req.h"
@@ -45,13 +46,20 @@ void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
 
 /**
  * Upgrades `conn` from HTTP/1.1 (`Upgrade: h2c`). `req` is the fully parsed
- * Upgrade request (head and body complete, pt__req_headers_done() NOT yet
- * called; the h1 codec's hold is handed over to the h2 codec) and
+ * Upgrade request, which must have no body (no Content-Length > 0, no
+ * Transfer-Encoding: a request with a body is refused with PT_ERR_INVALID and
+ * should be served over HTTP/1.1), pt__req_headers_done() NOT yet called; on
+ * success the h1 codec's hold is handed over to the h2 codec (req->ops and
+ * req->stream are replaced) and
  * `http2_settings_b64` the value of its HTTP2-Settings header (base64url,
  * possibly unpadded). The h2 codec writes `HTTP/1.1 101 Switching Protocols`,
  * the server preface, and then serves `req` as stream 1 (its response goes
  * out as HTTP/2). Bytes the client sends afterwards must start with the
- * client preface, as RFC 9113 §3.2 requires.
+ * client preface, as RFC 9113 §3.2 requires; the h1 codec must leave any bytes
+ * that follow the Upgrade request in the bufferevent's input buffer (they are
+ * processed before this returns). The h1 codec must have freed its own state
+ * and must not touch `conn` again on success (the h2 codec may even have
+ * closed it already).
  *
  * Returns 0 when the connection now belongs to the h2 codec, or a negative
  * PT_ERR_* (PT_ERR_INVALID for a bad HTTP2-Settings value) with nothing sent

@@ -40,4 +40,12 @@ void pt_server_free(pt_server_t *s);
 /** The current snapshot, with a new reference (thread-safe). */
 pt_config_t *pt_server_config(pt_server_t *s);
 
+/**
+ * A worker with its loop, filter state, upstream and observe state, but no
+ * thread: the caller runs w->base itself (unit tests and the loopback seam).
+ * Takes a reference to `config`.
+ */
+pt_worker_t *pt__worker_new_detached(pt_config_t *config);
+void pt__worker_free_detached(pt_worker_t *w);
+
 #endif /* PT_GATEWAY_SERVER_H */

@@ -436,3 +436,25 @@ void pt_server_free(pt_server_t *s)
     s->worker_cnt = 0;
     set_current(NULL);
 }
+
+/* ---- workers without a thread (tests, the loopback seam) ----------------- */
+
+pt_worker_t *pt__worker_new_detached(pt_config_t *config)
+{
+    pt_worker_t *w = worker_new(0, config);
+    self = w;
+    state_set_add(w, config);
+    pt_upstream_worker_init(w);
+    pt_observe_worker_init(w);
+    return w;
+}
+
+void pt__worker_free_detached(pt_worker_t *w)
+{
+    pt_upstream_worker_dispose(w);
+    pt_observe_worker_dispose(w);
+    state_gc(w, true);
+    if (self == w)
+        self = NULL;
+    worker_free(w);
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* ALPN protocol lists in wire format (length-prefixed). */
 static const unsigned char alpn_h2_h1[] = "\x02h2\x08http/1.1";
@@ -71,7 +72,10 @@ void *pt_tls_ctx_new(const char *cert_path, const char *key_path, int offer_h2, 
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
-        set_err(errbuf, errlen, "cannot load private key", key_path);
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            set_err(errbuf, errlen, "private key does not match certificate", cert_path);
+        else
+            set_err(errbuf, errlen, "cannot load private key", key_path);
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -35,7 +35,7 @@
 #include "portico/transcoder/alloc.h"
 
 /** Hard cap on nesting, whatever max_depth the caller asks for. */
-#define PT_JLEX_DEPTH_CAP 1024
+#define PT_JLEX_DEPTH_CAP 2048
 
 typedef enum pt_jtok_type {
     PT_JTOK_ERROR = 0, /**< see lx->err_msg / err_pos / err_code */
@@ -130,6 +130,36 @@ static inline void pt_jlex_nocheck(pt_jlex_t *lx)
  * scalars. Returns 0 or -1 on a lexical error (details in lx).
  */
 int pt_jlex_skip(pt_jlex_t *lx, const pt_jtok_t *first);
+
+/**
+ * A saved cursor position for looking ahead inside the current value: save,
+ * read on (with the key set detached, so look-ahead keys are not recorded),
+ * restore. Only valid while the lexer stays inside the container that was
+ * open when the mark was taken.
+ */
+typedef struct pt_jlex_mark {
+    const char *p;
+    uint32_t depth;
+    uint8_t state;
+    pt_jkeyset_t *keys;
+} pt_jlex_mark_t;
+
+static inline void pt_jlex_save(pt_jlex_t *lx, pt_jlex_mark_t *m)
+{
+    m->p = lx->p;
+    m->depth = lx->depth;
+    m->state = lx->state;
+    m->keys = lx->keys;
+    lx->keys = NULL;
+}
+
+static inline void pt_jlex_restore(pt_jlex_t *lx, const pt_jlex_mark_t *m)
+{
+    lx->p = m->p;
+    lx->depth = m->depth;
+    lx->state = m->state;
+    lx->keys = m->keys;
+}
 
 /** Byte offset of the cursor. */
 static inline size_t pt_jlex_pos(const pt_jlex_t *lx) { return (size_t)(lx->p - lx->begin); }

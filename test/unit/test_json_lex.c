@@ -135,9 +135,9 @@ static void test_depth_bomb(void **state)
     memset(s + 10, ']', 10);
     assert_int_equal(lex_all_n(s, 20, true, 10, NULL), 0);
     assert_int_equal(lex_all_n(s, 20, true, 9, NULL), PT_XERR_LIMIT);
-    memset(s, '[', 2000);
-    memset(s + 2000, ']', 2000);
-    assert_int_equal(lex_all_n(s, 4000, true, 100000, &lx), PT_XERR_LIMIT);
+    memset(s, '[', 3000);
+    memset(s + 3000, ']', 3000);
+    assert_int_equal(lex_all_n(s, 6000, true, 100000, &lx), PT_XERR_LIMIT);
     assert_int_equal(lx.err_pos, PT_JLEX_DEPTH_CAP);
     memset(s, '[', 1000);
     memset(s + 1000, ']', 1000);

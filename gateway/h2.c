@@ -88,6 +88,7 @@ typedef struct h2_stream {
     bool app_reset;            /* request.c asked for RST_STREAM (truncation) */
     bool client_reset;         /* the peer sent RST_STREAM */
     bool notify_writable;      /* output drained: tell the handler after this flush */
+    bool glitched;             /* already counted as a glitch */
     struct h2_stream *prev, *next;
 } h2_stream_t;
 
@@ -124,7 +125,9 @@ struct h2_conn {
     bool read_paused;
     bool dispatch_pending;
     bool in_flush;
-    bool attached;              /* conn->codec is us and the bufferevent calls us */
+    bool attached;
+    bool terminating;
+    uint32_t rx_to_hdr;         /* input bytes before the next frame header (client magic first) */           /* GOAWAY ending the session is queued: start nothing new */              /* conn->codec is us and the bufferevent calls us */
 
     unsigned depth;             /* enter()/leave() nesting */
     bool close_pending;         /* close at the outermost leave() */
@@ -233,6 +236,34 @@ static void stream_release(h2_stream_t *s)
         pt__req_abort(req);
 }
 
+/* The timeout that currently applies to a stream (0: none), and whether its
+ * expiry ends the whole connection. */
+static uint64_t stream_limit(const h2_conn_t *c, const h2_stream_t *s, bool *conn_wide)
+{
+    *conn_wide = false;
+    if (s->req == NULL || s->app_reset)
+        return 0;
+    if (!s->dispatched && !s->dispatch) {
+        *conn_wide = true; /* a head still arriving (CONTINUATIONs trickling) blocks everything */
+        return c->header_ms;
+    }
+    if (!s->req->body_done && s->recv_total == s->consumed_total)
+        return c->body_ms; /* the client has window and sends nothing */
+    if (evbuffer_get_length(s->out) != 0)
+        return c->send_ms; /* the client does not open its window for our data */
+    if (!s->resp_complete)
+        return c->stream_idle_ms;
+    return 0;
+}
+
+static void arm_stream(h2_conn_t *c, const h2_stream_t *s)
+{
+    bool conn_wide;
+    uint64_t limit = stream_limit(c, s, &conn_wide);
+    if (limit != 0)
+        arm_at(c, s->last_ms + limit);
+}
+
 static h2_stream_t *stream_of(h2_conn_t *c, int32_t id)
 {
     return nghttp2_session_get_stream_user_data(c->ng, id);
@@ -315,6 +346,7 @@ static bool leave(h2_conn_t *c)
 /* Tears the session down with a GOAWAY(code) once it is written. */
 static void terminate(h2_conn_t *c, uint32_t code)
 {
+    c->terminating = true;
     if (c->ng != NULL)
         nghttp2_session_terminate_session(c->ng, code);
     schedule_flush(c);
@@ -447,6 +479,8 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
         oom();
     if (end)
         s->out_end = true;
+    if (len != 0 && s->c->send_ms != 0)
+        arm_at(s->c, now_ms() + s->c->send_ms);
     if (s->submitted && s->deferred) {
         s->deferred = false;
         nghttp2_session_resume_data(s->c->ng, s->id);
@@ -586,8 +620,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     req->client_addr = pt_arena_strdup(req->arena, c->conn->client_addr); /* outlives conn */
     req->is_tls = c->conn->is_tls;
     req->scheme = c->conn->is_tls ? PT_STR("https") : PT_STR("http");
-    if (c->header_ms != 0)
-        arm_at(c, s->last_ms + c->header_ms);
+    arm_stream(c, s);
     if (c->max_requests != 0 && c->requests >= c->max_requests)
         drain_begin(c); /* this one is served; the client moves to a new connection */
     return 0;
@@ -687,8 +720,13 @@ static int on_invalid_header(nghttp2_session *ng, const nghttp2_frame *frame, co
     (void)value;
     (void)valuelen;
     (void)flags;
-    (void)frame;
-    glitch(user_data);
+    h2_conn_t *c = user_data;
+    h2_stream_t *s = stream_of(c, frame->hd.stream_id);
+    if (s == NULL || !s->glitched) {
+        if (s != NULL)
+            s->glitched = true;
+        glitch(c);
+    }
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
@@ -696,9 +734,14 @@ static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *frame, int
                             void *user_data)
 {
     (void)ng;
-    (void)frame;
     (void)lib_error;
-    glitch(user_data);
+    h2_conn_t *c = user_data;
+    h2_stream_t *s = frame->hd.stream_id != 0 ? stream_of(c, frame->hd.stream_id) : NULL;
+    if (s == NULL || !s->glitched) {
+        if (s != NULL)
+            s->glitched = true;
+        glitch(c);
+    }
     return 0;
 }
 
@@ -904,7 +947,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
  * the client already reset them (Rapid Reset costs us nothing then). */
 static void dispatch(h2_conn_t *c)
 {
-    if (!c->dispatch_pending)
+    if (!c->dispatch_pending || c->terminating)
         return;
     c->dispatch_pending = false;
     for (h2_stream_t *s = c->head, *next; s != NULL; s = next) {
@@ -920,6 +963,7 @@ static void dispatch(h2_conn_t *c)
             s->end_pending = false;
             pt__req_body(req, NULL, 0, true);
         }
+        arm_stream(c, s);
         /* Streams can be freed by what the request does next (a local reply
          * never closes a stream synchronously, but stay safe): re-read `next`
          * is not needed because stream closes only happen in nghttp2 calls. */
@@ -976,7 +1020,11 @@ static void flush(h2_conn_t *c)
             break;
     }
     c->in_flush = false;
-    if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng)) {
+    /* nghttp2 considers itself done once a GOAWAY went out and no stream is
+     * open, the shutdown notice included; but during drain phase 1 requests
+     * may still be on their way to us, so wait for the final GOAWAY. */
+    if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng) &&
+        c->drain_phase != 1) {
         finish(c);
         return;
     }
@@ -1003,9 +1051,32 @@ static void feed(h2_conn_t *c, const uint8_t *data, size_t len)
             close_now(c);
         else
             terminate(c, NGHTTP2_PROTOCOL_ERROR);
-        return;
     }
-    dispatch(c);
+}
+
+/* How many of the `len` bytes at `p` may go to nghttp2 now without cutting a
+ * 9-byte frame header in two; the rest waits for more bytes. Debian's 1.52
+ * counts a CONTINUATION once per partial frame header it sees (upstream
+ * #2817), so a legitimate header block arriving a byte at a time would hit
+ * the CONTINUATION limit. Frame payloads may still be split anywhere. */
+static size_t feedable(h2_conn_t *c, const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+    uint32_t to = c->rx_to_hdr;
+    while (off < len) {
+        if (to > 0) {
+            size_t n = len - off < to ? len - off : to;
+            off += n;
+            to -= (uint32_t)n;
+            continue;
+        }
+        if (len - off < 9)
+            break;
+        to = ((uint32_t)p[off] << 16) | ((uint32_t)p[off + 1] << 8) | p[off + 2];
+        off += 9;
+    }
+    c->rx_to_hdr = to;
+    return off;
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -1013,18 +1084,21 @@ static void on_read(struct bufferevent *bev, void *arg)
     h2_conn_t *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     enter(c);
-    size_t len;
-    while ((len = evbuffer_get_length(in)) > 0 && c->ng != NULL && c->closing_ms == 0 &&
-           !c->close_pending) {
-        size_t n = evbuffer_get_contiguous_space(in);
-        const uint8_t *p = evbuffer_pullup(in, (ssize_t)n);
-        feed(c, p, n);
-        evbuffer_drain(in, n);
+    size_t len = evbuffer_get_length(in);
+    if (len != 0 && c->ng != NULL && c->closing_ms == 0 && !c->close_pending) {
+        const uint8_t *p = evbuffer_pullup(in, -1);
+        size_t n = p != NULL ? feedable(c, p, len) : 0;
+        if (n != 0) {
+            feed(c, p, n);
+            evbuffer_drain(in, n);
+        }
     }
-    if (c->closing_ms != 0 || c->close_pending)
+    if (c->closing_ms != 0 || c->close_pending) {
         evbuffer_drain(in, evbuffer_get_length(in)); /* garbage after GOAWAY is ignored */
-    else
+    } else {
+        dispatch(c); /* after the whole read: a HEADERS+RST pair never starts work */
         flush(c);
+    }
     leave(c);
 }
 
@@ -1113,31 +1187,21 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         next = min_u64(next, c->last_ms + c->idle_ms);
     }
     for (h2_stream_t *s = c->head; s != NULL; s = s->next) {
-        uint64_t limit = 0;
-        if (s->req == NULL || s->app_reset)
-            continue;
-        if (!s->dispatched && !s->dispatch) {
-            limit = c->header_ms; /* head still arriving (CONTINUATIONs trickling) */
-            if (limit != 0 && now >= s->last_ms + limit) {
-                terminate(c, NGHTTP2_PROTOCOL_ERROR); /* it blocks the whole connection */
-                goto out;
-            }
-        } else if (!s->req->body_done && s->recv_total == s->consumed_total) {
-            limit = c->body_ms; /* the client has window and sends nothing */
-        } else if (evbuffer_get_length(s->out) != 0) {
-            limit = c->send_ms; /* the client does not open its window for our data */
-        } else if (!s->resp_complete) {
-            limit = c->stream_idle_ms;
-        }
+        bool conn_wide;
+        uint64_t limit = stream_limit(c, s, &conn_wide);
         if (limit == 0)
             continue;
-        if (now >= s->last_ms + limit) {
-            s->app_reset = true;
-            nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
-            schedule_flush(c);
-        } else {
+        if (now < s->last_ms + limit) {
             next = min_u64(next, s->last_ms + limit);
+            continue;
         }
+        if (conn_wide) {
+            terminate(c, NGHTTP2_PROTOCOL_ERROR);
+            goto out;
+        }
+        s->app_reset = true;
+        nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        schedule_flush(c);
     }
 out:
     if (!leave(c))
@@ -1200,6 +1264,7 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     c->drain_ms = t->drain_ms;
     c->stream_idle_ms = DEFAULT_STREAM_IDLE_MS;
     c->glitch_tokens = GLITCH_BURST;
+    c->rx_to_hdr = 24; /* the client connection preface */
     c->start_ms = c->last_ms = c->glitch_ms = now_ms();
 
     nghttp2_option *opt;
@@ -1274,19 +1339,18 @@ void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
     enter(c);
     if (send_preface(c) != 0) {
         close_now(c);
-    } else {
-        if (len != 0)
-            feed(c, already_read, len);
-        if (!c->close_pending && c->closing_ms == 0) {
-            /* bytes may already wait in the bufferevent (e.g. after TLS) */
-            if (evbuffer_get_length(bufferevent_get_input(conn->bev)) != 0) {
-                leave(c);
-                on_read(conn->bev, c);
-                return;
-            }
-            flush(c);
-        }
+        leave(c);
+        return;
     }
+    /* Bytes already read go in front of whatever waits in the input buffer,
+     * so one path (on_read) processes everything in order. */
+    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    if (len != 0 && evbuffer_prepend(in, already_read, len) != 0)
+        oom();
+    if (evbuffer_get_length(in) != 0)
+        on_read(conn->bev, c);
+    else
+        flush(c);
     leave(c);
 }
 
@@ -1353,6 +1417,8 @@ int pt__h2_conn_upgrade(pt_conn_t *conn, pt_req_t *req, pt_str_t http2_settings_
         teardown(c);
         return PT_ERR_INVALID;
     }
+    /* a server session ignores upgrade2's stream_user_data: set it ourselves */
+    nghttp2_session_set_stream_user_data(c->ng, 1, s);
     conn_attach(c);
     enter(c);
     evbuffer_add(c->out, resp101, sizeof(resp101) - 1);
@@ -1371,12 +1437,10 @@ int pt__h2_conn_upgrade(pt_conn_t *conn, pt_req_t *req, pt_str_t http2_settings_
     }
     dispatch(c);
     if (!c->close_pending && c->closing_ms == 0 &&
-        evbuffer_get_length(bufferevent_get_input(conn->bev)) != 0) {
-        leave(c);
+        evbuffer_get_length(bufferevent_get_input(conn->bev)) != 0)
         on_read(conn->bev, c);
-        return 0;
-    }
-    flush(c);
+    else
+        flush(c);
     leave(c);
     return 0;
 }

@@ -105,13 +105,6 @@ static inline int pt_xbuf_puts(pt_xbuf_t *b, const char *s)
  */
 int pt_xbuf_terminate(pt_xbuf_t *b);
 
-/**
- * Takes the storage out of the buffer: returns `data` (owned by the caller,
- * free it with b->a->free) and leaves the buffer empty. May return NULL for
- * an empty buffer that never allocated.
- */
-uint8_t *pt_xbuf_detach(pt_xbuf_t *b);
-
 /* ---- allocation helpers ------------------------------------------------ */
 
 /** a->alloc(n); NULL on failure. */
@@ -123,27 +116,5 @@ static inline void pt_xfree(const pt_allocator_t *a, void *p)
     if (p != NULL)
         a->free(a->ud, p);
 }
-
-/* ---- fault-injecting allocator (tests) --------------------------------- */
-
-/**
- * An allocator over libc that fails the Nth call (and, if `fail_after`, every
- * call after it) and counts live blocks, so tests can check that every failure
- * path returns PT_XERR_NOMEM and frees everything. Not thread-safe.
- *
- *     pt_failalloc_t fa; pt_failalloc_init(&fa, 3);   // 3rd alloc/realloc fails
- *     ... use &fa.base ...; assert fa.live == 0 after cleanup
- */
-typedef struct pt_failalloc {
-    pt_allocator_t base; /**< pass &fa.base to the library */
-    long fail_at;        /**< 1-based index of the call that fails; 0 = never */
-    bool fail_after;     /**< also fail every later call */
-    long calls;          /**< alloc/realloc calls so far */
-    long live;           /**< blocks currently allocated */
-    bool failed;         /**< a call has failed */
-} pt_failalloc_t;
-
-/** Initialises `f` to fail call number `fail_at` (0 = never). */
-void pt_failalloc_init(pt_failalloc_t *f, long fail_at);
 
 #endif /* PT_TRANSCODER_ALLOC_H */

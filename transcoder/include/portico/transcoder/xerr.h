@@ -116,19 +116,4 @@ size_t pt_xpath_push_index(pt_xpath_t *p, size_t i);
 /** Appends ["key"] with the key JSON-escaped. Returns the mark before the push. */
 size_t pt_xpath_push_key(pt_xpath_t *p, const char *key, size_t len);
 
-/*
- * Unwinding form: a recursive walk that only builds the path when it fails
- * (zero cost on success) prepends segments to e->path while returning up the
- * stack, innermost first. All accept e == NULL; they truncate rather than fail.
- */
-
-/** Prepends "name." (or "name" when the path is empty, "name" before "[..."). */
-void pt_xerr_prepend_field(pt_xerr_t *e, const char *name, size_t len);
-
-/** Prepends "[i]". */
-void pt_xerr_prepend_index(pt_xerr_t *e, size_t i);
-
-/** Prepends ["key"] with the key JSON-escaped (non-printable bytes as \u00XX). */
-void pt_xerr_prepend_key(pt_xerr_t *e, const char *key, size_t len);
-
 #endif /* PT_TRANSCODER_XERR_H */

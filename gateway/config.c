@@ -33,7 +33,7 @@
 #include "portico/status.h"
 
 #define MAX_PLUGINS 64
-#define MAX_WORKERS 1024
+#define MAX_WORKERS 256 /* same bound as `portico -w` */
 
 /* Incremented by every successful load; the only process-wide counter here. */
 static atomic_uint_fast64_t load_generation;

@@ -376,7 +376,7 @@ static void test_err_types_and_ranges(void **state)
 {
     (void)state;
     expect_error(MINIMAL "workers: many\n", "c.yaml:2:10: expected an integer, got 'many'");
-    expect_error(MINIMAL "workers: 5000\n", "c.yaml:2:10: value 5000 out of range [0, 1024]");
+    expect_error(MINIMAL "workers: 5000\n", "c.yaml:2:10: value 5000 out of range [0, 256]");
     expect_error(MINIMAL "limits: { h2_max_streams: 0 }\n",
                  "c.yaml:2:27: value 0 out of range [1, 10000]");
     expect_error(MINIMAL "limits: { max_header_bytes: 100 }\n",
@@ -513,7 +513,7 @@ static void test_err_collects_all(void **state)
     assert_null(c);
     const char *e = errors();
     assert_non_null(strstr(e, "c.yaml:1:25: bad address 'nope': expected HOST:PORT\n"));
-    assert_non_null(strstr(e, "c.yaml:2:10: value -1 out of range [0, 1024]\n"));
+    assert_non_null(strstr(e, "c.yaml:2:10: value -1 out of range [0, 256]\n"));
     assert_non_null(strstr(e, "c.yaml:3:1: unknown key 'bogus'\n"));
 }
 

@@ -1,0 +1,510 @@
+/*
+ * proxy.c -- the `proxy` route handler: forwards a request to a REST cluster
+ * through the upstream call primitive and streams the answer back.
+ *
+ *   routes:
+ *     - match: { prefix: /api/ }
+ *       proxy: { cluster: web, timeout: 5s, preserve_host: false }
+ *
+ * (`proxy: web` is shorthand for `proxy: { cluster: web }`.)
+ *
+ * Headers: hop-by-hop fields and those the client named in `Connection` are
+ * dropped both ways. The fields Portico owns upstream (X-Forwarded-For,
+ * -Proto, -Host, Forwarded, Via, X-Request-Id) are removed from the client's
+ * request first and set afterwards, so a client can neither pre-seed nor strip
+ * them (H1-15); `trust_forwarded: true` keeps and extends the client's
+ * X-Forwarded-* instead, for a Portico behind another trusted proxy.
+ *
+ * Bodies stream both ways with backpressure: the upstream pulls the request
+ * body from the request queue (pausing when it is empty, on_body wakes it),
+ * and the response stops being read from the upstream while the client's
+ * output is over limits.max_response_buffer (on_writable resumes it).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "chain.h"
+#include "handler.h"
+#include "observe.h"
+#include "request.h"
+#include "upstream/call.h"
+
+/* A request that already passed this many Portico hops is looping (OV-9). */
+#define PROXY_MAX_HOPS 8
+
+typedef struct proxy_conf {
+    const char *cluster_name;
+    const pt_cluster_t *cluster;   /* resolved by check_conf */
+    uint64_t timeout_ms;           /* 0: the route's, else the cluster's */
+    bool preserve_host;            /* forward the client's Host instead of the endpoint's */
+    bool trust_forwarded;          /* extend client-sent X-Forwarded-* instead of replacing them */
+} proxy_conf_t;
+
+static const pt_conf_field_t proxy_fields[] = {
+    {"cluster", PT_CONF_T_STR, offsetof(proxy_conf_t, cluster_name), 0, 0, true, NULL},
+    {"timeout", PT_CONF_T_DURATION, offsetof(proxy_conf_t, timeout_ms), 1, 0, false, NULL},
+    {"preserve_host", PT_CONF_T_BOOL, offsetof(proxy_conf_t, preserve_host), 0, 0, false, NULL},
+    {"trust_forwarded", PT_CONF_T_BOOL, offsetof(proxy_conf_t, trust_forwarded), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+typedef struct proxy_ctx {
+    pt_req_t *req;
+    const proxy_conf_t *conf;
+    pt_upcall_t *call;
+    pt_upcall_req_t up;
+    pt_headers_t up_headers;
+    uint64_t t0_ns;
+    unsigned busy;                 /* > 0 while one of our callbacks runs */
+    bool finish_pending;           /* finish() was asked for while busy */
+    bool finished;                 /* pt__req_handler_done was called */
+} proxy_ctx_t;
+
+/* ---- config ------------------------------------------------------------ */
+
+static int proxy_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf)
+{
+    proxy_conf_t *conf = vconf;
+    if (node != NULL && node->kind == PT_CONF_SCALAR)
+        return pt_conf_get_str(cx, node, &conf->cluster_name);
+    if (node == NULL || node->kind != PT_CONF_MAP)
+        return pt_conf_error(cx, node, "proxy: expected a map like { cluster: NAME } or a cluster name");
+    return pt_conf_parse_fields(cx, node, proxy_fields, conf);
+}
+
+static int proxy_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf,
+                            const pt_config_t *config)
+{
+    proxy_conf_t *conf = vconf;
+    if (conf->cluster_name == NULL)
+        return pt_conf_error(cx, node, "proxy: `cluster` is required");
+    const pt_conf_node_t *at = node != NULL && node->kind == PT_CONF_MAP ? pt_conf_map_get(node, "cluster") : node;
+    conf->cluster = pt_config_cluster(config, conf->cluster_name);
+    if (conf->cluster == NULL)
+        return pt_conf_error(cx, at, "proxy: unknown cluster '%s'", conf->cluster_name);
+    if (conf->cluster->protocol != PT_PROTO_HTTP)
+        return pt_conf_error(cx, at, "proxy: cluster '%s' is not an http cluster", conf->cluster_name);
+    if (conf->cluster->endpoint_cnt == 0)
+        return pt_conf_error(cx, at, "proxy: cluster '%s' has no endpoints", conf->cluster_name);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/** Whether `name` is listed in any `Connection` header of `h` (so it is hop-by-hop too). */
+static bool named_by_connection(const pt_headers_t *h, pt_str_t name)
+{
+    return pt_headers_has_token(h, PT_STR("connection"), name);
+}
+
+/** How many `Via` elements name us ("1.1 portico", "2 portico (comment)"). */
+static size_t via_hops(const pt_headers_t *h)
+{
+    size_t hops = 0;
+    for (size_t i = 0; i < h->cnt; i++) {
+        if (!pt_str_eq(h->v[i].name, PT_STR("via")))
+            continue;
+        pt_str_t v = h->v[i].value;
+        size_t start = 0;
+        for (size_t j = 0; j <= v.len; j++) {
+            if (j < v.len && v.base[j] != ',')
+                continue;
+            pt_str_t el = pt_str_trim_ows((pt_str_t){v.base + start, j - start});
+            start = j + 1;
+            const char *sp = memchr(el.base, ' ', el.len);
+            if (sp == NULL)
+                continue;
+            pt_str_t by = {sp + 1, el.len - (size_t)(sp + 1 - el.base)};
+            const char *end = memchr(by.base, ' ', by.len);
+            if (end != NULL)
+                by.len = (size_t)(end - by.base);
+            if (pt_str_ieq(by, PT_STR("portico")))
+                hops++;
+        }
+    }
+    return hops;
+}
+
+static bool owned_upstream_header(pt_str_t n)
+{
+    return pt_str_eq(n, PT_STR("x-forwarded-for")) || pt_str_eq(n, PT_STR("x-forwarded-proto")) ||
+           pt_str_eq(n, PT_STR("x-forwarded-host")) || pt_str_eq(n, PT_STR("forwarded")) ||
+           pt_str_eq(n, PT_STR("via")) || pt_str_eq(n, PT_STR("x-request-id"));
+}
+
+/** Joins every value of `name` in `h` with ", " (arena), or PT_STR_NULL when absent. */
+static pt_str_t joined(pt_arena_t *a, const pt_headers_t *h, pt_str_t name)
+{
+    size_t len = 0, cnt = 0;
+    for (size_t i = 0; i < h->cnt; i++)
+        if (pt_str_eq(h->v[i].name, name)) {
+            len += h->v[i].value.len + (cnt ? 2 : 0);
+            cnt++;
+        }
+    if (cnt == 0)
+        return PT_STR_NULL;
+    char *buf = pt_arena_alloc(a, len + 1);
+    if (buf == NULL)
+        return PT_STR_NULL;
+    size_t off = 0;
+    for (size_t i = 0; i < h->cnt; i++) {
+        if (!pt_str_eq(h->v[i].name, name))
+            continue;
+        if (off != 0) {
+            memcpy(buf + off, ", ", 2);
+            off += 2;
+        }
+        memcpy(buf + off, h->v[i].value.base, h->v[i].value.len);
+        off += h->v[i].value.len;
+    }
+    buf[off] = '\0';
+    return (pt_str_t){buf, off};
+}
+
+static int add_joined(pt_headers_t *out, pt_arena_t *a, pt_str_t name, pt_str_t prior, pt_str_t mine)
+{
+    if (prior.len == 0)
+        return pt_headers_add(out, name, mine);
+    char *v = pt_arena_printf(a, "%.*s, %.*s", (int)prior.len, prior.base, (int)mine.len, mine.base);
+    if (v == NULL)
+        return PT_ERR_LIMIT;
+    return pt_headers_add_nocopy(out, name, pt_str_c(v));
+}
+
+/** The upstream request headers (see the top comment). */
+static int build_upstream_headers(proxy_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    pt_arena_t *a = req->arena;
+    const pt_headers_t *in = &req->headers;
+    pt_headers_t *out = &ctx->up_headers;
+    pt_headers_init(out, a);
+    int rc = 0;
+
+    for (size_t i = 0; i < in->cnt && rc == 0; i++) {
+        pt_str_t n = in->v[i].name;
+        if (pt_header_is_hop_by_hop(n) || named_by_connection(in, n) || owned_upstream_header(n) ||
+            pt_str_eq(n, PT_STR("host")) || pt_str_eq(n, PT_STR("content-length")) ||
+            pt_str_eq(n, PT_STR("transfer-encoding")) || pt_str_eq(n, PT_STR("expect")) ||
+            (n.len > 0 && n.base[0] == ':'))
+            continue;
+        rc = pt_headers_add_nocopy(out, n, in->v[i].value);
+    }
+    if (rc != 0)
+        return rc;
+
+    bool trust = ctx->conf->trust_forwarded;
+    /* A hop named in Connection is not ours to forward, even when trusted. */
+    pt_str_t xff = trust && !named_by_connection(in, PT_STR("x-forwarded-for"))
+                       ? joined(a, in, PT_STR("x-forwarded-for")) : PT_STR_NULL;
+    pt_str_t client = req->client_addr.len ? req->client_addr : PT_STR("unknown");
+    if ((rc = add_joined(out, a, PT_STR("x-forwarded-for"), xff, client)) != 0)
+        return rc;
+    pt_str_t proto = trust ? pt_headers_get(in, PT_STR("x-forwarded-proto")) : PT_STR_NULL;
+    if (proto.base == NULL)
+        proto = req->is_tls ? PT_STR("https") : PT_STR("http");
+    if ((rc = pt_headers_add_nocopy(out, PT_STR("x-forwarded-proto"), proto)) != 0)
+        return rc;
+    pt_str_t fhost = trust ? pt_headers_get(in, PT_STR("x-forwarded-host")) : PT_STR_NULL;
+    if (fhost.base == NULL)
+        fhost = req->authority;
+    if (fhost.len > 0 && (rc = pt_headers_add_nocopy(out, PT_STR("x-forwarded-host"), fhost)) != 0)
+        return rc;
+
+    /* Via keeps the chain (that is its point) and adds us (RFC 9110 §7.6.3). */
+    pt_str_t mine = req->version == 20 ? PT_STR("2 portico")
+                    : req->version == 10 ? PT_STR("1.0 portico") : PT_STR("1.1 portico");
+    if ((rc = add_joined(out, a, PT_STR("via"), joined(a, in, PT_STR("via")), mine)) != 0)
+        return rc;
+    if (req->request_id.len > 0)
+        rc = pt_headers_add_nocopy(out, PT_STR("x-request-id"), req->request_id);
+    return rc;
+}
+
+/*
+ * Releasing the handler hold may free the request (and ctx, which lives in
+ * its arena). The client can go away in the middle of one of our callbacks
+ * (a codec may abort synchronously from send_head/send_body), so while a
+ * callback runs (`busy`) the release is deferred to its end (leave()).
+ */
+static void finish(proxy_ctx_t *ctx)
+{
+    if (ctx->finished)
+        return;
+    if (ctx->busy > 0) {
+        ctx->finish_pending = true;
+        return;
+    }
+    ctx->finished = true;
+    pt__req_handler_done(ctx->req); /* may free req and ctx */
+}
+
+static void enter(proxy_ctx_t *ctx)
+{
+    ctx->busy++;
+}
+
+/* Ends a callback; ctx may be gone afterwards. */
+static void leave(proxy_ctx_t *ctx)
+{
+    if (--ctx->busy == 0 && ctx->finish_pending) {
+        ctx->finish_pending = false;
+        finish(ctx);
+    }
+}
+
+/* Stops the upstream call (if any) and lets go of the request. */
+static void stop(proxy_ctx_t *ctx)
+{
+    if (ctx->call != NULL) {
+        pt_upcall_t *c = ctx->call;
+        ctx->call = NULL;
+        pt_upcall_cancel(c);
+    }
+    finish(ctx);
+}
+
+static void note_upstream(proxy_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    const char *ep = ctx->call != NULL ? pt_upcall_endpoint(ctx->call) : NULL;
+    if (ep != NULL)
+        req->upstream_addr = ep; /* config memory: lives as long as req's snapshot */
+    req->upstream_ns = pt_now_ns() - ctx->t0_ns;
+}
+
+static void loop_detected(pt_req_t *req)
+{
+    req->fail_status = PT_ERR_UPSTREAM;
+    req->fail_reason = "forwarding loop detected (via)";
+    char *body = pt_arena_printf(req->arena,
+                                 "{\"error\":{\"code\":\"LOOP_DETECTED\",\"message\":\"forwarding loop "
+                                 "detected\",\"request_id\":\"%.*s\"}}\n",
+                                 (int)req->request_id.len, req->request_id.base);
+    if (body == NULL) {
+        pt__resp_fail(req, PT_ERR_UPSTREAM, "forwarding loop detected (via)");
+        return;
+    }
+    req->resp_status = 508;
+    pt_headers_init(&req->resp_headers, req->arena);
+    pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
+    req->resp_content_length = (int64_t)strlen(body);
+    pt__resp_head(req);
+    pt__resp_body(req, body, strlen(body), true);
+}
+
+/* ---- upstream callbacks --------------------------------------------------- */
+
+static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
+{
+    proxy_ctx_t *ctx = ud;
+    pt_req_t *req = ctx->req;
+    enter(ctx);
+    size_t n = pt__req_body_read(req, buf, max, eof);
+    if (req->resp_ended || req->aborted) {
+        /* A request-body filter failed (its error answer is out): the
+         * upstream must not see the body end as if it were complete. */
+        *eof = false;
+        n = 0;
+        stop(ctx);
+    }
+    leave(ctx);
+    return n;
+}
+
+/* The response head could not be passed on: stop the call, answer the failure. */
+static void fail_head(proxy_ctx_t *ctx, const char *reason)
+{
+    if (ctx->call != NULL) {
+        pt_upcall_t *c = ctx->call;
+        ctx->call = NULL;
+        pt_upcall_cancel(c);
+    }
+    pt__resp_fail(ctx->req, PT_ERR_UPSTREAM, reason);
+    finish(ctx);
+}
+
+static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
+{
+    proxy_ctx_t *ctx = ud;
+    pt_req_t *req = ctx->req;
+    enter(ctx);
+    note_upstream(ctx);
+    req->resp_status = status;
+    pt_headers_init(&req->resp_headers, req->arena);
+    req->resp_content_length = -1;
+    pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
+    for (size_t i = 0; i < cnt; i++) {
+        pt_str_t n = h[i].name;
+        if (pt_str_eq(n, PT_STR("content-length"))) {
+            /* Framing is the codec's: it frames with resp_content_length. */
+            unsigned long long cl;
+            if (pt_str_to_u64(h[i].value, ~0ull >> 1, &cl) == 0)
+                req->resp_content_length = (int64_t)cl;
+            continue;
+        }
+        if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("transfer-encoding")) ||
+            named_by_connection(&view, n))
+            continue;
+        if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0) {
+            fail_head(ctx, "upstream response headers too large");
+            leave(ctx);
+            return;
+        }
+    }
+    if (status == 204 || status == 304)
+        req->resp_content_length = -1;
+    pt__resp_head(req);
+    if (req->aborted || req->resp_ended) /* a response-header filter failed, or the client left */
+        fail_head(ctx, "response head not delivered");
+    leave(ctx);
+}
+
+static bool up_on_data(void *ud, const char *data, size_t len)
+{
+    proxy_ctx_t *ctx = ud;
+    pt_req_t *req = ctx->req;
+    enter(ctx);
+    pt__resp_body(req, data, len, false);
+    bool more;
+    if (req->resp_ended || req->aborted) { /* a body filter failed, or the client left */
+        stop(ctx);
+        more = false;
+    } else {
+        more = !pt__resp_blocked(req);
+    }
+    leave(ctx);
+    return more;
+}
+
+static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *t, size_t tcnt)
+{
+    proxy_ctx_t *ctx = ud;
+    pt_req_t *req = ctx->req;
+    enter(ctx);
+    note_upstream(ctx);
+    ctx->call = NULL; /* freed by the call machinery after we return */
+    if (st == 0) {
+        for (size_t i = 0; i < tcnt; i++)
+            if (!pt_header_is_hop_by_hop(t[i].name))
+                pt_headers_add(&req->resp_trailers, t[i].name, t[i].value);
+        pt__resp_body(req, NULL, 0, true);
+    } else {
+        pt_observe_upstream_error(req->worker, ctx->conf->cluster, st);
+        /* JSON error if nothing was sent; else an abrupt end so the client
+         * sees the truncation (UP-4). */
+        pt__resp_fail(req, st, reason);
+    }
+    finish(ctx);
+    leave(ctx);
+}
+
+static void on_client_abort(void *data)
+{
+    stop(data);
+}
+
+/* ---- the handler ------------------------------------------------------------ */
+
+static void proxy_start(pt_req_t *req, const void *vconf)
+{
+    const proxy_conf_t *conf = vconf;
+    proxy_ctx_t *ctx = pt_arena_zalloc(req->arena, sizeof(*ctx));
+    if (ctx == NULL) {
+        pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
+        pt__req_handler_done(req);
+        return;
+    }
+    ctx->req = req;
+    ctx->conf = conf;
+    ctx->t0_ns = pt_now_ns();
+    req->handler_ctx = ctx;
+    enter(ctx);
+
+    if (via_hops(&req->headers) >= PROXY_MAX_HOPS) {
+        loop_detected(req);
+        finish(ctx);
+        leave(ctx);
+        return;
+    }
+
+    pt_str_t path = req->path.len ? req->path : PT_STR("/");
+    if (req->query.len > 0) {
+        char *p = pt_arena_printf(req->arena, "%.*s?%.*s", (int)path.len, path.base,
+                                  (int)req->query.len, req->query.base);
+        if (p == NULL)
+            goto too_large;
+        path = pt_str_c(p);
+    }
+    if (build_upstream_headers(ctx) != 0 || pt_req_on_abort(req, on_client_abort, ctx) != 0)
+        goto too_large;
+
+    uint32_t mb = req->method_bit ? req->method_bit : pt_method_bit(req->method);
+    bool needs_body_framing = (mb & (PT_METHOD_POST | PT_METHOD_PUT | PT_METHOD_PATCH)) != 0;
+    pt_upcall_req_t *up = &ctx->up;
+    up->cluster = conf->cluster;
+    up->method = req->method;
+    up->path = path;
+    up->authority = conf->preserve_host ? req->authority : PT_STR_NULL;
+    up->headers = &ctx->up_headers;
+    up->has_body = req->expect_body;
+    up->content_length = req->expect_body ? req->content_length : (needs_body_framing ? 0 : -1);
+    up->timeout_ms = conf->timeout_ms ? conf->timeout_ms
+                                      : (req->route.route != NULL ? req->route.route->timeout_ms : 0);
+    up->idempotent = (mb & (PT_METHOD_GET | PT_METHOD_HEAD | PT_METHOD_OPTIONS | PT_METHOD_TRACE |
+                            PT_METHOD_PUT | PT_METHOD_DELETE)) != 0;
+
+    static const pt_upcall_cbs_t cbs = {
+        .read_body = up_read_body,
+        .on_head = up_on_head,
+        .on_data = up_on_data,
+        .on_done = up_on_done,
+    };
+    int rc = pt_upcall_start(req->worker, up, &cbs, ctx, &ctx->call);
+    if (rc != 0) {
+        ctx->call = NULL;
+        pt_observe_upstream_error(req->worker, conf->cluster, rc);
+        pt__resp_fail(req, rc, rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available"
+                                                        : "upstream call failed to start");
+        finish(ctx);
+    }
+    leave(ctx);
+    return;
+
+too_large:
+    pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large to forward");
+    finish(ctx);
+    leave(ctx);
+}
+
+static void proxy_on_body(pt_req_t *req)
+{
+    proxy_ctx_t *ctx = req->handler_ctx;
+    if (ctx == NULL || ctx->finished || ctx->call == NULL)
+        return;
+    enter(ctx);
+    pt_upcall_body_ready(ctx->call);
+    leave(ctx);
+}
+
+static void proxy_on_writable(pt_req_t *req)
+{
+    proxy_ctx_t *ctx = req->handler_ctx;
+    if (ctx == NULL || ctx->finished || ctx->call == NULL)
+        return;
+    enter(ctx);
+    pt_upcall_resume(ctx->call);
+    leave(ctx);
+}
+
+const pt_handler_def_t pt_handler_proxy = {
+    .name = "proxy",
+    .conf_size = sizeof(proxy_conf_t),
+    .fields = NULL, /* parse_conf reads the map itself (it also accepts `proxy: NAME`) */
+    .parse_conf = proxy_parse_conf,
+    .check_conf = proxy_check_conf,
+    .conf_dispose = NULL,
+    .start = proxy_start,
+    .on_body = proxy_on_body,
+    .on_writable = proxy_on_writable,
+};

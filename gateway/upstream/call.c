@@ -1,0 +1,57 @@
+/*
+ * call.c -- the upstream call primitive: dispatch on the cluster's protocol.
+ *
+ * The back ends (http.c over libcurl, grpc.c later) implement the calls;
+ * this file only routes the public API of call.h to them.
+ */
+#include "upstream/call_internal.h"
+
+#include "portico/status.h"
+
+int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                    void *ud, pt_upcall_t **out)
+{
+    if (w == NULL || r == NULL || r->cluster == NULL || cbs == NULL || out == NULL)
+        return PT_ERR_INTERNAL;
+    switch (r->cluster->protocol) {
+    case PT_PROTO_HTTP:
+        return pt__uphttp_start(w, r, cbs, ud, out);
+    case PT_PROTO_GRPC:
+        /* upstream/grpc.c (gRPC core) is not written yet. */
+        return PT_ERR_NOT_IMPLEMENTED;
+    }
+    return PT_ERR_INTERNAL;
+}
+
+void pt_upcall_body_ready(pt_upcall_t *c)
+{
+    if (c != NULL)
+        c->ops->body_ready(c);
+}
+
+void pt_upcall_resume(pt_upcall_t *c)
+{
+    if (c != NULL)
+        c->ops->resume(c);
+}
+
+void pt_upcall_cancel(pt_upcall_t *c)
+{
+    if (c != NULL)
+        c->ops->cancel(c);
+}
+
+const char *pt_upcall_endpoint(const pt_upcall_t *c)
+{
+    return c != NULL ? c->ops->endpoint(c) : NULL;
+}
+
+int pt_upstream_worker_init(pt_worker_t *w)
+{
+    return pt__uphttp_worker_init(w);
+}
+
+void pt_upstream_worker_dispose(pt_worker_t *w)
+{
+    pt__uphttp_worker_dispose(w);
+}

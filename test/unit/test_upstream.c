@@ -1,0 +1,1188 @@
+/*
+ * test_upstream.c -- the upstream call primitive (upstream/call.h) against
+ * real sockets: a small scripted HTTP/1.1 server on 127.0.0.1 (one thread per
+ * connection) and, when installed, nghttpd for HTTP/2 prior knowledge.
+ *
+ * The client side runs the way a worker does: a zeroed pt_worker_t with its
+ * own event_base, pt_upstream_worker_init(), and the loop turning until the
+ * call's on_done.
+ *
+ * Server script (path -> behaviour):
+ *   /hello            200 "hello" (Content-Length), keep-alive
+ *   /echo             200, body = request body; x-chunked: 1 when it came chunked;
+ *                     x-method, x-host echo the request
+ *   /head             200, body = the raw request head
+ *   /big?N            200 with N pattern bytes
+ *   /slow?MS          sleeps MS ms, then 200 "late"
+ *   /truncate         Content-Length 100, sends 10 bytes, closes
+ *   /truncchunk       chunked, one chunk, then closes
+ *   /closeon?X        server named X closes without answering; others 200 "ok"
+ *   /continue         100 Continue, then 200 "after"
+ *   /trailers         chunked body with a trailer "x-sum: 42"
+ *   /clte             200 with both Content-Length and Transfer-Encoding
+ *   /s101             101 Switching Protocols
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "portico/arena.h"
+#include "portico/headers.h"
+#include "portico/status.h"
+#include "upstream/call.h"
+#include "worker.h"
+
+/* ---- the scripted server --------------------------------------------------- */
+
+typedef struct tsrv {
+    int fd;
+    int port;
+    char name;
+    atomic_int accepted;
+    atomic_bool stop;
+    pthread_t th;
+} tsrv_t;
+
+typedef struct conn {
+    int fd;
+    tsrv_t *srv;
+    char buf[65536];
+    size_t len, off;
+} conn_t;
+
+static bool fill(conn_t *c)
+{
+    if (c->off > 0 && c->off == c->len)
+        c->off = c->len = 0;
+    if (c->len == sizeof(c->buf)) {
+        memmove(c->buf, c->buf + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
+    ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+    if (n <= 0)
+        return false;
+    c->len += (size_t)n;
+    return true;
+}
+
+/* One line without CRLF into out (NUL-terminated). */
+static bool read_line(conn_t *c, char *out, size_t cap)
+{
+    for (;;) {
+        char *nl = memchr(c->buf + c->off, '\n', c->len - c->off);
+        if (nl != NULL) {
+            size_t n = (size_t)(nl - (c->buf + c->off));
+            size_t k = n > 0 && c->buf[c->off + n - 1] == '\r' ? n - 1 : n;
+            if (k >= cap)
+                k = cap - 1;
+            memcpy(out, c->buf + c->off, k);
+            out[k] = '\0';
+            c->off += n + 1;
+            return true;
+        }
+        if (!fill(c))
+            return false;
+    }
+}
+
+static bool read_n(conn_t *c, char *out, size_t n)
+{
+    while (n > 0) {
+        if (c->off == c->len && !fill(c))
+            return false;
+        size_t k = c->len - c->off < n ? c->len - c->off : n;
+        memcpy(out, c->buf + c->off, k);
+        c->off += k;
+        out += k;
+        n -= k;
+    }
+    return true;
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void respond(int fd, int status, const char *extra, const char *body, size_t len)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s\r\n", status,
+                     len, extra != NULL ? extra : "");
+    write_all(fd, head, (size_t)n);
+    write_all(fd, body, len);
+}
+
+static void *conn_main(void *arg)
+{
+    conn_t *c = arg;
+    char line[8192];
+    char head[16384];
+    for (;;) {
+        if (!read_line(c, line, sizeof(line)))
+            break;
+        char method[16] = "", target[4096] = "";
+        sscanf(line, "%15s %4095s", method, target);
+        size_t hl = (size_t)snprintf(head, sizeof(head), "%s\n", line);
+        long long cl = -1;
+        bool chunked = false;
+        char host[256] = "";
+        for (;;) {
+            if (!read_line(c, line, sizeof(line)))
+                goto out;
+            if (line[0] == '\0')
+                break;
+            if (hl + strlen(line) + 2 < sizeof(head))
+                hl += (size_t)snprintf(head + hl, sizeof(head) - hl, "%s\n", line);
+            if (strncasecmp(line, "content-length:", 15) == 0)
+                cl = atoll(line + 15);
+            if (strncasecmp(line, "transfer-encoding:", 18) == 0 && strstr(line, "chunked"))
+                chunked = true;
+            if (strncasecmp(line, "host:", 5) == 0)
+                snprintf(host, sizeof(host), "%s", line + 6);
+        }
+        size_t blen = 0, bcap = 1024;
+        char *body = malloc(bcap);
+        if (chunked) {
+            for (;;) {
+                if (!read_line(c, line, sizeof(line)))
+                    goto out_body;
+                size_t n = strtoul(line, NULL, 16);
+                if (n == 0) {
+                    while (read_line(c, line, sizeof(line)) && line[0] != '\0') {
+                    }
+                    break;
+                }
+                if (blen + n > bcap) {
+                    while (blen + n > bcap)
+                        bcap *= 2;
+                    body = realloc(body, bcap);
+                }
+                if (!read_n(c, body + blen, n) || !read_line(c, line, sizeof(line)))
+                    goto out_body;
+                blen += n;
+            }
+        } else if (cl > 0) {
+            bcap = (size_t)cl;
+            body = realloc(body, bcap);
+            if (!read_n(c, body, (size_t)cl))
+                goto out_body;
+            blen = (size_t)cl;
+        }
+
+        char *q = strchr(target, '?');
+        const char *arg_s = q != NULL ? q + 1 : "";
+        if (q != NULL)
+            *q = '\0';
+        int fd = c->fd;
+        if (strcmp(target, "/hello") == 0) {
+            respond(fd, 200, "x-test: 1\r\n", "hello", 5);
+        } else if (strcmp(target, "/echo") == 0) {
+            char extra[512];
+            snprintf(extra, sizeof(extra), "x-method: %s\r\nx-host: %s\r\n%s", method, host,
+                     chunked ? "x-chunked: 1\r\n" : "");
+            respond(fd, 200, extra, body, blen);
+        } else if (strcmp(target, "/head") == 0) {
+            respond(fd, 200, NULL, head, hl);
+        } else if (strcmp(target, "/big") == 0) {
+            size_t n = strtoul(arg_s, NULL, 10);
+            char h[256];
+            int k = snprintf(h, sizeof(h), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
+            write_all(fd, h, (size_t)k);
+            char *chunk = malloc(65536);
+            size_t sent = 0;
+            while (sent < n) {
+                size_t m = n - sent < 65536 ? n - sent : 65536;
+                for (size_t i = 0; i < m; i++)
+                    chunk[i] = (char)((sent + i) % 251);
+                write_all(fd, chunk, m);
+                sent += m;
+            }
+            free(chunk);
+        } else if (strcmp(target, "/slow") == 0) {
+            usleep((useconds_t)atoi(arg_s) * 1000);
+            respond(fd, 200, NULL, "late", 4);
+        } else if (strcmp(target, "/truncate") == 0) {
+            const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
+            write_all(fd, h, strlen(h));
+            free(body);
+            goto out;
+        } else if (strcmp(target, "/truncchunk") == 0) {
+            const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n";
+            write_all(fd, h, strlen(h));
+            free(body);
+            goto out;
+        } else if (strcmp(target, "/closeon") == 0) {
+            if (arg_s[0] == c->srv->name) {
+                free(body);
+                goto out;
+            }
+            respond(fd, 200, NULL, "ok", 2);
+        } else if (strcmp(target, "/continue") == 0) {
+            const char *h = "HTTP/1.1 100 Continue\r\n\r\n";
+            write_all(fd, h, strlen(h));
+            respond(fd, 200, NULL, "after", 5);
+        } else if (strcmp(target, "/trailers") == 0) {
+            const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n"
+                            "3\r\nabc\r\n0\r\nx-sum: 42\r\n\r\n";
+            write_all(fd, h, strlen(h));
+        } else if (strcmp(target, "/clte") == 0) {
+            const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "3\r\nabc\r\n0\r\n\r\n";
+            write_all(fd, h, strlen(h));
+        } else if (strcmp(target, "/s101") == 0) {
+            const char *h = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n";
+            write_all(fd, h, strlen(h));
+        } else {
+            respond(fd, 404, NULL, "nope", 4);
+        }
+        free(body);
+        continue;
+    out_body:
+        free(body);
+        break;
+    }
+out:
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+static void *accept_main(void *arg)
+{
+    tsrv_t *s = arg;
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {s->fd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept(s->fd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        atomic_fetch_add(&s->accepted, 1);
+        conn_t *c = calloc(1, sizeof(*c));
+        c->fd = fd;
+        c->srv = s;
+        pthread_t th;
+        pthread_create(&th, NULL, conn_main, c);
+        pthread_detach(th);
+    }
+    return NULL;
+}
+
+static int listen_any(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 64) != 0)
+        return -1;
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void srv_start(tsrv_t *s, char name)
+{
+    memset(s, 0, sizeof(*s));
+    s->name = name;
+    s->fd = listen_any(&s->port);
+    assert_true(s->fd >= 0);
+    pthread_create(&s->th, NULL, accept_main, s);
+}
+
+static void srv_stop(tsrv_t *s)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->th, NULL);
+    close(s->fd);
+}
+
+/** A port with nothing listening (bound, then closed). */
+static int dead_port(void)
+{
+    int port;
+    int fd = listen_any(&port);
+    close(fd);
+    return port;
+}
+
+/* ---- the client side --------------------------------------------------------- */
+
+typedef struct env {
+    pt_worker_t w;
+    tsrv_t a, b;
+    pt_arena_t *arena;
+} env_t;
+
+static env_t *E;
+
+typedef struct tcall {
+    pt_upcall_t *call;
+    int status;
+    char hdrs[8192];
+    size_t hdr_len;
+    char *body;
+    size_t body_len, body_cap;
+    char trailers[1024];
+    int heads, dones;
+    int st;
+    const char *reason;
+    /* upload */
+    const char *up;
+    size_t up_len, up_off, up_avail; /* bytes released so far (hold mode) */
+    bool up_hold;
+    size_t up_step;
+    bool up_timer_on;
+    /* download */
+    bool pause_each;
+    unsigned pauses;
+    bool resume_scheduled;
+    struct event *resume_ev;
+    bool cancel_in_head;
+    bool no_body_store;
+} tcall_t;
+
+static size_t cb_read(void *ud, char *buf, size_t max, bool *eof)
+{
+    tcall_t *t = ud;
+    size_t lim = t->up_hold ? t->up_avail : t->up_len;
+    size_t n = lim - t->up_off < max ? lim - t->up_off : max;
+    memcpy(buf, t->up + t->up_off, n);
+    t->up_off += n;
+    *eof = t->up_off == t->up_len;
+    return n;
+}
+
+static void cb_head(void *ud, int status, const pt_header_t *h, size_t cnt)
+{
+    tcall_t *t = ud;
+    t->heads++;
+    t->status = status;
+    for (size_t i = 0; i < cnt; i++)
+        t->hdr_len += (size_t)snprintf(t->hdrs + t->hdr_len, sizeof(t->hdrs) - t->hdr_len,
+                                       "%.*s: %.*s\n", (int)h[i].name.len, h[i].name.base,
+                                       (int)h[i].value.len, h[i].value.base);
+    if (t->cancel_in_head) {
+        pt_upcall_cancel(t->call);
+        t->call = NULL;
+    }
+}
+
+static void on_resume_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    tcall_t *t = arg;
+    t->resume_scheduled = false;
+    if (t->call != NULL)
+        pt_upcall_resume(t->call);
+}
+
+static bool cb_data(void *ud, const char *data, size_t len)
+{
+    tcall_t *t = ud;
+    if (!t->no_body_store) {
+        if (t->body_len + len > t->body_cap) {
+            t->body_cap = (t->body_len + len) * 2;
+            t->body = realloc(t->body, t->body_cap);
+        }
+        memcpy(t->body + t->body_len, data, len);
+    } else {
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)data[i] != (t->body_len + i) % 251)
+                fail_msg("pattern mismatch at %zu", t->body_len + i);
+    }
+    t->body_len += len;
+    if (t->pause_each) {
+        t->pauses++;
+        if (!t->resume_scheduled) {
+            t->resume_scheduled = true;
+            struct timeval tv = {0, 200};
+            if (t->resume_ev == NULL)
+                t->resume_ev = evtimer_new(E->w.base, on_resume_timer, t);
+            evtimer_add(t->resume_ev, &tv);
+        }
+        return false;
+    }
+    return true;
+}
+
+static void cb_done(void *ud, int st, const char *reason, const pt_header_t *tr, size_t tcnt)
+{
+    tcall_t *t = ud;
+    t->dones++;
+    if (t->resume_ev != NULL) {
+        event_free(t->resume_ev);
+        t->resume_ev = NULL;
+    }
+    t->st = st;
+    t->reason = reason;
+    size_t off = 0;
+    for (size_t i = 0; i < tcnt; i++)
+        off += (size_t)snprintf(t->trailers + off, sizeof(t->trailers) - off, "%.*s: %.*s\n",
+                                (int)tr[i].name.len, tr[i].name.base, (int)tr[i].value.len,
+                                tr[i].value.base);
+    t->call = NULL;
+}
+
+static const pt_upcall_cbs_t CBS = {cb_read, cb_head, cb_data, cb_done};
+
+static void on_guard(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(bool *)arg = true;
+}
+
+/** Turns the loop until every call in `ts` is done (10 s guard). */
+static void run_all(tcall_t **ts, size_t n)
+{
+    bool expired = false;
+    struct event *guard = evtimer_new(E->w.base, on_guard, &expired);
+    struct timeval tv = {10, 0};
+    evtimer_add(guard, &tv);
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            if (ts[i]->dones == 0 && ts[i]->call != NULL)
+                all = false;
+        if (all || expired)
+            break;
+        event_base_loop(E->w.base, EVLOOP_ONCE);
+    }
+    event_free(guard);
+    assert_false(expired);
+}
+
+static void run(tcall_t *t)
+{
+    run_all(&t, 1);
+}
+
+/* Lets the loop turn for `ms` (to see that nothing more happens). */
+static void spin(int ms)
+{
+    bool expired = false;
+    struct event *guard = evtimer_new(E->w.base, on_guard, &expired);
+    struct timeval tv = {0, ms * 1000};
+    evtimer_add(guard, &tv);
+    while (!expired)
+        event_base_loop(E->w.base, EVLOOP_ONCE);
+    event_free(guard);
+}
+
+typedef struct tcluster {
+    pt_cluster_t cl;
+    pt_endpoint_t ep[4];
+    char urls[4][64];
+} tcluster_t;
+
+static void cluster_init(tcluster_t *c, const int *ports, size_t n)
+{
+    static unsigned next_index; /* a fresh round-robin cursor for every test cluster */
+    memset(c, 0, sizeof(*c));
+    c->cl.index = next_index++;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(c->urls[i], sizeof(c->urls[i]), "http://127.0.0.1:%d", ports[i]);
+        c->ep[i].url = c->urls[i];
+        c->ep[i].host = "127.0.0.1";
+        c->ep[i].port = (uint16_t)ports[i];
+    }
+    c->cl.name = "test";
+    c->cl.protocol = PT_PROTO_HTTP;
+    c->cl.endpoints = c->ep;
+    c->cl.endpoint_cnt = n;
+    c->cl.connect_timeout_ms = 2000;
+    c->cl.timeout_ms = 5000;
+    c->cl.retries = 1;
+    c->cl.tls_verify = true;
+    c->cl.max_idle_per_endpoint = 8;
+}
+
+static pt_upcall_req_t mkreq(const pt_cluster_t *cl, const char *method, const char *path)
+{
+    pt_upcall_req_t r = {0};
+    r.cluster = cl;
+    r.method = pt_str_c(method);
+    r.path = pt_str_c(path);
+    r.content_length = -1;
+    r.idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    return r;
+}
+
+static void start_ok(tcall_t *t, const pt_upcall_req_t *r)
+{
+    assert_int_equal(pt_upcall_start(&E->w, r, &CBS, t, &t->call), 0);
+    assert_non_null(t->call);
+}
+
+static void tcall_free(tcall_t *t)
+{
+    free(t->body);
+    t->body = NULL;
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_get(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/hello");
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    assert_int_equal(t.heads, 0); /* never called back synchronously */
+    run(&t);
+    assert_int_equal(t.dones, 1);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.heads, 1);
+    assert_int_equal(t.status, 200);
+    assert_int_equal(t.body_len, 5);
+    assert_memory_equal(t.body, "hello", 5);
+    assert_non_null(strstr(t.hdrs, "x-test: 1\n")); /* names lowercased */
+    tcall_free(&t);
+}
+
+static void test_request_head(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    pt_headers_t h;
+    pt_headers_init(&h, E->arena);
+    pt_headers_add(&h, PT_STR("x-custom"), PT_STR("v1"));
+    pt_headers_add(&h, PT_STR("x-empty"), PT_STR(""));
+    pt_headers_add(&h, PT_STR("connection"), PT_STR("close"));       /* hop-by-hop: dropped */
+    pt_headers_add(&h, PT_STR("content-length"), PT_STR("999"));     /* framing is ours */
+    pt_headers_add(&h, PT_STR("x-evil"), PT_STR("a\r\nx-injected: 1")); /* never forwarded */
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/head?x=1&y=%2F..%2F");
+    r.headers = &h;
+    r.authority = PT_STR("api.example.com");
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    t.body = realloc(t.body, t.body_len + 1);
+    t.body[t.body_len] = '\0';
+    assert_non_null(strstr(t.body, "GET /head?x=1&y=%2F..%2F HTTP/1.1\n"));
+    assert_non_null(strstr(t.body, "Host: api.example.com\n"));
+    assert_non_null(strstr(t.body, "x-custom: v1\n"));
+    assert_non_null(strstr(t.body, "x-empty:"));
+    assert_null(strstr(t.body, "x-injected"));
+    assert_null(strstr(t.body, "999"));
+    assert_null(strcasestr(t.body, "connection: close"));
+    assert_null(strcasestr(t.body, "accept:"));  /* libcurl adds nothing of its own */
+    assert_null(strcasestr(t.body, "expect:"));
+    tcall_free(&t);
+}
+
+static void test_post_streaming(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    static char payload[300000];
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (char)('a' + i % 26);
+    pt_upcall_req_t r = mkreq(&c.cl, "POST", "/echo");
+    r.has_body = true;
+    r.content_length = sizeof(payload);
+    tcall_t t = {0};
+    t.up = payload;
+    t.up_len = sizeof(payload);
+    t.up_hold = true; /* released 50 KB at a time from a timer */
+    start_ok(&t, &r);
+    while (t.dones == 0) {
+        spin(5);
+        if (t.up_avail < t.up_len) {
+            t.up_avail = t.up_avail + 50000 > t.up_len ? t.up_len : t.up_avail + 50000;
+            if (t.call != NULL)
+                pt_upcall_body_ready(t.call);
+        }
+    }
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.status, 200);
+    assert_int_equal(t.body_len, sizeof(payload));
+    assert_memory_equal(t.body, payload, sizeof(payload));
+    assert_non_null(strstr(t.hdrs, "x-method: POST\n"));
+    assert_null(strstr(t.hdrs, "x-chunked"));
+    tcall_free(&t);
+}
+
+static void test_chunked_upload(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    const char *payload = "streamed body of unknown length";
+    pt_upcall_req_t r = mkreq(&c.cl, "PUT", "/echo");
+    r.has_body = true;
+    r.content_length = -1;
+    tcall_t t = {0};
+    t.up = payload;
+    t.up_len = strlen(payload);
+    t.up_hold = true;
+    start_ok(&t, &r);
+    spin(20);
+    assert_int_equal(t.dones, 0); /* waiting for body */
+    t.up_avail = 10;
+    pt_upcall_body_ready(t.call);
+    spin(20);
+    t.up_avail = t.up_len;
+    pt_upcall_body_ready(t.call);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_non_null(strstr(t.hdrs, "x-chunked: 1\n"));
+    assert_non_null(strstr(t.hdrs, "x-method: PUT\n"));
+    assert_int_equal(t.body_len, strlen(payload));
+    assert_memory_equal(t.body, payload, t.body_len);
+    tcall_free(&t);
+}
+
+static void test_post_without_body(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    pt_upcall_req_t r = mkreq(&c.cl, "POST", "/head");
+    r.content_length = 0;
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    t.body = realloc(t.body, t.body_len + 1);
+    t.body[t.body_len] = '\0';
+    assert_non_null(strstr(t.body, "POST /head HTTP/1.1\n"));
+    assert_non_null(strcasestr(t.body, "content-length: 0\n"));
+    tcall_free(&t);
+}
+
+static void test_large_response_pause(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/big?4000000");
+    tcall_t t = {0};
+    t.pause_each = true;
+    t.no_body_store = true;
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.body_len, 4000000);
+    assert_true(t.pauses > 10);
+    tcall_free(&t);
+}
+
+static void test_refused_failover(void **state)
+{
+    (void)state;
+    int ports[2] = {dead_port(), E->a.port};
+    tcluster_t c;
+    cluster_init(&c, ports, 2);
+    /* Round robin starts at the dead one for the first call: it must fail over. */
+    for (int i = 0; i < 4; i++) {
+        pt_upcall_req_t r = mkreq(&c.cl, "GET", "/hello");
+        tcall_t t = {0};
+        start_ok(&t, &r);
+        run(&t);
+        assert_int_equal(t.st, 0);
+        assert_int_equal(t.status, 200);
+        tcall_free(&t);
+    }
+}
+
+static void test_refused_all_503(void **state)
+{
+    (void)state;
+    int ports[2] = {dead_port(), dead_port()};
+    tcluster_t c;
+    cluster_init(&c, ports, 2);
+    pt_upcall_req_t r = mkreq(&c.cl, "POST", "/hello");
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, PT_ERR_UNAVAILABLE);
+    assert_int_equal(t.heads, 0);
+    assert_int_equal(pt_status_http(t.st), 503);
+    tcall_free(&t);
+}
+
+static void test_ejection(void **state)
+{
+    (void)state;
+    int port = dead_port();
+    tcluster_t c;
+    cluster_init(&c, &port, 1);
+    c.cl.retries = 0;
+    int fails = 0;
+    for (int i = 0; i < 10; i++) {
+        pt_upcall_req_t r = mkreq(&c.cl, "GET", "/hello");
+        tcall_t t = {0};
+        int rc = pt_upcall_start(&E->w, &r, &CBS, &t, &t.call);
+        if (rc != 0) {
+            /* ejected: refused up front, no callback ever */
+            assert_int_equal(rc, PT_ERR_UNAVAILABLE);
+            assert_true(i >= 5);
+            spin(5);
+            assert_int_equal(t.dones, 0);
+            continue;
+        }
+        run(&t);
+        assert_int_equal(t.st, PT_ERR_UNAVAILABLE);
+        fails++;
+    }
+    assert_int_equal(fails, 5);
+}
+
+static void test_timeout_504(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/slow?1500");
+    r.timeout_ms = 300;
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, PT_ERR_TIMEOUT);
+    assert_int_equal(pt_status_http(t.st), 504);
+    assert_int_equal(t.heads, 0);
+    tcall_free(&t);
+}
+
+static void test_truncated(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    const char *paths[] = {"/truncate", "/truncchunk"};
+    for (int i = 0; i < 2; i++) {
+        pt_upcall_req_t r = mkreq(&c.cl, "GET", paths[i]);
+        tcall_t t = {0};
+        start_ok(&t, &r);
+        run(&t);
+        assert_int_equal(t.heads, 1);   /* the head went out ... */
+        assert_int_equal(t.status, 200);
+        assert_int_equal(t.st, PT_ERR_UPSTREAM); /* ... but the end is an error, never success */
+        tcall_free(&t);
+    }
+}
+
+static void test_keepalive_reuse(void **state)
+{
+    (void)state;
+    tsrv_t s;
+    srv_start(&s, 'k');
+    tcluster_t c;
+    cluster_init(&c, &s.port, 1);
+    for (int i = 0; i < 6; i++) {
+        pt_upcall_req_t r = mkreq(&c.cl, "GET", "/hello");
+        tcall_t t = {0};
+        start_ok(&t, &r);
+        run(&t);
+        assert_int_equal(t.st, 0);
+        tcall_free(&t);
+    }
+    assert_int_equal(atomic_load(&s.accepted), 1);
+    srv_stop(&s);
+}
+
+static void test_retry_idempotent(void **state)
+{
+    (void)state;
+    /* Server 'a' drops /closeon?a without answering; 'b' answers. */
+    int ports[2] = {E->a.port, E->b.port};
+    tcluster_t c;
+    cluster_init(&c, ports, 2);
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/closeon?a");
+    tcall_t t = {0};
+    start_ok(&t, &r); /* first endpoint of a fresh cluster cursor is 'a' */
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.status, 200);
+    tcall_free(&t);
+
+    /* A POST is not retried once it may have reached the upstream. */
+    tcluster_t c2;
+    cluster_init(&c2, ports, 2);
+    pt_upcall_req_t r2 = mkreq(&c2.cl, "POST", "/closeon?a");
+    r2.has_body = true;
+    r2.content_length = 3;
+    tcall_t t2 = {0};
+    t2.up = "abc";
+    t2.up_len = 3;
+    start_ok(&t2, &r2);
+    run(&t2);
+    assert_int_equal(t2.st, PT_ERR_UPSTREAM);
+    tcall_free(&t2);
+}
+
+static void test_continue_trailers_framing(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/continue");
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.heads, 1); /* the 100 was not handed out */
+    assert_int_equal(t.status, 200);
+    assert_memory_equal(t.body, "after", 5);
+    tcall_free(&t);
+
+    pt_upcall_req_t r2 = mkreq(&c.cl, "GET", "/trailers");
+    tcall_t t2 = {0};
+    start_ok(&t2, &r2);
+    run(&t2);
+    assert_int_equal(t2.st, 0);
+    assert_int_equal(t2.body_len, 3);
+    assert_memory_equal(t2.body, "abc", 3); /* de-chunked */
+    assert_non_null(strstr(t2.trailers, "x-sum: 42\n"));
+    tcall_free(&t2);
+
+    const char *bad[] = {"/clte", "/s101"};
+    for (int i = 0; i < 2; i++) {
+        pt_upcall_req_t r3 = mkreq(&c.cl, "GET", bad[i]);
+        tcall_t t3 = {0};
+        start_ok(&t3, &r3);
+        run(&t3);
+        assert_int_equal(t3.heads, 0);
+        assert_int_equal(t3.st, PT_ERR_UPSTREAM);
+        tcall_free(&t3);
+    }
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    /* Cancel from inside on_head (libcurl is on the stack). */
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/big?2000000");
+    tcall_t t = {0};
+    t.cancel_in_head = true;
+    t.no_body_store = true;
+    start_ok(&t, &r);
+    while (t.heads == 0)
+        spin(5);
+    spin(50);
+    assert_int_equal(t.dones, 0);
+    assert_int_equal(t.body_len, 0);
+
+    /* Cancel right after start, and while waiting on a slow upstream. */
+    pt_upcall_req_t r2 = mkreq(&c.cl, "GET", "/hello");
+    tcall_t t2 = {0};
+    start_ok(&t2, &r2);
+    pt_upcall_cancel(t2.call);
+    pt_upcall_req_t r3 = mkreq(&c.cl, "GET", "/slow?200");
+    tcall_t t3 = {0};
+    start_ok(&t3, &r3);
+    spin(50);
+    pt_upcall_cancel(t3.call);
+    spin(300);
+    assert_int_equal(t2.dones + t2.heads + t3.dones + t3.heads, 0);
+
+    /* The worker still works. */
+    pt_upcall_req_t r4 = mkreq(&c.cl, "GET", "/hello");
+    tcall_t t4 = {0};
+    start_ok(&t4, &r4);
+    run(&t4);
+    assert_int_equal(t4.st, 0);
+    tcall_free(&t4);
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    int ports[2] = {E->a.port, E->b.port};
+    tcluster_t c;
+    cluster_init(&c, ports, 2);
+    enum { N = 20 };
+    tcall_t ts[N];
+    tcall_t *tp[N];
+    pt_upcall_req_t rs[N];
+    memset(ts, 0, sizeof(ts));
+    for (int i = 0; i < N; i++) {
+        rs[i] = mkreq(&c.cl, "GET", i % 2 ? "/big?100000" : "/hello");
+        tp[i] = &ts[i];
+        start_ok(&ts[i], &rs[i]);
+    }
+    run_all(tp, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ts[i].st, 0);
+        assert_int_equal(ts[i].body_len, i % 2 ? 100000u : 5u);
+        tcall_free(&ts[i]);
+    }
+}
+
+static void test_grpc_not_implemented(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    c.cl.protocol = PT_PROTO_GRPC;
+    pt_upcall_req_t r = mkreq(&c.cl, "POST", "/x");
+    tcall_t t = {0};
+    assert_int_equal(pt_upcall_start(&E->w, &r, &CBS, &t, &t.call), PT_ERR_NOT_IMPLEMENTED);
+}
+
+/* ---- HTTP/2 against nghttpd -------------------------------------------------------- */
+
+typedef struct h2srv {
+    char dir[64];
+    char file[128], key[128], cert[128];
+    pid_t pid;
+    int port;
+} h2srv_t;
+
+static bool have_tool(const char *path1, const char *path2)
+{
+    return access(path1, X_OK) == 0 || access(path2, X_OK) == 0;
+}
+
+/** Starts nghttpd serving a 20000-byte data.txt; with `tls`, a fresh self-signed cert for 127.0.0.1. */
+static bool h2srv_start(h2srv_t *h, bool tls)
+{
+    memset(h, 0, sizeof(*h));
+    if (!have_tool("/usr/sbin/nghttpd", "/usr/bin/nghttpd") ||
+        (tls && !have_tool("/usr/bin/openssl", "/bin/openssl")))
+        return false;
+    snprintf(h->dir, sizeof(h->dir), "/tmp/pt_up_h2_XXXXXX");
+    if (mkdtemp(h->dir) == NULL)
+        return false;
+    snprintf(h->file, sizeof(h->file), "%s/data.txt", h->dir);
+    snprintf(h->key, sizeof(h->key), "%s/key.pem", h->dir);
+    snprintf(h->cert, sizeof(h->cert), "%s/cert.pem", h->dir);
+    FILE *f = fopen(h->file, "w");
+    for (int i = 0; i < 20000; i++)
+        fputc('a' + i % 26, f);
+    fclose(f);
+    if (tls) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                 "-keyout %s -out %s -days 1 -subj /CN=127.0.0.1 "
+                 "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+                 h->key, h->cert);
+        if (system(cmd) != 0)
+            return false;
+    }
+    h->port = dead_port();
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", h->port);
+    h->pid = fork();
+    if (h->pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        if (tls)
+            execlp("nghttpd", "nghttpd", "-a", "127.0.0.1", "-d", h->dir, portstr, h->key, h->cert,
+                   (char *)NULL);
+        else
+            execlp("nghttpd", "nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", h->dir, portstr,
+                   (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)h->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        bool up = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (up)
+            return true;
+        usleep(20000);
+    }
+    return false;
+}
+
+static void h2srv_stop(h2srv_t *h)
+{
+    if (h->pid > 0) {
+        kill(h->pid, SIGTERM);
+        waitpid(h->pid, NULL, 0);
+    }
+    unlink(h->file);
+    unlink(h->key);
+    unlink(h->cert);
+    rmdir(h->dir);
+}
+
+/* Several streams at once (one of them paused over and over), then more
+ * exchanges one after the other on what the pool kept. */
+static void h2_round(tcluster_t *c)
+{
+    enum { N = 5 };
+    tcall_t ts[N];
+    tcall_t *tp[N];
+    pt_upcall_req_t rs[N];
+    memset(ts, 0, sizeof(ts));
+    for (int i = 0; i < N; i++) {
+        rs[i] = mkreq(&c->cl, "GET", "/data.txt");
+        rs[i].authority = PT_STR("h2.test");
+        tp[i] = &ts[i];
+        ts[i].pause_each = i == 0;
+        start_ok(&ts[i], &rs[i]);
+    }
+    run_all(tp, N);
+    for (int i = 0; i < N; i++) {
+        if (ts[i].st != 0)
+            print_message("h2 stream %d: %s (%zu bytes)\n", i, ts[i].reason, ts[i].body_len);
+        assert_int_equal(ts[i].st, 0);
+        assert_int_equal(ts[i].status, 200);
+        assert_int_equal(ts[i].body_len, 20000);
+        assert_int_equal(ts[i].body[25], 'z');
+        tcall_free(&ts[i]);
+    }
+    for (int k = 0; k < 3; k++) {
+        pt_upcall_req_t r = mkreq(&c->cl, "GET", "/data.txt");
+        tcall_t t = {0};
+        start_ok(&t, &r);
+        run(&t);
+        if (t.st != 0)
+            print_message("h2 sequential %d: %s\n", k, t.reason);
+        assert_int_equal(t.st, 0);
+        assert_int_equal(t.body_len, 20000);
+        tcall_free(&t);
+    }
+}
+
+static void test_h2_prior_knowledge(void **state)
+{
+    (void)state;
+    h2srv_t h;
+    if (!h2srv_start(&h, false)) {
+        h2srv_stop(&h);
+        skip();
+        return;
+    }
+    tcluster_t c;
+    cluster_init(&c, &h.port, 1);
+    c.cl.http2 = true;
+    h2_round(&c);
+    h2srv_stop(&h);
+}
+
+static void test_h2_tls(void **state)
+{
+    (void)state;
+    h2srv_t h;
+    if (!h2srv_start(&h, true)) {
+        h2srv_stop(&h);
+        skip();
+        return;
+    }
+    tcluster_t c;
+    cluster_init(&c, &h.port, 1);
+    snprintf(c.urls[0], sizeof(c.urls[0]), "https://127.0.0.1:%d", h.port);
+    c.ep[0].tls = true;
+    c.cl.http2 = true;
+    c.cl.ca_file = h.cert;
+    h2_round(&c);
+
+    /* UP-9: an upstream certificate we cannot verify is a 502, never a fallback. */
+    tcluster_t bad;
+    cluster_init(&bad, &h.port, 1);
+    snprintf(bad.urls[0], sizeof(bad.urls[0]), "https://127.0.0.1:%d", h.port);
+    bad.ep[0].tls = true;
+    bad.cl.ca_file = "/dev/null";
+    pt_upcall_req_t r = mkreq(&bad.cl, "GET", "/data.txt");
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, PT_ERR_UPSTREAM);
+    assert_int_equal(t.heads, 0);
+    h2srv_stop(&h);
+}
+
+/* ---- setup ------------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    E = calloc(1, sizeof(*E));
+    E->w.base = event_base_new();
+    if (E->w.base == NULL || pt_upstream_worker_init(&E->w) != 0)
+        return -1;
+    srv_start(&E->a, 'a');
+    srv_start(&E->b, 'b');
+    E->arena = pt_arena_new(0, 0);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    pt_upstream_worker_dispose(&E->w);
+    assert_null(E->w.upstream_http);
+    event_base_free(E->w.base);
+    srv_stop(&E->a);
+    srv_stop(&E->b);
+    pt_arena_destroy(E->arena);
+    free(E);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_request_head),
+        cmocka_unit_test(test_post_streaming),
+        cmocka_unit_test(test_chunked_upload),
+        cmocka_unit_test(test_post_without_body),
+        cmocka_unit_test(test_large_response_pause),
+        cmocka_unit_test(test_refused_failover),
+        cmocka_unit_test(test_refused_all_503),
+        cmocka_unit_test(test_ejection),
+        cmocka_unit_test(test_timeout_504),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_retry_idempotent),
+        cmocka_unit_test(test_continue_trailers_framing),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_grpc_not_implemented),
+        cmocka_unit_test(test_h2_prior_knowledge),
+        cmocka_unit_test(test_h2_tls),
+    };
+    return cmocka_run_group_tests_name("upstream", tests, group_setup, group_teardown);
+}

@@ -100,7 +100,7 @@ typedef enum pt_conf_type {
     PT_CONF_T_STRLIST,  /* pt_conf_strlist_t: a sequence of scalars (a single scalar is a list of one) */
     PT_CONF_T_STRMAP,   /* pt_conf_strmap_t: a map of scalar to scalar, order kept */
     PT_CONF_T_NODE,     /* const pt_conf_node_t *: kept raw for the module to read */
-    PT_CONF_T_CUSTOM,   /* parse(cx, node, dst) does the work */
+    PT_CONF_T_CUSTOM,   /* parse(cx, node, dst + offset) does the work */
 } pt_conf_type_t;
 
 typedef struct pt_conf_strlist {

@@ -17,6 +17,7 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -162,17 +163,35 @@ static int compile_regex(pt_conf_cx_t *cx, const pt_conf_node_t *node, rewrite_c
     return compile_replacement(cx, pt_conf_map_get(node, "replace"), c);
 }
 
+/*
+ * The replacement's own text becomes part of the request target: a '?' or
+ * '#' would move bytes into the query or fragment upstream, and spaces or
+ * control bytes would corrupt the request line. Captures come from the
+ * already validated path, so checking the literal text is enough.
+ */
+static bool replacement_ok(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= ' ' || *s == '?' || *s == '#' || *s == 0x7f)
+            return false;
+    return true;
+}
+
 static int parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf)
 {
     rewrite_conf_t *c = conf;
+    if (c->replace != NULL && !replacement_ok(c->replace))
+        return pt_conf_error(cx, pt_conf_map_get(node, "replace"),
+                             "rewrite: replace may not contain '?', '#', spaces or control "
+                             "characters (the query string is kept as it is)");
+    if (c->replace != NULL && c->prefix == NULL && c->regex == NULL)
+        return pt_conf_error(cx, pt_conf_map_get(node, "replace"),
+                             "rewrite: replace needs prefix: or regex:");
     if (c->prefix == NULL && c->regex == NULL && c->host == NULL)
         return pt_conf_error(cx, node, "rewrite: give prefix:, regex: and/or host:");
     if (c->prefix != NULL && c->regex != NULL)
         return pt_conf_error(cx, pt_conf_map_get(node, "regex"),
                              "rewrite: prefix and regex cannot be combined (use two rewrites)");
-    if (c->replace != NULL && c->prefix == NULL && c->regex == NULL)
-        return pt_conf_error(cx, pt_conf_map_get(node, "replace"),
-                             "rewrite: replace needs prefix: or regex:");
     if (c->prefix != NULL) {
         if (c->prefix[0] != '/')
             return pt_conf_error(cx, pt_conf_map_get(node, "prefix"),

@@ -292,27 +292,43 @@ static void test_rewrite_regex_backtracking(void **state)
 static void test_rewrite_conf_errors(void **state)
 {
     (void)state;
-    static const char *const bad[] = {
-        "      - rewrite: {}\n",
-        "      - rewrite: { prefix: /a, regex: b, replace: c }\n",
-        "      - rewrite: { replace: /x }\n",
-        "      - rewrite: { regex: \"^/a\" }\n",
-        "      - rewrite: { regex: \"^/(a)\", replace: \"${nope}\" }\n",
-        "      - rewrite: { regex: \"^/(a)\", replace: \"$\" }\n",
-        "      - rewrite: { host: \"a/b\" }\n",
-        "      - rewrite: { prefix: /a, nope: 1 }\n",
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        {"      - rewrite: {}\n", "rewrite: give prefix:, regex: and/or host:"},
+        {"      - rewrite: { prefix: /a, regex: b, replace: c }\n",
+         "rewrite: prefix and regex cannot be combined (use two rewrites)"},
+        {"      - rewrite: { replace: /x }\n", "rewrite: replace needs prefix: or regex:"},
+        {"      - rewrite: { regex: \"^/a\" }\n", "rewrite: regex needs replace:"},
+        {"      - rewrite: { regex: \"^/(a)\", replace: \"${nope}\" }\n",
+         "replace: the regex has no group named 'nope'"},
+        {"      - rewrite: { regex: \"^/(a)\", replace: \"$\" }\n",
+         "replace: '$' must be followed by a group number, {name} or '$'"},
+        {"      - rewrite: { host: \"a/b\" }\n", "rewrite: bad host 'a/b'"},
+        {"      - rewrite: { prefix: /a, nope: 1 }\n", "unknown key 'nope'"},
+        {"      - rewrite: { prefix: /a, replace: \"/b?x=1\" }\n",
+         "rewrite: replace may not contain '?', '#', spaces or control characters"},
+        {"      - rewrite: { regex: \"^/(a)\", replace: \"/$1#frag\" }\n",
+         "rewrite: replace may not contain '?'"},
+        {"      - rewrite: { regex: \"^/(a)\", replace: \"/a b\" }\n",
+         "rewrite: replace may not contain '?'"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[1024];
         snprintf(text, sizeof(text),
                  "listeners: [ { address: 127.0.0.1:8080 } ]\nroutes:\n  - respond: {}\n"
                  "    filters:\n%s",
-                 bad[i]);
-        FILE *devnull = fopen("/dev/null", "w");
-        pt_config_t *c = pt_config_load_string("f.yaml", text, strlen(text), devnull);
-        fclose(devnull);
+                 bad[i].yaml);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *errs = open_memstream(&buf, &len);
+        pt_config_t *c = pt_config_load_string("f.yaml", text, strlen(text), errs);
+        fclose(errs);
         if (c != NULL)
-            fail_msg("accepted: %s", bad[i]);
+            fail_msg("accepted: %s", bad[i].yaml);
+        if (strstr(buf, "f.yaml:5:") == NULL || strstr(buf, bad[i].want) == NULL)
+            fail_msg("for %s\nwant: %s\ngot: %s", bad[i].yaml, bad[i].want, buf);
+        free(buf);
     }
 }
 

@@ -344,7 +344,6 @@ static void test_match(void **state)
                      PT_PATHMATCH_BAD_PATH);
 }
 
-#ifndef PT_HTTP_NO_BIND
 /* ---- request binding ---------------------------------------------------- */
 
 typedef struct req_result {
@@ -600,7 +599,6 @@ static void test_responses(void **state)
              "{\"contentType\":\"image/png\",\"data\":\"iVBORw==\"}", "\x89PNG", "image/png");
 }
 
-#endif /* PT_HTTP_NO_BIND */
 
 /* ---- allocation failures ------------------------------------------------ */
 
@@ -660,7 +658,6 @@ static void test_nomem(void **state)
         int rc = pt_httprule_table_new(pool, &o, &t, &errs);
         if (rc == 0) {
             done = true;
-#ifndef PT_HTTP_NO_BIND
             /* and the request path under failing allocations */
             for (long at2 = 0; at2 < 200; at2++) {
                 char scratch[512];
@@ -682,7 +679,6 @@ static void test_nomem(void **state)
                     break;
                 assert_int_equal(r2, PT_XERR_NOMEM);
             }
-#endif
             pt_httprule_table_free(t);
         } else {
             assert_int_equal(rc, PT_XERR_NOMEM);
@@ -705,13 +701,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_table_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_match, setup, teardown),
-#ifndef PT_HTTP_NO_BIND
         cmocka_unit_test_setup_teardown(test_bind_path_and_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors_all_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_body_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_httpbody, setup, teardown),
         cmocka_unit_test_setup_teardown(test_responses, setup, teardown),
-#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

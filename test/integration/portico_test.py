@@ -72,7 +72,11 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
             data = b""
             while True:
                 line = self.rfile.readline(65537)
-                size = int(line.split(b";")[0].strip(), 16)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:  # the client went away mid-body
+                    self.close_connection = True
+                    return data
                 if size == 0:
                     while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                         pass

@@ -248,7 +248,13 @@ class CliTest(unittest.TestCase):
         p = subprocess.run([BIN, "--validate", "-c", bad], capture_output=True, text=True)
         self.assertEqual(p.returncode, 1)
         self.assertRegex(p.stderr, bad.replace(".", r"\.") + r":3:5: .*tsl")
-        self.assertRegex(p.stderr, bad.replace(".", r"\.") + r":6:\d+: .*nope")
+        # cross-references are checked once the file parses cleanly
+        with open(bad, "w") as f:
+            f.write("listeners:\n  - address: 127.0.0.1:1\nroutes:\n"
+                    "  - match: { prefix: / }\n    proxy: { cluster: nope }\n")
+        p = subprocess.run([BIN, "--validate", "-c", bad], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stderr, bad.replace(".", r"\.") + r":5:\d+: .*nope")
 
     def test_version_help(self):
         p = subprocess.run([BIN, "--version"], capture_output=True, text=True)

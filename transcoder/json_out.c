@@ -44,6 +44,9 @@ typedef struct ctx {
     size_t occ_len, occ_cap;
     uint32_t *words;
     size_t words_len, words_cap;
+    /* Small messages never touch the allocator for scratch space. */
+    occ_t occ_inline[128];
+    uint32_t words_inline[512];
 } ctx_t;
 
 static int emit_message(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single);
@@ -113,18 +116,22 @@ static void prepend_index(ctx_t *c, size_t i)
 
 /* ---- scratch stacks ------------------------------------------------------------ */
 
-static int grow(ctx_t *c, void **arr, size_t *cap, size_t need, size_t elem)
+/* Grows a scratch array; the first growth moves it off the inline storage. */
+static int grow(ctx_t *c, void **arr, size_t *cap, size_t need, size_t elem, const void *inl)
 {
     if (need <= *cap)
         return 0;
-    size_t ncap = *cap ? *cap * 2 : 256;
+    size_t ncap = *cap * 2;
     while (ncap < need)
         ncap *= 2;
     if (ncap > SIZE_MAX / elem)
         return fail_rc(c, PT_XERR_NOMEM);
-    void *p = c->a->realloc(c->a->ud, *arr, ncap * elem);
+    bool was_inline = *arr == inl;
+    void *p = c->a->realloc(c->a->ud, was_inline ? NULL : *arr, ncap * elem);
     if (p == NULL)
         return fail_rc(c, PT_XERR_NOMEM);
+    if (was_inline)
+        memcpy(p, inl, *cap * elem);
     *arr = p;
     *cap = ncap;
     return 0;
@@ -133,7 +140,7 @@ static int grow(ctx_t *c, void **arr, size_t *cap, size_t need, size_t elem)
 static int push_occ(ctx_t *c, uint32_t off, uint32_t len, uint8_t wt, uint32_t *idx)
 {
     if (c->occ_len == c->occ_cap) {
-        int rc = grow(c, (void **)&c->occ, &c->occ_cap, c->occ_len + 1, sizeof(occ_t));
+        int rc = grow(c, (void **)&c->occ, &c->occ_cap, c->occ_len + 1, sizeof(occ_t), c->occ_inline);
         if (rc != 0)
             return rc;
     }
@@ -147,7 +154,8 @@ static int push_occ(ctx_t *c, uint32_t off, uint32_t len, uint8_t wt, uint32_t *
 /* Reserves `n` zeroed words; returns their offset in c->words. */
 static int push_words(ctx_t *c, size_t n, size_t *at)
 {
-    int rc = grow(c, (void **)&c->words, &c->words_cap, c->words_len + n, sizeof(uint32_t));
+    int rc = grow(c, (void **)&c->words, &c->words_cap, c->words_len + n, sizeof(uint32_t),
+                  c->words_inline);
     if (rc != 0)
         return rc;
     *at = c->words_len;
@@ -1045,17 +1053,23 @@ int pt_pb_to_json(const pt_descpool_t *pool, const pt_msgdesc_t *m, const uint8_
     pt_xerr_clear(err);
     if (len > UINT32_MAX - 1 || (opts->max_size != 0 && len > opts->max_size))
         return pt_xerr_set(err, PT_XERR_LIMIT, NULL, "protobuf input of %zu bytes is over the limit", len);
-    ctx_t c = {
-        .pool = pool,
-        .base = pb,
-        .out = out,
-        .err = err,
-        .a = out->a,
-        .emit_defaults = opts->emit_defaults,
-        .proto_names = opts->proto_names,
-        .enums_as_ints = opts->enums_as_ints,
-        .max_depth = opts->max_depth ? opts->max_depth : PT_JSON_DEFAULT_MAX_DEPTH,
-    };
+    ctx_t c;
+    c.pool = pool;
+    c.base = pb;
+    c.out = out;
+    c.err = err;
+    c.a = out->a;
+    c.emit_defaults = opts->emit_defaults;
+    c.proto_names = opts->proto_names;
+    c.enums_as_ints = opts->enums_as_ints;
+    c.depth = 0;
+    c.max_depth = opts->max_depth ? opts->max_depth : PT_JSON_DEFAULT_MAX_DEPTH;
+    c.occ = c.occ_inline;
+    c.occ_len = 0;
+    c.occ_cap = sizeof c.occ_inline / sizeof c.occ_inline[0];
+    c.words = c.words_inline;
+    c.words_len = 0;
+    c.words_cap = sizeof c.words_inline / sizeof c.words_inline[0];
     if (c.max_depth > PT_JSON_MAX_DEPTH_CAP)
         c.max_depth = PT_JSON_MAX_DEPTH_CAP;
     size_t start = out->len, saved_limit = out->limit;
@@ -1068,9 +1082,9 @@ int pt_pb_to_json(const pt_descpool_t *pool, const pt_msgdesc_t *m, const uint8_
     out->limit = saved_limit;
     if (rc != 0)
         out->len = start;
-    if (c.occ)
+    if (c.occ != c.occ_inline)
         c.a->free(c.a->ud, c.occ);
-    if (c.words)
+    if (c.words != c.words_inline)
         c.a->free(c.a->ud, c.words);
     return rc;
 }

@@ -460,14 +460,84 @@ static int special(double v, char *out)
     return (int)n;
 }
 
+/* Integers print as their digits, which is also what %g gives below its precision. */
+static int integral(double v, double below, char *out)
+{
+    if (!(v == floor(v) && fabs(v) < below) || (v == 0 && signbit(v)))
+        return -1;
+    uint64_t u = (uint64_t)fabs(v);
+    char tmp[24];
+    int k = 0;
+    do {
+        tmp[k++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    int n = 0;
+    if (v < 0)
+        out[n++] = '-';
+    while (k)
+        out[n++] = tmp[--k];
+    out[n] = '\0';
+    return n;
+}
+
+/*
+ * Fast path for non-integers in [1e-4, 1e15), where %g prints fixed notation:
+ * finds the fewest fraction digits p such that round(v * 10^p) / 10^p gives v
+ * back. Both operands of that division are exact, so the division is the
+ * correctly rounded value of the decimal m * 10^-p, which is exactly what
+ * strtod returns for its text: the text round-trips. Returns -1 to fall back.
+ */
+static int short_fixed(double v, char *out)
+{
+    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15))
+        return -1;
+    for (int p = 1; p <= 17; p++) {
+        double scaled = a * pow10[p];
+        if (scaled >= 9007199254740992.0) /* 2^53: m would not be exact */
+            return -1;
+        double m = nearbyint(scaled);
+        if (m / pow10[p] != a)
+            continue;
+        /* digits of m, with the decimal point p places from the right */
+        char tmp[24];
+        int k = 0;
+        uint64_t u = (uint64_t)m;
+        do {
+            tmp[k++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        while (k <= p)
+            tmp[k++] = '0'; /* leading zeros of 0.000ddd */
+        int n = 0;
+        if (v < 0)
+            out[n++] = '-';
+        while (k > p)
+            out[n++] = tmp[--k];
+        out[n++] = '.';
+        while (k > 0)
+            out[n++] = tmp[--k];
+        out[n] = '\0';
+        return n;
+    }
+    return -1;
+}
+
 int pt_double_format(double v, char *out)
 {
     if (!isfinite(v))
         return special(v, out);
+    int n = integral(v, 1e15, out);
+    if (n < 0)
+        n = short_fixed(v, out);
+    if (n >= 0)
+        return n;
     /* A double carries 15.95 decimal digits: if any precision below 15
      * round-trips, %.15g yields that same shortest text (trailing zeros are
      * stripped by %g), so only 15, 16 and 17 need trying. */
-    int n = 0;
     /* subnormals carry fewer digits: search from the shortest */
     for (int prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
         n = snprintf(out, PT_FLOAT_BUF, "%.*g", prec, v);
@@ -481,7 +551,31 @@ int pt_float_format(float v, char *out)
 {
     if (!isfinite(v))
         return special(v, out);
-    int n = 0;
+    int n = integral(v, 1e6, out);
+    if (n >= 0)
+        return n;
+    /*
+     * The double fast path applies when the float is exactly a decimal of at
+     * most 6 significant digits: %.6g prints those same digits, and no shorter
+     * decimal can land on the same float (they are 1e-6 apart relative, floats
+     * 6e-8).
+     */
+    char tmp[PT_FLOAT_BUF];
+    n = short_fixed((double)v, tmp);
+    if (n >= 0) {
+        int sig = 0;
+        bool lead = true;
+        for (int i = 0; i < n; i++) {
+            if (tmp[i] < '0' || tmp[i] > '9' || (lead && tmp[i] == '0'))
+                continue;
+            lead = false;
+            sig++;
+        }
+        if (sig <= 6) {
+            memcpy(out, tmp, (size_t)n + 1);
+            return n;
+        }
+    }
     for (int prec = fabsf(v) < FLT_MIN ? 1 : 6; prec <= 9; prec++) {
         n = snprintf(out, PT_FLOAT_BUF, "%.*g", prec, (double)v);
         if (strtof(out, NULL) == v)

@@ -212,7 +212,11 @@ static void test_floats(void **state)
         const char *s;
     } d[] = {{0.1, "0.1"}, {1.0, "1"}, {-0.0, "-0"}, {1e21, "1e+21"}, {123456789012345680.0, "1.2345678901234568e+17"},
              {5e-324, "5e-324"}, {2.2250738585072009e-308, "2.225073858507201e-308"}, {1.7976931348623157e308, "1.7976931348623157e+308"},
-             {0.30000000000000004, "0.30000000000000004"}};
+             {0.30000000000000004, "0.30000000000000004"}, {-5.0, "-5"}, {999999999999999.0, "999999999999999"},
+             {1e15, "1e+15"}, {9007199254740993.0, "9007199254740992"}, {-1234.5, "-1234.5"},
+             {0.0001, "0.0001"}, {0.00012345, "0.00012345"}, {-0.5, "-0.5"}, {19.99, "19.99"},
+             {123456789.123, "123456789.123"}, {0.1 + 0.2, "0.30000000000000004"}, {1e-5, "1e-05"},
+             {99999999999999.99, "99999999999999.98"}, {2.5e-4, "0.00025"}};
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
         pt_double_format(d[i].v, out);
         assert_string_equal(out, d[i].s);
@@ -227,6 +231,22 @@ static void test_floats(void **state)
     assert_string_equal(out, "3.4028235e+38");
     pt_float_format(1.17549435e-38f, out);
     assert_string_equal(out, "1.1754944e-38");
+    pt_float_format(0.375f, out);
+    assert_string_equal(out, "0.375");
+    pt_float_format(-19.5f, out);
+    assert_string_equal(out, "-19.5");
+    pt_float_format(0.300048828125f, out);
+    assert_string_equal(out, "0.30004883");
+    pt_float_format(1.3f, out);
+    assert_string_equal(out, "1.3");
+    pt_float_format(999999.0f, out);
+    assert_string_equal(out, "999999");
+    pt_float_format(1e6f, out);
+    assert_string_equal(out, "1e+06");
+    pt_float_format(-0.0f, out);
+    assert_string_equal(out, "-0");
+    pt_float_format(16777216.0f, out);
+    assert_string_equal(out, "16777216");
     pt_float_format(INFINITY, out);
     assert_string_equal(out, "Infinity");
 }

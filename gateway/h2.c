@@ -766,10 +766,10 @@ static void head_complete(h2_conn_t *c, h2_stream_t *s, bool end_stream)
             terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
     }
     if (s->reject == 0) {
-        if (req->method.len == 0 || req->target.len == 0)
-            stream_reject(s, PT_ERR_INVALID, "missing :method or :path");
-        else if (pt_str_eq(req->method, PT_STR("CONNECT")))
+        if (pt_str_eq(req->method, PT_STR("CONNECT")))
             stream_reject(s, PT_ERR_NOT_IMPLEMENTED, "CONNECT is not supported");
+        else if (req->method.len == 0 || req->target.len == 0)
+            stream_reject(s, PT_ERR_INVALID, "missing :method or :path");
         else if (!path_valid(req->target))
             stream_reject(s, PT_ERR_INVALID, "invalid :path");
         else if (!pt_str_eq(req->scheme, PT_STR("http")) && !pt_str_eq(req->scheme, PT_STR("https")))

@@ -645,6 +645,13 @@ static void test_bad_requests(void **state)
     pump(&cl);
     assert_true(cs_of(&cl, id)->closed);
     assert_int_equal(cs_of(&cl, id)->close_code, NGHTTP2_PROTOCOL_ERROR);
+    /* CONNECT (no extended CONNECT) -> 501 */
+    nghttp2_nv connect[] = {NV(":method", "CONNECT"), NV(":authority", "example.com:443")};
+    id = nghttp2_submit_request(cl.ng, NULL, connect, 2, NULL, NULL);
+    cl.streams[cl.nstreams].id = id;
+    cl.nstreams++;
+    pump(&cl);
+    assert_int_equal(cs_of(&cl, id)->status, 501);
     /* the connection still serves */
     id = client_request(&cl, NULL, 0, "GET", "/ok", NULL);
     pump(&cl);

@@ -573,7 +573,15 @@ static bool want_read(h1_conn_t *c)
         pt_req_t *req = c->reading->req;
         return req == NULL || req->body == NULL || evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER;
     }
-    return !(pt_h1p_idle(c->parser) && c->depth >= c->limits.max_pipeline);
+    if (!pt_h1p_idle(c->parser))
+        return true; /* finish the head being received */
+    /*
+     * Between requests: no new one while max_pipeline are in flight, or while
+     * the client is not reading what we already answered (OV-3: the output
+     * queued for a connection stays bounded).
+     */
+    return c->depth < c->limits.max_pipeline &&
+           evbuffer_get_length(conn_out(c)) <= c->limits.max_response_buffer;
 }
 
 /* Parses what the input buffer holds, as far as the flow control allows. */
@@ -640,8 +648,8 @@ static void update_timer(h1_conn_t *c)
         ph = c->read_enabled ? T_BODY : T_NONE; /* paused by us: not the client's fault */
     else if (pt_h1p_in_head(c->parser))
         ph = T_HEAD;
-    else if (c->head == NULL && !c->no_more)
-        ph = T_IDLE;
+    else if (c->head == NULL && !c->no_more && evbuffer_get_length(conn_out(c)) == 0)
+        ph = T_IDLE; /* idle starts once everything was written (send_ms covers slow readers) */
     if (ph == c->phase && !(ph == T_BODY && c->body_activity))
         return;
     c->phase = ph;
@@ -712,7 +720,7 @@ static void release_finished(h1_conn_t *c)
             c->tail = NULL;
         c->depth--;
         bool close = s->close || s->reset;
-        stream_release(s, !s->reset);
+        stream_release(s, true); /* codec_done when the request layer ended it, else abort */
         stream_free(s);
         if (close) {
             c->no_more = true;

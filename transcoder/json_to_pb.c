@@ -1214,6 +1214,28 @@ static int put_secs_nanos(jctx_t *c, int64_t secs, int32_t nanos)
     return rc;
 }
 
+/* A FieldMask path in JSON form: dot-separated lowerCamelCase identifiers
+ * (ASCII letters and digits, not starting with a digit). */
+static bool fieldmask_path_ok(const char *s, size_t n)
+{
+    bool seg_start = true;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (seg_start)
+                return false;
+            seg_start = true;
+            continue;
+        }
+        bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        bool digit = ch >= '0' && ch <= '9';
+        if (!alpha && !(digit && !seg_start))
+            return false;
+        seg_start = false;
+    }
+    return n > 0 && !seg_start;
+}
+
 static int conv_fieldmask(jctx_t *c, const pt_jtok_t *t, const jframe_t *f)
 {
     if (t->type != PT_JTOK_STRING)
@@ -1229,7 +1251,8 @@ static int conv_fieldmask(jctx_t *c, const pt_jtok_t *t, const jframe_t *f)
         while (j < n && s[j] != ',')
             j++;
         pt_xbuf_reset(&c->tmp2);
-        rc = pt_fieldmask_path_from_json(&c->tmp2, s + i, j - i);
+        rc = fieldmask_path_ok(s + i, j - i) ? pt_fieldmask_path_from_json(&c->tmp2, s + i, j - i)
+                                             : PT_XERR_INVALID;
         if (rc == PT_XERR_INVALID || (rc == 0 && j == i))
             return bad(c, f, t, PT_XERR_INVALID, "invalid FieldMask path \"%.*s\"",
                        (int)(j - i > 60 ? 60 : j - i), s + i);

@@ -750,6 +750,10 @@ static void test_wkt_fieldmask_wrappers(void **state)
     expect_pb("pt.test.WKTs", "{\"fm\":\"\"}", &w);
     expect_err("pt.test.WKTs", "{\"fm\":\"a,,b\"}", INV, "fm", "FieldMask");
     expect_err("pt.test.WKTs", "{\"fm\":\"a_b\"}", INV, "fm", "FieldMask");
+    expect_err("pt.test.WKTs", "{\"fm\":\"a!b\"}", INV, "fm", "FieldMask");
+    expect_err("pt.test.WKTs", "{\"fm\":\"a..b\"}", INV, "fm", "FieldMask");
+    expect_err("pt.test.WKTs", "{\"fm\":\"a.1b\"}", INV, "fm", "FieldMask");
+    expect_err("pt.test.WKTs", "{\"fm\":\"a.\"}", INV, "fm", "FieldMask");
     expect_err("pt.test.WKTs", "{\"fm\":[\"a\"]}", INV, "fm", "expected string");
     /* wrappers: the bare value; default written as an empty message */
     w.n = 0;

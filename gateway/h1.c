@@ -34,7 +34,7 @@ typedef struct h1_stream h1_stream_t;
 
 struct h1_stream {
     h1_conn_t *c;
-    pt_req_t *req;        /* NULL once released to, or aborted in, the request layer */
+    pt_req_t *req; /* NULL once released to, or aborted in, the request layer */
     h1_stream_t *next;
     struct evbuffer *out; /* output while an older stream is still writing */
     int64_t out_left;     /* Content-Length bytes still to send, or -1 */
@@ -59,18 +59,18 @@ struct h1_conn {
     pt_limits_t limits;
     pt_timeouts_t to;
     h1_stream_t *head, *tail;
-    unsigned depth;         /* streams queued */
-    h1_stream_t *reading;   /* stream whose request body is arriving */
-    unsigned requests;      /* requests started on this connection */
-    struct event *timer;    /* the deadline of `phase` */
-    struct event *later;    /* runs process() from the loop */
+    unsigned depth;       /* streams queued */
+    h1_stream_t *reading; /* stream whose request body is arriving */
+    unsigned requests;    /* requests started on this connection */
+    struct event *timer;  /* the deadline of `phase` */
+    struct event *later;  /* runs process() from the loop */
     enum phase phase;
-    bool body_activity;     /* body bytes since the body timer was armed */
+    bool body_activity; /* body bytes since the body timer was armed */
     bool read_enabled;
-    bool no_more;           /* read no further request; close once the queue is done */
-    bool closing;           /* close as soon as the output is flushed */
+    bool no_more; /* read no further request; close once the queue is done */
+    bool closing; /* close as soon as the output is flushed */
     bool draining;
-    bool preface_checked;   /* prior-knowledge HTTP/2 preface ruled out */
+    bool preface_checked; /* prior-knowledge HTTP/2 preface ruled out */
     bool in_process;
 };
 
@@ -232,8 +232,9 @@ static void stage_status_line(stage_t *st, int status)
 /* Framing and connection-level fields are ours; never copied from a handler. */
 static bool is_framing(pt_str_t name)
 {
-    return pt_str_eq(name, PT_STR("content-length")) || pt_str_eq(name, PT_STR("transfer-encoding")) ||
-           pt_str_eq(name, PT_STR("connection")) || pt_str_eq(name, PT_STR("keep-alive"));
+    return pt_str_eq(name, PT_STR("content-length")) ||
+           pt_str_eq(name, PT_STR("transfer-encoding")) || pt_str_eq(name, PT_STR("connection")) ||
+           pt_str_eq(name, PT_STR("keep-alive"));
 }
 
 static void stage_fields(stage_t *st, const pt_headers_t *h)
@@ -267,12 +268,14 @@ static void op_send_head(pt_req_t *req)
     char num[48];
     if (s->no_body) {
         if (is_head && req->resp_content_length >= 0) {
-            int n = snprintf(num, sizeof(num), "content-length: %lld\r\n", (long long)req->resp_content_length);
+            int n = snprintf(num, sizeof(num), "content-length: %lld\r\n",
+                             (long long)req->resp_content_length);
             stage_add(&st, num, (size_t)n);
         }
     } else if (req->resp_content_length >= 0) {
         s->out_left = req->resp_content_length;
-        int n = snprintf(num, sizeof(num), "content-length: %lld\r\n", (long long)req->resp_content_length);
+        int n = snprintf(num, sizeof(num), "content-length: %lld\r\n",
+                         (long long)req->resp_content_length);
         stage_add(&st, num, (size_t)n);
     } else if (req->version >= 11) {
         s->chunked = true;
@@ -446,7 +449,8 @@ static int copy_head(h1_conn_t *c, h1_stream_t *s, pt_req_t *req, const pt_h1p_h
     const char *q = memchr(h->path.base, '?', h->path.len);
     size_t plen = q != NULL ? (size_t)(q - h->path.base) : h->path.len;
     req->path = pt_arena_strdup(a, (pt_str_t){h->path.base, plen});
-    req->query = q != NULL ? pt_arena_strdup(a, (pt_str_t){q + 1, h->path.len - plen - 1}) : PT_STR("");
+    req->query =
+        q != NULL ? pt_arena_strdup(a, (pt_str_t){q + 1, h->path.len - plen - 1}) : PT_STR("");
     req->authority = pt_arena_strdup(a, h->authority);
     if (req->method.base == NULL || req->target.base == NULL || req->path.base == NULL ||
         req->query.base == NULL || req->authority.base == NULL)
@@ -477,8 +481,9 @@ static void on_head(h1_conn_t *c)
     s->req = req;
     c->requests++;
     int rc = copy_head(c, s, req, h);
-    req->close_after = !h->keep_alive || c->draining ||
-                       (c->limits.max_requests_per_conn != 0 && c->requests >= c->limits.max_requests_per_conn);
+    req->close_after =
+        !h->keep_alive || c->draining ||
+        (c->limits.max_requests_per_conn != 0 && c->requests >= c->limits.max_requests_per_conn);
     s->close = req->close_after;
     if (rc != 0) {
         fail_stream(c, s, rc, "request head does not fit the request arena");
@@ -489,8 +494,8 @@ static void on_head(h1_conn_t *c)
         c->body_activity = true;
     } else {
         pt__req_body(req, NULL, 0, true);
-        if (s->h2c && s == c->head && !c->draining && !c->conn->is_tls && c->conn->listener != NULL &&
-            c->conn->listener->h2c)
+        if (s->h2c && s == c->head && !c->draining && !c->conn->is_tls &&
+            c->conn->listener != NULL && c->conn->listener->h2c)
             return; /* dispatched (or upgraded) at DONE */
     }
     s->dispatched = true;
@@ -571,7 +576,8 @@ static bool want_read(h1_conn_t *c)
         return false;
     if (c->reading != NULL) {
         pt_req_t *req = c->reading->req;
-        return req == NULL || req->body == NULL || evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER;
+        return req == NULL || req->body == NULL ||
+               evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER;
     }
     if (!pt_h1p_idle(c->parser))
         return true; /* finish the head being received */
@@ -592,7 +598,8 @@ static int pump(h1_conn_t *c)
     bool pending = false; /* after HEAD/BODY the parser may have an event without new input */
     while (want_read(c) && (pending || evbuffer_get_length(in) != 0)) {
         if (!c->preface_checked) {
-            if (c->requests != 0 || c->conn->is_tls || c->conn->listener == NULL || !c->conn->listener->h2c) {
+            if (c->requests != 0 || c->conn->is_tls || c->conn->listener == NULL ||
+                !c->conn->listener->h2c) {
                 c->preface_checked = true;
             } else {
                 int r = check_preface(c, in);

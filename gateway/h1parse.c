@@ -28,17 +28,15 @@
 /* RFC 9110 tchar: "!#$%&'*+-.^_`|~" DIGIT ALPHA */
 static const unsigned char tchar_tab[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 static inline bool is_tchar(unsigned char c)
@@ -179,10 +177,10 @@ struct pt_h1p {
     uint64_t remaining;  /* Content-Length left, or bytes left in a chunk */
     uint64_t body_total; /* dechunked bytes so far */
     unsigned chunk_digits;
-    bool ext_semi;       /* a ';' started the chunk extension */
-    uint32_t ext_total;  /* chunk-extension bytes so far (request) */
+    bool ext_semi;      /* a ';' started the chunk extension */
+    uint32_t ext_total; /* chunk-extension bytes so far (request) */
     uint32_t trailer_bytes;
-    char tname[24];      /* lowercased trailer name prefix */
+    char tname[24]; /* lowercased trailer name prefix */
     size_t tname_len;
 
     /* http-parser, executed on the same bytes as a second opinion */
@@ -313,8 +311,8 @@ static int parse_request_line(pt_h1p_t *p, const char *l, size_t n, bool has_cr,
     i++;
     pt_str_t ver = {l + i, n - i};
     int version;
-    if (ver.len == 8 && memcmp(ver.base, "HTTP/", 5) == 0 && ver.base[5] >= '0' && ver.base[5] <= '9' &&
-        ver.base[6] == '.' && ver.base[7] >= '0' && ver.base[7] <= '9') {
+    if (ver.len == 8 && memcmp(ver.base, "HTTP/", 5) == 0 && ver.base[5] >= '0' &&
+        ver.base[5] <= '9' && ver.base[6] == '.' && ver.base[7] >= '0' && ver.base[7] <= '9') {
         version = (ver.base[5] - '0') * 10 + (ver.base[7] - '0');
         if (version != 10 && version != 11)
             return fail(p, PT_ERR_VERSION, "unsupported HTTP version");
@@ -384,7 +382,8 @@ static bool host_valid(pt_str_t h)
         return false;
     if (h.base[0] == '[') {
         i = 1;
-        while (i < h.len && (hexval((unsigned char)h.base[i]) >= 0 || h.base[i] == ':' || h.base[i] == '.'))
+        while (i < h.len &&
+               (hexval((unsigned char)h.base[i]) >= 0 || h.base[i] == ':' || h.base[i] == '.'))
             i++;
         if (i == 1 || i >= h.len || h.base[i] != ']')
             return false;
@@ -392,8 +391,8 @@ static bool host_valid(pt_str_t h)
     } else {
         while (i < h.len) {
             unsigned char c = (unsigned char)h.base[i];
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                  c == '.' || c == '_' || c == '~'))
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '.' || c == '_' || c == '~'))
                 break;
             i++;
         }
@@ -534,7 +533,8 @@ static int parse_head(pt_h1p_t *p, char *h, size_t n)
     if (parse_target(p, hd) < 0)
         return p->err_status;
 
-    size_t bytes = 0, host_cnt = 0, cl_cnt = 0, te_cnt = 0, expect_cnt = 0, upgrade_cnt = 0, h2s_cnt = 0;
+    size_t bytes = 0, host_cnt = 0, cl_cnt = 0, te_cnt = 0, expect_cnt = 0, upgrade_cnt = 0,
+           h2s_cnt = 0;
     pt_str_t host = PT_STR_NULL, cl = PT_STR_NULL, te = PT_STR_NULL, expect = PT_STR_NULL;
     bool conn_close = false, conn_keepalive = false, conn_h2s = false;
     char *s = lf + 1, *end = h + n;

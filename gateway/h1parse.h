@@ -43,9 +43,9 @@ typedef struct pt_h1p_event {
     pt_h1p_event_type_t type;
     const char *data; /* PT_H1P_BODY */
     size_t len;
-    int status;         /* PT_H1P_ERROR: PT_ERR_INVALID (400), PT_ERR_LIMIT (413), PT_ERR_URI_TOO_LONG (414),
-                           PT_ERR_HEADERS_TOO_LARGE (431), PT_ERR_EXPECTATION (417),
-                           PT_ERR_NOT_IMPLEMENTED (501), PT_ERR_VERSION (505) */
+    int status; /* PT_H1P_ERROR: PT_ERR_INVALID (400), PT_ERR_LIMIT (413), PT_ERR_URI_TOO_LONG
+                   (414), PT_ERR_HEADERS_TOO_LARGE (431), PT_ERR_EXPECTATION (417),
+                   PT_ERR_NOT_IMPLEMENTED (501), PT_ERR_VERSION (505) */
     const char *reason; /* PT_H1P_ERROR: static text for logs (never sent to clients) */
 } pt_h1p_event_t;
 
@@ -56,35 +56,35 @@ typedef struct pt_h1p_event {
  * pt_h1p_dispose(). Copy what you keep.
  */
 typedef struct pt_h1p_head {
-    pt_str_t method;         /* token as sent ("GET") */
-    pt_str_t target;         /* request-target as sent */
-    pt_str_t path;           /* origin-form part of target: "/a?b" ("*" for OPTIONS *) */
-    pt_str_t authority;      /* absolute-form authority, else Host, else empty (HTTP/1.0) */
-    pt_str_t scheme;         /* "http"/"https" of an absolute-form target, else empty */
-    int version;             /* 10 or 11 */
-    pt_header_t *headers;    /* names lowercased, values trimmed of SP/HTAB */
+    pt_str_t method;      /* token as sent ("GET") */
+    pt_str_t target;      /* request-target as sent */
+    pt_str_t path;        /* origin-form part of target: "/a?b" ("*" for OPTIONS *) */
+    pt_str_t authority;   /* absolute-form authority, else Host, else empty (HTTP/1.0) */
+    pt_str_t scheme;      /* "http"/"https" of an absolute-form target, else empty */
+    int version;          /* 10 or 11 */
+    pt_header_t *headers; /* names lowercased, values trimmed of SP/HTAB */
     size_t header_cnt;
-    int64_t content_length;  /* -1 when absent */
-    bool chunked;            /* Transfer-Encoding: chunked */
-    bool has_body;           /* content_length > 0 or chunked */
-    bool keep_alive;         /* 1.1 without `Connection: close`, or 1.0 with `Connection: keep-alive` */
-    bool expect_continue;    /* HTTP/1.1 `Expect: 100-continue` with a body */
-    bool conn_upgrade;       /* `Connection` lists `upgrade` */
-    pt_str_t upgrade;        /* `Upgrade` value (PT_STR_NULL when absent) */
-    bool h2c_upgrade;        /* a valid h2c Upgrade offer: Upgrade lists h2c, Connection lists upgrade and
-                                http2-settings, exactly one HTTP2-Settings, no body */
+    int64_t content_length; /* -1 when absent */
+    bool chunked;           /* Transfer-Encoding: chunked */
+    bool has_body;          /* content_length > 0 or chunked */
+    bool keep_alive; /* 1.1 without `Connection: close`, or 1.0 with `Connection: keep-alive` */
+    bool expect_continue; /* HTTP/1.1 `Expect: 100-continue` with a body */
+    bool conn_upgrade;    /* `Connection` lists `upgrade` */
+    pt_str_t upgrade;     /* `Upgrade` value (PT_STR_NULL when absent) */
+    bool h2c_upgrade; /* a valid h2c Upgrade offer: Upgrade lists h2c, Connection lists upgrade and
+                         http2-settings, exactly one HTTP2-Settings, no body */
     pt_str_t http2_settings; /* the HTTP2-Settings value (base64url) when h2c_upgrade */
     size_t head_bytes;       /* raw bytes of the head (request line through the empty line) */
 } pt_h1p_head_t;
 
 /** The parser's limits, copied from pt_limits_t (plus the body cap). */
 typedef struct pt_h1p_limits {
-    uint32_t max_request_line;  /* bytes, CRLF excluded -> 414 */
-    uint32_t max_header_bytes;  /* sum of name + value + 32 per field -> 431 */
-    uint32_t max_header_count;  /* -> 431 */
-    uint64_t max_body;          /* Content-Length or dechunked bytes -> 413 */
-    uint32_t max_chunk_ext;     /* chunk-extension bytes per request -> 400 */
-    bool allow_underscores;     /* '_' in header names (else 400) */
+    uint32_t max_request_line; /* bytes, CRLF excluded -> 414 */
+    uint32_t max_header_bytes; /* sum of name + value + 32 per field -> 431 */
+    uint32_t max_header_count; /* -> 431 */
+    uint64_t max_body;         /* Content-Length or dechunked bytes -> 413 */
+    uint32_t max_chunk_ext;    /* chunk-extension bytes per request -> 400 */
+    bool allow_underscores;    /* '_' in header names (else 400) */
 } pt_h1p_limits_t;
 
 typedef struct pt_h1p pt_h1p_t;

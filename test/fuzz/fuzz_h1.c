@@ -64,8 +64,12 @@ static void check_head(const pt_h1p_head_t *h)
 
 static void run(const uint8_t *data, size_t size, size_t step, sink_t *s)
 {
-    pt_h1p_limits_t lim = {.max_request_line = 512, .max_header_bytes = 2048, .max_header_count = 16,
-                           .max_body = 4096, .max_chunk_ext = 64, .allow_underscores = false};
+    pt_h1p_limits_t lim = {.max_request_line = 512,
+                           .max_header_bytes = 2048,
+                           .max_header_count = 16,
+                           .max_body = 4096,
+                           .max_chunk_ext = 64,
+                           .allow_underscores = false};
     char *buf = malloc(size + 1);
     memcpy(buf, data, size);
     pt_h1p_t *p = pt_h1p_new(&lim);

@@ -37,7 +37,7 @@ typedef struct fake {
     pt_req_t *reqs[MAX_REQS];
     int n;
     int released, aborted, writable;
-    bool auto_answer;       /* answer every request at headers_done with its path */
+    bool auto_answer; /* answer every request at headers_done with its path */
     int h2_start_calls;
     char h2_bytes[256];
     size_t h2_len;
@@ -187,11 +187,16 @@ static int setup(void **state)
     E.base = event_base_new();
     E.w.base = E.base;
     E.w.config = &E.cfg;
-    E.cfg.limits = (pt_limits_t){.max_request_line = 8192, .max_header_bytes = 65536, .max_header_count = 100,
-                                 .max_body = 1 << 20, .max_pipeline = 16, .max_requests_per_conn = 1000,
-                                 .max_chunk_ext = 4096, .max_response_buffer = 256 * 1024};
-    E.cfg.timeouts = (pt_timeouts_t){.header_ms = 10000, .body_ms = 10000, .keepalive_ms = 10000,
-                                     .send_ms = 10000};
+    E.cfg.limits = (pt_limits_t){.max_request_line = 8192,
+                                 .max_header_bytes = 65536,
+                                 .max_header_count = 100,
+                                 .max_body = 1 << 20,
+                                 .max_pipeline = 16,
+                                 .max_requests_per_conn = 1000,
+                                 .max_chunk_ext = 4096,
+                                 .max_response_buffer = 256 * 1024};
+    E.cfg.timeouts = (pt_timeouts_t){
+        .header_ms = 10000, .body_ms = 10000, .keepalive_ms = 10000, .send_ms = 10000};
     E.lc.h2c = true;
     return 0;
 }
@@ -262,7 +267,8 @@ static void test_out_of_order_answers_are_written_in_order(void **state)
     assert_string_equal(client_read(), ""); /* /1 still pending: nothing may go out */
     answer(F.reqs[0], 200, "one", true);
     const char *out = client_read();
-    const char *a = strstr(out, "x-path: /1"), *b = strstr(out, "x-path: /2"), *c = strstr(out, "x-path: /3");
+    const char *a = strstr(out, "x-path: /1"), *b = strstr(out, "x-path: /2"),
+               *c = strstr(out, "x-path: /3");
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(c);
@@ -309,8 +315,9 @@ static void test_trailers_and_framing_from_handler_ignored(void **state)
     const char *out = client_read();
     assert_null(strstr(out, "999"));
     assert_null(strstr(out, "gzip"));
-    assert_non_null(strstr(out, "x-ok: 1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n"
-                                "grpc-status: 0\r\n\r\n"));
+    assert_non_null(
+        strstr(out, "x-ok: 1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n"
+                    "grpc-status: 0\r\n\r\n"));
 }
 
 static void test_short_body_resets_connection(void **state)
@@ -326,7 +333,7 @@ static void test_short_body_resets_connection(void **state)
     req->ops->send_body(req, "abc", 3, true); /* 7 bytes short */
     const char *out = client_read();
     assert_non_null(strstr(out, "content-length: 10\r\n\r\nabc"));
-    assert_true(peer_closed()); /* the client sees a truncation, never a next response */
+    assert_true(peer_closed());     /* the client sees a truncation, never a next response */
     assert_int_equal(F.aborted, 1); /* /next was dispatched, then dropped with the connection */
 }
 
@@ -335,7 +342,8 @@ static void test_body_backpressure(void **state)
     start();
     char head[128];
     size_t total = 1 << 20;
-    snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n", total);
+    snprintf(head, sizeof(head), "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n",
+             total);
     client_send(head);
     char *chunk = calloc(1, 65536);
     memset(chunk, 'x', 65536);
@@ -382,7 +390,8 @@ static void test_pipelined_continue_waits_its_turn(void **state)
     assert_string_equal(client_read(), "");
     answer(F.reqs[0], 200, "one", true);
     const char *out = client_read();
-    const char *r1 = strstr(out, "\r\n\r\none"), *cont = strstr(out, "HTTP/1.1 100 Continue\r\n\r\n");
+    const char *r1 = strstr(out, "\r\n\r\none"),
+               *cont = strstr(out, "HTTP/1.1 100 Continue\r\n\r\n");
     assert_non_null(r1);
     assert_non_null(cont);
     assert_true(r1 < cont);
@@ -429,8 +438,9 @@ static void test_h2c_declined_serves_http11(void **state)
 {
     F.auto_answer = true;
     start();
-    client_send("GET /u HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
-                "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
+    client_send(
+        "GET /u HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
     assert_non_null(strstr(client_read(), "HTTP/1.1 200 OK"));
 }
 
@@ -454,7 +464,8 @@ static void test_drain(void **state)
 static void test_client_gone_aborts(void **state)
 {
     start();
-    client_send("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab");
+    client_send("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: "
+                "10\r\n\r\nab");
     assert_int_equal(F.n, 2);
     close(E.peer);
     E.peer = -1;
@@ -487,9 +498,11 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the server does: a peer that went away is an EPIPE */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_out_of_order_answers_are_written_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_order_answers_are_written_in_order, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_head_has_no_body_and_close_closes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_trailers_and_framing_from_handler_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailers_and_framing_from_handler_ignored, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_short_body_resets_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_continue_waits_its_turn, setup, teardown),
@@ -499,7 +512,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_h2c_declined_serves_http11, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_aborts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_request_answered_after_earlier_ones, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_request_answered_after_earlier_ones, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,11 +62,12 @@ static void tx_addf(transcript_t *t, const char *fmt, ...)
 
 static void tx_head(transcript_t *t, const pt_h1p_head_t *h)
 {
-    tx_addf(t, "HEAD %.*s %.*s auth=%.*s scheme=%.*s v=%d cl=%lld ch=%d body=%d ka=%d exp=%d h2c=%d\n",
-            (int)h->method.len, h->method.base, (int)h->path.len, h->path.base, (int)h->authority.len,
-            h->authority.base ? h->authority.base : "", (int)h->scheme.len, h->scheme.base ? h->scheme.base : "",
-            h->version, (long long)h->content_length, h->chunked, h->has_body, h->keep_alive,
-            h->expect_continue, h->h2c_upgrade);
+    tx_addf(t,
+            "HEAD %.*s %.*s auth=%.*s scheme=%.*s v=%d cl=%lld ch=%d body=%d ka=%d exp=%d h2c=%d\n",
+            (int)h->method.len, h->method.base, (int)h->path.len, h->path.base,
+            (int)h->authority.len, h->authority.base ? h->authority.base : "", (int)h->scheme.len,
+            h->scheme.base ? h->scheme.base : "", h->version, (long long)h->content_length,
+            h->chunked, h->has_body, h->keep_alive, h->expect_continue, h->h2c_upgrade);
     for (size_t i = 0; i < h->header_cnt; i++) {
         tx_add(t, "  ", 2);
         tx_add(t, h->headers[i].name.base, h->headers[i].name.len);
@@ -77,7 +78,8 @@ static void tx_head(transcript_t *t, const pt_h1p_head_t *h)
 }
 
 /* Parses `in` fed in pieces of `step` bytes (0: all at once). */
-static void parse(transcript_t *t, const char *in, size_t len, size_t step, const pt_h1p_limits_t *lim)
+static void parse(transcript_t *t, const char *in, size_t len, size_t step,
+                  const pt_h1p_limits_t *lim)
 {
     memset(t, 0, sizeof(*t));
     tx_add(t, "", 0);
@@ -163,8 +165,8 @@ static void expect_error_len(const char *in, size_t len, int status, int heads)
 {
     transcript_t t = run(in, len);
     if (t.error != status || t.heads != heads) {
-        print_error("input %.*s\nexpected error %d after %d heads, got:\n%s", (int)len, in, status, heads,
-                    t.text);
+        print_error("input %.*s\nexpected error %d after %d heads, got:\n%s", (int)len, in, status,
+                    heads, t.text);
         fail();
     }
     free(t.text);
@@ -179,7 +181,8 @@ static transcript_t expect_ok_len(const char *in, size_t len, int requests)
 {
     transcript_t t = run(in, len);
     if (t.error != 0 || t.dones != requests || t.heads != requests) {
-        print_error("input %.*s\nexpected %d clean requests, got:\n%s", (int)len, in, requests, t.text);
+        print_error("input %.*s\nexpected %d clean requests, got:\n%s", (int)len, in, requests,
+                    t.text);
         fail();
     }
     return t;
@@ -199,12 +202,15 @@ static void expect_contains(const transcript_t *t, const char *needle)
 
 static void test_simple_get(void **state)
 {
-    transcript_t t = expect_ok_len("GET /a/b?x=1 HTTP/1.1\r\nHost: Example.com:8080\r\nX-Foo:  bar baz \t\r\n"
-                                   "ACCEPT:\t*/*\r\n\r\n",
-                                   sizeof("GET /a/b?x=1 HTTP/1.1\r\nHost: Example.com:8080\r\nX-Foo:  bar baz \t\r\n"
-                                          "ACCEPT:\t*/*\r\n\r\n") - 1,
-                                   1);
-    expect_contains(&t, "HEAD GET /a/b?x=1 auth=Example.com:8080 scheme= v=11 cl=-1 ch=0 body=0 ka=1 exp=0 h2c=0\n");
+    transcript_t t = expect_ok_len(
+        "GET /a/b?x=1 HTTP/1.1\r\nHost: Example.com:8080\r\nX-Foo:  bar baz \t\r\n"
+        "ACCEPT:\t*/*\r\n\r\n",
+        sizeof("GET /a/b?x=1 HTTP/1.1\r\nHost: Example.com:8080\r\nX-Foo:  bar baz \t\r\n"
+               "ACCEPT:\t*/*\r\n\r\n") -
+            1,
+        1);
+    expect_contains(&t, "HEAD GET /a/b?x=1 auth=Example.com:8080 scheme= v=11 cl=-1 ch=0 body=0 "
+                        "ka=1 exp=0 h2c=0\n");
     expect_contains(&t, "  host=[Example.com:8080]\n  x-foo=[bar baz]\n  accept=[*/*]\n");
     free(t.text);
 }
@@ -220,9 +226,10 @@ static void test_post_content_length(void **state)
 
 static void test_chunked_body(void **state)
 {
-    static const char in[] = "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                             "5\r\nhello\r\n6;name=val;x=\"q\"\r\n world\r\nA\r\n0123456789\r\n0\r\n"
-                             "X-Trailer: t\r\n\r\n";
+    static const char in[] =
+        "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n6;name=val;x=\"q\"\r\n world\r\nA\r\n0123456789\r\n0\r\n"
+        "X-Trailer: t\r\n\r\n";
     transcript_t t = expect_ok_len(in, sizeof(in) - 1, 1);
     expect_contains(&t, "ch=1 body=1");
     expect_contains(&t, "BODY[hello world0123456789]\nDONE\n");
@@ -231,7 +238,8 @@ static void test_chunked_body(void **state)
 
 static void test_chunk_ext_bws(void **state)
 {
-    EXPECT_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2 ;a=b\r\nhi\r\n0\r\n\r\n");
+    EXPECT_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2 "
+              ";a=b\r\nhi\r\n0\r\n\r\n");
     EXPECT_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n");
     EXPECT_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\tchunked \r\n\r\n0\r\n\r\n");
 }
@@ -252,7 +260,8 @@ static void test_http10(void **state)
 
 static void test_leading_crlf_between_requests(void **state)
 {
-    static const char in[] = "\r\nGET /1 HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
+    static const char in[] =
+        "\r\nGET /1 HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
     free(expect_ok_len(in, sizeof(in) - 1, 2).text);
     EXPECT_REJECT("\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID);
 }
@@ -290,32 +299,39 @@ static void test_methods_and_targets(void **state)
 
 static void test_h1_1_cl_te(void **state)
 {
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "0\r\n\r\n",
-                  PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
-                  "0\r\n\r\n",
-                  PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
-                  PT_ERR_INVALID);
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\n",
+        PT_ERR_INVALID);
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+        "0\r\n\r\n",
+        PT_ERR_INVALID);
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+        PT_ERR_INVALID);
 }
 
 /* ---- H1-2 Content-Length ----------------------------------------------------- */
 
 static void test_h1_2_content_length(void **state)
 {
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        PT_ERR_INVALID);
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\nhello",
                   PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-                  PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\nhello", PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\nhello", PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x5\r\n\r\nhello", PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length:  5x\r\n\r\nhello", PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n", PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5 5\r\n\r\n", PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551621\r\n\r\n", PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551621\r\n\r\n",
+                  PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 00000000000000000005\r\n\r\nhello",
                   PT_ERR_INVALID);
     /* whitespace around the value is legal */
@@ -348,16 +364,21 @@ static void test_h1_3_te_obfuscation(void **state)
             m += snprintf(req + m, sizeof(req) - (size_t)m, "\r\n\r\n0\r\n\r\n");
             transcript_t t = run(req, (size_t)m);
             if (t.error != PT_ERR_INVALID || t.heads != 0) {
-                print_error("shape %zu byte 0x%02x: expected 400 before the head, got\n%s", s, ctl[c], t.text);
+                print_error("shape %zu byte 0x%02x: expected 400 before the head, got\n%s", s,
+                            ctl[c], t.text);
                 fail();
             }
             free(t.text);
         }
     }
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nX: x\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nX: x\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
     EXPECT_OK("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n");
 }
 
@@ -365,23 +386,31 @@ static void test_h1_3_te_obfuscation(void **state)
 
 static void test_h1_4_te_lists(void **state)
 {
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+        PT_ERR_NOT_IMPLEMENTED);
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
                   PT_ERR_NOT_IMPLEMENTED);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
-                  PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", PT_ERR_NOT_IMPLEMENTED);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
                   PT_ERR_NOT_IMPLEMENTED);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
-                  PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n"
                   "0\r\n\r\n",
                   PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
                   PT_ERR_NOT_IMPLEMENTED);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
     EXPECT_REJECT("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
 }
 
@@ -399,7 +428,8 @@ static void test_h1_5_space_before_colon(void **state)
 static void test_h1_6_obs_fold(void **state)
 {
     EXPECT_REJECT("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n", PT_ERR_INVALID);
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", PT_ERR_INVALID);
+    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+                  PT_ERR_INVALID);
     EXPECT_REJECT("GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\t2\r\n\r\n", PT_ERR_INVALID);
 }
 
@@ -545,7 +575,8 @@ static void test_h1_12_pipeline(void **state)
     size_t n = 0;
     for (int i = 0; i < 1000; i++) {
         if (i % 3 == 0)
-            n += (size_t)snprintf(in + n, cap - n, "POST /%d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", i);
+            n += (size_t)snprintf(
+                in + n, cap - n, "POST /%d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", i);
         else
             n += (size_t)snprintf(in + n, cap - n, "GET /%d HTTP/1.1\r\nHost: h\r\n\r\n", i);
     }
@@ -580,12 +611,14 @@ static void test_h1_12_bad_mid_pipeline(void **state)
 
 static void test_h1_13_expect(void **state)
 {
-    EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
-                  PT_ERR_LIMIT);
+    EXPECT_REJECT(
+        "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
+        PT_ERR_LIMIT);
     EXPECT_REJECT("POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\nhi",
                   PT_ERR_EXPECTATION);
     EXPECT_REJECT("GET / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n", PT_ERR_EXPECTATION);
-    transcript_t t = RUN("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi");
+    transcript_t t =
+        RUN("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\nhi");
     assert_int_equal(t.error, 0);
     expect_contains(&t, "exp=1");
     free(t.text);
@@ -683,8 +716,9 @@ static void test_set_max_body(void **state)
 
 static void test_h2c_upgrade(void **state)
 {
-    transcript_t t = RUN("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
-                         "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
+    transcript_t t =
+        RUN("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
     assert_int_equal(t.error, 0);
     expect_contains(&t, "h2c=1");
     free(t.text);
@@ -695,7 +729,8 @@ static void test_h2c_upgrade(void **state)
     expect_contains(&t, "h2c=0");
     free(t.text);
     /* no HTTP2-Settings token in Connection */
-    t = RUN("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMA\r\n\r\n");
+    t = RUN("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: "
+            "AAMA\r\n\r\n");
     expect_contains(&t, "h2c=0");
     free(t.text);
 }
@@ -703,10 +738,11 @@ static void test_h2c_upgrade(void **state)
 static void test_other_upgrade_keeps_parsing(void **state)
 {
     /* http-parser stops after an upgrade request; we keep reading HTTP/1.1 after it */
-    static const char in[] = "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-                             "POST /u HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: foo\r\n"
-                             "Content-Length: 3\r\n\r\nabc"
-                             "GET /after HTTP/1.1\r\nHost: h\r\n\r\n";
+    static const char in[] =
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        "POST /u HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: foo\r\n"
+        "Content-Length: 3\r\n\r\nabc"
+        "GET /after HTTP/1.1\r\nHost: h\r\n\r\n";
     transcript_t t = expect_ok_len(in, sizeof(in) - 1, 3);
     expect_contains(&t, "BODY[abc]\nDONE\nHEAD GET /after");
     free(t.text);

@@ -61,6 +61,28 @@ int pt_json_to_pb(const pt_descpool_t *pool, const pt_msgdesc_t *m, const char *
                   const pt_json_opts_t *opts, pt_xbuf_t *out, pt_xerr_t *err);
 
 /* ======================= T2: JSON -> protobuf, extras ======================= */
+/*
+ * Notes on pt_json_to_pb() and the functions below:
+ *  - Input is strict RFC 8259 (no trailing commas, leading zeros, bare
+ *    NaN/Infinity, raw control characters, invalid escapes, lone surrogates,
+ *    invalid UTF-8, BOM) and duplicate keys in any object are rejected
+ *    (SECURITY-CASES JP-4), including one field given under both its proto
+ *    name and its json_name.
+ *  - max_depth limits message nesting (every message counts, WKTs included);
+ *    JSON nesting beyond 2 * max_depth + 2 containers is refused by the lexer
+ *    before any recursion, so a 100k-level bomb costs a few hundred bytes of
+ *    scanning. Recursion uses a few hundred bytes of stack per level.
+ *  - Output is canonical proto3 wire format in document order: minimal
+ *    varints, packed repeated scalars where the field is packed, fields
+ *    without presence omitted when they hold the default, map entries with
+ *    both key and value. Integers are converted exactly from their text
+ *    (no double rounding): 9007199254740993, "1e2", 100.0 are all exact.
+ *  - Unknown enum names are errors; with ignore_unknown the field (or array
+ *    element, or map entry) is dropped. Unknown numbers are kept for open
+ *    enums and refused for closed (proto2) ones.
+ *  - Floats are parsed with strtod(): the process must run in the "C"
+ *    numeric locale (the default unless setlocale() changed it).
+ */
 
 /**
  * As pt_json_to_pb(), but reports every mapping problem it can, not just the

@@ -140,6 +140,14 @@ int main(int argc, char **argv)
         n = cores > 0 ? (unsigned)cores : 1;
     }
     app.base = event_base_new();
+    /* Signal handlers go in before any socket is bound: a SIGHUP that arrives
+     * as soon as the port answers must reload, not kill the process. */
+    struct event *ev_term = evsignal_new(app.base, SIGTERM, on_term, &app);
+    struct event *ev_int = evsignal_new(app.base, SIGINT, on_term, &app);
+    struct event *ev_hup = evsignal_new(app.base, SIGHUP, on_hup, &app);
+    event_add(ev_term, NULL);
+    event_add(ev_int, NULL);
+    event_add(ev_hup, NULL);
     if (pt_server_start(&app.server, config, n) != 0) {
         pt_config_unref(config);
         event_base_free(app.base);
@@ -153,12 +161,6 @@ int main(int argc, char **argv)
         event_base_free(app.base);
         return 1;
     }
-    struct event *ev_term = evsignal_new(app.base, SIGTERM, on_term, &app);
-    struct event *ev_int = evsignal_new(app.base, SIGINT, on_term, &app);
-    struct event *ev_hup = evsignal_new(app.base, SIGHUP, on_hup, &app);
-    event_add(ev_term, NULL);
-    event_add(ev_int, NULL);
-    event_add(ev_hup, NULL);
     app.server.ready = true;
     fprintf(stderr, "portico %s: %u worker%s, %zu listener%s, %zu route%s\n", PORTICO_VERSION, n,
             n == 1 ? "" : "s", config->listener_cnt, config->listener_cnt == 1 ? "" : "s",

@@ -11,7 +11,7 @@ typedef struct status_row {
 
 /* Indexed by (st - PT__STATUS_FIRST - 1); built from the one X-macro table. */
 static const status_row_t rows[] = {
-#define ROW(name, http, grpc, msg) {#name + 4, msg, http, grpc},
+#define ROW(name, http, grpc, msg) {&#name[4], msg, http, grpc},
     PT_STATUS_MAP(ROW)
 #undef ROW
 };

@@ -15,6 +15,7 @@
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,13 @@ static void *worker_main(void *arg)
 {
     pt_worker_t *w = arg;
     worker_priv_t *p = w->_private;
+    /* Process signals (TERM, INT, HUP) are the main thread's business. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     self = w;
     w->now_ms = pt_now_ms();
     if (pt_upstream_worker_init(w) != 0 || pt_observe_worker_init(w) != 0)

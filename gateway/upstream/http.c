@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "portico/status.h"
 
@@ -171,7 +172,9 @@ typedef struct uph_worker {
     uph_call_t *calls;         /* every call owned here (doubly linked) */
     uph_call_t *pending;       /* started inside libcurl, added on the way out */
     uph_call_t *zombies;       /* cancelled inside libcurl, removed on the way out */
-    uph_sock_t *socks;         /* sockets libcurl asked us to watch */
+    uph_sock_t *socks;         /* sockets libcurl asked us to watch (see on_socket) */
+    uph_sock_t **fdmap;        /* by fd */
+    size_t fdmap_cnt;
     CURL *easy_pool[EASY_POOL_MAX];
     size_t easy_pool_cnt;
     ep_health_t *health[HEALTH_BUCKETS];
@@ -184,10 +187,11 @@ typedef struct uph_worker {
 } uph_worker_t;
 
 struct uph_sock {
-    struct event ev;
+    struct event ev;           /* assigned and added while events != 0 */
     uph_worker_t *hw;
     curl_socket_t fd;
-    short events;
+    short events;              /* EV_READ / EV_WRITE currently registered */
+    bool watched;              /* libcurl wants it (false: idle in the connection cache) */
     uph_sock_t *prev, *next;
 };
 
@@ -376,27 +380,43 @@ static void run_action(uph_worker_t *hw, curl_socket_t fd, int flags)
     after_curl(hw, true);
 }
 
-static void on_sock_event(evutil_socket_t fd, short what, void *arg)
+/*
+ * Sockets. libcurl tells us (CURLMOPT_SOCKETFUNCTION) what to watch; when a
+ * transfer ends it says CURL_POLL_REMOVE and the connection goes idle in its
+ * cache, and the next transfer on that connection asks for the same socket
+ * again. Dropping and re-adding the epoll registration every time costs two
+ * epoll_ctl calls per proxied request, so a removed socket stays registered,
+ * marked idle (`watched` false), and is found again by its fd. The
+ * registration goes away for real when libcurl closes the socket (our
+ * CURLOPT_CLOSESOCKETFUNCTION, so a recycled fd number never inherits a
+ * stale registration) or when an idle socket becomes readable (the upstream
+ * closed it; libcurl notices on reuse).
+ */
+static void on_sock_event(evutil_socket_t fd, short what, void *arg);
+
+static uph_sock_t *sock_lookup(uph_worker_t *hw, curl_socket_t fd)
 {
-    uph_sock_t *sk = arg;
-    int flags = 0;
-    if (what & EV_READ)
-        flags |= CURL_CSELECT_IN;
-    if (what & EV_WRITE)
-        flags |= CURL_CSELECT_OUT;
-    run_action(sk->hw, fd, flags);
+    return fd >= 0 && (size_t)fd < hw->fdmap_cnt ? hw->fdmap[fd] : NULL;
 }
 
-static void on_timer_event(evutil_socket_t fd, short what, void *arg)
+static void sock_set_events(uph_sock_t *sk, short events)
 {
-    (void)fd;
-    (void)what;
-    run_action(arg, CURL_SOCKET_TIMEOUT, 0);
+    if (sk->events == events)
+        return;
+    if (sk->events > 0)
+        event_del(&sk->ev);
+    sk->events = events;
+    if (events != 0) {
+        event_assign(&sk->ev, sk->hw->w->base, sk->fd, (short)(events | EV_PERSIST), on_sock_event, sk);
+        event_add(&sk->ev, NULL);
+    }
 }
 
 static void sock_free(uph_worker_t *hw, uph_sock_t *sk)
 {
-    event_del(&sk->ev);
+    sock_set_events(sk, 0);
+    if ((size_t)sk->fd < hw->fdmap_cnt && hw->fdmap[sk->fd] == sk)
+        hw->fdmap[sk->fd] = NULL;
     if (sk->prev != NULL)
         sk->prev->next = sk->next;
     else
@@ -406,40 +426,75 @@ static void sock_free(uph_worker_t *hw, uph_sock_t *sk)
     free(sk);
 }
 
+static void on_sock_event(evutil_socket_t fd, short what, void *arg)
+{
+    uph_sock_t *sk = arg;
+    uph_worker_t *hw = sk->hw;
+    if (!sk->watched) { /* idle pooled connection got readable: stop watching it */
+        sock_set_events(sk, 0);
+        return;
+    }
+    int flags = 0;
+    if (what & EV_READ)
+        flags |= CURL_CSELECT_IN;
+    if (what & EV_WRITE)
+        flags |= CURL_CSELECT_OUT;
+    run_action(hw, fd, flags); /* may free sk */
+}
+
+static void on_timer_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    run_action(arg, CURL_SOCKET_TIMEOUT, 0);
+}
+
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *sockp)
 {
     (void)easy;
     uph_worker_t *hw = userp;
-    uph_sock_t *sk = sockp;
+    uph_sock_t *sk = sockp != NULL ? sockp : sock_lookup(hw, s);
     if (what == CURL_POLL_REMOVE) {
         if (sk != NULL)
-            sock_free(hw, sk); /* libcurl forgets its socket -> sk mapping itself */
+            sk->watched = false; /* libcurl forgets its socket -> sk mapping itself */
         return 0;
     }
     short events = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
     if (sk == NULL) {
+        if (s < 0)
+            return -1;
+        if ((size_t)s >= hw->fdmap_cnt) {
+            size_t cnt = hw->fdmap_cnt ? hw->fdmap_cnt : 64;
+            while (cnt <= (size_t)s)
+                cnt *= 2;
+            hw->fdmap = xrealloc(hw->fdmap, cnt * sizeof(*hw->fdmap));
+            memset(hw->fdmap + hw->fdmap_cnt, 0, (cnt - hw->fdmap_cnt) * sizeof(*hw->fdmap));
+            hw->fdmap_cnt = cnt;
+        }
         sk = xcalloc(1, sizeof(*sk));
         sk->hw = hw;
         sk->fd = s;
-        sk->events = -1;
         sk->next = hw->socks;
         if (hw->socks != NULL)
             hw->socks->prev = sk;
         hw->socks = sk;
+        hw->fdmap[s] = sk;
+    }
+    if (!sk->watched) {
+        sk->watched = true;
         curl_multi_assign(hw->multi, s, sk);
-    } else if (sk->events == events) {
-        return 0;
-    } else {
-        event_del(&sk->ev);
     }
-    sk->events = events;
-    if (events != 0) {
-        event_assign(&sk->ev, hw->w->base, s, (short)(events | EV_PERSIST), on_sock_event, sk);
-        event_add(&sk->ev, NULL);
-    } else {
-        event_assign(&sk->ev, hw->w->base, -1, 0, on_sock_event, sk); /* keeps event_del valid */
-    }
+    sock_set_events(sk, events);
     return 0;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    uph_worker_t *hw = clientp;
+    uph_sock_t *sk = sock_lookup(hw, fd);
+    if (sk != NULL)
+        sock_free(hw, sk); /* before close(): the fd number may be reused at once */
+    return close(fd);
 }
 
 static int on_timer_set(CURLM *multi, long timeout_ms, void *userp)
@@ -808,6 +863,8 @@ static void configure_easy(uph_call_t *c)
     curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c->hw);
 }
 
 /** Points the handle at endpoint `idx` for one more attempt. False when time is up. */
@@ -1170,6 +1227,7 @@ void pt__uphttp_worker_dispose(pt_worker_t *w)
     hw->multi = NULL;
     while (hw->socks != NULL)
         sock_free(hw, hw->socks);
+    free(hw->fdmap);
     evtimer_del(&hw->timer);
     for (size_t i = 0; i < hw->easy_pool_cnt; i++)
         curl_easy_cleanup(hw->easy_pool[i]);

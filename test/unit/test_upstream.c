@@ -17,6 +17,7 @@
  *   /truncate         Content-Length 100, sends 10 bytes, closes
  *   /truncchunk       chunked, one chunk, then closes
  *   /closeon?X        server named X closes without answering; others 200 "ok"
+ *   /bye              200 "bye", then closes the kept-alive connection
  *   /continue         100 Continue, then 200 "after"
  *   /trailers         chunked body with a trailer "x-sum: 42"
  *   /clte             200 with both Content-Length and Transfer-Encoding
@@ -169,7 +170,7 @@ static void *conn_main(void *arg)
             if (strncasecmp(line, "transfer-encoding:", 18) == 0 && strstr(line, "chunked"))
                 chunked = true;
             if (strncasecmp(line, "host:", 5) == 0)
-                snprintf(host, sizeof(host), "%s", line + 6);
+                snprintf(host, sizeof(host), "%.*s", (int)(sizeof(host) - 1), line + 6);
         }
         size_t blen = 0, bcap = 1024;
         char *body = malloc(bcap);
@@ -248,6 +249,10 @@ static void *conn_main(void *arg)
                 goto out;
             }
             respond(fd, 200, NULL, "ok", 2);
+        } else if (strcmp(target, "/bye") == 0) { /* keep-alive timeout: close after answering */
+            respond(fd, 200, NULL, "bye", 3);
+            free(body);
+            goto out;
         } else if (strcmp(target, "/continue") == 0) {
             const char *h = "HTTP/1.1 100 Continue\r\n\r\n";
             write_all(fd, h, strlen(h));
@@ -818,6 +823,27 @@ static void test_keepalive_reuse(void **state)
         tcall_free(&t);
     }
     assert_int_equal(atomic_load(&s.accepted), 1);
+
+    /* The upstream closes a pooled connection (its keep-alive timeout): the
+     * idle socket turns readable while nobody uses it, then the next call
+     * gets a fresh connection. A POST works too (nothing to replay). */
+    const char *seq[] = {"/bye", "/hello", "/bye", "/echo"};
+    for (int i = 0; i < 4; i++) {
+        pt_upcall_req_t r = mkreq(&c.cl, i == 3 ? "POST" : "GET", seq[i]);
+        tcall_t t = {0};
+        if (i == 3) {
+            r.has_body = true;
+            r.content_length = 2;
+            t.up = "hi";
+            t.up_len = 2;
+        }
+        start_ok(&t, &r);
+        run(&t);
+        assert_int_equal(t.st, 0);
+        spin(30);
+        tcall_free(&t);
+    }
+    assert_int_equal(atomic_load(&s.accepted), 3);
     srv_stop(&s);
 }
 

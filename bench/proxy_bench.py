@@ -165,6 +165,7 @@ def main():
             f.write(f"""
 listeners:
   - address: 127.0.0.1:{pt_port}
+limits: {{ max_requests_per_conn: 100000000 }}   # as nginx keepalive_requests: no forced reconnects
 clusters:
   - name: web
     endpoints: [ "127.0.0.1:{up1}" ]

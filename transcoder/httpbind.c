@@ -371,6 +371,9 @@ static int corrupt(pt_xerr_t *err)
 static int raw_httpbody(const uint8_t *p, size_t len, pt_xbuf_t *out, pt_httprule_str_t *ct,
                         pt_xerr_t *err)
 {
+    static const uint8_t none[1];
+    if (p == NULL) /* NULL + 0 is undefined behaviour */
+        p = none, len = 0;
     const uint8_t *end = p + len, *data = NULL;
     size_t data_len = 0;
     *ct = (pt_httprule_str_t){"", 0};
@@ -406,6 +409,8 @@ static int raw_httpbody(const uint8_t *p, size_t len, pt_xbuf_t *out, pt_httprul
 static int filter_field(const uint8_t *p, size_t len, uint32_t num, bool payload_only,
                         pt_xbuf_t *dst, pt_xerr_t *err)
 {
+    if (p == NULL)
+        return 0;
     const uint8_t *end = p + len;
     while (p < end) {
         const uint8_t *rec = p;
@@ -492,6 +497,9 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
                                    pt_xerr_t *err)
 {
     static const char json_ct[] = "application/json";
+    static const uint8_t empty[1]; /* never pass NULL data: NULL + 0 is undefined */
+    if (pb == NULL)
+        pb = empty, len = 0;
     const pt_descpool_t *pool = pt_httprule_table_pool(t);
     const pt_fielddesc_t *f = b->response_field;
     size_t start = out->len;
@@ -513,7 +521,8 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
                 rc = raw_httpbody(tmp.data, tmp.len, out, content_type, err);
             } else {
                 *content_type = (pt_httprule_str_t){json_ct, sizeof(json_ct) - 1};
-                rc = pt_pb_to_json(pool, f->message, tmp.data, tmp.len, jopts, out, err);
+                rc = pt_pb_to_json(pool, f->message, tmp.data ? tmp.data : empty, tmp.len, jopts, out,
+                                   err);
             }
         }
         pt_xbuf_dispose(&tmp);
@@ -527,7 +536,8 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
     if (rc == 0) {
         pt_json_opts_t o = jopts ? *jopts : (pt_json_opts_t){0};
         o.emit_defaults = false; /* only this field is present; absent is handled below */
-        rc = pt_pb_to_json(pool, b->method->output, tmp.data, tmp.len, &o, &js, err);
+        rc = pt_pb_to_json(pool, b->method->output, tmp.data ? tmp.data : empty, tmp.len, &o,
+                           &js, err);
     }
     if (rc == 0) {
         const uint8_t *v;

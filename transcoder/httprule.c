@@ -234,12 +234,12 @@ int pt_httprule_decode(const uint8_t *opts, size_t len, pt_httprule_pattern_t *o
                        size_t *cnt, pt_xerr_t *err)
 {
     decoder_t d = {.out = out, .cap = cap, .cnt = 0, .err = err};
-    const uint8_t *p = opts, *end = opts + len;
-    bool have_top = false;
     if (opts == NULL || len == 0) {
         *cnt = 0;
         return 0;
     }
+    const uint8_t *p = opts, *end = opts + len;
+    bool have_top = false;
     while (p < end) {
         uint32_t num;
         unsigned wt;

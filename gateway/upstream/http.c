@@ -827,8 +827,10 @@ static void configure_easy(uph_call_t *c)
             /* libcurl before 8.0 breaks a reused prior-knowledge connection
              * ("Error in the HTTP2 framing layer", curl#10634, fixed in 8.0):
              * there, every h2c exchange gets a connection of its own. */
-            if (c->hw->h2c_no_reuse)
+            if (c->hw->h2c_no_reuse) {
+                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L); /* nor multiplexed onto a live one */
                 curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+            }
         }
     }
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, ver);

@@ -1097,6 +1097,25 @@ static void h2_round(tcluster_t *c)
         assert_int_equal(ts[i].body[25], 'z');
         tcall_free(&ts[i]);
     }
+    /* A call starting while another one is mid-stream on a live connection. */
+    for (int k = 0; k < 3; k++) {
+        pt_upcall_req_t ra = mkreq(&c->cl, "GET", "/data.txt"), rb = ra;
+        tcall_t ta = {0}, tb = {0};
+        ta.pause_each = true;
+        start_ok(&ta, &ra);
+        while (ta.heads == 0 && ta.dones == 0)
+            spin(1);
+        start_ok(&tb, &rb);
+        tcall_t *both[2] = {&ta, &tb};
+        run_all(both, 2);
+        if (ta.st != 0 || tb.st != 0)
+            print_message("h2 overlap %d: %s / %s\n", k, ta.reason, tb.reason);
+        assert_int_equal(ta.st, 0);
+        assert_int_equal(tb.st, 0);
+        assert_int_equal(ta.body_len + tb.body_len, 40000);
+        tcall_free(&ta);
+        tcall_free(&tb);
+    }
     for (int k = 0; k < 3; k++) {
         pt_upcall_req_t r = mkreq(&c->cl, "GET", "/data.txt");
         tcall_t t = {0};

@@ -34,6 +34,7 @@ typedef struct occ {
 
 typedef struct ctx {
     const pt_descpool_t *pool;
+    const pt_enumdesc_t *null_enum; /* google.protobuf.NullValue, printed as null */
     const uint8_t *base; /* the input; occurrences are offsets into it */
     pt_xbuf_t *out;
     pt_xerr_t *err;
@@ -319,7 +320,11 @@ static int scan(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single, si
             default:
                 return fail(c, PT_XERR_CORRUPT, "invalid wire type%s", "");
             }
-            const pt_fielddesc_t *f = pt_msgdesc_field_by_number(m, num);
+            const pt_fielddesc_t *f;
+            if (m->_by_number != NULL) /* the dense index, inline */
+                f = num < m->_by_number_len && m->_by_number[num] ? &m->fields[m->_by_number[num] - 1] : NULL;
+            else
+                f = pt_msgdesc_field_by_number(m, num);
             if (f == NULL)
                 continue; /* unknown field: validated and skipped */
             if (wt != f->_wire_type &&
@@ -418,11 +423,6 @@ static int put_double(ctx_t *c, double d, bool is_float)
     return put(c, buf, (size_t)n + 2);
 }
 
-static bool is_null_value_enum(const pt_enumdesc_t *e)
-{
-    return e != NULL && strcmp(e->full_name, "google.protobuf.NullValue") == 0;
-}
-
 /* Decodes one scalar value's raw bits: varints as is, fixed as little-endian. */
 static inline uint64_t raw_value(const uint8_t *p, size_t len, uint8_t wt)
 {
@@ -482,7 +482,7 @@ static int put_number(ctx_t *c, const pt_fielddesc_t *f, uint64_t v, bool as_key
                       : put(c, v ? "true" : "false", v ? 4 : 5);
     case PT_FT_ENUM: {
         int32_t e = (int32_t)(uint32_t)v;
-        if (is_null_value_enum(f->enumdesc))
+        if (f->enumdesc == c->null_enum)
             return put(c, "null", 4);
         if (!c->enums_as_ints) {
             const pt_enumvalue_t *ev = pt_enumdesc_value_by_number(f->enumdesc, e);
@@ -594,33 +594,6 @@ static int emit_array(ctx_t *c, const pt_fielddesc_t *f, uint32_t head)
     return rc ? rc : putc_(c, ']');
 }
 
-/* Map keys in canonical form, to find entries that repeat a key. */
-typedef struct mkey {
-    uint64_t num;          /* integer keys, and the hash of string keys */
-    uint32_t off, len;     /* string keys: the bytes, else len = 0 */
-    uint32_t occ, ord;
-} mkey_t;
-
-static int cmp_mkey(const void *x, const void *y, void *base)
-{
-    const mkey_t *a = x, *b = y;
-    if (a->num != b->num)
-        return a->num < b->num ? -1 : 1;
-    if (a->len != b->len)
-        return a->len < b->len ? -1 : 1;
-    int r = memcmp((const uint8_t *)base + a->off, (const uint8_t *)base + b->off, a->len);
-    if (r != 0)
-        return r;
-    return a->ord < b->ord ? -1 : a->ord > b->ord;
-}
-
-/* Finds the key and value occurrences of a map entry. */
-static int entry_parts(ctx_t *c, const pt_msgdesc_t *e, uint32_t o, size_t *ht)
-{
-    int rc = push_words(c, 2 * e->field_cnt + e->oneof_cnt, ht);
-    return rc ? rc : scan(c, e, o, true, *ht);
-}
-
 /* Canonical key value: integers normalized to their type's width. */
 static uint64_t key_number(const ctx_t *c, const pt_fielddesc_t *k, uint32_t ko)
 {
@@ -638,48 +611,40 @@ static uint64_t key_number(const ctx_t *c, const pt_fielddesc_t *k, uint32_t ko)
     }
 }
 
-/* Marks every entry but the last of each key as dead (wire semantics: last wins). */
-static int dedupe_map(ctx_t *c, const pt_fielddesc_t *f, uint32_t head, size_t cnt)
+/* True when two key occurrences hold the same key (string bytes or normalized number). */
+static bool same_key(const ctx_t *c, const pt_fielddesc_t *k, uint32_t a, uint32_t b)
 {
-    const pt_msgdesc_t *e = f->message;
-    const pt_fielddesc_t *k = &e->fields[0];
-    mkey_t *keys = c->a->alloc(c->a->ud, cnt * sizeof *keys);
-    if (keys == NULL)
-        return fail_rc(c, PT_XERR_NOMEM);
-    size_t i = 0;
-    int rc = 0;
-    for (uint32_t o = head; o != NONE; o = c->occ[o].next, i++) {
-        size_t wmark = c->words_len, omark = c->occ_len, ht;
-        if ((rc = entry_parts(c, e, o, &ht)) != 0)
-            break;
-        uint32_t ko = c->words[ht + e->field_cnt] ? c->words[ht + e->field_cnt] - 1 : NONE;
-        mkey_t mk = {0, 0, 0, o, (uint32_t)i};
-        if (k->type == PT_FT_STRING) {
-            if (ko != NONE) {
-                mk.off = c->occ[ko].off;
-                mk.len = c->occ[ko].len;
-            }
-            uint64_t h = 1469598103934665603ull;
-            for (uint32_t j = 0; j < mk.len; j++)
-                h = (h ^ c->base[mk.off + j]) * 1099511628211ull;
-            mk.num = h;
-        } else {
-            mk.num = key_number(c, k, ko);
+    if (k->type != PT_FT_STRING)
+        return key_number(c, k, a) == key_number(c, k, b);
+    uint32_t la = a == NONE ? 0 : c->occ[a].len, lb = b == NONE ? 0 : c->occ[b].len;
+    return la == lb && (la == 0 || memcmp(c->base + c->occ[a].off, c->base + c->occ[b].off, la) == 0);
+}
+
+/* Hashes a map key 8 bytes at a time (a multiply-xorshift mix per word). */
+static uint32_t key_hash(const ctx_t *c, const pt_fielddesc_t *k, uint32_t ko)
+{
+    const uint64_t mul = 0x9E3779B97F4A7C15ull;
+    uint64_t h;
+    if (k->type == PT_FT_STRING) {
+        const uint8_t *p = ko == NONE ? NULL : c->base + c->occ[ko].off;
+        size_t n = ko == NONE ? 0 : c->occ[ko].len;
+        h = n * mul;
+        for (; n >= 8; n -= 8, p += 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            h = (h ^ w) * mul;
+            h ^= h >> 29;
         }
-        keys[i] = mk;
-        c->words_len = wmark;
-        c->occ_len = omark;
+        if (n > 0) {
+            uint64_t w = 0;
+            memcpy(&w, p, n);
+            h = (h ^ w) * mul;
+        }
+    } else {
+        h = key_number(c, k, ko) * mul;
     }
-    if (rc == 0) {
-        qsort_r(keys, cnt, sizeof *keys, cmp_mkey, (void *)c->base);
-        for (size_t j = 0; j + 1 < cnt; j++)
-            if (cmp_mkey(&keys[j], &keys[j + 1], (void *)c->base) != 0 &&
-                keys[j].num == keys[j + 1].num && keys[j].len == keys[j + 1].len &&
-                memcmp(c->base + keys[j].off, c->base + keys[j + 1].off, keys[j].len) == 0)
-                c->occ[keys[j].occ].dead = 1;
-    }
-    c->a->free(c->a->ud, keys);
-    return rc;
+    h ^= h >> 32;
+    return (uint32_t)h;
 }
 
 static int put_map_key(ctx_t *c, const pt_fielddesc_t *k, uint32_t ko)
@@ -711,30 +676,62 @@ static void prepend_key(ctx_t *c, const pt_fielddesc_t *k, uint32_t ko)
     prepend(c, kp.buf, kp.len);
 }
 
+/*
+ * A map: every entry is scanned once into its own 4-word slot (head and tail
+ * of the key and value chains). A hash table over the keys then marks every
+ * entry that a later one with the same key supersedes (wire semantics: last
+ * wins), so the JSON object never repeats a key.
+ */
 static int emit_map(ctx_t *c, const pt_fielddesc_t *f, uint32_t head)
 {
     const pt_msgdesc_t *e = f->message;
+    const pt_fielddesc_t *kf = &e->fields[0], *vf = &e->fields[1];
     size_t cnt = 0;
     for (uint32_t o = head; o != NONE; o = c->occ[o].next)
         cnt++;
-    int rc = cnt > 1 ? dedupe_map(c, f, head, cnt) : 0;
+    size_t tab_size = 4;
+    while (tab_size < 2 * cnt)
+        tab_size *= 2;
+    size_t slots, tab;
+    int rc = push_words(c, 4 * cnt, &slots);
+    if (rc == 0)
+        rc = push_words(c, cnt > 1 ? tab_size : 0, &tab);
+    size_t i = 0;
+    for (uint32_t o = head; rc == 0 && o != NONE; o = c->occ[o].next, i++) {
+        if ((rc = scan(c, e, o, true, slots + 4 * i)) != 0)
+            break;
+        if (cnt < 2)
+            break;
+        uint32_t kt = c->words[slots + 4 * i + 2];
+        uint32_t ko = kt ? kt - 1 : NONE;
+        for (size_t h = key_hash(c, kf, ko) & (tab_size - 1);; h = (h + 1) & (tab_size - 1)) {
+            uint32_t *slot = &c->words[tab + h];
+            if (*slot == 0) {
+                *slot = (uint32_t)i + 1;
+                break;
+            }
+            uint32_t pt = c->words[slots + 4 * (*slot - 1) + 2];
+            if (same_key(c, kf, pt ? pt - 1 : NONE, ko)) {
+                c->words[slots + 4 * (*slot - 1)] |= 0x80000000u; /* superseded */
+                *slot = (uint32_t)i + 1;
+                break;
+            }
+        }
+    }
     if (rc == 0)
         rc = putc_(c, '{');
     bool comma = false;
-    for (uint32_t o = head; rc == 0 && o != NONE; o = c->occ[o].next) {
-        if (c->occ[o].dead)
+    for (i = 0; rc == 0 && i < cnt; i++) {
+        const uint32_t *w = &c->words[slots + 4 * i];
+        if (w[0] & 0x80000000u)
             continue;
-        size_t wmark = c->words_len, omark = c->occ_len, ht;
-        if ((rc = entry_parts(c, e, o, &ht)) != 0)
-            break;
-        uint32_t kh = c->words[ht + e->field_cnt], vh = c->words[ht + 1];
-        uint32_t ko = kh ? kh - 1 : NONE;
-        const pt_fielddesc_t *vf = &e->fields[1];
+        uint32_t kt = w[2], vh = w[1], vt = w[3];
+        uint32_t ko = kt ? kt - 1 : NONE;
         if (comma)
             rc = putc_(c, ',');
         comma = true;
         if (rc == 0)
-            rc = put_map_key(c, &e->fields[0], ko);
+            rc = put_map_key(c, kf, ko);
         if (rc == 0)
             rc = putc_(c, ':');
         if (rc == 0) {
@@ -743,12 +740,10 @@ static int emit_map(ctx_t *c, const pt_fielddesc_t *f, uint32_t head)
             else if (vf->type == PT_FT_MESSAGE)
                 rc = emit_message(c, vf->message, vh - 1, false);
             else
-                rc = put_value(c, vf, c->words[ht + e->field_cnt + 1] - 1);
+                rc = put_value(c, vf, vt - 1);
             if (rc != 0)
-                prepend_key(c, &e->fields[0], ko);
+                prepend_key(c, kf, ko);
         }
-        c->words_len = wmark;
-        c->occ_len = omark;
     }
     return rc ? rc : putc_(c, '}');
 }
@@ -1055,6 +1050,7 @@ int pt_pb_to_json(const pt_descpool_t *pool, const pt_msgdesc_t *m, const uint8_
         return pt_xerr_set(err, PT_XERR_LIMIT, NULL, "protobuf input of %zu bytes is over the limit", len);
     ctx_t c;
     c.pool = pool;
+    c.null_enum = pt_descpool_enum(pool, "google.protobuf.NullValue", 25);
     c.base = pb;
     c.out = out;
     c.err = err;

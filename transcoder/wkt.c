@@ -77,6 +77,20 @@ int pt_json_escape(pt_xbuf_t *out, const char *str, size_t n)
     out->data[out->len++] = '"';
     size_t i = 0, run = 0;
     while (i < n) {
+        /* Skip 8 plain ASCII bytes at a time: none >= 0x80, < 0x20, '"' or '\\'
+         * (the classic "has a zero byte" test on the word and on its XORs). */
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+            uint64_t special = (w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
+            if (special != 0)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
         uint8_t c = s[i];
         if (c < 0x80) {
             if (json_esc[c] == 0) {

@@ -33,7 +33,8 @@ static void usage(FILE *f)
             "  --type NAME --to-binary    JSON on stdin -> protobuf binary on stdout\n"
             "  --list                     services, methods, streaming kinds, HTTP bindings\n"
             "  --match METHOD TARGET      route an HTTP request (path?query) and show the\n"
-            "                             gRPC request it becomes; body from --body FILE ('-' = stdin)\n"
+            "                             gRPC request it becomes; body from --body FILE ('-' = "
+            "stdin)\n"
             "options:\n"
             "  -d, --descriptor-set FILE  a FileDescriptorSet (protoc --include_imports\n"
             "                             --descriptor_set_out); repeatable\n"
@@ -201,8 +202,8 @@ static int do_match(const pt_httprule_table_t *t, const pt_descpool_t *pool, con
         goto out;
     case PT_PATHMATCH_METHOD: {
         fprintf(stderr, PROG ": %s %s: 405 method not allowed; allowed:", method, target);
-        static const char *names[] = {"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS",
-                                      "(custom)"};
+        static const char *names[] = {"GET",   "PUT",  "POST",    "DELETE",
+                                      "PATCH", "HEAD", "OPTIONS", "(custom)"};
         for (unsigned i = 0; i < 8; i++)
             if (m.path.allowed & (1u << i))
                 fprintf(stderr, " %s", names[i]);
@@ -252,9 +253,22 @@ out:
 }
 
 enum {
-    OPT_TYPE = 256, OPT_TO_JSON, OPT_TO_BINARY, OPT_LIST, OPT_MATCH, OPT_EMIT_DEFAULTS,
-    OPT_PROTO_NAMES, OPT_ENUMS_AS_INTS, OPT_IGNORE_UNKNOWN, OPT_ENUM_CI, OPT_MAX_DEPTH,
-    OPT_DEFAULT_BINDINGS, OPT_SERVICE, OPT_BODY, OPT_CONTENT_TYPE, OPT_VERSION
+    OPT_TYPE = 256,
+    OPT_TO_JSON,
+    OPT_TO_BINARY,
+    OPT_LIST,
+    OPT_MATCH,
+    OPT_EMIT_DEFAULTS,
+    OPT_PROTO_NAMES,
+    OPT_ENUMS_AS_INTS,
+    OPT_IGNORE_UNKNOWN,
+    OPT_ENUM_CI,
+    OPT_MAX_DEPTH,
+    OPT_DEFAULT_BINDINGS,
+    OPT_SERVICE,
+    OPT_BODY,
+    OPT_CONTENT_TYPE,
+    OPT_VERSION
 };
 
 int main(int argc, char **argv)
@@ -301,7 +315,10 @@ int main(int argc, char **argv)
         case OPT_TYPE:
             type = optarg;
             break;
-        case OPT_TO_JSON: case OPT_TO_BINARY: case OPT_LIST: case OPT_MATCH:
+        case OPT_TO_JSON:
+        case OPT_TO_BINARY:
+        case OPT_LIST:
+        case OPT_MATCH:
             if (mode != 0 && mode != c) {
                 fprintf(stderr, PROG ": choose one of --to-json, --to-binary, --list, --match\n");
                 return 2;
@@ -327,7 +344,8 @@ int main(int argc, char **argv)
             char *end;
             errno = 0;
             unsigned long v = strtoul(optarg, &end, 10);
-            if (errno != 0 || *end != '\0' || end == optarg || v == 0 || v > PT_JSON_MAX_DEPTH_CAP) {
+            if (errno != 0 || *end != '\0' || end == optarg || v == 0 ||
+                v > PT_JSON_MAX_DEPTH_CAP) {
                 fprintf(stderr, PROG ": --max-depth: expected 1..%u, got '%s'\n",
                         PT_JSON_MAX_DEPTH_CAP, optarg);
                 return 2;
@@ -375,8 +393,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (mode == 0 || nsets == 0) {
-        fprintf(stderr, PROG ": %s\n", nsets == 0 ? "at least one -d SET.pb is required"
-                                                  : "no mode given");
+        fprintf(stderr, PROG ": %s\n",
+                nsets == 0 ? "at least one -d SET.pb is required" : "no mode given");
         usage(stderr);
         return 2;
     }

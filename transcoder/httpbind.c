@@ -89,7 +89,8 @@ static int put_httpbody(pt_xbuf_t *o, uint32_t wrap_num, const char *ct, const u
                         size_t len)
 {
     size_t ctlen = ct ? strlen(ct) : 0;
-    size_t inner = (ctlen ? 1 + varint_len(ctlen) + ctlen : 0) + (len ? 1 + varint_len(len) + len : 0);
+    size_t inner =
+        (ctlen ? 1 + varint_len(ctlen) + ctlen : 0) + (len ? 1 + varint_len(len) + len : 0);
     int rc = 0;
     if (wrap_num != 0) {
         rc = put_varint(o, ((uint64_t)wrap_num << 3) | 2);
@@ -127,8 +128,8 @@ static void verr(pt_xerrs_t *errs, int *first, int code, const char *path, const
  * member (in the same message instance: identical chain prefix), returns that
  * member's name.
  */
-static const char *oneof_clash(const pt_fielddesc_t *const *chains, const uint8_t *cdepth,
-                               size_t n, const pt_fielddesc_t *const *chain, size_t depth)
+static const char *oneof_clash(const pt_fielddesc_t *const *chains, const uint8_t *cdepth, size_t n,
+                               const pt_fielddesc_t *const *chain, size_t depth)
 {
     for (size_t i = 0; i < n; i++) {
         const pt_fielddesc_t *const *c = chains + i * MAX_DEPTH;
@@ -153,8 +154,8 @@ static void key_path(char *dst, size_t cap, const char *k, size_t n)
 
 int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprule_match_t *m,
                                   const uint8_t *body, size_t body_len, const char *content_type,
-                                  const char *query, size_t query_len,
-                                  const pt_json_opts_t *jopts, pt_xbuf_t *out, pt_xerrs_t *errs)
+                                  const char *query, size_t query_len, const pt_json_opts_t *jopts,
+                                  pt_xbuf_t *out, pt_xerrs_t *errs)
 {
     const pt_httpbinding_t *b = m->binding;
     if (b == NULL)
@@ -174,7 +175,8 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
             npairs += query[i] == '&';
     }
     size_t nv = m->path.var_cnt;
-    size_t cap = nv + (npairs > PT_HTTPRULE_MAX_QUERY_PARAMS ? PT_HTTPRULE_MAX_QUERY_PARAMS : npairs);
+    size_t cap =
+        nv + (npairs > PT_HTTPRULE_MAX_QUERY_PARAMS ? PT_HTTPRULE_MAX_QUERY_PARAMS : npairs);
     pt_json_binding_t *bind = NULL;
     const pt_fielddesc_t **chains = NULL; /* cap x MAX_DEPTH resolved fields, for oneof checks */
     uint8_t *cdepth = NULL;
@@ -230,7 +232,8 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
         key_path(kp, sizeof(kp), kv, klen_raw);
         long kl = form_decode(kv, klen_raw, qo);
         if (kl < 0) {
-            verr(errs, &first, PT_XERR_INVALID, kp, "malformed percent-escape in a query parameter name");
+            verr(errs, &first, PT_XERR_INVALID, kp,
+                 "malformed percent-escape in a query parameter name");
             continue;
         }
         char *key = qo;
@@ -241,7 +244,8 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
             vl = form_decode(eq + 1, kvlen - klen_raw - 1, qo);
             if (vl < 0) {
                 qo = key;
-                verr(errs, &first, PT_XERR_INVALID, kp, "malformed percent-escape in a query parameter value");
+                verr(errs, &first, PT_XERR_INVALID, kp,
+                     "malformed percent-escape in a query parameter value");
                 continue;
             }
             qo += vl;
@@ -284,11 +288,13 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
                 dup = memcmp(b->_var_fields + v * MAX_DEPTH, chain, depth * sizeof(chain[0])) == 0;
             }
             if (dup) {
-                verr(errs, &first, PT_XERR_INVALID, kp, "this field is already bound by the URL path");
+                verr(errs, &first, PT_XERR_INVALID, kp,
+                     "this field is already bound by the URL path");
                 continue;
             }
             if (mkey != NULL && !chain[depth - 1]->is_map) {
-                verr(errs, &first, PT_XERR_INVALID, kp, "[key] syntax on a field that is not a map");
+                verr(errs, &first, PT_XERR_INVALID, kp,
+                     "[key] syntax on a field that is not a map");
                 continue;
             }
             if (mkey == NULL && chain[depth - 1]->is_map) {
@@ -300,8 +306,7 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
             const char *other = oneof_clash(chains, cdepth, n, chain, depth);
             if (other != NULL) {
                 char msg[PT_XERR_MSG_MAX];
-                snprintf(msg, sizeof(msg), "oneof conflict: \"%s\" is already set",
-                         other);
+                snprintf(msg, sizeof(msg), "oneof conflict: \"%s\" is already set", other);
                 verr(errs, &first, PT_XERR_INVALID, kp, msg);
                 continue;
             }
@@ -328,7 +333,8 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
         rc = put_httpbody(out, b->body_kind == PT_HTTPBODY_FIELD ? b->body_field->number : 0,
                           content_type, body, body_len);
         if (rc != 0)
-            verr(errs, &first, rc, NULL, rc == PT_XERR_NOMEM ? "out of memory" : "request too large");
+            verr(errs, &first, rc, NULL,
+                 rc == PT_XERR_NOMEM ? "out of memory" : "request too large");
     } else if (b->body_kind == PT_HTTPBODY_ALL) {
         /* an empty body is an empty message, as grpc-gateway does */
         if (body != NULL && !all_space(body, body_len)) {
@@ -397,7 +403,8 @@ static int raw_httpbody(const uint8_t *p, size_t len, pt_xbuf_t *out, pt_httprul
     }
     int rc = pt_xbuf_append(out, data, data_len);
     if (rc != 0)
-        return pt_xerr_set(err, rc, NULL, rc == PT_XERR_NOMEM ? "out of memory" : "response too large");
+        return pt_xerr_set(err, rc, NULL,
+                           rc == PT_XERR_NOMEM ? "out of memory" : "response too large");
     return 0;
 }
 
@@ -493,8 +500,7 @@ static void default_json(const pt_fielddesc_t *f, const pt_json_opts_t *o, char 
 
 int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbinding_t *b,
                                    const uint8_t *pb, size_t len, const pt_json_opts_t *jopts,
-                                   pt_xbuf_t *out, pt_httprule_str_t *content_type,
-                                   pt_xerr_t *err)
+                                   pt_xbuf_t *out, pt_httprule_str_t *content_type, pt_xerr_t *err)
 {
     static const char json_ct[] = "application/json";
     static const uint8_t empty[1]; /* never pass NULL data: NULL + 0 is undefined */
@@ -521,8 +527,8 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
                 rc = raw_httpbody(tmp.data, tmp.len, out, content_type, err);
             } else {
                 *content_type = (pt_httprule_str_t){json_ct, sizeof(json_ct) - 1};
-                rc = pt_pb_to_json(pool, f->message, tmp.data ? tmp.data : empty, tmp.len, jopts, out,
-                                   err);
+                rc = pt_pb_to_json(pool, f->message, tmp.data ? tmp.data : empty, tmp.len, jopts,
+                                   out, err);
             }
         }
         pt_xbuf_dispose(&tmp);
@@ -536,8 +542,8 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
     if (rc == 0) {
         pt_json_opts_t o = jopts ? *jopts : (pt_json_opts_t){0};
         o.emit_defaults = false; /* only this field is present; absent is handled below */
-        rc = pt_pb_to_json(pool, b->method->output, tmp.data ? tmp.data : empty, tmp.len, &o,
-                           &js, err);
+        rc = pt_pb_to_json(pool, b->method->output, tmp.data ? tmp.data : empty, tmp.len, &o, &js,
+                           err);
     }
     if (rc == 0) {
         const uint8_t *v;
@@ -548,7 +554,8 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
             default_json(f, jopts, dflt, sizeof(dflt));
             v = (const uint8_t *)dflt;
             vl = strlen(dflt);
-            if (f->type == PT_FT_ENUM && f->label != PT_LABEL_REPEATED && !(jopts && jopts->enums_as_ints) && f->enumdesc) {
+            if (f->type == PT_FT_ENUM && f->label != PT_LABEL_REPEATED &&
+                !(jopts && jopts->enums_as_ints) && f->enumdesc) {
                 const pt_enumvalue_t *ev = pt_enumdesc_value_by_number(f->enumdesc, 0);
                 if (ev != NULL) {
                     rc = pt_xbuf_putc(out, '"');

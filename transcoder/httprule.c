@@ -191,7 +191,11 @@ static int decode_rule(decoder_t *d, const uint8_t *p, const uint8_t *end, size_
         switch (num) {
         case 1: /* selector: meaningless in a method option */
             break;
-        case 2: case 3: case 4: case 5: case 6:
+        case 2:
+        case 3:
+        case 4:
+        case 5:
+        case 6:
             r->method.p = std_methods[num];
             r->method.len = strlen(std_methods[num]);
             r->path = str;
@@ -311,7 +315,10 @@ static bool is_httpbody(const pt_msgdesc_t *m)
     return m != NULL && strcmp(m->full_name, "google.api.HttpBody") == 0;
 }
 
-bool pt__httprule_is_httpbody(const pt_msgdesc_t *m) { return is_httpbody(m); }
+bool pt__httprule_is_httpbody(const pt_msgdesc_t *m)
+{
+    return is_httpbody(m);
+}
 
 /* Message types a text value can be bound to (JSON string/number/bool forms). */
 static bool text_bindable(const pt_fielddesc_t *f)
@@ -319,10 +326,19 @@ static bool text_bindable(const pt_fielddesc_t *f)
     if (f->type != PT_FT_MESSAGE && f->type != PT_FT_GROUP)
         return true;
     switch (f->message->wkt) {
-    case PT_WKT_TIMESTAMP: case PT_WKT_DURATION: case PT_WKT_FIELDMASK: case PT_WKT_VALUE:
-    case PT_WKT_DOUBLEVALUE: case PT_WKT_FLOATVALUE: case PT_WKT_INT64VALUE:
-    case PT_WKT_UINT64VALUE: case PT_WKT_INT32VALUE: case PT_WKT_UINT32VALUE:
-    case PT_WKT_BOOLVALUE: case PT_WKT_STRINGVALUE: case PT_WKT_BYTESVALUE:
+    case PT_WKT_TIMESTAMP:
+    case PT_WKT_DURATION:
+    case PT_WKT_FIELDMASK:
+    case PT_WKT_VALUE:
+    case PT_WKT_DOUBLEVALUE:
+    case PT_WKT_FLOATVALUE:
+    case PT_WKT_INT64VALUE:
+    case PT_WKT_UINT64VALUE:
+    case PT_WKT_INT32VALUE:
+    case PT_WKT_UINT32VALUE:
+    case PT_WKT_BOOLVALUE:
+    case PT_WKT_STRINGVALUE:
+    case PT_WKT_BYTESVALUE:
         return true;
     default:
         return false;
@@ -330,8 +346,7 @@ static bool text_bindable(const pt_fielddesc_t *f)
 }
 
 int pt__httprule_resolve(const pt_msgdesc_t *m, const char *path, size_t len,
-                         const pt_fielddesc_t **chain, size_t cap, size_t *depth,
-                         const char **why)
+                         const pt_fielddesc_t **chain, size_t cap, size_t *depth, const char **why)
 {
     size_t d = 0, i = 0;
     while (i <= len) {
@@ -583,7 +598,8 @@ int pt_httprule_table_new(const pt_descpool_t *pool, const pt_httprule_opts_t *o
         for (size_t i = 0; i < opts->service_cnt; i++) {
             const char *n = opts->services[i];
             if (pt_descpool_service(pool, n, strlen(n)) == NULL)
-                terr(errs, &first, PT_XERR_NOT_FOUND, n, "service %s is not in the descriptor pool", n);
+                terr(errs, &first, PT_XERR_NOT_FOUND, n, "service %s is not in the descriptor pool",
+                     n);
         }
     }
 
@@ -662,11 +678,20 @@ void pt_httprule_table_free(pt_httprule_table_t *t)
     pt_descpool_unref(pool);
 }
 
-const pt_descpool_t *pt_httprule_table_pool(const pt_httprule_table_t *t) { return t->pool; }
+const pt_descpool_t *pt_httprule_table_pool(const pt_httprule_table_t *t)
+{
+    return t->pool;
+}
 
-const pt_allocator_t *pt__httprule_table_allocator(const pt_httprule_table_t *t) { return t->a; }
+const pt_allocator_t *pt__httprule_table_allocator(const pt_httprule_table_t *t)
+{
+    return t->a;
+}
 
-size_t pt_httprule_table_binding_cnt(const pt_httprule_table_t *t) { return t->cnt; }
+size_t pt_httprule_table_binding_cnt(const pt_httprule_table_t *t)
+{
+    return t->cnt;
+}
 
 const pt_httpbinding_t *pt_httprule_table_binding(const pt_httprule_table_t *t, size_t i)
 {
@@ -679,9 +704,8 @@ pt_pathmatch_status_t pt_httprule_match(const pt_httprule_table_t *t, const char
                                         size_t scratch_len, pt_httprule_match_t *m)
 {
     m->binding = NULL;
-    pt_pathmatch_status_t st = pt_pathmatcher_match(t->matcher, method, method_len, target,
-                                                    target_len, opts, scratch, scratch_len,
-                                                    &m->path);
+    pt_pathmatch_status_t st = pt_pathmatcher_match(
+        t->matcher, method, method_len, target, target_len, opts, scratch, scratch_len, &m->path);
     if (st == PT_PATHMATCH_OK)
         m->binding = m->path.route;
     return st;

@@ -31,7 +31,6 @@ const pt_allocator_t *pt__httprule_table_allocator(const pt_httprule_table_t *t)
  * reason on failure.
  */
 int pt__httprule_resolve(const pt_msgdesc_t *m, const char *path, size_t len,
-                         const pt_fielddesc_t **chain, size_t cap, size_t *depth,
-                         const char **why);
+                         const pt_fielddesc_t **chain, size_t cap, size_t *depth, const char **why);
 
 #endif /* PT_TRANSCODER_HTTPRULE_INTERNAL_H */

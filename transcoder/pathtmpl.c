@@ -22,8 +22,8 @@
 
 static bool is_unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 static bool is_sub_delim(unsigned char c)
@@ -87,19 +87,19 @@ static bool is_dot_seg(const char *s, size_t n)
 
 struct pt_pathtmpl {
     const pt_allocator_t *a;
-    char *text;        /* copy of the template text */
-    const char *verb;  /* into strs, or NULL */
+    char *text;       /* copy of the template text */
+    const char *verb; /* into strs, or NULL */
     size_t seg_cnt, var_cnt;
     pt_pathseg_t segs[PT_PATHTMPL_MAX_SEGMENTS];
     pt_pathtmpl_var_t vars[PT_PATHTMPL_MAX_VARS];
-    char *strs;        /* one block: text, literals, field paths, verb */
+    char *strs; /* one block: text, literals, field paths, verb */
 };
 
 typedef struct parser {
     pt_pathtmpl_t *t;
     const char *s;
     size_t len, i;
-    char *sp;          /* next free byte of t->strs */
+    char *sp; /* next free byte of t->strs */
     bool dstar_seen;
     pt_xerr_t *err;
 } parser_t;
@@ -109,8 +109,14 @@ static int perr(parser_t *p, size_t at, const char *why)
     return pt_xerr_set(p->err, PT_XERR_INVALID, NULL, "column %zu: %s", at + 1, why);
 }
 
-static bool at_end(const parser_t *p) { return p->i >= p->len; }
-static char peek(const parser_t *p) { return at_end(p) ? '\0' : p->s[p->i]; }
+static bool at_end(const parser_t *p)
+{
+    return p->i >= p->len;
+}
+static char peek(const parser_t *p)
+{
+    return at_end(p) ? '\0' : p->s[p->i];
+}
 
 static bool is_lit_char(unsigned char c)
 {
@@ -143,8 +149,8 @@ static int add_seg(parser_t *p, size_t at, pt_pathseg_kind_t kind, const char *l
 {
     pt_pathtmpl_t *t = p->t;
     if (t->seg_cnt >= PT_PATHTMPL_MAX_SEGMENTS)
-        return pt_xerr_set(p->err, PT_XERR_LIMIT, NULL, "column %zu: more than %d segments",
-                           at + 1, PT_PATHTMPL_MAX_SEGMENTS);
+        return pt_xerr_set(p->err, PT_XERR_LIMIT, NULL, "column %zu: more than %d segments", at + 1,
+                           PT_PATHTMPL_MAX_SEGMENTS);
     pt_pathseg_t *sg = &t->segs[t->seg_cnt++];
     sg->kind = kind;
     sg->lit = lit;
@@ -180,7 +186,8 @@ static int parse_variable(parser_t *p)
     }
     size_t flen = p->i - fstart;
     for (size_t k = 0; k < t->var_cnt; k++)
-        if (t->vars[k].field_path_len == flen && memcmp(t->vars[k].field_path, p->s + fstart, flen) == 0)
+        if (t->vars[k].field_path_len == flen &&
+            memcmp(t->vars[k].field_path, p->s + fstart, flen) == 0)
             return perr(p, fstart, "field bound twice in one template");
     pt_pathtmpl_var_t *v = &t->vars[t->var_cnt];
     memcpy(p->sp, p->s + fstart, flen);
@@ -332,12 +339,30 @@ void pt_pathtmpl_free(pt_pathtmpl_t *t)
     a->free(a->ud, t);
 }
 
-const char *pt_pathtmpl_text(const pt_pathtmpl_t *t) { return t->text; }
-const char *pt_pathtmpl_verb(const pt_pathtmpl_t *t) { return t->verb; }
-size_t pt_pathtmpl_seg_cnt(const pt_pathtmpl_t *t) { return t->seg_cnt; }
-const pt_pathseg_t *pt_pathtmpl_seg(const pt_pathtmpl_t *t, size_t i) { return &t->segs[i]; }
-size_t pt_pathtmpl_var_cnt(const pt_pathtmpl_t *t) { return t->var_cnt; }
-const pt_pathtmpl_var_t *pt_pathtmpl_var(const pt_pathtmpl_t *t, size_t i) { return &t->vars[i]; }
+const char *pt_pathtmpl_text(const pt_pathtmpl_t *t)
+{
+    return t->text;
+}
+const char *pt_pathtmpl_verb(const pt_pathtmpl_t *t)
+{
+    return t->verb;
+}
+size_t pt_pathtmpl_seg_cnt(const pt_pathtmpl_t *t)
+{
+    return t->seg_cnt;
+}
+const pt_pathseg_t *pt_pathtmpl_seg(const pt_pathtmpl_t *t, size_t i)
+{
+    return &t->segs[i];
+}
+size_t pt_pathtmpl_var_cnt(const pt_pathtmpl_t *t)
+{
+    return t->var_cnt;
+}
+const pt_pathtmpl_var_t *pt_pathtmpl_var(const pt_pathtmpl_t *t, size_t i)
+{
+    return &t->vars[i];
+}
 
 /* ------------------------------------------------------------------------ */
 /* Matcher                                                                  */
@@ -363,8 +388,8 @@ struct node {
     litedge_t *lits; /* sorted by (len, bytes) */
     size_t lit_cnt, lit_cap;
     node_t *star;
-    entry_t *end;    /* templates ending at this node */
-    entry_t *dstar;  /* templates whose final `**` starts after this node */
+    entry_t *end;   /* templates ending at this node */
+    entry_t *dstar; /* templates whose final `**` starts after this node */
 };
 
 struct pt_pathmatcher {
@@ -450,15 +475,18 @@ void pt_pathmatcher_free(pt_pathmatcher_t *m)
     m->a->free(m->a->ud, m);
 }
 
-size_t pt_pathmatcher_route_cnt(const pt_pathmatcher_t *m) { return m->route_cnt; }
+size_t pt_pathmatcher_route_cnt(const pt_pathmatcher_t *m)
+{
+    return m->route_cnt;
+}
 
 static unsigned method_bit(const char *m, size_t n)
 {
     static const struct {
         const char *name;
         unsigned bit;
-    } tab[] = {{"GET", PT_HTTP_M_GET},       {"PUT", PT_HTTP_M_PUT},   {"POST", PT_HTTP_M_POST},
-               {"DELETE", PT_HTTP_M_DELETE}, {"PATCH", PT_HTTP_M_PATCH}, {"HEAD", PT_HTTP_M_HEAD},
+    } tab[] = {{"GET", PT_HTTP_M_GET},        {"PUT", PT_HTTP_M_PUT},     {"POST", PT_HTTP_M_POST},
+               {"DELETE", PT_HTTP_M_DELETE},  {"PATCH", PT_HTTP_M_PATCH}, {"HEAD", PT_HTTP_M_HEAD},
                {"OPTIONS", PT_HTTP_M_OPTIONS}};
     for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
         if (strlen(tab[i].name) == n && memcmp(tab[i].name, m, n) == 0)
@@ -754,8 +782,7 @@ pt_pathmatch_status_t pt_pathmatcher_match(const pt_pathmatcher_t *m, const char
         long k = decode_value(vs, vlen, tv->is_multi, allow_slash, vals);
         if (k < 0) {
             memset(res, 0, sizeof(*res));
-            return fail(res, PT_PATHMATCH_BAD_PATH,
-                        "'%2F' in a single-segment path variable");
+            return fail(res, PT_PATHMATCH_BAD_PATH, "'%2F' in a single-segment path variable");
         }
         vals[k] = '\0';
         res->vars[v] = (pt_pathvar_t){.field_path = tv->field_path,

@@ -35,7 +35,8 @@ static bool slurp(const std::string &path, std::string *out)
 
 static double now()
 {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
 int main(int argc, char **argv)
@@ -64,8 +65,10 @@ int main(int argc, char **argv)
     }
     std::unique_ptr<pb::util::TypeResolver> resolver(
         pb::util::NewTypeResolverForDescriptorPool("type.googleapis.com", &pool));
-    static const char *const work[][2] = {{"small", "pt.bench.Small"},    {"nested", "pt.bench.Node"},
-                                          {"repeated", "pt.bench.Series"}, {"map", "pt.bench.Dict"},
+    static const char *const work[][2] = {{"small", "pt.bench.Small"},
+                                          {"nested", "pt.bench.Node"},
+                                          {"repeated", "pt.bench.Series"},
+                                          {"map", "pt.bench.Dict"},
                                           {"wkt", "pt.bench.Event"}};
     for (const auto &w : work) {
         std::string json, bin, out;

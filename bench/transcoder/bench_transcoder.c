@@ -2,7 +2,9 @@
  * bench_transcoder.c -- throughput of Portico's JSON <-> protobuf transcoder.
  *
  *   bench_transcoder --gen DIR            writes the workload JSON files
- *   bench_transcoder SET.pb DIR [SECS]    converts them both ways, prints results
+ *   bench_transcoder SET.pb DIR [SECS [WORKLOAD [json2pb|pb2json]]]
+ *                                         converts them both ways, prints results
+ *                                         (the filters help when profiling one cell)
  *
  * Workloads (bench.proto): small, nested (a message tree), repeated (time
  * series), map (four map kinds), wkt (Timestamp/Duration/Struct/Any/...).
@@ -34,9 +36,12 @@ static unsigned rnd(unsigned n)
     return (unsigned)(rng % n);
 }
 
-static const char *const words[] = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot",
-                                    "golf", "hotel", "india", "juliet", "kilo", "lima"};
-static const char *word(void) { return words[rnd(12)]; }
+static const char *const words[] = {"alpha", "bravo", "charlie", "delta",  "echo", "foxtrot",
+                                    "golf",  "hotel", "india",   "juliet", "kilo", "lima"};
+static const char *word(void)
+{
+    return words[rnd(12)];
+}
 
 static void gen_small(FILE *f)
 {
@@ -47,8 +52,9 @@ static void gen_small(FILE *f)
 static void gen_node(FILE *f, int depth, int *id)
 {
     int me = (*id)++;
-    fprintf(f, "{\"name\":\"node-%d-%s\",\"value\":%d,\"leaf\":{\"key\":\"%s\",\"weight\":%u,"
-               "\"ratio\":0.5},\"status\":\"%s\"",
+    fprintf(f,
+            "{\"name\":\"node-%d-%s\",\"value\":%d,\"leaf\":{\"key\":\"%s\",\"weight\":%u,"
+            "\"ratio\":0.5},\"status\":\"%s\"",
             me, word(), me * 7, word(), rnd(1000), me % 2 ? "ACTIVE" : "SUSPENDED");
     if (depth > 0) {
         fprintf(f, ",\"children\":[");
@@ -110,11 +116,21 @@ static void gen_wkt(FILE *f)
         if (i)
             fputc(',', f);
         switch (i % 5) {
-        case 0: fprintf(f, "\"k%d\":\"%s\"", i, word()); break;
-        case 1: fprintf(f, "\"k%d\":%d.5", i, i); break;
-        case 2: fprintf(f, "\"k%d\":true", i); break;
-        case 3: fprintf(f, "\"k%d\":null", i); break;
-        default: fprintf(f, "\"k%d\":{\"a\":[1,2,\"%s\"],\"b\":{\"c\":false}}", i, word()); break;
+        case 0:
+            fprintf(f, "\"k%d\":\"%s\"", i, word());
+            break;
+        case 1:
+            fprintf(f, "\"k%d\":%d.5", i, i);
+            break;
+        case 2:
+            fprintf(f, "\"k%d\":true", i);
+            break;
+        case 3:
+            fprintf(f, "\"k%d\":null", i);
+            break;
+        default:
+            fprintf(f, "\"k%d\":{\"a\":[1,2,\"%s\"],\"b\":{\"c\":false}}", i, word());
+            break;
         }
     }
     fprintf(f, "},\"mask\":\"user.displayName,photo,settings.themeColor\",\"count\":\"42\","
@@ -135,8 +151,8 @@ static void gen_wkt(FILE *f)
 static const struct workload {
     const char *name, *type;
 } workloads[] = {
-    {"small", "pt.bench.Small"},       {"nested", "pt.bench.Node"}, {"repeated", "pt.bench.Series"},
-    {"map", "pt.bench.Dict"},          {"wkt", "pt.bench.Event"},
+    {"small", "pt.bench.Small"}, {"nested", "pt.bench.Node"}, {"repeated", "pt.bench.Series"},
+    {"map", "pt.bench.Dict"},    {"wkt", "pt.bench.Event"},
 };
 #define NWORK (sizeof(workloads) / sizeof(workloads[0]))
 
@@ -152,11 +168,21 @@ static int gen(const char *dir)
         }
         int id = 0;
         switch (i) {
-        case 0: gen_small(f); break;
-        case 1: gen_node(f, 5, &id); break;
-        case 2: gen_repeated(f); break;
-        case 3: gen_map(f); break;
-        default: gen_wkt(f); break;
+        case 0:
+            gen_small(f);
+            break;
+        case 1:
+            gen_node(f, 5, &id);
+            break;
+        case 2:
+            gen_repeated(f);
+            break;
+        case 3:
+            gen_map(f);
+            break;
+        default:
+            gen_wkt(f);
+            break;
         }
         fclose(f);
     }
@@ -217,12 +243,16 @@ int main(int argc, char **argv)
     }
     free(set);
     int ret = 0;
+    const char *only_w = argc > 4 ? argv[4] : NULL, *only_d = argc > 5 ? argv[5] : NULL;
     for (size_t w = 0; w < NWORK; w++) {
+        if (only_w != NULL && strcmp(only_w, workloads[w].name) != 0)
+            continue;
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s.json", argv[2], workloads[w].name);
         size_t jlen;
         char *json = slurp(path, &jlen);
-        const pt_msgdesc_t *md = pt_descpool_message(pool, workloads[w].type, strlen(workloads[w].type));
+        const pt_msgdesc_t *md =
+            pt_descpool_message(pool, workloads[w].type, strlen(workloads[w].type));
         if (json == NULL || md == NULL) {
             fprintf(stderr, "%s: missing input or type\n", workloads[w].name);
             return 1;
@@ -239,6 +269,8 @@ int main(int argc, char **argv)
             return 1;
         }
         for (int dir = 0; dir < 2; dir++) {
+            if (only_d != NULL && strcmp(only_d, dir == 0 ? "json2pb" : "pb2json") != 0)
+                continue;
             pt_xbuf_t *out = dir == 0 ? &pb : &js;
             long iters = 0, batch = 16;
             double t0 = now(), el = 0;

@@ -32,7 +32,8 @@ static void init(void)
     pt_xerrs_t errs;
     pt_xerrs_clear(&errs);
     pt_httprule_opts_t o = {.add_default_bindings = true};
-    if (pt_descpool_new(NULL, &pool, &err) != 0 || pt_descpool_add_set(pool, buf, n, "fuzz", &err) != 0 ||
+    if (pt_descpool_new(NULL, &pool, &err) != 0 ||
+        pt_descpool_add_set(pool, buf, n, "fuzz", &err) != 0 ||
         pt_descpool_build(pool, &err) != 0 || pt_httprule_table_new(pool, &o, &table, &errs) != 0)
         abort();
 }
@@ -47,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pt_httprule_pattern_t pats[PT_HTTPRULE_MAX_BINDINGS];
         size_t cnt = 0;
         pt_xerr_t err;
-        if (pt_httprule_decode(data + 1, size - 1, pats, PT_HTTPRULE_MAX_BINDINGS, &cnt, &err) == 0) {
+        if (pt_httprule_decode(data + 1, size - 1, pats, PT_HTTPRULE_MAX_BINDINGS, &cnt, &err) ==
+            0) {
             for (size_t i = 0; i < cnt; i++)
                 if (pats[i].path.len > size || pats[i].method.p == NULL)
                     abort();

@@ -126,13 +126,13 @@ static void test_decode(void **state)
 {
     (void)state;
     uint8_t nested[64], custom[64], rule[256], opts[512];
-    size_t nn = put_str(nested, 4, "/v1/alt");        /* post */
+    size_t nn = put_str(nested, 4, "/v1/alt"); /* post */
     nn += put_str(nested + nn, 7, "*");
     size_t cn = put_str(custom, 1, "PURGE");
     cn += put_str(custom + cn, 2, "/v1/c");
     uint8_t nested2[64];
-    size_t n2 = put_msg(nested2, 8, custom, cn);       /* custom */
-    size_t rn = put_str(rule, 1, "pkg.Svc.M");         /* selector: ignored */
+    size_t n2 = put_msg(nested2, 8, custom, cn);        /* custom */
+    size_t rn = put_str(rule, 1, "pkg.Svc.M");          /* selector: ignored */
     rn += put_str(rule + rn, 2, "/v1/{name=things/*}"); /* get */
     rn += put_str(rule + rn, 12, "result");
     rn += put_msg(rule + rn, 11, nested, nn);
@@ -271,12 +271,17 @@ static void test_table_errors(void **state)
     static const struct {
         const char *path, *msg;
     } want[] = {
-        {"pt.badhttp.Bad.BadTemplate", "GET /v1/{name=**}/x: column 15: '**' must be the last segment"},
+        {"pt.badhttp.Bad.BadTemplate",
+         "GET /v1/{name=**}/x: column 15: '**' must be the last segment"},
         {"pt.badhttp.Bad.UnknownVar", "GET /v1/{nope}: path variable {nope}: unknown field"},
-        {"pt.badhttp.Bad.RepeatedVar", "path variable {tags}: a path variable cannot bind a repeated field or map"},
-        {"pt.badhttp.Bad.MessageVar", "path variable {inner}: a path variable cannot bind this message type"},
-        {"pt.badhttp.Bad.UnknownBody", "POST /v1/ub: body field \"missing\" is not a field of pt.badhttp.Req"},
-        {"pt.badhttp.Bad.UnknownResponseBody", "response_body \"missing\" is not a field of pt.badhttp.Req"},
+        {"pt.badhttp.Bad.RepeatedVar",
+         "path variable {tags}: a path variable cannot bind a repeated field or map"},
+        {"pt.badhttp.Bad.MessageVar",
+         "path variable {inner}: a path variable cannot bind this message type"},
+        {"pt.badhttp.Bad.UnknownBody",
+         "POST /v1/ub: body field \"missing\" is not a field of pt.badhttp.Req"},
+        {"pt.badhttp.Bad.UnknownResponseBody",
+         "response_body \"missing\" is not a field of pt.badhttp.Req"},
     };
     size_t nw = sizeof(want) / sizeof(want[0]);
     assert_int_equal(errs.cnt, nw);
@@ -292,7 +297,8 @@ static void test_table_errors(void **state)
     assert_int_equal(pt_httprule_table_new(pool, &o, &t, &errs), PT_XERR_INVALID);
     assert_int_equal(errs.cnt, 1);
     assert_string_equal(errs.items[0].path, "pt.badhttp.Clash.Conflict2");
-    assert_non_null(strstr(errs.items[0].msg, "GET /v1/c/{inner.x} conflicts with GET /v1/c/{name}"));
+    assert_non_null(
+        strstr(errs.items[0].msg, "GET /v1/c/{inner.x} conflicts with GET /v1/c/{name}"));
     pt_descpool_unref(pool);
 }
 
@@ -314,8 +320,9 @@ static void test_match(void **state)
                      PT_PATHMATCH_OK);
     assert_string_equal(m.binding->method->name, "GetBook");
     assert_int_equal(m.path.var_cnt, 2);
-    assert_int_equal(route(f, "GET", "/v1/shelves/3/books?page_size=2", &m, scratch, sizeof(scratch)),
-                     PT_PATHMATCH_OK);
+    assert_int_equal(
+        route(f, "GET", "/v1/shelves/3/books?page_size=2", &m, scratch, sizeof(scratch)),
+        PT_PATHMATCH_OK);
     assert_string_equal(m.binding->method->name, "ListBooks");
     assert_int_equal(route(f, "POST", "/v1/shelves/3/books", &m, scratch, sizeof(scratch)),
                      PT_PATHMATCH_OK);
@@ -336,10 +343,12 @@ static void test_match(void **state)
     assert_int_equal(route(f, "GET", "/v1/files/a/b.txt:download", &m, scratch, sizeof(scratch)),
                      PT_PATHMATCH_OK);
     assert_string_equal(m.binding->method->name, "Download");
-    assert_int_equal(route(f, "PURGE", "/v1/shelves/9", &m, scratch, sizeof(scratch)), PT_PATHMATCH_OK);
-    assert_string_equal(m.binding->method->name, "Purge");
-    assert_int_equal(route(f, "POST", "/pt.bookstore.Bookstore/NoRule", &m, scratch, sizeof(scratch)),
+    assert_int_equal(route(f, "PURGE", "/v1/shelves/9", &m, scratch, sizeof(scratch)),
                      PT_PATHMATCH_OK);
+    assert_string_equal(m.binding->method->name, "Purge");
+    assert_int_equal(
+        route(f, "POST", "/pt.bookstore.Bookstore/NoRule", &m, scratch, sizeof(scratch)),
+        PT_PATHMATCH_OK);
     assert_int_equal(route(f, "GET", "/v1/shelves/%2e%2e/books", &m, scratch, sizeof(scratch)),
                      PT_PATHMATCH_BAD_PATH);
 }
@@ -373,7 +382,8 @@ static void transcode(fx_t *f, const char *method, const char *target, const cha
         pt_xbuf_t js;
         pt_xbuf_init(&js, NULL);
         pt_xerr_t err;
-        if (pt_pb_to_json(f->pool, m.binding->method->input, out.data, out.len, NULL, &js, &err) != 0)
+        if (pt_pb_to_json(f->pool, m.binding->method->input, out.data, out.len, NULL, &js, &err) !=
+            0)
             fail_msg("pb_to_json: %s: %s", err.path, err.msg);
         snprintf(r->json, sizeof(r->json), "%.*s", (int)js.len, (const char *)js.data);
         pt_xbuf_dispose(&js);
@@ -423,22 +433,24 @@ static void test_bind_path_and_query(void **state)
     fx_t *f = *state;
     expect_json(f, "GET", "/v1/shelves/3/books/7", NULL, "{\"shelf\":\"3\",\"book\":\"7\"}");
     /* nested, repeated, map, WKT, oneof member, json names, form decoding */
-    expect_json(f, "GET",
-                "/v1/shelves/12/books?filter.genre=FICTION&tags=a&tags=b+c&labels[env]=prod"
-                "&updatedAfter=2024-01-01T00:00:00Z&max_age=3.5s&pageSize=20&author_name=Ann%20Lee"
-                "&filter.minPages=100&includeDrafts=true&by_num[7]=seven&readMask=title,updateTime"
-                "&genres=SCIENCE&genres=1&score=NaN&blob=aGk%3D",
-                NULL,
-                "{\"shelf\":\"12\",\"pageSize\":20,\"filter\":{\"genre\":\"FICTION\",\"minPages\":100},"
-                "\"tags\":[\"a\",\"b c\"],\"labels\":{\"env\":\"prod\"},"
-                "\"updatedAfter\":\"2024-01-01T00:00:00Z\",\"maxAge\":\"3.500s\","
-                "\"includeDrafts\":true,\"byNum\":{\"7\":\"seven\"},\"authorName\":\"Ann Lee\","
-                "\"readMask\":\"title,updateTime\",\"blob\":\"aGk=\",\"score\":\"NaN\","
-                "\"genres\":[\"SCIENCE\",\"FICTION\"]}");
+    expect_json(
+        f, "GET",
+        "/v1/shelves/12/books?filter.genre=FICTION&tags=a&tags=b+c&labels[env]=prod"
+        "&updatedAfter=2024-01-01T00:00:00Z&max_age=3.5s&pageSize=20&author_name=Ann%20Lee"
+        "&filter.minPages=100&includeDrafts=true&by_num[7]=seven&readMask=title,updateTime"
+        "&genres=SCIENCE&genres=1&score=NaN&blob=aGk%3D",
+        NULL,
+        "{\"shelf\":\"12\",\"pageSize\":20,\"filter\":{\"genre\":\"FICTION\",\"minPages\":100},"
+        "\"tags\":[\"a\",\"b c\"],\"labels\":{\"env\":\"prod\"},"
+        "\"updatedAfter\":\"2024-01-01T00:00:00Z\",\"maxAge\":\"3.500s\","
+        "\"includeDrafts\":true,\"byNum\":{\"7\":\"seven\"},\"authorName\":\"Ann Lee\","
+        "\"readMask\":\"title,updateTime\",\"blob\":\"aGk=\",\"score\":\"NaN\","
+        "\"genres\":[\"SCIENCE\",\"FICTION\"]}");
     /* path variable in a nested field, body field merged with it */
-    expect_json(f, "PATCH", "/v1/shelves/1/books/2?updateMask=title",
-                "{\"title\":\"T\",\"name\":\"ignored\"}",
-                "{\"book\":{\"name\":\"shelves/1/books/2\",\"title\":\"T\"},\"updateMask\":\"title\"}");
+    expect_json(
+        f, "PATCH", "/v1/shelves/1/books/2?updateMask=title",
+        "{\"title\":\"T\",\"name\":\"ignored\"}",
+        "{\"book\":{\"name\":\"shelves/1/books/2\",\"title\":\"T\"},\"updateMask\":\"title\"}");
     /* body "*" */
     expect_json(f, "POST", "/v1/shelves", "{\"id\":\"5\",\"theme\":\"sea\"}",
                 "{\"id\":\"5\",\"theme\":\"sea\"}");
@@ -448,7 +460,8 @@ static void test_bind_path_and_query(void **state)
     expect_json(f, "POST", "/v1/shelves/4:setTags", "[\"x\",\"y\"]",
                 "{\"shelf\":\"4\",\"tags\":[\"x\",\"y\"]}");
     /* default binding */
-    expect_json(f, "POST", "/pt.bookstore.Bookstore/NoRule", "{\"theme\":\"t\"}", "{\"theme\":\"t\"}");
+    expect_json(f, "POST", "/pt.bookstore.Bookstore/NoRule", "{\"theme\":\"t\"}",
+                "{\"theme\":\"t\"}");
     /* custom method and a multi-segment value */
     expect_json(f, "PURGE", "/v1/shelves/9", NULL, "{\"name\":\"shelves/9\"}");
     /* empty query parts and a key without '=' */
@@ -465,13 +478,13 @@ static void test_bind_errors_all_reported(void **state)
               "&tags[k]=v&bad%zz=1&updatedAfter=2024-13-01T00:00:00Z&author_name=a&author_id=2",
               NULL, NULL, &r);
     assert_int_equal(r.rc, PT_XERR_INVALID);
-    EXPECT_ERR(&r, "shelf", "");                 /* "x" is not an int64 */
-    EXPECT_ERR(&r, "pageSize", "");              /* out of int32 range */
-    EXPECT_ERR(&r, "filter.genre", "");          /* bad enum name */
-    EXPECT_ERR(&r, "nope", "");                  /* unknown field */
-    EXPECT_ERR(&r, "includeDrafts", "");         /* not a bool */
-    EXPECT_ERR(&r, "pageToken", "");             /* singular field given twice */
-    EXPECT_ERR(&r, "filter", "");                /* a message without a text form */
+    EXPECT_ERR(&r, "shelf", "");         /* "x" is not an int64 */
+    EXPECT_ERR(&r, "pageSize", "");      /* out of int32 range */
+    EXPECT_ERR(&r, "filter.genre", "");  /* bad enum name */
+    EXPECT_ERR(&r, "nope", "");          /* unknown field */
+    EXPECT_ERR(&r, "includeDrafts", ""); /* not a bool */
+    EXPECT_ERR(&r, "pageToken", "");     /* singular field given twice */
+    EXPECT_ERR(&r, "filter", "");        /* a message without a text form */
     EXPECT_ERR(&r, "labels", "needs a key");
     EXPECT_ERR(&r, "shelf", "already bound by the URL path");
     EXPECT_ERR(&r, "tags[k]", "not a map");
@@ -496,7 +509,8 @@ static void test_bind_body_policy(void **state)
     assert_int_equal(r.rc, PT_XERR_INVALID);
     EXPECT_ERR(&r, "theme", "body");
     /* a query parameter under the body field */
-    transcode(f, "POST", "/v1/shelves/1/books?book.title=x&requestId=r1", "{\"title\":\"t\"}", NULL, &r);
+    transcode(f, "POST", "/v1/shelves/1/books?book.title=x&requestId=r1", "{\"title\":\"t\"}", NULL,
+              &r);
     assert_int_equal(r.rc, PT_XERR_INVALID);
     EXPECT_ERR(&r, "book.title", "carried by the request body");
     assert_int_equal(r.errs.cnt, 1);
@@ -526,9 +540,8 @@ static void test_bind_body_policy(void **state)
     pt_xerrs_t errs;
     pt_xerrs_clear(&errs);
     const char *q = "zzz=1&pageSize=3";
-    assert_int_equal(pt_httprule_transcode_request(f->t, &m, NULL, 0, NULL, q, strlen(q), &jo, &out,
-                                                   &errs),
-                     0);
+    assert_int_equal(
+        pt_httprule_transcode_request(f->t, &m, NULL, 0, NULL, q, strlen(q), &jo, &out, &errs), 0);
     assert_int_equal(out.len, 2); /* field 2 = 3 */
     pt_xbuf_dispose(&out);
 }
@@ -563,7 +576,8 @@ static void response(fx_t *f, const char *method, const char *path, const char *
     if (pt_json_to_pb(f->pool, out_t, resp_json, strlen(resp_json), NULL, &pb, &err) != 0)
         fail_msg("json_to_pb: %s: %s", err.path, err.msg);
     pt_httprule_str_t ct;
-    if (pt_httprule_transcode_response(f->t, m.binding, pb.data, pb.len, NULL, &out, &ct, &err) != 0)
+    if (pt_httprule_transcode_response(f->t, m.binding, pb.data, pb.len, NULL, &out, &ct, &err) !=
+        0)
         fail_msg("response: %s: %s", err.path, err.msg);
     if (out.len != strlen(want) || memcmp(out.data, want, out.len) != 0)
         fail_msg("%s %s:\n got  %.*s\n want %s", method, path, (int)out.len, out.data, want);
@@ -598,7 +612,6 @@ static void test_responses(void **state)
     response(f, "GET", "/v1/files/x:download",
              "{\"contentType\":\"image/png\",\"data\":\"iVBORw==\"}", "\x89PNG", "image/png");
 }
-
 
 /* ---- allocation failures ------------------------------------------------ */
 

@@ -368,10 +368,22 @@ static void test_bad_paths(void **state)
     routes_add(&r, "GET", "/v1/users/{id}");
     routes_add(&r, "GET", "/v1/{name=**}");
     static const char *bad[] = {
-        "/v1/users/..",     "/v1/users/.",       "/v1/users/%2e%2E", "/v1/./users/1",
-        "/public/..%2fadmin/x/..", "//v1/users/1", "/v1/users/",  "/v1//users",
-        "/v1/users/%",      "/v1/users/%4",      "/v1/users/%g0",    "v1/users/1",
-        "",                 "/v1/users/a\x01",   "/v1/users/a\x7f",  "/v1/%2E/x",
+        "/v1/users/..",
+        "/v1/users/.",
+        "/v1/users/%2e%2E",
+        "/v1/./users/1",
+        "/public/..%2fadmin/x/..",
+        "//v1/users/1",
+        "/v1/users/",
+        "/v1//users",
+        "/v1/users/%",
+        "/v1/users/%4",
+        "/v1/users/%g0",
+        "v1/users/1",
+        "",
+        "/v1/users/a\x01",
+        "/v1/users/a\x7f",
+        "/v1/%2E/x",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         pt_pathmatch_t res;
@@ -401,9 +413,9 @@ static void test_bad_paths(void **state)
     assert_int_equal(res.vars[0].value_len, 2 * PT_PATHMATCH_MAX_SEGMENTS - 5);
     /* scratch too small */
     char tiny[4];
-    assert_int_equal(pt_pathmatcher_match(r.m, "GET", 3, "/v1/users/1", 11, NULL, tiny,
-                                          sizeof(tiny), &res),
-                     PT_PATHMATCH_LIMIT);
+    assert_int_equal(
+        pt_pathmatcher_match(r.m, "GET", 3, "/v1/users/1", 11, NULL, tiny, sizeof(tiny), &res),
+        PT_PATHMATCH_LIMIT);
     routes_free(&r);
 }
 
@@ -436,8 +448,9 @@ static void test_root_and_many(void **state)
         assert_string_equal(res.vars[0].value, want);
     }
     pt_pathmatch_t res;
-    assert_int_equal(pt_pathmatcher_match(m, "GET", 3, "/", 1, NULL, scratch, sizeof(scratch), &res),
-                     PT_PATHMATCH_OK);
+    assert_int_equal(
+        pt_pathmatcher_match(m, "GET", 3, "/", 1, NULL, scratch, sizeof(scratch), &res),
+        PT_PATHMATCH_OK);
     assert_string_equal((const char *)res.route, "root");
     pt_pathmatcher_free(m);
     for (int i = 0; i <= N; i++)
@@ -488,8 +501,8 @@ static void fa_free(void *ud, void *p)
 static void test_nomem(void **state)
 {
     (void)state;
-    static const char *tmpls[] = {"/v1/a/{x}", "/v1/b/{x}", "/v1/c/{x}", "/v1/d/{y=**}",
-                                  "/v1/e/f", "/v1/*/g"};
+    static const char *tmpls[] = {"/v1/a/{x}",    "/v1/b/{x}", "/v1/c/{x}",
+                                  "/v1/d/{y=**}", "/v1/e/f",   "/v1/*/g"};
     size_t nt = sizeof(tmpls) / sizeof(tmpls[0]);
     bool completed = false;
     for (long fail_at = 0; !completed && fail_at < 200; fail_at++) {
@@ -529,11 +542,11 @@ static void test_nomem(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_valid),    cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_precedence),     cmocka_unit_test(test_not_found_and_405),
+        cmocka_unit_test(test_parse_valid),      cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_precedence),       cmocka_unit_test(test_not_found_and_405),
         cmocka_unit_test(test_verbs_and_custom), cmocka_unit_test(test_conflicts),
-        cmocka_unit_test(test_decoding),       cmocka_unit_test(test_bad_paths),
-        cmocka_unit_test(test_root_and_many),  cmocka_unit_test(test_nomem),
+        cmocka_unit_test(test_decoding),         cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test(test_root_and_many),    cmocka_unit_test(test_nomem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

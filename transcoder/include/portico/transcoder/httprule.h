@@ -101,9 +101,9 @@ typedef struct pt_httprule_str {
  * Slices point into the options bytes given to pt_httprule_decode().
  */
 typedef struct pt_httprule_pattern {
-    pt_httprule_str_t method;        /**< "GET", "PUT", "POST", "DELETE", "PATCH", custom kind or "*" */
-    pt_httprule_str_t path;          /**< the path template */
-    pt_httprule_str_t body;          /**< "", "*" or a field name */
+    pt_httprule_str_t method; /**< "GET", "PUT", "POST", "DELETE", "PATCH", custom kind or "*" */
+    pt_httprule_str_t path;   /**< the path template */
+    pt_httprule_str_t body;   /**< "", "*" or a field name */
     pt_httprule_str_t response_body; /**< "" or a field name */
     uint8_t level;                   /**< 0 for the rule, 1 for its additional bindings, ... */
 } pt_httprule_pattern_t;
@@ -131,18 +131,18 @@ typedef enum pt_httpbody_kind {
 /** One HTTP binding of a method; read-only, owned by the table. */
 typedef struct pt_httpbinding {
     const pt_methoddesc_t *method;
-    const char *http_method;            /**< NUL-terminated; "*" = any */
-    const pt_pathtmpl_t *tmpl;          /**< compiled path template */
-    const char *path;                   /**< template text */
+    const char *http_method;   /**< NUL-terminated; "*" = any */
+    const pt_pathtmpl_t *tmpl; /**< compiled path template */
+    const char *path;          /**< template text */
     pt_httpbody_kind_t body_kind;
-    const char *body;                   /**< "", "*" or the field name, NUL-terminated */
-    const pt_fielddesc_t *body_field;   /**< PT_HTTPBODY_FIELD */
-    bool request_is_httpbody;           /**< body field / request is google.api.HttpBody: raw body */
-    const char *response_body;          /**< "" or the field name */
+    const char *body;                 /**< "", "*" or the field name, NUL-terminated */
+    const pt_fielddesc_t *body_field; /**< PT_HTTPBODY_FIELD */
+    bool request_is_httpbody;         /**< body field / request is google.api.HttpBody: raw body */
+    const char *response_body;        /**< "" or the field name */
     const pt_fielddesc_t *response_field; /**< when response_body is set */
-    bool response_is_httpbody;          /**< response (or its response_body field) is HttpBody: raw */
-    bool is_default;                    /**< generated POST /pkg.Svc/Method */
-    uint8_t level;                      /**< 0 rule, >0 additional binding */
+    bool response_is_httpbody; /**< response (or its response_body field) is HttpBody: raw */
+    bool is_default;           /**< generated POST /pkg.Svc/Method */
+    uint8_t level;             /**< 0 rule, >0 additional binding */
     /* private: resolved path variables */
     const pt_fielddesc_t *const *_var_fields; /**< per variable, a chain of _var_depth[i] fields */
     const uint8_t *_var_depth;
@@ -155,7 +155,7 @@ typedef struct pt_httprule_table pt_httprule_table_t;
 typedef struct pt_httprule_opts {
     const char *const *services; /**< full service names to include; NULL = all */
     size_t service_cnt;
-    bool add_default_bindings;   /**< POST /pkg.Svc/Method, body "*", for unannotated methods */
+    bool add_default_bindings; /**< POST /pkg.Svc/Method, body "*", for unannotated methods */
 } pt_httprule_opts_t;
 
 /**
@@ -213,8 +213,8 @@ pt_pathmatch_status_t pt_httprule_match(const pt_httprule_table_t *t, const char
  */
 int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprule_match_t *m,
                                   const uint8_t *body, size_t body_len, const char *content_type,
-                                  const char *query, size_t query_len,
-                                  const pt_json_opts_t *jopts, pt_xbuf_t *out, pt_xerrs_t *errs);
+                                  const char *query, size_t query_len, const pt_json_opts_t *jopts,
+                                  pt_xbuf_t *out, pt_xerrs_t *errs);
 
 /**
  * Builds the HTTP response body of binding `b` from the gRPC response wire
@@ -227,7 +227,6 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
  */
 int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbinding_t *b,
                                    const uint8_t *pb, size_t len, const pt_json_opts_t *jopts,
-                                   pt_xbuf_t *out, pt_httprule_str_t *content_type,
-                                   pt_xerr_t *err);
+                                   pt_xbuf_t *out, pt_httprule_str_t *content_type, pt_xerr_t *err);
 
 #endif /* PT_TRANSCODER_HTTPRULE_H */

@@ -48,11 +48,10 @@
  *     a value containing "/" after decoding ("%2F") is refused as BAD_PATH,
  *     because a single-segment variable must not span segments (set
  *     allow_encoded_slash to accept it);
- *   - multi-segment variables ({x=**}, or {x=a/b} spanning several segments) are decoded except "%2F"
- *     (kept as the three characters "%2F"), so a value's "/" always was a
- *     real separator.
- * Values are byte strings (a decoded value may contain any byte, NUL
- * included); UTF-8 checks belong to the field binder.
+ *   - multi-segment variables ({x=**}, or {x=a/b} spanning several segments) are decoded except
+ * "%2F" (kept as the three characters "%2F"), so a value's "/" always was a real separator. Values
+ * are byte strings (a decoded value may contain any byte, NUL included); UTF-8 checks belong to the
+ * field binder.
  *
  * Thread-safety: a matcher is built on one thread, then read-only: any number
  * of threads may call pt_pathmatcher_match() concurrently. Matching never
@@ -98,9 +97,9 @@ typedef struct pt_pathseg {
 typedef struct pt_pathtmpl_var {
     const char *field_path; /**< dotted proto field path, e.g. "shelf.name"; NUL-terminated */
     size_t field_path_len;
-    uint16_t first_seg;     /**< first template segment covered */
-    uint16_t end_seg;       /**< one past the last segment covered */
-    bool is_multi;          /**< covers several segments or a `**`: "%2F" stays encoded */
+    uint16_t first_seg; /**< first template segment covered */
+    uint16_t end_seg;   /**< one past the last segment covered */
+    bool is_multi;      /**< covers several segments or a `**`: "%2F" stays encoded */
 } pt_pathtmpl_var_t;
 
 /**
@@ -147,7 +146,7 @@ typedef enum pt_pathmatch_status {
     PT_PATHMATCH_NOT_FOUND = 1, /**< no template matches the path: 404 */
     PT_PATHMATCH_METHOD = 2,    /**< the path matches only with other methods: 405; see `allowed` */
     PT_PATHMATCH_BAD_PATH = 3,  /**< malformed or unsafe path (see above): 400; see `reason` */
-    PT_PATHMATCH_LIMIT = 4,     /**< over PT_PATHMATCH_MAX_SEGMENTS, or scratch too small: 414/400 */
+    PT_PATHMATCH_LIMIT = 4, /**< over PT_PATHMATCH_MAX_SEGMENTS, or scratch too small: 414/400 */
 } pt_pathmatch_status_t;
 
 /** Bits of pt_pathmatch_t.allowed (methods a 405's Allow header may list). */
@@ -166,7 +165,7 @@ enum {
 typedef struct pt_pathvar {
     const char *field_path; /**< from the template, NUL-terminated */
     size_t field_path_len;
-    const char *value;      /**< decoded value, NUL-terminated (may contain NUL bytes) */
+    const char *value; /**< decoded value, NUL-terminated (may contain NUL bytes) */
     size_t value_len;
 } pt_pathvar_t;
 
@@ -177,8 +176,8 @@ typedef struct pt_pathmatch {
     const pt_pathtmpl_t *tmpl; /**< the matched template (OK only) */
     size_t var_cnt;
     pt_pathvar_t vars[PT_PATHTMPL_MAX_VARS];
-    unsigned allowed;          /**< PT_HTTP_M_* bits (METHOD only) */
-    const char *reason;        /**< static English text (BAD_PATH, LIMIT) */
+    unsigned allowed;   /**< PT_HTTP_M_* bits (METHOD only) */
+    const char *reason; /**< static English text (BAD_PATH, LIMIT) */
 } pt_pathmatch_t;
 
 /** Options of a lookup; a zeroed struct (or NULL) gives the defaults. */

@@ -218,27 +218,36 @@ const pt_allocator_t *pt_descpool_allocator(const pt_descpool_t *p) { return p->
  * generated descriptors and refuses nesting deeper than MAX_NESTING. Wire
  * errors are left to the unpacker, which reports them.
  */
+/* Reads a varint at s[*i]; false when truncated or over 10 bytes. */
+static bool rd_varint(const uint8_t *s, size_t n, size_t *i, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (*i >= n)
+            return false;
+        uint8_t b = s[(*i)++];
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool nesting_ok(const ProtobufCMessageDescriptor *d, const uint8_t *s, size_t n, int depth)
 {
     if (depth > MAX_NESTING)
         return false;
     size_t i = 0;
     while (i < n) {
-        uint64_t key = 0;
-        int shift = 0;
-        for (;;) {
-            if (i >= n || shift > 63)
-                return true;
-            key |= (uint64_t)(s[i] & 0x7f) << shift;
-            shift += 7;
-            if (!(s[i++] & 0x80))
-                break;
-        }
+        uint64_t key, v;
+        if (!rd_varint(s, n, &i, &key))
+            return true;
         switch (key & 7) {
         case 0:
-            while (i < n && (s[i] & 0x80))
-                i++;
-            i++;
+            if (!rd_varint(s, n, &i, &v))
+                return true;
             break;
         case 1:
             i += 8;
@@ -247,24 +256,14 @@ static bool nesting_ok(const ProtobufCMessageDescriptor *d, const uint8_t *s, si
             i += 4;
             break;
         case 2: {
-            uint64_t len = 0;
-            shift = 0;
-            for (;;) {
-                if (i >= n || shift > 63)
-                    return true;
-                len |= (uint64_t)(s[i] & 0x7f) << shift;
-                shift += 7;
-                if (!(s[i++] & 0x80))
-                    break;
-            }
-            if (len > n - i)
+            if (!rd_varint(s, n, &i, &v) || v > n - i)
                 return true;
             const ProtobufCFieldDescriptor *f =
                 key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3)) : NULL;
             if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                !nesting_ok(f->descriptor, s + i, (size_t)len, depth + 1))
+                !nesting_ok(f->descriptor, s + i, (size_t)v, depth + 1))
                 return false;
-            i += (size_t)len;
+            i += (size_t)v;
             break;
         }
         default:

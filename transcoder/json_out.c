@@ -98,19 +98,13 @@ static void prepend_field(ctx_t *c, const pt_fielddesc_t *f)
         prepend(c, f->json_name, f->_json_name_len);
 }
 
+static size_t u64_to_text(uint64_t v, char *buf);
+
 static void prepend_index(ctx_t *c, size_t i)
 {
     char buf[32];
-    size_t n = 0;
-    buf[n++] = '[';
-    char tmp[24];
-    size_t k = 0;
-    do {
-        tmp[k++] = (char)('0' + i % 10);
-        i /= 10;
-    } while (i);
-    while (k)
-        buf[n++] = tmp[--k];
+    buf[0] = '[';
+    size_t n = 1 + u64_to_text(i, buf + 1);
     buf[n++] = ']';
     prepend(c, buf, n);
 }

@@ -474,25 +474,37 @@ static int special(double v, char *out)
     return (int)n;
 }
 
-/* Integers print as their digits, which is also what %g gives below its precision. */
-static int integral(double v, double below, char *out)
+/* Writes the decimal digits of u, the lowest `frac` of them after a '.' (padded with zeros). */
+static int put_digits(char *out, bool neg, uint64_t u, int frac)
 {
-    if (!(v == floor(v) && fabs(v) < below) || (v == 0 && signbit(v)))
-        return -1;
-    uint64_t u = (uint64_t)fabs(v);
     char tmp[24];
     int k = 0;
     do {
         tmp[k++] = (char)('0' + u % 10);
         u /= 10;
     } while (u);
+    while (k <= frac)
+        tmp[k++] = '0'; /* leading zeros of 0.000ddd */
     int n = 0;
-    if (v < 0)
+    if (neg)
         out[n++] = '-';
-    while (k)
+    while (k > frac)
         out[n++] = tmp[--k];
+    if (frac > 0) {
+        out[n++] = '.';
+        while (k > 0)
+            out[n++] = tmp[--k];
+    }
     out[n] = '\0';
     return n;
+}
+
+/* Integers print as their digits, which is also what %g gives below its precision. */
+static int integral(double v, double below, char *out)
+{
+    if (!(v == floor(v) && fabs(v) < below) || (v == 0 && signbit(v)))
+        return -1;
+    return put_digits(out, v < 0, (uint64_t)fabs(v), 0);
 }
 
 /*
@@ -516,26 +528,7 @@ static int short_fixed(double v, char *out)
         double m = nearbyint(scaled);
         if (m / pow10[p] != a)
             continue;
-        /* digits of m, with the decimal point p places from the right */
-        char tmp[24];
-        int k = 0;
-        uint64_t u = (uint64_t)m;
-        do {
-            tmp[k++] = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        while (k <= p)
-            tmp[k++] = '0'; /* leading zeros of 0.000ddd */
-        int n = 0;
-        if (v < 0)
-            out[n++] = '-';
-        while (k > p)
-            out[n++] = tmp[--k];
-        out[n++] = '.';
-        while (k > 0)
-            out[n++] = tmp[--k];
-        out[n] = '\0';
-        return n;
+        return put_digits(out, v < 0, (uint64_t)m, p);
     }
     return -1;
 }

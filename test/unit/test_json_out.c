@@ -496,6 +496,49 @@ static void test_nesting_and_limits(void **state)
     O.max_size = 0;
 }
 
+/* SECURITY-CASES JP-7: a depth bomb and a huge packed count stay bounded. */
+static void test_bombs(void **state)
+{
+    (void)state;
+    reset_opts();
+    /* Nested.child 100000 levels deep, built from the inside out */
+    size_t cap = 1 << 20, at = cap;
+    uint8_t *b = malloc(cap);
+    assert_non_null(b);
+    for (int i = 0; i < 100000; i++) {
+        size_t len = cap - at;
+        uint8_t hdr[8];
+        size_t h = 0;
+        hdr[h++] = 0x12; /* field 2, length-delimited */
+        do {
+            uint8_t c = (uint8_t)(len & 0x7f);
+            len >>= 7;
+            hdr[h++] = (uint8_t)(c | (len ? 0x80 : 0));
+        } while (len);
+        at -= h;
+        memcpy(b + at, hdr, h);
+    }
+    conv_err("pt.test.Nested", b + at, cap - at, PT_XERR_LIMIT, NULL, "nested", __LINE__);
+    /* 200000 packed zeros: the output is capped by max_size, not by memory */
+    size_t n = 200000;
+    uint8_t *p = calloc(n + 8, 1);
+    assert_non_null(p);
+    p[0] = 0x0a; /* Repeated.r_int32, packed */
+    p[1] = (uint8_t)(0x80 | (n & 0x7f));
+    p[2] = (uint8_t)(0x80 | ((n >> 7) & 0x7f));
+    p[3] = (uint8_t)(n >> 14);
+    O.max_size = 1 << 16;
+    conv_err("pt.test.Repeated", p, n + 4, PT_XERR_LIMIT, NULL, "limit", __LINE__);
+    O.max_size = 0;
+    pt_xbuf_t out;
+    pt_xbuf_init(&out, NULL);
+    assert_int_equal(pt_pb_to_json(pool, msg("pt.test.Repeated"), p, n + 4, NULL, &out, NULL), 0);
+    assert_int_equal(out.len, strlen("{\"rInt32\":[]}") + 2 * n - 1);
+    pt_xbuf_dispose(&out);
+    free(p);
+    free(b);
+}
+
 static void test_proto2(void **state)
 {
     (void)state;
@@ -657,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_any),
         cmocka_unit_test(test_wkt_errors),
         cmocka_unit_test(test_nesting_and_limits),
+        cmocka_unit_test(test_bombs),
         cmocka_unit_test(test_proto2),
         cmocka_unit_test(test_unknown_fields),
         cmocka_unit_test(test_malformed),

@@ -16,6 +16,7 @@
  * message, and each enclosing level prepends its field name, index or map key.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,20 +55,25 @@ static int emit_message(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool si
 
 /* ---- errors ------------------------------------------------------------------ */
 
-static int fail(ctx_t *c, int code, const char *fmt, const char *arg)
+/* Records the first error (the innermost one); enclosing levels add the path. */
+__attribute__((format(printf, 3, 4))) static int fail(ctx_t *c, int code, const char *fmt, ...)
 {
-    if (c->err != NULL && c->err->code == 0)
-        pt_xerr_set(c->err, code, NULL, fmt, arg);
+    if (c->err != NULL && c->err->code == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        pt_xerr_vset(c->err, code, NULL, fmt, ap);
+        va_end(ap);
+    }
     return code;
 }
 
 static int fail_rc(ctx_t *c, int rc)
 {
     if (rc == PT_XERR_NOMEM)
-        return fail(c, rc, "out of memory%s", "");
+        return fail(c, rc, "out of memory");
     if (rc == PT_XERR_LIMIT)
-        return fail(c, rc, "output size limit exceeded%s", "");
-    return fail(c, rc, "conversion failed%s", "");
+        return fail(c, rc, "output size limit exceeded");
+    return fail(c, rc, "conversion failed");
 }
 
 /* Prepends a path segment while unwinding: "name" or "[3]" or ["key"]. */
@@ -140,7 +146,7 @@ static int push_occ(ctx_t *c, uint32_t off, uint32_t len, uint8_t wt, uint32_t *
             return rc;
     }
     if (c->occ_len >= NONE)
-        return fail(c, PT_XERR_LIMIT, "too many fields%s", "");
+        return fail(c, PT_XERR_LIMIT, "too many fields");
     *idx = (uint32_t)c->occ_len;
     c->occ[c->occ_len++] = (occ_t){off, len, NONE, wt, 0};
     return 0;
@@ -200,33 +206,33 @@ static int skip_group(ctx_t *c, const uint8_t *p, size_t end, size_t *pos, uint3
                       unsigned depth, size_t *body_end)
 {
     if (depth > c->max_depth)
-        return fail(c, PT_XERR_LIMIT, "groups nested too deeply%s", "");
+        return fail(c, PT_XERR_LIMIT, "groups nested too deeply");
     while (*pos < end) {
         size_t tag_at = *pos;
         uint64_t tag, v;
         if (!read_varint(p, end, pos, &tag))
-            return fail(c, PT_XERR_CORRUPT, "malformed varint%s", "");
+            return fail(c, PT_XERR_CORRUPT, "malformed varint");
         uint32_t num = (uint32_t)(tag >> 3);
         if (tag >> 3 == 0 || tag >> 3 > 536870911u)
-            return fail(c, PT_XERR_CORRUPT, "invalid field number%s", "");
+            return fail(c, PT_XERR_CORRUPT, "invalid field number");
         switch (tag & 7) {
         case PT_WT_VARINT:
             if (!read_varint(p, end, pos, &v))
-                return fail(c, PT_XERR_CORRUPT, "malformed varint%s", "");
+                return fail(c, PT_XERR_CORRUPT, "malformed varint");
             break;
         case PT_WT_I64:
             if (end - *pos < 8)
-                return fail(c, PT_XERR_CORRUPT, "truncated fixed64%s", "");
+                return fail(c, PT_XERR_CORRUPT, "truncated fixed64");
             *pos += 8;
             break;
         case PT_WT_I32:
             if (end - *pos < 4)
-                return fail(c, PT_XERR_CORRUPT, "truncated fixed32%s", "");
+                return fail(c, PT_XERR_CORRUPT, "truncated fixed32");
             *pos += 4;
             break;
         case PT_WT_LEN:
             if (!read_varint(p, end, pos, &v) || v > end - *pos)
-                return fail(c, PT_XERR_CORRUPT, "length past the end of the data%s", "");
+                return fail(c, PT_XERR_CORRUPT, "length past the end of the data");
             *pos += (size_t)v;
             break;
         case PT_WT_SGROUP: {
@@ -238,14 +244,14 @@ static int skip_group(ctx_t *c, const uint8_t *p, size_t end, size_t *pos, uint3
         }
         case PT_WT_EGROUP:
             if (num != number)
-                return fail(c, PT_XERR_CORRUPT, "mismatched end-group tag%s", "");
+                return fail(c, PT_XERR_CORRUPT, "mismatched end-group tag");
             *body_end = tag_at;
             return 0;
         default:
-            return fail(c, PT_XERR_CORRUPT, "invalid wire type%s", "");
+            return fail(c, PT_XERR_CORRUPT, "invalid wire type");
         }
     }
-    return fail(c, PT_XERR_CORRUPT, "unterminated group%s", "");
+    return fail(c, PT_XERR_CORRUPT, "unterminated group");
 }
 
 static const char *wt_name(unsigned wt)
@@ -270,35 +276,35 @@ static int scan(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single, si
         while (pos < end) {
             uint64_t tag;
             if (!read_varint(p, end, &pos, &tag))
-                return fail(c, PT_XERR_CORRUPT, "malformed varint in a field tag%s", "");
+                return fail(c, PT_XERR_CORRUPT, "malformed varint in a field tag");
             uint64_t num64 = tag >> 3;
             unsigned wt = (unsigned)(tag & 7);
             if (num64 == 0 || num64 > 536870911u)
-                return fail(c, PT_XERR_CORRUPT, "invalid field number%s", "");
+                return fail(c, PT_XERR_CORRUPT, "invalid field number");
             uint32_t num = (uint32_t)num64;
             size_t vstart = pos, vend;
             uint64_t v;
             switch (wt) {
             case PT_WT_VARINT:
                 if (!read_varint(p, end, &pos, &v))
-                    return fail(c, PT_XERR_CORRUPT, "malformed varint%s", "");
+                    return fail(c, PT_XERR_CORRUPT, "malformed varint");
                 vend = pos;
                 break;
             case PT_WT_I64:
                 if (end - pos < 8)
-                    return fail(c, PT_XERR_CORRUPT, "truncated fixed64 value%s", "");
+                    return fail(c, PT_XERR_CORRUPT, "truncated fixed64 value");
                 pos += 8;
                 vend = pos;
                 break;
             case PT_WT_I32:
                 if (end - pos < 4)
-                    return fail(c, PT_XERR_CORRUPT, "truncated fixed32 value%s", "");
+                    return fail(c, PT_XERR_CORRUPT, "truncated fixed32 value");
                 pos += 4;
                 vend = pos;
                 break;
             case PT_WT_LEN:
                 if (!read_varint(p, end, &pos, &v) || v > end - pos)
-                    return fail(c, PT_XERR_CORRUPT, "length past the end of the data%s", "");
+                    return fail(c, PT_XERR_CORRUPT, "length past the end of the data");
                 vstart = pos;
                 pos += (size_t)v;
                 vend = pos;
@@ -310,9 +316,9 @@ static int scan(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single, si
                 break;
             }
             case PT_WT_EGROUP:
-                return fail(c, PT_XERR_CORRUPT, "unexpected end-group tag%s", "");
+                return fail(c, PT_XERR_CORRUPT, "unexpected end-group tag");
             default:
-                return fail(c, PT_XERR_CORRUPT, "invalid wire type%s", "");
+                return fail(c, PT_XERR_CORRUPT, "invalid wire type");
             }
             const pt_fielddesc_t *f;
             if (m->_by_number != NULL) /* the dense index, inline */
@@ -323,11 +329,9 @@ static int scan(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single, si
                 continue; /* unknown field: validated and skipped */
             if (wt != f->_wire_type &&
                 !(wt == PT_WT_LEN && f->label == PT_LABEL_REPEATED && f->_wire_type != PT_WT_SGROUP)) {
+                fail(c, PT_XERR_CORRUPT, "wrong wire type %s for a %s field", wt_name(wt),
+                     wt_name(f->_wire_type));
                 prepend_field(c, f);
-                if (c->err != NULL && c->err->code == 0) {
-                    pt_xerr_set(c->err, PT_XERR_CORRUPT, c->err->path, "wrong wire type %s for a %s field",
-                                wt_name(wt), wt_name(f->_wire_type));
-                }
                 return PT_XERR_CORRUPT;
             }
             uint32_t idx;
@@ -389,7 +393,7 @@ static int put_string(ctx_t *c, const uint8_t *s, size_t n)
 {
     int rc = pt_json_escape(c->out, (const char *)s, n);
     if (rc == PT_XERR_INVALID)
-        return fail(c, PT_XERR_INVALID, "invalid UTF-8 in a string field%s", "");
+        return fail(c, PT_XERR_INVALID, "invalid UTF-8 in a string field");
     return rc ? fail_rc(c, rc) : 0;
 }
 
@@ -491,7 +495,7 @@ static int put_number(ctx_t *c, const pt_fielddesc_t *f, uint64_t v, bool as_key
         break;
     }
     default:
-        return fail(c, PT_XERR_INVALID, "not a numeric field%s", "");
+        return fail(c, PT_XERR_INVALID, "not a numeric field");
     }
     if (!quote)
         return put(c, buf + 1, n);
@@ -556,14 +560,14 @@ static int emit_array(ctx_t *c, const pt_fielddesc_t *f, uint32_t head)
             const uint8_t *p = c->base + oc.off;
             size_t pos = 0;
             while (rc == 0 && pos < oc.len) {
-                uint64_t v;
+                uint64_t v = 0;
                 if (f->_wire_type == PT_WT_VARINT) {
                     if (!read_varint(p, oc.len, &pos, &v))
-                        rc = fail(c, PT_XERR_CORRUPT, "malformed varint in a packed field%s", "");
+                        rc = fail(c, PT_XERR_CORRUPT, "malformed varint in a packed field");
                 } else {
                     size_t w = f->_wire_type == PT_WT_I32 ? 4 : 8;
                     if (oc.len - pos < w) {
-                        rc = fail(c, PT_XERR_CORRUPT, "truncated packed field%s", "");
+                        rc = fail(c, PT_XERR_CORRUPT, "truncated packed field");
                     } else {
                         v = w == 4 ? rd32(p + pos) : rd64(p + pos);
                         pos += w;
@@ -848,11 +852,11 @@ static bool wkt_type(const pt_msgdesc_t *m, uint32_t num, uint8_t type)
 static int emit_any(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single, size_t ht)
 {
     if (!wkt_type(m, 1, PT_FT_STRING) || !wkt_type(m, 2, PT_FT_BYTES))
-        return fail(c, PT_XERR_INVALID, "malformed google.protobuf.Any descriptor%s", "");
+        return fail(c, PT_XERR_INVALID, "malformed google.protobuf.Any descriptor");
     uint32_t uo = wkt_last(c, m, ht, 1), vo = wkt_last(c, m, ht, 2);
     if (uo == NONE || c->occ[uo].len == 0) {
         if (vo != NONE && c->occ[vo].len != 0)
-            return fail(c, PT_XERR_INVALID, "Any has a value but no type_url%s", "");
+            return fail(c, PT_XERR_INVALID, "Any has a value but no type_url");
         return put(c, "{}", 2);
     }
     const char *url = (const char *)c->base + c->occ[uo].off;
@@ -884,7 +888,7 @@ static int emit_any(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single
     } else {
         bool comma = true;
         if (++c->depth > c->max_depth)
-            return fail(c, PT_XERR_LIMIT, "messages nested too deeply%s", "");
+            return fail(c, PT_XERR_LIMIT, "messages nested too deeply");
         rc = emit_fields(c, t, seg, true, &comma);
         c->depth--;
     }
@@ -931,7 +935,7 @@ static int emit_wkt(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single
             size_t at = o->len;
             rc = pt_fieldmask_path_to_json(o, s, n);
             if (rc == PT_XERR_INVALID)
-                return fail(c, rc, "FieldMask path cannot be written in JSON form%s", "");
+                return fail(c, rc, "FieldMask path cannot be written in JSON form");
             if (rc != 0)
                 return fail_rc(c, rc);
             /* paths are emitted inside a JSON string: they must need no escaping */
@@ -939,7 +943,7 @@ static int emit_wkt(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single
                 if (o->data[i] < 0x20 || o->data[i] == '"' || o->data[i] == '\\' || o->data[i] >= 0x80 ||
                     o->data[i] == ',') {
                     o->len = start;
-                    return fail(c, PT_XERR_INVALID, "FieldMask path has invalid characters%s", "");
+                    return fail(c, PT_XERR_INVALID, "FieldMask path has invalid characters");
                 }
         }
         return putc_(c, '"');
@@ -1013,7 +1017,7 @@ static int emit_message(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool si
 {
     if (++c->depth > c->max_depth) {
         c->depth--;
-        return fail(c, PT_XERR_LIMIT, "messages nested deeper than the limit%s", "");
+        return fail(c, PT_XERR_LIMIT, "messages nested deeper than the limit");
     }
     int rc;
     size_t wmark = c->words_len, omark = c->occ_len;

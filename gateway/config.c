@@ -92,7 +92,7 @@ static void parse_table(pt_conf_cx_t *cx, const pt_conf_node_t *map, const spec_
             pt_conf_get_bool(cx, v, (bool *)dst);
             continue;
         case K_U32: {
-            long long ll;
+            long long ll = 0;
             if (pt_conf_get_int(cx, v, (long long)spec[i].min, (long long)spec[i].max, &ll) == 0)
                 *(uint32_t *)dst = (uint32_t)ll;
             continue;
@@ -151,7 +151,7 @@ static void check_readable(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char
  */
 static int parse_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr_t *out)
 {
-    const char *text;
+    const char *text = NULL;
     if (pt_conf_get_str(cx, n, &text) != 0)
         return PT_ERR_INVALID;
     char host[64];
@@ -178,7 +178,7 @@ static int parse_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr
     if (hlen == 0 || hlen >= sizeof(host))
         return pt_conf_error(cx, n, "bad address '%s': expected HOST:PORT", text);
     host[hlen] = '\0';
-    unsigned long long pnum;
+    unsigned long long pnum = 0;
     if (pt_str_to_u64(pt_str_c(port), 65535, &pnum) != 0 || pnum == 0)
         return pt_conf_error(cx, n, "bad address '%s': port must be a number in 1-65535", text);
     struct addrinfo hints = {0}, *res = NULL;
@@ -467,7 +467,7 @@ static bool valid_host(const char *h, size_t len)
  */
 static int parse_endpoint(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_endpoint_t *ep)
 {
-    const char *text;
+    const char *text = NULL;
     if (pt_conf_get_str(cx, n, &text) != 0)
         return PT_ERR_INVALID;
     const char *p = text;
@@ -784,7 +784,7 @@ static bool valid_token(const char *s)
 /* "example.com", "*.example.com", "[::1]" or "10.0.0.1"; stored lowercase. */
 static const char *parse_host_pattern(pt_conf_cx_t *cx, const pt_conf_node_t *n)
 {
-    const char *s;
+    const char *s = NULL;
     if (pt_conf_get_str(cx, n, &s) != 0)
         return NULL;
     size_t len = strlen(s);

@@ -564,7 +564,7 @@ static int parse_ll(const char *s, long long *out)
 int pt_conf_get_int(pt_conf_cx_t *cx, const pt_conf_node_t *n, long long min, long long max,
                     long long *out)
 {
-    long long v;
+    long long v = 0;
     if (n == NULL || n->kind != PT_CONF_SCALAR || n->quoted)
         return pt_conf_error(cx, n, "expected an integer, got %s", describe(n));
     if (parse_ll(n->str, &v) != 0)
@@ -654,7 +654,7 @@ static uint64_t size_unit(const char *u)
 
 int pt_conf_get_duration_ms(pt_conf_cx_t *cx, const pt_conf_node_t *n, uint64_t *out_ms)
 {
-    uint64_t v;
+    uint64_t v = 0;
     if (n == NULL || n->kind != PT_CONF_SCALAR)
         return pt_conf_error(cx, n, "expected a duration (e.g. 250ms, 5s, 2m, 1h), got %s",
                              describe(n));
@@ -667,7 +667,7 @@ int pt_conf_get_duration_ms(pt_conf_cx_t *cx, const pt_conf_node_t *n, uint64_t 
 
 int pt_conf_get_size(pt_conf_cx_t *cx, const pt_conf_node_t *n, uint64_t *out)
 {
-    uint64_t v;
+    uint64_t v = 0;
     if (n == NULL || n->kind != PT_CONF_SCALAR)
         return pt_conf_error(cx, n, "expected a size (e.g. 512, 64k, 1MiB), got %s",
                              describe(n));
@@ -805,14 +805,14 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
 {
     switch (f->type) {
     case PT_CONF_T_STR: {
-        const char *s;
+        const char *s = NULL;
         if (pt_conf_get_str(cx, n, &s) != 0)
             return PT_ERR_INVALID;
         *(const char **)dst = s;
         return 0;
     }
     case PT_CONF_T_PATH: {
-        const char *s;
+        const char *s = NULL;
         if (pt_conf_get_str(cx, n, &s) != 0)
             return PT_ERR_INVALID;
         if (s[0] == '\0')
@@ -837,14 +837,14 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
         long long min = f->min < 0 ? 0 : f->min;
         long long max = (f->max <= 0 || f->max > (long long)UINT32_MAX) ? (long long)UINT32_MAX
                                                                         : f->max;
-        long long v;
+        long long v = 0;
         if (pt_conf_get_int(cx, n, min, max, &v) != 0)
             return PT_ERR_INVALID;
         *(uint32_t *)dst = (uint32_t)v;
         return 0;
     }
     case PT_CONF_T_DURATION: {
-        uint64_t v;
+        uint64_t v = 0;
         if (pt_conf_get_duration_ms(cx, n, &v) != 0)
             return PT_ERR_INVALID;
         uint64_t min = f->min > 0 ? (uint64_t)f->min : 0;
@@ -860,7 +860,7 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
         return 0;
     }
     case PT_CONF_T_SIZE: {
-        uint64_t v;
+        uint64_t v = 0;
         if (pt_conf_get_size(cx, n, &v) != 0)
             return PT_ERR_INVALID;
         uint64_t min = f->min > 0 ? (uint64_t)f->min : 0;

@@ -189,7 +189,7 @@ static int parse_map_ops(pt_conf_cx_t *cx, const pt_conf_node_t *m, bool is_rena
     op_t *v = pt_conf_alloc(cx, (m->cnt != 0 ? m->cnt : 1) * sizeof(*v));
     for (size_t i = 0; i < m->cnt; i++) {
         op_t *op = &v[i];
-        const char *val;
+        const char *val = NULL;
         if (parse_name(cx, m->keys[i], m->keys[i]->str, &op->name) != 0 ||
             pt_conf_get_str(cx, m->items[i], &val) != 0) {
             rc = PT_ERR_INVALID;

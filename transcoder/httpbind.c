@@ -578,3 +578,118 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
         out->len = start;
     return rc;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Error bodies                                                             */
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* Appends s as a JSON string; invalid UTF-8 becomes U+FFFD. */
+static int put_jstr(pt_xbuf_t *o, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = strlen(str);
+    int rc = pt_xbuf_putc(o, '"');
+    for (size_t i = 0; rc == 0 && i < n;) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            rc = pt_xbuf_append(o, e, 2);
+            i++;
+        } else if (c < 0x20) {
+            char e[8];
+            snprintf(e, sizeof(e), "\\u%04x", c);
+            rc = pt_xbuf_append(o, e, 6);
+            i++;
+        } else {
+            size_t k = utf8_seq(s + i, n - i);
+            if (k == 0) {
+                rc = pt_xbuf_puts(o, "\\ufffd");
+                i++;
+            } else {
+                rc = pt_xbuf_append(o, s + i, k);
+                i += k;
+            }
+        }
+    }
+    if (rc == 0)
+        rc = pt_xbuf_putc(o, '"');
+    return rc;
+}
+
+int pt_httprule_status_json(int grpc_code, const char *message, const pt_xerrs_t *errs,
+                            pt_xbuf_t *out)
+{
+    size_t start = out->len;
+    size_t cnt = errs != NULL ? errs->cnt : 0;
+    char num[32], msg[PT_XERR_PATH_MAX + PT_XERR_MSG_MAX + 64];
+    if (message == NULL) {
+        if (cnt == 0) {
+            message = "invalid request";
+        } else {
+            size_t more = cnt - 1 + errs->dropped;
+            int k = (int)pt_xerr_format(&errs->items[0], msg, sizeof(msg));
+            if (more > 0 && k >= 0 && (size_t)k < sizeof(msg))
+                snprintf(msg + k, sizeof(msg) - (size_t)k, " (and %zu more problem%s)", more,
+                         more == 1 ? "" : "s");
+            message = msg;
+        }
+    }
+    snprintf(num, sizeof(num), "%d", grpc_code);
+    int rc = pt_xbuf_puts(out, "{\"code\":");
+    if (rc == 0)
+        rc = pt_xbuf_puts(out, num);
+    if (rc == 0)
+        rc = pt_xbuf_puts(out, ",\"message\":");
+    if (rc == 0)
+        rc = put_jstr(out, message);
+    if (rc == 0 && cnt > 0) {
+        rc = pt_xbuf_puts(out, ",\"details\":[{\"@type\":\"type.googleapis.com/"
+                               "google.rpc.BadRequest\",\"fieldViolations\":[");
+        for (size_t i = 0; rc == 0 && i < cnt; i++) {
+            rc = pt_xbuf_puts(out, i ? ",{\"field\":" : "{\"field\":");
+            if (rc == 0)
+                rc = put_jstr(out, errs->items[i].path);
+            if (rc == 0)
+                rc = pt_xbuf_puts(out, ",\"description\":");
+            if (rc == 0)
+                rc = put_jstr(out, errs->items[i].msg);
+            if (rc == 0)
+                rc = pt_xbuf_putc(out, '}');
+        }
+        if (rc == 0)
+            rc = pt_xbuf_puts(out, "]}]");
+    }
+    if (rc == 0)
+        rc = pt_xbuf_putc(out, '}');
+    if (rc != 0)
+        out->len = start;
+    return rc;
+}

@@ -613,6 +613,56 @@ static void test_responses(void **state)
              "{\"contentType\":\"image/png\",\"data\":\"iVBORw==\"}", "\x89PNG", "image/png");
 }
 
+/* ---- error bodies ------------------------------------------------------ */
+
+static void test_status_json(void **state)
+{
+    fx_t *f = *state;
+    req_result_t r;
+    transcode(f, "GET", "/v1/shelves/x/books?pageSize=big", NULL, NULL, &r);
+    assert_int_equal(r.errs.cnt, 2);
+    pt_xbuf_t out;
+    pt_xbuf_init(&out, NULL);
+    assert_int_equal(pt_httprule_status_json(3, NULL, &r.errs, &out), 0);
+    assert_int_equal(pt_xbuf_terminate(&out), 0);
+    char want[4096];
+    snprintf(
+        want, sizeof(want),
+        "{\"code\":3,\"message\":\"%s: %s (and 1 more problem)\",\"details\":[{\"@type\":"
+        "\"type.googleapis.com/google.rpc.BadRequest\",\"fieldViolations\":["
+        "{\"field\":\"%s\",\"description\":\"%s\"},{\"field\":\"%s\",\"description\":\"%s\"}]}]}",
+        r.errs.items[0].path, r.errs.items[0].msg, r.errs.items[0].path, r.errs.items[0].msg,
+        r.errs.items[1].path, r.errs.items[1].msg);
+    assert_string_equal((const char *)out.data, want);
+    /* the body parses as a google.rpc.Status with the real schema */
+    pt_descpool_t *sp = load_pool(NULL, PT_HTTP_STATUS_DESC);
+    const pt_msgdesc_t *st = pt_descpool_message(sp, "google.rpc.Status", 17);
+    assert_non_null(st);
+    pt_xbuf_t pb;
+    pt_xbuf_init(&pb, NULL);
+    pt_xerr_t err;
+    if (pt_json_to_pb(sp, st, (const char *)out.data, out.len, NULL, &pb, &err) != 0)
+        fail_msg("status json: %s: %s", err.path, err.msg);
+    pt_xbuf_dispose(&pb);
+    /* control characters, quotes and invalid UTF-8 stay valid JSON */
+    pt_xbuf_reset(&out);
+    pt_xerrs_t e;
+    pt_xerrs_clear(&e);
+    pt_xerrs_add(&e, PT_XERR_INVALID, "a\"b", "bad \xff\x01 \xe2\x82\xac");
+    assert_int_equal(pt_httprule_status_json(5, "not found", &e, &out), 0);
+    assert_int_equal(pt_xbuf_terminate(&out), 0);
+    assert_string_equal(
+        (const char *)out.data,
+        "{\"code\":5,\"message\":\"not found\",\"details\":[{\"@type\":"
+        "\"type.googleapis.com/google.rpc.BadRequest\",\"fieldViolations\":["
+        "{\"field\":\"a\\\"b\",\"description\":\"bad \\ufffd\\u0001 \xe2\x82\xac\"}]}]}");
+    pt_xbuf_reset(&out);
+    assert_int_equal(pt_httprule_status_json(13, NULL, NULL, &out), 0);
+    assert_int_equal(out.len, strlen("{\"code\":13,\"message\":\"invalid request\"}"));
+    pt_xbuf_dispose(&out);
+    pt_descpool_unref(sp);
+}
+
 /* ---- allocation failures ------------------------------------------------ */
 
 typedef struct failalloc {
@@ -719,6 +769,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bind_body_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_httpbody, setup, teardown),
         cmocka_unit_test_setup_teardown(test_responses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_json, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -229,4 +229,24 @@ int pt_httprule_transcode_response(const pt_httprule_table_t *t, const pt_httpbi
                                    const uint8_t *pb, size_t len, const pt_json_opts_t *jopts,
                                    pt_xbuf_t *out, pt_httprule_str_t *content_type, pt_xerr_t *err);
 
+/**
+ * Renders the JSON body of an error answer in the google.rpc.Status form that
+ * grpc-gateway and Envoy clients expect, with every entry of `errs` as a
+ * google.rpc.BadRequest field violation:
+ *
+ *   {"code":3,"message":"shelf: invalid int64 value: x",
+ *    "details":[{"@type":"type.googleapis.com/google.rpc.BadRequest",
+ *                "fieldViolations":[{"field":"shelf","description":"invalid int64 value: x"},
+ *                                   ...]}]}
+ *
+ * `grpc_code` is the google.rpc.Code (3 = INVALID_ARGUMENT). `message` (may be
+ * NULL) is the top-level message; NULL uses the first error as "path: text",
+ * plus " (and N more problems)". `errs` may be NULL or empty (then no
+ * details). Bytes that are not valid UTF-8 are replaced by U+FFFD, so the body
+ * is always valid JSON. Appends to `out`; returns 0, PT_XERR_NOMEM or
+ * PT_XERR_LIMIT (out->len unchanged on error).
+ */
+int pt_httprule_status_json(int grpc_code, const char *message, const pt_xerrs_t *errs,
+                            pt_xbuf_t *out);
+
 #endif /* PT_TRANSCODER_HTTPRULE_H */

@@ -71,14 +71,14 @@ static void fmt_value(char *buf, size_t len, kind_t kind, uint64_t v)
         snprintf(buf, len, "%llu", (unsigned long long)v);
 }
 
-static void parse_table(pt_conf_cx_t *cx, const pt_conf_node_t *map, const spec_t *spec,
-                        size_t n, void *base)
+static void parse_table(pt_conf_cx_t *cx, const pt_conf_node_t *map, const spec_t *spec, size_t n,
+                        void *base)
 {
     const pt_conf_node_t *nodes[32] = {0};
     pt_conf_field_t fields[33];
     for (size_t i = 0; i < n; i++)
-        fields[i] = (pt_conf_field_t){spec[i].key, PT_CONF_T_NODE, i * sizeof(nodes[0]),
-                                      0, 0, false, NULL};
+        fields[i] =
+            (pt_conf_field_t){spec[i].key, PT_CONF_T_NODE, i * sizeof(nodes[0]), 0, 0, false, NULL};
     fields[n] = (pt_conf_field_t)PT_CONF_FIELDS_END;
     pt_conf_parse_fields(cx, map, fields, nodes);
     for (size_t i = 0; i < n; i++) {
@@ -229,7 +229,10 @@ static bool sa_conflict(const pt_sockaddr_t *a, const pt_sockaddr_t *b)
 
 /* ---- limits and timeouts ---------------------------------------------------- */
 
-#define LIM(k, kind, field, lo, hi) {k, kind, offsetof(pt_limits_t, field), lo, hi}
+#define LIM(k, kind, field, lo, hi)                                                                \
+    {                                                                                              \
+        k, kind, offsetof(pt_limits_t, field), lo, hi                                              \
+    }
 static const spec_t limits_spec[] = {
     LIM("max_request_line", K_SIZE32, max_request_line, 256, 1u << 20),
     LIM("max_header_bytes", K_SIZE32, max_header_bytes, 1024, 16u << 20),
@@ -250,11 +253,13 @@ static const spec_t limits_spec[] = {
 };
 #undef LIM
 
-#define TMO(k, field, lo) {k, K_DURATION, offsetof(pt_timeouts_t, field), lo, 86400000}
+#define TMO(k, field, lo)                                                                          \
+    {                                                                                              \
+        k, K_DURATION, offsetof(pt_timeouts_t, field), lo, 86400000                                \
+    }
 static const spec_t timeouts_spec[] = {
-    TMO("header", header_ms, 1),    TMO("body", body_ms, 1),
-    TMO("keepalive", keepalive_ms, 1), TMO("h2_idle", h2_idle_ms, 1),
-    TMO("send", send_ms, 1),        TMO("drain", drain_ms, 0),
+    TMO("header", header_ms, 1),   TMO("body", body_ms, 1), TMO("keepalive", keepalive_ms, 1),
+    TMO("h2_idle", h2_idle_ms, 1), TMO("send", send_ms, 1), TMO("drain", drain_ms, 0),
 };
 #undef TMO
 
@@ -359,8 +364,7 @@ static void load_listeners(loader_t *L, const pt_conf_node_t *n)
         for (size_t j = 0; j < c->listener_cnt && !dup; j++)
             if (sa_conflict(&c->listeners[j].addr, &lc->addr)) {
                 pt_conf_error(cx, raw.address, "listener address %s conflicts with %s (line %u)",
-                              lc->addr.text, c->listeners[j].addr.text,
-                              c->listeners[j].node->line);
+                              lc->addr.text, c->listeners[j].addr.text, c->listeners[j].node->line);
                 dup = true;
             }
         if (dup)
@@ -390,9 +394,9 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
         return;
     for (size_t j = 0; j < c->listener_cnt; j++)
         if (sa_conflict(&c->listeners[j].addr, &c->admin_addr)) {
-            pt_conf_error(L->cx, raw.address, "admin address %s conflicts with listener %s (line %u)",
-                          c->admin_addr.text, c->listeners[j].addr.text,
-                          c->listeners[j].node->line);
+            pt_conf_error(
+                L->cx, raw.address, "admin address %s conflicts with listener %s (line %u)",
+                c->admin_addr.text, c->listeners[j].addr.text, c->listeners[j].node->line);
             return;
         }
     c->has_admin = true;
@@ -436,17 +440,16 @@ static const pt_conf_field_t cluster_fields[] = {
     {"name", PT_CONF_T_STR, offsetof(cluster_raw_t, name), 0, 0, true, NULL},
     {"protocol", PT_CONF_T_STR, offsetof(cluster_raw_t, protocol), 0, 0, false, NULL},
     {"endpoints", PT_CONF_T_NODE, offsetof(cluster_raw_t, endpoints), 0, 0, true, NULL},
-    {"connect_timeout", PT_CONF_T_DURATION, offsetof(cluster_raw_t, connect_timeout_ms), 1,
-     3600000, false, NULL},
-    {"timeout", PT_CONF_T_DURATION, offsetof(cluster_raw_t, timeout_ms), 1, 86400000, false,
-     NULL},
+    {"connect_timeout", PT_CONF_T_DURATION, offsetof(cluster_raw_t, connect_timeout_ms), 1, 3600000,
+     false, NULL},
+    {"timeout", PT_CONF_T_DURATION, offsetof(cluster_raw_t, timeout_ms), 1, 86400000, false, NULL},
     {"retries", PT_CONF_T_UINT32, offsetof(cluster_raw_t, retries), 0, 10, false, NULL},
     {"http2", PT_CONF_T_NODE, offsetof(cluster_raw_t, http2), 0, 0, false, NULL},
     {"tls_verify", PT_CONF_T_BOOL, offsetof(cluster_raw_t, tls_verify), 0, 0, false, NULL},
     {"ca_file", PT_CONF_T_PATH, offsetof(cluster_raw_t, ca_file), 0, 0, false, NULL},
     {"authority", PT_CONF_T_STR, offsetof(cluster_raw_t, authority), 0, 0, false, NULL},
-    {"max_idle_per_endpoint", PT_CONF_T_UINT32, offsetof(cluster_raw_t, max_idle), 0, 100000,
-     false, NULL},
+    {"max_idle_per_endpoint", PT_CONF_T_UINT32, offsetof(cluster_raw_t, max_idle), 0, 100000, false,
+     NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -487,8 +490,10 @@ static int parse_endpoint(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_endpoint
         rest--;
     if (memchr(p, '/', rest) != NULL || memchr(p, '?', rest) != NULL ||
         memchr(p, '@', rest) != NULL)
-        return pt_conf_error(cx, n, "bad endpoint '%s': expected HOST:PORT or a URL without "
-                             "path, query or credentials", text);
+        return pt_conf_error(cx, n,
+                             "bad endpoint '%s': expected HOST:PORT or a URL without "
+                             "path, query or credentials",
+                             text);
     const char *host = p, *port = NULL;
     size_t hlen;
     bool v6 = false;
@@ -535,8 +540,8 @@ static int parse_endpoint(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_endpoint
         *q = (char)tolower((unsigned char)*q);
     size_t ulen = hlen + 32;
     char *url = pt_conf_alloc(cx, ulen);
-    snprintf(url, ulen, "%s://%s%s%s:%llu", tls ? "https" : "http", v6 ? "[" : "", h,
-             v6 ? "]" : "", pnum);
+    snprintf(url, ulen, "%s://%s%s%s:%llu", tls ? "https" : "http", v6 ? "[" : "", h, v6 ? "]" : "",
+             pnum);
     ep->url = url;
     ep->host = h;
     ep->port = (uint16_t)pnum;
@@ -558,8 +563,11 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
     c->clusters = pt_conf_alloc(cx, (n->cnt != 0 ? n->cnt : 1) * sizeof(*c->clusters));
     for (size_t i = 0; i < n->cnt; i++) {
         const pt_conf_node_t *item = n->items[i];
-        cluster_raw_t raw = {.connect_timeout_ms = 5000, .timeout_ms = 15000, .retries = 1,
-                             .max_idle = 64, .tls_verify = true};
+        cluster_raw_t raw = {.connect_timeout_ms = 5000,
+                             .timeout_ms = 15000,
+                             .retries = 1,
+                             .max_idle = 64,
+                             .tls_verify = true};
         unsigned before = pt_conf_error_count(cx);
         pt_conf_parse_fields(cx, item, cluster_fields, &raw);
         pt_cluster_t *cl = &c->clusters[c->cluster_cnt];
@@ -584,8 +592,8 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
                               "unknown protocol '%s' (expected http or grpc)", raw.protocol);
         }
         cl->http2 = cl->protocol == PT_PROTO_GRPC;
-        if (raw.http2 != NULL && pt_conf_get_bool(cx, raw.http2, &cl->http2) == 0 &&
-            !cl->http2 && cl->protocol == PT_PROTO_GRPC)
+        if (raw.http2 != NULL && pt_conf_get_bool(cx, raw.http2, &cl->http2) == 0 && !cl->http2 &&
+            cl->protocol == PT_PROTO_GRPC)
             pt_conf_error(cx, raw.http2, "gRPC clusters always use HTTP/2");
         if (raw.endpoints != NULL) {
             const pt_conf_node_t *e = raw.endpoints;
@@ -604,8 +612,8 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
         }
         if (raw.ca_file != NULL)
             check_readable(cx, pt_conf_map_get(item, "ca_file"), "CA file", raw.ca_file);
-        if (raw.authority != NULL && (raw.authority[0] == '\0' ||
-                                      strpbrk(raw.authority, " \t\r\n/") != NULL))
+        if (raw.authority != NULL &&
+            (raw.authority[0] == '\0' || strpbrk(raw.authority, " \t\r\n/") != NULL))
             pt_conf_error(cx, pt_conf_map_get(item, "authority"), "bad authority '%s'",
                           raw.authority);
         if (pt_conf_error_count(cx) != before)
@@ -681,8 +689,9 @@ static pt_filter_t *make_filter(loader_t *L, const pt_conf_node_t *item)
 {
     pt_conf_cx_t *cx = L->cx;
     if (item->kind != PT_CONF_MAP || item->cnt != 1) {
-        pt_conf_error(cx, item, "a filter is a map with exactly one key, the filter name "
-                                "(e.g. `- headers: {...}`)");
+        pt_conf_error(cx, item,
+                      "a filter is a map with exactly one key, the filter name "
+                      "(e.g. `- headers: {...}`)");
         return NULL;
     }
     const pt_conf_node_t *key = item->keys[0], *val = item->items[0];
@@ -806,8 +815,10 @@ static const char *parse_host_pattern(pt_conf_cx_t *cx, const pt_conf_node_t *n)
         ok = valid_host(body, strlen(body)) && body[0] != '.';
     }
     if (!ok) {
-        pt_conf_error(cx, n, "bad host '%s': expected a host name, '*.domain' or an IP address "
-                             "(without port)", s);
+        pt_conf_error(cx, n,
+                      "bad host '%s': expected a host name, '*.domain' or an IP address "
+                      "(without port)",
+                      s);
         return NULL;
     }
     char *out = pt_conf_strdup(cx, s, len);
@@ -897,8 +908,10 @@ static void load_match(loader_t *L, pt_route_t *r, const pt_conf_node_t *n)
                     continue;
                 }
             } else {
-                pt_conf_error(cx, v, "header match '%s': expected a value, or true for "
-                                     "\"present\"", name);
+                pt_conf_error(cx, v,
+                              "header match '%s': expected a value, or true for "
+                              "\"present\"",
+                              name);
                 continue;
             }
             m->headers[m->header_cnt++] = (pt_header_match_t){name, value};
@@ -943,8 +956,10 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
         const pt_conf_node_t *k = n->keys[i], *v = n->items[i];
         if (strcmp(k->str, "name") == 0) {
             if (pt_conf_get_str(cx, v, &r->name) == 0 && !valid_name(r->name))
-                pt_conf_error(cx, v, "route name '%s' may only contain letters, digits, '_', "
-                                     "'-', '.'", r->name);
+                pt_conf_error(cx, v,
+                              "route name '%s' may only contain letters, digits, '_', "
+                              "'-', '.'",
+                              r->name);
         } else if (strcmp(k->str, "match") == 0) {
             match = v;
         } else if (strcmp(k->str, "filters") == 0) {
@@ -985,8 +1000,8 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
     size_t own_cnt;
     const pt_filter_t **own = load_filter_list(L, filters, &own_cnt);
     r->chain_cnt = global_cnt + own_cnt;
-    const pt_filter_t **chain = pt_conf_alloc(cx, (r->chain_cnt != 0 ? r->chain_cnt : 1) *
-                                                      sizeof(*chain));
+    const pt_filter_t **chain =
+        pt_conf_alloc(cx, (r->chain_cnt != 0 ? r->chain_cnt : 1) * sizeof(*chain));
     for (size_t i = 0; i < global_cnt; i++)
         chain[i] = global[i];
     for (size_t i = 0; i < own_cnt; i++)
@@ -1072,9 +1087,9 @@ static bool is_json_number(const char *s)
 /* Keys whose values never leave the process in /config. */
 static bool is_secret_key(const char *k)
 {
-    static const char *const words[] = {"secret", "password", "passwd", "token",
+    static const char *const words[] = {"secret",        "password",   "passwd", "token",
                                         "authorization", "credential", "cookie", "apikey",
-                                        "private", NULL};
+                                        "private",       NULL};
     char low[128];
     size_t n = strlen(k);
     if (n >= sizeof(low))
@@ -1090,8 +1105,7 @@ static bool is_secret_key(const char *k)
     for (size_t i = 0; ends[i] != NULL; i++) {
         size_t el = strlen(ends[i]);
         if (n >= el && strcmp(low + n - el, ends[i]) == 0 &&
-            (n == el || low[n - el - 1] == '_' || low[n - el - 1] == '-' ||
-             low[n - el - 1] == '.'))
+            (n == el || low[n - el - 1] == '_' || low[n - el - 1] == '-' || low[n - el - 1] == '.'))
             return true;
     }
     return false;
@@ -1104,8 +1118,8 @@ static void render(jbuf_t *b, const pt_conf_node_t *n)
         jput(b, "null", 4);
         return;
     case PT_CONF_SCALAR:
-        if (!n->quoted && (strcmp(n->str, "true") == 0 || strcmp(n->str, "false") == 0 ||
-                           is_json_number(n->str)))
+        if (!n->quoted &&
+            (strcmp(n->str, "true") == 0 || strcmp(n->str, "false") == 0 || is_json_number(n->str)))
             jput(b, n->str, n->len);
         else
             jstr(b, n->str, n->len);
@@ -1139,8 +1153,8 @@ static void render(jbuf_t *b, const pt_conf_node_t *n)
 /* ---- the top level ---------------------------------------------------------------- */
 
 typedef struct top_raw {
-    const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters,
-        *routes, *filters, *plugins;
+    const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
+        *filters, *plugins;
     long long workers;
 } top_raw_t;
 

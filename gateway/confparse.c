@@ -57,8 +57,8 @@ pt_arena_t *pt__conf_cx_take_arena(pt_conf_cx_t *cx)
 
 /* ---- conf.h basics ----------------------------------------------------- */
 
-static int verror(pt_conf_cx_t *cx, const char *file, unsigned line, unsigned col,
-                  const char *fmt, va_list ap)
+static int verror(pt_conf_cx_t *cx, const char *file, unsigned line, unsigned col, const char *fmt,
+                  va_list ap)
 {
     cx->err_cnt++;
     if (cx->errs != NULL) {
@@ -332,8 +332,8 @@ static bool is_null_scalar(const yaml_event_t *ev)
     const char *v = (const char *)ev->data.scalar.value;
     size_t len = ev->data.scalar.length;
     return len == 0 || (len == 1 && v[0] == '~') ||
-           (len == 4 && (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 ||
-                         memcmp(v, "NULL", 4) == 0));
+           (len == 4 &&
+            (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 || memcmp(v, "NULL", 4) == 0));
 }
 
 static bool refuse_anchor(builder_t *b, const yaml_char_t *anchor, const yaml_mark_t *m)
@@ -407,8 +407,7 @@ static void on_event(builder_t *b, const yaml_event_t *ev)
 const pt_conf_node_t *pt__conf_parse(pt_conf_cx_t *cx, const char *text, size_t len)
 {
     if (len > PT_CONF_MAX_FILE) {
-        error_at(cx, 1, 1, "config file too large (%zu bytes, at most %u)", len,
-                 PT_CONF_MAX_FILE);
+        error_at(cx, 1, 1, "config file too large (%zu bytes, at most %u)", len, PT_CONF_MAX_FILE);
         return NULL;
     }
     unsigned errs_before = cx->err_cnt;
@@ -467,8 +466,7 @@ const pt_conf_node_t *pt__conf_parse_file(pt_conf_cx_t *cx)
             if (cap > PT_CONF_MAX_FILE) {
                 fclose(f);
                 free(buf);
-                error_at(cx, 1, 1, "config file too large (more than %u bytes)",
-                         PT_CONF_MAX_FILE);
+                error_at(cx, 1, 1, "config file too large (more than %u bytes)", PT_CONF_MAX_FILE);
                 return NULL;
             }
             cap *= 2;
@@ -641,10 +639,17 @@ static uint64_t size_unit(const char *u)
         const char *s;
         uint64_t v;
     } units[] = {
-        {"", 1},           {"b", 1},
-        {"k", 1ull << 10}, {"kb", 1ull << 10}, {"kib", 1ull << 10},
-        {"m", 1ull << 20}, {"mb", 1ull << 20}, {"mib", 1ull << 20},
-        {"g", 1ull << 30}, {"gb", 1ull << 30}, {"gib", 1ull << 30},
+        {"", 1},
+        {"b", 1},
+        {"k", 1ull << 10},
+        {"kb", 1ull << 10},
+        {"kib", 1ull << 10},
+        {"m", 1ull << 20},
+        {"mb", 1ull << 20},
+        {"mib", 1ull << 20},
+        {"g", 1ull << 30},
+        {"gb", 1ull << 30},
+        {"gib", 1ull << 30},
     };
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strcasecmp(u, units[i].s) == 0)
@@ -669,8 +674,7 @@ int pt_conf_get_size(pt_conf_cx_t *cx, const pt_conf_node_t *n, uint64_t *out)
 {
     uint64_t v = 0;
     if (n == NULL || n->kind != PT_CONF_SCALAR)
-        return pt_conf_error(cx, n, "expected a size (e.g. 512, 64k, 1MiB), got %s",
-                             describe(n));
+        return pt_conf_error(cx, n, "expected a size (e.g. 512, 64k, 1MiB), got %s", describe(n));
     if (parse_scaled(n->str, size_unit, false, &v) != 0)
         return pt_conf_error(cx, n, "expected a size (e.g. 512, 64k, 1MiB), got '%s'", n->str);
     *out = v;
@@ -718,8 +722,7 @@ static int report_unknown(pt_conf_cx_t *cx, const pt_conf_node_t *key, const cha
                           const char *best)
 {
     if (best != NULL)
-        return pt_conf_error(cx, key, "unknown %s '%s' (did you mean '%s'?)", what, key->str,
-                             best);
+        return pt_conf_error(cx, key, "unknown %s '%s' (did you mean '%s'?)", what, key->str, best);
     return pt_conf_error(cx, key, "unknown %s '%s'", what, key->str);
 }
 
@@ -800,8 +803,7 @@ static void fmt_ms(char *buf, size_t len, uint64_t ms)
         snprintf(buf, len, "%" PRIu64 "ms", ms);
 }
 
-static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_node_t *n,
-                     void *dst)
+static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_node_t *n, void *dst)
 {
     switch (f->type) {
     case PT_CONF_T_STR: {
@@ -835,8 +837,8 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
     }
     case PT_CONF_T_UINT32: {
         long long min = f->min < 0 ? 0 : f->min;
-        long long max = (f->max <= 0 || f->max > (long long)UINT32_MAX) ? (long long)UINT32_MAX
-                                                                        : f->max;
+        long long max =
+            (f->max <= 0 || f->max > (long long)UINT32_MAX) ? (long long)UINT32_MAX : f->max;
         long long v = 0;
         if (pt_conf_get_int(cx, n, min, max, &v) != 0)
             return PT_ERR_INVALID;
@@ -868,8 +870,8 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
             if (f->max > 0)
                 return pt_conf_error(cx, n, "size '%s' out of range [%" PRIu64 ", %lld] bytes",
                                      n->str, min, f->max);
-            return pt_conf_error(cx, n, "size '%s' below the minimum of %" PRIu64 " bytes",
-                                 n->str, min);
+            return pt_conf_error(cx, n, "size '%s' below the minimum of %" PRIu64 " bytes", n->str,
+                                 min);
         }
         *(uint64_t *)dst = v;
         return 0;
@@ -887,8 +889,8 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
     return pt_conf_error(cx, n, "internal error: bad field type");
 }
 
-int pt_conf_parse_fields(pt_conf_cx_t *cx, const pt_conf_node_t *map,
-                         const pt_conf_field_t *fields, void *dst)
+int pt_conf_parse_fields(pt_conf_cx_t *cx, const pt_conf_node_t *map, const pt_conf_field_t *fields,
+                         void *dst)
 {
     unsigned before = cx->err_cnt;
     if (map != NULL && map->kind != PT_CONF_MAP && map->kind != PT_CONF_NULL)

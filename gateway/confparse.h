@@ -26,13 +26,13 @@
 #define PT_CONF_MAX_NODES 200000
 
 struct pt_conf_cx {
-    FILE *errs;          /* where pt_conf_error() prints (NULL: count only) */
+    FILE *errs; /* where pt_conf_error() prints (NULL: count only) */
     unsigned err_cnt;
-    const char *file;    /* name of the file being loaded (in the arena) */
-    const char *dir;     /* its directory, for relative paths (in the arena) */
-    pt_arena_t *arena;   /* snapshot memory; cleanups are the release hooks */
-    size_t node_cnt;     /* nodes built so far (PT_CONF_MAX_NODES) */
-    void *user;          /* for the loader (config.c): the snapshot being built */
+    const char *file;  /* name of the file being loaded (in the arena) */
+    const char *dir;   /* its directory, for relative paths (in the arena) */
+    pt_arena_t *arena; /* snapshot memory; cleanups are the release hooks */
+    size_t node_cnt;   /* nodes built so far (PT_CONF_MAX_NODES) */
+    void *user;        /* for the loader (config.c): the snapshot being built */
 };
 
 /**

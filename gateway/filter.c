@@ -40,8 +40,7 @@ const char *pt_filter_def_check(const pt_filter_def_t *def)
     return NULL;
 }
 
-int pt_filter_plugin_load(const char *path, const pt_filter_def_t **out, char *err,
-                          size_t errlen)
+int pt_filter_plugin_load(const char *path, const pt_filter_def_t **out, char *err, size_t errlen)
 {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (h == NULL) {

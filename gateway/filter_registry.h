@@ -37,7 +37,6 @@ const char *pt_filter_def_check(const pt_filter_def_t *def);
  * *out and returns 0; otherwise returns PT_ERR_INVALID with a one-line
  * reason in `err` (`errlen` bytes) and leaves *out untouched.
  */
-int pt_filter_plugin_load(const char *path, const pt_filter_def_t **out, char *err,
-                          size_t errlen);
+int pt_filter_plugin_load(const char *path, const pt_filter_def_t **out, char *err, size_t errlen);
 
 #endif /* PT_GATEWAY_FILTER_REGISTRY_H */

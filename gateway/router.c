@@ -107,8 +107,10 @@ static const tmpl_t *compile_template(pt_conf_cx_t *cx, const pt_conf_node_t *wh
         seg->var = -1;
         if (sl > 0 && s[0] == '{') {
             if (s[sl - 1] != '}') {
-                pt_conf_error(cx, where, "template '%s': a variable must be a whole segment "
-                                         "like {name}", text);
+                pt_conf_error(cx, where,
+                              "template '%s': a variable must be a whole segment "
+                              "like {name}",
+                              text);
                 return NULL;
             }
             const char *name = s + 1;
@@ -120,8 +122,10 @@ static const tmpl_t *compile_template(pt_conf_cx_t *cx, const pt_conf_node_t *wh
                 if (pl == 2 && memcmp(eq + 1, "**", 2) == 0) {
                     seg->rest = true;
                 } else if (!(pl == 1 && eq[1] == '*')) {
-                    pt_conf_error(cx, where, "template '%s': only {name}, {name=*} and "
-                                             "{name=**} are supported", text);
+                    pt_conf_error(cx, where,
+                                  "template '%s': only {name}, {name=*} and "
+                                  "{name=**} are supported",
+                                  text);
                     return NULL;
                 }
             }
@@ -142,16 +146,18 @@ static const tmpl_t *compile_template(pt_conf_cx_t *cx, const pt_conf_node_t *wh
                 return NULL;
             }
             if (seg->rest && si + 1 != nseg) {
-                pt_conf_error(cx, where, "template '%s': {%.*s=**} must be the last segment",
-                              text, (int)name_len, name);
+                pt_conf_error(cx, where, "template '%s': {%.*s=**} must be the last segment", text,
+                              (int)name_len, name);
                 return NULL;
             }
             t->names[t->var_cnt] = (pt_str_t){pt_conf_strdup(cx, name, name_len), name_len};
             seg->var = (int)t->var_cnt++;
         } else {
             if (memchr(s, '{', sl) != NULL || memchr(s, '}', sl) != NULL) {
-                pt_conf_error(cx, where, "template '%s': a variable must be a whole segment "
-                                         "like {name}", text);
+                pt_conf_error(cx, where,
+                              "template '%s': a variable must be a whole segment "
+                              "like {name}",
+                              text);
                 return NULL;
             }
             seg->lit = (pt_str_t){s, sl};
@@ -203,8 +209,8 @@ int pt_router_compile_route(pt_conf_cx_t *cx, pt_route_t *route)
     pt_route_match_t *m = &route->match;
     if (m->path_kind != PT_PATH_TEMPLATE)
         return 0;
-    const pt_conf_node_t *where = pt_conf_map_get(pt_conf_map_get(route->node, "match"),
-                                                  "template");
+    const pt_conf_node_t *where =
+        pt_conf_map_get(pt_conf_map_get(route->node, "match"), "template");
     m->tmpl = compile_template(cx, where, m->path);
     return m->tmpl != NULL ? 0 : PT_ERR_INVALID;
 }
@@ -214,7 +220,7 @@ int pt_router_compile_route(pt_conf_cx_t *cx, pt_route_t *route)
 typedef struct croute {
     const pt_route_t *route;
     pt_str_t path;
-    pt_str_t *hosts;      /* lowercase; wildcard entries keep the leading '.' of "*.x" */
+    pt_str_t *hosts; /* lowercase; wildcard entries keep the leading '.' of "*.x" */
     bool *wild;
     size_t host_cnt;
     pt_str_t *ext_methods; /* extension methods when PT_METHOD_OTHER is in the mask */
@@ -247,8 +253,8 @@ const pt_router_t *pt_router_new(pt_conf_cx_t *cx, const pt_config_t *config)
         }
         if (m->methods & PT_METHOD_OTHER) {
             /* Which extension methods: re-read from the route's match node. */
-            const pt_conf_node_t *mn = pt_conf_map_get(pt_conf_map_get(rt->node, "match"),
-                                                       "methods");
+            const pt_conf_node_t *mn =
+                pt_conf_map_get(pt_conf_map_get(rt->node, "match"), "methods");
             size_t n = mn == NULL ? 0 : mn->kind == PT_CONF_SEQ ? mn->cnt : 1;
             c->ext_methods = pt_conf_alloc(cx, (n != 0 ? n : 1) * sizeof(*c->ext_methods));
             for (size_t k = 0; k < n; k++) {

@@ -67,8 +67,12 @@ static const struct {
     const char *name;
     var_kind_t kind;
 } simple_vars[] = {
-    {"client_addr", V_CLIENT_ADDR}, {"request_id", V_REQUEST_ID}, {"host", V_HOST},
-    {"path", V_PATH},               {"method", V_METHOD},         {"scheme", V_SCHEME},
+    {"client_addr", V_CLIENT_ADDR},
+    {"request_id", V_REQUEST_ID},
+    {"host", V_HOST},
+    {"path", V_PATH},
+    {"method", V_METHOD},
+    {"scheme", V_SCHEME},
     {"query", V_QUERY},
 };
 
@@ -214,8 +218,8 @@ static int parse_side(pt_conf_cx_t *cx, const pt_conf_node_t *n, side_t *side)
         return PT_ERR_INVALID;
     int rc = 0;
     const pt_conf_node_t *rn = pt_conf_map_get(n, "remove");
-    side->remove = pt_conf_alloc(cx, (raw.remove.cnt != 0 ? raw.remove.cnt : 1) *
-                                         sizeof(*side->remove));
+    side->remove =
+        pt_conf_alloc(cx, (raw.remove.cnt != 0 ? raw.remove.cnt : 1) * sizeof(*side->remove));
     for (size_t i = 0; i < raw.remove.cnt; i++) {
         const pt_conf_node_t *where = rn->kind == PT_CONF_SEQ ? rn->items[i] : rn;
         if (parse_name(cx, where, raw.remove.v[i], &side->remove[i].name) != 0)

@@ -101,8 +101,9 @@ static int compile_replacement(pt_conf_cx_t *cx, const pt_conf_node_t *n, rewrit
             while (i + 1 + nl < len && name[nl] >= '0' && name[nl] <= '9' && nl < 5)
                 nl++;
             if (nl == 0)
-                return pt_conf_error(cx, n, "replace: '$' must be followed by a group number, "
-                                            "{name} or '$'");
+                return pt_conf_error(cx, n,
+                                     "replace: '$' must be followed by a group number, "
+                                     "{name} or '$'");
             i += nl;
         }
         if (nl == 0 || nl > 32)
@@ -199,7 +200,9 @@ static int parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf)
         c->prefix_s = pt_str_c(c->prefix);
         /* default: strip the prefix, keeping one '/' ("/api/x" -> "/x" for /api or /api/) */
         size_t pl = strlen(c->prefix);
-        c->replace_s = pt_str_c(c->replace != NULL ? c->replace : c->prefix[pl - 1] == '/' ? "/" : "");
+        c->replace_s = pt_str_c(c->replace != NULL         ? c->replace
+                                : c->prefix[pl - 1] == '/' ? "/"
+                                                           : "");
     }
     if (c->regex != NULL) {
         if (c->replace == NULL)
@@ -212,8 +215,8 @@ static int parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf)
         for (size_t i = 0; i < c->host_s.len; i++) {
             char ch = c->host[i];
             if (ch <= ' ' || ch == '/' || ch == '?' || ch == '#' || ch == '@' || ch == 0x7f)
-                return pt_conf_error(cx, pt_conf_map_get(node, "host"),
-                                     "rewrite: bad host '%s'", c->host);
+                return pt_conf_error(cx, pt_conf_map_get(node, "host"), "rewrite: bad host '%s'",
+                                     c->host);
         }
         if (c->host_s.len == 0)
             return pt_conf_error(cx, pt_conf_map_get(node, "host"), "rewrite: empty host");
@@ -264,8 +267,8 @@ static int rewrite_regex(const rewrite_conf_t *c, pt_req_t *req)
     if (md == NULL)
         return PT_ERR_LIMIT;
     pt_str_t path = pt_req_path(req);
-    int rc = pcre2_match(c->code, (PCRE2_SPTR)(path.base != NULL ? path.base : ""), path.len, 0,
-                         0, md, c->mctx);
+    int rc = pcre2_match(c->code, (PCRE2_SPTR)(path.base != NULL ? path.base : ""), path.len, 0, 0,
+                         md, c->mctx);
     if (rc <= 0) /* no match (or match limit hit): the path is left as it is */
         return 0;
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);

@@ -320,8 +320,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->cluster_cnt, 0);
     assert_int_equal(c->filter_slot_cnt, 0);
     assert_non_null(c->router);
-    assert_string_equal(c->redacted_json,
-                        "{\"listeners\":[{\"address\":\"127.0.0.1:8080\"}]}");
+    assert_string_equal(c->redacted_json, "{\"listeners\":[{\"address\":\"127.0.0.1:8080\"}]}");
     uint64_t g1 = c->generation;
     pt_config_t *c2 = load(MINIMAL);
     assert_true(c2->generation > g1);
@@ -365,7 +364,8 @@ static void test_err_empty(void **state)
 static void test_err_unknown_key(void **state)
 {
     (void)state;
-    expect_error(MINIMAL "wrokers: 2\n", "c.yaml:2:1: unknown key 'wrokers' (did you mean 'workers'?)");
+    expect_error(MINIMAL "wrokers: 2\n",
+                 "c.yaml:2:1: unknown key 'wrokers' (did you mean 'workers'?)");
     expect_error(MINIMAL "limits: { max_bdoy: 1k }\n",
                  "c.yaml:2:11: unknown key 'max_bdoy' (did you mean 'max_body'?)");
     expect_error("listeners: [ { address: 127.0.0.1:1, tsl: {} } ]\n",
@@ -435,7 +435,8 @@ static void test_err_clusters(void **state)
                  "c.yaml:2:36: bad endpoint 'h': expected HOST:PORT or http(s)://HOST");
     expect_error(MINIMAL "clusters: [ { name: a, endpoints: [] } ]\n",
                  "c.yaml:2:35: endpoints: expected a non-empty list of endpoints");
-    expect_error(MINIMAL "clusters: [ { name: a, protocol: grpc, http2: false, endpoints: h:1 } ]\n",
+    expect_error(MINIMAL
+                 "clusters: [ { name: a, protocol: grpc, http2: false, endpoints: h:1 } ]\n",
                  "c.yaml:2:47: gRPC clusters always use HTTP/2");
     expect_error(MINIMAL "clusters: [ { name: a, endpoints: h:1, retries: 99 } ]\n",
                  "c.yaml:2:49: value 99 out of range [0, 10]");
@@ -490,14 +491,18 @@ static void test_err_routes(void **state)
                  "`- headers: {...}`)");
     expect_error(ROUTES("  - { static: , filters: [ { rewrite: { prefix: x } } ] }\n"),
                  "c.yaml:4:49: rewrite: prefix must start with '/'");
-    expect_error(ROUTES("  - { static: , filters: [ { rewrite: { regex: \"(\", replace: x } } ] }\n"),
-                 "c.yaml:4:48: regex: missing closing parenthesis at offset 1");
-    expect_error(ROUTES("  - { static: , filters: [ { rewrite: { regex: \"^/(a)\", replace: $2 } } ] }\n"),
-                 "c.yaml:4:66: replace: group $2 does not exist (the regex has 1)");
-    expect_error(ROUTES("  - { static: , filters: [ { headers: { request: { set: { x-a: \"${nope}\" } } } } ] }\n"),
+    expect_error(
+        ROUTES("  - { static: , filters: [ { rewrite: { regex: \"(\", replace: x } } ] }\n"),
+        "c.yaml:4:48: regex: missing closing parenthesis at offset 1");
+    expect_error(
+        ROUTES("  - { static: , filters: [ { rewrite: { regex: \"^/(a)\", replace: $2 } } ] }\n"),
+        "c.yaml:4:66: replace: group $2 does not exist (the regex has 1)");
+    expect_error(ROUTES("  - { static: , filters: [ { headers: { request: { set: { x-a: "
+                        "\"${nope}\" } } } } ] }\n"),
                  "c.yaml:4:64: unknown variable '${nope}' (known: client_addr, request_id, host, "
                  "path, method, scheme, query, param.NAME, header.NAME)");
-    expect_error(ROUTES("  - { static: , filters: [ { headers: { request: { remove: [content-length] } } } ] }\n"),
+    expect_error(ROUTES("  - { static: , filters: [ { headers: { request: { remove: "
+                        "[content-length] } } } ] }\n"),
                  "c.yaml:4:61: header 'content-length' is managed by the gateway and cannot be "
                  "changed");
     expect_error(ROUTES("  - { static: , filters: [ { headers: { reqest: {} } } ] }\n"),

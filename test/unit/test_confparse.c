@@ -282,8 +282,7 @@ static void test_getters(void **state)
     assert_first_error(fx, "t.yaml:4:5: expected true or false, got 'true'");
     assert_int_equal(pt_conf_get_int(&fx->cx, pt_conf_map_get(r, "big"), 0, 10, &i),
                      PT_ERR_INVALID);
-    assert_int_equal(pt_conf_get_int(&fx->cx, pt_conf_map_get(r, "i"), 0, 10, &i),
-                     PT_ERR_INVALID);
+    assert_int_equal(pt_conf_get_int(&fx->cx, pt_conf_map_get(r, "i"), 0, 10, &i), PT_ERR_INVALID);
     assert_int_equal(pt_conf_get_str(&fx->cx, pt_conf_map_get(r, "m"), &s), PT_ERR_INVALID);
     assert_int_equal(pt_conf_error_count(&fx->cx), 4);
     const char *e = errors(fx);
@@ -298,21 +297,28 @@ static void test_durations(void **state)
     static const struct {
         const char *text;
         uint64_t ms;
-    } ok[] = {{"250ms", 250}, {"5s", 5000},     {"2m", 120000}, {"1h", 3600000},
-              {"7", 7000},    {"1.5s", 1500},   {"0", 0},       {"1d", 86400000},
-              {"0.25", 250}};
+    } ok[] = {{"250ms", 250}, {"5s", 5000}, {"2m", 120000},   {"1h", 3600000}, {"7", 7000},
+              {"1.5s", 1500}, {"0", 0},     {"1d", 86400000}, {"0.25", 250}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        pt_conf_node_t n = {.kind = PT_CONF_SCALAR, .file = "t.yaml", .line = 1, .col = 1,
-                            .str = ok[i].text, .len = strlen(ok[i].text)};
+        pt_conf_node_t n = {.kind = PT_CONF_SCALAR,
+                            .file = "t.yaml",
+                            .line = 1,
+                            .col = 1,
+                            .str = ok[i].text,
+                            .len = strlen(ok[i].text)};
         uint64_t v = 1234567;
         assert_int_equal(pt_conf_get_duration_ms(&fx->cx, &n, &v), 0);
         assert_int_equal(v, ok[i].ms);
     }
-    static const char *const bad[] = {"", "-1s", "5 s", "5sec", "1.s", ".5s", "s",
-                                      "99999999999999999999999h", "1e3"};
+    static const char *const bad[] = {
+        "", "-1s", "5 s", "5sec", "1.s", ".5s", "s", "99999999999999999999999h", "1e3"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        pt_conf_node_t n = {.kind = PT_CONF_SCALAR, .file = "t.yaml", .line = 2, .col = 3,
-                            .str = bad[i], .len = strlen(bad[i])};
+        pt_conf_node_t n = {.kind = PT_CONF_SCALAR,
+                            .file = "t.yaml",
+                            .line = 2,
+                            .col = 3,
+                            .str = bad[i],
+                            .len = strlen(bad[i])};
         uint64_t v = 77;
         assert_int_equal(pt_conf_get_duration_ms(&fx->cx, &n, &v), PT_ERR_INVALID);
         assert_int_equal(v, 77); /* untouched on error */
@@ -327,20 +333,27 @@ static void test_sizes(void **state)
     static const struct {
         const char *text;
         uint64_t v;
-    } ok[] = {{"512", 512},         {"64k", 65536},     {"64KiB", 65536},
-              {"1m", 1048576},      {"1MiB", 1048576},  {"2g", 2147483648ull},
-              {"10b", 10},          {"3KB", 3072}};
+    } ok[] = {{"512", 512},      {"64k", 65536},        {"64KiB", 65536}, {"1m", 1048576},
+              {"1MiB", 1048576}, {"2g", 2147483648ull}, {"10b", 10},      {"3KB", 3072}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        pt_conf_node_t n = {.kind = PT_CONF_SCALAR, .file = "t.yaml", .line = 1, .col = 1,
-                            .str = ok[i].text, .len = strlen(ok[i].text)};
+        pt_conf_node_t n = {.kind = PT_CONF_SCALAR,
+                            .file = "t.yaml",
+                            .line = 1,
+                            .col = 1,
+                            .str = ok[i].text,
+                            .len = strlen(ok[i].text)};
         uint64_t v = 0;
         assert_int_equal(pt_conf_get_size(&fx->cx, &n, &v), 0);
         assert_int_equal(v, ok[i].v);
     }
     static const char *const bad[] = {"1.5m", "-1", "1x", "k", "1 k", "99999999999999999g"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        pt_conf_node_t n = {.kind = PT_CONF_SCALAR, .file = "t.yaml", .line = 1, .col = 1,
-                            .str = bad[i], .len = strlen(bad[i])};
+        pt_conf_node_t n = {.kind = PT_CONF_SCALAR,
+                            .file = "t.yaml",
+                            .line = 1,
+                            .col = 1,
+                            .str = bad[i],
+                            .len = strlen(bad[i])};
         uint64_t v = 0;
         assert_int_equal(pt_conf_get_size(&fx->cx, &n, &v), PT_ERR_INVALID);
     }
@@ -427,16 +440,16 @@ static void test_fields_ok(void **state)
 static void test_fields_errors(void **state)
 {
     fixture_t *fx = *state;
-    const pt_conf_node_t *r = parse(fx, "nmae: demo\n"        /* unknown key, hint */
-                                        "flag: maybe\n"       /* wrong type */
-                                        "count: 11\n"         /* out of range */
-                                        "port: 0\n"           /* out of range */
-                                        "timeout: 1ms\n"      /* duration out of range */
-                                        "size: 2m\n"          /* size out of range */
-                                        "list: {a: b}\n"      /* wrong type */
-                                        "map: [1]\n"          /* wrong type */
-                                        "custom: nope\n"      /* custom error */
-                                        "bogus: 1\n");        /* unknown, no hint */
+    const pt_conf_node_t *r = parse(fx, "nmae: demo\n"   /* unknown key, hint */
+                                        "flag: maybe\n"  /* wrong type */
+                                        "count: 11\n"    /* out of range */
+                                        "port: 0\n"      /* out of range */
+                                        "timeout: 1ms\n" /* duration out of range */
+                                        "size: 2m\n"     /* size out of range */
+                                        "list: {a: b}\n" /* wrong type */
+                                        "map: [1]\n"     /* wrong type */
+                                        "custom: nope\n" /* custom error */
+                                        "bogus: 1\n");   /* unknown, no hint */
     assert_non_null(r);
     demo_t d = {0};
     assert_int_equal(pt_conf_parse_fields(&fx->cx, r, demo_fields, &d), PT_ERR_INVALID);

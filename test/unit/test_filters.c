@@ -132,8 +132,7 @@ static void test_headers_request(void **state)
     assert_string_equal(hdr(h, "x-env"), "prod");
     assert_int_equal(pt_headers_count(h, PT_STR("x-env")), 1);
     assert_string_equal(hdr(h, "x-client"), "192.0.2.7");
-    assert_string_equal(hdr(h, "x-info"),
-                        "GET https://api.example.com/users/42/x?a=1 id=req-123");
+    assert_string_equal(hdr(h, "x-info"), "GET https://api.example.com/users/42/x?a=1 id=req-123");
     assert_string_equal(hdr(h, "x-param"), "user-42-");
     assert_string_equal(hdr(h, "x-copy"), "[alice]");
     assert_string_equal(hdr(h, "x-dollar"), "$5 and $x");
@@ -147,11 +146,12 @@ static void test_headers_request(void **state)
 static void test_headers_response(void **state)
 {
     (void)state;
-    pt_config_t *c = load_filters("      - headers:\n"
-                                  "          response:\n"
-                                  "            add: { x-served-by: portico, x-id: \"${request_id}\" }\n"
-                                  "            remove: [ server ]\n"
-                                  "            rename: { x-powered-by: x-upstream-powered-by }\n");
+    pt_config_t *c =
+        load_filters("      - headers:\n"
+                     "          response:\n"
+                     "            add: { x-served-by: portico, x-id: \"${request_id}\" }\n"
+                     "            remove: [ server ]\n"
+                     "            rename: { x-powered-by: x-upstream-powered-by }\n");
     fake_t *f = fake_new("GET", "/users/1/", "h");
     pt_headers_t *rh = &f->req.resp_headers;
     pt_headers_add(rh, PT_STR("server"), PT_STR("nginx"));
@@ -172,8 +172,9 @@ static void test_headers_response(void **state)
 static void test_headers_no_injection(void **state)
 {
     (void)state;
-    pt_config_t *c = load_filters("      - headers:\n"
-                                  "          request: { set: { x-path: \"${path}\", x-ok: ok } }\n");
+    pt_config_t *c =
+        load_filters("      - headers:\n"
+                     "          request: { set: { x-path: \"${path}\", x-ok: ok } }\n");
     /* a path with CR/LF (the codecs refuse these; a variable must not smuggle them anyway) */
     fake_t *f = fake_new("GET", "/users/1/a\r\nx-evil: 1", "h");
     assert_int_equal(run_request(c->routes[0].chain[0], &f->req), PT_FILTER_CONTINUE);
@@ -186,8 +187,9 @@ static void test_headers_no_injection(void **state)
 static void test_headers_arena_limit(void **state)
 {
     (void)state;
-    pt_config_t *c = load_filters("      - headers:\n"
-                                  "          request: { set: { x-a: \"${path}${path}${path}\" } }\n");
+    pt_config_t *c =
+        load_filters("      - headers:\n"
+                     "          request: { set: { x-a: \"${path}${path}${path}\" } }\n");
     fake_t *f = fake_new("GET", "/users/1/", "h");
     pt_arena_destroy(f->req.arena);
     f->req.arena = pt_arena_new(256, 256);
@@ -246,9 +248,9 @@ static void test_rewrite_default_replace(void **state)
 static void test_rewrite_regex(void **state)
 {
     (void)state;
-    pt_config_t *c = load_filters(
-        "      - rewrite: { regex: \"^/users/(\\\\d+)/(?<rest>.*)$\", replace: \"/u/$1/${rest}/${1}$$\" }\n"
-        "      - rewrite: { regex: \"/x/\", replace: /y/ }\n");
+    pt_config_t *c = load_filters("      - rewrite: { regex: \"^/users/(\\\\d+)/(?<rest>.*)$\", "
+                                  "replace: \"/u/$1/${rest}/${1}$$\" }\n"
+                                  "      - rewrite: { regex: \"/x/\", replace: /y/ }\n");
     const pt_route_t *rt = &c->routes[0];
     fake_t *f = fake_new("GET", "/users/42/books/7", "h");
     assert_int_equal(run_request(rt->chain[0], &f->req), PT_FILTER_CONTINUE);

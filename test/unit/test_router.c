@@ -114,7 +114,8 @@ static void test_method_bits(void **state)
     assert_int_equal(pt_method_bit(PT_STR("OPTIONS")), PT_METHOD_OPTIONS);
     assert_int_equal(pt_method_bit(PT_STR("TRACE")), PT_METHOD_TRACE);
     assert_int_equal(pt_method_bit(PT_STR("CONNECT")), PT_METHOD_CONNECT);
-    assert_int_equal(pt_method_bit(PT_STR("get")), PT_METHOD_OTHER); /* methods are case-sensitive */
+    assert_int_equal(pt_method_bit(PT_STR("get")),
+                     PT_METHOD_OTHER); /* methods are case-sensitive */
     assert_int_equal(pt_method_bit(PT_STR("PROPFIND")), PT_METHOD_OTHER);
     assert_int_equal(pt_method_bit(PT_STR_NULL), PT_METHOD_OTHER);
 }
@@ -222,9 +223,9 @@ static void test_catch_all(void **state)
     assert_non_null(c);
     pt_arena_t *a = pt_arena_new(0, 0);
     pt_route_result_t r;
-    assert_int_equal(pt_router_match(c->router, PT_STR("BREW"), PT_STR_NULL, PT_STR("/any/thing"),
-                                     NULL, a, &r),
-                     0);
+    assert_int_equal(
+        pt_router_match(c->router, PT_STR("BREW"), PT_STR_NULL, PT_STR("/any/thing"), NULL, a, &r),
+        0);
     assert_ptr_equal(r.route, &c->routes[0]);
     pt_arena_destroy(a);
     pt_config_unref(c);
@@ -237,8 +238,8 @@ static void test_param_arena_limit(void **state)
     void *fill = pt_arena_alloc(tiny, 64);
     assert_non_null(fill);
     pt_route_result_t r;
-    int rc = pt_router_match(fx->c->router, PT_STR("GET"), PT_STR("x"),
-                             PT_STR("/users/1/books/2"), NULL, tiny, &r);
+    int rc = pt_router_match(fx->c->router, PT_STR("GET"), PT_STR("x"), PT_STR("/users/1/books/2"),
+                             NULL, tiny, &r);
     assert_int_equal(rc, PT_ERR_LIMIT);
     pt_arena_destroy(tiny);
 }

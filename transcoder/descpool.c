@@ -1133,6 +1133,17 @@ const pt_svcdesc_t *pt_descpool_service(const pt_descpool_t *p, const char *name
     return lookup(p, name, len, SYM_SERVICE);
 }
 
+/* FNV-1a as hash_name(), reading the byte at `alt` as a '.'. */
+static uint32_t hash_name_alt(const char *s, size_t n, size_t alt)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= i == alt ? (uint8_t)'.' : (uint8_t)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
 const pt_methoddesc_t *pt_descpool_method(const pt_descpool_t *p, const char *name, size_t len)
 {
     if (len > 0 && name[0] == '/') {
@@ -1142,12 +1153,18 @@ const pt_methoddesc_t *pt_descpool_method(const pt_descpool_t *p, const char *na
     const char *slash = memchr(name, '/', len);
     if (slash == NULL)
         return lookup(p, name, len, SYM_METHOD);
-    char buf[512];
-    if (len >= sizeof buf)
-        return NULL;
-    memcpy(buf, name, len);
-    buf[slash - name] = '.';
-    return lookup(p, buf, len, SYM_METHOD);
+    /* "pkg.Svc/Method": look "pkg.Svc.Method" up without copying the name */
+    size_t at = (size_t)(slash - name);
+    if (!p->built || p->syms == NULL || len > UINT32_MAX || memchr(slash + 1, '.', len - at - 1) != NULL)
+        return NULL; /* the slash must separate the service from the method name */
+    uint32_t h = hash_name_alt(name, len, at);
+    for (uint32_t i = h & p->sym_mask; p->syms[i].name != NULL; i = (i + 1) & p->sym_mask) {
+        const sym_t *s = &p->syms[i];
+        if (s->hash == h && s->len == len && s->kind == SYM_METHOD && s->name[at] == '.' &&
+            memcmp(s->name, name, at) == 0 && memcmp(s->name + at + 1, name + at + 1, len - at - 1) == 0)
+            return s->ptr;
+    }
+    return NULL;
 }
 
 const pt_msgdesc_t *pt_descpool_any_type(const pt_descpool_t *p, const char *url, size_t len)

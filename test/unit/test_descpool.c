@@ -180,6 +180,12 @@ static void test_services(void **state)
     assert_ptr_equal(pt_descpool_method(p, "pt.test.TestService/Get", 23), m);
     assert_ptr_equal(pt_descpool_method(p, "/pt.test.TestService/Get", 24), m);
     assert_null(pt_descpool_method(p, "pt.test.TestService/Nope", 24));
+    assert_null(pt_descpool_method(p, "pt.test/TestService.Get", 23)); /* the slash must be the last dot */
+    assert_null(pt_descpool_method(p, "pt.test.TestService", 19));     /* a service, not a method */
+    char longname[2000];
+    memset(longname, 'a', sizeof longname);
+    longname[600] = '/';
+    assert_null(pt_descpool_method(p, longname, sizeof longname));
     assert_string_equal(m->input->full_name, "pt.test.GetRequest");
     assert_string_equal(m->output->full_name, "pt.test.Nested");
     assert_ptr_equal(m->service, s);

@@ -421,6 +421,13 @@ static void proxy_start(pt_req_t *req, const void *vconf)
     req->handler_ctx = ctx;
     enter(ctx);
 
+    uint32_t mb = req->method_bit ? req->method_bit : pt_method_bit(req->method);
+    if (mb & PT_METHOD_CONNECT) { /* a tunnel, not a request: never forwarded as one */
+        pt__resp_fail(req, PT_ERR_METHOD, "CONNECT is not proxied");
+        finish(ctx);
+        leave(ctx);
+        return;
+    }
     if (via_hops(&req->headers) >= PROXY_MAX_HOPS) {
         loop_detected(req);
         finish(ctx);
@@ -439,7 +446,6 @@ static void proxy_start(pt_req_t *req, const void *vconf)
     if (build_upstream_headers(ctx) != 0 || pt_req_on_abort(req, on_client_abort, ctx) != 0)
         goto too_large;
 
-    uint32_t mb = req->method_bit ? req->method_bit : pt_method_bit(req->method);
     bool needs_body_framing = (mb & (PT_METHOD_POST | PT_METHOD_PUT | PT_METHOD_PATCH)) != 0;
     pt_upcall_req_t *up = &ctx->up;
     up->cluster = conf->cluster;

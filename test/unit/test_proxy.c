@@ -241,6 +241,10 @@ static void test_errors(void **state)
     assert_false(r.ended);
     pt_lb_resp_free(&r);
 
+    assert_int_equal(pt_lb_run(&lb, "CONNECT", "/x", NULL, NULL, 0, &r), 0);
+    check_error(&r, 405, "METHOD");
+    pt_lb_resp_free(&r);
+
     /* Still serving. */
     assert_int_equal(pt_lb_run(&lb, "GET", "/hello", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);

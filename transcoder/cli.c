@@ -147,6 +147,8 @@ static int do_list(const pt_descpool_t *pool, const pt_httprule_table_t *t, cons
                    size_t nsvc)
 {
     size_t shown = 0;
+    if (t == NULL)
+        printf("(HTTP bindings not shown: the route table has errors, listed on stderr)\n");
     for (size_t si = 0; si < pt_descpool_service_cnt(pool); si++) {
         const pt_svcdesc_t *s = pt_descpool_service_at(pool, si);
         if (!svc_selected(svcs, nsvc, s->full_name))
@@ -166,7 +168,7 @@ static int do_list(const pt_descpool_t *pool, const pt_httprule_table_t *t, cons
                     nb++;
                 }
             }
-            if (nb == 0)
+            if (nb == 0 && t != NULL)
                 printf("    (no HTTP binding)\n");
         }
     }

@@ -108,6 +108,8 @@ list)
   grep -q Bookstore "$T/onesvc.out" && fail "onesvc: Bookstore listed"
   contains onesvc "$T/onesvc.out" 'POST /admin:reset  body=*'
   run bad 1 "$BIN" -d "$BAD" --list
+  contains bad "$T/bad.out" '(HTTP bindings not shown: the route table has errors'
+  contains bad "$T/bad.out" 'rpc Fine(pt.badhttp.Req) returns (pt.badhttp.Req)  [unary]'
   contains bad "$T/bad.err" "pt.badhttp.Bad.BadTemplate: GET /v1/{name=**}/x: column 15: '**' must be the last segment"
   contains bad "$T/bad.err" 'pt.badhttp.Bad.UnknownBody: POST /v1/ub: body field "missing" is not a field of pt.badhttp.Req'
   [ "$(wc -l <"$T/bad.err")" -eq 6 ] || fail "bad: want 6 errors, got $(cat "$T/bad.err")"

@@ -472,6 +472,60 @@ static void test_ejection(void **state)
     assert_int_equal(fails, 5);
 }
 
+/* UP-2: a listener whose backlog is full never completes the handshake. */
+static int hanging_port(int *fds, size_t *nfds)
+{
+    int port;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t l = sizeof(a);
+    getsockname(lfd, (struct sockaddr *)&a, &l);
+    port = ntohs(a.sin_port);
+    fds[0] = lfd;
+    *nfds = 1;
+    /* Fill the accept queue (never accepted) until a connect no longer completes. */
+    for (int i = 0; i < 8; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fd, (struct sockaddr *)&a, sizeof(a));
+        struct pollfd p = {fd, POLLOUT, 0};
+        fds[(*nfds)++] = fd;
+        if (poll(&p, 1, 100) == 0)
+            break; /* this one hangs: the queue is full */
+    }
+    return port;
+}
+
+static void test_connect_hang(void **state)
+{
+    (void)state;
+    int fds[16];
+    size_t nfds;
+    int ports[2] = {hanging_port(fds, &nfds), E->a.port};
+    tcluster_t c;
+    cluster_init(&c, ports, 2);
+    c.cl.connect_timeout_ms = 200;
+    pt_upcall_req_t r = mkreq(&c.cl, "GET", "/hello");
+    tcall_t t = {0};
+    start_ok(&t, &r); /* the hanging endpoint first */
+    run(&t);
+    assert_int_equal(t.st, 0); /* retried elsewhere after the connect timeout */
+    tcall_free(&t);
+
+    tcluster_t only;
+    cluster_init(&only, ports, 1);
+    only.cl.connect_timeout_ms = 200;
+    pt_upcall_req_t r2 = mkreq(&only.cl, "GET", "/hello");
+    tcall_t t2 = {0};
+    start_ok(&t2, &r2);
+    run(&t2);
+    assert_int_equal(t2.st, PT_ERR_UNAVAILABLE); /* 503: nothing could be reached */
+    assert_string_equal(t2.reason, "upstream connect timeout");
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+}
+
 static void test_timeout_504(void **state)
 {
     (void)state;
@@ -917,6 +971,7 @@ int main(void)
         cmocka_unit_test(test_refused_failover),
         cmocka_unit_test(test_refused_all_503),
         cmocka_unit_test(test_ejection),
+        cmocka_unit_test(test_connect_hang),
         cmocka_unit_test(test_timeout_504),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_keepalive_reuse),

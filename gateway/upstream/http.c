@@ -184,6 +184,7 @@ typedef struct uph_worker {
     const pt_config_t *sized_for;
     bool h2c_no_reuse;         /* libcurl < 8.0: see configure_easy() */
     bool verbose;              /* PORTICO_CURL_VERBOSE set: libcurl traces to stderr (debugging) */
+    char *default_cainfo;      /* libcurl's built-in CA bundle path (restored on pooled handles) */
 } uph_worker_t;
 
 struct uph_sock {
@@ -794,14 +795,16 @@ static void size_pool(uph_worker_t *hw, const pt_cluster_t *cl)
     }
 }
 
-static void configure_easy(uph_call_t *c)
+/*
+ * Easy handles are pooled per worker and NOT curl_easy_reset() between calls
+ * (a reset frees and re-creates libcurl's per-handle state, a measurable
+ * part of a proxied request). So every option a call may change is set here
+ * each time, including back to its default; the fixed ones are set once
+ * when the handle is created (init_easy).
+ */
+static void init_easy(uph_worker_t *hw, CURL *e)
 {
-    CURL *e = c->easy;
-    const pt_upcall_req_t *r = c->r;
-    const pt_cluster_t *cl = r->cluster;
-
-    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
-    if (c->hw->verbose)
+    if (hw->verbose)
         curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -814,34 +817,60 @@ static void configure_easy(uph_call_t *c)
     curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     curl_easy_setopt(e, CURLOPT_HTTP_TRANSFER_DECODING, 1L);
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, hw);
+}
+
+static void configure_easy(uph_call_t *c)
+{
+    CURL *e = c->easy;
+    const pt_upcall_req_t *r = c->r;
+    const pt_cluster_t *cl = r->cluster;
+
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_READDATA, c);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
     curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, c->target);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
 
     long ver = CURL_HTTP_VERSION_1_1;
+    bool pipewait = false, fresh = false;
     if (cl->http2) {
         if (cl->endpoints[c->ep_idx].tls) {
             ver = CURL_HTTP_VERSION_2TLS; /* ALPN h2, else HTTP/1.1 */
-            curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L); /* wait to multiplex rather than open more */
+            pipewait = true;              /* wait to multiplex rather than open more */
         } else {
             ver = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
             /* libcurl before 8.0 breaks a reused prior-knowledge connection
              * ("Error in the HTTP2 framing layer", curl#10634, fixed in 8.0):
-             * there, every h2c exchange gets a connection of its own. */
-            if (c->hw->h2c_no_reuse) {
-                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L); /* nor multiplexed onto a live one */
-                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-            }
+             * there, every h2c exchange gets a connection of its own, not
+             * multiplexed onto a live one either. */
+            fresh = c->hw->h2c_no_reuse;
         }
     }
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, ver);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, pipewait ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, fresh ? 1L : 0L);
 
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cl->tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cl->tls_verify ? 2L : 0L);
-    if (cl->ca_file != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, cl->ca_file);
+    curl_easy_setopt(e, CURLOPT_CAINFO, cl->ca_file != NULL ? cl->ca_file : c->hw->default_cainfo);
 
+    /* Method and body: HTTPGET first puts the handle back to a plain GET. */
     bool is_head = pt_str_eq(r->method, PT_STR("HEAD"));
     bool upload = r->has_body || (r->content_length == 0 && !is_head);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)-1);
     if (is_head) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (upload) {
@@ -849,24 +878,9 @@ static void configure_easy(uph_call_t *c)
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
                          (curl_off_t)(r->has_body ? r->content_length : 0));
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
-    } else if (pt_str_eq(r->method, PT_STR("GET"))) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
+    } else if (!pt_str_eq(r->method, PT_STR("GET"))) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
     }
-
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(e, CURLOPT_READDATA, c);
-    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
-    curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, c->hw);
 }
 
 /** Points the handle at endpoint `idx` for one more attempt. False when time is up. */
@@ -920,7 +934,9 @@ static void free_call(uph_call_t *c)
         c->next->prev = c->prev;
     if (c->easy != NULL) {
         if (hw->easy_pool_cnt < EASY_POOL_MAX) {
-            curl_easy_reset(c->easy);
+            /* Options stay set (configure_easy sets all varying ones again);
+             * the header list it points to is freed below and replaced
+             * before the handle is used again. */
             hw->easy_pool[hw->easy_pool_cnt++] = c->easy;
         } else {
             curl_easy_cleanup(c->easy);
@@ -1157,6 +1173,7 @@ int pt__uphttp_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_c
         c->easy = curl_easy_init();
         if (c->easy == NULL)
             abort();
+        init_easy(hw, c->easy);
     }
     c->next = hw->calls;
     if (hw->calls != NULL)
@@ -1205,6 +1222,13 @@ int pt__uphttp_worker_init(pt_worker_t *w)
     curl_multi_setopt(hw->multi, CURLMOPT_TIMERDATA, hw);
     curl_multi_setopt(hw->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     hw->verbose = getenv("PORTICO_CURL_VERBOSE") != NULL;
+    CURL *probe = curl_easy_init();
+    if (probe != NULL) {
+        char *ca = NULL;
+        if (curl_easy_getinfo(probe, CURLINFO_CAINFO, &ca) == CURLE_OK && ca != NULL)
+            hw->default_cainfo = strdup(ca);
+        curl_easy_cleanup(probe);
+    }
     hw->h2c_no_reuse = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
     hw->maxconnects = MAXCONNECTS_MIN;
     curl_multi_setopt(hw->multi, CURLMOPT_MAXCONNECTS, hw->maxconnects);
@@ -1242,6 +1266,7 @@ void pt__uphttp_worker_dispose(pt_worker_t *w)
         }
     }
     free(hw->cursors);
+    free(hw->default_cainfo);
     free(hw);
     w->upstream_http = NULL;
 }

@@ -18,10 +18,9 @@ static const status_row_t rows[] = {
 
 static const status_row_t *row_of(int st)
 {
-    int i = st - PT__STATUS_FIRST - 1;
-    if (st >= 0 || i < 0 || (unsigned)i >= sizeof(rows) / sizeof(rows[0]))
+    if (st <= PT__STATUS_FIRST || st >= PT__STATUS_END)
         return NULL;
-    return &rows[i];
+    return &rows[st - PT__STATUS_FIRST - 1];
 }
 
 const char *pt_strerror(int st)

@@ -900,8 +900,8 @@ static int conv_single(jctx_t *c, const pt_fielddesc_t *fd, const pt_jtok_t *t, 
         if (fd->type == PT_FT_SFIXED64)
             return put_tag_fixed(c, fd->number, PT_WT_I64, u, notag);
         if (fd->type == PT_FT_SINT64) {
-            int64_t s = (int64_t)u;
-            u = (u << 1) ^ (uint64_t)(s >> 63);
+            /* zigzag without shifting a signed value: all ones when negative */
+            u = (u << 1) ^ (0 - (u >> 63));
         }
         return put_tag_varint(c, fd->number, PT_WT_VARINT, u, notag);
     case PT_FT_UINT64:

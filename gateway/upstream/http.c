@@ -17,6 +17,21 @@
  * libcurl; calls started or cancelled at depth > 0 are queued and applied when
  * the outermost libcurl call returns (after_curl). on_done always runs at
  * depth 0, from the completion queue, so it may start or cancel calls freely.
+ *
+ * Policy. Endpoints are picked round robin (a cursor per cluster per
+ * worker). A call moves to another endpoint when the connection cannot be
+ * made (refused, unresolvable, connect timeout), and, for idempotent
+ * requests, when the connection died before any response byte; never once a
+ * response byte arrived or a request body byte was taken from the caller, and
+ * at most `retries` times. EJECT_AFTER consecutive connect failures take an
+ * endpoint out for EJECT_MS (passive health); with every endpoint out, calls
+ * fail fast with PT_ERR_UNAVAILABLE. The timeout covers the whole exchange
+ * (the route's, else the cluster's), like Envoy's route timeout.
+ *
+ * libcurl 7.88 (Debian 12) cannot reuse an HTTP/2 prior-knowledge (h2c)
+ * connection (curl#10634, fixed in 8.0): on such versions each h2c exchange
+ * gets its own connection, which works but is slow; prefer HTTP/1.1 or h2
+ * over TLS to upstreams there.
  */
 #include "upstream/call_internal.h"
 

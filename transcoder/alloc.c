@@ -39,8 +39,7 @@ void pt_xbuf_init(pt_xbuf_t *b, const pt_allocator_t *a)
 
 void pt_xbuf_dispose(pt_xbuf_t *b)
 {
-    if (b->data != NULL)
-        b->a->free(b->a->ud, b->data);
+    pt_xfree(b->a, b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }

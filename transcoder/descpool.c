@@ -85,7 +85,7 @@ struct pt_descpool {
 static void *pca_alloc(void *ud, size_t n)
 {
     pt_descpool_t *p = ud;
-    void *r = p->a->alloc(p->a->ud, n);
+    void *r = pt_xalloc(p->a, n);
     if (r == NULL)
         p->oom = true;
     return r;
@@ -94,7 +94,7 @@ static void *pca_alloc(void *ud, size_t n)
 static void pca_free(void *ud, void *ptr)
 {
     pt_descpool_t *p = ud;
-    p->a->free(p->a->ud, ptr);
+    pt_xfree(p->a, ptr);
 }
 
 /* Bump allocation from the pool's arena; everything built lives until the pool dies. */
@@ -104,7 +104,7 @@ static void *arena_alloc(pt_descpool_t *p, size_t n)
     block_t *b = p->blocks;
     if (b == NULL || b->cap - b->used < n) {
         size_t cap = n > 16384 ? n : 16384;
-        b = p->a->alloc(p->a->ud, sizeof(block_t) + cap);
+        b = pt_xalloc(p->a, sizeof(block_t) + cap);
         if (b == NULL)
             return NULL;
         b->cap = cap;
@@ -166,7 +166,7 @@ int pt_descpool_new(const pt_allocator_t *a, pt_descpool_t **out, pt_xerr_t *err
 {
     if (a == NULL)
         a = pt_allocator_default();
-    pt_descpool_t *p = a->alloc(a->ud, sizeof *p);
+    pt_descpool_t *p = pt_xalloc(a, sizeof *p);
     if (p == NULL)
         return pt_xerr_set(err, PT_XERR_NOMEM, NULL, "out of memory");
     memset(p, 0, sizeof *p);
@@ -184,10 +184,8 @@ static void free_sets(pt_descpool_t *p)
 {
     for (size_t i = 0; i < p->set_cnt; i++)
         google__protobuf__file_descriptor_set__free_unpacked(p->sets[i], &p->pca);
-    if (p->sets)
-        p->a->free(p->a->ud, p->sets);
-    if (p->pend)
-        p->a->free(p->a->ud, p->pend);
+    pt_xfree(p->a, p->sets);
+    pt_xfree(p->a, p->pend);
     p->sets = NULL;
     p->pend = NULL;
     p->set_cnt = p->set_cap = p->pend_cnt = p->pend_cap = 0;
@@ -203,9 +201,9 @@ void pt_descpool_unref(pt_descpool_t *p)
     const pt_allocator_t *a = p->a;
     for (block_t *b = p->blocks, *next; b != NULL; b = next) {
         next = b->next;
-        a->free(a->ud, b);
+        pt_xfree(a, b);
     }
-    a->free(a->ud, p);
+    pt_xfree(a, p);
 }
 
 const pt_allocator_t *pt_descpool_allocator(const pt_descpool_t *p) { return p->a; }
@@ -282,7 +280,7 @@ static int same_contents(pt_descpool_t *p, const FileProto *x, const FileProto *
         *same = false;
         return 0;
     }
-    uint8_t *bx = p->a->alloc(p->a->ud, nx ? nx : 1), *by = p->a->alloc(p->a->ud, ny ? ny : 1);
+    uint8_t *bx = pt_xalloc(p->a, nx ? nx : 1), *by = pt_xalloc(p->a, ny ? ny : 1);
     int rc = PT_XERR_NOMEM;
     if (bx != NULL && by != NULL) {
         protobuf_c_message_pack(&x->base, bx);
@@ -290,10 +288,8 @@ static int same_contents(pt_descpool_t *p, const FileProto *x, const FileProto *
         *same = memcmp(bx, by, nx) == 0;
         rc = 0;
     }
-    if (bx)
-        p->a->free(p->a->ud, bx);
-    if (by)
-        p->a->free(p->a->ud, by);
+    pt_xfree(p->a, bx);
+    pt_xfree(p->a, by);
     return rc;
 }
 

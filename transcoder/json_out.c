@@ -1077,8 +1077,8 @@ int pt_pb_to_json(const pt_descpool_t *pool, const pt_msgdesc_t *m, const uint8_
     if (rc != 0)
         out->len = start;
     if (c.occ != c.occ_inline)
-        c.a->free(c.a->ud, c.occ);
+        pt_xfree(c.a, c.occ);
     if (c.words != c.words_inline)
-        c.a->free(c.a->ud, c.words);
+        pt_xfree(c.a, c.words);
     return rc;
 }

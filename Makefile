@@ -6,7 +6,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build build-asan test test-fast test-asan demo bench fuzz clean install
+.PHONY: all deps build build-asan test test-fast test-asan demo bench fuzz lint clean install
 
 all: build
 
@@ -42,6 +42,9 @@ fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DPORTICO_FUZZ=ON >/dev/null
 	cmake --build build-fuzz -j$(JOBS)
 	bash scripts/fuzz.sh build-fuzz
+
+lint: build
+	bash scripts/lint.sh $(BUILD)
 
 install: build
 	cmake --install $(BUILD)

@@ -66,7 +66,7 @@ static void on_request(struct evhttp_request *r, void *arg)
             reply_str(r, 500, "application/json", "{\"error\":{\"code\":\"INTERNAL\"}}\n");
             return;
         }
-        pt_metrics_shard_t **shards = calloc(s->worker_cnt + 1, sizeof(*shards));
+        pt_metrics_shard_t **shards = calloc(s->worker_cnt + 1, sizeof(pt_metrics_shard_t *));
         for (unsigned i = 0; i < s->worker_cnt; i++)
             shards[i] = s->workers[i]->metrics;
         pt_metrics_globals_t g = {0};

@@ -15,7 +15,7 @@
 #include "portico/status.h"
 
 #define ALIGN 16u
-#define MAX_BLOCK (64u * 1024u)
+#define MAX_BLOCK ((size_t)64 * 1024)
 
 typedef struct block {
     struct block *next;

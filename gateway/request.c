@@ -21,7 +21,7 @@
 #include "request.h"
 
 /* A request's arena may not grow past this: hostile growth becomes PT_ERR_LIMIT. */
-#define REQ_ARENA_LIMIT (16u * 1024u * 1024u)
+#define REQ_ARENA_LIMIT ((size_t)16 * 1024 * 1024)
 
 /* ---- request ids ------------------------------------------------------- */
 

@@ -635,7 +635,8 @@ static uint32_t key_hash(const ctx_t *c, const pt_fielddesc_t *k, uint32_t ko)
         }
         if (n > 0) {
             uint64_t w = 0;
-            memcpy(&w, p, n);
+            for (size_t j = 0; j < n; j++) /* not memcpy: a variable length becomes a call */
+                w |= (uint64_t)p[j] << (8 * j);
             h = (h ^ w) * mul;
         }
     } else {
@@ -674,6 +675,70 @@ static void prepend_key(ctx_t *c, const pt_fielddesc_t *k, uint32_t ko)
     prepend(c, kp.buf, kp.len);
 }
 
+/* Reads one value of wire type `wt` at p[*pos] (not a group); false when malformed. */
+static bool skip_value(const uint8_t *p, size_t end, size_t *pos, unsigned wt, size_t *vstart)
+{
+    uint64_t v;
+    *vstart = *pos;
+    switch (wt) {
+    case PT_WT_VARINT:
+        return read_varint(p, end, pos, &v);
+    case PT_WT_I64:
+    case PT_WT_I32: {
+        size_t w = wt == PT_WT_I32 ? 4 : 8;
+        if (end - *pos < w)
+            return false;
+        *pos += w;
+        return true;
+    }
+    case PT_WT_LEN:
+        if (!read_varint(p, end, pos, &v) || v > end - *pos)
+            return false;
+        *vstart = *pos;
+        *pos += (size_t)v;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/*
+ * Scans one map entry into the 4-word slot at `ht`. Entries are almost always
+ * exactly "key, value" with the expected wire types; that shape is taken
+ * directly, and anything else (other order, repeats, unknown fields, errors)
+ * goes through the general scan().
+ */
+static int scan_entry(ctx_t *c, const pt_msgdesc_t *e, uint32_t o, size_t ht)
+{
+    const uint8_t *p = c->base + c->occ[o].off;
+    const size_t end = c->occ[o].len;
+    const unsigned want[2] = {1u << 3 | e->fields[0]._wire_type, 2u << 3 | e->fields[1]._wire_type};
+    size_t omark = c->occ_len, pos = 0;
+    for (int k = 0; k < 2 && pos < end; k++) {
+        if (p[pos] != want[k]) {
+            if (k == 0 && p[pos] == want[1])
+                continue; /* no key: the value comes first */
+            goto general;
+        }
+        pos++;
+        size_t vstart;
+        uint32_t idx;
+        if (!skip_value(p, end, &pos, want[k] & 7, &vstart))
+            goto general;
+        int rc = push_occ(c, (uint32_t)(p + vstart - c->base), (uint32_t)(pos - vstart), (uint8_t)(want[k] & 7),
+                          &idx);
+        if (rc != 0)
+            return rc;
+        c->words[ht + (size_t)k] = c->words[ht + 2 + (size_t)k] = idx + 1;
+    }
+    if (pos == end)
+        return 0;
+general:
+    c->occ_len = omark;
+    memset(&c->words[ht], 0, 4 * sizeof(uint32_t));
+    return scan(c, e, o, true, ht);
+}
+
 /*
  * A map: every entry is scanned once into its own 4-word slot (head and tail
  * of the key and value chains). A hash table over the keys then marks every
@@ -684,34 +749,34 @@ static int emit_map(ctx_t *c, const pt_fielddesc_t *f, uint32_t head)
 {
     const pt_msgdesc_t *e = f->message;
     const pt_fielddesc_t *kf = &e->fields[0], *vf = &e->fields[1];
-    size_t cnt = 0;
-    for (uint32_t o = head; o != NONE; o = c->occ[o].next)
-        cnt++;
-    size_t tab_size = 4;
+    /* one 4-word slot per entry, pushed as the entries are scanned */
+    size_t slots = c->words_len, cnt = 0, at;
+    int rc = 0;
+    for (uint32_t o = head; rc == 0 && o != NONE; o = c->occ[o].next, cnt++)
+        if ((rc = push_words(c, 4, &at)) == 0)
+            rc = scan_entry(c, e, o, at);
+    /* then a hash table over the keys, when there is more than one: slots
+     * hold the entry index + 1 and the key's hash, compared first */
+    size_t tab_size = 4, tab = 0;
     while (tab_size < 2 * cnt)
         tab_size *= 2;
-    size_t slots, tab;
-    int rc = push_words(c, 4 * cnt, &slots);
-    if (rc == 0)
-        rc = push_words(c, cnt > 1 ? tab_size : 0, &tab);
-    size_t i = 0;
-    for (uint32_t o = head; rc == 0 && o != NONE; o = c->occ[o].next, i++) {
-        if ((rc = scan(c, e, o, true, slots + 4 * i)) != 0)
-            break;
-        if (cnt < 2)
-            break;
+    if (rc == 0 && cnt > 1)
+        rc = push_words(c, 2 * tab_size, &tab);
+    for (size_t i = 0; rc == 0 && cnt > 1 && i < cnt; i++) {
         uint32_t kt = c->words[slots + 4 * i + 2];
         uint32_t ko = kt ? kt - 1 : NONE;
-        for (size_t h = key_hash(c, kf, ko) & (tab_size - 1);; h = (h + 1) & (tab_size - 1)) {
-            uint32_t *slot = &c->words[tab + h];
-            if (*slot == 0) {
-                *slot = (uint32_t)i + 1;
+        uint32_t kh = key_hash(c, kf, ko);
+        for (size_t h = kh & (tab_size - 1);; h = (h + 1) & (tab_size - 1)) {
+            uint32_t *slot = &c->words[tab + 2 * h];
+            if (slot[0] == 0) {
+                slot[0] = (uint32_t)i + 1;
+                slot[1] = kh;
                 break;
             }
-            uint32_t pt = c->words[slots + 4 * (*slot - 1) + 2];
-            if (same_key(c, kf, pt ? pt - 1 : NONE, ko)) {
-                c->words[slots + 4 * (*slot - 1)] |= 0x80000000u; /* superseded */
-                *slot = (uint32_t)i + 1;
+            uint32_t pt = c->words[slots + 4 * (slot[0] - 1) + 2];
+            if (slot[1] == kh && same_key(c, kf, pt ? pt - 1 : NONE, ko)) {
+                c->words[slots + 4 * (slot[0] - 1)] |= 0x80000000u; /* superseded */
+                slot[0] = (uint32_t)i + 1;
                 break;
             }
         }
@@ -719,7 +784,7 @@ static int emit_map(ctx_t *c, const pt_fielddesc_t *f, uint32_t head)
     if (rc == 0)
         rc = putc_(c, '{');
     bool comma = false;
-    for (i = 0; rc == 0 && i < cnt; i++) {
+    for (size_t i = 0; rc == 0 && i < cnt; i++) {
         const uint32_t *w = &c->words[slots + 4 * i];
         if (w[0] & 0x80000000u)
             continue;

@@ -275,22 +275,7 @@ static void note_upstream(proxy_ctx_t *ctx)
 
 static void loop_detected(pt_req_t *req)
 {
-    req->fail_status = PT_ERR_UPSTREAM;
-    req->fail_reason = "forwarding loop detected (via)";
-    char *body = pt_arena_printf(req->arena,
-                                 "{\"error\":{\"code\":\"LOOP_DETECTED\",\"message\":\"forwarding loop "
-                                 "detected\",\"request_id\":\"%.*s\"}}\n",
-                                 (int)req->request_id.len, req->request_id.base);
-    if (body == NULL) {
-        pt__resp_fail(req, PT_ERR_UPSTREAM, "forwarding loop detected (via)");
-        return;
-    }
-    req->resp_status = 508;
-    pt_headers_init(&req->resp_headers, req->arena);
-    pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
-    req->resp_content_length = (int64_t)strlen(body);
-    pt__resp_head(req);
-    pt__resp_body(req, body, strlen(body), true);
+    pt__resp_fail(req, PT_ERR_LOOP_DETECTED, "forwarding loop detected (via)");
 }
 
 /* ---- upstream callbacks --------------------------------------------------- */

@@ -298,6 +298,52 @@ static void test_maps(void **state)
 #undef KV
 }
 
+/* Entries not in the usual "key, value" shape take the general path. */
+static void test_map_entry_shapes(void **state)
+{
+    (void)state;
+    reset_opts();
+    pbw_t w = {.n = 0}, e = {.n = 0};
+    pbw_v(&e, 2, 5); /* value first */
+    pbw_str(&e, 1, "v1");
+    pbw_msg(&w, 1, &e);
+    e.n = 0;
+    pbw_str(&e, 1, "x"); /* key repeated inside the entry: the last one counts */
+    pbw_str(&e, 1, "k2");
+    pbw_v(&e, 2, 6);
+    pbw_msg(&w, 1, &e);
+    e.n = 0;
+    pbw_str(&e, 1, "k3");
+    pbw_v(&e, 9, 1); /* an unknown field inside the entry */
+    pbw_v(&e, 2, 7);
+    pbw_msg(&w, 1, &e);
+    e.n = 0;
+    pbw_v(&e, 2, 8); /* value only */
+    pbw_msg(&w, 1, &e);
+    CONV("pt.test.Maps", &w, "{\"mStr\":{\"v1\":5,\"k2\":6,\"k3\":7,\"\":8}}");
+    /* a message value split in two occurrences is merged */
+    pbw_t m = {.n = 0}, v1 = {.n = 0}, v2 = {.n = 0};
+    e.n = 0;
+    pbw_v(&e, 1, 1);
+    pbw_str(&v1, 9, "a");
+    pbw_msg(&e, 2, &v1);
+    pbw_v(&v2, 5, 3);
+    pbw_msg(&e, 2, &v2);
+    pbw_msg(&m, 3, &e);
+    CONV("pt.test.Maps", &m, "{\"mInt64\":{\"1\":{\"fInt32\":3,\"fString\":\"a\"}}}");
+    /* malformed entries are errors with the map's path */
+    pbw_t bad = {.n = 0};
+    e.n = 0;
+    pbw_raw(&e, "\x0a\x05" "ab", 4); /* key length past the entry */
+    pbw_msg(&bad, 1, &e);
+    CONV_ERR("pt.test.Maps", &bad, PT_XERR_CORRUPT, "mStr", "past the end");
+    bad.n = 0;
+    e.n = 0;
+    pbw_v(&e, 1, 3); /* a string key sent as a varint */
+    pbw_msg(&bad, 1, &e);
+    CONV_ERR("pt.test.Maps", &bad, PT_XERR_CORRUPT, "mStr.key", "wrong wire type");
+}
+
 /* ---- well-known types ------------------------------------------------------------- */
 
 static void test_wkt(void **state)
@@ -695,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_last_wins_and_merge),
         cmocka_unit_test(test_oneofs),
         cmocka_unit_test(test_maps),
+        cmocka_unit_test(test_map_entry_shapes),
         cmocka_unit_test(test_wkt),
         cmocka_unit_test(test_struct_value),
         cmocka_unit_test(test_any),

@@ -144,7 +144,7 @@ pt_str_t pt__error_body(pt_req_t *req, int st, const char *detail)
     char det[512], rid[300];
     int http = pt_status_http(st);
     size_t dn = 0;
-    if (http >= 400 && http < 500 && detail != NULL)
+    if (http >= 400 && http < 500 && detail != NULL && strcmp(detail, pt_strerror(st)) != 0)
         dn = json_escape(det, sizeof(det), detail, strlen(detail));
     size_t rn = json_escape(rid, sizeof(rid), req->request_id.base != NULL ? req->request_id.base : "",
                             req->request_id.len);

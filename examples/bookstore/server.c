@@ -44,6 +44,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -131,8 +133,10 @@ struct worker {
     grpc_completion_queue *cq;
     call_t *timers;  /* armed timers, soonest first */
     call_t *watches; /* calls that want STEP_POLL (watch streams) */
-    size_t live_calls;
-    bool saw_shutdown;
+    /* Call structs alive, requested ones included. Main reads it at
+     * shutdown: a worker's cq may only be shut down once it is 0, because
+     * starting a batch on a shut-down cq is a fatal error in C core. */
+    atomic_size_t live_calls;
 };
 
 struct call {
@@ -244,6 +248,79 @@ static int reply(void *msg, grpc_byte_buffer **out)
     return 0;
 }
 
+/* Is [p, p+len) well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF)? */
+static bool utf8_valid(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 1, cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2, cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+/*
+ * proto3 requires string fields to hold UTF-8 and protobuf-c does not check
+ * it, so we do, walking the message through its descriptor (nested
+ * messages and map entries included). Otherwise a bad title would be stored
+ * and break every client that later reads it.
+ */
+static bool strings_valid(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m + f->offset;
+        size_t cnt = 1;
+        void *const *items = (void *const *)base;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            cnt = *(const size_t *)((const char *)m + f->quantifier_offset);
+            items = *(void *const *const *)base;
+        } else if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                   *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id) {
+            continue; /* another member of the oneof is set */
+        }
+        for (size_t k = 0; k < cnt; k++) {
+            if (items[k] == NULL)
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_STRING) {
+                if (!utf8_valid(items[k], strlen(items[k])))
+                    return false;
+            } else if (!strings_valid(items[k])) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Unpacks a request; NULL if it is missing, malformed or not valid UTF-8. */
 static ProtobufCMessage *parse(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
 {
     grpc_byte_buffer_reader r;
@@ -254,6 +331,10 @@ static ProtobufCMessage *parse(grpc_byte_buffer *bb, const ProtobufCMessageDescr
     ProtobufCMessage *m =
         protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
     grpc_slice_unref(s);
+    if (m != NULL && !strings_valid(m)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
     return m;
 }
 
@@ -368,7 +449,7 @@ static void call_free(call_t *c)
         grpc_call_details_destroy(&c->details);
     if (c->call != NULL)
         grpc_call_unref(c->call);
-    c->w->live_calls--;
+    atomic_fetch_sub(&c->w->live_calls, 1);
     free(c);
 }
 
@@ -1058,7 +1139,7 @@ static void request_call(worker_t *w, int method)
         c->tags[k].kind = (op_kind_t)k;
     }
     grpc_metadata_array_init(&c->req_md);
-    w->live_calls++;
+    atomic_fetch_add(&w->live_calls, 1);
 
     grpc_call_error e;
     if (method >= 0) {
@@ -1092,17 +1173,16 @@ static void run_timers(worker_t *w)
     }
 }
 
-/* Watch streams: report store changes; end them all once at shutdown. */
+/* Watch streams: report store changes; end them at shutdown (also those
+ * that start after the shutdown began). */
 static void poll_watches(worker_t *w)
 {
     bool shutdown = atomic_load(&w->app->shutting_down);
-    bool notice = shutdown && !w->saw_shutdown;
-    w->saw_shutdown = shutdown;
     for (call_t *c = w->watches, *next; c != NULL; c = next) {
         next = c->watch_next; /* c may leave the list */
         if (c->closed || c->finishing || c->sending)
             continue; /* a send in flight: OP_SEND sees the shutdown */
-        if (notice)
+        if (shutdown)
             finish_error(c, GRPC_STATUS_UNAVAILABLE, NULL, "the server is shutting down");
         else
             METHODS[c->method].step(c, STEP_POLL);
@@ -1136,8 +1216,9 @@ static void *worker_main(void *arg)
             poll_watches(w);
         }
     }
-    if (w->live_calls != 0)
-        fprintf(stderr, "bookstore-server: worker exits with %zu calls alive\n", w->live_calls);
+    if (atomic_load(&w->live_calls) != 0)
+        fprintf(stderr, "bookstore-server: worker exits with %zu calls alive\n",
+                atomic_load(&w->live_calls));
     return NULL;
 }
 
@@ -1209,6 +1290,7 @@ int main(int argc, char **argv)
     worker_t *workers = xcalloc((size_t)threads, sizeof(*workers));
     for (long i = 0; i < threads; i++) {
         workers[i].app = &app;
+        atomic_init(&workers[i].live_calls, 0);
         workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(app.server, workers[i].cq, NULL);
     }
@@ -1269,6 +1351,22 @@ int main(int argc, char **argv)
         grpc_completion_queue_next(shutdown_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     }
 
+    /* The notification may come while workers still hold calls with
+     * completions queued (and may start a last batch on them, e.g. a status
+     * after a failed read). Wait until every call is freed before shutting
+     * the workers' queues down. */
+    for (int waited_ms = 0;; waited_ms++) {
+        size_t alive = 0;
+        for (long i = 0; i < threads; i++)
+            alive += atomic_load(&workers[i].live_calls);
+        if (alive == 0)
+            break;
+        if (waited_ms == 10000) {
+            fprintf(stderr, "bookstore-server: %zu calls alive after shutdown\n", alive);
+            _exit(1);
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
     for (long i = 0; i < threads; i++)
         grpc_completion_queue_shutdown(workers[i].cq);
     for (long i = 0; i < threads; i++)

@@ -242,6 +242,15 @@ class TestUnary(Base):
         raw = ch.unary_unary("/bookstore.v1.Bookstore/GetShelf")
         e = self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, raw, b"\xff\xff\xff")
         self.assertIn("malformed", e.details())
+        # proto3 strings must be UTF-8: CreateShelf{shelf{theme: "\xff"}}, and an
+        # overlong encoding of "/" in a Chat message.
+        create = ch.unary_unary("/bookstore.v1.Bookstore/CreateShelf")
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, create, b"\x0a\x03\x12\x01\xff")
+        chat = ch.stream_stream("/bookstore.v1.Bookstore/Chat")
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, chat, iter([b"\x12\x02\xc0\xaf"]))
+        good = pb.CreateShelfRequest(shelf=pb.Shelf(theme=uniq("\u00e9t\u00e9 \U0001f4da")))
+        self.assertEqual(pb.Shelf.FromString(create(good.SerializeToString())).theme,
+                         good.shelf.theme)
         # The service still answers afterwards.
         self.assertEqual(raw(pb.GetShelfRequest(shelf=1).SerializeToString())[:2], b"\x08\x01")
 

@@ -919,6 +919,12 @@ static void bulk_step(call_t *c, step_t why)
     if (why != STEP_RECV)
         return;
     bs_error_t err;
+    /* A NULL message means the request stream ended: cleanly (the client
+     * half-closed) or not (it cancelled, the connection dropped). C core
+     * reports both the same way and tells them apart on request; a cut
+     * stream must not create anything. RECV_CLOSE will end the call. */
+    if (c->recv_buf == NULL && grpc_call_failed_before_recv_message(c->call))
+        return;
     if (c->recv_buf == NULL) { /* the client half-closed: commit */
         Bookstore__V1__BulkCreateBooksResponse *resp;
         if (bs_store_bulk_create(STORE(c), c->u.bulk.reqs, c->u.bulk.n, &resp, &err) < 0)
@@ -964,6 +970,8 @@ static void chat_step(call_t *c, step_t why)
         return recv_msg(c);
     if (why != STEP_RECV)
         return;
+    if (c->recv_buf == NULL && grpc_call_failed_before_recv_message(c->call))
+        return; /* cut off, not finished (see bulk_step) */
     if (c->recv_buf == NULL) /* the client is done */
         return finish(c, NULL, NULL);
     Bookstore__V1__ChatMessage *in =

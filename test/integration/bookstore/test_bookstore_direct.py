@@ -522,6 +522,29 @@ class TestDeadlinesAndCancellation(Base):
         self.assertEqual(self.stub.Echo(pb.EchoRequest(message="ok")).message, "ok")
         self.assertGreater(len(self.stub.ListShelves(pb.ListShelvesRequest()).shelves), 1)
 
+    def test_cut_bulk_stream_creates_nothing(self):
+        # A client stream that is cancelled or whose connection drops did
+        # not end: its books must not be created (C core reports both like
+        # a half-close; the server asks grpc_call_failed_before_recv_message).
+        s = self.new_shelf()
+        for i in range(10):
+            q = queue.Queue()
+            q.put(pb.CreateBookRequest(shelf=s.id, book=pb.Book(title="c%d" % i, author="a")))
+            f = self.stub.BulkCreateBooks.future(iter(q.get, None))
+            time.sleep(0.01 * (i % 3))
+            f.cancel()
+            q.put(None)
+
+            ch = SRV.channel()
+            q = queue.Queue()
+            q.put(pb.CreateBookRequest(shelf=s.id, book=pb.Book(title="d%d" % i, author="a")))
+            f = pb_grpc.BookstoreStub(ch).BulkCreateBooks.future(iter(q.get, None))
+            time.sleep(0.02)
+            ch.close()
+            q.put(None)
+        time.sleep(0.2)
+        self.assertEqual(list(self.stub.ListBooks(pb.ListBooksRequest(shelf=s.id)).books), [])
+
     def test_client_goes_away_mid_stream(self):
         ch = SRV.channel()
         stub = pb_grpc.BookstoreStub(ch)

@@ -31,6 +31,7 @@
 #include "router.h"
 #include "tls.h"
 #include "portico/status.h"
+#include "portico/transcoder/descpool.h"
 
 #define MAX_PLUGINS 64
 #define MAX_WORKERS 256 /* same bound as `portico -w` */
@@ -1154,7 +1155,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n)
 
 typedef struct top_raw {
     const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
-        *filters, *plugins;
+        *filters, *plugins, *descriptors;
     long long workers;
 } top_raw_t;
 
@@ -1169,8 +1170,113 @@ static const pt_conf_field_t top_fields[] = {
     {"routes", PT_CONF_T_NODE, offsetof(top_raw_t, routes), 0, 0, false, NULL},
     {"filters", PT_CONF_T_NODE, offsetof(top_raw_t, filters), 0, 0, false, NULL},
     {"plugins", PT_CONF_T_NODE, offsetof(top_raw_t, plugins), 0, 0, false, NULL},
+    {"descriptors", PT_CONF_T_NODE, offsetof(top_raw_t, descriptors), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
+
+/* ---- descriptors (gRPC) ------------------------------------------------------ */
+
+static void descpool_release(void *p)
+{
+    pt_descpool_unref(p);
+}
+
+/* Reads a whole file into malloc'd memory; NULL with errno on failure. */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *buf = malloc(cap);
+    while (buf != NULL) {
+        if (n == cap) {
+            uint8_t *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                errno = EFBIG;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        if (got == 0) {
+            if (ferror(f)) {
+                free(buf);
+                buf = NULL;
+                errno = EIO;
+            }
+            break;
+        }
+        n += got;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/*
+ * `descriptors: [ api.pb, ... ]`: binary FileDescriptorSets (paths relative to
+ * the config file) merged into one built pool per snapshot. A reload reads
+ * the files again, so new descriptor sets take effect with SIGHUP.
+ */
+static void load_descriptors(loader_t *L, const pt_conf_node_t *n)
+{
+    pt_conf_cx_t *cx = L->cx;
+    if (n->kind == PT_CONF_NULL)
+        return;
+    const pt_conf_node_t *one[1] = {n};
+    pt_conf_node_t *const *items = (pt_conf_node_t *const *)one;
+    size_t cnt = 1;
+    if (n->kind == PT_CONF_SEQ) {
+        items = n->items;
+        cnt = n->cnt;
+    } else if (n->kind != PT_CONF_SCALAR) {
+        pt_conf_error(cx, n, "descriptors: expected a list of descriptor set files (.pb)");
+        return;
+    }
+    if (cnt == 0)
+        return;
+    pt_descpool_t *pool = NULL;
+    pt_xerr_t xe;
+    if (pt_descpool_new(NULL, &pool, &xe) != 0) {
+        pt_conf_error(cx, n, "descriptors: out of memory");
+        return;
+    }
+    pt_conf_on_release(cx, descpool_release, pool);
+    unsigned before = pt_conf_error_count(cx);
+    for (size_t i = 0; i < cnt; i++) {
+        const char *raw = NULL;
+        if (pt_conf_get_str(cx, items[i], &raw) != 0)
+            continue;
+        const char *path = pt_conf_resolve_path(cx, items[i], raw);
+        size_t len = 0;
+        uint8_t *data = slurp(path, &len);
+        if (data == NULL) {
+            pt_conf_error(cx, items[i], "descriptor set %s: %s", path, strerror(errno));
+            continue;
+        }
+        pt_xerr_clear(&xe);
+        if (pt_descpool_add_set(pool, data, len, raw, &xe) != 0) {
+            char msg[PT_XERR_PATH_MAX + PT_XERR_MSG_MAX + 4];
+            pt_xerr_format(&xe, msg, sizeof(msg));
+            pt_conf_error(cx, items[i], "descriptor set %s: %s", raw, msg);
+        }
+        free(data);
+    }
+    if (pt_conf_error_count(cx) != before)
+        return;
+    pt_xerr_clear(&xe);
+    if (pt_descpool_build(pool, &xe) != 0) {
+        char msg[PT_XERR_PATH_MAX + PT_XERR_MSG_MAX + 4];
+        pt_xerr_format(&xe, msg, sizeof(msg));
+        pt_conf_error(cx, n, "descriptors: %s", msg);
+        return;
+    }
+    L->c->descpool = pool;
+}
 
 static void sort_by_priority(const pt_filter_t **v, size_t n)
 {
@@ -1214,6 +1320,8 @@ static void build(loader_t *L, const pt_conf_node_t *root)
         load_access_log(L, raw.access_log);
     if (raw.clusters != NULL)
         load_clusters(L, raw.clusters);
+    if (raw.descriptors != NULL)
+        load_descriptors(L, raw.descriptors);
 
     size_t gcnt = 0;
     const pt_filter_t **global = load_filter_list(L, raw.filters, &gcnt);

@@ -159,6 +159,8 @@ typedef struct pt_config {
     pt_filter_t **filters;         /* every instance, by slot */
     const pt_router_t *router;
     const char *redacted_json;     /* the config as JSON with secrets redacted, for /config */
+    void *descpool;                /* pt_descpool_t * of `descriptors:` (built), or NULL when none;
+                                      released with the snapshot */
     void *_private;                /* arena and release hooks (config.c) */
 } pt_config_t;
 

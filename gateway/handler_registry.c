@@ -11,10 +11,12 @@
 #include <string.h>
 
 extern const struct pt_handler_def pt_handler_proxy;
+extern const struct pt_handler_def pt_handler_grpc;
 extern const struct pt_handler_def pt_handler_respond;
 
 static const struct pt_handler_def *const handlers[] = {
     &pt_handler_proxy,
+    &pt_handler_grpc,
     &pt_handler_respond,
     NULL,
 };

@@ -5,6 +5,7 @@
  * this file only routes the public API of call.h to them.
  */
 #include "upstream/call_internal.h"
+#include "upstream/grpc.h"
 
 #include "portico/status.h"
 
@@ -53,5 +54,6 @@ int pt_upstream_worker_init(pt_worker_t *w)
 
 void pt_upstream_worker_dispose(pt_worker_t *w)
 {
+    pt__upgrpc_worker_dispose(w); /* grpc.c: cancels its calls, stops its completion thread */
     pt__uphttp_worker_dispose(w);
 }

@@ -1,0 +1,1252 @@
+/*
+ * grpc.c -- the `grpc` route handler: REST/JSON -> gRPC transcoding.
+ *
+ *   routes:
+ *     - grpc:
+ *         cluster: books
+ *         services: [ bookstore.v1.Bookstore ]     # default: every loaded service
+ *         metadata: { forward: [ authorization, x-request-id, "x-echo-*" ], prefix: "grpc-metadata-" }
+ *         header_bindings: { x-tenant: tenant_id }
+ *         stream_format: ndjson                    # json (default) | ndjson | sse
+ *
+ * start() dispatches on Content-Type (grpc.h): native gRPC and gRPC-Web go to
+ * their own part; everything else is REST, handled here:
+ *
+ *   1. route: the google.api.http bindings of the loaded descriptors
+ *      (pt_httprule_match): 404 / 405 + Allow / 400 for a bad path;
+ *   2. body: 415 unless JSON (HttpBody bodies excepted); 413 is the core's
+ *      (route max_body); client-streaming methods take the body as
+ *      newline-delimited JSON messages, sent to the backend as they arrive;
+ *   3. request message: path variables + query + body + header bindings
+ *      (pt_httprule_transcode_request): 400 with a google.rpc.Status carrying
+ *      a BadRequest field violation per problem;
+ *   4. the call (upstream/grpc.h): unary methods in one gRPC batch; metadata
+ *      from the allowed headers, deadline from the route or grpc-timeout;
+ *   5. response: JSON of the message (or its response_body field; HttpBody
+ *      raw), gRPC status -> HTTP status (pt_grpc_code_http), errors as
+ *      google.rpc.Status JSON with the details of grpc-status-details-bin
+ *      rendered through the pool; metadata back as `<prefix><key>` headers.
+ *      Server streaming: JSON array / NDJSON / SSE chosen from Accept, each
+ *      message written as it arrives, the head held until the first message
+ *      so an early failure keeps its HTTP status, a later one becomes a
+ *      final error element/event. One upstream message is requested at a
+ *      time and none while the client's output is over its buffer limit.
+ */
+#include "handlers/grpc.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "handler.h"
+#include "observe.h"
+#include "portico/status.h"
+
+/* Bytes read from the request body queue per pt__req_body_read() call. */
+#define BODY_CHUNK 16384
+
+/* ---- config --------------------------------------------------------------- */
+
+static const pt_conf_field_t grpc_fields[] = {
+    {"cluster", PT_CONF_T_STR, offsetof(pt_grpc_conf_t, cluster_name), 0, 0, true, NULL},
+    {"services", PT_CONF_T_STRLIST, offsetof(pt_grpc_conf_t, services), 0, 0, false, NULL},
+    {"emit_defaults", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, emit_defaults), 0, 0, false, NULL},
+    {"proto_names", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, proto_names), 0, 0, false, NULL},
+    {"enums_as_ints", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, enums_as_ints), 0, 0, false, NULL},
+    {"ignore_unknown", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, ignore_unknown), 0, 0, false,
+     NULL},
+    {"default_bindings", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, default_bindings), 0, 0, false,
+     NULL},
+    {"timeout", PT_CONF_T_DURATION, offsetof(pt_grpc_conf_t, timeout_ms), 1, 0, false, NULL},
+    {"metadata", PT_CONF_T_NODE, offsetof(pt_grpc_conf_t, metadata), 0, 0, false, NULL},
+    {"header_bindings", PT_CONF_T_STRMAP, offsetof(pt_grpc_conf_t, header_bindings), 0, 0, false,
+     NULL},
+    {"stream_format", PT_CONF_T_STR, offsetof(pt_grpc_conf_t, stream_format), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+typedef struct md_raw {
+    pt_conf_strlist_t forward;
+    const char *prefix;
+} md_raw_t;
+
+static const pt_conf_field_t md_fields[] = {
+    {"forward", PT_CONF_T_STRLIST, offsetof(md_raw_t, forward), 0, 0, false, NULL},
+    {"prefix", PT_CONF_T_STR, offsetof(md_raw_t, prefix), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+static char *lower_dup(pt_conf_cx_t *cx, const char *s)
+{
+    char *d = pt_conf_strdup(cx, s, strlen(s));
+    for (char *p = d; *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return d;
+}
+
+/* Header names Portico or gRPC own: never forwarded as metadata. */
+static bool reserved_md(const char *n)
+{
+    static const char *const names[] = {"content-type", "te", "host", "connection",
+                                        "transfer-encoding", "content-length", "user-agent",
+                                        "keep-alive", "upgrade", "proxy-connection", NULL};
+    if (n[0] == ':' || strncmp(n, "grpc-", 5) == 0)
+        return true;
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcmp(n, names[i]) == 0)
+            return true;
+    return false;
+}
+
+static int grpc_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf)
+{
+    pt_grpc_conf_t *conf = vconf;
+    if (node == NULL || node->kind != PT_CONF_MAP)
+        return pt_conf_error(cx, node, "grpc: expected a map like { cluster: NAME }");
+    /* fields were parsed by the table (def->fields); defaults for what was not given */
+    conf->md_prefix = "grpc-metadata-";
+    static const char *const def_forward[] = {"authorization", "x-request-id"};
+    conf->md_forward = (const char **)def_forward;
+    conf->md_forward_cnt = 2;
+    if (conf->metadata != NULL) {
+        md_raw_t raw = {0};
+        if (conf->metadata->kind != PT_CONF_MAP)
+            return pt_conf_error(cx, conf->metadata,
+                                 "metadata: expected a map { forward: [...], prefix: ... }");
+        if (pt_conf_parse_fields(cx, conf->metadata, md_fields, &raw) != 0)
+            return PT_ERR_INVALID;
+        const pt_conf_node_t *fn = pt_conf_map_get(conf->metadata, "forward");
+        if (fn != NULL) {
+            conf->md_forward = pt_conf_alloc(cx, (raw.forward.cnt + 1) * sizeof(char *));
+            conf->md_forward_cnt = 0;
+            for (size_t i = 0; i < raw.forward.cnt; i++) {
+                const char *n = lower_dup(cx, raw.forward.v[i]);
+                size_t len = strlen(n);
+                bool star = len > 0 && n[len - 1] == '*';
+                pt_str_t bare = {n, star ? len - 1 : len};
+                const pt_conf_node_t *at = fn->kind == PT_CONF_SEQ ? fn->items[i] : fn;
+                if (bare.len == 0 || !pt_header_name_valid(bare, true) ||
+                    memchr(bare.base, '*', bare.len) != NULL) {
+                    pt_conf_error(cx, at, "metadata.forward: bad header name '%s'", n);
+                    continue;
+                }
+                if (reserved_md(n)) {
+                    pt_conf_error(cx, at,
+                                  "metadata.forward: '%s' is reserved (gRPC or HTTP framing)", n);
+                    continue;
+                }
+                conf->md_forward[conf->md_forward_cnt++] = n;
+            }
+        }
+        if (raw.prefix != NULL) {
+            pt_str_t p = pt_str_c(raw.prefix);
+            if (p.len != 0 && !pt_header_name_valid(p, true))
+                pt_conf_error(cx, pt_conf_map_get(conf->metadata, "prefix"),
+                              "metadata.prefix: '%s' is not a valid header name prefix",
+                              raw.prefix);
+            conf->md_prefix = lower_dup(cx, raw.prefix);
+        }
+    }
+    for (size_t i = 0; i < conf->header_bindings.cnt; i++) {
+        pt_conf_kv_t *kv = &conf->header_bindings.v[i];
+        const pt_conf_node_t *hb = pt_conf_map_get(node, "header_bindings");
+        if (!pt_header_name_valid(pt_str_c(kv->key), true))
+            pt_conf_error(cx, hb, "header_bindings: bad header name '%s'", kv->key);
+        if (kv->value[0] == '\0' || strspn(kv->value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO"
+                                                      "PQRSTUVWXYZ0123456789_.") !=
+                                        strlen(kv->value))
+            pt_conf_error(cx, hb, "header_bindings: '%s' is not a field path", kv->value);
+        kv->key = lower_dup(cx, kv->key);
+    }
+    conf->fmt = PT_GRPC_FMT_JSON;
+    if (conf->stream_format != NULL) {
+        if (strcmp(conf->stream_format, "json") == 0)
+            conf->fmt = PT_GRPC_FMT_JSON;
+        else if (strcmp(conf->stream_format, "ndjson") == 0)
+            conf->fmt = PT_GRPC_FMT_NDJSON;
+        else if (strcmp(conf->stream_format, "sse") == 0)
+            conf->fmt = PT_GRPC_FMT_SSE;
+        else
+            pt_conf_error(cx, pt_conf_map_get(node, "stream_format"),
+                          "stream_format: expected json, ndjson or sse, got '%s'",
+                          conf->stream_format);
+    }
+    conf->jopts.emit_defaults = conf->emit_defaults;
+    conf->jopts.proto_names = conf->proto_names;
+    conf->jopts.enums_as_ints = conf->enums_as_ints;
+    conf->jopts.ignore_unknown = conf->ignore_unknown;
+    return pt_conf_error_count(cx) == 0 ? 0 : PT_ERR_INVALID;
+}
+
+static int grpc_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf,
+                           const pt_config_t *config)
+{
+    pt_grpc_conf_t *conf = vconf;
+    const pt_conf_node_t *at = pt_conf_map_get(node, "cluster");
+    conf->cluster = pt_config_cluster(config, conf->cluster_name);
+    if (conf->cluster == NULL)
+        return pt_conf_error(cx, at, "grpc: unknown cluster '%s'", conf->cluster_name);
+    if (conf->cluster->protocol != PT_PROTO_GRPC)
+        return pt_conf_error(cx, at, "grpc: cluster '%s' is not a grpc cluster (protocol: grpc)",
+                             conf->cluster_name);
+    const char *why = NULL;
+    if (pt_grpc_upstream_new(conf->cluster, &conf->upstream, &why) != 0)
+        return pt_conf_error(cx, at, "grpc: cluster '%s': %s", conf->cluster_name, why);
+    conf->pool = config->descpool;
+    if (conf->pool == NULL)
+        return pt_conf_error(cx, node,
+                             "grpc: no descriptors loaded (add a top-level `descriptors: [ "
+                             "api.pb ]`)");
+    pt_httprule_opts_t ro = {0};
+    ro.services = conf->services.cnt != 0 ? conf->services.v : NULL;
+    ro.service_cnt = conf->services.cnt;
+    ro.add_default_bindings = conf->default_bindings;
+    pt_xerrs_t *errs = calloc(1, sizeof(*errs));
+    if (errs == NULL)
+        return pt_conf_error(cx, node, "grpc: out of memory");
+    int rc = pt_httprule_table_new(conf->pool, &ro, &conf->table, errs);
+    if (rc != 0) {
+        const pt_conf_node_t *sn = pt_conf_map_get(node, "services");
+        for (size_t i = 0; i < errs->cnt; i++) {
+            char msg[PT_XERR_PATH_MAX + PT_XERR_MSG_MAX + 4];
+            pt_xerr_format(&errs->items[i], msg, sizeof(msg));
+            pt_conf_error(cx, rc == PT_XERR_NOT_FOUND && sn != NULL ? sn : node, "grpc: %s", msg);
+        }
+        if (errs->cnt == 0)
+            pt_conf_error(cx, node, "grpc: cannot build the HTTP bindings (%s)", pt_xerr_name(rc));
+        conf->table = NULL;
+    }
+    free(errs);
+    return rc == 0 ? 0 : PT_ERR_INVALID;
+}
+
+static void grpc_conf_dispose(void *vconf)
+{
+    pt_grpc_conf_t *conf = vconf;
+    pt_httprule_table_free(conf->table);
+    conf->table = NULL;
+    pt_grpc_upstream_free(conf->upstream);
+    conf->upstream = NULL;
+}
+
+/* ---- shared helpers (grpc.h) ------------------------------------------------ */
+
+size_t pt__grpc_b64_encode(const uint8_t *in, size_t len, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0, i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = tab[(v >> 6) & 63];
+        out[o++] = tab[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
+        out[o++] = tab[v >> 18];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+    return o;
+}
+
+static int b64_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+long pt__grpc_b64_decode(const char *in, size_t len, uint8_t *out)
+{
+    while (len > 0 && in[len - 1] == '=')
+        len--;
+    if (len % 4 == 1)
+        return -1;
+    size_t o = 0;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_val(in[i]);
+        if (v < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+static bool md_allowed(const pt_grpc_conf_t *conf, pt_str_t name)
+{
+    for (size_t i = 0; i < conf->md_forward_cnt; i++) {
+        const char *f = conf->md_forward[i];
+        size_t fl = strlen(f);
+        if (fl > 0 && f[fl - 1] == '*') {
+            if (name.len >= fl - 1 && memcmp(name.base, f, fl - 1) == 0)
+                return true;
+        } else if (name.len == fl && memcmp(name.base, f, fl) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t **md, size_t *cnt)
+{
+    const pt_headers_t *h = &req->headers;
+    pt_header_t *v = pt_arena_alloc(req->arena, (h->cnt + 1) * sizeof(*v));
+    if (v == NULL)
+        return PT_ERR_LIMIT;
+    size_t n = 0;
+    bool want_id = md_allowed(conf, PT_STR("x-request-id"));
+    for (size_t i = 0; i < h->cnt; i++) {
+        pt_str_t name = h->v[i].name, value = h->v[i].value;
+        if (pt_str_eq(name, PT_STR("x-request-id")) || !md_allowed(conf, name))
+            continue;
+        char nz[64];
+        if (name.len < sizeof(nz)) {
+            memcpy(nz, name.base, name.len);
+            nz[name.len] = '\0';
+            if (reserved_md(nz))
+                continue;
+        }
+        if (pt_str_has_isuffix(name, PT_STR("-bin"))) {
+            uint8_t *raw = pt_arena_alloc(req->arena, value.len / 4 * 3 + 3);
+            if (raw == NULL)
+                return PT_ERR_LIMIT;
+            long dl = pt__grpc_b64_decode(value.base, value.len, raw);
+            if (dl < 0)
+                continue; /* not base64: not forwardable */
+            value = (pt_str_t){(const char *)raw, (size_t)dl};
+        }
+        v[n++] = (pt_header_t){name, value};
+    }
+    if (want_id && req->request_id.len > 0)
+        v[n++] = (pt_header_t){PT_STR("x-request-id"), req->request_id};
+    *md = v;
+    *cnt = n;
+    return 0;
+}
+
+uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf)
+{
+    uint64_t ms = conf->timeout_ms;
+    if (ms == 0 && req->route.route != NULL)
+        ms = req->route.route->timeout_ms;
+    if (ms == 0)
+        ms = conf->cluster->timeout_ms;
+    uint64_t client;
+    pt_str_t gt = pt_headers_get(&req->headers, PT_STR("grpc-timeout"));
+    if (gt.base != NULL && pt_grpc_timeout_parse(gt, &client) == 0 && (ms == 0 || client < ms))
+        ms = client;
+    return ms != 0 ? ms : 1;
+}
+
+/* ---- per-request state ---------------------------------------------------------- */
+
+typedef struct rest_ctx {
+    pt_grpc_ctx_base_t base;
+    pt_req_t *req;
+    const pt_grpc_conf_t *conf;
+    const pt_httpbinding_t *binding;
+    const pt_methoddesc_t *method;
+    pt_httprule_match_t match;
+    pt_grpc_call_t *call;
+    pt_xbuf_t in;            /* request body (unary) or NDJSON line buffer (client streaming) */
+    pt_xbuf_t pb;            /* request message */
+    pt_xbuf_t out;           /* response JSON */
+    pt_xbuf_t frame;         /* one streamed element with its framing */
+    pt_str_t out_type;       /* content type of `out` */
+    pt_grpc_fmt_t fmt;
+    pt_headers_t up_headers; /* response metadata, as headers, until the head goes out */
+    uint64_t t0_ns;
+    size_t msgs_out;         /* streamed messages written */
+    size_t lines_in;         /* NDJSON request messages sent */
+    bool stream_req, stream_resp;
+    bool got_message;        /* the single response message is in `out` */
+    bool bad_response;       /* a response message did not transcode */
+    bool want_recv;          /* the next message waits for on_writable */
+    bool body_eof;           /* all of the request body was read */
+    bool send_busy;
+    bool closed;             /* half-close sent */
+    bool call_done;
+    unsigned busy;
+    bool finish_pending, finished;
+} rest_ctx_t;
+
+static void finish(rest_ctx_t *ctx)
+{
+    if (ctx->finished)
+        return;
+    if (ctx->busy > 0) {
+        ctx->finish_pending = true;
+        return;
+    }
+    ctx->finished = true;
+    pt__req_handler_done(ctx->req); /* may free req and ctx */
+}
+
+static void enter(rest_ctx_t *ctx)
+{
+    ctx->busy++;
+}
+
+static void leave(rest_ctx_t *ctx)
+{
+    if (--ctx->busy == 0 && ctx->finish_pending) {
+        ctx->finish_pending = false;
+        finish(ctx);
+    }
+}
+
+static void stop_call(rest_ctx_t *ctx)
+{
+    if (ctx->call != NULL) {
+        pt_grpc_call_t *c = ctx->call;
+        ctx->call = NULL;
+        pt_grpc_call_cancel(c);
+    }
+}
+
+static void ctx_cleanup(void *data)
+{
+    rest_ctx_t *ctx = data;
+    stop_call(ctx);
+    pt_xbuf_dispose(&ctx->in);
+    pt_xbuf_dispose(&ctx->pb);
+    pt_xbuf_dispose(&ctx->out);
+    pt_xbuf_dispose(&ctx->frame);
+}
+
+static void on_client_abort(void *data)
+{
+    rest_ctx_t *ctx = data;
+    stop_call(ctx);
+    finish(ctx);
+}
+
+static bool gone(const rest_ctx_t *ctx)
+{
+    return ctx->req->aborted || ctx->req->resp_ended;
+}
+
+/* ---- answers ------------------------------------------------------------------ */
+
+/* Sends a complete response; `body` is copied by the codec. */
+static void reply(rest_ctx_t *ctx, int http, pt_str_t type, const void *body, size_t len)
+{
+    pt_req_t *req = ctx->req;
+    req->resp_status = http;
+    req->resp_content_length = (int64_t)len;
+    pt_headers_set(&req->resp_headers, PT_STR("content-type"), type);
+    pt__resp_head(req);
+    pt__resp_body(req, body, len, true);
+}
+
+/* A google.rpc.Status error made by Portico itself (no upstream status). */
+static void reply_status(rest_ctx_t *ctx, int http, int code, const char *msg,
+                         const pt_xerrs_t *errs)
+{
+    pt_req_t *req = ctx->req;
+    pt_xbuf_reset(&ctx->out);
+    if (pt_httprule_status_json(code, msg, errs, &ctx->out) != 0) {
+        pt__resp_fail(req, PT_ERR_NOMEM, "cannot render the error");
+        return;
+    }
+    if (http >= 500 && req->fail_status == 0) {
+        req->fail_status = http == 504 ? PT_ERR_TIMEOUT
+                           : http == 503 ? PT_ERR_UNAVAILABLE
+                           : http == 502 ? PT_ERR_UPSTREAM : PT_ERR_INTERNAL;
+        req->fail_reason = msg;
+    }
+    reply(ctx, http, PT_STR("application/json"), ctx->out.data, ctx->out.len);
+}
+
+/*
+ * The JSON of an upstream failure: the google.rpc.Status of
+ * grpc-status-details-bin rendered through the pool (its details are Any
+ * messages), else code + message.
+ */
+static int status_json(rest_ctx_t *ctx, int code, pt_str_t details, const uint8_t *bin,
+                       size_t bin_len, pt_xbuf_t *out)
+{
+    const pt_descpool_t *pool = ctx->conf->pool;
+    if (bin != NULL) {
+        const pt_msgdesc_t *st = pt_descpool_message(pool, "google.rpc.Status", 17);
+        pt_xerr_t xe;
+        if (st != NULL && pt_pb_to_json(pool, st, bin, bin_len, NULL, out, &xe) == 0)
+            return 0;
+    }
+    char msg[1024];
+    size_t n = details.len < sizeof(msg) - 1 ? details.len : sizeof(msg) - 1;
+    memcpy(msg, details.base, n);
+    msg[n] = '\0';
+    return pt_httprule_status_json(code, n != 0 ? msg : pt_grpc_code_name(code), NULL, out);
+}
+
+/* Response metadata -> `<prefix><key>` headers (binary values base64). */
+static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t *md, size_t cnt)
+{
+    pt_req_t *req = ctx->req;
+    pt_str_t prefix = pt_str_c(ctx->conf->md_prefix);
+    for (size_t i = 0; i < cnt; i++) {
+        pt_str_t k = md[i].name, v = md[i].value;
+        if (k.len == 0 || k.base[0] == ':' || pt_str_has_prefix(k, PT_STR("grpc-")) ||
+            pt_str_eq(k, PT_STR("content-type")) || pt_str_eq(k, PT_STR("te")))
+            continue;
+        char *name = pt_arena_alloc(req->arena, prefix.len + k.len);
+        if (name == NULL)
+            return;
+        memcpy(name, prefix.base, prefix.len);
+        memcpy(name + prefix.len, k.base, k.len);
+        pt_str_t n = {name, prefix.len + k.len};
+        if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
+            char *b = pt_arena_alloc(req->arena, (v.len + 2) / 3 * 4 + 1);
+            if (b == NULL)
+                return;
+            v = (pt_str_t){b, pt__grpc_b64_encode((const uint8_t *)v.base, v.len, b)};
+            pt_headers_add_nocopy(dst, n, v);
+        } else if (pt_header_value_valid(v)) {
+            pt_headers_add(dst, n, v); /* copied: the slices die with the callback */
+        }
+    }
+}
+
+static void send_error(rest_ctx_t *ctx, int code, pt_str_t details, const uint8_t *bin,
+                       size_t bin_len)
+{
+    pt_req_t *req = ctx->req;
+    pt_xbuf_reset(&ctx->out);
+    if (status_json(ctx, code, details, bin, bin_len, &ctx->out) != 0) {
+        pt__resp_fail(req, PT_ERR_INTERNAL, "cannot render the upstream status");
+        return;
+    }
+    int http = pt_grpc_code_http(code);
+    if (http >= 500 && req->fail_status == 0) {
+        req->fail_status = http == 504 ? PT_ERR_TIMEOUT
+                           : http == 503 ? PT_ERR_UNAVAILABLE : PT_ERR_UPSTREAM;
+        req->fail_reason = "upstream gRPC error status";
+    }
+    reply(ctx, http, PT_STR("application/json"), ctx->out.data, ctx->out.len);
+}
+
+/* ---- server streaming output ---------------------------------------------------- */
+
+static pt_grpc_fmt_t pick_format(const pt_req_t *req, pt_grpc_fmt_t dflt)
+{
+    pt_str_t a = pt_headers_get(&req->headers, PT_STR("accept"));
+    if (a.base == NULL)
+        return dflt;
+    /* the first type mentioned wins; anything else keeps the route's default */
+    for (size_t i = 0; i < a.len; i++) {
+        pt_str_t rest = {a.base + i, a.len - i};
+        if (rest.len >= 20 && strncasecmp(rest.base, "application/x-ndjson", 20) == 0)
+            return PT_GRPC_FMT_NDJSON;
+        if (rest.len >= 17 && strncasecmp(rest.base, "text/event-stream", 17) == 0)
+            return PT_GRPC_FMT_SSE;
+        if (rest.len >= 16 && strncasecmp(rest.base, "application/json", 16) == 0)
+            return PT_GRPC_FMT_JSON;
+    }
+    return dflt;
+}
+
+static pt_str_t fmt_type(pt_grpc_fmt_t f)
+{
+    return f == PT_GRPC_FMT_NDJSON ? PT_STR("application/x-ndjson")
+           : f == PT_GRPC_FMT_SSE  ? PT_STR("text/event-stream")
+                                   : PT_STR("application/json");
+}
+
+static void stream_head(rest_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    req->resp_status = 200;
+    req->resp_content_length = -1;
+    pt_headers_set(&req->resp_headers, PT_STR("content-type"), fmt_type(ctx->fmt));
+    if (ctx->fmt == PT_GRPC_FMT_SSE)
+        pt_headers_set(&req->resp_headers, PT_STR("cache-control"), PT_STR("no-cache"));
+    for (size_t i = 0; i < ctx->up_headers.cnt; i++)
+        pt_headers_add_nocopy(&req->resp_headers, ctx->up_headers.v[i].name,
+                              ctx->up_headers.v[i].value);
+    pt__resp_head(req);
+}
+
+/* Writes one streamed element (a message's JSON, or an error Status as `{"error":...}`). */
+static void stream_write(rest_ctx_t *ctx, const uint8_t *json, size_t len, bool is_error, bool end)
+{
+    pt_req_t *req = ctx->req;
+    pt_xbuf_t *b = &ctx->frame;
+    pt_xbuf_reset(b);
+    int rc = 0;
+    switch (ctx->fmt) {
+    case PT_GRPC_FMT_JSON:
+        rc |= pt_xbuf_puts(b, ctx->msgs_out == 0 ? "[" : ",");
+        if (is_error)
+            rc |= pt_xbuf_puts(b, "{\"error\":");
+        rc |= pt_xbuf_append(b, json, len);
+        if (is_error)
+            rc |= pt_xbuf_puts(b, "}");
+        if (end)
+            rc |= pt_xbuf_puts(b, "]");
+        break;
+    case PT_GRPC_FMT_NDJSON:
+        if (is_error)
+            rc |= pt_xbuf_puts(b, "{\"error\":");
+        rc |= pt_xbuf_append(b, json, len);
+        rc |= pt_xbuf_puts(b, is_error ? "}\n" : "\n");
+        break;
+    case PT_GRPC_FMT_SSE:
+        rc |= pt_xbuf_puts(b, is_error ? "event: error\ndata: " : "data: ");
+        rc |= pt_xbuf_append(b, json, len);
+        rc |= pt_xbuf_puts(b, "\n\n");
+        break;
+    }
+    ctx->msgs_out++;
+    if (rc != 0)
+        pt__resp_fail(req, PT_ERR_NOMEM, "stream buffer");
+    else
+        pt__resp_body(req, b->data, b->len, end);
+}
+
+static void stream_end(rest_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    if (ctx->fmt == PT_GRPC_FMT_JSON)
+        pt__resp_body(req, ctx->msgs_out == 0 ? "[]" : "]", ctx->msgs_out == 0 ? 2 : 1, true);
+    else
+        pt__resp_body(req, NULL, 0, true);
+}
+
+/* ---- upstream callbacks -------------------------------------------------------- */
+
+static void up_on_headers(void *ud, const pt_header_t *md, size_t cnt)
+{
+    rest_ctx_t *ctx = ud;
+    add_md_headers(ctx, &ctx->up_headers, md, cnt);
+}
+
+static void request_next(rest_ctx_t *ctx)
+{
+    if (ctx->call == NULL || gone(ctx))
+        return;
+    if (pt__resp_blocked(ctx->req)) {
+        ctx->want_recv = true; /* on_writable resumes */
+        return;
+    }
+    ctx->want_recv = false;
+    pt_grpc_call_recv(ctx->call);
+}
+
+static void up_on_message(void *ud, const uint8_t *data, size_t len)
+{
+    rest_ctx_t *ctx = ud;
+    pt_req_t *req = ctx->req;
+    if (data == NULL || ctx->bad_response)
+        return; /* end of stream: on_done follows */
+    enter(ctx);
+    pt_xbuf_t *out = &ctx->out;
+    pt_xbuf_reset(out);
+    pt_httprule_str_t ct = {0};
+    pt_xerr_t xe;
+    int rc = pt_httprule_transcode_response(ctx->conf->table, ctx->binding, data, len,
+                                            &ctx->conf->jopts, out, &ct, &xe);
+    if (rc != 0) {
+        /* JP-7: the backend sent something that is not its declared message. */
+        ctx->bad_response = true;
+        req->fail_reason = "upstream sent an undecodable message";
+        if (!ctx->stream_resp || ctx->msgs_out == 0) {
+            stop_call(ctx);
+            reply_status(ctx, 502, PT_GRPC_INTERNAL, "upstream sent an invalid response message",
+                         NULL);
+        } else {
+            static const char err[] =
+                "{\"code\":13,\"message\":\"upstream sent an invalid response message\"}";
+            stop_call(ctx);
+            stream_write(ctx, (const uint8_t *)err, sizeof(err) - 1, true,
+                         ctx->fmt == PT_GRPC_FMT_JSON);
+            if (ctx->fmt != PT_GRPC_FMT_JSON)
+                pt__resp_body(req, NULL, 0, true);
+        }
+        finish(ctx);
+        leave(ctx);
+        return;
+    }
+    if (!ctx->stream_resp) {
+        ctx->got_message = true;
+        ctx->out_type = ct.len != 0 ? pt_arena_strdup(req->arena, (pt_str_t){ct.p, ct.len})
+                                    : PT_STR("application/json");
+        if (ctx->out_type.base == NULL)
+            ctx->out_type = PT_STR("application/octet-stream");
+        leave(ctx);
+        return;
+    }
+    if (!req->resp_started)
+        stream_head(ctx);
+    if (!gone(ctx))
+        stream_write(ctx, out->data, out->len, false, false);
+    if (gone(ctx)) {
+        stop_call(ctx);
+        finish(ctx);
+    } else {
+        request_next(ctx);
+    }
+    leave(ctx);
+}
+
+static void up_on_done(void *ud, int code, pt_str_t details, const pt_header_t *trailers,
+                       size_t cnt, const uint8_t *bin, size_t bin_len)
+{
+    rest_ctx_t *ctx = ud;
+    pt_req_t *req = ctx->req;
+    enter(ctx);
+    ctx->call = NULL; /* freed by the upstream layer after we return */
+    ctx->call_done = true;
+    req->upstream_ns = pt_now_ns() - ctx->t0_ns;
+    if (gone(ctx) || ctx->bad_response) {
+        finish(ctx);
+        leave(ctx);
+        return;
+    }
+    if (!req->resp_started) {
+        /* Unary answer, or a stream that ended before its first message. */
+        for (size_t i = 0; i < ctx->up_headers.cnt; i++)
+            pt_headers_add_nocopy(&req->resp_headers, ctx->up_headers.v[i].name,
+                                  ctx->up_headers.v[i].value);
+        add_md_headers(ctx, &req->resp_headers, trailers, cnt);
+        if (code != PT_GRPC_OK) {
+            send_error(ctx, code, details, bin, bin_len);
+        } else if (ctx->stream_resp) {
+            req->resp_status = 200;
+            req->resp_content_length = -1;
+            pt_headers_set(&req->resp_headers, PT_STR("content-type"), fmt_type(ctx->fmt));
+            pt__resp_head(req);
+            stream_end(ctx);
+        } else if (!ctx->got_message) {
+            reply_status(ctx, 502, PT_GRPC_INTERNAL, "upstream sent no response message", NULL);
+        } else {
+            reply(ctx, 200, ctx->out_type, ctx->out.data, ctx->out.len);
+        }
+    } else {
+        /* Streaming, head out: trailers as HTTP trailers, errors as a last element. */
+        add_md_headers(ctx, &req->resp_trailers, trailers, cnt);
+        if (code != PT_GRPC_OK) {
+            pt_xbuf_reset(&ctx->out);
+            if (status_json(ctx, code, details, bin, bin_len, &ctx->out) != 0) {
+                pt__resp_fail(req, PT_ERR_INTERNAL, "cannot render the upstream status");
+            } else {
+                req->fail_reason = "upstream gRPC error mid-stream";
+                stream_write(ctx, ctx->out.data, ctx->out.len, true, ctx->fmt == PT_GRPC_FMT_JSON);
+                if (ctx->fmt != PT_GRPC_FMT_JSON)
+                    pt__resp_body(req, NULL, 0, true);
+            }
+        } else {
+            stream_end(ctx);
+        }
+    }
+    finish(ctx);
+    leave(ctx);
+}
+
+/* ---- client streaming: NDJSON request body -> messages ---------------------------- */
+
+static void pump_body(rest_ctx_t *ctx);
+
+static void up_on_sent(void *ud, bool ok)
+{
+    rest_ctx_t *ctx = ud;
+    enter(ctx);
+    ctx->send_busy = false;
+    if (ok)
+        pump_body(ctx);
+    leave(ctx);
+}
+
+static bool is_blank(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return false;
+    return true;
+}
+
+/* A request line did not convert: the call is over, the client hears why. */
+static void bad_line(rest_ctx_t *ctx, pt_xerrs_t *errs)
+{
+    stop_call(ctx);
+    pt_req_t *req = ctx->req;
+    if (!req->resp_started) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "request message %zu is invalid", ctx->lines_in + 1);
+        reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT, msg, errs);
+    } else {
+        pt_xbuf_t b;
+        pt_xbuf_init(&b, NULL);
+        if (pt_httprule_status_json(PT_GRPC_INVALID_ARGUMENT, NULL, errs, &b) == 0)
+            stream_write(ctx, b.data, b.len, true, ctx->fmt == PT_GRPC_FMT_JSON);
+        if (ctx->fmt != PT_GRPC_FMT_JSON || b.len == 0)
+            pt__resp_body(req, NULL, 0, true);
+        pt_xbuf_dispose(&b);
+    }
+    finish(ctx);
+}
+
+/*
+ * Sends the next complete line of the body as a message (one send at a
+ * time), reading more body as needed; half-closes after the last one.
+ */
+static void pump_body(rest_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    while (ctx->call != NULL && !ctx->send_busy && !ctx->closed && !gone(ctx)) {
+        pt_xbuf_t *in = &ctx->in;
+        uint8_t *nl = in->len != 0 ? memchr(in->data, '\n', in->len) : NULL;
+        size_t line_len = nl != NULL ? (size_t)(nl - in->data) : in->len;
+        if (nl == NULL && !ctx->body_eof) {
+            char buf[BODY_CHUNK];
+            bool eof = false;
+            size_t n = pt__req_body_read(req, buf, sizeof(buf), &eof);
+            if (gone(ctx)) /* a request-body filter failed and answered */
+                break;
+            if (n != 0 && pt_xbuf_append(in, buf, n) != 0) {
+                stop_call(ctx);
+                reply_status(ctx, 413, PT_GRPC_RESOURCE_EXHAUSTED, "request message too large",
+                             NULL);
+                finish(ctx);
+                return;
+            }
+            if (eof)
+                ctx->body_eof = true;
+            if (n == 0 && !eof)
+                return; /* on_body resumes */
+            continue;
+        }
+        if (nl == NULL && line_len == 0) { /* body over, nothing left */
+            ctx->closed = true;
+            ctx->send_busy = true;
+            if (pt_grpc_call_close(ctx->call) != 0)
+                ctx->send_busy = false;
+            return;
+        }
+        size_t consumed = nl != NULL ? line_len + 1 : line_len;
+        if (is_blank(in->data, line_len)) {
+            memmove(in->data, in->data + consumed, in->len - consumed);
+            in->len -= consumed;
+            continue;
+        }
+        pt_xbuf_reset(&ctx->pb);
+        pt_xerrs_t errs;
+        pt_xerrs_clear(&errs);
+        int rc = pt_json_to_pb_errs(ctx->conf->pool, ctx->method->input, (const char *)in->data,
+                                    line_len, &ctx->conf->jopts, &ctx->pb, &errs);
+        if (rc != 0) {
+            bad_line(ctx, &errs);
+            return;
+        }
+        memmove(in->data, in->data + consumed, in->len - consumed);
+        in->len -= consumed;
+        ctx->lines_in++;
+        bool last = ctx->body_eof && in->len == 0;
+        ctx->send_busy = true;
+        if (last)
+            ctx->closed = true;
+        static const uint8_t empty[1];
+        if (pt_grpc_call_send(ctx->call, ctx->pb.len ? ctx->pb.data : empty, ctx->pb.len, last) !=
+            0) {
+            ctx->send_busy = false;
+            return;
+        }
+    }
+}
+
+/* ---- unary request: whole body -> message -> call ---------------------------------- */
+
+static bool json_type(pt_str_t ct)
+{
+    pt_str_t t = ct;
+    const char *semi = memchr(t.base, ';', t.len);
+    if (semi != NULL)
+        t.len = (size_t)(semi - t.base);
+    t = pt_str_trim_ows(t);
+    return pt_str_ieq(t, PT_STR("application/json")) || pt_str_has_isuffix(t, PT_STR("+json")) ||
+           pt_str_ieq(t, PT_STR("application/x-ndjson")) ||
+           pt_str_ieq(t, PT_STR("application/jsonl"));
+}
+
+/* Appends the header bindings of the route (x-tenant -> tenant_id) to ctx->pb. */
+static int bind_headers(rest_ctx_t *ctx, pt_xerrs_t *errs)
+{
+    const pt_grpc_conf_t *conf = ctx->conf;
+    if (conf->header_bindings.cnt == 0)
+        return 0;
+    pt_json_binding_t b[16];
+    size_t n = 0;
+    for (size_t i = 0; i < conf->header_bindings.cnt && n < 16; i++) {
+        const pt_conf_kv_t *kv = &conf->header_bindings.v[i];
+        pt_str_t v = pt_headers_get(&ctx->req->headers, pt_str_c(kv->key));
+        if (v.base == NULL)
+            continue;
+        /* Only for methods whose request has that field (first path segment). */
+        const char *dot = strchr(kv->value, '.');
+        size_t seg = dot != NULL ? (size_t)(dot - kv->value) : strlen(kv->value);
+        if (pt_msgdesc_field_by_name(ctx->method->input, kv->value, seg) == NULL)
+            continue;
+        b[n++] = (pt_json_binding_t){kv->value, strlen(kv->value), NULL, 0, v.base, v.len};
+    }
+    if (n == 0)
+        return 0;
+    return pt_json_to_pb_bind(conf->pool, ctx->method->input, NULL, NULL, 0, b, n, &conf->jopts,
+                              &ctx->pb, errs);
+}
+
+static const pt_grpc_call_cbs_t call_cbs = {
+    .on_headers = up_on_headers,
+    .on_message = up_on_message,
+    .on_sent = up_on_sent,
+    .on_done = up_on_done,
+};
+
+static void start_call(rest_ctx_t *ctx, bool unary_req)
+{
+    pt_req_t *req = ctx->req;
+    pt_header_t *md = NULL;
+    size_t md_cnt = 0;
+    if (pt__grpc_request_md(req, ctx->conf, &md, &md_cnt) != 0) {
+        pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large");
+        finish(ctx);
+        return;
+    }
+    const char *full = ctx->method->full_name; /* "pkg.Svc.Method" -> "/pkg.Svc/Method" */
+    size_t fl = strlen(full);
+    char *path = pt_arena_alloc(req->arena, fl + 2);
+    if (path == NULL) {
+        pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large");
+        finish(ctx);
+        return;
+    }
+    path[0] = '/';
+    memcpy(path + 1, full, fl);
+    char *dot = strrchr(path, '.');
+    if (dot != NULL)
+        *dot = '/';
+    static const uint8_t empty[1];
+    pt_grpc_call_req_t r = {
+        .upstream = ctx->conf->upstream,
+        .method = {path, fl + 1},
+        .md = md,
+        .md_cnt = md_cnt,
+        .timeout_ms = pt__grpc_deadline_ms(req, ctx->conf),
+        .msg = unary_req ? (ctx->pb.len ? ctx->pb.data : empty) : NULL,
+        .msg_len = unary_req ? ctx->pb.len : 0,
+        .close = unary_req,
+        .unary = unary_req && !ctx->stream_resp,
+    };
+    ctx->t0_ns = pt_now_ns();
+    int rc = pt_grpc_call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);
+    if (rc != 0) {
+        ctx->call = NULL;
+        reply_status(ctx, pt_status_http(rc), pt_status_grpc(rc),
+                     rc == PT_ERR_UNAVAILABLE ? "no upstream available" : "upstream call failed",
+                     NULL);
+        finish(ctx);
+        return;
+    }
+    req->upstream_addr = pt_grpc_call_endpoint(ctx->call);
+    if (!r.unary)
+        pt_grpc_call_recv(ctx->call);
+    if (!unary_req) {
+        ctx->send_busy = true; /* the initial-metadata batch */
+    }
+}
+
+/* The whole body is in ctx->in: build the message and call. */
+static void body_complete(rest_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    pt_xerrs_t *errs = pt_arena_alloc(req->arena, sizeof(*errs));
+    if (errs == NULL) {
+        pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large");
+        finish(ctx);
+        return;
+    }
+    pt_xerrs_clear(errs);
+    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    char ctz[256];
+    const char *ctp = NULL;
+    if (ct.base != NULL && ct.len < sizeof(ctz)) {
+        memcpy(ctz, ct.base, ct.len);
+        ctz[ct.len] = '\0';
+        ctp = ctz;
+    }
+    const uint8_t *body = ctx->in.len != 0 ? ctx->in.data : NULL;
+    int rc = pt_httprule_transcode_request(ctx->conf->table, &ctx->match, body, ctx->in.len, ctp,
+                                           req->query.base, req->query.len, &ctx->conf->jopts,
+                                           &ctx->pb, errs);
+    if (rc == 0)
+        rc = bind_headers(ctx, errs);
+    if (rc != 0) {
+        if (rc == PT_XERR_NOMEM) {
+            pt__resp_fail(req, PT_ERR_NOMEM, "transcoding");
+        } else if (rc == PT_XERR_LIMIT && errs->cnt == 0) {
+            reply_status(ctx, 413, PT_GRPC_RESOURCE_EXHAUSTED, "request too large to transcode",
+                         NULL);
+        } else {
+            req->fail_status = PT_ERR_INVALID;
+            req->fail_reason = "request does not match the method's input";
+            reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT, NULL, errs);
+        }
+        finish(ctx);
+        return;
+    }
+    start_call(ctx, true);
+}
+
+/* Reads queued body bytes into ctx->in; calls body_complete() at the end. */
+static void read_body(rest_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    while (!ctx->body_eof && !gone(ctx)) {
+        char buf[BODY_CHUNK];
+        bool eof = false;
+        size_t n = pt__req_body_read(req, buf, sizeof(buf), &eof);
+        if (gone(ctx))
+            break;
+        if (n != 0 && pt_xbuf_append(&ctx->in, buf, n) != 0) {
+            reply_status(ctx, 413, PT_GRPC_RESOURCE_EXHAUSTED, "request body too large", NULL);
+            finish(ctx);
+            return;
+        }
+        if (eof) {
+            ctx->body_eof = true;
+            body_complete(ctx);
+            return;
+        }
+        if (n == 0)
+            return; /* on_body resumes */
+    }
+    if (gone(ctx))
+        finish(ctx);
+}
+
+/* ---- dispatch of the REST part ---------------------------------------------------- */
+
+static void rest_on_body(pt_req_t *req)
+{
+    rest_ctx_t *ctx = (rest_ctx_t *)req->handler_ctx;
+    if (ctx->finished)
+        return;
+    enter(ctx);
+    if (ctx->stream_req) {
+        if (ctx->call != NULL)
+            pump_body(ctx);
+    } else if (!ctx->body_eof) {
+        read_body(ctx);
+    }
+    leave(ctx);
+}
+
+static void rest_on_writable(pt_req_t *req)
+{
+    rest_ctx_t *ctx = (rest_ctx_t *)req->handler_ctx;
+    if (ctx->finished || !ctx->want_recv)
+        return;
+    enter(ctx);
+    request_next(ctx);
+    leave(ctx);
+}
+
+static void allow_header(pt_req_t *req, unsigned bits)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } m[] = {{PT_HTTP_M_GET, "GET"},       {PT_HTTP_M_HEAD, "HEAD"},
+             {PT_HTTP_M_POST, "POST"},     {PT_HTTP_M_PUT, "PUT"},
+             {PT_HTTP_M_PATCH, "PATCH"},   {PT_HTTP_M_DELETE, "DELETE"},
+             {PT_HTTP_M_OPTIONS, "OPTIONS"}};
+    char buf[64];
+    size_t o = 0;
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        if (!(bits & m[i].bit))
+            continue;
+        size_t l = strlen(m[i].name);
+        if (o != 0) {
+            memcpy(buf + o, ", ", 2);
+            o += 2;
+        }
+        memcpy(buf + o, m[i].name, l);
+        o += l;
+    }
+    if (o != 0)
+        pt_headers_set(&req->resp_headers, PT_STR("allow"), (pt_str_t){buf, o});
+}
+
+static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
+{
+    rest_ctx_t *ctx = pt_arena_zalloc(req->arena, sizeof(*ctx));
+    if (ctx == NULL || pt_arena_defer(req->arena, ctx_cleanup, ctx) != 0) {
+        pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
+        pt__req_handler_done(req);
+        return;
+    }
+    ctx->base.on_body = rest_on_body;
+    ctx->base.on_writable = rest_on_writable;
+    ctx->req = req;
+    ctx->conf = conf;
+    pt_xbuf_init(&ctx->in, NULL);
+    pt_xbuf_init(&ctx->pb, NULL);
+    pt_xbuf_init(&ctx->out, NULL);
+    pt_xbuf_init(&ctx->frame, NULL);
+    pt_headers_init(&ctx->up_headers, req->arena);
+    req->handler_ctx = ctx;
+    enter(ctx);
+    if (pt_req_on_abort(req, on_client_abort, ctx) != 0) {
+        pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
+        goto done;
+    }
+
+    size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
+    char *scratch = pt_arena_alloc(req->arena, slen);
+    if (scratch == NULL) {
+        pt__resp_fail(req, PT_ERR_URI_TOO_LONG, "path too long");
+        goto done;
+    }
+    pt_pathmatch_status_t ms =
+        pt_httprule_match(conf->table, req->method.base, req->method.len, req->path.base,
+                          req->path.len, NULL, scratch, slen, &ctx->match);
+    switch (ms) {
+    case PT_PATHMATCH_OK:
+        break;
+    case PT_PATHMATCH_NOT_FOUND:
+        req->fail_status = PT_ERR_NOT_FOUND;
+        req->fail_reason = "no gRPC binding matches";
+        reply_status(ctx, 404, PT_GRPC_NOT_FOUND, "no method is bound to this path", NULL);
+        goto done;
+    case PT_PATHMATCH_METHOD:
+        req->fail_status = PT_ERR_METHOD;
+        req->fail_reason = "gRPC binding exists for other methods";
+        allow_header(req, ctx->match.path.allowed);
+        reply_status(ctx, 405, PT_GRPC_UNIMPLEMENTED, "method not allowed for this path", NULL);
+        goto done;
+    case PT_PATHMATCH_LIMIT:
+        reply_status(ctx, 414, PT_GRPC_RESOURCE_EXHAUSTED, "path has too many segments", NULL);
+        goto done;
+    default:
+        reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT,
+                     ctx->match.path.reason != NULL ? ctx->match.path.reason : "bad path", NULL);
+        goto done;
+    }
+    ctx->binding = ctx->match.binding;
+    ctx->method = ctx->binding->method;
+    ctx->stream_req = ctx->method->client_streaming;
+    ctx->stream_resp = ctx->method->server_streaming;
+    ctx->fmt = pick_format(req, conf->fmt);
+    ctx->in.limit = req->route.route != NULL && req->route.route->max_body != 0
+                        ? req->route.route->max_body
+                        : req->config->limits.max_body;
+
+    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    if (ct.base != NULL && req->expect_body && !ctx->binding->request_is_httpbody &&
+        (ctx->stream_req || ctx->binding->body_kind != PT_HTTPBODY_NONE) && !json_type(ct)) {
+        req->fail_status = PT_ERR_MEDIA_TYPE;
+        req->fail_reason = "not a JSON body";
+        reply_status(ctx, 415, PT_GRPC_INVALID_ARGUMENT,
+                     "unsupported content type (expected application/json)", NULL);
+        goto done;
+    }
+    if (ctx->stream_req) {
+        start_call(ctx, false);
+        if (!ctx->finished && ctx->call != NULL)
+            pump_body(ctx);
+    } else {
+        read_body(ctx);
+    }
+    leave(ctx);
+    return;
+done: /* answered locally */
+    finish(ctx);
+    leave(ctx);
+}
+
+/* ---- native gRPC / gRPC-Web placeholders ------------------------------------------------
+ *
+ * PLACEHOLDER until handlers/grpc_native.c exists: native gRPC passthrough and
+ * gRPC-Web are answered 501. Whoever adds grpc_native.c deletes these two
+ * functions (the declarations in grpc.h stay) and adds the file to
+ * PT_CORE_SOURCES_GRPC. No weak symbols on purpose: a duplicate definition
+ * must fail the link, not silently pick one.
+ */
+void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf)
+{
+    (void)conf;
+    pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "native gRPC passthrough not implemented yet");
+    pt__req_handler_done(req);
+}
+
+void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf)
+{
+    (void)conf;
+    pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "gRPC-Web not implemented yet");
+    pt__req_handler_done(req);
+}
+
+/* ---- the handler ------------------------------------------------------------------------ */
+
+static void grpc_start(pt_req_t *req, const void *vconf)
+{
+    const pt_grpc_conf_t *conf = vconf;
+    req->handler_ctx = NULL;
+    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    if (ct.base != NULL && pt_str_has_prefix(ct, PT_STR("application/grpc"))) {
+        pt_str_t rest = {ct.base + 16, ct.len - 16};
+        if (pt_str_has_prefix(rest, PT_STR("-web")))
+            pt__grpc_web_start(req, conf);
+        else if (rest.len == 0 || rest.base[0] == '+' || rest.base[0] == ';')
+            pt__grpc_passthrough_start(req, conf);
+        else
+            rest_start(req, conf);
+        return;
+    }
+    rest_start(req, conf);
+}
+
+static void grpc_on_body(pt_req_t *req)
+{
+    const pt_grpc_ctx_base_t *b = req->handler_ctx;
+    if (b != NULL && b->on_body != NULL)
+        b->on_body(req);
+}
+
+static void grpc_on_writable(pt_req_t *req)
+{
+    const pt_grpc_ctx_base_t *b = req->handler_ctx;
+    if (b != NULL && b->on_writable != NULL)
+        b->on_writable(req);
+}
+
+const pt_handler_def_t pt_handler_grpc = {
+    .name = "grpc",
+    .conf_size = sizeof(pt_grpc_conf_t),
+    .fields = grpc_fields,
+    .parse_conf = grpc_parse_conf,
+    .check_conf = grpc_check_conf,
+    .conf_dispose = grpc_conf_dispose,
+    .start = grpc_start,
+    .on_body = grpc_on_body,
+    .on_writable = grpc_on_writable,
+};

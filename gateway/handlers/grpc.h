@@ -1,0 +1,110 @@
+/*
+ * grpc.h -- the `grpc` route handler, shared between its parts (private).
+ *
+ *   descriptors: [ bookstore.pb ]
+ *   clusters:
+ *     - { name: books, protocol: grpc, endpoints: [ "127.0.0.1:50051" ] }
+ *   routes:
+ *     - grpc: { cluster: books }
+ *
+ * One route serves a gRPC cluster three ways; start() looks at the request's
+ * Content-Type and hands it to one of them:
+ *
+ *   application/grpc-web*   pt__grpc_web_start()          (handlers/grpc_native.c)
+ *   application/grpc*       pt__grpc_passthrough_start()  (handlers/grpc_native.c)
+ *   anything else           REST/JSON transcoding          (handlers/grpc.c)
+ *
+ * Each part keeps its per-request state in req->handler_ctx, in a struct
+ * whose FIRST member is a pt_grpc_ctx_base_t: the handler's on_body and
+ * on_writable entry points (the route has one handler_def) forward to the
+ * functions found there. A part that does not need one leaves it NULL.
+ *
+ * Everything in pt_grpc_conf_t is built at load time (check_conf) and is
+ * read-only afterwards; the upstream's channels are created on first use.
+ */
+#ifndef PT_GATEWAY_HANDLERS_GRPC_H
+#define PT_GATEWAY_HANDLERS_GRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "request.h"
+#include "upstream/grpc.h"
+#include "portico/conf.h"
+#include "portico/transcoder/httprule.h"
+#include "portico/transcoder/json.h"
+
+/** Output framing of server-streaming REST responses. */
+typedef enum pt_grpc_fmt {
+    PT_GRPC_FMT_JSON = 0,   /**< one JSON array, written element by element */
+    PT_GRPC_FMT_NDJSON = 1, /**< application/x-ndjson: one message per line */
+    PT_GRPC_FMT_SSE = 2,    /**< text/event-stream: one `data:` event per message */
+} pt_grpc_fmt_t;
+
+/** The route's `grpc:` configuration. */
+typedef struct pt_grpc_conf {
+    /* as written (see docs/configuration.md) */
+    const char *cluster_name;
+    pt_conf_strlist_t services;        /**< full service names; empty = every service */
+    bool emit_defaults, proto_names, enums_as_ints, ignore_unknown;
+    bool default_bindings;             /**< POST /pkg.Svc/Method for unannotated methods */
+    uint64_t timeout_ms;               /**< 0: the route's, else the cluster's */
+    const pt_conf_node_t *metadata;    /**< raw `metadata:` map */
+    pt_conf_strmap_t header_bindings;  /**< header name -> request field path */
+    const char *stream_format;         /**< raw `stream_format:` */
+
+    /* derived (parse_conf / check_conf) */
+    const char **md_forward;           /**< lowercase header names; "x-echo-*" is a prefix */
+    size_t md_forward_cnt;
+    const char *md_prefix;             /**< response metadata -> header name prefix */
+    pt_grpc_fmt_t fmt;                 /**< default stream format */
+    const pt_cluster_t *cluster;
+    pt_grpc_upstream_t *upstream;
+    const pt_descpool_t *pool;         /**< the snapshot's pool (config->descpool) */
+    pt_httprule_table_t *table;        /**< REST bindings of the exposed services */
+    pt_json_opts_t jopts;
+} pt_grpc_conf_t;
+
+/** First member of every part's per-request state (see the top comment). */
+typedef struct pt_grpc_ctx_base {
+    void (*on_body)(pt_req_t *req);
+    void (*on_writable)(pt_req_t *req);
+} pt_grpc_ctx_base_t;
+
+/**
+ * Native gRPC passthrough of one request (content-type application/grpc*).
+ * Same contract as pt_handler_def_t.start: owns the request until it calls
+ * pt__req_handler_done().
+ */
+void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf);
+
+/** gRPC-Web (content-type application/grpc-web*); contract as above. */
+void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf);
+
+/**
+ * The gRPC metadata of a request: every header the route's `metadata.forward`
+ * allows (`-bin` values base64-decoded; undecodable ones dropped), plus
+ * x-request-id = the request id when allowed. Arena memory. Returns 0 or
+ * PT_ERR_LIMIT (arena full).
+ */
+int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t **md,
+                        size_t *cnt);
+
+/**
+ * The call deadline of a request: the smaller of the route's timeout (or the
+ * cluster's) and the client's `grpc-timeout` header. Milliseconds, never 0.
+ */
+uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf);
+
+/** Standard base64 with padding of `len` bytes into `out` (4 * ceil(len / 3) bytes). Returns the length. */
+size_t pt__grpc_b64_encode(const uint8_t *in, size_t len, char *out);
+
+/**
+ * Decodes standard or URL-safe base64, padding optional, into `out` (at
+ * least 3 * ceil(len / 4) bytes). Returns the byte count, or -1 if invalid.
+ */
+long pt__grpc_b64_decode(const char *in, size_t len, uint8_t *out);
+
+#endif /* PT_GATEWAY_HANDLERS_GRPC_H */

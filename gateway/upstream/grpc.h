@@ -1,0 +1,170 @@
+/*
+ * grpc.h -- gRPC upstream calls through gRPC C core (private to the gateway).
+ *
+ * Channels: one grpc_channel per distinct endpoint (URL, authority, CA file),
+ * shared by every worker and every config snapshot that names it. A
+ * pt_grpc_upstream_t is the per-cluster view built at config load time: it
+ * holds one lazily created channel per endpoint (no connection is made before
+ * the first call) and picks endpoints round robin. `http://` endpoints use
+ * plaintext HTTP/2, `https://` ones TLS (the cluster's ca_file or the system
+ * roots); the cluster's `authority` overrides :authority.
+ *
+ * Threads: each worker that makes gRPC calls gets its own completion queue
+ * and one thread pulling it (created on the first call). That thread never
+ * touches request state: it queues each completion for the owning worker and
+ * wakes it with pt_worker_post(); every callback below runs on the worker that
+ * started the call, from its event loop, never synchronously from the API
+ * function called.
+ *
+ * Flow of a call (one outstanding operation of each kind, as gRPC requires):
+ *
+ *   pt_grpc_call_start()  sends the initial metadata (+ first message, + close)
+ *   pt_grpc_call_send()   one message (+ close); the next only after on_sent
+ *   pt_grpc_call_recv()   asks for one message; on_message answers it
+ *   on_done               status, details, trailers; always the last callback
+ *   pt_grpc_call_cancel() stops the call: no callback at all afterwards
+ *
+ * With `unary` set, start() puts every operation (send, close, receive the
+ * message, receive the status) in ONE batch: one completion, one wake-up, and
+ * on_headers/on_message/on_done are delivered together. Use it for calls with
+ * a single request and a single response message.
+ *
+ * Memory: a call is malloc'd and lives until gRPC has finished every
+ * operation on it AND the owner is done with it (on_done delivered or cancel
+ * called); nothing of the caller's is referenced after an API function
+ * returns (metadata and messages are copied).
+ */
+#ifndef PT_GATEWAY_UPSTREAM_GRPC_H
+#define PT_GATEWAY_UPSTREAM_GRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../config.h"
+#include "../worker.h"
+#include "portico/headers.h"
+
+/** gRPC status codes (google.rpc.Code). */
+enum {
+    PT_GRPC_OK = 0, PT_GRPC_CANCELLED = 1, PT_GRPC_UNKNOWN = 2, PT_GRPC_INVALID_ARGUMENT = 3,
+    PT_GRPC_DEADLINE_EXCEEDED = 4, PT_GRPC_NOT_FOUND = 5, PT_GRPC_ALREADY_EXISTS = 6,
+    PT_GRPC_PERMISSION_DENIED = 7, PT_GRPC_RESOURCE_EXHAUSTED = 8, PT_GRPC_FAILED_PRECONDITION = 9,
+    PT_GRPC_ABORTED = 10, PT_GRPC_OUT_OF_RANGE = 11, PT_GRPC_UNIMPLEMENTED = 12,
+    PT_GRPC_INTERNAL = 13, PT_GRPC_UNAVAILABLE = 14, PT_GRPC_DATA_LOSS = 15,
+    PT_GRPC_UNAUTHENTICATED = 16,
+};
+
+/** The channels of one grpc cluster (immutable after creation, any thread). */
+typedef struct pt_grpc_upstream pt_grpc_upstream_t;
+typedef struct pt_grpc_call pt_grpc_call_t;
+
+/**
+ * Creates the upstream of cluster `cl` (which must outlive it; it is
+ * snapshot memory). Channels are created on first use. Main thread, load
+ * time. Returns 0 and sets *out, or PT_ERR_INVALID with `err` (a static
+ * message) when the cluster cannot be served (no endpoints, unreadable
+ * ca_file, tls_verify off, which gRPC core cannot do for us).
+ */
+int pt_grpc_upstream_new(const pt_cluster_t *cl, pt_grpc_upstream_t **out, const char **err);
+
+/** Drops the upstream's channel references. NULL accepted. Any thread. */
+void pt_grpc_upstream_free(pt_grpc_upstream_t *u);
+
+typedef struct pt_grpc_call_cbs {
+    /** Response initial metadata (keys lowercase; `-bin` values raw bytes). Optional. */
+    void (*on_headers)(void *ud, const pt_header_t *md, size_t cnt);
+    /**
+     * The answer to pt_grpc_call_recv() (or the unary batch): one message,
+     * valid during the callback, or data == NULL when the response stream
+     * ended (on_done follows).
+     */
+    void (*on_message)(void *ud, const uint8_t *data, size_t len);
+    /** The message of the last send was handed to the transport (ok) or not. Optional. */
+    void (*on_sent)(void *ud, bool ok);
+    /**
+     * The call ended with gRPC status `code`, `details` (UTF-8 text, may be
+     * empty), the trailing metadata, and the raw grpc-status-details-bin
+     * value if the server sent one (`status_bin`, else NULL/0). Exactly once,
+     * the last callback; the call handle is invalid afterwards.
+     */
+    void (*on_done)(void *ud, int code, pt_str_t details, const pt_header_t *trailers, size_t cnt,
+                    const uint8_t *status_bin, size_t status_bin_len);
+} pt_grpc_call_cbs_t;
+
+typedef struct pt_grpc_call_req {
+    pt_grpc_upstream_t *upstream;
+    pt_str_t method;             /**< "/pkg.Service/Method" */
+    const pt_header_t *md;       /**< request metadata: lowercase keys; `-bin` values raw bytes */
+    size_t md_cnt;
+    uint64_t timeout_ms;         /**< deadline from now; 0 = none */
+    const uint8_t *msg;          /**< first message (copied), or NULL */
+    size_t msg_len;
+    bool close;                  /**< half-close after `msg` (or right away) */
+    bool unary;                  /**< one batch for everything (needs msg and close) */
+} pt_grpc_call_req_t;
+
+/**
+ * Starts a call on the calling worker `w` (its own thread). On success sets
+ * *out and returns 0; the callbacks then run on `w` with `ud`. On error
+ * returns PT_ERR_UNAVAILABLE (no channel could be made), PT_ERR_INVALID (bad
+ * arguments) or PT_ERR_INTERNAL, and no callback is ever called.
+ * With `unary`, exactly on_headers (if metadata came), on_message and
+ * on_done follow, in that order, from one completion.
+ */
+int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grpc_call_cbs_t *cbs,
+                       void *ud, pt_grpc_call_t **out);
+
+/**
+ * Sends one message (copied), optionally half-closing. Only one send may be
+ * outstanding: wait for on_sent. Returns 0, PT_ERR_INVALID (a send is
+ * outstanding, the call was closed or is unary) or PT_ERR_INTERNAL.
+ */
+int pt_grpc_call_send(pt_grpc_call_t *c, const uint8_t *msg, size_t len, bool close);
+
+/** Half-closes without a message (when no send is outstanding). Returns as pt_grpc_call_send(). */
+int pt_grpc_call_close(pt_grpc_call_t *c);
+
+/**
+ * Asks for the next response message (on_message answers; the first one also
+ * brings on_headers). One at a time: this is the flow control. Returns 0 or
+ * PT_ERR_INVALID (one is outstanding, the stream ended, the call is unary).
+ */
+int pt_grpc_call_recv(pt_grpc_call_t *c);
+
+/**
+ * Cancels the call (RST_STREAM CANCEL upstream) and detaches it: no callback
+ * is called afterwards, and the memory is released once gRPC completes the
+ * outstanding operations. The handle is invalid after this. NULL accepted.
+ */
+void pt_grpc_call_cancel(pt_grpc_call_t *c);
+
+/** The endpoint URL the call went to (config memory), for logs. */
+const char *pt_grpc_call_endpoint(const pt_grpc_call_t *c);
+
+/**
+ * Per-worker teardown (worker thread, at exit): cancels the calls still
+ * running, waits for gRPC to finish them and stops the worker's completion
+ * thread. Callbacks are not called.
+ */
+void pt__upgrpc_worker_dispose(pt_worker_t *w);
+
+/**
+ * Process teardown: grpc_shutdown() once every worker is gone and the last
+ * snapshot released. Main thread. Harmless when gRPC was never used.
+ */
+void pt_grpc_global_shutdown(void);
+
+/** google.rpc.Code name ("NOT_FOUND"), "UNKNOWN" for values out of range. */
+const char *pt_grpc_code_name(int code);
+
+/** HTTP status for a gRPC code, as grpc-gateway maps them (SECURITY-CASES JP-9). */
+int pt_grpc_code_http(int code);
+
+/**
+ * Parses a `grpc-timeout` header value ("100m", "5S", "1H"; at most 8 digits)
+ * to milliseconds (rounded up). Returns 0 or PT_ERR_INVALID.
+ */
+int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms);
+
+#endif /* PT_GATEWAY_UPSTREAM_GRPC_H */

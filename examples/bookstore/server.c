@@ -60,9 +60,9 @@
 #include "google/rpc/status.pb-c.h"
 #include "store.h"
 
-#define POLL_MS 10          /* WatchShelf change polling and shutdown notice */
-#define MAX_ECHO_MD 16      /* request metadata entries echoed back, at most */
-#define MAX_DELAY_MS 60000  /* Echo delay_ms, WatchBooks interval_ms */
+#define POLL_MS 10         /* WatchShelf change polling and shutdown notice */
+#define MAX_ECHO_MD 16     /* request metadata entries echoed back, at most */
+#define MAX_DELAY_MS 60000 /* Echo delay_ms, WatchBooks interval_ms */
 #define MAX_WATCH_COUNT 100000
 
 /* ---- types ------------------------------------------------------------------- */
@@ -141,23 +141,24 @@ struct worker {
 
 struct call {
     worker_t *w;
-    int method; /* index into METHODS, or -1 for a method we do not serve */
+    int method;        /* index into METHODS, or -1 for a method we do not serve */
+    const method_t *m; /* &METHODS[method], or NULL */
     grpc_call *call;
     gpr_timespec deadline;
     grpc_metadata_array req_md;
-    grpc_call_details details;      /* unknown methods only */
-    grpc_byte_buffer *req_payload;  /* the request, for unary and server streaming */
-    grpc_byte_buffer *recv_buf;     /* streamed request message being received */
-    grpc_byte_buffer *send_buf;     /* response message being sent */
+    grpc_call_details details;     /* unknown methods only */
+    grpc_byte_buffer *req_payload; /* the request, for unary and server streaming */
+    grpc_byte_buffer *recv_buf;    /* streamed request message being received */
+    grpc_byte_buffer *send_buf;    /* response message being sent */
     tag_t tags[OP_COUNT];
 
-    int in_flight;      /* batches started, not yet completed */
-    bool close_started; /* RECV_CLOSE_ON_SERVER is in flight or done */
-    bool closed;        /* ... and it completed: nothing more may be started */
-    int cancelled;      /* from RECV_CLOSE_ON_SERVER */
-    bool md_sent;       /* initial metadata went out (or is going) */
-    bool sending;       /* a SEND_MESSAGE is in flight */
-    bool finishing;     /* the status has been sent */
+    int in_flight;       /* batches started, not yet completed */
+    bool close_started;  /* RECV_CLOSE_ON_SERVER is in flight or done */
+    bool closed;         /* ... and it completed: nothing more may be started */
+    int cancelled;       /* from RECV_CLOSE_ON_SERVER */
+    bool md_sent;        /* initial metadata went out (or is going) */
+    bool sending;        /* a SEND_MESSAGE is in flight */
+    bool finishing;      /* the status has been sent */
     bool close_in_final; /* RECV_CLOSE_ON_SERVER rides in the final batch */
 
     /* Initial metadata (echoed request entries) and trailers. The slices of
@@ -204,9 +205,6 @@ struct call {
     } u;
 };
 
-static const method_t METHODS[];
-static const size_t METHOD_CNT;
-
 /* ---- small helpers ------------------------------------------------------------ */
 
 static int64_t now_ms(void)
@@ -217,7 +215,8 @@ static int64_t now_ms(void)
 
 static gpr_timespec ms_to_deadline(int64_t ms)
 {
-    gpr_timespec t = {.tv_sec = ms / 1000, .tv_nsec = (int32_t)(ms % 1000) * 1000000,
+    gpr_timespec t = {.tv_sec = ms / 1000,
+                      .tv_nsec = (int32_t)(ms % 1000) * 1000000,
                       .clock_type = GPR_CLOCK_MONOTONIC};
     return t;
 }
@@ -433,7 +432,7 @@ static void call_free(call_t *c)
 {
     timer_cancel(c);
     watch_remove(c);
-    if (c->method >= 0 && METHODS[c->method].kind == CLIENT_STREAMING) {
+    if (c->m != NULL && c->m->kind == CLIENT_STREAMING) {
         for (size_t i = 0; i < c->u.bulk.n; i++)
             protobuf_c_message_free_unpacked(&c->u.bulk.reqs[i]->base, NULL);
         free(c->u.bulk.reqs);
@@ -723,8 +722,7 @@ static int do_delete_book(call_t *c, const ProtobufCMessage *req, grpc_byte_buff
 /* Echo: no store access, one small message each way. The benchmark's
  * per-call baseline, and a tool for gateway tests (delay, failures,
  * metadata). */
-static int do_echo(call_t *c, const ProtobufCMessage *msg, grpc_byte_buffer **out,
-                   bs_error_t *err)
+static int do_echo(call_t *c, const ProtobufCMessage *msg, grpc_byte_buffer **out, bs_error_t *err)
 {
     const Bookstore__V1__EchoRequest *req = (const void *)msg;
     if (req->delay_ms < 0 || req->delay_ms > MAX_DELAY_MS) {
@@ -807,15 +805,21 @@ static void books_emit(call_t *c, Bookstore__V1__Book *book)
 static void watch_books_start(call_t *c, const ProtobufCMessage *msg)
 {
     const Bookstore__V1__WatchBooksRequest *req = (const void *)msg;
-    if (req->interval_ms < 0 || req->interval_ms > MAX_DELAY_MS)
-        return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "interval_ms",
-                            "interval_ms must be between 0 and 60000");
-    if (req->count < 0 || req->count > MAX_WATCH_COUNT)
-        return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "count",
-                            "count must be between 0 and 100000");
-    if (req->abort_after < 0)
-        return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "abort_after",
-                            "abort_after must not be negative");
+    if (req->interval_ms < 0 || req->interval_ms > MAX_DELAY_MS) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "interval_ms",
+                     "interval_ms must be between 0 and 60000");
+        return;
+    }
+    if (req->count < 0 || req->count > MAX_WATCH_COUNT) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "count",
+                     "count must be between 0 and 100000");
+        return;
+    }
+    if (req->abort_after < 0) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "abort_after",
+                     "abort_after must not be negative");
+        return;
+    }
 
     /* The checks above and this lookup happen before anything is sent, so a
      * gateway can still answer with a proper HTTP status. */
@@ -823,14 +827,18 @@ static void watch_books_start(call_t *c, const ProtobufCMessage *msg)
     size_t book_cnt = 0;
     bs_error_t err;
     int rc = bs_store_book_at(STORE(c), req->shelf, 0, &book, &book_cnt, &err);
-    if (rc < 0)
-        return finish(c, NULL, &err);
+    if (rc < 0) {
+        finish(c, NULL, &err);
+        return;
+    }
     c->u.books.shelf = req->shelf;
     c->u.books.interval_ms = req->interval_ms;
     c->u.books.count = req->count != 0 ? req->count : (int)book_cnt;
     c->u.books.abort_after = req->abort_after;
-    if (rc == 0 || c->u.books.count == 0) /* nothing to stream */
-        return finish(c, NULL, NULL);
+    if (rc == 0 || c->u.books.count == 0) { /* nothing to stream */
+        finish(c, NULL, NULL);
+        return;
+    }
     watch_close(c);
     watch_add(c); /* for the shutdown notice */
     books_emit(c, book);
@@ -840,10 +848,14 @@ static void watch_books_step(call_t *c, step_t why)
 {
     if (why == STEP_SENT) {
         c->u.books.sent++;
-        if (c->u.books.abort_after > 0 && c->u.books.sent >= c->u.books.abort_after)
-            return finish_error(c, GRPC_STATUS_ABORTED, NULL, "aborted after abort_after messages");
-        if (c->u.books.sent >= c->u.books.count)
-            return finish(c, NULL, NULL);
+        if (c->u.books.abort_after > 0 && c->u.books.sent >= c->u.books.abort_after) {
+            finish_error(c, GRPC_STATUS_ABORTED, NULL, "aborted after abort_after messages");
+            return;
+        }
+        if (c->u.books.sent >= c->u.books.count) {
+            finish(c, NULL, NULL);
+            return;
+        }
         if (c->u.books.interval_ms > 0) {
             timer_arm(c, c->u.books.interval_ms);
             return;
@@ -857,10 +869,14 @@ static void watch_books_step(call_t *c, step_t why)
     bs_error_t err;
     int rc = bs_store_book_at(STORE(c), c->u.books.shelf, (uint64_t)c->u.books.sent, &book,
                               &book_cnt, &err);
-    if (rc < 0) /* the shelf was deleted meanwhile: a mid-stream error */
-        return finish(c, NULL, &err);
-    if (rc == 0) /* it was emptied: nothing left to show */
-        return finish(c, NULL, NULL);
+    if (rc < 0) { /* the shelf was deleted meanwhile: a mid-stream error */
+        finish(c, NULL, &err);
+        return;
+    }
+    if (rc == 0) { /* it was emptied: nothing left to show */
+        finish(c, NULL, NULL);
+        return;
+    }
     books_emit(c, book);
 }
 
@@ -869,12 +885,16 @@ static void watch_books_step(call_t *c, step_t why)
 static void watch_shelf_start(call_t *c, const ProtobufCMessage *msg)
 {
     const Bookstore__V1__WatchShelfRequest *req = (const void *)msg;
-    if (req->max_events < 0)
-        return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "max_events",
-                            "max_events must not be negative");
+    if (req->max_events < 0) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "max_events",
+                     "max_events must not be negative");
+        return;
+    }
     bs_error_t err;
-    if (bs_store_watch_begin(STORE(c), req->shelf, &c->u.shelf.cursor, &err) < 0)
-        return finish(c, NULL, &err);
+    if (bs_store_watch_begin(STORE(c), req->shelf, &c->u.shelf.cursor, &err) < 0) {
+        finish(c, NULL, &err);
+        return;
+    }
     c->u.shelf.shelf = req->shelf;
     c->u.shelf.max_events = req->max_events;
     watch_close(c);
@@ -889,16 +909,19 @@ static void watch_shelf_step(call_t *c, step_t why)
     if (c->sending)
         return;
     if (c->u.shelf.shelf_gone ||
-        (c->u.shelf.max_events > 0 && c->u.shelf.sent >= c->u.shelf.max_events))
-        return finish(c, NULL, NULL);
+        (c->u.shelf.max_events > 0 && c->u.shelf.sent >= c->u.shelf.max_events)) {
+        finish(c, NULL, NULL);
+        return;
+    }
     /* Cheap check first: has anything changed anywhere since we looked? */
     if (c->u.shelf.cursor == bs_store_event_seq(STORE(c)))
         return;
     Bookstore__V1__ShelfEvent *ev = NULL;
     int rc = bs_store_next_event(STORE(c), c->u.shelf.shelf, &c->u.shelf.cursor, &ev);
-    if (rc < 0)
-        return finish_error(c, GRPC_STATUS_ABORTED, NULL,
-                            "the watcher fell behind and events were lost");
+    if (rc < 0) {
+        finish_error(c, GRPC_STATUS_ABORTED, NULL, "the watcher fell behind and events were lost");
+        return;
+    }
     if (rc == 0)
         return;
     c->u.shelf.shelf_gone = ev->type == BOOKSTORE__V1__SHELF_EVENT__TYPE__SHELF_DELETED;
@@ -927,21 +950,27 @@ static void bulk_step(call_t *c, step_t why)
         return;
     if (c->recv_buf == NULL) { /* the client half-closed: commit */
         Bookstore__V1__BulkCreateBooksResponse *resp;
-        if (bs_store_bulk_create(STORE(c), c->u.bulk.reqs, c->u.bulk.n, &resp, &err) < 0)
-            return finish(c, NULL, &err);
+        if (bs_store_bulk_create(STORE(c), c->u.bulk.reqs, c->u.bulk.n, &resp, &err) < 0) {
+            finish(c, NULL, &err);
+            return;
+        }
         grpc_byte_buffer *out;
         reply(resp, &out);
-        return finish(c, out, NULL);
+        finish(c, out, NULL);
+        return;
     }
     Bookstore__V1__CreateBookRequest *req =
         (void *)parse(c->recv_buf, &bookstore__v1__create_book_request__descriptor);
     grpc_byte_buffer_destroy(c->recv_buf);
     c->recv_buf = NULL;
-    if (req == NULL)
-        return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "malformed request message");
+    if (req == NULL) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "malformed request message");
+        return;
+    }
     if (bs_store_check_create_book(STORE(c), req, c->u.bulk.n, &err) < 0) {
         protobuf_c_message_free_unpacked(&req->base, NULL);
-        return finish(c, NULL, &err); /* ends the call; the client may still be sending */
+        finish(c, NULL, &err); /* ends the call; the client may still be sending */
+        return;
     }
     if (c->u.bulk.n == c->u.bulk.cap) {
         c->u.bulk.cap = c->u.bulk.cap ? 2 * c->u.bulk.cap : 16;
@@ -966,23 +995,30 @@ static void chat_start(call_t *c, const ProtobufCMessage *req)
  * instead of filling our memory. */
 static void chat_step(call_t *c, step_t why)
 {
-    if (why == STEP_SENT)
-        return recv_msg(c);
+    if (why == STEP_SENT) {
+        recv_msg(c);
+        return;
+    }
     if (why != STEP_RECV)
         return;
     if (c->recv_buf == NULL && grpc_call_failed_before_recv_message(c->call))
-        return; /* cut off, not finished (see bulk_step) */
-    if (c->recv_buf == NULL) /* the client is done */
-        return finish(c, NULL, NULL);
+        return;                /* cut off, not finished (see bulk_step) */
+    if (c->recv_buf == NULL) { /* the client is done */
+        finish(c, NULL, NULL);
+        return;
+    }
     Bookstore__V1__ChatMessage *in =
         (void *)parse(c->recv_buf, &bookstore__v1__chat_message__descriptor);
     grpc_byte_buffer_destroy(c->recv_buf);
     c->recv_buf = NULL;
-    if (in == NULL)
-        return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "malformed request message");
+    if (in == NULL) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "malformed request message");
+        return;
+    }
     if (in->text[0] == '\0') {
         protobuf_c_message_free_unpacked(&in->base, NULL);
-        return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "text", "text must not be empty");
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "text", "text must not be empty");
+        return;
     }
     Bookstore__V1__ChatMessage out = BOOKSTORE__V1__CHAT_MESSAGE__INIT;
     Google__Protobuf__Timestamp now = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -1028,20 +1064,22 @@ static void call_start(call_t *c)
     pick_echo_md(c);
     if (c->method < 0) {
         char msg[200];
-        snprintf(msg, sizeof(msg), "unknown method %.*s",
-                 (int)GRPC_SLICE_LENGTH(c->details.method),
+        snprintf(msg, sizeof(msg), "unknown method %.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
                  (const char *)GRPC_SLICE_START_PTR(c->details.method));
-        return finish_error(c, GRPC_STATUS_UNIMPLEMENTED, NULL, msg);
+        finish_error(c, GRPC_STATUS_UNIMPLEMENTED, NULL, msg);
+        return;
     }
-    const method_t *m = &METHODS[c->method];
+    const method_t *m = c->m;
     ProtobufCMessage *req = NULL;
     if (m->input != NULL) {
         /* NULL payload: the client half-closed without sending a message. */
         req = parse(c->req_payload, m->input);
-        if (req == NULL)
-            return finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, NULL,
-                                c->req_payload == NULL ? "missing request message"
-                                                       : "malformed request message");
+        if (req == NULL) {
+            finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, NULL,
+                         c->req_payload == NULL ? "missing request message"
+                                                : "malformed request message");
+            return;
+        }
     }
     if (m->kind != UNARY) {
         m->start(c, req);
@@ -1071,12 +1109,12 @@ static void on_timer(call_t *c)
     c->timer_armed = false;
     if (c->closed || c->finishing)
         return;
-    if (c->method >= 0 && METHODS[c->method].kind == UNARY) { /* deferred Echo */
+    if (c->m->kind == UNARY) { /* deferred Echo */
         grpc_byte_buffer *resp = c->deferred;
         c->deferred = NULL;
         finish(c, resp, c->deferred_failed ? &c->deferred_err : NULL);
     } else {
-        METHODS[c->method].step(c, STEP_TIMER);
+        c->m->step(c, STEP_TIMER);
     }
 }
 
@@ -1118,12 +1156,12 @@ static void on_complete(worker_t *w, tag_t *tag, bool ok)
             if (atomic_load(&w->app->shutting_down) && c->watching)
                 finish_error(c, GRPC_STATUS_UNAVAILABLE, NULL, "the server is shutting down");
             else
-                METHODS[c->method].step(c, STEP_SENT);
+                c->m->step(c, STEP_SENT);
         }
         break;
     case OP_RECV:
         if (ok && !c->closed && !c->finishing) {
-            METHODS[c->method].step(c, STEP_RECV);
+            c->m->step(c, STEP_RECV);
         } else {
             grpc_byte_buffer_destroy(c->recv_buf);
             c->recv_buf = NULL;
@@ -1140,6 +1178,7 @@ static void request_call(worker_t *w, int method)
     call_t *c = xcalloc(1, sizeof(*c));
     c->w = w;
     c->method = method;
+    c->m = method >= 0 ? &METHODS[method] : NULL;
     c->status_msg = grpc_empty_slice();
     c->details_bin = grpc_empty_slice();
     for (int k = 0; k < OP_COUNT; k++) {
@@ -1153,8 +1192,7 @@ static void request_call(worker_t *w, int method)
     if (method >= 0) {
         e = grpc_server_request_registered_call(
             w->app->server, w->app->registered[method], &c->call, &c->deadline, &c->req_md,
-            METHODS[method].input != NULL ? &c->req_payload : NULL, w->cq, w->cq,
-            &c->tags[OP_NEW]);
+            METHODS[method].input != NULL ? &c->req_payload : NULL, w->cq, w->cq, &c->tags[OP_NEW]);
     } else {
         grpc_call_details_init(&c->details);
         e = grpc_server_request_call(w->app->server, &c->call, &c->details, &c->req_md, w->cq,
@@ -1193,7 +1231,7 @@ static void poll_watches(worker_t *w)
         if (shutdown)
             finish_error(c, GRPC_STATUS_UNAVAILABLE, NULL, "the server is shutting down");
         else
-            METHODS[c->method].step(c, STEP_POLL);
+            c->m->step(c, STEP_POLL);
     }
 }
 
@@ -1350,8 +1388,8 @@ int main(int argc, char **argv)
     atomic_store(&app.shutting_down, true);
     grpc_server_shutdown_and_notify(app.server, shutdown_cq, &app);
     grpc_event ev = grpc_completion_queue_next(
-        shutdown_cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                  gpr_time_from_millis(grace_ms, GPR_TIMESPAN)),
+        shutdown_cq,
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN)),
         NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
         fprintf(stderr, "bookstore-server: grace period over, cancelling calls\n");
@@ -1381,8 +1419,9 @@ int main(int argc, char **argv)
         pthread_join(workers[i].thread, NULL);
     grpc_server_destroy(app.server);
     grpc_completion_queue_shutdown(shutdown_cq);
-    while (grpc_completion_queue_next(shutdown_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
+    while (
+        grpc_completion_queue_next(shutdown_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+        GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(shutdown_cq);
     for (long i = 0; i < threads; i++)

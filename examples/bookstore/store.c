@@ -253,8 +253,8 @@ static int check_shelf(const Bookstore__V1__Shelf *sh, bs_error_t *err)
         return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "shelf.theme",
                     "shelf.theme is longer than %d bytes", BS_MAX_THEME_LEN);
     if (sh->n_labels > BS_MAX_LABELS)
-        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "shelf.labels",
-                    "at most %d labels", BS_MAX_LABELS);
+        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "shelf.labels", "at most %d labels",
+                    BS_MAX_LABELS);
     for (size_t i = 0; i < sh->n_labels; i++)
         if (sh->labels[i]->key[0] == '\0')
             return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "shelf.labels",
@@ -270,11 +270,11 @@ static int check_book(const Bookstore__V1__Book *b, const char *where, bs_error_
         return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "book.title", "%sbook.title is required",
                     where);
     if (b->author[0] == '\0')
-        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "book.author",
-                    "%sbook.author is required", where);
+        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "book.author", "%sbook.author is required",
+                    where);
     if (strlen(b->title) > BS_MAX_TEXT_LEN || strlen(b->author) > BS_MAX_TEXT_LEN)
-        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, strlen(b->title) > BS_MAX_TEXT_LEN
-                    ? "book.title" : "book.author",
+        return fail(err, GRPC_STATUS_INVALID_ARGUMENT,
+                    strlen(b->title) > BS_MAX_TEXT_LEN ? "book.title" : "book.author",
                     "%stitle and author are limited to %d bytes", where, BS_MAX_TEXT_LEN);
     /* proto3 enums are open: the wire may carry any number. */
     if (protobuf_c_enum_descriptor_get_value(&bookstore__v1__genre__descriptor, b->genre) == NULL)
@@ -677,15 +677,17 @@ static void seed(bs_store_t *s)
             const char *tag;
         } books[3];
     } data[] = {
-        {"Fiction", "1",
+        {"Fiction",
+         "1",
          {{"The Lord of the Rings", "J. R. R. Tolkien", BOOKSTORE__V1__GENRE__FICTION, 1178,
            "classic"},
           {"Dune", "Frank Herbert", BOOKSTORE__V1__GENRE__SCIENCE_FICTION, 412, "classic"},
           {"Neuromancer", "William Gibson", BOOKSTORE__V1__GENRE__SCIENCE_FICTION, 271,
            "cyberpunk"}}},
-        {"Computing", "2",
-         {{"The C Programming Language", "Brian W. Kernighan", BOOKSTORE__V1__GENRE__COMPUTING,
-           272, "c"},
+        {"Computing",
+         "2",
+         {{"The C Programming Language", "Brian W. Kernighan", BOOKSTORE__V1__GENRE__COMPUTING, 272,
+           "c"},
           {"Structure and Interpretation of Computer Programs", "Harold Abelson",
            BOOKSTORE__V1__GENRE__COMPUTING, 657, "lisp"},
           {NULL, NULL, 0, 0, NULL}}},

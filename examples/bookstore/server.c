@@ -1292,7 +1292,7 @@ static bool parse_int(const char *s, long min, long max, long *out)
 int main(int argc, char **argv)
 {
     long port = -1, threads = 2, grace_ms = 5000;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok;
         if (strcmp(a, "--port") == 0)
@@ -1301,16 +1301,16 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 64, &threads);
         else if (strcmp(a, "--grace-ms") == 0)
             ok = parse_int(v, 0, 3600000, &grace_ms);
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-            return usage(stdout), 0;
-        else
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else
             ok = false;
         if (!ok) {
             fprintf(stderr, "bookstore-server: bad argument %s%s%s\n", a, v ? " " : "", v ? v : "");
             usage(stderr);
             return 2;
         }
-        i++;
     }
     if (port < 0) {
         usage(stderr);

@@ -6,8 +6,10 @@ and the google.api.http bindings in the generated descriptor set.
 """
 import base64
 import itertools
+import json
 import os
 import queue
+import subprocess
 import threading
 import time
 import unittest
@@ -673,6 +675,60 @@ class TestDescriptorSet(unittest.TestCase):
         self.assertEqual(flags["BulkCreateBooks"], (True, False))
         self.assertEqual(flags["Chat"], (True, True))
         self.assertEqual(sum(1 for f in flags.values() if f == (False, False)), 9)
+
+
+TRANSCODE = os.path.join(os.path.dirname(os.environ.get("PORTICO_BIN", "/nonexistent")),
+                         "portico-transcode")
+
+
+@unittest.skipUnless(os.access(TRANSCODE, os.X_OK), "portico-transcode not built")
+class TestWithTranscoderCli(Base):
+    """bookstore.pb as Portico's transcoder reads it, against the live service:
+    JSON -> protobuf (portico-transcode) -> bookstore-server -> JSON."""
+
+    def transcode(self, *args, data=b""):
+        r = subprocess.run([TRANSCODE, "-d", PB] + list(args), input=data,
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        return r.stdout
+
+    def call(self, method, in_type, out_type, body):
+        req = self.transcode("--type", in_type, "--to-binary", data=json.dumps(body).encode())
+        raw = SRV.channel().unary_unary("/bookstore.v1.Bookstore/" + method)
+        return json.loads(self.transcode("--type", out_type, "--to-json", data=raw(req)))
+
+    def test_list_shows_every_binding(self):
+        out = self.transcode("--list").decode()
+        for line in ("GET /v1/shelves/{shelf}/books/{book}",
+                     "GET /v1/books/{book}  (additional binding)",
+                     "POST /v1/books:bulkCreate  body=*",
+                     "GET /v1/echo/{message}  response_body=message"):
+            self.assertIn(line, out)
+
+    def test_match_query_parameters(self):
+        out = self.transcode("--match", "GET", "/v1/shelves/1/books?page_size=2&"
+                             "filter.genre=FICTION&filter.tags=a&filter.tags=b").decode()
+        self.assertIn('{"shelf":"1","pageSize":2,"filter":{"genre":"FICTION","tags":["a","b"]}}',
+                      out)
+
+    def test_json_round_trip_through_the_service(self):
+        theme = uniq("json")
+        shelf = self.call("CreateShelf", "bookstore.v1.CreateShelfRequest", "bookstore.v1.Shelf",
+                          {"shelf": {"theme": theme, "labels": {"floor": "9"}}})
+        self.assertEqual(shelf["theme"], theme)
+        self.assertEqual(shelf["labels"], {"floor": "9"})
+        self.assertRegex(shelf["createTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        book = self.call("CreateBook", "bookstore.v1.CreateBookRequest", "bookstore.v1.Book",
+                         {"shelf": shelf["id"], "book": {"title": "T", "author": "A",
+                                                         "genre": "HISTORY", "tags": ["x"]}})
+        self.assertEqual((book["shelf"], book["genre"], book["tags"]),
+                         (shelf["id"], "HISTORY", ["x"]))
+        listed = self.call("ListBooks", "bookstore.v1.ListBooksRequest",
+                           "bookstore.v1.ListBooksResponse", {"shelf": shelf["id"]})
+        self.assertEqual([b["id"] for b in listed["books"]], [book["id"]])
+        self.assertEqual(self.call("DeleteShelf", "bookstore.v1.DeleteShelfRequest",
+                                   "google.protobuf.Empty", {"shelf": shelf["id"], "force": True}),
+                         {})
 
 
 if __name__ == "__main__":

@@ -594,7 +594,7 @@ static void finish_error(call_t *c, grpc_status_code code, const char *field, co
 }
 
 /* Starts the RECV_CLOSE_ON_SERVER that tells a long call it is over. */
-static void watch_close(call_t *c)
+static void start_recv_close(call_t *c)
 {
     grpc_op op;
     memset(&op, 0, sizeof(op));
@@ -839,7 +839,7 @@ static void watch_books_start(call_t *c, const ProtobufCMessage *msg)
         finish(c, NULL, NULL);
         return;
     }
-    watch_close(c);
+    start_recv_close(c);
     watch_add(c); /* for the shutdown notice */
     books_emit(c, book);
 }
@@ -897,7 +897,7 @@ static void watch_shelf_start(call_t *c, const ProtobufCMessage *msg)
     }
     c->u.shelf.shelf = req->shelf;
     c->u.shelf.max_events = req->max_events;
-    watch_close(c);
+    start_recv_close(c);
     send_initial_md(c); /* the client learns that the watch is in place */
     watch_add(c);
 }
@@ -933,7 +933,7 @@ static void watch_shelf_step(call_t *c, step_t why)
 
 static void bulk_start(call_t *c, const ProtobufCMessage *req)
 {
-    watch_close(c);
+    start_recv_close(c);
     recv_msg(c); /* with the initial metadata */
 }
 
@@ -986,7 +986,7 @@ static void bulk_step(call_t *c, step_t why)
 
 static void chat_start(call_t *c, const ProtobufCMessage *req)
 {
-    watch_close(c);
+    start_recv_close(c);
     recv_msg(c);
 }
 
@@ -1094,7 +1094,7 @@ static void call_start(call_t *c)
             c->deferred_failed = rc < 0;
             if (rc < 0)
                 c->deferred_err = err;
-            watch_close(c);
+            start_recv_close(c);
             timer_arm(c, c->delay_ms);
         } else {
             finish(c, resp, rc < 0 ? &err : NULL);

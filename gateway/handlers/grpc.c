@@ -941,6 +941,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
     }
     path[0] = '/';
     memcpy(path + 1, full, fl);
+    path[fl + 1] = '\0';
     char *dot = strrchr(path, '.');
     if (dot != NULL)
         *dot = '/';

@@ -1,0 +1,511 @@
+"""
+test_grpc_rest.py -- REST/JSON -> gRPC transcoding through the real portico
+binary, against examples/bookstore's bookstore-server (gRPC C core) and, for
+faults the bookstore cannot produce (garbage messages, observing a cancel), a
+small in-process python3-grpcio backend.
+
+Clients: curl (HTTP/1.1 and h2c) and raw sockets (interactive chunked bidi).
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bookstore"))
+
+from portico_test import Portico, curl, free_port, wait_port  # noqa: E402
+from bookstore_server import BookstoreServer, PB, grpc  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+
+
+# ---- a fake backend for faults ------------------------------------------------
+
+class FakeBackend:
+    """bookstore.v1.Bookstore with raw-bytes handlers:
+    Echo answers bytes that are not an EchoResponse (JP-7);
+    WatchBooks streams slowly and records when its client cancels."""
+
+    def __init__(self):
+        from concurrent import futures
+        self.cancelled = threading.Event()
+        self.started = threading.Event()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        handlers = {
+            "Echo": grpc.unary_unary_rpc_method_handler(self.echo),
+            "GetShelf": grpc.unary_unary_rpc_method_handler(self.get_shelf),
+            "WatchBooks": grpc.unary_stream_rpc_method_handler(self.watch),
+        }
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("bookstore.v1.Bookstore", handlers),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def echo(self, req, ctx):
+        # field 1 (string) with a length past the end of the message
+        return b"\x0a\x50abc"
+
+    def get_shelf(self, req, ctx):
+        # field 2 (string theme) holding invalid UTF-8
+        return b"\x12\x02\xff\xfe"
+
+    def watch(self, req, ctx):
+        ctx.add_callback(lambda: None if ctx.is_active() else self.cancelled.set())
+        self.started.set()
+        n = 0
+        while ctx.is_active() and n < 600:
+            n += 1
+            # WatchBooksResponse{sequence: n}
+            yield b"\x08" + bytes([n & 0x7f])
+            time.sleep(0.05)
+
+    def stop(self):
+        self.server.stop(0)
+
+
+RELOAD_PROTO = """
+syntax = "proto3";
+package bookstore.v1;
+import "google/api/annotations.proto";
+message GetShelfRequest { int64 shelf = 1; }
+message Shelf { int64 id = 1; string theme = 2; }
+message EchoRequest { string message = 1; }
+message EchoResponse { string message = 1; }
+service Bookstore {
+  rpc GetShelf(GetShelfRequest) returns (Shelf) {
+    option (google.api.http) = { get: "/v2/shelves/{shelf}" };
+  }
+  rpc Echo(EchoRequest) returns (EchoResponse);  // no annotation: default binding
+}
+"""
+
+
+def make_reload_pb(directory):
+    proto = os.path.join(directory, "reload.proto")
+    with open(proto, "w") as f:
+        f.write(RELOAD_PROTO)
+    out = os.path.join(directory, "reload.pb")
+    subprocess.run(["protoc", "-I", directory, "-I", os.path.join(ROOT, "protos"),
+                    "-I", "/usr/include", "--include_imports", "--descriptor_set_out=" + out,
+                    proto], check=True, capture_output=True)
+    return out
+
+
+CONFIG = """
+listeners:
+  - address: 127.0.0.1:{port}
+workers: 2
+descriptors: [ {pb} ]
+clusters:
+  - {{ name: books, protocol: grpc, endpoints: [ "127.0.0.1:{bs}" ] }}
+  - {{ name: down, protocol: grpc, endpoints: [ "127.0.0.1:{dead}" ] }}
+  - {{ name: fake, protocol: grpc, endpoints: [ "127.0.0.1:{fake}" ] }}
+routes:
+  - match: {{ host: down.test }}
+    grpc: {{ cluster: down }}
+  - match: {{ host: fake.test }}
+    grpc: {{ cluster: fake }}
+  - match: {{ host: small.test }}
+    max_body: 1k
+    grpc: {{ cluster: books }}
+  - match: {{ host: ndjson.test }}
+    grpc: {{ cluster: books, stream_format: ndjson, emit_defaults: true, proto_names: true,
+             enums_as_ints: true, ignore_unknown: true, default_bindings: true }}
+  - grpc:
+      cluster: books
+      timeout: 3s
+      metadata: {{ forward: [ authorization, x-request-id, "x-echo-*" ], prefix: "x-grpc-" }}
+      header_bindings: {{ x-msg: message }}
+"""
+
+
+def read_to_end(s, data):
+    """Reads an HTTP/1.1 chunked response until its last chunk (and trailers)."""
+    while not (b"\r\n0\r\n" in data and data.endswith(b"\r\n\r\n")):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+CT = ("-H", "content-type: application/json")
+
+
+def J(body):
+    return json.loads(body.decode())
+
+
+class GrpcRestTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.bs = BookstoreServer(threads=2).start()
+        cls.fake = FakeBackend()
+        cls.port = free_port()
+        cls.cfg = dict(port=cls.port, pb=PB, bs=cls.bs.port, dead=free_port(), fake=cls.fake.port)
+        cls.gw = Portico(CONFIG.format(**cls.cfg), workers=2)
+        try:
+            cls.gw.wait_ready(cls.port)
+        except Exception:
+            print(cls.gw.output())
+            raise
+        cls.base = "http://127.0.0.1:%d" % cls.port
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.gw.stop()
+        cls.fake.stop()
+        brc = cls.bs.stop()
+        assert rc == 0, "portico did not exit cleanly"
+        assert brc == 0, cls.bs.stderr
+
+    def get(self, path, *args):
+        return curl(*args, self.base + path)
+
+    def post(self, path, body, *args, ct="application/json"):
+        return curl("-X", "POST", "-H", "content-type: " + ct, "--data-binary", body, *args,
+                    self.base + path)
+
+    # ---- bindings ------------------------------------------------------------------
+
+    def test_shelves_and_books_crud(self):
+        st, h, body, _ = self.post("/v1/shelves", '{"theme":"crud-%d","labels":{"floor":"9"}}'
+                                   % os.getpid())
+        self.assertEqual(st, 200, body)
+        self.assertEqual(h["content-type"], "application/json")
+        shelf = J(body)
+        sid = shelf["id"]
+        self.assertIsInstance(sid, str)  # int64 as a JSON string
+        self.assertRegex(shelf["createTime"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        st, _, body, _ = self.get("/v1/shelves/" + sid)
+        self.assertEqual((st, J(body)["theme"]), (200, "crud-%d" % os.getpid()))
+        st, _, body, _ = self.get("/v1/shelves?labels[floor]=9", "-g")
+        self.assertIn(sid, [s["id"] for s in J(body)["shelves"]])
+        st, _, body, _ = self.post("/v1/shelves/%s/books" % sid,
+                                   '{"author":"A","title":"T","genre":"POETRY","tags":["x","y"]}')
+        self.assertEqual(st, 200, body)
+        book = J(body)
+        self.assertEqual((book["genre"], book["tags"]), ("POETRY", ["x", "y"]))
+        st, _, body, _ = self.get("/v1/shelves/%s/books/%s" % (sid, book["id"]))
+        self.assertEqual((st, J(body)["title"]), (200, "T"))
+        st, _, body, _ = self.get("/v1/books/%s" % book["id"])  # additional binding
+        self.assertEqual((st, J(body)["id"]), (200, book["id"]))
+        st, _, body, _ = self.get("/v1/shelves/%s/books?filter.tags=x&filter.tags=y&pageSize=5"
+                                  % sid)
+        self.assertEqual([b["id"] for b in J(body)["books"]], [book["id"]])
+        st, _, body, _ = self.get("/v1/shelves/%s/books?filter.genre=HISTORY&page_size=5" % sid)
+        self.assertEqual((st, J(body)), (200, {}))
+        st, _, body, _ = curl("-X", "DELETE", self.base + "/v1/shelves/%s/books/%s"
+                              % (sid, book["id"]))
+        self.assertEqual((st, J(body)), (200, {}))
+        st, _, body, _ = curl("-X", "DELETE", self.base + "/v1/shelves/" + sid)
+        self.assertEqual(st, 200, body)
+        st, _, body, _ = self.get("/v1/shelves/" + sid)
+        self.assertEqual(st, 404)
+
+    def test_echo_bindings_and_response_body(self):
+        st, h, body, _ = self.post("/v1/echo", '{"message":"hello"}')
+        self.assertEqual((st, J(body)), (200, {"message": "hello"}))
+        st, h, body, _ = self.get("/v1/echo/hi%20there")
+        self.assertEqual((st, body), (200, b'"hi there"'))  # response_body: message
+
+    def test_http2(self):
+        st, _, body, _ = self.post("/v1/echo", '{"message":"h2"}', "--http2-prior-knowledge")
+        self.assertEqual((st, J(body)), (200, {"message": "h2"}))
+
+    def test_options_and_default_binding(self):
+        base = "http://ndjson.test:%d" % self.port
+        res = "--resolve", "ndjson.test:%d:127.0.0.1" % self.port
+        st, _, body, _ = curl(*res, "-X", "POST", "-d", '{"message":"m","bogus":1}', *CT,
+                              base + "/v1/echo")
+        self.assertEqual(st, 200, body)  # ignore_unknown
+        # emit_defaults + proto_names
+        self.assertEqual(J(body), {"message": "m", "metadata": {}})
+        st, _, body, _ = curl(*res, base + "/v1/books/1")
+        self.assertEqual(st, 200, body)
+        b = J(body)
+        self.assertIn("create_time", b)
+        self.assertIsInstance(b["genre"], int)  # enums_as_ints
+
+    # ---- errors --------------------------------------------------------------------
+
+    def test_no_binding_404_and_wrong_method_405(self):
+        st, h, body, _ = self.get("/v1/nothing/here")
+        self.assertEqual((st, J(body)["code"]), (404, 5))
+        st, h, body, _ = curl("-X", "PUT", self.base + "/v1/shelves")
+        self.assertEqual(st, 405)
+        self.assertEqual(h["allow"], "GET, POST")
+        self.assertEqual(J(body)["code"], 12)
+
+    def test_bad_request_lists_every_problem(self):
+        st, h, body, _ = self.get("/v1/shelves/1/books?page_size=abc&bogus=1&filter.genre=NOPE")
+        self.assertEqual(st, 400, body)
+        err = J(body)
+        self.assertEqual(err["code"], 3)
+        det = err["details"][0]
+        self.assertEqual(det["@type"], "type.googleapis.com/google.rpc.BadRequest")
+        fields = sorted(v["field"] for v in det["fieldViolations"])
+        self.assertEqual(fields, ["bogus", "filter.genre", "page_size"])
+        st, _, body, _ = self.post("/v1/shelves", '{"theme": 5, "nope": 1}')
+        self.assertEqual(st, 400)
+        self.assertEqual(len(J(body)["details"][0]["fieldViolations"]), 2)
+        st, _, body, _ = self.post("/v1/shelves", '{"theme": "x",')
+        self.assertEqual((st, J(body)["code"]), (400, 3))
+        st, _, body, _ = self.get("/v1/shelves/notanumber")
+        self.assertEqual(st, 400)
+        self.assertEqual(J(body)["details"][0]["fieldViolations"][0]["field"], "shelf")
+
+    def test_unsupported_media_type_415(self):
+        st, _, body, _ = self.post("/v1/echo", "message=x", ct="application/x-www-form-urlencoded")
+        self.assertEqual((st, J(body)["code"]), (415, 3))
+        st, _, body, _ = self.post("/v1/echo", '{"message":"x"}',
+                                   ct="application/json; charset=utf-8")
+        self.assertEqual(st, 200)
+
+    def test_body_too_large_413(self):
+        res = "--resolve", "small.test:%d:127.0.0.1" % self.port
+        big = '{"message":"%s"}' % ("x" * 4000)
+        st, _, body, _ = curl(*res, "-X", "POST", "-H", "content-type: application/json",
+                              "--data-binary", big, "http://small.test:%d/v1/echo" % self.port)
+        self.assertEqual(st, 413)
+
+    def test_status_mapping_and_details(self):
+        table = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
+                 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}
+        for code, http in table.items():
+            st, _, body, _ = self.post("/v1/echo", '{"message":"e","failCode":%d}' % code)
+            self.assertEqual((code, st), (code, http), body)
+            self.assertEqual(J(body)["code"], code)
+        st, _, body, _ = self.get("/v1/shelves/424242")
+        err = J(body)
+        self.assertEqual((st, err["code"]), (404, 5))
+        self.assertEqual(err["details"][0]["@type"],
+                         "type.googleapis.com/google.rpc.ResourceInfo")
+        self.assertEqual(err["details"][0]["resourceName"], "shelves/424242")
+
+    def test_deadline_504(self):
+        t0 = time.monotonic()
+        st, _, body, _ = self.post("/v1/echo", '{"message":"slow","delayMs":3000}',
+                                   "-H", "grpc-timeout: 300m")
+        self.assertEqual((st, J(body)["code"]), (504, 4))
+        self.assertLess(time.monotonic() - t0, 2.5)
+
+    def test_backend_down_503(self):
+        res = "--resolve", "down.test:%d:127.0.0.1" % self.port
+        st, _, body, _ = curl(*res, "http://down.test:%d/v1/shelves/1" % self.port)
+        self.assertEqual((st, J(body)["code"]), (503, 14))
+
+    def test_upstream_garbage_502(self):
+        res = "--resolve", "fake.test:%d:127.0.0.1" % self.port
+        base = "http://fake.test:%d" % self.port
+        st, _, body, _ = curl(*res, "-X", "POST", "-d", '{"message":"x"}', *CT, base + "/v1/echo")
+        self.assertEqual((st, J(body)["code"]), (502, 13))
+        st, _, body, _ = curl(*res, base + "/v1/shelves/1")
+        self.assertEqual(st, 502)
+
+    # ---- metadata -------------------------------------------------------------------
+
+    def test_metadata_both_ways(self):
+        st, h, body, _ = self.post(
+            "/v1/echo", '{"message":"m","echoMetadata":true}',
+            "-H", "authorization: Bearer t0k", "-H", "x-echo-color: blue",
+            "-H", "x-echo-blob-bin: AAEC/w==", "-H", "x-private: no", "-H", "x-request-id: rid-1")
+        self.assertEqual(st, 200, body)
+        md = J(body)["metadata"]
+        self.assertEqual(md["authorization"], "Bearer t0k")
+        self.assertEqual(md["x-echo-color"], "blue")
+        self.assertEqual(md["x-echo-blob-bin"], "AAEC/w==")  # decoded, sent binary, re-encoded
+        self.assertEqual(md["x-request-id"], "rid-1")
+        self.assertNotIn("x-private", md)
+        self.assertEqual(h["x-grpc-x-echo-color"], "blue")
+        self.assertEqual(h["x-grpc-x-echo-blob-bin"], "AAEC/w==")
+        self.assertEqual(h["x-grpc-x-bookstore"], "1")  # trailer of a unary call -> header
+
+    def test_header_binding(self):
+        st, _, body, _ = self.post("/v1/echo", '{}', "-H", "x-msg: from-header")
+        self.assertEqual((st, J(body)), (200, {"message": "from-header"}))
+
+    # ---- server streaming -----------------------------------------------------------
+
+    def test_server_streaming_formats(self):
+        path = "/v1/shelves/1/books:watch?count=3&intervalMs=20"
+        st, h, body, _ = self.get(path)
+        self.assertEqual((st, h["content-type"]), (200, "application/json"))
+        arr = J(body)
+        self.assertEqual([m["sequence"] for m in arr], ["1", "2", "3"])
+        st, h, body, _ = self.get(path, "-H", "accept: application/x-ndjson")
+        self.assertEqual(h["content-type"], "application/x-ndjson")
+        lines = body.decode().strip().split("\n")
+        self.assertEqual([json.loads(x)["sequence"] for x in lines], ["1", "2", "3"])
+        st, h, body, _ = self.get(path, "-H", "accept: text/event-stream", "--http2-prior-knowledge")
+        self.assertEqual(h["content-type"], "text/event-stream")
+        events = [e for e in body.decode().split("\n\n") if e]
+        self.assertEqual(len(events), 3)
+        self.assertTrue(all(e.startswith("data: {") for e in events))
+        # route default format
+        res = "--resolve", "ndjson.test:%d:127.0.0.1" % self.port
+        st, h, body, _ = curl(*res, "http://ndjson.test:%d%s" % (self.port, path))
+        self.assertEqual(h["content-type"], "application/x-ndjson")
+
+    def test_stream_flushes_each_message(self):
+        # Messages 400 ms apart: the first arrives long before the stream ends.
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        t0 = time.monotonic()
+        s.sendall(b"GET /v1/shelves/1/books:watch?count=3&intervalMs=400 HTTP/1.1\r\n"
+                  b"Host: x\r\nAccept: application/x-ndjson\r\n\r\n")
+        data = b""
+        while b"\"sequence\":\"1\"" not in data:
+            data += s.recv(65536)
+        first = time.monotonic() - t0
+        data = read_to_end(s, data)
+        total = time.monotonic() - t0
+        s.close()
+        self.assertLess(first, 0.35)
+        self.assertGreater(total, 0.7)
+
+    def test_stream_errors(self):
+        # before the first message: the mapped status
+        st, _, body, _ = self.get("/v1/shelves/987654/books:watch")
+        self.assertEqual((st, J(body)["code"]), (404, 5))
+        # after: a final error element / event, with the status
+        path = "/v1/shelves/1/books:watch?count=5&abortAfter=2"
+        st, _, body, _ = self.get(path)
+        arr = J(body)
+        self.assertEqual(st, 200)
+        self.assertEqual(len(arr), 3)
+        self.assertEqual(arr[2]["error"]["code"], 10)
+        st, _, body, _ = self.get(path, "-H", "accept: application/x-ndjson")
+        last = json.loads(body.decode().strip().split("\n")[-1])
+        self.assertEqual(last["error"]["code"], 10)
+        st, _, body, _ = self.get(path, "-H", "accept: text/event-stream")
+        self.assertIn("event: error\ndata: {\"code\":10", body.decode())
+
+    # ---- client streaming and bidi ----------------------------------------------------
+
+    def test_client_streaming_h1_and_h2(self):
+        for extra in ((), ("--http2-prior-knowledge",)):
+            lines = "".join('{"shelf":1,"book":{"author":"bulk","title":"b-%s-%d-%d"}}\n'
+                            % (len(extra), os.getpid(), i) for i in range(3))
+            st, _, body, _ = self.post("/v1/books:bulkCreate", lines, "-H",
+                                       "transfer-encoding: chunked" if not extra else "x-a: b",
+                                       *extra, ct="application/x-ndjson")
+            self.assertEqual(st, 200, body)
+            self.assertEqual(len(J(body)["books"]), 3)
+        # a bad line: 400 naming the message
+        st, _, body, _ = self.post("/v1/books:bulkCreate", '{"shelf":1}\n{"shelf":"x"}\n',
+                                   ct="application/x-ndjson")
+        self.assertEqual(st, 400)
+        self.assertIn("message 2", J(body)["message"])
+
+    def test_bidi_h2(self):
+        body = '{"from":"a","text":"one"}\n{"from":"a","text":"two"}\n'
+        st, h, out, _ = self.post("/v1/chat", body, "--http2-prior-knowledge", "-H",
+                                  "accept: application/x-ndjson", ct="application/x-ndjson")
+        self.assertEqual(st, 200, out)
+        msgs = [json.loads(x) for x in out.decode().strip().split("\n")]
+        self.assertEqual([m["text"] for m in msgs], ["one", "two"])
+
+    def test_bidi_interactive_chunked_h1(self):
+        # Each request line is sent only after the previous reply arrived:
+        # proves messages flow both ways while the request body is open.
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                  b"Content-Type: application/x-ndjson\r\nAccept: application/x-ndjson\r\n\r\n")
+        data = b""
+        for i, text in enumerate(["ping", "pong", "done"]):
+            line = ('{"from":"c","text":"%s"}\n' % text).encode()
+            s.sendall(b"%x\r\n%s\r\n" % (len(line), line))
+            while ('"sequence":"%d"' % (i + 1)).encode() not in data:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, data)
+                data += chunk
+        s.sendall(b"0\r\n\r\n")
+        data = read_to_end(s, data)
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+        for t in ("ping", "pong", "done"):
+            self.assertIn(('"text":"%s"' % t).encode(), data)
+
+    # ---- cancellation ----------------------------------------------------------------
+
+    def test_client_gone_cancels_upstream(self):
+        self.fake.cancelled.clear()
+        self.fake.started.clear()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"GET /v1/shelves/1/books:watch HTTP/1.1\r\nHost: fake.test\r\n"
+                  b"Accept: application/x-ndjson\r\n\r\n")
+        data = b""
+        while data.count(b"sequence") < 2:
+            data += s.recv(65536)
+        self.assertTrue(self.fake.started.is_set())
+        s.close()
+        self.assertTrue(self.fake.cancelled.wait(5), "backend never saw the cancel")
+
+    # ---- reload ------------------------------------------------------------------------
+
+    def test_reload_descriptors(self):
+        d = tempfile.mkdtemp(prefix="grpc-reload-")
+        make_reload_pb(d)
+        port = free_port()
+        cfg = """
+listeners: [ {{ address: 127.0.0.1:{port} }} ]
+descriptors: [ {pb} ]
+clusters: [ {{ name: books, protocol: grpc, endpoints: [ "127.0.0.1:{bs}" ] }} ]
+routes: [ {{ grpc: {{ cluster: books, default_bindings: true }} }} ]
+"""
+        gw = Portico(cfg.format(port=port, pb=PB, bs=self.bs.port), workers=1)
+        try:
+            gw.wait_ready(port)
+            url = "http://127.0.0.1:%d" % port
+            self.assertEqual(curl(url + "/v1/shelves/1")[0], 200)
+            self.assertEqual(curl(url + "/v2/shelves/1")[0], 404)
+            gw.write_config(cfg.format(port=port, pb=os.path.join(d, "reload.pb"),
+                                       bs=self.bs.port))
+            gw.reload()
+            deadline = time.monotonic() + 10
+            while curl(url + "/v2/shelves/1")[0] != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            st, _, body, _ = curl(url + "/v2/shelves/1")
+            self.assertEqual((st, J(body)["id"]), (200, "1"))
+            self.assertEqual(curl(url + "/v1/shelves/1")[0], 404)
+            # the unannotated method got POST /pkg.Svc/Method
+            st, _, body, _ = curl("-X", "POST", "-d", '{"message":"d"}', *CT,
+                                  url + "/bookstore.v1.Bookstore/Echo")
+            self.assertEqual((st, J(body)), (200, {"message": "d"}))
+            # a broken descriptor set is refused; the old snapshot keeps serving
+            with open(os.path.join(d, "bad.pb"), "wb") as f:
+                f.write(b"\x0a\x05garbage")
+            gw.write_config(cfg.format(port=port, pb=os.path.join(d, "bad.pb"), bs=self.bs.port))
+            gw.reload()
+            time.sleep(0.5)
+            self.assertEqual(curl(url + "/v2/shelves/1")[0], 200)
+            self.assertRegex(gw.output(), r"portico.yaml:3:\d+: descriptor set")
+        finally:
+            self.assertEqual(gw.stop(), 0)
+
+    def test_validate_errors(self):
+        d = tempfile.mkdtemp(prefix="grpc-validate-")
+        path = os.path.join(d, "bad.yaml")
+        with open(path, "w") as f:
+            f.write("""listeners: [ { address: 127.0.0.1:1 } ]
+descriptors: [ missing.pb ]
+clusters:
+  - { name: web, endpoints: [ "127.0.0.1:1" ] }
+routes:
+  - grpc: { cluster: web, stream_format: xml }
+""")
+        p = subprocess.run([os.environ.get("PORTICO_BIN", "portico"), "--validate", "-c", path],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("bad.yaml:2:16: descriptor set", p.stderr)
+        self.assertIn("stream_format: expected json, ndjson or sse", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,278 @@
+/*
+ * test_grpc.c -- the grpc handler's helpers and config, and the gRPC upstream
+ * layer on a detached worker (completions handed to the worker loop).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <event2/event.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "handlers/grpc.h"
+#include "server.h"
+#include "upstream/grpc.h"
+#include "portico/status.h"
+
+#ifndef PT_TEST_BOOKSTORE_PB
+#define PT_TEST_BOOKSTORE_PB "bookstore.pb"
+#endif
+
+/* ---- helpers -------------------------------------------------------------------- */
+
+static void test_base64(void **state)
+{
+    (void)state;
+    const uint8_t in[] = {0x00, 0x01, 0x02, 0xff, 0xfe};
+    char enc[16];
+    for (size_t n = 0; n <= sizeof(in); n++) {
+        size_t el = pt__grpc_b64_encode(in, n, enc);
+        assert_int_equal(el, (n + 2) / 3 * 4);
+        uint8_t dec[8];
+        assert_int_equal(pt__grpc_b64_decode(enc, el, dec), (long)n);
+        assert_memory_equal(dec, in, n);
+    }
+    assert_int_equal(pt__grpc_b64_encode(in, 4, enc), 8);
+    assert_memory_equal(enc, "AAEC/w==", 8);
+    uint8_t d[8];
+    assert_int_equal(pt__grpc_b64_decode("AAEC_w", 6, d), 4); /* url-safe, unpadded */
+    assert_int_equal(d[3], 0xff);
+    assert_int_equal(pt__grpc_b64_decode("A", 1, d), -1);
+    assert_int_equal(pt__grpc_b64_decode("AA*A", 4, d), -1);
+}
+
+static void test_timeout_parse(void **state)
+{
+    (void)state;
+    uint64_t ms = 0;
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("100m"), &ms), 0);
+    assert_int_equal(ms, 100);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("5S"), &ms), 0);
+    assert_int_equal(ms, 5000);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("2M"), &ms), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("1H"), &ms), 0);
+    assert_int_equal(ms, 3600000);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("1500u"), &ms), 0);
+    assert_int_equal(ms, 2); /* rounded up */
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("1n"), &ms), 0);
+    assert_int_equal(ms, 1);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("123456789S"), &ms), PT_ERR_INVALID);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("10"), &ms), PT_ERR_INVALID);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("S"), &ms), PT_ERR_INVALID);
+    assert_int_equal(pt_grpc_timeout_parse(PT_STR("-1S"), &ms), PT_ERR_INVALID);
+}
+
+static void test_code_http(void **state)
+{
+    (void)state;
+    static const int want[17] = {200, 499, 500, 400, 504, 404, 409, 403, 429,
+                                 400, 409, 400, 501, 500, 503, 500, 401};
+    for (int c = 0; c <= 16; c++)
+        assert_int_equal(pt_grpc_code_http(c), want[c]);
+    assert_int_equal(pt_grpc_code_http(99), 500);
+    assert_string_equal(pt_grpc_code_name(5), "NOT_FOUND");
+    assert_string_equal(pt_grpc_code_name(-1), "UNKNOWN");
+}
+
+/* ---- config ------------------------------------------------------------------------- */
+
+static char *errbuf;
+static size_t errlen;
+
+static pt_config_t *load(const char *fmt, ...)
+{
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    free(errbuf);
+    errbuf = NULL;
+    FILE *errs = open_memstream(&errbuf, &errlen);
+    pt_config_t *c = pt_config_load_string("g.yaml", text, strlen(text), errs);
+    fclose(errs);
+    return c;
+}
+
+#define HEAD                                                                                       \
+    "listeners: [ { address: 127.0.0.1:1 } ]\n"                                                    \
+    "descriptors: [ %s ]\n"                                                                        \
+    "clusters:\n"                                                                                  \
+    "  - { name: books, protocol: grpc, endpoints: [ \"127.0.0.1:1\" ] }\n"                        \
+    "  - { name: web, endpoints: [ \"127.0.0.1:2\" ] }\n"                                          \
+    "routes:\n"
+
+static void test_config_ok(void **state)
+{
+    (void)state;
+    pt_config_t *c = load(HEAD "  - grpc:\n"
+                               "      cluster: books\n"
+                               "      services: [ bookstore.v1.Bookstore ]\n"
+                               "      metadata: { forward: [ X-Tenant, \"x-echo-*\" ], prefix: "
+                               "X-G- }\n"
+                               "      header_bindings: { X-Msg: message }\n"
+                               "      stream_format: sse\n"
+                               "      emit_defaults: true\n",
+                          PT_TEST_BOOKSTORE_PB);
+    assert_non_null(c);
+    assert_non_null(c->descpool);
+    const pt_grpc_conf_t *g = c->routes[0].handler_conf;
+    assert_non_null(g->table);
+    assert_true(pt_httprule_table_binding_cnt(g->table) >= 14);
+    assert_int_equal(g->fmt, PT_GRPC_FMT_SSE);
+    assert_true(g->jopts.emit_defaults);
+    assert_int_equal(g->md_forward_cnt, 2);
+    assert_string_equal(g->md_forward[0], "x-tenant");
+    assert_string_equal(g->md_prefix, "x-g-");
+    assert_string_equal(g->header_bindings.v[0].key, "x-msg");
+    pt_config_unref(c);
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    /* a grpc route on an http cluster; a bad stream format; a reserved metadata key */
+    pt_config_t *c = load(HEAD "  - grpc: { cluster: web }\n"
+                               "  - grpc: { cluster: books, stream_format: xml }\n"
+                               "  - grpc: { cluster: books, metadata: { forward: [ te ] } }\n",
+                          PT_TEST_BOOKSTORE_PB);
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "stream_format: expected json, ndjson or sse"));
+    assert_non_null(strstr(errbuf, "'te' is reserved"));
+    /* the cross check only runs on an otherwise clean file */
+    c = load(HEAD "  - grpc: { cluster: web }\n", PT_TEST_BOOKSTORE_PB);
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "g.yaml:7:22: grpc: cluster 'web' is not a grpc cluster"));
+    c = load(HEAD "  - grpc: { cluster: books, services: [ no.Such ] }\n", PT_TEST_BOOKSTORE_PB);
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "no.Such"));
+    /* descriptors missing or unreadable */
+    c = load("listeners: [ { address: 127.0.0.1:1 } ]\n"
+             "clusters: [ { name: books, protocol: grpc, endpoints: [ \"127.0.0.1:1\" ] } ]\n"
+             "routes: [ { grpc: { cluster: books } } ]\n");
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "no descriptors loaded"));
+    c = load(HEAD "  - grpc: { cluster: books }\n", "/nonexistent/x.pb");
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "g.yaml:2:16: descriptor set /nonexistent/x.pb"));
+}
+
+/* ---- upstream: a call to a closed port, completed on the worker loop ---------------------- */
+
+typedef struct res {
+    int code;
+    int done;
+    int messages;
+} res_t;
+
+static void on_message(void *ud, const uint8_t *d, size_t n)
+{
+    (void)d;
+    (void)n;
+    ((res_t *)ud)->messages++;
+}
+
+static void on_done(void *ud, int code, pt_str_t details, const pt_header_t *t, size_t cnt,
+                    const uint8_t *bin, size_t bin_len)
+{
+    (void)details;
+    (void)t;
+    (void)cnt;
+    (void)bin;
+    (void)bin_len;
+    res_t *r = ud;
+    r->code = code;
+    r->done++;
+}
+
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd); /* nobody listens there now */
+    return ntohs(a.sin_port);
+}
+
+static void test_upstream_unavailable(void **state)
+{
+    (void)state;
+    pt_config_t *c = NULL;
+    char cl[128];
+    snprintf(cl, sizeof(cl), "127.0.0.1:%d", closed_port());
+    c = load("listeners: [ { address: 127.0.0.1:1 } ]\n"
+             "clusters: [ { name: b, protocol: grpc, endpoints: [ \"%s\" ] } ]\n"
+             "routes: [ { respond: { status: 200 } } ]\n",
+             cl);
+    if (c == NULL)
+        c = load("listeners: [ { address: 127.0.0.1:1 } ]\n"
+                 "clusters: [ { name: b, protocol: grpc, endpoints: [ \"%s\" ] } ]\n"
+                 "routes: [ { respond: {} } ]\n",
+                 cl);
+    assert_non_null(c);
+    pt_grpc_upstream_t *u = NULL;
+    const char *why = NULL;
+    assert_int_equal(pt_grpc_upstream_new(&c->clusters[0], &u, &why), 0);
+    pt_worker_t *w = pt__worker_new_detached(c);
+    static const uint8_t msg[] = {0x0a, 0x01, 'x'};
+    pt_grpc_call_cbs_t cbs = {.on_message = on_message, .on_done = on_done};
+    for (int unary = 0; unary <= 1; unary++) {
+        res_t r = {0};
+        pt_grpc_call_req_t req = {.upstream = u,
+                                  .method = PT_STR("/bookstore.v1.Bookstore/Echo"),
+                                  .timeout_ms = 5000,
+                                  .msg = msg,
+                                  .msg_len = sizeof(msg),
+                                  .close = true,
+                                  .unary = unary != 0};
+        pt_grpc_call_t *call = NULL;
+        assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r, &call), 0);
+        assert_int_equal(r.done, 0); /* never synchronously */
+        if (!unary)
+            assert_int_equal(pt_grpc_call_recv(call), 0);
+        for (int i = 0; i < 500 && r.done == 0; i++)
+            event_base_loop(w->base, EVLOOP_ONCE);
+        assert_int_equal(r.done, 1);
+        assert_int_equal(r.code, PT_GRPC_UNAVAILABLE);
+    }
+    /* a cancelled call never calls back; dispose waits for gRPC to let go */
+    res_t r1 = {0}, r2 = {0};
+    pt_grpc_call_req_t req = {.upstream = u, .method = PT_STR("/a.B/C"), .timeout_ms = 5000};
+    pt_grpc_call_t *call = NULL;
+    assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r1, &call), 0);
+    pt_grpc_call_cancel(call);
+    assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r2, &call), 0); /* left running */
+    for (int i = 0; i < 5; i++)
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+    pt__worker_free_detached(w); /* disposes the second call if it still runs */
+    assert_int_equal(r1.done, 0);
+    assert_true(r2.done <= 1);
+    pt_grpc_upstream_free(u);
+    pt_config_unref(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_timeout_parse),
+        cmocka_unit_test(test_code_http),
+        cmocka_unit_test(test_config_ok),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_upstream_unavailable),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    free(errbuf);
+    pt_grpc_global_shutdown();
+    return rc;
+}

@@ -1,5 +1,5 @@
 /*
- * h1.c -- HTTP/1.1 connections: bufferevent <-> h1parse <-> pt_req_t.
+ * h1.c -- HTTP/1.1 connections: connection I/O (conn.h) <-> h1parse <-> pt_req_t.
  *
  * Structure. A connection keeps a FIFO of streams, one per request, oldest
  * first. Requests are dispatched as soon as their head is parsed, so
@@ -18,7 +18,6 @@
 #include "h1.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <http_parser.h>
 #include <stdio.h>
@@ -62,7 +61,9 @@ struct h1_conn {
     unsigned depth;       /* streams queued */
     h1_stream_t *reading; /* stream whose request body is arriving */
     unsigned requests;    /* requests started on this connection */
-    struct event *timer;  /* the deadline of `phase` */
+    struct event *timer;  /* fires at `timer_at`, no later than `deadline` (lazy re-arming) */
+    uint64_t deadline;    /* when `phase` expires, monotonic ms (0: no deadline) */
+    uint64_t timer_at;    /* when `timer` fires (0: not armed) */
     struct event *later;  /* runs process() from the loop */
     enum phase phase;
     bool body_activity; /* body bytes since the body timer was armed */
@@ -87,7 +88,7 @@ static void schedule(h1_conn_t *c)
 
 static struct evbuffer *conn_out(h1_conn_t *c)
 {
-    return bufferevent_get_output(c->conn->bev);
+    return pt_conn_output(c->conn);
 }
 
 /* Where a stream writes: the socket when it is the oldest, else its own buffer. */
@@ -169,6 +170,7 @@ static void teardown(h1_conn_t *c)
     if (c->conn != NULL && c->conn->codec == c) {
         c->conn->codec = NULL;
         c->conn->codec_ops = NULL;
+        pt_conn_set_callbacks(c->conn, NULL, NULL, NULL, NULL);
     }
     free(c);
 }
@@ -176,7 +178,6 @@ static void teardown(h1_conn_t *c)
 static void close_now(h1_conn_t *c)
 {
     pt_conn_t *conn = c->conn;
-    bufferevent_disable(conn->bev, EV_READ | EV_WRITE);
     teardown(c);
     pt_conn_close(conn);
 }
@@ -593,7 +594,7 @@ static bool want_read(h1_conn_t *c)
 /* Parses what the input buffer holds, as far as the flow control allows. */
 static int pump(h1_conn_t *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->conn->bev);
+    struct evbuffer *in = pt_conn_input(c->conn);
     int result = PUMP_IDLE;
     bool pending = false; /* after HEAD/BODY the parser may have an event without new input */
     while (want_read(c) && (pending || evbuffer_get_length(in) != 0)) {
@@ -646,6 +647,20 @@ static int pump(h1_conn_t *c)
 
 /* ---- timers ---------------------------------------------------------------- */
 
+/* Makes `timer` fire no later than `at`. Lazy: a timer armed earlier stays
+ * (on_timer re-arms for the real deadline), so keep-alive requests do not
+ * re-arm it each time. */
+static void arm_at(h1_conn_t *c, uint64_t at)
+{
+    if (c->timer_at != 0 && c->timer_at <= at)
+        return;
+    uint64_t now = pt_now_ms();
+    struct timeval tv;
+    timeval_ms(&tv, at > now ? at - now : 0);
+    evtimer_add(c->timer, &tv);
+    c->timer_at = at;
+}
+
 static void update_timer(h1_conn_t *c)
 {
     enum phase ph = T_NONE;
@@ -664,8 +679,7 @@ static void update_timer(h1_conn_t *c)
     uint64_t ms = 0;
     switch (ph) {
     case T_NONE:
-        evtimer_del(c->timer);
-        return;
+        break;
     case T_IDLE:
         ms = c->requests == 0 ? c->to.header_ms : c->to.keepalive_ms;
         break;
@@ -677,19 +691,26 @@ static void update_timer(h1_conn_t *c)
         break;
     }
     if (ms == 0) {
-        evtimer_del(c->timer);
+        c->deadline = 0; /* a timer still armed fires and finds nothing to do */
         return;
     }
-    struct timeval tv;
-    timeval_ms(&tv, ms);
-    evtimer_add(c->timer, &tv);
+    c->deadline = pt_now_ms() + ms;
+    arm_at(c, c->deadline);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     h1_conn_t *c = arg;
+    c->timer_at = 0;
+    if (c->phase == T_NONE || c->deadline == 0)
+        return;
+    if (pt_now_ms() < c->deadline) {
+        arm_at(c, c->deadline); /* armed for an earlier deadline that has moved */
+        return;
+    }
     enum phase ph = c->phase;
     c->phase = T_NONE;
+    c->deadline = 0;
     switch (ph) {
     case T_IDLE:
         close_now(c);
@@ -745,9 +766,9 @@ static void set_read(h1_conn_t *c, bool on)
         return;
     c->read_enabled = on;
     if (on)
-        bufferevent_enable(c->conn->bev, EV_READ);
+        pt_conn_resume_read(c->conn);
     else
-        bufferevent_disable(c->conn->bev, EV_READ);
+        pt_conn_pause_read(c->conn);
 }
 
 static void process(h1_conn_t *c)
@@ -778,8 +799,9 @@ static void process(h1_conn_t *c)
             close_now(c);
             return;
         }
-        bufferevent_setwatermark(c->conn->bev, EV_WRITE, 0, 0); /* write_cb when empty */
-        evtimer_del(c->timer);
+        pt_conn_set_lowat(c->conn, 0); /* on_drain when empty */
+        c->phase = T_NONE;
+        c->deadline = 0;
         c->in_process = false;
         return;
     }
@@ -798,20 +820,20 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
     process(arg);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_read(pt_conn_t *conn, void *arg)
 {
     process(arg);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_drain(pt_conn_t *conn, void *arg)
 {
     process(arg);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(pt_conn_t *conn, int what, void *arg)
 {
     h1_conn_t *c = arg;
-    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !(what & BEV_EVENT_ERROR)) {
+    if (what == PT_CONN_EOF) {
         /* Half-close: answer what was fully received, then close. */
         c->no_more = true;
         if (c->reading != NULL) {
@@ -902,16 +924,12 @@ void pt__h1_conn_start(pt_conn_t *conn, const void *data, size_t len)
         abort();
     conn->codec = c;
     conn->codec_ops = &pt__h1_codec_ops;
-    struct bufferevent *bev = conn->bev;
     if (data != NULL && len != 0)
-        evbuffer_prepend(bufferevent_get_input(bev), data, len);
-    bufferevent_setcb(bev, on_read, on_write, on_event, c);
-    size_t lowat = c->limits.max_response_buffer / 2;
-    bufferevent_setwatermark(bev, EV_WRITE, lowat, 0);
-    struct timeval wt;
-    timeval_ms(&wt, c->to.send_ms);
-    bufferevent_set_timeouts(bev, NULL, c->to.send_ms != 0 ? &wt : NULL);
-    bufferevent_enable(bev, EV_WRITE);
+        evbuffer_prepend(pt_conn_input(conn), data, len);
+    pt_conn_set_callbacks(conn, on_read, on_drain, on_event, c);
+    pt_conn_pause_read(conn); /* matches read_enabled == false; process() decides */
+    pt_conn_set_lowat(conn, c->limits.max_response_buffer / 2);
+    pt_conn_set_send_timeout(conn, c->to.send_ms);
     c->phase = T_NONE;
     process(c);
 }

@@ -3,14 +3,15 @@
  * stream turned into a pt_req_t (request.h).
  *
  * Shape of a connection:
- *   bufferevent read  -> nghttp2_session_mem_recv -> callbacks below fill
+ *   connection read   -> nghttp2_session_mem_recv -> callbacks below fill
  *                        requests; finished heads are dispatched (headers_done)
  *                        only after the whole read was processed, so a
  *                        HEADERS+RST_STREAM pair in one read never starts work.
  *   request.c ops     -> per-stream output queue (evbuffer), flush scheduled
- *   flush             -> nghttp2_session_mem_send into the bufferevent output,
- *                        stopping above OUT_HIGH; the write callback (low
- *                        watermark) continues. DATA frames move bytes from the
+ *   flush             -> nghttp2_session_mem_send into the connection output
+ *                        (conn.h: written once per batch), stopping above
+ *                        OUT_HIGH; the drain callback (low watermark)
+ *                        continues. DATA frames move bytes from the
  *                        stream queue without an extra copy (NO_COPY).
  *   one timer         -> SETTINGS ack, connection idle, drain phases, stream
  *                        header/body/send timeouts; re-armed lazily.
@@ -30,7 +31,6 @@
  * and schedule a flush.
  */
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
@@ -96,8 +96,7 @@ struct h2_conn {
     pt_conn_t *conn;
     pt_worker_t *worker;
     struct event_base *base;
-    struct bufferevent *bev;
-    struct evbuffer *out;
+    struct evbuffer *out;      /* the connection's output (pt_conn_output) */
     nghttp2_session *ng;
     struct event *flush_ev;
     struct event *timer;
@@ -125,9 +124,10 @@ struct h2_conn {
     bool read_paused;
     bool dispatch_pending;
     bool in_flush;
-    bool attached;
-    bool terminating;
-    uint32_t rx_to_hdr;         /* input bytes before the next frame header (client magic first) */           /* GOAWAY ending the session is queued: start nothing new */              /* conn->codec is us and the bufferevent calls us */
+    bool attached;              /* conn->codec is us and the connection calls us */
+    bool terminating;           /* GOAWAY ending the session is queued: start nothing new */
+    uint32_t rx_to_hdr;         /* input bytes before the next frame header (client magic first) */
+    pt_conn_t *io_conn;         /* the connection whose callbacks point at us (attached) */
 
     unsigned depth;             /* enter()/leave() nesting */
     bool close_pending;         /* close at the outermost leave() */
@@ -289,8 +289,8 @@ static void teardown(h2_conn_t *c)
     if (c->timer != NULL)
         event_free(c->timer);
     c->flush_ev = c->timer = NULL;
-    if (c->attached && c->bev != NULL)
-        bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    if (c->attached && c->io_conn != NULL)
+        pt_conn_set_callbacks(c->io_conn, NULL, NULL, NULL, NULL);
     if (c->conn != NULL && c->conn->codec == c) {
         c->conn->codec = NULL;
         c->conn->codec_ops = NULL;
@@ -317,13 +317,12 @@ static void finish(h2_conn_t *c)
     if (c->closing_ms != 0)
         return;
     c->closing_ms = now_ms();
-    bufferevent_disable(c->bev, EV_READ);
+    pt_conn_pause_read(c->io_conn);
     if (evbuffer_get_length(c->out) == 0) {
         close_now(c);
         return;
     }
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    bufferevent_enable(c->bev, EV_WRITE);
+    pt_conn_set_lowat(c->io_conn, 0); /* on_drain once everything is written */
     arm_at(c, c->closing_ms + CLOSE_LINGER_MS);
 }
 
@@ -1032,7 +1031,7 @@ static void flush(h2_conn_t *c)
         if (!c->read_paused) {
             /* A client that does not read gets no more of our attention. */
             c->read_paused = true;
-            bufferevent_disable(c->bev, EV_READ);
+            pt_conn_pause_read(c->io_conn);
         }
     }
 }
@@ -1079,10 +1078,10 @@ static size_t feedable(h2_conn_t *c, const uint8_t *p, size_t len)
     return off;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_read(pt_conn_t *conn, void *arg)
 {
     h2_conn_t *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = pt_conn_input(conn);
     enter(c);
     size_t len = evbuffer_get_length(in);
     if (len != 0 && c->ng != NULL && c->closing_ms == 0 && !c->close_pending) {
@@ -1102,9 +1101,9 @@ static void on_read(struct bufferevent *bev, void *arg)
     leave(c);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_drain(pt_conn_t *conn, void *arg)
 {
-    (void)bev;
+    (void)conn;
     h2_conn_t *c = arg;
     enter(c);
     if (c->closing_ms != 0) {
@@ -1114,15 +1113,15 @@ static void on_write(struct bufferevent *bev, void *arg)
         flush(c);
         if (c->read_paused && c->closing_ms == 0 && evbuffer_get_length(c->out) < OUT_HIGH) {
             c->read_paused = false;
-            bufferevent_enable(c->bev, EV_READ);
+            pt_conn_resume_read(c->io_conn);
         }
     }
     leave(c);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(pt_conn_t *conn, int what, void *arg)
 {
-    (void)bev;
+    (void)conn;
     (void)what;
     h2_conn_t *c = arg;
     /* EOF, error, or the send timeout (no write progress for send_ms). */
@@ -1244,8 +1243,7 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     c->conn = conn;
     c->worker = conn->worker;
     c->base = conn->worker->base;
-    c->bev = conn->bev;
-    c->out = bufferevent_get_output(conn->bev);
+    c->out = pt_conn_output(conn);
 
     const pt_config_t *cfg = conn->worker->config != NULL ? conn->worker->config : conn->config;
     const pt_limits_t *l = &cfg->limits;
@@ -1289,25 +1287,19 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     return c;
 }
 
-/* Makes `c` the codec of its connection: bufferevent callbacks, watermarks,
- * the send timeout. */
+/* Makes `c` the codec of its connection: I/O callbacks, low watermark, the
+ * send timeout, reading on. */
 static void conn_attach(h2_conn_t *c)
 {
     pt_conn_t *conn = c->conn;
     c->attached = true;
+    c->io_conn = conn;
     conn->codec = c;
     conn->codec_ops = &h2_codec_ops;
-    bufferevent_setcb(conn->bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(conn->bev, EV_WRITE, OUT_LOW, 0);
-    bufferevent_setwatermark(conn->bev, EV_READ, 0, 0);
-    if (c->send_ms != 0) {
-        struct timeval wtv = {(time_t)(c->send_ms / 1000u),
-                              (suseconds_t)((c->send_ms % 1000u) * 1000u)};
-        bufferevent_set_timeouts(conn->bev, NULL, &wtv);
-    } else {
-        bufferevent_set_timeouts(conn->bev, NULL, NULL);
-    }
-    bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    pt_conn_set_callbacks(conn, on_read, on_drain, on_event, c);
+    pt_conn_set_lowat(conn, OUT_LOW);
+    pt_conn_set_send_timeout(conn, c->send_ms);
+    pt_conn_resume_read(conn);
 }
 
 /* Queues the server connection preface: SETTINGS and the connection window. */
@@ -1344,11 +1336,11 @@ void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
     }
     /* Bytes already read go in front of whatever waits in the input buffer,
      * so one path (on_read) processes everything in order. */
-    struct evbuffer *in = bufferevent_get_input(conn->bev);
+    struct evbuffer *in = pt_conn_input(conn);
     if (len != 0 && evbuffer_prepend(in, already_read, len) != 0)
         oom();
     if (evbuffer_get_length(in) != 0)
-        on_read(conn->bev, c);
+        on_read(conn, c);
     else
         flush(c);
     leave(c);
@@ -1437,8 +1429,8 @@ int pt__h2_conn_upgrade(pt_conn_t *conn, pt_req_t *req, pt_str_t http2_settings_
     }
     dispatch(c);
     if (!c->close_pending && c->closing_ms == 0 &&
-        evbuffer_get_length(bufferevent_get_input(conn->bev)) != 0)
-        on_read(conn->bev, c);
+        evbuffer_get_length(pt_conn_input(conn)) != 0)
+        on_read(conn, c);
     else
         flush(c);
     leave(c);

@@ -4,8 +4,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
@@ -211,10 +209,9 @@ static void link_conn(pt_worker_t *w, pt_conn_t *c)
 static void start_codec(pt_conn_t *conn)
 {
     if (conn->is_tls) {
-        SSL *ssl = bufferevent_openssl_get_ssl(conn->bev);
         const unsigned char *proto = NULL;
         unsigned len = 0;
-        SSL_get0_alpn_selected(ssl, &proto, &len);
+        SSL_get0_alpn_selected(conn->io.ssl, &proto, &len);
         if (len == 2 && memcmp(proto, "h2", 2) == 0) {
             pt__h2_conn_start(conn, NULL, 0);
             return;
@@ -223,17 +220,12 @@ static void start_codec(pt_conn_t *conn)
     pt__h1_conn_start(conn, NULL, 0);
 }
 
-static void on_handshake(struct bufferevent *bev, short what, void *arg)
+static void on_handshake(pt_conn_t *conn, bool ok)
 {
-    pt_conn_t *conn = arg;
-    (void)bev;
-    if (what & BEV_EVENT_CONNECTED) {
-        bufferevent_set_timeouts(conn->bev, NULL, NULL);
+    if (ok)
         start_codec(conn);
-        return;
-    }
-    /* error, EOF or handshake timeout */
-    conn_close(conn);
+    else
+        pt_conn_close(conn); /* error, EOF or handshake timeout */
 }
 
 static void on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
@@ -253,7 +245,7 @@ static void on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sock
     if (conn == NULL)
         abort();
     conn->worker = w;
-    conn->fd = fd;
+    conn->fd = -1;
     conn->listener = l->conf;
     conn->config = pt_config_ref(w->config);
     conn->close = conn_close;
@@ -266,26 +258,25 @@ static void on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sock
     conn->client_addr = pt_str_c(conn->client_addr_buf);
     link_conn(w, conn);
 
+    SSL *ssl = NULL;
     if (l->conf->has_tls && l->conf->ssl_ctx != NULL) {
-        SSL *ssl = SSL_new(l->conf->ssl_ctx);
+        ssl = SSL_new(l->conf->ssl_ctx);
         if (ssl == NULL) {
             close(fd);
-            conn->fd = -1;
             conn_close(conn);
             return;
         }
         conn->is_tls = true;
-        conn->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                   BEV_OPT_CLOSE_ON_FREE);
-        bufferevent_openssl_set_allow_dirty_shutdown(conn->bev, 1);
-        uint64_t ms = w->config->timeouts.header_ms;
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-        bufferevent_set_timeouts(conn->bev, &tv, &tv);
-        bufferevent_setcb(conn->bev, NULL, NULL, on_handshake, conn);
-        bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+    }
+    /* from here on the layer owns fd (and ssl), also on failure */
+    if (pt_conn_io_init(conn, w->base, fd, ssl) != 0) {
+        conn_close(conn);
         return;
     }
-    conn->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (conn->is_tls) {
+        pt_conn_tls_accept(conn, w->config->timeouts.header_ms, on_handshake);
+        return;
+    }
     start_codec(conn);
 }
 
@@ -396,10 +387,7 @@ void pt__listener_set_close(pt_listener_set_t *set)
 static void conn_close(pt_conn_t *conn)
 {
     pt_worker_t *w = conn->worker;
-    if (conn->bev != NULL)
-        bufferevent_free(conn->bev);
-    else if (conn->fd >= 0)
-        close(conn->fd);
+    pt_conn_io_release(conn); /* closes the socket */
     if (conn->prev != NULL)
         ((pt_conn_t *)conn->prev)->next = conn->next;
     else
@@ -422,7 +410,7 @@ void pt__listener_conns_drain_all(pt_worker_t *w)
         if (c->codec_ops != NULL && c->codec_ops->drain != NULL)
             c->codec_ops->drain(c);
         else if (c->codec == NULL)
-            conn_close(c); /* still in the TLS handshake */
+            pt_conn_close(c); /* still in the TLS handshake */
         c = next;
     }
 }

@@ -2,9 +2,10 @@
  * h2_fake.h -- test seam for the HTTP/2 codec (unit tests and the fuzz target).
  *
  * Provides a fake request layer (the pt__req_* functions of request.h that
- * the codec calls) with a scriptable handler, and a server connection wired
- * to one end of an in-memory bufferevent pair, so tests drive gateway/h2.c
- * with an nghttp2 client session or raw frames and no sockets.
+ * the codec calls) with a scriptable handler, and a server connection on one
+ * end of a socketpair (the real connection I/O layer, conn_io.c), the test's
+ * end being a socket bufferevent, so tests drive gateway/h2.c with an
+ * nghttp2 client session or raw frames and no network.
  *
  * Linking: the test's own definitions of pt__req_* come before portico_core,
  * so request.o is never pulled from the archive.
@@ -70,7 +71,7 @@ void fake_consume(fake_rec_t *r, size_t len);
 /** A config with the SECURITY-CASES default limits and timeouts. */
 void fake_config_defaults(pt_config_t *cfg);
 
-/** A server connection on one end of a bufferevent pair; the other end is `client`. */
+/** A server connection on one end of a socketpair; the other end is `client`. */
 typedef struct fake_conn {
     struct event_base *base;
     pt_worker_t worker;
@@ -80,13 +81,13 @@ typedef struct fake_conn {
     bool closed;                 /* conn->close was called */
 } fake_conn_t;
 
-/** Creates the pair and the pt_conn_t (no codec yet). `cfg` may be NULL for defaults. */
+/** Creates the socketpair and the pt_conn_t (no codec yet). `cfg` may be NULL for defaults. */
 void fake_conn_init(fake_conn_t *fc, const pt_config_t *cfg);
 /** Runs the loop without blocking until nothing happens (or `max_rounds`). */
 void fake_conn_run(fake_conn_t *fc, int max_rounds);
 /** Runs the loop for about `ms` milliseconds of wall time. */
 void fake_conn_run_for(fake_conn_t *fc, unsigned ms);
-/** Destroys whatever is left (codec destroy + close), frees the pair and the base. */
+/** Destroys whatever is left (codec destroy + close), frees the client end and the base. */
 void fake_conn_dispose(fake_conn_t *fc);
 
 #endif /* PT_TEST_H2_FAKE_H */

@@ -155,7 +155,7 @@ static env_t E;
 
 static void test_conn_close(pt_conn_t *conn)
 {
-    bufferevent_free(conn->bev);
+    pt_conn_io_release(conn);
     free(conn);
     F.conn = NULL;
     F.conn_closed = true;
@@ -170,8 +170,7 @@ static void start(void)
     E.peer = sv[1];
     pt_conn_t *conn = calloc(1, sizeof(*conn));
     conn->worker = &E.w;
-    conn->fd = sv[0];
-    conn->bev = bufferevent_socket_new(E.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    assert_int_equal(pt_conn_io_init(conn, E.base, sv[0], NULL), 0);
     conn->client_addr = PT_STR("127.0.0.1");
     conn->listener = &E.lc;
     conn->config = &E.cfg;

@@ -6,6 +6,7 @@
  */
 #include "upstream/call_internal.h"
 #include "upstream/grpc.h"
+#include "upstream/h2.h"
 
 #include "portico/status.h"
 
@@ -14,6 +15,8 @@ int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cb
 {
     if (w == NULL || r == NULL || r->cluster == NULL || cbs == NULL || out == NULL)
         return PT_ERR_INTERNAL;
+    if (pt__uph2_serves(r->cluster)) /* grpc, and h2c http clusters: native HTTP/2 (h2.c) */
+        return pt__uph2_start(w, r, cbs, ud, out);
     switch (r->cluster->protocol) {
     case PT_PROTO_HTTP:
         return pt__uphttp_start(w, r, cbs, ud, out);
@@ -54,6 +57,7 @@ int pt_upstream_worker_init(pt_worker_t *w)
 
 void pt_upstream_worker_dispose(pt_worker_t *w)
 {
+    pt__uph2_worker_dispose(w);
     pt__upgrpc_worker_dispose(w); /* grpc.c: cancels its calls, stops its completion thread */
     pt__uphttp_worker_dispose(w);
 }

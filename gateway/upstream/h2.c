@@ -1,0 +1,1744 @@
+/*
+ * h2.c -- upstream calls over native HTTP/2 client sessions (nghttp2).
+ *
+ * Why not libcurl: Debian's libcurl 7.88 cannot reuse an h2c (prior
+ * knowledge) connection (curl#10634), so every gRPC call would pay a new TCP
+ * connection. Here each worker keeps, per endpoint (a "pool"), a few
+ * connections with many concurrent streams each:
+ *
+ *   call -> pool (endpoint URL, TLS settings) -> connection with a free
+ *   stream slot (fill first; the server's SETTINGS_MAX_CONCURRENT_STREAMS is
+ *   respected, another connection is opened when every one is full, at most
+ *   MAX_CONNS_PER_EP) -> one stream.
+ *
+ * `http://` endpoints speak h2c with prior knowledge; `https://` ones TLS
+ * through OpenSSL on the socket, ALPN "h2" required (no fallback).
+ *
+ * Bodies stream both ways. The request body is a DEFERRED data provider that
+ * pulls the caller's read_body; pt_upcall_body_ready() resumes it. Response
+ * DATA goes to on_data, and the stream's flow-control window is given back
+ * (nghttp2_session_consume) only for bytes the caller accepted: once on_data
+ * says "pause", later bytes are held (at most one stream window) and not
+ * consumed, so a slow client stops the upstream stream, not the connection.
+ *
+ * Failures. A stream the server did not process (REFUSED_STREAM, or above the
+ * last-stream-id of a GOAWAY; nghttp2 closes those with REFUSED_STREAM) is
+ * retried once, on another connection, replaying the request body from a copy
+ * kept until the response head arrives (at most REPLAY_MAX bytes, else no
+ * retry). A connection that could not be made is retried on another endpoint
+ * (`retries` of the cluster), like http.c. A connection that died after the
+ * request went out fails the call with PT_ERR_UPSTREAM unless the request is
+ * idempotent and no response byte came. Timeouts cover the whole exchange;
+ * expiry and cancellation send RST_STREAM(CANCEL).
+ *
+ * Re-entrancy. nghttp2 must not be re-entered (mem_recv / mem_send), and the
+ * caller's callbacks may cancel or start calls. So: `depth` counts how deep
+ * we are in our own machinery; a call cancelled at depth > 0 is freed on the
+ * way out (zombies), a failed connection likewise (dead list); submissions
+ * (submit_request / rst_stream / resume_data) only queue frames and are safe
+ * anywhere; the frames are written by a per-connection flush event. on_done
+ * always runs from the worker's done event, never from inside an API call.
+ */
+#include "upstream/h2.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/util.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "portico/status.h"
+
+enum {
+    HDR_MAX_BYTES = 64 * 1024,       /* response head (or trailers): sum of name+value+32 */
+    HDR_MAX_CNT = 256,
+    REPLAY_MAX = 64 * 1024,          /* request body kept for a safe retry */
+    MAX_CONNS_PER_EP = 8,
+    ASSUMED_MAX_STREAMS = 100,       /* until the server's SETTINGS arrive */
+    STREAM_WINDOW = 256 * 1024,
+    CONN_WINDOW = 16 * 1024 * 1024,
+    IDLE_MS = 60000,                 /* connection without streams is closed after */
+    DEFAULT_TIMEOUT_MS = 15000,
+    DEFAULT_CONNECT_MS = 5000,
+    EJECT_AFTER = 5,
+    EJECT_MS = 10000,
+    RBUF_SIZE = 64 * 1024,
+    WBUF_HIGH = 64 * 1024,           /* serialise frames up to this much per write */
+    HELD_CHUNK = 16 * 1024,          /* held bytes are re-delivered in slices of this */
+};
+
+typedef struct h2w h2w_t;
+typedef struct h2pool pool_t;
+typedef struct h2conn conn_t;
+typedef struct h2call call_t;
+
+/* How a failed attempt may be retried. */
+typedef enum { K_NONE = 0, K_CONNECT, K_REFUSED, K_EARLY, K_OTHER } fail_kind_t;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL)
+        abort(); /* gateway OOM policy (STYLE.md) */
+    return p;
+}
+
+static void *xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size);
+    if (q == NULL)
+        abort();
+    return q;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s != NULL ? s : "");
+    if (d == NULL)
+        abort();
+    return d;
+}
+
+/* Grows *buf (capacity *cap) to hold `need` bytes. */
+static void reserve(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    *buf = xrealloc(*buf, c);
+    *cap = c;
+}
+
+/* ---- collected header fields -------------------------------------------- */
+
+typedef struct hent {
+    uint32_t noff, nlen, voff, vlen;
+} hent_t;
+
+/* Names and values in one buffer; views are built when handed out. */
+typedef struct hstore {
+    char *buf;
+    size_t len, cap;
+    hent_t *e;
+    size_t cnt, ecap;
+    pt_header_t *view;
+    size_t vcap;
+} hstore_t;
+
+static void hstore_free(hstore_t *s)
+{
+    free(s->buf);
+    free(s->e);
+    free(s->view);
+    memset(s, 0, sizeof(*s));
+}
+
+static void hstore_add(hstore_t *s, const uint8_t *n, size_t nlen, const uint8_t *v, size_t vlen)
+{
+    reserve(&s->buf, &s->cap, s->len + nlen + vlen);
+    if (s->cnt == s->ecap) {
+        s->ecap = s->ecap ? s->ecap * 2 : 16;
+        s->e = xrealloc(s->e, s->ecap * sizeof(*s->e));
+    }
+    hent_t *e = &s->e[s->cnt++];
+    e->noff = (uint32_t)s->len;
+    e->nlen = (uint32_t)nlen;
+    memcpy(s->buf + s->len, n, nlen);
+    s->len += nlen;
+    e->voff = (uint32_t)s->len;
+    e->vlen = (uint32_t)vlen;
+    if (vlen != 0)
+        memcpy(s->buf + s->len, v, vlen);
+    s->len += vlen;
+}
+
+static const pt_header_t *hstore_view(hstore_t *s)
+{
+    if (s->cnt == 0)
+        return NULL;
+    if (s->vcap < s->cnt) {
+        s->vcap = s->cnt;
+        s->view = xrealloc(s->view, s->vcap * sizeof(*s->view));
+    }
+    for (size_t i = 0; i < s->cnt; i++) {
+        s->view[i].name = (pt_str_t){s->buf + s->e[i].noff, s->e[i].nlen};
+        s->view[i].value = (pt_str_t){s->buf + s->e[i].voff, s->e[i].vlen};
+    }
+    return s->view;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+typedef struct cursor {
+    const pt_cluster_t *cl;
+    size_t next;
+} cursor_t;
+
+struct h2w {
+    pt_worker_t *w;
+    unsigned depth;
+    pool_t *pools;
+    call_t *calls;                 /* every live call (doubly linked) */
+    call_t *done_head, *done_tail; /* results waiting for on_done (or a retry) */
+    call_t *zombies;               /* cancelled at depth > 0 */
+    conn_t *dead;                  /* failed or closed at depth > 0 */
+    struct event done_ev;
+    bool done_sched;
+    cursor_t *cursors;             /* by cluster->index */
+    size_t cursor_cnt;
+    struct evdns_base *dns;
+    pt_uph2_stats_t stats;
+    h2w_t *tl_next;
+};
+
+struct h2pool {
+    h2w_t *hw;
+    char *url, *host, *ca_file;
+    uint16_t port;
+    bool tls, verify;
+    SSL_CTX *ssl_ctx;
+    conn_t *conns;
+    unsigned nconns;
+    unsigned fails;                /* consecutive connect failures */
+    uint64_t eject_until_ms;
+    uint32_t max_streams;          /* the server's last SETTINGS_MAX_CONCURRENT_STREAMS (0: unknown) */
+    pool_t *next;
+};
+
+typedef enum { C_RESOLVING, C_CONNECTING, C_HANDSHAKE, C_READY, C_CLOSED } cstate_t;
+
+typedef struct slot {
+    int32_t sid;                   /* 0 empty, -1 deleted */
+    call_t *c;
+} slot_t;
+
+/* Resolver context: outlives a connection that is freed while resolving. */
+typedef struct resolve {
+    conn_t *conn;
+} resolve_t;
+
+struct h2conn {
+    pool_t *pool;
+    h2w_t *hw;
+    int fd;
+    SSL *ssl;
+    cstate_t st;
+    bool ever_ready;
+    bool goaway;                   /* no new streams on this connection */
+    bool settings_recvd;
+    bool flush_sched;
+    bool wev_on;
+    bool closing;                  /* idle close: GOAWAY flushed, then freed */
+    nghttp2_session *ng;
+    struct event rev, wev, flush_ev, timer;
+    bool events_set;
+    slot_t *tab;                   /* stream id -> call (open addressing) */
+    size_t tab_cap, tab_used;      /* used: live + deleted slots */
+    unsigned active;               /* calls with a stream here */
+    char *wbuf;
+    size_t woff, wlen, wcap;
+    uint64_t connect_ms;           /* connect timeout */
+    resolve_t *res;
+    conn_t *prev, *next;           /* pool->conns */
+    conn_t *dead_next;
+};
+
+struct h2call {
+    pt_upcall_t base;              /* first member: call.c dispatches through base.ops */
+    h2w_t *hw;
+    const pt_upcall_req_t *r;
+    pt_upcall_cbs_t cbs;
+    void *ud;
+    conn_t *conn;                  /* connection of the current attempt, while its stream is open */
+    int32_t sid;
+    size_t ep_idx;
+    uint64_t tried;                /* endpoint indexes tried (the first 64) */
+    unsigned attempts;
+    bool refused_retried;
+    uint64_t deadline_ms;
+    struct event tmo;
+    /* per attempt */
+    bool headers_sent;             /* our HEADERS went out */
+    bool got_head, got_end, hdr_overflow, deferred, in_read;
+    int status;
+    uint32_t hdr_bytes;
+    hstore_t head, trl;
+    /* request body */
+    bool body_eof;
+    bool no_replay;
+    char *replay;
+    size_t replay_len, replay_cap, replay_off;
+    /* response delivery */
+    bool paused;
+    char *held;
+    size_t held_off, held_len, held_cap;
+    /* result */
+    bool finished, finish_wait, in_done, canceled;
+    int fst;
+    const char *freason;
+    fail_kind_t fkind;
+    call_t *prev, *next;           /* hw->calls */
+    call_t *link;                  /* done queue or zombies */
+};
+
+static _Thread_local h2w_t *tl_workers; /* this thread's workers (normally one) */
+
+static void conn_flush(conn_t *k);
+static void conn_fail(conn_t *k, int st, const char *why);
+static void attempt(call_t *c, size_t idx);
+static void on_done_ev(evutil_socket_t fd, short what, void *arg);
+
+/* ---- worker ------------------------------------------------------------- */
+
+static h2w_t *hw_of(pt_worker_t *w, bool create)
+{
+    for (h2w_t *hw = tl_workers; hw != NULL; hw = hw->tl_next)
+        if (hw->w == w)
+            return hw;
+    if (!create)
+        return NULL;
+    h2w_t *hw = xcalloc(1, sizeof(*hw));
+    hw->w = w;
+    event_assign(&hw->done_ev, w->base, -1, 0, on_done_ev, hw);
+    hw->tl_next = tl_workers;
+    tl_workers = hw;
+    return hw;
+}
+
+static uint64_t mono_ms(void)
+{
+    return pt_now_ms();
+}
+
+static void enter(h2w_t *hw)
+{
+    hw->depth++;
+}
+
+static void conn_free(conn_t *k);
+static void call_free(call_t *c);
+
+/* Leaves our machinery; at the outermost level, frees what was doomed inside. */
+static void leave(h2w_t *hw)
+{
+    if (--hw->depth != 0)
+        return;
+    while (hw->dead != NULL) {
+        conn_t *k = hw->dead;
+        hw->dead = k->dead_next;
+        conn_free(k);
+    }
+    while (hw->zombies != NULL) {
+        call_t *c = hw->zombies;
+        hw->zombies = c->link;
+        call_free(c);
+    }
+}
+
+/* ---- endpoints and pools ------------------------------------------------- */
+
+static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep)
+{
+    const char *ca = cl->ca_file != NULL ? cl->ca_file : "";
+    for (pool_t *p = hw->pools; p != NULL; p = p->next)
+        if (strcmp(p->url, ep->url) == 0 && p->verify == cl->tls_verify && strcmp(p->ca_file, ca) == 0)
+            return p;
+    return NULL;
+}
+
+static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep)
+{
+    pool_t *p = pool_find(hw, cl, ep);
+    if (p != NULL)
+        return p;
+    p = xcalloc(1, sizeof(*p));
+    p->hw = hw;
+    p->url = xstrdup(ep->url);
+    p->host = xstrdup(ep->host);
+    p->ca_file = xstrdup(cl->ca_file);
+    p->port = ep->port;
+    p->tls = ep->tls;
+    p->verify = cl->tls_verify;
+    p->next = hw->pools;
+    hw->pools = p;
+    return p;
+}
+
+static cursor_t *cursor_of(h2w_t *hw, const pt_cluster_t *cl)
+{
+    if (cl->index >= hw->cursor_cnt) {
+        size_t cnt = (size_t)cl->index + 8;
+        hw->cursors = xrealloc(hw->cursors, cnt * sizeof(*hw->cursors));
+        memset(hw->cursors + hw->cursor_cnt, 0, (cnt - hw->cursor_cnt) * sizeof(*hw->cursors));
+        hw->cursor_cnt = cnt;
+    }
+    cursor_t *cur = &hw->cursors[cl->index];
+    if (cur->cl != cl) {
+        cur->cl = cl;
+        cur->next = 0;
+    }
+    return cur;
+}
+
+/** The next endpoint in round-robin order that is not ejected (nor tried, when asked), or -1. */
+static long pick_endpoint(h2w_t *hw, call_t *c, bool skip_tried)
+{
+    const pt_cluster_t *cl = c->r->cluster;
+    size_t n = cl->endpoint_cnt;
+    if (n == 0)
+        return -1;
+    cursor_t *cur = cursor_of(hw, cl);
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < n; i++) {
+        size_t idx = (cur->next + i) % n;
+        if (skip_tried && idx < 64 && (c->tried & ((uint64_t)1 << idx)) != 0)
+            continue;
+        pool_t *p = pool_find(hw, cl, &cl->endpoints[idx]);
+        if (p != NULL && p->eject_until_ms > now)
+            continue;
+        cur->next = idx + 1;
+        return (long)idx;
+    }
+    return -1;
+}
+
+/* ---- stream table --------------------------------------------------------- */
+
+static size_t slot_of(const conn_t *k, int32_t sid)
+{
+    return ((uint32_t)sid >> 1) & (k->tab_cap - 1); /* ids are sequential odd numbers */
+}
+
+static call_t *tab_find(const conn_t *k, int32_t sid)
+{
+    if (k->tab_cap == 0 || sid <= 0)
+        return NULL;
+    for (size_t i = slot_of(k, sid);; i = (i + 1) & (k->tab_cap - 1)) {
+        if (k->tab[i].sid == sid)
+            return k->tab[i].c;
+        if (k->tab[i].sid == 0)
+            return NULL;
+    }
+}
+
+static void tab_put(conn_t *k, int32_t sid, call_t *c);
+
+static void tab_rehash(conn_t *k, size_t cap)
+{
+    slot_t *old = k->tab;
+    size_t ocap = k->tab_cap;
+    k->tab = xcalloc(cap, sizeof(*k->tab));
+    k->tab_cap = cap;
+    k->tab_used = 0;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i].sid > 0)
+            tab_put(k, old[i].sid, old[i].c);
+    free(old);
+}
+
+static void tab_put(conn_t *k, int32_t sid, call_t *c)
+{
+    if ((k->tab_used + 1) * 2 > k->tab_cap)
+        tab_rehash(k, k->active * 4 > k->tab_cap ? (k->tab_cap ? k->tab_cap * 2 : 64)
+                                                  : (k->tab_cap ? k->tab_cap : 64));
+    size_t i = slot_of(k, sid);
+    while (k->tab[i].sid > 0)
+        i = (i + 1) & (k->tab_cap - 1);
+    if (k->tab[i].sid == 0)
+        k->tab_used++;
+    k->tab[i].sid = sid;
+    k->tab[i].c = c;
+}
+
+static void tab_del(conn_t *k, int32_t sid)
+{
+    if (k->tab_cap == 0)
+        return;
+    for (size_t i = slot_of(k, sid);; i = (i + 1) & (k->tab_cap - 1)) {
+        if (k->tab[i].sid == sid) {
+            k->tab[i].sid = -1;
+            k->tab[i].c = NULL;
+            return;
+        }
+        if (k->tab[i].sid == 0)
+            return;
+    }
+}
+
+/* ---- connection helpers --------------------------------------------------- */
+
+static void schedule_flush(conn_t *k)
+{
+    if (k->flush_sched || k->st == C_CLOSED || !k->events_set)
+        return;
+    k->flush_sched = true;
+    event_active(&k->flush_ev, EV_WRITE, 0);
+}
+
+static void arm_timer(conn_t *k, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u)};
+    event_add(&k->timer, &tv);
+}
+
+static uint32_t conn_max_streams(conn_t *k)
+{
+    if (!k->settings_recvd) /* a new connection: what its siblings were told */
+        return k->pool->max_streams != 0 ? k->pool->max_streams : ASSUMED_MAX_STREAMS;
+    uint32_t v = nghttp2_session_get_remote_settings(k->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    return v > (1u << 20) ? (1u << 20) : v;
+}
+
+/* A stream of `k` ended (or was taken off it): idle bookkeeping. */
+static void conn_stream_gone(conn_t *k)
+{
+    if (k->active > 0)
+        k->active--;
+    if (k->active == 0 && k->st == C_READY) {
+        if (k->goaway)
+            schedule_flush(k); /* nghttp2 will say it is done: closed in conn_flush */
+        else
+            arm_timer(k, IDLE_MS);
+    }
+}
+
+/* Takes call `c` off its connection's stream table (its stream is over for us). */
+static void call_detach(call_t *c)
+{
+    conn_t *k = c->conn;
+    if (k == NULL)
+        return;
+    c->conn = NULL;
+    if (c->sid > 0)
+        tab_del(k, c->sid);
+    conn_stream_gone(k);
+}
+
+/* Sends RST_STREAM(CANCEL) for the call's stream and takes it off the connection. */
+static void call_reset_stream(call_t *c)
+{
+    conn_t *k = c->conn;
+    if (k == NULL)
+        return;
+    int32_t sid = c->sid;
+    call_detach(c);
+    if (sid > 0 && k->st != C_CLOSED && k->ng != NULL) {
+        nghttp2_submit_rst_stream(k->ng, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+        schedule_flush(k);
+    }
+}
+
+/* ---- call results ------------------------------------------------------------ */
+
+static void push_done(call_t *c)
+{
+    h2w_t *hw = c->hw;
+    if (c->in_done)
+        return;
+    c->in_done = true;
+    c->link = NULL;
+    if (hw->done_tail != NULL)
+        hw->done_tail->link = c;
+    else
+        hw->done_head = c;
+    hw->done_tail = c;
+    if (!hw->done_sched) {
+        hw->done_sched = true;
+        event_active(&hw->done_ev, EV_WRITE, 0);
+    }
+}
+
+/*
+ * The attempt ended with `st` (0: complete response). The result is
+ * delivered (or the call retried) from the done event; a successful call with
+ * held body bytes waits until the caller took them (resume).
+ */
+static void call_finish(call_t *c, int st, const char *reason, fail_kind_t kind)
+{
+    if (c->finished || c->canceled)
+        return;
+    call_detach(c);
+    c->finished = true;
+    c->fst = st;
+    c->freason = reason;
+    c->fkind = kind;
+    if (st == 0 && c->held_off < c->held_len) {
+        c->finish_wait = true;
+        return;
+    }
+    push_done(c);
+}
+
+static void call_free(call_t *c)
+{
+    h2w_t *hw = c->hw;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        hw->calls = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    event_del(&c->tmo);
+    hstore_free(&c->head);
+    hstore_free(&c->trl);
+    free(c->replay);
+    free(c->held);
+    free(c);
+}
+
+/** Tries the request again (see the top comment). True when a new attempt started. */
+static bool retry(call_t *c)
+{
+    h2w_t *hw = c->hw;
+    if (c->fkind == K_NONE || c->fkind == K_OTHER || c->got_head || c->no_replay)
+        return false;
+    if (mono_ms() >= c->deadline_ms)
+        return false;
+    long idx;
+    if (c->fkind == K_CONNECT) {
+        if (c->attempts > c->r->cluster->retries)
+            return false;
+        idx = pick_endpoint(hw, c, true);
+    } else {
+        if (c->fkind == K_EARLY && !c->r->idempotent)
+            return false;
+        if (c->refused_retried)
+            return false;
+        c->refused_retried = true;
+        idx = pick_endpoint(hw, c, true);
+        if (idx < 0) /* the request may be fine on the same host, another connection */
+            idx = pick_endpoint(hw, c, false);
+    }
+    if (idx < 0)
+        return false;
+    hw->stats.retries++;
+    attempt(c, (size_t)idx);
+    return true;
+}
+
+static void on_done_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    h2w_t *hw = arg;
+    hw->done_sched = false;
+    enter(hw);
+    while (hw->done_head != NULL) {
+        call_t *c = hw->done_head;
+        hw->done_head = c->link;
+        if (hw->done_head == NULL)
+            hw->done_tail = NULL;
+        c->link = NULL;
+        c->in_done = false;
+        if (c->canceled) {
+            call_free(c);
+            continue;
+        }
+        if (c->fst != 0 && retry(c))
+            continue;
+        event_del(&c->tmo);
+        const pt_header_t *t = c->fst == 0 ? hstore_view(&c->trl) : NULL;
+        size_t tcnt = c->fst == 0 ? c->trl.cnt : 0;
+        c->canceled = true; /* a cancel from inside on_done is a no-op */
+        c->cbs.on_done(c->ud, c->fst, c->freason, t, tcnt);
+        call_free(c);
+    }
+    leave(hw);
+}
+
+/* ---- nghttp2 callbacks ------------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    (void)ng;
+    conn_t *k = ud;
+    call_t *c = tab_find(k, f->hd.stream_id);
+    if (c != NULL && !c->got_head) {
+        /* a (new) response head: an interim 1xx before it is forgotten */
+        c->head.len = c->head.cnt = 0;
+        c->hdr_bytes = 0;
+        c->status = 0;
+    } else if (c != NULL) {
+        c->hdr_bytes = 0; /* trailers are a block of their own */
+    }
+    return 0;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+    (void)ng;
+    (void)flags;
+    conn_t *k = ud;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    call_t *c = tab_find(k, f->hd.stream_id);
+    if (c == NULL)
+        return 0;
+    c->hdr_bytes += (uint32_t)(nlen + vlen + 32);
+    hstore_t *s = c->got_head ? &c->trl : &c->head;
+    if (c->hdr_bytes > HDR_MAX_BYTES || s->cnt >= HDR_MAX_CNT) {
+        c->hdr_overflow = true;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    }
+    if (nlen > 0 && name[0] == ':') {
+        if (!c->got_head && nlen == 7 && memcmp(name, ":status", 7) == 0) {
+            int st = 0;
+            for (size_t i = 0; i < vlen && i < 3; i++)
+                st = st * 10 + (value[i] - '0'); /* nghttp2 checked it is 3 digits */
+            c->status = st;
+        }
+        return 0;
+    }
+    hstore_add(s, name, nlen, value, vlen);
+    return 0;
+}
+
+static void deliver_head(call_t *c)
+{
+    c->got_head = true;
+    free(c->replay); /* from now on the request is never retried */
+    c->replay = NULL;
+    c->replay_len = c->replay_cap = c->replay_off = 0;
+    c->no_replay = true;
+    if (c->cbs.on_head != NULL)
+        c->cbs.on_head(c->ud, c->status, hstore_view(&c->head), c->head.cnt);
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    (void)ng;
+    conn_t *k = ud;
+    call_t *c;
+    switch (f->hd.type) {
+    case NGHTTP2_HEADERS:
+        c = tab_find(k, f->hd.stream_id);
+        if (c == NULL)
+            return 0;
+        if (!c->got_head) {
+            if (c->status >= 100 && c->status < 200)
+                return 0; /* interim response: the final one follows */
+            if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+                c->got_end = true;
+            deliver_head(c); /* may cancel c (then it is a zombie until leave) */
+        } else if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+            c->got_end = true;
+        }
+        break;
+    case NGHTTP2_DATA:
+        c = tab_find(k, f->hd.stream_id);
+        if (c != NULL && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            c->got_end = true;
+        break;
+    case NGHTTP2_SETTINGS:
+        if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+            k->settings_recvd = true;
+            uint32_t v = nghttp2_session_get_remote_settings(k->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+            k->pool->max_streams = v == 0 ? 1 : v; /* 0 would never let us open one */
+        }
+        break;
+    case NGHTTP2_GOAWAY:
+        k->goaway = true; /* streams above last-stream-id are closed with REFUSED_STREAM */
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
+{
+    (void)ng;
+    conn_t *k = ud;
+    if (f->hd.type == NGHTTP2_HEADERS) {
+        call_t *c = tab_find(k, f->hd.stream_id);
+        if (c != NULL)
+            c->headers_sent = true;
+    }
+    return 0;
+}
+
+static void held_add(call_t *c, const uint8_t *data, size_t len)
+{
+    if (c->held_off == c->held_len)
+        c->held_off = c->held_len = 0;
+    reserve(&c->held, &c->held_cap, c->held_len + len);
+    memcpy(c->held + c->held_len, data, len);
+    c->held_len += len;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    (void)flags;
+    conn_t *k = ud;
+    call_t *c = tab_find(k, sid);
+    if (c == NULL || !c->got_head) {
+        nghttp2_session_consume(ng, sid, len);
+        return 0;
+    }
+    if (c->paused || c->held_off < c->held_len) {
+        held_add(c, data, len); /* window not given back: the server stops */
+        return 0;
+    }
+    bool more = c->cbs.on_data(c->ud, (const char *)data, len);
+    nghttp2_session_consume(ng, sid, len);
+    if (!more && !c->canceled)
+        c->paused = true;
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t code, void *ud)
+{
+    conn_t *k = ud;
+    call_t *c = tab_find(k, sid);
+    if (c == NULL)
+        return 0;
+    /* held bytes were never consumed: give the connection window back now */
+    if (c->held_len > c->held_off)
+        nghttp2_session_consume_connection(ng, c->held_len - c->held_off);
+    if (c->hdr_overflow)
+        call_finish(c, PT_ERR_UPSTREAM, "upstream response head too large", K_OTHER);
+    else if (code == NGHTTP2_NO_ERROR && c->got_end)
+        call_finish(c, c->got_head ? 0 : PT_ERR_UPSTREAM,
+                    c->got_head ? "ok" : "upstream sent no response head", K_OTHER);
+    else if (code == NGHTTP2_REFUSED_STREAM && !c->got_head)
+        call_finish(c, PT_ERR_UPSTREAM, "upstream refused the stream", K_REFUSED);
+    else
+        call_finish(c, PT_ERR_UPSTREAM,
+                    c->got_head ? "upstream stream reset" : "upstream reset the stream before answering",
+                    K_OTHER);
+    return 0;
+}
+
+/* Request body: replayed copy first, then the caller's read_body. */
+static ssize_t data_read(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)ng;
+    (void)src;
+    conn_t *k = ud;
+    call_t *c = tab_find(k, sid);
+    if (c == NULL || c->canceled)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    size_t n = 0;
+    bool eof = false;
+    if (c->replay_off < c->replay_len) {
+        n = c->replay_len - c->replay_off < length ? c->replay_len - c->replay_off : length;
+        memcpy(buf, c->replay + c->replay_off, n);
+        c->replay_off += n;
+        eof = c->body_eof && c->replay_off == c->replay_len;
+    } else if (c->body_eof) {
+        eof = true;
+    } else {
+        c->in_read = true;
+        n = c->cbs.read_body(c->ud, (char *)buf, length, &eof);
+        c->in_read = false;
+        if (c->canceled)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (n > length)
+            n = length;
+        if (eof)
+            c->body_eof = true;
+        if (!c->no_replay && n > 0) {
+            if (c->replay_len + n > REPLAY_MAX) {
+                c->no_replay = true;
+                free(c->replay);
+                c->replay = NULL;
+                c->replay_len = c->replay_cap = c->replay_off = 0;
+            } else {
+                reserve(&c->replay, &c->replay_cap, c->replay_len + n);
+                memcpy(c->replay + c->replay_len, buf, n);
+                c->replay_len += n;
+                c->replay_off = c->replay_len;
+            }
+        }
+    }
+    if (n == 0 && !eof) {
+        c->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (eof)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static nghttp2_session_callbacks *callbacks;
+static pthread_once_t callbacks_once = PTHREAD_ONCE_INIT;
+
+static void callbacks_init(void)
+{
+    if (nghttp2_session_callbacks_new(&callbacks) != 0)
+        abort();
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+}
+
+/* ---- connection I/O ------------------------------------------------------------ */
+
+static void on_conn_read(evutil_socket_t fd, short what, void *arg);
+static void on_conn_write(evutil_socket_t fd, short what, void *arg);
+static void on_conn_flush(evutil_socket_t fd, short what, void *arg);
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg);
+
+static void want_write(conn_t *k)
+{
+    if (!k->wev_on) {
+        k->wev_on = true;
+        event_add(&k->wev, NULL);
+    }
+}
+
+/* Writes what is buffered. Returns 0 (all out or would block) or -1 (failed). */
+static int conn_write_out(conn_t *k)
+{
+    while (k->woff < k->wlen) {
+        size_t len = k->wlen - k->woff;
+        ssize_t n;
+        if (k->ssl != NULL) {
+            ERR_clear_error();
+            int rv = SSL_write(k->ssl, k->wbuf + k->woff, len > INT32_MAX ? INT32_MAX : (int)len);
+            if (rv <= 0) {
+                int e = SSL_get_error(k->ssl, rv);
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                    want_write(k);
+                    return 0;
+                }
+                return -1;
+            }
+            n = rv;
+        } else {
+            n = send(k->fd, k->wbuf + k->woff, len, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                    want_write(k);
+                    return 0;
+                }
+                return -1;
+            }
+        }
+        k->woff += (size_t)n;
+    }
+    k->woff = k->wlen = 0;
+    return 0;
+}
+
+/* Serialises queued frames and writes them (called at depth > 0). */
+static void conn_flush(conn_t *k)
+{
+    if (k->st != C_READY)
+        return;
+    for (;;) {
+        if (k->woff < k->wlen) {
+            if (conn_write_out(k) != 0) {
+                conn_fail(k, PT_ERR_UPSTREAM, "upstream write failed");
+                return;
+            }
+            if (k->woff < k->wlen)
+                return; /* blocked: on_conn_write continues */
+        }
+        while (k->wlen < WBUF_HIGH) {
+            const uint8_t *p;
+            ssize_t n = nghttp2_session_mem_send(k->ng, &p);
+            if (n < 0) {
+                conn_fail(k, PT_ERR_UPSTREAM, "upstream HTTP/2 session failed");
+                return;
+            }
+            if (n == 0)
+                break;
+            reserve(&k->wbuf, &k->wcap, k->wlen + (size_t)n);
+            memcpy(k->wbuf + k->wlen, p, (size_t)n);
+            k->wlen += (size_t)n;
+        }
+        if (k->wlen == 0)
+            break;
+    }
+    if (!nghttp2_session_want_read(k->ng) && !nghttp2_session_want_write(k->ng)) {
+        /* GOAWAY exchanged and no stream left (or our idle close went out) */
+        conn_fail(k, PT_ERR_UPSTREAM, "upstream connection finished");
+    }
+}
+
+/* Reads and feeds nghttp2. Returns 0, or -1 after conn_fail. */
+static int conn_read_in(conn_t *k)
+{
+    uint8_t buf[RBUF_SIZE];
+    for (int round = 0; round < 8; round++) {
+        ssize_t n;
+        if (k->ssl != NULL) {
+            ERR_clear_error();
+            int rv = SSL_read(k->ssl, buf, sizeof(buf));
+            if (rv <= 0) {
+                int e = SSL_get_error(k->ssl, rv);
+                if (e == SSL_ERROR_WANT_READ)
+                    return 0;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    want_write(k);
+                    return 0;
+                }
+                conn_fail(k, PT_ERR_UPSTREAM,
+                          e == SSL_ERROR_ZERO_RETURN ? "upstream closed the connection"
+                                                     : "upstream TLS read failed");
+                return -1;
+            }
+            n = rv;
+        } else {
+            n = recv(k->fd, buf, sizeof(buf), 0);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                    return 0;
+                conn_fail(k, PT_ERR_UPSTREAM, "upstream read failed");
+                return -1;
+            }
+            if (n == 0) {
+                conn_fail(k, PT_ERR_UPSTREAM, "upstream closed the connection");
+                return -1;
+            }
+        }
+        ssize_t rv = nghttp2_session_mem_recv(k->ng, buf, (size_t)n);
+        if (rv < 0) {
+            conn_fail(k, PT_ERR_UPSTREAM, "upstream HTTP/2 protocol error");
+            return -1;
+        }
+        if (k->st == C_CLOSED)
+            return -1;
+        if ((size_t)n < sizeof(buf) && (k->ssl == NULL || SSL_pending(k->ssl) == 0))
+            return 0;
+    }
+    return 0;
+}
+
+static void conn_ready(conn_t *k)
+{
+    k->st = C_READY;
+    k->ever_ready = true;
+    k->pool->fails = 0;
+    k->pool->eject_until_ms = 0;
+    event_del(&k->timer);
+    if (k->active == 0)
+        arm_timer(k, IDLE_MS);
+    conn_flush(k);
+}
+
+static void conn_handshake(conn_t *k)
+{
+    ERR_clear_error();
+    int rv = SSL_do_handshake(k->ssl);
+    if (rv == 1) {
+        const unsigned char *alpn = NULL;
+        unsigned alen = 0;
+        SSL_get0_alpn_selected(k->ssl, &alpn, &alen);
+        if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
+            conn_fail(k, PT_ERR_UPSTREAM, "upstream did not negotiate h2 (ALPN)");
+            return;
+        }
+        conn_ready(k);
+        return;
+    }
+    int e = SSL_get_error(k->ssl, rv);
+    if (e == SSL_ERROR_WANT_READ)
+        return;
+    if (e == SSL_ERROR_WANT_WRITE) {
+        want_write(k);
+        return;
+    }
+    conn_fail(k, PT_ERR_UPSTREAM, "upstream TLS handshake failed");
+}
+
+static void on_conn_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_t *k = arg;
+    h2w_t *hw = k->hw;
+    enter(hw);
+    if (k->st == C_HANDSHAKE)
+        conn_handshake(k);
+    else if (k->st == C_READY && conn_read_in(k) == 0)
+        conn_flush(k);
+    leave(hw);
+}
+
+static void on_conn_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    conn_t *k = arg;
+    h2w_t *hw = k->hw;
+    enter(hw);
+    k->wev_on = false;
+    if (k->st == C_CONNECTING) {
+        int err = 0;
+        socklen_t elen = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+            conn_fail(k, PT_ERR_UNAVAILABLE, "upstream connection refused");
+        } else if (k->ssl != NULL) {
+            k->st = C_HANDSHAKE;
+            conn_handshake(k);
+        } else {
+            conn_ready(k);
+        }
+    } else if (k->st == C_HANDSHAKE) {
+        conn_handshake(k);
+    } else if (k->st == C_READY) {
+        conn_flush(k);
+        /* SSL_read may have wanted to write: read again now */
+        if (k->ssl != NULL && k->st == C_READY && conn_read_in(k) == 0)
+            conn_flush(k);
+    }
+    leave(hw);
+}
+
+static void on_conn_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_t *k = arg;
+    h2w_t *hw = k->hw;
+    enter(hw);
+    k->flush_sched = false;
+    conn_flush(k);
+    leave(hw);
+}
+
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_t *k = arg;
+    h2w_t *hw = k->hw;
+    enter(hw);
+    if (k->st != C_READY) {
+        conn_fail(k, PT_ERR_UNAVAILABLE, "upstream connect timeout");
+    } else if (k->active == 0) {
+        if (k->closing) {
+            conn_fail(k, PT_ERR_UPSTREAM, "idle upstream connection closed");
+        } else {
+            /* idle: say goodbye, close once it is written (or shortly after) */
+            k->closing = true;
+            k->goaway = true;
+            nghttp2_session_terminate_session(k->ng, NGHTTP2_NO_ERROR);
+            arm_timer(k, 1000);
+            conn_flush(k);
+        }
+    }
+    leave(hw);
+}
+
+/* ---- connection lifecycle -------------------------------------------------------- */
+
+static SSL_CTX *pool_ssl_ctx(pool_t *p)
+{
+    if (p->ssl_ctx != NULL)
+        return p->ssl_ctx;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    static const unsigned char alpn[] = {2, 'h', '2'};
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (p->verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        int ok = p->ca_file[0] != '\0' ? SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL)
+                                       : SSL_CTX_set_default_verify_paths(ctx);
+        if (ok != 1) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    p->ssl_ctx = ctx;
+    return ctx;
+}
+
+static int conn_setup_tls(conn_t *k)
+{
+    pool_t *p = k->pool;
+    SSL_CTX *ctx = pool_ssl_ctx(p);
+    if (ctx == NULL)
+        return -1;
+    k->ssl = SSL_new(ctx);
+    if (k->ssl == NULL || SSL_set_fd(k->ssl, k->fd) != 1)
+        return -1;
+    SSL_set_connect_state(k->ssl);
+    unsigned char tmp[16];
+    bool is_ip = inet_pton(AF_INET, p->host, tmp) == 1 || inet_pton(AF_INET6, p->host, tmp) == 1;
+    if (!is_ip)
+        SSL_set_tlsext_host_name(k->ssl, p->host);
+    if (p->verify) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(k->ssl);
+        if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, p->host) != 1 : SSL_set1_host(k->ssl, p->host) != 1)
+            return -1;
+    }
+    return 0;
+}
+
+/* Starts connecting `k` to `sa`. Returns 0, or -1 (nothing started). */
+static int conn_connect(conn_t *k, const struct sockaddr *sa, socklen_t salen)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    k->fd = fd;
+    k->hw->stats.conns_opened++;
+    event_assign(&k->rev, k->hw->w->base, fd, EV_READ | EV_PERSIST, on_conn_read, k);
+    event_assign(&k->wev, k->hw->w->base, fd, EV_WRITE, on_conn_write, k);
+    event_add(&k->rev, NULL);
+    if (k->pool->tls && conn_setup_tls(k) != 0)
+        return -1; /* fd is closed with the connection */
+    k->st = C_CONNECTING;
+    want_write(k);
+    return 0;
+}
+
+static void on_resolved(int err, struct evutil_addrinfo *ai, void *arg)
+{
+    resolve_t *res = arg;
+    conn_t *k = res->conn;
+    free(res);
+    if (k == NULL) { /* the connection went away meanwhile */
+        if (ai != NULL)
+            evutil_freeaddrinfo(ai);
+        return;
+    }
+    k->res = NULL;
+    h2w_t *hw = k->hw;
+    enter(hw);
+    if (err != 0 || ai == NULL)
+        conn_fail(k, PT_ERR_UNAVAILABLE, "upstream host not resolved");
+    else if (conn_connect(k, ai->ai_addr, (socklen_t)ai->ai_addrlen) != 0)
+        conn_fail(k, PT_ERR_UNAVAILABLE, "upstream connect failed");
+    if (ai != NULL)
+        evutil_freeaddrinfo(ai);
+    leave(hw);
+}
+
+/* A new connection of pool `p` (connecting). NULL when the socket could not be made. */
+static conn_t *conn_new(pool_t *p, uint64_t connect_ms)
+{
+    pthread_once(&callbacks_once, callbacks_init);
+    h2w_t *hw = p->hw;
+    conn_t *k = xcalloc(1, sizeof(*k));
+    k->pool = p;
+    k->hw = hw;
+    k->fd = -1;
+    k->st = C_RESOLVING;
+    k->connect_ms = connect_ms;
+
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt) != 0)
+        abort();
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_peer_max_concurrent_streams(opt, ASSUMED_MAX_STREAMS);
+    nghttp2_option_set_max_continuations(opt, 16);
+    nghttp2_option_set_max_settings(opt, 32);
+    int rv = nghttp2_session_client_new2(&k->ng, callbacks, k, opt);
+    nghttp2_option_del(opt);
+    if (rv != 0)
+        abort();
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, HDR_MAX_BYTES},
+    };
+    nghttp2_submit_settings(k->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    nghttp2_session_set_local_window_size(k->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
+
+    event_assign(&k->flush_ev, hw->w->base, -1, 0, on_conn_flush, k);
+    event_assign(&k->timer, hw->w->base, -1, 0, on_conn_timer, k);
+    k->events_set = true;
+    k->next = p->conns;
+    if (p->conns != NULL)
+        p->conns->prev = k;
+    p->conns = k;
+    p->nconns++;
+    arm_timer(k, connect_ms);
+
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)p->port);
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(p->port)};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(p->port)};
+    if (inet_pton(AF_INET, p->host, &a4.sin_addr) == 1) {
+        if (conn_connect(k, (struct sockaddr *)&a4, sizeof(a4)) != 0)
+            goto fail;
+    } else if (inet_pton(AF_INET6, p->host, &a6.sin6_addr) == 1) {
+        if (conn_connect(k, (struct sockaddr *)&a6, sizeof(a6)) != 0)
+            goto fail;
+    } else {
+        /* a name: resolve without blocking the loop */
+        if (hw->dns == NULL)
+            hw->dns = evdns_base_new(hw->w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+        if (hw->dns == NULL)
+            goto fail;
+        resolve_t *res = xcalloc(1, sizeof(*res));
+        res->conn = k;
+        k->res = res;
+        struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        /* may answer synchronously (hosts file): on_resolved then ran already */
+        evdns_getaddrinfo(hw->dns, p->host, portstr, &hints, on_resolved, res);
+    }
+    return k;
+fail:
+    conn_fail(k, PT_ERR_UNAVAILABLE, "upstream connect failed");
+    return NULL;
+}
+
+/*
+ * The connection is over: its calls end (retried when that is safe) and it
+ * is freed at the outermost leave(). Always called at depth > 0.
+ */
+static void conn_fail(conn_t *k, int st, const char *why)
+{
+    if (k->st == C_CLOSED)
+        return;
+    bool connected = k->ever_ready;
+    k->st = C_CLOSED;
+    pool_t *p = k->pool;
+    if (!connected && !k->closing) {
+        if (++p->fails >= EJECT_AFTER)
+            p->eject_until_ms = mono_ms() + EJECT_MS;
+    }
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        p->conns = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+    p->nconns--;
+    if (k->events_set) {
+        event_del(&k->timer);
+        event_del(&k->flush_ev);
+        if (k->fd >= 0) {
+            event_del(&k->rev);
+            event_del(&k->wev);
+        }
+    }
+    for (size_t i = 0; i < k->tab_cap; i++) {
+        if (k->tab[i].sid <= 0)
+            continue;
+        call_t *c = k->tab[i].c;
+        k->tab[i].sid = -1;
+        c->conn = NULL;
+        if (c->held_len > c->held_off && c->got_end && c->got_head) {
+            call_finish(c, 0, "ok", K_NONE); /* complete, only waiting for the caller */
+            continue;
+        }
+        fail_kind_t kind;
+        if (!connected)
+            kind = K_CONNECT;
+        else if (!c->headers_sent)
+            kind = K_REFUSED; /* nothing of it reached the server */
+        else if (!c->got_head)
+            kind = K_EARLY;
+        else
+            kind = K_OTHER;
+        call_finish(c, connected ? PT_ERR_UPSTREAM : st,
+                    c->got_head ? "upstream connection broken" : why, kind);
+    }
+    k->active = 0;
+    k->dead_next = k->hw->dead;
+    k->hw->dead = k;
+}
+
+static void conn_free(conn_t *k)
+{
+    if (k->res != NULL) {
+        k->res->conn = NULL; /* on_resolved frees it */
+        k->res = NULL;
+    }
+    if (k->ng != NULL)
+        nghttp2_session_del(k->ng);
+    if (k->ssl != NULL)
+        SSL_free(k->ssl);
+    if (k->fd >= 0)
+        close(k->fd);
+    free(k->tab);
+    free(k->wbuf);
+    free(k);
+}
+
+/* A connection of `p` with a free stream slot, a new one, or the least loaded. */
+static conn_t *conn_pick(pool_t *p, uint64_t connect_ms)
+{
+    conn_t *least = NULL;
+    for (conn_t *k = p->conns; k != NULL; k = k->next) {
+        if (k->goaway || k->st == C_CLOSED)
+            continue;
+        if (k->active < conn_max_streams(k))
+            return k;
+        if (least == NULL || k->active < least->active)
+            least = k;
+    }
+    if (p->nconns < MAX_CONNS_PER_EP || least == NULL)
+        return conn_new(p, connect_ms);
+    return least; /* nghttp2 holds the HEADERS until a slot frees */
+}
+
+/* ---- submitting a request ------------------------------------------------------- */
+
+static nghttp2_nv mknv(const char *n, size_t nlen, const char *v, size_t vlen)
+{
+    return (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+}
+
+static bool has_upper(pt_str_t s)
+{
+    for (size_t i = 0; i < s.len; i++)
+        if (s.base[i] >= 'A' && s.base[i] <= 'Z')
+            return true;
+    return false;
+}
+
+/* Submits the call's request on `k`. Returns 0 or -1 (the connection cannot take it). */
+static int submit(call_t *c, conn_t *k)
+{
+    const pt_upcall_req_t *r = c->r;
+    const pt_cluster_t *cl = r->cluster;
+    const pt_endpoint_t *ep = &cl->endpoints[c->ep_idx];
+    size_t hcnt = r->headers != NULL ? r->headers->cnt : 0;
+    nghttp2_nv stack_nv[48];
+    nghttp2_nv *nva = hcnt + 5 <= 48 ? stack_nv : xcalloc(hcnt + 5, sizeof(*nva));
+    /* names with capitals are lowercased into one buffer (nghttp2 copies at submit) */
+    size_t lowneed = 0;
+    for (size_t i = 0; i < hcnt; i++)
+        if (has_upper(r->headers->v[i].name))
+            lowneed += r->headers->v[i].name.len;
+    char lowstack[256];
+    char *lower = lowneed <= sizeof(lowstack) ? lowstack : xcalloc(1, lowneed);
+    size_t lowoff = 0;
+    size_t n = 0;
+
+    pt_str_t method = r->method;
+    pt_str_t path = r->path.len > 0 ? r->path : PT_STR("/");
+    char authbuf[300];
+    pt_str_t auth;
+    if (cl->authority != NULL) {
+        auth = pt_str_c(cl->authority);
+    } else if (r->authority.len > 0) {
+        auth = r->authority;
+    } else {
+        int l = snprintf(authbuf, sizeof(authbuf), "%s:%u", ep->host, (unsigned)ep->port);
+        auth = (pt_str_t){authbuf, l > 0 && (size_t)l < sizeof(authbuf) ? (size_t)l : 0};
+    }
+    nva[n++] = mknv(":method", 7, method.base, method.len);
+    nva[n++] = ep->tls ? mknv(":scheme", 7, "https", 5) : mknv(":scheme", 7, "http", 4);
+    nva[n++] = mknv(":authority", 10, auth.base, auth.len);
+    nva[n++] = mknv(":path", 5, path.base, path.len);
+    for (size_t i = 0; i < hcnt; i++) {
+        pt_str_t hn = r->headers->v[i].name, hv = r->headers->v[i].value;
+        if (hn.len == 0 || hn.base[0] == ':' || pt_str_ieq(hn, PT_STR("host")) ||
+            pt_str_ieq(hn, PT_STR("content-length")))
+            continue;
+        if (pt_str_ieq(hn, PT_STR("te"))) {
+            if (!pt_str_ieq(hv, PT_STR("trailers")))
+                continue;
+        } else if (pt_header_is_hop_by_hop(hn)) {
+            continue;
+        }
+        if (has_upper(hn)) {
+            char *dst = lower + lowoff;
+            lowoff += hn.len;
+            for (size_t j = 0; j < hn.len; j++)
+                dst[j] = (char)(hn.base[j] >= 'A' && hn.base[j] <= 'Z' ? hn.base[j] + 32 : hn.base[j]);
+            hn.base = dst;
+        }
+        nva[n++] = mknv(hn.base, hn.len, hv.base, hv.len);
+    }
+    char clbuf[24];
+    if (r->content_length >= 0) {
+        int l = snprintf(clbuf, sizeof(clbuf), "%lld", (long long)r->content_length);
+        nva[n++] = mknv("content-length", 14, clbuf, (size_t)l);
+    }
+    nghttp2_data_provider dp = {.source.ptr = NULL, .read_callback = data_read};
+    bool body = r->has_body && c->cbs.read_body != NULL;
+    int32_t sid = nghttp2_submit_request(k->ng, NULL, nva, n, body ? &dp : NULL, NULL);
+    if (lower != lowstack)
+        free(lower);
+    if (nva != stack_nv)
+        free(nva);
+    if (sid < 0) {
+        k->goaway = true; /* stream ids exhausted (or the session is going away) */
+        return -1;
+    }
+    c->sid = sid;
+    c->conn = k;
+    k->active++;
+    tab_put(k, sid, c);
+    c->hw->stats.streams++;
+    if (k->st == C_READY)
+        event_del(&k->timer); /* no longer idle */
+    schedule_flush(k);
+    return 0;
+}
+
+/* Starts (another) attempt of `c` on endpoint `idx`; failures end up in the done queue. */
+static void attempt(call_t *c, size_t idx)
+{
+    h2w_t *hw = c->hw;
+    const pt_cluster_t *cl = c->r->cluster;
+    c->ep_idx = idx;
+    if (idx < 64)
+        c->tried |= (uint64_t)1 << idx;
+    c->attempts++;
+    c->headers_sent = c->got_head = c->got_end = c->hdr_overflow = c->deferred = false;
+    c->status = 0;
+    c->hdr_bytes = 0;
+    c->head.len = c->head.cnt = 0;
+    c->trl.len = c->trl.cnt = 0;
+    c->replay_off = 0;
+    c->finished = false;
+    c->fst = 0;
+    c->fkind = K_NONE;
+    c->sid = 0;
+    uint64_t conn_ms = cl->connect_timeout_ms ? cl->connect_timeout_ms : DEFAULT_CONNECT_MS;
+    pool_t *p = pool_get(hw, cl, &cl->endpoints[idx]);
+    for (int tries = 0; tries < 3; tries++) {
+        conn_t *k = conn_pick(p, conn_ms);
+        if (k == NULL || k->st == C_CLOSED) /* failed at once (or resolved and failed) */
+            break;
+        if (submit(c, k) == 0)
+            return;
+    }
+    call_finish(c, PT_ERR_UNAVAILABLE, "upstream connection failed", K_CONNECT);
+}
+
+/* ---- the ops of a call ----------------------------------------------------------- */
+
+static void on_call_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    call_t *c = arg;
+    h2w_t *hw = c->hw;
+    enter(hw);
+    if (!c->canceled && !c->in_done) {
+        /* the whole exchange is over time, held bytes or not */
+        call_reset_stream(c);
+        c->finish_wait = false;
+        c->finished = true;
+        c->fst = PT_ERR_TIMEOUT;
+        c->freason = "upstream timeout";
+        c->fkind = K_OTHER;
+        push_done(c);
+    }
+    leave(hw);
+}
+
+static void h2_body_ready(pt_upcall_t *b)
+{
+    call_t *c = (call_t *)b;
+    if (c->canceled || c->conn == NULL || !c->deferred)
+        return;
+    c->deferred = false;
+    nghttp2_session_resume_data(c->conn->ng, c->sid);
+    schedule_flush(c->conn);
+}
+
+static void h2_resume(pt_upcall_t *b)
+{
+    call_t *c = (call_t *)b;
+    if (c->canceled || !c->paused)
+        return;
+    h2w_t *hw = c->hw;
+    enter(hw);
+    c->paused = false;
+    while (c->held_off < c->held_len && !c->paused && !c->canceled) {
+        size_t n = c->held_len - c->held_off;
+        if (n > HELD_CHUNK)
+            n = HELD_CHUNK;
+        const char *p = c->held + c->held_off;
+        c->held_off += n;
+        bool more = c->cbs.on_data(c->ud, p, n);
+        if (c->canceled)
+            break;
+        if (c->conn != NULL) {
+            nghttp2_session_consume(c->conn->ng, c->sid, n);
+            schedule_flush(c->conn);
+        }
+        if (!more)
+            c->paused = true;
+    }
+    if (!c->canceled && c->held_off == c->held_len) {
+        c->held_off = c->held_len = 0;
+        if (c->finish_wait) {
+            c->finish_wait = false;
+            push_done(c);
+        }
+    }
+    leave(hw);
+}
+
+static void h2_cancel(pt_upcall_t *b)
+{
+    call_t *c = (call_t *)b;
+    if (c->canceled)
+        return;
+    h2w_t *hw = c->hw;
+    c->canceled = true;
+    event_del(&c->tmo);
+    if (c->in_read) {
+        /* inside our data_read: it returns TEMPORAL_CALLBACK_FAILURE, which
+         * resets the stream; the stream slot goes when nghttp2 closes it */
+        if (c->conn != NULL) {
+            tab_del(c->conn, c->sid);
+            conn_stream_gone(c->conn);
+            c->conn = NULL;
+        }
+    } else {
+        call_reset_stream(c);
+    }
+    if (c->in_done)
+        return; /* the done event frees it */
+    if (hw->depth > 0) {
+        c->link = hw->zombies;
+        hw->zombies = c;
+        return;
+    }
+    call_free(c);
+}
+
+static const char *h2_endpoint(const pt_upcall_t *b)
+{
+    const call_t *c = (const call_t *)b;
+    return c->attempts > 0 ? c->r->cluster->endpoints[c->ep_idx].url : NULL;
+}
+
+static const pt__upcall_ops_t h2_ops = {
+    .body_ready = h2_body_ready,
+    .resume = h2_resume,
+    .cancel = h2_cancel,
+    .endpoint = h2_endpoint,
+};
+
+/* ---- entry points ---------------------------------------------------------------- */
+
+bool pt__uph2_serves(const pt_cluster_t *cl)
+{
+    if (cl == NULL)
+        return false;
+    if (cl->protocol == PT_PROTO_GRPC)
+        return true;
+    if (!cl->http2 || cl->endpoint_cnt == 0)
+        return false;
+    for (size_t i = 0; i < cl->endpoint_cnt; i++)
+        if (cl->endpoints[i].tls)
+            return false; /* h2 over TLS multiplexes fine through libcurl */
+    return true;
+}
+
+int pt__uph2_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs, void *ud,
+                   pt_upcall_t **out)
+{
+    if (w == NULL || w->base == NULL || r == NULL || cbs == NULL || cbs->on_done == NULL ||
+        cbs->on_data == NULL || r->method.len == 0 || out == NULL)
+        return PT_ERR_INTERNAL;
+    if (r->cluster->endpoint_cnt == 0)
+        return PT_ERR_UNAVAILABLE;
+    h2w_t *hw = hw_of(w, true);
+    call_t *c = xcalloc(1, sizeof(*c));
+    c->base.ops = &h2_ops;
+    c->hw = hw;
+    c->r = r;
+    c->cbs = *cbs;
+    c->ud = ud;
+    long idx = pick_endpoint(hw, c, false);
+    if (idx < 0) {
+        free(c);
+        return PT_ERR_UNAVAILABLE;
+    }
+    uint64_t timeout = r->timeout_ms ? r->timeout_ms
+                                     : (r->cluster->timeout_ms ? r->cluster->timeout_ms : DEFAULT_TIMEOUT_MS);
+    c->deadline_ms = mono_ms() + timeout;
+    evtimer_assign(&c->tmo, w->base, on_call_timeout, c);
+    struct timeval tv = {(time_t)(timeout / 1000u), (suseconds_t)((timeout % 1000u) * 1000u)};
+    evtimer_add(&c->tmo, &tv);
+    c->next = hw->calls;
+    if (hw->calls != NULL)
+        hw->calls->prev = c;
+    hw->calls = c;
+    enter(hw);
+    attempt(c, (size_t)idx);
+    leave(hw);
+    *out = &c->base;
+    return 0;
+}
+
+void pt__uph2_worker_dispose(pt_worker_t *w)
+{
+    h2w_t *hw = hw_of(w, false);
+    if (hw == NULL)
+        return;
+    enter(hw);
+    for (pool_t *p = hw->pools; p != NULL; p = p->next)
+        while (p->conns != NULL)
+            conn_fail(p->conns, PT_ERR_UPSTREAM, "worker exiting");
+    while (hw->calls != NULL) {
+        call_t *c = hw->calls;
+        c->canceled = true;
+        call_free(c);
+    }
+    hw->done_head = hw->done_tail = NULL;
+    hw->zombies = NULL;
+    leave(hw); /* frees the dead connections */
+    event_del(&hw->done_ev);
+    while (hw->pools != NULL) {
+        pool_t *p = hw->pools;
+        hw->pools = p->next;
+        if (p->ssl_ctx != NULL)
+            SSL_CTX_free(p->ssl_ctx);
+        free(p->url);
+        free(p->host);
+        free(p->ca_file);
+        free(p);
+    }
+    if (hw->dns != NULL)
+        evdns_base_free(hw->dns, 1);
+    free(hw->cursors);
+    for (h2w_t **pp = &tl_workers; *pp != NULL; pp = &(*pp)->tl_next) {
+        if (*pp == hw) {
+            *pp = hw->tl_next;
+            break;
+        }
+    }
+    free(hw);
+}
+
+void pt__uph2_stats(pt_worker_t *w, pt_uph2_stats_t *st)
+{
+    memset(st, 0, sizeof(*st));
+    h2w_t *hw = hw_of(w, false);
+    if (hw == NULL)
+        return;
+    *st = hw->stats;
+    for (pool_t *p = hw->pools; p != NULL; p = p->next)
+        st->conns_live += p->nconns;
+}

@@ -588,6 +588,9 @@ void pt_conn_set_callbacks(pt_conn_t *conn, pt_conn_read_cb on_read, pt_conn_dra
     io->on_drain = on_drain;
     io->on_event = on_event;
     io->ctx = ctx;
+    /* reading stopped while nobody listened: listen again */
+    if (on_read != NULL && !io->read_paused)
+        pt_conn_resume_read(conn);
 }
 
 struct evbuffer *pt_conn_input(pt_conn_t *conn)

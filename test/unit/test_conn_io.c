@@ -1,0 +1,544 @@
+/*
+ * test_conn_io.c -- the connection I/O layer (gateway/conn_io.c) over a
+ * socketpair: batching, lazy read pausing, EOF and errors, the low watermark,
+ * the send timeout, close from inside a callback, and TLS (handshake, ALPN,
+ * large transfers through partial writes, close_notify, handshake deadline)
+ * against an OpenSSL client on the other end.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+/* ---- harness --------------------------------------------------------------- */
+
+typedef struct env {
+    struct event_base *base;
+    pt_conn_t *conn; /* NULL once closed */
+    int peer;        /* the client's end */
+    int reads, drains, eofs, errors, timeouts, closes, handshakes, handshake_fails;
+    bool echo;          /* on_read: write back what arrived, in two appends */
+    bool close_in_read; /* on_read: pt_conn_close() */
+    bool closed_during_read;
+    struct evbuffer *got; /* what on_read consumed */
+    char alpn[16];
+} env_t;
+
+static env_t E;
+
+static void t_close(pt_conn_t *conn)
+{
+    E.closes++;
+    pt_conn_io_release(conn);
+    free(conn);
+    E.conn = NULL;
+}
+
+static void t_read(pt_conn_t *conn, void *ctx)
+{
+    assert_ptr_equal(ctx, &E);
+    E.reads++;
+    struct evbuffer *in = pt_conn_input(conn);
+    size_t n = evbuffer_get_length(in);
+    if (E.echo) {
+        size_t half = n / 2;
+        unsigned char *p = evbuffer_pullup(in, -1);
+        pt_conn_write(conn, p, half);
+        pt_conn_write(conn, p + half, n - half);
+    }
+    evbuffer_remove_buffer(in, E.got, n);
+    if (E.close_in_read) {
+        pt_conn_close(conn);
+        E.closed_during_read = E.closes != 0; /* must still be 0: deferred */
+    }
+}
+
+static void t_drain(pt_conn_t *conn, void *ctx)
+{
+    (void)conn;
+    (void)ctx;
+    E.drains++;
+}
+
+static void t_event(pt_conn_t *conn, int what, void *ctx)
+{
+    (void)conn;
+    (void)ctx;
+    if (what == PT_CONN_EOF)
+        E.eofs++;
+    else if (what == PT_CONN_ERROR)
+        E.errors++;
+    else if (what == PT_CONN_TIMEOUT)
+        E.timeouts++;
+}
+
+static void spin(int rounds)
+{
+    for (int i = 0; i < rounds; i++)
+        event_base_loop(E.base, EVLOOP_NONBLOCK);
+}
+
+static void new_conn(SSL *ssl)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    E.peer = sv[1];
+    pt_conn_t *conn = calloc(1, sizeof(*conn));
+    conn->close = t_close;
+    assert_int_equal(pt_conn_io_init(conn, E.base, sv[0], ssl), 0);
+    E.conn = conn;
+}
+
+static void start_plain(void)
+{
+    new_conn(NULL);
+    pt_conn_set_callbacks(E.conn, t_read, t_drain, t_event, &E);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&E, 0, sizeof(E));
+    E.base = event_base_new();
+    E.got = evbuffer_new();
+    E.peer = -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (E.conn != NULL)
+        pt_conn_close(E.conn);
+    if (E.peer >= 0)
+        close(E.peer);
+    evbuffer_free(E.got);
+    event_base_free(E.base);
+    return 0;
+}
+
+/* Reads whatever the peer end has, up to `cap`. */
+static size_t peer_read(char *buf, size_t cap)
+{
+    size_t len = 0;
+    while (len < cap) {
+        ssize_t n = read(E.peer, buf + len, cap - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    return len;
+}
+
+static void fire_append(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    pt_conn_write(E.conn, "one,", 4);
+    evbuffer_add(pt_conn_output(E.conn), "two,", 4);
+    pt_conn_write(E.conn, "three", 5);
+}
+
+/* ---- plaintext --------------------------------------------------------------- */
+
+static void test_appends_outside_read_are_one_write(void **state)
+{
+    (void)state;
+    start_plain();
+    /* output produced by another event (as upstream data would be) */
+    struct event *ev = event_new(E.base, -1, 0, fire_append, NULL);
+    event_active(ev, EV_TIMEOUT, 0);
+    spin(1);
+    event_free(ev);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0); /* flushed in the same loop iteration */
+    assert_int_equal(E.drains, 1);                    /* by exactly one write */
+    char buf[64];
+    size_t n = peer_read(buf, sizeof(buf));
+    assert_int_equal(n, 13);
+    assert_memory_equal(buf, "one,two,three", 13);
+}
+
+static void test_read_dispatch_flushes_once_at_its_end(void **state)
+{
+    (void)state;
+    E.echo = true;
+    start_plain();
+    assert_int_equal(write(E.peer, "hello world", 11), 11);
+    spin(2);
+    assert_int_equal(E.reads, 1);
+    assert_int_equal(E.drains, 1); /* two appends, one write */
+    char buf[64];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 11);
+    assert_memory_equal(buf, "hello world", 11);
+    assert_int_equal(evbuffer_get_length(E.got), 11);
+}
+
+static void test_eof_after_data_then_half_close_writes(void **state)
+{
+    (void)state;
+    start_plain();
+    assert_int_equal(write(E.peer, "abc", 3), 3);
+    shutdown(E.peer, SHUT_WR);
+    spin(3);
+    assert_int_equal(evbuffer_get_length(E.got), 3);
+    assert_int_equal(E.eofs, 1);
+    assert_int_equal(E.errors, 0);
+    spin(3);
+    assert_int_equal(E.eofs, 1); /* reported once */
+    /* the other direction still works */
+    pt_conn_write(E.conn, "bye", 3);
+    spin(1);
+    char buf[8];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 3);
+    assert_memory_equal(buf, "bye", 3);
+}
+
+static void test_close_inside_callback_is_deferred(void **state)
+{
+    (void)state;
+    E.close_in_read = true;
+    start_plain();
+    assert_int_equal(write(E.peer, "x", 1), 1);
+    spin(2);
+    assert_int_equal(E.reads, 1);
+    assert_false(E.closed_during_read);
+    assert_int_equal(E.closes, 1);
+    assert_null(E.conn);
+    char c;
+    assert_int_equal(read(E.peer, &c, 1), 0); /* socket closed */
+}
+
+static void test_pause_and_resume_read(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_pause_read(E.conn);
+    assert_int_equal(write(E.peer, "data", 4), 4);
+    spin(3);
+    assert_int_equal(E.reads, 0);
+    assert_false(E.conn->io.rev_added); /* readable while paused: unregistered now */
+    pt_conn_resume_read(E.conn);
+    spin(2);
+    assert_int_equal(E.reads, 1);
+    assert_int_equal(evbuffer_get_length(E.got), 4);
+    /* a pause with nothing arriving keeps the registration (no system call) */
+    pt_conn_pause_read(E.conn);
+    spin(2);
+    assert_true(E.conn->io.rev_added);
+    pt_conn_resume_read(E.conn);
+    assert_int_equal(write(E.peer, "more", 4), 4);
+    spin(2);
+    assert_int_equal(E.reads, 2);
+}
+
+static void test_blocked_output_drains_in_order(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_lowat(E.conn, 0);
+    size_t total = 4u << 20;
+    unsigned char *data = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (unsigned char)(i * 31 + (i >> 12));
+    pt_conn_write(E.conn, data, total);
+    spin(2);
+    assert_true(pt_conn_out_pending(E.conn) > 0); /* the socketpair does not take 4 MiB */
+    assert_true(E.conn->io.wev_added);
+    assert_int_equal(E.drains, 0);
+    unsigned char *got = malloc(total);
+    size_t len = 0;
+    for (int i = 0; i < 10000 && len < total; i++) {
+        len += peer_read((char *)got + len, total - len);
+        spin(1);
+    }
+    assert_int_equal(len, total);
+    assert_memory_equal(got, data, total);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    assert_int_equal(E.drains, 1); /* lowat 0: once, when empty */
+    assert_false(E.conn->io.wev_added);
+    free(data);
+    free(got);
+}
+
+static void test_send_timeout(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_send_timeout(E.conn, 50);
+    size_t total = 4u << 20;
+    char *data = calloc(1, total);
+    pt_conn_write(E.conn, data, total);
+    free(data);
+    struct timeval tv = {0, 200000};
+    event_base_loopexit(E.base, &tv);
+    event_base_dispatch(E.base);
+    assert_int_equal(E.timeouts, 1);
+    assert_int_equal(E.errors, 0);
+}
+
+static void test_write_error_is_reported(void **state)
+{
+    (void)state;
+    start_plain();
+    close(E.peer);
+    E.peer = -1;
+    pt_conn_write(E.conn, "lost", 4);
+    spin(2);
+    assert_int_equal(E.errors + E.eofs, 1);
+    assert_true(E.conn->io.failed || E.conn->io.eof);
+}
+
+static void test_no_read_without_callbacks(void **state)
+{
+    (void)state;
+    new_conn(NULL);
+    assert_int_equal(write(E.peer, "early", 5), 5);
+    spin(2);
+    assert_int_equal(evbuffer_get_length(pt_conn_input(E.conn)), 0);
+    assert_false(E.conn->io.rev_added); /* nobody listens: unregistered */
+    pt_conn_set_callbacks(E.conn, t_read, t_drain, t_event, &E);
+    spin(2);
+    assert_int_equal(evbuffer_get_length(E.got), 5);
+}
+
+/* ---- TLS --------------------------------------------------------------------- */
+
+static SSL_CTX *server_ctx, *client_ctx;
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    static const unsigned char ours[] = "\x02h2\x08http/1.1";
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof(ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int tls_setup_all(void **state)
+{
+    (void)state;
+    EVP_PKEY *pkey = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(pkey);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, pkey);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
+    X509_set_issuer_name(x, name);
+    assert_true(X509_sign(x, pkey, EVP_sha256()) > 0);
+    server_ctx = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate(server_ctx, x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(server_ctx, pkey), 1);
+    SSL_CTX_set_alpn_select_cb(server_ctx, alpn_select, NULL);
+    client_ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+    return 0;
+}
+
+static int tls_teardown_all(void **state)
+{
+    (void)state;
+    SSL_CTX_free(server_ctx);
+    SSL_CTX_free(client_ctx);
+    return 0;
+}
+
+static void on_hs(pt_conn_t *conn, bool ok)
+{
+    if (!ok) {
+        E.handshake_fails++;
+        pt_conn_close(conn);
+        return;
+    }
+    E.handshakes++;
+    const unsigned char *p = NULL;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(conn->io.ssl, &p, &len);
+    if (len < sizeof(E.alpn)) {
+        memcpy(E.alpn, p, len);
+        E.alpn[len] = 0;
+    }
+    pt_conn_set_callbacks(conn, t_read, t_drain, t_event, &E);
+    pt_conn_write(conn, "welcome", 7); /* like an HTTP/2 server preface */
+}
+
+static SSL *client_new(void)
+{
+    SSL *c = SSL_new(client_ctx);
+    SSL_set_fd(c, E.peer);
+    SSL_set_connect_state(c);
+    static const unsigned char alpn[] = "\x02h2";
+    SSL_set_alpn_protos(c, alpn, sizeof(alpn) - 1);
+    return c;
+}
+
+/* Drives the client handshake and the server loop until both are done. */
+static void client_handshake(SSL *c)
+{
+    for (int i = 0; i < 1000; i++) {
+        int r = SSL_do_handshake(c);
+        spin(1);
+        if (r == 1 && E.handshakes + E.handshake_fails > 0)
+            return;
+        if (r != 1) {
+            int e = SSL_get_error(c, r);
+            assert_true(e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE);
+        }
+    }
+    fail_msg("handshake did not finish");
+}
+
+/* Reads up to `want` plaintext bytes from the client SSL, spinning the server loop. */
+static size_t client_read(SSL *c, unsigned char *buf, size_t want)
+{
+    size_t len = 0;
+    for (int i = 0; i < 20000 && len < want; i++) {
+        int r = SSL_read(c, buf + len, (int)(want - len));
+        if (r > 0) {
+            len += (size_t)r;
+            continue;
+        }
+        if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ)
+            break;
+        spin(1);
+    }
+    return len;
+}
+
+static void test_tls_handshake_alpn_echo_close_notify(void **state)
+{
+    (void)state;
+    E.echo = true;
+    new_conn(SSL_new(server_ctx));
+    pt_conn_tls_accept(E.conn, 5000, on_hs);
+    SSL *c = client_new();
+    client_handshake(c);
+    assert_int_equal(E.handshakes, 1);
+    assert_string_equal(E.alpn, "h2");
+    unsigned char buf[64];
+    assert_int_equal(client_read(c, buf, 7), 7);
+    assert_memory_equal(buf, "welcome", 7);
+    assert_int_equal(SSL_write(c, "ping pong", 9), 9);
+    spin(2);
+    assert_int_equal(client_read(c, buf, 9), 9);
+    assert_memory_equal(buf, "ping pong", 9);
+    SSL_shutdown(c); /* close_notify: a clean EOF */
+    spin(3);
+    assert_int_equal(E.eofs, 1);
+    assert_int_equal(E.errors, 0);
+    pt_conn_close(E.conn);
+    /* our close sent close_notify as well */
+    int r = SSL_read(c, buf, sizeof(buf));
+    assert_true(r <= 0);
+    assert_int_equal(SSL_get_error(c, r), SSL_ERROR_ZERO_RETURN);
+    SSL_free(c);
+}
+
+static void test_tls_large_transfer_both_ways(void **state)
+{
+    (void)state;
+    E.echo = true;
+    new_conn(SSL_new(server_ctx));
+    pt_conn_tls_accept(E.conn, 5000, on_hs);
+    SSL *c = client_new();
+    client_handshake(c);
+    unsigned char hello[7];
+    assert_int_equal(client_read(c, hello, 7), 7);
+    /* 2 MiB through the echo: the server's writes block and continue */
+    size_t total = 2u << 20, sent = 0, recvd = 0;
+    unsigned char *data = malloc(total), *back = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (unsigned char)(i * 7 + (i >> 10));
+    for (int i = 0; i < 200000 && recvd < total; i++) {
+        if (sent < total) {
+            size_t n = total - sent < 16384 ? total - sent : 16384;
+            int r = SSL_write(c, data + sent, (int)n);
+            if (r > 0)
+                sent += (size_t)r;
+        }
+        spin(1);
+        int r = SSL_read(c, back + recvd, (int)(total - recvd));
+        if (r > 0)
+            recvd += (size_t)r;
+    }
+    assert_int_equal(recvd, total);
+    assert_memory_equal(back, data, total);
+    assert_int_equal(E.errors, 0);
+    free(data);
+    free(back);
+    SSL_free(c);
+}
+
+static void test_tls_handshake_deadline(void **state)
+{
+    (void)state;
+    new_conn(SSL_new(server_ctx));
+    pt_conn_tls_accept(E.conn, 30, on_hs);
+    struct timeval tv = {0, 150000};
+    event_base_loopexit(E.base, &tv);
+    event_base_dispatch(E.base);
+    assert_int_equal(E.handshake_fails, 1);
+    assert_int_equal(E.handshakes, 0);
+    assert_null(E.conn); /* closed by the callback */
+}
+
+static void test_tls_garbage_fails_handshake(void **state)
+{
+    (void)state;
+    new_conn(SSL_new(server_ctx));
+    pt_conn_tls_accept(E.conn, 5000, on_hs);
+    char junk[600];
+    memset(junk, 'G', sizeof(junk));
+    assert_int_equal(write(E.peer, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    spin(3);
+    assert_int_equal(E.handshake_fails, 1);
+    assert_null(E.conn);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_appends_outside_read_are_one_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_dispatch_flushes_once_at_its_end, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_eof_after_data_then_half_close_writes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_close_inside_callback_is_deferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_and_resume_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blocked_output_drains_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_error_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_read_without_callbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_handshake_alpn_echo_close_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_large_transfer_both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_handshake_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_garbage_fails_handshake, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, tls_setup_all, tls_teardown_all);
+}

@@ -19,7 +19,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "bookstore"))
 
-from portico_test import Portico, curl, free_port, wait_port  # noqa: E402
+from portico_test import Portico, curl, free_port, make_cert, wait_port  # noqa: E402
 from bookstore_server import BookstoreServer, PB, grpc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
@@ -369,6 +369,25 @@ class GrpcRestTest(unittest.TestCase):
         self.assertLess(first, 0.35)
         self.assertGreater(total, 0.7)
 
+    def test_stream_backpressure(self):
+        # A client that stops reading: Portico stops asking the backend for
+        # messages (bounded memory), then resumes when the client drains.
+        def rss():
+            with open("/proc/%d/status" % self.gw.proc.pid) as f:
+                return int(f.read().split("VmRSS:")[1].split()[0])
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        s.sendall(b"GET /v1/shelves/1/books:watch?count=3000 HTTP/1.1\r\nHost: x\r\n"
+                  b"Accept: application/x-ndjson\r\n\r\n")
+        before = rss()
+        time.sleep(1.0)
+        grown = rss() - before
+        data = read_to_end(s, b"")
+        s.close()
+        self.assertLess(grown, 16 * 1024, "KiB buffered for a stalled client")
+        self.assertEqual(data.count(b'"sequence"'), 3000)
+        self.assertNotIn(b'"error"', data)
+
     def test_stream_errors(self):
         # before the first message: the mapped status
         st, _, body, _ = self.get("/v1/shelves/987654/books:watch")
@@ -446,6 +465,51 @@ class GrpcRestTest(unittest.TestCase):
         self.assertTrue(self.fake.started.is_set())
         s.close()
         self.assertTrue(self.fake.cancelled.wait(5), "backend never saw the cancel")
+
+    # ---- TLS upstream -------------------------------------------------------------------
+
+    def test_tls_upstream_with_authority(self):
+        from concurrent import futures
+        d = tempfile.mkdtemp(prefix="grpc-tls-")
+        crt, key = make_cert(d)
+        seen = {}
+
+        def get_shelf(req, ctx):
+            seen["authority"] = dict(ctx.invocation_metadata()).get(":authority", "")
+            return b"\x08\x07\x12\x03tls"  # Shelf{id: 7, theme: "tls"}
+        srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "bookstore.v1.Bookstore",
+            {"GetShelf": grpc.unary_unary_rpc_method_handler(get_shelf)}),))
+        with open(crt, "rb") as f1, open(key, "rb") as f2:
+            creds = grpc.ssl_server_credentials([(f2.read(), f1.read())])
+        tport = srv.add_secure_port("127.0.0.1:0", creds)
+        srv.start()
+        port = free_port()
+        cfg = """
+listeners: [ {{ address: 127.0.0.1:{port} }} ]
+descriptors: [ {pb} ]
+clusters:
+  - {{ name: sec, protocol: grpc, endpoints: [ "https://localhost:{tport}" ], ca_file: {crt},
+      authority: localhost }}
+  - {{ name: untrusted, protocol: grpc, endpoints: [ "https://localhost:{tport}" ] }}
+routes:
+  - {{ match: {{ host: bad.test }}, grpc: {{ cluster: untrusted }} }}
+  - grpc: {{ cluster: sec }}
+"""
+        gw = Portico(cfg.format(port=port, pb=PB, tport=tport, crt=crt), workers=1)
+        try:
+            gw.wait_ready(port)
+            st, _, body, _ = curl("http://127.0.0.1:%d/v1/shelves/7" % port)
+            self.assertEqual((st, J(body)), (200, {"id": "7", "theme": "tls"}))
+            self.assertIn("authority", seen)
+            # a certificate the system store does not trust: no plaintext fallback (UP-9)
+            st, _, body, _ = curl("--resolve", "bad.test:%d:127.0.0.1" % port,
+                                  "http://bad.test:%d/v1/shelves/7" % port)
+            self.assertEqual(st, 503, body)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            srv.stop(0)
 
     # ---- reload ------------------------------------------------------------------------
 

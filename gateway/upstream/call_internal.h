@@ -1,6 +1,13 @@
 /*
- * call_internal.h -- what call.c shares with the protocol back ends
- * (http.c for REST clusters, grpc.c later).
+ * call_internal.h -- what call.c shares with the protocol back ends.
+ *
+ * REST clusters (PT_PROTO_HTTP) have two back ends:
+ *   h1.c    the native HTTP/1.1 client (plain http:// endpoints, `http2: false`):
+ *           our own keep-alive pools, one writev + one read per exchange;
+ *   http.c  libcurl's multi interface, for everything else (https://
+ *           endpoints, `http2: true`, endpoints given by host name).
+ * call.c picks one per cluster (pt__up_cluster()) and owns what both share:
+ * round robin per cluster per worker and passive ejection per endpoint.
  *
  * Every pt_upcall_t starts with a pointer to its back end's ops, so the
  * public functions in call.c dispatch without knowing the back end.
@@ -22,21 +29,103 @@ struct pt_upcall {
     const pt__upcall_ops_t *ops;
 };
 
+/* ---- shared per-worker state (call.c) ------------------------------------ */
+
+enum {
+    PT__UP_EJECT_AFTER = 5,     /* consecutive connect failures that eject an endpoint */
+    PT__UP_EJECT_MS = 10000,    /* ... for this long */
+    PT__UP_DEFAULT_TIMEOUT_MS = 15000,
+    PT__UP_DEFAULT_CONNECT_MS = 5000,
+    PT__UP_DEFAULT_IDLE_PER_EP = 64,
+    PT__UP_HDR_MAX_BYTES = 128 * 1024, /* response head (or trailers) from an upstream */
+    PT__UP_HDR_MAX_CNT = 256,
+};
+
+/** Passive health of one endpoint URL on one worker (shared by every cluster naming it). */
+typedef struct pt__ephealth {
+    char *url;
+    unsigned fails;          /* consecutive connect failures */
+    uint64_t eject_until_ms; /* monotonic; 0 = not ejected */
+    struct pt__ephealth *next;
+} pt__ephealth_t;
+
+/** Back end of a REST cluster. */
+typedef enum pt__upbackend { PT__UP_CURL = 0, PT__UP_H1 = 1 } pt__upbackend_t;
+
+/** Per worker, per cluster (by cluster->index): round robin and the back end. */
+typedef struct pt__upcluster {
+    const pt_cluster_t *cl;   /* the snapshot's cluster this slot was set up for */
+    size_t next;              /* round-robin cursor */
+    pt__upbackend_t backend;
+    pt__ephealth_t **health;  /* by endpoint index */
+} pt__upcluster_t;
+
+enum { PT__UP_HEALTH_BUCKETS = 64 };
+
+/** The worker's upstream state (w->upstream_http). */
+typedef struct pt__upworker {
+    pt_worker_t *w;
+    void *curl;                /* http.c */
+    void *h1;                  /* h1.c */
+    bool native_off;           /* PORTICO_UPSTREAM_NATIVE=0: every REST cluster through libcurl */
+    pt__ephealth_t *health[PT__UP_HEALTH_BUCKETS];
+    pt__upcluster_t *clusters; /* by cluster->index */
+    size_t cluster_cnt;
+} pt__upworker_t;
+
+/** The worker's state for `cl` (set up again when `cl` is another snapshot's). */
+pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl);
+
+/**
+ * The next endpoint of `cl` in round-robin order that is not ejected (and,
+ * with skip_tried, whose bit in `tried` is clear; indexes >= 64 are never
+ * skipped), or -1. Advances the cursor.
+ */
+long pt__up_pick(pt__upworker_t *uw, const pt_cluster_t *cl, uint64_t tried, bool skip_tried);
+
+/** A connection to endpoint `idx` of `cl` could not be made (ejects after PT__UP_EJECT_AFTER). */
+void pt__up_connect_failed(pt__upworker_t *uw, const pt_cluster_t *cl, size_t idx);
+
+/** A connection to endpoint `idx` of `cl` was made: clears its failures. */
+void pt__up_connect_ok(pt__upworker_t *uw, const pt_cluster_t *cl, size_t idx);
+
+/** The whole-exchange timeout of `r` in ms (route, else cluster, else default). */
+uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r);
+
+/* ---- libcurl back end (http.c) ------------------------------------------- */
+
 /**
  * http.c: starts a call on a PT_PROTO_HTTP cluster (same contract as
- * pt_upcall_start). Returns PT_ERR_INTERNAL when the worker was not set up
- * with pt__uphttp_worker_init().
+ * pt_upcall_start).
  */
-int pt__uphttp_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
                      void *ud, pt_upcall_t **out);
 
-/** http.c: per-worker curl multi handle bound to w->base; stored in w->upstream_http. */
-int pt__uphttp_worker_init(pt_worker_t *w);
+/** http.c: per-worker curl multi handle bound to the worker's loop; stored in uw->curl. */
+int pt__uphttp_worker_init(pt__upworker_t *uw);
 
 /**
  * http.c: releases the worker's curl state. Calls still running are dropped
  * without callbacks (the worker is exiting).
  */
-void pt__uphttp_worker_dispose(pt_worker_t *w);
+void pt__uphttp_worker_dispose(pt__upworker_t *uw);
+
+/* ---- native HTTP/1.1 back end (h1.c) ------------------------------------- */
+
+/** h1.c: starts a call on a cluster whose back end is PT__UP_H1 (same contract). */
+int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                   void *ud, pt_upcall_t **out);
+
+/** h1.c: per-worker pools and call free list; stored in uw->h1. */
+int pt__uph1_worker_init(pt__upworker_t *uw);
+
+/** h1.c: closes every pooled connection; running calls are dropped without callbacks. */
+void pt__uph1_worker_dispose(pt__upworker_t *uw);
+
+/**
+ * h1.c: whether endpoint `ep` can be reached by the native client (plain
+ * http:// with an IP address, or "localhost").
+ */
+bool pt__uph1_endpoint_ok(const pt_endpoint_t *ep);
 
 #endif /* PT_GATEWAY_UPSTREAM_CALL_INTERNAL_H */

@@ -18,13 +18,14 @@
  * the outermost libcurl call returns (after_curl). on_done always runs at
  * depth 0, from the completion queue, so it may start or cancel calls freely.
  *
- * Policy. Endpoints are picked round robin (a cursor per cluster per
- * worker). A call moves to another endpoint when the connection cannot be
- * made (refused, unresolvable, connect timeout), and, for idempotent
- * requests, when the connection died before any response byte; never once a
- * response byte arrived or a request body byte was taken from the caller, and
- * at most `retries` times. EJECT_AFTER consecutive connect failures take an
- * endpoint out for EJECT_MS (passive health); with every endpoint out, calls
+ * Policy (shared with h1.c; call.c keeps the state). Endpoints are picked
+ * round robin (a cursor per cluster per worker). A call moves to another
+ * endpoint when the connection cannot be made (refused, unresolvable,
+ * connect timeout), and, for idempotent requests, when the connection died
+ * before any response byte; never once a response byte arrived or a request
+ * body byte was taken from the caller, and at most `retries` times.
+ * PT__UP_EJECT_AFTER consecutive connect failures take an endpoint out for
+ * PT__UP_EJECT_MS (passive health); with every endpoint out, calls
  * fail fast with PT_ERR_UNAVAILABLE. The timeout covers the whole exchange
  * (the route's, else the cluster's), like Envoy's route timeout.
  *
@@ -48,17 +49,13 @@
 #include "portico/status.h"
 
 enum {
-    HDR_MAX_BYTES = 128 * 1024,  /* response head (or trailers) from an upstream */
-    HDR_MAX_CNT = 256,
-    EJECT_AFTER = 5,             /* consecutive connect failures that eject an endpoint */
-    EJECT_MS = 10000,            /* ... for this long */
+    HDR_MAX_BYTES = PT__UP_HDR_MAX_BYTES,
+    HDR_MAX_CNT = PT__UP_HDR_MAX_CNT,
     EASY_POOL_MAX = 64,          /* idle easy handles kept per worker */
-    HEALTH_BUCKETS = 64,
     MAXCONNECTS_MIN = 16,
     MAXCONNECTS_MAX = 8192,
-    DEFAULT_TIMEOUT_MS = 15000,
-    DEFAULT_CONNECT_MS = 5000,
-    DEFAULT_IDLE_PER_EP = 64,
+    DEFAULT_CONNECT_MS = PT__UP_DEFAULT_CONNECT_MS,
+    DEFAULT_IDLE_PER_EP = PT__UP_DEFAULT_IDLE_PER_EP,
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -164,22 +161,11 @@ static const pt_header_t *hstore_view(hstore_t *s)
 
 /* ---- per-worker state ---------------------------------------------------- */
 
-typedef struct ep_health {
-    char *url;
-    unsigned fails;          /* consecutive connect failures */
-    uint64_t eject_until_ms; /* monotonic; 0 = not ejected */
-    struct ep_health *next;
-} ep_health_t;
-
-typedef struct cl_cursor {
-    const pt_cluster_t *cl;
-    size_t next;
-} cl_cursor_t;
-
 typedef struct uph_sock uph_sock_t;
 typedef struct uph_call uph_call_t;
 
 typedef struct uph_worker {
+    pt__upworker_t *uw;        /* shared state: endpoint policy (call.c) */
     pt_worker_t *w;
     CURLM *multi;
     struct event timer;
@@ -192,9 +178,6 @@ typedef struct uph_worker {
     size_t fdmap_cnt;
     CURL *easy_pool[EASY_POOL_MAX];
     size_t easy_pool_cnt;
-    ep_health_t *health[HEALTH_BUCKETS];
-    cl_cursor_t *cursors;      /* by cluster->index */
-    size_t cursor_cnt;
     long maxconnects;
     const pt_config_t *sized_for;
     bool h2c_no_reuse;         /* libcurl < 8.0: see configure_easy() */
@@ -252,92 +235,12 @@ static void curl_global(void)
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* ---- endpoint health and round robin ------------------------------------ */
-
-static size_t url_hash(const char *s)
-{
-    size_t h = 2166136261u;
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % HEALTH_BUCKETS;
-}
-
-static ep_health_t *health_find(uph_worker_t *hw, const char *url, bool create)
-{
-    size_t b = url_hash(url);
-    for (ep_health_t *h = hw->health[b]; h != NULL; h = h->next)
-        if (strcmp(h->url, url) == 0)
-            return h;
-    if (!create)
-        return NULL;
-    ep_health_t *h = xcalloc(1, sizeof(*h));
-    h->url = strdup(url);
-    if (h->url == NULL)
-        abort();
-    h->next = hw->health[b];
-    hw->health[b] = h;
-    return h;
-}
-
-static bool ep_ejected(uph_worker_t *hw, const pt_endpoint_t *ep, uint64_t now)
-{
-    ep_health_t *h = health_find(hw, ep->url, false);
-    return h != NULL && h->eject_until_ms > now;
-}
-
-static void ep_connect_failed(uph_worker_t *hw, const pt_endpoint_t *ep)
-{
-    ep_health_t *h = health_find(hw, ep->url, true);
-    /* Passive checks only: after the cool-down the endpoint gets traffic
-     * again, and one more failure ejects it again (fails is not reset). */
-    if (++h->fails >= EJECT_AFTER)
-        h->eject_until_ms = mono_ms() + EJECT_MS;
-}
-
-static void ep_connect_ok(uph_worker_t *hw, const pt_endpoint_t *ep)
-{
-    ep_health_t *h = health_find(hw, ep->url, false);
-    if (h != NULL) {
-        h->fails = 0;
-        h->eject_until_ms = 0;
-    }
-}
-
-static cl_cursor_t *cursor_of(uph_worker_t *hw, const pt_cluster_t *cl)
-{
-    if (cl->index >= hw->cursor_cnt) {
-        size_t cnt = (size_t)cl->index + 8;
-        hw->cursors = xrealloc(hw->cursors, cnt * sizeof(*hw->cursors));
-        memset(hw->cursors + hw->cursor_cnt, 0, (cnt - hw->cursor_cnt) * sizeof(*hw->cursors));
-        hw->cursor_cnt = cnt;
-    }
-    cl_cursor_t *cur = &hw->cursors[cl->index];
-    if (cur->cl != cl) { /* another snapshot's cluster at this index: start over */
-        cur->cl = cl;
-        cur->next = 0;
-    }
-    return cur;
-}
+/* ---- endpoint policy (call.c) -------------------------------------------- */
 
 /** The next endpoint in round-robin order that is not ejected (and not yet tried), or -1. */
 static long pick_endpoint(uph_worker_t *hw, uph_call_t *c, bool skip_tried)
 {
-    const pt_cluster_t *cl = c->r->cluster;
-    size_t n = cl->endpoint_cnt;
-    if (n == 0)
-        return -1;
-    cl_cursor_t *cur = cursor_of(hw, cl);
-    uint64_t now = mono_ms();
-    for (size_t i = 0; i < n; i++) {
-        size_t idx = (cur->next + i) % n;
-        if (skip_tried && idx < 64 && (c->tried & ((uint64_t)1 << idx)) != 0)
-            continue;
-        if (ep_ejected(hw, &cl->endpoints[idx], now))
-            continue;
-        cur->next = idx + 1;
-        return (long)idx;
-    }
-    return -1;
+    return pt__up_pick(hw->uw, c->r->cluster, c->tried, skip_tried);
 }
 
 /* ---- entering and leaving libcurl ----------------------------------------- */
@@ -706,7 +609,7 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
     (void)local_port;
     uph_call_t *c = ud;
     c->connected = true;
-    ep_connect_ok(c->hw, &c->r->cluster->endpoints[c->ep_idx]);
+    pt__up_connect_ok(c->hw->uw, c->r->cluster, c->ep_idx);
     return CURL_PREREQFUNC_OK;
 }
 
@@ -1058,7 +961,7 @@ static void finish(uph_worker_t *hw, uph_call_t *c, CURLcode res)
     const char *reason;
     fail_kind_t kind = classify(c, res, &st, &reason);
     if (kind == FAIL_CONNECT)
-        ep_connect_failed(hw, &c->r->cluster->endpoints[c->ep_idx]);
+        pt__up_connect_failed(hw->uw, c->r->cluster, c->ep_idx);
     if (kind != FAIL_NONE && retry(hw, c, kind))
         return;
     const pt_header_t *t = st == 0 ? hstore_view(&c->trailers) : NULL;
@@ -1154,10 +1057,10 @@ static const pt__upcall_ops_t http_ops = {
     .endpoint = http_endpoint,
 };
 
-int pt__uphttp_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
                      void *ud, pt_upcall_t **out)
 {
-    uph_worker_t *hw = w->upstream_http;
+    uph_worker_t *hw = uw->curl;
     if (hw == NULL)
         return PT_ERR_INTERNAL;
     if (r->method.len == 0 || cbs->on_done == NULL)
@@ -1176,9 +1079,7 @@ int pt__uphttp_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_c
         free(c);
         return PT_ERR_UNAVAILABLE;
     }
-    uint64_t timeout = r->timeout_ms ? r->timeout_ms
-                                     : (r->cluster->timeout_ms ? r->cluster->timeout_ms : DEFAULT_TIMEOUT_MS);
-    c->deadline_ms = mono_ms() + timeout;
+    c->deadline_ms = mono_ms() + pt__up_timeout_ms(r);
     c->method = cstr(r->method);
     c->target = cstr(r->path.len > 0 ? r->path : PT_STR("/"));
     c->hdrs = build_headers(r);
@@ -1216,14 +1117,14 @@ int pt__uphttp_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_c
 
 /* ---- per worker ---------------------------------------------------------------- */
 
-int pt__uphttp_worker_init(pt_worker_t *w)
+int pt__uphttp_worker_init(pt__upworker_t *uw)
 {
-    if (w == NULL || w->base == NULL)
-        return PT_ERR_INTERNAL;
+    pt_worker_t *w = uw->w;
     pthread_once(&curl_once, curl_global);
     if (curl_init_rc != CURLE_OK)
         return PT_ERR_INTERNAL;
     uph_worker_t *hw = xcalloc(1, sizeof(*hw));
+    hw->uw = uw;
     hw->w = w;
     hw->multi = curl_multi_init();
     if (hw->multi == NULL) {
@@ -1247,13 +1148,13 @@ int pt__uphttp_worker_init(pt_worker_t *w)
     hw->h2c_no_reuse = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
     hw->maxconnects = MAXCONNECTS_MIN;
     curl_multi_setopt(hw->multi, CURLMOPT_MAXCONNECTS, hw->maxconnects);
-    w->upstream_http = hw;
+    uw->curl = hw;
     return 0;
 }
 
-void pt__uphttp_worker_dispose(pt_worker_t *w)
+void pt__uphttp_worker_dispose(pt__upworker_t *uw)
 {
-    uph_worker_t *hw = w != NULL ? w->upstream_http : NULL;
+    uph_worker_t *hw = uw->curl;
     if (hw == NULL)
         return;
     while (hw->calls != NULL) {
@@ -1272,16 +1173,7 @@ void pt__uphttp_worker_dispose(pt_worker_t *w)
     evtimer_del(&hw->timer);
     for (size_t i = 0; i < hw->easy_pool_cnt; i++)
         curl_easy_cleanup(hw->easy_pool[i]);
-    for (size_t b = 0; b < HEALTH_BUCKETS; b++) {
-        while (hw->health[b] != NULL) {
-            ep_health_t *h = hw->health[b];
-            hw->health[b] = h->next;
-            free(h->url);
-            free(h);
-        }
-    }
-    free(hw->cursors);
     free(hw->default_cainfo);
     free(hw);
-    w->upstream_http = NULL;
+    uw->curl = NULL;
 }

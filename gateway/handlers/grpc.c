@@ -64,6 +64,8 @@ static const pt_conf_field_t grpc_fields[] = {
     {"header_bindings", PT_CONF_T_STRMAP, offsetof(pt_grpc_conf_t, header_bindings), 0, 0, false,
      NULL},
     {"stream_format", PT_CONF_T_STR, offsetof(pt_grpc_conf_t, stream_format), 0, 0, false, NULL},
+    {"max_message", PT_CONF_T_SIZE, offsetof(pt_grpc_conf_t, max_message), 1, 0, false, NULL},
+    {"web_origins", PT_CONF_T_STRLIST, offsetof(pt_grpc_conf_t, web_origins), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -1184,34 +1186,17 @@ done: /* answered locally */
     leave(ctx);
 }
 
-/* ---- native gRPC / gRPC-Web placeholders ------------------------------------------------
- *
- * PLACEHOLDER until handlers/grpc_native.c exists: native gRPC passthrough and
- * gRPC-Web are answered 501. Whoever adds grpc_native.c deletes these two
- * functions (the declarations in grpc.h stay) and adds the file to
- * PT_CORE_SOURCES_GRPC. No weak symbols on purpose: a duplicate definition
- * must fail the link, not silently pick one.
- */
-void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf)
-{
-    (void)conf;
-    pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "native gRPC passthrough not implemented yet");
-    pt__req_handler_done(req);
-}
-
-void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf)
-{
-    (void)conf;
-    pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "gRPC-Web not implemented yet");
-    pt__req_handler_done(req);
-}
-
 /* ---- the handler ------------------------------------------------------------------------ */
 
 static void grpc_start(pt_req_t *req, const void *vconf)
 {
     const pt_grpc_conf_t *conf = vconf;
     req->handler_ctx = NULL;
+    if (pt_str_eq(req->method, PT_STR("OPTIONS")) &&
+        pt_headers_get(&req->headers, PT_STR("access-control-request-method")).base != NULL) {
+        pt__grpc_web_start(req, conf); /* CORS preflight (grpc_native.c) */
+        return;
+    }
     pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
     if (ct.base != NULL && pt_str_has_prefix(ct, PT_STR("application/grpc"))) {
         pt_str_t rest = {ct.base + 16, ct.len - 16};

@@ -54,6 +54,8 @@ typedef struct pt_grpc_conf {
     const pt_conf_node_t *metadata;    /**< raw `metadata:` map */
     pt_conf_strmap_t header_bindings;  /**< header name -> request field path */
     const char *stream_format;         /**< raw `stream_format:` */
+    uint64_t max_message;              /**< native/gRPC-Web: largest message in bytes (0: 4 MiB) */
+    pt_conf_strlist_t web_origins;     /**< gRPC-Web CORS origins; empty = "*" (grpc_native.c) */
 
     /* derived (parse_conf / check_conf) */
     const char **md_forward;           /**< lowercase header names; "x-echo-*" is a prefix */

@@ -113,7 +113,7 @@ static chan_t *chan_get(const pt_cluster_t *cl, const pt_endpoint_t *ep)
     /* target "host:port" (gRPC's default dns resolver; IPv6 literals keep brackets) */
     const char *hostport = strstr(ep->url, "://");
     hostport = hostport != NULL ? hostport + 3 : ep->url;
-    grpc_arg args[2];
+    grpc_arg args[5];
     size_t nargs = 0;
     if (cl->authority != NULL)
         args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
@@ -122,6 +122,15 @@ static chan_t *chan_get(const pt_cluster_t *cl, const pt_endpoint_t *ep)
     /* Connections are shared by every call: allow a generous stream count. */
     args[nargs++] = (grpc_arg){
         .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = 1000};
+    /*
+     * Per-call costs we do not need: channelz call counters, and the retry
+     * filter (it keeps a copy of every sent message for replay; a gateway
+     * call that fails maps to an HTTP error the client can retry itself).
+     */
+    args[nargs++] = (grpc_arg){
+        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0};
+    args[nargs++] = (grpc_arg){
+        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_RETRIES, .value.integer = 0};
     grpc_channel_args cargs = {nargs, args};
     grpc_channel_credentials *creds;
     if (ep->tls) {

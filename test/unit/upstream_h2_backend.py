@@ -3,7 +3,7 @@
 
 usage: upstream_h2_backend.py PORT [MAX_CONCURRENT_STREAMS]
 
-Behaviour by :path (every response carries `x-conn: N`, the connection number):
+Behaviour by :path (a gRPC-shaped "/pkg.Svc/NAME" acts as "/NAME"; every response carries `x-conn: N`, the connection number):
   /echo           200, echoes the request body as it arrives, then trailers
                   grpc-status: 0 and x-trailer: yes
   /big?N          200, N bytes of the pattern i % 251, then trailers
@@ -91,6 +91,8 @@ class Conn:
     def on_request(self, sid, headers):
         h = dict(headers)
         path = h.get(":path", "")
+        if path.count("/") > 1:  # "/pkg.Svc/reset-mid" (gRPC shape) behaves as "/reset-mid"
+            path = "/" + path.rsplit("/", 1)[1]
         self.paths[sid] = path
         self.served += 1
         if path == "/echo":

@@ -774,7 +774,7 @@ static void up_on_sent(void *ud, bool ok)
     rest_ctx_t *ctx = ud;
     enter(ctx);
     ctx->send_busy = false;
-    if (ok)
+    if (ok && ctx->stream_req) /* unary requests were sent and closed by start_call */
         pump_body(ctx);
     leave(ctx);
 }
@@ -972,9 +972,10 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
     req->upstream_addr = pt_grpc_call_endpoint(ctx->call);
     if (!r.unary)
         pt_grpc_call_recv(ctx->call);
-    if (!unary_req) {
-        ctx->send_busy = true; /* the initial-metadata batch */
-    }
+    if (!unary_req)
+        ctx->send_busy = true; /* the initial-metadata batch: on_sent follows */
+    else
+        ctx->closed = true;
 }
 
 /* The whole body is in ctx->in: build the message and call. */

@@ -686,7 +686,7 @@ int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grp
         if (start_batch(c, ops, n, TAG_UNARY) != 0)
             goto fail;
     } else {
-        c->send_busy = r->msg != NULL || r->close;
+        c->send_busy = true; /* initial metadata at least: on_sent tells when it is out */
         if (start_batch(c, ops, n, TAG_SEND) != 0)
             goto fail;
         grpc_op st;

@@ -388,6 +388,13 @@ class GrpcRestTest(unittest.TestCase):
         self.assertEqual(data.count(b'"sequence"'), 3000)
         self.assertNotIn(b'"error"', data)
 
+    def test_stream_with_ignored_body(self):
+        # A body on a binding without `body` is ignored, never read as messages.
+        st, _, body, _ = curl("-X", "GET", *CT, "--data-binary", '{"not json',
+                              self.base + "/v1/shelves/1/books:watch?count=2")
+        self.assertEqual(st, 200, body)
+        self.assertEqual([m["sequence"] for m in J(body)], ["1", "2"])
+
     def test_stream_errors(self):
         # before the first message: the mapped status
         st, _, body, _ = self.get("/v1/shelves/987654/books:watch")

@@ -14,7 +14,8 @@
 
 static void send_local(pt_req_t *req)
 {
-    if (req->resp_status < 100 || req->resp_status > 999) {
+    /* 1xx is never a final answer: a client would wait for the real one. */
+    if (req->resp_status < 200 || req->resp_status > 999) {
         pt__resp_fail(req, PT_ERR_INTERNAL, "filter returned RESPOND without a response");
         return;
     }

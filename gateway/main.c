@@ -51,6 +51,15 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(app->base, NULL);
 }
 
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    app_t *app = arg;
+    if (pt_server_all_stopped(&app->server))
+        event_base_loopexit(app->base, NULL);
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
@@ -162,16 +171,30 @@ int main(int argc, char **argv)
         event_base_free(app.base);
         return 1;
     }
+    /* The workers and the server hold their own references from here on; keeping
+     * ours would pin the first snapshot (and its filters' state) until exit. */
+    unsigned listener_cnt = (unsigned)config->listener_cnt, route_cnt = (unsigned)config->route_cnt;
+    pt_config_unref(config);
+    config = NULL;
     app.server.ready = true;
-    fprintf(stderr, "portico %s: %u worker%s, %zu listener%s, %zu route%s\n", PORTICO_VERSION, n,
-            n == 1 ? "" : "s", config->listener_cnt, config->listener_cnt == 1 ? "" : "s",
-            config->route_cnt, config->route_cnt == 1 ? "" : "s");
+    fprintf(stderr, "portico %s: %u worker%s, %u listener%s, %u route%s\n", PORTICO_VERSION, n,
+            n == 1 ? "" : "s", listener_cnt, listener_cnt == 1 ? "" : "s", route_cnt,
+            route_cnt == 1 ? "" : "s");
 
     event_base_dispatch(app.base);
 
     pt_config_t *cur = pt_server_config(&app.server);
     uint64_t drain_ms = cur != NULL ? cur->timeouts.drain_ms : 30000;
     pt_config_unref(cur);
+    /* Drain with the main loop still running, so the admin listener keeps
+     * answering (/ready says "draining" to load balancers) until the workers
+     * are done. */
+    pt_server_drain_start(&app.server, drain_ms);
+    struct event *ev_wait = event_new(app.base, -1, EV_PERSIST, on_drain_tick, &app);
+    struct timeval tick = {0, 20000};
+    event_add(ev_wait, &tick);
+    event_base_dispatch(app.base);
+    event_free(ev_wait);
     pt_server_drain_and_stop(&app.server, drain_ms);
     pt_admin_stop(&app.server);
     pt_server_free(&app.server);
@@ -179,7 +202,6 @@ int main(int argc, char **argv)
     event_free(ev_int);
     event_free(ev_hup);
     event_base_free(app.base);
-    pt_config_unref(config);
     pt_grpc_global_shutdown(); /* after every worker and snapshot let go of gRPC */
     curl_global_cleanup();
     fprintf(stderr, "portico: stopped\n");

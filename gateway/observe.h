@@ -9,6 +9,7 @@
 #ifndef PT_GATEWAY_OBSERVE_H
 #define PT_GATEWAY_OBSERVE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include "config.h"
 #include "portico/req.h"
@@ -47,6 +48,8 @@ struct pt_server {
     pt_config_t *(*current_config)(pt_server_t *s); /* returns a new reference */
     bool ready;
     bool draining;
+    bool drain_started;          /* worker.c: drain messages were posted */
+    atomic_uint stopped_workers; /* worker.c: worker loops that have ended */
     void *admin;                 /* admin.c state */
 };
 

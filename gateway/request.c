@@ -89,8 +89,9 @@ static void finalize(pt_req_t *req)
     if (req->body != NULL)
         evbuffer_free(req->body);
     pt_config_t *cfg = req->config;
+    pt_worker_t *w = req->worker;
     pt_arena_destroy(req->arena); /* frees req itself */
-    pt_config_unref(cfg);
+    pt__worker_config_release(w, cfg);
 }
 
 static void release(pt_req_t *req, unsigned hold)
@@ -115,7 +116,7 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
     pt_req_t *req = pt_arena_zalloc(a, sizeof(*req));
     req->arena = a;
     req->worker = w;
-    req->config = pt_config_ref(w->config);
+    req->config = pt__worker_config_acquire(w);
     req->ops = ops;
     req->stream = stream;
     req->content_length = -1;
@@ -211,6 +212,8 @@ void pt__req_start_handler(pt_req_t *req)
 
 void pt__req_reject(pt_req_t *req, int st, const char *reason)
 {
+    if (req->request_id.base == NULL)
+        assign_request_id(req); /* codec rejects come before pt__req_headers_done */
     pt__resp_fail(req, st, reason);
 }
 
@@ -225,8 +228,14 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
             req->close_after = true;
             evbuffer_drain(req->body, evbuffer_get_length(req->body));
             pt__resp_fail(req, PT_ERR_LIMIT, "request body larger than the route allows");
-            /* The handler (if any) must stop: its abort hooks cancel upstream work. */
+            /* The handler (if any) must stop: its abort hooks cancel upstream work.
+             * A suspended filter is cancelled the same way; its late resume, if
+             * the request is still alive, finds the chain no longer suspended. */
             run_abort_hooks(req);
+            if (req->chain_suspended) {
+                req->chain_suspended = false;
+                req->holds &= ~PT_REQ_HOLD_CHAIN; /* the codec still holds it */
+            }
             return;
         }
         evbuffer_add(req->body, data, len);
@@ -247,7 +256,14 @@ size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof)
     *eof = req->body_done && drained;
     if (n > 0 || *eof) {
         if (pt__chain_request_body(req, buf, (size_t)n, *eof) != 0) {
-            *eof = true;
+            /* A body filter refused: answer it, stop reading, let the handler go. */
+            req->body_done = true;
+            req->close_after = true;
+            evbuffer_drain(req->body, evbuffer_get_length(req->body));
+            pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
+                          req->fail_reason != NULL ? req->fail_reason : "request body filter failed");
+            run_abort_hooks(req);
+            *eof = false;
             return 0;
         }
     }

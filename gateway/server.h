@@ -27,10 +27,20 @@ int pt_server_start(pt_server_t *s, pt_config_t *config, unsigned n);
 int pt_server_reload(pt_server_t *s, pt_config_t *config);
 
 /**
+ * Starts the graceful drain of every worker (see below) and returns at once;
+ * pt_server_all_stopped() tells when every worker loop has ended.
+ */
+void pt_server_drain_start(pt_server_t *s, uint64_t drain_ms);
+
+/** True once every worker's loop has ended (any thread). */
+bool pt_server_all_stopped(pt_server_t *s);
+
+/**
  * Graceful drain of every worker: stop accepting, ask each connection to
  * finish (HTTP/2 GOAWAY, HTTP/1 Connection: close), then stop when none is
  * left or `drain_ms` passed (remaining connections are cut). Blocks until
- * every worker thread has exited; main thread.
+ * every worker thread has exited; main thread. Starting the drain again after
+ * pt_server_drain_start() is harmless.
  */
 void pt_server_drain_and_stop(pt_server_t *s, uint64_t drain_ms);
 

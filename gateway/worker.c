@@ -41,6 +41,7 @@ typedef struct post {
 typedef struct state_set {
     pt_config_t *config;
     void **state;
+    unsigned users;             /* requests of this snapshot on this worker */
     struct state_set *next;
 } state_set_t;
 
@@ -54,6 +55,7 @@ typedef struct worker_priv {
     state_set_t *sets;         /* newest first */
     pt_listener_set_t listeners;
     bool stopping;
+    atomic_uint *stopped;      /* the server's count of ended worker loops */
 } worker_priv_t;
 
 static __thread pt_worker_t *self;
@@ -128,6 +130,28 @@ void pt_worker_filter_state_set(pt_worker_t *w, const pt_filter_t *f, void *stat
         s->state[f->slot] = state;
 }
 
+pt_config_t *pt__worker_config_acquire(pt_worker_t *w)
+{
+    worker_priv_t *p = w->_private;
+    for (state_set_t *s = p != NULL ? p->sets : NULL; s != NULL; s = s->next)
+        if (s->config == w->config) {
+            s->users++;
+            break;
+        }
+    return pt_config_ref(w->config);
+}
+
+void pt__worker_config_release(pt_worker_t *w, pt_config_t *c)
+{
+    worker_priv_t *p = w->_private;
+    for (state_set_t *s = p != NULL ? p->sets : NULL; s != NULL; s = s->next)
+        if (s->config == c) {
+            s->users--;
+            break;
+        }
+    pt_config_unref(c);
+}
+
 static int state_set_add(pt_worker_t *w, pt_config_t *c)
 {
     worker_priv_t *p = w->_private;
@@ -172,8 +196,7 @@ static void state_gc(pt_worker_t *w, bool all)
     while (*pp != NULL) {
         state_set_t *s = *pp;
         bool current = s->config == w->config;
-        unsigned ours = current ? 2 : 1;
-        if (all || (!current && atomic_load(&s->config->refcnt) <= ours)) {
+        if (all || (!current && s->users == 0)) {
             *pp = s->next;
             state_set_free(w, s);
         } else {
@@ -288,6 +311,8 @@ static void *worker_main(void *arg)
     pt_upstream_worker_dispose(w);
     pt_observe_worker_dispose(w);
     state_gc(w, true);
+    if (p->stopped != NULL)
+        atomic_fetch_add(p->stopped, 1);
     return NULL;
 }
 
@@ -382,6 +407,7 @@ int pt_server_start(pt_server_t *s, pt_config_t *config, unsigned n)
         pt_worker_t *w = worker_new(i, config);
         s->workers[i] = w;
         worker_priv_t *p = w->_private;
+        p->stopped = &s->stopped_workers;
         if (state_set_add(w, config) != 0) {
             /* worker_init failures are reported; the worker still serves */
         }
@@ -421,8 +447,16 @@ int pt_server_reload(pt_server_t *s, pt_config_t *config)
     return 0;
 }
 
-void pt_server_drain_and_stop(pt_server_t *s, uint64_t drain_ms)
+bool pt_server_all_stopped(pt_server_t *s)
 {
+    return atomic_load(&s->stopped_workers) >= s->worker_cnt;
+}
+
+void pt_server_drain_start(pt_server_t *s, uint64_t drain_ms)
+{
+    if (s->drain_started)
+        return;
+    s->drain_started = true;
     for (unsigned i = 0; i < s->worker_cnt; i++) {
         drain_msg_t *m = malloc(sizeof(*m));
         if (m == NULL)
@@ -431,6 +465,11 @@ void pt_server_drain_and_stop(pt_server_t *s, uint64_t drain_ms)
         m->drain_ms = drain_ms;
         pt_worker_post(m->w, start_drain, m);
     }
+}
+
+void pt_server_drain_and_stop(pt_server_t *s, uint64_t drain_ms)
+{
+    pt_server_drain_start(s, drain_ms);
     for (unsigned i = 0; i < s->worker_cnt; i++)
         pthread_join(s->workers[i]->thread, NULL);
 }

@@ -51,4 +51,8 @@ uint64_t pt_now_ms(void);
 /** Monotonic nanoseconds. */
 uint64_t pt_now_ns(void);
 
+/** request.c: the worker's current snapshot for a new request (counted per worker for the state GC). */
+pt_config_t *pt__worker_config_acquire(pt_worker_t *w);
+void pt__worker_config_release(pt_worker_t *w, pt_config_t *c);
+
 #endif /* PT_GATEWAY_WORKER_H */

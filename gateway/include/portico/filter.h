@@ -20,7 +20,10 @@
  *    touch `req` only from its completion callback, on the same worker, and
  *    must then call pt_chain_resume() exactly once. If the client goes away
  *    first, hooks registered with pt_req_on_abort() fire; they must cancel or
- *    detach the pending work. pt_chain_resume() after an abort is a no-op.
+ *    detach the pending work, and pt_chain_resume() must then never be called:
+ *    the request may already be freed. Abort hooks stay registered for the
+ *    whole request, so they must be idempotent and keep their data in the
+ *    request arena (or detach it).
  * 5. Body phases get slices, not copies; they are valid only during the call.
  *    Response-side phases may not suspend.
  */
@@ -82,7 +85,11 @@ struct pt_filter_def {
     void (*on_log)(const pt_filter_t *f, pt_req_t *req, void *ctx);
 };
 
-/** Resumes a chain suspended by PT_FILTER_SUSPEND, with the filter's verdict. No-op after abort. */
+/**
+ * Resumes a chain suspended by PT_FILTER_SUSPEND, with the filter's verdict.
+ * Call it once, on the request's worker. Never call it after your abort hook
+ * ran: the request may be freed by then (cancel or detach in the hook instead).
+ */
 void pt_chain_resume(pt_req_t *req, pt_fstatus_t st);
 
 /** Per-worker state a filter allocated in worker_init (stored with pt_worker_filter_state_set). */

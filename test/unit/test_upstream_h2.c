@@ -669,6 +669,7 @@ static void test_max_concurrent_streams(void **state)
     start(&w);
     run(&w);
     assert_int_equal(w.st, 0);
+    tcall_free(&w);
     pt_uph2_stats_t s0, s1;
     pt__uph2_stats(&W, &s0);
     enum { N = 6 };

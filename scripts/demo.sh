@@ -42,6 +42,43 @@ echo "\$ curl -s http://127.0.0.1:$ADMIN_PORT/metrics | grep portico_requests_to
 curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep portico_requests_total || true
 sleep 0.2
 echo; echo "== access log ($LOG) =="; cat "$LOG"
+
+# ---- part 2: the Bookstore gRPC service as REST/JSON and gRPC-Web -------------
+BOOK_BIN="$ROOT/$BUILD/bin/bookstore-server"
+BOOK_PB="$ROOT/$BUILD/examples/bookstore/bookstore.pb"
+TRANSCODE="$ROOT/$BUILD/bin/portico-transcode"
+if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
+  BOOK_PORT=$(free_port); GPORT=$(free_port); GADMIN=$(free_port)
+  "$BOOK_BIN" --port "$BOOK_PORT" > "$WORK/bookstore.out" 2>&1 &
+  BOOK_PID=$!
+  cp "$BOOK_PB" "$WORK/bookstore.pb"
+  sed -e "s/\${PORT}/$GPORT/; s/\${ADMIN_PORT}/$GADMIN/; s/\${BOOKSTORE_PORT}/$BOOK_PORT/" \
+      -e "s|\${LOG}|$WORK/grpc-access.log|" "$ROOT/examples/bookstore/portico.yaml" > "$WORK/bookstore.yaml"
+  if "$BIN" --validate -c "$WORK/bookstore.yaml" >/dev/null 2>&1; then
+    "$BIN" -c "$WORK/bookstore.yaml" 2> "$WORK/portico-grpc.err" &
+    GPT_PID=$!
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$GPORT/" && break; sleep 0.05; done
+    echo; echo "== Bookstore (gRPC on 127.0.0.1:$BOOK_PORT) as REST/JSON through Portico on 127.0.0.1:$GPORT =="
+    G="http://127.0.0.1:$GPORT"
+    show curl -s "$G/v1/shelves"
+    show curl -s -X POST "$G/v1/shelves" -H 'Content-Type: application/json' -d '{"theme":"Travel","labels":{"floor":"4"}}'
+    show curl -s "$G/v1/shelves/1/books?page_size=2"
+    show curl -s -i "$G/v1/shelves/999"
+    show curl -s -H 'Accept: application/x-ndjson' "$G/v1/shelves/1/books:watch?interval_ms=100&count=3"
+    echo "\$ gRPC-Web call (binary mode, as a browser sends it): /bookstore.v1.Bookstore/GetShelf {\"shelf\":\"1\"}"
+    REQ=$(echo '{"shelf":"1"}' | "$TRANSCODE" -d "$BOOK_PB" --type bookstore.v1.GetShelfRequest --to-binary | od -An -tx1 | tr -d ' \n')
+    /usr/bin/python3 "$ROOT/scripts/grpcweb_call.py" "$G" /bookstore.v1.Bookstore/GetShelf "$REQ" | tee "$WORK/gw.out" || true
+    MSG=$(grep '^message: ' "$WORK/gw.out" | head -1 | cut -d' ' -f2)
+    if [ -n "$MSG" ]; then
+      echo "  decoded: $(echo "$MSG" | /usr/bin/python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))' | "$TRANSCODE" -d "$BOOK_PB" --type bookstore.v1.Shelf --to-json)"
+    fi
+    kill -TERM "$GPT_PID" 2>/dev/null; wait "$GPT_PID" 2>/dev/null || true
+  else
+    echo; echo "(the gRPC part of the demo needs the grpc route: $("$BIN" --validate -c "$WORK/bookstore.yaml" 2>&1 | head -1))"
+  fi
+  kill -TERM "$BOOK_PID" 2>/dev/null; wait "$BOOK_PID" 2>/dev/null || true
+fi
+
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo; echo "Portico keeps running on http://127.0.0.1:$PORT (Ctrl-C to stop)."
   wait "$PT_PID"

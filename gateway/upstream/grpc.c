@@ -23,6 +23,7 @@
  */
 #include "grpc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -110,9 +111,19 @@ static chan_t *chan_get(const pt_cluster_t *cl, const pt_endpoint_t *ep)
             free(key);
             return c;
         }
-    /* target "host:port" (gRPC's default dns resolver; IPv6 literals keep brackets) */
+    /*
+     * Target: IP literals as "ipv4:A:P" / "ipv6:[A]:P" (no resolver involved),
+     * names as "dns:///host:port" (gRPC resolves them off our threads).
+     */
     const char *hostport = strstr(ep->url, "://");
     hostport = hostport != NULL ? hostport + 3 : ep->url;
+    struct in6_addr a6;
+    struct in_addr a4;
+    const char *scheme = inet_pton(AF_INET, ep->host, &a4) == 1    ? "ipv4:"
+                         : inet_pton(AF_INET6, ep->host, &a6) == 1 ? "ipv6:"
+                                                                   : "dns:///";
+    char target[300];
+    snprintf(target, sizeof(target), "%s%s", scheme, hostport);
     grpc_arg args[5];
     size_t nargs = 0;
     if (cl->authority != NULL)
@@ -145,7 +156,7 @@ static chan_t *chan_get(const pt_cluster_t *cl, const pt_endpoint_t *ep)
     } else {
         creds = grpc_insecure_credentials_create();
     }
-    grpc_channel *ch = grpc_channel_create(hostport, creds, &cargs);
+    grpc_channel *ch = grpc_channel_create(target, creds, &cargs);
     grpc_channel_credentials_release(creds);
     chan_t *c = calloc(1, sizeof(*c));
     if (ch == NULL || c == NULL) {

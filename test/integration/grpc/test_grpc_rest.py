@@ -497,9 +497,9 @@ class GrpcRestTest(unittest.TestCase):
 listeners: [ {{ address: 127.0.0.1:{port} }} ]
 descriptors: [ {pb} ]
 clusters:
-  - {{ name: sec, protocol: grpc, endpoints: [ "https://localhost:{tport}" ], ca_file: {crt},
+  - {{ name: sec, protocol: grpc, endpoints: [ "https://127.0.0.1:{tport}" ], ca_file: {crt},
       authority: localhost }}
-  - {{ name: untrusted, protocol: grpc, endpoints: [ "https://localhost:{tport}" ] }}
+  - {{ name: untrusted, protocol: grpc, endpoints: [ "https://127.0.0.1:{tport}" ] }}
 routes:
   - {{ match: {{ host: bad.test }}, grpc: {{ cluster: untrusted }} }}
   - grpc: {{ cluster: sec }}

@@ -175,11 +175,12 @@ struct pt_conn {
 
 /**
  * Sets up the I/O layer of `conn` on the non-blocking socket `fd` in `base`:
- * buffers, events, the read registration. With `ssl` (ownership passes to the
- * layer, also on failure) the connection speaks TLS as a server; call
- * pt_conn_tls_accept() next. No callbacks are set: nothing is read until a
- * codec sets them. Returns 0, or PT_ERR_NOMEM (the caller still owns `fd`,
- * and must still call pt_conn_io_release()).
+ * buffers, events, the read registration (the only one a connection needs in
+ * steady state). `fd` and `ssl` belong to the layer from this call on, also
+ * when it fails: pt_conn_io_release() closes and frees them. With `ssl` the
+ * connection speaks TLS as a server; call pt_conn_tls_accept() next. No
+ * callbacks are set: nothing is read until a codec sets them. Returns 0, or
+ * PT_ERR_NOMEM (release the connection then).
  */
 int pt_conn_io_init(pt_conn_t *conn, struct event_base *base, int fd, struct ssl_st *ssl);
 

@@ -388,6 +388,7 @@ typedef struct rest_ctx {
     bool send_busy;
     bool closed;             /* half-close sent */
     bool call_done;
+    unsigned attempts;       /* retries made on another endpoint */
     unsigned busy;
     bool finish_pending, finished;
 } rest_ctx_t;
@@ -637,6 +638,8 @@ static void stream_end(rest_ctx_t *ctx)
 
 /* ---- upstream callbacks -------------------------------------------------------- */
 
+static void start_call(rest_ctx_t *ctx, bool unary_req);
+
 static void up_on_headers(void *ud, const pt_header_t *md, size_t cnt)
 {
     rest_ctx_t *ctx = ud;
@@ -725,6 +728,23 @@ static void up_on_done(void *ud, int code, pt_str_t details, const pt_header_t *
         leave(ctx);
         return;
     }
+    const pt_cluster_t *cl = ctx->conf->cluster;
+    if (code == PT_GRPC_UNAVAILABLE && !req->resp_started && !ctx->stream_req &&
+        !ctx->got_message && ctx->up_headers.cnt == 0 && cl->endpoint_cnt > 1 &&
+        ctx->attempts < cl->retries) {
+        /* Refused before the backend said anything (UP-1): the request is
+         * still whole in ctx->pb, so try the next endpoint. */
+        ctx->attempts++;
+        ctx->call_done = false;
+        pt_observe_upstream_error(req->worker, cl, PT_ERR_UNAVAILABLE);
+        start_call(ctx, true);
+        leave(ctx);
+        return;
+    }
+    if (code != PT_GRPC_OK && pt_grpc_code_http(code) >= 502)
+        pt_observe_upstream_error(req->worker, cl,
+                                  code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
+                                                                    : PT_ERR_UNAVAILABLE);
     if (!req->resp_started) {
         /* Unary answer, or a stream that ended before its first message. */
         for (size_t i = 0; i < ctx->up_headers.cnt; i++)

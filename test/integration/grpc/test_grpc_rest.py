@@ -106,7 +106,10 @@ clusters:
   - {{ name: books, protocol: grpc, endpoints: [ "127.0.0.1:{bs}" ] }}
   - {{ name: down, protocol: grpc, endpoints: [ "127.0.0.1:{dead}" ] }}
   - {{ name: fake, protocol: grpc, endpoints: [ "127.0.0.1:{fake}" ] }}
+  - {{ name: half, protocol: grpc, endpoints: [ "127.0.0.1:{dead}", "127.0.0.1:{bs}" ] }}
 routes:
+  - match: {{ host: half.test }}
+    grpc: {{ cluster: half }}
   - match: {{ host: down.test }}
     grpc: {{ cluster: down }}
   - match: {{ host: fake.test }}
@@ -300,6 +303,14 @@ class GrpcRestTest(unittest.TestCase):
         res = "--resolve", "down.test:%d:127.0.0.1" % self.port
         st, _, body, _ = curl(*res, "http://down.test:%d/v1/shelves/1" % self.port)
         self.assertEqual((st, J(body)["code"]), (503, 14))
+
+    def test_dead_endpoint_failover(self):
+        # One of two endpoints refuses connections: unary calls go to the other (UP-1).
+        res = "--resolve", "half.test:%d:127.0.0.1" % self.port
+        for i in range(6):
+            st, _, body, _ = curl(*res, "-X", "POST", *CT, "-d", '{"message":"f%d"}' % i,
+                                  "http://half.test:%d/v1/echo" % self.port)
+            self.assertEqual((st, J(body)), (200, {"message": "f%d" % i}))
 
     def test_upstream_garbage_502(self):
         res = "--resolve", "fake.test:%d:127.0.0.1" % self.port

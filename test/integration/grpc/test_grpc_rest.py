@@ -483,6 +483,12 @@ class GrpcRestTest(unittest.TestCase):
         self.assertTrue(self.fake.started.is_set())
         s.close()
         self.assertTrue(self.fake.cancelled.wait(5), "backend never saw the cancel")
+        # the same over HTTP/2: the client gives up after 1 s
+        self.fake.cancelled.clear()
+        curl("--resolve", "fake.test:%d:127.0.0.1" % self.port, "--http2-prior-knowledge",
+             "-H", "accept: application/x-ndjson", "--max-time", "1",
+             "http://fake.test:%d/v1/shelves/1/books:watch" % self.port, timeout=1)
+        self.assertTrue(self.fake.cancelled.wait(5), "backend never saw the h2 cancel")
 
     # ---- TLS upstream -------------------------------------------------------------------
 

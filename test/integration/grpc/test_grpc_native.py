@@ -43,6 +43,10 @@ def deadline(req, ctx):
 def big(req, ctx):
     return b"b" * int(req.decode())
 
+def status(req, ctx):
+    ctx.set_trailing_metadata((("x-trailer-bin", b"\x00\x01"),))
+    ctx.abort(grpc.StatusCode.UNKNOWN, req.decode("utf-8"))
+
 def stream(req, ctx):
     def on_done():
         if not ctx.is_active():
@@ -57,6 +61,7 @@ def stream(req, ctx):
 handlers = {
     "Deadline": grpc.unary_unary_rpc_method_handler(deadline),
     "Big": grpc.unary_unary_rpc_method_handler(big),
+    "Status": grpc.unary_unary_rpc_method_handler(status),
     "Stream": grpc.unary_stream_rpc_method_handler(stream),
 }
 opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
@@ -206,6 +211,38 @@ class TestCallTypes(Base):
                              capture_output=True, text=True).stdout
         # one worker, 60 calls in flight: one upstream connection (not one per call)
         self.assertLessEqual(len([ln for ln in out.splitlines() if ln.strip()]), 2, out)
+
+
+class TestInterop(Base):
+    """More of the grpc.testing interop cases (SECURITY-CASES JP-10)."""
+
+    SPECIAL = "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n"
+
+    def test_special_status_message(self):
+        raw = self.channel("fake.test").unary_unary("/fake.Svc/Status")
+        e = self.assertCode(grpc.StatusCode.UNKNOWN, raw, self.SPECIAL.encode())
+        self.assertEqual(e.details(), self.SPECIAL)
+        self.assertIn(("x-trailer-bin", b"\x00\x01"), e.trailing_metadata())
+
+    def test_compressed_unary_both_ways(self):
+        s = self.stub()
+        msg = "compress me " * 10000
+        r = s.Echo(pb.EchoRequest(message=msg), compression=grpc.Compression.Gzip)
+        self.assertEqual(r.message, msg)
+        ch = self.channel(**{"grpc.default_compression_algorithm": 2})  # gzip
+        self.assertEqual(pb_grpc.BookstoreStub(ch).Echo(pb.EchoRequest(message=msg)).message, msg)
+
+    def test_empty_stream(self):
+        it = self.stub().Chat(iter([]))
+        self.assertEqual(list(it), [])
+        self.assertEqual(it.code(), grpc.StatusCode.OK)
+
+    def test_cancel_after_first_response(self):
+        it = self.stub().WatchBooks(pb.WatchBooksRequest(shelf=1, interval_ms=50, count=100))
+        self.assertEqual(next(it).sequence, 1)
+        it.cancel()
+        self.assertEqual(it.code(), grpc.StatusCode.CANCELLED)
+        self.assertEqual(self.stub().Echo(pb.EchoRequest(message="alive")).message, "alive")
 
 
 class TestMetadata(Base):

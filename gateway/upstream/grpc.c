@@ -124,15 +124,12 @@ static chan_t *chan_get(const pt_cluster_t *cl, const pt_endpoint_t *ep)
                                                                    : "dns:///";
     char target[300];
     snprintf(target, sizeof(target), "%s%s", scheme, hostport);
-    grpc_arg args[5];
+    grpc_arg args[4];
     size_t nargs = 0;
     if (cl->authority != NULL)
         args[nargs++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                    .key = GRPC_ARG_DEFAULT_AUTHORITY,
                                    .value.string = (char *)cl->authority};
-    /* Connections are shared by every call: allow a generous stream count. */
-    args[nargs++] = (grpc_arg){
-        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = 1000};
     /*
      * Per-call costs we do not need: channelz call counters, and the retry
      * filter (it keeps a copy of every sent message for replay; a gateway

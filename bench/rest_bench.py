@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""
+rest_bench.py -- REST/JSON -> gRPC transcoding through Portico to the bookstore
+service: JSON POST /v1/echo (EchoRequest from the body) and GET /v1/shelves/1
+(GetShelf from the path), with h2load over h2c and wrk over HTTP/1.1
+keep-alive, 32 requests in flight, Portico -w 1. For each: requests/s, p50/p99,
+and Portico's and the backend's CPU microseconds per request. The figures for
+grpc-gateway (Go) measured on this kind of machine (issue 4: ~180 us of CPU
+per transcoded POST, ~8k req/s) are printed beside them for scale.
+Loopback only; every process is stopped at the end.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxy_bench import (cpu_seconds, free_port, h2load_percentiles, parse_h2load,  # noqa: E402
+                         parse_wrk, wait_port)
+from grpc_bench import start_bookstore  # noqa: E402
+
+GRPC_GATEWAY_CPU_US, GRPC_GATEWAY_RPS = 180.0, 8000.0
+POST_BODY = b'{"message":"hello"}'
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_SECONDS", "8")))
+    args = ap.parse_args()
+    portico = os.path.join(args.build, "bin", "portico")
+    bookstore = os.path.join(args.build, "bin", "bookstore-server")
+    descriptors = os.path.abspath(os.path.join(args.build, "examples", "bookstore", "bookstore.pb"))
+    d = tempfile.mkdtemp(prefix="portico-rest-bench-")
+    procs = []
+    try:
+        bs, bs_port = start_bookstore(bookstore, 2)
+        procs.append(bs)
+        pt_port = free_port()
+        cfg = os.path.join(d, "portico.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""
+listeners: [ {{ address: "127.0.0.1:{pt_port}" }} ]
+limits: {{ max_requests_per_conn: 100000000 }}
+descriptors: [ {descriptors} ]
+clusters:
+  - {{ name: books, protocol: grpc, endpoints: [ "http://127.0.0.1:{bs_port}" ] }}
+routes:
+  - grpc: {{ cluster: books }}
+""")
+        pt = subprocess.Popen([portico, "-c", cfg, "-w", "1"], stderr=open(os.path.join(d, "pt.err"), "w"))
+        procs.append(pt)
+        wait_port(pt_port)
+        base = f"http://127.0.0.1:{pt_port}"
+        # both calls must answer correctly before they are timed
+        r = urllib.request.urlopen(urllib.request.Request(base + "/v1/echo", data=POST_BODY,
+                                                          headers={"content-type": "application/json"}))
+        assert json.loads(r.read())["message"] == "hello"
+        assert json.loads(urllib.request.urlopen(base + "/v1/shelves/1").read())["id"] == "1"
+        body = os.path.join(d, "body.json")
+        with open(body, "wb") as f:
+            f.write(POST_BODY)
+        lua = os.path.join(d, "post.lua")
+        with open(lua, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.body = \'%s\'\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n' % POST_BODY.decode())
+        rows = []
+
+        def measure(label, cmd, parser, log=None):
+            cpu0, bcpu0 = cpu_seconds([pt.pid]), cpu_seconds([bs.pid])
+            out = subprocess.run(cmd, capture_output=True, text=True).stdout
+            cpu, bcpu = cpu_seconds([pt.pid]) - cpu0, cpu_seconds([bs.pid]) - bcpu0
+            if parser == "wrk":
+                rps, n, p50, p99, errs, _ = parse_wrk(out)
+            else:
+                rps, n, errs = parse_h2load(out)
+                p50, p99 = h2load_percentiles(log)
+            rows.append((label, rps, p50, p99, cpu * 1e6 / max(n, 1), bcpu * 1e6 / max(n, 1), errs))
+
+        for label, path, post in (("POST /v1/echo", "/v1/echo", True), ("GET /v1/shelves/1", "/v1/shelves/1", False)):
+            url = base + path
+            log = os.path.join(d, "h2.log")
+            h2 = ["h2load", "-c4", "-m8"] + (["-d", body, "-H", "content-type: application/json"] if post else [])
+            subprocess.run(h2 + ["-D1", url], capture_output=True)
+            measure(f"h2c  {label}", h2 + [f"-D{args.duration}", "--log-file", log, url], "h2load", log)
+            wrk = ["wrk", "-t1", "-c32", f"-d{args.duration}s", "--latency"] + (["-s", lua] if post else [])
+            measure(f"h1.1 {label}", wrk + [url], "wrk")
+
+        print(f"\nREST/JSON -> gRPC transcoding benchmark: Portico -w 1 -> bookstore-server (2 threads), "
+              f"32 requests in flight, {args.duration}s per run\n")
+        print(f"{'load':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'Portico CPU us/req':>19} "
+              f"{'backend CPU us/req':>19} {'errors':>6}")
+        for label, rps, p50, p99, cpu, bcpu, errs in rows:
+            print(f"{label:<24} {rps:>8.0f} {p50:>8.3f} {p99:>8.3f} {cpu:>19.1f} {bcpu:>19.1f} {errs:>6}")
+        post = [r for r in rows if "POST" in r[0]]
+        best = max(post, key=lambda r: r[1])
+        print(f"\nvs grpc-gateway (issue figures: {GRPC_GATEWAY_CPU_US:.0f} us CPU, {GRPC_GATEWAY_RPS:.0f} req/s "
+              f"per transcoded POST): CPU {GRPC_GATEWAY_CPU_US / best[4]:.1f}x less, "
+              f"throughput {best[1] / GRPC_GATEWAY_RPS:.1f}x")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

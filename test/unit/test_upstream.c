@@ -8,6 +8,12 @@
  * call's on_done.
  *
  * The scripted server is test/support/httpsrv.c.
+ *
+ * REST clusters have two back ends (call.c): the native HTTP/1.1 client
+ * (upstream/h1.c) and libcurl (upstream/http.c). The shared cases run once
+ * per back end: a worker set up with PORTICO_UPSTREAM_NATIVE=0 sends every
+ * REST cluster through libcurl. What only the native client does is tested
+ * in test_upstream_h1.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,12 +46,14 @@
 #include "portico/status.h"
 #include "httpsrv.h"
 #include "upstream/call.h"
+#include "upstream/call_internal.h"
 #include "worker.h"
 
 /* ---- the client side --------------------------------------------------------- */
 
 typedef struct env {
     pt_worker_t w;
+    bool curl;          /* this group runs every REST cluster through libcurl */
     tsrv_t a, b;
     pt_arena_t *arena;
 } env_t;
@@ -259,6 +267,16 @@ static void tcall_free(tcall_t *t)
 }
 
 /* ---- tests ---------------------------------------------------------------------- */
+
+/* The group really runs on the back end it claims. */
+static void test_backend(void **state)
+{
+    (void)state;
+    tcluster_t c;
+    cluster_init(&c, &E->a.port, 1);
+    assert_int_equal(pt__up_cluster(E->w.upstream_http, &c.cl)->backend,
+                     E->curl ? PT__UP_CURL : PT__UP_H1);
+}
 
 static void test_get(void **state)
 {
@@ -943,18 +961,36 @@ static void test_h2_tls(void **state)
 
 /* ---- setup ------------------------------------------------------------------------- */
 
-static int group_setup(void **state)
+static int group_setup_with(bool curl)
 {
-    (void)state;
     signal(SIGPIPE, SIG_IGN);
     E = calloc(1, sizeof(*E));
+    E->curl = curl;
     E->w.base = event_base_new();
-    if (E->w.base == NULL || pt_upstream_worker_init(&E->w) != 0)
+    if (curl)
+        setenv("PORTICO_UPSTREAM_NATIVE", "0", 1);
+    else
+        unsetenv("PORTICO_UPSTREAM_NATIVE");
+    int rc = E->w.base != NULL ? pt_upstream_worker_init(&E->w) : -1;
+    unsetenv("PORTICO_UPSTREAM_NATIVE");
+    if (rc != 0)
         return -1;
     srv_start(&E->a, 'a');
     srv_start(&E->b, 'b');
     E->arena = pt_arena_new(0, 0);
     return 0;
+}
+
+static int group_setup_native(void **state)
+{
+    (void)state;
+    return group_setup_with(false);
+}
+
+static int group_setup_curl(void **state)
+{
+    (void)state;
+    return group_setup_with(true);
 }
 
 static int group_teardown(void **state)
@@ -974,7 +1010,9 @@ static int group_teardown(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    /* Both REST back ends. */
+    const struct CMUnitTest shared[] = {
+        cmocka_unit_test(test_backend),
         cmocka_unit_test(test_get),
         cmocka_unit_test(test_request_head),
         cmocka_unit_test(test_post_streaming),
@@ -992,9 +1030,16 @@ int main(void)
         cmocka_unit_test(test_continue_trailers_framing),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_concurrent),
+    };
+    /* Not REST over HTTP/1.1: the back end does not depend on the switch. */
+    const struct CMUnitTest other[] = {
         cmocka_unit_test(test_grpc_native),
         cmocka_unit_test(test_h2_prior_knowledge),
         cmocka_unit_test(test_h2_tls),
     };
-    return cmocka_run_group_tests_name("upstream", tests, group_setup, group_teardown);
+    int fails = cmocka_run_group_tests_name("upstream.native", shared, group_setup_native,
+                                            group_teardown);
+    fails += cmocka_run_group_tests_name("upstream.curl", shared, group_setup_curl, group_teardown);
+    fails += cmocka_run_group_tests_name("upstream", other, group_setup_native, group_teardown);
+    return fails;
 }

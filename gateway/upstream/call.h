@@ -9,6 +9,13 @@
  * calls a callback, or returns 0 and later calls on_done exactly once, unless
  * pt_upcall_cancel() is called first, after which no callback runs at all.
  * on_head is called at most once, before any on_data.
+ *
+ * Back ends (chosen per cluster by call.c): REST clusters with plain http://
+ * endpoints given as IP addresses and `http2: false` use the native HTTP/1.1
+ * client (upstream/h1.c); https://, DNS-named endpoints and `http2: true`
+ * over TLS use libcurl (upstream/http.c); gRPC clusters and h2c use the
+ * native HTTP/2 client (upstream/h2.c). The contract above is the same for
+ * all of them.
  */
 #ifndef PT_GATEWAY_UPSTREAM_CALL_H
 #define PT_GATEWAY_UPSTREAM_CALL_H

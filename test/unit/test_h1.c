@@ -420,6 +420,27 @@ static void test_keepalive_idle_closes_silently(void **state)
     assert_true(peer_closed());
 }
 
+/* The idle timer is re-armed lazily: a request in the middle of an idle period
+ * moves the deadline, the timer armed for the old one fires early and waits on. */
+static void test_keepalive_deadline_moves_with_each_request(void **state)
+{
+    E.cfg.timeouts.keepalive_ms = 300;
+    F.auto_answer = true;
+    start();
+    client_send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(strstr(client_read(), "200 OK"));
+    usleep(200 * 1000);
+    client_send("GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_non_null(strstr(client_read(), "200 OK"));
+    usleep(200 * 1000); /* past the first deadline, before the second */
+    spin(5);
+    assert_false(F.conn_closed);
+    assert_false(peer_closed());
+    usleep(250 * 1000); /* past the second */
+    assert_true(peer_closed());
+    assert_true(F.conn_closed);
+}
+
 static void test_prior_knowledge_handover(void **state)
 {
     start();
@@ -506,6 +527,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_body_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_continue_waits_its_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_timeout_408, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_deadline_moves_with_each_request, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_idle_closes_silently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prior_knowledge_handover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_h2c_declined_serves_http11, setup, teardown),

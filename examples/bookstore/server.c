@@ -1,9 +1,10 @@
 /*
  * server.c -- the Bookstore example gRPC service, on gRPC C core.
  *
- *   bookstore-server --port N [--threads T] [--grace-ms MS]
+ *   bookstore-server --port N [--threads T] [--grace-ms MS] [--tls-cert PEM --tls-key PEM]
  *
- * Listens on 127.0.0.1:N without TLS (N = 0 picks a free port) and prints
+ * Listens on 127.0.0.1:N (N = 0 picks a free port), without TLS unless given
+ * a certificate chain and its key, and prints
  * "bookstore-server listening on 127.0.0.1:PORT" once it serves. SIGTERM or
  * SIGINT shut it down gracefully: no new calls; watch streams end with
  * UNAVAILABLE; other calls get --grace-ms (default 5000) to finish before
@@ -202,6 +203,11 @@ struct call {
         struct {
             int64_t seq;
         } chat; /* Chat */
+        struct {
+            bs_cover_t cover;
+            size_t off;
+            int chunk, interval_ms, abort_after, sent;
+        } cover; /* DownloadShelfCover */
     } u;
 };
 
@@ -427,6 +433,7 @@ static void watch_remove(call_t *c)
 /* ---- call lifetime ---------------------------------------------------------------- */
 
 static void request_call(worker_t *w, int method);
+static void download_start(call_t *c, const ProtobufCMessage *req);
 
 static void call_free(call_t *c)
 {
@@ -437,6 +444,8 @@ static void call_free(call_t *c)
             protobuf_c_message_free_unpacked(&c->u.bulk.reqs[i]->base, NULL);
         free(c->u.bulk.reqs);
     }
+    if (c->m != NULL && c->m->start == download_start)
+        bs_cover_dispose(&c->u.cover.cover);
     grpc_byte_buffer_destroy(c->req_payload); /* all accept NULL */
     grpc_byte_buffer_destroy(c->recv_buf);
     grpc_byte_buffer_destroy(c->send_buf);
@@ -788,6 +797,101 @@ static int do_echo(call_t *c, const ProtobufCMessage *msg, grpc_byte_buffer **ou
     return 0;
 }
 
+/* ---- shelf covers: google.api.HttpBody -------------------------------------------- */
+
+static int do_get_shelf_cover(call_t *c, const ProtobufCMessage *msg, grpc_byte_buffer **out,
+                              bs_error_t *err)
+{
+    const Bookstore__V1__GetShelfCoverRequest *req = (const void *)msg;
+    bs_cover_t cover = {0};
+    if (bs_store_get_cover(STORE(c), req->shelf, &cover, err) < 0)
+        return -1;
+    Google__Api__HttpBody body = GOOGLE__API__HTTP_BODY__INIT;
+    body.content_type = cover.content_type;
+    body.data.data = cover.data;
+    body.data.len = cover.len;
+    *out = pack(&body.base);
+    bs_cover_dispose(&cover);
+    return 0;
+}
+
+static int do_put_shelf_cover(call_t *c, const ProtobufCMessage *req, grpc_byte_buffer **out,
+                              bs_error_t *err)
+{
+    Bookstore__V1__Shelf *resp;
+    if (bs_store_put_cover(STORE(c), (const void *)req, &resp, err) < 0)
+        return -1;
+    return reply(resp, out);
+}
+
+/* DownloadShelfCover: the cover in HttpBody chunks, on a timer like WatchBooks. */
+static void cover_emit(call_t *c)
+{
+    bs_cover_t *cv = &c->u.cover.cover;
+    size_t n = cv->len - c->u.cover.off;
+    if (n > (size_t)c->u.cover.chunk)
+        n = (size_t)c->u.cover.chunk;
+    Google__Api__HttpBody body = GOOGLE__API__HTTP_BODY__INIT;
+    body.content_type = cv->content_type;
+    body.data.data = cv->data + c->u.cover.off;
+    body.data.len = n;
+    c->u.cover.off += n;
+    send_msg(c, &body.base);
+}
+
+static void download_start(call_t *c, const ProtobufCMessage *msg)
+{
+    const Bookstore__V1__DownloadShelfCoverRequest *req = (const void *)msg;
+    if (req->chunk_size < 0 || req->chunk_size > 65536) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "chunk_size",
+                     "chunk_size must be between 0 and 65536");
+        return;
+    }
+    if (req->interval_ms < 0 || req->interval_ms > MAX_DELAY_MS) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "interval_ms",
+                     "interval_ms must be between 0 and 60000");
+        return;
+    }
+    if (req->abort_after < 0) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, "abort_after",
+                     "abort_after must not be negative");
+        return;
+    }
+    bs_error_t err;
+    if (bs_store_get_cover(STORE(c), req->shelf, &c->u.cover.cover, &err) < 0) {
+        finish(c, NULL, &err); /* before the first chunk: a gateway can still say 404 */
+        return;
+    }
+    c->u.cover.chunk = req->chunk_size != 0 ? req->chunk_size : 1024;
+    c->u.cover.interval_ms = req->interval_ms;
+    c->u.cover.abort_after = req->abort_after;
+    start_recv_close(c);
+    watch_add(c); /* for the shutdown notice */
+    cover_emit(c); /* a cover is never empty */
+}
+
+static void download_step(call_t *c, step_t why)
+{
+    if (why == STEP_POLL)
+        return; /* only the shutdown notice matters; handled by the worker */
+    if (why == STEP_SENT) {
+        c->u.cover.sent++;
+        if (c->u.cover.off >= c->u.cover.cover.len) {
+            finish(c, NULL, NULL);
+            return;
+        }
+        if (c->u.cover.abort_after > 0 && c->u.cover.sent >= c->u.cover.abort_after) {
+            finish_error(c, GRPC_STATUS_ABORTED, NULL, "aborted after abort_after chunks");
+            return;
+        }
+        if (c->u.cover.interval_ms > 0) {
+            timer_arm(c, c->u.cover.interval_ms);
+            return;
+        }
+    }
+    cover_emit(c); /* STEP_TIMER, or STEP_SENT with no interval */
+}
+
 /* ---- WatchBooks: server streaming on a timer -------------------------------------- */
 
 static void books_emit(call_t *c, Bookstore__V1__Book *book)
@@ -1025,6 +1129,8 @@ static void chat_step(call_t *c, step_t why)
     bs_now(&now);
     out.from = "bookstore";
     out.text = in->text;
+    out.room = in->room;
+    out.to = in->from;
     out.time = &now;
     out.sequence = ++c->u.chat.seq;
     send_msg(c, &out.base);
@@ -1052,6 +1158,10 @@ static const method_t METHODS[] = {
     {SVC "BulkCreateBooks", CLIENT_STREAMING, NULL, NULL, bulk_start, bulk_step, 2},
     {SVC "Chat", BIDI, NULL, NULL, chat_start, chat_step, 2},
     {SVC "Echo", UNARY, D(echo_request), do_echo, NULL, NULL, 16},
+    {SVC "GetShelfCover", UNARY, D(get_shelf_cover_request), do_get_shelf_cover, NULL, NULL, 2},
+    {SVC "PutShelfCover", UNARY, D(put_shelf_cover_request), do_put_shelf_cover, NULL, NULL, 2},
+    {SVC "DownloadShelfCover", SERVER_STREAMING, D(download_shelf_cover_request), NULL,
+     download_start, download_step, 2},
 };
 static const size_t METHOD_CNT = sizeof(METHODS) / sizeof(METHODS[0]);
 #define UNKNOWN_BACKLOG 2
@@ -1273,9 +1383,65 @@ static void *worker_main(void *arg)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bookstore-server --port N [--threads T] [--grace-ms MS]\n"
-               "  --port N       listen on 127.0.0.1:N (0: any free port)\n"
-               "  --threads T    worker threads, 1..64 (default 2)\n"
-               "  --grace-ms MS  on SIGTERM, time given to running calls (default 5000)\n");
+               "                        [--tls-cert PEM --tls-key PEM]\n"
+               "  --port N         listen on 127.0.0.1:N (0: any free port)\n"
+               "  --threads T      worker threads, 1..64 (default 2)\n"
+               "  --grace-ms MS    on SIGTERM, time given to running calls (default 5000)\n"
+               "  --tls-cert PEM   serve TLS with this certificate chain ...\n"
+               "  --tls-key PEM    ... and its private key (both or neither)\n");
+}
+
+/* The whole of a (small) file as a NUL-terminated string; NULL on error. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t len = 0, cap = 4096;
+    char *buf = xcalloc(1, cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len - 1 == 0) {
+            if (cap >= (1u << 20)) { /* no certificate is that large */
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (buf == NULL)
+                abort();
+        }
+    }
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    if (failed) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Insecure credentials, or TLS ones from the PEM files; NULL (reported) on error. */
+static grpc_server_credentials *server_creds(const char *cert_file, const char *key_file)
+{
+    if (cert_file == NULL)
+        return grpc_insecure_server_credentials_create();
+    char *cert = read_file(cert_file), *key = read_file(key_file);
+    grpc_server_credentials *creds = NULL;
+    if (cert == NULL || key == NULL) {
+        fprintf(stderr, "bookstore-server: cannot read %s\n", cert == NULL ? cert_file : key_file);
+    } else {
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        creds = grpc_ssl_server_credentials_create(NULL, &pair, 1, 0, NULL);
+        if (creds == NULL)
+            fprintf(stderr, "bookstore-server: bad TLS certificate or key\n");
+    }
+    free(cert);
+    free(key);
+    return creds;
 }
 
 static bool parse_int(const char *s, long min, long max, long *out)
@@ -1292,6 +1458,7 @@ static bool parse_int(const char *s, long min, long max, long *out)
 int main(int argc, char **argv)
 {
     long port = -1, threads = 2, grace_ms = 5000;
+    const char *tls_cert = NULL, *tls_key = NULL;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok;
@@ -1301,6 +1468,10 @@ int main(int argc, char **argv)
             ok = parse_int(v, 1, 64, &threads);
         else if (strcmp(a, "--grace-ms") == 0)
             ok = parse_int(v, 0, 3600000, &grace_ms);
+        else if (strcmp(a, "--tls-cert") == 0)
+            ok = (tls_cert = v) != NULL;
+        else if (strcmp(a, "--tls-key") == 0)
+            ok = (tls_key = v) != NULL;
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -1312,7 +1483,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (port < 0) {
+    if (port < 0 || (tls_cert == NULL) != (tls_key == NULL)) {
         usage(stderr);
         return 2;
     }
@@ -1359,7 +1530,9 @@ int main(int argc, char **argv)
 
     char addr[32];
     snprintf(addr, sizeof(addr), "127.0.0.1:%ld", port);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = server_creds(tls_cert, tls_key);
+    if (creds == NULL)
+        return 1;
     int bound = grpc_server_add_http2_port(app.server, addr, creds);
     grpc_server_credentials_release(creds);
     if (bound == 0) {

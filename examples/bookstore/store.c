@@ -28,6 +28,7 @@ typedef struct shelf_rec {
     Bookstore__V1__Shelf *shelf; /* owned; book_count kept up to date */
     Bookstore__V1__Book **books; /* owned, in id order */
     size_t book_cnt, book_cap;
+    bs_cover_t cover;            /* owned; all zero until a cover is put */
 } shelf_rec_t;
 
 typedef struct event_rec {
@@ -349,6 +350,8 @@ static const Bookstore__V1__Shelf *add_shelf(bs_store_t *s, const Bookstore__V1_
     sh.id = s->next_shelf_id++;
     sh.create_time = &now;
     sh.book_count = 0;
+    sh.cover_type = ""; /* output only */
+    sh.cover_size = 0;
 
     shelf_rec_t *r = xcalloc(1, sizeof(*r));
     r->shelf = bs_msg_clone(&sh.base);
@@ -401,6 +404,7 @@ static void free_shelf_rec(shelf_rec_t *r)
     for (size_t i = 0; i < r->book_cnt; i++)
         protobuf_c_message_free_unpacked(&r->books[i]->base, NULL);
     free(r->books);
+    bs_cover_dispose(&r->cover);
     protobuf_c_message_free_unpacked(&r->shelf->base, NULL);
     free(r);
 }
@@ -428,6 +432,136 @@ int bs_store_delete_shelf(bs_store_t *s, const Bookstore__V1__DeleteShelfRequest
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+/* ---- covers ------------------------------------------------------------------- */
+
+static char *xstrdup(const char *p)
+{
+    size_t n = strlen(p) + 1;
+    char *d = xcalloc(1, n);
+    memcpy(d, p, n);
+    return d;
+}
+
+/* Appends text to an SVG with &, <, >, " and ' escaped. */
+static size_t xml_escape(char *out, const char *in)
+{
+    size_t o = 0;
+    for (; *in != '\0'; in++) {
+        const char *e = *in == '&'    ? "&amp;"
+                        : *in == '<'  ? "&lt;"
+                        : *in == '>'  ? "&gt;"
+                        : *in == '"'  ? "&quot;"
+                        : *in == '\'' ? "&apos;"
+                                      : NULL;
+        if (e != NULL) {
+            memcpy(out + o, e, strlen(e));
+            o += strlen(e);
+        } else {
+            out[o++] = *in;
+        }
+    }
+    return o;
+}
+
+/* The cover a shelf has until one is put: its theme on a plain background. */
+static void default_cover(const Bookstore__V1__Shelf *sh, bs_cover_t *out)
+{
+    static const char head[] = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"200\" "
+                               "height=\"300\"><rect width=\"200\" height=\"300\" "
+                               "fill=\"#2a4d69\"/><text x=\"100\" y=\"150\" "
+                               "text-anchor=\"middle\" fill=\"#ffffff\">";
+    static const char tail[] = "</text></svg>\n";
+    /* an escape is at most 6 bytes per input byte */
+    char *svg = xcalloc(1, sizeof(head) + 6 * strlen(sh->theme) + sizeof(tail));
+    size_t n = sizeof(head) - 1;
+    memcpy(svg, head, n);
+    n += xml_escape(svg + n, sh->theme);
+    memcpy(svg + n, tail, sizeof(tail) - 1);
+    n += sizeof(tail) - 1;
+    out->content_type = xstrdup("image/svg+xml");
+    out->data = (uint8_t *)svg;
+    out->len = n;
+}
+
+int bs_store_get_cover(bs_store_t *s, int64_t shelf, bs_cover_t *out, bs_error_t *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    shelf_rec_t *r = find_shelf(s, shelf);
+    if (r == NULL) {
+        rc = not_found(err, shelf, 0);
+    } else if (r->cover.len == 0) {
+        default_cover(r->shelf, out);
+    } else {
+        out->content_type = xstrdup(r->cover.content_type);
+        out->data = xcalloc(1, r->cover.len);
+        memcpy(out->data, r->cover.data, r->cover.len);
+        out->len = r->cover.len;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int check_cover(const Google__Api__HttpBody *c, bs_error_t *err)
+{
+    if (c == NULL || c->content_type[0] == '\0')
+        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "cover.content_type",
+                    "cover.content_type is required");
+    size_t n = strlen(c->content_type);
+    bool slash = false, printable = true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)c->content_type[i];
+        printable &= ch >= 0x20 && ch <= 0x7e; /* it becomes an HTTP header */
+        slash |= ch == '/';
+    }
+    if (n > BS_MAX_COVER_TYPE || !slash || !printable)
+        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "cover.content_type",
+                    "cover.content_type must be a media type (type/subtype, printable ASCII, "
+                    "at most %d bytes)",
+                    BS_MAX_COVER_TYPE);
+    if (c->data.len == 0 || c->data.len > BS_MAX_COVER)
+        return fail(err, GRPC_STATUS_INVALID_ARGUMENT, "cover.data",
+                    "cover.data must be 1 to %d bytes", BS_MAX_COVER);
+    return 0;
+}
+
+int bs_store_put_cover(bs_store_t *s, const Bookstore__V1__PutShelfCoverRequest *req,
+                       Bookstore__V1__Shelf **out, bs_error_t *err)
+{
+    if (check_cover(req->cover, err) < 0)
+        return -1;
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    shelf_rec_t *r = find_shelf(s, req->shelf);
+    if (r == NULL) {
+        rc = not_found(err, req->shelf, 0);
+    } else {
+        bs_cover_dispose(&r->cover);
+        r->cover.content_type = xstrdup(req->cover->content_type);
+        r->cover.data = xcalloc(1, req->cover->data.len);
+        memcpy(r->cover.data, req->cover->data.data, req->cover->data.len);
+        r->cover.len = req->cover->data.len;
+        /* A new stored shelf with the cover fields (its strings belong to
+         * protobuf-c, so the message is rebuilt rather than patched). */
+        Bookstore__V1__Shelf tmp = *r->shelf;
+        tmp.cover_type = r->cover.content_type;
+        tmp.cover_size = (int32_t)r->cover.len;
+        Bookstore__V1__Shelf *updated = bs_msg_clone(&tmp.base);
+        protobuf_c_message_free_unpacked(&r->shelf->base, NULL);
+        r->shelf = updated;
+        *out = bs_msg_clone(&updated->base);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void bs_cover_dispose(bs_cover_t *c)
+{
+    free(c->content_type);
+    free(c->data);
+    memset(c, 0, sizeof(*c));
 }
 
 /* ---- books -------------------------------------------------------------------- */

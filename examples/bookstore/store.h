@@ -29,6 +29,8 @@
 #define BS_MAX_PAGE_SIZE 1000
 #define BS_DEFAULT_PAGE_SIZE 50
 #define BS_MAX_BULK 1000 /* books per BulkCreateBooks call: RESOURCE_EXHAUSTED above */
+#define BS_MAX_COVER (1024 * 1024) /* bytes of a shelf cover */
+#define BS_MAX_COVER_TYPE 128      /* bytes of its content type */
 
 /** Why a call failed; becomes the gRPC status and its details. */
 typedef struct bs_error {
@@ -88,6 +90,32 @@ int bs_store_bulk_create(bs_store_t *s, Bookstore__V1__CreateBookRequest *const 
  */
 int bs_store_book_at(bs_store_t *s, int64_t shelf, uint64_t index, Bookstore__V1__Book **out,
                      size_t *book_count, bs_error_t *err);
+
+/** A shelf's cover: its bytes and content type, malloc'd copies. */
+typedef struct bs_cover {
+    char *content_type; /* NUL-terminated, never empty */
+    uint8_t *data;
+    size_t len;         /* > 0 */
+} bs_cover_t;
+
+/**
+ * Copies the cover of `shelf` into `*out` (release with bs_cover_dispose):
+ * the one last put, else an SVG showing the theme (image/svg+xml).
+ * NOT_FOUND for an unknown shelf.
+ */
+int bs_store_get_cover(bs_store_t *s, int64_t shelf, bs_cover_t *out, bs_error_t *err);
+
+/**
+ * Stores req->cover as the shelf's cover and sets the shelf's cover_type and
+ * cover_size; `*out` is the updated shelf. INVALID_ARGUMENT unless the cover
+ * has a content type (printable ASCII, at most BS_MAX_COVER_TYPE bytes, with
+ * a '/') and 1 to BS_MAX_COVER bytes of data; NOT_FOUND for an unknown shelf.
+ */
+int bs_store_put_cover(bs_store_t *s, const Bookstore__V1__PutShelfCoverRequest *req,
+                       Bookstore__V1__Shelf **out, bs_error_t *err);
+
+/** Frees what bs_store_get_cover() copied; the struct is zeroed. */
+void bs_cover_dispose(bs_cover_t *c);
 
 /*
  * Change events (WatchShelf). The store keeps the last BS_EVENT_RING

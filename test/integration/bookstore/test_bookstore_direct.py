@@ -18,6 +18,7 @@ from bookstore_server import PB, BookstoreServer, grpc, pb, pb_grpc
 
 from google.protobuf import descriptor_pb2
 from google.api import annotations_pb2  # noqa: F401  (registers the http extension)
+from google.api import httpbody_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 SRV = None
@@ -463,12 +464,137 @@ class TestBidi(Base):
         self.assertEqual(list(it), [])
         self.assertEqual(it.code(), grpc.StatusCode.OK)
 
+    def test_chat_replies_carry_room_and_sender(self):
+        msgs = [pb.ChatMessage(text="t%d" % i, room="lobby", **{"from": "ann"}) for i in range(2)]
+        replies = list(self.stub.Chat(iter(msgs)))
+        self.assertEqual([(r.text, r.room, r.to, getattr(r, "from")) for r in replies],
+                         [("t0", "lobby", "ann", "bookstore"), ("t1", "lobby", "ann", "bookstore")])
+
     def test_chat_error(self):
         it = self.stub.Chat(iter([pb.ChatMessage(text="ok"), pb.ChatMessage(text="")]))
         self.assertEqual(next(it).text, "ok")
         with self.assertRaises(grpc.RpcError) as cm:
             next(it)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+class TestCovers(Base):
+    """google.api.HttpBody both ways: GetShelfCover, PutShelfCover, DownloadShelfCover."""
+
+    def put(self, shelf, data, ctype):
+        return self.stub.PutShelfCover(pb.PutShelfCoverRequest(
+            shelf=shelf, cover=httpbody_pb2.HttpBody(content_type=ctype, data=data)))
+
+    def test_default_cover_is_svg_of_the_theme(self):
+        s = self.stub.CreateShelf(pb.CreateShelfRequest(
+            shelf=pb.Shelf(theme=uniq("Tom & <Jerry>"))))
+        c = self.stub.GetShelfCover(pb.GetShelfCoverRequest(shelf=s.id))
+        self.assertEqual(c.content_type, "image/svg+xml")
+        self.assertTrue(c.data.startswith(b"<svg "), c.data)
+        self.assertIn(b">Tom &amp; &lt;Jerry&gt;-", c.data)  # escaped
+        self.assertEqual((s.cover_type, s.cover_size), ("", 0))
+
+    def test_put_then_get_raw_bytes(self):
+        s = self.new_shelf()
+        data = bytes(range(256)) * 5 + b"\x00\r\n"
+        got = self.put(s.id, data, "image/png")
+        self.assertEqual((got.id, got.cover_type, got.cover_size), (s.id, "image/png", len(data)))
+        self.assertEqual(self.stub.GetShelf(pb.GetShelfRequest(shelf=s.id)).cover_type,
+                         "image/png")
+        c = self.stub.GetShelfCover(pb.GetShelfCoverRequest(shelf=s.id))
+        self.assertEqual((c.content_type, c.data), ("image/png", data))
+        # a second put replaces it
+        self.put(s.id, b"plain", "text/plain; charset=utf-8")
+        c = self.stub.GetShelfCover(pb.GetShelfCoverRequest(shelf=s.id))
+        self.assertEqual((c.content_type, c.data), ("text/plain; charset=utf-8", b"plain"))
+
+    def test_put_errors(self):
+        s = self.new_shelf()
+        for data, ctype, field in ((b"x", "", "cover.content_type"),
+                                   (b"x", "nosubtype", "cover.content_type"),
+                                   (b"x", "text/plain\r\nx-evil: 1", "cover.content_type"),
+                                   (b"x", "a/" + "b" * 200, "cover.content_type"),
+                                   (b"", "text/plain", "cover.data"),
+                                   (b"x" * (1024 * 1024 + 1), "text/plain", "cover.data")):
+            e = self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.put, s.id, data, ctype)
+            br = error_details_pb2.BadRequest()
+            self.assertTrue(status_details(e).details[0].Unpack(br))
+            self.assertEqual(br.field_violations[0].field, field, ctype)
+        self.assertEqual(self.put(s.id, b"y" * (1024 * 1024), "text/plain").cover_size,
+                         1024 * 1024)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.put, 987654, b"x", "text/plain")
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.GetShelfCover,
+                        pb.GetShelfCoverRequest(shelf=987654))
+
+    def test_download_in_chunks(self):
+        s = self.new_shelf()
+        data = os.urandom(10000)
+        self.put(s.id, data, "application/octet-stream")
+        chunks = list(self.stub.DownloadShelfCover(
+            pb.DownloadShelfCoverRequest(shelf=s.id, chunk_size=4096)))
+        self.assertEqual([len(c.data) for c in chunks], [4096, 4096, 1808])
+        self.assertEqual(b"".join(c.data for c in chunks), data)
+        self.assertTrue(all(c.content_type == "application/octet-stream" for c in chunks))
+        # default chunk size 1024, default cover
+        chunks = list(self.stub.DownloadShelfCover(pb.DownloadShelfCoverRequest(shelf=1)))
+        whole = self.stub.GetShelfCover(pb.GetShelfCoverRequest(shelf=1))
+        self.assertEqual(b"".join(c.data for c in chunks), whole.data)
+
+    def test_download_errors(self):
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.DownloadShelfCover,
+                        pb.DownloadShelfCoverRequest(shelf=987654))
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.DownloadShelfCover,
+                        pb.DownloadShelfCoverRequest(shelf=1, chunk_size=65537))
+        it = self.stub.DownloadShelfCover(
+            pb.DownloadShelfCoverRequest(shelf=1, chunk_size=10, abort_after=2))
+        self.assertEqual(len(next(it).data), 10)
+        self.assertEqual(len(next(it).data), 10)
+        with self.assertRaises(grpc.RpcError) as cm:
+            next(it)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ABORTED)
+
+    def test_download_paced_and_cancelled(self):
+        it = self.stub.DownloadShelfCover(
+            pb.DownloadShelfCoverRequest(shelf=1, chunk_size=1, interval_ms=50))
+        t0 = time.monotonic()
+        next(it)
+        next(it)
+        next(it)
+        self.assertGreater(time.monotonic() - t0, 0.08)
+        it.cancel()
+        self.assertEqual(it.code(), grpc.StatusCode.CANCELLED)
+
+
+class TestTls(unittest.TestCase):
+    """--tls-cert/--tls-key: the service over TLS only."""
+
+    def test_tls_only(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="bs-tls-")
+        crt, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        key, "-out", crt, "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        srv = BookstoreServer(threads=1, extra_args=("--tls-cert", crt, "--tls-key", key)).start()
+        try:
+            with open(crt, "rb") as f:
+                creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+            with grpc.secure_channel(srv.address, creds) as ch:
+                s = pb_grpc.BookstoreStub(ch).GetShelf(pb.GetShelfRequest(shelf=1), timeout=10)
+                self.assertEqual(s.theme, "Fiction")
+            with grpc.insecure_channel(srv.address) as ch:  # no plaintext
+                with self.assertRaises(grpc.RpcError) as cm:
+                    pb_grpc.BookstoreStub(ch).GetShelf(pb.GetShelfRequest(shelf=1), timeout=2)
+                self.assertIn(cm.exception.code(), (grpc.StatusCode.UNAVAILABLE,
+                                                    grpc.StatusCode.DEADLINE_EXCEEDED))
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.stderr)
+        # both files or neither; unreadable files refused
+        for extra in (("--tls-cert", crt), ("--tls-cert", crt, "--tls-key", d + "/none")):
+            p = subprocess.run([srv.args[0], "--port", "0"] + list(extra), capture_output=True,
+                               timeout=10)
+            self.assertIn(p.returncode, (1, 2), p)
 
 
 class TestDeadlinesAndCancellation(Base):
@@ -625,6 +751,7 @@ class TestDescriptorSet(unittest.TestCase):
         names = [f.name for f in fds.file]
         for need in ("bookstore.proto", "google/api/annotations.proto", "google/api/http.proto",
                      "google/protobuf/timestamp.proto", "google/protobuf/empty.proto",
+                     "google/api/httpbody.proto",
                      "google/rpc/status.proto", "google/rpc/error_details.proto"):
             self.assertIn(need, names)
         fd = next(f for f in fds.file if f.name == "bookstore.proto")
@@ -662,7 +789,17 @@ class TestDescriptorSet(unittest.TestCase):
         self.assertEqual(b(r["WatchBooks"][1]),
                          ("get", "/v1/shelves/{shelf}/books:watch", "", ""))
         self.assertEqual(b(r["BulkCreateBooks"][1]), ("post", "/v1/books:bulkCreate", "*", ""))
+        self.assertEqual([b(x) for x in r["BulkCreateBooks"][1].additional_bindings],
+                         [("post", "/v1/shelves/{shelf}/books:bulkCreate", "book", "")])
         self.assertEqual(b(r["Chat"][1]), ("post", "/v1/chat", "*", ""))
+        self.assertEqual([b(x) for x in r["Chat"][1].additional_bindings],
+                         [("post", "/v1/rooms/{room}/chat", "text", "")])
+        self.assertEqual(b(r["GetShelfCover"][1]), ("get", "/v1/shelves/{shelf}/cover", "", ""))
+        self.assertEqual(b(r["PutShelfCover"][1]),
+                         ("put", "/v1/shelves/{shelf}/cover", "cover", ""))
+        self.assertEqual(b(r["DownloadShelfCover"][1]),
+                         ("get", "/v1/shelves/{shelf}/cover:download", "", ""))
+        self.assertEqual(r["GetShelfCover"][0].output_type, ".google.api.HttpBody")
         self.assertEqual(b(r["Echo"][1]), ("post", "/v1/echo", "*", ""))
         self.assertEqual([b(x) for x in r["Echo"][1].additional_bindings],
                          [("get", "/v1/echo/{message}", "", "message")])
@@ -674,7 +811,8 @@ class TestDescriptorSet(unittest.TestCase):
         self.assertEqual(flags["WatchBooks"], (False, True))
         self.assertEqual(flags["BulkCreateBooks"], (True, False))
         self.assertEqual(flags["Chat"], (True, True))
-        self.assertEqual(sum(1 for f in flags.values() if f == (False, False)), 9)
+        self.assertEqual(flags["DownloadShelfCover"], (False, True))
+        self.assertEqual(sum(1 for f in flags.values() if f == (False, False)), 11)
 
 
 TRANSCODE = os.path.join(os.path.dirname(os.environ.get("PORTICO_BIN", "/nonexistent")),

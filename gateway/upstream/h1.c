@@ -67,6 +67,7 @@
 #include <event2/event_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,7 @@ struct h1_call {
     bool head_sent;              /* on_head was called */
     bool recv_paused;
     int pending_err;             /* an errno to report from the kick (connect failed at once) */
+    int send_err;                /* an errno to report from the kick (send failed in attempt) */
     /* response parser */
     pstate_t ps;
     int status;
@@ -217,6 +219,76 @@ static bool ieq(const char *a, size_t alen, const char *lit)
             return false;
     }
     return true;
+}
+
+/* RFC 9110 tchar, as pt_header_name_valid() (underscores allowed). */
+static const char TCHARS[] = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+static bool tchar_tab[256];
+
+static void init_tables(void)
+{
+    for (const char *p = TCHARS; *p != '\0'; p++)
+        tchar_tab[(unsigned char)*p] = true;
+}
+
+/* Same answers as pt_header_name_valid(n, true), by table (hot path). */
+static bool name_ok(pt_str_t n)
+{
+    if (n.len == 0)
+        return false;
+    for (size_t i = 0; i < n.len; i++)
+        if (!tchar_tab[(unsigned char)n.base[i]])
+            return false;
+    return true;
+}
+
+/* Same answers as pt_header_value_valid(): no CTL but HTAB, no DEL. Eight
+ * bytes at a time; a word with a byte below 0x20 or equal to 0x7f is looked
+ * at byte by byte (HTAB is allowed). */
+static bool value_ok(pt_str_t v)
+{
+    const unsigned char *p = (const unsigned char *)v.base;
+    size_t i = 0;
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; i + 8 <= v.len; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t lt20 = (x - ones * 0x20) & ~x & highs;  /* some byte < 0x20 (or >= 0x80 borrow-free) */
+        uint64_t y = x ^ (ones * 0x7f);
+        uint64_t eq7f = (y - ones) & ~y & highs;           /* some byte == 0x7f */
+        if ((lt20 | eq7f) == 0)
+            continue;
+        for (size_t j = i; j < i + 8; j++)
+            if ((p[j] < 0x20 && p[j] != '\t') || p[j] == 0x7f)
+                return false;
+    }
+    for (; i < v.len; i++)
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* Request fields never forwarded by us: framing and Host (ours), Expect, and
+ * the hop-by-hop ones of pt_header_is_hop_by_hop(). By length first. */
+static bool skip_field(pt_str_t n)
+{
+    switch (n.len) {
+    case 2:
+        return ieq(n.base, 2, "te");
+    case 4:
+        return ieq(n.base, 4, "host");
+    case 6:
+        return ieq(n.base, 6, "expect");
+    case 7:
+        return ieq(n.base, 7, "trailer") || ieq(n.base, 7, "upgrade");
+    case 10:
+        return ieq(n.base, 10, "connection") || ieq(n.base, 10, "keep-alive");
+    case 14:
+        return ieq(n.base, 14, "content-length") || ieq(n.base, 14, "http2-settings");
+    default:
+        return n.len == 0 || n.base[0] == ':' || pt_header_is_hop_by_hop(n);
+    }
 }
 
 static bool parse_ip(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
@@ -525,57 +597,68 @@ static bool token_ok(pt_str_t s)
     return true;
 }
 
+static char *put(char *d, const char *s, size_t n)
+{
+    memcpy(d, s, n);
+    return d + n;
+}
+
 /** Writes the request head into `out` (from its start). */
 static void build_head(h1_call_t *c, const h1_pool_t *p)
 {
     const pt_upcall_req_t *r = c->r;
     pt_str_t path = r->path.len > 0 ? r->path : PT_STR("/");
-    c->out_len = c->out_off = 0;
-    out_reserve(c, r->method.len + path.len + 256);
-    out_put(c, r->method.base, r->method.len);
-    out_put(c, " ", 1);
-    out_put(c, path.base, path.len);
-    out_put(c, " HTTP/1.1\r\nHost: ", 17);
     pt_str_t host = r->cluster->authority != NULL ? pt_str_c(r->cluster->authority) : r->authority;
-    if (host.len == 0 || !pt_header_value_valid(host))
+    if (host.len == 0 || !value_ok(host))
         host = (pt_str_t){p->host, p->host_len};
-    out_put(c, host.base, host.len);
-    out_put(c, "\r\n", 2);
-    if (r->headers != NULL) {
-        for (size_t i = 0; i < r->headers->cnt; i++) {
-            const pt_header_t *h = &r->headers->v[i];
-            pt_str_t n = h->name;
-            /* Framing and Host are ours (regenerated, never forwarded);
-             * hop-by-hop fields never cross a proxy; values with CR/LF would
-             * inject header lines. */
-            if (n.len == 0 || n.base[0] == ':' || pt_str_ieq(n, PT_STR("host")) ||
-                pt_str_ieq(n, PT_STR("content-length")) ||
-                pt_str_ieq(n, PT_STR("transfer-encoding")) || pt_str_ieq(n, PT_STR("expect")) ||
-                pt_header_is_hop_by_hop(n) || !pt_header_name_valid(n, true) ||
-                !pt_header_value_valid(h->value))
-                continue;
-            out_reserve(c, n.len + h->value.len + 4);
-            out_put(c, n.base, n.len);
-            if (h->value.len > 0) {
-                out_put(c, ": ", 2);
-                out_put(c, h->value.base, h->value.len);
-            } else {
-                out_put(c, ":", 1);
-            }
-            out_put(c, "\r\n", 2);
+    const pt_headers_t *hs = r->headers;
+    size_t cnt = hs != NULL ? hs->cnt : 0;
+    size_t need = r->method.len + path.len + host.len + 64; /* + line ends, framing, blank line */
+    for (size_t i = 0; i < cnt; i++)
+        need += hs->v[i].name.len + hs->v[i].value.len + 4;
+    c->out_len = c->out_off = 0;
+    out_reserve(c, need);
+    char *d = c->out;
+    d = put(d, r->method.base, r->method.len);
+    *d++ = ' ';
+    d = put(d, path.base, path.len);
+    d = put(d, " HTTP/1.1\r\nHost: ", 17);
+    d = put(d, host.base, host.len);
+    d = put(d, "\r\n", 2);
+    for (size_t i = 0; i < cnt; i++) {
+        const pt_header_t *h = &hs->v[i];
+        /* Framing and Host are ours (regenerated, never forwarded);
+         * hop-by-hop fields never cross a proxy; values with CR/LF would
+         * inject header lines. */
+        if (skip_field(h->name) || !name_ok(h->name) || !value_ok(h->value))
+            continue;
+        d = put(d, h->name.base, h->name.len);
+        if (h->value.len > 0) {
+            d = put(d, ": ", 2);
+            d = put(d, h->value.base, h->value.len);
+        } else {
+            *d++ = ':';
         }
+        d = put(d, "\r\n", 2);
     }
     c->chunked_req = false;
     if (r->has_body && r->content_length < 0) {
-        out_put(c, "Transfer-Encoding: chunked\r\n", 28);
+        d = put(d, "Transfer-Encoding: chunked\r\n", 28);
         c->chunked_req = true;
     } else if (r->has_body || (r->content_length == 0 && !c->is_head)) {
-        char cl[48];
-        int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n",
-                         (long long)(r->has_body ? r->content_length : 0));
-        out_put(c, cl, (size_t)n);
+        char num[24];
+        size_t n = 0;
+        uint64_t v = r->has_body ? (uint64_t)r->content_length : 0;
+        do {
+            num[sizeof(num) - 1 - n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        d = put(d, "Content-Length: ", 16);
+        d = put(d, num + sizeof(num) - n, n);
+        d = put(d, "\r\n", 2);
     }
-    out_put(c, "\r\n", 2);
+    d = put(d, "\r\n", 2);
+    c->out_len = (size_t)(d - c->out);
     c->head_len = c->out_len;
     c->out_intact = true;
     c->body_eof = !r->has_body;
@@ -724,7 +807,7 @@ static const char *parse_head(h1_call_t *c, char *buf, size_t from, size_t to, s
             return "bad upstream header line";
         pt_str_t name = {line, (size_t)(colon - line)};
         pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
-        if (!pt_header_name_valid(name, true) || !pt_header_value_valid(value))
+        if (!name_ok(name) || !value_ok(value))
             return "bad upstream header field";
         if (n >= PT__UP_HDR_MAX_CNT)
             return "upstream headers too large";
@@ -815,7 +898,7 @@ static const char *parse_trailers(h1_call_t *c, char *buf, size_t from, size_t t
             return "bad trailer line";
         pt_str_t name = {line, (size_t)(colon - line)};
         pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
-        if (!pt_header_name_valid(name, true) || !pt_header_value_valid(value))
+        if (!name_ok(name) || !value_ok(value))
             return "bad trailer field";
         if (n >= PT__UP_HDR_MAX_CNT)
             return "upstream trailers too large";
@@ -846,7 +929,7 @@ static size_t find_block_end(h1_call_t *c, h1_conn_t *k)
         size_t len = end - pos;
         if (len == 0 || (len == 1 && k->rbuf[pos] == '\r')) {
             c->scan = end + 1;
-            return end + 1;
+            return end + 1 - k->roff > PT__UP_HDR_MAX_BYTES ? (size_t)-1 : end + 1;
         }
         pos = end + 1;
     }
@@ -1148,6 +1231,34 @@ static void connect_result(h1_call_t *c)
 }
 
 /**
+ * Sends a bodyless request on a ready connection without calling back: what
+ * cannot be written waits for EV_WRITE, an error is reported from the kick.
+ */
+static void send_head_now(h1_call_t *c)
+{
+    h1_conn_t *k = c->conn;
+    ssize_t n;
+    do
+        n = send(k->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            want_write(k, true);
+        } else {
+            c->send_err = errno;
+            event_active(&c->kick, EV_TIMEOUT, 0);
+        }
+        return;
+    }
+    c->out_off += (size_t)n;
+    if (c->out_off < c->out_len) {
+        want_write(k, true);
+        return;
+    }
+    c->send_done = true;
+}
+
+/**
  * Starts an attempt on endpoint `idx`: a pooled connection unless `fresh`.
  * Never calls back; failures to connect at once are reported from the kick.
  * Returns -1 when the deadline already passed.
@@ -1168,7 +1279,7 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
     if (idx < 64)
         c->tried |= (uint64_t)1 << idx;
     c->got_bytes = c->head_sent = c->recv_paused = false;
-    c->pending_err = 0;
+    c->pending_err = c->send_err = 0;
     c->ps = P_HEAD;
     c->status = 0;
     c->scan = 0;
@@ -1193,7 +1304,10 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
         arm_timer(c, now + ct < c->deadline_ms ? now + ct : c->deadline_ms);
     } else {
         arm_timer(c, c->deadline_ms);
-        event_active(&c->kick, EV_TIMEOUT, 0); /* the first send, from the loop */
+        if (c->body_eof)
+            send_head_now(c); /* no body to pull: no callback involved */
+        else
+            event_active(&c->kick, EV_TIMEOUT, 0); /* the first send, from the loop */
     }
     return 0;
 }
@@ -1278,6 +1392,10 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     if (c->pending_err != 0) {
         c->pending_err = 0;
         fail(c, FAIL_CONNECT, PT_ERR_UNAVAILABLE, "upstream connection refused");
+    } else if (c->send_err != 0) {
+        int err = c->send_err;
+        c->send_err = 0;
+        send_failed(c, err);
     } else if (c->conn != NULL && !c->connecting) {
         send_step(c);
     }
@@ -1400,6 +1518,8 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
 
 int pt__uph1_worker_init(pt__upworker_t *uw)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_tables);
     h1_worker_t *hw = xcalloc(1, sizeof(*hw));
     hw->uw = uw;
     hw->base = uw->w->base;

@@ -526,6 +526,11 @@ static void test_request_bytes(void **state)
     pt_headers_add(&h, PT_STR("te"), PT_STR("trailers"));
     pt_headers_add(&h, PT_STR("transfer-encoding"), PT_STR("chunked"));
     pt_headers_add(&h, PT_STR("x-bad"), PT_STR("a\nb"));
+    /* Values are checked eight bytes at a time: bad bytes past the first word too. */
+    pt_headers_add(&h, PT_STR("x-del"), PT_STR("0123456789\x7f" "123456"));
+    pt_headers_add(&h, PT_STR("x-ctl"), PT_STR("0123456789ab\x01" "def"));
+    pt_headers_add(&h, PT_STR("x-tab"), PT_STR("0123456789\tbcdef\xff"));
+    pt_headers_add(&h, PT_STR("bad name"), PT_STR("1"));
     c.cl.authority = "api.test";
     pt_upcall_req_t r = mkreq(&c.cl, "POST", "/ok");
     r.headers = &h;
@@ -541,6 +546,7 @@ static void test_request_bytes(void **state)
     assert_int_equal(t.st, 0);
     last_request(&E->s, got, sizeof(got));
     assert_string_equal(got, "POST /ok HTTP/1.1\r\nHost: api.test\r\nx-a: 1\r\n"
+                             "x-tab: 0123456789\tbcdef\xff\r\n"
                              "Content-Length: 5\r\n\r\nhello");
 
     /* A streamed body goes chunked, with the last chunk. */

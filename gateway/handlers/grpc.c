@@ -14,9 +14,13 @@
  *
  *   1. route: the google.api.http bindings of the loaded descriptors
  *      (pt_httprule_match): 404 / 405 + Allow / 400 for a bad path;
- *   2. body: 415 unless JSON (HttpBody bodies excepted); 413 is the core's
- *      (route max_body); client-streaming methods take the body as
- *      newline-delimited JSON messages, sent to the backend as they arrive;
+ *   2. body: 415 unless JSON (HttpBody bodies excepted: any content type,
+ *      the raw bytes and the Content-Type become the HttpBody); 413 is the
+ *      core's (route max_body); client-streaming methods take the body as
+ *      newline-delimited JSON messages, sent to the backend as they arrive,
+ *      each one the body of its binding (a whole message for body "*", the
+ *      body field's JSON otherwise) with the path variables, query
+ *      parameters and header bindings merged into EVERY message;
  *   3. request message: path variables + query + body + header bindings
  *      (pt_httprule_transcode_request): 400 with a google.rpc.Status carrying
  *      a BadRequest field violation per problem;
@@ -29,8 +33,14 @@
  *      Server streaming: JSON array / NDJSON / SSE chosen from Accept, each
  *      message written as it arrives, the head held until the first message
  *      so an early failure keeps its HTTP status, a later one becomes a
- *      final error element/event. One upstream message is requested at a
- *      time and none while the client's output is over its buffer limit.
+ *      final error element/event. A stream of google.api.HttpBody is written
+ *      raw instead: the first message's content type, then each message's
+ *      bytes, unframed; a later failure ends the response abruptly (no last
+ *      chunk / RST_STREAM), since raw bytes have no room for an error. One
+ *      upstream message is requested at a time and none while the client's
+ *      output is over its buffer limit.
+ *   6. a TLS handshake failure with the backend (bad certificate or name) is
+ *      502, not the 503 of an unreachable backend (SECURITY-CASES UP-9).
  */
 #include "handlers/grpc.h"
 
@@ -627,10 +637,62 @@ static void stream_write(rest_ctx_t *ctx, const uint8_t *json, size_t len, bool 
         pt__resp_body(req, b->data, b->len, end);
 }
 
+/* The response is raw bytes (google.api.HttpBody), streamed or not. */
+static bool raw_body(const rest_ctx_t *ctx)
+{
+    return ctx->binding->response_is_httpbody;
+}
+
+/*
+ * The Content-Type of an HttpBody answer: the backend's, unless it is empty
+ * or could not be a header value (it comes from the backend: no CR/LF may
+ * reach the client's response head).
+ */
+static pt_str_t raw_type(rest_ctx_t *ctx, pt_httprule_str_t ct)
+{
+    pt_str_t t = {ct.p, ct.len};
+    if (t.len == 0 || t.len > 256 || !pt_header_value_valid(t))
+        return PT_STR("application/octet-stream");
+    t = pt_arena_strdup(ctx->req->arena, t);
+    return t.base != NULL ? t : PT_STR("application/octet-stream");
+}
+
+/* The head of a raw (HttpBody) stream. */
+static void raw_stream_head(rest_ctx_t *ctx, pt_str_t type)
+{
+    pt_req_t *req = ctx->req;
+    req->resp_status = 200;
+    req->resp_content_length = -1;
+    pt_headers_set(&req->resp_headers, PT_STR("content-type"), type);
+    for (size_t i = 0; i < ctx->up_headers.cnt; i++)
+        pt_headers_add_nocopy(&req->resp_headers, ctx->up_headers.v[i].name,
+                              ctx->up_headers.v[i].value);
+    pt__resp_head(req);
+}
+
+/*
+ * A stream whose head is out failed: a final error element or event with the
+ * google.rpc.Status `json`, or, for raw bytes, an abrupt end so the client
+ * sees the truncation.
+ */
+static void stream_fail(rest_ctx_t *ctx, const uint8_t *json, size_t len)
+{
+    pt_req_t *req = ctx->req;
+    if (raw_body(ctx)) {
+        pt__resp_fail(req, PT_ERR_UPSTREAM, "upstream stream failed mid-body");
+        return;
+    }
+    stream_write(ctx, json, len, true, ctx->fmt == PT_GRPC_FMT_JSON);
+    if (ctx->fmt != PT_GRPC_FMT_JSON)
+        pt__resp_body(req, NULL, 0, true);
+}
+
 static void stream_end(rest_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
-    if (ctx->fmt == PT_GRPC_FMT_JSON)
+    if (raw_body(ctx))
+        pt__resp_body(req, NULL, 0, true);
+    else if (ctx->fmt == PT_GRPC_FMT_JSON)
         pt__resp_body(req, ctx->msgs_out == 0 ? "[]" : "]", ctx->msgs_out == 0 ? 2 : 1, true);
     else
         pt__resp_body(req, NULL, 0, true);
@@ -675,7 +737,7 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
         /* JP-7: the backend sent something that is not its declared message. */
         ctx->bad_response = true;
         req->fail_reason = "upstream sent an undecodable message";
-        if (!ctx->stream_resp || ctx->msgs_out == 0) {
+        if (!ctx->stream_resp || !req->resp_started) {
             stop_call(ctx);
             reply_status(ctx, 502, PT_GRPC_INTERNAL, "upstream sent an invalid response message",
                          NULL);
@@ -683,10 +745,7 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
             static const char err[] =
                 "{\"code\":13,\"message\":\"upstream sent an invalid response message\"}";
             stop_call(ctx);
-            stream_write(ctx, (const uint8_t *)err, sizeof(err) - 1, true,
-                         ctx->fmt == PT_GRPC_FMT_JSON);
-            if (ctx->fmt != PT_GRPC_FMT_JSON)
-                pt__resp_body(req, NULL, 0, true);
+            stream_fail(ctx, (const uint8_t *)err, sizeof(err) - 1);
         }
         finish(ctx);
         leave(ctx);
@@ -694,17 +753,23 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
     }
     if (!ctx->stream_resp) {
         ctx->got_message = true;
-        ctx->out_type = ct.len != 0 ? pt_arena_strdup(req->arena, (pt_str_t){ct.p, ct.len})
-                                    : PT_STR("application/json");
-        if (ctx->out_type.base == NULL)
-            ctx->out_type = PT_STR("application/octet-stream");
+        ctx->out_type = raw_body(ctx) ? raw_type(ctx, ct) : PT_STR("application/json");
         leave(ctx);
         return;
     }
-    if (!req->resp_started)
-        stream_head(ctx);
-    if (!gone(ctx))
-        stream_write(ctx, out->data, out->len, false, false);
+    if (raw_body(ctx)) {
+        /* HttpBody stream: the first message's type for all, bytes unframed */
+        if (!req->resp_started)
+            raw_stream_head(ctx, raw_type(ctx, ct));
+        if (!gone(ctx) && out->len != 0)
+            pt__resp_body(req, out->data, out->len, false);
+        ctx->msgs_out++;
+    } else {
+        if (!req->resp_started)
+            stream_head(ctx);
+        if (!gone(ctx))
+            stream_write(ctx, out->data, out->len, false, false);
+    }
     if (gone(ctx)) {
         stop_call(ctx);
         finish(ctx);
@@ -741,11 +806,20 @@ static void up_on_done(void *ud, int code, pt_str_t details, const pt_header_t *
         leave(ctx);
         return;
     }
+    bool tls_failed = !req->resp_started && !ctx->got_message && ctx->up_headers.cnt == 0 &&
+                      pt_grpc_status_tls_failed(code, details);
     if (code != PT_GRPC_OK && pt_grpc_code_http(code) >= 502)
         pt_observe_upstream_error(req->worker, cl,
-                                  code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
-                                                                    : PT_ERR_UNAVAILABLE);
-    if (!req->resp_started) {
+                                  tls_failed                          ? PT_ERR_UPSTREAM
+                                  : code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
+                                                                      : PT_ERR_UNAVAILABLE);
+    if (tls_failed) {
+        /* UP-9: the backend is there but could not be trusted. gRPC core's
+         * text names addresses and OpenSSL internals: not for the client. */
+        req->fail_status = PT_ERR_UPSTREAM;
+        reply_status(ctx, 502, PT_GRPC_UNAVAILABLE, "upstream TLS handshake failed", NULL);
+        req->fail_reason = "upstream TLS handshake failed (certificate or name)";
+    } else if (!req->resp_started) {
         /* Unary answer, or a stream that ended before its first message. */
         for (size_t i = 0; i < ctx->up_headers.cnt; i++)
             pt_headers_add_nocopy(&req->resp_headers, ctx->up_headers.v[i].name,
@@ -756,7 +830,9 @@ static void up_on_done(void *ud, int code, pt_str_t details, const pt_header_t *
         } else if (ctx->stream_resp) {
             req->resp_status = 200;
             req->resp_content_length = -1;
-            pt_headers_set(&req->resp_headers, PT_STR("content-type"), fmt_type(ctx->fmt));
+            pt_headers_set(&req->resp_headers, PT_STR("content-type"),
+                           raw_body(ctx) ? PT_STR("application/octet-stream")
+                                         : fmt_type(ctx->fmt));
             pt__resp_head(req);
             stream_end(ctx);
         } else if (!ctx->got_message) {
@@ -773,9 +849,7 @@ static void up_on_done(void *ud, int code, pt_str_t details, const pt_header_t *
                 pt__resp_fail(req, PT_ERR_INTERNAL, "cannot render the upstream status");
             } else {
                 req->fail_reason = "upstream gRPC error mid-stream";
-                stream_write(ctx, ctx->out.data, ctx->out.len, true, ctx->fmt == PT_GRPC_FMT_JSON);
-                if (ctx->fmt != PT_GRPC_FMT_JSON)
-                    pt__resp_body(req, NULL, 0, true);
+                stream_fail(ctx, ctx->out.data, ctx->out.len);
             }
         } else {
             stream_end(ctx);
@@ -820,12 +894,60 @@ static void bad_line(rest_ctx_t *ctx, pt_xerrs_t *errs)
         pt_xbuf_t b;
         pt_xbuf_init(&b, NULL);
         if (pt_httprule_status_json(PT_GRPC_INVALID_ARGUMENT, NULL, errs, &b) == 0)
-            stream_write(ctx, b.data, b.len, true, ctx->fmt == PT_GRPC_FMT_JSON);
-        if (ctx->fmt != PT_GRPC_FMT_JSON || b.len == 0)
-            pt__resp_body(req, NULL, 0, true);
+            stream_fail(ctx, b.data, b.len);
+        else
+            pt__resp_fail(req, PT_ERR_NOMEM, "cannot render the error");
         pt_xbuf_dispose(&b);
     }
     finish(ctx);
+}
+
+static int bind_headers(rest_ctx_t *ctx, pt_xerrs_t *errs);
+
+/*
+ * One request message of a client stream into ctx->pb: the NDJSON line is the
+ * body of the binding (the whole message for body "*", the body field's JSON
+ * otherwise), merged with the path variables, the query parameters and the
+ * header bindings exactly as for a unary call -- so EVERY message carries
+ * them (POST /v1/shelves/7/books:bulkCreate sets shelf 7 in each book's
+ * request). The query is parsed again per message: it is short, and this
+ * keeps one set of binding rules (conflicts, precedence, error paths).
+ */
+static int line_message(rest_ctx_t *ctx, const uint8_t *line, size_t len, pt_xerrs_t *errs)
+{
+    pt_req_t *req = ctx->req;
+    pt_xbuf_reset(&ctx->pb);
+    int rc = pt_httprule_transcode_request(ctx->conf->table, &ctx->match, line, len, NULL,
+                                           req->query.base, req->query.len, &ctx->conf->jopts,
+                                           &ctx->pb, errs);
+    if (rc == 0)
+        rc = bind_headers(ctx, errs);
+    return rc;
+}
+
+/*
+ * Before a client stream's call starts: the path variables, query parameters
+ * and header bindings alone must make a valid message, so a bad `{shelf}` or
+ * an unknown parameter is a 400 before the backend is called, even when the
+ * body holds no message at all. The check uses a copy of the binding without
+ * its body rule; each message's own conversion (line_message) still refuses
+ * a query parameter naming a field that the body carries.
+ */
+static int check_stream_params(rest_ctx_t *ctx, pt_xerrs_t *errs)
+{
+    pt_req_t *req = ctx->req;
+    pt_httpbinding_t nobody = *ctx->binding;
+    nobody.body_kind = PT_HTTPBODY_NONE;
+    nobody.request_is_httpbody = false;
+    pt_httprule_match_t m = ctx->match;
+    m.binding = &nobody;
+    pt_xbuf_reset(&ctx->pb);
+    int rc = pt_httprule_transcode_request(ctx->conf->table, &m, NULL, 0, NULL, req->query.base,
+                                           req->query.len, &ctx->conf->jopts, &ctx->pb, errs);
+    if (rc == 0)
+        rc = bind_headers(ctx, errs);
+    pt_xbuf_reset(&ctx->pb);
+    return rc;
 }
 
 /*
@@ -871,11 +993,9 @@ static void pump_body(rest_ctx_t *ctx)
             in->len -= consumed;
             continue;
         }
-        pt_xbuf_reset(&ctx->pb);
         pt_xerrs_t errs;
         pt_xerrs_clear(&errs);
-        int rc = pt_json_to_pb_errs(ctx->conf->pool, ctx->method->input, (const char *)in->data,
-                                    line_len, &ctx->conf->jopts, &ctx->pb, &errs);
+        int rc = line_message(ctx, in->data, line_len, &errs);
         if (rc != 0) {
             bad_line(ctx, &errs);
             return;
@@ -1194,6 +1314,23 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         goto done;
     }
     if (ctx->stream_req) {
+        pt_xerrs_t *errs = pt_arena_alloc(req->arena, sizeof(*errs));
+        if (errs == NULL) {
+            pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
+            goto done;
+        }
+        pt_xerrs_clear(errs);
+        int rc = check_stream_params(ctx, errs);
+        if (rc == PT_XERR_NOMEM) {
+            pt__resp_fail(req, PT_ERR_NOMEM, "transcoding");
+            goto done;
+        }
+        if (rc != 0) {
+            req->fail_status = PT_ERR_INVALID;
+            req->fail_reason = "path or query does not match the method's input";
+            reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT, NULL, errs);
+            goto done;
+        }
         start_call(ctx, false);
         if (!ctx->finished && ctx->call != NULL)
             pump_body(ctx);

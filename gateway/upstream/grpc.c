@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -826,6 +827,31 @@ int pt_grpc_code_http(int code)
     case PT_GRPC_UNAVAILABLE: return 503;
     default: return 500; /* UNKNOWN, INTERNAL, DATA_LOSS, out of range */
     }
+}
+
+/* Case-insensitive substring search in a slice. */
+static bool contains_ci(pt_str_t hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; n <= hay.len && i <= hay.len - n; i++)
+        if (strncasecmp(hay.base + i, needle, n) == 0)
+            return true;
+    return false;
+}
+
+bool pt_grpc_status_tls_failed(int code, pt_str_t details)
+{
+    /* The texts of C core's security connector, ssl transport and handshaker. */
+    static const char *const texts[] = {
+        "handshake failed", "handshake read failed", "is not in peer certificate",
+        "certificate verify failed", NULL,
+    };
+    if (code != PT_GRPC_UNAVAILABLE || details.base == NULL)
+        return false;
+    for (size_t i = 0; texts[i] != NULL; i++)
+        if (contains_ci(details, texts[i]))
+            return true;
+    return false;
 }
 
 int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms)

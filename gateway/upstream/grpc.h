@@ -162,6 +162,20 @@ const char *pt_grpc_code_name(int code);
 int pt_grpc_code_http(int code);
 
 /**
+ * True when a call's status says that the TLS handshake with the endpoint
+ * failed: certificate not trusted, name not in the certificate, protocol
+ * error. gRPC C core (1.51) makes that status itself, as UNAVAILABLE, and
+ * tells the cause only in the details text ("failed to connect to all
+ * addresses; last error: UNKNOWN: ipv4:...: Ssl handshake failed: ...
+ * certificate verify failed", "Peer name x is not in peer certificate"), so
+ * this matches those texts. Gateways answer 502 for it, not 503 (SECURITY-CASES
+ * UP-9: a bad upstream certificate is an upstream failure, not a missing
+ * upstream). A backend could send the same text itself; callers check it only
+ * before any response metadata arrived.
+ */
+bool pt_grpc_status_tls_failed(int code, pt_str_t details);
+
+/**
  * Parses a `grpc-timeout` header value ("100m", "5S", "1H"; at most 8 digits)
  * to milliseconds (rounded up). Returns 0 or PT_ERR_INVALID.
  */

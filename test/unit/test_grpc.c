@@ -70,6 +70,30 @@ static void test_timeout_parse(void **state)
     assert_int_equal(pt_grpc_timeout_parse(PT_STR("-1S"), &ms), PT_ERR_INVALID);
 }
 
+static void test_tls_failed(void **state)
+{
+    (void)state;
+    /* texts seen from gRPC C core 1.51 (certificate not trusted, wrong name) */
+    static const char untrusted[] =
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:41811: Ssl "
+        "handshake failed: SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed";
+    static const char name[] = "failed to connect to all addresses; last error: UNKNOWN: "
+                               "ipv4:127.0.0.1:1: Peer name books.example is not in peer "
+                               "certificate";
+    assert_true(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR(untrusted)));
+    assert_true(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR(name)));
+    assert_true(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR("Handshake read failed")));
+    /* not a TLS failure: refused connection, other codes, nothing */
+    assert_false(pt_grpc_status_tls_failed(
+        PT_GRPC_UNAVAILABLE, PT_STR("failed to connect to all addresses; last error: UNKNOWN: "
+                                    "ipv4:127.0.0.1:1: Failed to connect to remote host: "
+                                    "Connection refused")));
+    assert_false(pt_grpc_status_tls_failed(PT_GRPC_INTERNAL, PT_STR(untrusted)));
+    assert_false(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR("")));
+    assert_false(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, (pt_str_t){NULL, 0}));
+    assert_false(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR("handshake faile")));
+}
+
 static void test_code_http(void **state)
 {
     (void)state;
@@ -267,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_timeout_parse),
         cmocka_unit_test(test_code_http),
+        cmocka_unit_test(test_tls_failed),
         cmocka_unit_test(test_config_ok),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_upstream_unavailable),

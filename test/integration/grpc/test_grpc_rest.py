@@ -30,7 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 class FakeBackend:
     """bookstore.v1.Bookstore with raw-bytes handlers:
     Echo answers bytes that are not an EchoResponse (JP-7);
-    WatchBooks streams slowly and records when its client cancels."""
+    WatchBooks streams slowly and records when its client cancels;
+    GetShelfCover answers an HttpBody whose content type smuggles a header."""
 
     def __init__(self):
         from concurrent import futures
@@ -41,6 +42,7 @@ class FakeBackend:
             "Echo": grpc.unary_unary_rpc_method_handler(self.echo),
             "GetShelf": grpc.unary_unary_rpc_method_handler(self.get_shelf),
             "WatchBooks": grpc.unary_stream_rpc_method_handler(self.watch),
+            "GetShelfCover": grpc.unary_unary_rpc_method_handler(self.cover),
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("bookstore.v1.Bookstore", handlers),))
@@ -54,6 +56,11 @@ class FakeBackend:
     def get_shelf(self, req, ctx):
         # field 2 (string theme) holding invalid UTF-8
         return b"\x12\x02\xff\xfe"
+
+    def cover(self, req, ctx):
+        # HttpBody{content_type: "text/html\r\nx-evil: 1", data: "abc"}
+        ct = b"text/html\r\nx-evil: 1"
+        return b"\x0a" + bytes([len(ct)]) + ct + b"\x12\x03abc"
 
     def watch(self, req, ctx):
         ctx.add_callback(lambda: None if ctx.is_active() else self.cancelled.set())
@@ -469,6 +476,191 @@ class GrpcRestTest(unittest.TestCase):
         for t in ("ping", "pong", "done"):
             self.assertIn(('"text":"%s"' % t).encode(), data)
 
+    def test_client_streaming_path_variables_in_every_message(self):
+        # POST /v1/shelves/{shelf}/books:bulkCreate, body "book": each line is a
+        # Book, and the shelf of the path goes into every CreateBookRequest.
+        st, _, body, _ = self.post("/v1/shelves", '{"theme":"bulk-path-%d"}' % os.getpid())
+        sid = J(body)["id"]
+        for n, extra in enumerate(((), ("--http2-prior-knowledge",))):
+            lines = "".join('{"author":"p","title":"t-%d-%d"}\n' % (n, i) for i in range(3))
+            st, _, body, _ = self.post("/v1/shelves/%s/books:bulkCreate" % sid, lines, *extra,
+                                       ct="application/x-ndjson")
+            self.assertEqual(st, 200, body)
+            books = J(body)["books"]
+            self.assertEqual([b["shelf"] for b in books], [sid] * 3)
+            self.assertEqual([b["title"] for b in books], ["t-%d-%d" % (n, i) for i in range(3)])
+        st, _, body, _ = self.get("/v1/shelves/%s/books" % sid)
+        self.assertEqual(len(J(body)["books"]), 6)
+        # a bad path variable or query parameter: 400 before the backend is called,
+        # even with no message in the body
+        for path in ("/v1/shelves/abc/books:bulkCreate", "/v1/shelves/%s/books:bulkCreate?x=1"
+                     % sid):
+            st, _, body, _ = self.post(path, "", ct="application/x-ndjson")
+            self.assertEqual(st, 400, body)
+            fv = J(body)["details"][0]["fieldViolations"]
+            self.assertEqual([v["field"] for v in fv], ["shelf" if "abc" in path else "x"])
+        # a line that is not a Book: the error path starts at the body field
+        st, _, body, _ = self.post("/v1/shelves/%s/books:bulkCreate" % sid,
+                                   '{"author":"a","title":"ok-%d"}\n{"pages":"many"}\n'
+                                   % os.getpid(), ct="application/x-ndjson")
+        self.assertEqual(st, 400, body)
+        err = J(body)
+        self.assertIn("message 2", err["message"])
+        self.assertEqual(err["details"][0]["fieldViolations"][0]["field"], "book.pages")
+
+    def test_bidi_path_and_query_in_every_message(self):
+        # POST /v1/rooms/{room}/chat?from=..., body "text": each line is a JSON
+        # string; room and sender reach the backend with every message.
+        for extra in (("-H", "transfer-encoding: chunked"), ("--http2-prior-knowledge",)):
+            st, _, out, _ = self.post("/v1/rooms/lobby/chat?from=ann", '"hi"\n"there"\n"bye"\n',
+                                      "-H", "accept: application/x-ndjson", *extra,
+                                      ct="application/x-ndjson")
+            self.assertEqual(st, 200, out)
+            msgs = [json.loads(x) for x in out.decode().strip().split("\n")]
+            self.assertEqual([(m["text"], m["room"], m["to"], m["sequence"]) for m in msgs],
+                             [("hi", "lobby", "ann", "1"), ("there", "lobby", "ann", "2"),
+                              ("bye", "lobby", "ann", "3")])
+        # the body field may not also come from the query
+        st, _, out, _ = self.post("/v1/rooms/lobby/chat?text=x", '"hi"\n',
+                                  ct="application/x-ndjson")
+        self.assertEqual(st, 400, out)
+        self.assertIn("message 1", J(out)["message"])
+        # interactive over HTTP/1.1 chunked: the second line goes out after the first reply
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"POST /v1/rooms/r%201/chat?from=bob HTTP/1.1\r\nHost: x\r\n"
+                  b"Transfer-Encoding: chunked\r\nContent-Type: application/x-ndjson\r\n"
+                  b"Accept: application/x-ndjson\r\n\r\n")
+        data = b""
+        for i, text in enumerate(["ping", "pong"]):
+            line = ('"%s"\n' % text).encode()
+            s.sendall(b"%x\r\n%s\r\n" % (len(line), line))
+            while ('"sequence":"%d"' % (i + 1)).encode() not in data:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, data)
+                data += chunk
+        s.sendall(b"0\r\n\r\n")
+        data = read_to_end(s, data)
+        s.close()
+        self.assertEqual(data.count(b'"room":"r 1"'), 2, data)
+        self.assertEqual(data.count(b'"to":"bob"'), 2, data)
+
+    # ---- google.api.HttpBody ---------------------------------------------------------
+
+    def new_shelf(self, tag):
+        st, _, body, _ = self.post("/v1/shelves", '{"theme":"%s-%d-%f"}'
+                                   % (tag, os.getpid(), time.monotonic()))
+        self.assertEqual(st, 200, body)
+        return J(body)["id"]
+
+    def put_cover(self, sid, data, *args, ct="image/png"):
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            hdr = ("-H", "content-type: " + ct) if ct is not None else ("-H", "content-type:")
+            return curl("-X", "PUT", *hdr, "--data-binary", "@" + f.name, *args,
+                        self.base + "/v1/shelves/%s/cover" % sid)
+
+    def test_httpbody_response_raw(self):
+        for extra in ((), ("--http2-prior-knowledge",)):
+            st, h, body, _ = self.get("/v1/shelves/1/cover", *extra)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(h["content-type"], "image/svg+xml")
+            self.assertTrue(body.startswith(b"<svg ") and body.endswith(b"</svg>\n"), body)
+            self.assertIn(b">Fiction</text>", body)
+            self.assertEqual(int(h["content-length"]), len(body))
+        st, _, body, _ = self.get("/v1/shelves/987654/cover")
+        self.assertEqual((st, J(body)["code"]), (404, 5))
+
+    def test_httpbody_request_raw_any_content_type(self):
+        sid = self.new_shelf("cover")
+        data = bytes(range(256)) * 3 + b"\x00\r\n\xff{not json"
+        for extra in ((), ("--http2-prior-knowledge",)):
+            st, h, body, _ = self.put_cover(sid, data, *extra)
+            self.assertEqual(st, 200, body)
+            shelf = J(body)
+            self.assertEqual((shelf["id"], shelf["coverType"], shelf["coverSize"]),
+                             (sid, "image/png", len(data)))
+            st, h, body, _ = self.get("/v1/shelves/%s/cover" % sid, *extra)
+            self.assertEqual((st, h["content-type"], body), (200, "image/png", data))
+        # no 415 for HttpBody bodies: the content type is whatever the client says
+        for ct in ("application/x-www-form-urlencoded", "text/plain; charset=utf-8",
+                   "application/json"):
+            st, _, body, _ = self.put_cover(sid, b"a=b&c", ct=ct)
+            self.assertEqual(st, 200, body)
+            st, h, body, _ = self.get("/v1/shelves/%s/cover" % sid)
+            self.assertEqual((h["content-type"], body), (ct, b"a=b&c"))
+        # no content type: the backend's validation answers (field cover.content_type)
+        st, _, body, _ = self.put_cover(sid, b"x", ct=None)
+        self.assertEqual(st, 400, body)
+        self.assertEqual(J(body)["details"][0]["fieldViolations"][0]["field"],
+                         "cover.content_type")
+        # an empty body is an empty HttpBody, refused by the backend (not by Portico)
+        st, _, body, _ = self.put_cover(sid, b"")
+        self.assertEqual(st, 400, body)
+        self.assertEqual(J(body)["details"][0]["fieldViolations"][0]["field"], "cover.data")
+        # bigger than a socket buffer, both ways
+        big = os.urandom(700 * 1024)
+        st, _, body, _ = self.put_cover(sid, big, ct="application/octet-stream")
+        self.assertEqual((st, J(body)["coverSize"]), (200, len(big)))
+        st, h, body, _ = self.get("/v1/shelves/%s/cover" % sid, "--http2-prior-knowledge")
+        self.assertEqual((st, body == big), (200, True))
+        # the body field cannot also come from the query
+        st, _, body, _ = curl("-X", "PUT", "-H", "content-type: text/plain", "--data-binary", "x",
+                              self.base + "/v1/shelves/%s/cover?cover.content_type=a/b" % sid)
+        self.assertEqual(st, 400, body)
+
+    def test_httpbody_bad_content_type_from_backend(self):
+        res = "--resolve", "fake.test:%d:127.0.0.1" % self.port
+        st, h, body, _ = curl(*res, "http://fake.test:%d/v1/shelves/1/cover" % self.port)
+        self.assertEqual((st, body), (200, b"abc"))
+        self.assertEqual(h["content-type"], "application/octet-stream")
+        self.assertNotIn("x-evil", h)
+
+    def test_httpbody_server_stream_raw_chunks(self):
+        sid = self.new_shelf("download")
+        data = os.urandom(50000)
+        self.assertEqual(self.put_cover(sid, data, ct="image/webp")[0], 200)
+        path = "/v1/shelves/%s/cover:download?chunkSize=4000" % sid
+        for extra in ((), ("--http2-prior-knowledge",), ("-H", "accept: application/x-ndjson")):
+            st, h, body, _ = self.get(path, *extra)
+            self.assertEqual(st, 200, body[:200])
+            self.assertEqual(h["content-type"], "image/webp")  # never ndjson/json framing
+            self.assertNotIn("content-length", h)
+            self.assertEqual(body, data)
+        # flushed as each chunk arrives: the first bytes come long before the end
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        t0 = time.monotonic()
+        s.sendall(b"GET /v1/shelves/1/cover:download?chunkSize=32&intervalMs=150 HTTP/1.1\r\n"
+                  b"Host: x\r\n\r\n")
+        got = b""
+        while b"<svg" not in got:
+            got += s.recv(65536)
+        first = time.monotonic() - t0
+        got = read_to_end(s, got)
+        total = time.monotonic() - t0
+        s.close()
+        self.assertIn(b"</svg>", got)
+        self.assertLess(first, 0.3)
+        self.assertGreater(total, 0.6)  # 7 chunks, 150 ms apart
+
+    def test_httpbody_server_stream_errors(self):
+        # before the first chunk: the mapped status and a JSON Status
+        st, h, body, _ = self.get("/v1/shelves/987654/cover:download")
+        self.assertEqual((st, h["content-type"], J(body)["code"]), (404, "application/json", 5))
+        st, _, body, _ = self.get("/v1/shelves/1/cover:download?chunkSize=100000")
+        self.assertEqual(st, 400, body)
+        # after it: the download is cut (no clean end), never an error text in the
+        # bytes. The failure follows the second chunk at once, and the abrupt end
+        # may drop that chunk if it is still queued; the first went out 200 ms before.
+        whole = self.get("/v1/shelves/1/cover")[2]
+        path = "/v1/shelves/1/cover:download?chunkSize=10&abortAfter=2&intervalMs=200"
+        for extra in ((), ("--http2-prior-knowledge",)):
+            st, h, body, err = self.get(path, *extra)
+            self.assertEqual((st, h["content-type"]), (200, "image/svg+xml"))
+            self.assertIn(len(body), (10, 20), body)
+            self.assertEqual(body, whole[:len(body)])
+            self.assertIn("curl: (", err)  # 18 (HTTP/1.1) or 92 (HTTP/2): truncated
+
     # ---- cancellation ----------------------------------------------------------------
 
     def test_client_gone_cancels_upstream(self):
@@ -527,13 +719,63 @@ routes:
             st, _, body, _ = curl("http://127.0.0.1:%d/v1/shelves/7" % port)
             self.assertEqual((st, J(body)), (200, {"id": "7", "theme": "tls"}))
             self.assertIn("authority", seen)
-            # a certificate the system store does not trust: no plaintext fallback (UP-9)
+            # a certificate the system store does not trust: 502, no plaintext
+            # fallback, and no gRPC core internals in the answer (UP-9)
             st, _, body, _ = curl("--resolve", "bad.test:%d:127.0.0.1" % port,
                                   "http://bad.test:%d/v1/shelves/7" % port)
-            self.assertEqual(st, 503, body)
+            self.assertEqual(st, 502, body)
+            self.assertEqual(J(body), {"code": 14, "message": "upstream TLS handshake failed"})
         finally:
             self.assertEqual(gw.stop(), 0)
             srv.stop(0)
+
+    def test_tls_bookstore_certificate_failures_502(self):
+        # bookstore-server over TLS; clusters trusting another CA, trusting the
+        # right one under the wrong name, and trusting it properly (UP-9).
+        d = tempfile.mkdtemp(prefix="grpc-tls-bs-")
+        crt, key = make_cert(d)
+        other, _ = make_cert(d, name="other")
+        bs = BookstoreServer(threads=1, extra_args=("--tls-cert", crt, "--tls-key", key)).start()
+        port = free_port()
+        cfg = """
+listeners: [ {{ address: 127.0.0.1:{port} }} ]
+descriptors: [ {pb} ]
+clusters:
+  - {{ name: good, protocol: grpc, endpoints: [ "https://127.0.0.1:{bs}" ], ca_file: {crt},
+      authority: localhost }}
+  - {{ name: wrongca, protocol: grpc, endpoints: [ "https://127.0.0.1:{bs}" ], ca_file: {other},
+      authority: localhost }}
+  - {{ name: wrongname, protocol: grpc, endpoints: [ "https://127.0.0.1:{bs}" ], ca_file: {crt},
+      authority: books.example }}
+routes:
+  - {{ match: {{ host: wrongca.test }}, grpc: {{ cluster: wrongca }} }}
+  - {{ match: {{ host: wrongname.test }}, grpc: {{ cluster: wrongname }} }}
+  - grpc: {{ cluster: good }}
+"""
+        gw = Portico(cfg.format(port=port, pb=PB, bs=bs.port, crt=crt, other=other), workers=1)
+        try:
+            gw.wait_ready(port)
+            url = "http://127.0.0.1:%d" % port
+            st, h, body, _ = curl(url + "/v1/shelves/1/cover")
+            self.assertEqual((st, h["content-type"]), (200, "image/svg+xml"), body)
+            st, _, body, _ = curl(url + "/v1/shelves/1")
+            self.assertEqual((st, J(body)["theme"]), (200, "Fiction"))
+            for host in ("wrongca.test", "wrongname.test"):
+                res = ("--resolve", "%s:%d:127.0.0.1" % (host, port))
+                base = "http://%s:%d" % (host, port)
+                for args in ((base + "/v1/shelves/1",),                       # unary
+                             (base + "/v1/shelves/1/books:watch",),           # server streaming
+                             ("-X", "POST", "-H", "content-type: application/x-ndjson",
+                              "--data-binary", '{"author":"a","title":"b"}\n',
+                              base + "/v1/shelves/1/books:bulkCreate"),       # client streaming
+                             ("--http2-prior-knowledge", base + "/v1/shelves/1/cover")):
+                    st, _, body, _ = curl(*res, *args)
+                    self.assertEqual(st, 502, (host, args, body))
+                    self.assertEqual(J(body), {"code": 14,
+                                               "message": "upstream TLS handshake failed"})
+        finally:
+            self.assertEqual(gw.stop(), 0)
+            self.assertEqual(bs.stop(), 0, bs.stderr)
 
     # ---- reload ------------------------------------------------------------------------
 

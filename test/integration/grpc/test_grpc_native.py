@@ -303,7 +303,10 @@ class TestDeadlines(Base):
         raw = self.channel("fake.test").unary_unary("/fake.Svc/Deadline")
         left = float(raw(b"", timeout=5))
         self.assertGreater(left, 3.0)
-        self.assertLess(left, 5.0)
+        # python3-grpcio's server-side time_remaining() overshoots by ~10 ms
+        # (a direct call with timeout=5 reads 5.009-5.010 here), so "not more
+        # than the client gave" is checked with that slack.
+        self.assertLess(left, 5.05)
 
     def test_route_timeout_enforced_locally(self):
         # no client deadline; the route's 300 ms apply

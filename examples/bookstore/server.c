@@ -208,6 +208,12 @@ struct call {
             size_t off;
             int chunk, interval_ms, abort_after, sent;
         } cover; /* DownloadShelfCover */
+        struct {
+            int64_t shelf;
+            char *content_type;
+            uint8_t *data;
+            size_t len, cap, msgs;
+        } upload; /* UploadShelfCover */
     } u;
 };
 
@@ -233,6 +239,14 @@ static void *xcalloc(size_t n, size_t size)
     if (p == NULL)
         abort();
     return p;
+}
+
+static char *xstrdup(const char *p)
+{
+    size_t n = strlen(p) + 1;
+    char *d = xcalloc(1, n);
+    memcpy(d, p, n);
+    return d;
 }
 
 static grpc_byte_buffer *pack(const ProtobufCMessage *m)
@@ -434,18 +448,24 @@ static void watch_remove(call_t *c)
 
 static void request_call(worker_t *w, int method);
 static void download_start(call_t *c, const ProtobufCMessage *req);
+static void upload_start(call_t *c, const ProtobufCMessage *req);
+static void bulk_start(call_t *c, const ProtobufCMessage *req);
 
 static void call_free(call_t *c)
 {
     timer_cancel(c);
     watch_remove(c);
-    if (c->m != NULL && c->m->kind == CLIENT_STREAMING) {
+    if (c->m != NULL && c->m->start == bulk_start) {
         for (size_t i = 0; i < c->u.bulk.n; i++)
             protobuf_c_message_free_unpacked(&c->u.bulk.reqs[i]->base, NULL);
         free(c->u.bulk.reqs);
     }
     if (c->m != NULL && c->m->start == download_start)
         bs_cover_dispose(&c->u.cover.cover);
+    if (c->m != NULL && c->m->start == upload_start) {
+        free(c->u.upload.content_type);
+        free(c->u.upload.data);
+    }
     grpc_byte_buffer_destroy(c->req_payload); /* all accept NULL */
     grpc_byte_buffer_destroy(c->recv_buf);
     grpc_byte_buffer_destroy(c->send_buf);
@@ -892,6 +912,79 @@ static void download_step(call_t *c, step_t why)
     cover_emit(c); /* STEP_TIMER, or STEP_SENT with no interval */
 }
 
+/* UploadShelfCover: pieces appended as they come, stored at the half-close. */
+static void upload_start(call_t *c, const ProtobufCMessage *req)
+{
+    start_recv_close(c);
+    recv_msg(c);
+}
+
+static void upload_step(call_t *c, step_t why)
+{
+    if (why != STEP_RECV)
+        return;
+    if (c->recv_buf == NULL && grpc_call_failed_before_recv_message(c->call))
+        return; /* cut off, not finished (see bulk_step): store nothing */
+    bs_error_t err;
+    if (c->recv_buf == NULL) { /* the client half-closed: store it */
+        Google__Api__HttpBody cover = GOOGLE__API__HTTP_BODY__INIT;
+        Bookstore__V1__PutShelfCoverRequest put = BOOKSTORE__V1__PUT_SHELF_COVER_REQUEST__INIT;
+        cover.content_type = c->u.upload.content_type != NULL ? c->u.upload.content_type : "";
+        cover.data.data = c->u.upload.data;
+        cover.data.len = c->u.upload.len;
+        put.shelf = c->u.upload.shelf;
+        put.cover = &cover;
+        Bookstore__V1__Shelf *resp;
+        if (bs_store_put_cover(STORE(c), &put, &resp, &err) < 0) {
+            finish(c, NULL, &err);
+            return;
+        }
+        grpc_byte_buffer *out;
+        reply(resp, &out);
+        finish(c, out, NULL);
+        return;
+    }
+    Bookstore__V1__UploadShelfCoverRequest *req =
+        (void *)parse(c->recv_buf, &bookstore__v1__upload_shelf_cover_request__descriptor);
+    grpc_byte_buffer_destroy(c->recv_buf);
+    c->recv_buf = NULL;
+    if (req == NULL) {
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, NULL, "malformed request message");
+        return;
+    }
+    const char *bad = NULL, *field = NULL;
+    if (c->u.upload.msgs == 0) {
+        c->u.upload.shelf = req->shelf;
+        if (req->chunk != NULL && req->chunk->content_type[0] != '\0')
+            c->u.upload.content_type = xstrdup(req->chunk->content_type);
+    } else if (req->shelf != c->u.upload.shelf) {
+        bad = "every message must name the same shelf", field = "shelf";
+    }
+    size_t n = req->chunk != NULL ? req->chunk->data.len : 0;
+    if (bad == NULL && n > BS_MAX_COVER - c->u.upload.len)
+        bad = "the cover is larger than 1 MiB", field = "chunk.data";
+    if (bad != NULL) {
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+        finish_error(c, GRPC_STATUS_INVALID_ARGUMENT, field, bad);
+        return;
+    }
+    if (c->u.upload.len + n > c->u.upload.cap) {
+        size_t cap = c->u.upload.cap ? c->u.upload.cap : 16384;
+        while (cap < c->u.upload.len + n)
+            cap *= 2;
+        c->u.upload.data = realloc(c->u.upload.data, cap);
+        if (c->u.upload.data == NULL)
+            abort();
+        c->u.upload.cap = cap;
+    }
+    if (n != 0)
+        memcpy(c->u.upload.data + c->u.upload.len, req->chunk->data.data, n);
+    c->u.upload.len += n;
+    c->u.upload.msgs++;
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    recv_msg(c);
+}
+
 /* ---- WatchBooks: server streaming on a timer -------------------------------------- */
 
 static void books_emit(call_t *c, Bookstore__V1__Book *book)
@@ -1162,6 +1255,7 @@ static const method_t METHODS[] = {
     {SVC "PutShelfCover", UNARY, D(put_shelf_cover_request), do_put_shelf_cover, NULL, NULL, 2},
     {SVC "DownloadShelfCover", SERVER_STREAMING, D(download_shelf_cover_request), NULL,
      download_start, download_step, 2},
+    {SVC "UploadShelfCover", CLIENT_STREAMING, NULL, NULL, upload_start, upload_step, 2},
 };
 static const size_t METHOD_CNT = sizeof(METHODS) / sizeof(METHODS[0]);
 #define UNKNOWN_BACKLOG 2

@@ -20,7 +20,9 @@
  *      newline-delimited JSON messages, sent to the backend as they arrive,
  *      each one the body of its binding (a whole message for body "*", the
  *      body field's JSON otherwise) with the path variables, query
- *      parameters and header bindings merged into EVERY message;
+ *      parameters and header bindings merged into EVERY message (a stream of
+ *      google.api.HttpBody takes the raw body instead, sent in pieces as it
+ *      arrives, one message per read);
  *   3. request message: path variables + query + body + header bindings
  *      (pt_httprule_transcode_request): 400 with a google.rpc.Status carrying
  *      a BadRequest field violation per problem;
@@ -950,6 +952,70 @@ static int check_stream_params(rest_ctx_t *ctx, pt_xerrs_t *errs)
     return rc;
 }
 
+/* The request's Content-Type as a C string (arena), or NULL if absent or too long. */
+static const char *content_type_z(rest_ctx_t *ctx)
+{
+    pt_str_t ct = pt_headers_get(&ctx->req->headers, PT_STR("content-type"));
+    if (ct.base == NULL || ct.len > 255)
+        return NULL;
+    char *z = pt_arena_alloc(ctx->req->arena, ct.len + 1);
+    if (z == NULL)
+        return NULL;
+    memcpy(z, ct.base, ct.len);
+    z[ct.len] = '\0';
+    return z;
+}
+
+/*
+ * A client stream whose body field is a google.api.HttpBody (an upload in
+ * pieces): the request body is not NDJSON but raw bytes, sent as they arrive,
+ * each read (up to BODY_CHUNK bytes) one message carrying the Content-Type,
+ * the path variables and query parameters.
+ */
+static void pump_raw(rest_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    const char *ctz = content_type_z(ctx);
+    while (ctx->call != NULL && !ctx->send_busy && !ctx->closed && !gone(ctx)) {
+        char buf[BODY_CHUNK];
+        bool eof = false;
+        size_t n = pt__req_body_read(req, buf, sizeof(buf), &eof);
+        if (gone(ctx)) /* a request-body filter failed and answered */
+            return;
+        if (n == 0 && !eof)
+            return; /* on_body resumes */
+        if (eof)
+            ctx->body_eof = true;
+        if (n == 0) { /* body over */
+            ctx->closed = true;
+            ctx->send_busy = true;
+            if (pt_grpc_call_close(ctx->call) != 0)
+                ctx->send_busy = false;
+            return;
+        }
+        pt_xerrs_t errs;
+        pt_xerrs_clear(&errs);
+        pt_xbuf_reset(&ctx->pb);
+        int rc = pt_httprule_transcode_request(ctx->conf->table, &ctx->match, (const uint8_t *)buf,
+                                               n, ctz, req->query.base, req->query.len,
+                                               &ctx->conf->jopts, &ctx->pb, &errs);
+        if (rc == 0)
+            rc = bind_headers(ctx, &errs);
+        if (rc != 0) {
+            bad_line(ctx, &errs);
+            return;
+        }
+        ctx->lines_in++;
+        ctx->send_busy = true;
+        if (eof)
+            ctx->closed = true;
+        if (pt_grpc_call_send(ctx->call, ctx->pb.data, ctx->pb.len, eof) != 0) {
+            ctx->send_busy = false;
+            return;
+        }
+    }
+}
+
 /*
  * Sends the next complete line of the body as a message (one send at a
  * time), reading more body as needed; half-closes after the last one.
@@ -957,6 +1023,10 @@ static int check_stream_params(rest_ctx_t *ctx, pt_xerrs_t *errs)
 static void pump_body(rest_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
+    if (ctx->binding->request_is_httpbody) {
+        pump_raw(ctx);
+        return;
+    }
     while (ctx->call != NULL && !ctx->send_busy && !ctx->closed && !gone(ctx)) {
         pt_xbuf_t *in = &ctx->in;
         uint8_t *nl = in->len != 0 ? memchr(in->data, '\n', in->len) : NULL;

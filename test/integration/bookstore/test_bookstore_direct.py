@@ -540,6 +540,36 @@ class TestCovers(Base):
         whole = self.stub.GetShelfCover(pb.GetShelfCoverRequest(shelf=1))
         self.assertEqual(b"".join(c.data for c in chunks), whole.data)
 
+    def test_upload_in_pieces(self):
+        s = self.new_shelf()
+        data = os.urandom(100000)
+        pieces = [pb.UploadShelfCoverRequest(
+            shelf=s.id, chunk=httpbody_pb2.HttpBody(
+                content_type="image/png" if i == 0 else "", data=data[i:i + 30000]))
+            for i in range(0, len(data), 30000)]
+        got = self.stub.UploadShelfCover(iter(pieces))
+        self.assertEqual((got.id, got.cover_type, got.cover_size), (s.id, "image/png", len(data)))
+        c = self.stub.GetShelfCover(pb.GetShelfCoverRequest(shelf=s.id))
+        self.assertEqual((c.content_type, c.data), ("image/png", data))
+
+    def test_upload_errors(self):
+        s = self.new_shelf()
+
+        def piece(shelf, data, ct="text/plain"):
+            return pb.UploadShelfCoverRequest(
+                shelf=shelf, chunk=httpbody_pb2.HttpBody(content_type=ct, data=data))
+        e = self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.UploadShelfCover,
+                            iter([piece(s.id, b"a"), piece(s.id + 1, b"b")]))
+        self.assertIn("same shelf", e.details())
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.UploadShelfCover,
+                        iter([piece(s.id, b"a" * 600000), piece(s.id, b"b" * 600000)]))
+        self.assertCode(grpc.StatusCode.INVALID_ARGUMENT, self.stub.UploadShelfCover, iter([]))
+        self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.UploadShelfCover,
+                        iter([piece(987654, b"a")]))
+        # nothing was stored by the failed uploads
+        c = self.stub.GetShelfCover(pb.GetShelfCoverRequest(shelf=s.id))
+        self.assertEqual(c.content_type, "image/svg+xml")
+
     def test_download_errors(self):
         self.assertCode(grpc.StatusCode.NOT_FOUND, self.stub.DownloadShelfCover,
                         pb.DownloadShelfCoverRequest(shelf=987654))
@@ -799,6 +829,8 @@ class TestDescriptorSet(unittest.TestCase):
                          ("put", "/v1/shelves/{shelf}/cover", "cover", ""))
         self.assertEqual(b(r["DownloadShelfCover"][1]),
                          ("get", "/v1/shelves/{shelf}/cover:download", "", ""))
+        self.assertEqual(b(r["UploadShelfCover"][1]),
+                         ("post", "/v1/shelves/{shelf}/cover:upload", "chunk", ""))
         self.assertEqual(r["GetShelfCover"][0].output_type, ".google.api.HttpBody")
         self.assertEqual(b(r["Echo"][1]), ("post", "/v1/echo", "*", ""))
         self.assertEqual([b(x) for x in r["Echo"][1].additional_bindings],
@@ -812,6 +844,7 @@ class TestDescriptorSet(unittest.TestCase):
         self.assertEqual(flags["BulkCreateBooks"], (True, False))
         self.assertEqual(flags["Chat"], (True, True))
         self.assertEqual(flags["DownloadShelfCover"], (False, True))
+        self.assertEqual(flags["UploadShelfCover"], (True, False))
         self.assertEqual(sum(1 for f in flags.values() if f == (False, False)), 11)
 
 

@@ -609,6 +609,35 @@ class GrpcRestTest(unittest.TestCase):
                               self.base + "/v1/shelves/%s/cover?cover.content_type=a/b" % sid)
         self.assertEqual(st, 400, body)
 
+    def test_httpbody_client_stream_upload(self):
+        # UploadShelfCover(stream {shelf, chunk: HttpBody}), body "chunk": the raw
+        # body goes up in pieces as it arrives, each with the path's shelf and
+        # the Content-Type; no NDJSON, no 415.
+        sid = self.new_shelf("upload")
+        data = os.urandom(300 * 1024)
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            for n, extra in enumerate((("-H", "transfer-encoding: chunked"), (),
+                                       ("--http2-prior-knowledge",))):
+                ct = "image/x-test-%d" % n
+                st, _, body, _ = curl("-X", "POST", "-H", "content-type: " + ct,
+                                      "--data-binary", "@" + f.name, *extra,
+                                      self.base + "/v1/shelves/%s/cover:upload" % sid)
+                self.assertEqual(st, 200, body)
+                shelf = J(body)
+                self.assertEqual((shelf["id"], shelf["coverType"], shelf["coverSize"]),
+                                 (sid, ct, len(data)))
+                st, h, body, _ = self.get("/v1/shelves/%s/cover" % sid)
+                self.assertEqual((h["content-type"], body == data), (ct, True))
+        # bad path: 400 before the call; unknown shelf: the backend's 404
+        st, _, body, _ = curl("-X", "POST", "-H", "content-type: text/plain", "--data-binary",
+                              "x", self.base + "/v1/shelves/zz/cover:upload")
+        self.assertEqual(st, 400, body)
+        st, _, body, _ = curl("-X", "POST", "-H", "content-type: text/plain", "--data-binary",
+                              "x", self.base + "/v1/shelves/987654/cover:upload")
+        self.assertEqual((st, J(body)["code"]), (404, 5))
+
     def test_httpbody_bad_content_type_from_backend(self):
         res = "--resolve", "fake.test:%d:127.0.0.1" % self.port
         st, h, body, _ = curl(*res, "http://fake.test:%d/v1/shelves/1/cover" % self.port)

@@ -67,6 +67,9 @@ struct h1_conn {
     struct event *later;  /* runs process() from the loop */
     enum phase phase;
     bool body_activity; /* body bytes since the body timer was armed */
+    bool parse_pending; /* after HEAD/BODY the parser may hold an event that needs no new
+                         * input; kept across pump() calls, because flow control can stop
+                         * the loop between such an event and the next one */
     bool read_enabled;
     bool no_more; /* read no further request; close once the queue is done */
     bool closing; /* close as soon as the output is flushed */
@@ -596,8 +599,7 @@ static int pump(h1_conn_t *c)
 {
     struct evbuffer *in = pt_conn_input(c->conn);
     int result = PUMP_IDLE;
-    bool pending = false; /* after HEAD/BODY the parser may have an event without new input */
-    while (want_read(c) && (pending || evbuffer_get_length(in) != 0)) {
+    while (want_read(c) && (c->parse_pending || evbuffer_get_length(in) != 0)) {
         if (!c->preface_checked) {
             if (c->requests != 0 || c->conn->is_tls || c->conn->listener == NULL ||
                 !c->conn->listener->h2c) {
@@ -613,7 +615,7 @@ static int pump(h1_conn_t *c)
             break;
         pt_h1p_event_t ev;
         size_t n = pt_h1p_feed(c->parser, v.iov_base, v.iov_len, &ev);
-        pending = ev.type == PT_H1P_HEAD || ev.type == PT_H1P_BODY;
+        c->parse_pending = ev.type == PT_H1P_HEAD || ev.type == PT_H1P_BODY;
         switch (ev.type) {
         case PT_H1P_NONE:
             break;

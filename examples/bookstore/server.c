@@ -1592,6 +1592,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     grpc_init();
+    /* Credentials first: a bad certificate or key stops us before anything is allocated. */
+    grpc_server_credentials *creds = server_creds(tls_cert, tls_key);
+    if (creds == NULL) {
+        grpc_shutdown();
+        return 1;
+    }
     app_t app;
     memset(&app, 0, sizeof(app));
     atomic_init(&app.shutting_down, false);
@@ -1624,9 +1630,6 @@ int main(int argc, char **argv)
 
     char addr[32];
     snprintf(addr, sizeof(addr), "127.0.0.1:%ld", port);
-    grpc_server_credentials *creds = server_creds(tls_cert, tls_key);
-    if (creds == NULL)
-        return 1;
     int bound = grpc_server_add_http2_port(app.server, addr, creds);
     grpc_server_credentials_release(creds);
     if (bound == 0) {

@@ -97,7 +97,18 @@ static void finalize(pt_req_t *req)
 static void release(pt_req_t *req, unsigned hold)
 {
     req->holds &= ~hold;
-    if (req->holds == 0 && !req->finalized)
+    if (req->holds == 0 && req->busy == 0 && !req->finalized)
+        finalize(req);
+}
+
+void pt__req_enter(pt_req_t *req)
+{
+    req->busy++;
+}
+
+void pt__req_leave(pt_req_t *req)
+{
+    if (--req->busy == 0 && req->holds == 0 && !req->finalized)
         finalize(req);
 }
 

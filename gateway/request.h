@@ -134,6 +134,7 @@ struct pt_req {
 
     /* lifetime */
     unsigned holds;
+    unsigned busy;                 /* open pt__req_enter() brackets: finalisation waits for 0 */
     bool aborted;
     bool finalized;
     pt_abort_hook_t *abort_hooks;
@@ -211,5 +212,17 @@ void pt__resp_fail(pt_req_t *req, int st, const char *reason);
 
 /** The handler is finished with the request (releases the handler hold). */
 void pt__req_handler_done(pt_req_t *req);
+
+/**
+ * Bracket a handler callback that runs outside a request-layer call (an
+ * upstream completion, a timer). Until the matching pt__req_leave(), the
+ * request is not finalised even when its last hold is released -- a codec
+ * may abort synchronously from send_head/send_body, which runs the abort
+ * hooks and releases the handler -- so the callback may keep using `req` and
+ * its arena. pt__req_leave() may finalise the request: touch nothing after it.
+ * Brackets nest.
+ */
+void pt__req_enter(pt_req_t *req);
+void pt__req_leave(pt_req_t *req);
 
 #endif /* PT_GATEWAY_REQUEST_H */

@@ -401,33 +401,27 @@ typedef struct rest_ctx {
     bool closed;             /* half-close sent */
     bool call_done;
     unsigned attempts;       /* retries made on another endpoint */
-    unsigned busy;
-    bool finish_pending, finished;
+    bool finished;           /* pt__req_handler_done was called */
 } rest_ctx_t;
 
 static void finish(rest_ctx_t *ctx)
 {
     if (ctx->finished)
         return;
-    if (ctx->busy > 0) {
-        ctx->finish_pending = true;
-        return;
-    }
     ctx->finished = true;
-    pt__req_handler_done(ctx->req); /* may free req and ctx */
+    pt__req_handler_done(ctx->req); /* frees req and ctx unless inside enter()/leave() */
 }
 
+/* A callback from the upstream or a timer starts: req and ctx stay valid until leave(). */
 static void enter(rest_ctx_t *ctx)
 {
-    ctx->busy++;
+    pt__req_enter(ctx->req);
 }
 
+/* Ends such a callback; req and ctx may be gone afterwards. */
 static void leave(rest_ctx_t *ctx)
 {
-    if (--ctx->busy == 0 && ctx->finish_pending) {
-        ctx->finish_pending = false;
-        finish(ctx);
-    }
+    pt__req_leave(ctx->req);
 }
 
 static void stop_call(rest_ctx_t *ctx)

@@ -81,8 +81,7 @@ typedef struct gn_ctx {
     uint8_t b64_len;
     uint8_t dec[8];           /* text mode: decoded bytes that did not fit the last read */
     uint8_t dec_len;
-    unsigned busy;
-    bool finish_pending, finished;
+    bool finished;           /* pt__req_handler_done was called */
 } gn_ctx_t;
 
 /* ---- lifetime (same pattern as proxy.c: release deferred while busy) ------------ */
@@ -91,25 +90,20 @@ static void finish(gn_ctx_t *ctx)
 {
     if (ctx->finished)
         return;
-    if (ctx->busy > 0) {
-        ctx->finish_pending = true;
-        return;
-    }
     ctx->finished = true;
-    pt__req_handler_done(ctx->req); /* may free req and ctx */
+    pt__req_handler_done(ctx->req); /* frees req and ctx unless inside enter()/leave() */
 }
 
+/* A callback from the upstream or a timer starts: req and ctx stay valid until leave(). */
 static void enter(gn_ctx_t *ctx)
 {
-    ctx->busy++;
+    pt__req_enter(ctx->req);
 }
 
+/* Ends such a callback; req and ctx may be gone afterwards. */
 static void leave(gn_ctx_t *ctx)
 {
-    if (--ctx->busy == 0 && ctx->finish_pending) {
-        ctx->finish_pending = false;
-        finish(ctx);
-    }
+    pt__req_leave(ctx->req);
 }
 
 static void cancel_call(gn_ctx_t *ctx)

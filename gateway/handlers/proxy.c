@@ -55,8 +55,6 @@ typedef struct proxy_ctx {
     pt_upcall_req_t up;
     pt_headers_t up_headers;
     uint64_t t0_ns;
-    unsigned busy;                 /* > 0 while one of our callbacks runs */
-    bool finish_pending;           /* finish() was asked for while busy */
     bool finished;                 /* pt__req_handler_done was called */
 } proxy_ctx_t;
 
@@ -224,33 +222,28 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
 /*
  * Releasing the handler hold may free the request (and ctx, which lives in
  * its arena). The client can go away in the middle of one of our callbacks
- * (a codec may abort synchronously from send_head/send_body), so while a
- * callback runs (`busy`) the release is deferred to its end (leave()).
+ * (a codec may abort synchronously from send_head/send_body), so each
+ * callback is bracketed with pt__req_enter/pt__req_leave (enter()/leave()),
+ * which defers the request's finalisation to the end of the callback.
  */
 static void finish(proxy_ctx_t *ctx)
 {
     if (ctx->finished)
         return;
-    if (ctx->busy > 0) {
-        ctx->finish_pending = true;
-        return;
-    }
     ctx->finished = true;
-    pt__req_handler_done(ctx->req); /* may free req and ctx */
+    pt__req_handler_done(ctx->req); /* frees req and ctx unless inside enter()/leave() */
 }
 
+/* A callback from the upstream or a timer starts: req and ctx stay valid until leave(). */
 static void enter(proxy_ctx_t *ctx)
 {
-    ctx->busy++;
+    pt__req_enter(ctx->req);
 }
 
-/* Ends a callback; ctx may be gone afterwards. */
+/* Ends such a callback; req and ctx may be gone afterwards. */
 static void leave(proxy_ctx_t *ctx)
 {
-    if (--ctx->busy == 0 && ctx->finish_pending) {
-        ctx->finish_pending = false;
-        finish(ctx);
-    }
+    pt__req_leave(ctx->req);
 }
 
 /* Stops the upstream call (if any) and lets go of the request. */

@@ -14,6 +14,7 @@
  */
 #include "portico/transcoder/descpool.h"
 
+#include <errno.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -672,6 +673,141 @@ static int fail_field(build_t *b, const pt_msgdesc_t *m, const char *fname, int 
                        m->file->origin, m->full_name, fname ? fname : "?", what);
 }
 
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* Bytes defaults are C-escaped text (protoc's CEscape): \n \r \t \" \' \\, octal
+ * \NNN up to \377; also the \a \b \f \v \? \xHH \uHHHH \UHHHHHHHH forms that
+ * protoc's unescaper accepts. Returns NULL or what is wrong. */
+static const char *check_c_escapes(const char *s)
+{
+    for (size_t i = 0; s[i] != '\0'; i++) {
+        if (s[i] != '\\')
+            continue;
+        char c = s[++i];
+        if (c == '\0')
+            return "bytes default ends in a lone backslash";
+        if (strchr("nrt\"'\\abfv?", c) != NULL)
+            continue;
+        if (c >= '0' && c <= '7') {
+            unsigned v = (unsigned)(c - '0');
+            for (int k = 0; k < 2 && s[i + 1] >= '0' && s[i + 1] <= '7'; k++)
+                v = v * 8 + (unsigned)(s[++i] - '0');
+            if (v > 0377)
+                return "bytes default has an octal escape above \\377";
+            continue;
+        }
+        if (c == 'x') {
+            if (!is_hex(s[i + 1]))
+                return "bytes default has \\x without hex digits";
+            unsigned v = 0;
+            while (is_hex(s[i + 1])) {
+                char h = s[++i];
+                v = v * 16 + (unsigned)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+                if (v > 0xff)
+                    return "bytes default has a \\x escape above 0xff";
+            }
+            continue;
+        }
+        if (c == 'u' || c == 'U') {
+            int want = c == 'u' ? 4 : 8;
+            for (int k = 0; k < want; k++)
+                if (!is_hex(s[++i]))
+                    return "bytes default has a malformed \\u or \\U escape";
+            continue;
+        }
+        return "bytes default has an unknown escape sequence";
+    }
+    return NULL;
+}
+
+/* Checks a [default = ...] text the way protoc does when it builds a
+ * descriptor: integers in range (decimal, or 0x/0 prefixed as strtol base 0
+ * reads them), floats readable by strtod (inf, -inf, nan included), bools
+ * "true"/"false", enum defaults naming a value, bytes well-formed escapes.
+ * Message fields, repeated fields and proto3 fields take no default. Returns
+ * NULL or what is wrong. */
+static const char *check_default(const pt_msgdesc_t *m, const pt_fielddesc_t *f, const char *d)
+{
+    if (m->is_proto3)
+        return "explicit default values are not allowed in proto3";
+    if (f->label == PT_LABEL_REPEATED)
+        return "repeated fields can't have default values";
+    char *end = NULL;
+    errno = 0;
+    switch (f->type) {
+    case PT_FT_MESSAGE: case PT_FT_GROUP:
+        return "message fields can't have default values";
+    case PT_FT_STRING:
+        return NULL;
+    case PT_FT_BYTES:
+        return check_c_escapes(d);
+    case PT_FT_BOOL:
+        return strcmp(d, "true") == 0 || strcmp(d, "false") == 0 ? NULL
+                                                                 : "bool default must be \"true\" or \"false\"";
+    case PT_FT_ENUM:
+        return pt_enumdesc_value_by_name(f->enumdesc, d, strlen(d), false) != NULL
+                   ? NULL
+                   : "enum default names no value of the enum";
+    case PT_FT_DOUBLE: case PT_FT_FLOAT:
+        if (d[0] == '\0' || d[0] == ' ' || (d[0] >= '\t' && d[0] <= '\r'))
+            return "couldn't parse floating-point default";
+        (void)strtod(d, &end);
+        return *end == '\0' ? NULL : "couldn't parse floating-point default";
+    case PT_FT_INT32: case PT_FT_SINT32: case PT_FT_SFIXED32:
+    case PT_FT_INT64: case PT_FT_SINT64: case PT_FT_SFIXED64: {
+        if (!(d[0] == '-' || (d[0] >= '0' && d[0] <= '9')))
+            return "couldn't parse integer default";
+        long long v = strtoll(d, &end, 0);
+        if (end == d || *end != '\0')
+            return "couldn't parse integer default";
+        bool is32 = f->type == PT_FT_INT32 || f->type == PT_FT_SINT32 || f->type == PT_FT_SFIXED32;
+        if (errno == ERANGE || (is32 && (v < INT32_MIN || v > INT32_MAX)))
+            return "integer default out of range for the field type";
+        return NULL;
+    }
+    case PT_FT_UINT32: case PT_FT_FIXED32: case PT_FT_UINT64: case PT_FT_FIXED64: {
+        if (!(d[0] >= '0' && d[0] <= '9'))
+            return "couldn't parse unsigned integer default";
+        unsigned long long v = strtoull(d, &end, 0);
+        if (end == d || *end != '\0')
+            return "couldn't parse unsigned integer default";
+        bool is32 = f->type == PT_FT_UINT32 || f->type == PT_FT_FIXED32;
+        if (errno == ERANGE || (is32 && v > UINT32_MAX))
+            return "integer default out of range for the field type";
+        return NULL;
+    }
+    default:
+        return "default value on a field of unknown type";
+    }
+}
+
+/* The names pt_msgdesc_field_by_name() answers to must not be ambiguous. In
+ * proto3 (protoc rejects these too) a field's json name may equal neither
+ * another field's json name nor another field's proto name. proto2 files get
+ * the deterministic lookup documented in descpool.h instead. */
+static int check_json_clash(build_t *b, const pt_msgdesc_t *m)
+{
+    if (!m->is_proto3)
+        return 0;
+    for (size_t i = 0; i < m->field_cnt; i++) {
+        const pt_fielddesc_t *f = &m->fields[i];
+        const pt_fielddesc_t *g = pt_msgdesc_field_by_name(m, f->json_name, f->_json_name_len);
+        if (g == NULL || g == f)
+            continue;
+        bool by_proto = g->_name_len == f->_json_name_len &&
+                        memcmp(g->name, f->json_name, f->_json_name_len) == 0;
+        return pt_xerr_set(b->err, PT_XERR_INVALID, m->full_name,
+                           "%s (%s): message %s: json name \"%s\" of field %s clashes with the %s name "
+                           "of field %s",
+                           m->file->name, m->file->origin, m->full_name, f->json_name, f->name,
+                           by_proto ? "proto" : "json", g->name);
+    }
+    return 0;
+}
+
 static int build_msg(build_t *b, pt_msgdesc_t *m, const MsgProto *mp)
 {
     pt_descpool_t *p = b->p;
@@ -781,9 +917,16 @@ static int build_msg(build_t *b, pt_msgdesc_t *m, const MsgProto *mp)
             const Google__Protobuf__FieldOptions *fo = fp->options;
             f->is_packed = fo != NULL && fo->has_packed ? fo->packed : m->is_proto3;
         }
-        if (fp->default_value != NULL &&
-            (f->default_value = arena_strndup(p, fp->default_value, strlen(fp->default_value))) == NULL)
-            return nomem(b);
+        if (fp->default_value != NULL) {
+            const char *bad = check_default(m, f, fp->default_value);
+            if (bad != NULL)
+                return pt_xerr_set(b->err, PT_XERR_INVALID, m->full_name,
+                                   "%s (%s): message %s field %s: %s (default \"%s\")", m->file->name,
+                                   m->file->origin, m->full_name, fp->name, bad, fp->default_value);
+            f->default_value = arena_strndup(p, fp->default_value, strlen(fp->default_value));
+            if (f->default_value == NULL)
+                return nomem(b);
+        }
 
         /* names: json_name as given by protoc, else computed */
         if (fp->json_name != NULL) {
@@ -841,7 +984,7 @@ static int build_msg(build_t *b, pt_msgdesc_t *m, const MsgProto *mp)
         if (pt_msgdesc_field_by_name(m, f->json_name, f->_json_name_len) == NULL)
             table_put(tab, m->_name_mask, f->json_name, f->_json_name_len, (uint32_t)i);
     }
-    return 0;
+    return check_json_clash(b, m);
 }
 
 /* Map entries must be {key = 1; value = 2} with a legal key type. */

@@ -977,6 +977,11 @@ static int emit_wkt(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single
         char buf[PT_TIMESTAMP_BUF + 2];
         int n = m->wkt == PT_WKT_TIMESTAMP ? pt_timestamp_format(s, ns, buf + 1)
                                            : pt_duration_format(s, ns, buf + 1);
+        if (n < 0 && m->wkt == PT_WKT_DURATION && ns > -1000000000 && ns < 1000000000 &&
+            ((s > 0 && ns < 0) || (s < 0 && ns > 0)))
+            return fail(c, PT_XERR_INVALID,
+                        "%s out of range: seconds (%lld) and nanos (%ld) have opposite signs",
+                        m->full_name, (long long)s, (long)ns);
         if (n < 0)
             return fail(c, PT_XERR_INVALID, "%s out of range", m->full_name);
         buf[0] = '"';

@@ -10,6 +10,7 @@
 
 #include "pbwire.h"
 #include "portico/transcoder/descpool.h"
+#include "portico/transcoder/json.h"
 #include "xfail_alloc.h"
 
 static uint8_t *read_all(const char *path, size_t *len)
@@ -350,6 +351,264 @@ static void test_errors(void **state)
     assert_int_equal(load(&err, &s8, NULL), PT_XERR_CORRUPT);
 }
 
+/* ---- proto2 defaults and json_name clashes ---------------------------------------- */
+
+/* FieldDescriptorProto with optional default_value (7) and json_name (10) */
+static void fld_x(pbw_t *msg, const char *name, int num, int label, int type, const char *type_name,
+                  const char *def, const char *json)
+{
+    pbw_t f = {.n = 0};
+    pbw_str(&f, 1, name);
+    pbw_v(&f, 3, (uint64_t)(int64_t)num);
+    pbw_v(&f, 4, (uint64_t)label);
+    pbw_v(&f, 5, (uint64_t)type);
+    if (type_name)
+        pbw_str(&f, 6, type_name);
+    if (def)
+        pbw_str(&f, 7, def);
+    if (json)
+        pbw_str(&f, 10, json);
+    pbw_msg(msg, 2, &f);
+}
+
+/* file "d.proto", package p, `syntax`, enum p.E {E0 = 0; E1 = 1}, message p.M with `fields` */
+static void file_x(pbw_t *set, const char *syntax, const pbw_t *fields)
+{
+    pbw_t f = {.n = 0}, m = {.n = 0}, e = {.n = 0}, v0 = {.n = 0}, v1 = {.n = 0};
+    pbw_str(&f, 1, "d.proto");
+    pbw_str(&f, 2, "p");
+    pbw_str(&v0, 1, "E0");
+    pbw_v(&v0, 2, 0);
+    pbw_str(&v1, 1, "E1");
+    pbw_v(&v1, 2, 1);
+    pbw_str(&e, 1, "E");
+    pbw_msg(&e, 2, &v0);
+    pbw_msg(&e, 2, &v1);
+    pbw_str(&m, 1, "M");
+    pbw_raw(&m, fields->b, fields->n);
+    pbw_msg(&f, 4, &m);
+    pbw_msg(&f, 5, &e);
+    pbw_str(&f, 12, syntax);
+    pbw_msg(set, 1, &f);
+}
+
+enum { OPT = 1, REP = 3 };
+enum { T_DOUBLE = 1, T_FLOAT = 2, T_INT64 = 3, T_UINT64 = 4, T_INT32 = 5, T_BOOL = 8, T_STRING = 9,
+       T_MSG = 11, T_BYTES = 12, T_UINT32 = 13, T_ENUM = 14, T_SINT32 = 17 };
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    pt_xerr_t err;
+    static const struct {
+        int type, label;
+        const char *type_name, *def;
+        bool ok;
+    } cases[] = {
+        {T_INT32, OPT, NULL, "7", true},
+        {T_INT32, OPT, NULL, "-2147483648", true},
+        {T_INT32, OPT, NULL, "2147483647", true},
+        {T_INT32, OPT, NULL, "0x10", true},
+        {T_INT32, OPT, NULL, "7x", false},
+        {T_INT32, OPT, NULL, "99999999999", false},
+        {T_INT32, OPT, NULL, "2147483648", false},
+        {T_INT32, OPT, NULL, "", false},
+        {T_INT32, OPT, NULL, " 7", false},
+        {T_SINT32, OPT, NULL, "-2147483649", false},
+        {T_INT64, OPT, NULL, "-9223372036854775808", true},
+        {T_INT64, OPT, NULL, "9223372036854775808", false},
+        {T_UINT64, OPT, NULL, "18446744073709551615", true},
+        {T_UINT64, OPT, NULL, "18446744073709551616", false},
+        {T_UINT64, OPT, NULL, "-1", false},
+        {T_UINT32, OPT, NULL, "4294967295", true},
+        {T_UINT32, OPT, NULL, "4294967296", false},
+        {T_BOOL, OPT, NULL, "true", true},
+        {T_BOOL, OPT, NULL, "false", true},
+        {T_BOOL, OPT, NULL, "yes", false},
+        {T_BOOL, OPT, NULL, "1", false},
+        {T_FLOAT, OPT, NULL, "1.5", true},
+        {T_FLOAT, OPT, NULL, "-inf", true},
+        {T_DOUBLE, OPT, NULL, "nan", true},
+        {T_DOUBLE, OPT, NULL, "1e10", true},
+        {T_FLOAT, OPT, NULL, "1.2.3", false},
+        {T_DOUBLE, OPT, NULL, "abc", false},
+        {T_DOUBLE, OPT, NULL, "", false},
+        {T_ENUM, OPT, ".p.E", "E1", true},
+        {T_ENUM, OPT, ".p.E", "E7", false},
+        {T_ENUM, OPT, ".p.E", "1", false},
+        {T_STRING, OPT, NULL, "any \\ text", true},
+        /* bytes: C-escaped as protoc's CEscape writes them */
+        {T_BYTES, OPT, NULL, "a\\000b\\377\\n\\\\\\\"\\'", true},
+        {T_BYTES, OPT, NULL, "\\x41\\t\\r", true},
+        {T_BYTES, OPT, NULL, "\\q", false},
+        {T_BYTES, OPT, NULL, "abc\\", false},
+        {T_BYTES, OPT, NULL, "\\400", false},
+        {T_BYTES, OPT, NULL, "\\xg", false},
+        {T_BYTES, OPT, NULL, "\\x100", false},
+        {T_MSG, OPT, ".p.M", "x", false},
+        {T_INT32, REP, NULL, "1", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pbw_t s = {.n = 0}, f = {.n = 0};
+        fld_x(&f, "ok_field", 1, OPT, T_INT32, NULL, NULL, NULL);
+        fld_x(&f, "dflt", 2, cases[i].label, cases[i].type, cases[i].type_name, cases[i].def, NULL);
+        file_x(&s, "proto2", &f);
+        int rc = load(&err, &s, NULL);
+        if (cases[i].ok) {
+            if (rc != 0)
+                fail_msg("case %zu (%s): %s", i, cases[i].def, err.msg);
+            continue;
+        }
+        if (rc != PT_XERR_INVALID)
+            fail_msg("case %zu (%s) accepted", i, cases[i].def);
+        /* the error names the file, the message and the field */
+        if (strstr(err.msg, "d.proto") == NULL || strstr(err.msg, "message p.M field dflt") == NULL)
+            fail_msg("case %zu: %s", i, err.msg);
+        assert_string_equal(err.path, "p.M");
+    }
+    /* the message says what is wrong */
+    pbw_t s = {.n = 0}, f = {.n = 0};
+    fld_x(&f, "lvl", 1, OPT, T_ENUM, ".p.E", "E9", NULL);
+    file_x(&s, "proto2", &f);
+    assert_int_equal(load(&err, &s, NULL), PT_XERR_INVALID);
+    assert_non_null(strstr(err.msg, "names no value"));
+    assert_non_null(strstr(err.msg, "\"E9\""));
+    s.n = f.n = 0;
+    fld_x(&f, "n", 1, OPT, T_INT32, NULL, "99999999999", NULL);
+    file_x(&s, "proto2", &f);
+    assert_int_equal(load(&err, &s, NULL), PT_XERR_INVALID);
+    assert_non_null(strstr(err.msg, "out of range"));
+    /* proto3 takes no explicit default at all */
+    s.n = f.n = 0;
+    fld_x(&f, "n", 1, OPT, T_INT32, NULL, "1", NULL);
+    file_x(&s, "proto3", &f);
+    assert_int_equal(load(&err, &s, NULL), PT_XERR_INVALID);
+    assert_non_null(strstr(err.msg, "proto3"));
+
+    /* the stored text is kept; pb->json never prints proto2 defaults, even with emit_defaults */
+    s.n = f.n = 0;
+    fld_x(&f, "n", 1, OPT, T_INT32, NULL, "42", NULL);
+    fld_x(&f, "b", 2, OPT, T_BYTES, NULL, "\\001x", NULL);
+    file_x(&s, "proto2", &f);
+    pt_descpool_t *p;
+    assert_int_equal(pt_descpool_new(NULL, &p, &err), 0);
+    assert_int_equal(pt_descpool_add_set(p, s.b, s.n, "d.pb", &err), 0);
+    assert_int_equal(pt_descpool_build(p, &err), 0);
+    const pt_msgdesc_t *m = pt_descpool_message(p, "p.M", 3);
+    assert_string_equal(field(m, "n")->default_value, "42");
+    assert_string_equal(field(m, "b")->default_value, "\\001x");
+    pt_xbuf_t out;
+    pt_xbuf_init(&out, NULL);
+    pt_json_opts_t o = {.emit_defaults = true};
+    assert_int_equal(pt_pb_to_json(p, m, (const uint8_t *)"", 0, &o, &out, &err), 0);
+    assert_int_equal(out.len, 2);
+    assert_memory_equal(out.data, "{}", 2);
+    pt_xbuf_dispose(&out);
+    pt_descpool_unref(p);
+}
+
+static void test_json_name_clash(void **state)
+{
+    (void)state;
+    pt_xerr_t err;
+    static const struct {
+        const char *n1, *j1, *n2, *j2;
+        const char *want; /* NULL: accepted */
+    } cases[] = {
+        {"foo_bar", NULL, "fooBar", NULL, "json name \"fooBar\" of field foo_bar clashes with the proto name of field fooBar"},
+        {"a", "same", "b", "same", "json name \"same\" of field b clashes with the json name of field a"},
+        {"a", "b", "b", NULL, "json name \"b\" of field a clashes with the proto name of field b"},
+        {"a", "b_c", "b_c", "x", "json name \"b_c\" of field a clashes with the proto name of field b_c"},
+        {"foobar", NULL, "foo_bar", NULL, NULL},  /* "foobar" vs "fooBar": distinct */
+        {"a", "b", "b", "a", "json name \"b\" of field a clashes with the proto name of field b"},
+        {"a", "x", "b", "y", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pbw_t s = {.n = 0}, f = {.n = 0};
+        fld_x(&f, cases[i].n1, 1, OPT, T_INT32, NULL, NULL, cases[i].j1);
+        fld_x(&f, cases[i].n2, 2, OPT, T_STRING, NULL, NULL, cases[i].j2);
+        file_x(&s, "proto3", &f);
+        int rc = load(&err, &s, NULL);
+        if (cases[i].want == NULL) {
+            if (rc != 0)
+                fail_msg("case %zu: %s", i, err.msg);
+            continue;
+        }
+        if (rc != PT_XERR_INVALID)
+            fail_msg("case %zu accepted", i);
+        if (strstr(err.msg, cases[i].want) == NULL)
+            fail_msg("case %zu: %s", i, err.msg);
+        assert_non_null(strstr(err.msg, "d.proto"));
+        assert_non_null(strstr(err.msg, "message p.M"));
+        assert_non_null(strstr(err.msg, cases[i].n1));
+        assert_non_null(strstr(err.msg, cases[i].n2));
+    }
+
+    /* proto2: accepted (protoc 3.21 only warns); the lookup is deterministic: a
+     * proto name wins over a json_name, the lowest field number wins among json_names */
+    pbw_t s = {.n = 0}, f = {.n = 0};
+    fld_x(&f, "foo_bar", 1, OPT, T_INT32, NULL, NULL, NULL);
+    fld_x(&f, "fooBar", 2, OPT, T_INT32, NULL, NULL, NULL);
+    fld_x(&f, "c", 4, OPT, T_INT32, NULL, NULL, "same");
+    fld_x(&f, "d", 3, OPT, T_INT32, NULL, NULL, "same");
+    file_x(&s, "proto2", &f);
+    pt_descpool_t *p;
+    assert_int_equal(pt_descpool_new(NULL, &p, &err), 0);
+    assert_int_equal(pt_descpool_add_set(p, s.b, s.n, "d.pb", &err), 0);
+    if (pt_descpool_build(p, &err) != 0)
+        fail_msg("%s", err.msg);
+    const pt_msgdesc_t *m = pt_descpool_message(p, "p.M", 3);
+    assert_int_equal(field(m, "fooBar")->number, 2);
+    assert_int_equal(field(m, "foo_bar")->number, 1);
+    assert_int_equal(field(m, "same")->number, 3);
+    assert_int_equal(field(m, "c")->number, 4);
+    pt_descpool_unref(p);
+}
+
+static void test_duration_sign_message(void **state)
+{
+    (void)state;
+    pt_descpool_t *p = load_test_set();
+    const pt_msgdesc_t *w = pt_descpool_message(p, "pt.test.WKTs", 12);
+    uint32_t durno = field(w, "dur")->number;
+    static const struct {
+        int64_t s;
+        int32_t ns;
+        const char *want;
+    } cases[] = {
+        {1, -1, "seconds (1) and nanos (-1) have opposite signs"},
+        {-5, 7, "seconds (-5) and nanos (7) have opposite signs"},
+        {1, 1000000000, "out of range"},
+        {315576000001LL, 0, "out of range"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pbw_t d = {.n = 0}, msg = {.n = 0};
+        pbw_v(&d, 1, (uint64_t)cases[i].s);
+        pbw_v(&d, 2, (uint64_t)(int64_t)cases[i].ns);
+        pbw_msg(&msg, durno, &d);
+        pt_xbuf_t out;
+        pt_xbuf_init(&out, NULL);
+        pt_xerr_t err;
+        assert_int_equal(pt_pb_to_json(p, w, msg.b, msg.n, NULL, &out, &err), PT_XERR_INVALID);
+        if (strstr(err.msg, cases[i].want) == NULL)
+            fail_msg("case %zu: %s", i, err.msg);
+        if (i >= 2 && strstr(err.msg, "opposite") != NULL)
+            fail_msg("case %zu: %s", i, err.msg);
+        pt_xbuf_dispose(&out);
+    }
+    /* same signs and zero seconds with negative nanos are fine */
+    pbw_t d = {.n = 0}, msg = {.n = 0};
+    pbw_v(&d, 2, (uint64_t)(int64_t)-500000000);
+    pbw_msg(&msg, durno, &d);
+    pt_xbuf_t out;
+    pt_xbuf_init(&out, NULL);
+    pt_xerr_t err;
+    assert_int_equal(pt_pb_to_json(p, w, msg.b, msg.n, NULL, &out, &err), 0);
+    assert_non_null(memmem(out.data, out.len, "\"-0.500s\"", 9));
+    pt_xbuf_dispose(&out);
+    pt_descpool_unref(p);
+}
+
 static void test_deep_nesting(void **state)
 {
     (void)state;
@@ -429,6 +688,8 @@ int main(void)
         cmocka_unit_test(test_services),    cmocka_unit_test(test_handmade_ok),
         cmocka_unit_test(test_errors),      cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_lifecycle),   cmocka_unit_test(test_nomem),
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_json_name_clash),
+        cmocka_unit_test(test_duration_sign_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -79,7 +79,11 @@ struct pt_fielddesc {
     int32_t oneof_index; /**< index in parent->oneof_names, -1 if none (proto3 optional excluded) */
     const pt_msgdesc_t *message;  /**< PT_FT_MESSAGE / PT_FT_GROUP */
     const pt_enumdesc_t *enumdesc; /**< PT_FT_ENUM */
-    const char *default_value; /**< proto2 [default = ...] text as in descriptor.proto, or NULL */
+    /** proto2 [default = ...] text as in descriptor.proto, or NULL. Checked at
+     * build time as protoc does (parses for the type and fits it, names an enum
+     * value, well-formed C escapes for bytes). The JSON converters do not use
+     * it: proto2 fields have presence, so emit_defaults never prints them. */
+    const char *default_value;
     const pt_msgdesc_t *parent;
     /* private */
     uint8_t _wire_type;  /**< wire type of one unpacked value */
@@ -172,7 +176,8 @@ int pt_descpool_add_set(pt_descpool_t *p, const uint8_t *data, size_t len, const
  * Resolves every reference and builds the lookup tables; the pool is frozen
  * afterwards (pt_descpool_add_set() fails). Returns 0; PT_XERR_NOT_FOUND (a
  * dependency file or a referenced type is missing); PT_XERR_INVALID (duplicate
- * symbol, bad identifier, bad field number, map entry or type mismatch);
+ * symbol, bad identifier, bad field number, map entry or type mismatch, a
+ * bad proto2 default value, a json_name clash in a proto3 message);
  * PT_XERR_NOMEM. After an error the pool can only be unref'd.
  */
 int pt_descpool_build(pt_descpool_t *p, pt_xerr_t *err);
@@ -216,7 +221,17 @@ const pt_descfile_t *pt_descpool_file_at(const pt_descpool_t *p, size_t i);
 /** Field by number: O(1) for dense numbering, O(log n) otherwise. NULL when absent. */
 const pt_fielddesc_t *pt_msgdesc_field_by_number(const pt_msgdesc_t *m, uint32_t number);
 
-/** Field by proto name OR json_name, O(1). NULL when absent. */
+/**
+ * Field by proto name OR json_name, O(1). NULL when absent.
+ *
+ * Clashes: in a proto3 message pt_descpool_build() rejects a field whose
+ * json_name equals another field's json_name or proto name (protoc rejects
+ * them too), so the answer is unique. proto2 files are accepted with such
+ * clashes (protoc 3.21 only warns) and the lookup is deterministic: a proto
+ * name always wins over a json_name, and among equal json_names the field
+ * with the lowest number wins. (The pb->json output then prints each field
+ * under its own json_name, so such a proto2 message can print a key twice.)
+ */
 const pt_fielddesc_t *pt_msgdesc_field_by_name(const pt_msgdesc_t *m, const char *name, size_t len);
 
 /**

@@ -205,8 +205,13 @@ static int grpc_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *v
     if (conf->cluster->protocol != PT_PROTO_GRPC)
         return pt_conf_error(cx, at, "grpc: cluster '%s' is not a grpc cluster (protocol: grpc)",
                              conf->cluster_name);
+    /* REST transcoding calls go through gRPC C core: load it now (grpc.h). */
+    char lerr[512];
+    conf->grpc = pt_grpc_module_load(lerr, sizeof(lerr));
+    if (conf->grpc == NULL)
+        return pt_conf_error(cx, at, "cannot load the gRPC module: %s", lerr);
     const char *why = NULL;
-    if (pt_grpc_upstream_new(conf->cluster, &conf->upstream, &why) != 0)
+    if (conf->grpc->upstream_new(conf->cluster, &conf->upstream, &why) != 0)
         return pt_conf_error(cx, at, "grpc: cluster '%s': %s", conf->cluster_name, why);
     conf->pool = config->descpool;
     if (conf->pool == NULL)
@@ -241,7 +246,8 @@ static void grpc_conf_dispose(void *vconf)
     pt_grpc_conf_t *conf = vconf;
     pt_httprule_table_free(conf->table);
     conf->table = NULL;
-    pt_grpc_upstream_free(conf->upstream);
+    if (conf->upstream != NULL)
+        conf->grpc->upstream_free(conf->upstream);
     conf->upstream = NULL;
 }
 
@@ -429,7 +435,7 @@ static void stop_call(rest_ctx_t *ctx)
     if (ctx->call != NULL) {
         pt_grpc_call_t *c = ctx->call;
         ctx->call = NULL;
-        pt_grpc_call_cancel(c);
+        ctx->conf->grpc->call_cancel(c);
     }
 }
 
@@ -713,7 +719,7 @@ static void request_next(rest_ctx_t *ctx)
         return;
     }
     ctx->want_recv = false;
-    pt_grpc_call_recv(ctx->call);
+    ctx->conf->grpc->call_recv(ctx->call);
 }
 
 static void up_on_message(void *ud, const uint8_t *data, size_t len)
@@ -983,7 +989,7 @@ static void pump_raw(rest_ctx_t *ctx)
         if (n == 0) { /* body over */
             ctx->closed = true;
             ctx->send_busy = true;
-            if (pt_grpc_call_close(ctx->call) != 0)
+            if (ctx->conf->grpc->call_close(ctx->call) != 0)
                 ctx->send_busy = false;
             return;
         }
@@ -1003,7 +1009,7 @@ static void pump_raw(rest_ctx_t *ctx)
         ctx->send_busy = true;
         if (eof)
             ctx->closed = true;
-        if (pt_grpc_call_send(ctx->call, ctx->pb.data, ctx->pb.len, eof) != 0) {
+        if (ctx->conf->grpc->call_send(ctx->call, ctx->pb.data, ctx->pb.len, eof) != 0) {
             ctx->send_busy = false;
             return;
         }
@@ -1047,7 +1053,7 @@ static void pump_body(rest_ctx_t *ctx)
         if (nl == NULL && line_len == 0) { /* body over, nothing left */
             ctx->closed = true;
             ctx->send_busy = true;
-            if (pt_grpc_call_close(ctx->call) != 0)
+            if (ctx->conf->grpc->call_close(ctx->call) != 0)
                 ctx->send_busy = false;
             return;
         }
@@ -1072,8 +1078,8 @@ static void pump_body(rest_ctx_t *ctx)
         if (last)
             ctx->closed = true;
         static const uint8_t empty[1];
-        if (pt_grpc_call_send(ctx->call, ctx->pb.len ? ctx->pb.data : empty, ctx->pb.len, last) !=
-            0) {
+        if (ctx->conf->grpc->call_send(ctx->call, ctx->pb.len ? ctx->pb.data : empty, ctx->pb.len,
+                                       last) != 0) {
             ctx->send_busy = false;
             return;
         }
@@ -1164,7 +1170,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         .unary = unary_req && !ctx->stream_resp,
     };
     ctx->t0_ns = pt_now_ns();
-    int rc = pt_grpc_call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);
+    int rc = ctx->conf->grpc->call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);
     if (rc != 0) {
         ctx->call = NULL;
         reply_status(ctx, pt_status_http(rc), pt_status_grpc(rc),
@@ -1173,9 +1179,9 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         finish(ctx);
         return;
     }
-    req->upstream_addr = pt_grpc_call_endpoint(ctx->call);
+    req->upstream_addr = ctx->conf->grpc->call_endpoint(ctx->call);
     if (!r.unary)
-        pt_grpc_call_recv(ctx->call);
+        ctx->conf->grpc->call_recv(ctx->call);
     if (!unary_req)
         ctx->send_busy = true; /* the initial-metadata batch: on_sent follows */
     else

@@ -63,6 +63,7 @@ typedef struct pt_grpc_conf {
     const char *md_prefix;             /**< response metadata -> header name prefix */
     pt_grpc_fmt_t fmt;                 /**< default stream format */
     const pt_cluster_t *cluster;
+    const pt_grpc_module_t *grpc;      /**< the gRPC module (loaded by check_conf) */
     pt_grpc_upstream_t *upstream;
     const pt_descpool_t *pool;         /**< the snapshot's pool (config->descpool) */
     pt_httprule_table_t *table;        /**< REST bindings of the exposed services */

@@ -1,12 +1,15 @@
 /*
- * grpc.c -- gRPC upstream calls through gRPC C core (see grpc.h).
+ * grpc.c -- gRPC upstream calls through gRPC C core (see grpc.h): the source
+ * of the shared module portico_grpc.so, which the core loads only for configs
+ * with grpc routes. Exports one symbol, the pt_grpc_module table; calls the
+ * core only through the pt_grpc_host_t given to init().
  *
  * Threading in one picture:
  *
  *   worker thread                       completion thread (one per worker)
- *   pt_grpc_call_start() --batch-->     grpc_completion_queue_next()
+ *   M->call_start() --batch-->          grpc_completion_queue_next()
  *                                       tag done: lock ws, append to ws->done,
- *   drain() <---- pt_worker_post() ---- post drain() if not yet posted, unlock
+ *   drain() <-- host.worker_post() ---- post drain() if not yet posted, unlock
  *   callbacks (on_message, on_done...)
  *
  * gRPC's own I/O runs in the completion thread (it polls while waiting in
@@ -30,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -41,7 +43,12 @@
 
 #include "portico/status.h"
 
-/* ---- process-wide: gRPC init and the channel registry ---------------------- */
+/* The only symbol the module exports (built with -fvisibility=hidden). */
+extern const pt_grpc_module_t pt_grpc_module __attribute__((visibility("default")));
+
+/* ---- process-wide: the host's functions, gRPC init, the channel registry ---- */
+
+static pt_grpc_host_t host; /* set by mod_init(), before any other entry point */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static atomic_bool grpc_started;
@@ -201,7 +208,7 @@ struct pt_grpc_upstream {
     atomic_uint rr;
 };
 
-int pt_grpc_upstream_new(const pt_cluster_t *cl, pt_grpc_upstream_t **out, const char **err)
+static int mod_upstream_new(const pt_cluster_t *cl, pt_grpc_upstream_t **out, const char **err)
 {
     if (cl->endpoint_cnt == 0) {
         *err = "cluster has no endpoints";
@@ -226,7 +233,7 @@ int pt_grpc_upstream_new(const pt_cluster_t *cl, pt_grpc_upstream_t **out, const
     return 0;
 }
 
-void pt_grpc_upstream_free(pt_grpc_upstream_t *u)
+static void mod_upstream_free(pt_grpc_upstream_t *u)
 {
     if (u == NULL)
         return;
@@ -540,7 +547,7 @@ static void *cq_thread(void *arg)
             if (!ws->posted) {
                 ws->posted = true;
                 /* Under the lock: the worker cannot be torn down meanwhile. */
-                pt_worker_post(ws->w, drain, ws);
+                host.worker_post(ws->w, drain, ws);
             }
         }
         pthread_mutex_unlock(&ws->lock);
@@ -548,7 +555,7 @@ static void *cq_thread(void *arg)
     return NULL;
 }
 
-void pt__upgrpc_worker_dispose(pt_worker_t *w)
+static void mod_worker_dispose(pt_worker_t *w)
 {
     wstate_t *ws = w->upstream_grpc;
     if (ws == NULL)
@@ -578,7 +585,7 @@ void pt__upgrpc_worker_dispose(pt_worker_t *w)
     w->upstream_grpc = NULL;
 }
 
-void pt_grpc_global_shutdown(void)
+static void mod_global_shutdown(void)
 {
     if (atomic_load(&grpc_started)) {
         /* Channels still registered belong to snapshots someone leaked. */
@@ -609,8 +616,8 @@ static grpc_byte_buffer *make_buf(const uint8_t *msg, size_t len)
     return bb;
 }
 
-int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grpc_call_cbs_t *cbs,
-                       void *ud, pt_grpc_call_t **out)
+static int mod_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r,
+                          const pt_grpc_call_cbs_t *cbs, void *ud, pt_grpc_call_t **out)
 {
     if (r->upstream == NULL || r->method.len == 0 || cbs->on_message == NULL ||
         cbs->on_done == NULL || (r->unary && (r->msg == NULL || !r->close)))
@@ -720,7 +727,7 @@ fail:
     return PT_ERR_INTERNAL;
 }
 
-int pt_grpc_call_send(pt_grpc_call_t *c, const uint8_t *msg, size_t len, bool close)
+static int mod_call_send(pt_grpc_call_t *c, const uint8_t *msg, size_t len, bool close)
 {
     if (c == NULL || c->unary || c->closed || c->send_busy || c->detached)
         return PT_ERR_INVALID;
@@ -751,12 +758,12 @@ int pt_grpc_call_send(pt_grpc_call_t *c, const uint8_t *msg, size_t len, bool cl
     return 0;
 }
 
-int pt_grpc_call_close(pt_grpc_call_t *c)
+static int mod_call_close(pt_grpc_call_t *c)
 {
-    return pt_grpc_call_send(c, NULL, 0, true);
+    return mod_call_send(c, NULL, 0, true);
 }
 
-int pt_grpc_call_recv(pt_grpc_call_t *c)
+static int mod_call_recv(pt_grpc_call_t *c)
 {
     if (c == NULL || c->unary || c->recv_busy || c->eos || c->detached)
         return PT_ERR_INVALID;
@@ -779,7 +786,7 @@ int pt_grpc_call_recv(pt_grpc_call_t *c)
     return 0;
 }
 
-void pt_grpc_call_cancel(pt_grpc_call_t *c)
+static void mod_call_cancel(pt_grpc_call_t *c)
 {
     if (c == NULL || c->detached)
         return;
@@ -789,91 +796,32 @@ void pt_grpc_call_cancel(pt_grpc_call_t *c)
     maybe_free(c);
 }
 
-const char *pt_grpc_call_endpoint(const pt_grpc_call_t *c)
+static const char *mod_call_endpoint(const pt_grpc_call_t *c)
 {
     return c != NULL ? c->endpoint : NULL;
 }
 
-/* ---- status helpers ----------------------------------------------------------- */
+/* ---- the module's table ------------------------------------------------------- */
 
-const char *pt_grpc_code_name(int code)
+static int mod_init(const pt_grpc_host_t *h)
 {
-    static const char *const names[] = {
-        "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-        "UNAUTHENTICATED",
-    };
-    return code >= 0 && code <= 16 ? names[code] : "UNKNOWN";
-}
-
-int pt_grpc_code_http(int code)
-{
-    switch (code) {
-    case PT_GRPC_OK: return 200;
-    case PT_GRPC_CANCELLED: return 499;
-    case PT_GRPC_INVALID_ARGUMENT:
-    case PT_GRPC_FAILED_PRECONDITION:
-    case PT_GRPC_OUT_OF_RANGE: return 400;
-    case PT_GRPC_DEADLINE_EXCEEDED: return 504;
-    case PT_GRPC_NOT_FOUND: return 404;
-    case PT_GRPC_ALREADY_EXISTS:
-    case PT_GRPC_ABORTED: return 409;
-    case PT_GRPC_PERMISSION_DENIED: return 403;
-    case PT_GRPC_UNAUTHENTICATED: return 401;
-    case PT_GRPC_RESOURCE_EXHAUSTED: return 429;
-    case PT_GRPC_UNIMPLEMENTED: return 501;
-    case PT_GRPC_UNAVAILABLE: return 503;
-    default: return 500; /* UNKNOWN, INTERNAL, DATA_LOSS, out of range */
-    }
-}
-
-/* Case-insensitive substring search in a slice. */
-static bool contains_ci(pt_str_t hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (size_t i = 0; n <= hay.len && i <= hay.len - n; i++)
-        if (strncasecmp(hay.base + i, needle, n) == 0)
-            return true;
-    return false;
-}
-
-bool pt_grpc_status_tls_failed(int code, pt_str_t details)
-{
-    /* The texts of C core's security connector, ssl transport and handshaker. */
-    static const char *const texts[] = {
-        "handshake failed", "handshake read failed", "is not in peer certificate",
-        "certificate verify failed", NULL,
-    };
-    if (code != PT_GRPC_UNAVAILABLE || details.base == NULL)
-        return false;
-    for (size_t i = 0; texts[i] != NULL; i++)
-        if (contains_ci(details, texts[i]))
-            return true;
-    return false;
-}
-
-int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms)
-{
-    if (v.len < 2 || v.len > 9)
-        return PT_ERR_INVALID;
-    uint64_t n = 0;
-    for (size_t i = 0; i + 1 < v.len; i++) {
-        if (v.base[i] < '0' || v.base[i] > '9')
-            return PT_ERR_INVALID;
-        n = n * 10 + (uint64_t)(v.base[i] - '0');
-    }
-    uint64_t out;
-    switch (v.base[v.len - 1]) {
-    case 'H': out = n * 3600000; break;
-    case 'M': out = n * 60000; break;
-    case 'S': out = n * 1000; break;
-    case 'm': out = n; break;
-    case 'u': out = (n + 999) / 1000; break;
-    case 'n': out = (n + 999999) / 1000000; break;
-    default: return PT_ERR_INVALID;
-    }
-    *ms = out != 0 ? out : 1;
+    host = *h;
     return 0;
 }
+
+const pt_grpc_module_t pt_grpc_module = {
+    .abi = PT_GRPC_MODULE_ABI,
+    .size = sizeof(pt_grpc_module_t),
+    .version = PORTICO_VERSION,
+    .init = mod_init,
+    .upstream_new = mod_upstream_new,
+    .upstream_free = mod_upstream_free,
+    .call_start = mod_call_start,
+    .call_send = mod_call_send,
+    .call_close = mod_call_close,
+    .call_recv = mod_call_recv,
+    .call_cancel = mod_call_cancel,
+    .call_endpoint = mod_call_endpoint,
+    .worker_dispose = mod_worker_dispose,
+    .global_shutdown = mod_global_shutdown,
+};

@@ -1,6 +1,16 @@
 /*
  * grpc.h -- gRPC upstream calls through gRPC C core (private to the gateway).
  *
+ * Module: everything that links gRPC C core (upstream/grpc.c) is built as a
+ * shared module, portico_grpc.so, so that a gateway without REST->gRPC routes
+ * never maps libgrpc (C++, absl, re2, c-ares...: ~2 MB of RSS touched at load
+ * time). The core loads it with pt_grpc_module_load() when a config has a
+ * `grpc` route (handlers/grpc.c, at check time), and calls it only through the
+ * pt_grpc_module_t table. The module needs nothing from the binary but what
+ * the table's init() hands it (pt_grpc_host_t), so it works under any host
+ * that links portico_core (the portico binary, unit tests). The status
+ * helpers at the end of this header are core functions (grpc_module.c).
+ *
  * Channels: one grpc_channel per distinct endpoint (URL, authority, CA file),
  * shared by every worker and every config snapshot that names it. A
  * pt_grpc_upstream_t is the per-cluster view built at config load time: it
@@ -18,11 +28,11 @@
  *
  * Flow of a call (one outstanding operation of each kind, as gRPC requires):
  *
- *   pt_grpc_call_start()  sends the initial metadata (+ first message, + close)
- *   pt_grpc_call_send()   one message (+ close); the next only after on_sent
- *   pt_grpc_call_recv()   asks for one message; on_message answers it
- *   on_done               status, details, trailers; always the last callback
- *   pt_grpc_call_cancel() stops the call: no callback at all afterwards
+ *   M->call_start()      sends the initial metadata (+ first message, + close)
+ *   M->call_send()       one message (+ close); the next only after on_sent
+ *   M->call_recv()       asks for one message; on_message answers it
+ *   on_done              status, details, trailers; always the last callback
+ *   M->call_cancel()     stops the call: no callback at all afterwards
  *
  * With `unary` set, start() puts every operation (send, close, receive the
  * message, receive the status) in ONE batch: one completion, one wake-up, and
@@ -59,23 +69,11 @@ enum {
 typedef struct pt_grpc_upstream pt_grpc_upstream_t;
 typedef struct pt_grpc_call pt_grpc_call_t;
 
-/**
- * Creates the upstream of cluster `cl` (which must outlive it; it is
- * snapshot memory). Channels are created on first use. Main thread, load
- * time. Returns 0 and sets *out, or PT_ERR_INVALID with `err` (a static
- * message) when the cluster cannot be served (no endpoints, unreadable
- * ca_file, tls_verify off, which gRPC core cannot do for us).
- */
-int pt_grpc_upstream_new(const pt_cluster_t *cl, pt_grpc_upstream_t **out, const char **err);
-
-/** Drops the upstream's channel references. NULL accepted. Any thread. */
-void pt_grpc_upstream_free(pt_grpc_upstream_t *u);
-
 typedef struct pt_grpc_call_cbs {
     /** Response initial metadata (keys lowercase; `-bin` values raw bytes). Optional. */
     void (*on_headers)(void *ud, const pt_header_t *md, size_t cnt);
     /**
-     * The answer to pt_grpc_call_recv() (or the unary batch): one message,
+     * The answer to call_recv() (or the unary batch): one message,
      * valid during the callback, or data == NULL when the response stream
      * ended (on_done follows).
      */
@@ -104,56 +102,116 @@ typedef struct pt_grpc_call_req {
     bool unary;                  /**< one batch for everything (needs msg and close) */
 } pt_grpc_call_req_t;
 
-/**
- * Starts a call on the calling worker `w` (its own thread). On success sets
- * *out and returns 0; the callbacks then run on `w` with `ud`. On error
- * returns PT_ERR_UNAVAILABLE (no channel could be made), PT_ERR_INVALID (bad
- * arguments) or PT_ERR_INTERNAL, and no callback is ever called.
- * With `unary`, exactly on_headers (if metadata came), on_message and
- * on_done follow, in that order, from one completion.
- */
-int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grpc_call_cbs_t *cbs,
-                       void *ud, pt_grpc_call_t **out);
+/* ---- the module's API (members of pt_grpc_module_t) ------------------------ */
+
+/** Bumped whenever pt_grpc_module_t or a structure the module reads changes. */
+#define PT_GRPC_MODULE_ABI 1
+
+/** The module's symbol: `const pt_grpc_module_t pt_grpc_module`. */
+#define PT_GRPC_MODULE_SYMBOL "pt_grpc_module"
+
+/** The core functions the module calls (given to init(); valid for the process). */
+typedef struct pt_grpc_host {
+    void (*worker_post)(pt_worker_t *w, void (*fn)(void *arg), void *arg); /**< pt_worker_post() */
+} pt_grpc_host_t;
+
+typedef struct pt_grpc_module {
+    /** PT_GRPC_MODULE_ABI and PORTICO_VERSION the module was built with: both must match. */
+    uint32_t abi;
+    uint32_t size;       /**< sizeof(pt_grpc_module_t) */
+    const char *version;
+
+    /** Called once, right after loading, before anything else. Returns 0. */
+    int (*init)(const pt_grpc_host_t *host);
+
+    /**
+     * Creates the upstream of cluster `cl` (which must outlive it; it is
+     * snapshot memory). Channels are created on first use. Main thread, load
+     * time. Returns 0 and sets *out, or PT_ERR_INVALID with `err` (a static
+     * message) when the cluster cannot be served (no endpoints, unreadable
+     * ca_file, tls_verify off, which gRPC core cannot do for us).
+     */
+    int (*upstream_new)(const pt_cluster_t *cl, pt_grpc_upstream_t **out, const char **err);
+
+    /** Drops the upstream's channel references. NULL accepted. Any thread. */
+    void (*upstream_free)(pt_grpc_upstream_t *u);
+
+    /**
+     * Starts a call on the calling worker `w` (its own thread). On success sets
+     * *out and returns 0; the callbacks then run on `w` with `ud`. On error
+     * returns PT_ERR_UNAVAILABLE (no channel could be made), PT_ERR_INVALID (bad
+     * arguments) or PT_ERR_INTERNAL, and no callback is ever called.
+     * With `unary`, exactly on_headers (if metadata came), on_message and
+     * on_done follow, in that order, from one completion.
+     */
+    int (*call_start)(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grpc_call_cbs_t *cbs,
+                      void *ud, pt_grpc_call_t **out);
+
+    /**
+     * Sends one message (copied), optionally half-closing. Only one send may be
+     * outstanding: wait for on_sent. Returns 0, PT_ERR_INVALID (a send is
+     * outstanding, the call was closed or is unary) or PT_ERR_INTERNAL.
+     */
+    int (*call_send)(pt_grpc_call_t *c, const uint8_t *msg, size_t len, bool close);
+
+    /** Half-closes without a message (when no send is outstanding). Returns as call_send(). */
+    int (*call_close)(pt_grpc_call_t *c);
+
+    /**
+     * Asks for the next response message (on_message answers; the first one also
+     * brings on_headers). One at a time: this is the flow control. Returns 0 or
+     * PT_ERR_INVALID (one is outstanding, the stream ended, the call is unary).
+     */
+    int (*call_recv)(pt_grpc_call_t *c);
+
+    /**
+     * Cancels the call (RST_STREAM CANCEL upstream) and detaches it: no callback
+     * is called afterwards, and the memory is released once gRPC completes the
+     * outstanding operations. The handle is invalid after this. NULL accepted.
+     */
+    void (*call_cancel)(pt_grpc_call_t *c);
+
+    /** The endpoint URL the call went to (config memory), for logs. */
+    const char *(*call_endpoint)(const pt_grpc_call_t *c);
+
+    /** See pt__upgrpc_worker_dispose(). */
+    void (*worker_dispose)(pt_worker_t *w);
+
+    /** See pt_grpc_global_shutdown(). */
+    void (*global_shutdown)(void);
+} pt_grpc_module_t;
+
+/* ---- core side (grpc_module.c) ------------------------------------------------ */
 
 /**
- * Sends one message (copied), optionally half-closing. Only one send may be
- * outstanding: wait for on_sent. Returns 0, PT_ERR_INVALID (a send is
- * outstanding, the call was closed or is unary) or PT_ERR_INTERNAL.
+ * Loads portico_grpc.so once (later calls return the same table): from
+ * $PORTICO_GRPC_MODULE if set, else next to the executable
+ * (`<exe dir>/../lib/portico/portico_grpc.so`, installed layout, then
+ * `<exe dir>/../lib/portico_grpc.so`, build tree). dlopen(RTLD_NOW |
+ * RTLD_LOCAL); the table's ABI, size and version are checked. Main thread
+ * (config load). Returns the table, or NULL with the reason (dlerror() text
+ * or a version mismatch) in `err`; a failed load is retried next time.
  */
-int pt_grpc_call_send(pt_grpc_call_t *c, const uint8_t *msg, size_t len, bool close);
+const pt_grpc_module_t *pt_grpc_module_load(char *err, size_t errlen);
 
-/** Half-closes without a message (when no send is outstanding). Returns as pt_grpc_call_send(). */
-int pt_grpc_call_close(pt_grpc_call_t *c);
-
-/**
- * Asks for the next response message (on_message answers; the first one also
- * brings on_headers). One at a time: this is the flow control. Returns 0 or
- * PT_ERR_INVALID (one is outstanding, the stream ended, the call is unary).
- */
-int pt_grpc_call_recv(pt_grpc_call_t *c);
-
-/**
- * Cancels the call (RST_STREAM CANCEL upstream) and detaches it: no callback
- * is called afterwards, and the memory is released once gRPC completes the
- * outstanding operations. The handle is invalid after this. NULL accepted.
- */
-void pt_grpc_call_cancel(pt_grpc_call_t *c);
-
-/** The endpoint URL the call went to (config memory), for logs. */
-const char *pt_grpc_call_endpoint(const pt_grpc_call_t *c);
+/** The loaded module, or NULL when pt_grpc_module_load() never succeeded. Any thread. */
+const pt_grpc_module_t *pt_grpc_module_get(void);
 
 /**
  * Per-worker teardown (worker thread, at exit): cancels the calls still
  * running, waits for gRPC to finish them and stops the worker's completion
- * thread. Callbacks are not called.
+ * thread. Callbacks are not called. Nothing when the module is not loaded.
  */
 void pt__upgrpc_worker_dispose(pt_worker_t *w);
 
 /**
  * Process teardown: grpc_shutdown() once every worker is gone and the last
- * snapshot released. Main thread. Harmless when gRPC was never used.
+ * snapshot released. Main thread. Harmless when gRPC (or the module) was
+ * never used; the module stays mapped.
  */
 void pt_grpc_global_shutdown(void);
+
+/* ---- status helpers (core) ------------------------------------------------------ */
 
 /** google.rpc.Code name ("NOT_FOUND"), "UNKNOWN" for values out of range. */
 const char *pt_grpc_code_name(int code);

@@ -1,6 +1,7 @@
 /*
- * test_grpc.c -- the grpc handler's helpers and config, and the gRPC upstream
- * layer on a detached worker (completions handed to the worker loop).
+ * test_grpc.c -- the grpc handler's helpers and config, loading the gRPC
+ * module, and the gRPC upstream layer (through the module) on a detached
+ * worker (completions handed to the worker loop).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -134,6 +135,39 @@ static pt_config_t *load(const char *fmt, ...)
     "  - { name: web, endpoints: [ \"127.0.0.1:2\" ] }\n"                                          \
     "routes:\n"
 
+/* Runs before anything loads the module: only grpc routes load it. */
+static void test_module_on_demand(void **state)
+{
+    (void)state;
+    pt_config_t *c = load("listeners: [ { address: 127.0.0.1:1 } ]\n"
+                          "clusters: [ { name: b, endpoints: [ \"127.0.0.1:1\" ] } ]\n"
+                          "routes: [ { match: { prefix: / }, proxy: { cluster: b } } ]\n");
+    assert_non_null(c);
+    assert_null(pt_grpc_module_get());
+    pt_worker_t *w = pt__worker_new_detached(c);
+    assert_non_null(w);
+    pt__worker_free_detached(w); /* worker dispose: no-op without the module */
+    pt_config_unref(c);
+    pt_grpc_global_shutdown(); /* no-op without the module */
+    assert_null(pt_grpc_module_get());
+
+    /* an unloadable module is a config error at the route's cluster */
+    setenv("PORTICO_GRPC_MODULE", "/nonexistent/portico_grpc.so", 1);
+    c = load(HEAD "  - grpc: { cluster: books }\n", PT_TEST_BOOKSTORE_PB);
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "g.yaml:7:22: cannot load the gRPC module: "
+                                   "/nonexistent/portico_grpc.so: cannot open shared object"));
+    assert_null(pt_grpc_module_get());
+    /* a library that is not the module */
+    setenv("PORTICO_GRPC_MODULE", "libc.so.6", 1);
+    c = load(HEAD "  - grpc: { cluster: books }\n", PT_TEST_BOOKSTORE_PB);
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "cannot load the gRPC module: "));
+    assert_non_null(strstr(errbuf, "pt_grpc_module"));
+    unsetenv("PORTICO_GRPC_MODULE");
+    assert_null(pt_grpc_module_get());
+}
+
 static void test_config_ok(void **state)
 {
     (void)state;
@@ -244,9 +278,13 @@ static void test_upstream_unavailable(void **state)
                  "routes: [ { respond: {} } ]\n",
                  cl);
     assert_non_null(c);
+    char err[512];
+    const pt_grpc_module_t *M = pt_grpc_module_load(err, sizeof(err));
+    assert_non_null(M);
+    assert_ptr_equal(M, pt_grpc_module_get());
     pt_grpc_upstream_t *u = NULL;
     const char *why = NULL;
-    assert_int_equal(pt_grpc_upstream_new(&c->clusters[0], &u, &why), 0);
+    assert_int_equal(M->upstream_new(&c->clusters[0], &u, &why), 0);
     pt_worker_t *w = pt__worker_new_detached(c);
     static const uint8_t msg[] = {0x0a, 0x01, 'x'};
     pt_grpc_call_cbs_t cbs = {.on_message = on_message, .on_done = on_done};
@@ -260,10 +298,10 @@ static void test_upstream_unavailable(void **state)
                                   .close = true,
                                   .unary = unary != 0};
         pt_grpc_call_t *call = NULL;
-        assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r, &call), 0);
+        assert_int_equal(M->call_start(w, &req, &cbs, &r, &call), 0);
         assert_int_equal(r.done, 0); /* never synchronously */
         if (!unary)
-            assert_int_equal(pt_grpc_call_recv(call), 0);
+            assert_int_equal(M->call_recv(call), 0);
         for (int i = 0; i < 500 && r.done == 0; i++)
             event_base_loop(w->base, EVLOOP_ONCE);
         assert_int_equal(r.done, 1);
@@ -273,28 +311,25 @@ static void test_upstream_unavailable(void **state)
     res_t r1 = {0}, r2 = {0};
     pt_grpc_call_req_t req = {.upstream = u, .method = PT_STR("/a.B/C"), .timeout_ms = 5000};
     pt_grpc_call_t *call = NULL;
-    assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r1, &call), 0);
-    pt_grpc_call_cancel(call);
-    assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r2, &call), 0); /* left running */
+    assert_int_equal(M->call_start(w, &req, &cbs, &r1, &call), 0);
+    M->call_cancel(call);
+    assert_int_equal(M->call_start(w, &req, &cbs, &r2, &call), 0); /* left running */
     for (int i = 0; i < 5; i++)
         event_base_loop(w->base, EVLOOP_NONBLOCK);
     pt__worker_free_detached(w); /* disposes the second call if it still runs */
     assert_int_equal(r1.done, 0);
     assert_true(r2.done <= 1);
-    pt_grpc_upstream_free(u);
+    M->upstream_free(u);
     pt_config_unref(c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),
-        cmocka_unit_test(test_timeout_parse),
-        cmocka_unit_test(test_code_http),
-        cmocka_unit_test(test_tls_failed),
-        cmocka_unit_test(test_config_ok),
-        cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_upstream_unavailable),
+        cmocka_unit_test(test_base64),           cmocka_unit_test(test_timeout_parse),
+        cmocka_unit_test(test_code_http),        cmocka_unit_test(test_tls_failed),
+        cmocka_unit_test(test_module_on_demand), cmocka_unit_test(test_config_ok),
+        cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_upstream_unavailable),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(errbuf);

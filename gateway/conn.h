@@ -43,6 +43,9 @@
  *   at the end of the on_read dispatch, or -- for output produced by other
  *   events (timers, upstream data) -- from one deferred per-connection event
  *   run later in the same loop iteration, however many appends happened.
+ *   A codec that has queued a complete unit (an HTTP/1.1 response) may call
+ *   pt_conn_flush to write it at once; its callbacks still come from the
+ *   deferred event.
  *   Only when the socket does not take everything does the layer register
  *   EV_WRITE, until the output is empty again.
  *
@@ -139,6 +142,8 @@ typedef struct pt_conn_io {
     bool read_paused;
     bool blocked;       /* the last write did not take everything: wait for the socket */
     bool flush_pending; /* flush_ev is active */
+    bool early_drain;   /* pt_conn_flush() wrote: flush_ev owes on_drain */
+    bool early_error;   /* pt_conn_flush() failed: flush_ev owes PT_CONN_ERROR */
     bool in_read;       /* inside on_read: the read dispatch flushes at its end */
     bool eof;
     bool failed;
@@ -238,6 +243,17 @@ void pt_conn_set_lowat(pt_conn_t *conn, size_t lowat);
 
 /** PT_CONN_TIMEOUT after `ms` without write progress while output waits (0: never). */
 void pt_conn_set_send_timeout(pt_conn_t *conn, uint64_t ms);
+
+/**
+ * A unit of output (e.g. a complete response) is queued: write it now instead
+ * of from the deferred flush at the end of this loop iteration, so it leaves
+ * before the other events of the iteration run. Never calls back: on_drain or
+ * an error event that the write causes is delivered from the deferred flush,
+ * later in the same iteration. No effect inside a layer callback of this
+ * connection (on_read's dispatch flushes at its end), while the socket is
+ * blocked, after an error, or with nothing queued.
+ */
+void pt_conn_flush(pt_conn_t *conn);
 
 /** Stops reading (cheap: no system call unless the socket becomes readable meanwhile). */
 void pt_conn_pause_read(pt_conn_t *conn);

@@ -347,6 +347,43 @@ static void on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *
     event_active(io->flush_ev, EV_WRITE, 0);
 }
 
+/* The early write of pt_conn_flush(): write_out() without callbacks. What
+ * write_out() would have called back (on_drain, the error event) is owed,
+ * and delivered by the deferred flush event later in this loop iteration. */
+static void flush_quiet(pt_conn_t *conn)
+{
+    pt_conn_io_t *io = &conn->io;
+    size_t before = evbuffer_get_length(io->out);
+    int st = io->ssl != NULL ? write_tls(conn) : write_plain(conn);
+    if (st == W_ERROR) {
+        io->failed = true;
+        stop_write(io);
+        stop_read(io);
+        io->early_error = true;
+    } else {
+        size_t after = evbuffer_get_length(io->out);
+        io->blocked = st == W_BLOCKED;
+        if (io->blocked && !io->ssl_write_wants_read)
+            want_write(io);
+        else if (!io->ssl_read_wants_write)
+            stop_write(io);
+        if (after < before && after <= io->lowat && io->on_drain != NULL)
+            io->early_drain = true;
+        if (!io->early_drain) {
+            /* nothing owed: the deferred flush has nothing left to do */
+            if (io->flush_pending) {
+                io->flush_pending = false;
+                event_del(io->flush_ev); /* no system call: it has no fd */
+            }
+            return;
+        }
+    }
+    if (!io->flush_pending) {
+        io->flush_pending = true;
+        event_active(io->flush_ev, EV_WRITE, 0);
+    }
+}
+
 /* ---- TLS handshake ------------------------------------------------------- */
 
 static void handshake_end(pt_conn_t *conn, bool ok)
@@ -477,10 +514,20 @@ static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     pt_conn_t *conn = arg;
+    pt_conn_io_t *io = &conn->io;
     enter(conn);
-    conn->io.flush_pending = false;
-    if (!conn->io.blocked)
-        write_out(conn);
+    io->flush_pending = false;
+    bool drain = io->early_drain;
+    io->early_drain = false;
+    if (io->early_error) {
+        io->early_error = false;
+        deliver_event(conn, PT_CONN_ERROR);
+    } else if (!io->blocked && evbuffer_get_length(io->out) != 0) {
+        write_out(conn); /* calls on_drain itself when it leaves at most lowat */
+    } else if (drain && !io->failed && io->on_drain != NULL &&
+               evbuffer_get_length(io->out) <= io->lowat) {
+        io->on_drain(conn, io->ctx); /* owed by pt_conn_flush() */
+    }
     leave(conn);
 }
 
@@ -628,6 +675,17 @@ void pt_conn_set_send_timeout(pt_conn_t *conn, uint64_t ms)
         io->wev_added = false;
         want_write(io); /* re-adding replaces the timeout */
     }
+}
+
+void pt_conn_flush(pt_conn_t *conn)
+{
+    pt_conn_io_t *io = &conn->io;
+    /* inside a layer callback (on_read flushes at its end anyway), or a write is already
+     * waiting for the socket, or nothing can be written */
+    if (io->depth != 0 || io->in_read || io->blocked || io->failed || io->close_pending ||
+        !io->hs_done || io->early_error || evbuffer_get_length(io->out) == 0)
+        return;
+    flush_quiet(conn);
 }
 
 void pt_conn_pause_read(pt_conn_t *conn)

@@ -342,6 +342,10 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
         if (s->reset)
             s->close = true;
         schedule(s->c);
+        /* the response is complete: send it now rather than after every other event of
+         * this loop pass (the client gets it one batch earlier) */
+        if (out == conn_out(s->c))
+            pt_conn_flush(s->c->conn);
     }
 }
 

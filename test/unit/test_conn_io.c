@@ -175,6 +175,44 @@ static void test_appends_outside_read_are_one_write(void **state)
     assert_memory_equal(buf, "one,two,three", 13);
 }
 
+/* pt_conn_flush(): the write happens at the call, its callbacks only from the loop. */
+static void test_flush_writes_now_and_calls_back_later(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_write(E.conn, "early,", 6);
+    pt_conn_write(E.conn, "bird", 4);
+    pt_conn_flush(E.conn);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0); /* written before the loop ran */
+    assert_int_equal(E.drains, 0);                    /* ... without calling back */
+    char buf[64];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 10);
+    assert_memory_equal(buf, "early,bird", 10);
+    spin(1);
+    assert_int_equal(E.drains, 1); /* owed on_drain, delivered once by the deferred flush */
+    pt_conn_flush(E.conn);         /* nothing queued: no effect */
+    spin(1);
+    assert_int_equal(E.drains, 1);
+    assert_int_equal(E.errors, 0);
+}
+
+static void test_flush_error_is_reported_from_the_loop(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    start_plain();
+    close(E.peer);
+    E.peer = -1;
+    pt_conn_write(E.conn, "lost", 4);
+    pt_conn_flush(E.conn);
+    assert_int_equal(E.errors, 0); /* never from inside pt_conn_flush() */
+    pt_conn_write(E.conn, "more", 4);
+    pt_conn_flush(E.conn); /* after a failure: no effect */
+    spin(1);
+    assert_int_equal(E.errors, 1);
+    assert_int_equal(E.drains, 0);
+}
+
 static void test_read_dispatch_flushes_once_at_its_end(void **state)
 {
     (void)state;
@@ -527,6 +565,10 @@ int main(void)
     signal(SIGPIPE, SIG_IGN); /* OpenSSL writes with write(2), as in the gateway (main.c) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_appends_outside_read_are_one_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_writes_now_and_calls_back_later, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_flush_error_is_reported_from_the_loop, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_read_dispatch_flushes_once_at_its_end, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_eof_after_data_then_half_close_writes, setup,

@@ -226,11 +226,40 @@ static const char *reason_phrase(int status)
     return r[0] == '<' ? "" : r;
 }
 
+/* Decimal digits of v (no vfprintf on the per-response path). */
+static void stage_dec(stage_t *st, uint64_t v)
+{
+    char d[20];
+    size_t i = sizeof(d);
+    do {
+        d[--i] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0);
+    stage_add(st, d + i, sizeof(d) - i);
+}
+
 static void stage_status_line(stage_t *st, int status)
 {
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %03d %s\r\n", status, reason_phrase(status));
-    stage_add(st, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    if (status < 0 || status > 999) { /* not a valid status; kept as printf renders it */
+        char line[64];
+        int n = snprintf(line, sizeof(line), "HTTP/1.1 %03d %s\r\n", status, reason_phrase(status));
+        stage_add(st, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+        return;
+    }
+    char line[13] = {'H', 'T', 'T', 'P', '/', '1', '.', '1', ' ', 0, 0, 0, ' '};
+    line[9] = (char)('0' + status / 100);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    stage_add(st, line, sizeof(line));
+    stage_str(st, reason_phrase(status));
+    stage_add(st, "\r\n", 2);
+}
+
+static void stage_content_length(stage_t *st, int64_t len)
+{
+    stage_str(st, "content-length: ");
+    stage_dec(st, (uint64_t)len);
+    stage_add(st, "\r\n", 2);
 }
 
 /* Framing and connection-level fields are ours; never copied from a handler. */
@@ -269,18 +298,12 @@ static void op_send_head(pt_req_t *req)
     /* The last response before a close says so; earlier pipelined ones keep the connection. */
     s->close = s->close || req->close_after || c->closing || (s == c->tail && c->no_more);
     s->no_body = is_head || status == 204 || status == 304 || status < 200;
-    char num[48];
     if (s->no_body) {
-        if (is_head && req->resp_content_length >= 0) {
-            int n = snprintf(num, sizeof(num), "content-length: %lld\r\n",
-                             (long long)req->resp_content_length);
-            stage_add(&st, num, (size_t)n);
-        }
+        if (is_head && req->resp_content_length >= 0)
+            stage_content_length(&st, req->resp_content_length);
     } else if (req->resp_content_length >= 0) {
         s->out_left = req->resp_content_length;
-        int n = snprintf(num, sizeof(num), "content-length: %lld\r\n",
-                         (long long)req->resp_content_length);
-        stage_add(&st, num, (size_t)n);
+        stage_content_length(&st, req->resp_content_length);
     } else if (req->version >= 11) {
         s->chunked = true;
         stage_str(&st, "transfer-encoding: chunked\r\n");

@@ -24,6 +24,8 @@ import time, portico_test
 s = portico_test.EchoServer($UPSTREAM_PORT)
 while True: time.sleep(3600)" &
 UP_PID=$!
+# the upstream must answer before the tour starts (python takes a moment to start)
+for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$UPSTREAM_PORT/" && break; sleep 0.05; done
 
 sed -e "s/\${PORT}/$PORT/; s/\${ADMIN_PORT}/$ADMIN_PORT/; s/\${UPSTREAM_PORT}/$UPSTREAM_PORT/" \
     -e "s|\${LOG}|$LOG|" "$ROOT/examples/rest/portico.yaml" > "$WORK/portico.yaml"

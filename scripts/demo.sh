@@ -53,6 +53,7 @@ if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
   BOOK_PORT=$(free_port); GPORT=$(free_port); GADMIN=$(free_port)
   "$BOOK_BIN" --port "$BOOK_PORT" > "$WORK/bookstore.out" 2>&1 &
   BOOK_PID=$!
+  for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$BOOK_PORT") 2>/dev/null && break; sleep 0.05; done
   cp "$BOOK_PB" "$WORK/bookstore.pb"
   sed -e "s/\${PORT}/$GPORT/; s/\${ADMIN_PORT}/$GADMIN/; s/\${BOOKSTORE_PORT}/$BOOK_PORT/" \
       -e "s|\${LOG}|$WORK/grpc-access.log|" "$ROOT/examples/bookstore/portico.yaml" > "$WORK/bookstore.yaml"

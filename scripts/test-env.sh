@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -f test/integration/package.json ] && [ ! -d test/integration/node_modules ]; then
-  (cd test/integration && npm install --no-audit --no-fund --loglevel=error)
+  # one retry: a registry hiccup should not fail the whole run
+  (cd test/integration && { npm install --no-audit --no-fund --loglevel=error ||
+                            { sleep 5; npm install --no-audit --no-fund --loglevel=error; }; })
 fi

@@ -1020,7 +1020,7 @@ typedef struct jbuf {
 
 static void jput(jbuf_t *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
+    if (b->p == NULL || b->len + n + 1 > b->cap) {
         size_t cap = b->cap != 0 ? b->cap : 1024;
         while (cap < b->len + n + 1)
             cap *= 2;

@@ -815,7 +815,7 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
     }
     case PT_CONF_T_PATH: {
         const char *s = NULL;
-        if (pt_conf_get_str(cx, n, &s) != 0)
+        if (pt_conf_get_str(cx, n, &s) != 0 || s == NULL)
             return PT_ERR_INVALID;
         if (s[0] == '\0')
             return pt_conf_error(cx, n, "expected a file path, got an empty string");
@@ -825,7 +825,7 @@ static int set_field(pt_conf_cx_t *cx, const pt_conf_field_t *f, const pt_conf_n
     case PT_CONF_T_BOOL:
         return pt_conf_get_bool(cx, n, (bool *)dst);
     case PT_CONF_T_INT: {
-        long long min = f->min, max = f->max, v;
+        long long min = f->min, max = f->max, v = 0;
         if (min == 0 && max == 0) {
             min = LLONG_MIN;
             max = LLONG_MAX;

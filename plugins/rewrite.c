@@ -267,7 +267,9 @@ static int rewrite_regex(const rewrite_conf_t *c, pt_req_t *req)
     if (md == NULL)
         return PT_ERR_LIMIT;
     pt_str_t path = pt_req_path(req);
-    int rc = pcre2_match(c->code, (PCRE2_SPTR)(path.base != NULL ? path.base : ""), path.len, 0, 0,
+    if (path.base == NULL) /* no path: match (and copy from) "" */
+        path = (pt_str_t){"", 0};
+    int rc = pcre2_match(c->code, (PCRE2_SPTR)path.base, path.len, 0, 0,
                          md, c->mctx);
     if (rc <= 0) /* no match (or match limit hit): the path is left as it is */
         return 0;

@@ -153,7 +153,7 @@ static char *arena_join(pt_descpool_t *p, const char *scope, const char *name)
         return NULL;
     size_t k = 0;
     if (sl) {
-        memcpy(r, scope, sl);
+        memcpy(r, scope, sl); // NOLINT(bugprone-not-null-terminated-result): prefix; '.' and name follow
         r[sl] = '.';
         k = sl + 1;
     }
@@ -351,7 +351,7 @@ int pt_descpool_add_set(pt_descpool_t *p, const uint8_t *data, size_t len, const
             if (strcmp(p->pend[j].fp->name, fp->name) != 0)
                 continue;
             bool same;
-            if ((rc = same_contents(p, p->pend[j].fp, fp, &same)) != 0)
+            if (same_contents(p, p->pend[j].fp, fp, &same) != 0)
                 goto nomem;
             if (!same) {
                 rc = pt_xerr_set(err, PT_XERR_INVALID, NULL,

@@ -201,7 +201,7 @@ int pt_httprule_transcode_request(const pt_httprule_table_t *t, const pt_httprul
     /* path variables; their fields were validated when the table was built */
     for (size_t v = 0; v < nv; v++) {
         const pt_pathvar_t *pv = &m->path.vars[v];
-        memcpy(chains + n * MAX_DEPTH, b->_var_fields + v * MAX_DEPTH,
+        memcpy(chains + n * MAX_DEPTH, b->_var_fields + v * MAX_DEPTH, // NOLINT(clang-analyzer-core.NonNullParamChecker): nv > 0 => cap > 0 => chains allocated
                b->_var_depth[v] * sizeof(*chains));
         cdepth[n] = b->_var_depth[v];
         bind[n++] = (pt_json_binding_t){.path = pv->field_path,

@@ -282,7 +282,7 @@ static int scan(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single, si
             if (num64 == 0 || num64 > 536870911u)
                 return fail(c, PT_XERR_CORRUPT, "invalid field number");
             uint32_t num = (uint32_t)num64;
-            size_t vstart = pos, vend;
+            size_t vstart = pos, vend = pos;
             uint64_t v;
             switch (wt) {
             case PT_WT_VARINT:
@@ -334,7 +334,7 @@ static int scan(ctx_t *c, const pt_msgdesc_t *m, uint32_t first, bool single, si
                 prepend_field(c, f);
                 return PT_XERR_CORRUPT;
             }
-            uint32_t idx;
+            uint32_t idx = 0;
             int rc = push_occ(c, (uint32_t)(p + vstart - c->base), (uint32_t)(vend - vstart),
                               (uint8_t)wt, &idx);
             if (rc != 0)
@@ -722,7 +722,7 @@ static int scan_entry(ctx_t *c, const pt_msgdesc_t *e, uint32_t o, size_t ht)
         }
         pos++;
         size_t vstart;
-        uint32_t idx;
+        uint32_t idx = 0;
         if (!skip_value(p, end, &pos, want[k] & 7, &vstart))
             goto general;
         int rc = push_occ(c, (uint32_t)(p + vstart - c->base), (uint32_t)(pos - vstart), (uint8_t)(want[k] & 7),

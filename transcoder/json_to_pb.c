@@ -354,6 +354,7 @@ static int put_bytes(jctx_t *c, uint32_t number, const void *s, size_t n)
 
 static int region_open(jctx_t *c, uint32_t number, region_t *r)
 {
+    *r = (region_t){0}; /* defined even on failure (callers return then) */
     if (c->fx_cnt == c->fx_cap) {
         size_t ncap = c->fx_cap ? c->fx_cap * 2 : 32;
         fixup_t *nf = c->a->realloc(c->a->ud, c->fx, ncap * sizeof(*nf));
@@ -915,7 +916,7 @@ static int conv_single(jctx_t *c, const pt_fielddesc_t *fd, const pt_jtok_t *t, 
         return put_tag_varint(c, fd->number, PT_WT_VARINT, u, notag);
     case PT_FT_DOUBLE:
     case PT_FT_FLOAT: {
-        double d;
+        double d = 0;
         bool is_float = fd->type == PT_FT_FLOAT;
         if ((rc = tok_double(c, f, t, is_float, &d)) != 0)
             return rc;
@@ -1134,8 +1135,8 @@ static int conv_object_body(jctx_t *c, const pt_msgdesc_t *m, const jframe_t *f,
         if (k.type == PT_JTOK_OBJ_END)
             break;
         jframe_t kf = {f, k.s, k.len, NULL, FR_FIELD, (k.flags & PT_JTOK_F_ESC) != 0};
-        const char *name;
-        size_t nlen;
+        const char *name = "";
+        size_t nlen = 0;
         if ((rc = tok_text(c, &k, &c->tmp, &name, &nlen)) != 0)
             return rc;
         if (any_type && nlen == 5 && memcmp(name, "@type", 5) == 0) {
@@ -1363,8 +1364,8 @@ static int conv_any(jctx_t *c, const pt_msgdesc_t *m, const pt_jtok_t *t, const 
                                       : "\"@type\" must be a string";
         return bad(c, ntype == 0 ? f : &tf, t, PT_XERR_INVALID, "%s", why);
     }
-    const char *us;
-    size_t un;
+    const char *us = "";
+    size_t un = 0;
     if ((rc = tok_text(c, &url, &c->tmp2, &us, &un)) != 0)
         return rc;
     const pt_msgdesc_t *inner = pt_descpool_any_type(c->pool, us, un);
@@ -1431,8 +1432,8 @@ static int conv_wkt(jctx_t *c, const pt_msgdesc_t *m, const pt_jtok_t *t, const 
         bool ts = m->wkt == PT_WKT_TIMESTAMP;
         if (t->type != PT_JTOK_STRING)
             return expected(c, f, t, ts ? "RFC 3339 timestamp string" : "duration string");
-        const char *s;
-        size_t n;
+        const char *s = "";
+        size_t n = 0;
         int rc = tok_text(c, t, &c->tmp, &s, &n);
         if (rc != 0)
             return rc;

@@ -658,7 +658,7 @@ static long decode_value(const char *s, size_t n, bool multi, bool allow_slash, 
         int d = hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]);
         if (d == '/') {
             if (multi) {
-                memcpy(out + o, "%2F", 3);
+                memcpy(out + o, "%2F", 3); // NOLINT(bugprone-not-null-terminated-result): fragment of out
                 o += 3;
                 i += 2;
                 continue;

@@ -478,6 +478,8 @@ static int special(double v, char *out)
 static int put_digits(char *out, bool neg, uint64_t u, int frac)
 {
     char tmp[24];
+    if (frac < 0 || frac > 17) /* callers pass 0..17; tmp holds 20 digits + padding */
+        return -1;
     int k = 0;
     do {
         tmp[k++] = (char)('0' + u % 10);

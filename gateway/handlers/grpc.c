@@ -528,7 +528,8 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
         char *name = pt_arena_alloc(req->arena, prefix.len + k.len);
         if (name == NULL)
             return;
-        memcpy(name, prefix.base, prefix.len);
+        if (prefix.len != 0)
+            memcpy(name, prefix.base, prefix.len);
         memcpy(name + prefix.len, k.base, k.len);
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
@@ -1300,10 +1301,10 @@ static void allow_header(pt_req_t *req, unsigned bits)
             continue;
         size_t l = strlen(m[i].name);
         if (o != 0) {
-            memcpy(buf + o, ", ", 2);
+            memcpy(buf + o, ", ", 2); // NOLINT(bugprone-not-null-terminated-result): counted (buf, o)
             o += 2;
         }
-        memcpy(buf + o, m[i].name, l);
+        memcpy(buf + o, m[i].name, l); // NOLINT(bugprone-not-null-terminated-result): counted (buf, o)
         o += l;
     }
     if (o != 0)

@@ -805,7 +805,9 @@ static void start_call(gn_ctx_t *ctx)
     if (ctx->web) {
         /* application/grpc-web[-text][+proto] -> application/grpc[+proto] */
         const char *plus = memchr(ct.base, '+', ct.len);
+        /* the NULL check below is on the new ct (printf out of memory) */
         ct = plus != NULL ? pt_str_c(pt_arena_printf(a, "application/grpc%.*s",
+                                                     // cppcheck-suppress nullPointerArithmeticRedundantCheck
                                                      (int)(ct.base + ct.len - plus), plus))
                           : PT_STR("application/grpc");
         if (ct.base == NULL)

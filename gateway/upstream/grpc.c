@@ -91,6 +91,8 @@ static char *read_file(const char *path)
             }
             buf = nb;
         }
+        /* buf != NULL inside the loop; the check after it is for the break */
+        // cppcheck-suppress nullPointerArithmeticRedundantCheck
         size_t n = fread(buf + len, 1, cap - len - 1, f);
         if (n == 0)
             break;

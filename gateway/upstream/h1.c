@@ -468,7 +468,7 @@ static h1_conn_t *pool_get(h1_pool_t *p, uint64_t now)
 {
     while (p->idle_head != NULL) {
         h1_conn_t *k = p->idle_head;
-        idle_unlink(k);
+        idle_unlink(k); // NOLINT(clang-analyzer-unix.Malloc): idle_unlink() advanced idle_head past k
         if (now - k->idle_since_ms < IDLE_MAX_MS)
             return k;
         conn_close(k);
@@ -1553,7 +1553,7 @@ void pt__uph1_worker_dispose(pt__upworker_t *uw)
             hw->pools[b] = p->next;
             while (p->idle_head != NULL) {
                 h1_conn_t *k = p->idle_head;
-                idle_unlink(k);
+                idle_unlink(k); // NOLINT(clang-analyzer-unix.Malloc): idle_unlink() advanced idle_head past k
                 conn_close(k);
             }
             free(p->url);

@@ -1703,7 +1703,7 @@ void pt__uph2_worker_dispose(pt_worker_t *w)
             conn_fail(p->conns, PT_ERR_UPSTREAM, "worker exiting");
     while (hw->calls != NULL) {
         call_t *c = hw->calls;
-        c->canceled = true;
+        c->canceled = true; // NOLINT(clang-analyzer-unix.Malloc): call_free() unlinked the previous head
         call_free(c);
     }
     hw->done_head = hw->done_tail = NULL;

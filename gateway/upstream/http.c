@@ -1159,7 +1159,7 @@ void pt__uphttp_worker_dispose(pt__upworker_t *uw)
         return;
     while (hw->calls != NULL) {
         uph_call_t *c = hw->calls;
-        if (c->added)
+        if (c->added) // NOLINT(clang-analyzer-unix.Malloc): free_call() unlinked the previous head
             curl_multi_remove_handle(hw->multi, c->easy);
         c->added = false;
         free_call(c);
@@ -1168,7 +1168,7 @@ void pt__uphttp_worker_dispose(pt__upworker_t *uw)
     curl_multi_cleanup(hw->multi);
     hw->multi = NULL;
     while (hw->socks != NULL)
-        sock_free(hw, hw->socks);
+        sock_free(hw, hw->socks); // NOLINT(clang-analyzer-unix.Malloc): sock_free() unlinks the head
     free(hw->fdmap);
     evtimer_del(&hw->timer);
     for (size_t i = 0; i < hw->easy_pool_cnt; i++)

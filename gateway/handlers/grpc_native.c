@@ -84,7 +84,7 @@ typedef struct gn_ctx {
     bool finished;           /* pt__req_handler_done was called */
 } gn_ctx_t;
 
-/* ---- lifetime (same pattern as proxy.c: release deferred while busy) ------------ */
+/* ---- lifetime: callbacks bracketed with pt__req_enter/leave (request.h) ---------- */
 
 static void finish(gn_ctx_t *ctx)
 {

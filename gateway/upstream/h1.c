@@ -269,6 +269,43 @@ static bool value_ok(pt_str_t v)
     return true;
 }
 
+/* What parse_field() answers for each problem, for a head or a trailer block. */
+typedef struct field_errs {
+    const char *fold, *line, *field, *count;
+} field_errs_t;
+
+static const field_errs_t HEADER_ERRS = {"obs-fold in upstream header", "bad upstream header line",
+                                         "bad upstream header field", "upstream headers too large"};
+static const field_errs_t TRAILER_ERRS = {"obs-fold in upstream trailer", "bad trailer line",
+                                          "bad trailer field", "upstream trailers too large"};
+
+/*
+ * One `name: value` line (without its line end) of a head or trailer block,
+ * the n-th of the block: checked strictly, the name lowercased in place.
+ * Fills *out and returns NULL, or returns the static reason from `errs`.
+ */
+static const char *parse_field(char *line, size_t len, size_t n, const field_errs_t *errs,
+                               pt_header_t *out)
+{
+    if (line[0] == ' ' || line[0] == '\t')
+        return errs->fold;
+    char *colon = memchr(line, ':', len);
+    if (colon == NULL)
+        return errs->line;
+    pt_str_t name = {line, (size_t)(colon - line)};
+    pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
+    if (!name_ok(name) || !value_ok(value))
+        return errs->field;
+    if (n >= PT__UP_HDR_MAX_CNT)
+        return errs->count;
+    for (size_t i = 0; i < name.len; i++)
+        if (line[i] >= 'A' && line[i] <= 'Z')
+            line[i] = (char)(line[i] - 'A' + 'a');
+    out->name = name;
+    out->value = value;
+    return NULL;
+}
+
 /* Request fields never forwarded by us: framing and Host (ours), Expect, and
  * the hop-by-hop ones of pt_header_is_hop_by_hop(). By length first. */
 static bool skip_field(pt_str_t n)
@@ -800,22 +837,10 @@ static const char *parse_head(h1_call_t *c, char *buf, size_t from, size_t to, s
         }
         if (len == 0)
             break; /* the blank line */
-        if (line[0] == ' ' || line[0] == '\t')
-            return "obs-fold in upstream header";
-        char *colon = memchr(line, ':', len);
-        if (colon == NULL)
-            return "bad upstream header line";
-        pt_str_t name = {line, (size_t)(colon - line)};
-        pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
-        if (!name_ok(name) || !value_ok(value))
-            return "bad upstream header field";
-        if (n >= PT__UP_HDR_MAX_CNT)
-            return "upstream headers too large";
-        for (size_t i = 0; i < name.len; i++)
-            if (line[i] >= 'A' && line[i] <= 'Z')
-                line[i] = (char)(line[i] - 'A' + 'a');
-        hw->hv[n].name = name;
-        hw->hv[n].value = value;
+        const char *why = parse_field(line, len, n, &HEADER_ERRS, &hw->hv[n]);
+        if (why != NULL)
+            return why;
+        pt_str_t name = hw->hv[n].name, value = hw->hv[n].value;
         n++;
         if (pt_str_eq(name, PT_STR("content-length"))) {
             unsigned long long v;
@@ -891,22 +916,9 @@ static const char *parse_trailers(h1_call_t *c, char *buf, size_t from, size_t t
         pos = end + 1;
         if (len == 0)
             break;
-        if (line[0] == ' ' || line[0] == '\t')
-            return "obs-fold in upstream trailer";
-        char *colon = memchr(line, ':', len);
-        if (colon == NULL)
-            return "bad trailer line";
-        pt_str_t name = {line, (size_t)(colon - line)};
-        pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
-        if (!name_ok(name) || !value_ok(value))
-            return "bad trailer field";
-        if (n >= PT__UP_HDR_MAX_CNT)
-            return "upstream trailers too large";
-        for (size_t i = 0; i < name.len; i++)
-            if (line[i] >= 'A' && line[i] <= 'Z')
-                line[i] = (char)(line[i] - 'A' + 'a');
-        c->hw->hv[n].name = name;
-        c->hw->hv[n].value = value;
+        const char *why = parse_field(line, len, n, &TRAILER_ERRS, &c->hw->hv[n]);
+        if (why != NULL)
+            return why;
         n++;
     }
     *cnt = n;

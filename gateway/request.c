@@ -98,6 +98,7 @@ static void finalize(pt_req_t *req)
     req->finalized = true;
     pt__chain_log(req);
     pt_observe_request(req);
+    pt__chain_dispose(req);
     if (req->body != NULL)
         evbuffer_free(req->body);
     pt_config_t *cfg = req->config;
@@ -161,6 +162,13 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
     return req;
 }
 
+/* The route runs request-body filters (or buffers): bytes go through chain.c first. */
+static bool body_filtered(const pt_req_t *req)
+{
+    const pt_route_t *r = req->route.route;
+    return r != NULL && (r->has_request_body_filters || r->request_buffering);
+}
+
 static uint64_t max_body_of(const pt_req_t *req)
 {
     const pt_route_t *r = req->route.route;
@@ -212,7 +220,25 @@ void pt__req_headers_done(pt_req_t *req)
             }
         }
     }
+    if (body_filtered(req)) {
+        /* What arrived before routing (at most the end mark, or a first DATA
+         * frame) goes through the filters like the rest. */
+        size_t early = evbuffer_get_length(req->body);
+        req->body_out_done = false;
+        if (early != 0 || req->body_done) {
+            pt__chain_req_body(req, evbuffer_pullup(req->body, -1), early, req->body_done);
+            evbuffer_drain(req->body, early);
+        }
+    }
     pt__chain_run(req);
+}
+
+static void start_handler(pt_req_t *req)
+{
+    const pt_route_t *route = req->route.route;
+    req->holds |= PT_REQ_HOLD_HANDLER;
+    req->handler_started = true;
+    route->handler->start(req, route->handler_conf);
 }
 
 /* Called by chain.c when the request side is through: the handler takes over. */
@@ -228,9 +254,70 @@ void pt__req_start_handler(pt_req_t *req)
         req->continue_sent = true;
         req->ops->send_continue(req);
     }
-    req->holds |= PT_REQ_HOLD_HANDLER;
-    req->handler_started = true;
-    route->handler->start(req, route->handler_conf);
+    if (!body_filtered(req)) {
+        start_handler(req);
+        return;
+    }
+    if (route->request_buffering && !req->body_out_done) {
+        /* The handler starts once the whole body went through the filters
+         * (pt__req_body_filtered), bounded by max_body. */
+        req->buffering = true;
+        pt__chain_req_open(req);
+        return;
+    }
+    start_handler(req);
+    if (!req->aborted && !req->resp_ended)
+        pt__chain_req_open(req);
+}
+
+void pt__req_body_filtered(pt_req_t *req, size_t raw_len)
+{
+    req->body_unacked += raw_len;
+    if (req->body_unacked != 0 &&
+        (req->buffering || evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER)) {
+        size_t n = (size_t)req->body_unacked;
+        req->body_unacked = 0;
+        if (req->ops->body_consumed != NULL)
+            req->ops->body_consumed(req, n);
+    }
+    if (req->buffering) {
+        if (req->body_out_done) {
+            req->buffering = false;
+            req->content_length = (int64_t)evbuffer_get_length(req->body);
+            req->expect_body = req->content_length > 0;
+            start_handler(req);
+        }
+        return;
+    }
+    if (req->handler_started && req->route.route->handler->on_body != NULL &&
+        (req->holds & PT_REQ_HOLD_HANDLER))
+        req->route.route->handler->on_body(req);
+}
+
+void pt__req_body_refused(pt_req_t *req, bool respond)
+{
+    req->body_done = true;
+    req->body_out_done = true;
+    req->close_after = true;
+    req->buffering = false;
+    evbuffer_drain(req->body, evbuffer_get_length(req->body));
+    if (respond && !req->resp_started && req->resp_status >= 200 && req->resp_status <= 999) {
+        pt__resp_head(req);
+        pt__resp_body(req, req->local_body.base, req->local_body.len, true);
+    } else {
+        pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
+                      req->fail_reason != NULL ? req->fail_reason : "request body filter failed");
+    }
+    /* A running handler must stop: its abort hooks cancel the upstream work. */
+    run_abort_hooks(req);
+    pt__chain_abandon(req);
+}
+
+size_t pt__req_body_queued(const pt_req_t *req)
+{
+    if (req->buffering)
+        return 0;
+    return evbuffer_get_length(req->body) + pt__chain_req_queued(req);
 }
 
 void pt__req_reject(pt_req_t *req, int st, const char *reason)
@@ -248,6 +335,8 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
         req->body_received += len;
         if (req->body_received > max_body_of(req)) {
             req->body_done = true;
+            req->body_out_done = true;
+            req->buffering = false;
             req->close_after = true;
             evbuffer_drain(req->body, evbuffer_get_length(req->body));
             pt__resp_fail(req, PT_ERR_LIMIT, "request body larger than the route allows");
@@ -255,16 +344,25 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
              * A suspended filter is cancelled the same way; its late resume, if
              * the request is still alive, finds the chain no longer suspended. */
             run_abort_hooks(req);
-            if (req->chain_suspended) {
-                req->chain_suspended = false;
-                req->holds &= ~PT_REQ_HOLD_CHAIN; /* the codec still holds it */
-            }
+            pt__chain_abandon(req); /* the codec still holds it */
+            return;
+        }
+        if (body_filtered(req)) {
+            if (end)
+                req->body_done = true;
+            pt__chain_req_body(req, data, len, end);
             return;
         }
         evbuffer_add(req->body, data, len);
-    }
-    if (end)
+    } else if (end && body_filtered(req)) {
         req->body_done = true;
+        pt__chain_req_body(req, NULL, 0, true);
+        return;
+    }
+    if (end) {
+        req->body_done = true;
+        req->body_out_done = true;
+    }
     if (req->handler_started && req->route.route->handler->on_body != NULL &&
         (req->holds & PT_REQ_HOLD_HANDLER))
         req->route.route->handler->on_body(req);
@@ -275,20 +373,18 @@ size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof)
     int n = evbuffer_remove(req->body, buf, max);
     if (n < 0)
         n = 0;
-    bool drained = evbuffer_get_length(req->body) == 0;
-    *eof = req->body_done && drained;
-    if (n > 0 || *eof) {
-        if (pt__chain_request_body(req, buf, (size_t)n, *eof) != 0) {
-            /* A body filter refused: answer it, stop reading, let the handler go. */
-            req->body_done = true;
-            req->close_after = true;
-            evbuffer_drain(req->body, evbuffer_get_length(req->body));
-            pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
-                          req->fail_reason != NULL ? req->fail_reason : "request body filter failed");
-            run_abort_hooks(req);
-            *eof = false;
-            return 0;
+    *eof = req->body_out_done && evbuffer_get_length(req->body) == 0;
+    if (body_filtered(req)) {
+        /* The filters ran when the bytes arrived; report what they took to
+         * the codec once the handler's queue is low again. */
+        if (n > 0 && req->body_unacked != 0 &&
+            evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER) {
+            size_t acked = (size_t)req->body_unacked;
+            req->body_unacked = 0;
+            if (req->ops->body_consumed != NULL)
+                req->ops->body_consumed(req, acked);
         }
+        return (size_t)n;
     }
     if (n > 0 && req->ops->body_consumed != NULL)
         req->ops->body_consumed(req, (size_t)n);
@@ -313,10 +409,9 @@ void pt__req_codec_done(pt_req_t *req)
         pt__req_abort(req);
         return;
     }
-    if (req->chain_suspended) {
+    if (req->wait != PT_WAIT_NONE) {
         run_abort_hooks(req);
-        req->chain_suspended = false;
-        req->holds &= ~PT_REQ_HOLD_CHAIN;
+        pt__chain_abandon(req);
     }
     release(req, PT_REQ_HOLD_CODEC);
 }
@@ -329,10 +424,7 @@ void pt__req_abort(pt_req_t *req)
     if (req->fail_status == 0)
         req->fail_status = PT_ERR_CANCELED;
     run_abort_hooks(req);
-    if (req->chain_suspended) {
-        req->chain_suspended = false;
-        req->holds &= ~PT_REQ_HOLD_CHAIN;
-    }
+    pt__chain_abandon(req);
     release(req, PT_REQ_HOLD_CODEC);
 }
 
@@ -351,29 +443,20 @@ void pt__resp_head(pt_req_t *req)
         return;
     req->resp_started = true;
     pt_headers_set(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
-    if (pt__chain_response_head(req) != 0 && req->fail_status == 0)
-        req->fail_status = PT_ERR_INTERNAL;
-    req->ops->send_head(req);
+    pt__chain_resp_head(req);
 }
 
 void pt__resp_body(pt_req_t *req, const void *data, size_t len, bool end)
 {
-    if (req->resp_ended || req->aborted || !req->resp_started)
+    if (req->resp_ended || req->aborted || !req->resp_started || req->resp_replaced)
         return;
-    if (pt__chain_response_body(req, data, len, end) != 0) {
-        req->resp_ended = true;
-        req->ops->reset(req);
-        return;
-    }
-    req->bytes_out += len;
-    if (end)
-        req->resp_ended = true;
-    req->ops->send_body(req, data, len, end);
+    pt__chain_resp_body(req, data, len, end);
 }
 
 bool pt__resp_blocked(pt_req_t *req)
 {
-    if (req->ops->out_pending(req) <= req->config->limits.max_response_buffer)
+    if (req->ops->out_pending(req) + pt__chain_resp_queued(req) <=
+        req->config->limits.max_response_buffer)
         return false;
     req->want_writable = true;
     return true;
@@ -418,6 +501,14 @@ pt_headers_t *pt_req_resp_headers(pt_req_t *req) { return &req->resp_headers; }
 int pt_req_resp_status(const pt_req_t *req) { return req->resp_status; }
 void pt_req_set_resp_status(pt_req_t *req, int status) { req->resp_status = status; }
 bool pt_req_is_aborted(const pt_req_t *req) { return req->aborted; }
+int64_t pt_req_body_length(const pt_req_t *req) { return req->content_length; }
+void pt_req_set_body_length(pt_req_t *req, int64_t len) { req->content_length = len < 0 ? -1 : len; }
+int64_t pt_req_resp_body_length(const pt_req_t *req) { return req->resp_content_length; }
+void pt_req_set_resp_body_length(pt_req_t *req, int64_t len)
+{
+    if (!req->resp_head_sent)
+        req->resp_content_length = len < 0 ? -1 : len;
+}
 
 pt_str_t pt_req_param(const pt_req_t *req, pt_str_t name)
 {
@@ -450,6 +541,11 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
     pt_str_t b = pt_arena_strdup(req->arena, body);
     if (b.base == NULL)
         return PT_ERR_LIMIT;
+    if (req->resp_started) {
+        /* From the response side: the reply replaces the handler's response whole. */
+        pt_headers_init(&req->resp_headers, req->arena);
+        pt_headers_init(&req->resp_trailers, req->arena);
+    }
     req->resp_status = status;
     req->local_body = b;
     req->resp_content_length = (int64_t)b.len;

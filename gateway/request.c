@@ -20,6 +20,9 @@
 #include "path.h"
 #include "request.h"
 
+/* Body bytes an HTTP/1 connection reads and drops after a body filter refused, to keep it. */
+#define BODY_DISCARD_MAX ((uint64_t)1 << 20)
+
 /* A request's arena may not grow past this: hostile growth becomes PT_ERR_LIMIT. */
 #define REQ_ARENA_LIMIT ((size_t)16 * 1024 * 1024)
 
@@ -144,6 +147,7 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
     req->ops = ops;
     req->stream = stream;
     req->content_length = -1;
+    req->content_length_in = -1;
     req->resp_content_length = -1;
     req->scheme = PT_STR("http");
     pt_headers_init(&req->headers, a);
@@ -220,6 +224,7 @@ void pt__req_headers_done(pt_req_t *req)
             }
         }
     }
+    req->content_length_in = req->content_length;
     if (body_filtered(req)) {
         /* What arrived before routing (at most the end mark, or a first DATA
          * frame) goes through the filters like the rest. */
@@ -296,9 +301,16 @@ void pt__req_body_filtered(pt_req_t *req, size_t raw_len)
 
 void pt__req_body_refused(pt_req_t *req, bool respond)
 {
+    /* The rest of the body is read and dropped (the codec sees body_done),
+     * so the client, still sending, gets the answer instead of a reset; past
+     * a bound the connection closes instead. HTTP/2 drops just the stream. */
+    uint64_t left = req->content_length_in >= 0 && (uint64_t)req->content_length_in >= req->body_received
+                        ? (uint64_t)req->content_length_in - req->body_received
+                        : UINT64_MAX;
+    if (req->version < 20 && !req->body_done && left > BODY_DISCARD_MAX)
+        req->close_after = true;
     req->body_done = true;
     req->body_out_done = true;
-    req->close_after = true;
     req->buffering = false;
     evbuffer_drain(req->body, evbuffer_get_length(req->body));
     if (respond && !req->resp_started && req->resp_status >= 200 && req->resp_status <= 999) {

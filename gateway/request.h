@@ -97,7 +97,8 @@ struct pt_req {
     pt_str_t target;               /* raw request target as received (logs) */
     int version;                   /* 10, 11, 20 */
     pt_headers_t headers;
-    int64_t content_length;        /* -1 when unknown (chunked / h2 without content-length) */
+    int64_t content_length;        /* -1 when unknown (chunked / h2 without content-length); the upstream's */
+    int64_t content_length_in;     /* the client's, as received (content_length may be changed by filters) */
     bool expect_body;              /* a body follows (CL > 0, chunked, or h2 without END_STREAM) */
     bool expect_continue;          /* HTTP/1.1 `Expect: 100-continue` */
     pt_str_t client_addr;

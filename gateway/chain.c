@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "chain.h"
-#include "handler.h"
 
 /* ---- scratch memory for body-filter output ------------------------------ */
 
@@ -145,43 +144,13 @@ int pt_body_pass(pt_body_out_t *out, const pt_bufvec_t *in)
 
 /* ---- request headers ---------------------------------------------------- */
 
-static void send_local(pt_req_t *req)
-{
-    /* 1xx is never a final answer: a client would wait for the real one. */
-    if (req->resp_status < 200 || req->resp_status > 999) {
-        pt__resp_fail(req, PT_ERR_INTERNAL, "filter returned RESPOND without a response");
-        return;
-    }
-    pt__resp_head(req);
-    pt__resp_body(req, req->local_body.base, req->local_body.len, true);
-}
-
 static void suspend(pt_req_t *req, pt_chain_wait_t wait)
 {
     req->wait = wait;
     req->holds |= PT_REQ_HOLD_CHAIN;
 }
 
-static void handle_status(pt_req_t *req, pt_fstatus_t st)
-{
-    switch (st) {
-    case PT_FILTER_CONTINUE:
-        pt__chain_run(req);
-        break;
-    case PT_FILTER_RESPOND:
-        send_local(req);
-        break;
-    case PT_FILTER_SUSPEND:
-        suspend(req, PT_WAIT_REQ_HEADERS);
-        break;
-    default:
-        pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
-                      req->fail_reason != NULL ? req->fail_reason : "filter failed");
-        break;
-    }
-}
-
-void pt__chain_run(pt_req_t *req)
+pt_fstatus_t pt__chain_run(pt_req_t *req)
 {
     while (req->chain_pos < req->chain_cnt) {
         size_t i = req->chain_pos++;
@@ -190,12 +159,12 @@ void pt__chain_run(pt_req_t *req)
         if (f->def->on_request_headers == NULL)
             continue;
         pt_fstatus_t st = f->def->on_request_headers(f, req, req->filter_ctx[i]);
-        if (st != PT_FILTER_CONTINUE) {
-            handle_status(req, st);
-            return;
-        }
+        if (st == PT_FILTER_SUSPEND)
+            suspend(req, PT_WAIT_REQ_HEADERS);
+        if (st != PT_FILTER_CONTINUE)
+            return st;
     }
-    pt__req_start_handler(req);
+    return PT_FILTER_CONTINUE;
 }
 
 /* ---- body pipelines ----------------------------------------------------- */
@@ -403,86 +372,89 @@ static int pump(pt_req_t *req, int side, bool resumed, size_t *raw)
     return rc;
 }
 
-static void req_pump(pt_req_t *req, bool resumed)
+static pt_pipe_t outcome(int rc)
 {
-    size_t raw;
-    int rc = pump(req, PT_SIDE_REQ, resumed, &raw);
-    if (rc == RUN_FAILED || rc == RUN_RESPOND)
-        pt__req_body_refused(req, rc == RUN_RESPOND);
-    else
-        pt__req_body_filtered(req, raw);
-}
-
-void pt__chain_req_body(pt_req_t *req, const void *data, size_t len, bool end)
-{
-    struct pt_bodyq *q = bodyq(req, PT_SIDE_REQ);
-    if (len != 0)
-        evbuffer_add(q->pend, data, len);
-    q->pend_end |= end;
-    if (q->open && req->wait != PT_WAIT_REQ_BODY) {
-        pt__req_enter(req);
-        req_pump(req, false);
-        pt__req_leave(req);
+    switch (rc) {
+    case RUN_DONE:
+        return PT_PIPE_DONE;
+    case RUN_PARKED:
+        return PT_PIPE_WAIT;
+    case RUN_RESPOND:
+        return PT_PIPE_RESPOND;
+    default:
+        return PT_PIPE_FAILED;
     }
 }
 
-void pt__chain_req_open(pt_req_t *req)
+pt_pipe_t pt__chain_req_body(pt_req_t *req, const void *data, size_t len, bool end, size_t *raw)
+{
+    struct pt_bodyq *q = bodyq(req, PT_SIDE_REQ);
+    *raw = 0;
+    if (len != 0)
+        evbuffer_add(q->pend, data, len);
+    q->pend_end |= end;
+    if (!q->open || req->wait == PT_WAIT_REQ_BODY)
+        return PT_PIPE_WAIT;
+    return outcome(pump(req, PT_SIDE_REQ, false, raw));
+}
+
+pt_pipe_t pt__chain_req_open(pt_req_t *req, size_t *raw)
 {
     struct pt_bodyq *q = bodyq(req, PT_SIDE_REQ);
     q->open = true;
-    if (req->wait != PT_WAIT_REQ_BODY)
-        req_pump(req, false);
+    *raw = 0;
+    if (req->wait == PT_WAIT_REQ_BODY)
+        return PT_PIPE_WAIT;
+    return outcome(pump(req, PT_SIDE_REQ, false, raw));
+}
+
+pt_pipe_t pt__chain_req_resume(pt_req_t *req, size_t *raw)
+{
+    return outcome(pump(req, PT_SIDE_REQ, true, raw));
 }
 
 /* ---- response side ------------------------------------------------------ */
 
-static void resp_failed(pt_req_t *req)
+static bool resp_filtered(const pt_req_t *req)
 {
-    if (req->resp_ended)
-        return;
-    req->resp_ended = true;
-    req->ops->reset(req);
+    return req->chain_ran != 0 && req->route.route->has_response_body_filters;
 }
 
-/* Runs the response body (or queues it while a filter waits). */
-static void resp_body_in(pt_req_t *req, const void *data, size_t len, bool end)
+pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool end)
 {
     if (req->resp_ended || req->aborted)
-        return;
+        return PT_PIPE_DONE;
     struct pt_bodyq *q = req->bq[PT_SIDE_RESP];
-    bool filtered = req->chain_ran != 0 && req->route.route->has_response_body_filters;
     if (req->wait == PT_WAIT_RESP_HEADERS || req->wait == PT_WAIT_RESP_BODY ||
         (q != NULL && evbuffer_get_length(q->pend) != 0)) {
         q = bodyq(req, PT_SIDE_RESP);
         if (len != 0)
             evbuffer_add(q->pend, data, len);
         q->pend_end |= end;
-        return;
+        return PT_PIPE_WAIT;
     }
-    if (!filtered) {
+    if (!resp_filtered(req)) {
         /* The common case: no body filter, straight to the codec. */
         req->bytes_out += len;
         if (end)
             req->resp_ended = true;
         req->ops->send_body(req, data, len, end);
-        return;
+        return PT_PIPE_DONE;
     }
     bodyq(req, PT_SIDE_RESP);
     run_begin(req);
     pt_str_t one = {data, len};
     int rc = run(req, PT_SIDE_RESP, req->resp_body_first, (pt_bufvec_t){&one, len != 0 ? 1 : 0}, end);
     run_end(req);
-    if (rc == RUN_FAILED || rc == RUN_RESPOND)
-        resp_failed(req);
+    return outcome(rc) == PT_PIPE_RESPOND ? PT_PIPE_FAILED : outcome(rc);
 }
 
-static void resp_pump(pt_req_t *req, bool resumed)
+pt_pipe_t pt__chain_resp_flush(pt_req_t *req, bool resumed)
 {
     struct pt_bodyq *q = req->bq[PT_SIDE_RESP];
     if (q == NULL || req->resp_ended || req->aborted)
-        return;
-    bool filtered = req->chain_ran != 0 && req->route.route->has_response_body_filters;
-    if (!filtered) {
+        return PT_PIPE_DONE;
+    if (!resp_filtered(req)) {
         /* Queued only while the head waited: hand it over as it is. */
         size_t len = evbuffer_get_length(q->pend);
         bool end = q->pend_end;
@@ -494,25 +466,14 @@ static void resp_pump(pt_req_t *req, bool resumed)
             req->ops->send_body(req, len != 0 ? evbuffer_pullup(q->pend, -1) : NULL, len, end);
             evbuffer_drain(q->pend, len);
         }
-    } else {
-        size_t raw;
-        int rc = pump(req, PT_SIDE_RESP, resumed, &raw);
-        if (rc == RUN_FAILED || rc == RUN_RESPOND)
-            resp_failed(req);
+        return PT_PIPE_DONE;
     }
-    /* The handler may have paused on the queue we just emptied. */
-    if (req->want_writable && !req->aborted && pt__chain_resp_queued(req) == 0 &&
-        req->ops->out_pending(req) <= req->config->limits.max_response_buffer)
-        pt__req_on_writable(req);
+    size_t raw;
+    pt_pipe_t rc = outcome(pump(req, PT_SIDE_RESP, resumed, &raw));
+    return rc == PT_PIPE_RESPOND ? PT_PIPE_FAILED : rc;
 }
 
-void pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool end)
-{
-    resp_body_in(req, data, len, end);
-}
-
-/* A response-side RESPOND or ERROR at `step`: the response becomes the local reply. */
-static void replace_response(pt_req_t *req, pt_fstatus_t st, size_t step)
+void pt__chain_resp_replace(pt_req_t *req, pt_fstatus_t st, size_t step)
 {
     req->resp_replaced = true;
     req->resp_body_first = step + 1;
@@ -540,8 +501,7 @@ static void replace_response(pt_req_t *req, pt_fstatus_t st, size_t step)
     }
 }
 
-/* Response-header filters from `step` on, then the head goes to the codec. */
-static void resp_head_from(pt_req_t *req, size_t step)
+pt_fstatus_t pt__chain_resp_head(pt_req_t *req, size_t step)
 {
     size_t n = req->chain_ran;
     for (; step < n; step++) {
@@ -554,65 +514,14 @@ static void resp_head_from(pt_req_t *req, size_t step)
         if (st == PT_FILTER_SUSPEND) {
             req->wait_step = step;
             suspend(req, PT_WAIT_RESP_HEADERS);
-            return;
+            return PT_FILTER_SUSPEND;
         }
-        replace_response(req, st, step);
+        pt__chain_resp_replace(req, st, step);
     }
-    if (req->resp_ended || req->aborted)
-        return; /* cut off (pt__resp_fail) while a filter waited */
-    req->resp_head_sent = true;
-    req->ops->send_head(req);
-    if (req->resp_replaced)
-        resp_body_in(req, req->local_body.base, req->local_body.len, true);
-    else
-        resp_pump(req, false);
+    return PT_FILTER_CONTINUE;
 }
 
-void pt__chain_resp_head(pt_req_t *req)
-{
-    resp_head_from(req, 0);
-}
-
-/* ---- resume and teardown ------------------------------------------------ */
-
-void pt_chain_resume(pt_req_t *req, pt_fstatus_t st)
-{
-    /* Not suspended: a second resume, or the abort path already let go. */
-    if (req->wait == PT_WAIT_NONE || req->aborted)
-        return;
-    pt_chain_wait_t wait = req->wait;
-    req->wait = PT_WAIT_NONE;
-    req->holds &= ~PT_REQ_HOLD_CHAIN;
-    pt__req_enter(req); /* what follows may release the last hold */
-    switch (wait) {
-    case PT_WAIT_REQ_HEADERS:
-        handle_status(req, st);
-        break;
-    case PT_WAIT_REQ_BODY:
-        if (st == PT_FILTER_CONTINUE)
-            req_pump(req, true);
-        else
-            pt__req_body_refused(req, st == PT_FILTER_RESPOND);
-        break;
-    case PT_WAIT_RESP_HEADERS:
-        if (st == PT_FILTER_CONTINUE) {
-            resp_head_from(req, req->wait_step + 1);
-        } else {
-            replace_response(req, st, req->wait_step);
-            resp_head_from(req, req->wait_step + 1);
-        }
-        break;
-    case PT_WAIT_RESP_BODY:
-        if (st == PT_FILTER_CONTINUE)
-            resp_pump(req, true);
-        else
-            resp_failed(req);
-        break;
-    case PT_WAIT_NONE:
-        break;
-    }
-    pt__req_leave(req);
-}
+/* ---- teardown ----------------------------------------------------------- */
 
 void pt__chain_abandon(pt_req_t *req)
 {

@@ -3,9 +3,10 @@
  *
  * Every phase of filter.h runs here: request headers, request body, response
  * headers, response body and log, with suspension (contract 4) possible in
- * the first four. The chain reports outcomes to request.c through the
- * functions marked "request.c:" below; handlers never call the chain
- * directly, they use pt__resp_* and pt__req_body_read (request.h).
+ * the first four. The chain only runs filters and reports outcomes; the
+ * request core (request.c) decides what follows -- starting the handler,
+ * answering, resuming -- so calls go one way, request.c -> chain.c. Handlers
+ * never call the chain directly, they use pt__resp_* and pt__req_body_read.
  *
  * Body pipelines: each side (PT_SIDE_REQ, PT_SIDE_RESP) has a queue of bytes
  * that entered but could not run yet (a filter is suspended, or the request
@@ -21,45 +22,64 @@
 
 #include "request.h"
 
-/**
- * Runs the request-header phase from the current position. Ends in one of:
- * the handler started, a local reply sent, or the chain suspended (a filter
- * will call pt_chain_resume()).
- */
-void pt__chain_run(pt_req_t *req);
-
-/** request.c: the request side is through; starts the route's handler. */
-void pt__req_start_handler(pt_req_t *req);
+/** What a body pipeline did with the bytes it was given. */
+typedef enum pt_pipe {
+    PT_PIPE_DONE,    /* everything went through and was delivered */
+    PT_PIPE_WAIT,    /* queued: a filter waits (or the request side is not open yet) */
+    PT_PIPE_FAILED,  /* a filter failed or refused (pt_req_fail said why) */
+    PT_PIPE_RESPOND, /* request side: a filter made a local reply (pt_req_respond) */
+} pt_pipe_t;
 
 /**
- * Response head: runs the response-header filters (reverse order) over the
- * filters that ran, then hands the head to the codec -- now, or when a
- * suspended filter resumes. Body bytes given meanwhile are queued.
+ * Runs the request-header phase from req->chain_pos. Returns CONTINUE (every
+ * filter passed: the handler may start), RESPOND, ERROR, or SUSPEND (req->wait
+ * is set and the chain holds the request until pt_chain_resume()).
  */
-void pt__chain_resp_head(pt_req_t *req);
+pt_fstatus_t pt__chain_run(pt_req_t *req);
 
 /**
- * Response body: runs the response-body filters over `data` and hands their
- * output to the codec, or queues it while a filter is suspended. On a
- * filter error the response is cut off (ops->reset).
+ * Request body for a route with request-body filters or request_buffering:
+ * queued (copied), then run through the filters if the side is open and no
+ * filter waits. Output goes to req->body (req->body_out_done at the end).
+ * *raw is set to the queued input bytes the run consumed.
  */
-void pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool end);
+pt_pipe_t pt__chain_req_body(pt_req_t *req, const void *data, size_t len, bool end, size_t *raw);
 
-/** Response bytes queued in the chain (not yet handed to the codec). */
-size_t pt__chain_resp_queued(const pt_req_t *req);
+/** Opens the request side (the handler starts, or buffering begins) and runs what is queued. */
+pt_pipe_t pt__chain_req_open(pt_req_t *req, size_t *raw);
 
-/**
- * Request body from the codec for a route with request-body filters or
- * request_buffering: queued (copied), then run through the filters once the
- * request side is open. The output goes to req->body.
- */
-void pt__chain_req_body(pt_req_t *req, const void *data, size_t len, bool end);
+/** After a request-body filter resumed with CONTINUE: runs its parked input, then the queue. */
+pt_pipe_t pt__chain_req_resume(pt_req_t *req, size_t *raw);
 
 /** Request bytes queued in the chain before the filters (not in req->body yet). */
 size_t pt__chain_req_queued(const pt_req_t *req);
 
-/** Opens the request-body pipeline (the handler starts, or buffering begins) and runs what is queued. */
-void pt__chain_req_open(pt_req_t *req);
+/**
+ * Response-header filters (reverse order) from `step` on. A RESPOND or ERROR
+ * replaces the response (pt__chain_resp_replace). Returns CONTINUE (the head
+ * is ready for the codec) or SUSPEND (req->wait, req->wait_step are set).
+ */
+pt_fstatus_t pt__chain_resp_head(pt_req_t *req, size_t step);
+
+/**
+ * The response becomes the local reply of a response-side RESPOND (or a JSON
+ * error for ERROR) made at `step`; later body filters start after `step`,
+ * the handler's body is dropped.
+ */
+void pt__chain_resp_replace(pt_req_t *req, pt_fstatus_t st, size_t step);
+
+/**
+ * Response body: through the response-body filters to the codec (DONE),
+ * queued while a filter waits (WAIT), or FAILED (the caller cuts the
+ * response off).
+ */
+pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool end);
+
+/** Runs what the response side queued (after the head went out, or a body filter resumed). */
+pt_pipe_t pt__chain_resp_flush(pt_req_t *req, bool resumed);
+
+/** Response bytes queued in the chain (not yet handed to the codec). */
+size_t pt__chain_resp_queued(const pt_req_t *req);
 
 /** The client went away or the request is being finalised: forget any suspension. */
 void pt__chain_abandon(pt_req_t *req);
@@ -69,18 +89,6 @@ void pt__chain_dispose(pt_req_t *req);
 
 /** Log phase over the filters that ran (chain order). */
 void pt__chain_log(pt_req_t *req);
-
-/** request.c: the filtered request body ended (req->body_out_done is set). */
-void pt__req_body_filtered_end(pt_req_t *req);
-
-/** request.c: new filtered request body bytes are in req->body (raw_len input bytes consumed). */
-void pt__req_body_filtered(pt_req_t *req, size_t raw_len);
-
-/**
- * request.c: a request-body filter refused (ERROR) or answered (RESPOND):
- * answer the client, stop reading the body, stop the handler if it runs.
- */
-void pt__req_body_refused(pt_req_t *req, bool respond);
 
 /**
  * Builds the JSON error body of `st` for `req` into the arena:

@@ -167,7 +167,7 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
 }
 
 /* The route runs request-body filters (or buffers): bytes go through chain.c first. */
-static bool body_filtered(const pt_req_t *req)
+static bool body_filtered_route(const pt_req_t *req)
 {
     const pt_route_t *r = req->route.route;
     return r != NULL && (r->has_request_body_filters || r->request_buffering);
@@ -178,6 +178,8 @@ static uint64_t max_body_of(const pt_req_t *req)
     const pt_route_t *r = req->route.route;
     return r != NULL && r->max_body != 0 ? r->max_body : req->config->limits.max_body;
 }
+
+static void after_request_headers(pt_req_t *req, pt_fstatus_t st);
 
 void pt__req_headers_done(pt_req_t *req)
 {
@@ -225,17 +227,18 @@ void pt__req_headers_done(pt_req_t *req)
         }
     }
     req->content_length_in = req->content_length;
-    if (body_filtered(req)) {
+    if (body_filtered_route(req)) {
         /* What arrived before routing (at most the end mark, or a first DATA
          * frame) goes through the filters like the rest. */
         size_t early = evbuffer_get_length(req->body);
         req->body_out_done = false;
         if (early != 0 || req->body_done) {
-            pt__chain_req_body(req, evbuffer_pullup(req->body, -1), early, req->body_done);
+            size_t raw; /* the side is not open yet: this only queues */
+            (void)pt__chain_req_body(req, evbuffer_pullup(req->body, -1), early, req->body_done, &raw);
             evbuffer_drain(req->body, early);
         }
     }
-    pt__chain_run(req);
+    after_request_headers(req, pt__chain_run(req));
 }
 
 static void start_handler(pt_req_t *req)
@@ -246,38 +249,10 @@ static void start_handler(pt_req_t *req)
     route->handler->start(req, route->handler_conf);
 }
 
-/* Called by chain.c when the request side is through: the handler takes over. */
-void pt__req_start_handler(pt_req_t *req)
+/* New filtered request-body bytes are in req->body; `raw` input bytes were consumed. */
+static void body_filtered(pt_req_t *req, size_t raw)
 {
-    const pt_route_t *route = req->route.route;
-    if (route->handler == NULL) {
-        pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "route has no handler");
-        return;
-    }
-    if (req->expect_continue && !req->body_done && !req->continue_sent &&
-        req->ops->send_continue != NULL) {
-        req->continue_sent = true;
-        req->ops->send_continue(req);
-    }
-    if (!body_filtered(req)) {
-        start_handler(req);
-        return;
-    }
-    if (route->request_buffering && !req->body_out_done) {
-        /* The handler starts once the whole body went through the filters
-         * (pt__req_body_filtered), bounded by max_body. */
-        req->buffering = true;
-        pt__chain_req_open(req);
-        return;
-    }
-    start_handler(req);
-    if (!req->aborted && !req->resp_ended)
-        pt__chain_req_open(req);
-}
-
-void pt__req_body_filtered(pt_req_t *req, size_t raw_len)
-{
-    req->body_unacked += raw_len;
+    req->body_unacked += raw;
     if (req->body_unacked != 0 &&
         (req->buffering || evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER)) {
         size_t n = (size_t)req->body_unacked;
@@ -299,7 +274,9 @@ void pt__req_body_filtered(pt_req_t *req, size_t raw_len)
         req->route.route->handler->on_body(req);
 }
 
-void pt__req_body_refused(pt_req_t *req, bool respond)
+/* A request-body filter refused (ERROR) or answered (RESPOND): answer the
+ * client, stop reading the body, stop the handler if it runs. */
+static void body_refused(pt_req_t *req, bool respond)
 {
     /* The rest of the body is read and dropped (the codec sees body_done),
      * so the client, still sending, gets the answer instead of a reset; past
@@ -325,6 +302,76 @@ void pt__req_body_refused(pt_req_t *req, bool respond)
     pt__chain_abandon(req);
 }
 
+static void body_outcome(pt_req_t *req, pt_pipe_t rc, size_t raw)
+{
+    if (rc == PT_PIPE_FAILED || rc == PT_PIPE_RESPOND)
+        body_refused(req, rc == PT_PIPE_RESPOND);
+    else
+        body_filtered(req, raw);
+}
+
+/* The request side is through: the handler takes over (after the whole body
+ * went through the filters, for request_buffering routes). */
+static void handler_go(pt_req_t *req)
+{
+    const pt_route_t *route = req->route.route;
+    if (route->handler == NULL) {
+        pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "route has no handler");
+        return;
+    }
+    if (req->expect_continue && !req->body_done && !req->continue_sent &&
+        req->ops->send_continue != NULL) {
+        req->continue_sent = true;
+        req->ops->send_continue(req);
+    }
+    if (!body_filtered_route(req)) {
+        start_handler(req);
+        return;
+    }
+    size_t raw;
+    if (route->request_buffering && !req->body_out_done) {
+        req->buffering = true;
+        pt_pipe_t rc = pt__chain_req_open(req, &raw);
+        body_outcome(req, rc, raw);
+        return;
+    }
+    start_handler(req);
+    if (!req->aborted && !req->resp_ended) {
+        pt_pipe_t rc = pt__chain_req_open(req, &raw);
+        body_outcome(req, rc, raw);
+    }
+}
+
+static void send_local(pt_req_t *req)
+{
+    /* 1xx is never a final answer: a client would wait for the real one. */
+    if (req->resp_status < 200 || req->resp_status > 999) {
+        pt__resp_fail(req, PT_ERR_INTERNAL, "filter returned RESPOND without a response");
+        return;
+    }
+    pt__resp_head(req);
+    pt__resp_body(req, req->local_body.base, req->local_body.len, true);
+}
+
+/* What the request-header phase (or its resumed rest) ended in. */
+static void after_request_headers(pt_req_t *req, pt_fstatus_t st)
+{
+    switch (st) {
+    case PT_FILTER_CONTINUE:
+        handler_go(req);
+        break;
+    case PT_FILTER_RESPOND:
+        send_local(req);
+        break;
+    case PT_FILTER_SUSPEND:
+        break; /* pt_chain_resume() continues */
+    default:
+        pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
+                      req->fail_reason != NULL ? req->fail_reason : "filter failed");
+        break;
+    }
+}
+
 size_t pt__req_body_queued(const pt_req_t *req)
 {
     if (req->buffering)
@@ -337,6 +384,16 @@ void pt__req_reject(pt_req_t *req, int st, const char *reason)
     if (req->request_id.base == NULL)
         assign_request_id(req); /* codec rejects come before pt__req_headers_done */
     pt__resp_fail(req, st, reason);
+}
+
+/* Client bytes for a route with request-body filters. */
+static void filtered_in(pt_req_t *req, const void *data, size_t len, bool end)
+{
+    size_t raw;
+    pt__req_enter(req); /* a refusal or the handler may release the last hold */
+    pt_pipe_t rc = pt__chain_req_body(req, data, len, end, &raw);
+    body_outcome(req, rc, raw);
+    pt__req_leave(req);
 }
 
 void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
@@ -359,16 +416,16 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
             pt__chain_abandon(req); /* the codec still holds it */
             return;
         }
-        if (body_filtered(req)) {
+        if (body_filtered_route(req)) {
             if (end)
                 req->body_done = true;
-            pt__chain_req_body(req, data, len, end);
+            filtered_in(req, data, len, end);
             return;
         }
         evbuffer_add(req->body, data, len);
-    } else if (end && body_filtered(req)) {
+    } else if (end && body_filtered_route(req)) {
         req->body_done = true;
-        pt__chain_req_body(req, NULL, 0, true);
+        filtered_in(req, NULL, 0, true);
         return;
     }
     if (end) {
@@ -386,7 +443,7 @@ size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof)
     if (n < 0)
         n = 0;
     *eof = req->body_out_done && evbuffer_get_length(req->body) == 0;
-    if (body_filtered(req)) {
+    if (body_filtered_route(req)) {
         /* The filters ran when the bytes arrived; report what they took to
          * the codec once the handler's queue is low again. */
         if (n > 0 && req->body_unacked != 0 &&
@@ -449,20 +506,90 @@ void pt__req_handler_done(pt_req_t *req)
 
 /* ---- responses --------------------------------------------------------- */
 
+static void resp_outcome(pt_req_t *req, pt_pipe_t rc)
+{
+    if (rc == PT_PIPE_FAILED && !req->resp_ended) {
+        req->resp_ended = true;
+        req->ops->reset(req); /* the client sees a truncation, never a wrong body */
+    }
+}
+
+/* The handler may have paused on output that the chain held and just released. */
+static void maybe_writable(pt_req_t *req)
+{
+    if (req->want_writable && !req->aborted && pt__chain_resp_queued(req) == 0 &&
+        req->ops->out_pending(req) <= req->config->limits.max_response_buffer)
+        pt__req_on_writable(req);
+}
+
+/* The response-header filters are through: the head goes to the codec, then what waited. */
+static void head_ready(pt_req_t *req)
+{
+    if (req->resp_ended || req->aborted)
+        return; /* cut off (pt__resp_fail) while a filter waited */
+    req->resp_head_sent = true;
+    req->ops->send_head(req);
+    if (req->resp_replaced)
+        resp_outcome(req, pt__chain_resp_body(req, req->local_body.base, req->local_body.len, true));
+    else
+        resp_outcome(req, pt__chain_resp_flush(req, false));
+}
+
 void pt__resp_head(pt_req_t *req)
 {
     if (req->resp_started || req->aborted)
         return;
     req->resp_started = true;
     pt_headers_set(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
-    pt__chain_resp_head(req);
+    if (pt__chain_resp_head(req, 0) == PT_FILTER_CONTINUE)
+        head_ready(req);
 }
 
 void pt__resp_body(pt_req_t *req, const void *data, size_t len, bool end)
 {
     if (req->resp_ended || req->aborted || !req->resp_started || req->resp_replaced)
         return;
-    pt__chain_resp_body(req, data, len, end);
+    resp_outcome(req, pt__chain_resp_body(req, data, len, end));
+}
+
+/* ---- resuming a suspended filter (filter.h) ----------------------------- */
+
+void pt_chain_resume(pt_req_t *req, pt_fstatus_t st)
+{
+    /* Not suspended: a second resume, or the abort path already let go. */
+    if (req->wait == PT_WAIT_NONE || req->aborted)
+        return;
+    pt_chain_wait_t wait = req->wait;
+    req->wait = PT_WAIT_NONE;
+    req->holds &= ~PT_REQ_HOLD_CHAIN;
+    pt__req_enter(req); /* what follows may release the last hold */
+    size_t raw = 0;
+    switch (wait) {
+    case PT_WAIT_REQ_HEADERS:
+        after_request_headers(req, st == PT_FILTER_CONTINUE ? pt__chain_run(req) : st);
+        break;
+    case PT_WAIT_REQ_BODY:
+        if (st == PT_FILTER_CONTINUE) {
+            pt_pipe_t rc = pt__chain_req_resume(req, &raw);
+            body_outcome(req, rc, raw);
+        } else {
+            body_refused(req, st == PT_FILTER_RESPOND);
+        }
+        break;
+    case PT_WAIT_RESP_HEADERS:
+        if (st != PT_FILTER_CONTINUE)
+            pt__chain_resp_replace(req, st, req->wait_step);
+        if (pt__chain_resp_head(req, req->wait_step + 1) == PT_FILTER_CONTINUE)
+            head_ready(req);
+        break;
+    case PT_WAIT_RESP_BODY:
+        resp_outcome(req, st == PT_FILTER_CONTINUE ? pt__chain_resp_flush(req, true) : PT_PIPE_FAILED);
+        break;
+    case PT_WAIT_NONE:
+        break;
+    }
+    maybe_writable(req);
+    pt__req_leave(req);
 }
 
 bool pt__resp_blocked(pt_req_t *req)

@@ -8,6 +8,10 @@ function(pt_add_unit_test name)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 60)
   endif()
+  if(PORTICO_SANITIZE)
+    # ASan+UBSan run 3-10x slower; a loaded 2-core machine must not turn that into timeouts.
+    math(EXPR T_TIMEOUT "${T_TIMEOUT} * 4")
+  endif()
   if(NOT EXISTS ${PORTICO_SOURCE_DIR}/test/unit/test_${name}.c)
     # Several engineers share one work tree: a test registered before its file
     # is written must not break everyone's configure step.

@@ -920,7 +920,8 @@ static void load_match(loader_t *L, pt_route_t *r, const pt_conf_node_t *n)
     }
 }
 
-static const char *const route_keys[] = {"name", "match", "filters", "max_body", "timeout", NULL};
+static const char *const route_keys[] = {"name",    "match",   "filters", "max_body",
+                                         "timeout", "request_buffering", NULL};
 
 /* The route's handler conf: fields, parse_conf; check_conf runs after everything is loaded. */
 static void load_handler(loader_t *L, pt_route_t *r, const pt_handler_def_t *def,
@@ -970,6 +971,8 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
         } else if (strcmp(k->str, "timeout") == 0) {
             if (pt_conf_get_duration_ms(cx, v, &r->timeout_ms) == 0 && r->timeout_ms == 0)
                 pt_conf_error(cx, v, "timeout must be positive");
+        } else if (strcmp(k->str, "request_buffering") == 0) {
+            pt_conf_get_bool(cx, v, &r->request_buffering);
         } else {
             const pt_handler_def_t *def = pt_handler_find(k->str, k->len);
             if (def == NULL) {
@@ -1008,6 +1011,10 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
     for (size_t i = 0; i < own_cnt; i++)
         chain[global_cnt + i] = own[i];
     r->chain = chain;
+    for (size_t i = 0; i < r->chain_cnt; i++) {
+        r->has_request_body_filters |= chain[i]->def->on_request_body != NULL;
+        r->has_response_body_filters |= chain[i]->def->on_response_body != NULL;
+    }
     (void)hnode;
 }
 

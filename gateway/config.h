@@ -134,6 +134,9 @@ typedef struct pt_route {
     size_t chain_cnt;
     uint64_t max_body;             /* from the route or limits.max_body */
     uint64_t timeout_ms;           /* 0 = the cluster's */
+    bool request_buffering;        /* request-body filters run over the whole body before the handler */
+    bool has_request_body_filters; /* some filter of `chain` has on_request_body */
+    bool has_response_body_filters;
     const pt_conf_node_t *node;
 } pt_route_t;
 

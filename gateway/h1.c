@@ -442,6 +442,7 @@ static void reject_new(h1_conn_t *c, int st, const char *reason)
     req->method = PT_STR("-");
     req->close_after = true;
     req->body_done = true;
+    req->body_out_done = true;
     c->no_more = true;
     pt__req_reject(req, st, reason);
 }
@@ -608,7 +609,7 @@ static bool want_read(h1_conn_t *c)
     if (c->reading != NULL) {
         pt_req_t *req = c->reading->req;
         return req == NULL || req->body == NULL ||
-               evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER;
+               pt__req_body_queued(req) < PT_REQ_BODY_HIGH_WATER;
     }
     if (!pt_h1p_idle(c->parser))
         return true; /* finish the head being received */

@@ -20,6 +20,9 @@
 #include "path.h"
 #include "request.h"
 
+/* Body bytes an HTTP/1 connection reads and drops after a body filter refused, to keep it. */
+#define BODY_DISCARD_MAX ((uint64_t)1 << 20)
+
 /* A request's arena may not grow past this: hostile growth becomes PT_ERR_LIMIT. */
 #define REQ_ARENA_LIMIT ((size_t)16 * 1024 * 1024)
 
@@ -98,6 +101,7 @@ static void finalize(pt_req_t *req)
     req->finalized = true;
     pt__chain_log(req);
     pt_observe_request(req);
+    pt__chain_dispose(req);
     if (req->body != NULL)
         evbuffer_free(req->body);
     pt_config_t *cfg = req->config;
@@ -143,6 +147,7 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
     req->ops = ops;
     req->stream = stream;
     req->content_length = -1;
+    req->content_length_in = -1;
     req->resp_content_length = -1;
     req->scheme = PT_STR("http");
     pt_headers_init(&req->headers, a);
@@ -161,11 +166,20 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
     return req;
 }
 
+/* The route runs request-body filters (or buffers): bytes go through chain.c first. */
+static bool body_filtered_route(const pt_req_t *req)
+{
+    const pt_route_t *r = req->route.route;
+    return r != NULL && (r->has_request_body_filters || r->request_buffering);
+}
+
 static uint64_t max_body_of(const pt_req_t *req)
 {
     const pt_route_t *r = req->route.route;
     return r != NULL && r->max_body != 0 ? r->max_body : req->config->limits.max_body;
 }
+
+static void after_request_headers(pt_req_t *req, pt_fstatus_t st);
 
 void pt__req_headers_done(pt_req_t *req)
 {
@@ -212,11 +226,93 @@ void pt__req_headers_done(pt_req_t *req)
             }
         }
     }
-    pt__chain_run(req);
+    req->content_length_in = req->content_length;
+    if (body_filtered_route(req)) {
+        /* What arrived before routing (at most the end mark, or a first DATA
+         * frame) goes through the filters like the rest. */
+        size_t early = evbuffer_get_length(req->body);
+        req->body_out_done = false;
+        if (early != 0 || req->body_done) {
+            size_t raw; /* the side is not open yet: this only queues */
+            (void)pt__chain_req_body(req, evbuffer_pullup(req->body, -1), early, req->body_done, &raw);
+            evbuffer_drain(req->body, early);
+        }
+    }
+    after_request_headers(req, pt__chain_run(req));
 }
 
-/* Called by chain.c when the request side is through: the handler takes over. */
-void pt__req_start_handler(pt_req_t *req)
+static void start_handler(pt_req_t *req)
+{
+    const pt_route_t *route = req->route.route;
+    req->holds |= PT_REQ_HOLD_HANDLER;
+    req->handler_started = true;
+    route->handler->start(req, route->handler_conf);
+}
+
+/* New filtered request-body bytes are in req->body; `raw` input bytes were consumed. */
+static void body_filtered(pt_req_t *req, size_t raw)
+{
+    req->body_unacked += raw;
+    if (req->body_unacked != 0 &&
+        (req->buffering || evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER)) {
+        size_t n = (size_t)req->body_unacked;
+        req->body_unacked = 0;
+        if (req->ops->body_consumed != NULL)
+            req->ops->body_consumed(req, n);
+    }
+    if (req->buffering) {
+        if (req->body_out_done) {
+            req->buffering = false;
+            req->content_length = (int64_t)evbuffer_get_length(req->body);
+            req->expect_body = req->content_length > 0;
+            start_handler(req);
+        }
+        return;
+    }
+    if (req->handler_started && req->route.route->handler->on_body != NULL &&
+        (req->holds & PT_REQ_HOLD_HANDLER))
+        req->route.route->handler->on_body(req);
+}
+
+/* A request-body filter refused (ERROR) or answered (RESPOND): answer the
+ * client, stop reading the body, stop the handler if it runs. */
+static void body_refused(pt_req_t *req, bool respond)
+{
+    /* The rest of the body is read and dropped (the codec sees body_done),
+     * so the client, still sending, gets the answer instead of a reset; past
+     * a bound the connection closes instead. HTTP/2 drops just the stream. */
+    uint64_t left = req->content_length_in >= 0 && (uint64_t)req->content_length_in >= req->body_received
+                        ? (uint64_t)req->content_length_in - req->body_received
+                        : UINT64_MAX;
+    if (req->version < 20 && !req->body_done && left > BODY_DISCARD_MAX)
+        req->close_after = true;
+    req->body_done = true;
+    req->body_out_done = true;
+    req->buffering = false;
+    evbuffer_drain(req->body, evbuffer_get_length(req->body));
+    if (respond && !req->resp_started && req->resp_status >= 200 && req->resp_status <= 999) {
+        pt__resp_head(req);
+        pt__resp_body(req, req->local_body.base, req->local_body.len, true);
+    } else {
+        pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
+                      req->fail_reason != NULL ? req->fail_reason : "request body filter failed");
+    }
+    /* A running handler must stop: its abort hooks cancel the upstream work. */
+    run_abort_hooks(req);
+    pt__chain_abandon(req);
+}
+
+static void body_outcome(pt_req_t *req, pt_pipe_t rc, size_t raw)
+{
+    if (rc == PT_PIPE_FAILED || rc == PT_PIPE_RESPOND)
+        body_refused(req, rc == PT_PIPE_RESPOND);
+    else
+        body_filtered(req, raw);
+}
+
+/* The request side is through: the handler takes over (after the whole body
+ * went through the filters, for request_buffering routes). */
+static void handler_go(pt_req_t *req)
 {
     const pt_route_t *route = req->route.route;
     if (route->handler == NULL) {
@@ -228,9 +324,59 @@ void pt__req_start_handler(pt_req_t *req)
         req->continue_sent = true;
         req->ops->send_continue(req);
     }
-    req->holds |= PT_REQ_HOLD_HANDLER;
-    req->handler_started = true;
-    route->handler->start(req, route->handler_conf);
+    if (!body_filtered_route(req)) {
+        start_handler(req);
+        return;
+    }
+    size_t raw;
+    if (route->request_buffering && !req->body_out_done) {
+        req->buffering = true;
+        pt_pipe_t rc = pt__chain_req_open(req, &raw);
+        body_outcome(req, rc, raw);
+        return;
+    }
+    start_handler(req);
+    if (!req->aborted && !req->resp_ended) {
+        pt_pipe_t rc = pt__chain_req_open(req, &raw);
+        body_outcome(req, rc, raw);
+    }
+}
+
+static void send_local(pt_req_t *req)
+{
+    /* 1xx is never a final answer: a client would wait for the real one. */
+    if (req->resp_status < 200 || req->resp_status > 999) {
+        pt__resp_fail(req, PT_ERR_INTERNAL, "filter returned RESPOND without a response");
+        return;
+    }
+    pt__resp_head(req);
+    pt__resp_body(req, req->local_body.base, req->local_body.len, true);
+}
+
+/* What the request-header phase (or its resumed rest) ended in. */
+static void after_request_headers(pt_req_t *req, pt_fstatus_t st)
+{
+    switch (st) {
+    case PT_FILTER_CONTINUE:
+        handler_go(req);
+        break;
+    case PT_FILTER_RESPOND:
+        send_local(req);
+        break;
+    case PT_FILTER_SUSPEND:
+        break; /* pt_chain_resume() continues */
+    default:
+        pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
+                      req->fail_reason != NULL ? req->fail_reason : "filter failed");
+        break;
+    }
+}
+
+size_t pt__req_body_queued(const pt_req_t *req)
+{
+    if (req->buffering)
+        return 0;
+    return evbuffer_get_length(req->body) + pt__chain_req_queued(req);
 }
 
 void pt__req_reject(pt_req_t *req, int st, const char *reason)
@@ -238,6 +384,16 @@ void pt__req_reject(pt_req_t *req, int st, const char *reason)
     if (req->request_id.base == NULL)
         assign_request_id(req); /* codec rejects come before pt__req_headers_done */
     pt__resp_fail(req, st, reason);
+}
+
+/* Client bytes for a route with request-body filters. */
+static void filtered_in(pt_req_t *req, const void *data, size_t len, bool end)
+{
+    size_t raw;
+    pt__req_enter(req); /* a refusal or the handler may release the last hold */
+    pt_pipe_t rc = pt__chain_req_body(req, data, len, end, &raw);
+    body_outcome(req, rc, raw);
+    pt__req_leave(req);
 }
 
 void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
@@ -248,6 +404,8 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
         req->body_received += len;
         if (req->body_received > max_body_of(req)) {
             req->body_done = true;
+            req->body_out_done = true;
+            req->buffering = false;
             req->close_after = true;
             evbuffer_drain(req->body, evbuffer_get_length(req->body));
             pt__resp_fail(req, PT_ERR_LIMIT, "request body larger than the route allows");
@@ -255,16 +413,25 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
              * A suspended filter is cancelled the same way; its late resume, if
              * the request is still alive, finds the chain no longer suspended. */
             run_abort_hooks(req);
-            if (req->chain_suspended) {
-                req->chain_suspended = false;
-                req->holds &= ~PT_REQ_HOLD_CHAIN; /* the codec still holds it */
-            }
+            pt__chain_abandon(req); /* the codec still holds it */
+            return;
+        }
+        if (body_filtered_route(req)) {
+            if (end)
+                req->body_done = true;
+            filtered_in(req, data, len, end);
             return;
         }
         evbuffer_add(req->body, data, len);
-    }
-    if (end)
+    } else if (end && body_filtered_route(req)) {
         req->body_done = true;
+        filtered_in(req, NULL, 0, true);
+        return;
+    }
+    if (end) {
+        req->body_done = true;
+        req->body_out_done = true;
+    }
     if (req->handler_started && req->route.route->handler->on_body != NULL &&
         (req->holds & PT_REQ_HOLD_HANDLER))
         req->route.route->handler->on_body(req);
@@ -275,20 +442,18 @@ size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof)
     int n = evbuffer_remove(req->body, buf, max);
     if (n < 0)
         n = 0;
-    bool drained = evbuffer_get_length(req->body) == 0;
-    *eof = req->body_done && drained;
-    if (n > 0 || *eof) {
-        if (pt__chain_request_body(req, buf, (size_t)n, *eof) != 0) {
-            /* A body filter refused: answer it, stop reading, let the handler go. */
-            req->body_done = true;
-            req->close_after = true;
-            evbuffer_drain(req->body, evbuffer_get_length(req->body));
-            pt__resp_fail(req, req->fail_status != 0 ? req->fail_status : PT_ERR_INTERNAL,
-                          req->fail_reason != NULL ? req->fail_reason : "request body filter failed");
-            run_abort_hooks(req);
-            *eof = false;
-            return 0;
+    *eof = req->body_out_done && evbuffer_get_length(req->body) == 0;
+    if (body_filtered_route(req)) {
+        /* The filters ran when the bytes arrived; report what they took to
+         * the codec once the handler's queue is low again. */
+        if (n > 0 && req->body_unacked != 0 &&
+            evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER) {
+            size_t acked = (size_t)req->body_unacked;
+            req->body_unacked = 0;
+            if (req->ops->body_consumed != NULL)
+                req->ops->body_consumed(req, acked);
         }
+        return (size_t)n;
     }
     if (n > 0 && req->ops->body_consumed != NULL)
         req->ops->body_consumed(req, (size_t)n);
@@ -313,10 +478,9 @@ void pt__req_codec_done(pt_req_t *req)
         pt__req_abort(req);
         return;
     }
-    if (req->chain_suspended) {
+    if (req->wait != PT_WAIT_NONE) {
         run_abort_hooks(req);
-        req->chain_suspended = false;
-        req->holds &= ~PT_REQ_HOLD_CHAIN;
+        pt__chain_abandon(req);
     }
     release(req, PT_REQ_HOLD_CODEC);
 }
@@ -329,10 +493,7 @@ void pt__req_abort(pt_req_t *req)
     if (req->fail_status == 0)
         req->fail_status = PT_ERR_CANCELED;
     run_abort_hooks(req);
-    if (req->chain_suspended) {
-        req->chain_suspended = false;
-        req->holds &= ~PT_REQ_HOLD_CHAIN;
-    }
+    pt__chain_abandon(req);
     release(req, PT_REQ_HOLD_CODEC);
 }
 
@@ -345,35 +506,96 @@ void pt__req_handler_done(pt_req_t *req)
 
 /* ---- responses --------------------------------------------------------- */
 
+static void resp_outcome(pt_req_t *req, pt_pipe_t rc)
+{
+    if (rc == PT_PIPE_FAILED && !req->resp_ended) {
+        req->resp_ended = true;
+        req->ops->reset(req); /* the client sees a truncation, never a wrong body */
+    }
+}
+
+/* The handler may have paused on output that the chain held and just released. */
+static void maybe_writable(pt_req_t *req)
+{
+    if (req->want_writable && !req->aborted && pt__chain_resp_queued(req) == 0 &&
+        req->ops->out_pending(req) <= req->config->limits.max_response_buffer)
+        pt__req_on_writable(req);
+}
+
+/* The response-header filters are through: the head goes to the codec, then what waited. */
+static void head_ready(pt_req_t *req)
+{
+    if (req->resp_ended || req->aborted)
+        return; /* cut off (pt__resp_fail) while a filter waited */
+    req->resp_head_sent = true;
+    req->ops->send_head(req);
+    if (req->resp_replaced)
+        resp_outcome(req, pt__chain_resp_body(req, req->local_body.base, req->local_body.len, true));
+    else
+        resp_outcome(req, pt__chain_resp_flush(req, false));
+}
+
 void pt__resp_head(pt_req_t *req)
 {
     if (req->resp_started || req->aborted)
         return;
     req->resp_started = true;
     pt_headers_set(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
-    if (pt__chain_response_head(req) != 0 && req->fail_status == 0)
-        req->fail_status = PT_ERR_INTERNAL;
-    req->ops->send_head(req);
+    if (pt__chain_resp_head(req, 0) == PT_FILTER_CONTINUE)
+        head_ready(req);
 }
 
 void pt__resp_body(pt_req_t *req, const void *data, size_t len, bool end)
 {
-    if (req->resp_ended || req->aborted || !req->resp_started)
+    if (req->resp_ended || req->aborted || !req->resp_started || req->resp_replaced)
         return;
-    if (pt__chain_response_body(req, data, len, end) != 0) {
-        req->resp_ended = true;
-        req->ops->reset(req);
+    resp_outcome(req, pt__chain_resp_body(req, data, len, end));
+}
+
+/* ---- resuming a suspended filter (filter.h) ----------------------------- */
+
+void pt_chain_resume(pt_req_t *req, pt_fstatus_t st)
+{
+    /* Not suspended: a second resume, or the abort path already let go. */
+    if (req->wait == PT_WAIT_NONE || req->aborted)
         return;
+    pt_chain_wait_t wait = req->wait;
+    req->wait = PT_WAIT_NONE;
+    req->holds &= ~PT_REQ_HOLD_CHAIN;
+    pt__req_enter(req); /* what follows may release the last hold */
+    size_t raw = 0;
+    switch (wait) {
+    case PT_WAIT_REQ_HEADERS:
+        after_request_headers(req, st == PT_FILTER_CONTINUE ? pt__chain_run(req) : st);
+        break;
+    case PT_WAIT_REQ_BODY:
+        if (st == PT_FILTER_CONTINUE) {
+            pt_pipe_t rc = pt__chain_req_resume(req, &raw);
+            body_outcome(req, rc, raw);
+        } else {
+            body_refused(req, st == PT_FILTER_RESPOND);
+        }
+        break;
+    case PT_WAIT_RESP_HEADERS:
+        if (st != PT_FILTER_CONTINUE)
+            pt__chain_resp_replace(req, st, req->wait_step);
+        if (pt__chain_resp_head(req, req->wait_step + 1) == PT_FILTER_CONTINUE)
+            head_ready(req);
+        break;
+    case PT_WAIT_RESP_BODY:
+        resp_outcome(req, st == PT_FILTER_CONTINUE ? pt__chain_resp_flush(req, true) : PT_PIPE_FAILED);
+        break;
+    case PT_WAIT_NONE:
+        break;
     }
-    req->bytes_out += len;
-    if (end)
-        req->resp_ended = true;
-    req->ops->send_body(req, data, len, end);
+    maybe_writable(req);
+    pt__req_leave(req);
 }
 
 bool pt__resp_blocked(pt_req_t *req)
 {
-    if (req->ops->out_pending(req) <= req->config->limits.max_response_buffer)
+    if (req->ops->out_pending(req) + pt__chain_resp_queued(req) <=
+        req->config->limits.max_response_buffer)
         return false;
     req->want_writable = true;
     return true;
@@ -418,6 +640,14 @@ pt_headers_t *pt_req_resp_headers(pt_req_t *req) { return &req->resp_headers; }
 int pt_req_resp_status(const pt_req_t *req) { return req->resp_status; }
 void pt_req_set_resp_status(pt_req_t *req, int status) { req->resp_status = status; }
 bool pt_req_is_aborted(const pt_req_t *req) { return req->aborted; }
+int64_t pt_req_body_length(const pt_req_t *req) { return req->content_length; }
+void pt_req_set_body_length(pt_req_t *req, int64_t len) { req->content_length = len < 0 ? -1 : len; }
+int64_t pt_req_resp_body_length(const pt_req_t *req) { return req->resp_content_length; }
+void pt_req_set_resp_body_length(pt_req_t *req, int64_t len)
+{
+    if (!req->resp_head_sent)
+        req->resp_content_length = len < 0 ? -1 : len;
+}
 
 pt_str_t pt_req_param(const pt_req_t *req, pt_str_t name)
 {
@@ -450,6 +680,11 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
     pt_str_t b = pt_arena_strdup(req->arena, body);
     if (b.base == NULL)
         return PT_ERR_LIMIT;
+    if (req->resp_started) {
+        /* From the response side: the reply replaces the handler's response whole. */
+        pt_headers_init(&req->resp_headers, req->arena);
+        pt_headers_init(&req->resp_trailers, req->arena);
+    }
     req->resp_status = status;
     req->local_body = b;
     req->resp_content_length = (int64_t)b.len;

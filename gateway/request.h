@@ -56,6 +56,17 @@ typedef struct pt_stream_ops {
     void (*reset)(pt_req_t *req);
 } pt_stream_ops_t;
 
+/** Where the filter chain waits for a suspended filter (filter.h contract 4). */
+typedef enum pt_chain_wait {
+    PT_WAIT_NONE = 0,
+    PT_WAIT_REQ_HEADERS,
+    PT_WAIT_REQ_BODY,
+    PT_WAIT_RESP_HEADERS,
+    PT_WAIT_RESP_BODY,
+} pt_chain_wait_t;
+
+enum { PT_SIDE_REQ = 0, PT_SIDE_RESP = 1 };
+
 enum {
     PT_REQ_HOLD_CODEC = 1u << 0,
     PT_REQ_HOLD_HANDLER = 1u << 1,
@@ -86,7 +97,8 @@ struct pt_req {
     pt_str_t target;               /* raw request target as received (logs) */
     int version;                   /* 10, 11, 20 */
     pt_headers_t headers;
-    int64_t content_length;        /* -1 when unknown (chunked / h2 without content-length) */
+    int64_t content_length;        /* -1 when unknown (chunked / h2 without content-length); the upstream's */
+    int64_t content_length_in;     /* the client's, as received (content_length may be changed by filters) */
     bool expect_body;              /* a body follows (CL > 0, chunked, or h2 without END_STREAM) */
     bool expect_continue;          /* HTTP/1.1 `Expect: 100-continue` */
     pt_str_t client_addr;
@@ -98,17 +110,21 @@ struct pt_req {
     uint32_t method_bit;
 
     /* request body, queued between codec and handler */
-    struct evbuffer *body;         /* bytes received and not yet read by the handler */
+    struct evbuffer *body;         /* bytes for the handler (after request-body filters), not yet read */
     uint64_t body_received;        /* total body bytes so far (bytes in) */
-    bool body_done;                /* the body ended (or there was none) */
+    bool body_done;                /* the codec's input ended, or was refused: no more pt__req_body */
+    bool body_out_done;            /* the handler's view: the (filtered) body ended */
     bool continue_sent;
+    uint64_t body_unacked;         /* filtered input bytes not yet reported to ops->body_consumed */
+    uint64_t body_out_total;       /* bytes the request-body filters handed to the handler */
 
     /* response */
     int resp_status;
     pt_headers_t resp_headers;     /* never framing headers: content-length/transfer-encoding are the codec's */
     int64_t resp_content_length;   /* body length when known (the codec frames with it), else -1 */
     pt_headers_t resp_trailers;    /* sent with the end of the body when non-empty (h2, chunked h1) */
-    bool resp_started;             /* head passed to the codec */
+    bool resp_started;             /* the handler (or a local reply) started the response */
+    bool resp_head_sent;           /* the response-header filters ran and the codec has the head */
     bool resp_ended;
     uint64_t bytes_out;            /* body bytes handed to the codec */
     pt_str_t local_body;           /* body of a local reply */
@@ -124,8 +140,13 @@ struct pt_req {
     size_t chain_pos;              /* next request-side filter to run */
     size_t chain_ran;              /* filters whose request side ran (response side unwinds these) */
     void **filter_ctx;             /* per chain position, ctx_size bytes each (or NULL) */
-    bool chain_suspended;
-    bool in_chain;
+    pt_chain_wait_t wait;          /* which phase a filter suspended, if any */
+    size_t wait_step;              /* response headers: the step of the suspended filter */
+    size_t resp_body_first;        /* response-body steps before this one are skipped (replaced response) */
+    bool buffering;                /* request_buffering: the handler waits for the filtered body */
+    bool resp_replaced;            /* a response-side RESPOND/ERROR replaced the handler's response */
+    struct pt_bodyq *bq[2];        /* body pipelines (PT_SIDE_REQ/RESP), NULL until a body filter runs */
+    struct pt_scratch *scratch;    /* output of body filters during one pipeline run */
 
     /* handler */
     void *handler_ctx;
@@ -171,6 +192,13 @@ void pt__req_reject(pt_req_t *req, int st, const char *reason);
 /** Body bytes arrived (copied into the queue); `end` marks the end of the body. */
 void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end);
 
+/**
+ * Body bytes queued for this request on the way to its handler (codecs stop
+ * reading above PT_REQ_BODY_HIGH_WATER). 0 while a request_buffering route
+ * collects its body: that buffer is bounded by max_body instead.
+ */
+size_t pt__req_body_queued(const pt_req_t *req);
+
 /** The codec's output for this request drained below its low watermark. */
 void pt__req_on_writable(pt_req_t *req);
 
@@ -186,9 +214,9 @@ void pt__req_abort(pt_req_t *req);
 /* ---- called by handlers ------------------------------------------------- */
 
 /**
- * Reads up to `max` queued body bytes into `buf`, passing them through the
- * request-body filters. Returns the number of bytes (0 when none are queued);
- * *eof is set once the body has ended and everything was read.
+ * Reads up to `max` queued body bytes into `buf` (they already passed the
+ * request-body filters). Returns the number of bytes (0 when none are
+ * queued); *eof is set once the body has ended and everything was read.
  */
 size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof);
 

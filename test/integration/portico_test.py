@@ -240,13 +240,15 @@ class Portico:
         return self.proc.returncode
 
 
-def curl(*args, timeout=20):
-    """Runs curl; returns (status, headers dict (lowercase, last wins), body bytes, stderr)."""
+def curl(*args, timeout=20, input_bytes=None):
+    """Runs curl; returns (status, headers dict (lowercase, last wins), body bytes, stderr).
+    `input_bytes` is curl's standard input (for `--data-binary @-`)."""
     hdr = tempfile.NamedTemporaryFile(delete=False)
     hdr.close()
     try:
         p = subprocess.run(["curl", "-sS", "--max-time", str(timeout), "-D", hdr.name,
-                            "-o", "-"] + list(args), capture_output=True, timeout=timeout + 5)
+                            "-o", "-"] + list(args), capture_output=True, timeout=timeout + 5,
+                           input=input_bytes)
         with open(hdr.name, "rb") as f:
             raw = f.read().decode("latin-1")
     finally:

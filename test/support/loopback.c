@@ -125,7 +125,8 @@ int pt_lb_run(pt_lb_t *lb, const char *method, const char *target, const char *c
         req->content_length = (int64_t)body_len;
         req->expect_body = body_len != 0;
     }
-    req->body_done = body == NULL || body_len == 0;
+    if (body == NULL || body_len == 0)
+        pt__req_body(req, NULL, 0, true); /* as the codecs do for a bodyless request */
     pt__req_headers_done(req);
     if (body != NULL && body_len != 0 && !s.done)
         pt__req_body(req, body, body_len, true);

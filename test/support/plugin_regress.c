@@ -8,7 +8,7 @@
 #if defined(REGRESS_BODYFAIL)
 /* Rejects any request body slice that contains 'X' (a WAF-like body check). */
 static pt_fstatus_t on_request_body(const pt_filter_t *f, pt_req_t *req, void *ctx,
-                                    const pt_bufvec_t *in, bool end)
+                                    const pt_bufvec_t *in, bool end, pt_body_out_t *out)
 {
     (void)f; (void)ctx; (void)end;
     for (size_t i = 0; i < in->cnt; i++)
@@ -16,7 +16,7 @@ static pt_fstatus_t on_request_body(const pt_filter_t *f, pt_req_t *req, void *c
             pt_req_fail(req, PT_ERR_INVALID, "body rejected by filter");
             return PT_FILTER_ERROR;
         }
-    return PT_FILTER_CONTINUE;
+    return pt_body_pass(out, in) == 0 ? PT_FILTER_CONTINUE : PT_FILTER_ERROR;
 }
 const pt_filter_def_t pt_filter_def = {
     .abi = PT_FILTER_ABI, .name = "regress_bodyfail", .on_request_body = on_request_body,

@@ -1,13 +1,13 @@
 /*
  * plugin_suspend.c -- a test filter loaded from a shared object: it suspends
  * the chain, waits `delay_ms` on the worker's loop, then continues or denies
- * (403). It exercises the .so loader, SUSPEND/pt_chain_resume and abort hooks.
- * (A test plugin may peek at worker.h for the loop; real plugins use the SDK.)
+ * (403). It exercises the .so loader, SUSPEND/pt_chain_resume and abort
+ * hooks, through the plugin SDK alone (portico/async.h timers): it is built
+ * with gateway/include only, as a third party's filter would be.
  */
-#include <event2/event.h>
-#include <string.h>
+#include <stddef.h>
+#include "portico/async.h"
 #include "portico/filter.h"
-#include "worker.h"
 
 typedef struct sconf {
     long long delay_ms;
@@ -15,7 +15,7 @@ typedef struct sconf {
 } sconf_t;
 
 typedef struct sctx {
-    struct event *timer;
+    pt_timer_t *timer;
     pt_req_t *req;
     const sconf_t *conf;
 } sctx_t;
@@ -26,14 +26,11 @@ static const pt_conf_field_t fields[] = {
     PT_CONF_FIELDS_END,
 };
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void on_timer(void *arg)
 {
-    (void)fd;
-    (void)what;
     sctx_t *c = arg;
     pt_req_t *req = c->req;
-    event_free(c->timer);
-    c->timer = NULL;
+    c->timer = NULL; /* fired timers free themselves */
     if (c->conf->deny) {
         pt_req_respond(req, 403, PT_STR("application/json"), PT_STR("{\"denied\":true}"));
         pt_chain_resume(req, PT_FILTER_RESPOND);
@@ -46,22 +43,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void on_abort(void *data)
 {
     sctx_t *c = data;
-    if (c->timer != NULL) {
-        event_free(c->timer);
-        c->timer = NULL;
-    }
+    pt_timer_cancel(c->timer);
+    c->timer = NULL;
 }
 
 static pt_fstatus_t on_request_headers(const pt_filter_t *f, pt_req_t *req, void *ctx)
 {
-    const sconf_t *conf = f->conf;
     sctx_t *c = ctx;
     c->req = req;
-    c->conf = conf;
-    c->timer = evtimer_new(pt_req_worker(req)->base, on_timer, c);
-    struct timeval tv = {0, (suseconds_t)conf->delay_ms * 1000};
-    evtimer_add(c->timer, &tv);
-    pt_req_on_abort(req, on_abort, c);
+    c->conf = f->conf;
+    if (pt_req_on_abort(req, on_abort, c) != 0 ||
+        pt_timer_start(pt_req_worker(req), (uint64_t)c->conf->delay_ms, on_timer, c, &c->timer) != 0) {
+        pt_req_fail(req, PT_ERR_NOMEM, "test_suspend: no timer");
+        return PT_FILTER_ERROR;
+    }
     return PT_FILTER_SUSPEND;
 }
 

@@ -110,6 +110,11 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
         req->body_done = true;
 }
 
+size_t pt__req_body_queued(const pt_req_t *req)
+{
+    return req->body != NULL ? evbuffer_get_length(req->body) : 0;
+}
+
 void pt__req_on_writable(pt_req_t *req)
 {
     F.writable++;

@@ -174,7 +174,7 @@ static void test_abort_while_suspended(void **state)
     req->path = PT_STR("/slow");
     req->body_done = true;
     pt__req_headers_done(req);
-    assert_true(req->chain_suspended);
+    assert_true(req->wait == PT_WAIT_REQ_HEADERS);
     pt__req_abort(req);
     /* the timer is gone: running the loop must not fire it */
     event_base_loop(lb.worker->base, EVLOOP_NONBLOCK);

@@ -54,7 +54,32 @@ int pt_req_set_path(pt_req_t *req, pt_str_t path);
 /** Replaces the authority forwarded upstream (copied). Returns 0 or PT_ERR_LIMIT. */
 int pt_req_set_authority(pt_req_t *req, pt_str_t authority);
 
+/**
+ * The request body's length as it will be sent upstream: the client's
+ * Content-Length, or -1 when unknown (chunked, HTTP/2 without length) or when
+ * a filter announced it changes the body.
+ */
+int64_t pt_req_body_length(const pt_req_t *req);
+
+/**
+ * A request-body filter that changes the body's length calls this with -1 in
+ * on_request_headers, before the handler sends the head upstream: the body
+ * then goes without Content-Length (chunked / HTTP/2 DATA). In a route with
+ * request_buffering the core sets the exact length itself.
+ */
+void pt_req_set_body_length(pt_req_t *req, int64_t len);
+
 /* ---- the response ------------------------------------------------------ */
+
+/** The response body's length when known (the codec frames with it), else -1. */
+int64_t pt_req_resp_body_length(const pt_req_t *req);
+
+/**
+ * A response-body filter that changes the body's length calls this with -1 in
+ * on_response_headers: the client gets the body chunked (HTTP/1.1) or
+ * without content-length (HTTP/2).
+ */
+void pt_req_set_resp_body_length(pt_req_t *req, int64_t len);
 
 /** Response headers; mutable until they are sent (response-header phase included). */
 pt_headers_t *pt_req_resp_headers(pt_req_t *req);

@@ -40,6 +40,7 @@
 #include <time.h>
 #include "conn.h"
 #include "h2.h"
+#include "reqcheck.h"
 #include "request.h"
 
 /* Output: stop serializing frames while this much is waiting in the socket's
@@ -856,6 +857,15 @@ static void head_complete(h2_conn_t *c, h2_stream_t *s, bool end_stream)
             stream_reject(s, PT_ERR_INVALID, ":authority and host differ");
         if (req->authority.len == 0)
             stream_reject(s, PT_ERR_INVALID, "missing :authority");
+    }
+    if (s->reject == 0) {
+        /* the same method and authority rules as HTTP/1.1 (reqcheck.h) */
+        const char *why;
+        int st = pt_reqcheck_method(req->method, &why);
+        if (st == 0)
+            st = pt_reqcheck_authority(req->authority, &why);
+        if (st != 0)
+            stream_reject(s, st, why);
     }
     if (s->reject == 0) {
         const char *q = memchr(req->target.base, '?', req->target.len);

@@ -385,10 +385,9 @@ static void earn_wu_credit(h2_conn_t *c, uint32_t n)
  * Frames that cost us a wake-up and a parse but move no request forward
  * (issue 14: 4 connections sending them used 174% CPU). Debian's nghttp2 1.52
  * has no limit of its own for any of them (no empty-DATA option, no glitch
- * limiter), and it drops several silently without a callback (PRIORITY when
- * RFC 7540 priorities are off, unknown types, WINDOW_UPDATE on closed
- * streams), so they are classified here from the raw frame header, before
- * nghttp2 sees them, and each one costs a glitch token:
+ * limiter), and some never reach a callback (frames of unknown types,
+ * WINDOW_UPDATE on closed streams), so they are classified here from the raw
+ * frame header, before nghttp2 sees them, and each one costs a glitch token:
  *  - DATA without END_STREAM carrying no payload (or only padding);
  *  - PRIORITY (we advertise SETTINGS_NO_RFC7540_PRIORITIES: they change nothing);
  *  - extension frame types (> CONTINUATION): Portico implements none;

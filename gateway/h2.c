@@ -53,8 +53,6 @@
 #define SETTINGS_ACK_MS 10000u  /* client must ACK our SETTINGS (nghttpx: 10 s) */
 #define DRAIN_RTT_MS 1000u      /* phase 1 -> phase 2 of the GOAWAY at the latest */
 #define CLOSE_LINGER_MS 5000u   /* flushing a final GOAWAY before closing */
-#define GLITCH_BURST 100.0      /* client-provoked errors tolerated at once ... */
-#define GLITCH_RATE 10.0        /* ... and per second afterwards */
 #define PREMATURE_MIN 100u      /* streams seen before the reset ratio applies */
 #define HDR_OVERLIMIT_MAX 4u    /* over-limit header blocks before GOAWAY */
 #define WU_MIN_INCREMENT 1024u  /* a WINDOW_UPDATE below this moves (almost) nothing */
@@ -119,6 +117,7 @@ struct h2_conn {
     uint64_t premature;        /* streams the client reset before our response ended */
     unsigned hdr_overlimit;    /* header blocks over the limits */
     double glitch_tokens;
+    double glitch_burst, glitch_rate; /* limits.h2_glitch_burst / h2_glitch_rate */
     uint64_t glitch_ms;
     uint32_t wu_credit;        /* WINDOW_UPDATEs earned by DATA we sent / streams opened */
 
@@ -367,9 +366,9 @@ static void terminate(h2_conn_t *c, uint32_t code)
 static void glitch(h2_conn_t *c)
 {
     uint64_t now = now_ms();
-    c->glitch_tokens += (double)(now - c->glitch_ms) * GLITCH_RATE / 1000.0;
-    if (c->glitch_tokens > GLITCH_BURST)
-        c->glitch_tokens = GLITCH_BURST;
+    c->glitch_tokens += (double)(now - c->glitch_ms) * c->glitch_rate / 1000.0;
+    if (c->glitch_tokens > c->glitch_burst)
+        c->glitch_tokens = c->glitch_burst;
     c->glitch_ms = now;
     c->glitch_tokens -= 1.0;
     if (c->glitch_tokens < 0)
@@ -1356,7 +1355,9 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     c->send_ms = t->send_ms;
     c->drain_ms = t->drain_ms;
     c->stream_idle_ms = DEFAULT_STREAM_IDLE_MS;
-    c->glitch_tokens = GLITCH_BURST;
+    c->glitch_burst = or_default(l->h2_glitch_burst, 100u);
+    c->glitch_rate = or_default(l->h2_glitch_rate, 10u);
+    c->glitch_tokens = c->glitch_burst;
     c->rx_to_hdr = 24; /* the client connection preface */
     c->start_ms = c->last_ms = c->glitch_ms = now_ms();
 

@@ -137,7 +137,7 @@ static const char full[] =
     "access_log: { path: stdout }\n"
     "workers: 4\n"
     "limits: { max_body: 2m, h2_max_streams: 50, allow_underscores: true, max_header_bytes: 32k,\n"
-    "          merge_slashes: false }\n"
+    "          merge_slashes: false, h2_glitch_burst: 500, h2_glitch_rate: 50 }\n"
     "timeouts: { header: 5s, drain: 0, keepalive: 1.5s }\n"
     "clusters:\n"
     "  - name: web\n"
@@ -193,6 +193,8 @@ static void test_full(void **state)
     assert_int_equal(c->limits.max_header_bytes, 32768);
     assert_true(c->limits.allow_underscores);
     assert_false(c->limits.merge_slashes);
+    assert_int_equal(c->limits.h2_glitch_burst, 500);
+    assert_int_equal(c->limits.h2_glitch_rate, 50);
     assert_int_equal(c->limits.max_header_count, 100); /* default kept */
     assert_int_equal(c->timeouts.header_ms, 5000);
     assert_int_equal(c->timeouts.drain_ms, 0);
@@ -308,6 +310,8 @@ static void test_defaults(void **state)
     assert_int_equal(l->h2_reset_burst, 1000);
     assert_int_equal(l->h2_reset_rate, 33);
     assert_int_equal(l->h2_max_continuations, 8);
+    assert_int_equal(l->h2_glitch_burst, 100);
+    assert_int_equal(l->h2_glitch_rate, 10);
     assert_int_equal(l->max_chunk_ext, 4096);
     assert_false(l->allow_underscores);
     assert_true(l->merge_slashes);

@@ -1082,6 +1082,31 @@ static void test_zero_progress_floods(void **state)
     }
 }
 
+/* limits.h2_glitch_burst / h2_glitch_rate set the budget. */
+static void test_glitch_budget_config(void **state)
+{
+    (void)state;
+    fake_reset();
+    pt_config_t cfg;
+    fake_config_defaults(&cfg);
+    cfg.limits.h2_glitch_burst = 5;
+    cfg.limits.h2_glitch_rate = 1;
+    fake_conn_t fc;
+    raw_t *r = calloc(1, sizeof(*r));
+    raw_connect(r, &fc, &cfg, true);
+    uint8_t prio[5] = {0, 0, 0, 0, 16};
+    unsigned sent = 0;
+    for (; sent < 100 && !fc.closed; sent++) {
+        raw_frame(r, NGHTTP2_PRIORITY, 0, 3, prio, 5);
+        raw_run(r, 2);
+    }
+    raw_run(r, 4);
+    /* 5 at once, the 6th ends it; a slow machine may have refilled a token or two */
+    print_message("closed after %u PRIORITY frames\n", sent);
+    assert_true(sent >= 6 && sent <= 10);
+    raw_expect_goaway_and_finish(r, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 /* What legitimate clients do must not trip it: a browser's handful of
  * PRIORITY frames, and the WINDOW_UPDATEs of a 1 MiB download. */
 static void test_zero_progress_legit(void **state)
@@ -1164,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_destroy_with_streams),
         cmocka_unit_test(test_zero_progress_floods),
         cmocka_unit_test(test_zero_progress_legit),
+        cmocka_unit_test(test_glitch_budget_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -248,8 +248,11 @@ static const spec_t limits_spec[] = {
     LIM("h2_reset_burst", K_U32, h2_reset_burst, 1, 1000000),
     LIM("h2_reset_rate", K_U32, h2_reset_rate, 1, 1000000),
     LIM("h2_max_continuations", K_U32, h2_max_continuations, 1, 1000),
+    LIM("h2_glitch_burst", K_U32, h2_glitch_burst, 1, 1000000),
+    LIM("h2_glitch_rate", K_U32, h2_glitch_rate, 1, 1000000),
     LIM("max_chunk_ext", K_SIZE32, max_chunk_ext, 0, 1u << 20),
     LIM("allow_underscores", K_BOOL, allow_underscores, 0, 1),
+    LIM("merge_slashes", K_BOOL, merge_slashes, 0, 1),
     LIM("max_response_buffer", K_SIZE64, max_response_buffer, 4096, 1ull << 30),
 };
 #undef LIM
@@ -280,8 +283,11 @@ static void set_defaults(pt_config_t *c)
         .h2_reset_burst = 1000,
         .h2_reset_rate = 33,
         .h2_max_continuations = 8,
+        .h2_glitch_burst = 100,
+        .h2_glitch_rate = 10,
         .max_chunk_ext = 4096,
         .allow_underscores = false,
+        .merge_slashes = true,
         .max_response_buffer = 256u << 10,
     };
     c->timeouts = (pt_timeouts_t){

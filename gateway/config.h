@@ -55,8 +55,11 @@ typedef struct pt_limits {
     uint32_t h2_reset_burst;       /* client RST_STREAM token bucket burst (1000) */
     uint32_t h2_reset_rate;        /* refill per second (33) */
     uint32_t h2_max_continuations; /* CONTINUATION frames per header block (8) */
+    uint32_t h2_glitch_burst;      /* client-provoked errors and zero-progress frames at once (100) ... */
+    uint32_t h2_glitch_rate;       /* ... and per second; then GOAWAY(ENHANCE_YOUR_CALM) (10) */
     uint32_t max_chunk_ext;        /* bytes of chunk extensions per request (4 KiB) */
     bool allow_underscores;        /* accept '_' in header names (false: 400) */
+    bool merge_slashes;            /* merge empty path segments, "//" -> "/" (true) */
     uint64_t max_response_buffer;  /* output bytes buffered per request before upstream reads pause (256 KiB) */
 } pt_limits_t;
 

@@ -18,6 +18,7 @@
  * incremental, so a client trickling bytes costs linear time.
  */
 #include "h1parse.h"
+#include "reqcheck.h"
 
 #include <http_parser.h>
 #include <stdlib.h>
@@ -374,44 +375,6 @@ static size_t scan_head(pt_h1p_t *p, const char *h, size_t to)
 
 /* ---- head semantics -------------------------------------------------------- */
 
-/* host = IP-literal / reg-name (strict subset: ALPHA DIGIT - . _ ~), [":" port] */
-static bool host_valid(pt_str_t h)
-{
-    size_t i = 0;
-    if (h.len == 0)
-        return false;
-    if (h.base[0] == '[') {
-        i = 1;
-        while (i < h.len &&
-               (hexval((unsigned char)h.base[i]) >= 0 || h.base[i] == ':' || h.base[i] == '.'))
-            i++;
-        if (i == 1 || i >= h.len || h.base[i] != ']')
-            return false;
-        i++;
-    } else {
-        while (i < h.len) {
-            unsigned char c = (unsigned char)h.base[i];
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '.' || c == '_' || c == '~'))
-                break;
-            i++;
-        }
-        if (i == 0)
-            return false;
-    }
-    if (i == h.len)
-        return true;
-    if (h.base[i] != ':')
-        return false;
-    size_t digits = h.len - i - 1;
-    if (digits > 5)
-        return false;
-    for (size_t k = i + 1; k < h.len; k++)
-        if (h.base[k] < '0' || h.base[k] > '9')
-            return false;
-    return true;
-}
-
 static int parse_target(pt_h1p_t *p, pt_h1p_head_t *h)
 {
     pt_str_t t = h->target;
@@ -445,10 +408,9 @@ static int parse_target(pt_h1p_t *p, pt_h1p_head_t *h)
     while (q < end && *q != '/' && *q != '?')
         q++;
     pt_str_t auth = {a, (size_t)(q - a)};
-    if (memchr(auth.base, '@', auth.len) != NULL)
-        return fail(p, PT_ERR_INVALID, "userinfo in request target");
-    if (!host_valid(auth))
-        return fail(p, PT_ERR_INVALID, "invalid authority in request target");
+    const char *why;
+    if (pt_reqcheck_authority(auth, &why) != 0)
+        return fail(p, PT_ERR_INVALID, why);
     if (q < end && *q == '?')
         return fail(p, PT_ERR_INVALID, "absolute-form target without path");
     h->scheme = scheme;
@@ -489,7 +451,7 @@ static int check_te(pt_h1p_t *p, pt_str_t v)
 static int map_hp_error(pt_h1p_t *p, enum http_errno e)
 {
     switch (e) {
-    case HPE_INVALID_METHOD:
+    case HPE_INVALID_METHOD: /* not reached: pt_reqcheck_method() uses http-parser's table */
         return fail(p, PT_ERR_NOT_IMPLEMENTED, "method not supported by the HTTP/1 parser");
     case HPE_HEADER_OVERFLOW:
         return fail(p, PT_ERR_HEADERS_TOO_LARGE, "http-parser: header overflow");
@@ -528,6 +490,12 @@ static int parse_head(pt_h1p_t *p, char *h, size_t n)
     size_t ll = (size_t)(lf - h);
     if (parse_request_line(p, h, ll - 1, true, hd) < 0)
         return p->err_status;
+    /* The method policy is reqcheck.c's, shared with HTTP/2; it runs before
+     * http-parser, whose own method table is the same one. */
+    const char *why;
+    int rc = pt_reqcheck_method(hd->method, &why);
+    if (rc != 0)
+        return fail(p, rc, why);
     if (ieq(hd->method, "connect"))
         return fail(p, PT_ERR_NOT_IMPLEMENTED, "CONNECT is not supported");
     if (parse_target(p, hd) < 0)
@@ -615,8 +583,8 @@ static int parse_head(pt_h1p_t *p, char *h, size_t n)
         return fail(p, PT_ERR_INVALID, "duplicate Host");
     if (host_cnt == 0 && hd->version == 11)
         return fail(p, PT_ERR_INVALID, "missing Host");
-    if (host_cnt == 1 && !host_valid(host))
-        return fail(p, PT_ERR_INVALID, "invalid Host");
+    if (host_cnt == 1 && pt_reqcheck_authority(host, &why) != 0)
+        return fail(p, PT_ERR_INVALID, why);
     if (hd->authority.base != NULL) {
         if (host_cnt == 1 && !ieq2(host, hd->authority))
             return fail(p, PT_ERR_INVALID, "absolute-form authority differs from Host");

@@ -20,7 +20,7 @@
  * (SECURITY-CASES §1, §2.2): the decoded header list size and field count
  * (counted while decoding, HPACK kept in sync, 431 answered, connection closed
  * after repeated over-limit blocks), a glitch budget for client-provoked
- * errors, a premature-reset ratio on top of nghttp2's RST_STREAM bucket, the
+ * errors and zero-progress frames (see count_frame()), a premature-reset ratio on top of nghttp2's RST_STREAM bucket, the
  * number of requests per connection, and request-body flow control driven by
  * what the handler actually consumed (manual WINDOW_UPDATEs).
  *
@@ -40,6 +40,7 @@
 #include <time.h>
 #include "conn.h"
 #include "h2.h"
+#include "reqcheck.h"
 #include "request.h"
 
 /* Output: stop serializing frames while this much is waiting in the socket's
@@ -52,10 +53,12 @@
 #define SETTINGS_ACK_MS 10000u  /* client must ACK our SETTINGS (nghttpx: 10 s) */
 #define DRAIN_RTT_MS 1000u      /* phase 1 -> phase 2 of the GOAWAY at the latest */
 #define CLOSE_LINGER_MS 5000u   /* flushing a final GOAWAY before closing */
-#define GLITCH_BURST 100.0      /* client-provoked errors tolerated at once ... */
-#define GLITCH_RATE 10.0        /* ... and per second afterwards */
 #define PREMATURE_MIN 100u      /* streams seen before the reset ratio applies */
 #define HDR_OVERLIMIT_MAX 4u    /* over-limit header blocks before GOAWAY */
+#define WU_MIN_INCREMENT 1024u  /* a WINDOW_UPDATE below this moves (almost) nothing */
+#define WU_CREDIT_PER_DATA 4u   /* WINDOW_UPDATEs a DATA frame we sent may earn back ... */
+#define WU_CREDIT_PER_STREAM 2u /* ... and a request stream the client opened */
+#define WU_CREDIT_MAX 1024u     /* earned credit is not banked beyond this */
 #define DEFAULT_STREAM_IDLE_MS (5u * 60u * 1000u)
 
 static const uint8_t DRAIN_PING[8] = {'p', 't', 'd', 'r', 'a', 'i', 'n', '1'};
@@ -114,7 +117,9 @@ struct h2_conn {
     uint64_t premature;        /* streams the client reset before our response ended */
     unsigned hdr_overlimit;    /* header blocks over the limits */
     double glitch_tokens;
+    double glitch_burst, glitch_rate; /* limits.h2_glitch_burst / h2_glitch_rate */
     uint64_t glitch_ms;
+    uint32_t wu_credit;        /* WINDOW_UPDATEs earned by DATA we sent / streams opened */
 
     uint64_t start_ms, last_ms; /* last_ms: start, or last time a stream closed */
     uint64_t settings_ms;       /* when our SETTINGS went out; 0 once ACKed */
@@ -361,13 +366,77 @@ static void terminate(h2_conn_t *c, uint32_t code)
 static void glitch(h2_conn_t *c)
 {
     uint64_t now = now_ms();
-    c->glitch_tokens += (double)(now - c->glitch_ms) * GLITCH_RATE / 1000.0;
-    if (c->glitch_tokens > GLITCH_BURST)
-        c->glitch_tokens = GLITCH_BURST;
+    c->glitch_tokens += (double)(now - c->glitch_ms) * c->glitch_rate / 1000.0;
+    if (c->glitch_tokens > c->glitch_burst)
+        c->glitch_tokens = c->glitch_burst;
     c->glitch_ms = now;
     c->glitch_tokens -= 1.0;
     if (c->glitch_tokens < 0)
         terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+static void earn_wu_credit(h2_conn_t *c, uint32_t n)
+{
+    c->wu_credit = c->wu_credit + n > WU_CREDIT_MAX ? WU_CREDIT_MAX : c->wu_credit + n;
+}
+
+/*
+ * Frames that cost us a wake-up and a parse but move no request forward
+ * (issue 14: 4 connections sending them used 174% CPU). Debian's nghttp2 1.52
+ * has no limit of its own for any of them (no empty-DATA option, no glitch
+ * limiter), and some never reach a callback (frames of unknown types,
+ * WINDOW_UPDATE on closed streams), so they are classified here from the raw
+ * frame header, before nghttp2 sees them, and each one costs a glitch token:
+ *  - DATA without END_STREAM carrying no payload (or only padding);
+ *  - PRIORITY (we advertise SETTINGS_NO_RFC7540_PRIORITIES: they change nothing);
+ *  - extension frame types (> CONTINUATION): Portico implements none;
+ *  - WINDOW_UPDATE with an increment under WU_MIN_INCREMENT, or one not
+ *    earned by DATA frames we sent or streams the client opened (Envoy's
+ *    "window updates per data frame sent" idea, as a credit).
+ * A client sending a few (a browser's PRIORITY frames, a connection-window
+ * WINDOW_UPDATE at start) stays far inside the budget. `need` is how many
+ * payload bytes the classification reads (0, 1 for a padded DATA, 4 for a
+ * WINDOW_UPDATE); a frame too short for that is left to nghttp2's own checks.
+ */
+static size_t classify_need(uint8_t type, uint8_t flags, uint32_t flen)
+{
+    if (type == NGHTTP2_DATA && (flags & NGHTTP2_FLAG_PADDED) && flen >= 1)
+        return 1;
+    if (type == NGHTTP2_WINDOW_UPDATE && flen == 4)
+        return 4;
+    return 0;
+}
+
+static bool zero_progress(h2_conn_t *c, const uint8_t *hd, uint32_t flen)
+{
+    uint8_t type = hd[3], flags = hd[4];
+    const uint8_t *pl = hd + 9;
+    switch (type) {
+    case NGHTTP2_DATA:
+        if (flags & NGHTTP2_FLAG_END_STREAM)
+            return false; /* an empty final DATA is how a body ends */
+        if (flags & NGHTTP2_FLAG_PADDED)
+            return flen >= 1 && (uint32_t)pl[0] + 1 == flen; /* longer padding: nghttp2 refuses */
+        return flen == 0;
+    case NGHTTP2_PRIORITY:
+        return true;
+    case NGHTTP2_WINDOW_UPDATE: {
+        if (flen != 4)
+            return false; /* FRAME_SIZE_ERROR, nghttp2's */
+        uint32_t incr = (((uint32_t)pl[0] & 0x7f) << 24) | ((uint32_t)pl[1] << 16) |
+                        ((uint32_t)pl[2] << 8) | pl[3];
+        if (incr == 0)
+            return false; /* a protocol error nghttp2 reports (on_invalid_frame counts it) */
+        if (incr < WU_MIN_INCREMENT)
+            return true;
+        if (c->wu_credit == 0)
+            return true;
+        c->wu_credit--;
+        return false;
+    }
+    default:
+        return type > NGHTTP2_CONTINUATION;
+    }
 }
 
 /* ---- drain -------------------------------------------------------------- */
@@ -581,6 +650,7 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *f
         evbuffer_add(c->out, pad, frame->data.padlen - 1);
     }
     s->last_ms = now_ms();
+    earn_wu_credit(c, WU_CREDIT_PER_DATA);
     pt_req_t *req = s->req;
     if (req != NULL && req->want_writable &&
         evbuffer_get_length(s->out) <= req->config->limits.max_response_buffer / 2)
@@ -607,6 +677,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         return 0;
     }
     c->requests++;
+    earn_wu_credit(c, WU_CREDIT_PER_STREAM);
     if (c->drain_phase >= 2 ||
         (c->max_requests != 0 && c->requests > (uint64_t)c->max_requests + c->max_streams)) {
         /* Past the GOAWAY we sent: nghttp2 normally ignores these; refuse what is left. */
@@ -784,6 +855,15 @@ static void head_complete(h2_conn_t *c, h2_stream_t *s, bool end_stream)
             stream_reject(s, PT_ERR_INVALID, ":authority and host differ");
         if (req->authority.len == 0)
             stream_reject(s, PT_ERR_INVALID, "missing :authority");
+    }
+    if (s->reject == 0) {
+        /* the same method and authority rules as HTTP/1.1 (reqcheck.h) */
+        const char *why;
+        int st = pt_reqcheck_method(req->method, &why);
+        if (st == 0)
+            st = pt_reqcheck_authority(req->authority, &why);
+        if (st != 0)
+            stream_reject(s, st, why);
     }
     if (s->reject == 0) {
         const char *q = memchr(req->target.base, '?', req->target.len);
@@ -1059,7 +1139,11 @@ static void feed(h2_conn_t *c, const uint8_t *data, size_t len)
  * 9-byte frame header in two; the rest waits for more bytes. Debian's 1.52
  * counts a CONTINUATION once per partial frame header it sees (upstream
  * #2817), so a legitimate header block arriving a byte at a time would hit
- * the CONTINUATION limit. Frame payloads may still be split anywhere. */
+ * the CONTINUATION limit. Frame payloads may still be split anywhere, except
+ * the few first bytes zero_progress() reads. Every frame header passes here
+ * once, so this is also where zero-progress frames are counted; when that
+ * empties the glitch budget, the walk stops before the frame (the session is
+ * terminating and the rest of the input is ignored). */
 static size_t feedable(h2_conn_t *c, const uint8_t *p, size_t len)
 {
     size_t off = 0;
@@ -1073,7 +1157,15 @@ static size_t feedable(h2_conn_t *c, const uint8_t *p, size_t len)
         }
         if (len - off < 9)
             break;
-        to = ((uint32_t)p[off] << 16) | ((uint32_t)p[off + 1] << 8) | p[off + 2];
+        uint32_t flen = ((uint32_t)p[off] << 16) | ((uint32_t)p[off + 1] << 8) | p[off + 2];
+        if (len - off < 9 + classify_need(p[off + 3], p[off + 4], flen))
+            break;
+        if (zero_progress(c, p + off, flen)) {
+            glitch(c);
+            if (c->terminating)
+                break;
+        }
+        to = flen;
         off += 9;
     }
     c->rx_to_hdr = to;
@@ -1094,7 +1186,7 @@ static void on_read(pt_conn_t *conn, void *arg)
             evbuffer_drain(in, n);
         }
     }
-    if (c->closing_ms != 0 || c->close_pending) {
+    if (c->closing_ms != 0 || c->close_pending || c->terminating) {
         evbuffer_drain(in, evbuffer_get_length(in)); /* garbage after GOAWAY is ignored */
     } else {
         dispatch(c); /* after the whole read: a HEADERS+RST pair never starts work */
@@ -1263,7 +1355,9 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     c->send_ms = t->send_ms;
     c->drain_ms = t->drain_ms;
     c->stream_idle_ms = DEFAULT_STREAM_IDLE_MS;
-    c->glitch_tokens = GLITCH_BURST;
+    c->glitch_burst = or_default(l->h2_glitch_burst, 100u);
+    c->glitch_rate = or_default(l->h2_glitch_rate, 10u);
+    c->glitch_tokens = c->glitch_burst;
     c->rx_to_hdr = 24; /* the client connection preface */
     c->start_ms = c->last_ms = c->glitch_ms = now_ms();
 

@@ -31,18 +31,38 @@ static bool is_path_char(unsigned char c)
            c == ':' || c == '@';
 }
 
-int pt_path_normalize(pt_arena_t *a, pt_str_t in, bool allow_encoded_slash, pt_str_t *out,
-                      const char **why)
+/* A segment that is "." or ".." followed by path parameters (";..."), after
+ * unreserved escapes were decoded (so "%2e%2e;" is caught too); ';' itself
+ * may be sent encoded. Tomcat and other Servlet containers strip the
+ * parameters and then see a dot segment that we did not remove: the
+ * "/public/..;/admin" bypass of prefix rules. */
+static bool is_dot_with_params(const char *seg, size_t len)
 {
+    size_t dots = 0;
+    while (dots < len && dots < 2 && seg[dots] == '.')
+        dots++;
+    if (dots == 0 || dots == len)
+        return false;
+    if (seg[dots] == ';')
+        return true;
+    return len - dots >= 3 && seg[dots] == '%' && seg[dots + 1] == '3' && seg[dots + 2] == 'B';
+}
+
+int pt_path_normalize(pt_arena_t *a, pt_str_t in, unsigned flags, pt_str_t *out, const char **why)
+{
+    bool allow_encoded_slash = (flags & PT_PATH_ALLOW_ENCODED_SLASH) != 0;
+    bool merge = (flags & PT_PATH_KEEP_EMPTY_SEGMENTS) == 0;
     if (in.len == 0 || in.base[0] != '/') {
         *why = "path must start with '/'";
         return PT_ERR_INVALID;
     }
-    /* Fast path: plain paths with no '%' and no dot segment stay as they are. */
+    /* Fast path: plain paths with no '%', no dot segment and (when merging)
+     * no empty segment stay as they are. */
     bool simple = true;
     for (size_t i = 0; i < in.len; i++) {
         unsigned char c = (unsigned char)in.base[i];
-        if (c == '%' || (c == '.' && in.base[i - 1] == '/')) {
+        if (c == '%' || (c == '.' && in.base[i - 1] == '/') ||
+            (merge && c == '/' && i > 0 && in.base[i - 1] == '/')) {
             simple = false;
         } else if (!is_path_char(c)) {
             *why = "invalid character in path";
@@ -87,7 +107,9 @@ int pt_path_normalize(pt_arena_t *a, pt_str_t in, bool allow_encoded_slash, pt_s
         i += 2;
     }
 
-    /* Pass 2: remove dot segments in place (RFC 3986 §5.2.4, segment-wise). */
+    /* Pass 2: remove dot segments (RFC 3986 §5.2.4, segment-wise) and merge
+     * empty segments ("//admin" is "/admin" for nginx and most back ends, so
+     * a prefix rule on "/admin/" must see it that way too). */
     char *res = pt_arena_alloc(a, n + 1);
     if (res == NULL)
         return PT_ERR_LIMIT;
@@ -100,7 +122,14 @@ int pt_path_normalize(pt_arena_t *a, pt_str_t in, bool allow_encoded_slash, pt_s
         size_t seglen = j - i - 1;
         const char *seg = buf + i + 1;
         bool last = j >= n;
-        if (seglen == 1 && seg[0] == '.') {
+        if (is_dot_with_params(seg, seglen)) {
+            *why = "dot segment with parameters (like '..;') in path";
+            return PT_ERR_INVALID;
+        }
+        if (seglen == 0 && merge) {
+            if (last && (r == 0 || res[r - 1] != '/'))
+                res[r++] = '/'; /* a trailing slash stays, once */
+        } else if (seglen == 1 && seg[0] == '.') {
             if (last)
                 res[r++] = '/';
         } else if (seglen == 2 && seg[0] == '.' && seg[1] == '.') {

@@ -188,7 +188,9 @@ void pt__req_headers_done(pt_req_t *req)
     assign_request_id(req);
 
     pt_str_t norm;
-    int rc = pt_path_normalize(req->arena, req->path, false, &norm, &why);
+    int rc = pt_path_normalize(req->arena, req->path,
+                               req->config->limits.merge_slashes ? 0 : PT_PATH_KEEP_EMPTY_SEGMENTS,
+                               &norm, &why);
     if (rc != 0) {
         req->close_after = true;
         pt__req_reject(req, rc, why != NULL ? why : "invalid path");

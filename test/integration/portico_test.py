@@ -180,7 +180,10 @@ class EchoServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def record(self, handler, body):
         with self._lock:
+            # "target": the request-target exactly as received (http.server
+            # rewrites a leading "//" in handler.path since Python 3.11.x)
             self.requests.append({"method": handler.command, "path": handler.path,
+                                  "target": handler.requestline.split(" ")[1],
                                   "headers": {k.lower(): v for k, v in handler.headers.items()},
                                   "body": body})
 

@@ -229,7 +229,8 @@ void fake_config_defaults(pt_config_t *cfg)
         .max_body = 1 << 20, .max_pipeline = 16, .max_requests_per_conn = 1000,
         .max_connections = 10000, .h2_max_streams = 100, .h2_stream_window = 64 * 1024,
         .h2_conn_window = 1 << 20, .h2_reset_burst = 1000, .h2_reset_rate = 33,
-        .h2_max_continuations = 8, .max_chunk_ext = 4096, .allow_underscores = false,
+        .h2_max_continuations = 8, .h2_glitch_burst = 100, .h2_glitch_rate = 10,
+        .max_chunk_ext = 4096, .allow_underscores = false, .merge_slashes = true,
         .max_response_buffer = 256 * 1024,
     };
     cfg->timeouts = (pt_timeouts_t){

@@ -136,7 +136,8 @@ static const char full[] =
     "admin: { address: 127.0.0.1:9901 }\n"
     "access_log: { path: stdout }\n"
     "workers: 4\n"
-    "limits: { max_body: 2m, h2_max_streams: 50, allow_underscores: true, max_header_bytes: 32k }\n"
+    "limits: { max_body: 2m, h2_max_streams: 50, allow_underscores: true, max_header_bytes: 32k,\n"
+    "          merge_slashes: false, h2_glitch_burst: 500, h2_glitch_rate: 50 }\n"
     "timeouts: { header: 5s, drain: 0, keepalive: 1.5s }\n"
     "clusters:\n"
     "  - name: web\n"
@@ -191,6 +192,9 @@ static void test_full(void **state)
     assert_int_equal(c->limits.h2_max_streams, 50);
     assert_int_equal(c->limits.max_header_bytes, 32768);
     assert_true(c->limits.allow_underscores);
+    assert_false(c->limits.merge_slashes);
+    assert_int_equal(c->limits.h2_glitch_burst, 500);
+    assert_int_equal(c->limits.h2_glitch_rate, 50);
     assert_int_equal(c->limits.max_header_count, 100); /* default kept */
     assert_int_equal(c->timeouts.header_ms, 5000);
     assert_int_equal(c->timeouts.drain_ms, 0);
@@ -306,8 +310,11 @@ static void test_defaults(void **state)
     assert_int_equal(l->h2_reset_burst, 1000);
     assert_int_equal(l->h2_reset_rate, 33);
     assert_int_equal(l->h2_max_continuations, 8);
+    assert_int_equal(l->h2_glitch_burst, 100);
+    assert_int_equal(l->h2_glitch_rate, 10);
     assert_int_equal(l->max_chunk_ext, 4096);
     assert_false(l->allow_underscores);
+    assert_true(l->merge_slashes);
     assert_int_equal(l->max_response_buffer, 256u << 10);
     const pt_timeouts_t *t = &c->timeouts;
     assert_int_equal(t->header_ms, 10000);
@@ -387,6 +394,8 @@ static void test_err_types_and_ranges(void **state)
                  "c.yaml:2:21: expected a duration (e.g. 250ms, 5s, 2m, 1h), got 'soon'");
     expect_error(MINIMAL "limits: { allow_underscores: 1 }\n",
                  "c.yaml:2:30: expected true or false, got '1'");
+    expect_error(MINIMAL "limits: { merge_slashes: yes-please }\n",
+                 "c.yaml:2:26: expected true or false, got 'yes-please'");
 }
 
 static void test_err_duplicate_key(void **state)

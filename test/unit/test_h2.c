@@ -358,6 +358,17 @@ static bool raw_find(raw_t *r, uint8_t type, int32_t id, int nth, uint32_t *code
     return frame_find(r->in, r->in_len, type, id, nth, code, sid);
 }
 
+/* The server sent GOAWAY(code) and closed; then the raw client is finished. */
+static void raw_expect_goaway_and_finish(raw_t *r, uint32_t code)
+{
+    uint32_t got = 0;
+    assert_true(raw_find(r, NGHTTP2_GOAWAY, 0, 0, &got, NULL));
+    assert_int_equal(got, code);
+    assert_true(r->fc->closed);
+    raw_finish(r);
+    free(r);
+}
+
 static unsigned raw_count(raw_t *r, uint8_t type)
 {
     unsigned n = 0;
@@ -944,12 +955,7 @@ static void test_garbage(void **state)
     for (int i = 0; i < 50; i++)
         raw_frame(r, (uint8_t)(i * 37), (uint8_t)i, i, junk, sizeof(junk) - 1);
     raw_run(r, 6);
-    uint32_t code = 0;
-    assert_true(raw_find(r, NGHTTP2_GOAWAY, 0, 0, &code, NULL));
-    assert_int_equal(code, NGHTTP2_PROTOCOL_ERROR);
-    assert_true(fc.closed);
-    raw_finish(r);
-    free(r);
+    raw_expect_goaway_and_finish(r, NGHTTP2_PROTOCOL_ERROR);
 }
 
 static void test_upgrade(void **state)
@@ -1010,6 +1016,135 @@ static void test_upgrade(void **state)
     finish(&cl, &fc);
 }
 
+/* Zero-progress frame floods (issue 14): each kind on its own connection is
+ * cut with GOAWAY(ENHANCE_YOUR_CALM) after a bounded number of frames. The
+ * frames go in batches of 20 per read, as a flooder's writes would. */
+typedef enum { FLOOD_EMPTY_DATA, FLOOD_PADDED_DATA, FLOOD_PRIORITY, FLOOD_UNKNOWN, FLOOD_WU_1,
+               FLOOD_WU_CLOSED } flood_kind_t;
+
+static unsigned flood(flood_kind_t kind)
+{
+    fake_reset();
+    fake.mode = kind == FLOOD_WU_CLOSED ? FAKE_ECHO : FAKE_HOLD;
+    fake_conn_t fc;
+    raw_t *r = calloc(1, sizeof(*r));
+    raw_connect(r, &fc, NULL, true);
+    /* a request whose body never comes (the empty DATA go there), or, for
+     * WU_CLOSED, one that completes so stream 1 is closed */
+    raw_headers(r, 1, GET_NV, 4, kind == FLOOD_WU_CLOSED ? NGHTTP2_FLAG_END_STREAM : 0);
+    raw_run(r, 3);
+    uint8_t prio[5] = {0, 0, 0, 1, 16};
+    uint8_t wu1[4] = {0, 0, 0, 1};
+    uint8_t wubig[4] = {0, 1, 0, 0}; /* 65536: large, but nothing earned it */
+    uint8_t pad[8] = {7};            /* PADDED DATA: pad length 7, no payload */
+    unsigned sent = 0;
+    while (sent < 2000 && !fc.closed) {
+        for (int i = 0; i < 20; i++, sent++) {
+            switch (kind) {
+            case FLOOD_EMPTY_DATA:
+                raw_frame(r, NGHTTP2_DATA, 0, 1, NULL, 0);
+                break;
+            case FLOOD_PADDED_DATA:
+                raw_frame(r, NGHTTP2_DATA, NGHTTP2_FLAG_PADDED, 1, pad, 8);
+                break;
+            case FLOOD_PRIORITY:
+                raw_frame(r, NGHTTP2_PRIORITY, 0, 3 + 2 * (int32_t)(sent % 50), prio, 5);
+                break;
+            case FLOOD_UNKNOWN:
+                raw_frame(r, 0x42, 0, 0, NULL, 0);
+                break;
+            case FLOOD_WU_1:
+                raw_frame(r, NGHTTP2_WINDOW_UPDATE, 0, 0, wu1, 4);
+                break;
+            case FLOOD_WU_CLOSED:
+                raw_frame(r, NGHTTP2_WINDOW_UPDATE, 0, 1, wubig, 4);
+                break;
+            }
+        }
+        raw_run(r, 2);
+    }
+    raw_run(r, 4);
+    raw_expect_goaway_and_finish(r, NGHTTP2_ENHANCE_YOUR_CALM);
+    return sent;
+}
+
+static void test_zero_progress_floods(void **state)
+{
+    (void)state;
+    static const flood_kind_t kinds[] = {FLOOD_EMPTY_DATA, FLOOD_PADDED_DATA, FLOOD_PRIORITY,
+                                         FLOOD_UNKNOWN, FLOOD_WU_1, FLOOD_WU_CLOSED};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        unsigned sent = flood(kinds[i]);
+        /* the budget is 100 at once plus 10/s: a few hundred frames at most,
+         * however slow the machine (the connection closed long before 2000) */
+        print_message("flood kind %zu: closed after %u frames\n", i, sent);
+        assert_true(sent < 1000);
+    }
+}
+
+/* limits.h2_glitch_burst / h2_glitch_rate set the budget. */
+static void test_glitch_budget_config(void **state)
+{
+    (void)state;
+    fake_reset();
+    pt_config_t cfg;
+    fake_config_defaults(&cfg);
+    cfg.limits.h2_glitch_burst = 5;
+    cfg.limits.h2_glitch_rate = 1;
+    fake_conn_t fc;
+    raw_t *r = calloc(1, sizeof(*r));
+    raw_connect(r, &fc, &cfg, true);
+    uint8_t prio[5] = {0, 0, 0, 0, 16};
+    unsigned sent = 0;
+    for (; sent < 100 && !fc.closed; sent++) {
+        raw_frame(r, NGHTTP2_PRIORITY, 0, 3, prio, 5);
+        raw_run(r, 2);
+    }
+    raw_run(r, 4);
+    /* 5 at once, the 6th ends it; a slow machine may have refilled a token or two */
+    print_message("closed after %u PRIORITY frames\n", sent);
+    assert_true(sent >= 6 && sent <= 10);
+    raw_expect_goaway_and_finish(r, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+/* What legitimate clients do must not trip it: a browser's handful of
+ * PRIORITY frames, and the WINDOW_UPDATEs of a 1 MiB download. */
+static void test_zero_progress_legit(void **state)
+{
+    (void)state;
+    fake_reset();
+    fake_conn_t fc;
+    raw_t *r = calloc(1, sizeof(*r));
+    raw_connect(r, &fc, NULL, true);
+    uint8_t prio[5] = {0, 0, 0, 0, 200};
+    for (int32_t id = 3; id <= 11; id += 2) /* Firefox's idle-stream dependency tree */
+        raw_frame(r, NGHTTP2_PRIORITY, 0, id, prio, 5);
+    raw_headers(r, 13, GET_NV, 4, NGHTTP2_FLAG_END_STREAM);
+    raw_run(r, 4);
+    assert_true(raw_find(r, NGHTTP2_HEADERS, 13, 0, NULL, NULL));
+    assert_false(raw_find(r, NGHTTP2_GOAWAY, 0, 0, NULL, NULL));
+    assert_false(fc.closed);
+    raw_finish(r);
+    free(r);
+
+    fake_reset();
+    fake.echo_repeat = 100; /* 100 x 10 KiB */
+    client_t cl;
+    connect_client(&cl, &fc, NULL);
+    for (int round = 0; round < 3; round++) {
+        unsigned char data[10240];
+        memset(data, 'w', sizeof(data));
+        body_src_t b = {data, sizeof(data), 0};
+        int32_t id = client_request(&cl, NULL, 0, "POST", "/download", &b);
+        pump(&cl);
+        assert_int_equal(cs_of(&cl, id)->status, 200);
+        assert_int_equal(cs_of(&cl, id)->body_len, 100 * sizeof(data));
+    }
+    assert_false(cl.goaway);
+    assert_false(fc.closed);
+    finish(&cl, &fc);
+}
+
 static void test_destroy_with_streams(void **state)
 {
     (void)state;
@@ -1052,6 +1187,9 @@ int main(void)
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_upgrade),
         cmocka_unit_test(test_destroy_with_streams),
+        cmocka_unit_test(test_zero_progress_floods),
+        cmocka_unit_test(test_zero_progress_legit),
+        cmocka_unit_test(test_glitch_budget_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

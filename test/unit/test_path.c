@@ -16,7 +16,7 @@ static const char *norm(const char *in)
 {
     pt_str_t out;
     const char *why = NULL;
-    if (pt_path_normalize(arena, pt_str_c(in), false, &out, &why) != 0) {
+    if (pt_path_normalize(arena, pt_str_c(in), 0, &out, &why) != 0) {
         assert_non_null(why);
         return NULL;
     }
@@ -67,6 +67,60 @@ static void test_percent(void **state)
     pt_arena_destroy(arena);
 }
 
+/* Issue 14: "//admin/x" passed a "/admin/" deny rule that nginx enforces. */
+static void test_empty_segments_merged(void **state)
+{
+    (void)state;
+    arena = pt_arena_new(0, 0);
+    assert_string_equal(norm("//admin/x"), "/admin/x");
+    assert_string_equal(norm("///admin"), "/admin");
+    assert_string_equal(norm("/admin//x///y"), "/admin/x/y");
+    assert_string_equal(norm("/admin//"), "/admin/");
+    assert_string_equal(norm("//"), "/");
+    assert_string_equal(norm("/a/.//b"), "/a/b");
+    assert_string_equal(norm("/a/..//admin"), "/admin");
+    assert_null(norm("//%2F")); /* still refused */
+    /* limits.merge_slashes: false keeps them (raw paths for back ends that need them) */
+    pt_str_t out;
+    const char *why;
+    assert_int_equal(pt_path_normalize(arena, PT_STR("//admin//x"), PT_PATH_KEEP_EMPTY_SEGMENTS,
+                                       &out, &why), 0);
+    assert_string_equal(pt_arena_cstr(arena, out), "//admin//x");
+    assert_int_equal(pt_path_normalize(arena, PT_STR("/a//./b"), PT_PATH_KEEP_EMPTY_SEGMENTS,
+                                       &out, &why), 0);
+    assert_string_equal(pt_arena_cstr(arena, out), "/a//b");
+    pt_arena_destroy(arena);
+}
+
+/* Issue 14: "/public/..;/admin/x" reached the upstream as "/..;/admin/x",
+ * which Tomcat reads as "/admin/x". */
+static void test_dot_segments_with_params_refused(void **state)
+{
+    (void)state;
+    arena = pt_arena_new(0, 0);
+    static const char *const bad[] = {
+        "/public/..;/admin/x", "/..;/admin", "/%2e%2e;/admin", "/%2E%2e;x=1/admin",
+        "/public/.%2e;/admin", "/public/..;jsessionid=1/admin", "/.;/admin", "/a/.;x/admin",
+        "/public/..%3b/admin", "/public/..%3B/admin", "/public/%2e;/x",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pt_str_t out;
+        const char *why = NULL;
+        print_message("%s\n", bad[i]);
+        assert_int_equal(pt_path_normalize(arena, pt_str_c(bad[i]), 0, &out, &why), PT_ERR_INVALID);
+        assert_string_equal(why, "dot segment with parameters (like '..;') in path");
+        assert_int_equal(pt_path_normalize(arena, pt_str_c(bad[i]), PT_PATH_KEEP_EMPTY_SEGMENTS,
+                                           &out, &why), PT_ERR_INVALID);
+    }
+    /* parameters elsewhere, and dots that are not a whole segment, are fine */
+    assert_string_equal(norm("/a;x=1/b"), "/a;x=1/b");
+    assert_string_equal(norm("/a/...;x"), "/a/...;x");
+    assert_string_equal(norm("/a/.x;y"), "/a/.x;y");
+    assert_string_equal(norm("/a/x.;y"), "/a/x.;y");
+    assert_string_equal(norm("/a/..x;/b"), "/a/..x;/b");
+    pt_arena_destroy(arena);
+}
+
 static void test_bad_bytes(void **state)
 {
     (void)state;
@@ -80,7 +134,7 @@ static void test_bad_bytes(void **state)
     assert_null(norm("/\xc3\xa9"));
     pt_str_t out;
     const char *why;
-    assert_int_equal(pt_path_normalize(arena, PT_STR("/a%2Fb"), true, &out, &why), 0);
+    assert_int_equal(pt_path_normalize(arena, PT_STR("/a%2Fb"), PT_PATH_ALLOW_ENCODED_SLASH, &out, &why), 0);
     assert_int_equal(out.len, 6);
     assert_memory_equal(out.base, "/a%2Fb", 6);
     pt_arena_destroy(arena);
@@ -93,6 +147,8 @@ int main(void)
         cmocka_unit_test(test_dot_segments),
         cmocka_unit_test(test_percent),
         cmocka_unit_test(test_bad_bytes),
+        cmocka_unit_test(test_empty_segments_merged),
+        cmocka_unit_test(test_dot_segments_with_params_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,8 +10,9 @@ import time
 import unittest
 
 import hpack
-from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame,
-                              RstStreamFrame, SettingsFrame, WindowUpdateFrame)
+from hyperframe.frame import (ContinuationFrame, DataFrame, ExtensionFrame, Frame, GoAwayFrame,
+                              HeadersFrame, PriorityFrame, RstStreamFrame, SettingsFrame,
+                              WindowUpdateFrame)
 
 from portico_test import PorticoTestCase, curl, free_port
 
@@ -238,6 +239,82 @@ class H2Test(PorticoTestCase):
         c.read(until=lambda f: isinstance(f, DataFrame) and "END_STREAM" in f.flags, timeout=10)
         got = sum(len(f.data) for f in c.frames if isinstance(f, DataFrame))
         self.assertEqual(got, 500000)
+        c.close()
+
+    def flood(self, make, setup=None):
+        """Sends `make(i)` frames in batches of 20 until a GOAWAY comes back; returns
+        (goaway, frames sent)."""
+        c = RawH2(self.port)
+        if setup is not None:
+            setup(c)
+        sent = 0
+        while sent < 2000 and not c.send_failed and not c.closed and c.goaway() is None:
+            c.send(*[make(sent + i) for i in range(20)])
+            sent += 20
+            c.read(until=lambda f: isinstance(f, GoAwayFrame), timeout=0.05)
+        c.read(until=lambda f: isinstance(f, GoAwayFrame), timeout=5)
+        g = c.goaway()
+        c.close()
+        return g, sent
+
+    def test_zero_progress_floods(self):
+        """H2-8 / issue 14: empty DATA, PRIORITY, unknown frame types and WINDOW_UPDATE of 1
+        -> GOAWAY(ENHANCE_YOUR_CALM) after a bounded number of frames; others still served."""
+        other = RawH2(self.port)  # a bystander connection opened before the floods
+
+        def open_stream(c):  # a request whose body never comes: the empty DATA go there
+            c.send(HeadersFrame(1, c.headers_block("/api/post"), flags=["END_HEADERS"]))
+
+        floods = {
+            "empty DATA": (lambda i: DataFrame(1, b""), open_stream),
+            "padding-only DATA": (lambda i: DataFrame(1, b"", flags=["PADDED"], pad_length=7),
+                                  open_stream),
+            "PRIORITY": (lambda i: PriorityFrame(3 + 2 * (i % 50), depends_on=0,
+                                                 stream_weight=16), None),
+            "unknown type": (lambda i: ExtensionFrame(type=0x42, stream_id=0, flag_byte=0,
+                                                      body=b""), None),
+            "WINDOW_UPDATE 1": (lambda i: WindowUpdateFrame(0, 1), None),
+        }
+        for name, (make, setup) in floods.items():
+            with self.subTest(flood=name):
+                g, sent = self.flood(make, setup)
+                self.assertIsNotNone(g, f"{name}: no GOAWAY after {sent} frames")
+                self.assertEqual(g.error_code, 11)  # ENHANCE_YOUR_CALM
+                # budget: 100 at once + 10/s; 2000 would mean no limit at all
+                self.assertLess(sent, 1000, name)
+                self.assert_serves()
+        other.send(HeadersFrame(1, other.headers_block("/api/bystander"),
+                                flags=["END_HEADERS", "END_STREAM"]))
+        f = other.read(until=lambda f: isinstance(f, HeadersFrame) and f.stream_id == 1)
+        self.assertIsNotNone(f)
+        self.assertEqual(dict(hpack.Decoder().decode(f.data)).get(":status"), "200")
+        self.assertIsNone(other.goaway())
+        other.close()
+
+    def test_zero_progress_legit_traffic(self):
+        """Browser-like PRIORITY frames and the usual WINDOW_UPDATE pattern of a 2 MB
+        download (stream + connection updates every 32 KiB received) do not trip it."""
+        c = RawH2(self.port)
+        c.send(*[PriorityFrame(sid, depends_on=0, stream_weight=200) for sid in (3, 5, 7, 9, 11)])
+        total = 2000000
+        c.send(HeadersFrame(13, c.headers_block(f"/api/big/{total}"),
+                            flags=["END_HEADERS", "END_STREAM"]))
+        got = unacked = 0
+        done = False
+        deadline = time.monotonic() + 60
+        while not done and time.monotonic() < deadline and not c.closed:
+            c.read(until=lambda f: isinstance(f, DataFrame), timeout=2)
+            for f in c.frames:
+                if isinstance(f, DataFrame):
+                    got += len(f.data)
+                    unacked += len(f.data)
+                    done = done or "END_STREAM" in f.flags
+            c.frames = [f for f in c.frames if not isinstance(f, DataFrame)]
+            if unacked >= 32768 and not done:
+                c.send(WindowUpdateFrame(13, unacked), WindowUpdateFrame(0, unacked))
+                unacked = 0
+        self.assertEqual(got, total)
+        self.assertIsNone(c.goaway())
         c.close()
 
     def test_drain_two_phase_goaway(self):

@@ -7,7 +7,6 @@
  * timer (observe.c), so `tail -f` sees requests promptly.
  */
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,20 +24,19 @@ struct pt_accesslog {
     char *path;         /* what fd was opened for */
 };
 
+/* A line being formatted. Bytes past `cap` are counted in `need` but not
+ * written, so a line that does not fit still tells how big it is (the caller
+ * then formats it again into a buffer of that size: no field is ever cut). */
 typedef struct out {
     char *p;
-    size_t cap, len;
-    bool over;
+    size_t cap, need;
 } out_t;
 
 static void put(out_t *o, const char *s, size_t n)
 {
-    if (o->over || o->len + n > o->cap) {
-        o->over = true;
-        return;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
+    if (o->need + n <= o->cap)
+        memcpy(o->p + o->need, s, n);
+    o->need += n;
 }
 
 static void puts_(out_t *o, const char *s)
@@ -110,21 +108,36 @@ static void put_json_str(out_t *o, pt_str_t s)
     put(o, "\"", 1);
 }
 
-static void put_num(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put_num(out_t *o, const char *fmt, ...)
+/* Numbers are formatted one at a time into buffers sized for the largest
+ * value of their type (20 digits for 64 bits), so none can be cut short. */
+static void put_u64(out_t *o, uint64_t v)
 {
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    put(o, tmp, (size_t)n);
 }
 
-int pt_accesslog_format(const pt_req_t *req, char *buf, size_t cap, size_t *len)
+static void put_int(out_t *o, int v)
 {
-    out_t o = {buf + *len, cap - *len, 0, false};
+    char tmp[16];
+    int n = snprintf(tmp, sizeof(tmp), "%d", v);
+    put(o, tmp, (size_t)n);
+}
+
+/* Nanoseconds as milliseconds with three decimals, in integers: exact for any
+ * duration (a double would round, and "%.3f" of a huge value is long). */
+static void put_ms(out_t *o, uint64_t ns)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%llu.%03u", (unsigned long long)(ns / 1000000),
+                     (unsigned)(ns / 1000 % 1000));
+    put(o, tmp, (size_t)n);
+}
+
+size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size_t cap,
+                           size_t *len)
+{
+    out_t o = {buf + *len, cap - *len, 0};
     time_t secs = (time_t)(req->start_wall_us / 1000000);
     struct tm tm;
     gmtime_r(&secs, &tm);
@@ -132,7 +145,7 @@ int pt_accesslog_format(const pt_req_t *req, char *buf, size_t cap, size_t *len)
     size_t tn = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + tn, sizeof(ts) - tn, ".%03dZ", (int)((req->start_wall_us / 1000) % 1000));
 
-    uint64_t dur_ns = pt_now_ns() - req->start_ns;
+    uint64_t dur_ns = now_ns > req->start_ns ? now_ns - req->start_ns : 0;
     puts_(&o, "{\"time\":\"");
     puts_(&o, ts);
     puts_(&o, "\",\"id\":");
@@ -149,9 +162,14 @@ int pt_accesslog_format(const pt_req_t *req, char *buf, size_t cap, size_t *len)
     }
     puts_(&o, ",\"protocol\":\"");
     puts_(&o, req->version == 20 ? "HTTP/2" : req->version == 10 ? "HTTP/1.0" : "HTTP/1.1");
-    put_num(&o, "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f",
-            req->resp_status, (unsigned long long)req->body_received,
-            (unsigned long long)req->bytes_out, (double)dur_ns / 1e6);
+    puts_(&o, "\",\"status\":");
+    put_int(&o, req->resp_status);
+    puts_(&o, ",\"bytes_in\":");
+    put_u64(&o, req->body_received);
+    puts_(&o, ",\"bytes_out\":");
+    put_u64(&o, req->bytes_out);
+    puts_(&o, ",\"duration_ms\":");
+    put_ms(&o, dur_ns);
     if (req->route.route != NULL) {
         puts_(&o, ",\"route\":");
         put_json_str(&o, pt_str_c(req->route.route->name));
@@ -159,7 +177,8 @@ int pt_accesslog_format(const pt_req_t *req, char *buf, size_t cap, size_t *len)
     puts_(&o, ",\"upstream\":");
     if (req->upstream_addr != NULL) {
         put_json_str(&o, pt_str_c(req->upstream_addr));
-        put_num(&o, ",\"upstream_ms\":%.3f", (double)req->upstream_ns / 1e6);
+        puts_(&o, ",\"upstream_ms\":");
+        put_ms(&o, req->upstream_ns);
     } else {
         puts_(&o, "null");
     }
@@ -178,9 +197,9 @@ int pt_accesslog_format(const pt_req_t *req, char *buf, size_t cap, size_t *len)
         put_json_str(&o, ua.len > 256 ? (pt_str_t){ua.base, 256} : ua);
     }
     puts_(&o, "}\n");
-    if (o.over)
-        return -1;
-    *len += o.len;
+    if (o.need > o.cap)
+        return o.need;
+    *len += o.need;
     return 0;
 }
 
@@ -193,15 +212,23 @@ pt_accesslog_t *pt_accesslog_new(void)
     return l;
 }
 
-void pt_accesslog_flush(pt_accesslog_t *l)
+/* Writes everything or gives up: a full disk or a closed pipe drops lines
+ * rather than blocking requests. Returns the bytes written. */
+static size_t write_all(int fd, const char *p, size_t n)
 {
     size_t off = 0;
-    while (l->fd >= 0 && off < l->len) {
-        ssize_t n = write(l->fd, l->buf + off, l->len - off);
-        if (n <= 0)
-            break; /* a full disk or closed pipe drops lines rather than blocking requests */
-        off += (size_t)n;
+    while (fd >= 0 && off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
     }
+    return off;
+}
+
+void pt_accesslog_flush(pt_accesslog_t *l)
+{
+    write_all(l->fd, l->buf, l->len);
     l->len = 0;
 }
 
@@ -228,7 +255,7 @@ static void reopen(pt_accesslog_t *l, const char *dest)
     }
 }
 
-void pt_accesslog_write(pt_accesslog_t *l, const pt_req_t *req)
+void pt_accesslog_write(pt_accesslog_t *l, const pt_req_t *req, uint64_t now_ns)
 {
     const char *dest = req->config->access_log;
     if ((dest == NULL) != (l->path == NULL) ||
@@ -236,10 +263,22 @@ void pt_accesslog_write(pt_accesslog_t *l, const pt_req_t *req)
         reopen(l, dest);
     if (l->fd < 0)
         return;
-    if (pt_accesslog_format(req, l->buf, sizeof(l->buf), &l->len) != 0) {
+    size_t need = pt_accesslog_format(req, now_ns, l->buf, sizeof(l->buf), &l->len);
+    if (need != 0) {
         pt_accesslog_flush(l);
-        if (pt_accesslog_format(req, l->buf, sizeof(l->buf), &l->len) != 0)
-            return;
+        need = pt_accesslog_format(req, now_ns, l->buf, sizeof(l->buf), &l->len);
+    }
+    if (need != 0) {
+        /* Longer than the whole buffer (a long path, say): written on its own,
+         * after the lines before it, rather than cut or dropped. */
+        char *big = malloc(need);
+        if (big == NULL)
+            abort();
+        size_t n = 0;
+        if (pt_accesslog_format(req, now_ns, big, need, &n) == 0)
+            write_all(l->fd, big, n);
+        free(big);
+        return;
     }
     if (l->len > LOG_BUF / 2)
         pt_accesslog_flush(l);

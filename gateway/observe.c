@@ -59,15 +59,16 @@ void pt_observe_request(pt_req_t *req)
     pt_worker_t *w = req->worker;
     if (w == NULL)
         return;
+    uint64_t now_ns = pt_now_ns();
     if (w->metrics != NULL) {
         const char *route = req->route.route != NULL ? req->route.route->name : "_none";
-        uint64_t dur_us = (pt_now_ns() - req->start_ns) / 1000;
+        uint64_t dur_us = (now_ns - req->start_ns) / 1000;
         pt_metrics_request(w->metrics, route, req->resp_status, dur_us, req->upstream_ns / 1000,
                            req->upstream_addr != NULL, req->body_received, req->bytes_out);
     }
     obs_worker_t *o = w->observe;
     if (o != NULL)
-        pt_accesslog_write(o->log, req);
+        pt_accesslog_write(o->log, req, now_ns);
 }
 
 void pt_observe_conn_open(pt_worker_t *w)

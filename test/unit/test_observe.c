@@ -105,7 +105,7 @@ static void test_accesslog_line(void **state)
     pt_headers_add(&req.headers, PT_STR("user-agent"), PT_STR("curl/7.88"));
     char buf[2048];
     size_t len = 0;
-    assert_int_equal(pt_accesslog_format(&req, buf, sizeof(buf), &len), 0);
+    assert_int_equal(pt_accesslog_format(&req, pt_now_ns(), buf, sizeof(buf), &len), 0);
     assert_true(len > 0 && buf[len - 1] == '\n');
     buf[len] = '\0';
     json_object *o = json_tokener_parse(buf);
@@ -134,10 +134,136 @@ static void test_accesslog_line(void **state)
     assert_true(json_object_object_get_ex(o, "id", &v));
     assert_string_equal(json_object_get_string(v), "abc-123");
     json_object_put(o);
-    /* a line that does not fit leaves the buffer untouched */
+    /* a line that does not fit leaves *len untouched and says what it needs */
     size_t small = 0;
-    assert_int_equal(pt_accesslog_format(&req, buf, 40, &small), -1);
+    assert_int_equal(pt_accesslog_format(&req, pt_now_ns(), buf, 40, &small), len);
     assert_int_equal(small, 0);
+    pt_arena_destroy(a);
+}
+
+static char *filled(size_t n, char c)
+{
+    char *p = malloc(n + 1);
+    assert_non_null(p);
+    memset(p, c, n);
+    p[n] = '\0';
+    return p;
+}
+
+static json_object *field(json_object *o, const char *name)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, name, &v))
+        fail_msg("no field %s", name);
+    return v;
+}
+
+/* Regression (issue 14, bug 4): numbers went through one 64-byte buffer, so a
+ * 100 MB response logged `"bytes_out":104857600,"duration_ms","route"` and a
+ * 10,009 ms request `"duration_ms":1000`. Every field, at its largest. */
+static void test_accesslog_huge_values(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_config_t cfg = {0};
+    char *route_name = filled(5000, 'r');
+    pt_route_t route = {.name = route_name};
+    char *path = filled(100000, '"'); /* each escaped: 200,000 bytes of JSON */
+    path[0] = '/';
+    char *query = filled(50000, 'q');
+    char *rid = filled(1000, 'i');
+    char *up = filled(3000, 'u');
+    char *reason = filled(4000, 'e');
+    char *ua = filled(1000, 'a');
+    pt_req_t req = {0};
+    req.arena = a;
+    req.config = &cfg;
+    req.method = PT_STR("PROPFIND");
+    req.path = pt_str_c(path);
+    req.query = pt_str_c(query);
+    req.version = 11;
+    req.client_addr = PT_STR("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    req.request_id = pt_str_c(rid);
+    req.resp_status = 599;
+    req.body_received = UINT64_MAX;
+    req.bytes_out = 104857600;
+    req.start_ns = 5000000000ull;
+    req.start_wall_us = 1700000000123456;
+    req.route.route = &route;
+    req.upstream_addr = up;
+    req.upstream_ns = 10008999999ull;
+    req.fail_status = PT_ERR_UPSTREAM;
+    req.fail_reason = reason;
+    pt_headers_init(&req.headers, a);
+    pt_headers_add(&req.headers, PT_STR("user-agent"), pt_str_c(ua));
+    uint64_t now = req.start_ns + 10009000123ull;
+
+    char *buf = malloc(65536);
+    size_t len = 0;
+    size_t need = pt_accesslog_format(&req, now, buf, 65536, &len);
+    assert_true(need > 65536);
+    assert_int_equal(len, 0);
+    free(buf);
+    buf = malloc(need + 1);
+    assert_int_equal(pt_accesslog_format(&req, now, buf, need, &len), 0);
+    assert_int_equal(len, need);
+    assert_int_equal(buf[len - 1], '\n');
+    buf[len] = '\0';
+    assert_non_null(strstr(buf, ",\"duration_ms\":10009.000,"));
+    assert_non_null(strstr(buf, ",\"upstream_ms\":10008.999,"));
+
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
+    assert_int_equal(json_tokener_get_error(tok), json_tokener_success);
+    json_tokener_free(tok);
+    assert_non_null(o);
+    assert_string_equal(json_object_get_string(field(o, "path")), path);
+    assert_string_equal(json_object_get_string(field(o, "query")), query);
+    assert_string_equal(json_object_get_string(field(o, "id")), rid);
+    assert_string_equal(json_object_get_string(field(o, "method")), "PROPFIND");
+    assert_string_equal(json_object_get_string(field(o, "client")),
+                        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    assert_int_equal(json_object_get_int(field(o, "status")), 599);
+    assert_true(json_object_get_uint64(field(o, "bytes_in")) == UINT64_MAX);
+    assert_int_equal(json_object_get_int64(field(o, "bytes_out")), 104857600);
+    assert_true(json_object_get_double(field(o, "duration_ms")) == 10009.0);
+    assert_true(json_object_get_double(field(o, "upstream_ms")) == 10008.999);
+    assert_string_equal(json_object_get_string(field(o, "route")), route_name);
+    assert_string_equal(json_object_get_string(field(o, "upstream")), up);
+    assert_string_equal(json_object_get_string(field(o, "error")), "UPSTREAM");
+    assert_string_equal(json_object_get_string(field(o, "reason")), reason);
+    /* the user agent is deliberately capped at 256 bytes (documented) */
+    assert_int_equal(strlen(json_object_get_string(field(o, "user_agent"))), 256);
+    json_object_put(o);
+
+    /* The smallest line that used to be cut: a 10,009 ms request. */
+    pt_req_t small = req;
+    small.path = PT_STR("/");
+    small.query = PT_STR("");
+    small.request_id = PT_STR("x");
+    small.route.route = NULL;
+    small.upstream_addr = NULL;
+    small.fail_status = 0;
+    small.body_received = 0;
+    small.bytes_out = 2;
+    small.resp_status = 200;
+    char line[1024];
+    len = 0;
+    assert_int_equal(pt_accesslog_format(&small, now, line, sizeof(line) - 1, &len), 0);
+    line[len] = '\0';
+    assert_non_null(strstr(line, "\"bytes_out\":2,\"duration_ms\":10009.000,\"upstream\":null"));
+    o = json_tokener_parse(line);
+    assert_non_null(o);
+    json_object_put(o);
+
+    free(buf);
+    free(route_name);
+    free(path);
+    free(query);
+    free(rid);
+    free(up);
+    free(reason);
+    free(ua);
     pt_arena_destroy(a);
 }
 
@@ -147,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_metrics_sum_and_buckets),
         cmocka_unit_test(test_metrics_cardinality_bounded),
         cmocka_unit_test(test_accesslog_line),
+        cmocka_unit_test(test_accesslog_huge_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,11 @@
  * Each worker keeps its own 64 KiB buffer and file descriptor (opened with
  * O_APPEND), and writes whole lines only, so lines of different workers never
  * interleave. The buffer is flushed when it is half full and by a 100 ms
- * timer (observe.c), so `tail -f` sees requests promptly.
+ * timer (observe.c), so `tail -f` sees requests promptly. Every reload
+ * (SIGHUP) reopens the file, so `mv access.log access.log.1; kill -HUP`
+ * rotates it; lines buffered before the reopen go to the old file.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +18,17 @@
 #include "accesslog.h"
 
 #define LOG_BUF (64u * 1024u)
+#define RETRY_MS 1000u /* a failed open is tried again at most this often */
 
 struct pt_accesslog {
     char buf[LOG_BUF];
     size_t len;
-    int fd;             /* -1: off */
+    int fd;                         /* -1: off, or the open failed */
     bool own_fd;
-    char *path;         /* what fd was opened for */
+    bool failing;                   /* the last open failed (reported once) */
+    uint64_t retry_at_ms;           /* next open attempt after a failure */
+    char *path;                     /* the destination; NULL: no access log */
+    atomic_uint_fast64_t *dropped;  /* lines lost (metrics shard), or NULL */
 };
 
 /* A line being formatted. Bytes past `cap` are counted in `need` but not
@@ -203,66 +210,128 @@ size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size
     return 0;
 }
 
-pt_accesslog_t *pt_accesslog_new(void)
+pt_accesslog_t *pt_accesslog_new(atomic_uint_fast64_t *dropped)
 {
     pt_accesslog_t *l = calloc(1, sizeof(*l));
     if (l == NULL)
         abort();
     l->fd = -1;
+    l->dropped = dropped;
     return l;
 }
 
+static void count_dropped(pt_accesslog_t *l, uint64_t lines)
+{
+    if (l->dropped != NULL && lines != 0)
+        atomic_fetch_add_explicit(l->dropped, lines, memory_order_relaxed);
+}
+
+static uint64_t count_lines(const char *p, size_t n)
+{
+    uint64_t k = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        k++;
+    return k;
+}
+
 /* Writes everything or gives up: a full disk or a closed pipe drops lines
- * rather than blocking requests. Returns the bytes written. */
-static size_t write_all(int fd, const char *p, size_t n)
+ * (counted) rather than blocking requests. */
+static void write_all(pt_accesslog_t *l, const char *p, size_t n)
 {
     size_t off = 0;
-    while (fd >= 0 && off < n) {
-        ssize_t w = write(fd, p + off, n - off);
+    while (l->fd >= 0 && off < n) {
+        ssize_t w = write(l->fd, p + off, n - off);
         if (w <= 0)
             break;
         off += (size_t)w;
     }
-    return off;
+    /* a line cut by a failed write counts as dropped */
+    if (off < n) {
+        while (off > 0 && p[off - 1] != '\n')
+            off--;
+        count_dropped(l, count_lines(p + off, n - off));
+    }
 }
 
 void pt_accesslog_flush(pt_accesslog_t *l)
 {
-    write_all(l->fd, l->buf, l->len);
+    write_all(l, l->buf, l->len);
     l->len = 0;
 }
 
-static void reopen(pt_accesslog_t *l, const char *dest)
+/*
+ * Opens l->path. A failure (EMFILE during fd exhaustion, a directory not yet
+ * created, a permission fixed later) is not final: the next line after
+ * RETRY_MS tries again, and the lines in between are dropped and counted in
+ * portico_access_log_dropped_total. Only the first failure of a streak and
+ * the recovery are reported, so a broken log cannot flood stderr.
+ */
+static void open_path(pt_accesslog_t *l, uint64_t now_ms)
+{
+    if (strcmp(l->path, "stdout") == 0) {
+        l->fd = 1;
+        return;
+    }
+    if (strcmp(l->path, "stderr") == 0) {
+        l->fd = 2;
+        return;
+    }
+    l->fd = open(l->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    l->own_fd = l->fd >= 0;
+    if (l->fd < 0) {
+        if (!l->failing)
+            fprintf(stderr,
+                    "portico: cannot open access log %s: %s (retrying every second; lines "
+                    "are dropped meanwhile)\n",
+                    l->path, strerror(errno));
+        l->failing = true;
+        l->retry_at_ms = now_ms + RETRY_MS;
+    } else if (l->failing) {
+        fprintf(stderr, "portico: access log %s opened\n", l->path);
+        l->failing = false;
+    }
+}
+
+/* Flushes what is buffered to the file it was written for, then opens `dest`
+ * (which may be l->path itself: rotation). */
+static void reopen(pt_accesslog_t *l, const char *dest, uint64_t now_ms)
 {
     pt_accesslog_flush(l);
     if (l->own_fd)
         close(l->fd);
-    free(l->path);
-    l->path = dest != NULL ? strdup(dest) : NULL;
     l->own_fd = false;
     l->fd = -1;
-    if (dest == NULL)
-        return;
-    if (strcmp(dest, "stdout") == 0) {
-        l->fd = 1;
-    } else if (strcmp(dest, "stderr") == 0) {
-        l->fd = 2;
-    } else {
-        l->fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-        l->own_fd = l->fd >= 0;
-        if (l->fd < 0)
-            fprintf(stderr, "portico: cannot open access log %s\n", dest);
-    }
+    char *path = dest != NULL ? strdup(dest) : NULL;
+    if (dest != NULL && path == NULL)
+        abort();
+    free(l->path);
+    l->path = path;
+    l->failing = false;
+    if (path != NULL)
+        open_path(l, now_ms);
+}
+
+void pt_accesslog_reopen(pt_accesslog_t *l, uint64_t now_ms)
+{
+    if (l->path != NULL)
+        reopen(l, l->path, now_ms);
 }
 
 void pt_accesslog_write(pt_accesslog_t *l, const pt_req_t *req, uint64_t now_ns)
 {
     const char *dest = req->config->access_log;
+    uint64_t now_ms = now_ns / 1000000u;
     if ((dest == NULL) != (l->path == NULL) ||
         (dest != NULL && strcmp(dest, l->path) != 0))
-        reopen(l, dest);
-    if (l->fd < 0)
+        reopen(l, dest, now_ms);
+    if (l->path == NULL)
         return;
+    if (l->fd < 0 && now_ms >= l->retry_at_ms)
+        open_path(l, now_ms);
+    if (l->fd < 0) {
+        count_dropped(l, 1);
+        return;
+    }
     size_t need = pt_accesslog_format(req, now_ns, l->buf, sizeof(l->buf), &l->len);
     if (need != 0) {
         pt_accesslog_flush(l);
@@ -276,7 +345,7 @@ void pt_accesslog_write(pt_accesslog_t *l, const pt_req_t *req, uint64_t now_ns)
             abort();
         size_t n = 0;
         if (pt_accesslog_format(req, now_ns, big, need, &n) == 0)
-            write_all(l->fd, big, n);
+            write_all(l, big, n);
         free(big);
         return;
     }

@@ -4,6 +4,7 @@
 #ifndef PT_GATEWAY_ACCESSLOG_H
 #define PT_GATEWAY_ACCESSLOG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "request.h"
@@ -21,16 +22,28 @@
 size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size_t cap,
                            size_t *len);
 
-/** A per-worker log writer: buffers lines, writes them with O_APPEND. */
+/**
+ * A per-worker log writer: buffers lines, writes them with O_APPEND. Worker
+ * thread only. The file is opened lazily, by the first line; a failed open is
+ * retried, at most once a second, by later lines (the ones in between are
+ * dropped). Lines that are dropped (no file, a failed write) are added to
+ * `*dropped` (relaxed atomic; may be NULL), the worker's metrics counter.
+ */
 typedef struct pt_accesslog pt_accesslog_t;
 
-pt_accesslog_t *pt_accesslog_new(void);
+pt_accesslog_t *pt_accesslog_new(atomic_uint_fast64_t *dropped);
 /**
  * Writes `req`'s line (finished at `now_ns`) to the destination of
  * req->config (opened or reopened as needed). A line longer than the buffer
  * is written on its own, after the buffered ones.
  */
 void pt_accesslog_write(pt_accesslog_t *l, const pt_req_t *req, uint64_t now_ns);
+/**
+ * Flushes the buffered lines to the file they were written for, closes it
+ * and opens the destination again (log rotation on SIGHUP). A failure is
+ * retried like a failed first open. No-op when there is no access log.
+ */
+void pt_accesslog_reopen(pt_accesslog_t *l, uint64_t now_ms);
 /** Flushes buffered lines (timer, exit). */
 void pt_accesslog_flush(pt_accesslog_t *l);
 void pt_accesslog_free(pt_accesslog_t *l);

@@ -88,5 +88,69 @@ class AccessLogNumbersTest(PorticoTestCase):
         log_lines(log)  # every line parses
 
 
+def wait_for(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class AccessLogFileTest(PorticoTestCase):
+    def test_rotation_with_mv_and_sighup(self):
+        up = self.echo()
+        port, admin = free_port(), free_port()
+        p = self.start(config(port, up.port, admin), port, workers=2)
+        log = os.path.join(p.dir, "access.log")
+        old = log + ".1"
+        url = f"http://127.0.0.1:{port}"
+        for i in range(10):
+            self.assertEqual(curl(f"{url}/before/{i}")[0], 200)
+        # the file is opened by the first line; its lines may still sit in the
+        # workers' buffers: they must end up in the old file, not be lost
+        self.assertTrue(wait_for(lambda: os.path.exists(log)))
+        os.rename(log, old)
+        p.reload()
+        self.assertTrue(wait_for(lambda: "configuration reloaded" in p.output()), p.output())
+        for i in range(10):
+            self.assertEqual(curl(f"{url}/after/{i}")[0], 200)
+        after = {f"/after/{i}" for i in range(10)}
+        before = {f"/before/{i}" for i in range(10)}
+        self.assertTrue(wait_for(lambda: {l["path"] for l in log_lines(log)} >= after),
+                        "new lines did not reach the new file")
+        self.assertTrue(wait_for(lambda: {l["path"] for l in log_lines(old)} >= before),
+                        "lines written before the rotation were lost")
+        self.assertFalse({l["path"] for l in log_lines(old)} & after,
+                         "lines after the rotation went to the renamed file")
+        self.assertFalse({l["path"] for l in log_lines(log)} & before)
+
+    def test_failed_open_recovers(self):
+        up = self.echo()
+        port, admin = free_port(), free_port()
+        # the directory does not exist yet: every open fails until it does
+        p = self.start(config(port, up.port, admin, log_path="logs/access.log"), port)
+        log = os.path.join(p.dir, "logs", "access.log")
+        url = f"http://127.0.0.1:{port}"
+        for i in range(3):
+            self.assertEqual(curl(f"{url}/lost/{i}")[0], 200)
+        st, _, body, _ = curl(f"http://127.0.0.1:{admin}/metrics")
+        self.assertEqual(st, 200)
+        self.assertIn("portico_access_log_dropped_total 3\n", body.decode())
+        self.assertIn("cannot open access log", p.output())
+        os.mkdir(os.path.join(p.dir, "logs"))
+        # a retry comes at most once a second: keep sending until a line lands
+        deadline = time.monotonic() + 15
+        k = 0
+        found = None
+        while time.monotonic() < deadline and found is None:
+            self.assertEqual(curl(f"{url}/found/{k}")[0], 200)
+            k += 1
+            found = wait_line(log, lambda l: l["path"].startswith("/found/"), timeout=0.3)
+        self.assertIsNotNone(found, p.output())
+        self.assertIn("opened", p.output())
+        self.assertFalse([l for l in log_lines(log) if l["path"].startswith("/lost/")])
+
+
 if __name__ == "__main__":
     unittest.main()

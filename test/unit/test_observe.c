@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "accesslog.h"
 #include "metrics.h"
 #include "request.h"
@@ -267,6 +269,78 @@ static void test_accesslog_huge_values(void **state)
     pt_arena_destroy(a);
 }
 
+static size_t file_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = 0;
+    int ch;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Regression (issue 14, bug 3): a failed first open was final (the file was
+ * reopened only when the configured path changed), and nothing reopened it
+ * for rotation. Times are passed in, so the 1 s retry needs no sleeping. */
+static void test_accesslog_retry_and_reopen(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pt-alog-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char sub[64], path[96], rotated[96];
+    snprintf(sub, sizeof(sub), "%s/logs", dir);
+    snprintf(path, sizeof(path), "%s/access.log", sub);
+    snprintf(rotated, sizeof(rotated), "%s/access.log.1", sub);
+
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_config_t cfg = {.access_log = path};
+    pt_req_t req = {0};
+    req.arena = a;
+    req.config = &cfg;
+    req.method = PT_STR("GET");
+    req.path = PT_STR("/");
+    req.client_addr = PT_STR("127.0.0.1");
+    req.resp_status = 200;
+    pt_headers_init(&req.headers, a);
+    const uint64_t t0 = 1000000000000ull, ms = 1000000ull;
+    req.start_ns = t0;
+
+    atomic_uint_fast64_t dropped = 0;
+    pt_accesslog_t *l = pt_accesslog_new(&dropped);
+    pt_accesslog_write(l, &req, t0);            /* logs/ does not exist: dropped */
+    assert_int_equal(atomic_load(&dropped), 1);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    pt_accesslog_write(l, &req, t0 + 500 * ms); /* no retry before a second */
+    assert_int_equal(atomic_load(&dropped), 2);
+    pt_accesslog_flush(l);
+    assert_int_equal(access(path, F_OK), -1);
+    pt_accesslog_write(l, &req, t0 + 1000 * ms); /* retried: opened */
+    pt_accesslog_write(l, &req, t0 + 1001 * ms);
+    assert_int_equal(atomic_load(&dropped), 2);
+    pt_accesslog_flush(l);
+    assert_int_equal(file_lines(path), 2);
+
+    /* rotation: the buffered line goes to the old file, later ones to the new */
+    pt_accesslog_write(l, &req, t0 + 1002 * ms);
+    assert_int_equal(rename(path, rotated), 0);
+    pt_accesslog_reopen(l, 1003);
+    pt_accesslog_write(l, &req, t0 + 1004 * ms);
+    pt_accesslog_flush(l);
+    assert_int_equal(file_lines(rotated), 3);
+    assert_int_equal(file_lines(path), 1);
+    assert_int_equal(atomic_load(&dropped), 2);
+    pt_accesslog_free(l);
+
+    unlink(path);
+    unlink(rotated);
+    rmdir(sub);
+    rmdir(dir);
+    pt_arena_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_metrics_cardinality_bounded),
         cmocka_unit_test(test_accesslog_line),
         cmocka_unit_test(test_accesslog_huge_values),
+        cmocka_unit_test(test_accesslog_retry_and_reopen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

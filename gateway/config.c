@@ -378,10 +378,12 @@ static void load_listeners(loader_t *L, const pt_conf_node_t *n)
 
 typedef struct admin_raw {
     const pt_conf_node_t *address;
+    bool show_secrets;
 } admin_raw_t;
 
 static const pt_conf_field_t admin_fields[] = {
     {"address", PT_CONF_T_NODE, offsetof(admin_raw_t, address), 0, 0, true, NULL},
+    {"show_secrets", PT_CONF_T_BOOL, offsetof(admin_raw_t, show_secrets), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -391,6 +393,7 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
     pt_config_t *c = L->c;
     if (pt_conf_parse_fields(L->cx, n, admin_fields, &raw) != 0 || raw.address == NULL)
         return;
+    c->admin_show_secrets = raw.show_secrets;
     if (parse_sockaddr(L->cx, raw.address, &c->admin_addr) != 0)
         return;
     for (size_t j = 0; j < c->listener_cnt; j++)
@@ -1085,12 +1088,33 @@ static bool is_json_number(const char *s)
     return *p == '\0';
 }
 
+/*
+ * What /config never shows (unless admin.show_secrets):
+ * - the value of any key named like a credential (is_secret_key); a list or
+ *   map under such a key keeps its shape with every scalar redacted;
+ * - every header value the config sets or matches: the values of maps under
+ *   a key named `headers`, `set`, `add`, `append` or ending in `_headers`
+ *   (the headers filter, respond headers, route header matches, and any
+ *   module following the same naming), whatever the header's name:
+ *   `x-upstream-auth: Basic ...` is as secret as `authorization`. Plain
+ *   `true`/`false` stay (a match on presence reveals nothing).
+ * Redacting by shape rather than by a list of known modules keeps plugins and
+ * keys added later covered.
+ */
+typedef enum redact_mode {
+    REDACT_NONE,    /* admin.show_secrets */
+    REDACT_KEYS,    /* the default: per key name */
+    REDACT_HEADERS, /* a map of header name -> value */
+    REDACT_ALL,     /* under a secret key: every scalar */
+} redact_mode_t;
+
 /* Keys whose values never leave the process in /config. */
 static bool is_secret_key(const char *k)
 {
-    static const char *const words[] = {"secret",        "password",   "passwd", "token",
-                                        "authorization", "credential", "cookie", "apikey",
-                                        "private",       NULL};
+    static const char *const words[] = {"secret", "password",   "passwd", "token",
+                                        "auth",   "credential", "cookie", "session",
+                                        "apikey", "private",    "jwt",    "bearer",
+                                        "signature", NULL};
     char low[128];
     size_t n = strlen(k);
     if (n >= sizeof(low))
@@ -1112,15 +1136,53 @@ static bool is_secret_key(const char *k)
     return false;
 }
 
-static void render(jbuf_t *b, const pt_conf_node_t *n)
+/* Keys whose map value is header name -> header value. */
+static bool is_header_map_key(const char *k)
+{
+    static const char *const names[] = {"headers", "set", "add", "append", NULL};
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcasecmp(k, names[i]) == 0)
+            return true;
+    size_t n = strlen(k);
+    return n > 8 && (strcasecmp(k + n - 8, "_headers") == 0 || strcasecmp(k + n - 8, "-headers") == 0);
+}
+
+static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode);
+
+/* The value of one map entry, in a map rendered in `mode`. */
+static void render_value(jbuf_t *b, const char *key, const pt_conf_node_t *v, redact_mode_t mode)
+{
+    if (mode == REDACT_NONE || v->kind == PT_CONF_NULL) {
+        render(b, v, mode);
+        return;
+    }
+    if (mode == REDACT_HEADERS) {
+        if (v->kind == PT_CONF_SCALAR &&
+            (pt__conf_is_plain(v, "true") || pt__conf_is_plain(v, "false")))
+            render(b, v, REDACT_KEYS);
+        else
+            render(b, v, v->kind == PT_CONF_MAP ? REDACT_KEYS : REDACT_ALL);
+        return;
+    }
+    if (mode == REDACT_ALL || is_secret_key(key))
+        render(b, v, REDACT_ALL);
+    else if (v->kind == PT_CONF_MAP && is_header_map_key(key))
+        render(b, v, REDACT_HEADERS);
+    else
+        render(b, v, REDACT_KEYS);
+}
+
+static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode)
 {
     switch (n->kind) {
     case PT_CONF_NULL:
         jput(b, "null", 4);
         return;
     case PT_CONF_SCALAR:
-        if (!n->quoted &&
-            (strcmp(n->str, "true") == 0 || strcmp(n->str, "false") == 0 || is_json_number(n->str)))
+        if (mode == REDACT_ALL)
+            jput(b, "\"[redacted]\"", 12);
+        else if (!n->quoted && (strcmp(n->str, "true") == 0 || strcmp(n->str, "false") == 0 ||
+                                is_json_number(n->str)))
             jput(b, n->str, n->len);
         else
             jstr(b, n->str, n->len);
@@ -1130,7 +1192,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n)
         for (size_t i = 0; i < n->cnt; i++) {
             if (i != 0)
                 jput(b, ",", 1);
-            render(b, n->items[i]);
+            render(b, n->items[i], mode);
         }
         jput(b, "]", 1);
         return;
@@ -1141,10 +1203,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n)
                 jput(b, ",", 1);
             jstr(b, n->keys[i]->str, n->keys[i]->len);
             jput(b, ":", 1);
-            if (is_secret_key(n->keys[i]->str) && n->items[i]->kind != PT_CONF_NULL)
-                jput(b, "\"[redacted]\"", 12);
-            else
-                render(b, n->items[i]);
+            render_value(b, n->keys[i]->str, n->items[i], mode);
         }
         jput(b, "}", 1);
         return;
@@ -1362,7 +1421,7 @@ static void build(loader_t *L, const pt_conf_node_t *root)
     c->router = pt_router_new(cx, c);
 
     jbuf_t jb = {0};
-    render(&jb, root);
+    render(&jb, root, c->admin_show_secrets ? REDACT_NONE : REDACT_KEYS);
     c->redacted_json = pt_conf_strdup(cx, jb.p, jb.len);
     free(jb.p);
 }

@@ -145,6 +145,7 @@ typedef struct pt_config {
     size_t listener_cnt;
     bool has_admin;
     pt_sockaddr_t admin_addr;
+    bool admin_show_secrets;       /* admin.show_secrets: /config without redaction */
     const char *access_log;        /* "stdout", "stderr", a path, or NULL (off) */
     unsigned workers;              /* 0 = number of cores */
     pt_limits_t limits;

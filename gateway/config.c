@@ -379,13 +379,69 @@ static void load_listeners(loader_t *L, const pt_conf_node_t *n)
 typedef struct admin_raw {
     const pt_conf_node_t *address;
     bool show_secrets;
+    const char *token_file;
 } admin_raw_t;
 
 static const pt_conf_field_t admin_fields[] = {
     {"address", PT_CONF_T_NODE, offsetof(admin_raw_t, address), 0, 0, true, NULL},
     {"show_secrets", PT_CONF_T_BOOL, offsetof(admin_raw_t, show_secrets), 0, 0, false, NULL},
+    {"token_file", PT_CONF_T_PATH, offsetof(admin_raw_t, token_file), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
+
+#define ADMIN_TOKEN_MIN 16   /* bytes: short tokens are guessable */
+#define ADMIN_TOKEN_MAX 4096
+
+static uint8_t *slurp(const char *path, size_t *len);
+
+/*
+ * The admin bearer token: the file's content without trailing whitespace (an
+ * editor's newline), visible ASCII only (what an Authorization header can
+ * carry), at least ADMIN_TOKEN_MIN bytes. Read at every load, so a SIGHUP
+ * after replacing the file rotates the token.
+ */
+static void load_admin_token(loader_t *L, const pt_conf_node_t *n, const char *path)
+{
+    size_t len = 0;
+    uint8_t *data = slurp(path, &len);
+    if (data == NULL) {
+        pt_conf_error(L->cx, n, "cannot read admin token file '%s': %s", path, strerror(errno));
+        return;
+    }
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ' ||
+                       data[len - 1] == '\t'))
+        len--;
+    bool visible = true;
+    for (size_t i = 0; i < len; i++)
+        visible = visible && data[i] > 0x20 && data[i] < 0x7f;
+    if (!visible)
+        pt_conf_error(L->cx, n, "admin token in '%s' must be printable ASCII with no spaces",
+                      path);
+    else if (len < ADMIN_TOKEN_MIN || len > ADMIN_TOKEN_MAX)
+        pt_conf_error(L->cx, n,
+                      "admin token in '%s' is %zu bytes; use %u to %u (e.g. `openssl rand -hex "
+                      "32`)",
+                      path, len, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
+    else {
+        L->c->admin_token = pt_conf_strdup(L->cx, (const char *)data, len);
+        L->c->admin_token_len = len;
+    }
+    memset(data, 0, len);
+    free(data);
+}
+
+static bool is_loopback(const pt_sockaddr_t *a)
+{
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    return false;
+}
 
 static void load_admin(loader_t *L, const pt_conf_node_t *n)
 {
@@ -394,6 +450,8 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
     if (pt_conf_parse_fields(L->cx, n, admin_fields, &raw) != 0 || raw.address == NULL)
         return;
     c->admin_show_secrets = raw.show_secrets;
+    if (raw.token_file != NULL)
+        load_admin_token(L, pt_conf_map_get(n, "token_file"), raw.token_file);
     if (parse_sockaddr(L->cx, raw.address, &c->admin_addr) != 0)
         return;
     for (size_t j = 0; j < c->listener_cnt; j++)
@@ -403,6 +461,13 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
                 c->admin_addr.text, c->listeners[j].addr.text, c->listeners[j].node->line);
             return;
         }
+    /* Legal (a private network may be the point), but /metrics and /config
+     * would be open to anyone who can reach the address. */
+    if (!is_loopback(&c->admin_addr) && raw.token_file == NULL)
+        pt__conf_warn(L->cx, raw.address,
+                      "admin listener %s is not a loopback address and has no token_file: "
+                      "anyone who can reach it can read /metrics and /config",
+                      c->admin_addr.text);
     c->has_admin = true;
 }
 

@@ -146,6 +146,8 @@ typedef struct pt_config {
     bool has_admin;
     pt_sockaddr_t admin_addr;
     bool admin_show_secrets;       /* admin.show_secrets: /config without redaction */
+    const char *admin_token;       /* admin.token_file's token (NUL-terminated), or NULL */
+    size_t admin_token_len;
     const char *access_log;        /* "stdout", "stderr", a path, or NULL (off) */
     unsigned workers;              /* 0 = number of cores */
     pt_limits_t limits;

@@ -667,6 +667,83 @@ static void test_redaction(void **state)
     pt_config_unref(c);
 }
 
+static void reset_errors(void)
+{
+    fclose(errs);
+    free(errbuf);
+    errbuf = NULL;
+    errs = open_memstream(&errbuf, &errlen);
+}
+
+/* Regression (issue 14, weak spot): the admin listener took 0.0.0.0 with no
+ * authentication and no word said. admin.token_file, and a warning at load. */
+static void test_admin_token_and_warning(void **state)
+{
+    (void)state;
+    make_certs(); /* for tmpdir */
+    char good[128], shortf[128], spaced[128], text[512], want[512];
+    snprintf(good, sizeof(good), "%s/token", tmpdir);
+    snprintf(shortf, sizeof(shortf), "%s/short", tmpdir);
+    snprintf(spaced, sizeof(spaced), "%s/spaced", tmpdir);
+    write_file(good, "0123456789abcdef0123456789abcdef\r\n");
+    write_file(shortf, "tiny\n");
+    write_file(spaced, "0123456789 abcdef0123456789\n");
+
+    /* non-loopback, no token: loads, with a positioned warning */
+    reset_errors();
+    pt_config_t *c = load(MINIMAL "admin: { address: 0.0.0.0:9901 }\n");
+    assert_non_null(c);
+    assert_null(c->admin_token);
+    assert_non_null(strstr(errors(), "c.yaml:2:19: warning: admin listener 0.0.0.0:9901 is not a "
+                                     "loopback address and has no token_file"));
+    pt_config_unref(c);
+    reset_errors();
+    c = load(MINIMAL "admin: { address: \"[::]:9901\" }\n");
+    assert_non_null(c);
+    assert_non_null(strstr(errors(), "warning: admin listener [::]:9901"));
+    pt_config_unref(c);
+
+    /* loopback, or a token: no warning */
+    reset_errors();
+    c = load(MINIMAL "admin: { address: 127.0.0.2:9901 }\n");
+    assert_non_null(c);
+    pt_config_unref(c);
+    c = load(MINIMAL "admin: { address: \"[::1]:9901\" }\n");
+    assert_non_null(c);
+    pt_config_unref(c);
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 0.0.0.0:9901, token_file: %s }\n",
+             good);
+    c = load(text);
+    if (c == NULL)
+        fail_msg("%s", errors());
+    assert_string_equal(errors(), "");
+    /* trailing CR LF trimmed; the token never shows in /config */
+    assert_int_equal(c->admin_token_len, 32);
+    assert_string_equal(c->admin_token, "0123456789abcdef0123456789abcdef");
+    assert_null(strstr(c->redacted_json, "0123456789abcdef"));
+    pt_config_unref(c);
+
+    /* bad token files are errors at the key */
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 127.0.0.1:9901, token_file: %s }\n",
+             shortf);
+    snprintf(want, sizeof(want),
+             "c.yaml:2:47: admin token in '%s' is 4 bytes; use 16 to 4096 (e.g. `openssl rand "
+             "-hex 32`)",
+             shortf);
+    expect_error(text, want);
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 127.0.0.1:9901, token_file: %s }\n",
+             spaced);
+    snprintf(want, sizeof(want),
+             "c.yaml:2:47: admin token in '%s' must be printable ASCII with no spaces", spaced);
+    expect_error(text, want);
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 127.0.0.1:9901, token_file: %s/nope }\n",
+             tmpdir);
+    snprintf(want, sizeof(want),
+             "c.yaml:2:47: cannot read admin token file '%s/nope': No such file or directory",
+             tmpdir);
+    expect_error(text, want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,6 +764,7 @@ int main(void)
         T(test_tls_errors),
         T(test_missing_file),
         T(test_redaction),
+        T(test_admin_token_and_warning),
 #undef T
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

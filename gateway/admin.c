@@ -8,11 +8,14 @@
  * needs the bearer token.
  */
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +30,32 @@ typedef struct admin {
     struct evhttp *http;
     struct event_base *base;
     char *addr_text;
+    SSL_CTX *ssl_ctx; /* admin.tls of the current snapshot (own reference), or NULL */
 } admin_t;
+
+/* evhttp's connection factory when admin.tls is on: each connection gets an
+ * SSL of the current context (SSL_new takes its own reference to the
+ * context, so a reload never pulls it from under a live connection). */
+static struct bufferevent *make_tls_bev(struct event_base *base, void *arg)
+{
+    admin_t *a = arg;
+    SSL *ssl = SSL_new(a->ssl_ctx);
+    if (ssl == NULL)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* Keeps a reference to the snapshot's context: the snapshot may go before the
+ * next reload does. */
+static void set_ssl_ctx(admin_t *a, const pt_config_t *config)
+{
+    SSL_CTX *ctx = config != NULL ? config->admin_ssl_ctx : NULL;
+    if (ctx != NULL)
+        SSL_CTX_up_ref(ctx);
+    SSL_CTX_free(a->ssl_ctx);
+    a->ssl_ctx = ctx;
+}
 
 static void reply(struct evhttp_request *r, int code, const char *ctype, const char *body,
                   size_t len)
@@ -152,6 +180,9 @@ static int bind_http(admin_t *a, pt_server_t *s, const pt_config_t *config)
     evhttp_set_timeout(a->http, 10);
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
     evhttp_set_gencb(a->http, on_request, s);
+    set_ssl_ctx(a, config);
+    if (a->ssl_ctx != NULL)
+        evhttp_set_bevcb(a->http, make_tls_bev, a);
     char host[64] = "127.0.0.1";
     unsigned port = 0;
     const char *t = config->admin_addr.text;
@@ -198,14 +229,23 @@ int pt_admin_reconfigure(pt_server_t *s, const pt_config_t *config)
     if (a == NULL)
         return 0;
     const char *want = config->has_admin ? config->admin_addr.text : NULL;
-    if ((want == NULL && a->http == NULL) ||
-        (want != NULL && a->addr_text != NULL && a->http != NULL && strcmp(want, a->addr_text) == 0))
+    if (want == NULL && a->http == NULL)
         return 0;
+    /* Same address, TLS on both sides or off on both: keep the socket, take
+     * the new context (new certificates apply to new connections). */
+    if (want != NULL && a->addr_text != NULL && a->http != NULL &&
+        strcmp(want, a->addr_text) == 0 &&
+        (a->ssl_ctx != NULL) == (config->admin_ssl_ctx != NULL)) {
+        set_ssl_ctx(a, config);
+        return 0;
+    }
     if (a->http != NULL)
         evhttp_free(a->http);
     a->http = NULL;
-    if (want == NULL)
+    if (want == NULL) {
+        set_ssl_ctx(a, NULL);
         return 0;
+    }
     return bind_http(a, s, config) == 0 ? 0 : PT_ERR_UNAVAILABLE;
 }
 
@@ -216,6 +256,7 @@ void pt_admin_stop(pt_server_t *s)
         return;
     if (a->http != NULL)
         evhttp_free(a->http);
+    SSL_CTX_free(a->ssl_ctx);
     free(a->addr_text);
     free(a);
     s->admin = NULL;

@@ -310,6 +310,7 @@ static const pt_conf_field_t listener_fields[] = {
 
 typedef struct tls_raw {
     const char *cert, *key;
+    const char *client_ca; /* admin.tls only */
 } tls_raw_t;
 
 static const pt_conf_field_t tls_fields[] = {
@@ -318,27 +319,46 @@ static const pt_conf_field_t tls_fields[] = {
     PT_CONF_FIELDS_END,
 };
 
+/*
+ * Checks the files of a parsed `tls` map and builds its context, released
+ * with the snapshot. Returns NULL after reporting every problem at its key.
+ */
+static void *build_tls_ctx(pt_conf_cx_t *cx, const pt_conf_node_t *tls, const tls_raw_t *raw,
+                           int offer_h2)
+{
+    unsigned before = pt_conf_error_count(cx);
+    check_readable(cx, pt_conf_map_get(tls, "cert"), "certificate file", raw->cert);
+    check_readable(cx, pt_conf_map_get(tls, "key"), "key file", raw->key);
+    if (raw->client_ca != NULL)
+        check_readable(cx, pt_conf_map_get(tls, "client_ca"), "client CA file", raw->client_ca);
+    if (pt_conf_error_count(cx) != before)
+        return NULL;
+    char err[512];
+    void *ctx = pt_tls_ctx_new(raw->cert, raw->key, offer_h2, err, sizeof(err));
+    if (ctx == NULL) {
+        pt_conf_error(cx, tls, "%s", err);
+        return NULL;
+    }
+    pt_conf_on_release(cx, pt_tls_ctx_free, ctx);
+    if (raw->client_ca != NULL &&
+        pt_tls_ctx_verify_clients(ctx, raw->client_ca, err, sizeof(err)) != 0) {
+        pt_conf_error(cx, pt_conf_map_get(tls, "client_ca"), "%s", err);
+        return NULL;
+    }
+    return ctx;
+}
+
 static void load_tls(loader_t *L, pt_listener_conf_t *lc, const pt_conf_node_t *tls)
 {
-    pt_conf_cx_t *cx = L->cx;
     tls_raw_t raw = {0};
-    if (pt_conf_parse_fields(cx, tls, tls_fields, &raw) != 0)
+    if (pt_conf_parse_fields(L->cx, tls, tls_fields, &raw) != 0)
         return;
-    unsigned before = pt_conf_error_count(cx);
-    check_readable(cx, pt_conf_map_get(tls, "cert"), "certificate file", raw.cert);
-    check_readable(cx, pt_conf_map_get(tls, "key"), "key file", raw.key);
-    if (pt_conf_error_count(cx) != before)
+    void *ctx = build_tls_ctx(L->cx, tls, &raw, 1);
+    if (ctx == NULL)
         return;
     lc->has_tls = true;
     lc->cert_path = raw.cert;
     lc->key_path = raw.key;
-    char err[512];
-    void *ctx = pt_tls_ctx_new(raw.cert, raw.key, 1, err, sizeof(err));
-    if (ctx == NULL) {
-        pt_conf_error(cx, tls, "%s", err);
-        return;
-    }
-    pt_conf_on_release(cx, pt_tls_ctx_free, ctx);
     lc->ssl_ctx = ctx;
 }
 
@@ -377,7 +397,7 @@ static void load_listeners(loader_t *L, const pt_conf_node_t *n)
 }
 
 typedef struct admin_raw {
-    const pt_conf_node_t *address;
+    const pt_conf_node_t *address, *tls;
     bool show_secrets;
     const char *token_file;
 } admin_raw_t;
@@ -386,8 +406,27 @@ static const pt_conf_field_t admin_fields[] = {
     {"address", PT_CONF_T_NODE, offsetof(admin_raw_t, address), 0, 0, true, NULL},
     {"show_secrets", PT_CONF_T_BOOL, offsetof(admin_raw_t, show_secrets), 0, 0, false, NULL},
     {"token_file", PT_CONF_T_PATH, offsetof(admin_raw_t, token_file), 0, 0, false, NULL},
+    {"tls", PT_CONF_T_NODE, offsetof(admin_raw_t, tls), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
+
+static const pt_conf_field_t admin_tls_fields[] = {
+    {"cert", PT_CONF_T_PATH, offsetof(tls_raw_t, cert), 0, 0, true, NULL},
+    {"key", PT_CONF_T_PATH, offsetof(tls_raw_t, key), 0, 0, true, NULL},
+    {"client_ca", PT_CONF_T_PATH, offsetof(tls_raw_t, client_ca), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+/* admin.tls: HTTPS on the admin listener (HTTP/1.1 only: evhttp), with client
+ * certificates required when client_ca is given. */
+static void load_admin_tls(loader_t *L, const pt_conf_node_t *tls)
+{
+    tls_raw_t raw = {0};
+    if (pt_conf_parse_fields(L->cx, tls, admin_tls_fields, &raw) != 0)
+        return;
+    L->c->admin_ssl_ctx = build_tls_ctx(L->cx, tls, &raw, 0);
+    L->c->admin_client_certs = L->c->admin_ssl_ctx != NULL && raw.client_ca != NULL;
+}
 
 #define ADMIN_TOKEN_MIN 16   /* bytes: short tokens are guessable */
 #define ADMIN_TOKEN_MAX 4096
@@ -452,6 +491,8 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
     c->admin_show_secrets = raw.show_secrets;
     if (raw.token_file != NULL)
         load_admin_token(L, pt_conf_map_get(n, "token_file"), raw.token_file);
+    if (raw.tls != NULL)
+        load_admin_tls(L, raw.tls);
     if (parse_sockaddr(L->cx, raw.address, &c->admin_addr) != 0)
         return;
     for (size_t j = 0; j < c->listener_cnt; j++)
@@ -463,10 +504,10 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
         }
     /* Legal (a private network may be the point), but /metrics and /config
      * would be open to anyone who can reach the address. */
-    if (!is_loopback(&c->admin_addr) && raw.token_file == NULL)
+    if (!is_loopback(&c->admin_addr) && raw.token_file == NULL && !c->admin_client_certs)
         pt__conf_warn(L->cx, raw.address,
-                      "admin listener %s is not a loopback address and has no token_file: "
-                      "anyone who can reach it can read /metrics and /config",
+                      "admin listener %s is not a loopback address and has no token_file or "
+                      "tls.client_ca: anyone who can reach it can read /metrics and /config",
                       c->admin_addr.text);
     c->has_admin = true;
 }

@@ -9,7 +9,7 @@ import subprocess
 import time
 import unittest
 
-from portico_test import BIN, PorticoTestCase, curl, free_port
+from portico_test import BIN, PorticoTestCase, curl, free_port, make_cert
 
 SECRETS = ["dXBzdHJlYW06c2VjcmV0", "auth-s3cret", "sess-s3cret", "jwt-s3cret", "tenant-s3cret",
            "resp-s3cret", "plain-s3cret", "bearer-s3cret"]
@@ -107,6 +107,49 @@ class AdminTokenTest(PorticoTestCase):
                          200)
 
 
+def make_ca_and_client(d, name):
+    """A CA and a client certificate it signed (openssl CLI)."""
+    ca, ca_key = os.path.join(d, name + "-ca.pem"), os.path.join(d, name + "-ca.key")
+    crt, key = os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
+    csr = os.path.join(d, name + ".csr")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, timeout=60)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", f"/CN={name} CA")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", crt, "-days", "2")
+    return ca, crt, key
+
+
+class AdminClientCertTest(PorticoTestCase):
+    def test_client_certificate_required(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="portico-admin-tls-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", d]))
+        srv_crt, srv_key = make_cert(d)
+        ca, crt, key = make_ca_and_client(d, "ops")
+        _, other_crt, other_key = make_ca_and_client(d, "intruder")
+        port, admin = free_port(), free_port()
+        self.start(config(port, admin, f", tls: {{ cert: {srv_crt}, key: {srv_key}, "
+                                       f"client_ca: {ca} }}"), port)
+        a = f"https://127.0.0.1:{admin}"
+        st, _, body, _ = curl(f"{a}/metrics", "--cacert", srv_crt, "--cert", crt, "--key", key)
+        self.assertEqual(st, 200)
+        self.assertIn("portico_workers", body.decode())
+        self.assertEqual(curl(f"{a}/healthz", "--cacert", srv_crt, "--cert", crt,
+                              "--key", key)[0], 200)
+        # no certificate, or one from another CA: the handshake fails, no answer
+        self.assertEqual(curl(f"{a}/metrics", "--cacert", srv_crt)[0], 0)
+        self.assertEqual(curl(f"{a}/config", "--cacert", srv_crt, "--cert", other_crt,
+                              "--key", other_key)[0], 0)
+        # plain HTTP on the TLS port gets nothing either
+        self.assertEqual(curl(f"http://127.0.0.1:{admin}/metrics")[0], 0)
+        # still serving after the refusals
+        self.assertEqual(curl(f"{a}/config", "--cacert", srv_crt, "--cert", crt,
+                              "--key", key)[0], 200)
+
+
 class AdminWarningTest(unittest.TestCase):
     def validate(self, admin, extra=""):
         import tempfile
@@ -127,6 +170,9 @@ class AdminWarningTest(unittest.TestCase):
                       "address and has no token_file", err)
         code, err, _ = self.validate("0.0.0.0:9901", ", token_file: t")
         self.assertEqual((code, err), (0, ""))
+        code, err, _ = self.validate("[::]:9901")
+        self.assertEqual(code, 0, err)
+        self.assertIn("warning: admin listener [::]:9901 is not a loopback", err)
         code, err, _ = self.validate("127.0.0.1:9901")
         self.assertEqual((code, err), (0, ""))
 

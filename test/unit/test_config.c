@@ -736,6 +736,27 @@ static void test_admin_token_and_warning(void **state)
     snprintf(want, sizeof(want),
              "c.yaml:2:47: admin token in '%s' must be printable ASCII with no spaces", spaced);
     expect_error(text, want);
+    /* client certificates count as authentication too */
+    reset_errors();
+    snprintf(text, sizeof(text),
+             MINIMAL "admin:\n  address: 0.0.0.0:9901\n  tls: { cert: %s/cert.pem, key: %s/key.pem, "
+                     "client_ca: %s/othercert.pem }\n",
+             tmpdir, tmpdir, tmpdir);
+    c = load(text);
+    if (c == NULL)
+        fail_msg("%s", errors());
+    assert_non_null(c->admin_ssl_ctx);
+    assert_true(c->admin_client_certs);
+    assert_string_equal(errors(), "");
+    pt_config_unref(c);
+    snprintf(text, sizeof(text),
+             MINIMAL "admin:\n  address: 127.0.0.1:9901\n  tls: { cert: %s/cert.pem, key: %s/key.pem, "
+                     "client_ca: %s/none.pem }\n",
+             tmpdir, tmpdir, tmpdir);
+    snprintf(want, sizeof(want),
+             "c.yaml:4:%zu: cannot read client CA file '%s/none.pem': No such file or directory",
+             53 + 2 * strlen(tmpdir), tmpdir); /* column of the value */
+    expect_error(text, want);
     snprintf(text, sizeof(text), MINIMAL "admin: { address: 127.0.0.1:9901, token_file: %s/nope }\n",
              tmpdir);
     snprintf(want, sizeof(want),

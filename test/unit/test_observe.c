@@ -37,6 +37,8 @@ static void test_metrics_sum_and_buckets(void **state)
     pt_metrics_request(s[1], "api", 502, 1000, 900, true, 0, 0);      /* 1 ms */
     pt_metrics_request(s[1], "we\"ird\\\n", 404, 1, 0, false, 0, 0);
     pt_metrics_upstream_error(s[1], "web", PT_ERR_TIMEOUT);
+    atomic_store(&s[0]->log_dropped, 2);
+    atomic_store(&s[1]->log_dropped, 3);
     char *t = render(s, 2);
     assert_non_null(strstr(t, "portico_requests_total{route=\"api\",code=\"200\"} 3\n"));
     assert_non_null(strstr(t, "portico_requests_total{route=\"api\",code=\"502\"} 1\n"));
@@ -52,6 +54,8 @@ static void test_metrics_sum_and_buckets(void **state)
     assert_non_null(strstr(t, "portico_upstream_errors_total{cluster=\"web\",error=\"TIMEOUT\"} 1\n"));
     assert_non_null(strstr(t, "portico_request_bytes_total 10\n"));
     assert_non_null(strstr(t, "portico_response_bytes_total 25\n"));
+    assert_non_null(strstr(t, "# TYPE portico_access_log_dropped_total counter\n"
+                              "portico_access_log_dropped_total 5\n"));
     assert_non_null(strstr(t, "portico_config_generation 7\n"));
     assert_non_null(strstr(t, "portico_config_reloads_total{result=\"failed\"} 1\n"));
     free(t);

@@ -5,11 +5,15 @@ from a failed open (issue 14, bug 3).
 """
 import json
 import os
+import resource
+import shutil
+import socket
 import subprocess
+import tempfile
 import time
 import unittest
 
-from portico_test import PorticoTestCase, curl, free_port
+from portico_test import BIN, PorticoTestCase, curl, free_port, wait_port
 
 
 def config(port, echo_port, admin_port, log_path="access.log"):
@@ -88,6 +92,11 @@ class AccessLogNumbersTest(PorticoTestCase):
         log_lines(log)  # every line parses
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def wait_for(pred, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -150,6 +159,70 @@ class AccessLogFileTest(PorticoTestCase):
         self.assertIsNotNone(found, p.output())
         self.assertIn("opened", p.output())
         self.assertFalse([l for l in log_lines(log) if l["path"].startswith("/lost/")])
+
+    def test_open_fails_during_fd_exhaustion_then_recovers(self):
+        """The issue's own case: the lazy first open hits EMFILE while clients
+        hold every descriptor; once they let go, the log must come back."""
+        d = tempfile.mkdtemp(prefix="portico-emfile-")
+        self.addCleanup(shutil.rmtree, d, True)
+        port, admin = free_port(), free_port()
+        with open(os.path.join(d, "p.yaml"), "w") as f:
+            f.write(f"listeners: [ {{ address: 127.0.0.1:{port} }} ]\n"
+                    f"admin: {{ address: 127.0.0.1:{admin} }}\n"
+                    "access_log: { path: access.log }\n"
+                    "routes:\n  - match: { prefix: / }\n    respond: { body: \"ok\\n\" }\n")
+        limit = 64
+        err_path = os.path.join(d, "err.log")
+        err = open(err_path, "wb")
+        self.addCleanup(err.close)
+        proc = subprocess.Popen(
+            [BIN, "-c", "p.yaml", "-w", "1"], cwd=d, stdout=err, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+
+        def stop():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        self.addCleanup(stop)
+        wait_port(port, proc=proc)
+        wait_port(admin, proc=proc)
+        log = os.path.join(d, "access.log")
+        used = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        held = []
+        try:
+            # one connection per free descriptor, and a few more waiting in the backlog
+            for _ in range(limit - used + 4):
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            self.assertTrue(wait_for(lambda: len(os.listdir(f"/proc/{proc.pid}/fd")) >= limit),
+                            "could not use up the descriptors")
+            s = held[0]
+            s.sendall(b"GET /starved HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+            self.assertTrue(wait_for(lambda: b"cannot open access log" in read(err_path)))
+            self.assertFalse(os.path.exists(log))
+        finally:
+            for h in held:
+                h.close()
+        # descriptors are back: within about a second a line lands again
+        deadline = time.monotonic() + 15
+        k, found = 0, None
+        while time.monotonic() < deadline and found is None:
+            self.assertEqual(curl(f"http://127.0.0.1:{port}/back/{k}")[0], 200)
+            k += 1
+            found = wait_line(log, lambda l: l["path"].startswith("/back/"), timeout=0.3)
+        self.assertIsNotNone(found, read(err_path))
+        st, _, body, _ = curl(f"http://127.0.0.1:{admin}/metrics")
+        dropped = [l for l in body.decode().splitlines()
+                   if l.startswith("portico_access_log_dropped_total ")]
+        self.assertEqual(len(dropped), 1)
+        self.assertGreaterEqual(int(dropped[0].split()[1]), 1)
+        self.assertFalse([l for l in log_lines(log) if l["path"] == "/starved"])
+        stop()
+        self.assertEqual(proc.returncode, 0)
 
 
 if __name__ == "__main__":

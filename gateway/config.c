@@ -316,6 +316,7 @@ static const pt_conf_field_t listener_fields[] = {
 
 typedef struct tls_raw {
     const char *cert, *key;
+    const char *client_ca; /* admin.tls only */
 } tls_raw_t;
 
 static const pt_conf_field_t tls_fields[] = {
@@ -324,27 +325,46 @@ static const pt_conf_field_t tls_fields[] = {
     PT_CONF_FIELDS_END,
 };
 
+/*
+ * Checks the files of a parsed `tls` map and builds its context, released
+ * with the snapshot. Returns NULL after reporting every problem at its key.
+ */
+static void *build_tls_ctx(pt_conf_cx_t *cx, const pt_conf_node_t *tls, const tls_raw_t *raw,
+                           int offer_h2)
+{
+    unsigned before = pt_conf_error_count(cx);
+    check_readable(cx, pt_conf_map_get(tls, "cert"), "certificate file", raw->cert);
+    check_readable(cx, pt_conf_map_get(tls, "key"), "key file", raw->key);
+    if (raw->client_ca != NULL)
+        check_readable(cx, pt_conf_map_get(tls, "client_ca"), "client CA file", raw->client_ca);
+    if (pt_conf_error_count(cx) != before)
+        return NULL;
+    char err[512];
+    void *ctx = pt_tls_ctx_new(raw->cert, raw->key, offer_h2, err, sizeof(err));
+    if (ctx == NULL) {
+        pt_conf_error(cx, tls, "%s", err);
+        return NULL;
+    }
+    pt_conf_on_release(cx, pt_tls_ctx_free, ctx);
+    if (raw->client_ca != NULL &&
+        pt_tls_ctx_verify_clients(ctx, raw->client_ca, err, sizeof(err)) != 0) {
+        pt_conf_error(cx, pt_conf_map_get(tls, "client_ca"), "%s", err);
+        return NULL;
+    }
+    return ctx;
+}
+
 static void load_tls(loader_t *L, pt_listener_conf_t *lc, const pt_conf_node_t *tls)
 {
-    pt_conf_cx_t *cx = L->cx;
     tls_raw_t raw = {0};
-    if (pt_conf_parse_fields(cx, tls, tls_fields, &raw) != 0)
+    if (pt_conf_parse_fields(L->cx, tls, tls_fields, &raw) != 0)
         return;
-    unsigned before = pt_conf_error_count(cx);
-    check_readable(cx, pt_conf_map_get(tls, "cert"), "certificate file", raw.cert);
-    check_readable(cx, pt_conf_map_get(tls, "key"), "key file", raw.key);
-    if (pt_conf_error_count(cx) != before)
+    void *ctx = build_tls_ctx(L->cx, tls, &raw, 1);
+    if (ctx == NULL)
         return;
     lc->has_tls = true;
     lc->cert_path = raw.cert;
     lc->key_path = raw.key;
-    char err[512];
-    void *ctx = pt_tls_ctx_new(raw.cert, raw.key, 1, err, sizeof(err));
-    if (ctx == NULL) {
-        pt_conf_error(cx, tls, "%s", err);
-        return;
-    }
-    pt_conf_on_release(cx, pt_tls_ctx_free, ctx);
     lc->ssl_ctx = ctx;
 }
 
@@ -383,13 +403,90 @@ static void load_listeners(loader_t *L, const pt_conf_node_t *n)
 }
 
 typedef struct admin_raw {
-    const pt_conf_node_t *address;
+    const pt_conf_node_t *address, *tls;
+    bool show_secrets;
+    const char *token_file;
 } admin_raw_t;
 
 static const pt_conf_field_t admin_fields[] = {
     {"address", PT_CONF_T_NODE, offsetof(admin_raw_t, address), 0, 0, true, NULL},
+    {"show_secrets", PT_CONF_T_BOOL, offsetof(admin_raw_t, show_secrets), 0, 0, false, NULL},
+    {"token_file", PT_CONF_T_PATH, offsetof(admin_raw_t, token_file), 0, 0, false, NULL},
+    {"tls", PT_CONF_T_NODE, offsetof(admin_raw_t, tls), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
+
+static const pt_conf_field_t admin_tls_fields[] = {
+    {"cert", PT_CONF_T_PATH, offsetof(tls_raw_t, cert), 0, 0, true, NULL},
+    {"key", PT_CONF_T_PATH, offsetof(tls_raw_t, key), 0, 0, true, NULL},
+    {"client_ca", PT_CONF_T_PATH, offsetof(tls_raw_t, client_ca), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+/* admin.tls: HTTPS on the admin listener (HTTP/1.1 only: evhttp), with client
+ * certificates required when client_ca is given. */
+static void load_admin_tls(loader_t *L, const pt_conf_node_t *tls)
+{
+    tls_raw_t raw = {0};
+    if (pt_conf_parse_fields(L->cx, tls, admin_tls_fields, &raw) != 0)
+        return;
+    L->c->admin_ssl_ctx = build_tls_ctx(L->cx, tls, &raw, 0);
+    L->c->admin_client_certs = L->c->admin_ssl_ctx != NULL && raw.client_ca != NULL;
+}
+
+#define ADMIN_TOKEN_MIN 16   /* bytes: short tokens are guessable */
+#define ADMIN_TOKEN_MAX 4096
+
+static uint8_t *slurp(const char *path, size_t *len);
+
+/*
+ * The admin bearer token: the file's content without trailing whitespace (an
+ * editor's newline), visible ASCII only (what an Authorization header can
+ * carry), at least ADMIN_TOKEN_MIN bytes. Read at every load, so a SIGHUP
+ * after replacing the file rotates the token.
+ */
+static void load_admin_token(loader_t *L, const pt_conf_node_t *n, const char *path)
+{
+    size_t len = 0;
+    uint8_t *data = slurp(path, &len);
+    if (data == NULL) {
+        pt_conf_error(L->cx, n, "cannot read admin token file '%s': %s", path, strerror(errno));
+        return;
+    }
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' ' ||
+                       data[len - 1] == '\t'))
+        len--;
+    bool visible = true;
+    for (size_t i = 0; i < len; i++)
+        visible = visible && data[i] > 0x20 && data[i] < 0x7f;
+    if (!visible)
+        pt_conf_error(L->cx, n, "admin token in '%s' must be printable ASCII with no spaces",
+                      path);
+    else if (len < ADMIN_TOKEN_MIN || len > ADMIN_TOKEN_MAX)
+        pt_conf_error(L->cx, n,
+                      "admin token in '%s' is %zu bytes; use %u to %u (e.g. `openssl rand -hex "
+                      "32`)",
+                      path, len, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
+    else {
+        L->c->admin_token = pt_conf_strdup(L->cx, (const char *)data, len);
+        L->c->admin_token_len = len;
+    }
+    memset(data, 0, len);
+    free(data);
+}
+
+static bool is_loopback(const pt_sockaddr_t *a)
+{
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    return false;
+}
 
 static void load_admin(loader_t *L, const pt_conf_node_t *n)
 {
@@ -397,6 +494,11 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
     pt_config_t *c = L->c;
     if (pt_conf_parse_fields(L->cx, n, admin_fields, &raw) != 0 || raw.address == NULL)
         return;
+    c->admin_show_secrets = raw.show_secrets;
+    if (raw.token_file != NULL)
+        load_admin_token(L, pt_conf_map_get(n, "token_file"), raw.token_file);
+    if (raw.tls != NULL)
+        load_admin_tls(L, raw.tls);
     if (parse_sockaddr(L->cx, raw.address, &c->admin_addr) != 0)
         return;
     for (size_t j = 0; j < c->listener_cnt; j++)
@@ -406,6 +508,13 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
                 c->admin_addr.text, c->listeners[j].addr.text, c->listeners[j].node->line);
             return;
         }
+    /* Legal (a private network may be the point), but /metrics and /config
+     * would be open to anyone who can reach the address. */
+    if (!is_loopback(&c->admin_addr) && raw.token_file == NULL && !c->admin_client_certs)
+        pt__conf_warn(L->cx, raw.address,
+                      "admin listener %s is not a loopback address and has no token_file or "
+                      "tls.client_ca: anyone who can reach it can read /metrics and /config",
+                      c->admin_addr.text);
     c->has_admin = true;
 }
 
@@ -1098,12 +1207,33 @@ static bool is_json_number(const char *s)
     return *p == '\0';
 }
 
+/*
+ * What /config never shows (unless admin.show_secrets):
+ * - the value of any key named like a credential (is_secret_key); a list or
+ *   map under such a key keeps its shape with every scalar redacted;
+ * - every header value the config sets or matches: the values of maps under
+ *   a key named `headers`, `set`, `add`, `append` or ending in `_headers`
+ *   (the headers filter, respond headers, route header matches, and any
+ *   module following the same naming), whatever the header's name:
+ *   `x-upstream-auth: Basic ...` is as secret as `authorization`. Plain
+ *   `true`/`false` stay (a match on presence reveals nothing).
+ * Redacting by shape rather than by a list of known modules keeps plugins and
+ * keys added later covered.
+ */
+typedef enum redact_mode {
+    REDACT_NONE,    /* admin.show_secrets */
+    REDACT_KEYS,    /* the default: per key name */
+    REDACT_HEADERS, /* a map of header name -> value */
+    REDACT_ALL,     /* under a secret key: every scalar */
+} redact_mode_t;
+
 /* Keys whose values never leave the process in /config. */
 static bool is_secret_key(const char *k)
 {
-    static const char *const words[] = {"secret",        "password",   "passwd", "token",
-                                        "authorization", "credential", "cookie", "apikey",
-                                        "private",       NULL};
+    static const char *const words[] = {"secret", "password",   "passwd", "token",
+                                        "auth",   "credential", "cookie", "session",
+                                        "apikey", "private",    "jwt",    "bearer",
+                                        "signature", NULL};
     char low[128];
     size_t n = strlen(k);
     if (n >= sizeof(low))
@@ -1125,15 +1255,53 @@ static bool is_secret_key(const char *k)
     return false;
 }
 
-static void render(jbuf_t *b, const pt_conf_node_t *n)
+/* Keys whose map value is header name -> header value. */
+static bool is_header_map_key(const char *k)
+{
+    static const char *const names[] = {"headers", "set", "add", "append", NULL};
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcasecmp(k, names[i]) == 0)
+            return true;
+    size_t n = strlen(k);
+    return n > 8 && (strcasecmp(k + n - 8, "_headers") == 0 || strcasecmp(k + n - 8, "-headers") == 0);
+}
+
+static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode);
+
+/* The value of one map entry, in a map rendered in `mode`. */
+static void render_value(jbuf_t *b, const char *key, const pt_conf_node_t *v, redact_mode_t mode)
+{
+    if (mode == REDACT_NONE || v->kind == PT_CONF_NULL) {
+        render(b, v, mode);
+        return;
+    }
+    if (mode == REDACT_HEADERS) {
+        if (v->kind == PT_CONF_SCALAR &&
+            (pt__conf_is_plain(v, "true") || pt__conf_is_plain(v, "false")))
+            render(b, v, REDACT_KEYS);
+        else
+            render(b, v, v->kind == PT_CONF_MAP ? REDACT_KEYS : REDACT_ALL);
+        return;
+    }
+    if (mode == REDACT_ALL || is_secret_key(key))
+        render(b, v, REDACT_ALL);
+    else if (v->kind == PT_CONF_MAP && is_header_map_key(key))
+        render(b, v, REDACT_HEADERS);
+    else
+        render(b, v, REDACT_KEYS);
+}
+
+static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode)
 {
     switch (n->kind) {
     case PT_CONF_NULL:
         jput(b, "null", 4);
         return;
     case PT_CONF_SCALAR:
-        if (!n->quoted &&
-            (strcmp(n->str, "true") == 0 || strcmp(n->str, "false") == 0 || is_json_number(n->str)))
+        if (mode == REDACT_ALL)
+            jput(b, "\"[redacted]\"", 12);
+        else if (!n->quoted && (strcmp(n->str, "true") == 0 || strcmp(n->str, "false") == 0 ||
+                                is_json_number(n->str)))
             jput(b, n->str, n->len);
         else
             jstr(b, n->str, n->len);
@@ -1143,7 +1311,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n)
         for (size_t i = 0; i < n->cnt; i++) {
             if (i != 0)
                 jput(b, ",", 1);
-            render(b, n->items[i]);
+            render(b, n->items[i], mode);
         }
         jput(b, "]", 1);
         return;
@@ -1154,10 +1322,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n)
                 jput(b, ",", 1);
             jstr(b, n->keys[i]->str, n->keys[i]->len);
             jput(b, ":", 1);
-            if (is_secret_key(n->keys[i]->str) && n->items[i]->kind != PT_CONF_NULL)
-                jput(b, "\"[redacted]\"", 12);
-            else
-                render(b, n->items[i]);
+            render_value(b, n->keys[i]->str, n->items[i], mode);
         }
         jput(b, "}", 1);
         return;
@@ -1375,7 +1540,7 @@ static void build(loader_t *L, const pt_conf_node_t *root)
     c->router = pt_router_new(cx, c);
 
     jbuf_t jb = {0};
-    render(&jb, root);
+    render(&jb, root, c->admin_show_secrets ? REDACT_NONE : REDACT_KEYS);
     c->redacted_json = pt_conf_strdup(cx, jb.p, jb.len);
     free(jb.p);
 }

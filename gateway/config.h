@@ -151,6 +151,11 @@ typedef struct pt_config {
     size_t listener_cnt;
     bool has_admin;
     pt_sockaddr_t admin_addr;
+    bool admin_show_secrets;       /* admin.show_secrets: /config without redaction */
+    const char *admin_token;       /* admin.token_file's token (NUL-terminated), or NULL */
+    size_t admin_token_len;
+    void *admin_ssl_ctx;           /* admin.tls: SSL_CTX * (released with the snapshot), or NULL */
+    bool admin_client_certs;       /* admin.tls.client_ca: clients must present a certificate */
     const char *access_log;        /* "stdout", "stderr", a path, or NULL (off) */
     unsigned workers;              /* 0 = number of cores */
     pt_limits_t limits;

@@ -82,6 +82,20 @@ int pt_conf_error(pt_conf_cx_t *cx, const pt_conf_node_t *node, const char *fmt,
     return PT_ERR_INVALID;
 }
 
+void pt__conf_warn(pt_conf_cx_t *cx, const pt_conf_node_t *node, const char *fmt, ...)
+{
+    if (cx->errs == NULL)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(cx->errs, "%s:%u:%u: warning: ", node->file != NULL ? node->file : cx->file,
+            node->line, node->col);
+    vfprintf(cx->errs, fmt, ap);
+    fputc('\n', cx->errs);
+    fflush(cx->errs);
+    va_end(ap);
+}
+
 static int error_at(pt_conf_cx_t *cx, unsigned line, unsigned col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int error_at(pt_conf_cx_t *cx, unsigned line, unsigned col, const char *fmt, ...)

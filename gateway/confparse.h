@@ -70,6 +70,15 @@ const pt_conf_node_t *pt__conf_parse_file(pt_conf_cx_t *cx);
 int pt__conf_unknown_key(pt_conf_cx_t *cx, const pt_conf_node_t *key, const char *what,
                          const char *const *candidates);
 
+/**
+ * Prints `FILE:LINE:COL: warning: message` for `node` to cx->errs. A warning
+ * is not an error: it does not count in pt_conf_error_count() and the load
+ * goes on (for risky but legal settings, e.g. an unauthenticated admin
+ * listener on a public address).
+ */
+void pt__conf_warn(pt_conf_cx_t *cx, const pt_conf_node_t *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /** True when `n` is a plain (unquoted) scalar equal to `lit`. */
 bool pt__conf_is_plain(const pt_conf_node_t *n, const char *lit);
 

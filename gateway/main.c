@@ -67,6 +67,9 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     app_t *app = arg;
     if (app->stopping)
         return;
+    /* Log rotation (mv access.log access.log.1; kill -HUP) must work even when
+     * the config file is being edited and fails to load. */
+    pt_observe_log_reopen();
     pt_config_t *c = pt_config_load(app->config_path, stderr);
     if (c == NULL) {
         fprintf(stderr, "portico: reload of %s rejected; the previous config keeps serving\n",

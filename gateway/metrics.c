@@ -193,7 +193,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
                        const pt_metrics_globals_t *g)
 {
     int64_t active = 0;
-    uint64_t total = 0, in = 0, outb = 0;
+    uint64_t total = 0, in = 0, outb = 0, log_dropped = 0;
     agg_counter_t *req = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*req));
     agg_counter_t *err = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*err));
     agg_hist_t *hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*hist));
@@ -208,6 +208,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         total += atomic_load_explicit(&s->conns_total, RLX);
         in += atomic_load_explicit(&s->bytes_in, RLX);
         outb += atomic_load_explicit(&s->bytes_out, RLX);
+        log_dropped += atomic_load_explicit(&s->log_dropped, RLX);
         nreq = merge_counters(req, nreq, s->requests, PT_METRICS_ROUTES);
         nerr = merge_counters(err, nerr, s->uperrs, PT_METRICS_UPERRS);
         for (size_t k = 0; k < PT_METRICS_HISTS; k++) {
@@ -273,9 +274,13 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
             "portico_request_bytes_total %llu\n"
             "# HELP portico_response_bytes_total Response body bytes sent.\n"
             "# TYPE portico_response_bytes_total counter\n"
-            "portico_response_bytes_total %llu\n",
+            "portico_response_bytes_total %llu\n"
+            "# HELP portico_access_log_dropped_total Access-log lines lost: the file could "
+            "not be opened (retried every second) or written.\n"
+            "# TYPE portico_access_log_dropped_total counter\n"
+            "portico_access_log_dropped_total %llu\n",
             (long long)active, (unsigned long long)total, (unsigned long long)in,
-            (unsigned long long)outb);
+            (unsigned long long)outb, (unsigned long long)log_dropped);
     if (g != NULL)
         fprintf(out,
                 "# HELP portico_config_generation Generation of the configuration in use.\n"

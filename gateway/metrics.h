@@ -45,6 +45,7 @@ typedef struct pt_metrics_shard {
     _Alignas(64) atomic_int_fast64_t conns_active;
     atomic_uint_fast64_t conns_total;
     atomic_uint_fast64_t bytes_in, bytes_out;
+    atomic_uint_fast64_t log_dropped; /* access-log lines lost (no file, failed write) */
     pt_metrics_counter_slot_t requests[PT_METRICS_ROUTES];
     pt_metrics_hist_slot_t hists[PT_METRICS_HISTS];
     pt_metrics_counter_slot_t uperrs[PT_METRICS_UPERRS];

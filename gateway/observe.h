@@ -35,6 +35,14 @@ void pt_observe_conn_close(pt_worker_t *w);
 /** Counts an upstream failure for `cluster` (status is the PT_ERR_* that ended the call). */
 void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int status);
 
+/**
+ * Asks every worker to reopen its access log file (log rotation). Any thread;
+ * each worker does it at its next line or flush tick (within 100 ms), after
+ * writing what it buffered to the old file. main.c calls it on every SIGHUP,
+ * before loading the config, so rotation works even if the new config fails.
+ */
+void pt_observe_log_reopen(void);
+
 /** Counts a config reload attempt (main thread). */
 void pt_observe_reload(bool ok);
 

@@ -94,3 +94,21 @@ void pt_tls_ctx_free(void *ctx)
 {
     SSL_CTX_free(ctx);
 }
+
+int pt_tls_ctx_verify_clients(void *vctx, const char *ca_path, char *errbuf, size_t errlen)
+{
+    SSL_CTX *ctx = vctx;
+    ERR_clear_error();
+    if (SSL_CTX_load_verify_locations(ctx, ca_path, NULL) != 1) {
+        set_err(errbuf, errlen, "cannot load client CA", ca_path);
+        return -1;
+    }
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_path);
+    if (names == NULL) {
+        set_err(errbuf, errlen, "no CA certificate in", ca_path);
+        return -1;
+    }
+    SSL_CTX_set_client_CA_list(ctx, names); /* takes ownership */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    return 0;
+}

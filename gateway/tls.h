@@ -26,6 +26,14 @@
 void *pt_tls_ctx_new(const char *cert_path, const char *key_path, int offer_h2, char *errbuf,
                      size_t errlen);
 
+/**
+ * Makes a context from pt_tls_ctx_new() require a client certificate that
+ * chains to a CA in the PEM file `ca_path`: a client without one, or with one
+ * from another CA, fails the handshake. Returns 0, or -1 with a one-line
+ * reason in `errbuf`. Main thread, load time, before the context is used.
+ */
+int pt_tls_ctx_verify_clients(void *ctx, const char *ca_path, char *errbuf, size_t errlen);
+
 /** Frees a context from pt_tls_ctx_new(); NULL is accepted. Suitable as a release hook. */
 void pt_tls_ctx_free(void *ctx);
 

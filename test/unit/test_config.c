@@ -628,25 +628,150 @@ static void test_missing_file(void **state)
                                   "such file or directory\n");
 }
 
+#define SECRETS_CONFIG                                                                    \
+    MINIMAL "routes:\n"                                                                   \
+            "  - match: { prefix: \"/q\\\"x\", headers: { x-tenant: acme-tenant-s3, x-present: true } }\n" \
+            "    static:\n"                                                                  \
+            "    filters:\n"                                                                 \
+            "      - headers:\n"                                                             \
+            "          request:\n"                                                           \
+            "            set: { x-upstream-auth: \"Basic dXNlcjpwYXNz\", x-api-key: k1, "      \
+            "cookie: c1, x-token: t1, x-ok: plain-s3 }\n"                                     \
+            "            add: { x-auth: auth-s3, x-session: sess-s3, x-jwt: jwt-s3 }\n"      \
+            "            rename: { x-a: x-b }\n"                                              \
+            "            remove: [ x-internal ]\n"
+
+/* Regression (issue 14, weak spot): /config showed header values set by
+ * filters (x-upstream-auth: Basic ..., x-auth, x-session, x-jwt) and route
+ * header-match values. Every header value the config sets or matches is
+ * redacted, whatever the header's name; structure and harmless values stay. */
 static void test_redaction(void **state)
 {
     (void)state;
-    pt_config_t *c = load(MINIMAL "routes:\n"
-                                  "  - static:\n"
-                                  "    filters:\n"
-                                  "      - headers:\n"
-                                  "          request:\n"
-                                  "            set: { x-api-key: k1, cookie: c1, x-token: t1, "
-                                  "x-ok: \"v\\\"1\" }\n");
+    pt_config_t *c = load(SECRETS_CONFIG);
     if (c == NULL)
         fail_msg("%s", errors());
     const char *j = c->redacted_json;
-    assert_null(strstr(j, "k1"));
-    assert_null(strstr(j, "c1"));
-    assert_null(strstr(j, "t1"));
-    assert_non_null(strstr(j, "\"x-ok\":\"v\\\"1\""));
+    static const char *const secrets[] = {"k1",      "c1",      "t1",     "dXNlcjpwYXNz",
+                                          "auth-s3", "sess-s3", "jwt-s3", "acme-tenant-s3",
+                                          "plain-s3", NULL};
+    for (size_t i = 0; secrets[i] != NULL; i++)
+        if (strstr(j, secrets[i]) != NULL)
+            fail_msg("%s shown in %s", secrets[i], j);
+    assert_non_null(strstr(j, "\"x-upstream-auth\":\"[redacted]\""));
+    assert_non_null(strstr(j, "\"x-present\":true"));
+    assert_non_null(strstr(j, "\"rename\":{\"x-a\":\"x-b\"}"));
+    assert_non_null(strstr(j, "\"remove\":[\"x-internal\"]"));
     assert_non_null(strstr(j, "\"static\":null"));
+    assert_non_null(strstr(j, "\"prefix\":\"/q\\\"x\""));
     pt_config_unref(c);
+
+    /* admin.show_secrets: true is the operator's explicit choice */
+    c = load(SECRETS_CONFIG "admin: { address: 127.0.0.1:9901, show_secrets: true }\n");
+    if (c == NULL)
+        fail_msg("%s", errors());
+    assert_true(c->admin_show_secrets);
+    assert_non_null(strstr(c->redacted_json, "\"x-tenant\":\"acme-tenant-s3\""));
+    assert_non_null(strstr(c->redacted_json, "\"x-upstream-auth\":\"Basic dXNlcjpwYXNz\""));
+    pt_config_unref(c);
+}
+
+static void reset_errors(void)
+{
+    fclose(errs);
+    free(errbuf);
+    errbuf = NULL;
+    errs = open_memstream(&errbuf, &errlen);
+}
+
+/* Regression (issue 14, weak spot): the admin listener took 0.0.0.0 with no
+ * authentication and no word said. admin.token_file, and a warning at load. */
+static void test_admin_token_and_warning(void **state)
+{
+    (void)state;
+    make_certs(); /* for tmpdir */
+    char good[128], shortf[128], spaced[128], text[512], want[512];
+    snprintf(good, sizeof(good), "%s/token", tmpdir);
+    snprintf(shortf, sizeof(shortf), "%s/short", tmpdir);
+    snprintf(spaced, sizeof(spaced), "%s/spaced", tmpdir);
+    write_file(good, "0123456789abcdef0123456789abcdef\r\n");
+    write_file(shortf, "tiny\n");
+    write_file(spaced, "0123456789 abcdef0123456789\n");
+
+    /* non-loopback, no token: loads, with a positioned warning */
+    reset_errors();
+    pt_config_t *c = load(MINIMAL "admin: { address: 0.0.0.0:9901 }\n");
+    assert_non_null(c);
+    assert_null(c->admin_token);
+    assert_non_null(strstr(errors(), "c.yaml:2:19: warning: admin listener 0.0.0.0:9901 is not a "
+                                     "loopback address and has no token_file"));
+    pt_config_unref(c);
+    reset_errors();
+    c = load(MINIMAL "admin: { address: \"[::]:9901\" }\n");
+    assert_non_null(c);
+    assert_non_null(strstr(errors(), "warning: admin listener [::]:9901"));
+    pt_config_unref(c);
+
+    /* loopback, or a token: no warning */
+    reset_errors();
+    c = load(MINIMAL "admin: { address: 127.0.0.2:9901 }\n");
+    assert_non_null(c);
+    pt_config_unref(c);
+    c = load(MINIMAL "admin: { address: \"[::1]:9901\" }\n");
+    assert_non_null(c);
+    pt_config_unref(c);
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 0.0.0.0:9901, token_file: %s }\n",
+             good);
+    c = load(text);
+    if (c == NULL)
+        fail_msg("%s", errors());
+    assert_string_equal(errors(), "");
+    /* trailing CR LF trimmed; the token never shows in /config */
+    assert_int_equal(c->admin_token_len, 32);
+    assert_string_equal(c->admin_token, "0123456789abcdef0123456789abcdef");
+    assert_null(strstr(c->redacted_json, "0123456789abcdef"));
+    pt_config_unref(c);
+
+    /* bad token files are errors at the key */
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 127.0.0.1:9901, token_file: %s }\n",
+             shortf);
+    snprintf(want, sizeof(want),
+             "c.yaml:2:47: admin token in '%s' is 4 bytes; use 16 to 4096 (e.g. `openssl rand "
+             "-hex 32`)",
+             shortf);
+    expect_error(text, want);
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 127.0.0.1:9901, token_file: %s }\n",
+             spaced);
+    snprintf(want, sizeof(want),
+             "c.yaml:2:47: admin token in '%s' must be printable ASCII with no spaces", spaced);
+    expect_error(text, want);
+    /* client certificates count as authentication too */
+    reset_errors();
+    snprintf(text, sizeof(text),
+             MINIMAL "admin:\n  address: 0.0.0.0:9901\n  tls: { cert: %s/cert.pem, key: %s/key.pem, "
+                     "client_ca: %s/othercert.pem }\n",
+             tmpdir, tmpdir, tmpdir);
+    c = load(text);
+    if (c == NULL)
+        fail_msg("%s", errors());
+    assert_non_null(c->admin_ssl_ctx);
+    assert_true(c->admin_client_certs);
+    assert_string_equal(errors(), "");
+    pt_config_unref(c);
+    snprintf(text, sizeof(text),
+             MINIMAL "admin:\n  address: 127.0.0.1:9901\n  tls: { cert: %s/cert.pem, key: %s/key.pem, "
+                     "client_ca: %s/none.pem }\n",
+             tmpdir, tmpdir, tmpdir);
+    snprintf(want, sizeof(want),
+             "c.yaml:4:%zu: cannot read client CA file '%s/none.pem': No such file or directory",
+             53 + 2 * strlen(tmpdir), tmpdir); /* column of the value */
+    expect_error(text, want);
+    snprintf(text, sizeof(text), MINIMAL "admin: { address: 127.0.0.1:9901, token_file: %s/nope }\n",
+             tmpdir);
+    snprintf(want, sizeof(want),
+             "c.yaml:2:47: cannot read admin token file '%s/nope': No such file or directory",
+             tmpdir);
+    expect_error(text, want);
 }
 
 int main(void)
@@ -669,6 +794,7 @@ int main(void)
         T(test_tls_errors),
         T(test_missing_file),
         T(test_redaction),
+        T(test_admin_token_and_warning),
 #undef T
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

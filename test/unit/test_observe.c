@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "accesslog.h"
 #include "metrics.h"
 #include "request.h"
@@ -35,6 +37,8 @@ static void test_metrics_sum_and_buckets(void **state)
     pt_metrics_request(s[1], "api", 502, 1000, 900, true, 0, 0);      /* 1 ms */
     pt_metrics_request(s[1], "we\"ird\\\n", 404, 1, 0, false, 0, 0);
     pt_metrics_upstream_error(s[1], "web", PT_ERR_TIMEOUT);
+    atomic_store(&s[0]->log_dropped, 2);
+    atomic_store(&s[1]->log_dropped, 3);
     char *t = render(s, 2);
     assert_non_null(strstr(t, "portico_requests_total{route=\"api\",code=\"200\"} 3\n"));
     assert_non_null(strstr(t, "portico_requests_total{route=\"api\",code=\"502\"} 1\n"));
@@ -50,6 +54,8 @@ static void test_metrics_sum_and_buckets(void **state)
     assert_non_null(strstr(t, "portico_upstream_errors_total{cluster=\"web\",error=\"TIMEOUT\"} 1\n"));
     assert_non_null(strstr(t, "portico_request_bytes_total 10\n"));
     assert_non_null(strstr(t, "portico_response_bytes_total 25\n"));
+    assert_non_null(strstr(t, "# TYPE portico_access_log_dropped_total counter\n"
+                              "portico_access_log_dropped_total 5\n"));
     assert_non_null(strstr(t, "portico_config_generation 7\n"));
     assert_non_null(strstr(t, "portico_config_reloads_total{result=\"failed\"} 1\n"));
     free(t);
@@ -105,7 +111,7 @@ static void test_accesslog_line(void **state)
     pt_headers_add(&req.headers, PT_STR("user-agent"), PT_STR("curl/7.88"));
     char buf[2048];
     size_t len = 0;
-    assert_int_equal(pt_accesslog_format(&req, buf, sizeof(buf), &len), 0);
+    assert_int_equal(pt_accesslog_format(&req, pt_now_ns(), buf, sizeof(buf), &len), 0);
     assert_true(len > 0 && buf[len - 1] == '\n');
     buf[len] = '\0';
     json_object *o = json_tokener_parse(buf);
@@ -134,10 +140,208 @@ static void test_accesslog_line(void **state)
     assert_true(json_object_object_get_ex(o, "id", &v));
     assert_string_equal(json_object_get_string(v), "abc-123");
     json_object_put(o);
-    /* a line that does not fit leaves the buffer untouched */
+    /* a line that does not fit leaves *len untouched and says what it needs */
     size_t small = 0;
-    assert_int_equal(pt_accesslog_format(&req, buf, 40, &small), -1);
+    assert_int_equal(pt_accesslog_format(&req, pt_now_ns(), buf, 40, &small), len);
     assert_int_equal(small, 0);
+    pt_arena_destroy(a);
+}
+
+static char *filled(size_t n, char c)
+{
+    char *p = malloc(n + 1);
+    assert_non_null(p);
+    memset(p, c, n);
+    p[n] = '\0';
+    return p;
+}
+
+static json_object *field(json_object *o, const char *name)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, name, &v))
+        fail_msg("no field %s", name);
+    return v;
+}
+
+/* Regression (issue 14, bug 4): numbers went through one 64-byte buffer, so a
+ * 100 MB response logged `"bytes_out":104857600,"duration_ms","route"` and a
+ * 10,009 ms request `"duration_ms":1000`. Every field, at its largest. */
+static void test_accesslog_huge_values(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_config_t cfg = {0};
+    char *route_name = filled(5000, 'r');
+    pt_route_t route = {.name = route_name};
+    char *path = filled(100000, '"'); /* each escaped: 200,000 bytes of JSON */
+    path[0] = '/';
+    char *query = filled(50000, 'q');
+    char *rid = filled(1000, 'i');
+    char *up = filled(3000, 'u');
+    char *reason = filled(4000, 'e');
+    char *ua = filled(1000, 'a');
+    pt_req_t req = {0};
+    req.arena = a;
+    req.config = &cfg;
+    req.method = PT_STR("PROPFIND");
+    req.path = pt_str_c(path);
+    req.query = pt_str_c(query);
+    req.version = 11;
+    req.client_addr = PT_STR("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    req.request_id = pt_str_c(rid);
+    req.resp_status = 599;
+    req.body_received = UINT64_MAX;
+    req.bytes_out = 104857600;
+    req.start_ns = 5000000000ull;
+    req.start_wall_us = 1700000000123456;
+    req.route.route = &route;
+    req.upstream_addr = up;
+    req.upstream_ns = 10008999999ull;
+    req.fail_status = PT_ERR_UPSTREAM;
+    req.fail_reason = reason;
+    pt_headers_init(&req.headers, a);
+    pt_headers_add(&req.headers, PT_STR("user-agent"), pt_str_c(ua));
+    uint64_t now = req.start_ns + 10009000123ull;
+
+    char *buf = malloc(65536);
+    size_t len = 0;
+    size_t need = pt_accesslog_format(&req, now, buf, 65536, &len);
+    assert_true(need > 65536);
+    assert_int_equal(len, 0);
+    free(buf);
+    buf = malloc(need + 1);
+    assert_int_equal(pt_accesslog_format(&req, now, buf, need, &len), 0);
+    assert_int_equal(len, need);
+    assert_int_equal(buf[len - 1], '\n');
+    buf[len] = '\0';
+    assert_non_null(strstr(buf, ",\"duration_ms\":10009.000,"));
+    assert_non_null(strstr(buf, ",\"upstream_ms\":10008.999,"));
+
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
+    assert_int_equal(json_tokener_get_error(tok), json_tokener_success);
+    json_tokener_free(tok);
+    assert_non_null(o);
+    assert_string_equal(json_object_get_string(field(o, "path")), path);
+    assert_string_equal(json_object_get_string(field(o, "query")), query);
+    assert_string_equal(json_object_get_string(field(o, "id")), rid);
+    assert_string_equal(json_object_get_string(field(o, "method")), "PROPFIND");
+    assert_string_equal(json_object_get_string(field(o, "client")),
+                        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    assert_int_equal(json_object_get_int(field(o, "status")), 599);
+    assert_true(json_object_get_uint64(field(o, "bytes_in")) == UINT64_MAX);
+    assert_int_equal(json_object_get_int64(field(o, "bytes_out")), 104857600);
+    assert_true(json_object_get_double(field(o, "duration_ms")) == 10009.0);
+    assert_true(json_object_get_double(field(o, "upstream_ms")) == 10008.999);
+    assert_string_equal(json_object_get_string(field(o, "route")), route_name);
+    assert_string_equal(json_object_get_string(field(o, "upstream")), up);
+    assert_string_equal(json_object_get_string(field(o, "error")), "UPSTREAM");
+    assert_string_equal(json_object_get_string(field(o, "reason")), reason);
+    /* the user agent is deliberately capped at 256 bytes (documented) */
+    assert_int_equal(strlen(json_object_get_string(field(o, "user_agent"))), 256);
+    json_object_put(o);
+
+    /* The smallest line that used to be cut: a 10,009 ms request. */
+    pt_req_t small = req;
+    small.path = PT_STR("/");
+    small.query = PT_STR("");
+    small.request_id = PT_STR("x");
+    small.route.route = NULL;
+    small.upstream_addr = NULL;
+    small.fail_status = 0;
+    small.body_received = 0;
+    small.bytes_out = 2;
+    small.resp_status = 200;
+    char line[1024];
+    len = 0;
+    assert_int_equal(pt_accesslog_format(&small, now, line, sizeof(line) - 1, &len), 0);
+    line[len] = '\0';
+    assert_non_null(strstr(line, "\"bytes_out\":2,\"duration_ms\":10009.000,\"upstream\":null"));
+    o = json_tokener_parse(line);
+    assert_non_null(o);
+    json_object_put(o);
+
+    free(buf);
+    free(route_name);
+    free(path);
+    free(query);
+    free(rid);
+    free(up);
+    free(reason);
+    free(ua);
+    pt_arena_destroy(a);
+}
+
+static size_t file_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = 0;
+    int ch;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Regression (issue 14, bug 3): a failed first open was final (the file was
+ * reopened only when the configured path changed), and nothing reopened it
+ * for rotation. Times are passed in, so the 1 s retry needs no sleeping. */
+static void test_accesslog_retry_and_reopen(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pt-alog-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char sub[64], path[96], rotated[96];
+    snprintf(sub, sizeof(sub), "%s/logs", dir);
+    snprintf(path, sizeof(path), "%s/access.log", sub);
+    snprintf(rotated, sizeof(rotated), "%s/access.log.1", sub);
+
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_config_t cfg = {.access_log = path};
+    pt_req_t req = {0};
+    req.arena = a;
+    req.config = &cfg;
+    req.method = PT_STR("GET");
+    req.path = PT_STR("/");
+    req.client_addr = PT_STR("127.0.0.1");
+    req.resp_status = 200;
+    pt_headers_init(&req.headers, a);
+    const uint64_t t0 = 1000000000000ull, ms = 1000000ull;
+    req.start_ns = t0;
+
+    atomic_uint_fast64_t dropped = 0;
+    pt_accesslog_t *l = pt_accesslog_new(&dropped);
+    pt_accesslog_write(l, &req, t0);            /* logs/ does not exist: dropped */
+    assert_int_equal(atomic_load(&dropped), 1);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    pt_accesslog_write(l, &req, t0 + 500 * ms); /* no retry before a second */
+    assert_int_equal(atomic_load(&dropped), 2);
+    pt_accesslog_flush(l);
+    assert_int_equal(access(path, F_OK), -1);
+    pt_accesslog_write(l, &req, t0 + 1000 * ms); /* retried: opened */
+    pt_accesslog_write(l, &req, t0 + 1001 * ms);
+    assert_int_equal(atomic_load(&dropped), 2);
+    pt_accesslog_flush(l);
+    assert_int_equal(file_lines(path), 2);
+
+    /* rotation: the buffered line goes to the old file, later ones to the new */
+    pt_accesslog_write(l, &req, t0 + 1002 * ms);
+    assert_int_equal(rename(path, rotated), 0);
+    pt_accesslog_reopen(l, 1003);
+    pt_accesslog_write(l, &req, t0 + 1004 * ms);
+    pt_accesslog_flush(l);
+    assert_int_equal(file_lines(rotated), 3);
+    assert_int_equal(file_lines(path), 1);
+    assert_int_equal(atomic_load(&dropped), 2);
+    pt_accesslog_free(l);
+
+    unlink(path);
+    unlink(rotated);
+    rmdir(sub);
+    rmdir(dir);
     pt_arena_destroy(a);
 }
 
@@ -147,6 +351,8 @@ int main(void)
         cmocka_unit_test(test_metrics_sum_and_buckets),
         cmocka_unit_test(test_metrics_cardinality_bounded),
         cmocka_unit_test(test_accesslog_line),
+        cmocka_unit_test(test_accesslog_huge_values),
+        cmocka_unit_test(test_accesslog_retry_and_reopen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

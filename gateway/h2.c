@@ -55,7 +55,6 @@
 #define CLOSE_LINGER_MS 5000u   /* flushing a final GOAWAY before closing */
 #define PREMATURE_MIN 100u      /* streams seen before the reset ratio applies */
 #define HDR_OVERLIMIT_MAX 4u    /* over-limit header blocks before GOAWAY */
-#define WU_MIN_INCREMENT 1024u  /* a WINDOW_UPDATE below this moves (almost) nothing */
 #define WU_CREDIT_PER_DATA 4u   /* WINDOW_UPDATEs a DATA frame we sent may earn back ... */
 #define WU_CREDIT_PER_STREAM 2u /* ... and a request stream the client opened */
 #define WU_CREDIT_MAX 1024u     /* earned credit is not banked beyond this */
@@ -390,9 +389,10 @@ static void earn_wu_credit(h2_conn_t *c, uint32_t n)
  *  - DATA without END_STREAM carrying no payload (or only padding);
  *  - PRIORITY (we advertise SETTINGS_NO_RFC7540_PRIORITIES: they change nothing);
  *  - extension frame types (> CONTINUATION): Portico implements none;
- *  - WINDOW_UPDATE with an increment under WU_MIN_INCREMENT, or one not
- *    earned by DATA frames we sent or streams the client opened (Envoy's
- *    "window updates per data frame sent" idea, as a credit).
+ *  - WINDOW_UPDATE not earned by DATA frames we sent or streams the client
+ *    opened (Envoy's "window updates per data frame sent" idea, as a
+ *    credit), whatever its increment: small earned ones are how gRPC
+ *    clients return the window of small messages.
  * A client sending a few (a browser's PRIORITY frames, a connection-window
  * WINDOW_UPDATE at start) stays far inside the budget. `need` is how many
  * payload bytes the classification reads (0, 1 for a padded DATA, 4 for a
@@ -427,8 +427,10 @@ static bool zero_progress(h2_conn_t *c, const uint8_t *hd, uint32_t flen)
                         ((uint32_t)pl[2] << 8) | pl[3];
         if (incr == 0)
             return false; /* a protocol error nghttp2 reports (on_invalid_frame counts it) */
-        if (incr < WU_MIN_INCREMENT)
-            return true;
+        /* Small increments are legitimate when earned: gRPC clients return
+         * the connection window message by message (a few bytes each), so
+         * 60 concurrent small calls brought 60+ tiny WINDOW_UPDATEs. Only
+         * updates that nothing we sent earned are zero-progress. */
         if (c->wu_credit == 0)
             return true;
         c->wu_credit--;

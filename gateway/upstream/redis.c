@@ -18,10 +18,12 @@
  * authenticated in the right database; hiredis writes whatever was queued in
  * one loop turn with one write (pipelining), and Redis answers in order.
  * A connection that fails (connect refused, connect timeout, AUTH refused,
- * reset, or stalled: commands pending and no reply for 4 x timeout) is
- * closed; its slot then waits out a backoff (100 ms doubling to 2 s, reset by
- * the first reply on a new connection) during which commands that find no
- * other usable slot fail at once with PT_ERR_UNAVAILABLE instead of waiting.
+ * reset, or stalled: commands pending and no reply for 4 x timeout, at
+ * least 1 s) is closed; a per-slot watchdog timer notices connect timeouts
+ * and stalls even when no new command comes. The slot then waits out a
+ * backoff (100 ms doubling to 2 s, reset by the first reply on a new
+ * connection) during which commands that find no other usable slot fail at
+ * once with PT_ERR_UNAVAILABLE instead of waiting.
  *
  * hiredis calls back from three places: its read/write events (replies,
  * connect results), redisAsyncFree() (every pending command with a NULL
@@ -245,6 +247,17 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
     free(c);
 }
 
+static uint64_t stall_ms(const rset_t *s)
+{
+    return s->timeout_ms * 4 > STALL_MIN_MS ? s->timeout_ms * 4 : STALL_MIN_MS;
+}
+
+static void watchdog_arm(rslot_t *sl, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(&sl->watchdog, &tv);
+}
+
 static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -253,10 +266,17 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
     rslot_t *sl = c->slot; /* still held by hiredis: a timer runs only before the reply */
     rset_t *s = sl->set;
     cmd_complete(s, c, PT_ERR_TIMEOUT, NULL);
-    /* `c` may be freed from here on (the callback may have closed things). */
-    uint64_t stall = s->timeout_ms * 4 > STALL_MIN_MS ? s->timeout_ms * 4 : STALL_MIN_MS;
-    if (sl->ac != NULL && sl->inflight > 0 && pt_now_ms() - sl->progress_ms >= stall)
+    /* `c` may be freed from here on (the callback may have closed things).
+     * A command late by its timeout may just be slow; a connection with no
+     * reply at all for stall_ms is dead or black-holed: the watchdog checks
+     * then, whether or not more commands come to time out. */
+    if (sl->ac == NULL || sl->state != SLOT_READY || sl->inflight == 0)
+        return;
+    uint64_t idle = pt_now_ms() - sl->progress_ms;
+    if (idle >= stall_ms(s))
         slot_close(sl, "no reply (stalled)");
+    else if (!evtimer_pending(&sl->watchdog, NULL))
+        watchdog_arm(sl, stall_ms(s) - idle);
 }
 
 /* ---- connections ---------------------------------------------------------------- */
@@ -305,7 +325,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     rslot_t *sl = ac->data;
     if (sl == NULL || sl->ac != ac)
         return;
-    evtimer_del(&sl->watchdog);
+    evtimer_del(&sl->watchdog); /* connected: from now on it watches for stalls */
     if (status == REDIS_OK) {
         sl->state = SLOT_READY;
         return;
@@ -326,13 +346,24 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     slot_forget(sl, ac);
 }
 
-static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+/* The slot's watchdog: a connect that takes too long, or (armed by a
+ * command timeout) a connection that stopped answering. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     rslot_t *sl = arg;
-    if (sl->state == SLOT_CONNECTING)
+    if (sl->state == SLOT_CONNECTING) {
         slot_close(sl, "connect timed out");
+        return;
+    }
+    if (sl->ac == NULL || sl->inflight == 0)
+        return;
+    uint64_t idle = pt_now_ms() - sl->progress_ms;
+    if (idle >= stall_ms(sl->set))
+        slot_close(sl, "no reply (stalled)");
+    else
+        watchdog_arm(sl, stall_ms(sl->set) - idle);
 }
 
 /* AUTH / SELECT replies: a refusal makes the connection useless for everyone. */
@@ -391,9 +422,7 @@ static int slot_connect(rslot_t *sl)
     sl->ac = ac;
     sl->state = SLOT_CONNECTING;
     sl->inflight = 0; /* what a previous connection left is gone with it */
-    struct timeval tv = {(time_t)(s->connect_timeout_ms / 1000),
-                         (suseconds_t)(s->connect_timeout_ms % 1000) * 1000};
-    evtimer_add(&sl->watchdog, &tv);
+    watchdog_arm(sl, s->connect_timeout_ms);
     int rc = 0;
     if (s->password != NULL) {
         const char *argv[3] = {"AUTH", s->username, s->password};
@@ -462,7 +491,7 @@ static rset_t *set_new(pt_worker_t *w, const pt_redis_target_t *t)
     s->slots = xcalloc1(s->slot_cnt * sizeof(*s->slots));
     for (unsigned i = 0; i < s->slot_cnt; i++) {
         s->slots[i].set = s;
-        evtimer_assign(&s->slots[i].watchdog, w->base, on_connect_timeout, &s->slots[i]);
+        evtimer_assign(&s->slots[i].watchdog, w->base, on_watchdog, &s->slots[i]);
     }
     return s;
 }

@@ -86,6 +86,7 @@ struct rset {
 
 typedef struct rworker {
     rset_t *sets;
+    bool disposing;          /* worker exit: no new command (a CANCELED callback may try) */
 } rworker_t;
 
 struct pt_redis_cmd {
@@ -448,24 +449,22 @@ static int slot_connect(rslot_t *sl)
     return rc;
 }
 
-/* A slot that can take a command now: round robin over live slots, else a
- * down slot whose backoff expired is connected. NULL when none can. */
+/* A slot that can take a command now, round robin: a live slot, or a down
+ * one whose backoff expired (connected here: this is both the lazy first
+ * connection and the reconnect). NULL when none can. */
 static rslot_t *pick_slot(rset_t *s)
 {
+    uint64_t now = 0;
     for (unsigned i = 0; i < s->slot_cnt; i++) {
         rslot_t *sl = &s->slots[(s->cursor + i) % s->slot_cnt];
-        if (sl->ac != NULL) {
-            s->cursor = (unsigned)((sl - s->slots) + 1) % s->slot_cnt;
-            return sl;
+        if (sl->ac == NULL) {
+            if (now == 0)
+                now = pt_now_ms();
+            if (now < sl->retry_ms || slot_connect(sl) != 0)
+                continue;
         }
-    }
-    uint64_t now = pt_now_ms();
-    for (unsigned i = 0; i < s->slot_cnt; i++) {
-        rslot_t *sl = &s->slots[(s->cursor + i) % s->slot_cnt];
-        if (sl->ac == NULL && now >= sl->retry_ms && slot_connect(sl) == 0) {
-            s->cursor = (unsigned)((sl - s->slots) + 1) % s->slot_cnt;
-            return sl;
-        }
+        s->cursor = (unsigned)((sl - s->slots) + 1) % s->slot_cnt;
+        return sl;
     }
     return NULL;
 }
@@ -555,6 +554,7 @@ void pt__redis_worker_dispose(pt_worker_t *w)
     rworker_t *rw = w != NULL ? w->redis : NULL;
     if (rw == NULL)
         return;
+    rw->disposing = true;
     while (rw->sets != NULL) {
         rset_t *s = rw->sets;
         rw->sets = s->next;
@@ -585,6 +585,8 @@ int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc,
     if (w == NULL || t == NULL || cb == NULL || argv == NULL || argc == 0 ||
         argc > PT_REDIS_MAX_ARGS || w != pt_worker_self() || cmd_refused(argv[0]))
         return PT_ERR_INVALID;
+    if (w->redis != NULL && ((rworker_t *)w->redis)->disposing)
+        return PT_ERR_UNAVAILABLE;
     rset_t *s = set_of(w, t);
     if (s->pending >= s->max_pending)
         return PT_ERR_LIMIT;

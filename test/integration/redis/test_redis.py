@@ -158,7 +158,7 @@ routes:{extra_routes}
         self.start(self.config(
             port,
             f'{{ main: {{ address: "127.0.0.1:{r.port}", password_file: redis.pass, db: 3, '
-            f'prefix: "pt:", timeout: 2s }} }}',
+            f'prefix: "pt:", timeout: 2s, connections: 2 }} }}',
             "      - redis_count: { redis: main, key_header: x-user, limit: 20, window: 1h }",
             up.port), port, workers=2, extra_files={"redis.pass": "s3cret pass\n"})
         url = f"http://127.0.0.1:{port}/c"
@@ -180,8 +180,8 @@ routes:{extra_routes}
         self.assertTrue(all(k.startswith("pt:count:") for k in keys), keys)
         self.assertEqual(r.cmd("KEYS", "*"), [])  # nothing in db 0: SELECT ran first
         self.assertGreater(r.cmd("TTL", keys[0], db=3), 0)  # every key expires
-        # one connection per worker (connections: 1): both workers counted in one Redis
-        self.assertEqual(len(r.clients()), 2, r.clients())
+        # two connections per worker, each used (round robin): both workers counted in one Redis
+        self.assertEqual(len(r.clients()), 4, r.clients())
 
     def test_redis_down_then_back(self):
         """Redis stopped: fail open at once with x-count-error (or 503 with on_error: deny),

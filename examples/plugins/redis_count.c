@@ -37,17 +37,17 @@ typedef struct rc_conf {
     const pt_redis_target_t *redis; /* resolved at load time, part of the same snapshot */
     const char *key_header;
     uint64_t window_ms;
-    long long limit;                /* 0 = count only */
-    const char *on_error;           /* "allow" or "deny" */
+    long long limit;      /* 0 = count only */
+    const char *on_error; /* "allow" or "deny" */
     bool deny;
 } rc_conf_t;
 
 typedef struct rc_ctx {
     pt_req_t *req;
     const rc_conf_t *conf;
-    pt_redis_cmd_t *incr;           /* pending INCR, or NULL */
-    long long count;                /* -1 until known */
-    int error;                      /* status when Redis could not answer, else 0 */
+    pt_redis_cmd_t *incr; /* pending INCR, or NULL */
+    long long count;      /* -1 until known */
+    int error;            /* status when Redis could not answer, else 0 */
 } rc_ctx_t;
 
 static const pt_conf_field_t fields[] = {
@@ -157,15 +157,15 @@ static pt_fstatus_t on_request_headers(const pt_filter_t *f, pt_req_t *req, void
     pt_str_t prefix = pt_redis_target_prefix(c->redis);
     char *key = pt_arena_printf(pt_req_arena(req), "%.*scount:%.*s:%llu", (int)prefix.len,
                                 prefix.base, (int)who.len, who.base, win);
-    char *ttl = pt_arena_printf(pt_req_arena(req), "%llu",
-                                (unsigned long long)(c->window_ms / 1000));
+    char *ttl =
+        pt_arena_printf(pt_req_arena(req), "%llu", (unsigned long long)(c->window_ms / 1000));
     if (key == NULL || ttl == NULL || pt_req_on_abort(req, on_abort, x) != 0) {
         pt_req_fail(req, PT_ERR_NOMEM, "redis_count: out of request memory");
         return PT_FILTER_ERROR;
     }
     pt_worker_t *w = pt_req_worker(req);
-    const pt_str_t set[] = {PT_STR("SET"), pt_str_c(key), PT_STR("0"), PT_STR("EX"),
-                            pt_str_c(ttl), PT_STR("NX")};
+    const pt_str_t set[] = {PT_STR("SET"), pt_str_c(key), PT_STR("0"),
+                            PT_STR("EX"),  pt_str_c(ttl), PT_STR("NX")};
     const pt_str_t incr[] = {PT_STR("INCR"), pt_str_c(key)};
     /* Both leave in the same write; only INCR's answer decides. If SET is
      * refused at once, INCR would be too: the error path below handles it. */

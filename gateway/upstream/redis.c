@@ -59,39 +59,39 @@ typedef enum { SLOT_DOWN = 0, SLOT_CONNECTING, SLOT_READY } slot_state_t;
 
 struct rslot {
     rset_t *set;
-    redisAsyncContext *ac;   /* NULL while down */
+    redisAsyncContext *ac; /* NULL while down */
     slot_state_t state;
-    unsigned inflight;       /* commands (ours and the caller's) hiredis still holds */
-    uint64_t progress_ms;    /* last reply, or when inflight went 0 -> 1 */
-    uint64_t retry_ms;       /* while down: no new connection before this time */
-    uint64_t backoff_ms;     /* current backoff; 0 after a good reply */
-    struct event watchdog;   /* connect timeout */
+    unsigned inflight;     /* commands (ours and the caller's) hiredis still holds */
+    uint64_t progress_ms;  /* last reply, or when inflight went 0 -> 1 */
+    uint64_t retry_ms;     /* while down: no new connection before this time */
+    uint64_t backoff_ms;   /* current backoff; 0 after a good reply */
+    struct event watchdog; /* connect timeout, then stalls (on_watchdog) */
 };
 
 struct rset {
-    char *key;               /* pt_redis_target_t.key (malloc'd copy) */
-    char *name;              /* for log lines */
+    char *key;  /* pt_redis_target_t.key (malloc'd copy) */
+    char *name; /* for log lines */
     char *host, *unix_path, *username, *password;
     uint16_t port;
     uint32_t db;
     uint64_t timeout_ms, connect_timeout_ms;
     uint32_t max_pending;
-    unsigned pending;        /* caller commands awaiting a reply (max_pending) */
+    unsigned pending; /* caller commands awaiting a reply (max_pending) */
     rslot_t *slots;
     unsigned slot_cnt, cursor;
-    pt_redis_cmd_t *cmds;    /* caller commands whose callback has not run */
+    pt_redis_cmd_t *cmds; /* caller commands whose callback has not run */
     pt_worker_t *w;
     rset_t *next;
 };
 
 typedef struct rworker {
     rset_t *sets;
-    bool disposing;          /* worker exit: no new command (a CANCELED callback may try) */
+    bool disposing; /* worker exit: no new command (a CANCELED callback may try) */
 } rworker_t;
 
 struct pt_redis_cmd {
-    rslot_t *slot;           /* NULL once hiredis handed it back */
-    pt_redis_cb cb;          /* NULL once the callback ran */
+    rslot_t *slot;  /* NULL once hiredis handed it back */
+    pt_redis_cb cb; /* NULL once the callback ran */
     void *ud;
     struct event tmo;
     pt_redis_cmd_t *prev, *next; /* in set->cmds while cb != NULL */
@@ -284,7 +284,7 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void slot_backoff(rslot_t *sl)
 {
-    sl->backoff_ms = sl->backoff_ms == 0 ? BACKOFF_FIRST_MS
+    sl->backoff_ms = sl->backoff_ms == 0                   ? BACKOFF_FIRST_MS
                      : sl->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                            : sl->backoff_ms * 2;
     sl->retry_ms = pt_now_ms() + sl->backoff_ms;
@@ -381,8 +381,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         sl->progress_ms = pt_now_ms();
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "portico: worker %u: redis %s: %s refused: %.*s\n", sl->set->w->id,
-                sl->set->name, privdata != NULL ? "AUTH" : "SELECT", (int)reply->len,
-                reply->str);
+                sl->set->name, privdata != NULL ? "AUTH" : "SELECT", (int)reply->len, reply->str);
         /* inside a hiredis callback: the free happens when it returns, and the
          * commands queued behind complete with PT_ERR_UNAVAILABLE */
         slot_close(sl, NULL);
@@ -569,18 +568,18 @@ void pt__redis_worker_dispose(pt_worker_t *w)
 /* Commands that would change the shared connection's state for everyone on it. */
 static bool cmd_refused(pt_str_t name)
 {
-    static const char *const refused[] = {"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
-                                          "punsubscribe", "sunsubscribe", "monitor", "select",
-                                          "auth", "hello", "reset", "quit", "sync", "psync",
-                                          NULL};
+    static const char *const refused[] = {
+        "subscribe",    "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe",
+        "sunsubscribe", "monitor",    "select",     "auth",        "hello",
+        "reset",        "quit",       "sync",       "psync",       NULL};
     for (size_t i = 0; refused[i] != NULL; i++)
         if (name.len == strlen(refused[i]) && strncasecmp(name.base, refused[i], name.len) == 0)
             return true;
     return false;
 }
 
-int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc,
-                     const pt_str_t *argv, pt_redis_cb cb, void *ud, pt_redis_cmd_t **out)
+int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc, const pt_str_t *argv,
+                     pt_redis_cb cb, void *ud, pt_redis_cmd_t **out)
 {
     if (w == NULL || t == NULL || cb == NULL || argv == NULL || argc == 0 ||
         argc > PT_REDIS_MAX_ARGS || w != pt_worker_self() || cmd_refused(argv[0]))
@@ -627,7 +626,8 @@ int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc,
         s->cmds->prev = c;
     s->cmds = c;
     evtimer_assign(&c->tmo, w->base, on_cmd_timeout, c);
-    struct timeval tv = {(time_t)(t->timeout_ms / 1000), (suseconds_t)(t->timeout_ms % 1000) * 1000};
+    struct timeval tv = {(time_t)(t->timeout_ms / 1000),
+                         (suseconds_t)(t->timeout_ms % 1000) * 1000};
     evtimer_add(&c->tmo, &tv);
     if (out != NULL)
         *out = c;

@@ -23,20 +23,20 @@ struct redisReply;
 
 struct pt_redis_target {
     const char *name;
-    const char *host;          /* IP literal, or NULL for a unix socket */
+    const char *host; /* IP literal, or NULL for a unix socket */
     uint16_t port;
-    const char *unix_path;     /* `unix:/path` address, or NULL */
-    const char *address;       /* as written */
-    const char *username;      /* AUTH username (Redis 6 ACL), or NULL */
-    const char *password;      /* read from password_file at load, or NULL */
-    uint32_t db;               /* SELECT db on connect when not 0 */
-    const char *prefix;        /* "" when none */
+    const char *unix_path; /* `unix:/path` address, or NULL */
+    const char *address;   /* as written */
+    const char *username;  /* AUTH username (Redis 6 ACL), or NULL */
+    const char *password;  /* read from password_file at load, or NULL */
+    uint32_t db;           /* SELECT db on connect when not 0 */
+    const char *prefix;    /* "" when none */
     size_t prefix_len;
-    uint64_t timeout_ms;       /* per command (200 ms) */
+    uint64_t timeout_ms;         /* per command (200 ms) */
     uint64_t connect_timeout_ms; /* per connection attempt (1 s) */
-    uint32_t connections;      /* per worker (1) */
-    uint32_t max_pending;      /* commands awaiting replies per worker (1024) */
-    const char *key;           /* the definition as one string: identity of a worker's set */
+    uint32_t connections;        /* per worker (1) */
+    uint32_t max_pending;        /* commands awaiting replies per worker (1024) */
+    const char *key;             /* the definition as one string: identity of a worker's set */
     const pt_conf_node_t *node;
 };
 

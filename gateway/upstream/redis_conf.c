@@ -101,8 +101,7 @@ static int read_password(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *
     if (len == 0)
         return pt_conf_error(cx, n, "password_file '%s': the first line is empty", path);
     if (len > MAX_PASSWORD)
-        return pt_conf_error(cx, n, "password_file '%s': longer than %d bytes", path,
-                             MAX_PASSWORD);
+        return pt_conf_error(cx, n, "password_file '%s': longer than %d bytes", path, MAX_PASSWORD);
     t->password = pt_conf_strdup(cx, buf, len);
     return 0;
 }
@@ -110,15 +109,22 @@ static int read_password(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *
 static void load_target(pt_conf_cx_t *cx, const pt_conf_node_t *key, const pt_conf_node_t *val,
                         pt_redis_target_t *t)
 {
-    target_raw_t raw = {.timeout_ms = 200, .connect_timeout_ms = 1000, .connections = 1,
-                        .max_pending = 1024, .prefix = ""};
+    target_raw_t raw = {.timeout_ms = 200,
+                        .connect_timeout_ms = 1000,
+                        .connections = 1,
+                        .max_pending = 1024,
+                        .prefix = ""};
     unsigned before = pt_conf_error_count(cx);
     if (!valid_target_name(key->str))
-        pt_conf_error(cx, key, "redis target name '%s' may only contain letters, digits, '_', "
-                      "'-', '.'", key->str);
+        pt_conf_error(cx, key,
+                      "redis target name '%s' may only contain letters, digits, '_', "
+                      "'-', '.'",
+                      key->str);
     if (val->kind != PT_CONF_MAP) {
-        pt_conf_error(cx, val, "redis target '%s': expected a map (e.g. { address: "
-                      "\"127.0.0.1:6379\" })", key->str);
+        pt_conf_error(cx, val,
+                      "redis target '%s': expected a map (e.g. { address: "
+                      "\"127.0.0.1:6379\" })",
+                      key->str);
         return;
     }
     pt_conf_parse_fields(cx, val, target_fields, &raw);
@@ -159,7 +165,8 @@ void pt__redis_conf_load(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_redis_tar
     if (n->kind == PT_CONF_NULL)
         return;
     if (n->kind != PT_CONF_MAP) {
-        pt_conf_error(cx, n, "redis: expected a map of named targets (e.g. `redis: { main: { "
+        pt_conf_error(cx, n,
+                      "redis: expected a map of named targets (e.g. `redis: { main: { "
                       "address: \"127.0.0.1:6379\" } }`)");
         return;
     }
@@ -197,8 +204,10 @@ int pt_redis_conf_target(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *out
         k += (size_t)m;
     }
     if (known[0] == '\0')
-        return pt_conf_error(cx, node, "unknown redis target '%s' (no `redis:` targets are "
-                             "configured)", name);
+        return pt_conf_error(cx, node,
+                             "unknown redis target '%s' (no `redis:` targets are "
+                             "configured)",
+                             name);
     return pt_conf_error(cx, node, "unknown redis target '%s' (configured: %s)", name, known);
 }
 

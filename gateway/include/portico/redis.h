@@ -59,10 +59,10 @@ typedef struct pt_redis_reply pt_redis_reply_t;
  */
 struct pt_redis_reply {
     pt_redis_type_t type;
-    long long integer;               /* PT_REDIS_INT */
-    pt_str_t str;                    /* STRING, STATUS, ERROR (not NUL-terminated: use len) */
+    long long integer;                /* PT_REDIS_INT */
+    pt_str_t str;                     /* STRING, STATUS, ERROR (not NUL-terminated: use len) */
     const pt_redis_reply_t *elements; /* ARRAY */
-    size_t element_cnt;              /* ARRAY */
+    size_t element_cnt;               /* ARRAY */
 };
 
 /**
@@ -115,8 +115,8 @@ pt_str_t pt_redis_target_prefix(const pt_redis_target_t *t);
  *   PT_ERR_LIMIT        the target's `max_pending` commands are already waiting
  *                       for replies on this worker
  */
-int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc,
-                     const pt_str_t *argv, pt_redis_cb cb, void *ud, pt_redis_cmd_t **out);
+int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc, const pt_str_t *argv,
+                     pt_redis_cb cb, void *ud, pt_redis_cmd_t **out);
 
 /**
  * Cancels a command whose callback has not run yet: the callback runs NOW,

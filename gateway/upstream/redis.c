@@ -38,6 +38,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct rslot {
     uint64_t progress_ms;  /* last reply, or when inflight went 0 -> 1 */
     uint64_t retry_ms;     /* while down: no new connection before this time */
     uint64_t backoff_ms;   /* current backoff; 0 after a good reply */
+    bool quiet;            /* a failure was logged: no more lines until a reply comes */
     struct event watchdog; /* connect timeout, then stalls (on_watchdog) */
 };
 
@@ -113,6 +115,33 @@ static char *xstrdup_or_null(const char *s)
     if (d == NULL)
         abort();
     return d;
+}
+
+/* One line for the first failure of a streak, one when replies come again:
+ * a Redis that stays down must not fill the log at every backoff. */
+static void __attribute__((format(printf, 2, 3))) slot_log(rslot_t *sl, const char *fmt, ...)
+{
+    if (sl->quiet)
+        return;
+    sl->quiet = true;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "portico: worker %u: redis %s: %s (retrying quietly)\n", sl->set->w->id,
+            sl->set->name, msg);
+}
+
+static void slot_replied(rslot_t *sl)
+{
+    sl->progress_ms = pt_now_ms();
+    sl->backoff_ms = 0;
+    if (sl->quiet) {
+        sl->quiet = false;
+        fprintf(stderr, "portico: worker %u: redis %s: answering again\n", sl->set->w->id,
+                sl->set->name);
+    }
 }
 
 /* ---- reply conversion --------------------------------------------------------- */
@@ -224,8 +253,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
     s->pending--;
     redisReply *reply = r;
     if (reply != NULL) {
-        sl->progress_ms = pt_now_ms();
-        sl->backoff_ms = 0;
+        slot_replied(sl);
     } else {
         /* The connection is going (hiredis runs the NULL replies before the
          * disconnect callback): commands sent from the callbacks below must
@@ -298,8 +326,7 @@ static void slot_close(rslot_t *sl, const char *why)
     if (ac == NULL)
         return;
     if (why != NULL)
-        fprintf(stderr, "portico: worker %u: redis %s (%s): %s\n", sl->set->w->id, sl->set->name,
-                ac->errstr[0] != '\0' ? ac->errstr : "closing", why);
+        slot_log(sl, "%s", why);
     sl->ac = NULL;
     sl->state = SLOT_DOWN;
     ac->data = NULL;
@@ -331,8 +358,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         sl->state = SLOT_READY;
         return;
     }
-    fprintf(stderr, "portico: worker %u: redis %s: connect failed: %s\n", sl->set->w->id,
-            sl->set->name, ac->errstr);
+    slot_log(sl, "connect failed: %s", ac->errstr);
     slot_forget(sl, ac);
 }
 
@@ -342,8 +368,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (sl == NULL || sl->ac != ac)
         return;
     if (status != REDIS_OK)
-        fprintf(stderr, "portico: worker %u: redis %s: connection lost: %s\n", sl->set->w->id,
-                sl->set->name, ac->errstr);
+        slot_log(sl, "connection lost: %s", ac->errstr);
     slot_forget(sl, ac);
 }
 
@@ -377,11 +402,11 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         return; /* closing: NULL reply */
     if (sl->inflight > 0)
         sl->inflight--;
-    if (reply != NULL)
-        sl->progress_ms = pt_now_ms();
+    if (reply != NULL && reply->type != REDIS_REPLY_ERROR)
+        slot_replied(sl);
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "portico: worker %u: redis %s: %s refused: %.*s\n", sl->set->w->id,
-                sl->set->name, privdata != NULL ? "AUTH" : "SELECT", (int)reply->len, reply->str);
+        slot_log(sl, "%s refused: %.*s", privdata != NULL ? "AUTH" : "SELECT", (int)reply->len,
+                 reply->str);
         /* inside a hiredis callback: the free happens when it returns, and the
          * commands queued behind complete with PT_ERR_UNAVAILABLE */
         slot_close(sl, NULL);
@@ -407,8 +432,7 @@ static int slot_connect(rslot_t *sl)
     if (ac == NULL)
         abort(); /* hiredis returns NULL only when out of memory */
     if (ac->err != 0) {
-        fprintf(stderr, "portico: worker %u: redis %s: connect failed: %s\n", s->w->id, s->name,
-                ac->errstr);
+        slot_log(sl, "connect failed: %s", ac->errstr);
         redisAsyncFree(ac);
         slot_backoff(sl);
         return PT_ERR_UNAVAILABLE;

@@ -195,7 +195,7 @@ routes:{extra_routes}
     proxy: { cluster: web }
     filters:
       - redis_count: { redis: main, key_header: x-user, on_error: deny }"""
-        self.start(self.config(
+        p = self.start(self.config(
             port, f'{{ main: {{ address: "127.0.0.1:{rport}", timeout: 1s }} }}',
             "      - redis_count: { redis: main, key_header: x-user }", up.port, extra), port)
         url = f"http://127.0.0.1:{port}/c"
@@ -219,6 +219,36 @@ routes:{extra_routes}
             return h.get("x-count") if st == 200 else None
         self.assertEqual(wait_until(counted), "1")
         self.assertEqual(r2.cmd("GET", r2.cmd("KEYS", "count:a:*")[0]), "1")
+        # one line when it went, one when it came back, none for the retries between
+        out = p.output()
+        self.assertEqual(out.count("retrying quietly"), 1, out)
+        self.assertEqual(out.count("answering again"), 1, out)
+
+    def test_auth_refused(self):
+        """A wrong password: AUTH is refused, the commands queued behind it fail (the filter
+        fails open), the failure is logged once per connection however many requests come,
+        and a reload with the right password fixes it."""
+        up = self.echo()
+        r = self.redis(password="right")
+        port = free_port()
+        filt = "      - redis_count: { redis: main, key_header: x-user }"
+        block = f'{{ main: {{ address: "127.0.0.1:{r.port}", password_file: pw }} }}'
+        p = self.start(self.config(port, block, filt, up.port), port,
+                       extra_files={"pw": "wrong\n"})
+        url = f"http://127.0.0.1:{port}/p"
+        for _ in range(8):
+            st, h, _, err = curl(url, timeout=10)
+            self.assertEqual(st, 200, err)
+            self.assertEqual(h.get("x-count-error"), "UNAVAILABLE")
+            time.sleep(0.15)  # past the first backoffs: several AUTH attempts
+        out = p.output()
+        self.assertEqual(out.count("AUTH refused"), 1, out)
+        self.assertNotIn("right", out)
+        self.assertNotIn("wrong", out)  # passwords never reach the log
+        with open(os.path.join(p.dir, "pw"), "w") as f:
+            f.write("right\n")
+        p.reload()  # the password file is read again: a new definition, new connections
+        self.assertEqual(wait_until(lambda: curl(url)[1].get("x-count")), "1")
 
     def test_timeout_then_late_reply_ignored(self):
         """A paused Redis: the command times out (answer well before Redis comes back), the late

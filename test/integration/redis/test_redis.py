@@ -25,12 +25,15 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 class Redis:
     """A private redis-server and a minimal RESP client for the test's own checks."""
 
-    def __init__(self, password=None, port=None):
+    def __init__(self, password=None, port=None, unix=False):
         self.port = port or free_port()
         self.password = password
         self.dir = tempfile.mkdtemp(prefix="portico-redis-")
+        self.unix = os.path.join(self.dir, "redis.sock") if unix else None
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]
+        if self.unix:
+            args += ["--unixsocket", self.unix, "--unixsocketperm", "700"]
         if password:
             args += ["--requirepass", password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -344,6 +347,18 @@ routes:{extra_routes}
         # the db 0 connection is retired by the worker's once-a-second GC
         self.assertTrue(wait_until(lambda: len(r.clients()) == 1 and
                                    [ln.split()[0] for ln in r.clients()] != ids))
+
+    def test_unix_socket(self):
+        up = self.echo()
+        r = self.redis(unix=True)
+        port = free_port()
+        self.start(self.config(
+            port, f'{{ main: {{ address: "unix:{r.unix}", prefix: "u:" }} }}',
+            "      - redis_count: { redis: main, key_header: x-user }", up.port), port)
+        url = f"http://127.0.0.1:{port}/u"
+        self.assertEqual(curl(url)[1].get("x-count"), "1")
+        self.assertEqual(curl(url)[1].get("x-count"), "2")
+        self.assertEqual(len(r.cmd("KEYS", "u:count:*")), 1)
 
     def test_config_errors(self):
         d = tempfile.mkdtemp()

@@ -572,10 +572,14 @@ void pt__redis_worker_gc(pt_worker_t *w)
     }
 }
 
+/* What w->redis points to after dispose: commands from later teardown steps
+ * (a filter's worker_dispose) fail instead of opening new connections. */
+static const rworker_t closed_worker = {.sets = NULL, .disposing = true};
+
 void pt__redis_worker_dispose(pt_worker_t *w)
 {
     rworker_t *rw = w != NULL ? w->redis : NULL;
-    if (rw == NULL)
+    if (rw == NULL || rw == &closed_worker)
         return;
     rw->disposing = true;
     while (rw->sets != NULL) {
@@ -584,7 +588,7 @@ void pt__redis_worker_dispose(pt_worker_t *w)
         set_free(s);
     }
     free(rw);
-    w->redis = NULL;
+    w->redis = (void *)&closed_worker; /* never written through: disposing stays true */
 }
 
 /* ---- SDK ----------------------------------------------------------------------- */

@@ -55,8 +55,10 @@ void pt__redis_worker_gc(pt_worker_t *w);
 
 /**
  * At worker exit: completes every pending command with PT_ERR_CANCELED,
- * closes every connection and frees the worker's Redis state. Worker thread
- * (or the thread owning a detached worker).
+ * closes every connection and frees the worker's Redis state; commands sent
+ * on `w` afterwards fail with PT_ERR_UNAVAILABLE. Runs before the filters'
+ * worker_dispose, so CANCELED callbacks still find their filter's state.
+ * Worker thread (or the thread owning a detached worker).
  */
 void pt__redis_worker_dispose(pt_worker_t *w);
 

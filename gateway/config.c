@@ -138,6 +138,11 @@ static bool valid_name(const char *s)
     return true;
 }
 
+bool pt__config_valid_name(const char *s)
+{
+    return valid_name(s);
+}
+
 static void check_readable(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *what,
                            const char *path)
 {

@@ -200,6 +200,9 @@ void pt_config_unref(pt_config_t *c);
  */
 int pt__config_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr_t *out);
 
+/** True for a name of a cluster or Redis target: 1-128 of letters, digits, '_', '-', '.'. */
+bool pt__config_valid_name(const char *s);
+
 /** A cluster by name, or NULL. */
 const pt_cluster_t *pt_config_cluster(const pt_config_t *c, const char *name);
 

@@ -13,7 +13,6 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,17 +44,6 @@ static const pt_conf_field_t target_fields[] = {
     {"prefix", PT_CONF_T_STR, offsetof(target_raw_t, prefix), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
-
-static bool valid_target_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 128)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.')
-            return false;
-    return true;
-}
 
 /* `IPv4:PORT`, `[IPv6]:PORT` (the listeners' parser) or `unix:/absolute/path`. */
 static int parse_address(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_redis_target_t *t)
@@ -115,7 +103,7 @@ static void load_target(pt_conf_cx_t *cx, const pt_conf_node_t *key, const pt_co
                         .max_pending = 1024,
                         .prefix = ""};
     unsigned before = pt_conf_error_count(cx);
-    if (!valid_target_name(key->str))
+    if (!pt__config_valid_name(key->str))
         pt_conf_error(cx, key,
                       "redis target name '%s' may only contain letters, digits, '_', "
                       "'-', '.'",

@@ -302,7 +302,7 @@ routes:{extra_routes}
             # HTTP/2 too: the stream is reset while its command is pending
             h2 = subprocess.Popen(["nghttp", "-H", "x-user: ab", f"http://127.0.0.1:{port}/a"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)  # let the requests reach the filter (they suspend: no answer)
+            time.sleep(1.0)  # let the requests reach the filter (they suspend: no answer)
             for s in socks:
                 s.settimeout(0.2)
                 with self.assertRaises(socket.timeout):

@@ -239,9 +239,9 @@ static void cmd_complete(rset_t *s, pt_redis_cmd_t *c, int status, const pt_redi
 
 static void slot_close(rslot_t *sl, const char *why);
 
-/* hiredis hands a caller command back: with its reply, or NULL when the connection went. */
 static void slot_forget(rslot_t *sl, const redisAsyncContext *ac);
 
+/* hiredis hands a caller command back: with its reply, or NULL when the connection went. */
 static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     pt_redis_cmd_t *c = privdata;
@@ -256,8 +256,10 @@ static void on_cmd_reply(redisAsyncContext *ac, void *r, void *privdata)
         slot_replied(sl);
     } else {
         /* The connection is going (hiredis runs the NULL replies before the
-         * disconnect callback): commands sent from the callbacks below must
-         * not pick it. */
+         * disconnect callback, which will then find the slot already let go):
+         * commands sent from the callbacks below must not pick it. */
+        if (sl->ac == ac && ac->err != 0)
+            slot_log(sl, "connection lost: %s", ac->errstr);
         slot_forget(sl, ac);
     }
     if (c->cb != NULL) {

@@ -227,6 +227,32 @@ routes:{extra_routes}
         self.assertEqual(out.count("retrying quietly"), 1, out)
         self.assertEqual(out.count("answering again"), 1, out)
 
+    def test_redis_killed_with_command_pending(self):
+        """Redis dies while INCR waits (timeout 30 s): the command completes at once with
+        UNAVAILABLE when the connection drops, not at its timeout; the loss is logged."""
+        up = self.echo()
+        r = self.redis()
+        port = free_port()
+        p = self.start(self.config(
+            port, f'{{ main: {{ address: "127.0.0.1:{r.port}", timeout: 30s }} }}',
+            "      - redis_count: { redis: main, key_header: x-user }", up.port), port)
+        url = f"http://127.0.0.1:{port}/k"
+        self.assertEqual(curl(url)[1].get("x-count"), "1")
+        r.pause()
+        hdr = os.path.join(p.dir, "k.h")
+        c = subprocess.Popen(["curl", "-sS", "--max-time", "20", "-D", hdr, "-o", "/dev/null",
+                              url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # the request waits on the stopped Redis
+        self.assertIsNone(c.poll())
+        r.proc.kill()  # the kernel resets its connections
+        r.proc.wait(10)
+        self.assertEqual(c.wait(25), 0)  # answered well before the 30 s command timeout
+        with open(hdr) as f:
+            head = f.read().lower()
+        self.assertIn("200 ok", head)
+        self.assertIn("x-count-error: unavailable", head)
+        self.assertIn("connection lost", p.output())
+
     def test_auth_refused(self):
         """A wrong password: AUTH is refused, the commands queued behind it fail (the filter
         fails open), the failure is logged once per connection however many requests come,

@@ -3,8 +3,9 @@
  *
  * The loader reads the node tree (confparse.c) section by section in a fixed
  * order (plugins, limits, timeouts, listeners, admin, access log, clusters,
- * descriptors, redis targets, global filters, routes, then the cross checks), reporting every problem
- * it finds and carrying on, so one `portico --validate` run lists them all.
+ * descriptors, redis targets, global filters, routes, then the cross
+ * checks), reporting every problem it finds and carrying on, so one
+ * `portico --validate` run lists them all.
  * Any error and the whole snapshot is dropped: nothing half-configured is
  * ever returned.
  *

@@ -129,9 +129,11 @@ class RedisTest(PorticoTestCase):
         self._redis = []
 
     def tearDown(self):
-        super().tearDown()  # portico first: it must exit cleanly (ASan) with redis in any state
-        for r in self._redis:
-            r.stop()
+        try:
+            super().tearDown()  # portico first: it must exit cleanly (ASan) with redis in any state
+        finally:
+            for r in self._redis:  # even when that check fails: no redis-server left behind
+                r.stop()
 
     def redis(self, **kw):
         r = Redis(**kw)

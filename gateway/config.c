@@ -3,8 +3,9 @@
  *
  * The loader reads the node tree (confparse.c) section by section in a fixed
  * order (plugins, limits, timeouts, listeners, admin, access log, clusters,
- * global filters, routes, then the cross checks), reporting every problem
- * it finds and carrying on, so one `portico --validate` run lists them all.
+ * descriptors, redis targets, global filters, routes, then the cross
+ * checks), reporting every problem it finds and carrying on, so one
+ * `portico --validate` run lists them all.
  * Any error and the whole snapshot is dropped: nothing half-configured is
  * ever returned.
  *
@@ -30,6 +31,7 @@
 #include "handler.h"
 #include "router.h"
 #include "tls.h"
+#include "upstream/redis.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
 
@@ -137,6 +139,11 @@ static bool valid_name(const char *s)
     return true;
 }
 
+bool pt__config_valid_name(const char *s)
+{
+    return valid_name(s);
+}
+
 static void check_readable(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *what,
                            const char *path)
 {
@@ -196,6 +203,11 @@ static int parse_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr
     out->text = text;
     freeaddrinfo(res);
     return 0;
+}
+
+int pt__config_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr_t *out)
+{
+    return parse_sockaddr(cx, n, out);
 }
 
 static uint16_t sa_port(const pt_sockaddr_t *a)
@@ -1333,7 +1345,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode)
 
 typedef struct top_raw {
     const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
-        *filters, *plugins, *descriptors;
+        *filters, *plugins, *descriptors, *redis;
     long long workers;
 } top_raw_t;
 
@@ -1349,6 +1361,7 @@ static const pt_conf_field_t top_fields[] = {
     {"filters", PT_CONF_T_NODE, offsetof(top_raw_t, filters), 0, 0, false, NULL},
     {"plugins", PT_CONF_T_NODE, offsetof(top_raw_t, plugins), 0, 0, false, NULL},
     {"descriptors", PT_CONF_T_NODE, offsetof(top_raw_t, descriptors), 0, 0, false, NULL},
+    {"redis", PT_CONF_T_NODE, offsetof(top_raw_t, redis), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -1500,6 +1513,9 @@ static void build(loader_t *L, const pt_conf_node_t *root)
         load_clusters(L, raw.clusters);
     if (raw.descriptors != NULL)
         load_descriptors(L, raw.descriptors);
+    /* before the filters: their parse/check_conf resolve targets by name */
+    if (raw.redis != NULL)
+        pt__redis_conf_load(cx, raw.redis, &c->redis_targets, &c->redis_target_cnt);
 
     size_t gcnt = 0;
     const pt_filter_t **global = load_filter_list(L, raw.filters, &gcnt);

@@ -23,6 +23,7 @@
 
 typedef struct pt_handler_def pt_handler_def_t;
 typedef struct pt_router pt_router_t;
+typedef struct pt_redis_target pt_redis_target_t; /* upstream/redis.h */
 
 /** An IP address and port from `address: 127.0.0.1:8080` or `[::1]:8080`. */
 typedef struct pt_sockaddr {
@@ -162,6 +163,8 @@ typedef struct pt_config {
     pt_timeouts_t timeouts;
     pt_cluster_t *clusters;
     size_t cluster_cnt;
+    pt_redis_target_t *redis_targets; /* `redis:` targets (upstream/redis.h), config order */
+    size_t redis_target_cnt;
     pt_route_t *routes;
     size_t route_cnt;
     const pt_filter_t **global_filters;
@@ -190,6 +193,15 @@ pt_config_t *pt_config_load_string(const char *name, const char *text, size_t le
 pt_config_t *pt_config_ref(pt_config_t *c);
 /** Drops a reference (any thread); the last one releases everything. NULL is accepted. */
 void pt_config_unref(pt_config_t *c);
+
+/**
+ * Parses an `IPv4:PORT` / `[IPv6]:PORT` scalar (numeric only: no DNS at load
+ * time) into `out`, reporting problems at `n`. 0 or PT_ERR_INVALID.
+ */
+int pt__config_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr_t *out);
+
+/** True for a name of a cluster or Redis target: 1-128 of letters, digits, '_', '-', '.'. */
+bool pt__config_valid_name(const char *s);
 
 /** A cluster by name, or NULL. */
 const pt_cluster_t *pt_config_cluster(const pt_config_t *c, const char *name);

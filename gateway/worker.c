@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "server.h"
 #include "upstream/call.h"
+#include "upstream/redis.h"
 
 /* ---- private worker state ----------------------------------------------- */
 
@@ -212,6 +213,7 @@ static void on_gc(evutil_socket_t fd, short what, void *arg)
     pt_worker_t *w = arg;
     w->now_ms = pt_now_ms();
     state_gc(w, false);
+    pt__redis_worker_gc(w);
 }
 
 /* ---- config application on the worker ----------------------------------- */
@@ -308,6 +310,7 @@ static void *worker_main(void *arg)
     pt__listener_set_close(&p->listeners);
     pt__listener_conns_destroy_all(w);
     /* Let libcurl and friends finish their callbacks, then tear down. */
+    pt__redis_worker_dispose(w);
     pt_upstream_worker_dispose(w);
     pt_observe_worker_dispose(w);
     state_gc(w, true);
@@ -498,6 +501,7 @@ pt_worker_t *pt__worker_new_detached(pt_config_t *config)
 
 void pt__worker_free_detached(pt_worker_t *w)
 {
+    pt__redis_worker_dispose(w);
     pt_upstream_worker_dispose(w);
     pt_observe_worker_dispose(w);
     state_gc(w, true);

@@ -28,6 +28,7 @@ struct pt_worker {
     unsigned filter_state_cnt;
     void *upstream_http;          /* upstream/http.c per-worker state (curl multi, pools) */
     void *upstream_grpc;          /* upstream/grpc.c per-worker state */
+    void *redis;                  /* upstream/redis.c per-worker state (connection sets), lazily */
     struct pt_metrics_shard *metrics;
     void *observe;                /* observe.c per-worker state (access log, flush timer) */
     void *conns;                  /* list of live connections (listener.c) */

@@ -14,7 +14,6 @@
 #include "config.h"
 #include "observe.h"
 #include "server.h"
-#include "upstream/grpc.h"
 
 static void usage(FILE *out)
 {
@@ -205,7 +204,6 @@ int main(int argc, char **argv)
     event_free(ev_int);
     event_free(ev_hup);
     event_base_free(app.base);
-    pt_grpc_global_shutdown(); /* after every worker and snapshot let go of gRPC */
     curl_global_cleanup();
     fprintf(stderr, "portico: stopped\n");
     return app.exit_code;

@@ -20,13 +20,13 @@
 #include <event2/event_struct.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "upstream/call.h"
 #include "portico/status.h"
 
 #define DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
 #define KEEP_BUF (64u * 1024u) /* response buffer capacity kept between messages */
+#define SMALL_BUF 256          /* inline storage: a small call allocates no buffer */
 
 struct pt_grpc_call {
     pt_worker_t *w;
@@ -41,7 +41,7 @@ struct pt_grpc_call {
     bool unary;
 
     /* request: the framed message being sent */
-    char *sbuf;
+    char *sbuf;               /* s_small, or malloc'd */
     size_t s_off, s_len, s_cap;
     bool s_close;             /* half-close once sbuf is sent */
     bool s_owed;              /* on_sent is owed when sbuf drains */
@@ -60,6 +60,8 @@ struct pt_grpc_call {
     uint64_t left;            /* bytes of the current message still to come */
     char *rbuf;               /* received bytes not delivered: whole messages, then a partial one */
     size_t r_off, r_whole, r_len, r_cap;
+    char s_small[SMALL_BUF];  /* first storage of sbuf and rbuf */
+    char r_small[SMALL_BUF];
 
     /* status */
     pt_grpc_status_t st;
@@ -77,23 +79,38 @@ static void *xrealloc(void *p, size_t size)
     return q;
 }
 
-static void buf_reserve(char **buf, size_t *cap, size_t need)
+/* Grows *buf (capacity *cap; `small` is its inline storage) to hold `need` bytes. */
+static void buf_reserve(char **buf, size_t *cap, char *small, size_t need)
 {
     if (need <= *cap)
         return;
-    size_t c = *cap != 0 ? *cap : 1024;
+    size_t c = *cap * 2;
     while (c < need)
         c *= 2;
-    *buf = xrealloc(*buf, c);
+    if (*buf == small) {
+        char *b = xrealloc(NULL, c);
+        memcpy(b, small, *cap);
+        *buf = b;
+    } else {
+        *buf = xrealloc(*buf, c);
+    }
     *cap = c;
+}
+
+static void buf_release(char **buf, size_t *cap, char *small)
+{
+    if (*buf != small)
+        free(*buf);
+    *buf = small;
+    *cap = SMALL_BUF;
 }
 
 static void call_free(pt_grpc_call_t *c)
 {
     if (event_initialized(&c->ev))
         event_del(&c->ev);
-    free(c->sbuf);
-    free(c->rbuf);
+    buf_release(&c->sbuf, &c->s_cap, c->s_small);
+    buf_release(&c->rbuf, &c->r_cap, c->r_small);
     free(c);
 }
 
@@ -148,24 +165,39 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
     return n;
 }
 
-/* Copies metadata into `dst` (arena): pseudo-headers skipped, `-bin` values decoded. */
+/*
+ * Copies metadata into `dst`, in ONE arena block (the upstream's slices die
+ * with its callback; delivery comes later): pseudo-headers skipped, `-bin`
+ * values base64-decoded (undecodable ones dropped, as gRPC implementations
+ * do). Names are lowercase already (HTTP/2; h2.c refuses others).
+ */
 static void copy_md(pt_grpc_call_t *c, pt_headers_t *dst, const pt_header_t *h, size_t cnt)
 {
+    size_t need = 0;
+    for (size_t i = 0; i < cnt; i++)
+        need += h[i].name.len + h[i].value.len + 3;
+    char *p = need != 0 ? pt_arena_alloc(c->arena, need) : NULL;
+    if (p == NULL)
+        return;
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name, v = h[i].value;
         if (n.len == 0 || n.base[0] == ':')
             continue;
-        if (n.len > 4 && strncasecmp(n.base + n.len - 4, "-bin", 4) == 0) {
-            uint8_t *raw = pt_arena_alloc(c->arena, v.len / 4 * 3 + 3);
-            long dl = raw != NULL ? pt__grpc_b64_decode(v.base, v.len, raw) : -1;
+        memcpy(p, n.base, n.len);
+        pt_str_t nn = {p, n.len};
+        p += n.len;
+        pt_str_t vv = {p, 0};
+        if (n.len > 4 && memcmp(n.base + n.len - 4, "-bin", 4) == 0) {
+            long dl = pt__grpc_b64_decode(v.base, v.len, (uint8_t *)p);
             if (dl < 0)
-                continue; /* not base64: dropped, as gRPC implementations do */
-            pt_str_t nn = pt_arena_strdup(c->arena, n);
-            if (nn.base != NULL)
-                pt_headers_add_nocopy(dst, nn, (pt_str_t){(const char *)raw, (size_t)dl});
-            continue;
+                continue;
+            vv.len = (size_t)dl; /* at most 3/4 of the text, + 3 */
+        } else {
+            memcpy(p, v.base, v.len);
+            vv.len = v.len;
         }
-        pt_headers_add(dst, n, v);
+        p += vv.len;
+        pt_headers_add_nocopy(dst, nn, vv);
     }
 }
 
@@ -205,7 +237,7 @@ static bool up_on_data(void *ud, const char *data, size_t len)
     while (pos < len) {
         if (c->left > 0) {
             size_t n = len - pos < c->left ? len - pos : (size_t)c->left;
-            buf_reserve(&c->rbuf, &c->r_cap, c->r_len + n);
+            buf_reserve(&c->rbuf, &c->r_cap, c->r_small, c->r_len + n);
             memcpy(c->rbuf + c->r_len, data + pos, n);
             c->r_len += n;
             pos += n;
@@ -222,7 +254,7 @@ static bool up_on_data(void *ud, const char *data, size_t len)
         if (check_prefix(c, &ml) != 0)
             return false;
         /* room for the whole message at once: it is at most max_message */
-        buf_reserve(&c->rbuf, &c->r_cap, c->r_len + 5 + (size_t)ml);
+        buf_reserve(&c->rbuf, &c->r_cap, c->r_small, c->r_len + 5 + (size_t)ml);
         memcpy(c->rbuf + c->r_len, c->pfx, 5);
         c->r_len += 5;
         c->left = ml;
@@ -327,11 +359,8 @@ static void give_message(pt_grpc_call_t *c)
         return;
     if (c->r_off == c->r_len) {
         c->r_off = c->r_whole = c->r_len = 0;
-        if (c->r_cap > KEEP_BUF) { /* a big message: give its memory back now */
-            free(c->rbuf);
-            c->rbuf = NULL;
-            c->r_cap = 0;
-        }
+        if (c->r_cap > KEEP_BUF) /* a big message: give its memory back now */
+            buf_release(&c->rbuf, &c->r_cap, c->r_small);
     }
     if (c->paused && c->r_whole == c->r_off && c->up != NULL) {
         c->paused = false;
@@ -385,7 +414,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 /* Appends a framed message to the send buffer. */
 static void frame(pt_grpc_call_t *c, const uint8_t *msg, size_t len)
 {
-    buf_reserve(&c->sbuf, &c->s_cap, c->s_len + 5 + len);
+    buf_reserve(&c->sbuf, &c->s_cap, c->s_small, c->s_len + 5 + len);
     uint8_t *p = (uint8_t *)c->sbuf + c->s_len;
     p[0] = 0;
     p[1] = (uint8_t)(len >> 24);
@@ -397,12 +426,29 @@ static void frame(pt_grpc_call_t *c, const uint8_t *msg, size_t len)
     c->s_len += 5 + len;
 }
 
-/* Formats a grpc-timeout value (at most 8 digits) for `ms`. */
+/* Formats a grpc-timeout value (at most 8 digits) for `ms`, without printf: once per call. */
 static pt_str_t timeout_value(pt_arena_t *a, uint64_t ms)
 {
-    char *v = ms <= 99999999u ? pt_arena_printf(a, "%llum", (unsigned long long)ms)
-                              : pt_arena_printf(a, "%lluS", (unsigned long long)(ms / 1000u));
-    return v != NULL ? pt_str_c(v) : PT_STR("1m");
+    char unit = 'm';
+    if (ms > 99999999u) {
+        ms /= 1000u;
+        unit = 'S';
+    }
+    if (ms > 99999999u)
+        ms = 99999999u;
+    char *v = pt_arena_alloc(a, 10);
+    if (v == NULL)
+        return PT_STR("1m");
+    char digits[10];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + ms % 10);
+        ms /= 10;
+    } while (ms != 0);
+    for (size_t i = 0; i < n; i++)
+        v[i] = digits[n - 1 - i];
+    v[n] = unit;
+    return (pt_str_t){v, n + 1};
 }
 
 /* The request head: gRPC's own fields, then the metadata (`-bin` values base64). */
@@ -437,6 +483,9 @@ int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grp
     pt_grpc_call_t *c = calloc(1, sizeof(*c));
     if (c == NULL)
         abort();
+    c->sbuf = c->s_small;
+    c->rbuf = c->r_small;
+    c->s_cap = c->r_cap = SMALL_BUF;
     c->w = w;
     c->arena = r->arena;
     c->cbs = *cbs;

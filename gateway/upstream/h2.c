@@ -212,6 +212,7 @@ struct h2pool {
     h2w_t *hw;
     char *url, *host, *ca_file;
     char *tls_name;                /* the name the server's certificate must carry (and SNI) */
+    char *authority;               /* "host:port": :authority when neither cluster nor call set one */
     uint16_t port;
     bool tls, verify;
     SSL_CTX *ssl_ctx;
@@ -409,6 +410,9 @@ static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *
     p->url = xstrdup(ep->url);
     p->host = xstrdup(ep->host);
     p->tls_name = xstrdup(name);
+    char abuf[300];
+    int al = snprintf(abuf, sizeof(abuf), "%s:%u", ep->host, (unsigned)ep->port);
+    p->authority = xstrdup(al > 0 && (size_t)al < sizeof(abuf) ? abuf : "");
     p->ca_file = xstrdup(cl->ca_file);
     p->port = ep->port;
     p->tls = ep->tls;
@@ -1477,16 +1481,13 @@ static int submit(call_t *c, conn_t *k)
 
     pt_str_t method = r->method;
     pt_str_t path = r->path.len > 0 ? r->path : PT_STR("/");
-    char authbuf[300];
     pt_str_t auth;
-    if (cl->authority != NULL) {
+    if (cl->authority != NULL)
         auth = pt_str_c(cl->authority);
-    } else if (r->authority.len > 0) {
+    else if (r->authority.len > 0)
         auth = r->authority;
-    } else {
-        int l = snprintf(authbuf, sizeof(authbuf), "%s:%u", ep->host, (unsigned)ep->port);
-        auth = (pt_str_t){authbuf, l > 0 && (size_t)l < sizeof(authbuf) ? (size_t)l : 0};
-    }
+    else
+        auth = pt_str_c(k->pool->authority); /* made once per pool, not per call */
     nva[n++] = mknv(":method", 7, method.base, method.len);
     nva[n++] = ep->tls ? mknv(":scheme", 7, "https", 5) : mknv(":scheme", 7, "http", 4);
     nva[n++] = mknv(":authority", 10, auth.base, auth.len);
@@ -1756,6 +1757,7 @@ void pt__uph2_worker_dispose(pt_worker_t *w)
         free(p->url);
         free(p->host);
         free(p->tls_name);
+        free(p->authority);
         free(p->ca_file);
         free(p);
     }

@@ -3,8 +3,8 @@
  *
  * Each worker is one thread running one libevent loop with its own
  * listeners (SO_REUSEPORT), connections, upstream pools and metrics shard.
- * Nothing on the request path takes a lock. Other threads (the main thread,
- * gRPC core's threads) talk to a worker only through pt_worker_post().
+ * Nothing on the request path takes a lock. Other threads (the main thread)
+ * talk to a worker only through pt_worker_post().
  */
 #ifndef PT_GATEWAY_WORKER_H
 #define PT_GATEWAY_WORKER_H

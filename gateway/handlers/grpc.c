@@ -26,8 +26,11 @@
  *   3. request message: path variables + query + body + header bindings
  *      (pt_httprule_transcode_request): 400 with a google.rpc.Status carrying
  *      a BadRequest field violation per problem;
- *   4. the call (upstream/grpc.h): unary methods in one gRPC batch; metadata
- *      from the allowed headers, deadline from the route or grpc-timeout;
+ *   4. the call (upstream/grpc.h: messages over the one upstream primitive,
+ *      the nghttp2 client): unary methods get their answer in one delivery;
+ *      metadata from the allowed headers, deadline from the route or
+ *      grpc-timeout; a response message over max_message is refused at its
+ *      length prefix (502, RESOURCE_EXHAUSTED);
  *   5. response: JSON of the message (or its response_body field; HttpBody
  *      raw), gRPC status -> HTTP status (pt_grpc_code_http), errors as
  *      google.rpc.Status JSON with the details of grpc-status-details-bin
@@ -41,8 +44,9 @@
  *      chunk / RST_STREAM), since raw bytes have no room for an error. One
  *      upstream message is requested at a time and none while the client's
  *      output is over its buffer limit.
- *   6. a TLS handshake failure with the backend (bad certificate or name) is
- *      502, not the 503 of an unreachable backend (SECURITY-CASES UP-9).
+ *   6. a call Portico ended itself answers by its cause: 503 no endpoint
+ *      could be reached, 502 connection or TLS failure (bad certificate or
+ *      name: SECURITY-CASES UP-9), reset or bad message, 504 deadline.
  */
 #include "handlers/grpc.h"
 

@@ -20,7 +20,9 @@
  * functions found there. A part that does not need one leaves it NULL.
  *
  * Everything in pt_grpc_conf_t is built at load time (check_conf) and is
- * read-only afterwards; the upstream's channels are created on first use.
+ * read-only afterwards. All three parts reach the cluster through the one
+ * upstream primitive (upstream/call.h), the REST part through the message
+ * layer of upstream/grpc.h.
  */
 #ifndef PT_GATEWAY_HANDLERS_GRPC_H
 #define PT_GATEWAY_HANDLERS_GRPC_H
@@ -54,7 +56,7 @@ typedef struct pt_grpc_conf {
     const pt_conf_node_t *metadata;    /**< raw `metadata:` map */
     pt_conf_strmap_t header_bindings;  /**< header name -> request field path */
     const char *stream_format;         /**< raw `stream_format:` */
-    uint64_t max_message;              /**< native/gRPC-Web: largest message in bytes (0: 4 MiB) */
+    uint64_t max_message;              /**< largest message in bytes, every part (0: 4 MiB) */
     pt_conf_strlist_t web_origins;     /**< gRPC-Web CORS origins; empty = "*" (grpc_native.c) */
 
     /* derived (parse_conf / check_conf) */

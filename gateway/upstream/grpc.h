@@ -124,7 +124,9 @@ typedef struct pt_grpc_call_req {
  * Starts a call on worker `w` (its own thread). On success sets *out and
  * returns 0; the callbacks then run on `w` with `ud`. On error returns
  * PT_ERR_UNAVAILABLE (no endpoint can be tried), PT_ERR_LIMIT (arena full) or
- * PT_ERR_INTERNAL (bad arguments), and no callback is ever called.
+ * PT_ERR_INTERNAL (bad arguments), and no callback is ever called. A call
+ * must end (on_done) or be cancelled before the worker's upstream machinery
+ * is disposed (worker.c destroys its requests first, and they cancel).
  */
 int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grpc_call_cbs_t *cbs,
                        void *ud, pt_grpc_call_t **out);

@@ -384,7 +384,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         if (c->cbs.on_sent != NULL)
             c->cbs.on_sent(c->ud, true);
     }
-    /* unary: nothing before the end; then the one message (a second one is ignored) */
+    /* unary: nothing before the end; then the one message (any further one is dropped) */
     if (!c->canceled && c->unary && c->ended) {
         if (c->r_whole > c->r_off && c->st.local == 0)
             give_message(c);
@@ -395,7 +395,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
         give_message(c);
     /* the end: once every whole message was taken (a caller that reads no
      * more, as after the one answer of a client stream, still gets on_done) */
-    if (!c->canceled && c->ended && c->r_whole == c->r_off) {
+    if (!c->canceled && c->ended && (c->unary || c->r_whole == c->r_off)) {
         if (!c->unary && c->want_msg)
             c->cbs.on_message(c->ud, NULL, 0);
         if (!c->canceled && c->r_len > c->r_whole && c->st.local == 0)

@@ -233,6 +233,8 @@ static bool up_on_data(void *ud, const char *data, size_t len)
     pt_grpc_call_t *c = ud;
     if (c->ended)
         return false;
+    if (c->http != 200)
+        return true; /* not gRPC messages (an error page): dropped, the status says why */
     size_t pos = 0;
     while (pos < len) {
         if (c->left > 0) {
@@ -269,17 +271,6 @@ static bool up_on_data(void *ud, const char *data, size_t len)
     return true;
 }
 
-static int hexv(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes grpc-message into the arena. */
 static pt_str_t pct_decode(pt_arena_t *a, pt_str_t v)
 {
@@ -289,8 +280,8 @@ static pt_str_t pct_decode(pt_arena_t *a, pt_str_t v)
     size_t n = 0;
     for (size_t i = 0; i < v.len; i++) {
         int hi, lo;
-        if (v.base[i] == '%' && i + 2 < v.len && (hi = hexv(v.base[i + 1])) >= 0 &&
-            (lo = hexv(v.base[i + 2])) >= 0) {
+        if (v.base[i] == '%' && i + 2 < v.len && (hi = pt_str_hexval(v.base[i + 1])) >= 0 &&
+            (lo = pt_str_hexval(v.base[i + 2])) >= 0) {
             o[n++] = (char)(hi << 4 | lo);
             i += 2;
         } else {

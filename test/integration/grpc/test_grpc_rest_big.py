@@ -10,6 +10,7 @@ the message in the prefix and then streams zeros only as fast as flow control
 lets it, so the test process never holds 200 MB and the test can tell how much
 of the message was taken before Portico reset the stream.
 """
+import json
 import os
 import socket
 import subprocess
@@ -53,7 +54,12 @@ class HugeBackend:
     GetShelf      one message of HUGE bytes (prefix, then zeros as windows allow)
     WatchBooks    one small WatchBooksResponse, then a HUGE message
     GetShelfCover an HttpBody of BIG bytes (a whole, valid message)
-    Echo          a small EchoResponse ("ok")."""
+    Echo          a small EchoResponse ("ok")
+and answers the gRPC layer must turn into statuses:
+    ListShelves   HTTP 404 without grpc-status
+    DeleteShelf   a message flagged compressed (no compression was offered)
+    ListBooks     a prefix announcing 10 bytes, 3 of them, then grpc-status 0
+    GetBook       grpc-status 3 with a percent-encoded grpc-message"""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -84,16 +90,25 @@ class HugeBackend:
             self.threads.append(t)
 
     def body_for(self, path):
-        """[(bytes, is_huge_tail_len)]: the framed response body as a plan."""
+        """(status, [framed body chunks], zero bytes after them, trailers)."""
+        ok = [("grpc-status", "0")]
         if path.endswith("/GetShelf"):
-            return [grpc_prefix(HUGE)], HUGE
+            return "200", [grpc_prefix(HUGE)], HUGE, ok
         if path.endswith("/WatchBooks"):
-            return [grpc_prefix(2) + b"\x08\x01", grpc_prefix(HUGE)], HUGE
+            return "200", [grpc_prefix(2) + b"\x08\x01", grpc_prefix(HUGE)], HUGE, ok
         if path.endswith("/GetShelfCover"):
             ct = b"application/octet-stream"
             head = b"\x0a" + varint(len(ct)) + ct + b"\x12" + varint(BIG)
-            return [grpc_prefix(len(head) + BIG) + head], BIG
-        return [grpc_prefix(4) + b"\x0a\x02ok"], 0
+            return "200", [grpc_prefix(len(head) + BIG) + head], BIG, ok
+        if path.endswith("/ListShelves"):
+            return "404", [b"not here"], 0, []
+        if path.endswith("/DeleteShelf"):
+            return "200", [b"\x01\x00\x00\x00\x02\x08\x01"], 0, ok
+        if path.endswith("/ListBooks"):
+            return "200", [grpc_prefix(10) + b"\x0a\x01x"], 0, ok
+        if path.endswith("/GetBook"):
+            return "200", [], 0, [("grpc-status", "3"), ("grpc-message", "bad %25 shelf%0Anext")]
+        return "200", [grpc_prefix(4) + b"\x0a\x02ok"], 0, ok
 
     def serve(self, c):
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
@@ -116,10 +131,10 @@ class HugeBackend:
                     elif isinstance(ev, h2.events.DataReceived):
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded):
-                        chunks, tail = self.body_for(paths.get(ev.stream_id, ""))
-                        conn.send_headers(ev.stream_id, [(":status", "200"),
+                        status, chunks, tail, trailers = self.body_for(paths.get(ev.stream_id, ""))
+                        conn.send_headers(ev.stream_id, [(":status", status),
                                                          ("content-type", "application/grpc")])
-                        pending[ev.stream_id] = [list(chunks), tail, tail, tail == HUGE]
+                        pending[ev.stream_id] = [list(chunks), tail, tail, tail == HUGE, trailers]
                     elif isinstance(ev, h2.events.StreamReset):
                         st = pending.pop(ev.stream_id, None)
                         with self.lock:
@@ -141,8 +156,11 @@ class HugeBackend:
                         elif st[1] > 0:
                             chunk = ZEROS[:min(window, st[1], len(ZEROS))]
                             st[1] -= len(chunk)
-                        else:
-                            conn.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+                        else:  # all sent: trailers, or a bare END_STREAM
+                            if st[4]:
+                                conn.send_headers(sid, st[4], end_stream=True)
+                            else:
+                                conn.end_stream(sid)
                             del pending[sid]
                             if st[3]:
                                 with self.lock:
@@ -179,6 +197,10 @@ routes:
     grpc: {{ cluster: huge, max_message: 32m }}
   - grpc: {{ cluster: huge }}
 """
+
+
+def J(body):
+    return json.loads(body.decode())
 
 
 def rss_kb(pid):
@@ -250,6 +272,21 @@ class GrpcRestBigMessageTest(unittest.TestCase):
             self.assertLess(n, 2 * 1024 * 1024, sent)
         self.assertLess(grown, 20 * 1024, "RSS grew by %d KiB" % grown)
         # and the worker still answers
+        self.warm()
+
+    def test_answers_that_are_not_clean_grpc(self):
+        # a non-200 answer without grpc-status: gRPC's mapping (404 -> UNIMPLEMENTED), 502
+        st, _, body, _ = curl(self.base + "/v1/shelves")
+        self.assertEqual((st, J(body)["code"]), (502, 12), body)
+        # a message flagged compressed though no compression was offered
+        st, _, body, _ = curl("-X", "DELETE", self.base + "/v1/shelves/1")
+        self.assertEqual((st, J(body)["code"]), (502, 13), body)
+        # the stream ended inside a message: never a clean answer
+        st, _, body, _ = curl(self.base + "/v1/shelves/1/books")
+        self.assertEqual((st, J(body)["code"]), (502, 13), body)
+        # grpc-status 3 with a percent-encoded grpc-message, decoded for the client
+        st, _, body, _ = curl(self.base + "/v1/books/1")
+        self.assertEqual((st, J(body)), (400, {"code": 3, "message": "bad % shelf\nnext"}))
         self.warm()
 
     def test_big_allowed_message_memory_returned(self):

@@ -97,10 +97,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
  *   crossed that line on every free: an madvise, then page faults to get the
  *   pages back (measured: 0.3 faults per REST->gRPC call, 1.5x the kernel
  *   time of a passthrough call). Trim only past 1 MiB, keeping 256 KiB;
- * - the mmap threshold grows with every big block freed (up to 32 MiB), so
- *   after one large message the next ones came from the heap and stayed
- *   there. Setting these pins it at its 128 KiB default: a big buffer is
- *   mmapped and goes back to the system when it is freed.
+ * - setting either turns glibc's dynamic mmap threshold off (it rises with
+ *   each big block freed, up to 32 MiB, after which blocks that size come
+ *   from the heap and may stay there); it is pinned at its 128 KiB default,
+ *   so a big message buffer is mmapped and unmapped when freed.
  */
 static void tune_malloc(void)
 {

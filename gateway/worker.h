@@ -27,7 +27,6 @@ struct pt_worker {
     void **filter_state;          /* per filter slot of `config` */
     unsigned filter_state_cnt;
     void *upstream_http;          /* upstream/http.c per-worker state (curl multi, pools) */
-    void *upstream_grpc;          /* upstream/grpc.c per-worker state */
     struct pt_metrics_shard *metrics;
     void *observe;                /* observe.c per-worker state (access log, flush timer) */
     void *conns;                  /* list of live connections (listener.c) */

@@ -56,17 +56,6 @@ static inline bool is_ows(unsigned char c)
     return c == ' ' || c == '\t';
 }
 
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static inline unsigned char lower(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
@@ -744,7 +733,7 @@ static size_t feed_chunked(pt_h1p_t *p, const char *d, size_t n, pt_h1p_event_t 
         unsigned char c = (unsigned char)d[i];
         switch (p->state) {
         case S_CH_SIZE: {
-            int v = hexval(c);
+            int v = pt_str_hexval((char)c);
             if (v >= 0) {
                 if (++p->chunk_digits > 16)
                     return fail(p, PT_ERR_INVALID, "chunk size too long"), i;

@@ -6,17 +6,6 @@
 #include "path.h"
 #include "portico/status.h"
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool is_unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -85,8 +74,8 @@ int pt_path_normalize(pt_arena_t *a, pt_str_t in, unsigned flags, pt_str_t *out,
             buf[n++] = (char)c;
             continue;
         }
-        int hi = i + 2 < in.len ? hexval((unsigned char)in.base[i + 1]) : -1;
-        int lo = i + 2 < in.len ? hexval((unsigned char)in.base[i + 2]) : -1;
+        int hi = i + 2 < in.len ? pt_str_hexval(in.base[i + 1]) : -1;
+        int lo = i + 2 < in.len ? pt_str_hexval(in.base[i + 2]) : -1;
         if (hi < 0 || lo < 0) {
             *why = "malformed percent-encoding in path";
             return PT_ERR_INVALID;

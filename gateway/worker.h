@@ -3,8 +3,8 @@
  *
  * Each worker is one thread running one libevent loop with its own
  * listeners (SO_REUSEPORT), connections, upstream pools and metrics shard.
- * Nothing on the request path takes a lock. Other threads (the main thread,
- * gRPC core's threads) talk to a worker only through pt_worker_post().
+ * Nothing on the request path takes a lock. Other threads (the main thread)
+ * talk to a worker only through pt_worker_post().
  */
 #ifndef PT_GATEWAY_WORKER_H
 #define PT_GATEWAY_WORKER_H
@@ -27,7 +27,6 @@ struct pt_worker {
     void **filter_state;          /* per filter slot of `config` */
     unsigned filter_state_cnt;
     void *upstream_http;          /* upstream/http.c per-worker state (curl multi, pools) */
-    void *upstream_grpc;          /* upstream/grpc.c per-worker state */
     void *redis;                  /* upstream/redis.c per-worker state (connection sets), lazily */
     struct pt_metrics_shard *metrics;
     void *observe;                /* observe.c per-worker state (access log, flush timer) */

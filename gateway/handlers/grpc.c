@@ -26,8 +26,11 @@
  *   3. request message: path variables + query + body + header bindings
  *      (pt_httprule_transcode_request): 400 with a google.rpc.Status carrying
  *      a BadRequest field violation per problem;
- *   4. the call (upstream/grpc.h): unary methods in one gRPC batch; metadata
- *      from the allowed headers, deadline from the route or grpc-timeout;
+ *   4. the call (upstream/grpc.h: messages over the one upstream primitive,
+ *      the nghttp2 client): unary methods get their answer in one delivery;
+ *      metadata from the allowed headers, deadline from the route or
+ *      grpc-timeout; a response message over max_message is refused at its
+ *      length prefix (502, RESOURCE_EXHAUSTED);
  *   5. response: JSON of the message (or its response_body field; HttpBody
  *      raw), gRPC status -> HTTP status (pt_grpc_code_http), errors as
  *      google.rpc.Status JSON with the details of grpc-status-details-bin
@@ -41,8 +44,9 @@
  *      chunk / RST_STREAM), since raw bytes have no room for an error. One
  *      upstream message is requested at a time and none while the client's
  *      output is over its buffer limit.
- *   6. a TLS handshake failure with the backend (bad certificate or name) is
- *      502, not the 503 of an unreachable backend (SECURITY-CASES UP-9).
+ *   6. a call Portico ended itself answers by its cause: 503 no endpoint
+ *      could be reached, 502 connection or TLS failure (bad certificate or
+ *      name: SECURITY-CASES UP-9), reset or bad message, 504 deadline.
  */
 #include "handlers/grpc.h"
 
@@ -205,14 +209,6 @@ static int grpc_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *v
     if (conf->cluster->protocol != PT_PROTO_GRPC)
         return pt_conf_error(cx, at, "grpc: cluster '%s' is not a grpc cluster (protocol: grpc)",
                              conf->cluster_name);
-    /* REST transcoding calls go through gRPC C core: load it now (grpc.h). */
-    char lerr[512];
-    conf->grpc = pt_grpc_module_load(lerr, sizeof(lerr));
-    if (conf->grpc == NULL)
-        return pt_conf_error(cx, at, "cannot load the gRPC module: %s", lerr);
-    const char *why = NULL;
-    if (conf->grpc->upstream_new(conf->cluster, &conf->upstream, &why) != 0)
-        return pt_conf_error(cx, at, "grpc: cluster '%s': %s", conf->cluster_name, why);
     conf->pool = config->descpool;
     if (conf->pool == NULL)
         return pt_conf_error(cx, node,
@@ -246,71 +242,9 @@ static void grpc_conf_dispose(void *vconf)
     pt_grpc_conf_t *conf = vconf;
     pt_httprule_table_free(conf->table);
     conf->table = NULL;
-    if (conf->upstream != NULL)
-        conf->grpc->upstream_free(conf->upstream);
-    conf->upstream = NULL;
 }
 
 /* ---- shared helpers (grpc.h) ------------------------------------------------ */
-
-size_t pt__grpc_b64_encode(const uint8_t *in, size_t len, char *out)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0, i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = tab[(v >> 6) & 63];
-        out[o++] = tab[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    return o;
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-long pt__grpc_b64_decode(const char *in, size_t len, uint8_t *out)
-{
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    if (len % 4 == 1)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_val(in[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return (long)o;
-}
 
 static bool md_allowed(const pt_grpc_conf_t *conf, pt_str_t name)
 {
@@ -406,7 +340,6 @@ typedef struct rest_ctx {
     bool send_busy;
     bool closed;             /* half-close sent */
     bool call_done;
-    unsigned attempts;       /* retries made on another endpoint */
     bool finished;           /* pt__req_handler_done was called */
 } rest_ctx_t;
 
@@ -435,7 +368,7 @@ static void stop_call(rest_ctx_t *ctx)
     if (ctx->call != NULL) {
         pt_grpc_call_t *c = ctx->call;
         ctx->call = NULL;
-        ctx->conf->grpc->call_cancel(c);
+        pt_grpc_call_cancel(c);
     }
 }
 
@@ -720,7 +653,7 @@ static void request_next(rest_ctx_t *ctx)
         return;
     }
     ctx->want_recv = false;
-    ctx->conf->grpc->call_recv(ctx->call);
+    pt_grpc_call_recv(ctx->call);
 }
 
 static void up_on_message(void *ud, const uint8_t *data, size_t len)
@@ -782,8 +715,7 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
     leave(ctx);
 }
 
-static void up_on_done(void *ud, int code, pt_str_t details, const pt_header_t *trailers,
-                       size_t cnt, const uint8_t *bin, size_t bin_len)
+static void up_on_done(void *ud, const pt_grpc_status_t *st)
 {
     rest_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
@@ -796,32 +728,27 @@ static void up_on_done(void *ud, int code, pt_str_t details, const pt_header_t *
         leave(ctx);
         return;
     }
-    const pt_cluster_t *cl = ctx->conf->cluster;
-    if (code == PT_GRPC_UNAVAILABLE && !req->resp_started && !ctx->stream_req &&
-        !ctx->got_message && ctx->up_headers.cnt == 0 && cl->endpoint_cnt > 1 &&
-        ctx->attempts < cl->retries) {
-        /* Refused before the backend said anything (UP-1): the request is
-         * still whole in ctx->pb, so try the next endpoint. */
-        ctx->attempts++;
-        ctx->call_done = false;
-        pt_observe_upstream_error(req->worker, cl, PT_ERR_UNAVAILABLE);
-        start_call(ctx, true);
-        leave(ctx);
-        return;
-    }
-    bool tls_failed = !req->resp_started && !ctx->got_message && ctx->up_headers.cnt == 0 &&
-                      pt_grpc_status_tls_failed(code, details);
-    if (code != PT_GRPC_OK && pt_grpc_code_http(code) >= 502)
-        pt_observe_upstream_error(req->worker, cl,
-                                  tls_failed                          ? PT_ERR_UPSTREAM
-                                  : code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
-                                                                      : PT_ERR_UNAVAILABLE);
-    if (tls_failed) {
-        /* UP-9: the backend is there but could not be trusted. gRPC core's
-         * text names addresses and OpenSSL internals: not for the client. */
-        req->fail_status = PT_ERR_UPSTREAM;
-        reply_status(ctx, 502, PT_GRPC_UNAVAILABLE, "upstream TLS handshake failed", NULL);
-        req->fail_reason = "upstream TLS handshake failed (certificate or name)";
+    int code = st->code;
+    pt_str_t details = st->details;
+    const uint8_t *bin = st->bin;
+    size_t bin_len = st->bin_len;
+    const pt_header_t *trailers = st->trailers;
+    size_t cnt = st->trailer_cnt;
+    if (st->local != 0 && pt_status_http(st->local) >= 502)
+        pt_observe_upstream_error(req->worker, ctx->conf->cluster, st->local);
+    else if (code != PT_GRPC_OK && pt_grpc_code_http(code) >= 502)
+        pt_observe_upstream_error(req->worker, ctx->conf->cluster,
+                                  code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
+                                                                    : PT_ERR_UNAVAILABLE);
+    if (st->local != 0 && !req->resp_started) {
+        /* Portico ended the call (no endpoint, connection or TLS failure, deadline,
+         * a bad or oversized message): 503 / 502 / 504 by that cause, the gRPC code
+         * and Portico's own static reason in the body (UP-9: a bad certificate is
+         * 502 "upstream TLS handshake failed"; never the backend's text). */
+        req->fail_status = st->local;
+        req->fail_reason = st->reason;
+        reply_status(ctx, pt_status_http(st->local), code,
+                     st->reason != NULL ? st->reason : pt_strerror(st->local), NULL);
     } else if (!req->resp_started) {
         /* Unary answer, or a stream that ended before its first message. */
         for (size_t i = 0; i < ctx->up_headers.cnt; i++)
@@ -990,7 +917,7 @@ static void pump_raw(rest_ctx_t *ctx)
         if (n == 0) { /* body over */
             ctx->closed = true;
             ctx->send_busy = true;
-            if (ctx->conf->grpc->call_close(ctx->call) != 0)
+            if (pt_grpc_call_close(ctx->call) != 0)
                 ctx->send_busy = false;
             return;
         }
@@ -1010,7 +937,7 @@ static void pump_raw(rest_ctx_t *ctx)
         ctx->send_busy = true;
         if (eof)
             ctx->closed = true;
-        if (ctx->conf->grpc->call_send(ctx->call, ctx->pb.data, ctx->pb.len, eof) != 0) {
+        if (pt_grpc_call_send(ctx->call, ctx->pb.data, ctx->pb.len, eof) != 0) {
             ctx->send_busy = false;
             return;
         }
@@ -1054,7 +981,7 @@ static void pump_body(rest_ctx_t *ctx)
         if (nl == NULL && line_len == 0) { /* body over, nothing left */
             ctx->closed = true;
             ctx->send_busy = true;
-            if (ctx->conf->grpc->call_close(ctx->call) != 0)
+            if (pt_grpc_call_close(ctx->call) != 0)
                 ctx->send_busy = false;
             return;
         }
@@ -1079,7 +1006,7 @@ static void pump_body(rest_ctx_t *ctx)
         if (last)
             ctx->closed = true;
         static const uint8_t empty[1];
-        if (ctx->conf->grpc->call_send(ctx->call, ctx->pb.len ? ctx->pb.data : empty, ctx->pb.len,
+        if (pt_grpc_call_send(ctx->call, ctx->pb.len ? ctx->pb.data : empty, ctx->pb.len,
                                        last) != 0) {
             ctx->send_busy = false;
             return;
@@ -1160,8 +1087,10 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         *dot = '/';
     static const uint8_t empty[1];
     pt_grpc_call_req_t r = {
-        .upstream = ctx->conf->upstream,
+        .cluster = ctx->conf->cluster,
+        .arena = req->arena,
         .method = {path, fl + 1},
+        .max_message = ctx->conf->max_message,
         .md = md,
         .md_cnt = md_cnt,
         .timeout_ms = pt__grpc_deadline_ms(req, ctx->conf),
@@ -1171,7 +1100,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         .unary = unary_req && !ctx->stream_resp,
     };
     ctx->t0_ns = pt_now_ns();
-    int rc = ctx->conf->grpc->call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);
+    int rc = pt_grpc_call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);
     if (rc != 0) {
         ctx->call = NULL;
         reply_status(ctx, pt_status_http(rc), pt_status_grpc(rc),
@@ -1180,9 +1109,11 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         finish(ctx);
         return;
     }
-    req->upstream_addr = ctx->conf->grpc->call_endpoint(ctx->call);
+    const char *ep = pt_grpc_call_endpoint(ctx->call);
+    if (ep != NULL)
+        req->upstream_addr = ep;
     if (!r.unary)
-        ctx->conf->grpc->call_recv(ctx->call);
+        pt_grpc_call_recv(ctx->call);
     if (!unary_req)
         ctx->send_busy = true; /* the initial-metadata batch: on_sent follows */
     else

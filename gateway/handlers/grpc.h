@@ -20,7 +20,9 @@
  * functions found there. A part that does not need one leaves it NULL.
  *
  * Everything in pt_grpc_conf_t is built at load time (check_conf) and is
- * read-only afterwards; the upstream's channels are created on first use.
+ * read-only afterwards. All three parts reach the cluster through the one
+ * upstream primitive (upstream/call.h), the REST part through the message
+ * layer of upstream/grpc.h.
  */
 #ifndef PT_GATEWAY_HANDLERS_GRPC_H
 #define PT_GATEWAY_HANDLERS_GRPC_H
@@ -54,7 +56,7 @@ typedef struct pt_grpc_conf {
     const pt_conf_node_t *metadata;    /**< raw `metadata:` map */
     pt_conf_strmap_t header_bindings;  /**< header name -> request field path */
     const char *stream_format;         /**< raw `stream_format:` */
-    uint64_t max_message;              /**< native/gRPC-Web: largest message in bytes (0: 4 MiB) */
+    uint64_t max_message;              /**< largest message in bytes, every part (0: 4 MiB) */
     pt_conf_strlist_t web_origins;     /**< gRPC-Web CORS origins; empty = "*" (grpc_native.c) */
 
     /* derived (parse_conf / check_conf) */
@@ -63,8 +65,6 @@ typedef struct pt_grpc_conf {
     const char *md_prefix;             /**< response metadata -> header name prefix */
     pt_grpc_fmt_t fmt;                 /**< default stream format */
     const pt_cluster_t *cluster;
-    const pt_grpc_module_t *grpc;      /**< the gRPC module (loaded by check_conf) */
-    pt_grpc_upstream_t *upstream;
     const pt_descpool_t *pool;         /**< the snapshot's pool (config->descpool) */
     pt_httprule_table_t *table;        /**< REST bindings of the exposed services */
     pt_json_opts_t jopts;
@@ -100,14 +100,5 @@ int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t *
  * cluster's) and the client's `grpc-timeout` header. Milliseconds, never 0.
  */
 uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf);
-
-/** Standard base64 with padding of `len` bytes into `out` (4 * ceil(len / 3) bytes). Returns the length. */
-size_t pt__grpc_b64_encode(const uint8_t *in, size_t len, char *out);
-
-/**
- * Decodes standard or URL-safe base64, padding optional, into `out` (at
- * least 3 * ceil(len / 4) bytes). Returns the byte count, or -1 if invalid.
- */
-long pt__grpc_b64_decode(const char *in, size_t len, uint8_t *out);
 
 #endif /* PT_GATEWAY_HANDLERS_GRPC_H */

@@ -150,28 +150,6 @@ static pt_str_t code_str(pt_arena_t *a, int code)
     return s != NULL ? pt_str_c(s) : PT_STR("2");
 }
 
-/* gRPC's http-grpc-status-mapping for a non-200 answer without grpc-status. */
-static int http_to_grpc(int status)
-{
-    switch (status) {
-    case 400:
-        return PT_GRPC_INTERNAL;
-    case 401:
-        return PT_GRPC_UNAUTHENTICATED;
-    case 403:
-        return PT_GRPC_PERMISSION_DENIED;
-    case 404:
-        return PT_GRPC_UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-        return PT_GRPC_UNAVAILABLE;
-    default:
-        return PT_GRPC_UNKNOWN;
-    }
-}
-
 /* The gRPC code for a failed upstream call (pt_status). */
 static int st_to_grpc(int st)
 {
@@ -487,7 +465,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         if (!has_status) {
             cancel_call(ctx);
             char *m = pt_arena_printf(req->arena, "upstream answered HTTP %d", status);
-            send_status(ctx, http_to_grpc(status), m != NULL ? m : "upstream HTTP error");
+            send_status(ctx, pt_grpc_code_from_http(status), m != NULL ? m : "upstream HTTP error");
             finish(ctx);
             leave(ctx);
             return;

@@ -23,7 +23,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include "upstream/grpc.h"
 #include "upstream/h2.h"
 
 #include "portico/status.h"
@@ -45,8 +44,7 @@ int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cb
         return pt__uphttp_start(uw, r, cbs, ud, out);
     }
     case PT_PROTO_GRPC:
-        /* upstream/grpc.c (gRPC core) is not written yet. */
-        return PT_ERR_NOT_IMPLEMENTED;
+        break; /* served by h2.c above */
     }
     return PT_ERR_INTERNAL;
 }
@@ -221,7 +219,6 @@ int pt_upstream_worker_init(pt_worker_t *w)
 void pt_upstream_worker_dispose(pt_worker_t *w)
 {
     pt__uph2_worker_dispose(w);
-    pt__upgrpc_worker_dispose(w); /* grpc.c: cancels its calls, stops its completion thread */
     pt__upworker_t *uw = w != NULL ? w->upstream_http : NULL;
     if (uw == NULL)
         return;

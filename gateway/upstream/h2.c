@@ -211,6 +211,8 @@ struct h2w {
 struct h2pool {
     h2w_t *hw;
     char *url, *host, *ca_file;
+    char *tls_name;                /* the name the server's certificate must carry (and SNI) */
+    char *authority;               /* "host:port": :authority when neither cluster nor call set one */
     uint16_t port;
     bool tls, verify;
     SSL_CTX *ssl_ctx;
@@ -354,11 +356,44 @@ static void leave(h2w_t *hw)
 
 /* ---- endpoints and pools ------------------------------------------------- */
 
+/*
+ * The name a TLS endpoint's certificate is checked against: the host of the
+ * cluster's `authority` when it sets one (gRPC's rule: the authority names
+ * the server, whatever address reaches it), else the endpoint's host. Written
+ * into `buf`; returns it.
+ */
+static const char *tls_name(const pt_cluster_t *cl, const pt_endpoint_t *ep, char *buf, size_t len)
+{
+    const char *a = cl->authority;
+    if (a == NULL || a[0] == '\0')
+        return ep->host;
+    size_t n = strlen(a);
+    if (a[0] == '[') { /* [v6]:port */
+        const char *e = strchr(a, ']');
+        if (e != NULL) {
+            a++;
+            n = (size_t)(e - a);
+        }
+    } else {
+        const char *colon = strrchr(a, ':');
+        if (colon != NULL && strchr(a, ':') == colon)
+            n = (size_t)(colon - a);
+    }
+    if (n == 0 || n >= len)
+        return ep->host;
+    memcpy(buf, a, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep)
 {
+    char nbuf[256];
+    const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
     const char *ca = cl->ca_file != NULL ? cl->ca_file : "";
     for (pool_t *p = hw->pools; p != NULL; p = p->next)
-        if (strcmp(p->url, ep->url) == 0 && p->verify == cl->tls_verify && strcmp(p->ca_file, ca) == 0)
+        if (strcmp(p->url, ep->url) == 0 && p->verify == cl->tls_verify &&
+            strcmp(p->ca_file, ca) == 0 && strcmp(p->tls_name, name) == 0)
             return p;
     return NULL;
 }
@@ -368,10 +403,16 @@ static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *
     pool_t *p = pool_find(hw, cl, ep);
     if (p != NULL)
         return p;
+    char nbuf[256];
+    const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
     p = xcalloc(1, sizeof(*p));
     p->hw = hw;
     p->url = xstrdup(ep->url);
     p->host = xstrdup(ep->host);
+    p->tls_name = xstrdup(name);
+    char abuf[300];
+    int al = snprintf(abuf, sizeof(abuf), "%s:%u", ep->host, (unsigned)ep->port);
+    p->authority = xstrdup(al > 0 && (size_t)al < sizeof(abuf) ? abuf : "");
     p->ca_file = xstrdup(cl->ca_file);
     p->port = ep->port;
     p->tls = ep->tls;
@@ -1184,12 +1225,13 @@ static int conn_setup_tls(conn_t *k)
         return -1;
     SSL_set_connect_state(k->ssl);
     unsigned char tmp[16];
-    bool is_ip = inet_pton(AF_INET, p->host, tmp) == 1 || inet_pton(AF_INET6, p->host, tmp) == 1;
+    const char *name = p->tls_name;
+    bool is_ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
     if (!is_ip)
-        SSL_set_tlsext_host_name(k->ssl, p->host);
+        SSL_set_tlsext_host_name(k->ssl, name);
     if (p->verify) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(k->ssl);
-        if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, p->host) != 1 : SSL_set1_host(k->ssl, p->host) != 1)
+        if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1 : SSL_set1_host(k->ssl, name) != 1)
             return -1;
     }
     return 0;
@@ -1439,16 +1481,13 @@ static int submit(call_t *c, conn_t *k)
 
     pt_str_t method = r->method;
     pt_str_t path = r->path.len > 0 ? r->path : PT_STR("/");
-    char authbuf[300];
     pt_str_t auth;
-    if (cl->authority != NULL) {
+    if (cl->authority != NULL)
         auth = pt_str_c(cl->authority);
-    } else if (r->authority.len > 0) {
+    else if (r->authority.len > 0)
         auth = r->authority;
-    } else {
-        int l = snprintf(authbuf, sizeof(authbuf), "%s:%u", ep->host, (unsigned)ep->port);
-        auth = (pt_str_t){authbuf, l > 0 && (size_t)l < sizeof(authbuf) ? (size_t)l : 0};
-    }
+    else
+        auth = pt_str_c(k->pool->authority); /* made once per pool, not per call */
     nva[n++] = mknv(":method", 7, method.base, method.len);
     nva[n++] = ep->tls ? mknv(":scheme", 7, "https", 5) : mknv(":scheme", 7, "http", 4);
     nva[n++] = mknv(":authority", 10, auth.base, auth.len);
@@ -1717,6 +1756,8 @@ void pt__uph2_worker_dispose(pt_worker_t *w)
             SSL_CTX_free(p->ssl_ctx);
         free(p->url);
         free(p->host);
+        free(p->tls_name);
+        free(p->authority);
         free(p->ca_file);
         free(p);
     }

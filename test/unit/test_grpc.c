@@ -1,7 +1,7 @@
 /*
- * test_grpc.c -- the grpc handler's helpers and config, loading the gRPC
- * module, and the gRPC upstream layer (through the module) on a detached
- * worker (completions handed to the worker loop).
+ * test_grpc.c -- the grpc handler's helpers and config, and the gRPC call
+ * layer (upstream/grpc_call.c over the upstream call primitive) on a
+ * detached worker.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -71,28 +71,20 @@ static void test_timeout_parse(void **state)
     assert_int_equal(pt_grpc_timeout_parse(PT_STR("-1S"), &ms), PT_ERR_INVALID);
 }
 
-static void test_tls_failed(void **state)
+static void test_code_from_http(void **state)
 {
     (void)state;
-    /* texts seen from gRPC C core 1.51 (certificate not trusted, wrong name) */
-    static const char untrusted[] =
-        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:41811: Ssl "
-        "handshake failed: SSL_ERROR_SSL: error:0A000086:SSL routines::certificate verify failed";
-    static const char name[] = "failed to connect to all addresses; last error: UNKNOWN: "
-                               "ipv4:127.0.0.1:1: Peer name books.example is not in peer "
-                               "certificate";
-    assert_true(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR(untrusted)));
-    assert_true(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR(name)));
-    assert_true(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR("Handshake read failed")));
-    /* not a TLS failure: refused connection, other codes, nothing */
-    assert_false(pt_grpc_status_tls_failed(
-        PT_GRPC_UNAVAILABLE, PT_STR("failed to connect to all addresses; last error: UNKNOWN: "
-                                    "ipv4:127.0.0.1:1: Failed to connect to remote host: "
-                                    "Connection refused")));
-    assert_false(pt_grpc_status_tls_failed(PT_GRPC_INTERNAL, PT_STR(untrusted)));
-    assert_false(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR("")));
-    assert_false(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, (pt_str_t){NULL, 0}));
-    assert_false(pt_grpc_status_tls_failed(PT_GRPC_UNAVAILABLE, PT_STR("handshake faile")));
+    /* gRPC's http-grpc-status-mapping, for answers without grpc-status */
+    assert_int_equal(pt_grpc_code_from_http(400), PT_GRPC_INTERNAL);
+    assert_int_equal(pt_grpc_code_from_http(401), PT_GRPC_UNAUTHENTICATED);
+    assert_int_equal(pt_grpc_code_from_http(403), PT_GRPC_PERMISSION_DENIED);
+    assert_int_equal(pt_grpc_code_from_http(404), PT_GRPC_UNIMPLEMENTED);
+    assert_int_equal(pt_grpc_code_from_http(429), PT_GRPC_UNAVAILABLE);
+    assert_int_equal(pt_grpc_code_from_http(502), PT_GRPC_UNAVAILABLE);
+    assert_int_equal(pt_grpc_code_from_http(503), PT_GRPC_UNAVAILABLE);
+    assert_int_equal(pt_grpc_code_from_http(504), PT_GRPC_UNAVAILABLE);
+    assert_int_equal(pt_grpc_code_from_http(500), PT_GRPC_UNKNOWN);
+    assert_int_equal(pt_grpc_code_from_http(302), PT_GRPC_UNKNOWN);
 }
 
 static void test_code_http(void **state)
@@ -134,39 +126,6 @@ static pt_config_t *load(const char *fmt, ...)
     "  - { name: books, protocol: grpc, endpoints: [ \"127.0.0.1:1\" ] }\n"                        \
     "  - { name: web, endpoints: [ \"127.0.0.1:2\" ] }\n"                                          \
     "routes:\n"
-
-/* Runs before anything loads the module: only grpc routes load it. */
-static void test_module_on_demand(void **state)
-{
-    (void)state;
-    pt_config_t *c = load("listeners: [ { address: 127.0.0.1:1 } ]\n"
-                          "clusters: [ { name: b, endpoints: [ \"127.0.0.1:1\" ] } ]\n"
-                          "routes: [ { match: { prefix: / }, proxy: { cluster: b } } ]\n");
-    assert_non_null(c);
-    assert_null(pt_grpc_module_get());
-    pt_worker_t *w = pt__worker_new_detached(c);
-    assert_non_null(w);
-    pt__worker_free_detached(w); /* worker dispose: no-op without the module */
-    pt_config_unref(c);
-    pt_grpc_global_shutdown(); /* no-op without the module */
-    assert_null(pt_grpc_module_get());
-
-    /* an unloadable module is a config error at the route's cluster */
-    setenv("PORTICO_GRPC_MODULE", "/nonexistent/portico_grpc.so", 1);
-    c = load(HEAD "  - grpc: { cluster: books }\n", PT_TEST_BOOKSTORE_PB);
-    assert_null(c);
-    assert_non_null(strstr(errbuf, "g.yaml:7:22: cannot load the gRPC module: "
-                                   "/nonexistent/portico_grpc.so: cannot open shared object"));
-    assert_null(pt_grpc_module_get());
-    /* a library that is not the module */
-    setenv("PORTICO_GRPC_MODULE", "libc.so.6", 1);
-    c = load(HEAD "  - grpc: { cluster: books }\n", PT_TEST_BOOKSTORE_PB);
-    assert_null(c);
-    assert_non_null(strstr(errbuf, "cannot load the gRPC module: "));
-    assert_non_null(strstr(errbuf, "pt_grpc_module"));
-    unsetenv("PORTICO_GRPC_MODULE");
-    assert_null(pt_grpc_module_get());
-}
 
 static void test_config_ok(void **state)
 {
@@ -227,6 +186,7 @@ static void test_config_errors(void **state)
 
 typedef struct res {
     int code;
+    int local;
     int done;
     int messages;
 } res_t;
@@ -238,16 +198,11 @@ static void on_message(void *ud, const uint8_t *d, size_t n)
     ((res_t *)ud)->messages++;
 }
 
-static void on_done(void *ud, int code, pt_str_t details, const pt_header_t *t, size_t cnt,
-                    const uint8_t *bin, size_t bin_len)
+static void on_done(void *ud, const pt_grpc_status_t *st)
 {
-    (void)details;
-    (void)t;
-    (void)cnt;
-    (void)bin;
-    (void)bin_len;
     res_t *r = ud;
-    r->code = code;
+    r->code = st->code;
+    r->local = st->local;
     r->done++;
 }
 
@@ -278,19 +233,14 @@ static void test_upstream_unavailable(void **state)
                  "routes: [ { respond: {} } ]\n",
                  cl);
     assert_non_null(c);
-    char err[512];
-    const pt_grpc_module_t *M = pt_grpc_module_load(err, sizeof(err));
-    assert_non_null(M);
-    assert_ptr_equal(M, pt_grpc_module_get());
-    pt_grpc_upstream_t *u = NULL;
-    const char *why = NULL;
-    assert_int_equal(M->upstream_new(&c->clusters[0], &u, &why), 0);
+    pt_arena_t *arena = pt_arena_new(0, 0);
     pt_worker_t *w = pt__worker_new_detached(c);
     static const uint8_t msg[] = {0x0a, 0x01, 'x'};
     pt_grpc_call_cbs_t cbs = {.on_message = on_message, .on_done = on_done};
     for (int unary = 0; unary <= 1; unary++) {
         res_t r = {0};
-        pt_grpc_call_req_t req = {.upstream = u,
+        pt_grpc_call_req_t req = {.cluster = &c->clusters[0],
+                                  .arena = arena,
                                   .method = PT_STR("/bookstore.v1.Bookstore/Echo"),
                                   .timeout_ms = 5000,
                                   .msg = msg,
@@ -298,41 +248,44 @@ static void test_upstream_unavailable(void **state)
                                   .close = true,
                                   .unary = unary != 0};
         pt_grpc_call_t *call = NULL;
-        assert_int_equal(M->call_start(w, &req, &cbs, &r, &call), 0);
+        assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r, &call), 0);
         assert_int_equal(r.done, 0); /* never synchronously */
         if (!unary)
-            assert_int_equal(M->call_recv(call), 0);
+            assert_int_equal(pt_grpc_call_recv(call), 0);
+        else
+            assert_int_equal(pt_grpc_call_recv(call), PT_ERR_INVALID);
         for (int i = 0; i < 500 && r.done == 0; i++)
             event_base_loop(w->base, EVLOOP_ONCE);
         assert_int_equal(r.done, 1);
         assert_int_equal(r.code, PT_GRPC_UNAVAILABLE);
+        assert_int_equal(r.local, PT_ERR_UNAVAILABLE); /* Portico's verdict, not the backend's */
     }
-    /* a cancelled call never calls back; dispose waits for gRPC to let go */
-    res_t r1 = {0}, r2 = {0};
-    pt_grpc_call_req_t req = {.upstream = u, .method = PT_STR("/a.B/C"), .timeout_ms = 5000};
+    /* a cancelled call never calls back, even with its events pending */
+    res_t r1 = {0};
+    pt_grpc_call_req_t req = {
+        .cluster = &c->clusters[0], .arena = arena, .method = PT_STR("/a.B/C"), .timeout_ms = 5000};
     pt_grpc_call_t *call = NULL;
-    assert_int_equal(M->call_start(w, &req, &cbs, &r1, &call), 0);
-    M->call_cancel(call);
-    assert_int_equal(M->call_start(w, &req, &cbs, &r2, &call), 0); /* left running */
+    assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r1, &call), 0);
+    assert_int_equal(pt_grpc_call_recv(call), 0);
+    pt_grpc_call_cancel(call);
     for (int i = 0; i < 5; i++)
         event_base_loop(w->base, EVLOOP_NONBLOCK);
-    pt__worker_free_detached(w); /* disposes the second call if it still runs */
     assert_int_equal(r1.done, 0);
-    assert_true(r2.done <= 1);
-    M->upstream_free(u);
+    assert_int_equal(r1.messages, 0);
+    pt__worker_free_detached(w);
+    pt_arena_destroy(arena);
     pt_config_unref(c);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),           cmocka_unit_test(test_timeout_parse),
-        cmocka_unit_test(test_code_http),        cmocka_unit_test(test_tls_failed),
-        cmocka_unit_test(test_module_on_demand), cmocka_unit_test(test_config_ok),
-        cmocka_unit_test(test_config_errors),    cmocka_unit_test(test_upstream_unavailable),
+        cmocka_unit_test(test_base64),        cmocka_unit_test(test_timeout_parse),
+        cmocka_unit_test(test_code_http),     cmocka_unit_test(test_code_from_http),
+        cmocka_unit_test(test_config_ok),     cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_upstream_unavailable),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(errbuf);
-    pt_grpc_global_shutdown();
     return rc;
 }

@@ -56,4 +56,19 @@ pt_str_t pt_str_trim_ows(pt_str_t s);
  */
 int pt_str_to_u64(pt_str_t s, unsigned long long max, unsigned long long *out);
 
+/**
+ * The value of hex digit `c` (0-9, a-f, A-F), or -1. For percent-decoding;
+ * inline, so it adds no symbol to the SDK's ABI.
+ */
+static inline int pt_str_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif /* PT_PORTICO_STR_H */

@@ -13,7 +13,14 @@
  * ops only write bytes and set flags, then schedule `later`. Releasing
  * requests (which may free them), closing, and reading more input happen only
  * in process(), which runs from libevent callbacks, never nested inside
- * request code. So no op ever frees what its caller still uses.
+ * request code. So no op ever frees what its caller still uses. *
+ * Tunnels. A request with `Connection: upgrade` and `Upgrade: P` (not h2c)
+ * carries P in req->upgrade; nothing after it is read until it is answered.
+ * If its handler opens a tunnel (op_tunnel, then a 101 head) the connection
+ * stops being HTTP: pump_tunnel() hands the client's bytes to the request
+ * unparsed, the EOF of the client becomes the end of that "body", and the end
+ * of the response closes the connection. Any other answer leaves the
+ * connection HTTP and the next bytes are the next request.
  */
 #include "h1.h"
 

@@ -24,6 +24,11 @@
  * number of requests per connection, and request-body flow control driven by
  * what the handler actually consumed (manual WINDOW_UPDATEs).
  *
+ * Extended CONNECT (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is sent, so
+ * nghttp2 accepts `:protocol` on CONNECT; it becomes req->upgrade. A stream
+ * the handler turns into a tunnel (op_tunnel) keeps its DATA path both ways
+ * and its 200; only the stream timers change (stream_limit).
+ *
  * Re-entrancy: the libevent callbacks are the only places that may free the
  * connection. They bracket their work with enter()/leave(); a close requested
  * inside (from an nghttp2 callback, a timeout, an error) is carried out by the

@@ -22,8 +22,10 @@
  * paused until pt_upcall_body_ready()). The response is parsed here, strictly
  * (see parse_head): conflicting or invalid Content-Length, Content-Length
  * with Transfer-Encoding, `chunked` not last, bad chunk framing, obs-fold,
- * invalid field names or values, a head or trailer block over 128 KiB, and an
- * unexpected 101 are PT_ERR_UPSTREAM (502). 1xx heads are skipped; HEAD,
+ * invalid field names or values, a head or trailer block over 128 KiB, and a
+ * 101 to a call that did not offer an upgrade are PT_ERR_UPSTREAM (502). A
+ * call with `upgrade` set offers it; its 101 turns the connection into the
+ * call's byte pipe (see call.h), which is never pooled. 1xx heads are skipped; HEAD,
  * 204 and 304 have no body; bodies end by Content-Length, by the last chunk
  * (trailers go to on_done) or by the close of the connection. Body bytes go
  * to on_data straight from the connection's read buffer; when on_data

@@ -320,6 +320,25 @@ static bool upgrade_allowed(const proxy_conf_t *conf, pt_str_t proto)
 }
 
 /*
+ * The protocol to offer upstream: the first one of the client's Upgrade list
+ * (RFC 9110 §7.8: in order of preference) that the route allows, or an empty
+ * slice when none is.
+ */
+static pt_str_t pick_upgrade(const proxy_conf_t *conf, pt_str_t offer)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= offer.len; i++) {
+        if (i < offer.len && offer.base[i] != ',')
+            continue;
+        pt_str_t tok = pt_str_trim_ows((pt_str_t){offer.base + start, i - start});
+        start = i + 1;
+        if (tok.len != 0 && upgrade_allowed(conf, tok))
+            return tok;
+    }
+    return PT_STR_NULL;
+}
+
+/*
  * Prepares the upstream request of an allowed upgrade. The client's own
  * Upgrade/Connection were dropped as hop-by-hop; the call offers exactly
  * req->upgrade. For WebSocket the key the upstream must answer is kept: the
@@ -371,7 +390,8 @@ static const char *accept_upgrade(proxy_ctx_t *ctx, const pt_header_t *h, size_t
     pt_req_t *req = ctx->req;
     pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
     pt_str_t up = pt_headers_get(&view, PT_STR("upgrade"));
-    if (pt_headers_count(&view, PT_STR("upgrade")) != 1 || !pt_str_ieq(pt_str_trim_ows(up), req->upgrade))
+    if (pt_headers_count(&view, PT_STR("upgrade")) != 1 ||
+        !pt_str_ieq(pt_str_trim_ows(up), req->upgrade))
         return "upstream 101 switched to another protocol";
     if (ctx->ws_accept[0] != '\0') {
         pt_str_t acc = pt_headers_get(&view, PT_STR("sec-websocket-accept"));
@@ -537,7 +557,7 @@ static void proxy_start(pt_req_t *req, const void *vconf)
     enter(ctx);
 
     uint32_t mb = req->method_bit ? req->method_bit : pt_method_bit(req->method);
-    if (req->upgrade.len != 0 && !upgrade_allowed(conf, req->upgrade)) {
+    if (req->upgrade.len != 0 && (req->upgrade = pick_upgrade(conf, req->upgrade)).len == 0) {
         /* Refused, never forwarded, even as a plain request: a client that
          * asked for a tunnel must not get a half-understood exchange. */
         pt__resp_fail(req, PT_ERR_FORBIDDEN, "protocol upgrade not allowed on this route");

@@ -454,6 +454,14 @@ class H1TunnelTest(TunnelTestBase):
         self.assertEqual(read_exact(s, 3, rest), b"abc")
         s.close()
         self.assertEqual([x["path"] for x in self.up.heads], ["/echo"])
+        # a list of offers: the first one the route allows is the one asked upstream
+        s = self.connect()
+        s.sendall(upgrade_head("/ws/echo", proto="foo/1, websocket, raw-test"))
+        st, h, _ = read_head(s)
+        self.assertEqual(st, 101)
+        self.assertEqual(h.get("upgrade"), "websocket")
+        s.close()
+        self.assertEqual(self.up.heads[-1]["headers"]["upgrade"], "websocket")
 
     def test_bad_handshakes(self):
         s = self.connect()

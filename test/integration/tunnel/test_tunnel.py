@@ -169,6 +169,9 @@ routes:
     proxy: {{ cluster: up, upgrade: [ raw-test ] }}
     filters:
       - rewrite: {{ prefix: /proto/, replace: / }}
+  - name: local
+    match: {{ prefix: /local }}
+    respond: {{ status: 200, body: "local" }}
   - name: plain
     match: {{ prefix: / }}
     proxy: {{ cluster: up }}
@@ -483,6 +486,17 @@ class H1TunnelTest(TunnelTestBase):
         s.close()
         self.assertEqual(len(self.up.heads), 2)  # only the two that were forwarded
 
+    def test_handler_without_tunnels_serves_plainly(self):
+        # RFC 9110 §7.8: a server may ignore an Upgrade offer; `respond` cannot tunnel
+        s = self.connect()
+        s.sendall(upgrade_head("/local") + b"GET /local HTTP/1.1\r\nHost: a\r\n\r\n")
+        st, h, rest = read_head(s)
+        self.assertEqual(st, 200)
+        self.assertNotIn("upgrade", h)
+        self.assertEqual(read_exact(s, 5, rest)[:5], b"local")
+        s.close()
+        self.assertEqual(self.up.heads, [])
+
     def test_pipelined_upgrade_refused(self):
         s = self.connect()
         s.sendall(b"GET /ws/x HTTP/1.1\r\nHost: a\r\n\r\n" + upgrade_head("/ws/echo"))
@@ -650,6 +664,15 @@ class H2TunnelTest(TunnelTestBase):
         self.assertTrue(c.pump(lambda: sid in c.ended or sid in c.reset))
         self.assertEqual(c.headers[sid][":status"], "403")
         self.assertEqual(len(self.up.heads), n)
+        c.s.close()
+
+    def test_extended_connect_elsewhere_refused(self):
+        c = self.h2()
+        # a handler that cannot tunnel must not answer 2xx (that would open a tunnel): 501
+        sid = c.connect("/local")
+        self.assertTrue(c.pump(lambda: sid in c.ended or sid in c.reset))
+        self.assertEqual(c.headers[sid][":status"], "501")
+        self.assertEqual(self.up.heads, [])
         c.s.close()
 
     def test_client_reset_ends_the_upstream(self):

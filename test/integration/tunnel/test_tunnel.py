@@ -158,7 +158,13 @@ timeouts: {{ drain: 2s }}
 clusters:
   - name: up
     endpoints: [ "127.0.0.1:{up_port}" ]
+  - name: up_h2
+    endpoints: [ "127.0.0.1:{up_port}" ]
+    http2: true
 routes:
+  - name: h2up
+    match: {{ prefix: /h2up/ }}
+    proxy: {{ cluster: up_h2, websocket: true }}
   - name: ws
     match: {{ prefix: /ws/ }}
     proxy: {{ cluster: up, websocket: true{idle} }}
@@ -494,6 +500,15 @@ class H1TunnelTest(TunnelTestBase):
         self.assertEqual(st, 200)
         self.assertNotIn("upgrade", h)
         self.assertEqual(read_exact(s, 5, rest)[:5], b"local")
+        s.close()
+        self.assertEqual(self.up.heads, [])
+
+    def test_cluster_that_cannot_tunnel_is_501(self):
+        # only the native HTTP/1.1 client hands a connection over; HTTP/2 (and libcurl) clusters
+        # answer 501 before any connection is made
+        s = self.connect()
+        s.sendall(upgrade_head("/h2up/echo"))
+        self.assertEqual(read_head(s)[0], 501)
         s.close()
         self.assertEqual(self.up.heads, [])
 

@@ -431,10 +431,21 @@ class H1TunnelTest(TunnelTestBase):
         self.assertEqual(st, 200)
         self.assertEqual(h.get("x-refused"), "yes")
         self.assertNotIn("upgrade", h)
-        body = read_exact(s, 14, rest)
-        self.assertEqual(body[:14], b"no tunnel here")
-        st2, _, _ = read_head(s) if len(body) == 14 else (None, None, None)
-        self.assertEqual(st2, 200, "the pipelined bytes were not served as a request")
+        # the second response may arrive in the same read as the first: parse the stream
+        data = bytearray(rest)
+        deadline = time.monotonic() + 10
+        while data.count(b"HTTP/1.1 200") < 1 and time.monotonic() < deadline:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                d = s.recv(65536)
+            except socket.timeout:
+                break
+            if not d:
+                break
+            data += d
+        self.assertTrue(bytes(data).startswith(b"no tunnel here"))
+        self.assertIn(b"HTTP/1.1 200", bytes(data[14:]),
+                      "the pipelined bytes were not served as a request")
         s.close()
         self.assertEqual(len(self.up.heads), 2)
         self.assertNotIn("upgrade", self.up.heads[1]["headers"])

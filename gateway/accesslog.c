@@ -177,6 +177,10 @@ size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size
     put_u64(&o, req->bytes_out);
     puts_(&o, ",\"duration_ms\":");
     put_ms(&o, dur_ns);
+    if (req->is_tunnel) { /* bytes_in/out are the tunnel's, duration the session's */
+        puts_(&o, ",\"tunnel\":");
+        put_json_str(&o, req->upgrade);
+    }
     if (req->route.route != NULL) {
         puts_(&o, ",\"route\":");
         put_json_str(&o, pt_str_c(req->route.route->name));

@@ -276,6 +276,7 @@ static const spec_t limits_spec[] = {
 static const spec_t timeouts_spec[] = {
     TMO("header", header_ms, 1),   TMO("body", body_ms, 1), TMO("keepalive", keepalive_ms, 1),
     TMO("h2_idle", h2_idle_ms, 1), TMO("send", send_ms, 1), TMO("drain", drain_ms, 0),
+    TMO("tunnel_idle", tunnel_idle_ms, 1),
 };
 #undef TMO
 
@@ -309,6 +310,7 @@ static void set_defaults(pt_config_t *c)
         .h2_idle_ms = 60000,
         .send_ms = 30000,
         .drain_ms = 30000,
+        .tunnel_idle_ms = 300000,
     };
 }
 

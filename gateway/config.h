@@ -71,6 +71,7 @@ typedef struct pt_timeouts {
     uint64_t h2_idle_ms;    /* HTTP/2 connection with no open stream (60 s) */
     uint64_t send_ms;       /* no write progress to a client (30 s) -> close */
     uint64_t drain_ms;      /* graceful shutdown deadline (30 s) */
+    uint64_t tunnel_idle_ms;/* upgraded / CONNECT tunnel with no byte either way (300 s) */
 } pt_timeouts_t;
 
 typedef enum pt_proto { PT_PROTO_HTTP = 0, PT_PROTO_GRPC = 1 } pt_proto_t;

@@ -13,7 +13,14 @@
  * ops only write bytes and set flags, then schedule `later`. Releasing
  * requests (which may free them), closing, and reading more input happen only
  * in process(), which runs from libevent callbacks, never nested inside
- * request code. So no op ever frees what its caller still uses.
+ * request code. So no op ever frees what its caller still uses. *
+ * Tunnels. A request with `Connection: upgrade` and `Upgrade: P` (not h2c)
+ * carries P in req->upgrade; nothing after it is read until it is answered.
+ * If its handler opens a tunnel (op_tunnel, then a 101 head) the connection
+ * stops being HTTP: pump_tunnel() hands the client's bytes to the request
+ * unparsed, the EOF of the client becomes the end of that "body", and the end
+ * of the response closes the connection. Any other answer leaves the
+ * connection HTTP and the next bytes are the next request.
  */
 #include "h1.h"
 
@@ -46,6 +53,9 @@ struct h1_stream {
     bool chunked;         /* response framed with chunked encoding */
     bool close;           /* close the connection after this response */
     bool h2c;             /* a valid `Upgrade: h2c` offer */
+    bool upgrade;         /* the client asked to switch protocols (req->upgrade) */
+    bool tunnel;          /* ... and the handler opened the tunnel (op_tunnel) */
+    bool tunnel_end_sent; /* the client's half-close was passed on (pt__req_body end) */
     pt_str_t h2_settings; /* HTTP2-Settings value (request arena) */
 };
 
@@ -60,6 +70,8 @@ struct h1_conn {
     h1_stream_t *head, *tail;
     unsigned depth;       /* streams queued */
     h1_stream_t *reading; /* stream whose request body is arriving */
+    h1_stream_t *tunnel;  /* the stream the connection became a byte pipe for, or NULL */
+    bool tunnel_eof;      /* the client closed its side of the tunnel */
     unsigned requests;    /* requests started on this connection */
     struct event *timer;  /* fires at `timer_at`, no later than `deadline` (lazy re-arming) */
     uint64_t deadline;    /* when `phase` expires, monotonic ms (0: no deadline) */
@@ -164,6 +176,7 @@ static void teardown(h1_conn_t *c)
     }
     c->tail = NULL;
     c->reading = NULL;
+    c->tunnel = NULL;
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->later != NULL)
@@ -293,7 +306,21 @@ static void op_send_head(pt_req_t *req)
     bool is_head = pt_str_eq(req->method, PT_STR("HEAD"));
     stage_t st = {.n = 0, .out = dest(s)};
     stage_status_line(&st, status);
+    if (s->tunnel && status != 101) {
+        /* A response filter replaced the 101: no tunnel; this answer is the
+         * last one on the connection (what the client sent next is unread). */
+        s->tunnel = false;
+        c->tunnel = NULL;
+    }
     stage_fields(&st, &req->resp_headers);
+    if (s->tunnel) {
+        /* 101: no framing at all from here on; the body is the raw stream. */
+        stage_str(&st, "connection: upgrade\r\n\r\n");
+        stage_flush(&st);
+        s->head_sent = true;
+        schedule(c); /* process() starts moving the client's bytes */
+        return;
+    }
 
     /* The last response before a close says so; earlier pipelined ones keep the connection. */
     s->close = s->close || req->close_after || c->closing || (s == c->tail && c->no_more);
@@ -385,7 +412,8 @@ static size_t op_out_pending(pt_req_t *req)
 static void op_body_consumed(pt_req_t *req, size_t len)
 {
     h1_stream_t *s = req->stream;
-    if (s != NULL && s == s->c->reading && !s->c->read_enabled)
+    /* a tunnel may also have client bytes waiting in the input buffer */
+    if (s != NULL && ((s == s->c->reading && !s->c->read_enabled) || s == s->c->tunnel))
         schedule(s->c);
 }
 
@@ -410,6 +438,29 @@ static void op_reset(pt_req_t *req)
     schedule(s->c);
 }
 
+/*
+ * The connection becomes a byte pipe for this stream. Only for the oldest
+ * stream (its output goes straight to the socket) whose request, an upgrade
+ * without body, was received whole: nothing was read past its head (want_read
+ * stops there), so whatever the client sent next belongs to the tunnel.
+ */
+static int op_tunnel(pt_req_t *req)
+{
+    h1_stream_t *s = req->stream;
+    if (s == NULL || !s->upgrade || s->c->tunnel != NULL || s != s->c->head || s->head_sent ||
+        !s->in_done || s->ended || s->c->reading == s || s->c->closing)
+        return PT_ERR_INVALID;
+    h1_conn_t *c = s->c;
+    s->tunnel = true;
+    s->close = true; /* the connection ends with the tunnel */
+    c->tunnel = s;
+    c->no_more = true;
+    req->body_done = false; /* the client's bytes now flow as the request's "body" */
+    req->body_out_done = false;
+    req->close_after = true;
+    return 0;
+}
+
 static const pt_stream_ops_t h1_stream_ops = {
     .send_head = op_send_head,
     .send_body = op_send_body,
@@ -417,6 +468,7 @@ static const pt_stream_ops_t h1_stream_ops = {
     .body_consumed = op_body_consumed,
     .send_continue = op_send_continue,
     .reset = op_reset,
+    .tunnel = op_tunnel,
 };
 
 /* ---- requests -------------------------------------------------------------- */
@@ -501,6 +553,15 @@ static int copy_head(h1_conn_t *c, h1_stream_t *s, pt_req_t *req, const pt_h1p_h
     if (h->h2c_upgrade) {
         s->h2_settings = pt_arena_strdup(a, h->http2_settings);
         s->h2c = s->h2_settings.base != NULL;
+    } else if (h->version == 11 && h->conn_upgrade && h->upgrade.len != 0 &&
+               !pt_str_ieq(h->upgrade, PT_STR("h2c"))) {
+        /* An h2c offer we do not take stays a plain request (RFC 9113 §3.1
+         * is gone, the server may ignore it); any other protocol is the
+         * handler's to accept (a tunnel) or refuse. */
+        req->upgrade = pt_arena_strdup(a, h->upgrade);
+        if (req->upgrade.base == NULL)
+            return PT_ERR_HEADERS_TOO_LARGE;
+        s->upgrade = true;
     }
     return 0;
 }
@@ -519,6 +580,12 @@ static void on_head(h1_conn_t *c)
     s->close = req->close_after;
     if (rc != 0) {
         fail_stream(c, s, rc, "request head does not fit the request arena");
+        return;
+    }
+    if (s->upgrade && c->depth > 1) {
+        /* Behind pipelined requests it could not switch the connection when
+         * its answer comes: refuse rather than guess where the tunnel starts. */
+        fail_stream(c, s, PT_ERR_INVALID, "upgrade request pipelined behind other requests");
         return;
     }
     if (h->has_body) {
@@ -604,7 +671,16 @@ static int check_preface(h1_conn_t *c, struct evbuffer *in)
 
 static bool want_read(h1_conn_t *c)
 {
+    if (c->tunnel != NULL && !c->closing) {
+        pt_req_t *req = c->tunnel->req;
+        return req != NULL && req->body != NULL &&
+               evbuffer_get_length(req->body) < PT_REQ_BODY_HIGH_WATER;
+    }
     if (c->no_more || c->closing)
+        return false;
+    /* An upgrade request is answered before anything after it is read: those
+     * bytes are either the tunnel's (101) or the next request (refused). */
+    if (c->tail != NULL && c->tail->upgrade && c->tail->in_done && !c->tail->ended)
         return false;
     if (c->reading != NULL) {
         pt_req_t *req = c->reading->req;
@@ -622,9 +698,35 @@ static bool want_read(h1_conn_t *c)
            evbuffer_get_length(conn_out(c)) <= c->limits.max_response_buffer;
 }
 
+/* A tunnel: the client's bytes go to the request as they are, no parsing. */
+static int pump_tunnel(h1_conn_t *c)
+{
+    struct evbuffer *in = pt_conn_input(c->conn);
+    h1_stream_t *s = c->tunnel;
+    int result = PUMP_IDLE;
+    while (want_read(c) && evbuffer_get_length(in) != 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        pt__req_body(s->req, v.iov_base, v.iov_len, false);
+        evbuffer_drain(in, v.iov_len);
+        result = PUMP_PROGRESS;
+    }
+    if (s->req == NULL) /* the request is gone: nobody reads these bytes */
+        evbuffer_drain(in, evbuffer_get_length(in));
+    if (c->tunnel_eof && !s->tunnel_end_sent && evbuffer_get_length(in) == 0 && s->req != NULL) {
+        s->tunnel_end_sent = true; /* the client's half-close, after its last byte */
+        pt__req_body(s->req, NULL, 0, true);
+        result = PUMP_PROGRESS;
+    }
+    return result;
+}
+
 /* Parses what the input buffer holds, as far as the flow control allows. */
 static int pump(h1_conn_t *c)
 {
+    if (c->tunnel != NULL)
+        return pump_tunnel(c);
     struct evbuffer *in = pt_conn_input(c->conn);
     int result = PUMP_IDLE;
     while (want_read(c) && (c->parse_pending || evbuffer_get_length(in) != 0)) {
@@ -773,6 +875,8 @@ static void release_finished(h1_conn_t *c)
         }
         if (c->reading == s)
             c->reading = NULL;
+        if (c->tunnel == s)
+            c->tunnel = NULL;
         c->head = s->next;
         if (c->head == NULL)
             c->tail = NULL;
@@ -863,6 +967,13 @@ static void on_drain(pt_conn_t *conn, void *arg)
 static void on_event(pt_conn_t *conn, int what, void *arg)
 {
     h1_conn_t *c = arg;
+    if (what == PT_CONN_EOF && c->tunnel != NULL) {
+        /* The client is done sending; the other direction goes on until the
+         * upstream ends it (or the idle timeout does). */
+        c->tunnel_eof = true;
+        process(c);
+        return;
+    }
     if (what == PT_CONN_EOF) {
         /* Half-close: answer what was fully received, then close. */
         c->no_more = true;

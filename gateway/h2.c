@@ -24,6 +24,11 @@
  * number of requests per connection, and request-body flow control driven by
  * what the handler actually consumed (manual WINDOW_UPDATEs).
  *
+ * Extended CONNECT (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is sent, so
+ * nghttp2 accepts `:protocol` on CONNECT; it becomes req->upgrade. A stream
+ * the handler turns into a tunnel (op_tunnel) keeps its DATA path both ways
+ * and its 200; only the stream timers change (stream_limit).
+ *
  * Re-entrancy: the libevent callbacks are the only places that may free the
  * connection. They bracket their work with enter()/leave(); a close requested
  * inside (from an nghttp2 callback, a timeout, an error) is carried out by the
@@ -91,6 +96,7 @@ typedef struct h2_stream {
     bool client_reset;         /* the peer sent RST_STREAM */
     bool notify_writable;      /* output drained: tell the handler after this flush */
     bool glitched;             /* already counted as a glitch */
+    bool tunnel;               /* an extended CONNECT turned into a tunnel (op_tunnel) */
     struct h2_stream *prev, *next;
 } h2_stream_t;
 
@@ -251,6 +257,8 @@ static uint64_t stream_limit(const h2_conn_t *c, const h2_stream_t *s, bool *con
         *conn_wide = true; /* a head still arriving (CONTINUATIONs trickling) blocks everything */
         return c->header_ms;
     }
+    if (s->tunnel) /* quiet is normal in a tunnel: its idle timer is the core's */
+        return evbuffer_get_length(s->out) != 0 ? c->send_ms : 0;
     if (!s->req->body_done && s->recv_total == s->consumed_total)
         return c->body_ms; /* the client has window and sends nothing */
     if (evbuffer_get_length(s->out) != 0)
@@ -590,6 +598,17 @@ static void op_reset(pt_req_t *req)
     schedule_flush(s->c);
 }
 
+/* An extended CONNECT stream is already two-way: its DATA frames are the
+ * tunnel both ways. Only the timeouts change (stream_limit). */
+static int op_tunnel(pt_req_t *req)
+{
+    h2_stream_t *s = req->stream;
+    if (s == NULL || req->upgrade.len == 0 || s->submitted || s->head_pending || s->app_reset)
+        return PT_ERR_INVALID;
+    s->tunnel = true;
+    return 0;
+}
+
 static const pt_stream_ops_t h2_stream_ops = {
     .send_head = op_send_head,
     .send_body = op_send_body,
@@ -597,6 +616,7 @@ static const pt_stream_ops_t h2_stream_ops = {
     .body_consumed = op_body_consumed,
     .send_continue = NULL,
     .reset = op_reset,
+    .tunnel = op_tunnel,
 };
 
 /* Data provider: frames the stream's queue; DEFERRED while it is empty and
@@ -725,8 +745,11 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
             req->authority = v;
         else if (pt_str_eq(name, PT_STR(":path")))
             req->target = v;
+        else if (pt_str_eq(name, PT_STR(":protocol")))
+            req->upgrade = v; /* RFC 8441; nghttp2 accepts it only on CONNECT, since we
+                               * sent SETTINGS_ENABLE_CONNECT_PROTOCOL */
         else
-            return PT_ERR_INVALID; /* :protocol and the like: extended CONNECT is off */
+            return PT_ERR_INVALID;
         return 0;
     }
     if (!pt_header_name_valid(name, c->allow_underscores))
@@ -840,8 +863,10 @@ static void head_complete(h2_conn_t *c, h2_stream_t *s, bool end_stream)
             terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
     }
     if (s->reject == 0) {
-        if (pt_str_eq(req->method, PT_STR("CONNECT")))
+        if (pt_str_eq(req->method, PT_STR("CONNECT")) && req->upgrade.len == 0)
             stream_reject(s, PT_ERR_NOT_IMPLEMENTED, "CONNECT is not supported");
+        else if (req->upgrade.len != 0 && !pt_str_eq(req->method, PT_STR("CONNECT")))
+            stream_reject(s, PT_ERR_INVALID, ":protocol without CONNECT");
         else if (req->method.len == 0 || req->target.len == 0)
             stream_reject(s, PT_ERR_INVALID, "missing :method or :path");
         else if (!path_valid(req->target))
@@ -1408,6 +1433,9 @@ static int send_preface(h2_conn_t *c)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->stream_window},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->max_hdr_bytes},
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+        /* RFC 8441: clients may open tunnels (WebSocket) with extended CONNECT;
+         * a route still has to allow the protocol (handlers/proxy.c). */
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     int rv = nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     if (rv != 0)

@@ -32,6 +32,14 @@ struct pt_handler_def {
     void (*on_body)(pt_req_t *req);
     /** The client's output buffer drained below the low watermark. Optional. */
     void (*on_writable)(pt_req_t *req);
+    /**
+     * The handler understands req->upgrade: it opens a tunnel
+     * (pt__req_tunnel_open) or refuses. Other handlers never see an HTTP/2
+     * extended CONNECT (501: a 2xx from them would tell the client a tunnel
+     * is open); an HTTP/1.1 Upgrade reaches them as a plain request, which
+     * RFC 9110 §7.8 allows a server to serve while ignoring the offer.
+     */
+    bool tunnels;
 };
 
 /** The handler registered under `name`, or NULL. */

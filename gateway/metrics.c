@@ -192,8 +192,8 @@ static void render_hist(FILE *out, const char *metric, const char *name, const u
 void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
                        const pt_metrics_globals_t *g)
 {
-    int64_t active = 0;
-    uint64_t total = 0, in = 0, outb = 0, log_dropped = 0;
+    int64_t active = 0, tun_active = 0;
+    uint64_t total = 0, in = 0, outb = 0, log_dropped = 0, tun_total = 0;
     agg_counter_t *req = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*req));
     agg_counter_t *err = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*err));
     agg_hist_t *hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*hist));
@@ -209,6 +209,8 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         in += atomic_load_explicit(&s->bytes_in, RLX);
         outb += atomic_load_explicit(&s->bytes_out, RLX);
         log_dropped += atomic_load_explicit(&s->log_dropped, RLX);
+        tun_active += atomic_load_explicit(&s->tunnels_active, RLX);
+        tun_total += atomic_load_explicit(&s->tunnels_total, RLX);
         nreq = merge_counters(req, nreq, s->requests, PT_METRICS_ROUTES);
         nerr = merge_counters(err, nerr, s->uperrs, PT_METRICS_UPERRS);
         for (size_t k = 0; k < PT_METRICS_HISTS; k++) {
@@ -281,6 +283,15 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
             "portico_access_log_dropped_total %llu\n",
             (long long)active, (unsigned long long)total, (unsigned long long)in,
             (unsigned long long)outb, (unsigned long long)log_dropped);
+    fprintf(out,
+            "# HELP portico_tunnels_active Upgraded (101) and extended CONNECT tunnels open now.\n"
+            "# TYPE portico_tunnels_active gauge\n"
+            "portico_tunnels_active %lld\n"
+            "# HELP portico_tunnels_total Tunnels opened (their requests also count in "
+            "portico_requests_total, code 101 or 200, when they end).\n"
+            "# TYPE portico_tunnels_total counter\n"
+            "portico_tunnels_total %llu\n",
+            (long long)tun_active, (unsigned long long)tun_total);
     if (g != NULL)
         fprintf(out,
                 "# HELP portico_config_generation Generation of the configuration in use.\n"

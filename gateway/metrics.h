@@ -46,6 +46,8 @@ typedef struct pt_metrics_shard {
     atomic_uint_fast64_t conns_total;
     atomic_uint_fast64_t bytes_in, bytes_out;
     atomic_uint_fast64_t log_dropped; /* access-log lines lost (no file, failed write) */
+    atomic_int_fast64_t tunnels_active;  /* upgraded / CONNECT sessions open now */
+    atomic_uint_fast64_t tunnels_total;  /* ... opened */
     pt_metrics_counter_slot_t requests[PT_METRICS_ROUTES];
     pt_metrics_hist_slot_t hists[PT_METRICS_HISTS];
     pt_metrics_counter_slot_t uperrs[PT_METRICS_UPERRS];

@@ -92,27 +92,47 @@ void pt_observe_request(pt_req_t *req)
     }
 }
 
+/* Single-writer gauges and counters (metrics.h): a relaxed load and store, no RMW. */
+static void gauge_add(atomic_int_fast64_t *g, int64_t d)
+{
+    atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static void counter_inc(atomic_uint_fast64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 void pt_observe_conn_open(pt_worker_t *w)
 {
     pt_metrics_shard_t *s = w->metrics;
     if (s == NULL)
         return;
-    atomic_store_explicit(&s->conns_active,
-                          atomic_load_explicit(&s->conns_active, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_store_explicit(&s->conns_total,
-                          atomic_load_explicit(&s->conns_total, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    gauge_add(&s->conns_active, 1);
+    counter_inc(&s->conns_total);
 }
 
 void pt_observe_conn_close(pt_worker_t *w)
 {
+    if (w->metrics != NULL)
+        gauge_add(&w->metrics->conns_active, -1);
+}
+
+void pt_observe_tunnel_open(pt_worker_t *w)
+{
     pt_metrics_shard_t *s = w->metrics;
     if (s == NULL)
         return;
-    atomic_store_explicit(&s->conns_active,
-                          atomic_load_explicit(&s->conns_active, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+    gauge_add(&s->tunnels_active, 1);
+    counter_inc(&s->tunnels_total);
+}
+
+void pt_observe_tunnel_close(pt_worker_t *w)
+{
+    if (w->metrics != NULL)
+        gauge_add(&w->metrics->tunnels_active, -1);
 }
 
 void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int status)

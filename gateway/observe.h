@@ -32,6 +32,10 @@ void pt_observe_request(pt_req_t *req);
 void pt_observe_conn_open(pt_worker_t *w);
 void pt_observe_conn_close(pt_worker_t *w);
 
+/** Tunnel session gauges (worker thread; tunnel.c): opened, and ended (finalised). */
+void pt_observe_tunnel_open(pt_worker_t *w);
+void pt_observe_tunnel_close(pt_worker_t *w);
+
 /** Counts an upstream failure for `cluster` (status is the PT_ERR_* that ended the call). */
 void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int status);
 

@@ -137,6 +137,11 @@ static void run_abort_hooks(pt_req_t *req)
     }
 }
 
+void pt__req_cancel_handler(pt_req_t *req)
+{
+    run_abort_hooks(req);
+}
+
 pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
 {
     pt_arena_t *a = pt_arena_new(0, REQ_ARENA_LIMIT);
@@ -321,6 +326,13 @@ static void handler_go(pt_req_t *req)
         pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "route has no handler");
         return;
     }
+    if (req->upgrade.len != 0 && !route->handler->tunnels) { /* see handler.h */
+        if (req->version == 20) {
+            pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "route handler does not open tunnels");
+            return;
+        }
+        req->upgrade = PT_STR_NULL;
+    }
     if (req->expect_continue && !req->body_done && !req->continue_sent &&
         req->ops->send_continue != NULL) {
         req->continue_sent = true;
@@ -404,7 +416,8 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
         return;
     if (len != 0) {
         req->body_received += len;
-        if (req->body_received > max_body_of(req)) {
+        /* A tunnel's client bytes are a stream, not a body: no size limit. */
+        if (!req->is_tunnel && req->body_received > max_body_of(req)) {
             req->body_done = true;
             req->body_out_done = true;
             req->buffering = false;

@@ -54,6 +54,16 @@ typedef struct pt_stream_ops {
      * releases its hold as usual (pt__req_codec_done), possibly before returning.
      */
     void (*reset)(pt_req_t *req);
+    /**
+     * Turn this request into a tunnel (see "Tunnels" below), before its
+     * response head is sent: from the head on, send_body carries raw bytes to
+     * the client (`end`: no more; HTTP/1 closes the connection once written,
+     * HTTP/2 ends the stream), and the client's bytes arrive through
+     * pt__req_body (`end` at the client's half-close). Returns 0, or
+     * PT_ERR_INVALID when the stream cannot become one (nothing changed then).
+     * NULL for codecs without tunnels.
+     */
+    int (*tunnel)(pt_req_t *req);
 } pt_stream_ops_t;
 
 /** Where the filter chain waits for a suspended filter (filter.h contract 4). */
@@ -103,6 +113,13 @@ struct pt_req {
     bool expect_continue;          /* HTTP/1.1 `Expect: 100-continue` */
     pt_str_t client_addr;
     bool is_tls;
+    /*
+     * The protocol the client asks to switch to: the HTTP/1.1 `Upgrade` value
+     * of a request with `Connection: upgrade` (h2c excepted: the h1 codec
+     * handles it), or the `:protocol` of an HTTP/2 extended CONNECT (RFC
+     * 8441). Empty (len 0) on ordinary requests.
+     */
+    pt_str_t upgrade;
 
     /* derived by request.c */
     pt_str_t request_id;
@@ -166,6 +183,10 @@ struct pt_req {
     const char *upstream_addr;     /* endpoint URL of the last attempt, or NULL */
     uint64_t upstream_ns;          /* time spent waiting for the upstream */
     bool close_after;              /* codec: close the connection after this response */
+
+    /* tunnel (tunnel.c); zero unless pt__req_tunnel_open() succeeded */
+    bool is_tunnel;                /* the exchange is a two-way byte stream now */
+    void *tunnel;                  /* tunnel.c's state (idle timer), in the arena */
 };
 
 /* ---- called by codecs --------------------------------------------------- */
@@ -238,6 +259,14 @@ bool pt__resp_blocked(pt_req_t *req);
  */
 void pt__resp_fail(pt_req_t *req, int st, const char *reason);
 
+/**
+ * Runs the abort hooks now (they are then gone), while the codec still holds
+ * the request: the handler and suspended work cancel what they started. For
+ * the core's own timers (tunnel idle); the client side must already have been
+ * answered or reset (pt__resp_fail).
+ */
+void pt__req_cancel_handler(pt_req_t *req);
+
 /** The handler is finished with the request (releases the handler hold). */
 void pt__req_handler_done(pt_req_t *req);
 
@@ -252,5 +281,45 @@ void pt__req_handler_done(pt_req_t *req);
  */
 void pt__req_enter(pt_req_t *req);
 void pt__req_leave(pt_req_t *req);
+
+/* ---- tunnels (tunnel.c) -------------------------------------------------------
+ *
+ * A request whose client asked to switch protocols (req->upgrade not empty)
+ * can become a two-way byte stream once its handler has agreed with the
+ * upstream (an upstream 101):
+ *
+ *   handler                           request core / codec
+ *   pt__req_tunnel_open(req, idle) -> ops->tunnel(); head 101 (HTTP/1.1) or
+ *                                     :status 200 (HTTP/2 extended CONNECT)
+ *   pt__req_body_read() <----------- client bytes (pt__req_body), `eof` at
+ *                                     the client's half-close
+ *   pt__resp_body(data, end) ------> raw bytes to the client; `end` ends it
+ *   pt__resp_blocked() / on_writable, on_body: the same backpressure as bodies
+ *
+ * Nothing else changes: the filter chain's body phases see the bytes as body
+ * events both ways, the max_body limit does not apply, the log phase runs
+ * when the last hold goes (the access log line carries bytes both ways and
+ * the session's duration). An idle timer ends the session (abort hooks run,
+ * the client side is reset) when no byte moved either way for `idle_ms`.
+ */
+
+/**
+ * Opens the tunnel: the response head (req->resp_headers; resp_status is set
+ * to 101 for HTTP/1.1 and 200 for HTTP/2) goes out through the response-header
+ * filters and the codec switches to raw bytes. `idle_ms` is the idle timeout
+ * (0: timeouts.tunnel_idle). Returns 0, or PT_ERR_INVALID when the client did
+ * not ask for an upgrade, the head was already sent, or the codec cannot
+ * tunnel this stream (nothing was sent then: answer with an error).
+ */
+int pt__req_tunnel_open(pt_req_t *req, uint64_t idle_ms);
+
+/**
+ * RFC 6455 §4.2.2: the Sec-WebSocket-Accept value for `key` (28 base64
+ * characters written to `out`, NUL-terminated; `out` has room for 29).
+ */
+void pt__tunnel_ws_accept(pt_str_t key, char out[29]);
+
+/** A fresh random Sec-WebSocket-Key (24 base64 characters + NUL into `out`). */
+void pt__tunnel_ws_key(char out[25]);
 
 #endif /* PT_GATEWAY_REQUEST_H */

@@ -19,6 +19,19 @@
  * body from the request queue (pausing when it is empty, on_body wakes it),
  * and the response stops being read from the upstream while the client's
  * output is over limits.max_response_buffer (on_writable resumes it).
+ *
+ * Tunnels (request.h, "Tunnels"): a request that asks to switch protocols
+ * (HTTP/1.1 `Connection: upgrade` + `Upgrade: P`, or HTTP/2 extended CONNECT
+ * with `:protocol P`) is forwarded only when the route allows P
+ * (`websocket: true` allows `websocket`, `upgrade: [P, ...]` any token);
+ * otherwise it is refused with 403 and never reaches the upstream (a request
+ * without an upgrade is unaffected). Allowed, it goes upstream as an HTTP/1.1
+ * upgrade (an extended CONNECT becomes `GET` + `Upgrade: P`); a 101 naming P
+ * opens the tunnel (101 to an HTTP/1.1 client, 200 over HTTP/2) and the same
+ * body paths then carry raw bytes both ways; any other answer is relayed as
+ * an ordinary response. For `websocket` the upstream's Sec-WebSocket-Accept
+ * must match the key sent (the client's, or one made here for an RFC 8441
+ * client, which sends none), else 502: a 101 we cannot trust opens nothing.
  */
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +51,9 @@ typedef struct proxy_conf {
     uint64_t timeout_ms;           /* 0: the route's, else the cluster's */
     bool preserve_host;            /* forward the client's Host instead of the endpoint's */
     bool trust_forwarded;          /* extend client-sent X-Forwarded-* instead of replacing them */
+    bool websocket;                /* allow `Upgrade: websocket` / `:protocol websocket` */
+    pt_conf_strlist_t upgrade;     /* other protocols a client may upgrade to (tokens) */
+    uint64_t tunnel_idle_ms;       /* 0: timeouts.tunnel_idle */
 } proxy_conf_t;
 
 static const pt_conf_field_t proxy_fields[] = {
@@ -45,6 +61,10 @@ static const pt_conf_field_t proxy_fields[] = {
     {"timeout", PT_CONF_T_DURATION, offsetof(proxy_conf_t, timeout_ms), 1, 0, false, NULL},
     {"preserve_host", PT_CONF_T_BOOL, offsetof(proxy_conf_t, preserve_host), 0, 0, false, NULL},
     {"trust_forwarded", PT_CONF_T_BOOL, offsetof(proxy_conf_t, trust_forwarded), 0, 0, false, NULL},
+    {"websocket", PT_CONF_T_BOOL, offsetof(proxy_conf_t, websocket), 0, 0, false, NULL},
+    {"upgrade", PT_CONF_T_STRLIST, offsetof(proxy_conf_t, upgrade), 0, 0, false, NULL},
+    {"tunnel_idle", PT_CONF_T_DURATION, offsetof(proxy_conf_t, tunnel_idle_ms), 1, 86400000, false,
+     NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -54,6 +74,7 @@ typedef struct proxy_ctx {
     pt_upcall_t *call;
     pt_upcall_req_t up;
     pt_headers_t up_headers;
+    char ws_accept[29];            /* the Sec-WebSocket-Accept a websocket 101 must carry, or "" */
     uint64_t t0_ns;
     bool finished;                 /* pt__req_handler_done was called */
 } proxy_ctx_t;
@@ -84,6 +105,20 @@ static int proxy_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *
         return pt_conf_error(cx, at, "proxy: cluster '%s' is not an http cluster", conf->cluster_name);
     if (conf->cluster->endpoint_cnt == 0)
         return pt_conf_error(cx, at, "proxy: cluster '%s' has no endpoints", conf->cluster_name);
+    const pt_conf_node_t *un =
+        node != NULL && node->kind == PT_CONF_MAP ? pt_conf_map_get(node, "upgrade") : NULL;
+    for (size_t i = 0; i < conf->upgrade.cnt; i++) {
+        pt_str_t t = pt_str_c(conf->upgrade.v[i]);
+        bool ok = t.len != 0 && !pt_str_ieq(t, PT_STR("h2c"));
+        for (size_t j = 0; ok && j < t.len; j++) /* a token (RFC 9110 §5.6.2), '/' for versions */
+            ok = t.base[j] > 0x20 && t.base[j] < 0x7f &&
+                 strchr("\"(),:;<=>?@[\\]{}", t.base[j]) == NULL;
+        if (!ok)
+            return pt_conf_error(
+                cx, un != NULL && un->kind == PT_CONF_SEQ && i < un->cnt ? un->items[i] : un,
+                "proxy: upgrade: '%s' is not a protocol token (h2c belongs to the listener)",
+                conf->upgrade.v[i]);
+    }
     return 0;
 }
 
@@ -271,6 +306,116 @@ static void loop_detected(pt_req_t *req)
     pt__resp_fail(req, PT_ERR_LOOP_DETECTED, "forwarding loop detected (via)");
 }
 
+/* ---- tunnels ---------------------------------------------------------------- */
+
+/** Whether the route lets a client switch to `proto` (case-insensitive, as RFC 9110 §7.8). */
+static bool upgrade_allowed(const proxy_conf_t *conf, pt_str_t proto)
+{
+    if (conf->websocket && pt_str_ieq(proto, PT_STR("websocket")))
+        return true;
+    for (size_t i = 0; i < conf->upgrade.cnt; i++)
+        if (pt_str_ieq(proto, pt_str_c(conf->upgrade.v[i])))
+            return true;
+    return false;
+}
+
+/*
+ * The protocol to offer upstream: the first one of the client's Upgrade list
+ * (RFC 9110 §7.8: in order of preference) that the route allows, or an empty
+ * slice when none is.
+ */
+static pt_str_t pick_upgrade(const proxy_conf_t *conf, pt_str_t offer)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= offer.len; i++) {
+        if (i < offer.len && offer.base[i] != ',')
+            continue;
+        pt_str_t tok = pt_str_trim_ows((pt_str_t){offer.base + start, i - start});
+        start = i + 1;
+        if (tok.len != 0 && upgrade_allowed(conf, tok))
+            return tok;
+    }
+    return PT_STR_NULL;
+}
+
+/*
+ * Prepares the upstream request of an allowed upgrade. The client's own
+ * Upgrade/Connection were dropped as hop-by-hop; the call offers exactly
+ * req->upgrade. For WebSocket the key the upstream must answer is kept: the
+ * client's (HTTP/1.1), or a fresh one for an RFC 8441 client, which has none
+ * (the h2 -> h1 translation: CONNECT + :protocol becomes GET + Upgrade).
+ * Returns 0, or a PT_ERR_* to answer with (`*why` says why).
+ */
+static int prepare_upgrade(proxy_ctx_t *ctx, const char **why)
+{
+    pt_req_t *req = ctx->req;
+    if (req->expect_body && req->version != 20) {
+        *why = "upgrade request with a body";
+        return PT_ERR_INVALID;
+    }
+    if (req->version == 20)
+        ctx->up.method = PT_STR("GET");
+    if (!pt_str_ieq(req->upgrade, PT_STR("websocket")))
+        return 0;
+    pt_headers_t *h = &ctx->up_headers;
+    pt_str_t key = pt_headers_get(&req->headers, PT_STR("sec-websocket-key"));
+    if (req->version == 20) {
+        char *k = pt_arena_alloc(req->arena, 25);
+        if (k == NULL)
+            return PT_ERR_HEADERS_TOO_LARGE;
+        pt__tunnel_ws_key(k);
+        key = (pt_str_t){k, 24};
+        pt_headers_remove(h, PT_STR("sec-websocket-key"));
+        if (pt_headers_add_nocopy(h, PT_STR("sec-websocket-key"), key) != 0)
+            return PT_ERR_HEADERS_TOO_LARGE;
+        if (pt_headers_get(h, PT_STR("sec-websocket-version")).base == NULL &&
+            pt_headers_add_nocopy(h, PT_STR("sec-websocket-version"), PT_STR("13")) != 0)
+            return PT_ERR_HEADERS_TOO_LARGE;
+    } else if (key.len == 0 ||
+               pt_headers_count(&req->headers, PT_STR("sec-websocket-key")) != 1) {
+        *why = "websocket handshake without exactly one Sec-WebSocket-Key";
+        return PT_ERR_INVALID;
+    }
+    pt__tunnel_ws_accept(key, ctx->ws_accept);
+    return 0;
+}
+
+/*
+ * The upstream switched protocols: check that it switched to what was asked
+ * (and, for WebSocket, answered our key), build the client's head, open the
+ * tunnel. Returns NULL, or the reason for a 502.
+ */
+static const char *accept_upgrade(proxy_ctx_t *ctx, const pt_header_t *h, size_t cnt)
+{
+    pt_req_t *req = ctx->req;
+    pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
+    pt_str_t up = pt_headers_get(&view, PT_STR("upgrade"));
+    if (pt_headers_count(&view, PT_STR("upgrade")) != 1 ||
+        !pt_str_ieq(pt_str_trim_ows(up), req->upgrade))
+        return "upstream 101 switched to another protocol";
+    if (ctx->ws_accept[0] != '\0') {
+        pt_str_t acc = pt_headers_get(&view, PT_STR("sec-websocket-accept"));
+        if (pt_headers_count(&view, PT_STR("sec-websocket-accept")) != 1 ||
+            !pt_str_eq(pt_str_trim_ows(acc), pt_str_c(ctx->ws_accept)))
+            return "upstream 101 with a wrong Sec-WebSocket-Accept";
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        pt_str_t n = h[i].name;
+        if (pt_header_is_hop_by_hop(n) || named_by_connection(&view, n) ||
+            pt_str_eq(n, PT_STR("content-length")) ||
+            (req->version == 20 && pt_str_eq(n, PT_STR("sec-websocket-accept"))))
+            continue; /* RFC 8441 §5: no Accept over HTTP/2; the key was ours */
+        if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0)
+            return "upstream response headers too large";
+    }
+    if (req->version != 20 &&
+        pt_headers_add_nocopy(&req->resp_headers, PT_STR("upgrade"), req->upgrade) != 0)
+        return "upstream response headers too large";
+    if (pt__req_tunnel_open(req, ctx->conf->tunnel_idle_ms) != 0)
+        return "client stream cannot become a tunnel";
+    return NULL;
+}
+
 /* ---- upstream callbacks --------------------------------------------------- */
 
 static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
@@ -311,6 +456,18 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
     req->resp_status = status;
     pt_headers_init(&req->resp_headers, req->arena);
     req->resp_content_length = -1;
+    if (status == 101) { /* the call only accepts one when we offered an upgrade */
+        const char *why = accept_upgrade(ctx, h, cnt);
+        if (why != NULL) {
+            req->resp_status = 0;
+            pt_headers_init(&req->resp_headers, req->arena);
+            fail_head(ctx, why);
+        } else if (req->aborted || req->resp_ended) {
+            fail_head(ctx, "tunnel head not delivered");
+        }
+        leave(ctx);
+        return;
+    }
     pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name;
@@ -400,7 +557,16 @@ static void proxy_start(pt_req_t *req, const void *vconf)
     enter(ctx);
 
     uint32_t mb = req->method_bit ? req->method_bit : pt_method_bit(req->method);
-    if (mb & PT_METHOD_CONNECT) { /* a tunnel, not a request: never forwarded as one */
+    if (req->upgrade.len != 0 && (req->upgrade = pick_upgrade(conf, req->upgrade)).len == 0) {
+        /* Refused, never forwarded, even as a plain request: a client that
+         * asked for a tunnel must not get a half-understood exchange. */
+        pt__resp_fail(req, PT_ERR_FORBIDDEN, "protocol upgrade not allowed on this route");
+        finish(ctx);
+        leave(ctx);
+        return;
+    }
+    if ((mb & PT_METHOD_CONNECT) && req->upgrade.len == 0) {
+        /* a tunnel to anywhere, not a request: never forwarded as one */
         pt__resp_fail(req, PT_ERR_METHOD, "CONNECT is not proxied");
         finish(ctx);
         leave(ctx);
@@ -437,6 +603,20 @@ static void proxy_start(pt_req_t *req, const void *vconf)
                                       : (req->route.route != NULL ? req->route.route->timeout_ms : 0);
     up->idempotent = (mb & (PT_METHOD_GET | PT_METHOD_HEAD | PT_METHOD_OPTIONS | PT_METHOD_TRACE |
                             PT_METHOD_PUT | PT_METHOD_DELETE)) != 0;
+    if (req->upgrade.len != 0) {
+        const char *why = "invalid upgrade request";
+        int st = prepare_upgrade(ctx, &why);
+        if (st != 0) {
+            pt__resp_fail(req, st, why);
+            finish(ctx);
+            leave(ctx);
+            return;
+        }
+        up->upgrade = req->upgrade;
+        up->has_body = false; /* the body, if any, is the tunnel's (HTTP/2 DATA) */
+        up->content_length = -1;
+        up->idempotent = false;
+    }
 
     static const pt_upcall_cbs_t cbs = {
         .read_body = up_read_body,
@@ -491,4 +671,5 @@ const pt_handler_def_t pt_handler_proxy = {
     .start = proxy_start,
     .on_body = proxy_on_body,
     .on_writable = proxy_on_writable,
+    .tunnels = true,
 };

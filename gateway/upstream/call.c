@@ -32,6 +32,17 @@ int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cb
 {
     if (w == NULL || r == NULL || r->cluster == NULL || cbs == NULL || out == NULL)
         return PT_ERR_INTERNAL;
+    if (r->upgrade.len != 0) {
+        /* Tunnels need the connection to themselves after the 101: only the
+         * native HTTP/1.1 client hands it over (libcurl would need
+         * CONNECT_ONLY and blocking send/recv; an HTTP/2 upstream would need
+         * extended CONNECT). */
+        pt__upworker_t *uw = w->upstream_http;
+        if (r->cluster->protocol != PT_PROTO_HTTP || pt__uph2_serves(r->cluster) || uw == NULL ||
+            pt__up_cluster(uw, r->cluster)->backend != PT__UP_H1 || r->has_body)
+            return PT_ERR_NOT_IMPLEMENTED;
+        return pt__uph1_start(uw, r, cbs, ud, out);
+    }
     if (pt__uph2_serves(r->cluster)) /* grpc, and h2c http clusters: native HTTP/2 (h2.c) */
         return pt__uph2_start(w, r, cbs, ud, out);
     switch (r->cluster->protocol) {

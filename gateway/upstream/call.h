@@ -39,6 +39,19 @@ typedef struct pt_upcall_req {
     bool has_body;
     uint64_t timeout_ms;           /* whole exchange; 0 = cluster default */
     bool idempotent;               /* may be retried after the request was sent */
+    /**
+     * Non-empty: ask the upstream to switch to this protocol (`Upgrade: <v>`,
+     * `Connection: upgrade`; has_body must be false). A 101 answer is then
+     * accepted: on_head(101, ...) and from then on the connection is the
+     * call's byte pipe (never pooled): read_body is pulled for the bytes to
+     * send (eof: half-close, shutdown(SHUT_WR)), on_data gets every byte the
+     * upstream sends, on_done(0) at its end of stream. The exchange timeout
+     * stops at the 101 (the caller owns the idle timeout then). Any other
+     * answer is an ordinary response. Only plain http:// clusters served by
+     * the native HTTP/1.1 client can do this: pt_upcall_start() returns
+     * PT_ERR_NOT_IMPLEMENTED for the others (https://, DNS names, http2).
+     */
+    pt_str_t upgrade;
 } pt_upcall_req_t;
 
 typedef struct pt_upcall_cbs {

@@ -22,8 +22,10 @@
  * paused until pt_upcall_body_ready()). The response is parsed here, strictly
  * (see parse_head): conflicting or invalid Content-Length, Content-Length
  * with Transfer-Encoding, `chunked` not last, bad chunk framing, obs-fold,
- * invalid field names or values, a head or trailer block over 128 KiB, and an
- * unexpected 101 are PT_ERR_UPSTREAM (502). 1xx heads are skipped; HEAD,
+ * invalid field names or values, a head or trailer block over 128 KiB, and a
+ * 101 to a call that did not offer an upgrade are PT_ERR_UPSTREAM (502). A
+ * call with `upgrade` set offers it; its 101 turns the connection into the
+ * call's byte pipe (see call.h), which is never pooled. 1xx heads are skipped; HEAD,
  * 204 and 304 have no body; bodies end by Content-Length, by the last chunk
  * (trailers go to on_done) or by the close of the connection. Body bytes go
  * to on_data straight from the connection's read buffer; when on_data
@@ -138,6 +140,7 @@ struct h1_call {
     unsigned attempts;
     bool is_head;
     bool chunked_req;
+    bool tunnel;                 /* the upstream answered 101 to our upgrade: a byte pipe now */
     /* request output */
     char *out;
     size_t out_off, out_len, out_cap;
@@ -650,7 +653,8 @@ static void build_head(h1_call_t *c, const h1_pool_t *p)
         host = (pt_str_t){p->host, p->host_len};
     const pt_headers_t *hs = r->headers;
     size_t cnt = hs != NULL ? hs->cnt : 0;
-    size_t need = r->method.len + path.len + host.len + 64; /* + line ends, framing, blank line */
+    size_t need = r->method.len + path.len + host.len + r->upgrade.len + 96; /* + line ends,
+                                                                             * framing, upgrade */
     for (size_t i = 0; i < cnt; i++)
         need += hs->v[i].name.len + hs->v[i].value.len + 4;
     c->out_len = c->out_off = 0;
@@ -676,6 +680,13 @@ static void build_head(h1_call_t *c, const h1_pool_t *p)
         } else {
             *d++ = ':';
         }
+        d = put(d, "\r\n", 2);
+    }
+    if (r->upgrade.len != 0 && value_ok(r->upgrade)) {
+        /* The caller's Upgrade/Connection were dropped above (hop-by-hop):
+         * this hop's offer is ours, and names only what the caller asked for. */
+        d = put(d, "Connection: upgrade\r\nUpgrade: ", 30);
+        d = put(d, r->upgrade.base, r->upgrade.len);
         d = put(d, "\r\n", 2);
     }
     c->chunked_req = false;
@@ -786,6 +797,8 @@ static void send_step(h1_call_t *c)
         if (c->body_eof) {
             c->send_done = true;
             want_write(k, false);
+            if (c->tunnel)
+                shutdown(k->fd, SHUT_WR); /* the client's half-close, passed on */
             return;
         }
         want_write(k, false);
@@ -880,6 +893,15 @@ static const char *parse_head(h1_call_t *c, char *buf, size_t from, size_t to, s
     if (minor == 0)
         c->keepalive = false; /* HTTP/1.0: we never ask it to keep the connection */
     *cnt = n;
+    if (c->r->upgrade.len != 0)
+        c->keepalive = false; /* offered an upgrade: never pooled, whatever the answer */
+    if (c->status == 101 && c->r->upgrade.len != 0 && !c->tunnel) {
+        /* Asked for: from the blank line on, every byte is the tunnel's, up to
+         * the close (the caller checks the protocol named in Upgrade). */
+        c->tunnel = true;
+        c->ps = P_BODY_CLOSE;
+        return NULL;
+    }
     if (c->status < 200)
         return c->status == 101 ? "unexpected 101 from upstream" : NULL;
     if (te && have_cl)
@@ -985,11 +1007,25 @@ static bool parse(h1_call_t *c)
                 fail(c, FAIL_OTHER, PT_ERR_UPSTREAM, why);
                 return false;
             }
-            if (c->status < 200) { /* 100 Continue, 102, 103: wait for the final response */
+            if (c->status < 200 && !c->tunnel) { /* 100, 102, 103: wait for the final one */
                 c->ps = P_HEAD;
                 continue;
             }
             c->head_sent = true;
+            if (c->tunnel) {
+                /* The exchange deadline ends here (the caller's idle timeout
+                 * takes over); the sending side now pulls the caller's bytes
+                 * until its eof, from the kick (not inside on_head). */
+                event_del(&c->timer);
+                c->body_eof = false;
+                if (c->send_done) {
+                    c->send_done = false;
+                    c->out_off = c->out_len = 0;
+                }
+                c->out_intact = false;
+                c->send_paused = false;
+                event_active(&c->kick, EV_TIMEOUT, 0);
+            }
             if (c->cbs.on_head != NULL) {
                 c->cbs.on_head(c->ud, c->status, cnt > 0 ? c->hw->hv : NULL, cnt);
                 if (c->canceled || c->finished)

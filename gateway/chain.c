@@ -417,7 +417,8 @@ pt_pipe_t pt__chain_req_resume(pt_req_t *req, size_t *raw)
 
 static bool resp_filtered(const pt_req_t *req)
 {
-    return req->chain_ran != 0 && req->route.route->has_response_body_filters;
+    /* A tunnel's bytes are not an HTTP body: body filters never see them. */
+    return req->chain_ran != 0 && !req->is_tunnel && req->route.route->has_response_body_filters;
 }
 
 pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool end)

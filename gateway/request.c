@@ -175,7 +175,8 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
 static bool body_filtered_route(const pt_req_t *req)
 {
     const pt_route_t *r = req->route.route;
-    return r != NULL && (r->has_request_body_filters || r->request_buffering);
+    /* A tunnel's bytes are not an HTTP body: body filters never see them. */
+    return r != NULL && !req->is_tunnel && (r->has_request_body_filters || r->request_buffering);
 }
 
 static uint64_t max_body_of(const pt_req_t *req)
@@ -655,6 +656,7 @@ pt_headers_t *pt_req_resp_headers(pt_req_t *req) { return &req->resp_headers; }
 int pt_req_resp_status(const pt_req_t *req) { return req->resp_status; }
 void pt_req_set_resp_status(pt_req_t *req, int status) { req->resp_status = status; }
 bool pt_req_is_aborted(const pt_req_t *req) { return req->aborted; }
+bool pt_req_is_tunnel(const pt_req_t *req) { return req->is_tunnel; }
 int64_t pt_req_body_length(const pt_req_t *req) { return req->content_length; }
 void pt_req_set_body_length(pt_req_t *req, int64_t len) { req->content_length = len < 0 ? -1 : len; }
 int64_t pt_req_resp_body_length(const pt_req_t *req) { return req->resp_content_length; }

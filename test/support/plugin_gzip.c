@@ -102,7 +102,9 @@ static pt_fstatus_t on_response_headers(const pt_filter_t *f, pt_req_t *req, voi
     gctx_t *c = ctx;
     pt_headers_t *h = pt_req_resp_headers(req);
     int64_t len = pt_req_resp_body_length(req);
-    if (!c->on || pt_headers_get(h, PT_STR("content-encoding")).base != NULL ||
+    int status = pt_req_resp_status(req);
+    if (!c->on || pt_req_is_tunnel(req) || status < 200 || status == 204 || status == 304 ||
+        pt_headers_get(h, PT_STR("content-encoding")).base != NULL ||
         (len >= 0 && len < conf->min_size) || len == 0) {
         c->on = false;
         return conf->head_delay_ms > 0 ? wait_ms(c, req, conf->head_delay_ms) : PT_FILTER_CONTINUE;

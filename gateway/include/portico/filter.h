@@ -49,7 +49,10 @@
  *    starts: a filter can then refuse (ERROR, or RESPOND with a local reply)
  *    before anything reaches an upstream, and the upstream gets the
  *    transformed body with its exact Content-Length.
- * 8. Response-side RESPOND (from on_response_headers) replaces the response:
+ * 8. Tunnels (an HTTP/1.1 Upgrade answered 101, an HTTP/2 extended CONNECT):
+ *    the header phases run for the handshake; the bytes of the session are
+ *    not an HTTP body and never pass the body phases.
+ * 9. Response-side RESPOND (from on_response_headers) replaces the response:
  *    pt_req_respond() set the new status and body, the handler's body is
  *    discarded, and the filters that wrap this one still see the new one.
  */

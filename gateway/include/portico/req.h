@@ -114,4 +114,11 @@ int pt_req_on_abort(pt_req_t *req, void (*cb)(void *data), void *data);
 /** True once the client went away. */
 bool pt_req_is_aborted(const pt_req_t *req);
 
+/**
+ * True once the exchange became a tunnel (an HTTP/1.1 Upgrade answered 101,
+ * an HTTP/2 extended CONNECT answered 2xx): set before the response-header
+ * phase of the handshake runs; the session's bytes never pass body phases.
+ */
+bool pt_req_is_tunnel(const pt_req_t *req);
+
 #endif /* PT_PORTICO_REQ_H */

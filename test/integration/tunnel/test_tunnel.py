@@ -23,7 +23,7 @@ import h2.connection
 import h2.events
 import h2.settings
 
-from portico_test import PorticoTestCase, curl, free_port
+from portico_test import BIN, PorticoTestCase, curl, free_port
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -532,6 +532,41 @@ class H1TunnelTest(TunnelTestBase):
         self.assertIn(b" 400 ", rest + data)
         s.close()
         self.assertNotIn("/echo", [x["path"] for x in self.up.heads])
+
+
+class FilteredTunnelTest(TunnelTestBase):
+    """Body filters on a tunnel route see the handshake, never the session's bytes."""
+
+    def setUp(self):
+        PorticoTestCase.setUp(self)
+        lib = os.path.join(os.path.dirname(os.path.dirname(BIN)), "lib")
+        self.up = TunnelUpstream()
+        self.port, self.admin = free_port(), free_port()
+        cfg = config(self.port, self.up.port, self.admin,
+                     top=f'plugins: [ {{ path: "{lib}/pt_test_gzip.so" }}, '
+                         f'{{ path: "{lib}/pt_test_rewrite.so" }} ]')
+        cfg = cfg.replace("  - name: plain\n", """  - name: wsf
+    match: { prefix: /wsf/ }
+    proxy: { cluster: up, websocket: true }
+    filters:
+      - rewrite: { prefix: /wsf/, replace: / }
+      - test_gzip: {}
+      - test_rewrite: { from: cat, to: tiger }
+  - name: plain
+""")
+        self.p = self.start(cfg, self.port)
+
+    def test_session_bytes_bypass_body_filters(self):
+        s = self.connect()
+        s.sendall(upgrade_head("/wsf/echo", extra="Accept-Encoding: gzip\r\n"))
+        st, h, rest = read_head(s)
+        self.assertEqual(st, 101)
+        self.assertNotIn("content-encoding", h)   # the gzip filter left the handshake alone
+        msg = b"cat " * 5000
+        s.sendall(msg)
+        # neither rewritten (request-body filter) nor compressed (response-body filter)
+        self.assertEqual(read_exact(s, len(msg), rest), msg)
+        s.close()
 
 
 class IdleTunnelTest(TunnelTestBase):

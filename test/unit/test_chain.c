@@ -269,17 +269,29 @@ static void stop_loop(evutil_socket_t fd, short what, void *arg)
  * cancel the timer (no resume may follow: the request is freed). The
  * worker's pending events show the timer gone; the loop then runs for 40
  * times the filter's delay so a timer left behind would fire into the freed
- * request (ASan) -- and nothing more is sent.
+ * request (ASan) -- and nothing more is sent. A worker of its own, so no
+ * pooled upstream connection of the other tests changes the event count.
  */
 static void test_abort_while_body_suspended(void **state)
 {
     (void)state;
-    struct event_base *base = lb.worker->base;
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml),
+             "listeners: [ { address: \"127.0.0.1:1\" } ]\n"
+             "plugins: [ { path: \"%s\" } ]\n"
+             "routes:\n"
+             "  - match: { path: /suspend_body }\n"
+             "    respond: { status: 200, body: \"pong\" }\n"
+             "    filters: [ { test_chain: { mode: suspend_body, delay_ms: 5 } } ]\n",
+             PT_TEST_PLUGIN_CHAIN);
+    pt_lb_t own;
+    pt_lb_init(&own, yaml);
+    struct event_base *base = own.worker->base;
     int idle = event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED);
     pt_lb_resp_t out;
     memset(&out, 0, sizeof(out));
     ab_stream_t s = {&out};
-    pt_req_t *req = pt__req_new(lb.worker, &ab_ops, &s);
+    pt_req_t *req = pt__req_new(own.worker, &ab_ops, &s);
     req->method = PT_STR("GET");
     req->path = PT_STR("/suspend_body");
     req->body_done = true;
@@ -299,6 +311,7 @@ static void test_abort_while_body_suspended(void **state)
     event_free(t);
     assert_int_equal(out.body_len, 0);
     assert_false(out.ended);
+    pt_lb_dispose(&own);
 }
 
 int main(void)

@@ -13,10 +13,9 @@ function(pt_add_unit_test name)
     math(EXPR T_TIMEOUT "${T_TIMEOUT} * 4")
   endif()
   if(NOT EXISTS ${PORTICO_SOURCE_DIR}/test/unit/test_${name}.c)
-    # Several engineers share one work tree: a test registered before its file
-    # is written must not break everyone's configure step.
-    message(WARNING "unit test ${name}: test/unit/test_${name}.c missing, skipped")
-    return()
+    # A registered test whose file is gone would silently stop running: refuse
+    # to configure instead (each engineer works in their own worktree).
+    message(FATAL_ERROR "unit test ${name}: test/unit/test_${name}.c missing")
   endif()
   add_executable(test_${name} ${PORTICO_SOURCE_DIR}/test/unit/test_${name}.c ${T_SOURCES})
   target_link_libraries(test_${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
@@ -34,8 +33,7 @@ function(pt_add_fuzz_target name)
   cmake_parse_arguments(F "" "" "SOURCES;LIBS" ${ARGN})
   set(src ${PORTICO_SOURCE_DIR}/test/fuzz/fuzz_${name}.c)
   if(NOT EXISTS ${src})
-    message(WARNING "fuzz target ${name}: ${src} missing, skipped")
-    return()
+    message(FATAL_ERROR "fuzz target ${name}: ${src} missing")
   endif()
   if(PORTICO_FUZZ)
     add_executable(fuzz_${name} ${src} ${F_SOURCES})

@@ -31,13 +31,24 @@ routes:
         url = f"http://127.0.0.1:{port}/v"
         st, h, body, _ = curl(url)
         self.assertEqual(st, 400)
-        self.assertIn("x-api-version is required", json.loads(body)["error"]["message"])
+        self.assertEqual(h.get("content-type"), "application/json")
+        err = json.loads(body)["error"]
+        self.assertEqual(err["code"], "INVALID")
+        self.assertEqual(err["message"], "header x-api-version is required")
+        self.assertEqual(err["request_id"], h.get("x-request-id"))
         self.assertEqual(h.get("x-outer"), "1")  # local replies pass the response filters
+        # a value outside the list is refused for that reason, not for a missing header
         st, h, body, _ = curl(url, "-H", "X-Api-Version: 3")
         self.assertEqual(st, 400)
+        self.assertEqual(json.loads(body)["error"]["message"],
+                         "header x-api-version has a value not allowed")
+        self.assertEqual(h.get("x-outer"), "1")
+        self.assertEqual(up.requests, [])  # neither refusal reached the upstream
         st, h, body, _ = curl(url, "-H", "X-Api-Version: 2.1")
         self.assertEqual(st, 200)
         self.assertEqual(json.loads(body)["path"], "/v")
+        self.assertEqual(len(up.requests), 1)
+        self.assertEqual(up.requests[0]["headers"].get("x-api-version"), "2.1")
 
     def test_plugin_config_errors(self):
         d = tempfile.mkdtemp()

@@ -24,6 +24,7 @@ static void send_head(pt_req_t *req)
 {
     lb_stream_t *s = req->stream;
     s->out->status = req->resp_status;
+    s->out->content_length = req->resp_content_length;
     for (size_t i = 0; i < req->resp_headers.cnt && s->out->header_cnt < 128; i++) {
         const pt_header_t *h = &req->resp_headers.v[i];
         s->out->names[s->out->header_cnt] = strndup(h->name.base, h->name.len);
@@ -40,6 +41,8 @@ static void send_body(pt_req_t *req, const void *data, size_t len, bool end)
         memcpy(s->out->body + s->out->body_len, data, len);
     s->out->body_len += len;
     s->out->body[s->out->body_len] = '\0';
+    if (len != 0)
+        s->out->body_calls++;
     if (end) {
         s->out->ended = true;
         s->done = true;

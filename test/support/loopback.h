@@ -9,15 +9,18 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "config.h"
 #include "worker.h"
 
 typedef struct pt_lb_resp {
     int status;
+    int64_t content_length;          /* what the codec was told to frame with (-1: none) */
     size_t header_cnt;
     char *names[128], *values[128]; /* lowercase names, malloc'd */
     char *body;                      /* NUL-terminated, malloc'd */
     size_t body_len;
+    unsigned body_calls;             /* send_body calls that carried bytes */
     bool ended;                      /* the response ended cleanly */
     bool reset;                      /* the codec was asked to cut it */
     bool sent_continue;

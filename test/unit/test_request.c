@@ -163,21 +163,42 @@ static void test_local_reply_passes_response_filters_that_ran(void **state)
     pt_lb_resp_free(&r);
 }
 
+static void stop_loop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(bool *)arg = true;
+}
+
 static void test_abort_while_suspended(void **state)
 {
     (void)state;
-    /* A request aborted during the suspension: the hook cancels the timer, the
-     * request is freed (ASan checks for leaks and late use). */
+    /*
+     * A request aborted during the suspension: test_suspend's abort hook must
+     * cancel its 20 ms timer, since no resume may follow (the request is
+     * freed). The worker's pending events show the timer gone at once; then
+     * the loop runs for 10 times the delay, so a timer left behind would fire
+     * into the freed request (ASan) and send through `never` (a NULL call).
+     */
     static const pt_stream_ops_t never = {0}; /* nothing may be sent */
+    struct event_base *base = lb.worker->base;
+    int idle = event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED);
     pt_req_t *req = pt__req_new(lb.worker, &never, NULL);
     req->method = PT_STR("GET");
     req->path = PT_STR("/slow");
     req->body_done = true;
     pt__req_headers_done(req);
     assert_true(req->wait == PT_WAIT_REQ_HEADERS);
-    pt__req_abort(req);
-    /* the timer is gone: running the loop must not fire it */
-    event_base_loop(lb.worker->base, EVLOOP_NONBLOCK);
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), idle + 1);
+    pt__req_abort(req); /* frees req */
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), idle);
+    bool stop = false;
+    struct event *t = evtimer_new(base, stop_loop, &stop);
+    struct timeval tv = {0, 200000};
+    evtimer_add(t, &tv);
+    while (!stop)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(t);
 }
 
 static void test_body_limits(void **state)

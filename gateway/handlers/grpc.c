@@ -1425,8 +1425,12 @@ static uint64_t grpc_body_limit(const pt_req_t *req, const void *vconf, uint64_t
 {
     const pt_grpc_conf_t *conf = vconf;
     pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
-    if (ct.base != NULL && pt_str_has_prefix(ct, PT_STR("application/grpc")))
-        return UINT64_MAX; /* rest_start takes the few other application/grpc* types: per line */
+    if (ct.base != NULL && pt_str_has_prefix(ct, PT_STR("application/grpc"))) {
+        pt_str_t rest = {ct.base + 16, ct.len - 16}; /* as grpc_start() dispatches */
+        if (pt_str_has_prefix(rest, PT_STR("-web")) || rest.len == 0 || rest.base[0] == '+' ||
+            rest.base[0] == ';')
+            return UINT64_MAX;
+    }
     if (conf->table == NULL || !req->expect_body)
         return route_max;
     size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);

@@ -506,7 +506,9 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         if (pt_str_eq(n, PT_STR("grpc-encoding")))
             ctx->resp_encoded = true;
         if (ctx->web && pt_str_eq(n, PT_STR("content-type"))) {
-            pt_headers_add_nocopy(&req->resp_headers, n, ctx->web_type);
+            /* not `n`: the upstream's header slices die with the call, and the
+             * codec may write this head after that (a limit cancels the call) */
+            pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), ctx->web_type);
             continue;
         }
         if (ctx->web)

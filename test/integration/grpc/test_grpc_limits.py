@@ -17,6 +17,7 @@ answers grpc-status V in trailers, `x-status-only: V` as Trailers-Only).
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,11 +121,21 @@ class Base(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.portico.stop()
+        if cls.portico.proc.poll() is None:
+            cls.portico.proc.send_signal(signal.SIGTERM)
+            try:
+                cls.portico.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+        with open(cls.portico.log_path, "rb") as f:
+            log = f.read().decode("latin-1")
+        rc = cls.portico.stop()
         if cls.h2.poll() is None:
             cls.h2.kill()
         cls.h2.wait()
         cls.srv.stop()
+        # a crash (or a sanitizer report) must not pass as a client-side failure
+        assert rc == 0, "portico exited with %s:\n%s" % (rc, log[-6000:])
 
     def stub(self, host=None):
         opts = [("grpc.default_authority", host)] if host else []
@@ -202,8 +213,12 @@ class TestStreamLimits(Base):
             self.assertEqual(pb.EchoResponse.FromString(msgs[0]).message, big)
 
     def test_web_over_limit_message(self):
+        # Repeated: the limit cancels the upstream call in the turn that may
+        # also produce the response head, which the codec writes later; the
+        # head once held a slice of the freed upstream headers (ASan caught
+        # it in about one run in 20; tearDownClass checks portico's exit).
         body = web_frames([chat_msg(0, 100), chat_msg(1, 20000)])
-        for http2 in (False, True):
+        for http2 in (False, True) * 20:
             st, fields, out, err = self.web("/bookstore.v1.Bookstore/Chat", body, "small.test",
                                             http2)
             self.assertEqual(st, 200, err)

@@ -814,8 +814,9 @@ static void start_call(gn_ctx_t *ctx)
         if (!pt_grpc_md_valid(n, in->v[i].value)) {
             /* Refused rather than dropped: a header the client relies on
              * (a tenant, a credential) must not silently vanish (issue 14). */
-            char *m = pt_arena_printf(a, "header '%.*s' cannot be sent as gRPC metadata (a tab, "
-                                         "control or non-ASCII byte in its value, or an invalid name)",
+            char *m = pt_arena_printf(a,
+                                      "header '%.*s' cannot be sent as gRPC metadata (a tab, "
+                                      "control or non-ASCII byte in its value, or a bad name)",
                                       (int)(n.len > 64 ? 64 : n.len), n.base);
             req->fail_status = PT_ERR_INVALID;
             req->fail_reason = "request header not valid as gRPC metadata";

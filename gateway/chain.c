@@ -224,7 +224,7 @@ static void run_end(pt_req_t *req)
 /* Request side: the output goes to the handler's queue. Returns RUN_DONE or RUN_FAILED. */
 static int deliver_req(pt_req_t *req, const pt_bufvec_t *in, bool end)
 {
-    uint64_t max = req->route.route->max_body;
+    uint64_t max = req->body_limit; /* the route's max_body, or its handler's (request.c) */
     for (size_t k = 0; k < in->cnt; k++) {
         req->body_out_total += in->v[k].len;
         if (req->body_out_total > max) {

@@ -33,6 +33,7 @@
 
 #include "h1parse.h"
 #include "h2.h"
+#include "handler.h"
 #include "request.h"
 
 typedef struct h1_conn h1_conn_t;
@@ -1034,12 +1035,20 @@ bool pt__h1_conn_is_h1(const pt_conn_t *conn)
     return conn->codec != NULL && conn->codec_ops == &pt__h1_codec_ops;
 }
 
+/*
+ * The parser's pre-routing cap: the largest max_body of any route, or none
+ * when a route's handler decides its own (handler.h body_limit: gRPC streams).
+ */
 static uint64_t largest_max_body(const pt_config_t *cfg)
 {
     uint64_t m = cfg->limits.max_body;
-    for (size_t i = 0; i < cfg->route_cnt; i++)
+    for (size_t i = 0; i < cfg->route_cnt; i++) {
+        if (cfg->routes[i].handler != NULL && cfg->routes[i].handler->body_limit != NULL &&
+            !cfg->routes[i].request_buffering)
+            return UINT64_MAX;
         if (cfg->routes[i].max_body > m)
             m = cfg->routes[i].max_body;
+    }
     return m;
 }
 

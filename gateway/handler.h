@@ -12,6 +12,7 @@
 #define PT_GATEWAY_HANDLER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "portico/conf.h"
 #include "portico/req.h"
 
@@ -26,6 +27,18 @@ struct pt_handler_def {
     int (*check_conf)(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf,
                       const pt_config_t *config);
     void (*conf_dispose)(void *conf);
+    /**
+     * Optional. The request body cap (total bytes; over it -> 413) for `req`,
+     * called once the request is routed, before filters and start(), with the
+     * route's max_body as `route_max`. A handler that limits a body in its
+     * own units (a stream's messages) returns UINT64_MAX and enforces its
+     * limit itself. Must not touch the body or answer. NULL: `route_max`.
+     * Not asked for routes with request_buffering (the whole body is held).
+     * A route with this hook also lifts the HTTP/1 codec's pre-routing cap
+     * (the routed limit is then checked by request.c, before any body byte
+     * is read when a Content-Length says too much).
+     */
+    uint64_t (*body_limit)(const pt_req_t *req, const void *conf, uint64_t route_max);
     /** Takes over the request. Must eventually call pt__req_handler_done(req) exactly once. */
     void (*start)(pt_req_t *req, const void *conf);
     /** More request body is readable (or it ended). Optional. */

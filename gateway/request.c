@@ -154,6 +154,7 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
     req->content_length = -1;
     req->content_length_in = -1;
     req->resp_content_length = -1;
+    req->body_limit = req->config->limits.max_body; /* until routing says otherwise */
     req->scheme = PT_STR("http");
     pt_headers_init(&req->headers, a);
     pt_headers_init(&req->resp_headers, a);
@@ -179,10 +180,20 @@ static bool body_filtered_route(const pt_req_t *req)
     return r != NULL && !req->is_tunnel && (r->has_request_body_filters || r->request_buffering);
 }
 
-static uint64_t max_body_of(const pt_req_t *req)
+/*
+ * The request body cap once routed: the route's max_body, unless its handler
+ * bounds the body itself (gRPC streams are limited per message, never by
+ * their total: issue 14). A route with request_buffering holds the whole body
+ * in memory, so max_body stays its cap whatever the handler says.
+ */
+static uint64_t body_limit_of(const pt_req_t *req)
 {
     const pt_route_t *r = req->route.route;
-    return r != NULL && r->max_body != 0 ? r->max_body : req->config->limits.max_body;
+    uint64_t limit = r != NULL && r->max_body != 0 ? r->max_body : req->config->limits.max_body;
+    if (r != NULL && !r->request_buffering && r->handler != NULL &&
+        r->handler->body_limit != NULL)
+        limit = r->handler->body_limit(req, r->handler_conf, limit);
+    return limit;
 }
 
 static void after_request_headers(pt_req_t *req, pt_fstatus_t st);
@@ -211,7 +222,8 @@ void pt__req_headers_done(pt_req_t *req)
         return;
     }
     const pt_route_t *route = req->route.route;
-    if (req->content_length > 0 && (uint64_t)req->content_length > max_body_of(req)) {
+    req->body_limit = body_limit_of(req);
+    if (req->content_length > 0 && (uint64_t)req->content_length > req->body_limit) {
         /* Refuse before reading (and before any 100 Continue): the body is not wanted. */
         req->close_after = true;
         pt__req_reject(req, PT_ERR_LIMIT, "request body larger than the route allows");
@@ -418,7 +430,7 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
     if (len != 0) {
         req->body_received += len;
         /* A tunnel's client bytes are a stream, not a body: no size limit. */
-        if (!req->is_tunnel && req->body_received > max_body_of(req)) {
+        if (!req->is_tunnel && req->body_received > req->body_limit) {
             req->body_done = true;
             req->body_out_done = true;
             req->buffering = false;

@@ -125,6 +125,8 @@ struct pt_req {
     pt_str_t request_id;
     pt_route_result_t route;
     uint32_t method_bit;
+    uint64_t body_limit;           /* total request body bytes allowed (413 past it): the route's
+                                      max_body, or what its handler's body_limit() said */
 
     /* request body, queued between codec and handler */
     struct evbuffer *body;         /* bytes for the handler (after request-body filters), not yet read */

@@ -510,11 +510,22 @@ static size_t initial_md_op(call_t *c, grpc_op *op)
     return 1;
 }
 
-/* Chooses the request metadata echoed back: x-request-id and x-echo-*. */
+/*
+ * Chooses the request metadata echoed back: x-request-id and x-echo-*.
+ * gRPC C core hands the server metadata values it will not send itself (a
+ * tab, bytes over 0x7E: HTTP allows them, gRPC's ASCII metadata does not),
+ * and grpc_call_start_batch refuses a batch carrying one. Such entries are
+ * ignored here, so a client's odd header cannot fail (or, before this check,
+ * abort) the server.
+ */
 static void pick_echo_md(call_t *c)
 {
     for (size_t i = 0; i < c->req_md.count && c->md_cnt < MAX_ECHO_MD; i++) {
         grpc_slice k = c->req_md.metadata[i].key;
+        grpc_slice v = c->req_md.metadata[i].value;
+        if (!grpc_header_key_is_legal(k) ||
+            (!grpc_is_binary_header(k) && !grpc_header_nonbin_value_is_legal(v)))
+            continue;
         if (grpc_slice_str_cmp(k, "x-request-id") == 0 ||
             (GRPC_SLICE_LENGTH(k) > 7 && memcmp(GRPC_SLICE_START_PTR(k), "x-echo-", 7) == 0))
             c->md[c->md_cnt++] = c->req_md.metadata[i];

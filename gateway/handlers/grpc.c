@@ -16,7 +16,8 @@
  *      (pt_httprule_match): 404 / 405 + Allow / 400 for a bad path;
  *   2. body: 415 unless JSON (HttpBody bodies excepted: any content type,
  *      the raw bytes and the Content-Type become the HttpBody); 413 is the
- *      core's (route max_body); client-streaming methods take the body as
+ *      core's (route max_body), except for client streams, where max_body
+ *      limits each NDJSON line (grpc_body_limit); client-streaming methods take the body as
  *      newline-delimited JSON messages, sent to the backend as they arrive,
  *      each one the body of its binding (a whole message for body "*", the
  *      body field's JSON otherwise) with the path variables, query
@@ -261,7 +262,8 @@ static bool md_allowed(const pt_grpc_conf_t *conf, pt_str_t name)
     return false;
 }
 
-int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t **md, size_t *cnt)
+int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t **md, size_t *cnt,
+                        pt_str_t *bad)
 {
     const pt_headers_t *h = &req->headers;
     pt_header_t *v = pt_arena_alloc(req->arena, (h->cnt + 1) * sizeof(*v));
@@ -288,6 +290,9 @@ int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t *
             if (dl < 0)
                 continue; /* not base64: not forwardable */
             value = (pt_str_t){(const char *)raw, (size_t)dl};
+        } else if (!pt_grpc_md_valid(name, value)) {
+            *bad = name; /* refused, not dropped: see pt_grpc_md_valid (issue 14) */
+            return PT_ERR_INVALID;
         }
         v[n++] = (pt_header_t){name, value};
     }
@@ -811,25 +816,45 @@ static bool is_blank(const uint8_t *p, size_t n)
     return true;
 }
 
-/* A request line did not convert: the call is over, the client hears why. */
-static void bad_line(rest_ctx_t *ctx, pt_xerrs_t *errs)
+/*
+ * A request line cannot be sent: the call is over, the client hears why --
+ * `http` with `msg` when no response was sent yet, else a last error element
+ * (google.rpc.Status `code`, `element_msg`, `errs`).
+ */
+static void line_failed(rest_ctx_t *ctx, int http, int code, const char *msg,
+                        const char *element_msg, pt_xerrs_t *errs)
 {
     stop_call(ctx);
     pt_req_t *req = ctx->req;
     if (!req->resp_started) {
-        char msg[64];
-        snprintf(msg, sizeof(msg), "request message %zu is invalid", ctx->lines_in + 1);
-        reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT, msg, errs);
+        reply_status(ctx, http, code, msg, errs);
     } else {
         pt_xbuf_t b;
         pt_xbuf_init(&b, NULL);
-        if (pt_httprule_status_json(PT_GRPC_INVALID_ARGUMENT, NULL, errs, &b) == 0)
+        if (pt_httprule_status_json(code, element_msg, errs, &b) == 0)
             stream_fail(ctx, b.data, b.len);
         else
             pt__resp_fail(req, PT_ERR_NOMEM, "cannot render the error");
         pt_xbuf_dispose(&b);
     }
     finish(ctx);
+}
+
+/* A request line did not convert. */
+static void bad_line(rest_ctx_t *ctx, pt_xerrs_t *errs)
+{
+    char msg[64];
+    snprintf(msg, sizeof(msg), "request message %zu is invalid", ctx->lines_in + 1);
+    line_failed(ctx, 400, PT_GRPC_INVALID_ARGUMENT, msg, NULL, errs);
+}
+
+/* A request line is over max_body (the per-message limit of a client stream). */
+static void line_too_large(rest_ctx_t *ctx)
+{
+    static const char msg[] = "request message larger than the limit";
+    ctx->req->fail_status = PT_ERR_LIMIT;
+    ctx->req->fail_reason = "NDJSON request line over max_body";
+    line_failed(ctx, 413, PT_GRPC_RESOURCE_EXHAUSTED, msg, msg, NULL);
 }
 
 static int bind_headers(rest_ctx_t *ctx, pt_xerrs_t *errs);
@@ -960,16 +985,20 @@ static void pump_body(rest_ctx_t *ctx)
         uint8_t *nl = in->len != 0 ? memchr(in->data, '\n', in->len) : NULL;
         size_t line_len = nl != NULL ? (size_t)(nl - in->data) : in->len;
         if (nl == NULL && !ctx->body_eof) {
+            /* `in` holds one partial line: read no more than the limit leaves
+             * (in.limit is max_body + 1, room for the line's newline) */
             char buf[BODY_CHUNK];
             bool eof = false;
-            size_t n = pt__req_body_read(req, buf, sizeof(buf), &eof);
+            size_t room = in->limit != 0 ? in->limit - in->len : sizeof(buf);
+            if (room == 0) {
+                line_too_large(ctx);
+                return;
+            }
+            size_t n = pt__req_body_read(req, buf, room < sizeof(buf) ? room : sizeof(buf), &eof);
             if (gone(ctx)) /* a request-body filter failed and answered */
                 break;
             if (n != 0 && pt_xbuf_append(in, buf, n) != 0) {
-                stop_call(ctx);
-                reply_status(ctx, 413, PT_GRPC_RESOURCE_EXHAUSTED, "request message too large",
-                             NULL);
-                finish(ctx);
+                line_too_large(ctx);
                 return;
             }
             if (eof)
@@ -1066,7 +1095,20 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
     pt_req_t *req = ctx->req;
     pt_header_t *md = NULL;
     size_t md_cnt = 0;
-    if (pt__grpc_request_md(req, ctx->conf, &md, &md_cnt) != 0) {
+    pt_str_t bad = {0};
+    int mrc = pt__grpc_request_md(req, ctx->conf, &md, &md_cnt, &bad);
+    if (mrc == PT_ERR_INVALID) {
+        char *m = pt_arena_printf(req->arena, "header '%.*s' cannot be sent as gRPC metadata (a "
+                                              "tab, control or non-ASCII byte in its value)",
+                                  (int)(bad.len > 64 ? 64 : bad.len), bad.base);
+        stop_call(ctx);
+        req->fail_status = PT_ERR_INVALID;
+        req->fail_reason = "request header not valid as gRPC metadata";
+        reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT, m != NULL ? m : "invalid metadata", NULL);
+        finish(ctx);
+        return;
+    }
+    if (mrc != 0) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large");
         finish(ctx);
         return;
@@ -1305,6 +1347,8 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     ctx->in.limit = req->route.route != NULL && req->route.route->max_body != 0
                         ? req->route.route->max_body
                         : req->config->limits.max_body;
+    if (ctx->stream_req) /* max_body is per NDJSON line (grpc_body_limit), newline aside */
+        ctx->in.limit++;
 
     pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
     if (ct.base != NULL && req->expect_body && !ctx->binding->request_is_httpbody &&
@@ -1371,6 +1415,34 @@ static void grpc_start(pt_req_t *req, const void *vconf)
     rest_start(req, conf);
 }
 
+/*
+ * Streams are limited per message, never by their total (issue 14): native
+ * gRPC and gRPC-Web by max_message at each 5-byte prefix (grpc_native.c), a
+ * REST client stream by max_body per NDJSON line (pump_body), and all of them
+ * by the call's deadline. Everything else keeps the route's max_body.
+ */
+static uint64_t grpc_body_limit(const pt_req_t *req, const void *vconf, uint64_t route_max)
+{
+    const pt_grpc_conf_t *conf = vconf;
+    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    if (ct.base != NULL && pt_str_has_prefix(ct, PT_STR("application/grpc"))) {
+        pt_str_t rest = {ct.base + 16, ct.len - 16}; /* as grpc_start() dispatches */
+        if (pt_str_has_prefix(rest, PT_STR("-web")) || rest.len == 0 || rest.base[0] == '+' ||
+            rest.base[0] == ';')
+            return UINT64_MAX;
+    }
+    if (conf->table == NULL || !req->expect_body)
+        return route_max;
+    size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
+    char *scratch = pt_arena_alloc(req->arena, slen);
+    pt_httprule_match_t m;
+    if (scratch == NULL ||
+        pt_httprule_match(conf->table, req->method.base, req->method.len, req->path.base,
+                          req->path.len, NULL, scratch, slen, &m) != PT_PATHMATCH_OK)
+        return route_max;
+    return m.binding->method->client_streaming ? UINT64_MAX : route_max;
+}
+
 static void grpc_on_body(pt_req_t *req)
 {
     const pt_grpc_ctx_base_t *b = req->handler_ctx;
@@ -1392,6 +1464,7 @@ const pt_handler_def_t pt_handler_grpc = {
     .parse_conf = grpc_parse_conf,
     .check_conf = grpc_check_conf,
     .conf_dispose = grpc_conf_dispose,
+    .body_limit = grpc_body_limit,
     .start = grpc_start,
     .on_body = grpc_on_body,
     .on_writable = grpc_on_writable,

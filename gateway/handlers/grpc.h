@@ -89,11 +89,14 @@ void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 /**
  * The gRPC metadata of a request: every header the route's `metadata.forward`
  * allows (`-bin` values base64-decoded; undecodable ones dropped), plus
- * x-request-id = the request id when allowed. Arena memory. Returns 0 or
- * PT_ERR_LIMIT (arena full).
+ * x-request-id = the request id when allowed. Arena memory. Returns 0,
+ * PT_ERR_LIMIT (arena full), or PT_ERR_INVALID with the header's name in
+ * *bad when an allowed header's value is not valid ASCII metadata
+ * (pt_grpc_md_valid: a tab, control or non-ASCII byte); the caller refuses
+ * the request (400 naming the header) rather than dropping the header.
  */
 int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t **md,
-                        size_t *cnt);
+                        size_t *cnt, pt_str_t *bad);
 
 /**
  * The call deadline of a request: the smaller of the route's timeout (or the

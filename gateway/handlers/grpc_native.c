@@ -23,6 +23,11 @@
  * checked on the way through (5-byte length prefixes, both directions):
  * over the route's max_message (4 MiB) -> RESOURCE_EXHAUSTED, sent at a
  * message boundary; the response's compressed flag needs a grpc-encoding.
+ * That is the only size limit on a request stream: the route's max_body does
+ * not apply to these calls (grpc.c grpc_body_limit), so a long bidi stream
+ * ends by its deadline, never by its total (issue 14). A header that gRPC
+ * metadata cannot carry (pt_grpc_md_valid: a tab, non-ASCII) is refused with
+ * INVALID_ARGUMENT; a grpc-status outside 0..16 is passed on as 2 UNKNOWN.
  *
  * gRPC-Web (application/grpc-web, +proto, application/grpc-web-text[+proto],
  * HTTP/1.1 or HTTP/2): the same call upstream as native gRPC
@@ -148,6 +153,19 @@ static pt_str_t code_str(pt_arena_t *a, int code)
 {
     char *s = pt_arena_printf(a, "%d", code);
     return s != NULL ? pt_str_c(s) : PT_STR("2");
+}
+
+/*
+ * A grpc-status value as it is passed on: unchanged when it names one of the
+ * 17 codes, else "2" UNKNOWN (issue 14: -1, 99 or "abc" from a backend reach
+ * no client; REST transcoding parses them the same way, grpc_call.c).
+ */
+static pt_str_t status_value(pt_str_t v)
+{
+    int code = pt_grpc_status_parse(v);
+    if (code != PT_GRPC_UNKNOWN || pt_str_eq(v, PT_STR("2")))
+        return v;
+    return PT_STR("2");
 }
 
 /* The gRPC code for a failed upstream call (pt_status). */
@@ -480,17 +498,22 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         pt_str_t n = h[i].name;
         if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("content-length")))
             continue;
-        if (pt_str_eq(n, PT_STR("grpc-status")))
+        pt_str_t v = h[i].value;
+        if (pt_str_eq(n, PT_STR("grpc-status"))) {
             has_status = true;
+            v = status_value(v);
+        }
         if (pt_str_eq(n, PT_STR("grpc-encoding")))
             ctx->resp_encoded = true;
         if (ctx->web && pt_str_eq(n, PT_STR("content-type"))) {
-            pt_headers_add_nocopy(&req->resp_headers, n, ctx->web_type);
+            /* not `n`: the upstream's header slices die with the call, and the
+             * codec may write this head after that (a limit cancels the call) */
+            pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), ctx->web_type);
             continue;
         }
         if (ctx->web)
             expose_len += n.len + 2;
-        if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0) {
+        if (pt_headers_add(&req->resp_headers, n, v) != 0) {
             cancel_call(ctx);
             pt__resp_fail(req, PT_ERR_UPSTREAM, "upstream response headers too large");
             finish(ctx);
@@ -636,9 +659,20 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
         pt__resp_fail(req, PT_ERR_UPSTREAM, "upstream ended inside a message");
     } else if (st == 0) {
         bool has_status = false;
+        pt_header_t *nt = tcnt != 0 ? pt_arena_alloc(req->arena, tcnt * sizeof(*nt)) : NULL;
+        if (nt != NULL) { /* the trailers with grpc-status as passed on (status_value) */
+            for (size_t i = 0; i < tcnt; i++) {
+                nt[i] = t[i];
+                if (pt_str_eq(t[i].name, PT_STR("grpc-status")))
+                    nt[i].value = status_value(t[i].value);
+            }
+            t = nt;
+        }
         for (size_t i = 0; i < tcnt; i++)
             has_status |= pt_str_eq(t[i].name, PT_STR("grpc-status"));
-        if (!has_status) {
+        if (tcnt != 0 && nt == NULL) {
+            send_status(ctx, PT_GRPC_RESOURCE_EXHAUSTED, "upstream trailers too large");
+        } else if (!has_status) {
             send_status(ctx, PT_GRPC_INTERNAL, "upstream sent no grpc-status");
         } else if (ctx->web) {
             emit_web_trailers(ctx, t, tcnt);
@@ -777,6 +811,18 @@ static void start_call(gn_ctx_t *ctx)
         pt_str_t n = in->v[i].name;
         if (owned_header(n, ctx->web) || pt_headers_has_token(in, PT_STR("connection"), n))
             continue;
+        if (!pt_grpc_md_valid(n, in->v[i].value)) {
+            /* Refused rather than dropped: a header the client relies on
+             * (a tenant, a credential) must not silently vanish (issue 14). */
+            char *m = pt_arena_printf(a,
+                                      "header '%.*s' cannot be sent as gRPC metadata (a tab, "
+                                      "control or non-ASCII byte in its value, or a bad name)",
+                                      (int)(n.len > 64 ? 64 : n.len), n.base);
+            req->fail_status = PT_ERR_INVALID;
+            req->fail_reason = "request header not valid as gRPC metadata";
+            send_status(ctx, PT_GRPC_INVALID_ARGUMENT, m != NULL ? m : "invalid metadata");
+            return;
+        }
         rc = pt_headers_add_nocopy(out, n, in->v[i].value);
     }
     pt_str_t ct = pt_headers_get(in, PT_STR("content-type"));

@@ -174,6 +174,26 @@ int pt_grpc_code_http(int code);
 int pt_grpc_code_from_http(int http_status);
 
 /**
+ * Parses a `grpc-status` value (gRPC over HTTP/2: 1*DIGIT): the code when the
+ * value is decimal digits only, naming 0..16; 2 UNKNOWN for anything else
+ * (empty, signs, spaces, letters, out of range). Never fails. gRPC defines no
+ * other code and clients must not see one (a -1 or 99 reached REST clients as
+ * `"code":-1` and native ones as an undefined grpc-status); UNKNOWN is what
+ * gRPC libraries report for a status they cannot interpret. Native gRPC,
+ * gRPC-Web and REST transcoding all map statuses through this (issue 14).
+ */
+int pt_grpc_status_parse(pt_str_t v);
+
+/**
+ * True when the request header `name: value` can be sent as gRPC metadata:
+ * the key is lowercase letters, digits, `-`, `_`, `.`, and, unless it ends in
+ * `-bin` (binary metadata, which HTTP carries as base64), the value is
+ * printable ASCII (0x20-0x7E): gRPC's ASCII metadata forbids the tab and the
+ * obs-text bytes that HTTP allows, and gRPC libraries refuse or abort on them.
+ */
+bool pt_grpc_md_valid(pt_str_t name, pt_str_t value);
+
+/**
  * Parses a `grpc-timeout` header value ("100m", "5S", "1H"; at most 8 digits)
  * to milliseconds (rounded up). Returns 0 or PT_ERR_INVALID.
  */

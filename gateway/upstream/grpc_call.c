@@ -297,13 +297,7 @@ static bool status_from(pt_grpc_call_t *c, const pt_headers_t *h)
     pt_str_t s = pt_headers_get(h, PT_STR("grpc-status"));
     if (s.base == NULL)
         return false;
-    int code = 0;
-    bool ok = s.len > 0 && s.len <= 3;
-    for (size_t i = 0; ok && i < s.len; i++) {
-        ok = s.base[i] >= '0' && s.base[i] <= '9';
-        code = code * 10 + (s.base[i] - '0');
-    }
-    c->st.code = ok ? code : PT_GRPC_UNKNOWN;
+    c->st.code = pt_grpc_status_parse(s); /* -1, 99, "abc": UNKNOWN, as native gRPC passes them */
     c->st.details = pct_decode(c->arena, pt_headers_get(h, PT_STR("grpc-message")));
     pt_str_t bin = pt_headers_get(h, PT_STR("grpc-status-details-bin"));
     if (bin.base != NULL) { /* decoded already by copy_md */
@@ -653,6 +647,41 @@ int pt_grpc_code_http(int code)
     default:
         return 500; /* UNKNOWN, INTERNAL, DATA_LOSS, out of range */
     }
+}
+
+int pt_grpc_status_parse(pt_str_t v)
+{
+    if (v.len == 0 || v.base == NULL)
+        return PT_GRPC_UNKNOWN;
+    int code = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.base[i] < '0' || v.base[i] > '9')
+            return PT_GRPC_UNKNOWN;
+        code = code * 10 + (v.base[i] - '0');
+        if (code > PT_GRPC_UNAUTHENTICATED)
+            return PT_GRPC_UNKNOWN; /* also stops before any overflow */
+    }
+    return code;
+}
+
+bool pt_grpc_md_valid(pt_str_t name, pt_str_t value)
+{
+    if (name.len == 0)
+        return false;
+    for (size_t i = 0; i < name.len; i++) {
+        char ch = name.base[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+              ch == '.'))
+            return false;
+    }
+    if (pt_str_has_isuffix(name, PT_STR("-bin")))
+        return true;
+    for (size_t i = 0; i < value.len; i++) {
+        unsigned char ch = (unsigned char)value.base[i];
+        if (ch < 0x20 || ch > 0x7e)
+            return false;
+    }
+    return true;
 }
 
 int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms)

@@ -270,6 +270,49 @@ def curl(*args, timeout=20, input_bytes=None):
         p.stderr.decode()
 
 
+def h2_call(port, path, headers, body, authority="x.test", timeout=30):
+    """One HTTP/2 request with python3-h2 (header bytes exactly as given:
+    curl 7.88 reports a stream error for a RST_STREAM(NO_ERROR) that follows a
+    complete early answer). Returns ({head}, data, {trailers}, reset code or None)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                    header_encoding=None))
+        conn.initiate_connection()
+        hdrs = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path.encode()),
+                (b":authority", authority.encode())] + \
+            [(k.encode() if isinstance(k, str) else k, v.encode() if isinstance(v, str) else v)
+             for k, v in headers]
+        conn.send_headers(1, hdrs)
+        conn.send_data(1, body, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        head, trailers, data, reset = {}, {}, b"", None
+        done = False
+        while not done:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            for ev in conn.receive_data(chunk):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    head = {k.decode(): v.decode("latin-1") for k, v in ev.headers}
+                elif isinstance(ev, h2.events.TrailersReceived):
+                    trailers = {k.decode(): v.decode("latin-1") for k, v in ev.headers}
+                elif isinstance(ev, h2.events.DataReceived):
+                    data += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, 1)
+                elif isinstance(ev, h2.events.StreamReset):
+                    reset, done = ev.error_code, True
+                elif isinstance(ev, h2.events.StreamEnded):
+                    done = True
+            sock.sendall(conn.data_to_send())
+        return head, data, trailers, reset
+    finally:
+        sock.close()
+
+
 def raw_request(port, data, timeout=5.0, read_all=True):
     """Sends raw bytes, returns everything read until close or timeout."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

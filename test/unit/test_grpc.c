@@ -99,6 +99,46 @@ static void test_code_http(void **state)
     assert_string_equal(pt_grpc_code_name(-1), "UNKNOWN");
 }
 
+/* issue 14: a status outside 0..16 or not a number is UNKNOWN, the same way everywhere. */
+static void test_status_norm(void **state)
+{
+    (void)state;
+    char buf[8];
+    for (int c = 0; c <= 16; c++) {
+        snprintf(buf, sizeof(buf), "%d", c);
+        assert_int_equal(pt_grpc_status_parse(pt_str_c(buf)), c);
+    }
+    assert_int_equal(pt_grpc_status_parse(PT_STR("0")), 0);
+    assert_int_equal(pt_grpc_status_parse(PT_STR("5")), 5);
+    assert_int_equal(pt_grpc_status_parse(PT_STR("16")), 16);
+    assert_int_equal(pt_grpc_status_parse(PT_STR("007")), 7);
+    static const char *const odd[] = {"-1", "17",  "99", "2147483648", "99999999999999999999",
+                                      "abc", "",   " 7", "7 ",         "+5",
+                                      "5a",  "0x5"};
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+        assert_int_equal(pt_grpc_status_parse(pt_str_c(odd[i])), PT_GRPC_UNKNOWN);
+    assert_int_equal(pt_grpc_status_parse((pt_str_t){NULL, 0}), PT_GRPC_UNKNOWN);
+}
+
+/* issue 14: what gRPC's ASCII metadata forbids is told apart from what HTTP allows. */
+static void test_md_valid(void **state)
+{
+    (void)state;
+    assert_true(pt_grpc_md_valid(PT_STR("x-echo-color"), PT_STR("blue sky ~!")));
+    assert_true(pt_grpc_md_valid(PT_STR("x.a_b-9"), PT_STR("")));
+    assert_false(pt_grpc_md_valid(PT_STR("x-echo-color"), PT_STR("a\tb")));
+    assert_false(pt_grpc_md_valid(PT_STR("x-echo-color"), PT_STR("caf\xc3\xa9")));
+    assert_false(pt_grpc_md_valid(PT_STR("x-echo-color"), PT_STR("a\x7f")));
+    assert_false(pt_grpc_md_valid(PT_STR("x-echo-color"), PT_STR("a\x01")));
+    /* binary keys: the HTTP value is base64 text, checked by the codecs */
+    assert_true(pt_grpc_md_valid(PT_STR("x-blob-bin"), PT_STR("AAEC")));
+    assert_true(pt_grpc_md_valid(PT_STR("x-blob-bin"), PT_STR("a\tb")));
+    /* keys: lowercase letters, digits, '-', '_', '.' only */
+    assert_false(pt_grpc_md_valid(PT_STR("x-a!b"), PT_STR("v")));
+    assert_false(pt_grpc_md_valid(PT_STR("X-Upper"), PT_STR("v")));
+    assert_false(pt_grpc_md_valid(PT_STR(""), PT_STR("v")));
+}
+
 /* ---- config ------------------------------------------------------------------------- */
 
 static char *errbuf;
@@ -284,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_code_http),     cmocka_unit_test(test_code_from_http),
         cmocka_unit_test(test_config_ok),     cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_upstream_unavailable),
+        cmocka_unit_test(test_status_norm),   cmocka_unit_test(test_md_valid),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(errbuf);

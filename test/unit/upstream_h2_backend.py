@@ -14,6 +14,10 @@ Behaviour by :path (a gRPC-shaped "/pkg.Svc/NAME" acts as "/NAME"; every respons
   /slow           never answers
   /hold           answers "held" after 300 ms
   /count          200, body = number of streams this connection served so far
+Whatever the path, a request header `x-status: V` gets a head (200,
+application/grpc), no message, and trailers grpc-status: V (any text, so
+odd values like -1 or 99 can be sent); `x-status-only: V` gets the same
+status as a Trailers-Only answer.
 A line "ready" is printed once listening.
 """
 import select
@@ -95,7 +99,13 @@ class Conn:
             path = "/" + path.rsplit("/", 1)[1]
         self.paths[sid] = path
         self.served += 1
-        if path == "/echo":
+        if "x-status-only" in h:
+            self.h2.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
+                                       ("grpc-status", h["x-status-only"])], end_stream=True)
+        elif "x-status" in h:
+            self.headers(sid)
+            self.queue(sid, b"", True, [("grpc-status", h["x-status"]), ("grpc-message", "odd")])
+        elif path == "/echo":
             self.headers(sid)
         elif path.startswith("/big"):
             n = int(path.split("?")[1])

@@ -15,6 +15,7 @@ import time
 import unittest
 
 from bookstore_server import PB, BookstoreServer, grpc, pb, pb_grpc
+from portico_test import h2_call
 
 from google.protobuf import descriptor_pb2
 from google.api import annotations_pb2  # noqa: F401  (registers the http extension)
@@ -303,6 +304,33 @@ class TestMetadata(Base):
         self.assertEqual(base64.b64decode(r.metadata["x-echo-blob-bin"]), b"\x00\xffbin")
         self.assertEqual(r.metadata["x-multi"], "a, b")
         self.assertIn("grpc-python", r.metadata["user-agent"])
+
+
+class TestMetadataGrpcForbids(unittest.TestCase):
+    """Issue 14: metadata values gRPC's ASCII metadata forbids (a tab, bytes
+    over 0x7E) reach the server from raw HTTP/2 clients; echoing one back
+    made grpc_call_start_batch fail and the server abort. They are ignored."""
+
+    def test_forbidden_values_are_not_echoed(self):
+        srv = BookstoreServer(threads=1).start()
+        try:
+            msg = pb.EchoRequest(message="m", echo_metadata=True).SerializeToString()
+            body = b"\0" + len(msg).to_bytes(4, "big") + msg
+            for name, value in ((b"x-echo-tab", b"a\tb"), (b"x-echo-utf8", b"caf\xc3\xa9"),
+                                (b"x-echo-del", b"a\x7fb")):
+                head, data, trailers, reset = h2_call(
+                    srv.port, "/bookstore.v1.Bookstore/Echo",
+                    [("content-type", "application/grpc"), ("te", "trailers"),
+                     (b"x-echo-ok", b"fine"), (name, value)], body)
+                self.assertIsNone(reset, name)
+                self.assertEqual(trailers.get("grpc-status"), "0", (name, head, trailers))
+                self.assertEqual(head.get("x-echo-ok"), "fine")
+                self.assertNotIn(name.decode(), head)
+            # still serving
+            self.assertEqual(pb_grpc.BookstoreStub(srv.channel()).Echo(
+                pb.EchoRequest(message="alive")).message, "alive")
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.stderr)
 
 
 class TestServerStreaming(Base):

@@ -375,14 +375,17 @@ static const char *tls_name(const pt_cluster_t *cl, const pt_endpoint_t *ep, cha
     return buf;
 }
 
-static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep)
+/* Same URL and TLS settings, and the same endpoint for the policy (which keys https:// ones by
+ * their authority too), so connect failures land on the endpoint the cluster's picks check. */
+static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep,
+                         const pt_policy_ep_t *pe)
 {
     char nbuf[256];
     const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
     const char *ca = cl->ca_file != NULL ? cl->ca_file : "";
     for (pool_t *p = hw->pools; p != NULL; p = p->next)
         if (strcmp(p->url, ep->url) == 0 && p->verify == cl->tls_verify &&
-            strcmp(p->ca_file, ca) == 0 && strcmp(p->tls_name, name) == 0)
+            strcmp(p->ca_file, ca) == 0 && strcmp(p->tls_name, name) == 0 && p->ep == pe)
             return p;
     return NULL;
 }
@@ -390,14 +393,15 @@ static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t 
 static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, size_t idx)
 {
     const pt_endpoint_t *ep = &cl->endpoints[idx];
-    pool_t *p = pool_find(hw, cl, ep);
+    pt_policy_ep_t *pe = pt_policy_ep(hw->w, cl, idx);
+    pool_t *p = pool_find(hw, cl, ep, pe);
     if (p != NULL)
         return p;
     char nbuf[256];
     const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
     p = xcalloc(1, sizeof(*p));
     p->hw = hw;
-    p->ep = pt_policy_ep(hw->w, cl, idx);
+    p->ep = pe;
     p->url = xstrdup(ep->url);
     p->host = xstrdup(ep->host);
     p->tls_name = xstrdup(name);

@@ -6,6 +6,7 @@
 #include "upstream/policy.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@
 enum { EP_BUCKETS = 64 };
 
 struct pt_policy_ep {
-    char *url;
+    char *key;                    /* the URL; for https:// also the TLS settings (ep_key) */
     unsigned fails;               /* consecutive connect failures */
     uint64_t eject_until_ms;      /* monotonic; 0 = not ejected */
     unsigned conns;               /* counted connections (HTTP/1.1) */
@@ -68,7 +69,7 @@ void pt_policy_worker_dispose(pt_worker_t *w)
             /* the back ends dropped their calls already; unlink what may remain */
             for (pt_policy_wait_t *wt = e->wait_head; wt != NULL; wt = wt->_next)
                 wt->_ep = NULL;
-            free(e->url);
+            free(e->key);
             free(e);
         }
     }
@@ -79,19 +80,48 @@ void pt_policy_worker_dispose(pt_worker_t *w)
     w->upstream_policy = NULL;
 }
 
-static pt_policy_ep_t *ep_of_url(policy_worker_t *pw, const char *url)
+/*
+ * The key of an endpoint's state. Clusters naming the same plain http://
+ * endpoint share its health and its connections (they share the native
+ * client's pool too). An https:// endpoint is another endpoint for each TLS
+ * configuration: a cluster with the wrong CA or server name fails every
+ * handshake, and that must not eject the endpoint for a cluster that is
+ * configured right.
+ */
+static char *ep_key(const pt_cluster_t *cl, const pt_endpoint_t *ep)
 {
+    const char *ca = "", *auth = "", *verify = "";
+    if (ep->tls) {
+        ca = cl->ca_file != NULL ? cl->ca_file : "";
+        auth = cl->authority != NULL ? cl->authority : "";
+        verify = cl->tls_verify ? "1" : "0";
+    }
+    size_t n = strlen(ep->url) + strlen(ca) + strlen(auth) + strlen(verify) + 4;
+    char *k = malloc(n);
+    if (k == NULL)
+        abort();
+    if (ep->tls)
+        snprintf(k, n, "%s|%s|%s|%s", ep->url, verify, ca, auth);
+    else
+        snprintf(k, n, "%s", ep->url);
+    return k;
+}
+
+static pt_policy_ep_t *ep_of(policy_worker_t *pw, const pt_cluster_t *cl, const pt_endpoint_t *ep)
+{
+    char *key = ep_key(cl, ep);
     size_t h = 2166136261u;
-    for (const char *s = url; *s != '\0'; s++)
+    for (const char *s = key; *s != '\0'; s++)
         h = (h ^ (unsigned char)*s) * 16777619u;
     h %= EP_BUCKETS;
-    for (pt_policy_ep_t *e = pw->eps[h]; e != NULL; e = e->next)
-        if (strcmp(e->url, url) == 0)
+    for (pt_policy_ep_t *e = pw->eps[h]; e != NULL; e = e->next) {
+        if (strcmp(e->key, key) == 0) {
+            free(key);
             return e;
+        }
+    }
     pt_policy_ep_t *e = xcalloc(1, sizeof(*e));
-    e->url = strdup(url);
-    if (e->url == NULL)
-        abort();
+    e->key = key;
     e->next = pw->eps[h];
     pw->eps[h] = e;
     return e;
@@ -115,7 +145,7 @@ static cl_state_t *cl_of(policy_worker_t *pw, const pt_cluster_t *cl)
         free(s->eps);
         s->eps = xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*s->eps));
         for (size_t i = 0; i < cl->endpoint_cnt; i++)
-            s->eps[i] = ep_of_url(pw, cl->endpoints[i].url);
+            s->eps[i] = ep_of(pw, cl, &cl->endpoints[i]);
     }
     return s;
 }

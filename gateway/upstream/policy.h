@@ -14,7 +14,9 @@
  *   - Round robin: a cursor per cluster (by cluster->index; set up again when
  *     the slot holds another snapshot's cluster).
  *   - Passive health: per endpoint URL, shared by every cluster naming it
- *     (a reload keeps it). PT_POLICY_EJECT_AFTER consecutive connect failures
+ *     (a reload keeps it); https:// endpoints per URL and TLS settings (CA,
+ *     verification, authority), so a misconfigured cluster cannot eject an
+ *     endpoint for the others. PT_POLICY_EJECT_AFTER consecutive connect failures
  *     eject the endpoint for PT_POLICY_EJECT_MS; after that it gets traffic
  *     again and one more failure ejects it again. A connection that was made
  *     clears the count. Local resource errors (EMFILE, ENFILE, ENOBUFS,
@@ -60,7 +62,8 @@ typedef struct pt_policy_try {
     bool refused_retried;     /**< the one retry of a refused request was used */
 } pt_policy_try_t;
 
-/** One endpoint URL on one worker (health, connection count, waiting calls). Worker lifetime. */
+/** One endpoint (URL, plus TLS settings for https://) on one worker: health, connection count,
+ *  waiting calls. Lives as long as the worker. */
 typedef struct pt_policy_ep pt_policy_ep_t;
 
 /** A call waiting for a connection slot (embedded in the call; zeroed). */

@@ -36,15 +36,22 @@
  * length or chunking, no byte followed it, and neither side said
  * `Connection: close` (an HTTP/1.0 response never keeps it).
  *
- * Retries (the policy of http.c; endpoint choice and ejection are call.c's):
- * a request that fails on a REUSED connection before any response byte came
- * back (the upstream closed the idle connection as we wrote: the keep-alive
- * race) is sent again once on a fresh connection to the same endpoint, if it
- * is idempotent or no request body byte was taken yet. Otherwise a call
- * moves to another endpoint when the connection cannot be made (refused,
- * connect timeout), or for idempotent requests when the connection died
- * before any response byte; never once a response byte arrived or request
- * body bytes were taken, and at most `retries` times.
+ * Retries. Endpoint choice, ejection and the retry decision are policy.h's
+ * (the same for every back end); this file reports what happened. Its own
+ * rule is the keep-alive race: a request that fails on a REUSED connection
+ * before any response byte came back (the upstream closed the idle connection
+ * as we wrote) is sent again once on a fresh connection to the same endpoint,
+ * if it is idempotent or no request body byte was taken yet. A socket() or
+ * connect() that fails for lack of our own fds or buffers is a local error
+ * (503 OVERLOADED, no ejection, no retry).
+ *
+ * Connection cap. Connections per endpoint (idle ones included) are counted
+ * by the policy, at most `max_connections_per_endpoint`; a call that finds
+ * neither an idle connection nor a free slot waits in the policy's FIFO (its
+ * timer still runs to the deadline). A closing connection passes its slot to
+ * the first waiter, a connection going back to the pool is taken by it; the
+ * waiter then starts its attempt from its kick event, never from inside the
+ * code that released the connection.
  *
  * Timeouts: one timer per call, armed once for the connect (the cluster's
  * connect timeout, capped by the deadline) and once for the whole exchange;

@@ -204,6 +204,7 @@ struct uph_call {
     char *url;
     size_t ep_idx;
     pt_policy_try_t pol;       /* endpoints tried, attempts (policy.h) */
+    int sock_err;              /* errno of a failed socket() in this attempt (on_opensocket) */
     uint64_t deadline_ms;
     /* per attempt */
     bool connected;            /* the connection was made (or reused) */
@@ -606,6 +607,19 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
     return CURL_PREREQFUNC_OK;
 }
 
+/* libcurl 7.88 reports a failed socket() as CURLE_COULDNT_CONNECT without its
+ * errno (CURLINFO_OS_ERRNO stays 0), so the socket is made here and the errno
+ * kept: EMFILE must not count against the endpoint (policy.h). */
+static curl_socket_t on_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    uph_call_t *c = ud;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s == CURL_SOCKET_BAD)
+        c->sock_err = errno;
+    return s;
+}
+
 /* ---- call setup ------------------------------------------------------------ */
 
 static char *cstr(pt_str_t s)
@@ -733,6 +747,7 @@ static void init_easy(uph_worker_t *hw, CURL *e)
     curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, hw);
 }
@@ -749,6 +764,7 @@ static void configure_easy(uph_call_t *c)
     curl_easy_setopt(e, CURLOPT_READDATA, c);
     curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
     curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, c->target);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
 
@@ -818,6 +834,7 @@ static bool set_attempt(uph_call_t *c, size_t idx)
 
     c->ep_idx = idx;
     c->connected = c->got_bytes = c->head_sent = false;
+    c->sock_err = 0;
     c->recv_paused = c->send_paused = false;
     c->status = 0;
     c->fail_st = 0;
@@ -953,8 +970,9 @@ static void finish(uph_worker_t *hw, uph_call_t *c, CURLcode res)
     const char *reason;
     fail_kind_t kind = classify(c, res, &st, &reason);
     if (kind == FAIL_CONNECT) {
-        long err = 0;
-        curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &err);
+        long err = c->sock_err;
+        if (err == 0)
+            curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &err);
         if (pt_policy_connect_failed(hw->uw->w, c->r->cluster, ep_of(c), (int)err) ==
             PT_POLICY_FAIL_LOCAL) {
             kind = FAIL_LOCAL;

@@ -5,6 +5,7 @@ capped with a bounded queue of waiting calls, then 503 at once.
 """
 import json
 import os
+import select
 import socket
 import socketserver
 import threading
@@ -54,7 +55,14 @@ class SlowHandler(socketserver.BaseRequestHandler):
                         return
                     buf += chunk
                 buf = buf.split(b"\r\n\r\n", 1)[1]
-                time.sleep(srv.delay)
+                # wait `delay`, but notice a client that gave up (then this
+                # connection no longer counts as open)
+                r, _, _ = select.select([self.request], [], [], srv.delay)
+                if r:
+                    chunk = self.request.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
                 self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 with srv.lock:
                     srv.served += 1

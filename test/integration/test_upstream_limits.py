@@ -237,7 +237,11 @@ class ConnectionCapTest(PorticoTestCase):
         elapsed = time.monotonic() - t0
         self.assertEqual([a[0] for a in answers], [504, 504, 504], answers)
         self.assertLess(elapsed, 5.5, "a waiting call outlived its timeout")
-        self.assertLessEqual(up.peak, 1)
+        # (no peak check here: when the first call times out its connection
+        # closes and the next waiter may open one before the upstream's
+        # handler for the first has noticed; test_cap_queue_then_503 checks
+        # the cap where no connection closes mid-request)
+        self.assertEqual(up.served, 0)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """
-test_grpc_policy.py -- calls through gRPC C core (REST transcoding) follow the
-core's one endpoint policy (upstream/policy.c): an endpoint that cannot be
-connected to is ejected after PT_POLICY_EJECT_AFTER failures, as for every
-other back end, and then refused up front instead of being dialled again.
+test_grpc_policy.py -- transcoded REST->gRPC calls follow the one endpoint
+policy (upstream/policy.c): an endpoint that cannot be connected to is ejected
+after PT_POLICY_EJECT_AFTER failures, as for every other call, and then
+refused up front instead of being dialled again. (Written when these calls
+went through gRPC C core, which had no ejection; they now ride the nghttp2
+client, and the test holds the same line.)
 """
 import json
 import os
@@ -39,7 +41,7 @@ class GrpcPolicyTest(unittest.TestCase):
                 st, _, body, _ = curl(url)
                 self.assertEqual(st, 503, body)
                 messages.append(json.loads(body.decode())["message"])
-            # the first five went to gRPC core and failed to connect; then the
+            # the first five were dialled and failed to connect; then the
             # endpoint is out and calls are refused before any dialling
             self.assertNotIn("no upstream available", messages[:5])
             self.assertEqual(messages[5:], ["no upstream available"] * 3)

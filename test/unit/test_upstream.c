@@ -1147,9 +1147,10 @@ int main(void)
     };
     /* Not REST over HTTP/1.1: the back end does not depend on the switch. */
     const struct CMUnitTest other[] = {
+        /* first: no HTTP/2 pool exists yet whose live connection a call could reuse */
+        cmocka_unit_test(test_h2_fd_exhaustion_no_ejection),
         cmocka_unit_test(test_grpc_native),
         cmocka_unit_test(test_h2_prior_knowledge),
-        cmocka_unit_test(test_h2_fd_exhaustion_no_ejection),
         cmocka_unit_test(test_h2_tls),
     };
     int fails = cmocka_run_group_tests_name("upstream.native", shared, group_setup_native,

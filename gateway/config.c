@@ -562,7 +562,7 @@ typedef struct cluster_raw {
     const char *name, *protocol, *ca_file, *authority;
     const pt_conf_node_t *endpoints, *http2;
     uint64_t connect_timeout_ms, timeout_ms;
-    uint32_t retries, max_idle;
+    uint32_t retries, max_idle, max_conns, max_pending;
     bool tls_verify;
 } cluster_raw_t;
 
@@ -580,6 +580,10 @@ static const pt_conf_field_t cluster_fields[] = {
     {"authority", PT_CONF_T_STR, offsetof(cluster_raw_t, authority), 0, 0, false, NULL},
     {"max_idle_per_endpoint", PT_CONF_T_UINT32, offsetof(cluster_raw_t, max_idle), 0, 100000, false,
      NULL},
+    {"max_connections_per_endpoint", PT_CONF_T_UINT32, offsetof(cluster_raw_t, max_conns), 1,
+     100000, false, NULL},
+    {"max_pending_per_endpoint", PT_CONF_T_UINT32, offsetof(cluster_raw_t, max_pending), 0,
+     1000000, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -697,6 +701,7 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
                              .timeout_ms = 15000,
                              .retries = 1,
                              .max_idle = 64,
+                             .max_pending = 1024, /* PT_POLICY_MAX_PENDING */
                              .tls_verify = true};
         unsigned before = pt_conf_error_count(cx);
         pt_conf_parse_fields(cx, item, cluster_fields, &raw);
@@ -757,6 +762,8 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
         cl->ca_file = raw.ca_file;
         cl->authority = raw.authority;
         cl->max_idle_per_endpoint = raw.max_idle;
+        cl->max_conns_per_endpoint = raw.max_conns;
+        cl->max_pending_per_endpoint = raw.max_pending;
         c->cluster_cnt++;
     }
 }

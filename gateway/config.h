@@ -98,6 +98,8 @@ typedef struct pt_cluster {
     const char *ca_file;         /* CA bundle for tls_verify, or NULL for the system store */
     const char *authority;       /* Host/:authority override, or NULL to forward the client's */
     uint32_t max_idle_per_endpoint; /* pooled connections kept per endpoint per worker (64) */
+    uint32_t max_conns_per_endpoint;   /* open connections per endpoint per worker (0: 128 HTTP/1.1, 8 HTTP/2) */
+    uint32_t max_pending_per_endpoint; /* calls waiting for one of them per worker (1024), then 503 */
     const pt_conf_node_t *node;
 } pt_cluster_t;
 

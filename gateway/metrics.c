@@ -119,6 +119,11 @@ void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int c
     bump(&counter_slot(s->uperrs, PT_METRICS_UPERRS, cluster, code)->count, 1);
 }
 
+void pt_metrics_upstream_event(pt_metrics_shard_t *s, const char *cluster, int kind)
+{
+    bump(&counter_slot(s->upevents, PT_METRICS_UPERRS, cluster, kind)->count, 1);
+}
+
 /* ---- rendering ------------------------------------------------------------ */
 
 /* Label values: backslash, double quote and newline are escaped. */
@@ -196,10 +201,11 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
     uint64_t total = 0, in = 0, outb = 0, log_dropped = 0, tun_total = 0;
     agg_counter_t *req = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*req));
     agg_counter_t *err = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*err));
+    agg_counter_t *ev = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*ev));
     agg_hist_t *hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*hist));
-    if (req == NULL || err == NULL || hist == NULL)
+    if (req == NULL || err == NULL || ev == NULL || hist == NULL)
         abort();
-    size_t nreq = 0, nerr = 0, nhist = 0;
+    size_t nreq = 0, nerr = 0, nev = 0, nhist = 0;
     for (unsigned i = 0; i < n; i++) {
         const pt_metrics_shard_t *s = shards[i];
         if (s == NULL)
@@ -213,6 +219,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         tun_total += atomic_load_explicit(&s->tunnels_total, RLX);
         nreq = merge_counters(req, nreq, s->requests, PT_METRICS_ROUTES);
         nerr = merge_counters(err, nerr, s->uperrs, PT_METRICS_UPERRS);
+        nev = merge_counters(ev, nev, s->upevents, PT_METRICS_UPERRS);
         for (size_t k = 0; k < PT_METRICS_HISTS; k++) {
             const pt_metrics_hist_slot_t *h = &s->hists[k];
             if (!atomic_load_explicit(&h->used, memory_order_acquire))
@@ -264,6 +271,27 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         fprintf(out, "\",error=\"%s\"} %llu\n", pt_status_name(err[i].code),
                 (unsigned long long)err[i].count);
     }
+    static const char *const ev_metric[3][2] = {
+        {"portico_upstream_local_errors_total",
+         "Upstream connections Portico could not make for lack of its own resources (fds, "
+         "buffers), by cluster; never counted against an endpoint."},
+        {"portico_upstream_pending_total",
+         "Upstream calls that waited for a connection (max_connections_per_endpoint), by cluster."},
+        {"portico_upstream_overflow_total",
+         "Upstream calls answered 503 at once because the waiting queue was full "
+         "(max_pending_per_endpoint), by cluster."},
+    };
+    for (int kind = 0; kind < 3; kind++) {
+        fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", ev_metric[kind][0], ev_metric[kind][1],
+                ev_metric[kind][0]);
+        for (size_t i = 0; i < nev; i++) {
+            if (ev[i].code != kind)
+                continue;
+            fprintf(out, "%s{cluster=\"", ev_metric[kind][0]);
+            put_label(out, ev[i].name);
+            fprintf(out, "\"} %llu\n", (unsigned long long)ev[i].count);
+        }
+    }
     fprintf(out,
             "# HELP portico_connections_active Client connections open now.\n"
             "# TYPE portico_connections_active gauge\n"
@@ -308,5 +336,6 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
                 (unsigned long long)g->reloads_failed, g->workers);
     free(req);
     free(err);
+    free(ev);
     free(hist);
 }

@@ -141,6 +141,12 @@ void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int 
         pt_metrics_upstream_error(w->metrics, cluster->name, status);
 }
 
+void pt_observe_upstream_event(pt_worker_t *w, const pt_cluster_t *cluster, pt_observe_upevent_t ev)
+{
+    if (w->metrics != NULL && cluster != NULL)
+        pt_metrics_upstream_event(w->metrics, cluster->name, (int)ev);
+}
+
 void pt_observe_reload(bool ok)
 {
     atomic_fetch_add(ok ? &reloads_ok : &reloads_failed, 1);

@@ -47,6 +47,16 @@ void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int 
  */
 void pt_observe_log_reopen(void);
 
+/** Upstream events counted per cluster (besides failed calls). */
+typedef enum pt_observe_upevent {
+    PT_OBSERVE_UP_LOCAL_ERROR = 0, /* a connection failed for lack of fds/buffers (Portico's own) */
+    PT_OBSERVE_UP_QUEUED = 1,      /* a call waited for a connection slot */
+    PT_OBSERVE_UP_OVERFLOW = 2,    /* a call got 503 at once: the waiting queue was full */
+} pt_observe_upevent_t;
+
+/** Counts upstream event `ev` for `cluster` (worker thread). */
+void pt_observe_upstream_event(pt_worker_t *w, const pt_cluster_t *cluster, pt_observe_upevent_t ev);
+
 /** Counts a config reload attempt (main thread). */
 void pt_observe_reload(bool ok);
 

@@ -28,6 +28,7 @@ struct pt_worker {
     unsigned filter_state_cnt;
     void *upstream_http;          /* upstream/http.c per-worker state (curl multi, pools) */
     void *redis;                  /* upstream/redis.c per-worker state (connection sets), lazily */
+    void *upstream_policy;        /* upstream/policy.c: round robin, endpoint health, connection caps */
     struct pt_metrics_shard *metrics;
     void *observe;                /* observe.c per-worker state (access log, flush timer) */
     void *conns;                  /* list of live connections (listener.c) */

@@ -16,8 +16,8 @@
  * The environment variable PORTICO_UPSTREAM_NATIVE=0 sends every REST cluster
  * through libcurl (a switch for comparisons and a fallback).
  *
- * Both use the same endpoint policy: round robin per cluster per worker,
- * passive ejection after PT__UP_EJECT_AFTER consecutive connect failures.
+ * Every back end (these two and h2.c, which carries gRPC) follows the one endpoint
+ * policy of policy.c: round robin, passive ejection, retries, connection caps.
  */
 #include "upstream/call_internal.h"
 
@@ -93,29 +93,6 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-static size_t url_hash(const char *s)
-{
-    size_t h = 2166136261u;
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % PT__UP_HEALTH_BUCKETS;
-}
-
-static pt__ephealth_t *health_of(pt__upworker_t *uw, const char *url)
-{
-    size_t b = url_hash(url);
-    for (pt__ephealth_t *h = uw->health[b]; h != NULL; h = h->next)
-        if (strcmp(h->url, url) == 0)
-            return h;
-    pt__ephealth_t *h = xcalloc(1, sizeof(*h));
-    h->url = strdup(url);
-    if (h->url == NULL)
-        abort();
-    h->next = uw->health[b];
-    uw->health[b] = h;
-    return h;
-}
-
 pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl)
 {
     if (cl->index >= uw->cluster_cnt) {
@@ -130,59 +107,15 @@ pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl)
     pt__upcluster_t *s = &uw->clusters[cl->index];
     if (s->cl == cl)
         return s;
-    /* Another snapshot's cluster at this index (or the first call): start over. */
+    /* Another snapshot's cluster at this index (or the first call): decide again. */
     s->cl = cl;
-    s->next = 0;
-    free(s->health);
-    s->health = xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*s->health));
     bool native = !uw->native_off && cl->protocol == PT_PROTO_HTTP && !cl->http2 &&
                   cl->endpoint_cnt > 0;
-    for (size_t i = 0; i < cl->endpoint_cnt; i++) {
-        s->health[i] = health_of(uw, cl->endpoints[i].url);
+    for (size_t i = 0; i < cl->endpoint_cnt; i++)
         if (!pt__uph1_endpoint_ok(&cl->endpoints[i]))
             native = false;
-    }
     s->backend = native ? PT__UP_H1 : PT__UP_CURL;
     return s;
-}
-
-long pt__up_pick(pt__upworker_t *uw, const pt_cluster_t *cl, uint64_t tried, bool skip_tried)
-{
-    size_t n = cl->endpoint_cnt;
-    if (n == 0)
-        return -1;
-    pt__upcluster_t *s = pt__up_cluster(uw, cl);
-    uint64_t now = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t idx = (s->next + i) % n;
-        if (skip_tried && idx < 64 && (tried & ((uint64_t)1 << idx)) != 0)
-            continue;
-        if (s->health[idx]->eject_until_ms != 0) {
-            if (now == 0)
-                now = pt_now_ms();
-            if (s->health[idx]->eject_until_ms > now)
-                continue;
-        }
-        s->next = idx + 1;
-        return (long)idx;
-    }
-    return -1;
-}
-
-void pt__up_connect_failed(pt__upworker_t *uw, const pt_cluster_t *cl, size_t idx)
-{
-    pt__ephealth_t *h = pt__up_cluster(uw, cl)->health[idx];
-    /* Passive checks only: after the cool-down the endpoint gets traffic
-     * again, and one more failure ejects it again (fails is not reset). */
-    if (++h->fails >= PT__UP_EJECT_AFTER)
-        h->eject_until_ms = pt_now_ms() + PT__UP_EJECT_MS;
-}
-
-void pt__up_connect_ok(pt__upworker_t *uw, const pt_cluster_t *cl, size_t idx)
-{
-    pt__ephealth_t *h = pt__up_cluster(uw, cl)->health[idx];
-    h->fails = 0;
-    h->eject_until_ms = 0;
 }
 
 uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r)
@@ -194,16 +127,6 @@ uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r)
 
 static void upworker_free(pt__upworker_t *uw)
 {
-    for (size_t b = 0; b < PT__UP_HEALTH_BUCKETS; b++) {
-        while (uw->health[b] != NULL) {
-            pt__ephealth_t *h = uw->health[b];
-            uw->health[b] = h->next;
-            free(h->url);
-            free(h);
-        }
-    }
-    for (size_t i = 0; i < uw->cluster_cnt; i++)
-        free(uw->clusters[i].health);
     free(uw->clusters);
     free(uw);
 }
@@ -211,6 +134,8 @@ static void upworker_free(pt__upworker_t *uw)
 int pt_upstream_worker_init(pt_worker_t *w)
 {
     if (w == NULL || w->base == NULL)
+        return PT_ERR_INTERNAL;
+    if (w->upstream_policy == NULL && pt_policy_worker_init(w) != 0)
         return PT_ERR_INTERNAL;
     pt__upworker_t *uw = xcalloc(1, sizeof(*uw));
     uw->w = w;
@@ -231,10 +156,11 @@ void pt_upstream_worker_dispose(pt_worker_t *w)
 {
     pt__uph2_worker_dispose(w);
     pt__upworker_t *uw = w != NULL ? w->upstream_http : NULL;
-    if (uw == NULL)
-        return;
-    pt__uph1_worker_dispose(uw);
-    pt__uphttp_worker_dispose(uw);
-    upworker_free(uw);
-    w->upstream_http = NULL;
+    if (uw != NULL) {
+        pt__uph1_worker_dispose(uw);
+        pt__uphttp_worker_dispose(uw);
+        upworker_free(uw);
+        w->upstream_http = NULL;
+    }
+    pt_policy_worker_dispose(w); /* last: the back ends' pools point into it */
 }

@@ -6,8 +6,8 @@
  *           our own keep-alive pools, one writev + one read per exchange;
  *   http.c  libcurl's multi interface, for everything else (https://
  *           endpoints, `http2: true`, endpoints given by host name).
- * call.c picks one per cluster (pt__up_cluster()) and owns what both share:
- * round robin per cluster per worker and passive ejection per endpoint.
+ * call.c picks one per cluster (pt__up_cluster()); the endpoint policy both
+ * follow (and h2.c, which carries gRPC) is policy.h's.
  *
  * Every pt_upcall_t starts with a pointer to its back end's ops, so the
  * public functions in call.c dispatch without knowing the back end.
@@ -16,6 +16,7 @@
 #define PT_GATEWAY_UPSTREAM_CALL_INTERNAL_H
 
 #include "call.h"
+#include "policy.h"
 
 typedef struct pt__upcall_ops {
     void (*body_ready)(pt_upcall_t *c);
@@ -31,9 +32,12 @@ struct pt_upcall {
 
 /* ---- shared per-worker state (call.c) ------------------------------------ */
 
+/*
+ * Endpoint choice, ejection, retries and connection caps are the policy's
+ * (policy.h), shared with h2.c; call.c keeps only the choice of
+ * back end per REST cluster.
+ */
 enum {
-    PT__UP_EJECT_AFTER = 5,     /* consecutive connect failures that eject an endpoint */
-    PT__UP_EJECT_MS = 10000,    /* ... for this long */
     PT__UP_DEFAULT_TIMEOUT_MS = 15000,
     PT__UP_DEFAULT_CONNECT_MS = 5000,
     PT__UP_DEFAULT_IDLE_PER_EP = 64,
@@ -41,26 +45,14 @@ enum {
     PT__UP_HDR_MAX_CNT = 256,
 };
 
-/** Passive health of one endpoint URL on one worker (shared by every cluster naming it). */
-typedef struct pt__ephealth {
-    char *url;
-    unsigned fails;          /* consecutive connect failures */
-    uint64_t eject_until_ms; /* monotonic; 0 = not ejected */
-    struct pt__ephealth *next;
-} pt__ephealth_t;
-
 /** Back end of a REST cluster. */
 typedef enum pt__upbackend { PT__UP_CURL = 0, PT__UP_H1 = 1 } pt__upbackend_t;
 
-/** Per worker, per cluster (by cluster->index): round robin and the back end. */
+/** Per worker, per cluster (by cluster->index): the back end. */
 typedef struct pt__upcluster {
     const pt_cluster_t *cl;   /* the snapshot's cluster this slot was set up for */
-    size_t next;              /* round-robin cursor */
     pt__upbackend_t backend;
-    pt__ephealth_t **health;  /* by endpoint index */
 } pt__upcluster_t;
-
-enum { PT__UP_HEALTH_BUCKETS = 64 };
 
 /** The worker's upstream state (w->upstream_http). */
 typedef struct pt__upworker {
@@ -68,26 +60,12 @@ typedef struct pt__upworker {
     void *curl;                /* http.c */
     void *h1;                  /* h1.c */
     bool native_off;           /* PORTICO_UPSTREAM_NATIVE=0: every REST cluster through libcurl */
-    pt__ephealth_t *health[PT__UP_HEALTH_BUCKETS];
     pt__upcluster_t *clusters; /* by cluster->index */
     size_t cluster_cnt;
 } pt__upworker_t;
 
 /** The worker's state for `cl` (set up again when `cl` is another snapshot's). */
 pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl);
-
-/**
- * The next endpoint of `cl` in round-robin order that is not ejected (and,
- * with skip_tried, whose bit in `tried` is clear; indexes >= 64 are never
- * skipped), or -1. Advances the cursor.
- */
-long pt__up_pick(pt__upworker_t *uw, const pt_cluster_t *cl, uint64_t tried, bool skip_tried);
-
-/** A connection to endpoint `idx` of `cl` could not be made (ejects after PT__UP_EJECT_AFTER). */
-void pt__up_connect_failed(pt__upworker_t *uw, const pt_cluster_t *cl, size_t idx);
-
-/** A connection to endpoint `idx` of `cl` was made: clears its failures. */
-void pt__up_connect_ok(pt__upworker_t *uw, const pt_cluster_t *cl, size_t idx);
 
 /** The whole-exchange timeout of `r` in ms (route, else cluster, else default). */
 uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r);

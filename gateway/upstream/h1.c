@@ -36,15 +36,22 @@
  * length or chunking, no byte followed it, and neither side said
  * `Connection: close` (an HTTP/1.0 response never keeps it).
  *
- * Retries (the policy of http.c; endpoint choice and ejection are call.c's):
- * a request that fails on a REUSED connection before any response byte came
- * back (the upstream closed the idle connection as we wrote: the keep-alive
- * race) is sent again once on a fresh connection to the same endpoint, if it
- * is idempotent or no request body byte was taken yet. Otherwise a call
- * moves to another endpoint when the connection cannot be made (refused,
- * connect timeout), or for idempotent requests when the connection died
- * before any response byte; never once a response byte arrived or request
- * body bytes were taken, and at most `retries` times.
+ * Retries. Endpoint choice, ejection and the retry decision are policy.h's
+ * (the same for every back end); this file reports what happened. Its own
+ * rule is the keep-alive race: a request that fails on a REUSED connection
+ * before any response byte came back (the upstream closed the idle connection
+ * as we wrote) is sent again once on a fresh connection to the same endpoint,
+ * if it is idempotent or no request body byte was taken yet. A socket() or
+ * connect() that fails for lack of our own fds or buffers is a local error
+ * (503 OVERLOADED, no ejection, no retry).
+ *
+ * Connection cap. Connections per endpoint (idle ones included) are counted
+ * by the policy, at most `max_connections_per_endpoint`; a call that finds
+ * neither an idle connection nor a free slot waits in the policy's FIFO (its
+ * timer still runs to the deadline). A closing connection passes its slot to
+ * the first waiter, a connection going back to the pool is taken by it; the
+ * waiter then starts its attempt from its kick event, never from inside the
+ * code that released the connection.
  *
  * Timeouts: one timer per call, armed once for the connect (the cluster's
  * connect timeout, capped by the deadline) and once for the whole exchange;
@@ -70,6 +77,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +111,7 @@ struct h1_pool {
     h1_conn_t *idle_head;        /* newest */
     h1_conn_t *idle_tail;        /* oldest */
     unsigned idle_cnt;
+    pt_policy_ep_t *ep;          /* the policy's endpoint: health, connection count, waiters */
     h1_pool_t *next;             /* hash chain */
 };
 
@@ -124,7 +133,12 @@ typedef enum {
     P_HEAD, P_BODY_CL, P_BODY_CLOSE, P_CHUNK_SIZE, P_CHUNK_DATA, P_CHUNK_END, P_TRAILERS, P_DONE,
 } pstate_t;
 
-typedef enum { FAIL_CONNECT, FAIL_EARLY, FAIL_OTHER } fail_kind_t;
+/* The policy's kinds (policy.h), under short local names. */
+typedef pt_policy_fail_t fail_kind_t;
+#define FAIL_CONNECT PT_POLICY_FAIL_CONNECT
+#define FAIL_EARLY PT_POLICY_FAIL_EARLY
+#define FAIL_OTHER PT_POLICY_FAIL_OTHER
+#define FAIL_LOCAL PT_POLICY_FAIL_LOCAL
 
 struct h1_call {
     pt_upcall_t base;            /* first member: call.c dispatches through base.ops */
@@ -136,8 +150,11 @@ struct h1_call {
     struct event kick;           /* deferred work, activated without a syscall */
     uint64_t deadline_ms;
     size_t ep_idx;
-    uint64_t tried;              /* endpoint indexes already tried (the first 64) */
-    unsigned attempts;
+    pt_policy_try_t pol;         /* endpoints tried, attempts (policy.h) */
+    pt_policy_wait_t wait;       /* queued for a connection slot of `slot_pool` */
+    h1_pool_t *slot_pool;        /* the pool waited on, or whose slot was handed to us */
+    bool slot_granted;           /* a counted slot passed to us while we waited */
+    bool woken;                  /* the kick must start the attempt that waited */
     bool is_head;
     bool chunked_req;
     bool tunnel;                 /* the upstream answered 101 to our upgrade: a byte pipe now */
@@ -160,6 +177,7 @@ struct h1_call {
     bool head_sent;              /* on_head was called */
     bool recv_paused;
     int pending_err;             /* an errno to report from the kick (connect failed at once) */
+    int pending_st;              /* a status to fail with from the kick (queue full) */
     int send_err;                /* an errno to report from the kick (send failed in attempt) */
     /* response parser */
     pstate_t ps;
@@ -411,8 +429,11 @@ static h1_pool_t *pool_for(h1_worker_t *hw, const pt_cluster_t *cl, size_t idx)
         cc->cl = cl;
         cc->pools = xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*cc->pools));
     }
-    if (cc->pools[idx] == NULL)
+    if (cc->pools[idx] == NULL) {
         cc->pools[idx] = pool_of_url(hw, &cl->endpoints[idx]);
+        /* both keyed by URL, both live as long as the worker */
+        cc->pools[idx]->ep = pt_policy_ep(hw->uw->w, cl, idx);
+    }
     return cc->pools[idx];
 }
 
@@ -458,13 +479,17 @@ static void want_read(h1_conn_t *k, bool on)
     }
 }
 
+static void slot_released(h1_pool_t *p);
+
 static void conn_close(h1_conn_t *k)
 {
+    h1_pool_t *p = k->pool;
     want_read(k, false);
     want_write(k, false);
     close(k->fd);
     free(k->rbuf);
     free(k);
+    slot_released(p);
 }
 
 /** A new non-blocking connection to the pool's address; *err set when connect() failed at once. */
@@ -516,6 +541,31 @@ static h1_conn_t *pool_get(h1_pool_t *p, uint64_t now)
     return NULL;
 }
 
+static h1_call_t *call_of_wait(pt_policy_wait_t *wt)
+{
+    return (h1_call_t *)(void *)((char *)wt - offsetof(h1_call_t, wait));
+}
+
+/*
+ * The call waited for a connection to its endpoint and may go on: `granted`
+ * when a counted slot passed to it (a connection closed), else an idle
+ * connection waits in the pool. Runs wherever a connection was released, so
+ * the attempt itself starts from the call's kick.
+ */
+static void wake(h1_call_t *c, bool granted)
+{
+    c->slot_granted = granted;
+    c->woken = true;
+    event_active(&c->kick, EV_TIMEOUT, 0);
+}
+
+static void slot_released(h1_pool_t *p)
+{
+    pt_policy_wait_t *wt = pt_policy_conn_release(p->ep);
+    if (wt != NULL)
+        wake(call_of_wait(wt), true);
+}
+
 static void pool_put(h1_conn_t *k, unsigned max_idle, uint64_t now)
 {
     h1_pool_t *p = k->pool;
@@ -526,7 +576,7 @@ static void pool_put(h1_conn_t *k, unsigned max_idle, uint64_t now)
         conn_close(old);
     }
     if (p->idle_cnt >= max_idle) {
-        conn_close(k);
+        conn_close(k); /* its slot goes to a waiting call, if any */
         return;
     }
     k->call = NULL;
@@ -540,6 +590,11 @@ static void pool_put(h1_conn_t *k, unsigned max_idle, uint64_t now)
         p->idle_tail = k;
     p->idle_head = k;
     p->idle_cnt++;
+    /* A call waiting for a connection to this endpoint takes this one (from
+     * its kick; the connection waits in the idle list meanwhile). */
+    pt_policy_wait_t *wt = pt_policy_wait_next(p->ep);
+    if (wt != NULL)
+        wake(call_of_wait(wt), false);
 }
 
 /* ---- call lifetime -------------------------------------------------------------- */
@@ -581,6 +636,13 @@ static void leave(h1_call_t *c)
 /** Takes the connection away from the call; closes it unless `keep` (then it goes to the pool). */
 static void detach(h1_call_t *c, bool keep)
 {
+    /* Waiting for a connection, or woken with a slot not used yet: give it up. */
+    pt_policy_wait_cancel(&c->wait);
+    c->woken = false;
+    if (c->slot_granted) {
+        c->slot_granted = false;
+        slot_released(c->slot_pool);
+    }
     h1_conn_t *k = c->conn;
     if (k == NULL)
         return;
@@ -1190,17 +1252,9 @@ static bool try_again(h1_call_t *c, fail_kind_t kind)
         c->stale_retried = true;
         return attempt(c, c->ep_idx, true) == 0;
     }
-    if (c->got_bytes || c->body_read > 0 || c->attempts > r->cluster->retries)
-        return false;
-    if (kind != FAIL_CONNECT && !(kind == FAIL_EARLY && r->idempotent))
-        return false;
-    pt__upworker_t *uw = c->hw->uw;
-    long idx = pt__up_pick(uw, r->cluster, c->tried, true);
-    if (idx < 0 && kind == FAIL_EARLY) /* the request may be fine on the same host */
-        idx = pt__up_pick(uw, r->cluster, c->tried, false);
+    long idx = pt_policy_retry(c->hw->uw->w, r, &c->pol, kind, !c->got_bytes && c->body_read == 0);
     if (idx < 0)
         return false;
-    c->attempts++;
     return attempt(c, (size_t)idx, false) == 0;
 }
 
@@ -1210,8 +1264,6 @@ static void fail(h1_call_t *c, fail_kind_t kind, int st, const char *reason)
     if (c->canceled || c->finished)
         return;
     detach(c, false);
-    if (kind == FAIL_CONNECT)
-        pt__up_connect_failed(c->hw->uw, c->r->cluster, c->ep_idx);
     if (try_again(c, kind))
         return;
     c->finished = true;
@@ -1219,6 +1271,21 @@ static void fail(h1_call_t *c, fail_kind_t kind, int st, const char *reason)
     event_del(&c->kick);
     if (c->cbs.on_done != NULL)
         c->cbs.on_done(c->ud, st, reason, NULL, 0);
+}
+
+/**
+ * Connecting to the endpoint failed with errno `err` (0: timeout). Our own
+ * shortage of fds or buffers is not the endpoint's fault: 503 for this
+ * call, no ejection, no retry elsewhere (policy.h).
+ */
+static void connect_failed(h1_call_t *c, int err, const char *reason)
+{
+    const pt_cluster_t *cl = c->r->cluster;
+    h1_pool_t *p = pool_for(c->hw, cl, c->ep_idx);
+    if (pt_policy_connect_failed(c->hw->uw->w, cl, p->ep, err) == PT_POLICY_FAIL_LOCAL)
+        fail(c, FAIL_LOCAL, PT_ERR_OVERLOADED, "local resources exhausted (upstream socket)");
+    else
+        fail(c, FAIL_CONNECT, PT_ERR_UNAVAILABLE, reason);
 }
 
 static void fail_io(h1_call_t *c, int err)
@@ -1258,7 +1325,7 @@ static void on_eof(h1_call_t *c, int err)
 static void connected(h1_call_t *c)
 {
     c->connecting = false;
-    pt__up_connect_ok(c->hw->uw, c->r->cluster, c->ep_idx);
+    pt_policy_connect_ok(pool_for(c->hw, c->r->cluster, c->ep_idx)->ep);
     arm_timer(c, c->deadline_ms); /* the connect timeout no longer applies */
     send_step(c);
 }
@@ -1272,7 +1339,7 @@ static void connect_result(h1_call_t *c)
     if (err == EINPROGRESS || err == EALREADY)
         return;
     if (err != 0) {
-        fail(c, FAIL_CONNECT, PT_ERR_UNAVAILABLE, "upstream connection refused");
+        connect_failed(c, err, "upstream connection refused");
         return;
     }
     connected(c);
@@ -1324,21 +1391,36 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
     c->out_off = 0;
     c->send_done = c->send_aborted = c->send_paused = false;
     c->ep_idx = idx;
-    if (idx < 64)
-        c->tried |= (uint64_t)1 << idx;
     c->got_bytes = c->head_sent = c->recv_paused = false;
-    c->pending_err = c->send_err = 0;
+    c->pending_err = c->send_err = c->pending_st = 0;
     c->ps = P_HEAD;
     c->status = 0;
     c->scan = 0;
 
-    h1_conn_t *k = fresh ? NULL : pool_get(p, now);
+    /* A slot handed to us goes to a new connection; otherwise an idle
+     * connection, else a new one within max_connections_per_endpoint. */
+    h1_conn_t *k = fresh || c->slot_granted ? NULL : pool_get(p, now);
     c->reused = k != NULL;
     c->connecting = false;
     if (k == NULL) {
+        if (!c->slot_granted) {
+            int rc = pt_policy_conn_acquire(c->hw->uw->w, cl, p->ep, &c->wait);
+            if (rc == PT_POLICY_QUEUED) { /* woken by a released connection; the deadline holds */
+                c->slot_pool = p;
+                arm_timer(c, c->deadline_ms);
+                return 0;
+            }
+            if (rc != PT_POLICY_GRANTED) {
+                c->pending_st = rc;
+                event_active(&c->kick, EV_TIMEOUT, 0);
+                return 0;
+            }
+        }
+        c->slot_granted = false; /* the connection owns the slot from here on */
         int err;
         k = conn_open(c->hw, p, &c->connecting, &err);
         if (k == NULL) {
+            slot_released(p);
             c->pending_err = err ? err : ECONNREFUSED;
             event_active(&c->kick, EV_TIMEOUT, 0);
             return 0;
@@ -1437,9 +1519,18 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     h1_call_t *c = arg;
     enter(c);
-    if (c->pending_err != 0) {
+    if (c->woken) {
+        c->woken = false;
+        if (attempt(c, c->ep_idx, false) != 0)
+            fail(c, FAIL_OTHER, PT_ERR_TIMEOUT, "upstream timeout");
+    } else if (c->pending_st != 0) {
+        int st = c->pending_st;
+        c->pending_st = 0;
+        fail(c, FAIL_LOCAL, st, "upstream connection queue full");
+    } else if (c->pending_err != 0) {
+        int err = c->pending_err;
         c->pending_err = 0;
-        fail(c, FAIL_CONNECT, PT_ERR_UNAVAILABLE, "upstream connection refused");
+        connect_failed(c, err, "upstream connection refused");
     } else if (c->send_err != 0) {
         int err = c->send_err;
         c->send_err = 0;
@@ -1457,7 +1548,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     h1_call_t *c = arg;
     enter(c);
     if (c->connecting && pt_now_ms() < c->deadline_ms)
-        fail(c, FAIL_CONNECT, PT_ERR_UNAVAILABLE, "upstream connect timeout");
+        connect_failed(c, 0, "upstream connect timeout");
     else
         fail(c, FAIL_OTHER, PT_ERR_TIMEOUT, "upstream timeout");
     leave(c);
@@ -1526,7 +1617,8 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
         return PT_ERR_UNAVAILABLE;
     if (!token_ok(r->method) || (r->path.len > 0 && !token_ok(r->path)))
         return PT_ERR_INVALID; /* would break the request line */
-    long idx = pt__up_pick(uw, r->cluster, 0, false);
+    pt_policy_try_t pol = {0};
+    long idx = pt_policy_pick(uw->w, r->cluster, &pol);
     if (idx < 0) /* every endpoint is ejected: fail fast */
         return PT_ERR_UNAVAILABLE;
 
@@ -1549,7 +1641,7 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
     c->ud = ud;
     c->is_head = pt_str_eq(r->method, PT_STR("HEAD"));
     c->deadline_ms = pt_now_ms() + pt__up_timeout_ms(r);
-    c->attempts = 1;
+    c->pol = pol;
     c->ep_idx = (size_t)idx;
     evtimer_assign(&c->timer, hw->base, on_timer, c);
     event_assign(&c->kick, hw->base, -1, 0, on_kick, c);
@@ -1580,6 +1672,11 @@ void pt__uph1_worker_dispose(pt__upworker_t *uw)
     h1_worker_t *hw = uw->h1;
     if (hw == NULL)
         return;
+    for (h1_call_t *c = hw->calls; c != NULL; c = c->next) {
+        /* no closing connection may hand its slot to a call being freed */
+        pt_policy_wait_cancel(&c->wait);
+        c->slot_granted = false;
+    }
     while (hw->calls != NULL) { /* dropped without callbacks: the worker is exiting */
         h1_call_t *c = hw->calls;
         hw->calls = c->next;

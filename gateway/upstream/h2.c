@@ -9,7 +9,7 @@
  *   call -> pool (endpoint URL, TLS settings) -> connection with a free
  *   stream slot (fill first; the server's SETTINGS_MAX_CONCURRENT_STREAMS is
  *   respected, another connection is opened when every one is full, at most
- *   MAX_CONNS_PER_EP) -> one stream.
+ *   max_connections_per_endpoint, policy.h) -> one stream.
  *
  * `http://` endpoints speak h2c with prior knowledge; `https://` ones TLS
  * through OpenSSL on the socket, ALPN "h2" required (no fallback).
@@ -26,7 +26,8 @@
  * retried once, on another connection, replaying the request body from a copy
  * kept until the response head arrives (at most REPLAY_MAX bytes, else no
  * retry). A connection that could not be made is retried on another endpoint
- * (`retries` of the cluster), like http.c. A connection that died after the
+ * (`retries` of the cluster). Endpoint choice, ejection and these retry
+ * decisions are policy.h's, as for every back end. A connection that died after the
  * request went out fails the call with PT_ERR_UPSTREAM unless the request is
  * idempotent and no response byte came. Timeouts cover the whole exchange;
  * expiry and cancellation send RST_STREAM(CANCEL).
@@ -66,15 +67,12 @@ enum {
     HDR_MAX_BYTES = 64 * 1024,       /* response head (or trailers): sum of name+value+32 */
     HDR_MAX_CNT = 256,
     REPLAY_MAX = 64 * 1024,          /* request body kept for a safe retry */
-    MAX_CONNS_PER_EP = 8,
     ASSUMED_MAX_STREAMS = 100,       /* until the server's SETTINGS arrive */
     STREAM_WINDOW = 256 * 1024,
     CONN_WINDOW = 16 * 1024 * 1024,
     IDLE_MS = 60000,                 /* connection without streams is closed after */
     DEFAULT_TIMEOUT_MS = 15000,
     DEFAULT_CONNECT_MS = 5000,
-    EJECT_AFTER = 5,
-    EJECT_MS = 10000,
     RBUF_SIZE = 64 * 1024,
     WBUF_HIGH = 64 * 1024,           /* serialise frames up to this much per write */
     HELD_CHUNK = 16 * 1024,          /* held bytes are re-delivered in slices of this */
@@ -86,7 +84,7 @@ typedef struct h2conn conn_t;
 typedef struct h2call call_t;
 
 /* How a failed attempt may be retried. */
-typedef enum { K_NONE = 0, K_CONNECT, K_REFUSED, K_EARLY, K_OTHER } fail_kind_t;
+typedef enum { K_NONE = 0, K_CONNECT, K_REFUSED, K_EARLY, K_OTHER, K_LOCAL } fail_kind_t;
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -186,11 +184,6 @@ static const pt_header_t *hstore_view(hstore_t *s)
 
 /* ---- state -------------------------------------------------------------- */
 
-typedef struct cursor {
-    const pt_cluster_t *cl;
-    size_t next;
-} cursor_t;
-
 struct h2w {
     pt_worker_t *w;
     unsigned depth;
@@ -201,8 +194,6 @@ struct h2w {
     conn_t *dead;                  /* failed or closed at depth > 0 */
     struct event done_ev;
     bool done_sched;
-    cursor_t *cursors;             /* by cluster->index */
-    size_t cursor_cnt;
     struct evdns_base *dns;
     pt_uph2_stats_t stats;
     h2w_t *tl_next;
@@ -218,8 +209,7 @@ struct h2pool {
     SSL_CTX *ssl_ctx;
     conn_t *conns;
     unsigned nconns;
-    unsigned fails;                /* consecutive connect failures */
-    uint64_t eject_until_ms;
+    pt_policy_ep_t *ep;            /* the policy's endpoint (health); outlives the pool */
     uint32_t max_streams;          /* the server's last SETTINGS_MAX_CONCURRENT_STREAMS (0: unknown) */
     pool_t *next;
 };
@@ -257,6 +247,7 @@ struct h2conn {
     char *wbuf;
     size_t woff, wlen, wcap;
     uint64_t connect_ms;           /* connect timeout */
+    int sys_err;                   /* errno of a failed socket()/connect(), for the policy */
     resolve_t *res;
     conn_t *prev, *next;           /* pool->conns */
     conn_t *dead_next;
@@ -271,9 +262,7 @@ struct h2call {
     conn_t *conn;                  /* connection of the current attempt, while its stream is open */
     int32_t sid;
     size_t ep_idx;
-    uint64_t tried;                /* endpoint indexes tried (the first 64) */
-    unsigned attempts;
-    bool refused_retried;
+    pt_policy_try_t pol;           /* endpoints tried, attempts (policy.h) */
     uint64_t deadline_ms;
     struct event tmo;
     /* per attempt */
@@ -386,27 +375,33 @@ static const char *tls_name(const pt_cluster_t *cl, const pt_endpoint_t *ep, cha
     return buf;
 }
 
-static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep)
+/* Same URL and TLS settings, and the same endpoint for the policy (which keys https:// ones by
+ * their authority too), so connect failures land on the endpoint the cluster's picks check. */
+static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep,
+                         const pt_policy_ep_t *pe)
 {
     char nbuf[256];
     const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
     const char *ca = cl->ca_file != NULL ? cl->ca_file : "";
     for (pool_t *p = hw->pools; p != NULL; p = p->next)
         if (strcmp(p->url, ep->url) == 0 && p->verify == cl->tls_verify &&
-            strcmp(p->ca_file, ca) == 0 && strcmp(p->tls_name, name) == 0)
+            strcmp(p->ca_file, ca) == 0 && strcmp(p->tls_name, name) == 0 && p->ep == pe)
             return p;
     return NULL;
 }
 
-static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep)
+static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, size_t idx)
 {
-    pool_t *p = pool_find(hw, cl, ep);
+    const pt_endpoint_t *ep = &cl->endpoints[idx];
+    pt_policy_ep_t *pe = pt_policy_ep(hw->w, cl, idx);
+    pool_t *p = pool_find(hw, cl, ep, pe);
     if (p != NULL)
         return p;
     char nbuf[256];
     const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
     p = xcalloc(1, sizeof(*p));
     p->hw = hw;
+    p->ep = pe;
     p->url = xstrdup(ep->url);
     p->host = xstrdup(ep->host);
     p->tls_name = xstrdup(name);
@@ -420,44 +415,6 @@ static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *
     p->next = hw->pools;
     hw->pools = p;
     return p;
-}
-
-static cursor_t *cursor_of(h2w_t *hw, const pt_cluster_t *cl)
-{
-    if (cl->index >= hw->cursor_cnt) {
-        size_t cnt = (size_t)cl->index + 8;
-        hw->cursors = xrealloc(hw->cursors, cnt * sizeof(*hw->cursors));
-        memset(hw->cursors + hw->cursor_cnt, 0, (cnt - hw->cursor_cnt) * sizeof(*hw->cursors));
-        hw->cursor_cnt = cnt;
-    }
-    cursor_t *cur = &hw->cursors[cl->index];
-    if (cur->cl != cl) {
-        cur->cl = cl;
-        cur->next = 0;
-    }
-    return cur;
-}
-
-/** The next endpoint in round-robin order that is not ejected (nor tried, when asked), or -1. */
-static long pick_endpoint(h2w_t *hw, call_t *c, bool skip_tried)
-{
-    const pt_cluster_t *cl = c->r->cluster;
-    size_t n = cl->endpoint_cnt;
-    if (n == 0)
-        return -1;
-    cursor_t *cur = cursor_of(hw, cl);
-    uint64_t now = mono_ms();
-    for (size_t i = 0; i < n; i++) {
-        size_t idx = (cur->next + i) % n;
-        if (skip_tried && idx < 64 && (c->tried & ((uint64_t)1 << idx)) != 0)
-            continue;
-        pool_t *p = pool_find(hw, cl, &cl->endpoints[idx]);
-        if (p != NULL && p->eject_until_ms > now)
-            continue;
-        cur->next = idx + 1;
-        return (long)idx;
-    }
-    return -1;
 }
 
 /* ---- stream table --------------------------------------------------------- */
@@ -648,25 +605,16 @@ static void call_free(call_t *c)
 static bool retry(call_t *c)
 {
     h2w_t *hw = c->hw;
-    if (c->fkind == K_NONE || c->fkind == K_OTHER || c->got_head || c->no_replay)
+    static const pt_policy_fail_t kinds[] = {
+        [K_NONE] = PT_POLICY_FAIL_OTHER,     [K_CONNECT] = PT_POLICY_FAIL_CONNECT,
+        [K_REFUSED] = PT_POLICY_FAIL_REFUSED, [K_EARLY] = PT_POLICY_FAIL_EARLY,
+        [K_OTHER] = PT_POLICY_FAIL_OTHER,    [K_LOCAL] = PT_POLICY_FAIL_LOCAL,
+    };
+    if (c->fkind == K_LOCAL)
+        pt_policy_count_local(hw->w, c->r->cluster);
+    if (c->fkind == K_NONE || mono_ms() >= c->deadline_ms)
         return false;
-    if (mono_ms() >= c->deadline_ms)
-        return false;
-    long idx;
-    if (c->fkind == K_CONNECT) {
-        if (c->attempts > c->r->cluster->retries)
-            return false;
-        idx = pick_endpoint(hw, c, true);
-    } else {
-        if (c->fkind == K_EARLY && !c->r->idempotent)
-            return false;
-        if (c->refused_retried)
-            return false;
-        c->refused_retried = true;
-        idx = pick_endpoint(hw, c, true);
-        if (idx < 0) /* the request may be fine on the same host, another connection */
-            idx = pick_endpoint(hw, c, false);
-    }
+    long idx = pt_policy_retry(hw->w, c->r, &c->pol, kinds[c->fkind], !c->got_head && !c->no_replay);
     if (idx < 0)
         return false;
     hw->stats.retries++;
@@ -1074,8 +1022,7 @@ static void conn_ready(conn_t *k)
 {
     k->st = C_READY;
     k->ever_ready = true;
-    k->pool->fails = 0;
-    k->pool->eject_until_ms = 0;
+    pt_policy_connect_ok(k->pool->ep);
     event_del(&k->timer);
     if (k->active == 0)
         arm_timer(k, IDLE_MS);
@@ -1132,6 +1079,7 @@ static void on_conn_write(evutil_socket_t fd, short what, void *arg)
         int err = 0;
         socklen_t elen = sizeof(err);
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+            k->sys_err = err;
             conn_fail(k, PT_ERR_UNAVAILABLE, "upstream connection refused");
         } else if (k->ssl != NULL) {
             k->st = C_HANDSHAKE;
@@ -1241,11 +1189,14 @@ static int conn_setup_tls(conn_t *k)
 static int conn_connect(conn_t *k, const struct sockaddr *sa, socklen_t salen)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
+        k->sys_err = errno;
         return -1;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
+        k->sys_err = errno;
         close(fd);
         return -1;
     }
@@ -1283,8 +1234,8 @@ static void on_resolved(int err, struct evutil_addrinfo *ai, void *arg)
     leave(hw);
 }
 
-/* A new connection of pool `p` (connecting). NULL when the socket could not be made. */
-static conn_t *conn_new(pool_t *p, uint64_t connect_ms)
+/* A new connection of pool `p` (connecting). NULL when the socket could not be made (*err). */
+static conn_t *conn_new(pool_t *p, uint64_t connect_ms, int *err)
 {
     pthread_once(&callbacks_once, callbacks_init);
     h2w_t *hw = p->hw;
@@ -1349,6 +1300,7 @@ static conn_t *conn_new(pool_t *p, uint64_t connect_ms)
     }
     return k;
 fail:
+    *err = k->sys_err;
     conn_fail(k, PT_ERR_UNAVAILABLE, "upstream connect failed");
     return NULL;
 }
@@ -1364,10 +1316,9 @@ static void conn_fail(conn_t *k, int st, const char *why)
     bool connected = k->ever_ready;
     k->st = C_CLOSED;
     pool_t *p = k->pool;
-    if (!connected && !k->closing) {
-        if (++p->fails >= EJECT_AFTER)
-            p->eject_until_ms = mono_ms() + EJECT_MS;
-    }
+    bool local = false; /* our own shortage (fds, buffers): not the endpoint's failure */
+    if (!connected && !k->closing)
+        local = pt_policy_connect_failed(k->hw->w, NULL, p->ep, k->sys_err) == PT_POLICY_FAIL_LOCAL;
     if (k->prev != NULL)
         k->prev->next = k->next;
     else
@@ -1396,15 +1347,18 @@ static void conn_fail(conn_t *k, int st, const char *why)
         }
         fail_kind_t kind;
         if (!connected)
-            kind = K_CONNECT;
+            kind = local ? K_LOCAL : K_CONNECT;
         else if (!c->headers_sent)
             kind = K_REFUSED; /* nothing of it reached the server */
         else if (!c->got_head)
             kind = K_EARLY;
         else
             kind = K_OTHER;
-        call_finish(c, connected ? PT_ERR_UPSTREAM : st,
-                    c->got_head ? "upstream connection broken" : why, kind);
+        if (local)
+            call_finish(c, PT_ERR_OVERLOADED, "local resources exhausted (upstream socket)", kind);
+        else
+            call_finish(c, connected ? PT_ERR_UPSTREAM : st,
+                        c->got_head ? "upstream connection broken" : why, kind);
     }
     k->active = 0;
     k->dead_next = k->hw->dead;
@@ -1428,21 +1382,35 @@ static void conn_free(conn_t *k)
     free(k);
 }
 
-/* A connection of `p` with a free stream slot, a new one, or the least loaded. */
-static conn_t *conn_pick(pool_t *p, uint64_t connect_ms)
+/*
+ * A connection of `p` with a free stream slot, a new one (within
+ * max_connections_per_endpoint), or the least loaded one, where nghttp2 holds
+ * the HEADERS until a stream slot frees: those are the pending calls, at most
+ * max_pending_per_endpoint. NULL with *err (errno of a failed socket) or
+ * *overflow (the queue is full).
+ */
+static conn_t *conn_pick(pool_t *p, const pt_cluster_t *cl, uint64_t connect_ms, int *err,
+                         bool *overflow)
 {
     conn_t *least = NULL;
+    size_t pending = 0;
     for (conn_t *k = p->conns; k != NULL; k = k->next) {
         if (k->goaway || k->st == C_CLOSED)
             continue;
-        if (k->active < conn_max_streams(k))
+        uint32_t max = conn_max_streams(k);
+        if (k->active < max)
             return k;
+        pending += k->active - max;
         if (least == NULL || k->active < least->active)
             least = k;
     }
-    if (p->nconns < MAX_CONNS_PER_EP || least == NULL)
-        return conn_new(p, connect_ms);
-    return least; /* nghttp2 holds the HEADERS until a slot frees */
+    if (p->nconns < pt_policy_max_conns(cl, true) || least == NULL)
+        return conn_new(p, connect_ms, err);
+    if (pending >= pt_policy_max_pending(cl)) {
+        *overflow = true;
+        return NULL;
+    }
+    return least;
 }
 
 /* ---- submitting a request ------------------------------------------------------- */
@@ -1545,9 +1513,6 @@ static void attempt(call_t *c, size_t idx)
     h2w_t *hw = c->hw;
     const pt_cluster_t *cl = c->r->cluster;
     c->ep_idx = idx;
-    if (idx < 64)
-        c->tried |= (uint64_t)1 << idx;
-    c->attempts++;
     c->headers_sent = c->got_head = c->got_end = c->hdr_overflow = c->deferred = false;
     c->status = 0;
     c->hdr_bytes = 0;
@@ -1559,15 +1524,24 @@ static void attempt(call_t *c, size_t idx)
     c->fkind = K_NONE;
     c->sid = 0;
     uint64_t conn_ms = cl->connect_timeout_ms ? cl->connect_timeout_ms : DEFAULT_CONNECT_MS;
-    pool_t *p = pool_get(hw, cl, &cl->endpoints[idx]);
+    pool_t *p = pool_get(hw, cl, idx);
+    int err = 0;
+    bool overflow = false;
     for (int tries = 0; tries < 3; tries++) {
-        conn_t *k = conn_pick(p, conn_ms);
+        conn_t *k = conn_pick(p, cl, conn_ms, &err, &overflow);
         if (k == NULL || k->st == C_CLOSED) /* failed at once (or resolved and failed) */
             break;
         if (submit(c, k) == 0)
             return;
     }
-    call_finish(c, PT_ERR_UNAVAILABLE, "upstream connection failed", K_CONNECT);
+    if (overflow) {
+        pt_policy_count_overflow(hw->w, cl);
+        call_finish(c, PT_ERR_OVERLOADED, "upstream connection queue full", K_OTHER);
+    } else if (pt_policy_errno_local(err)) {
+        call_finish(c, PT_ERR_OVERLOADED, "local resources exhausted (upstream socket)", K_LOCAL);
+    } else {
+        call_finish(c, PT_ERR_UNAVAILABLE, "upstream connection failed", K_CONNECT);
+    }
 }
 
 /* ---- the ops of a call ----------------------------------------------------------- */
@@ -1668,7 +1642,7 @@ static void h2_cancel(pt_upcall_t *b)
 static const char *h2_endpoint(const pt_upcall_t *b)
 {
     const call_t *c = (const call_t *)b;
-    return c->attempts > 0 ? c->r->cluster->endpoints[c->ep_idx].url : NULL;
+    return c->pol.attempts > 0 ? c->r->cluster->endpoints[c->ep_idx].url : NULL;
 }
 
 static const pt__upcall_ops_t h2_ops = {
@@ -1709,7 +1683,7 @@ int pt__uph2_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs
     c->r = r;
     c->cbs = *cbs;
     c->ud = ud;
-    long idx = pick_endpoint(hw, c, false);
+    long idx = pt_policy_pick(w, r->cluster, &c->pol);
     if (idx < 0) {
         free(c);
         return PT_ERR_UNAVAILABLE;
@@ -1763,7 +1737,6 @@ void pt__uph2_worker_dispose(pt_worker_t *w)
     }
     if (hw->dns != NULL)
         evdns_base_free(hw->dns, 1);
-    free(hw->cursors);
     for (h2w_t **pp = &tl_workers; *pp != NULL; pp = &(*pp)->tl_next) {
         if (*pp == hw) {
             *pp = hw->tl_next;

@@ -18,15 +18,12 @@
  * the outermost libcurl call returns (after_curl). on_done always runs at
  * depth 0, from the completion queue, so it may start or cancel calls freely.
  *
- * Policy (shared with h1.c; call.c keeps the state). Endpoints are picked
- * round robin (a cursor per cluster per worker). A call moves to another
- * endpoint when the connection cannot be made (refused, unresolvable,
- * connect timeout), and, for idempotent requests, when the connection died
- * before any response byte; never once a response byte arrived or a request
- * body byte was taken from the caller, and at most `retries` times.
- * PT__UP_EJECT_AFTER consecutive connect failures take an endpoint out for
- * PT__UP_EJECT_MS (passive health); with every endpoint out, calls
- * fail fast with PT_ERR_UNAVAILABLE. The timeout covers the whole exchange
+ * Policy: policy.h's, like every back end (round robin, passive ejection,
+ * retries on another endpoint when the connection cannot be made or, for
+ * idempotent requests, died before any response byte). This file only says
+ * what happened: never replayable once a response byte arrived or a request
+ * body byte was taken from the caller; a connect failure for lack of our own
+ * fds or buffers (CURLINFO_OS_ERRNO) is a local error, not the endpoint's. The timeout covers the whole exchange
  * (the route's, else the cluster's), like Envoy's route timeout.
  *
  * libcurl 7.88 (Debian 12) cannot reuse an HTTP/2 prior-knowledge (h2c)
@@ -206,8 +203,8 @@ struct uph_call {
     char *target;
     char *url;
     size_t ep_idx;
-    uint64_t tried;            /* endpoint indexes already tried (the first 64) */
-    unsigned attempts;
+    pt_policy_try_t pol;       /* endpoints tried, attempts (policy.h) */
+    int sock_err;              /* errno of a failed socket() in this attempt (on_opensocket) */
     uint64_t deadline_ms;
     /* per attempt */
     bool connected;            /* the connection was made (or reused) */
@@ -235,12 +232,9 @@ static void curl_global(void)
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* ---- endpoint policy (call.c) -------------------------------------------- */
-
-/** The next endpoint in round-robin order that is not ejected (and not yet tried), or -1. */
-static long pick_endpoint(uph_worker_t *hw, uph_call_t *c, bool skip_tried)
+static pt_policy_ep_t *ep_of(uph_call_t *c)
 {
-    return pt__up_pick(hw->uw, c->r->cluster, c->tried, skip_tried);
+    return pt_policy_ep(c->hw->uw->w, c->r->cluster, c->ep_idx);
 }
 
 /* ---- entering and leaving libcurl ----------------------------------------- */
@@ -609,8 +603,21 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
     (void)local_port;
     uph_call_t *c = ud;
     c->connected = true;
-    pt__up_connect_ok(c->hw->uw, c->r->cluster, c->ep_idx);
+    pt_policy_connect_ok(ep_of(c));
     return CURL_PREREQFUNC_OK;
+}
+
+/* libcurl 7.88 reports a failed socket() as CURLE_COULDNT_CONNECT without its
+ * errno (CURLINFO_OS_ERRNO stays 0), so the socket is made here and the errno
+ * kept: EMFILE must not count against the endpoint (policy.h). */
+static curl_socket_t on_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    uph_call_t *c = ud;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s == CURL_SOCKET_BAD)
+        c->sock_err = errno;
+    return s;
 }
 
 /* ---- call setup ------------------------------------------------------------ */
@@ -740,6 +747,7 @@ static void init_easy(uph_worker_t *hw, CURL *e)
     curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, hw);
 }
@@ -756,6 +764,7 @@ static void configure_easy(uph_call_t *c)
     curl_easy_setopt(e, CURLOPT_READDATA, c);
     curl_easy_setopt(e, CURLOPT_SEEKDATA, c);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, c);
     curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, c->target);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
 
@@ -824,10 +833,8 @@ static bool set_attempt(uph_call_t *c, size_t idx)
     c->url[ulen + 1] = '\0';
 
     c->ep_idx = idx;
-    if (idx < 64)
-        c->tried |= (uint64_t)1 << idx;
-    c->attempts++;
     c->connected = c->got_bytes = c->head_sent = false;
+    c->sock_err = 0;
     c->recv_paused = c->send_paused = false;
     c->status = 0;
     c->fail_st = 0;
@@ -872,7 +879,15 @@ static void free_call(uph_call_t *c)
 
 /* ---- completion -------------------------------------------------------------- */
 
-typedef enum { FAIL_NONE, FAIL_CONNECT, FAIL_EARLY, FAIL_OTHER } fail_kind_t;
+/* The policy's kinds (policy.h), under short local names, plus "no failure". */
+typedef int fail_kind_t;
+enum {
+    FAIL_NONE = -1,
+    FAIL_CONNECT = PT_POLICY_FAIL_CONNECT,
+    FAIL_EARLY = PT_POLICY_FAIL_EARLY,
+    FAIL_OTHER = PT_POLICY_FAIL_OTHER,
+    FAIL_LOCAL = PT_POLICY_FAIL_LOCAL,
+};
 
 static fail_kind_t classify(uph_call_t *c, CURLcode res, int *st, const char **reason)
 {
@@ -937,14 +952,8 @@ static fail_kind_t classify(uph_call_t *c, CURLcode res, int *st, const char **r
 /** Tries the request again on another endpoint. True when a new attempt started. */
 static bool retry(uph_worker_t *hw, uph_call_t *c, fail_kind_t kind)
 {
-    const pt_upcall_req_t *r = c->r;
-    if (c->got_bytes || c->body_read > 0 || c->attempts > r->cluster->retries)
-        return false;
-    if (kind != FAIL_CONNECT && !(kind == FAIL_EARLY && r->idempotent))
-        return false;
-    long idx = pick_endpoint(hw, c, true);
-    if (idx < 0 && kind == FAIL_EARLY) /* the request may be fine on the same host */
-        idx = pick_endpoint(hw, c, false);
+    long idx = pt_policy_retry(hw->uw->w, c->r, &c->pol, (pt_policy_fail_t)kind,
+                               !c->got_bytes && c->body_read == 0);
     if (idx < 0 || !set_attempt(c, (size_t)idx))
         return false;
     add_now(hw, c);
@@ -960,8 +969,17 @@ static void finish(uph_worker_t *hw, uph_call_t *c, CURLcode res)
     int st;
     const char *reason;
     fail_kind_t kind = classify(c, res, &st, &reason);
-    if (kind == FAIL_CONNECT)
-        pt__up_connect_failed(hw->uw, c->r->cluster, c->ep_idx);
+    if (kind == FAIL_CONNECT) {
+        long err = c->sock_err;
+        if (err == 0)
+            curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &err);
+        if (pt_policy_connect_failed(hw->uw->w, c->r->cluster, ep_of(c), (int)err) ==
+            PT_POLICY_FAIL_LOCAL) {
+            kind = FAIL_LOCAL;
+            st = PT_ERR_OVERLOADED;
+            reason = "local resources exhausted (upstream socket)";
+        }
+    }
     if (kind != FAIL_NONE && retry(hw, c, kind))
         return;
     const pt_header_t *t = st == 0 ? hstore_view(&c->trailers) : NULL;
@@ -1074,7 +1092,7 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
     c->r = r;
     c->cbs = *cbs;
     c->ud = ud;
-    long idx = pick_endpoint(hw, c, false);
+    long idx = pt_policy_pick(uw->w, r->cluster, &c->pol);
     if (idx < 0) { /* every endpoint is ejected: fail fast */
         free(c);
         return PT_ERR_UNAVAILABLE;

@@ -12,6 +12,7 @@ keeps the temp directory for debugging.
 import http.server
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -197,7 +198,7 @@ class EchoServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class Portico:
     """A running portico process with its config in a temp dir."""
 
-    def __init__(self, config_text, workers=1, extra_files=None, args=None):
+    def __init__(self, config_text, workers=1, extra_files=None, args=None, nofile=None):
         self.dir = tempfile.mkdtemp(prefix="portico-test-")
         self.config_path = os.path.join(self.dir, "portico.yaml")
         for name, content in (extra_files or {}).items():
@@ -207,8 +208,11 @@ class Portico:
         self.log_path = os.path.join(self.dir, "portico.log")
         self.log = open(self.log_path, "wb")
         cmd = [BIN, "-c", self.config_path, "-w", str(workers)] + (args or [])
+        # nofile: a small RLIMIT_NOFILE for the process (fd-exhaustion tests)
+        limit = None if nofile is None else (lambda: resource.setrlimit(
+            resource.RLIMIT_NOFILE, (nofile, nofile)))
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     cwd=self.dir)
+                                     cwd=self.dir, preexec_fn=limit)
 
     def write_config(self, text):
         tmp = self.config_path + ".tmp"

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -47,6 +48,7 @@
 #include "httpsrv.h"
 #include "upstream/call.h"
 #include "upstream/call_internal.h"
+#include "upstream/policy.h"
 #include "worker.h"
 
 /* ---- the client side --------------------------------------------------------- */
@@ -264,6 +266,99 @@ static void tcall_free(tcall_t *t)
 {
     free(t->body);
     t->body = NULL;
+}
+
+/* ---- fd exhaustion (issue 14 bug 2) ------------------------------------------------ */
+
+typedef struct fdhog {
+    struct rlimit old;
+    int fds[4096];
+    size_t cnt;
+} fdhog_t;
+
+/* Takes every free fd (the loop may have closed some, e.g. a pooled connection). */
+static void fds_top_up(fdhog_t *h)
+{
+    int fd;
+    while (h->cnt < sizeof(h->fds) / sizeof(h->fds[0]) && (fd = open("/dev/null", O_RDONLY)) >= 0)
+        h->fds[h->cnt++] = fd;
+}
+
+/* Makes every further socket() of this process fail with EMFILE: a low soft
+ * RLIMIT_NOFILE, then /dev/null opened until the table is full. */
+static void fds_exhaust(fdhog_t *h)
+{
+    h->cnt = 0;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &h->old), 0);
+    int top = open("/dev/null", O_RDONLY);
+    assert_true(top >= 0);
+    close(top);
+    struct rlimit low = h->old;
+    low.rlim_cur = (rlim_t)top + 64 < h->old.rlim_cur ? (rlim_t)top + 64 : h->old.rlim_cur;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    fds_top_up(h);
+    assert_int_equal(errno, EMFILE);
+    assert_true(socket(AF_INET, SOCK_STREAM, 0) < 0);
+}
+
+static void fds_release(fdhog_t *h)
+{
+    while (h->cnt > 0)
+        close(h->fds[--h->cnt]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &h->old), 0);
+}
+
+/*
+ * Running out of fds is Portico's own failure: every call gets
+ * PT_ERR_OVERLOADED (503), and the healthy endpoint is never ejected, so the
+ * first call after the shortage goes through (it used to be refused up front
+ * for the 10 s of an ejection after 5 such failures).
+ */
+static void fd_exhaustion_round(tcluster_t *c, const char *path)
+{
+    static fdhog_t hog;
+    enum { N = 2 * PT_POLICY_EJECT_AFTER };
+    int rcs[N], sts[N], heads[N];
+    fds_exhaust(&hog);
+    for (int i = 0; i < N; i++) {
+        fds_top_up(&hog);
+        pt_upcall_req_t r = mkreq(&c->cl, "GET", path);
+        tcall_t t = {0};
+        rcs[i] = pt_upcall_start(&E->w, &r, &CBS, &t, &t.call);
+        if (rcs[i] == 0)
+            run(&t);
+        sts[i] = t.st;
+        heads[i] = t.heads;
+        tcall_free(&t);
+    }
+    fds_release(&hog); /* before any assertion: a failure must not starve the next tests */
+    for (int i = 0; i < N; i++) {
+        if (rcs[i] != 0 || sts[i] != PT_ERR_OVERLOADED)
+            print_message("call %d: start %d, status %d\n", i, rcs[i], sts[i]);
+        assert_int_equal(rcs[i], 0);
+        assert_int_equal(sts[i], PT_ERR_OVERLOADED);
+        assert_int_equal(heads[i], 0);
+    }
+    assert_int_equal(pt_status_http(PT_ERR_OVERLOADED), 503);
+    pt_upcall_req_t r = mkreq(&c->cl, "GET", path);
+    tcall_t t = {0};
+    start_ok(&t, &r);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.status, 200);
+    tcall_free(&t);
+}
+
+static void test_fd_exhaustion_no_ejection(void **state)
+{
+    (void)state;
+    /* a server no earlier test used: no pooled connection to reuse */
+    static tsrv_t fresh;
+    srv_start(&fresh, 'a');
+    tcluster_t c;
+    cluster_init(&c, &fresh.port, 1);
+    fd_exhaustion_round(&c, "/hello");
+    srv_stop(&fresh);
 }
 
 /* ---- tests ---------------------------------------------------------------------- */
@@ -927,6 +1022,23 @@ static void test_h2_prior_knowledge(void **state)
     h2srv_stop(&h);
 }
 
+/* The same for the HTTP/2 client (h2c). */
+static void test_h2_fd_exhaustion_no_ejection(void **state)
+{
+    (void)state;
+    static h2srv_t h; /* static: group_teardown may still need it after a failed assertion */
+    if (!h2srv_start(&h, false)) {
+        h2srv_stop(&h);
+        skip();
+        return;
+    }
+    tcluster_t c;
+    cluster_init(&c, &h.port, 1);
+    c.cl.http2 = true;
+    fd_exhaustion_round(&c, "/data.txt");
+    h2srv_stop(&h);
+}
+
 static void test_h2_tls(void **state)
 {
     (void)state;
@@ -1013,6 +1125,8 @@ int main(void)
     /* Both REST back ends. */
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_backend),
+        /* early: libcurl has no cached connection whose close would free an fd */
+        cmocka_unit_test(test_fd_exhaustion_no_ejection),
         cmocka_unit_test(test_get),
         cmocka_unit_test(test_request_head),
         cmocka_unit_test(test_post_streaming),
@@ -1033,6 +1147,8 @@ int main(void)
     };
     /* Not REST over HTTP/1.1: the back end does not depend on the switch. */
     const struct CMUnitTest other[] = {
+        /* first: no HTTP/2 pool exists yet whose live connection a call could reuse */
+        cmocka_unit_test(test_h2_fd_exhaustion_no_ejection),
         cmocka_unit_test(test_grpc_native),
         cmocka_unit_test(test_h2_prior_knowledge),
         cmocka_unit_test(test_h2_tls),

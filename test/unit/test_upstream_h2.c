@@ -690,6 +690,53 @@ static void test_max_concurrent_streams(void **state)
     assert_int_equal(s1.conns_opened - s0.conns_opened, 2); /* + the one already open */
 }
 
+/*
+ * max_connections_per_endpoint counts connections; streams beyond every
+ * connection's SETTINGS_MAX_CONCURRENT_STREAMS wait in nghttp2, at most
+ * max_pending_per_endpoint of them, then PT_ERR_OVERLOADED at once.
+ */
+static void test_conn_cap_and_pending(void **state)
+{
+    (void)state;
+    NEED(PY2);
+    tcluster_t c;
+    cluster_init(&c, PT_PROTO_GRPC, false, &PY2.port, 1);
+    /* another name for the server: a pool of its own, no connection yet */
+    snprintf(c.url[0], sizeof(c.url[0]), "http://localhost:%d", PY2.port);
+    c.ep[0].host = "localhost";
+    c.cl.max_conns_per_endpoint = 1;
+    c.cl.max_pending_per_endpoint = 2;
+    pt_uph2_stats_t s0, s1;
+    pt__uph2_stats(&W, &s0);
+    tcall_t w; /* the server's SETTINGS (2 streams) become known */
+    tcall_init(&w, &c.cl, "GET", "/count");
+    start(&w);
+    run(&w);
+    assert_int_equal(w.st, 0);
+    tcall_free(&w);
+    enum { N = 6 };
+    tcall_t ts[N];
+    tcall_t *tp[N];
+    for (int i = 0; i < N; i++) {
+        tcall_init(&ts[i], &c.cl, "GET", "/hold");
+        tp[i] = &ts[i];
+        start(&ts[i]);
+    }
+    run_all(tp, N);
+    int ok = 0, over = 0;
+    for (int i = 0; i < N; i++) {
+        if (ts[i].st == 0 && ts[i].body_len == 4)
+            ok++;
+        else if (ts[i].st == PT_ERR_OVERLOADED && ts[i].heads == 0)
+            over++;
+        tcall_free(&ts[i]);
+    }
+    assert_int_equal(ok, 4);   /* 2 streams + 2 waiting */
+    assert_int_equal(over, 2); /* refused at once */
+    pt__uph2_stats(&W, &s1);
+    assert_int_equal(s1.conns_opened - s0.conns_opened, 1);
+}
+
 /* Nothing listens: UNAVAILABLE after trying both endpoints. */
 static void test_connect_refused(void **state)
 {
@@ -738,6 +785,7 @@ int main(void)
         cmocka_unit_test(test_trailers_only),
         cmocka_unit_test(test_timeout_and_cancel),
         cmocka_unit_test(test_max_concurrent_streams),
+        cmocka_unit_test(test_conn_cap_and_pending),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_hostname),
     };

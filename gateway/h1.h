@@ -1,6 +1,6 @@
 /*
- * h1.h -- the HTTP/1.1 codec: connection glue between a client bufferevent
- * and the request layer (request.h).
+ * h1.h -- the HTTP/1.1 codec: connection glue between a client connection
+ * (conn_io.c, our own I/O layer) and the request layer (request.h).
  *
  * pt__h1_conn_start() (declared in conn.h) takes over an accepted connection.
  * From then on this codec:

@@ -12,8 +12,8 @@
  *     which answers `101 Switching Protocols` and serves that request as
  *     stream 1 over HTTP/2.
  *
- * From then on the HTTP/2 codec owns the connection's bufferevent callbacks
- * and the conn->codec slot. Each stream becomes one pt_req_t (request.h);
+ * From then on the HTTP/2 codec owns the connection's I/O callbacks
+ * (conn_io.c) and the conn->codec slot. Each stream becomes one pt_req_t (request.h);
  * the codec implements pt_stream_ops_t for it. Limits (streams, windows,
  * header list bytes and count, resets, CONTINUATIONs, requests per
  * connection, idle/settings/stream timeouts, outbound queue) come from the
@@ -36,7 +36,7 @@ typedef struct pt_conn pt_conn_t; /* conn.h */
  * Switches `conn` to HTTP/2 as a server. `already_read` holds `len` bytes the
  * caller already took off the socket (for h2c prior knowledge: the preface
  * and whatever followed it; NULL/0 for TLS+ALPN). They are copied and fed to
- * the session first. Installs the codec's callbacks on conn's bufferevent and
+ * the session first. Installs the codec's callbacks on conn (conn_io.c) and
  * sends the server SETTINGS. On a fatal error (bad preface bytes, OOM in
  * nghttp2) the connection is closed through the usual conn close path; the
  * caller must not touch `conn` after this returns if it was closed (use
@@ -56,7 +56,7 @@ void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
  * the server preface, and then serves `req` as stream 1 (its response goes
  * out as HTTP/2). Bytes the client sends afterwards must start with the
  * client preface, as RFC 9113 §3.2 requires; the h1 codec must leave any bytes
- * that follow the Upgrade request in the bufferevent's input buffer (they are
+ * that follow the Upgrade request in the connection's input buffer (they are
  * processed before this returns). The h1 codec must have freed its own state
  * and must not touch `conn` again on success (the h2 codec may even have
  * closed it already).

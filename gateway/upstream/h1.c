@@ -76,7 +76,6 @@
 #include <event2/event_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,16 +241,23 @@ static bool ieq(const char *a, size_t alen, const char *lit)
     return true;
 }
 
-/* RFC 9110 tchar, as pt_header_name_valid() (underscores allowed). */
-static const char TCHARS[] = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-static bool tchar_tab[256];
-
-static void init_tables(void)
-{
-    for (const char *p = TCHARS; *p != '\0'; p++)
-        tchar_tab[(unsigned char)*p] = true;
-}
+/* RFC 9110 tchar, as pt_header_name_valid() (underscores allowed): a constant
+ * table, so no thread has to fill it first. */
+static const bool tchar_tab[256] = {
+    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
+    ['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
+    ['`'] = true, ['|'] = true, ['~'] = true, ['0'] = true, ['1'] = true, ['2'] = true,
+    ['3'] = true, ['4'] = true, ['5'] = true, ['6'] = true, ['7'] = true, ['8'] = true,
+    ['9'] = true, ['a'] = true, ['b'] = true, ['c'] = true, ['d'] = true, ['e'] = true,
+    ['f'] = true, ['g'] = true, ['h'] = true, ['i'] = true, ['j'] = true, ['k'] = true,
+    ['l'] = true, ['m'] = true, ['n'] = true, ['o'] = true, ['p'] = true, ['q'] = true,
+    ['r'] = true, ['s'] = true, ['t'] = true, ['u'] = true, ['v'] = true, ['w'] = true,
+    ['x'] = true, ['y'] = true, ['z'] = true, ['A'] = true, ['B'] = true, ['C'] = true,
+    ['D'] = true, ['E'] = true, ['F'] = true, ['G'] = true, ['H'] = true, ['I'] = true,
+    ['J'] = true, ['K'] = true, ['L'] = true, ['M'] = true, ['N'] = true, ['O'] = true,
+    ['P'] = true, ['Q'] = true, ['R'] = true, ['S'] = true, ['T'] = true, ['U'] = true,
+    ['V'] = true, ['W'] = true, ['X'] = true, ['Y'] = true, ['Z'] = true
+};
 
 /* Same answers as pt_header_name_valid(n, true), by table (hot path). */
 static bool name_ok(pt_str_t n)
@@ -1658,8 +1664,6 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
 
 int pt__uph1_worker_init(pt__upworker_t *uw)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_tables);
     h1_worker_t *hw = xcalloc(1, sizeof(*hw));
     hw->uw = uw;
     hw->base = uw->w->base;

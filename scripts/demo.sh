@@ -13,6 +13,7 @@ PORT=${PORT:-$(free_port)}; ADMIN_PORT=$(free_port); UPSTREAM_PORT=$(free_port);
 
 cleanup() {
   [ -n "${PT_PID:-}" ] && kill -TERM "$PT_PID" 2>/dev/null && wait "$PT_PID" 2>/dev/null || true
+  [ -n "${AZ_PID:-}" ] && kill -TERM "$AZ_PID" 2>/dev/null || true
   [ -n "${UP_PID:-}" ] && kill "$UP_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -80,6 +81,35 @@ if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
     echo; echo "(the gRPC part of the demo needs the grpc route: $("$BIN" --validate -c "$WORK/bookstore.yaml" 2>&1 | head -1))"
   fi
   kill -TERM "$BOOK_PID" 2>/dev/null; wait "$BOOK_PID" 2>/dev/null || true
+fi
+
+# ---- part 3: a filter that waits on an upstream call (examples/plugins/ext_authz.c) --------
+# The plugin is built against the SDK headers only; for each request it asks a
+# service (here the echo upstream's /status/NNN) and suspends until it answers.
+AUTHZ_SO="$ROOT/$BUILD/lib/pt_ext_authz.so"
+if [ -f "$AUTHZ_SO" ]; then
+  AZ_PORT=$(free_port)
+  cat > "$WORK/authz.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$AZ_PORT" } ]
+plugins: [ { path: "$AUTHZ_SO" } ]
+clusters:
+  - { name: web, endpoints: [ "127.0.0.1:$UPSTREAM_PORT" ] }
+  - { name: authz, endpoints: [ "127.0.0.1:$UPSTREAM_PORT" ] }
+routes:
+  - match: { prefix: /members/ }
+    proxy: { cluster: web }
+    filters: [ { ext_authz: { cluster: authz, path: /status/403 } } ]
+  - match: { prefix: / }
+    proxy: { cluster: web }
+    filters: [ { ext_authz: { cluster: authz, path: /status/200, forward: [ authorization ] } } ]
+EOF
+  "$BIN" -c "$WORK/authz.yaml" 2> "$WORK/authz.err" &
+  AZ_PID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$AZ_PORT/" && break; sleep 0.05; done
+  echo; echo "== part 3: ext_authz (a .so filter) asks a service before each request =="
+  show curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$AZ_PORT/open/page" -H 'Authorization: Bearer demo'
+  show curl -s -i "http://127.0.0.1:$AZ_PORT/members/page"
+  kill -TERM "$AZ_PID" 2>/dev/null; wait "$AZ_PID" 2>/dev/null || true
 fi
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then

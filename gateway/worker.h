@@ -27,6 +27,7 @@ struct pt_worker {
     void **filter_state;          /* per filter slot of `config` */
     unsigned filter_state_cnt;
     void *upstream_http;          /* upstream/http.c per-worker state (curl multi, pools) */
+    void *upstream_h2;            /* upstream/h2.c per-worker state (pools, calls), made on first use */
     void *redis;                  /* upstream/redis.c per-worker state (connection sets), lazily */
     void *upstream_policy;        /* upstream/policy.c: round robin, endpoint health, connection caps */
     struct pt_metrics_shard *metrics;

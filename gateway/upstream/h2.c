@@ -196,7 +196,6 @@ struct h2w {
     bool done_sched;
     struct evdns_base *dns;
     pt_uph2_stats_t stats;
-    h2w_t *tl_next;
 };
 
 struct h2pool {
@@ -289,7 +288,6 @@ struct h2call {
     call_t *link;                  /* done queue or zombies */
 };
 
-static _Thread_local h2w_t *tl_workers; /* this thread's workers (normally one) */
 
 static void conn_flush(conn_t *k);
 static void conn_fail(conn_t *k, int st, const char *why);
@@ -298,18 +296,17 @@ static void on_done_ev(evutil_socket_t fd, short what, void *arg);
 
 /* ---- worker ------------------------------------------------------------- */
 
+/* The worker's state lives in its own slot (w->upstream_h2), so any thread
+ * that holds the worker -- its loop, or the main thread at teardown -- finds it. */
 static h2w_t *hw_of(pt_worker_t *w, bool create)
 {
-    for (h2w_t *hw = tl_workers; hw != NULL; hw = hw->tl_next)
-        if (hw->w == w)
-            return hw;
-    if (!create)
-        return NULL;
-    h2w_t *hw = xcalloc(1, sizeof(*hw));
+    h2w_t *hw = w->upstream_h2;
+    if (hw != NULL || !create)
+        return hw;
+    hw = xcalloc(1, sizeof(*hw));
     hw->w = w;
     event_assign(&hw->done_ev, w->base, -1, 0, on_done_ev, hw);
-    hw->tl_next = tl_workers;
-    tl_workers = hw;
+    w->upstream_h2 = hw;
     return hw;
 }
 
@@ -1737,12 +1734,7 @@ void pt__uph2_worker_dispose(pt_worker_t *w)
     }
     if (hw->dns != NULL)
         evdns_base_free(hw->dns, 1);
-    for (h2w_t **pp = &tl_workers; *pp != NULL; pp = &(*pp)->tl_next) {
-        if (*pp == hw) {
-            *pp = hw->tl_next;
-            break;
-        }
-    }
+    w->upstream_h2 = NULL;
     free(hw);
 }
 

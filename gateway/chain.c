@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "xalloc.h"
 #include "chain.h"
 
 /* ---- scratch memory for body-filter output ------------------------------ */
@@ -47,16 +48,6 @@ struct pt_body_out {
     size_t cnt, cap;
 };
 
-static void *xcalloc(size_t n)
-{
-    void *p = calloc(1, n);
-    if (p == NULL) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
 static void *scratch_alloc(struct pt_scratch *s, size_t len, size_t align)
 {
     if (len > SCRATCH_RUN_LIMIT - s->total)
@@ -65,11 +56,7 @@ static void *scratch_alloc(struct pt_scratch *s, size_t len, size_t align)
     size_t at = b != NULL ? (b->used + align - 1) & ~(align - 1) : 0;
     if (b == NULL || at > b->cap || b->cap - at < len) {
         size_t cap = len > SCRATCH_BLOCK ? len : SCRATCH_BLOCK;
-        b = malloc(sizeof(*b) + cap);
-        if (b == NULL) {
-            fputs("portico: out of memory\n", stderr);
-            abort();
-        }
+        b = pt_xcheck(malloc(sizeof(*b) + cap));
         b->next = s->blocks;
         b->used = 0;
         b->cap = cap;
@@ -186,13 +173,9 @@ static struct pt_bodyq *bodyq(pt_req_t *req, int side)
 {
     struct pt_bodyq *q = req->bq[side];
     if (q == NULL) {
-        q = xcalloc(sizeof(*q));
-        q->pend = evbuffer_new();
-        q->park = evbuffer_new();
-        if (q->pend == NULL || q->park == NULL) {
-            fputs("portico: out of memory\n", stderr);
-            abort();
-        }
+        q = pt_xcalloc(1, sizeof(*q));
+        q->pend = pt_xcheck(evbuffer_new());
+        q->park = pt_xcheck(evbuffer_new());
         req->bq[side] = q;
     }
     return q;
@@ -210,7 +193,7 @@ size_t pt__chain_req_queued(const pt_req_t *req) { return queued(req, PT_SIDE_RE
 static struct pt_scratch *run_begin(pt_req_t *req)
 {
     if (req->scratch == NULL)
-        req->scratch = xcalloc(sizeof(*req->scratch));
+        req->scratch = pt_xcalloc(1, sizeof(*req->scratch));
     req->scratch->depth++;
     return req->scratch;
 }
@@ -346,11 +329,7 @@ static size_t first_step(const pt_req_t *req, int side)
 static int pump(pt_req_t *req, int side, bool resumed, size_t *raw)
 {
     struct pt_bodyq *q = req->bq[side];
-    struct evbuffer *tmp = evbuffer_new();
-    if (tmp == NULL) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
+    struct evbuffer *tmp = pt_xcheck(evbuffer_new());
     run_begin(req);
     int rc = RUN_DONE;
     *raw = 0;
@@ -415,6 +394,15 @@ pt_pipe_t pt__chain_req_resume(pt_req_t *req, size_t *raw)
 
 /* ---- response side ------------------------------------------------------ */
 
+/* Response bytes that no body filter sees: straight to the codec. */
+static void send_plain(pt_req_t *req, const void *data, size_t len, bool end)
+{
+    req->bytes_out += len;
+    if (end)
+        req->resp_ended = true;
+    req->ops->send_body(req, data, len, end);
+}
+
 static bool resp_filtered(const pt_req_t *req)
 {
     /* A tunnel's bytes are not an HTTP body: body filters never see them. */
@@ -435,11 +423,7 @@ pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool 
         return PT_PIPE_WAIT;
     }
     if (!resp_filtered(req)) {
-        /* The common case: no body filter, straight to the codec. */
-        req->bytes_out += len;
-        if (end)
-            req->resp_ended = true;
-        req->ops->send_body(req, data, len, end);
+        send_plain(req, data, len, end); /* the common case: no body filter */
         return PT_PIPE_DONE;
     }
     bodyq(req, PT_SIDE_RESP);
@@ -461,10 +445,7 @@ pt_pipe_t pt__chain_resp_flush(pt_req_t *req, bool resumed)
         bool end = q->pend_end;
         q->pend_end = false;
         if (len != 0 || end) {
-            req->bytes_out += len;
-            if (end)
-                req->resp_ended = true;
-            req->ops->send_body(req, len != 0 ? evbuffer_pullup(q->pend, -1) : NULL, len, end);
+            send_plain(req, len != 0 ? evbuffer_pullup(q->pend, -1) : NULL, len, end);
             evbuffer_drain(q->pend, len);
         }
         return PT_PIPE_DONE;

@@ -19,6 +19,7 @@
  * Every back end (these two and h2.c, which carries gRPC) follows the one endpoint
  * policy of policy.c: round robin, passive ejection, retries, connection caps.
  */
+#include "../xalloc.h"
 #include "upstream/call_internal.h"
 
 #include <stdlib.h>
@@ -85,14 +86,6 @@ const char *pt_upcall_endpoint(const pt_upcall_t *c)
 
 /* ---- shared per-worker state ------------------------------------------------ */
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        abort(); /* gateway OOM policy: abort (STYLE.md) */
-    return p;
-}
-
 pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl)
 {
     if (cl->index >= uw->cluster_cnt) {
@@ -137,7 +130,7 @@ int pt_upstream_worker_init(pt_worker_t *w)
         return PT_ERR_INTERNAL;
     if (w->upstream_policy == NULL && pt_policy_worker_init(w) != 0)
         return PT_ERR_INTERNAL;
-    pt__upworker_t *uw = xcalloc(1, sizeof(*uw));
+    pt__upworker_t *uw = pt_xcalloc(1, sizeof(*uw));
     uw->w = w;
     const char *nat = getenv("PORTICO_UPSTREAM_NATIVE");
     uw->native_off = nat != NULL && (strcmp(nat, "0") == 0 || strcmp(nat, "off") == 0);

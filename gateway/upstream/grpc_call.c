@@ -14,6 +14,7 @@
  * upstream's callbacks: those only record what arrived. `depth` marks the
  * event's delivery; a cancel during it frees the call when delivery ends.
  */
+#include "../xalloc.h"
 #include "grpc.h"
 
 #include <event2/event.h>
@@ -71,14 +72,6 @@ struct pt_grpc_call {
     bool canceled, done;
 };
 
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size);
-    if (q == NULL)
-        abort(); /* gateway OOM policy (STYLE.md) */
-    return q;
-}
-
 /* Grows *buf (capacity *cap; `small` is its inline storage) to hold `need` bytes. */
 static void buf_reserve(char **buf, size_t *cap, char *small, size_t need)
 {
@@ -88,11 +81,11 @@ static void buf_reserve(char **buf, size_t *cap, char *small, size_t need)
     while (c < need)
         c *= 2;
     if (*buf == small) {
-        char *b = xrealloc(NULL, c);
+        char *b = pt_xrealloc(NULL, c);
         memcpy(b, small, *cap);
         *buf = b;
     } else {
-        *buf = xrealloc(*buf, c);
+        *buf = pt_xrealloc(*buf, c);
     }
     *cap = c;
 }

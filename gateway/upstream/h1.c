@@ -68,6 +68,7 @@
  * list and connection read buffers live as long as the connection, so a
  * request on a pooled connection allocates nothing.
  */
+#include "../xalloc.h"
 #include "upstream/call_internal.h"
 
 #include <arpa/inet.h>
@@ -209,22 +210,6 @@ struct h1_worker {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        abort(); /* gateway OOM policy: abort (STYLE.md) */
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size);
-    if (q == NULL)
-        abort();
-    return q;
-}
 
 static bool ieq(const char *a, size_t alen, const char *lit)
 {
@@ -401,7 +386,7 @@ static h1_pool_t *pool_of_url(h1_worker_t *hw, const pt_endpoint_t *ep)
     for (h1_pool_t *p = hw->pools[b]; p != NULL; p = p->next)
         if (strcmp(p->url, ep->url) == 0)
             return p;
-    h1_pool_t *p = xcalloc(1, sizeof(*p));
+    h1_pool_t *p = pt_xcalloc(1, sizeof(*p));
     p->url = strdup(ep->url);
     if (p->url == NULL)
         abort();
@@ -425,7 +410,7 @@ static h1_pool_t *pool_for(h1_worker_t *hw, const pt_cluster_t *cl, size_t idx)
 {
     if (cl->index >= hw->cc_cnt) {
         size_t cnt = (size_t)cl->index + 8;
-        hw->cc = xrealloc(hw->cc, cnt * sizeof(*hw->cc));
+        hw->cc = pt_xrealloc(hw->cc, cnt * sizeof(*hw->cc));
         memset(hw->cc + hw->cc_cnt, 0, (cnt - hw->cc_cnt) * sizeof(*hw->cc));
         hw->cc_cnt = cnt;
     }
@@ -433,7 +418,7 @@ static h1_pool_t *pool_for(h1_worker_t *hw, const pt_cluster_t *cl, size_t idx)
     if (cc->cl != cl) { /* another snapshot's cluster at this index */
         free(cc->pools);
         cc->cl = cl;
-        cc->pools = xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*cc->pools));
+        cc->pools = pt_xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*cc->pools));
     }
     if (cc->pools[idx] == NULL) {
         cc->pools[idx] = pool_of_url(hw, &cl->endpoints[idx]);
@@ -518,7 +503,7 @@ static h1_conn_t *conn_open(h1_worker_t *hw, h1_pool_t *p, bool *connecting, int
         }
         *connecting = true;
     }
-    h1_conn_t *k = xcalloc(1, sizeof(*k));
+    h1_conn_t *k = pt_xcalloc(1, sizeof(*k));
     k->hw = hw;
     k->pool = p;
     k->fd = fd;
@@ -682,7 +667,7 @@ static void out_reserve(h1_call_t *c, size_t more)
     size_t cap = c->out_cap ? c->out_cap : 1024;
     while (cap < c->out_len + more)
         cap *= 2;
-    c->out = xrealloc(c->out, cap);
+    c->out = pt_xrealloc(c->out, cap);
     c->out_cap = cap;
 }
 
@@ -1464,7 +1449,7 @@ static void read_step(h1_call_t *c)
     } else if (k->rlen == k->rcap) {
         if (k->rcap < RBUF_MAX) {
             k->rcap = k->rcap * 2 > RBUF_MAX ? RBUF_MAX : k->rcap * 2;
-            k->rbuf = xrealloc(k->rbuf, k->rcap);
+            k->rbuf = pt_xrealloc(k->rbuf, k->rcap);
         } else {
             fail(c, FAIL_OTHER, PT_ERR_UPSTREAM, "upstream headers too large");
             return;
@@ -1638,7 +1623,7 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
         c->out = keep;
         c->out_cap = cap;
     } else {
-        c = xcalloc(1, sizeof(*c));
+        c = pt_xcalloc(1, sizeof(*c));
     }
     c->base.ops = &h1_ops;
     c->hw = hw;
@@ -1664,7 +1649,7 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
 
 int pt__uph1_worker_init(pt__upworker_t *uw)
 {
-    h1_worker_t *hw = xcalloc(1, sizeof(*hw));
+    h1_worker_t *hw = pt_xcalloc(1, sizeof(*hw));
     hw->uw = uw;
     hw->base = uw->w->base;
     uw->h1 = hw;

@@ -40,6 +40,7 @@
  * anywhere; the frames are written by a per-connection flush event. on_done
  * always runs from the worker's done event, never from inside an API call.
  */
+#include "../xalloc.h"
 #include "upstream/h2.h"
 
 #include <arpa/inet.h>
@@ -88,22 +89,6 @@ typedef enum { K_NONE = 0, K_CONNECT, K_REFUSED, K_EARLY, K_OTHER, K_LOCAL } fai
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        abort(); /* gateway OOM policy (STYLE.md) */
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size);
-    if (q == NULL)
-        abort();
-    return q;
-}
-
 static char *xstrdup(const char *s)
 {
     char *d = strdup(s != NULL ? s : "");
@@ -120,7 +105,7 @@ static void reserve(char **buf, size_t *cap, size_t need)
     size_t c = *cap ? *cap : 1024;
     while (c < need)
         c *= 2;
-    *buf = xrealloc(*buf, c);
+    *buf = pt_xrealloc(*buf, c);
     *cap = c;
 }
 
@@ -153,7 +138,7 @@ static void hstore_add(hstore_t *s, const uint8_t *n, size_t nlen, const uint8_t
     reserve(&s->buf, &s->cap, s->len + nlen + vlen);
     if (s->cnt == s->ecap) {
         s->ecap = s->ecap ? s->ecap * 2 : 16;
-        s->e = xrealloc(s->e, s->ecap * sizeof(*s->e));
+        s->e = pt_xrealloc(s->e, s->ecap * sizeof(*s->e));
     }
     hent_t *e = &s->e[s->cnt++];
     e->noff = (uint32_t)s->len;
@@ -173,7 +158,7 @@ static const pt_header_t *hstore_view(hstore_t *s)
         return NULL;
     if (s->vcap < s->cnt) {
         s->vcap = s->cnt;
-        s->view = xrealloc(s->view, s->vcap * sizeof(*s->view));
+        s->view = pt_xrealloc(s->view, s->vcap * sizeof(*s->view));
     }
     for (size_t i = 0; i < s->cnt; i++) {
         s->view[i].name = (pt_str_t){s->buf + s->e[i].noff, s->e[i].nlen};
@@ -303,7 +288,7 @@ static h2w_t *hw_of(pt_worker_t *w, bool create)
     h2w_t *hw = w->upstream_h2;
     if (hw != NULL || !create)
         return hw;
-    hw = xcalloc(1, sizeof(*hw));
+    hw = pt_xcalloc(1, sizeof(*hw));
     hw->w = w;
     event_assign(&hw->done_ev, w->base, -1, 0, on_done_ev, hw);
     w->upstream_h2 = hw;
@@ -396,7 +381,7 @@ static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, size_t idx)
         return p;
     char nbuf[256];
     const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
-    p = xcalloc(1, sizeof(*p));
+    p = pt_xcalloc(1, sizeof(*p));
     p->hw = hw;
     p->ep = pe;
     p->url = xstrdup(ep->url);
@@ -439,7 +424,7 @@ static void tab_rehash(conn_t *k, size_t cap)
 {
     slot_t *old = k->tab;
     size_t ocap = k->tab_cap;
-    k->tab = xcalloc(cap, sizeof(*k->tab));
+    k->tab = pt_xcalloc(cap, sizeof(*k->tab));
     k->tab_cap = cap;
     k->tab_used = 0;
     for (size_t i = 0; i < ocap; i++)
@@ -1236,7 +1221,7 @@ static conn_t *conn_new(pool_t *p, uint64_t connect_ms, int *err)
 {
     pthread_once(&callbacks_once, callbacks_init);
     h2w_t *hw = p->hw;
-    conn_t *k = xcalloc(1, sizeof(*k));
+    conn_t *k = pt_xcalloc(1, sizeof(*k));
     k->pool = p;
     k->hw = hw;
     k->fd = -1;
@@ -1288,7 +1273,7 @@ static conn_t *conn_new(pool_t *p, uint64_t connect_ms, int *err)
             hw->dns = evdns_base_new(hw->w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
         if (hw->dns == NULL)
             goto fail;
-        resolve_t *res = xcalloc(1, sizeof(*res));
+        resolve_t *res = pt_xcalloc(1, sizeof(*res));
         res->conn = k;
         k->res = res;
         struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -1433,14 +1418,14 @@ static int submit(call_t *c, conn_t *k)
     const pt_endpoint_t *ep = &cl->endpoints[c->ep_idx];
     size_t hcnt = r->headers != NULL ? r->headers->cnt : 0;
     nghttp2_nv stack_nv[48];
-    nghttp2_nv *nva = hcnt + 5 <= 48 ? stack_nv : xcalloc(hcnt + 5, sizeof(*nva));
+    nghttp2_nv *nva = hcnt + 5 <= 48 ? stack_nv : pt_xcalloc(hcnt + 5, sizeof(*nva));
     /* names with capitals are lowercased into one buffer (nghttp2 copies at submit) */
     size_t lowneed = 0;
     for (size_t i = 0; i < hcnt; i++)
         if (has_upper(r->headers->v[i].name))
             lowneed += r->headers->v[i].name.len;
     char lowstack[256];
-    char *lower = lowneed <= sizeof(lowstack) ? lowstack : xcalloc(1, lowneed);
+    char *lower = lowneed <= sizeof(lowstack) ? lowstack : pt_xcalloc(1, lowneed);
     size_t lowoff = 0;
     size_t n = 0;
 
@@ -1674,7 +1659,7 @@ int pt__uph2_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs
     if (r->cluster->endpoint_cnt == 0)
         return PT_ERR_UNAVAILABLE;
     h2w_t *hw = hw_of(w, true);
-    call_t *c = xcalloc(1, sizeof(*c));
+    call_t *c = pt_xcalloc(1, sizeof(*c));
     c->base.ops = &h2_ops;
     c->hw = hw;
     c->r = r;

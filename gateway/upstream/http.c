@@ -31,6 +31,7 @@
  * gets its own connection, which works but is slow; prefer HTTP/1.1 or h2
  * over TLS to upstreams there.
  */
+#include "../xalloc.h"
 #include "upstream/call_internal.h"
 
 #include <curl/curl.h>
@@ -56,22 +57,6 @@ enum {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        abort(); /* gateway OOM policy: abort (STYLE.md) */
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size);
-    if (q == NULL)
-        abort();
-    return q;
-}
 
 static uint64_t mono_ms(void)
 {
@@ -119,12 +104,12 @@ static int hstore_add(hstore_t *s, pt_str_t name, pt_str_t value)
         size_t cap = s->cap ? s->cap : 1024;
         while (cap < s->len + name.len + value.len)
             cap *= 2;
-        s->buf = xrealloc(s->buf, cap);
+        s->buf = pt_xrealloc(s->buf, cap);
         s->cap = cap;
     }
     if (s->cnt == s->ecap) {
         s->ecap = s->ecap ? s->ecap * 2 : 16;
-        s->e = xrealloc(s->e, s->ecap * sizeof(*s->e));
+        s->e = pt_xrealloc(s->e, s->ecap * sizeof(*s->e));
     }
     hent_t *e = &s->e[s->cnt++];
     e->noff = (uint32_t)s->len;
@@ -147,7 +132,7 @@ static const pt_header_t *hstore_view(hstore_t *s)
         return NULL;
     if (s->vcap < s->cnt) {
         s->vcap = s->cnt;
-        s->view = xrealloc(s->view, s->vcap * sizeof(*s->view));
+        s->view = pt_xrealloc(s->view, s->vcap * sizeof(*s->view));
     }
     for (size_t i = 0; i < s->cnt; i++) {
         s->view[i].name = (pt_str_t){s->buf + s->e[i].noff, s->e[i].nlen};
@@ -380,11 +365,11 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
             size_t cnt = hw->fdmap_cnt ? hw->fdmap_cnt : 64;
             while (cnt <= (size_t)s)
                 cnt *= 2;
-            hw->fdmap = xrealloc(hw->fdmap, cnt * sizeof(*hw->fdmap));
+            hw->fdmap = pt_xrealloc(hw->fdmap, cnt * sizeof(*hw->fdmap));
             memset(hw->fdmap + hw->fdmap_cnt, 0, (cnt - hw->fdmap_cnt) * sizeof(*hw->fdmap));
             hw->fdmap_cnt = cnt;
         }
-        sk = xcalloc(1, sizeof(*sk));
+        sk = pt_xcalloc(1, sizeof(*sk));
         sk->hw = hw;
         sk->fd = s;
         sk->next = hw->socks;
@@ -1086,7 +1071,7 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
     if (r->cluster->endpoint_cnt == 0)
         return PT_ERR_UNAVAILABLE;
 
-    uph_call_t *c = xcalloc(1, sizeof(*c));
+    uph_call_t *c = pt_xcalloc(1, sizeof(*c));
     c->base.ops = &http_ops;
     c->hw = hw;
     c->r = r;
@@ -1141,7 +1126,7 @@ int pt__uphttp_worker_init(pt__upworker_t *uw)
     pthread_once(&curl_once, curl_global);
     if (curl_init_rc != CURLE_OK)
         return PT_ERR_INTERNAL;
-    uph_worker_t *hw = xcalloc(1, sizeof(*hw));
+    uph_worker_t *hw = pt_xcalloc(1, sizeof(*hw));
     hw->uw = uw;
     hw->w = w;
     hw->multi = curl_multi_init();

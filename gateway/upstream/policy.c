@@ -3,6 +3,7 @@
  * policy.h): round robin, passive ejection, the retry decision, connection
  * caps with a bounded queue.
  */
+#include "../xalloc.h"
 #include "upstream/policy.h"
 
 #include <errno.h>
@@ -39,19 +40,11 @@ typedef struct policy_worker {
     size_t cl_cnt;
 } policy_worker_t;
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n, size);
-    if (p == NULL)
-        abort(); /* gateway OOM policy: abort (STYLE.md) */
-    return p;
-}
-
 int pt_policy_worker_init(pt_worker_t *w)
 {
     if (w == NULL)
         return PT_ERR_INTERNAL;
-    policy_worker_t *pw = xcalloc(1, sizeof(*pw));
+    policy_worker_t *pw = pt_xcalloc(1, sizeof(*pw));
     pw->w = w;
     w->upstream_policy = pw;
     return 0;
@@ -120,7 +113,7 @@ static pt_policy_ep_t *ep_of(policy_worker_t *pw, const pt_cluster_t *cl, const 
             return e;
         }
     }
-    pt_policy_ep_t *e = xcalloc(1, sizeof(*e));
+    pt_policy_ep_t *e = pt_xcalloc(1, sizeof(*e));
     e->key = key;
     e->next = pw->eps[h];
     pw->eps[h] = e;
@@ -143,7 +136,7 @@ static cl_state_t *cl_of(policy_worker_t *pw, const pt_cluster_t *cl)
         s->cl = cl;
         s->next = 0;
         free(s->eps);
-        s->eps = xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*s->eps));
+        s->eps = pt_xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*s->eps));
         for (size_t i = 0; i < cl->endpoint_cnt; i++)
             s->eps[i] = ep_of(pw, cl, &cl->endpoints[i]);
     }

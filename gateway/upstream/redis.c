@@ -31,6 +31,7 @@
  * redisAsyncCommandArgv() itself, so pt_redis_command() cannot call its
  * caller back synchronously.
  */
+#include "../xalloc.h"
 #include "upstream/redis.h"
 
 #include <event2/event.h>
@@ -98,14 +99,6 @@ struct pt_redis_cmd {
     struct event tmo;
     pt_redis_cmd_t *prev, *next; /* in set->cmds while cb != NULL */
 };
-
-static void *xcalloc1(size_t size)
-{
-    void *p = calloc(1, size);
-    if (p == NULL)
-        abort();
-    return p;
-}
 
 static char *xstrdup_or_null(const char *s)
 {
@@ -498,7 +491,7 @@ static rslot_t *pick_slot(rset_t *s)
 
 static rset_t *set_new(pt_worker_t *w, const pt_redis_target_t *t)
 {
-    rset_t *s = xcalloc1(sizeof(*s));
+    rset_t *s = pt_xcalloc(1, sizeof(*s));
     s->w = w;
     s->key = xstrdup_or_null(t->key);
     s->name = xstrdup_or_null(t->name);
@@ -512,7 +505,7 @@ static rset_t *set_new(pt_worker_t *w, const pt_redis_target_t *t)
     s->connect_timeout_ms = t->connect_timeout_ms;
     s->max_pending = t->max_pending;
     s->slot_cnt = t->connections;
-    s->slots = xcalloc1(s->slot_cnt * sizeof(*s->slots));
+    s->slots = pt_xcalloc(1, s->slot_cnt * sizeof(*s->slots));
     for (unsigned i = 0; i < s->slot_cnt; i++) {
         s->slots[i].set = s;
         evtimer_assign(&s->slots[i].watchdog, w->base, on_watchdog, &s->slots[i]);
@@ -543,7 +536,7 @@ static rset_t *set_of(pt_worker_t *w, const pt_redis_target_t *t)
 {
     rworker_t *rw = w->redis;
     if (rw == NULL)
-        w->redis = rw = xcalloc1(sizeof(*rw));
+        w->redis = rw = pt_xcalloc(1, sizeof(*rw));
     for (rset_t *s = rw->sets; s != NULL; s = s->next)
         if (strcmp(s->key, t->key) == 0)
             return s;
@@ -637,7 +630,7 @@ int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc, co
         av[i] = argv[i].base != NULL ? argv[i].base : "";
         lens[i] = argv[i].len;
     }
-    pt_redis_cmd_t *c = xcalloc1(sizeof(*c));
+    pt_redis_cmd_t *c = pt_xcalloc(1, sizeof(*c));
     c->slot = sl;
     c->cb = cb;
     c->ud = ud;

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <curl/curl.h>
 #include <unistd.h>
-#include "config.h"
-#include "observe.h"
+#include "core/config.h"
+#include "observe/observe.h"
 #include "server.h"
 
 static void usage(FILE *out)

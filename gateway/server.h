@@ -6,9 +6,9 @@
 #define PT_GATEWAY_SERVER_H
 
 #include <stdbool.h>
-#include "config.h"
-#include "observe.h"
-#include "worker.h"
+#include "core/config.h"
+#include "observe/observe.h"
+#include "net/worker.h"
 
 /**
  * Creates `n` workers for `config` (a reference is taken for each), binds

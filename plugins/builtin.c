@@ -6,7 +6,7 @@
  * PT_CORE_SOURCES_PLUGINS. The order below means nothing at run time: the
  * global chain is ordered by priority, a route's chain by its config.
  */
-#include "filter_registry.h"
+#include "core/filter_registry.h"
 
 extern const pt_filter_def_t pt_filter_headers;
 extern const pt_filter_def_t pt_filter_rewrite;

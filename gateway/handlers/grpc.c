@@ -57,8 +57,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "handler.h"
-#include "observe.h"
+#include "core/handler.h"
+#include "observe/observe.h"
 #include "portico/status.h"
 
 /* Bytes read from the request body queue per pt__req_body_read() call. */

@@ -31,8 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "request.h"
+#include "core/config.h"
+#include "core/request.h"
 #include "upstream/grpc.h"
 #include "portico/conf.h"
 #include "portico/transcoder/httprule.h"

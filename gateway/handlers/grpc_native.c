@@ -46,9 +46,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handler.h"
+#include "core/handler.h"
 #include "handlers/grpc.h"
-#include "observe.h"
+#include "observe/observe.h"
 #include "upstream/call.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"

@@ -36,10 +36,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "chain.h"
-#include "handler.h"
-#include "observe.h"
-#include "request.h"
+#include "core/chain.h"
+#include "core/handler.h"
+#include "observe/observe.h"
+#include "core/request.h"
 #include "upstream/call.h"
 
 /* A request that already passed this many Portico hops is looping (OV-9). */

@@ -11,8 +11,8 @@
  * keep-alive connections stay in sync.
  */
 #include <string.h>
-#include "handler.h"
-#include "request.h"
+#include "core/handler.h"
+#include "core/request.h"
 
 typedef struct respond_conf {
     long long status;

@@ -19,7 +19,7 @@
  * Every back end (these two and h2.c, which carries gRPC) follows the one endpoint
  * policy of policy.c: round robin, passive ejection, retries, connection caps.
  */
-#include "../xalloc.h"
+#include "core/xalloc.h"
 #include "upstream/call_internal.h"
 
 #include <stdlib.h>

@@ -23,8 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "../config.h"
-#include "../worker.h"
+#include "core/config.h"
+#include "net/worker.h"
 #include "portico/headers.h"
 
 typedef struct pt_upcall pt_upcall_t;

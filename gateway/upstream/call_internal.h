@@ -15,8 +15,8 @@
 #ifndef PT_GATEWAY_UPSTREAM_CALL_INTERNAL_H
 #define PT_GATEWAY_UPSTREAM_CALL_INTERNAL_H
 
-#include "call.h"
-#include "policy.h"
+#include "upstream/call.h"
+#include "upstream/policy.h"
 
 typedef struct pt__upcall_ops {
     void (*body_ready)(pt_upcall_t *c);

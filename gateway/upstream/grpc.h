@@ -54,8 +54,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../config.h"
-#include "../worker.h"
+#include "core/config.h"
+#include "net/worker.h"
 #include "portico/arena.h"
 #include "portico/headers.h"
 

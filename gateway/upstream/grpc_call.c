@@ -14,8 +14,8 @@
  * upstream's callbacks: those only record what arrived. `depth` marks the
  * event's delivery; a cancel during it frees the call when delivery ends.
  */
-#include "../xalloc.h"
-#include "grpc.h"
+#include "core/xalloc.h"
+#include "upstream/grpc.h"
 
 #include <event2/event.h>
 #include <event2/event_struct.h>

@@ -68,7 +68,7 @@
  * list and connection read buffers live as long as the connection, so a
  * request on a pooled connection allocates nothing.
  */
-#include "../xalloc.h"
+#include "core/xalloc.h"
 #include "upstream/call_internal.h"
 
 #include <arpa/inet.h>

@@ -40,7 +40,7 @@
  * anywhere; the frames are written by a per-connection flush event. on_done
  * always runs from the worker's done event, never from inside an API call.
  */
-#include "../xalloc.h"
+#include "core/xalloc.h"
 #include "upstream/h2.h"
 
 #include <arpa/inet.h>

@@ -12,7 +12,7 @@
 #define PT_GATEWAY_UPSTREAM_H2_H
 
 #include <stdbool.h>
-#include "call_internal.h"
+#include "upstream/call_internal.h"
 
 /** True when calls on `cl` are served by this back end (see the top comment). */
 bool pt__uph2_serves(const pt_cluster_t *cl);

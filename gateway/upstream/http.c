@@ -31,7 +31,7 @@
  * gets its own connection, which works but is slow; prefer HTTP/1.1 or h2
  * over TLS to upstreams there.
  */
-#include "../xalloc.h"
+#include "core/xalloc.h"
 #include "upstream/call_internal.h"
 
 #include <curl/curl.h>

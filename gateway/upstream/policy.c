@@ -3,7 +3,7 @@
  * policy.h): round robin, passive ejection, the retry decision, connection
  * caps with a bounded queue.
  */
-#include "../xalloc.h"
+#include "core/xalloc.h"
 #include "upstream/policy.h"
 
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "observe.h"
+#include "observe/observe.h"
 #include "portico/status.h"
 
 enum { EP_BUCKETS = 64 };

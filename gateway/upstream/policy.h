@@ -36,7 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "call.h"
+#include "upstream/call.h"
 
 enum {
     PT_POLICY_EJECT_AFTER = 5,     /* consecutive connect failures that eject an endpoint */

@@ -31,7 +31,7 @@
  * redisAsyncCommandArgv() itself, so pt_redis_command() cannot call its
  * caller back synchronously.
  */
-#include "../xalloc.h"
+#include "core/xalloc.h"
 #include "upstream/redis.h"
 
 #include <event2/event.h>
@@ -45,7 +45,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "worker.h"
+#include "net/worker.h"
 #include "portico/status.h"
 
 #define BACKOFF_FIRST_MS 100

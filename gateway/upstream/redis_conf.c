@@ -17,8 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "confparse.h"
+#include "core/config.h"
+#include "core/confparse.h"
 #include "upstream/redis.h"
 #include "portico/arena.h"
 #include "portico/status.h"

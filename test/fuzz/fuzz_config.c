@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "router.h"
+#include "core/config.h"
+#include "core/router.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,5 +1,5 @@
 /*
- * fuzz_h1.c -- the strict HTTP/1.1 request parser (gateway/h1parse.c).
+ * fuzz_h1.c -- the strict HTTP/1.1 request parser (gateway/http/h1parse.c).
  *
  * The first input byte picks a piece size; the rest is parsed once in one
  * piece and once in pieces. Beyond "no crash, no leak", it checks:
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h1parse.h"
+#include "http/h1parse.h"
 
 typedef struct sink {
     uint64_t hash;

@@ -1,6 +1,6 @@
 /*
  * fuzz_h2.c -- the "HTTP/2 session feed" target: arbitrary bytes after the
- * client preface into the codec's server session (gateway/h2.c), through the
+ * client preface into the codec's server session (gateway/http/h2.c), through the
  * same read path as a real connection (an in-memory bufferevent pair), with
  * the fake request layer of test/support/h2_fake.c answering requests.
  *
@@ -13,7 +13,7 @@
 #include <event2/bufferevent.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "h2.h"
+#include "http/h2.h"
 #include "../support/h2_fake.h"
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

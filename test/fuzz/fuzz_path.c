@@ -1,5 +1,5 @@
 /*
- * fuzz_path.c -- request path normalisation (gateway/path.c).
+ * fuzz_path.c -- request path normalisation (gateway/core/path.c).
  *
  * Input: a path (any bytes). It is normalised with every flag combination.
  * Whatever is accepted must be a fixed point (normalising the result again
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "path.h"
+#include "core/path.h"
 
 static void check(const pt_str_t out, unsigned flags)
 {

@@ -4,7 +4,7 @@
  * Provides a fake request layer (the pt__req_* functions of request.h that
  * the codec calls) with a scriptable handler, and a server connection on one
  * end of a socketpair (the real connection I/O layer, conn_io.c), the test's
- * end being a socket bufferevent, so tests drive gateway/h2.c with an
+ * end being a socket bufferevent, so tests drive gateway/http/h2.c with an
  * nghttp2 client session or raw frames and no network.
  *
  * Linking: the test's own definitions of pt__req_* come before portico_core,
@@ -16,10 +16,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "config.h"
-#include "conn.h"
-#include "request.h"
-#include "worker.h"
+#include "core/config.h"
+#include "net/conn.h"
+#include "core/request.h"
+#include "net/worker.h"
 
 struct bufferevent;
 struct event_base;

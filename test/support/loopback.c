@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "loopback.h"
-#include "request.h"
+#include "core/request.h"
 #include "server.h"
 
 typedef struct lb_stream {

@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "config.h"
-#include "worker.h"
+#include "core/config.h"
+#include "net/worker.h"
 
 typedef struct pt_lb_resp {
     int status;

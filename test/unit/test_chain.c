@@ -21,7 +21,7 @@
 #include <event2/event.h>
 #include "loopback.h"
 #include "httpsrv.h"
-#include "request.h"
+#include "core/request.h"
 #include "portico/status.h"
 
 static tsrv_t upstream;

@@ -2,7 +2,7 @@
  * test_config.c -- snapshot loading: a full config, defaults, every error.
  *
  * Route handlers come from a test registry (pt_handler_find is defined here,
- * so the link does not pull gateway/handler_registry.c): a "proxy" handler
+ * so the link does not pull gateway/core/handler_registry.c): a "proxy" handler
  * that resolves its cluster like the real one, and a conf-less "static".
  */
 #include <setjmp.h>
@@ -17,8 +17,8 @@
 #include <netinet/in.h>
 #include <cmocka.h>
 
-#include "config.h"
-#include "handler.h"
+#include "core/config.h"
+#include "core/handler.h"
 #include "portico/status.h"
 
 /* ---- test handlers ------------------------------------------------------------- */

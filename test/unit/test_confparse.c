@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "confparse.h"
+#include "core/confparse.h"
 #include "portico/status.h"
 
 typedef struct fixture {

@@ -1,5 +1,5 @@
 /*
- * test_conn_io.c -- the connection I/O layer (gateway/conn_io.c) over a
+ * test_conn_io.c -- the connection I/O layer (gateway/net/conn_io.c) over a
  * socketpair: batching, lazy read pausing, EOF and errors, the low watermark,
  * the send timeout, close from inside a callback, and TLS (handshake, ALPN,
  * large transfers through partial writes, close_notify, handshake deadline)
@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "net/conn.h"
 
 /* ---- harness --------------------------------------------------------------- */
 

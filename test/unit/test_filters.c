@@ -19,8 +19,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "config.h"
-#include "filter_registry.h"
+#include "core/config.h"
+#include "core/filter_registry.h"
 #include "loopback.h"
 #include "portico/status.h"
 

@@ -16,7 +16,7 @@
 #include <event2/event.h>
 #include <cmocka.h>
 
-#include "config.h"
+#include "core/config.h"
 #include "handlers/grpc.h"
 #include "server.h"
 #include "upstream/grpc.h"

@@ -1,5 +1,5 @@
 /*
- * test_h1.c -- the HTTP/1.1 connection codec (gateway/h1.c) over a
+ * test_h1.c -- the HTTP/1.1 connection codec (gateway/http/h1.c) over a
  * socketpair, with a fake request layer.
  *
  * This file defines the request-layer functions h1.c calls (pt__req_*,
@@ -25,9 +25,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "h1.h"
-#include "request.h"
+#include "net/conn.h"
+#include "http/h1.h"
+#include "core/request.h"
 
 /* ---- the fake request layer ------------------------------------------------ */
 

@@ -1,5 +1,5 @@
 /*
- * test_h1parse.c -- the strict HTTP/1.1 request parser (gateway/h1parse.c).
+ * test_h1parse.c -- the strict HTTP/1.1 request parser (gateway/http/h1parse.c).
  *
  * Every input is parsed three ways -- in one piece, one byte at a time, and
  * in 7-byte pieces -- and the three transcripts must be identical, so the
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "h1parse.h"
+#include "http/h1parse.h"
 
 static pt_h1p_limits_t default_limits(void)
 {

@@ -1,5 +1,5 @@
 /*
- * test_h2.c -- the HTTP/2 codec (gateway/h2.c) driven in memory: an nghttp2
+ * test_h2.c -- the HTTP/2 codec (gateway/http/h2.c) driven in memory: an nghttp2
  * client session (or hand-built frames) on one end of a bufferevent pair, the
  * codec on the other, a fake request layer above it (test/support/h2_fake.c).
  */
@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "h2.h"
+#include "http/h2.h"
 #include "h2_fake.h"
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "accesslog.h"
-#include "metrics.h"
-#include "request.h"
+#include "observe/accesslog.h"
+#include "observe/metrics.h"
+#include "core/request.h"
 
 static char *render(pt_metrics_shard_t **shards, unsigned n)
 {

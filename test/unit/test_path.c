@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
-#include "path.h"
+#include "core/path.h"
 #include "portico/status.h"
 
 static pt_arena_t *arena;

@@ -15,7 +15,7 @@
 
 #include "portico/status.h"
 #include "upstream/policy.h"
-#include "worker.h"
+#include "net/worker.h"
 
 typedef struct tcl {
     pt_endpoint_t eps[3];

@@ -23,10 +23,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "core/config.h"
 #include "server.h"
 #include "upstream/redis.h"
-#include "worker.h"
+#include "net/worker.h"
 
 /* ---- reply conversion --------------------------------------------------------- */
 

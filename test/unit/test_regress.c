@@ -16,7 +16,7 @@
 #include <json-c/json.h>
 #include "loopback.h"
 #include "httpsrv.h"
-#include "request.h"
+#include "core/request.h"
 #include "server.h"
 
 /* The error code and request id of a JSON error body; fails the test if it is not one. */

@@ -1,5 +1,5 @@
 /*
- * test_reqcheck.c -- the request-line rules (gateway/reqcheck.c) and, with the
+ * test_reqcheck.c -- the request-line rules (gateway/http/reqcheck.c) and, with the
  * same table, what each codec answers: the HTTP/1.1 parser (h1parse.c) and
  * the HTTP/2 codec (h2.c, raw frames over a socketpair, fake request layer
  * test/support/h2_fake.c). Issue 14: HTTP/1.1 answered 501 for `FOO` and
@@ -16,10 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "h1parse.h"
-#include "h2.h"
+#include "http/h1parse.h"
+#include "http/h2.h"
 #include "h2_fake.h"
-#include "reqcheck.h"
+#include "http/reqcheck.h"
 
 typedef struct rcase {
     const char *method, *authority;

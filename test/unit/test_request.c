@@ -15,7 +15,7 @@
 #include <string.h>
 #include "loopback.h"
 #include <event2/event.h>
-#include "request.h"
+#include "core/request.h"
 
 static const char *config_text(void)
 {

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "config.h"
-#include "router.h"
+#include "core/config.h"
+#include "core/router.h"
 #include "portico/status.h"
 
 static const char routes_yaml[] =

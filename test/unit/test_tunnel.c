@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "request.h"
+#include "core/request.h"
 #include "server.h"
 
 typedef struct fake {

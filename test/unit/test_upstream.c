@@ -49,7 +49,7 @@
 #include "upstream/call.h"
 #include "upstream/call_internal.h"
 #include "upstream/policy.h"
-#include "worker.h"
+#include "net/worker.h"
 
 /* ---- the client side --------------------------------------------------------- */
 

@@ -34,7 +34,7 @@
 #include "portico/status.h"
 #include "upstream/call.h"
 #include "upstream/call_internal.h"
-#include "worker.h"
+#include "net/worker.h"
 
 /* ---- the raw scripted server ---------------------------------------------------- */
 

@@ -33,7 +33,7 @@
 #include "portico/status.h"
 #include "upstream/call.h"
 #include "upstream/h2.h"
-#include "worker.h"
+#include "net/worker.h"
 
 #ifndef PT_H2_BACKEND
 #define PT_H2_BACKEND "test/unit/upstream_h2_backend.py"

@@ -1,0 +1,40 @@
+/*
+ * router.h -- picks the route of a request.
+ *
+ * Routes are tried in config order; the first whose host, path, method and
+ * header conditions all hold wins. The router is compiled at config load
+ * time and is immutable; matching allocates only the path parameters, in the
+ * request arena.
+ */
+#ifndef PT_GATEWAY_ROUTER_H
+#define PT_GATEWAY_ROUTER_H
+
+#include "core/config.h"
+#include "portico/arena.h"
+#include "portico/headers.h"
+
+typedef struct pt_route_param {
+    pt_str_t name, value;
+} pt_route_param_t;
+
+typedef struct pt_route_result {
+    const pt_route_t *route;
+    pt_route_param_t *params; /* template variables, in the arena */
+    size_t param_cnt;
+} pt_route_result_t;
+
+/** Compiles `route->match` (templates, host patterns); errors via pt_conf_error. Load time. */
+int pt_router_compile_route(pt_conf_cx_t *cx, pt_route_t *route);
+
+/** Builds the router of a snapshot whose routes are compiled. Load time. */
+const pt_router_t *pt_router_new(pt_conf_cx_t *cx, const pt_config_t *config);
+
+/**
+ * Finds the first matching route. `host` is the authority without port
+ * handling applied (the router strips a port and lowercases on its own).
+ * Returns 0 and fills *out, or PT_ERR_NOT_FOUND.
+ */
+int pt_router_match(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str_t path,
+                    const pt_headers_t *headers, pt_arena_t *arena, pt_route_result_t *out);
+
+#endif /* PT_GATEWAY_ROUTER_H */

@@ -1,0 +1,1602 @@
+/*
+ * h2.c -- the HTTP/2 codec: an nghttp2 server session per connection, each
+ * stream turned into a pt_req_t (request.h).
+ *
+ * Shape of a connection:
+ *   connection read   -> nghttp2_session_mem_recv -> callbacks below fill
+ *                        requests; finished heads are dispatched (headers_done)
+ *                        only after the whole read was processed, so a
+ *                        HEADERS+RST_STREAM pair in one read never starts work.
+ *   request.c ops     -> per-stream output queue (evbuffer), flush scheduled
+ *   flush             -> nghttp2_session_mem_send into the connection output
+ *                        (conn.h: written once per batch), stopping above
+ *                        OUT_HIGH; the drain callback (low watermark)
+ *                        continues. DATA frames move bytes from the
+ *                        stream queue without an extra copy (NO_COPY).
+ *   one timer         -> SETTINGS ack, connection idle, drain phases, stream
+ *                        header/body/send timeouts; re-armed lazily.
+ *
+ * Safety limits that nghttp2 1.52 does not enforce itself are enforced here
+ * (SECURITY-CASES §1, §2.2): the decoded header list size and field count
+ * (counted while decoding, HPACK kept in sync, 431 answered, connection closed
+ * after repeated over-limit blocks), a glitch budget for client-provoked
+ * errors and zero-progress frames (see count_frame()), a premature-reset ratio on top of nghttp2's RST_STREAM bucket, the
+ * number of requests per connection, and request-body flow control driven by
+ * what the handler actually consumed (manual WINDOW_UPDATEs).
+ *
+ * Extended CONNECT (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is sent, so
+ * nghttp2 accepts `:protocol` on CONNECT; it becomes req->upgrade. A stream
+ * the handler turns into a tunnel (op_tunnel) keeps its DATA path both ways
+ * and its 200; only the stream timers change (stream_limit).
+ *
+ * Re-entrancy: the libevent callbacks are the only places that may free the
+ * connection. They bracket their work with enter()/leave(); a close requested
+ * inside (from an nghttp2 callback, a timeout, an error) is carried out by the
+ * outermost leave(). The request-side ops never close anything: they queue
+ * and schedule a flush.
+ */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "net/conn.h"
+#include "http/h2.h"
+#include "http/reqcheck.h"
+#include "core/request.h"
+
+/* Output: stop serializing frames while this much is waiting in the socket's
+ * output buffer; continue when it drained to OUT_LOW. Bounds memory per
+ * connection regardless of how many streams have data queued. */
+#define OUT_HIGH (64u * 1024u)
+#define OUT_LOW (16u * 1024u)
+
+/* Timers and budgets that have no config key (yet). */
+#define SETTINGS_ACK_MS 10000u  /* client must ACK our SETTINGS (nghttpx: 10 s) */
+#define DRAIN_RTT_MS 1000u      /* phase 1 -> phase 2 of the GOAWAY at the latest */
+#define CLOSE_LINGER_MS 5000u   /* flushing a final GOAWAY before closing */
+#define PREMATURE_MIN 100u      /* streams seen before the reset ratio applies */
+#define HDR_OVERLIMIT_MAX 4u    /* over-limit header blocks before GOAWAY */
+#define WU_CREDIT_PER_DATA 4u   /* WINDOW_UPDATEs a DATA frame we sent may earn back ... */
+#define WU_CREDIT_PER_STREAM 2u /* ... and a request stream the client opened */
+#define WU_CREDIT_MAX 1024u     /* earned credit is not banked beyond this */
+#define DEFAULT_STREAM_IDLE_MS (5u * 60u * 1000u)
+
+static const uint8_t DRAIN_PING[8] = {'p', 't', 'd', 'r', 'a', 'i', 'n', '1'};
+
+typedef struct h2_conn h2_conn_t;
+
+typedef struct h2_stream {
+    h2_conn_t *c;
+    int32_t id;
+    pt_req_t *req;             /* NULL once the codec hold was given back */
+    struct evbuffer *out;      /* response body bytes not yet framed */
+    uint64_t recv_total;       /* DATA bytes handed to the request */
+    uint64_t consumed_total;   /* ... of which the handler consumed (window reopened) */
+    uint64_t last_ms;          /* last frame received or DATA sent on this stream */
+    uint32_t hdr_bytes;        /* current header block: sum of name+value+32 */
+    uint32_t hdr_cnt;          /* current header block: regular fields */
+    int reject;                /* PT_ERR_* to answer instead of running the request */
+    const char *reject_why;
+    pt_str_t host;             /* the `host` field, if any */
+    bool is_trailer_block;     /* the block being decoded is the request's trailers */
+    bool over_limit;           /* current block went over a limit: fields are dropped */
+    bool dispatch;             /* head complete, headers_done pending after this read */
+    bool dispatched;           /* pt__req_headers_done was called */
+    bool end_pending;          /* END_STREAM seen before dispatch */
+    bool head_pending;         /* send_head called, response HEADERS not submitted yet */
+    bool submitted;            /* response HEADERS submitted */
+    bool out_end;              /* the handler ended the body */
+    bool deferred;             /* our data provider returned DEFERRED */
+    bool resp_complete;        /* END_STREAM sent */
+    bool app_reset;            /* request.c asked for RST_STREAM (truncation) */
+    bool client_reset;         /* the peer sent RST_STREAM */
+    bool notify_writable;      /* output drained: tell the handler after this flush */
+    bool glitched;             /* already counted as a glitch */
+    bool tunnel;               /* an extended CONNECT turned into a tunnel (op_tunnel) */
+    struct h2_stream *prev, *next;
+} h2_stream_t;
+
+struct h2_conn {
+    pt_conn_t *conn;
+    pt_worker_t *worker;
+    struct event_base *base;
+    struct evbuffer *out;      /* the connection's output (pt_conn_output) */
+    nghttp2_session *ng;
+    struct event *flush_ev;
+    struct event *timer;
+    uint64_t timer_at;         /* when `timer` fires (0: not armed) */
+
+    /* limits, copied from the snapshot at start */
+    uint32_t max_hdr_bytes, max_hdr_cnt, max_requests, max_streams;
+    uint32_t stream_window, conn_window;
+    bool allow_underscores;
+    uint64_t idle_ms, header_ms, body_ms, send_ms, drain_ms, stream_idle_ms;
+
+    h2_stream_t *head, *tail;  /* open streams, oldest first */
+    unsigned nstreams;
+    uint64_t requests;         /* streams opened by the client */
+    uint64_t premature;        /* streams the client reset before our response ended */
+    unsigned hdr_overlimit;    /* header blocks over the limits */
+    double glitch_tokens;
+    double glitch_burst, glitch_rate; /* limits.h2_glitch_burst / h2_glitch_rate */
+    uint64_t glitch_ms;
+    uint32_t wu_credit;        /* WINDOW_UPDATEs earned by DATA we sent / streams opened */
+
+    uint64_t start_ms, last_ms; /* last_ms: start, or last time a stream closed */
+    uint64_t settings_ms;       /* when our SETTINGS went out; 0 once ACKed */
+    int drain_phase;            /* 0 none, 1 shutdown notice sent, 2 final GOAWAY sent */
+    uint64_t drain_start_ms;
+    uint64_t closing_ms;        /* flushing before close since (0: not closing) */
+    bool read_paused;
+    bool dispatch_pending;
+    bool in_flush;
+    bool attached;              /* conn->codec is us and the connection calls us */
+    bool terminating;           /* GOAWAY ending the session is queued: start nothing new */
+    uint32_t rx_to_hdr;         /* input bytes before the next frame header (client magic first) */
+    pt_conn_t *io_conn;         /* the connection whose callbacks point at us (attached) */
+
+    unsigned depth;             /* enter()/leave() nesting */
+    bool close_pending;         /* close at the outermost leave() */
+};
+
+static const pt_codec_ops_t h2_codec_ops;
+static const pt_stream_ops_t h2_stream_ops;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static void oom(void)
+{
+    fputs("portico: out of memory (h2)\n", stderr);
+    abort();
+}
+
+static pt_str_t nv_str(const uint8_t *p, size_t len)
+{
+    return (pt_str_t){(const char *)p, len};
+}
+
+static void schedule_flush(h2_conn_t *c)
+{
+    if (c->flush_ev != NULL && !c->in_flush)
+        event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+/* Arms the timer to fire no later than `at` (lazy: firing early is harmless,
+ * on_timer recomputes the real next deadline). */
+static void arm_at(h2_conn_t *c, uint64_t at)
+{
+    if (c->timer == NULL || at == UINT64_MAX)
+        return;
+    if (c->timer_at != 0 && c->timer_at <= at)
+        return;
+    uint64_t now = now_ms();
+    uint64_t d = at > now ? at - now : 0;
+    struct timeval tv = {(time_t)(d / 1000u), (suseconds_t)((d % 1000u) * 1000u)};
+    event_add(c->timer, &tv);
+    c->timer_at = at;
+}
+
+/* ---- streams ------------------------------------------------------------ */
+
+static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
+{
+    h2_stream_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        oom();
+    s->c = c;
+    s->id = id;
+    s->out = evbuffer_new();
+    if (s->out == NULL)
+        oom();
+    s->last_ms = now_ms();
+    s->prev = c->tail;
+    if (c->tail != NULL)
+        c->tail->next = s;
+    else
+        c->head = s;
+    c->tail = s;
+    c->nstreams++;
+    return s;
+}
+
+static void stream_free(h2_stream_t *s)
+{
+    h2_conn_t *c = s->c;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        c->head = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    else
+        c->tail = s->prev;
+    c->nstreams--;
+    evbuffer_free(s->out);
+    free(s);
+}
+
+/* Gives the codec's hold on the request back: done when the response went
+ * out whole (or request.c itself asked for the reset), aborted otherwise. */
+static void stream_release(h2_stream_t *s)
+{
+    pt_req_t *req = s->req;
+    if (req == NULL)
+        return;
+    s->req = NULL;
+    req->stream = NULL;
+    if (req->resp_ended && (s->resp_complete || s->app_reset))
+        pt__req_codec_done(req);
+    else
+        pt__req_abort(req);
+}
+
+/* The timeout that currently applies to a stream (0: none), and whether its
+ * expiry ends the whole connection. */
+static uint64_t stream_limit(const h2_conn_t *c, const h2_stream_t *s, bool *conn_wide)
+{
+    *conn_wide = false;
+    if (s->req == NULL || s->app_reset)
+        return 0;
+    if (!s->dispatched && !s->dispatch) {
+        *conn_wide = true; /* a head still arriving (CONTINUATIONs trickling) blocks everything */
+        return c->header_ms;
+    }
+    if (s->tunnel) /* quiet is normal in a tunnel: its idle timer is the core's */
+        return evbuffer_get_length(s->out) != 0 ? c->send_ms : 0;
+    if (!s->req->body_done && s->recv_total == s->consumed_total)
+        return c->body_ms; /* the client has window and sends nothing */
+    if (evbuffer_get_length(s->out) != 0)
+        return c->send_ms; /* the client does not open its window for our data */
+    if (!s->resp_complete)
+        return c->stream_idle_ms;
+    return 0;
+}
+
+static void arm_stream(h2_conn_t *c, const h2_stream_t *s)
+{
+    bool conn_wide;
+    uint64_t limit = stream_limit(c, s, &conn_wide);
+    if (limit != 0)
+        arm_at(c, s->last_ms + limit);
+}
+
+static h2_stream_t *stream_of(h2_conn_t *c, int32_t id)
+{
+    return nghttp2_session_get_stream_user_data(c->ng, id);
+}
+
+/* ---- connection end ----------------------------------------------------- */
+
+/* Frees everything of the codec (requests aborted); does not close `conn`. */
+static void teardown(h2_conn_t *c)
+{
+    while (c->head != NULL) {
+        h2_stream_t *s = c->head;
+        /* stream_free() unlinks s, so c->head is never a freed stream here;
+         * the analyzer loses that across the opaque calls. */
+        if (c->ng != NULL)
+            nghttp2_session_set_stream_user_data(c->ng, s->id, NULL); // NOLINT(clang-analyzer-unix.Malloc): head is live
+        stream_release(s); // NOLINT(clang-analyzer-unix.Malloc): head is live
+        stream_free(s);
+    }
+    if (c->ng != NULL)
+        nghttp2_session_del(c->ng);
+    c->ng = NULL;
+    if (c->flush_ev != NULL)
+        event_free(c->flush_ev);
+    if (c->timer != NULL)
+        event_free(c->timer);
+    c->flush_ev = c->timer = NULL;
+    if (c->attached && c->io_conn != NULL)
+        pt_conn_set_callbacks(c->io_conn, NULL, NULL, NULL, NULL);
+    if (c->conn != NULL && c->conn->codec == c) {
+        c->conn->codec = NULL;
+        c->conn->codec_ops = NULL;
+    }
+    free(c);
+}
+
+/* Closes now, or at the outermost leave() when inside a callback. */
+static void close_now(h2_conn_t *c)
+{
+    if (c->depth > 0) {
+        c->close_pending = true;
+        return;
+    }
+    pt_conn_t *conn = c->conn;
+    teardown(c);
+    if (conn != NULL)
+        pt_conn_close(conn);
+}
+
+/* The session is over: flush what is queued (a GOAWAY), then close. */
+static void finish(h2_conn_t *c)
+{
+    if (c->closing_ms != 0)
+        return;
+    c->closing_ms = now_ms();
+    pt_conn_pause_read(c->io_conn);
+    if (evbuffer_get_length(c->out) == 0) {
+        close_now(c);
+        return;
+    }
+    pt_conn_set_lowat(c->io_conn, 0); /* on_drain once everything is written */
+    arm_at(c, c->closing_ms + CLOSE_LINGER_MS);
+}
+
+static void enter(h2_conn_t *c)
+{
+    c->depth++;
+}
+
+/* Returns true when the connection was closed (c is freed). */
+static bool leave(h2_conn_t *c)
+{
+    if (--c->depth == 0 && c->close_pending) {
+        c->close_pending = false;
+        close_now(c);
+        return true;
+    }
+    return false;
+}
+
+/* Tears the session down with a GOAWAY(code) once it is written. */
+static void terminate(h2_conn_t *c, uint32_t code)
+{
+    c->terminating = true;
+    if (c->ng != NULL)
+        nghttp2_session_terminate_session(c->ng, code);
+    schedule_flush(c);
+}
+
+/* ---- abuse accounting --------------------------------------------------- */
+
+/* One client-provoked error (malformed field or frame, over-limit block,
+ * refused stream): a token bucket; empty -> GOAWAY(ENHANCE_YOUR_CALM). This
+ * covers MadeYouReset-style floods that nghttp2's RST bucket never sees. */
+static void glitch(h2_conn_t *c)
+{
+    uint64_t now = now_ms();
+    c->glitch_tokens += (double)(now - c->glitch_ms) * c->glitch_rate / 1000.0;
+    if (c->glitch_tokens > c->glitch_burst)
+        c->glitch_tokens = c->glitch_burst;
+    c->glitch_ms = now;
+    c->glitch_tokens -= 1.0;
+    if (c->glitch_tokens < 0)
+        terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+static void earn_wu_credit(h2_conn_t *c, uint32_t n)
+{
+    c->wu_credit = c->wu_credit + n > WU_CREDIT_MAX ? WU_CREDIT_MAX : c->wu_credit + n;
+}
+
+/*
+ * Frames that cost us a wake-up and a parse but move no request forward
+ * (issue 14: 4 connections sending them used 174% CPU). Debian's nghttp2 1.52
+ * has no limit of its own for any of them (no empty-DATA option, no glitch
+ * limiter), and some never reach a callback (frames of unknown types,
+ * WINDOW_UPDATE on closed streams), so they are classified here from the raw
+ * frame header, before nghttp2 sees them, and each one costs a glitch token:
+ *  - DATA without END_STREAM carrying no payload (or only padding);
+ *  - PRIORITY (we advertise SETTINGS_NO_RFC7540_PRIORITIES: they change nothing);
+ *  - extension frame types (> CONTINUATION): Portico implements none;
+ *  - WINDOW_UPDATE not earned by DATA frames we sent or streams the client
+ *    opened (Envoy's "window updates per data frame sent" idea, as a
+ *    credit), whatever its increment: small earned ones are how gRPC
+ *    clients return the window of small messages.
+ * A client sending a few (a browser's PRIORITY frames, a connection-window
+ * WINDOW_UPDATE at start) stays far inside the budget. `need` is how many
+ * payload bytes the classification reads (0, 1 for a padded DATA, 4 for a
+ * WINDOW_UPDATE); a frame too short for that is left to nghttp2's own checks.
+ */
+static size_t classify_need(uint8_t type, uint8_t flags, uint32_t flen)
+{
+    if (type == NGHTTP2_DATA && (flags & NGHTTP2_FLAG_PADDED) && flen >= 1)
+        return 1;
+    if (type == NGHTTP2_WINDOW_UPDATE && flen == 4)
+        return 4;
+    return 0;
+}
+
+static bool zero_progress(h2_conn_t *c, const uint8_t *hd, uint32_t flen)
+{
+    uint8_t type = hd[3], flags = hd[4];
+    const uint8_t *pl = hd + 9;
+    switch (type) {
+    case NGHTTP2_DATA:
+        if (flags & NGHTTP2_FLAG_END_STREAM)
+            return false; /* an empty final DATA is how a body ends */
+        if (flags & NGHTTP2_FLAG_PADDED)
+            return flen >= 1 && (uint32_t)pl[0] + 1 == flen; /* longer padding: nghttp2 refuses */
+        return flen == 0;
+    case NGHTTP2_PRIORITY:
+        return true;
+    case NGHTTP2_WINDOW_UPDATE: {
+        if (flen != 4)
+            return false; /* FRAME_SIZE_ERROR, nghttp2's */
+        uint32_t incr = (((uint32_t)pl[0] & 0x7f) << 24) | ((uint32_t)pl[1] << 16) |
+                        ((uint32_t)pl[2] << 8) | pl[3];
+        if (incr == 0)
+            return false; /* a protocol error nghttp2 reports (on_invalid_frame counts it) */
+        /* Small increments are legitimate when earned: gRPC clients return
+         * the connection window message by message (a few bytes each), so
+         * 60 concurrent small calls brought 60+ tiny WINDOW_UPDATEs. Only
+         * updates that nothing we sent earned are zero-progress. */
+        if (c->wu_credit == 0)
+            return true;
+        c->wu_credit--;
+        return false;
+    }
+    default:
+        return type > NGHTTP2_CONTINUATION;
+    }
+}
+
+/* ---- drain -------------------------------------------------------------- */
+
+static void drain_final(h2_conn_t *c)
+{
+    if (c->drain_phase >= 2 || c->ng == NULL)
+        return;
+    c->drain_phase = 2;
+    nghttp2_submit_goaway(c->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->ng),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    schedule_flush(c);
+}
+
+static void drain_begin(h2_conn_t *c)
+{
+    if (c->drain_phase != 0 || c->ng == NULL || c->closing_ms != 0)
+        return;
+    c->drain_phase = 1;
+    c->drain_start_ms = now_ms();
+    /* RFC 9113 §6.8: GOAWAY(2^31-1) first, the real one about an RTT later so
+     * requests already in flight towards us are not lost. The PING measures
+     * that RTT; the timer bounds it. */
+    if (nghttp2_submit_shutdown_notice(c->ng) != 0) {
+        drain_final(c);
+        return;
+    }
+    nghttp2_submit_ping(c->ng, NGHTTP2_FLAG_NONE, DRAIN_PING);
+    arm_at(c, c->drain_start_ms + DRAIN_RTT_MS);
+    if (c->drain_ms != 0)
+        arm_at(c, c->drain_start_ms + c->drain_ms);
+    schedule_flush(c);
+}
+
+/* ---- response side (pt_stream_ops_t) ------------------------------------ */
+
+static bool is_conn_specific(pt_str_t n)
+{
+    return pt_str_eq(n, PT_STR("connection")) || pt_str_eq(n, PT_STR("keep-alive")) ||
+           pt_str_eq(n, PT_STR("proxy-connection")) || pt_str_eq(n, PT_STR("transfer-encoding")) ||
+           pt_str_eq(n, PT_STR("upgrade")) || pt_str_eq(n, PT_STR("content-length"));
+}
+
+static nghttp2_nv make_nv(pt_str_t n, pt_str_t v)
+{
+    return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, NGHTTP2_NV_FLAG_NONE};
+}
+
+static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *user_data);
+
+/* Submits the response HEADERS for a stream whose head is pending. When the
+ * whole response is already known to be empty, HEADERS carries END_STREAM. */
+static void submit_head(h2_stream_t *s)
+{
+    h2_conn_t *c = s->c;
+    pt_req_t *req = s->req;
+    s->head_pending = false;
+    if (req == NULL || s->app_reset)
+        return;
+    pt_headers_t *h = &req->resp_headers;
+    nghttp2_nv *nva = pt_arena_alloc(req->arena, (h->cnt + 2) * sizeof(*nva));
+    char status[4];
+    int st = req->resp_status;
+    if (nva == NULL || st < 200 || st > 999) {
+        s->app_reset = true;
+        nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    snprintf(status, sizeof(status), "%03d", st);
+    size_t n = 0;
+    nva[n++] = make_nv(PT_STR(":status"), (pt_str_t){status, 3});
+    for (size_t i = 0; i < h->cnt; i++) {
+        pt_str_t name = h->v[i].name;
+        if (name.len == 0 || name.base[0] == ':' || is_conn_specific(name))
+            continue;
+        nva[n++] = make_nv(name, h->v[i].value);
+    }
+    char clbuf[24];
+    if (req->resp_content_length >= 0 && st != 204 && st != 304) {
+        int l = snprintf(clbuf, sizeof(clbuf), "%lld", (long long)req->resp_content_length);
+        nva[n++] = make_nv(PT_STR("content-length"), (pt_str_t){clbuf, (size_t)l});
+    }
+    bool empty = s->out_end && evbuffer_get_length(s->out) == 0 && req->resp_trailers.cnt == 0;
+    nghttp2_data_provider dp = {.source.ptr = s, .read_callback = data_read};
+    int rv = nghttp2_submit_response(c->ng, s->id, nva, n, empty ? NULL : &dp);
+    if (rv != 0) {
+        s->app_reset = true;
+        nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    s->submitted = true;
+}
+
+static void op_send_head(pt_req_t *req)
+{
+    h2_stream_t *s = req->stream;
+    if (s == NULL || s->submitted || s->head_pending)
+        return;
+    s->head_pending = true;
+    schedule_flush(s->c);
+}
+
+static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
+{
+    h2_stream_t *s = req->stream;
+    if (s == NULL || s->out_end || s->app_reset)
+        return;
+    if (len != 0 && evbuffer_add(s->out, data, len) != 0)
+        oom();
+    if (end)
+        s->out_end = true;
+    if (len != 0 && s->c->send_ms != 0)
+        arm_at(s->c, now_ms() + s->c->send_ms);
+    if (s->submitted && s->deferred) {
+        s->deferred = false;
+        nghttp2_session_resume_data(s->c->ng, s->id);
+    }
+    schedule_flush(s->c);
+}
+
+static size_t op_out_pending(pt_req_t *req)
+{
+    h2_stream_t *s = req->stream;
+    return s != NULL ? evbuffer_get_length(s->out) : 0;
+}
+
+static void op_body_consumed(pt_req_t *req, size_t len)
+{
+    h2_stream_t *s = req->stream;
+    if (s == NULL || len == 0)
+        return;
+    if (len > s->recv_total - s->consumed_total)
+        len = (size_t)(s->recv_total - s->consumed_total);
+    s->consumed_total += len;
+    nghttp2_session_consume(s->c->ng, s->id, len);
+    schedule_flush(s->c);
+}
+
+static void op_reset(pt_req_t *req)
+{
+    h2_stream_t *s = req->stream;
+    if (s == NULL || s->app_reset || s->resp_complete)
+        return;
+    s->app_reset = true;
+    s->head_pending = false;
+    evbuffer_drain(s->out, evbuffer_get_length(s->out));
+    nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+    schedule_flush(s->c);
+}
+
+/* An extended CONNECT stream is already two-way: its DATA frames are the
+ * tunnel both ways. Only the timeouts change (stream_limit). */
+static int op_tunnel(pt_req_t *req)
+{
+    h2_stream_t *s = req->stream;
+    if (s == NULL || req->upgrade.len == 0 || s->submitted || s->head_pending || s->app_reset)
+        return PT_ERR_INVALID;
+    s->tunnel = true;
+    return 0;
+}
+
+static const pt_stream_ops_t h2_stream_ops = {
+    .send_head = op_send_head,
+    .send_body = op_send_body,
+    .out_pending = op_out_pending,
+    .body_consumed = op_body_consumed,
+    .send_continue = NULL,
+    .reset = op_reset,
+    .tunnel = op_tunnel,
+};
+
+/* Data provider: frames the stream's queue; DEFERRED while it is empty and
+ * the handler has not ended the body (op_send_body resumes it). */
+static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *user_data)
+{
+    (void)buf;
+    (void)user_data;
+    h2_stream_t *s = src->ptr;
+    size_t avail = evbuffer_get_length(s->out);
+    if (avail == 0 && !s->out_end) {
+        s->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < length ? avail : length;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (s->out_end && n == avail) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        pt_req_t *req = s->req;
+        if (req != NULL && req->resp_trailers.cnt != 0) {
+            pt_headers_t *t = &req->resp_trailers;
+            nghttp2_nv *nva = pt_arena_alloc(req->arena, t->cnt * sizeof(*nva));
+            size_t k = 0;
+            for (size_t i = 0; nva != NULL && i < t->cnt; i++)
+                if (t->v[i].name.len != 0 && t->v[i].name.base[0] != ':' &&
+                    !is_conn_specific(t->v[i].name))
+                    nva[k++] = make_nv(t->v[i].name, t->v[i].value);
+            if (nva != NULL && k != 0 && nghttp2_submit_trailer(ng, id, nva, k) == 0)
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        }
+    }
+    return (ssize_t)n;
+}
+
+static int send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *src, void *user_data)
+{
+    (void)ng;
+    h2_conn_t *c = user_data;
+    h2_stream_t *s = src->ptr;
+    if (evbuffer_add(c->out, framehd, 9) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->data.padlen > 0) {
+        uint8_t pad[256] = {0};
+        pad[0] = (uint8_t)(frame->data.padlen - 1);
+        evbuffer_add(c->out, pad, 1);
+    }
+    if (length != 0 && evbuffer_remove_buffer(s->out, c->out, length) != (int)length)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->data.padlen > 1) {
+        uint8_t pad[256] = {0};
+        evbuffer_add(c->out, pad, frame->data.padlen - 1);
+    }
+    s->last_ms = now_ms();
+    earn_wu_credit(c, WU_CREDIT_PER_DATA);
+    pt_req_t *req = s->req;
+    if (req != NULL && req->want_writable &&
+        evbuffer_get_length(s->out) <= req->config->limits.max_response_buffer / 2)
+        s->notify_writable = true;
+    return 0;
+}
+
+/* ---- request side: nghttp2 callbacks ------------------------------------ */
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
+{
+    h2_conn_t *c = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    int32_t id = frame->hd.stream_id;
+    h2_stream_t *s = stream_of(c, id);
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* trailers (or a second HEADERS nghttp2 will reject): a new block to count */
+        if (s != NULL) {
+            s->is_trailer_block = true;
+            s->hdr_bytes = s->hdr_cnt = 0;
+            s->over_limit = false;
+        }
+        return 0;
+    }
+    c->requests++;
+    earn_wu_credit(c, WU_CREDIT_PER_STREAM);
+    if (c->drain_phase >= 2 ||
+        (c->max_requests != 0 && c->requests > (uint64_t)c->max_requests + c->max_streams)) {
+        /* Past the GOAWAY we sent: nghttp2 normally ignores these; refuse what is left. */
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    s = stream_new(c, id);
+    nghttp2_session_set_stream_user_data(ng, id, s);
+    pt_req_t *req = pt__req_new(c->worker, &h2_stream_ops, s);
+    s->req = req;
+    req->version = 20;
+    req->client_addr = pt_arena_strdup(req->arena, c->conn->client_addr); /* outlives conn */
+    req->is_tls = c->conn->is_tls;
+    req->scheme = c->conn->is_tls ? PT_STR("https") : PT_STR("http");
+    arm_stream(c, s);
+    if (c->max_requests != 0 && c->requests >= c->max_requests)
+        drain_begin(c); /* this one is served; the client moves to a new connection */
+    return 0;
+}
+
+static void stream_reject(h2_stream_t *s, int st, const char *why)
+{
+    if (s->reject == 0) {
+        s->reject = st;
+        s->reject_why = why;
+    }
+}
+
+/* Stores one request field (pseudo-headers into the request fields). Returns
+ * a PT_ERR_* that rejects the request, or 0. */
+static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t value)
+{
+    pt_req_t *req = s->req;
+    pt_str_t v = pt_arena_strdup(req->arena, value);
+    if (v.base == NULL)
+        return PT_ERR_HEADERS_TOO_LARGE;
+    if (name.len != 0 && name.base[0] == ':') {
+        if (pt_str_eq(name, PT_STR(":method")))
+            req->method = v;
+        else if (pt_str_eq(name, PT_STR(":scheme")))
+            req->scheme = v;
+        else if (pt_str_eq(name, PT_STR(":authority")))
+            req->authority = v;
+        else if (pt_str_eq(name, PT_STR(":path")))
+            req->target = v;
+        else if (pt_str_eq(name, PT_STR(":protocol")))
+            req->upgrade = v; /* RFC 8441; nghttp2 accepts it only on CONNECT, since we
+                               * sent SETTINGS_ENABLE_CONNECT_PROTOCOL */
+        else
+            return PT_ERR_INVALID;
+        return 0;
+    }
+    if (!pt_header_name_valid(name, c->allow_underscores))
+        return PT_ERR_INVALID;
+    pt_str_t n = pt_arena_strdup(req->arena, name);
+    if (n.base == NULL || pt_headers_add_nocopy(&req->headers, n, v) != 0)
+        return PT_ERR_HEADERS_TOO_LARGE;
+    if (pt_str_eq(name, PT_STR("host"))) {
+        if (s->host.base != NULL)
+            return PT_ERR_INVALID;
+        s->host = v;
+    } else if (pt_str_eq(name, PT_STR("content-length"))) {
+        unsigned long long cl;
+        if (pt_str_to_u64(v, (unsigned long long)INT64_MAX, &cl) != 0)
+            return PT_ERR_INVALID;
+        req->content_length = (int64_t)cl;
+    }
+    return 0;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user_data)
+{
+    (void)ng;
+    (void)flags;
+    h2_conn_t *c = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    h2_stream_t *s = stream_of(c, frame->hd.stream_id);
+    if (s == NULL || s->req == NULL)
+        return 0;
+    s->last_ms = now_ms();
+    /* Count every decoded field (cookie crumbs included) while decoding; once
+     * over, drop the rest but let nghttp2 keep decoding so HPACK stays in sync. */
+    uint64_t bytes = (uint64_t)s->hdr_bytes + namelen + valuelen + 32u;
+    s->hdr_bytes = bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)bytes;
+    if (namelen == 0 || name[0] != ':')
+        s->hdr_cnt++;
+    if (s->over_limit)
+        return 0;
+    if (s->hdr_bytes > c->max_hdr_bytes || s->hdr_cnt > c->max_hdr_cnt) {
+        s->over_limit = true;
+        stream_reject(s, PT_ERR_HEADERS_TOO_LARGE, "request header list over the limit");
+        return 0;
+    }
+    if (s->is_trailer_block || s->reject != 0)
+        return 0; /* request trailers are not forwarded; a rejected request needs no more */
+    int st = store_field(c, s, nv_str(name, namelen), nv_str(value, valuelen));
+    if (st != 0)
+        stream_reject(s, st, st == PT_ERR_INVALID ? "invalid request header" : "request too large");
+    return 0;
+}
+
+/* nghttp2 hands us the regular fields it considers invalid (bad bytes in a
+ * name or value, surrounding whitespace); dropping them silently would let a
+ * `content-length ` or `host\x01` slip past our checks. Reset the stream. */
+static int on_invalid_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
+                             size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                             void *user_data)
+{
+    (void)ng;
+    (void)name;
+    (void)namelen;
+    (void)value;
+    (void)valuelen;
+    (void)flags;
+    h2_conn_t *c = user_data;
+    h2_stream_t *s = stream_of(c, frame->hd.stream_id);
+    if (s == NULL || !s->glitched) {
+        if (s != NULL)
+            s->glitched = true;
+        glitch(c);
+    }
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
+static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *frame, int lib_error,
+                            void *user_data)
+{
+    (void)ng;
+    (void)lib_error;
+    h2_conn_t *c = user_data;
+    h2_stream_t *s = frame->hd.stream_id != 0 ? stream_of(c, frame->hd.stream_id) : NULL;
+    if (s == NULL || !s->glitched) {
+        if (s != NULL)
+            s->glitched = true;
+        glitch(c);
+    }
+    return 0;
+}
+
+static bool path_valid(pt_str_t p)
+{
+    for (size_t i = 0; i < p.len; i++) {
+        unsigned char ch = (unsigned char)p.base[i];
+        if (ch <= 0x20 || ch == 0x7f || ch == '#')
+            return false;
+    }
+    return true;
+}
+
+/* The head is complete: fill the remaining request fields, check them. */
+static void head_complete(h2_conn_t *c, h2_stream_t *s, bool end_stream)
+{
+    pt_req_t *req = s->req;
+    if (s->over_limit) {
+        c->hdr_overlimit++;
+        glitch(c);
+        if (c->hdr_overlimit >= HDR_OVERLIMIT_MAX)
+            terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+    if (s->reject == 0) {
+        if (pt_str_eq(req->method, PT_STR("CONNECT")) && req->upgrade.len == 0)
+            stream_reject(s, PT_ERR_NOT_IMPLEMENTED, "CONNECT is not supported");
+        else if (req->upgrade.len != 0 && !pt_str_eq(req->method, PT_STR("CONNECT")))
+            stream_reject(s, PT_ERR_INVALID, ":protocol without CONNECT");
+        else if (req->method.len == 0 || req->target.len == 0)
+            stream_reject(s, PT_ERR_INVALID, "missing :method or :path");
+        else if (!path_valid(req->target))
+            stream_reject(s, PT_ERR_INVALID, "invalid :path");
+        else if (!pt_str_eq(req->scheme, PT_STR("http")) && !pt_str_eq(req->scheme, PT_STR("https")))
+            stream_reject(s, PT_ERR_INVALID, "invalid :scheme");
+    }
+    if (s->reject == 0) {
+        /* RFC 9113 §8.3.1: a host that differs from :authority is malformed. */
+        if (req->authority.len == 0)
+            req->authority = s->host;
+        else if (s->host.base != NULL && !pt_str_ieq(s->host, req->authority))
+            stream_reject(s, PT_ERR_INVALID, ":authority and host differ");
+        if (req->authority.len == 0)
+            stream_reject(s, PT_ERR_INVALID, "missing :authority");
+    }
+    if (s->reject == 0) {
+        /* the same method and authority rules as HTTP/1.1 (reqcheck.h) */
+        const char *why;
+        int st = pt_reqcheck_method(req->method, &why);
+        if (st == 0)
+            st = pt_reqcheck_authority(req->authority, &why);
+        if (st != 0)
+            stream_reject(s, st, why);
+    }
+    if (s->reject == 0) {
+        const char *q = memchr(req->target.base, '?', req->target.len);
+        if (q != NULL) {
+            req->path = (pt_str_t){req->target.base, (size_t)(q - req->target.base)};
+            req->query = (pt_str_t){q + 1, req->target.len - req->path.len - 1};
+        } else {
+            req->path = req->target;
+        }
+        /* RFC 9113 §8.2.3: cookie crumbs are joined with "; " for HTTP/1 upstreams. */
+        size_t ncookie = pt_headers_count(&req->headers, PT_STR("cookie"));
+        if (ncookie > 1) {
+            size_t total = 0;
+            for (size_t i = 0; i < req->headers.cnt; i++)
+                if (pt_str_eq(req->headers.v[i].name, PT_STR("cookie")))
+                    total += req->headers.v[i].value.len + 2;
+            char *buf = pt_arena_alloc(req->arena, total);
+            if (buf == NULL) {
+                stream_reject(s, PT_ERR_HEADERS_TOO_LARGE, "request too large");
+            } else {
+                size_t off = 0;
+                for (size_t i = 0; i < req->headers.cnt; i++) {
+                    pt_header_t *h = &req->headers.v[i];
+                    if (!pt_str_eq(h->name, PT_STR("cookie")))
+                        continue;
+                    if (off != 0) {
+                        buf[off++] = ';';
+                        buf[off++] = ' ';
+                    }
+                    memcpy(buf + off, h->value.base, h->value.len);
+                    off += h->value.len;
+                }
+                pt_headers_remove(&req->headers, PT_STR("cookie"));
+                pt_headers_add_nocopy(&req->headers, PT_STR("cookie"), (pt_str_t){buf, off});
+            }
+        }
+    }
+    req->expect_body = !end_stream;
+    s->end_pending = end_stream;
+    s->dispatch = true;
+    c->dispatch_pending = true;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
+{
+    (void)ng;
+    h2_conn_t *c = user_data;
+    h2_stream_t *s;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        s = stream_of(c, frame->hd.stream_id);
+        if (s == NULL || s->req == NULL)
+            return 0;
+        s->last_ms = now_ms();
+        if (!s->is_trailer_block) {
+            head_complete(c, s, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        } else {
+            if (s->over_limit) {
+                c->hdr_overlimit++;
+                glitch(c);
+                if (c->hdr_overlimit >= HDR_OVERLIMIT_MAX)
+                    terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
+            }
+            if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+                if (s->dispatched)
+                    pt__req_body(s->req, NULL, 0, true);
+                else
+                    s->end_pending = true;
+            }
+        }
+        break;
+    case NGHTTP2_DATA:
+        s = stream_of(c, frame->hd.stream_id);
+        if (s == NULL || s->req == NULL || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            return 0;
+        if (s->dispatched)
+            pt__req_body(s->req, NULL, 0, true);
+        else
+            s->end_pending = true;
+        break;
+    case NGHTTP2_RST_STREAM:
+        s = stream_of(c, frame->hd.stream_id);
+        if (s != NULL)
+            s->client_reset = true;
+        break;
+    case NGHTTP2_SETTINGS:
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+            c->settings_ms = 0;
+        break;
+    case NGHTTP2_PING:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && c->drain_phase == 1 &&
+            memcmp(frame->ping.opaque_data, DRAIN_PING, 8) == 0)
+            drain_final(c);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *user_data)
+{
+    (void)flags;
+    h2_conn_t *c = user_data;
+    h2_stream_t *s = stream_of(c, id);
+    if (s == NULL || s->req == NULL || s->reject != 0 || s->req->body_done) {
+        /* Nobody will read these bytes: give the window back at once. */
+        nghttp2_session_consume(ng, id, len);
+        return 0;
+    }
+    s->last_ms = now_ms();
+    s->recv_total += len;
+    pt__req_body(s->req, data, len, false);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user_data)
+{
+    h2_conn_t *c = user_data;
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    h2_stream_t *s = stream_of(c, frame->hd.stream_id);
+    if (s == NULL)
+        return 0;
+    s->resp_complete = true;
+    /* RFC 9113 §8.1: the response is complete while the client is still
+     * sending: stop the upload with RST_STREAM(NO_ERROR). */
+    if (nghttp2_session_get_stream_remote_close(ng, s->id) == 0)
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *user_data)
+{
+    (void)error_code;
+    h2_conn_t *c = user_data;
+    h2_stream_t *s = stream_of(c, id);
+    if (s == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(ng, id, NULL);
+    /* Body bytes the handler never consumed still hold connection window. */
+    if (s->recv_total > s->consumed_total)
+        nghttp2_session_consume_connection(ng, (size_t)(s->recv_total - s->consumed_total));
+    if (s->client_reset && !s->resp_complete) {
+        c->premature++;
+        /* Envoy-style: once enough streams were seen, a majority of client
+         * resets before the response ended is an attack (Rapid Reset). */
+        if (c->requests >= PREMATURE_MIN && c->premature * 2 > c->requests)
+            terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+    stream_release(s);
+    stream_free(s);
+    c->last_ms = now_ms();
+    if (c->nstreams == 0 && c->idle_ms != 0)
+        arm_at(c, c->last_ms + c->idle_ms);
+    return 0;
+}
+
+/* Starts the requests whose head arrived in the bytes just processed, unless
+ * the client already reset them (Rapid Reset costs us nothing then). */
+static void dispatch(h2_conn_t *c)
+{
+    if (!c->dispatch_pending || c->terminating)
+        return;
+    c->dispatch_pending = false;
+    for (h2_stream_t *s = c->head, *next; s != NULL; s = next) {
+        next = s->next;
+        if (!s->dispatch)
+            continue;
+        s->dispatch = false;
+        pt_req_t *req = s->req;
+        if (req == NULL)
+            continue;
+        s->dispatched = true;
+        if (s->end_pending) {
+            s->end_pending = false;
+            pt__req_body(req, NULL, 0, true);
+        }
+        arm_stream(c, s);
+        /* Streams can be freed by what the request does next (a local reply
+         * never closes a stream synchronously, but stay safe): re-read `next`
+         * is not needed because stream closes only happen in nghttp2 calls. */
+        if (s->reject != 0) {
+            if (s->reject == PT_ERR_INVALID || s->reject == PT_ERR_NOT_IMPLEMENTED)
+                glitch(c);
+            pt__req_reject(req, s->reject, s->reject_why);
+        } else {
+            pt__req_headers_done(req);
+        }
+    }
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static bool notify_writable(h2_conn_t *c)
+{
+    bool any = false;
+    for (h2_stream_t *s = c->head; s != NULL; s = s->next) {
+        if (!s->notify_writable)
+            continue;
+        s->notify_writable = false;
+        if (s->req != NULL) {
+            any = true;
+            pt__req_on_writable(s->req);
+        }
+    }
+    return any;
+}
+
+static void flush(h2_conn_t *c)
+{
+    if (c->ng == NULL || c->in_flush)
+        return;
+    c->in_flush = true;
+    for (int round = 0; round < 8; round++) {
+        for (h2_stream_t *s = c->head; s != NULL; s = s->next)
+            if (s->head_pending)
+                submit_head(s);
+        while (evbuffer_get_length(c->out) < OUT_HIGH) {
+            const uint8_t *p;
+            ssize_t n = nghttp2_session_mem_send(c->ng, &p);
+            if (n < 0) {
+                c->in_flush = false;
+                close_now(c);
+                return;
+            }
+            if (n == 0)
+                break;
+            if (evbuffer_add(c->out, p, (size_t)n) != 0)
+                oom();
+        }
+        if (!notify_writable(c))
+            break;
+    }
+    c->in_flush = false;
+    /* nghttp2 considers itself done once a GOAWAY went out and no stream is
+     * open, the shutdown notice included; but during drain phase 1 requests
+     * may still be on their way to us, so wait for the final GOAWAY. */
+    if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng) &&
+        c->drain_phase != 1) {
+        finish(c);
+        return;
+    }
+    if (evbuffer_get_length(c->out) >= OUT_HIGH) {
+        if (!c->read_paused) {
+            /* A client that does not read gets no more of our attention. */
+            c->read_paused = true;
+            pt_conn_pause_read(c->io_conn);
+        }
+    }
+}
+
+/* ---- libevent callbacks ------------------------------------------------- */
+
+static void feed(h2_conn_t *c, const uint8_t *data, size_t len)
+{
+    if (c->ng == NULL || c->closing_ms != 0 || c->close_pending)
+        return;
+    ssize_t rv = nghttp2_session_mem_recv(c->ng, data, len);
+    if (rv < 0) {
+        /* Bad preface, flood detected, fatal error: nothing more to say. */
+        if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC || rv == NGHTTP2_ERR_FLOODED ||
+            nghttp2_is_fatal((int)rv))
+            close_now(c);
+        else
+            terminate(c, NGHTTP2_PROTOCOL_ERROR);
+    }
+}
+
+/* How many of the `len` bytes at `p` may go to nghttp2 now without cutting a
+ * 9-byte frame header in two; the rest waits for more bytes. Debian's 1.52
+ * counts a CONTINUATION once per partial frame header it sees (upstream
+ * #2817), so a legitimate header block arriving a byte at a time would hit
+ * the CONTINUATION limit. Frame payloads may still be split anywhere, except
+ * the few first bytes zero_progress() reads. Every frame header passes here
+ * once, so this is also where zero-progress frames are counted; when that
+ * empties the glitch budget, the walk stops before the frame (the session is
+ * terminating and the rest of the input is ignored). */
+static size_t feedable(h2_conn_t *c, const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+    uint32_t to = c->rx_to_hdr;
+    while (off < len) {
+        if (to > 0) {
+            size_t n = len - off < to ? len - off : to;
+            off += n;
+            to -= (uint32_t)n;
+            continue;
+        }
+        if (len - off < 9)
+            break;
+        uint32_t flen = ((uint32_t)p[off] << 16) | ((uint32_t)p[off + 1] << 8) | p[off + 2];
+        if (len - off < 9 + classify_need(p[off + 3], p[off + 4], flen))
+            break;
+        if (zero_progress(c, p + off, flen)) {
+            glitch(c);
+            if (c->terminating)
+                break;
+        }
+        to = flen;
+        off += 9;
+    }
+    c->rx_to_hdr = to;
+    return off;
+}
+
+static void on_read(pt_conn_t *conn, void *arg)
+{
+    h2_conn_t *c = arg;
+    struct evbuffer *in = pt_conn_input(conn);
+    enter(c);
+    size_t len = evbuffer_get_length(in);
+    if (len != 0 && c->ng != NULL && c->closing_ms == 0 && !c->close_pending) {
+        const uint8_t *p = evbuffer_pullup(in, -1);
+        size_t n = p != NULL ? feedable(c, p, len) : 0;
+        if (n != 0) {
+            feed(c, p, n);
+            evbuffer_drain(in, n);
+        }
+    }
+    if (c->closing_ms != 0 || c->close_pending || c->terminating) {
+        evbuffer_drain(in, evbuffer_get_length(in)); /* garbage after GOAWAY is ignored */
+    } else {
+        dispatch(c); /* after the whole read: a HEADERS+RST pair never starts work */
+        flush(c);
+    }
+    leave(c);
+}
+
+static void on_drain(pt_conn_t *conn, void *arg)
+{
+    (void)conn;
+    h2_conn_t *c = arg;
+    enter(c);
+    if (c->closing_ms != 0) {
+        if (evbuffer_get_length(c->out) == 0)
+            close_now(c);
+    } else {
+        flush(c);
+        if (c->read_paused && c->closing_ms == 0 && evbuffer_get_length(c->out) < OUT_HIGH) {
+            c->read_paused = false;
+            pt_conn_resume_read(c->io_conn);
+        }
+    }
+    leave(c);
+}
+
+static void on_event(pt_conn_t *conn, int what, void *arg)
+{
+    (void)conn;
+    (void)what;
+    h2_conn_t *c = arg;
+    /* EOF, error, or the send timeout (no write progress for send_ms). */
+    enter(c);
+    close_now(c);
+    leave(c);
+}
+
+static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    h2_conn_t *c = arg;
+    enter(c);
+    if (c->closing_ms == 0)
+        flush(c);
+    leave(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    h2_conn_t *c = arg;
+    c->timer_at = 0;
+    enter(c);
+    uint64_t now = now_ms();
+    uint64_t next = UINT64_MAX;
+    if (c->closing_ms != 0) {
+        if (now >= c->closing_ms + CLOSE_LINGER_MS)
+            close_now(c);
+        else
+            next = c->closing_ms + CLOSE_LINGER_MS;
+        goto out;
+    }
+    if (c->settings_ms != 0) {
+        if (now >= c->settings_ms + SETTINGS_ACK_MS) {
+            terminate(c, NGHTTP2_SETTINGS_TIMEOUT);
+            goto out;
+        }
+        next = min_u64(next, c->settings_ms + SETTINGS_ACK_MS);
+    }
+    if (c->drain_phase == 1) {
+        if (now >= c->drain_start_ms + DRAIN_RTT_MS)
+            drain_final(c);
+        else
+            next = min_u64(next, c->drain_start_ms + DRAIN_RTT_MS);
+    }
+    if (c->drain_phase >= 1 && c->drain_ms != 0) {
+        if (now >= c->drain_start_ms + c->drain_ms) {
+            /* hard deadline: whatever is still running is cut */
+            terminate(c, NGHTTP2_NO_ERROR);
+            goto out;
+        }
+        next = min_u64(next, c->drain_start_ms + c->drain_ms);
+    }
+    if (c->nstreams == 0 && c->idle_ms != 0) {
+        if (now >= c->last_ms + c->idle_ms) {
+            terminate(c, NGHTTP2_NO_ERROR);
+            goto out;
+        }
+        next = min_u64(next, c->last_ms + c->idle_ms);
+    }
+    for (h2_stream_t *s = c->head; s != NULL; s = s->next) {
+        bool conn_wide;
+        uint64_t limit = stream_limit(c, s, &conn_wide);
+        if (limit == 0)
+            continue;
+        if (now < s->last_ms + limit) {
+            next = min_u64(next, s->last_ms + limit);
+            continue;
+        }
+        if (conn_wide) {
+            terminate(c, NGHTTP2_PROTOCOL_ERROR);
+            goto out;
+        }
+        s->app_reset = true;
+        nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        schedule_flush(c);
+    }
+out:
+    if (!leave(c))
+        arm_at(c, next);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static nghttp2_session_callbacks *callbacks;
+static pthread_once_t callbacks_once = PTHREAD_ONCE_INIT;
+
+static void callbacks_init(void)
+{
+    if (nghttp2_session_callbacks_new(&callbacks) != 0)
+        oom();
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, on_invalid_header);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(callbacks, send_data);
+}
+
+static uint32_t or_default(uint32_t v, uint32_t def)
+{
+    return v != 0 ? v : def;
+}
+
+/* Creates the codec state and the nghttp2 session for `conn`, without
+ * touching the connection yet (conn_attach does). Nothing is sent. */
+static h2_conn_t *conn_new(pt_conn_t *conn)
+{
+    pthread_once(&callbacks_once, callbacks_init);
+    h2_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        oom();
+    c->conn = conn;
+    c->worker = conn->worker;
+    c->base = conn->worker->base;
+    c->out = pt_conn_output(conn);
+
+    const pt_config_t *cfg = conn->worker->config != NULL ? conn->worker->config : conn->config;
+    const pt_limits_t *l = &cfg->limits;
+    const pt_timeouts_t *t = &cfg->timeouts;
+    c->max_hdr_bytes = or_default(l->max_header_bytes, 64u * 1024u);
+    c->max_hdr_cnt = or_default(l->max_header_count, 100u);
+    c->max_requests = l->max_requests_per_conn;
+    c->max_streams = or_default(l->h2_max_streams, 100u);
+    c->stream_window = or_default(l->h2_stream_window, 64u * 1024u);
+    c->conn_window = or_default(l->h2_conn_window, 1024u * 1024u);
+    c->allow_underscores = l->allow_underscores;
+    c->idle_ms = t->h2_idle_ms;
+    c->header_ms = t->header_ms;
+    c->body_ms = t->body_ms;
+    c->send_ms = t->send_ms;
+    c->drain_ms = t->drain_ms;
+    c->stream_idle_ms = DEFAULT_STREAM_IDLE_MS;
+    c->glitch_burst = or_default(l->h2_glitch_burst, 100u);
+    c->glitch_rate = or_default(l->h2_glitch_rate, 10u);
+    c->glitch_tokens = c->glitch_burst;
+    c->rx_to_hdr = 24; /* the client connection preface */
+    c->start_ms = c->last_ms = c->glitch_ms = now_ms();
+
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt) != 0)
+        oom();
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_continuations(opt, or_default(l->h2_max_continuations, 8u));
+    nghttp2_option_set_stream_reset_rate_limit(opt, or_default(l->h2_reset_burst, 1000u),
+                                               or_default(l->h2_reset_rate, 33u));
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_max_settings(opt, 32);
+    int rv = nghttp2_session_server_new2(&c->ng, callbacks, c, opt);
+    nghttp2_option_del(opt);
+    if (rv != 0)
+        oom();
+
+    c->flush_ev = event_new(c->base, -1, 0, on_flush_ev, c);
+    c->timer = event_new(c->base, -1, 0, on_timer, c);
+    if (c->flush_ev == NULL || c->timer == NULL)
+        oom();
+
+    return c;
+}
+
+/* Makes `c` the codec of its connection: I/O callbacks, low watermark, the
+ * send timeout, reading on. */
+static void conn_attach(h2_conn_t *c)
+{
+    pt_conn_t *conn = c->conn;
+    c->attached = true;
+    c->io_conn = conn;
+    conn->codec = c;
+    conn->codec_ops = &h2_codec_ops;
+    pt_conn_set_callbacks(conn, on_read, on_drain, on_event, c);
+    pt_conn_set_lowat(conn, OUT_LOW);
+    pt_conn_set_send_timeout(conn, c->send_ms);
+    pt_conn_resume_read(conn);
+}
+
+/* Queues the server connection preface: SETTINGS and the connection window. */
+static int send_preface(h2_conn_t *c)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, c->max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, c->stream_window},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->max_hdr_bytes},
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
+        /* RFC 8441: clients may open tunnels (WebSocket) with extended CONNECT;
+         * a route still has to allow the protocol (handlers/proxy.c). */
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
+    };
+    int rv = nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    if (rv != 0)
+        return rv;
+    if (c->conn_window > 65535u)
+        rv = nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
+                                                   (int32_t)c->conn_window);
+    c->settings_ms = now_ms();
+    arm_at(c, c->settings_ms + SETTINGS_ACK_MS);
+    if (c->idle_ms != 0)
+        arm_at(c, c->last_ms + c->idle_ms);
+    return rv;
+}
+
+void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
+{
+    h2_conn_t *c = conn_new(conn);
+    conn_attach(c);
+    enter(c);
+    if (send_preface(c) != 0) {
+        close_now(c);
+        leave(c);
+        return;
+    }
+    /* Bytes already read go in front of whatever waits in the input buffer,
+     * so one path (on_read) processes everything in order. */
+    struct evbuffer *in = pt_conn_input(conn);
+    if (len != 0 && evbuffer_prepend(in, already_read, len) != 0)
+        oom();
+    if (evbuffer_get_length(in) != 0)
+        on_read(conn, c);
+    else
+        flush(c);
+    leave(c);
+}
+
+/* RFC 4648 §5 base64url, padding optional (RFC 9113 §3.2.1 omits it). */
+static int b64url_decode(pt_str_t in, uint8_t *out, size_t cap, size_t *outlen)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0, len = in.len;
+    while (len > 0 && in.base[len - 1] == '=')
+        len--;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)in.base[i];
+        int v;
+        if (ch >= 'A' && ch <= 'Z')
+            v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z')
+            v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9')
+            v = ch - '0' + 52;
+        else if (ch == '-')
+            v = 62;
+        else if (ch == '_')
+            v = 63;
+        else
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == cap)
+                return -1;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    if (bits >= 6) /* a lone trailing character carries no full byte */
+        return -1;
+    *outlen = n;
+    return 0;
+}
+
+int pt__h2_conn_upgrade(pt_conn_t *conn, pt_req_t *req, pt_str_t http2_settings_b64)
+{
+    /* A request with a body cannot be upgraded cleanly (its body would have
+     * to be replayed as stream 1 DATA); serve it over HTTP/1.1 instead. */
+    if (req->expect_body || req->content_length > 0)
+        return PT_ERR_INVALID;
+    uint8_t settings[6 * 64];
+    size_t slen;
+    if (b64url_decode(http2_settings_b64, settings, sizeof(settings), &slen) != 0 ||
+        slen % 6 != 0)
+        return PT_ERR_INVALID;
+
+    static const char resp101[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                                  "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    h2_conn_t *c = conn_new(conn);
+    h2_stream_t *s = stream_new(c, 1);
+    int rv = nghttp2_session_upgrade2(c->ng, settings, slen,
+                                      pt_str_eq(req->method, PT_STR("HEAD")), s);
+    if (rv != 0) {
+        /* Bad settings payload: undo before anything went out or changed. */
+        stream_free(s);
+        c->conn = NULL;
+        teardown(c);
+        return PT_ERR_INVALID;
+    }
+    /* a server session ignores upgrade2's stream_user_data: set it ourselves */
+    nghttp2_session_set_stream_user_data(c->ng, 1, s);
+    conn_attach(c);
+    enter(c);
+    evbuffer_add(c->out, resp101, sizeof(resp101) - 1);
+    c->requests = 1;
+    s->req = req;
+    req->ops = &h2_stream_ops;
+    req->stream = s;
+    req->version = 20;
+    s->dispatch = true;
+    s->end_pending = true;
+    c->dispatch_pending = true;
+    if (send_preface(c) != 0) {
+        close_now(c);
+        leave(c);
+        return 0;
+    }
+    dispatch(c);
+    if (!c->close_pending && c->closing_ms == 0 &&
+        evbuffer_get_length(pt_conn_input(conn)) != 0)
+        on_read(conn, c);
+    else
+        flush(c);
+    leave(c);
+    return 0;
+}
+
+void pt__h2_conn_drain(pt_conn_t *conn)
+{
+    if (!pt__h2_conn_is_h2(conn))
+        return;
+    h2_conn_t *c = conn->codec;
+    enter(c);
+    if (c->nstreams == 0 && c->drain_phase == 0) {
+        /* Nothing in flight: one GOAWAY and close. */
+        terminate(c, NGHTTP2_NO_ERROR);
+    } else {
+        drain_begin(c);
+    }
+    flush(c);
+    leave(c); // NOLINT(clang-analyzer-unix.Malloc): depth > 0 here, so flush() only marks close_pending
+}
+
+bool pt__h2_conn_is_h2(const pt_conn_t *conn)
+{
+    return conn != NULL && conn->codec != NULL && conn->codec_ops == &h2_codec_ops;
+}
+
+static void codec_destroy(pt_conn_t *conn)
+{
+    if (!pt__h2_conn_is_h2(conn))
+        return;
+    h2_conn_t *c = conn->codec;
+    c->conn = NULL; /* teardown must not close: the caller does */
+    conn->codec = NULL;
+    conn->codec_ops = NULL;
+    teardown(c);
+}
+
+static const pt_codec_ops_t h2_codec_ops = {
+    .name = "h2",
+    .drain = pt__h2_conn_drain,
+    .destroy = codec_destroy,
+};

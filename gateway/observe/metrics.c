@@ -1,0 +1,341 @@
+/*
+ * metrics.c -- metric shards and Prometheus text rendering (see metrics.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "observe/metrics.h"
+#include "portico/status.h"
+
+const uint64_t pt_metrics_bucket_us[PT_METRICS_BUCKETS] = {
+    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000, UINT64_MAX,
+};
+
+#define RLX memory_order_relaxed
+
+/* Single-writer increment: a plain load and store, visible to readers as a whole. */
+static inline void bump(atomic_uint_fast64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, RLX) + v, RLX);
+}
+
+pt_metrics_shard_t *pt_metrics_shard_new(void)
+{
+    pt_metrics_shard_t *s = aligned_alloc(64, (sizeof(*s) + 63) & ~(size_t)63);
+    if (s == NULL)
+        abort();
+    memset(s, 0, sizeof(*s));
+    return s;
+}
+
+void pt_metrics_shard_free(pt_metrics_shard_t *s)
+{
+    free(s);
+}
+
+static uint64_t hash(const char *s, int code)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)(unsigned)code;
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Finds or claims the slot of (name, code); the last slot is the overflow series. */
+static pt_metrics_counter_slot_t *counter_slot(pt_metrics_counter_slot_t *t, size_t n,
+                                               const char *name, int code)
+{
+    size_t usable = n - 1;
+    size_t i = hash(name, code) % usable;
+    for (size_t probe = 0; probe < usable; probe++, i = (i + 1) % usable) {
+        pt_metrics_counter_slot_t *s = &t[i];
+        if (!atomic_load_explicit(&s->used, memory_order_acquire)) {
+            snprintf(s->name, sizeof(s->name), "%s", name);
+            s->code = code;
+            atomic_store_explicit(&s->used, true, memory_order_release);
+            return s;
+        }
+        if (s->code == code && strncmp(s->name, name, sizeof(s->name) - 1) == 0)
+            return s;
+    }
+    pt_metrics_counter_slot_t *o = &t[n - 1];
+    if (!atomic_load_explicit(&o->used, memory_order_acquire)) {
+        snprintf(o->name, sizeof(o->name), "_other");
+        o->code = 0;
+        atomic_store_explicit(&o->used, true, memory_order_release);
+    }
+    return o;
+}
+
+static pt_metrics_hist_slot_t *hist_slot(pt_metrics_hist_slot_t *t, size_t n, const char *name)
+{
+    size_t usable = n - 1;
+    size_t i = hash(name, 0) % usable;
+    for (size_t probe = 0; probe < usable; probe++, i = (i + 1) % usable) {
+        pt_metrics_hist_slot_t *s = &t[i];
+        if (!atomic_load_explicit(&s->used, memory_order_acquire)) {
+            snprintf(s->name, sizeof(s->name), "%s", name);
+            atomic_store_explicit(&s->used, true, memory_order_release);
+            return s;
+        }
+        if (strncmp(s->name, name, sizeof(s->name) - 1) == 0)
+            return s;
+    }
+    pt_metrics_hist_slot_t *o = &t[n - 1];
+    if (!atomic_load_explicit(&o->used, memory_order_acquire)) {
+        snprintf(o->name, sizeof(o->name), "_other");
+        atomic_store_explicit(&o->used, true, memory_order_release);
+    }
+    return o;
+}
+
+static unsigned bucket_of(uint64_t us)
+{
+    unsigned b = 0;
+    while (us > pt_metrics_bucket_us[b])
+        b++;
+    return b;
+}
+
+void pt_metrics_request(pt_metrics_shard_t *s, const char *route, int status, uint64_t dur_us,
+                        uint64_t upstream_us, bool has_upstream, uint64_t in, uint64_t out)
+{
+    bump(&counter_slot(s->requests, PT_METRICS_ROUTES, route, status)->count, 1);
+    pt_metrics_hist_slot_t *h = hist_slot(s->hists, PT_METRICS_HISTS, route);
+    bump(&h->buckets[bucket_of(dur_us)], 1);
+    bump(&h->sum_us, dur_us);
+    bump(&h->count, 1);
+    if (has_upstream) {
+        bump(&h->up_buckets[bucket_of(upstream_us)], 1);
+        bump(&h->up_sum_us, upstream_us);
+        bump(&h->up_count, 1);
+    }
+    bump(&s->bytes_in, in);
+    bump(&s->bytes_out, out);
+}
+
+void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int code)
+{
+    bump(&counter_slot(s->uperrs, PT_METRICS_UPERRS, cluster, code)->count, 1);
+}
+
+void pt_metrics_upstream_event(pt_metrics_shard_t *s, const char *cluster, int kind)
+{
+    bump(&counter_slot(s->upevents, PT_METRICS_UPERRS, cluster, kind)->count, 1);
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+/* Label values: backslash, double quote and newline are escaped. */
+static void put_label(FILE *out, const char *v)
+{
+    for (; *v != '\0'; v++) {
+        if (*v == '\\' || *v == '"')
+            fprintf(out, "\\%c", *v);
+        else if (*v == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*v, out);
+    }
+}
+
+typedef struct agg_counter {
+    const char *name;
+    int code;
+    uint64_t count;
+} agg_counter_t;
+
+static size_t merge_counters(agg_counter_t *agg, size_t n, const pt_metrics_counter_slot_t *t,
+                             size_t tn)
+{
+    for (size_t i = 0; i < tn; i++) {
+        if (!atomic_load_explicit(&t[i].used, memory_order_acquire))
+            continue;
+        uint64_t c = atomic_load_explicit(&t[i].count, RLX);
+        size_t j = 0;
+        while (j < n && !(agg[j].code == t[i].code && strcmp(agg[j].name, t[i].name) == 0))
+            j++;
+        if (j == n) {
+            agg[n].name = t[i].name;
+            agg[n].code = t[i].code;
+            agg[n].count = 0;
+            n++;
+        }
+        agg[j].count += c;
+    }
+    return n;
+}
+
+typedef struct agg_hist {
+    const char *name;
+    uint64_t b[PT_METRICS_BUCKETS], sum, count;
+    uint64_t ub[PT_METRICS_BUCKETS], usum, ucount;
+} agg_hist_t;
+
+static void render_hist(FILE *out, const char *metric, const char *name, const uint64_t *b,
+                        uint64_t sum_us, uint64_t count)
+{
+    uint64_t cum = 0;
+    for (unsigned k = 0; k < PT_METRICS_BUCKETS; k++) {
+        cum += b[k];
+        fprintf(out, "%s_bucket{route=\"", metric);
+        put_label(out, name);
+        if (k + 1 == PT_METRICS_BUCKETS)
+            fprintf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        else
+            fprintf(out, "\",le=\"%g\"} %llu\n", (double)pt_metrics_bucket_us[k] / 1e6,
+                    (unsigned long long)cum);
+    }
+    fprintf(out, "%s_sum{route=\"", metric);
+    put_label(out, name);
+    fprintf(out, "\"} %.6f\n", (double)sum_us / 1e6);
+    fprintf(out, "%s_count{route=\"", metric);
+    put_label(out, name);
+    fprintf(out, "\"} %llu\n", (unsigned long long)count);
+}
+
+void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
+                       const pt_metrics_globals_t *g)
+{
+    int64_t active = 0, tun_active = 0;
+    uint64_t total = 0, in = 0, outb = 0, log_dropped = 0, tun_total = 0;
+    agg_counter_t *req = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*req));
+    agg_counter_t *err = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*err));
+    agg_counter_t *ev = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*ev));
+    agg_hist_t *hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*hist));
+    if (req == NULL || err == NULL || ev == NULL || hist == NULL)
+        abort();
+    size_t nreq = 0, nerr = 0, nev = 0, nhist = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const pt_metrics_shard_t *s = shards[i];
+        if (s == NULL)
+            continue;
+        active += atomic_load_explicit(&s->conns_active, RLX);
+        total += atomic_load_explicit(&s->conns_total, RLX);
+        in += atomic_load_explicit(&s->bytes_in, RLX);
+        outb += atomic_load_explicit(&s->bytes_out, RLX);
+        log_dropped += atomic_load_explicit(&s->log_dropped, RLX);
+        tun_active += atomic_load_explicit(&s->tunnels_active, RLX);
+        tun_total += atomic_load_explicit(&s->tunnels_total, RLX);
+        nreq = merge_counters(req, nreq, s->requests, PT_METRICS_ROUTES);
+        nerr = merge_counters(err, nerr, s->uperrs, PT_METRICS_UPERRS);
+        nev = merge_counters(ev, nev, s->upevents, PT_METRICS_UPERRS);
+        for (size_t k = 0; k < PT_METRICS_HISTS; k++) {
+            const pt_metrics_hist_slot_t *h = &s->hists[k];
+            if (!atomic_load_explicit(&h->used, memory_order_acquire))
+                continue;
+            size_t j = 0;
+            while (j < nhist && strcmp(hist[j].name, h->name) != 0)
+                j++;
+            if (j == nhist)
+                hist[nhist++].name = h->name;
+            for (unsigned b = 0; b < PT_METRICS_BUCKETS; b++) {
+                hist[j].b[b] += atomic_load_explicit(&h->buckets[b], RLX);
+                hist[j].ub[b] += atomic_load_explicit(&h->up_buckets[b], RLX);
+            }
+            hist[j].sum += atomic_load_explicit(&h->sum_us, RLX);
+            hist[j].count += atomic_load_explicit(&h->count, RLX);
+            hist[j].usum += atomic_load_explicit(&h->up_sum_us, RLX);
+            hist[j].ucount += atomic_load_explicit(&h->up_count, RLX);
+        }
+    }
+
+    fputs("# HELP portico_requests_total Requests answered, by route and HTTP status.\n"
+          "# TYPE portico_requests_total counter\n",
+          out);
+    for (size_t i = 0; i < nreq; i++) {
+        fputs("portico_requests_total{route=\"", out);
+        put_label(out, req[i].name);
+        fprintf(out, "\",code=\"%d\"} %llu\n", req[i].code, (unsigned long long)req[i].count);
+    }
+    fputs("# HELP portico_request_duration_seconds Time from request head to the end of the "
+          "response, by route.\n"
+          "# TYPE portico_request_duration_seconds histogram\n",
+          out);
+    for (size_t i = 0; i < nhist; i++)
+        render_hist(out, "portico_request_duration_seconds", hist[i].name, hist[i].b, hist[i].sum,
+                    hist[i].count);
+    fputs("# HELP portico_upstream_duration_seconds Time spent waiting for upstreams, by route.\n"
+          "# TYPE portico_upstream_duration_seconds histogram\n",
+          out);
+    for (size_t i = 0; i < nhist; i++)
+        if (hist[i].ucount != 0)
+            render_hist(out, "portico_upstream_duration_seconds", hist[i].name, hist[i].ub,
+                        hist[i].usum, hist[i].ucount);
+    fputs("# HELP portico_upstream_errors_total Failed upstream calls, by cluster and error.\n"
+          "# TYPE portico_upstream_errors_total counter\n",
+          out);
+    for (size_t i = 0; i < nerr; i++) {
+        fputs("portico_upstream_errors_total{cluster=\"", out);
+        put_label(out, err[i].name);
+        fprintf(out, "\",error=\"%s\"} %llu\n", pt_status_name(err[i].code),
+                (unsigned long long)err[i].count);
+    }
+    static const char *const ev_metric[3][2] = {
+        {"portico_upstream_local_errors_total",
+         "Upstream connections Portico could not make for lack of its own resources (fds, "
+         "buffers), by cluster; never counted against an endpoint."},
+        {"portico_upstream_pending_total",
+         "Upstream calls that waited for a connection (max_connections_per_endpoint), by cluster."},
+        {"portico_upstream_overflow_total",
+         "Upstream calls answered 503 at once because the waiting queue was full "
+         "(max_pending_per_endpoint), by cluster."},
+    };
+    for (int kind = 0; kind < 3; kind++) {
+        fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", ev_metric[kind][0], ev_metric[kind][1],
+                ev_metric[kind][0]);
+        for (size_t i = 0; i < nev; i++) {
+            if (ev[i].code != kind)
+                continue;
+            fprintf(out, "%s{cluster=\"", ev_metric[kind][0]);
+            put_label(out, ev[i].name);
+            fprintf(out, "\"} %llu\n", (unsigned long long)ev[i].count);
+        }
+    }
+    fprintf(out,
+            "# HELP portico_connections_active Client connections open now.\n"
+            "# TYPE portico_connections_active gauge\n"
+            "portico_connections_active %lld\n"
+            "# HELP portico_connections_total Client connections accepted.\n"
+            "# TYPE portico_connections_total counter\n"
+            "portico_connections_total %llu\n"
+            "# HELP portico_request_bytes_total Request body bytes received.\n"
+            "# TYPE portico_request_bytes_total counter\n"
+            "portico_request_bytes_total %llu\n"
+            "# HELP portico_response_bytes_total Response body bytes sent.\n"
+            "# TYPE portico_response_bytes_total counter\n"
+            "portico_response_bytes_total %llu\n"
+            "# HELP portico_access_log_dropped_total Access-log lines lost: the file could "
+            "not be opened (retried every second) or written.\n"
+            "# TYPE portico_access_log_dropped_total counter\n"
+            "portico_access_log_dropped_total %llu\n",
+            (long long)active, (unsigned long long)total, (unsigned long long)in,
+            (unsigned long long)outb, (unsigned long long)log_dropped);
+    fprintf(out,
+            "# HELP portico_tunnels_active Upgraded (101) and extended CONNECT tunnels open now.\n"
+            "# TYPE portico_tunnels_active gauge\n"
+            "portico_tunnels_active %lld\n"
+            "# HELP portico_tunnels_total Tunnels opened (their requests also count in "
+            "portico_requests_total, code 101 or 200, when they end).\n"
+            "# TYPE portico_tunnels_total counter\n"
+            "portico_tunnels_total %llu\n",
+            (long long)tun_active, (unsigned long long)tun_total);
+    if (g != NULL)
+        fprintf(out,
+                "# HELP portico_config_generation Generation of the configuration in use.\n"
+                "# TYPE portico_config_generation gauge\n"
+                "portico_config_generation %llu\n"
+                "# HELP portico_config_reloads_total Configuration reloads, by result.\n"
+                "# TYPE portico_config_reloads_total counter\n"
+                "portico_config_reloads_total{result=\"ok\"} %llu\n"
+                "portico_config_reloads_total{result=\"failed\"} %llu\n"
+                "# HELP portico_workers Worker threads.\n"
+                "# TYPE portico_workers gauge\n"
+                "portico_workers %u\n",
+                (unsigned long long)g->generation, (unsigned long long)g->reloads_ok,
+                (unsigned long long)g->reloads_failed, g->workers);
+    free(req);
+    free(err);
+    free(ev);
+    free(hist);
+}

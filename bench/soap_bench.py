@@ -84,6 +84,7 @@ def main():
             print(f"soap_bench: {tool} not installed; skipped")
             return
     d = tempfile.mkdtemp(prefix="portico-soap-bench-")
+    os.chmod(d, 0o755)  # nginx's workers (nobody when started as root) read the recorded answers
     procs = []
     try:
         svc = subprocess.Popen(["node", os.path.join(EX, "server.js"), "--port", "0"],
@@ -104,6 +105,7 @@ def main():
                 raise RuntimeError(f"{op}: the service answered {st}")
             with open(os.path.join(d, size), "wb") as f:
                 f.write(answer)
+            os.chmod(os.path.join(d, size), 0o644)
         ng_port = free_port()
         ng = subprocess.Popen(["nginx", "-c", nginx_conf(d, "replay", f"""
   server {{ listen 127.0.0.1:{ng_port}; root {d}; default_type "text/xml; charset=utf-8";

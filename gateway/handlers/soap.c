@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "core/handler.h"
+#include "core/handler_lifetime.h"
 #include "core/request.h"
 #include "observe/observe.h"
 #include "portico/status.h"
@@ -590,26 +591,7 @@ typedef struct soap_ctx {
     pt_soapcall_t *call;
     uint64_t t0_ns;
     bool body_eof;
-    bool finished;
 } soap_ctx_t;
-
-static void finish(soap_ctx_t *ctx)
-{
-    if (ctx->finished)
-        return;
-    ctx->finished = true;
-    pt__req_handler_done(ctx->req); /* frees req and ctx unless inside enter()/leave() */
-}
-
-static void enter(soap_ctx_t *ctx)
-{
-    pt__req_enter(ctx->req);
-}
-
-static void leave(soap_ctx_t *ctx)
-{
-    pt__req_leave(ctx->req);
-}
 
 static void stop_call(soap_ctx_t *ctx)
 {
@@ -631,12 +613,7 @@ static void on_client_abort(void *data)
 {
     soap_ctx_t *ctx = data;
     stop_call(ctx);
-    finish(ctx);
-}
-
-static bool gone(const soap_ctx_t *ctx)
-{
-    return ctx->req->aborted || ctx->req->resp_ended;
+    pt_handler_finish(ctx->req);
 }
 
 /* Appends `s[0..n)` as the inside of a JSON string. */
@@ -731,26 +708,26 @@ static void on_result(void *ud, const pt_soapcall_res_t *res)
 {
     soap_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     ctx->call = NULL; /* frees itself after we return */
     note_upstream(ctx, res->endpoint);
-    if (gone(ctx)) {
-        finish(ctx);
+    if (pt_handler_gone(req)) {
+        pt_handler_finish(req);
     } else if (res->st == 0) {
         if (res->outcome == PT_SOAP_FAULT && req->fail_status == 0) {
             req->fail_status = res->http_status >= 500 ? PT_ERR_UPSTREAM : PT_ERR_INVALID;
             req->fail_reason = "SOAP fault";
         }
         reply(ctx, res->http_status, res->json, res->json_len);
-        finish(ctx);
+        pt_handler_finish(req);
     } else {
         pt_observe_upstream_error(req->worker, ctx->conf->target.cluster, res->st);
         /* the detail is the call's (freed after we return): keep a copy */
         const char *d = res->detail != NULL ? pt_arena_printf(req->arena, "%s", res->detail) : NULL;
         reply_error(ctx, res->st, d, NULL);
-        finish(ctx);
+        pt_handler_finish(req);
     }
-    leave(ctx);
+    pt_handler_leave(req);
 }
 
 static bool json_type(pt_str_t ct)
@@ -769,13 +746,13 @@ static void body_complete(soap_ctx_t *ctx)
         !json_type(pt_headers_get(&req->headers, PT_STR("content-type")))) {
         reply_error(ctx, PT_ERR_MEDIA_TYPE, "the body must be JSON (Content-Type: application/json)",
                     NULL);
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     pt_xerrs_t *errs = pt_arena_alloc(req->arena, sizeof(*errs));
     if (errs == NULL) {
         reply_error(ctx, PT_ERR_LIMIT, "request too large", NULL);
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     pt_xerrs_clear(errs);
@@ -801,22 +778,22 @@ static void body_complete(soap_ctx_t *ctx)
         reply_error(ctx, rc, rc == PT_ERR_UNAVAILABLE ? "no endpoint of the SOAP service could be reached"
                              : NULL, NULL);
     }
-    finish(ctx);
+    pt_handler_finish(req);
 }
 
 /* Reads queued body bytes into ctx->in; calls body_complete() at the end. */
 static void read_body(soap_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
-    while (!ctx->body_eof && !gone(ctx)) {
+    while (!ctx->body_eof && !pt_handler_gone(req)) {
         char buf[BODY_CHUNK];
         bool eof = false;
         size_t n = pt__req_body_read(req, buf, sizeof(buf), &eof);
-        if (gone(ctx))
+        if (pt_handler_gone(req))
             break;
         if (n != 0 && pt_xbuf_append(&ctx->in, buf, n) != 0) {
             reply_error(ctx, PT_ERR_LIMIT, "request body too large", NULL);
-            finish(ctx);
+            pt_handler_finish(req);
             return;
         }
         if (eof) {
@@ -827,13 +804,8 @@ static void read_body(soap_ctx_t *ctx)
         if (n == 0)
             return; /* on_body resumes */
     }
-    if (gone(ctx))
-        finish(ctx);
-}
-
-static int hexval(char c)
-{
-    return pt_str_hexval(c);
+    if (pt_handler_gone(req))
+        pt_handler_finish(req);
 }
 
 /* Percent-decodes (and '+' -> ' ') `s` into arena memory; NULL on a bad escape. */
@@ -850,7 +822,7 @@ static char *query_decode(pt_arena_t *a, pt_str_t s, size_t *out_len)
         } else if (ch == '%') {
             if (i + 2 >= s.len)
                 return NULL;
-            int hi = hexval(s.base[i + 1]), lo = hexval(s.base[i + 2]);
+            int hi = pt_str_hexval(s.base[i + 1]), lo = pt_str_hexval(s.base[i + 2]);
             if (hi < 0 || lo < 0)
                 return NULL;
             ch = (char)(hi << 4 | lo);
@@ -1003,26 +975,22 @@ static void soap_start(pt_req_t *req, const void *vconf)
     ctx->conf = conf;
     pt_xbuf_init(&ctx->in, NULL);
     req->handler_ctx = ctx;
-    enter(ctx);
     if (pt_req_on_abort(req, on_client_abort, ctx) != 0) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
-        finish(ctx);
+        pt_handler_finish(req);
     } else if (pick_operation(ctx) != 0 || bind_query(ctx) != 0) {
-        finish(ctx);
+        pt_handler_finish(req);
     } else {
         read_body(ctx);
     }
-    leave(ctx);
 }
 
 static void soap_on_body(pt_req_t *req)
 {
     soap_ctx_t *ctx = req->handler_ctx;
-    if (ctx == NULL || ctx->finished || ctx->body_eof || ctx->op == NULL)
+    if (ctx == NULL || pt_handler_finished(req) || ctx->body_eof || ctx->op == NULL)
         return;
-    enter(ctx);
     read_body(ctx);
-    leave(ctx);
 }
 
 const pt_handler_def_t pt_handler_soap = {

@@ -59,6 +59,13 @@ EVIL = {
                                                       b"http://www.w3.org/2003/05/soap-envelope")),
     "badutf8": (200, "text/xml", GET_RESPONSE.replace(b"Fake", b"F\xc3\x28ke")),
     "html500": (500, "text/html", b"<h1>Internal Server Error</h1>"),
+    # the right local name in another namespace is not the declared output
+    "wrongns": (200, "text/xml", GET_RESPONSE.replace(b'xmlns="http://example.com/crm"',
+                                                      b'xmlns="http://evil.example/crm"')),
+    "deep": (200, "text/xml", GET_RESPONSE.replace(b"<name>Fake</name>",
+                                                   b"<name>" + b"<a>" * 10000 + b"</a>" * 10000 + b"</name>")),
+    "attrs": (200, "text/xml", GET_RESPONSE.replace(b"<customer>", b"<customer " + b" ".join(
+        b'a%d="1"' % i for i in range(100000)) + b">")),
 }
 
 
@@ -474,6 +481,13 @@ class SoapRoutesTest(unittest.TestCase):
         self.refused("undeclared", words=["findcustomersresponse"])
         self.refused("badtype", words=["visits"])
         e, _ = self.refused("html500", words=["500"])
+        self.refused("wrongns")
+
+    def test_deep_nesting_and_attribute_floods_refused(self):
+        e, took = self.refused("deep")
+        self.assertLess(took, 5)
+        e, took = self.refused("attrs")
+        self.assertLess(took, 5)
 
     def test_huge_answer_is_cut_off(self):
         rss0 = self.rss_kb()

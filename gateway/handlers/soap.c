@@ -377,10 +377,10 @@ static void deliver(pt_soapcall_t *c, pt_soapcall_res_t *res)
     soapcall_free(c);
 }
 
-static void deliver_error(pt_soapcall_t *c, int st, const char *detail)
+static void deliver_error(pt_soapcall_t *c, int st, const char *detail, const char *reason)
 {
     pt_soapcall_res_t res = {.st = st, .http_status = pt_status_http(st), .outcome = PT_SOAP_BAD,
-                             .detail = detail};
+                             .detail = detail, .reason = reason != NULL ? reason : detail};
     deliver(c, &res);
 }
 
@@ -393,7 +393,8 @@ static void deliver_parsed(pt_soapcall_t *c)
     if (rc != 0) {
         deliver_error(c, rc == PT_XERR_NOMEM ? PT_ERR_NOMEM : PT_ERR_UPSTREAM,
                       rc == PT_XERR_NOMEM ? "out of memory converting the answer"
-                                          : "the upstream answer converts to too much JSON");
+                                          : "the upstream answer converts to too much JSON",
+                      NULL);
         return;
     }
     if (r.outcome == PT_SOAP_OUTPUT && (c->up_status < 200 || c->up_status > 299)) {
@@ -405,7 +406,7 @@ static void deliver_parsed(pt_soapcall_t *c)
         char *d = r.msg[0] != '\0' ? r.msg : "the upstream answer is not the declared output";
         if (c->up_status != 200 && r.msg[0] != '\0' && strstr(r.msg, "HTTP ") == NULL)
             d = pt_arena_printf(c->arena, "%s (HTTP %d)", r.msg, c->up_status);
-        deliver_error(c, PT_ERR_UPSTREAM, d != NULL ? d : r.msg);
+        deliver_error(c, PT_ERR_UPSTREAM, d != NULL ? d : r.msg, "bad SOAP answer");
         return;
     }
     pt_soapcall_res_t res = {.st = 0,
@@ -444,9 +445,7 @@ static bool up_on_data(void *ud, const char *data, size_t len)
         return true;
     /* Known bad (not XML, a DOCTYPE, over max_response, ...): stop reading now;
      * the rest of the answer is never fetched, let alone kept. */
-    pt_upcall_t *up = c->up;
-    c->up = NULL;
-    pt_upcall_cancel(up);
+    pt_upcall_stop(&c->up);
     deliver_parsed(c);
     return false;
 }
@@ -461,10 +460,13 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
         c->endpoint = ep;
     c->up = NULL; /* freed by the call machinery after we return */
     if (st != 0) {
-        deliver_error(c, st, st == PT_ERR_TIMEOUT       ? "the SOAP service did not answer in time"
-                             : st == PT_ERR_UNAVAILABLE ? "no endpoint of the SOAP service could be reached"
-                             : st == PT_ERR_OVERLOADED  ? "gateway overloaded"
-                                                        : (reason != NULL ? reason : "upstream failed"));
+        /* the transport's reason is internal (logs); the client gets our words */
+        deliver_error(c, st,
+                      st == PT_ERR_TIMEOUT       ? "the SOAP service did not answer in time"
+                      : st == PT_ERR_UNAVAILABLE ? "no endpoint of the SOAP service could be reached"
+                      : st == PT_ERR_OVERLOADED  ? NULL
+                                                 : "the connection to the SOAP service failed",
+                      reason);
         return;
     }
     deliver_parsed(c);
@@ -724,6 +726,10 @@ static void on_result(void *ud, const pt_soapcall_res_t *res)
         pt_observe_upstream_error(req->worker, ctx->conf->target.cluster, res->st);
         /* the detail is the call's (freed after we return): keep a copy */
         const char *d = res->detail != NULL ? pt_arena_printf(req->arena, "%s", res->detail) : NULL;
+        if (req->fail_status == 0 && res->reason != NULL) {
+            req->fail_status = res->st;
+            req->fail_reason = pt_arena_printf(req->arena, "%s", res->reason);
+        }
         reply_error(ctx, res->st, d, NULL);
         pt_handler_finish(req);
     }

@@ -76,6 +76,8 @@ typedef struct pt_soapcall_res {
     size_t json_len;
     /** st != 0: what was wrong, our own words, fit for a client ("upstream answer is not XML: ..."). */
     const char *detail;
+    /** st != 0: the internal reason, for logs only (may name transport details). */
+    const char *reason;
     const char *endpoint; /**< endpoint URL of the last attempt, or NULL (config memory) */
 } pt_soapcall_res_t;
 

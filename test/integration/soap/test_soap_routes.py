@@ -246,6 +246,9 @@ class SoapRoutesTest(unittest.TestCase):
         # JSON key order is not the sequence order: Subtract(a=40, b=2) still
         self.assertEqual(self.ok("calc", "Subtract", {"b": 2, "a": 40}), {"result": 38})
         self.assertEqual(self.ok("calc", "Divide", {"a": 7, "b": 2}), {"quotient": 3, "remainder": 1})
+        # over HTTP/2 (h2c) too
+        st, h, out, _ = jpost(f"{self.url}/calc/Add", {"a": 2, "b": 3}, "--http2-prior-knowledge")
+        self.assertEqual((st, js(out)), (200, {"result": 5}))
 
     def test_full_customer(self):
         c = self.ok("crm", "GetCustomer", {"id": 1})["customer"]

@@ -615,6 +615,46 @@ routes:
             time.sleep(0.05)
         self.assertEqual(st, 404)
 
+    def test_call_in_flight_survives_a_reload_that_drops_its_wsdl(self):
+        evil = EvilServer()
+        self.addCleanup(evil.stop)
+        port = free_port()
+        with open(CRM) as f:
+            crm = f.read()
+        cfg = f"""
+listeners: [ {{ address: "127.0.0.1:{port}" }} ]
+clusters: [ {{ name: evil, protocol: http, endpoints: [ "127.0.0.1:{evil.port}" ] }} ]
+routes:
+  - match: {{ prefix: /crm/ }}
+    soap: {{ cluster: evil, wsdl: crm.wsdl, port: CustomerSoap, path: /mode/slow, timeout: 10s }}
+"""
+        p = Portico(cfg, extra_files={"crm.wsdl": crm})
+        self.addCleanup(p.stop)
+        p.wait_ready(port)
+        result = {}
+
+        def slow_call():
+            result["r"] = jpost(f"http://127.0.0.1:{port}/crm/GetCustomer", {"id": 7})
+
+        t = threading.Thread(target=slow_call)
+        t.start()
+        deadline = time.monotonic() + 5
+        while not evil.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(evil.seen, "the call did not reach the service")
+        # the new config has no soap route: the old snapshot (and its WSDL model)
+        # must live until the call in flight is answered
+        p.write_config(cfg.replace("soap: {", "respond: { status: 204 } # soap: {"))
+        p.reload()
+        t.join(15)
+        st, h, out, _ = result["r"]
+        self.assertEqual(st, 200, out)
+        self.assertEqual(js(out)["customer"]["name"], "Fake")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and jpost(f"http://127.0.0.1:{port}/crm/GetCustomer", {})[0] != 204:
+            time.sleep(0.05)
+        self.assertEqual(jpost(f"http://127.0.0.1:{port}/crm/GetCustomer", {})[0], 204)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -33,14 +33,29 @@ bool pt_utf8_valid(const uint8_t *s, size_t n);
 /** Appends s[0..n) as a quoted JSON string. PT_XERR_INVALID if it is not valid UTF-8. */
 int pt_json_escape(pt_xbuf_t *out, const char *s, size_t n);
 
-/** Appends the standard, padded base64 encoding of p[0..n). */
+/*
+ * Base64, the one implementation of the project (the gateway's binary gRPC
+ * metadata, gRPC-Web text, HTTP2-Settings and WebSocket keys use it too).
+ * Encoding: standard alphabet, padded. Decoding: standard or URL-safe
+ * alphabet, padded or not; other characters, misplaced or excess '=' and a
+ * dangling single character are invalid.
+ */
+
+/** Characters pt_base64_encode_to() writes for `n` bytes. */
+#define PT_BASE64_ENCODED_LEN(n) (((n) + 2) / 3 * 4)
+/** Most bytes pt_base64_decode_to() writes for `n` characters. */
+#define PT_BASE64_DECODED_MAX(n) ((n) / 4 * 3 + 2)
+
+/** Writes the encoding of p[0..n) to out[PT_BASE64_ENCODED_LEN(n)] (no NUL); returns its length. */
+size_t pt_base64_encode_to(char *out, const uint8_t *p, size_t n);
+
+/** Decodes s[0..n) into out[PT_BASE64_DECODED_MAX(n)]; returns the byte count, or -1 if invalid. */
+long pt_base64_decode_to(uint8_t *out, const char *s, size_t n);
+
+/** Appends the encoding of p[0..n) to `out`. */
 int pt_base64_encode(pt_xbuf_t *out, const uint8_t *p, size_t n);
 
-/**
- * Appends the bytes encoded by s[0..n): standard or URL-safe alphabet, padded
- * or not. Rejects other characters, misplaced or excess '=' and a dangling
- * single character with PT_XERR_INVALID.
- */
+/** Appends the bytes encoded by s[0..n) to `out`; PT_XERR_INVALID if invalid. */
 int pt_base64_decode(pt_xbuf_t *out, const char *s, size_t n);
 
 /**

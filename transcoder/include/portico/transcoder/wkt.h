@@ -22,6 +22,21 @@
 /** Duration range: +-315576000000 s (10000 years). */
 #define PT_DURATION_MAX_SECONDS 315576000000LL
 
+/**
+ * The value of hex digit `c` (0-9, a-f, A-F), or -1: the transcoder's one
+ * (percent-decoding, JSON \u escapes). The gateway and plugins use the SDK's
+ * pt_str_hexval (portico/str.h), which must stay self-contained.
+ */
+static inline int pt_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20; /* 'A'-'F' -> 'a'-'f'; nothing else lands there */
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
 /** Buffer sizes that always suffice (NUL included). */
 #define PT_TIMESTAMP_BUF 40
 #define PT_DURATION_BUF 40

@@ -61,6 +61,7 @@
 #include "core/handler_lifetime.h"
 #include "observe/observe.h"
 #include "portico/status.h"
+#include "portico/transcoder/wkt.h"
 
 /* Bytes read from the request body queue per pt__req_body_read() call. */
 #define BODY_CHUNK 16384
@@ -360,10 +361,10 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
         memcpy(name + prefix.len, k.base, k.len);
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
-            char *b = pt_arena_alloc(req->arena, (v.len + 2) / 3 * 4 + 1);
+            char *b = pt_arena_alloc(req->arena, PT_BASE64_ENCODED_LEN(v.len) + 1);
             if (b == NULL)
                 return;
-            v = (pt_str_t){b, pt__grpc_b64_encode((const uint8_t *)v.base, v.len, b)};
+            v = (pt_str_t){b, pt_base64_encode_to(b, (const uint8_t *)v.base, v.len)};
             pt_headers_add_nocopy(dst, n, v);
         } else if (pt_header_value_valid(v)) {
             pt_headers_add(dst, n, v); /* copied: the slices die with the callback */

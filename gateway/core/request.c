@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <sys/time.h>
 #include "core/chain.h"
+#include "core/config.h"
 #include "core/handler.h"
 #include "observe/observe.h"
 #include "core/path.h"

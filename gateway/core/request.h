@@ -26,12 +26,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "core/config.h"
 #include "core/router.h"
 #include "net/worker.h"
 #include "portico/filter.h"
 #include "portico/headers.h"
 #include "portico/req.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
 
 struct evbuffer;
 

@@ -57,6 +57,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
 #include "observe/observe.h"

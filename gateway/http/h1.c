@@ -23,6 +23,7 @@
  * connection HTTP and the next bytes are the next request.
  */
 #include "http/h1.h"
+#include "core/config.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>

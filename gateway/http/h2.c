@@ -44,6 +44,7 @@
 #include <string.h>
 #include <time.h>
 #include "core/clock.h"
+#include "core/config.h"
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/reqcheck.h"

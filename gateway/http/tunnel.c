@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "observe/observe.h"
+#include "core/config.h"
 #include "core/request.h"
 #include "portico/transcoder/wkt.h"
 

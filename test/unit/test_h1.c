@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "core/config.h"
 #include "http/h1.h"
 #include "core/request.h"
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/request.h"
+#include "core/config.h"
 #include "server.h"
 
 typedef struct fake {

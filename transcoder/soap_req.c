@@ -506,7 +506,7 @@ int pt_soap_build_request(const pt_soap_op_t *op, const char *json, size_t len,
     if (rc == 0 && n > MAX_BINDINGS)
         rc = pt_xerrs_add(errs, PT_XERR_LIMIT, "", "more than %d bindings", MAX_BINDINGS);
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (root->type != PT_JV_OBJ) {
+        if (root == NULL || root->type != PT_JV_OBJ) {
             rc = pt_xerrs_add(errs, PT_XERR_INVALID, "", "bindings need a JSON object body");
             break;
         }
@@ -516,7 +516,7 @@ int pt_soap_build_request(const pt_soap_op_t *op, const char *json, size_t len,
         else if (br != 0)
             r.err_cnt++;
     }
-    if (rc == 0) {
+    if (rc == 0 && root != NULL) {
         emit_value(&r, im->in, root);
         if (r.fatal != 0)
             rc = pt_xerrs_add(errs, r.fatal, "",

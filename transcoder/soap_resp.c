@@ -81,19 +81,24 @@ static bool only_ws(const xmlChar *s)
 /* The text of a simple-typed element; false (mismatch) when it has child elements. */
 static bool simple_text(cv_t *c, const xmlNode *n, xmlChar **text)
 {
+    *text = NULL;
     for (const xmlNode *k = n->children; k != NULL; k = k->next)
         if (k->type == XML_ELEMENT_NODE)
             return mismatch(c, "element <%s> inside a simple-typed value", (const char *)k->name);
     *text = xmlNodeGetContent(n);
     if (*text == NULL)
         *text = xmlStrdup(BAD_CAST "");
-    if (*text == NULL)
-        return ok(c, PT_XERR_NOMEM);
+    if (*text == NULL) {
+        ok(c, PT_XERR_NOMEM);
+        return false;
+    }
     return true;
 }
 
 static bool typed(cv_t *c, const pt_xst_t *st, const char *s)
 {
+    if (s == NULL)
+        s = "";
     size_t n = strlen(s);
     const char *why = pt__xst_check(c->w, st, s, n);
     if (why != NULL)
@@ -173,7 +178,7 @@ static bool complex_value(cv_t *c, const pt_xct_t *ct, const xmlNode *n)
             cnt += fk[i] == fd;
         if (cnt == 0)
             continue;
-        const char *name = fd->elem->name;
+        const char *name = fd->elem->name; // NOLINT(clang-analyzer-core.NullDereference)
         size_t m = pt_xpath_push_field(&c->path, name, strlen(name));
         if (cnt > 1 && !fd->repeated) {
             good = mismatch(c, "appears %zu times (at most once)", cnt);

@@ -186,7 +186,6 @@ const char *pt__xst_check(const pt_wsdl_t *w, const pt_xst_t *st, const char *s,
         if ((st->has_imin && v < st->imin) || (st->has_imax && v > st->imax))
             return "is out of range";
         parse_decimal(s, n, &total, &frac);
-        num = strtod(s, NULL);
         has_num = true;
         break;
     }

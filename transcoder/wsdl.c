@@ -121,6 +121,8 @@ static const char *attr(ld_t *l, const xmlNode *n, const char *name)
 /* Resolves a QName attribute value against the namespaces in scope of n. */
 static int qname(ld_t *l, const xmlNode *n, const char *v, const char **ns, const char **local)
 {
+    *ns = "";
+    *local = v;
     const char *c = strchr(v, ':');
     const xmlChar *prefix = NULL;
     char pbuf[128];
@@ -1330,7 +1332,7 @@ static int op_fields(ld_t *l, pt_soap_op_t *op, const pt_xelem_t *in)
         if (nm == NULL)
             return nomem(l);
         nm[0] = '@';
-        strcpy(nm + 1, ct->attrs[k].name);
+        memcpy(nm + 1, ct->attrs[k].name, strlen(ct->attrs[k].name) + 1);
         f[i] = (pt_soap_field_t){nm, false, ct->attrs[k].required, true};
     }
     for (size_t k = 0; k < ct->field_cnt; k++, i++) {

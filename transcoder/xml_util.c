@@ -308,6 +308,8 @@ pt__xp_fail_t pt__xp_feed(pt__xp_t *x, const void *data, size_t len)
 pt__xp_fail_t pt__xp_finish(pt__xp_t *x, xmlDocPtr *doc)
 {
     *doc = NULL;
+    if (x->fail == PT_XP_OK && x->fed == 0)
+        xp_fail(x, PT_XP_NOT_XML, "empty document");
     if (x->fail == PT_XP_OK)
         xmlParseChunk(x->ctxt, NULL, 0, 1);
     xmlParserCtxtPtr c = x->ctxt;
@@ -319,7 +321,7 @@ pt__xp_fail_t pt__xp_finish(pt__xp_t *x, xmlDocPtr *doc)
         x->fail = PT_XP_NOT_XML;
         snprintf(x->msg, sizeof(x->msg), "%s", x->fed == 0 ? "empty document" : "not well-formed");
     }
-    if (x->fail == PT_XP_OK && c->myDoc->encoding != NULL &&
+    if (x->fail == PT_XP_OK && c->myDoc != NULL && c->myDoc->encoding != NULL &&
         xmlStrcasecmp(c->myDoc->encoding, (const xmlChar *)"UTF-8") != 0)
         xp_fail(x, PT_XP_NOT_XML, "only UTF-8 is accepted");
     if (x->fail == PT_XP_OK) {

@@ -156,6 +156,7 @@ int pt__xml_generic_value(const xmlNode *e, pt_xbuf_t *out, unsigned depth, unsi
         out->len = mark;
     else
         comma = true;
+    rc = 0;
     if (nkids > 0) {
         /* group children by name: sort (name, index), then emit each group at
          * the position of its first member */

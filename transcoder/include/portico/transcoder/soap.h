@@ -294,7 +294,6 @@ typedef struct pt_soap_resp_opts {
     size_t max_size;   /**< total bytes fed; 0 = 8 MiB. More -> BAD_TOO_LARGE at the feed that crosses it */
     unsigned max_depth; /**< element nesting; 0 = 64 */
     unsigned max_attrs; /**< attributes per element; 0 = 64 */
-    bool pretty;        /**< not used yet; keep false */
 } pt_soap_resp_opts_t;
 
 typedef struct pt_soap_resp pt_soap_resp_t;

@@ -716,11 +716,25 @@ static void on_result(void *ud, const pt_soapcall_res_t *res)
     if (pt_handler_gone(req)) {
         pt_handler_finish(req);
     } else if (res->st == 0) {
-        if (res->outcome == PT_SOAP_FAULT && req->fail_status == 0) {
-            req->fail_status = res->http_status >= 500 ? PT_ERR_UPSTREAM : PT_ERR_INVALID;
-            req->fail_reason = "SOAP fault";
+        const uint8_t *body = res->json;
+        size_t len = res->json_len;
+        if (res->outcome == PT_SOAP_FAULT) {
+            if (req->fail_status == 0) {
+                req->fail_status = res->http_status >= 500 ? PT_ERR_UPSTREAM : PT_ERR_INVALID;
+                req->fail_reason = "SOAP fault";
+            }
+            /* {"error":{...}} like every other error: with the request id */
+            if (len >= 2 && body[len - 2] == '}' && body[len - 1] == '}') {
+                char *b = pt_arena_printf(req->arena, "%.*s,\"request_id\":\"%.*s\"}}\n",
+                                          (int)(len - 2), (const char *)body,
+                                          (int)req->request_id.len, req->request_id.base);
+                if (b != NULL) {
+                    body = (const uint8_t *)b;
+                    len = strlen(b);
+                }
+            }
         }
-        reply(ctx, res->http_status, res->json, res->json_len);
+        reply(ctx, res->http_status, body, len);
         pt_handler_finish(req);
     } else {
         pt_observe_upstream_error(req->worker, ctx->conf->target.cluster, res->st);

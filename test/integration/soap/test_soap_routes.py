@@ -415,6 +415,7 @@ class SoapRoutesTest(unittest.TestCase):
         self.assertEqual(e["code"], "Client")
         self.assertEqual(e["message"], "division by zero")
         self.assertEqual(e["detail"], {"DivideByZeroFault": {"dividend": 7}})
+        self.assertEqual(e["request_id"], h["x-request-id"])
         st, h, out, _ = self.call("calc", "Add", {"a": 2147483647, "b": 1})
         self.assertEqual(st, 500, out)                      # soap:Server
         e = js(out)["error"]

@@ -62,12 +62,25 @@ static const char *ns_of(const xmlNode *n)
     return n->ns != NULL && n->ns->href != NULL ? (const char *)n->ns->href : "";
 }
 
+/* The value of an attribute node without copying it when it is one text node. */
+static const xmlChar *attr_text(const xmlAttr *a)
+{
+    const xmlNode *t = a->children;
+    if (t != NULL && t->next == NULL && t->type == XML_TEXT_NODE && t->content != NULL)
+        return t->content;
+    return t == NULL ? BAD_CAST "" : NULL;
+}
+
 static bool is_nil(const xmlNode *n)
 {
-    xmlChar *v = xmlGetNsProp(n, BAD_CAST "nil", BAD_CAST PT_XSI_NS);
-    bool r = v != NULL && (xmlStrEqual(v, BAD_CAST "true") || xmlStrEqual(v, BAD_CAST "1"));
-    xmlFree(v);
-    return r;
+    for (const xmlAttr *a = n->properties; a != NULL; a = a->next) {
+        if (a->ns == NULL || !xmlStrEqual(a->name, BAD_CAST "nil") ||
+            !xmlStrEqual(a->ns->href, BAD_CAST PT_XSI_NS))
+            continue;
+        const xmlChar *v = attr_text(a);
+        return v != NULL && (xmlStrEqual(v, BAD_CAST "true") || xmlStrEqual(v, BAD_CAST "1"));
+    }
+    return false;
 }
 
 static bool only_ws(const xmlChar *s)
@@ -78,20 +91,31 @@ static bool only_ws(const xmlChar *s)
     return true;
 }
 
-/* The text of a simple-typed element; false (mismatch) when it has child elements. */
-static bool simple_text(cv_t *c, const xmlNode *n, xmlChar **text)
+/* The text of a simple-typed element; false (mismatch) when it has child
+ * elements. *text points into the tree when the element holds one text node
+ * (the common case: no copy), else to a copy in *owned (xmlFree it). */
+static bool simple_text(cv_t *c, const xmlNode *n, const xmlChar **text, xmlChar **owned)
 {
     *text = NULL;
+    *owned = NULL;
     for (const xmlNode *k = n->children; k != NULL; k = k->next)
         if (k->type == XML_ELEMENT_NODE)
             return mismatch(c, "element <%s> inside a simple-typed value", (const char *)k->name);
-    *text = xmlNodeGetContent(n);
-    if (*text == NULL)
-        *text = xmlStrdup(BAD_CAST "");
-    if (*text == NULL) {
+    const xmlNode *k = n->children;
+    if (k == NULL) {
+        *text = BAD_CAST "";
+        return true;
+    }
+    if (k->next == NULL && k->type == XML_TEXT_NODE && k->content != NULL) {
+        *text = k->content;
+        return true;
+    }
+    *owned = xmlNodeGetContent(n);
+    if (*owned == NULL) {
         ok(c, PT_XERR_NOMEM);
         return false;
     }
+    *text = *owned;
     return true;
 }
 
@@ -132,13 +156,14 @@ static bool complex_value(cv_t *c, const pt_xct_t *ct, const xmlNode *n)
         comma = true;
     }
     if (ct->simple != NULL) {
-        xmlChar *t;
-        if (!simple_text(c, n, &t))
+        const xmlChar *t;
+        xmlChar *owned;
+        if (!simple_text(c, n, &t, &owned))
             return false;
         bool good = (!comma || ok(c, pt_xbuf_putc(c->out, ','))) &&
                     ok(c, pt_xbuf_puts(c->out, "\"#text\":")) &&
                     typed(c, ct->simple, (const char *)t);
-        xmlFree(t);
+        xmlFree(owned);
         c->depth--;
         return good && ok(c, pt_xbuf_putc(c->out, '}'));
     }
@@ -218,11 +243,12 @@ static bool value(cv_t *c, const pt_xelem_t *e, const xmlNode *n)
     if (e->ct != NULL)
         return complex_value(c, e->ct, n);
     if (e->st != NULL) {
-        xmlChar *t;
-        if (!simple_text(c, n, &t))
+        const xmlChar *t;
+        xmlChar *owned;
+        if (!simple_text(c, n, &t, &owned))
             return false;
         bool good = typed(c, e->st, (const char *)t);
-        xmlFree(t);
+        xmlFree(owned);
         return good;
     }
     int rc = pt__xml_generic_value(n, c->out, c->depth, c->max_depth);

@@ -279,7 +279,7 @@ pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o)
     }
     x->ctxt->_private = x;
     /* Not NOENT, DTDLOAD, DTDATTR, DTDVALID, XINCLUDE, HUGE: see the top. */
-    xmlCtxtUseOptions(x->ctxt, XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOERROR |
+    xmlCtxtUseOptions(x->ctxt, XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_COMPACT | XML_PARSE_NOERROR |
                                    XML_PARSE_NOWARNING);
     x->ctxt->sax->serror = on_error;
     return x;

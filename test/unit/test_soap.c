@@ -703,6 +703,54 @@ static void test_wsdl_errors(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* element refs, a required choice, numeric facets, a chameleon include */
+static void test_more_constructs(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/pt_soap_XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    put_file("cham.xsd", "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" "
+                         "elementFormDefault=\"qualified\"><xs:simpleType name=\"Pct\">"
+                         "<xs:restriction base=\"xs:decimal\"><xs:minInclusive value=\"0\"/>"
+                         "<xs:maxExclusive value=\"100\"/><xs:fractionDigits value=\"2\"/>"
+                         "</xs:restriction></xs:simpleType></xs:schema>");
+    char text[8192];
+    snprintf(text, sizeof(text), WSDL_HEAD "<types>%s</types>\n" WSDL_TAIL,
+             "<xs:schema targetNamespace=\"urn:t\" elementFormDefault=\"unqualified\">"
+             "<xs:include schemaLocation=\"cham.xsd\"/>"
+             "<xs:element name=\"Who\" type=\"xs:string\"/>"
+             "<xs:element name=\"Op\"><xs:complexType><xs:sequence>"
+             "<xs:element ref=\"t:Who\"/>"
+             "<xs:choice><xs:element name=\"a\" type=\"xs:int\"/><xs:element name=\"b\" "
+             "type=\"xs:int\"/></xs:choice>"
+             "<xs:element name=\"pct\" type=\"t:Pct\" minOccurs=\"0\"/>"
+             "<xs:element name=\"n\" minOccurs=\"0\"><xs:simpleType><xs:restriction "
+             "base=\"xs:int\"><xs:minInclusive value=\"1\"/><xs:maxInclusive value=\"9\"/>"
+             "</xs:restriction></xs:simpleType></xs:element>"
+             "</xs:sequence></xs:complexType></xs:element></xs:schema>");
+    put_file("t.wsdl", text);
+    char p[512];
+    snprintf(p, sizeof(p), "%s/t.wsdl", tmpdir);
+    pt_wsdl_t *x = NULL;
+    pt_wsdl_err_t e;
+    if (pt_wsdl_load(p, NULL, NULL, &x, &e) != 0)
+        fail_msg("%s", e.msg);
+    const pt_soap_op_t *op = &pt_wsdl_port(x, 0)->ops[0];
+    /* ref'd top-level element qualified, local elements unqualified */
+    req_ok(op, "{\"b\":2,\"Who\":\"me\",\"pct\":\"99.5\",\"n\":9}",
+           ENV11 " xmlns:ns1=\"urn:t\"><soapenv:Body><ns1:Op><ns1:Who>me</ns1:Who><b>2</b>"
+                 "<pct>99.5</pct><n>9</n></ns1:Op></soapenv:Body></soapenv:Envelope>");
+    req_err(op, "{\"Who\":\"me\"}", "", "one of (a, b) is required");
+    req_err(op, "{\"Who\":\"me\",\"a\":1,\"pct\":100}", "pct", "is above the maximum");
+    req_err(op, "{\"Who\":\"me\",\"a\":1,\"pct\":\"-1\"}", "pct", "is below the minimum");
+    req_err(op, "{\"Who\":\"me\",\"a\":1,\"pct\":1.234}", "pct", "too many fraction digits");
+    req_err(op, "{\"Who\":\"me\",\"a\":1,\"n\":0}", "n", "is below the minimum");
+    pt_wsdl_free(x);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_oom(void **state)
 {
     (void)state;
@@ -759,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_response_streamed_cap),
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_wsdl_errors),
+        cmocka_unit_test(test_more_constructs),
         cmocka_unit_test(test_oom),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,11 +18,19 @@ requests/s. The order of the two binaries alternates from round to round, so
 neither always runs first; prints the medians of `--rounds` rounds and the
 after/before ratios. The machine may be shared: trust CPU per request more
 than requests/s, and a ratio only when the runs agree (they are printed).
+
+--callgrind: the noise-free view of user-space cost. Each Portico runs under
+valgrind's callgrind; every run is a fixed number of requests (h2load, with
+--h1 for the HTTP/1.1 scenarios), the counters zeroed after a warm-up and
+dumped after the run; prints instructions executed per request (user space
+only: the kernel's share, about two thirds of the CPU here, is not counted,
+and batching under valgrind is not batching at full speed).
 Loopback only; every process is stopped and the temp dir removed at the end.
 
 usage: ab_bench.py --baseline OLD_PORTICO [--build DIR] [--rounds R] [--seconds S]
-                   [--only SCENARIO,...]
+                   [--only SCENARIO,...] [--callgrind [--requests N]]
 """
+import glob
 import argparse
 import os
 import shutil
@@ -48,6 +56,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--only", default=",".join(SCENARIOS))
+    ap.add_argument("--callgrind", action="store_true", help="instructions per request under callgrind")
+    ap.add_argument("--requests", type=int, default=4000, help="requests per run with --callgrind")
     args = ap.parse_args()
     only = [s for s in args.only.split(",") if s]
     for s in only:
@@ -85,12 +95,14 @@ routes: [ {{ grpc: {{ cluster: books }} }} ]
                 with open(cfg, "w") as f:
                     f.write(f'listeners: [ {{ address: "127.0.0.1:{port}" }} ]\n'
                             f"limits: {{ max_requests_per_conn: 100000000 }}\n{body}")
-                p = subprocess.Popen([binary, "-c", cfg, "-w", "1"],
+                vg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" +
+                      os.path.join(d, f"cg-{name}-{kind}.out")] if args.callgrind else []
+                p = subprocess.Popen(vg + [binary, "-c", cfg, "-w", "1"],
                                      stderr=open(os.path.join(d, f"{name}-{kind}.err"), "w"))
                 procs.append(p)
                 targets[(name, kind)] = (p, port)
         for _, port in targets.values():
-            wait_port(port)
+            wait_port(port, 60 if args.callgrind else 10)
         gbody, jbody, lua = (os.path.join(d, x) for x in ("echo.grpc", "echo.json", "post.lua"))
         with open(gbody, "wb") as f:
             f.write(BODY)
@@ -115,6 +127,38 @@ routes: [ {{ grpc: {{ cluster: books }} }} ]
                 return "h2load", h2 + ["-d", jbody, "-H", "content-type: application/json",
                                        base + "/v1/echo"]
             return "wrk", wrk + ["-s", lua, base + "/v1/echo"]
+
+        def instructions(name, scenario, n):
+            kind = "proxy" if scenario.endswith("proxy") else "grpc"
+            p, port = targets[(name, kind)]
+            tool, cmd = command(scenario, port, 1)
+            if tool == "wrk":  # the same request with a fixed count: h2load over HTTP/1.1, 32 connections
+                cmd = ["h2load", "--h1", "-c32"] + (["-d", jbody, "-H", "content-type: application/json"]
+                                                   if scenario == "rest-h1" else []) + [cmd[-1]]
+            cmd = [x for x in cmd if not x.startswith("-D")]
+            subprocess.run(cmd + ["-n", "500"], capture_output=True)  # warm-up
+            subprocess.run(["callgrind_control", "-z", str(p.pid)], capture_output=True, check=True)
+            out = subprocess.run(cmd + ["-n", str(n)], capture_output=True, text=True).stdout
+            before = set(glob.glob(os.path.join(d, f"cg-{name}-{kind}.out.*")))
+            subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True)
+            new = set(glob.glob(os.path.join(d, f"cg-{name}-{kind}.out.*"))) - before
+            _, ok, errs = parse_h2load(out)
+            if errs or ok != n or len(new) != 1:
+                raise RuntimeError(f"{name} {scenario}: {ok}/{n} answered, {errs} failed")
+            with open(new.pop()) as f:
+                total = [int(x.split()[1]) for x in f if x.startswith("totals:")][0]
+            return total / n
+
+        if args.callgrind:
+            res = {(nm, s): [instructions(nm, s, args.requests) for _ in range(args.rounds)]
+                   for s in only for nm in binaries}
+            print(f"\nA/B under callgrind: user-space instructions per request, {args.requests} "
+                  f"requests per run, {args.rounds} runs (before = {binaries['before']})\n")
+            print(f"{'scenario':10} {'before':>9} {'after':>9} {'ratio':>6}")
+            for s in only:
+                b, a = statistics.median(res[("before", s)]), statistics.median(res[("after", s)])
+                print(f"{s:10} {b:9.0f} {a:9.0f} {a / b:6.3f}")
+            return
 
         def run(name, scenario, seconds):
             p, port = targets[(name, "proxy" if scenario.endswith("proxy") else "grpc")]

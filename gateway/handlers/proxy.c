@@ -213,10 +213,13 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
     pt_headers_t *out = &ctx->up_headers;
     pt_headers_init(out, a);
     int rc = 0;
+    /* Most requests have no Connection field: then none is named by one. */
+    bool has_conn = pt_headers_find(in, PT_STR("connection")) != NULL;
 
     for (size_t i = 0; i < in->cnt && rc == 0; i++) {
         pt_str_t n = in->v[i].name;
-        if (pt_header_is_hop_by_hop(n) || named_by_connection(in, n) || owned_upstream_header(n) ||
+        if (pt_header_is_hop_by_hop(n) || (has_conn && named_by_connection(in, n)) ||
+            owned_upstream_header(n) ||
             pt_str_eq(n, PT_STR("host")) || pt_str_eq(n, PT_STR("content-length")) ||
             pt_str_eq(n, PT_STR("transfer-encoding")) || pt_str_eq(n, PT_STR("expect")) ||
             (n.len > 0 && n.base[0] == ':'))
@@ -469,6 +472,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         return;
     }
     pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
+    bool has_conn = pt_headers_find(&view, PT_STR("connection")) != NULL;
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name;
         if (pt_str_eq(n, PT_STR("content-length"))) {
@@ -479,7 +483,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
             continue;
         }
         if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("transfer-encoding")) ||
-            named_by_connection(&view, n))
+            (has_conn && named_by_connection(&view, n)))
             continue;
         if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0) {
             fail_head(ctx, "upstream response headers too large");

@@ -43,10 +43,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "core/clock.h"
+#include "core/config.h"
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/reqcheck.h"
 #include "core/request.h"
+#include "portico/transcoder/wkt.h"
 
 /* Output: stop serializing frames while this much is waiting in the socket's
  * output buffer; continue when it drained to OUT_LOW. Bounds memory per
@@ -150,18 +153,11 @@ static const pt_stream_ops_t h2_stream_ops;
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The time stamp for stream and connection bookkeeping: one clock read per
  * feed() or flush() rather than one per header field and frame. */
 static uint64_t conn_now(const h2_conn_t *c)
 {
-    return c->tick_ms != 0 ? c->tick_ms : now_ms();
+    return c->tick_ms != 0 ? c->tick_ms : pt_now_ms();
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -194,7 +190,7 @@ static void arm_at(h2_conn_t *c, uint64_t at)
         return;
     if (c->timer_at != 0 && c->timer_at <= at)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = pt_now_ms();
     uint64_t d = at > now ? at - now : 0;
     struct timeval tv = {(time_t)(d / 1000u), (suseconds_t)((d % 1000u) * 1000u)};
     event_add(c->timer, &tv);
@@ -249,7 +245,7 @@ static void stream_release(h2_stream_t *s)
         return;
     s->req = NULL;
     req->stream = NULL;
-    if (req->resp_ended && (s->resp_complete || s->app_reset))
+    if (pt__resp_ended(req) && (s->resp_complete || s->app_reset))
         pt__req_codec_done(req);
     else
         pt__req_abort(req);
@@ -339,7 +335,7 @@ static void finish(h2_conn_t *c)
 {
     if (c->closing_ms != 0)
         return;
-    c->closing_ms = now_ms();
+    c->closing_ms = pt_now_ms();
     pt_conn_pause_read(c->io_conn);
     if (evbuffer_get_length(c->out) == 0) {
         close_now(c);
@@ -381,7 +377,7 @@ static void terminate(h2_conn_t *c, uint32_t code)
  * covers MadeYouReset-style floods that nghttp2's RST bucket never sees. */
 static void glitch(h2_conn_t *c)
 {
-    uint64_t now = now_ms();
+    uint64_t now = pt_now_ms();
     c->glitch_tokens += (double)(now - c->glitch_ms) * c->glitch_rate / 1000.0;
     if (c->glitch_tokens > c->glitch_burst)
         c->glitch_tokens = c->glitch_burst;
@@ -475,7 +471,7 @@ static void drain_begin(h2_conn_t *c)
     if (c->drain_phase != 0 || c->ng == NULL || c->closing_ms != 0)
         return;
     c->drain_phase = 1;
-    c->drain_start_ms = now_ms();
+    c->drain_start_ms = pt_now_ms();
     /* RFC 9113 §6.8: GOAWAY(2^31-1) first, the real one about an RTT later so
      * requests already in flight towards us are not lost. The PING measures
      * that RTT; the timer bounds it. */
@@ -569,7 +565,7 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     if (end)
         s->out_end = true;
     if (len != 0 && s->c->send_ms != 0)
-        arm_at(s->c, now_ms() + s->c->send_ms);
+        arm_at(s->c, pt_now_ms() + s->c->send_ms);
     if (s->submitted && s->deferred) {
         s->deferred = false;
         nghttp2_session_resume_data(s->c->ng, s->id);
@@ -1118,7 +1114,7 @@ static void flush(h2_conn_t *c)
     c->in_flush = true;
     uint64_t outer = c->tick_ms;
     if (outer == 0)
-        c->tick_ms = now_ms();
+        c->tick_ms = pt_now_ms();
     for (int round = 0; round < 8; round++) {
         for (h2_stream_t *s = c->head; s != NULL; s = s->next)
             if (s->head_pending)
@@ -1167,7 +1163,7 @@ static void feed(h2_conn_t *c, const uint8_t *data, size_t len)
         return;
     uint64_t outer = c->tick_ms;
     if (outer == 0)
-        c->tick_ms = now_ms();
+        c->tick_ms = pt_now_ms();
     ssize_t rv = nghttp2_session_mem_recv(c->ng, data, len);
     c->tick_ms = outer;
     if (rv < 0) {
@@ -1287,7 +1283,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     h2_conn_t *c = arg;
     c->timer_at = 0;
     enter(c);
-    uint64_t now = now_ms();
+    uint64_t now = pt_now_ms();
     uint64_t next = UINT64_MAX;
     if (c->closing_ms != 0) {
         if (now >= c->closing_ms + CLOSE_LINGER_MS)
@@ -1404,7 +1400,7 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     c->glitch_rate = or_default(l->h2_glitch_rate, 10u);
     c->glitch_tokens = c->glitch_burst;
     c->rx_to_hdr = 24; /* the client connection preface */
-    c->start_ms = c->last_ms = c->glitch_ms = now_ms();
+    c->start_ms = c->last_ms = c->glitch_ms = pt_now_ms();
 
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt) != 0)
@@ -1461,7 +1457,7 @@ static int send_preface(h2_conn_t *c)
     if (c->conn_window > 65535u)
         rv = nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
                                                    (int32_t)c->conn_window);
-    c->settings_ms = now_ms();
+    c->settings_ms = pt_now_ms();
     arm_at(c, c->settings_ms + SETTINGS_ACK_MS);
     if (c->idle_ms != 0)
         arm_at(c, c->last_ms + c->idle_ms);
@@ -1490,55 +1486,20 @@ void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
     leave(c);
 }
 
-/* RFC 4648 §5 base64url, padding optional (RFC 9113 §3.2.1 omits it). */
-static int b64url_decode(pt_str_t in, uint8_t *out, size_t cap, size_t *outlen)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0, len = in.len;
-    while (len > 0 && in.base[len - 1] == '=')
-        len--;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)in.base[i];
-        int v;
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '-')
-            v = 62;
-        else if (ch == '_')
-            v = 63;
-        else
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap)
-                return -1;
-            out[n++] = (uint8_t)(acc >> bits);
-        }
-    }
-    if (bits >= 6) /* a lone trailing character carries no full byte */
-        return -1;
-    *outlen = n;
-    return 0;
-}
-
 int pt__h2_conn_upgrade(pt_conn_t *conn, pt_req_t *req, pt_str_t http2_settings_b64)
 {
     /* A request with a body cannot be upgraded cleanly (its body would have
      * to be replayed as stream 1 DATA); serve it over HTTP/1.1 instead. */
     if (req->expect_body || req->content_length > 0)
         return PT_ERR_INVALID;
-    uint8_t settings[6 * 64];
-    size_t slen;
-    if (b64url_decode(http2_settings_b64, settings, sizeof(settings), &slen) != 0 ||
-        slen % 6 != 0)
+    uint8_t settings[6 * 64 + 2]; /* 64 settings; +2: PT_BASE64_DECODED_MAX's slack */
+    if (PT_BASE64_DECODED_MAX(http2_settings_b64.len) > sizeof(settings))
         return PT_ERR_INVALID;
+    /* base64url, padding optional (RFC 9113 §3.2.1 omits it) */
+    long got = pt_base64_decode_to(settings, http2_settings_b64.base, http2_settings_b64.len);
+    if (got < 0 || got % 6 != 0)
+        return PT_ERR_INVALID;
+    size_t slen = (size_t)got;
 
     static const char resp101[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                   "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "net/conn.h"
+#include "core/config.h"
 #include "net/listener.h"
 #include "observe/metrics.h"
 #include "server.h"
@@ -247,17 +248,6 @@ static void apply_config(void *arg)
 
 /* ---- drain and stop ------------------------------------------------------ */
 
-static void check_drained(pt_worker_t *w)
-{
-    if (w->draining && w->conn_cnt == 0)
-        event_base_loopexit(w->base, NULL);
-}
-
-void pt__worker_conn_gone(pt_worker_t *w)
-{
-    check_drained(w);
-}
-
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -284,8 +274,7 @@ static void start_drain(void *arg)
     p->drain_ev = evtimer_new(w->base, on_drain_deadline, w);
     evtimer_add(p->drain_ev, &tv);
     free(m);
-    pt__listener_conns_drain_all(w);
-    check_drained(w);
+    pt__listener_conns_drain_all(w); /* ends the loop once no connection is left */
 }
 
 /* ---- thread ------------------------------------------------------------- */

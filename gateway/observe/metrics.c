@@ -119,6 +119,18 @@ void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int c
     bump(&counter_slot(s->uperrs, PT_METRICS_UPERRS, cluster, code)->count, 1);
 }
 
+void pt_metrics_subcall(pt_metrics_shard_t *s, const char *route, const char *call, int status,
+                        uint64_t dur_us)
+{
+    char key[PT_METRICS_NAME_MAX];
+    snprintf(key, sizeof(key), "%s\x1f%s", route, call);
+    bump(&counter_slot(s->subcalls, PT_METRICS_ROUTES, key, status)->count, 1);
+    pt_metrics_hist_slot_t *h = hist_slot(s->subcall_hists, PT_METRICS_HISTS, key);
+    bump(&h->buckets[bucket_of(dur_us)], 1);
+    bump(&h->sum_us, dur_us);
+    bump(&h->count, 1);
+}
+
 void pt_metrics_upstream_event(pt_metrics_shard_t *s, const char *cluster, int kind)
 {
     bump(&counter_slot(s->upevents, PT_METRICS_UPERRS, cluster, kind)->count, 1);
@@ -192,6 +204,84 @@ static void render_hist(FILE *out, const char *metric, const char *name, const u
     fprintf(out, "%s_count{route=\"", metric);
     put_label(out, name);
     fprintf(out, "\"} %llu\n", (unsigned long long)count);
+}
+
+/* `route="r",call="c"` from a "r\x1fc" key (the overflow series has no call). */
+static void put_route_call(FILE *out, const char *key)
+{
+    const char *sep = strchr(key, '\x1f');
+    char route[PT_METRICS_NAME_MAX];
+    size_t rl = sep != NULL ? (size_t)(sep - key) : strlen(key);
+    memcpy(route, key, rl);
+    route[rl] = '\0';
+    fputs("route=\"", out);
+    put_label(out, route);
+    fputs("\",call=\"", out);
+    put_label(out, sep != NULL ? sep + 1 : "");
+    fputs("\"", out);
+}
+
+static void render_subcalls(FILE *out, pt_metrics_shard_t *const *shards, unsigned n)
+{
+    agg_counter_t *cnt = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*cnt));
+    agg_hist_t *hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*hist));
+    if (cnt == NULL || hist == NULL)
+        abort();
+    size_t ncnt = 0, nhist = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const pt_metrics_shard_t *s = shards[i];
+        if (s == NULL)
+            continue;
+        ncnt = merge_counters(cnt, ncnt, s->subcalls, PT_METRICS_ROUTES);
+        for (size_t k = 0; k < PT_METRICS_HISTS; k++) {
+            const pt_metrics_hist_slot_t *h = &s->subcall_hists[k];
+            if (!atomic_load_explicit(&h->used, memory_order_acquire))
+                continue;
+            size_t j = 0;
+            while (j < nhist && strcmp(hist[j].name, h->name) != 0)
+                j++;
+            if (j == nhist)
+                hist[nhist++].name = h->name;
+            for (unsigned b = 0; b < PT_METRICS_BUCKETS; b++)
+                hist[j].b[b] += atomic_load_explicit(&h->buckets[b], RLX);
+            hist[j].sum += atomic_load_explicit(&h->sum_us, RLX);
+            hist[j].count += atomic_load_explicit(&h->count, RLX);
+        }
+    }
+    fputs("# HELP portico_aggregate_calls_total Calls made by aggregate routes, by route, call "
+          "and HTTP status (0: cancelled before an answer).\n"
+          "# TYPE portico_aggregate_calls_total counter\n",
+          out);
+    for (size_t i = 0; i < ncnt; i++) {
+        fputs("portico_aggregate_calls_total{", out);
+        put_route_call(out, cnt[i].name);
+        fprintf(out, ",code=\"%d\"} %llu\n", cnt[i].code, (unsigned long long)cnt[i].count);
+    }
+    fputs("# HELP portico_aggregate_call_duration_seconds Duration of the calls of aggregate "
+          "routes, by route and call.\n"
+          "# TYPE portico_aggregate_call_duration_seconds histogram\n",
+          out);
+    for (size_t i = 0; i < nhist; i++) {
+        uint64_t cum = 0;
+        for (unsigned k = 0; k < PT_METRICS_BUCKETS; k++) {
+            cum += hist[i].b[k];
+            fputs("portico_aggregate_call_duration_seconds_bucket{", out);
+            put_route_call(out, hist[i].name);
+            if (k + 1 == PT_METRICS_BUCKETS)
+                fprintf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+            else
+                fprintf(out, ",le=\"%g\"} %llu\n", (double)pt_metrics_bucket_us[k] / 1e6,
+                        (unsigned long long)cum);
+        }
+        fputs("portico_aggregate_call_duration_seconds_sum{", out);
+        put_route_call(out, hist[i].name);
+        fprintf(out, "} %.6f\n", (double)hist[i].sum / 1e6);
+        fputs("portico_aggregate_call_duration_seconds_count{", out);
+        put_route_call(out, hist[i].name);
+        fprintf(out, "} %llu\n", (unsigned long long)hist[i].count);
+    }
+    free(cnt);
+    free(hist);
 }
 
 void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
@@ -292,6 +382,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
             fprintf(out, "\"} %llu\n", (unsigned long long)ev[i].count);
         }
     }
+    render_subcalls(out, shards, n);
     fprintf(out,
             "# HELP portico_connections_active Client connections open now.\n"
             "# TYPE portico_connections_active gauge\n"

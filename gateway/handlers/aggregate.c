@@ -438,8 +438,6 @@ static int agg_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vc
         cc->kind->each_tmpl(cc, plan_tmpl, &p);
         bad |= p.bad;
     }
-    if (bad)
-        return PT_ERR_INVALID;
     uint8_t color[PT_AGG_MAX_CALLS] = {0};
     unsigned path[PT_AGG_MAX_CALLS + 1];
     for (unsigned i = 0; i < conf->call_cnt; i++) {
@@ -451,10 +449,14 @@ static int agg_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vc
         for (size_t k = 0; k <= len; k++)
             off += (size_t)snprintf(text + off, sizeof(text) - off, "%s%s", k ? " -> " : "",
                                     conf->calls[path[k % len]].name);
-        return pt_conf_error(cx, conf->calls[path[0]].node,
-                             "aggregate: dependency cycle between calls: %s", text);
+        pt_conf_error(cx, conf->calls[path[0]].node,
+                      "aggregate: dependency cycle between calls: %s", text);
+        bad = true;
+        for (size_t k = 0; k < conf->call_cnt; k++) /* the search stopped midway: done with it */
+            if (color[k] == 1)
+                color[k] = 2;
     }
-    return 0;
+    return bad ? PT_ERR_INVALID : 0;
 }
 
 /* ---- per request ------------------------------------------------------------------------ */

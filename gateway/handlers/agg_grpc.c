@@ -313,7 +313,7 @@ static int grpc_start(pt_agg_call_t *c)
         if (b == NULL)
             return PT_ERR_INVALID;
         size_t n = 0;
-        const char *s = json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN, &n);
+        const char *s = json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
         rc = pt_json_to_pb(k->pool, k->method->input, s, n, NULL, &g->pb, &xe);
         json_object_put(b);
     }

@@ -369,7 +369,7 @@ static int http_start(pt_agg_call_t *c)
         if (b == NULL)
             return PT_ERR_INVALID;
         size_t n = 0;
-        const char *s = json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN, &n);
+        const char *s = json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
         char *copy = pt_arena_alloc(req->arena, n + 1);
         if (copy == NULL) {
             json_object_put(b);

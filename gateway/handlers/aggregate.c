@@ -778,7 +778,7 @@ static void fail_request(pt_agg_run_t *run, pt_agg_call_t *c)
                                                     req->request_id.base, (int)req->request_id.len));
     json_object_object_add(o, "error", e);
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n);
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     reply(run, http, s, n);
     json_object_put(o);
 }
@@ -825,7 +825,7 @@ static void answer(pt_agg_run_t *run)
         pt_headers_add(&req->resp_headers, PT_STR("portico-partial"), (pt_str_t){partial, plen});
     }
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(top, JSON_C_TO_STRING_PLAIN, &n);
+    const char *s = json_object_to_json_string_length(top, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     reply(run, 200, s, n);
     json_object_put(top);
 }

@@ -39,7 +39,7 @@ typedef struct grpc_kconf {
     const pt_cluster_t *cluster;
     const pt_descpool_t *pool;
     const pt_methoddesc_t *method;
-    char *path;                  /* "/pkg.Svc/Method" */
+    char *path; /* "/pkg.Svc/Method" */
     pt_agg_jtmpl_t *body;
     char **mdnames;
     pt_agg_tmpl_t *mdvalues;
@@ -86,8 +86,9 @@ static int grpc_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_
     k->jopts.enums_as_ints = k->enums_as_ints;
     if (k->body_node != NULL) {
         if (k->body_node->kind != PT_CONF_MAP)
-            return pt_conf_error(cx, k->body_node, "grpc: body: expected a map (the request "
-                                                   "message as JSON)");
+            return pt_conf_error(cx, k->body_node,
+                                 "grpc: body: expected a map (the request "
+                                 "message as JSON)");
         k->body = pt__agg_jtmpl_from_node(cx, k->body_node);
     }
     if (k->md_node != NULL) {
@@ -125,20 +126,26 @@ static int grpc_check(pt_conf_cx_t *cx, pt_agg_call_conf_t *cc, const pt_config_
     if (k->cluster->protocol != PT_PROTO_GRPC)
         return pt_conf_error(cx, at,
                              "aggregate: call '%s': cluster '%s' is not a grpc cluster "
-                             "(protocol: grpc)", cc->name, k->cluster_name);
+                             "(protocol: grpc)",
+                             cc->name, k->cluster_name);
     const pt_conf_node_t *mn = pt_conf_map_get(cc->kind_node, "method");
     k->pool = config->descpool;
     if (k->pool == NULL)
-        return pt_conf_error(cx, mn, "aggregate: call '%s': no descriptors loaded (add a "
-                                     "top-level `descriptors: [ api.pb ]`)", cc->name);
+        return pt_conf_error(cx, mn,
+                             "aggregate: call '%s': no descriptors loaded (add a "
+                             "top-level `descriptors: [ api.pb ]`)",
+                             cc->name);
     k->method = pt_descpool_method(k->pool, k->method_name, strlen(k->method_name));
     if (k->method == NULL)
         return pt_conf_error(cx, mn,
                              "aggregate: call '%s': no method '%s' in the descriptors "
-                             "(write pkg.Service/Method)", cc->name, k->method_name);
+                             "(write pkg.Service/Method)",
+                             cc->name, k->method_name);
     if (k->method->client_streaming || k->method->server_streaming)
-        return pt_conf_error(cx, mn, "aggregate: call '%s': method '%s' streams; only unary "
-                                     "methods can be aggregated", cc->name, k->method_name);
+        return pt_conf_error(cx, mn,
+                             "aggregate: call '%s': method '%s' streams; only unary "
+                             "methods can be aggregated",
+                             cc->name, k->method_name);
     const char *full = k->method->full_name; /* "pkg.Svc.Method" -> "/pkg.Svc/Method" */
     size_t fl = strlen(full);
     k->path = pt_conf_alloc(cx, fl + 2);
@@ -237,7 +244,8 @@ static void on_done(void *ud, const pt_grpc_status_t *st)
         return;
     }
     if (st->code != PT_GRPC_OK) {
-        char *msg = pt_arena_printf(req->arena, "%.*s", (int)(st->details.len > 512 ? 512 : st->details.len),
+        char *msg = pt_arena_printf(req->arena, "%.*s",
+                                    (int)(st->details.len > 512 ? 512 : st->details.len),
                                     st->details.base != NULL ? st->details.base : "");
         if (msg == NULL || msg[0] == '\0')
             msg = (char *)pt_grpc_code_name(st->code);
@@ -298,8 +306,8 @@ static int grpc_start(pt_agg_call_t *c)
             return PT_ERR_INVALID;
         if (!pt_grpc_md_valid(pt_str_c(k->mdnames[i]), pt_str_c(v))) {
             c->status = 400;
-            c->message = pt_arena_printf(req->arena, "metadata '%s' is not valid ASCII",
-                                         k->mdnames[i]);
+            c->message =
+                pt_arena_printf(req->arena, "metadata '%s' is not valid ASCII", k->mdnames[i]);
             return PT_ERR_INVALID;
         }
         md[mdn++] = (pt_header_t){pt_str_c(k->mdnames[i]), pt_str_c(v)};
@@ -313,7 +321,8 @@ static int grpc_start(pt_agg_call_t *c)
         if (b == NULL)
             return PT_ERR_INVALID;
         size_t n = 0;
-        const char *s = json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+        const char *s = json_object_to_json_string_length(
+            b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
         rc = pt_json_to_pb(k->pool, k->method->input, s, n, NULL, &g->pb, &xe);
         json_object_put(b);
     }

@@ -30,10 +30,10 @@ typedef struct http_kconf {
     const pt_conf_node_t *path_node, *headers_node, *body_node;
     const pt_cluster_t *cluster;
     pt_agg_tmpl_t path;
-    char **hnames;              /* lowercase */
+    char **hnames; /* lowercase */
     pt_agg_tmpl_t *hvalues;
     size_t hcnt;
-    pt_agg_jtmpl_t *body;       /* NULL: no body */
+    pt_agg_jtmpl_t *body; /* NULL: no body */
     bool idempotent;
 } http_kconf_t;
 
@@ -89,7 +89,8 @@ static int http_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_
                     strcmp(k->method, "OPTIONS") == 0;
     if (pt__agg_tmpl_from_node(cx, k->path_node, &k->path) == 0 &&
         (k->path.seg_cnt == 0 || k->path.segs[0].lit == NULL || k->path.segs[0].lit[0] != '/'))
-        pt_conf_error(cx, k->path_node, "http: path must start with `/` (a literal, not a reference)");
+        pt_conf_error(cx, k->path_node,
+                      "http: path must start with `/` (a literal, not a reference)");
     if (k->headers_node != NULL) {
         const pt_conf_node_t *h = k->headers_node;
         if (h->kind != PT_CONF_MAP)
@@ -157,7 +158,7 @@ typedef struct http_call {
     pt_headers_t headers;
     const char *body;
     size_t body_len, body_off;
-    char *buf;                  /* the answer (malloc, freed by the arena cleanup) */
+    char *buf; /* the answer (malloc, freed by the arena cleanup) */
     size_t len, cap;
     int status;
     uint64_t max;
@@ -334,8 +335,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
         return;
     }
     json_object_put(j);
-    fail(h, 502, PT_ERR_UPSTREAM,
-         pt_arena_printf(req->arena, "upstream answered %d", h->status));
+    fail(h, 502, PT_ERR_UPSTREAM, pt_arena_printf(req->arena, "upstream answered %d", h->status));
 }
 
 static int http_start(pt_agg_call_t *c)
@@ -369,7 +369,8 @@ static int http_start(pt_agg_call_t *c)
         if (b == NULL)
             return PT_ERR_INVALID;
         size_t n = 0;
-        const char *s = json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+        const char *s = json_object_to_json_string_length(
+            b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
         char *copy = pt_arena_alloc(req->arena, n + 1);
         if (copy == NULL) {
             json_object_put(b);
@@ -381,8 +382,7 @@ static int http_start(pt_agg_call_t *c)
         h->body = copy;
         h->body_len = n;
         if (pt_headers_get(&h->headers, PT_STR("content-type")).base == NULL)
-            pt_headers_add_nocopy(&h->headers, PT_STR("content-type"),
-                                  PT_STR("application/json"));
+            pt_headers_add_nocopy(&h->headers, PT_STR("content-type"), PT_STR("application/json"));
     }
     pt_upcall_req_t *r = &h->r;
     r->cluster = k->cluster;
@@ -390,9 +390,9 @@ static int http_start(pt_agg_call_t *c)
     r->path = pt_str_c(path);
     r->headers = &h->headers;
     r->has_body = k->body != NULL;
-    r->content_length = k->body != NULL ? (int64_t)h->body_len
-                        : (strcmp(k->method, "POST") == 0 || strcmp(k->method, "PUT") == 0 ||
-                           strcmp(k->method, "PATCH") == 0) ? 0 : -1;
+    bool framed = strcmp(k->method, "POST") == 0 || strcmp(k->method, "PUT") == 0 ||
+                  strcmp(k->method, "PATCH") == 0; /* a body is expected: say it is empty */
+    r->content_length = k->body != NULL ? (int64_t)h->body_len : framed ? 0 : -1;
     r->timeout_ms = pt__agg_call_timeout(c);
     r->idempotent = k->idempotent;
     static const pt_upcall_cbs_t cbs = {

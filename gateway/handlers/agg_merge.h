@@ -47,8 +47,8 @@ typedef struct pt_agg_shape {
     size_t select_cnt;
     pt_agg_fpath_t *omit;
     size_t omit_cnt;
-    char **rename_to;             /**< new top-level names ... */
-    pt_agg_fpath_t *rename_from;  /**< ... and the paths they take their value from */
+    char **rename_to;            /**< new top-level names ... */
+    pt_agg_fpath_t *rename_from; /**< ... and the paths they take their value from */
     size_t rename_cnt;
 } pt_agg_shape_t;
 

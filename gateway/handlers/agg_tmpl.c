@@ -346,8 +346,8 @@ static const char *missing_why(const pt_agg_val_t *v)
     return v->j == NULL ? "value is null" : "value is an object or array, not text";
 }
 
-long pt_agg_tmpl_render(const pt_agg_tmpl_t *t, pt_agg_enc_t enc, pt_agg_lookup_cb lookup,
-                        void *ud, char *buf, size_t cap, pt_agg_rerr_t *e)
+long pt_agg_tmpl_render(const pt_agg_tmpl_t *t, pt_agg_enc_t enc, pt_agg_lookup_cb lookup, void *ud,
+                        char *buf, size_t cap, pt_agg_rerr_t *e)
 {
     rout_t o = {buf, cap, 0, cap == 0};
     for (size_t i = 0; i < t->seg_cnt; i++) {
@@ -418,8 +418,8 @@ struct json_object *pt_agg_tmpl_json(const pt_agg_tmpl_t *t, pt_agg_lookup_cb lo
     }
 }
 
-struct json_object *pt_agg_jtmpl_render(const pt_agg_jtmpl_t *j, pt_agg_lookup_cb lookup,
-                                        void *ud, pt_agg_rerr_t *e)
+struct json_object *pt_agg_jtmpl_render(const pt_agg_jtmpl_t *j, pt_agg_lookup_cb lookup, void *ud,
+                                        pt_agg_rerr_t *e)
 {
     switch (j->kind) {
     case PT_AGG_J_LITERAL:

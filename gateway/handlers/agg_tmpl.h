@@ -35,38 +35,38 @@
 
 struct json_object;
 
-#define PT_AGG_MAX_STEPS 32     /**< steps in one reference */
+#define PT_AGG_MAX_STEPS 32      /**< steps in one reference */
 #define PT_AGG_MAX_INDEX 1000000 /**< largest array index in a reference */
-#define PT_AGG_MAX_REFS 64      /**< references in one template */
+#define PT_AGG_MAX_REFS 64       /**< references in one template */
 
 typedef enum pt_agg_ref_kind {
     PT_AGG_REF_NAME = 0, /**< `{x}`: a bare name (a parameter, or a call's whole result) */
     PT_AGG_REF_HEADER,   /**< `{header.x}` */
     PT_AGG_REF_BODY,     /**< `{body}` / `{body.a.b}` */
-    PT_AGG_REF_PATH,     /**< `{head.a[0].b}`: a field under `head` (a call, decided by the caller) */
+    PT_AGG_REF_PATH, /**< `{head.a[0].b}`: a field under `head` (a call, decided by the caller) */
 } pt_agg_ref_kind_t;
 
 typedef struct pt_agg_step {
     const char *name; /**< field name (NUL-terminated), or NULL for an index */
     size_t len;
-    long index;       /**< array index when name == NULL */
+    long index; /**< array index when name == NULL */
 } pt_agg_step_t;
 
 typedef struct pt_agg_ref {
     pt_agg_ref_kind_t kind;
-    char *head;          /**< parameter, header (lowercased), call name; "body" for BODY */
+    char *head; /**< parameter, header (lowercased), call name; "body" for BODY */
     size_t head_len;
     pt_agg_step_t *steps;
     size_t step_cnt;
-    size_t offset;       /**< byte offset of the `{` in the template text */
-    char *text;          /**< the reference as written, without braces (messages) */
-    int call;            /**< the call it names (set by the caller), or -1 */
+    size_t offset; /**< byte offset of the `{` in the template text */
+    char *text;    /**< the reference as written, without braces (messages) */
+    int call;      /**< the call it names (set by the caller), or -1 */
 } pt_agg_ref_t;
 
 typedef struct pt_agg_seg {
-    char *lit;           /**< literal text (braces unescaped), or NULL for a reference */
+    char *lit; /**< literal text (braces unescaped), or NULL for a reference */
     size_t lit_len;
-    size_t ref;          /**< index into refs when lit == NULL */
+    size_t ref; /**< index into refs when lit == NULL */
 } pt_agg_seg_t;
 
 typedef struct pt_agg_tmpl {
@@ -74,7 +74,7 @@ typedef struct pt_agg_tmpl {
     size_t seg_cnt;
     pt_agg_ref_t *refs;
     size_t ref_cnt;
-    bool whole_ref;      /**< exactly one reference and no literal text */
+    bool whole_ref; /**< exactly one reference and no literal text */
 } pt_agg_tmpl_t;
 
 /**
@@ -101,9 +101,9 @@ struct json_object *pt_agg_json_walk(struct json_object *root, const pt_agg_step
 /** The value of one reference, given by the caller's lookup. */
 typedef struct pt_agg_val {
     bool found;
-    bool is_json;               /**< `j` holds the value, else `str` */
-    pt_str_t str;               /**< a parameter or header value */
-    struct json_object *j;      /**< borrowed; may be NULL (JSON null) when is_json */
+    bool is_json;          /**< `j` holds the value, else `str` */
+    pt_str_t str;          /**< a parameter or header value */
+    struct json_object *j; /**< borrowed; may be NULL (JSON null) when is_json */
 } pt_agg_val_t;
 
 /**
@@ -113,8 +113,8 @@ typedef struct pt_agg_val {
 typedef pt_agg_val_t (*pt_agg_lookup_cb)(void *ud, const pt_agg_ref_t *ref);
 
 typedef enum pt_agg_enc {
-    PT_AGG_ENC_URL = 0,  /**< percent-encode all but ALPHA DIGIT - . _ ~ */
-    PT_AGG_ENC_HEADER,   /**< raw; refuses CR, LF, NUL and other controls */
+    PT_AGG_ENC_URL = 0, /**< percent-encode all but ALPHA DIGIT - . _ ~ */
+    PT_AGG_ENC_HEADER,  /**< raw; refuses CR, LF, NUL and other controls */
 } pt_agg_enc_t;
 
 /** Where rendering failed (static text in `why`, the reference in `ref`). */
@@ -129,8 +129,8 @@ typedef struct pt_agg_rerr {
  * missing value, JSON null, an object or an array is an error. Returns the
  * length, or -1 with `e` set (also when the text does not fit in cap - 1).
  */
-long pt_agg_tmpl_render(const pt_agg_tmpl_t *t, pt_agg_enc_t enc, pt_agg_lookup_cb lookup,
-                        void *ud, char *buf, size_t cap, pt_agg_rerr_t *e);
+long pt_agg_tmpl_render(const pt_agg_tmpl_t *t, pt_agg_enc_t enc, pt_agg_lookup_cb lookup, void *ud,
+                        char *buf, size_t cap, pt_agg_rerr_t *e);
 
 /**
  * Renders `t` as a JSON value (a new reference): a template that is one
@@ -154,21 +154,21 @@ typedef enum pt_agg_jkind {
 typedef struct pt_agg_jtmpl pt_agg_jtmpl_t;
 struct pt_agg_jtmpl {
     pt_agg_jkind_t kind;
-    struct json_object *lit;   /**< LITERAL (owned reference) */
-    pt_agg_tmpl_t tmpl;        /**< TEMPLATE */
-    char **keys;               /**< OBJECT keys (cnt) */
-    pt_agg_jtmpl_t **items;    /**< OBJECT values / ARRAY items (cnt) */
+    struct json_object *lit; /**< LITERAL (owned reference) */
+    pt_agg_tmpl_t tmpl;      /**< TEMPLATE */
+    char **keys;             /**< OBJECT keys (cnt) */
+    pt_agg_jtmpl_t **items;  /**< OBJECT values / ARRAY items (cnt) */
     size_t cnt;
-    const void *node;          /**< where it was written (a pt_conf_node_t *), for messages */
+    const void *node; /**< where it was written (a pt_conf_node_t *), for messages */
 };
 
 /** Builds the JSON value of `j` (a new reference), or NULL with `e` set. */
-struct json_object *pt_agg_jtmpl_render(const pt_agg_jtmpl_t *j, pt_agg_lookup_cb lookup,
-                                        void *ud, pt_agg_rerr_t *e);
+struct json_object *pt_agg_jtmpl_render(const pt_agg_jtmpl_t *j, pt_agg_lookup_cb lookup, void *ud,
+                                        pt_agg_rerr_t *e);
 
 /** Calls `fn` for every template in `j` (depth first, document order). */
-void pt_agg_jtmpl_each(pt_agg_jtmpl_t *j, void (*fn)(void *ud, pt_agg_tmpl_t *t,
-                                                     const void *node), void *ud);
+void pt_agg_jtmpl_each(pt_agg_jtmpl_t *j, void (*fn)(void *ud, pt_agg_tmpl_t *t, const void *node),
+                       void *ud);
 
 /** Frees `j` and everything under it. NULL accepted. */
 void pt_agg_jtmpl_free(pt_agg_jtmpl_t *j);

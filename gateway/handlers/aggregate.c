@@ -8,7 +8,8 @@
  *       max_result: 4m                 # bytes of one call's answer
  *       calls:
  *         - name: profile
- *           http: { cluster: users, path: "/users/{user}", headers: { x-tenant: "{header.x-tenant}" } }
+ *           http: { cluster: users, path: "/users/{user}",
+ *                   headers: { x-tenant: "{header.x-tenant}" } }
  *           select: [ id, name, favorite ]
  *         - name: item
  *           grpc: { cluster: inv, method: inventory.v1.Inventory/GetItem,
@@ -268,11 +269,12 @@ static int parse_call(pt_conf_cx_t *cx, const pt_conf_node_t *cn, pt_agg_conf_t 
     if (!call_name_ok(raw.name))
         return pt_conf_error(cx, pt_conf_map_get(cn, "name"),
                              "aggregate: call name '%s': letters, digits, `_`, `-` (at most 64, "
-                             "starting with a letter; not header, body or errors)", raw.name);
+                             "starting with a letter; not header, body or errors)",
+                             raw.name);
     for (size_t i = 0; i < cc->index; i++)
         if (strcmp(conf->calls[i].name, raw.name) == 0)
-            return pt_conf_error(cx, pt_conf_map_get(cn, "name"),
-                                 "aggregate: two calls named '%s'", raw.name);
+            return pt_conf_error(cx, pt_conf_map_get(cn, "name"), "aggregate: two calls named '%s'",
+                                 raw.name);
     size_t nkinds = 0;
     for (size_t k = 0; k < KIND_CNT; k++) {
         if (raw.kind_nodes[k] == NULL)
@@ -333,13 +335,14 @@ static int agg_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vc
     if (raw.merge != NULL) {
         merge_raw_t m = {0};
         if (raw.merge->kind != PT_CONF_MAP)
-            return pt_conf_error(cx, raw.merge, "aggregate: merge: expected a map { flatten: [...] }");
+            return pt_conf_error(cx, raw.merge,
+                                 "aggregate: merge: expected a map { flatten: [...] }");
         if (pt_conf_parse_fields(cx, raw.merge, merge_fields, &m) != 0)
             return PT_ERR_INVALID;
         for (size_t i = 0; i < m.flatten.cnt; i++) {
             size_t k = 0;
-            while (k < conf->call_cnt &&
-                   (conf->calls[k].name == NULL || strcmp(conf->calls[k].name, m.flatten.v[i]) != 0))
+            while (k < conf->call_cnt && (conf->calls[k].name == NULL ||
+                                          strcmp(conf->calls[k].name, m.flatten.v[i]) != 0))
                 k++;
             if (k == conf->call_cnt)
                 pt_conf_error(cx, list_item(pt_conf_map_get(raw.merge, "flatten"), i),
@@ -442,7 +445,7 @@ static int agg_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vc
     unsigned path[PT_AGG_MAX_CALLS + 1];
     for (unsigned i = 0; i < conf->call_cnt; i++) {
         size_t len = 0;
-        if (color[i] != 0 || !find_cycle(conf, i, color, path, 0, &len))
+        if (color[i] != 0 || !find_cycle(conf, i, color, path, 0, &len) || len == 0)
             continue;
         char text[PT_AGG_MAX_CALLS * 70 + 8];
         size_t off = 0;
@@ -468,10 +471,10 @@ struct pt_agg_run {
     uint32_t ok_mask, failed_mask;
     struct event *timer;
     uint64_t t0_ns, deadline_ns;
-    struct json_object *body;     /* the client's JSON body (uses_body) */
-    char *in;                     /* body bytes being read */
+    struct json_object *body; /* the client's JSON body (uses_body) */
+    char *in;                 /* body bytes being read */
     size_t in_len, in_cap;
-    bool started;                 /* the calls were started (body read) */
+    bool started; /* the calls were started (body read) */
     bool answered;
     bool finished;
 };
@@ -765,20 +768,23 @@ static void fail_request(pt_agg_run_t *run, pt_agg_call_t *c)
     /* Portico's own JSON error, naming the call (and, for a 4xx, what was wrong) */
     int http = c->status != 0 ? c->status : pt_status_http(st);
     struct json_object *o = json_object_new_object(), *e = json_object_new_object();
-    json_object_object_add(e, "code", json_object_new_string(
-                                          c->fail != 0 ? pt_status_name(c->fail) : "UPSTREAM_ERROR"));
-    json_object_object_add(e, "message", json_object_new_string(
-                                             c->fail != 0 ? pt_strerror(c->fail)
-                                                          : "a call of the aggregate failed"));
+    json_object_object_add(
+        e, "code",
+        json_object_new_string(c->fail != 0 ? pt_status_name(c->fail) : "UPSTREAM_ERROR"));
+    json_object_object_add(e, "message",
+                           json_object_new_string(c->fail != 0 ? pt_strerror(c->fail)
+                                                               : "a call of the aggregate failed"));
     json_object_object_add(e, "call", json_object_new_string(c->conf->name));
     if (http < 500 && c->message != NULL)
         json_object_object_add(e, "detail", json_object_new_string(c->message));
     if (req->request_id.len != 0)
-        json_object_object_add(e, "request_id", json_object_new_string_len(
-                                                    req->request_id.base, (int)req->request_id.len));
+        json_object_object_add(
+            e, "request_id",
+            json_object_new_string_len(req->request_id.base, (int)req->request_id.len));
     json_object_object_add(o, "error", e);
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    const char *s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     reply(run, http, s, n);
     json_object_put(o);
 }
@@ -799,9 +805,8 @@ static void answer(pt_agg_run_t *run)
                 errors = json_object_new_object();
             struct json_object *e = json_object_new_object();
             json_object_object_add(e, "status", json_object_new_int(c->status));
-            json_object_object_add(e, "message",
-                                   json_object_new_string(c->message != NULL ? c->message
-                                                                             : "failed"));
+            json_object_object_add(
+                e, "message", json_object_new_string(c->message != NULL ? c->message : "failed"));
             json_object_object_add(errors, c->conf->name, e);
             plen += (size_t)snprintf(partial + plen, sizeof(partial) - plen, "%s%s",
                                      plen ? ", " : "", c->conf->name);
@@ -813,8 +818,11 @@ static void answer(pt_agg_run_t *run)
                                     ? json_object_get(c->result)
                                     : pt_agg_shape_apply(&c->conf->shape, c->result);
         if ((conf->flatten & (1u << i)) && json_object_is_type(v, json_type_object)) {
-            json_object_object_foreach(v, key, val)
-                json_object_object_add(top, key, json_object_get(val));
+            struct json_object_iterator it = json_object_iter_begin(v);
+            struct json_object_iterator end = json_object_iter_end(v);
+            for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+                json_object_object_add(top, json_object_iter_peek_name(&it),
+                                       json_object_get(json_object_iter_peek_value(&it)));
             json_object_put(v);
         } else {
             json_object_object_add(top, c->conf->name, v);
@@ -825,7 +833,8 @@ static void answer(pt_agg_run_t *run)
         pt_headers_add(&req->resp_headers, PT_STR("portico-partial"), (pt_str_t){partial, plen});
     }
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(top, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    const char *s = json_object_to_json_string_length(
+        top, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     reply(run, 200, s, n);
     json_object_put(top);
 }

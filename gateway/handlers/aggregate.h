@@ -40,7 +40,8 @@ typedef struct pt_agg_call pt_agg_call_t;
 /** One kind of call (`http`, `grpc`, later `soap`). */
 typedef struct pt_agg_kind {
     const char *key; /**< the call's key naming the kind */
-    /** Parses the kind's node into a new kind conf (*out, snapshot lifetime). 0 or PT_ERR_INVALID. */
+    /** Parses the kind's node into a new kind conf (*out, snapshot lifetime). 0 or PT_ERR_INVALID.
+     */
     int (*parse)(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_conf_t *cc, void **out);
     /** After the snapshot is parsed: clusters, methods. 0 or PT_ERR_INVALID. */
     int (*check)(pt_conf_cx_t *cx, pt_agg_call_conf_t *cc, const pt_config_t *config);
@@ -63,24 +64,24 @@ struct pt_agg_call_conf {
     const char *name;
     unsigned index;
     const pt_agg_kind_t *kind;
-    void *kconf;                  /**< the kind's conf */
+    void *kconf; /**< the kind's conf */
     bool optional;
-    uint64_t timeout_ms;          /**< 0: the aggregate's remaining time */
+    uint64_t timeout_ms;            /**< 0: the aggregate's remaining time */
     pt_conf_strlist_t copy_headers; /**< lowercase names */
     pt_agg_shape_t shape;
-    uint32_t deps;                /**< bit set of the calls its templates name */
+    uint32_t deps; /**< bit set of the calls its templates name */
     const pt_conf_node_t *node;
     const pt_conf_node_t *kind_node;
 };
 
 /** The route's `aggregate:`. */
 struct pt_agg_conf {
-    uint64_t timeout_ms;          /**< whole aggregate (0: the route's, else 15 s) */
-    uint64_t max_result;          /**< bytes of one call's result (4 MiB) */
+    uint64_t timeout_ms; /**< whole aggregate (0: the route's, else 15 s) */
+    uint64_t max_result; /**< bytes of one call's result (4 MiB) */
     pt_agg_call_conf_t *calls;
     size_t call_cnt;
-    uint32_t flatten;             /**< bit set of calls merged into the top level */
-    bool uses_body;               /**< some template reads `{body...}` */
+    uint32_t flatten; /**< bit set of calls merged into the top level */
+    bool uses_body;   /**< some template reads `{body...}` */
     const pt_config_t *config;
     const pt_route_t *route;
     char route_name[64];
@@ -98,16 +99,16 @@ struct pt_agg_call {
     pt_agg_run_t *run;
     const pt_agg_call_conf_t *conf;
     pt_agg_state_t state;
-    void *kstate;                 /**< the kind's per-call state */
+    void *kstate; /**< the kind's per-call state */
     uint64_t t0_ns, t1_ns;
-    const char *upstream;         /**< endpoint URL, for the log */
+    const char *upstream; /**< endpoint URL, for the log */
     /* result */
-    struct json_object *result;   /**< parsed result (owned), when OK */
-    int status;                   /**< HTTP status: the upstream's, or the failure's */
-    int fail;                     /**< PT_ERR_* when Portico ended it, else 0 */
-    const char *message;          /**< failure text for `errors` (arena or static) */
-    pt_str_t error_body;          /**< an upstream 4xx's JSON error (arena), passed through */
-    pt_headers_t copied;          /**< copy_headers found in the answer */
+    struct json_object *result; /**< parsed result (owned), when OK */
+    int status;                 /**< HTTP status: the upstream's, or the failure's */
+    int fail;                   /**< PT_ERR_* when Portico ended it, else 0 */
+    const char *message;        /**< failure text for `errors` (arena or static) */
+    pt_str_t error_body;        /**< an upstream 4xx's JSON error (arena), passed through */
+    pt_headers_t copied;        /**< copy_headers found in the answer */
 };
 
 /* ---- called by the kinds ------------------------------------------------------ */

@@ -21,8 +21,9 @@
 #include "handlers/agg_merge.h"
 #include "handlers/agg_tmpl.h"
 
-static const char DOC[] = "{\"a\":{\"b\":[1,\"x/y?z%\",{\"c\":true}],\"n\":-2.5e3,\"s\":\"t\\u0000\"},"
-                          "\"list\":[{\"id\":1},{\"id\":2}],\"nul\":null}";
+static const char DOC[] =
+    "{\"a\":{\"b\":[1,\"x/y?z%\",{\"c\":true}],\"n\":-2.5e3,\"s\":\"t\\u0000\"},"
+    "\"list\":[{\"id\":1},{\"id\":2}],\"nul\":null}";
 
 static struct json_object *doc;
 
@@ -42,8 +43,8 @@ static pt_agg_val_t lookup(void *ud, const pt_agg_ref_t *r)
 
 static bool url_char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~' || c == '%';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~' || c == '%';
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

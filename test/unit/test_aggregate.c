@@ -164,7 +164,7 @@ static void test_render(void **state)
     assert_null(e.ref);
     pt_agg_tmpl_dispose(&t);
 
-    static const char *const bad[] = {"{p.nul}", "{p.o}", "{p.list}", "{p.list[2]}",
+    static const char *const bad[] = {"{p.nul}", "{p.o}",  "{p.list}",        "{p.list[2]}",
                                       "{p.n.x}", "{nope}", "{p.list[0].id.z}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         parse_ok(bad[i], &t);
@@ -197,11 +197,9 @@ static void test_render_json_typed(void **state)
     static const struct {
         const char *tmpl, *json;
     } cases[] = {
-        {"{p.n}", "42"},
-        {"{p.o}", "{\"k\":[1]}"},
-        {"{p.nul}", "null"},
-        {"n={p.n}", "\"n=42\""},
-        {"{header.x-v}", "\"a\\r\\nb\""}, /* in JSON a string may hold anything */
+        {"{p.n}", "42"},         {"{p.o}", "{\"k\":[1]}"},         {"{p.nul}", "null"},
+        {"n={p.n}", "\"n=42\""}, {"{header.x-v}", "\"a\\r\\nb\""}, /* in JSON a string may hold
+                                                                      anything */
         {"plain", "\"plain\""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -285,8 +283,9 @@ static char *shaped(pt_agg_shape_t *s, const char *json)
     return txt;
 }
 
-#define ORDERS "{\"id\":1,\"name\":\"ann\",\"address\":{\"city\":\"Paris\",\"geo\":[1,2]}," \
-               "\"orders\":[{\"id\":10,\"x\":1},{\"id\":11},{\"noid\":0}]}"
+#define ORDERS                                                                                     \
+    "{\"id\":1,\"name\":\"ann\",\"address\":{\"city\":\"Paris\",\"geo\":[1,2]},"                   \
+    "\"orders\":[{\"id\":10,\"x\":1},{\"id\":11},{\"noid\":0}]}"
 
 static void test_shape(void **state)
 {
@@ -296,7 +295,8 @@ static void test_shape(void **state)
     s.select = paths(sel, 4);
     s.select_cnt = 4;
     char *out = shaped(&s, ORDERS);
-    assert_string_equal(out, "{\"name\":\"ann\",\"address\":{\"city\":\"Paris\"},\"orders\":[10,11]}");
+    assert_string_equal(out,
+                        "{\"name\":\"ann\",\"address\":{\"city\":\"Paris\"},\"orders\":[10,11]}");
     free(out);
     pt_agg_shape_dispose(&s);
 
@@ -311,8 +311,9 @@ static void test_shape(void **state)
     s.rename_cnt = 1;
     assert_false(pt_agg_shape_empty(&s));
     out = shaped(&s, ORDERS);
-    assert_string_equal(out, "{\"address\":{\"city\":\"Paris\"},\"orders\":[{\"id\":10},{\"id\":11},"
-                             "{\"noid\":0}],\"fullName\":\"ann\"}");
+    assert_string_equal(out,
+                        "{\"address\":{\"city\":\"Paris\"},\"orders\":[{\"id\":10},{\"id\":11},"
+                        "{\"noid\":0}],\"fullName\":\"ann\"}");
     free(out);
     pt_agg_shape_dispose(&s);
 
@@ -365,9 +366,10 @@ static char *load_errors(const char *yaml, bool *ok)
     return buf;
 }
 
-#define HEAD "listeners: [ { address: 127.0.0.1:1 } ]\n" \
-             "clusters: [ { name: u, endpoints: [ \"127.0.0.1:2\" ] } ]\n" \
-             "routes:\n  - aggregate:\n      calls:\n"
+#define HEAD                                                                                       \
+    "listeners: [ { address: 127.0.0.1:1 } ]\n"                                                    \
+    "clusters: [ { name: u, endpoints: [ \"127.0.0.1:2\" ] } ]\n"                                  \
+    "routes:\n  - aggregate:\n      calls:\n"
 
 static void test_plan(void **state)
 {
@@ -377,10 +379,12 @@ static void test_plan(void **state)
                                "        - { name: b, http: { cluster: u, path: \"/{a.x}\" } }\n",
                           &ok);
     assert_false(ok);
-    assert_non_null(strstr(e, "t.yaml:6:11: aggregate: dependency cycle between calls: a -> b -> a"));
+    assert_non_null(
+        strstr(e, "t.yaml:6:11: aggregate: dependency cycle between calls: a -> b -> a"));
     free(e);
-    e = load_errors(HEAD "        - { name: a, http: { cluster: u, path: \"/{user}/{header.x}\" } }\n"
-                         "        - { name: b, http: { cluster: u, path: \"/{a.x[0]}/{a}\" } }\n",
+    e = load_errors(HEAD
+                    "        - { name: a, http: { cluster: u, path: \"/{user}/{header.x}\" } }\n"
+                    "        - { name: b, http: { cluster: u, path: \"/{a.x[0]}/{a}\" } }\n",
                     &ok);
     assert_true(ok);
     assert_string_equal(e, "");
@@ -403,14 +407,10 @@ static void test_plan(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_references),
-        cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_header_bare_is_a_name),
-        cmocka_unit_test(test_render),
-        cmocka_unit_test(test_render_json_typed),
-        cmocka_unit_test(test_shape),
-        cmocka_unit_test(test_fpath_errors),
-        cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_parse_references),      cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_header_bare_is_a_name), cmocka_unit_test(test_render),
+        cmocka_unit_test(test_render_json_typed),     cmocka_unit_test(test_shape),
+        cmocka_unit_test(test_fpath_errors),          cmocka_unit_test(test_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

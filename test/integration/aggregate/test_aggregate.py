@@ -91,6 +91,13 @@ routes:
       calls:
         - {{ name: ok, http: {{ cluster: users, path: "/ok/1" }} }}
         - {{ name: g, optional: true, grpc: {{ cluster: books, method: {echo}, body: {{ fail_code: 7 }} }} }}
+  - match: {{ path: /big }}
+    aggregate:
+      max_result: 1k
+      calls:
+        - {{ name: small, http: {{ cluster: users, path: "/big/10/x" }} }}
+        - {{ name: large, optional: true, http: {{ cluster: users, path: "/big/5000/x" }} }}
+        - {{ name: glarge, optional: true, grpc: {{ cluster: books, method: {echo}, body: {{ message: "{{large_msg}}" }} }} }}
   - match: {{ path: /malformed }}
     aggregate:
       calls: [ {{ name: r, http: {{ cluster: users, path: "/bad/x" }} }} ]
@@ -261,6 +268,15 @@ class AggregateTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(body["errors"]["g"]["status"], 403)  # PERMISSION_DENIED
         self.assertEqual(h["portico-partial"], "g")
+
+    def test_max_result(self):
+        st, h, body, _ = self.get("/big?large_msg=" + "y" * 2000, "--http2-prior-knowledge")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["small"]["big"], "x" * 10)
+        self.assertEqual(body["errors"]["large"]["status"], 502)
+        self.assertIn("max_result", body["errors"]["large"]["message"])
+        self.assertEqual(body["errors"]["glarge"]["status"], 502)
+        self.assertEqual(h["portico-partial"], "large, glarge")
 
     # ---- time -------------------------------------------------------------------------
 

@@ -167,11 +167,7 @@ typedef struct http_call {
 static void http_cleanup(void *data)
 {
     http_call_t *h = data;
-    if (h->up != NULL) {
-        pt_upcall_t *u = h->up;
-        h->up = NULL;
-        pt_upcall_cancel(u);
-    }
+    pt_upcall_stop(&h->up);
     free(h->buf);
     h->buf = NULL;
 }
@@ -191,11 +187,7 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
 static void fail(http_call_t *h, int http, int st, const char *msg)
 {
     pt_agg_call_t *c = h->c;
-    if (h->up != NULL) {
-        pt_upcall_t *u = h->up;
-        h->up = NULL;
-        pt_upcall_cancel(u);
-    }
+    pt_upcall_stop(&h->up);
     c->status = http;
     c->fail = st;
     c->message = msg;

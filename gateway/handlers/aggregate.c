@@ -45,6 +45,7 @@
 
 #include "core/chain.h"
 #include "core/handler.h"
+#include "core/handler_lifetime.h"
 #include "core/xalloc.h"
 #include "portico/status.h"
 
@@ -733,7 +734,7 @@ static void finish(pt_agg_run_t *run)
     if (run->timer != NULL)
         event_del(run->timer);
     record_calls(run);
-    pt__req_handler_done(run->req);
+    pt_handler_finish(run->req);
 }
 
 static void reply(pt_agg_run_t *run, int status, const char *body, size_t len)
@@ -908,7 +909,7 @@ void pt__agg_call_done(pt_agg_call_t *c, bool ok)
 {
     pt_agg_run_t *run = c->run;
     pt_req_t *req = run->req;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     if (c->state == PT_AGG_RUNNING) {
         c->t1_ns = pt_now_ns();
         if (ok) {
@@ -926,7 +927,7 @@ void pt__agg_call_done(pt_agg_call_t *c, bool ok)
                 finish(run);
         }
     }
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -935,7 +936,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     pt_agg_run_t *run = arg;
     pt_req_t *req = run->req;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     if (!run->answered && !run->finished) {
         /* the first required call still outstanding decides; else a partial answer */
         pt_agg_call_t *req_call = NULL;
@@ -952,7 +953,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
             answer(run);
         finish(run);
     }
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 static void on_client_abort(void *data)
@@ -1019,9 +1020,9 @@ static void agg_on_body(pt_req_t *req)
     pt_agg_run_t *run = req->handler_ctx;
     if (run == NULL || run->started || run->finished || !run->conf->uses_body)
         return;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     read_body(run);
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 static void agg_start(pt_req_t *req, const void *vconf)
@@ -1030,7 +1031,7 @@ static void agg_start(pt_req_t *req, const void *vconf)
     pt_agg_run_t *run = pt_arena_zalloc(req->arena, sizeof(*run));
     if (run == NULL || pt_arena_defer(req->arena, run_cleanup, run) != 0) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
-        pt__req_handler_done(req);
+        pt_handler_finish(req);
         return;
     }
     run->req = req;
@@ -1040,7 +1041,7 @@ static void agg_start(pt_req_t *req, const void *vconf)
         run->calls[i].run = run;
         run->calls[i].conf = &conf->calls[i];
     }
-    pt__req_enter(req);
+    pt_handler_enter(req);
     uint64_t ms = conf->timeout_ms;
     if (ms == 0 && req->route.route != NULL)
         ms = req->route.route->timeout_ms;
@@ -1053,7 +1054,7 @@ static void agg_start(pt_req_t *req, const void *vconf)
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
         run->answered = true;
         finish(run);
-        pt__req_leave(req);
+        pt_handler_leave(req);
         return;
     }
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -1062,7 +1063,7 @@ static void agg_start(pt_req_t *req, const void *vconf)
         read_body(run);
     else
         start_calls(run);
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 const pt_handler_def_t pt_handler_aggregate = {

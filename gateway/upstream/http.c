@@ -31,6 +31,7 @@
  * gets its own connection, which works but is slow; prefer HTTP/1.1 or h2
  * over TLS to upstreams there.
  */
+#include "core/clock.h"
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
 
@@ -57,13 +58,6 @@ enum {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- collected response header lines ------------------------------------ */
 
@@ -799,7 +793,7 @@ static void configure_easy(uph_call_t *c)
 static bool set_attempt(uph_call_t *c, size_t idx)
 {
     const pt_cluster_t *cl = c->r->cluster;
-    uint64_t now = mono_ms();
+    uint64_t now = pt_now_ms();
     if (now >= c->deadline_ms)
         return false;
     uint64_t left = c->deadline_ms - now;
@@ -900,7 +894,7 @@ static fail_kind_t classify(uph_call_t *c, CURLcode res, int *st, const char **r
         *reason = "upstream host not resolved";
         return FAIL_CONNECT;
     case CURLE_OPERATION_TIMEDOUT:
-        if (!c->connected && mono_ms() < c->deadline_ms) {
+        if (!c->connected && pt_now_ms() < c->deadline_ms) {
             *st = PT_ERR_UNAVAILABLE;
             *reason = "upstream connect timeout";
             return FAIL_CONNECT;
@@ -1082,7 +1076,7 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
         free(c);
         return PT_ERR_UNAVAILABLE;
     }
-    c->deadline_ms = mono_ms() + pt__up_timeout_ms(r);
+    c->deadline_ms = pt_now_ms() + pt__up_timeout_ms(r);
     c->method = cstr(r->method);
     c->target = cstr(r->path.len > 0 ? r->path : PT_STR("/"));
     c->hdrs = build_headers(r);

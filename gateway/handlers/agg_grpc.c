@@ -45,6 +45,9 @@ typedef struct grpc_kconf {
     pt_agg_tmpl_t *mdvalues;
     size_t mdcnt;
     pt_json_opts_t jopts;
+    const uint8_t *static_pb; /* the request message when the body has no reference */
+    size_t static_len;
+    bool has_static;
 } grpc_kconf_t;
 
 static const pt_conf_field_t grpc_fields[] = {
@@ -115,6 +118,60 @@ static int grpc_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_
     return pt_conf_error_count(cx) == 0 ? 0 : PT_ERR_INVALID;
 }
 
+static void count_refs(void *ud, pt_agg_tmpl_t *t, const void *node)
+{
+    (void)node;
+    *(size_t *)ud += t->ref_cnt;
+}
+
+static pt_agg_val_t no_lookup(void *ud, const pt_agg_ref_t *ref)
+{
+    (void)ud;
+    (void)ref;
+    return (pt_agg_val_t){0};
+}
+
+/*
+ * A body without references is the same message for every request: encoded
+ * once here (a body that does not fit the method's input is a config error
+ * at the body), sent as it is at request time.
+ */
+static int encode_static(pt_conf_cx_t *cx, pt_agg_call_conf_t *cc, grpc_kconf_t *k)
+{
+    size_t refs = 0;
+    pt_agg_jtmpl_each(k->body, count_refs, &refs);
+    if (refs != 0)
+        return 0;
+    struct json_object *b = NULL;
+    if (k->body != NULL) {
+        pt_agg_rerr_t e = {0};
+        b = pt_agg_jtmpl_render(k->body, no_lookup, NULL, &e);
+    }
+    size_t n = 2;
+    const char *json =
+        b != NULL ? json_object_to_json_string_length(b, JSON_C_TO_STRING_PLAIN, &n) : "{}";
+    pt_xbuf_t pb;
+    pt_xbuf_init(&pb, NULL);
+    pt_xerr_t xe;
+    int rc = pt_json_to_pb(k->pool, k->method->input, json, n, NULL, &pb, &xe);
+    json_object_put(b);
+    if (rc != 0) {
+        char msg[PT_XERR_PATH_MAX + PT_XERR_MSG_MAX + 4];
+        pt_xerr_format(&xe, msg, sizeof(msg));
+        pt_xbuf_dispose(&pb);
+        return pt_conf_error(cx, k->body_node, "aggregate: call '%s': body is not a %s: %s",
+                             cc->name, k->method->input->full_name, msg);
+    }
+    uint8_t *copy = pt_conf_alloc(cx, pb.len + 1);
+    if (pb.len != 0)
+        memcpy(copy, pb.data, pb.len);
+    k->static_pb = copy;
+    k->static_len = pb.len;
+    k->has_static = true;
+    pt_xbuf_dispose(&pb);
+    return 0;
+}
+
 static int grpc_check(pt_conf_cx_t *cx, pt_agg_call_conf_t *cc, const pt_config_t *config)
 {
     grpc_kconf_t *k = cc->kconf;
@@ -154,7 +211,7 @@ static int grpc_check(pt_conf_cx_t *cx, pt_agg_call_conf_t *cc, const pt_config_
     char *dot = strrchr(k->path, '.');
     if (dot != NULL)
         *dot = '/';
-    return 0;
+    return encode_static(cx, cc, k);
 }
 
 static void grpc_each(pt_agg_call_conf_t *cc,
@@ -316,7 +373,7 @@ static int grpc_start(pt_agg_call_t *c)
         md[mdn++] = (pt_header_t){PT_STR("x-request-id"), req->request_id};
     int rc = 0;
     pt_xerr_t xe;
-    if (k->body != NULL) {
+    if (!k->has_static && k->body != NULL) {
         struct json_object *b = pt__agg_render_json(c, k->body);
         if (b == NULL)
             return PT_ERR_INVALID;
@@ -342,8 +399,9 @@ static int grpc_start(pt_agg_call_t *c)
         .md_cnt = mdn,
         .timeout_ms = pt__agg_call_timeout(c),
         .max_message = pt__agg_conf(c)->max_result,
-        .msg = g->pb.len ? g->pb.data : empty,
-        .msg_len = g->pb.len,
+        .msg = k->has_static ? (k->static_len ? k->static_pb : empty)
+                             : (g->pb.len ? g->pb.data : empty),
+        .msg_len = k->has_static ? k->static_len : g->pb.len,
         .close = true,
         .unary = true,
     };

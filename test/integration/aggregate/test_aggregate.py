@@ -442,6 +442,15 @@ routes:
 """)
         self.assertIn("p.yaml:9:56: template '/x/{a': unclosed `{`", out)
 
+    def test_constant_grpc_body_checked_at_load(self):
+        rc, out = self.validate(self.HEAD + """  - aggregate:
+      calls:
+        - { name: g, grpc: { cluster: books, method: %s, body: { nope: 1, delay_ms: 2 } } }
+""" % ECHO)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("p.yaml:9:89: aggregate: call 'g': body is not a bookstore.v1.EchoRequest",
+                      out)
+
     def test_valid(self):
         rc, out = self.validate(self.HEAD + """  - match: { template: "/d/{user}" }
     aggregate:

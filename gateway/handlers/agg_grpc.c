@@ -320,13 +320,10 @@ static void on_done(void *ud, const pt_grpc_status_t *st)
         pt__agg_call_done(c, false);
         return;
     }
-    struct json_tokener *tok = json_tokener_new_ex(PT_JSON_MAX_DEPTH_CAP);
-    struct json_object *res = NULL;
-    if (tok != NULL) {
-        res = json_tokener_parse_ex(tok, (const char *)g->json.data, (int)g->json.len);
-        json_tokener_free(tok);
-    }
-    if (res == NULL) {
+    bool ok = false;
+    struct json_object *res =
+        pt__agg_parse_json(c->run, (const char *)g->json.data, g->json.len, &ok);
+    if (!ok || res == NULL) {
         c->status = 502;
         c->fail = PT_ERR_UPSTREAM;
         c->message = "upstream message too deep for a result";

@@ -230,40 +230,6 @@ static bool up_on_data(void *ud, const char *data, size_t len)
     return true;
 }
 
-/* Strict JSON of buf[0..len) (the whole of it), or NULL. An empty body is JSON null. */
-static struct json_object *parse_json(const char *buf, size_t len, bool *ok)
-{
-    *ok = false;
-    size_t i = 0;
-    while (i < len && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t'))
-        i++;
-    if (i == len) {
-        *ok = true;
-        return NULL;
-    }
-    struct json_tokener *tok = json_tokener_new_ex(64);
-    if (tok == NULL)
-        return NULL;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    struct json_object *j = json_tokener_parse_ex(tok, buf, (int)len);
-    enum json_tokener_error err = json_tokener_get_error(tok);
-    size_t used = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (j == NULL && err != json_tokener_success) /* also an incomplete document */
-        return NULL;
-    if (err != json_tokener_success) {
-        json_object_put(j);
-        return NULL;
-    }
-    for (size_t k = used; k < len; k++)
-        if (!(buf[k] == ' ' || buf[k] == '\n' || buf[k] == '\r' || buf[k] == '\t')) {
-            json_object_put(j);
-            return NULL;
-        }
-    *ok = true;
-    return j;
-}
-
 /* The text of an upstream JSON error: error.message, message, error (a string), or NULL. */
 static const char *error_text(pt_req_t *req, struct json_object *j)
 {
@@ -298,7 +264,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
         return;
     }
     bool ok;
-    struct json_object *j = parse_json(h->buf, h->len, &ok);
+    struct json_object *j = pt__agg_parse_json(c->run, h->buf, h->len, &ok);
     c->status = h->status;
     if (h->status >= 200 && h->status < 300) {
         if (!ok) {

@@ -473,6 +473,7 @@ struct pt_agg_run {
     struct event *timer;
     uint64_t t0_ns, deadline_ns;
     struct json_object *body; /* the client's JSON body (uses_body) */
+    struct json_tokener *tok; /* one JSON parser for all the answers (made on first use) */
     char *in;                 /* body bytes being read */
     size_t in_len, in_cap;
     bool started; /* the calls were started (body read) */
@@ -517,8 +518,57 @@ static void run_cleanup(void *data)
     }
     json_object_put(run->body);
     run->body = NULL;
+    if (run->tok != NULL)
+        json_tokener_free(run->tok);
+    run->tok = NULL;
     free(run->in);
     run->in = NULL;
+}
+
+static bool blank(char c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+struct json_object *pt__agg_parse_json(pt_agg_run_t *run, const char *buf, size_t len, bool *ok)
+{
+    *ok = false;
+    size_t i = 0;
+    while (i < len && blank(buf[i]))
+        i++;
+    if (i == len) {
+        *ok = true;
+        return NULL;
+    }
+    if (len > INT32_MAX)
+        return NULL;
+    if (run->tok == NULL) {
+        /* proto3 JSON of 64 nested messages is 2 * 64 + 2 levels deep */
+        run->tok = json_tokener_new_ex(PT_AGG_JSON_DEPTH);
+        if (run->tok == NULL)
+            return NULL;
+        json_tokener_set_flags(run->tok, JSON_TOKENER_STRICT);
+    } else {
+        json_tokener_reset(run->tok);
+    }
+    struct json_object *j = json_tokener_parse_ex(run->tok, buf + i, (int)(len - i));
+    size_t end = i + json_tokener_get_parse_end(run->tok);
+    if (j == NULL && json_tokener_get_error(run->tok) == json_tokener_continue) {
+        /* a number or literal that ends the input waits for a terminator */
+        j = json_tokener_parse_ex(run->tok, "", 1);
+        end = len;
+    }
+    if (json_tokener_get_error(run->tok) != json_tokener_success) { /* also incomplete */
+        json_object_put(j);
+        return NULL;
+    }
+    for (size_t k = end; k < len; k++)
+        if (!blank(buf[k])) {
+            json_object_put(j);
+            return NULL;
+        }
+    *ok = true;
+    return j;
 }
 
 /* ---- lookups --------------------------------------------------------------------------- */
@@ -994,23 +1044,13 @@ static void read_body(pt_agg_run_t *run)
         if (n == 0)
             return; /* on_body continues */
     }
-    if (run->in_len != 0) {
-        struct json_tokener *tok = json_tokener_new_ex(64);
-        if (tok != NULL) {
-            json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-            run->body = json_tokener_parse_ex(tok, run->in, (int)run->in_len);
-            if (json_tokener_get_error(tok) != json_tokener_success ||
-                json_tokener_get_parse_end(tok) != run->in_len) {
-                json_object_put(run->body);
-                run->body = NULL;
-                run->answered = true;
-                pt__resp_fail(req, PT_ERR_INVALID, "the request body is not valid JSON");
-                json_tokener_free(tok);
-                finish(run);
-                return;
-            }
-            json_tokener_free(tok);
-        }
+    bool ok = false;
+    run->body = pt__agg_parse_json(run, run->in, run->in_len, &ok);
+    if (!ok) {
+        run->answered = true;
+        pt__resp_fail(req, PT_ERR_INVALID, "the request body is not valid JSON");
+        finish(run);
+        return;
     }
     start_calls(run);
 }

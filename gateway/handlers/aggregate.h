@@ -31,6 +31,7 @@ struct json_object;
 
 #define PT_AGG_MAX_CALLS 32
 #define PT_AGG_DEFAULT_MAX_RESULT (4u << 20)
+#define PT_AGG_JSON_DEPTH 256 /* nesting accepted in a call's JSON answer */
 
 typedef struct pt_agg_call_conf pt_agg_call_conf_t;
 typedef struct pt_agg_conf pt_agg_conf_t;
@@ -121,6 +122,14 @@ const pt_agg_conf_t *pt__agg_conf(const pt_agg_call_t *c);
 
 /** The aggregate's remaining time for a call, in ms (never 0), the call's own timeout applied. */
 uint64_t pt__agg_call_timeout(const pt_agg_call_t *c);
+
+/**
+ * Parses buf[0..len) as one strict JSON document (RFC 8259; nothing but
+ * blanks after it) with the request's parser. Returns the value (a new
+ * reference; NULL for JSON null or an all-blank body) with *ok true, or NULL
+ * with *ok false when it is not JSON or nests deeper than PT_AGG_JSON_DEPTH.
+ */
+struct json_object *pt__agg_parse_json(pt_agg_run_t *run, const char *buf, size_t len, bool *ok);
 
 /** The template lookup for this request (for pt_agg_tmpl_render / pt_agg_jtmpl_render). */
 pt_agg_val_t pt__agg_lookup(void *run, const pt_agg_ref_t *ref);

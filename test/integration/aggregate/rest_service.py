@@ -9,6 +9,7 @@ Paths are commands followed by anything:
                      {"error": {"message": "status <code> from the service"}}
   /bad/...           answer 200 with a body that is not JSON
   /big/<n>/...       answer a JSON string of <n> bytes
+  /json/<text>       answer <text> (percent-decoded) as the body, as it is
 
 Commands combine (/d/100/s/404/x). What follows is echoed as JSON:
 
@@ -28,6 +29,7 @@ import socketserver
 import sys
 import threading
 import time
+import urllib.parse
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -68,6 +70,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with srv.lock:
                     self._send(200, {"requests": srv.requests - 1, "cancelled": srv.cancelled,
                                      "active": srv.active - 1})
+                return
+            if path.startswith("/json/"):
+                self._send(200, urllib.parse.unquote(path[6:]).encode())
                 return
             segs = path.split("/")[1:]
             status, bad, big = 200, False, None

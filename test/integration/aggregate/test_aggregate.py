@@ -98,6 +98,18 @@ routes:
         - {{ name: small, http: {{ cluster: users, path: "/big/10/x" }} }}
         - {{ name: large, optional: true, http: {{ cluster: users, path: "/big/5000/x" }} }}
         - {{ name: glarge, optional: true, grpc: {{ cluster: books, method: {echo}, body: {{ message: "{{large_msg}}" }} }} }}
+  - match: {{ path: /scalars }}
+    aggregate:
+      calls:
+        - {{ name: n, http: {{ cluster: users, path: "/json/42" }} }}
+        - {{ name: t, http: {{ cluster: users, path: "/json/true" }} }}
+        - {{ name: d, http: {{ cluster: users, path: "/json/-1.5e3" }} }}
+        - {{ name: e, http: {{ cluster: users, path: "/json/%20%0A" }} }}
+        - {{ name: s, http: {{ cluster: users, path: "/json/%22s%22" }} }}
+        - {{ name: x, optional: true, http: {{ cluster: users, path: "/json/42x" }} }}
+        - {{ name: y, optional: true, http: {{ cluster: users, path: "/json/%7B%7D%7B%7D" }} }}
+        - {{ name: z, optional: true, http: {{ cluster: users, path: "/json/tru" }} }}
+        - {{ name: u, http: {{ cluster: users, path: "/json/%22{{n}}{{t}}%22" }} }}
   - match: {{ path: /malformed }}
     aggregate:
       calls: [ {{ name: r, http: {{ cluster: users, path: "/bad/x" }} }} ]
@@ -253,6 +265,17 @@ class AggregateTest(unittest.TestCase):
         st, h, body, _ = self.get("/down")
         self.assertIn(st, (502, 503))
         self.assertEqual(body["error"]["call"], "r")
+
+    def test_scalar_results(self):
+        st, h, body, _ = self.get("/scalars")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["n"], 42)
+        self.assertIs(body["t"], True)
+        self.assertEqual(body["d"], -1500)
+        self.assertIsNone(body["e"])        # an empty (blank) answer is null
+        self.assertEqual(body["s"], "s")
+        self.assertEqual(body["u"], "42true")  # {n}{t}: whole scalar results as text
+        self.assertEqual(sorted(body["errors"]), ["x", "y", "z"])
 
     def test_required_malformed_json(self):
         st, h, body, _ = self.get("/malformed")

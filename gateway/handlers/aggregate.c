@@ -468,7 +468,7 @@ static int agg_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vc
 struct pt_agg_run {
     pt_req_t *req;
     const pt_agg_conf_t *conf;
-    pt_agg_call_t calls[PT_AGG_MAX_CALLS];
+    pt_agg_call_t *calls; /* conf->call_cnt of them */
     uint32_t ok_mask, failed_mask;
     struct event *timer;
     uint64_t t0_ns, deadline_ns;
@@ -1069,13 +1069,15 @@ static void agg_start(pt_req_t *req, const void *vconf)
 {
     const pt_agg_conf_t *conf = vconf;
     pt_agg_run_t *run = pt_arena_zalloc(req->arena, sizeof(*run));
-    if (run == NULL || pt_arena_defer(req->arena, run_cleanup, run) != 0) {
+    pt_agg_call_t *calls = pt_arena_zalloc(req->arena, conf->call_cnt * sizeof(*calls));
+    if (run == NULL || calls == NULL || pt_arena_defer(req->arena, run_cleanup, run) != 0) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
         pt_handler_finish(req);
         return;
     }
     run->req = req;
     run->conf = conf;
+    run->calls = calls;
     req->handler_ctx = run;
     for (size_t i = 0; i < conf->call_cnt; i++) {
         run->calls[i].run = run;

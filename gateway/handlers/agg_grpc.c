@@ -410,11 +410,7 @@ static int grpc_start(pt_agg_call_t *c)
     rc = pt_grpc_call_start(req->worker, &r, &cbs, g, &g->call);
     if (rc != 0) {
         g->call = NULL;
-        if (rc == PT_ERR_UNAVAILABLE)
-            pt_observe_upstream_error(req->worker, k->cluster, rc);
-        c->message = rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available"
-                                              : "upstream call failed to start";
-        return rc;
+        return pt__agg_start_failed(c, k->cluster, rc);
     }
     c->upstream = pt_grpc_call_endpoint(g->call);
     return 0;

@@ -362,10 +362,7 @@ static int http_start(pt_agg_call_t *c)
     int rc = pt_upcall_start(req->worker, r, &cbs, h, &h->up);
     if (rc != 0) {
         h->up = NULL;
-        pt_observe_upstream_error(req->worker, k->cluster, rc);
-        c->message = rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available"
-                                              : "upstream call failed to start";
-        return rc;
+        return pt__agg_start_failed(c, k->cluster, rc);
     }
     c->upstream = pt_upcall_endpoint(h->up);
     return 0;

@@ -47,6 +47,7 @@
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
 #include "core/xalloc.h"
+#include "observe/observe.h"
 #include "portico/status.h"
 
 #define DEFAULT_TIMEOUT_MS 15000u
@@ -720,6 +721,14 @@ struct json_object *pt__agg_render_json(pt_agg_call_t *c, const pt_agg_jtmpl_t *
         return NULL;
     }
     return v != NULL ? v : json_object_new_null();
+}
+
+int pt__agg_start_failed(pt_agg_call_t *c, const pt_cluster_t *cluster, int rc)
+{
+    pt_observe_upstream_error(c->run->req->worker, cluster, rc);
+    c->message =
+        rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available" : "upstream call failed to start";
+    return rc;
 }
 
 void pt__agg_copy_headers(pt_agg_call_t *c, const pt_header_t *h, size_t cnt)

@@ -140,6 +140,12 @@ const char *pt__agg_render(pt_agg_call_t *c, const pt_agg_tmpl_t *t, pt_agg_enc_
 /** Renders a JSON template of a call (a new json-c reference); NULL with c->message set. */
 struct json_object *pt__agg_render_json(pt_agg_call_t *c, const pt_agg_jtmpl_t *j);
 
+/**
+ * A kind's start could not start its upstream call (`rc`, a PT_ERR_*): counts
+ * it for `cluster`, sets c->message; returns rc (for `return pt__agg_start_failed(...)`).
+ */
+int pt__agg_start_failed(pt_agg_call_t *c, const pt_cluster_t *cluster, int rc);
+
 /** Keeps the response headers named by copy_headers (copied into the arena). */
 void pt__agg_copy_headers(pt_agg_call_t *c, const pt_header_t *h, size_t cnt);
 

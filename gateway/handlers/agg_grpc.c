@@ -41,9 +41,7 @@ typedef struct grpc_kconf {
     const pt_methoddesc_t *method;
     char *path; /* "/pkg.Svc/Method" */
     pt_agg_jtmpl_t *body;
-    char **mdnames;
-    pt_agg_tmpl_t *mdvalues;
-    size_t mdcnt;
+    pt_agg_tmap_t md;
     pt_json_opts_t jopts;
     const uint8_t *static_pb; /* the request message when the body has no reference */
     size_t static_len;
@@ -66,11 +64,15 @@ static void grpc_dispose(void *v)
     grpc_kconf_t *k = v;
     pt_agg_jtmpl_free(k->body);
     k->body = NULL;
-    for (size_t i = 0; i < k->mdcnt; i++)
-        pt_agg_tmpl_dispose(&k->mdvalues[i]);
-    free(k->mdvalues);
-    k->mdvalues = NULL;
-    k->mdcnt = 0;
+    pt__agg_tmap_dispose(&k->md);
+}
+
+static bool md_allowed(const char *ln)
+{
+    pt_str_t n = pt_str_c(ln);
+    return pt_grpc_md_valid(n, PT_STR("x")) && strncmp(ln, "grpc-", 5) != 0 &&
+           strcmp(ln, "content-type") != 0 && strcmp(ln, "te") != 0 &&
+           !pt_str_has_isuffix(n, PT_STR("-bin"));
 }
 
 static int grpc_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_conf_t *cc,
@@ -94,27 +96,7 @@ static int grpc_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_
                                  "message as JSON)");
         k->body = pt__agg_jtmpl_from_node(cx, k->body_node);
     }
-    if (k->md_node != NULL) {
-        const pt_conf_node_t *m = k->md_node;
-        if (m->kind != PT_CONF_MAP)
-            return pt_conf_error(cx, m, "grpc: metadata: expected a map { key: value }");
-        k->mdnames = pt_conf_alloc(cx, m->cnt * sizeof(char *) + 1);
-        k->mdvalues = pt_xcalloc(m->cnt + 1, sizeof(pt_agg_tmpl_t));
-        for (size_t i = 0; i < m->cnt; i++) {
-            char *ln = pt_conf_strdup(cx, m->keys[i]->str, m->keys[i]->len);
-            for (char *p = ln; *p != '\0'; p++)
-                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-            if (!pt_grpc_md_valid(pt_str_c(ln), PT_STR("x")) || strncmp(ln, "grpc-", 5) == 0 ||
-                strcmp(ln, "content-type") == 0 || strcmp(ln, "te") == 0 ||
-                pt_str_has_isuffix(pt_str_c(ln), PT_STR("-bin"))) {
-                pt_conf_error(cx, m->keys[i], "grpc: metadata: '%s' cannot be set on a call", ln);
-                continue;
-            }
-            if (pt__agg_tmpl_from_node(cx, m->items[i], &k->mdvalues[k->mdcnt]) != 0)
-                continue;
-            k->mdnames[k->mdcnt++] = ln;
-        }
-    }
+    pt__agg_tmap_parse(cx, k->md_node, "grpc: metadata", md_allowed, &k->md);
     return pt_conf_error_count(cx) == 0 ? 0 : PT_ERR_INVALID;
 }
 
@@ -219,8 +201,7 @@ static void grpc_each(pt_agg_call_conf_t *cc,
 {
     grpc_kconf_t *k = cc->kconf;
     pt_agg_jtmpl_each(k->body, fn, ud);
-    for (size_t i = 0; i < k->mdcnt; i++)
-        fn(ud, &k->mdvalues[i], pt_conf_map_get(k->md_node, k->mdnames[i]));
+    pt__agg_tmap_each(&k->md, fn, ud);
 }
 
 /* ---- one call ------------------------------------------------------------------------ */
@@ -348,23 +329,23 @@ static int grpc_start(pt_agg_call_t *c)
     c->kstate = g;
     pt_xbuf_init(&g->pb, NULL);
     pt_xbuf_init(&g->json, NULL);
-    pt_header_t *md = pt_arena_alloc(req->arena, (k->mdcnt + 1) * sizeof(*md));
+    pt_header_t *md = pt_arena_alloc(req->arena, (k->md.cnt + 1) * sizeof(*md));
     if (md == NULL) {
         c->message = "request arena full";
         return PT_ERR_LIMIT;
     }
     size_t mdn = 0;
-    for (size_t i = 0; i < k->mdcnt; i++) {
-        const char *v = pt__agg_render(c, &k->mdvalues[i], PT_AGG_ENC_HEADER);
+    for (size_t i = 0; i < k->md.cnt; i++) {
+        const char *v = pt__agg_render(c, &k->md.values[i], PT_AGG_ENC_HEADER);
         if (v == NULL)
             return PT_ERR_INVALID;
-        if (!pt_grpc_md_valid(pt_str_c(k->mdnames[i]), pt_str_c(v))) {
+        if (!pt_grpc_md_valid(pt_str_c(k->md.names[i]), pt_str_c(v))) {
             c->status = 400;
             c->message =
-                pt_arena_printf(req->arena, "metadata '%s' is not valid ASCII", k->mdnames[i]);
+                pt_arena_printf(req->arena, "metadata '%s' is not valid ASCII", k->md.names[i]);
             return PT_ERR_INVALID;
         }
-        md[mdn++] = (pt_header_t){pt_str_c(k->mdnames[i]), pt_str_c(v)};
+        md[mdn++] = (pt_header_t){pt_str_c(k->md.names[i]), pt_str_c(v)};
     }
     if (req->request_id.len != 0)
         md[mdn++] = (pt_header_t){PT_STR("x-request-id"), req->request_id};

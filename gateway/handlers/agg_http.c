@@ -30,9 +30,7 @@ typedef struct http_kconf {
     const pt_conf_node_t *path_node, *headers_node, *body_node;
     const pt_cluster_t *cluster;
     pt_agg_tmpl_t path;
-    char **hnames; /* lowercase */
-    pt_agg_tmpl_t *hvalues;
-    size_t hcnt;
+    pt_agg_tmap_t headers;
     pt_agg_jtmpl_t *body; /* NULL: no body */
     bool idempotent;
 } http_kconf_t;
@@ -50,11 +48,7 @@ static void http_dispose(void *v)
 {
     http_kconf_t *k = v;
     pt_agg_tmpl_dispose(&k->path);
-    for (size_t i = 0; i < k->hcnt; i++)
-        pt_agg_tmpl_dispose(&k->hvalues[i]);
-    free(k->hvalues);
-    k->hvalues = NULL;
-    k->hcnt = 0;
+    pt__agg_tmap_dispose(&k->headers);
     pt_agg_jtmpl_free(k->body);
     k->body = NULL;
 }
@@ -67,6 +61,14 @@ static bool method_token(const char *m)
         if (!(*m >= 'A' && *m <= 'Z'))
             return false;
     return true;
+}
+
+static bool header_allowed(const char *ln)
+{
+    pt_str_t n = pt_str_c(ln);
+    return pt_header_name_valid(n, true) && !pt_header_is_hop_by_hop(n) &&
+           strcmp(ln, "host") != 0 && strcmp(ln, "content-length") != 0 &&
+           strcmp(ln, "transfer-encoding") != 0;
 }
 
 static int http_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_conf_t *cc,
@@ -91,28 +93,7 @@ static int http_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, pt_agg_call_
         (k->path.seg_cnt == 0 || k->path.segs[0].lit == NULL || k->path.segs[0].lit[0] != '/'))
         pt_conf_error(cx, k->path_node,
                       "http: path must start with `/` (a literal, not a reference)");
-    if (k->headers_node != NULL) {
-        const pt_conf_node_t *h = k->headers_node;
-        if (h->kind != PT_CONF_MAP)
-            return pt_conf_error(cx, h, "http: headers: expected a map { name: value }");
-        k->hnames = pt_conf_alloc(cx, h->cnt * sizeof(char *) + 1);
-        k->hvalues = pt_xcalloc(h->cnt + 1, sizeof(pt_agg_tmpl_t));
-        for (size_t i = 0; i < h->cnt; i++) {
-            pt_str_t n = {h->keys[i]->str, h->keys[i]->len};
-            char *ln = pt_conf_strdup(cx, n.base, n.len);
-            for (char *p = ln; *p != '\0'; p++)
-                *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-            if (!pt_header_name_valid(n, true) || pt_header_is_hop_by_hop(pt_str_c(ln)) ||
-                strcmp(ln, "host") == 0 || strcmp(ln, "content-length") == 0 ||
-                strcmp(ln, "transfer-encoding") == 0) {
-                pt_conf_error(cx, h->keys[i], "http: headers: '%s' cannot be set on a call", ln);
-                continue;
-            }
-            if (pt__agg_tmpl_from_node(cx, h->items[i], &k->hvalues[k->hcnt]) != 0)
-                continue;
-            k->hnames[k->hcnt++] = ln;
-        }
-    }
+    pt__agg_tmap_parse(cx, k->headers_node, "http: headers", header_allowed, &k->headers);
     if (k->body_node != NULL) {
         if (k->idempotent && strcmp(k->method, "PUT") != 0)
             pt_conf_error(cx, k->body_node, "http: a %s call has no body", k->method);
@@ -144,8 +125,7 @@ static void http_each(pt_agg_call_conf_t *cc,
 {
     http_kconf_t *k = cc->kconf;
     fn(ud, &k->path, k->path_node);
-    for (size_t i = 0; i < k->hcnt; i++)
-        fn(ud, &k->hvalues[i], pt_conf_map_get(k->headers_node, k->hnames[i]));
+    pt__agg_tmap_each(&k->headers, fn, ud);
     pt_agg_jtmpl_each(k->body, fn, ud);
 }
 
@@ -312,11 +292,11 @@ static int http_start(pt_agg_call_t *c)
     if (path == NULL)
         return PT_ERR_INVALID;
     pt_headers_init(&h->headers, req->arena);
-    for (size_t i = 0; i < k->hcnt; i++) {
-        const char *v = pt__agg_render(c, &k->hvalues[i], PT_AGG_ENC_HEADER);
+    for (size_t i = 0; i < k->headers.cnt; i++) {
+        const char *v = pt__agg_render(c, &k->headers.values[i], PT_AGG_ENC_HEADER);
         if (v == NULL)
             return PT_ERR_INVALID;
-        pt_headers_add_nocopy(&h->headers, pt_str_c(k->hnames[i]), pt_str_c(v));
+        pt_headers_add_nocopy(&h->headers, pt_str_c(k->headers.names[i]), pt_str_c(v));
     }
     if (pt_headers_get(&h->headers, PT_STR("accept")).base == NULL)
         pt_headers_add_nocopy(&h->headers, PT_STR("accept"), PT_STR("application/json"));

@@ -95,6 +95,51 @@ int pt__agg_tmpl_from_node(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_agg_tmp
     return 0;
 }
 
+int pt__agg_tmap_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, const char *what,
+                       bool (*allowed)(const char *lname), pt_agg_tmap_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->node = node;
+    if (node == NULL)
+        return 0;
+    if (node->kind != PT_CONF_MAP)
+        return pt_conf_error(cx, node, "%s: expected a map { name: value }", what);
+    out->names = pt_conf_alloc(cx, node->cnt * sizeof(char *) + 1);
+    out->values = pt_xcalloc(node->cnt + 1, sizeof(pt_agg_tmpl_t));
+    int rc = 0;
+    for (size_t i = 0; i < node->cnt; i++) {
+        char *ln = pt_conf_strdup(cx, node->keys[i]->str, node->keys[i]->len);
+        for (char *p = ln; *p != '\0'; p++)
+            *p = (char)tolower((unsigned char)*p);
+        if (!allowed(ln)) {
+            rc = pt_conf_error(cx, node->keys[i], "%s: '%s' cannot be set on a call", what, ln);
+            continue;
+        }
+        if (pt__agg_tmpl_from_node(cx, node->items[i], &out->values[out->cnt]) != 0) {
+            rc = PT_ERR_INVALID;
+            continue;
+        }
+        out->names[out->cnt++] = ln;
+    }
+    return rc;
+}
+
+void pt__agg_tmap_each(pt_agg_tmap_t *m, void (*fn)(void *ud, pt_agg_tmpl_t *t, const void *node),
+                       void *ud)
+{
+    for (size_t i = 0; i < m->cnt; i++)
+        fn(ud, &m->values[i], pt_conf_map_get(m->node, m->names[i]));
+}
+
+void pt__agg_tmap_dispose(pt_agg_tmap_t *m)
+{
+    for (size_t i = 0; i < m->cnt; i++)
+        pt_agg_tmpl_dispose(&m->values[i]);
+    free(m->values);
+    m->values = NULL;
+    m->cnt = 0;
+}
+
 pt_agg_jtmpl_t *pt__agg_jtmpl_from_node(pt_conf_cx_t *cx, const pt_conf_node_t *n)
 {
     pt_agg_jtmpl_t *j = pt_xcalloc(1, sizeof(*j));
@@ -726,8 +771,8 @@ struct json_object *pt__agg_render_json(pt_agg_call_t *c, const pt_agg_jtmpl_t *
 int pt__agg_start_failed(pt_agg_call_t *c, const pt_cluster_t *cluster, int rc)
 {
     pt_observe_upstream_error(c->run->req->worker, cluster, rc);
-    c->message =
-        rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available" : "upstream call failed to start";
+    c->message = rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available"
+                                          : "upstream call failed to start";
     return rc;
 }
 

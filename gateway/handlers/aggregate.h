@@ -164,6 +164,27 @@ void pt__agg_call_done(pt_agg_call_t *c, bool ok);
  */
 pt_agg_jtmpl_t *pt__agg_jtmpl_from_node(pt_conf_cx_t *cx, const pt_conf_node_t *n);
 
+/** Names (lowercased) with text templates: a call's `headers:` or `metadata:`. */
+typedef struct pt_agg_tmap {
+    char **names;          /**< snapshot memory */
+    pt_agg_tmpl_t *values; /**< malloc: pt__agg_tmap_dispose */
+    size_t cnt;
+    const pt_conf_node_t *node;
+} pt_agg_tmap_t;
+
+/**
+ * Parses the map `node` (NULL: empty) into `out`; a name `allowed` refuses is
+ * an error "WHAT: 'name' cannot be set on a call". 0 or PT_ERR_INVALID.
+ */
+int pt__agg_tmap_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, const char *what,
+                       bool (*allowed)(const char *lname), pt_agg_tmap_t *out);
+
+/** Calls fn for each template of `m` (with the node of its value). */
+void pt__agg_tmap_each(pt_agg_tmap_t *m, void (*fn)(void *ud, pt_agg_tmpl_t *t, const void *node),
+                       void *ud);
+
+void pt__agg_tmap_dispose(pt_agg_tmap_t *m);
+
 /** A text template from a scalar node; 0 or PT_ERR_INVALID (reported at the node). */
 int pt__agg_tmpl_from_node(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_agg_tmpl_t *out);
 

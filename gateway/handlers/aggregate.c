@@ -848,7 +848,7 @@ static void reply(pt_agg_run_t *run, int status, const char *body, size_t len)
     req->resp_content_length = (int64_t)len;
     pt_headers_set(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
     pt__resp_head(req);
-    if (!req->aborted && !req->resp_ended)
+    if (!pt_handler_gone(req))
         pt__resp_body(req, body, len, true);
 }
 
@@ -1088,7 +1088,7 @@ static void read_body(pt_agg_run_t *run)
         bool eof = false;
         size_t n = pt__req_body_read(req, run->in + run->in_len, run->in_cap - run->in_len, &eof);
         run->in_len += n;
-        if (req->aborted || req->resp_ended) {
+        if (pt_handler_gone(req)) {
             run->answered = true;
             finish(run);
             return;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "portico/status.h"
+#include "portico/transcoder/wkt.h"
 
 /* Header names Portico or gRPC own: never forwarded as metadata. */
 bool pt__grpc_md_reserved(const char *n)
@@ -61,10 +62,10 @@ int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t *
                 continue;
         }
         if (pt_str_has_isuffix(name, PT_STR("-bin"))) {
-            uint8_t *raw = pt_arena_alloc(req->arena, value.len / 4 * 3 + 3);
+            uint8_t *raw = pt_arena_alloc(req->arena, PT_BASE64_DECODED_MAX(value.len));
             if (raw == NULL)
                 return PT_ERR_LIMIT;
-            long dl = pt__grpc_b64_decode(value.base, value.len, raw);
+            long dl = pt_base64_decode_to(raw, value.base, value.len);
             if (dl < 0)
                 continue; /* not base64: not forwardable */
             value = (pt_str_t){(const char *)raw, (size_t)dl};

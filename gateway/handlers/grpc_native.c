@@ -53,6 +53,7 @@
 #include "upstream/call.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
+#include "portico/transcoder/wkt.h"
 
 #define DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
 #define TEXT_CHUNK 16384 /* base64 characters decoded per step */
@@ -186,7 +187,7 @@ static void emit(gn_ctx_t *ctx, const void *data, size_t len)
     char out[4 * 1024];
     while (len > 0 && !pt_handler_gone(req)) {
         size_t n = len > 3 * 1024 ? 3 * 1024 : len; /* whole triplets but at the very end */
-        size_t o = pt__grpc_b64_encode(p, n, out);
+        size_t o = pt_base64_encode_to(out, p, n);
         pt__resp_body(req, out, o, false);
         p += n;
         len -= n;
@@ -298,42 +299,6 @@ static bool scan_in(gn_ctx_t *ctx, const uint8_t *p, size_t len)
     return true;
 }
 
-static int b64val(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+' || ch == '-')
-        return 62;
-    if (ch == '/' || ch == '_')
-        return 63;
-    if (ch == '=')
-        return 64;
-    return -1;
-}
-
-/* Decodes one quad (padding allowed at its end) into `o`; returns bytes, or -1. */
-static int quad(const char *q, uint8_t *o)
-{
-    int v[4];
-    for (int i = 0; i < 4; i++)
-        if ((v[i] = b64val((unsigned char)q[i])) < 0)
-            return -1;
-    if (v[0] == 64 || v[1] == 64 || (v[2] == 64 && v[3] != 64))
-        return -1;
-    o[0] = (uint8_t)((v[0] << 2) | (v[1] >> 4));
-    if (v[2] == 64)
-        return 1;
-    o[1] = (uint8_t)(((v[1] & 15) << 4) | (v[2] >> 2));
-    if (v[3] == 64)
-        return 2;
-    o[2] = (uint8_t)(((v[2] & 3) << 6) | v[3]);
-    return 3;
-}
-
 /* Text mode: reads base64 from the request queue, decodes into `buf` (at most `max`). */
 static size_t read_text(gn_ctx_t *ctx, char *buf, size_t max, bool *eof, bool *bad)
 {
@@ -361,13 +326,13 @@ static size_t read_text(gn_ctx_t *ctx, char *buf, size_t max, bool *eof, bool *b
             if (ctx->b64_len < 4)
                 continue;
             ctx->b64_len = 0;
-            uint8_t q[3];
-            int k = quad(ctx->b64, q);
+            uint8_t q[PT_BASE64_DECODED_MAX(4)];
+            long k = pt_base64_decode_to(q, ctx->b64, 4); /* each quad may end padded */
             if (k < 0) {
                 *bad = true;
                 return 0;
             }
-            for (int j = 0; j < k; j++) {
+            for (long j = 0; j < k; j++) {
                 if (out < max)
                     buf[out++] = (char)q[j];
                 else

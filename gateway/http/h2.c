@@ -44,10 +44,12 @@
 #include <string.h>
 #include <time.h>
 #include "core/clock.h"
+#include "core/config.h"
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/reqcheck.h"
 #include "core/request.h"
+#include "portico/transcoder/wkt.h"
 
 /* Output: stop serializing frames while this much is waiting in the socket's
  * output buffer; continue when it drained to OUT_LOW. Bounds memory per
@@ -234,7 +236,7 @@ static void stream_release(h2_stream_t *s)
         return;
     s->req = NULL;
     req->stream = NULL;
-    if (req->resp_ended && (s->resp_complete || s->app_reset))
+    if (pt__resp_ended(req) && (s->resp_complete || s->app_reset))
         pt__req_codec_done(req);
     else
         pt__req_abort(req);
@@ -1466,55 +1468,20 @@ void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
     leave(c);
 }
 
-/* RFC 4648 §5 base64url, padding optional (RFC 9113 §3.2.1 omits it). */
-static int b64url_decode(pt_str_t in, uint8_t *out, size_t cap, size_t *outlen)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0, len = in.len;
-    while (len > 0 && in.base[len - 1] == '=')
-        len--;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)in.base[i];
-        int v;
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '-')
-            v = 62;
-        else if (ch == '_')
-            v = 63;
-        else
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap)
-                return -1;
-            out[n++] = (uint8_t)(acc >> bits);
-        }
-    }
-    if (bits >= 6) /* a lone trailing character carries no full byte */
-        return -1;
-    *outlen = n;
-    return 0;
-}
-
 int pt__h2_conn_upgrade(pt_conn_t *conn, pt_req_t *req, pt_str_t http2_settings_b64)
 {
     /* A request with a body cannot be upgraded cleanly (its body would have
      * to be replayed as stream 1 DATA); serve it over HTTP/1.1 instead. */
     if (req->expect_body || req->content_length > 0)
         return PT_ERR_INVALID;
-    uint8_t settings[6 * 64];
-    size_t slen;
-    if (b64url_decode(http2_settings_b64, settings, sizeof(settings), &slen) != 0 ||
-        slen % 6 != 0)
+    uint8_t settings[6 * 64 + 2]; /* 64 settings; +2: PT_BASE64_DECODED_MAX's slack */
+    if (PT_BASE64_DECODED_MAX(http2_settings_b64.len) > sizeof(settings))
         return PT_ERR_INVALID;
+    /* base64url, padding optional (RFC 9113 §3.2.1 omits it) */
+    long got = pt_base64_decode_to(settings, http2_settings_b64.base, http2_settings_b64.len);
+    if (got < 0 || got % 6 != 0)
+        return PT_ERR_INVALID;
+    size_t slen = (size_t)got;
 
     static const char resp101[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                   "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";

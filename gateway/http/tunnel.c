@@ -25,7 +25,9 @@
 #include <string.h>
 
 #include "observe/observe.h"
+#include "core/config.h"
 #include "core/request.h"
+#include "portico/transcoder/wkt.h"
 
 typedef struct tunnel {
     pt_req_t *req;
@@ -60,7 +62,7 @@ static void on_idle_timer(evutil_socket_t fd, short what, void *arg)
         t->seen_out = req->bytes_out;
         t->last_ms = now;
     }
-    if (req->resp_ended || req->aborted)
+    if (pt__resp_ended(req) || req->aborted)
         return; /* over already; the request is being torn down by its holders */
     if (now - t->last_ms < t->idle_ms) {
         uint64_t left = t->idle_ms - (now - t->last_ms);
@@ -91,7 +93,7 @@ static void tunnel_dispose(void *data)
 
 int pt__req_tunnel_open(pt_req_t *req, uint64_t idle_ms)
 {
-    if (req->upgrade.len == 0 || req->resp_started || req->aborted || req->is_tunnel ||
+    if (req->upgrade.len == 0 || pt__resp_started(req) || req->aborted || req->is_tunnel ||
         req->ops->tunnel == NULL)
         return PT_ERR_INVALID;
     tunnel_t *t = pt_arena_zalloc(req->arena, sizeof(*t));
@@ -144,7 +146,7 @@ void pt__tunnel_ws_accept(pt_str_t key, char out[29])
         abort();
     }
     EVP_MD_CTX_free(cx);
-    EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH); /* 28 chars + NUL */
+    out[pt_base64_encode_to(out, md, SHA_DIGEST_LENGTH)] = '\0'; /* 28 chars + NUL */
 }
 
 void pt__tunnel_ws_key(char out[25])
@@ -156,5 +158,5 @@ void pt__tunnel_ws_key(char out[25])
         memcpy(nonce, &a, 8);
         memcpy(nonce + 8, &b, 8);
     }
-    EVP_EncodeBlock((unsigned char *)out, nonce, sizeof(nonce)); /* 24 chars + NUL */
+    out[pt_base64_encode_to(out, nonce, sizeof(nonce))] = '\0'; /* 24 chars + NUL */
 }

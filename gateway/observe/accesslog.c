@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "observe/accesslog.h"
+#include "core/config.h"
 
 #define LOG_BUF (64u * 1024u)
 #define RETRY_MS 1000u /* a failed open is tried again at most this often */

@@ -54,7 +54,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "core/cluster.h"
 #include "net/worker.h"
 #include "portico/arena.h"
 #include "portico/headers.h"
@@ -198,17 +198,5 @@ bool pt_grpc_md_valid(pt_str_t name, pt_str_t value);
  * to milliseconds (rounded up). Returns 0 or PT_ERR_INVALID.
  */
 int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms);
-
-/**
- * Standard base64 with padding of `len` bytes into `out` (4 * ceil(len / 3)
- * bytes), as binary (`-bin`) metadata travels. Returns the length.
- */
-size_t pt__grpc_b64_encode(const uint8_t *in, size_t len, char *out);
-
-/**
- * Decodes standard or URL-safe base64, padding optional, into `out` (at
- * least 3 * ceil(len / 4) bytes). Returns the byte count, or -1 if invalid.
- */
-long pt__grpc_b64_decode(const char *in, size_t len, uint8_t *out);
 
 #endif /* PT_GATEWAY_UPSTREAM_GRPC_H */

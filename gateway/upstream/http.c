@@ -32,8 +32,10 @@
  * over TLS to upstreams there.
  */
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
+#include "upstream/hstore.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -59,80 +61,15 @@ enum {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* ---- collected response header lines ------------------------------------ */
+/* ---- collected response header lines (upstream/hstore.h) ---------------- */
 
-typedef struct hent {
-    uint32_t noff, nlen, voff, vlen;
-} hent_t;
-
-/* Names and values copied into one buffer; pt_header_t views are built only
- * when the list is handed out, so buffer growth never invalidates them. */
-typedef struct hstore {
-    char *buf;
-    size_t len, cap;
-    hent_t *e;
-    size_t cnt, ecap;
-    pt_header_t *view;
-    size_t vcap;
-} hstore_t;
-
-static void hstore_reset(hstore_t *s)
-{
-    s->len = 0;
-    s->cnt = 0;
-}
-
-static void hstore_free(hstore_t *s)
-{
-    free(s->buf);
-    free(s->e);
-    free(s->view);
-    memset(s, 0, sizeof(*s));
-}
-
-static int hstore_add(hstore_t *s, pt_str_t name, pt_str_t value)
+/* Adds a field unless the head (or trailers) would go over the limits. */
+static int hstore_add(pt__hstore_t *s, pt_str_t name, pt_str_t value)
 {
     if (s->len + name.len + value.len > HDR_MAX_BYTES || s->cnt >= HDR_MAX_CNT)
         return -1;
-    if (s->len + name.len + value.len > s->cap) {
-        size_t cap = s->cap ? s->cap : 1024;
-        while (cap < s->len + name.len + value.len)
-            cap *= 2;
-        s->buf = pt_xrealloc(s->buf, cap);
-        s->cap = cap;
-    }
-    if (s->cnt == s->ecap) {
-        s->ecap = s->ecap ? s->ecap * 2 : 16;
-        s->e = pt_xrealloc(s->e, s->ecap * sizeof(*s->e));
-    }
-    hent_t *e = &s->e[s->cnt++];
-    e->noff = (uint32_t)s->len;
-    e->nlen = (uint32_t)name.len;
-    for (size_t i = 0; i < name.len; i++) {
-        char ch = name.base[i];
-        s->buf[s->len++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-    }
-    e->voff = (uint32_t)s->len;
-    e->vlen = (uint32_t)value.len;
-    if (value.len > 0)
-        memcpy(s->buf + s->len, value.base, value.len);
-    s->len += value.len;
+    pt__hstore_add(s, name, value, true);
     return 0;
-}
-
-static const pt_header_t *hstore_view(hstore_t *s)
-{
-    if (s->cnt == 0)
-        return NULL;
-    if (s->vcap < s->cnt) {
-        s->vcap = s->cnt;
-        s->view = pt_xrealloc(s->view, s->vcap * sizeof(*s->view));
-    }
-    for (size_t i = 0; i < s->cnt; i++) {
-        s->view[i].name = (pt_str_t){s->buf + s->e[i].noff, s->e[i].nlen};
-        s->view[i].value = (pt_str_t){s->buf + s->e[i].voff, s->e[i].vlen};
-    }
-    return s->view;
 }
 
 /* ---- per-worker state ---------------------------------------------------- */
@@ -194,7 +131,7 @@ struct uph_call {
     int fail_st;               /* a problem we detected in the response */
     const char *fail_reason;
     uint64_t body_read;        /* request body bytes taken from read_body */
-    hstore_t head, trailers;
+    pt__hstore_t head, trailers;
     /* lifetime */
     bool added;                /* in the multi handle */
     bool queued;               /* on hw->pending */
@@ -431,9 +368,9 @@ static int parse_status_line(pt_str_t line)
 /* Framing checks libcurl does not make (UP-6): a response with both
  * Content-Length and Transfer-Encoding, or disagreeing Content-Lengths,
  * is refused rather than guessed at. */
-static const char *check_framing(const hstore_t *s)
+static const char *check_framing(const pt__hstore_t *s)
 {
-    const hent_t *cl = NULL;
+    const pt__hent_t *cl = NULL;
     bool te = false;
     for (size_t i = 0; i < s->cnt; i++) {
         pt_str_t name = {s->buf + s->e[i].noff, s->e[i].nlen};
@@ -488,7 +425,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
         if (st < 0)
             return fail_in_cb(c, "bad status line");
         c->status = st;
-        hstore_reset(&c->head);
+        pt__hstore_reset(&c->head);
         return len;
     }
     if (c->status == 0)
@@ -498,7 +435,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
             if (c->status == 101)
                 return fail_in_cb(c, "unexpected 101 from upstream");
             c->status = 0; /* 100 Continue, 102, 103: wait for the final response */
-            hstore_reset(&c->head);
+            pt__hstore_reset(&c->head);
             return len;
         }
         const char *why = check_framing(&c->head);
@@ -506,7 +443,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
             return fail_in_cb(c, why);
         c->head_sent = true;
         if (c->cbs.on_head != NULL)
-            c->cbs.on_head(c->ud, c->status, hstore_view(&c->head), c->head.cnt);
+            c->cbs.on_head(c->ud, c->status, pt__hstore_view(&c->head), c->head.cnt);
         return c->canceled ? 0 : len;
     }
     if (line.base[0] == ' ' || line.base[0] == '\t')
@@ -818,8 +755,8 @@ static bool set_attempt(uph_call_t *c, size_t idx)
     c->status = 0;
     c->fail_st = 0;
     c->fail_reason = NULL;
-    hstore_reset(&c->head);
-    hstore_reset(&c->trailers);
+    pt__hstore_reset(&c->head);
+    pt__hstore_reset(&c->trailers);
 
     curl_easy_setopt(c->easy, CURLOPT_URL, c->url);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)left);
@@ -851,8 +788,8 @@ static void free_call(uph_call_t *c)
     free(c->method);
     free(c->target);
     free(c->url);
-    hstore_free(&c->head);
-    hstore_free(&c->trailers);
+    pt__hstore_free(&c->head);
+    pt__hstore_free(&c->trailers);
     free(c);
 }
 
@@ -961,7 +898,7 @@ static void finish(uph_worker_t *hw, uph_call_t *c, CURLcode res)
     }
     if (kind != FAIL_NONE && retry(hw, c, kind))
         return;
-    const pt_header_t *t = st == 0 ? hstore_view(&c->trailers) : NULL;
+    const pt_header_t *t = st == 0 ? pt__hstore_view(&c->trailers) : NULL;
     size_t tcnt = st == 0 ? c->trailers.cnt : 0;
     if (c->cbs.on_done != NULL)
         c->cbs.on_done(c->ud, st, reason, t, tcnt);

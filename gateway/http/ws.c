@@ -182,7 +182,8 @@ static ssize_t fr_send(const uint8_t *data, size_t len, int flags, void *user)
 {
     (void)flags;
     pt_ws_t *ws = user;
-    ws->cbs->write(ws->ud, data, len);
+    if (!ws->free_pending) /* freed from a callback: nothing reaches the owner any more */
+        ws->cbs->write(ws->ud, data, len);
     return (ssize_t)len;
 }
 
@@ -190,7 +191,7 @@ static ssize_t fr_recv(uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
     pt_ws_t *ws = user;
-    if (ws->in_eof || ws->paused)
+    if (ws->in_eof || ws->paused || ws->free_pending)
         return 0;
     bool eof = false;
     size_t n = ws->cbs->read(ws->ud, buf, len, &eof);
@@ -442,6 +443,12 @@ static bool cb_ret(pt_ws_t *ws, int r)
     return !ws->ended;
 }
 
+/* Whether callbacks may still run (not ended, not freed from a callback). */
+static bool live(const pt_ws_t *ws)
+{
+    return !ws->ended && !ws->free_pending;
+}
+
 /* A new frame's header: the checks that need only the header. */
 static bool frame_start(pt_ws_t *ws, const struct wslay_frame_iocb *io)
 {
@@ -489,10 +496,10 @@ static bool frame_start(pt_ws_t *ws, const struct wslay_frame_iocb *io)
     }
     ws->m_len += ws->f_len;
     ws->in_msg = !ws->f_fin;
-    if (first && ws->cbs->on_msg_start != NULL &&
+    if (first && live(ws) && ws->cbs->on_msg_start != NULL &&
         !cb_ret(ws, ws->cbs->on_msg_start(ws->ud, (pt_ws_opcode_t)op)))
         return false;
-    if (ws->cbs->on_frame_start != NULL &&
+    if (live(ws) && ws->cbs->on_frame_start != NULL &&
         !cb_ret(ws, ws->cbs->on_frame_start(ws->ud, (pt_ws_opcode_t)op, ws->f_len, ws->f_fin)))
         return false;
     return true;
@@ -507,7 +514,7 @@ static void control_done(pt_ws_t *ws)
         ws->st.pings_in++;
         if (ws->o.answer_control && !ws->close_sent)
             control_out(ws, PT_WS_OP_PONG, p, n);
-        if (ws->cbs->on_control != NULL)
+        if (live(ws) && ws->cbs->on_control != NULL)
             cb_ret(ws, ws->cbs->on_control(ws->ud, PT_WS_OP_PING, p, n));
         return;
     case PT_WS_OP_PONG:
@@ -516,7 +523,7 @@ static void control_done(pt_ws_t *ws)
             ws->ka_out = false; /* ours: consumed here */
             return;
         }
-        if (ws->cbs->on_control != NULL)
+        if (live(ws) && ws->cbs->on_control != NULL)
             cb_ret(ws, ws->cbs->on_control(ws->ud, PT_WS_OP_PONG, p, n));
         return;
     default:
@@ -542,12 +549,12 @@ static void control_done(pt_ws_t *ws)
     }
     ws->close_recv = true;
     ws->st.close_in = code;
-    if (ws->cbs->on_close != NULL && !ws->o.answer_control)
+    if (live(ws) && ws->cbs->on_close != NULL && !ws->o.answer_control)
         ws->cbs->on_close(ws->ud, code, (const char *)p + (n >= 2 ? 2 : 0), n >= 2 ? n - 2 : 0);
     if (ws->ended)
         return;
     if (ws->o.answer_control) {
-        if (ws->cbs->on_close != NULL)
+        if (live(ws) && ws->cbs->on_close != NULL)
             ws->cbs->on_close(ws->ud, code, (const char *)p + (n >= 2 ? 2 : 0), n >= 2 ? n - 2 : 0);
         if (ws->ended)
             return;
@@ -579,7 +586,7 @@ static bool frame_data(pt_ws_t *ws, const uint8_t *d, size_t n)
     }
     ws->st.bytes_in += n;
     ws->data_io += n;
-    if (ws->cbs->on_msg_data != NULL)
+    if (live(ws) && ws->cbs->on_msg_data != NULL)
         return cb_ret(ws, ws->cbs->on_msg_data(ws->ud, d, n));
     return true;
 }
@@ -598,7 +605,7 @@ static void frame_end(pt_ws_t *ws)
         return;
     }
     ws->st.msgs_in++;
-    if (ws->cbs->on_msg_end != NULL)
+    if (live(ws) && ws->cbs->on_msg_end != NULL)
         cb_ret(ws, ws->cbs->on_msg_end(ws->ud));
 }
 

@@ -197,6 +197,13 @@ static void c_end(void *ud, pt_ws_end_t why)
     p->c_why = why;
     /* Our close (if any) is in the client's output: end the stream after it. */
     end_client_stream(p);
+    if (!p->u_ended && !p->dead && pt_ws_sending_frame(p->u)) {
+        /* Half a frame went upstream: no close frame can follow it. The
+         * upstream connection is closed instead (it sees 1006). */
+        p->u_ended = true;
+        p->u_why = PT_WS_END_EOF;
+        p->up_shut = true;
+    }
     if (!p->u_ended && !p->dead) {
         if (why != PT_WS_END_CLOSED)
             close_other(p->u, why, true);
@@ -292,6 +299,13 @@ static void u_end(void *ud, pt_ws_end_t why)
     p->up_shut = true; /* after our close (already queued) nothing more goes up */
     if (!p->dead)
         p->io->up_kick(p->ud);
+    if (!p->c_ended && !p->dead && pt_ws_sending_frame(p->c)) {
+        /* Half a frame went to the client: reset its stream instead of a close. */
+        p->c_ended = true;
+        p->c_why = PT_WS_END_EOF;
+        p->resp_ended = true;
+        pt__resp_fail(p->req, PT_ERR_UPSTREAM, "upstream websocket ended mid-frame");
+    }
     if (!p->c_ended && !p->dead && why != PT_WS_END_CLOSED)
         close_other(p->c, why, false);
     maybe_done(p);

@@ -216,6 +216,8 @@ struct pt_req {
     /* tunnel (tunnel.c); zero unless pt__req_tunnel_open() succeeded */
     bool is_tunnel;                /* the exchange is a two-way byte stream now */
     void *tunnel;                  /* tunnel.c's state (idle timer), in the arena */
+    struct pt_ws *ws;              /* http/ws.c: the WebSocket endpoint facing the client, or NULL
+                                      (pt_ws_req_attach; the log phase reads its stats) */
 };
 
 /** The response has started (pt__resp_head() or a local reply); true also once it ended. */

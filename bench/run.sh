@@ -11,6 +11,9 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/rest_bench.py" --build "$ROOT/$BUILD"   # REST/JSON -> gRPC transcoding
   /usr/bin/python3 "$ROOT/bench/transcode_cost.py" --build "$ROOT/$BUILD" # same call both ways: CPU ratio
 fi
+# soap: routes: JSON <-> SOAP conversion vs the raw proxy vs the service (examples/soap, node)
+bash "$ROOT/scripts/test-env.sh"
+/usr/bin/python3 "$ROOT/bench/soap_bench.py" --build "$ROOT/$BUILD"
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi

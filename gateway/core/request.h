@@ -226,6 +226,13 @@ static inline bool pt__resp_started(const pt_req_t *req)
     return req->resp_state >= PT_RESP_STARTED;
 }
 
+/** Records why the request failed (the SDK's pt_req_fail; chain.c uses it without calling up). */
+static inline void pt__req_set_fail(pt_req_t *req, int st, const char *reason)
+{
+    req->fail_status = st;
+    req->fail_reason = reason;
+}
+
 /** The response is complete or was cut off: nothing more goes out. */
 static inline bool pt__resp_ended(const pt_req_t *req)
 {

@@ -331,6 +331,83 @@ class WsBridgeTest(unittest.TestCase):
         # Portico's bounded output buffer (64 KiB) hold what was produced.
         self.assertLess(first, 2000)
 
+    # ---- RFC 8441: the bridge over an HTTP/2 extended CONNECT -------------------------------
+
+    def test_http2_extended_connect(self):
+        import socket
+        import struct
+        import h2.config
+        import h2.connection
+        import h2.events
+        import h2.settings
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(s.close)
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                 header_encoding="utf-8"))
+        c.initiate_connection()
+        s.sendall(c.data_to_send())
+        state = {"settings": False, "head": None, "data": b"", "ended": False}
+
+        def pump(until, timeout=10.0):
+            deadline = time.monotonic() + timeout
+            while not until() and time.monotonic() < deadline:
+                s.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    d = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not d:
+                    break
+                for ev in c.receive_data(d):
+                    if isinstance(ev, h2.events.RemoteSettingsChanged):
+                        state["settings"] = True
+                    elif isinstance(ev, h2.events.ResponseReceived):
+                        state["head"] = dict(ev.headers)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        state["data"] += ev.data
+                        c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                        state["ended"] = True
+                out = c.data_to_send()
+                if out:
+                    s.sendall(out)
+            return until()
+
+        def frame(op, payload):  # a masked client frame (payload < 126 bytes)
+            mask = os.urandom(4)
+            return (bytes([0x80 | op, 0x80 | len(payload)]) + mask +
+                    bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+        def frames(data):  # unmasked server frames -> [(opcode, payload)]
+            out = []
+            while len(data) >= 2:
+                n, off = data[1] & 0x7F, 2
+                if n == 126:
+                    n, off = struct.unpack(">H", data[2:4])[0], 4
+                if len(data) < off + n:
+                    break
+                out.append((data[0] & 0x0F, data[off:off + n]))
+                data = data[off + n:]
+            return out
+
+        self.assertTrue(pump(lambda: state["settings"]))
+        self.assertEqual(c.remote_settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL], 1)
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                             (":scheme", "http"), (":path", "/v1/rooms/h2/chat?from=hana"),
+                             (":authority", "127.0.0.1:%d" % self.port),
+                             ("sec-websocket-version", "13")])
+        c.send_data(sid, frame(0x1, b'"over h2"') + frame(0x8, struct.pack(">H", 1000)))
+        s.sendall(c.data_to_send())
+        self.assertTrue(pump(lambda: state["ended"] or any(
+            op == 0x8 for op, _ in frames(state["data"]))))
+        self.assertEqual(state["head"][":status"], "200")
+        got = frames(state["data"])
+        self.assertEqual([op for op, _ in got], [0x1, 0x8])
+        msg = json.loads(got[0][1])
+        self.assertEqual((msg["text"], msg["room"], msg["to"]), ("over h2", "h2", "hana"))
+        self.assertEqual(struct.unpack(">H", got[1][1][:2])[0], 1000)
+
     # ---- a real browser -----------------------------------------------------------------------
 
     def test_browser_chat(self):

@@ -12,6 +12,10 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/transcode_cost.py" --build "$ROOT/$BUILD" # same call both ways: CPU ratio
   /usr/bin/python3 "$ROOT/bench/ws_bridge_bench.py" --build "$ROOT/$BUILD" # WebSocket <-> gRPC bridge: bidi chat
 fi
+# WebSocket proxying: echo upstream direct vs Portico (websocket: true) vs nginx (needs npm ws)
+if [ -d "$ROOT/test/integration/node_modules/ws" ]; then
+  /usr/bin/python3 "$ROOT/bench/ws_bench.py" --build "$ROOT/$BUILD"
+fi
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi

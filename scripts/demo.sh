@@ -15,6 +15,8 @@ cleanup() {
   [ -n "${PT_PID:-}" ] && kill -TERM "$PT_PID" 2>/dev/null && wait "$PT_PID" 2>/dev/null || true
   [ -n "${AZ_PID:-}" ] && kill -TERM "$AZ_PID" 2>/dev/null || true
   [ -n "${UP_PID:-}" ] && kill "$UP_PID" 2>/dev/null || true
+  [ -n "${WS_PID:-}" ] && kill -TERM "$WS_PID" 2>/dev/null || true
+  [ -n "${WSUP_PID:-}" ] && kill "$WSUP_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -118,6 +120,39 @@ EOF
   show curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$AZ_PORT/open/page" -H 'Authorization: Bearer demo'
   show curl -s -i "http://127.0.0.1:$AZ_PORT/members/page"
   kill -TERM "$AZ_PID" 2>/dev/null; wait "$AZ_PID" 2>/dev/null || true
+fi
+
+# ---- part 4: WebSocket proxying (proxy: { websocket: true }), frames checked both ways ------
+# The upstream and the client are the npm `ws` package of the integration tests
+# (scripts/test-env.sh installs it).
+WS_DIR="$ROOT/test/integration/websocket"
+if command -v node > /dev/null && [ -d "$ROOT/test/integration/node_modules/ws" ]; then
+  node "$WS_DIR/ws_upstream.js" > "$WORK/ws-up.out" 2>/dev/null &
+  WSUP_PID=$!
+  for _ in $(seq 100); do [ -s "$WORK/ws-up.out" ] && break; sleep 0.05; done
+  WSUP_PORT=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['port'])" "$WORK/ws-up.out")
+  WS_PORT=$(free_port)
+  cat > "$WORK/ws.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$WS_PORT", h2c: true } ]
+access_log: { path: "$WORK/ws-access.log" }
+clusters:
+  - { name: chat, endpoints: [ "127.0.0.1:$WSUP_PORT" ] }
+routes:
+  - match: { prefix: /chat/ }
+    proxy: { cluster: chat, websocket: true, max_message: 1m, ping_interval: 30s }
+    filters: [ { rewrite: { prefix: /chat/, replace: / } } ]
+EOF
+  "$BIN" -c "$WORK/ws.yaml" 2> "$WORK/ws.err" &
+  WS_PID=$!
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null && break; sleep 0.05; done
+  echo; echo "== part 4: WebSocket proxying: echo through Portico, then the upstream closes with 4002 =="
+  show node "$WS_DIR/ws_client.js" echo "ws://127.0.0.1:$WS_PORT/chat/echo"
+  show node "$WS_DIR/ws_client.js" uclose "ws://127.0.0.1:$WS_PORT/chat/close/4002"
+  echo "\$ (a raw client sends an unmasked frame: Portico closes with 1002)"
+  /usr/bin/python3 "$WS_DIR/ws_raw_demo.py" "$WS_PORT"
+  kill -TERM "$WS_PID" 2>/dev/null; wait "$WS_PID" 2>/dev/null || true
+  kill "$WSUP_PID" 2>/dev/null || true
+  echo; echo "== WebSocket sessions in the access log =="; grep "\"ws\":" "$WORK/ws-access.log" || true
 fi
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then

@@ -675,8 +675,9 @@ static void proxy_start(pt_req_t *req, const void *vconf)
         leave(ctx);
         return;
     }
-    if (pt_str_ieq(req->upgrade, PT_STR("websocket"))) {
-        /* Checked here, before anything goes upstream: version, key, Origin. */
+    if (conf->websocket && pt_str_ieq(req->upgrade, PT_STR("websocket"))) {
+        /* Checked here, before anything goes upstream: version, key, Origin.
+         * (`upgrade: [websocket]` without `websocket: true` stays a raw tunnel.) */
         ctx->is_ws = true;
         if (pt_ws_hs_check(req, &conf->web_origins, &ctx->ws_hs) != 0) {
             finish(ctx);

@@ -29,6 +29,8 @@ struct pt_wsp {
     pt_ws_t *u;                  /* facing the upstream (client role) */
     struct evbuffer *up_in;      /* upstream bytes not yet parsed */
     struct evbuffer *up_out;     /* framed bytes for the upstream, not yet pulled */
+    struct evbuffer *c_out;      /* framed bytes for the client, gathered during a run */
+    bool kick;                   /* up_out grew during a run: wake the upstream at its end */
     bool up_eof;                 /* the upstream connection ended */
     bool up_in_paused;           /* we told the call to stop delivering */
     bool up_shut;                /* nothing more goes upstream: read_body reports eof */
@@ -40,6 +42,57 @@ struct pt_wsp {
 };
 
 static void run_u(pt_wsp_t *p);
+
+/*
+ * Batching: a relayed frame is written as a header and then its payload, and
+ * pings or closes may follow. Writes to the client gather in c_out and go to
+ * the codec in one pt__resp_body per run; the upstream is woken once per run
+ * (its client sends at once when woken). Outside a run (timers) both happen
+ * right away.
+ */
+static bool in_run(const pt_wsp_t *p)
+{
+    return p->c_running || p->u_running;
+}
+
+static void flush_client(pt_wsp_t *p)
+{
+    size_t n = evbuffer_get_length(p->c_out);
+    if (n == 0)
+        return;
+    if (p->dead || p->resp_ended || p->req->resp_ended || p->req->aborted) {
+        evbuffer_drain(p->c_out, n);
+        return;
+    }
+    const void *d = evbuffer_pullup(p->c_out, -1);
+    pt__req_enter(p->req);
+    pt__resp_body(p->req, d, n, false);
+    evbuffer_drain(p->c_out, n);
+    pt__req_leave(p->req);
+}
+
+static void kick_upstream(pt_wsp_t *p)
+{
+    if (in_run(p)) {
+        p->kick = true;
+        return;
+    }
+    p->kick = false;
+    if (!p->dead)
+        p->io->up_kick(p->ud);
+}
+
+/* The end of a run: what was gathered goes out. */
+static void run_done(pt_wsp_t *p)
+{
+    if (in_run(p))
+        return;
+    flush_client(p);
+    if (p->kick && !p->dead) {
+        p->kick = false;
+        p->io->up_kick(p->ud);
+    }
+}
 
 static void run_c(pt_wsp_t *p)
 {
@@ -54,6 +107,7 @@ static void run_c(pt_wsp_t *p)
             pt_ws_on_readable(p->c);
     } while (p->c_again && !p->dead && !p->c_ended);
     p->c_running = false;
+    run_done(p);
 }
 
 static void run_u(pt_wsp_t *p)
@@ -69,6 +123,7 @@ static void run_u(pt_wsp_t *p)
             pt_ws_on_readable(p->u);
     } while (p->u_again && !p->dead && !p->u_ended);
     p->u_running = false;
+    run_done(p);
     /* Delivery was paused because up_in was full; it drained. */
     if (!p->dead && p->up_in_paused && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER &&
         !pt__resp_blocked(p->req)) {
@@ -84,6 +139,7 @@ static bool up_full(const pt_wsp_t *p)
 
 static void end_client_stream(pt_wsp_t *p)
 {
+    flush_client(p);
     if (p->resp_ended || p->req->resp_ended || p->req->aborted)
         return;
     p->resp_ended = true;
@@ -123,9 +179,20 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
     pt_wsp_t *p = ud;
     if (p->dead || p->resp_ended)
         return;
-    pt__req_enter(p->req);
-    pt__resp_body(p->req, data, len, false);
-    pt__req_leave(p->req);
+    if (evbuffer_add(p->c_out, data, len) != 0) {
+        fputs("portico: out of memory\n", stderr);
+        abort();
+    }
+    if (!in_run(p))
+        flush_client(p);
+}
+
+/* The client side is full: what we gathered counts as well. */
+static bool client_full(pt_wsp_t *p)
+{
+    if (evbuffer_get_length(p->c_out) >= PT_WSP_HIGH_WATER / 4)
+        flush_client(p);
+    return !p->dead && pt__resp_blocked(p->req);
 }
 
 static int c_frame_start(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
@@ -135,8 +202,7 @@ static int c_frame_start(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
         return PT_WS_GO; /* the upstream leg is over: what the client still sends is dropped */
     pt__req_enter(p->req);
     pt_ws_send_frame_begin(p->u, op, len, fin);
-    if (!p->dead)
-        p->io->up_kick(p->ud);
+    kick_upstream(p);
     int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
     return r;
@@ -149,8 +215,7 @@ static int c_data(void *ud, const uint8_t *data, size_t len)
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_frame_data(p->u, data, len);
-    if (!p->dead)
-        p->io->up_kick(p->ud);
+    kick_upstream(p);
     int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
     return r;
@@ -163,8 +228,7 @@ static int c_control(void *ud, pt_ws_opcode_t op, const uint8_t *data, size_t le
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_control(p->u, op, data, len);
-    if (!p->dead)
-        p->io->up_kick(p->ud);
+    kick_upstream(p);
     int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
     return r;
@@ -178,8 +242,7 @@ static void c_close(void *ud, uint16_t code, const char *reason, size_t len)
     pt__req_enter(p->req);
     if (!p->u_ended) {
         pt_ws_close(p->u, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
-        if (!p->dead)
-            p->io->up_kick(p->ud);
+        kick_upstream(p);
     } else {
         /* the upstream is gone already: answer the client ourselves */
         pt_ws_close(p->c, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
@@ -197,11 +260,17 @@ static void c_end(void *ud, pt_ws_end_t why)
     p->c_why = why;
     /* Our close (if any) is in the client's output: end the stream after it. */
     end_client_stream(p);
+    if (!p->u_ended && !p->dead && pt_ws_sending_frame(p->u)) {
+        /* Half a frame went upstream: no close frame can follow it. The
+         * upstream connection is closed instead (it sees 1006). */
+        p->u_ended = true;
+        p->u_why = PT_WS_END_EOF;
+        p->up_shut = true;
+    }
     if (!p->u_ended && !p->dead) {
         if (why != PT_WS_END_CLOSED)
             close_other(p->u, why, true);
-        if (!p->dead)
-            p->io->up_kick(p->ud);
+        kick_upstream(p);
     }
     maybe_done(p);
     pt__req_leave(p->req);
@@ -237,7 +306,7 @@ static int u_frame_start(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_frame_begin(p->c, op, len, fin);
-    int r = !p->dead && pt__resp_blocked(p->req) ? PT_WS_PAUSE : PT_WS_GO;
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
     return r;
 }
@@ -249,7 +318,7 @@ static int u_data(void *ud, const uint8_t *data, size_t len)
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_frame_data(p->c, data, len);
-    int r = !p->dead && pt__resp_blocked(p->req) ? PT_WS_PAUSE : PT_WS_GO;
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
     return r;
 }
@@ -261,7 +330,7 @@ static int u_control(void *ud, pt_ws_opcode_t op, const uint8_t *data, size_t le
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_control(p->c, op, data, len);
-    int r = !p->dead && pt__resp_blocked(p->req) ? PT_WS_PAUSE : PT_WS_GO;
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
     return r;
 }
@@ -276,8 +345,7 @@ static void u_close(void *ud, uint16_t code, const char *reason, size_t len)
         pt_ws_close(p->c, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
     else
         pt_ws_close(p->u, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
-    if (!p->dead)
-        p->io->up_kick(p->ud);
+    kick_upstream(p);
     pt__req_leave(p->req);
 }
 
@@ -290,8 +358,14 @@ static void u_end(void *ud, pt_ws_end_t why)
     p->u_ended = true;
     p->u_why = why;
     p->up_shut = true; /* after our close (already queued) nothing more goes up */
-    if (!p->dead)
-        p->io->up_kick(p->ud);
+    kick_upstream(p);
+    if (!p->c_ended && !p->dead && pt_ws_sending_frame(p->c)) {
+        /* Half a frame went to the client: reset its stream instead of a close. */
+        p->c_ended = true;
+        p->c_why = PT_WS_END_EOF;
+        p->resp_ended = true;
+        pt__resp_fail(p->req, PT_ERR_UPSTREAM, "upstream websocket ended mid-frame");
+    }
     if (!p->c_ended && !p->dead && why != PT_WS_END_CLOSED)
         close_other(p->c, why, false);
     maybe_done(p);
@@ -328,6 +402,7 @@ static void wsp_dispose(void *data)
     p->u = NULL;
     evbuffer_free(p->up_in);
     evbuffer_free(p->up_out);
+    evbuffer_free(p->c_out);
 }
 
 pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_t *io, void *ud)
@@ -354,7 +429,8 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
     p->u = pt_ws_new(req->worker->base, &o, &u_cbs, p);
     p->up_in = evbuffer_new();
     p->up_out = evbuffer_new();
-    if (p->up_in == NULL || p->up_out == NULL) {
+    p->c_out = evbuffer_new();
+    if (p->up_in == NULL || p->up_out == NULL || p->c_out == NULL) {
         fputs("portico: out of memory\n", stderr);
         abort();
     }
@@ -362,6 +438,7 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
         pt_ws_free(p->u);
         evbuffer_free(p->up_in);
         evbuffer_free(p->up_out);
+        evbuffer_free(p->c_out);
         p->dead = true;
         return NULL;
     }

@@ -14,20 +14,10 @@
 
 #include "httprule_internal.h"
 #include "portico/transcoder/httprule.h"
+#include "portico/transcoder/wkt.h"
 
 /* ------------------------------------------------------------------------ */
 /* Request                                                                  */
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* application/x-www-form-urlencoded decoding; -1 on a malformed escape. */
 static long form_decode(const char *s, size_t n, char *out)
@@ -40,7 +30,7 @@ static long form_decode(const char *s, size_t n, char *out)
         } else if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+            int h = pt_hexval((unsigned char)s[i + 1]), l = pt_hexval((unsigned char)s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             out[o++] = (char)(h * 16 + l);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "portico/transcoder/xerr.h"
+#include "portico/transcoder/wkt.h"
 
 enum {
     ST_VALUE,       /* a value must come (start, after ':' or ',' in an array) */
@@ -103,22 +104,12 @@ static inline uint64_t swar_special(uint64_t x)
     return r & HIGHS;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Reads 4 hex digits at p (caller checked 4 bytes are available). */
 static int hex4(const char *p)
 {
     int v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
+        int h = pt_hexval((unsigned char)p[i]);
         if (h < 0)
             return -1;
         v = (v << 4) | h;

@@ -13,6 +13,7 @@
  * exponential, and the recursion depth by PT_PATHTMPL_MAX_SEGMENTS.
  */
 #include "portico/transcoder/pathtmpl.h"
+#include "portico/transcoder/wkt.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,17 +31,6 @@ static bool is_sub_delim(unsigned char c)
 {
     return c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '+' ||
            c == ',' || c == ';' || c == '=';
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static const char HEX[] = "0123456789ABCDEF";
@@ -61,7 +51,7 @@ static long normalize_seg(const char *s, size_t n, char *out)
         }
         if (i + 2 >= n)
             return -1;
-        int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+        int h = pt_hexval((unsigned char)s[i + 1]), l = pt_hexval((unsigned char)s[i + 2]);
         if (h < 0 || l < 0)
             return -1;
         unsigned char d = (unsigned char)(h * 16 + l);
@@ -655,7 +645,7 @@ static long decode_value(const char *s, size_t n, bool multi, bool allow_slash, 
             continue;
         }
         /* normalize_seg() validated every escape already */
-        int d = hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]);
+        int d = pt_hexval((unsigned char)s[i + 1]) * 16 + pt_hexval((unsigned char)s[i + 2]);
         if (d == '/') {
             if (multi) {
                 memcpy(out + o, "%2F", 3); // NOLINT(bugprone-not-null-terminated-result): fragment of out

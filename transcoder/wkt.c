@@ -134,38 +134,36 @@ fail:
 
 /* ---- base64 ------------------------------------------------------------------- */
 
-int pt_base64_encode(pt_xbuf_t *out, const uint8_t *p, size_t n)
+size_t pt_base64_encode_to(char *out, const uint8_t *p, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (n > (SIZE_MAX / 4) * 3 - 3)
-        return PT_XERR_LIMIT;
-    size_t olen = (n + 2) / 3 * 4;
-    int rc = pt_xbuf_reserve(out, olen);
-    if (rc != 0)
-        return rc;
-    uint8_t *o = out->data + out->len;
+    char *o = out;
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = (uint8_t)tab[v >> 18];
-        *o++ = (uint8_t)tab[(v >> 12) & 63];
-        *o++ = (uint8_t)tab[(v >> 6) & 63];
-        *o++ = (uint8_t)tab[v & 63];
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = tab[(v >> 6) & 63];
+        *o++ = tab[v & 63];
     }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        *o++ = (uint8_t)tab[v >> 18];
-        *o++ = (uint8_t)tab[(v >> 12) & 63];
-        *o++ = '=';
-        *o++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        *o++ = (uint8_t)tab[v >> 18];
-        *o++ = (uint8_t)tab[(v >> 12) & 63];
-        *o++ = (uint8_t)tab[(v >> 6) & 63];
+    if (i < n) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+        *o++ = tab[v >> 18];
+        *o++ = tab[(v >> 12) & 63];
+        *o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
         *o++ = '=';
     }
-    out->len += olen;
+    return (size_t)(o - out);
+}
+
+int pt_base64_encode(pt_xbuf_t *out, const uint8_t *p, size_t n)
+{
+    if (n > (SIZE_MAX / 4) * 3 - 3)
+        return PT_XERR_LIMIT;
+    int rc = pt_xbuf_reserve(out, PT_BASE64_ENCODED_LEN(n));
+    if (rc != 0)
+        return rc;
+    out->len += pt_base64_encode_to((char *)out->data + out->len, p, n);
     return 0;
 }
 
@@ -185,27 +183,24 @@ static int b64_val(uint8_t c)
     return 64;
 }
 
-int pt_base64_decode(pt_xbuf_t *out, const char *str, size_t n)
+long pt_base64_decode_to(uint8_t *out, const char *str, size_t n)
 {
     const uint8_t *s = (const uint8_t *)str;
     size_t pad = 0;
     while (pad < n && pad < 3 && s[n - 1 - pad] == '=')
         pad++;
     if (pad > 0 && (pad > 2 || n % 4 != 0))
-        return PT_XERR_INVALID;
+        return -1;
     size_t m = n - pad; /* significant characters */
     if (m % 4 == 1)
-        return PT_XERR_INVALID;
-    int rc = pt_xbuf_reserve(out, m / 4 * 3 + 2);
-    if (rc != 0)
-        return rc;
-    uint8_t *o = out->data + out->len;
+        return -1;
+    uint8_t *o = out;
     uint32_t acc = 0;
     size_t bits = 0;
     for (size_t i = 0; i < m; i++) {
         int v = b64_val(s[i]);
         if (v == 64)
-            return PT_XERR_INVALID;
+            return -1;
         acc = acc << 6 | (uint32_t)v;
         bits += 6;
         if (bits >= 8) {
@@ -214,7 +209,21 @@ int pt_base64_decode(pt_xbuf_t *out, const char *str, size_t n)
             acc &= (1u << bits) - 1;
         }
     }
-    out->len = (size_t)(o - out->data);
+    return (long)(o - out);
+}
+
+int pt_base64_decode(pt_xbuf_t *out, const char *s, size_t n)
+{
+    size_t m = n; /* without its padding: what decodes to bytes */
+    while (m > 0 && n - m < 2 && s[m - 1] == '=')
+        m--;
+    int rc = pt_xbuf_reserve(out, PT_BASE64_DECODED_MAX(m));
+    if (rc != 0)
+        return rc;
+    long got = pt_base64_decode_to(out->data + out->len, s, n);
+    if (got < 0)
+        return PT_XERR_INVALID;
+    out->len += (size_t)got;
     return 0;
 }
 

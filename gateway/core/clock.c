@@ -1,9 +1,8 @@
 /*
- * clock.c -- monotonic clocks (worker.h). CLOCK_MONOTONIC everywhere, so a
- * wall-clock jump never disturbs timeouts or rate-limit buckets (UP-10).
+ * clock.c -- monotonic clocks (clock.h).
  */
 #include <time.h>
-#include "net/worker.h"
+#include "core/clock.h"
 
 uint64_t pt_now_ns(void)
 {

@@ -6,7 +6,9 @@
  * (`proxy: { cluster: web }`). At request time it is started once; from then
  * on it owns the exchange until it calls pt__req_handler_done(). It produces
  * the response with pt__resp_head()/pt__resp_body() (request.h) and reads the
- * request body with pt__req_body_read().
+ * request body with pt__req_body_read(). The rules of that ownership (the
+ * enter/leave bracket around upstream and timer callbacks, finish once) and
+ * their helpers are in core/handler_lifetime.h; every handler uses them.
  */
 #ifndef PT_GATEWAY_HANDLER_H
 #define PT_GATEWAY_HANDLER_H

@@ -58,8 +58,10 @@
 #include <strings.h>
 
 #include "core/handler.h"
+#include "core/handler_lifetime.h"
 #include "observe/observe.h"
 #include "portico/status.h"
+#include "portico/transcoder/wkt.h"
 
 /* Bytes read from the request body queue per pt__req_body_read() call. */
 #define BODY_CHUNK 16384
@@ -121,20 +123,6 @@ static char *lower_dup(pt_conf_cx_t *cx, const char *s)
     return d;
 }
 
-/* Header names Portico or gRPC own: never forwarded as metadata. */
-static bool reserved_md(const char *n)
-{
-    static const char *const names[] = {"content-type", "te", "host", "connection",
-                                        "transfer-encoding", "content-length", "user-agent",
-                                        "keep-alive", "upgrade", "proxy-connection", NULL};
-    if (n[0] == ':' || strncmp(n, "grpc-", 5) == 0)
-        return true;
-    for (size_t i = 0; names[i] != NULL; i++)
-        if (strcmp(n, names[i]) == 0)
-            return true;
-    return false;
-}
-
 static int grpc_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf)
 {
     pt_grpc_conf_t *conf = vconf;
@@ -167,7 +155,7 @@ static int grpc_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *v
                     pt_conf_error(cx, at, "metadata.forward: bad header name '%s'", n);
                     continue;
                 }
-                if (reserved_md(n)) {
+                if (pt__grpc_md_reserved(n)) {
                     pt_conf_error(cx, at,
                                   "metadata.forward: '%s' is reserved (gRPC or HTTP framing)", n);
                     continue;
@@ -274,78 +262,6 @@ static void grpc_conf_dispose(void *vconf)
     conf->table = NULL;
 }
 
-/* ---- shared helpers (grpc.h) ------------------------------------------------ */
-
-static bool md_allowed(const pt_grpc_conf_t *conf, pt_str_t name)
-{
-    for (size_t i = 0; i < conf->md_forward_cnt; i++) {
-        const char *f = conf->md_forward[i];
-        size_t fl = strlen(f);
-        if (fl > 0 && f[fl - 1] == '*') {
-            if (name.len >= fl - 1 && memcmp(name.base, f, fl - 1) == 0)
-                return true;
-        } else if (name.len == fl && memcmp(name.base, f, fl) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t **md, size_t *cnt,
-                        pt_str_t *bad)
-{
-    const pt_headers_t *h = &req->headers;
-    pt_header_t *v = pt_arena_alloc(req->arena, (h->cnt + 1) * sizeof(*v));
-    if (v == NULL)
-        return PT_ERR_LIMIT;
-    size_t n = 0;
-    bool want_id = md_allowed(conf, PT_STR("x-request-id"));
-    for (size_t i = 0; i < h->cnt; i++) {
-        pt_str_t name = h->v[i].name, value = h->v[i].value;
-        if (pt_str_eq(name, PT_STR("x-request-id")) || !md_allowed(conf, name))
-            continue;
-        char nz[64];
-        if (name.len < sizeof(nz)) {
-            memcpy(nz, name.base, name.len);
-            nz[name.len] = '\0';
-            if (reserved_md(nz))
-                continue;
-        }
-        if (pt_str_has_isuffix(name, PT_STR("-bin"))) {
-            uint8_t *raw = pt_arena_alloc(req->arena, value.len / 4 * 3 + 3);
-            if (raw == NULL)
-                return PT_ERR_LIMIT;
-            long dl = pt__grpc_b64_decode(value.base, value.len, raw);
-            if (dl < 0)
-                continue; /* not base64: not forwardable */
-            value = (pt_str_t){(const char *)raw, (size_t)dl};
-        } else if (!pt_grpc_md_valid(name, value)) {
-            *bad = name; /* refused, not dropped: see pt_grpc_md_valid (issue 14) */
-            return PT_ERR_INVALID;
-        }
-        v[n++] = (pt_header_t){name, value};
-    }
-    if (want_id && req->request_id.len > 0)
-        v[n++] = (pt_header_t){PT_STR("x-request-id"), req->request_id};
-    *md = v;
-    *cnt = n;
-    return 0;
-}
-
-uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf)
-{
-    uint64_t ms = conf->timeout_ms;
-    if (ms == 0 && req->route.route != NULL)
-        ms = req->route.route->timeout_ms;
-    if (ms == 0)
-        ms = conf->cluster->timeout_ms;
-    uint64_t client;
-    pt_str_t gt = pt_headers_get(&req->headers, PT_STR("grpc-timeout"));
-    if (gt.base != NULL && pt_grpc_timeout_parse(gt, &client) == 0 && (ms == 0 || client < ms))
-        ms = client;
-    return ms != 0 ? ms : 1;
-}
-
 /* ---- per-request state ---------------------------------------------------------- */
 
 typedef struct rest_ctx {
@@ -374,28 +290,7 @@ typedef struct rest_ctx {
     bool send_busy;
     bool closed;             /* half-close sent */
     bool call_done;
-    bool finished;           /* pt__req_handler_done was called */
 } rest_ctx_t;
-
-static void finish(rest_ctx_t *ctx)
-{
-    if (ctx->finished)
-        return;
-    ctx->finished = true;
-    pt__req_handler_done(ctx->req); /* frees req and ctx unless inside enter()/leave() */
-}
-
-/* A callback from the upstream or a timer starts: req and ctx stay valid until leave(). */
-static void enter(rest_ctx_t *ctx)
-{
-    pt__req_enter(ctx->req);
-}
-
-/* Ends such a callback; req and ctx may be gone afterwards. */
-static void leave(rest_ctx_t *ctx)
-{
-    pt__req_leave(ctx->req);
-}
 
 static void stop_call(rest_ctx_t *ctx)
 {
@@ -420,12 +315,7 @@ static void on_client_abort(void *data)
 {
     rest_ctx_t *ctx = data;
     stop_call(ctx);
-    finish(ctx);
-}
-
-static bool gone(const rest_ctx_t *ctx)
-{
-    return ctx->req->aborted || ctx->req->resp_ended;
+    pt_handler_finish(ctx->req);
 }
 
 /* ---- answers ------------------------------------------------------------------ */
@@ -496,10 +386,10 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
         memcpy(name + prefix.len, k.base, k.len);
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
-            char *b = pt_arena_alloc(req->arena, (v.len + 2) / 3 * 4 + 1);
+            char *b = pt_arena_alloc(req->arena, PT_BASE64_ENCODED_LEN(v.len) + 1);
             if (b == NULL)
                 return;
-            v = (pt_str_t){b, pt__grpc_b64_encode((const uint8_t *)v.base, v.len, b)};
+            v = (pt_str_t){b, pt_base64_encode_to(b, (const uint8_t *)v.base, v.len)};
             pt_headers_add_nocopy(dst, n, v);
         } else if (pt_header_value_valid(v)) {
             pt_headers_add(dst, n, v); /* copied: the slices die with the callback */
@@ -676,7 +566,7 @@ static void up_on_headers(void *ud, const pt_header_t *md, size_t cnt)
 
 static void request_next(rest_ctx_t *ctx)
 {
-    if (ctx->call == NULL || gone(ctx))
+    if (ctx->call == NULL || pt_handler_gone(ctx->req))
         return;
     if (pt__resp_blocked(ctx->req)) {
         ctx->want_recv = true; /* on_writable resumes */
@@ -692,7 +582,7 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
     pt_req_t *req = ctx->req;
     if (data == NULL || ctx->bad_response)
         return; /* end of stream: on_done follows */
-    enter(ctx);
+    pt_handler_enter(req);
     pt_xbuf_t *out = &ctx->out;
     pt_xbuf_reset(out);
     pt_httprule_str_t ct = {0};
@@ -713,49 +603,49 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
             stop_call(ctx);
             stream_fail(ctx, (const uint8_t *)err, sizeof(err) - 1);
         }
-        finish(ctx);
-        leave(ctx);
+        pt_handler_finish(req);
+        pt_handler_leave(req);
         return;
     }
     if (!ctx->stream_resp) {
         ctx->got_message = true;
         ctx->out_type = raw_body(ctx) ? raw_type(ctx, ct) : PT_STR("application/json");
-        leave(ctx);
+        pt_handler_leave(req);
         return;
     }
     if (raw_body(ctx)) {
         /* HttpBody stream: the first message's type for all, bytes unframed */
         if (!req->resp_started)
             raw_stream_head(ctx, raw_type(ctx, ct));
-        if (!gone(ctx) && out->len != 0)
+        if (!pt_handler_gone(req) && out->len != 0)
             pt__resp_body(req, out->data, out->len, false);
         ctx->msgs_out++;
     } else {
         if (!req->resp_started)
             stream_head(ctx);
-        if (!gone(ctx))
+        if (!pt_handler_gone(req))
             stream_write(ctx, out->data, out->len, false, false);
     }
-    if (gone(ctx)) {
+    if (pt_handler_gone(req)) {
         stop_call(ctx);
-        finish(ctx);
+        pt_handler_finish(req);
     } else {
         request_next(ctx);
     }
-    leave(ctx);
+    pt_handler_leave(req);
 }
 
 static void up_on_done(void *ud, const pt_grpc_status_t *st)
 {
     rest_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     ctx->call = NULL; /* freed by the upstream layer after we return */
     ctx->call_done = true;
     req->upstream_ns = pt_now_ns() - ctx->t0_ns;
-    if (gone(ctx) || ctx->bad_response) {
-        finish(ctx);
-        leave(ctx);
+    if (pt_handler_gone(req) || ctx->bad_response) {
+        pt_handler_finish(req);
+        pt_handler_leave(req);
         return;
     }
     int code = st->code;
@@ -815,8 +705,8 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
             stream_end(ctx);
         }
     }
-    finish(ctx);
-    leave(ctx);
+    pt_handler_finish(req);
+    pt_handler_leave(req);
 }
 
 /* ---- client streaming: NDJSON request body -> messages ---------------------------- */
@@ -826,11 +716,11 @@ static void pump_body(rest_ctx_t *ctx);
 static void up_on_sent(void *ud, bool ok)
 {
     rest_ctx_t *ctx = ud;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     ctx->send_busy = false;
     if (ok && ctx->stream_req) /* unary requests were sent and closed by start_call */
         pump_body(ctx);
-    leave(ctx);
+    pt_handler_leave(ctx->req);
 }
 
 static bool is_blank(const uint8_t *p, size_t n)
@@ -862,7 +752,7 @@ static void line_failed(rest_ctx_t *ctx, int http, int code, const char *msg,
             pt__resp_fail(req, PT_ERR_NOMEM, "cannot render the error");
         pt_xbuf_dispose(&b);
     }
-    finish(ctx);
+    pt_handler_finish(req);
 }
 
 /* A request line did not convert. */
@@ -952,11 +842,11 @@ static void pump_raw(rest_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
     const char *ctz = content_type_z(ctx);
-    while (ctx->call != NULL && !ctx->send_busy && !ctx->closed && !gone(ctx)) {
+    while (ctx->call != NULL && !ctx->send_busy && !ctx->closed && !pt_handler_gone(req)) {
         char buf[BODY_CHUNK];
         bool eof = false;
         size_t n = pt__req_body_read(req, buf, sizeof(buf), &eof);
-        if (gone(ctx)) /* a request-body filter failed and answered */
+        if (pt_handler_gone(req)) /* a request-body filter failed and answered */
             return;
         if (n == 0 && !eof)
             return; /* on_body resumes */
@@ -1003,7 +893,7 @@ static void pump_body(rest_ctx_t *ctx)
         pump_raw(ctx);
         return;
     }
-    while (ctx->call != NULL && !ctx->send_busy && !ctx->closed && !gone(ctx)) {
+    while (ctx->call != NULL && !ctx->send_busy && !ctx->closed && !pt_handler_gone(req)) {
         pt_xbuf_t *in = &ctx->in;
         uint8_t *nl = in->len != 0 ? memchr(in->data, '\n', in->len) : NULL;
         size_t line_len = nl != NULL ? (size_t)(nl - in->data) : in->len;
@@ -1018,7 +908,7 @@ static void pump_body(rest_ctx_t *ctx)
                 return;
             }
             size_t n = pt__req_body_read(req, buf, room < sizeof(buf) ? room : sizeof(buf), &eof);
-            if (gone(ctx)) /* a request-body filter failed and answered */
+            if (pt_handler_gone(req)) /* a request-body filter failed and answered */
                 break;
             if (n != 0 && pt_xbuf_append(in, buf, n) != 0) {
                 line_too_large(ctx);
@@ -1128,12 +1018,12 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         req->fail_status = PT_ERR_INVALID;
         req->fail_reason = "request header not valid as gRPC metadata";
         reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT, m != NULL ? m : "invalid metadata", NULL);
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     if (mrc != 0) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large");
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     const char *full = ctx->method->full_name; /* "pkg.Svc.Method" -> "/pkg.Svc/Method" */
@@ -1141,7 +1031,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
     char *path = pt_arena_alloc(req->arena, fl + 2);
     if (path == NULL) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large");
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     path[0] = '/';
@@ -1171,7 +1061,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         reply_status(ctx, pt_status_http(rc), pt_status_grpc(rc),
                      rc == PT_ERR_UNAVAILABLE ? "no upstream available" : "upstream call failed",
                      NULL);
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     const char *ep = pt_grpc_call_endpoint(ctx->call);
@@ -1192,7 +1082,7 @@ static void body_complete(rest_ctx_t *ctx)
     pt_xerrs_t *errs = pt_arena_alloc(req->arena, sizeof(*errs));
     if (errs == NULL) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large");
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     pt_xerrs_clear(errs);
@@ -1221,7 +1111,7 @@ static void body_complete(rest_ctx_t *ctx)
             req->fail_reason = "request does not match the method's input";
             reply_status(ctx, 400, PT_GRPC_INVALID_ARGUMENT, NULL, errs);
         }
-        finish(ctx);
+        pt_handler_finish(req);
         return;
     }
     start_call(ctx, true);
@@ -1231,15 +1121,15 @@ static void body_complete(rest_ctx_t *ctx)
 static void read_body(rest_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
-    while (!ctx->body_eof && !gone(ctx)) {
+    while (!ctx->body_eof && !pt_handler_gone(req)) {
         char buf[BODY_CHUNK];
         bool eof = false;
         size_t n = pt__req_body_read(req, buf, sizeof(buf), &eof);
-        if (gone(ctx))
+        if (pt_handler_gone(req))
             break;
         if (n != 0 && pt_xbuf_append(&ctx->in, buf, n) != 0) {
             reply_status(ctx, 413, PT_GRPC_RESOURCE_EXHAUSTED, "request body too large", NULL);
-            finish(ctx);
+            pt_handler_finish(req);
             return;
         }
         if (eof) {
@@ -1250,8 +1140,8 @@ static void read_body(rest_ctx_t *ctx)
         if (n == 0)
             return; /* on_body resumes */
     }
-    if (gone(ctx))
-        finish(ctx);
+    if (pt_handler_gone(req))
+        pt_handler_finish(req);
 }
 
 /* ---- dispatch of the REST part ---------------------------------------------------- */
@@ -1259,26 +1149,26 @@ static void read_body(rest_ctx_t *ctx)
 static void rest_on_body(pt_req_t *req)
 {
     rest_ctx_t *ctx = (rest_ctx_t *)req->handler_ctx;
-    if (ctx->finished)
+    if (pt_handler_finished(ctx->req))
         return;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     if (ctx->stream_req) {
         if (ctx->call != NULL)
             pump_body(ctx);
     } else if (!ctx->body_eof) {
         read_body(ctx);
     }
-    leave(ctx);
+    pt_handler_leave(ctx->req);
 }
 
 static void rest_on_writable(pt_req_t *req)
 {
     rest_ctx_t *ctx = (rest_ctx_t *)req->handler_ctx;
-    if (ctx->finished || !ctx->want_recv)
+    if (pt_handler_finished(ctx->req) || !ctx->want_recv)
         return;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     request_next(ctx);
-    leave(ctx);
+    pt_handler_leave(ctx->req);
 }
 
 static void allow_header(pt_req_t *req, unsigned bits)
@@ -1325,7 +1215,7 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     pt_xbuf_init(&ctx->frame, NULL);
     pt_headers_init(&ctx->up_headers, req->arena);
     req->handler_ctx = ctx;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     if (pt_req_on_abort(req, on_client_abort, ctx) != 0) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
         goto done;
@@ -1401,16 +1291,16 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
             goto done;
         }
         start_call(ctx, false);
-        if (!ctx->finished && ctx->call != NULL)
+        if (!pt_handler_finished(ctx->req) && ctx->call != NULL)
             pump_body(ctx);
     } else {
         read_body(ctx);
     }
-    leave(ctx);
+    pt_handler_leave(ctx->req);
     return;
 done: /* answered locally */
-    finish(ctx);
-    leave(ctx);
+    pt_handler_finish(ctx->req);
+    pt_handler_leave(ctx->req);
 }
 
 /* ---- the handler ------------------------------------------------------------------------ */

@@ -20,6 +20,10 @@
  * on_writable entry points (the route has one handler_def) forward to the
  * functions found there. A part that does not need one leaves it NULL.
  *
+ * What the parts share about a request (metadata, deadline) is in
+ * handlers/grpc_md.c, below both: grpc.c calls grpc_native.c and
+ * grpc_md.c, grpc_native.c calls grpc_md.c, never the other way.
+ *
  * Everything in pt_grpc_conf_t is built at load time (check_conf) and is
  * read-only afterwards. All three parts reach the cluster through the one
  * upstream primitive (upstream/call.h), the REST part through the message
@@ -102,6 +106,9 @@ void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 
 /** gRPC-Web (content-type application/grpc-web*); contract as above. */
 void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf);
+
+/** Header names Portico or gRPC own (":*", "grpc-*", hop-by-hop, ...): never metadata. */
+bool pt__grpc_md_reserved(const char *name);
 
 /**
  * A WebSocket handshake (req->upgrade "websocket") on a path bound to a

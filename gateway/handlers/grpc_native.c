@@ -47,11 +47,13 @@
 #include <string.h>
 
 #include "core/handler.h"
+#include "core/handler_lifetime.h"
 #include "handlers/grpc.h"
 #include "observe/observe.h"
 #include "upstream/call.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
+#include "portico/transcoder/wkt.h"
 
 #define DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
 #define TEXT_CHUNK 16384 /* base64 characters decoded per step */
@@ -86,44 +88,7 @@ typedef struct gn_ctx {
     uint8_t b64_len;
     uint8_t dec[8];           /* text mode: decoded bytes that did not fit the last read */
     uint8_t dec_len;
-    bool finished;           /* pt__req_handler_done was called */
 } gn_ctx_t;
-
-/* ---- lifetime: callbacks bracketed with pt__req_enter/leave (request.h) ---------- */
-
-static void finish(gn_ctx_t *ctx)
-{
-    if (ctx->finished)
-        return;
-    ctx->finished = true;
-    pt__req_handler_done(ctx->req); /* frees req and ctx unless inside enter()/leave() */
-}
-
-/* A callback from the upstream or a timer starts: req and ctx stay valid until leave(). */
-static void enter(gn_ctx_t *ctx)
-{
-    pt__req_enter(ctx->req);
-}
-
-/* Ends such a callback; req and ctx may be gone afterwards. */
-static void leave(gn_ctx_t *ctx)
-{
-    pt__req_leave(ctx->req);
-}
-
-static void cancel_call(gn_ctx_t *ctx)
-{
-    if (ctx->call != NULL) {
-        pt_upcall_t *c = ctx->call;
-        ctx->call = NULL;
-        pt_upcall_cancel(c);
-    }
-}
-
-static bool gone(const pt_req_t *req)
-{
-    return req->resp_ended || req->aborted;
-}
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
@@ -212,7 +177,7 @@ static pt_str_t cors_origin(const pt_req_t *req, const pt_grpc_conf_t *conf)
 static void emit(gn_ctx_t *ctx, const void *data, size_t len)
 {
     pt_req_t *req = ctx->req;
-    if (len == 0 || gone(req))
+    if (len == 0 || pt_handler_gone(req))
         return;
     if (!ctx->text) {
         pt__resp_body(req, data, len, false);
@@ -220,9 +185,9 @@ static void emit(gn_ctx_t *ctx, const void *data, size_t len)
     }
     const uint8_t *p = data;
     char out[4 * 1024];
-    while (len > 0 && !gone(req)) {
+    while (len > 0 && !pt_handler_gone(req)) {
         size_t n = len > 3 * 1024 ? 3 * 1024 : len; /* whole triplets but at the very end */
-        size_t o = pt__grpc_b64_encode(p, n, out);
+        size_t o = pt_base64_encode_to(out, p, n);
         pt__resp_body(req, out, o, false);
         p += n;
         len -= n;
@@ -276,7 +241,7 @@ static void emit_web_trailers(gn_ctx_t *ctx, const pt_header_t *t, size_t cnt)
 static void send_status(gn_ctx_t *ctx, int code, const char *msg)
 {
     pt_req_t *req = ctx->req;
-    if (gone(req))
+    if (pt_handler_gone(req))
         return;
     pt_arena_t *a = req->arena;
     pt_header_t st[2] = {{PT_STR("grpc-status"), code_str(a, code)},
@@ -293,7 +258,7 @@ static void send_status(gn_ctx_t *ctx, int code, const char *msg)
         if (ctx->web)
             add_cors(ctx, &req->resp_headers, PT_STR(EXPOSE_BASE));
         send_head(ctx);
-        if (!gone(req))
+        if (!pt_handler_gone(req))
             pt__resp_body(req, NULL, 0, true);
         return;
     }
@@ -303,7 +268,7 @@ static void send_status(gn_ctx_t *ctx, int code, const char *msg)
         for (size_t i = 0; i < stcnt; i++)
             pt_headers_add_nocopy(&req->resp_trailers, st[i].name, st[i].value);
     }
-    if (!gone(req))
+    if (!pt_handler_gone(req))
         pt__resp_body(req, NULL, 0, true);
 }
 
@@ -334,42 +299,6 @@ static bool scan_in(gn_ctx_t *ctx, const uint8_t *p, size_t len)
     return true;
 }
 
-static int b64val(unsigned char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+' || ch == '-')
-        return 62;
-    if (ch == '/' || ch == '_')
-        return 63;
-    if (ch == '=')
-        return 64;
-    return -1;
-}
-
-/* Decodes one quad (padding allowed at its end) into `o`; returns bytes, or -1. */
-static int quad(const char *q, uint8_t *o)
-{
-    int v[4];
-    for (int i = 0; i < 4; i++)
-        if ((v[i] = b64val((unsigned char)q[i])) < 0)
-            return -1;
-    if (v[0] == 64 || v[1] == 64 || (v[2] == 64 && v[3] != 64))
-        return -1;
-    o[0] = (uint8_t)((v[0] << 2) | (v[1] >> 4));
-    if (v[2] == 64)
-        return 1;
-    o[1] = (uint8_t)(((v[1] & 15) << 4) | (v[2] >> 2));
-    if (v[3] == 64)
-        return 2;
-    o[2] = (uint8_t)(((v[2] & 3) << 6) | v[3]);
-    return 3;
-}
-
 /* Text mode: reads base64 from the request queue, decodes into `buf` (at most `max`). */
 static size_t read_text(gn_ctx_t *ctx, char *buf, size_t max, bool *eof, bool *bad)
 {
@@ -387,7 +316,7 @@ static size_t read_text(gn_ctx_t *ctx, char *buf, size_t max, bool *eof, bool *b
             want = sizeof(in);
         bool e = false;
         size_t n = pt__req_body_read(req, in, want, &e);
-        if (gone(req))
+        if (pt_handler_gone(req))
             return 0;
         for (size_t i = 0; i < n; i++) {
             char ch = in[i];
@@ -397,13 +326,13 @@ static size_t read_text(gn_ctx_t *ctx, char *buf, size_t max, bool *eof, bool *b
             if (ctx->b64_len < 4)
                 continue;
             ctx->b64_len = 0;
-            uint8_t q[3];
-            int k = quad(ctx->b64, q);
+            uint8_t q[PT_BASE64_DECODED_MAX(4)];
+            long k = pt_base64_decode_to(q, ctx->b64, 4); /* each quad may end padded */
             if (k < 0) {
                 *bad = true;
                 return 0;
             }
-            for (int j = 0; j < k; j++) {
+            for (long j = 0; j < k; j++) {
                 if (out < max)
                     buf[out++] = (char)q[j];
                 else
@@ -428,7 +357,7 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
 {
     gn_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     size_t n;
     bool bad = false;
     if (ctx->text) {
@@ -436,26 +365,26 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
     } else {
         n = pt__req_body_read(req, buf, max, eof);
     }
-    if (gone(req)) {
+    if (pt_handler_gone(req)) {
         /* a request-body filter answered: the upstream must not see a clean end */
         *eof = false;
         n = 0;
-        cancel_call(ctx);
-        finish(ctx);
+        pt_upcall_stop(&ctx->call);
+        pt_handler_finish(req);
     } else if (bad) {
         *eof = false;
         n = 0;
-        cancel_call(ctx);
+        pt_upcall_stop(&ctx->call);
         send_status(ctx, PT_GRPC_INTERNAL, "invalid base64 in grpc-web-text request");
-        finish(ctx);
+        pt_handler_finish(req);
     } else if (!scan_in(ctx, (const uint8_t *)buf, n)) {
         *eof = false;
         n = 0;
-        cancel_call(ctx);
+        pt_upcall_stop(&ctx->call);
         send_status(ctx, PT_GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit");
-        finish(ctx);
+        pt_handler_finish(req);
     }
-    leave(ctx);
+    pt_handler_leave(req);
     return n;
 }
 
@@ -474,18 +403,18 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
 {
     gn_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     note_upstream(ctx);
     if (status != 200) {
         bool has_status = false;
         for (size_t i = 0; i < cnt; i++)
             has_status |= pt_str_eq(h[i].name, PT_STR("grpc-status"));
         if (!has_status) {
-            cancel_call(ctx);
+            pt_upcall_stop(&ctx->call);
             char *m = pt_arena_printf(req->arena, "upstream answered HTTP %d", status);
             send_status(ctx, pt_grpc_code_from_http(status), m != NULL ? m : "upstream HTTP error");
-            finish(ctx);
-            leave(ctx);
+            pt_handler_finish(req);
+            pt_handler_leave(req);
             return;
         }
     }
@@ -514,10 +443,10 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         if (ctx->web)
             expose_len += n.len + 2;
         if (pt_headers_add(&req->resp_headers, n, v) != 0) {
-            cancel_call(ctx);
+            pt_upcall_stop(&ctx->call);
             pt__resp_fail(req, PT_ERR_UPSTREAM, "upstream response headers too large");
-            finish(ctx);
-            leave(ctx);
+            pt_handler_finish(req);
+            pt_handler_leave(req);
             return;
         }
     }
@@ -547,12 +476,12 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         ctx->head_held = true;
     } else {
         send_head(ctx);
-        if (gone(req)) {
-            cancel_call(ctx);
-            finish(ctx);
+        if (pt_handler_gone(req)) {
+            pt_upcall_stop(&ctx->call);
+            pt_handler_finish(req);
         }
     }
-    leave(ctx);
+    pt_handler_leave(req);
 }
 
 /* Checks one response prefix; returns 0 or the gRPC code to fail with. */
@@ -619,26 +548,26 @@ static bool up_on_data(void *ud, const char *data, size_t len)
 {
     gn_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     if (ctx->head_held) /* a body after a head with grpc-status: pass the head on after all */
         send_head(ctx);
-    int bad = gone(req) ? 0 : forward_out(ctx, (const uint8_t *)data, len);
+    int bad = pt_handler_gone(req) ? 0 : forward_out(ctx, (const uint8_t *)data, len);
     bool more;
-    if (gone(req)) {
-        cancel_call(ctx);
-        finish(ctx);
+    if (pt_handler_gone(req)) {
+        pt_upcall_stop(&ctx->call);
+        pt_handler_finish(req);
         more = false;
     } else if (bad != 0) {
-        cancel_call(ctx);
+        pt_upcall_stop(&ctx->call);
         send_status(ctx, bad,
                     bad == PT_GRPC_RESOURCE_EXHAUSTED ? "response message larger than the limit"
                                                       : "bad message framing from upstream");
-        finish(ctx);
+        pt_handler_finish(req);
         more = false;
     } else {
         more = !pt__resp_blocked(req);
     }
-    leave(ctx);
+    pt_handler_leave(req);
     return more;
 }
 
@@ -646,14 +575,14 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
 {
     gn_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     note_upstream(ctx);
     ctx->call = NULL;
-    if (gone(req)) {
+    if (pt_handler_gone(req)) {
         /* answered already (a limit, a filter) */
     } else if (st == 0 && ctx->head_held) {
         send_head(ctx); /* Trailers-Only */
-        if (!gone(req))
+        if (!pt_handler_gone(req))
             pt__resp_body(req, NULL, 0, true);
     } else if (st == 0 && mid_message(ctx)) {
         pt__resp_fail(req, PT_ERR_UPSTREAM, "upstream ended inside a message");
@@ -676,7 +605,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
             send_status(ctx, PT_GRPC_INTERNAL, "upstream sent no grpc-status");
         } else if (ctx->web) {
             emit_web_trailers(ctx, t, tcnt);
-            if (!gone(req))
+            if (!pt_handler_gone(req))
                 pt__resp_body(req, NULL, 0, true);
         } else {
             for (size_t i = 0; i < tcnt; i++)
@@ -695,35 +624,35 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
             send_status(ctx, st_to_grpc(st), pt_strerror(st));
         }
     }
-    finish(ctx);
-    leave(ctx);
+    pt_handler_finish(req);
+    pt_handler_leave(req);
 }
 
 static void on_client_abort(void *data)
 {
     gn_ctx_t *ctx = data;
-    cancel_call(ctx); /* RST_STREAM(CANCEL) upstream */
-    finish(ctx);
+    pt_upcall_stop(&ctx->call); /* RST_STREAM(CANCEL) upstream */
+    pt_handler_finish(ctx->req);
 }
 
 static void gn_on_body(pt_req_t *req)
 {
     gn_ctx_t *ctx = req->handler_ctx;
-    if (ctx == NULL || ctx->finished || ctx->call == NULL)
+    if (ctx == NULL || pt_handler_finished(ctx->req) || ctx->call == NULL)
         return;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     pt_upcall_body_ready(ctx->call);
-    leave(ctx);
+    pt_handler_leave(ctx->req);
 }
 
 static void gn_on_writable(pt_req_t *req)
 {
     gn_ctx_t *ctx = req->handler_ctx;
-    if (ctx == NULL || ctx->finished || ctx->call == NULL)
+    if (ctx == NULL || pt_handler_finished(ctx->req) || ctx->call == NULL)
         return;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     pt_upcall_resume(ctx->call);
-    leave(ctx);
+    pt_handler_leave(ctx->req);
 }
 
 /* ---- starting a call ------------------------------------------------------------------- */
@@ -902,14 +831,14 @@ void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         pt__req_handler_done(req);
         return;
     }
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     if (req->version != 20)
         pt__resp_fail(req, PT_ERR_VERSION, "native gRPC needs HTTP/2");
     else
         start_call(ctx);
     if (ctx->call == NULL)
-        finish(ctx);
-    leave(ctx);
+        pt_handler_finish(ctx->req);
+    pt_handler_leave(ctx->req);
 }
 
 /* ---- gRPC-Web ------------------------------------------------------------------------------ */
@@ -944,7 +873,7 @@ static void preflight(gn_ctx_t *ctx)
     pt_headers_add_nocopy(h, PT_STR("access-control-max-age"), PT_STR("86400"));
     ctx->head_sent = true;
     pt__resp_head(req);
-    if (!gone(req))
+    if (!pt_handler_gone(req))
         pt__resp_body(req, NULL, 0, true);
 }
 
@@ -956,7 +885,7 @@ void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         pt__req_handler_done(req);
         return;
     }
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     ctx->web = true;
     ctx->allow_origin = cors_origin(req, conf);
     if (pt_str_eq(req->method, PT_STR("OPTIONS"))) {
@@ -972,6 +901,6 @@ void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         start_call(ctx);
     }
     if (ctx->call == NULL)
-        finish(ctx);
-    leave(ctx);
+        pt_handler_finish(ctx->req);
+    pt_handler_leave(ctx->req);
 }

@@ -38,6 +38,7 @@
 
 #include "core/chain.h"
 #include "core/handler.h"
+#include "core/handler_lifetime.h"
 #include "observe/observe.h"
 #include "core/request.h"
 #include "handlers/ws_proxy.h"
@@ -92,7 +93,6 @@ typedef struct proxy_ctx {
     pt_ws_hs_t ws_hs;
     pt_wsp_t *wsp;                 /* the WebSocket relay once the tunnel is open */
     uint64_t t0_ns;
-    bool finished;                 /* pt__req_handler_done was called */
 } proxy_ctx_t;
 
 /* ---- config ------------------------------------------------------------ */
@@ -274,42 +274,13 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
     return rc;
 }
 
-/*
- * Releasing the handler hold may free the request (and ctx, which lives in
- * its arena). The client can go away in the middle of one of our callbacks
- * (a codec may abort synchronously from send_head/send_body), so each
- * callback is bracketed with pt__req_enter/pt__req_leave (enter()/leave()),
- * which defers the request's finalisation to the end of the callback.
- */
-static void finish(proxy_ctx_t *ctx)
-{
-    if (ctx->finished)
-        return;
-    ctx->finished = true;
-    pt__req_handler_done(ctx->req); /* frees req and ctx unless inside enter()/leave() */
-}
-
-/* A callback from the upstream or a timer starts: req and ctx stay valid until leave(). */
-static void enter(proxy_ctx_t *ctx)
-{
-    pt__req_enter(ctx->req);
-}
-
-/* Ends such a callback; req and ctx may be gone afterwards. */
-static void leave(proxy_ctx_t *ctx)
-{
-    pt__req_leave(ctx->req);
-}
+/* Lifetime: callbacks bracketed with pt_handler_enter/leave (core/handler_lifetime.h). */
 
 /* Stops the upstream call (if any) and lets go of the request. */
 static void stop(proxy_ctx_t *ctx)
 {
-    if (ctx->call != NULL) {
-        pt_upcall_t *c = ctx->call;
-        ctx->call = NULL;
-        pt_upcall_cancel(c);
-    }
-    finish(ctx);
+    pt_upcall_stop(&ctx->call);
+    pt_handler_finish(ctx->req);
 }
 
 static void note_upstream(proxy_ctx_t *ctx)
@@ -504,41 +475,37 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
 {
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     if (ctx->wsp != NULL) {
         size_t w = pt_wsp_up_read(ctx->wsp, buf, max, eof);
-        leave(ctx);
+        pt_handler_leave(ctx->req);
         return w;
     }
     size_t n = pt__req_body_read(req, buf, max, eof);
-    if (req->resp_ended || req->aborted) {
+    if (pt_handler_gone(req)) {
         /* A request-body filter failed (its error answer is out): the
          * upstream must not see the body end as if it were complete. */
         *eof = false;
         n = 0;
         stop(ctx);
     }
-    leave(ctx);
+    pt_handler_leave(req);
     return n;
 }
 
 /* The response head could not be passed on: stop the call, answer the failure. */
 static void fail_head(proxy_ctx_t *ctx, const char *reason)
 {
-    if (ctx->call != NULL) {
-        pt_upcall_t *c = ctx->call;
-        ctx->call = NULL;
-        pt_upcall_cancel(c);
-    }
+    pt_upcall_stop(&ctx->call);
     pt__resp_fail(ctx->req, PT_ERR_UPSTREAM, reason);
-    finish(ctx);
+    pt_handler_finish(ctx->req);
 }
 
 static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
 {
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     note_upstream(ctx);
     req->resp_status = status;
     pt_headers_init(&req->resp_headers, req->arena);
@@ -549,12 +516,12 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
             req->resp_status = 0;
             pt_headers_init(&req->resp_headers, req->arena);
             fail_head(ctx, why);
-        } else if (req->aborted || req->resp_ended) {
+        } else if (pt_handler_gone(req)) {
             fail_head(ctx, "tunnel head not delivered");
         } else if (ctx->is_ws) {
             open_ws_relay(ctx);
         }
-        leave(ctx);
+        pt_handler_leave(req);
         return;
     }
     pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
@@ -572,37 +539,37 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
             continue;
         if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0) {
             fail_head(ctx, "upstream response headers too large");
-            leave(ctx);
+            pt_handler_leave(req);
             return;
         }
     }
     if (status == 204 || status == 304)
         req->resp_content_length = -1;
     pt__resp_head(req);
-    if (req->aborted || req->resp_ended) /* a response-header filter failed, or the client left */
+    if (pt_handler_gone(req)) /* a response-header filter failed, or the client left */
         fail_head(ctx, "response head not delivered");
-    leave(ctx);
+    pt_handler_leave(req);
 }
 
 static bool up_on_data(void *ud, const char *data, size_t len)
 {
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     if (ctx->wsp != NULL) {
         bool go = pt_wsp_up_data(ctx->wsp, data, len);
-        leave(ctx);
+        pt_handler_leave(ctx->req);
         return go;
     }
     pt__resp_body(req, data, len, false);
     bool more;
-    if (req->resp_ended || req->aborted) { /* a body filter failed, or the client left */
+    if (pt_handler_gone(req)) { /* a body filter failed, or the client left */
         stop(ctx);
         more = false;
     } else {
         more = !pt__resp_blocked(req);
     }
-    leave(ctx);
+    pt_handler_leave(req);
     return more;
 }
 
@@ -610,13 +577,13 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
 {
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    enter(ctx);
+    pt_handler_enter(req);
     note_upstream(ctx);
     ctx->call = NULL; /* freed by the call machinery after we return */
     if (ctx->wsp != NULL) {
         /* the upstream connection ended: its leg sees the end of its input */
         pt_wsp_up_end(ctx->wsp);
-        leave(ctx);
+        pt_handler_leave(ctx->req);
         return;
     }
     if (st == 0) {
@@ -630,8 +597,8 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
          * sees the truncation (UP-4). */
         pt__resp_fail(req, st, reason);
     }
-    finish(ctx);
-    leave(ctx);
+    pt_handler_finish(req);
+    pt_handler_leave(req);
 }
 
 static void on_client_abort(void *data)
@@ -657,22 +624,22 @@ static void proxy_start(pt_req_t *req, const void *vconf)
     ctx->conf = conf;
     ctx->t0_ns = pt_now_ns();
     req->handler_ctx = ctx;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
 
     uint32_t mb = req->method_bit ? req->method_bit : pt_method_bit(req->method);
     if (req->upgrade.len != 0 && (req->upgrade = pick_upgrade(conf, req->upgrade)).len == 0) {
         /* Refused, never forwarded, even as a plain request: a client that
          * asked for a tunnel must not get a half-understood exchange. */
         pt__resp_fail(req, PT_ERR_FORBIDDEN, "protocol upgrade not allowed on this route");
-        finish(ctx);
-        leave(ctx);
+        pt_handler_finish(ctx->req);
+        pt_handler_leave(ctx->req);
         return;
     }
     if ((mb & PT_METHOD_CONNECT) && req->upgrade.len == 0) {
         /* a tunnel to anywhere, not a request: never forwarded as one */
         pt__resp_fail(req, PT_ERR_METHOD, "CONNECT is not proxied");
-        finish(ctx);
-        leave(ctx);
+        pt_handler_finish(ctx->req);
+        pt_handler_leave(ctx->req);
         return;
     }
     if (conf->websocket && pt_str_ieq(req->upgrade, PT_STR("websocket"))) {
@@ -680,15 +647,15 @@ static void proxy_start(pt_req_t *req, const void *vconf)
          * (`upgrade: [websocket]` without `websocket: true` stays a raw tunnel.) */
         ctx->is_ws = true;
         if (pt_ws_hs_check(req, &conf->web_origins, &ctx->ws_hs) != 0) {
-            finish(ctx);
-            leave(ctx);
+            pt_handler_finish(ctx->req);
+            pt_handler_leave(ctx->req);
             return;
         }
     }
     if (via_hops(&req->headers) >= PROXY_MAX_HOPS) {
         loop_detected(req);
-        finish(ctx);
-        leave(ctx);
+        pt_handler_finish(ctx->req);
+        pt_handler_leave(ctx->req);
         return;
     }
 
@@ -721,8 +688,8 @@ static void proxy_start(pt_req_t *req, const void *vconf)
         int st = prepare_upgrade(ctx, &why);
         if (st != 0) {
             pt__resp_fail(req, st, why);
-            finish(ctx);
-            leave(ctx);
+            pt_handler_finish(ctx->req);
+            pt_handler_leave(ctx->req);
             return;
         }
         up->upgrade = req->upgrade;
@@ -743,47 +710,47 @@ static void proxy_start(pt_req_t *req, const void *vconf)
         pt_observe_upstream_error(req->worker, conf->cluster, rc);
         pt__resp_fail(req, rc, rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available"
                                                         : "upstream call failed to start");
-        finish(ctx);
+        pt_handler_finish(ctx->req);
     }
-    leave(ctx);
+    pt_handler_leave(ctx->req);
     return;
 
 too_large:
     pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request too large to forward");
-    finish(ctx);
-    leave(ctx);
+    pt_handler_finish(ctx->req);
+    pt_handler_leave(ctx->req);
 }
 
 static void proxy_on_body(pt_req_t *req)
 {
     proxy_ctx_t *ctx = req->handler_ctx;
-    if (ctx != NULL && !ctx->finished && ctx->wsp != NULL) {
-        enter(ctx);
+    if (ctx != NULL && !pt_handler_finished(ctx->req) && ctx->wsp != NULL) {
+        pt_handler_enter(ctx->req);
         pt_wsp_client_readable(ctx->wsp);
-        leave(ctx);
+        pt_handler_leave(ctx->req);
         return;
     }
-    if (ctx == NULL || ctx->finished || ctx->call == NULL)
+    if (ctx == NULL || pt_handler_finished(ctx->req) || ctx->call == NULL)
         return;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     pt_upcall_body_ready(ctx->call);
-    leave(ctx);
+    pt_handler_leave(ctx->req);
 }
 
 static void proxy_on_writable(pt_req_t *req)
 {
     proxy_ctx_t *ctx = req->handler_ctx;
-    if (ctx != NULL && !ctx->finished && ctx->wsp != NULL) {
-        enter(ctx);
+    if (ctx != NULL && !pt_handler_finished(ctx->req) && ctx->wsp != NULL) {
+        pt_handler_enter(ctx->req);
         pt_wsp_client_writable(ctx->wsp);
-        leave(ctx);
+        pt_handler_leave(ctx->req);
         return;
     }
-    if (ctx == NULL || ctx->finished || ctx->call == NULL)
+    if (ctx == NULL || pt_handler_finished(ctx->req) || ctx->call == NULL)
         return;
-    enter(ctx);
+    pt_handler_enter(ctx->req);
     pt_upcall_resume(ctx->call);
-    leave(ctx);
+    pt_handler_leave(ctx->req);
 }
 
 const pt_handler_def_t pt_handler_proxy = {

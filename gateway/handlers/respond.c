@@ -12,6 +12,7 @@
  */
 #include <string.h>
 #include "core/handler.h"
+#include "core/handler_lifetime.h"
 #include "core/request.h"
 
 typedef struct respond_conf {
@@ -50,7 +51,7 @@ static void finish(pt_req_t *req)
     req->resp_content_length = (int64_t)len;
     pt__resp_head(req);
     pt__resp_body(req, c->body, len, true);
-    pt__req_handler_done(req);
+    pt_handler_finish(req);
 }
 
 /* Drains what the client sent; answers once the body has ended. */
@@ -72,7 +73,7 @@ static void on_body(pt_req_t *req)
 /* The exchange was cut short (client gone, body over the limit): let go. */
 static void on_abort(void *data)
 {
-    pt__req_handler_done(data);
+    pt_handler_finish(data);
 }
 
 static void respond_start(pt_req_t *req, const void *conf)

@@ -43,10 +43,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "core/clock.h"
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/reqcheck.h"
 #include "core/request.h"
+#include "portico/transcoder/wkt.h"
 
 /* Output: stop serializing frames while this much is waiting in the socket's
  * output buffer; continue when it drained to OUT_LOW. Bounds memory per
@@ -148,13 +150,6 @@ static const pt_stream_ops_t h2_stream_ops;
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;
@@ -185,7 +180,7 @@ static void arm_at(h2_conn_t *c, uint64_t at)
         return;
     if (c->timer_at != 0 && c->timer_at <= at)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = pt_now_ms();
     uint64_t d = at > now ? at - now : 0;
     struct timeval tv = {(time_t)(d / 1000u), (suseconds_t)((d % 1000u) * 1000u)};
     event_add(c->timer, &tv);
@@ -204,7 +199,7 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
     s->out = evbuffer_new();
     if (s->out == NULL)
         oom();
-    s->last_ms = now_ms();
+    s->last_ms = pt_now_ms();
     s->prev = c->tail;
     if (c->tail != NULL)
         c->tail->next = s;
@@ -330,7 +325,7 @@ static void finish(h2_conn_t *c)
 {
     if (c->closing_ms != 0)
         return;
-    c->closing_ms = now_ms();
+    c->closing_ms = pt_now_ms();
     pt_conn_pause_read(c->io_conn);
     if (evbuffer_get_length(c->out) == 0) {
         close_now(c);
@@ -372,7 +367,7 @@ static void terminate(h2_conn_t *c, uint32_t code)
  * covers MadeYouReset-style floods that nghttp2's RST bucket never sees. */
 static void glitch(h2_conn_t *c)
 {
-    uint64_t now = now_ms();
+    uint64_t now = pt_now_ms();
     c->glitch_tokens += (double)(now - c->glitch_ms) * c->glitch_rate / 1000.0;
     if (c->glitch_tokens > c->glitch_burst)
         c->glitch_tokens = c->glitch_burst;
@@ -466,7 +461,7 @@ static void drain_begin(h2_conn_t *c)
     if (c->drain_phase != 0 || c->ng == NULL || c->closing_ms != 0)
         return;
     c->drain_phase = 1;
-    c->drain_start_ms = now_ms();
+    c->drain_start_ms = pt_now_ms();
     /* RFC 9113 §6.8: GOAWAY(2^31-1) first, the real one about an RTT later so
      * requests already in flight towards us are not lost. The PING measures
      * that RTT; the timer bounds it. */
@@ -560,7 +555,7 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     if (end)
         s->out_end = true;
     if (len != 0 && s->c->send_ms != 0)
-        arm_at(s->c, now_ms() + s->c->send_ms);
+        arm_at(s->c, pt_now_ms() + s->c->send_ms);
     if (s->submitted && s->deferred) {
         s->deferred = false;
         nghttp2_session_resume_data(s->c->ng, s->id);
@@ -671,7 +666,7 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *f
         uint8_t pad[256] = {0};
         evbuffer_add(c->out, pad, frame->data.padlen - 1);
     }
-    s->last_ms = now_ms();
+    s->last_ms = pt_now_ms();
     earn_wu_credit(c, WU_CREDIT_PER_DATA);
     pt_req_t *req = s->req;
     if (req != NULL && req->want_writable &&
@@ -782,7 +777,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     h2_stream_t *s = stream_of(c, frame->hd.stream_id);
     if (s == NULL || s->req == NULL)
         return 0;
-    s->last_ms = now_ms();
+    s->last_ms = pt_now_ms();
     /* Count every decoded field (cookie crumbs included) while decoding; once
      * over, drop the rest but let nghttp2 keep decoding so HPACK stays in sync. */
     uint64_t bytes = (uint64_t)s->hdr_bytes + namelen + valuelen + 32u;
@@ -944,7 +939,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         s = stream_of(c, frame->hd.stream_id);
         if (s == NULL || s->req == NULL)
             return 0;
-        s->last_ms = now_ms();
+        s->last_ms = pt_now_ms();
         if (!s->is_trailer_block) {
             head_complete(c, s, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
         } else {
@@ -1002,7 +997,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         nghttp2_session_consume(ng, id, len);
         return 0;
     }
-    s->last_ms = now_ms();
+    s->last_ms = pt_now_ms();
     s->recv_total += len;
     pt__req_body(s->req, data, len, false);
     return 0;
@@ -1045,7 +1040,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
     }
     stream_release(s);
     stream_free(s);
-    c->last_ms = now_ms();
+    c->last_ms = pt_now_ms();
     if (c->nstreams == 0 && c->idle_ms != 0)
         arm_at(c, c->last_ms + c->idle_ms);
     return 0;
@@ -1269,7 +1264,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     h2_conn_t *c = arg;
     c->timer_at = 0;
     enter(c);
-    uint64_t now = now_ms();
+    uint64_t now = pt_now_ms();
     uint64_t next = UINT64_MAX;
     if (c->closing_ms != 0) {
         if (now >= c->closing_ms + CLOSE_LINGER_MS)
@@ -1386,7 +1381,7 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     c->glitch_rate = or_default(l->h2_glitch_rate, 10u);
     c->glitch_tokens = c->glitch_burst;
     c->rx_to_hdr = 24; /* the client connection preface */
-    c->start_ms = c->last_ms = c->glitch_ms = now_ms();
+    c->start_ms = c->last_ms = c->glitch_ms = pt_now_ms();
 
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt) != 0)
@@ -1443,7 +1438,7 @@ static int send_preface(h2_conn_t *c)
     if (c->conn_window > 65535u)
         rv = nghttp2_session_set_local_window_size(c->ng, NGHTTP2_FLAG_NONE, 0,
                                                    (int32_t)c->conn_window);
-    c->settings_ms = now_ms();
+    c->settings_ms = pt_now_ms();
     arm_at(c, c->settings_ms + SETTINGS_ACK_MS);
     if (c->idle_ms != 0)
         arm_at(c, c->last_ms + c->idle_ms);
@@ -1472,55 +1467,20 @@ void pt__h2_conn_start(pt_conn_t *conn, const uint8_t *already_read, size_t len)
     leave(c);
 }
 
-/* RFC 4648 §5 base64url, padding optional (RFC 9113 §3.2.1 omits it). */
-static int b64url_decode(pt_str_t in, uint8_t *out, size_t cap, size_t *outlen)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t n = 0, len = in.len;
-    while (len > 0 && in.base[len - 1] == '=')
-        len--;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)in.base[i];
-        int v;
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '-')
-            v = 62;
-        else if (ch == '_')
-            v = 63;
-        else
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap)
-                return -1;
-            out[n++] = (uint8_t)(acc >> bits);
-        }
-    }
-    if (bits >= 6) /* a lone trailing character carries no full byte */
-        return -1;
-    *outlen = n;
-    return 0;
-}
-
 int pt__h2_conn_upgrade(pt_conn_t *conn, pt_req_t *req, pt_str_t http2_settings_b64)
 {
     /* A request with a body cannot be upgraded cleanly (its body would have
      * to be replayed as stream 1 DATA); serve it over HTTP/1.1 instead. */
     if (req->expect_body || req->content_length > 0)
         return PT_ERR_INVALID;
-    uint8_t settings[6 * 64];
-    size_t slen;
-    if (b64url_decode(http2_settings_b64, settings, sizeof(settings), &slen) != 0 ||
-        slen % 6 != 0)
+    uint8_t settings[6 * 64 + 2]; /* 64 settings; +2: PT_BASE64_DECODED_MAX's slack */
+    if (PT_BASE64_DECODED_MAX(http2_settings_b64.len) > sizeof(settings))
         return PT_ERR_INVALID;
+    /* base64url, padding optional (RFC 9113 §3.2.1 omits it) */
+    long got = pt_base64_decode_to(settings, http2_settings_b64.base, http2_settings_b64.len);
+    if (got < 0 || got % 6 != 0)
+        return PT_ERR_INVALID;
+    size_t slen = (size_t)got;
 
     static const char resp101[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                   "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";

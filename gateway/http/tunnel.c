@@ -26,6 +26,7 @@
 
 #include "observe/observe.h"
 #include "core/request.h"
+#include "portico/transcoder/wkt.h"
 
 typedef struct tunnel {
     pt_req_t *req;
@@ -144,7 +145,7 @@ void pt__tunnel_ws_accept(pt_str_t key, char out[29])
         abort();
     }
     EVP_MD_CTX_free(cx);
-    EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH); /* 28 chars + NUL */
+    out[pt_base64_encode_to(out, md, SHA_DIGEST_LENGTH)] = '\0'; /* 28 chars + NUL */
 }
 
 void pt__tunnel_ws_key(char out[25])
@@ -156,5 +157,5 @@ void pt__tunnel_ws_key(char out[25])
         memcpy(nonce, &a, 8);
         memcpy(nonce + 8, &b, 8);
     }
-    EVP_EncodeBlock((unsigned char *)out, nonce, sizeof(nonce)); /* 24 chars + NUL */
+    out[pt_base64_encode_to(out, nonce, sizeof(nonce))] = '\0'; /* 24 chars + NUL */
 }

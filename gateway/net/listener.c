@@ -384,6 +384,13 @@ void pt__listener_set_close(pt_listener_set_t *set)
 
 /* ---- connections --------------------------------------------------------- */
 
+/* A draining worker's loop ends with its last connection. */
+static void check_drained(pt_worker_t *w)
+{
+    if (w->draining && w->conn_cnt == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
 static void conn_close(pt_conn_t *conn)
 {
     pt_worker_t *w = conn->worker;
@@ -398,7 +405,7 @@ static void conn_close(pt_conn_t *conn)
     pt_observe_conn_close(w);
     pt_config_unref(conn->config);
     free(conn);
-    pt__worker_conn_gone(w);
+    check_drained(w);
 }
 
 void pt__listener_conns_drain_all(pt_worker_t *w)
@@ -413,6 +420,7 @@ void pt__listener_conns_drain_all(pt_worker_t *w)
             pt_conn_close(c); /* still in the TLS handshake */
         c = next;
     }
+    check_drained(w);
 }
 
 void pt__listener_conns_destroy_all(pt_worker_t *w)

@@ -5,6 +5,9 @@
  * (one SO_REUSEPORT socket per worker each) so that a reload reuses the
  * sockets of addresses that stay, and binds only new ones.
  * Worker thread: the rest -- accept, TLS handshake, connection objects.
+ *
+ * worker.c calls this file; this file uses the pt_worker_t it is given
+ * (worker.h) and never calls back into worker.c.
  */
 #ifndef PT_GATEWAY_LISTENER_H
 #define PT_GATEWAY_LISTENER_H
@@ -44,13 +47,14 @@ void pt__listener_set_apply(pt_worker_t *w, pt_listener_set_t *set, const pt_con
 /** Worker: stops accepting and closes every listening socket of the set. */
 void pt__listener_set_close(pt_listener_set_t *set);
 
-/** Worker: asks every connection to drain (codec_ops->drain). */
+/**
+ * Worker: asks every connection to drain (codec_ops->drain). With w->draining
+ * set, the worker's loop exits when no connection is left (now or when the
+ * last one closes).
+ */
 void pt__listener_conns_drain_all(pt_worker_t *w);
 
 /** Worker: tears every connection down at once (drain deadline, exit). */
 void pt__listener_conns_destroy_all(pt_worker_t *w);
-
-/** worker.c: a connection went away (drain completion check). */
-void pt__worker_conn_gone(pt_worker_t *w);
 
 #endif /* PT_GATEWAY_LISTENER_H */

@@ -247,17 +247,6 @@ static void apply_config(void *arg)
 
 /* ---- drain and stop ------------------------------------------------------ */
 
-static void check_drained(pt_worker_t *w)
-{
-    if (w->draining && w->conn_cnt == 0)
-        event_base_loopexit(w->base, NULL);
-}
-
-void pt__worker_conn_gone(pt_worker_t *w)
-{
-    check_drained(w);
-}
-
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -284,8 +273,7 @@ static void start_drain(void *arg)
     p->drain_ev = evtimer_new(w->base, on_drain_deadline, w);
     evtimer_add(p->drain_ev, &tv);
     free(m);
-    pt__listener_conns_drain_all(w);
-    check_drained(w);
+    pt__listener_conns_drain_all(w); /* ends the loop once no connection is left */
 }
 
 /* ---- thread ------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "core/clock.h"
 #include "core/config.h"
 #include "portico/req.h"
 
@@ -47,11 +48,6 @@ void pt_worker_post(pt_worker_t *w, void (*fn)(void *arg), void *arg);
 
 /** The worker whose loop is running on the calling thread, or NULL. */
 pt_worker_t *pt_worker_self(void);
-
-/** Monotonic milliseconds (CLOCK_MONOTONIC). */
-uint64_t pt_now_ms(void);
-/** Monotonic nanoseconds. */
-uint64_t pt_now_ns(void);
 
 /** request.c: the worker's current snapshot for a new request (counted per worker for the state GC). */
 pt_config_t *pt__worker_config_acquire(pt_worker_t *w);

@@ -93,6 +93,16 @@ void pt_upcall_resume(pt_upcall_t *c);
 /** Cancels the call; no callback runs afterwards. The connection is not reused. */
 void pt_upcall_cancel(pt_upcall_t *c);
 
+/** Cancels *call if it is running and clears it (a handler's "stop the upstream"). */
+static inline void pt_upcall_stop(pt_upcall_t **call)
+{
+    pt_upcall_t *c = *call;
+    if (c != NULL) {
+        *call = NULL; /* cleared first: nothing may reach a cancelled call */
+        pt_upcall_cancel(c);
+    }
+}
+
 /** The endpoint URL of the current/last attempt ("http://127.0.0.1:9000"), or NULL. */
 const char *pt_upcall_endpoint(const pt_upcall_t *c);
 

@@ -199,16 +199,4 @@ bool pt_grpc_md_valid(pt_str_t name, pt_str_t value);
  */
 int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms);
 
-/**
- * Standard base64 with padding of `len` bytes into `out` (4 * ceil(len / 3)
- * bytes), as binary (`-bin`) metadata travels. Returns the length.
- */
-size_t pt__grpc_b64_encode(const uint8_t *in, size_t len, char *out);
-
-/**
- * Decodes standard or URL-safe base64, padding optional, into `out` (at
- * least 3 * ceil(len / 4) bytes). Returns the byte count, or -1 if invalid.
- */
-long pt__grpc_b64_decode(const char *in, size_t len, uint8_t *out);
-
 #endif /* PT_GATEWAY_UPSTREAM_GRPC_H */

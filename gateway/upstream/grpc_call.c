@@ -1,6 +1,6 @@
 /*
  * grpc_call.c -- gRPC calls message by message over pt_upcall_start() (see
- * grpc.h), and the gRPC status, timeout and base64 helpers.
+ * grpc.h), and the gRPC status and timeout helpers.
  *
  * A call is one upstream stream. The request side is a buffer holding the
  * framed message being sent, pulled by the stream's read_body. The response
@@ -24,6 +24,7 @@
 
 #include "upstream/call.h"
 #include "portico/status.h"
+#include "portico/transcoder/wkt.h"
 
 #define DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
 #define KEEP_BUF (64u * 1024u) /* response buffer capacity kept between messages */
@@ -181,7 +182,7 @@ static void copy_md(pt_grpc_call_t *c, pt_headers_t *dst, const pt_header_t *h, 
         p += n.len;
         pt_str_t vv = {p, 0};
         if (n.len > 4 && memcmp(n.base + n.len - 4, "-bin", 4) == 0) {
-            long dl = pt__grpc_b64_decode(v.base, v.len, (uint8_t *)p);
+            long dl = pt_base64_decode_to((uint8_t *)p, v.base, v.len);
             if (dl < 0)
                 continue;
             vv.len = (size_t)dl; /* at most 3/4 of the text, + 3 */
@@ -441,10 +442,10 @@ static int build_head(pt_grpc_call_t *c, const pt_grpc_call_req_t *r)
     for (size_t i = 0; i < r->md_cnt && rc == 0; i++) {
         pt_str_t n = r->md[i].name, v = r->md[i].value;
         if (n.len > 4 && memcmp(n.base + n.len - 4, "-bin", 4) == 0) {
-            char *b = pt_arena_alloc(c->arena, (v.len + 2) / 3 * 4 + 1);
+            char *b = pt_arena_alloc(c->arena, PT_BASE64_ENCODED_LEN(v.len) + 1);
             if (b == NULL)
                 return PT_ERR_LIMIT;
-            v = (pt_str_t){b, pt__grpc_b64_encode((const uint8_t *)v.base, v.len, b)};
+            v = (pt_str_t){b, pt_base64_encode_to(b, (const uint8_t *)v.base, v.len)};
         }
         rc = pt_headers_add_nocopy(h, n, v);
     }
@@ -713,65 +714,3 @@ int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms)
     *ms = out != 0 ? out : 1;
     return 0;
 }
-
-/* ---- base64 of binary metadata ------------------------------------------------------ */
-
-size_t pt__grpc_b64_encode(const uint8_t *in, size_t len, char *out)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0, i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = tab[(v >> 6) & 63];
-        out[o++] = tab[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = tab[v >> 18];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    return o;
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-long pt__grpc_b64_decode(const char *in, size_t len, uint8_t *out)
-{
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    if (len % 4 == 1)
-        return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_val(in[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return (long)o;
-}
-

@@ -42,6 +42,7 @@
  */
 #include "core/xalloc.h"
 #include "upstream/h2.h"
+#include "upstream/hstore.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -107,64 +108,6 @@ static void reserve(char **buf, size_t *cap, size_t need)
         c *= 2;
     *buf = pt_xrealloc(*buf, c);
     *cap = c;
-}
-
-/* ---- collected header fields -------------------------------------------- */
-
-typedef struct hent {
-    uint32_t noff, nlen, voff, vlen;
-} hent_t;
-
-/* Names and values in one buffer; views are built when handed out. */
-typedef struct hstore {
-    char *buf;
-    size_t len, cap;
-    hent_t *e;
-    size_t cnt, ecap;
-    pt_header_t *view;
-    size_t vcap;
-} hstore_t;
-
-static void hstore_free(hstore_t *s)
-{
-    free(s->buf);
-    free(s->e);
-    free(s->view);
-    memset(s, 0, sizeof(*s));
-}
-
-static void hstore_add(hstore_t *s, const uint8_t *n, size_t nlen, const uint8_t *v, size_t vlen)
-{
-    reserve(&s->buf, &s->cap, s->len + nlen + vlen);
-    if (s->cnt == s->ecap) {
-        s->ecap = s->ecap ? s->ecap * 2 : 16;
-        s->e = pt_xrealloc(s->e, s->ecap * sizeof(*s->e));
-    }
-    hent_t *e = &s->e[s->cnt++];
-    e->noff = (uint32_t)s->len;
-    e->nlen = (uint32_t)nlen;
-    memcpy(s->buf + s->len, n, nlen);
-    s->len += nlen;
-    e->voff = (uint32_t)s->len;
-    e->vlen = (uint32_t)vlen;
-    if (vlen != 0)
-        memcpy(s->buf + s->len, v, vlen);
-    s->len += vlen;
-}
-
-static const pt_header_t *hstore_view(hstore_t *s)
-{
-    if (s->cnt == 0)
-        return NULL;
-    if (s->vcap < s->cnt) {
-        s->vcap = s->cnt;
-        s->view = pt_xrealloc(s->view, s->vcap * sizeof(*s->view));
-    }
-    for (size_t i = 0; i < s->cnt; i++) {
-        s->view[i].name = (pt_str_t){s->buf + s->e[i].noff, s->e[i].nlen};
-        s->view[i].value = (pt_str_t){s->buf + s->e[i].voff, s->e[i].vlen};
-    }
-    return s->view;
 }
 
 /* ---- state -------------------------------------------------------------- */
@@ -254,7 +197,7 @@ struct h2call {
     bool got_head, got_end, hdr_overflow, deferred, in_read;
     int status;
     uint32_t hdr_bytes;
-    hstore_t head, trl;
+    pt__hstore_t head, trl;
     /* request body */
     bool body_eof;
     bool no_replay;
@@ -576,8 +519,8 @@ static void call_free(call_t *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     event_del(&c->tmo);
-    hstore_free(&c->head);
-    hstore_free(&c->trl);
+    pt__hstore_free(&c->head);
+    pt__hstore_free(&c->trl);
     free(c->replay);
     free(c->held);
     free(c);
@@ -625,7 +568,7 @@ static void on_done_ev(evutil_socket_t fd, short what, void *arg)
         if (c->fst != 0 && retry(c))
             continue;
         event_del(&c->tmo);
-        const pt_header_t *t = c->fst == 0 ? hstore_view(&c->trl) : NULL;
+        const pt_header_t *t = c->fst == 0 ? pt__hstore_view(&c->trl) : NULL;
         size_t tcnt = c->fst == 0 ? c->trl.cnt : 0;
         c->canceled = true; /* a cancel from inside on_done is a no-op */
         c->cbs.on_done(c->ud, c->fst, c->freason, t, tcnt);
@@ -664,7 +607,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     if (c == NULL)
         return 0;
     c->hdr_bytes += (uint32_t)(nlen + vlen + 32);
-    hstore_t *s = c->got_head ? &c->trl : &c->head;
+    pt__hstore_t *s = c->got_head ? &c->trl : &c->head;
     if (c->hdr_bytes > HDR_MAX_BYTES || s->cnt >= HDR_MAX_CNT) {
         c->hdr_overflow = true;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
@@ -678,7 +621,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
         }
         return 0;
     }
-    hstore_add(s, name, nlen, value, vlen);
+    pt__hstore_add(s, (pt_str_t){(const char *)name, nlen}, (pt_str_t){(const char *)value, vlen},
+                   false); /* nghttp2 checked the names are lowercase */
     return 0;
 }
 
@@ -690,7 +634,7 @@ static void deliver_head(call_t *c)
     c->replay_len = c->replay_cap = c->replay_off = 0;
     c->no_replay = true;
     if (c->cbs.on_head != NULL)
-        c->cbs.on_head(c->ud, c->status, hstore_view(&c->head), c->head.cnt);
+        c->cbs.on_head(c->ud, c->status, pt__hstore_view(&c->head), c->head.cnt);
 }
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)

@@ -31,8 +31,10 @@
  * gets its own connection, which works but is slow; prefer HTTP/1.1 or h2
  * over TLS to upstreams there.
  */
+#include "core/clock.h"
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
+#include "upstream/hstore.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -58,87 +60,15 @@ enum {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+/* ---- collected response header lines (upstream/hstore.h) ---------------- */
 
-/* ---- collected response header lines ------------------------------------ */
-
-typedef struct hent {
-    uint32_t noff, nlen, voff, vlen;
-} hent_t;
-
-/* Names and values copied into one buffer; pt_header_t views are built only
- * when the list is handed out, so buffer growth never invalidates them. */
-typedef struct hstore {
-    char *buf;
-    size_t len, cap;
-    hent_t *e;
-    size_t cnt, ecap;
-    pt_header_t *view;
-    size_t vcap;
-} hstore_t;
-
-static void hstore_reset(hstore_t *s)
-{
-    s->len = 0;
-    s->cnt = 0;
-}
-
-static void hstore_free(hstore_t *s)
-{
-    free(s->buf);
-    free(s->e);
-    free(s->view);
-    memset(s, 0, sizeof(*s));
-}
-
-static int hstore_add(hstore_t *s, pt_str_t name, pt_str_t value)
+/* Adds a field unless the head (or trailers) would go over the limits. */
+static int hstore_add(pt__hstore_t *s, pt_str_t name, pt_str_t value)
 {
     if (s->len + name.len + value.len > HDR_MAX_BYTES || s->cnt >= HDR_MAX_CNT)
         return -1;
-    if (s->len + name.len + value.len > s->cap) {
-        size_t cap = s->cap ? s->cap : 1024;
-        while (cap < s->len + name.len + value.len)
-            cap *= 2;
-        s->buf = pt_xrealloc(s->buf, cap);
-        s->cap = cap;
-    }
-    if (s->cnt == s->ecap) {
-        s->ecap = s->ecap ? s->ecap * 2 : 16;
-        s->e = pt_xrealloc(s->e, s->ecap * sizeof(*s->e));
-    }
-    hent_t *e = &s->e[s->cnt++];
-    e->noff = (uint32_t)s->len;
-    e->nlen = (uint32_t)name.len;
-    for (size_t i = 0; i < name.len; i++) {
-        char ch = name.base[i];
-        s->buf[s->len++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-    }
-    e->voff = (uint32_t)s->len;
-    e->vlen = (uint32_t)value.len;
-    if (value.len > 0)
-        memcpy(s->buf + s->len, value.base, value.len);
-    s->len += value.len;
+    pt__hstore_add(s, name, value, true);
     return 0;
-}
-
-static const pt_header_t *hstore_view(hstore_t *s)
-{
-    if (s->cnt == 0)
-        return NULL;
-    if (s->vcap < s->cnt) {
-        s->vcap = s->cnt;
-        s->view = pt_xrealloc(s->view, s->vcap * sizeof(*s->view));
-    }
-    for (size_t i = 0; i < s->cnt; i++) {
-        s->view[i].name = (pt_str_t){s->buf + s->e[i].noff, s->e[i].nlen};
-        s->view[i].value = (pt_str_t){s->buf + s->e[i].voff, s->e[i].vlen};
-    }
-    return s->view;
 }
 
 /* ---- per-worker state ---------------------------------------------------- */
@@ -200,7 +130,7 @@ struct uph_call {
     int fail_st;               /* a problem we detected in the response */
     const char *fail_reason;
     uint64_t body_read;        /* request body bytes taken from read_body */
-    hstore_t head, trailers;
+    pt__hstore_t head, trailers;
     /* lifetime */
     bool added;                /* in the multi handle */
     bool queued;               /* on hw->pending */
@@ -437,9 +367,9 @@ static int parse_status_line(pt_str_t line)
 /* Framing checks libcurl does not make (UP-6): a response with both
  * Content-Length and Transfer-Encoding, or disagreeing Content-Lengths,
  * is refused rather than guessed at. */
-static const char *check_framing(const hstore_t *s)
+static const char *check_framing(const pt__hstore_t *s)
 {
-    const hent_t *cl = NULL;
+    const pt__hent_t *cl = NULL;
     bool te = false;
     for (size_t i = 0; i < s->cnt; i++) {
         pt_str_t name = {s->buf + s->e[i].noff, s->e[i].nlen};
@@ -494,7 +424,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
         if (st < 0)
             return fail_in_cb(c, "bad status line");
         c->status = st;
-        hstore_reset(&c->head);
+        pt__hstore_reset(&c->head);
         return len;
     }
     if (c->status == 0)
@@ -504,7 +434,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
             if (c->status == 101)
                 return fail_in_cb(c, "unexpected 101 from upstream");
             c->status = 0; /* 100 Continue, 102, 103: wait for the final response */
-            hstore_reset(&c->head);
+            pt__hstore_reset(&c->head);
             return len;
         }
         const char *why = check_framing(&c->head);
@@ -512,7 +442,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
             return fail_in_cb(c, why);
         c->head_sent = true;
         if (c->cbs.on_head != NULL)
-            c->cbs.on_head(c->ud, c->status, hstore_view(&c->head), c->head.cnt);
+            c->cbs.on_head(c->ud, c->status, pt__hstore_view(&c->head), c->head.cnt);
         return c->canceled ? 0 : len;
     }
     if (line.base[0] == ' ' || line.base[0] == '\t')
@@ -799,7 +729,7 @@ static void configure_easy(uph_call_t *c)
 static bool set_attempt(uph_call_t *c, size_t idx)
 {
     const pt_cluster_t *cl = c->r->cluster;
-    uint64_t now = mono_ms();
+    uint64_t now = pt_now_ms();
     if (now >= c->deadline_ms)
         return false;
     uint64_t left = c->deadline_ms - now;
@@ -824,8 +754,8 @@ static bool set_attempt(uph_call_t *c, size_t idx)
     c->status = 0;
     c->fail_st = 0;
     c->fail_reason = NULL;
-    hstore_reset(&c->head);
-    hstore_reset(&c->trailers);
+    pt__hstore_reset(&c->head);
+    pt__hstore_reset(&c->trailers);
 
     curl_easy_setopt(c->easy, CURLOPT_URL, c->url);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)left);
@@ -857,8 +787,8 @@ static void free_call(uph_call_t *c)
     free(c->method);
     free(c->target);
     free(c->url);
-    hstore_free(&c->head);
-    hstore_free(&c->trailers);
+    pt__hstore_free(&c->head);
+    pt__hstore_free(&c->trailers);
     free(c);
 }
 
@@ -900,7 +830,7 @@ static fail_kind_t classify(uph_call_t *c, CURLcode res, int *st, const char **r
         *reason = "upstream host not resolved";
         return FAIL_CONNECT;
     case CURLE_OPERATION_TIMEDOUT:
-        if (!c->connected && mono_ms() < c->deadline_ms) {
+        if (!c->connected && pt_now_ms() < c->deadline_ms) {
             *st = PT_ERR_UNAVAILABLE;
             *reason = "upstream connect timeout";
             return FAIL_CONNECT;
@@ -967,7 +897,7 @@ static void finish(uph_worker_t *hw, uph_call_t *c, CURLcode res)
     }
     if (kind != FAIL_NONE && retry(hw, c, kind))
         return;
-    const pt_header_t *t = st == 0 ? hstore_view(&c->trailers) : NULL;
+    const pt_header_t *t = st == 0 ? pt__hstore_view(&c->trailers) : NULL;
     size_t tcnt = st == 0 ? c->trailers.cnt : 0;
     if (c->cbs.on_done != NULL)
         c->cbs.on_done(c->ud, st, reason, t, tcnt);
@@ -1082,7 +1012,7 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
         free(c);
         return PT_ERR_UNAVAILABLE;
     }
-    c->deadline_ms = mono_ms() + pt__up_timeout_ms(r);
+    c->deadline_ms = pt_now_ms() + pt__up_timeout_ms(r);
     c->method = cstr(r->method);
     c->target = cstr(r->path.len > 0 ? r->path : PT_STR("/"));
     c->hdrs = build_headers(r);

@@ -28,27 +28,6 @@
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-static void test_base64(void **state)
-{
-    (void)state;
-    const uint8_t in[] = {0x00, 0x01, 0x02, 0xff, 0xfe};
-    char enc[16];
-    for (size_t n = 0; n <= sizeof(in); n++) {
-        size_t el = pt__grpc_b64_encode(in, n, enc);
-        assert_int_equal(el, (n + 2) / 3 * 4);
-        uint8_t dec[8];
-        assert_int_equal(pt__grpc_b64_decode(enc, el, dec), (long)n);
-        assert_memory_equal(dec, in, n);
-    }
-    assert_int_equal(pt__grpc_b64_encode(in, 4, enc), 8);
-    assert_memory_equal(enc, "AAEC/w==", 8);
-    uint8_t d[8];
-    assert_int_equal(pt__grpc_b64_decode("AAEC_w", 6, d), 4); /* url-safe, unpadded */
-    assert_int_equal(d[3], 0xff);
-    assert_int_equal(pt__grpc_b64_decode("A", 1, d), -1);
-    assert_int_equal(pt__grpc_b64_decode("AA*A", 4, d), -1);
-}
-
 static void test_timeout_parse(void **state)
 {
     (void)state;
@@ -320,7 +299,7 @@ static void test_upstream_unavailable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_base64),        cmocka_unit_test(test_timeout_parse),
+        cmocka_unit_test(test_timeout_parse),
         cmocka_unit_test(test_code_http),     cmocka_unit_test(test_code_from_http),
         cmocka_unit_test(test_config_ok),     cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_upstream_unavailable),

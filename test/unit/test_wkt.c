@@ -61,6 +61,31 @@ static void test_json_escape(void **state)
     assert_string_equal(text(), "\"nul\\u0000x\"");
 }
 
+/* The raw-buffer forms the gateway uses (gRPC -bin metadata, gRPC-Web text, HTTP2-Settings). */
+static void test_base64_raw(void **state)
+{
+    (void)state;
+    const uint8_t in[] = {0x00, 0x01, 0x02, 0xff, 0xfe};
+    char enc[16];
+    for (size_t n = 0; n <= sizeof(in); n++) {
+        size_t el = pt_base64_encode_to(enc, in, n);
+        assert_int_equal(el, PT_BASE64_ENCODED_LEN(n));
+        uint8_t dec[PT_BASE64_DECODED_MAX(sizeof(enc))];
+        assert_int_equal(pt_base64_decode_to(dec, enc, el), (long)n);
+        assert_memory_equal(dec, in, n);
+    }
+    assert_int_equal(pt_base64_encode_to(enc, in, 4), 8);
+    assert_memory_equal(enc, "AAEC/w==", 8);
+    uint8_t d[8];
+    assert_int_equal(pt_base64_decode_to(d, "AAEC_w", 6), 4); /* url-safe, unpadded */
+    assert_int_equal(d[3], 0xff);
+    assert_int_equal(pt_base64_decode_to(d, "ab==", 4), 1);   /* one padded quad (gRPC-Web text) */
+    assert_int_equal(pt_base64_decode_to(d, "A", 1), -1);
+    assert_int_equal(pt_base64_decode_to(d, "AA*A", 4), -1);
+    assert_int_equal(pt_base64_decode_to(d, "ab=c", 4), -1);
+    assert_int_equal(pt_base64_decode_to(d, "a===", 4), -1);
+}
+
 static void test_base64(void **state)
 {
     (void)state;
@@ -315,6 +340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_escape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_base64, setup, teardown),
+        cmocka_unit_test(test_base64_raw),
         cmocka_unit_test_setup_teardown(test_timestamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names, setup, teardown),

@@ -22,6 +22,21 @@
 /** Duration range: +-315576000000 s (10000 years). */
 #define PT_DURATION_MAX_SECONDS 315576000000LL
 
+/**
+ * The value of hex digit `c` (0-9, a-f, A-F), or -1: the transcoder's one
+ * (percent-decoding, JSON \u escapes). The gateway and plugins use the SDK's
+ * pt_str_hexval (portico/str.h), which must stay self-contained.
+ */
+static inline int pt_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20; /* 'A'-'F' -> 'a'-'f'; nothing else lands there */
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
 /** Buffer sizes that always suffice (NUL included). */
 #define PT_TIMESTAMP_BUF 40
 #define PT_DURATION_BUF 40
@@ -33,14 +48,29 @@ bool pt_utf8_valid(const uint8_t *s, size_t n);
 /** Appends s[0..n) as a quoted JSON string. PT_XERR_INVALID if it is not valid UTF-8. */
 int pt_json_escape(pt_xbuf_t *out, const char *s, size_t n);
 
-/** Appends the standard, padded base64 encoding of p[0..n). */
+/*
+ * Base64, the one implementation of the project (the gateway's binary gRPC
+ * metadata, gRPC-Web text, HTTP2-Settings and WebSocket keys use it too).
+ * Encoding: standard alphabet, padded. Decoding: standard or URL-safe
+ * alphabet, padded or not; other characters, misplaced or excess '=' and a
+ * dangling single character are invalid.
+ */
+
+/** Characters pt_base64_encode_to() writes for `n` bytes. */
+#define PT_BASE64_ENCODED_LEN(n) (((n) + 2) / 3 * 4)
+/** Most bytes pt_base64_decode_to() writes for `n` characters. */
+#define PT_BASE64_DECODED_MAX(n) ((n) / 4 * 3 + 2)
+
+/** Writes the encoding of p[0..n) to out[PT_BASE64_ENCODED_LEN(n)] (no NUL); returns its length. */
+size_t pt_base64_encode_to(char *out, const uint8_t *p, size_t n);
+
+/** Decodes s[0..n) into out[PT_BASE64_DECODED_MAX(n)]; returns the byte count, or -1 if invalid. */
+long pt_base64_decode_to(uint8_t *out, const char *s, size_t n);
+
+/** Appends the encoding of p[0..n) to `out`. */
 int pt_base64_encode(pt_xbuf_t *out, const uint8_t *p, size_t n);
 
-/**
- * Appends the bytes encoded by s[0..n): standard or URL-safe alphabet, padded
- * or not. Rejects other characters, misplaced or excess '=' and a dangling
- * single character with PT_XERR_INVALID.
- */
+/** Appends the bytes encoded by s[0..n) to `out`; PT_XERR_INVALID if invalid. */
 int pt_base64_decode(pt_xbuf_t *out, const char *s, size_t n);
 
 /**

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -320,16 +321,31 @@ class WsBridgeTest(unittest.TestCase):
     def test_slow_reader_stops_the_backend(self):
         # The client reads nothing: Portico must stop asking the backend for
         # messages (bounded memory), not drain it into its own buffers.
-        res = self.ws("/v1/shelves/1/books:watch?count=100000",
-                      [{"wait": 1}, {"pause": True}, {"sleep": 1500}],
-                      host="fake.test", finish_after_steps=True)
-        self.assertTrue(res["open"])
-        first = self.fake.sent
+        import queue
+        out = queue.Queue()
+        plan = {"url": self.base + "/v1/shelves/1/books:watch?count=100000",
+                "headers": {"Host": "fake.test:%d" % self.port},
+                "steps": [{"wait": 1}, {"pause": True}, {"sleep": 8000}],
+                "finish_after_steps": True, "timeout_ms": 20000}
+        t = threading.Thread(target=lambda: out.put(run_client(plan)))
+        t.start()
+        # the backend is stopped by flow control within a few seconds: two equal readings
+        # 0.5 s apart (a busy machine may take a moment to fill the buffers)
+        prev, deadline = -1, time.monotonic() + 6
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.fake.sent
+            if now == prev:
+                break
+            prev = now
         time.sleep(1.0)
-        self.assertEqual(self.fake.sent, first, "the backend kept streaming to a stalled client")
+        stalled = self.fake.sent
+        t.join(20)
+        self.assertTrue(out.get(timeout=1)["open"])
+        self.assertEqual(stalled, prev, "the backend kept streaming to a stalled client")
         # 100000 messages of 16 KiB were on offer; only socket buffers, HTTP/2 windows and
         # Portico's bounded output buffer (64 KiB) hold what was produced.
-        self.assertLess(first, 2000)
+        self.assertLess(stalled, 2000)
 
     # ---- RFC 8441: the bridge over an HTTP/2 extended CONNECT -------------------------------
 
@@ -413,9 +429,11 @@ class WsBridgeTest(unittest.TestCase):
     def test_browser_chat(self):
         chromium = shutil.which("chromium")
         self.assertIsNotNone(chromium, "Debian chromium is missing (scripts/install-deps.sh)")
+        tmp = tempfile.TemporaryDirectory(prefix="pt-browser-")
+        self.addCleanup(tmp.cleanup)
         p = subprocess.run(["node", BROWSER, chromium, self.base + "/v1/rooms/web/chat?from=page",
                             json.dumps(['"hello from a page"', '"and again"']), "40000"],
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, env=dict(os.environ, PT_TMPDIR=tmp.name))
         self.assertTrue(p.stdout, p.stderr)
         res = json.loads(p.stdout.decode().splitlines()[-1])
         self.assertTrue(res.get("opened"), res)

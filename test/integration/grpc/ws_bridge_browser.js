@@ -17,17 +17,29 @@ const WebSocket = require(path.join(__dirname, '..', 'node_modules', 'ws'));
 const [chromiumBin, wsUrl, textsJson, timeoutArg] = process.argv.slice(2);
 const texts = JSON.parse(textsJson);
 const timeoutMs = Number(timeoutArg || 30000);
-const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'pt-chromium-'));
+const profile = fs.mkdtempSync(path.join(process.env.PT_TMPDIR || os.tmpdir(), 'pt-chromium-'));
 let browser = null;
 
-function cleanup() {
-  if (browser && browser.exitCode === null) browser.kill('SIGKILL');
-  fs.rmSync(profile, { recursive: true, force: true });
+// Chromium forks helpers (zygote, renderer, GPU): it runs in its own process
+// group, and the whole group is killed, and gone, before its profile is removed.
+function cleanup(then) {
+  const rm = () => {
+    try {
+      fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch (e) { /* the test's temp dir cleanup gets what is left */ }
+    then();
+  };
+  if (browser === null || browser.exitCode !== null || browser.signalCode !== null) return rm();
+  browser.once('exit', () => setTimeout(rm, 100));
+  try { process.kill(-browser.pid, 'SIGKILL'); } catch (e) { browser.kill('SIGKILL'); }
+  setTimeout(rm, 3000).unref();
 }
+let finished = false;
 function finish(result, code) {
+  if (finished) return;
+  finished = true;
   process.stdout.write(JSON.stringify(result) + '\n');
-  cleanup();
-  process.exit(code);
+  cleanup(() => process.exit(code));
 }
 setTimeout(() => finish({ error: 'timeout' }, 1), timeoutMs);
 
@@ -66,7 +78,7 @@ async function main() {
     '--no-default-browser-check', '--disable-extensions', '--disable-dev-shm-usage',
     '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0',
     '--user-data-dir=' + profile, 'about:blank',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  ], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   // Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..."
   const port = await new Promise((resolve, reject) => {
     let err = '';

@@ -58,13 +58,14 @@
  * Lifetime: the bridge lives in the request's arena; the endpoint is attached
  * to the request (freed with it, after the access log read its stats). The
  * handler is done when the endpoint ended (on_end) or the client went away
- * (abort hook); the call is cancelled then if it still runs. Every callback
- * is bracketed with pt__req_enter/leave.
+ * (abort hook); the call is cancelled then if it still runs. Callbacks from
+ * outside the request layer are bracketed (core/handler_lifetime.h).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "core/handler.h"
+#include "core/handler_lifetime.h"
 #include "handlers/grpc.h"
 #include "http/ws.h"
 #include "observe/observe.h"
@@ -103,18 +104,9 @@ typedef struct bridge {
     bool client_closed;      /* the client's close frame arrived */
     bool ending;             /* our close was sent: no more messages either way */
     bool ws_ended;
-    bool finished;
 } bridge_t;
 
 /* ---- lifetime ----------------------------------------------------------------------- */
-
-static void finish(bridge_t *b)
-{
-    if (b->finished)
-        return;
-    b->finished = true;
-    pt__req_handler_done(b->req);
-}
 
 static void stop_call(bridge_t *b)
 {
@@ -139,7 +131,7 @@ static void on_client_abort(void *data)
     bridge_t *b = data;
     stop_call(b);
     b->ending = true;
-    finish(b);
+    pt_handler_finish(b->req);
 }
 
 /* ---- answers before the upgrade ------------------------------------------------------- */
@@ -322,10 +314,10 @@ static int ws_msg_data(void *ud, const uint8_t *data, size_t len)
     if (b->ending)
         return PT_WS_GO; /* our close is out: what the client still sends is dropped */
     if (pt_xbuf_append(&b->in, data, len) != 0) {
-        pt__req_enter(b->req);
+        pt_handler_enter(b->req);
         stop_call(b);
         close_with(b, PT_WS_CLOSE_INTERNAL, NULL, 0, "out of memory");
-        pt__req_leave(b->req);
+        pt_handler_leave(b->req);
     }
     return PT_WS_GO;
 }
@@ -335,7 +327,7 @@ static int ws_msg_end(void *ud)
     bridge_t *b = ud;
     if (b->ending)
         return PT_WS_GO;
-    pt__req_enter(b->req);
+    pt_handler_enter(b->req);
     int r = PT_WS_GO;
     if (!b->takes_msgs && !b->takes_first) {
         bad_message(b,
@@ -354,7 +346,7 @@ static int ws_msg_end(void *ud)
             r = PT_WS_PAUSE;
         }
     }
-    pt__req_leave(b->req);
+    pt_handler_leave(b->req);
     return r;
 }
 
@@ -371,7 +363,7 @@ static void ws_close(void *ud, uint16_t code, const char *reason, size_t len)
     (void)reason;
     (void)len;
     bridge_t *b = ud;
-    pt__req_enter(b->req);
+    pt_handler_enter(b->req);
     b->client_closed = true;
     if (b->ending) {
         /* the answer to our close: the endpoint ends now */
@@ -388,13 +380,13 @@ static void ws_close(void *ud, uint16_t code, const char *reason, size_t len)
         b->ending = true;
         pt_ws_close(b->ws, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, NULL, 0);
     }
-    pt__req_leave(b->req);
+    pt_handler_leave(b->req);
 }
 
 static size_t ws_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 {
     bridge_t *b = ud;
-    if (b->finished)
+    if (pt_handler_finished(b->req))
         return 0;
     return pt__req_body_read(b->req, (char *)buf, max, eof);
 }
@@ -403,18 +395,18 @@ static void ws_write(void *ud, const uint8_t *data, size_t len)
 {
     bridge_t *b = ud;
     pt_req_t *req = b->req;
-    if (b->finished || req->resp_ended || req->aborted)
+    if (pt_handler_finished(req) || pt_handler_gone(req))
         return;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     pt__resp_body(req, data, len, false);
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 static void ws_end(void *ud, pt_ws_end_t why)
 {
     bridge_t *b = ud;
     pt_req_t *req = b->req;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     b->ws_ended = true;
     b->ending = true;
     if (b->call != NULL) {
@@ -426,8 +418,8 @@ static void ws_end(void *ud, pt_ws_end_t why)
     }
     if (!req->resp_ended && !req->aborted)
         pt__resp_body(req, NULL, 0, true);
-    finish(b);
-    pt__req_leave(req);
+    pt_handler_finish(b->req);
+    pt_handler_leave(req);
 }
 
 static const pt_ws_cbs_t ws_cbs = {
@@ -444,7 +436,7 @@ static const pt_ws_cbs_t ws_cbs = {
 /* Reads the client while nothing waits for the call. */
 static void pump_client(bridge_t *b)
 {
-    if (!b->ws_ended && !b->finished && !b->in_paused)
+    if (!b->ws_ended && !pt_handler_finished(b->req) && !b->in_paused)
         pt_ws_on_readable(b->ws);
 }
 
@@ -457,7 +449,7 @@ static bool open_ws(bridge_t *b)
 {
     if (b->ws != NULL)
         return true;
-    if (b->finished)
+    if (pt_handler_finished(b->req))
         return false;
     pt_req_t *req = b->req;
     const pt_grpc_conf_t *conf = b->conf;
@@ -468,7 +460,7 @@ static bool open_ws(bridge_t *b)
         b->ending = true;
         if (!req->aborted)
             pt__resp_fail(req, PT_ERR_INVALID, "stream cannot become a WebSocket");
-        finish(b);
+        pt_handler_finish(b->req);
         return false;
     }
     pt_ws_opts_t o = {
@@ -484,14 +476,14 @@ static bool open_ws(bridge_t *b)
         stop_call(b);
         b->ending = true;
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
-        finish(b);
+        pt_handler_finish(b->req);
         return false;
     }
     b->ws = ws;
     if (b->call != NULL)
         pt_grpc_call_recv(b->call);
     pump_client(b); /* client bytes that came meanwhile (HTTP/2) */
-    return !b->finished;
+    return !pt_handler_finished(b->req);
 }
 
 /* ---- call -> client ------------------------------------------------------------------------ */
@@ -513,9 +505,9 @@ static void up_message(void *ud, const uint8_t *data, size_t len)
     bridge_t *b = ud;
     if (data == NULL || b->ending)
         return; /* end of the responses: on_done follows */
-    pt__req_enter(b->req);
+    pt_handler_enter(b->req);
     if (!open_ws(b)) {
-        pt__req_leave(b->req);
+        pt_handler_leave(b->req);
         return;
     }
     if (b->binary_out) {
@@ -534,23 +526,23 @@ static void up_message(void *ud, const uint8_t *data, size_t len)
             stop_call(b);
             close_with(b, 4000 + PT_GRPC_INTERNAL, (const uint8_t *)err, sizeof(err) - 1,
                        "INTERNAL");
-            pt__req_leave(b->req);
+            pt_handler_leave(b->req);
             return;
         }
         pt_ws_send_msg(b->ws, b->binding->response_is_httpbody ? PT_WS_OP_BINARY : PT_WS_OP_TEXT,
                        b->out.data, b->out.len);
     }
     request_next(b);
-    pt__req_leave(b->req);
+    pt_handler_leave(b->req);
 }
 
 static void up_sent(void *ud, bool ok)
 {
     bridge_t *b = ud;
-    pt__req_enter(b->req);
+    pt_handler_enter(b->req);
     b->send_busy = false;
     if (!open_ws(b)) {
-        pt__req_leave(b->req);
+        pt_handler_leave(b->req);
         return;
     }
     if (ok && b->call != NULL && !b->ending) {
@@ -563,20 +555,20 @@ static void up_sent(void *ud, bool ok)
             pump_client(b);
         }
     }
-    pt__req_leave(b->req);
+    pt_handler_leave(b->req);
 }
 
 static void up_done(void *ud, const pt_grpc_status_t *st)
 {
     bridge_t *b = ud;
     pt_req_t *req = b->req;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     b->call = NULL; /* freed by the upstream layer after we return */
     req->upstream_ns = pt_now_ns() - b->t0_ns;
     if (st->local != 0 && pt_status_http(st->local) >= 502)
         pt_observe_upstream_error(req->worker, b->conf->cluster, st->local);
     if (b->ending || !open_ws(b)) {
-        pt__req_leave(req);
+        pt_handler_leave(req);
         return;
     }
     if (st->code == PT_GRPC_OK) {
@@ -603,7 +595,7 @@ static void up_done(void *ud, const pt_grpc_status_t *st)
         else
             close_with(b, (uint16_t)(4000 + code), NULL, 0, pt_grpc_code_name(code));
     }
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 static const pt_grpc_call_cbs_t call_cbs = {
@@ -617,21 +609,21 @@ static const pt_grpc_call_cbs_t call_cbs = {
 static void bridge_on_body(pt_req_t *req)
 {
     bridge_t *b = (bridge_t *)req->handler_ctx;
-    if (b->finished || b->ws == NULL)
+    if (pt_handler_finished(b->req) || b->ws == NULL)
         return;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     pump_client(b);
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 static void bridge_on_writable(pt_req_t *req)
 {
     bridge_t *b = (bridge_t *)req->handler_ctx;
-    if (b->finished || !b->want_recv)
+    if (pt_handler_finished(b->req) || !b->want_recv)
         return;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     request_next(b);
-    pt__req_leave(req);
+    pt_handler_leave(req);
 }
 
 /* Routes the handshake: its verb is GET (or CONNECT), the binding's may be any. */
@@ -677,7 +669,7 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     pt_xbuf_init(&b->pb, NULL);
     pt_xbuf_init(&b->out, NULL);
     req->handler_ctx = b;
-    pt__req_enter(req);
+    pt_handler_enter(req);
     if (pt_req_on_abort(req, on_client_abort, b) != 0) {
         pt__resp_fail(req, PT_ERR_HEADERS_TOO_LARGE, "request arena full");
         goto done;
@@ -820,9 +812,9 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     /* The upgrade is answered from the call's first event (open()), not here:
      * the HTTP/1.1 codec hands a connection over only once the request was
      * received whole, which it marks after start() returns. */
-    pt__req_leave(req);
+    pt_handler_leave(req);
     return;
 done:
-    finish(b);
-    pt__req_leave(req);
+    pt_handler_finish(b->req);
+    pt_handler_leave(req);
 }

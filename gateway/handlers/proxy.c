@@ -475,10 +475,10 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
 {
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    pt_handler_enter(ctx->req);
+    pt_handler_enter(req);
     if (ctx->wsp != NULL) {
         size_t w = pt_wsp_up_read(ctx->wsp, buf, max, eof);
-        pt_handler_leave(ctx->req);
+        pt_handler_leave(req);
         return w;
     }
     size_t n = pt__req_body_read(req, buf, max, eof);
@@ -555,10 +555,10 @@ static bool up_on_data(void *ud, const char *data, size_t len)
 {
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
-    pt_handler_enter(ctx->req);
+    pt_handler_enter(req);
     if (ctx->wsp != NULL) {
         bool go = pt_wsp_up_data(ctx->wsp, data, len);
-        pt_handler_leave(ctx->req);
+        pt_handler_leave(req);
         return go;
     }
     pt__resp_body(req, data, len, false);
@@ -583,7 +583,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
     if (ctx->wsp != NULL) {
         /* the upstream connection ended: its leg sees the end of its input */
         pt_wsp_up_end(ctx->wsp);
-        pt_handler_leave(ctx->req);
+        pt_handler_leave(req);
         return;
     }
     if (st == 0) {

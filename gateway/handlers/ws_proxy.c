@@ -28,6 +28,8 @@ struct pt_wsp {
     pt_ws_t *c;                  /* facing the client (server role), attached to req */
     pt_ws_t *u;                  /* facing the upstream (client role) */
     struct evbuffer *up_in;      /* upstream bytes not yet parsed */
+    const char *feed;            /* on_data's bytes, read in place while up_in is empty */
+    size_t feed_len;
     struct evbuffer *up_out;     /* framed bytes for the upstream, not yet pulled */
     struct evbuffer *c_out;      /* framed bytes for the client, gathered during a run */
     bool kick;                   /* up_out grew during a run: wake the upstream at its end */
@@ -284,6 +286,13 @@ static size_t u_read(void *ud, uint8_t *buf, size_t max, bool *eof)
     int n = evbuffer_remove(p->up_in, buf, max);
     if (n > 0)
         return (size_t)n;
+    if (p->feed_len != 0) {
+        size_t k = p->feed_len < max ? p->feed_len : max;
+        memcpy(buf, p->feed, k);
+        p->feed += k;
+        p->feed_len -= k;
+        return k;
+    }
     *eof = p->up_eof;
     return 0;
 }
@@ -466,11 +475,22 @@ bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)
 {
     if (p->dead)
         return false;
-    if (evbuffer_add(p->up_in, data, len) != 0) {
+    /* Parsed in place when nothing is pending (the common case: one copy
+     * less); what the parser did not take is kept in up_in. */
+    if (evbuffer_get_length(p->up_in) == 0) {
+        p->feed = data;
+        p->feed_len = len;
+    } else if (evbuffer_add(p->up_in, data, len) != 0) {
         fputs("portico: out of memory\n", stderr);
         abort();
     }
     run_u(p);
+    if (p->feed_len != 0 && !p->dead && evbuffer_add(p->up_in, p->feed, p->feed_len) != 0) {
+        fputs("portico: out of memory\n", stderr);
+        abort();
+    }
+    p->feed = NULL;
+    p->feed_len = 0;
     if (p->dead)
         return false;
     if (evbuffer_get_length(p->up_in) >= PT_WSP_HIGH_WATER || pt__resp_blocked(p->req)) {

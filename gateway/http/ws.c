@@ -336,9 +336,14 @@ int pt_ws_send_msg(pt_ws_t *ws, pt_ws_opcode_t op, const void *data, size_t len)
 {
     if (op != PT_WS_OP_TEXT && op != PT_WS_OP_BINARY)
         return PT_ERR_INVALID;
+    /* One bracket for both steps: a write callback that frees the endpoint
+     * (deferred) cannot take it away between them; the second step then
+     * sees `ended` and does nothing. */
+    enter(ws);
     int rc = pt_ws_send_frame_begin(ws, op, len, true);
     if (rc == 0 && len != 0)
-        rc = pt_ws_send_frame_data(ws, data, len);
+        rc = pt_ws_send_frame_data(ws, data, len); // NOLINT(clang-analyzer-unix.Malloc): our bracket keeps busy > 0
+    leave(ws); // NOLINT(clang-analyzer-unix.Malloc): our bracket keeps busy > 0 until here
     return rc;
 }
 
@@ -427,7 +432,8 @@ static void fail(pt_ws_t *ws, uint16_t code, pt_ws_end_t why)
         p[0] = (uint8_t)(code >> 8);
         p[1] = (uint8_t)code;
         size_t rl = strlen(r);
-        memcpy(p + 2, r, rl);
+        for (size_t i = 0; i < rl; i++) /* a length-delimited payload, no NUL */
+            p[2 + i] = (uint8_t)r[i];
         if (!ws->out_frame) /* else the frame in flight cannot be finished: just end */
             write_frame(ws, PT_WS_OP_CLOSE, true, p, 2 + rl, 2 + rl);
     }
@@ -837,8 +843,8 @@ int pt_ws_hs_check(pt_req_t *req, const pt_conf_strlist_t *origins, pt_ws_hs_t *
             if (!pt_str_eq(h->v[i].name, PT_STR("sec-websocket-protocol")))
                 continue;
             if (off != 0) {
-                memcpy(buf + off, ", ", 2);
-                off += 2;
+                buf[off++] = ',';
+                buf[off++] = ' ';
             }
             memcpy(buf + off, h->v[i].value.base, h->v[i].value.len);
             off += h->v[i].value.len;

@@ -46,7 +46,8 @@
  *
  * Time: with a non-NULL event base the endpoint runs its own timers --
  * keepalive pings after `ping_interval_ms` without input, the idle timeout
- * (`idle_ms` without a byte either way: close 1001), and the closing
+ * (`idle_ms` without a data payload byte either way -- pings and pongs do
+ * not count: close 1001), and the closing
  * timeout (`close_timeout_ms` after our close frame without the peer's:
  * on_end with PT_WS_END_TIMEOUT). A pong answering our own keepalive ping
  * is consumed here, never reported.
@@ -138,7 +139,8 @@ typedef struct pt_ws_opts {
     pt_ws_role_t role;
     uint64_t max_message;        /* bytes per data message; over it: close 1009 (0: no limit) */
     uint64_t ping_interval_ms;   /* keepalive ping after this long without input (0: none) */
-    uint64_t idle_ms;            /* close 1001 after this long without a byte either way (0: none) */
+    uint64_t idle_ms;            /* close 1001 after this long without data payload either way
+                                    (control frames do not count; 0: none) */
     uint64_t close_timeout_ms;   /* wait for the peer's close after ours (0: 5 s) */
     /**
      * true: the endpoint answers pings with pongs and echoes the peer's close

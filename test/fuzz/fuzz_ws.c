@@ -39,7 +39,8 @@ static size_t l_read(void *ud, uint8_t *buf, size_t max, bool *eof)
         n = l->chunk;
     if (n > max)
         n = max;
-    memcpy(buf, l->in + l->in_off, n);
+    if (n != 0)
+        memcpy(buf, l->in + l->in_off, n);
     l->in_off += n;
     *eof = n == 0;
     return n;
@@ -48,6 +49,8 @@ static size_t l_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 static void l_write(void *ud, const uint8_t *data, size_t len)
 {
     leg_t *l = ud;
+    if (len == 0)
+        return;
     if (l->out_len + len > l->out_cap) {
         size_t cap = (l->out_len + len) * 2;
         uint8_t *o = realloc(l->out, cap);

@@ -15,8 +15,10 @@ import base64
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -25,7 +27,7 @@ import h2.connection
 import h2.events
 import h2.settings
 
-from portico_test import PorticoTestCase, curl, free_port
+from portico_test import PorticoTestCase, curl, free_port, make_cert
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -521,6 +523,68 @@ class H2Test(WebSocketTestBase):
         self.assertTrue(self.pump(s, c, lambda: "headers" in st, st))
         self.assertEqual(st["headers"][":status"], "403")
         self.assertEqual(self.up.stats()["upgrades"], 0)
+
+
+class TlsTest(PorticoTestCase):
+    """The same proxying over TLS: RFC 8441 in h2 (ALPN) and wss:// over HTTP/1.1."""
+
+    def setUp(self):
+        super().setUp()
+        self.up = WsUpstream()
+        self.addCleanup(self.up.stop)
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        self.crt, key = make_cert(d.name)
+        self.port = free_port()
+        self.start(f"""
+listeners:
+  - address: 127.0.0.1:{self.port}
+    tls: {{ cert: {self.crt}, key: {key} }}
+timeouts: {{ drain: 2s }}
+clusters:
+  - name: up
+    endpoints: [ "127.0.0.1:{self.up.port}" ]
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: up, websocket: true }}
+""", self.port)
+
+    def test_extended_connect_over_h2_tls(self):
+        ctx = ssl.create_default_context(cafile=self.crt)
+        ctx.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(s.close)
+        self.assertEqual(s.selected_alpn_protocol(), "h2")
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                 header_encoding="utf-8"))
+        c.initiate_connection()
+        s.sendall(c.data_to_send())
+        st = {}
+        pump = H2Test.pump.__get__(self)
+        self.assertTrue(pump(s, c, lambda: "settings" in st, st))
+        self.assertEqual(c.remote_settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL], 1)
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                             (":scheme", "https"), (":path", "/echo"),
+                             (":authority", "localhost"), ("sec-websocket-version", "13")])
+        s.sendall(c.data_to_send())
+        self.assertTrue(pump(s, c, lambda: "headers" in st, st))
+        c.send_data(sid, frame(1, b"over h2 and TLS"))
+        s.sendall(c.data_to_send())
+        want = frame(1, b"over h2 and TLS", mask=False)
+        self.assertTrue(pump(s, c, lambda: len(st.get("data", b"")) >= len(want), st))
+        self.assertEqual(st["headers"][":status"], "200")
+        self.assertEqual(st["data"], want)
+
+    def test_wss_client(self):
+        env = dict(os.environ, NODE_EXTRA_CA_CERTS=self.crt)
+        out = subprocess.run(["node", os.path.join(HERE, "ws_client.js"), "echo",
+                              "wss://localhost:%d/echo" % self.port],
+                             capture_output=True, timeout=60, env=env)
+        r = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        self.assertEqual(len(r.get("got", [])), 3, r)
+        self.assertEqual(r["close"], 1000)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@
 #define PT_GATEWAY_SERVER_H
 
 #include <stdbool.h>
-#include "core/config.h"
 #include "observe/observe.h"
 #include "net/worker.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
 
 /**
  * Creates `n` workers for `config` (a reference is taken for each), binds

@@ -5,7 +5,7 @@ set -uo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-SRCS=$(ls gateway/*.c gateway/handlers/*.c gateway/upstream/*.c plugins/*.c transcoder/*.c)
+SRCS=$(ls gateway/*.c gateway/*/*.c plugins/*.c transcoder/*.c)
 status=0
 echo "== cppcheck"
 cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c11 \

@@ -246,7 +246,7 @@ static int deliver_resp(pt_req_t *req, const pt_bufvec_t *in, bool end)
         return RUN_FAILED;
     }
     if (end) {
-        req->resp_ended = true;
+        req->resp_state = PT_RESP_ENDED;
         if (req->bq[PT_SIDE_RESP] != NULL)
             req->bq[PT_SIDE_RESP]->ended = true;
     }
@@ -399,7 +399,7 @@ static void send_plain(pt_req_t *req, const void *data, size_t len, bool end)
 {
     req->bytes_out += len;
     if (end)
-        req->resp_ended = true;
+        req->resp_state = PT_RESP_ENDED;
     req->ops->send_body(req, data, len, end);
 }
 
@@ -411,7 +411,7 @@ static bool resp_filtered(const pt_req_t *req)
 
 pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool end)
 {
-    if (req->resp_ended || req->aborted)
+    if (pt__resp_ended(req) || req->aborted)
         return PT_PIPE_DONE;
     struct pt_bodyq *q = req->bq[PT_SIDE_RESP];
     if (req->wait == PT_WAIT_RESP_HEADERS || req->wait == PT_WAIT_RESP_BODY ||
@@ -437,7 +437,7 @@ pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool 
 pt_pipe_t pt__chain_resp_flush(pt_req_t *req, bool resumed)
 {
     struct pt_bodyq *q = req->bq[PT_SIDE_RESP];
-    if (q == NULL || req->resp_ended || req->aborted)
+    if (q == NULL || pt__resp_ended(req) || req->aborted)
         return PT_PIPE_DONE;
     if (!resp_filtered(req)) {
         /* Queued only while the head waited: hand it over as it is. */

@@ -72,7 +72,7 @@ static inline bool pt_handler_finished(const pt_req_t *req)
 /** Nothing more can be sent: the client went away, or the response is complete. */
 static inline bool pt_handler_gone(const pt_req_t *req)
 {
-    return req->aborted || req->resp_ended;
+    return req->aborted || pt__resp_ended(req);
 }
 
 #endif /* PT_GATEWAY_HANDLER_LIFETIME_H */

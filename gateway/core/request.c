@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <sys/time.h>
 #include "core/chain.h"
+#include "core/config.h"
 #include "core/handler.h"
 #include "observe/observe.h"
 #include "core/path.h"
@@ -310,7 +311,7 @@ static void body_refused(pt_req_t *req, bool respond)
     req->body_out_done = true;
     req->buffering = false;
     evbuffer_drain(req->body, evbuffer_get_length(req->body));
-    if (respond && !req->resp_started && req->resp_status >= 200 && req->resp_status <= 999) {
+    if (respond && !pt__resp_started(req) && req->resp_status >= 200 && req->resp_status <= 999) {
         pt__resp_head(req);
         pt__resp_body(req, req->local_body.base, req->local_body.len, true);
     } else {
@@ -363,7 +364,7 @@ static void handler_go(pt_req_t *req)
         return;
     }
     start_handler(req);
-    if (!req->aborted && !req->resp_ended) {
+    if (!req->aborted && !pt__resp_ended(req)) {
         pt_pipe_t rc = pt__chain_req_open(req, &raw);
         body_outcome(req, rc, raw);
     }
@@ -501,7 +502,7 @@ void pt__req_codec_done(pt_req_t *req)
 {
     if (!(req->holds & PT_REQ_HOLD_CODEC))
         return;
-    if (!req->resp_ended) {
+    if (!pt__resp_ended(req)) {
         /* The codec gave up on the stream before the response ended: treat as an abort. */
         pt__req_abort(req);
         return;
@@ -536,8 +537,8 @@ void pt__req_handler_done(pt_req_t *req)
 
 static void resp_outcome(pt_req_t *req, pt_pipe_t rc)
 {
-    if (rc == PT_PIPE_FAILED && !req->resp_ended) {
-        req->resp_ended = true;
+    if (rc == PT_PIPE_FAILED && !pt__resp_ended(req)) {
+        req->resp_state = PT_RESP_ENDED;
         req->ops->reset(req); /* the client sees a truncation, never a wrong body */
     }
 }
@@ -553,9 +554,9 @@ static void maybe_writable(pt_req_t *req)
 /* The response-header filters are through: the head goes to the codec, then what waited. */
 static void head_ready(pt_req_t *req)
 {
-    if (req->resp_ended || req->aborted)
+    if (pt__resp_ended(req) || req->aborted)
         return; /* cut off (pt__resp_fail) while a filter waited */
-    req->resp_head_sent = true;
+    req->resp_state = PT_RESP_HEAD_SENT;
     req->ops->send_head(req);
     if (req->resp_replaced)
         resp_outcome(req, pt__chain_resp_body(req, req->local_body.base, req->local_body.len, true));
@@ -565,9 +566,9 @@ static void head_ready(pt_req_t *req)
 
 void pt__resp_head(pt_req_t *req)
 {
-    if (req->resp_started || req->aborted)
+    if (pt__resp_started(req) || req->aborted)
         return;
-    req->resp_started = true;
+    req->resp_state = PT_RESP_STARTED;
     pt_headers_set(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
     if (pt__chain_resp_head(req, 0) == PT_FILTER_CONTINUE)
         head_ready(req);
@@ -575,7 +576,7 @@ void pt__resp_head(pt_req_t *req)
 
 void pt__resp_body(pt_req_t *req, const void *data, size_t len, bool end)
 {
-    if (req->resp_ended || req->aborted || !req->resp_started || req->resp_replaced)
+    if (pt__resp_ended(req) || req->aborted || !pt__resp_started(req) || req->resp_replaced)
         return;
     resp_outcome(req, pt__chain_resp_body(req, data, len, end));
 }
@@ -635,10 +636,10 @@ void pt__resp_fail(pt_req_t *req, int st, const char *reason)
         req->fail_status = st;
         req->fail_reason = reason;
     }
-    if (req->aborted || req->resp_ended)
+    if (req->aborted || pt__resp_ended(req))
         return;
-    if (req->resp_started) {
-        req->resp_ended = true;
+    if (pt__resp_started(req)) {
+        req->resp_state = PT_RESP_ENDED;
         req->ops->reset(req);
         return;
     }
@@ -674,7 +675,7 @@ void pt_req_set_body_length(pt_req_t *req, int64_t len) { req->content_length = 
 int64_t pt_req_resp_body_length(const pt_req_t *req) { return req->resp_content_length; }
 void pt_req_set_resp_body_length(pt_req_t *req, int64_t len)
 {
-    if (!req->resp_head_sent)
+    if (req->resp_state < PT_RESP_HEAD_SENT)
         req->resp_content_length = len < 0 ? -1 : len;
 }
 
@@ -709,7 +710,7 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
     pt_str_t b = pt_arena_strdup(req->arena, body);
     if (b.base == NULL)
         return PT_ERR_LIMIT;
-    if (req->resp_started) {
+    if (pt__resp_started(req)) {
         /* From the response side: the reply replaces the handler's response whole. */
         pt_headers_init(&req->resp_headers, req->arena);
         pt_headers_init(&req->resp_trailers, req->arena);

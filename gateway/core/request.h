@@ -26,12 +26,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "core/config.h"
 #include "core/router.h"
 #include "net/worker.h"
 #include "portico/filter.h"
 #include "portico/headers.h"
 #include "portico/req.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
 
 struct evbuffer;
 
@@ -95,6 +96,18 @@ typedef struct pt_abort_hook {
     struct pt_abort_hook *next;
 } pt_abort_hook_t;
 
+/**
+ * Where a request's response is. One state machine that only moves forward;
+ * STARTED -> ENDED directly when a response is cut off while a
+ * response-header filter waits.
+ */
+typedef enum pt_resp_state {
+    PT_RESP_NONE = 0,  /**< nothing started */
+    PT_RESP_STARTED,   /**< the handler (or a local reply) started it: response-header filters run */
+    PT_RESP_HEAD_SENT, /**< the response-header filters are through and the codec has the head */
+    PT_RESP_ENDED,     /**< complete, or cut off (reset): nothing more goes out */
+} pt_resp_state_t;
+
 struct pt_req {
     pt_arena_t *arena;
     pt_worker_t *worker;
@@ -142,9 +155,8 @@ struct pt_req {
     pt_headers_t resp_headers;     /* never framing headers: content-length/transfer-encoding are the codec's */
     int64_t resp_content_length;   /* body length when known (the codec frames with it), else -1 */
     pt_headers_t resp_trailers;    /* sent with the end of the body when non-empty (h2, chunked h1) */
-    bool resp_started;             /* the handler (or a local reply) started the response */
-    bool resp_head_sent;           /* the response-header filters ran and the codec has the head */
-    bool resp_ended;
+    pt_resp_state_t resp_state;    /* NONE -> STARTED -> HEAD_SENT -> ENDED; read with
+                                      pt__resp_started() / pt__resp_ended() */
     uint64_t bytes_out;            /* body bytes handed to the codec */
     pt_str_t local_body;           /* body of a local reply */
     pt_str_t local_type;
@@ -192,6 +204,18 @@ struct pt_req {
     struct pt_ws *ws;              /* http/ws.c: the WebSocket endpoint facing the client, or NULL
                                       (pt_ws_req_attach; the log phase reads its stats) */
 };
+
+/** The response has started (pt__resp_head() or a local reply); true also once it ended. */
+static inline bool pt__resp_started(const pt_req_t *req)
+{
+    return req->resp_state >= PT_RESP_STARTED;
+}
+
+/** The response is complete or was cut off: nothing more goes out. */
+static inline bool pt__resp_ended(const pt_req_t *req)
+{
+    return req->resp_state == PT_RESP_ENDED;
+}
 
 /* ---- called by codecs --------------------------------------------------- */
 

@@ -10,6 +10,7 @@
  * match (request arena).
  */
 #include "core/router.h"
+#include "core/config.h"
 
 #include <ctype.h>
 #include <string.h>

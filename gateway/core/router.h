@@ -9,9 +9,12 @@
 #ifndef PT_GATEWAY_ROUTER_H
 #define PT_GATEWAY_ROUTER_H
 
-#include "core/config.h"
+#include "core/route.h"
 #include "portico/arena.h"
 #include "portico/headers.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
+typedef struct pt_router pt_router_t;
 
 typedef struct pt_route_param {
     pt_str_t name, value;

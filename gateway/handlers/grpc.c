@@ -57,6 +57,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
 #include "observe/observe.h"
@@ -593,7 +594,7 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
         /* JP-7: the backend sent something that is not its declared message. */
         ctx->bad_response = true;
         req->fail_reason = "upstream sent an undecodable message";
-        if (!ctx->stream_resp || !req->resp_started) {
+        if (!ctx->stream_resp || !pt__resp_started(req)) {
             stop_call(ctx);
             reply_status(ctx, 502, PT_GRPC_INTERNAL, "upstream sent an invalid response message",
                          NULL);
@@ -615,13 +616,13 @@ static void up_on_message(void *ud, const uint8_t *data, size_t len)
     }
     if (raw_body(ctx)) {
         /* HttpBody stream: the first message's type for all, bytes unframed */
-        if (!req->resp_started)
+        if (!pt__resp_started(req))
             raw_stream_head(ctx, raw_type(ctx, ct));
         if (!pt_handler_gone(req) && out->len != 0)
             pt__resp_body(req, out->data, out->len, false);
         ctx->msgs_out++;
     } else {
-        if (!req->resp_started)
+        if (!pt__resp_started(req))
             stream_head(ctx);
         if (!pt_handler_gone(req))
             stream_write(ctx, out->data, out->len, false, false);
@@ -660,7 +661,7 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
         pt_observe_upstream_error(req->worker, ctx->conf->cluster,
                                   code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
                                                                     : PT_ERR_UNAVAILABLE);
-    if (st->local != 0 && !req->resp_started) {
+    if (st->local != 0 && !pt__resp_started(req)) {
         /* Portico ended the call (no endpoint, connection or TLS failure, deadline,
          * a bad or oversized message): 503 / 502 / 504 by that cause, the gRPC code
          * and Portico's own static reason in the body (UP-9: a bad certificate is
@@ -669,7 +670,7 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
         req->fail_reason = st->reason;
         reply_status(ctx, pt_status_http(st->local), code,
                      st->reason != NULL ? st->reason : pt_strerror(st->local), NULL);
-    } else if (!req->resp_started) {
+    } else if (!pt__resp_started(req)) {
         /* Unary answer, or a stream that ended before its first message. */
         for (size_t i = 0; i < ctx->up_headers.cnt; i++)
             pt_headers_add_nocopy(&req->resp_headers, ctx->up_headers.v[i].name,
@@ -741,7 +742,7 @@ static void line_failed(rest_ctx_t *ctx, int http, int code, const char *msg,
 {
     stop_call(ctx);
     pt_req_t *req = ctx->req;
-    if (!req->resp_started) {
+    if (!pt__resp_started(req)) {
         reply_status(ctx, http, code, msg, errs);
     } else {
         pt_xbuf_t b;

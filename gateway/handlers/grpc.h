@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "core/cluster.h"
 #include "core/request.h"
 #include "upstream/grpc.h"
 #include "portico/conf.h"

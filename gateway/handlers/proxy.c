@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "core/chain.h"
+#include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
 #include "observe/observe.h"

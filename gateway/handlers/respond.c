@@ -66,7 +66,7 @@ static void on_body(pt_req_t *req)
         if (n == 0)
             return; /* more will come: on_body again */
     }
-    if (!req->resp_started)
+    if (!pt__resp_started(req))
         finish(req);
 }
 

@@ -23,6 +23,7 @@
  * connection HTTP and the next bytes are the next request.
  */
 #include "http/h1.h"
+#include "core/config.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -134,7 +135,7 @@ static void stream_release(h1_stream_t *s, bool completed)
         return;
     s->req = NULL;
     req->stream = NULL; /* ops on it are no-ops from now on */
-    if (completed && req->resp_ended)
+    if (completed && pt__resp_ended(req))
         pt__req_codec_done(req);
     else
         pt__req_abort(req);

@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "core/config.h"
+#include "core/limits.h"
 #include "portico/headers.h"
 #include "portico/status.h"
 #include "portico/str.h"

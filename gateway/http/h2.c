@@ -44,6 +44,7 @@
 #include <string.h>
 #include <time.h>
 #include "core/clock.h"
+#include "core/config.h"
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/reqcheck.h"
@@ -235,7 +236,7 @@ static void stream_release(h2_stream_t *s)
         return;
     s->req = NULL;
     req->stream = NULL;
-    if (req->resp_ended && (s->resp_complete || s->app_reset))
+    if (pt__resp_ended(req) && (s->resp_complete || s->app_reset))
         pt__req_codec_done(req);
     else
         pt__req_abort(req);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "observe/observe.h"
+#include "core/config.h"
 #include "core/request.h"
 #include "portico/transcoder/wkt.h"
 
@@ -61,7 +62,7 @@ static void on_idle_timer(evutil_socket_t fd, short what, void *arg)
         t->seen_out = req->bytes_out;
         t->last_ms = now;
     }
-    if (req->resp_ended || req->aborted)
+    if (pt__resp_ended(req) || req->aborted)
         return; /* over already; the request is being torn down by its holders */
     if (now - t->last_ms < t->idle_ms) {
         uint64_t left = t->idle_ms - (now - t->last_ms);
@@ -92,7 +93,7 @@ static void tunnel_dispose(void *data)
 
 int pt__req_tunnel_open(pt_req_t *req, uint64_t idle_ms)
 {
-    if (req->upgrade.len == 0 || req->resp_started || req->aborted || req->is_tunnel ||
+    if (req->upgrade.len == 0 || pt__resp_started(req) || req->aborted || req->is_tunnel ||
         req->ops->tunnel == NULL)
         return PT_ERR_INVALID;
     tunnel_t *t = pt_arena_zalloc(req->arena, sizeof(*t));

@@ -69,9 +69,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "core/config.h"
+#include "core/listener_conf.h"
 #include "net/worker.h"
 #include "portico/str.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
 
 struct evbuffer;
 struct event;

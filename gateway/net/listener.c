@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "net/conn.h"
+#include "core/config.h"
 #include "http/h2.h"
 #include "net/listener.h"
 #include "observe/observe.h"

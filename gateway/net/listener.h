@@ -12,8 +12,9 @@
 #ifndef PT_GATEWAY_LISTENER_H
 #define PT_GATEWAY_LISTENER_H
 
-#include "core/config.h"
 #include "net/worker.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
 
 /** One worker's sockets for the listeners of a snapshot, index-aligned with config->listeners. */
 typedef struct pt_listener_fds {

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "net/conn.h"
+#include "core/config.h"
 #include "net/listener.h"
 #include "observe/metrics.h"
 #include "server.h"

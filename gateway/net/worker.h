@@ -14,8 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "core/clock.h"
-#include "core/config.h"
 #include "portico/req.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
 
 struct event_base;
 struct pt_metrics_shard;

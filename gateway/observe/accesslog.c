@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include "http/ws.h"
 #include "observe/accesslog.h"
+#include "core/config.h"
 
 #define LOG_BUF (64u * 1024u)
 #define RETRY_MS 1000u /* a failed open is tried again at most this often */

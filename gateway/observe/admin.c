@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include "observe/metrics.h"
+#include "core/config.h"
 #include "observe/observe.h"
 #include "net/worker.h"
 

@@ -11,8 +11,10 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
-#include "core/config.h"
+#include "core/cluster.h"
 #include "portico/req.h"
+
+typedef struct pt_config pt_config_t; /* core/config.h */
 
 struct event_base;
 typedef struct pt_server pt_server_t;

@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "core/config.h"
+#include "core/cluster.h"
 #include "net/worker.h"
 #include "portico/headers.h"
 

@@ -54,7 +54,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "core/cluster.h"
 #include "net/worker.h"
 #include "portico/arena.h"
 #include "portico/headers.h"

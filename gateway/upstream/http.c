@@ -32,6 +32,7 @@
  * over TLS to upstreams there.
  */
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
 #include "upstream/hstore.h"

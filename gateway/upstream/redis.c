@@ -32,6 +32,7 @@
  * caller back synchronously.
  */
 #include "core/xalloc.h"
+#include "core/config.h"
 #include "upstream/redis.h"
 
 #include <event2/event.h>

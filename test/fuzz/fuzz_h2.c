@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         if (!fake.auto_consume)
             fake_consume(r, evbuffer_get_length(r->req->body));
-        if (!r->req->resp_started)
+        if (!pt__resp_started(r->req))
             fake_respond(r, 200, "ok", 2, true);
     }
     fake_conn_run(&fc, 4);

@@ -87,7 +87,7 @@ static void echo_if_ready(fake_rec_t *r)
 {
     pt_req_t *req = r->req;
     if (fake.mode != FAKE_ECHO || req == NULL || !r->headers_done || !req->body_done ||
-        req->resp_started)
+        pt__resp_started(req))
         return;
     if (fake.trailer_name != NULL)
         pt_headers_add(&req->resp_trailers, pt_str_c(fake.trailer_name),
@@ -172,7 +172,7 @@ void pt__req_on_writable(pt_req_t *req)
 void pt__req_codec_done(pt_req_t *req)
 {
     fake_rec_t *r = rec_of(req);
-    if (!req->resp_ended) {
+    if (!pt__resp_ended(req)) {
         pt__req_abort(req);
         return;
     }
@@ -191,12 +191,12 @@ void pt__req_abort(pt_req_t *req)
 void fake_respond(fake_rec_t *r, int status, const char *body, size_t len, bool end)
 {
     pt_req_t *req = r->req;
-    if (req == NULL || req->resp_started)
+    if (req == NULL || pt__resp_started(req))
         return;
     req->resp_status = status;
     if (end)
         req->resp_content_length = (int64_t)len;
-    req->resp_started = true;
+    req->resp_state = PT_RESP_STARTED;
     req->ops->send_head(req);
     fake_body(r, body, len, end);
 }
@@ -204,10 +204,10 @@ void fake_respond(fake_rec_t *r, int status, const char *body, size_t len, bool 
 void fake_body(fake_rec_t *r, const void *data, size_t len, bool end)
 {
     pt_req_t *req = r->req;
-    if (req == NULL || req->resp_ended)
+    if (req == NULL || pt__resp_ended(req))
         return;
     if (end)
-        req->resp_ended = true;
+        req->resp_state = PT_RESP_ENDED;
     req->bytes_out += len;
     req->ops->send_body(req, data, len, end);
 }

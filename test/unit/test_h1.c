@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "core/config.h"
 #include "http/h1.h"
 #include "core/request.h"
 
@@ -71,11 +72,11 @@ static void answer(pt_req_t *req, int status, const char *body, bool known_lengt
 {
     assert_non_null(req->stream);
     req->resp_status = status;
-    req->resp_started = true;
+    req->resp_state = PT_RESP_STARTED;
     req->resp_content_length = known_length ? (int64_t)strlen(body) : -1;
     pt_headers_add(&req->resp_headers, PT_STR("x-path"), req->path);
     req->ops->send_head(req);
-    req->resp_ended = true;
+    req->resp_state = PT_RESP_ENDED;
     req->ops->send_body(req, body, strlen(body), true);
 }
 
@@ -92,10 +93,10 @@ void pt__req_reject(pt_req_t *req, int st, const char *reason)
 
 void pt__resp_fail(pt_req_t *req, int st, const char *reason)
 {
-    if (req->resp_ended)
+    if (pt__resp_ended(req))
         return;
-    if (req->resp_started) {
-        req->resp_ended = true;
+    if (pt__resp_started(req)) {
+        req->resp_state = PT_RESP_ENDED;
         req->ops->reset(req);
         return;
     }
@@ -307,14 +308,14 @@ static void test_trailers_and_framing_from_handler_ignored(void **state)
     client_send("GET /t HTTP/1.1\r\nHost: a\r\n\r\n");
     pt_req_t *req = F.reqs[0];
     req->resp_status = 200;
-    req->resp_started = true;
+    req->resp_state = PT_RESP_STARTED;
     pt_headers_add(&req->resp_headers, PT_STR("content-length"), PT_STR("999"));
     pt_headers_add(&req->resp_headers, PT_STR("transfer-encoding"), PT_STR("gzip"));
     pt_headers_add(&req->resp_headers, PT_STR("x-ok"), PT_STR("1"));
     pt_headers_add(&req->resp_trailers, PT_STR("grpc-status"), PT_STR("0"));
     req->ops->send_head(req);
     req->ops->send_body(req, "abc", 3, false);
-    req->resp_ended = true;
+    req->resp_state = PT_RESP_ENDED;
     req->ops->send_body(req, "de", 2, true);
     const char *out = client_read();
     assert_null(strstr(out, "999"));
@@ -330,10 +331,10 @@ static void test_short_body_resets_connection(void **state)
     client_send("GET /s HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n");
     pt_req_t *req = F.reqs[0];
     req->resp_status = 200;
-    req->resp_started = true;
+    req->resp_state = PT_RESP_STARTED;
     req->resp_content_length = 10;
     req->ops->send_head(req);
-    req->resp_ended = true;
+    req->resp_state = PT_RESP_ENDED;
     req->ops->send_body(req, "abc", 3, true); /* 7 bytes short */
     const char *out = client_read();
     assert_non_null(strstr(out, "content-length: 10\r\n\r\nabc"));

@@ -542,7 +542,7 @@ static void test_held_response_and_client_reset(void **state)
     pump(&cl);
     fake_respond(&fake.recs[2], 200, "partial", 7, false);
     pump(&cl);
-    fake.recs[2].req->resp_ended = true;
+    fake.recs[2].req->resp_state = PT_RESP_ENDED;
     fake.recs[2].req->ops->reset(fake.recs[2].req);
     pump(&cl);
     assert_true(cs_of(&cl, id)->closed);

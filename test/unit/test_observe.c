@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "observe/accesslog.h"
+#include "core/config.h"
 #include "observe/metrics.h"
 #include "core/request.h"
 

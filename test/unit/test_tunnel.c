@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/request.h"
+#include "core/config.h"
 #include "server.h"
 
 typedef struct fake {
@@ -102,11 +103,11 @@ static void test_open_refusals(void **state)
     assert_int_equal(f.head_status, 0);
     assert_false(req->is_tunnel);
     req->resp_status = 502;
-    req->resp_started = true; /* a head already went out */
+    req->resp_state = PT_RESP_STARTED; /* a head already went out */
     f.tunnel_rc = 0;
     assert_int_equal(pt__req_tunnel_open(req, 0), PT_ERR_INVALID);
     assert_int_equal(f.tunnel_calls, 1);
-    req->resp_ended = true;
+    req->resp_state = PT_RESP_ENDED;
     pt__req_codec_done(req);
 
     fake_t g = {0};

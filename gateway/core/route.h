@@ -1,0 +1,61 @@
+/*
+ * route.h -- a route as configured (`routes:`): its match, handler and filter chain.
+ * Types only (the configuration snapshot, core/config.h, holds these; a file
+ * that only needs them includes this, not config.h).
+ */
+#ifndef PT_GATEWAY_ROUTE_H
+#define PT_GATEWAY_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "portico/conf.h"
+#include "portico/filter.h"
+
+typedef struct pt_handler_def pt_handler_def_t;
+
+typedef enum pt_path_match { PT_PATH_ANY = 0, PT_PATH_EXACT, PT_PATH_PREFIX, PT_PATH_TEMPLATE } pt_path_match_t;
+
+typedef struct pt_header_match {
+    const char *name;   /* lowercase */
+    const char *value;  /* exact value, or NULL: the header must be present */
+} pt_header_match_t;
+
+typedef struct pt_route_match {
+    pt_path_match_t path_kind;
+    const char *path;              /* exact path, prefix, or template text */
+    const void *tmpl;              /* compiled template (router.c) */
+    const char **hosts;            /* exact or "*.example.com"; NULL/0 = any */
+    size_t host_cnt;
+    uint32_t methods;              /* bit set of PT_METHOD_*; 0 = any */
+    pt_header_match_t *headers;
+    size_t header_cnt;
+} pt_route_match_t;
+
+/** Method bits for route matching. */
+enum {
+    PT_METHOD_GET = 1u << 0, PT_METHOD_HEAD = 1u << 1, PT_METHOD_POST = 1u << 2,
+    PT_METHOD_PUT = 1u << 3, PT_METHOD_DELETE = 1u << 4, PT_METHOD_PATCH = 1u << 5,
+    PT_METHOD_OPTIONS = 1u << 6, PT_METHOD_TRACE = 1u << 7, PT_METHOD_CONNECT = 1u << 8,
+    PT_METHOD_OTHER = 1u << 9,
+};
+/** The PT_METHOD_* bit of a method token (PT_METHOD_OTHER for extension methods). */
+uint32_t pt_method_bit(pt_str_t method);
+
+typedef struct pt_route {
+    const char *name;              /* `name:` or "route[N]" */
+    unsigned index;
+    pt_route_match_t match;
+    const pt_handler_def_t *handler;
+    const void *handler_conf;
+    const pt_filter_t **chain;     /* global filters then the route's, in run order */
+    size_t chain_cnt;
+    uint64_t max_body;             /* from the route or limits.max_body */
+    uint64_t timeout_ms;           /* 0 = the cluster's */
+    bool request_buffering;        /* request-body filters run over the whole body before the handler */
+    bool has_request_body_filters; /* some filter of `chain` has on_request_body */
+    bool has_response_body_filters;
+    const pt_conf_node_t *node;
+} pt_route_t;
+
+#endif /* PT_GATEWAY_ROUTE_H */

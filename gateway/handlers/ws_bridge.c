@@ -64,6 +64,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
 #include "handlers/grpc.h"
@@ -416,7 +417,7 @@ static void ws_end(void *ud, pt_ws_end_t why)
                                                     : pt_ws_end_name(why);
         stop_call(b);
     }
-    if (!req->resp_ended && !req->aborted)
+    if (!pt_handler_gone(req))
         pt__resp_body(req, NULL, 0, true);
     pt_handler_finish(b->req);
     pt_handler_leave(req);

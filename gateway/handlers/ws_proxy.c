@@ -62,7 +62,7 @@ static void flush_client(pt_wsp_t *p)
     size_t n = evbuffer_get_length(p->c_out);
     if (n == 0)
         return;
-    if (p->dead || p->resp_ended || p->req->resp_ended || p->req->aborted) {
+    if (p->dead || p->resp_ended || pt__resp_ended(p->req) || p->req->aborted) {
         evbuffer_drain(p->c_out, n);
         return;
     }
@@ -142,7 +142,7 @@ static bool up_full(const pt_wsp_t *p)
 static void end_client_stream(pt_wsp_t *p)
 {
     flush_client(p);
-    if (p->resp_ended || p->req->resp_ended || p->req->aborted)
+    if (p->resp_ended || pt__resp_ended(p->req) || p->req->aborted)
         return;
     p->resp_ended = true;
     pt__resp_body(p->req, NULL, 0, true);

@@ -10,9 +10,11 @@
 
 extern const pt_filter_def_t pt_filter_headers;
 extern const pt_filter_def_t pt_filter_rewrite;
+extern const pt_filter_def_t pt_filter_xml_json;
 
 const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
     &pt_filter_rewrite,
+    &pt_filter_xml_json,
     NULL,
 };

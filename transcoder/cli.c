@@ -5,6 +5,7 @@
  *   portico-transcode -d set.pb [-d more.pb] --type pkg.Msg --to-binary < msg.json > msg.bin
  *   portico-transcode -d set.pb --list [--default-bindings]
  *   portico-transcode -d set.pb --match METHOD TARGET [--body FILE] [--content-type CT]
+ *   portico-transcode --wsdl FILE --list | --op NAME --to-envelope|--from-envelope (cli_xml.c)
  *
  * Exit status: 0 success; 1 a conversion, descriptor or routing error (the
  * message, with the path of the offending value, goes to stderr); 2 a usage
@@ -48,6 +49,13 @@ static void usage(FILE *f)
             "  --service NAME             only this service in --list/--match (repeatable)\n"
             "  --content-type CT          Content-Type of the --match body\n"
             "  -h, --help, --version\n"
+            "XML modes (no -d):\n"
+            "  --wsdl FILE --list         SOAP services, ports, operations, fields\n"
+            "  --wsdl FILE --op NAME [--service S] [--port P] --to-envelope [--bind F=V]...\n"
+            "       [--wsse-user U --wsse-password-file F]   JSON on stdin -> SOAP envelope\n"
+            "  --wsdl FILE --op NAME [--service S] [--port P] --from-envelope\n"
+            "                             SOAP response on stdin -> JSON (or fault JSON)\n"
+            "  --xml-to-json, --json-to-xml   generic XML <-> JSON (xml_json convention)\n"
             "exit status: 0 ok, 1 conversion/descriptor/routing error, 2 usage error\n",
             PT_JSON_DEFAULT_MAX_DEPTH);
 }
@@ -273,8 +281,15 @@ enum {
     OPT_VERSION
 };
 
+int pt__cli_xml_main(int argc, char **argv); /* cli_xml.c */
+
 int main(int argc, char **argv)
 {
+    /* The XML modes (--wsdl, --xml-to-json, --json-to-xml) live in cli_xml.c. */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--wsdl") == 0 || strncmp(argv[i], "--wsdl=", 7) == 0 ||
+            strcmp(argv[i], "--xml-to-json") == 0 || strcmp(argv[i], "--json-to-xml") == 0)
+            return pt__cli_xml_main(argc, argv);
     static const struct option longopts[] = {
         {"descriptor-set", required_argument, NULL, 'd'},
         {"type", required_argument, NULL, OPT_TYPE},

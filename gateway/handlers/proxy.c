@@ -643,6 +643,14 @@ static void proxy_start(pt_req_t *req, const void *vconf)
         pt_handler_leave(ctx->req);
         return;
     }
+    if (conf->websocket && req->upgrade.len == 0 && req->version == 10 &&
+        pt_headers_has_token(&req->headers, PT_STR("upgrade"), PT_STR("websocket"))) {
+        /* HTTP/1.0 has no Upgrade: never a half-understood handshake (WS-1) */
+        pt__resp_fail(req, PT_ERR_INVALID, "websocket handshake needs HTTP/1.1");
+        pt_handler_finish(ctx->req);
+        pt_handler_leave(ctx->req);
+        return;
+    }
     if (conf->websocket && pt_str_ieq(req->upgrade, PT_STR("websocket"))) {
         /* Checked here, before anything goes upstream: version, key, Origin.
          * (`upgrade: [websocket]` without `websocket: true` stays a raw tunnel.) */

@@ -272,7 +272,15 @@ static void c_end(void *ud, pt_ws_end_t why)
     if (!p->u_ended && !p->dead) {
         if (why != PT_WS_END_CLOSED)
             close_other(p->u, why, true);
-        kick_upstream(p);
+        /* The client is gone: the upstream leg does not wait for an answer to
+         * our close (nobody would read it, and a drain would find a request
+         * held by nothing but this wait). What is queued goes out now with a
+         * half-close after it, then the call ends. */
+        p->up_shut = true;
+        p->kick = false;
+        p->io->up_kick(p->ud);
+        p->u_ended = true;
+        p->u_why = why;
     }
     maybe_done(p);
     pt__req_leave(p->req);

@@ -334,6 +334,10 @@ class ProxyTest(WebSocketTestBase):
         self.assertEqual(h.get("sec-websocket-version"), "13")
         st, h, body = ask(handshake("/ws/echo", version=None))
         self.assertEqual(st, 426)
+        st, h, body = ask(handshake("/ws/echo", method="POST"))
+        self.assertEqual(st, 400)
+        st, h, body = ask(handshake("/ws/echo").replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        self.assertEqual(st, 400)
         # without websocket: true: refused, never forwarded
         st, h, body = ask(handshake("/echo"))
         self.assertEqual(st, 403)

@@ -1,0 +1,152 @@
+/*
+ * soap_internal.h -- the WSDL/XSD model behind soap.h (internal).
+ *
+ * Everything lives in the model's pool and is immutable after pt_wsdl_load().
+ * Complex types keep their particle tree (for building requests in schema
+ * order and checking choices and required elements) and a flattened field
+ * list (for reading responses: child element -> field, then the JSON object
+ * written in field order).
+ */
+#ifndef PT_TRANSCODER_SOAP_INTERNAL_H
+#define PT_TRANSCODER_SOAP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libxml/xmlregexp.h>
+
+#include "portico/transcoder/soap.h"
+#include "xml_internal.h"
+
+#define PT_XS_NS "http://www.w3.org/2001/XMLSchema"
+#define PT_XSI_NS "http://www.w3.org/2001/XMLSchema-instance"
+#define PT_SOAP11_ENV "http://schemas.xmlsoap.org/soap/envelope/"
+#define PT_SOAP12_ENV "http://www.w3.org/2003/05/soap-envelope"
+#define PT_UNBOUNDED UINT32_MAX
+
+/** Built-in simple types, grouped by how they map to JSON. */
+typedef enum pt_xprim {
+    PT_XSP_STRING = 0, /* string and its derived types, anyURI, QName, NOTATION */
+    PT_XSP_BOOLEAN,
+    PT_XSP_DECIMAL,
+    PT_XSP_FLOAT,
+    PT_XSP_DOUBLE,
+    PT_XSP_INTEGER, /* integer family, bounds in imin/imax (has_min/has_max) */
+    PT_XSP_DATETIME,
+    PT_XSP_DATE,
+    PT_XSP_TIME,
+    PT_XSP_DURATION,
+    PT_XSP_GREG, /* gYear, gYearMonth, gMonth, gMonthDay, gDay: strings, checked by regex */
+    PT_XSP_BASE64,
+    PT_XSP_HEX,
+    PT_XSP_ANYSIMPLE,
+} pt_xprim_t;
+
+typedef struct pt_xst {
+    const char *name; /* for messages: "xs:int", "tns:Color" or "(anonymous)" */
+    pt_xprim_t prim;
+    uint8_t sub;    /* PT_XSP_GREG: 0 gYear, 1 gYearMonth, 2 gMonth, 3 gMonthDay, 4 gDay */
+    bool int_small; /* int/short/byte/unsigned{Int,Short,Byte}: always a JSON number */
+    bool has_imin, has_imax;
+    __int128 imin, imax;
+    /* facets (accumulated over the derivation chain) */
+    const char **enums;
+    size_t enum_cnt;
+    bool has_len, has_minlen, has_maxlen;
+    size_t len, minlen, maxlen;
+    xmlRegexpPtr *patterns;
+    size_t pattern_cnt;
+    bool has_min, has_max, min_excl, max_excl;
+    double min, max;
+    int total_digits, fraction_digits; /* -1 = none */
+} pt_xst_t;
+
+typedef struct pt_xct pt_xct_t;
+typedef struct pt_xelem pt_xelem_t;
+
+struct pt_xelem {
+    const char *name;
+    const char *ns; /* "" when unqualified */
+    const pt_xst_t *st; /* exactly one of st / ct (both NULL: anyType -> generic) */
+    const pt_xct_t *ct;
+    bool nillable;
+};
+
+typedef enum { PT_PART_ELEM, PT_PART_SEQ, PT_PART_CHOICE, PT_PART_ALL } pt_partkind_t;
+
+typedef struct pt_xpart pt_xpart_t;
+struct pt_xpart {
+    pt_partkind_t kind;
+    uint32_t min, max;
+    pt_xelem_t *elem; /* PT_PART_ELEM */
+    pt_xpart_t *kids; /* groups: first child; kids linked by next */
+    pt_xpart_t *next;
+};
+
+typedef struct pt_xattr {
+    const char *name;
+    const char *ns;
+    const pt_xst_t *st;
+    bool required;
+} pt_xattr_t;
+
+/** One flattened child element: its decl, whether it is an array in JSON. */
+typedef struct pt_xfield {
+    const pt_xelem_t *elem;
+    bool repeated;
+} pt_xfield_t;
+
+struct pt_xct {
+    const char *name;
+    pt_xpart_t *part; /* NULL: empty content */
+    pt_xattr_t *attrs;
+    size_t attr_cnt;
+    const pt_xst_t *simple; /* simpleContent: the text's type */
+    pt_xfield_t *fields;
+    size_t field_cnt;
+    uint8_t state; /* 0 new, 1 building, 2 done */
+};
+
+typedef struct pt_xfault {
+    const char *name;
+    const pt_xelem_t *elem; /* the fault message's element, NULL when typed by type= */
+} pt_xfault_t;
+
+typedef struct pt_opimpl {
+    const pt_xelem_t *in;  /* body child of the request (rpc: synthesized wrapper) */
+    const pt_xelem_t *out; /* NULL for one-way */
+    const pt_xfault_t *faults;
+    size_t fault_cnt;
+    const struct pt_wsdl *w;
+} pt_opimpl_t;
+
+struct pt_wsdl {
+    pt__xpool_t pool;
+    pt_soap_port_t *ports;
+    size_t port_cnt;
+    /* compiled regexps to free */
+    xmlRegexpPtr *regs;
+    size_t reg_cnt, reg_cap;
+    /* lexical checks of the date/time built-ins */
+    xmlRegexpPtr re_datetime, re_date, re_time, re_duration, re_greg[5];
+};
+
+/* ---- shared between soap_req.c and soap_resp.c (soap_types.c) ---- */
+
+/**
+ * Checks the text form s[0..n) against `st` (lexical form + facets). Returns
+ * NULL when valid, else a static message ("not an integer", "not one of the
+ * enumeration", ...).
+ */
+const char *pt__xst_check(const struct pt_wsdl *w, const pt_xst_t *st, const char *s, size_t n);
+
+/**
+ * Writes the JSON form of the valid text s[0..n) of type `st` (number, bool
+ * or string, per the mapping table). Returns as pt_xbuf_grow().
+ */
+int pt__xst_to_json(const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out);
+
+/** Finds the field of `ct` for a child element (ns, local); NULL when none. */
+const pt_xfield_t *pt__xct_field(const pt_xct_t *ct, const char *ns, const char *local);
+
+#endif /* PT_TRANSCODER_SOAP_INTERNAL_H */

@@ -1,0 +1,566 @@
+/*
+ * soap_resp.c -- SOAP response envelope -> JSON, a fault, or "bad answer".
+ *
+ * The answer is fed chunk by chunk into the safe push parser, which refuses
+ * it at the byte cap as soon as the cap is crossed (the rest is never read),
+ * and at the depth/attribute caps as soon as the offending start tag is seen.
+ * The tree of what was accepted is converted at the end, driven by the
+ * operation's output element: child elements are matched to the type's
+ * fields by namespace and local name, values are checked against their XSD
+ * type, and anything the schema does not declare makes the answer "not the
+ * declared output" (a 502 for the client, naming the element and path).
+ * Unknown attributes are ignored (servers add xmlns and xsi noise freely).
+ */
+#include "soap_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct pt_soap_resp {
+    const pt_allocator_t *a;
+    const pt_soap_op_t *op;
+    pt_soap_resp_opts_t o;
+    pt__xp_t *xp;
+};
+
+typedef struct cv {
+    const pt_wsdl_t *w;
+    pt_xbuf_t *out;
+    pt_xpath_t path;
+    unsigned depth, max_depth;
+    int rc;        /* fatal: NOMEM / LIMIT of the output */
+    char why[600]; /* the first mismatch */
+} cv_t;
+
+static bool mismatch(cv_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static bool mismatch(cv_t *c, const char *fmt, ...)
+{
+    if (c->why[0] == '\0' && c->rc == 0) {
+        char m[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(m, sizeof(m), fmt, ap);
+        va_end(ap);
+        if (c->path.len > 0)
+            snprintf(c->why, sizeof(c->why), "%s: %s", c->path.buf, m);
+        else
+            snprintf(c->why, sizeof(c->why), "%s", m);
+    }
+    return false;
+}
+
+static bool ok(cv_t *c, int rc)
+{
+    if (rc != 0 && c->rc == 0)
+        c->rc = rc;
+    return c->rc == 0 && c->why[0] == '\0';
+}
+
+static const char *ns_of(const xmlNode *n)
+{
+    return n->ns != NULL && n->ns->href != NULL ? (const char *)n->ns->href : "";
+}
+
+/* The value of an attribute node without copying it when it is one text node. */
+static const xmlChar *attr_text(const xmlAttr *a)
+{
+    const xmlNode *t = a->children;
+    if (t != NULL && t->next == NULL && t->type == XML_TEXT_NODE && t->content != NULL)
+        return t->content;
+    return t == NULL ? BAD_CAST "" : NULL;
+}
+
+static bool is_nil(const xmlNode *n)
+{
+    for (const xmlAttr *a = n->properties; a != NULL; a = a->next) {
+        if (a->ns == NULL || !xmlStrEqual(a->name, BAD_CAST "nil") ||
+            !xmlStrEqual(a->ns->href, BAD_CAST PT_XSI_NS))
+            continue;
+        const xmlChar *v = attr_text(a);
+        return v != NULL && (xmlStrEqual(v, BAD_CAST "true") || xmlStrEqual(v, BAD_CAST "1"));
+    }
+    return false;
+}
+
+static bool only_ws(const xmlChar *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+            return false;
+    return true;
+}
+
+/* The text of a simple-typed element; false (mismatch) when it has child
+ * elements. *text points into the tree when the element holds one text node
+ * (the common case: no copy), else to a copy in *owned (xmlFree it). */
+static bool simple_text(cv_t *c, const xmlNode *n, const xmlChar **text, xmlChar **owned)
+{
+    *text = NULL;
+    *owned = NULL;
+    for (const xmlNode *k = n->children; k != NULL; k = k->next)
+        if (k->type == XML_ELEMENT_NODE)
+            return mismatch(c, "element <%s> inside a simple-typed value", (const char *)k->name);
+    const xmlNode *k = n->children;
+    if (k == NULL) {
+        *text = BAD_CAST "";
+        return true;
+    }
+    if (k->next == NULL && k->type == XML_TEXT_NODE && k->content != NULL) {
+        *text = k->content;
+        return true;
+    }
+    *owned = xmlNodeGetContent(n);
+    if (*owned == NULL) {
+        ok(c, PT_XERR_NOMEM);
+        return false;
+    }
+    *text = *owned;
+    return true;
+}
+
+static bool typed(cv_t *c, const pt_xst_t *st, const char *s)
+{
+    if (s == NULL)
+        s = "";
+    size_t n = strlen(s);
+    const char *why = pt__xst_check(c->w, st, s, n);
+    if (why != NULL)
+        return mismatch(c, "value \"%.*s\" %s (%s)", (int)(n > 64 ? 64 : n), s, why, st->name);
+    return ok(c, pt__xst_to_json(st, s, n, c->out));
+}
+
+static bool value(cv_t *c, const pt_xelem_t *e, const xmlNode *n);
+
+static bool complex_value(cv_t *c, const pt_xct_t *ct, const xmlNode *n)
+{
+    if (++c->depth > c->max_depth)
+        return ok(c, PT_XERR_LIMIT);
+    bool comma = false;
+    if (!ok(c, pt_xbuf_putc(c->out, '{')))
+        return false;
+    for (size_t i = 0; i < ct->attr_cnt; i++) {
+        const pt_xattr_t *a = &ct->attrs[i];
+        xmlChar *v = a->ns[0] != '\0' ? xmlGetNsProp(n, BAD_CAST a->name, BAD_CAST a->ns)
+                                      : xmlGetNoNsProp(n, BAD_CAST a->name);
+        if (v == NULL)
+            continue;
+        size_t m = pt_xpath_push_field(&c->path, a->name, strlen(a->name));
+        bool good = (!comma || ok(c, pt_xbuf_putc(c->out, ','))) &&
+                    ok(c, pt_xbuf_puts(c->out, "\"@")) && ok(c, pt_xbuf_puts(c->out, a->name)) &&
+                    ok(c, pt_xbuf_puts(c->out, "\":")) && typed(c, a->st, (const char *)v);
+        xmlFree(v);
+        pt_xpath_pop(&c->path, m);
+        if (!good)
+            return false;
+        comma = true;
+    }
+    if (ct->simple != NULL) {
+        const xmlChar *t;
+        xmlChar *owned;
+        if (!simple_text(c, n, &t, &owned))
+            return false;
+        bool good = (!comma || ok(c, pt_xbuf_putc(c->out, ','))) &&
+                    ok(c, pt_xbuf_puts(c->out, "\"#text\":")) &&
+                    typed(c, ct->simple, (const char *)t);
+        xmlFree(owned);
+        c->depth--;
+        return good && ok(c, pt_xbuf_putc(c->out, '}'));
+    }
+    /* children -> fields */
+    size_t nk = 0;
+    for (const xmlNode *k = n->children; k != NULL; k = k->next) {
+        if (k->type == XML_ELEMENT_NODE) {
+            nk++;
+        } else if ((k->type == XML_TEXT_NODE || k->type == XML_CDATA_SECTION_NODE) &&
+                   !only_ws(k->content)) {
+            return mismatch(c, "text in element-only content of %s", ct->name);
+        }
+    }
+    const pt_xfield_t **fk = NULL;
+    if (nk > 0) {
+        fk = pt_xalloc(c->out->a, nk * sizeof(*fk));
+        if (fk == NULL)
+            return ok(c, PT_XERR_NOMEM);
+    }
+    size_t i = 0;
+    bool good = true;
+    for (const xmlNode *k = n->children; k != NULL && good; k = k->next) {
+        if (k->type != XML_ELEMENT_NODE)
+            continue;
+        fk[i] = pt__xct_field(ct, ns_of(k), (const char *)k->name);
+        if (fk[i] == NULL) {
+            const char *kns = ns_of(k);
+            good = mismatch(c, "unexpected element %s%s%s<%s> in %s", kns[0] ? "{" : "", kns,
+                            kns[0] ? "}" : "", (const char *)k->name, ct->name);
+        }
+        i++;
+    }
+    for (size_t f = 0; f < ct->field_cnt && good; f++) {
+        const pt_xfield_t *fd = &ct->fields[f];
+        size_t cnt = 0;
+        for (i = 0; i < nk; i++)
+            cnt += fk[i] == fd;
+        if (cnt == 0)
+            continue;
+        const char *name = fd->elem->name; // NOLINT(clang-analyzer-core.NullDereference)
+        size_t m = pt_xpath_push_field(&c->path, name, strlen(name));
+        if (cnt > 1 && !fd->repeated) {
+            good = mismatch(c, "appears %zu times (at most once)", cnt);
+            pt_xpath_pop(&c->path, m);
+            break;
+        }
+        good = (!comma || ok(c, pt_xbuf_putc(c->out, ','))) &&
+               ok(c, pt__put_json_str(c->out, name, strlen(name))) &&
+               ok(c, pt_xbuf_putc(c->out, ':')) &&
+               (!fd->repeated || ok(c, pt_xbuf_putc(c->out, '[')));
+        comma = true;
+        size_t idx = 0;
+        i = 0;
+        for (const xmlNode *k = n->children; k != NULL && good; k = k->next) {
+            if (k->type != XML_ELEMENT_NODE)
+                continue;
+            if (fk[i++] != fd)
+                continue;
+            size_t mi = fd->repeated ? pt_xpath_push_index(&c->path, idx) : c->path.len;
+            good = (idx == 0 || ok(c, pt_xbuf_putc(c->out, ','))) && value(c, fd->elem, k);
+            pt_xpath_pop(&c->path, mi);
+            idx++;
+        }
+        if (good && fd->repeated)
+            good = ok(c, pt_xbuf_putc(c->out, ']'));
+        pt_xpath_pop(&c->path, m);
+    }
+    pt_xfree(c->out->a, fk);
+    c->depth--;
+    return good && ok(c, pt_xbuf_putc(c->out, '}'));
+}
+
+static bool value(cv_t *c, const pt_xelem_t *e, const xmlNode *n)
+{
+    if (is_nil(n))
+        return ok(c, pt_xbuf_puts(c->out, "null"));
+    if (e->ct != NULL)
+        return complex_value(c, e->ct, n);
+    if (e->st != NULL) {
+        const xmlChar *t;
+        xmlChar *owned;
+        if (!simple_text(c, n, &t, &owned))
+            return false;
+        bool good = typed(c, e->st, (const char *)t);
+        xmlFree(owned);
+        return good;
+    }
+    int rc = pt__xml_generic_value(n, c->out, c->depth, c->max_depth);
+    return ok(c, rc);
+}
+
+/* ---- faults ---- */
+
+static const xmlNode *kid(const xmlNode *n, const char *ns, const char *local)
+{
+    for (const xmlNode *k = n != NULL ? n->children : NULL; k != NULL; k = k->next)
+        if (k->type == XML_ELEMENT_NODE && xmlStrEqual(k->name, BAD_CAST local) &&
+            (ns == NULL || strcmp(ns_of(k), ns) == 0))
+            return k;
+    return NULL;
+}
+
+static void text_into(const xmlNode *n, char *b, size_t sz)
+{
+    b[0] = '\0';
+    if (n == NULL)
+        return;
+    xmlChar *t = xmlNodeGetContent(n);
+    if (t == NULL)
+        return;
+    const char *s = (const char *)t;
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    snprintf(b, sz, "%s", s);
+    size_t l = strlen(b);
+    while (l > 0 && (b[l - 1] == ' ' || b[l - 1] == '\t' || b[l - 1] == '\n' || b[l - 1] == '\r'))
+        b[--l] = '\0';
+    xmlFree(t);
+}
+
+static const char *local_part(const char *q)
+{
+    const char *c = strrchr(q, ':');
+    return c != NULL ? c + 1 : q;
+}
+
+static bool starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+static int fault(cv_t *c, const pt_opimpl_t *im, const xmlNode *f, bool v12, pt_soap_result_t *res)
+{
+    char code[256], sub[256] = "", reason[512];
+    const xmlNode *detail;
+    if (v12) {
+        const xmlNode *cn = kid(f, PT_SOAP12_ENV, "Code");
+        text_into(kid(cn, PT_SOAP12_ENV, "Value"), code, sizeof(code));
+        text_into(kid(kid(cn, PT_SOAP12_ENV, "Subcode"), PT_SOAP12_ENV, "Value"), sub, sizeof(sub));
+        text_into(kid(kid(f, PT_SOAP12_ENV, "Reason"), PT_SOAP12_ENV, "Text"), reason,
+                  sizeof(reason));
+        detail = kid(f, PT_SOAP12_ENV, "Detail");
+    } else {
+        text_into(kid(f, NULL, "faultcode"), code, sizeof(code));
+        text_into(kid(f, NULL, "faultstring"), reason, sizeof(reason));
+        detail = kid(f, NULL, "detail");
+    }
+    const char *lc = local_part(code);
+    res->outcome = PT_SOAP_FAULT;
+    snprintf(res->fault_code, sizeof(res->fault_code), "%s", lc);
+    snprintf(res->msg, sizeof(res->msg), "%s", reason);
+    if (starts(lc, "Client") || starts(lc, "Sender"))
+        res->fault_class = PT_SOAP_FAULT_CLIENT;
+    else if (starts(lc, "Server") || starts(lc, "Receiver"))
+        res->fault_class = PT_SOAP_FAULT_SERVER;
+    else if (starts(lc, "VersionMismatch"))
+        res->fault_class = PT_SOAP_FAULT_VERSION;
+    else if (starts(lc, "MustUnderstand"))
+        res->fault_class = PT_SOAP_FAULT_MUST_UNDERSTAND;
+    else
+        res->fault_class = PT_SOAP_FAULT_OTHER;
+    res->http_status = res->fault_class == PT_SOAP_FAULT_CLIENT ? 400 : 500;
+    bool good = ok(c, pt_xbuf_puts(c->out, "{\"error\":{\"code\":")) &&
+                ok(c, pt__put_json_str(c->out, lc, strlen(lc)));
+    if (good && sub[0] != '\0') {
+        const char *ls = local_part(sub);
+        good = ok(c, pt_xbuf_puts(c->out, ",\"subcode\":")) &&
+               ok(c, pt__put_json_str(c->out, ls, strlen(ls)));
+    }
+    good = good && ok(c, pt_xbuf_puts(c->out, ",\"message\":")) &&
+           ok(c, pt__put_json_str(c->out, reason, strlen(reason)));
+    size_t nd = 0;
+    for (const xmlNode *k = detail != NULL ? detail->children : NULL; k != NULL; k = k->next)
+        nd += k->type == XML_ELEMENT_NODE;
+    if (good && detail != NULL && nd == 0) {
+        char dt[512];
+        text_into(detail, dt, sizeof(dt));
+        if (dt[0] != '\0')
+            good = ok(c, pt_xbuf_puts(c->out, ",\"detail\":")) &&
+                   ok(c, pt__put_json_str(c->out, dt, strlen(dt)));
+    } else if (good && nd > 0) {
+        good = ok(c, pt_xbuf_puts(c->out, ",\"detail\":{"));
+        bool comma = false;
+        for (const xmlNode *k = detail->children; k != NULL && good; k = k->next) {
+            if (k->type != XML_ELEMENT_NODE)
+                continue;
+            const pt_xelem_t *decl = NULL;
+            for (size_t i = 0; i < im->fault_cnt && decl == NULL; i++) {
+                const pt_xelem_t *fe = im->faults[i].elem;
+                if (fe != NULL && strcmp(fe->name, (const char *)k->name) == 0 &&
+                    strcmp(fe->ns, ns_of(k)) == 0)
+                    decl = fe;
+            }
+            size_t mark = c->out->len;
+            if (comma)
+                good = ok(c, pt_xbuf_putc(c->out, ','));
+            if (decl != NULL) {
+                /* a declared fault element: typed, keyed by its local name */
+                size_t m = pt_xpath_push_field(&c->path, decl->name, strlen(decl->name));
+                good = good && ok(c, pt__put_json_str(c->out, decl->name, strlen(decl->name))) &&
+                       ok(c, pt_xbuf_putc(c->out, ':')) && value(c, decl, k);
+                pt_xpath_pop(&c->path, m);
+                if (!good && c->rc == 0) {
+                    /* a detail that does not match its declaration: fall back to generic */
+                    c->why[0] = '\0';
+                    c->out->len = mark;
+                    decl = NULL;
+                    good = !comma || ok(c, pt_xbuf_putc(c->out, ','));
+                }
+            }
+            if (decl == NULL && good) {
+                char qn[512];
+                pt__xml_qname(k->ns, k->name, qn, sizeof(qn));
+                good = ok(c, pt__put_json_str(c->out, qn, strlen(qn))) &&
+                       ok(c, pt_xbuf_putc(c->out, ':')) &&
+                       ok(c, pt__xml_generic_value(k, c->out, 1, c->max_depth));
+            }
+            comma = true;
+        }
+        good = good && ok(c, pt_xbuf_putc(c->out, '}'));
+    }
+    good = good && ok(c, pt_xbuf_puts(c->out, "}}"));
+    return good ? 0 : (c->rc != 0 ? c->rc : PT_XERR_INVALID);
+}
+
+/* ---- public ---- */
+
+pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a,
+                                 const pt_soap_resp_opts_t *opts)
+{
+    if (a == NULL)
+        a = pt_allocator_default();
+    pt_soap_resp_t *r = pt_xalloc(a, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->a = a;
+    r->op = op;
+    if (opts != NULL)
+        r->o = *opts;
+    if (r->o.max_size == 0)
+        r->o.max_size = 8u << 20;
+    if (r->o.max_depth == 0)
+        r->o.max_depth = 64;
+    if (r->o.max_attrs == 0)
+        r->o.max_attrs = 64;
+    pt__xp_opts_t xo = {r->o.max_size, r->o.max_depth + 3, r->o.max_attrs, NULL};
+    r->xp = pt__xp_new(a, &xo);
+    if (r->xp == NULL) {
+        pt_xfree(a, r);
+        return NULL;
+    }
+    return r;
+}
+
+int pt_soap_resp_feed(pt_soap_resp_t *r, const void *chunk, size_t len)
+{
+    return pt__xp_code(pt__xp_feed(r->xp, chunk, len));
+}
+
+static void set_bad(pt_soap_result_t *res, pt_soap_bad_t bad, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_bad(pt_soap_result_t *res, pt_soap_bad_t bad, const char *fmt, ...)
+{
+    res->outcome = PT_SOAP_BAD;
+    res->bad = bad;
+    res->http_status = 502;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->msg, sizeof(res->msg), fmt, ap);
+    va_end(ap);
+}
+
+int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out)
+{
+    memset(res, 0, sizeof(*res));
+    xmlDocPtr doc = NULL;
+    pt__xp_fail_t f = pt__xp_finish(r->xp, &doc);
+    if (f != PT_XP_OK) {
+        if (f == PT_XP_NOMEM)
+            return PT_XERR_NOMEM;
+        pt_soap_bad_t b = f == PT_XP_LIMIT     ? PT_SOAP_BAD_TOO_LARGE
+                          : f == PT_XP_DOCTYPE ? PT_SOAP_BAD_DOCTYPE
+                                               : PT_SOAP_BAD_NOT_XML;
+        const char *what = f == PT_XP_LIMIT     ? "upstream answer refused"
+                           : f == PT_XP_DOCTYPE ? "upstream answer refused"
+                                                : "upstream answer is not XML";
+        if (pt__xp_line(r->xp) > 0)
+            set_bad(res, b, "%s: line %d column %d: %s", what, pt__xp_line(r->xp),
+                    pt__xp_col(r->xp), pt__xp_msg(r->xp));
+        else
+            set_bad(res, b, "%s: %s", what, pt__xp_msg(r->xp));
+        return 0;
+    }
+    const pt_opimpl_t *im = r->op->_impl;
+    bool v12 = r->op->soap_version == PT_SOAP_12;
+    const char *env = v12 ? PT_SOAP12_ENV : PT_SOAP11_ENV;
+    const char *other = v12 ? PT_SOAP11_ENV : PT_SOAP12_ENV;
+    const xmlNode *root = xmlDocGetRootElement(doc);
+    const xmlNode *body = NULL, *first = NULL;
+    size_t nbody = 0;
+    int rc = 0;
+    if (!xmlStrEqual(root->name, BAD_CAST "Envelope") ||
+        (strcmp(ns_of(root), env) != 0 && strcmp(ns_of(root), other) != 0)) {
+        set_bad(res, PT_SOAP_BAD_NOT_SOAP, "upstream answer is not SOAP: root element <%s> is "
+                                           "not a SOAP Envelope",
+                (const char *)root->name);
+        goto done;
+    }
+    if (strcmp(ns_of(root), other) == 0) {
+        set_bad(res, PT_SOAP_BAD_VERSION, "upstream answered with a SOAP %s envelope, expected "
+                                          "SOAP %s",
+                v12 ? "1.1" : "1.2", v12 ? "1.2" : "1.1");
+        goto done;
+    }
+    body = kid(root, env, "Body");
+    if (body == NULL) {
+        set_bad(res, PT_SOAP_BAD_NOT_SOAP, "upstream answer is not SOAP: Envelope without Body");
+        goto done;
+    }
+    for (const xmlNode *k = body->children; k != NULL; k = k->next)
+        if (k->type == XML_ELEMENT_NODE) {
+            if (first == NULL)
+                first = k;
+            nbody++;
+        }
+    cv_t c;
+    memset(&c, 0, sizeof(c));
+    c.w = im->w;
+    c.out = out;
+    c.max_depth = r->o.max_depth;
+    pt_xpath_init(&c.path);
+    size_t mark = out->len;
+    if (first != NULL && xmlStrEqual(first->name, BAD_CAST "Fault") &&
+        strcmp(ns_of(first), env) == 0) {
+        rc = fault(&c, im, first, v12, res);
+    } else if (r->op->is_oneway) {
+        if (nbody != 0)
+            set_bad(res, PT_SOAP_BAD_NOT_DECLARED,
+                    "upstream answer is not the declared output: a one-way operation got <%s>",
+                    (const char *)first->name);
+        else if ((rc = pt_xbuf_puts(out, "{}")) == 0)
+            res->outcome = PT_SOAP_OUTPUT, res->http_status = 200;
+        goto done;
+    } else if (first == NULL) {
+        set_bad(res, PT_SOAP_BAD_NOT_DECLARED, "upstream answer is not the declared output: "
+                                               "empty Body, expected <%s>",
+                im->out->name);
+        goto done;
+    } else if (nbody > 1) {
+        set_bad(res, PT_SOAP_BAD_NOT_DECLARED, "upstream answer is not the declared output: "
+                                               "Body holds %zu elements, expected one <%s>",
+                nbody, im->out->name);
+        goto done;
+    } else if (!xmlStrEqual(first->name, BAD_CAST im->out->name) ||
+               strcmp(ns_of(first), im->out->ns) != 0) {
+        set_bad(res, PT_SOAP_BAD_NOT_DECLARED,
+                "upstream answer is not the declared output: Body holds {%s}%s, expected {%s}%s",
+                ns_of(first), (const char *)first->name, im->out->ns, im->out->name);
+        goto done;
+    } else {
+        res->outcome = PT_SOAP_OUTPUT;
+        res->http_status = 200;
+        rc = value(&c, im->out, first) ? 0 : (c.rc != 0 ? c.rc : PT_XERR_INVALID);
+    }
+    if (rc == PT_XERR_INVALID) {
+        out->len = mark;
+        rc = 0;
+        set_bad(res, PT_SOAP_BAD_NOT_DECLARED, "upstream answer is not the declared output: %s",
+                c.why);
+    } else if (rc == PT_XERR_LIMIT && out->limit == 0) {
+        out->len = mark;
+        rc = 0;
+        set_bad(res, PT_SOAP_BAD_TOO_LARGE, "upstream answer refused: nested deeper than %u",
+                r->o.max_depth);
+    } else if (rc != 0) {
+        out->len = mark;
+    }
+done:
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+void pt_soap_resp_free(pt_soap_resp_t *r)
+{
+    if (r == NULL)
+        return;
+    pt__xp_free(r->xp);
+    pt_xfree(r->a, r);
+}
+
+int pt_soap_parse_response(const pt_soap_op_t *op, const char *xml, size_t len,
+                           const pt_soap_resp_opts_t *opts, pt_soap_result_t *res, pt_xbuf_t *out)
+{
+    pt_soap_resp_t *r = pt_soap_resp_new(op, out->a, opts);
+    if (r == NULL)
+        return PT_XERR_NOMEM;
+    pt_soap_resp_feed(r, xml, len);
+    int rc = pt_soap_resp_finish(r, res, out);
+    pt_soap_resp_free(r);
+    return rc;
+}

@@ -1,0 +1,353 @@
+/*
+ * soap_types.c -- XSD simple types: checking a text form, and its JSON form.
+ *
+ * Both directions go through pt__xst_check(): a request value is turned into
+ * its XSD text and checked before it is written, a response value is checked
+ * before it is converted, so "what the schema allows" is defined once.
+ */
+#include "soap_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static void trim(const char **s, size_t *n)
+{
+    while (*n > 0 && is_ws(**s))
+        (*s)++, (*n)--;
+    while (*n > 0 && is_ws((*s)[*n - 1]))
+        (*n)--;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Parses [+-]digits; *big when it does not fit 38 digits. */
+static bool parse_int(const char *s, size_t n, __int128 *v, bool *big)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    if (i == n)
+        return false;
+    __int128 x = 0;
+    size_t digits = 0;
+    *big = false;
+    for (; i < n; i++) {
+        if (!is_digit(s[i]))
+            return false;
+        if (x == 0 && s[i] == '0')
+            continue;
+        if (++digits > 37)
+            *big = true;
+        else
+            x = x * 10 + (s[i] - '0');
+    }
+    *v = neg ? -x : x;
+    return true;
+}
+
+/* [+-]? digits ('.' digits?)? | [+-]? '.' digits; counts digits for the facets */
+static bool parse_decimal(const char *s, size_t n, int *total, int *frac)
+{
+    size_t i = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    int ip = 0, fp = 0, lead = 1;
+    size_t seen = 0;
+    for (; i < n && is_digit(s[i]); i++, seen++) {
+        if (lead && s[i] == '0')
+            continue;
+        lead = 0;
+        ip++;
+    }
+    if (i < n && s[i] == '.') {
+        i++;
+        int trailing = 0;
+        for (; i < n && is_digit(s[i]); i++, seen++) {
+            fp++;
+            trailing = s[i] == '0' ? trailing + 1 : 0;
+        }
+        fp -= trailing;
+    }
+    if (i != n || seen == 0)
+        return false;
+    *total = ip + fp;
+    *frac = fp;
+    return true;
+}
+
+static bool parse_double_lex(const char *s, size_t n)
+{
+    if ((n == 3 && (memcmp(s, "INF", 3) == 0 || memcmp(s, "NaN", 3) == 0)) ||
+        (n == 4 && (memcmp(s, "-INF", 4) == 0 || memcmp(s, "+INF", 4) == 0)))
+        return true;
+    size_t i = 0, digits = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    for (; i < n && is_digit(s[i]); i++)
+        digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && is_digit(s[i]); i++)
+            digits++;
+    if (digits == 0)
+        return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t ed = 0;
+        for (; i < n && is_digit(s[i]); i++)
+            ed++;
+        if (ed == 0)
+            return false;
+    }
+    return i == n;
+}
+
+static bool b64_ok(const char *s, size_t n, size_t *octets)
+{
+    size_t cnt = 0, pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (is_ws(c))
+            continue;
+        if (c == '=') {
+            pad++;
+            cnt++;
+            continue;
+        }
+        if (pad > 0)
+            return false;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '+' ||
+              c == '/'))
+            return false;
+        cnt++;
+    }
+    if (cnt % 4 != 0 || pad > 2)
+        return false;
+    *octets = cnt / 4 * 3 - pad;
+    return true;
+}
+
+static size_t utf8_chars(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            c++;
+    return c;
+}
+
+static bool re_match(const pt_wsdl_t *w, xmlRegexpPtr re, const char *s, size_t n)
+{
+    char stackbuf[256];
+    char *b = stackbuf;
+    if (n >= sizeof(stackbuf)) {
+        b = pt_xalloc(w->pool.a, n + 1);
+        if (b == NULL)
+            return false;
+    }
+    memcpy(b, s, n);
+    b[n] = '\0';
+    bool ok = xmlRegexpExec(re, BAD_CAST b) == 1;
+    if (b != stackbuf)
+        pt_xfree(w->pool.a, b);
+    return ok;
+}
+
+const char *pt__xst_check(const pt_wsdl_t *w, const pt_xst_t *st, const char *s, size_t n)
+{
+    if (st->prim != PT_XSP_STRING && st->prim != PT_XSP_ANYSIMPLE)
+        trim(&s, &n);
+    size_t length = utf8_chars(s, n);
+    int total = 0, frac = 0;
+    double num = 0;
+    bool has_num = false;
+    switch (st->prim) {
+    case PT_XSP_STRING:
+    case PT_XSP_ANYSIMPLE:
+        break;
+    case PT_XSP_BOOLEAN:
+        if (!((n == 4 && memcmp(s, "true", 4) == 0) || (n == 5 && memcmp(s, "false", 5) == 0) ||
+              (n == 1 && (s[0] == '0' || s[0] == '1'))))
+            return "is not a boolean (true, false, 1, 0)";
+        break;
+    case PT_XSP_INTEGER: {
+        __int128 v;
+        bool big;
+        if (!parse_int(s, n, &v, &big))
+            return "is not an integer";
+        if (big && (st->has_imin || st->has_imax))
+            return "is out of range";
+        if ((st->has_imin && v < st->imin) || (st->has_imax && v > st->imax))
+            return "is out of range";
+        parse_decimal(s, n, &total, &frac);
+        has_num = true;
+        break;
+    }
+    case PT_XSP_DECIMAL:
+        if (!parse_decimal(s, n, &total, &frac))
+            return "is not a decimal number";
+        has_num = true;
+        break;
+    case PT_XSP_FLOAT:
+    case PT_XSP_DOUBLE:
+        if (!parse_double_lex(s, n))
+            return "is not a floating-point number";
+        has_num = true;
+        break;
+    case PT_XSP_DATETIME:
+        if (!re_match(w, w->re_datetime, s, n))
+            return "is not an xs:dateTime (YYYY-MM-DDThh:mm:ss[.f][zone])";
+        break;
+    case PT_XSP_DATE:
+        if (!re_match(w, w->re_date, s, n))
+            return "is not an xs:date (YYYY-MM-DD[zone])";
+        break;
+    case PT_XSP_TIME:
+        if (!re_match(w, w->re_time, s, n))
+            return "is not an xs:time (hh:mm:ss[.f][zone])";
+        break;
+    case PT_XSP_DURATION:
+        if (!re_match(w, w->re_duration, s, n) || s[n - 1] == 'P' || s[n - 1] == 'T')
+            return "is not an xs:duration (PnYnMnDTnHnMnS)";
+        break;
+    case PT_XSP_GREG:
+        if (st->sub > 4 || !re_match(w, w->re_greg[st->sub], s, n))
+            return "is not a valid Gregorian date part (gYear, gMonth, ...)";
+        break;
+    case PT_XSP_BASE64: {
+        size_t oct;
+        if (!b64_ok(s, n, &oct))
+            return "is not base64";
+        length = oct;
+        break;
+    }
+    case PT_XSP_HEX:
+        if (n % 2 != 0)
+            return "is not hexBinary (odd length)";
+        for (size_t i = 0; i < n; i++)
+            if (!is_digit(s[i]) && !((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'f'))
+                return "is not hexBinary";
+        length = n / 2;
+        break;
+    }
+    if (st->enum_cnt > 0) {
+        bool hit = false;
+        for (size_t i = 0; i < st->enum_cnt && !hit; i++)
+            hit = strlen(st->enums[i]) == n && memcmp(st->enums[i], s, n) == 0;
+        if (!hit)
+            return "is not one of the enumeration values";
+    }
+    if (st->has_len && length != st->len)
+        return "has the wrong length";
+    if (st->has_minlen && length < st->minlen)
+        return "is too short (minLength)";
+    if (st->has_maxlen && length > st->maxlen)
+        return "is too long (maxLength)";
+    for (size_t i = 0; i < st->pattern_cnt; i++)
+        if (!re_match(w, st->patterns[i], s, n))
+            return "does not match the pattern";
+    if (has_num && (st->has_min || st->has_max)) {
+        char tmp[128];
+        size_t k = n < sizeof(tmp) - 1 ? n : sizeof(tmp) - 1;
+        memcpy(tmp, s, k);
+        tmp[k] = '\0';
+        num = strtod(tmp, NULL);
+        if (st->has_min && (st->min_excl ? !(num > st->min) : !(num >= st->min)))
+            return "is below the minimum";
+        if (st->has_max && (st->max_excl ? !(num < st->max) : !(num <= st->max)))
+            return "is above the maximum";
+    }
+    if (st->total_digits >= 0 && total > st->total_digits)
+        return "has too many digits (totalDigits)";
+    if (st->fraction_digits >= 0 && frac > st->fraction_digits)
+        return "has too many fraction digits (fractionDigits)";
+    return NULL;
+}
+
+static int put_double(double d, bool is_float, pt_xbuf_t *out)
+{
+    if (isnan(d))
+        return pt_xbuf_puts(out, "\"NaN\"");
+    if (isinf(d))
+        return pt_xbuf_puts(out, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+    char b[64];
+    /* shortest text that reads back as the same value */
+    for (int prec = is_float ? 6 : 15; prec <= 17; prec++) {
+        snprintf(b, sizeof(b), "%.*g", prec, d);
+        if (is_float ? strtof(b, NULL) == (float)d : strtod(b, NULL) == d)
+            break;
+    }
+    return pt_xbuf_puts(out, b);
+}
+
+int pt__xst_to_json(const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out)
+{
+    if (st->prim != PT_XSP_STRING && st->prim != PT_XSP_ANYSIMPLE)
+        trim(&s, &n);
+    switch (st->prim) {
+    case PT_XSP_BOOLEAN:
+        return pt_xbuf_puts(out, (s[0] == 't' || s[0] == '1') ? "true" : "false");
+    case PT_XSP_INTEGER: {
+        /* canonical digits: no '+', no leading zeros, no "-0" */
+        size_t i = 0;
+        bool neg = false;
+        if (s[0] == '+' || s[0] == '-')
+            neg = s[i++] == '-';
+        while (i + 1 < n && s[i] == '0')
+            i++;
+        if (n - i == 1 && s[i] == '0')
+            neg = false;
+        /* |v| <= 2^53 (9007199254740992) is exact as a JSON number everywhere */
+        size_t d = n - i;
+        bool fits = st->int_small || d < 16 || (d == 16 && memcmp(s + i, "9007199254740992", 16) <= 0);
+        int rc = 0;
+        if (!fits)
+            rc = pt_xbuf_putc(out, '"');
+        if (rc == 0 && neg)
+            rc = pt_xbuf_putc(out, '-');
+        if (rc == 0)
+            rc = pt_xbuf_append(out, s + i, n - i);
+        if (rc == 0 && !fits)
+            rc = pt_xbuf_putc(out, '"');
+        return rc;
+    }
+    case PT_XSP_FLOAT:
+    case PT_XSP_DOUBLE: {
+        if (n == 3 && memcmp(s, "NaN", 3) == 0)
+            return pt_xbuf_puts(out, "\"NaN\"");
+        if ((n == 3 && memcmp(s, "INF", 3) == 0) || (n == 4 && memcmp(s, "+INF", 4) == 0))
+            return pt_xbuf_puts(out, "\"Infinity\"");
+        if (n == 4 && memcmp(s, "-INF", 4) == 0)
+            return pt_xbuf_puts(out, "\"-Infinity\"");
+        char stackbuf[128];
+        char *tmp = stackbuf;
+        if (n >= sizeof(stackbuf) && (tmp = pt_xalloc(out->a, n + 1)) == NULL)
+            return PT_XERR_NOMEM;
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        double d = strtod(tmp, NULL);
+        if (tmp != stackbuf)
+            pt_xfree(out->a, tmp);
+        return put_double(d, st->prim == PT_XSP_FLOAT, out);
+    }
+    default:
+        /* decimal (precision kept), strings, enums, dates as sent, base64, hex */
+        return pt__put_json_str(out, s, n);
+    }
+}
+
+const pt_xfield_t *pt__xct_field(const pt_xct_t *ct, const char *ns, const char *local)
+{
+    for (size_t i = 0; i < ct->field_cnt; i++) {
+        const pt_xelem_t *e = ct->fields[i].elem;
+        if (strcmp(e->name, local) == 0 && strcmp(e->ns, ns) == 0)
+            return &ct->fields[i];
+    }
+    return NULL;
+}

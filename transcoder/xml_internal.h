@@ -1,0 +1,147 @@
+/*
+ * xml_internal.h -- shared pieces of the transcoder's XML side (internal).
+ *
+ *   pt__xpool_*   a bump allocator over the caller's pt_allocator_t: models
+ *                 and per-call scratch (JSON trees) are freed in one go;
+ *   pt__xp_*      the one safe way to parse XML here: a libxml2 push parser
+ *                 with XML_PARSE_NONET, no NOENT/DTDLOAD/DTDATTR/HUGE, any
+ *                 DOCTYPE refused at its first byte, and our caps on total
+ *                 bytes, depth and attributes checked in the SAX callbacks;
+ *   pt__jv_*      a small JSON tree built with the strict pull lexer
+ *                 (duplicate keys refused), for conversions that must visit
+ *                 keys in schema order rather than document order;
+ *   pt__put_*     JSON string and XML text/attribute escaping.
+ */
+#ifndef PT_TRANSCODER_XML_INTERNAL_H
+#define PT_TRANSCODER_XML_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libxml/tree.h>
+
+#include "portico/transcoder/alloc.h"
+#include "portico/transcoder/xerr.h"
+
+/* ---- pool ---------------------------------------------------------------- */
+
+typedef struct pt__xpool_blk pt__xpool_blk_t;
+typedef struct pt__xpool {
+    const pt_allocator_t *a;
+    pt__xpool_blk_t *head;
+    size_t used, cap;
+    size_t total; /* bytes handed out, for limits */
+    size_t limit; /* 0 = none */
+} pt__xpool_t;
+
+void pt__xpool_init(pt__xpool_t *p, const pt_allocator_t *a, size_t limit);
+void pt__xpool_dispose(pt__xpool_t *p);
+/** Zeroed memory, 16-byte aligned; NULL on NOMEM or over the limit. */
+void *pt__xpool_alloc(pt__xpool_t *p, size_t n);
+/** Copy of s[0..n) with a NUL; NULL on NOMEM. */
+char *pt__xpool_strndup(pt__xpool_t *p, const char *s, size_t n);
+static inline char *pt__xpool_strdup(pt__xpool_t *p, const char *s)
+{
+    return pt__xpool_strndup(p, s, strlen(s));
+}
+
+/* ---- safe parser ----------------------------------------------------------- */
+
+/** Why a parse failed. */
+typedef enum pt__xp_fail {
+    PT_XP_OK = 0,
+    PT_XP_NOT_XML,   /* not well-formed, bad encoding, empty */
+    PT_XP_LIMIT,     /* size, depth, attributes */
+    PT_XP_DOCTYPE,   /* a DOCTYPE */
+    PT_XP_NOMEM,
+} pt__xp_fail_t;
+
+typedef struct pt__xp_opts {
+    size_t max_size;
+    unsigned max_depth;
+    unsigned max_attrs;
+    const char *name; /* for libxml2's base URI; may be NULL */
+} pt__xp_opts_t;
+
+typedef struct pt__xp pt__xp_t;
+
+/** New parser; NULL on NOMEM. */
+pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o);
+/** Feeds a chunk; returns the failure so far (PT_XP_OK to go on). */
+pt__xp_fail_t pt__xp_feed(pt__xp_t *x, const void *data, size_t len);
+/**
+ * Ends the input. On success returns PT_XP_OK and *doc (the caller frees it
+ * with xmlFreeDoc); else the failure, with pt__xp_msg() telling why.
+ */
+pt__xp_fail_t pt__xp_finish(pt__xp_t *x, xmlDocPtr *doc);
+/** Our own description of the failure (never libxml2's text), with line/col. */
+const char *pt__xp_msg(const pt__xp_t *x);
+int pt__xp_line(const pt__xp_t *x);
+int pt__xp_col(const pt__xp_t *x);
+void pt__xp_free(pt__xp_t *x);
+
+/** Maps a failure to PT_XERR_INVALID / LIMIT / NOMEM. */
+int pt__xp_code(pt__xp_fail_t f);
+
+/* ---- JSON tree ------------------------------------------------------------- */
+
+enum { PT_JV_NULL = 1, PT_JV_TRUE, PT_JV_FALSE, PT_JV_NUM, PT_JV_STR, PT_JV_OBJ, PT_JV_ARR };
+
+typedef struct pt__jv pt__jv_t;
+struct pt__jv {
+    uint8_t type;
+    uint8_t numflags;  /* PT_JTOK_F_* for numbers */
+    bool from_text;    /* a path/query binding: a string to read as the type's text form */
+    bool used;         /* set by converters that check for unknown keys */
+    const char *s;     /* decoded string / number text / NULL */
+    size_t len;
+    const char *key;   /* decoded key when in an object */
+    size_t key_len;
+    pt__jv_t *first, *last, *next; /* children (object members / array items) */
+    size_t n;
+};
+
+/**
+ * Parses json[0..len) into a tree allocated from `p`. Returns 0 or
+ * PT_XERR_INVALID / LIMIT / NOMEM with `err` filled ("at byte N: ...").
+ */
+int pt__jv_parse(pt__xpool_t *p, const char *json, size_t len, unsigned max_depth, pt__jv_t **out,
+                 pt_xerr_t *err);
+/** Member `key` of object `o`, or NULL. */
+pt__jv_t *pt__jv_get(const pt__jv_t *o, const char *key, size_t klen);
+/** Appends a child (keeps first/last/n). */
+void pt__jv_append(pt__jv_t *parent, pt__jv_t *kid);
+/** JSON type name, for messages ("string", "number", ...). */
+const char *pt__jv_type_name(const pt__jv_t *v);
+
+/* ---- output helpers --------------------------------------------------------- */
+
+/** Appends s[0..n) as a quoted JSON string. */
+int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n);
+/**
+ * Appends s[0..n) escaped as XML character data (attr: for a double-quoted
+ * attribute value). Returns PT_XERR_INVALID for a character XML 1.0 cannot
+ * carry (controls other than tab/LF/CR), else as pt_xbuf_grow().
+ */
+int pt__put_xml_text(pt_xbuf_t *b, const char *s, size_t n, bool attr);
+/** True when s[0..n) is an XML Name (ASCII-strict plus any non-ASCII byte). */
+bool pt__is_xml_name(const char *s, size_t n);
+
+/** "prefix:local" or "local" of a node/attribute name into b (NUL-terminated). */
+const char *pt__xml_qname(const xmlNs *ns, const xmlChar *name, char *b, size_t n);
+
+/* ---- generic conversion, shared with the SOAP fault detail ---------------- */
+
+/** Appends the generic JSON form of element `e` (see xmljson.h) to out. */
+int pt__xml_generic_value(const xmlNode *e, pt_xbuf_t *out, unsigned depth, unsigned max_depth);
+/**
+ * Appends the content (attributes + children) of `v` under the generic
+ * convention as the inside of an element whose start tag is open up to the
+ * attributes: writes attributes, then ">" and the children. For anyType on
+ * the SOAP side and for pt_json_to_xml.
+ */
+int pt__json_generic_content(const pt__jv_t *v, pt_xbuf_t *out, pt_xpath_t *path,
+                             pt_xerr_t *err);
+
+#endif /* PT_TRANSCODER_XML_INTERNAL_H */

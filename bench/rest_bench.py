@@ -3,15 +3,28 @@
 rest_bench.py -- REST/JSON -> gRPC transcoding through Portico to the bookstore
 service: JSON POST /v1/echo (EchoRequest from the body) and GET /v1/shelves/1
 (GetShelf from the path), with h2load over h2c and wrk over HTTP/1.1
-keep-alive, 32 requests in flight, Portico -w 1. For each: requests/s, p50/p99,
-and Portico's and the backend's CPU microseconds per request. The figures for
-grpc-gateway (Go) measured on this kind of machine (issue 4: ~180 us of CPU
-per transcoded POST, ~8k req/s) are printed beside them for scale.
+keep-alive, 32 requests in flight, Portico -w 1, bookstore-server with one
+thread (--backend-threads). For each: requests/s, p50/p99, and Portico's and
+the backend's CPU microseconds per request. The figures for grpc-gateway (Go)
+measured on this kind of machine (issue 4: ~180 us of CPU per transcoded
+POST, ~8k req/s) are printed beside them for scale.
+
+Like with like: the same Echo call is also made to the backend directly, with
+the same client (h2load), the same 4x8 = 32 calls in flight and the same
+message (EchoRequest{message: "hello"}, gRPC framed), and the transcoded h2c
+POST's requests/s is given as a ratio of it (issue 7 aims at >= 0.85). Each
+row also shows how busy each process was (CPU seconds per second of the run:
+100% is one core) and the whole machine (from /proc/stat, other users
+included), which says what bounded the run: a process at ~100% is the
+bottleneck; none near 100% with the machine near 100% means the processes
+are competing for the cores (client, Portico and backend share them);
+neither means latency.
 Loopback only; every process is stopped at the end.
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -23,16 +36,25 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import (cpu_seconds, free_port, h2load_percentiles, parse_h2load,  # noqa: E402
                          parse_wrk, wait_port)
-from grpc_bench import start_bookstore  # noqa: E402
+from grpc_bench import BODY, ECHO, start_bookstore  # noqa: E402
 
 GRPC_GATEWAY_CPU_US, GRPC_GATEWAY_RPS = 180.0, 8000.0
 POST_BODY = b'{"message":"hello"}'
+
+
+def machine_busy():
+    """(busy, total) jiffies of all cores so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v) - idle, sum(v)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_SECONDS", "8")))
+    ap.add_argument("--backend-threads", type=int, default=1)
     args = ap.parse_args()
     portico = os.path.join(args.build, "bin", "portico")
     bookstore = os.path.join(args.build, "bin", "bookstore-server")
@@ -40,7 +62,7 @@ def main():
     d = tempfile.mkdtemp(prefix="portico-rest-bench-")
     procs = []
     try:
-        bs, bs_port = start_bookstore(bookstore, 2)
+        bs, bs_port = start_bookstore(bookstore, args.backend_threads)
         procs.append(bs)
         pt_port = free_port()
         cfg = os.path.join(d, "portico.yaml")
@@ -70,35 +92,57 @@ routes:
         with open(lua, "w") as f:
             f.write('wrk.method = "POST"\nwrk.body = \'%s\'\n'
                     'wrk.headers["Content-Type"] = "application/json"\n' % POST_BODY.decode())
+        gbody = os.path.join(d, "echo.grpc")
+        with open(gbody, "wb") as f:
+            f.write(BODY)
         rows = []
 
         def measure(label, cmd, parser, log=None):
-            cpu0, bcpu0 = cpu_seconds([pt.pid]), cpu_seconds([bs.pid])
+            cpu0, bcpu0, box0 = cpu_seconds([pt.pid]), cpu_seconds([bs.pid]), machine_busy()
+            ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
             out = subprocess.run(cmd, capture_output=True, text=True).stdout
+            ru1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
             cpu, bcpu = cpu_seconds([pt.pid]) - cpu0, cpu_seconds([bs.pid]) - bcpu0
+            box = [b - a for a, b in zip(box0, machine_busy())]
+            ccpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
             if parser == "wrk":
                 rps, n, p50, p99, errs, _ = parse_wrk(out)
             else:
                 rps, n, errs = parse_h2load(out)
                 p50, p99 = h2load_percentiles(log)
-            rows.append((label, rps, p50, p99, cpu * 1e6 / max(n, 1), bcpu * 1e6 / max(n, 1), errs))
+            busy = "/".join(f"{100 * x / wall:.0f}" for x in (ccpu, cpu, bcpu))
+            rows.append((label, rps, p50, p99, cpu * 1e6 / max(n, 1) if "direct" not in label else None,
+                         bcpu * 1e6 / max(n, 1), errs, busy, 100 * box[0] / max(box[1], 1)))
 
+        log = os.path.join(d, "h2.log")
+        direct = ["h2load", "-c4", "-m8", "-d", gbody, "-H", "content-type: application/grpc",
+                  "-H", "te: trailers"]
+        direct_url = f"http://127.0.0.1:{bs_port}{ECHO}"
+        subprocess.run(direct + ["-D1", direct_url], capture_output=True)
+        measure("h2c  gRPC Echo direct", direct + [f"-D{args.duration}", "--log-file", log, direct_url],
+                "h2load", log)
         for label, path, post in (("POST /v1/echo", "/v1/echo", True), ("GET /v1/shelves/1", "/v1/shelves/1", False)):
             url = base + path
-            log = os.path.join(d, "h2.log")
             h2 = ["h2load", "-c4", "-m8"] + (["-d", body, "-H", "content-type: application/json"] if post else [])
             subprocess.run(h2 + ["-D1", url], capture_output=True)
             measure(f"h2c  {label}", h2 + [f"-D{args.duration}", "--log-file", log, url], "h2load", log)
             wrk = ["wrk", "-t1", "-c32", f"-d{args.duration}s", "--latency"] + (["-s", lua] if post else [])
             measure(f"h1.1 {label}", wrk + [url], "wrk")
 
-        print(f"\nREST/JSON -> gRPC transcoding benchmark: Portico -w 1 -> bookstore-server (2 threads), "
-              f"32 requests in flight, {args.duration}s per run\n")
+        print(f"\nREST/JSON -> gRPC transcoding benchmark: Portico -w 1 -> bookstore-server "
+              f"({args.backend_threads} thread{'s' if args.backend_threads > 1 else ''}), "
+              f"32 requests in flight, {args.duration}s per run, {os.cpu_count()} cores\n")
         print(f"{'load':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'Portico CPU us/req':>19} "
-              f"{'backend CPU us/req':>19} {'errors':>6}")
-        for label, rps, p50, p99, cpu, bcpu, errs in rows:
-            print(f"{label:<24} {rps:>8.0f} {p50:>8.3f} {p99:>8.3f} {cpu:>19.1f} {bcpu:>19.1f} {errs:>6}")
+              f"{'backend CPU us/req':>19} {'errors':>6} {'busy % client/Portico/backend':>30} "
+              f"{'machine %':>9}")
+        for label, rps, p50, p99, cpu, bcpu, errs, busy, box in rows:
+            print(f"{label:<24} {rps:>8.0f} {p50:>8.3f} {p99:>8.3f} "
+                  f"{(f'{cpu:.1f}' if cpu is not None else '-'):>19} {bcpu:>19.1f} {errs:>6} "
+                  f"{busy:>30} {box:>9.0f}")
         post = [r for r in rows if "POST" in r[0]]
+        h2post = [r for r in post if r[0].startswith("h2c")][0]
+        print(f"\ntranscoded h2c POST / the same call made directly (same client, 32 in flight): "
+              f"{h2post[1] / rows[0][1]:.2f}x req/s")
         best = max(post, key=lambda r: r[1])
         print(f"\nvs grpc-gateway (issue figures: {GRPC_GATEWAY_CPU_US:.0f} us CPU, {GRPC_GATEWAY_RPS:.0f} req/s "
               f"per transcoded POST): CPU {GRPC_GATEWAY_CPU_US / best[4]:.1f}x less, "

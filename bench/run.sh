@@ -16,6 +16,9 @@ fi
 if [ -d "$ROOT/test/integration/node_modules/ws" ]; then
   /usr/bin/python3 "$ROOT/bench/ws_bench.py" --build "$ROOT/$BUILD"
 fi
+# soap: routes: JSON <-> SOAP conversion vs the raw proxy vs the service (examples/soap, node)
+bash "$ROOT/scripts/test-env.sh"
+/usr/bin/python3 "$ROOT/bench/soap_bench.py" --build "$ROOT/$BUILD"
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi

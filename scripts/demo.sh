@@ -17,6 +17,8 @@ cleanup() {
   [ -n "${UP_PID:-}" ] && kill "$UP_PID" 2>/dev/null || true
   [ -n "${WS_PID:-}" ] && kill -TERM "$WS_PID" 2>/dev/null || true
   [ -n "${WSUP_PID:-}" ] && kill "$WSUP_PID" 2>/dev/null || true
+  [ -n "${SPT_PID:-}" ] && kill -TERM "$SPT_PID" 2>/dev/null || true
+  [ -n "${SOAP_PID:-}" ] && kill "$SOAP_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -122,7 +124,38 @@ EOF
   kill -TERM "$AZ_PID" 2>/dev/null; wait "$AZ_PID" 2>/dev/null || true
 fi
 
-# ---- part 4: WebSocket proxying (proxy: { websocket: true }), frames checked both ways ------
+# ---- part 4: a SOAP service as a JSON API (examples/soap, the npm `soap` package) ------------
+# Portico loads the WSDLs and converts JSON <-> SOAP by their XSD types.
+if command -v node >/dev/null && bash "$ROOT/scripts/test-env.sh" >/dev/null 2>&1; then
+  SPORT=$(free_port)
+  node "$ROOT/examples/soap/server.js" --port 0 > "$WORK/soap.out" 2>&1 &
+  SOAP_PID=$!
+  for _ in $(seq 200); do grep -q '^listening ' "$WORK/soap.out" 2>/dev/null && break; sleep 0.05; done
+  SOAP_PORT=$(sed -n 's/^listening //p' "$WORK/soap.out")
+  cp "$ROOT/examples/soap/crm.wsdl" "$ROOT/examples/soap/calculator.wsdl" "$WORK/"
+  sed -e "s/\${PORT}/$SPORT/; s/\${SOAP_PORT}/$SOAP_PORT/" "$ROOT/examples/soap/portico.yaml" > "$WORK/soap.yaml"
+  if "$BIN" --validate -c "$WORK/soap.yaml" >/dev/null 2>&1; then
+    "$BIN" -c "$WORK/soap.yaml" 2> "$WORK/portico-soap.err" &
+    SPT_PID=$!
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$SPORT/" && break; sleep 0.05; done
+    S="http://127.0.0.1:$SPORT"
+    echo; echo "== part 4: SOAP services (node, 127.0.0.1:$SOAP_PORT) as JSON through Portico on 127.0.0.1:$SPORT =="
+    show curl -s -X POST "$S/crm/GetCustomer" -H 'Content-Type: application/json' -d '{"id": 2}'
+    show curl -s "$S/crm/customers?city=Paris&limit=2"
+    show curl -s "$S/crm/customers/9007199254740993"
+    show curl -s -X PATCH "$S/crm/customers/1" -H 'Content-Type: application/json' -d '{"status": "SUSPENDED"}'
+    show curl -s -i "$S/crm/customers/7"
+    show curl -s -X POST "$S/calc/Divide" -H 'Content-Type: application/json' -d '{"b": 2, "a": 7}'
+    show curl -s -i -X POST "$S/calc/Divide" -H 'Content-Type: application/json' -d '{"a": 7, "b": 0}'
+    show curl -s -i -X POST "$S/calc/Divide" -H 'Content-Type: application/json' -d '{"a": "seven", "b": 2, "c": 1}'
+    kill -TERM "$SPT_PID" 2>/dev/null; wait "$SPT_PID" 2>/dev/null || true
+  else
+    echo; echo "(the SOAP part of the demo needs the soap route: $("$BIN" --validate -c "$WORK/soap.yaml" 2>&1 | head -1))"
+  fi
+  kill -TERM "$SOAP_PID" 2>/dev/null; wait "$SOAP_PID" 2>/dev/null || true
+fi
+
+# ---- part 5: WebSocket proxying (proxy: { websocket: true }), frames checked both ways ------
 # The upstream and the client are the npm `ws` package of the integration tests
 # (scripts/test-env.sh installs it).
 WS_DIR="$ROOT/test/integration/websocket"
@@ -145,7 +178,7 @@ EOF
   "$BIN" -c "$WORK/ws.yaml" 2> "$WORK/ws.err" &
   WS_PID=$!
   for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null && break; sleep 0.05; done
-  echo; echo "== part 4: WebSocket proxying: echo through Portico, then the upstream closes with 4002 =="
+  echo; echo "== part 5: WebSocket proxying: echo through Portico, then the upstream closes with 4002 =="
   show node "$WS_DIR/ws_client.js" echo "ws://127.0.0.1:$WS_PORT/chat/echo"
   show node "$WS_DIR/ws_client.js" uclose "ws://127.0.0.1:$WS_PORT/chat/close/4002"
   echo "\$ (a raw client sends an unmasked frame: Portico closes with 1002)"

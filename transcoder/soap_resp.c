@@ -308,6 +308,27 @@ static int fault(cv_t *c, const pt_opimpl_t *im, const xmlNode *f, bool v12, pt_
         text_into(kid(f, NULL, "faultstring"), reason, sizeof(reason));
         detail = kid(f, NULL, "detail");
     }
+    /* Servers mix the shapes (npm soap answers a 1.1 envelope with 1.2-style
+     * Code/Reason children in the 1.1 namespace): read whichever is there. */
+    if (code[0] == '\0') {
+        const xmlNode *cn = kid(f, NULL, "Code");
+        text_into(kid(cn, NULL, "Value"), code, sizeof(code));
+        if (sub[0] == '\0')
+            text_into(kid(kid(cn, NULL, "Subcode"), NULL, "Value"), sub, sizeof(sub));
+        if (reason[0] == '\0')
+            text_into(kid(kid(f, NULL, "Reason"), NULL, "Text"), reason, sizeof(reason));
+        if (detail == NULL)
+            detail = kid(f, NULL, "Detail");
+    }
+    if (code[0] == '\0') {
+        text_into(kid(f, NULL, "faultcode"), code, sizeof(code));
+        if (reason[0] == '\0')
+            text_into(kid(f, NULL, "faultstring"), reason, sizeof(reason));
+        if (detail == NULL)
+            detail = kid(f, NULL, "detail");
+    }
+    if (code[0] == '\0')
+        snprintf(code, sizeof(code), "Fault"); /* a fault without a code: a 5xx */
     const char *lc = local_part(code);
     res->outcome = PT_SOAP_FAULT;
     snprintf(res->fault_code, sizeof(res->fault_code), "%s", lc);

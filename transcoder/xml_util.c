@@ -98,11 +98,17 @@ char *pt__xpool_strndup(pt__xpool_t *p, const char *s, size_t n)
 
 /* ======================= safe parser ======================= */
 
+/* States of the attribute pre-scan (see scan_attrs). */
+enum { S_TEXT = 0, S_LT, S_BANG, S_BANG_DASH, S_COMMENT, S_CDATA, S_PI, S_ETAG, S_STAG, S_STAG_Q,
+       S_OFF };
+
 struct pt__xp {
     const pt_allocator_t *a;
     xmlParserCtxtPtr ctxt;
     pt__xp_opts_t o;
     size_t fed;
+    uint8_t scan, quote, run; /* attribute pre-scan state */
+    unsigned eqs;
     unsigned depth;
     pt__xp_fail_t fail;
     int line, col;
@@ -285,6 +291,79 @@ pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o)
     return x;
 }
 
+/*
+ * libxml2 reads a whole start tag, checking every attribute against every
+ * other for duplicates, before startElementNs can count them: 100k attributes
+ * in one tag (1.2 MB) cost it 14 s of CPU. So the bytes are pre-scanned: a
+ * small state machine over text, tags, quoted values, comments, CDATA and
+ * PIs counts '=' outside quotes in each start tag and refuses the tag once it
+ * passes twice max_attrs (attributes plus namespace declarations), before
+ * libxml2 sees the chunk. A "<!" that is neither a comment nor CDATA (a
+ * DOCTYPE) stops the scan: the parser refuses it at its first byte anyway.
+ */
+static bool scan_attrs(pt__xp_t *x, const unsigned char *p, size_t n)
+{
+    unsigned max = 2 * x->o.max_attrs;
+    for (size_t i = 0; i < n && x->scan != S_OFF; i++) {
+        unsigned char c = p[i];
+        switch (x->scan) {
+        case S_TEXT:
+            if (c == '<')
+                x->scan = S_LT;
+            break;
+        case S_LT:
+            x->scan = c == '!' ? S_BANG : c == '?' ? S_PI : c == '/' ? S_ETAG : S_STAG;
+            x->eqs = 0;
+            x->run = 0;
+            break;
+        case S_BANG:
+            x->scan = c == '-' ? S_BANG_DASH : c == '[' ? S_CDATA : S_OFF;
+            break;
+        case S_BANG_DASH:
+            x->scan = c == '-' ? S_COMMENT : S_OFF;
+            break;
+        case S_COMMENT: /* to "-->" */
+        case S_CDATA:   /* to "]]>" */
+            if (c == (x->scan == S_COMMENT ? '-' : ']'))
+                x->run = x->run < 2 ? x->run + 1 : 2;
+            else if (c == '>' && x->run >= 2)
+                x->scan = S_TEXT;
+            else
+                x->run = 0;
+            break;
+        case S_PI: /* to "?>" */
+            if (c == '>' && x->run)
+                x->scan = S_TEXT;
+            x->run = c == '?';
+            break;
+        case S_ETAG:
+            if (c == '>')
+                x->scan = S_TEXT;
+            break;
+        case S_STAG:
+            if (c == '"' || c == '\'') {
+                x->quote = c;
+                x->scan = S_STAG_Q;
+            } else if (c == '>') {
+                x->scan = S_TEXT;
+            } else if (c == '=' && ++x->eqs > max) {
+                xp_fail(x, PT_XP_LIMIT, "an element has more than %u attributes or namespace "
+                        "declarations", x->o.max_attrs);
+                x->line = x->col = 0; /* libxml2 has not seen these bytes: no position */
+                return false;
+            }
+            break;
+        case S_STAG_Q:
+            if (c == x->quote)
+                x->scan = S_STAG;
+            break;
+        default:
+            break;
+        }
+    }
+    return true;
+}
+
 pt__xp_fail_t pt__xp_feed(pt__xp_t *x, const void *data, size_t len)
 {
     if (x->fail != PT_XP_OK)
@@ -294,6 +373,8 @@ pt__xp_fail_t pt__xp_feed(pt__xp_t *x, const void *data, size_t len)
         return x->fail;
     }
     x->fed += len;
+    if (!scan_attrs(x, data, len))
+        return x->fail;
     const char *p = data;
     /* libxml2 takes an int length; feed large chunks in pieces. */
     while (len > 0 && x->fail == PT_XP_OK) {

@@ -26,6 +26,10 @@
 
 /* A request's arena may not grow past this: hostile growth becomes PT_ERR_LIMIT. */
 #define REQ_ARENA_LIMIT ((size_t)16 * 1024 * 1024)
+/* Its first block: a proxied request (~3 KB) and a transcoded call (~6 KB) fit
+ * in it, so neither mallocs a second block; 64 bytes leave room for the block
+ * header within 8 KiB. */
+#define REQ_ARENA_FIRST ((size_t)8 * 1024 - 64)
 
 /* ---- request ids ------------------------------------------------------- */
 
@@ -145,7 +149,7 @@ void pt__req_cancel_handler(pt_req_t *req)
 
 pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
 {
-    pt_arena_t *a = pt_arena_new(0, REQ_ARENA_LIMIT);
+    pt_arena_t *a = pt_arena_new(REQ_ARENA_FIRST, REQ_ARENA_LIMIT);
     pt_req_t *req = pt_arena_zalloc(a, sizeof(*req));
     req->arena = a;
     req->worker = w;

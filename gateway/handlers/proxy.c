@@ -151,6 +151,50 @@ static bool named_by_connection(const pt_headers_t *h, pt_str_t name)
     return pt_headers_has_token(h, PT_STR("connection"), name);
 }
 
+/* The elements of a field list's Connection fields, split once for the walk
+ * over its fields (each would otherwise rescan the list): the answers of
+ * named_by_connection(), which `many` falls back to. */
+#define CONN_TOKENS_MAX 8
+typedef struct conn_tokens {
+    const pt_headers_t *h;
+    pt_str_t tok[CONN_TOKENS_MAX];
+    size_t n;
+    bool many;
+} conn_tokens_t;
+
+static void conn_tokens_init(conn_tokens_t *t, const pt_headers_t *h)
+{
+    t->h = h;
+    t->n = 0;
+    t->many = false;
+    for (size_t i = 0; i < h->cnt && !t->many; i++) {
+        if (!pt_str_ieq(h->v[i].name, PT_STR("connection")))
+            continue;
+        pt_str_t v = h->v[i].value;
+        size_t start = 0;
+        for (size_t j = 0; j <= v.len; j++) {
+            if (j < v.len && v.base[j] != ',')
+                continue;
+            if (t->n == CONN_TOKENS_MAX) {
+                t->many = true;
+                break;
+            }
+            t->tok[t->n++] = pt_str_trim_ows((pt_str_t){v.base + start, j - start});
+            start = j + 1;
+        }
+    }
+}
+
+static bool conn_tokens_name(const conn_tokens_t *t, pt_str_t name)
+{
+    if (t->many)
+        return named_by_connection(t->h, name);
+    for (size_t i = 0; i < t->n; i++)
+        if (pt_str_ieq(t->tok[i], name))
+            return true;
+    return false;
+}
+
 /** How many `Via` elements name us ("1.1 portico", "2 portico (comment)"). */
 static size_t via_hops(const pt_headers_t *h)
 {
@@ -234,10 +278,12 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
     pt_headers_t *out = &ctx->up_headers;
     pt_headers_init(out, a);
     int rc = 0;
+    conn_tokens_t conn;
+    conn_tokens_init(&conn, in);
 
     for (size_t i = 0; i < in->cnt && rc == 0; i++) {
         pt_str_t n = in->v[i].name;
-        if (pt_header_is_hop_by_hop(n) || named_by_connection(in, n) || owned_upstream_header(n) ||
+        if (pt_header_is_hop_by_hop(n) || conn_tokens_name(&conn, n) || owned_upstream_header(n) ||
             pt_str_eq(n, PT_STR("host")) || pt_str_eq(n, PT_STR("content-length")) ||
             pt_str_eq(n, PT_STR("transfer-encoding")) || pt_str_eq(n, PT_STR("expect")) ||
             (n.len > 0 && n.base[0] == ':'))
@@ -249,7 +295,7 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
 
     bool trust = ctx->conf->trust_forwarded;
     /* A hop named in Connection is not ours to forward, even when trusted. */
-    pt_str_t xff = trust && !named_by_connection(in, PT_STR("x-forwarded-for"))
+    pt_str_t xff = trust && !conn_tokens_name(&conn, PT_STR("x-forwarded-for"))
                        ? joined(a, in, PT_STR("x-forwarded-for")) : PT_STR_NULL;
     pt_str_t client = req->client_addr.len ? req->client_addr : PT_STR("unknown");
     if ((rc = add_joined(out, a, PT_STR("x-forwarded-for"), xff, client)) != 0)
@@ -526,6 +572,8 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         return;
     }
     pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
+    conn_tokens_t conn;
+    conn_tokens_init(&conn, &view);
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name;
         if (pt_str_eq(n, PT_STR("content-length"))) {
@@ -536,7 +584,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
             continue;
         }
         if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("transfer-encoding")) ||
-            named_by_connection(&view, n))
+            conn_tokens_name(&conn, n))
             continue;
         if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0) {
             fail_head(ctx, "upstream response headers too large");

@@ -130,6 +130,8 @@ struct h2_conn {
     uint32_t wu_credit;        /* WINDOW_UPDATEs earned by DATA we sent / streams opened */
 
     uint64_t start_ms, last_ms; /* last_ms: start, or last time a stream closed */
+    uint64_t tick_ms;           /* while feed()/flush() run: the clock read once at their
+                                 * start, for the callbacks' time stamps (0 otherwise) */
     uint64_t settings_ms;       /* when our SETTINGS went out; 0 once ACKed */
     int drain_phase;            /* 0 none, 1 shutdown notice sent, 2 final GOAWAY sent */
     uint64_t drain_start_ms;
@@ -150,6 +152,13 @@ static const pt_codec_ops_t h2_codec_ops;
 static const pt_stream_ops_t h2_stream_ops;
 
 /* ---- small helpers ------------------------------------------------------ */
+
+/* The time stamp for stream and connection bookkeeping: one clock read per
+ * feed() or flush() rather than one per header field and frame. */
+static uint64_t conn_now(const h2_conn_t *c)
+{
+    return c->tick_ms != 0 ? c->tick_ms : pt_now_ms();
+}
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
@@ -200,7 +209,7 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
     s->out = evbuffer_new();
     if (s->out == NULL)
         oom();
-    s->last_ms = pt_now_ms();
+    s->last_ms = conn_now(c);
     s->prev = c->tail;
     if (c->tail != NULL)
         c->tail->next = s;
@@ -667,7 +676,7 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *f
         uint8_t pad[256] = {0};
         evbuffer_add(c->out, pad, frame->data.padlen - 1);
     }
-    s->last_ms = pt_now_ms();
+    s->last_ms = conn_now(c);
     earn_wu_credit(c, WU_CREDIT_PER_DATA);
     pt_req_t *req = s->req;
     if (req != NULL && req->want_writable &&
@@ -778,7 +787,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     h2_stream_t *s = stream_of(c, frame->hd.stream_id);
     if (s == NULL || s->req == NULL)
         return 0;
-    s->last_ms = pt_now_ms();
+    s->last_ms = conn_now(c);
     /* Count every decoded field (cookie crumbs included) while decoding; once
      * over, drop the rest but let nghttp2 keep decoding so HPACK stays in sync. */
     uint64_t bytes = (uint64_t)s->hdr_bytes + namelen + valuelen + 32u;
@@ -940,7 +949,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         s = stream_of(c, frame->hd.stream_id);
         if (s == NULL || s->req == NULL)
             return 0;
-        s->last_ms = pt_now_ms();
+        s->last_ms = conn_now(c);
         if (!s->is_trailer_block) {
             head_complete(c, s, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
         } else {
@@ -998,7 +1007,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         nghttp2_session_consume(ng, id, len);
         return 0;
     }
-    s->last_ms = pt_now_ms();
+    s->last_ms = conn_now(c);
     s->recv_total += len;
     pt__req_body(s->req, data, len, false);
     return 0;
@@ -1041,7 +1050,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code,
     }
     stream_release(s);
     stream_free(s);
-    c->last_ms = pt_now_ms();
+    c->last_ms = conn_now(c);
     if (c->nstreams == 0 && c->idle_ms != 0)
         arm_at(c, c->last_ms + c->idle_ms);
     return 0;
@@ -1103,6 +1112,9 @@ static void flush(h2_conn_t *c)
     if (c->ng == NULL || c->in_flush)
         return;
     c->in_flush = true;
+    uint64_t outer = c->tick_ms;
+    if (outer == 0)
+        c->tick_ms = pt_now_ms();
     for (int round = 0; round < 8; round++) {
         for (h2_stream_t *s = c->head; s != NULL; s = s->next)
             if (s->head_pending)
@@ -1112,6 +1124,7 @@ static void flush(h2_conn_t *c)
             ssize_t n = nghttp2_session_mem_send(c->ng, &p);
             if (n < 0) {
                 c->in_flush = false;
+                c->tick_ms = outer;
                 close_now(c);
                 return;
             }
@@ -1124,6 +1137,7 @@ static void flush(h2_conn_t *c)
             break;
     }
     c->in_flush = false;
+    c->tick_ms = outer;
     /* nghttp2 considers itself done once a GOAWAY went out and no stream is
      * open, the shutdown notice included; but during drain phase 1 requests
      * may still be on their way to us, so wait for the final GOAWAY. */
@@ -1147,7 +1161,11 @@ static void feed(h2_conn_t *c, const uint8_t *data, size_t len)
 {
     if (c->ng == NULL || c->closing_ms != 0 || c->close_pending)
         return;
+    uint64_t outer = c->tick_ms;
+    if (outer == 0)
+        c->tick_ms = pt_now_ms();
     ssize_t rv = nghttp2_session_mem_recv(c->ng, data, len);
+    c->tick_ms = outer;
     if (rv < 0) {
         /* Bad preface, flood detected, fatal error: nothing more to say. */
         if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC || rv == NGHTTP2_ERR_FLOODED ||

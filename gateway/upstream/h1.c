@@ -255,32 +255,6 @@ static bool name_ok(pt_str_t n)
     return true;
 }
 
-/* Same answers as pt_header_value_valid(): no CTL but HTAB, no DEL. Eight
- * bytes at a time; a word with a byte below 0x20 or equal to 0x7f is looked
- * at byte by byte (HTAB is allowed). */
-static bool value_ok(pt_str_t v)
-{
-    const unsigned char *p = (const unsigned char *)v.base;
-    size_t i = 0;
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    for (; i + 8 <= v.len; i += 8) {
-        uint64_t x;
-        memcpy(&x, p + i, 8);
-        uint64_t lt20 = (x - ones * 0x20) & ~x & highs;  /* some byte < 0x20 (or >= 0x80 borrow-free) */
-        uint64_t y = x ^ (ones * 0x7f);
-        uint64_t eq7f = (y - ones) & ~y & highs;           /* some byte == 0x7f */
-        if ((lt20 | eq7f) == 0)
-            continue;
-        for (size_t j = i; j < i + 8; j++)
-            if ((p[j] < 0x20 && p[j] != '\t') || p[j] == 0x7f)
-                return false;
-    }
-    for (; i < v.len; i++)
-        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
-            return false;
-    return true;
-}
-
 /* What parse_field() answers for each problem, for a head or a trailer block. */
 typedef struct field_errs {
     const char *fold, *line, *field, *count;
@@ -306,7 +280,7 @@ static const char *parse_field(char *line, size_t len, size_t n, const field_err
         return errs->line;
     pt_str_t name = {line, (size_t)(colon - line)};
     pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
-    if (!name_ok(name) || !value_ok(value))
+    if (!name_ok(name) || !pt_header_value_valid(value))
         return errs->field;
     if (n >= PT__UP_HDR_MAX_CNT)
         return errs->count;
@@ -702,7 +676,7 @@ static void build_head(h1_call_t *c, const h1_pool_t *p)
     const pt_upcall_req_t *r = c->r;
     pt_str_t path = r->path.len > 0 ? r->path : PT_STR("/");
     pt_str_t host = r->cluster->authority != NULL ? pt_str_c(r->cluster->authority) : r->authority;
-    if (host.len == 0 || !value_ok(host))
+    if (host.len == 0 || !pt_header_value_valid(host))
         host = (pt_str_t){p->host, p->host_len};
     const pt_headers_t *hs = r->headers;
     size_t cnt = hs != NULL ? hs->cnt : 0;
@@ -724,7 +698,7 @@ static void build_head(h1_call_t *c, const h1_pool_t *p)
         /* Framing and Host are ours (regenerated, never forwarded);
          * hop-by-hop fields never cross a proxy; values with CR/LF would
          * inject header lines. */
-        if (skip_field(h->name) || !name_ok(h->name) || !value_ok(h->value))
+        if (skip_field(h->name) || !name_ok(h->name) || !pt_header_value_valid(h->value))
             continue;
         d = put(d, h->name.base, h->name.len);
         if (h->value.len > 0) {
@@ -735,7 +709,7 @@ static void build_head(h1_call_t *c, const h1_pool_t *p)
         }
         d = put(d, "\r\n", 2);
     }
-    if (r->upgrade.len != 0 && value_ok(r->upgrade)) {
+    if (r->upgrade.len != 0 && pt_header_value_valid(r->upgrade)) {
         /* The caller's Upgrade/Connection were dropped above (hop-by-hop):
          * this hop's offer is ours, and names only what the caller asked for. */
         d = put(d, "Connection: upgrade\r\nUpgrade: ", 30);

@@ -136,12 +136,70 @@ static void test_headers(void **state)
     pt_arena_destroy(a);
 }
 
+/* The byte-by-byte definition pt_header_value_valid() must agree with. */
+static bool value_valid_ref(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* Word-at-a-time validation: every byte value at every position of values of
+ * 0..24 bytes (the word loop, the overlapping last word, the short path),
+ * amid bytes that are fine, HTAB and obs-text. */
+static void test_header_value_valid_words(void **state)
+{
+    (void)state;
+    static const unsigned char fillers[] = {'a', '\t', 0x80, 0xff, ' ', '~'};
+    unsigned char buf[24];
+    for (size_t len = 0; len <= sizeof(buf); len++) {
+        for (size_t f = 0; f < sizeof(fillers); f++) {
+            memset(buf, fillers[f], sizeof(buf));
+            assert_true(pt_header_value_valid((pt_str_t){(const char *)buf, len}));
+            for (size_t pos = 0; pos < len; pos++) {
+                for (unsigned c = 0; c < 256; c++) {
+                    buf[pos] = (unsigned char)c;
+                    bool want = value_valid_ref(buf, len);
+                    if (pt_header_value_valid((pt_str_t){(const char *)buf, len}) != want)
+                        fail_msg("len %zu filler %#x byte %#x at %zu: want %d", len,
+                                 fillers[f], c, pos, want);
+                }
+                buf[pos] = fillers[f];
+            }
+        }
+    }
+}
+
+/* The hop-by-hop set, in any case, and near misses of the same lengths. */
+static void test_hop_by_hop_set(void **state)
+{
+    (void)state;
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+                                      "proxy-authenticate", "proxy-authorization", "te",
+                                      "trailer", "transfer-encoding", "upgrade", "http2-settings"};
+    static const char *const not_hop[] = {"tx", "trailers", "upgrades", "connectiox", "keep-alivf",
+                                          "http2-settingz", "proxy-connectioz", "content-length",
+                                          "x-forwarded-for", "host", "", "proxy-authorizatioN2"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
+        char up[32];
+        size_t n = strlen(hop[i]);
+        for (size_t j = 0; j < n; j++)
+            up[j] = (char)((hop[i][j] >= 'a' && hop[i][j] <= 'z') ? hop[i][j] - 32 : hop[i][j]);
+        assert_true(pt_header_is_hop_by_hop((pt_str_t){hop[i], n}));
+        assert_true(pt_header_is_hop_by_hop((pt_str_t){up, n}));
+    }
+    for (size_t i = 0; i < sizeof(not_hop) / sizeof(not_hop[0]); i++)
+        assert_false(pt_header_is_hop_by_hop(pt_str_c(not_hop[i])));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_table), cmocka_unit_test(test_arena),
         cmocka_unit_test(test_arena_limit),  cmocka_unit_test(test_str),
-        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_headers),      cmocka_unit_test(test_header_value_valid_words),
+        cmocka_unit_test(test_hop_by_hop_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,6 +144,30 @@ static void test_request_headers(void **state)
     assert_true(has_line(r.body, "Host: gw.example"));
     pt_lb_resp_free(&r);
 
+    /* Connection elements over two fields, past the eight split at once, in
+     * any case and with OWS: every one named is dropped, the rest kept. */
+    const char *h4[] = {"host", "gw.example",
+                        "connection", "a, b,c , d, e, f",
+                        "x-early", "1",
+                        "connection", "g,h,\t X-Late \t, ,x-later",
+                        "x-late", "1",
+                        "x-later", "1",
+                        "x-kept", "1",
+                        NULL};
+    assert_int_equal(pt_lb_run(&lb, "GET", "/api/head", h4, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_false(has_ci(r.body, "x-late"));
+    assert_false(has_ci(r.body, "x-later"));
+    assert_true(has_line(r.body, "x-early: 1"));
+    assert_true(has_line(r.body, "x-kept: 1"));
+    pt_lb_resp_free(&r);
+    const char *h5[] = {"host", "gw.example", "connection", "x-first", "x-first", "1",
+                        "x-second", "1", NULL};
+    assert_int_equal(pt_lb_run(&lb, "GET", "/api/head", h5, NULL, 0, &r), 0);
+    assert_false(has_ci(r.body, "x-first"));
+    assert_true(has_line(r.body, "x-second: 1"));
+    pt_lb_resp_free(&r);
+
     const char *h3[] = {"host", "gw.example", "x-forwarded-for", "10.0.0.1",
                         "x-forwarded-proto", "https", NULL};
     assert_int_equal(pt_lb_run(&lb, "GET", "/trusted/head", h3, NULL, 0, &r), 0);

@@ -546,6 +546,19 @@ static void test_faults(void **state)
     free(resp(get12, buf, &res));
     assert_int_equal(res.fault_class, PT_SOAP_FAULT_VERSION);
     assert_int_equal(res.http_status, 500);
+    /* the mixed shape npm soap sends (1.1 envelope, 1.2-style children): read anyway */
+    got = resp(get11, R11("<s:Fault><s:Code><s:Value>SOAP-ENV:Client</s:Value><s:Subcode><s:Value>"
+                          "AuthenticationFailure</s:Value></s:Subcode></s:Code><s:Reason><s:Text>"
+                          "Invalid username or password</s:Text></s:Reason></s:Fault>"),
+               &res);
+    assert_int_equal(res.http_status, 400);
+    assert_string_equal(got, "{\"error\":{\"code\":\"Client\",\"subcode\":\"AuthenticationFailure"
+                             "\",\"message\":\"Invalid username or password\"}}");
+    free(got);
+    got = resp(get11, R11("<s:Fault/>"), &res);
+    assert_int_equal(res.http_status, 500);
+    assert_string_equal(got, "{\"error\":{\"code\":\"Fault\",\"message\":\"\"}}");
+    free(got);
     /* a declared fault detail that does not match its type falls back to generic */
     got = resp(get11, R11("<s:Fault><faultcode>s:Client</faultcode><faultstring>x</faultstring>"
                           "<detail><t:NotFound xmlns:t=\"urn:portico:test:crm\"><t:id>abc</t:id>"

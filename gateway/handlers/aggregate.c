@@ -54,8 +54,8 @@
 #define BODY_CHUNK 16384
 
 /* ---- call kinds --------------------------------------------------------------------
- * A kind is a vtable; `soap` is reserved until the SOAP route exists (its call
- * needs the route's WSDL and cluster): naming it is a config error today. */
+ * A kind is a vtable (aggregate.h); `unavailable` names why a kind that is
+ * not built cannot be used (a config error at its key). */
 
 static const struct {
     const char *key;
@@ -64,7 +64,7 @@ static const struct {
 } kinds[] = {
     {"http", &pt_agg_kind_http, NULL},
     {"grpc", &pt_agg_kind_grpc, NULL},
-    {"soap", NULL, "soap calls need a soap route, and the soap route is not built yet"},
+    {"soap", &pt_agg_kind_soap, NULL},
 };
 #define KIND_CNT (sizeof(kinds) / sizeof(kinds[0]))
 

@@ -5,6 +5,7 @@
  *                  the composed response, access log and metrics per call
  *   agg_http.c     the `http` call kind (upstream/call.h)
  *   agg_grpc.c     the `grpc` call kind (transcoder + upstream/grpc.h)
+ *   agg_soap.c     the `soap` call kind (a soap route's target, handlers/soap.h)
  *   agg_tmpl.c     templates `{x}` `{header.x}` `{body.a}` `{call.f[0].g}`
  *   agg_merge.c    select / omit / rename of results
  *
@@ -12,7 +13,7 @@
  * own map (`http: {...}`, `grpc: {...}`), lists its templates so the plan
  * can find dependencies, and starts / cancels one call. A started call ends
  * with exactly one pt__agg_call_done() (never from inside start()), or is
- * cancelled. A third kind (`soap:`) plugs in the same way.
+ * cancelled.
  */
 #ifndef PT_GATEWAY_HANDLERS_AGGREGATE_H
 #define PT_GATEWAY_HANDLERS_AGGREGATE_H
@@ -38,7 +39,7 @@ typedef struct pt_agg_conf pt_agg_conf_t;
 typedef struct pt_agg_run pt_agg_run_t;
 typedef struct pt_agg_call pt_agg_call_t;
 
-/** One kind of call (`http`, `grpc`, later `soap`). */
+/** One kind of call (`http`, `grpc`, `soap`). */
 typedef struct pt_agg_kind {
     const char *key; /**< the call's key naming the kind */
     /** Parses the kind's node into a new kind conf (*out, snapshot lifetime). 0 or PT_ERR_INVALID.
@@ -190,5 +191,6 @@ int pt__agg_tmpl_from_node(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_agg_tmp
 
 extern const pt_agg_kind_t pt_agg_kind_http;
 extern const pt_agg_kind_t pt_agg_kind_grpc;
+extern const pt_agg_kind_t pt_agg_kind_soap;
 
 #endif /* PT_GATEWAY_HANDLERS_AGGREGATE_H */

@@ -88,7 +88,7 @@ typedef struct soap_conf {
     const pt_conf_node_t *ws_security;
     uint64_t timeout_ms;
     uint64_t max_response;
-    /* resolved by check_conf */
+    /* target: loaded by parse_conf (WSDL, port, path), cluster by check_conf */
     pt_soap_target_t target;
     const pt_route_t *route;
     pt_str_t prefix;           /* POST <prefix><Operation> */
@@ -280,6 +280,45 @@ static int load_operations(pt_conf_cx_t *cx, soap_conf_t *conf)
     return pt_conf_error_count(cx) == 0 ? 0 : PT_ERR_INVALID;
 }
 
+/*
+ * The route's own map: the WSDL model, the port and the upstream path depend
+ * on nothing else in the file, so they are loaded here, while the routes are
+ * parsed. Every check_conf (run in route order, after all routes are parsed)
+ * then finds any soap route's port and operations ready -- an aggregate's
+ * `soap:` call checks its operation whether its route comes before or after
+ * the soap route. Cross-references (cluster, the route's match) stay in
+ * check_conf.
+ */
+static int soap_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf)
+{
+    soap_conf_t *conf = vconf;
+    pt_soap_target_t *t = &conf->target;
+    if (conf->path != NULL && conf->path[0] != '/')
+        return pt_conf_error(cx, pt_conf_map_get(node, "path"), "soap: path must start with '/'");
+    const pt_conf_node_t *wn = pt_conf_map_get(node, "wsdl");
+    pt_wsdl_err_t *we = calloc(1, sizeof(*we));
+    if (we == NULL)
+        return pt_conf_error(cx, wn, "soap: out of memory");
+    int rc = pt_wsdl_load(conf->wsdl_path, NULL, NULL, &t->wsdl, we);
+    if (rc != 0) {
+        t->wsdl = NULL;
+        wsdl_error(cx, wn, we, rc);
+        free(we);
+        return PT_ERR_INVALID;
+    }
+    free(we);
+    char msg[512];
+    t->port = pt_wsdl_find_port(t->wsdl, conf->service, conf->port, msg, sizeof(msg));
+    if (t->port == NULL) {
+        const pt_conf_node_t *pn = pt_conf_map_get(node, conf->port != NULL ? "port" : "service");
+        return pt_conf_error(cx, pn != NULL ? pn : wn, "soap: %s", msg);
+    }
+    t->path = conf->path != NULL ? pt_str_c(conf->path) : address_path(cx, t->port->address);
+    t->timeout_ms = conf->timeout_ms;
+    t->max_response = conf->max_response != 0 ? conf->max_response : SOAP_MAX_RESPONSE_DEFAULT;
+    return 0;
+}
+
 static int soap_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf,
                            const pt_config_t *config)
 {
@@ -310,30 +349,6 @@ static int soap_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *v
         return pt_conf_error(cx, node, "soap: the route's prefix must end with '/' (operations are "
                                        "served at POST <prefix><OperationName>), got '%s'",
                              m->path);
-    if (conf->path != NULL && conf->path[0] != '/')
-        return pt_conf_error(cx, pt_conf_map_get(node, "path"), "soap: path must start with '/'");
-
-    const pt_conf_node_t *wn = pt_conf_map_get(node, "wsdl");
-    pt_wsdl_err_t *we = calloc(1, sizeof(*we));
-    if (we == NULL)
-        return pt_conf_error(cx, wn, "soap: out of memory");
-    int rc = pt_wsdl_load(conf->wsdl_path, NULL, NULL, &t->wsdl, we);
-    if (rc != 0) {
-        t->wsdl = NULL;
-        wsdl_error(cx, wn, we, rc);
-        free(we);
-        return PT_ERR_INVALID;
-    }
-    free(we);
-    char msg[512];
-    t->port = pt_wsdl_find_port(t->wsdl, conf->service, conf->port, msg, sizeof(msg));
-    if (t->port == NULL) {
-        const pt_conf_node_t *pn = pt_conf_map_get(node, conf->port != NULL ? "port" : "service");
-        return pt_conf_error(cx, pn != NULL ? pn : wn, "soap: %s", msg);
-    }
-    t->path = conf->path != NULL ? pt_str_c(conf->path) : address_path(cx, t->port->address);
-    t->timeout_ms = conf->timeout_ms;
-    t->max_response = conf->max_response != 0 ? conf->max_response : SOAP_MAX_RESPONSE_DEFAULT;
     if (conf->ws_security != NULL && load_wsse(cx, conf) != 0)
         return PT_ERR_INVALID;
     if (conf->operations != NULL && load_operations(cx, conf) != 0)
@@ -579,6 +594,11 @@ const pt_soap_op_t *pt_soap_target_op(const pt_soap_target_t *t, const char *nam
 const pt_soap_port_t *pt_soap_target_port(const pt_soap_target_t *t)
 {
     return t->port;
+}
+
+const pt_cluster_t *pt_soap_target_cluster(const pt_soap_target_t *t)
+{
+    return t->cluster;
 }
 
 /* ---- the handler ------------------------------------------------------------------------- */
@@ -1017,7 +1037,7 @@ const pt_handler_def_t pt_handler_soap = {
     .name = "soap",
     .conf_size = sizeof(soap_conf_t),
     .fields = soap_fields,
-    .parse_conf = NULL,
+    .parse_conf = soap_parse_conf,
     .check_conf = soap_check_conf,
     .conf_dispose = soap_conf_dispose,
     .start = soap_start,

@@ -3,7 +3,9 @@
  * and for anything else that needs one SOAP call (an aggregate's step).
  *
  * A `soap:` route loads its WSDL at config load (a pt_soap_target_t in the
- * route's handler conf, released with the snapshot). pt_soapcall_start()
+ * route's handler conf, released with the snapshot): the WSDL, port and
+ * operations while the routes are parsed, so any check_conf can look them up
+ * whatever the order of routes; the cluster in its own check_conf. pt_soapcall_start()
  * then does one call: JSON (+ text bindings) -> envelope -> the upstream call
  * primitive (upstream/call.h: the cluster's pools, endpoint policy, retries
  * on connect failure, timeout) -> the answer streamed into the envelope
@@ -48,6 +50,9 @@ const pt_soap_op_t *pt_soap_target_op(const pt_soap_target_t *t, const char *nam
 
 /** The SOAP port the target calls (service, port, binding, version, operations). */
 const pt_soap_port_t *pt_soap_target_port(const pt_soap_target_t *t);
+
+/** The cluster the target calls (for metrics); NULL before the snapshot's checks ran. */
+const pt_cluster_t *pt_soap_target_cluster(const pt_soap_target_t *t);
 
 typedef struct pt_soapcall pt_soapcall_t;
 

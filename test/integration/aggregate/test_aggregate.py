@@ -447,13 +447,8 @@ routes:
         self.assertIn("p.yaml:9:56: aggregate: call 'a': unknown reference {nope.id}", out)
         self.assertIn("p.yaml:10:107: aggregate: call 'b': unknown reference {zzz[0]}", out)
 
-    def test_soap_not_yet_and_limits(self):
-        rc, out = self.validate(self.HEAD + """  - aggregate:
-      calls:
-        - { name: a, soap: { route: crm, operation: GetCustomer } }
-""")
-        self.assertNotEqual(rc, 0)
-        self.assertIn("p.yaml:9:28: aggregate: call 'a': soap calls need a soap route", out)
+    def test_limits(self):
+        # (soap calls: test_aggregate_soap.py)
         calls = "".join('        - { name: c%d, http: { cluster: users, path: "/" } }\n' % i
                         for i in range(33))
         rc, out = self.validate(self.HEAD + "  - aggregate:\n      calls:\n" + calls)

@@ -1,7 +1,8 @@
 /*
  * h1.c -- the native HTTP/1.1 upstream client (REST clusters whose endpoints
  * are plain http:// ones with an IP address, `http2: false`; see call.c for
- * the split with libcurl).
+ * the split with libcurl), and the client of every tunnel (upgrade), over
+ * TCP or, to https:// endpoints, over TLS (see "TLS" below).
  *
  * Connections. Per worker, per endpoint URL, a pool of idle keep-alive
  * connections, newest first (LIFO: the warmest connection is reused, the
@@ -479,6 +480,7 @@ static void conn_close(h1_conn_t *k)
         if (k->tls_up)
             SSL_shutdown(k->ssl); /* close_notify, best effort (non-blocking) */
         SSL_free(k->ssl);
+        ERR_clear_error(); /* nothing left in this thread's queue for the frontend's TLS */
     }
     close(k->fd);
     free(k->rbuf);
@@ -965,8 +967,10 @@ static void send_step(h1_call_t *c)
             c->send_done = true;
             want_write(k, false);
             if (c->tunnel) { /* the client's half-close, passed on */
-                if (k->ssl != NULL)
+                if (k->ssl != NULL) {
                     SSL_shutdown(k->ssl); /* close_notify first; reading goes on */
+                    ERR_clear_error();
+                }
                 shutdown(k->fd, SHUT_WR);
             }
             return;

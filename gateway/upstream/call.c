@@ -35,12 +35,17 @@ int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cb
         return PT_ERR_INTERNAL;
     if (r->upgrade.len != 0) {
         /* Tunnels need the connection to themselves after the 101: only the
-         * native HTTP/1.1 client hands it over (libcurl would need
-         * CONNECT_ONLY and blocking send/recv; an HTTP/2 upstream would need
-         * extended CONNECT). */
+         * native HTTP/1.1 client hands it over, over TCP (ws://) or TLS
+         * (wss://, https:// endpoints: h1.c speaks TLS for tunnels only).
+         * libcurl would need CONNECT_ONLY and its own request writing and
+         * response parsing; an HTTP/2 upstream would need extended CONNECT. */
         pt__upworker_t *uw = w->upstream_http;
-        if (r->cluster->protocol != PT_PROTO_HTTP || pt__uph2_serves(r->cluster) || uw == NULL ||
-            pt__up_cluster(uw, r->cluster)->backend != PT__UP_H1 || r->has_body)
+        const pt_cluster_t *cl = r->cluster;
+        bool ok = cl->protocol == PT_PROTO_HTTP && !pt__uph2_serves(cl) && uw != NULL &&
+                  uw->h1 != NULL && !uw->native_off && !r->has_body && cl->endpoint_cnt > 0;
+        for (size_t i = 0; ok && i < cl->endpoint_cnt; i++)
+            ok = pt__uph1_tunnel_ok(&cl->endpoints[i]);
+        if (!ok)
             return PT_ERR_NOT_IMPLEMENTED;
         return pt__uph1_start(uw, r, cbs, ud, out);
     }

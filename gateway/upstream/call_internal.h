@@ -113,5 +113,7 @@ void pt__uph1_worker_dispose(pt__upworker_t *uw);
  * http:// with an IP address, or "localhost").
  */
 bool pt__uph1_endpoint_ok(const pt_endpoint_t *ep);
+/** h1.c can carry a tunnel (an upgrade) to it: an IP address or localhost, http:// or https://. */
+bool pt__uph1_tunnel_ok(const pt_endpoint_t *ep);
 
 #endif /* PT_GATEWAY_UPSTREAM_CALL_INTERNAL_H */

@@ -1,7 +1,8 @@
 /*
  * h1.c -- the native HTTP/1.1 upstream client (REST clusters whose endpoints
  * are plain http:// ones with an IP address, `http2: false`; see call.c for
- * the split with libcurl).
+ * the split with libcurl), and the client of every tunnel (upgrade), over
+ * TCP or, to https:// endpoints, over TLS (see "TLS" below).
  *
  * Connections. Per worker, per endpoint URL, a pool of idle keep-alive
  * connections, newest first (LIFO: the warmest connection is reused, the
@@ -77,6 +78,9 @@
 #include <event2/event_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +112,8 @@ struct h1_pool {
     socklen_t alen;
     char host[80];               /* Host when the caller gives none: "127.0.0.1:9000" */
     size_t host_len;
+    bool tls;                    /* https:// endpoint: tunnels only (see TLS below) */
+    char *name;                  /* the endpoint's host: SNI (names only) and the certificate check */
     h1_conn_t *idle_head;        /* newest */
     h1_conn_t *idle_tail;        /* oldest */
     unsigned idle_cnt;
@@ -127,6 +133,8 @@ struct h1_conn {
     uint64_t idle_since_ms;
     char *rbuf;
     size_t roff, rlen, rcap;     /* parsed up to roff; bytes up to rlen */
+    SSL *ssl;                    /* https:// endpoint: the TLS session, else NULL */
+    bool tls_up;                 /* the handshake completed */
 };
 
 typedef enum {
@@ -195,6 +203,7 @@ struct h1_call {
 typedef struct h1_clcache {
     const pt_cluster_t *cl;
     h1_pool_t **pools;           /* by endpoint index */
+    SSL_CTX *ssl_ctx;            /* the cluster's client TLS context, made on first use */
 } h1_clcache_t;
 
 struct h1_worker {
@@ -336,6 +345,14 @@ static bool parse_ip(const char *host, uint16_t port, struct sockaddr_storage *s
     return false;
 }
 
+bool pt__uph1_tunnel_ok(const pt_endpoint_t *ep)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    return ep != NULL && ep->host != NULL && ep->url != NULL &&
+           parse_ip(ep->host, ep->port, &ss, &len);
+}
+
 bool pt__uph1_endpoint_ok(const pt_endpoint_t *ep)
 {
     struct sockaddr_storage ss;
@@ -365,12 +382,18 @@ static h1_pool_t *pool_of_url(h1_worker_t *hw, const pt_endpoint_t *ep)
     if (p->url == NULL)
         abort();
     parse_ip(ep->host, ep->port, &p->addr, &p->alen); /* checked by pt__uph1_endpoint_ok */
+    p->tls = ep->tls;
+    p->name = strdup(ep->host);
+    if (p->name == NULL)
+        abort();
     /* Host as libcurl would send it: the URL's authority, without a default port. */
     const char *auth = strstr(ep->url, "://");
     auth = auth != NULL ? auth + 3 : ep->url;
     size_t alen = strlen(auth);
-    if (alen > 3 && strcmp(auth + alen - 3, ":80") == 0)
+    if (alen > 3 && !ep->tls && strcmp(auth + alen - 3, ":80") == 0)
         alen -= 3;
+    else if (alen > 4 && ep->tls && strcmp(auth + alen - 4, ":443") == 0)
+        alen -= 4;
     if (alen >= sizeof(p->host))
         alen = 0; /* cannot happen for an IP address and a port */
     memcpy(p->host, auth, alen);
@@ -391,6 +414,8 @@ static h1_pool_t *pool_for(h1_worker_t *hw, const pt_cluster_t *cl, size_t idx)
     h1_clcache_t *cc = &hw->cc[cl->index];
     if (cc->cl != cl) { /* another snapshot's cluster at this index */
         free(cc->pools);
+        SSL_CTX_free(cc->ssl_ctx); /* live sessions hold their own reference */
+        cc->ssl_ctx = NULL;
         cc->cl = cl;
         cc->pools = pt_xcalloc(cl->endpoint_cnt ? cl->endpoint_cnt : 1, sizeof(*cc->pools));
     }
@@ -451,6 +476,12 @@ static void conn_close(h1_conn_t *k)
     h1_pool_t *p = k->pool;
     want_read(k, false);
     want_write(k, false);
+    if (k->ssl != NULL) {
+        if (k->tls_up)
+            SSL_shutdown(k->ssl); /* close_notify, best effort (non-blocking) */
+        SSL_free(k->ssl);
+        ERR_clear_error(); /* nothing left in this thread's queue for the frontend's TLS */
+    }
     close(k->fd);
     free(k->rbuf);
     free(k);
@@ -491,6 +522,117 @@ static h1_conn_t *conn_open(h1_worker_t *hw, h1_pool_t *p, bool *connecting, int
     if (*connecting)
         want_write(k, true);
     return k;
+}
+
+/* ---- TLS (https:// endpoints, tunnels only) -------------------------------------
+ *
+ * The same meaning as the libcurl path (http.c) gives the cluster's keys:
+ * `tls_verify` checks the chain (against `ca_file`, else the system store)
+ * and the endpoint's host (a name, or an IP address against the
+ * certificate's IP SANs); a name is also sent as SNI. ALPN offers http/1.1.
+ * A peer that closes without close_notify ends the stream like a TCP close
+ * (the tunnel's own protocol delimits its data, as over ws://).
+ */
+
+/** The cluster's client TLS context (made once per snapshot and worker), or NULL if it cannot be. */
+static SSL_CTX *tls_ctx(h1_worker_t *hw, const pt_cluster_t *cl)
+{
+    h1_clcache_t *cc = &hw->cc[cl->index]; /* made by pool_for() for this snapshot */
+    if (cc->ssl_ctx != NULL)
+        return cc->ssl_ctx;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+    if (cl->tls_verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        int ok = cl->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, cl->ca_file, NULL)
+                                     : SSL_CTX_set_default_verify_paths(ctx);
+        if (ok != 1) {
+            ERR_clear_error();
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    cc->ssl_ctx = ctx;
+    return ctx;
+}
+
+/** The TLS session of a new connection of the call. False when it cannot be made. */
+static bool tls_begin(h1_call_t *c, h1_conn_t *k)
+{
+    const pt_cluster_t *cl = c->r->cluster;
+    SSL_CTX *ctx = tls_ctx(c->hw, cl);
+    if (ctx == NULL || (k->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(k->ssl, k->fd) != 1)
+        return false;
+    SSL_set_connect_state(k->ssl);
+    const char *name = k->pool->name;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    bool is_ip = parse_ip(name, 0, &ss, &len) && strcmp(name, "localhost") != 0;
+    if (!is_ip && SSL_set_tlsext_host_name(k->ssl, name) != 1)
+        return false;
+    if (cl->tls_verify) {
+        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), name)
+                       : SSL_set1_host(k->ssl, name);
+        if (ok != 1)
+            return false;
+    }
+    return true;
+}
+
+/** send() or SSL_write() with send()'s answers (-1 with EAGAIN when it must wait). */
+static ssize_t io_send(h1_conn_t *k, const char *buf, size_t len)
+{
+    if (k->ssl == NULL)
+        return send(k->fd, buf, len, MSG_NOSIGNAL);
+    if (len == 0)
+        return 0;
+    size_t n = 0;
+    ERR_clear_error();
+    if (SSL_write_ex(k->ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    int e = SSL_get_error(k->ssl, 0);
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN
+            : e == SSL_ERROR_SYSCALL && errno != 0                  ? errno
+                                                                    : EPIPE;
+    ERR_clear_error();
+    return -1;
+}
+
+/** recv() or SSL_read() with recv()'s answers (0 at the end of the stream). */
+static ssize_t io_recv(h1_conn_t *k, char *buf, size_t len)
+{
+    if (k->ssl == NULL)
+        return recv(k->fd, buf, len, 0);
+    size_t n = 0;
+    ERR_clear_error();
+    if (SSL_read_ex(k->ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    int e = SSL_get_error(k->ssl, 0);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = e == SSL_ERROR_SYSCALL && errno != 0 ? errno : ECONNRESET;
+    return -1;
+}
+
+/*
+ * Bytes already decrypted inside the TLS session do not make the socket
+ * readable: read them from the loop (the persistent read event, activated).
+ */
+static void tls_pending_kick(h1_conn_t *k)
+{
+    if (k->ssl != NULL && k->rev_on && SSL_pending(k->ssl) > 0)
+        event_active(&k->rev, EV_READ, 0);
 }
 
 /** The newest idle connection of `p` that is not too old, or NULL. */
@@ -804,7 +946,7 @@ static void send_step(h1_call_t *c)
             if (!pull_body(c))
                 return;
         if (c->out_off < c->out_len) {
-            ssize_t n = send(k->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+            ssize_t n = io_send(k, c->out + c->out_off, c->out_len - c->out_off);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -824,8 +966,13 @@ static void send_step(h1_call_t *c)
         if (c->body_eof) {
             c->send_done = true;
             want_write(k, false);
-            if (c->tunnel)
-                shutdown(k->fd, SHUT_WR); /* the client's half-close, passed on */
+            if (c->tunnel) { /* the client's half-close, passed on */
+                if (k->ssl != NULL) {
+                    SSL_shutdown(k->ssl); /* close_notify first; reading goes on */
+                    ERR_clear_error();
+                }
+                shutdown(k->fd, SHUT_WR);
+            }
             return;
         }
         want_write(k, false);
@@ -1295,8 +1442,35 @@ static void connected(h1_call_t *c)
     send_step(c);
 }
 
+/** One step of the TLS handshake of a connected socket. */
+static void tls_step(h1_call_t *c)
+{
+    h1_conn_t *k = c->conn;
+    ERR_clear_error();
+    int rc = SSL_connect(k->ssl);
+    if (rc == 1) {
+        k->tls_up = true;
+        want_write(k, false);
+        connected(c);
+        return;
+    }
+    int e = SSL_get_error(k->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        want_write(k, e == SSL_ERROR_WANT_WRITE);
+        return;
+    }
+    bool verify = SSL_get_verify_result(k->ssl) != X509_V_OK;
+    ERR_clear_error();
+    fail(c, FAIL_OTHER, PT_ERR_UPSTREAM,
+         verify ? "upstream TLS certificate verification failed" : "upstream TLS handshake failed");
+}
+
 static void connect_result(h1_call_t *c)
 {
+    if (c->conn->ssl != NULL) {
+        tls_step(c);
+        return;
+    }
     int err = 0;
     socklen_t len = sizeof(err);
     if (getsockopt(c->conn->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
@@ -1305,6 +1479,15 @@ static void connect_result(h1_call_t *c)
         return;
     if (err != 0) {
         connect_failed(c, err, "upstream connection refused");
+        return;
+    }
+    if (c->conn->pool->tls) {
+        if (!tls_begin(c, c->conn)) {
+            ERR_clear_error();
+            fail(c, FAIL_OTHER, PT_ERR_UPSTREAM, "upstream TLS setup failed (ca_file?)");
+            return;
+        }
+        tls_step(c);
         return;
     }
     connected(c);
@@ -1319,7 +1502,7 @@ static void send_head_now(h1_call_t *c)
     h1_conn_t *k = c->conn;
     ssize_t n;
     do
-        n = send(k->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        n = io_send(k, c->out + c->out_off, c->out_len - c->out_off);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1394,6 +1577,11 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
     k->call = c;
     c->conn = k;
     c->scan = k->roff;
+    if (p->tls && !c->reused && !c->connecting) {
+        /* connected at once: the handshake starts from the write event */
+        c->connecting = true;
+        want_write(k, true);
+    }
     if (c->connecting) {
         uint64_t ct = cl->connect_timeout_ms ? cl->connect_timeout_ms : PT__UP_DEFAULT_CONNECT_MS;
         arm_timer(c, now + ct < c->deadline_ms ? now + ct : c->deadline_ms);
@@ -1429,11 +1617,12 @@ static void read_step(h1_call_t *c)
             return;
         }
     }
-    ssize_t n = recv(k->fd, k->rbuf + k->rlen, k->rcap - k->rlen, 0);
+    ssize_t n = io_recv(k, k->rbuf + k->rlen, k->rcap - k->rlen);
     if (n > 0) {
         k->rlen += (size_t)n;
         c->got_bytes = true;
-        parse(c);
+        if (parse(c))
+            tls_pending_kick(k);
         return;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -1540,8 +1729,10 @@ static void h1_resume(pt_upcall_t *b)
     enter(c);
     c->recv_paused = false;
     /* What was read before the pause goes first, then the socket again. */
-    if (parse(c) && c->conn != NULL)
+    if (parse(c) && c->conn != NULL) {
         want_read(c->conn, true);
+        tls_pending_kick(c->conn);
+    }
     leave(c);
 }
 
@@ -1665,11 +1856,14 @@ void pt__uph1_worker_dispose(pt__upworker_t *uw)
                 conn_close(k);
             }
             free(p->url);
+            free(p->name);
             free(p);
         }
     }
-    for (size_t i = 0; i < hw->cc_cnt; i++)
+    for (size_t i = 0; i < hw->cc_cnt; i++) {
         free(hw->cc[i].pools);
+        SSL_CTX_free(hw->cc[i].ssl_ctx);
+    }
     free(hw->cc);
     free(hw);
     uw->h1 = NULL;

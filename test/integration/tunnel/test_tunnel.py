@@ -18,6 +18,8 @@ import hashlib
 import json
 import os
 import socket
+import ssl
+import tempfile
 import threading
 import time
 import unittest
@@ -27,7 +29,7 @@ import h2.connection
 import h2.events
 import h2.settings
 
-from portico_test import BIN, PorticoTestCase, curl, free_port
+from portico_test import BIN, PorticoTestCase, curl, free_port, make_cert
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -46,9 +48,10 @@ class TunnelUpstream:
       /badaccept    101 with a wrong Sec-WebSocket-Accept
       /otherproto   101 switching to another protocol than asked
       anything else 200 with a small body (an upstream that does not switch)
-    Every request head is recorded."""
+    Every request head is recorded. With `tls` (an ssl.SSLContext) it is an https:// upstream."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        self.tls = tls
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -73,6 +76,8 @@ class TunnelUpstream:
     def _serve(self, c):
         try:
             c.settimeout(30)
+            if self.tls is not None:
+                c = self.tls.wrap_socket(c, server_side=True)
             buf = b""
             while b"\r\n\r\n" not in buf:
                 d = c.recv(65536)
@@ -286,6 +291,61 @@ class TunnelTestBase(PorticoTestCase):
             if line.startswith(name + " "):
                 return float(line.split()[1])
         return None
+
+
+class TlsUpstreamTunnelTest(PorticoTestCase):
+    """A raw `upgrade:` tunnel to an https:// endpoint (wss://): TLS in the native client."""
+
+    def setUp(self):
+        super().setUp()
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        crt, key = make_cert(d.name)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        self.up = TunnelUpstream(tls=ctx)
+        self.addCleanup(self.up.stop)
+        self.port = free_port()
+        self.start(f"""
+listeners:
+  - address: 127.0.0.1:{self.port}
+timeouts: {{ drain: 2s }}
+clusters:
+  - name: up
+    endpoints: [ "https://127.0.0.1:{self.up.port}" ]
+    ca_file: {crt}
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: up, upgrade: [ raw-test ] }}
+""", self.port)
+
+    def test_echo_and_flood_over_tls(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(upgrade_head("/echo", proto="raw-test", key=None) + b"early|")
+        st, h, rest = read_head(s)
+        self.assertEqual(st, 101, h)
+        self.assertEqual(h.get("upgrade"), "raw-test")
+        payload = os.urandom(3 << 20)  # many TLS records, through the socket buffers
+        threading.Thread(target=s.sendall, args=(payload,), daemon=True).start()
+        want = b"early|" + payload
+        self.assertEqual(read_exact(s, len(want), rest, timeout=60), want)
+        s.shutdown(socket.SHUT_WR)  # passed on as close_notify + FIN: the upstream ends
+        tail, closed = read_to_eof(s)
+        self.assertEqual((tail, closed), (b"", True))
+        self.assertTrue(self.up.echo_done.wait(10))
+        self.assertEqual(self.up.heads[0]["headers"]["upgrade"], "raw-test")
+
+        s2 = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(s2.close)
+        s2.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        n = 8 << 20
+        s2.sendall(upgrade_head("/flood/%d" % n, proto="raw-test", key=None))
+        st, h, rest = read_head(s2)
+        self.assertEqual(st, 101, h)
+        got = read_exact(s2, n, rest, timeout=60)
+        self.assertEqual(len(got), n)
+        self.assertEqual(got, b"f" * n)
 
 
 class H1TunnelTest(TunnelTestBase):

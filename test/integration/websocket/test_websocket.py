@@ -36,15 +36,35 @@ KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 class WsUpstream:
     """The npm `ws` server of ws_upstream.js, in a child process."""
 
-    def __init__(self):
+    def __init__(self, cert=None, key=None):
+        env = dict(os.environ)
+        self.scheme = "http"
+        if cert is not None:  # wss:// (https) with this certificate
+            env.update(WS_TLS_CERT=cert, WS_TLS_KEY=key, NODE_EXTRA_CA_CERTS=cert)
+            self.scheme = "https"
+        self.cafile = cert
         self.proc = subprocess.Popen(["node", os.path.join(HERE, "ws_upstream.js")],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("ws upstream did not start")
         self.port = json.loads(line)["port"]
 
     def stats(self):
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=self.cafile)
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"GET /stats HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    buf = b""
+                    while True:
+                        d = s.recv(65536)
+                        if not d:
+                            break
+                        buf += d
+            head, body = buf.split(b"\r\n\r\n", 1)
+            assert head.split(b" ")[1] == b"200", head
+            return json.loads(body)
         st, _, body, _ = curl("http://127.0.0.1:%d/stats" % self.port)
         assert st == 200
         return json.loads(body)
@@ -589,6 +609,114 @@ routes:
         r = json.loads(out.stdout.decode().strip().splitlines()[-1])
         self.assertEqual(len(r.get("got", [])), 3, r)
         self.assertEqual(r["close"], 1000)
+
+
+class WssUpstreamTest(WebSocketTestBase):
+    """`websocket: true` to an https:// endpoint: the upstream leg is wss://, the cluster's
+    ca_file verifies it (by IP SAN and by name + SNI), frames are checked as over ws://."""
+
+    def setUp(self):
+        PorticoTestCase.setUp(self)
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        crt, key = make_cert(d.name)
+        other, _ = make_cert(d.name, "other")  # a CA that did not sign the upstream's certificate
+        self.up = WsUpstream(crt, key)
+        self.addCleanup(self.up.stop)
+        self.port, self.admin = free_port(), free_port()
+        up = self.up.port
+        self.p = self.start(f"""
+listeners:
+  - address: 127.0.0.1:{self.port}
+admin: {{ address: 127.0.0.1:{self.admin} }}
+access_log: {{ path: access.log }}
+timeouts: {{ drain: 2s }}
+clusters:
+  - name: up
+    endpoints: [ "https://127.0.0.1:{up}" ]
+    ca_file: {crt}
+  - name: named
+    endpoints: [ "https://localhost:{up}" ]
+    ca_file: {crt}
+  - name: untrusted
+    endpoints: [ "https://127.0.0.1:{up}" ]
+    ca_file: {other}
+  - name: noverify
+    endpoints: [ "https://127.0.0.1:{up}" ]
+    tls_verify: false
+routes:
+  - name: ws
+    match: {{ prefix: /ws/ }}
+    proxy: {{ cluster: up, websocket: true, max_message: 4m }}
+    filters:
+      - rewrite: {{ prefix: /ws/, replace: / }}
+  - name: named
+    match: {{ prefix: /named/ }}
+    proxy: {{ cluster: named, websocket: true }}
+    filters:
+      - rewrite: {{ prefix: /named/, replace: / }}
+  - name: untrusted
+    match: {{ prefix: /untrusted/ }}
+    proxy: {{ cluster: untrusted, websocket: true }}
+    filters:
+      - rewrite: {{ prefix: /untrusted/, replace: / }}
+  - name: noverify
+    match: {{ prefix: /noverify/ }}
+    proxy: {{ cluster: noverify, websocket: true }}
+    filters:
+      - rewrite: {{ prefix: /noverify/, replace: / }}
+""", self.port)
+        self.url = "ws://127.0.0.1:%d" % self.port
+
+    def test_echo_text_binary_over_wss(self):
+        for prefix in ("/ws/", "/named/", "/noverify/"):
+            r = node("echo", self.url + prefix + "echo")
+            self.assertEqual(r.get("got"), [
+                {"binary": False, "data": "hello"},
+                {"binary": True, "data": "000102ff"},
+                {"binary": False, "data": "grüße ☃ 𝄞"},
+            ], (prefix, r))
+            self.assertEqual(r["close"], 1000)
+        self.assertEqual(self.up.stats()["upgrades"], 3)
+        line = self.log_lines(lambda l: l.get("route") == "ws" and "ws" in l)[0]
+        self.assertEqual(line["status"], 101)
+        self.assertEqual((line["ws"]["msgs_in"], line["ws"]["msgs_out"]), (3, 3))
+
+    def test_1mib_message_over_wss(self):
+        r = node("big", self.url + "/ws/echo", 1 << 20)
+        self.assertEqual(r.get("len"), 1 << 20, r)
+        self.assertTrue(r["same"])
+
+    def test_close_codes_both_ways_over_wss(self):
+        r = node("close", self.url + "/ws/echo", 4001)
+        self.assertEqual((r.get("close"), r.get("reason")), (4001, "client-bye"), r)
+        closes = self.upstream_closes(1)
+        self.assertEqual((closes[0]["code"], closes[0]["reason"]), (4001, "client-bye"))
+        r = node("uclose", self.url + "/ws/close/4002")
+        self.assertEqual((r.get("close"), r.get("reason")), (4002, "bye from upstream"), r)
+
+    def test_certificate_verification_failure_is_502(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(handshake("/untrusted/echo"))
+        st, h, rest = read_head(s)
+        self.assertEqual(st, 502, h)
+        self.assertNotIn("upgrade", h)
+        n = int(h.get("content-length", "0"))
+        while len(rest) < n:
+            d = s.recv(65536)
+            if not d:
+                break
+            rest += d
+        body = json.loads(rest[:n])
+        self.assertEqual(body["error"]["code"], "UPSTREAM", body)
+        # the reason is logged (clients get the generic message, as for any upstream failure)
+        line = self.log_lines(lambda l: l.get("route") == "untrusted")[0]
+        self.assertEqual(line["status"], 502)
+        self.assertEqual(line.get("reason"), "upstream TLS certificate verification failed", line)
+        self.assertNotIn("ws", line)
+        # the TLS handshake was refused: no HTTP request reached the upstream
+        self.assertEqual(self.up.stats()["upgrades"], 0)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,19 @@
 //   /flood/N        sends N bytes in 64 KiB binary messages, as fast as the socket takes them
 //   /noread         never reads (the socket is paused)
 // GET /stats (plain HTTP) answers counters: upgrades, closes (codes and reasons), flood bytes flushed.
+// With WS_TLS_CERT and WS_TLS_KEY (PEM files) in the environment it serves https/wss instead.
 'use strict';
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const path = require('path');
 const WebSocket = require(path.join(__dirname, '..', 'node_modules', 'ws'));
 
 const stats = { upgrades: 0, closes: [], flushed: 0, heads: [] };
-const server = http.createServer((req, res) => {
+const tls = process.env.WS_TLS_CERT
+  ? { cert: fs.readFileSync(process.env.WS_TLS_CERT), key: fs.readFileSync(process.env.WS_TLS_KEY) }
+  : null;
+const onRequest = (req, res) => {
   if (req.url === '/stats') {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(stats));
@@ -21,7 +27,8 @@ const server = http.createServer((req, res) => {
   }
   res.writeHead(200, { 'content-type': 'text/plain' });
   res.end('plain');
-});
+};
+const server = tls ? https.createServer(tls, onRequest) : http.createServer(onRequest);
 server.on('upgrade', (req) => {
   stats.upgrades++;
   stats.heads.push({ url: req.url, headers: req.headers });

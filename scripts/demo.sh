@@ -80,6 +80,14 @@ if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
     if [ -n "$MSG" ]; then
       echo "  decoded: $(echo "$MSG" | /usr/bin/python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))' | "$TRANSCODE" -d "$BOOK_PB" --type bookstore.v1.Shelf --to-json)"
     fi
+    # The WebSocket <-> gRPC bridge: the same route, a WebSocket handshake on a
+    # streaming binding (scripts/ws_chat.py, a stdlib-only client).
+    W="ws://127.0.0.1:$GPORT"
+    echo; echo "== WebSocket <-> gRPC bridge: bidi Chat over a WebSocket (handlers/ws_bridge.c) =="
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" --each "$W/v1/rooms/lobby/chat?from=ann" '"hi"' '"how are you?"'
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" "$W/v1/rooms/lobby/chat?from=ann" '"sent"' '"then closed"'
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" --wait "$W/v1/shelves/1/books:watch?interval_ms=100&count=2"
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" --each "$W/v1/rooms/lobby/chat?from=ann" '"ok"' '""'
     kill -TERM "$GPT_PID" 2>/dev/null; wait "$GPT_PID" 2>/dev/null || true
   else
     echo; echo "(the gRPC part of the demo needs the grpc route: $("$BIN" --validate -c "$WORK/bookstore.yaml" 2>&1 | head -1))"

@@ -128,6 +128,8 @@ struct h2_conn {
     double glitch_burst, glitch_rate; /* limits.h2_glitch_burst / h2_glitch_rate */
     uint64_t glitch_ms;
     uint32_t wu_credit;        /* WINDOW_UPDATEs earned by DATA we sent / streams opened */
+    uint64_t unreturned_conn;  /* DATA bytes we sent that no connection WINDOW_UPDATE returned yet */
+    uint64_t unreturned_strm;  /* ... that no stream WINDOW_UPDATE returned yet (all streams) */
 
     uint64_t start_ms, last_ms; /* last_ms: start, or last time a stream closed */
     uint64_t tick_ms;           /* while feed()/flush() run: the clock read once at their
@@ -402,10 +404,13 @@ static void earn_wu_credit(h2_conn_t *c, uint32_t n)
  *  - DATA without END_STREAM carrying no payload (or only padding);
  *  - PRIORITY (we advertise SETTINGS_NO_RFC7540_PRIORITIES: they change nothing);
  *  - extension frame types (> CONTINUATION): Portico implements none;
- *  - WINDOW_UPDATE not earned by DATA frames we sent or streams the client
- *    opened (Envoy's "window updates per data frame sent" idea, as a
- *    credit), whatever its increment: small earned ones are how gRPC
- *    clients return the window of small messages.
+ *  - WINDOW_UPDATE that neither returns DATA bytes we sent (stream and
+ *    connection level counted apart) nor is covered by the credit earned
+ *    by DATA frames we sent or streams the client opened (Envoy's "window
+ *    updates per data frame sent" idea), whatever its increment: small
+ *    earned ones are how gRPC clients return the window of small messages.
+ *    Both are judged after nghttp2 processed the frames before it, so the
+ *    verdict never depends on how many frames one read held (our load).
  * A client sending a few (a browser's PRIORITY frames, a connection-window
  * WINDOW_UPDATE at start) stays far inside the budget. `need` is how many
  * payload bytes the classification reads (0, 1 for a padded DATA, 4 for a
@@ -441,9 +446,19 @@ static bool zero_progress(h2_conn_t *c, const uint8_t *hd, uint32_t flen)
         if (incr == 0)
             return false; /* a protocol error nghttp2 reports (on_invalid_frame counts it) */
         /* Small increments are legitimate when earned: gRPC clients return
-         * the connection window message by message (a few bytes each), so
-         * 60 concurrent small calls brought 60+ tiny WINDOW_UPDATEs. Only
-         * updates that nothing we sent earned are zero-progress. */
+         * the window message by message (a few bytes each), so 60
+         * concurrent small calls brought 60+ tiny WINDOW_UPDATEs, and one
+         * DATA frame of ours carrying many messages brings many. An update
+         * returning bytes we sent is progress whatever the number of
+         * frames they went in (which depends on our load, not on the
+         * peer); beyond that, the frame credit covers window raises. */
+        uint64_t *unreturned = (hd[5] & 0x7f) == 0 && hd[6] == 0 && hd[7] == 0 && hd[8] == 0
+                                   ? &c->unreturned_conn
+                                   : &c->unreturned_strm;
+        if (*unreturned != 0) {
+            *unreturned -= incr < *unreturned ? incr : *unreturned;
+            return false;
+        }
         if (c->wu_credit == 0)
             return true;
         c->wu_credit--;
@@ -678,6 +693,8 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *f
     }
     s->last_ms = conn_now(c);
     earn_wu_credit(c, WU_CREDIT_PER_DATA);
+    c->unreturned_conn += frame->hd.length;
+    c->unreturned_strm += frame->hd.length;
     pt_req_t *req = s->req;
     if (req != NULL && req->want_writable &&
         evbuffer_get_length(s->out) <= req->config->limits.max_response_buffer / 2)
@@ -1189,6 +1206,7 @@ static size_t feedable(h2_conn_t *c, const uint8_t *p, size_t len)
 {
     size_t off = 0;
     uint32_t to = c->rx_to_hdr;
+    bool earning = false; /* a frame that may earn WINDOW_UPDATE credit is in [0, off) */
     while (off < len) {
         if (to > 0) {
             size_t n = len - off < to ? len - off : to;
@@ -1201,6 +1219,14 @@ static size_t feedable(h2_conn_t *c, const uint8_t *p, size_t len)
         uint32_t flen = ((uint32_t)p[off] << 16) | ((uint32_t)p[off + 1] << 8) | p[off + 2];
         if (len - off < 9 + classify_need(p[off + 3], p[off + 4], flen))
             break;
+        /* Whether a WINDOW_UPDATE was earned depends on the frames before
+         * it (a HEADERS opening a stream earns credit): those go to nghttp2
+         * first. Otherwise the verdict would depend on how many frames one
+         * read happened to hold, i.e. on how loaded we are. */
+        if (p[off + 3] == NGHTTP2_WINDOW_UPDATE && earning)
+            break;
+        if (p[off + 3] == NGHTTP2_HEADERS)
+            earning = true;
         if (zero_progress(c, p + off, flen)) {
             glitch(c);
             if (c->terminating)
@@ -1219,13 +1245,17 @@ static void on_read(pt_conn_t *conn, void *arg)
     struct evbuffer *in = pt_conn_input(conn);
     enter(c);
     size_t len = evbuffer_get_length(in);
-    if (len != 0 && c->ng != NULL && c->closing_ms == 0 && !c->close_pending) {
+    /* feedable() stops before a WINDOW_UPDATE that follows a HEADERS, so
+     * this may take a few rounds for one read. */
+    while (len != 0 && c->ng != NULL && c->closing_ms == 0 && !c->close_pending &&
+           !c->terminating) {
         const uint8_t *p = evbuffer_pullup(in, -1);
         size_t n = p != NULL ? feedable(c, p, len) : 0;
-        if (n != 0) {
-            feed(c, p, n);
-            evbuffer_drain(in, n);
-        }
+        if (n == 0)
+            break;
+        feed(c, p, n);
+        evbuffer_drain(in, n);
+        len = evbuffer_get_length(in);
     }
     if (c->closing_ms != 0 || c->close_pending || c->terminating) {
         evbuffer_drain(in, evbuffer_get_length(in)); /* garbage after GOAWAY is ignored */

@@ -1145,6 +1145,66 @@ static void test_zero_progress_legit(void **state)
     finish(&cl, &fc);
 }
 
+/* A gRPC client opens a stream and raises its window in the same write
+ * (HEADERS, stream WINDOW_UPDATE, connection WINDOW_UPDATE). On a loaded
+ * machine many such writes pile up and arrive in one read; whether those
+ * WINDOW_UPDATEs were earned must not depend on that (integration
+ * grpc_native/grpc_limits were closed with ENHANCE_YOUR_CALM under load). */
+static void test_zero_progress_one_read(void **state)
+{
+    (void)state;
+    fake_reset();
+    fake.mode = FAKE_HOLD;
+    fake_conn_t fc;
+    raw_t *r = calloc(1, sizeof(*r));
+    raw_connect(r, &fc, NULL, true);
+    uint8_t wu[4] = {0, 0, 0x40, 0}; /* 16 KiB */
+    raw_frame(r, NGHTTP2_WINDOW_UPDATE, 0, 0, wu, 4);
+    for (int32_t id = 1; id < 200; id += 2) { /* 100 streams, all in one read */
+        raw_headers(r, id, GET_NV, 4, NGHTTP2_FLAG_END_STREAM);
+        raw_frame(r, NGHTTP2_WINDOW_UPDATE, 0, id, wu, 4);
+        raw_frame(r, NGHTTP2_WINDOW_UPDATE, 0, 0, wu, 4);
+    }
+    raw_run(r, 4);
+    assert_false(raw_find(r, NGHTTP2_GOAWAY, 0, 0, NULL, NULL));
+    assert_false(fc.closed);
+    assert_int_equal(fake.live, 100);
+    raw_finish(r);
+    free(r);
+}
+
+/* Our response went out in few DATA frames (many messages coalesced while
+ * we were slow); the client returns the window message by message, on the
+ * stream and on the connection. Every one of those updates returns bytes we
+ * sent: none may count against the glitch budget. */
+static void test_zero_progress_window_returned_in_pieces(void **state)
+{
+    (void)state;
+    fake_reset();
+    fake_conn_t fc;
+    raw_t *r = calloc(1, sizeof(*r));
+    raw_connect(r, &fc, NULL, true);
+    uint8_t body[4000];
+    memset(body, 'm', sizeof(body));
+    raw_headers(r, 1, GET_NV, 4, 0);
+    raw_frame(r, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 1, body, sizeof(body));
+    raw_run(r, 4);
+    assert_true(raw_find(r, NGHTTP2_HEADERS, 1, 0, NULL, NULL));
+    assert_true(raw_count(r, NGHTTP2_DATA) <= 3);
+    uint8_t wu[4] = {0, 0, 0, 10}; /* 10-byte messages */
+    for (int i = 0; i < 400 && !fc.closed; i++) { /* 4000 bytes returned on each level */
+        raw_frame(r, NGHTTP2_WINDOW_UPDATE, 0, 1, wu, 4);
+        raw_frame(r, NGHTTP2_WINDOW_UPDATE, 0, 0, wu, 4);
+        if (i % 50 == 49)
+            raw_run(r, 1);
+    }
+    raw_run(r, 4);
+    assert_false(raw_find(r, NGHTTP2_GOAWAY, 0, 0, NULL, NULL));
+    assert_false(fc.closed);
+    raw_finish(r);
+    free(r);
+}
+
 static void test_destroy_with_streams(void **state)
 {
     (void)state;
@@ -1186,6 +1246,8 @@ int main(void)
         cmocka_unit_test(test_stream_body_timeout),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_zero_progress_one_read),
+        cmocka_unit_test(test_zero_progress_window_returned_in_pieces),
         cmocka_unit_test(test_destroy_with_streams),
         cmocka_unit_test(test_zero_progress_floods),
         cmocka_unit_test(test_zero_progress_legit),

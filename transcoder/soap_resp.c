@@ -562,13 +562,22 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, int nb, const x
 static void stream_child(pt_soap_resp_t *r, frame_t *p, const xmlChar *local, const xmlChar *uri,
                          int nb, const xmlChar **at)
 {
-    const pt_xfield_t *fd = pt__xct_field(p->ct, uri != NULL ? (const char *)uri : "",
-                                          (const char *)local);
+    /* Field names are unique in a type (the model refuses two alike), so the
+     * search may start at the last field: children mostly come in order. */
+    const pt_xct_t *ct = p->ct;
+    const char *ns = uri != NULL ? (const char *)uri : "";
+    size_t n = ct->field_cnt, from = p->last > 0 ? (size_t)p->last : 0;
+    const pt_xfield_t *fd = NULL;
+    for (size_t k = 0; k < n && fd == NULL; k++) {
+        const pt_xfield_t *c = &ct->fields[(from + k) % n];
+        if (strcmp(c->elem->name, (const char *)local) == 0 && strcmp(c->elem->ns, ns) == 0)
+            fd = c;
+    }
     if (fd == NULL) {
         go_slow(r);
         return;
     }
-    int idx = (int)(fd - p->ct->fields);
+    int idx = (int)(fd - ct->fields);
     pt_xbuf_t *j = &r->json;
     if (idx == p->last) {
         /* the next item of a run; a second non-repeated one is a mismatch */
@@ -580,10 +589,11 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const xmlChar *local, co
         go_slow(r); /* out of schema order, or a run resumed: the tree walk groups them */
         return;
     } else {
+        /* an XML Name never needs JSON escaping: no quote, backslash or control */
         const char *name = fd->elem->name;
         if ((p->arr_open && !put(r, pt_xbuf_putc(j, ']'))) ||
-            (p->comma && !put(r, pt_xbuf_putc(j, ','))) ||
-            !put(r, pt__put_json_str(j, name, strlen(name))) || !put(r, pt_xbuf_putc(j, ':')) ||
+            (p->comma && !put(r, pt_xbuf_putc(j, ','))) || !put(r, pt_xbuf_putc(j, '"')) ||
+            !put(r, pt_xbuf_puts(j, name)) || !put(r, pt_xbuf_puts(j, "\":")) ||
             (fd->repeated && !put(r, pt_xbuf_putc(j, '['))))
             return;
         p->arr_open = fd->repeated;

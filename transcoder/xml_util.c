@@ -343,10 +343,15 @@ static bool scan_attrs(pt__xp_t *x, const unsigned char *p, size_t n)
     for (size_t i = 0; i < n && x->scan != S_OFF; i++) {
         unsigned char c = p[i];
         switch (x->scan) {
-        case S_TEXT:
-            if (c == '<')
-                x->scan = S_LT;
+        case S_TEXT: {
+            /* skip to the next '<' in one go: text is most of the bytes */
+            const unsigned char *lt = memchr(p + i, '<', n - i);
+            if (lt == NULL)
+                return true;
+            i = (size_t)(lt - p);
+            x->scan = S_LT;
             break;
+        }
         case S_LT:
             x->scan = c == '!' ? S_BANG : c == '?' ? S_PI : c == '/' ? S_ETAG : S_STAG;
             x->eqs = 0;
@@ -372,11 +377,17 @@ static bool scan_attrs(pt__xp_t *x, const unsigned char *p, size_t n)
                 x->scan = S_TEXT;
             x->run = c == '?';
             break;
-        case S_ETAG:
-            if (c == '>')
-                x->scan = S_TEXT;
+        case S_ETAG: {
+            const unsigned char *gt = memchr(p + i, '>', n - i);
+            if (gt == NULL)
+                return true;
+            i = (size_t)(gt - p);
+            x->scan = S_TEXT;
             break;
+        }
         case S_STAG:
+            while (i + 1 < n && c != '"' && c != '\'' && c != '>' && c != '=')
+                c = p[++i]; /* names and blanks */
             if (c == '"' || c == '\'') {
                 x->quote = c;
                 x->scan = S_STAG_Q;
@@ -389,10 +400,14 @@ static bool scan_attrs(pt__xp_t *x, const unsigned char *p, size_t n)
                 return false;
             }
             break;
-        case S_STAG_Q:
-            if (c == x->quote)
-                x->scan = S_STAG;
+        case S_STAG_Q: {
+            const unsigned char *q = memchr(p + i, x->quote, n - i);
+            if (q == NULL)
+                return true;
+            i = (size_t)(q - p);
+            x->scan = S_STAG;
             break;
+        }
         default:
             break;
         }

@@ -10,6 +10,7 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/grpc_bench.py" --build "$ROOT/$BUILD"   # native gRPC passthrough
   /usr/bin/python3 "$ROOT/bench/rest_bench.py" --build "$ROOT/$BUILD"   # REST/JSON -> gRPC transcoding
   /usr/bin/python3 "$ROOT/bench/transcode_cost.py" --build "$ROOT/$BUILD" # same call both ways: CPU ratio
+  /usr/bin/python3 "$ROOT/bench/aggregate_bench.py" --build "$ROOT/$BUILD" # aggregate vs 3 calls in a row
 fi
 # soap: routes: JSON <-> SOAP conversion vs the raw proxy vs the service (examples/soap, node)
 bash "$ROOT/scripts/test-env.sh"

@@ -145,6 +145,28 @@ if command -v node >/dev/null && bash "$ROOT/scripts/test-env.sh" >/dev/null 2>&
   kill -TERM "$SOAP_PID" 2>/dev/null; wait "$SOAP_PID" 2>/dev/null || true
 fi
 
+# ---- part 5: an aggregate of REST and gRPC calls (examples/aggregate) ----------------
+if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
+  BOOK_PORT=$(free_port); AG_PORT=$(free_port)
+  "$BOOK_BIN" --port "$BOOK_PORT" > "$WORK/bookstore-agg.out" 2>&1 &
+  BOOK_PID=$!
+  for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$BOOK_PORT") 2>/dev/null && break; sleep 0.05; done
+  cp "$BOOK_PB" "$WORK/bookstore.pb"
+  sed -e "s/\${PORT}/$AG_PORT/; s/\${UPSTREAM_PORT}/$UPSTREAM_PORT/; s/\${BOOKSTORE_PORT}/$BOOK_PORT/" \
+      -e "s|\${LOG}|$WORK/agg-access.log|" "$ROOT/examples/aggregate/portico.yaml" > "$WORK/aggregate.yaml"
+  "$BIN" --validate -c "$WORK/aggregate.yaml"
+  "$BIN" -c "$WORK/aggregate.yaml" 2> "$WORK/portico-agg.err" &
+  AG_PID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$AG_PORT/" && break; sleep 0.05; done
+  echo; echo "== part 5: one request, REST + gRPC calls composed (examples/aggregate/portico.yaml) =="
+  show curl -s -i "http://127.0.0.1:$AG_PORT/v1/dashboard/42" -H 'x-tenant: acme'
+  show curl -s -i "http://127.0.0.1:$AG_PORT/v1/dashboard/42"
+  sleep 0.2
+  echo "== its access log line (one entry per call) =="; grep dashboard "$WORK/agg-access.log" | head -1
+  kill -TERM "$AG_PID" 2>/dev/null; wait "$AG_PID" 2>/dev/null || true
+  kill -TERM "$BOOK_PID" 2>/dev/null; wait "$BOOK_PID" 2>/dev/null || true
+fi
+
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo; echo "Portico keeps running on http://127.0.0.1:$PORT (Ctrl-C to stop)."
   wait "$PT_PID"

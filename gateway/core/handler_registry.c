@@ -14,12 +14,14 @@ extern const struct pt_handler_def pt_handler_proxy;
 extern const struct pt_handler_def pt_handler_grpc;
 extern const struct pt_handler_def pt_handler_respond;
 extern const struct pt_handler_def pt_handler_soap;
+extern const struct pt_handler_def pt_handler_aggregate;
 
 static const struct pt_handler_def *const handlers[] = {
     &pt_handler_proxy,
     &pt_handler_grpc,
     &pt_handler_respond,
     &pt_handler_soap,
+    &pt_handler_aggregate,
     NULL,
 };
 

@@ -108,6 +108,19 @@ typedef enum pt_resp_state {
     PT_RESP_ENDED,     /**< complete, or cut off (reset): nothing more goes out */
 } pt_resp_state_t;
 
+/**
+ * One call of a handler that makes several (aggregate), for the access log
+ * (a `calls` array in the request's line) and the per-call metrics. Set by
+ * the handler before it releases the request; arena or config memory.
+ */
+typedef struct pt_req_subcall {
+    const char *name;      /* the call's name (config memory) */
+    const char *upstream;  /* endpoint URL of its last attempt, or NULL */
+    int status;            /* HTTP status it ended with (0: never started) */
+    uint64_t ns;           /* from its start to its end (or cancel) */
+    bool started;
+} pt_req_subcall_t;
+
 struct pt_req {
     pt_arena_t *arena;
     pt_worker_t *worker;
@@ -197,6 +210,8 @@ struct pt_req {
     const char *upstream_addr;     /* endpoint URL of the last attempt, or NULL */
     uint64_t upstream_ns;          /* time spent waiting for the upstream */
     bool close_after;              /* codec: close the connection after this response */
+    const pt_req_subcall_t *subcalls; /* calls of an aggregate (see pt_req_subcall_t), or NULL */
+    size_t subcall_cnt;
 
     /* tunnel (tunnel.c); zero unless pt__req_tunnel_open() succeeded */
     bool is_tunnel;                /* the exchange is a two-way byte stream now */

@@ -194,6 +194,25 @@ size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size
     } else {
         puts_(&o, "null");
     }
+    if (req->subcall_cnt != 0) { /* an aggregate's calls, in config order */
+        puts_(&o, ",\"calls\":[");
+        for (size_t i = 0; i < req->subcall_cnt; i++) {
+            const pt_req_subcall_t *c = &req->subcalls[i];
+            puts_(&o, i ? ",{\"name\":" : "{\"name\":");
+            put_json_str(&o, pt_str_c(c->name));
+            puts_(&o, ",\"upstream\":");
+            if (c->upstream != NULL)
+                put_json_str(&o, pt_str_c(c->upstream));
+            else
+                puts_(&o, "null");
+            puts_(&o, ",\"status\":");
+            put_int(&o, c->status);
+            puts_(&o, ",\"ms\":");
+            put_ms(&o, c->ns);
+            puts_(&o, "}");
+        }
+        puts_(&o, "]");
+    }
     if (req->fail_status != 0) {
         puts_(&o, ",\"error\":\"");
         puts_(&o, pt_status_name(req->fail_status));

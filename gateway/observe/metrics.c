@@ -119,6 +119,18 @@ void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int c
     bump(&counter_slot(s->uperrs, PT_METRICS_UPERRS, cluster, code)->count, 1);
 }
 
+void pt_metrics_subcall(pt_metrics_shard_t *s, const char *route, const char *call, int status,
+                        uint64_t dur_us)
+{
+    char key[PT_METRICS_NAME_MAX];
+    snprintf(key, sizeof(key), "%s\x1f%s", route, call);
+    bump(&counter_slot(s->subcalls, PT_METRICS_ROUTES, key, status)->count, 1);
+    pt_metrics_hist_slot_t *h = hist_slot(s->subcall_hists, PT_METRICS_HISTS, key);
+    bump(&h->buckets[bucket_of(dur_us)], 1);
+    bump(&h->sum_us, dur_us);
+    bump(&h->count, 1);
+}
+
 void pt_metrics_upstream_event(pt_metrics_shard_t *s, const char *cluster, int kind)
 {
     bump(&counter_slot(s->upevents, PT_METRICS_UPERRS, cluster, kind)->count, 1);
@@ -172,26 +184,107 @@ typedef struct agg_hist {
     uint64_t ub[PT_METRICS_BUCKETS], usum, ucount;
 } agg_hist_t;
 
-static void render_hist(FILE *out, const char *metric, const char *name, const uint64_t *b,
-                        uint64_t sum_us, uint64_t count)
+/* `route="NAME"` */
+static void put_route(FILE *out, const char *name)
+{
+    fputs("route=\"", out);
+    put_label(out, name);
+    fputs("\"", out);
+}
+
+static void render_hist(FILE *out, const char *metric, void (*labels)(FILE *, const char *),
+                        const char *name, const uint64_t *b, uint64_t sum_us, uint64_t count)
 {
     uint64_t cum = 0;
     for (unsigned k = 0; k < PT_METRICS_BUCKETS; k++) {
         cum += b[k];
-        fprintf(out, "%s_bucket{route=\"", metric);
-        put_label(out, name);
+        fprintf(out, "%s_bucket{", metric);
+        labels(out, name);
         if (k + 1 == PT_METRICS_BUCKETS)
-            fprintf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+            fprintf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         else
-            fprintf(out, "\",le=\"%g\"} %llu\n", (double)pt_metrics_bucket_us[k] / 1e6,
+            fprintf(out, ",le=\"%g\"} %llu\n", (double)pt_metrics_bucket_us[k] / 1e6,
                     (unsigned long long)cum);
     }
-    fprintf(out, "%s_sum{route=\"", metric);
-    put_label(out, name);
-    fprintf(out, "\"} %.6f\n", (double)sum_us / 1e6);
-    fprintf(out, "%s_count{route=\"", metric);
-    put_label(out, name);
-    fprintf(out, "\"} %llu\n", (unsigned long long)count);
+    fprintf(out, "%s_sum{", metric);
+    labels(out, name);
+    fprintf(out, "} %.6f\n", (double)sum_us / 1e6);
+    fprintf(out, "%s_count{", metric);
+    labels(out, name);
+    fprintf(out, "} %llu\n", (unsigned long long)count);
+}
+
+/* Adds the used slots of t[0..tn) to agg[0..n) by name; returns the new n. */
+static size_t merge_hists(agg_hist_t *agg, size_t n, const pt_metrics_hist_slot_t *t, size_t tn)
+{
+    for (size_t k = 0; k < tn; k++) {
+        const pt_metrics_hist_slot_t *h = &t[k];
+        if (!atomic_load_explicit(&h->used, memory_order_acquire))
+            continue;
+        size_t j = 0;
+        while (j < n && strcmp(agg[j].name, h->name) != 0)
+            j++;
+        if (j == n)
+            agg[n++].name = h->name;
+        for (unsigned b = 0; b < PT_METRICS_BUCKETS; b++) {
+            agg[j].b[b] += atomic_load_explicit(&h->buckets[b], RLX);
+            agg[j].ub[b] += atomic_load_explicit(&h->up_buckets[b], RLX);
+        }
+        agg[j].sum += atomic_load_explicit(&h->sum_us, RLX);
+        agg[j].count += atomic_load_explicit(&h->count, RLX);
+        agg[j].usum += atomic_load_explicit(&h->up_sum_us, RLX);
+        agg[j].ucount += atomic_load_explicit(&h->up_count, RLX);
+    }
+    return n;
+}
+
+/* `route="r",call="c"` from a "r\x1fc" key (the overflow series has no call). */
+static void put_route_call(FILE *out, const char *key)
+{
+    const char *sep = strchr(key, '\x1f');
+    char route[PT_METRICS_NAME_MAX];
+    size_t rl = sep != NULL ? (size_t)(sep - key) : strlen(key);
+    memcpy(route, key, rl);
+    route[rl] = '\0';
+    fputs("route=\"", out);
+    put_label(out, route);
+    fputs("\",call=\"", out);
+    put_label(out, sep != NULL ? sep + 1 : "");
+    fputs("\"", out);
+}
+
+static void render_subcalls(FILE *out, pt_metrics_shard_t *const *shards, unsigned n)
+{
+    agg_counter_t *cnt = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*cnt));
+    agg_hist_t *hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*hist));
+    if (cnt == NULL || hist == NULL)
+        abort();
+    size_t ncnt = 0, nhist = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const pt_metrics_shard_t *s = shards[i];
+        if (s == NULL)
+            continue;
+        ncnt = merge_counters(cnt, ncnt, s->subcalls, PT_METRICS_ROUTES);
+        nhist = merge_hists(hist, nhist, s->subcall_hists, PT_METRICS_HISTS);
+    }
+    fputs("# HELP portico_aggregate_calls_total Calls made by aggregate routes, by route, call "
+          "and HTTP status (0: cancelled before an answer).\n"
+          "# TYPE portico_aggregate_calls_total counter\n",
+          out);
+    for (size_t i = 0; i < ncnt; i++) {
+        fputs("portico_aggregate_calls_total{", out);
+        put_route_call(out, cnt[i].name);
+        fprintf(out, ",code=\"%d\"} %llu\n", cnt[i].code, (unsigned long long)cnt[i].count);
+    }
+    fputs("# HELP portico_aggregate_call_duration_seconds Duration of the calls of aggregate "
+          "routes, by route and call.\n"
+          "# TYPE portico_aggregate_call_duration_seconds histogram\n",
+          out);
+    for (size_t i = 0; i < nhist; i++)
+        render_hist(out, "portico_aggregate_call_duration_seconds", put_route_call, hist[i].name,
+                    hist[i].b, hist[i].sum, hist[i].count);
+    free(cnt);
+    free(hist);
 }
 
 void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
@@ -220,24 +313,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         nreq = merge_counters(req, nreq, s->requests, PT_METRICS_ROUTES);
         nerr = merge_counters(err, nerr, s->uperrs, PT_METRICS_UPERRS);
         nev = merge_counters(ev, nev, s->upevents, PT_METRICS_UPERRS);
-        for (size_t k = 0; k < PT_METRICS_HISTS; k++) {
-            const pt_metrics_hist_slot_t *h = &s->hists[k];
-            if (!atomic_load_explicit(&h->used, memory_order_acquire))
-                continue;
-            size_t j = 0;
-            while (j < nhist && strcmp(hist[j].name, h->name) != 0)
-                j++;
-            if (j == nhist)
-                hist[nhist++].name = h->name;
-            for (unsigned b = 0; b < PT_METRICS_BUCKETS; b++) {
-                hist[j].b[b] += atomic_load_explicit(&h->buckets[b], RLX);
-                hist[j].ub[b] += atomic_load_explicit(&h->up_buckets[b], RLX);
-            }
-            hist[j].sum += atomic_load_explicit(&h->sum_us, RLX);
-            hist[j].count += atomic_load_explicit(&h->count, RLX);
-            hist[j].usum += atomic_load_explicit(&h->up_sum_us, RLX);
-            hist[j].ucount += atomic_load_explicit(&h->up_count, RLX);
-        }
+        nhist = merge_hists(hist, nhist, s->hists, PT_METRICS_HISTS);
     }
 
     fputs("# HELP portico_requests_total Requests answered, by route and HTTP status.\n"
@@ -253,15 +329,15 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
           "# TYPE portico_request_duration_seconds histogram\n",
           out);
     for (size_t i = 0; i < nhist; i++)
-        render_hist(out, "portico_request_duration_seconds", hist[i].name, hist[i].b, hist[i].sum,
-                    hist[i].count);
+        render_hist(out, "portico_request_duration_seconds", put_route, hist[i].name, hist[i].b,
+                    hist[i].sum, hist[i].count);
     fputs("# HELP portico_upstream_duration_seconds Time spent waiting for upstreams, by route.\n"
           "# TYPE portico_upstream_duration_seconds histogram\n",
           out);
     for (size_t i = 0; i < nhist; i++)
         if (hist[i].ucount != 0)
-            render_hist(out, "portico_upstream_duration_seconds", hist[i].name, hist[i].ub,
-                        hist[i].usum, hist[i].ucount);
+            render_hist(out, "portico_upstream_duration_seconds", put_route, hist[i].name,
+                        hist[i].ub, hist[i].usum, hist[i].ucount);
     fputs("# HELP portico_upstream_errors_total Failed upstream calls, by cluster and error.\n"
           "# TYPE portico_upstream_errors_total counter\n",
           out);
@@ -292,6 +368,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
             fprintf(out, "\"} %llu\n", (unsigned long long)ev[i].count);
         }
     }
+    render_subcalls(out, shards, n);
     fprintf(out,
             "# HELP portico_connections_active Client connections open now.\n"
             "# TYPE portico_connections_active gauge\n"

@@ -52,6 +52,9 @@ typedef struct pt_metrics_shard {
     pt_metrics_hist_slot_t hists[PT_METRICS_HISTS];
     pt_metrics_counter_slot_t uperrs[PT_METRICS_UPERRS];
     pt_metrics_counter_slot_t upevents[PT_METRICS_UPERRS]; /* (cluster, pt_observe_upevent_t) */
+    /* aggregate calls: keyed "route\x1fcall" (status as the code) */
+    pt_metrics_counter_slot_t subcalls[PT_METRICS_ROUTES];
+    pt_metrics_hist_slot_t subcall_hists[PT_METRICS_HISTS];
 } pt_metrics_shard_t;
 
 /** Bucket upper bounds in microseconds (the last is +Inf, UINT64_MAX). */
@@ -64,6 +67,9 @@ void pt_metrics_shard_free(pt_metrics_shard_t *s);
 void pt_metrics_request(pt_metrics_shard_t *s, const char *route, int status, uint64_t dur_us,
                         uint64_t upstream_us, bool has_upstream, uint64_t in, uint64_t out);
 void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int code);
+/** One call of an aggregate request: its HTTP status and duration. */
+void pt_metrics_subcall(pt_metrics_shard_t *s, const char *route, const char *call, int status,
+                        uint64_t dur_us);
 /** `kind`: 0 local errors, 1 calls queued for a connection, 2 calls refused (queue full). */
 void pt_metrics_upstream_event(pt_metrics_shard_t *s, const char *cluster, int kind);
 

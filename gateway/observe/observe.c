@@ -84,6 +84,10 @@ void pt_observe_request(pt_req_t *req)
         uint64_t dur_us = (now_ns - req->start_ns) / 1000;
         pt_metrics_request(w->metrics, route, req->resp_status, dur_us, req->upstream_ns / 1000,
                            req->upstream_addr != NULL, req->body_received, req->bytes_out);
+        for (size_t i = 0; i < req->subcall_cnt; i++)
+            if (req->subcalls[i].started)
+                pt_metrics_subcall(w->metrics, route, req->subcalls[i].name,
+                                   req->subcalls[i].status, req->subcalls[i].ns / 1000);
     }
     obs_worker_t *o = w->observe;
     if (o != NULL) {

@@ -9,7 +9,10 @@
  *
  * Checks: no crash, no leak; the outcome is coherent (OUTPUT/FAULT wrote
  * JSON with status 200 / 400 / 500, BAD wrote nothing with 502); a request
- * that builds is a SOAP envelope the response parser reads as XML.
+ * that builds is a SOAP envelope the response parser reads as XML; an
+ * answer read whole (one feed) gives the same JSON, outcome and message as
+ * the same bytes fed in chunks, whenever that answer parsed (the common
+ * answer is converted while parsing, so chunk edges must not matter).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,6 +74,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (res.outcome == PT_SOAP_FAULT && (out.len == 0 || res.http_status < 400))
             abort();
+        if (res.outcome != PT_SOAP_BAD || res.bad == PT_SOAP_BAD_NOT_DECLARED) {
+            pt_xbuf_t whole;
+            pt_xbuf_init(&whole, NULL);
+            pt_soap_result_t r2;
+            if (pt_soap_parse_response(op, text, len, &o, &r2, &whole) != 0 ||
+                r2.outcome != res.outcome || r2.http_status != res.http_status ||
+                strcmp(r2.msg, res.msg) != 0 || whole.len != out.len ||
+                (out.len != 0 && memcmp(whole.data, out.data, out.len) != 0))
+                abort();
+            pt_xbuf_dispose(&whole);
+        }
     }
     pt_soap_resp_free(r);
     pt_xbuf_dispose(&out);

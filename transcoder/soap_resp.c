@@ -609,6 +609,14 @@ static void on_start(void *ud, const xmlChar *local, const xmlChar *uri, int nb,
     pt_soap_resp_t *r = ud;
     if (r->slow)
         return;
+    /* libxml2's tree builder, not its parser, refuses an xml:id that is not
+     * an NCName or repeats one: let the tree parse give that verdict. */
+    for (int i = 0; i < nb; i++)
+        if (at[5 * i + 1] != NULL && strcmp((const char *)at[5 * i + 1], "xml") == 0 &&
+            strcmp((const char *)at[5 * i], "id") == 0) {
+            go_slow(r);
+            return;
+        }
     const pt_opimpl_t *im = r->op->_impl;
     const char *env = r->op->soap_version == PT_SOAP_12 ? PT_SOAP12_ENV : PT_SOAP11_ENV;
     if (r->nfr == 0) {
@@ -915,6 +923,8 @@ done:
     xmlFreeDoc(doc);
     return rc;
 }
+
+void pt__soap_resp_force_tree(pt_soap_resp_t *r) { go_slow(r); }
 
 void pt_soap_resp_free(pt_soap_resp_t *r)
 {

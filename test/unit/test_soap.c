@@ -21,6 +21,8 @@
 #include "portico/transcoder/soap.h"
 #include "xfail_alloc.h"
 
+#include "../../transcoder/soap_internal.h" /* pt__soap_resp_force_tree */
+
 #define WSDL PT_XML_TEST_DIR "/crm.wsdl"
 
 static pt_wsdl_t *w;
@@ -500,6 +502,19 @@ static void test_response_streamed_cap(void **state)
 static void resp_split(const pt_soap_op_t *op, const char *xml, const char *want)
 {
     resp_ok(op, xml, want);
+    /* the tree walk agrees */
+    pt_soap_resp_t *t = pt_soap_resp_new(op, NULL, NULL);
+    pt__soap_resp_force_tree(t);
+    assert_int_equal(pt_soap_resp_feed(t, xml, strlen(xml)), 0);
+    pt_xbuf_t tout;
+    pt_xbuf_init(&tout, NULL);
+    pt_soap_result_t tres;
+    assert_int_equal(pt_soap_resp_finish(t, &tres, &tout), 0);
+    assert_int_equal(tres.outcome, PT_SOAP_OUTPUT);
+    pt_xbuf_terminate(&tout);
+    assert_string_equal((char *)tout.data, want);
+    pt_xbuf_dispose(&tout);
+    pt_soap_resp_free(t);
     size_t n = strlen(xml);
     for (size_t step = 1; step <= n; step += step < 16 ? 1 : 13) {
         pt_soap_resp_t *r = pt_soap_resp_new(op, NULL, NULL);
@@ -583,6 +598,11 @@ static void test_response_streaming_shapes(void **state)
     resp_bad(get11, R11("<r:GetCustomerResponse xmlns:r=\"urn:portico:test:crm\">" C("<r:nickname/>")
                         "</r:GetCustomerResponse><r:after xmlns:r=\"urn:x\"/>"),
              PT_SOAP_BAD_NOT_DECLARED, "Body holds 2 elements");
+    /* libxml2's tree builder refuses a bad or repeated xml:id: so does the streaming path */
+    resp_bad(get11, GCR("<r:customer xml:id=\"a b\"><r:id>1</r:id></r:customer>"),
+             PT_SOAP_BAD_NOT_XML, "not well-formed");
+    resp_bad(get11, GCR(C("<r:nickname xml:id=\"k\"/><r:email xml:id=\"k\">e</r:email>")),
+             PT_SOAP_BAD_NOT_XML, "not well-formed");
     /* not well-formed after a good output: the parse error wins */
     resp_bad(get11, GCR(C("<r:nickname/>")) "<junk", PT_SOAP_BAD_NOT_XML, "not XML");
 }

@@ -10,7 +10,12 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/grpc_bench.py" --build "$ROOT/$BUILD"   # native gRPC passthrough
   /usr/bin/python3 "$ROOT/bench/rest_bench.py" --build "$ROOT/$BUILD"   # REST/JSON -> gRPC transcoding
   /usr/bin/python3 "$ROOT/bench/transcode_cost.py" --build "$ROOT/$BUILD" # same call both ways: CPU ratio
+  /usr/bin/python3 "$ROOT/bench/ws_bridge_bench.py" --build "$ROOT/$BUILD" # WebSocket <-> gRPC bridge: bidi chat
   /usr/bin/python3 "$ROOT/bench/aggregate_bench.py" --build "$ROOT/$BUILD" # aggregate vs 3 calls in a row
+fi
+# WebSocket proxying: echo upstream direct vs Portico (websocket: true) vs nginx (needs npm ws)
+if [ -d "$ROOT/test/integration/node_modules/ws" ]; then
+  /usr/bin/python3 "$ROOT/bench/ws_bench.py" --build "$ROOT/$BUILD"
 fi
 # soap: routes: JSON <-> SOAP conversion vs the raw proxy vs the service (examples/soap, node)
 bash "$ROOT/scripts/test-env.sh"

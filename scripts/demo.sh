@@ -15,6 +15,8 @@ cleanup() {
   [ -n "${PT_PID:-}" ] && kill -TERM "$PT_PID" 2>/dev/null && wait "$PT_PID" 2>/dev/null || true
   [ -n "${AZ_PID:-}" ] && kill -TERM "$AZ_PID" 2>/dev/null || true
   [ -n "${UP_PID:-}" ] && kill "$UP_PID" 2>/dev/null || true
+  [ -n "${WS_PID:-}" ] && kill -TERM "$WS_PID" 2>/dev/null || true
+  [ -n "${WSUP_PID:-}" ] && kill "$WSUP_PID" 2>/dev/null || true
   [ -n "${SPT_PID:-}" ] && kill -TERM "$SPT_PID" 2>/dev/null || true
   [ -n "${SOAP_PID:-}" ] && kill "$SOAP_PID" 2>/dev/null || true
   rm -rf "$WORK"
@@ -78,6 +80,14 @@ if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
     if [ -n "$MSG" ]; then
       echo "  decoded: $(echo "$MSG" | /usr/bin/python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))' | "$TRANSCODE" -d "$BOOK_PB" --type bookstore.v1.Shelf --to-json)"
     fi
+    # The WebSocket <-> gRPC bridge: the same route, a WebSocket handshake on a
+    # streaming binding (scripts/ws_chat.py, a stdlib-only client).
+    W="ws://127.0.0.1:$GPORT"
+    echo; echo "== WebSocket <-> gRPC bridge: bidi Chat over a WebSocket (handlers/ws_bridge.c) =="
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" --each "$W/v1/rooms/lobby/chat?from=ann" '"hi"' '"how are you?"'
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" "$W/v1/rooms/lobby/chat?from=ann" '"sent"' '"then closed"'
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" --wait "$W/v1/shelves/1/books:watch?interval_ms=100&count=2"
+    show /usr/bin/python3 "$ROOT/scripts/ws_chat.py" --each "$W/v1/rooms/lobby/chat?from=ann" '"ok"' '""'
     kill -TERM "$GPT_PID" 2>/dev/null; wait "$GPT_PID" 2>/dev/null || true
   else
     echo; echo "(the gRPC part of the demo needs the grpc route: $("$BIN" --validate -c "$WORK/bookstore.yaml" 2>&1 | head -1))"
@@ -165,6 +175,39 @@ if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
   echo "== its access log line (one entry per call) =="; grep dashboard "$WORK/agg-access.log" | head -1
   kill -TERM "$AG_PID" 2>/dev/null; wait "$AG_PID" 2>/dev/null || true
   kill -TERM "$BOOK_PID" 2>/dev/null; wait "$BOOK_PID" 2>/dev/null || true
+fi
+
+# ---- part 6: WebSocket proxying (proxy: { websocket: true }), frames checked both ways ------
+# The upstream and the client are the npm `ws` package of the integration tests
+# (scripts/test-env.sh installs it).
+WS_DIR="$ROOT/test/integration/websocket"
+if command -v node > /dev/null && [ -d "$ROOT/test/integration/node_modules/ws" ]; then
+  node "$WS_DIR/ws_upstream.js" > "$WORK/ws-up.out" 2>/dev/null &
+  WSUP_PID=$!
+  for _ in $(seq 100); do [ -s "$WORK/ws-up.out" ] && break; sleep 0.05; done
+  WSUP_PORT=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['port'])" "$WORK/ws-up.out")
+  WS_PORT=$(free_port)
+  cat > "$WORK/ws.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$WS_PORT", h2c: true } ]
+access_log: { path: "$WORK/ws-access.log" }
+clusters:
+  - { name: chat, endpoints: [ "127.0.0.1:$WSUP_PORT" ] }
+routes:
+  - match: { prefix: /chat/ }
+    proxy: { cluster: chat, websocket: true, max_message: 1m, ping_interval: 30s }
+    filters: [ { rewrite: { prefix: /chat/, replace: / } } ]
+EOF
+  "$BIN" -c "$WORK/ws.yaml" 2> "$WORK/ws.err" &
+  WS_PID=$!
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null && break; sleep 0.05; done
+  echo; echo "== part 6: WebSocket proxying: echo through Portico, then the upstream closes with 4002 =="
+  show node "$WS_DIR/ws_client.js" echo "ws://127.0.0.1:$WS_PORT/chat/echo"
+  show node "$WS_DIR/ws_client.js" uclose "ws://127.0.0.1:$WS_PORT/chat/close/4002"
+  echo "\$ (a raw client sends an unmasked frame: Portico closes with 1002)"
+  /usr/bin/python3 "$WS_DIR/ws_raw_demo.py" "$WS_PORT"
+  kill -TERM "$WS_PID" 2>/dev/null; wait "$WS_PID" 2>/dev/null || true
+  kill "$WSUP_PID" 2>/dev/null || true
+  echo; echo "== WebSocket sessions in the access log =="; grep "\"ws\":" "$WORK/ws-access.log" || true
 fi
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then

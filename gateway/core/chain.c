@@ -211,7 +211,8 @@ static int deliver_req(pt_req_t *req, const pt_bufvec_t *in, bool end)
     for (size_t k = 0; k < in->cnt; k++) {
         req->body_out_total += in->v[k].len;
         if (req->body_out_total > max) {
-            pt_req_fail(req, PT_ERR_LIMIT, "request body (after filters) larger than the route allows");
+            pt__req_set_fail(req, PT_ERR_LIMIT,
+                             "request body (after filters) larger than the route allows");
             return RUN_FAILED;
         }
         evbuffer_add(req->body, in->v[k].base, in->v[k].len);
@@ -221,8 +222,8 @@ static int deliver_req(pt_req_t *req, const pt_bufvec_t *in, bool end)
     if (!req->buffering && req->content_length >= 0 &&
         (req->body_out_total > (uint64_t)req->content_length ||
          (end && req->body_out_total != (uint64_t)req->content_length))) {
-        pt_req_fail(req, PT_ERR_INTERNAL,
-                    "a request-body filter changed the length without pt_req_set_body_length");
+        pt__req_set_fail(req, PT_ERR_INTERNAL,
+                         "a request-body filter changed the length without pt_req_set_body_length");
         return RUN_FAILED;
     }
     if (end) {
@@ -241,8 +242,8 @@ static int deliver_resp(pt_req_t *req, const pt_bufvec_t *in, bool end)
     if (req->resp_content_length >= 0 &&
         (req->bytes_out + total > (uint64_t)req->resp_content_length ||
          (end && req->bytes_out + total != (uint64_t)req->resp_content_length))) {
-        pt_req_fail(req, PT_ERR_INTERNAL,
-                    "a response-body filter changed the length without pt_req_set_resp_body_length");
+        pt__req_set_fail(req, PT_ERR_INTERNAL,
+                         "a response-body filter changed the length without pt_req_set_resp_body_length");
         return RUN_FAILED;
     }
     if (end) {
@@ -285,7 +286,7 @@ static int run(pt_req_t *req, int side, size_t step, pt_bufvec_t in, bool end)
         }
         if (st == PT_FILTER_SUSPEND) {
             if (out.cnt != 0) {
-                pt_req_fail(req, PT_ERR_INTERNAL, "a body filter wrote output and suspended");
+                pt__req_set_fail(req, PT_ERR_INTERNAL, "a body filter wrote output and suspended");
                 return RUN_FAILED;
             }
             struct pt_bodyq *q = req->bq[side];
@@ -300,7 +301,7 @@ static int run(pt_req_t *req, int side, size_t step, pt_bufvec_t in, bool end)
         if (st == PT_FILTER_RESPOND && side == PT_SIDE_REQ)
             return RUN_RESPOND;
         if (req->fail_status == 0 || req->fail_status == PT_ERR_CANCELED)
-            pt_req_fail(req, PT_ERR_INTERNAL, "body filter failed");
+            pt__req_set_fail(req, PT_ERR_INTERNAL, "body filter failed");
         return RUN_FAILED;
     }
     return side == PT_SIDE_REQ ? deliver_req(req, &in, end) : deliver_resp(req, &in, end);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/confparse.h"
+#include "core/confvalue.h"
 #include "core/filter_registry.h"
 #include "core/handler.h"
 #include "core/router.h"
@@ -124,26 +125,6 @@ static void parse_table(pt_conf_cx_t *cx, const pt_conf_node_t *map, const spec_
     }
 }
 
-static bool is_name_char(char c)
-{
-    return isalnum((unsigned char)c) || c == '_' || c == '-' || c == '.';
-}
-
-static bool valid_name(const char *s)
-{
-    if (s[0] == '\0' || strlen(s) > 128)
-        return false;
-    for (; *s != '\0'; s++)
-        if (!is_name_char(*s))
-            return false;
-    return true;
-}
-
-bool pt__config_valid_name(const char *s)
-{
-    return valid_name(s);
-}
-
 static void check_readable(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *what,
                            const char *path)
 {
@@ -152,63 +133,6 @@ static void check_readable(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char
 }
 
 /* ---- addresses ------------------------------------------------------------ */
-
-/*
- * "IPv4:port" or "[IPv6]:port", numeric only: a config load never waits
- * for DNS. Port 1-65535.
- */
-static int parse_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr_t *out)
-{
-    const char *text = NULL;
-    if (pt_conf_get_str(cx, n, &text) != 0)
-        return PT_ERR_INVALID;
-    char host[64];
-    const char *port;
-    size_t hlen;
-    if (text[0] == '[') {
-        const char *close = strchr(text, ']');
-        if (close == NULL || close[1] != ':')
-            return pt_conf_error(cx, n, "bad address '%s': expected [IPv6]:PORT", text);
-        hlen = (size_t)(close - text - 1);
-        memcpy(host, text + 1, hlen < sizeof(host) ? hlen : 0);
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(text, ':');
-        if (colon == NULL || colon == text)
-            return pt_conf_error(cx, n, "bad address '%s': expected HOST:PORT", text);
-        if (memchr(text, ':', (size_t)(colon - text)) != NULL)
-            return pt_conf_error(cx, n, "bad address '%s': write IPv6 addresses as [ADDR]:PORT",
-                                 text);
-        hlen = (size_t)(colon - text);
-        memcpy(host, text, hlen < sizeof(host) ? hlen : 0);
-        port = colon + 1;
-    }
-    if (hlen == 0 || hlen >= sizeof(host))
-        return pt_conf_error(cx, n, "bad address '%s': expected HOST:PORT", text);
-    host[hlen] = '\0';
-    unsigned long long pnum = 0;
-    if (pt_str_to_u64(pt_str_c(port), 65535, &pnum) != 0 || pnum == 0)
-        return pt_conf_error(cx, n, "bad address '%s': port must be a number in 1-65535", text);
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
-        return pt_conf_error(cx, n,
-                             "bad address '%s': '%s' is not an IP address (names are not "
-                             "resolved; use e.g. 127.0.0.1 or [::1])",
-                             text, host);
-    memset(out, 0, sizeof(*out));
-    memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
-    out->len = res->ai_addrlen;
-    out->text = text;
-    freeaddrinfo(res);
-    return 0;
-}
-
-int pt__config_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr_t *out)
-{
-    return parse_sockaddr(cx, n, out);
-}
 
 static uint16_t sa_port(const pt_sockaddr_t *a)
 {
@@ -399,7 +323,7 @@ static void load_listeners(loader_t *L, const pt_conf_node_t *n)
         pt_listener_conf_t *lc = &c->listeners[c->listener_cnt];
         lc->node = item;
         lc->h2c = raw.h2c;
-        if (raw.address == NULL || parse_sockaddr(cx, raw.address, &lc->addr) != 0)
+        if (raw.address == NULL || pt__config_sockaddr(cx, raw.address, &lc->addr) != 0)
             continue;
         bool dup = false;
         for (size_t j = 0; j < c->listener_cnt && !dup; j++)
@@ -513,7 +437,7 @@ static void load_admin(loader_t *L, const pt_conf_node_t *n)
         load_admin_token(L, pt_conf_map_get(n, "token_file"), raw.token_file);
     if (raw.tls != NULL)
         load_admin_tls(L, raw.tls);
-    if (parse_sockaddr(L->cx, raw.address, &c->admin_addr) != 0)
+    if (pt__config_sockaddr(L->cx, raw.address, &c->admin_addr) != 0)
         return;
     for (size_t j = 0; j < c->listener_cnt; j++)
         if (sa_conflict(&c->listeners[j].addr, &c->admin_addr)) {
@@ -708,7 +632,7 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
         pt_cluster_t *cl = &c->clusters[c->cluster_cnt];
         cl->node = item;
         if (raw.name != NULL) {
-            if (!valid_name(raw.name))
+            if (!pt__config_valid_name(raw.name))
                 pt_conf_error(cx, pt_conf_map_get(item, "name"),
                               "cluster name '%s' may only contain letters, digits, '_', '-', '.'",
                               raw.name);
@@ -1093,7 +1017,7 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
     for (size_t i = 0; i < n->cnt; i++) {
         const pt_conf_node_t *k = n->keys[i], *v = n->items[i];
         if (strcmp(k->str, "name") == 0) {
-            if (pt_conf_get_str(cx, v, &r->name) == 0 && !valid_name(r->name))
+            if (pt_conf_get_str(cx, v, &r->name) == 0 && !pt__config_valid_name(r->name))
                 pt_conf_error(cx, v,
                               "route name '%s' may only contain letters, digits, '_', "
                               "'-', '.'",

@@ -83,15 +83,6 @@ pt_config_t *pt_config_ref(pt_config_t *c);
 /** Drops a reference (any thread); the last one releases everything. NULL is accepted. */
 void pt_config_unref(pt_config_t *c);
 
-/**
- * Parses an `IPv4:PORT` / `[IPv6]:PORT` scalar (numeric only: no DNS at load
- * time) into `out`, reporting problems at `n`. 0 or PT_ERR_INVALID.
- */
-int pt__config_sockaddr(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_sockaddr_t *out);
-
-/** True for a name of a cluster or Redis target: 1-128 of letters, digits, '_', '-', '.'. */
-bool pt__config_valid_name(const char *s);
-
 /** A cluster by name, or NULL. */
 const pt_cluster_t *pt_config_cluster(const pt_config_t *c, const char *name);
 

@@ -730,8 +730,7 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
 
 void pt_req_fail(pt_req_t *req, int st, const char *reason)
 {
-    req->fail_status = st;
-    req->fail_reason = reason;
+    pt__req_set_fail(req, st, reason);
 }
 
 int pt_req_on_abort(pt_req_t *req, void (*cb)(void *data), void *data)

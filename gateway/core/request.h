@@ -216,12 +216,21 @@ struct pt_req {
     /* tunnel (tunnel.c); zero unless pt__req_tunnel_open() succeeded */
     bool is_tunnel;                /* the exchange is a two-way byte stream now */
     void *tunnel;                  /* tunnel.c's state (idle timer), in the arena */
+    struct pt_ws *ws;              /* http/ws.c: the WebSocket endpoint facing the client, or NULL
+                                      (pt_ws_req_attach; the log phase reads its stats) */
 };
 
 /** The response has started (pt__resp_head() or a local reply); true also once it ended. */
 static inline bool pt__resp_started(const pt_req_t *req)
 {
     return req->resp_state >= PT_RESP_STARTED;
+}
+
+/** Records why the request failed (the SDK's pt_req_fail; chain.c uses it without calling up). */
+static inline void pt__req_set_fail(pt_req_t *req, int st, const char *reason)
+{
+    req->fail_status = st;
+    req->fail_reason = reason;
 }
 
 /** The response is complete or was cut off: nothing more goes out. */

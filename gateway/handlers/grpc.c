@@ -86,6 +86,22 @@ static const pt_conf_field_t grpc_fields[] = {
     {"stream_format", PT_CONF_T_STR, offsetof(pt_grpc_conf_t, stream_format), 0, 0, false, NULL},
     {"max_message", PT_CONF_T_SIZE, offsetof(pt_grpc_conf_t, max_message), 1, 0, false, NULL},
     {"web_origins", PT_CONF_T_STRLIST, offsetof(pt_grpc_conf_t, web_origins), 0, 0, false, NULL},
+    {"websocket", PT_CONF_T_NODE, offsetof(pt_grpc_conf_t, websocket), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+/* `websocket:` -- the bridge's limits (docs/configuration.md, ws_bridge.c). */
+static const pt_conf_field_t ws_fields[] = {
+    {"max_message", PT_CONF_T_SIZE, offsetof(pt_grpc_ws_conf_t, max_message), 1, 1ull << 32, false,
+     NULL},
+    {"ping_interval", PT_CONF_T_DURATION, offsetof(pt_grpc_ws_conf_t, ping_interval_ms), 100,
+     86400000, false, NULL},
+    {"tunnel_idle", PT_CONF_T_DURATION, offsetof(pt_grpc_ws_conf_t, tunnel_idle_ms), 1, 86400000,
+     false, NULL},
+    {"close_timeout", PT_CONF_T_DURATION, offsetof(pt_grpc_ws_conf_t, close_timeout_ms), 1, 600000,
+     false, NULL},
+    {"timeout", PT_CONF_T_DURATION, offsetof(pt_grpc_ws_conf_t, timeout_ms), 1, 604800000, false,
+     NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -168,6 +184,19 @@ static int grpc_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *v
             pt_conf_error(cx, hb, "header_bindings: '%s' is not a field path", kv->value);
         kv->key = lower_dup(cx, kv->key);
     }
+    if (conf->websocket != NULL) {
+        if (conf->websocket->kind != PT_CONF_MAP)
+            pt_conf_error(cx, conf->websocket,
+                          "websocket: expected a map like { max_message: 1m, ping_interval: 30s }");
+        else
+            pt_conf_parse_fields(cx, conf->websocket, ws_fields, &conf->ws);
+    }
+    if (conf->ws.max_message == 0)
+        conf->ws.max_message = 1u << 20;
+    if (conf->ws.close_timeout_ms == 0)
+        conf->ws.close_timeout_ms = 5000;
+    if (conf->ws.timeout_ms == 0)
+        conf->ws.timeout_ms = 86400000;
     conf->fmt = PT_GRPC_FMT_JSON;
     if (conf->stream_format != NULL) {
         if (strcmp(conf->stream_format, "json") == 0)
@@ -322,15 +351,11 @@ static void reply_status(rest_ctx_t *ctx, int http, int code, const char *msg,
     reply(ctx, http, PT_STR("application/json"), ctx->out.data, ctx->out.len);
 }
 
-/*
- * The JSON of an upstream failure: the google.rpc.Status of
- * grpc-status-details-bin rendered through the pool (its details are Any
- * messages), else code + message.
- */
-static int status_json(rest_ctx_t *ctx, int code, pt_str_t details, const uint8_t *bin,
-                       size_t bin_len, pt_xbuf_t *out)
+/* The JSON of an upstream failure (grpc.h). */
+int pt__grpc_status_json(const pt_grpc_conf_t *conf, int code, pt_str_t details,
+                         const uint8_t *bin, size_t bin_len, pt_xbuf_t *out)
 {
-    const pt_descpool_t *pool = ctx->conf->pool;
+    const pt_descpool_t *pool = conf->pool;
     if (bin != NULL) {
         const pt_msgdesc_t *st = pt_descpool_message(pool, "google.rpc.Status", 17);
         pt_xerr_t xe;
@@ -378,7 +403,7 @@ static void send_error(rest_ctx_t *ctx, int code, pt_str_t details, const uint8_
 {
     pt_req_t *req = ctx->req;
     pt_xbuf_reset(&ctx->out);
-    if (status_json(ctx, code, details, bin, bin_len, &ctx->out) != 0) {
+    if (pt__grpc_status_json(ctx->conf, code, details, bin, bin_len, &ctx->out) != 0) {
         pt__resp_fail(req, PT_ERR_INTERNAL, "cannot render the upstream status");
         return;
     }
@@ -671,7 +696,7 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
         add_md_headers(ctx, &req->resp_trailers, trailers, cnt);
         if (code != PT_GRPC_OK) {
             pt_xbuf_reset(&ctx->out);
-            if (status_json(ctx, code, details, bin, bin_len, &ctx->out) != 0) {
+            if (pt__grpc_status_json(ctx->conf, code, details, bin, bin_len, &ctx->out) != 0) {
                 pt__resp_fail(req, PT_ERR_INTERNAL, "cannot render the upstream status");
             } else {
                 req->fail_reason = "upstream gRPC error mid-stream";
@@ -748,8 +773,6 @@ static void line_too_large(rest_ctx_t *ctx)
     line_failed(ctx, 413, PT_GRPC_RESOURCE_EXHAUSTED, msg, msg, NULL);
 }
 
-static int bind_headers(rest_ctx_t *ctx, pt_xerrs_t *errs);
-
 /*
  * One request message of a client stream into ctx->pb: the NDJSON line is the
  * body of the binding (the whole message for body "*", the body field's JSON
@@ -767,7 +790,7 @@ static int line_message(rest_ctx_t *ctx, const uint8_t *line, size_t len, pt_xer
                                            req->query.base, req->query.len, &ctx->conf->jopts,
                                            &ctx->pb, errs);
     if (rc == 0)
-        rc = bind_headers(ctx, errs);
+        rc = pt__grpc_bind_headers(ctx->req, ctx->conf, ctx->method, &ctx->pb, errs);
     return rc;
 }
 
@@ -791,7 +814,7 @@ static int check_stream_params(rest_ctx_t *ctx, pt_xerrs_t *errs)
     int rc = pt_httprule_transcode_request(ctx->conf->table, &m, NULL, 0, NULL, req->query.base,
                                            req->query.len, &ctx->conf->jopts, &ctx->pb, errs);
     if (rc == 0)
-        rc = bind_headers(ctx, errs);
+        rc = pt__grpc_bind_headers(ctx->req, ctx->conf, ctx->method, &ctx->pb, errs);
     pt_xbuf_reset(&ctx->pb);
     return rc;
 }
@@ -844,7 +867,7 @@ static void pump_raw(rest_ctx_t *ctx)
                                                n, ctz, req->query.base, req->query.len,
                                                &ctx->conf->jopts, &ctx->pb, &errs);
         if (rc == 0)
-            rc = bind_headers(ctx, &errs);
+            rc = pt__grpc_bind_headers(ctx->req, ctx->conf, ctx->method, &ctx->pb, &errs);
         if (rc != 0) {
             bad_line(ctx, &errs);
             return;
@@ -949,29 +972,29 @@ static bool json_type(pt_str_t ct)
 }
 
 /* Appends the header bindings of the route (x-tenant -> tenant_id) to ctx->pb. */
-static int bind_headers(rest_ctx_t *ctx, pt_xerrs_t *errs)
+int pt__grpc_bind_headers(pt_req_t *req, const pt_grpc_conf_t *conf,
+                          const pt_methoddesc_t *method, pt_xbuf_t *pb, pt_xerrs_t *errs)
 {
-    const pt_grpc_conf_t *conf = ctx->conf;
     if (conf->header_bindings.cnt == 0)
         return 0;
     pt_json_binding_t b[16];
     size_t n = 0;
     for (size_t i = 0; i < conf->header_bindings.cnt && n < 16; i++) {
         const pt_conf_kv_t *kv = &conf->header_bindings.v[i];
-        pt_str_t v = pt_headers_get(&ctx->req->headers, pt_str_c(kv->key));
+        pt_str_t v = pt_headers_get(&req->headers, pt_str_c(kv->key));
         if (v.base == NULL)
             continue;
         /* Only for methods whose request has that field (first path segment). */
         const char *dot = strchr(kv->value, '.');
         size_t seg = dot != NULL ? (size_t)(dot - kv->value) : strlen(kv->value);
-        if (pt_msgdesc_field_by_name(ctx->method->input, kv->value, seg) == NULL)
+        if (pt_msgdesc_field_by_name(method->input, kv->value, seg) == NULL)
             continue;
         b[n++] = (pt_json_binding_t){kv->value, strlen(kv->value), NULL, 0, v.base, v.len};
     }
     if (n == 0)
         return 0;
-    return pt_json_to_pb_bind(conf->pool, ctx->method->input, NULL, NULL, 0, b, n, &conf->jopts,
-                              &ctx->pb, errs);
+    return pt_json_to_pb_bind(conf->pool, method->input, NULL, NULL, 0, b, n, &conf->jopts,
+                              pb, errs);
 }
 
 static const pt_grpc_call_cbs_t call_cbs = {
@@ -1074,7 +1097,7 @@ static void body_complete(rest_ctx_t *ctx)
                                            req->query.base, req->query.len, &ctx->conf->jopts,
                                            &ctx->pb, errs);
     if (rc == 0)
-        rc = bind_headers(ctx, errs);
+        rc = pt__grpc_bind_headers(ctx->req, ctx->conf, ctx->method, &ctx->pb, errs);
     if (rc != 0) {
         if (rc == PT_XERR_NOMEM) {
             pt__resp_fail(req, PT_ERR_NOMEM, "transcoding");
@@ -1284,6 +1307,20 @@ static void grpc_start(pt_req_t *req, const void *vconf)
 {
     const pt_grpc_conf_t *conf = vconf;
     req->handler_ctx = NULL;
+    if (req->upgrade.len != 0) {
+        if (pt_str_ieq(req->upgrade, PT_STR("websocket"))) {
+            pt__grpc_ws_start(req, conf);
+            return;
+        }
+        /* Another protocol: as for handlers without tunnels (core/request.c):
+         * an HTTP/2 extended CONNECT is refused, an HTTP/1.1 offer ignored. */
+        if (req->version == 20) {
+            pt__resp_fail(req, PT_ERR_NOT_IMPLEMENTED, "grpc routes open WebSocket tunnels only");
+            pt__req_handler_done(req);
+            return;
+        }
+        req->upgrade = PT_STR_NULL;
+    }
     if (pt_str_eq(req->method, PT_STR("OPTIONS")) &&
         pt_headers_get(&req->headers, PT_STR("access-control-request-method")).base != NULL) {
         pt__grpc_web_start(req, conf); /* CORS preflight (grpc_native.c) */
@@ -1356,4 +1393,5 @@ const pt_handler_def_t pt_handler_grpc = {
     .start = grpc_start,
     .on_body = grpc_on_body,
     .on_writable = grpc_on_writable,
+    .tunnels = true, /* WebSocket handshakes: the bridge (ws_bridge.c) */
 };

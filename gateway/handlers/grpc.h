@@ -12,6 +12,7 @@
  *
  *   application/grpc-web*   pt__grpc_web_start()          (handlers/grpc_native.c)
  *   application/grpc*       pt__grpc_passthrough_start()  (handlers/grpc_native.c)
+ *   a WebSocket handshake   pt__grpc_ws_start()            (handlers/ws_bridge.c)
  *   anything else           REST/JSON transcoding          (handlers/grpc.c)
  *
  * Each part keeps its per-request state in req->handler_ctx, in a struct
@@ -49,6 +50,19 @@ typedef enum pt_grpc_fmt {
     PT_GRPC_FMT_SSE = 2,    /**< text/event-stream: one `data:` event per message */
 } pt_grpc_fmt_t;
 
+/**
+ * The route's `websocket:` map: limits of the WebSocket <-> gRPC bridge
+ * (ws_bridge.c). Every key is optional; zero values are replaced by the
+ * defaults in parse_conf.
+ */
+typedef struct pt_grpc_ws_conf {
+    uint64_t max_message;        /**< bytes per client message (default 1 MiB; over it: 1009) */
+    uint64_t ping_interval_ms;   /**< keepalive pings to the client (0: none) */
+    uint64_t tunnel_idle_ms;     /**< nothing moved either way: close 1001 (0: timeouts.tunnel_idle) */
+    uint64_t close_timeout_ms;   /**< wait for the client's answer to our close (default 5 s) */
+    uint64_t timeout_ms;         /**< deadline of a bridged call (default 24 h) */
+} pt_grpc_ws_conf_t;
+
 /** The route's `grpc:` configuration. */
 typedef struct pt_grpc_conf {
     /* as written (see docs/configuration.md) */
@@ -61,7 +75,10 @@ typedef struct pt_grpc_conf {
     pt_conf_strmap_t header_bindings;  /**< header name -> request field path */
     const char *stream_format;         /**< raw `stream_format:` */
     uint64_t max_message;              /**< largest message in bytes, every part (0: 4 MiB) */
-    pt_conf_strlist_t web_origins;     /**< gRPC-Web CORS origins; empty = "*" (grpc_native.c) */
+    pt_conf_strlist_t web_origins;     /**< gRPC-Web CORS origins and WebSocket Origin allow-list;
+                                            empty = "*" (grpc_native.c, ws_bridge.c) */
+    const pt_conf_node_t *websocket;   /**< raw `websocket:` map (bridge limits) */
+    pt_grpc_ws_conf_t ws;              /**< parsed from it, defaults filled */
 
     /* derived (parse_conf / check_conf) */
     const char **md_forward;           /**< lowercase header names; "x-echo-*" is a prefix */
@@ -92,6 +109,31 @@ void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 
 /** Header names Portico or gRPC own (":*", "grpc-*", hop-by-hop, ...): never metadata. */
 bool pt__grpc_md_reserved(const char *name);
+
+/**
+ * A WebSocket handshake (req->upgrade "websocket") on a path bound to a
+ * streaming method: the WebSocket <-> gRPC bridge (ws_bridge.c). Contract as
+ * above.
+ */
+void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf);
+
+/**
+ * The JSON of a gRPC failure (a google.rpc.Status object): the
+ * grpc-status-details-bin `bin` rendered through the route's pool (its
+ * details are Any messages, shown as JSON), else `code` with `details` (or
+ * the code's name). Appends to `out`; returns 0 or a PT_XERR_*.
+ */
+int pt__grpc_status_json(const pt_grpc_conf_t *conf, int code, pt_str_t details,
+                         const uint8_t *bin, size_t bin_len, pt_xbuf_t *out);
+
+/**
+ * The route's header_bindings for a request of `method`: the values of the
+ * bound headers the request carries, converted and appended to `pb` (protobuf
+ * concatenation merges them into the message). Problems go to `errs`.
+ * Returns 0 or a PT_XERR_* (as pt_json_to_pb_bind).
+ */
+int pt__grpc_bind_headers(pt_req_t *req, const pt_grpc_conf_t *conf,
+                          const pt_methoddesc_t *method, pt_xbuf_t *pb, pt_xerrs_t *errs);
 
 /**
  * The gRPC metadata of a request: every header the route's `metadata.forward`

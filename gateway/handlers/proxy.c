@@ -42,6 +42,8 @@
 #include "core/handler_lifetime.h"
 #include "observe/observe.h"
 #include "core/request.h"
+#include "handlers/ws_proxy.h"
+#include "http/ws.h"
 #include "upstream/call.h"
 
 /* A request that already passed this many Portico hops is looping (OV-9). */
@@ -56,6 +58,11 @@ typedef struct proxy_conf {
     bool websocket;                /* allow `Upgrade: websocket` / `:protocol websocket` */
     pt_conf_strlist_t upgrade;     /* other protocols a client may upgrade to (tokens) */
     uint64_t tunnel_idle_ms;       /* 0: timeouts.tunnel_idle */
+    /* WebSocket sessions (ws_proxy.h) */
+    uint64_t max_message;          /* bytes per message, each direction (default 1 MiB) */
+    uint64_t ping_interval_ms;     /* keepalive pings on both legs (0: none) */
+    uint64_t close_timeout_ms;     /* answer to a close frame (default 5 s) */
+    pt_conf_strlist_t web_origins; /* Origin allow-list for handshakes (empty: any) */
 } proxy_conf_t;
 
 static const pt_conf_field_t proxy_fields[] = {
@@ -67,6 +74,12 @@ static const pt_conf_field_t proxy_fields[] = {
     {"upgrade", PT_CONF_T_STRLIST, offsetof(proxy_conf_t, upgrade), 0, 0, false, NULL},
     {"tunnel_idle", PT_CONF_T_DURATION, offsetof(proxy_conf_t, tunnel_idle_ms), 1, 86400000, false,
      NULL},
+    {"max_message", PT_CONF_T_SIZE, offsetof(proxy_conf_t, max_message), 1, 1ull << 32, false, NULL},
+    {"ping_interval", PT_CONF_T_DURATION, offsetof(proxy_conf_t, ping_interval_ms), 100, 86400000,
+     false, NULL},
+    {"close_timeout", PT_CONF_T_DURATION, offsetof(proxy_conf_t, close_timeout_ms), 1, 600000, false,
+     NULL},
+    {"web_origins", PT_CONF_T_STRLIST, offsetof(proxy_conf_t, web_origins), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -77,6 +90,9 @@ typedef struct proxy_ctx {
     pt_upcall_req_t up;
     pt_headers_t up_headers;
     char ws_accept[29];            /* the Sec-WebSocket-Accept a websocket 101 must carry, or "" */
+    bool is_ws;                    /* a WebSocket handshake (checked by pt_ws_hs_check) */
+    pt_ws_hs_t ws_hs;
+    pt_wsp_t *wsp;                 /* the WebSocket relay once the tunnel is open */
     uint64_t t0_ns;
 } proxy_ctx_t;
 
@@ -106,6 +122,10 @@ static int proxy_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *
         return pt_conf_error(cx, at, "proxy: cluster '%s' is not an http cluster", conf->cluster_name);
     if (conf->cluster->endpoint_cnt == 0)
         return pt_conf_error(cx, at, "proxy: cluster '%s' has no endpoints", conf->cluster_name);
+    if (conf->max_message == 0)
+        conf->max_message = 1u << 20;
+    if (conf->close_timeout_ms == 0)
+        conf->close_timeout_ms = 5000;
     const pt_conf_node_t *un =
         node != NULL && node->kind == PT_CONF_MAP ? pt_conf_map_get(node, "upgrade") : NULL;
     for (size_t i = 0; i < conf->upgrade.cnt; i++) {
@@ -376,6 +396,9 @@ static int prepare_upgrade(proxy_ctx_t *ctx, const char **why)
     if (!pt_str_ieq(req->upgrade, PT_STR("websocket")))
         return 0;
     pt_headers_t *h = &ctx->up_headers;
+    /* Frames are checked on both legs: no extension (permessage-deflate sets
+     * RSV1) is negotiated through Portico. */
+    pt_headers_remove(h, PT_STR("sec-websocket-extensions"));
     pt_str_t key = pt_headers_get(&req->headers, PT_STR("sec-websocket-key"));
     if (req->version == 20) {
         char *k = pt_arena_alloc(req->arena, 25);
@@ -417,6 +440,15 @@ static const char *accept_upgrade(proxy_ctx_t *ctx, const pt_header_t *h, size_t
             !pt_str_eq(pt_str_trim_ows(acc), pt_str_c(ctx->ws_accept)))
             return "upstream 101 with a wrong Sec-WebSocket-Accept";
     }
+    if (ctx->is_ws) {
+        if (pt_headers_get(&view, PT_STR("sec-websocket-extensions")).base != NULL)
+            return "upstream 101 with an extension that was not offered";
+        pt_str_t proto = pt_headers_get(&view, PT_STR("sec-websocket-protocol"));
+        if (proto.base != NULL &&
+            (pt_headers_count(&view, PT_STR("sec-websocket-protocol")) != 1 ||
+             !pt_ws_hs_offers(&ctx->ws_hs, pt_str_trim_ows(proto))))
+            return "upstream 101 chose a subprotocol the client did not offer";
+    }
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name;
         if (pt_header_is_hop_by_hop(n) || named_by_connection(&view, n) ||
@@ -429,9 +461,59 @@ static const char *accept_upgrade(proxy_ctx_t *ctx, const pt_header_t *h, size_t
     if (req->version != 20 &&
         pt_headers_add_nocopy(&req->resp_headers, PT_STR("upgrade"), req->upgrade) != 0)
         return "upstream response headers too large";
-    if (pt__req_tunnel_open(req, ctx->conf->tunnel_idle_ms) != 0)
+    uint64_t idle = ctx->conf->tunnel_idle_ms;
+    if (ctx->is_ws) {
+        /* The WebSocket layer has its own idle clock (data messages) and ends
+         * with a close frame; the tunnel's byte clock is only a backstop. */
+        if (idle == 0)
+            idle = req->config->timeouts.tunnel_idle_ms;
+        idle += ctx->conf->close_timeout_ms + 1000;
+    }
+    if (pt__req_tunnel_open(req, idle) != 0)
         return "client stream cannot become a tunnel";
     return NULL;
+}
+
+/* ---- WebSocket relay glue (ws_proxy.h) ------------------------------------- */
+
+static void wsp_up_kick(void *ud)
+{
+    proxy_ctx_t *ctx = ud;
+    if (ctx->call != NULL)
+        pt_upcall_body_ready(ctx->call);
+}
+
+static void wsp_up_resume(void *ud)
+{
+    proxy_ctx_t *ctx = ud;
+    if (ctx->call != NULL)
+        pt_upcall_resume(ctx->call);
+}
+
+static void stop(proxy_ctx_t *ctx);
+static void fail_head(proxy_ctx_t *ctx, const char *reason);
+
+static void wsp_done(void *ud)
+{
+    stop(ud);
+}
+
+static const pt_wsp_io_t wsp_io = {wsp_up_kick, wsp_up_resume, wsp_done};
+
+/* The tunnel is open: relay frames instead of bytes. */
+static void open_ws_relay(proxy_ctx_t *ctx)
+{
+    pt_req_t *req = ctx->req;
+    const proxy_conf_t *c = ctx->conf;
+    pt_wsp_conf_t wc = {
+        .max_message = c->max_message,
+        .ping_interval_ms = c->ping_interval_ms,
+        .idle_ms = c->tunnel_idle_ms ? c->tunnel_idle_ms : req->config->timeouts.tunnel_idle_ms,
+        .close_timeout_ms = c->close_timeout_ms,
+    };
+    ctx->wsp = pt_wsp_open(req, &wc, &wsp_io, ctx);
+    if (ctx->wsp == NULL)
+        fail_head(ctx, "request arena full");
 }
 
 /* ---- upstream callbacks --------------------------------------------------- */
@@ -441,6 +523,11 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
     pt_handler_enter(req);
+    if (ctx->wsp != NULL) {
+        size_t w = pt_wsp_up_read(ctx->wsp, buf, max, eof);
+        pt_handler_leave(req);
+        return w;
+    }
     size_t n = pt__req_body_read(req, buf, max, eof);
     if (pt_handler_gone(req)) {
         /* A request-body filter failed (its error answer is out): the
@@ -478,6 +565,8 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
             fail_head(ctx, why);
         } else if (pt_handler_gone(req)) {
             fail_head(ctx, "tunnel head not delivered");
+        } else if (ctx->is_ws) {
+            open_ws_relay(ctx);
         }
         pt_handler_leave(req);
         return;
@@ -516,6 +605,11 @@ static bool up_on_data(void *ud, const char *data, size_t len)
     proxy_ctx_t *ctx = ud;
     pt_req_t *req = ctx->req;
     pt_handler_enter(req);
+    if (ctx->wsp != NULL) {
+        bool go = pt_wsp_up_data(ctx->wsp, data, len);
+        pt_handler_leave(req);
+        return go;
+    }
     pt__resp_body(req, data, len, false);
     bool more;
     if (pt_handler_gone(req)) { /* a body filter failed, or the client left */
@@ -535,6 +629,12 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
     pt_handler_enter(req);
     note_upstream(ctx);
     ctx->call = NULL; /* freed by the call machinery after we return */
+    if (ctx->wsp != NULL) {
+        /* the upstream connection ended: its leg sees the end of its input */
+        pt_wsp_up_end(ctx->wsp);
+        pt_handler_leave(req);
+        return;
+    }
     if (st == 0) {
         for (size_t i = 0; i < tcnt; i++)
             if (!pt_header_is_hop_by_hop(t[i].name))
@@ -552,7 +652,10 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
 
 static void on_client_abort(void *data)
 {
-    stop(data);
+    proxy_ctx_t *ctx = data;
+    if (ctx->wsp != NULL)
+        pt_wsp_abort(ctx->wsp);
+    stop(ctx);
 }
 
 /* ---- the handler ------------------------------------------------------------ */
@@ -587,6 +690,24 @@ static void proxy_start(pt_req_t *req, const void *vconf)
         pt_handler_finish(ctx->req);
         pt_handler_leave(ctx->req);
         return;
+    }
+    if (conf->websocket && req->upgrade.len == 0 && req->version == 10 &&
+        pt_headers_has_token(&req->headers, PT_STR("upgrade"), PT_STR("websocket"))) {
+        /* HTTP/1.0 has no Upgrade: never a half-understood handshake (WS-1) */
+        pt__resp_fail(req, PT_ERR_INVALID, "websocket handshake needs HTTP/1.1");
+        pt_handler_finish(ctx->req);
+        pt_handler_leave(ctx->req);
+        return;
+    }
+    if (conf->websocket && pt_str_ieq(req->upgrade, PT_STR("websocket"))) {
+        /* Checked here, before anything goes upstream: version, key, Origin.
+         * (`upgrade: [websocket]` without `websocket: true` stays a raw tunnel.) */
+        ctx->is_ws = true;
+        if (pt_ws_hs_check(req, &conf->web_origins, &ctx->ws_hs) != 0) {
+            pt_handler_finish(ctx->req);
+            pt_handler_leave(ctx->req);
+            return;
+        }
     }
     if (via_hops(&req->headers) >= PROXY_MAX_HOPS) {
         loop_detected(req);
@@ -660,6 +781,12 @@ too_large:
 static void proxy_on_body(pt_req_t *req)
 {
     proxy_ctx_t *ctx = req->handler_ctx;
+    if (ctx != NULL && !pt_handler_finished(ctx->req) && ctx->wsp != NULL) {
+        pt_handler_enter(ctx->req);
+        pt_wsp_client_readable(ctx->wsp);
+        pt_handler_leave(ctx->req);
+        return;
+    }
     if (ctx == NULL || pt_handler_finished(ctx->req) || ctx->call == NULL)
         return;
     pt_handler_enter(ctx->req);
@@ -670,6 +797,12 @@ static void proxy_on_body(pt_req_t *req)
 static void proxy_on_writable(pt_req_t *req)
 {
     proxy_ctx_t *ctx = req->handler_ctx;
+    if (ctx != NULL && !pt_handler_finished(ctx->req) && ctx->wsp != NULL) {
+        pt_handler_enter(ctx->req);
+        pt_wsp_client_writable(ctx->wsp);
+        pt_handler_leave(ctx->req);
+        return;
+    }
     if (ctx == NULL || pt_handler_finished(ctx->req) || ctx->call == NULL)
         return;
     pt_handler_enter(ctx->req);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "http/ws.h"
 #include "observe/accesslog.h"
 #include "core/config.h"
 
@@ -181,6 +182,22 @@ size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size
     if (req->is_tunnel) { /* bytes_in/out are the tunnel's, duration the session's */
         puts_(&o, ",\"tunnel\":");
         put_json_str(&o, req->upgrade);
+    }
+    if (req->ws != NULL) { /* the WebSocket session, as the client saw it */
+        const pt_ws_stats_t *st = pt_ws_stats(req->ws);
+        puts_(&o, ",\"ws\":{\"msgs_in\":");
+        put_u64(&o, st->msgs_in);
+        puts_(&o, ",\"msgs_out\":");
+        put_u64(&o, st->msgs_out);
+        puts_(&o, ",\"bytes_in\":");
+        put_u64(&o, st->bytes_in);
+        puts_(&o, ",\"bytes_out\":");
+        put_u64(&o, st->bytes_out);
+        puts_(&o, ",\"close_in\":");
+        put_u64(&o, st->close_in);
+        puts_(&o, ",\"close_out\":");
+        put_u64(&o, st->close_out != 0 ? st->close_out : PT_WS_CLOSE_ABNORMAL);
+        puts_(&o, "}");
     }
     if (req->route.route != NULL) {
         puts_(&o, ",\"route\":");

@@ -292,6 +292,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
 {
     int64_t active = 0, tun_active = 0;
     uint64_t total = 0, in = 0, outb = 0, log_dropped = 0, tun_total = 0;
+    uint64_t ws_sessions = 0, ws_msgs[2] = {0, 0}, ws_close[PT_METRICS_WS_CLOSE] = {0};
     agg_counter_t *req = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*req));
     agg_counter_t *err = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*err));
     agg_counter_t *ev = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*ev));
@@ -310,6 +311,11 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         log_dropped += atomic_load_explicit(&s->log_dropped, RLX);
         tun_active += atomic_load_explicit(&s->tunnels_active, RLX);
         tun_total += atomic_load_explicit(&s->tunnels_total, RLX);
+        ws_sessions += atomic_load_explicit(&s->ws_sessions, RLX);
+        for (size_t k = 0; k < 2; k++)
+            ws_msgs[k] += atomic_load_explicit(&s->ws_msgs[k], RLX);
+        for (size_t k = 0; k < PT_METRICS_WS_CLOSE; k++)
+            ws_close[k] += atomic_load_explicit(&s->ws_close[k], RLX);
         nreq = merge_counters(req, nreq, s->requests, PT_METRICS_ROUTES);
         nerr = merge_counters(err, nerr, s->uperrs, PT_METRICS_UPERRS);
         nev = merge_counters(ev, nev, s->upevents, PT_METRICS_UPERRS);
@@ -397,6 +403,31 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
             "# TYPE portico_tunnels_total counter\n"
             "portico_tunnels_total %llu\n",
             (long long)tun_active, (unsigned long long)tun_total);
+    fprintf(out,
+            "# HELP portico_websocket_sessions_total WebSocket sessions ended.\n"
+            "# TYPE portico_websocket_sessions_total counter\n"
+            "portico_websocket_sessions_total %llu\n"
+            "# HELP portico_websocket_messages_total WebSocket data messages, by direction "
+            "(in: from clients).\n"
+            "# TYPE portico_websocket_messages_total counter\n"
+            "portico_websocket_messages_total{direction=\"in\"} %llu\n"
+            "portico_websocket_messages_total{direction=\"out\"} %llu\n"
+            "# HELP portico_websocket_closes_total WebSocket sessions by the close code the client "
+            "got (1006: none).\n"
+            "# TYPE portico_websocket_closes_total counter\n",
+            (unsigned long long)ws_sessions, (unsigned long long)ws_msgs[0],
+            (unsigned long long)ws_msgs[1]);
+    for (size_t k = 0; k < PT_METRICS_WS_CLOSE; k++) {
+        if (ws_close[k] == 0)
+            continue;
+        if (k < 16)
+            fprintf(out, "portico_websocket_closes_total{code=\"%zu\"} %llu\n", 1000 + k,
+                    (unsigned long long)ws_close[k]);
+        else
+            fprintf(out, "portico_websocket_closes_total{code=\"%s\"} %llu\n",
+                    k == 16 ? "3xxx" : k == 17 ? "4xxx" : "1006",
+                    (unsigned long long)ws_close[k]);
+    }
     if (g != NULL)
         fprintf(out,
                 "# HELP portico_config_generation Generation of the configuration in use.\n"

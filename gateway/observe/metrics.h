@@ -41,6 +41,13 @@ typedef struct pt_metrics_hist_slot {
     atomic_uint_fast64_t up_count;
 } pt_metrics_hist_slot_t;
 
+/*
+ * Close codes counted for WebSocket sessions: 1000-1015 by value, then
+ * 3000-3999, 4000-4999, and "none" (the connection ended without a close
+ * frame to the client: 1006).
+ */
+#define PT_METRICS_WS_CLOSE 19
+
 typedef struct pt_metrics_shard {
     _Alignas(64) atomic_int_fast64_t conns_active;
     atomic_uint_fast64_t conns_total;
@@ -48,6 +55,10 @@ typedef struct pt_metrics_shard {
     atomic_uint_fast64_t log_dropped; /* access-log lines lost (no file, failed write) */
     atomic_int_fast64_t tunnels_active;  /* upgraded / CONNECT sessions open now */
     atomic_uint_fast64_t tunnels_total;  /* ... opened */
+    /* WebSocket sessions (http/ws.h), counted when they end */
+    atomic_uint_fast64_t ws_sessions;
+    atomic_uint_fast64_t ws_msgs[2];     /* data messages from the client / to the client */
+    atomic_uint_fast64_t ws_close[PT_METRICS_WS_CLOSE]; /* by the close code the client got */
     pt_metrics_counter_slot_t requests[PT_METRICS_ROUTES];
     pt_metrics_hist_slot_t hists[PT_METRICS_HISTS];
     pt_metrics_counter_slot_t uperrs[PT_METRICS_UPERRS];

@@ -8,6 +8,7 @@
 #include "observe/accesslog.h"
 #include "observe/metrics.h"
 #include "observe/observe.h"
+#include "http/ws.h"
 #include "core/request.h"
 
 typedef struct obs_worker {
@@ -73,6 +74,25 @@ void pt_observe_worker_dispose(pt_worker_t *w)
     /* The shard stays until the worker is freed: the admin may still sum it. */
 }
 
+static void counter_add(atomic_uint_fast64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* One WebSocket session ended (its request's log phase). */
+static void count_ws(pt_metrics_shard_t *s, const pt_ws_stats_t *st)
+{
+    counter_add(&s->ws_sessions, 1);
+    counter_add(&s->ws_msgs[0], st->msgs_in);
+    counter_add(&s->ws_msgs[1], st->msgs_out);
+    uint16_t c = st->close_out;
+    size_t i = c >= 1000 && c <= 1015 ? (size_t)(c - 1000)
+               : c >= 3000 && c <= 3999 ? 16
+               : c >= 4000 && c <= 4999 ? 17 : 18;
+    counter_add(&s->ws_close[i], 1);
+}
+
 void pt_observe_request(pt_req_t *req)
 {
     pt_worker_t *w = req->worker;
@@ -89,6 +109,8 @@ void pt_observe_request(pt_req_t *req)
                 pt_metrics_subcall(w->metrics, route, req->subcalls[i].name,
                                    req->subcalls[i].status, req->subcalls[i].ns / 1000);
     }
+    if (w->metrics != NULL && req->ws != NULL)
+        count_ws(w->metrics, pt_ws_stats(req->ws));
     obs_worker_t *o = w->observe;
     if (o != NULL) {
         check_reopen(o);

@@ -111,13 +111,6 @@ pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl)
     return s;
 }
 
-uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r)
-{
-    if (r->timeout_ms != 0)
-        return r->timeout_ms;
-    return r->cluster->timeout_ms != 0 ? r->cluster->timeout_ms : PT__UP_DEFAULT_TIMEOUT_MS;
-}
-
 static void upworker_free(pt__upworker_t *uw)
 {
     free(uw->clusters);

@@ -67,8 +67,16 @@ typedef struct pt__upworker {
 /** The worker's state for `cl` (set up again when `cl` is another snapshot's). */
 pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl);
 
-/** The whole-exchange timeout of `r` in ms (route, else cluster, else default). */
-uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r);
+/**
+ * The whole-exchange timeout of `r` in ms (route, else cluster, else default).
+ * Inline: the back ends need it and call.c calls them, never the other way.
+ */
+static inline uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r)
+{
+    if (r->timeout_ms != 0)
+        return r->timeout_ms;
+    return r->cluster->timeout_ms != 0 ? r->cluster->timeout_ms : PT__UP_DEFAULT_TIMEOUT_MS;
+}
 
 /* ---- libcurl back end (http.c) ------------------------------------------- */
 

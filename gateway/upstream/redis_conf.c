@@ -19,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/confparse.h"
+#include "core/confvalue.h"
 #include "upstream/redis.h"
 #include "portico/arena.h"
 #include "portico/status.h"

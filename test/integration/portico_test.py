@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import unittest
+import weakref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -200,6 +201,11 @@ class Portico:
 
     def __init__(self, config_text, workers=1, extra_files=None, args=None, nofile=None):
         self.dir = tempfile.mkdtemp(prefix="portico-test-")
+        # Removed by stop(), or at the latest when this object goes away or the
+        # interpreter exits (a test that failed before stop(), a start that failed).
+        self._rm_dir = weakref.finalize(self, shutil.rmtree, self.dir, True)
+        if os.environ.get("PORTICO_KEEP"):
+            self._rm_dir.detach()
         self.config_path = os.path.join(self.dir, "portico.yaml")
         for name, content in (extra_files or {}).items():
             with open(os.path.join(self.dir, name), "wb") as f:
@@ -242,8 +248,8 @@ class Portico:
                 self.proc.kill()
                 self.proc.wait(5)
         self.log.close()
-        if not os.environ.get("PORTICO_KEEP"):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        if self._rm_dir.alive:
+            self._rm_dir()
         return self.proc.returncode
 
 

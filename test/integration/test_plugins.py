@@ -4,6 +4,7 @@ plugin examples/plugins/require_header.c (built as build/lib/pt_require_header.s
 """
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -52,6 +53,7 @@ routes:
 
     def test_plugin_config_errors(self):
         d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
         cfg = os.path.join(d, "p.yaml")
         with open(cfg, "w") as f:
             f.write(f"""listeners: [ {{ address: "127.0.0.1:1" }} ]

@@ -4,6 +4,7 @@ admin endpoints, access log, over HTTP/1.1, h2c and h2 over TLS.
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -209,6 +210,7 @@ class TlsTest(PorticoTestCase):
         port = free_port()
         import tempfile
         d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
         crt, key = make_cert(d)
         cfg = f"""
 listeners:
@@ -236,6 +238,7 @@ class CliTest(unittest.TestCase):
     def test_validate_ok_and_errors(self):
         import tempfile
         d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
         good = os.path.join(d, "good.yaml")
         with open(good, "w") as f:
             f.write("listeners:\n  - address: 127.0.0.1:1\nroutes: []\n")

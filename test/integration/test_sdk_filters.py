@@ -14,6 +14,7 @@ import gzip
 import http.server
 import json
 import os
+import shutil
 import socket
 import socketserver
 import subprocess
@@ -166,6 +167,7 @@ routes:
     def _tmpdir(self):
         import tempfile
         d = tempfile.mkdtemp(prefix="portico-sdk-")
+        self.addCleanup(shutil.rmtree, d, True)
         return d
 
     # ---- response bodies transformed as they stream ----------------------

@@ -169,3 +169,25 @@ void pt_lb_resp_free(pt_lb_resp_t *r)
     free(r->body);
     memset(r, 0, sizeof(*r));
 }
+
+static void stop_loop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(bool *)arg = true;
+}
+
+void pt_lb_abort_suspended(pt_worker_t *w, pt_req_t *req, int idle, unsigned run_ms)
+{
+    struct event_base *base = w->base;
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), idle + 1);
+    pt__req_abort(req); /* may free req */
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), idle);
+    bool stop = false;
+    struct event *t = evtimer_new(base, stop_loop, &stop);
+    struct timeval tv = {(time_t)(run_ms / 1000), (suseconds_t)(run_ms % 1000) * 1000};
+    evtimer_add(t, &tv);
+    while (!stop)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(t);
+}

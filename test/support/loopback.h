@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/config.h"
+#include "core/request.h"
 #include "net/worker.h"
 
 typedef struct pt_lb_resp {
@@ -48,5 +49,15 @@ int pt_lb_run(pt_lb_t *lb, const char *method, const char *target, const char *c
 const char *pt_lb_header(const pt_lb_resp_t *r, const char *name);
 
 void pt_lb_resp_free(pt_lb_resp_t *r);
+
+/**
+ * The abort check of a suspended request: `req` waits on exactly one event of
+ * w's loop beyond the `idle` count taken before it started (a filter's timer).
+ * Aborts it (which may free it) and asserts that its abort hooks took that
+ * event away at once; then runs the loop for `run_ms` (make it many times the
+ * filter's delay), so an event left behind would fire into the freed request
+ * (ASan) or send through a codec that must not be called.
+ */
+void pt_lb_abort_suspended(pt_worker_t *w, pt_req_t *req, int idle, unsigned run_ms);
 
 #endif /* PT_TEST_LOOPBACK_H */

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
 #include "core/config.h"
 #include "core/handler.h"
 #include "portico/status.h"
@@ -540,7 +541,7 @@ static void make_certs(void)
     if (tmpdir[0] != '\0')
         return;
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/pt_conf_XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_non_null(pt_test_mkdtemp(tmpdir));
     char cmd[512];
     snprintf(cmd, sizeof(cmd),
              "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "

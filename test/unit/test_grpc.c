@@ -169,7 +169,38 @@ static void test_config_ok(void **state)
     assert_string_equal(g->md_forward[0], "x-tenant");
     assert_string_equal(g->md_prefix, "x-g-");
     assert_string_equal(g->header_bindings.v[0].key, "x-msg");
+    /* the WebSocket bridge's limits: defaults when `websocket:` is absent */
+    assert_int_equal(g->ws.max_message, 1u << 20);
+    assert_int_equal(g->ws.ping_interval_ms, 0);
+    assert_int_equal(g->ws.tunnel_idle_ms, 0);
+    assert_int_equal(g->ws.close_timeout_ms, 5000);
+    assert_int_equal(g->ws.timeout_ms, 86400000);
     pt_config_unref(c);
+}
+
+static void test_config_websocket(void **state)
+{
+    (void)state;
+    pt_config_t *c = load(HEAD "  - grpc: { cluster: books, websocket: { max_message: 64k, "
+                               "ping_interval: 30s, tunnel_idle: 5m, close_timeout: 2s, "
+                               "timeout: 1h } }\n",
+                          PT_TEST_BOOKSTORE_PB);
+    assert_non_null(c);
+    const pt_grpc_conf_t *g = c->routes[0].handler_conf;
+    assert_int_equal(g->ws.max_message, 65536);
+    assert_int_equal(g->ws.ping_interval_ms, 30000);
+    assert_int_equal(g->ws.tunnel_idle_ms, 300000);
+    assert_int_equal(g->ws.close_timeout_ms, 2000);
+    assert_int_equal(g->ws.timeout_ms, 3600000);
+    pt_config_unref(c);
+    /* unknown keys, bad values and a non-map are errors at their place */
+    c = load(HEAD "  - grpc: { cluster: books, websocket: { pingz: 3s, timeout: abc } }\n"
+                  "  - grpc: { cluster: books, websocket: 5 }\n",
+             PT_TEST_BOOKSTORE_PB);
+    assert_null(c);
+    assert_non_null(strstr(errbuf, "unknown key 'pingz'"));
+    assert_non_null(strstr(errbuf, "expected a duration"));
+    assert_non_null(strstr(errbuf, "websocket: expected a map"));
 }
 
 static void test_config_errors(void **state)
@@ -302,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_timeout_parse),
         cmocka_unit_test(test_code_http),     cmocka_unit_test(test_code_from_http),
         cmocka_unit_test(test_config_ok),     cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_websocket),
         cmocka_unit_test(test_upstream_unavailable),
         cmocka_unit_test(test_status_norm),   cmocka_unit_test(test_md_valid),
     };

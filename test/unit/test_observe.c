@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "tmpdir.h"
 #include "observe/accesslog.h"
 #include "core/config.h"
 #include "observe/metrics.h"
@@ -294,7 +295,7 @@ static void test_accesslog_retry_and_reopen(void **state)
 {
     (void)state;
     char dir[] = "/tmp/pt-alog-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    assert_non_null(pt_test_mkdtemp(dir));
     char sub[64], path[96], rotated[96];
     snprintf(sub, sizeof(sub), "%s/logs", dir);
     snprintf(path, sizeof(path), "%s/access.log", sub);

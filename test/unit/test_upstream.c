@@ -42,6 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
 #include "portico/arena.h"
 #include "portico/headers.h"
 #include "portico/status.h"
@@ -886,7 +887,7 @@ static bool h2srv_start(h2srv_t *h, bool tls)
         (tls && !have_tool("/usr/bin/openssl", "/bin/openssl")))
         return false;
     snprintf(h->dir, sizeof(h->dir), "/tmp/pt_up_h2_XXXXXX");
-    if (mkdtemp(h->dir) == NULL)
+    if (pt_test_mkdtemp(h->dir) == NULL)
         return false;
     snprintf(h->file, sizeof(h->file), "%s/data.txt", h->dir);
     snprintf(h->key, sizeof(h->key), "%s/key.pem", h->dir);

@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tmpdir.h"
 #include "portico/status.h"
 #include "upstream/call.h"
 #include "upstream/h2.h"
@@ -108,7 +109,7 @@ static bool start_nghttpd(server_t *s, bool tls)
     if (access(bin, X_OK) != 0)
         return false;
     snprintf(s->dir, sizeof(s->dir), "/tmp/pt_uph2_XXXXXX");
-    if (mkdtemp(s->dir) == NULL)
+    if (pt_test_mkdtemp(s->dir) == NULL)
         return false;
     char path[128], key[128], cert[128];
     snprintf(path, sizeof(path), "%s/data.txt", s->dir);

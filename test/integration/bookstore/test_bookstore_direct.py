@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import subprocess
 import threading
 import time
@@ -629,6 +630,7 @@ class TestTls(unittest.TestCase):
     def test_tls_only(self):
         import tempfile
         d = tempfile.mkdtemp(prefix="bs-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
         crt, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
                         key, "-out", crt, "-days", "2", "-subj", "/CN=localhost",

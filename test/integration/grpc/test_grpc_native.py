@@ -13,9 +13,11 @@ SECURITY-CASES JP-8, JP-10, UP-3, UP-4.
 """
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -113,8 +115,8 @@ def start_fake(port, cancelled_path):
 class Base(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = "/tmp/pt_gn_%d" % os.getpid()
-        os.makedirs(cls.tmp, exist_ok=True)
+        cls.tmp = tempfile.mkdtemp(prefix="pt_gn_")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
         cls.srv = BookstoreServer(threads=4).start()
         cls.fake_port = free_port()
         cls.cancelled = os.path.join(cls.tmp, "cancelled")

@@ -8,6 +8,7 @@ Clients: curl (HTTP/1.1 and h2c) and raw sockets (interactive chunked bidi).
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -719,6 +720,7 @@ class GrpcRestTest(unittest.TestCase):
     def test_tls_upstream_with_authority(self):
         from concurrent import futures
         d = tempfile.mkdtemp(prefix="grpc-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
         crt, key = make_cert(d)
         seen = {}
 
@@ -765,6 +767,7 @@ routes:
         # bookstore-server over TLS; clusters trusting another CA, trusting the
         # right one under the wrong name, and trusting it properly (UP-9).
         d = tempfile.mkdtemp(prefix="grpc-tls-bs-")
+        self.addCleanup(shutil.rmtree, d, True)
         crt, key = make_cert(d)
         other, _ = make_cert(d, name="other")
         bs = BookstoreServer(threads=1, extra_args=("--tls-cert", crt, "--tls-key", key)).start()
@@ -813,6 +816,7 @@ routes:
 
     def test_reload_descriptors(self):
         d = tempfile.mkdtemp(prefix="grpc-reload-")
+        self.addCleanup(shutil.rmtree, d, True)
         make_reload_pb(d)
         port = free_port()
         cfg = """
@@ -853,6 +857,7 @@ routes: [ {{ grpc: {{ cluster: books, default_bindings: true }} }} ]
 
     def test_validate_errors(self):
         d = tempfile.mkdtemp(prefix="grpc-validate-")
+        self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, "bad.yaml")
         with open(path, "w") as f:
             f.write("""listeners: [ { address: 127.0.0.1:1 } ]

@@ -17,6 +17,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -169,8 +170,7 @@ class GrpcWebTest(unittest.TestCase):
         self.assertEqual(frames[-1][1]["grpc-status"], "0")
 
     def tmpdir(self):
-        d = "/tmp/pt_gw_%d" % os.getpid()
-        os.makedirs(d, exist_ok=True)
+        d = tempfile.mkdtemp(prefix="pt_gw_")
         self.addCleanup(shutil.rmtree, d, True)
         return d
 

@@ -15,6 +15,7 @@ import tempfile
 import shutil
 import time
 import unittest
+import weakref
 
 from portico_test import PorticoTestCase, curl, free_port, BIN
 
@@ -29,6 +30,7 @@ class Redis:
         self.port = port or free_port()
         self.password = password
         self.dir = tempfile.mkdtemp(prefix="portico-redis-")
+        self._rm_dir = weakref.finalize(self, shutil.rmtree, self.dir, True)  # even if start fails
         self.unix = os.path.join(self.dir, "redis.sock") if unix else None
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]

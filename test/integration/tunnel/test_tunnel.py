@@ -8,6 +8,10 @@ ways), an upstream refusal relayed as an ordinary response (later bytes parsed a
 route without permission refused with 403 and the upstream never contacted, a bad
 Sec-WebSocket-Accept refused with 502, the idle timeout, client and upstream closes, the
 access log line and the tunnel metrics.
+
+The routes say `upgrade: [ websocket ]`: a raw tunnel that relays a WebSocket's bytes unchecked
+(these tests send raw bytes). `websocket: true` checks frames on both legs and is tested in
+websocket/test_websocket.py.
 """
 import base64
 import hashlib
@@ -164,10 +168,10 @@ clusters:
 routes:
   - name: h2up
     match: {{ prefix: /h2up/ }}
-    proxy: {{ cluster: up_h2, websocket: true }}
+    proxy: {{ cluster: up_h2, upgrade: [ websocket ] }}
   - name: ws
     match: {{ prefix: /ws/ }}
-    proxy: {{ cluster: up, websocket: true{idle} }}
+    proxy: {{ cluster: up, upgrade: [ websocket ]{idle} }}
     filters:
       - rewrite: {{ prefix: /ws/, replace: / }}
   - name: other
@@ -547,7 +551,7 @@ class FilteredTunnelTest(TunnelTestBase):
                          f'{{ path: "{lib}/pt_test_rewrite.so" }} ]')
         cfg = cfg.replace("  - name: plain\n", """  - name: wsf
     match: { prefix: /wsf/ }
-    proxy: { cluster: up, websocket: true }
+    proxy: { cluster: up, upgrade: [ websocket ] }
     filters:
       - rewrite: { prefix: /wsf/, replace: / }
       - test_gzip: {}

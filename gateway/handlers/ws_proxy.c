@@ -1,0 +1,541 @@
+/*
+ * ws_proxy.c -- the WebSocket relay of ws_proxy.h: two http/ws.h endpoints
+ * joined frame by frame.
+ *
+ * Re-entrancy: feeding one endpoint writes into the other, and a write can
+ * make the upstream call pull bytes at once (pt_upcall_body_ready), which
+ * may drain below the high-water mark and want to resume reading the very
+ * endpoint that is running. An endpoint is never entered twice: run_c/run_u
+ * note the wish (c_again/u_again) and the outer call loops.
+ *
+ * Lifetime: the relay lives in the request's arena; the endpoints are freed
+ * by arena cleanups. Every callback is bracketed with pt__req_enter/leave so
+ * the request (and this struct) outlive a callback in which the client goes
+ * away, and after pt_wsp_abort() nothing is relayed any more.
+ */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers/ws_proxy.h"
+#include "http/ws.h"
+
+struct pt_wsp {
+    pt_req_t *req;
+    const pt_wsp_io_t *io;
+    void *ud;
+    pt_ws_t *c;                  /* facing the client (server role), attached to req */
+    pt_ws_t *u;                  /* facing the upstream (client role) */
+    struct evbuffer *up_in;      /* upstream bytes not yet parsed */
+    const char *feed;            /* on_data's bytes, read in place while up_in is empty */
+    size_t feed_len;
+    struct evbuffer *up_out;     /* framed bytes for the upstream, not yet pulled */
+    struct evbuffer *c_out;      /* framed bytes for the client, gathered during a run */
+    bool kick;                   /* up_out grew during a run: wake the upstream at its end */
+    bool up_eof;                 /* the upstream connection ended */
+    bool up_in_paused;           /* we told the call to stop delivering */
+    bool up_shut;                /* nothing more goes upstream: read_body reports eof */
+    bool c_ended, u_ended;
+    pt_ws_end_t c_why, u_why;
+    bool resp_ended;             /* the client stream was ended */
+    bool dead;                   /* aborted or done: relay nothing */
+    bool c_running, c_again, u_running, u_again;
+};
+
+static void run_u(pt_wsp_t *p);
+
+/*
+ * Batching: a relayed frame is written as a header and then its payload, and
+ * pings or closes may follow. Writes to the client gather in c_out and go to
+ * the codec in one pt__resp_body per run; the upstream is woken once per run
+ * (its client sends at once when woken). Outside a run (timers) both happen
+ * right away.
+ */
+static bool in_run(const pt_wsp_t *p)
+{
+    return p->c_running || p->u_running;
+}
+
+static void flush_client(pt_wsp_t *p)
+{
+    size_t n = evbuffer_get_length(p->c_out);
+    if (n == 0)
+        return;
+    if (p->dead || p->resp_ended || pt__resp_ended(p->req) || p->req->aborted) {
+        evbuffer_drain(p->c_out, n);
+        return;
+    }
+    const void *d = evbuffer_pullup(p->c_out, -1);
+    pt__req_enter(p->req);
+    pt__resp_body(p->req, d, n, false);
+    evbuffer_drain(p->c_out, n);
+    pt__req_leave(p->req);
+}
+
+static void kick_upstream(pt_wsp_t *p)
+{
+    if (in_run(p)) {
+        p->kick = true;
+        return;
+    }
+    p->kick = false;
+    if (!p->dead)
+        p->io->up_kick(p->ud);
+}
+
+/* The end of a run: what was gathered goes out. */
+static void run_done(pt_wsp_t *p)
+{
+    if (in_run(p))
+        return;
+    flush_client(p);
+    if (p->kick && !p->dead) {
+        p->kick = false;
+        p->io->up_kick(p->ud);
+    }
+}
+
+static void run_c(pt_wsp_t *p)
+{
+    if (p->c_running) {
+        p->c_again = true;
+        return;
+    }
+    p->c_running = true;
+    do {
+        p->c_again = false;
+        if (!p->dead && !p->c_ended)
+            pt_ws_on_readable(p->c);
+    } while (p->c_again && !p->dead && !p->c_ended);
+    p->c_running = false;
+    run_done(p);
+}
+
+static void run_u(pt_wsp_t *p)
+{
+    if (p->u_running) {
+        p->u_again = true;
+        return;
+    }
+    p->u_running = true;
+    do {
+        p->u_again = false;
+        if (!p->dead && !p->u_ended)
+            pt_ws_on_readable(p->u);
+    } while (p->u_again && !p->dead && !p->u_ended);
+    p->u_running = false;
+    run_done(p);
+    /* Delivery was paused because up_in was full; it drained. */
+    if (!p->dead && p->up_in_paused && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER &&
+        !pt__resp_blocked(p->req)) {
+        p->up_in_paused = false;
+        p->io->up_resume(p->ud);
+    }
+}
+
+static bool up_full(const pt_wsp_t *p)
+{
+    return evbuffer_get_length(p->up_out) >= PT_WSP_HIGH_WATER;
+}
+
+static void end_client_stream(pt_wsp_t *p)
+{
+    flush_client(p);
+    if (p->resp_ended || pt__resp_ended(p->req) || p->req->aborted)
+        return;
+    p->resp_ended = true;
+    pt__resp_body(p->req, NULL, 0, true);
+}
+
+static void maybe_done(pt_wsp_t *p)
+{
+    if (p->dead || !p->c_ended || !p->u_ended)
+        return;
+    p->dead = true;
+    end_client_stream(p);
+    p->io->done(p->ud);
+}
+
+/* The code and reason the other leg gets when one leg ended without a relayed close. */
+static void close_other(pt_ws_t *other, pt_ws_end_t why, bool from_client)
+{
+    char reason[64];
+    int n = snprintf(reason, sizeof(reason), "%s %s", from_client ? "client" : "upstream",
+                     why == PT_WS_END_EOF ? "went away" : pt_ws_end_name(why));
+    pt_ws_close(other, PT_WS_CLOSE_GOING_AWAY, reason, n > 0 ? (size_t)n : 0);
+}
+
+/* ---- the client leg (server role) ---------------------------------------------------- */
+
+static size_t c_read(void *ud, uint8_t *buf, size_t max, bool *eof)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead)
+        return 0;
+    return pt__req_body_read(p->req, (char *)buf, max, eof);
+}
+
+static void c_write(void *ud, const uint8_t *data, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->resp_ended)
+        return;
+    if (evbuffer_add(p->c_out, data, len) != 0) {
+        fputs("portico: out of memory\n", stderr);
+        abort();
+    }
+    if (!in_run(p))
+        flush_client(p);
+}
+
+/* The client side is full: what we gathered counts as well. */
+static bool client_full(pt_wsp_t *p)
+{
+    if (evbuffer_get_length(p->c_out) >= PT_WSP_HIGH_WATER / 4)
+        flush_client(p);
+    return !p->dead && pt__resp_blocked(p->req);
+}
+
+static int c_frame_start(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->u_ended)
+        return PT_WS_GO; /* the upstream leg is over: what the client still sends is dropped */
+    pt__req_enter(p->req);
+    pt_ws_send_frame_begin(p->u, op, len, fin);
+    kick_upstream(p);
+    int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+static int c_data(void *ud, const uint8_t *data, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->u_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_frame_data(p->u, data, len);
+    kick_upstream(p);
+    int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+static int c_control(void *ud, pt_ws_opcode_t op, const uint8_t *data, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->u_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_control(p->u, op, data, len);
+    kick_upstream(p);
+    int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+static void c_close(void *ud, uint16_t code, const char *reason, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead)
+        return;
+    pt__req_enter(p->req);
+    if (!p->u_ended) {
+        pt_ws_close(p->u, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
+        kick_upstream(p);
+    } else {
+        /* the upstream is gone already: answer the client ourselves */
+        pt_ws_close(p->c, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
+    }
+    pt__req_leave(p->req);
+}
+
+static void c_end(void *ud, pt_ws_end_t why)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead)
+        return;
+    pt__req_enter(p->req);
+    p->c_ended = true;
+    p->c_why = why;
+    /* Our close (if any) is in the client's output: end the stream after it. */
+    end_client_stream(p);
+    if (!p->u_ended && !p->dead && pt_ws_sending_frame(p->u)) {
+        /* Half a frame went upstream: no close frame can follow it. The
+         * upstream connection is closed instead (it sees 1006). */
+        p->u_ended = true;
+        p->u_why = PT_WS_END_EOF;
+        p->up_shut = true;
+    }
+    if (!p->u_ended && !p->dead) {
+        if (why != PT_WS_END_CLOSED)
+            close_other(p->u, why, true);
+        /* The client is gone: the upstream leg does not wait for an answer to
+         * our close (nobody would read it, and a drain would find a request
+         * held by nothing but this wait). What is queued goes out now with a
+         * half-close after it, then the call ends. */
+        p->up_shut = true;
+        p->kick = false;
+        p->io->up_kick(p->ud);
+        p->u_ended = true;
+        p->u_why = why;
+    }
+    maybe_done(p);
+    pt__req_leave(p->req);
+}
+
+/* ---- the upstream leg (client role) ----------------------------------------------------- */
+
+static size_t u_read(void *ud, uint8_t *buf, size_t max, bool *eof)
+{
+    pt_wsp_t *p = ud;
+    int n = evbuffer_remove(p->up_in, buf, max);
+    if (n > 0)
+        return (size_t)n;
+    if (p->feed_len != 0) {
+        size_t k = p->feed_len < max ? p->feed_len : max;
+        memcpy(buf, p->feed, k);
+        p->feed += k;
+        p->feed_len -= k;
+        return k;
+    }
+    *eof = p->up_eof;
+    return 0;
+}
+
+static void u_write(void *ud, const uint8_t *data, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->up_shut)
+        return;
+    if (evbuffer_add(p->up_out, data, len) != 0) {
+        fputs("portico: out of memory\n", stderr);
+        abort();
+    }
+}
+
+static int u_frame_start(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->c_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_frame_begin(p->c, op, len, fin);
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+static int u_data(void *ud, const uint8_t *data, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->c_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_frame_data(p->c, data, len);
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+static int u_control(void *ud, pt_ws_opcode_t op, const uint8_t *data, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->c_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_control(p->c, op, data, len);
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+static void u_close(void *ud, uint16_t code, const char *reason, size_t len)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead)
+        return;
+    pt__req_enter(p->req);
+    if (!p->c_ended)
+        pt_ws_close(p->c, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
+    else
+        pt_ws_close(p->u, code == PT_WS_CLOSE_NO_STATUS ? 0 : code, reason, len);
+    kick_upstream(p);
+    pt__req_leave(p->req);
+}
+
+static void u_end(void *ud, pt_ws_end_t why)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead)
+        return;
+    pt__req_enter(p->req);
+    p->u_ended = true;
+    p->u_why = why;
+    p->up_shut = true; /* after our close (already queued) nothing more goes up */
+    kick_upstream(p);
+    if (!p->c_ended && !p->dead && pt_ws_sending_frame(p->c)) {
+        /* Half a frame went to the client: reset its stream instead of a close. */
+        p->c_ended = true;
+        p->c_why = PT_WS_END_EOF;
+        p->resp_ended = true;
+        pt__resp_fail(p->req, PT_ERR_UPSTREAM, "upstream websocket ended mid-frame");
+    }
+    if (!p->c_ended && !p->dead && why != PT_WS_END_CLOSED)
+        close_other(p->c, why, false);
+    maybe_done(p);
+    pt__req_leave(p->req);
+}
+
+/* ---- the relay ---------------------------------------------------------------------------- */
+
+static const pt_ws_cbs_t c_cbs = {
+    .read = c_read,
+    .write = c_write,
+    .on_frame_start = c_frame_start,
+    .on_msg_data = c_data,
+    .on_control = c_control,
+    .on_close = c_close,
+    .on_end = c_end,
+};
+
+static const pt_ws_cbs_t u_cbs = {
+    .read = u_read,
+    .write = u_write,
+    .on_frame_start = u_frame_start,
+    .on_msg_data = u_data,
+    .on_control = u_control,
+    .on_close = u_close,
+    .on_end = u_end,
+};
+
+static void wsp_dispose(void *data)
+{
+    pt_wsp_t *p = data;
+    p->dead = true;
+    pt_ws_free(p->u);
+    p->u = NULL;
+    evbuffer_free(p->up_in);
+    evbuffer_free(p->up_out);
+    evbuffer_free(p->c_out);
+}
+
+pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_t *io, void *ud)
+{
+    pt_wsp_t *p = pt_arena_zalloc(req->arena, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->req = req;
+    p->io = io;
+    p->ud = ud;
+    pt_ws_opts_t o = {
+        .role = PT_WS_SERVER,
+        .max_message = conf->max_message,
+        .ping_interval_ms = conf->ping_interval_ms,
+        .idle_ms = conf->idle_ms,
+        .close_timeout_ms = conf->close_timeout_ms,
+        .answer_control = false,
+    };
+    p->c = pt_ws_new(req->worker->base, &o, &c_cbs, p);
+    if (pt_ws_req_attach(req, p->c) != 0)
+        return NULL;
+    o.role = PT_WS_CLIENT;
+    o.idle_ms = 0; /* one idle clock per session: the client leg's sees data both ways */
+    p->u = pt_ws_new(req->worker->base, &o, &u_cbs, p);
+    p->up_in = evbuffer_new();
+    p->up_out = evbuffer_new();
+    p->c_out = evbuffer_new();
+    if (p->up_in == NULL || p->up_out == NULL || p->c_out == NULL) {
+        fputs("portico: out of memory\n", stderr);
+        abort();
+    }
+    if (pt_arena_defer(req->arena, wsp_dispose, p) != 0) {
+        pt_ws_free(p->u);
+        evbuffer_free(p->up_in);
+        evbuffer_free(p->up_out);
+        evbuffer_free(p->c_out);
+        p->dead = true;
+        return NULL;
+    }
+    return p;
+}
+
+size_t pt_wsp_up_read(pt_wsp_t *p, char *buf, size_t max, bool *eof)
+{
+    *eof = false;
+    size_t have = evbuffer_get_length(p->up_out);
+    if (have == 0) {
+        *eof = p->up_shut;
+        return 0;
+    }
+    int n = evbuffer_remove(p->up_out, buf, max);
+    if (n <= 0)
+        return 0;
+    /* Drained below the mark: the client may be read again. */
+    if (have >= PT_WSP_HIGH_WATER && have - (size_t)n < PT_WSP_HIGH_WATER && !p->dead)
+        run_c(p);
+    return (size_t)n;
+}
+
+bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)
+{
+    if (p->dead)
+        return false;
+    /* Parsed in place when nothing is pending (the common case: one copy
+     * less); what the parser did not take is kept in up_in. */
+    if (evbuffer_get_length(p->up_in) == 0) {
+        p->feed = data;
+        p->feed_len = len;
+    } else if (evbuffer_add(p->up_in, data, len) != 0) {
+        fputs("portico: out of memory\n", stderr);
+        abort();
+    }
+    run_u(p);
+    if (p->feed_len != 0 && !p->dead && evbuffer_add(p->up_in, p->feed, p->feed_len) != 0) {
+        fputs("portico: out of memory\n", stderr);
+        abort();
+    }
+    p->feed = NULL;
+    p->feed_len = 0;
+    if (p->dead)
+        return false;
+    if (evbuffer_get_length(p->up_in) >= PT_WSP_HIGH_WATER || pt__resp_blocked(p->req)) {
+        p->up_in_paused = true;
+        return false;
+    }
+    return true;
+}
+
+void pt_wsp_up_end(pt_wsp_t *p)
+{
+    p->up_eof = true;
+    if (p->dead)
+        return;
+    /* U reaches the end of its input once it relayed what it still has (it
+     * may be paused on a full client until on_writable). */
+    run_u(p);
+}
+
+void pt_wsp_client_readable(pt_wsp_t *p)
+{
+    if (!p->dead)
+        run_c(p);
+}
+
+void pt_wsp_client_writable(pt_wsp_t *p)
+{
+    if (p->dead)
+        return;
+    run_u(p);
+    if (!p->dead && p->up_in_paused && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER) {
+        p->up_in_paused = false;
+        p->io->up_resume(p->ud);
+    }
+}
+
+void pt_wsp_abort(pt_wsp_t *p)
+{
+    p->dead = true;
+}

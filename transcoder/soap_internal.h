@@ -149,4 +149,11 @@ int pt__xst_to_json(const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out)
 /** Finds the field of `ct` for a child element (ns, local); NULL when none. */
 const pt_xfield_t *pt__xct_field(const pt_xct_t *ct, const char *ns, const char *local);
 
+/**
+ * Test hook: converts this answer the slow way (a tree at the end) whatever
+ * it holds, so tests and the fuzz target can hold the streaming conversion
+ * to the tree walk's result. Call before the first feed.
+ */
+void pt__soap_resp_force_tree(pt_soap_resp_t *r);
+
 #endif /* PT_TRANSCODER_SOAP_INTERNAL_H */

@@ -4,8 +4,9 @@
  * The answer is fed chunk by chunk into the safe push parser, which refuses
  * it at the byte cap as soon as the cap is crossed (the rest is never read),
  * and at the depth/attribute caps as soon as the offending start tag is seen.
- * The tree of what was accepted is converted at the end, driven by the
- * operation's output element: child elements are matched to the type's
+ * The conversion is driven by the operation's output element -- while
+ * parsing for the common answer (see "streaming" below), else from a tree
+ * at the end: child elements are matched to the type's
  * fields by namespace and local name, values are checked against their XSD
  * type, and anything the schema does not declare makes the answer "not the
  * declared output" (a 502 for the client, naming the element and path).
@@ -16,11 +17,44 @@
 #include <stdio.h>
 #include <string.h>
 
+/*
+ * Streaming: the common answer (one declared output element whose children
+ * come in schema order) is converted from the parser's events as they come,
+ * with no tree: a frame per open element, the JSON written to `json` as it
+ * goes, the text of the current simple-typed leaf gathered in `text`.
+ * Anything else -- a fault, a mismatch of any kind, children out of schema
+ * order, a repeated element interrupted and resumed, anyType, a '&' in an
+ * attribute we read, the depth cap -- sets `slow`: the events are then
+ * ignored and pt_soap_resp_finish() parses the kept copy of the input again
+ * into a tree and converts that (tree_convert below), so every such answer
+ * gets exactly the tree walk's result and message.
+ */
+enum { F_SKIP, F_ENV, F_BODY, F_COMPLEX, F_SIMPLE };
+
+typedef struct frame {
+    uint8_t kind;
+    bool wrap;      /* F_SIMPLE: simpleContent of a complex type, close with '}' */
+    bool comma;     /* F_COMPLEX: a member was written */
+    bool arr_open;  /* F_COMPLEX: the last member is an array still open */
+    int last;       /* F_COMPLEX: field index of the last child, -1 */
+    const pt_xct_t *ct;
+    const pt_xst_t *st;
+} frame_t;
+
 struct pt_soap_resp {
     const pt_allocator_t *a;
     const pt_soap_op_t *op;
     pt_soap_resp_opts_t o;
     pt__xp_t *xp;
+    /* streaming */
+    pt_xbuf_t raw;  /* the input so far, for the slow path */
+    pt_xbuf_t json; /* the output so far */
+    pt_xbuf_t text; /* the current leaf's text */
+    frame_t *fr;
+    unsigned nfr, cap_fr;
+    unsigned cdepth; /* complex values open (the tree walk's depth) */
+    bool slow, body_seen, done;
+    bool nomem; /* the copy of the input could not be kept */
 };
 
 typedef struct cv {
@@ -407,6 +441,277 @@ static int fault(cv_t *c, const pt_opimpl_t *im, const xmlNode *f, bool v12, pt_
     return good ? 0 : (c->rc != 0 ? c->rc : PT_XERR_INVALID);
 }
 
+/* ---- streaming ---- */
+
+static void go_slow(pt_soap_resp_t *r) { r->slow = true; }
+
+static bool put(pt_soap_resp_t *r, int rc)
+{
+    if (rc != 0)
+        go_slow(r);
+    return rc == 0;
+}
+
+static frame_t *push(pt_soap_resp_t *r, uint8_t kind)
+{
+    if (r->nfr == r->cap_fr) { /* cannot happen: the parser caps the depth */
+        go_slow(r);
+        return NULL;
+    }
+    frame_t *f = &r->fr[r->nfr++];
+    memset(f, 0, sizeof(*f));
+    f->kind = kind;
+    f->last = -1;
+    return f;
+}
+
+/* The value of attribute {ns}name among SAX2 5-tuples, or NULL; *n its length. */
+static const char *sax_attr(const xmlChar **at, int nb, const char *ns, const char *name,
+                            size_t *n)
+{
+    for (int i = 0; i < nb; i++, at += 5) {
+        bool ns_ok = ns[0] != '\0' ? at[2] != NULL && strcmp((const char *)at[2], ns) == 0
+                                   : at[2] == NULL;
+        if (ns_ok && strcmp((const char *)at[0], name) == 0) {
+            *n = (size_t)(at[4] - at[3]);
+            return (const char *)at[3];
+        }
+    }
+    return NULL;
+}
+
+/* Checks and writes s[0..n) as `st`; false (slow) on a mismatch. */
+static bool stream_typed(pt_soap_resp_t *r, const pt_xst_t *st, const char *s, size_t n)
+{
+    /* NUL-terminated copy for the checks */
+    pt_xbuf_t *t = &r->text;
+    if (s != (const char *)t->data) {
+        t->len = 0;
+        if (!put(r, pt_xbuf_append(t, s, n)))
+            return false;
+    }
+    if (!put(r, pt_xbuf_putc(t, '\0')))
+        return false;
+    t->len--;
+    const pt_opimpl_t *im = r->op->_impl;
+    if (pt__xst_check(im->w, st, (const char *)t->data, n) != NULL) {
+        go_slow(r);
+        return false;
+    }
+    return put(r, pt__xst_to_json(st, (const char *)t->data, n, &r->json));
+}
+
+/* Starts the value of element `e` (the tree walk's value()). */
+static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, int nb, const xmlChar **at)
+{
+    size_t n;
+    const char *nil = sax_attr(at, nb, PT_XSI_NS, "nil", &n);
+    if (nil != NULL && memchr(nil, '&', n) != NULL) {
+        go_slow(r);
+        return;
+    }
+    if (nil != NULL && ((n == 4 && memcmp(nil, "true", 4) == 0) || (n == 1 && nil[0] == '1'))) {
+        if (put(r, pt_xbuf_puts(&r->json, "null")))
+            push(r, F_SKIP);
+        return;
+    }
+    if (e->ct == NULL && e->st == NULL) { /* anyType: the generic form, from the tree */
+        go_slow(r);
+        return;
+    }
+    if (e->st != NULL) {
+        frame_t *f = push(r, F_SIMPLE);
+        if (f != NULL)
+            f->st = e->st;
+        r->text.len = 0;
+        return;
+    }
+    const pt_xct_t *ct = e->ct;
+    if (++r->cdepth > r->o.max_depth || !put(r, pt_xbuf_putc(&r->json, '{'))) {
+        go_slow(r);
+        return;
+    }
+    bool comma = false;
+    for (size_t i = 0; i < ct->attr_cnt; i++) {
+        const pt_xattr_t *a = &ct->attrs[i];
+        const char *v = sax_attr(at, nb, a->ns, a->name, &n);
+        if (v == NULL)
+            continue;
+        if (memchr(v, '&', n) != NULL) {
+            go_slow(r);
+            return;
+        }
+        if ((comma && !put(r, pt_xbuf_putc(&r->json, ','))) ||
+            !put(r, pt_xbuf_puts(&r->json, "\"@")) || !put(r, pt_xbuf_puts(&r->json, a->name)) ||
+            !put(r, pt_xbuf_puts(&r->json, "\":")) || !stream_typed(r, a->st, v, n))
+            return;
+        comma = true;
+    }
+    frame_t *f = push(r, ct->simple != NULL ? F_SIMPLE : F_COMPLEX);
+    if (f == NULL)
+        return;
+    f->ct = ct;
+    f->comma = comma;
+    if (ct->simple != NULL) {
+        f->st = ct->simple;
+        f->wrap = true;
+        r->text.len = 0;
+    }
+}
+
+static void stream_child(pt_soap_resp_t *r, frame_t *p, const xmlChar *local, const xmlChar *uri,
+                         int nb, const xmlChar **at)
+{
+    /* Field names are unique in a type (the model refuses two alike), so the
+     * search may start at the last field: children mostly come in order. */
+    const pt_xct_t *ct = p->ct;
+    const char *ns = uri != NULL ? (const char *)uri : "";
+    size_t n = ct->field_cnt, from = p->last > 0 ? (size_t)p->last : 0;
+    const pt_xfield_t *fd = NULL;
+    for (size_t k = 0; k < n && fd == NULL; k++) {
+        const pt_xfield_t *c = &ct->fields[(from + k) % n];
+        if (strcmp(c->elem->name, (const char *)local) == 0 && strcmp(c->elem->ns, ns) == 0)
+            fd = c;
+    }
+    if (fd == NULL) {
+        go_slow(r);
+        return;
+    }
+    int idx = (int)(fd - ct->fields);
+    pt_xbuf_t *j = &r->json;
+    if (idx == p->last) {
+        /* the next item of a run; a second non-repeated one is a mismatch */
+        if (!fd->repeated || !put(r, pt_xbuf_putc(j, ','))) {
+            go_slow(r);
+            return;
+        }
+    } else if (idx < p->last) {
+        go_slow(r); /* out of schema order, or a run resumed: the tree walk groups them */
+        return;
+    } else {
+        /* an XML Name never needs JSON escaping: no quote, backslash or control */
+        const char *name = fd->elem->name;
+        if ((p->arr_open && !put(r, pt_xbuf_putc(j, ']'))) ||
+            (p->comma && !put(r, pt_xbuf_putc(j, ','))) || !put(r, pt_xbuf_putc(j, '"')) ||
+            !put(r, pt_xbuf_puts(j, name)) || !put(r, pt_xbuf_puts(j, "\":")) ||
+            (fd->repeated && !put(r, pt_xbuf_putc(j, '['))))
+            return;
+        p->arr_open = fd->repeated;
+        p->comma = true;
+        p->last = idx;
+    }
+    stream_value(r, fd->elem, nb, at);
+}
+
+static void on_start(void *ud, const xmlChar *local, const xmlChar *uri, int nb,
+                     const xmlChar **at)
+{
+    pt_soap_resp_t *r = ud;
+    if (r->slow)
+        return;
+    /* libxml2's tree builder, not its parser, refuses an xml:id that is not
+     * an NCName or repeats one: let the tree parse give that verdict. */
+    for (int i = 0; i < nb; i++)
+        if (at[5 * i + 1] != NULL && strcmp((const char *)at[5 * i + 1], "xml") == 0 &&
+            strcmp((const char *)at[5 * i], "id") == 0) {
+            go_slow(r);
+            return;
+        }
+    const pt_opimpl_t *im = r->op->_impl;
+    const char *env = r->op->soap_version == PT_SOAP_12 ? PT_SOAP12_ENV : PT_SOAP11_ENV;
+    if (r->nfr == 0) {
+        /* the root: a SOAP Envelope of our version, else the slow path tells what is wrong */
+        if (uri == NULL || strcmp((const char *)uri, env) != 0 ||
+            strcmp((const char *)local, "Envelope") != 0)
+            go_slow(r);
+        else
+            push(r, F_ENV);
+        return;
+    }
+    frame_t *p = &r->fr[r->nfr - 1];
+    switch (p->kind) {
+    case F_ENV:
+        if (!r->body_seen && uri != NULL && strcmp((const char *)uri, env) == 0 &&
+            strcmp((const char *)local, "Body") == 0) {
+            r->body_seen = true;
+            push(r, F_BODY);
+        } else {
+            push(r, F_SKIP); /* a Header, or what follows the Body */
+        }
+        return;
+    case F_BODY:
+        /* exactly the declared output (not a Fault, not one-way, not two elements) */
+        if (p->last != -1 || r->op->is_oneway || im->out == NULL ||
+            strcmp((const char *)local, im->out->name) != 0 ||
+            strcmp(uri != NULL ? (const char *)uri : "", im->out->ns) != 0) {
+            go_slow(r);
+            return;
+        }
+        p->last = 0;
+        stream_value(r, im->out, nb, at);
+        return;
+    case F_COMPLEX:
+        stream_child(r, p, local, uri, nb, at);
+        return;
+    case F_SIMPLE: /* an element inside a simple-typed value */
+        go_slow(r);
+        return;
+    default:
+        push(r, F_SKIP);
+        return;
+    }
+}
+
+static void on_end(void *ud)
+{
+    pt_soap_resp_t *r = ud;
+    if (r->slow || r->nfr == 0)
+        return;
+    frame_t *f = &r->fr[--r->nfr];
+    switch (f->kind) {
+    case F_COMPLEX:
+        r->cdepth--;
+        if ((f->arr_open && !put(r, pt_xbuf_putc(&r->json, ']'))) ||
+            !put(r, pt_xbuf_putc(&r->json, '}')))
+            return;
+        break;
+    case F_SIMPLE:
+        if (f->wrap) {
+            r->cdepth--;
+            if ((f->comma && !put(r, pt_xbuf_putc(&r->json, ','))) ||
+                !put(r, pt_xbuf_puts(&r->json, "\"#text\":")))
+                return;
+        }
+        if (!stream_typed(r, f->st, (const char *)r->text.data, r->text.len) ||
+            (f->wrap && !put(r, pt_xbuf_putc(&r->json, '}'))))
+            return;
+        break;
+    default:
+        break;
+    }
+    if (r->nfr > 0 && r->fr[r->nfr - 1].kind == F_BODY)
+        r->done = true; /* the output element is written */
+}
+
+static void on_text(void *ud, const xmlChar *s, int len)
+{
+    pt_soap_resp_t *r = ud;
+    if (r->slow || r->nfr == 0)
+        return;
+    const frame_t *f = &r->fr[r->nfr - 1];
+    if (f->kind == F_SIMPLE) {
+        put(r, pt_xbuf_append(&r->text, s, (size_t)len));
+    } else if (f->kind == F_COMPLEX) {
+        for (int i = 0; i < len; i++)
+            if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
+                go_slow(r); /* text in element-only content */
+                return;
+            }
+    }
+}
+
+static const pt__xp_sax_t stream_cb = {on_start, on_end, on_text};
+
 /* ---- public ---- */
 
 pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a,
@@ -428,9 +733,15 @@ pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a
         r->o.max_depth = 64;
     if (r->o.max_attrs == 0)
         r->o.max_attrs = 64;
+    pt_xbuf_init(&r->raw, a);
+    pt_xbuf_init(&r->json, a);
+    pt_xbuf_init(&r->text, a);
     pt__xp_opts_t xo = {r->o.max_size, r->o.max_depth + 3, r->o.max_attrs, NULL};
-    r->xp = pt__xp_new(a, &xo);
+    r->cap_fr = r->o.max_depth + 4;
+    r->fr = pt_xalloc(a, r->cap_fr * sizeof(*r->fr));
+    r->xp = r->fr != NULL ? pt__xp_new_sax(a, &xo, &stream_cb, r) : NULL;
     if (r->xp == NULL) {
+        pt_xfree(a, r->fr);
         pt_xfree(a, r);
         return NULL;
     }
@@ -439,6 +750,14 @@ pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a
 
 int pt_soap_resp_feed(pt_soap_resp_t *r, const void *chunk, size_t len)
 {
+    /* Keep the bytes for the slow path (the byte cap is checked by the
+     * parser first: nothing past it is kept). */
+    if (r->nomem)
+        return PT_XERR_NOMEM;
+    if (len <= r->o.max_size - r->raw.len && pt_xbuf_append(&r->raw, chunk, len) != 0) {
+        r->nomem = true;
+        return PT_XERR_NOMEM;
+    }
     return pt__xp_code(pt__xp_feed(r->xp, chunk, len));
 }
 
@@ -456,27 +775,66 @@ static void set_bad(pt_soap_result_t *res, pt_soap_bad_t bad, const char *fmt, .
     va_end(ap);
 }
 
+static void set_parse_bad(pt_soap_result_t *res, pt__xp_fail_t f, const pt__xp_t *xp)
+{
+    pt_soap_bad_t b = f == PT_XP_LIMIT     ? PT_SOAP_BAD_TOO_LARGE
+                      : f == PT_XP_DOCTYPE ? PT_SOAP_BAD_DOCTYPE
+                                           : PT_SOAP_BAD_NOT_XML;
+    const char *what = f == PT_XP_LIMIT     ? "upstream answer refused"
+                       : f == PT_XP_DOCTYPE ? "upstream answer refused"
+                                            : "upstream answer is not XML";
+    if (pt__xp_line(xp) > 0)
+        set_bad(res, b, "%s: line %d column %d: %s", what, pt__xp_line(xp), pt__xp_col(xp),
+                pt__xp_msg(xp));
+    else
+        set_bad(res, b, "%s: %s", what, pt__xp_msg(xp));
+}
+
+static int tree_convert(pt_soap_resp_t *r, xmlDocPtr doc, pt_soap_result_t *res, pt_xbuf_t *out);
+
 int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out)
 {
     memset(res, 0, sizeof(*res));
+    if (r->nomem)
+        return PT_XERR_NOMEM;
     xmlDocPtr doc = NULL;
     pt__xp_fail_t f = pt__xp_finish(r->xp, &doc);
+    if (f == PT_XP_NOMEM)
+        return PT_XERR_NOMEM;
     if (f != PT_XP_OK) {
-        if (f == PT_XP_NOMEM)
-            return PT_XERR_NOMEM;
-        pt_soap_bad_t b = f == PT_XP_LIMIT     ? PT_SOAP_BAD_TOO_LARGE
-                          : f == PT_XP_DOCTYPE ? PT_SOAP_BAD_DOCTYPE
-                                               : PT_SOAP_BAD_NOT_XML;
-        const char *what = f == PT_XP_LIMIT     ? "upstream answer refused"
-                           : f == PT_XP_DOCTYPE ? "upstream answer refused"
-                                                : "upstream answer is not XML";
-        if (pt__xp_line(r->xp) > 0)
-            set_bad(res, b, "%s: line %d column %d: %s", what, pt__xp_line(r->xp),
-                    pt__xp_col(r->xp), pt__xp_msg(r->xp));
-        else
-            set_bad(res, b, "%s: %s", what, pt__xp_msg(r->xp));
+        set_parse_bad(res, f, r->xp);
         return 0;
     }
+    if (!r->slow && r->done) {
+        size_t mark = out->len;
+        if (pt_xbuf_append(out, r->json.data, r->json.len) == 0) {
+            res->outcome = PT_SOAP_OUTPUT;
+            res->http_status = 200;
+            return 0;
+        }
+        out->len = mark; /* over the output's limit: the tree walk says how */
+    }
+    /* The slow path: the same input again, into a tree. */
+    pt__xp_opts_t xo = {r->o.max_size, r->o.max_depth + 3, r->o.max_attrs, NULL};
+    pt__xp_t *xp = pt__xp_new(r->a, &xo);
+    if (xp == NULL)
+        return PT_XERR_NOMEM;
+    f = pt__xp_feed(xp, r->raw.data, r->raw.len);
+    if (f == PT_XP_OK)
+        f = pt__xp_finish(xp, &doc);
+    int rc = 0;
+    if (f == PT_XP_NOMEM)
+        rc = PT_XERR_NOMEM;
+    else if (f != PT_XP_OK)
+        set_parse_bad(res, f, xp); /* cannot happen: the streaming parse accepted it */
+    else
+        rc = tree_convert(r, doc, res, out);
+    pt__xp_free(xp);
+    return rc;
+}
+
+static int tree_convert(pt_soap_resp_t *r, xmlDocPtr doc, pt_soap_result_t *res, pt_xbuf_t *out)
+{
     const pt_opimpl_t *im = r->op->_impl;
     bool v12 = r->op->soap_version == PT_SOAP_12;
     const char *env = v12 ? PT_SOAP12_ENV : PT_SOAP11_ENV;
@@ -566,11 +924,17 @@ done:
     return rc;
 }
 
+void pt__soap_resp_force_tree(pt_soap_resp_t *r) { go_slow(r); }
+
 void pt_soap_resp_free(pt_soap_resp_t *r)
 {
     if (r == NULL)
         return;
     pt__xp_free(r->xp);
+    pt_xbuf_dispose(&r->raw);
+    pt_xbuf_dispose(&r->json);
+    pt_xbuf_dispose(&r->text);
+    pt_xfree(r->a, r->fr);
     pt_xfree(r->a, r);
 }
 

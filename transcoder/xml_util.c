@@ -110,6 +110,9 @@ struct pt__xp {
     uint8_t scan, quote, run; /* attribute pre-scan state */
     unsigned eqs;
     unsigned depth;
+    bool seen_root;
+    const pt__xp_sax_t *cb; /* streaming: no tree */
+    void *ud;
     pt__xp_fail_t fail;
     int line, col;
     char msg[256];
@@ -185,8 +188,12 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                 (const char *)localname, x->o.max_attrs);
         return;
     }
-    xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
-                          nb_defaulted, attributes);
+    x->seen_root = true;
+    if (x->cb != NULL)
+        x->cb->start(x->ud, localname, uri, nb_attributes, attributes);
+    else
+        xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces,
+                              nb_attributes, nb_defaulted, attributes);
 }
 
 static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri)
@@ -194,8 +201,19 @@ static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, c
     pt__xp_t *x = xp_of(ctx);
     if (x->depth > 0)
         x->depth--;
-    if (x->fail == PT_XP_OK)
+    if (x->fail != PT_XP_OK)
+        return;
+    if (x->cb != NULL)
+        x->cb->end(x->ud);
+    else
         xmlSAX2EndElementNs(ctx, localname, prefix, uri);
+}
+
+static void on_text(void *ctx, const xmlChar *s, int len)
+{
+    pt__xp_t *x = xp_of(ctx);
+    if (x->fail == PT_XP_OK)
+        x->cb->text(x->ud, s, len);
 }
 
 /* Our words for libxml2's errors: the client sees these, never libxml2's text. */
@@ -249,6 +267,12 @@ static void on_error(void *ud, xmlErrorPtr e)
 
 pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o)
 {
+    return pt__xp_new_sax(a, o, NULL, NULL);
+}
+
+pt__xp_t *pt__xp_new_sax(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__xp_sax_t *cb,
+                         void *ud)
+{
     if (a == NULL)
         a = pt_allocator_default();
     pt__xp_t *x = pt_xalloc(a, sizeof(*x));
@@ -257,6 +281,8 @@ pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o)
     memset(x, 0, sizeof(*x));
     x->a = a;
     x->o = *o;
+    x->cb = cb;
+    x->ud = ud;
     if (x->o.max_depth == 0)
         x->o.max_depth = 64;
     if (x->o.max_attrs == 0)
@@ -278,6 +304,16 @@ pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o)
     sax.warning = NULL;
     sax.error = NULL;
     sax.fatalError = NULL;
+    if (cb != NULL) {
+        /* The document node is still made (it records the declared
+         * encoding, checked at the end); no element, text or comment is. */
+        sax.characters = on_text;
+        sax.ignorableWhitespace = on_text;
+        sax.cdataBlock = on_text;
+        sax.comment = NULL;
+        sax.processingInstruction = NULL;
+        sax.reference = NULL;
+    }
     x->ctxt = xmlCreatePushParserCtxt(&sax, NULL, NULL, 0, o->name);
     if (x->ctxt == NULL) {
         pt_xfree(a, x);
@@ -307,10 +343,15 @@ static bool scan_attrs(pt__xp_t *x, const unsigned char *p, size_t n)
     for (size_t i = 0; i < n && x->scan != S_OFF; i++) {
         unsigned char c = p[i];
         switch (x->scan) {
-        case S_TEXT:
-            if (c == '<')
-                x->scan = S_LT;
+        case S_TEXT: {
+            /* skip to the next '<' in one go: text is most of the bytes */
+            const unsigned char *lt = memchr(p + i, '<', n - i);
+            if (lt == NULL)
+                return true;
+            i = (size_t)(lt - p);
+            x->scan = S_LT;
             break;
+        }
         case S_LT:
             x->scan = c == '!' ? S_BANG : c == '?' ? S_PI : c == '/' ? S_ETAG : S_STAG;
             x->eqs = 0;
@@ -336,11 +377,17 @@ static bool scan_attrs(pt__xp_t *x, const unsigned char *p, size_t n)
                 x->scan = S_TEXT;
             x->run = c == '?';
             break;
-        case S_ETAG:
-            if (c == '>')
-                x->scan = S_TEXT;
+        case S_ETAG: {
+            const unsigned char *gt = memchr(p + i, '>', n - i);
+            if (gt == NULL)
+                return true;
+            i = (size_t)(gt - p);
+            x->scan = S_TEXT;
             break;
+        }
         case S_STAG:
+            while (i + 1 < n && c != '"' && c != '\'' && c != '>' && c != '=')
+                c = p[++i]; /* names and blanks */
             if (c == '"' || c == '\'') {
                 x->quote = c;
                 x->scan = S_STAG_Q;
@@ -353,10 +400,14 @@ static bool scan_attrs(pt__xp_t *x, const unsigned char *p, size_t n)
                 return false;
             }
             break;
-        case S_STAG_Q:
-            if (c == x->quote)
-                x->scan = S_STAG;
+        case S_STAG_Q: {
+            const unsigned char *q = memchr(p + i, x->quote, n - i);
+            if (q == NULL)
+                return true;
+            i = (size_t)(q - p);
+            x->scan = S_STAG;
             break;
+        }
         default:
             break;
         }
@@ -397,15 +448,16 @@ pt__xp_fail_t pt__xp_finish(pt__xp_t *x, xmlDocPtr *doc)
     if (x->fail == PT_XP_OK && c->input != NULL && c->input->buf != NULL &&
         c->input->buf->encoder != NULL)
         xp_fail(x, PT_XP_NOT_XML, "only UTF-8 is accepted");
-    if (x->fail == PT_XP_OK && (!c->wellFormed || c->myDoc == NULL ||
-                                xmlDocGetRootElement(c->myDoc) == NULL)) {
+    if (x->fail == PT_XP_OK &&
+        (!c->wellFormed || c->myDoc == NULL || !x->seen_root ||
+         (x->cb == NULL && xmlDocGetRootElement(c->myDoc) == NULL))) {
         x->fail = PT_XP_NOT_XML;
         snprintf(x->msg, sizeof(x->msg), "%s", x->fed == 0 ? "empty document" : "not well-formed");
     }
     if (x->fail == PT_XP_OK && c->myDoc != NULL && c->myDoc->encoding != NULL &&
         xmlStrcasecmp(c->myDoc->encoding, (const xmlChar *)"UTF-8") != 0)
         xp_fail(x, PT_XP_NOT_XML, "only UTF-8 is accepted");
-    if (x->fail == PT_XP_OK) {
+    if (x->fail == PT_XP_OK && x->cb == NULL) {
         *doc = c->myDoc;
         c->myDoc = NULL;
     }

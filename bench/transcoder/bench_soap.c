@@ -5,6 +5,10 @@
  * gateway does), and generic XML -> JSON on the same large answer.
  *
  *   bench_soap WSDL [SECS]     (test/xml/crm.wsdl)
+ *   bench_soap WSDL ONE K N    runs workload K (0-4) N times and exits, for
+ *                              instruction counts: run it under
+ *                              valgrind --tool=callgrind with N and with 0
+ *                              and divide the difference by N
  *
  * Workloads run interleaved in rounds (noise hits all alike); reported as
  * process CPU microseconds per operation (utime+stime via
@@ -68,7 +72,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_soap WSDL [SECS]\n");
         return 2;
     }
-    double secs = argc > 2 ? atof(argv[2]) : 1.0;
+    double secs = argc > 2 && strcmp(argv[2], "ONE") != 0 ? atof(argv[2]) : 1.0;
     pt_wsdl_t *w;
     pt_wsdl_err_t e;
     if (pt_wsdl_load(argv[1], NULL, NULL, &w, &e) != 0) {
@@ -115,6 +119,20 @@ int main(int argc, char **argv)
             fprintf(stderr, "workload %s fails\n", names[k]);
             return 1;
         }
+    }
+    if (argc > 4 && strcmp(argv[2], "ONE") == 0) {
+        int k = atoi(argv[3]);
+        long n_ops = atol(argv[4]);
+        for (long i = 0; i < n_ops && k >= 0 && k < 5; i++)
+            (void)(k == 0   ? run_req(get_op, req_json, &out)
+                   : k == 1 ? run_req(save_op, save_json, &out)
+                   : k == 2 ? run_resp(small_resp, strlen(small_resp), &out)
+                   : k == 3 ? run_resp(large_resp, large_len, &out)
+                            : run_generic(large_resp, large_len, &out));
+        pt_xbuf_dispose(&out);
+        free(large_resp);
+        pt_wsdl_free(w);
+        return 0;
     }
     double end = cpu_now() + secs * 5;
     while (cpu_now() < end)

@@ -9,13 +9,20 @@
  *
  * Checks: no crash, no leak; the outcome is coherent (OUTPUT/FAULT wrote
  * JSON with status 200 / 400 / 500, BAD wrote nothing with 502); a request
- * that builds is a SOAP envelope the response parser reads as XML.
+ * that builds is a SOAP envelope the response parser reads as XML; an
+ * answer read whole (one feed) gives the same JSON, outcome and message as
+ * the same bytes fed in chunks, whenever that answer parsed (the common
+ * answer is converted while parsing, so chunk edges must not matter); and
+ * the tree walk (pt__soap_resp_force_tree) gives the same as the streaming
+ * conversion, for every answer.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "portico/transcoder/soap.h"
+
+#include "../../transcoder/soap_internal.h" /* pt__soap_resp_force_tree */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -71,8 +78,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (res.outcome == PT_SOAP_FAULT && (out.len == 0 || res.http_status < 400))
             abort();
+        if (res.outcome != PT_SOAP_BAD || res.bad == PT_SOAP_BAD_NOT_DECLARED) {
+            pt_xbuf_t whole;
+            pt_xbuf_init(&whole, NULL);
+            pt_soap_result_t r2;
+            if (pt_soap_parse_response(op, text, len, &o, &r2, &whole) != 0 ||
+                r2.outcome != res.outcome || r2.http_status != res.http_status ||
+                strcmp(r2.msg, res.msg) != 0 || whole.len != out.len ||
+                (out.len != 0 && memcmp(whole.data, out.data, out.len) != 0))
+                abort();
+            pt_xbuf_dispose(&whole);
+        }
     }
     pt_soap_resp_free(r);
+    /* streaming vs tree, fed whole */
+    pt_soap_result_t a, b;
+    pt_xbuf_t oa, ob;
+    pt_xbuf_init(&oa, NULL);
+    pt_xbuf_init(&ob, NULL);
+    pt_soap_resp_t *ra = pt_soap_resp_new(op, NULL, &o), *rb = pt_soap_resp_new(op, NULL, &o);
+    if (ra == NULL || rb == NULL)
+        abort();
+    pt__soap_resp_force_tree(rb);
+    pt_soap_resp_feed(ra, text, len);
+    pt_soap_resp_feed(rb, text, len);
+    int rca = pt_soap_resp_finish(ra, &a, &oa), rcb = pt_soap_resp_finish(rb, &b, &ob);
+    if (rca != rcb || (rca == 0 && (a.outcome != b.outcome || a.http_status != b.http_status ||
+                                    a.bad != b.bad || strcmp(a.msg, b.msg) != 0 ||
+                                    oa.len != ob.len ||
+                                    (oa.len != 0 && memcmp(oa.data, ob.data, oa.len) != 0))))
+        abort();
+    pt_soap_resp_free(ra);
+    pt_soap_resp_free(rb);
+    pt_xbuf_dispose(&oa);
+    pt_xbuf_dispose(&ob);
     pt_xbuf_dispose(&out);
     return 0;
 }

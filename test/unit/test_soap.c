@@ -21,6 +21,8 @@
 #include "portico/transcoder/soap.h"
 #include "xfail_alloc.h"
 
+#include "../../transcoder/soap_internal.h" /* pt__soap_resp_force_tree */
+
 #define WSDL PT_XML_TEST_DIR "/crm.wsdl"
 
 static pt_wsdl_t *w;
@@ -494,6 +496,117 @@ static void test_response_streamed_cap(void **state)
     }
 }
 
+/* Converting while parsing (no tree) must give exactly what the tree walk
+ * gives for every shape, whatever the chunk split: each case is checked
+ * one-shot and fed in every chunk size from 1 byte up. */
+static void resp_split(const pt_soap_op_t *op, const char *xml, const char *want)
+{
+    resp_ok(op, xml, want);
+    /* the tree walk agrees */
+    pt_soap_resp_t *t = pt_soap_resp_new(op, NULL, NULL);
+    pt__soap_resp_force_tree(t);
+    assert_int_equal(pt_soap_resp_feed(t, xml, strlen(xml)), 0);
+    pt_xbuf_t tout;
+    pt_xbuf_init(&tout, NULL);
+    pt_soap_result_t tres;
+    assert_int_equal(pt_soap_resp_finish(t, &tres, &tout), 0);
+    assert_int_equal(tres.outcome, PT_SOAP_OUTPUT);
+    pt_xbuf_terminate(&tout);
+    assert_string_equal((char *)tout.data, want);
+    pt_xbuf_dispose(&tout);
+    pt_soap_resp_free(t);
+    size_t n = strlen(xml);
+    for (size_t step = 1; step <= n; step += step < 16 ? 1 : 13) {
+        pt_soap_resp_t *r = pt_soap_resp_new(op, NULL, NULL);
+        assert_non_null(r);
+        for (size_t i = 0; i < n; i += step)
+            assert_int_equal(pt_soap_resp_feed(r, xml + i, n - i < step ? n - i : step), 0);
+        pt_xbuf_t out;
+        pt_xbuf_init(&out, NULL);
+        pt_soap_result_t res;
+        assert_int_equal(pt_soap_resp_finish(r, &res, &out), 0);
+        if (res.outcome != PT_SOAP_OUTPUT)
+            fail_msg("step %zu: outcome %d: %s", step, res.outcome, res.msg);
+        pt_xbuf_terminate(&out);
+        assert_string_equal((char *)out.data, want);
+        pt_xbuf_dispose(&out);
+        pt_soap_resp_free(r);
+    }
+}
+
+#define CJ(inner) "{\"customer\":{\"id\":1,\"name\":\"n\",\"tier\":\"GOLD\",\"active\":true" inner "}}"
+
+static void test_response_streaming_shapes(void **state)
+{
+    (void)state;
+    /* a repeated element interrupted by another and resumed: grouped, schema order */
+    resp_split(get11,
+               GCR(C("<r:nickname/><r:address kind=\"a\"><c:street>1</c:street><c:city>x</c:city>"
+                     "</r:address><r:tags><r:tag>t</r:tag></r:tags><r:address kind=\"b\"><c:street>"
+                     "2</c:street><c:city>y</c:city></r:address>")),
+               CJ(",\"nickname\":\"\",\"address\":[{\"@kind\":\"a\",\"street\":\"1\",\"city\":\"x\"},"
+                  "{\"@kind\":\"b\",\"street\":\"2\",\"city\":\"y\"}],\"tags\":{\"tag\":[\"t\"]}"));
+    /* out of schema order: written in schema order */
+    resp_split(get11,
+               GCR("<r:customer><r:nickname>k</r:nickname><r:active>0</r:active><r:id>1</r:id>"
+                   "<r:name>n</r:name><r:tier>GOLD</r:tier></r:customer>"),
+               "{\"customer\":{\"id\":1,\"name\":\"n\",\"tier\":\"GOLD\",\"active\":false,"
+               "\"nickname\":\"k\"}}");
+    /* pretty-printed, comments, PIs, CDATA and references split a leaf's text */
+    resp_split(get11,
+               R11("\n  <r:GetCustomerResponse xmlns:r=\"urn:portico:test:crm\">\n"
+                   "    <r:customer version=\"7\">\n      <r:id> 1 </r:id>\n"
+                   "      <r:name>a<!-- c -->b<?pi x?><![CDATA[<c>]]>&amp;&#x41;&lt;</r:name>\n"
+                   "      <!-- between -->\n      <r:tier>GOLD</r:tier><r:active>true</r:active>\n"
+                   "      <r:nickname xsi:nil=\"true\">ignored<b/></r:nickname>\n"
+                   "      <r:tags><r:tag>a</r:tag>\n<r:tag> b </r:tag></r:tags>\n"
+                   "    </r:customer>\n  </r:GetCustomerResponse>\n"),
+               "{\"customer\":{\"@version\":7,\"id\":1,\"name\":\"ab<c>&A<\",\"tier\":\"GOLD\","
+               "\"active\":true,\"nickname\":null,\"tags\":{\"tag\":[\"a\",\" b \"]}}}");
+    /* an attribute value with references (libxml2 hands "&#38;" over for '&') */
+    resp_split(get11,
+               GCR(C("<r:nickname/><r:address kind=\"a&amp;b&#x26;&lt;\"><c:street>s</c:street>"
+                     "<c:city>c</c:city></r:address>")),
+               CJ(",\"nickname\":\"\",\"address\":[{\"@kind\":\"a&b&<\",\"street\":\"s\","
+                  "\"city\":\"c\"}]"));
+    /* a Header with its own Body-named element, and what follows the Body, are ignored */
+    resp_split(get11,
+               "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header>"
+               "<s:Body><x/></s:Body></s:Header><s:Body><r:GetCustomerResponse xmlns:r=\""
+               "urn:portico:test:crm\">" C("<r:nickname/>") "</r:GetCustomerResponse></s:Body>"
+               "<s:Body><y/></s:Body><z/></s:Envelope>",
+               CJ(",\"nickname\":\"\""));
+    /* simpleContent with attributes; a nil complex value with content */
+    resp_split(get11,
+               GCR(C("<r:balance currency=\"NOK\"> 1.5 </r:balance><r:nickname/>")),
+               CJ(",\"balance\":{\"@currency\":\"NOK\",\"#text\":\"1.5\"},\"nickname\":\"\""));
+    resp_split(get11, GCR("<r:customer xsi:nil=\"true\"><r:id>x</r:id></r:customer>"),
+               "{\"customer\":null}");
+    /* anyType between typed fields, then a typed field again */
+    resp_split(get11,
+               GCR(C("<r:nickname/><r:email>e</r:email><r:extra><q>1</q><q>2</q></r:extra>")),
+               CJ(",\"nickname\":\"\",\"email\":\"e\",\"extra\":{\"q\":[\"1\",\"2\"]}"));
+    /* mismatches found while streaming keep the tree walk's first message */
+    resp_bad(get11, GCR(C("<r:nickname/><r:address kind=\"a\"><c:street>s</c:street></r:address>"
+                          "<r:visits>x</r:visits>")),
+             PT_SOAP_BAD_NOT_DECLARED, "customer.visits: value \"x\" is not an integer");
+    resp_bad(get11, GCR("<r:customer><r:id>1</r:id>tail</r:customer>"), PT_SOAP_BAD_NOT_DECLARED,
+             "text in element-only content");
+    resp_bad(get11, GCR(C("<r:nickname/>")
+                        "<r:customer><r:id>1</r:id></r:customer>"),
+             PT_SOAP_BAD_NOT_DECLARED, "customer: appears 2 times");
+    resp_bad(get11, R11("<r:GetCustomerResponse xmlns:r=\"urn:portico:test:crm\">" C("<r:nickname/>")
+                        "</r:GetCustomerResponse><r:after xmlns:r=\"urn:x\"/>"),
+             PT_SOAP_BAD_NOT_DECLARED, "Body holds 2 elements");
+    /* libxml2's tree builder refuses a bad or repeated xml:id: so does the streaming path */
+    resp_bad(get11, GCR("<r:customer xml:id=\"a b\"><r:id>1</r:id></r:customer>"),
+             PT_SOAP_BAD_NOT_XML, "not well-formed");
+    resp_bad(get11, GCR(C("<r:nickname xml:id=\"k\"/><r:email xml:id=\"k\">e</r:email>")),
+             PT_SOAP_BAD_NOT_XML, "not well-formed");
+    /* not well-formed after a good output: the parse error wins */
+    resp_bad(get11, GCR(C("<r:nickname/>")) "<junk", PT_SOAP_BAD_NOT_XML, "not XML");
+}
+
 static void test_faults(void **state)
 {
     (void)state;
@@ -818,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_response_not_declared),
         cmocka_unit_test(test_response_bad),
         cmocka_unit_test(test_response_streamed_cap),
+        cmocka_unit_test(test_response_streaming_shapes),
         cmocka_unit_test(test_faults),
         cmocka_unit_test(test_wsdl_errors),
         cmocka_unit_test(test_more_constructs),

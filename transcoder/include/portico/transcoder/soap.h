@@ -311,8 +311,10 @@ pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a
  * Returns 0 to ask for more, or PT_XERR_INVALID / PT_XERR_LIMIT once the
  * answer is known to be bad (stop reading: pt_soap_resp_finish() then gives
  * PT_SOAP_BAD with the reason; further feeds are ignored and return the same
- * code). The input is never held whole: only libxml2's tree of what was read
- * so far, bounded by max_size.
+ * code). The common answer is converted while it is parsed, with no tree;
+ * a copy of the bytes read so far (bounded by max_size) is kept for the rare
+ * answers (faults, mismatches, elements out of schema order) that are then
+ * parsed again into a tree at pt_soap_resp_finish().
  */
 int pt_soap_resp_feed(pt_soap_resp_t *r, const void *chunk, size_t len);
 

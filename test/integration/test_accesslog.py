@@ -116,8 +116,17 @@ class AccessLogFileTest(PorticoTestCase):
         url = f"http://127.0.0.1:{port}"
         for i in range(10):
             self.assertEqual(curl(f"{url}/before/{i}")[0], 200)
-        # the file is opened by the first line; its lines may still sit in the
-        # workers' buffers: they must end up in the old file, not be lost
+        # curl has its answer a moment before the worker logs the request (the
+        # log phase runs when the request is released): wait until all ten are
+        # counted -- metrics and the log line are written together -- so every
+        # line exists before the rename. They may still sit in the workers'
+        # buffers: they must end up in the old file, not be lost.
+        def answered():
+            st, _, body, _ = curl(f"http://127.0.0.1:{admin}/metrics")
+            return st == 200 and sum(int(float(l.rsplit(" ", 1)[1]))
+                                     for l in body.decode().splitlines()
+                                     if l.startswith("portico_requests_total{")) >= 10
+        self.assertTrue(wait_for(answered), "the ten requests were never counted")
         self.assertTrue(wait_for(lambda: os.path.exists(log)))
         os.rename(log, old)
         p.reload()

@@ -216,11 +216,7 @@ typedef struct grpc_call {
 static void grpc_cleanup(void *data)
 {
     grpc_call_t *g = data;
-    if (g->call != NULL) {
-        pt_grpc_call_t *x = g->call;
-        g->call = NULL;
-        pt_grpc_call_cancel(x);
-    }
+    pt_grpc_call_stop(&g->call);
     pt_xbuf_dispose(&g->pb);
     pt_xbuf_dispose(&g->json);
 }

@@ -206,11 +206,7 @@ typedef struct soap_call {
 static void soap_cleanup(void *data)
 {
     soap_call_t *s = data;
-    if (s->call != NULL) {
-        pt_soapcall_t *x = s->call;
-        s->call = NULL;
-        pt_soapcall_cancel(x);
-    }
+    pt_soapcall_stop(&s->call);
 }
 
 /* The fault's message (error.message), for the `errors` entry of an optional call. */
@@ -324,11 +320,8 @@ static int soap_start(pt_agg_call_t *c)
 static void soap_cancel(pt_agg_call_t *c)
 {
     soap_call_t *s = c->kstate;
-    if (s != NULL && s->call != NULL) {
-        pt_soapcall_t *x = s->call;
-        s->call = NULL;
-        pt_soapcall_cancel(x);
-    }
+    if (s != NULL)
+        pt_soapcall_stop(&s->call);
 }
 
 const pt_agg_kind_t pt_agg_kind_soap = {

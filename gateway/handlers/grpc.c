@@ -295,11 +295,7 @@ typedef struct rest_ctx {
 
 static void stop_call(rest_ctx_t *ctx)
 {
-    if (ctx->call != NULL) {
-        pt_grpc_call_t *c = ctx->call;
-        ctx->call = NULL;
-        pt_grpc_call_cancel(c);
-    }
+    pt_grpc_call_stop(&ctx->call);
 }
 
 static void ctx_cleanup(void *data)

@@ -617,11 +617,7 @@ typedef struct soap_ctx {
 
 static void stop_call(soap_ctx_t *ctx)
 {
-    if (ctx->call != NULL) {
-        pt_soapcall_t *c = ctx->call;
-        ctx->call = NULL;
-        pt_soapcall_cancel(c);
-    }
+    pt_soapcall_stop(&ctx->call);
 }
 
 static void ctx_cleanup(void *data)

@@ -107,4 +107,14 @@ int pt_soapcall_start(pt_worker_t *w, const pt_soap_target_t *t, const pt_soap_o
 /** Cancels a call whose callback has not run; nothing runs afterwards and it is freed. */
 void pt_soapcall_cancel(pt_soapcall_t *c);
 
+/** Cancels *call if it is running and clears it first (the twin of pt_upcall_stop). */
+static inline void pt_soapcall_stop(pt_soapcall_t **call)
+{
+    pt_soapcall_t *c = *call;
+    if (c != NULL) {
+        *call = NULL; /* cleared first: nothing may reach a cancelled call */
+        pt_soapcall_cancel(c);
+    }
+}
+
 #endif /* PT_GATEWAY_HANDLERS_SOAP_H */

@@ -111,11 +111,7 @@ typedef struct bridge {
 
 static void stop_call(bridge_t *b)
 {
-    if (b->call != NULL) {
-        pt_grpc_call_t *c = b->call;
-        b->call = NULL;
-        pt_grpc_call_cancel(c);
-    }
+    pt_grpc_call_stop(&b->call);
 }
 
 static void bridge_cleanup(void *data)

@@ -154,6 +154,16 @@ int pt_grpc_call_recv(pt_grpc_call_t *c);
  */
 void pt_grpc_call_cancel(pt_grpc_call_t *c);
 
+/** Cancels *call if it is running and clears it first (the twin of pt_upcall_stop). */
+static inline void pt_grpc_call_stop(pt_grpc_call_t **call)
+{
+    pt_grpc_call_t *c = *call;
+    if (c != NULL) {
+        *call = NULL; /* cleared first: nothing may reach a cancelled call */
+        pt_grpc_call_cancel(c);
+    }
+}
+
 /** The endpoint URL of the call's current attempt, for logs (worker lifetime), or NULL. */
 const char *pt_grpc_call_endpoint(const pt_grpc_call_t *c);
 

@@ -69,6 +69,16 @@ int64_t pt_req_body_length(const pt_req_t *req);
  */
 void pt_req_set_body_length(pt_req_t *req, int64_t len);
 
+/**
+ * From on_request_headers: the handler starts only after the request-body
+ * filters have produced the whole body, as on a route with
+ * `request_buffering: true` (the body is held in memory, bounded by the
+ * route's max_body, and the upstream gets its exact Content-Length). A filter
+ * that inspects bodies (the WAF) calls it so that a refused request never
+ * reaches an upstream, not even its head. No effect once the handler started.
+ */
+void pt_req_buffer_body(pt_req_t *req);
+
 /* ---- the response ------------------------------------------------------ */
 
 /** The response body's length when known (the codec frames with it), else -1. */
@@ -103,6 +113,11 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
  * log only, never to the client.
  */
 void pt_req_fail(pt_req_t *req, int st, const char *reason);
+
+/* TEMPORARY (waf branch): the lead's SDK additions (contracts.md 1); replaced on merging main. */
+int pt_req_reject(pt_req_t *req, int st, const char *detail);
+int pt_req_var_set(pt_req_t *req, pt_str_t name, pt_str_t value);
+pt_str_t pt_req_var(pt_req_t *req, pt_str_t name);
 
 /**
  * Registers `cb(data)` to run if the client goes away (or the request is torn

@@ -377,8 +377,11 @@ static pt_fstatus_t verdict(waf_ctx_t *x)
     ModSecurityIntervention it = {200, 0, NULL, NULL, 0};
     int disruptive = msc_intervention(x->tx, &it);
     char id[16] = "";
-    if (disruptive && x->id_cnt == 0 && it.log != NULL)
-        (void)msg_field(it.log, "id", id, sizeof(id)); /* a rule of ours, or the score */
+    if (disruptive && x->id_cnt == 0 && it.log != NULL) { /* a deny rule of the site's own */
+        (void)msg_field(it.log, "id", id, sizeof(id));
+        if (!msg_field(it.log, "msg", x->first_msg, sizeof(x->first_msg)))
+            x->first_msg[0] = '\0';
+    }
     free(it.log);
     free(it.url);
     if (!disruptive || !it.disruptive) {
@@ -394,7 +397,9 @@ static pt_fstatus_t verdict(waf_ctx_t *x)
                  x->first_msg[0] != '\0' ? " (" : "", x->first_msg,
                  x->first_msg[0] != '\0' ? ")" : "");
     else
-        snprintf(detail, sizeof(detail), "blocked by rule %s", id[0] != '\0' ? id : "(unknown)");
+        snprintf(detail, sizeof(detail), "blocked by rule %s%s%s%s", id[0] != '\0' ? id : "(unknown)",
+                 x->first_msg[0] != '\0' ? " (" : "", x->first_msg,
+                 x->first_msg[0] != '\0' ? ")" : "");
     (void)pt_req_reject(x->req, status_of(it.status), detail);
     return PT_FILTER_RESPOND;
 }

@@ -114,11 +114,6 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
  */
 void pt_req_fail(pt_req_t *req, int st, const char *reason);
 
-/* TEMPORARY (waf branch): the lead's SDK additions (contracts.md 1); replaced on merging main. */
-int pt_req_reject(pt_req_t *req, int st, const char *detail);
-int pt_req_var_set(pt_req_t *req, pt_str_t name, pt_str_t value);
-pt_str_t pt_req_var(pt_req_t *req, pt_str_t name);
-
 /**
  * Registers `cb(data)` to run if the client goes away (or the request is torn
  * down) while asynchronous work is pending. Hooks run once, in reverse order.

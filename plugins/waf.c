@@ -88,7 +88,9 @@ typedef struct waf_ctx {
     /* rules that matched (from the log callback), in order */
     unsigned id_cnt;
     unsigned ids[WAF_MAX_IDS];
-    char first_msg[96];
+    unsigned named;    /* the rule the refusal names: the first of the most severe */
+    int named_sev;
+    char named_msg[96];
 } waf_ctx_t;
 
 static ModSecurity *g_msc; /* see the header comment: one per process, never freed */
@@ -136,8 +138,15 @@ static void on_msc_log(void *data, const void *message)
     for (unsigned i = 0; i < x->id_cnt; i++)
         if (x->ids[i] == v)
             return;
-    if (x->id_cnt == 0 && !msg_field(message, "msg", x->first_msg, sizeof(x->first_msg)))
-        x->first_msg[0] = '\0';
+    /* CRS severities: 2 critical (attacks), 3 error, 4 warning, 5 notice */
+    char sev[8];
+    int s = msg_field(message, "severity", sev, sizeof(sev)) ? atoi(sev) : 9;
+    if (x->id_cnt == 0 || s < x->named_sev) {
+        x->named = v;
+        x->named_sev = s;
+        if (!msg_field(message, "msg", x->named_msg, sizeof(x->named_msg)))
+            x->named_msg[0] = '\0';
+    }
     x->ids[x->id_cnt++] = v;
 }
 
@@ -379,8 +388,8 @@ static pt_fstatus_t verdict(waf_ctx_t *x)
     char id[16] = "";
     if (disruptive && x->id_cnt == 0 && it.log != NULL) { /* a deny rule of the site's own */
         (void)msg_field(it.log, "id", id, sizeof(id));
-        if (!msg_field(it.log, "msg", x->first_msg, sizeof(x->first_msg)))
-            x->first_msg[0] = '\0';
+        if (!msg_field(it.log, "msg", x->named_msg, sizeof(x->named_msg)))
+            x->named_msg[0] = '\0';
     }
     free(it.log);
     free(it.url);
@@ -393,13 +402,13 @@ static pt_fstatus_t verdict(waf_ctx_t *x)
     note(x, "blocked", id[0] != '\0' ? id : NULL);
     char detail[200];
     if (x->id_cnt != 0)
-        snprintf(detail, sizeof(detail), "blocked by rule %u%s%s%s", x->ids[0],
-                 x->first_msg[0] != '\0' ? " (" : "", x->first_msg,
-                 x->first_msg[0] != '\0' ? ")" : "");
+        snprintf(detail, sizeof(detail), "blocked by rule %u%s%s%s", x->named,
+                 x->named_msg[0] != '\0' ? " (" : "", x->named_msg,
+                 x->named_msg[0] != '\0' ? ")" : "");
     else
         snprintf(detail, sizeof(detail), "blocked by rule %s%s%s%s", id[0] != '\0' ? id : "(unknown)",
-                 x->first_msg[0] != '\0' ? " (" : "", x->first_msg,
-                 x->first_msg[0] != '\0' ? ")" : "");
+                 x->named_msg[0] != '\0' ? " (" : "", x->named_msg,
+                 x->named_msg[0] != '\0' ? ")" : "");
     (void)pt_req_reject(x->req, status_of(it.status), detail);
     return PT_FILTER_RESPOND;
 }

@@ -197,6 +197,30 @@ class WafTest(PorticoTestCase):
                 self.assertIn(b"blocked by rule", data)
                 self.assertEqual(len(self.upstream.requests), before, what + " reached upstream")
 
+    def test_slow_body_never_opens_upstream(self):
+        """The upstream sees nothing, not even a connection or a head, while
+        the body is still arriving: the verdict comes first."""
+        import socket
+        conns, before = self.upstream.connections, len(self.upstream.requests)
+        body = json.dumps({"name": "x", "filter": "1' UNION SELECT password FROM users--"}).encode()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(b"POST /api HTTP/1.1\r\nHost: api.example.com\r\n"
+                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            s.sendall(b"%x\r\n%s\r\n" % (10, body[:10]))
+            time.sleep(0.5)  # a proxy that streams has connected and sent the head by now
+            self.assertEqual(self.upstream.connections, conns)
+            rest = body[10:]
+            s.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+            out = b""
+            while b"blocked by rule" not in out:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        self.assertTrue(out.startswith(b"HTTP/1.1 403 "), out)
+        self.assertEqual(self.upstream.connections, conns)
+        self.assertEqual(len(self.upstream.requests), before)
+
     def test_benign_pass_false_positives(self):
         fps = []
         for what, method, path, headers, body in BENIGN:

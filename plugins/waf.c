@@ -543,7 +543,7 @@ static void on_log(const pt_filter_t *f, pt_req_t *req, void *ctx)
 const pt_filter_def_t pt_filter_waf = {
     .abi = PT_FILTER_ABI,
     .name = "waf",
-    .priority = 100,
+    .priority = 150, /* global chains: after rewrite (200), before headers (100) */
     .conf_size = sizeof(waf_conf_t),
     .ctx_size = sizeof(waf_ctx_t),
     .parse_conf = parse_conf,

@@ -140,7 +140,7 @@ static void on_msc_log(void *data, const void *message)
             return;
     /* CRS severities: 2 critical (attacks), 3 error, 4 warning, 5 notice */
     char sev[8];
-    int s = msg_field(message, "severity", sev, sizeof(sev)) ? atoi(sev) : 9;
+    int s = msg_field(message, "severity", sev, sizeof(sev)) ? (int)strtol(sev, NULL, 10) : 9;
     if (x->id_cnt == 0 || s < x->named_sev) {
         x->named = v;
         x->named_sev = s;
@@ -186,13 +186,15 @@ static int rules_error(pt_conf_cx_t *cx, const pt_conf_node_t *node, const char 
     if (last != NULL) {
         const char *f = last + strlen("Rules error. File: ");
         const char *fe = strstr(f, ". Line: ");
-        unsigned line = 0, col = 0;
-        int used = 0;
-        if (fe != NULL && sscanf(fe, ". Line: %u. Column: %u. %n", &line, &col, &used) == 2 &&
-            used > 0) {
-            const char *msg = fe + used;
+        char *end = NULL;
+        unsigned long line = fe != NULL ? strtoul(fe + 8, &end, 10) : 0;
+        if (line != 0 && strncmp(end, ". Column: ", 10) == 0) {
+            unsigned long col = strtoul(end + 10, &end, 10);
+            const char *msg = end;
+            while (*msg == '.' || *msg == ' ')
+                msg++;
             size_t ml = strcspn(msg, "\n");
-            return pt_conf_error(cx, node, "waf: %s: %.*s:%u:%u: %.*s", what, (int)(fe - f), f,
+            return pt_conf_error(cx, node, "waf: %s: %.*s:%lu:%lu: %.*s", what, (int)(fe - f), f,
                                  line, col, (int)ml, msg);
         }
     }

@@ -295,6 +295,25 @@ class WafTest(PorticoTestCase):
         st, _, _ = self.send("GET", "/x?q=" + q("1' OR '1'='1"), host="custom.test")
         self.assertEqual(st, 200)
 
+    def test_reload_new_rules(self):
+        """SIGHUP builds a new rule set; the old one is released with its snapshot."""
+        st, _, _ = self.send("GET", "/x?token=opensesame", host="custom.test")
+        self.assertEqual(st, 200)
+        with open(os.path.join(self.p.dir, "custom.conf"), "ab") as f:
+            f.write(b'SecRule ARGS:token "@streq opensesame" '
+                    b'"id:10004,phase:2,deny,status:403,log,msg:\'second word\'"\n')
+        self.p.reload()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            st, ct, out = self.send("GET", "/x?token=opensesame", host="custom.test")
+            if st == 403:
+                break
+            time.sleep(0.1)
+        err = self.assertBlocked("reloaded rule", st, ct, out)
+        self.assertEqual(err["detail"], "blocked by rule 10004 (second word)")
+        st, _, _ = self.send("GET", "/search?q=" + q("1' OR '1'='1"))
+        self.assertEqual(st, 403)
+
     def test_many_requests(self):
         """A few thousand transactions (attacks, benign, bodies) from 4 client
         threads on kept-alive connections, over the 2 workers (one shared rule

@@ -133,7 +133,7 @@ static void on_msc_log(void *data, const void *message)
     if (x == NULL || message == NULL || !msg_field(message, "id", id, sizeof(id)))
         return;
     unsigned v = (unsigned)strtoul(id, NULL, 10);
-    if (v == 0 || scoring_rule(v) || x->id_cnt >= WAF_MAX_IDS)
+    if (v == 0 || scoring_rule(v))
         return;
     for (unsigned i = 0; i < x->id_cnt; i++)
         if (x->ids[i] == v)
@@ -141,13 +141,14 @@ static void on_msc_log(void *data, const void *message)
     /* CRS severities: 2 critical (attacks), 3 error, 4 warning, 5 notice */
     char sev[8];
     int s = msg_field(message, "severity", sev, sizeof(sev)) ? (int)strtol(sev, NULL, 10) : 9;
-    if (x->id_cnt == 0 || s < x->named_sev) {
+    if (x->named == 0 || s < x->named_sev) {
         x->named = v;
         x->named_sev = s;
         if (!msg_field(message, "msg", x->named_msg, sizeof(x->named_msg)))
             x->named_msg[0] = '\0';
     }
-    x->ids[x->id_cnt++] = v;
+    if (x->id_cnt < WAF_MAX_IDS) /* the access log keeps the first few */
+        x->ids[x->id_cnt++] = v;
 }
 
 /* ---- load time -------------------------------------------------------------- */

@@ -124,8 +124,11 @@ class WafTest(PorticoTestCase):
         super().setUp()
         self.upstream = self.echo()
         self.port = free_port()
-        self.p = self.start(config(self.port, self.upstream.port), self.port, workers=2,
-                            extra_files={"custom.conf": CUSTOM_RULES})
+        # loading the CRS (five rule sets here) takes seconds under ASan on a busy machine
+        self.p = Portico(config(self.port, self.upstream.port), workers=2,
+                         extra_files={"custom.conf": CUSTOM_RULES})
+        self._procs.append(self.p)
+        self.p.wait_ready(self.port, 120)
         self.log = os.path.join(self.p.dir, "access.log")
 
     def send(self, method, path, headers=None, body=None, host="api.example.com", chunked=False):

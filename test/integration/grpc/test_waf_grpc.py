@@ -41,7 +41,7 @@ class WafGrpcTest(unittest.TestCase):
         cls.port = free_port()
         cls.portico = Portico(CONFIG.format(port=cls.port, pb=PB, bs=cls.srv.port))
         cls.addClassCleanup(cls.portico.stop)
-        cls.portico.wait_ready(cls.port)
+        cls.portico.wait_ready(cls.port, 120)  # the CRS loads slowly under ASan
         cls.base = "http://127.0.0.1:%d" % cls.port
 
     def themes(self):

@@ -34,7 +34,7 @@ static void tcl_init(tcl_t *t, unsigned index, size_t n)
 {
     memset(t, 0, sizeof(*t));
     for (size_t i = 0; i < n; i++) {
-        snprintf(t->urls[i], sizeof(t->urls[i]), "http://127.0.0.1:%zu", i + 1);
+        snprintf(t->urls[i], sizeof(t->urls[i]), "http://127.0.0.1:%u", (unsigned)(i + 1) % 100u);
         t->eps[i].url = t->urls[i];
         t->eps[i].weight = 1;
     }

@@ -290,7 +290,7 @@ class TestPriorityAndOutlier(LbCase):
         second = out_time()
         self.assertGreater(first, 0.8)
         self.assertGreater(second, 1.8)  # base x 2: the second ejection in a row
-        self.assertGreater(second, first * 1.5)
+        self.assertGreater(second - first, 0.5)  # about base longer (a ratio would suffer load)
         self.assertEqual(metric(self.admin, "portico_upstream_ejections_total"), 2)
         # during an ejection the gauge shows it
         run = 0

@@ -30,6 +30,7 @@
 #include "core/confvalue.h"
 #include "core/filter_registry.h"
 #include "core/handler.h"
+#include "core/route_retry.h"
 #include "core/router.h"
 #include "net/tls.h"
 #include "upstream/redis.h"
@@ -981,7 +982,7 @@ static void load_match(loader_t *L, pt_route_t *r, const pt_conf_node_t *n)
 }
 
 static const char *const route_keys[] = {"name",    "match",   "filters", "max_body",
-                                         "timeout", "request_buffering", NULL};
+                                         "timeout", "request_buffering", "retry", NULL};
 
 /* The route's handler conf: fields, parse_conf; check_conf runs after everything is loaded. */
 static void load_handler(loader_t *L, pt_route_t *r, const pt_handler_def_t *def,
@@ -1033,6 +1034,8 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
                 pt_conf_error(cx, v, "timeout must be positive");
         } else if (strcmp(k->str, "request_buffering") == 0) {
             pt_conf_get_bool(cx, v, &r->request_buffering);
+        } else if (strcmp(k->str, "retry") == 0) {
+            pt_route_retry_parse(cx, v, &r->retry); /* issue 12: core/route_retry.c */
         } else {
             const pt_handler_def_t *def = pt_handler_find(k->str, k->len);
             if (def == NULL) {

@@ -1050,6 +1050,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         .msg_len = unary_req ? ctx->pb.len : 0,
         .close = unary_req,
         .unary = unary_req && !ctx->stream_resp,
+        .retry = req->route.route != NULL ? req->route.route->retry : NULL,
     };
     ctx->t0_ns = pt_now_ns();
     int rc = pt_grpc_call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);

@@ -794,6 +794,7 @@ static void start_call(gn_ctx_t *ctx)
     up->content_length = -1;
     up->timeout_ms = left;
     up->idempotent = false;
+    up->retry = req->route.route != NULL ? req->route.route->retry : NULL;
     static const pt_upcall_cbs_t cbs = {
         .read_body = up_read_body,
         .on_head = up_on_head,

@@ -54,6 +54,8 @@ typedef enum pt_observe_upevent {
     PT_OBSERVE_UP_LOCAL_ERROR = 0, /* a connection failed for lack of fds/buffers (Portico's own) */
     PT_OBSERVE_UP_QUEUED = 1,      /* a call waited for a connection slot */
     PT_OBSERVE_UP_OVERFLOW = 2,    /* a call got 503 at once: the waiting queue was full */
+    PT_OBSERVE_UP_RETRY = 3,        /* a route's retry policy started another attempt */
+    PT_OBSERVE_UP_RETRY_BUDGET = 4, /* ... wanted to, but the retry budget was spent */
 } pt_observe_upevent_t;
 
 /** Counts upstream event `ev` for `cluster` (worker thread). */

@@ -118,6 +118,7 @@ typedef struct pt_grpc_call_req {
     size_t msg_len;
     bool close;                   /**< half-close after `msg` (or right away) */
     bool unary;                   /**< deliver the response in one go (see the top comment) */
+    const struct pt_retry_conf *retry; /**< the route's `retry:` (core/route.h), or NULL */
 } pt_grpc_call_req_t;
 
 /**

@@ -1774,7 +1774,7 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
     if (!token_ok(r->method) || (r->path.len > 0 && !token_ok(r->path)))
         return PT_ERR_INVALID; /* would break the request line */
     pt_policy_try_t pol = {0};
-    long idx = pt_policy_pick(uw->w, r->cluster, &pol);
+    long idx = pt_policy_pick_req(uw->w, r, &pol);
     if (idx < 0) /* every endpoint is ejected: fail fast */
         return PT_ERR_UNAVAILABLE;
 

@@ -1609,7 +1609,7 @@ int pt__uph2_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs
     c->r = r;
     c->cbs = *cbs;
     c->ud = ud;
-    long idx = pt_policy_pick(w, r->cluster, &c->pol);
+    long idx = pt_policy_pick_req(w, r, &c->pol);
     if (idx < 0) {
         free(c);
         return PT_ERR_UNAVAILABLE;

@@ -1008,7 +1008,7 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
     c->r = r;
     c->cbs = *cbs;
     c->ud = ud;
-    long idx = pt_policy_pick(uw->w, r->cluster, &c->pol);
+    long idx = pt_policy_pick_req(uw->w, r, &c->pol);
     if (idx < 0) { /* every endpoint is ejected: fail fast */
         free(c);
         return PT_ERR_UNAVAILABLE;

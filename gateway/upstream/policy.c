@@ -197,9 +197,35 @@ long pt_policy_pick(pt_worker_t *w, const pt_cluster_t *cl, pt_policy_try_t *t)
     return idx;
 }
 
+long pt_policy_pick_req(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *t)
+{
+    pt_policy_route_try_t *rt = r->_route;
+    if (rt == NULL || rt->seed.attempts == 0) {
+        long idx = pt_policy_pick(w, r->cluster, t);
+        if (rt != NULL && idx >= 0)
+            tried_add(&rt->seed, idx);
+        return idx;
+    }
+    /* another attempt of a route retry: an endpoint not tried yet, else any */
+    long idx = next_ep(w, r->cluster, rt->seed.tried, true);
+    if (idx < 0)
+        idx = next_ep(w, r->cluster, 0, false);
+    tried_add(&rt->seed, idx);
+    *t = (pt_policy_try_t){.tried = rt->seed.tried, .attempts = idx >= 0 ? 1 : 0};
+    return idx;
+}
+
 long pt_policy_retry(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *t,
                      pt_policy_fail_t kind, bool replayable)
 {
+    pt_policy_route_try_t *rt = r->_route;
+    if (rt != NULL && (kind != PT_POLICY_FAIL_REFUSED || t->refused_retried || !replayable)) {
+        /* the route's retry policy decides (upstream/retry.c) */
+        rt->failed = true;
+        rt->kind = kind;
+        rt->replayable = replayable;
+        return -1;
+    }
     if (!replayable)
         return -1;
     const pt_cluster_t *cl = r->cluster;
@@ -227,6 +253,8 @@ long pt_policy_retry(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *
         return -1;
     }
     tried_add(t, idx);
+    if (rt != NULL)
+        tried_add(&rt->seed, idx);
     return idx;
 }
 

@@ -62,6 +62,20 @@ typedef struct pt_policy_try {
     bool refused_retried;     /**< the one retry of a refused request was used */
 } pt_policy_try_t;
 
+/**
+ * A call run by a route's `retry:` policy (upstream/retry.c): each attempt is
+ * a call of its own, started with req->_route pointing here. The first pick
+ * of an attempt avoids the endpoints in `seed` (and adds its own); a failed
+ * attempt is not retried inside the back end (only a REFUSED one, once) but
+ * reported here, and retry.c decides.
+ */
+struct pt_policy_route_try {
+    pt_policy_try_t seed;         /* endpoints tried by this call's earlier attempts */
+    bool failed;                  /* the back end reported a failure (kind, replayable) */
+    pt_policy_fail_t kind;
+    bool replayable;
+};
+
 /** One endpoint (URL, plus TLS settings for https://) on one worker: health, connection count,
  *  waiting calls. Lives as long as the worker. */
 typedef struct pt_policy_ep pt_policy_ep_t;
@@ -84,6 +98,12 @@ void pt_policy_worker_dispose(pt_worker_t *w);
 long pt_policy_pick(pt_worker_t *w, const pt_cluster_t *cl, pt_policy_try_t *t);
 
 /**
+ * pt_policy_pick() for a call's first attempt; for an attempt of a route
+ * retry (r->_route) an endpoint no earlier attempt tried, when there is one.
+ */
+long pt_policy_pick_req(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *t);
+
+/**
  * The retry decision after an attempt of `r` failed with `kind`, and where.
  * `replayable`: the back end can send the request again (no response byte
  * came, and no request body byte was taken that it cannot replay). Returns
@@ -94,6 +114,8 @@ long pt_policy_pick(pt_worker_t *w, const pt_cluster_t *cl, pt_policy_try_t *t);
  *     endpoint if there is one, else the same.
  *   - REFUSED: once, whatever `retries` (the server said it did nothing).
  *   - OTHER, LOCAL: never.
+ * With r->_route (a route's `retry:` policy), only REFUSED is retried here;
+ * every failure is recorded in r->_route and retry.c decides.
  */
 long pt_policy_retry(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *t,
                      pt_policy_fail_t kind, bool replayable);

@@ -47,6 +47,7 @@
 
 #include "core/clock.h"
 #include "core/route.h"
+#include "core/route_retry.h"
 #include "observe/observe.h"
 #include "portico/status.h"
 #include "upstream/grpc.h"
@@ -134,17 +135,6 @@ static bool budget_take(pt_worker_t *w, const pt_cluster_t *cl, unsigned pct)
 
 /* ---- decisions ------------------------------------------------------------------- */
 
-static uint64_t rnd(void)
-{
-    static _Thread_local uint64_t x;
-    if (x == 0)
-        x = pt_now_ns() | 1u;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-}
-
 /*
  * Whether one more attempt may be made; `sent`: the request may have reached
  * the upstream. Sets c->delay_ms. Takes from the budget (last check).
@@ -160,7 +150,7 @@ static bool can_retry(rt_call_t *c, bool sent)
         d *= 2;
     if (d > rc->backoff_max_ms)
         d = rc->backoff_max_ms;
-    c->delay_ms = d / 2 + (d > 1 ? rnd() % (d - d / 2) + 1 : d - d / 2);
+    c->delay_ms = d / 2 + (d > 1 ? pt_route_rand() % (d - d / 2) + 1 : d - d / 2);
     if (pt_now_ms() + c->delay_ms >= c->deadline_ms)
         return false;
     return budget_take(c->w, c->ireq.cluster, rc->budget_pct);

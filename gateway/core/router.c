@@ -251,7 +251,10 @@ typedef struct croute {
  * result is the lowest index whose conditions all hold, exactly what the
  * linear scan in config order finds (pt_router_match_linear; the unit test
  * router_diff compares them on random route sets). Built at load, read-only
- * afterwards, shared by the workers; freed with the snapshot.
+ * afterwards, shared by the workers; freed with the snapshot. The
+ * environment variable PORTICO_ROUTER_LINEAR=1 (read at each load) skips the
+ * index and scans: a switch for comparisons (bench/router_bench.c) and a
+ * fallback.
  */
 
 typedef struct idxlist {
@@ -261,6 +264,7 @@ typedef struct idxlist {
 
 typedef struct smap_slot {
     pt_str_t key;
+    uint64_t hash;
     void *val;
 } smap_slot_t;
 
@@ -274,11 +278,13 @@ typedef struct rnode { /* prefix radix tree */
     size_t len;
     idxlist_t routes;  /* prefixes ending exactly here */
     struct rnode **kids; /* sorted by label[0] (distinct) */
+    unsigned char *first; /* kids[i]->label[0], contiguous for the walk */
     size_t kid_cnt;
 } rnode_t;
 
 typedef struct tnode tnode_t;
 typedef struct tlit {
+    uint64_t key8;  /* the first 8 bytes (zero padded), compared before the text */
     pt_str_t lit;
     tnode_t *child;
 } tlit_t;
@@ -298,14 +304,22 @@ typedef struct group {
     idxlist_t any;    /* no path condition */
 } group_t;
 
+/* What a candidate still has to pass, packed for the index walk (8 bytes a route). */
+typedef struct rcond {
+    uint32_t methods;     /* PT_METHOD_* mask, 0 = any */
+    uint16_t header_cnt;  /* header conditions */
+    uint16_t pad;
+} rcond_t;
+
 struct pt_router {
     croute_t *v;
+    rcond_t *cond;    /* by route index */
     size_t cnt;
     group_t nohost;
     smap_t hosts;     /* lowercase host -> group_t * */
     smap_t wild;      /* lowercase suffix after "*." -> group_t * */
     size_t mem;       /* bytes of the compiled index (pt_router_mem) */
-    bool oom;
+    bool linear;      /* PORTICO_ROUTER_LINEAR=1 at load: no index, every match scans */
 };
 
 static void *rmalloc(pt_router_t *r, size_t n)
@@ -339,11 +353,12 @@ static void *smap_get(const smap_t *m, pt_str_t key)
 {
     if (m->cap == 0)
         return NULL;
-    for (size_t i = shash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+    uint64_t h = shash(key);
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         const smap_slot_t *s = &m->slots[i];
         if (s->val == NULL)
             return NULL;
-        if (pt_str_eq(s->key, key))
+        if (s->hash == h && pt_str_eq(s->key, key))
             return s->val;
     }
 }
@@ -360,10 +375,11 @@ static void smap_put(pt_router_t *r, smap_t *m, pt_str_t key, void *val)
         free(m->slots);
         *m = n;
     }
-    size_t i = shash(key) & (m->cap - 1);
+    uint64_t h = shash(key);
+    size_t i = h & (m->cap - 1);
     while (m->slots[i].val != NULL)
         i = (i + 1) & (m->cap - 1);
-    m->slots[i] = (smap_slot_t){key, val};
+    m->slots[i] = (smap_slot_t){key, h, val};
     m->cnt++;
 }
 
@@ -377,16 +393,19 @@ static void prefix_add(pt_router_t *r, rnode_t *n, const char *s, size_t len, ui
             return;
         }
         size_t k = 0;
-        while (k < n->kid_cnt && (unsigned char)n->kids[k]->label[0] < (unsigned char)s[0])
+        while (k < n->kid_cnt && n->first[k] < (unsigned char)s[0])
             k++;
-        if (k == n->kid_cnt || n->kids[k]->label[0] != s[0]) { /* a new edge: the whole rest */
+        if (k == n->kid_cnt || n->first[k] != (unsigned char)s[0]) { /* a new edge: the rest */
             rnode_t *c = rmalloc(r, sizeof(*c));
             c->label = s;
             c->len = len;
             n->kids = pt_xrealloc(n->kids, (n->kid_cnt + 1) * sizeof(*n->kids));
-            r->mem += sizeof(*n->kids);
+            n->first = pt_xrealloc(n->first, n->kid_cnt + 1);
+            r->mem += sizeof(*n->kids) + 1;
             memmove(&n->kids[k + 1], &n->kids[k], (n->kid_cnt - k) * sizeof(*n->kids));
+            memmove(&n->first[k + 1], &n->first[k], n->kid_cnt - k);
             n->kids[k] = c;
+            n->first[k] = (unsigned char)s[0];
             n->kid_cnt++;
             idx_add(r, &c->routes, idx);
             return;
@@ -400,11 +419,13 @@ static void prefix_add(pt_router_t *r, rnode_t *n, const char *s, size_t len, ui
             mid->label = c->label;
             mid->len = common;
             mid->kids = pt_xcalloc(1, sizeof(*mid->kids));
-            r->mem += sizeof(*mid->kids);
+            mid->first = pt_xcalloc(1, 1);
+            r->mem += sizeof(*mid->kids) + 1;
             mid->kids[0] = c;
-            mid->kid_cnt = 1;
             c->label += common;
             c->len -= common;
+            mid->first[0] = (unsigned char)c->label[0];
+            mid->kid_cnt = 1;
             n->kids[k] = mid;
             c = mid;
         }
@@ -416,19 +437,32 @@ static void prefix_add(pt_router_t *r, rnode_t *n, const char *s, size_t len, ui
 
 /* -- templates -- */
 
-static int litcmp(pt_str_t a, const char *b, size_t blen)
+static uint64_t key8(const char *s, size_t len)
 {
-    if (a.len != blen)
-        return a.len < blen ? -1 : 1;
-    return a.len != 0 ? memcmp(a.base, b, blen) : 0;
+    unsigned char b[8] = {0};
+    memcpy(b, s, len < 8 ? len : 8);
+    return (uint64_t)b[0] << 56 | (uint64_t)b[1] << 48 | (uint64_t)b[2] << 40 |
+           (uint64_t)b[3] << 32 | (uint64_t)b[4] << 24 | (uint64_t)b[5] << 16 |
+           (uint64_t)b[6] << 8 | (uint64_t)b[7];
+}
+
+/* Order of literals: length, then the first 8 bytes (big-endian: byte order), then the rest. */
+static int litcmp(const tlit_t *a, uint64_t k, const char *b, size_t blen)
+{
+    if (a->lit.len != blen)
+        return a->lit.len < blen ? -1 : 1;
+    if (a->key8 != k)
+        return a->key8 < k ? -1 : 1;
+    return blen > 8 ? memcmp(a->lit.base + 8, b + 8, blen - 8) : 0;
 }
 
 static long find_lit(const tnode_t *n, const char *s, size_t len)
 {
+    uint64_t k = key8(s, len);
     size_t lo = 0, hi = n->lit_cnt;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = litcmp(n->lits[mid].lit, s, len);
+        int c = litcmp(&n->lits[mid], k, s, len);
         if (c == 0)
             return (long)mid;
         if (c < 0)
@@ -467,7 +501,7 @@ static void tmpl_add(pt_router_t *r, tnode_t *n, const tmpl_t *t, uint32_t idx)
         }
         memmove(&n->lits[ins + 1], &n->lits[ins], (n->lit_cnt - ins) * sizeof(*n->lits));
         tnode_t *c = rmalloc(r, sizeof(*c));
-        n->lits[ins] = (tlit_t){sg->lit, c};
+        n->lits[ins] = (tlit_t){key8(sg->lit.base, sg->lit.len), sg->lit, c};
         n->lit_cnt++;
         n = c;
     }
@@ -522,6 +556,7 @@ static void rnode_free(rnode_t *n)
     for (size_t i = 0; i < n->kid_cnt; i++)
         rnode_free(n->kids[i]);
     free(n->kids);
+    free(n->first);
     free(n->routes.v);
     free(n);
 }
@@ -620,8 +655,18 @@ const pt_router_t *pt_router_new(pt_conf_cx_t *cx, const pt_config_t *config)
             }
         }
     }
+    r->cond = pt_conf_alloc(cx, (r->cnt != 0 ? r->cnt : 1) * sizeof(*r->cond));
+    for (size_t i = 0; i < r->cnt; i++)
+        r->cond[i] = (rcond_t){r->v[i].route->match.methods,
+                               (uint16_t)(r->v[i].route->match.header_cnt > 0xffff
+                                              ? 0xffff
+                                              : r->v[i].route->match.header_cnt),
+                               0};
+    r->mem += r->cnt * sizeof(*r->cond);
     pt_conf_on_release(cx, router_release, r);
-    for (size_t i = 0; i < r->cnt; i++) {
+    const char *lin = getenv("PORTICO_ROUTER_LINEAR");
+    r->linear = lin != NULL && strcmp(lin, "1") == 0;
+    for (size_t i = 0; i < r->cnt && !r->linear; i++) {
         const croute_t *c = &r->v[i];
         if (c->host_cnt == 0)
             group_add(r, &r->nohost, c, (uint32_t)i);
@@ -783,10 +828,12 @@ typedef struct mctx {
 static void consider(mctx_t *m, const idxlist_t *l)
 {
     for (uint32_t i = 0; i < l->cnt && l->v[i] < m->best; i++) {
-        const croute_t *c = &m->r->v[l->v[i]];
-        if (!method_ok(c, m->bit, m->method))
+        const rcond_t *k = &m->r->cond[l->v[i]];
+        if (k->methods != 0 &&
+            ((k->methods & m->bit) == 0 ||
+             (m->bit == PT_METHOD_OTHER && !method_ok(&m->r->v[l->v[i]], m->bit, m->method))))
             continue;
-        if (c->route->match.header_cnt != 0 && !headers_ok(&c->route->match, m->headers))
+        if (k->header_cnt != 0 && !headers_ok(&m->r->v[l->v[i]].route->match, m->headers))
             continue;
         m->best = l->v[i];
         return;
@@ -802,13 +849,8 @@ static void walk_prefix(mctx_t *m, const rnode_t *n)
         consider(m, &n->routes);
         if (pos == len)
             return;
-        const rnode_t *next = NULL;
-        for (size_t k = 0; k < n->kid_cnt; k++) {
-            if (n->kids[k]->label[0] == p[pos]) {
-                next = n->kids[k];
-                break;
-            }
-        }
+        const unsigned char *f = n->kid_cnt != 0 ? memchr(n->first, p[pos], n->kid_cnt) : NULL;
+        const rnode_t *next = f != NULL ? n->kids[f - n->first] : NULL;
         if (next == NULL || next->len > len - pos || memcmp(next->label, p + pos, next->len) != 0)
             return;
         pos += next->len;
@@ -874,6 +916,8 @@ static void search_group(mctx_t *m, const group_t *g)
 int pt_router_match(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str_t path,
                     const pt_headers_t *headers, pt_arena_t *arena, pt_route_result_t *out)
 {
+    if (r->linear)
+        return pt_router_match_linear(r, method, host, path, headers, arena, out);
     pt_str_t h = host_only(host);
     char lower[256];
     mctx_t m;

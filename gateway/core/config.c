@@ -50,6 +50,8 @@ typedef struct loader {
     size_t plugin_cnt;
     pt_filter_t **filters; /* malloc'd while loading, copied to the arena at the end */
     size_t filter_cnt, filter_cap;
+    const pt_route_t **route_names; /* route names seen (open addressing; 10k routes load fast) */
+    size_t route_names_cap;
 } loader_t;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1001,6 +1003,32 @@ static void load_handler(loader_t *L, pt_route_t *r, const pt_handler_def_t *def
         def->parse_conf(cx, n, conf);
 }
 
+/* The route named like `r` seen before (then NULL: `r` is recorded), in O(1). */
+static const pt_route_t *route_name_seen(loader_t *L, const pt_route_t *r)
+{
+    if (L->route_names == NULL) {
+        size_t cap = 16;
+        while (cap < 2 * L->c->route_cnt)
+            cap *= 2;
+        L->route_names = calloc(cap, sizeof(*L->route_names));
+        if (L->route_names == NULL)
+            abort();
+        L->route_names_cap = cap;
+    }
+    size_t h = 2166136261u;
+    for (const char *q = r->name; *q != '\0'; q++)
+        h = (h ^ (unsigned char)*q) * 16777619u;
+    for (size_t i = h & (L->route_names_cap - 1);; i = (i + 1) & (L->route_names_cap - 1)) {
+        const pt_route_t *o = L->route_names[i];
+        if (o == NULL) {
+            L->route_names[i] = r;
+            return NULL;
+        }
+        if (strcmp(o->name, r->name) == 0)
+            return o;
+    }
+}
+
 static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const pt_filter_t **global,
                        size_t global_cnt)
 {
@@ -1057,11 +1085,11 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
         snprintf(buf, sizeof(buf), "route[%zu]", idx);
         r->name = pt_conf_strdup(cx, buf, strlen(buf));
     }
-    for (size_t j = 0; j < idx; j++)
-        if (c->routes[j].name != NULL && strcmp(c->routes[j].name, r->name) == 0)
-            pt_conf_error(cx, pt_conf_map_get(n, "name"),
-                          "duplicate route name '%s' (first defined at line %u)", r->name,
-                          c->routes[j].node->line);
+    const pt_route_t *first = route_name_seen(L, r);
+    if (first != NULL)
+        pt_conf_error(cx, pt_conf_map_get(n, "name"),
+                      "duplicate route name '%s' (first defined at line %u)", r->name,
+                      first->node->line);
     if (match != NULL)
         load_match(L, r, match);
     size_t own_cnt;
@@ -1511,6 +1539,7 @@ static pt_config_t *finish(pt_conf_cx_t *cx, const pt_conf_node_t *root, const c
     set_defaults(c);
     build(&L, root);
     free(L.filters);
+    free(L.route_names);
     if (pt_conf_error_count(cx) != 0) {
         pt__conf_cx_dispose(cx);
         return NULL;

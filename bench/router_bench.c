@@ -209,8 +209,8 @@ static pt_config_t *load(const sbuf_t *y, bool linear, double *secs, size_t *hea
 
 int main(int argc, char **argv)
 {
-    double secs = argc > 1 ? atof(argv[1]) : 0.3;
-    size_t only = argc > 2 ? (size_t)atol(argv[2]) : 0; /* one size (profiling) */
+    double secs = argc > 1 ? strtod(argv[1], NULL) : 0.3;
+    size_t only = argc > 2 ? (size_t)strtoul(argv[2], NULL, 10) : 0; /* one size (profiling) */
     static const size_t sizes[] = {10, 1000, 10000};
     printf("router match: compiled index vs linear scan (PORTICO_ROUTER_LINEAR=1); CPU ns and "
            "instructions per match (this thread), median of 3 interleaved runs of %.1fs\n",

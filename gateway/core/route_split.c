@@ -148,6 +148,7 @@ int pt_split_resolve(pt_conf_cx_t *cx, const char *who, pt_split_t *s, const pt_
                      pt_proto_t proto, const pt_cluster_t **first)
 {
     unsigned before = pt_conf_error_count(cx);
+    const split_target_t *ref = NULL; /* the first target found: the kind the others must have */
     for (size_t i = 0; i < s->cnt; i++) {
         split_target_t *t = &s->v[i];
         const pt_conf_node_t *at = pt_conf_map_get(t->node, "cluster");
@@ -156,17 +157,19 @@ int pt_split_resolve(pt_conf_cx_t *cx, const char *who, pt_split_t *s, const pt_
             pt_conf_error(cx, at, "%s.split: unknown cluster '%s'", who, t->name);
             continue;
         }
-        if (t->cluster->protocol != s->v[0].cluster->protocol) {
+        if (ref == NULL)
+            ref = t;
+        if (t->cluster->protocol != ref->cluster->protocol) {
             pt_conf_error(cx, at,
                           "%s.split: cluster '%s' is a %s cluster but '%s' is %s; a split "
                           "is over clusters of one kind",
-                          who, t->name, proto_name(t->cluster->protocol), s->v[0].name,
-                          proto_name(s->v[0].cluster->protocol));
+                          who, t->name, proto_name(t->cluster->protocol), ref->name,
+                          proto_name(ref->cluster->protocol));
             continue;
         }
         if (t->cluster->protocol != proto)
-            pt_conf_error(cx, at, "%s.split: cluster '%s' is not a %s cluster", who, t->name,
-                          proto_name(proto));
+            pt_conf_error(cx, at, "%s.split: cluster '%s' is a %s cluster; %s needs %s clusters",
+                          who, t->name, proto_name(t->cluster->protocol), who, proto_name(proto));
         else if (t->cluster->endpoint_cnt == 0)
             pt_conf_error(cx, at, "%s.split: cluster '%s' has no endpoints", who, t->name);
     }

@@ -488,12 +488,12 @@ static void tmpl_add(pt_router_t *r, tnode_t *n, const tmpl_t *t, uint32_t idx)
             continue;
         }
         long at = find_lit(n, sg->lit.base, sg->lit.len);
-        if (at >= 0) {
+        if (at >= 0 && n->lits != NULL) { /* (find_lit says so; the analyzer cannot tell) */
             n = n->lits[at].child;
             continue;
         }
         size_t ins = (size_t)(-at - 1);
-        if (n->lit_cnt == n->lit_cap) {
+        if (n->lits == NULL || n->lit_cnt == n->lit_cap) {
             size_t cap = n->lit_cap != 0 ? n->lit_cap * 2 : 2;
             r->mem += (cap - n->lit_cap) * sizeof(*n->lits);
             n->lits = pt_xrealloc(n->lits, cap * sizeof(*n->lits));
@@ -666,7 +666,7 @@ const pt_router_t *pt_router_new(pt_conf_cx_t *cx, const pt_config_t *config)
     pt_conf_on_release(cx, router_release, r);
     const char *lin = getenv("PORTICO_ROUTER_LINEAR");
     r->linear = lin != NULL && strcmp(lin, "1") == 0;
-    for (size_t i = 0; i < r->cnt && !r->linear; i++) {
+    for (size_t i = 0; i < config->route_cnt && !r->linear; i++) {
         const croute_t *c = &r->v[i];
         if (c->host_cnt == 0)
             group_add(r, &r->nohost, c, (uint32_t)i);

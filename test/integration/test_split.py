@@ -187,6 +187,8 @@ routes:
              "a split is over clusters of one kind"),
             ("{ split: [ { cluster: v1, weight: 1 }, { cluster: nope, weight: 1 } ] }",
              "unknown cluster 'nope'"),
+            ("{ split: [ { cluster: nope, weight: 1 }, { cluster: g, weight: 1 } ] }",
+             "cluster 'g' is a grpc cluster; proxy needs http clusters"),
             ("{ split: [ { cluster: v1, weight: 1 } ], hash_key: \"header:\" }",
              "hash_key: expected client_ip"),
             ("{ split: [ { cluster: v1, weight: 1 } ], hash_key: ip }",

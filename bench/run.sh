@@ -27,3 +27,7 @@ bash "$ROOT/scripts/test-env.sh"
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi
+# issue 12 (retry): route matching at 10, 1k and 10k routes, compiled index vs linear scan
+if [ -x "$ROOT/$BUILD/bin/router_bench" ]; then
+  "$ROOT/$BUILD/bin/router_bench"
+fi

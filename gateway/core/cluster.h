@@ -46,6 +46,8 @@ typedef struct pt_outlier {
     uint64_t base_ejection_ms;     /* first ejection (10 s); the n-th lasts n times as long */
     uint64_t max_ejection_ms;      /* ... capped at this (300 s) */
     uint32_t max_ejection_percent; /* at most this share of the endpoints out at once (50) */
+    bool answers;                  /* 5xx and gRPC UNAVAILABLE answers count too: set when the
+                                      cluster has an `outlier:` key (else only connection failures) */
 } pt_outlier_t;
 
 /** `circuit_breaker:` per cluster, per process (0: no limit). */

@@ -30,6 +30,7 @@
 #include "core/confvalue.h"
 #include "core/filter_registry.h"
 #include "core/handler.h"
+#include "core/route_retry.h"
 #include "core/router.h"
 #include "net/tls.h"
 #include "upstream/redis.h"
@@ -49,6 +50,8 @@ typedef struct loader {
     size_t plugin_cnt;
     pt_filter_t **filters; /* malloc'd while loading, copied to the arena at the end */
     size_t filter_cnt, filter_cap;
+    const pt_route_t **route_names; /* route names seen (open addressing; 10k routes load fast) */
+    size_t route_names_cap;
 } loader_t;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -627,6 +630,7 @@ static void parse_cluster_lb(pt_conf_cx_t *cx, const pt_conf_node_t *item, const
                                  .base_ejection_ms = 10000,
                                  .max_ejection_ms = 300000,
                                  .max_ejection_percent = 50};
+    cl->outlier.answers = raw->outlier != NULL;
     if (raw->outlier != NULL &&
         pt_conf_parse_fields(cx, raw->outlier, outlier_fields, &cl->outlier) == 0 &&
         cl->outlier.max_ejection_ms < cl->outlier.base_ejection_ms) {
@@ -1117,7 +1121,7 @@ static void load_match(loader_t *L, pt_route_t *r, const pt_conf_node_t *n)
 }
 
 static const char *const route_keys[] = {"name",    "match",   "filters", "max_body",
-                                         "timeout", "request_buffering", NULL};
+                                         "timeout", "request_buffering", "retry", NULL};
 
 /* The route's handler conf: fields, parse_conf; check_conf runs after everything is loaded. */
 static void load_handler(loader_t *L, pt_route_t *r, const pt_handler_def_t *def,
@@ -1134,6 +1138,32 @@ static void load_handler(loader_t *L, pt_route_t *r, const pt_handler_def_t *def
         pt_conf_parse_fields(cx, n, def->fields, conf);
     if (def->parse_conf != NULL && pt_conf_error_count(cx) == before)
         def->parse_conf(cx, n, conf);
+}
+
+/* The route named like `r` seen before (then NULL: `r` is recorded), in O(1). */
+static const pt_route_t *route_name_seen(loader_t *L, const pt_route_t *r)
+{
+    if (L->route_names == NULL) {
+        size_t cap = 16;
+        while (cap < 2 * L->c->route_cnt)
+            cap *= 2;
+        L->route_names = calloc(cap, sizeof(*L->route_names));
+        if (L->route_names == NULL)
+            abort();
+        L->route_names_cap = cap;
+    }
+    size_t h = 2166136261u;
+    for (const char *q = r->name; *q != '\0'; q++)
+        h = (h ^ (unsigned char)*q) * 16777619u;
+    for (size_t i = h & (L->route_names_cap - 1);; i = (i + 1) & (L->route_names_cap - 1)) {
+        const pt_route_t *o = L->route_names[i];
+        if (o == NULL) {
+            L->route_names[i] = r;
+            return NULL;
+        }
+        if (strcmp(o->name, r->name) == 0)
+            return o;
+    }
 }
 
 static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const pt_filter_t **global,
@@ -1169,6 +1199,8 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
                 pt_conf_error(cx, v, "timeout must be positive");
         } else if (strcmp(k->str, "request_buffering") == 0) {
             pt_conf_get_bool(cx, v, &r->request_buffering);
+        } else if (strcmp(k->str, "retry") == 0) {
+            pt_route_retry_parse(cx, v, &r->retry); /* issue 12: core/route_retry.c */
         } else {
             const pt_handler_def_t *def = pt_handler_find(k->str, k->len);
             if (def == NULL) {
@@ -1190,11 +1222,11 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
         snprintf(buf, sizeof(buf), "route[%zu]", idx);
         r->name = pt_conf_strdup(cx, buf, strlen(buf));
     }
-    for (size_t j = 0; j < idx; j++)
-        if (c->routes[j].name != NULL && strcmp(c->routes[j].name, r->name) == 0)
-            pt_conf_error(cx, pt_conf_map_get(n, "name"),
-                          "duplicate route name '%s' (first defined at line %u)", r->name,
-                          c->routes[j].node->line);
+    const pt_route_t *first = route_name_seen(L, r);
+    if (first != NULL)
+        pt_conf_error(cx, pt_conf_map_get(n, "name"),
+                      "duplicate route name '%s' (first defined at line %u)", r->name,
+                      first->node->line);
     if (match != NULL)
         load_match(L, r, match);
     size_t own_cnt;
@@ -1644,6 +1676,7 @@ static pt_config_t *finish(pt_conf_cx_t *cx, const pt_conf_node_t *root, const c
     set_defaults(c);
     build(&L, root);
     free(L.filters);
+    free(L.route_names);
     if (pt_conf_error_count(cx) != 0) {
         pt__conf_cx_dispose(cx);
         return NULL;

@@ -42,6 +42,27 @@ enum {
 /** The PT_METHOD_* bit of a method token (PT_METHOD_OTHER for extension methods). */
 uint32_t pt_method_bit(pt_str_t method);
 
+/**
+ * A route's `retry:` policy (core/route_retry.c parses it; upstream/retry.c
+ * follows it). NULL on the route: the cluster's retry-on-connect only.
+ */
+enum {
+    PT_RETRY_ON_CONNECT = 1u << 0,     /* the connection could not be made */
+    PT_RETRY_ON_5XX = 1u << 1,         /* any 5xx answer */
+    PT_RETRY_ON_RESET = 1u << 2,       /* the connection/stream died before any response byte */
+    PT_RETRY_ON_UNAVAILABLE = 1u << 3, /* gRPC status 14 UNAVAILABLE */
+    PT_RETRY_ON_GATEWAY = 1u << 4,     /* 502, 503, 504 answers */
+};
+typedef struct pt_retry_conf {
+    unsigned attempts;             /* all attempts, the first included (2..10) */
+    uint32_t on;                   /* PT_RETRY_ON_* */
+    uint32_t methods;              /* PT_METHOD_* that may be retried once sent (REST clusters) */
+    uint64_t per_try_timeout_ms;   /* 0: each try may take the whole timeout */
+    unsigned budget_pct;           /* retries <= this % of the cluster's calls (per worker, 10 s) */
+    uint64_t backoff_base_ms, backoff_max_ms;
+    uint64_t replay_limit;         /* request body bytes kept for a replay */
+} pt_retry_conf_t;
+
 typedef struct pt_route {
     const char *name;              /* `name:` or "route[N]" */
     unsigned index;
@@ -52,6 +73,7 @@ typedef struct pt_route {
     size_t chain_cnt;
     uint64_t max_body;             /* from the route or limits.max_body */
     uint64_t timeout_ms;           /* 0 = the cluster's */
+    const pt_retry_conf_t *retry;  /* `retry:`, or NULL */
     bool request_buffering;        /* request-body filters run over the whole body before the handler */
     bool has_request_body_filters; /* some filter of `chain` has on_request_body */
     bool has_response_body_filters;

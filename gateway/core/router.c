@@ -13,9 +13,11 @@
 #include "core/config.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/confparse.h"
+#include "core/xalloc.h"
 #include "portico/status.h"
 
 #define MAX_TEMPLATE_VARS 16
@@ -228,10 +230,392 @@ typedef struct croute {
     size_t ext_cnt;
 } croute_t;
 
+/* ---- the compiled index ------------------------------------------------------------
+ *
+ * Routes are split by host: one group for the routes without `host`, one per
+ * exact host (hash table), one per wildcard suffix ("*.example.com" is found
+ * under "example.com" from each label boundary of the request's host). Inside
+ * a group, by path kind:
+ *   - exact paths: a hash table path -> route indexes;
+ *   - prefixes: a radix tree over the bytes (a prefix is not segment-aware:
+ *     "/api" matches "/apis"); every node passed on the way down holds
+ *     candidates;
+ *   - templates: a trie over segments as in transcoder/pathtmpl.c: literal
+ *     edges sorted for binary search, one child for a one-segment variable,
+ *     `{x=**}` lists at the node where the rest starts; the walk visits each
+ *     node at most once;
+ *   - routes with no path condition: one list.
+ * Every list is in route order. A match walks the (at most a few) groups of
+ * the request's host, and in each list checks the remaining conditions
+ * (methods, headers) only for indexes below the best found so far: the
+ * result is the lowest index whose conditions all hold, exactly what the
+ * linear scan in config order finds (pt_router_match_linear; the unit test
+ * router_diff compares them on random route sets). Built at load, read-only
+ * afterwards, shared by the workers; freed with the snapshot. The
+ * environment variable PORTICO_ROUTER_LINEAR=1 (read at each load) skips the
+ * index and scans: a switch for comparisons (bench/router_bench.c) and a
+ * fallback.
+ */
+
+typedef struct idxlist {
+    uint32_t *v;
+    uint32_t cnt, cap;
+} idxlist_t;
+
+typedef struct smap_slot {
+    pt_str_t key;
+    uint64_t hash;
+    void *val;
+} smap_slot_t;
+
+typedef struct smap { /* string -> pointer, open addressing; keys point into config memory */
+    smap_slot_t *slots;
+    size_t cap, cnt; /* cap: a power of two */
+} smap_t;
+
+typedef struct rnode { /* prefix radix tree */
+    const char *label; /* edge from the parent (into a route's prefix text) */
+    size_t len;
+    idxlist_t routes;  /* prefixes ending exactly here */
+    struct rnode **kids; /* sorted by label[0] (distinct) */
+    unsigned char *first; /* kids[i]->label[0], contiguous for the walk */
+    size_t kid_cnt;
+} rnode_t;
+
+typedef struct tnode tnode_t;
+typedef struct tlit {
+    uint64_t key8;  /* the first 8 bytes (zero padded), compared before the text */
+    pt_str_t lit;
+    tnode_t *child;
+} tlit_t;
+
+struct tnode { /* template segment trie */
+    tlit_t *lits; /* sorted by (len, bytes) */
+    size_t lit_cnt, lit_cap;
+    tnode_t *star;  /* a one-segment variable */
+    idxlist_t end;  /* templates ending here */
+    idxlist_t rest; /* templates whose {x=**} starts here */
+};
+
+typedef struct group {
+    smap_t exact;     /* path -> idxlist_t * */
+    rnode_t *prefix;  /* root: empty label */
+    tnode_t *tmpl;
+    idxlist_t any;    /* no path condition */
+} group_t;
+
+/* What a candidate still has to pass, packed for the index walk (8 bytes a route). */
+typedef struct rcond {
+    uint32_t methods;     /* PT_METHOD_* mask, 0 = any */
+    uint16_t header_cnt;  /* header conditions */
+    uint16_t pad;
+} rcond_t;
+
 struct pt_router {
     croute_t *v;
+    rcond_t *cond;    /* by route index */
     size_t cnt;
+    group_t nohost;
+    smap_t hosts;     /* lowercase host -> group_t * */
+    smap_t wild;      /* lowercase suffix after "*." -> group_t * */
+    size_t mem;       /* bytes of the compiled index (pt_router_mem) */
+    bool linear;      /* PORTICO_ROUTER_LINEAR=1 at load: no index, every match scans */
 };
+
+static void *rmalloc(pt_router_t *r, size_t n)
+{
+    r->mem += n;
+    return pt_xcalloc(1, n);
+}
+
+static void idx_add(pt_router_t *r, idxlist_t *l, uint32_t idx)
+{
+    if (l->cnt != 0 && l->v[l->cnt - 1] == idx)
+        return; /* a route listing one host twice */
+    if (l->cnt == l->cap) {
+        uint32_t cap = l->cap != 0 ? l->cap * 2 : 2;
+        r->mem += (size_t)(cap - l->cap) * sizeof(*l->v);
+        l->v = pt_xrealloc(l->v, cap * sizeof(*l->v));
+        l->cap = cap;
+    }
+    l->v[l->cnt++] = idx;
+}
+
+static uint64_t shash(pt_str_t s)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < s.len; i++)
+        h = (h ^ (unsigned char)s.base[i]) * 1099511628211ull;
+    return h ^ (h >> 31);
+}
+
+static void *smap_get(const smap_t *m, pt_str_t key)
+{
+    if (m->cap == 0)
+        return NULL;
+    uint64_t h = shash(key);
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const smap_slot_t *s = &m->slots[i];
+        if (s->val == NULL)
+            return NULL;
+        if (s->hash == h && pt_str_eq(s->key, key))
+            return s->val;
+    }
+}
+
+static void smap_put(pt_router_t *r, smap_t *m, pt_str_t key, void *val)
+{
+    if ((m->cnt + 1) * 2 > m->cap) {
+        smap_t n = {.cap = m->cap != 0 ? m->cap * 2 : 16};
+        n.slots = rmalloc(r, n.cap * sizeof(*n.slots));
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i].val != NULL)
+                smap_put(r, &n, m->slots[i].key, m->slots[i].val);
+        r->mem -= m->cap * sizeof(*m->slots);
+        free(m->slots);
+        *m = n;
+    }
+    uint64_t h = shash(key);
+    size_t i = h & (m->cap - 1);
+    while (m->slots[i].val != NULL)
+        i = (i + 1) & (m->cap - 1);
+    m->slots[i] = (smap_slot_t){key, h, val};
+    m->cnt++;
+}
+
+/* -- prefixes -- */
+
+static void prefix_add(pt_router_t *r, rnode_t *n, const char *s, size_t len, uint32_t idx)
+{
+    for (;;) {
+        if (len == 0) {
+            idx_add(r, &n->routes, idx);
+            return;
+        }
+        size_t k = 0;
+        while (k < n->kid_cnt && n->first[k] < (unsigned char)s[0])
+            k++;
+        if (k == n->kid_cnt || n->first[k] != (unsigned char)s[0]) { /* a new edge: the rest */
+            rnode_t *c = rmalloc(r, sizeof(*c));
+            c->label = s;
+            c->len = len;
+            n->kids = pt_xrealloc(n->kids, (n->kid_cnt + 1) * sizeof(*n->kids));
+            n->first = pt_xrealloc(n->first, n->kid_cnt + 1);
+            r->mem += sizeof(*n->kids) + 1;
+            memmove(&n->kids[k + 1], &n->kids[k], (n->kid_cnt - k) * sizeof(*n->kids));
+            memmove(&n->first[k + 1], &n->first[k], n->kid_cnt - k);
+            n->kids[k] = c;
+            n->first[k] = (unsigned char)s[0];
+            n->kid_cnt++;
+            idx_add(r, &c->routes, idx);
+            return;
+        }
+        rnode_t *c = n->kids[k];
+        size_t common = 0;
+        while (common < c->len && common < len && c->label[common] == s[common])
+            common++;
+        if (common < c->len) { /* split the edge at `common` */
+            rnode_t *mid = rmalloc(r, sizeof(*mid));
+            mid->label = c->label;
+            mid->len = common;
+            mid->kids = pt_xcalloc(1, sizeof(*mid->kids));
+            mid->first = pt_xcalloc(1, 1);
+            r->mem += sizeof(*mid->kids) + 1;
+            mid->kids[0] = c;
+            c->label += common;
+            c->len -= common;
+            mid->first[0] = (unsigned char)c->label[0];
+            mid->kid_cnt = 1;
+            n->kids[k] = mid;
+            c = mid;
+        }
+        n = c;
+        s += common;
+        len -= common;
+    }
+}
+
+/* -- templates -- */
+
+static uint64_t key8(const char *s, size_t len)
+{
+    unsigned char b[8] = {0};
+    memcpy(b, s, len < 8 ? len : 8);
+    return (uint64_t)b[0] << 56 | (uint64_t)b[1] << 48 | (uint64_t)b[2] << 40 |
+           (uint64_t)b[3] << 32 | (uint64_t)b[4] << 24 | (uint64_t)b[5] << 16 |
+           (uint64_t)b[6] << 8 | (uint64_t)b[7];
+}
+
+/* Order of literals: length, then the first 8 bytes (big-endian: byte order), then the rest. */
+static int litcmp(const tlit_t *a, uint64_t k, const char *b, size_t blen)
+{
+    if (a->lit.len != blen)
+        return a->lit.len < blen ? -1 : 1;
+    if (a->key8 != k)
+        return a->key8 < k ? -1 : 1;
+    return blen > 8 ? memcmp(a->lit.base + 8, b + 8, blen - 8) : 0;
+}
+
+static long find_lit(const tnode_t *n, const char *s, size_t len)
+{
+    uint64_t k = key8(s, len);
+    size_t lo = 0, hi = n->lit_cnt;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = litcmp(&n->lits[mid], k, s, len);
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -(long)lo - 1;
+}
+
+static void tmpl_add(pt_router_t *r, tnode_t *n, const tmpl_t *t, uint32_t idx)
+{
+    for (size_t i = 0; i < t->seg_cnt; i++) {
+        const tseg_t *sg = &t->segs[i];
+        if (sg->rest) {
+            idx_add(r, &n->rest, idx);
+            return;
+        }
+        if (sg->var >= 0) {
+            if (n->star == NULL)
+                n->star = rmalloc(r, sizeof(*n->star));
+            n = n->star;
+            continue;
+        }
+        long at = find_lit(n, sg->lit.base, sg->lit.len);
+        if (at >= 0 && n->lits != NULL) { /* (find_lit says so; the analyzer cannot tell) */
+            n = n->lits[at].child;
+            continue;
+        }
+        size_t ins = (size_t)(-at - 1);
+        if (n->lits == NULL || n->lit_cnt == n->lit_cap) {
+            size_t cap = n->lit_cap != 0 ? n->lit_cap * 2 : 2;
+            r->mem += (cap - n->lit_cap) * sizeof(*n->lits);
+            n->lits = pt_xrealloc(n->lits, cap * sizeof(*n->lits));
+            n->lit_cap = cap;
+        }
+        memmove(&n->lits[ins + 1], &n->lits[ins], (n->lit_cnt - ins) * sizeof(*n->lits));
+        tnode_t *c = rmalloc(r, sizeof(*c));
+        n->lits[ins] = (tlit_t){key8(sg->lit.base, sg->lit.len), sg->lit, c};
+        n->lit_cnt++;
+        n = c;
+    }
+    idx_add(r, &n->end, idx);
+}
+
+static void group_add(pt_router_t *r, group_t *g, const croute_t *c, uint32_t idx)
+{
+    const pt_route_match_t *m = &c->route->match;
+    switch (m->path_kind) {
+    case PT_PATH_ANY:
+        idx_add(r, &g->any, idx);
+        break;
+    case PT_PATH_EXACT: {
+        idxlist_t *l = smap_get(&g->exact, c->path);
+        if (l == NULL) {
+            l = rmalloc(r, sizeof(*l));
+            smap_put(r, &g->exact, c->path, l);
+        }
+        idx_add(r, l, idx);
+        break;
+    }
+    case PT_PATH_PREFIX:
+        if (g->prefix == NULL)
+            g->prefix = rmalloc(r, sizeof(*g->prefix));
+        prefix_add(r, g->prefix, c->path.base, c->path.len, idx);
+        break;
+    case PT_PATH_TEMPLATE:
+        if (g->tmpl == NULL)
+            g->tmpl = rmalloc(r, sizeof(*g->tmpl));
+        tmpl_add(r, g->tmpl, m->tmpl, idx);
+        break;
+    }
+}
+
+static group_t *group_for(pt_router_t *r, smap_t *m, pt_str_t key)
+{
+    group_t *g = smap_get(m, key);
+    if (g == NULL) {
+        g = rmalloc(r, sizeof(*g));
+        smap_put(r, m, key, g);
+    }
+    return g;
+}
+
+/* -- freeing (the snapshot's release) -- */
+
+static void rnode_free(rnode_t *n)
+{
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->kid_cnt; i++)
+        rnode_free(n->kids[i]);
+    free(n->kids);
+    free(n->first);
+    free(n->routes.v);
+    free(n);
+}
+
+static void tnode_free(tnode_t *n)
+{
+    if (n == NULL)
+        return;
+    for (size_t i = 0; i < n->lit_cnt; i++)
+        tnode_free(n->lits[i].child);
+    free(n->lits);
+    tnode_free(n->star);
+    free(n->end.v);
+    free(n->rest.v);
+    free(n);
+}
+
+static void group_dispose(group_t *g)
+{
+    for (size_t i = 0; i < g->exact.cap; i++) {
+        idxlist_t *l = g->exact.slots[i].val;
+        if (l != NULL) {
+            free(l->v);
+            free(l);
+        }
+    }
+    free(g->exact.slots);
+    rnode_free(g->prefix);
+    tnode_free(g->tmpl);
+    free(g->any.v);
+}
+
+static void groups_free(smap_t *m)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        group_t *g = m->slots[i].val;
+        if (g != NULL) {
+            group_dispose(g);
+            free(g);
+        }
+    }
+    free(m->slots);
+}
+
+static void router_release(void *data)
+{
+    pt_router_t *r = data;
+    group_dispose(&r->nohost);
+    groups_free(&r->hosts);
+    groups_free(&r->wild);
+}
+
+static pt_str_t lower_copy(pt_conf_cx_t *cx, pt_str_t s)
+{
+    char *p = pt_conf_strdup(cx, s.base, s.len);
+    for (size_t i = 0; i < s.len; i++)
+        p[i] = (char)tolower((unsigned char)p[i]);
+    return (pt_str_t){p, s.len};
+}
 
 const pt_router_t *pt_router_new(pt_conf_cx_t *cx, const pt_config_t *config)
 {
@@ -271,7 +655,35 @@ const pt_router_t *pt_router_new(pt_conf_cx_t *cx, const pt_config_t *config)
             }
         }
     }
+    r->cond = pt_conf_alloc(cx, (r->cnt != 0 ? r->cnt : 1) * sizeof(*r->cond));
+    for (size_t i = 0; i < r->cnt; i++)
+        r->cond[i] = (rcond_t){r->v[i].route->match.methods,
+                               (uint16_t)(r->v[i].route->match.header_cnt > 0xffff
+                                              ? 0xffff
+                                              : r->v[i].route->match.header_cnt),
+                               0};
+    r->mem += r->cnt * sizeof(*r->cond);
+    pt_conf_on_release(cx, router_release, r);
+    const char *lin = getenv("PORTICO_ROUTER_LINEAR");
+    r->linear = lin != NULL && strcmp(lin, "1") == 0;
+    for (size_t i = 0; i < config->route_cnt && !r->linear; i++) {
+        const croute_t *c = &r->v[i];
+        if (c->host_cnt == 0)
+            group_add(r, &r->nohost, c, (uint32_t)i);
+        for (size_t k = 0; k < c->host_cnt; k++) {
+            /* "*.x": under "x" in `wild` (c->hosts keeps the '.'); else under the host */
+            pt_str_t key = c->wild[k] ? (pt_str_t){c->hosts[k].base + 1, c->hosts[k].len - 1}
+                                      : c->hosts[k];
+            key = lower_copy(cx, key);
+            group_add(r, group_for(r, c->wild[k] ? &r->wild : &r->hosts, key), c, (uint32_t)i);
+        }
+    }
     return r;
+}
+
+size_t pt_router_mem(const pt_router_t *r)
+{
+    return r->mem;
 }
 
 /* "Example.COM:8080" -> "Example.COM"; "[::1]:8080" -> "[::1]"; one trailing dot dropped. */
@@ -322,8 +734,47 @@ static bool headers_ok(const pt_route_match_t *m, const pt_headers_t *h)
     return true;
 }
 
-int pt_router_match(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str_t path,
-                    const pt_headers_t *headers, pt_arena_t *arena, pt_route_result_t *out)
+static bool method_ok(const croute_t *c, uint32_t bit, pt_str_t method)
+{
+    const pt_route_match_t *m = &c->route->match;
+    if (m->methods == 0)
+        return true;
+    if ((m->methods & bit) == 0)
+        return false;
+    if (bit != PT_METHOD_OTHER)
+        return true;
+    for (size_t k = 0; k < c->ext_cnt; k++)
+        if (pt_str_eq(c->ext_methods[k], method))
+            return true;
+    return false;
+}
+
+/* Fills *out for route `c` matched by `path` (its template parameters, in the arena). */
+static int result(const croute_t *c, pt_str_t path, pt_arena_t *arena, pt_route_result_t *out)
+{
+    const pt_route_match_t *m = &c->route->match;
+    pt_route_param_t *params = NULL;
+    size_t pcnt = 0;
+    if (m->path_kind == PT_PATH_TEMPLATE && ((const tmpl_t *)m->tmpl)->var_cnt != 0) {
+        const tmpl_t *t = m->tmpl;
+        pt_str_t vals[MAX_TEMPLATE_VARS];
+        if (!match_template(t, path, vals))
+            return PT_ERR_INTERNAL; /* the index said it matches */
+        params = pt_arena_alloc(arena, t->var_cnt * sizeof(*params));
+        if (params == NULL)
+            return PT_ERR_LIMIT;
+        for (size_t k = 0; k < t->var_cnt; k++)
+            params[k] = (pt_route_param_t){t->names[k], vals[k]};
+        pcnt = t->var_cnt;
+    }
+    out->route = c->route;
+    out->params = params;
+    out->param_cnt = pcnt;
+    return 0;
+}
+
+int pt_router_match_linear(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str_t path,
+                           const pt_headers_t *headers, pt_arena_t *arena, pt_route_result_t *out)
 {
     uint32_t bit = pt_method_bit(method);
     pt_str_t h = host_only(host);
@@ -331,17 +782,8 @@ int pt_router_match(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str
     for (size_t i = 0; i < r->cnt; i++) {
         const croute_t *c = &r->v[i];
         const pt_route_match_t *m = &c->route->match;
-        if (m->methods != 0) {
-            if ((m->methods & bit) == 0)
-                continue;
-            if (bit == PT_METHOD_OTHER) {
-                bool ok = false;
-                for (size_t k = 0; k < c->ext_cnt && !ok; k++)
-                    ok = pt_str_eq(c->ext_methods[k], method);
-                if (!ok)
-                    continue;
-            }
-        }
+        if (!method_ok(c, bit, method))
+            continue;
         switch (m->path_kind) {
         case PT_PATH_ANY:
             break;
@@ -362,21 +804,153 @@ int pt_router_match(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str
             continue;
         if (m->header_cnt != 0 && !headers_ok(m, headers))
             continue;
-        pt_route_param_t *params = NULL;
-        size_t pcnt = 0;
-        if (m->path_kind == PT_PATH_TEMPLATE && ((const tmpl_t *)m->tmpl)->var_cnt != 0) {
-            const tmpl_t *t = m->tmpl;
-            params = pt_arena_alloc(arena, t->var_cnt * sizeof(*params));
-            if (params == NULL)
-                return PT_ERR_LIMIT;
-            for (size_t k = 0; k < t->var_cnt; k++)
-                params[k] = (pt_route_param_t){t->names[k], vals[k]};
-            pcnt = t->var_cnt;
-        }
-        out->route = c->route;
-        out->params = params;
-        out->param_cnt = pcnt;
-        return 0;
+        return result(c, path, arena, out);
     }
     return PT_ERR_NOT_FOUND;
+}
+
+/* -- the compiled match -- */
+
+typedef struct mctx {
+    const pt_router_t *r;
+    uint32_t bit;
+    pt_str_t method;
+    const pt_headers_t *headers;
+    pt_str_t path;
+    uint32_t best;               /* lowest matching index so far (r->cnt: none) */
+    pt_str_t segs[64];           /* the path's segments, for templates */
+    size_t seg_cnt;
+    bool segs_split, segs_ok;    /* split yet; split and fit */
+    bool segs_over;              /* more than 64 segments: the scan decides */
+} mctx_t;
+
+/* The first index of `l` below the best whose other conditions hold becomes the best. */
+static void consider(mctx_t *m, const idxlist_t *l)
+{
+    for (uint32_t i = 0; i < l->cnt && l->v[i] < m->best; i++) {
+        const rcond_t *k = &m->r->cond[l->v[i]];
+        if (k->methods != 0 &&
+            ((k->methods & m->bit) == 0 ||
+             (m->bit == PT_METHOD_OTHER && !method_ok(&m->r->v[l->v[i]], m->bit, m->method))))
+            continue;
+        if (k->header_cnt != 0 && !headers_ok(&m->r->v[l->v[i]].route->match, m->headers))
+            continue;
+        m->best = l->v[i];
+        return;
+    }
+}
+
+static void walk_prefix(mctx_t *m, const rnode_t *n)
+{
+    size_t pos = 0;
+    const char *p = m->path.base;
+    size_t len = m->path.len;
+    for (;;) {
+        consider(m, &n->routes);
+        if (pos == len)
+            return;
+        const unsigned char *f = n->kid_cnt != 0 ? memchr(n->first, p[pos], n->kid_cnt) : NULL;
+        const rnode_t *next = f != NULL ? n->kids[f - n->first] : NULL;
+        if (next == NULL || next->len > len - pos || memcmp(next->label, p + pos, next->len) != 0)
+            return;
+        pos += next->len;
+        n = next;
+    }
+}
+
+static void walk_tmpl(mctx_t *m, const tnode_t *n, size_t depth)
+{
+    if (n->rest.cnt != 0)
+        consider(m, &n->rest);
+    if (depth == m->seg_cnt) {
+        consider(m, &n->end);
+        return;
+    }
+    pt_str_t s = m->segs[depth];
+    long at = find_lit(n, s.base, s.len);
+    if (at >= 0)
+        walk_tmpl(m, n->lits[at].child, depth + 1);
+    if (n->star != NULL && s.len != 0)
+        walk_tmpl(m, n->star, depth + 1);
+}
+
+static bool split_segs(mctx_t *m)
+{
+    if (m->segs_split)
+        return m->segs_ok;
+    m->segs_split = true;
+    pt_str_t p = m->path;
+    if (p.len == 0 || p.base[0] != '/')
+        return false; /* no template matches a path without its leading '/' */
+    size_t pos = 1;
+    for (;;) {
+        const char *s = p.base + pos;
+        const char *slash = memchr(s, '/', p.len - pos);
+        size_t sl = slash != NULL ? (size_t)(slash - s) : p.len - pos;
+        if (m->seg_cnt == sizeof(m->segs) / sizeof(m->segs[0])) {
+            m->segs_over = true;
+            return false;
+        }
+        m->segs[m->seg_cnt++] = (pt_str_t){s, sl};
+        if (slash == NULL)
+            return m->segs_ok = true;
+        pos += sl + 1;
+    }
+}
+
+static void search_group(mctx_t *m, const group_t *g)
+{
+    if (g->any.cnt != 0)
+        consider(m, &g->any);
+    if (g->exact.cnt != 0) {
+        const idxlist_t *l = smap_get(&g->exact, m->path);
+        if (l != NULL)
+            consider(m, l);
+    }
+    if (g->prefix != NULL)
+        walk_prefix(m, g->prefix);
+    if (g->tmpl != NULL && split_segs(m))
+        walk_tmpl(m, g->tmpl, 0);
+}
+
+int pt_router_match(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str_t path,
+                    const pt_headers_t *headers, pt_arena_t *arena, pt_route_result_t *out)
+{
+    if (r->linear)
+        return pt_router_match_linear(r, method, host, path, headers, arena, out);
+    pt_str_t h = host_only(host);
+    char lower[256];
+    mctx_t m;
+    m.r = r;
+    m.bit = pt_method_bit(method);
+    m.method = method;
+    m.headers = headers;
+    m.path = path;
+    m.best = (uint32_t)r->cnt;
+    m.seg_cnt = 0;
+    m.segs_split = m.segs_ok = m.segs_over = false;
+    search_group(&m, &r->nohost);
+    if (m.segs_over || h.len > sizeof(lower)) /* beyond the index's bounds: the scan decides */
+        return pt_router_match_linear(r, method, host, path, headers, arena, out);
+    if (r->hosts.cnt != 0 || r->wild.cnt != 0) {
+        for (size_t i = 0; i < h.len; i++)
+            lower[i] = (char)tolower((unsigned char)h.base[i]);
+        pt_str_t lh = {lower, h.len};
+        const group_t *g = smap_get(&r->hosts, lh);
+        if (g != NULL)
+            search_group(&m, g);
+        /* "*.example.com": at least one label before ".example.com" */
+        for (size_t i = 1; r->wild.cnt != 0 && i < h.len; i++) {
+            if (lower[i] != '.')
+                continue;
+            g = smap_get(&r->wild, (pt_str_t){lower + i + 1, h.len - i - 1});
+            if (g != NULL)
+                search_group(&m, g);
+        }
+        if (m.segs_over)
+            return pt_router_match_linear(r, method, host, path, headers, arena, out);
+    }
+    if (m.best == r->cnt)
+        return PT_ERR_NOT_FOUND;
+    return result(&r->v[m.best], path, arena, out);
 }

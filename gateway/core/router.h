@@ -3,8 +3,9 @@
  *
  * Routes are tried in config order; the first whose host, path, method and
  * header conditions all hold wins. The router is compiled at config load
- * time and is immutable; matching allocates only the path parameters, in the
- * request arena.
+ * time (per-host tables, a radix tree of prefixes, a segment trie of
+ * templates; router.c) and is immutable; matching allocates only the path
+ * parameters, in the request arena.
  */
 #ifndef PT_GATEWAY_ROUTER_H
 #define PT_GATEWAY_ROUTER_H
@@ -39,5 +40,13 @@ const pt_router_t *pt_router_new(pt_conf_cx_t *cx, const pt_config_t *config);
  */
 int pt_router_match(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str_t path,
                     const pt_headers_t *headers, pt_arena_t *arena, pt_route_result_t *out);
+
+/** The same answer by a scan of every route in config order (the reference; tests, bench). */
+int pt_router_match_linear(const pt_router_t *r, pt_str_t method, pt_str_t host, pt_str_t path,
+                           const pt_headers_t *headers, pt_arena_t *arena,
+                           pt_route_result_t *out);
+
+/** Bytes of the router's compiled index (per-host tables, prefix tree, template trie). */
+size_t pt_router_mem(const pt_router_t *r);
 
 #endif /* PT_GATEWAY_ROUTER_H */

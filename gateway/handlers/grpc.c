@@ -71,7 +71,9 @@
 /* ---- config --------------------------------------------------------------- */
 
 static const pt_conf_field_t grpc_fields[] = {
-    {"cluster", PT_CONF_T_STR, offsetof(pt_grpc_conf_t, cluster_name), 0, 0, true, NULL},
+    {"cluster", PT_CONF_T_STR, offsetof(pt_grpc_conf_t, cluster_name), 0, 0, false, NULL},
+    {"split", PT_CONF_T_NODE, offsetof(pt_grpc_conf_t, split_node), 0, 0, false, NULL},
+    {"hash_key", PT_CONF_T_NODE, offsetof(pt_grpc_conf_t, hash_key_node), 0, 0, false, NULL},
     {"services", PT_CONF_T_STRLIST, offsetof(pt_grpc_conf_t, services), 0, 0, false, NULL},
     {"emit_defaults", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, emit_defaults), 0, 0, false, NULL},
     {"proto_names", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, proto_names), 0, 0, false, NULL},
@@ -130,6 +132,9 @@ static int grpc_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *v
     pt_grpc_conf_t *conf = vconf;
     if (node == NULL || node->kind != PT_CONF_MAP)
         return pt_conf_error(cx, node, "grpc: expected a map like { cluster: NAME }");
+    if (pt_split_parse(cx, "grpc", conf->split_node, conf->hash_key_node,
+                       conf->cluster_name != NULL, &conf->split) != 0)
+        return PT_ERR_INVALID;
     /* fields were parsed by the table (def->fields); defaults for what was not given */
     conf->md_prefix = "grpc-metadata-";
     static const char *const def_forward[] = {"authorization", "x-request-id"};
@@ -223,12 +228,19 @@ static int grpc_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *v
 {
     pt_grpc_conf_t *conf = vconf;
     const pt_conf_node_t *at = pt_conf_map_get(node, "cluster");
-    conf->cluster = pt_config_cluster(config, conf->cluster_name);
-    if (conf->cluster == NULL)
-        return pt_conf_error(cx, at, "grpc: unknown cluster '%s'", conf->cluster_name);
-    if (conf->cluster->protocol != PT_PROTO_GRPC)
-        return pt_conf_error(cx, at, "grpc: cluster '%s' is not a grpc cluster (protocol: grpc)",
-                             conf->cluster_name);
+    if (conf->split != NULL) {
+        if (pt_split_resolve(cx, "grpc", conf->split, config, PT_PROTO_GRPC, &conf->cluster) != 0)
+            return PT_ERR_INVALID;
+    } else if (conf->cluster_name == NULL) {
+        return pt_conf_error(cx, node, "grpc: `cluster` (or `split`) is required");
+    } else {
+        conf->cluster = pt_config_cluster(config, conf->cluster_name);
+        if (conf->cluster == NULL)
+            return pt_conf_error(cx, at, "grpc: unknown cluster '%s'", conf->cluster_name);
+        if (conf->cluster->protocol != PT_PROTO_GRPC)
+            return pt_conf_error(cx, at, "grpc: cluster '%s' is not a grpc cluster (protocol: grpc)",
+                                 conf->cluster_name);
+    }
     conf->pool = config->descpool;
     if (conf->pool == NULL)
         return pt_conf_error(cx, node,
@@ -653,9 +665,9 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
     const pt_header_t *trailers = st->trailers;
     size_t cnt = st->trailer_cnt;
     if (st->local != 0 && pt_status_http(st->local) >= 502)
-        pt_observe_upstream_error(req->worker, ctx->conf->cluster, st->local);
+        pt_observe_upstream_error(req->worker, ctx->base.cluster, st->local);
     else if (code != PT_GRPC_OK && pt_grpc_code_http(code) >= 502)
-        pt_observe_upstream_error(req->worker, ctx->conf->cluster,
+        pt_observe_upstream_error(req->worker, ctx->base.cluster,
                                   code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
                                                                     : PT_ERR_UNAVAILABLE);
     if (st->local != 0 && !pt__resp_started(req)) {
@@ -1040,7 +1052,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         *dot = '/';
     static const uint8_t empty[1];
     pt_grpc_call_req_t r = {
-        .cluster = ctx->conf->cluster,
+        .cluster = ctx->base.cluster,
         .arena = req->arena,
         .method = {path, fl + 1},
         .max_message = ctx->conf->max_message,
@@ -1051,7 +1063,8 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         .msg_len = unary_req ? ctx->pb.len : 0,
         .close = unary_req,
         .unary = unary_req && !ctx->stream_resp,
-        .hash_key = pt_upcall_hash_key(ctx->conf->cluster, req->client_addr, &req->headers),
+        .hash_key = pt_upcall_hash_key(ctx->base.cluster, req->client_addr, &req->headers),
+        .retry = req->route.route != NULL ? req->route.route->retry : NULL,
     };
     ctx->t0_ns = pt_now_ns();
     int rc = pt_grpc_call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);
@@ -1203,6 +1216,7 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     }
     ctx->base.on_body = rest_on_body;
     ctx->base.on_writable = rest_on_writable;
+    ctx->base.cluster = pt__grpc_cluster(conf, req);
     ctx->req = req;
     ctx->conf = conf;
     pt_xbuf_init(&ctx->in, NULL);

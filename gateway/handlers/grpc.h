@@ -32,6 +32,7 @@
 #ifndef PT_GATEWAY_HANDLERS_GRPC_H
 #define PT_GATEWAY_HANDLERS_GRPC_H
 
+#include "core/route_retry.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,7 +86,9 @@ typedef struct pt_grpc_conf {
     size_t md_forward_cnt;
     const char *md_prefix;             /**< response metadata -> header name prefix */
     pt_grpc_fmt_t fmt;                 /**< default stream format */
-    const pt_cluster_t *cluster;
+    const pt_cluster_t *cluster;       /**< `cluster`, or the first of `split` */
+    const pt_conf_node_t *split_node, *hash_key_node;
+    struct pt_split *split;            /**< `split:` (core/route_retry.h), or NULL */
     const pt_descpool_t *pool;         /**< the snapshot's pool (config->descpool) */
     pt_httprule_table_t *table;        /**< REST bindings of the exposed services */
     pt_json_opts_t jopts;
@@ -95,7 +98,14 @@ typedef struct pt_grpc_conf {
 typedef struct pt_grpc_ctx_base {
     void (*on_body)(pt_req_t *req);
     void (*on_writable)(pt_req_t *req);
+    const pt_cluster_t *cluster;       /**< this request's cluster (pt__grpc_cluster) */
 } pt_grpc_ctx_base_t;
+
+/** The cluster of a request: picked by the route's `split:` (route_split.c), else `cluster`. */
+static inline const pt_cluster_t *pt__grpc_cluster(const pt_grpc_conf_t *conf, const pt_req_t *req)
+{
+    return conf->split != NULL ? pt_split_pick(conf->split, req) : conf->cluster;
+}
 
 /**
  * Native gRPC passthrough of one request (content-type application/grpc*).

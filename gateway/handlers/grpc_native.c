@@ -594,7 +594,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
             pt__resp_body(req, NULL, 0, true);
         }
     } else {
-        pt_observe_upstream_error(req->worker, ctx->conf->cluster, st);
+        pt_observe_upstream_error(req->worker, ctx->base.cluster, st);
         req->fail_status = st;
         req->fail_reason = reason;
         if (ctx->head_sent && mid_message(ctx))
@@ -765,7 +765,7 @@ static void start_call(gn_ctx_t *ctx)
     }
 
     pt_upcall_req_t *up = &ctx->up;
-    up->cluster = conf->cluster;
+    up->cluster = ctx->base.cluster;
     up->method = PT_STR("POST");
     up->path = req->path;
     up->authority = req->authority;
@@ -775,6 +775,7 @@ static void start_call(gn_ctx_t *ctx)
     up->timeout_ms = left;
     up->idempotent = false;
     up->hash_key = pt_upcall_hash_key(up->cluster, req->client_addr, &req->headers);
+    up->retry = req->route.route != NULL ? req->route.route->retry : NULL;
     static const pt_upcall_cbs_t cbs = {
         .read_body = up_read_body,
         .on_head = up_on_head,
@@ -784,7 +785,7 @@ static void start_call(gn_ctx_t *ctx)
     rc = pt_upcall_start(req->worker, up, &cbs, ctx, &ctx->call);
     if (rc != 0) {
         ctx->call = NULL;
-        pt_observe_upstream_error(req->worker, conf->cluster, rc);
+        pt_observe_upstream_error(req->worker, ctx->base.cluster, rc);
         send_status(ctx, st_to_grpc(rc), pt_strerror(rc));
     }
 }
@@ -800,6 +801,7 @@ static gn_ctx_t *ctx_new(pt_req_t *req, const pt_grpc_conf_t *conf)
     ctx->max_msg = conf->max_message != 0 ? conf->max_message : DEFAULT_MAX_MESSAGE;
     ctx->base.on_body = gn_on_body;
     ctx->base.on_writable = gn_on_writable;
+    ctx->base.cluster = pt__grpc_cluster(conf, req);
     req->handler_ctx = ctx;
     return ctx;
 }

@@ -42,6 +42,7 @@
 #include "core/handler_lifetime.h"
 #include "observe/observe.h"
 #include "core/request.h"
+#include "core/route_retry.h"
 #include "handlers/ws_proxy.h"
 #include "http/ws.h"
 #include "upstream/call.h"
@@ -63,10 +64,14 @@ typedef struct proxy_conf {
     uint64_t ping_interval_ms;     /* keepalive pings on both legs (0: none) */
     uint64_t close_timeout_ms;     /* answer to a close frame (default 5 s) */
     pt_conf_strlist_t web_origins; /* Origin allow-list for handshakes (empty: any) */
+    const pt_conf_node_t *split_node, *hash_key_node; /* `split:`, `hash_key:` (route_split.c) */
+    pt_split_t *split;             /* or NULL: every request to `cluster` */
 } proxy_conf_t;
 
 static const pt_conf_field_t proxy_fields[] = {
-    {"cluster", PT_CONF_T_STR, offsetof(proxy_conf_t, cluster_name), 0, 0, true, NULL},
+    {"cluster", PT_CONF_T_STR, offsetof(proxy_conf_t, cluster_name), 0, 0, false, NULL},
+    {"split", PT_CONF_T_NODE, offsetof(proxy_conf_t, split_node), 0, 0, false, NULL},
+    {"hash_key", PT_CONF_T_NODE, offsetof(proxy_conf_t, hash_key_node), 0, 0, false, NULL},
     {"timeout", PT_CONF_T_DURATION, offsetof(proxy_conf_t, timeout_ms), 1, 0, false, NULL},
     {"preserve_host", PT_CONF_T_BOOL, offsetof(proxy_conf_t, preserve_host), 0, 0, false, NULL},
     {"trust_forwarded", PT_CONF_T_BOOL, offsetof(proxy_conf_t, trust_forwarded), 0, 0, false, NULL},
@@ -105,23 +110,31 @@ static int proxy_parse_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *
         return pt_conf_get_str(cx, node, &conf->cluster_name);
     if (node == NULL || node->kind != PT_CONF_MAP)
         return pt_conf_error(cx, node, "proxy: expected a map like { cluster: NAME } or a cluster name");
-    return pt_conf_parse_fields(cx, node, proxy_fields, conf);
+    if (pt_conf_parse_fields(cx, node, proxy_fields, conf) != 0)
+        return PT_ERR_INVALID;
+    return pt_split_parse(cx, "proxy", conf->split_node, conf->hash_key_node,
+                          conf->cluster_name != NULL, &conf->split);
 }
 
 static int proxy_check_conf(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf,
                             const pt_config_t *config)
 {
     proxy_conf_t *conf = vconf;
-    if (conf->cluster_name == NULL)
-        return pt_conf_error(cx, node, "proxy: `cluster` is required");
-    const pt_conf_node_t *at = node != NULL && node->kind == PT_CONF_MAP ? pt_conf_map_get(node, "cluster") : node;
-    conf->cluster = pt_config_cluster(config, conf->cluster_name);
-    if (conf->cluster == NULL)
-        return pt_conf_error(cx, at, "proxy: unknown cluster '%s'", conf->cluster_name);
-    if (conf->cluster->protocol != PT_PROTO_HTTP)
-        return pt_conf_error(cx, at, "proxy: cluster '%s' is not an http cluster", conf->cluster_name);
-    if (conf->cluster->endpoint_cnt == 0)
-        return pt_conf_error(cx, at, "proxy: cluster '%s' has no endpoints", conf->cluster_name);
+    if (conf->split != NULL) {
+        if (pt_split_resolve(cx, "proxy", conf->split, config, PT_PROTO_HTTP, &conf->cluster) != 0)
+            return PT_ERR_INVALID;
+    } else {
+        if (conf->cluster_name == NULL)
+            return pt_conf_error(cx, node, "proxy: `cluster` (or `split`) is required");
+        const pt_conf_node_t *at = node != NULL && node->kind == PT_CONF_MAP ? pt_conf_map_get(node, "cluster") : node;
+        conf->cluster = pt_config_cluster(config, conf->cluster_name);
+        if (conf->cluster == NULL)
+            return pt_conf_error(cx, at, "proxy: unknown cluster '%s'", conf->cluster_name);
+        if (conf->cluster->protocol != PT_PROTO_HTTP)
+            return pt_conf_error(cx, at, "proxy: cluster '%s' is not an http cluster", conf->cluster_name);
+        if (conf->cluster->endpoint_cnt == 0)
+            return pt_conf_error(cx, at, "proxy: cluster '%s' has no endpoints", conf->cluster_name);
+    }
     if (conf->max_message == 0)
         conf->max_message = 1u << 20;
     if (conf->close_timeout_ms == 0)
@@ -641,7 +654,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
                 pt_headers_add(&req->resp_trailers, t[i].name, t[i].value);
         pt__resp_body(req, NULL, 0, true);
     } else {
-        pt_observe_upstream_error(req->worker, ctx->conf->cluster, st);
+        pt_observe_upstream_error(req->worker, ctx->up.cluster, st);
         /* JSON error if nothing was sent; else an abrupt end so the client
          * sees the truncation (UP-4). */
         pt__resp_fail(req, st, reason);
@@ -729,7 +742,7 @@ static void proxy_start(pt_req_t *req, const void *vconf)
 
     bool needs_body_framing = (mb & (PT_METHOD_POST | PT_METHOD_PUT | PT_METHOD_PATCH)) != 0;
     pt_upcall_req_t *up = &ctx->up;
-    up->cluster = conf->cluster;
+    up->cluster = conf->split != NULL ? pt_split_pick(conf->split, req) : conf->cluster;
     up->method = req->method;
     up->path = path;
     up->authority = conf->preserve_host ? req->authority : PT_STR_NULL;
@@ -741,6 +754,7 @@ static void proxy_start(pt_req_t *req, const void *vconf)
     up->idempotent = (mb & (PT_METHOD_GET | PT_METHOD_HEAD | PT_METHOD_OPTIONS | PT_METHOD_TRACE |
                             PT_METHOD_PUT | PT_METHOD_DELETE)) != 0;
     up->hash_key = pt_upcall_hash_key(up->cluster, req->client_addr, &req->headers);
+    up->retry = req->route.route != NULL ? req->route.route->retry : NULL;
     if (req->upgrade.len != 0) {
         const char *why = "invalid upgrade request";
         int st = prepare_upgrade(ctx, &why);
@@ -765,7 +779,7 @@ static void proxy_start(pt_req_t *req, const void *vconf)
     int rc = pt_upcall_start(req->worker, up, &cbs, ctx, &ctx->call);
     if (rc != 0) {
         ctx->call = NULL;
-        pt_observe_upstream_error(req->worker, conf->cluster, rc);
+        pt_observe_upstream_error(req->worker, up->cluster, rc);
         pt__resp_fail(req, rc, rc == PT_ERR_UNAVAILABLE ? "no upstream endpoint available"
                                                         : "upstream call failed to start");
         pt_handler_finish(ctx->req);

@@ -563,7 +563,7 @@ static void up_done(void *ud, const pt_grpc_status_t *st)
     b->call = NULL; /* freed by the upstream layer after we return */
     req->upstream_ns = pt_now_ns() - b->t0_ns;
     if (st->local != 0 && pt_status_http(st->local) >= 502)
-        pt_observe_upstream_error(req->worker, b->conf->cluster, st->local);
+        pt_observe_upstream_error(req->worker, b->base.cluster, st->local);
     if (b->ending || !open_ws(b)) {
         pt_handler_leave(req);
         return;
@@ -660,6 +660,7 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     }
     b->base.on_body = bridge_on_body;
     b->base.on_writable = bridge_on_writable;
+    b->base.cluster = pt__grpc_cluster(conf, req);
     b->req = req;
     b->conf = conf;
     pt_xbuf_init(&b->in, NULL);
@@ -776,7 +777,7 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         deadline = client;
     static const uint8_t empty[1];
     pt_grpc_call_req_t r = {
-        .cluster = conf->cluster,
+        .cluster = b->base.cluster,
         .arena = req->arena,
         .method = {path, fl + 1},
         .max_message = conf->max_message,

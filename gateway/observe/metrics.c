@@ -353,7 +353,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         fprintf(out, "\",error=\"%s\"} %llu\n", pt_status_name(err[i].code),
                 (unsigned long long)err[i].count);
     }
-    static const char *const ev_metric[5][2] = {
+    static const char *const ev_metric[][2] = {
         {"portico_upstream_local_errors_total",
          "Upstream connections Portico could not make for lack of its own resources (fds, "
          "buffers), by cluster; never counted against an endpoint."},
@@ -368,8 +368,12 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         {"portico_upstream_ejections_total",
          "Endpoints ejected by outlier detection (consecutive failures), by the cluster whose call "
          "saw the last failure."},
+        {"portico_upstream_retries_total",
+         "Attempts started again by a route's retry policy, by cluster."},
+        {"portico_upstream_retry_budget_exhausted_total",
+         "Retries not made because the cluster's retry budget was spent, by cluster."},
     };
-    for (int kind = 0; kind < 5; kind++) {
+    for (int kind = 0; kind < (int)(sizeof(ev_metric) / sizeof(ev_metric[0])); kind++) {
         fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", ev_metric[kind][0], ev_metric[kind][1],
                 ev_metric[kind][0]);
         for (size_t i = 0; i < nev; i++) {

@@ -56,6 +56,8 @@ typedef enum pt_observe_upevent {
     PT_OBSERVE_UP_OVERFLOW = 2,    /* a call got 503 at once: the waiting queue was full */
     PT_OBSERVE_UP_BREAKER = 3,     /* a call got 503 at once: the cluster's circuit_breaker */
     PT_OBSERVE_UP_EJECTION = 4,    /* an endpoint was ejected (outlier detection) */
+    PT_OBSERVE_UP_RETRY = 5,        /* a route's retry policy started another attempt */
+    PT_OBSERVE_UP_RETRY_BUDGET = 6, /* ... wanted to, but the retry budget was spent */
 } pt_observe_upevent_t;
 
 /** Counts upstream event `ev` for `cluster` (worker thread). */

@@ -33,6 +33,15 @@ int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cb
 {
     if (w == NULL || r == NULL || r->cluster == NULL || cbs == NULL || out == NULL)
         return PT_ERR_INTERNAL;
+    pt__upretry_count_call(w, r->cluster);
+    if (r->retry != NULL && r->upgrade.len == 0) /* a route's `retry:` policy (retry.c) */
+        return pt__upretry_start(w, r, cbs, ud, out);
+    return pt__upcall_dispatch(w, r, cbs, ud, out);
+}
+
+int pt__upcall_dispatch(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                        void *ud, pt_upcall_t **out)
+{
     if (r->upgrade.len != 0) {
         /* Tunnels need the connection to themselves after the 101: only the
          * native HTTP/1.1 client hands it over, over TCP (ws://) or TLS
@@ -106,6 +115,7 @@ pt__upcluster_t *pt__up_cluster(pt__upworker_t *uw, const pt_cluster_t *cl)
     if (s->cl == cl)
         return s;
     /* Another snapshot's cluster at this index (or the first call): decide again. */
+    memset(s, 0, sizeof(*s));
     s->cl = cl;
     bool native = !uw->native_off && cl->protocol == PT_PROTO_HTTP && !cl->http2 &&
                   cl->endpoint_cnt > 0;

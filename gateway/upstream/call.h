@@ -28,6 +28,8 @@
 #include "portico/headers.h"
 
 typedef struct pt_upcall pt_upcall_t;
+typedef struct pt_retry_conf pt_retry_conf_t;              /* core/route.h */
+typedef struct pt_policy_route_try pt_policy_route_try_t;  /* upstream/policy.h */
 
 typedef struct pt_upcall_req {
     const pt_cluster_t *cluster;
@@ -58,6 +60,14 @@ typedef struct pt_upcall_req {
      * pt_upcall_hash_key()). Empty: a random endpoint. Other lbs ignore it.
      */
     pt_str_t hash_key;
+    /**
+     * The route's `retry:` policy, or NULL (then only the cluster's
+     * retry-on-connect, policy.h). With one, upstream/retry.c runs the call:
+     * attempts on different endpoints, back-off, budget, per-try timeout.
+     */
+    const pt_retry_conf_t *retry;
+    /** Set by retry.c on the attempts it starts (policy.c reports into it); callers leave it NULL. */
+    pt_policy_route_try_t *_route;
 } pt_upcall_req_t;
 
 typedef struct pt_upcall_cbs {

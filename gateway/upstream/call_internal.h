@@ -48,10 +48,14 @@ enum {
 /** Back end of a REST cluster. */
 typedef enum pt__upbackend { PT__UP_CURL = 0, PT__UP_H1 = 1 } pt__upbackend_t;
 
-/** Per worker, per cluster (by cluster->index): the back end. */
+enum { PT__UP_BUDGET_SECS = 10 }; /* the retry budget's sliding window (retry.c) */
+
+/** Per worker, per cluster (by cluster->index): the back end, the retry budget's window. */
 typedef struct pt__upcluster {
     const pt_cluster_t *cl;   /* the snapshot's cluster this slot was set up for */
     pt__upbackend_t backend;
+    uint64_t budget_sec;      /* the second (monotonic) of the newest bucket */
+    uint32_t calls[PT__UP_BUDGET_SECS], retries[PT__UP_BUDGET_SECS]; /* by second % window */
 } pt__upcluster_t;
 
 /** The worker's upstream state (w->upstream_http). */
@@ -77,6 +81,19 @@ static inline uint64_t pt__up_timeout_ms(const pt_upcall_req_t *r)
         return r->timeout_ms;
     return r->cluster->timeout_ms != 0 ? r->cluster->timeout_ms : PT__UP_DEFAULT_TIMEOUT_MS;
 }
+
+/** The back end of `r` (pt_upcall_start without a route's retry policy). */
+int pt__upcall_dispatch(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                        void *ud, pt_upcall_t **out);
+
+/* ---- a route's retry policy (retry.c) ------------------------------------- */
+
+/** Runs `r` under r->retry: attempts through pt__upcall_dispatch (same contract as pt_upcall_start). */
+int pt__upretry_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                      void *ud, pt_upcall_t **out);
+
+/** Counts a call on `cl` in the retry budget's window (every pt_upcall_start). */
+void pt__upretry_count_call(pt_worker_t *w, const pt_cluster_t *cl);
 
 /* ---- libcurl back end (http.c) ------------------------------------------- */
 

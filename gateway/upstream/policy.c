@@ -490,6 +490,16 @@ static long next_ep(policy_worker_t *pw, const pt_upcall_req_t *r, uint64_t trie
     return pick_weighted_random(pw, s, cnt, total);
 }
 
+/* A route retry's record of the endpoints its attempts went to (upstream/retry.c). */
+static void seed_add(pt_policy_try_t *seed, long idx)
+{
+    if (idx < 0)
+        return;
+    if (idx < 64)
+        seed->tried |= (uint64_t)1 << idx;
+    seed->attempts++;
+}
+
 /* Attempt on `idx` starts: recorded as tried, one request in flight on it. */
 static void attempt_on(policy_worker_t *pw, const pt_cluster_t *cl, pt_policy_try_t *t, long idx)
 {
@@ -519,12 +529,23 @@ long pt_policy_pick(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *t
         t->_cl = cl;
     }
     policy_worker_t *pw = pw_of(w);
-    long idx = next_ep(pw, r, 0, false);
+    pt_policy_route_try_t *rt = r->_route;
+    long idx = -1;
+    if (rt != NULL && rt->seed.attempts != 0) {
+        /* another attempt of a route retry (upstream/retry.c): an endpoint no earlier attempt
+         * tried, else any; the back end's own retries avoid them too */
+        t->tried |= rt->seed.tried;
+        idx = next_ep(pw, r, rt->seed.tried, true);
+    }
+    if (idx < 0)
+        idx = next_ep(pw, r, 0, false);
     if (idx < 0) {
         pt_policy_call_end(t);
         return PT_ERR_UNAVAILABLE;
     }
     attempt_on(pw, cl, t, idx);
+    if (rt != NULL)
+        seed_add(&rt->seed, idx);
     return idx;
 }
 
@@ -548,7 +569,8 @@ static const pt_outlier_t *outlier_of(const pt_cluster_t *cl)
     static const pt_outlier_t defaults = {.consecutive_failures = 5,
                                           .base_ejection_ms = 10000,
                                           .max_ejection_ms = 300000,
-                                          .max_ejection_percent = 50};
+                                          .max_ejection_percent = 50,
+                                          .answers = true};
     return cl->outlier.base_ejection_ms != 0 ? &cl->outlier : &defaults;
 }
 
@@ -608,7 +630,10 @@ void pt_policy_answered(pt_worker_t *w, pt_policy_try_t *t, int status, int grpc
     if (t->_ep == NULL)
         return;
     if (status >= 500 || grpc_status == 14 /* UNAVAILABLE */) {
-        outlier_failed(w, t);
+        /* without an `outlier:` key only connections count: a lone endpoint's own 503s
+         * reach the client as they are, never turned into "no upstream available" */
+        if (outlier_of(t->_cl)->answers)
+            outlier_failed(w, t);
         return;
     }
     ep_health_t *h = t->_ep->h;
@@ -623,6 +648,14 @@ long pt_policy_retry(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *
 {
     if (kind == PT_POLICY_FAIL_CONNECT || kind == PT_POLICY_FAIL_EARLY)
         outlier_failed(w, t);
+    pt_policy_route_try_t *rt = r->_route;
+    if (rt != NULL && (kind != PT_POLICY_FAIL_REFUSED || t->refused_retried || !replayable)) {
+        /* the route's retry policy decides (upstream/retry.c) */
+        rt->failed = true;
+        rt->kind = kind;
+        rt->replayable = replayable;
+        return -1;
+    }
     if (!replayable)
         return -1;
     const pt_cluster_t *cl = r->cluster;
@@ -651,6 +684,8 @@ long pt_policy_retry(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *
         return -1;
     }
     attempt_on(pw, cl, t, idx);
+    if (rt != NULL)
+        seed_add(&rt->seed, idx);
     return idx;
 }
 

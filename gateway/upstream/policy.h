@@ -99,6 +99,20 @@ typedef struct pt_policy_try {
     pt_policy_ep_t *_ep;      /* the current attempt's endpoint: one request in flight on it */
 } pt_policy_try_t;
 
+/**
+ * A call run by a route's `retry:` policy (upstream/retry.c): each attempt is
+ * a call of its own, started with req->_route pointing here. The first pick
+ * of an attempt avoids the endpoints in `seed` (and adds its own); a failed
+ * attempt is not retried inside the back end (only a REFUSED one, once) but
+ * reported here, and retry.c decides.
+ */
+struct pt_policy_route_try {
+    pt_policy_try_t seed;         /* endpoints tried by this call's earlier attempts */
+    bool failed;                  /* the back end reported a failure (kind, replayable) */
+    pt_policy_fail_t kind;
+    bool replayable;
+};
+
 /** A call waiting for a connection slot (embedded in the call; zeroed). */
 typedef struct pt_policy_wait {
     pt_policy_ep_t *_ep;          /* non-NULL while queued */
@@ -144,6 +158,8 @@ void pt_policy_call_end(pt_policy_try_t *t);
  *     endpoint if there is one, else the same.
  *   - REFUSED: once, whatever `retries` (the server said it did nothing).
  *   - OTHER, LOCAL: never.
+ * With r->_route (a route's `retry:` policy), only REFUSED is retried here;
+ * every failure is recorded in r->_route and retry.c decides.
  */
 long pt_policy_retry(pt_worker_t *w, const pt_upcall_req_t *r, pt_policy_try_t *t,
                      pt_policy_fail_t kind, bool replayable);

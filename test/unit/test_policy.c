@@ -47,7 +47,8 @@ static void tcl_init(tcl_t *t, unsigned index, size_t n)
     t->cl.outlier = (pt_outlier_t){.consecutive_failures = 5,
                                    .base_ejection_ms = 10000,
                                    .max_ejection_ms = 300000,
-                                   .max_ejection_percent = 100};
+                                   .max_ejection_percent = 100,
+                                   .answers = true}; /* as with an `outlier:` key */
     t->cl.shared = &t->shared;
 }
 

@@ -13,6 +13,8 @@
 
 typedef enum pt_proto { PT_PROTO_HTTP = 0, PT_PROTO_GRPC = 1 } pt_proto_t;
 
+typedef struct pt_health_conf pt_health_conf_t; /* upstream/health.h */
+
 typedef struct pt_endpoint {
     const char *url;        /* "http://127.0.0.1:9000" (no trailing slash) */
     const char *host;       /* "127.0.0.1" */
@@ -37,6 +39,7 @@ typedef struct pt_cluster {
     uint32_t max_idle_per_endpoint; /* pooled connections kept per endpoint per worker (64) */
     uint32_t max_conns_per_endpoint;   /* open connections per endpoint per worker (0: 128 HTTP/1.1, 8 HTTP/2) */
     uint32_t max_pending_per_endpoint; /* calls waiting for one of them per worker (1024), then 503 */
+    const pt_health_conf_t *health_check; /* active checks (upstream/health.h), or NULL */
     const pt_conf_node_t *node;
 } pt_cluster_t;
 

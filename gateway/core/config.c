@@ -32,6 +32,7 @@
 #include "core/handler.h"
 #include "core/router.h"
 #include "net/tls.h"
+#include "upstream/health.h"
 #include "upstream/redis.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
@@ -484,7 +485,7 @@ static void load_access_log(loader_t *L, const pt_conf_node_t *n)
 
 typedef struct cluster_raw {
     const char *name, *protocol, *ca_file, *authority;
-    const pt_conf_node_t *endpoints, *http2;
+    const pt_conf_node_t *endpoints, *http2, *health_check;
     uint64_t connect_timeout_ms, timeout_ms;
     uint32_t retries, max_idle, max_conns, max_pending;
     bool tls_verify;
@@ -508,6 +509,7 @@ static const pt_conf_field_t cluster_fields[] = {
      100000, false, NULL},
     {"max_pending_per_endpoint", PT_CONF_T_UINT32, offsetof(cluster_raw_t, max_pending), 0,
      1000000, false, NULL},
+    {"health_check", PT_CONF_T_NODE, offsetof(cluster_raw_t, health_check), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -688,6 +690,8 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
         cl->max_idle_per_endpoint = raw.max_idle;
         cl->max_conns_per_endpoint = raw.max_conns;
         cl->max_pending_per_endpoint = raw.max_pending;
+        if (raw.health_check != NULL) /* issue 12: active health checks (upstream/health.c) */
+            cl->health_check = pt__health_conf_parse(cx, raw.health_check, cl);
         c->cluster_cnt++;
     }
 }

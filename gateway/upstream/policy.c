@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "observe/observe.h"
+#include "upstream/health.h"
 #include "portico/status.h"
 
 enum { EP_BUCKETS = 64 };
@@ -177,6 +178,8 @@ static long next_ep(pt_worker_t *w, const pt_cluster_t *cl, uint64_t tried, bool
     for (size_t i = 0; i < n; i++) {
         size_t idx = (s->next + i) % n;
         if (skip_tried && idx < 64 && (tried & ((uint64_t)1 << idx)) != 0)
+            continue;
+        if (!pt_health_endpoint_up(cl, idx)) /* active health checks (health.h) */
             continue;
         if (s->eps[idx]->eject_until_ms != 0) {
             if (now == 0)

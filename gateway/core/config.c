@@ -1282,7 +1282,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode)
 
 typedef struct top_raw {
     const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
-        *filters, *plugins, *descriptors, *redis;
+        *filters, *plugins, *descriptors, *redis, *overload;
     long long workers;
 } top_raw_t;
 
@@ -1299,6 +1299,26 @@ static const pt_conf_field_t top_fields[] = {
     {"plugins", PT_CONF_T_NODE, offsetof(top_raw_t, plugins), 0, 0, false, NULL},
     {"descriptors", PT_CONF_T_NODE, offsetof(top_raw_t, descriptors), 0, 0, false, NULL},
     {"redis", PT_CONF_T_NODE, offsetof(top_raw_t, redis), 0, 0, false, NULL},
+    {"overload", PT_CONF_T_NODE, offsetof(top_raw_t, overload), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+/* `overload: { memory: 512m, retry_after: 2s }` (core/overload.h) */
+static int parse_retry_after(pt_conf_cx_t *cx, const pt_conf_node_t *n, void *dst)
+{
+    uint64_t ms = 0;
+    if (pt_conf_get_duration_ms(cx, n, &ms) != 0)
+        return PT_ERR_INVALID;
+    if (ms < 1000 || ms > 3600000 || ms % 1000 != 0)
+        return pt_conf_error(cx, n, "retry_after: whole seconds from 1s to 1h");
+    *(uint32_t *)dst = (uint32_t)(ms / 1000);
+    return 0;
+}
+
+static const pt_conf_field_t overload_fields[] = {
+    {"memory", PT_CONF_T_SIZE, offsetof(pt_overload_t, memory), 0, 1ll << 50, false, NULL},
+    {"retry_after", PT_CONF_T_CUSTOM, offsetof(pt_overload_t, retry_after_s), 0, 0, false,
+     parse_retry_after},
     PT_CONF_FIELDS_END,
 };
 
@@ -1440,6 +1460,9 @@ static void build(loader_t *L, const pt_conf_node_t *root)
     if (raw.timeouts != NULL)
         parse_table(cx, raw.timeouts, timeouts_spec,
                     sizeof(timeouts_spec) / sizeof(timeouts_spec[0]), &c->timeouts);
+    c->overload.retry_after_s = 1;
+    if (raw.overload != NULL) /* issue 12: core/overload.h */
+        pt_conf_parse_fields(cx, raw.overload, overload_fields, &c->overload);
     if (raw.listeners != NULL)
         load_listeners(L, raw.listeners);
     if (raw.admin != NULL)

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include "observe/metrics.h"
 #include "core/config.h"
+#include "core/overload.h"
 #include "observe/observe.h"
 #include "net/worker.h"
 #include "upstream/health.h"
@@ -160,6 +161,8 @@ static void on_request(struct evhttp_request *r, void *arg)
         pt_metrics_render(f, shards, s->worker_cnt, &g);
         c = s->current_config(s);
         pt_health_metrics(f, c);
+        if (c != NULL)
+            pt_overload_metrics(f, &c->overload, c->limits.max_connections);
         pt_config_unref(c);
         fclose(f);
         free(shards);

@@ -28,6 +28,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         srv = self.server
+        if self.path.startswith("/big/"):
+            n = int(self.path[5:])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = b"x" * 16384
+            try:
+                while n > 0:
+                    self.wfile.write(chunk[:n])
+                    n -= len(chunk)
+            except OSError:  # the client (or Portico) went away: expected here
+                self.close_connection = True
+            return
         if self.path == srv.health_path:
             with srv.lock:
                 srv.probes += 1

@@ -41,11 +41,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except OSError:  # the client (or Portico) went away: expected here
                 self.close_connection = True
             return
-        if self.path == srv.health_path:
+        if self.path.startswith("/slow/"):
+            time.sleep(int(self.path[6:]) / 1000)
+        elif self.path == srv.health_path:
             with srv.lock:
                 srv.probes += 1
                 srv.probe_times.append(time.monotonic())
                 srv.probe_agents.add(self.headers.get("User-Agent", ""))
+        if self.path == srv.health_path:
             st = srv.health_status
             body = b"health\n"
         else:

@@ -23,3 +23,5 @@ bash "$ROOT/scripts/test-env.sh"
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi
+# issue 12 (hc): failover -- one of three endpoints killed under load: failed requests, time to detect
+/usr/bin/python3 "$ROOT/bench/failover_bench.py" --build "$ROOT/$BUILD"

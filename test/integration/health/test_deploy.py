@@ -192,6 +192,7 @@ class ConfigSyncTest(unittest.TestCase):
         p = Portico(rendered, workers=1)
         self.addCleanup(p.stop)
         wait_port(self.port, 10, p.proc)
+        wait_port(self.admin, 10, p.proc)
         # the probe paths the Deployment names, without a token; the rest needs it
         self.assertEqual(get(self.admin, "/ready"), 200)
         self.assertEqual(get(self.admin, "/healthz"), 200)

@@ -10,7 +10,7 @@ import time
 import unittest
 
 from hc_support import NOT_SERVING, SERVING, GrpcHealthServer, HealthServer, wait_until
-from portico_test import BIN, PorticoTestCase, free_port, make_cert
+from portico_test import BIN, PorticoTestCase, free_port, make_cert, wait_port
 
 INTERVAL = 0.2  # seconds, as configured below
 
@@ -74,6 +74,7 @@ class HttpHealthTest(HealthCheckCase):
         a, b = self.server("a"), self.server("b")
         port, admin = free_port(), free_port()
         p = self.start(config(port, admin, [a.port, b.port], self.HC), port)
+        wait_port(admin)
         self.assertTrue(wait_until(lambda: b.probes >= 1 and a.probes >= 1, 5))
         self.assertEqual(set(self.served_by(port, 6)), {"a", "b"})
         self.assertIn("portico-health-check", b.probe_agents)
@@ -112,6 +113,7 @@ class HttpHealthTest(HealthCheckCase):
         port, admin = free_port(), free_port()
         hc = "{ path: /healthz, interval: 100ms, timeout: 100ms, unhealthy: 1, healthy: 1, expect: [200, 301-302] }"
         self.start(config(port, admin, [a.port], hc), port)
+        wait_port(admin)
         self.assertIsNotNone(wait_until(lambda: not self.healthy(admin, a.port), 5))
         a.health_status = 302
         self.assertIsNotNone(wait_until(lambda: self.healthy(admin, a.port), 5))
@@ -121,6 +123,7 @@ class HttpHealthTest(HealthCheckCase):
         a, b = self.server("a"), self.server("b")
         port, admin = free_port(), free_port()
         self.start(config(port, admin, [a.port, b.port], self.HC), port, workers=2)
+        wait_port(admin)
         time.sleep(0.3)
         t0 = time.monotonic()
         time.sleep(2.0)
@@ -137,6 +140,7 @@ class HttpHealthTest(HealthCheckCase):
         port, admin = free_port(), free_port()
         hc = "{ path: /healthz, interval: 1s, timeout: 300ms, unhealthy: 1, healthy: 3 }"
         p = self.start(config(port, admin, [a.port, b.port], hc), port)
+        wait_port(admin)
         b.health_status = 503
         self.assertIsNotNone(wait_until(lambda: not self.healthy(admin, b.port), 5))
         checks = self.upstreams(admin)["http://127.0.0.1:%d" % b.port]["checks"]
@@ -181,6 +185,7 @@ routes:
     proxy: {{ cluster: good }}
 """
         self.start(cfg, port)
+        wait_port(admin)
         self.assertIsNotNone(wait_until(lambda: a.probes >= 2, 5))
         ups = self.upstreams(admin)
         self.assertTrue(ups["https://127.0.0.1:%d" % a.port]["healthy"])
@@ -198,6 +203,7 @@ class FailOpenTest(HealthCheckCase):
         hc = ("{ path: /healthz, interval: 100ms, timeout: 100ms, unhealthy: 1, healthy: 1%s }"
               % ("" if fail_open is None else ", fail_open: %s" % str(fail_open).lower()))
         self.start(config(port, admin, [a.port, b.port], hc), port)
+        wait_port(admin)
         self.assertIsNotNone(wait_until(
             lambda: not self.healthy(admin, a.port) and not self.healthy(admin, b.port), 5))
         return port, admin
@@ -220,6 +226,7 @@ class TcpHealthTest(HealthCheckCase):
         port, admin = free_port(), free_port()
         hc = "{ type: tcp, interval: 200ms, timeout: 150ms, unhealthy: 2, healthy: 1 }"
         p = self.start(config(port, admin, [a.port, b_port], hc), port)
+        wait_port(admin)
         time.sleep(0.5)
         self.assertEqual(b.probes, 0)  # tcp: no HTTP request
         b.stop()
@@ -242,6 +249,7 @@ class GrpcHealthTest(HealthCheckCase):
         port, admin = free_port(), free_port()
         hc = "{ service: shop.Cart, interval: 200ms, timeout: 150ms, unhealthy: 2, healthy: 1 }"
         self.start(config(port, admin, [g1.port, g2.port], hc, protocol="grpc"), port)
+        wait_port(admin)
         self.assertIsNotNone(wait_until(lambda: len(g2.requests) >= 2, 5))
         self.assertEqual(set(g2.requests), {"shop.Cart"})
         self.assertTrue(self.healthy(admin, g2.port))

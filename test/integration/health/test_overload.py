@@ -10,7 +10,7 @@ import socket
 import time
 
 from hc_support import HealthServer, wait_until
-from portico_test import PorticoTestCase, free_port
+from portico_test import PorticoTestCase, free_port, wait_port
 
 
 def metrics(admin):
@@ -64,6 +64,7 @@ routes:
         extra = ("overload: { memory: 1m, retry_after: 2s }\n"
                  "limits: { max_response_buffer: 256k }")
         self.start(self.config(port, admin, echo.port, extra), port, workers=2)
+        wait_port(admin)
         # a keep-alive connection opened before the overload
         early = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         early.request("GET", "/ok")
@@ -126,6 +127,7 @@ routes:
         port, admin = free_port(), free_port()
         self.start(self.config(port, admin, echo.port, "limits: { max_connections: 4 }"), port,
                    workers=2)
+        wait_port(admin)
         held = []
         try:
             for _ in range(4):  # four connections, spread over both workers

@@ -580,7 +580,7 @@ static void on_head(h1_conn_t *c)
     req->close_after =
         !h->keep_alive || c->draining ||
         (c->limits.max_requests_per_conn != 0 && c->requests >= c->limits.max_requests_per_conn) ||
-        pt_overload_over(&req->config->overload); /* keep-alive off over the watermark */
+        pt_overload_over(&c->w->config->overload); /* keep-alive off over the watermark */
     s->close = req->close_after;
     if (rc != 0) {
         fail_stream(c, s, rc, "request head does not fit the request arena");

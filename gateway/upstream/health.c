@@ -177,16 +177,17 @@ static void h1_send(probe_t *p)
                         e->path, e->authority);
 }
 
-/* The status line is all we need: "HTTP/1.x NNN ...". */
-static void h1_read(probe_t *p)
+/* The status line is all we need: "HTTP/1.x NNN ...". True when the probe finished (p is gone). */
+static bool h1_read(probe_t *p)
 {
     struct evbuffer *in = bufferevent_get_input(p->bev);
     size_t len = 0;
     char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
     if (line == NULL) {
-        if (evbuffer_get_length(in) > MAX_HEAD)
-            finish(p, false, "status line too long");
-        return;
+        if (evbuffer_get_length(in) <= MAX_HEAD)
+            return false;
+        finish(p, false, "status line too long");
+        return true;
     }
     int st = 0;
     bool ok = len >= 12 && memcmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ' &&
@@ -197,15 +198,12 @@ static void h1_read(probe_t *p)
     free(line);
     if (!ok) {
         finish(p, false, "not an HTTP/1.1 status line");
-        return;
-    }
-    if (status_expected(p->e, st)) {
-        finish(p, true, NULL);
-        return;
+        return true;
     }
     char why[48];
     snprintf(why, sizeof(why), "status %d", st);
-    finish(p, false, why);
+    finish(p, status_expected(p->e, st), why);
+    return true;
 }
 
 /* ---- HTTP/2 (gRPC health, or GET on http2 clusters) -------------------------------------- */
@@ -221,6 +219,20 @@ static void h2_flush(probe_t *p)
     }
 }
 
+/* 1 to 4 decimal digits, else 999 (never a pass: not 200, not grpc-status 0) */
+static int small_uint(const uint8_t *v, size_t len)
+{
+    int n = 0;
+    if (len == 0 || len > 4)
+        return 999;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 999;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n;
+}
+
 static int on_h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                         void *ud)
@@ -230,14 +242,10 @@ static int on_h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
     probe_t *p = ud;
     if (f->hd.stream_id != p->sid)
         return 0;
-    char v[16];
-    size_t l = valuelen < sizeof(v) - 1 ? valuelen : sizeof(v) - 1;
-    memcpy(v, value, l);
-    v[l] = '\0';
     if (namelen == 7 && memcmp(name, ":status", 7) == 0)
-        p->status = atoi(v);
+        p->status = small_uint(value, valuelen);
     else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
-        p->grpc_status = atoi(v);
+        p->grpc_status = small_uint(value, valuelen);
     return 0;
 }
 
@@ -395,7 +403,8 @@ static void h2_done(probe_t *p)
     }
 }
 
-static void h2_read(probe_t *p)
+/* True when the probe finished (p is gone). */
+static bool h2_read(probe_t *p)
 {
     struct evbuffer *in = bufferevent_get_input(p->bev);
     size_t len = evbuffer_get_length(in);
@@ -404,27 +413,29 @@ static void h2_read(probe_t *p)
     evbuffer_drain(in, len);
     if (n < 0) {
         finish(p, false, "bad HTTP/2 from the endpoint");
-        return;
+        return true;
     }
     if (p->closed) {
         h2_done(p);
-        return;
+        return true;
     }
     h2_flush(p);
+    return false;
 }
 
 /* ---- connection ----------------------------------------------------------------------- */
 
+static bool exchange_read(probe_t *p)
+{
+    if (p->state != ST_EXCHANGE)
+        return false;
+    return p->ng != NULL ? h2_read(p) : h1_read(p);
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
     (void)bev;
-    probe_t *p = arg;
-    if (p->state != ST_EXCHANGE)
-        return;
-    if (p->ng != NULL)
-        h2_read(p);
-    else
-        h1_read(p);
+    exchange_read(arg);
 }
 
 static void exchange(probe_t *p)
@@ -523,12 +534,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF | BEV_EVENT_TIMEOUT)) {
         char why[128];
-        if (p->state == ST_EXCHANGE && (what & BEV_EVENT_EOF)) {
-            pt_health_ep_t *e = p->e;
-            on_read(p->bev, p); /* what came with the close */
-            if (e->probe != p)
-                return; /* finished (p is gone; only its address was compared) */
-        }
+        if ((what & BEV_EVENT_EOF) && exchange_read(p)) /* what came with the close */
+            return;
         int dns_err = bufferevent_socket_get_dns_error(p->bev);
         unsigned long ssl_err = p->state == ST_HANDSHAKE ? bufferevent_get_openssl_error(p->bev) : 0;
         if (dns_err != 0)

@@ -84,7 +84,7 @@ class HttpHealthTest(HealthCheckCase):
         self.assertIsNotNone(took, "b never went down")
         # two failed checks: at most interval x unhealthy after the first probe that
         # saw the 503 (which is at most one interval away), plus scheduling slack
-        self.assertLessEqual(took, INTERVAL * 3 + 0.5)
+        self.assertLessEqual(took, INTERVAL * 3 + 1.0)  # slack: a shared, noisy machine
         self.assertEqual(self.served_by(port, 8), ["a"] * 8)
         up = self.upstreams(admin)["http://127.0.0.1:%d" % b.port]
         self.assertEqual(up["last_error"], "status 503")
@@ -93,7 +93,7 @@ class HttpHealthTest(HealthCheckCase):
         b.health_status = 200
         took = wait_until(lambda: self.healthy(admin, b.port), 5)
         self.assertIsNotNone(took, "b never came back")
-        self.assertLessEqual(took, INTERVAL * 2 + 0.5)  # healthy: 1
+        self.assertLessEqual(took, INTERVAL * 2 + 1.0)  # healthy: 1
         self.assertEqual(set(self.served_by(port, 6)), {"a", "b"})
         out = p.output()
         self.assertIn("endpoint http://127.0.0.1:%d is DOWN (2 failed checks: status 503)" % b.port,

@@ -49,6 +49,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 srv.probe_times.append(time.monotonic())
                 srv.probe_agents.add(self.headers.get("User-Agent", ""))
         if self.path == srv.health_path:
+            if srv.health_delay:
+                time.sleep(srv.health_delay)
             st = srv.health_status
             body = b"health\n"
         else:
@@ -76,6 +78,7 @@ class HealthServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.name = name
         self.health_path = health_path
         self.health_status = 200
+        self.health_delay = 0.0  # seconds /healthz takes to answer
         self.delay = delay
         self.lock = threading.Lock()
         self.probes = 0

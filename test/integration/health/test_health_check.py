@@ -118,6 +118,20 @@ class HttpHealthTest(HealthCheckCase):
         a.health_status = 302
         self.assertIsNotNone(wait_until(lambda: self.healthy(admin, a.port), 5))
 
+    def test_slow_health_endpoint_times_out(self):
+        a, b = self.server("a"), self.server("b")
+        port, admin = free_port(), free_port()
+        hc = "{ path: /healthz, interval: 300ms, timeout: 100ms, unhealthy: 2, healthy: 1 }"
+        self.start(config(port, admin, [a.port, b.port], hc), port)
+        wait_port(admin)
+        b.health_delay = 0.5
+        self.assertIsNotNone(wait_until(lambda: not self.healthy(admin, b.port), 5))
+        self.assertEqual(self.upstreams(admin)["http://127.0.0.1:%d" % b.port]["last_error"],
+                         "timeout waiting for the answer")
+        self.assertEqual(self.served_by(port, 4), ["a"] * 4)  # the rest of b still answers fast
+        b.health_delay = 0.0
+        self.assertIsNotNone(wait_until(lambda: self.healthy(admin, b.port), 5))
+
     def test_every_worker_follows_one_prober(self):
         """-w 2: probes at the backend are one per interval, not one per worker."""
         a, b = self.server("a"), self.server("b")

@@ -6,7 +6,7 @@ then counted: requests failed, time until the active health check marks the
 endpoint down (admin /upstreams), time until the last failed request.
 
 Scenarios, each run against fresh processes:
-  passive      no health_check, retries: 0 (only passive ejection: 5 connect failures)
+  passive      no health_check, retries: 0 (only outlier ejection, its defaults)
   active       health_check { interval: 500ms, unhealthy: 2 }, retries: 0
   active+retry the same with retries: 1 (a failed connect goes to another endpoint)
 
@@ -151,7 +151,7 @@ def main():
         print("%-14s %9d %8d %16s %18s" % (r["scenario"], r["requests"], r["failed"],
                                           fmt(r["detect_s"]), fmt(r["last_fail_s"])))
     print("(health_check interval 500ms, unhealthy 2: detection is bounded by ~1.0-1.5 s; "
-          "passive ejection needs 5 connect failures per worker)")
+          "passive = outlier ejection with its defaults)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@
 #include "observe/observe.h"
 #include "net/worker.h"
 #include "upstream/health.h"
+#include "upstream/policy.h"
 
 void pt__observe_globals(uint64_t *ok, uint64_t *failed);
 
@@ -158,6 +159,7 @@ static void on_request(struct evhttp_request *r, void *arg)
         pt_config_unref(c);
         pt__observe_globals(&g.reloads_ok, &g.reloads_failed);
         g.workers = s->worker_cnt;
+        g.ejected = pt_policy_ejected_now();
         pt_metrics_render(f, shards, s->worker_cnt, &g);
         c = s->current_config(s);
         pt_health_metrics(f, c);

@@ -31,3 +31,5 @@ fi
 if [ -x "$ROOT/$BUILD/bin/router_bench" ]; then
   "$ROOT/$BUILD/bin/router_bench"
 fi
+# issue 12 (hc): failover -- one of three endpoints killed under load: failed requests, time to detect
+/usr/bin/python3 "$ROOT/bench/failover_bench.py" --build "$ROOT/$BUILD"

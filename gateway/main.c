@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "core/config.h"
 #include "observe/observe.h"
+#include "upstream/health.h"
 #include "server.h"
 
 static void usage(FILE *out)
@@ -84,6 +85,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         return;
     }
     pt_admin_reconfigure(&app->server, c);
+    pt_health_reconfigure(c);
     fprintf(stderr, "portico: configuration reloaded (generation %llu)\n",
             (unsigned long long)c->generation);
     pt_observe_reload(true);
@@ -194,6 +196,9 @@ int main(int argc, char **argv)
         event_base_free(app.base);
         return 1;
     }
+    if (pt_health_start(app.base) != 0)
+        fprintf(stderr, "portico: health checks: cannot set up the resolver; names will not resolve\n");
+    pt_health_reconfigure(config);
     /* The workers and the server hold their own references from here on; keeping
      * ours would pin the first snapshot (and its filters' state) until exit. */
     unsigned listener_cnt = (unsigned)config->listener_cnt, route_cnt = (unsigned)config->route_cnt;
@@ -219,6 +224,7 @@ int main(int argc, char **argv)
     event_base_dispatch(app.base);
     event_free(ev_wait);
     pt_server_drain_and_stop(&app.server, drain_ms);
+    pt_health_stop();
     pt_admin_stop(&app.server);
     pt_server_free(&app.server);
     event_free(ev_term);

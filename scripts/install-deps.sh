@@ -2,7 +2,20 @@
 # Installs every Debian package Portico's build, tests, demo and benchmark need.
 # Idempotent: packages already present are skipped by apt-get. Runs as root
 # (or through sudo when available).
+#   --build-only   only what building the gateway needs (toolchain, libraries): deploy/Dockerfile's
+#                  build stage runs this script, so the image and the dev machine cannot drift
+#   --list         print the packages (one a line) instead of installing them
 set -euo pipefail
+
+BUILD_ONLY=0
+LIST=0
+for a in "$@"; do
+  case "$a" in
+    --build-only) BUILD_ONLY=1 ;;
+    --list) LIST=1 ;;
+    *) echo "install-deps: unknown option $a" >&2; exit 2 ;;
+  esac
+done
 
 PKGS=(
   # toolchain
@@ -13,8 +26,12 @@ PKGS=(
   zlib1g-dev libbrotli-dev libzstd-dev libcmocka-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
-  # waf filter: ModSecurity v3 and the OWASP Core Rule Set; nginx's ModSecurity module for its benchmark
-  libmodsecurity-dev libmodsecurity3 modsecurity-crs libnginx-mod-http-modsecurity
+  # waf filter: ModSecurity v3 and the OWASP Core Rule Set
+  libmodsecurity-dev libmodsecurity3 modsecurity-crs
+)
+PKGS_TEST=(
+  # nginx's ModSecurity module, for the waf benchmark's peer
+  libnginx-mod-http-modsecurity
   # test clients, peers and benchmark tools
   curl openssl nghttp2-client nghttp2-proxy nghttp2-server wrk nginx-light redis-server
   python3-grpcio python3-protobuf python3-h2 python3-hyperframe python3-hpack
@@ -22,6 +39,8 @@ PKGS=(
   # a real browser for the WebSocket <-> gRPC bridge test (headless, driven over DevTools)
   chromium
 )
+if [ "$BUILD_ONLY" = 0 ]; then PKGS+=("${PKGS_TEST[@]}"); fi
+if [ "$LIST" = 1 ]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi

@@ -14,6 +14,8 @@
 
 typedef enum pt_proto { PT_PROTO_HTTP = 0, PT_PROTO_GRPC = 1 } pt_proto_t;
 
+typedef struct pt_health_conf pt_health_conf_t; /* upstream/health.h */
+
 typedef struct pt_endpoint {
     const char *url;        /* "http://127.0.0.1:9000" (no trailing slash) */
     const char *host;       /* "127.0.0.1" */
@@ -88,6 +90,7 @@ typedef struct pt_cluster {
     pt_outlier_t outlier;
     pt_breaker_t breaker;
     pt_cluster_shared_t *shared; /* breaker counters (process-wide, lock-free), from the loader */
+    const pt_health_conf_t *health_check; /* active checks (upstream/health.h), or NULL */
     const pt_conf_node_t *node;
 } pt_cluster_t;
 

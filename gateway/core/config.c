@@ -33,6 +33,7 @@
 #include "core/route_retry.h"
 #include "core/router.h"
 #include "net/tls.h"
+#include "upstream/health.h"
 #include "upstream/redis.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
@@ -487,7 +488,7 @@ static void load_access_log(loader_t *L, const pt_conf_node_t *n)
 
 typedef struct cluster_raw {
     const char *name, *protocol, *ca_file, *authority;
-    const pt_conf_node_t *endpoints, *http2;
+    const pt_conf_node_t *endpoints, *http2, *health_check;
     uint64_t connect_timeout_ms, timeout_ms;
     uint32_t retries, max_idle, max_conns, max_pending;
     bool tls_verify;
@@ -517,6 +518,7 @@ static const pt_conf_field_t cluster_fields[] = {
     {"hash_key", PT_CONF_T_STR, offsetof(cluster_raw_t, hash_key), 0, 0, false, NULL},
     {"outlier", PT_CONF_T_NODE, offsetof(cluster_raw_t, outlier), 0, 0, false, NULL},
     {"circuit_breaker", PT_CONF_T_NODE, offsetof(cluster_raw_t, breaker), 0, 0, false, NULL},
+    {"health_check", PT_CONF_T_NODE, offsetof(cluster_raw_t, health_check), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -828,6 +830,8 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
         cl->max_idle_per_endpoint = raw.max_idle;
         cl->max_conns_per_endpoint = raw.max_conns;
         cl->max_pending_per_endpoint = raw.max_pending;
+        if (raw.health_check != NULL) /* issue 12: active health checks (upstream/health.c) */
+            cl->health_check = pt__health_conf_parse(cx, raw.health_check, cl);
         c->cluster_cnt++;
     }
 }
@@ -1446,7 +1450,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode)
 
 typedef struct top_raw {
     const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
-        *filters, *plugins, *descriptors, *redis;
+        *filters, *plugins, *descriptors, *redis, *overload;
     long long workers;
 } top_raw_t;
 
@@ -1463,6 +1467,26 @@ static const pt_conf_field_t top_fields[] = {
     {"plugins", PT_CONF_T_NODE, offsetof(top_raw_t, plugins), 0, 0, false, NULL},
     {"descriptors", PT_CONF_T_NODE, offsetof(top_raw_t, descriptors), 0, 0, false, NULL},
     {"redis", PT_CONF_T_NODE, offsetof(top_raw_t, redis), 0, 0, false, NULL},
+    {"overload", PT_CONF_T_NODE, offsetof(top_raw_t, overload), 0, 0, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+/* `overload: { memory: 512m, retry_after: 2s }` (core/overload.h) */
+static int parse_retry_after(pt_conf_cx_t *cx, const pt_conf_node_t *n, void *dst)
+{
+    uint64_t ms = 0;
+    if (pt_conf_get_duration_ms(cx, n, &ms) != 0)
+        return PT_ERR_INVALID;
+    if (ms < 1000 || ms > 3600000 || ms % 1000 != 0)
+        return pt_conf_error(cx, n, "retry_after: whole seconds from 1s to 1h");
+    *(uint32_t *)dst = (uint32_t)(ms / 1000);
+    return 0;
+}
+
+static const pt_conf_field_t overload_fields[] = {
+    {"memory", PT_CONF_T_SIZE, offsetof(pt_overload_t, memory), 0, 1ll << 50, false, NULL},
+    {"retry_after", PT_CONF_T_CUSTOM, offsetof(pt_overload_t, retry_after_s), 0, 0, false,
+     parse_retry_after},
     PT_CONF_FIELDS_END,
 };
 
@@ -1604,6 +1628,9 @@ static void build(loader_t *L, const pt_conf_node_t *root)
     if (raw.timeouts != NULL)
         parse_table(cx, raw.timeouts, timeouts_spec,
                     sizeof(timeouts_spec) / sizeof(timeouts_spec[0]), &c->timeouts);
+    c->overload.retry_after_s = 1;
+    if (raw.overload != NULL) /* issue 12: core/overload.h */
+        pt_conf_parse_fields(cx, raw.overload, overload_fields, &c->overload);
     if (raw.listeners != NULL)
         load_listeners(L, raw.listeners);
     if (raw.admin != NULL)

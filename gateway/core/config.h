@@ -50,6 +50,7 @@ typedef struct pt_config {
     unsigned workers;              /* 0 = number of cores */
     pt_limits_t limits;
     pt_timeouts_t timeouts;
+    pt_overload_t overload;       /* `overload:` (core/overload.h) */
     pt_cluster_t *clusters;
     size_t cluster_cnt;
     pt_redis_target_t *redis_targets; /* `redis:` targets (upstream/redis.h), config order */

@@ -17,7 +17,7 @@ typedef struct pt_limits {
     uint64_t max_body;             /* request body bytes (1 MiB) -> 413; route may override */
     uint32_t max_pipeline;         /* HTTP/1 requests parsed ahead of responses (16) */
     uint32_t max_requests_per_conn;/* then Connection: close / GOAWAY (1000) */
-    uint32_t max_connections;      /* per worker (10000) */
+    uint32_t max_connections;      /* client connections, process-wide (10000) */
     uint32_t h2_max_streams;       /* SETTINGS_MAX_CONCURRENT_STREAMS (100) */
     uint32_t h2_stream_window;     /* initial stream window (64 KiB) */
     uint32_t h2_conn_window;       /* connection window (1 MiB) */
@@ -41,5 +41,11 @@ typedef struct pt_timeouts {
     uint64_t drain_ms;      /* graceful shutdown deadline (30 s) */
     uint64_t tunnel_idle_ms;/* upgraded / CONNECT tunnel with no byte either way (300 s) */
 } pt_timeouts_t;
+
+/** `overload:` (core/overload.h): the watermark on bytes buffered for clients. */
+typedef struct pt_overload {
+    uint64_t memory;        /* bytes; 0 = off (the default) */
+    uint32_t retry_after_s; /* Retry-After of the 503s (1 s) */
+} pt_overload_t;
 
 #endif /* PT_GATEWAY_LIMITS_H */

@@ -17,6 +17,7 @@
 #include "core/chain.h"
 #include "core/config.h"
 #include "core/handler.h"
+#include "core/overload.h"
 #include "observe/observe.h"
 #include "core/path.h"
 #include "core/request.h"
@@ -215,11 +216,29 @@ void pt_req_buffer_body(pt_req_t *req)
         req->body_limit = cap;
 }
 
+/*
+ * Load shedding (core/overload.h): over the memory watermark a new request
+ * is answered 503 OVERLOADED with Retry-After before routing, and its
+ * connection is not kept. Requests already running are left alone.
+ */
+static bool shed(pt_req_t *req)
+{
+    const pt_overload_t *o = &req->config->overload;
+    if (!pt_overload_over(o))
+        return false;
+    pt_overload_count_shed();
+    req->close_after = true;
+    pt__req_reject(req, PT_ERR_OVERLOADED, "over the overload.memory watermark");
+    return true;
+}
+
 void pt__req_headers_done(pt_req_t *req)
 {
     const char *why = NULL;
     req->method_bit = pt_method_bit(req->method);
     assign_request_id(req);
+    if (shed(req))
+        return;
 
     pt_str_t norm;
     int rc = pt_path_normalize(req->arena, req->path,
@@ -669,6 +688,11 @@ void pt__resp_fail(pt_req_t *req, int st, const char *reason)
     pt_str_t body = pt__error_body(req, st, reason);
     req->resp_status = pt_status_http(st);
     pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
+    if (st == PT_ERR_OVERLOADED) { /* shed (overload.h) or a local shortage: come back later */
+        char ra[16];
+        int n = snprintf(ra, sizeof(ra), "%u", req->config->overload.retry_after_s);
+        pt_headers_add(&req->resp_headers, PT_STR("retry-after"), (pt_str_t){ra, (size_t)n});
+    }
     req->resp_content_length = (int64_t)body.len;
     pt__resp_head(req);
     pt__resp_body(req, body.base, body.len, true);

@@ -35,6 +35,7 @@
 #include "http/h1parse.h"
 #include "http/h2.h"
 #include "core/handler.h"
+#include "core/overload.h"
 #include "core/request.h"
 
 typedef struct h1_conn h1_conn_t;
@@ -578,7 +579,8 @@ static void on_head(h1_conn_t *c)
     int rc = copy_head(c, s, req, h);
     req->close_after =
         !h->keep_alive || c->draining ||
-        (c->limits.max_requests_per_conn != 0 && c->requests >= c->limits.max_requests_per_conn);
+        (c->limits.max_requests_per_conn != 0 && c->requests >= c->limits.max_requests_per_conn) ||
+        pt_overload_over(&c->w->config->overload); /* keep-alive off over the watermark */
     s->close = req->close_after;
     if (rc != 0) {
         fail_stream(c, s, rc, "request head does not fit the request arena");

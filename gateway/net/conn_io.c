@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "net/conn.h"
+#include "core/overload.h"
 #include "portico/status.h"
 
 /* Bytes asked for per read: a little under 16 KiB so that the evbuffer chain
@@ -340,6 +341,7 @@ static void on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *
     (void)buf;
     pt_conn_t *conn = arg;
     pt_conn_io_t *io = &conn->io;
+    pt_overload_buffered_add((int64_t)info->n_added - (int64_t)info->n_deleted);
     if (info->n_added == 0 || io->in_read || io->flush_pending || io->blocked || io->failed ||
         io->close_pending)
         return;
@@ -604,6 +606,7 @@ void pt_conn_io_release(pt_conn_t *conn)
     io->hs_timer = io->rev = io->wev = io->flush_ev = NULL;
     if (io->out != NULL) {
         evbuffer_remove_cb(io->out, on_out_changed, conn);
+        pt_overload_buffered_add(-(int64_t)evbuffer_get_length(io->out));
         evbuffer_free(io->out);
     }
     if (io->in != NULL)

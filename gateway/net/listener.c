@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "net/conn.h"
 #include "core/config.h"
+#include "core/overload.h"
 #include "http/h2.h"
 #include "net/listener.h"
 #include "observe/observe.h"
@@ -229,6 +230,34 @@ static void on_handshake(pt_conn_t *conn, bool ok)
         pt_conn_close(conn); /* error, EOF or handshake timeout */
 }
 
+/*
+ * Overload (core/overload.h): over the memory watermark a new connection is
+ * refused -- with a 503 on plain listeners, written without waiting (a
+ * fresh socket's buffer takes it) -- and at limits.max_connections
+ * (process-wide) it is closed. Else it is counted until conn_close().
+ */
+static bool refuse(const wlistener_t *l, int fd)
+{
+    const pt_config_t *c = l->worker->config;
+    if (pt_overload_over(&c->overload)) {
+        if (!l->conf->has_tls) {
+            char buf[512];
+            size_t n = pt_overload_refusal(&c->overload, buf, sizeof(buf));
+            if (n != 0 && send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+                shutdown(fd, SHUT_WR);
+        }
+        pt_overload_count_refused(true);
+        close(fd);
+        return true;
+    }
+    if (!pt_overload_conn_admit(c->limits.max_connections)) {
+        pt_overload_count_refused(false);
+        close(fd);
+        return true;
+    }
+    return false;
+}
+
 static void on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -236,10 +265,12 @@ static void on_accept(struct evconnlistener *ev, evutil_socket_t fd, struct sock
     (void)salen;
     wlistener_t *l = arg;
     pt_worker_t *w = l->worker;
-    if (w->draining || w->conn_cnt >= w->config->limits.max_connections) {
+    if (w->draining) {
         close(fd);
         return;
     }
+    if (refuse(l, fd))
+        return;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     pt_conn_t *conn = calloc(1, sizeof(*conn));
@@ -403,6 +434,7 @@ static void conn_close(pt_conn_t *conn)
     if (conn->next != NULL)
         ((pt_conn_t *)conn->next)->prev = conn->prev;
     w->conn_cnt--;
+    pt_overload_conn_done();
     pt_observe_conn_close(w);
     pt_config_unref(conn->config);
     free(conn);

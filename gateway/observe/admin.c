@@ -1,5 +1,6 @@
 /*
- * admin.c -- the admin listener: /healthz, /ready, /metrics, /config.
+ * admin.c -- the admin listener: /healthz, /ready, /metrics, /config, /upstreams
+ * (active health state per cluster endpoint).
  *
  * It runs on the main thread's loop with libevent's evhttp: a small control
  * endpoint, separate from the data path (which never answers these paths:
@@ -22,8 +23,10 @@
 #include <strings.h>
 #include "observe/metrics.h"
 #include "core/config.h"
+#include "core/overload.h"
 #include "observe/observe.h"
 #include "net/worker.h"
+#include "upstream/health.h"
 #include "upstream/policy.h"
 
 void pt__observe_globals(uint64_t *ok, uint64_t *failed);
@@ -158,9 +161,28 @@ static void on_request(struct evhttp_request *r, void *arg)
         g.workers = s->worker_cnt;
         g.ejected = pt_policy_ejected_now();
         pt_metrics_render(f, shards, s->worker_cnt, &g);
+        c = s->current_config(s);
+        pt_health_metrics(f, c);
+        if (c != NULL)
+            pt_overload_metrics(f, &c->overload, c->limits.max_connections);
+        pt_config_unref(c);
         fclose(f);
         free(shards);
         reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+        free(text);
+    } else if (plen == 10 && memcmp(uri, "/upstreams", 10) == 0) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (f == NULL) {
+            reply_str(r, 500, "application/json", "{\"error\":{\"code\":\"INTERNAL\"}}\n");
+            return;
+        }
+        pt_config_t *c = s->current_config(s);
+        pt_health_json(f, c);
+        pt_config_unref(c);
+        fclose(f);
+        reply(r, 200, "application/json", text, len);
         free(text);
     } else if (plen == 7 && memcmp(uri, "/config", 7) == 0) {
         pt_config_t *c = s->current_config(s);

@@ -16,6 +16,7 @@
 
 #include "core/clock.h"
 #include "observe/observe.h"
+#include "upstream/health.h"
 #include "portico/status.h"
 
 #define RLX memory_order_relaxed
@@ -339,6 +340,8 @@ pt_policy_ep_t *pt_policy_ep(pt_worker_t *w, const pt_cluster_t *cl, size_t idx)
  */
 static bool ep_in_rotation(const cl_state_t *s, size_t idx, uint64_t *now)
 {
+    if (!pt_health_endpoint_up(s->cl, idx)) /* active health checks (health.h) */
+        return false;
     uint64_t until = atomic_load_explicit(&s->eps[idx]->h->eject_until, RLX);
     if (until != 0) {
         if (*now == 0)

@@ -273,7 +273,7 @@ static int parse_common(pt_conf_cx_t *cx, const pt_conf_node_t *node, rl_conf_t 
     if (pt_conf_error_count(cx) != before)
         return PT_ERR_INVALID;
     if (c->redis == NULL || c->on_error == ON_ERR_LOCAL) {
-        c->table = pt_rlt_new(c->max_keys);
+        c->table = pt_rlt_new((size_t)c->max_keys * 2); /* at most half full */
         if (c->table == NULL)
             return pt_conf_error(cx, node, "%s: out of memory for %u keys", filter, c->max_keys);
         pt_conf_on_release(cx, free_table, c->table);

@@ -15,7 +15,7 @@
  *
  * The table: a fixed array of slots (key hash, value), each word an atomic,
  * shared by every worker of the process without a lock. A key lives in one of
- * PT_RLT_PROBE consecutive slots after its hash; a lookup claims the first
+ * PT_RLT_PROBE (16) consecutive slots after its hash; a lookup claims the first
  * empty one with a CAS on the key word, and callers update the value word
  * with their own CAS loop (a GCRA tat, or a quota's window and count).
  * Memory is fixed at load time (16 bytes a slot). Eviction, when the probe
@@ -74,7 +74,7 @@ void pt_gcra_verdict(const pt_gcra_t *g, bool allowed, uint64_t debt, pt_gcra_ve
 
 /* ---- the shared table -------------------------------------------------------- */
 
-#define PT_RLT_PROBE 8
+#define PT_RLT_PROBE 16
 
 typedef struct pt_rlt_slot {
     _Atomic uint64_t key; /* 0: empty */

@@ -13,6 +13,7 @@ extern const pt_filter_def_t pt_filter_rewrite;
 extern const pt_filter_def_t pt_filter_xml_json;
 extern const pt_filter_def_t pt_filter_rate_limit; /* issue 11 (rl) */
 extern const pt_filter_def_t pt_filter_quota;      /* issue 11 (rl) */
+extern const pt_filter_def_t pt_filter_oauth2_introspection; /* issue 11 (rl) */
 
 const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
@@ -20,5 +21,6 @@ const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_xml_json,
     &pt_filter_rate_limit,
     &pt_filter_quota,
+    &pt_filter_oauth2_introspection,
     NULL,
 };

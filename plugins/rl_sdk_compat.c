@@ -18,3 +18,11 @@ __attribute__((weak)) pt_str_t pt_req_var(pt_req_t *req, pt_str_t name)
     (void)name;
     return PT_STR_NULL;
 }
+
+__attribute__((weak)) int pt_req_var_set(pt_req_t *req, pt_str_t name, pt_str_t value)
+{
+    (void)req;
+    (void)name;
+    (void)value;
+    return 0;
+}

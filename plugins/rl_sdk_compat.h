@@ -4,4 +4,5 @@
 #include "portico/req.h"
 int pt_req_reject(pt_req_t *req, int st, const char *detail);
 pt_str_t pt_req_var(pt_req_t *req, pt_str_t name);
+int pt_req_var_set(pt_req_t *req, pt_str_t name, pt_str_t value);
 #endif

@@ -23,3 +23,5 @@ bash "$ROOT/scripts/test-env.sh"
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi
+# rate_limit / quota (local table, Redis) vs the plain proxy, interleaved (issue 11, rl)
+/usr/bin/python3 "$ROOT/bench/ratelimit_bench.py" --build "$ROOT/$BUILD"

@@ -45,7 +45,6 @@
 #include "portico/status.h"
 #include "core/config.h"
 #include "core/confparse.h"
-#include "rl_sdk_compat.h"
 
 #define MAX_SECRET 4096
 #define MAX_TOKEN 8192

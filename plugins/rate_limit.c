@@ -40,7 +40,6 @@
 #include "portico/req.h"
 #include "portico/status.h"
 #include "ratelimit_table.h"
-#include "rl_sdk_compat.h"
 #include "upstream/redis.h"
 
 #define NS_PER_S 1000000000ull
@@ -193,6 +192,11 @@ static int parse_key(pt_conf_cx_t *cx, const pt_conf_node_t *at, rl_conf_t *c)
         c->key_arg = pt_str_c(h);
         return 0;
     }
+    if (strncmp(k, "var:", 4) == 0 && k[4] != '\0') { /* any request variable: var:oauth2.sub */
+        c->key_kind = KEY_VAR;
+        c->key_arg = pt_str_c(k + 4);
+        return 0;
+    }
     if (strncmp(k, "jwt:", 4) == 0 && k[4] != '\0') {
         c->key_kind = KEY_VAR;
         char *v = pt_conf_alloc(cx, strlen(k) + 1);
@@ -202,8 +206,8 @@ static int parse_key(pt_conf_cx_t *cx, const pt_conf_node_t *at, rl_conf_t *c)
         return 0;
     }
     return pt_conf_error(cx, at,
-                         "key '%s': expected client_ip, consumer, \"header:NAME\" or "
-                         "\"jwt:CLAIM\"",
+                         "key '%s': expected client_ip, consumer, \"header:NAME\", "
+                         "\"jwt:CLAIM\" or \"var:NAME\"",
                          k);
 }
 

@@ -177,6 +177,38 @@ routes:
         self.assertEqual(curl(url, "-H", "Authorization: Bearer good3")[0], 200)  # cached
         self.assertEqual(len(self.up.requests), 2)
 
+    def test_claims_as_variables(self):
+        """The answer's members become oauth2.* variables: the headers filter forwards
+        ${oauth2.sub} (a client-sent x-sub is replaced), arrays are joined with spaces, and
+        a later rate_limit keys on var:oauth2.sub (two tokens of one subject share a budget)."""
+        port = free_port()
+        idp = self.idp.port
+        self.start(f"""
+listeners: [ {{ address: "127.0.0.1:{port}" }} ]
+clusters:
+  - {{ name: web, endpoints: [ "127.0.0.1:{self.up.port}" ] }}
+  - {{ name: idp, endpoints: [ "http://127.0.0.1:{idp}" ] }}
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: web }}
+    filters:
+      - oauth2_introspection: {{ endpoint: "http://127.0.0.1:{idp}/i", client_id: "{CLIENT_ID}",
+                                client_secret_file: idp.secret }}
+      - headers: {{ request: {{ set: {{ x-sub: "${{oauth2.sub}}", x-aud: "${{oauth2.aud}}",
+                                       x-scope: "${{oauth2.scope}}" }} }} }}
+      - rate_limit: {{ requests: 2, per: 1h, key: "var:oauth2.sub" }}
+""", port, extra_files={"idp.secret": SECRET + "\n"})
+        url = f"http://127.0.0.1:{port}/v"
+        st, _, body, _ = curl(url, "-H", "Authorization: Bearer goodA", "-H", "x-sub: spoofed")
+        self.assertEqual(st, 200)
+        seen = dict(json.loads(body)["headers"])
+        self.assertEqual(seen["x-sub"], "user-goodA")
+        self.assertEqual(seen["x-aud"], "api web")
+        self.assertEqual(seen["x-scope"], "read write")
+        self.assertEqual(curl(url, "-H", "Authorization: Bearer goodA")[0], 200)  # cached
+        self.assertEqual(curl(url, "-H", "Authorization: Bearer goodA")[0], 429)  # same sub
+        self.assertEqual(curl(url, "-H", "Authorization: Bearer goodB")[0], 200)  # other sub
+
     def test_config_errors(self):
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d, True)

@@ -163,7 +163,8 @@ static int resolve_endpoint(pt_conf_cx_t *cx, const pt_conf_node_t *node, oi_con
             bool same = ep->tls == tls &&
                         ((n > 0 && c->authority.len == (size_t)n &&
                           memcmp(a, c->authority.base, (size_t)n) == 0) ||
-                         (ep->port == (tls ? 443 : 80) && pt_str_eq(c->authority, pt_str_c(ep->host))));
+                         (ep->port == (tls ? 443 : 80) && ep->host != NULL &&
+                          pt_str_eq(c->authority, pt_str_c(ep->host))));
             if (same) {
                 c->cluster = pt_conf_cluster(cx, at, cl->name);
                 return c->cluster != NULL ? 0 : PT_ERR_INVALID;
@@ -365,8 +366,7 @@ static int read_answer(const pt_fetch_resp_t *resp, const oi_conf_t *c, centry_t
                 free(v);
                 continue;
             }
-            memcpy(name, "oauth2.", 7);
-            memcpy(name + 7, key, kl + 1);
+            snprintf(name, kl + 8, "oauth2.%s", key);
             e->claims[e->claim_cnt++] = (claim_t){name, v};
         }
     }
@@ -434,11 +434,10 @@ static pt_fstatus_t on_request_headers(const pt_filter_t *f, pt_req_t *req, void
         pt_req_fail(req, PT_ERR_LIMIT, "oauth2_introspection: request arena full");
         return PT_FILTER_ERROR;
     }
-    size_t n = 0;
-    memcpy(body, "token=", 6);
-    n = 6 + form_encode(body + 6, tok.base, tok.len);
-    memcpy(body + n, "&token_type_hint=access_token", 29);
-    n += 29;
+    static const char hint[] = "&token_type_hint=access_token";
+    size_t n = (size_t)snprintf(body, 7, "token=");
+    n += form_encode(body + n, tok.base, tok.len);
+    n += (size_t)snprintf(body + n, sizeof(hint), "%s", hint);
     pt_headers_t h;
     pt_headers_init(&h, pt_req_arena(req));
     pt_headers_add_nocopy(&h, PT_STR("content-type"), PT_STR("application/x-www-form-urlencoded"));

@@ -199,9 +199,9 @@ static int parse_key(pt_conf_cx_t *cx, const pt_conf_node_t *at, rl_conf_t *c)
     }
     if (strncmp(k, "jwt:", 4) == 0 && k[4] != '\0') {
         c->key_kind = KEY_VAR;
-        char *v = pt_conf_alloc(cx, strlen(k) + 1);
-        memcpy(v, "jwt.", 4);
-        memcpy(v + 4, k + 4, strlen(k + 4) + 1);
+        size_t n = strlen(k) + 1;
+        char *v = pt_conf_alloc(cx, n);
+        snprintf(v, n, "jwt.%s", k + 4);
         c->key_arg = pt_str_c(v);
         return 0;
     }

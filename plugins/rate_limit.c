@@ -323,21 +323,60 @@ static int quota_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *conf)
 
 /* ---- answers ----------------------------------------------------------------------- */
 
+/* A number as text in the request arena, without printf (this runs on every answer). */
+static pt_str_t num_text(pt_req_t *req, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    char *out = pt_arena_alloc(pt_req_arena(req), n);
+    if (out == NULL)
+        return PT_STR_NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return (pt_str_t){out, n};
+}
+
 static void set_num(pt_req_t *req, pt_str_t name, uint64_t v)
 {
-    char b[24];
-    int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
-    pt_headers_set(pt_req_resp_headers(req), name, (pt_str_t){b, (size_t)n});
+    pt_str_t t = num_text(req, v);
+    if (t.base != NULL)
+        pt_headers_set(pt_req_resp_headers(req), name, t);
+}
+
+/* True when the answer already has a RateLimit-* header (an upstream's, another limit's). */
+static bool has_ratelimit_header(const pt_headers_t *h)
+{
+    for (size_t i = 0; i < h->cnt; i++)
+        if (pt_str_has_prefix(h->v[i].name, PT_STR("ratelimit-")))
+            return true;
+    return false;
 }
 
 static void put_headers(pt_req_t *req, const rl_ctx_t *x)
 {
     pt_headers_t *h = pt_req_resp_headers(req);
-    pt_headers_set(h, PT_STR("ratelimit-limit"), pt_str_c(x->c->limit_s));
-    if (!x->counted)
-        return; /* on_error: allow -- nothing was counted */
-    set_num(req, PT_STR("ratelimit-remaining"), x->remaining);
-    set_num(req, PT_STR("ratelimit-reset"), x->reset_s);
+    pt_str_t limit = pt_str_c(x->c->limit_s); /* config memory: outlives the request */
+    if (!x->counted) {                        /* on_error: allow -- nothing was counted */
+        pt_headers_set(h, PT_STR("ratelimit-limit"), limit);
+        return;
+    }
+    if (has_ratelimit_header(h)) { /* replace, never duplicate */
+        pt_headers_set(h, PT_STR("ratelimit-limit"), limit);
+        set_num(req, PT_STR("ratelimit-remaining"), x->remaining);
+        set_num(req, PT_STR("ratelimit-reset"), x->reset_s);
+        return;
+    }
+    /* the common case: nothing to replace, nothing to copy but two numbers */
+    pt_str_t rem = num_text(req, x->remaining), rst = num_text(req, x->reset_s);
+    if (rem.base == NULL || rst.base == NULL)
+        return;
+    pt_headers_add_nocopy(h, PT_STR("ratelimit-limit"), limit);
+    pt_headers_add_nocopy(h, PT_STR("ratelimit-remaining"), rem);
+    pt_headers_add_nocopy(h, PT_STR("ratelimit-reset"), rst);
 }
 
 static uint64_t ceil_div(uint64_t a, uint64_t b)

@@ -120,6 +120,22 @@ routes:
         time.sleep(1.1)  # one interval (500 ms) and more: budget back
         self.assertEqual(curl(url)[0], 200)
 
+    def test_reload_starts_local_counts_afresh(self):
+        """Documented (SECURITY-CASES RE-6): the local table belongs to the config snapshot,
+        so a reload starts every local count afresh (Redis counts survive reloads)."""
+        up = self.echo()
+        port = free_port()
+        p = self.start(self.config(port, up.port, """
+      - rate_limit: { requests: 2, per: 1h }"""), port)
+        url = f"http://127.0.0.1:{port}/z"
+        self.assertEqual([curl(url)[0] for _ in range(3)], [200, 200, 429])
+        p.reload()
+        deadline = time.monotonic() + 10
+        while curl(url)[0] != 200:  # the new snapshot answers once the reload is done
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+        self.assertEqual([curl(url)[0] for _ in range(2)], [200, 429])
+
     def test_quota_calendar_day(self):
         up = self.echo()
         port = free_port()

@@ -408,22 +408,6 @@ static pt_fstatus_t conclude_gcra(rl_ctx_t *x, const pt_gcra_verdict_t *v, uint6
 
 /* ---- local decisions ------------------------------------------------------------------ */
 
-/* UTC period number (days since 1970, or year * 12 + month) and seconds to its end. */
-static uint64_t utc_period(period_t p, uint64_t *left_s)
-{
-    time_t now = time(NULL);
-    if (p == PERIOD_DAY) {
-        *left_s = 86400 - (uint64_t)now % 86400;
-        return (uint64_t)now / 86400;
-    }
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    struct tm next = {.tm_year = tm.tm_year + (tm.tm_mon == 11), .tm_mon = (tm.tm_mon + 1) % 12,
-                      .tm_mday = 1};
-    *left_s = (uint64_t)(timegm(&next) - now);
-    return (uint64_t)(tm.tm_year + 1900) * 12 + (uint64_t)tm.tm_mon;
-}
-
 static pt_fstatus_t decide_local(rl_ctx_t *x, pt_str_t kv, uint8_t tag)
 {
     const rl_conf_t *c = x->c;
@@ -438,7 +422,7 @@ static pt_fstatus_t decide_local(rl_ctx_t *x, pt_str_t kv, uint8_t tag)
     }
     if (c->is_quota) {
         uint64_t left = 0, count = 0;
-        uint64_t win = utc_period(c->period, &left);
+        uint64_t win = pt_rlt_period(c->period == PERIOD_MONTH, (int64_t)time(NULL), &left);
         bool ok = pt_rlt_count(c->table, h, win, (uint64_t)c->requests, &count);
         return conclude(x, ok, (uint64_t)c->requests - count, left, left);
     }

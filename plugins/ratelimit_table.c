@@ -231,3 +231,48 @@ bool pt_rlt_count(pt_rlt_t *t, uint64_t h, uint64_t window, uint64_t limit, uint
         }
     }
 }
+
+/* ---- calendar periods ---------------------------------------------------------------
+ * Days since 1970-01-01 <-> (year, month, day), H. Hinnant's "chrono-compatible
+ * low-level date algorithms" (eras of 400 years, March-based years). */
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = floor_div(y, 400);
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int64_t *m)
+{
+    z += 719468;
+    int64_t era = floor_div(z, 146097);
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+uint64_t pt_rlt_period(bool month, int64_t now_s, uint64_t *left_s)
+{
+    int64_t day = floor_div(now_s, 86400);
+    if (!month) {
+        *left_s = (uint64_t)((day + 1) * 86400 - now_s);
+        return (uint64_t)day;
+    }
+    int64_t y, m;
+    civil_from_days(day, &y, &m);
+    int64_t next = m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1);
+    *left_s = (uint64_t)(next * 86400 - now_s);
+    return (uint64_t)(y * 12 + m - 1);
+}

@@ -120,4 +120,15 @@ void pt_rlt_gcra(pt_rlt_t *t, const pt_gcra_t *g, uint64_t h, uint64_t now, pt_g
  */
 bool pt_rlt_count(pt_rlt_t *t, uint64_t h, uint64_t window, uint64_t limit, uint64_t *count);
 
+/* ---- calendar periods (UTC) ---------------------------------------------------- */
+
+/**
+ * The quota period containing `now_s` (seconds since 1970, UTC): a day
+ * (number of days since 1970) or, with `month`, a month (year * 12 + month - 1);
+ * *left_s = seconds until the period's end. Integer arithmetic only (the
+ * proleptic Gregorian calendar, as the Redis script computes it), so it costs
+ * no gmtime/timegm per request.
+ */
+uint64_t pt_rlt_period(bool month, int64_t now_s, uint64_t *left_s);
+
 #endif /* PT_PLUGINS_RATELIMIT_TABLE_H */

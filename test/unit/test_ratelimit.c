@@ -222,6 +222,27 @@ static void table_counts_per_window(void **state)
     pt_rlt_free(t);
 }
 
+static void calendar_periods(void **state)
+{
+    (void)state;
+    uint64_t left;
+    /* 2026-12-07T04:30:00Z = 1796617800 */
+    assert_int_equal(pt_rlt_period(false, 1796617800, &left), 20794);
+    assert_int_equal(left, 86400 - (4 * 3600 + 30 * 60));
+    assert_int_equal(pt_rlt_period(true, 1796617800, &left), 2026 * 12 + 11);
+    assert_int_equal(left, 1798761600 - 1796617800); /* 2027-01-01T00:00:00Z */
+    /* a leap February: 2024-02-29T23:59:59Z, one second before March */
+    assert_int_equal(pt_rlt_period(true, 1709251199, &left), 2024 * 12 + 1);
+    assert_int_equal(left, 1);
+    assert_int_equal(pt_rlt_period(true, 1709251200, &left), 2024 * 12 + 2);
+    assert_int_equal(left, 31 * 86400);
+    /* the epoch and a century that is not a leap year (2100-02-28 -> March) */
+    assert_int_equal(pt_rlt_period(true, 0, &left), 1970 * 12);
+    assert_int_equal(left, 31 * 86400);
+    assert_int_equal(pt_rlt_period(true, 4107542400 - 1, &left), 2100 * 12 + 1);
+    assert_int_equal(left, 1); /* 4107542400 = 2100-03-01T00:00:00Z */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +254,7 @@ int main(void)
         cmocka_unit_test(table_exact_under_threads),
         cmocka_unit_test(table_bounded_eviction),
         cmocka_unit_test(table_counts_per_window),
+        cmocka_unit_test(calendar_periods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

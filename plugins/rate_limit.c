@@ -71,6 +71,7 @@ typedef struct rl_conf {
     char sha[41];
     pt_str_t key_prefix; /* Redis key up to the key value: PREFIX rl:ID: */
     char limit_s[24];
+    pt_str_t arg1, arg2; /* the script's ARGV, constant per filter: T and tau, or limit and period */
 } rl_conf_t;
 
 typedef struct rl_ctx {
@@ -259,6 +260,16 @@ static int parse_redis(pt_conf_cx_t *cx, rl_conf_t *c, const char *filter)
     if (m < 0 || (size_t)m >= sizeof(buf))
         return pt_conf_error(cx, n, "%s: the Redis key prefix is too long", filter);
     c->key_prefix = (pt_str_t){pt_conf_strdup(cx, buf, (size_t)m), (size_t)m};
+    if (c->is_quota) {
+        m = snprintf(buf, sizeof(buf), "%lld", c->requests);
+        c->arg1 = (pt_str_t){pt_conf_strdup(cx, buf, (size_t)m), (size_t)m};
+        c->arg2 = pt_str_c(c->per_name);
+    } else {
+        m = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)c->gcra_us.interval);
+        c->arg1 = (pt_str_t){pt_conf_strdup(cx, buf, (size_t)m), (size_t)m};
+        m = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)c->gcra_us.tau);
+        c->arg2 = (pt_str_t){pt_conf_strdup(cx, buf, (size_t)m), (size_t)m};
+    }
     return 0;
 }
 
@@ -438,21 +449,10 @@ static void on_reply(int status, const pt_redis_reply_t *reply, void *ud);
 static int send_script(rl_ctx_t *x, bool eval)
 {
     const rl_conf_t *c = x->c;
-    char a1[24], a2[24];
-    pt_str_t argv[6];
-    argv[0] = eval ? PT_STR("EVAL") : PT_STR("EVALSHA");
-    argv[1] = eval ? pt_str_c(c->is_quota ? quota_lua : gcra_lua) : (pt_str_t){c->sha, 40};
-    argv[2] = PT_STR("1");
-    argv[3] = x->rkey;
-    if (c->is_quota) {
-        argv[4] = (pt_str_t){a1, (size_t)snprintf(a1, sizeof(a1), "%lld", c->requests)};
-        argv[5] = pt_str_c(c->per_name);
-    } else {
-        argv[4] = (pt_str_t){a1, (size_t)snprintf(a1, sizeof(a1), "%llu",
-                                                 (unsigned long long)c->gcra_us.interval)};
-        argv[5] = (pt_str_t){a2, (size_t)snprintf(a2, sizeof(a2), "%llu",
-                                                 (unsigned long long)c->gcra_us.tau)};
-    }
+    const pt_str_t argv[6] = {eval ? PT_STR("EVAL") : PT_STR("EVALSHA"),
+                              eval ? pt_str_c(c->is_quota ? quota_lua : gcra_lua)
+                                   : (pt_str_t){c->sha, 40},
+                              PT_STR("1"), x->rkey, c->arg1, c->arg2};
     return pt_redis_command(pt_req_worker(x->req), c->redis, 6, argv, on_reply, x, &x->cmd);
 }
 

@@ -141,9 +141,13 @@ routes:
         r2 = self.redis(port=r.port)
 
         def shared():
-            st, h, _, _ = curl(f"http://127.0.0.1:{ports[0]}/local", "-H", "x-user: probe")
-            return st == 200 and r2.cmd("KEYS", "pt:rl:*h:probe") != []
-        self.assertTrue(wait_until(shared))
+            # each worker reconnects lazily, once its backoff (at most 2 s) has expired and a
+            # request comes: probe every process until all 6 workers are connected again
+            for p in ports:
+                for _ in range(4):
+                    curl(f"http://127.0.0.1:{p}/local", "-H", "x-user: probe")
+            return len(r2.clients()) == 6
+        self.assertTrue(wait_until(shared, timeout=30))
         total = self.blast(ports, "/local", "dave", 200)
         self.assertEqual((total[2], total[4], total[5]), (60, 540, 0))
 

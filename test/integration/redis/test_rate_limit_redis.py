@@ -161,13 +161,14 @@ routes:
         self.assertEqual(curl(url + "/deny", "-H", "x-user: e")[0], 200)
         r.pause()
         try:
-            for path, want in (("/deny", 503), ("/allow", 200), ("/local", 200)):
+            for i, (path, want) in enumerate((("/deny", 503), ("/allow", 200), ("/local", 200))):
                 t0 = time.monotonic()
                 st, h, _, err = curl(url + path, "-H", "x-user: e", timeout=10)
                 dt = time.monotonic() - t0
                 self.assertEqual(st, want, err)
-                self.assertGreaterEqual(dt, 0.09)  # it did wait for Redis...
-                self.assertLess(dt, 1.5)           # ...no longer than the timeout (+ slack)
+                if i == 0:  # it did wait for Redis (later ones may find the stalled connection
+                    self.assertGreaterEqual(dt, 0.09)  # closed after 1 s: then they fail at once)
+                self.assertLess(dt, 1.5)  # ...never longer than the timeout (+ slack)
         finally:
             r.resume()
         # back: the same budget, counted on from what Redis holds

@@ -33,3 +33,5 @@ if [ -x "$ROOT/$BUILD/bin/router_bench" ]; then
 fi
 # issue 12 (hc): failover -- one of three endpoints killed under load: failed requests, time to detect
 /usr/bin/python3 "$ROOT/bench/failover_bench.py" --build "$ROOT/$BUILD"
+# rate_limit / quota (local table, Redis) vs the plain proxy, interleaved (issue 11, rl)
+/usr/bin/python3 "$ROOT/bench/ratelimit_bench.py" --build "$ROOT/$BUILD"

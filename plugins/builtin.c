@@ -12,11 +12,17 @@ extern const pt_filter_def_t pt_filter_headers;
 extern const pt_filter_def_t pt_filter_rewrite;
 extern const pt_filter_def_t pt_filter_xml_json;
 extern const pt_filter_def_t pt_filter_waf;
+extern const pt_filter_def_t pt_filter_rate_limit; /* issue 11 (rl) */
+extern const pt_filter_def_t pt_filter_quota;      /* issue 11 (rl) */
+extern const pt_filter_def_t pt_filter_oauth2_introspection; /* issue 11 (rl) */
 
 const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
     &pt_filter_rewrite,
     &pt_filter_xml_json,
     &pt_filter_waf,
+    &pt_filter_rate_limit,
+    &pt_filter_quota,
+    &pt_filter_oauth2_introspection,
     NULL,
 };

@@ -19,6 +19,7 @@ cleanup() {
   [ -n "${WSUP_PID:-}" ] && kill "$WSUP_PID" 2>/dev/null || true
   [ -n "${SPT_PID:-}" ] && kill -TERM "$SPT_PID" 2>/dev/null || true
   [ -n "${SOAP_PID:-}" ] && kill "$SOAP_PID" 2>/dev/null || true
+  [ -n "${RL_PID:-}" ] && kill -TERM "$RL_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -209,6 +210,26 @@ EOF
   kill "$WSUP_PID" 2>/dev/null || true
   echo; echo "== WebSocket sessions in the access log =="; grep "\"ws\":" "$WORK/ws-access.log" || true
 fi
+
+# ---- part 7: a rate limit (rate_limit: 3 per minute per X-User, shared by 2 workers) ----------
+RL_PORT=$(free_port)
+cat > "$WORK/rl.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$RL_PORT" } ]
+clusters: [ { name: web, endpoints: [ "127.0.0.1:$UPSTREAM_PORT" ] } ]
+routes:
+  - match: { prefix: / }
+    proxy: { cluster: web }
+    filters: [ { rate_limit: { requests: 3, per: 1m, key: "header:x-user" } } ]
+EOF
+"$BIN" -c "$WORK/rl.yaml" -w 2 2> "$WORK/rl.err" &
+RL_PID=$!
+for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$RL_PORT") 2>/dev/null && break; sleep 0.05; done
+echo; echo "== part 7: rate_limit: 3 per minute per X-User; the 4th answer is a 429 =="
+for i in 1 2 3 4; do
+  echo "\$ curl -s -i -H 'X-User: alice' http://127.0.0.1:$RL_PORT/limited   # request $i"
+  curl -s -i -H 'X-User: alice' "http://127.0.0.1:$RL_PORT/limited" | grep -iE '^HTTP|^ratelimit|^retry-after|"error"'
+done
+kill -TERM "$RL_PID" 2>/dev/null; wait "$RL_PID" 2>/dev/null || true
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo; echo "Portico keeps running on http://127.0.0.1:$PORT (Ctrl-C to stop)."

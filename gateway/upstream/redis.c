@@ -559,6 +559,9 @@ void pt__redis_worker_gc(pt_worker_t *w)
         bool used = s->pending != 0 || s->cmds != NULL;
         for (size_t i = 0; !used && c != NULL && i < c->redis_target_cnt; i++)
             used = strcmp(c->redis_targets[i].key, s->key) == 0;
+        for (const pt_redis_target_t *t = c != NULL ? c->redis_inline : NULL; !used && t != NULL;
+             t = t->next_inline)
+            used = strcmp(t->key, s->key) == 0;
         if (used) {
             pp = &s->next;
             continue;

@@ -95,7 +95,7 @@ static int read_password(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *
     return 0;
 }
 
-static void load_target(pt_conf_cx_t *cx, const pt_conf_node_t *key, const pt_conf_node_t *val,
+static void load_target(pt_conf_cx_t *cx, const char *name, const pt_conf_node_t *val,
                         pt_redis_target_t *t)
 {
     target_raw_t raw = {.timeout_ms = 200,
@@ -104,22 +104,17 @@ static void load_target(pt_conf_cx_t *cx, const pt_conf_node_t *key, const pt_co
                         .max_pending = 1024,
                         .prefix = ""};
     unsigned before = pt_conf_error_count(cx);
-    if (!pt__config_valid_name(key->str))
-        pt_conf_error(cx, key,
-                      "redis target name '%s' may only contain letters, digits, '_', "
-                      "'-', '.'",
-                      key->str);
     if (val->kind != PT_CONF_MAP) {
         pt_conf_error(cx, val,
                       "redis target '%s': expected a map (e.g. { address: "
                       "\"127.0.0.1:6379\" })",
-                      key->str);
+                      name);
         return;
     }
     pt_conf_parse_fields(cx, val, target_fields, &raw);
     if (pt_conf_error_count(cx) != before)
         return;
-    t->name = key->str;
+    t->name = name;
     t->node = val;
     t->address = raw.address;
     t->username = raw.username;
@@ -162,11 +157,51 @@ void pt__redis_conf_load(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_redis_tar
     pt_redis_target_t *v = pt_conf_alloc(cx, (n->cnt != 0 ? n->cnt : 1) * sizeof(*v));
     for (size_t i = 0; i < n->cnt; i++) {
         unsigned before = pt_conf_error_count(cx);
-        load_target(cx, n->keys[i], n->items[i], &v[*cnt]);
+        if (!pt__config_valid_name(n->keys[i]->str))
+            pt_conf_error(cx, n->keys[i],
+                          "redis target name '%s' may only contain letters, digits, '_', "
+                          "'-', '.'",
+                          n->keys[i]->str);
+        load_target(cx, n->keys[i]->str, n->items[i], &v[*cnt]);
         if (pt_conf_error_count(cx) == before)
             (*cnt)++;
     }
     *out = v;
+}
+
+const pt_redis_target_t *pt__redis_conf_inline(pt_conf_cx_t *cx, const pt_conf_node_t *n,
+                                               const char *name, const char *const *skip)
+{
+    if (n->kind != PT_CONF_MAP) {
+        pt_conf_error(cx, n, "%s: expected a map (e.g. { address: \"127.0.0.1:6379\" })", name);
+        return NULL;
+    }
+    /* the same map without the caller's keys, for the target's field table */
+    pt_conf_node_t *m = pt_conf_alloc(cx, sizeof(*m));
+    *m = *n;
+    m->keys = pt_conf_alloc(cx, (n->cnt + 1) * sizeof(*m->keys));
+    m->items = pt_conf_alloc(cx, (n->cnt + 1) * sizeof(*m->items));
+    m->cnt = 0;
+    for (size_t i = 0; i < n->cnt; i++) {
+        bool skipped = false;
+        for (size_t k = 0; skip != NULL && skip[k] != NULL && !skipped; k++)
+            skipped = n->keys[i]->str != NULL && strcmp(n->keys[i]->str, skip[k]) == 0;
+        if (!skipped) {
+            m->keys[m->cnt] = n->keys[i];
+            m->items[m->cnt++] = n->items[i];
+        }
+    }
+    pt_redis_target_t *t = pt_conf_alloc(cx, sizeof(*t));
+    unsigned before = pt_conf_error_count(cx);
+    load_target(cx, name, m, t);
+    if (pt_conf_error_count(cx) != before)
+        return NULL;
+    pt_config_t *c = cx->user;
+    if (c != NULL) {
+        t->next_inline = c->redis_inline;
+        c->redis_inline = t;
+    }
+    return t;
 }
 
 /* ---- SDK: lookup at load time --------------------------------------------- */

@@ -21,8 +21,23 @@ const pt_filter_def_t pt_filter_def = {
 };
 #elif defined(REGRESS_STATE)
 extern void regress_state_event(int init);
-static int winit(const pt_filter_t *f, pt_worker_t *w) { (void)f; (void)w; regress_state_event(1); return 0; }
-static void wdispose(const pt_filter_t *f, pt_worker_t *w) { (void)f; (void)w; regress_state_event(0); }
+#include <stdlib.h>
+/* worker_init stores a state; worker_dispose counts only when it finds it again (and frees it) */
+static int winit(const pt_filter_t *f, pt_worker_t *w)
+{
+    pt_worker_filter_state_set(w, f, malloc(1));
+    regress_state_event(1);
+    return 0;
+}
+static void wdispose(const pt_filter_t *f, pt_worker_t *w)
+{
+    void *st = pt_worker_filter_state(w, f);
+    if (st != NULL) {
+        free(st);
+        pt_worker_filter_state_set(w, f, NULL);
+        regress_state_event(0);
+    }
+}
 const pt_filter_def_t pt_filter_def = {
     .abi = PT_FILTER_ABI, .name = "regress_state", .worker_init = winit, .worker_dispose = wdispose,
 };

@@ -31,7 +31,6 @@
 #include "core/clock.h"
 #include "core/confparse.h"
 #include "core/config.h"
-#include "jwt_sdk_stub.h"
 #include "jwt_token.h"
 #include "portico/async.h"
 #include "portico/conf.h"
@@ -102,7 +101,7 @@ typedef struct jwt_worker {
 struct jwt_ctx {
     pt_req_t *req;
     jwt_worker_t *ws;
-    json_object *claims;  /* a reference, put in on_log */
+    json_object *claims;  /* referenced until the request arena goes */
     pt_str_t token;
     jwt_ctx_t *next, **pprev; /* in ws->waiters while waiting */
     bool refetched;
@@ -471,10 +470,21 @@ static pt_str_t var_claim(pt_req_t *req, void *data, pt_str_t rest)
 }
 
 /* The token is good: variables, identity headers. */
+static void put_claims(void *data)
+{
+    json_object_put(data);
+}
+
 static pt_fstatus_t accept_token(const jwt_conf_t *c, jwt_ctx_t *x, json_object *claims)
 {
-    x->claims = json_object_get(claims);
     pt_req_t *req = x->req;
+    /* held until the request's memory goes (the access log may read ${jwt.*} after on_log) */
+    if (pt_arena_defer(pt_req_arena(req), put_claims, json_object_get(claims)) != 0) {
+        json_object_put(claims);
+        pt_req_fail(req, PT_ERR_NOMEM, "jwt: claims");
+        return PT_FILTER_ERROR;
+    }
+    x->claims = claims;
     if (pt_req_var_provider(req, PT_STR("jwt."), var_claim, x) != 0) {
         pt_req_fail(req, PT_ERR_NOMEM, "jwt: variables");
         return PT_FILTER_ERROR;
@@ -804,10 +814,7 @@ static void on_log(const pt_filter_t *f, pt_req_t *req, void *ctx)
 {
     (void)f;
     (void)req;
-    jwt_ctx_t *x = ctx;
-    waiter_abort(x);
-    json_object_put(x->claims);
-    x->claims = NULL;
+    waiter_abort(ctx);
 }
 
 /* ---- workers ------------------------------------------------------------------------ */

@@ -48,6 +48,12 @@ routes:
     filters:
       - jwt: {{ jwks_file: jwks.json, issuer: "{iss}", token_query: access_token,
                forward_claims: {{ sub: x-user }} }}
+  - match: {{ host: vars.test }}
+    proxy: {{ cluster: echo }}
+    filters:
+      - jwt: {{ jwks_file: jwks.json }}
+      - headers: {{ request: {{ set: {{ x-sub: "${{jwt.sub}}", x-roles: "${{jwt.realm_access.roles}}",
+                                      x-org: "org=${{jwt.org.id}}" }} }} }}
   - match: {{ prefix: / }}
     proxy: {{ cluster: echo }}
     filters:
@@ -284,6 +290,13 @@ class TestJwt(PorticoTestCase):
         names = [kv[0] for kv in json.loads(body)["headers"]]
         self.assertNotIn("x-tenant", names)
         self.assertNotIn("x-evil", names)
+
+    def test_claims_as_request_variables(self):
+        tok = K.token(self.keys, "ES256", realm_access={"roles": ["a", "b"]}, org={"id": 42})
+        st, _, body, _ = self.get(tok, host="vars.test", headers=["x-sub: forged"])
+        self.assertEqual(st, 200, body)
+        got = {k: v for k, v in json.loads(body)["headers"] if k in ("x-sub", "x-roles", "x-org")}
+        self.assertEqual(got, {"x-sub": "alice", "x-roles": "a,b", "x-org": "org=42"})
 
     def test_cookie_token(self):
         tok = K.token(self.keys, "ES384")

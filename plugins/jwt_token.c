@@ -9,7 +9,6 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <stdarg.h>
@@ -46,15 +45,18 @@ unsigned pt_jwt_alg_from_name(const char *name, size_t len)
     return 0;
 }
 
-static const EVP_MD *alg_md(unsigned alg)
+static const char *const md_names[3] = {"SHA2-256", "SHA2-384", "SHA2-512"};
+
+/* 0, 1, 2 for the SHA-2 size of `alg`; -1 for EdDSA (no separate digest). */
+static int alg_md(unsigned alg)
 {
     if (alg & (PT_JWT_RS256 | PT_JWT_PS256 | PT_JWT_ES256 | PT_JWT_HS256))
-        return EVP_sha256();
+        return 0;
     if (alg & (PT_JWT_RS384 | PT_JWT_PS384 | PT_JWT_ES384 | PT_JWT_HS384))
-        return EVP_sha384();
+        return 1;
     if (alg & (PT_JWT_RS512 | PT_JWT_PS512 | PT_JWT_ES512 | PT_JWT_HS512))
-        return EVP_sha512();
-    return NULL; /* EdDSA: no separate digest */
+        return 2;
+    return -1;
 }
 
 /* ---- base64url ----------------------------------------------------------------- */
@@ -137,6 +139,8 @@ static json_object *parse_json(const char *s, size_t len)
 
 static void key_clear(pt_jwt_key_t *k)
 {
+    for (int i = 0; i < 3; i++)
+        EVP_MAC_CTX_free(k->mac[i]);
     free(k->kid);
     EVP_PKEY_free(k->pkey);
     if (k->secret != NULL)
@@ -150,8 +154,43 @@ void pt_jwt_keyset_free(pt_jwt_keyset_t *ks)
         return;
     for (size_t i = 0; i < ks->cnt; i++)
         key_clear(&ks->keys[i]);
+    for (int i = 0; i < 3; i++)
+        EVP_MD_free(ks->md[i]);
     free(ks->keys);
     free(ks);
+}
+
+/* The digests, and each secret's keyed HMAC contexts. */
+static int keyset_prepare(pt_jwt_keyset_t *ks, char *err, size_t errlen)
+{
+    for (int i = 0; i < 3; i++)
+        if ((ks->md[i] = EVP_MD_fetch(NULL, md_names[i], NULL)) == NULL)
+            goto fail;
+    EVP_MAC *hmac = NULL;
+    for (size_t k = 0; k < ks->cnt; k++) {
+        pt_jwt_key_t *key = &ks->keys[k];
+        if (key->secret == NULL)
+            continue;
+        if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+            goto fail;
+        for (int i = 0; i < 3; i++) {
+            OSSL_PARAM params[] = {
+                OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[i], 0),
+                OSSL_PARAM_construct_end(),
+            };
+            key->mac[i] = EVP_MAC_CTX_new(hmac);
+            if (key->mac[i] == NULL ||
+                EVP_MAC_init(key->mac[i], key->secret, key->secret_len, params) != 1) {
+                EVP_MAC_free(hmac);
+                goto fail;
+            }
+        }
+    }
+    EVP_MAC_free(hmac);
+    return 0;
+fail:
+    snprintf(err, errlen, "OpenSSL has no SHA-2 / HMAC");
+    return -1;
 }
 
 typedef struct jwk_cx {
@@ -492,6 +531,8 @@ pt_jwt_keyset_t *pt_jwt_keyset_parse(const char *json, size_t len, bool allow_se
         snprintf(err, errlen, "no signature verification key in the set");
         goto fail;
     }
+    if (keyset_prepare(ks, err, errlen) != 0)
+        goto fail;
     json_object_put(root);
     return ks;
 fail:
@@ -514,6 +555,10 @@ pt_jwt_keyset_t *pt_jwt_keyset_secret(const unsigned char *secret, size_t len, c
         return NULL;
     }
     ks->cnt = 1;
+    if (keyset_prepare(ks, err, errlen) != 0) {
+        pt_jwt_keyset_free(ks);
+        return NULL;
+    }
     return ks;
 }
 
@@ -563,17 +608,22 @@ static size_t ec_coord_len(unsigned alg)
     return alg == PT_JWT_ES256 ? 32 : alg == PT_JWT_ES384 ? 48 : 66;
 }
 
-static bool verify_with(const pt_jwt_key_t *k, unsigned alg, const unsigned char *data,
-                        size_t dlen, const unsigned char *sig, size_t slen)
+static bool verify_with(const pt_jwt_keyset_t *ks, const pt_jwt_key_t *k, unsigned alg,
+                        const unsigned char *data, size_t dlen, const unsigned char *sig,
+                        size_t slen)
 {
-    const EVP_MD *md = alg_md(alg);
+    int mi = alg_md(alg);
+    const EVP_MD *md = mi >= 0 ? ks->md[mi] : NULL;
     if (alg & PT_JWT_ALG_HMAC) {
         unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned int mlen = 0;
-        if (k->secret == NULL ||
-            HMAC(md, k->secret, (int)k->secret_len, data, dlen, mac, &mlen) == NULL)
+        size_t mlen = 0;
+        if (k->secret == NULL || mi < 0 || k->mac[mi] == NULL)
             return false;
-        return mlen == slen && CRYPTO_memcmp(mac, sig, mlen) == 0;
+        EVP_MAC_CTX *c = EVP_MAC_CTX_dup(k->mac[mi]); /* the keyed template is shared, read-only */
+        bool ok = c != NULL && EVP_MAC_update(c, data, dlen) == 1 &&
+                  EVP_MAC_final(c, mac, &mlen, sizeof(mac)) == 1;
+        EVP_MAC_CTX_free(c);
+        return ok && mlen == slen && CRYPTO_memcmp(mac, sig, mlen) == 0;
     }
     if (k->pkey == NULL)
         return false;
@@ -661,7 +711,7 @@ pt_jwt_err_t pt_jwt_verify(const pt_jwt_keyset_t *ks, const char *tok, size_t le
             if ((k->algs & alg) == 0)
                 continue;
             fits = true;
-            ok = verify_with(k, alg, (const unsigned char *)tok, (size_t)(d2 - tok), sig,
+            ok = verify_with(ks, k, alg, (const unsigned char *)tok, (size_t)(d2 - tok), sig,
                              (size_t)sn);
         }
         e = ok ? PT_JWT_OK

@@ -769,12 +769,11 @@ static pt_fstatus_t decide(const jwt_conf_t *c, jwt_ctx_t *x)
         json_object_put(claims);
         return refuse(c, x->req, pt_jwt_strerror(e));
     }
-    if (ws->sets != 0) {
-        int64_t until = now + (int64_t)(c->cache_ttl_ms / 1000);
-        if (exp < until)
-            until = exp;
+    int64_t until = now + (int64_t)(c->cache_ttl_ms / 1000);
+    if (exp < until)
+        until = exp;
+    if (ws->sets != 0 && until >= now) /* a token only the skew still admits is not kept */
         cache_put(ws, tok_hash(ws->seed, x->token.base, x->token.len), x->token, until, claims);
-    }
     pt_fstatus_t st = accept_token(c, x, claims);
     json_object_put(claims);
     return st;

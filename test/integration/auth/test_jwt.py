@@ -48,6 +48,13 @@ routes:
     filters:
       - jwt: {{ jwks_file: jwks.json, issuer: "{iss}", token_query: access_token,
                forward_claims: {{ sub: x-user }} }}
+  - match: {{ host: agg.test }}
+    aggregate:
+      calls:
+        - name: me
+          http: {{ cluster: echo, path: "/me", headers: {{ x-user: "{{header.x-user}}" }} }}
+    filters:
+      - jwt: {{ jwks_file: jwks.json, forward_claims: {{ sub: x-user }} }}
   - match: {{ host: vars.test }}
     proxy: {{ cluster: echo }}
     filters:
@@ -297,6 +304,16 @@ class TestJwt(PorticoTestCase):
         self.assertEqual(st, 200, body)
         got = {k: v for k, v in json.loads(body)["headers"] if k in ("x-sub", "x-roles", "x-org")}
         self.assertEqual(got, {"x-sub": "alice", "x-roles": "a,b", "x-org": "org=42"})
+
+    def test_aggregate_route(self):
+        n = len(self.up.requests)
+        st, h, body, _ = self.get(None, host="agg.test", headers=["x-user: mallory"])
+        self.assertEqual(st, 401, body)
+        self.assertEqual(len(self.up.requests), n)
+        st, _, body, _ = self.get(K.token(self.keys, "PS256"), host="agg.test",
+                                  headers=["x-user: mallory"])
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.up.requests[-1]["headers"].get("x-user"), "alice")
 
     def test_cookie_token(self):
         tok = K.token(self.keys, "ES384")

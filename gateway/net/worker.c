@@ -177,13 +177,19 @@ static int state_set_add(pt_worker_t *w, pt_config_t *c)
     return 0;
 }
 
-static void state_set_free(pt_worker_t *w, state_set_t *s)
+/* Called while the set is still linked: a filter's worker_dispose finds its
+ * state with pt_worker_filter_state() (to free it). */
+static void state_set_dispose(pt_worker_t *w, state_set_t *s)
 {
     for (unsigned i = 0; i < s->config->filter_slot_cnt; i++) {
         const pt_filter_t *f = s->config->filters[i];
         if (f->def->worker_dispose != NULL)
             f->def->worker_dispose(f, w);
     }
+}
+
+static void state_set_free(state_set_t *s)
+{
     free(s->state);
     pt_config_unref(s->config);
     free(s);
@@ -199,8 +205,9 @@ static void state_gc(pt_worker_t *w, bool all)
         state_set_t *s = *pp;
         bool current = s->config == w->config;
         if (all || (!current && s->users == 0)) {
+            state_set_dispose(w, s);
             *pp = s->next;
-            state_set_free(w, s);
+            state_set_free(s);
         } else {
             pp = &s->next;
         }

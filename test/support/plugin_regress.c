@@ -21,8 +21,9 @@ const pt_filter_def_t pt_filter_def = {
 };
 #elif defined(REGRESS_STATE)
 extern void regress_state_event(int init);
-static int winit(const pt_filter_t *f, pt_worker_t *w) { (void)f; (void)w; regress_state_event(1); return 0; }
-static void wdispose(const pt_filter_t *f, pt_worker_t *w) { (void)f; (void)w; regress_state_event(0); }
+static int winit(const pt_filter_t *f, pt_worker_t *w) { pt_worker_filter_state_set(w, f, w); regress_state_event(1); return 0; }
+/* counted only when the state set in winit is still found (the filter must be able to free it) */
+static void wdispose(const pt_filter_t *f, pt_worker_t *w) { if (pt_worker_filter_state(w, f) == w) regress_state_event(0); }
 const pt_filter_def_t pt_filter_def = {
     .abi = PT_FILTER_ABI, .name = "regress_state", .worker_init = winit, .worker_dispose = wdispose,
 };

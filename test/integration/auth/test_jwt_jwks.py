@@ -31,7 +31,7 @@ routes:
   - proxy: {{ cluster: echo }}
     filters:
       - jwt: {{ jwks_uri: "https://127.0.0.1:{jp}/keys.json", issuer: "{iss}",
-               jwks_min_refresh: {min_refresh}, jwks_timeout: 1s,
+               jwks_min_refresh: {min_refresh}, jwks_timeout: {timeout},
                forward_claims: {{ sub: x-user }} }}
 """
 
@@ -107,13 +107,13 @@ class TestJwks(PorticoTestCase):
         self.up = self.echo()
         self.port = free_port()
 
-    def run_portico(self, workers=1, min_refresh="10s", trusted=True):
+    def run_portico(self, workers=1, min_refresh="10s", trusted=True, timeout="3s"):
         with open(self.idp.crt, "rb") as f:
             pem = f.read()
         ca = ", ca_file: idp.pem" if trusted else ""
         return self.start(CONFIG.format(port=self.port, workers=workers, echo=self.up.port,
                                         jp=self.idp.port, ca=ca, iss=K.ISSUER,
-                                        min_refresh=min_refresh),
+                                        min_refresh=min_refresh, timeout=timeout),
                           self.port, workers=workers, extra_files={"idp.pem": pem})
 
     def get(self, tok):
@@ -143,12 +143,12 @@ class TestJwks(PorticoTestCase):
         self.assertEqual(self.idp.count(), 1)  # one fetch for the worker, the waiters shared it
 
     def test_rotation_through_unknown_kid_and_rate_limit(self):
-        self.run_portico(min_refresh="2s")
+        self.run_portico(min_refresh="4s")
         old = K.token(self.keys, "RS256")
         self.assertEqual(self.get(old)[0], 200)
         n = self.wait_fetches(1)
-        time.sleep(2.1)  # past the refetch rate limit
-        new_keys = K.Keys("v2-")
+        stranger, new_keys = K.Keys("v3-"), K.Keys("v2-")
+        time.sleep(4.1)  # past the refetch rate limit
         self.idp.set(body=new_keys.jwks())
         st, _, body, _ = self.get(K.token(new_keys, "ES384"))
         self.assertEqual(st, 200, body)            # unknown kid -> refetch -> good
@@ -158,7 +158,6 @@ class TestJwks(PorticoTestCase):
         self.assertEqual(st, 401)
         self.assertIn("unknown key id", h["www-authenticate"])
         # more unknown kids within jwks_min_refresh: no further fetch
-        stranger = K.Keys("v3-")
         for _ in range(5):
             self.assertEqual(self.get(K.token(stranger, "RS256"))[0], 401)
         self.assertEqual(self.idp.count(), n + 1)
@@ -181,7 +180,7 @@ class TestJwks(PorticoTestCase):
 
     def test_slow_issuer_bounded_by_timeout(self):
         self.idp.set(delay=3)
-        self.run_portico()
+        self.run_portico(timeout="1s")
         t0 = time.monotonic()
         st, _, body, _ = self.get(K.token(self.keys, "RS256"))
         self.assertEqual(st, 503, body)

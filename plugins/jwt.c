@@ -527,65 +527,61 @@ static pt_fstatus_t refuse_unavailable(pt_req_t *req)
 
 /* ---- finding the token ------------------------------------------------------------- */
 
-/* 1 found (*tok), 0 none, -1 ambiguous or malformed (*why). */
+/* Counts the values of `name` in a `sep`-separated list of name=value pairs
+ * (a Cookie header, a query string); the last one goes to *val. */
+static unsigned pairs_find(pt_str_t s, char sep, pt_str_t name, pt_str_t *val)
+{
+    unsigned n = 0;
+    while (s.len != 0) {
+        const char *end = memchr(s.base, sep, s.len);
+        pt_str_t kv = {s.base, end != NULL ? (size_t)(end - s.base) : s.len};
+        s.base += kv.len + (end != NULL);
+        s.len -= kv.len + (end != NULL);
+        kv = pt_str_trim_ows(kv);
+        if (kv.len > name.len + 1 && kv.base[name.len] == '=' &&
+            memcmp(kv.base, name.base, name.len) == 0) {
+            *val = (pt_str_t){kv.base + name.len + 1, kv.len - name.len - 1};
+            n++;
+        }
+    }
+    return n;
+}
+
+/*
+ * 1 found (*tok), 0 none, -1 ambiguous (*why). Every configured place is
+ * looked at: a token in two places (two headers, header and query, ...) is
+ * refused rather than one of them picked (SECURITY-CASES AU-9, as Kong).
+ */
 static int find_token(const jwt_conf_t *c, pt_req_t *req, pt_str_t *tok, const char **why)
 {
     const pt_headers_t *h = pt_req_headers(req);
-    size_t n = pt_headers_count(h, c->header_name);
-    if (n > 1) {
+    unsigned found = 0;
+    for (size_t i = 0; i < h->cnt; i++) {
+        pt_str_t v = PT_STR_NULL;
+        if (pt_str_eq(h->v[i].name, c->header_name)) {
+            v = pt_str_trim_ows(h->v[i].value);
+            if (v.len >= 7 && pt_str_ieq((pt_str_t){v.base, 7}, PT_STR("bearer ")))
+                v = pt_str_trim_ows((pt_str_t){v.base + 7, v.len - 7});
+            else if (c->bearer)
+                continue; /* another scheme (Basic ...): not ours */
+            found += v.len != 0;
+        } else if (c->token_cookie != NULL && pt_str_eq(h->v[i].name, PT_STR("cookie"))) {
+            found += pairs_find(h->v[i].value, ';', pt_str_c(c->token_cookie), &v);
+        }
+        if (v.len != 0)
+            *tok = v;
+    }
+    if (c->token_query != NULL) {
+        pt_str_t v = PT_STR_NULL;
+        found += pairs_find(pt_req_query(req), '&', pt_str_c(c->token_query), &v);
+        if (v.len != 0)
+            *tok = v;
+    }
+    if (found > 1) {
         *why = "more than one token";
         return -1;
     }
-    if (n == 1) {
-        pt_str_t v = pt_str_trim_ows(pt_headers_get(h, c->header_name));
-        bool scheme = v.len >= 7 && pt_str_ieq((pt_str_t){v.base, 7}, PT_STR("bearer "));
-        if (scheme) {
-            v.base += 7;
-            v.len -= 7;
-            v = pt_str_trim_ows(v);
-        } else if (c->bearer) {
-            v = PT_STR_NULL; /* another scheme (Basic ...): not ours, no token */
-        }
-        if (v.len != 0) {
-            *tok = v;
-            return 1;
-        }
-    }
-    if (c->token_cookie != NULL) {
-        pt_str_t name = pt_str_c(c->token_cookie);
-        for (size_t i = 0; i < h->cnt; i++) {
-            if (!pt_str_eq(h->v[i].name, PT_STR("cookie")))
-                continue;
-            pt_str_t s = h->v[i].value;
-            while (s.len != 0) {
-                const char *semi = memchr(s.base, ';', s.len);
-                pt_str_t kv = {s.base, semi != NULL ? (size_t)(semi - s.base) : s.len};
-                s.base += kv.len + (semi != NULL);
-                s.len -= kv.len + (semi != NULL);
-                kv = pt_str_trim_ows(kv);
-                if (kv.len > name.len && kv.base[name.len] == '=' &&
-                    memcmp(kv.base, name.base, name.len) == 0) {
-                    *tok = (pt_str_t){kv.base + name.len + 1, kv.len - name.len - 1};
-                    return tok->len != 0;
-                }
-            }
-        }
-    }
-    if (c->token_query != NULL) {
-        pt_str_t q = pt_req_query(req), name = pt_str_c(c->token_query);
-        while (q.len != 0) {
-            const char *amp = memchr(q.base, '&', q.len);
-            pt_str_t kv = {q.base, amp != NULL ? (size_t)(amp - q.base) : q.len};
-            q.base += kv.len + (amp != NULL);
-            q.len -= kv.len + (amp != NULL);
-            if (kv.len > name.len && kv.base[name.len] == '=' &&
-                memcmp(kv.base, name.base, name.len) == 0) {
-                *tok = (pt_str_t){kv.base + name.len + 1, kv.len - name.len - 1};
-                return tok->len != 0;
-            }
-        }
-    }
-    return 0;
+    return found == 1 && tok->len != 0 ? 1 : 0;
 }
 
 /* ---- the JWKS fetch (jwks_uri) ----------------------------------------------------- */

@@ -677,6 +677,15 @@ static pt_jwt_err_t read_header(json_object *hdr, unsigned *alg, const char **ki
     return PT_JWT_OK;
 }
 
+static unsigned count_member(const char *s, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    unsigned n = 0;
+    for (const char *p = s; (p = memmem(p, len - (size_t)(p - s), name, nl)) != NULL; p += nl)
+        n++;
+    return n;
+}
+
 pt_jwt_err_t pt_jwt_verify(const pt_jwt_keyset_t *ks, const char *tok, size_t len,
                            json_object **payload)
 {
@@ -692,6 +701,11 @@ pt_jwt_err_t pt_jwt_verify(const pt_jwt_keyset_t *ks, const char *tok, size_t le
     long hn = pt_jwt_b64url_decode(tok, hl, hbuf);
     long sn = pt_jwt_b64url_decode(d2 + 1, sl, sig);
     if (hn <= 0 || sn <= 0)
+        return PT_JWT_E_MALFORMED;
+    /* json-c keeps the last of duplicate members: refuse a header naming alg or kid twice
+     * instead (RFC 7515 §4: parsers must reject or use the last; two readers must agree) */
+    if (count_member((const char *)hbuf, (size_t)hn, "\"alg\"") > 1 ||
+        count_member((const char *)hbuf, (size_t)hn, "\"kid\"") > 1)
         return PT_JWT_E_MALFORMED;
     json_object *hdr = parse_json((const char *)hbuf, (size_t)hn);
     if (hdr == NULL)

@@ -326,6 +326,77 @@ static void test_claims(void **state)
     assert_int_equal(check("{}", &open, now), PT_JWT_OK);
 }
 
+/* SECURITY-CASES AU-2, AU-3, AU-4, AU-7, AU-8 beyond the cases above. */
+static void test_security_cases(void **state)
+{
+    (void)state;
+    pt_jwt_keyset_t *ks = vec_keys();
+    const char *secret = "s3cr3t-for-hs-tests-0123456789abcdef-XYZ";
+    const char *pl = "{\"sub\":\"a\"}";
+    /* AU-3: kid is a map key only */
+    const char *kids[] = {"{\"alg\":\"HS256\",\"kid\":\"../../dev/null\"}",
+                          "{\"alg\":\"HS256\",\"kid\":\"' OR 1=1 --\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        char *t = hs256(kids[i], pl, secret, strlen(secret));
+        assert_int_equal(verify_str(ks, t), PT_JWT_E_KID);
+        free(t);
+    }
+    char *longkid = malloc(11000);
+    strcpy(longkid, "{\"alg\":\"HS256\",\"kid\":\"");
+    size_t at = strlen(longkid);
+    memset(longkid + at, 'k', 10240);
+    strcpy(longkid + at + 10240, "\"}");
+    char *t = hs256(longkid, pl, secret, strlen(secret));
+    assert_int_equal(verify_str(ks, t), PT_JWT_E_MALFORMED); /* over the header cap */
+    free(t);
+    free(longkid);
+    /* AU-4: an embedded jwk / jku is never used (the secret decides, not the header) */
+    t = hs256("{\"alg\":\"HS256\",\"jku\":\"https://evil/\",\"jwk\":{\"kty\":\"oct\",\"k\":\"eA\"}}", pl, "x", 1);
+    assert_int_equal(verify_str(ks, t), PT_JWT_E_SIGNATURE);
+    free(t);
+    /* AU-8: duplicate alg or kid */
+    t = hs256("{\"alg\":\"none\",\"alg\":\"HS256\",\"kid\":\"hmac\"}", pl, secret, strlen(secret));
+    assert_int_equal(verify_str(ks, t), PT_JWT_E_MALFORMED);
+    free(t);
+    t = hs256("{\"alg\":\"HS256\",\"kid\":\"x\",\"kid\":\"hmac\"}", pl, secret, strlen(secret));
+    assert_int_equal(verify_str(ks, t), PT_JWT_E_MALFORMED);
+    free(t);
+    /* AU-7: ECDSA r = s = 0 (CVE-2022-21449), and a DER signature instead of r||s */
+    const char *es = jwt_vec_tokens[6].tok;
+    const char *dot2 = strrchr(es, '.');
+    unsigned char zero[64] = {0};
+    char *zs = b64u(zero, sizeof(zero));
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%.*s.%s", (int)(dot2 - es), es, zs);
+    assert_int_equal(verify_str(ks, buf), PT_JWT_E_SIGNATURE);
+    free(zs);
+    unsigned char der[72] = {0x30, 0x46, 0x02, 0x21, 0x00};
+    memset(der + 5, 0x11, 32);
+    der[37] = 0x02, der[38] = 0x21, der[39] = 0x00;
+    memset(der + 40, 0x22, 32);
+    zs = b64u(der, sizeof(der));
+    snprintf(buf, sizeof(buf), "%.*s.%s", (int)(dot2 - es), es, zs);
+    assert_int_equal(verify_str(ks, buf), PT_JWT_E_SIGNATURE);
+    free(zs);
+    pt_jwt_keyset_free(ks);
+    /* AU-2: a key with alg RS256 refuses PS256 (and the reverse set refuses RS256) */
+    json_object *set = json_tokener_parse(jwt_vec_jwks);
+    json_object *rsa = json_object_array_get_idx(json_object_object_get(set, "keys"), 0);
+    json_object_object_add(rsa, "alg", json_object_new_string("RS256"));
+    const char *js = json_object_to_json_string(set);
+    char err[256];
+    ks = pt_jwt_keyset_parse(js, strlen(js), true, err, sizeof(err));
+    assert_non_null(ks);
+    for (size_t i = 0; i < NVEC; i++) {
+        const char *alg = jwt_vec_tokens[i].alg;
+        pt_jwt_err_t want = strcmp(alg, "RS256") == 0 || alg[0] == 'E' || alg[0] == 'H'
+                                ? PT_JWT_OK : PT_JWT_E_ALG;
+        assert_int_equal(verify_str(ks, jwt_vec_tokens[i].tok), want);
+    }
+    pt_jwt_keyset_free(ks);
+    json_object_put(set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_keyset_errors),
         cmocka_unit_test(test_claims),
+        cmocka_unit_test(test_security_cases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

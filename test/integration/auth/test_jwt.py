@@ -243,6 +243,13 @@ class TestJwt(PorticoTestCase):
 
     def test_other_keys_signature(self):
         other = K.Keys()
+        # AU-4: a key embedded in the header is never used
+        import jwt as pyjwt
+        from jwt.algorithms import RSAAlgorithm
+        emb = pyjwt.encode(K.claims(), other.rsa, algorithm="RS256",
+                           headers={"jwk": json.loads(RSAAlgorithm.to_jwk(other.rsa.public_key())),
+                                    "jku": "http://127.0.0.1:1/keys"})
+        self.assertRefused(emb, "signature verification failed")
         self.assertRefused(K.token(other, "RS256"), "signature verification failed")
         self.assertRefused(K.token(other, "EdDSA"), "signature verification failed")
         self.assertRefused(K.token(other, "ES256"), "signature verification failed")
@@ -281,6 +288,8 @@ class TestJwt(PorticoTestCase):
     def test_two_tokens_refused(self):
         tok = K.token(self.keys, "RS256")
         self.assertRefused(tok, "more than one token", headers=["Authorization: Bearer " + tok])
+        self.assertRefused(tok, "more than one token", headers=["Cookie: at=" + tok])
+        self.assertRefused(None, "more than one token", headers=["Cookie: at=%s; at=%s" % (tok, tok)])
 
     # ---- identity ------------------------------------------------------------------
 
@@ -353,6 +362,10 @@ class TestJwt(PorticoTestCase):
         self.assertIn('www-authenticate: bearer realm="portico"', resp.lower())
         resp = self.ws_handshake("?access_token=" + K.token(K.Keys(), "EdDSA"))
         self.assertTrue(resp.startswith("HTTP/1.1 401"), resp)
+        tok = K.token(self.keys, "EdDSA", aud=None)
+        resp = self.ws_handshake("?access_token=%s&access_token=%s" % (tok, tok))
+        self.assertTrue(resp.startswith("HTTP/1.1 401"), resp)
+        self.assertIn("more than one token", resp)
         self.assertEqual(len(self.ws.heads), n)
 
 

@@ -59,6 +59,26 @@ static int alg_md(unsigned alg)
     return -1;
 }
 
+static unsigned alg_index(unsigned alg)
+{
+    return (unsigned)__builtin_ctz(alg);
+}
+
+/* EVP_DigestVerifyInit with the JOSE padding of `alg`: 0 or -1. */
+static int verify_init(EVP_MD_CTX *mctx, EVP_PKEY *pkey, unsigned alg, const EVP_MD *md)
+{
+    EVP_PKEY_CTX *pctx = NULL;
+    if (EVP_DigestVerifyInit(mctx, &pctx, md, NULL, pkey) != 1)
+        return -1;
+    if (alg & (PT_JWT_PS256 | PT_JWT_PS384 | PT_JWT_PS512))
+        return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+                       EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1
+                   ? 0 : -1;
+    if (alg & (PT_JWT_RS256 | PT_JWT_RS384 | PT_JWT_RS512))
+        return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 ? 0 : -1;
+    return 0;
+}
+
 /* ---- base64url ----------------------------------------------------------------- */
 
 static signed char b64url_val(unsigned char c)
@@ -141,6 +161,8 @@ static void key_clear(pt_jwt_key_t *k)
 {
     for (int i = 0; i < 3; i++)
         EVP_MAC_CTX_free(k->mac[i]);
+    for (int i = 0; i < PT_JWT_NALGS; i++)
+        EVP_MD_CTX_free(k->vctx[i]);
     free(k->kid);
     EVP_PKEY_free(k->pkey);
     if (k->secret != NULL)
@@ -169,6 +191,24 @@ static int keyset_prepare(pt_jwt_keyset_t *ks, char *err, size_t errlen)
     EVP_MAC *hmac = NULL;
     for (size_t k = 0; k < ks->cnt; k++) {
         pt_jwt_key_t *key = &ks->keys[k];
+        /* A verification context per algorithm, initialised once: copying it costs far
+         * less than EVP_DigestVerifyInit's fetches per token. Where the provider cannot
+         * copy one (vctx stays NULL, or the copy fails) verification initialises afresh. */
+        for (unsigned a = 0; key->pkey != NULL && a < PT_JWT_NALGS; a++) {
+            if (!(key->algs & (1u << a)))
+                continue;
+            int mi = alg_md(1u << a);
+            EVP_MD_CTX *c = EVP_MD_CTX_new();
+            EVP_MD_CTX *probe = EVP_MD_CTX_new();
+            if (c != NULL && probe != NULL &&
+                verify_init(c, key->pkey, 1u << a, mi >= 0 ? ks->md[mi] : NULL) == 0 &&
+                EVP_MD_CTX_copy_ex(probe, c) == 1) {
+                key->vctx[a] = c;
+                c = NULL;
+            }
+            EVP_MD_CTX_free(c);
+            EVP_MD_CTX_free(probe);
+        }
         if (key->secret == NULL)
             continue;
         if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
@@ -638,17 +678,12 @@ static bool verify_with(const pt_jwt_keyset_t *ks, const pt_jwt_key_t *k, unsign
         slen = (size_t)n;
     }
     EVP_MD_CTX *mctx = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pctx = NULL;
+    const EVP_MD_CTX *tmpl = k->vctx[alg_index(alg)];
     bool ok = false;
-    if (mctx != NULL && EVP_DigestVerifyInit(mctx, &pctx, md, NULL, k->pkey) == 1) {
-        bool setup = true;
-        if (alg & (PT_JWT_PS256 | PT_JWT_PS384 | PT_JWT_PS512))
-            setup = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-                    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
-        else if (alg & (PT_JWT_RS256 | PT_JWT_RS384 | PT_JWT_RS512))
-            setup = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
-        ok = setup && EVP_DigestVerify(mctx, sig, slen, data, dlen) == 1;
-    }
+    if (mctx != NULL && tmpl != NULL && EVP_MD_CTX_copy_ex(mctx, tmpl) == 1)
+        ok = EVP_DigestVerify(mctx, sig, slen, data, dlen) == 1;
+    else if (mctx != NULL && verify_init(mctx, k->pkey, alg, md) == 0)
+        ok = EVP_DigestVerify(mctx, sig, slen, data, dlen) == 1;
     EVP_MD_CTX_free(mctx);
     return ok;
 }

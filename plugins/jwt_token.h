@@ -39,6 +39,7 @@ enum {
 };
 #define PT_JWT_ALG_RSA (PT_JWT_RS256 | PT_JWT_RS384 | PT_JWT_RS512 | PT_JWT_PS256 | PT_JWT_PS384 | PT_JWT_PS512)
 #define PT_JWT_ALG_HMAC (PT_JWT_HS256 | PT_JWT_HS384 | PT_JWT_HS512)
+#define PT_JWT_NALGS 13
 
 /* Sizes refused before any work (a token over the cap is a 401, never a big allocation). */
 #define PT_JWT_MAX_KEYS 64
@@ -64,6 +65,8 @@ typedef struct pt_jwt_key {
     unsigned char *secret;      /* HMAC secret */
     size_t secret_len;
     struct evp_mac_ctx_st *mac[3]; /* HMAC-SHA256/384/512 keyed with the secret: dup'ed per token */
+    struct evp_md_ctx_st *vctx[PT_JWT_NALGS]; /* per algorithm bit: a verification context
+                                               * initialised once, copied per token */
 } pt_jwt_key_t;
 
 typedef struct pt_jwt_keyset {

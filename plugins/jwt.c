@@ -717,14 +717,15 @@ static void waiter_abort(void *data)
     x->pprev = NULL;
 }
 
-/* Waits for the fetch in flight (starting one when allowed). False: no fetch. */
-static bool wait_for_keys(jwt_worker_t *ws, jwt_ctx_t *x, bool force)
+/* Waits for the fetch in flight, or starts one unless one started less than
+ * jwks_min_refresh ago. False: no fetch to wait for (decide now). */
+static bool wait_for_keys(jwt_worker_t *ws, jwt_ctx_t *x)
 {
     if (x->refetched)
         return false;
     if (ws->fetch == NULL) {
         uint64_t now = pt_now_ms();
-        if (!force && ws->fetched_once && now - ws->last_fetch_ms < ws->conf->jwks_min_refresh_ms)
+        if (ws->fetched_once && now - ws->last_fetch_ms < ws->conf->jwks_min_refresh_ms)
             return false;
         if (ws->refresh != NULL)
             pt_timer_cancel(ws->refresh);
@@ -750,13 +751,13 @@ static pt_fstatus_t decide(const jwt_conf_t *c, jwt_ctx_t *x)
     jwt_worker_t *ws = x->ws;
     const pt_jwt_keyset_t *ks = c->keys != NULL ? c->keys : ws->ks;
     if (ks == NULL) {
-        if (wait_for_keys(ws, x, false))
+        if (wait_for_keys(ws, x))
             return PT_FILTER_SUSPEND;
         return refuse_unavailable(x->req);
     }
     json_object *claims = NULL;
     pt_jwt_err_t e = pt_jwt_verify(ks, x->token.base, x->token.len, &claims);
-    if (e == PT_JWT_E_KID && c->keys == NULL && wait_for_keys(ws, x, false))
+    if (e == PT_JWT_E_KID && c->keys == NULL && wait_for_keys(ws, x))
         return PT_FILTER_SUSPEND; /* a rotated key the worker has not seen yet */
     int64_t now = (int64_t)time(NULL), exp = 0;
     if (e == PT_JWT_OK)

@@ -8,6 +8,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 /usr/bin/python3 "$ROOT/bench/proxy_bench.py" --build "$ROOT/$BUILD" ${BENCH_ARGS:-}
 # security filters (jwt, and rows other filters add): CPU us/request over the plain proxy
 /usr/bin/python3 "$ROOT/bench/auth_bench.py" --build "$ROOT/$BUILD"
+# load-balancing policies: req/s and CPU us/req of each lb vs round robin, interleaved (owner: lb)
+/usr/bin/python3 "$ROOT/bench/lb_bench.py" --build "$ROOT/$BUILD"
 if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/grpc_bench.py" --build "$ROOT/$BUILD"   # native gRPC passthrough
   /usr/bin/python3 "$ROOT/bench/rest_bench.py" --build "$ROOT/$BUILD"   # REST/JSON -> gRPC transcoding

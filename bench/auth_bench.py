@@ -119,12 +119,17 @@ def main():
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--callgrind", action="store_true", help="instructions per request under callgrind")
     ap.add_argument("--requests", type=int, default=3000, help="requests per row with --callgrind")
+    ap.add_argument("--only", default="", help="comma-separated row names: only those rows (and their bases)")
     args = ap.parse_args()
     portico = os.path.abspath(os.path.join(args.build, "bin", "portico"))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if shutil.which("wrk") is None or not os.path.exists(nginx):
         sys.exit("auth_bench: wrk and nginx are needed (scripts/install-deps.sh)")
     rows = [r for group in ROWS for r in group()]
+    if args.only:  # the base rows of the rows kept are kept too
+        keep = [r for r in rows if r.name in args.only.split(",")]
+        need = {rows[0].name} | {r.name for r in keep} | {r.base for r in keep if r.base}
+        rows = [r for r in rows if r.name in need]
     d = tempfile.mkdtemp(prefix="portico-authbench-")
     procs = []
     try:

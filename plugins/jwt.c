@@ -333,19 +333,24 @@ static inline uint64_t load64(const unsigned char *p)
     return v;
 }
 
-/* A seeded 64-bit multiply-xor hash, 8 bytes a step (collisions cost only a compare). */
+/*
+ * A seeded 64-bit multiply-xor hash of the token's length and its last 64
+ * bytes (the signature's end: what differs between two valid tokens; a
+ * collision costs only a compare, the whole token is compared on a hit).
+ */
 static uint64_t tok_hash(uint64_t seed, const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    size_t from = len > 64 ? len - 64 : 0;
+    const unsigned char *p = (const unsigned char *)s + from;
+    size_t n = len - from, i = 0;
     uint64_t h = seed ^ (len * 0x9E3779B97F4A7C15ull);
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
+    for (; i + 8 <= n; i += 8) {
         h ^= load64(p + i);
         h *= 0xbf58476d1ce4e5b9ull;
         h ^= h >> 31;
     }
     uint64_t t = 0;
-    for (size_t k = 0; i + k < len; k++)
+    for (size_t k = 0; i + k < n; k++)
         t |= (uint64_t)p[i + k] << (8 * k);
     h ^= t;
     h *= 0x94d049bb133111ebull;
@@ -425,7 +430,8 @@ static json_object *claim_at(json_object *o, pt_str_t path)
 }
 
 /* A claim as text for a header: strings as they are, arrays of strings joined
- * with ",", anything else as compact JSON. Control characters -> unset. */
+ * with ",", anything else as compact JSON. Control characters -> unset. The
+ * result lives as long as the request (claims are referenced until then). */
 static pt_str_t claim_text(pt_arena_t *a, json_object *v)
 {
     if (v == NULL || json_object_is_type(v, json_type_null))
@@ -456,11 +462,12 @@ static pt_str_t claim_text(pt_arena_t *a, json_object *v)
             return pt_header_value_valid((pt_str_t){buf, o}) ? (pt_str_t){buf, o} : PT_STR_NULL;
         }
     }
-    if (out.base == NULL)
-        out = pt_str_c(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+    if (out.base != NULL) /* the claims object is held until the request's arena goes */
+        return pt_header_value_valid(out) ? out : PT_STR_NULL;
+    out = pt_str_c(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
     if (!pt_header_value_valid(out))
         return PT_STR_NULL;
-    return pt_arena_strdup(a, out);
+    return pt_arena_strdup(a, out); /* json-c reuses that buffer for the next call */
 }
 
 static pt_str_t var_claim(pt_req_t *req, void *data, pt_str_t rest)
@@ -491,8 +498,9 @@ static pt_fstatus_t accept_token(const jwt_conf_t *c, jwt_ctx_t *x, json_object 
     }
     pt_headers_t *h = pt_req_headers(req);
     for (size_t i = 0; i < c->fwd_cnt; i++) {
+        /* the name lives in the conf, the value in the request arena: no copies */
         pt_str_t v = claim_text(pt_req_arena(req), claim_at(claims, c->fwd[i].claim));
-        if (v.base != NULL && pt_headers_add(h, c->fwd[i].header, v) != 0) {
+        if (v.base != NULL && pt_headers_add_nocopy(h, c->fwd[i].header, v) != 0) {
             pt_req_fail(req, PT_ERR_LIMIT, "jwt: forward_claims");
             return PT_FILTER_ERROR;
         }

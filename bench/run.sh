@@ -6,6 +6,8 @@ set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 /usr/bin/python3 "$ROOT/bench/proxy_bench.py" --build "$ROOT/$BUILD" ${BENCH_ARGS:-}
+# security filters (jwt, and rows other filters add): CPU us/request over the plain proxy
+/usr/bin/python3 "$ROOT/bench/auth_bench.py" --build "$ROOT/$BUILD"
 # load-balancing policies: req/s and CPU us/req of each lb vs round robin, interleaved (owner: lb)
 /usr/bin/python3 "$ROOT/bench/lb_bench.py" --build "$ROOT/$BUILD"
 if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then

@@ -11,6 +11,7 @@
 extern const pt_filter_def_t pt_filter_headers;
 extern const pt_filter_def_t pt_filter_rewrite;
 extern const pt_filter_def_t pt_filter_xml_json;
+extern const pt_filter_def_t pt_filter_jwt;
 extern const pt_filter_def_t pt_filter_waf;
 extern const pt_filter_def_t pt_filter_rate_limit; /* issue 11 (rl) */
 extern const pt_filter_def_t pt_filter_quota;      /* issue 11 (rl) */
@@ -20,6 +21,7 @@ const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
     &pt_filter_rewrite,
     &pt_filter_xml_json,
+    &pt_filter_jwt,
     &pt_filter_waf,
     &pt_filter_rate_limit,
     &pt_filter_quota,

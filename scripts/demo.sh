@@ -20,6 +20,7 @@ cleanup() {
   [ -n "${SPT_PID:-}" ] && kill -TERM "$SPT_PID" 2>/dev/null || true
   [ -n "${SOAP_PID:-}" ] && kill "$SOAP_PID" 2>/dev/null || true
   [ -n "${RL_PID:-}" ] && kill -TERM "$RL_PID" 2>/dev/null || true
+  [ -n "${JWT_PID:-}" ] && kill -TERM "$JWT_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -211,7 +212,40 @@ EOF
   echo; echo "== WebSocket sessions in the access log =="; grep "\"ws\":" "$WORK/ws-access.log" || true
 fi
 
-# ---- part 7: a rate limit (rate_limit: 3 per minute per X-User, shared by 2 workers) ----------
+# ---- part 7: the jwt filter (keys from a JWK set, claims forwarded as x-user) --------------
+# Keys and tokens made with Debian's python3-jwt / python3-cryptography (test/integration/auth).
+if /usr/bin/python3 -c "import jwt, cryptography" 2>/dev/null; then
+  JWT_PORT=$(free_port)
+  PYTHONPATH="$ROOT/test/integration/auth" /usr/bin/python3 - "$WORK" <<'PY'
+import json, sys, time
+import jwt_keys as K
+keys = K.Keys()
+open(sys.argv[1] + "/jwks.json", "w").write(json.dumps(keys.jwks()))
+open(sys.argv[1] + "/good.jwt", "w").write(K.token(keys, "ES256", sub="alice"))
+open(sys.argv[1] + "/expired.jwt", "w").write(K.token(keys, "RS256", exp=int(time.time()) - 3600))
+PY
+  cat > "$WORK/jwt.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$JWT_PORT" } ]
+clusters: [ { name: echo, endpoints: [ "127.0.0.1:$UPSTREAM_PORT" ] } ]
+routes:
+  - proxy: { cluster: echo }
+    filters:
+      - jwt: { jwks_file: jwks.json, issuer: "https://idp.test/", audiences: [ api ],
+               forward_claims: { sub: x-user } }
+EOF
+  "$BIN" -c "$WORK/jwt.yaml" 2> "$WORK/jwt.err" &
+  JWT_PID=$!
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$JWT_PORT") 2>/dev/null && break; sleep 0.05; done
+  echo; echo "== part 7: jwt: no token, an expired one, a good ES256 one (the upstream sees x-user) =="
+  show curl -s -i "http://127.0.0.1:$JWT_PORT/orders"
+  show curl -s -i -H "Authorization: Bearer $(cat "$WORK/expired.jwt")" "http://127.0.0.1:$JWT_PORT/orders"
+  echo "\$ curl -s -H 'Authorization: Bearer <ES256 token>' -H 'x-user: mallory' http://127.0.0.1:$JWT_PORT/orders"
+  curl -s -H "Authorization: Bearer $(cat "$WORK/good.jwt")" -H 'x-user: mallory' "http://127.0.0.1:$JWT_PORT/orders" |
+    /usr/bin/python3 -c "import json,sys; print('upstream saw x-user:', [v for k, v in json.load(sys.stdin)['headers'] if k == 'x-user'])"
+  kill -TERM "$JWT_PID" 2>/dev/null; wait "$JWT_PID" 2>/dev/null || true
+fi
+
+# ---- part 8: a rate limit (rate_limit: 3 per minute per X-User, shared by 2 workers) ----------
 RL_PORT=$(free_port)
 cat > "$WORK/rl.yaml" <<EOF
 listeners: [ { address: "127.0.0.1:$RL_PORT" } ]
@@ -224,7 +258,7 @@ EOF
 "$BIN" -c "$WORK/rl.yaml" -w 2 2> "$WORK/rl.err" &
 RL_PID=$!
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$RL_PORT") 2>/dev/null && break; sleep 0.05; done
-echo; echo "== part 7: rate_limit: 3 per minute per X-User; the 4th answer is a 429 =="
+echo; echo "== part 8: rate_limit: 3 per minute per X-User; the 4th answer is a 429 =="
 for i in 1 2 3 4; do
   echo "\$ curl -s -i -H 'X-User: alice' http://127.0.0.1:$RL_PORT/limited   # request $i"
   curl -s -i -H 'X-User: alice' "http://127.0.0.1:$RL_PORT/limited" | grep -iE '^HTTP|^ratelimit|^retry-after|"error"'

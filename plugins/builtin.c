@@ -11,10 +11,16 @@
 extern const pt_filter_def_t pt_filter_headers;
 extern const pt_filter_def_t pt_filter_rewrite;
 extern const pt_filter_def_t pt_filter_xml_json;
+extern const pt_filter_def_t pt_filter_api_key;   /* issue 11 (authn) */
+extern const pt_filter_def_t pt_filter_ip_access;
+extern const pt_filter_def_t pt_filter_cors;
 
 const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
     &pt_filter_rewrite,
     &pt_filter_xml_json,
+    &pt_filter_api_key,
+    &pt_filter_ip_access,
+    &pt_filter_cors,
     NULL,
 };

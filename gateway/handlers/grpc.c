@@ -1317,11 +1317,6 @@ static void grpc_start(pt_req_t *req, const void *vconf)
         }
         req->upgrade = PT_STR_NULL;
     }
-    if (pt_str_eq(req->method, PT_STR("OPTIONS")) &&
-        pt_headers_get(&req->headers, PT_STR("access-control-request-method")).base != NULL) {
-        pt__grpc_web_start(req, conf); /* CORS preflight (grpc_native.c) */
-        return;
-    }
     pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
     if (ct.base != NULL && pt_str_has_prefix(ct, PT_STR("application/grpc"))) {
         pt_str_t rest = {ct.base + 16, ct.len - 16};
@@ -1364,6 +1359,49 @@ static uint64_t grpc_body_limit(const pt_req_t *req, const void *vconf, uint64_t
     return m.binding->method->client_streaming ? UINT64_MAX : route_max;
 }
 
+/*
+ * CORS (plugins/cors.c): the methods of a path are the verbs google.api.http
+ * binds to it (asking the table for OPTIONS, which no binding has, gives the
+ * "allowed" set of a 405), plus POST for a gRPC-Web method path.
+ */
+static uint32_t grpc_cors_methods(pt_req_t *req, const void *vconf)
+{
+    const pt_grpc_conf_t *conf = vconf;
+    static const struct {
+        unsigned rule;
+        uint32_t bit;
+    } map[] = {{PT_HTTP_M_GET, PT_METHOD_GET},       {PT_HTTP_M_PUT, PT_METHOD_PUT},
+               {PT_HTTP_M_POST, PT_METHOD_POST},     {PT_HTTP_M_DELETE, PT_METHOD_DELETE},
+               {PT_HTTP_M_PATCH, PT_METHOD_PATCH},   {PT_HTTP_M_HEAD, PT_METHOD_HEAD},
+               {PT_HTTP_M_OPTIONS, PT_METHOD_OPTIONS}};
+    uint32_t m = pt__grpc_method_path(conf, req->path) ? PT_METHOD_POST : 0;
+    if (conf->table == NULL)
+        return m;
+    size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
+    char *scratch = pt_arena_alloc(req->arena, slen);
+    pt_httprule_match_t hm;
+    if (scratch == NULL)
+        return m;
+    pt_pathmatch_status_t st = pt_httprule_match(conf->table, "OPTIONS", 7, req->path.base,
+                                                 req->path.len, NULL, scratch, slen, &hm);
+    if (st == PT_PATHMATCH_OK)
+        m |= PT_METHOD_OPTIONS;
+    if (st == PT_PATHMATCH_METHOD)
+        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+            if (hm.path.allowed & map[i].rule)
+                m |= map[i].bit;
+    return m;
+}
+
+/* `web_origins` configures the route's CORS (an implicit cors filter, plugins/cors.h). */
+static bool grpc_cors_alias(const void *vconf, pt_conf_strlist_t *origins, bool *web_only)
+{
+    const pt_grpc_conf_t *conf = vconf;
+    *origins = conf->web_origins;
+    *web_only = conf->web_origins.cnt == 0; /* unset: "*" for gRPC-Web, as it always was */
+    return true;
+}
+
 static void grpc_on_body(pt_req_t *req)
 {
     const pt_grpc_ctx_base_t *b = req->handler_ctx;
@@ -1390,4 +1428,6 @@ const pt_handler_def_t pt_handler_grpc = {
     .on_body = grpc_on_body,
     .on_writable = grpc_on_writable,
     .tunnels = true, /* WebSocket handshakes: the bridge (ws_bridge.c) */
+    .cors_methods = grpc_cors_methods,
+    .cors_alias = grpc_cors_alias,
 };

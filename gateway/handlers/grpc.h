@@ -107,6 +107,9 @@ void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 /** gRPC-Web (content-type application/grpc-web*); contract as above. */
 void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 
+/** True when `path` names a method native gRPC / gRPC-Web calls may reach ("/pkg.Svc/Method"). */
+bool pt__grpc_method_path(const pt_grpc_conf_t *conf, pt_str_t path);
+
 /** Header names Portico or gRPC own (":*", "grpc-*", hop-by-hop, ...): never metadata. */
 bool pt__grpc_md_reserved(const char *name);
 

@@ -262,8 +262,10 @@ static pt_fstatus_t api_key_request(const pt_filter_t *f, pt_req_t *req, void *c
             nkeys++;
         }
     }
+    bool too_long = false;
     if (key.base != NULL && nkeys == 1) {
-        if (key.len <= MAX_KEY) {
+        too_long = key.len > MAX_KEY; /* no consumer has such a key: not worth hashing */
+        if (!too_long) {
             memcpy(buf, key.base, key.len);
             klen = (long)key.len;
         }
@@ -275,7 +277,7 @@ static pt_fstatus_t api_key_request(const pt_filter_t *f, pt_req_t *req, void *c
         return PT_FILTER_RESPOND;
     }
     if (klen <= 0) {
-        pt_req_reject(req, PT_ERR_UNAUTHORIZED, "API key missing");
+        pt_req_reject(req, PT_ERR_UNAUTHORIZED, too_long ? "API key not valid" : "API key missing");
         return PT_FILTER_RESPOND;
     }
     unsigned char d[SHA256_DIGEST_LENGTH];

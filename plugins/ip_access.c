@@ -122,6 +122,7 @@ const char *pt_ipnet_parse(const char *s, size_t len, pt_ipnet_t *out)
     out->mask.lo = half_mask(bits - 64);
     out->net.hi = a.hi & out->mask.hi;
     out->net.lo = a.lo & out->mask.lo;
+    out->v6_only = bits < 96;
     if (out->net.hi != a.hi || out->net.lo != a.lo)
         return "address has bits set past the prefix length (write the network address)";
     return NULL;

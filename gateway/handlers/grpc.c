@@ -365,6 +365,15 @@ int pt__grpc_status_json(const pt_grpc_conf_t *conf, int code, pt_str_t details,
     return pt_httprule_status_json(code, n != 0 ? msg : pt_grpc_code_name(code), NULL, out);
 }
 
+/* "upstream grpc-status 14: <the backend's message>" for the access log (arena). */
+const char *pt__grpc_status_log(pt_req_t *req, const pt_grpc_status_t *st)
+{
+    const char *s = pt_arena_printf(req->arena, "upstream grpc-status %d: %.*s", st->code,
+                                    (int)(st->details.len > 512 ? 512 : st->details.len),
+                                    st->details.base != NULL ? st->details.base : "");
+    return s != NULL ? s : "upstream gRPC error status";
+}
+
 /* Response metadata -> `<prefix><key>` headers (binary values base64). */
 static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t *md, size_t cnt)
 {
@@ -407,7 +416,8 @@ static void send_error(rest_ctx_t *ctx, int code, pt_str_t details, const uint8_
     if (http >= 500 && req->fail_status == 0) {
         req->fail_status = http == 504 ? PT_ERR_TIMEOUT
                            : http == 503 ? PT_ERR_UNAVAILABLE : PT_ERR_UPSTREAM;
-        req->fail_reason = "upstream gRPC error status";
+        if (req->fail_reason == NULL)
+            req->fail_reason = "upstream gRPC error status";
     }
     reply(ctx, http, PT_STR("application/json"), ctx->out.data, ctx->out.len);
 }
@@ -646,9 +656,11 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
         return;
     }
     int code = st->code;
-    pt_str_t details = st->details;
-    const uint8_t *bin = st->bin;
-    size_t bin_len = st->bin_len;
+    pt_str_t details;
+    const uint8_t *bin;
+    size_t bin_len;
+    if (pt_grpc_status_public(st, &details, &bin, &bin_len) && st->local == 0)
+        req->fail_reason = pt__grpc_status_log(req, st); /* the backend's words: log only */
     const pt_header_t *trailers = st->trailers;
     size_t cnt = st->trailer_cnt;
     if (st->local != 0 && pt_status_http(st->local) >= 502)
@@ -660,12 +672,11 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
     if (st->local != 0 && !pt__resp_started(req)) {
         /* Portico ended the call (no endpoint, connection or TLS failure, deadline,
          * a bad or oversized message): 503 / 502 / 504 by that cause, the gRPC code
-         * and Portico's own static reason in the body (UP-9: a bad certificate is
-         * 502 "upstream TLS handshake failed"; never the backend's text). */
+         * and the status's public message in the body; the reason ("upstream TLS
+         * handshake failed") goes to the log only (issue 11). */
         req->fail_status = st->local;
         req->fail_reason = st->reason;
-        reply_status(ctx, pt_status_http(st->local), code,
-                     st->reason != NULL ? st->reason : pt_strerror(st->local), NULL);
+        reply_status(ctx, pt_status_http(st->local), code, pt_strerror(st->local), NULL);
     } else if (!pt__resp_started(req)) {
         /* Unary answer, or a stream that ended before its first message. */
         for (size_t i = 0; i < ctx->up_headers.cnt; i++)
@@ -695,7 +706,8 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
             if (pt__grpc_status_json(ctx->conf, code, details, bin, bin_len, &ctx->out) != 0) {
                 pt__resp_fail(req, PT_ERR_INTERNAL, "cannot render the upstream status");
             } else {
-                req->fail_reason = "upstream gRPC error mid-stream";
+                if (req->fail_reason == NULL)
+                    req->fail_reason = "upstream gRPC error mid-stream";
                 stream_fail(ctx, ctx->out.data, ctx->out.len);
             }
         } else {

@@ -129,6 +129,9 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 int pt__grpc_status_json(const pt_grpc_conf_t *conf, int code, pt_str_t details,
                          const uint8_t *bin, size_t bin_len, pt_xbuf_t *out);
 
+/** The backend's status and message as log text (request arena), for a status hidden from the client. */
+const char *pt__grpc_status_log(pt_req_t *req, const pt_grpc_status_t *st);
+
 /**
  * The route's header_bindings for a request of `method`: the values of the
  * bound headers the request carries, converted and appended to `pb` (protobuf

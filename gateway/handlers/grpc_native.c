@@ -515,6 +515,71 @@ static bool up_on_data(void *ud, const char *data, size_t len)
     return more;
 }
 
+/*
+ * Issue 11: for gRPC-Web (browsers), a backend status that reports an
+ * infrastructure failure (see pt_grpc_status_public) reaches the client with
+ * its code and Portico's public message, without grpc-status-details-bin; the
+ * backend's words go to the access log. Native gRPC is passed on as the
+ * backend sent it: there Portico is a transparent gRPC proxy (the interop
+ * suite's special_status_message and status_code_and_message cases), and
+ * only Portico's own failures carry status.h messages. Returns the message to
+ * send, or NULL to pass the status on.
+ */
+static const char *public_message(gn_ctx_t *ctx, pt_str_t status, pt_str_t message)
+{
+    pt_grpc_status_t st = {.code = pt_grpc_status_parse(status), .details = message};
+    pt_str_t pub;
+    const uint8_t *bin;
+    size_t bin_len;
+    if (!ctx->web || !pt_grpc_status_public(&st, &pub, &bin, &bin_len))
+        return NULL;
+    pt_req_t *req = ctx->req;
+    if (req->fail_status == 0)
+        req->fail_status = st.code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT : PT_ERR_UPSTREAM;
+    if (req->fail_reason == NULL)
+        req->fail_reason = pt_arena_printf(req->arena, "upstream grpc-status %d: %.*s", st.code,
+                                           (int)(message.len > 512 ? 512 : message.len),
+                                           message.base != NULL ? message.base : "");
+    return pub.base; /* a status.h message: static, NUL-terminated */
+}
+
+/* The same for a Trailers-Only head held in req->resp_headers. */
+static void scrub_head_status(gn_ctx_t *ctx)
+{
+    pt_headers_t *h = &ctx->req->resp_headers;
+    const char *m = public_message(ctx, pt_headers_get(h, PT_STR("grpc-status")),
+                                   pt_headers_get(h, PT_STR("grpc-message")));
+    if (m == NULL)
+        return;
+    pt_headers_remove(h, PT_STR("grpc-status-details-bin"));
+    pt_headers_remove(h, PT_STR("grpc-message"));
+    pt_headers_add_nocopy(h, PT_STR("grpc-message"), pct_encode(ctx->req->arena, m));
+}
+
+/* The same for trailers (an arena copy, changed in place); returns the new count. */
+static size_t scrub_trailers(gn_ctx_t *ctx, pt_header_t *t, size_t cnt)
+{
+    pt_str_t status = PT_STR_NULL, message = PT_STR_NULL;
+    for (size_t i = 0; i < cnt; i++) {
+        if (pt_str_eq(t[i].name, PT_STR("grpc-status")))
+            status = t[i].value;
+        else if (pt_str_eq(t[i].name, PT_STR("grpc-message")))
+            message = t[i].value;
+    }
+    const char *m = status.base != NULL ? public_message(ctx, status, message) : NULL;
+    if (m == NULL)
+        return cnt;
+    size_t o = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        if (pt_str_eq(t[i].name, PT_STR("grpc-status-details-bin")))
+            continue;
+        if (pt_str_eq(t[i].name, PT_STR("grpc-message")))
+            t[i].value = pct_encode(ctx->req->arena, m);
+        t[o++] = t[i];
+    }
+    return o;
+}
+
 static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *t, size_t tcnt)
 {
     gn_ctx_t *ctx = ud;
@@ -525,6 +590,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
     if (pt_handler_gone(req)) {
         /* answered already (a limit, a filter) */
     } else if (st == 0 && ctx->head_held) {
+        scrub_head_status(ctx);
         send_head(ctx); /* Trailers-Only */
         if (!pt_handler_gone(req))
             pt__resp_body(req, NULL, 0, true);
@@ -539,6 +605,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
                 if (pt_str_eq(t[i].name, PT_STR("grpc-status")))
                     nt[i].value = status_value(t[i].value);
             }
+            tcnt = scrub_trailers(ctx, nt, tcnt);
             t = nt;
         }
         for (size_t i = 0; i < tcnt; i++)

@@ -50,17 +50,6 @@ typedef struct api_key_conf {
 
 /* ---- config ----------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool token_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
@@ -96,7 +85,7 @@ static int parse_consumer(pt_conf_cx_t *cx, const pt_conf_node_t *n, consumer_t 
         return pt_conf_error(cx, hex, "api_key: key_sha256 must be 64 hex digits (got %zu characters)",
                              hex->len);
     for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
-        int h = hexval(hex->str[2 * i]), l = hexval(hex->str[2 * i + 1]);
+        int h = pt_str_hexval(hex->str[2 * i]), l = pt_str_hexval(hex->str[2 * i + 1]);
         if (h < 0 || l < 0)
             return pt_conf_error(cx, hex, "api_key: key_sha256 has a character that is not hex");
         out->digest[i] = (unsigned char)(h << 4 | l);
@@ -217,7 +206,7 @@ static long decode_key(pt_str_t v, unsigned char *out)
         if (ch == '%') {
             if (i + 2 >= v.len)
                 return -1;
-            int h = hexval(v.base[i + 1]), l = hexval(v.base[i + 2]);
+            int h = pt_str_hexval(v.base[i + 1]), l = pt_str_hexval(v.base[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             out[o++] = (unsigned char)(h << 4 | l);

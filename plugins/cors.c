@@ -288,8 +288,8 @@ static pt_str_t methods_text(pt_req_t *req, uint32_t bits)
             continue;
         size_t n = strlen(names[i].name);
         if (o != 0) {
-            memcpy(s + o, ", ", 2);
-            o += 2;
+            s[o++] = ',';
+            s[o++] = ' ';
         }
         memcpy(s + o, names[i].name, n);
         o += n;
@@ -379,9 +379,10 @@ static pt_str_t grpc_web_expose(pt_req_t *req, pt_str_t extra)
     memcpy(s, GRPC_WEB_EXPOSE, sizeof(GRPC_WEB_EXPOSE) - 1);
     size_t o = sizeof(GRPC_WEB_EXPOSE) - 1;
     if (extra.len != 0) {
-        memcpy(s + o, ", ", 2);
-        memcpy(s + o + 2, extra.base, extra.len);
-        o += extra.len + 2;
+        s[o++] = ',';
+        s[o++] = ' ';
+        memcpy(s + o, extra.base, extra.len);
+        o += extra.len;
     }
     for (size_t i = 0; i < h->cnt; i++) {
         pt_str_t n = h->v[i].name;
@@ -389,9 +390,10 @@ static pt_str_t grpc_web_expose(pt_req_t *req, pt_str_t extra)
             pt_str_eq(n, PT_STR("content-length")) || pt_str_has_prefix(n, PT_STR("grpc-")) ||
             pt_str_has_prefix(n, PT_STR("access-control-")) || pt_str_eq(n, PT_STR("vary")))
             continue;
-        memcpy(s + o, ", ", 2);
-        memcpy(s + o + 2, n.base, n.len);
-        o += n.len + 2;
+        s[o++] = ',';
+        s[o++] = ' ';
+        memcpy(s + o, n.base, n.len);
+        o += n.len;
     }
     return (pt_str_t){s, o};
 }

@@ -33,6 +33,7 @@ typedef enum var_kind {
     V_QUERY,
     V_PARAM,  /* ${param.NAME}: a route template variable */
     V_HEADER, /* ${header.NAME}: a request header (first value) */
+    V_VAR,    /* a request variable: ${consumer}, ${jwt.PATH}, ${oauth2.PATH}, ${var.NAME} */
 } var_kind_t;
 
 typedef struct seg {
@@ -129,10 +130,20 @@ static int compile_value(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *
             if (!pt_header_name_valid(seg.text, true))
                 return pt_conf_error(cx, n, "bad header name in '${%.*s}'", (int)nl, name);
         }
+        if (seg.kind == V_LITERAL) {
+            /* request variables set by other filters (pt_req_var_set / providers) */
+            size_t skip = nl > 4 && memcmp(name, "var.", 4) == 0 ? 4 : 0;
+            if (skip != 0 || (nl == 8 && memcmp(name, "consumer", 8) == 0) ||
+                (nl > 4 && memcmp(name, "jwt.", 4) == 0) || (nl > 7 && memcmp(name, "oauth2.", 7) == 0)) {
+                seg.kind = V_VAR;
+                seg.text = (pt_str_t){pt_conf_strdup(cx, name + skip, nl - skip), nl - skip};
+            }
+        }
         if (seg.kind == V_LITERAL)
             return pt_conf_error(cx, n,
                                  "unknown variable '${%.*s}' (known: client_addr, request_id, "
-                                 "host, path, method, scheme, query, param.NAME, header.NAME)",
+                                 "host, path, method, scheme, query, param.NAME, header.NAME, "
+                                 "consumer, jwt.CLAIM, oauth2.FIELD, var.NAME)",
                                  (int)nl, name);
         FLUSH_LITERAL();
         segs[cnt++] = seg;
@@ -284,6 +295,8 @@ static pt_str_t var_value(pt_req_t *req, const seg_t *s)
         return pt_req_param(req, s->text);
     case V_HEADER:
         return pt_headers_get(pt_req_headers(req), s->text);
+    case V_VAR:
+        return pt_req_var(req, s->text);
     }
     return PT_STR_NULL;
 }

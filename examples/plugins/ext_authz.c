@@ -16,8 +16,11 @@
  * named in `forward` plus x-original-method / x-original-uri, and waits
  * (PT_FILTER_SUSPEND) for the answer, on the worker's loop:
  *   2xx  -> the request goes on, with the response headers named in `copy`
- *           set on it (e.g. the user the token belongs to);
- *   401  -> 401 for the client, 403 and other 4xx -> 403 (JSON error body);
+ *           set on it (e.g. the user the token belongs to) and as request
+ *           variables `authz.NAME` (`${var.authz.x-user}` in header rules);
+ *   401  -> 401 for the client (with the check's WWW-Authenticate), 403 and
+ *           other 4xx -> 403: pt_req_reject, so a JSON error body, or the
+ *           gRPC status UNAUTHENTICATED / PERMISSION_DENIED for gRPC clients;
  *   5xx, timeout, no endpoint -> 503, or the request goes on when
  *           `fail_open: true` (with x-authz-skipped: 1 for the upstream).
  * A client that leaves while the check is in flight cancels it (abort hook).
@@ -88,18 +91,28 @@ static void on_checked(void *ud, int st, const pt_fetch_resp_t *resp)
         for (size_t i = 0; i < c->conf->copy.cnt; i++) {
             pt_str_t name = pt_str_c(c->conf->copy.v[i]);
             for (size_t k = 0; k < resp->header_cnt; k++)
-                if (pt_str_eq(resp->headers[k].name, name))
+                if (pt_str_eq(resp->headers[k].name, name)) {
                     pt_headers_set(h, name, resp->headers[k].value);
+                    char var[128];
+                    int n = snprintf(var, sizeof(var), "authz.%.*s", (int)name.len, name.base);
+                    if (n > 0 && (size_t)n < sizeof(var))
+                        pt_req_var_set(req, (pt_str_t){var, (size_t)n}, resp->headers[k].value);
+                }
         }
         pt_chain_resume(req, PT_FILTER_CONTINUE);
         return;
     }
     if (st == 0 && resp->status >= 400 && resp->status < 500) {
-        if (resp->status == 401)
-            pt_req_fail(req, PT_ERR_UNAUTHORIZED, "ext_authz: the check refused the credentials");
-        else
-            pt_req_fail(req, PT_ERR_FORBIDDEN, "ext_authz: the check denied the request");
-        pt_chain_resume(req, PT_FILTER_ERROR);
+        if (resp->status == 401) {
+            for (size_t k = 0; k < resp->header_cnt; k++)
+                if (pt_str_eq(resp->headers[k].name, PT_STR("www-authenticate")))
+                    pt_headers_set(pt_req_resp_headers(req), PT_STR("www-authenticate"),
+                                   resp->headers[k].value);
+            pt_req_reject(req, PT_ERR_UNAUTHORIZED, "the check refused the credentials");
+        } else {
+            pt_req_reject(req, PT_ERR_FORBIDDEN, "the check denied the request");
+        }
+        pt_chain_resume(req, PT_FILTER_RESPOND);
         return;
     }
     if (c->conf->fail_open) {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "core/xalloc.h"
 #include "core/chain.h"
 
@@ -468,13 +469,16 @@ void pt__chain_resp_replace(pt_req_t *req, pt_fstatus_t st, size_t step)
         req->fail_status = err;
         if (req->fail_reason == NULL)
             req->fail_reason = "response-header filter failed";
-        pt_str_t body = pt__error_body(req, err, req->fail_reason);
         pt_headers_init(&req->resp_headers, req->arena);
         pt_headers_init(&req->resp_trailers, req->arena);
-        pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
-        req->resp_status = pt_status_http(err);
-        req->local_body = body;
-        req->resp_content_length = (int64_t)body.len;
+        if (!pt__req_is_grpc(req) || pt__grpc_local_reply(req, err, req->fail_reason) != 0) {
+            pt_headers_init(&req->resp_headers, req->arena);
+            pt_str_t body = pt__error_body(req, err, req->fail_reason);
+            pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
+            req->resp_status = pt_status_http(err);
+            req->local_body = body;
+            req->resp_content_length = (int64_t)body.len;
+        }
     }
     pt_headers_set(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
     struct pt_bodyq *q = req->bq[PT_SIDE_RESP];
@@ -577,4 +581,62 @@ pt_str_t pt__error_body(pt_req_t *req, int st, const char *detail)
     if (body == NULL)
         return PT_STR("{\"error\":{\"code\":\"INTERNAL\"}}\n");
     return pt_str_c(body);
+}
+
+bool pt__req_is_grpc(const pt_req_t *req)
+{
+    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    static const char pre[] = "application/grpc";
+    if (ct.len < sizeof(pre) - 1 || strncasecmp(ct.base, pre, sizeof(pre) - 1) != 0)
+        return false;
+    pt_str_t rest = {ct.base + sizeof(pre) - 1, ct.len - (sizeof(pre) - 1)};
+    if (rest.len >= 4 && strncasecmp(rest.base, "-web", 4) == 0)
+        return true; /* gRPC-Web, over any HTTP version */
+    /* native gRPC exists only over HTTP/2: an HTTP/1.1 client is told so plainly (505) */
+    return req->version == 20 && (rest.len == 0 || rest.base[0] == '+' || rest.base[0] == ';');
+}
+
+pt_str_t pt__grpc_pct_encode(pt_arena_t *a, const char *msg)
+{
+    size_t len = strlen(msg);
+    char *o = pt_arena_alloc(a, len * 3 + 1);
+    if (o == NULL)
+        return PT_STR("");
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)msg[i];
+        if (ch < 0x20 || ch > 0x7e || ch == '%') {
+            o[n++] = '%';
+            o[n++] = hex[ch >> 4];
+            o[n++] = hex[ch & 15];
+        } else {
+            o[n++] = (char)ch;
+        }
+    }
+    return (pt_str_t){o, n};
+}
+
+int pt__grpc_local_reply(pt_req_t *req, int st, const char *detail)
+{
+    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    bool web = ct.len >= 21 && strncasecmp(ct.base, "application/grpc-web", 20) == 0;
+    int http = pt_status_http(st);
+    const char *msg = http >= 400 && http < 500 && detail != NULL ? detail : pt_strerror(st);
+    char *code = pt_arena_printf(req->arena, "%d", pt_status_grpc(st));
+    if (code == NULL)
+        return PT_ERR_LIMIT;
+    req->resp_status = 200;
+    req->local_body = PT_STR("");
+    /* native: HEADERS with END_STREAM and no content-length; gRPC-Web: an empty body */
+    req->resp_content_length = web ? 0 : -1;
+    pt_headers_remove(&req->resp_headers, PT_STR("content-type"));
+    pt_headers_remove(&req->resp_headers, PT_STR("grpc-status"));
+    pt_headers_remove(&req->resp_headers, PT_STR("grpc-message"));
+    if (pt_headers_add(&req->resp_headers, PT_STR("content-type"),
+                       web ? pt_arena_strdup(req->arena, ct) : PT_STR("application/grpc")) != 0 ||
+        pt_headers_add(&req->resp_headers, PT_STR("grpc-status"), pt_str_c(code)) != 0 ||
+        pt_headers_add(&req->resp_headers, PT_STR("grpc-message"), pt__grpc_pct_encode(req->arena, msg)) != 0)
+        return PT_ERR_LIMIT;
+    return 0;
 }

@@ -98,4 +98,19 @@ void pt__chain_log(pt_req_t *req);
  */
 pt_str_t pt__error_body(pt_req_t *req, int st, const char *detail);
 
+/** The client speaks gRPC: content-type application/grpc-web* (any HTTP version), or application/grpc[+x] over HTTP/2. */
+bool pt__req_is_grpc(const pt_req_t *req);
+
+/** `msg` percent-encoded as a grpc-message value (in arena `a`; "" when it is full). */
+pt_str_t pt__grpc_pct_encode(pt_arena_t *a, const char *msg);
+
+/**
+ * Makes the local reply a Trailers-Only gRPC answer for status `st`: HTTP 200,
+ * content-type application/grpc (or the client's gRPC-Web type), grpc-status
+ * pt_status_grpc(st) and grpc-message (`detail` for 4xx statuses, else the
+ * public message); other response headers already set stay. Returns 0 or
+ * PT_ERR_LIMIT.
+ */
+int pt__grpc_local_reply(pt_req_t *req, int st, const char *detail);
+
 #endif /* PT_GATEWAY_CHAIN_H */

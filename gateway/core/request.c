@@ -647,9 +647,15 @@ void pt__resp_fail(pt_req_t *req, int st, const char *reason)
         req->ops->reset(req);
         return;
     }
+    pt_headers_init(&req->resp_headers, req->arena);
+    if (pt__req_is_grpc(req) && pt__grpc_local_reply(req, st, reason) == 0) {
+        pt__resp_head(req);
+        pt__resp_body(req, NULL, 0, true);
+        return;
+    }
+    pt_headers_init(&req->resp_headers, req->arena);
     pt_str_t body = pt__error_body(req, st, reason);
     req->resp_status = pt_status_http(st);
-    pt_headers_init(&req->resp_headers, req->arena);
     pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
     req->resp_content_length = (int64_t)body.len;
     pt__resp_head(req);

@@ -96,6 +96,15 @@ typedef struct pt_abort_hook {
     struct pt_abort_hook *next;
 } pt_abort_hook_t;
 
+/** A request variable (pt_req_var_set) or a provider of a prefix (pt_req_var_provider), in the arena. */
+typedef struct pt_req_varent {
+    pt_str_t name;               /* the full name, or the provider's prefix */
+    pt_str_t value;              /* set variables */
+    pt_req_var_fn fn;            /* providers: non-NULL */
+    void *data;
+    struct pt_req_varent *next;  /* newest first */
+} pt_req_varent_t;
+
 /**
  * Where a request's response is. One state machine that only moves forward;
  * STARTED -> ENDED directly when a response is cut off while a
@@ -203,6 +212,7 @@ struct pt_req {
     bool aborted;
     bool finalized;
     pt_abort_hook_t *abort_hooks;
+    pt_req_varent_t *vars;         /* request variables and providers, newest first (reqvar.c) */
 
     /* timing and upstream info for logs and metrics */
     uint64_t start_ns;             /* monotonic */

@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/chain.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
 #include "handlers/grpc.h"
@@ -88,28 +89,7 @@ typedef struct gn_ctx {
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
-/* grpc-message is percent-encoded (gRPC over HTTP/2, "Responses"). */
-static pt_str_t pct_encode(pt_arena_t *a, const char *msg)
-{
-    size_t len = strlen(msg);
-    char *o = pt_arena_alloc(a, len * 3 + 1);
-    if (o == NULL)
-        return PT_STR("");
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)msg[i];
-        if (ch < 0x20 || ch > 0x7e || ch == '%') {
-            o[n++] = '%';
-            o[n++] = hex[ch >> 4];
-            o[n++] = hex[ch & 15];
-        } else {
-            o[n++] = (char)ch;
-        }
-    }
-    return (pt_str_t){o, n};
-}
-
+/* (grpc-message is percent-encoded by pt__grpc_pct_encode: gRPC over HTTP/2, "Responses".) */
 static pt_str_t code_str(pt_arena_t *a, int code)
 {
     char *s = pt_arena_printf(a, "%d", code);
@@ -214,7 +194,7 @@ static void send_status(gn_ctx_t *ctx, int code, const char *msg)
         return;
     pt_arena_t *a = req->arena;
     pt_header_t st[2] = {{PT_STR("grpc-status"), code_str(a, code)},
-                         {PT_STR("grpc-message"), pct_encode(a, msg)}};
+                         {PT_STR("grpc-message"), pt__grpc_pct_encode(a, msg)}};
     size_t stcnt = msg[0] != '\0' ? 2 : 1;
     if (!ctx->head_sent) {
         req->resp_status = 200;

@@ -23,7 +23,7 @@ import threading
 import time
 import unittest
 
-from portico_test import PorticoTestCase, curl, free_port, BIN
+from portico_test import PorticoTestCase, curl, free_port, h2_call, BIN
 
 LIB = os.path.join(os.path.dirname(os.path.dirname(BIN)), "lib")
 AUTHZ = os.path.join(LIB, "pt_ext_authz.so")
@@ -45,6 +45,8 @@ class AuthzHandler(http.server.BaseHTTPRequestHandler):
             time.sleep(3)
         code = {"Bearer good": 200, "Bearer slow": 200, "Bearer bad": 401}.get(auth, 403)
         self.send_response(code)
+        if code == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="test"')
         if code == 200:
             self.send_header("X-User", "alice")
             self.send_header("X-Other", "not-copied")
@@ -105,12 +107,14 @@ routes:
     filters:
       - ext_authz: {{ cluster: authz, path: /check, forward: [ Authorization ],
                       copy: [ X-User ], timeout: 1s }}
+      - headers: {{ request: {{ set: {{ x-who: "user=${{var.authz.x-user}}" }} }} }}
 """, port)
         base = f"http://127.0.0.1:{port}"
         st, h, body, _ = curl(base + "/v1/x?q=1", "-H", "Authorization: Bearer good")
         self.assertEqual(st, 200, body)
         seen = dict(json.loads(body)["headers"])
         self.assertEqual(seen.get("x-user"), "alice")         # copied from the check
+        self.assertEqual(seen.get("x-who"), "user=alice")     # and read as a request variable
         self.assertNotIn("x-other", seen)                      # not listed in copy
         check = self.authz.seen[-1]
         self.assertEqual(check.get("authorization"), "Bearer good")
@@ -120,9 +124,27 @@ routes:
         n = len(up.requests)
         st, h, body, _ = curl(base + "/v1/x", "-H", "Authorization: Bearer bad")
         self.assertEqual(st, 401)
-        self.assertEqual(json.loads(body)["error"]["code"], "UNAUTHORIZED")
+        err = json.loads(body)["error"]
+        self.assertEqual(err["code"], "UNAUTHORIZED")
+        self.assertEqual(err["detail"], "the check refused the credentials")   # pt_req_reject
+        self.assertEqual(h.get("www-authenticate"), 'Bearer realm="test"')     # kept by the refusal
         st, h, body, _ = curl(base + "/v1/x")
         self.assertEqual(st, 403)
+        # a gRPC client gets the refusal as a gRPC status (Trailers-Only), not JSON
+        # (python3-h2: curl 7.88 calls the RST_STREAM(NO_ERROR) after an early answer an error)
+        for ctype, auth, code, msg in (
+                ("application/grpc", "Bearer bad", "16", "the check refused the credentials"),
+                ("application/grpc-web+proto", "Bearer bad", "16", "the check refused the credentials"),
+                ("application/grpc", "", "7", "the check denied the request")):
+            hdrs = [("content-type", ctype)] + ([("authorization", auth)] if auth else [])
+            head, data, trailers, _ = h2_call(port, "/pkg.Svc/Call", hdrs, b"\0\0\0\0\0")
+            self.assertEqual(head.get(":status"), "200", head)
+            self.assertEqual(head.get("grpc-status"), code)
+            self.assertEqual(head.get("grpc-message"), msg)
+            self.assertEqual(head.get("content-type"), ctype)
+            if code == "16":
+                self.assertEqual(head.get("www-authenticate"), 'Bearer realm="test"')
+            self.assertEqual(data, b"")
         self.assertEqual(len(up.requests), n)                  # refused ones never went upstream
 
         # the check times out (1 s) -> 503, fail closed

@@ -201,6 +201,33 @@ static void test_body_limits(void **state)
     pt_lb_resp_free(&r);
 }
 
+static pt_str_t claims(pt_req_t *req, void *data, pt_str_t rest)
+{
+    (void)req;
+    return pt_str_eq(rest, PT_STR("sub")) ? pt_str_c(data) : PT_STR_NULL;
+}
+
+static void test_request_variables(void **state)
+{
+    (void)state;
+    static const pt_stream_ops_t never = {0};
+    pt_req_t *req = pt__req_new(lb.worker, &never, NULL);
+    assert_null(pt_req_var(req, PT_STR("consumer")).base);
+    assert_int_equal(pt_req_var_set(req, PT_STR("consumer"), PT_STR("alice")), 0);
+    assert_true(pt_str_eq(pt_req_var(req, PT_STR("consumer")), PT_STR("alice")));
+    assert_int_equal(pt_req_var_set(req, PT_STR("consumer"), PT_STR("bob")), 0); /* last set wins */
+    assert_true(pt_str_eq(pt_req_var(req, PT_STR("consumer")), PT_STR("bob")));
+    assert_null(pt_req_var(req, PT_STR("consume")).base);                       /* whole names only */
+    assert_int_equal(pt_req_var_provider(req, PT_STR("jwt."), claims, "u-42"), 0);
+    assert_true(pt_str_eq(pt_req_var(req, PT_STR("jwt.sub")), PT_STR("u-42")));
+    assert_null(pt_req_var(req, PT_STR("jwt.aud")).base);                       /* provider says unset */
+    assert_null(pt_req_var(req, PT_STR("jwt.")).base);                          /* the bare prefix is no name */
+    assert_int_equal(pt_req_var_set(req, PT_STR("jwt.sub"), PT_STR("override")), 0);
+    assert_true(pt_str_eq(pt_req_var(req, PT_STR("jwt.sub")), PT_STR("override"))); /* newer wins */
+    assert_int_equal(pt_req_var_provider(req, PT_STR(""), claims, "x"), PT_ERR_INVALID);
+    pt__req_abort(req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_local_reply_passes_response_filters_that_ran),
         cmocka_unit_test(test_abort_while_suspended),
         cmocka_unit_test(test_body_limits),
+        cmocka_unit_test(test_request_variables),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

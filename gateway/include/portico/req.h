@@ -105,6 +105,50 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
 void pt_req_fail(pt_req_t *req, int st, const char *reason);
 
 /**
+ * Refuses the request with the gateway's JSON error of status `st` (a PT_ERR_*
+ * from portico/status.h: PT_ERR_UNAUTHORIZED 401, PT_ERR_FORBIDDEN 403,
+ * PT_ERR_RATE_LIMITED 429, PT_ERR_INVALID 400 ...). `detail` (copied; may be
+ * NULL) is shown to the client as "detail" for 4xx statuses only. Response
+ * headers the filter set before on pt_req_resp_headers() (WWW-Authenticate,
+ * Retry-After, RateLimit-*) are kept (from on_response_headers, the
+ * handler's headers are dropped: set extra headers after the call). Return
+ * PT_FILTER_RESPOND after it (or pass PT_FILTER_RESPOND to pt_chain_resume()).
+ * Native gRPC and gRPC-Web clients (request content-type application/grpc*)
+ * get a Trailers-Only gRPC answer instead: HTTP 200, grpc-status =
+ * pt_status_grpc(st) (401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 429
+ * RESOURCE_EXHAUSTED), grpc-message = the detail or the public message, with
+ * the same extra headers. Returns 0 or PT_ERR_LIMIT.
+ */
+int pt_req_reject(pt_req_t *req, int st, const char *detail);
+
+/**
+ * Request variables: named strings that later filters, header rules
+ * (`${consumer}`, `${jwt.sub}`, `${var.NAME}` in the headers filter) and the
+ * access log read. Names are dotted: `consumer`, `jwt.sub`,
+ * `jwt.realm_access.roles`, `oauth2.client_id`. pt_req_var_set copies name
+ * and value into the request arena; the last set wins. Returns 0 or
+ * PT_ERR_LIMIT.
+ */
+int pt_req_var_set(pt_req_t *req, pt_str_t name, pt_str_t value);
+
+/**
+ * The value of variable `name`, or a pt_str_t with base == NULL when unset.
+ * Names under a provider's prefix are asked of the provider (the latest
+ * registered wins) unless set explicitly later with pt_req_var_set.
+ */
+pt_str_t pt_req_var(pt_req_t *req, pt_str_t name);
+
+/**
+ * Lazy variables: a name starting with `prefix` (e.g. "jwt.") is answered by
+ * fn(req, data, rest), rest being the name after the prefix, so a filter with
+ * many values (JWT claims) pays only for those read. fn returns base == NULL
+ * for "unset"; what it returns must live as long as the request. `prefix` is
+ * copied; `data` must live as long as the request. Returns 0 or PT_ERR_LIMIT.
+ */
+typedef pt_str_t (*pt_req_var_fn)(pt_req_t *req, void *data, pt_str_t rest);
+int pt_req_var_provider(pt_req_t *req, pt_str_t prefix, pt_req_var_fn fn, void *data);
+
+/**
  * Registers `cb(data)` to run if the client goes away (or the request is torn
  * down) while asynchronous work is pending. Hooks run once, in reverse order.
  * Returns 0 or PT_ERR_LIMIT.

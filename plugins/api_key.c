@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include "core/request.h" /* built-in: rewrites req->query (no SDK setter yet) */
-#include "plugins/authn_sdk_stub.h"
 #include "portico/conf.h"
 #include "portico/filter.h"
 #include "portico/headers.h"

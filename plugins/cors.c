@@ -37,7 +37,6 @@
 #include "core/handler.h"
 #include "core/request.h"
 #include "core/route.h"
-#include "plugins/authn_sdk_stub.h"
 #include "plugins/cors.h"
 #include "portico/conf.h"
 #include "portico/filter.h"

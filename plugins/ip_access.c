@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "plugins/authn_sdk_stub.h"
 #include "plugins/ip_access.h"
 #include "portico/conf.h"
 #include "portico/filter.h"

@@ -533,7 +533,7 @@ static void scrub_head_status(gn_ctx_t *ctx)
         return;
     pt_headers_remove(h, PT_STR("grpc-status-details-bin"));
     pt_headers_remove(h, PT_STR("grpc-message"));
-    pt_headers_add_nocopy(h, PT_STR("grpc-message"), pct_encode(ctx->req->arena, m));
+    pt_headers_add_nocopy(h, PT_STR("grpc-message"), pt__grpc_pct_encode(ctx->req->arena, m));
 }
 
 /* The same for trailers (an arena copy, changed in place); returns the new count. */
@@ -554,7 +554,7 @@ static size_t scrub_trailers(gn_ctx_t *ctx, pt_header_t *t, size_t cnt)
         if (pt_str_eq(t[i].name, PT_STR("grpc-status-details-bin")))
             continue;
         if (pt_str_eq(t[i].name, PT_STR("grpc-message")))
-            t[i].value = pct_encode(ctx->req->arena, m);
+            t[i].value = pt__grpc_pct_encode(ctx->req->arena, m);
         t[o++] = t[i];
     }
     return o;

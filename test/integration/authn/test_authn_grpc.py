@@ -105,10 +105,26 @@ routes:
         self.assertEqual(r.message, "hi")
         with self.assertRaises(grpc.RpcError) as cm:
             s.Echo(pb.EchoRequest(message="hi"), timeout=10)
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual((cm.exception.code(), cm.exception.details()),
+                         (grpc.StatusCode.UNAUTHENTICATED, "API key missing"))
         with self.assertRaises(grpc.RpcError) as cm:
             s.Echo(pb.EchoRequest(message="hi"), metadata=(("x-api-key", "bad"),), timeout=10)
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual((cm.exception.code(), cm.exception.details()),
+                         (grpc.StatusCode.UNAUTHENTICATED, "API key not valid"))
+
+    def test_api_key_grpc_web(self):
+        body = frame(pb.EchoRequest(message="w").SerializeToString())
+        st, h, out, _ = curl(*self.url("key.test", ECHO), "-X", "POST",
+                             "-H", "content-type: application/grpc-web+proto",
+                             "-H", "x-api-key: " + KEY, "--data-binary", "@-", input_bytes=body)
+        self.assertEqual(st, 200)
+        self.assertIn(b"grpc-status: 0", out)
+        st, h, out, _ = curl(*self.url("key.test", ECHO), "-X", "POST",
+                             "-H", "content-type: application/grpc-web+proto",
+                             "-H", "Origin: https://x.example", "--data-binary", "@-", input_bytes=body)
+        self.assertEqual((st, h.get("grpc-status")), (200, "16"), out)
+        # the refusal passes the grpc route's CORS (the web_origins alias): a page can read it
+        self.assertEqual(h.get("access-control-allow-origin"), "*")
 
     def test_api_key_websocket_handshake(self):
         self.assertEqual(self.handshake("key.test", "/v1/rooms/r/chat", "x-api-key: %s\r\n" % KEY), 101)
@@ -122,7 +138,8 @@ routes:
         self.assertEqual(json.loads(body)["error"]["code"], "FORBIDDEN")
         with self.assertRaises(grpc.RpcError) as cm:
             self.channel("ip.test").Echo(pb.EchoRequest(message="x"), timeout=10)
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertEqual((cm.exception.code(), cm.exception.details()),
+                         (grpc.StatusCode.PERMISSION_DENIED, "client address denied"))
         self.assertEqual(self.handshake("ip.test", "/v1/rooms/r/chat"), 403)
 
     # ---- cors ---------------------------------------------------------------------------

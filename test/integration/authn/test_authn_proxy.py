@@ -47,7 +47,7 @@ routes:
           consumers:
             - {{ name: alice, key_sha256: "{sha('alice-secret')}" }}
             - {{ name: bob, key_sha256: "{sha('bob secret+&')}" }}
-      - headers: {{ request: {{ set: {{ x-seen-consumer: "${{header.x-consumer}}" }} }} }}
+      - headers: {{ request: {{ set: {{ x-seen-consumer: "${{consumer}}", x-seen-header: "${{header.x-consumer}}" }} }} }}
   - match: {{ prefix: /ip/allow4/ }}
     proxy: {{ cluster: web }}
     filters: [ {{ ip_access: {{ allow: [ 127.0.0.0/8 ], deny: [ 127.0.0.2/32 ] }} }} ]
@@ -92,7 +92,8 @@ routes:
         self.assertEqual(st, 200, body)
         got = self.up.requests[-1]["headers"]
         self.assertEqual(got["x-consumer"], "alice")          # the client's value replaced
-        self.assertEqual(got["x-seen-consumer"], "alice")     # later filters see it
+        self.assertEqual(got["x-seen-consumer"], "alice")     # ${consumer} for later filters
+        self.assertEqual(got["x-seen-header"], "alice")
         self.assertNotIn("x-api-key", got)                    # the key never goes upstream
         st, h, body, _ = curl(self.base + "/key/a", "-H", "X-API-Key: bob secret+&")
         self.assertEqual(st, 200)

@@ -32,6 +32,47 @@ KEY = "bench-key-0123456789abcdef"
 ORIGIN = "https://app.example.com"
 
 
+def instructions(args, cfg, cases, d, small=500, large=2500):
+    """Instructions per request of each case, from callgrind: per case, two
+    runs of a fresh Portico under callgrind, one serving `small` requests and
+    one `large`; the difference of their totals over the difference of the
+    counts is the cost of one request (start-up, warm-up and exit cancel out).
+    Deterministic, so not disturbed by the machine's load."""
+    port = None
+    with open(cfg) as f:
+        for line in f:
+            if "listeners:" in line:
+                port = int(line.split('127.0.0.1:')[1].split('"')[0])
+    base = f"http://127.0.0.1:{port}"
+
+    def total(extra, path, n, tag):
+        out = os.path.join(d, f"cg.{tag}.out")
+        p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                              os.path.join(args.build, "bin", "portico"), "-c", cfg, "-w", "1"],
+                             stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            wait_port(port, 60)
+            r = subprocess.run(["h2load", "-c4", "-m8", "-n", str(n)] + extra + [base + path],
+                               capture_output=True, text=True)
+            if parse_h2load(r.stdout)[1] != n:
+                raise RuntimeError(f"{tag}: not all {n} requests succeeded under callgrind")
+        finally:
+            p.terminate()
+            p.wait(120)
+        with open(out) as fh:
+            for line in fh:
+                if line.startswith("totals:") or line.startswith("summary:"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"{tag}: no callgrind totals")
+
+    res = {}
+    for i, (name, extra, path) in enumerate(cases):
+        lo = total(extra, path, small, f"{i}s")
+        hi = total(extra, path, large, f"{i}l")
+        res[name] = (hi - lo) / (large - small)
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -86,15 +127,12 @@ routes:
             ("cors", ["-H", "origin: " + ORIGIN], "/cors/x"),
             ("cors preflight", ["-H", "origin: " + ORIGIN, "-H", "access-control-request-method: PATCH",
                                 "-H", "access-control-request-headers: content-type",
-                                "-m", "OPTIONS"], "/cors/x"),
+                                "-H", ":method: OPTIONS"], "/cors/x"),
             ("all three", ["-H", "origin: " + ORIGIN, "-H", "x-api-key: " + KEY], "/all/x"),
         ]
 
         def run(case, n):
             name, extra, path = case
-            if "-m" in extra:  # h2load has no method flag: a preflight is an OPTIONS via :method
-                i = extra.index("-m")
-                extra = extra[:i] + ["-H", ":method: " + extra[i + 1]] + extra[i + 2:]
             c0 = cpu_seconds([pt.pid])
             out = subprocess.run(["h2load", "-c4", "-m8", "-n", str(n)] + extra + [base + path],
                                  capture_output=True, text=True).stdout
@@ -110,15 +148,25 @@ routes:
         for _ in range(args.rounds):
             for c in cases:
                 res[c[0]].append(run(c, args.requests))
+        pt.terminate()
+        pt.wait(10)
+        instr = instructions(args, cfg, cases, d) if shutil.which("valgrind") else {}
         print(f"authn filters: {args.requests} requests per run, {args.rounds} rounds interleaved, "
               f"h2c 4x8 in flight, Portico -w 1, nginx upstream (13 bytes)")
         plain = statistics.median(r[0] for r in res["plain proxy"])
-        print(f"{'case':16} {'us CPU/req':>10} {'vs plain':>9} {'req/s':>8}   runs (us)")
+        iplain = instr.get("plain proxy")
+        print(f"{'case':16} {'us CPU/req':>10} {'vs plain':>9} {'req/s':>8} {'instr/req':>10} "
+              f"{'vs plain':>9}   runs (us)")
         for name, rows in res.items():
             us = statistics.median(r[0] for r in rows)
             rps = statistics.median(r[1] for r in rows)
-            print(f"{name:16} {us:10.2f} {us - plain:+9.2f} {rps:8.0f}   "
+            ins = instr.get(name)
+            icol = f"{ins:10.0f} {ins - iplain:+9.0f}" if ins and iplain else f"{'-':>10} {'-':>9}"
+            print(f"{name:16} {us:10.2f} {us - plain:+9.2f} {rps:8.0f} {icol}   "
                   + ", ".join(f"{r[0]:.2f}" for r in rows))
+        if instr:
+            print("instr/req: Portico's instructions per request under callgrind (two runs per case, "
+                  "500 and 2500 requests: the difference; not disturbed by the machine's load)")
     finally:
         for p in procs:
             p.terminate()

@@ -23,6 +23,7 @@
  * limit keys).
  */
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <string.h>
 
@@ -45,6 +46,7 @@ typedef struct api_key_conf {
     const char *query;  /* NULL: keys in the query are not accepted */
     consumer_t *consumers;
     size_t cnt;
+    EVP_MD *sha256; /* fetched once at load: SHA256() would look the algorithm up per call */
 } api_key_conf_t;
 
 /* ---- config ----------------------------------------------------------------------- */
@@ -107,10 +109,20 @@ static int lower_name(pt_conf_cx_t *cx, const pt_conf_node_t *n, const char *wha
     return 0;
 }
 
+static void api_key_dispose(void *vconf)
+{
+    api_key_conf_t *c = vconf;
+    EVP_MD_free(c->sha256);
+    c->sha256 = NULL;
+}
+
 static int api_key_parse(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *vconf)
 {
     api_key_conf_t *c = vconf;
     c->header = "x-api-key";
+    c->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (c->sha256 == NULL)
+        return pt_conf_error(cx, node, "api_key: OpenSSL has no SHA-256");
     if (node == NULL || node->kind != PT_CONF_MAP)
         return pt_conf_error(cx, node, "api_key: expected a map with header, query, consumers");
     int rc = 0;
@@ -269,8 +281,12 @@ static pt_fstatus_t api_key_request(const pt_filter_t *f, pt_req_t *req, void *c
         return PT_FILTER_RESPOND;
     }
     unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256(buf, (size_t)klen, d);
+    int ok = EVP_Digest(buf, (size_t)klen, d, NULL, c->sha256, NULL);
     OPENSSL_cleanse(buf, (size_t)klen);
+    if (ok != 1) {
+        pt_req_fail(req, PT_ERR_INTERNAL, "api_key: SHA-256 failed");
+        return PT_FILTER_ERROR;
+    }
     long i = lookup(c, d);
     if (i < 0) {
         pt_req_reject(req, PT_ERR_UNAUTHORIZED, "API key not valid");
@@ -291,5 +307,6 @@ const pt_filter_def_t pt_filter_api_key = {
     .priority = 200,
     .conf_size = sizeof(api_key_conf_t),
     .parse_conf = api_key_parse,
+    .conf_dispose = api_key_dispose,
     .on_request_headers = api_key_request,
 };

@@ -404,9 +404,15 @@ static pt_fstatus_t cors_response(const pt_filter_t *f, pt_req_t *req, void *vct
     if (!ctx->active)
         return PT_FILTER_CONTINUE;
     pt_headers_t *h = &req->resp_headers;
-    pt_headers_remove(h, PT_STR("access-control-allow-origin"));
-    pt_headers_remove(h, PT_STR("access-control-allow-credentials"));
-    pt_headers_remove(h, PT_STR("access-control-expose-headers"));
+    for (size_t i = 0; i < h->cnt; i++) {
+        if (pt_str_has_prefix(h->v[i].name, PT_STR("access-control-"))) {
+            /* the upstream's own CORS headers (rare): ours replace them */
+            pt_headers_remove(h, PT_STR("access-control-allow-origin"));
+            pt_headers_remove(h, PT_STR("access-control-allow-credentials"));
+            pt_headers_remove(h, PT_STR("access-control-expose-headers"));
+            break;
+        }
+    }
     if (!c->any_origin || c->credentials) {
         if (!pt_headers_has_token(h, PT_STR("vary"), PT_STR("origin")))
             pt_headers_add_nocopy(h, PT_STR("vary"), PT_STR("Origin"));

@@ -6,6 +6,8 @@ set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 /usr/bin/python3 "$ROOT/bench/proxy_bench.py" --build "$ROOT/$BUILD" ${BENCH_ARGS:-}
+# load-balancing policies: req/s and CPU us/req of each lb vs round robin, interleaved (owner: lb)
+/usr/bin/python3 "$ROOT/bench/lb_bench.py" --build "$ROOT/$BUILD"
 if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/grpc_bench.py" --build "$ROOT/$BUILD"   # native gRPC passthrough
   /usr/bin/python3 "$ROOT/bench/rest_bench.py" --build "$ROOT/$BUILD"   # REST/JSON -> gRPC transcoding

@@ -21,6 +21,8 @@ fi
 if [ -d "$ROOT/test/integration/node_modules/ws" ]; then
   /usr/bin/python3 "$ROOT/bench/ws_bench.py" --build "$ROOT/$BUILD"
 fi
+# waf: ModSecurity + CRS per-request cost, Portico's filter vs nginx's ModSecurity connector
+/usr/bin/python3 "$ROOT/bench/waf_bench.py" --build "$ROOT/$BUILD"
 # soap: routes: JSON <-> SOAP conversion vs the raw proxy vs the service (examples/soap, node)
 bash "$ROOT/scripts/test-env.sh"
 /usr/bin/python3 "$ROOT/bench/soap_bench.py" --build "$ROOT/$BUILD"

@@ -14,6 +14,7 @@ extern const pt_filter_def_t pt_filter_xml_json;
 extern const pt_filter_def_t pt_filter_api_key;   /* issue 11 (authn) */
 extern const pt_filter_def_t pt_filter_ip_access;
 extern const pt_filter_def_t pt_filter_cors;
+extern const pt_filter_def_t pt_filter_waf;
 
 const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
@@ -22,5 +23,6 @@ const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_api_key,
     &pt_filter_ip_access,
     &pt_filter_cors,
+    &pt_filter_waf,
     NULL,
 };

@@ -17,6 +17,8 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/ws_bridge_bench.py" --build "$ROOT/$BUILD" # WebSocket <-> gRPC bridge: bidi chat
   /usr/bin/python3 "$ROOT/bench/aggregate_bench.py" --build "$ROOT/$BUILD" # aggregate vs 3 calls in a row
 fi
+# authn filters (issue 11): CPU per request of api_key, ip_access, cors over the plain proxy
+/usr/bin/python3 "$ROOT/bench/authn_bench.py" --build "$ROOT/$BUILD"
 # WebSocket proxying: echo upstream direct vs Portico (websocket: true) vs nginx (needs npm ws)
 if [ -d "$ROOT/test/integration/node_modules/ws" ]; then
   /usr/bin/python3 "$ROOT/bench/ws_bench.py" --build "$ROOT/$BUILD"

@@ -12,6 +12,9 @@ extern const pt_filter_def_t pt_filter_headers;
 extern const pt_filter_def_t pt_filter_rewrite;
 extern const pt_filter_def_t pt_filter_xml_json;
 extern const pt_filter_def_t pt_filter_jwt;
+extern const pt_filter_def_t pt_filter_api_key;   /* issue 11 (authn) */
+extern const pt_filter_def_t pt_filter_ip_access;
+extern const pt_filter_def_t pt_filter_cors;
 extern const pt_filter_def_t pt_filter_waf;
 extern const pt_filter_def_t pt_filter_rate_limit; /* issue 11 (rl) */
 extern const pt_filter_def_t pt_filter_quota;      /* issue 11 (rl) */
@@ -22,6 +25,9 @@ const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_rewrite,
     &pt_filter_xml_json,
     &pt_filter_jwt,
+    &pt_filter_api_key,
+    &pt_filter_ip_access,
+    &pt_filter_cors,
     &pt_filter_waf,
     &pt_filter_rate_limit,
     &pt_filter_quota,

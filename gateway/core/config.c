@@ -32,6 +32,7 @@
 #include "core/handler.h"
 #include "core/route_retry.h"
 #include "core/router.h"
+#include "plugins/cors.h"
 #include "net/tls.h"
 #include "upstream/health.h"
 #include "upstream/redis.h"
@@ -889,6 +890,8 @@ static void load_plugins(loader_t *L, const pt_conf_node_t *n)
     }
 }
 
+static void register_filter(loader_t *L, pt_filter_t *f);
+
 /* Builds one filter instance from `- name: { conf }`. NULL on error. */
 static pt_filter_t *make_filter(loader_t *L, const pt_conf_node_t *item)
 {
@@ -930,6 +933,13 @@ static pt_filter_t *make_filter(loader_t *L, const pt_conf_node_t *item)
         def->check_conf(cx, val, conf);
     if (pt_conf_error_count(cx) != before)
         return NULL;
+    register_filter(L, f);
+    return f;
+}
+
+/* Gives instance `f` its slot (per-request ctx, per-worker state). */
+static void register_filter(loader_t *L, pt_filter_t *f)
+{
     if (L->filter_cnt == L->filter_cap) {
         size_t cap = L->filter_cap != 0 ? L->filter_cap * 2 : 16;
         pt_filter_t **v = realloc(L->filters, cap * sizeof(*v));
@@ -940,7 +950,6 @@ static pt_filter_t *make_filter(loader_t *L, const pt_conf_node_t *item)
     }
     f->slot = (unsigned)L->filter_cnt;
     L->filters[L->filter_cnt++] = f;
-    return f;
 }
 
 /* Parses `filters: [...]` into an arena array of instances (config order). */
@@ -1170,6 +1179,32 @@ static const pt_route_t *route_name_seen(loader_t *L, const pt_route_t *r)
     }
 }
 
+/*
+ * The implicit `cors` filter of a handler key that configures CORS (a grpc
+ * route's web_origins, plugins/cors.h), unless the chain has a cors filter.
+ */
+static const pt_filter_t *cors_alias_filter(loader_t *L, const pt_route_t *r,
+                                            const pt_filter_t **global, size_t gcnt,
+                                            const pt_filter_t **own, size_t ocnt)
+{
+    pt_conf_strlist_t origins = {0};
+    bool web_only = false;
+    if (r->handler == NULL || r->handler->cors_alias == NULL || r->handler_conf == NULL ||
+        pt_conf_error_count(L->cx) != 0 || !r->handler->cors_alias(r->handler_conf, &origins, &web_only))
+        return NULL;
+    for (size_t i = 0; i < gcnt; i++)
+        if (global[i]->def == &pt_filter_cors)
+            return NULL;
+    for (size_t i = 0; i < ocnt; i++)
+        if (own[i]->def == &pt_filter_cors)
+            return NULL;
+    pt_filter_t *f = pt_conf_alloc(L->cx, sizeof(*f));
+    f->def = &pt_filter_cors;
+    f->conf = pt_cors_alias_conf(L->cx, &origins, web_only);
+    register_filter(L, f);
+    return f;
+}
+
 static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const pt_filter_t **global,
                        size_t global_cnt)
 {
@@ -1235,13 +1270,17 @@ static void load_route(loader_t *L, size_t idx, const pt_conf_node_t *n, const p
         load_match(L, r, match);
     size_t own_cnt;
     const pt_filter_t **own = load_filter_list(L, filters, &own_cnt);
-    r->chain_cnt = global_cnt + own_cnt;
+    const pt_filter_t *alias = cors_alias_filter(L, r, global, global_cnt, own, own_cnt);
+    r->chain_cnt = global_cnt + own_cnt + (alias != NULL);
     const pt_filter_t **chain =
         pt_conf_alloc(cx, (r->chain_cnt != 0 ? r->chain_cnt : 1) * sizeof(*chain));
+    size_t k = 0;
+    if (alias != NULL)
+        chain[k++] = alias; /* first: the refusals of later filters carry CORS headers too */
     for (size_t i = 0; i < global_cnt; i++)
-        chain[i] = global[i];
+        chain[k++] = global[i];
     for (size_t i = 0; i < own_cnt; i++)
-        chain[global_cnt + i] = own[i];
+        chain[k++] = own[i];
     r->chain = chain;
     for (size_t i = 0; i < r->chain_cnt; i++) {
         r->has_request_body_filters |= chain[i]->def->on_request_body != NULL;

@@ -55,6 +55,19 @@ struct pt_handler_def {
      * RFC 9110 §7.8 allows a server to serve while ignoring the offer.
      */
     bool tunnels;
+    /**
+     * Optional (CORS, plugins/cors.c). The PT_METHOD_* bits of the methods
+     * the route serves at req's path (a grpc route: the verbs bound to it),
+     * OPTIONS aside; 0 when none. Called for preflights only.
+     */
+    uint32_t (*cors_methods)(pt_req_t *req, const void *conf);
+    /**
+     * Optional. A handler key that configures CORS (a grpc route's
+     * web_origins): fills the origins and returns true; the loader then puts
+     * an implicit `cors` filter in front of the route's chain when the chain
+     * has none. `*web_only`: only gRPC-Web answers are decorated.
+     */
+    bool (*cors_alias)(const void *conf, pt_conf_strlist_t *origins, bool *web_only);
 };
 
 /** The handler registered under `name`, or NULL. */

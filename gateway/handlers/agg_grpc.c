@@ -273,14 +273,22 @@ static void on_done(void *ud, const pt_grpc_status_t *st)
             pt_observe_upstream_error(req->worker, k->cluster, st->local);
         c->status = pt_status_http(st->local);
         c->fail = st->local;
-        c->message = st->reason != NULL ? st->reason : pt_strerror(st->local);
+        c->message = pt_strerror(st->local); /* the reason is internal */
+        if (req->fail_reason == NULL)
+            req->fail_reason = st->reason;
         pt__agg_call_done(c, false);
         return;
     }
     if (st->code != PT_GRPC_OK) {
-        char *msg = pt_arena_printf(req->arena, "%.*s",
-                                    (int)(st->details.len > 512 ? 512 : st->details.len),
-                                    st->details.base != NULL ? st->details.base : "");
+        pt_str_t pub;
+        const uint8_t *bin;
+        size_t bin_len;
+        if (pt_grpc_status_public(st, &pub, &bin, &bin_len) && req->fail_reason == NULL)
+            req->fail_reason = pt_arena_printf(req->arena, "upstream grpc-status %d: %.*s", st->code,
+                                               (int)(st->details.len > 512 ? 512 : st->details.len),
+                                               st->details.base != NULL ? st->details.base : "");
+        char *msg = pt_arena_printf(req->arena, "%.*s", (int)(pub.len > 512 ? 512 : pub.len),
+                                    pub.base != NULL ? pub.base : "");
         if (msg == NULL || msg[0] == '\0')
             msg = (char *)pt_grpc_code_name(st->code);
         c->status = pt_grpc_code_http(st->code);

@@ -240,7 +240,9 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
     if (st != 0) {
         http_kconf_t *k = c->conf->kconf;
         pt_observe_upstream_error(req->worker, k->cluster, st);
-        fail(h, pt_status_http(st), st, reason != NULL ? reason : pt_strerror(st));
+        if (reason != NULL && req->fail_reason == NULL)
+            req->fail_reason = reason; /* internal: the log's, never the client's */
+        fail(h, pt_status_http(st), st, pt_strerror(st));
         return;
     }
     bool ok;

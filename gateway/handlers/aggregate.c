@@ -861,7 +861,8 @@ static void fail_request(pt_agg_run_t *run, pt_agg_call_t *c)
     int st = c->fail != 0 ? c->fail : c->status >= 500 ? PT_ERR_UPSTREAM : PT_ERR_INVALID;
     if (req->fail_status == 0) {
         req->fail_status = st;
-        req->fail_reason = "aggregate: a required call failed";
+        if (req->fail_reason == NULL)
+            req->fail_reason = "aggregate: a required call failed";
     }
     pt_headers_init(&req->resp_headers, req->arena);
     pt_headers_add_nocopy(&req->resp_headers, PT_STR("portico-failed-call"),

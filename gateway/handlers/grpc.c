@@ -378,6 +378,15 @@ int pt__grpc_status_json(const pt_grpc_conf_t *conf, int code, pt_str_t details,
     return pt_httprule_status_json(code, n != 0 ? msg : pt_grpc_code_name(code), NULL, out);
 }
 
+/* "upstream grpc-status 14: <the backend's message>" for the access log (arena). */
+const char *pt__grpc_status_log(pt_req_t *req, const pt_grpc_status_t *st)
+{
+    const char *s = pt_arena_printf(req->arena, "upstream grpc-status %d: %.*s", st->code,
+                                    (int)(st->details.len > 512 ? 512 : st->details.len),
+                                    st->details.base != NULL ? st->details.base : "");
+    return s != NULL ? s : "upstream gRPC error status";
+}
+
 /* Response metadata -> `<prefix><key>` headers (binary values base64). */
 static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t *md, size_t cnt)
 {
@@ -420,7 +429,8 @@ static void send_error(rest_ctx_t *ctx, int code, pt_str_t details, const uint8_
     if (http >= 500 && req->fail_status == 0) {
         req->fail_status = http == 504 ? PT_ERR_TIMEOUT
                            : http == 503 ? PT_ERR_UNAVAILABLE : PT_ERR_UPSTREAM;
-        req->fail_reason = "upstream gRPC error status";
+        if (req->fail_reason == NULL)
+            req->fail_reason = "upstream gRPC error status";
     }
     reply(ctx, http, PT_STR("application/json"), ctx->out.data, ctx->out.len);
 }
@@ -659,9 +669,11 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
         return;
     }
     int code = st->code;
-    pt_str_t details = st->details;
-    const uint8_t *bin = st->bin;
-    size_t bin_len = st->bin_len;
+    pt_str_t details;
+    const uint8_t *bin;
+    size_t bin_len;
+    if (pt_grpc_status_public(st, &details, &bin, &bin_len) && st->local == 0)
+        req->fail_reason = pt__grpc_status_log(req, st); /* the backend's words: log only */
     const pt_header_t *trailers = st->trailers;
     size_t cnt = st->trailer_cnt;
     if (st->local != 0 && pt_status_http(st->local) >= 502)
@@ -673,12 +685,11 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
     if (st->local != 0 && !pt__resp_started(req)) {
         /* Portico ended the call (no endpoint, connection or TLS failure, deadline,
          * a bad or oversized message): 503 / 502 / 504 by that cause, the gRPC code
-         * and Portico's own static reason in the body (UP-9: a bad certificate is
-         * 502 "upstream TLS handshake failed"; never the backend's text). */
+         * and the status's public message in the body; the reason ("upstream TLS
+         * handshake failed") goes to the log only (issue 11). */
         req->fail_status = st->local;
         req->fail_reason = st->reason;
-        reply_status(ctx, pt_status_http(st->local), code,
-                     st->reason != NULL ? st->reason : pt_strerror(st->local), NULL);
+        reply_status(ctx, pt_status_http(st->local), code, pt_strerror(st->local), NULL);
     } else if (!pt__resp_started(req)) {
         /* Unary answer, or a stream that ended before its first message. */
         for (size_t i = 0; i < ctx->up_headers.cnt; i++)
@@ -708,7 +719,8 @@ static void up_on_done(void *ud, const pt_grpc_status_t *st)
             if (pt__grpc_status_json(ctx->conf, code, details, bin, bin_len, &ctx->out) != 0) {
                 pt__resp_fail(req, PT_ERR_INTERNAL, "cannot render the upstream status");
             } else {
-                req->fail_reason = "upstream gRPC error mid-stream";
+                if (req->fail_reason == NULL)
+                    req->fail_reason = "upstream gRPC error mid-stream";
                 stream_fail(ctx, ctx->out.data, ctx->out.len);
             }
         } else {
@@ -1333,11 +1345,6 @@ static void grpc_start(pt_req_t *req, const void *vconf)
         }
         req->upgrade = PT_STR_NULL;
     }
-    if (pt_str_eq(req->method, PT_STR("OPTIONS")) &&
-        pt_headers_get(&req->headers, PT_STR("access-control-request-method")).base != NULL) {
-        pt__grpc_web_start(req, conf); /* CORS preflight (grpc_native.c) */
-        return;
-    }
     pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
     if (ct.base != NULL && pt_str_has_prefix(ct, PT_STR("application/grpc"))) {
         pt_str_t rest = {ct.base + 16, ct.len - 16};
@@ -1380,6 +1387,49 @@ static uint64_t grpc_body_limit(const pt_req_t *req, const void *vconf, uint64_t
     return m.binding->method->client_streaming ? UINT64_MAX : route_max;
 }
 
+/*
+ * CORS (plugins/cors.c): the methods of a path are the verbs google.api.http
+ * binds to it (asking the table for OPTIONS, which no binding has, gives the
+ * "allowed" set of a 405), plus POST for a gRPC-Web method path.
+ */
+static uint32_t grpc_cors_methods(pt_req_t *req, const void *vconf)
+{
+    const pt_grpc_conf_t *conf = vconf;
+    static const struct {
+        unsigned rule;
+        uint32_t bit;
+    } map[] = {{PT_HTTP_M_GET, PT_METHOD_GET},       {PT_HTTP_M_PUT, PT_METHOD_PUT},
+               {PT_HTTP_M_POST, PT_METHOD_POST},     {PT_HTTP_M_DELETE, PT_METHOD_DELETE},
+               {PT_HTTP_M_PATCH, PT_METHOD_PATCH},   {PT_HTTP_M_HEAD, PT_METHOD_HEAD},
+               {PT_HTTP_M_OPTIONS, PT_METHOD_OPTIONS}};
+    uint32_t m = pt__grpc_method_path(conf, req->path) ? PT_METHOD_POST : 0;
+    if (conf->table == NULL)
+        return m;
+    size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
+    char *scratch = pt_arena_alloc(req->arena, slen);
+    pt_httprule_match_t hm;
+    if (scratch == NULL)
+        return m;
+    pt_pathmatch_status_t st = pt_httprule_match(conf->table, "OPTIONS", 7, req->path.base,
+                                                 req->path.len, NULL, scratch, slen, &hm);
+    if (st == PT_PATHMATCH_OK)
+        m |= PT_METHOD_OPTIONS;
+    if (st == PT_PATHMATCH_METHOD)
+        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+            if (hm.path.allowed & map[i].rule)
+                m |= map[i].bit;
+    return m;
+}
+
+/* `web_origins` configures the route's CORS (an implicit cors filter, plugins/cors.h). */
+static bool grpc_cors_alias(const void *vconf, pt_conf_strlist_t *origins, bool *web_only)
+{
+    const pt_grpc_conf_t *conf = vconf;
+    *origins = conf->web_origins;
+    *web_only = conf->web_origins.cnt == 0; /* unset: "*" for gRPC-Web, as it always was */
+    return true;
+}
+
 static void grpc_on_body(pt_req_t *req)
 {
     const pt_grpc_ctx_base_t *b = req->handler_ctx;
@@ -1406,4 +1456,6 @@ const pt_handler_def_t pt_handler_grpc = {
     .on_body = grpc_on_body,
     .on_writable = grpc_on_writable,
     .tunnels = true, /* WebSocket handshakes: the bridge (ws_bridge.c) */
+    .cors_methods = grpc_cors_methods,
+    .cors_alias = grpc_cors_alias,
 };

@@ -117,6 +117,9 @@ void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 /** gRPC-Web (content-type application/grpc-web*); contract as above. */
 void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf);
 
+/** True when `path` names a method native gRPC / gRPC-Web calls may reach ("/pkg.Svc/Method"). */
+bool pt__grpc_method_path(const pt_grpc_conf_t *conf, pt_str_t path);
+
 /** Header names Portico or gRPC own (":*", "grpc-*", hop-by-hop, ...): never metadata. */
 bool pt__grpc_md_reserved(const char *name);
 
@@ -135,6 +138,9 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf);
  */
 int pt__grpc_status_json(const pt_grpc_conf_t *conf, int code, pt_str_t details,
                          const uint8_t *bin, size_t bin_len, pt_xbuf_t *out);
+
+/** The backend's status and message as log text (request arena), for a status hidden from the client. */
+const char *pt__grpc_status_log(pt_req_t *req, const pt_grpc_status_t *st);
 
 /**
  * The route's header_bindings for a request of `method`: the values of the

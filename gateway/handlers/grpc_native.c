@@ -37,10 +37,10 @@
  * decoded quad by quad (padded chunks welcome), every response piece is
  * encoded on its own with padding, so a message is never held back waiting
  * for the next one's bytes (streaming-safe; gRPC-Web clients decode 4
- * characters at a time). CORS: preflights (OPTIONS with
- * Access-Control-Request-Method) are answered here, origins from the route's
- * `web_origins` (default "*"), and responses expose grpc-status,
- * grpc-message, grpc-status-details-bin and the upstream's metadata headers.
+ * characters at a time). CORS (preflights, Access-Control-* on answers,
+ * exposing grpc-status, grpc-message, grpc-status-details-bin and the
+ * upstream's metadata) is the `cors` filter's (plugins/cors.c): the route's
+ * `web_origins` configures an implicit one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,9 +58,6 @@
 
 #define DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
 #define TEXT_CHUNK 16384 /* base64 characters decoded per step */
-#define EXPOSE_BASE "grpc-status, grpc-message, grpc-status-details-bin, x-request-id"
-#define ALLOW_HEADERS_DEFAULT                                                                      \
-    "content-type, x-grpc-web, x-user-agent, grpc-timeout, authorization, x-request-id"
 
 /* Message framing seen on the way through (5-byte prefix: flag, u32 length). */
 typedef struct fscan {
@@ -80,7 +77,6 @@ typedef struct gn_ctx {
     uint64_t max_msg;
     bool web, text;
     pt_str_t web_type;        /* response content type (gRPC-Web) */
-    pt_str_t allow_origin;    /* Access-Control-Allow-Origin value, or empty */
     fscan_t in, out;
     bool resp_encoded;        /* the upstream head named a grpc-encoding */
     bool head_sent;           /* pt__resp_head was called */
@@ -121,33 +117,6 @@ static int st_to_grpc(int st)
     if (st == PT_ERR_UPSTREAM || st == PT_ERR_UNAVAILABLE)
         return PT_GRPC_UNAVAILABLE;
     return pt_status_grpc(st);
-}
-
-/* CORS headers of a gRPC-Web answer (preflights add their own). */
-static void add_cors(gn_ctx_t *ctx, pt_headers_t *h, pt_str_t expose)
-{
-    if (ctx->allow_origin.len == 0)
-        return;
-    pt_headers_add_nocopy(h, PT_STR("access-control-allow-origin"), ctx->allow_origin);
-    if (!pt_str_eq(ctx->allow_origin, PT_STR("*")))
-        pt_headers_add_nocopy(h, PT_STR("vary"), PT_STR("Origin"));
-    pt_headers_add_nocopy(h, PT_STR("access-control-expose-headers"), expose);
-}
-
-/* The Access-Control-Allow-Origin value for this request ("" when not allowed). */
-static pt_str_t cors_origin(const pt_req_t *req, const pt_grpc_conf_t *conf)
-{
-    pt_str_t origin = pt_headers_get(&req->headers, PT_STR("origin"));
-    if (conf->web_origins.cnt == 0)
-        return PT_STR("*");
-    for (size_t i = 0; i < conf->web_origins.cnt; i++) {
-        pt_str_t o = pt_str_c(conf->web_origins.v[i]);
-        if (pt_str_eq(o, PT_STR("*")))
-            return PT_STR("*");
-        if (origin.base != NULL && pt_str_ieq(o, origin))
-            return origin;
-    }
-    return PT_STR("");
 }
 
 /* ---- output (native bytes, or base64 in text mode) -------------------------------- */
@@ -235,8 +204,6 @@ static void send_status(gn_ctx_t *ctx, int code, const char *msg)
                               ctx->web ? ctx->web_type : PT_STR("application/grpc"));
         for (size_t i = 0; i < stcnt; i++)
             pt_headers_add_nocopy(&req->resp_headers, st[i].name, st[i].value);
-        if (ctx->web)
-            add_cors(ctx, &req->resp_headers, PT_STR(EXPOSE_BASE));
         send_head(ctx);
         if (!pt_handler_gone(req))
             pt__resp_body(req, NULL, 0, true);
@@ -402,7 +369,6 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
     req->resp_content_length = -1;
     pt_headers_init(&req->resp_headers, req->arena);
     bool has_status = false;
-    size_t expose_len = sizeof(EXPOSE_BASE);
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name;
         if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("content-length")))
@@ -420,8 +386,6 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
             pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), ctx->web_type);
             continue;
         }
-        if (ctx->web)
-            expose_len += n.len + 2;
         if (pt_headers_add(&req->resp_headers, n, v) != 0) {
             pt_upcall_stop(&ctx->call);
             pt__resp_fail(req, PT_ERR_UPSTREAM, "upstream response headers too large");
@@ -429,26 +393,6 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
             pt_handler_leave(req);
             return;
         }
-    }
-    if (ctx->web) {
-        /* expose the standard gRPC fields and whatever metadata the upstream sent */
-        char *ex = pt_arena_alloc(req->arena, expose_len);
-        size_t o = 0;
-        if (ex != NULL) {
-            memcpy(ex, EXPOSE_BASE, sizeof(EXPOSE_BASE) - 1);
-            o = sizeof(EXPOSE_BASE) - 1;
-            for (size_t i = 0; i < cnt; i++) {
-                pt_str_t n = h[i].name;
-                if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("content-length")) ||
-                    pt_str_eq(n, PT_STR("content-type")) || pt_str_has_prefix(n, PT_STR("grpc-")))
-                    continue;
-                ex[o++] = ',';
-                ex[o++] = ' ';
-                memcpy(ex + o, n.base, n.len);
-                o += n.len;
-            }
-        }
-        add_cors(ctx, &req->resp_headers, ex != NULL ? (pt_str_t){ex, o} : PT_STR(EXPOSE_BASE));
     }
     if (has_status) {
         /* Trailers-Only from the upstream: forwarded whole at the end, so the
@@ -551,6 +495,71 @@ static bool up_on_data(void *ud, const char *data, size_t len)
     return more;
 }
 
+/*
+ * Issue 11: for gRPC-Web (browsers), a backend status that reports an
+ * infrastructure failure (see pt_grpc_status_public) reaches the client with
+ * its code and Portico's public message, without grpc-status-details-bin; the
+ * backend's words go to the access log. Native gRPC is passed on as the
+ * backend sent it: there Portico is a transparent gRPC proxy (the interop
+ * suite's special_status_message and status_code_and_message cases), and
+ * only Portico's own failures carry status.h messages. Returns the message to
+ * send, or NULL to pass the status on.
+ */
+static const char *public_message(gn_ctx_t *ctx, pt_str_t status, pt_str_t message)
+{
+    pt_grpc_status_t st = {.code = pt_grpc_status_parse(status), .details = message};
+    pt_str_t pub;
+    const uint8_t *bin;
+    size_t bin_len;
+    if (!ctx->web || !pt_grpc_status_public(&st, &pub, &bin, &bin_len))
+        return NULL;
+    pt_req_t *req = ctx->req;
+    if (req->fail_status == 0)
+        req->fail_status = st.code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT : PT_ERR_UPSTREAM;
+    if (req->fail_reason == NULL)
+        req->fail_reason = pt_arena_printf(req->arena, "upstream grpc-status %d: %.*s", st.code,
+                                           (int)(message.len > 512 ? 512 : message.len),
+                                           message.base != NULL ? message.base : "");
+    return pub.base; /* a status.h message: static, NUL-terminated */
+}
+
+/* The same for a Trailers-Only head held in req->resp_headers. */
+static void scrub_head_status(gn_ctx_t *ctx)
+{
+    pt_headers_t *h = &ctx->req->resp_headers;
+    const char *m = public_message(ctx, pt_headers_get(h, PT_STR("grpc-status")),
+                                   pt_headers_get(h, PT_STR("grpc-message")));
+    if (m == NULL)
+        return;
+    pt_headers_remove(h, PT_STR("grpc-status-details-bin"));
+    pt_headers_remove(h, PT_STR("grpc-message"));
+    pt_headers_add_nocopy(h, PT_STR("grpc-message"), pt__grpc_pct_encode(ctx->req->arena, m));
+}
+
+/* The same for trailers (an arena copy, changed in place); returns the new count. */
+static size_t scrub_trailers(gn_ctx_t *ctx, pt_header_t *t, size_t cnt)
+{
+    pt_str_t status = PT_STR_NULL, message = PT_STR_NULL;
+    for (size_t i = 0; i < cnt; i++) {
+        if (pt_str_eq(t[i].name, PT_STR("grpc-status")))
+            status = t[i].value;
+        else if (pt_str_eq(t[i].name, PT_STR("grpc-message")))
+            message = t[i].value;
+    }
+    const char *m = status.base != NULL ? public_message(ctx, status, message) : NULL;
+    if (m == NULL)
+        return cnt;
+    size_t o = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        if (pt_str_eq(t[i].name, PT_STR("grpc-status-details-bin")))
+            continue;
+        if (pt_str_eq(t[i].name, PT_STR("grpc-message")))
+            t[i].value = pt__grpc_pct_encode(ctx->req->arena, m);
+        t[o++] = t[i];
+    }
+    return o;
+}
+
 static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *t, size_t tcnt)
 {
     gn_ctx_t *ctx = ud;
@@ -561,6 +570,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
     if (pt_handler_gone(req)) {
         /* answered already (a limit, a filter) */
     } else if (st == 0 && ctx->head_held) {
+        scrub_head_status(ctx);
         send_head(ctx); /* Trailers-Only */
         if (!pt_handler_gone(req))
             pt__resp_body(req, NULL, 0, true);
@@ -575,6 +585,7 @@ static void up_on_done(void *ud, int st, const char *reason, const pt_header_t *
                 if (pt_str_eq(t[i].name, PT_STR("grpc-status")))
                     nt[i].value = status_value(t[i].value);
             }
+            tcnt = scrub_trailers(ctx, nt, tcnt);
             t = nt;
         }
         for (size_t i = 0; i < tcnt; i++)
@@ -675,6 +686,12 @@ static bool service_allowed(const pt_grpc_conf_t *conf, pt_str_t path)
     for (size_t i = 0; i < conf->services.cnt && !listed; i++)
         listed = pt_str_eq(svc, pt_str_c(conf->services.v[i]));
     return listed &&
+           (conf->pool == NULL || pt_descpool_method(conf->pool, path.base, path.len) != NULL);
+}
+
+bool pt__grpc_method_path(const pt_grpc_conf_t *conf, pt_str_t path)
+{
+    return path_ok(path) && service_allowed(conf, path) &&
            (conf->pool == NULL || pt_descpool_method(conf->pool, path.base, path.len) != NULL);
 }
 
@@ -826,40 +843,6 @@ void pt__grpc_passthrough_start(pt_req_t *req, const pt_grpc_conf_t *conf)
 
 /* ---- gRPC-Web ------------------------------------------------------------------------------ */
 
-/* CORS preflight: 204 with what the browser needs, 403 for an origin not allowed. */
-static void preflight(gn_ctx_t *ctx)
-{
-    pt_req_t *req = ctx->req;
-    pt_arena_t *a = req->arena;
-    req->resp_content_length = 0;
-    pt_headers_init(&req->resp_headers, a);
-    if (ctx->allow_origin.len == 0) {
-        pt__resp_fail(req, PT_ERR_FORBIDDEN, "origin not allowed");
-        return;
-    }
-    pt_str_t asked = pt_headers_get(&req->headers, PT_STR("access-control-request-headers"));
-    bool asked_ok = asked.base != NULL && asked.len > 0 && asked.len < 2048;
-    for (size_t i = 0; asked_ok && i < asked.len; i++) {
-        char ch = asked.base[i];
-        asked_ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                   ch == '-' || ch == '_' || ch == ',' || ch == ' ';
-    }
-    req->resp_status = 204;
-    pt_headers_t *h = &req->resp_headers;
-    pt_headers_add_nocopy(h, PT_STR("access-control-allow-origin"), ctx->allow_origin);
-    if (!pt_str_eq(ctx->allow_origin, PT_STR("*")))
-        pt_headers_add_nocopy(h, PT_STR("vary"), PT_STR("Origin"));
-    pt_headers_add_nocopy(h, PT_STR("access-control-allow-methods"), PT_STR("POST, OPTIONS"));
-    pt_headers_add_nocopy(h, PT_STR("access-control-allow-headers"),
-                          asked_ok ? asked : PT_STR(ALLOW_HEADERS_DEFAULT));
-    pt_headers_add_nocopy(h, PT_STR("access-control-expose-headers"), PT_STR(EXPOSE_BASE));
-    pt_headers_add_nocopy(h, PT_STR("access-control-max-age"), PT_STR("86400"));
-    ctx->head_sent = true;
-    pt__resp_head(req);
-    if (!pt_handler_gone(req))
-        pt__resp_body(req, NULL, 0, true);
-}
-
 void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf)
 {
     gn_ctx_t *ctx = ctx_new(req, conf);
@@ -870,19 +853,14 @@ void pt__grpc_web_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     }
     pt_handler_enter(ctx->req);
     ctx->web = true;
-    ctx->allow_origin = cors_origin(req, conf);
-    if (pt_str_eq(req->method, PT_STR("OPTIONS"))) {
-        preflight(ctx);
-    } else {
-        pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
-        ctx->text = pt_str_has_prefix(ct, PT_STR("application/grpc-web-text"));
-        /* answer in the client's type: grpc-web[-text], +proto when it said so */
-        ctx->web_type = pt_arena_strdup(req->arena, ct);
-        const char *semi = memchr(ctx->web_type.base, ';', ctx->web_type.len);
-        if (semi != NULL)
-            ctx->web_type.len = (size_t)(semi - ctx->web_type.base);
-        start_call(ctx);
-    }
+    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    ctx->text = pt_str_has_prefix(ct, PT_STR("application/grpc-web-text"));
+    /* answer in the client's type: grpc-web[-text], +proto when it said so */
+    ctx->web_type = pt_arena_strdup(req->arena, ct);
+    const char *semi = memchr(ctx->web_type.base, ';', ctx->web_type.len);
+    if (semi != NULL)
+        ctx->web_type.len = (size_t)(semi - ctx->web_type.base);
+    start_call(ctx);
     if (ctx->call == NULL)
         pt_handler_finish(ctx->req);
     pt_handler_leave(ctx->req);

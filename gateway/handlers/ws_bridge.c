@@ -574,17 +574,19 @@ static void up_done(void *ud, const pt_grpc_status_t *st)
         int code = st->code >= 1 && st->code <= 16 ? st->code : PT_GRPC_UNKNOWN;
         pt_xbuf_reset(&b->out);
         int rc;
+        pt_str_t msg;
+        const uint8_t *bin;
+        size_t bin_len;
+        bool hidden = pt_grpc_status_public(st, &msg, &bin, &bin_len);
         if (st->local != 0) {
             /* Portico ended the call (the backend went away, a reset, the
-             * deadline): its own static reason, never the backend's text. */
+             * deadline): the status's public message; the reason is logged. */
             req->fail_status = st->local;
             req->fail_reason = st->reason;
-            rc = pt_httprule_status_json(code,
-                                         st->reason != NULL ? st->reason : pt_strerror(st->local),
-                                         NULL, &b->out);
+            rc = pt_httprule_status_json(code, pt_strerror(st->local), NULL, &b->out);
         } else {
-            req->fail_reason = "upstream gRPC error status";
-            rc = pt__grpc_status_json(b->conf, code, st->details, st->bin, st->bin_len, &b->out);
+            req->fail_reason = hidden ? pt__grpc_status_log(req, st) : "upstream gRPC error status";
+            rc = pt__grpc_status_json(b->conf, code, msg, bin, bin_len, &b->out);
         }
         if (rc == 0)
             close_with(b, (uint16_t)(4000 + code), b->out.data, b->out.len,

@@ -197,6 +197,27 @@ int pt_grpc_code_from_http(int http_status);
 int pt_grpc_status_parse(pt_str_t v);
 
 /**
+ * What a client may be told of a gRPC status (issue 11: no library internals
+ * reach clients). A failure Portico saw itself (st->local) is told by the
+ * public message of that status (portico/status.h: "upstream failed", "no
+ * upstream available", "upstream timed out"), never by the static reason,
+ * which is for the log. A backend status whose code reports a failure of
+ * infrastructure rather than of the request -- UNKNOWN, DEADLINE_EXCEEDED,
+ * INTERNAL, UNAVAILABLE, DATA_LOSS: where gRPC libraries put "failed to
+ * connect to all addresses; last error: ..." and exception texts -- is told by
+ * the public message of PT_ERR_UPSTREAM (PT_ERR_TIMEOUT for DEADLINE_EXCEEDED)
+ * and loses its grpc-status-details-bin. Other codes (NOT_FOUND,
+ * INVALID_ARGUMENT, ...) keep the backend's message and details: those are the
+ * API's answers. Sets *msg (and *bin, *bin_len, NULL/0 when dropped); returns
+ * true when the backend's or Portico's own text was replaced.
+ */
+bool pt_grpc_status_public(const pt_grpc_status_t *st, pt_str_t *msg, const uint8_t **bin,
+                           size_t *bin_len);
+
+/** True for the gRPC codes whose backend messages pt_grpc_status_public() replaces. */
+bool pt_grpc_code_internal(int code);
+
+/**
  * True when the request header `name: value` can be sent as gRPC metadata:
  * the key is lowercase letters, digits, `-`, `_`, `.`, and, unless it ends in
  * `-bin` (binary metadata, which HTTP carries as base64), the value is

@@ -645,6 +645,30 @@ int pt_grpc_code_http(int code)
     }
 }
 
+bool pt_grpc_code_internal(int code)
+{
+    return code == PT_GRPC_UNKNOWN || code == PT_GRPC_DEADLINE_EXCEEDED || code == PT_GRPC_INTERNAL ||
+           code == PT_GRPC_UNAVAILABLE || code == PT_GRPC_DATA_LOSS;
+}
+
+bool pt_grpc_status_public(const pt_grpc_status_t *st, pt_str_t *msg, const uint8_t **bin,
+                           size_t *bin_len)
+{
+    if (st->local != 0 || pt_grpc_code_internal(st->code)) {
+        int pst = st->local != 0                            ? st->local
+                  : st->code == PT_GRPC_DEADLINE_EXCEEDED ? PT_ERR_TIMEOUT
+                                                            : PT_ERR_UPSTREAM;
+        *msg = pt_str_c(pt_strerror(pst));
+        *bin = NULL;
+        *bin_len = 0;
+        return true;
+    }
+    *msg = st->details;
+    *bin = st->bin;
+    *bin_len = st->bin_len;
+    return false;
+}
+
 int pt_grpc_status_parse(pt_str_t v)
 {
     if (v.len == 0 || v.base == NULL)

@@ -9,6 +9,7 @@ client, and the test holds the same line.)
 import json
 import os
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +23,7 @@ listeners:
   - address: 127.0.0.1:{port}
 workers: 1
 descriptors: [ {pb} ]
+access_log: {{ path: access.log }}
 clusters:
   - {{ name: down, protocol: grpc, endpoints: [ "127.0.0.1:{dead}" ], retries: 0 }}
 routes:
@@ -36,15 +38,25 @@ class GrpcPolicyTest(unittest.TestCase):
         try:
             gw.wait_ready(port)
             url = "http://127.0.0.1:%d/v1/shelves/1" % port
-            messages = []
             for _ in range(8):
                 st, _, body, _ = curl(url)
                 self.assertEqual(st, 503, body)
-                messages.append(json.loads(body.decode())["message"])
+                # clients get the stable message whatever the cause (issue 11)
+                self.assertEqual(json.loads(body.decode())["message"], "no upstream available")
             # the first five were dialled and failed to connect; then the
-            # endpoint is out and calls are refused before any dialling
-            self.assertNotIn("no upstream available", messages[:5])
-            self.assertEqual(messages[5:], ["no upstream available"] * 3)
+            # endpoint is out and calls are refused before any dialling: the
+            # access log's reasons tell them apart
+            log = os.path.join(gw.dir, "access.log")
+            reasons = []
+            deadline = time.monotonic() + 5
+            while len(reasons) < 8 and time.monotonic() < deadline:
+                with open(log) as f:
+                    reasons = [json.loads(line).get("reason") for line in f if line.strip()]
+                time.sleep(0.05)
+            self.assertEqual(len(reasons), 8, reasons)
+            self.assertNotIn("no endpoint available", reasons[:5])
+            self.assertTrue(all(r == reasons[5] for r in reasons[5:]), reasons)
+            self.assertNotEqual(reasons[4], reasons[5], reasons)
         finally:
             out = gw.output()
             self.assertEqual(gw.stop(), 0, out)

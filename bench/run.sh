@@ -23,3 +23,5 @@ bash "$ROOT/scripts/test-env.sh"
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi
+# compress filter: CPU us and bytes saved per 10 KB JSON for gzip/br/zstd, next to nginx gzip (issue 13, edge)
+/usr/bin/python3 "$ROOT/bench/compress_bench.py" --build "$ROOT/$BUILD"

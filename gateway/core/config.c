@@ -33,6 +33,7 @@
 #include "core/router.h"
 #include "net/tls.h"
 #include "upstream/redis.h"
+#include "observe/trace.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
 
@@ -1279,6 +1280,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode)
 typedef struct top_raw {
     const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
         *filters, *plugins, *descriptors, *redis;
+    const pt_conf_node_t *tracing; /* issue 13 (edge) */
     long long workers;
 } top_raw_t;
 
@@ -1295,6 +1297,7 @@ static const pt_conf_field_t top_fields[] = {
     {"plugins", PT_CONF_T_NODE, offsetof(top_raw_t, plugins), 0, 0, false, NULL},
     {"descriptors", PT_CONF_T_NODE, offsetof(top_raw_t, descriptors), 0, 0, false, NULL},
     {"redis", PT_CONF_T_NODE, offsetof(top_raw_t, redis), 0, 0, false, NULL},
+    {"tracing", PT_CONF_T_NODE, offsetof(top_raw_t, tracing), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -1442,6 +1445,8 @@ static void build(loader_t *L, const pt_conf_node_t *root)
         load_admin(L, raw.admin);
     if (raw.access_log != NULL)
         load_access_log(L, raw.access_log);
+    if (raw.tracing != NULL)
+        pt_tracing_conf_load(cx, raw.tracing, &c->tracing);
     if (raw.clusters != NULL)
         load_clusters(L, raw.clusters);
     if (raw.descriptors != NULL)

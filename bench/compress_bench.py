@@ -11,12 +11,17 @@ interleaved in rounds so that noise from the shared machine spreads over all
 of them. For each: requests/s, CPU microseconds per request of the proxy
 process (utime+stime from /proc), the CPU added by the coding (minus the same
 proxy's identity row), and the bytes per response (saved vs 10 KB).
+A second Portico, configured the same plus `tracing:` (sample 1.0, spans
+POSTed to an nginx standing in for the OTLP collector), gives the tracing
+rows: CPU microseconds per request with tracing on (server + client span,
+traceparent header, export) minus the same without.
 Loopback only; every process is stopped at the end.
 """
 import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -64,10 +69,12 @@ def main():
         os.makedirs(os.path.join(d, "www"))
         with open(os.path.join(d, "www", "doc.json"), "wb") as f:
             f.write(doc)
-        up, ng, pt = free_port(), free_port(), free_port()
+        up, ng, pt, pt2, col = free_port(), free_port(), free_port(), free_port(), free_port()
         procs.append(subprocess.Popen([nginx, "-c", nginx_conf(d, "upstream", f"""
   types {{ application/json json; }}
-  server {{ listen 127.0.0.1:{up}; root {d}/www; etag off; }}""")]))
+  server {{ listen 127.0.0.1:{up}; root {d}/www; etag off; }}
+  server {{ listen 127.0.0.1:{col}; client_body_buffer_size 1m;
+           location / {{ return 200 "{{}}"; }} }}""")]))
         ngp = subprocess.Popen([nginx, "-c", nginx_conf(d, "proxy", f"""
   upstream backend {{ server 127.0.0.1:{up}; keepalive 64; }}
   gzip on; gzip_comp_level 5; gzip_types application/json; gzip_proxied any; gzip_min_length 1024;
@@ -89,12 +96,23 @@ routes:
 """)
         ptp = subprocess.Popen([portico, "-c", cfg, "-w", "1"], stderr=open(os.path.join(d, "pt.err"), "w"))
         procs.append(ptp)
-        for p in (up, ng, pt):
+        cfg2 = os.path.join(d, "portico-traced.yaml")
+        with open(cfg) as f:
+            text = f.read().replace(f"127.0.0.1:{pt}", f"127.0.0.1:{pt2}")
+        admin2 = free_port()
+        with open(cfg2, "w") as f:
+            f.write(text + f"""tracing: {{ otlp_endpoint: "http://127.0.0.1:{col}/v1/traces", sample: 1.0 }}
+admin: {{ address: "127.0.0.1:{admin2}" }}
+""")
+        ptp2 = subprocess.Popen([portico, "-c", cfg2, "-w", "1"], stderr=open(os.path.join(d, "pt2.err"), "w"))
+        procs.append(ptp2)
+        for p in (up, ng, pt, pt2, col, admin2):
             wait_port(p)
         time.sleep(0.3)
         ng_pids = children(ngp.pid) or [ngp.pid]
         targets = [("portico", pt, [ptp.pid], c) for c in ("identity", "gzip", "br", "zstd")] + \
-                  [("nginx", ng, ng_pids, c) for c in ("identity", "gzip")]
+                  [("nginx", ng, ng_pids, c) for c in ("identity", "gzip")] + \
+                  [("portico+trace", pt2, [ptp2.pid], "identity")]
 
         sizes = {}
         for name, port, _, coding in targets:
@@ -127,17 +145,24 @@ routes:
         print(f"\nCompression benchmark: {len(doc)}-byte JSON via one proxy worker, wrk -c{args.conns}, "
               f"{args.rounds} interleaved rounds x {args.seconds}s; levels gzip 5 / br 4 / zstd 3, nginx "
               f"gzip_comp_level 5 (shared, noisy machine: compare rows of the same run)\n")
-        print(f"{'proxy':<8} {'coding':<9} {'req/s':>9} {'CPU us/req':>11} {'+us coding':>11} "
+        print(f"{'proxy':<13} {'coding':<9} {'req/s':>9} {'CPU us/req':>11} {'+us vs base':>11} "
               f"{'bytes':>7} {'saved':>7} {'ratio':>6}")
         for name, _, _, coding in targets:
             cpu, reqs, wall = acc[(name, coding)]
             us = cpu * 1e6 / max(reqs, 1)
-            base = acc[(name, "identity")]
+            base = acc[("portico" if name.startswith("portico") else name, "identity")]
             base_us = base[0] * 1e6 / max(base[1], 1)
             size = sizes[(name, coding)]
-            print(f"{name:<8} {coding:<9} {reqs / wall if wall else 0:>9.0f} {us:>11.1f} "
-                  f"{(us - base_us if coding != 'identity' else 0):>11.1f} {size:>7} "
+            print(f"{name:<13} {coding:<9} {reqs / wall if wall else 0:>9.0f} {us:>11.1f} "
+                  f"{(us - base_us if base is not acc[(name, coding)] else 0):>11.1f} {size:>7} "
                   f"{len(doc) - size:>7} {size / len(doc):>6.3f}")
+        time.sleep(1.5)  # the exporter's last flush
+        metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{admin2}/metrics"], capture_output=True,
+                                 text=True).stdout
+        got = dict(re.findall(r"^portico_trace_spans_(exported|dropped)_total (\d+)$", metrics, re.M))
+        print(f"\nportico+trace: tracing on (sample 1.0, server + client span per request, OTLP/HTTP JSON "
+              f"export to a local nginx); '+us vs base' is against the portico identity row. "
+              f"Spans exported {got.get('exported', '?')}, dropped {got.get('dropped', '?')}.")
     finally:
         for p in procs:
             if p.poll() is None:

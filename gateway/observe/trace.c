@@ -9,7 +9,9 @@
  * stores and publishes an index, so recording a span costs a copy, never a
  * lock. The exporter thread (started with the first traced request) takes
  * the registry lock to walk the rings; workers take it only when they add or
- * remove their ring.
+ * remove their ring. The exporter looks every 50 ms and sends when the flush
+ * interval passed or a ring is a quarter full (workers never signal it: no
+ * system call on their side).
  */
 #include "observe/trace.h"
 
@@ -163,7 +165,6 @@ typedef struct ring {
 
 /* Process state: the registry of rings and the exporter's settings. */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t reg_cv = PTHREAD_COND_INITIALIZER;
 static ring_t *rings;
 static struct {
     char *endpoint, *service;
@@ -218,10 +219,8 @@ static span_rec_t *ring_slot(ring_t *r)
 
 static void ring_publish(ring_t *r)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed) + 1;
-    atomic_store_explicit(&r->head, head, memory_order_release);
-    if (head - atomic_load_explicit(&r->tail, memory_order_relaxed) == r->cap / 2)
-        pthread_cond_signal(&reg_cv); /* half full: export now rather than at the next tick */
+    atomic_store_explicit(&r->head, atomic_load_explicit(&r->head, memory_order_relaxed) + 1,
+                          memory_order_release);
 }
 
 int pt_trace_worker_init(pt_worker_t *w)
@@ -276,7 +275,7 @@ typedef struct jbuf {
     size_t len, cap;
 } jbuf_t;
 
-static void jput(jbuf_t *b, const char *s, size_t n)
+static inline void jput(jbuf_t *b, const char *s, size_t n)
 {
     if (b->len + n + 1 > b->cap) {
         b->cap = (b->len + n + 1) * 2;
@@ -292,22 +291,53 @@ static void jputs(jbuf_t *b, const char *s)
     jput(b, s, strlen(s));
 }
 
+/* A string literal, without strlen. */
+#define JLIT(b, lit) jput((b), (lit), sizeof(lit) - 1)
+
 static void jstr(jbuf_t *b, const char *s)
 {
     jput(b, "\"", 1);
-    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-        if (*c == '"' || *c == '\\') {
-            char e[2] = {'\\', (char)*c};
+    const char *run = s;
+    for (const char *c = s;; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u >= 0x20 && u < 0x7f && u != '"' && u != '\\')
+            continue; /* copied with its run */
+        if (c > run)
+            jput(b, run, (size_t)(c - run));
+        if (u == '\0')
+            break;
+        char e[8];
+        if (u == '"' || u == '\\') {
+            e[0] = '\\';
+            e[1] = (char)u;
             jput(b, e, 2);
-        } else if (*c < 0x20 || *c >= 0x7f) {
-            char e[8];
-            snprintf(e, sizeof(e), "\\u%04x", *c); /* bytes as code points: JSON stays valid */
-            jputs(b, e);
         } else {
-            jput(b, (const char *)c, 1);
+            snprintf(e, sizeof(e), "\\u%04x", u); /* bytes as code points: JSON stays valid */
+            jputs(b, e);
         }
+        run = c + 1;
     }
     jput(b, "\"", 1);
+}
+
+/* Decimal digits of v (no terminator); returns how many. */
+static size_t u64dec(char *out, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static void jnum(jbuf_t *b, unsigned long long v)
+{
+    char d[24];
+    jput(b, d, u64dec(d, v));
 }
 
 static void jhex(jbuf_t *b, const uint8_t *v, size_t n)
@@ -327,29 +357,29 @@ static void jattr_str(jbuf_t *b, bool *first, const char *key, const char *val)
     jputs(b, *first ? "{\"key\":" : ",{\"key\":");
     *first = false;
     jstr(b, key);
-    jputs(b, ",\"value\":{\"stringValue\":");
+    JLIT(b, ",\"value\":{\"stringValue\":");
     jstr(b, val);
-    jputs(b, "}}");
+    JLIT(b, "}}");
 }
 
-static void jattr_int(jbuf_t *b, bool *first, const char *key, long long v)
+static void jattr_int(jbuf_t *b, bool *first, const char *key, unsigned v)
 {
-    char n[160];
-    snprintf(n, sizeof(n), "%s{\"key\":\"%s\",\"value\":{\"intValue\":\"%lld\"}}", *first ? "" : ",",
-             key, v);
+    jputs(b, *first ? "{\"key\":\"" : ",{\"key\":\"");
     *first = false;
-    jputs(b, n);
+    jputs(b, key);
+    JLIT(b, "\",\"value\":{\"intValue\":\"");
+    jnum(b, v);
+    JLIT(b, "\"}}");
 }
 
 static void span_json(jbuf_t *b, const span_rec_t *s)
 {
-    char num[96];
-    jputs(b, "{\"traceId\":");
+    JLIT(b, "{\"traceId\":");
     jhex(b, s->trace_id, 16);
-    jputs(b, ",\"spanId\":");
+    JLIT(b, ",\"spanId\":");
     jhex(b, s->span_id, 8);
     if (s->has_parent) {
-        jputs(b, ",\"parentSpanId\":");
+        JLIT(b, ",\"parentSpanId\":");
         jhex(b, s->parent_id, 8);
     }
     char name[256];
@@ -359,12 +389,15 @@ static void span_json(jbuf_t *b, const span_rec_t *s)
         snprintf(name, sizeof(name), "%s", s->target[0] == '/' ? s->target + 1 : s->target);
     else
         snprintf(name, sizeof(name), "%s %s", s->method, s->upstream);
-    jputs(b, ",\"name\":");
+    JLIT(b, ",\"name\":");
     jstr(b, name);
-    snprintf(num, sizeof(num), ",\"kind\":%d,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\"",
-             s->kind, (unsigned long long)s->start_ns, (unsigned long long)s->end_ns);
-    jputs(b, num);
-    jputs(b, ",\"attributes\":[");
+    jputs(b, s->kind == KIND_SERVER ? ",\"kind\":2" : ",\"kind\":3");
+    JLIT(b, ",\"startTimeUnixNano\":\"");
+    jnum(b, s->start_ns);
+    JLIT(b, "\",\"endTimeUnixNano\":\"");
+    jnum(b, s->end_ns);
+    JLIT(b, "\"");
+    JLIT(b, ",\"attributes\":[");
     bool first = true;
     jattr_str(b, &first, "http.request.method", s->method);
     if (s->kind == KIND_SERVER) {
@@ -381,18 +414,18 @@ static void span_json(jbuf_t *b, const span_rec_t *s)
             jattr_str(b, &first, "url.path", s->target);
         }
     }
-    if (s->http_status != 0)
-        jattr_int(b, &first, "http.response.status_code", s->http_status);
+    if (s->http_status > 0)
+        jattr_int(b, &first, "http.response.status_code", (unsigned)s->http_status);
     if (s->st != 0)
         jattr_str(b, &first, "error.type", pt_status_name(s->st));
-    jputs(b, "]");
+    JLIT(b, "]");
     bool error = s->st != 0 || s->http_status >= 500 || (s->kind == KIND_CLIENT && s->http_status >= 400);
     if (error) {
-        jputs(b, ",\"status\":{\"code\":2,\"message\":");
+        JLIT(b, ",\"status\":{\"code\":2,\"message\":");
         jstr(b, s->st != 0 ? pt_strerror(s->st) : "error status");
-        jputs(b, "}");
+        JLIT(b, "}");
     }
-    jputs(b, "}");
+    JLIT(b, "}");
 }
 
 static size_t discard_body(char *p, size_t size, size_t n, void *ud)
@@ -406,17 +439,17 @@ static size_t discard_body(char *p, size_t size, size_t n, void *ud)
 static void post_batch(CURL *curl, const span_rec_t *v, size_t n, const char *endpoint,
                        const char *service, uint64_t timeout_ms)
 {
-    jbuf_t b = {0};
+    jbuf_t b = {pt_xcheck(malloc(n * 1024 + 512)), 0, n * 1024 + 512};
     jputs(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
               "\"value\":{\"stringValue\":");
     jstr(&b, service);
-    jputs(&b, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"portico\"},\"spans\":[");
+    JLIT(&b, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"portico\"},\"spans\":[");
     for (size_t i = 0; i < n; i++) {
         if (i != 0)
             jput(&b, ",", 1);
         span_json(&b, &v[i]);
     }
-    jputs(&b, "]}]}]}");
+    JLIT(&b, "]}]}]}");
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_reset(curl);
     curl_easy_setopt(curl, CURLOPT_URL, endpoint);
@@ -440,24 +473,45 @@ static void post_batch(CURL *curl, const span_rec_t *v, size_t n, const char *en
     free(b.p);
 }
 
+/* How often the exporter looks at the rings between flushes (a quarter-full ring is sent at once). */
+#define EXPORT_POLL_MS 50
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Under reg_mu: is it time to send (the interval passed, or a ring filled up)? */
+static bool export_due(uint64_t last_ms)
+{
+    uint64_t flush = xconf.flush_ms != 0 ? xconf.flush_ms : 1000;
+    if (mono_ms() - last_ms >= flush)
+        return true;
+    for (ring_t *r = rings; r != NULL; r = r->next)
+        if (atomic_load_explicit(&r->head, memory_order_acquire) -
+                atomic_load_explicit(&r->tail, memory_order_relaxed) >= r->cap / 4)
+            return true;
+    return false;
+}
+
 static void *exporter_main(void *arg)
 {
     (void)arg;
     CURL *curl = curl_easy_init();
     size_t cap = 0;
     span_rec_t *batch = NULL;
+    uint64_t last = mono_ms();
     for (;;) {
+        struct timespec nap = {0, EXPORT_POLL_MS * 1000000L};
+        nanosleep(&nap, NULL);
         pthread_mutex_lock(&reg_mu);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        uint64_t ms = xconf.flush_ms != 0 ? xconf.flush_ms : 1000;
-        until.tv_sec += (time_t)(ms / 1000);
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
+        if (!export_due(last)) {
+            pthread_mutex_unlock(&reg_mu);
+            continue;
         }
-        pthread_cond_timedwait(&reg_cv, &reg_mu, &until);
+        last = mono_ms();
         /* Take what the rings hold (copied out, so the POST runs unlocked). */
         size_t want = xconf.batch != 0 ? xconf.batch : 512;
         if (cap < want) {
@@ -487,6 +541,7 @@ static void *exporter_main(void *arg)
             else
                 atomic_fetch_add(&n_dropped, n);
             pthread_mutex_lock(&reg_mu);
+            more |= n == want;
         }
         pthread_mutex_unlock(&reg_mu);
         free(endpoint);

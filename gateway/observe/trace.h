@@ -13,7 +13,7 @@
  * span per upstream call (upstream/call.c, from the traceparent in the call's
  * headers), written by the worker into its own bounded ring (never a lock,
  * never a wait: a full ring drops the span and counts it). An exporter thread
- * drains the rings every flush interval (or when one is half full) and POSTs
+ * drains the rings every flush interval (or when one is a quarter full) and POSTs
  * batches as OTLP/HTTP JSON with libcurl; workers never see the network.
  */
 #ifndef PT_GATEWAY_TRACE_H

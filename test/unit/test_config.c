@@ -510,7 +510,7 @@ static void test_err_routes(void **state)
     expect_error(ROUTES("  - { static: , filters: [ { headers: { request: { set: { x-a: "
                         "\"${nope}\" } } } } ] }\n"),
                  "c.yaml:4:64: unknown variable '${nope}' (known: client_addr, request_id, host, "
-                 "path, method, scheme, query, param.NAME, header.NAME)");
+                 "path, method, scheme, query, param.NAME, header.NAME, consumer, jwt.CLAIM, oauth2.FIELD, var.NAME)");
     expect_error(ROUTES("  - { static: , filters: [ { headers: { request: { remove: "
                         "[content-length] } } } ] }\n"),
                  "c.yaml:4:61: header 'content-length' is managed by the gateway and cannot be "

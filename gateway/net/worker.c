@@ -199,8 +199,12 @@ static void state_gc(pt_worker_t *w, bool all)
         state_set_t *s = *pp;
         bool current = s->config == w->config;
         if (all || (!current && s->users == 0)) {
-            *pp = s->next;
+            /* Still listed while the filters' worker_dispose runs: they read
+             * their state with pt_worker_filter_state() (issue 13: compress's
+             * per-worker cache was never freed). */
+            state_set_t *next = s->next;
             state_set_free(w, s);
+            *pp = next;
         } else {
             pp = &s->next;
         }

@@ -294,44 +294,65 @@ static void jputs(jbuf_t *b, const char *s)
 /* A string literal, without strlen. */
 #define JLIT(b, lit) jput((b), (lit), sizeof(lit) - 1)
 
-static void jstr(jbuf_t *b, const char *s)
+/* Bytes a JSON string cannot hold as they are: controls, '"', '\\', and (to stay ASCII) 0x7f and up. */
+static bool json_plain(unsigned char u)
 {
-    jput(b, "\"", 1);
-    const char *run = s;
-    for (const char *c = s;; c++) {
-        unsigned char u = (unsigned char)*c;
-        if (u >= 0x20 && u < 0x7f && u != '"' && u != '\\')
-            continue; /* copied with its run */
-        if (c > run)
-            jput(b, run, (size_t)(c - run));
-        if (u == '\0')
-            break;
-        char e[8];
-        if (u == '"' || u == '\\') {
-            e[0] = '\\';
-            e[1] = (char)u;
-            jput(b, e, 2);
-        } else {
-            snprintf(e, sizeof(e), "\\u%04x", u); /* bytes as code points: JSON stays valid */
-            jputs(b, e);
-        }
-        run = c + 1;
-    }
-    jput(b, "\"", 1);
+    return u >= 0x20 && u < 0x7f && u != '"' && u != '\\';
 }
 
-/* Decimal digits of v (no terminator); returns how many. */
+static void jstr(jbuf_t *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->len + n * 6 + 3 > b->cap) { /* room for the worst case: no check per byte */
+        b->cap = (b->len + n * 6 + 3) * 2;
+        b->p = pt_xrealloc(b->p, b->cap);
+    }
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char u = (unsigned char)s[i];
+        if (json_plain(u)) {
+            *o++ = (char)u;
+        } else if (u == '"' || u == '\\') {
+            *o++ = '\\';
+            *o++ = (char)u;
+        } else { /* a byte as a code point: the JSON stays valid */
+            static const char hex[] = "0123456789abcdef";
+            o[0] = '\\';
+            o[1] = 'u';
+            o[2] = o[3] = '0';
+            o[4] = hex[u >> 4];
+            o[5] = hex[u & 15];
+            o += 6;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    b->p[b->len] = '\0';
+}
+
+/* Decimal digits of v (no terminator), two at a time; returns how many. */
 static size_t u64dec(char *out, unsigned long long v)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
+    size_t n = sizeof(tmp);
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        tmp[--n] = pairs[d + 1];
+        tmp[--n] = pairs[d];
+    }
+    if (v >= 10) {
+        tmp[--n] = pairs[v * 2 + 1];
+        tmp[--n] = pairs[v * 2];
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    memcpy(out, tmp + n, sizeof(tmp) - n);
+    return sizeof(tmp) - n;
 }
 
 static void jnum(jbuf_t *b, unsigned long long v)
@@ -350,14 +371,18 @@ static void jhex(jbuf_t *b, const uint8_t *v, size_t n)
     jput(b, "\"", 1);
 }
 
+/* `key` is one of this file's literals: copied as it is; `val` is escaped. */
 static void jattr_str(jbuf_t *b, bool *first, const char *key, const char *val)
 {
     if (val[0] == '\0')
         return;
-    jputs(b, *first ? "{\"key\":" : ",{\"key\":");
+    if (*first)
+        JLIT(b, "{\"key\":\"");
+    else
+        JLIT(b, ",{\"key\":\"");
     *first = false;
-    jstr(b, key);
-    JLIT(b, ",\"value\":{\"stringValue\":");
+    jputs(b, key);
+    JLIT(b, "\",\"value\":{\"stringValue\":");
     jstr(b, val);
     JLIT(b, "}}");
 }
@@ -382,13 +407,19 @@ static void span_json(jbuf_t *b, const span_rec_t *s)
         JLIT(b, ",\"parentSpanId\":");
         jhex(b, s->parent_id, 8);
     }
-    char name[256];
-    if (s->kind == KIND_SERVER)
-        snprintf(name, sizeof(name), "%s %s", s->method, s->route[0] != '\0' ? s->route : "(no route)");
-    else if (s->grpc)
-        snprintf(name, sizeof(name), "%s", s->target[0] == '/' ? s->target + 1 : s->target);
-    else
-        snprintf(name, sizeof(name), "%s %s", s->method, s->upstream);
+    /* name: "METHOD route" (server), "pkg.Service/Method" (gRPC client), "METHOD cluster" (client) */
+    char name[sizeof(s->method) + sizeof(s->target) + 2];
+    const char *second = s->kind == KIND_SERVER ? (s->route[0] != '\0' ? s->route : "(no route)")
+                                                : s->upstream;
+    if (s->kind == KIND_CLIENT && s->grpc) {
+        const char *m = s->target[0] == '/' ? s->target + 1 : s->target;
+        memcpy(name, m, strlen(m) + 1); /* target is NUL-terminated within its array */
+    } else {
+        size_t m = strlen(s->method), k = strlen(second);
+        memcpy(name, s->method, m);
+        name[m] = ' ';
+        memcpy(name + m + 1, second, k + 1);
+    }
     JLIT(b, ",\"name\":");
     jstr(b, name);
     jputs(b, s->kind == KIND_SERVER ? ",\"kind\":2" : ",\"kind\":3");

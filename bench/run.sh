@@ -6,6 +6,8 @@ set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 /usr/bin/python3 "$ROOT/bench/proxy_bench.py" --build "$ROOT/$BUILD" ${BENCH_ARGS:-}
+# load-balancing policies: req/s and CPU us/req of each lb vs round robin, interleaved (owner: lb)
+/usr/bin/python3 "$ROOT/bench/lb_bench.py" --build "$ROOT/$BUILD"
 if [ -x "$ROOT/$BUILD/bin/bookstore-server" ]; then
   /usr/bin/python3 "$ROOT/bench/grpc_bench.py" --build "$ROOT/$BUILD"   # native gRPC passthrough
   /usr/bin/python3 "$ROOT/bench/rest_bench.py" --build "$ROOT/$BUILD"   # REST/JSON -> gRPC transcoding
@@ -17,6 +19,8 @@ fi
 if [ -d "$ROOT/test/integration/node_modules/ws" ]; then
   /usr/bin/python3 "$ROOT/bench/ws_bench.py" --build "$ROOT/$BUILD"
 fi
+# waf: ModSecurity + CRS per-request cost, Portico's filter vs nginx's ModSecurity connector
+/usr/bin/python3 "$ROOT/bench/waf_bench.py" --build "$ROOT/$BUILD"
 # soap: routes: JSON <-> SOAP conversion vs the raw proxy vs the service (examples/soap, node)
 bash "$ROOT/scripts/test-env.sh"
 /usr/bin/python3 "$ROOT/bench/soap_bench.py" --build "$ROOT/$BUILD"

@@ -12,11 +12,13 @@ extern const pt_filter_def_t pt_filter_headers;
 extern const pt_filter_def_t pt_filter_rewrite;
 extern const pt_filter_def_t pt_filter_xml_json;
 extern const pt_filter_def_t pt_filter_compress; /* issue 13 (edge) */
+extern const pt_filter_def_t pt_filter_waf;
 
 const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
     &pt_filter_rewrite,
     &pt_filter_xml_json,
     &pt_filter_compress,
+    &pt_filter_waf,
     NULL,
 };

@@ -13,6 +13,8 @@ PKGS=(
   zlib1g-dev libbrotli-dev libzstd-dev libcmocka-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
+  # waf filter: ModSecurity v3 and the OWASP Core Rule Set; nginx's ModSecurity module for its benchmark
+  libmodsecurity-dev libmodsecurity3 modsecurity-crs libnginx-mod-http-modsecurity
   # test clients, peers and benchmark tools
   curl openssl nghttp2-client nghttp2-proxy nghttp2-server wrk nginx-light redis-server
   python3-grpcio python3-protobuf python3-h2 python3-hyperframe python3-hpack

@@ -489,6 +489,8 @@ typedef struct cluster_raw {
     uint64_t connect_timeout_ms, timeout_ms;
     uint32_t retries, max_idle, max_conns, max_pending;
     bool tls_verify;
+    const char *lb, *hash_key;
+    const pt_conf_node_t *outlier, *breaker;
 } cluster_raw_t;
 
 static const pt_conf_field_t cluster_fields[] = {
@@ -509,8 +511,141 @@ static const pt_conf_field_t cluster_fields[] = {
      100000, false, NULL},
     {"max_pending_per_endpoint", PT_CONF_T_UINT32, offsetof(cluster_raw_t, max_pending), 0,
      1000000, false, NULL},
+    {"lb", PT_CONF_T_STR, offsetof(cluster_raw_t, lb), 0, 0, false, NULL},
+    {"hash_key", PT_CONF_T_STR, offsetof(cluster_raw_t, hash_key), 0, 0, false, NULL},
+    {"outlier", PT_CONF_T_NODE, offsetof(cluster_raw_t, outlier), 0, 0, false, NULL},
+    {"circuit_breaker", PT_CONF_T_NODE, offsetof(cluster_raw_t, breaker), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
+
+/* ---- load balancing keys (lb, hash_key, endpoint maps, outlier, circuit_breaker) ---- */
+
+typedef struct endpoint_raw {
+    const pt_conf_node_t *address;
+    uint32_t weight, priority;
+} endpoint_raw_t;
+
+static const pt_conf_field_t endpoint_fields[] = {
+    {"address", PT_CONF_T_NODE, offsetof(endpoint_raw_t, address), 0, 0, true, NULL},
+    {"weight", PT_CONF_T_UINT32, offsetof(endpoint_raw_t, weight), 1, 10000, false, NULL},
+    {"priority", PT_CONF_T_UINT32, offsetof(endpoint_raw_t, priority), 0, 15, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+static const pt_conf_field_t outlier_fields[] = {
+    {"consecutive_failures", PT_CONF_T_UINT32, offsetof(pt_outlier_t, consecutive_failures), 0,
+     1000000, false, NULL},
+    {"base_ejection", PT_CONF_T_DURATION, offsetof(pt_outlier_t, base_ejection_ms), 1, 86400000,
+     false, NULL},
+    {"max_ejection", PT_CONF_T_DURATION, offsetof(pt_outlier_t, max_ejection_ms), 1, 86400000,
+     false, NULL},
+    {"max_ejection_percent", PT_CONF_T_UINT32, offsetof(pt_outlier_t, max_ejection_percent), 0,
+     100, false, NULL},
+    PT_CONF_FIELDS_END,
+};
+
+static const pt_conf_field_t breaker_fields[] = {
+    {"max_connections", PT_CONF_T_UINT32, offsetof(pt_breaker_t, max_connections), 1, 10000000,
+     false, NULL},
+    {"max_pending", PT_CONF_T_UINT32, offsetof(pt_breaker_t, max_pending), 0, 10000000, false,
+     NULL},
+    {"max_requests", PT_CONF_T_UINT32, offsetof(pt_breaker_t, max_requests), 1, 10000000, false,
+     NULL},
+    PT_CONF_FIELDS_END,
+};
+
+static int parse_endpoint(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_endpoint_t *ep);
+
+/* An endpoint: "HOST:PORT" / URL, or { address: ..., weight: N, priority: N }. */
+static int parse_endpoint_item(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_endpoint_t *ep)
+{
+    if (n->kind != PT_CONF_MAP) {
+        ep->weight = 1;
+        return parse_endpoint(cx, n, ep);
+    }
+    endpoint_raw_t raw = {.weight = 1};
+    if (pt_conf_parse_fields(cx, n, endpoint_fields, &raw) != 0)
+        return PT_ERR_INVALID;
+    if (parse_endpoint(cx, raw.address, ep) != 0)
+        return PT_ERR_INVALID;
+    ep->weight = raw.weight;
+    ep->priority = raw.priority;
+    ep->node = n;
+    return 0;
+}
+
+/* lb, hash_key, outlier and circuit_breaker of cluster `item` into `cl` (defaults first). */
+static void parse_cluster_lb(pt_conf_cx_t *cx, const pt_conf_node_t *item, const cluster_raw_t *raw,
+                             pt_cluster_t *cl)
+{
+    static const char *const lbs[] = {"round_robin", "least_request", "random", "ring_hash"};
+    cl->lb = PT_LB_ROUND_ROBIN;
+    if (raw->lb != NULL) {
+        size_t i = 0;
+        while (i < 4 && strcmp(raw->lb, lbs[i]) != 0)
+            i++;
+        if (i == 4)
+            pt_conf_error(cx, pt_conf_map_get(item, "lb"),
+                          "unknown lb '%s' (expected round_robin, least_request, random or "
+                          "ring_hash)",
+                          raw->lb);
+        else
+            cl->lb = (pt_lb_policy_t)i;
+    }
+    cl->hash_src = PT_HASH_CLIENT_IP;
+    if (raw->hash_key != NULL) {
+        const pt_conf_node_t *hn = pt_conf_map_get(item, "hash_key");
+        const char *k = raw->hash_key;
+        if (cl->lb != PT_LB_RING_HASH) {
+            pt_conf_error(cx, hn, "hash_key needs lb: ring_hash");
+        } else if (strcmp(k, "client_ip") == 0) {
+            cl->hash_src = PT_HASH_CLIENT_IP;
+        } else if (strncmp(k, "header:", 7) == 0 || strncmp(k, "cookie:", 7) == 0) {
+            bool hdr = k[0] == 'h';
+            const char *name = k + 7;
+            bool ok = name[0] != '\0';
+            for (const char *q = name; *q != '\0'; q++)
+                if (!(isalnum((unsigned char)*q) || strchr("!#$%&'*+-.^_`|~", *q) != NULL))
+                    ok = false;
+            if (!ok) {
+                pt_conf_error(cx, hn, "hash_key '%s': bad %s name", k, hdr ? "header" : "cookie");
+            } else {
+                char *lower = pt_conf_strdup(cx, name, strlen(name));
+                if (hdr)
+                    for (char *q = lower; *q != '\0'; q++)
+                        *q = (char)tolower((unsigned char)*q);
+                cl->hash_src = hdr ? PT_HASH_HEADER : PT_HASH_COOKIE;
+                cl->hash_name = lower;
+            }
+        } else {
+            pt_conf_error(cx, hn,
+                          "unknown hash_key '%s' (expected client_ip, \"header:NAME\" or "
+                          "\"cookie:NAME\")",
+                          k);
+        }
+    }
+    cl->outlier = (pt_outlier_t){.consecutive_failures = 5,
+                                 .base_ejection_ms = 10000,
+                                 .max_ejection_ms = 300000,
+                                 .max_ejection_percent = 50};
+    if (raw->outlier != NULL &&
+        pt_conf_parse_fields(cx, raw->outlier, outlier_fields, &cl->outlier) == 0 &&
+        cl->outlier.max_ejection_ms < cl->outlier.base_ejection_ms) {
+        const pt_conf_node_t *mn = pt_conf_map_get(raw->outlier, "max_ejection");
+        if (mn != NULL)
+            pt_conf_error(cx, mn, "outlier: max_ejection is shorter than base_ejection");
+        else /* only the base was given, beyond the default cap: the cap follows */
+            cl->outlier.max_ejection_ms = cl->outlier.base_ejection_ms;
+    }
+    cl->breaker = (pt_breaker_t){0};
+    if (raw->breaker != NULL &&
+        pt_conf_parse_fields(cx, raw->breaker, breaker_fields, &cl->breaker) == 0 &&
+        raw->breaker->cnt == 0)
+        pt_conf_error(cx, raw->breaker,
+                      "circuit_breaker: expected at least one of max_connections, max_pending, "
+                      "max_requests");
+    cl->shared = pt_conf_alloc(cx, sizeof(*cl->shared));
+}
 
 static bool valid_host(const char *h, size_t len)
 {
@@ -657,19 +792,20 @@ static void load_clusters(loader_t *L, const pt_conf_node_t *n)
             pt_conf_error(cx, raw.http2, "gRPC clusters always use HTTP/2");
         if (raw.endpoints != NULL) {
             const pt_conf_node_t *e = raw.endpoints;
-            if (e->kind == PT_CONF_SCALAR) {
+            if (e->kind == PT_CONF_SCALAR || e->kind == PT_CONF_MAP) {
                 cl->endpoints = pt_conf_alloc(cx, sizeof(*cl->endpoints));
-                if (parse_endpoint(cx, e, &cl->endpoints[0]) == 0)
+                if (parse_endpoint_item(cx, e, &cl->endpoints[0]) == 0)
                     cl->endpoint_cnt = 1;
             } else if (e->kind == PT_CONF_SEQ && e->cnt > 0) {
                 cl->endpoints = pt_conf_alloc(cx, e->cnt * sizeof(*cl->endpoints));
                 for (size_t k = 0; k < e->cnt; k++)
-                    if (parse_endpoint(cx, e->items[k], &cl->endpoints[cl->endpoint_cnt]) == 0)
+                    if (parse_endpoint_item(cx, e->items[k], &cl->endpoints[cl->endpoint_cnt]) == 0)
                         cl->endpoint_cnt++;
             } else {
                 pt_conf_error(cx, e, "endpoints: expected a non-empty list of endpoints");
             }
         }
+        parse_cluster_lb(cx, item, &raw, cl);
         if (raw.ca_file != NULL)
             check_readable(cx, pt_conf_map_get(item, "ca_file"), "CA file", raw.ca_file);
         if (raw.authority != NULL &&

@@ -204,6 +204,18 @@ static uint64_t body_limit_of(const pt_req_t *req)
 
 static void after_request_headers(pt_req_t *req, pt_fstatus_t st);
 
+void pt_req_buffer_body(pt_req_t *req)
+{
+    if (req->handler_started || req->buffer_body || req->route.route == NULL)
+        return;
+    /* The body is held like a request_buffering route's: max_body is its cap. */
+    const pt_route_t *r = req->route.route;
+    uint64_t cap = r->max_body != 0 ? r->max_body : req->config->limits.max_body;
+    req->buffer_body = true;
+    if (req->body_limit > cap)
+        req->body_limit = cap;
+}
+
 void pt__req_headers_done(pt_req_t *req)
 {
     const char *why = NULL;
@@ -363,7 +375,7 @@ static void handler_go(pt_req_t *req)
         return;
     }
     size_t raw;
-    if (route->request_buffering && !req->body_out_done) {
+    if ((route->request_buffering || req->buffer_body) && !req->body_out_done) {
         req->buffering = true;
         pt_pipe_t rc = pt__chain_req_open(req, &raw);
         body_outcome(req, rc, raw);

@@ -197,6 +197,7 @@ struct pt_req {
     size_t wait_step;              /* response headers: the step of the suspended filter */
     size_t resp_body_first;        /* response-body steps before this one are skipped (replaced response) */
     bool buffering;                /* request_buffering: the handler waits for the filtered body */
+    bool buffer_body;              /* a filter asked for request_buffering (pt_req_buffer_body) */
     bool resp_replaced;            /* a response-side RESPOND/ERROR replaced the handler's response */
     struct pt_bodyq *bq[2];        /* body pipelines (PT_SIDE_REQ/RESP), NULL until a body filter runs */
     struct pt_scratch *scratch;    /* output of body filters during one pipeline run */

@@ -63,6 +63,7 @@
 #include "observe/observe.h"
 #include "portico/status.h"
 #include "portico/transcoder/wkt.h"
+#include "upstream/call.h"
 
 /* Bytes read from the request body queue per pt__req_body_read() call. */
 #define BODY_CHUNK 16384
@@ -1050,6 +1051,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         .msg_len = unary_req ? ctx->pb.len : 0,
         .close = unary_req,
         .unary = unary_req && !ctx->stream_resp,
+        .hash_key = pt_upcall_hash_key(ctx->conf->cluster, req->client_addr, &req->headers),
     };
     ctx->t0_ns = pt_now_ns();
     int rc = pt_grpc_call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);

@@ -774,6 +774,7 @@ static void start_call(gn_ctx_t *ctx)
     up->content_length = -1;
     up->timeout_ms = left;
     up->idempotent = false;
+    up->hash_key = pt_upcall_hash_key(up->cluster, req->client_addr, &req->headers);
     static const pt_upcall_cbs_t cbs = {
         .read_body = up_read_body,
         .on_head = up_on_head,

@@ -740,6 +740,7 @@ static void proxy_start(pt_req_t *req, const void *vconf)
                                       : (req->route.route != NULL ? req->route.route->timeout_ms : 0);
     up->idempotent = (mb & (PT_METHOD_GET | PT_METHOD_HEAD | PT_METHOD_OPTIONS | PT_METHOD_TRACE |
                             PT_METHOD_PUT | PT_METHOD_DELETE)) != 0;
+    up->hash_key = pt_upcall_hash_key(up->cluster, req->client_addr, &req->headers);
     if (req->upgrade.len != 0) {
         const char *why = "invalid upgrade request";
         int st = prepare_upgrade(ctx, &why);

@@ -245,6 +245,12 @@ size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size
             put_json_str(&o, pt_str_c(req->fail_reason));
         }
     }
+    /* WAF detections (plugins/waf.c sets the variable: "blocked 942100,942190"). */
+    pt_str_t waf = pt_req_var((pt_req_t *)req, PT_STR("waf"));
+    if (waf.base != NULL) {
+        puts_(&o, ",\"waf\":");
+        put_json_str(&o, waf);
+    }
     pt_str_t ua = pt_headers_get(&req->headers, PT_STR("user-agent"));
     if (ua.base != NULL) {
         puts_(&o, ",\"user_agent\":");

@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "observe/observe.h"
 #include "net/worker.h"
+#include "upstream/policy.h"
 
 void pt__observe_globals(uint64_t *ok, uint64_t *failed);
 
@@ -155,6 +156,7 @@ static void on_request(struct evhttp_request *r, void *arg)
         pt_config_unref(c);
         pt__observe_globals(&g.reloads_ok, &g.reloads_failed);
         g.workers = s->worker_cnt;
+        g.ejected = pt_policy_ejected_now();
         pt_metrics_render(f, shards, s->worker_cnt, &g);
         fclose(f);
         free(shards);

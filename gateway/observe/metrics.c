@@ -354,7 +354,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         fprintf(out, "\",error=\"%s\"} %llu\n", pt_status_name(err[i].code),
                 (unsigned long long)err[i].count);
     }
-    static const char *const ev_metric[3][2] = {
+    static const char *const ev_metric[5][2] = {
         {"portico_upstream_local_errors_total",
          "Upstream connections Portico could not make for lack of its own resources (fds, "
          "buffers), by cluster; never counted against an endpoint."},
@@ -363,8 +363,14 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         {"portico_upstream_overflow_total",
          "Upstream calls answered 503 at once because the waiting queue was full "
          "(max_pending_per_endpoint), by cluster."},
+        {"portico_upstream_breaker_trips_total",
+         "Upstream calls answered 503 at once by the cluster's circuit_breaker (max_requests, "
+         "max_pending, max_connections), by cluster."},
+        {"portico_upstream_ejections_total",
+         "Endpoints ejected by outlier detection (consecutive failures), by the cluster whose call "
+         "saw the last failure."},
     };
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 5; kind++) {
         fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", ev_metric[kind][0], ev_metric[kind][1],
                 ev_metric[kind][0]);
         for (size_t i = 0; i < nev; i++) {
@@ -453,9 +459,13 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
                 "portico_config_reloads_total{result=\"failed\"} %llu\n"
                 "# HELP portico_workers Worker threads.\n"
                 "# TYPE portico_workers gauge\n"
-                "portico_workers %u\n",
+                "portico_workers %u\n"
+                "# HELP portico_upstream_ejected_endpoints Upstream endpoints out of rotation now "
+                "(outlier ejection), process-wide.\n"
+                "# TYPE portico_upstream_ejected_endpoints gauge\n"
+                "portico_upstream_ejected_endpoints %u\n",
                 (unsigned long long)g->generation, (unsigned long long)g->reloads_ok,
-                (unsigned long long)g->reloads_failed, g->workers);
+                (unsigned long long)g->reloads_failed, g->workers, g->ejected);
     free(req);
     free(err);
     free(ev);

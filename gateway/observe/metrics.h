@@ -89,6 +89,7 @@ typedef struct pt_metrics_globals {
     uint64_t generation;
     uint64_t reloads_ok, reloads_failed;
     unsigned workers;
+    unsigned ejected;     /* upstream endpoints ejected now (upstream/policy.c) */
 } pt_metrics_globals_t;
 
 /**

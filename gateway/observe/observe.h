@@ -54,6 +54,8 @@ typedef enum pt_observe_upevent {
     PT_OBSERVE_UP_LOCAL_ERROR = 0, /* a connection failed for lack of fds/buffers (Portico's own) */
     PT_OBSERVE_UP_QUEUED = 1,      /* a call waited for a connection slot */
     PT_OBSERVE_UP_OVERFLOW = 2,    /* a call got 503 at once: the waiting queue was full */
+    PT_OBSERVE_UP_BREAKER = 3,     /* a call got 503 at once: the cluster's circuit_breaker */
+    PT_OBSERVE_UP_EJECTION = 4,    /* an endpoint was ejected (outlier detection) */
 } pt_observe_upevent_t;
 
 /** Counts upstream event `ev` for `cluster` (worker thread). */

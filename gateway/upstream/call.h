@@ -52,6 +52,12 @@ typedef struct pt_upcall_req {
      * PT_ERR_NOT_IMPLEMENTED for the others (https://, DNS names, http2).
      */
     pt_str_t upgrade;
+    /**
+     * What a `lb: ring_hash` cluster hashes to pick the endpoint (the client
+     * IP, a header or a cookie value as its `hash_key` says; fill it with
+     * pt_upcall_hash_key()). Empty: a random endpoint. Other lbs ignore it.
+     */
+    pt_str_t hash_key;
 } pt_upcall_req_t;
 
 typedef struct pt_upcall_cbs {
@@ -89,6 +95,14 @@ void pt_upcall_body_ready(pt_upcall_t *c);
 
 /** Resumes response delivery after on_data returned false. */
 void pt_upcall_resume(pt_upcall_t *c);
+
+/**
+ * The hash key of a request for `cl` (pt_upcall_req_t.hash_key): the value
+ * named by the cluster's `hash_key` -- `client_addr`, header NAME or cookie
+ * NAME of `h` (slices into them) -- or empty when the cluster is not
+ * ring_hash or the request has no such value. upstream/policy.c.
+ */
+pt_str_t pt_upcall_hash_key(const pt_cluster_t *cl, pt_str_t client_addr, const pt_headers_t *h);
 
 /** Cancels the call; no callback runs afterwards. The connection is not reused. */
 void pt_upcall_cancel(pt_upcall_t *c);

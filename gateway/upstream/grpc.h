@@ -118,6 +118,7 @@ typedef struct pt_grpc_call_req {
     size_t msg_len;
     bool close;                   /**< half-close after `msg` (or right away) */
     bool unary;                   /**< deliver the response in one go (see the top comment) */
+    pt_str_t hash_key;            /**< for a ring_hash cluster (pt_upcall_hash_key); must outlive the call */
 } pt_grpc_call_req_t;
 
 /**

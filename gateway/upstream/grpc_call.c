@@ -496,6 +496,7 @@ int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grp
     u->has_body = true;
     u->timeout_ms = r->timeout_ms;
     u->idempotent = false;
+    u->hash_key = r->hash_key;
     static const pt_upcall_cbs_t up_cbs = {
         .read_body = up_read_body,
         .on_head = up_on_head,

@@ -709,6 +709,7 @@ static void pool_put(h1_conn_t *k, unsigned max_idle, uint64_t now)
 static void call_free(h1_call_t *c)
 {
     h1_worker_t *hw = c->hw;
+    pt_policy_call_end(&c->pol);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -1186,6 +1187,7 @@ static bool parse(h1_call_t *c)
                 continue;
             }
             c->head_sent = true;
+            pt_policy_answered(c->hw->uw->w, &c->pol, c->status, -1);
             if (c->tunnel) {
                 /* The exchange deadline ends here (the caller's idle timeout
                  * takes over); the sending side now pulls the caller's bytes
@@ -1437,7 +1439,6 @@ static void on_eof(h1_call_t *c, int err)
 static void connected(h1_call_t *c)
 {
     c->connecting = false;
-    pt_policy_connect_ok(pool_for(c->hw, c->r->cluster, c->ep_idx)->ep);
     arm_timer(c, c->deadline_ms); /* the connect timeout no longer applies */
     send_step(c);
 }
@@ -1774,9 +1775,9 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
     if (!token_ok(r->method) || (r->path.len > 0 && !token_ok(r->path)))
         return PT_ERR_INVALID; /* would break the request line */
     pt_policy_try_t pol = {0};
-    long idx = pt_policy_pick(uw->w, r->cluster, &pol);
-    if (idx < 0) /* every endpoint is ejected: fail fast */
-        return PT_ERR_UNAVAILABLE;
+    long idx = pt_policy_pick(uw->w, r, &pol);
+    if (idx < 0) /* every endpoint is ejected (fail fast), or the circuit breaker is open */
+        return (int)idx;
 
     h1_call_t *c = hw->free_calls;
     if (c != NULL) { /* its events are not pending (call_free); its buffer is kept */
@@ -1835,6 +1836,7 @@ void pt__uph1_worker_dispose(pt__upworker_t *uw)
         h1_call_t *c = hw->calls;
         hw->calls = c->next;
         detach(c, false);
+        pt_policy_call_end(&c->pol);
         event_del(&c->timer);
         event_del(&c->kick);
         free(c->out);

@@ -512,6 +512,7 @@ static void call_finish(call_t *c, int st, const char *reason, fail_kind_t kind)
 static void call_free(call_t *c)
 {
     h2w_t *hw = c->hw;
+    pt_policy_call_end(&c->pol);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -547,6 +548,28 @@ static bool retry(call_t *c)
     return true;
 }
 
+/* The grpc-status of a complete answer (trailers, or the head of a trailers-only one), or -1. */
+static int grpc_status_of(call_t *c)
+{
+    pt__hstore_t *stores[2] = {&c->trl, &c->head};
+    for (int s = 0; s < 2; s++) {
+        const pt_header_t *h = pt__hstore_view(stores[s]);
+        for (size_t i = 0; i < stores[s]->cnt; i++) {
+            if (!pt_str_eq(h[i].name, PT_STR("grpc-status")))
+                continue;
+            int v = 0;
+            for (size_t j = 0; j < h[i].value.len && j < 4; j++) {
+                char ch = h[i].value.base[j];
+                if (ch < '0' || ch > '9')
+                    return -1;
+                v = v * 10 + (ch - '0');
+            }
+            return v;
+        }
+    }
+    return -1;
+}
+
 static void on_done_ev(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -568,6 +591,8 @@ static void on_done_ev(evutil_socket_t fd, short what, void *arg)
         if (c->fst != 0 && retry(c))
             continue;
         event_del(&c->tmo);
+        if (c->fst == 0) /* the answer, as the endpoint's outlier detection sees it */
+            pt_policy_answered(hw->w, &c->pol, c->status, grpc_status_of(c));
         const pt_header_t *t = c->fst == 0 ? pt__hstore_view(&c->trl) : NULL;
         size_t tcnt = c->fst == 0 ? c->trl.cnt : 0;
         c->canceled = true; /* a cancel from inside on_done is a no-op */
@@ -948,7 +973,6 @@ static void conn_ready(conn_t *k)
 {
     k->st = C_READY;
     k->ever_ready = true;
-    pt_policy_connect_ok(k->pool->ep);
     event_del(&k->timer);
     if (k->active == 0)
         arm_timer(k, IDLE_MS);
@@ -1253,6 +1277,7 @@ static void conn_fail(conn_t *k, int st, const char *why)
         k->next->prev = k->prev;
     k->prev = k->next = NULL;
     p->nconns--;
+    pt_policy_conn_closed(p->ep);
     if (k->events_set) {
         event_del(&k->timer);
         event_del(&k->flush_ev);
@@ -1316,7 +1341,7 @@ static void conn_free(conn_t *k)
  * *overflow (the queue is full).
  */
 static conn_t *conn_pick(pool_t *p, const pt_cluster_t *cl, uint64_t connect_ms, int *err,
-                         bool *overflow)
+                         bool *overflow, bool *breaker)
 {
     conn_t *least = NULL;
     size_t pending = 0;
@@ -1330,8 +1355,14 @@ static conn_t *conn_pick(pool_t *p, const pt_cluster_t *cl, uint64_t connect_ms,
         if (least == NULL || k->active < least->active)
             least = k;
     }
-    if (p->nconns < pt_policy_max_conns(cl, true) || least == NULL)
-        return conn_new(p, connect_ms, err);
+    if (p->nconns < pt_policy_max_conns(cl, true) || least == NULL) {
+        if (pt_policy_conn_open(p->hw->w, cl, p->ep)) /* the cluster's circuit breaker */
+            return conn_new(p, connect_ms, err);
+        if (least == NULL) {
+            *breaker = true;
+            return NULL;
+        }
+    }
     if (pending >= pt_policy_max_pending(cl)) {
         *overflow = true;
         return NULL;
@@ -1452,15 +1483,17 @@ static void attempt(call_t *c, size_t idx)
     uint64_t conn_ms = cl->connect_timeout_ms ? cl->connect_timeout_ms : DEFAULT_CONNECT_MS;
     pool_t *p = pool_get(hw, cl, idx);
     int err = 0;
-    bool overflow = false;
+    bool overflow = false, breaker = false;
     for (int tries = 0; tries < 3; tries++) {
-        conn_t *k = conn_pick(p, cl, conn_ms, &err, &overflow);
+        conn_t *k = conn_pick(p, cl, conn_ms, &err, &overflow, &breaker);
         if (k == NULL || k->st == C_CLOSED) /* failed at once (or resolved and failed) */
             break;
         if (submit(c, k) == 0)
             return;
     }
-    if (overflow) {
+    if (breaker) {
+        call_finish(c, PT_ERR_OVERLOADED, "circuit breaker open (max_connections)", K_OTHER);
+    } else if (overflow) {
         pt_policy_count_overflow(hw->w, cl);
         call_finish(c, PT_ERR_OVERLOADED, "upstream connection queue full", K_OTHER);
     } else if (pt_policy_errno_local(err)) {
@@ -1609,10 +1642,10 @@ int pt__uph2_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs
     c->r = r;
     c->cbs = *cbs;
     c->ud = ud;
-    long idx = pt_policy_pick(w, r->cluster, &c->pol);
-    if (idx < 0) {
+    long idx = pt_policy_pick(w, r, &c->pol);
+    if (idx < 0) { /* every endpoint is ejected (fail fast), or the circuit breaker is open */
         free(c);
-        return PT_ERR_UNAVAILABLE;
+        return (int)idx;
     }
     uint64_t timeout = r->timeout_ms ? r->timeout_ms
                                      : (r->cluster->timeout_ms ? r->cluster->timeout_ms : DEFAULT_TIMEOUT_MS);

@@ -442,6 +442,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
         if (why != NULL)
             return fail_in_cb(c, why);
         c->head_sent = true;
+        pt_policy_answered(c->hw->uw->w, &c->pol, c->status, -1);
         if (c->cbs.on_head != NULL)
             c->cbs.on_head(c->ud, c->status, pt__hstore_view(&c->head), c->head.cnt);
         return c->canceled ? 0 : len;
@@ -519,7 +520,6 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
     (void)local_port;
     uph_call_t *c = ud;
     c->connected = true;
-    pt_policy_connect_ok(ep_of(c));
     return CURL_PREREQFUNC_OK;
 }
 
@@ -767,6 +767,7 @@ static bool set_attempt(uph_call_t *c, size_t idx)
 static void free_call(uph_call_t *c)
 {
     uph_worker_t *hw = c->hw;
+    pt_policy_call_end(&c->pol);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -1008,10 +1009,10 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
     c->r = r;
     c->cbs = *cbs;
     c->ud = ud;
-    long idx = pt_policy_pick(uw->w, r->cluster, &c->pol);
-    if (idx < 0) { /* every endpoint is ejected: fail fast */
+    long idx = pt_policy_pick(uw->w, r, &c->pol);
+    if (idx < 0) { /* every endpoint is ejected (fail fast), or the circuit breaker is open */
         free(c);
-        return PT_ERR_UNAVAILABLE;
+        return (int)idx;
     }
     c->deadline_ms = pt_now_ms() + pt__up_timeout_ms(r);
     c->method = cstr(r->method);

@@ -775,11 +775,96 @@ static void test_admin_token_and_warning(void **state)
     expect_error(text, want);
 }
 
+/* ---- load balancing keys (lb, hash_key, endpoint maps, outlier, circuit_breaker) ---- */
+
+static void test_cluster_lb_keys(void **state)
+{
+    (void)state;
+    pt_config_t *c = load(MINIMAL
+                          "clusters:\n"
+                          "  - name: a\n"
+                          "    lb: ring_hash\n"
+                          "    hash_key: \"header:X-User\"\n"
+                          "    endpoints:\n"
+                          "      - 127.0.0.1:9000\n"
+                          "      - { address: \"127.0.0.1:9001\", weight: 3, priority: 1 }\n"
+                          "    outlier: { consecutive_failures: 3, base_ejection: 2s, "
+                          "max_ejection_percent: 30 }\n"
+                          "    circuit_breaker: { max_requests: 100, max_pending: 0 }\n"
+                          "  - { name: b, endpoints: { address: \"127.0.0.1:9002\" }, "
+                          "lb: least_request }\n"
+                          "  - { name: d, endpoints: [ 127.0.0.1:9003 ] }\n");
+    assert_non_null(c);
+    const pt_cluster_t *a = pt_config_cluster(c, "a");
+    assert_int_equal(a->lb, PT_LB_RING_HASH);
+    assert_int_equal(a->hash_src, PT_HASH_HEADER);
+    assert_string_equal(a->hash_name, "x-user");
+    assert_int_equal(a->endpoint_cnt, 2);
+    assert_int_equal(a->endpoints[0].weight, 1);
+    assert_int_equal(a->endpoints[0].priority, 0);
+    assert_int_equal(a->endpoints[1].weight, 3);
+    assert_int_equal(a->endpoints[1].priority, 1);
+    assert_string_equal(a->endpoints[1].url, "http://127.0.0.1:9001");
+    assert_int_equal(a->outlier.consecutive_failures, 3);
+    assert_int_equal(a->outlier.base_ejection_ms, 2000);
+    assert_int_equal(a->outlier.max_ejection_ms, 300000);
+    assert_int_equal(a->outlier.max_ejection_percent, 30);
+    assert_int_equal(a->breaker.max_requests, 100);
+    assert_int_equal(a->breaker.max_connections, 0);
+    assert_non_null(a->shared);
+    const pt_cluster_t *b = pt_config_cluster(c, "b");
+    assert_int_equal(b->lb, PT_LB_LEAST_REQUEST);
+    assert_int_equal(b->endpoint_cnt, 1);
+    const pt_cluster_t *d = pt_config_cluster(c, "d");
+    assert_int_equal(d->lb, PT_LB_ROUND_ROBIN);
+    assert_int_equal(d->outlier.consecutive_failures, 5);
+    assert_int_equal(d->outlier.base_ejection_ms, 10000);
+    assert_int_equal(d->outlier.max_ejection_percent, 50);
+    pt_config_unref(c);
+}
+
+static void test_err_cluster_lb_keys(void **state)
+{
+    (void)state;
+#define CL MINIMAL "clusters:\n  - name: a\n    endpoints: [ 127.0.0.1:1 ]\n"
+    expect_error(CL "    lb: fastest\n",
+                 "c.yaml:5:9: unknown lb 'fastest' (expected round_robin, least_request, random or "
+                 "ring_hash)");
+    expect_error(CL "    hash_key: client_ip\n", "c.yaml:5:15: hash_key needs lb: ring_hash");
+    expect_error(CL "    lb: ring_hash\n    hash_key: \"header:\"\n",
+                 "c.yaml:6:15: hash_key 'header:': bad header name");
+    expect_error(CL "    lb: ring_hash\n    hash_key: \"cookie:a b\"\n",
+                 "c.yaml:6:15: hash_key 'cookie:a b': bad cookie name");
+    expect_error(CL "    lb: ring_hash\n    hash_key: query:x\n",
+                 "c.yaml:6:15: unknown hash_key 'query:x' (expected client_ip, \"header:NAME\" or "
+                 "\"cookie:NAME\")");
+    expect_error(CL "    outlier: { consecutive_fails: 3 }\n",
+                 "c.yaml:5:16: unknown key 'consecutive_fails'");
+    expect_error(CL "    outlier: { max_ejection_percent: 101 }\n",
+                 "c.yaml:5:38: value 101 out of range [0, 100]");
+    expect_error(CL "    outlier: { base_ejection: 1m, max_ejection: 10s }\n",
+                 "c.yaml:5:49: outlier: max_ejection is shorter than base_ejection");
+    expect_error(CL "    circuit_breaker: {}\n",
+                 "c.yaml:5:22: circuit_breaker: expected at least one of max_connections, "
+                 "max_pending, max_requests");
+    expect_error(CL "    circuit_breaker: { max_requests: 0 }\n",
+                 "c.yaml:5:38: value 0 out of range [1, 10000000]");
+#undef CL
+    expect_error(MINIMAL "clusters:\n  - { name: a, endpoints: [ { address: 127.0.0.1:1, weight: 0 } ] }\n",
+                 "c.yaml:3:61: value 0 out of range [1, 10000]");
+    expect_error(MINIMAL "clusters:\n  - { name: a, endpoints: [ { weight: 2 } ] }\n",
+                 "c.yaml:3:29: missing required key 'address'");
+    expect_error(MINIMAL "clusters:\n  - { name: a, endpoints: [ { address: \"ftp://h\" } ] }\n",
+                 "c.yaml:3:40: bad endpoint 'ftp://h': only http:// and https:// are supported");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_full),
+        T(test_cluster_lb_keys),
+        T(test_err_cluster_lb_keys),
         T(test_defaults),
         T(test_json_config),
         T(test_err_syntax),

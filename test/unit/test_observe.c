@@ -23,7 +23,7 @@ static char *render(pt_metrics_shard_t **shards, unsigned n)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    pt_metrics_globals_t g = {7, 2, 1, n};
+    pt_metrics_globals_t g = {7, 2, 1, n, 3};
     pt_metrics_render(f, shards, n, &g);
     fclose(f);
     return text;

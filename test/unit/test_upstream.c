@@ -318,7 +318,7 @@ static void fds_release(fdhog_t *h)
 static void fd_exhaustion_round(tcluster_t *c, const char *path)
 {
     static fdhog_t hog;
-    enum { N = 2 * PT_POLICY_EJECT_AFTER };
+    enum { N = 10 }; /* twice the default outlier.consecutive_failures */
     int rcs[N], sts[N], heads[N];
     fds_exhaust(&hog);
     for (int i = 0; i < N; i++) {

@@ -69,6 +69,16 @@ int64_t pt_req_body_length(const pt_req_t *req);
  */
 void pt_req_set_body_length(pt_req_t *req, int64_t len);
 
+/**
+ * From on_request_headers: the handler starts only after the request-body
+ * filters have produced the whole body, as on a route with
+ * `request_buffering: true` (the body is held in memory, bounded by the
+ * route's max_body, and the upstream gets its exact Content-Length). A filter
+ * that inspects bodies (the WAF) calls it so that a refused request never
+ * reaches an upstream, not even its head. No effect once the handler started.
+ */
+void pt_req_buffer_body(pt_req_t *req);
+
 /* ---- the response ------------------------------------------------------ */
 
 /** The response body's length when known (the codec frames with it), else -1. */

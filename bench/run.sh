@@ -39,3 +39,5 @@ fi
 /usr/bin/python3 "$ROOT/bench/failover_bench.py" --build "$ROOT/$BUILD"
 # rate_limit / quota (local table, Redis) vs the plain proxy, interleaved (issue 11, rl)
 /usr/bin/python3 "$ROOT/bench/ratelimit_bench.py" --build "$ROOT/$BUILD"
+# compress filter: CPU us and bytes saved per 10 KB JSON for gzip/br/zstd, next to nginx gzip (issue 13, edge)
+/usr/bin/python3 "$ROOT/bench/compress_bench.py" --build "$ROOT/$BUILD"

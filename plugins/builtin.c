@@ -15,6 +15,7 @@ extern const pt_filter_def_t pt_filter_jwt;
 extern const pt_filter_def_t pt_filter_api_key;   /* issue 11 (authn) */
 extern const pt_filter_def_t pt_filter_ip_access;
 extern const pt_filter_def_t pt_filter_cors;
+extern const pt_filter_def_t pt_filter_compress; /* issue 13 (edge) */
 extern const pt_filter_def_t pt_filter_waf;
 extern const pt_filter_def_t pt_filter_rate_limit; /* issue 11 (rl) */
 extern const pt_filter_def_t pt_filter_quota;      /* issue 11 (rl) */
@@ -28,6 +29,7 @@ const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_api_key,
     &pt_filter_ip_access,
     &pt_filter_cors,
+    &pt_filter_compress,
     &pt_filter_waf,
     &pt_filter_rate_limit,
     &pt_filter_quota,

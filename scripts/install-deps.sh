@@ -36,6 +36,7 @@ PKGS_TEST=(
   curl openssl nghttp2-client nghttp2-proxy nghttp2-server wrk nginx-light redis-server
   python3-grpcio python3-protobuf python3-h2 python3-hyperframe python3-hpack
   python3-jwt python3-cryptography  # jwt tests: tokens of every algorithm
+  zstd  # the zstd CLI: compression tests decode/encode zstd bodies with it
   nodejs npm procps psmisc iproute2 time
   # a real browser for the WebSocket <-> gRPC bridge test (headless, driven over DevTools)
   chromium

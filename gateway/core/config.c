@@ -36,6 +36,7 @@
 #include "net/tls.h"
 #include "upstream/health.h"
 #include "upstream/redis.h"
+#include "observe/trace.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
 
@@ -1490,6 +1491,7 @@ static void render(jbuf_t *b, const pt_conf_node_t *n, redact_mode_t mode)
 typedef struct top_raw {
     const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
         *filters, *plugins, *descriptors, *redis, *overload;
+    const pt_conf_node_t *tracing; /* issue 13 (edge) */
     long long workers;
 } top_raw_t;
 
@@ -1507,6 +1509,7 @@ static const pt_conf_field_t top_fields[] = {
     {"descriptors", PT_CONF_T_NODE, offsetof(top_raw_t, descriptors), 0, 0, false, NULL},
     {"redis", PT_CONF_T_NODE, offsetof(top_raw_t, redis), 0, 0, false, NULL},
     {"overload", PT_CONF_T_NODE, offsetof(top_raw_t, overload), 0, 0, false, NULL},
+    {"tracing", PT_CONF_T_NODE, offsetof(top_raw_t, tracing), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -1676,6 +1679,8 @@ static void build(loader_t *L, const pt_conf_node_t *root)
         load_admin(L, raw.admin);
     if (raw.access_log != NULL)
         load_access_log(L, raw.access_log);
+    if (raw.tracing != NULL)
+        pt_tracing_conf_load(cx, raw.tracing, &c->tracing);
     if (raw.clusters != NULL)
         load_clusters(L, raw.clusters);
     if (raw.descriptors != NULL)

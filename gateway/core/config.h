@@ -33,6 +33,18 @@
 typedef struct pt_router pt_router_t;
 typedef struct pt_redis_target pt_redis_target_t; /* upstream/redis.h */
 
+/** `tracing:` (top level of the config). */
+typedef struct pt_tracing_conf {
+    bool on;
+    const char *endpoint;     /* OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces */
+    double sample;            /* 0..1: share of new traces recorded (parent's flag when continued) */
+    const char *service_name; /* resource service.name ("portico") */
+    uint32_t queue;           /* spans buffered per worker (2048) */
+    uint32_t batch;           /* spans per POST at most (512) */
+    uint64_t flush_ms;        /* export interval (1000) */
+    uint64_t timeout_ms;      /* one POST (2000) */
+} pt_tracing_conf_t;
+
 typedef struct pt_config {
     atomic_uint refcnt;
     uint64_t generation;           /* increments with every successful load */
@@ -47,6 +59,7 @@ typedef struct pt_config {
     void *admin_ssl_ctx;           /* admin.tls: SSL_CTX * (released with the snapshot), or NULL */
     bool admin_client_certs;       /* admin.tls.client_ca: clients must present a certificate */
     const char *access_log;        /* "stdout", "stderr", a path, or NULL (off) */
+    pt_tracing_conf_t tracing;     /* `tracing:` (observe/trace.h); .on false when absent */
     unsigned workers;              /* 0 = number of cores */
     pt_limits_t limits;
     pt_timeouts_t timeouts;

@@ -19,6 +19,7 @@
 #include "core/handler.h"
 #include "core/overload.h"
 #include "observe/observe.h"
+#include "observe/trace.h"
 #include "core/path.h"
 #include "core/request.h"
 
@@ -38,7 +39,7 @@
  * and unguessable enough for correlation, not cryptographic. */
 static __thread uint64_t rid_s[2];
 
-static uint64_t rid_next(void)
+uint64_t pt__rand64(void)
 {
     if (rid_s[0] == 0 && rid_s[1] == 0) {
         if (getrandom(rid_s, sizeof(rid_s), 0) != (ssize_t)sizeof(rid_s) ||
@@ -92,8 +93,8 @@ static void assign_request_id(pt_req_t *req)
         req->request_id = PT_STR("-");
         return;
     }
-    hex64(buf, rid_next());
-    hex64(buf + 16, rid_next());
+    hex64(buf, pt__rand64());
+    hex64(buf + 16, pt__rand64());
     buf[32] = '\0';
     req->request_id = (pt_str_t){buf, 32};
     pt_headers_remove(&req->headers, name);
@@ -237,6 +238,7 @@ void pt__req_headers_done(pt_req_t *req)
     const char *why = NULL;
     req->method_bit = pt_method_bit(req->method);
     assign_request_id(req);
+    pt_trace_request_start(req); /* before routing: 404s are traced too, filters see the header */
     if (shed(req))
         return;
 

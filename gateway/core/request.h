@@ -220,6 +220,7 @@ struct pt_req {
     int64_t start_wall_us;         /* wall clock, for the access log */
     const char *upstream_addr;     /* endpoint URL of the last attempt, or NULL */
     uint64_t upstream_ns;          /* time spent waiting for the upstream */
+    struct pt_trace *trace;        /* W3C trace context (observe/trace.h), NULL without `tracing:` */
     bool close_after;              /* codec: close the connection after this response */
     const pt_req_subcall_t *subcalls; /* calls of an aggregate (see pt_req_subcall_t), or NULL */
     size_t subcall_cnt;
@@ -263,6 +264,9 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream);
  * id, routes, runs the request-side filters and starts the handler (or
  * answers locally). May call ops->send_head/send_body before returning.
  */
+/** 64 random bits from the thread's xorshift128+ (request and trace ids; not cryptographic). */
+uint64_t pt__rand64(void);
+
 void pt__req_headers_done(pt_req_t *req);
 
 /**

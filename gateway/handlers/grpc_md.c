@@ -52,8 +52,10 @@ int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t *
     bool want_id = md_allowed(conf, PT_STR("x-request-id"));
     for (size_t i = 0; i < h->cnt; i++) {
         pt_str_t name = h->v[i].name, value = h->v[i].value;
-        if (pt_str_eq(name, PT_STR("x-request-id")) || !md_allowed(conf, name))
-            continue;
+        bool trace_hdr = req->trace != NULL && (pt_str_eq(name, PT_STR("traceparent")) ||
+                                                pt_str_eq(name, PT_STR("tracestate")));
+        if (pt_str_eq(name, PT_STR("x-request-id")) || (!trace_hdr && !md_allowed(conf, name)))
+            continue; /* with tracing on, the trace context always reaches gRPC upstreams */
         char nz[64];
         if (name.len < sizeof(nz)) {
             memcpy(nz, name.base, name.len);

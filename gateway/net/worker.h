@@ -34,6 +34,7 @@ struct pt_worker {
     void *upstream_policy;        /* upstream/policy.c: round robin, endpoint health, connection caps */
     struct pt_metrics_shard *metrics;
     void *observe;                /* observe.c per-worker state (access log, flush timer) */
+    void *trace;                  /* observe/trace.c: the span ring, made with the first traced request */
     void *conns;                  /* list of live connections (listener.c) */
     unsigned conn_cnt;
     bool draining;

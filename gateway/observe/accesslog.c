@@ -18,6 +18,7 @@
 #include "http/ws.h"
 #include "observe/accesslog.h"
 #include "core/config.h"
+#include "observe/trace.h"
 
 #define LOG_BUF (64u * 1024u)
 #define RETRY_MS 1000u /* a failed open is tried again at most this often */
@@ -159,6 +160,11 @@ size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size
     puts_(&o, ts);
     puts_(&o, "\",\"id\":");
     put_json_str(&o, req->request_id.base != NULL ? req->request_id : PT_STR("-"));
+    if (req->trace != NULL) {
+        puts_(&o, ",\"trace_id\":\"");
+        puts_(&o, req->trace->trace_hex);
+        puts_(&o, "\"");
+    }
     puts_(&o, ",\"client\":");
     put_json_str(&o, req->client_addr);
     puts_(&o, ",\"method\":");

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "observe/metrics.h"
+#include "observe/trace.h"
 #include "portico/status.h"
 
 const uint64_t pt_metrics_bucket_us[PT_METRICS_BUCKETS] = {
@@ -404,6 +405,19 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
             "portico_access_log_dropped_total %llu\n",
             (long long)active, (unsigned long long)total, (unsigned long long)in,
             (unsigned long long)outb, (unsigned long long)log_dropped);
+    fprintf(out,
+            "# HELP portico_trace_spans_exported_total Spans accepted by the OTLP collector.\n"
+            "# TYPE portico_trace_spans_exported_total counter\n"
+            "portico_trace_spans_exported_total %llu\n"
+            "# HELP portico_trace_spans_dropped_total Spans lost: a worker's queue was full, the "
+            "collector refused or could not be reached, or a worker exited first.\n"
+            "# TYPE portico_trace_spans_dropped_total counter\n"
+            "portico_trace_spans_dropped_total %llu\n"
+            "# HELP portico_trace_export_failures_total OTLP POSTs that failed.\n"
+            "# TYPE portico_trace_export_failures_total counter\n"
+            "portico_trace_export_failures_total %llu\n",
+            (unsigned long long)pt_trace_spans_exported(), (unsigned long long)pt_trace_spans_dropped(),
+            (unsigned long long)pt_trace_export_failures());
     fprintf(out,
             "# HELP portico_tunnels_active Upgraded (101) and extended CONNECT tunnels open now.\n"
             "# TYPE portico_tunnels_active gauge\n"

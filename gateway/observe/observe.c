@@ -8,6 +8,7 @@
 #include "observe/accesslog.h"
 #include "observe/metrics.h"
 #include "observe/observe.h"
+#include "observe/trace.h"
 #include "http/ws.h"
 #include "core/request.h"
 
@@ -55,6 +56,7 @@ int pt_observe_worker_init(pt_worker_t *w)
         w->metrics = pt_metrics_shard_new();
     o->log = pt_accesslog_new(&w->metrics->log_dropped);
     o->log_epoch = atomic_load(&log_epoch);
+    pt_trace_worker_init(w);
     o->flush_ev = event_new(w->base, -1, EV_PERSIST, on_flush, o);
     struct timeval tv = {0, 100000};
     event_add(o->flush_ev, &tv);
@@ -64,6 +66,7 @@ int pt_observe_worker_init(pt_worker_t *w)
 
 void pt_observe_worker_dispose(pt_worker_t *w)
 {
+    pt_trace_worker_dispose(w);
     obs_worker_t *o = w->observe;
     if (o != NULL) {
         event_free(o->flush_ev);
@@ -111,6 +114,8 @@ void pt_observe_request(pt_req_t *req)
     }
     if (w->metrics != NULL && req->ws != NULL)
         count_ws(w->metrics, pt_ws_stats(req->ws));
+    if (req->trace != NULL)
+        pt_trace_request_end(req, now_ns);
     obs_worker_t *o = w->observe;
     if (o != NULL) {
         check_reopen(o);

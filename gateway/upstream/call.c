@@ -26,10 +26,96 @@
 #include <string.h>
 #include "upstream/h2.h"
 
+#include "observe/trace.h"
 #include "portico/status.h"
+
+/* ---- tracing: a client span around a call -------------------------------- */
+
+/*
+ * A traced call's callbacks go through this wrapper, which records the
+ * response status and ends the span when the call ends (on_done) or is
+ * cancelled; the caller's callbacks then run as they would without it.
+ */
+typedef struct traced {
+    pt_trace_call_t *tc;
+    pt_worker_t *w;
+    pt_upcall_t *call; /* set once the back end's start returned */
+    pt_upcall_cbs_t orig, mine;
+    void *ud;
+    bool in_start, ended;
+} traced_t;
+
+static size_t t_read_body(void *ud, char *buf, size_t max, bool *eof)
+{
+    traced_t *x = ud;
+    return x->orig.read_body(x->ud, buf, max, eof);
+}
+
+static void t_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
+{
+    traced_t *x = ud;
+    pt_trace_call_status(x->tc, status);
+    if (x->orig.on_head != NULL)
+        x->orig.on_head(x->ud, status, h, cnt);
+}
+
+static bool t_on_data(void *ud, const char *data, size_t len)
+{
+    traced_t *x = ud;
+    return x->orig.on_data(x->ud, data, len);
+}
+
+static void t_on_done(void *ud, int st, const char *reason, const pt_header_t *t, size_t tcnt)
+{
+    traced_t *x = ud;
+    void (*done)(void *, int, const char *, const pt_header_t *, size_t) = x->orig.on_done;
+    void *oud = x->ud;
+    pt_trace_call_end(x->w, x->tc, st, x->call != NULL ? pt_upcall_endpoint(x->call) : NULL);
+    x->tc = NULL;
+    if (x->in_start) {
+        x->ended = true; /* pt_upcall_start frees it */
+    } else {
+        if (x->call != NULL)
+            x->call->traced = NULL;
+        free(x);
+    }
+    done(oud, st, reason, t, tcnt);
+}
+
+static int start_call(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                      void *ud, pt_upcall_t **out);
 
 int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
                     void *ud, pt_upcall_t **out)
+{
+    pt_trace_call_t *tc = w != NULL && r != NULL && cbs != NULL && r->cluster != NULL
+                              ? pt_trace_call_begin(w, r)
+                              : NULL;
+    if (tc == NULL)
+        return start_call(w, r, cbs, ud, out);
+    traced_t *x = pt_xcalloc(1, sizeof(*x));
+    x->tc = tc;
+    x->w = w;
+    x->orig = *cbs;
+    x->ud = ud;
+    x->mine = (pt_upcall_cbs_t){cbs->read_body != NULL ? t_read_body : NULL, t_on_head,
+                                cbs->on_data != NULL ? t_on_data : NULL, t_on_done};
+    x->in_start = true;
+    int rc = start_call(w, r, &x->mine, x, out);
+    x->in_start = false;
+    if (rc != 0 || x->ended) {
+        if (rc != 0)
+            pt_trace_call_end(w, x->tc, rc, NULL);
+        free(x);
+        return rc;
+    }
+    x->call = *out;
+    (*out)->traced = x;
+    return 0;
+}
+
+static int start_call(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                      void *ud, pt_upcall_t **out)
 {
     if (w == NULL || r == NULL || r->cluster == NULL || cbs == NULL || out == NULL)
         return PT_ERR_INTERNAL;
@@ -89,8 +175,15 @@ void pt_upcall_resume(pt_upcall_t *c)
 
 void pt_upcall_cancel(pt_upcall_t *c)
 {
-    if (c != NULL)
-        c->ops->cancel(c);
+    if (c == NULL)
+        return;
+    traced_t *x = c->traced;
+    if (x != NULL) { /* the span ends here: no on_done comes after a cancel */
+        c->traced = NULL;
+        pt_trace_call_end(x->w, x->tc, PT_ERR_CANCELED, pt_upcall_endpoint(c));
+        free(x);
+    }
+    c->ops->cancel(c);
 }
 
 const char *pt_upcall_endpoint(const pt_upcall_t *c)

@@ -28,6 +28,7 @@ typedef struct pt__upcall_ops {
 /** The common head of every back end's call struct (its first member). */
 struct pt_upcall {
     const pt__upcall_ops_t *ops;
+    void *traced; /* call.c: the client span wrapper while tracing, or NULL (zeroed by the back end) */
 };
 
 /* ---- shared per-worker state (call.c) ------------------------------------ */

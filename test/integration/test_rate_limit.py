@@ -108,6 +108,51 @@ routes:
         self.assertEqual(codes, [200, 200, 429])
         self.assertEqual(curl(url, "-H", "X-Api-Client: 127.0.0.1")[0], 200)  # not the same key
 
+    def test_keys_from_identity_filters(self):
+        """`consumer` and `jwt:CLAIM` keys read what api_key and jwt set. As global filters the
+        priorities order them (jwt 900, api_key 880, rate_limit 800) whatever the file's order,
+        so the limit sees the identity; each identity has its own budget."""
+        import hashlib
+        sys.path.insert(0, os.path.join(HERE, "auth"))
+        import jwt_keys as K
+        up = self.echo()
+        port, jport = free_port(), free_port()
+        sha = hashlib.sha256(b"alice-secret").hexdigest()
+        sha_b = hashlib.sha256(b"bob-secret").hexdigest()
+        self.start(f"""
+listeners: [ {{ address: "127.0.0.1:{port}" }} ]
+clusters: [ {{ name: web, endpoints: [ "127.0.0.1:{up.port}" ] }} ]
+filters:
+  - rate_limit: {{ requests: 2, per: 1h, key: consumer }}
+  - api_key: {{ consumers: [ {{ name: alice, key_sha256: "{sha}" }}, {{ name: bob, key_sha256: "{sha_b}" }} ] }}
+routes:
+  - proxy: {{ cluster: web }}
+""", port, workers=2)
+        url = f"http://127.0.0.1:{port}/k"
+        codes = [curl(url, "-H", "x-api-key: alice-secret")[0] for _ in range(3)]
+        self.assertEqual(codes, [200, 200, 429])
+        st, _, body, _ = curl(url, "-H", "x-api-key: bob-secret")  # bob: a budget of his own
+        self.assertEqual(st, 200, body)
+        self.assertEqual(dict(json.loads(body)["headers"]).get("x-consumer"), "bob")
+        self.assertEqual(curl(url)[0], 401)  # no key: refused before the limit counts it
+
+        self.start(f"""
+listeners: [ {{ address: "127.0.0.1:{jport}" }} ]
+clusters: [ {{ name: web, endpoints: [ "127.0.0.1:{up.port}" ] }} ]
+filters:
+  - rate_limit: {{ requests: 1, per: 1h, key: "jwt:sub" }}
+  - jwt: {{ secret_file: secret.txt, issuer: "{K.ISSUER}", audiences: [ {K.AUDIENCE} ] }}
+routes:
+  - proxy: {{ cluster: web }}
+""", jport, workers=2, extra_files={"secret.txt": K.SECRET + b"\n"})
+        jurl = f"http://127.0.0.1:{jport}/x"
+        carol = "Authorization: Bearer " + K.token(None, "HS256", sub="carol")
+        carol2 = "Authorization: Bearer " + K.token(None, "HS256", sub="carol", jti="2")
+        dave = "Authorization: Bearer " + K.token(None, "HS256", sub="dave")
+        self.assertEqual(curl(jurl, "-H", carol)[0], 200)
+        self.assertEqual(curl(jurl, "-H", carol2)[0], 429)  # another token, the same subject
+        self.assertEqual(curl(jurl, "-H", dave)[0], 200)
+
     def test_refill(self):
         up = self.echo()
         port = free_port()

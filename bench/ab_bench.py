@@ -34,7 +34,6 @@ import glob
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import cpu_seconds, free_port, nginx_conf, parse_h2load, parse_wrk, wait_port  # noqa: E402
 from grpc_bench import BODY, ECHO, start_bookstore  # noqa: E402
+import benchlib  # noqa: E402  (bench/benchlib.py: what every bench script shares)
 
 JSON_BODY = b'{"message":"hello"}'
 SCENARIOS = ("h1-proxy", "h2c-proxy", "grpc", "rest-h2c", "rest-h1")
@@ -194,15 +194,7 @@ routes: [ {{ grpc: {{ cluster: books }} }} ]
             print(f"{s:10} {bc:18.1f} {ac:7.1f} {ac / bc:6.2f}   {br:13.0f} {ar:8.0f} {ar / br:6.2f}   "
                   f"{', '.join(f'{x[0]:.1f}' for x in a)} (before {', '.join(f'{x[0]:.1f}' for x in b)})")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        benchlib.stop_all(procs, d)
 
 
 if __name__ == "__main__":

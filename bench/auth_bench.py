@@ -34,7 +34,6 @@ import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "test", "integration", "auth"))
 from proxy_bench import (children, cpu_seconds, free_port, nginx_conf, parse_h2load,  # noqa: E402
                          parse_wrk, wait_port)
+import benchlib  # noqa: E402  (bench/benchlib.py: what every bench script shares)
 
 Row = collections.namedtuple("Row", "name filters headers files top base",
                              defaults=([], {}, "", None))
@@ -208,15 +208,7 @@ routes:
             print(f"{name:<24} {median(vals, 0):>9.0f} {median(vals, 2):>8.3f} {cpu:>11.2f} "
                   f"{over:>10} {sum(v[3] for v in vals):>8}  {base or ''}")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        benchlib.stop_all(procs, d)
 
 
 if __name__ == "__main__":

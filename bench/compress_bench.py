@@ -23,7 +23,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import children, cpu_seconds, free_port, nginx_conf, parse_wrk, wait_port  # noqa: E402
+import benchlib  # noqa: E402  (bench/benchlib.py: what every bench script shares)
 
 
 def json_doc(size=10240):
@@ -164,15 +164,7 @@ admin: {{ address: "127.0.0.1:{admin2}" }}
               f"export to a local nginx); '+us vs base' is against the portico identity row. "
               f"Spans exported {got.get('exported', '?')}, dropped {got.get('dropped', '?')}.")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        benchlib.stop_all(procs, d)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ CPU us/req to round robin (the aim: <= 0.2 us more).
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import cpu_seconds, free_port, nginx_conf, parse_wrk, wait_port  # noqa: E402
+import benchlib  # noqa: E402  (bench/benchlib.py: what every bench script shares)
 
 POLICIES = [  # (name, route prefix, cluster keys, endpoint weights)
     ("round_robin", "rr", "", None),
@@ -114,15 +114,7 @@ def main():
               " more than that between runs -- the pick on its own, below, is the precise measure)")
         pick_costs(args.build)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        benchlib.stop_all(procs, d)
 
 
 if __name__ == "__main__":

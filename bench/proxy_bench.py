@@ -14,12 +14,12 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import benchlib  # bench/benchlib.py: what every bench script shares
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -233,15 +233,7 @@ routes:
         print(f"idle RSS: portico {idle['portico'] / 1024:.1f} MB, nginx (master+worker) "
               f"{idle['nginx'] / 1024:.1f} MB")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        benchlib.stop_all(procs, d)
 
 
 if __name__ == "__main__":

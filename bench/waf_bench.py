@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proxy_bench import children, cpu_seconds, free_port, nginx_conf, parse_wrk, wait_port  # noqa: E402
+import benchlib  # noqa: E402  (bench/benchlib.py: what every bench script shares)
 
 MODSEC_MODULE = "/usr/lib/nginx/modules/ngx_http_modsecurity_module.so"
 CRS_SETUP = "/etc/modsecurity/crs/crs-setup.conf"
@@ -175,15 +175,7 @@ routes:
             print("nginx+modsec: skipped, %s is not installed" % MODSEC_MODULE)
         print("(the machine is shared: compare rows of one run, not across runs)")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        benchlib.stop_all(procs, d)
 
 
 if __name__ == "__main__":

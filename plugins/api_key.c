@@ -27,7 +27,6 @@
 #include <openssl/sha.h>
 #include <string.h>
 
-#include "core/request.h" /* built-in: rewrites req->query (no SDK setter yet) */
 #include "portico/conf.h"
 #include "portico/filter.h"
 #include "portico/headers.h"
@@ -252,9 +251,13 @@ static pt_fstatus_t api_key_request(const pt_filter_t *f, pt_req_t *req, void *c
     unsigned char buf[MAX_KEY];
     long klen = -1;
     if (c->query != NULL) {
-        pt_str_t q = req->query;
+        pt_str_t q = pt_req_query(req);
         pt_str_t qv = take_query_param(req, pt_str_c(c->query), &q);
-        req->query = q; /* the key never goes upstream nor into the access log */
+        /* the key never goes upstream nor into the access log */
+        if (q.base != pt_req_query(req).base && pt_req_set_query(req, q) != 0) {
+            pt_req_fail(req, PT_ERR_LIMIT, "api_key: request arena full");
+            return PT_FILTER_ERROR;
+        }
         if (qv.base != NULL && key.base == NULL) {
             klen = decode_key(qv, buf);
             nkeys = klen >= 0 ? 1 : 0;

@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http/coding.h"
+#include "portico/coding.h"
 #include "portico/conf.h"
 #include "portico/filter.h"
 #include "portico/headers.h"
@@ -364,7 +364,7 @@ static pt_fstatus_t on_request_body(const pt_filter_t *f, pt_req_t *req, void *c
     return PT_FILTER_CONTINUE;
 }
 
-/* Per worker: the cache of the coders' large blocks (see http/coding.h). */
+/* Per worker: the cache of the coders' large blocks (see portico/coding.h). */
 #define CACHE_BYTES (4u << 20)
 
 static int worker_init(const pt_filter_t *f, pt_worker_t *w)

@@ -34,9 +34,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/handler.h"
-#include "core/request.h"
-#include "core/route.h"
 #include "plugins/cors.h"
 #include "portico/conf.h"
 #include "portico/filter.h"
@@ -263,9 +260,9 @@ static pt_str_t allow_origin(const cors_conf_t *c, pt_str_t origin)
     return PT_STR("");
 }
 
-static bool grpc_web(const pt_req_t *req)
+static bool grpc_web(pt_req_t *req)
 {
-    pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
+    pt_str_t ct = pt_headers_get(pt_req_headers(req), PT_STR("content-type"));
     return pt_str_has_prefix(ct, PT_STR("application/grpc-web"));
 }
 
@@ -278,7 +275,7 @@ static pt_str_t methods_text(pt_req_t *req, uint32_t bits)
     } names[] = {{PT_METHOD_GET, "GET"},     {PT_METHOD_HEAD, "HEAD"},     {PT_METHOD_POST, "POST"},
                  {PT_METHOD_PUT, "PUT"},     {PT_METHOD_PATCH, "PATCH"},   {PT_METHOD_DELETE, "DELETE"},
                  {PT_METHOD_OPTIONS, "OPTIONS"}};
-    char *s = pt_arena_alloc(req->arena, 64);
+    char *s = pt_arena_alloc(pt_req_arena(req), 64);
     if (s == NULL)
         return PT_STR("OPTIONS");
     size_t o = 0;
@@ -299,23 +296,17 @@ static pt_str_t methods_text(pt_req_t *req, uint32_t bits)
 /* The methods to allow at this request's path (see the top comment). */
 static uint32_t path_methods(const cors_conf_t *c, pt_req_t *req)
 {
-    const pt_route_t *r = req->route.route;
-    uint32_t m = 0;
-    if (r != NULL && r->handler != NULL && r->handler->cors_methods != NULL)
-        m = r->handler->cors_methods(req, r->handler_conf);
-    else if (r != NULL && r->match.methods != 0)
-        m = r->match.methods;
-    else
-        m = DEFAULT_METHODS;
+    uint32_t m = DEFAULT_METHODS;
+    pt_req_allowed_methods(req, &m);
     if (c->methods != 0)
         m &= c->methods;
     return m | PT_METHOD_OPTIONS;
 }
 
 /* The request headers a preflight asked for, if they are all header names. */
-static pt_str_t asked_headers(const pt_req_t *req)
+static pt_str_t asked_headers(pt_req_t *req)
 {
-    pt_str_t a = pt_headers_get(&req->headers, PT_STR("access-control-request-headers"));
+    pt_str_t a = pt_headers_get(pt_req_headers(req), PT_STR("access-control-request-headers"));
     if (a.base == NULL || a.len == 0 || a.len > MAX_ASKED)
         return PT_STR_NULL;
     for (size_t i = 0; i < a.len; i++)
@@ -330,7 +321,7 @@ static pt_fstatus_t preflight(const cors_conf_t *c, pt_req_t *req, pt_str_t acao
         pt_req_reject(req, PT_ERR_FORBIDDEN, "origin not allowed (CORS)");
         return PT_FILTER_RESPOND;
     }
-    pt_headers_t *h = &req->resp_headers;
+    pt_headers_t *h = pt_req_resp_headers(req);
     pt_headers_add_nocopy(h, PT_STR("access-control-allow-origin"), acao);
     if (!pt_str_eq(acao, PT_STR("*")))
         pt_headers_add_nocopy(h, PT_STR("vary"), PT_STR("Origin"));
@@ -351,12 +342,12 @@ static pt_fstatus_t cors_request(const pt_filter_t *f, pt_req_t *req, void *vctx
 {
     const cors_conf_t *c = f->conf;
     cors_ctx_t *ctx = vctx;
-    pt_str_t origin = pt_headers_get(&req->headers, PT_STR("origin"));
+    pt_str_t origin = pt_headers_get(pt_req_headers(req), PT_STR("origin"));
     pt_str_t acao = allow_origin(c, origin);
-    if (pt_str_eq(req->method, PT_STR("OPTIONS")) && origin.base != NULL &&
-        pt_headers_get(&req->headers, PT_STR("access-control-request-method")).base != NULL)
+    if (pt_str_eq(pt_req_method(req), PT_STR("OPTIONS")) && origin.base != NULL &&
+        pt_headers_get(pt_req_headers(req), PT_STR("access-control-request-method")).base != NULL)
         return preflight(c, req, acao);
-    if (req->upgrade.len != 0 && origin.base != NULL && acao.len == 0) {
+    if (pt_req_upgrade(req).len != 0 && origin.base != NULL && acao.len == 0) {
         pt_req_reject(req, PT_ERR_FORBIDDEN, "origin not allowed (WebSocket handshake)");
         return PT_FILTER_RESPOND;
     }
@@ -368,11 +359,11 @@ static pt_fstatus_t cors_request(const pt_filter_t *f, pt_req_t *req, void *vctx
 /* Access-Control-Expose-Headers of a gRPC-Web answer: the gRPC fields and the metadata sent. */
 static pt_str_t grpc_web_expose(pt_req_t *req, pt_str_t extra)
 {
-    const pt_headers_t *h = &req->resp_headers;
+    const pt_headers_t *h = pt_req_resp_headers(req);
     size_t len = sizeof(GRPC_WEB_EXPOSE) - 1 + extra.len + 2;
     for (size_t i = 0; i < h->cnt; i++)
         len += h->v[i].name.len + 2;
-    char *s = pt_arena_alloc(req->arena, len);
+    char *s = pt_arena_alloc(pt_req_arena(req), len);
     if (s == NULL)
         return PT_STR(GRPC_WEB_EXPOSE);
     memcpy(s, GRPC_WEB_EXPOSE, sizeof(GRPC_WEB_EXPOSE) - 1);
@@ -403,7 +394,7 @@ static pt_fstatus_t cors_response(const pt_filter_t *f, pt_req_t *req, void *vct
     cors_ctx_t *ctx = vctx;
     if (!ctx->active)
         return PT_FILTER_CONTINUE;
-    pt_headers_t *h = &req->resp_headers;
+    pt_headers_t *h = pt_req_resp_headers(req);
     for (size_t i = 0; i < h->cnt; i++) {
         if (pt_str_has_prefix(h->v[i].name, PT_STR("access-control-"))) {
             /* the upstream's own CORS headers (rare): ours replace them */

@@ -28,9 +28,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/clock.h"
-#include "core/confparse.h"
-#include "core/config.h"
 #include "jwt_token.h"
 #include "portico/async.h"
 #include "portico/conf.h"
@@ -186,40 +183,10 @@ static int parse_jwks_uri(pt_conf_cx_t *cx, const pt_conf_node_t *node, jwt_conf
         c->cluster = pt_conf_cluster(cx, pt_conf_map_get(node, "jwks_cluster"), c->jwks_cluster_name);
         return c->cluster != NULL ? 0 : -1;
     }
-    /* host[:port] -> find a cluster with that endpoint */
-    size_t hl = (size_t)(slash - host);
-    const char *colon = NULL;
-    if (host[0] == '[') {
-        const char *rb = memchr(host, ']', hl);
-        if (rb != NULL && rb + 1 < slash && rb[1] == ':')
-            colon = rb + 1;
-    } else {
-        colon = memchr(host, ':', hl);
-    }
-    size_t name_len = colon != NULL ? (size_t)(colon - host) : hl;
-    unsigned long port = tls ? 443 : 80;
-    if (colon != NULL) {
-        char *end;
-        port = strtoul(colon + 1, &end, 10);
-        if (end != slash || port == 0 || port > 65535)
-            return pt_conf_error(cx, at, "jwks_uri has a bad port");
-    }
-    const char *name = host;
-    if (host[0] == '[' && name_len >= 2) {
-        name++;
-        name_len -= 2;
-    }
-    const pt_config_t *cfg = cx->user;
-    for (size_t i = 0; cfg != NULL && i < cfg->cluster_cnt; i++) {
-        const pt_cluster_t *cl = &cfg->clusters[i];
-        for (size_t e = 0; e < cl->endpoint_cnt; e++) {
-            const pt_endpoint_t *ep = &cl->endpoints[e];
-            if (ep->tls == tls && ep->port == port && strlen(ep->host) == name_len &&
-                strncasecmp(ep->host, name, name_len) == 0) {
-                c->cluster = pt_conf_cluster(cx, at, cl->name);
-                return c->cluster != NULL ? 0 : -1;
-            }
-        }
+    const char *name = pt_conf_cluster_for_url(cx, u);
+    if (name != NULL) {
+        c->cluster = pt_conf_cluster(cx, at, name);
+        return c->cluster != NULL ? 0 : -1;
     }
     return pt_conf_error(cx, at,
                          "jwks_uri: no cluster has the endpoint %.*s; declare one (clusters: "
@@ -706,7 +673,7 @@ static void fetch_start(jwt_worker_t *ws)
         .timeout_ms = c->jwks_timeout_ms,
         .max_response = JWKS_MAX_BYTES,
     };
-    ws->last_fetch_ms = pt_now_ms();
+    ws->last_fetch_ms = pt_clock_ms();
     if (pt_fetch_start(ws->w, &r, on_fetched, ws, &ws->fetch) != 0) {
         ws->fetch = NULL;
         schedule_refresh(ws, c->jwks_min_refresh_ms);
@@ -732,7 +699,7 @@ static bool wait_for_keys(jwt_worker_t *ws, jwt_ctx_t *x)
     if (x->refetched)
         return false;
     if (ws->fetch == NULL) {
-        uint64_t now = pt_now_ms();
+        uint64_t now = pt_clock_ms();
         if (ws->fetched_once && now - ws->last_fetch_ms < ws->conf->jwks_min_refresh_ms)
             return false;
         if (ws->refresh != NULL)

@@ -37,14 +37,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/clock.h"
 #include "portico/async.h"
 #include "portico/conf.h"
 #include "portico/filter.h"
 #include "portico/req.h"
 #include "portico/status.h"
-#include "core/config.h"
-#include "core/confparse.h"
 
 #define MAX_SECRET 4096
 #define MAX_TOKEN 8192
@@ -152,24 +149,10 @@ static int resolve_endpoint(pt_conf_cx_t *cx, const pt_conf_node_t *node, oi_con
         return c->cluster != NULL ? 0 : PT_ERR_INVALID;
     }
     /* the cluster with an endpoint of this origin (default ports written or not) */
-    const pt_config_t *cfg = cx->user;
-    bool tls = e[4] == 's';
-    for (size_t i = 0; cfg != NULL && i < cfg->cluster_cnt; i++) {
-        const pt_cluster_t *cl = &cfg->clusters[i];
-        for (size_t k = 0; k < cl->endpoint_cnt; k++) {
-            const pt_endpoint_t *ep = &cl->endpoints[k];
-            char a[300];
-            int n = snprintf(a, sizeof(a), "%s:%u", ep->host, ep->port);
-            bool same = ep->tls == tls &&
-                        ((n > 0 && c->authority.len == (size_t)n &&
-                          memcmp(a, c->authority.base, (size_t)n) == 0) ||
-                         (ep->port == (tls ? 443 : 80) && ep->host != NULL &&
-                          pt_str_eq(c->authority, pt_str_c(ep->host))));
-            if (same) {
-                c->cluster = pt_conf_cluster(cx, at, cl->name);
-                return c->cluster != NULL ? 0 : PT_ERR_INVALID;
-            }
-        }
+    const char *name = pt_conf_cluster_for_url(cx, e);
+    if (name != NULL) {
+        c->cluster = pt_conf_cluster(cx, at, name);
+        return c->cluster != NULL ? 0 : PT_ERR_INVALID;
     }
     return pt_conf_error(cx, at,
                          "endpoint '%s': no cluster has the endpoint %.*s (add one to "
@@ -341,7 +324,7 @@ static int read_answer(const pt_fetch_resp_t *resp, const oi_conf_t *c, centry_t
         return -1;
     }
     e->active = json_object_get_boolean(act);
-    uint64_t now_ms = pt_now_ms();
+    uint64_t now_ms = pt_clock_ms();
     e->expires_ms = now_ms + c->cache_ms;
     struct json_object *exp = NULL;
     if (e->active && json_object_object_get_ex(o, "exp", &exp) &&
@@ -424,7 +407,7 @@ static pt_fstatus_t on_request_headers(const pt_filter_t *f, pt_req_t *req, void
     EVP_Digest(tok.base, tok.len, x->digest, &dl, EVP_sha256(), NULL);
     centry_t *e = cache_slot(pt_worker_filter_state(pt_req_worker(req), f), x->digest);
     if (e != NULL && e->used && memcmp(e->digest, x->digest, 32) == 0) {
-        if (pt_now_ms() < e->expires_ms)
+        if (pt_clock_ms() < e->expires_ms)
             return apply(req, e->active, e->claims, e->claim_cnt);
         entry_clear(e);
     }

@@ -33,14 +33,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/clock.h"
+#include "portico/async.h"
 #include "portico/conf.h"
 #include "portico/filter.h"
 #include "portico/redis.h"
 #include "portico/req.h"
 #include "portico/status.h"
 #include "ratelimit_table.h"
-#include "upstream/redis.h"
 
 #define NS_PER_S 1000000000ull
 #define US_PER_S 1000000ull
@@ -239,7 +238,7 @@ static int parse_redis(pt_conf_cx_t *cx, rl_conf_t *c, const char *filter)
             return pt_conf_error(cx, oe, "on_error '%s': expected local, allow or deny", s);
     }
     static const char *const skip[] = {"on_error", NULL};
-    c->redis = pt__redis_conf_inline(cx, n, filter, skip);
+    c->redis = pt_redis_conf_inline(cx, n, filter, skip);
     if (c->redis == NULL)
         return PT_ERR_INVALID;
     sha1_hex(c->is_quota ? quota_lua : gcra_lua, c->sha);
@@ -438,7 +437,7 @@ static pt_fstatus_t decide_local(rl_ctx_t *x, pt_str_t kv, uint8_t tag)
         return conclude(x, ok, (uint64_t)c->requests - count, left, left);
     }
     pt_gcra_verdict_t v;
-    pt_rlt_gcra(c->table, &c->gcra_ns, h, pt_now_ns(), &v);
+    pt_rlt_gcra(c->table, &c->gcra_ns, h, pt_clock_ns(), &v);
     return conclude_gcra(x, &v, NS_PER_S);
 }
 

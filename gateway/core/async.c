@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include "core/clock.h"
 #include "core/confparse.h"
 #include "core/config.h"
 #include "portico/async.h"
@@ -83,6 +85,59 @@ const pt_cluster_ref_t *pt_conf_cluster(pt_conf_cx_t *cx, const pt_conf_node_t *
     }
     return (const pt_cluster_ref_t *)cl;
 }
+
+const char *pt_conf_cluster_for_url(pt_conf_cx_t *cx, const char *url)
+{
+    const pt_config_t *c = cx->user;
+    bool tls;
+    if (c == NULL || url == NULL)
+        return NULL;
+    if (strncasecmp(url, "https://", 8) == 0)
+        tls = true;
+    else if (strncasecmp(url, "http://", 7) == 0)
+        tls = false;
+    else
+        return NULL;
+    const char *host = url + (tls ? 8 : 7);
+    size_t olen = strcspn(host, "/?#"); /* host[:port] */
+    const char *end = host + olen, *colon = NULL;
+    if (host[0] == '[') { /* [v6]:port */
+        const char *rb = memchr(host, ']', olen);
+        if (rb == NULL)
+            return NULL;
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        if (colon == NULL && rb + 1 != end)
+            return NULL;
+    } else {
+        colon = memchr(host, ':', olen);
+    }
+    unsigned long port = tls ? 443 : 80;
+    if (colon != NULL) {
+        char *pe;
+        port = strtoul(colon + 1, &pe, 10);
+        if (pe != end || colon + 1 == end || port == 0 || port > 65535)
+            return NULL;
+    }
+    const char *name = host;
+    size_t name_len = (size_t)((colon != NULL ? colon : end) - host);
+    if (host[0] == '[') {
+        name++;
+        name_len -= 2;
+    }
+    for (size_t i = 0; i < c->cluster_cnt; i++) {
+        const pt_cluster_t *cl = &c->clusters[i];
+        for (size_t e = 0; e < cl->endpoint_cnt; e++) {
+            const pt_endpoint_t *ep = &cl->endpoints[e];
+            if (ep->tls == tls && ep->port == port && ep->host != NULL &&
+                strlen(ep->host) == name_len && strncasecmp(ep->host, name, name_len) == 0)
+                return cl->name;
+        }
+    }
+    return NULL;
+}
+
+uint64_t pt_clock_ms(void) { return pt_now_ms(); }
+uint64_t pt_clock_ns(void) { return pt_now_ns(); }
 
 /* ---- fetch -------------------------------------------------------------- */
 

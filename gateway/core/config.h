@@ -68,7 +68,7 @@ typedef struct pt_config {
     size_t cluster_cnt;
     pt_redis_target_t *redis_targets; /* `redis:` targets (upstream/redis.h), config order */
     size_t redis_target_cnt;
-    pt_redis_target_t *redis_inline;  /* targets defined in a filter's config (pt__redis_conf_inline) */
+    pt_redis_target_t *redis_inline;  /* targets defined in a filter's config (pt_redis_conf_inline) */
     pt_route_t *routes;
     size_t route_cnt;
     const pt_filter_t **global_filters;

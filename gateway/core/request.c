@@ -735,6 +735,32 @@ pt_str_t pt_req_param(const pt_req_t *req, pt_str_t name)
     return PT_STR_NULL;
 }
 
+bool pt_req_allowed_methods(pt_req_t *req, uint32_t *bits)
+{
+    const pt_route_t *r = req->route.route;
+    if (r == NULL)
+        return false;
+    if (r->handler != NULL && r->handler->cors_methods != NULL) {
+        *bits = r->handler->cors_methods(req, r->handler_conf);
+        return true;
+    }
+    if (r->match.methods == 0)
+        return false;
+    *bits = r->match.methods;
+    return true;
+}
+
+pt_str_t pt_req_upgrade(const pt_req_t *req) { return req->upgrade.len != 0 ? req->upgrade : PT_STR(""); }
+
+int pt_req_set_query(pt_req_t *req, pt_str_t query)
+{
+    pt_str_t q = pt_arena_strdup(req->arena, query);
+    if (q.base == NULL)
+        return PT_ERR_LIMIT;
+    req->query = q;
+    return 0;
+}
+
 int pt_req_set_path(pt_req_t *req, pt_str_t path)
 {
     pt_str_t p = pt_arena_strdup(req->arena, path);

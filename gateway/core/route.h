@@ -32,15 +32,7 @@ typedef struct pt_route_match {
     size_t header_cnt;
 } pt_route_match_t;
 
-/** Method bits for route matching. */
-enum {
-    PT_METHOD_GET = 1u << 0, PT_METHOD_HEAD = 1u << 1, PT_METHOD_POST = 1u << 2,
-    PT_METHOD_PUT = 1u << 3, PT_METHOD_DELETE = 1u << 4, PT_METHOD_PATCH = 1u << 5,
-    PT_METHOD_OPTIONS = 1u << 6, PT_METHOD_TRACE = 1u << 7, PT_METHOD_CONNECT = 1u << 8,
-    PT_METHOD_OTHER = 1u << 9,
-};
-/** The PT_METHOD_* bit of a method token (PT_METHOD_OTHER for extension methods). */
-uint32_t pt_method_bit(pt_str_t method);
+/* Method bits (PT_METHOD_*) and pt_method_bit() are the SDK's: portico/req.h. */
 
 /**
  * A route's `retry:` policy (core/route_retry.c parses it; upstream/retry.c

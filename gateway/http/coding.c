@@ -2,7 +2,7 @@
  * coding.c -- Accept-Encoding selection and the streaming gzip / br / zstd
  * coders behind one feed() (see coding.h).
  */
-#include "http/coding.h"
+#include "portico/coding.h"
 
 #include <brotli/decode.h>
 #include <brotli/encode.h>

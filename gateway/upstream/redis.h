@@ -48,16 +48,6 @@ struct pt_redis_target {
 void pt__redis_conf_load(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_redis_target_t **out,
                          size_t *cnt);
 
-/**
- * Loads a target written where it is used (`rate_limit: { redis: { address:
- * ... } }`) from map `n`, with the keys of a named target; keys named in
- * `skip` (NULL-terminated; the caller's own, e.g. on_error) are left to the
- * caller. The target is named `name` in log lines and listed in the snapshot
- * (config->redis_inline) so that workers keep its connections like a named
- * target's. Returns it, or NULL after reporting errors. Main thread, load time.
- */
-const pt_redis_target_t *pt__redis_conf_inline(pt_conf_cx_t *cx, const pt_conf_node_t *n,
-                                               const char *name, const char *const *skip);
 
 /**
  * Closes the connection sets of worker `w` that no target of w's current

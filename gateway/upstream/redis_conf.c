@@ -169,8 +169,8 @@ void pt__redis_conf_load(pt_conf_cx_t *cx, const pt_conf_node_t *n, pt_redis_tar
     *out = v;
 }
 
-const pt_redis_target_t *pt__redis_conf_inline(pt_conf_cx_t *cx, const pt_conf_node_t *n,
-                                               const char *name, const char *const *skip)
+const pt_redis_target_t *pt_redis_conf_inline(pt_conf_cx_t *cx, const pt_conf_node_t *n,
+                                              const char *name, const char *const *skip)
 {
     if (n->kind != PT_CONF_MAP) {
         pt_conf_error(cx, n, "%s: expected a map (e.g. { address: \"127.0.0.1:6379\" })", name);

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/coding.h"
+#include "portico/coding.h"
 #include "portico/status.h"
 
 #define LIMIT (256u * 1024u)

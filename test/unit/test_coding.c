@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "http/coding.h"
+#include "portico/coding.h"
 #include "portico/status.h"
 
 #define ALL (PT_CODING_BIT(PT_CODING_GZIP) | PT_CODING_BIT(PT_CODING_BR) | PT_CODING_BIT(PT_CODING_ZSTD))

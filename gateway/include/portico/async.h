@@ -59,6 +59,18 @@ typedef struct pt_cluster_ref pt_cluster_ref_t;
 const pt_cluster_ref_t *pt_conf_cluster(pt_conf_cx_t *cx, const pt_conf_node_t *at,
                                         const char *name);
 
+/**
+ * The name of the first cluster of the snapshot being loaded with an endpoint
+ * at `url`'s origin (http:// or https://, host compared without case, IPv6 in
+ * brackets, default ports 80/443), or NULL when none has. Reports nothing:
+ * the caller says what it wanted the cluster for. Load time.
+ */
+const char *pt_conf_cluster_for_url(pt_conf_cx_t *cx, const char *url);
+
+/** Monotonic clock, for filters' expiry times and rates (the worker's clock). */
+uint64_t pt_clock_ms(void);
+uint64_t pt_clock_ns(void);
+
 typedef struct pt_fetch pt_fetch_t;
 
 typedef struct pt_fetch_req {

@@ -87,6 +87,17 @@ typedef void (*pt_redis_cb)(int status, const pt_redis_reply_t *reply, void *ud)
  */
 int pt_redis_conf_target(pt_conf_cx_t *cx, const pt_conf_node_t *node, void *out);
 
+/**
+ * Loads a target written where it is used (`rate_limit: { redis: { address:
+ * ... } }`) from map `n`, with the keys of a named target; keys named in
+ * `skip` (NULL-terminated; the caller's own, e.g. on_error) are left to the
+ * caller. The target is named `name` in log lines and listed in the snapshot
+ * (config->redis_inline) so that workers keep its connections like a named
+ * target's. Returns it, or NULL after reporting errors. Main thread, load time.
+ */
+const pt_redis_target_t *pt_redis_conf_inline(pt_conf_cx_t *cx, const pt_conf_node_t *n,
+                                              const char *name, const char *const *skip);
+
 /** The target's name as configured. */
 const char *pt_redis_target_name(const pt_redis_target_t *t);
 

@@ -49,6 +49,34 @@ pt_worker_t *pt_req_worker(pt_req_t *req);
 
 /* ---- changes made by request-side filters ------------------------------ */
 
+/** Method bits: route matching, pt_req_allowed_methods(). */
+enum {
+    PT_METHOD_GET = 1u << 0, PT_METHOD_HEAD = 1u << 1, PT_METHOD_POST = 1u << 2,
+    PT_METHOD_PUT = 1u << 3, PT_METHOD_DELETE = 1u << 4, PT_METHOD_PATCH = 1u << 5,
+    PT_METHOD_OPTIONS = 1u << 6, PT_METHOD_TRACE = 1u << 7, PT_METHOD_CONNECT = 1u << 8,
+    PT_METHOD_OTHER = 1u << 9,
+};
+/** The PT_METHOD_* bit of a method token (PT_METHOD_OTHER for extension methods). */
+uint32_t pt_method_bit(pt_str_t method);
+
+/**
+ * The methods the request's path really has, as PT_METHOD_* bits in `*bits`:
+ * for a grpc route, the verbs google.api.http binds to this path (possibly
+ * none); else the route's match.methods. Returns false (and leaves `*bits`)
+ * when nothing restricts them (no route, or a route matching any method).
+ */
+bool pt_req_allowed_methods(pt_req_t *req, uint32_t *bits);
+
+/**
+ * The protocol the client asks to switch to (HTTP/1.1 `Upgrade` with
+ * `Connection: upgrade`, or an HTTP/2 extended CONNECT's `:protocol`), or an
+ * empty string.
+ */
+pt_str_t pt_req_upgrade(const pt_req_t *req);
+
+/** Replaces the query string (without `?`; copied). Returns 0 or PT_ERR_LIMIT. */
+int pt_req_set_query(pt_req_t *req, pt_str_t query);
+
 /** Replaces the path forwarded upstream (copied). Returns 0 or PT_ERR_LIMIT. */
 int pt_req_set_path(pt_req_t *req, pt_str_t path);
 /** Replaces the authority forwarded upstream (copied). Returns 0 or PT_ERR_LIMIT. */

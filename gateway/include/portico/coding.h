@@ -2,15 +2,16 @@
  * coding.h -- HTTP content codings (RFC 9110 §8.4): choosing one from
  * Accept-Encoding, and streaming encoders and decoders for gzip (zlib), br
  * (libbrotli) and zstd (libzstd). Used by the compress filter
- * (plugins/compress.c) for responses and for request bodies.
+ * (plugins/compress.c) for responses and for request bodies; part of the
+ * SDK, so a plugin can decode or encode bodies the same way.
  *
  * Streams are fed slices as they pass and write their output through a
  * callback in bounded pieces (at most PT_CODING_CHUNK bytes each), so a
  * decoder's output can be counted and refused while it streams: a zip bomb
  * is stopped at the limit, never inflated first and measured after.
  */
-#ifndef PT_GATEWAY_CODING_H
-#define PT_GATEWAY_CODING_H
+#ifndef PT_PORTICO_CODING_H
+#define PT_PORTICO_CODING_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -102,4 +103,4 @@ int pt_zstream_feed(pt_zstream_t *z, const void *data, size_t len, pt_zflush_t f
 /** Releases a stream (NULL is fine). */
 void pt_zstream_free(pt_zstream_t *z);
 
-#endif /* PT_GATEWAY_CODING_H */
+#endif /* PT_PORTICO_CODING_H */

@@ -138,9 +138,12 @@ static json_object *ref_to(pt_openapi_t *o, const pt_msgdesc_t *m, const pt_enum
                            unsigned variant)
 {
     char key[600], ref[640];
+    const char *full = m != NULL ? m->full_name : e != NULL ? e->full_name : NULL;
+    if (full == NULL)
+        return json_object_new_object();
     if (e != NULL)
         variant &= V_ENUM_INTS;
-    comp_key(key, sizeof(key), m != NULL ? m->full_name : e->full_name, variant, e != NULL);
+    comp_key(key, sizeof(key), full, variant, e != NULL);
     snprintf(ref, sizeof(ref), REF_PREFIX "%s", key);
     if (json_object_object_get(o->schemas, key) == NULL) {
         bool queued = false;
@@ -390,7 +393,10 @@ static void drain(pt_openapi_t *o)
         put(o->schemas, key, s);
         json_object *full = p.msg != NULL ? message_schema(o, p.msg, p.variant)
                                           : enum_schema(p.en, p.variant);
-        json_object_object_foreach(full, k, v) put(s, k, json_object_get(v));
+        struct json_object_iterator it = json_object_iter_begin(full),
+                                    end = json_object_iter_end(full);
+        for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+            put(s, json_object_iter_peek_name(&it), json_object_get(json_object_iter_peek_value(&it)));
         json_object_put(full);
     }
     o->pend_cnt = 0;
@@ -814,11 +820,10 @@ static void add_binding(pt_openapi_t *o, const pt_openapi_grpc_t *g, const pt_ht
         snprintf(opid, sizeof(opid), "%s", md->full_name);
     put_str(op, "operationId", opid);
     char desc[1200];
-    snprintf(desc, sizeof(desc), "gRPC method /%s/%s%s%s%s%s", md->service->full_name, md->name,
+    snprintf(desc, sizeof(desc), "gRPC method /%s/%s%s%s%s", md->service->full_name, md->name,
              b->is_default ? " (default binding: POST /pkg.Service/Method, the whole message as "
                              "JSON)" : "",
-             b->response_body[0] != '\0' ? "; the answer is its field " : "",
-             b->response_body, b->response_body[0] != '\0' ? "" : "");
+             b->response_body[0] != '\0' ? "; the answer is its field " : "", b->response_body);
     put_str(op, "description", desc);
     char gm[600];
     snprintf(gm, sizeof(gm), "/%s/%s", md->service->full_name, md->name);
@@ -1123,12 +1128,13 @@ int pt_openapi_add_soap(pt_openapi_t *o, const pt_soap_port_t *port, const char 
     if (sch == NULL)
         return PT_ERR_NOMEM;
     json_object *types = json_object_object_get(sch, "types");
-    json_object_object_foreach(types, k, v)
-    {
+    struct json_object_iterator it = json_object_iter_begin(types), end = json_object_iter_end(types);
+    for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
         char key[700];
-        snprintf(key, sizeof(key), "%s%s", ref_prefix + strlen(REF_PREFIX), k);
+        snprintf(key, sizeof(key), "%s%s", ref_prefix + strlen(REF_PREFIX),
+                 json_object_iter_peek_name(&it));
         if (json_object_object_get(o->schemas, key) == NULL)
-            put(o->schemas, key, json_object_get(v));
+            put(o->schemas, key, json_object_get(json_object_iter_peek_value(&it)));
     }
     for (size_t i = 0; i < port->op_cnt; i++) {
         const pt_soap_op_t *op = &port->ops[i];
@@ -1284,9 +1290,9 @@ static int emit_node(yaml_emitter_t *e, json_object *j, unsigned depth)
         snprintf(num, sizeof(num), "%lld", (long long)json_object_get_int64(j));
         return emit_scalar(e, num, false);
     case json_type_double: {
-        snprintf(num, sizeof(num), "%.17g", json_object_get_double(j));
-        if (strpbrk(num, ".eEn") == NULL)
-            strcat(num, ".0");
+        int nl = snprintf(num, sizeof(num), "%.17g", json_object_get_double(j));
+        if (strpbrk(num, ".eEn") == NULL && nl > 0 && (size_t)nl + 2 < sizeof(num))
+            memcpy(num + nl, ".0", 3);
         else if (strchr(num, '.') == NULL && strpbrk(num, "eE") != NULL) {
             /* 1e+300 -> 1.0e+300: YAML 1.1 floats need the dot */
             char tmp[64];
@@ -1317,11 +1323,11 @@ static int emit_node(yaml_emitter_t *e, json_object *j, unsigned depth)
                                                      : YAML_BLOCK_MAPPING_STYLE) ||
             !yaml_emitter_emit(e, &ev))
             return -1;
-        json_object_object_foreach(j, k, v)
-        {
-            if (emit_scalar(e, k, true) != 0 || emit_node(e, v, depth + 1) != 0)
+        struct json_object_iterator it = json_object_iter_begin(j), end = json_object_iter_end(j);
+        for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+            if (emit_scalar(e, json_object_iter_peek_name(&it), true) != 0 ||
+                emit_node(e, json_object_iter_peek_value(&it), depth + 1) != 0)
                 return -1;
-        }
         return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(e, &ev) ? 0 : -1;
     }
     }

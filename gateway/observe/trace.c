@@ -195,34 +195,32 @@ typedef struct span_view {
 /* memcpy for the short strings of a span, inline (two overlapping moves up to 16 bytes). */
 static inline void cpy(char *d, const char *s, size_t n)
 {
-    if (n > 32) {
-        memcpy(d, s, n);
-    } else if (n >= 16) {
-        char a[16], b[16];
-        memcpy(a, s, 16);
-        memcpy(b, s + n - 16, 16);
-        memcpy(d, a, 16);
-        memcpy(d + n - 16, b, 16);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8);
-        memcpy(d + n - 8, &b, 8);
+    if (n >= 8) {
+        if (n > 32) {
+            memcpy(d, s, n);
+        } else if (n >= 16) {
+            char a[16], b[16];
+            memcpy(a, s, 16);
+            memcpy(b, s + n - 16, 16);
+            memcpy(d, a, 16);
+            memcpy(d + n - 16, b, 16);
+        } else {
+            uint64_t a, b;
+            memcpy(&a, s, 8);
+            memcpy(&b, s + n - 8, 8);
+            memcpy(d, &a, 8);
+            memcpy(d + n - 8, &b, 8);
+        }
     } else if (n >= 4) {
         uint32_t a, b;
         memcpy(&a, s, 4);
         memcpy(&b, s + n - 4, 4);
         memcpy(d, &a, 4);
         memcpy(d + n - 4, &b, 4);
-    } else if (n >= 2) {
-        uint16_t a, b;
-        memcpy(&a, s, 2);
-        memcpy(&b, s + n - 2, 2);
-        memcpy(d, &a, 2);
-        memcpy(d + n - 2, &b, 2);
-    } else if (n == 1) {
+    } else if (n != 0) {
         d[0] = s[0];
+        d[n / 2] = s[n / 2];
+        d[n - 1] = s[n - 1];
     }
 }
 
@@ -944,6 +942,7 @@ static void *exporter_main(void *arg)
     obuf_t b = {NULL, 0, 0};
     uint64_t last = mono_ms();
     pthread_mutex_lock(&reg_mu);
+    ob_room(&b, (size_t)(xconf.batch != 0 ? xconf.batch : 512) * 400); /* a batch, without regrowing */
     for (;;) {
         struct timespec until;
         deadline_in(&until, EXPORT_POLL_MS);
@@ -980,7 +979,7 @@ static void *exporter_main(void *arg)
         pthread_cond_broadcast(&x_done);
         free(endpoint);
         free(service);
-        if (b.cap > ((size_t)4 << 20)) { /* a burst's buffer is not kept */
+        if (b.cap > ((size_t)8 << 20)) { /* a burst's buffer is not kept */
             free(b.p);
             b = (obuf_t){NULL, 0, 0};
         }

@@ -195,29 +195,34 @@ typedef struct span_view {
 /* memcpy for the short strings of a span, inline (two overlapping moves up to 16 bytes). */
 static inline void cpy(char *d, const char *s, size_t n)
 {
+    if (n == 0 || s == NULL)
+        return;
+    // cppcheck-suppress pointerOutOfBoundsCond ; one past the end of the source, never read
+    const char *end = s + n;
+    char *dend = d + n;
     if (n >= 8) {
         if (n > 32) {
             memcpy(d, s, n);
         } else if (n >= 16) {
             char a[16], b[16];
             memcpy(a, s, 16);
-            memcpy(b, s + n - 16, 16);
+            memcpy(b, end - 16, 16);
             memcpy(d, a, 16);
-            memcpy(d + n - 16, b, 16);
+            memcpy(dend - 16, b, 16);
         } else {
             uint64_t a, b;
             memcpy(&a, s, 8);
-            memcpy(&b, s + n - 8, 8);
+            memcpy(&b, end - 8, 8);
             memcpy(d, &a, 8);
-            memcpy(d + n - 8, &b, 8);
+            memcpy(dend - 8, &b, 8);
         }
     } else if (n >= 4) {
         uint32_t a, b;
         memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
+        memcpy(&b, end - 4, 4);
         memcpy(d, &a, 4);
-        memcpy(d + n - 4, &b, 4);
-    } else if (n != 0) {
+        memcpy(dend - 4, &b, 4);
+    } else {
         d[0] = s[0];
         d[n / 2] = s[n / 2];
         d[n - 1] = s[n - 1];
@@ -588,7 +593,7 @@ static void pb_span(obuf_t *b, const span_view_t *v)
     o = pb_bytes(o, TAG(2, WT_LEN), s->span_id, 8);
     if (s->flags & REC_PARENT)
         o = pb_bytes(o, TAG(4, WT_LEN), s->parent_id, 8);
-    char name[NAME_MAX_LEN];
+    char name[NAME_MAX_LEN] = "";
     o = pb_bytes(o, TAG(5, WT_LEN), name, span_name(v, name));
     *o++ = (char)TAG(6, WT_VARINT);
     *o++ = (char)s->kind;
@@ -791,7 +796,7 @@ static void json_span(obuf_t *b, const span_view_t *v, bool first_span)
         OLIT(b, ",\"parentSpanId\":");
         jhex(b, s->parent_id, 8);
     }
-    char name[NAME_MAX_LEN];
+    char name[NAME_MAX_LEN] = "";
     OLIT(b, ",\"name\":");
     jstr(b, name, span_name(v, name));
     if (s->kind == KIND_SERVER)

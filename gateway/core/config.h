@@ -43,6 +43,7 @@ typedef struct pt_tracing_conf {
     uint32_t batch;           /* spans per POST at most (512) */
     uint64_t flush_ms;        /* export interval (1000) */
     uint64_t timeout_ms;      /* one POST (2000) */
+    bool json;                /* `protocol: json` (OTLP/HTTP JSON); default protobuf */
 } pt_tracing_conf_t;
 
 /** `openapi:` (top level): the document served at the admin's /openapi.json (observe/openapi.h). */

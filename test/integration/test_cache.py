@@ -22,7 +22,7 @@ import unittest
 import urllib.parse
 
 from cache_upstream import CacheUpstream
-from portico_test import PorticoTestCase, free_port
+from portico_test import PorticoTestCase, curl, free_port
 
 
 def get(port, path, headers=None, method="GET", timeout=10):
@@ -60,7 +60,7 @@ class CacheTest(PorticoTestCase):
         self.addCleanup(self.up.stop)
         self.port, self.admin = free_port(), free_port()
         self.p = self.start(f"""
-listeners: [ {{ address: 127.0.0.1:{self.port} }} ]
+listeners: [ {{ address: 127.0.0.1:{self.port}, h2c: true }} ]
 admin: {{ address: 127.0.0.1:{self.admin} }}
 clusters: [ {{ name: web, endpoints: [ "127.0.0.1:{self.up.port}" ] }} ]
 routes:
@@ -96,6 +96,17 @@ routes:
         s, h, b = self.g(path, method="HEAD")
         self.assertEqual((s, h["x-cache"], b), (200, "HIT", b""))
         self.assertEqual(h["content-length"], str(len(b1)))
+        self.assertEqual(self.up.count(path), 1)
+
+    def test_http2_hit_and_head(self):
+        path = "/h2?" + q(cc="max-age=60", size="3000")
+        url = f"http://127.0.0.1:{self.port}{path}"
+        st, h, b1, err = curl("--http2-prior-knowledge", url)
+        self.assertEqual((st, h.get("x-cache")), (200, "MISS"), err)
+        st, h, b2, err = curl("--http2-prior-knowledge", url)
+        self.assertEqual((st, h.get("x-cache"), b2), (200, "HIT", b1), err)
+        st, h, b3, err = curl("--http2-prior-knowledge", "-I", url)
+        self.assertEqual((st, h.get("x-cache"), h.get("content-length")), (200, "HIT", "3000"), err)
         self.assertEqual(self.up.count(path), 1)
 
     def test_default_ttl_when_the_upstream_says_nothing(self):

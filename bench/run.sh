@@ -41,3 +41,5 @@ fi
 /usr/bin/python3 "$ROOT/bench/ratelimit_bench.py" --build "$ROOT/$BUILD"
 # compress filter: CPU us and bytes saved per 10 KB JSON for gzip/br/zstd, next to nginx gzip (issue 13, edge)
 /usr/bin/python3 "$ROOT/bench/compress_bench.py" --build "$ROOT/$BUILD"
+# cache filter: HIT req/s and CPU us/req vs the plain proxy and nginx proxy_cache, interleaved (issue 13, cache)
+/usr/bin/python3 "$ROOT/bench/cache_bench.py" --build "$ROOT/$BUILD"

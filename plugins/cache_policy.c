@@ -16,7 +16,7 @@ void pc_cc_init(pc_cc_t *cc)
 static bool is_tchar(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           strchr("!#$%&'*+-.^_`|~", c) != NULL;
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL); /* strchr finds the NUL too */
 }
 
 static bool is_ows(char c) { return c == ' ' || c == '\t'; }

@@ -161,6 +161,7 @@ static void vary_and_etags(void **state)
     assert_int_equal(pc_vary_names(pt_str_c("x, *"), buf, sizeof(buf), &star), 1);
     assert_true(star);
     assert_int_equal(pc_vary_names(pt_str_c("bad header"), buf, sizeof(buf), &star), -1);
+    assert_int_equal(pc_vary_names((pt_str_t){"A\0b", 3}, buf, sizeof(buf), &star), -1); /* NUL is no tchar */
     assert_int_equal(pc_vary_names(pt_str_c("a-very-long-header-name-that-does-not-fit-in-the-buffer-at-all"),
                                    buf, 16, &star), -1);
     assert_int_equal(pc_vary_names(PT_STR_NULL, buf, sizeof(buf), &star), 0);

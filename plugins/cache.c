@@ -932,8 +932,8 @@ static long long purge_redis(const cache_conf_t *c, pt_str_t host, pt_str_t path
     pt_str_t pre = pt_redis_target_prefix(c->redis);
     char match[2048];
     size_t m = glob_escape(pre, match, sizeof(match) - 8);
-    memcpy(match + m, "c:", 2);
-    m += 2;
+    match[m++] = 'c';
+    match[m++] = ':';
     if (host.len != 0)
         m += glob_escape(host, match + m, sizeof(match) - m - 8);
     else

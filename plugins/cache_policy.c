@@ -89,9 +89,9 @@ static void directive(pc_cc_t *cc, pt_str_t name, pt_str_t val, bool has_value)
 
 void pc_cc_parse(pc_cc_t *cc, pt_str_t value)
 {
-    const char *p = value.base, *end = value.base + value.len;
-    if (p == NULL)
+    if (value.base == NULL)
         return;
+    const char *p = value.base, *end = value.base + value.len;
     while (p < end) {
         while (p < end && (is_ows(*p) || *p == ','))
             p++;
@@ -333,8 +333,10 @@ int pc_vary_names(pt_str_t vary, char *buf, size_t cap, bool *star)
     if (cap == 0)
         return -1;
     buf[0] = '\0';
+    if (vary.base == NULL)
+        return 0;
     const char *p = vary.base, *end = vary.base + vary.len;
-    while (p != NULL && p < end) {
+    while (p < end) {
         while (p < end && (is_ows(*p) || *p == ','))
             p++;
         const char *t0 = p;

@@ -61,6 +61,7 @@ typedef struct cache_ctx {
     const cache_conf_t *conf;
     const char *xcache;      /* the x-cache value, NULL: not a request for the cache */
     bool head, auth, served, revalidate, redis_done, locked, pass, storing;
+    unsigned unkeyed;        /* bits of unkeyed_headers[] the request carried (answer not stored) */
     pc_cc_t req_cc;
     bool req_has_cc, pragma_no_cache;
     pt_str_t key;            /* primary key */
@@ -361,8 +362,8 @@ static pt_fstatus_t decide(cache_ctx_t *x, cs_entry_t *e)
             return PT_FILTER_SUSPEND;
     }
     x->xcache = "MISS";
-    if (x->auth || x->revalidate)
-        return PT_FILTER_CONTINUE; /* per-user or explicitly fresh: no waiting for another fetch */
+    if (x->auth || x->revalidate || x->head)
+        return PT_FILTER_CONTINUE; /* per-user, explicitly fresh or bodiless: no waiting for another fetch */
     uint64_t mono = pt_clock_ms();
     if (x->polls == 0)
         x->wait_start = mono;
@@ -437,6 +438,42 @@ static void on_abort(void *data)
     x->timer = NULL;
 }
 
+/*
+ * Request headers that upstreams use to override the URL, host, scheme or
+ * method but that are not part of the key: an answer to a request carrying
+ * one is not stored unless its Vary names it (cache poisoning, SECURITY-CASES
+ * CR-1). The proxy replaces the client's X-Forwarded-* unless trust_forwarded
+ * is set; the cache does not know which, so it refuses both ways.
+ */
+static const char *const unkeyed_headers[] = {
+    "x-original-url", "x-rewrite-url", "x-forwarded-host", "x-forwarded-scheme",
+    "x-forwarded-proto", "x-forwarded-prefix", "forwarded", "x-http-method-override",
+    "x-http-method", "x-method-override", NULL,
+};
+
+static unsigned unkeyed_in(pt_headers_t *h)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; unkeyed_headers[i] != NULL; i++)
+        if (pt_headers_get(h, pt_str_c(unkeyed_headers[i])).base != NULL)
+            bits |= 1u << i;
+    return bits;
+}
+
+/* Does the canonical Vary list `names` ('\n'-separated) name `h`? */
+static bool vary_lists(const char *names, size_t len, const char *h)
+{
+    size_t hl = strlen(h);
+    for (const char *p = names, *end = names + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n == hl && memcmp(p, h, n) == 0)
+            return true;
+        p += n + 1;
+    }
+    return false;
+}
+
 static bool is_grpc_request(pt_req_t *req)
 {
     pt_str_t ct = pt_headers_get(pt_req_headers(req), PT_STR("content-type"));
@@ -474,6 +511,7 @@ static pt_fstatus_t on_request_headers(const pt_filter_t *f, pt_req_t *req, void
     }
     x->revalidate = pc_req_wants_revalidate(&x->req_cc, x->pragma_no_cache, x->req_has_cc);
     x->auth = pt_headers_get(h, PT_STR("authorization")).base != NULL;
+    x->unkeyed = unkeyed_in(h);
     pt_str_t inm = pt_headers_get(h, PT_STR("if-none-match"));
     pt_str_t ims = pt_headers_get(h, PT_STR("if-modified-since"));
     x->client_inm = inm.base != NULL ? pt_arena_strdup(pt_req_arena(req), inm) : inm;
@@ -732,6 +770,15 @@ static pt_fstatus_t on_response_headers(const pt_filter_t *f, pt_req_t *req, voi
     int64_t life = pc_lifetime(&x->info, x->resp_ms / 1000, (int64_t)(x->conf->ttl_ms / 1000), NULL);
     pc_nostore_t why = pc_storable(&x->info, &x->req_cc, x->auth, life);
     int64_t len = pt_req_resp_body_length(req);
+    bool poisonable = false;
+    if (why == PC_STORE_OK && x->unkeyed != 0) {
+        /* every unkeyed header the request carried must be named by Vary */
+        for (size_t i = 0; unkeyed_headers[i] != NULL && !poisonable; i++)
+            poisonable = (x->unkeyed & (1u << i)) &&
+                         !(vn > 0 && vary_lists(names, (size_t)vn, unkeyed_headers[i]));
+        if (poisonable)
+            why = PC_NOSTORE_REQUEST;
+    }
     if (why == PC_STORE_OK && len > 0 && (uint64_t)len > x->conf->max_object) {
         atomic_fetch_add_explicit(&cs_store_stats(x->conf->store)->too_big, 1, memory_order_relaxed);
         why = PC_NOSTORE_LIFETIME;
@@ -739,7 +786,7 @@ static pt_fstatus_t on_response_headers(const pt_filter_t *f, pt_req_t *req, voi
     if (why != PC_STORE_OK || x->head) {
         /* a failed fetch (5xx, an error) lets the next waiter try; an answer
          * that is not cacheable sends the waiters to the upstream at once */
-        unlock(x, why != PC_STORE_OK && status < 500 && status != 304);
+        unlock(x, why != PC_STORE_OK && status < 500 && status != 304 && !poisonable);
         return PT_FILTER_CONTINUE;
     }
     /* keep only the stored headers (set-cookie made the answer unstorable above) */

@@ -185,6 +185,29 @@ routes:
             self.assertEqual(h2["x-cache"], "HIT", cc)
             self.assertEqual(self.up.count(path), 1, cc)
 
+    def test_unkeyed_inputs_do_not_poison(self):
+        """SECURITY-CASES CR-1: URL/host/scheme/method overrides are not in the key, so an answer
+        to a request carrying one is not stored (unless Vary names it); the authority is keyed."""
+        path = "/poison?" + q(cc="max-age=60")
+        for hdr in ("X-Forwarded-Host", "X-Original-URL", "X-Forwarded-Proto", "X-HTTP-Method-Override"):
+            _, h, _ = self.g(path, headers={hdr: "evil.example"})
+            self.assertEqual(h["x-cache"], "MISS", hdr)
+        _, h, _ = self.g(path)
+        self.assertEqual(h["x-cache"], "MISS")  # none of them was stored
+        _, h, _ = self.g(path, headers={"X-Original-URL": "/admin"})
+        self.assertEqual(h["x-cache"], "HIT")   # a stored answer may serve them
+        self.assertEqual(self.up.count(path), 5)
+        path = "/poison2?" + q(cc="max-age=60", vary="X-Forwarded-Host")
+        self.g(path, headers={"X-Forwarded-Host": "a.example"})
+        _, h, _ = self.g(path, headers={"X-Forwarded-Host": "a.example"})
+        self.assertEqual(h["x-cache"], "HIT")
+        _, h, _ = self.g(path, headers={"X-Forwarded-Host": "b.example"})
+        self.assertEqual(h["x-cache"], "MISS")
+        path = "/hosted?" + q(cc="max-age=60")
+        self.g(path, headers={"Host": "a.example"})
+        self.assertEqual(self.g(path, headers={"Host": "b.example"})[1]["x-cache"], "MISS")
+        self.assertEqual(self.g(path, headers={"Host": "a.example"})[1]["x-cache"], "HIT")
+
     # ---- revalidation -------------------------------------------------------------
 
     def test_stale_entry_is_revalidated_and_refreshed(self):

@@ -79,6 +79,7 @@ typedef struct cache_ctx {
     int status;
     pc_resp_t info;
     int64_t resp_ms;
+    int64_t expect_len;      /* the body's length when the head announced it, else -1 */
     char *buf;
     size_t len, cap;
 } cache_ctx_t;
@@ -805,6 +806,7 @@ static pt_fstatus_t on_response_headers(const pt_filter_t *f, pt_req_t *req, voi
             return fail_nomem(x);
     }
     x->storing = true;
+    x->expect_len = len;
     return PT_FILTER_CONTINUE;
 }
 
@@ -849,7 +851,10 @@ static pt_fstatus_t on_response_body(const pt_filter_t *f, pt_req_t *req, void *
     }
     if (pt_body_pass(out, in) != 0)
         return PT_FILTER_ERROR;
-    if (end && x->storing)
+    /* With a known length the answer is whole at its last byte: stored now, not at the
+     * upstream's end (which may come a loop turn later, after the client took the bytes
+     * and perhaps closed). */
+    if (x->storing && (end || (x->expect_len >= 0 && (int64_t)x->len == x->expect_len)))
         finish_store(x);
     return PT_FILTER_CONTINUE;
 }
@@ -862,6 +867,8 @@ static void on_log(const pt_filter_t *f, pt_req_t *req, void *ctx)
     if (x->conf == NULL)
         return;
     on_abort(x);
+    if (x->storing && x->expect_len >= 0 && (int64_t)x->len == x->expect_len)
+        finish_store(x); /* whole (an empty body may have had no body call) */
     free(x->buf);
     x->buf = NULL;
     x->storing = false;

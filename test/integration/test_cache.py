@@ -414,6 +414,30 @@ routes:
         self.assertEqual(h["x-cache"], "MISS")
 
 
+class CacheOneWorkerTest(PorticoTestCase):
+    def test_stored_when_the_client_leaves_at_the_last_byte(self):
+        """curl closes as soon as it has Content-Length bytes, before the upstream exchange
+        ends on Portico's side: the answer is whole and is stored at its last byte (with one
+        worker the second request used to find the fetch aborted and miss)."""
+        up = CacheUpstream()
+        self.addCleanup(up.stop)
+        port = free_port()
+        self.start(f"""
+listeners: [ {{ address: 127.0.0.1:{port} }} ]
+clusters: [ {{ name: web, endpoints: [ "127.0.0.1:{up.port}" ] }} ]
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: web }}
+    filters: [ {{ cache: {{}} }} ]
+""", port)
+        for i in range(3):
+            url = f"http://127.0.0.1:{port}/leave{i}?" + q(cc="max-age=60", size="5000")
+            st, h, b, err = curl(url)
+            self.assertEqual((st, h.get("x-cache")), (200, "MISS"), err)
+            st, h, b2, err = curl(url)
+            self.assertEqual((st, h.get("x-cache"), b2), (200, "HIT", b), err)
+
+
 class CacheEvictionTest(PorticoTestCase):
     """LRU under max_size: one shard (max_size < 8 x max_object), five 15 KiB answers in 64 KiB."""
 

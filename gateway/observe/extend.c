@@ -45,7 +45,8 @@ static struct pt_config_ext *ext_of(pt_conf_cx_t *cx)
     return c->ext;
 }
 
-static const char *const reserved[] = {"/healthz", "/ready", "/metrics", "/upstreams", "/config", NULL};
+static const char *const reserved[] = {"/healthz", "/ready", "/metrics", "/upstreams", "/config",
+                                       "/openapi.json", "/openapi.yaml", "/docs", NULL};
 
 int pt_conf_admin_endpoint(pt_conf_cx_t *cx, const pt_conf_node_t *at, const char *path,
                            pt_admin_fn fn, void *data)

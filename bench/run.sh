@@ -44,3 +44,5 @@ fi
 # tracing: CPU us per request added, off vs OTLP protobuf vs JSON export, interleaved (issue 13, trace);
 # `python3 bench/trace_bench.py --callgrind 2000` counts instructions per request per thread instead
 /usr/bin/python3 "$ROOT/bench/trace_bench.py" --build "$ROOT/$BUILD"
+# cache filter: HIT req/s and CPU us/req vs the plain proxy and nginx proxy_cache, interleaved (issue 13, cache)
+/usr/bin/python3 "$ROOT/bench/cache_bench.py" --build "$ROOT/$BUILD"

@@ -20,6 +20,7 @@ extern const pt_filter_def_t pt_filter_waf;
 extern const pt_filter_def_t pt_filter_rate_limit; /* issue 11 (rl) */
 extern const pt_filter_def_t pt_filter_quota;      /* issue 11 (rl) */
 extern const pt_filter_def_t pt_filter_oauth2_introspection; /* issue 11 (rl) */
+extern const pt_filter_def_t pt_filter_cache; /* issue 13 (cache) */
 
 const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_headers,
@@ -34,5 +35,6 @@ const pt_filter_def_t *const pt_builtin_filters[] = {
     &pt_filter_rate_limit,
     &pt_filter_quota,
     &pt_filter_oauth2_introspection,
+    &pt_filter_cache,
     NULL,
 };

@@ -337,6 +337,32 @@ for p in ["/v1/shelves/{shelf}/books", "/v1/shelves/{shelf}/books:watch", "/crm/
   curl -s "http://127.0.0.1:$OA_ADMIN/openapi.yaml" | head -8
   echo "API explorer (open it in a browser; try GetShelf with shelf = 1): http://127.0.0.1:$OA_ADMIN/docs"
 fi
+# ---- part 11: the response cache (plugins/cache.c): MISS, HIT, then an admin purge ----------
+CA_PORT=$(free_port); CA_ADMIN=$(free_port)
+cat > "$WORK/cache.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$CA_PORT" } ]
+admin: { address: "127.0.0.1:$CA_ADMIN" }
+clusters: [ { name: web, endpoints: [ "127.0.0.1:$UPSTREAM_PORT" ] } ]
+routes:
+  - match: { prefix: / }
+    proxy: { cluster: web }
+    filters: [ { cache: { ttl: 30s, max_size: 64m, max_object: 1m, name: demo } } ]
+EOF
+"$BIN" -c "$WORK/cache.yaml" -w 2 2> "$WORK/cache.err" &
+CA_PID=$!
+for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$CA_PORT") 2>/dev/null && break; sleep 0.05; done
+echo; echo "== part 11: cache: a MISS, then a HIT (with its Age), a purge, and a MISS again =="
+for i in 1 2; do
+  echo "\$ curl -s -i http://127.0.0.1:$CA_PORT/catalog   # request $i"
+  curl -s -i "http://127.0.0.1:$CA_PORT/catalog" | grep -iE '^HTTP|^x-cache|^age'
+  sleep 1
+done
+show curl -s -X POST "http://127.0.0.1:$CA_ADMIN/cache/purge?path=/catalog"
+echo "\$ curl -s -i http://127.0.0.1:$CA_PORT/catalog   # after the purge"
+curl -s -i "http://127.0.0.1:$CA_PORT/catalog" | grep -iE '^HTTP|^x-cache|^age'
+echo "\$ curl -s http://127.0.0.1:$CA_ADMIN/metrics | grep portico_cache_"
+curl -s "http://127.0.0.1:$CA_ADMIN/metrics" | grep -E '^portico_cache_(hits|misses|stores|purged)_total'
+kill -TERM "$CA_PID" 2>/dev/null; wait "$CA_PID" 2>/dev/null || true
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo; echo "Portico keeps running on http://127.0.0.1:$PORT (Ctrl-C to stop)."

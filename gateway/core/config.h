@@ -87,6 +87,7 @@ typedef struct pt_config {
     const char *redacted_json;     /* the config as JSON with secrets redacted, for /config */
     void *descpool;                /* pt_descpool_t * of `descriptors:` (built), or NULL when none;
                                       released with the snapshot */
+    struct pt_config_ext *ext;     /* admin endpoints and metrics of filters (observe/extend.c) */
     void *_private;                /* arena and release hooks (config.c) */
 } pt_config_t;
 

@@ -779,11 +779,8 @@ int pt_req_set_authority(pt_req_t *req, pt_str_t authority)
     return 0;
 }
 
-int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t body)
+static int respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t b)
 {
-    pt_str_t b = pt_arena_strdup(req->arena, body);
-    if (b.base == NULL)
-        return PT_ERR_LIMIT;
     if (pt__resp_started(req)) {
         /* From the response side: the reply replaces the handler's response whole. */
         pt_headers_init(&req->resp_headers, req->arena);
@@ -796,6 +793,19 @@ int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t bo
         pt_headers_set(&req->resp_headers, PT_STR("content-type"), content_type) != 0)
         return PT_ERR_LIMIT;
     return 0;
+}
+
+int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t body)
+{
+    pt_str_t b = pt_arena_strdup(req->arena, body);
+    if (b.base == NULL)
+        return PT_ERR_LIMIT;
+    return respond(req, status, content_type, b);
+}
+
+int pt_req_respond_nocopy(pt_req_t *req, int status, pt_str_t body)
+{
+    return respond(req, status, PT_STR(""), body.base != NULL ? body : PT_STR(""));
 }
 
 void pt_req_fail(pt_req_t *req, int st, const char *reason)

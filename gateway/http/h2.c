@@ -575,6 +575,8 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     h2_stream_t *s = req->stream;
     if (s == NULL || s->out_end || s->app_reset)
         return;
+    if (pt_str_eq(req->method, PT_STR("HEAD")))
+        len = 0; /* a HEAD answer has no DATA (a local reply's body: its length is in the head) */
     if (len != 0 && evbuffer_add(s->out, data, len) != 0)
         oom();
     if (end)

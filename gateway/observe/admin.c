@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include "observe/metrics.h"
+#include "observe/extend.h"
 #include "core/config.h"
 #include "core/overload.h"
 #include "observe/observe.h"
@@ -162,6 +163,13 @@ static void on_request(struct evhttp_request *r, void *arg)
             return;
         }
     }
+    if (!is_probe) { /* paths registered by filters (portico/admin.h): any method */
+        pt_config_t *c = s->current_config(s);
+        bool done = pt__ext_admin_request(c, r, uri, plen);
+        pt_config_unref(c);
+        if (done)
+            return;
+    }
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         reply_str(r, 405, "application/json", "{\"error\":{\"code\":\"METHOD\"}}\n");
         return;
@@ -197,6 +205,7 @@ static void on_request(struct evhttp_request *r, void *arg)
         pt_health_metrics(f, c);
         if (c != NULL)
             pt_overload_metrics(f, &c->overload, c->limits.max_connections);
+        pt__ext_metrics(c, f);
         pt_config_unref(c);
         fclose(f);
         free(shards);

@@ -141,4 +141,31 @@ int pt_redis_command(pt_worker_t *w, const pt_redis_target_t *t, size_t argc, co
  */
 void pt_redis_cancel(pt_redis_cmd_t *cmd);
 
+/* ---- blocking commands, for threads without a worker loop ---------------- */
+
+/** A blocking connection to a target (pt_redis_sync_open). */
+typedef struct pt_redis_sync pt_redis_sync_t;
+
+/**
+ * Opens a blocking connection to `t` (its connect timeout; AUTH and SELECT
+ * done) for a thread that has no worker loop: an admin endpoint's handler
+ * (portico/admin.h) or a filter's own background thread. Never call it on a
+ * worker: it blocks the thread. Returns NULL with a message in `err` when the
+ * target cannot be reached.
+ */
+pt_redis_sync_t *pt_redis_sync_open(const pt_redis_target_t *t, char *err, size_t errlen);
+
+/**
+ * Runs one command and waits for the reply (at most the target's `timeout`).
+ * Returns 0 after calling `cb(0, reply, ud)` inline (the reply is valid
+ * during the call only), or PT_ERR_TIMEOUT / PT_ERR_UNAVAILABLE (the
+ * connection is then closed: further commands fail with PT_ERR_INVALID),
+ * PT_ERR_INVALID, PT_ERR_NOMEM, without calling `cb`.
+ */
+int pt_redis_sync_command(pt_redis_sync_t *s, size_t argc, const pt_str_t *argv, pt_redis_cb cb,
+                          void *ud);
+
+/** Closes the connection. NULL is accepted. */
+void pt_redis_sync_close(pt_redis_sync_t *s);
+
 #endif /* PT_PORTICO_REDIS_H */

@@ -135,6 +135,18 @@ void pt_req_set_resp_status(pt_req_t *req, int status);
 int pt_req_respond(pt_req_t *req, int status, pt_str_t content_type, pt_str_t body);
 
 /**
+ * A local reply like pt_req_respond() whose body is not copied: `body` must
+ * stay valid and unchanged until the request is finished (hold it with
+ * pt_arena_defer() on pt_req_arena(req), e.g. to drop a reference). No
+ * Content-Type is set: the filter sets every header itself on
+ * pt_req_resp_headers(), before or after the call (from the request side
+ * they are kept; from on_response_headers the handler's are dropped first,
+ * so set them after the call). Meant for replaying a stored answer (the
+ * cache filter). Returns 0.
+ */
+int pt_req_respond_nocopy(pt_req_t *req, int status, pt_str_t body);
+
+/**
  * Records a failure: the chain answers with the JSON error body of `st`
  * (`{"error":{"code":"...","message":"...","request_id":"..."}}`) unless a
  * response was already started. `reason` is a static string that goes to the

@@ -1,6 +1,7 @@
 /*
  * admin.c -- the admin listener: /healthz, /ready, /metrics, /config, /upstreams
- * (active health state per cluster endpoint).
+ * (active health state per cluster endpoint), and the live dashboard: /dashboard,
+ * /stats, /stats/stream (observe/dashboard.c).
  *
  * It runs on the main thread's loop with libevent's evhttp: a small control
  * endpoint, separate from the data path (which never answers these paths:
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "observe/dashboard.h"
 #include "observe/metrics.h"
 #include "core/config.h"
 #include "core/overload.h"
@@ -36,6 +38,7 @@ typedef struct admin {
     struct event_base *base;
     char *addr_text;
     SSL_CTX *ssl_ctx; /* admin.tls of the current snapshot (own reference), or NULL */
+    pt_dashboard_t *dash; /* /dashboard, /stats, /stats/stream (observe/dashboard.h) */
 } admin_t;
 
 /* evhttp's connection factory when admin.tls is on: each connection gets an
@@ -115,7 +118,8 @@ static void on_request(struct evhttp_request *r, void *arg)
      * attacker could use, and kubelets and load balancers rarely carry tokens.
      * Everything else (/metrics, /config, unknown paths) needs the token. */
     bool is_probe = (plen == 8 && memcmp(uri, "/healthz", 8) == 0) ||
-                    (plen == 6 && memcmp(uri, "/ready", 6) == 0);
+                    (plen == 6 && memcmp(uri, "/ready", 6) == 0) ||
+                    pt_dashboard_is_page(uri, plen); /* static: its data needs the token */
     if (!is_probe) {
         pt_config_t *c = s->current_config(s);
         bool ok = token_ok(c, evhttp_find_header(evhttp_request_get_input_headers(r),
@@ -184,6 +188,8 @@ static void on_request(struct evhttp_request *r, void *arg)
         fclose(f);
         reply(r, 200, "application/json", text, len);
         free(text);
+    } else if (pt_dashboard_serve(((admin_t *)s->admin)->dash, r, uri, plen)) {
+        /* answered (issue 13, dash) */
     } else if (plen == 7 && memcmp(uri, "/config", 7) == 0) {
         pt_config_t *c = s->current_config(s);
         const char *json = c != NULL && c->redacted_json != NULL ? c->redacted_json : "{}";
@@ -242,6 +248,7 @@ int pt_admin_start(pt_server_t *s, struct event_base *base, const pt_config_t *c
     if (a == NULL)
         abort();
     a->base = base;
+    a->dash = pt_dashboard_new(base, s);
     s->admin = a;
     if (!config->has_admin)
         return 0;
@@ -280,7 +287,8 @@ void pt_admin_stop(pt_server_t *s)
     if (a == NULL)
         return;
     if (a->http != NULL)
-        evhttp_free(a->http);
+        evhttp_free(a->http); /* frees the connections: their streams close with them */
+    pt_dashboard_free(a->dash);
     SSL_CTX_free(a->ssl_ctx);
     free(a->addr_text);
     free(a);

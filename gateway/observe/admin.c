@@ -252,7 +252,11 @@ int pt_admin_start(pt_server_t *s, struct event_base *base, const pt_config_t *c
     s->admin = a;
     if (!config->has_admin)
         return 0;
-    return bind_http(a, s, config) == 0 ? 0 : PT_ERR_UNAVAILABLE;
+    if (bind_http(a, s, config) != 0) {
+        pt_admin_stop(s); /* main.c exits: nothing of the admin stays behind */
+        return PT_ERR_UNAVAILABLE;
+    }
+    return 0;
 }
 
 int pt_admin_reconfigure(pt_server_t *s, const pt_config_t *config)

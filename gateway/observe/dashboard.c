@@ -403,11 +403,19 @@ static void stream_unlink(stream_t *st)
     free(st);
 }
 
-/* evhttp frees the connection (client gone, write failed or timed out, admin stopping). */
+/*
+ * evhttp frees the connection (client gone, write failed or timed out, admin
+ * stopping). When the connection failed, evhttp detached our unfinished
+ * request from it and left it to us (evhttp_connection_incoming_fail); when
+ * the admin stops, the request is still the connection's and goes with it.
+ */
 static void on_stream_close(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
-    stream_unlink(arg);
+    stream_t *st = arg;
+    if (evhttp_request_get_connection(st->req) == NULL)
+        evhttp_request_free(st->req);
+    stream_unlink(st);
 }
 
 static void stream_send(stream_t *st, const char *json, size_t len)

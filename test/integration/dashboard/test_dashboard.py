@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from portico_test import PorticoTestCase, curl, free_port
+from portico_test import PorticoTestCase, curl, free_port, wait_port
 
 TOKEN = "dash-token-0123456789abcdef0123"
 
@@ -98,6 +98,11 @@ class DashboardFeedTest(PorticoTestCase):
         super().setUp()
         self.up = self.echo()
         self.port, self.admin = free_port(), free_port()
+
+    def start(self, *args, **kw):
+        p = super().start(*args, **kw)
+        wait_port(self.admin, 10, p.proc)  # the admin listens after the data listeners
+        return p
 
     def start_default(self, **kw):
         return self.start(config(self.port, self.admin, self.up.port, **kw), self.port, workers=2)

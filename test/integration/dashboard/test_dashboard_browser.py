@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from portico_test import PorticoTestCase, free_port
+from portico_test import PorticoTestCase, free_port, wait_port
 from test_dashboard import config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,7 +46,8 @@ class DashboardBrowserTest(PorticoTestCase):
         self.assertIsNotNone(chromium, "Debian chromium is missing (scripts/install-deps.sh)")
         up = self.echo()
         port, admin = free_port(), free_port()
-        self.start(config(port, admin, up.port), port, workers=2)
+        p = self.start(config(port, admin, up.port), port, workers=2)
+        wait_port(admin, 10, p.proc)  # the admin listens after the data listeners
         tmp = tempfile.TemporaryDirectory(prefix="pt-dash-browser-")
         self.addCleanup(tmp.cleanup)
         stop = threading.Event()
@@ -54,15 +55,15 @@ class DashboardBrowserTest(PorticoTestCase):
         t.start()
         self.addCleanup(t.join, 10)
         self.addCleanup(stop.set)
-        p = subprocess.run(["node", BROWSER, chromium, f"http://127.0.0.1:{admin}/dashboard", "40000"],
+        r = subprocess.run(["node", BROWSER, chromium, f"http://127.0.0.1:{admin}/dashboard", "40000"],
                            capture_output=True, timeout=60, env=dict(os.environ, PT_TMPDIR=tmp.name))
         stop.set()
-        lines = p.stdout.decode().strip().splitlines()
-        self.assertTrue(lines, p.stderr.decode())
+        lines = r.stdout.decode().strip().splitlines()
+        self.assertTrue(lines, r.stderr.decode())
         out = json.loads(lines[-1])
         if os.environ.get("PT_DASH_SHOW"):
             print(json.dumps(out, indent=1))
-        self.assertEqual(p.returncode, 0, out)
+        self.assertEqual(r.returncode, 0, out)
         self.assertEqual(out["errors"], [], out)
         self.assertEqual(out["mode"], "stream", out)
         self.assertEqual(out["status"], "live (event stream)")

@@ -523,10 +523,13 @@ void pt_dashboard_free(pt_dashboard_t *d)
 {
     if (d == NULL)
         return;
-    while (d->head != NULL) {
-        stream_t *st = d->head;
+    /* evhttp_free() closed the connections first, so this list is empty; if not,
+     * the connections outlive us and must not call back */
+    stream_t *next = NULL;
+    for (stream_t *st = d->head; st != NULL; st = next) {
+        next = st->next;
         evhttp_connection_set_closecb(st->evcon, NULL, NULL);
-        stream_unlink(st);
+        free(st);
     }
     event_free(d->tick);
     free(d);

@@ -41,3 +41,6 @@ fi
 /usr/bin/python3 "$ROOT/bench/ratelimit_bench.py" --build "$ROOT/$BUILD"
 # compress filter: CPU us and bytes saved per 10 KB JSON for gzip/br/zstd, next to nginx gzip (issue 13, edge)
 /usr/bin/python3 "$ROOT/bench/compress_bench.py" --build "$ROOT/$BUILD"
+# live dashboard (issue 13, dash): instructions and CPU per proxied request with the dashboard's
+# gauges, against DASH_BENCH_BEFORE (a portico built without them) when set
+/usr/bin/python3 "$ROOT/bench/dashboard_bench.py" --build "$ROOT/$BUILD"

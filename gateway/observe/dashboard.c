@@ -51,6 +51,16 @@ static json_object *u64_array(const uint64_t *v, size_t n)
     return a;
 }
 
+/* {k1: v1, k2: v2} (k2 NULL: {k1: v1}); takes the values. */
+static json_object *obj2(const char *k1, json_object *v1, const char *k2, json_object *v2)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, k1, v1);
+    if (k2 != NULL)
+        json_object_object_add(o, k2, v2);
+    return o;
+}
+
 /* Series names are cut at PT_METRICS_NAME_MAX - 1 bytes (metrics.c). */
 static bool same_name(const char *a, const char *b)
 {
@@ -269,37 +279,24 @@ json_object *pt_dashboard_snapshot(pt_metrics_shard_t *const *shards, unsigned n
     if (g != NULL) {
         json_object_object_add(o, "generation", u64(g->generation));
         json_object_object_add(o, "workers", u64(g->workers));
-        json_object *r = json_object_new_object();
-        json_object_object_add(r, "ok", u64(g->reloads_ok));
-        json_object_object_add(r, "failed", u64(g->reloads_failed));
-        json_object_object_add(o, "reloads", r);
+        json_object_object_add(o, "reloads", obj2("ok", u64(g->reloads_ok), "failed",
+                                                  u64(g->reloads_failed)));
         json_object_object_add(o, "ejected_endpoints", u64(g->ejected));
     }
     /* the finite upper bounds; histograms have one more bucket, +Inf */
     json_object_object_add(o, "buckets_us", u64_array(pt_metrics_bucket_us, PT_METRICS_BUCKETS - 1));
 
-    json_object *conns = json_object_new_object();
-    json_object_object_add(conns, "open", json_object_new_int64(t.conns_active));
-    json_object_object_add(conns, "total", u64(t.conns_total));
-    json_object_object_add(o, "connections", conns);
-    json_object *h2 = json_object_new_object();
-    json_object_object_add(h2, "open", json_object_new_int64(t.h2_streams_active));
-    json_object_object_add(o, "http2_streams", h2);
-    json_object *ws = json_object_new_object();
-    json_object_object_add(ws, "open", u64(t.ws_opened - t.ws_sessions));
-    json_object_object_add(ws, "total", u64(t.ws_opened));
+    json_object_object_add(o, "connections", obj2("open", json_object_new_int64(t.conns_active),
+                                                  "total", u64(t.conns_total)));
+    json_object_object_add(o, "http2_streams",
+                           obj2("open", json_object_new_int64(t.h2_streams_active), NULL, NULL));
+    json_object *ws = obj2("open", u64(t.ws_opened - t.ws_sessions), "total", u64(t.ws_opened));
     json_object_object_add(ws, "messages_in", u64(t.ws_msgs[0]));
     json_object_object_add(ws, "messages_out", u64(t.ws_msgs[1]));
     json_object_object_add(o, "websockets", ws);
-    json_object *tun = json_object_new_object();
-    json_object_object_add(tun, "open", json_object_new_int64(t.tunnels_active));
-    json_object_object_add(tun, "total", u64(t.tunnels_total));
-    json_object_object_add(o, "tunnels", tun);
-    json_object *bytes = json_object_new_object();
-    json_object_object_add(bytes, "in", u64(t.bytes_in));
-    json_object_object_add(bytes, "out", u64(t.bytes_out));
-    json_object_object_add(o, "bytes", bytes);
-
+    json_object_object_add(o, "tunnels", obj2("open", json_object_new_int64(t.tunnels_active),
+                                              "total", u64(t.tunnels_total)));
+    json_object_object_add(o, "bytes", obj2("in", u64(t.bytes_in), "out", u64(t.bytes_out)));
     json_object_object_add(o, "routes", routes_json(&t, c));
     json_object_object_add(o, "clusters", clusters_json(&t, c));
     pt_metrics_totals_dispose(&t);

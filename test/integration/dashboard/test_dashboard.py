@@ -11,11 +11,15 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import unittest
 
 from portico_test import PorticoTestCase, curl, free_port, wait_port
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "websocket"))
+from test_websocket import KEY, WsUpstream  # noqa: E402  (the npm `ws` upstream)
 
 TOKEN = "dash-token-0123456789abcdef0123"
 
@@ -195,6 +199,38 @@ class DashboardFeedTest(PorticoTestCase):
         s = stats(self.admin)
         self.assertEqual(s["http2_streams"]["open"], 0)
         self.assertEqual(s["connections"]["open"], 0)
+
+    def test_websocket_and_tunnel_gauges(self):
+        ws = WsUpstream()
+        self.addCleanup(ws.stop)
+        route = ("  - name: ws\n    match: { prefix: /ws/ }\n"
+                 f"    proxy: {{ cluster: wsup, websocket: true }}\n"
+                 "    filters: [ { rewrite: { prefix: /ws/, replace: / } } ]\n")
+        cfg = config(self.port, self.admin, self.up.port, extra_route=route).replace(
+            "clusters:\n", f"clusters:\n  - name: wsup\n    endpoints: [ \"127.0.0.1:{ws.port}\" ]\n")
+        self.start(cfg, self.port)
+        s0 = stats(self.admin)
+        self.assertEqual(s0["websockets"]["open"], 0)
+        c = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.addCleanup(c.close)
+        c.sendall(f"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        self.assertTrue(c.recv(4096).startswith(b"HTTP/1.1 101"))
+        s1 = stats(self.admin)
+        self.assertEqual(s1["websockets"]["open"], 1)
+        self.assertEqual(s1["websockets"]["total"], 1)
+        self.assertEqual(s1["tunnels"]["open"], 1)
+        self.assertEqual(s1["connections"]["open"], 1)
+        c.close()
+        deadline = time.time() + 5
+        while time.time() < deadline and stats(self.admin)["websockets"]["open"] != 0:
+            time.sleep(0.05)
+        s2 = stats(self.admin)
+        self.assertEqual(s2["websockets"]["open"], 0)
+        self.assertEqual(s2["websockets"]["total"], 1)
+        self.assertEqual(s2["tunnels"]["open"], 0)
+        self.assertEqual(by_name(s2["clusters"], "wsup")["requests"], 1)
+        self.assertEqual(by_name(s2["routes"], "ws")["requests"], 1)
 
     def test_stream_pushes_snapshots_and_ends_with_its_client(self):
         self.start_default()

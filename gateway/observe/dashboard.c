@@ -32,7 +32,7 @@
 
 void pt__observe_globals(uint64_t *ok, uint64_t *failed);
 
-/* dashboard.html, embedded by cmake/embed_file.cmake */
+/* dashboard.html, embedded by cmake/embed.cmake */
 extern const unsigned char pt_dashboard_html[];
 extern const size_t pt_dashboard_html_len;
 

@@ -46,3 +46,6 @@ fi
 /usr/bin/python3 "$ROOT/bench/trace_bench.py" --build "$ROOT/$BUILD"
 # cache filter: HIT req/s and CPU us/req vs the plain proxy and nginx proxy_cache, interleaved (issue 13, cache)
 /usr/bin/python3 "$ROOT/bench/cache_bench.py" --build "$ROOT/$BUILD"
+# live dashboard (issue 13, dash): instructions and CPU per proxied request with the dashboard's
+# gauges, against DASH_BENCH_BEFORE (a portico built without them) when set
+/usr/bin/python3 "$ROOT/bench/dashboard_bench.py" --build "$ROOT/$BUILD"

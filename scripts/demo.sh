@@ -364,6 +364,31 @@ echo "\$ curl -s http://127.0.0.1:$CA_ADMIN/metrics | grep portico_cache_"
 curl -s "http://127.0.0.1:$CA_ADMIN/metrics" | grep -E '^portico_cache_(hits|misses|stores|purged)_total'
 kill -TERM "$CA_PID" 2>/dev/null; wait "$CA_PID" 2>/dev/null || true
 
+# ---- part 11: the live dashboard on the admin listener (observe/dashboard.c) ---------------
+echo; echo "== part 11: the live dashboard: open http://127.0.0.1:$ADMIN_PORT/dashboard in a browser =="
+echo "(admin listener only: keep it on loopback, e.g. ssh -L $ADMIN_PORT:127.0.0.1:$ADMIN_PORT this-host)"
+for _ in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:$PORT/api/hello"; done
+echo "\$ curl -s http://127.0.0.1:$ADMIN_PORT/stats   # one snapshot, summarised"
+curl -s "http://127.0.0.1:$ADMIN_PORT/stats" | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("generation %d, %d worker(s); open: %d connections, %d HTTP/2 streams, %d WebSockets, %d tunnels"
+      % (s["generation"], s["workers"], s["connections"]["open"], s["http2_streams"]["open"],
+         s["websockets"]["open"], s["tunnels"]["open"]))
+for r in s["routes"]:
+    lat = r["latency"]
+    mean = lat["sum_us"] / lat["count"] / 1000 if lat["count"] else 0
+    print("  route %-16s %5d requests  2xx %-4d 4xx %-4d 5xx %-4d mean %.2f ms%s"
+          % (r["name"], r["requests"], r["classes"][1], r["classes"][3], r["classes"][4], mean,
+             "" if r["configured"] else "  (not configured)"))
+for c in s["clusters"]:
+    eps = ", ".join("%s %s" % (e["address"], "up" if e["healthy"] and not e["outlier"]["ejected"] else "OUT")
+                    for e in c.get("endpoints", []))
+    print("  cluster %-14s %5d requests  endpoints: %s" % (c["name"], c["requests"], eps))'
+echo "\$ curl -sN http://127.0.0.1:$ADMIN_PORT/stats/stream   # a snapshot a second (server-sent events)"
+timeout 2.5 curl -sN "http://127.0.0.1:$ADMIN_PORT/stats/stream" | grep -c '^event: snapshot' |
+  sed 's/^/snapshot events in 2.5 s: /' || true
+
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo; echo "Portico keeps running on http://127.0.0.1:$PORT (Ctrl-C to stop)."
   wait "$PT_PID"

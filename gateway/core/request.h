@@ -220,6 +220,8 @@ struct pt_req {
     int64_t start_wall_us;         /* wall clock, for the access log */
     const char *upstream_addr;     /* endpoint URL of the last attempt, or NULL */
     uint64_t upstream_ns;          /* time spent waiting for the upstream */
+    const char *upstream_cluster;  /* name of the cluster of the last attempt (config memory), or
+                                      NULL: the per-cluster series (observe/metrics.h) */
     struct pt_trace *trace;        /* W3C trace context (observe/trace.h), NULL without `tracing:` */
     bool close_after;              /* codec: close the connection after this response */
     const pt_req_subcall_t *subcalls; /* calls of an aggregate (see pt_req_subcall_t), or NULL */

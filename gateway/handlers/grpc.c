@@ -1090,8 +1090,10 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         return;
     }
     const char *ep = pt_grpc_call_endpoint(ctx->call);
-    if (ep != NULL)
+    if (ep != NULL) {
         req->upstream_addr = ep;
+        req->upstream_cluster = ctx->base.cluster->name;
+    }
     if (!r.unary)
         pt_grpc_call_recv(ctx->call);
     if (!unary_req)

@@ -341,8 +341,10 @@ static void note_upstream(gn_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
     const char *ep = ctx->call != NULL ? pt_upcall_endpoint(ctx->call) : NULL;
-    if (ep != NULL)
+    if (ep != NULL) {
         req->upstream_addr = ep;
+        req->upstream_cluster = ctx->base.cluster->name;
+    }
     req->upstream_ns = pt_now_ns() - ctx->t0_ns;
 }
 

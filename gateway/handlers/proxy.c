@@ -354,8 +354,10 @@ static void note_upstream(proxy_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
     const char *ep = ctx->call != NULL ? pt_upcall_endpoint(ctx->call) : NULL;
-    if (ep != NULL)
+    if (ep != NULL) {
         req->upstream_addr = ep; /* config memory: lives as long as req's snapshot */
+        req->upstream_cluster = ctx->up.cluster->name;
+    }
     req->upstream_ns = pt_now_ns() - ctx->t0_ns;
 }
 

@@ -725,8 +725,10 @@ static void reply_error(soap_ctx_t *ctx, int st, const char *detail, const pt_xe
 static void note_upstream(soap_ctx_t *ctx, const char *endpoint)
 {
     pt_req_t *req = ctx->req;
-    if (endpoint != NULL)
+    if (endpoint != NULL) {
         req->upstream_addr = endpoint; /* config memory: lives as long as req's snapshot */
+        req->upstream_cluster = ctx->conf->target.cluster->name;
+    }
     req->upstream_ns = pt_now_ns() - ctx->t0_ns;
 }
 

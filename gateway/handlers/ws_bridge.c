@@ -804,8 +804,10 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     b->send_busy = true; /* the start (and first message): on_sent follows */
     b->half_closed = first_now;
     const char *ep = pt_grpc_call_endpoint(b->call);
-    if (ep != NULL)
+    if (ep != NULL) {
         req->upstream_addr = ep;
+        req->upstream_cluster = b->base.cluster->name;
+    }
 
     b->hs = hs;
     b->proto = proto;

@@ -48,6 +48,7 @@
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/reqcheck.h"
+#include "observe/metrics.h"
 #include "core/request.h"
 #include "portico/transcoder/wkt.h"
 
@@ -201,6 +202,13 @@ static void arm_at(h2_conn_t *c, uint64_t at)
 
 /* ---- streams ------------------------------------------------------------ */
 
+/* The worker's open-streams gauge (the dashboard): one relaxed store. */
+static inline void streams_gauge(h2_conn_t *c, int d)
+{
+    if (c->worker != NULL && c->worker->metrics != NULL)
+        pt_metrics_gauge_add(&c->worker->metrics->h2_streams_active, d);
+}
+
 static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
 {
     h2_stream_t *s = calloc(1, sizeof(*s));
@@ -219,6 +227,7 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
         c->head = s;
     c->tail = s;
     c->nstreams++;
+    streams_gauge(c, 1);
     return s;
 }
 
@@ -234,6 +243,7 @@ static void stream_free(h2_stream_t *s)
     else
         c->tail = s->prev;
     c->nstreams--;
+    streams_gauge(c, -1);
     evbuffer_free(s->out);
     free(s);
 }

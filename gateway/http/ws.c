@@ -905,5 +905,6 @@ int pt_ws_req_attach(pt_req_t *req, pt_ws_t *ws)
         return PT_ERR_LIMIT;
     }
     req->ws = ws;
+    pt_observe_ws_open(req->worker);
     return 0;
 }

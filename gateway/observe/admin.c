@@ -1,6 +1,7 @@
 /*
  * admin.c -- the admin listener: /healthz, /ready, /metrics, /config, /upstreams
- * (active health state per cluster endpoint).
+ * (active health state per cluster endpoint), and the live dashboard: /dashboard,
+ * /stats, /stats/stream (observe/dashboard.c).
  *
  * It runs on the main thread's loop with libevent's evhttp: a small control
  * endpoint, separate from the data path (which never answers these paths:
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "observe/dashboard.h"
 #include "observe/metrics.h"
 #include "observe/extend.h"
 #include "core/config.h"
@@ -38,6 +40,7 @@ typedef struct admin {
     struct event_base *base;
     char *addr_text;
     SSL_CTX *ssl_ctx; /* admin.tls of the current snapshot (own reference), or NULL */
+    pt_dashboard_t *dash; /* /dashboard, /stats, /stats/stream (observe/dashboard.h) */
 } admin_t;
 
 /* evhttp's connection factory when admin.tls is on: each connection gets an
@@ -149,7 +152,9 @@ static void on_request(struct evhttp_request *r, void *arg)
     /* /docs is a static page with no data in it; its script fetches /openapi.json,
      * which stays behind the token (the page asks for it on a 401). */
     bool is_docs = plen == 5 && memcmp(uri, "/docs", 5) == 0;
-    if (!is_probe && !is_docs) {
+    /* so is /dashboard (issue 13, dash): its feed, /stats, needs the token */
+    bool is_page = is_docs || pt_dashboard_is_page(uri, plen);
+    if (!is_probe && !is_page) {
         pt_config_t *c = s->current_config(s);
         bool ok = token_ok(c, evhttp_find_header(evhttp_request_get_input_headers(r),
                                                  "Authorization"));
@@ -225,6 +230,8 @@ static void on_request(struct evhttp_request *r, void *arg)
         fclose(f);
         reply(r, 200, "application/json", text, len);
         free(text);
+    } else if (pt_dashboard_serve(((admin_t *)s->admin)->dash, r, uri, plen)) {
+        /* answered (issue 13, dash) */
     } else if (plen == 7 && memcmp(uri, "/config", 7) == 0) {
         pt_config_t *c = s->current_config(s);
         const char *json = c != NULL && c->redacted_json != NULL ? c->redacted_json : "{}";
@@ -286,10 +293,15 @@ int pt_admin_start(pt_server_t *s, struct event_base *base, const pt_config_t *c
     if (a == NULL)
         abort();
     a->base = base;
+    a->dash = pt_dashboard_new(base, s);
     s->admin = a;
     if (!config->has_admin)
         return 0;
-    return bind_http(a, s, config) == 0 ? 0 : PT_ERR_UNAVAILABLE;
+    if (bind_http(a, s, config) != 0) {
+        pt_admin_stop(s); /* main.c exits: nothing of the admin stays behind */
+        return PT_ERR_UNAVAILABLE;
+    }
+    return 0;
 }
 
 int pt_admin_reconfigure(pt_server_t *s, const pt_config_t *config)
@@ -324,8 +336,9 @@ void pt_admin_stop(pt_server_t *s)
     if (a == NULL)
         return;
     if (a->http != NULL)
-        evhttp_free(a->http);
+        evhttp_free(a->http); /* frees the connections: dashboard streams close with them */
     pt_openapi_cache_free(); /* issue 13 (openapi) */
+    pt_dashboard_free(a->dash);
     SSL_CTX_free(a->ssl_ctx);
     free(a->addr_text);
     free(a);

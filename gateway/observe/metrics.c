@@ -1,6 +1,7 @@
 /*
  * metrics.c -- metric shards and Prometheus text rendering (see metrics.h).
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "observe/metrics.h"
@@ -68,29 +69,41 @@ static pt_metrics_counter_slot_t *counter_slot(pt_metrics_counter_slot_t *t, siz
     return o;
 }
 
-static pt_metrics_hist_slot_t *hist_slot(pt_metrics_hist_slot_t *t, size_t n, const char *name)
+/*
+ * Histogram and cluster slots start alike (`used`, then `name`): one search
+ * over either table, `stride` bytes apart; the last slot is the overflow series.
+ */
+_Static_assert(offsetof(pt_metrics_hist_slot_t, name) == offsetof(pt_metrics_cluster_slot_t, name),
+               "named slots share their head");
+static void *named_slot(void *table, size_t stride, size_t n, const char *name)
 {
     size_t usable = n - 1;
     size_t i = hash(name, 0) % usable;
-    for (size_t probe = 0; probe < usable; probe++, i = (i + 1) % usable) {
-        pt_metrics_hist_slot_t *s = &t[i];
-        if (!atomic_load_explicit(&s->used, memory_order_acquire)) {
-            snprintf(s->name, sizeof(s->name), "%s", name);
-            atomic_store_explicit(&s->used, true, memory_order_release);
-            return s;
+    for (size_t probe = 0; probe <= usable; probe++, i = (i + 1) % usable) {
+        if (probe == usable) {
+            i = n - 1;
+            name = "_other";
         }
-        if (strncmp(s->name, name, sizeof(s->name) - 1) == 0)
-            return s;
+        char *slot = (char *)table + i * stride;
+        atomic_bool *used = (atomic_bool *)slot;
+        char *sname = slot + offsetof(pt_metrics_hist_slot_t, name);
+        if (!atomic_load_explicit(used, memory_order_acquire)) {
+            snprintf(sname, PT_METRICS_NAME_MAX, "%s", name);
+            atomic_store_explicit(used, true, memory_order_release);
+            return slot;
+        }
+        if (probe == usable || strncmp(sname, name, PT_METRICS_NAME_MAX - 1) == 0)
+            return slot;
     }
-    pt_metrics_hist_slot_t *o = &t[n - 1];
-    if (!atomic_load_explicit(&o->used, memory_order_acquire)) {
-        snprintf(o->name, sizeof(o->name), "_other");
-        atomic_store_explicit(&o->used, true, memory_order_release);
-    }
-    return o;
+    return NULL; /* not reached: the loop returns at probe == usable */
 }
 
-static unsigned bucket_of(uint64_t us)
+static pt_metrics_hist_slot_t *hist_slot(pt_metrics_hist_slot_t *t, size_t n, const char *name)
+{
+    return named_slot(t, sizeof(*t), n, name);
+}
+
+unsigned pt_metrics_bucket_of(uint64_t us)
 {
     unsigned b = 0;
     while (us > pt_metrics_bucket_us[b])
@@ -103,11 +116,11 @@ void pt_metrics_request(pt_metrics_shard_t *s, const char *route, int status, ui
 {
     bump(&counter_slot(s->requests, PT_METRICS_ROUTES, route, status)->count, 1);
     pt_metrics_hist_slot_t *h = hist_slot(s->hists, PT_METRICS_HISTS, route);
-    bump(&h->buckets[bucket_of(dur_us)], 1);
+    bump(&h->buckets[pt_metrics_bucket_of(dur_us)], 1);
     bump(&h->sum_us, dur_us);
     bump(&h->count, 1);
     if (has_upstream) {
-        bump(&h->up_buckets[bucket_of(upstream_us)], 1);
+        bump(&h->up_buckets[pt_metrics_bucket_of(upstream_us)], 1);
         bump(&h->up_sum_us, upstream_us);
         bump(&h->up_count, 1);
     }
@@ -120,6 +133,16 @@ void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int c
     bump(&counter_slot(s->uperrs, PT_METRICS_UPERRS, cluster, code)->count, 1);
 }
 
+void pt_metrics_cluster(pt_metrics_shard_t *s, const char *cluster, int status,
+                        uint64_t upstream_us)
+{
+    pt_metrics_cluster_slot_t *c =
+        named_slot(s->clusters, sizeof(s->clusters[0]), PT_METRICS_CLUSTERS, cluster);
+    bump(&c->classes[pt_metrics_class(status)], 1);
+    bump(&c->buckets[pt_metrics_bucket_of(upstream_us)], 1);
+    bump(&c->sum_us, upstream_us);
+}
+
 void pt_metrics_subcall(pt_metrics_shard_t *s, const char *route, const char *call, int status,
                         uint64_t dur_us)
 {
@@ -127,7 +150,7 @@ void pt_metrics_subcall(pt_metrics_shard_t *s, const char *route, const char *ca
     snprintf(key, sizeof(key), "%s\x1f%s", route, call);
     bump(&counter_slot(s->subcalls, PT_METRICS_ROUTES, key, status)->count, 1);
     pt_metrics_hist_slot_t *h = hist_slot(s->subcall_hists, PT_METRICS_HISTS, key);
-    bump(&h->buckets[bucket_of(dur_us)], 1);
+    bump(&h->buckets[pt_metrics_bucket_of(dur_us)], 1);
     bump(&h->sum_us, dur_us);
     bump(&h->count, 1);
 }
@@ -152,11 +175,7 @@ static void put_label(FILE *out, const char *v)
     }
 }
 
-typedef struct agg_counter {
-    const char *name;
-    int code;
-    uint64_t count;
-} agg_counter_t;
+typedef pt_metrics_agg_counter_t agg_counter_t;
 
 static size_t merge_counters(agg_counter_t *agg, size_t n, const pt_metrics_counter_slot_t *t,
                              size_t tn)
@@ -179,11 +198,7 @@ static size_t merge_counters(agg_counter_t *agg, size_t n, const pt_metrics_coun
     return n;
 }
 
-typedef struct agg_hist {
-    const char *name;
-    uint64_t b[PT_METRICS_BUCKETS], sum, count;
-    uint64_t ub[PT_METRICS_BUCKETS], usum, ucount;
-} agg_hist_t;
+typedef pt_metrics_agg_hist_t agg_hist_t;
 
 /* `route="NAME"` */
 static void put_route(FILE *out, const char *name)
@@ -288,40 +303,125 @@ static void render_subcalls(FILE *out, pt_metrics_shard_t *const *shards, unsign
     free(hist);
 }
 
-void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
-                       const pt_metrics_globals_t *g)
+/* Adds the used cluster slots of t[0..tn) to agg[0..n) by name; returns the new n. */
+static size_t merge_clusters(pt_metrics_agg_cluster_t *agg, size_t n,
+                             const pt_metrics_cluster_slot_t *t, size_t tn)
 {
-    int64_t active = 0, tun_active = 0;
-    uint64_t total = 0, in = 0, outb = 0, log_dropped = 0, tun_total = 0;
-    uint64_t ws_sessions = 0, ws_msgs[2] = {0, 0}, ws_close[PT_METRICS_WS_CLOSE] = {0};
-    agg_counter_t *req = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*req));
-    agg_counter_t *err = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*err));
-    agg_counter_t *ev = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*ev));
-    agg_hist_t *hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*hist));
-    if (req == NULL || err == NULL || ev == NULL || hist == NULL)
+    for (size_t k = 0; k < tn; k++) {
+        const pt_metrics_cluster_slot_t *c = &t[k];
+        if (!atomic_load_explicit(&c->used, memory_order_acquire))
+            continue;
+        size_t j = 0;
+        while (j < n && strcmp(agg[j].name, c->name) != 0)
+            j++;
+        if (j == n)
+            agg[n++].name = c->name;
+        for (unsigned i = 0; i < PT_METRICS_CLASSES; i++)
+            agg[j].classes[i] += atomic_load_explicit(&c->classes[i], RLX);
+        for (unsigned i = 0; i < PT_METRICS_BUCKETS; i++)
+            agg[j].b[i] += atomic_load_explicit(&c->buckets[i], RLX);
+        agg[j].sum += atomic_load_explicit(&c->sum_us, RLX);
+    }
+    return n;
+}
+
+void pt_metrics_totals(pt_metrics_totals_t *t, pt_metrics_shard_t *const *shards, unsigned n)
+{
+    memset(t, 0, sizeof(*t));
+    t->req = calloc((size_t)n * PT_METRICS_ROUTES + 1, sizeof(*t->req));
+    t->uperr = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*t->uperr));
+    t->upev = calloc((size_t)n * PT_METRICS_UPERRS + 1, sizeof(*t->upev));
+    t->hist = calloc((size_t)n * PT_METRICS_HISTS + 1, sizeof(*t->hist));
+    t->cl = calloc((size_t)n * PT_METRICS_CLUSTERS + 1, sizeof(*t->cl));
+    if (t->req == NULL || t->uperr == NULL || t->upev == NULL || t->hist == NULL || t->cl == NULL)
         abort();
-    size_t nreq = 0, nerr = 0, nev = 0, nhist = 0;
     for (unsigned i = 0; i < n; i++) {
         const pt_metrics_shard_t *s = shards[i];
         if (s == NULL)
             continue;
-        active += atomic_load_explicit(&s->conns_active, RLX);
-        total += atomic_load_explicit(&s->conns_total, RLX);
-        in += atomic_load_explicit(&s->bytes_in, RLX);
-        outb += atomic_load_explicit(&s->bytes_out, RLX);
-        log_dropped += atomic_load_explicit(&s->log_dropped, RLX);
-        tun_active += atomic_load_explicit(&s->tunnels_active, RLX);
-        tun_total += atomic_load_explicit(&s->tunnels_total, RLX);
-        ws_sessions += atomic_load_explicit(&s->ws_sessions, RLX);
+        /* sessions ended before sessions opened: open = opened - ended never goes negative */
+        t->ws_sessions += atomic_load_explicit(&s->ws_sessions, memory_order_acquire);
+        t->ws_opened += atomic_load_explicit(&s->ws_opened, memory_order_acquire);
+        t->conns_active += atomic_load_explicit(&s->conns_active, RLX);
+        t->conns_total += atomic_load_explicit(&s->conns_total, RLX);
+        t->bytes_in += atomic_load_explicit(&s->bytes_in, RLX);
+        t->bytes_out += atomic_load_explicit(&s->bytes_out, RLX);
+        t->log_dropped += atomic_load_explicit(&s->log_dropped, RLX);
+        t->tunnels_active += atomic_load_explicit(&s->tunnels_active, RLX);
+        t->tunnels_total += atomic_load_explicit(&s->tunnels_total, RLX);
+        t->h2_streams_active += atomic_load_explicit(&s->h2_streams_active, RLX);
         for (size_t k = 0; k < 2; k++)
-            ws_msgs[k] += atomic_load_explicit(&s->ws_msgs[k], RLX);
+            t->ws_msgs[k] += atomic_load_explicit(&s->ws_msgs[k], RLX);
         for (size_t k = 0; k < PT_METRICS_WS_CLOSE; k++)
-            ws_close[k] += atomic_load_explicit(&s->ws_close[k], RLX);
-        nreq = merge_counters(req, nreq, s->requests, PT_METRICS_ROUTES);
-        nerr = merge_counters(err, nerr, s->uperrs, PT_METRICS_UPERRS);
-        nev = merge_counters(ev, nev, s->upevents, PT_METRICS_UPERRS);
-        nhist = merge_hists(hist, nhist, s->hists, PT_METRICS_HISTS);
+            t->ws_close[k] += atomic_load_explicit(&s->ws_close[k], RLX);
+        t->nreq = merge_counters(t->req, t->nreq, s->requests, PT_METRICS_ROUTES);
+        t->nuperr = merge_counters(t->uperr, t->nuperr, s->uperrs, PT_METRICS_UPERRS);
+        t->nupev = merge_counters(t->upev, t->nupev, s->upevents, PT_METRICS_UPERRS);
+        t->nhist = merge_hists(t->hist, t->nhist, s->hists, PT_METRICS_HISTS);
+        t->ncl = merge_clusters(t->cl, t->ncl, s->clusters, PT_METRICS_CLUSTERS);
     }
+    if (t->ws_opened < t->ws_sessions) /* a worker's reads raced its writes */
+        t->ws_opened = t->ws_sessions;
+}
+
+void pt_metrics_totals_dispose(pt_metrics_totals_t *t)
+{
+    free(t->req);
+    free(t->uperr);
+    free(t->upev);
+    free(t->hist);
+    free(t->cl);
+    memset(t, 0, sizeof(*t));
+}
+
+/* `cluster="NAME"` */
+static void put_cluster(FILE *out, const char *name)
+{
+    fputs("cluster=\"", out);
+    put_label(out, name);
+    fputs("\"", out);
+}
+
+static void render_clusters(FILE *out, const pt_metrics_totals_t *t)
+{
+    static const char *const cls[PT_METRICS_CLASSES] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
+    fputs("# HELP portico_cluster_requests_total Requests whose last upstream attempt went to the "
+          "cluster, by the class of the status the client got.\n"
+          "# TYPE portico_cluster_requests_total counter\n",
+          out);
+    for (size_t i = 0; i < t->ncl; i++)
+        for (unsigned k = 0; k < PT_METRICS_CLASSES; k++)
+            if (t->cl[i].classes[k] != 0) {
+                fputs("portico_cluster_requests_total{", out);
+                put_cluster(out, t->cl[i].name);
+                fprintf(out, ",class=\"%s\"} %llu\n", cls[k],
+                        (unsigned long long)t->cl[i].classes[k]);
+            }
+    fputs("# HELP portico_cluster_upstream_duration_seconds Time those requests waited for the "
+          "cluster, by cluster.\n"
+          "# TYPE portico_cluster_upstream_duration_seconds histogram\n",
+          out);
+    for (size_t i = 0; i < t->ncl; i++) {
+        uint64_t count = 0;
+        for (unsigned k = 0; k < PT_METRICS_BUCKETS; k++)
+            count += t->cl[i].b[k];
+        render_hist(out, "portico_cluster_upstream_duration_seconds", put_cluster, t->cl[i].name,
+                    t->cl[i].b, t->cl[i].sum, count);
+    }
+}
+
+void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
+                       const pt_metrics_globals_t *g)
+{
+    pt_metrics_totals_t t;
+    pt_metrics_totals(&t, shards, n);
+    agg_counter_t *req = t.req, *err = t.uperr, *ev = t.upev;
+    agg_hist_t *hist = t.hist;
+    size_t nreq = t.nreq, nerr = t.nuperr, nev = t.nupev, nhist = t.nhist;
+    int64_t active = t.conns_active, tun_active = t.tunnels_active;
+    uint64_t total = t.conns_total, in = t.bytes_in, outb = t.bytes_out, log_dropped = t.log_dropped;
+    uint64_t tun_total = t.tunnels_total, ws_sessions = t.ws_sessions;
+    const uint64_t *ws_msgs = t.ws_msgs, *ws_close = t.ws_close;
 
     fputs("# HELP portico_requests_total Requests answered, by route and HTTP status.\n"
           "# TYPE portico_requests_total counter\n",
@@ -386,6 +486,7 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
         }
     }
     render_subcalls(out, shards, n);
+    render_clusters(out, &t);
     fprintf(out,
             "# HELP portico_connections_active Client connections open now.\n"
             "# TYPE portico_connections_active gauge\n"
@@ -427,6 +528,14 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
             "# TYPE portico_tunnels_total counter\n"
             "portico_tunnels_total %llu\n",
             (long long)tun_active, (unsigned long long)tun_total);
+    fprintf(out,
+            "# HELP portico_http2_streams_active Client HTTP/2 streams open now.\n"
+            "# TYPE portico_http2_streams_active gauge\n"
+            "portico_http2_streams_active %lld\n"
+            "# HELP portico_websockets_active WebSocket sessions open now (proxied and bridged).\n"
+            "# TYPE portico_websockets_active gauge\n"
+            "portico_websockets_active %llu\n",
+            (long long)t.h2_streams_active, (unsigned long long)(t.ws_opened - t.ws_sessions));
     fprintf(out,
             "# HELP portico_websocket_sessions_total WebSocket sessions ended.\n"
             "# TYPE portico_websocket_sessions_total counter\n"
@@ -470,8 +579,5 @@ void pt_metrics_render(FILE *out, pt_metrics_shard_t *const *shards, unsigned n,
                 "portico_upstream_ejected_endpoints %u\n",
                 (unsigned long long)g->generation, (unsigned long long)g->reloads_ok,
                 (unsigned long long)g->reloads_failed, g->workers, g->ejected);
-    free(req);
-    free(err);
-    free(ev);
-    free(hist);
+    pt_metrics_totals_dispose(&t);
 }

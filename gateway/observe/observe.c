@@ -107,6 +107,9 @@ void pt_observe_request(pt_req_t *req)
         uint64_t dur_us = (now_ns - req->start_ns) / 1000;
         pt_metrics_request(w->metrics, route, req->resp_status, dur_us, req->upstream_ns / 1000,
                            req->upstream_addr != NULL, req->body_received, req->bytes_out);
+        if (req->upstream_cluster != NULL)
+            pt_metrics_cluster(w->metrics, req->upstream_cluster, req->resp_status,
+                               req->upstream_ns / 1000);
         for (size_t i = 0; i < req->subcall_cnt; i++)
             if (req->subcalls[i].started)
                 pt_metrics_subcall(w->metrics, route, req->subcalls[i].name,
@@ -164,6 +167,12 @@ void pt_observe_tunnel_close(pt_worker_t *w)
 {
     if (w->metrics != NULL)
         gauge_add(&w->metrics->tunnels_active, -1);
+}
+
+void pt_observe_ws_open(pt_worker_t *w)
+{
+    if (w != NULL && w->metrics != NULL)
+        counter_add(&w->metrics->ws_opened, 1);
 }
 
 void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int status)

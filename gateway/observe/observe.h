@@ -38,6 +38,9 @@ void pt_observe_conn_close(pt_worker_t *w);
 void pt_observe_tunnel_open(pt_worker_t *w);
 void pt_observe_tunnel_close(pt_worker_t *w);
 
+/** A WebSocket session started (worker thread; ws.c). Its end is counted with its request. */
+void pt_observe_ws_open(pt_worker_t *w);
+
 /** Counts an upstream failure for `cluster` (status is the PT_ERR_* that ended the call). */
 void pt_observe_upstream_error(pt_worker_t *w, const pt_cluster_t *cluster, int status);
 

@@ -108,6 +108,29 @@ unsigned pt_policy_ejected_now(void)
     return n;
 }
 
+static char *ep_key(const pt_cluster_t *cl, const pt_endpoint_t *ep);
+
+void pt_policy_ep_status(const pt_cluster_t *cl, size_t idx, pt_policy_ep_status_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    char *key = ep_key(cl, &cl->endpoints[idx]);
+    size_t b = fnv64(key, strlen(key), 1469598103934665603ull) % HEALTH_BUCKETS;
+    ep_health_t *h = atomic_load(&health_tab[b]);
+    while (h != NULL && strcmp(h->key, key) != 0)
+        h = h->next;
+    free(key);
+    if (h == NULL)
+        return;
+    uint64_t now = pt_now_ms(), until = atomic_load_explicit(&h->eject_until, RLX);
+    out->known = true;
+    out->fails = atomic_load_explicit(&h->fails, RLX);
+    out->ejected_ms = until > now ? until - now : 0;
+    pthread_mutex_lock(&eject_mu);
+    out->ejections = h->ejections;
+    pthread_mutex_unlock(&eject_mu);
+    out->conns = atomic_load_explicit(&h->conns, RLX);
+}
+
 /* ---- per worker ------------------------------------------------------------------ */
 
 struct pt_policy_ep {

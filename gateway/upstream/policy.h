@@ -186,6 +186,16 @@ void pt_policy_health_reset(void);
 /** Endpoints ejected now, process-wide (the portico_upstream_ejected_endpoints gauge). */
 unsigned pt_policy_ejected_now(void);
 
+/** Outlier-detection state of one endpoint (the admin's view; any thread, no lock). */
+typedef struct pt_policy_ep_status {
+    bool known;             /* some worker has used the endpoint (else the rest is zero) */
+    unsigned fails;         /* consecutive failures seen by the passive checks */
+    uint64_t ejected_ms;    /* ms left of its ejection; 0: in rotation */
+    unsigned ejections;     /* ejections in a row (the next one lasts longer) */
+    unsigned conns;         /* open connections, every worker */
+} pt_policy_ep_status_t;
+void pt_policy_ep_status(const pt_cluster_t *cl, size_t idx, pt_policy_ep_status_t *out);
+
 /** Counts a local resource error of a call on `cl` (when the back end found it itself). */
 void pt_policy_count_local(pt_worker_t *w, const pt_cluster_t *cl);
 

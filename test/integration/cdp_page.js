@@ -6,7 +6,11 @@
 // Used by grpc/ws_bridge_browser.js and authn/cors_browser.js.
 //
 //   const { runInChromium } = require('../cdp_page');
-//   runInChromium({ chromium, startUrl, expression, timeoutMs }) -> Promise<value>
+//   runInChromium({ chromium, startUrl, expression, timeoutMs, errors }) -> Promise<value>
+//
+// `errors` (optional, an array): gets the text of every console error, uncaught
+// exception and browser log error (a failed load) of the page, from before the
+// navigation on.
 //
 // Chromium forks helpers (zygote, renderer, GPU): it runs in its own process
 // group, and the whole group is killed, and gone, before its profile (a temp
@@ -44,7 +48,18 @@ function stopBrowser(browser, profile) {
   });
 }
 
-async function evaluate(browser, expression, startUrl) {
+function pageError(m) {
+  const p = m.params;
+  if (m.method === 'Runtime.exceptionThrown')
+    return 'exception: ' + ((p.exceptionDetails.exception || {}).description || p.exceptionDetails.text);
+  if (m.method === 'Runtime.consoleAPICalled' && (p.type === 'error' || p.type === 'assert'))
+    return 'console.' + p.type + ': ' + p.args.map((a) => a.value !== undefined ? a.value : a.description).join(' ');
+  if (m.method === 'Log.entryAdded' && p.entry.level === 'error')
+    return 'log: ' + p.entry.text + (p.entry.url ? ' (' + p.entry.url + ')' : '');
+  return null;
+}
+
+async function evaluate(browser, expression, startUrl, errors) {
   // Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..."
   const port = await new Promise((resolve, reject) => {
     let err = '';
@@ -74,6 +89,8 @@ async function evaluate(browser, expression, startUrl) {
       waiting.delete(m.id);
     } else if (m.method === 'Page.loadEventFired' && loaded !== null) {
       loaded();
+    } else if (errors && pageError(m) !== null) {
+      errors.push(pageError(m));
     }
   });
   const call = (method, params) => new Promise((resolve) => {
@@ -81,6 +98,10 @@ async function evaluate(browser, expression, startUrl) {
     waiting.set(id, resolve);
     cdp.send(JSON.stringify({ id, method, params: params || {} }));
   });
+  if (errors) {
+    await call('Runtime.enable');
+    await call('Log.enable');
+  }
   if (startUrl) {
     // navigate from about:blank and wait for the load event, so the
     // evaluation runs in the page's document (not one being replaced)
@@ -99,7 +120,7 @@ async function evaluate(browser, expression, startUrl) {
   return reply.result.result.value;
 }
 
-async function runInChromium({ chromium, startUrl, expression, timeoutMs }) {
+async function runInChromium({ chromium, startUrl, expression, timeoutMs, errors }) {
   const profile = fs.mkdtempSync(path.join(process.env.PT_TMPDIR || os.tmpdir(), 'pt-chromium-'));
   const browser = spawn(chromium, [
     '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
@@ -112,7 +133,7 @@ async function runInChromium({ chromium, startUrl, expression, timeoutMs }) {
     timer = setTimeout(() => reject(new Error('timeout')), timeoutMs || 30000);
   });
   try {
-    return await Promise.race([evaluate(browser, expression, startUrl), timeout]);
+    return await Promise.race([evaluate(browser, expression, startUrl, errors), timeout]);
   } finally {
     clearTimeout(timer);
     await stopBrowser(browser, profile);

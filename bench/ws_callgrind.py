@@ -13,6 +13,7 @@ with start-up, handshakes and shutdown cancelled out.
 
 Usage: bench/ws_callgrind.py [--build DIR] [--conns 64] [--size 128]
        [--msgs 50,250] [--only portico|nginx] [--keep DIR (callgrind files)]
+       [--base BUILD (a second Portico build, row 'portico-base')]
 """
 import argparse
 import json
@@ -52,7 +53,7 @@ def run_one(name, argv, port, up_port, d, conns, size, per):
         if res.get("errors") or res.get("error"):
             raise RuntimeError(f"{name}: load failed: {res}")
     finally:
-        p.send_signal(signal.SIGTERM if name == "portico" else signal.SIGQUIT)
+        p.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
         p.wait(timeout=120)
     return total_ir(out), res["msgs"]
 
@@ -65,6 +66,7 @@ def main():
     ap.add_argument("--msgs", default="50,250", help="messages per socket: short,long")
     ap.add_argument("--only", choices=["portico", "nginx"])
     ap.add_argument("--keep", help="copy the callgrind output files here")
+    ap.add_argument("--base", help="a second build dir to compare (row 'portico-base')")
     args = ap.parse_args()
     short, long_ = (int(x) for x in args.msgs.split(","))
     if not os.path.isdir(os.path.join(ROOT, "test", "integration", "node_modules", "ws")):
@@ -93,6 +95,9 @@ routes:
 """)
             targets.append(("portico", [os.path.join(args.build, "bin", "portico"), "-c", cfg,
                                         "-w", "1"], pt_port))
+            if args.base:
+                targets.append(("portico-base", [os.path.join(args.base, "bin", "portico"), "-c",
+                                                 cfg, "-w", "1"], pt_port))
         if args.only in (None, "nginx"):
             ng_port = free_port()
             conf = nginx_conf(d, "wsproxy", f"""
@@ -106,11 +111,11 @@ routes:
                                       "-g", "master_process off;"], ng_port))
         print(f"callgrind: {args.conns} sockets x {args.size}-byte messages, "
               f"{short} vs {long_} messages per socket (one worker each)")
-        print(f"{'target':<9} {'instr/msg':>10}")
+        print(f"{'target':<12} {'instr/msg':>10}")
         for name, argv, port in targets:
             i1, m1 = run_one(name, argv, port, up_port, d, args.conns, args.size, short)
             i2, m2 = run_one(name, argv, port, up_port, d, args.conns, args.size, long_)
-            print(f"{name:<9} {(i2 - i1) / (m2 - m1):>10.0f}", flush=True)
+            print(f"{name:<12} {(i2 - i1) / (m2 - m1):>10.0f}", flush=True)
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
             for fn in os.listdir(d):

@@ -214,6 +214,15 @@ static void mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t 
     uint64_t k64;
     memcpy(&k64, k, 8);
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t v[4];
+        memcpy(v, src + i, 32);
+        v[0] ^= k64;
+        v[1] ^= k64;
+        v[2] ^= k64;
+        v[3] ^= k64;
+        memcpy(dst + i, v, 32);
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
         memcpy(&v, src + i, 8);
@@ -631,6 +640,12 @@ static bool frame_start(pt_ws_t *ws, const frame_hdr_t *h)
     }
     ws->m_len += ws->f_len;
     ws->in_msg = !ws->f_fin;
+    /* An empty last frame ending a text message inside a UTF-8 sequence:
+     * refused before a relay passes on a frame that completes the message. */
+    if (ws->f_fin && ws->f_len == 0 && ws->m_op == PT_WS_OP_TEXT && ws->utf8 != 0) {
+        fail(ws, PT_WS_CLOSE_INVALID_DATA, PT_WS_END_PROTOCOL);
+        return false;
+    }
     if (first && live(ws) && ws->cbs->on_msg_start != NULL &&
         !cb_ret(ws, ws->cbs->on_msg_start(ws->ud, (pt_ws_opcode_t)op)))
         return false;
@@ -715,7 +730,12 @@ static bool frame_data(pt_ws_t *ws, const uint8_t *d, size_t n)
     }
     if (n == 0)
         return true;
-    if (ws->m_op == PT_WS_OP_TEXT && !pt_ws_utf8_check(&ws->utf8, d, n)) {
+    /* The message's last bytes must also end its last UTF-8 sequence: checked
+     * before they are delivered, so a relay never completes an invalid text
+     * message on the other side. */
+    if (ws->m_op == PT_WS_OP_TEXT &&
+        (!pt_ws_utf8_check(&ws->utf8, d, n) ||
+         (ws->f_fin && ws->f_off == ws->f_len && ws->utf8 != 0))) {
         fail(ws, PT_WS_CLOSE_INVALID_DATA, PT_WS_END_PROTOCOL);
         return false;
     }

@@ -29,6 +29,34 @@ from proxy_bench import children, cpu_seconds, free_port, nginx_conf, wait_port 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def nginx_ws_conf(d, ng_port, up_port):
+    """nginx's WebSocket proxying of the echo upstream (also bench/ws_callgrind.py)."""
+    return nginx_conf(d, "wsproxy", f"""
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  server {{ listen 127.0.0.1:{ng_port};
+           location / {{ proxy_pass http://127.0.0.1:{up_port}; proxy_http_version 1.1;
+                        proxy_set_header Upgrade $http_upgrade;
+                        proxy_set_header Connection $connection_upgrade;
+                        proxy_read_timeout 3600s; }} }}""")
+
+
+def portico_ws_conf(d, pt_port, up_port, name="portico.yaml"):
+    """Portico's `websocket: true` proxy of the echo upstream; returns the file."""
+    cfg = os.path.join(d, name)
+    with open(cfg, "w") as f:
+        f.write(f"""
+listeners:
+  - address: 127.0.0.1:{pt_port}
+clusters:
+  - name: echo
+    endpoints: [ "127.0.0.1:{up_port}" ]
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: echo, websocket: true, max_message: 1m }}
+""")
+    return cfg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -51,35 +79,16 @@ def main():
         procs.append(up)
         up_port = json.loads(up.stdout.readline())["port"]
         ng_port, pt_port = free_port(), free_port()
-        ng = subprocess.Popen([nginx, "-c", nginx_conf(d, "wsproxy", f"""
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-  server {{ listen 127.0.0.1:{ng_port};
-           location / {{ proxy_pass http://127.0.0.1:{up_port}; proxy_http_version 1.1;
-                        proxy_set_header Upgrade $http_upgrade;
-                        proxy_set_header Connection $connection_upgrade;
-                        proxy_read_timeout 3600s; }} }}""")])
+        ng = subprocess.Popen([nginx, "-c", nginx_ws_conf(d, ng_port, up_port)])
         procs.append(ng)
-        cfg = os.path.join(d, "portico.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"""
-listeners:
-  - address: 127.0.0.1:{pt_port}
-clusters:
-  - name: echo
-    endpoints: [ "127.0.0.1:{up_port}" ]
-routes:
-  - match: {{ prefix: / }}
-    proxy: {{ cluster: echo, websocket: true, max_message: 1m }}
-""")
+        cfg = portico_ws_conf(d, pt_port, up_port)
         pt = subprocess.Popen([portico, "-c", cfg, "-w", "1"],
                               stderr=open(os.path.join(d, "pt.err"), "w"))
         procs.append(pt)
         ports = [ng_port, pt_port]
         if args.base:
             base_port = free_port()
-            base_cfg = os.path.join(d, "portico-base.yaml")
-            with open(cfg) as f, open(base_cfg, "w") as g:
-                g.write(f.read().replace(f"127.0.0.1:{pt_port}", f"127.0.0.1:{base_port}"))
+            base_cfg = portico_ws_conf(d, base_port, up_port, "portico-base.yaml")
             base = subprocess.Popen([os.path.join(args.base, "bin", "portico"), "-c", base_cfg,
                                      "-w", "1"], stderr=open(os.path.join(d, "base.err"), "w"))
             procs.append(base)

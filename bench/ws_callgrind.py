@@ -26,7 +26,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import free_port, nginx_conf, wait_port  # noqa: E402
+from proxy_bench import free_port, wait_port  # noqa: E402
+from ws_bench import nginx_ws_conf, portico_ws_conf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,18 +82,7 @@ def main():
         targets = []
         if args.only in (None, "portico"):
             pt_port = free_port()
-            cfg = os.path.join(d, "portico.yaml")
-            with open(cfg, "w") as f:
-                f.write(f"""
-listeners:
-  - address: 127.0.0.1:{pt_port}
-clusters:
-  - name: echo
-    endpoints: [ "127.0.0.1:{up_port}" ]
-routes:
-  - match: {{ prefix: / }}
-    proxy: {{ cluster: echo, websocket: true, max_message: 1m }}
-""")
+            cfg = portico_ws_conf(d, pt_port, up_port)
             targets.append(("portico", [os.path.join(args.build, "bin", "portico"), "-c", cfg,
                                         "-w", "1"], pt_port))
             if args.base:
@@ -100,13 +90,7 @@ routes:
                                                  cfg, "-w", "1"], pt_port))
         if args.only in (None, "nginx"):
             ng_port = free_port()
-            conf = nginx_conf(d, "wsproxy", f"""
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-  server {{ listen 127.0.0.1:{ng_port};
-           location / {{ proxy_pass http://127.0.0.1:{up_port}; proxy_http_version 1.1;
-                        proxy_set_header Upgrade $http_upgrade;
-                        proxy_set_header Connection $connection_upgrade;
-                        proxy_read_timeout 3600s; }} }}""")
+            conf = nginx_ws_conf(d, ng_port, up_port)
             targets.append(("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", conf,
                                       "-g", "master_process off;"], ng_port))
         print(f"callgrind: {args.conns} sockets x {args.size}-byte messages, "

@@ -790,6 +790,18 @@ static bool fill(pt_ws_t *ws)
     return n != 0;
 }
 
+/* The window holds no complete header or no payload byte: read. Returns
+ * false when the loop must stop (nothing came; at the end of the stream the
+ * session ended with EOF). */
+static bool more_input(pt_ws_t *ws)
+{
+    if (fill(ws))
+        return true;
+    if (ws->in_eof)
+        end_session(ws, PT_WS_END_EOF);
+    return false;
+}
+
 void pt_ws_on_readable(pt_ws_t *ws)
 {
     if (ws->ended)
@@ -806,11 +818,8 @@ void pt_ws_on_readable(pt_ws_t *ws)
                 break;
             }
             if (hl == 0) {
-                if (!fill(ws)) {
-                    if (ws->in_eof)
-                        end_session(ws, PT_WS_END_EOF);
+                if (!more_input(ws))
                     break;
-                }
                 continue;
             }
             ws->in_pos += (size_t)hl;
@@ -821,11 +830,8 @@ void pt_ws_on_readable(pt_ws_t *ws)
         uint64_t left = ws->f_len - ws->f_off;
         if (left != 0) {
             if (avail == 0) {
-                if (!fill(ws)) {
-                    if (ws->in_eof)
-                        end_session(ws, PT_WS_END_EOF);
+                if (!more_input(ws))
                     break;
-                }
                 continue;
             }
             size_t n = left < avail ? (size_t)left : avail;

@@ -40,20 +40,26 @@ typedef struct verdict {
     size_t len, cap;
 } verdict_t;
 
-static void v_add(verdict_t *v, const uint8_t *d, size_t n)
+/* Appends to a growing byte array (what a leg wrote, what a parser delivered). */
+static void grow_add(uint8_t **p, size_t *len, size_t *cap, const uint8_t *d, size_t n)
 {
     if (n == 0)
         return;
-    if (v->len + n > v->cap) {
-        size_t cap = (v->len + n) * 2;
-        uint8_t *o = realloc(v->data, cap);
+    if (*len + n > *cap) {
+        size_t c = (*len + n) * 2;
+        uint8_t *o = realloc(*p, c);
         if (o == NULL)
             abort();
-        v->data = o;
-        v->cap = cap;
+        *p = o;
+        *cap = c;
     }
-    memcpy(v->data + v->len, d, n);
-    v->len += n;
+    memcpy(*p + *len, d, n);
+    *len += n;
+}
+
+static void v_add(verdict_t *v, const uint8_t *d, size_t n)
+{
+    grow_add(&v->data, &v->len, &v->cap, d, n);
 }
 
 typedef struct src {
@@ -306,18 +312,7 @@ static size_t l_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 static void l_write(void *ud, const uint8_t *data, size_t len)
 {
     leg_t *l = ud;
-    if (len == 0)
-        return;
-    if (l->out_len + len > l->out_cap) {
-        size_t cap = (l->out_len + len) * 2;
-        uint8_t *o = realloc(l->out, cap);
-        if (o == NULL)
-            abort();
-        l->out = o;
-        l->out_cap = cap;
-    }
-    memcpy(l->out + l->out_len, data, len);
-    l->out_len += len;
+    grow_add(&l->out, &l->out_len, &l->out_cap, data, len);
 }
 
 static int l_frame(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)

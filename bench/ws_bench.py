@@ -11,6 +11,8 @@ round trip, and the proxy's CPU microseconds per message (utime+stime from
 /proc; a message is one frame each way). The upstream is the npm `ws` echo
 server of the integration tests (test/integration/websocket/ws_upstream.js),
 so run scripts/test-env.sh first. Portico runs with -w 1, nginx with one worker.
+--base BUILD adds a second Portico (another build, e.g. of the previous
+commit) to the same interleaved rounds, for before/after figures.
 """
 import argparse
 import json
@@ -27,6 +29,34 @@ from proxy_bench import children, cpu_seconds, free_port, nginx_conf, wait_port 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def nginx_ws_conf(d, ng_port, up_port):
+    """nginx's WebSocket proxying of the echo upstream (also bench/ws_callgrind.py)."""
+    return nginx_conf(d, "wsproxy", f"""
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  server {{ listen 127.0.0.1:{ng_port};
+           location / {{ proxy_pass http://127.0.0.1:{up_port}; proxy_http_version 1.1;
+                        proxy_set_header Upgrade $http_upgrade;
+                        proxy_set_header Connection $connection_upgrade;
+                        proxy_read_timeout 3600s; }} }}""")
+
+
+def portico_ws_conf(d, pt_port, up_port, name="portico.yaml"):
+    """Portico's `websocket: true` proxy of the echo upstream; returns the file."""
+    cfg = os.path.join(d, name)
+    with open(cfg, "w") as f:
+        f.write(f"""
+listeners:
+  - address: 127.0.0.1:{pt_port}
+clusters:
+  - name: echo
+    endpoints: [ "127.0.0.1:{up_port}" ]
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: echo, websocket: true, max_message: 1m }}
+""")
+    return cfg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -34,6 +64,7 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--base", help="a second build dir to compare (row 'portico-base')")
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(ROOT, "test", "integration", "node_modules", "ws")):
         sys.exit("ws_bench: run scripts/test-env.sh first (npm ws)")
@@ -48,35 +79,28 @@ def main():
         procs.append(up)
         up_port = json.loads(up.stdout.readline())["port"]
         ng_port, pt_port = free_port(), free_port()
-        ng = subprocess.Popen([nginx, "-c", nginx_conf(d, "wsproxy", f"""
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-  server {{ listen 127.0.0.1:{ng_port};
-           location / {{ proxy_pass http://127.0.0.1:{up_port}; proxy_http_version 1.1;
-                        proxy_set_header Upgrade $http_upgrade;
-                        proxy_set_header Connection $connection_upgrade;
-                        proxy_read_timeout 3600s; }} }}""")])
+        ng = subprocess.Popen([nginx, "-c", nginx_ws_conf(d, ng_port, up_port)])
         procs.append(ng)
-        cfg = os.path.join(d, "portico.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"""
-listeners:
-  - address: 127.0.0.1:{pt_port}
-clusters:
-  - name: echo
-    endpoints: [ "127.0.0.1:{up_port}" ]
-routes:
-  - match: {{ prefix: / }}
-    proxy: {{ cluster: echo, websocket: true, max_message: 1m }}
-""")
+        cfg = portico_ws_conf(d, pt_port, up_port)
         pt = subprocess.Popen([portico, "-c", cfg, "-w", "1"],
                               stderr=open(os.path.join(d, "pt.err"), "w"))
         procs.append(pt)
-        for p in (ng_port, pt_port):
+        ports = [ng_port, pt_port]
+        if args.base:
+            base_port = free_port()
+            base_cfg = portico_ws_conf(d, base_port, up_port, "portico-base.yaml")
+            base = subprocess.Popen([os.path.join(args.base, "bin", "portico"), "-c", base_cfg,
+                                     "-w", "1"], stderr=open(os.path.join(d, "base.err"), "w"))
+            procs.append(base)
+            ports.append(base_port)
+        for p in ports:
             wait_port(p)
         time.sleep(0.3)
         ng_pids = children(ng.pid) or [ng.pid]
         targets = [("direct", up_port, []), ("portico", pt_port, [pt.pid]),
                    ("nginx", ng_port, ng_pids)]
+        if args.base:
+            targets.append(("portico-base", base_port, [base.pid]))
         res = {name: [] for name, _, _ in targets}
         for _ in range(args.rounds):
             for name, port, pids in targets:
@@ -97,7 +121,7 @@ routes:
         print(f"\nWebSocket echo, {args.conns} sockets x {args.size}-byte messages, "
               f"{args.duration}s x {args.rounds} rounds interleaved (Portico -w 1, nginx 1 worker; "
               f"upstream and load: node ws)")
-        print(f"{'target':<9} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/msg':>11} {'errors':>7}")
+        print(f"{'target':<12} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/msg':>11} {'errors':>7}")
         summary = {}
         for name, _, _ in targets:
             rs = res[name]
@@ -108,12 +132,15 @@ routes:
             cpu = sum(cpus) / len(cpus) if cpus else None
             errs = sum(r.get("errors", 0) for r in rs)
             summary[name] = (mps, cpu)
-            print(f"{name:<9} {mps:>10.0f} {p50:>8.2f} {p99:>8.2f} "
+            print(f"{name:<12} {mps:>10.0f} {p50:>8.2f} {p99:>8.2f} "
                   f"{(f'{cpu:.1f}' if cpu is not None else '-'):>11} {errs:>7}")
         pm, pc = summary["portico"]
         nm, nc = summary["nginx"]
         print(f"portico/nginx: throughput {pm / nm:.2f}x, CPU per message {pc / nc:.2f}x "
               f"(a message = one frame each way; the machine is shared)")
+        if args.base:
+            bm, bc = summary["portico-base"]
+            print(f"portico/portico-base: throughput {pm / bm:.2f}x, CPU per message {pc / bc:.2f}x")
     finally:
         for p in procs:
             p.terminate()

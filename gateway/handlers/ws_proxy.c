@@ -18,8 +18,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/xalloc.h"
 #include "handlers/ws_proxy.h"
 #include "http/ws.h"
+
+/* Bytes gathered for the client during a run before they go to the codec. */
+#define C_OUT_CAP 8192u
+
+/*
+ * A byte queue without per-write allocations: one block, grown by doubling
+ * (its size is bounded by the high-water mark plus one chunk and a few
+ * control frames), emptied by the reader from the front.
+ */
+typedef struct bq {
+    uint8_t *p;
+    size_t off, len, cap;
+} bq_t;
+
+static void bq_add(bq_t *q, const uint8_t *d, size_t n)
+{
+    if (q->off + q->len + n > q->cap) {
+        if (q->off != 0) {
+            memmove(q->p, q->p + q->off, q->len);
+            q->off = 0;
+        }
+        if (q->len + n > q->cap) {
+            size_t cap = q->cap != 0 ? q->cap : 4096;
+            while (cap < q->len + n)
+                cap *= 2;
+            q->p = pt_xrealloc(q->p, cap);
+            q->cap = cap;
+        }
+    }
+    memcpy(q->p + q->off + q->len, d, n);
+    q->len += n;
+}
+
+static size_t bq_take(bq_t *q, uint8_t *buf, size_t max)
+{
+    size_t n = q->len < max ? q->len : max;
+    memcpy(buf, q->p + q->off, n);
+    q->len -= n;
+    q->off = q->len == 0 ? 0 : q->off + n;
+    return n;
+}
 
 struct pt_wsp {
     pt_req_t *req;
@@ -30,8 +72,8 @@ struct pt_wsp {
     struct evbuffer *up_in;      /* upstream bytes not yet parsed */
     const char *feed;            /* on_data's bytes, read in place while up_in is empty */
     size_t feed_len;
-    struct evbuffer *up_out;     /* framed bytes for the upstream, not yet pulled */
-    struct evbuffer *c_out;      /* framed bytes for the client, gathered during a run */
+    bq_t up_out;                 /* framed bytes for the upstream, not yet pulled */
+    size_t c_out_len;            /* framed bytes for the client, gathered during a run */
     bool kick;                   /* up_out grew during a run: wake the upstream at its end */
     bool up_eof;                 /* the upstream connection ended */
     bool up_in_paused;           /* we told the call to stop delivering */
@@ -41,6 +83,7 @@ struct pt_wsp {
     bool resp_ended;             /* the client stream was ended */
     bool dead;                   /* aborted or done: relay nothing */
     bool c_running, c_again, u_running, u_again;
+    uint8_t c_out[C_OUT_CAP];
 };
 
 static void run_u(pt_wsp_t *p);
@@ -57,20 +100,23 @@ static bool in_run(const pt_wsp_t *p)
     return p->c_running || p->u_running;
 }
 
+/* Bytes to the client's codec now (gathered ones or one large write). */
+static void to_client(pt_wsp_t *p, const uint8_t *d, size_t n)
+{
+    if (p->dead || p->resp_ended || pt__resp_ended(p->req) || p->req->aborted)
+        return;
+    pt__req_enter(p->req);
+    pt__resp_body(p->req, (const char *)d, n, false);
+    pt__req_leave(p->req);
+}
+
 static void flush_client(pt_wsp_t *p)
 {
-    size_t n = evbuffer_get_length(p->c_out);
+    size_t n = p->c_out_len;
     if (n == 0)
         return;
-    if (p->dead || p->resp_ended || pt__resp_ended(p->req) || p->req->aborted) {
-        evbuffer_drain(p->c_out, n);
-        return;
-    }
-    const void *d = evbuffer_pullup(p->c_out, -1);
-    pt__req_enter(p->req);
-    pt__resp_body(p->req, d, n, false);
-    evbuffer_drain(p->c_out, n);
-    pt__req_leave(p->req);
+    p->c_out_len = 0;
+    to_client(p, p->c_out, n);
 }
 
 static void kick_upstream(pt_wsp_t *p)
@@ -127,7 +173,7 @@ static void run_u(pt_wsp_t *p)
     p->u_running = false;
     run_done(p);
     /* Delivery was paused because up_in was full; it drained. */
-    if (!p->dead && p->up_in_paused && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER &&
+    if (p->up_in_paused && !p->dead && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER &&
         !pt__resp_blocked(p->req)) {
         p->up_in_paused = false;
         p->io->up_resume(p->ud);
@@ -136,7 +182,7 @@ static void run_u(pt_wsp_t *p)
 
 static bool up_full(const pt_wsp_t *p)
 {
-    return evbuffer_get_length(p->up_out) >= PT_WSP_HIGH_WATER;
+    return p->up_out.len >= PT_WSP_HIGH_WATER;
 }
 
 static void end_client_stream(pt_wsp_t *p)
@@ -181,10 +227,14 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
     pt_wsp_t *p = ud;
     if (p->dead || p->resp_ended)
         return;
-    if (evbuffer_add(p->c_out, data, len) != 0) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
+    if (p->c_out_len + len > sizeof(p->c_out))
+        flush_client(p);
+    if (len > sizeof(p->c_out)) {
+        to_client(p, data, len);
+        return;
     }
+    memcpy(p->c_out + p->c_out_len, data, len);
+    p->c_out_len += len;
     if (!in_run(p))
         flush_client(p);
 }
@@ -192,7 +242,7 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
 /* The client side is full: what we gathered counts as well. */
 static bool client_full(pt_wsp_t *p)
 {
-    if (evbuffer_get_length(p->c_out) >= PT_WSP_HIGH_WATER / 4)
+    if (p->c_out_len >= sizeof(p->c_out) / 2)
         flush_client(p);
     return !p->dead && pt__resp_blocked(p->req);
 }
@@ -291,9 +341,11 @@ static void c_end(void *ud, pt_ws_end_t why)
 static size_t u_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 {
     pt_wsp_t *p = ud;
-    int n = evbuffer_remove(p->up_in, buf, max);
-    if (n > 0)
-        return (size_t)n;
+    if (evbuffer_get_length(p->up_in) != 0) {
+        int n = evbuffer_remove(p->up_in, buf, max);
+        if (n > 0)
+            return (size_t)n;
+    }
     if (p->feed_len != 0) {
         size_t k = p->feed_len < max ? p->feed_len : max;
         memcpy(buf, p->feed, k);
@@ -310,10 +362,7 @@ static void u_write(void *ud, const uint8_t *data, size_t len)
     pt_wsp_t *p = ud;
     if (p->dead || p->up_shut)
         return;
-    if (evbuffer_add(p->up_out, data, len) != 0) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
+    bq_add(&p->up_out, data, len);
 }
 
 static int u_frame_start(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
@@ -418,8 +467,8 @@ static void wsp_dispose(void *data)
     pt_ws_free(p->u);
     p->u = NULL;
     evbuffer_free(p->up_in);
-    evbuffer_free(p->up_out);
-    evbuffer_free(p->c_out);
+    free(p->up_out.p);
+    p->up_out.p = NULL;
 }
 
 pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_t *io, void *ud)
@@ -445,17 +494,13 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
     o.idle_ms = 0; /* one idle clock per session: the client leg's sees data both ways */
     p->u = pt_ws_new(req->worker->base, &o, &u_cbs, p);
     p->up_in = evbuffer_new();
-    p->up_out = evbuffer_new();
-    p->c_out = evbuffer_new();
-    if (p->up_in == NULL || p->up_out == NULL || p->c_out == NULL) {
+    if (p->up_in == NULL) {
         fputs("portico: out of memory\n", stderr);
         abort();
     }
     if (pt_arena_defer(req->arena, wsp_dispose, p) != 0) {
         pt_ws_free(p->u);
         evbuffer_free(p->up_in);
-        evbuffer_free(p->up_out);
-        evbuffer_free(p->c_out);
         p->dead = true;
         return NULL;
     }
@@ -465,18 +510,16 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
 size_t pt_wsp_up_read(pt_wsp_t *p, char *buf, size_t max, bool *eof)
 {
     *eof = false;
-    size_t have = evbuffer_get_length(p->up_out);
+    size_t have = p->up_out.len;
     if (have == 0) {
         *eof = p->up_shut;
         return 0;
     }
-    int n = evbuffer_remove(p->up_out, buf, max);
-    if (n <= 0)
-        return 0;
+    size_t n = bq_take(&p->up_out, (uint8_t *)buf, max);
     /* Drained below the mark: the client may be read again. */
-    if (have >= PT_WSP_HIGH_WATER && have - (size_t)n < PT_WSP_HIGH_WATER && !p->dead)
+    if (have >= PT_WSP_HIGH_WATER && have - n < PT_WSP_HIGH_WATER && !p->dead)
         run_c(p);
-    return (size_t)n;
+    return n;
 }
 
 bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)

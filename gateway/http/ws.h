@@ -9,7 +9,7 @@
  *
  * The endpoint does no I/O of its own. Its owner moves the bytes:
  *
- *   owner                                 pt_ws_t (ws.c, wslay_frame underneath)
+ *   owner                                 pt_ws_t (ws.c, its own frame codec)
  *   bytes from the peer arrive ---------> pt_ws_on_readable(): pulls them with
  *                                         cbs->read() until it returns 0, a
  *                                         callback asks to pause, or the session ends
@@ -28,7 +28,9 @@
  * checked as bytes arrive: a message is never buffered for the check), the
  * message size limit `max_message` counted while receiving (1009, before the
  * offending bytes are delivered), close payloads (1 byte, invalid codes,
- * invalid UTF-8 reason: 1002).
+ * invalid UTF-8 reason: 1002). A text message's last payload bytes are
+ * delivered only once they end its last UTF-8 sequence, so a relay never
+ * completes an invalid text message on the other leg.
  *
  * Streaming: message payloads are delivered in the chunks the parser sees
  * (at most PT_WS_CHUNK bytes each, already unmasked); nothing is buffered

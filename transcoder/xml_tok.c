@@ -491,8 +491,10 @@ static int pi(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     int r = qname(x, b, end + 1, true, &i, &plen); /* b[end] is '?': the name stops there */
     if (r != ST_OK)
         return r;
+    if (i - s == 3 && memcmp(b + s, "xml", 3) == 0)
+        return BAD(x->pos, "an XML declaration only at the start of the document");
     if (plen != 0 || eq_nocase(b + s, i - s, "xml"))
-        return defer(x); /* a colon, or the reserved target: libxml2's rules */
+        return defer(x); /* a colon, or the reserved target in other cases: libxml2's rules */
     if (i < end && !is_blank(b[i]))
         return BAD(i, "bad processing instruction target");
     if (check_chars(x, b, i, end) != ST_OK)
@@ -920,18 +922,15 @@ static int blanks(pt__xt_t *x, const unsigned char *b, size_t len)
 
 static int start(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
 {
-    int m = starts(b, len, 0, "\xEF\xBB\xBF");
-    if (m < 0 && !final)
+    /* decide on a BOM and "<?xml " with all 9 bytes there (or all there is) */
+    if (!final && len < 9)
         return ST_NEED;
-    if (m == 1)
+    if (starts(b, len, 0, "\xEF\xBB\xBF") == 1)
         x->pos = 3;
     if (len - x->pos >= 2 && ((b[x->pos] == 0xFE && b[x->pos + 1] == 0xFF) ||
                               (b[x->pos] == 0xFF && b[x->pos + 1] == 0xFE)))
         return BAD(x->pos, "only UTF-8 is accepted");
-    m = starts(b, len, x->pos, "<?xml");
-    if ((m < 0 || (m == 1 && x->pos + 5 >= len)) && !final)
-        return ST_NEED;
-    if (m == 1 && x->pos + 5 < len && is_blank(b[x->pos + 5])) {
+    if (starts(b, len, x->pos, "<?xml") == 1 && x->pos + 5 < len && is_blank(b[x->pos + 5])) {
         int r = pi(x, b, len, final);
         if (r != ST_OK)
             return r;

@@ -302,7 +302,9 @@ const char *pt__xst_check(const pt_wsdl_t *w, const pt_xst_t *st, const char *s,
 {
     if (st->prim != PT_XSP_STRING && st->prim != PT_XSP_ANYSIMPLE)
         trim(&s, &n);
-    size_t length = utf8_chars(s, n);
+    /* the length in characters only matters to the length facets */
+    bool want_len = st->has_len || st->has_minlen || st->has_maxlen;
+    size_t length = want_len ? utf8_chars(s, n) : 0;
     int total = 0, frac = 0;
     double num = 0;
     bool has_num = false;

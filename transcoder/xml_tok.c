@@ -14,7 +14,10 @@
 #include "xml_tok.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <libxml/uri.h>
 
 #define XML_NS_URI "http://www.w3.org/XML/1998/namespace"
 #define XMLNS_URI "http://www.w3.org/2000/xmlns/"
@@ -39,6 +42,7 @@ typedef struct att {
     size_t qoff, qlen, plen; /* plen: prefix length, 0 when none */
     size_t voff, vlen;       /* decoded value in x->vals */
     bool xmlns;
+    bool refs; /* the value held a reference */
     const char *uri;
     size_t ulen;
 } att_t;
@@ -76,6 +80,13 @@ static const uint8_t tcls[256] = {
     [20] = 1, [21] = 1, [22] = 1, [23] = 1, [24] = 1, [25] = 1, [26] = 1, [27] = 1, [28] = 1,
     [29] = 1, [30] = 1, [31] = 1, ['<'] = 1, ['&'] = 1, [']'] = 1,
     [0x80 ... 0xFF] = 1,
+};
+
+/* ASCII NCName characters: N_START may begin a name, N_CHAR may follow. */
+enum { N_START = 1, N_CHAR = 2 };
+static const uint8_t ncls[256] = {
+    ['A' ... 'Z'] = N_START | N_CHAR, ['a' ... 'z'] = N_START | N_CHAR, ['_'] = N_START | N_CHAR,
+    ['0' ... '9'] = N_CHAR, ['-'] = N_CHAR, ['.'] = N_CHAR,
 };
 
 static bool is_blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -209,6 +220,14 @@ static int qname(pt__xt_t *x, const unsigned char *b, size_t len, bool final, si
     int colons = 0;
     *plen = 0;
     for (;;) {
+        /* ASCII name characters in one sweep; the rest one by one below */
+        if (i == part) {
+            if (i < len && (ncls[b[i]] & N_START))
+                i++;
+        }
+        if (i > part)
+            while (i < len && (ncls[b[i]] & N_CHAR))
+                i++;
         if (i >= len)
             return need(x, b, len, final);
         uint32_t c = b[i];
@@ -225,13 +244,15 @@ static int qname(pt__xt_t *x, const unsigned char *b, size_t len, bool final, si
                 return BAD(i, "bad qualified name");
             *plen = i - *p;
             part = i + 1;
-        } else if (i == part ? !name_start(c) : !name_char(c)) {
+        } else if (c < 0x80 || (i == part ? !name_start(c) : !name_char(c))) {
             break;
         }
         i += (size_t)k;
         if (i - part > MAX_NAME)
             return BAD(part, "name longer than %d bytes", MAX_NAME);
     }
+    if (i - part > MAX_NAME)
+        return BAD(part, "name longer than %d bytes", MAX_NAME);
     if (i == *p)
         return BAD(i, "a name was expected");
     if (i == part)
@@ -524,7 +545,7 @@ static int cdata(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
 
 /* An attribute value from *p (after the quote) to the closing quote, decoded into x->vals. */
 static int attval(pt__xt_t *x, const unsigned char *b, size_t len, bool final, size_t *p,
-                  unsigned char q)
+                  unsigned char q, bool *refs)
 {
     size_t i = *p;
     for (;;) {
@@ -545,6 +566,7 @@ static int attval(pt__xt_t *x, const unsigned char *b, size_t len, bool final, s
         if (c == '<')
             return BAD(i, "'<' in an attribute value");
         if (c == '&') {
+            *refs = true;
             int r = ref(x, b, len, final, &i, o, &n);
             if (r != ST_OK)
                 return r;
@@ -600,6 +622,47 @@ static int dup_insert(pt__xt_t *x, uint32_t h, unsigned idx, const unsigned char
         if (same)
             return x->slot[s];
     }
+}
+
+/*
+ * libxml2 refuses a namespace name its URI parser does not read. That
+ * parser is the judge here too; the names a worker sees are few and come
+ * again and again, so the last ones it accepted are remembered per thread.
+ */
+#define URI_MEMO 16
+#define URI_MEMO_LEN 200
+
+static _Thread_local struct {
+    uint32_t len[URI_MEMO];
+    char s[URI_MEMO][URI_MEMO_LEN];
+    unsigned next;
+} memo;
+
+static bool ns_uri_ok(const unsigned char *v, size_t n)
+{
+    if (n == 0)
+        return true;
+    for (unsigned i = 0; i < URI_MEMO; i++)
+        if (memo.len[i] == n && memcmp(memo.s[i], v, n) == 0)
+            return true;
+    char stackbuf[URI_MEMO_LEN + 1];
+    char *z = n < sizeof(stackbuf) ? stackbuf : malloc(n + 1);
+    if (z == NULL)
+        return false;
+    memcpy(z, v, n);
+    z[n] = '\0';
+    xmlURIPtr u = xmlParseURI(z);
+    if (z != stackbuf)
+        free(z);
+    if (u == NULL)
+        return false;
+    xmlFreeURI(u);
+    if (n <= URI_MEMO_LEN) {
+        unsigned k = memo.next++ % URI_MEMO;
+        memcpy(memo.s[k], v, n);
+        memo.len[k] = (uint32_t)n;
+    }
+    return true;
 }
 
 /* The binding of prefix b[p..p+n) (n 0: default); NULL when none. */
@@ -664,7 +727,8 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
             return BAD(p, "attribute value not quoted");
         unsigned char q = b[p++];
         size_t voff = x->vals.len;
-        if ((r = attval(x, b, len, final, &p, q)) != ST_OK)
+        bool refs = false;
+        if ((r = attval(x, b, len, final, &p, q, &refs)) != ST_OK)
             return r;
         bool decl = (plen == 5 || ae - as == 5) && memcmp(b + as, "xmlns", 5) == 0;
         if (decl ? ++ndecl > x->max_attrs : ++nat > x->max_attrs)
@@ -675,6 +739,7 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
         a->qoff = as, a->qlen = ae - as, a->plen = plen;
         a->voff = voff, a->vlen = x->vals.len - voff;
         a->xmlns = decl;
+        a->refs = refs;
         a->uri = NULL, a->ulen = 0;
     }
     /* the whole tag is here: depth, namespaces, duplicates */
@@ -692,8 +757,10 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
         if ((pfx == 3 && memcmp(pp, "xml", 3) == 0) || (pfx == 5 && memcmp(pp, "xmlns", 5) == 0) ||
             (a->vlen == strlen(XML_NS_URI) && memcmp(v, XML_NS_URI, a->vlen) == 0) ||
             (a->vlen == strlen(XMLNS_URI) && memcmp(v, XMLNS_URI, a->vlen) == 0) ||
-            (pfx != 0 && a->vlen == 0))
-            return defer(x); /* the reserved names, and xmlns:p="": libxml2's rules */
+            (pfx != 0 && a->vlen == 0) || a->refs)
+            return defer(x); /* the reserved names, xmlns:p="", references: libxml2's rules */
+        if (!ns_uri_ok(v, a->vlen))
+            return BAD(a->qoff, "a namespace name that is not a valid URI");
         if (x->nns == x->cap_ns) {
             unsigned nc = x->cap_ns * 2;
             nsb_t *nn = x->a->realloc(x->a->ud, x->ns, nc * sizeof(*nn));

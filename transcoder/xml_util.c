@@ -647,6 +647,11 @@ const char *pt__jv_type_name(const pt__jv_t *v)
 
 /* ======================= escaping ======================= */
 
+/* Bytes a JSON string cannot carry as they are: controls, '"' and '\\'. */
+static const uint8_t json_esc[256] = {
+    [0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
 int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
 {
     int rc = pt_xbuf_reserve(b, n + 2);
@@ -656,7 +661,7 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (!json_esc[c])
             continue;
         if ((rc = pt_xbuf_append(b, s + run, i - run)) != 0)
             return rc;
@@ -685,8 +690,12 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
         if ((rc = pt_xbuf_puts(b, e)) != 0)
             return rc;
     }
-    if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0)
+    if (run == 0 && n != 0) { /* nothing to escape: room was reserved */
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+    } else if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0) {
         return rc;
+    }
     return pt_xbuf_putc(b, '"');
 }
 

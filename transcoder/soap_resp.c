@@ -458,7 +458,9 @@ static bool put(pt_soap_resp_t *r, int rc)
 /* z (NUL-terminated) equals s[0..n) */
 static bool eqn(const char *z, const char *s, size_t n)
 {
-    return strncmp(z, s, n) == 0 && z[n] == '\0';
+    if (n == 0)
+        return z[0] == '\0';
+    return z[0] == s[0] && strncmp(z, s, n) == 0 && z[n] == '\0';
 }
 
 static frame_t *push(pt_soap_resp_t *r, uint8_t kind)
@@ -555,12 +557,14 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_
     /* Field names are unique in a type (the model refuses two alike), so the
      * search may start at the last field: children mostly come in order. */
     const pt_xct_t *ct = p->ct;
-    size_t n = ct->field_cnt, from = p->last > 0 ? (size_t)p->last : 0;
+    size_t n = ct->field_cnt, f = p->last > 0 ? (size_t)p->last : 0;
     const pt_xfield_t *fd = NULL;
-    for (size_t k = 0; k < n && fd == NULL; k++) {
-        const pt_xfield_t *c = &ct->fields[(from + k) % n];
-        if (eqn(c->elem->name, local, llen) && eqn(c->elem->ns, uri, ulen))
+    for (size_t k = 0; k < n; k++, f = f + 1 == n ? 0 : f + 1) {
+        const pt_xfield_t *c = &ct->fields[f];
+        if (eqn(c->elem->name, local, llen) && eqn(c->elem->ns, uri, ulen)) {
             fd = c;
+            break;
+        }
     }
     if (fd == NULL) {
         go_slow(r);
@@ -580,11 +584,22 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_
     } else {
         /* an XML Name never needs JSON escaping: no quote, backslash or control */
         const char *name = fd->elem->name;
-        if ((p->arr_open && !put(r, pt_xbuf_putc(j, ']'))) ||
-            (p->comma && !put(r, pt_xbuf_putc(j, ','))) || !put(r, pt_xbuf_putc(j, '"')) ||
-            !put(r, pt_xbuf_puts(j, name)) || !put(r, pt_xbuf_puts(j, "\":")) ||
-            (fd->repeated && !put(r, pt_xbuf_putc(j, '['))))
+        size_t nl = strlen(name);
+        if (!put(r, pt_xbuf_reserve(j, nl + 6)))
             return;
+        char *o = (char *)j->data + j->len, *o0 = o;
+        if (p->arr_open)
+            *o++ = ']';
+        if (p->comma)
+            *o++ = ',';
+        *o++ = '"';
+        memcpy(o, name, nl);
+        o += nl;
+        *o++ = '"';
+        *o++ = ':';
+        if (fd->repeated)
+            *o++ = '[';
+        j->len += (size_t)(o - o0);
         p->arr_open = fd->repeated;
         p->comma = true;
         p->last = idx;

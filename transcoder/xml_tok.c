@@ -848,13 +848,18 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
 static int etag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
 {
     size_t p = x->pos + 2, plen;
-    int r = qname(x, b, len, final, &p, &plen);
-    if (r != ST_OK)
-        return r;
     const el_t *e = &x->els[x->depth - 1];
-    size_t n = p - (x->pos + 2);
-    if (n != e->qlen || memcmp(b + x->pos + 2, b + e->qoff, n) != 0)
-        return BAD(x->pos, "mismatched end tag");
+    if (len - p > e->qlen && memcmp(b + p, b + e->qoff, e->qlen) == 0 &&
+        !(ncls[b[p + e->qlen]] & N_CHAR) && b[p + e->qlen] != ':' && b[p + e->qlen] < 0x80) {
+        p += e->qlen; /* the open element's name, and it ends there */
+    } else {
+        int r = qname(x, b, len, final, &p, &plen);
+        if (r != ST_OK)
+            return r;
+        size_t n = p - (x->pos + 2);
+        if (n != e->qlen || memcmp(b + x->pos + 2, b + e->qoff, n) != 0)
+            return BAD(x->pos, "mismatched end tag");
+    }
     while (p < len && is_blank(b[p]))
         p++;
     if (p >= len)

@@ -176,7 +176,8 @@ static int fail_at(pt__xt_t *x, const unsigned char *b, size_t at, pt__xp_fail_t
     x->fail = f;
     int line = 1;
     size_t bol = 0;
-    for (const unsigned char *q = b; (q = memchr(q, '\n', (size_t)(b + at - q))) != NULL; q++) {
+    for (const unsigned char *q = b; at > 0 && (q = memchr(q, '\n', (size_t)(b + at - q))) != NULL;
+         q++) {
         line++;
         bol = (size_t)(q - b) + 1;
     }

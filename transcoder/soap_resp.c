@@ -1,9 +1,10 @@
 /*
  * soap_resp.c -- SOAP response envelope -> JSON, a fault, or "bad answer".
  *
- * The answer is fed chunk by chunk into the safe push parser, which refuses
- * it at the byte cap as soon as the cap is crossed (the rest is never read),
- * and at the depth/attribute caps as soon as the offending start tag is seen.
+ * The answer is fed chunk by chunk into our tokenizer (xml_tok.c), which
+ * refuses it at the byte cap as soon as the cap is crossed (the rest is never
+ * read), at the depth/attribute caps as soon as the offending start tag is
+ * seen, and at the first byte that makes it not well-formed.
  * The conversion is driven by the operation's output element -- while
  * parsing for the common answer (see "streaming" below), else from a tree
  * at the end: child elements are matched to the type's
@@ -20,15 +21,15 @@
 
 /*
  * Streaming: the common answer (one declared output element whose children
- * come in schema order) is converted from the parser's events as they come,
- * with no tree: a frame per open element, the JSON written to `json` as it
- * goes, the text of the current simple-typed leaf gathered in `text`.
+ * come in schema order) is converted from the tokenizer's events as they
+ * come, with no tree: a frame per open element, the JSON written to `json` as
+ * it goes, the text of the current simple-typed leaf gathered in `text`.
  * Anything else -- a fault, a mismatch of any kind, children out of schema
- * order, a repeated element interrupted and resumed, anyType, a '&' in an
- * attribute we read, the depth cap -- sets `slow`: the events are then
- * ignored and pt_soap_resp_finish() parses the kept copy of the input again
- * into a tree and converts that (tree_convert below), so every such answer
- * gets exactly the tree walk's result and message.
+ * order, a repeated element interrupted and resumed, anyType, the depth cap,
+ * or a verdict the tokenizer leaves to libxml2 -- sets `slow`: the events are
+ * then ignored and pt_soap_resp_finish() has libxml2 parse the kept copy of
+ * the input into a tree and converts that (tree_convert below), so every
+ * such answer gets exactly the tree walk's result and message.
  */
 enum { F_SKIP, F_ENV, F_BODY, F_COMPLEX, F_SIMPLE };
 
@@ -593,8 +594,8 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_
         if (p->comma)
             *o++ = ',';
         *o++ = '"';
-        memcpy(o, name, nl);
-        o += nl;
+        for (const char *q = name; *q != '\0'; q++)
+            *o++ = *q;
         *o++ = '"';
         *o++ = ':';
         if (fd->repeated)

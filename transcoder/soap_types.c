@@ -166,6 +166,16 @@ static bool lit(cur_t *c, char ch)
     return false;
 }
 
+/* the literal prefix p */
+static bool lits(cur_t *c, const char *p)
+{
+    size_t n = strlen(p);
+    if (c->n - c->i < n || memcmp(c->s + c->i, p, n) != 0)
+        return false;
+    c->i += n;
+    return true;
+}
+
 static size_t digits(cur_t *c)
 {
     size_t k = 0;
@@ -267,12 +277,11 @@ bool pt__xsd_lex_ok(pt_xprim_t prim, unsigned sub, const char *s, size_t n)
         case 1:
             return year(&c) && lit(&c, '-') && dig2(&c) && tz_end(&c);
         case 2:
-            return lit(&c, '-') && lit(&c, '-') && dig2(&c) && tz_end(&c);
+            return lits(&c, "--") && dig2(&c) && tz_end(&c);
         case 3:
-            return lit(&c, '-') && lit(&c, '-') && dig2(&c) && lit(&c, '-') && dig2(&c) &&
-                   tz_end(&c);
+            return lits(&c, "--") && dig2(&c) && lit(&c, '-') && dig2(&c) && tz_end(&c);
         case 4:
-            return lit(&c, '-') && lit(&c, '-') && lit(&c, '-') && dig2(&c) && tz_end(&c);
+            return lits(&c, "---") && dig2(&c) && tz_end(&c);
         default:
             return false;
         }

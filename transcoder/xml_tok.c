@@ -965,7 +965,7 @@ static int chardata(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
             continue;
         }
         char o[4];
-        size_t n;
+        size_t n = 0;
         if ((r = ref(x, b, len, final, &p, o, &n)) != ST_OK)
             break;
         x->cb->text(x->ud, o, n);

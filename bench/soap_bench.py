@@ -24,7 +24,13 @@ aims are stated in (conversion adds <= 25 us per small request and stays
 within 2x the raw proxy's CPU for the large one). Portico -w 1, wrk -t1
 -c16, loopback only; every process is stopped at the end.
 
-usage: soap_bench.py [--build DIR] [--duration S] [--rounds R] [--conns C]
+With --before DIR a second Portico, built from another tree (e.g. the
+commit before a change), serves the same routes on its own port, and its
+soap route runs interleaved with the others as "soap-bef" (before/after in
+the same run); --upstreams replay skips the slow node upstream.
+
+usage: soap_bench.py [--build DIR] [--before DIR] [--upstreams node,replay] [--duration S]
+                     [--rounds R] [--conns C]
 """
 import argparse
 import os
@@ -75,7 +81,10 @@ def main():
     ap.add_argument("--duration", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conns", type=int, default=16)
+    ap.add_argument("--before", help="build dir of a second Portico to compare (soap-bef rows)")
+    ap.add_argument("--upstreams", default="node,replay")
     args = ap.parse_args()
+    upstreams = [u for u in ("node", "replay") if u in args.upstreams.split(",")]
     if not os.path.isdir(os.path.join(EX, "node_modules", "soap")):
         print("soap_bench: examples/soap/node_modules missing (run scripts/test-env.sh); skipped")
         return
@@ -113,12 +122,14 @@ def main():
         procs.append(ng)
         wait_port(ng_port)
 
-        pt_port = free_port()
         crm = os.path.join(EX, "crm.wsdl")
-        cfg = os.path.join(d, "portico.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"""
-listeners: [ {{ address: "127.0.0.1:{pt_port}" }} ]
+
+        def start_portico(build, name):
+            port = free_port()
+            cfg = os.path.join(d, f"{name}.yaml")
+            with open(cfg, "w") as f:
+                f.write(f"""
+listeners: [ {{ address: "127.0.0.1:{port}" }} ]
 limits: {{ max_requests_per_conn: 100000000 }}
 clusters:
   - {{ name: node, protocol: http, endpoints: [ "127.0.0.1:{svc_port}" ] }}
@@ -133,10 +144,17 @@ routes:
   - {{ match: {{ prefix: /small }}, proxy: {{ cluster: replay }} }}
   - {{ match: {{ prefix: /large }}, proxy: {{ cluster: replay }} }}
 """)
-        pt = subprocess.Popen([os.path.join(args.build, "bin", "portico"), "-c", cfg, "-w", "1"],
-                              stderr=open(os.path.join(d, "portico.err"), "w"))
-        procs.append(pt)
-        wait_port(pt_port)
+            proc = subprocess.Popen([os.path.join(build, "bin", "portico"), "-c", cfg, "-w", "1"],
+                                    stderr=open(os.path.join(d, f"{name}.err"), "w"))
+            procs.append(proc)
+            wait_port(port)
+            return proc, port
+
+        pt, pt_port = start_portico(args.build, "portico")
+        kinds = ["direct", "proxy", "soap"]
+        if args.before:
+            ptb, ptb_port = start_portico(args.before, "portico-before")
+            kinds.append("soap-bef")
 
         # the scripts, and one checked call of each kind
         runs = {}
@@ -148,6 +166,8 @@ routes:
             up_path = {"node": "/crm", "replay": f"/{size}"}
             soap_path = {"node": f"/node/soap/{op}", "replay": f"/replay/soap/{size}/{op}"}
             for upstream, up_port in (("node", svc_port), ("replay", ng_port)):
+                if upstream not in upstreams:
+                    continue
                 runs[(size, upstream, "direct")] = (
                     f"http://127.0.0.1:{up_port}{up_path[upstream]}", lua(os.path.join(d, f"{size}-d.lua"), env, sh), [])
                 runs[(size, upstream, "proxy")] = (
@@ -160,6 +180,13 @@ routes:
                 st2, json_answer = post(runs[(size, upstream, "soap")][0], jbody, jh)
                 if st != 200 or st2 != 200:
                     raise RuntimeError(f"{size} {upstream}: proxy {st}, soap {st2}")
+                if args.before:
+                    runs[(size, upstream, "soap-bef")] = (
+                        f"http://127.0.0.1:{ptb_port}{soap_path[upstream]}",
+                        lua(os.path.join(d, f"{size}-j.lua"), jbody, jh), [ptb.pid])
+                    st3, json_before = post(runs[(size, upstream, "soap-bef")][0], jbody, jh)
+                    if st3 != 200 or json_before != json_answer:
+                        raise RuntimeError(f"{size} {upstream}: the two builds answer differently")
                 sizes[size] = (len(xml_answer), len(json_answer))
 
         def run(key, duration):
@@ -186,9 +213,9 @@ routes:
             print(f"  {size}: {CALLS[size][0]}, answer {xl} B of XML -> {jl} B of JSON")
         print(f"{'answer':6} {'upstream':8} {'path':7} {'req/s':>9} {'p99 ms':>8} {'us CPU/req':>11}")
         for size in CALLS:
-            for upstream in ("node", "replay"):
+            for upstream in upstreams:
                 med = {}
-                for kind in ("direct", "proxy", "soap"):
+                for kind in kinds:
                     rows = res[(size, upstream, kind)]
                     rps = statistics.median(r[0] for r in rows)
                     p99 = statistics.median(r[1] for r in rows)
@@ -196,8 +223,9 @@ routes:
                     med[kind] = cpu
                     print(f"{size:6} {upstream:8} {kind:7} {rps:9.0f} {p99:8.2f} "
                           f"{(f'{cpu:11.1f}' if cpu is not None else '          -')}")
-                print(f"{size:6} {upstream:8} conversion adds {med['soap'] - med['proxy']:.1f} us CPU per "
-                      f"request ({med['soap'] / med['proxy']:.2f}x the raw proxy)")
+                for kind in kinds[2:]:
+                    print(f"{size:6} {upstream:8} {kind}: conversion adds {med[kind] - med['proxy']:.1f} us "
+                          f"CPU per request ({med[kind] / med['proxy']:.2f}x the raw proxy)")
     finally:
         for p in procs:
             p.terminate()

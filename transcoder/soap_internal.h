@@ -127,8 +127,6 @@ struct pt_wsdl {
     /* compiled regexps to free */
     xmlRegexpPtr *regs;
     size_t reg_cnt, reg_cap;
-    /* lexical checks of the date/time built-ins */
-    xmlRegexpPtr re_datetime, re_date, re_time, re_duration, re_greg[5];
 };
 
 /* ---- shared between soap_req.c and soap_resp.c (soap_types.c) ---- */
@@ -139,6 +137,12 @@ struct pt_wsdl {
  * enumeration", ...).
  */
 const char *pt__xst_check(const struct pt_wsdl *w, const pt_xst_t *st, const char *s, size_t n);
+
+/**
+ * The lexical check of the date/time built-ins (dateTime, date, time,
+ * duration; `sub` picks the gYear.. kind for PT_XSP_GREG); true for others.
+ */
+bool pt__xsd_lex_ok(pt_xprim_t prim, unsigned sub, const char *s, size_t n);
 
 /**
  * Writes the JSON form of the valid text s[0..n) of type `st` (number, bool

@@ -1,9 +1,10 @@
 /*
  * soap_resp.c -- SOAP response envelope -> JSON, a fault, or "bad answer".
  *
- * The answer is fed chunk by chunk into the safe push parser, which refuses
- * it at the byte cap as soon as the cap is crossed (the rest is never read),
- * and at the depth/attribute caps as soon as the offending start tag is seen.
+ * The answer is fed chunk by chunk into our tokenizer (xml_tok.c), which
+ * refuses it at the byte cap as soon as the cap is crossed (the rest is never
+ * read), at the depth/attribute caps as soon as the offending start tag is
+ * seen, and at the first byte that makes it not well-formed.
  * The conversion is driven by the operation's output element -- while
  * parsing for the common answer (see "streaming" below), else from a tree
  * at the end: child elements are matched to the type's
@@ -13,21 +14,22 @@
  * Unknown attributes are ignored (servers add xmlns and xsi noise freely).
  */
 #include "soap_internal.h"
+#include "xml_tok.h"
 
 #include <stdio.h>
 #include <string.h>
 
 /*
  * Streaming: the common answer (one declared output element whose children
- * come in schema order) is converted from the parser's events as they come,
- * with no tree: a frame per open element, the JSON written to `json` as it
- * goes, the text of the current simple-typed leaf gathered in `text`.
+ * come in schema order) is converted from the tokenizer's events as they
+ * come, with no tree: a frame per open element, the JSON written to `json` as
+ * it goes, the text of the current simple-typed leaf gathered in `text`.
  * Anything else -- a fault, a mismatch of any kind, children out of schema
- * order, a repeated element interrupted and resumed, anyType, a '&' in an
- * attribute we read, the depth cap -- sets `slow`: the events are then
- * ignored and pt_soap_resp_finish() parses the kept copy of the input again
- * into a tree and converts that (tree_convert below), so every such answer
- * gets exactly the tree walk's result and message.
+ * order, a repeated element interrupted and resumed, anyType, the depth cap,
+ * or a verdict the tokenizer leaves to libxml2 -- sets `slow`: the events are
+ * then ignored and pt_soap_resp_finish() has libxml2 parse the kept copy of
+ * the input into a tree and converts that (tree_convert below), so every
+ * such answer gets exactly the tree walk's result and message.
  */
 enum { F_SKIP, F_ENV, F_BODY, F_COMPLEX, F_SIMPLE };
 
@@ -45,7 +47,7 @@ struct pt_soap_resp {
     const pt_allocator_t *a;
     const pt_soap_op_t *op;
     pt_soap_resp_opts_t o;
-    pt__xp_t *xp;
+    pt__xt_t *xt; /* our tokenizer (libxml2 only for the slow path) */
     /* streaming */
     pt_xbuf_t raw;  /* the input so far, for the slow path */
     pt_xbuf_t json; /* the output so far */
@@ -54,7 +56,9 @@ struct pt_soap_resp {
     unsigned nfr, cap_fr;
     unsigned cdepth; /* complex values open (the tree walk's depth) */
     bool slow, body_seen, done;
-    bool nomem; /* the copy of the input could not be kept */
+    bool nomem;     /* the copy of the input could not be kept */
+    bool too_large; /* the byte cap was crossed */
+    bool forced;    /* pt__soap_resp_force_tree: libxml2 and the tree walk only */
 };
 
 typedef struct cv {
@@ -452,9 +456,17 @@ static bool put(pt_soap_resp_t *r, int rc)
     return rc == 0;
 }
 
+/* z (NUL-terminated) equals s[0..n) */
+static bool eqn(const char *z, const char *s, size_t n)
+{
+    if (n == 0)
+        return z[0] == '\0';
+    return z[0] == s[0] && strncmp(z, s, n) == 0 && z[n] == '\0';
+}
+
 static frame_t *push(pt_soap_resp_t *r, uint8_t kind)
 {
-    if (r->nfr == r->cap_fr) { /* cannot happen: the parser caps the depth */
+    if (r->nfr == r->cap_fr) { /* cannot happen: the tokenizer caps the depth */
         go_slow(r);
         return NULL;
     }
@@ -465,17 +477,15 @@ static frame_t *push(pt_soap_resp_t *r, uint8_t kind)
     return f;
 }
 
-/* The value of attribute {ns}name among SAX2 5-tuples, or NULL; *n its length. */
-static const char *sax_attr(const xmlChar **at, int nb, const char *ns, const char *name,
-                            size_t *n)
+/* The attribute {ns}name, or NULL ("" ns: none). */
+static const pt__xt_attr_t *find_attr(const pt__xt_attr_t *at, unsigned nb, const char *ns,
+                                      const char *name)
 {
-    for (int i = 0; i < nb; i++, at += 5) {
-        bool ns_ok = ns[0] != '\0' ? at[2] != NULL && strcmp((const char *)at[2], ns) == 0
-                                   : at[2] == NULL;
-        if (ns_ok && strcmp((const char *)at[0], name) == 0) {
-            *n = (size_t)(at[4] - at[3]);
-            return (const char *)at[3];
-        }
+    for (unsigned i = 0; i < nb; i++) {
+        bool ns_ok = ns[0] != '\0' ? at[i].uri != NULL && eqn(ns, at[i].uri, at[i].ulen)
+                                   : at[i].uri == NULL;
+        if (ns_ok && eqn(name, at[i].local, at[i].llen))
+            return &at[i];
     }
     return NULL;
 }
@@ -483,34 +493,21 @@ static const char *sax_attr(const xmlChar **at, int nb, const char *ns, const ch
 /* Checks and writes s[0..n) as `st`; false (slow) on a mismatch. */
 static bool stream_typed(pt_soap_resp_t *r, const pt_xst_t *st, const char *s, size_t n)
 {
-    /* NUL-terminated copy for the checks */
-    pt_xbuf_t *t = &r->text;
-    if (s != (const char *)t->data) {
-        t->len = 0;
-        if (!put(r, pt_xbuf_append(t, s, n)))
-            return false;
-    }
-    if (!put(r, pt_xbuf_putc(t, '\0')))
-        return false;
-    t->len--;
     const pt_opimpl_t *im = r->op->_impl;
-    if (pt__xst_check(im->w, st, (const char *)t->data, n) != NULL) {
+    if (pt__xst_check(im->w, st, s, n) != NULL) {
         go_slow(r);
         return false;
     }
-    return put(r, pt__xst_to_json(st, (const char *)t->data, n, &r->json));
+    return put(r, pt__xst_to_json(st, s, n, &r->json));
 }
 
 /* Starts the value of element `e` (the tree walk's value()). */
-static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, int nb, const xmlChar **at)
+static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, const pt__xt_attr_t *at,
+                         unsigned nb)
 {
-    size_t n;
-    const char *nil = sax_attr(at, nb, PT_XSI_NS, "nil", &n);
-    if (nil != NULL && memchr(nil, '&', n) != NULL) {
-        go_slow(r);
-        return;
-    }
-    if (nil != NULL && ((n == 4 && memcmp(nil, "true", 4) == 0) || (n == 1 && nil[0] == '1'))) {
+    const pt__xt_attr_t *nil = find_attr(at, nb, PT_XSI_NS, "nil");
+    if (nil != NULL && ((nil->vlen == 4 && memcmp(nil->val, "true", 4) == 0) ||
+                        (nil->vlen == 1 && nil->val[0] == '1'))) {
         if (put(r, pt_xbuf_puts(&r->json, "null")))
             push(r, F_SKIP);
         return;
@@ -534,16 +531,12 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, int nb, const x
     bool comma = false;
     for (size_t i = 0; i < ct->attr_cnt; i++) {
         const pt_xattr_t *a = &ct->attrs[i];
-        const char *v = sax_attr(at, nb, a->ns, a->name, &n);
+        const pt__xt_attr_t *v = find_attr(at, nb, a->ns, a->name);
         if (v == NULL)
             continue;
-        if (memchr(v, '&', n) != NULL) {
-            go_slow(r);
-            return;
-        }
         if ((comma && !put(r, pt_xbuf_putc(&r->json, ','))) ||
             !put(r, pt_xbuf_puts(&r->json, "\"@")) || !put(r, pt_xbuf_puts(&r->json, a->name)) ||
-            !put(r, pt_xbuf_puts(&r->json, "\":")) || !stream_typed(r, a->st, v, n))
+            !put(r, pt_xbuf_puts(&r->json, "\":")) || !stream_typed(r, a->st, v->val, v->vlen))
             return;
         comma = true;
     }
@@ -559,19 +552,20 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, int nb, const x
     }
 }
 
-static void stream_child(pt_soap_resp_t *r, frame_t *p, const xmlChar *local, const xmlChar *uri,
-                         int nb, const xmlChar **at)
+static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen,
+                         const char *uri, size_t ulen, const pt__xt_attr_t *at, unsigned nb)
 {
     /* Field names are unique in a type (the model refuses two alike), so the
      * search may start at the last field: children mostly come in order. */
     const pt_xct_t *ct = p->ct;
-    const char *ns = uri != NULL ? (const char *)uri : "";
-    size_t n = ct->field_cnt, from = p->last > 0 ? (size_t)p->last : 0;
+    size_t n = ct->field_cnt, f = p->last > 0 ? (size_t)p->last : 0;
     const pt_xfield_t *fd = NULL;
-    for (size_t k = 0; k < n && fd == NULL; k++) {
-        const pt_xfield_t *c = &ct->fields[(from + k) % n];
-        if (strcmp(c->elem->name, (const char *)local) == 0 && strcmp(c->elem->ns, ns) == 0)
+    for (size_t k = 0; k < n; k++, f = f + 1 == n ? 0 : f + 1) {
+        const pt_xfield_t *c = &ct->fields[f];
+        if (eqn(c->elem->name, local, llen) && eqn(c->elem->ns, uri, ulen)) {
             fd = c;
+            break;
+        }
     }
     if (fd == NULL) {
         go_slow(r);
@@ -591,38 +585,42 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const xmlChar *local, co
     } else {
         /* an XML Name never needs JSON escaping: no quote, backslash or control */
         const char *name = fd->elem->name;
-        if ((p->arr_open && !put(r, pt_xbuf_putc(j, ']'))) ||
-            (p->comma && !put(r, pt_xbuf_putc(j, ','))) || !put(r, pt_xbuf_putc(j, '"')) ||
-            !put(r, pt_xbuf_puts(j, name)) || !put(r, pt_xbuf_puts(j, "\":")) ||
-            (fd->repeated && !put(r, pt_xbuf_putc(j, '['))))
+        size_t nl = strlen(name);
+        if (!put(r, pt_xbuf_reserve(j, nl + 6)))
             return;
+        char *o = (char *)j->data + j->len, *o0 = o;
+        if (p->arr_open)
+            *o++ = ']';
+        if (p->comma)
+            *o++ = ',';
+        *o++ = '"';
+        for (const char *q = name; *q != '\0'; q++)
+            *o++ = *q;
+        *o++ = '"';
+        *o++ = ':';
+        if (fd->repeated)
+            *o++ = '[';
+        j->len += (size_t)(o - o0);
         p->arr_open = fd->repeated;
         p->comma = true;
         p->last = idx;
     }
-    stream_value(r, fd->elem, nb, at);
+    stream_value(r, fd->elem, at, nb);
 }
 
-static void on_start(void *ud, const xmlChar *local, const xmlChar *uri, int nb,
-                     const xmlChar **at)
+static void on_start(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
+                     const pt__xt_attr_t *at, unsigned nb)
 {
     pt_soap_resp_t *r = ud;
     if (r->slow)
         return;
-    /* libxml2's tree builder, not its parser, refuses an xml:id that is not
-     * an NCName or repeats one: let the tree parse give that verdict. */
-    for (int i = 0; i < nb; i++)
-        if (at[5 * i + 1] != NULL && strcmp((const char *)at[5 * i + 1], "xml") == 0 &&
-            strcmp((const char *)at[5 * i], "id") == 0) {
-            go_slow(r);
-            return;
-        }
+    if (uri == NULL)
+        uri = "", ulen = 0;
     const pt_opimpl_t *im = r->op->_impl;
     const char *env = r->op->soap_version == PT_SOAP_12 ? PT_SOAP12_ENV : PT_SOAP11_ENV;
     if (r->nfr == 0) {
         /* the root: a SOAP Envelope of our version, else the slow path tells what is wrong */
-        if (uri == NULL || strcmp((const char *)uri, env) != 0 ||
-            strcmp((const char *)local, "Envelope") != 0)
+        if (!eqn(env, uri, ulen) || !eqn("Envelope", local, llen))
             go_slow(r);
         else
             push(r, F_ENV);
@@ -631,8 +629,7 @@ static void on_start(void *ud, const xmlChar *local, const xmlChar *uri, int nb,
     frame_t *p = &r->fr[r->nfr - 1];
     switch (p->kind) {
     case F_ENV:
-        if (!r->body_seen && uri != NULL && strcmp((const char *)uri, env) == 0 &&
-            strcmp((const char *)local, "Body") == 0) {
+        if (!r->body_seen && eqn(env, uri, ulen) && eqn("Body", local, llen)) {
             r->body_seen = true;
             push(r, F_BODY);
         } else {
@@ -642,16 +639,15 @@ static void on_start(void *ud, const xmlChar *local, const xmlChar *uri, int nb,
     case F_BODY:
         /* exactly the declared output (not a Fault, not one-way, not two elements) */
         if (p->last != -1 || r->op->is_oneway || im->out == NULL ||
-            strcmp((const char *)local, im->out->name) != 0 ||
-            strcmp(uri != NULL ? (const char *)uri : "", im->out->ns) != 0) {
+            !eqn(im->out->name, local, llen) || !eqn(im->out->ns, uri, ulen)) {
             go_slow(r);
             return;
         }
         p->last = 0;
-        stream_value(r, im->out, nb, at);
+        stream_value(r, im->out, at, nb);
         return;
     case F_COMPLEX:
-        stream_child(r, p, local, uri, nb, at);
+        stream_child(r, p, local, llen, uri, ulen, at, nb);
         return;
     case F_SIMPLE: /* an element inside a simple-typed value */
         go_slow(r);
@@ -693,16 +689,16 @@ static void on_end(void *ud)
         r->done = true; /* the output element is written */
 }
 
-static void on_text(void *ud, const xmlChar *s, int len)
+static void on_text(void *ud, const char *s, size_t len)
 {
     pt_soap_resp_t *r = ud;
     if (r->slow || r->nfr == 0)
         return;
     const frame_t *f = &r->fr[r->nfr - 1];
     if (f->kind == F_SIMPLE) {
-        put(r, pt_xbuf_append(&r->text, s, (size_t)len));
+        put(r, pt_xbuf_append(&r->text, s, len));
     } else if (f->kind == F_COMPLEX) {
-        for (int i = 0; i < len; i++)
+        for (size_t i = 0; i < len; i++)
             if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
                 go_slow(r); /* text in element-only content */
                 return;
@@ -710,7 +706,7 @@ static void on_text(void *ud, const xmlChar *s, int len)
     }
 }
 
-static const pt__xp_sax_t stream_cb = {on_start, on_end, on_text};
+static const pt__xt_cb_t stream_cb = {on_start, on_end, on_text};
 
 /* ---- public ---- */
 
@@ -739,8 +735,8 @@ pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a
     pt__xp_opts_t xo = {r->o.max_size, r->o.max_depth + 3, r->o.max_attrs, NULL};
     r->cap_fr = r->o.max_depth + 4;
     r->fr = pt_xalloc(a, r->cap_fr * sizeof(*r->fr));
-    r->xp = r->fr != NULL ? pt__xp_new_sax(a, &xo, &stream_cb, r) : NULL;
-    if (r->xp == NULL) {
+    r->xt = r->fr != NULL ? pt__xt_new(a, &xo, &stream_cb, r) : NULL;
+    if (r->xt == NULL) {
         pt_xfree(a, r->fr);
         pt_xfree(a, r);
         return NULL;
@@ -750,15 +746,24 @@ pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a
 
 int pt_soap_resp_feed(pt_soap_resp_t *r, const void *chunk, size_t len)
 {
-    /* Keep the bytes for the slow path (the byte cap is checked by the
-     * parser first: nothing past it is kept). */
+    /* The byte cap first: nothing past it is kept or read. The bytes are kept
+     * for the tokenizer (it reads the whole input so far) and the slow path. */
     if (r->nomem)
         return PT_XERR_NOMEM;
-    if (len <= r->o.max_size - r->raw.len && pt_xbuf_append(&r->raw, chunk, len) != 0) {
+    if (r->too_large || len > r->o.max_size - r->raw.len) {
+        r->too_large = true;
+        return PT_XERR_LIMIT;
+    }
+    if (pt_xbuf_append(&r->raw, chunk, len) != 0) {
         r->nomem = true;
         return PT_XERR_NOMEM;
     }
-    return pt__xp_code(pt__xp_feed(r->xp, chunk, len));
+    if (r->forced)
+        return 0;
+    pt__xp_fail_t f = pt__xt_run(r->xt, (const char *)r->raw.data, r->raw.len, false);
+    if (pt__xt_deferred(r->xt))
+        go_slow(r);
+    return pt__xp_code(f);
 }
 
 static void set_bad(pt_soap_result_t *res, pt_soap_bad_t bad, const char *fmt, ...)
@@ -775,19 +780,18 @@ static void set_bad(pt_soap_result_t *res, pt_soap_bad_t bad, const char *fmt, .
     va_end(ap);
 }
 
-static void set_parse_bad(pt_soap_result_t *res, pt__xp_fail_t f, const pt__xp_t *xp)
+static void set_parse_bad(pt_soap_result_t *res, pt__xp_fail_t f, const char *msg, int line,
+                          int col)
 {
     pt_soap_bad_t b = f == PT_XP_LIMIT     ? PT_SOAP_BAD_TOO_LARGE
                       : f == PT_XP_DOCTYPE ? PT_SOAP_BAD_DOCTYPE
                                            : PT_SOAP_BAD_NOT_XML;
-    const char *what = f == PT_XP_LIMIT     ? "upstream answer refused"
-                       : f == PT_XP_DOCTYPE ? "upstream answer refused"
-                                            : "upstream answer is not XML";
-    if (pt__xp_line(xp) > 0)
-        set_bad(res, b, "%s: line %d column %d: %s", what, pt__xp_line(xp), pt__xp_col(xp),
-                pt__xp_msg(xp));
+    const char *what = f == PT_XP_LIMIT || f == PT_XP_DOCTYPE ? "upstream answer refused"
+                                                              : "upstream answer is not XML";
+    if (line > 0)
+        set_bad(res, b, "%s: line %d column %d: %s", what, line, col, msg);
     else
-        set_bad(res, b, "%s: %s", what, pt__xp_msg(xp));
+        set_bad(res, b, "%s: %s", what, msg);
 }
 
 static int tree_convert(pt_soap_resp_t *r, xmlDocPtr doc, pt_soap_result_t *res, pt_xbuf_t *out);
@@ -797,13 +801,23 @@ int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out
     memset(res, 0, sizeof(*res));
     if (r->nomem)
         return PT_XERR_NOMEM;
-    xmlDocPtr doc = NULL;
-    pt__xp_fail_t f = pt__xp_finish(r->xp, &doc);
-    if (f == PT_XP_NOMEM)
-        return PT_XERR_NOMEM;
-    if (f != PT_XP_OK) {
-        set_parse_bad(res, f, r->xp);
+    if (r->too_large) {
+        char m[64];
+        snprintf(m, sizeof(m), "larger than %zu bytes", r->o.max_size);
+        set_parse_bad(res, PT_XP_LIMIT, m, 0, 0);
         return 0;
+    }
+    pt__xp_fail_t f = PT_XP_OK;
+    if (!r->forced) {
+        f = pt__xt_run(r->xt, (const char *)r->raw.data, r->raw.len, true);
+        if (f == PT_XP_NOMEM)
+            return PT_XERR_NOMEM;
+        if (f != PT_XP_OK) {
+            set_parse_bad(res, f, pt__xt_msg(r->xt), pt__xt_line(r->xt), pt__xt_col(r->xt));
+            return 0;
+        }
+        if (pt__xt_deferred(r->xt))
+            go_slow(r);
     }
     if (!r->slow && r->done) {
         size_t mark = out->len;
@@ -814,7 +828,9 @@ int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out
         }
         out->len = mark; /* over the output's limit: the tree walk says how */
     }
-    /* The slow path: the same input again, into a tree. */
+    /* The slow path: libxml2 reads the input into a tree (and is the judge
+     * of what the tokenizer deferred). */
+    xmlDocPtr doc = NULL;
     pt__xp_opts_t xo = {r->o.max_size, r->o.max_depth + 3, r->o.max_attrs, NULL};
     pt__xp_t *xp = pt__xp_new(r->a, &xo);
     if (xp == NULL)
@@ -826,7 +842,7 @@ int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out
     if (f == PT_XP_NOMEM)
         rc = PT_XERR_NOMEM;
     else if (f != PT_XP_OK)
-        set_parse_bad(res, f, xp); /* cannot happen: the streaming parse accepted it */
+        set_parse_bad(res, f, pt__xp_msg(xp), pt__xp_line(xp), pt__xp_col(xp));
     else
         rc = tree_convert(r, doc, res, out);
     pt__xp_free(xp);
@@ -924,13 +940,17 @@ done:
     return rc;
 }
 
-void pt__soap_resp_force_tree(pt_soap_resp_t *r) { go_slow(r); }
+void pt__soap_resp_force_tree(pt_soap_resp_t *r)
+{
+    r->forced = true;
+    go_slow(r);
+}
 
 void pt_soap_resp_free(pt_soap_resp_t *r)
 {
     if (r == NULL)
         return;
-    pt__xp_free(r->xp);
+    pt__xt_free(r->xt);
     pt_xbuf_dispose(&r->raw);
     pt_xbuf_dispose(&r->json);
     pt_xbuf_dispose(&r->text);

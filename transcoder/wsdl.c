@@ -1508,28 +1508,6 @@ static int build_ports(ld_t *l)
 
 /* ======================= public ======================= */
 
-static xmlRegexpPtr re(const char *p) { return xmlRegexpCompile(BAD_CAST p); }
-
-#define TZ "(Z|[+\\-][0-9]{2}:[0-9]{2})?"
-
-static int compile_builtin_res(pt_wsdl_t *w)
-{
-    w->re_datetime = re("-?[0-9]{4,}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?" TZ);
-    w->re_date = re("-?[0-9]{4,}-[0-9]{2}-[0-9]{2}" TZ);
-    w->re_time = re("[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?" TZ);
-    w->re_duration =
-        re("-?P([0-9]+Y)?([0-9]+M)?([0-9]+D)?(T([0-9]+H)?([0-9]+M)?([0-9]+(\\.[0-9]+)?S)?)?");
-    w->re_greg[0] = re("-?[0-9]{4,}" TZ);
-    w->re_greg[1] = re("-?[0-9]{4,}-[0-9]{2}" TZ);
-    w->re_greg[2] = re("--[0-9]{2}" TZ);
-    w->re_greg[3] = re("--[0-9]{2}-[0-9]{2}" TZ);
-    w->re_greg[4] = re("---[0-9]{2}" TZ);
-    bool ok = w->re_datetime && w->re_date && w->re_time && w->re_duration;
-    for (int i = 0; i < 5; i++)
-        ok = ok && w->re_greg[i] != NULL;
-    return ok ? 0 : PT_XERR_NOMEM;
-}
-
 static int load(const char *path, const char *data, size_t len, const pt_allocator_t *a,
                 const pt_wsdl_opts_t *opts, pt_wsdl_t **out, pt_wsdl_err_t *err)
 {
@@ -1559,8 +1537,6 @@ static int load(const char *path, const char *data, size_t len, const pt_allocat
         l->o.max_files = 64;
     if (l->o.max_depth == 0)
         l->o.max_depth = 128;
-    if (compile_builtin_res(w) != 0)
-        nomem(l);
     xmlDocPtr doc = NULL;
     if (l->rc == 0) {
         if (data != NULL)
@@ -1618,12 +1594,6 @@ void pt_wsdl_free(pt_wsdl_t *w)
     const pt_allocator_t *a = w->pool.a;
     for (size_t i = 0; i < w->reg_cnt; i++)
         xmlRegFreeRegexp(w->regs[i]);
-    xmlRegexpPtr fixed[] = {w->re_datetime, w->re_date,     w->re_time,     w->re_duration,
-                            w->re_greg[0],  w->re_greg[1],  w->re_greg[2],  w->re_greg[3],
-                            w->re_greg[4]};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (fixed[i] != NULL)
-            xmlRegFreeRegexp(fixed[i]);
     pt_xfree(a, w->regs);
     pt__xpool_dispose(&w->pool);
     pt_xfree(a, w);

@@ -69,24 +69,6 @@ typedef struct pt__xp pt__xp_t;
 /** New parser that builds a libxml2 tree; NULL on NOMEM. */
 pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o);
 
-/**
- * Events of a streaming parse (no tree). They come only while the parse is
- * good and after the caps were checked: start gets the element's namespace
- * URI (NULL when none) and libxml2's SAX2 attribute 5-tuples (localname,
- * prefix, URI, value, value end); a value holding '&' may still carry
- * "&#38;" for a literal '&' (libxml2 keeps it when entities are not
- * replaced). text gets character data (CDATA included) in pieces.
- */
-typedef struct pt__xp_sax {
-    void (*start)(void *ud, const xmlChar *local, const xmlChar *uri, int nb_attrs,
-                  const xmlChar **attrs);
-    void (*end)(void *ud);
-    void (*text)(void *ud, const xmlChar *s, int len);
-} pt__xp_sax_t;
-
-/** New streaming parser calling `cb` with `ud`; pt__xp_finish() then gives no tree. */
-pt__xp_t *pt__xp_new_sax(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__xp_sax_t *cb,
-                         void *ud);
 /** Feeds a chunk; returns the failure so far (PT_XP_OK to go on). */
 pt__xp_fail_t pt__xp_feed(pt__xp_t *x, const void *data, size_t len);
 /**

@@ -111,8 +111,6 @@ struct pt__xp {
     unsigned eqs;
     unsigned depth;
     bool seen_root;
-    const pt__xp_sax_t *cb; /* streaming: no tree */
-    void *ud;
     pt__xp_fail_t fail;
     int line, col;
     char msg[256];
@@ -189,11 +187,8 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
         return;
     }
     x->seen_root = true;
-    if (x->cb != NULL)
-        x->cb->start(x->ud, localname, uri, nb_attributes, attributes);
-    else
-        xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces,
-                              nb_attributes, nb_defaulted, attributes);
+    xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
+                          nb_defaulted, attributes);
 }
 
 static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri)
@@ -203,17 +198,7 @@ static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, c
         x->depth--;
     if (x->fail != PT_XP_OK)
         return;
-    if (x->cb != NULL)
-        x->cb->end(x->ud);
-    else
-        xmlSAX2EndElementNs(ctx, localname, prefix, uri);
-}
-
-static void on_text(void *ctx, const xmlChar *s, int len)
-{
-    pt__xp_t *x = xp_of(ctx);
-    if (x->fail == PT_XP_OK)
-        x->cb->text(x->ud, s, len);
+    xmlSAX2EndElementNs(ctx, localname, prefix, uri);
 }
 
 /* Our words for libxml2's errors: the client sees these, never libxml2's text. */
@@ -267,12 +252,6 @@ static void on_error(void *ud, xmlErrorPtr e)
 
 pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o)
 {
-    return pt__xp_new_sax(a, o, NULL, NULL);
-}
-
-pt__xp_t *pt__xp_new_sax(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__xp_sax_t *cb,
-                         void *ud)
-{
     if (a == NULL)
         a = pt_allocator_default();
     pt__xp_t *x = pt_xalloc(a, sizeof(*x));
@@ -281,8 +260,6 @@ pt__xp_t *pt__xp_new_sax(const pt_allocator_t *a, const pt__xp_opts_t *o, const 
     memset(x, 0, sizeof(*x));
     x->a = a;
     x->o = *o;
-    x->cb = cb;
-    x->ud = ud;
     if (x->o.max_depth == 0)
         x->o.max_depth = 64;
     if (x->o.max_attrs == 0)
@@ -304,16 +281,6 @@ pt__xp_t *pt__xp_new_sax(const pt_allocator_t *a, const pt__xp_opts_t *o, const 
     sax.warning = NULL;
     sax.error = NULL;
     sax.fatalError = NULL;
-    if (cb != NULL) {
-        /* The document node is still made (it records the declared
-         * encoding, checked at the end); no element, text or comment is. */
-        sax.characters = on_text;
-        sax.ignorableWhitespace = on_text;
-        sax.cdataBlock = on_text;
-        sax.comment = NULL;
-        sax.processingInstruction = NULL;
-        sax.reference = NULL;
-    }
     x->ctxt = xmlCreatePushParserCtxt(&sax, NULL, NULL, 0, o->name);
     if (x->ctxt == NULL) {
         pt_xfree(a, x);
@@ -450,14 +417,14 @@ pt__xp_fail_t pt__xp_finish(pt__xp_t *x, xmlDocPtr *doc)
         xp_fail(x, PT_XP_NOT_XML, "only UTF-8 is accepted");
     if (x->fail == PT_XP_OK &&
         (!c->wellFormed || c->myDoc == NULL || !x->seen_root ||
-         (x->cb == NULL && xmlDocGetRootElement(c->myDoc) == NULL))) {
+         xmlDocGetRootElement(c->myDoc) == NULL)) {
         x->fail = PT_XP_NOT_XML;
         snprintf(x->msg, sizeof(x->msg), "%s", x->fed == 0 ? "empty document" : "not well-formed");
     }
     if (x->fail == PT_XP_OK && c->myDoc != NULL && c->myDoc->encoding != NULL &&
         xmlStrcasecmp(c->myDoc->encoding, (const xmlChar *)"UTF-8") != 0)
         xp_fail(x, PT_XP_NOT_XML, "only UTF-8 is accepted");
-    if (x->fail == PT_XP_OK && x->cb == NULL) {
+    if (x->fail == PT_XP_OK) {
         *doc = c->myDoc;
         c->myDoc = NULL;
     }
@@ -647,6 +614,11 @@ const char *pt__jv_type_name(const pt__jv_t *v)
 
 /* ======================= escaping ======================= */
 
+/* Bytes a JSON string cannot carry as they are: controls, '"' and '\\'. */
+static const uint8_t json_esc[256] = {
+    [0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1,
+};
+
 int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
 {
     int rc = pt_xbuf_reserve(b, n + 2);
@@ -656,7 +628,7 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (!json_esc[c])
             continue;
         if ((rc = pt_xbuf_append(b, s + run, i - run)) != 0)
             return rc;
@@ -685,8 +657,12 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
         if ((rc = pt_xbuf_puts(b, e)) != 0)
             return rc;
     }
-    if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0)
+    if (run == 0 && n != 0) { /* nothing to escape: room was reserved */
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+    } else if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0) {
         return rc;
+    }
     return pt_xbuf_putc(b, '"');
 }
 

@@ -334,7 +334,7 @@ for p in ["/v1/shelves/{shelf}/books", "/v1/shelves/{shelf}/books:watch", "/crm/
         st = "  [stream: %s]" % op["x-portico-streaming"] if "x-portico-streaming" in op else ""
         print("  %-6s %-34s %s%s" % (m.upper(), p, ps, st))'
   echo "\$ curl -s http://127.0.0.1:$OA_ADMIN/openapi.yaml | head -8"
-  curl -s "http://127.0.0.1:$OA_ADMIN/openapi.yaml" | head -8
+  { curl -s "http://127.0.0.1:$OA_ADMIN/openapi.yaml" || true; } | head -8 || true
   echo "API explorer (open it in a browser; try GetShelf with shelf = 1): http://127.0.0.1:$OA_ADMIN/docs"
 fi
 # ---- part 11: the response cache (plugins/cache.c): MISS, HIT, then an admin purge ----------
@@ -364,8 +364,8 @@ echo "\$ curl -s http://127.0.0.1:$CA_ADMIN/metrics | grep portico_cache_"
 curl -s "http://127.0.0.1:$CA_ADMIN/metrics" | grep -E '^portico_cache_(hits|misses|stores|purged)_total'
 kill -TERM "$CA_PID" 2>/dev/null; wait "$CA_PID" 2>/dev/null || true
 
-# ---- part 11: the live dashboard on the admin listener (observe/dashboard.c) ---------------
-echo; echo "== part 11: the live dashboard: open http://127.0.0.1:$ADMIN_PORT/dashboard in a browser =="
+# ---- part 12: the live dashboard on the admin listener (observe/dashboard.c) ---------------
+echo; echo "== part 12: the live dashboard: open http://127.0.0.1:$ADMIN_PORT/dashboard in a browser =="
 echo "(admin listener only: keep it on loopback, e.g. ssh -L $ADMIN_PORT:127.0.0.1:$ADMIN_PORT this-host)"
 for _ in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:$PORT/api/hello"; done
 echo "\$ curl -s http://127.0.0.1:$ADMIN_PORT/stats   # one snapshot, summarised"

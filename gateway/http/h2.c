@@ -47,6 +47,7 @@
 #include "core/config.h"
 #include "net/conn.h"
 #include "http/h2.h"
+#include "http/hpack_policy.h"
 #include "http/reqcheck.h"
 #include "core/request.h"
 #include "portico/transcoder/wkt.h"
@@ -512,7 +513,7 @@ static bool is_conn_specific(pt_str_t n)
 
 static nghttp2_nv make_nv(pt_str_t n, pt_str_t v)
 {
-    return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, NGHTTP2_NV_FLAG_NONE};
+    return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, pt_hpack_nv_flags(n)};
 }
 
 static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,

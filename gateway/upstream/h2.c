@@ -41,6 +41,7 @@
  * always runs from the worker's done event, never from inside an API call.
  */
 #include "core/xalloc.h"
+#include "http/hpack_policy.h"
 #include "upstream/h2.h"
 #include "upstream/hstore.h"
 
@@ -1374,7 +1375,8 @@ static conn_t *conn_pick(pool_t *p, const pt_cluster_t *cl, uint64_t connect_ms,
 
 static nghttp2_nv mknv(const char *n, size_t nlen, const char *v, size_t vlen)
 {
-    return (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+    return (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, nlen, vlen,
+                        pt_hpack_nv_flags((pt_str_t){n, nlen})};
 }
 
 static bool has_upper(pt_str_t s)

@@ -184,6 +184,8 @@ static void compare(const char *msg, size_t n, const pt_h1p_head_t *h, const rea
         theirs.completes != 1) {
         if (allowed_disagreement(h))
             return;
+        fprintf(stderr, "http-parser: %s after %zu of %zu bytes, %d heads, %d ends\n",
+                http_errno_name(HTTP_PARSER_ERRNO(&hp)), done, n, theirs.heads, theirs.completes);
         DISAGREE(); /* we accepted a message http-parser refuses or frames differently */
     }
     if (strcmp(http_method_str((enum http_method)hp.method), ours->method) != 0)

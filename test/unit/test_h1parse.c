@@ -873,6 +873,10 @@ static void test_head_refusal_reasons(void **state)
          "unsupported expectation"),
         C("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: a\r\nUpgrade: b\r\n\r\n", PT_ERR_INVALID,
          "duplicate Upgrade"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding-X: chunked\r\n\r\n", PT_ERR_INVALID,
+          "field name extends Transfer-Encoding"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encodinghttp://ed\r\n\r\n", PT_ERR_INVALID,
+          "field name extends Transfer-Encoding"),
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         transcript_t t = run(cases[i].in, cases[i].len);

@@ -47,6 +47,7 @@
 #include "core/config.h"
 #include "net/conn.h"
 #include "http/h2.h"
+#include "http/h2mem.h"
 #include "http/hpack_policy.h"
 #include "http/reqcheck.h"
 #include "core/request.h"
@@ -1442,7 +1443,7 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
                                                or_default(l->h2_reset_rate, 33u));
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
-    int rv = nghttp2_session_server_new2(&c->ng, callbacks, c, opt);
+    int rv = nghttp2_session_server_new3(&c->ng, callbacks, c, opt, pt_h2mem_of(c->worker));
     nghttp2_option_del(opt);
     if (rv != 0)
         oom();

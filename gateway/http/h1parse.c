@@ -467,6 +467,19 @@ static const char *bad_name_reason(const char *s, size_t len, size_t i)
     return "invalid byte in field name";
 }
 
+/*
+ * Whether an HTAB follows the trimmed `value` before the line end `eol`.
+ * RFC 9110 allows it (OWS), but http-parser 2.9.4 refuses it after
+ * Content-Length and Transfer-Encoding, and back ends built like it would
+ * frame such a request differently; refused as when http-parser ran beside
+ * this scanner (fuzz.h1_diff found it).
+ */
+static bool tab_after(pt_str_t value, const char *eol)
+{
+    const char *v_end = value.base + value.len;
+    return eol > v_end && memchr(v_end, '\t', (size_t)(eol - v_end)) != NULL;
+}
+
 /* Parses a complete head `h` of `n` bytes (request line through the empty line). */
 static int parse_head(pt_h1p_t *p, char *h, size_t n)
 {
@@ -550,14 +563,20 @@ static int parse_head(pt_h1p_t *p, char *h, size_t n)
             }
             break;
         case 14:
-            if (memcmp(name.base, "content-length", 14) == 0)
+            if (memcmp(name.base, "content-length", 14) == 0) {
+                if (tab_after(value, s + len))
+                    return fail(p, PT_ERR_INVALID, "HTAB after a framing field value");
                 cl_cnt++, cl = value;
+            }
             else if (memcmp(name.base, "http2-settings", 14) == 0)
                 h2s_cnt++, hd->http2_settings = value;
             break;
         case 17:
-            if (memcmp(name.base, "transfer-encoding", 17) == 0)
+            if (memcmp(name.base, "transfer-encoding", 17) == 0) {
+                if (tab_after(value, s + len))
+                    return fail(p, PT_ERR_INVALID, "HTAB after a framing field value");
                 te_cnt++, te = value;
+            }
             break;
         default:
             /* `Transfer-Encoding-X`, `Transfer-Encodingx`: back ends that match

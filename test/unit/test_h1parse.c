@@ -877,6 +877,10 @@ static void test_head_refusal_reasons(void **state)
           "field name extends Transfer-Encoding"),
         C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encodinghttp://ed\r\n\r\n", PT_ERR_INVALID,
           "field name extends Transfer-Encoding"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\t\r\n\r\nabc", PT_ERR_INVALID,
+          "HTAB after a framing field value"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked \t \r\n\r\n", PT_ERR_INVALID,
+          "HTAB after a framing field value"),
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         transcript_t t = run(cases[i].in, cases[i].len);

@@ -19,7 +19,6 @@ The last line gives the transcoded h2c POST over the native passthrough
   python3 bench/h1perf_callgrind.py [--build build] [--requests 2000] [--rounds 1]
 """
 import argparse
-import glob
 import os
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from proxy_bench import free_port, nginx_conf, parse_h2load, wait_port  # noqa: E402
+from proxy_bench import free_port, nginx_conf, wait_port  # noqa: E402
 from grpc_bench import BODY, ECHO, start_bookstore  # noqa: E402
 import benchlib  # noqa: E402
 
@@ -98,20 +97,9 @@ routes:
             rows = [r for r in rows if r[0] in args.only.split(",")]
 
         def instructions(name, cmd, n):
-            subprocess.run(cmd + ["-n", "300"], capture_output=True, timeout=300)  # warm-up
-            subprocess.run(["callgrind_control", "-z", str(pt.pid)], capture_output=True, check=True)
-            out = subprocess.run(cmd + ["-n", str(n)], capture_output=True, text=True, timeout=600).stdout
-            before = set(glob.glob(os.path.join(d, "cg.out.*")))
-            subprocess.run(["callgrind_control", "-d", str(pt.pid)], capture_output=True, check=True)
-            new = set(glob.glob(os.path.join(d, "cg.out.*"))) - before
-            _, ok, errs = parse_h2load(out)
-            if errs or ok != n or len(new) != 1:
-                raise RuntimeError(f"{name}: {ok}/{n} answered, {errs} failed")
-            path = new.pop()
-            if os.environ.get("H1PERF_KEEP"):
-                shutil.copy(path, os.path.join(os.environ["H1PERF_KEEP"], name.replace(" ", "_").replace("/", "")))
-            with open(path) as f:
-                return [int(x.split()[1]) for x in f if x.startswith("totals:")][0] / n
+            keep = os.environ.get("H1PERF_KEEP")
+            keep = os.path.join(keep, name.replace(" ", "_").replace("/", "")) if keep else None
+            return benchlib.callgrind_per_request(pt.pid, cmd, n, d, name, warmup=300, keep=keep)
 
         res = {name: [] for name, _ in rows}
         for _ in range(args.rounds):

@@ -41,6 +41,9 @@ fi
 /usr/bin/python3 "$ROOT/bench/ratelimit_bench.py" --build "$ROOT/$BUILD"
 # compress filter: CPU us and bytes saved per 10 KB JSON for gzip/br/zstd, next to nginx gzip (issue 13, edge)
 /usr/bin/python3 "$ROOT/bench/compress_bench.py" --build "$ROOT/$BUILD"
+# tracing: CPU us per request added, off vs OTLP protobuf vs JSON export, interleaved (issue 13, trace);
+# `python3 bench/trace_bench.py --callgrind 2000` counts instructions per request per thread instead
+/usr/bin/python3 "$ROOT/bench/trace_bench.py" --build "$ROOT/$BUILD"
 # issue 7 (h1perf): instructions per request under callgrind -- HTTP/1.1 proxy with large headers,
 # transcoded REST->gRPC POST (h2c, HTTP/1.1) and the same call passed through as native gRPC
 if [ -x "$ROOT/$BUILD/bin/bookstore-server" ] && command -v valgrind >/dev/null; then

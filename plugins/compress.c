@@ -47,6 +47,7 @@ typedef struct cz_conf {
 typedef struct cz_ctx {
     const cz_conf_t *conf;
     pt_coding_t pick;   /* the client's choice, decided on the request head */
+    bool no_identity;   /* Accept-Encoding refuses an unencoded answer (identity;q=0, *;q=0) */
     bool head;          /* HEAD request: nothing to compress */
     bool flush_each;    /* a stream: flush every slice */
     pt_zstream_t *enc;  /* response encoder */
@@ -158,20 +159,26 @@ static bool type_listed(const cz_conf_t *conf, pt_str_t mt)
     return false;
 }
 
-/* Would this answer be compressed for a client that accepts a coding? */
-static bool eligible(const cz_conf_t *conf, pt_req_t *req, pt_headers_t *h)
+/* What the filter may do with an answer. */
+typedef enum cz_kind {
+    CZ_KEEP,  /* no content to code, already coded, a range, a tunnel: passes as it is, always */
+    CZ_OTHER, /* a type not in `types`, or Cache-Control: no-transform: never coded */
+    CZ_SMALL, /* codable, but below min_size */
+    CZ_CODE,  /* codable */
+} cz_kind_t;
+
+static cz_kind_t classify(const cz_conf_t *conf, pt_req_t *req, pt_headers_t *h)
 {
     int status = pt_req_resp_status(req);
     int64_t len = pt_req_resp_body_length(req);
-    if (pt_req_is_tunnel(req) || status < 200 || status == 204 || status == 206 || status == 304)
-        return false;
-    if (len == 0 || (len > 0 && (uint64_t)len < conf->min_size))
-        return false;
-    if (pt_headers_get(h, PT_STR("content-encoding")).base != NULL ||
-        pt_headers_get(h, PT_STR("content-range")).base != NULL ||
-        pt_headers_has_token(h, PT_STR("cache-control"), PT_STR("no-transform")))
-        return false;
-    return type_listed(conf, media_type(pt_headers_get(h, PT_STR("content-type"))));
+    if (pt_req_is_tunnel(req) || status < 200 || status == 204 || status == 206 || status == 304 ||
+        len == 0 || pt_headers_get(h, PT_STR("content-encoding")).base != NULL ||
+        pt_headers_get(h, PT_STR("content-range")).base != NULL)
+        return CZ_KEEP;
+    if (pt_headers_has_token(h, PT_STR("cache-control"), PT_STR("no-transform")) ||
+        !type_listed(conf, media_type(pt_headers_get(h, PT_STR("content-type")))))
+        return CZ_OTHER;
+    return len > 0 && (uint64_t)len < conf->min_size ? CZ_SMALL : CZ_CODE;
 }
 
 static int add_vary(pt_headers_t *h)
@@ -204,7 +211,25 @@ static pt_fstatus_t on_response_headers(const pt_filter_t *f, pt_req_t *req, voi
     const cz_conf_t *conf = f->conf;
     cz_ctx_t *c = ctx;
     pt_headers_t *h = pt_req_resp_headers(req);
-    if (c->head || !eligible(conf, req, h))
+    cz_kind_t kind = classify(conf, req, h);
+    if (c->no_identity && kind != CZ_KEEP) {
+        /* The client refused identity (RFC 9110 12.5.3). A successful answer that would go
+         * unencoded -- no coding it accepts, or a type this route does not code -- is a 406;
+         * one we can code is coded whatever its size (min_size yields to the refusal). Error
+         * answers pass unencoded: a 406 would hide them. */
+        int status = pt_req_resp_status(req);
+        if (status < 300 && (kind == CZ_OTHER || c->pick == PT_CODING_IDENTITY)) {
+            if (pt_req_reject(req, PT_ERR_NOT_ACCEPTABLE,
+                              "Accept-Encoding refuses identity and accepts none of the codings this "
+                              "answer can have") != 0 ||
+                add_vary(pt_req_resp_headers(req)) != 0)
+                goto nomem;
+            return PT_FILTER_RESPOND;
+        }
+        if (kind == CZ_SMALL)
+            kind = CZ_CODE;
+    }
+    if (c->head || kind != CZ_CODE)
         return PT_FILTER_CONTINUE;
     if (add_vary(h) != 0)
         goto nomem;
@@ -304,6 +329,7 @@ static pt_fstatus_t on_request_headers(const pt_filter_t *f, pt_req_t *req, void
     c->pick = pt_coding_pick(present, ae,
                              PT_CODING_BIT(PT_CODING_GZIP) | PT_CODING_BIT(PT_CODING_BR) |
                                  PT_CODING_BIT(PT_CODING_ZSTD));
+    c->no_identity = pt_coding_identity_refused(present, ae);
     pt_headers_t *h = pt_req_headers(req);
     pt_str_t ce = pt_headers_get(h, PT_STR("content-encoding"));
     if (!conf->decompress.on || ce.base == NULL || pt_req_body_length(req) == 0 ||

@@ -360,14 +360,18 @@ static int jwk_ec(jwk_cx_t *cx, json_object *jwk, pt_jwt_key_t *k)
     int rc = -1;
     if (y == NULL)
         goto out;
-    if (xl != clen || yl != clen) {
-        jwk_fail(cx, "EC coordinates must be %zu bytes for %s", clen, crv);
+    /* RFC 7518 6.2.1.2 wants the full size, but issuers built on libraries that write the
+     * integer's minimal bytes (PyJWT before 2.8, among others) send a shorter coordinate
+     * once in 256 keys: read as the big-endian integer it is (left-padded). Longer is wrong. */
+    if (xl == 0 || yl == 0 || xl > clen || yl > clen) {
+        jwk_fail(cx, "EC coordinates must be 1 to %zu bytes for %s", clen, crv);
         goto out;
     }
     unsigned char pt[1 + 2 * 66];
+    memset(pt, 0, sizeof(pt));
     pt[0] = 0x04;
-    memcpy(pt + 1, x, clen);
-    memcpy(pt + 1 + clen, y, clen);
+    memcpy(pt + 1 + (clen - xl), x, xl);
+    memcpy(pt + 1 + clen + (clen - yl), y, yl);
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     if (bld != NULL &&
         OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) &&

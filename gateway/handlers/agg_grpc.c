@@ -30,6 +30,7 @@
 #include "portico/transcoder/httprule.h"
 #include "portico/transcoder/json.h"
 #include "upstream/grpc.h"
+#include "observe/trace.h"
 
 typedef struct grpc_kconf {
     const char *cluster_name;
@@ -333,7 +334,7 @@ static int grpc_start(pt_agg_call_t *c)
     c->kstate = g;
     pt_xbuf_init(&g->pb, NULL);
     pt_xbuf_init(&g->json, NULL);
-    pt_header_t *md = pt_arena_alloc(req->arena, (k->md.cnt + 1) * sizeof(*md));
+    pt_header_t *md = pt_arena_alloc(req->arena, (k->md.cnt + 3) * sizeof(*md));
     if (md == NULL) {
         c->message = "request arena full";
         return PT_ERR_LIMIT;
@@ -353,6 +354,17 @@ static int grpc_start(pt_agg_call_t *c)
     }
     if (req->request_id.len != 0)
         md[mdn++] = (pt_header_t){PT_STR("x-request-id"), req->request_id};
+    if (req->trace != NULL) { /* the call's own span (observe/trace.h) */
+        pt_str_t tp = pt_trace_child(req->trace, req->arena);
+        if (tp.base == NULL) {
+            c->message = "request arena full";
+            return PT_ERR_LIMIT;
+        }
+        md[mdn++] = (pt_header_t){PT_STR("traceparent"), tp};
+        pt_str_t ts = pt_headers_get(&req->headers, PT_STR("tracestate"));
+        if (ts.base != NULL && pt_grpc_md_valid(PT_STR("tracestate"), ts))
+            md[mdn++] = (pt_header_t){PT_STR("tracestate"), ts};
+    }
     int rc = 0;
     pt_xerr_t xe;
     if (!k->has_static && k->body != NULL) {
@@ -386,6 +398,7 @@ static int grpc_start(pt_agg_call_t *c)
         .msg_len = k->has_static ? k->static_len : g->pb.len,
         .close = true,
         .unary = true,
+        .trace = req->trace,
     };
     static const pt_grpc_call_cbs_t cbs = {
         .on_headers = on_headers,

@@ -23,6 +23,7 @@
 #include "observe/observe.h"
 #include "portico/status.h"
 #include "upstream/call.h"
+#include "observe/trace.h"
 
 typedef struct http_kconf {
     const char *cluster_name;
@@ -304,6 +305,10 @@ static int http_start(pt_agg_call_t *c)
         pt_headers_add_nocopy(&h->headers, PT_STR("accept"), PT_STR("application/json"));
     if (req->request_id.len != 0)
         pt_headers_add_nocopy(&h->headers, PT_STR("x-request-id"), req->request_id);
+    if (pt_trace_add_headers(req, &h->headers) != 0) {
+        c->message = "request arena full";
+        return PT_ERR_LIMIT;
+    }
     if (k->body != NULL) {
         struct json_object *b = pt__agg_render_json(c, k->body);
         if (b == NULL)
@@ -335,6 +340,7 @@ static int http_start(pt_agg_call_t *c)
     r->content_length = k->body != NULL ? (int64_t)h->body_len : framed ? 0 : -1;
     r->timeout_ms = pt__agg_call_timeout(c);
     r->idempotent = k->idempotent;
+    r->trace = req->trace;
     static const pt_upcall_cbs_t cbs = {
         .read_body = up_read_body,
         .on_head = up_on_head,

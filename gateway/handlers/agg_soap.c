@@ -291,7 +291,8 @@ static int soap_start(pt_agg_call_t *c)
             b, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     }
     pt_soapcall_opts_t opts = {.timeout_ms = pt__agg_call_timeout(c),
-                               .request_id = req->request_id};
+                               .request_id = req->request_id, .trace = req->trace,
+                               .tracestate = pt_headers_get(&req->headers, PT_STR("tracestate"))};
     pt_xerrs_t *errs = pt_arena_zalloc(req->arena, sizeof(*errs));
     int rc = pt_soapcall_start(req->worker, k->target, k->op, json, len, NULL, 0, &opts,
                                on_result, s, &s->call, errs);

@@ -1077,6 +1077,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         .unary = unary_req && !ctx->stream_resp,
         .hash_key = pt_upcall_hash_key(ctx->base.cluster, req->client_addr, &req->headers),
         .retry = req->route.route != NULL ? req->route.route->retry : NULL,
+        .trace = req->trace,
     };
     ctx->t0_ns = pt_now_ns();
     int rc = pt_grpc_call_start(req->worker, &r, &call_cbs, ctx, &ctx->call);

@@ -11,6 +11,7 @@
 
 #include "portico/status.h"
 #include "portico/transcoder/wkt.h"
+#include "observe/trace.h"
 
 /* Header names Portico or gRPC own: never forwarded as metadata. */
 bool pt__grpc_md_reserved(const char *n)
@@ -56,6 +57,12 @@ int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t *
                                                 pt_str_eq(name, PT_STR("tracestate")));
         if (pt_str_eq(name, PT_STR("x-request-id")) || (!trace_hdr && !md_allowed(conf, name)))
             continue; /* with tracing on, the trace context always reaches gRPC upstreams */
+        if (trace_hdr && name.len == 11) { /* traceparent: the call's own span (observe/trace.h) */
+            v[n++] = (pt_header_t){name, pt_trace_child(req->trace, req->arena)};
+            if (v[n - 1].value.base == NULL)
+                return PT_ERR_LIMIT;
+            continue;
+        }
         char nz[64];
         if (name.len < sizeof(nz)) {
             memcpy(nz, name.base, name.len);

@@ -46,6 +46,7 @@
 #include "handlers/ws_proxy.h"
 #include "http/ws.h"
 #include "upstream/call.h"
+#include "observe/trace.h"
 
 /* A request that already passed this many Portico hops is looping (OV-9). */
 #define PROXY_MAX_HOPS 8
@@ -301,7 +302,13 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
             pt_str_eq(n, PT_STR("transfer-encoding")) || pt_str_eq(n, PT_STR("expect")) ||
             (n.len > 0 && n.base[0] == ':'))
             continue;
-        rc = pt_headers_add_nocopy(out, n, in->v[i].value);
+        pt_str_t v = in->v[i].value;
+        if (req->trace != NULL && n.len == 11 && pt_str_eq(n, PT_STR("traceparent"))) {
+            v = pt_trace_child(req->trace, a); /* the call's own span (observe/trace.h) */
+            if (v.base == NULL)
+                return PT_ERR_LIMIT;
+        }
+        rc = pt_headers_add_nocopy(out, n, v);
     }
     if (rc != 0)
         return rc;
@@ -755,6 +762,7 @@ static void proxy_start(pt_req_t *req, const void *vconf)
                             PT_METHOD_PUT | PT_METHOD_DELETE)) != 0;
     up->hash_key = pt_upcall_hash_key(up->cluster, req->client_addr, &req->headers);
     up->retry = req->route.route != NULL ? req->route.route->retry : NULL;
+    up->trace = req->trace;
     if (req->upgrade.len != 0) {
         const char *why = "invalid upgrade request";
         int st = prepare_upgrade(ctx, &why);

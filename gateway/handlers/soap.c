@@ -50,6 +50,7 @@
 #include "portico/status.h"
 #include "portico/transcoder/pathtmpl.h"
 #include "upstream/call.h"
+#include "observe/trace.h"
 
 /* Bytes read from the request body queue per pt__req_body_read() call. */
 #define BODY_CHUNK 16384
@@ -541,6 +542,12 @@ int pt_soapcall_start(pt_worker_t *w, const pt_soap_target_t *t, const pt_soap_o
                                                                   : PT_STR("application/soap+xml"));
     if (rc == 0 && opts != NULL && opts->request_id.len != 0)
         rc = pt_headers_add(&c->headers, PT_STR("x-request-id"), opts->request_id);
+    if (rc == 0 && opts != NULL && opts->trace != NULL) { /* the call's own span (observe/trace.h) */
+        pt_str_t tp = pt_trace_child(opts->trace, c->arena);
+        rc = tp.base != NULL ? pt_headers_add_nocopy(&c->headers, PT_STR("traceparent"), tp) : PT_ERR_LIMIT;
+        if (rc == 0 && opts->tracestate.len != 0)
+            rc = pt_headers_add(&c->headers, PT_STR("tracestate"), opts->tracestate);
+    }
     if (rc != 0) {
         soapcall_free(c);
         return rc < 0 ? rc : PT_ERR_NOMEM;
@@ -556,6 +563,7 @@ int pt_soapcall_start(pt_worker_t *w, const pt_soap_target_t *t, const pt_soap_o
     u->has_body = true;
     u->timeout_ms = opts != NULL && opts->timeout_ms != 0 ? opts->timeout_ms : t->timeout_ms;
     u->idempotent = false; /* a SOAP call may change things: retried only before it was sent */
+    u->trace = opts != NULL ? opts->trace : NULL;
     rc = pt_upcall_start(w, u, &soapcall_cbs, c, &c->up);
     if (rc != 0) {
         soapcall_free(c);
@@ -792,7 +800,8 @@ static void body_complete(soap_ctx_t *ctx)
         return;
     }
     pt_xerrs_clear(errs);
-    pt_soapcall_opts_t o = {.request_id = req->request_id};
+    pt_soapcall_opts_t o = {.request_id = req->request_id, .trace = req->trace,
+                            .tracestate = pt_headers_get(&req->headers, PT_STR("tracestate"))};
     o.timeout_ms = ctx->conf->timeout_ms != 0 ? ctx->conf->timeout_ms
                    : req->route.route != NULL ? req->route.route->timeout_ms : 0;
     ctx->t0_ns = pt_now_ns();

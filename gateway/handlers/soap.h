@@ -60,6 +60,8 @@ typedef struct pt_soapcall pt_soapcall_t;
 typedef struct pt_soapcall_opts {
     uint64_t timeout_ms;  /**< whole exchange; 0 = the target's `timeout`, else the cluster's */
     pt_str_t request_id;  /**< sent upstream as X-Request-Id when not empty (copied) */
+    const struct pt_trace *trace; /**< the traced request (observe/trace.h): a child traceparent is sent */
+    pt_str_t tracestate;  /**< the request's tracestate, sent with it when not empty (copied) */
 } pt_soapcall_opts_t;
 
 /** The outcome handed to the callback. Everything in it is valid during the callback only. */

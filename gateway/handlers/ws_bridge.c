@@ -789,6 +789,7 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         .msg = first_now ? (b->pb.len != 0 ? b->pb.data : empty) : NULL,
         .msg_len = first_now ? b->pb.len : 0,
         .close = first_now,
+        .trace = req->trace,
     };
     b->t0_ns = pt_now_ns();
     rc = pt_grpc_call_start(req->worker, &r, &call_cbs, b, &b->call);

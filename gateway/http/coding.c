@@ -74,11 +74,12 @@ static int element_q(pt_str_t params)
     return q;
 }
 
-pt_coding_t pt_coding_pick(bool present, pt_str_t ae, unsigned allowed)
+/* Each coding's q (thousandths) from an Accept-Encoding value: -1 when neither named nor covered
+ * by `*`. */
+static void accept_q(pt_str_t ae, int q[PT_CODING__COUNT])
 {
-    if (!present)
-        return PT_CODING_IDENTITY;
-    int q[PT_CODING__COUNT] = {-1, -1, -1, -1}; /* -1: not named */
+    for (int c = 0; c < PT_CODING__COUNT; c++)
+        q[c] = -1; /* not named */
     int star = -1;
     while (ae.len != 0) {
         const char *comma = memchr(ae.base, ',', ae.len);
@@ -102,6 +103,23 @@ pt_coding_t pt_coding_pick(bool present, pt_str_t ae, unsigned allowed)
     for (int c = 0; c < PT_CODING__COUNT; c++)
         if (q[c] < 0)
             q[c] = star; /* not named: what `*` says (-1 when there is no `*`) */
+}
+
+bool pt_coding_identity_refused(bool present, pt_str_t ae)
+{
+    if (!present)
+        return false;
+    int q[PT_CODING__COUNT];
+    accept_q(ae, q);
+    return q[PT_CODING_IDENTITY] == 0;
+}
+
+pt_coding_t pt_coding_pick(bool present, pt_str_t ae, unsigned allowed)
+{
+    if (!present)
+        return PT_CODING_IDENTITY;
+    int q[PT_CODING__COUNT];
+    accept_q(ae, q);
     static const pt_coding_t pref[] = {PT_CODING_BR, PT_CODING_ZSTD, PT_CODING_GZIP};
     pt_coding_t best = PT_CODING_IDENTITY;
     int best_q = 0;

@@ -25,6 +25,7 @@
 #include "portico/conf.h"
 #include "portico/headers.h"
 #include "portico/str.h"
+#include "portico/arena.h"
 
 typedef struct pt_req pt_req_t;
 typedef struct pt_worker pt_worker_t;
@@ -41,6 +42,7 @@ typedef struct pt_trace {
     bool has_parent;
     bool sampled;
     char trace_hex[33];
+    char traceparent[55]; /* Portico's (the server span's), the request's header value */
 } pt_trace_t;
 
 /**
@@ -52,6 +54,21 @@ typedef struct pt_trace {
  */
 int pt_traceparent_parse(pt_str_t v, uint8_t trace_id[16], uint8_t parent_id[8], bool *sampled);
 
+/**
+ * A traceparent value for one upstream call of a traced request: t's trace id
+ * and sampled flag, a new span id (the call's client span; pass t as the
+ * call's `trace` too). 55 characters in `a`; PT_STR_NULL when t is NULL or
+ * the arena is full.
+ */
+pt_str_t pt_trace_child(const pt_trace_t *t, pt_arena_t *a);
+
+/**
+ * For a handler building an upstream call's headers itself: adds a child
+ * traceparent (pt_trace_child) and the request's tracestate to `out` (copied
+ * into out's arena). Nothing without tracing. Returns 0 or PT_ERR_LIMIT.
+ */
+int pt_trace_add_headers(const pt_req_t *req, pt_headers_t *out);
+
 /** Core: sets up req->trace and the traceparent header when the config has tracing. */
 void pt_trace_request_start(pt_req_t *req);
 /** Observe: records the server span of a finished request (when sampled). */
@@ -59,11 +76,23 @@ void pt_trace_request_end(pt_req_t *req, uint64_t now_ns);
 
 /** A client span in progress (upstream/call.c). */
 typedef struct pt_trace_call pt_trace_call_t;
-/** NULL when the call is not traced (no tracing, no valid sampled traceparent in r->headers). */
+/**
+ * NULL when the call is not traced (no tracing, no valid sampled traceparent
+ * in r->headers). The record comes from the worker's free list.
+ */
 pt_trace_call_t *pt_trace_call_begin(pt_worker_t *w, const pt_upcall_req_t *r);
+/**
+ * PT_TRACE_CALL_USER bytes (max_align_t aligned) that live as long as tc:
+ * upstream/call.c keeps its callback wrapper there (no allocation per call).
+ */
+#define PT_TRACE_CALL_USER 160
+void *pt_trace_call_user(pt_trace_call_t *tc);
 /** The call's response status (0 when none came). */
 void pt_trace_call_status(pt_trace_call_t *tc, int http_status);
-/** Records and frees the span: `st` is the call's end (0 or a PT_ERR_*), `endpoint` may be NULL. */
+/**
+ * Records the span and releases tc (and its user area): `st` is the call's
+ * end (0 or a PT_ERR_*), `endpoint` may be NULL.
+ */
 void pt_trace_call_end(pt_worker_t *w, pt_trace_call_t *tc, int st, const char *endpoint);
 
 /** Per worker: the span ring (worker thread). */

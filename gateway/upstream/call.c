@@ -43,6 +43,7 @@ typedef struct traced {
     pt_upcall_t *call; /* set once the back end's start returned */
     pt_upcall_cbs_t orig, mine;
     void *ud;
+    int end_st;
     bool in_start, ended;
 } traced_t;
 
@@ -71,20 +72,22 @@ static void t_on_done(void *ud, int st, const char *reason, const pt_header_t *t
     traced_t *x = ud;
     void (*done)(void *, int, const char *, const pt_header_t *, size_t) = x->orig.on_done;
     void *oud = x->ud;
-    pt_trace_call_end(x->w, x->tc, st, x->call != NULL ? pt_upcall_endpoint(x->call) : NULL);
-    x->tc = NULL;
     if (x->in_start) {
-        x->ended = true; /* pt_upcall_start frees it */
+        x->ended = true; /* pt_upcall_start ends the span */
+        x->end_st = st;
     } else {
         if (x->call != NULL)
             x->call->traced = NULL;
-        free(x);
+        /* x lives in the span's record: released with it */
+        pt_trace_call_end(x->w, x->tc, st, x->call != NULL ? pt_upcall_endpoint(x->call) : NULL);
     }
     done(oud, st, reason, t, tcnt);
 }
 
 static int start_call(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
                       void *ud, pt_upcall_t **out);
+
+_Static_assert(sizeof(traced_t) <= PT_TRACE_CALL_USER, "traced_t must fit the span record's user area");
 
 int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
                     void *ud, pt_upcall_t **out)
@@ -94,20 +97,14 @@ int pt_upcall_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cb
                               : NULL;
     if (tc == NULL)
         return start_call(w, r, cbs, ud, out);
-    traced_t *x = pt_xcalloc(1, sizeof(*x));
-    x->tc = tc;
-    x->w = w;
-    x->orig = *cbs;
-    x->ud = ud;
+    traced_t *x = pt_trace_call_user(tc);
+    *x = (traced_t){.tc = tc, .w = w, .orig = *cbs, .ud = ud, .in_start = true};
     x->mine = (pt_upcall_cbs_t){cbs->read_body != NULL ? t_read_body : NULL, t_on_head,
                                 cbs->on_data != NULL ? t_on_data : NULL, t_on_done};
-    x->in_start = true;
     int rc = start_call(w, r, &x->mine, x, out);
     x->in_start = false;
     if (rc != 0 || x->ended) {
-        if (rc != 0)
-            pt_trace_call_end(w, x->tc, rc, NULL);
-        free(x);
+        pt_trace_call_end(w, tc, rc != 0 ? rc : x->end_st, NULL); /* releases x */
         return rc;
     }
     x->call = *out;
@@ -181,8 +178,7 @@ void pt_upcall_cancel(pt_upcall_t *c)
     traced_t *x = c->traced;
     if (x != NULL) { /* the span ends here: no on_done comes after a cancel */
         c->traced = NULL;
-        pt_trace_call_end(x->w, x->tc, PT_ERR_CANCELED, pt_upcall_endpoint(c));
-        free(x);
+        pt_trace_call_end(x->w, x->tc, PT_ERR_CANCELED, pt_upcall_endpoint(c)); /* releases x */
     }
     c->ops->cancel(c);
 }

@@ -66,6 +66,13 @@ typedef struct pt_upcall_req {
      * attempts on different endpoints, back-off, budget, per-try timeout.
      */
     const pt_retry_conf_t *retry;
+    /**
+     * The traced request this call serves (observe/trace.h), or NULL. With it,
+     * the call's client span is the span named by the traceparent in
+     * `headers` (made by pt_trace_child()) and the request's server span is its
+     * parent; without it, a traceparent in `headers` is the parent.
+     */
+    const struct pt_trace *trace;
     /** Set by retry.c on the attempts it starts (policy.c reports into it); callers leave it NULL. */
     pt_policy_route_try_t *_route;
 } pt_upcall_req_t;

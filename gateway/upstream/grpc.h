@@ -120,6 +120,7 @@ typedef struct pt_grpc_call_req {
     bool unary;                   /**< deliver the response in one go (see the top comment) */
     pt_str_t hash_key;            /**< for a ring_hash cluster (pt_upcall_hash_key); must outlive the call */
     const struct pt_retry_conf *retry; /**< the route's `retry:` (core/route.h), or NULL */
+    const struct pt_trace *trace; /**< the traced request (pt_upcall_req_t.trace), or NULL */
 } pt_grpc_call_req_t;
 
 /**

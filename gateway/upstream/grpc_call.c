@@ -498,6 +498,7 @@ int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grp
     u->idempotent = false;
     u->hash_key = r->hash_key;
     u->retry = r->retry;
+    u->trace = r->trace;
     static const pt_upcall_cbs_t up_cbs = {
         .read_body = up_read_body,
         .on_head = up_on_head,

@@ -108,6 +108,8 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             self._send(204, None, b"")
         elif p == "/notmodified":
             self._send(304, None, b"", [("ETag", '"v1"')])
+        elif p == "/missing":
+            self._send(404, "application/json", b'{"error":"no such thing"}' * 100)
         elif p == "/grpc":
             self._send(200, "application/grpc", b"\0\0\0\x10\0" + b"a" * 4096, [("grpc-encoding", "identity")])
         elif p == "/sse":
@@ -292,6 +294,47 @@ routes:
         # a route without the filter
         st, h, body, _ = get(self.port, "/raw/json", "gzip")
         self.assertNotIn("content-encoding", h)
+
+    def test_identity_refused(self):
+        """Accept-Encoding refusing identity (RFC 9110 12.5.3) on a route with the filter."""
+        refused = ("identity;q=0", "*;q=0", "identity;q=0, deflate", "gzip;q=0, identity;q=0",
+                   "*;q=0, gzip;q=0")
+        for ae in refused:
+            for path in ("/json", "/small", "/text"):  # no coding it accepts: 406, whatever the size
+                st, h, body, vary = get(self.port, path, ae)
+                self.assertEqual(st, 406, (ae, path))
+                self.assertIn("Accept-Encoding", vary, ae)
+                err = json.loads(body)["error"]
+                self.assertEqual(err["code"], "NOT_ACCEPTABLE")
+                self.assertIn("identity", err["detail"])
+        # a coding it accepts: used, and min_size yields (11 bytes on a min_size: 1k route)
+        for ae, want in (("identity;q=0, gzip", "gzip"), ("*;q=0, zstd;q=0.5", "zstd"),
+                         ("identity;q=0, br;q=0.1", "br")):
+            for path, raw in (("/json", JSON_BODY), ("/small", b'{"ok":true}')):
+                st, h, body, vary = get(self.port, path, ae)
+                self.assertEqual((st, h.get("content-encoding")), (200, want), (ae, path))
+                self.assertEqual(DECODE[want](body), raw)
+        # a type the route does not code, and no-transform: 406 even with a coding accepted
+        for path in ("/png", "/notransform"):
+            st, h, body, _ = get(self.port, path, "identity;q=0, gzip")
+            self.assertEqual(st, 406, path)
+        # identity named again with q>0 is acceptable; `*;q=0` does not cover a named identity
+        for ae in ("*;q=0, identity", "identity;q=0, identity;q=0.5"):
+            st, h, body, _ = get(self.port, "/png", ae)
+            self.assertEqual((st, h.get("content-encoding")), (200, None), ae)
+        # answers that pass as they are: already encoded, no content, not modified, errors, HEAD of
+        # something codable with a coding accepted
+        st, h, body, _ = get(self.port, "/encoded", "identity;q=0")
+        self.assertEqual((st, h.get("content-encoding")), (200, "gzip"))
+        for path, code in (("/nocontent", 204), ("/notmodified", 304), ("/missing", 404)):
+            st, h, body, _ = get(self.port, path, "identity;q=0")
+            self.assertEqual(st, code, path)
+            self.assertNotIn("content-encoding", h, path)
+        st, h, body, _ = get(self.port, "/json", "identity;q=0", method="HEAD")
+        self.assertEqual(st, 406)
+        # a route without the filter never says 406
+        st, h, body, _ = get(self.port, "/raw/json", "identity;q=0")
+        self.assertEqual((st, body), (200, JSON_BODY))
 
     def test_sse_first_event_not_held(self):
         """The first event must reach the client, compressed, while the upstream still waits."""

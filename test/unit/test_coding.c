@@ -81,6 +81,30 @@ static void test_pick_star_identity(void **state)
     assert_int_equal(pick(",,, ;q=1, gzip"), PT_CODING_GZIP);
 }
 
+static bool refused(const char *ae)
+{
+    return pt_coding_identity_refused(true, pt_str_c(ae));
+}
+
+/* RFC 9110 12.5.3: identity;q=0, or *;q=0 without a more specific identity. */
+static void test_identity_refused(void **state)
+{
+    (void)state;
+    assert_false(pt_coding_identity_refused(false, PT_STR_NULL));
+    assert_false(refused(""));
+    assert_false(refused("gzip;q=0"));
+    assert_false(refused("identity"));
+    assert_false(refused("*;q=0, identity"));
+    assert_false(refused("identity;q=0, identity;q=0.001")); /* the more favourable q */
+    assert_false(refused("identity;q=0.5"));
+    assert_true(refused("identity;q=0"));
+    assert_true(refused("IDENTITY ; Q=0.000"));
+    assert_true(refused("*;q=0"));
+    assert_true(refused("gzip, *;q=0"));
+    assert_true(refused("identity;q=0, gzip"));
+    assert_true(refused("identity;q=zero")); /* an unreadable q never makes it acceptable */
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -307,6 +331,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pick_basic),        cmocka_unit_test(test_pick_qvalues),
         cmocka_unit_test(test_pick_star_identity), cmocka_unit_test(test_names),
+        cmocka_unit_test(test_identity_refused),
         cmocka_unit_test(test_roundtrip_gzip),    cmocka_unit_test(test_roundtrip_br),
         cmocka_unit_test(test_roundtrip_zstd),    cmocka_unit_test(test_bomb_stops_early),
         cmocka_unit_test(test_garbage),           cmocka_unit_test(test_trailing_bytes),

@@ -52,10 +52,19 @@ int pt_coding_from_name(pt_str_t name);
  *  - identity wins when it was named (or covered by `*`) with a q higher
  *    than the best coding's (the client prefers it uncompressed);
  *  - `present == false` (no header) and an empty value pick identity.
- * identity is always a possible answer: refusing it (`identity;q=0`) would
- * call for a 406 that a gateway does not send.
+ * identity is the answer when nothing else is acceptable, even when the
+ * client refused it: pt_coding_identity_refused() tells (the caller decides
+ * whether that is a 406).
  */
 pt_coding_t pt_coding_pick(bool present, pt_str_t accept_encoding, unsigned allowed);
+
+/**
+ * Does this Accept-Encoding refuse an unencoded answer (RFC 9110 12.5.3)?
+ * True when `identity` is named with q=0, or is not named while `*;q=0` is
+ * (the most favourable q of repeated elements counts, as in pt_coding_pick).
+ * No header and an empty value accept identity.
+ */
+bool pt_coding_identity_refused(bool present, pt_str_t accept_encoding);
 
 /** Output sink: returns 0, or a negative PT_ERR_* that stops the stream and is returned. */
 typedef int (*pt_coding_emit_fn)(void *ud, const void *data, size_t len);

@@ -34,7 +34,8 @@
     X(ERR_VERSION, 505, 3, "HTTP version not supported")     /* INVALID_ARGUMENT */            \
     X(ERR_LOOP_DETECTED, 508, 13, "forwarding loop detected") /* INTERNAL */                  \
     X(ERR_NOMEM, 500, 13, "out of memory")                   /* INTERNAL */                    \
-    X(ERR_OVERLOADED, 503, 14, "gateway overloaded")         /* UNAVAILABLE */
+    X(ERR_OVERLOADED, 503, 14, "gateway overloaded")         /* UNAVAILABLE */               \
+    X(ERR_NOT_ACCEPTABLE, 406, 3, "not acceptable")          /* INVALID_ARGUMENT */
 
 /** Status values: 0 is success, every error is negative. */
 typedef enum pt_status {

@@ -37,6 +37,9 @@ class Keys:
         return self.prefix + name
 
     def jwks(self):
+        # PyJWT 2.6 (Debian 12) writes EC coordinates in their minimal bytes: about one set in
+        # 64 has a short one (RFC 7518 wants the full size). Portico reads them as the integers
+        # they are (jwt_token.c); refusing them refused the whole set -- the rotation flake.
         keys = []
         for name, key, algo in (("rsa", self.rsa, RSAAlgorithm), ("p256", self.p256, ECAlgorithm),
                                 ("p384", self.p384, ECAlgorithm), ("ed", self.ed, OKPAlgorithm)):

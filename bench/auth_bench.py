@@ -30,7 +30,6 @@ proxy's own measured CPU time per instruction (an estimate).
 """
 import argparse
 import collections
-import glob
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "test", "integration", "auth"))
-from proxy_bench import (children, cpu_seconds, free_port, nginx_conf, parse_h2load,  # noqa: E402
+from proxy_bench import (children, cpu_seconds, free_port, nginx_conf,  # noqa: E402
                          parse_wrk, wait_port)
 import benchlib  # noqa: E402  (bench/benchlib.py: what every bench script shares)
 
@@ -83,17 +82,7 @@ def callgrind_rows(args, d, pt, port, rows):
         for h in r.headers:
             cmd += ["-H", h]
         cmd.append(f"http://127.0.0.1:{port}/")
-        subprocess.run(cmd + ["-n", "200"], capture_output=True)  # warm-up (caches, pools)
-        subprocess.run(["callgrind_control", "-z", str(pt.pid)], capture_output=True, check=True)
-        out = subprocess.run(cmd + ["-n", str(n)], capture_output=True, text=True).stdout
-        before = set(glob.glob(os.path.join(d, "cg.out.*")))
-        subprocess.run(["callgrind_control", "-d", str(pt.pid)], capture_output=True, check=True)
-        new = set(glob.glob(os.path.join(d, "cg.out.*"))) - before
-        _, ok, errs = parse_h2load(out)
-        if errs or ok != n or len(new) != 1:
-            raise RuntimeError(f"{r.name}: {ok}/{n} answered, {errs} failed")
-        with open(new.pop()) as f:
-            return [int(x.split()[1]) for x in f if x.startswith("totals:")][0] / n
+        return benchlib.callgrind_per_request(pt.pid, cmd, n, d, r.name)
     res = collections.defaultdict(list)
     for _ in range(args.rounds):
         for i, r in enumerate(rows):

@@ -53,3 +53,8 @@ fi
 # live dashboard (issue 13, dash): instructions and CPU per proxied request with the dashboard's
 # gauges, against DASH_BENCH_BEFORE (a portico built without them) when set
 /usr/bin/python3 "$ROOT/bench/dashboard_bench.py" --build "$ROOT/$BUILD"
+# issue 7 (h1perf): instructions per request under callgrind -- HTTP/1.1 proxy with large headers,
+# transcoded REST->gRPC POST (h2c, HTTP/1.1) and the same call passed through as native gRPC
+if [ -x "$ROOT/$BUILD/bin/bookstore-server" ] && command -v valgrind >/dev/null; then
+  /usr/bin/python3 "$ROOT/bench/h1perf_callgrind.py" --build "$ROOT/$BUILD"
+fi

@@ -3,6 +3,9 @@
  */
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include "portico/headers.h"
 #include "portico/status.h"
 
@@ -204,13 +207,33 @@ static bool bytes_valid(const unsigned char *p, size_t n)
     return true;
 }
 
-/* No CTL but HTAB, no DEL. Every forwarded value passes here: eight bytes at
- * a time, the last word overlapping the previous one rather than a byte loop;
- * a word with a suspect byte is looked at byte by byte (HTAB is allowed). */
+/* No CTL but HTAB, no DEL. Every forwarded value passes here (a 4 KB Cookie
+ * twice per proxied request: parsed, then sent on), so it goes sixteen bytes
+ * at a time with SSE2 where the compiler targets it (every x86-64), else eight
+ * at a time in a word; the last block overlaps the previous one rather than
+ * ending in a byte loop, and a block with a suspect byte is looked at byte by
+ * byte (HTAB is allowed). */
 bool pt_header_value_valid(pt_str_t value)
 {
     const unsigned char *p = (const unsigned char *)value.base;
     size_t n = value.len;
+#ifdef __SSE2__
+    if (n >= 16) {
+        const __m128i below = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
+        for (size_t i = 0;; i += 16) {
+            if (i + 16 > n)
+                i = n - 16;
+            __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+            /* x <= 0x1f (unsigned) exactly when min(x, 0x1f) == x */
+            __m128i bad = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(x, below), x),
+                                       _mm_cmpeq_epi8(x, del));
+            if (_mm_movemask_epi8(bad) != 0 && !bytes_valid(p + i, 16))
+                return false;
+            if (i + 16 == n)
+                return true;
+        }
+    }
+#endif
     if (n < 8)
         return bytes_valid(p, n);
     uint64_t x;

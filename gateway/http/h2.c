@@ -47,6 +47,8 @@
 #include "core/config.h"
 #include "net/conn.h"
 #include "http/h2.h"
+#include "http/h2mem.h"
+#include "http/hpack_policy.h"
 #include "http/reqcheck.h"
 #include "observe/metrics.h"
 #include "core/request.h"
@@ -522,7 +524,7 @@ static bool is_conn_specific(pt_str_t n)
 
 static nghttp2_nv make_nv(pt_str_t n, pt_str_t v)
 {
-    return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, NGHTTP2_NV_FLAG_NONE};
+    return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, pt_hpack_nv_flags(n)};
 }
 
 static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
@@ -1453,7 +1455,7 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
                                                or_default(l->h2_reset_rate, 33u));
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
-    int rv = nghttp2_session_server_new2(&c->ng, callbacks, c, opt);
+    int rv = nghttp2_session_server_new3(&c->ng, callbacks, c, opt, pt_h2mem_of(c->worker));
     nghttp2_option_del(opt);
     if (rv != 0)
         oom();

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "net/conn.h"
+#include "http/h2mem.h"
 #include "core/config.h"
 #include "net/listener.h"
 #include "observe/metrics.h"
@@ -362,6 +363,7 @@ static void worker_free(pt_worker_t *w)
     event_base_free(w->base);
     pt_config_unref(w->config);
     pt_metrics_shard_free(w->metrics);
+    pt_h2mem_dispose(w); /* after every session: connections and upstream state are gone */
     free(p);
     free(w);
 }

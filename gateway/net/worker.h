@@ -30,6 +30,7 @@ struct pt_worker {
     unsigned filter_state_cnt;
     void *upstream_http;          /* upstream/http.c per-worker state (curl multi, pools) */
     void *upstream_h2;            /* upstream/h2.c per-worker state (pools, calls), made on first use */
+    void *h2mem;                  /* http/h2mem.c: the nghttp2 sessions' allocator, made on first use */
     void *redis;                  /* upstream/redis.c per-worker state (connection sets), lazily */
     void *upstream_policy;        /* upstream/policy.c: round robin, endpoint health, connection caps */
     struct pt_metrics_shard *metrics;

@@ -24,6 +24,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "http/h2mem.h"
 #include "upstream/h2.h"
 
 #include "observe/trace.h"
@@ -253,4 +254,8 @@ void pt_upstream_worker_dispose(pt_worker_t *w)
         w->upstream_http = NULL;
     }
     pt_policy_worker_dispose(w); /* last: the back ends' pools point into it */
+    /* The nghttp2 allocator: the client sessions are gone now, and a worker's
+     * connections (server sessions) are destroyed before its upstream state. */
+    if (w != NULL)
+        pt_h2mem_dispose(w);
 }

@@ -3,6 +3,7 @@
  * See h2_fake.h.
  */
 #include "h2_fake.h"
+#include "http/h2mem.h"
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -311,4 +312,5 @@ void fake_conn_dispose(fake_conn_t *fc)
     fc->client = NULL;
     event_base_free(fc->base);
     fc->base = NULL;
+    pt_h2mem_dispose(&fc->worker); /* the session's allocator (http/h2mem.c) */
 }

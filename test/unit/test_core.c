@@ -145,14 +145,15 @@ static bool value_valid_ref(const unsigned char *p, size_t n)
     return true;
 }
 
-/* Word-at-a-time validation: every byte value at every position of values of
- * 0..24 bytes (the word loop, the overlapping last word, the short path),
- * amid bytes that are fine, HTAB and obs-text. */
+/* Block-at-a-time validation: every byte value at every position of values of
+ * 0..40 bytes (the 16-byte SSE2 loop and its overlapping last block, the word
+ * loop, the overlapping last word, the short path), amid bytes that are fine,
+ * HTAB and obs-text. */
 static void test_header_value_valid_words(void **state)
 {
     (void)state;
     static const unsigned char fillers[] = {'a', '\t', 0x80, 0xff, ' ', '~'};
-    unsigned char buf[24];
+    unsigned char buf[40];
     for (size_t len = 0; len <= sizeof(buf); len++) {
         for (size_t f = 0; f < sizeof(fillers); f++) {
             memset(buf, fillers[f], sizeof(buf));

@@ -779,6 +779,123 @@ static void test_pieces_keep_slices(void **state)
     pt_h1p_free(p);
 }
 
+/*
+ * Each refusal of a malformed head, with its reason (the log text): the
+ * line-at-a-time scanner must name the same fault whichever check of the
+ * line meets it first, and the checks that go eight or sixteen bytes at a
+ * time (request-target, field values) must find a bad byte at any offset of
+ * a long run.
+ */
+static void test_head_refusal_reasons(void **state)
+{
+    (void)state;
+#define C(lit, st, why) {(lit), sizeof(lit) - 1, (st), (why)}
+    static const struct {
+        const char *in;
+        size_t len;
+        int status;
+        const char *reason;
+    } cases[] = {
+        C("\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "bare LF before request line"),
+        C("\rGET / HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "bare CR before request line"),
+        C("GET / HTTP/1.1\nHost: h\r\n\r\n", PT_ERR_INVALID, "request line not terminated by CRLF"),
+        C("GE(T / HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "malformed method"),
+        C(" GET / HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "malformed method"),
+        C("GET\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "malformed method"),
+        C("GET  / HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "empty request target"),
+        C("GET /\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "no HTTP version (HTTP/0.9 is not supported)"),
+        C("GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "invalid byte in request target"),
+        C("GET /0123456789abcdef0123\x7f HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "invalid byte in request target"),
+        C("GET /0123456789abcdef012\x80 HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "invalid byte in request target"),
+        C("GET /0123456789abcdef0123456789\x01/ HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "invalid byte in request target"),
+        C("GET / HTTP/2.0\r\nHost: h\r\n\r\n", PT_ERR_VERSION, "unsupported HTTP version"),
+        C("GET / HTTP/1.1 \r\nHost: h\r\n\r\n", PT_ERR_INVALID, "malformed HTTP version"),
+        C("GET / http/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "malformed HTTP version"),
+        C("GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "fragment in request target"),
+        C("GET * HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "asterisk-form target outside OPTIONS"),
+        C("GET a/b HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "unsupported request-target form"),
+        C("GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "unsupported scheme in absolute-form target"),
+        C("GET http://h?x HTTP/1.1\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "absolute-form target without path"),
+        C("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", PT_ERR_NOT_IMPLEMENTED,
+         "CONNECT is not supported"),
+        C("GET / HTTP/1.1\r\nHost: h\n\r\n", PT_ERR_INVALID, "header line not terminated by CRLF"),
+        C("GET / HTTP/1.1\r\nHost: h\r\n\n", PT_ERR_INVALID, "header line not terminated by CRLF"),
+        C("GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", PT_ERR_INVALID, "bare CR in header line"),
+        C("GET / HTTP/1.1\r\nHo\rst: h\r\n\r\n", PT_ERR_INVALID, "bare CR in header line"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nX: a\x01\rb\r\n\r\n", PT_ERR_INVALID,
+         "bare CR in header line"),
+        C("GET / HTTP/1.1\r\nHost: h\r\n x: y\r\n\r\n", PT_ERR_INVALID,
+         "obs-fold or whitespace before field name"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n", PT_ERR_INVALID,
+         "obs-fold or whitespace before field name"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", PT_ERR_INVALID,
+         "header line without colon"),
+        C("GET / HTTP/1.1\r\nHost : h\r\n\r\n", PT_ERR_INVALID,
+         "whitespace between field name and colon"),
+        C("GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", PT_ERR_INVALID,
+         "whitespace between field name and colon"),
+        C("GET / HTTP/1.1\r\n: h\r\n\r\n", PT_ERR_INVALID, "invalid byte in field name"),
+        C("GET / HTTP/1.1\r\nX(y): h\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "invalid byte in field name"),
+        C("GET / HTTP/1.1\r\nX\x80: h\r\nHost: h\r\n\r\n", PT_ERR_INVALID,
+         "invalid byte in field name"),
+        C("GET / HTTP/1.1\r\nX_Y: h\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "underscore in field name"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nX: a\x01z\r\n\r\n", PT_ERR_INVALID,
+         "control byte in field value"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nX: 0123456789abcdef0123456789abcdef01234\x7f"
+         "56789\r\n\r\n",
+         PT_ERR_INVALID, "control byte in field value"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nX: 0123456789abcdef0123456789abcdef0123456\x00"
+         "89\r\n\r\n",
+         PT_ERR_INVALID, "control byte in field value"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", PT_ERR_INVALID, "duplicate Host"),
+        C("GET / HTTP/1.1\r\n\r\n", PT_ERR_INVALID, "missing Host"),
+        C("GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n", PT_ERR_INVALID,
+         "absolute-form authority differs from Host"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+         PT_ERR_INVALID, "duplicate Content-Length"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\nx", PT_ERR_INVALID,
+         "invalid Content-Length"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n",
+         PT_ERR_INVALID, "Transfer-Encoding repeated"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+         PT_ERR_INVALID, "both Content-Length and Transfer-Encoding"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", PT_ERR_NOT_IMPLEMENTED,
+         "unsupported transfer coding"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n", PT_ERR_EXPECTATION,
+         "unsupported expectation"),
+        C("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: a\r\nUpgrade: b\r\n\r\n", PT_ERR_INVALID,
+         "duplicate Upgrade"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding-X: chunked\r\n\r\n", PT_ERR_INVALID,
+          "field name extends Transfer-Encoding"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encodinghttp://ed\r\n\r\n", PT_ERR_INVALID,
+          "field name extends Transfer-Encoding"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\t\r\n\r\nabc", PT_ERR_INVALID,
+          "HTAB after a framing field value"),
+        C("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked \t \r\n\r\n", PT_ERR_INVALID,
+          "HTAB after a framing field value"),
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        transcript_t t = run(cases[i].in, cases[i].len);
+        if (t.error != cases[i].status || t.heads != 0 || t.reason == NULL ||
+            strcmp(t.reason, cases[i].reason) != 0) {
+            print_error("case %zu: %s\nexpected %d \"%s\", got %d \"%s\":\n%s", i, cases[i].in,
+                        cases[i].status, cases[i].reason, t.error,
+                        t.reason ? t.reason : "(none)", t.text);
+            fail();
+        }
+        free(t.text);
+    }
+#undef C
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -813,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_h2c_upgrade),
         cmocka_unit_test(test_other_upgrade_keeps_parsing),
         cmocka_unit_test(test_pieces_keep_slices),
+        cmocka_unit_test(test_head_refusal_reasons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

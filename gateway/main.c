@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <unistd.h>
 #include "core/config.h"
+#include "core/config_reflect.h"
 #include "observe/observe.h"
 #include "upstream/health.h"
 #include "server.h"
@@ -78,6 +79,9 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         pt_observe_reload(false);
         return;
     }
+    pt_config_t *prev = pt_server_config(&app->server); /* issue 13: log what bindings lose */
+    pt_config_descriptor_diff(prev, c, stderr);
+    pt_config_unref(prev);
     if (pt_server_reload(&app->server, c) != 0) {
         fprintf(stderr, "portico: reload rejected (listeners); the previous config keeps serving\n");
         pt_observe_reload(false);

@@ -126,9 +126,10 @@ void pt__conf_descriptors_reflect(pt_conf_cx_t *cx, const pt_conf_node_t *item, 
         return;
     }
     pt_refl_files_t fs = {0};
-    char err[1024];
+    char err[1024], used[300] = "";
     uint64_t t0 = pt_now_ms();
-    if (pt_reflect_fetch(cl, svcs, svc_cnt, timeout_ms, &fs, err, sizeof(err)) != 0) {
+    if (pt_reflect_fetch(cl, svcs, svc_cnt, timeout_ms, &fs, err, sizeof(err), used,
+                         sizeof(used)) != 0) {
         pt_conf_error(cx, item, "%s%s: %s", PT_REFLECT_SCHEME, cname, err);
         pt_refl_files_free(&fs);
         return;
@@ -150,8 +151,8 @@ void pt__conf_descriptors_reflect(pt_conf_cx_t *cx, const pt_conf_node_t *item, 
         pt_xerr_format(&xe, msg, sizeof(msg));
         pt_conf_error(cx, item, "%s: %s", origin, msg);
     } else if (cx->errs != NULL) {
-        fprintf(stderr, "portico: descriptors: %s: %zu files, %zu bytes by reflection in %llu ms\n",
-                origin, files, len, (unsigned long long)(pt_now_ms() - t0));
+        fprintf(stderr, "portico: descriptors: %s: %zu files (%zu bytes) from %s in %llu ms\n",
+                origin, files, len, used, (unsigned long long)(pt_now_ms() - t0));
     }
     free(set);
 }

@@ -721,10 +721,11 @@ static void sess_close(sess_t *s)
 }
 
 int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t svc_cnt,
-                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen)
+                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen,
+                     char *used, size_t usedlen)
 {
     int rc = E_TRANSPORT;
-    size_t used = 0;
+    size_t elen = 0;
     err[0] = '\0';
     for (size_t i = 0; i < c->endpoint_cnt; i++) {
         const pt_endpoint_t *ep = &c->endpoints[i];
@@ -744,6 +745,9 @@ int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t 
             if (rc == 0) {
                 pt_refl_files_free(fs);
                 *fs = got;
+                if (used != NULL)
+                    snprintf(used, usedlen, "%s, grpc.reflection.%s", s.authority,
+                             s.version == 0 ? "v1" : "v1alpha");
             } else {
                 pt_refl_files_free(&got);
             }
@@ -756,9 +760,9 @@ int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t 
             return -1;
         }
         /* transport failures: list every endpoint's */
-        int w = snprintf(err + used, errlen - used, "%s%s", used != 0 ? "; " : "", one);
+        int w = snprintf(err + elen, errlen - elen, "%s%s", elen != 0 ? "; " : "", one);
         if (w > 0)
-            used = (size_t)w >= errlen - used ? errlen - 1 : used + (size_t)w;
+            elen = (size_t)w >= errlen - elen ? errlen - 1 : elen + (size_t)w;
     }
     if (c->endpoint_cnt == 0)
         snprintf(err, errlen, "the cluster has no endpoints");

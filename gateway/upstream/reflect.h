@@ -137,9 +137,12 @@ void pt_refl_files_free(pt_refl_files_t *fs);
  * and all their imports from cluster `c` into `fs`, within `timeout_ms` per
  * endpoint. Returns 0, or -1 with a message in err[] naming the endpoint or
  * the service ("service pkg.Svc: not found", "127.0.0.1:50051: connection
- * refused", "127.0.0.1:50051: timeout after 5s", ...).
+ * refused", "127.0.0.1:50051: timeout after 5s", ...). On success `used`
+ * (may be NULL) names the endpoint and API version that answered
+ * ("127.0.0.1:50051, grpc.reflection.v1alpha").
  */
 int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t svc_cnt,
-                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen);
+                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen,
+                     char *used, size_t usedlen);
 
 #endif /* PT_UPSTREAM_REFLECT_H */

@@ -78,15 +78,17 @@ typedef struct sess {
 
 enum { E_TRANSPORT = -1, E_ANSWER = -2 }; /* try the next endpoint / stop */
 
-static int fail(sess_t *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(sess_t *s, int rc, const char *fmt, ...)
+static void set_err(sess_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(sess_t *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->err, s->errlen, fmt, ap);
     va_end(ap);
-    return rc;
 }
+
+/* Sets the message, evaluates to `rc` (a macro, so that analyzers see the code) */
+#define FAIL(s, rc, ...) (set_err((s), __VA_ARGS__), (rc))
 
 /* "Connection refused" -> "connection refused", as our messages are written */
 static const char *errtext(int e, char *buf, size_t len)
@@ -101,9 +103,9 @@ static int timeout_error(sess_t *s)
 {
     uint64_t t = s->timeout_ms;
     if (t % 1000 == 0)
-        return fail(s, E_TRANSPORT, "%s: timeout after %llus", s->authority,
+        return FAIL(s, E_TRANSPORT, "%s: timeout after %llus", s->authority,
                     (unsigned long long)(t / 1000));
-    return fail(s, E_TRANSPORT, "%s: timeout after %llums", s->authority, (unsigned long long)t);
+    return FAIL(s, E_TRANSPORT, "%s: timeout after %llums", s->authority, (unsigned long long)t);
 }
 
 /* Waits for `events` on the socket until the deadline: 1 ready, 0 timed out. */
@@ -132,7 +134,7 @@ static int connect_tcp(sess_t *s)
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC}, *ai = NULL;
     int g = getaddrinfo(s->ep->host, port, &hints, &ai);
     if (g != 0)
-        return fail(s, E_TRANSPORT, "%s: cannot resolve %s: %s", s->authority, s->ep->host,
+        return FAIL(s, E_TRANSPORT, "%s: cannot resolve %s: %s", s->authority, s->ep->host,
                     gai_strerror(g));
     int last = ECONNREFUSED;
     uint64_t connect_deadline = pt_now_ms() + s->c->connect_timeout_ms;
@@ -167,14 +169,14 @@ static int connect_tcp(sess_t *s)
         if (!ready) {
             freeaddrinfo(ai);
             if (connect_deadline < s->deadline)
-                return fail(s, E_TRANSPORT, "%s: connect timeout after %llums", s->authority,
+                return FAIL(s, E_TRANSPORT, "%s: connect timeout after %llums", s->authority,
                             (unsigned long long)s->c->connect_timeout_ms);
             return timeout_error(s);
         }
         last = soerr != 0 ? soerr : errno;
     }
     freeaddrinfo(ai);
-    return fail(s, E_TRANSPORT, "%s: %s", s->authority, errtext(last, eb, sizeof(eb)));
+    return FAIL(s, E_TRANSPORT, "%s: %s", s->authority, errtext(last, eb, sizeof(eb)));
 }
 
 static int tls_error(sess_t *s, const char *what)
@@ -186,9 +188,9 @@ static int tls_error(sess_t *s, const char *what)
     ERR_clear_error();
     long vr = s->ssl != NULL ? SSL_get_verify_result(s->ssl) : X509_V_OK;
     if (vr != X509_V_OK)
-        return fail(s, E_TRANSPORT, "%s: TLS certificate verification failed: %s", s->authority,
+        return FAIL(s, E_TRANSPORT, "%s: TLS certificate verification failed: %s", s->authority,
                     X509_verify_cert_error_string(vr));
-    return fail(s, E_TRANSPORT, "%s: %s%s%s", s->authority, what, buf[0] ? ": " : "", buf);
+    return FAIL(s, E_TRANSPORT, "%s: %s%s%s", s->authority, what, buf[0] ? ": " : "", buf);
 }
 
 static int connect_tls(sess_t *s)
@@ -249,7 +251,7 @@ static int connect_tls(sess_t *s)
     unsigned plen = 0;
     SSL_get0_alpn_selected(s->ssl, &proto, &plen);
     if (plen != 2 || memcmp(proto, "h2", 2) != 0)
-        return fail(s, E_TRANSPORT, "%s: the server did not agree to HTTP/2 (ALPN h2)",
+        return FAIL(s, E_TRANSPORT, "%s: the server did not agree to HTTP/2 (ALPN h2)",
                     s->authority);
     return 0;
 }
@@ -276,7 +278,7 @@ static int send_all(sess_t *s, const uint8_t *p, size_t n)
         } else {
             w = send(s->fd, p, n, MSG_NOSIGNAL);
             if (w < 0 && errno != EAGAIN && errno != EINTR)
-                return fail(s, E_TRANSPORT, "%s: %s", s->authority, errtext(errno, eb, sizeof(eb)));
+                return FAIL(s, E_TRANSPORT, "%s: %s", s->authority, errtext(errno, eb, sizeof(eb)));
             if (w < 0)
                 w = 0;
         }
@@ -300,7 +302,7 @@ static ssize_t recv_some(sess_t *s, uint8_t *buf, size_t cap)
                 return rc;
             int e = SSL_get_error(s->ssl, rc);
             if (e == SSL_ERROR_ZERO_RETURN)
-                return fail(s, E_TRANSPORT, "%s: the server closed the connection", s->authority);
+                return FAIL(s, E_TRANSPORT, "%s: the server closed the connection", s->authority);
             if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
                 return tls_error(s, "TLS read failed");
             ev = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
@@ -309,9 +311,9 @@ static ssize_t recv_some(sess_t *s, uint8_t *buf, size_t cap)
             if (n > 0)
                 return n;
             if (n == 0)
-                return fail(s, E_TRANSPORT, "%s: the server closed the connection", s->authority);
+                return FAIL(s, E_TRANSPORT, "%s: the server closed the connection", s->authority);
             if (errno != EAGAIN && errno != EINTR)
-                return fail(s, E_TRANSPORT, "%s: %s", s->authority, errtext(errno, eb, sizeof(eb)));
+                return FAIL(s, E_TRANSPORT, "%s: %s", s->authority, errtext(errno, eb, sizeof(eb)));
         }
         if (!wait_fd(s, ev))
             return timeout_error(s);
@@ -403,18 +405,18 @@ static int start_h2(sess_t *s)
 {
     nghttp2_session_callbacks *cb;
     if (nghttp2_session_callbacks_new(&cb) != 0)
-        return fail(s, E_TRANSPORT, "out of memory");
+        return FAIL(s, E_TRANSPORT, "out of memory");
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
     int rv = nghttp2_session_client_new(&s->ng, cb, s);
     nghttp2_session_callbacks_del(cb);
     if (rv != 0)
-        return fail(s, E_TRANSPORT, "out of memory");
+        return FAIL(s, E_TRANSPORT, "out of memory");
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                                    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
     if (nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, 2) != 0)
-        return fail(s, E_TRANSPORT, "out of memory");
+        return FAIL(s, E_TRANSPORT, "out of memory");
     nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0, 16 << 20);
     return 0;
 }
@@ -451,14 +453,14 @@ static int call(sess_t *s, const uint8_t *body, size_t blen)
     nghttp2_data_provider dp = {.read_callback = read_body};
     s->sid = nghttp2_submit_request(s->ng, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), &dp, NULL);
     if (s->sid < 0)
-        return fail(s, E_TRANSPORT, "%s: %s", s->authority, nghttp2_strerror(s->sid));
+        return FAIL(s, E_TRANSPORT, "%s: %s", s->authority, nghttp2_strerror(s->sid));
     uint8_t buf[16384];
     for (;;) {
         for (;;) {
             const uint8_t *out;
             ssize_t n = nghttp2_session_mem_send(s->ng, &out);
             if (n < 0)
-                return fail(s, E_TRANSPORT, "%s: HTTP/2: %s", s->authority,
+                return FAIL(s, E_TRANSPORT, "%s: HTTP/2: %s", s->authority,
                             nghttp2_strerror((int)n));
             if (n == 0)
                 break;
@@ -469,29 +471,29 @@ static int call(sess_t *s, const uint8_t *body, size_t blen)
         if (s->done)
             break;
         if (!nghttp2_session_want_read(s->ng))
-            return fail(s, E_TRANSPORT, "%s: the server ended the HTTP/2 connection",
+            return FAIL(s, E_TRANSPORT, "%s: the server ended the HTTP/2 connection",
                         s->authority);
         ssize_t n = recv_some(s, buf, sizeof(buf));
         if (n < 0)
             return (int)n;
         ssize_t used = nghttp2_session_mem_recv(s->ng, buf, (size_t)n);
         if (used < 0)
-            return fail(s, E_TRANSPORT, "%s: HTTP/2: %s", s->authority,
+            return FAIL(s, E_TRANSPORT, "%s: HTTP/2: %s", s->authority,
                         nghttp2_strerror((int)used));
     }
     if (s->too_big)
-        return fail(s, E_ANSWER, "%s: reflection answer over %u MiB", s->authority,
+        return FAIL(s, E_ANSWER, "%s: reflection answer over %u MiB", s->authority,
                     MAX_ANSWER >> 20);
     if (s->http_status == 404 || s->grpc_status == 12)
         return 12;
     if (s->http_status != 200)
-        return fail(s, E_ANSWER, "%s: reflection call answered HTTP status %d", s->authority,
+        return FAIL(s, E_ANSWER, "%s: reflection call answered HTTP status %d", s->authority,
                     s->http_status);
     if (s->grpc_status < 0)
-        return fail(s, E_TRANSPORT, "%s: reflection stream reset (HTTP/2 error %u)", s->authority,
+        return FAIL(s, E_TRANSPORT, "%s: reflection stream reset (HTTP/2 error %u)", s->authority,
                     s->rst);
     if (s->grpc_status != 0)
-        return fail(s, E_ANSWER, "%s: reflection call failed: grpc-status %d%s%s", s->authority,
+        return FAIL(s, E_ANSWER, "%s: reflection call failed: grpc-status %d%s%s", s->authority,
                     s->grpc_status, s->grpc_message[0] ? ": " : "", s->grpc_message);
     return 0;
 }
@@ -505,7 +507,7 @@ static int call_any(sess_t *s, const uint8_t *body, size_t blen, bool *first)
         rc = call(s, body, blen);
     }
     if (rc == 12)
-        return fail(s, E_ANSWER,
+        return FAIL(s, E_ANSWER,
                     *first ? "the server has no reflection service (grpc.reflection.v1 and "
                              "v1alpha: UNIMPLEMENTED)"
                            : "reflection call UNIMPLEMENTED");
@@ -519,19 +521,20 @@ static int call_any(sess_t *s, const uint8_t *body, size_t blen, bool *first)
  */
 static int next_answer(sess_t *s, size_t *off, pt_refl_resp_t *r)
 {
+    memset(r, 0, sizeof(*r));
     if (*off == s->ans_len)
         return 0;
     if (s->ans_len - *off < 5)
-        return fail(s, E_ANSWER, "%s: truncated gRPC message", s->authority);
+        return FAIL(s, E_ANSWER, "%s: truncated gRPC message", s->authority);
     const uint8_t *h = s->ans + *off;
     uint32_t n = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
     if (h[0] != 0)
-        return fail(s, E_ANSWER, "%s: compressed reflection answer (not asked for)", s->authority);
+        return FAIL(s, E_ANSWER, "%s: compressed reflection answer (not asked for)", s->authority);
     if (n > s->ans_len - *off - 5)
-        return fail(s, E_ANSWER, "%s: truncated gRPC message", s->authority);
+        return FAIL(s, E_ANSWER, "%s: truncated gRPC message", s->authority);
     const char *why = NULL;
     if (pt_refl_decode_response(h + 5, n, r, &why) != 0)
-        return fail(s, E_ANSWER, "%s: %s", s->authority, why);
+        return FAIL(s, E_ANSWER, "%s: %s", s->authority, why);
     *off += 5 + n;
     return 1;
 }
@@ -548,7 +551,7 @@ static int list_services(sess_t *s, bool *first, char ***names, size_t *cnt)
     uint8_t *req = NULL;
     size_t rlen = 0;
     if (pt_refl_encode_request(PT_REFL_LIST_SERVICES, "*", &req, &rlen) != 0)
-        return fail(s, E_ANSWER, "out of memory");
+        return FAIL(s, E_ANSWER, "out of memory");
     int rc = call_any(s, req, rlen, first);
     free(req);
     if (rc != 0)
@@ -557,7 +560,7 @@ static int list_services(sess_t *s, bool *first, char ***names, size_t *cnt)
     pt_refl_resp_t r;
     while ((rc = next_answer(s, &off, &r)) == 1) {
         if (r.kind == PT_REFL_R_ERROR) {
-            rc = fail(s, E_ANSWER, "list_services: %.*s (code %d)", (int)r.error_message.len,
+            rc = FAIL(s, E_ANSWER, "list_services: %.*s (code %d)", (int)r.error_message.len,
                       (const char *)r.error_message.p, (int)r.error_code);
             pt_refl_resp_free(&r);
             return rc;
@@ -573,7 +576,7 @@ static int list_services(sess_t *s, bool *first, char ***names, size_t *cnt)
             if (nv == NULL || n == NULL) {
                 free(n);
                 pt_refl_resp_free(&r);
-                return fail(s, E_ANSWER, "out of memory");
+                return FAIL(s, E_ANSWER, "out of memory");
             }
             memcpy(n, it.p, it.len);
             n[it.len] = '\0';
@@ -584,7 +587,7 @@ static int list_services(sess_t *s, bool *first, char ***names, size_t *cnt)
     if (rc != 0)
         return rc;
     if (*cnt == 0)
-        return fail(s, E_ANSWER, "the server lists no services");
+        return FAIL(s, E_ANSWER, "the server lists no services");
     return 0;
 }
 
@@ -597,12 +600,14 @@ static int ask_files(sess_t *s, bool *first, pt_refl_req_t kind, const char *con
                      const char *const *by, size_t n, pt_refl_files_t *fs)
 {
     const char *label = kind == PT_REFL_FILE_CONTAINING_SYMBOL ? "service" : "file";
+    if (n == 0)
+        return 0;
     uint8_t *req = NULL;
     size_t rlen = 0;
     for (size_t i = 0; i < n; i++) {
         if (pt_refl_encode_request(kind, args[i], &req, &rlen) != 0) {
             free(req);
-            return fail(s, E_ANSWER, "out of memory");
+            return FAIL(s, E_ANSWER, "out of memory");
         }
     }
     int rc = call_any(s, req, rlen, first);
@@ -626,9 +631,9 @@ static int ask_files(sess_t *s, bool *first, pt_refl_req_t kind, const char *con
             snprintf(imp, sizeof(imp), " (imported by %s)", by[which]);
         if (r.kind == PT_REFL_R_ERROR) {
             if (r.error_code == 5)
-                rc = fail(s, E_ANSWER, "%s %s%s: not found", label, args[which], imp);
+                rc = FAIL(s, E_ANSWER, "%s %s%s: not found", label, args[which], imp);
             else
-                rc = fail(s, E_ANSWER, "%s %s%s: %.*s (code %d)", label, args[which], imp,
+                rc = FAIL(s, E_ANSWER, "%s %s%s: %.*s (code %d)", label, args[which], imp,
                           (int)r.error_message.len, (const char *)r.error_message.p,
                           (int)r.error_code);
             pt_refl_resp_free(&r);
@@ -637,7 +642,7 @@ static int ask_files(sess_t *s, bool *first, pt_refl_req_t kind, const char *con
         for (size_t i = 0; r.kind == PT_REFL_R_FILES && i < r.item_cnt; i++) {
             const char *why = NULL;
             if (pt_refl_files_add(fs, r.items[i].p, r.items[i].len, &why) < 0) {
-                rc = fail(s, E_ANSWER, "%s %s%s: %s", label, args[which], imp, why);
+                rc = FAIL(s, E_ANSWER, "%s %s%s: %s", label, args[which], imp, why);
                 pt_refl_resp_free(&r);
                 return rc;
             }
@@ -647,7 +652,7 @@ static int ask_files(sess_t *s, bool *first, pt_refl_req_t kind, const char *con
     if (rc != 0)
         return rc;
     if (idx < n)
-        return fail(s, E_ANSWER, "%s %s: no answer", label, args[idx]);
+        return FAIL(s, E_ANSWER, "%s %s: no answer", label, args[idx]);
     return 0;
 }
 
@@ -665,18 +670,18 @@ static int walk(sess_t *s, const char *const *services, size_t svc_cnt, pt_refl_
     if (rc == 0)
         rc = ask_files(s, &first, PT_REFL_FILE_CONTAINING_SYMBOL, services, NULL, svc_cnt, fs);
     for (unsigned round = 0; rc == 0; round++) {
-        const char *miss[MAX_PER_ROUND], *by[MAX_PER_ROUND];
+        const char *miss[MAX_PER_ROUND] = {0}, *by[MAX_PER_ROUND] = {0};
         size_t n = pt_refl_files_missing(fs, miss, by, MAX_PER_ROUND);
         if (n == 0)
             break;
         if (round == MAX_ROUNDS) {
-            rc = fail(s, E_ANSWER, "imports nested deeper than %d files", MAX_ROUNDS);
+            rc = FAIL(s, E_ANSWER, "imports nested deeper than %d files", MAX_ROUNDS);
             break;
         }
         if (n > MAX_PER_ROUND)
             n = MAX_PER_ROUND;
         /* the names point into fs, which this round grows: copy them first */
-        char *own[MAX_PER_ROUND], *own_by[MAX_PER_ROUND];
+        char *own[MAX_PER_ROUND] = {0}, *own_by[MAX_PER_ROUND] = {0};
         size_t k = 0;
         for (; k < n; k++) {
             own[k] = strdup(miss[k]);
@@ -684,7 +689,7 @@ static int walk(sess_t *s, const char *const *services, size_t svc_cnt, pt_refl_
             if (own[k] == NULL || own_by[k] == NULL) {
                 free(own[k]);
                 free(own_by[k]);
-                rc = fail(s, E_ANSWER, "out of memory");
+                rc = FAIL(s, E_ANSWER, "out of memory");
                 break;
             }
         }
@@ -693,7 +698,7 @@ static int walk(sess_t *s, const char *const *services, size_t svc_cnt, pt_refl_
                            (const char *const *)own_by, n, fs);
         for (size_t i = 0; rc == 0 && i < n; i++)
             if (pt_refl_files_find(fs, own[i]) == NULL)
-                rc = fail(s, E_ANSWER, "file %s (imported by %s): the server did not send it",
+                rc = FAIL(s, E_ANSWER, "file %s (imported by %s): the server did not send it",
                           own[i], own_by[i]);
         for (size_t i = 0; i < k; i++) {
             free(own[i]);
@@ -730,7 +735,7 @@ int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t 
     for (size_t i = 0; i < c->endpoint_cnt; i++) {
         const pt_endpoint_t *ep = &c->endpoints[i];
         const char *auth = strstr(ep->url, "://");
-        char one[512];
+        char one[512] = "";
         sess_t s = {.c = c, .ep = ep, .authority = auth != NULL ? auth + 3 : ep->url,
                     .timeout_ms = timeout_ms, .deadline = pt_now_ms() + timeout_ms, .fd = -1,
                     .err = one, .errlen = sizeof(one)};

@@ -165,7 +165,7 @@ static int decode_list(pt_refl_str_t in, bool services, pt_refl_resp_t *r, size_
             continue;
         if (services) { /* ServiceResponse { 1 name } */
             rd_t e = {s.p, s.p + s.len};
-            pt_refl_str_t name = {0};
+            pt_refl_str_t name = {s.p, 0}; /* no name: an empty one (skipped by the client) */
             while (e.p != e.end) {
                 uint32_t n2;
                 unsigned w2;

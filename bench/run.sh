@@ -41,3 +41,5 @@ fi
 /usr/bin/python3 "$ROOT/bench/ratelimit_bench.py" --build "$ROOT/$BUILD"
 # compress filter: CPU us and bytes saved per 10 KB JSON for gzip/br/zstd, next to nginx gzip (issue 13, edge)
 /usr/bin/python3 "$ROOT/bench/compress_bench.py" --build "$ROOT/$BUILD"
+# descriptors by gRPC server reflection vs from a file: config load time (issue 13, reflect; needs npm packages)
+/usr/bin/python3 "$ROOT/bench/reflect_bench.py" --build "$ROOT/$BUILD"

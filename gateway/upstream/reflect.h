@@ -97,16 +97,18 @@ typedef struct pt_refl_file {
 typedef struct pt_refl_files {
     pt_refl_file_t *v;
     size_t cnt, cap;
+    size_t bytes; /* of the files' data together */
 } pt_refl_files_t;
 
-/** Most files one walk collects. */
+/** Most files, and bytes of files, one walk collects. */
 #define PT_REFL_MAX_FILES 4096
+#define PT_REFL_MAX_BYTES (64u << 20)
 
 /**
  * Adds one serialized FileDescriptorProto: reads its name (field 1) and
  * imports (field 3). A file whose name is already present is skipped (1 is
  * returned). Returns 0 when added, 1 when skipped, -1 with a static reason in
- * *why (not a FileDescriptorProto, no name, too many files, out of memory).
+ * *why (not a FileDescriptorProto, no name, too many files or bytes, out of memory).
  */
 int pt_refl_files_add(pt_refl_files_t *fs, const uint8_t *data, size_t len, const char **why);
 

@@ -348,8 +348,8 @@ int pt_refl_files_add(pt_refl_files_t *fs, const uint8_t *data, size_t len, cons
         file_free(&f);
         return 1;
     }
-    if (fs->cnt == PT_REFL_MAX_FILES) {
-        *why = "too many files";
+    if (fs->cnt == PT_REFL_MAX_FILES || len > PT_REFL_MAX_BYTES - fs->bytes) {
+        *why = fs->cnt == PT_REFL_MAX_FILES ? "too many files" : "files over 64 MiB together";
         goto fail;
     }
     if (fs->cnt == fs->cap) {
@@ -365,6 +365,7 @@ int pt_refl_files_add(pt_refl_files_t *fs, const uint8_t *data, size_t len, cons
     if (len != 0)
         memcpy(f.data, data, len);
     f.len = len;
+    fs->bytes += len;
     fs->v[fs->cnt++] = f;
     return 0;
 fail:

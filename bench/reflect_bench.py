@@ -85,8 +85,9 @@ def run_validate(binary, cfg):
 
 def bench_set(binary, tmp, name, desc, rounds):
     port = free_port()
-    srv = subprocess.Popen(["node", os.path.join(RDIR, "reflect_server.js"), desc, str(port),
-                            "both"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=RDIR)
+    srv = subprocess.Popen(["node", os.path.join(RDIR, "reflect_server.js"), desc,
+                            "%d:both" % port], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, cwd=RDIR)
     try:
         line = srv.stdout.readline()
         if not line.startswith(b"listening"):

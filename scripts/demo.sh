@@ -303,7 +303,7 @@ if command -v node > /dev/null && [ -d "$ROOT/test/integration/node_modules/@grp
   protoc -I"$RDIR/proto" -I"$ROOT/protos" -I/usr/include --include_imports \
     --descriptor_set_out="$WORK/shop.pb" shop/v1/shop.proto shop/v1/audit.proto
   RSRV_PORT=$(free_port); REF_PORT=$(free_port)
-  node "$RDIR/reflect_server.js" "$WORK/shop.pb" "$RSRV_PORT" both > "$WORK/rsrv.out" 2>&1 &
+  node "$RDIR/reflect_server.js" "$WORK/shop.pb" "$RSRV_PORT:both" < /dev/null > "$WORK/rsrv.out" 2>&1 &
   RSRV_PID=$!
   for _ in $(seq 200); do grep -q listening "$WORK/rsrv.out" 2>/dev/null && break; sleep 0.05; done
   cat > "$WORK/reflect.yaml" <<EOF

@@ -90,8 +90,10 @@ void pt__conf_descriptors_reflect(pt_conf_cx_t *cx, const pt_conf_node_t *item, 
                 const char *comma = memchr(s, ',', (size_t)(v + vlen - s));
                 size_t slen = comma != NULL ? (size_t)(comma - s) : (size_t)(v + vlen - s);
                 if (!service_name_ok(s, slen)) {
-                    pt_conf_error(cx, item, "%s: services: \"%.*s\" is not a full service name "
-                                  "(pkg.Service)", uri, (int)slen, s);
+                    pt_conf_error(cx, item,
+                                  "%s: services: \"%.*s\" is not a full service name "
+                                  "(pkg.Service)",
+                                  uri, (int)slen, s);
                     return;
                 }
                 if (svc_cnt == MAX_SERVICES) {
@@ -104,13 +106,17 @@ void pt__conf_descriptors_reflect(pt_conf_cx_t *cx, const pt_conf_node_t *item, 
         } else if (klen == 7 && memcmp(p, "timeout", 7) == 0) {
             timeout_ms = parse_timeout(v, vlen);
             if (timeout_ms == 0) {
-                pt_conf_error(cx, item, "%s: timeout: expected a duration from 1ms to 10m "
-                              "(e.g. 5s, 500ms)", uri);
+                pt_conf_error(cx, item,
+                              "%s: timeout: expected a duration from 1ms to 10m "
+                              "(e.g. 5s, 500ms)",
+                              uri);
                 return;
             }
         } else {
-            pt_conf_error(cx, item, "%s: unknown parameter \"%.*s\" (services=pkg.Svc,..., "
-                          "timeout=5s)", uri, (int)plen, p);
+            pt_conf_error(cx, item,
+                          "%s: unknown parameter \"%.*s\" (services=pkg.Svc,..., "
+                          "timeout=5s)",
+                          uri, (int)plen, p);
             return;
         }
         p = amp != NULL ? amp + 1 : NULL;
@@ -208,10 +214,10 @@ static void bound_methods(const pt_config_t *c, names_t *out)
 
 static const char *type_name(const pt_fielddesc_t *f)
 {
-    static const char *const names[] = {
-        "?", "double", "float", "int64", "uint64", "int32", "fixed64", "fixed32", "bool",
-        "string", "group", "message", "bytes", "uint32", "enum", "sfixed32", "sfixed64",
-        "sint32", "sint64"};
+    static const char *const names[] = {"?",        "double",   "float",   "int64",  "uint64",
+                                        "int32",    "fixed64",  "fixed32", "bool",   "string",
+                                        "group",    "message",  "bytes",   "uint32", "enum",
+                                        "sfixed32", "sfixed64", "sint32",  "sint64"};
     if (f->type == PT_FT_MESSAGE || f->type == PT_FT_GROUP)
         return f->message != NULL ? f->message->full_name : "message";
     if (f->type == PT_FT_ENUM)
@@ -286,10 +292,9 @@ unsigned pt_config_descriptor_diff(const pt_config_t *old, const pt_config_t *nw
     bound_methods(nw, &nb);
     diff_t d = {.log = log};
     for (size_t i = 0; i < ob.cnt; i++) {
-        const pt_methoddesc_t *om =
-            pt_descpool_method(old->descpool, ob.v[i], strlen(ob.v[i]));
-        const pt_methoddesc_t *nm = np != NULL ? pt_descpool_method(np, ob.v[i], strlen(ob.v[i]))
-                                               : NULL;
+        const pt_methoddesc_t *om = pt_descpool_method(old->descpool, ob.v[i], strlen(ob.v[i]));
+        const pt_methoddesc_t *nm =
+            np != NULL ? pt_descpool_method(np, ob.v[i], strlen(ob.v[i])) : NULL;
         if (om == NULL)
             continue;
         if (nm == NULL) {
@@ -305,8 +310,8 @@ unsigned pt_config_descriptor_diff(const pt_config_t *old, const pt_config_t *nw
             diff_msg(&d, om->input, nm->input, 0);
         }
         if (strcmp(om->output->full_name, nm->output->full_name) != 0) {
-            snprintf(det, sizeof(det), "response type changed (%s -> %s)",
-                     om->output->full_name, nm->output->full_name);
+            snprintf(det, sizeof(det), "response type changed (%s -> %s)", om->output->full_name,
+                     nm->output->full_name);
             say(&d, "method", om->full_name, det);
         } else {
             diff_msg(&d, om->output, nm->output, 0);

@@ -99,13 +99,21 @@ static const char *errtext(int e, char *buf, size_t len)
     return buf;
 }
 
+/* "5s" or "300ms" */
+static const char *dur(uint64_t ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%llums", (unsigned long long)ms);
+    return buf;
+}
+
 static int timeout_error(sess_t *s)
 {
-    uint64_t t = s->timeout_ms;
-    if (t % 1000 == 0)
-        return FAIL(s, E_TRANSPORT, "%s: timeout after %llus", s->authority,
-                    (unsigned long long)(t / 1000));
-    return FAIL(s, E_TRANSPORT, "%s: timeout after %llums", s->authority, (unsigned long long)t);
+    char b[32];
+    return FAIL(s, E_TRANSPORT, "%s: timeout after %s", s->authority,
+                dur(s->timeout_ms, b, sizeof(b)));
 }
 
 /* Waits for `events` on the socket until the deadline: 1 ready, 0 timed out. */
@@ -168,9 +176,10 @@ static int connect_tcp(sess_t *s)
         s->fd = -1;
         if (!ready) {
             freeaddrinfo(ai);
+            char b[32];
             if (connect_deadline < s->deadline)
-                return FAIL(s, E_TRANSPORT, "%s: connect timeout after %llums", s->authority,
-                            (unsigned long long)s->c->connect_timeout_ms);
+                return FAIL(s, E_TRANSPORT, "%s: connect timeout after %s", s->authority,
+                            dur(s->c->connect_timeout_ms, b, sizeof(b)));
             return timeout_error(s);
         }
         last = soerr != 0 ? soerr : errno;
@@ -421,9 +430,11 @@ static int start_h2(sess_t *s)
     return 0;
 }
 
-#define NV(n, v)                                                                                \
-    {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                                  \
-     NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}
+#define NV(n, v)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                                  \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
+    }
 
 /*
  * One ServerReflectionInfo stream: sends `body` (request messages), half-closes,
@@ -471,8 +482,7 @@ static int call(sess_t *s, const uint8_t *body, size_t blen)
         if (s->done)
             break;
         if (!nghttp2_session_want_read(s->ng))
-            return FAIL(s, E_TRANSPORT, "%s: the server ended the HTTP/2 connection",
-                        s->authority);
+            return FAIL(s, E_TRANSPORT, "%s: the server ended the HTTP/2 connection", s->authority);
         ssize_t n = recv_some(s, buf, sizeof(buf));
         if (n < 0)
             return (int)n;
@@ -726,8 +736,8 @@ static void sess_close(sess_t *s)
 }
 
 int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t svc_cnt,
-                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen,
-                     char *used, size_t usedlen)
+                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen, char *used,
+                     size_t usedlen)
 {
     int rc = E_TRANSPORT;
     size_t elen = 0;
@@ -736,9 +746,14 @@ int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t 
         const pt_endpoint_t *ep = &c->endpoints[i];
         const char *auth = strstr(ep->url, "://");
         char one[512] = "";
-        sess_t s = {.c = c, .ep = ep, .authority = auth != NULL ? auth + 3 : ep->url,
-                    .timeout_ms = timeout_ms, .deadline = pt_now_ms() + timeout_ms, .fd = -1,
-                    .err = one, .errlen = sizeof(one)};
+        sess_t s = {.c = c,
+                    .ep = ep,
+                    .authority = auth != NULL ? auth + 3 : ep->url,
+                    .timeout_ms = timeout_ms,
+                    .deadline = pt_now_ms() + timeout_ms,
+                    .fd = -1,
+                    .err = one,
+                    .errlen = sizeof(one)};
         rc = connect_tcp(&s);
         if (rc == 0 && ep->tls)
             rc = connect_tls(&s);

@@ -42,10 +42,10 @@ typedef enum pt_refl_req {
 
 /** What a response carries. */
 typedef enum pt_refl_kind {
-    PT_REFL_R_OTHER = 0,    /* a kind we never ask for (extension numbers), or none */
-    PT_REFL_R_FILES,        /* file_descriptor_response: items are serialized FileDescriptorProtos */
-    PT_REFL_R_SERVICES,     /* list_services_response: items are service names */
-    PT_REFL_R_ERROR,        /* error_response: code and message */
+    PT_REFL_R_OTHER = 0, /* a kind we never ask for (extension numbers), or none */
+    PT_REFL_R_FILES,     /* file_descriptor_response: items are serialized FileDescriptorProtos */
+    PT_REFL_R_SERVICES,  /* list_services_response: items are service names */
+    PT_REFL_R_ERROR,     /* error_response: code and message */
 } pt_refl_kind_t;
 
 /** A slice of the decoded input (not NUL-terminated). */
@@ -144,7 +144,7 @@ void pt_refl_files_free(pt_refl_files_t *fs);
  * ("127.0.0.1:50051, grpc.reflection.v1alpha").
  */
 int pt_reflect_fetch(const pt_cluster_t *c, const char *const *services, size_t svc_cnt,
-                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen,
-                     char *used, size_t usedlen);
+                     uint64_t timeout_ms, pt_refl_files_t *fs, char *err, size_t errlen, char *used,
+                     size_t usedlen);
 
 #endif /* PT_UPSTREAM_REFLECT_H */

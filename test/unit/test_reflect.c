@@ -23,8 +23,8 @@ static void test_encode_request(void **state)
     size_t len = 0;
     assert_int_equal(pt_refl_encode_request(PT_REFL_LIST_SERVICES, "*", &buf, &len), 0);
     assert_int_equal(pt_refl_encode_request(PT_REFL_FILE_BY_FILENAME, "a/b.proto", &buf, &len), 0);
-    static const uint8_t want[] = {0, 0, 0, 0, 3, 0x3a, 1, '*',
-                                   0, 0, 0, 0, 11, 0x1a, 9, 'a', '/', 'b', '.', 'p', 'r', 'o', 't', 'o'};
+    static const uint8_t want[] = {0,  0,    0, 0,   3,   0x3a, 1,   '*', 0,   0,   0,   0,
+                                   11, 0x1a, 9, 'a', '/', 'b',  '.', 'p', 'r', 'o', 't', 'o'};
     assert_int_equal(len, sizeof(want));
     assert_memory_equal(buf, want, sizeof(want));
     free(buf);
@@ -46,8 +46,8 @@ static void test_decode_services(void **state)
     pbw_msg(&list, 1, &s2);
     pbw_str(&resp, 1, "localhost");
     pbw_msg(&resp, 2, &req);
-    pbw_v(&resp, 9, 77);           /* unknown varint field: skipped */
-    pbw_f32(&resp, 10, 1);         /* unknown fixed32: skipped */
+    pbw_v(&resp, 9, 77);   /* unknown varint field: skipped */
+    pbw_f32(&resp, 10, 1); /* unknown fixed32: skipped */
     pbw_msg(&resp, 6, &list);
     pt_refl_resp_t r;
     const char *why = NULL;

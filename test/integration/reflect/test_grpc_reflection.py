@@ -47,25 +47,34 @@ def compile_set(out, proto_dir, protos):
     return out
 
 
-class NodeServer:
-    """reflect_server.js on a fixed port (so that it can be restarted there)."""
+class NodeServers:
+    """One reflect_server.js process serving `specs` ("PORT:MODE[:tls]")."""
 
-    def __init__(self, desc, port, mode="both", tls=None):
-        self.port = port
-        args = ["node", os.path.join(HERE, "reflect_server.js"), desc, str(port), mode]
+    def __init__(self, desc, specs, tls=None):
+        args = ["node", os.path.join(HERE, "reflect_server.js")]
         if tls is not None:
-            args += list(tls)
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     cwd=HERE)
+            args += ["--tls"] + list(tls)
+        self.proc = subprocess.Popen(args + [desc] + specs, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=HERE)
+        for spec in specs:
+            self.expect("listening " + spec.split(":")[0])
+
+    def expect(self, what, timeout=30):
+        deadline = time.monotonic() + timeout
         line = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not line.startswith(b"listening"):
+        while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
+            if line.strip() == what.encode():
+                return
             if not line and self.proc.poll() is not None:
                 break
-        if not line.startswith(b"listening"):
-            self.stop()
-            raise RuntimeError("reflect_server.js did not start: %r" % line)
+        self.stop()
+        raise RuntimeError("reflect_server.js: expected %r, got %r" % (what, line))
+
+    def command(self, cmd, answer):
+        self.proc.stdin.write(cmd.encode() + b"\n")
+        self.proc.stdin.flush()
+        self.expect(answer)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -75,6 +84,7 @@ class NodeServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self.proc.stdin.close()
         self.proc.stdout.close()
 
 
@@ -99,16 +109,24 @@ def wait_for(pred, timeout=15.0):
 
 
 class ReflectionTest(PorticoTestCase):
-    def setUp(self):
-        super().setUp()
+    @classmethod
+    def setUpClass(cls):
         tmp = tempfile.TemporaryDirectory(prefix="portico-reflect-")
-        self.addCleanup(tmp.cleanup)
-        self.tmp = tmp.name
-        self.desc = compile_set(os.path.join(self.tmp, "shop.pb"), IMPORTS[0],
-                                ["shop/v1/shop.proto", "shop/v1/audit.proto"])
+        cls.addClassCleanup(tmp.cleanup)
+        cls.tmp = tmp.name
+        cls.desc = compile_set(os.path.join(cls.tmp, "shop.pb"), IMPORTS[0],
+                               ["shop/v1/shop.proto", "shop/v1/audit.proto"])
+        cls.crt, key = make_cert(cls.tmp)
+        # one node process for the servers no test stops: node starts slowly under load
+        cls.ports = {m: free_port() for m in ("both", "v1", "v1alpha", "none", "tls")}
+        specs = ["%d:%s" % (p, m) for m, p in cls.ports.items() if m != "tls"]
+        specs.append("%d:both:tls" % cls.ports["tls"])
+        cls.shared = NodeServers(cls.desc, specs, tls=(cls.crt, key))
+        cls.addClassCleanup(cls.shared.stop)
 
-    def node(self, port=None, mode="both", desc=None, tls=None):
-        s = NodeServer(desc or self.desc, port or free_port(), mode, tls)
+    def node(self, port):
+        """A server of its own (both versions) on `port`, for tests that stop it."""
+        s = NodeServers(self.desc, ["%d:both" % port])
         self.addCleanup(s.stop)
         return s
 
@@ -129,9 +147,8 @@ class ReflectionTest(PorticoTestCase):
     # ---- loading and transcoding ----
 
     def test_transcodes_with_reflected_descriptors(self):
-        srv = self.node()
         port = free_port()
-        p = self.start(config(port, srv.port), port)
+        p = self.start(config(port, self.ports["both"]), port)
         st, body = self.get(port, "/v1/items/42")
         self.assertEqual(st, 200, body)
         # int64 as a JSON string, repeated field: the types came from the imported file
@@ -148,40 +165,36 @@ class ReflectionTest(PorticoTestCase):
                               r"127\.0\.0\.1:\d+, grpc\.reflection\.v1 in \d+ ms")
 
     def test_service_list(self):
-        srv = self.node()
         port = free_port()
-        p = self.start(config(port, srv.port, "grpc-reflection://shop?services=shop.v1.Shop"),
-                       port)
+        p = self.start(config(port, self.ports["both"],
+                              "grpc-reflection://shop?services=shop.v1.Shop"), port)
         self.assertEqual(self.get(port, "/v1/items/7")[0], 200)
         st, body = self.get(port, "/v1/ping")  # Audit was not asked for: no binding
         self.assertEqual(st, 404, body)
         self.assertIn("5 files", p.output())
 
     def test_v1alpha_only_server(self):
-        srv = self.node(mode="v1alpha")
         port = free_port()
-        p = self.start(config(port, srv.port), port)
+        p = self.start(config(port, self.ports["v1alpha"]), port)
         self.assertEqual(self.get(port, "/v1/items/1")[0], 200)
         self.assertIn("grpc.reflection.v1alpha", p.output())
 
     def test_v1_only_server(self):
-        srv = self.node(mode="v1")
-        code, out, _ = self.validate(config(free_port(), srv.port))
+        code, out, _ = self.validate(config(free_port(), self.ports["v1"]))
         self.assertEqual(code, 0, out)
         self.assertIn("grpc.reflection.v1 in", out)
 
     def test_tls_cluster(self):
-        crt, key = make_cert(self.tmp)
-        srv = self.node(tls=(crt, key))
-        ok = config(free_port(), srv.port, scheme="https://",
-                    cluster_extra=f', ca_file: "{crt}"')
+        tport = self.ports["tls"]
+        ok = config(free_port(), tport, scheme="https://",
+                    cluster_extra=f', ca_file: "{self.crt}"')
         code, out, _ = self.validate(ok)
         self.assertEqual(code, 0, out)
         # the system store does not know the test's certificate
-        code, out, path = self.validate(config(free_port(), srv.port, scheme="https://"))
+        code, out, path = self.validate(config(free_port(), tport, scheme="https://"))
         self.assertEqual(code, 1, out)
         self.assertIn("grpc-reflection://shop: 127.0.0.1:%d: TLS certificate verification "
-                      "failed" % srv.port, out)
+                      "failed" % tport, out)
 
     # ---- errors at load ----
 
@@ -199,16 +212,14 @@ class ReflectionTest(PorticoTestCase):
                               r"connection refused" % down)
 
     def test_unknown_service(self):
-        srv = self.node()
         code, out, path = self.validate(
-            config(free_port(), srv.port, "grpc-reflection://shop?services=shop.v1.Nope"))
+            config(free_port(), self.ports["both"], "grpc-reflection://shop?services=shop.v1.Nope"))
         self.assertEqual(code, 1, out)
         self.assertIn(path + ":5:16: grpc-reflection://shop: service shop.v1.Nope: not found",
                       out)
 
     def test_server_without_reflection(self):
-        srv = self.node(mode="none")
-        code, out, path = self.validate(config(free_port(), srv.port))
+        code, out, path = self.validate(config(free_port(), self.ports["none"]))
         self.assertEqual(code, 1, out)
         self.assertIn(path + ":5:16: grpc-reflection://shop: the server has no reflection "
                       "service (grpc.reflection.v1 and v1alpha: UNIMPLEMENTED)", out)
@@ -246,11 +257,11 @@ class ReflectionTest(PorticoTestCase):
 
     def test_reload_with_server_down_keeps_descriptors(self):
         gport = free_port()
-        srv = self.node(port=gport)
+        srv = self.node(gport)
         port = free_port()
         p = self.start(config(port, gport), port)
         self.assertEqual(self.get(port, "/v1/items/1")[0], 200)
-        srv.stop()
+        srv.command("down %d" % gport, "down %d" % gport)
         p.reload()
         self.assertTrue(wait_for(lambda: "rejected" in p.output()), p.output())
         out = p.output()
@@ -258,14 +269,14 @@ class ReflectionTest(PorticoTestCase):
                               r"connection refused" % gport)
         # the binding is still there: the backend is down (503), not an unknown path (404)
         self.assertEqual(self.get(port, "/v1/items/1")[0], 503)
-        self.node(port=gport)
+        srv.command("up %d %s" % (gport, self.desc), "listening %d" % gport)
         self.assertEqual(self.get(port, "/v1/items/2"), (200, b'{"id":"2","name":"item 2 v1",'
                                                               b'"priceCents":"1250",'
                                                               b'"tags":["a","b"]}'))
 
     def test_reload_after_proto_change_logs_diff(self):
         gport = free_port()
-        srv = self.node(port=gport)
+        srv = self.node(gport)
         port = free_port()
         p = self.start(config(port, gport), port)
         self.assertEqual(self.get(port, "/v1/items/1")[0], 200)
@@ -276,8 +287,8 @@ class ReflectionTest(PorticoTestCase):
         with open(os.path.join(v2, "shop", "v1", "shop.proto"), "w") as f:
             f.write(SHOP_V2)
         desc2 = compile_set(os.path.join(self.tmp, "shop2.pb"), v2, ["shop/v1/shop.proto"])
-        srv.stop()
-        self.node(port=gport, desc=desc2)
+        srv.command("down %d" % gport, "down %d" % gport)
+        srv.command("up %d %s" % (gport, desc2), "listening %d" % gport)
         p.reload()
         self.assertTrue(wait_for(lambda: "configuration reloaded" in p.output()), p.output())
         out = p.output()

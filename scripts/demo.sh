@@ -22,6 +22,8 @@ cleanup() {
   [ -n "${RL_PID:-}" ] && kill -TERM "$RL_PID" 2>/dev/null || true
   [ -n "${JWT_PID:-}" ] && kill -TERM "$JWT_PID" 2>/dev/null || true
   [ -n "${AK_PID:-}" ] && kill -TERM "$AK_PID" 2>/dev/null || true
+  [ -n "${OA_PID:-}" ] && kill -TERM "$OA_PID" 2>/dev/null || true
+  [ -n "${OA_BOOK_PID:-}" ] && kill -TERM "$OA_BOOK_PID" 2>/dev/null || true
   [ -n "${REF_PID:-}" ] && kill -TERM "$REF_PID" 2>/dev/null || true
   [ -n "${RSRV_PID:-}" ] && kill -TERM "$RSRV_PID" 2>/dev/null || true
   rm -rf "$WORK"
@@ -295,7 +297,50 @@ show curl -s -i "http://127.0.0.1:$AK_PORT/admin/panel"
 show curl -s -i -X OPTIONS "http://127.0.0.1:$AK_PORT/orders" -H 'Origin: https://app.example' -H 'Access-Control-Request-Method: PATCH'
 kill -TERM "$AK_PID" 2>/dev/null; wait "$AK_PID" 2>/dev/null || true
 
-# ---- part 10: descriptors by gRPC server reflection (descriptors: [ grpc-reflection://shop ]) ----
+# ---- part 10: OpenAPI and the /docs explorer (observe/openapi.c, observe/docs.html) -------
+# The admin's /openapi.json and /openapi.yaml are generated from the live config: the
+# Bookstore's google.api.http bindings and a soap route's WSDL operations. /docs calls
+# the data listener from the admin's origin, so the grpc route allows that origin.
+if [ -x "$BOOK_BIN" ] && [ -f "$BOOK_PB" ]; then
+  OA_BOOK_PORT=$(free_port); OA_PORT=$(free_port); OA_ADMIN=$(free_port)
+  "$BOOK_BIN" --port "$OA_BOOK_PORT" > "$WORK/bookstore-oa.out" 2>&1 &
+  OA_BOOK_PID=$!
+  for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$OA_BOOK_PORT") 2>/dev/null && break; sleep 0.05; done
+  cat > "$WORK/openapi.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$OA_PORT" } ]
+admin: { address: "127.0.0.1:$OA_ADMIN" }
+openapi: { title: "Bookstore and CRM", version: "1.0" }
+descriptors: [ $BOOK_PB ]
+clusters:
+  - { name: bookstore, protocol: grpc, endpoints: [ "127.0.0.1:$OA_BOOK_PORT" ] }
+  - { name: crm, endpoints: [ "127.0.0.1:$UPSTREAM_PORT" ] }
+routes:
+  - match: { prefix: /crm/ }
+    soap: { cluster: crm, wsdl: $ROOT/examples/soap/crm.wsdl, port: CustomerSoap,
+            operations: { GetCustomer: { get: "/crm/customers/{id}" } } }
+  - grpc: { cluster: bookstore, web_origins: [ "http://127.0.0.1:$OA_ADMIN" ] }
+EOF
+  "$BIN" -c "$WORK/openapi.yaml" 2> "$WORK/openapi.err" &
+  OA_PID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$OA_ADMIN/healthz" && break; sleep 0.05; done
+  echo; echo "== part 10: OpenAPI 3.1 from the live descriptors and WSDL, and the /docs explorer =="
+  echo "\$ curl -s http://127.0.0.1:$OA_ADMIN/openapi.json   # a few of its paths"
+  curl -s "http://127.0.0.1:$OA_ADMIN/openapi.json" | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print("openapi", d["openapi"], "-", d["info"]["title"], d["info"]["version"], "- server", d["servers"][0]["url"])
+print(len(d["paths"]), "paths,", len(d["components"]["schemas"]), "schemas; for example:")
+for p in ["/v1/shelves/{shelf}/books", "/v1/shelves/{shelf}/books:watch", "/crm/customers/{id}"]:
+    for m, op in d["paths"][p].items():
+        ps = ", ".join("%s (%s)" % (x["name"], x["in"]) for x in op.get("parameters", []))
+        st = "  [stream: %s]" % op["x-portico-streaming"] if "x-portico-streaming" in op else ""
+        print("  %-6s %-34s %s%s" % (m.upper(), p, ps, st))'
+  echo "\$ curl -s http://127.0.0.1:$OA_ADMIN/openapi.yaml | head -8"
+  curl -s "http://127.0.0.1:$OA_ADMIN/openapi.yaml" | head -8
+  echo "API explorer (open it in a browser; try GetShelf with shelf = 1): http://127.0.0.1:$OA_ADMIN/docs"
+fi
+
+# ---- part 11: descriptors by gRPC server reflection (descriptors: [ grpc-reflection://shop ]) ----
 # The gRPC server is the integration test's @grpc/grpc-js + @grpc/reflection one
 # (scripts/test-env.sh installs them); Portico has no descriptor file, it asks the server.
 RDIR="$ROOT/test/integration/reflect"
@@ -315,7 +360,7 @@ EOF
   "$BIN" -c "$WORK/reflect.yaml" 2> "$WORK/reflect.err" &
   REF_PID=$!
   for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$REF_PORT") 2>/dev/null && break; sleep 0.05; done
-  echo; echo "== part 10: descriptors by gRPC server reflection, then REST -> gRPC through them =="
+  echo; echo "== part 11: descriptors by gRPC server reflection, then REST -> gRPC through them =="
   grep "grpc-reflection" "$WORK/reflect.err" || true
   show curl -s "http://127.0.0.1:$REF_PORT/v1/items/42"
   sed 's|grpc-reflection://shop"|grpc-reflection://shop?services=shop.v1.Nope"|' "$WORK/reflect.yaml" > "$WORK/reflect-bad.yaml"

@@ -38,6 +38,7 @@
 #include "upstream/health.h"
 #include "upstream/redis.h"
 #include "observe/trace.h"
+#include "observe/openapi.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
 
@@ -1493,6 +1494,7 @@ typedef struct top_raw {
     const pt_conf_node_t *listeners, *admin, *access_log, *limits, *timeouts, *clusters, *routes,
         *filters, *plugins, *descriptors, *redis, *overload;
     const pt_conf_node_t *tracing; /* issue 13 (edge) */
+    const pt_conf_node_t *openapi; /* issue 13 (openapi) */
     long long workers;
 } top_raw_t;
 
@@ -1511,6 +1513,7 @@ static const pt_conf_field_t top_fields[] = {
     {"redis", PT_CONF_T_NODE, offsetof(top_raw_t, redis), 0, 0, false, NULL},
     {"overload", PT_CONF_T_NODE, offsetof(top_raw_t, overload), 0, 0, false, NULL},
     {"tracing", PT_CONF_T_NODE, offsetof(top_raw_t, tracing), 0, 0, false, NULL},
+    {"openapi", PT_CONF_T_NODE, offsetof(top_raw_t, openapi), 0, 0, false, NULL},
     PT_CONF_FIELDS_END,
 };
 
@@ -1688,6 +1691,8 @@ static void build(loader_t *L, const pt_conf_node_t *root)
         load_access_log(L, raw.access_log);
     if (raw.tracing != NULL)
         pt_tracing_conf_load(cx, raw.tracing, &c->tracing);
+    if (raw.openapi != NULL)
+        pt_openapi_conf_load(cx, raw.openapi, &c->openapi);
     if (raw.clusters != NULL)
         load_clusters(L, raw.clusters);
     if (raw.descriptors != NULL)

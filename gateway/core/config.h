@@ -45,6 +45,12 @@ typedef struct pt_tracing_conf {
     uint64_t timeout_ms;      /* one POST (2000) */
 } pt_tracing_conf_t;
 
+/** `openapi:` (top level): the document served at the admin's /openapi.json (observe/openapi.h). */
+typedef struct pt_openapi_conf {
+    const char *title, *version, *description; /* NULL: defaults */
+    const char *server;                        /* base URL of the gateway for `servers`, or NULL */
+} pt_openapi_conf_t;
+
 typedef struct pt_config {
     atomic_uint refcnt;
     uint64_t generation;           /* increments with every successful load */
@@ -60,6 +66,7 @@ typedef struct pt_config {
     bool admin_client_certs;       /* admin.tls.client_ca: clients must present a certificate */
     const char *access_log;        /* "stdout", "stderr", a path, or NULL (off) */
     pt_tracing_conf_t tracing;     /* `tracing:` (observe/trace.h); .on false when absent */
+    pt_openapi_conf_t openapi;     /* `openapi:` (observe/openapi.h); all NULL when absent */
     unsigned workers;              /* 0 = number of cores */
     pt_limits_t limits;
     pt_timeouts_t timeouts;

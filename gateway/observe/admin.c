@@ -25,6 +25,7 @@
 #include "core/config.h"
 #include "core/overload.h"
 #include "observe/observe.h"
+#include "observe/openapi.h"  /* issue 13 (openapi) */
 #include "net/worker.h"
 #include "upstream/health.h"
 #include "upstream/policy.h"
@@ -105,6 +106,34 @@ static bool token_ok(const pt_config_t *c, const char *authz)
     return CRYPTO_memcmp(want, got, wl) == 0;
 }
 
+/* issue 13 (openapi): GET /openapi.json, /openapi.yaml (observe/openapi.c), /docs (its page). */
+static void openapi_reply(struct evhttp_request *r, pt_server_t *s, bool docs, bool yaml)
+{
+    if (docs) {
+        evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Security-Policy",
+                          "default-src 'self' 'unsafe-inline'; connect-src *; img-src 'self' data:");
+        reply(r, 200, "text/html; charset=utf-8", (const char *)pt_docs_html, pt_docs_html_len);
+        return;
+    }
+    pt_config_t *c = s->current_config(s);
+    size_t len = 0;
+    const char *txt = c != NULL ? pt_openapi_cached(c, evhttp_find_header(
+                                                         evhttp_request_get_input_headers(r), "Host"),
+                                                    yaml, &len)
+                                : NULL;
+    if (txt == NULL) {
+        reply_str(r, 500, "application/json",
+                  "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"cannot build the OpenAPI "
+                  "document\"}}\n");
+    } else {
+        char ms[32];
+        snprintf(ms, sizeof(ms), "%.3f", pt_openapi_cached_build_ms());
+        evhttp_add_header(evhttp_request_get_output_headers(r), "X-Portico-Build-Ms", ms);
+        reply(r, 200, yaml ? "application/yaml" : "application/json", txt, len);
+    }
+    pt_config_unref(c);
+}
+
 static void on_request(struct evhttp_request *r, void *arg)
 {
     pt_server_t *s = arg;
@@ -116,7 +145,10 @@ static void on_request(struct evhttp_request *r, void *arg)
      * Everything else (/metrics, /config, unknown paths) needs the token. */
     bool is_probe = (plen == 8 && memcmp(uri, "/healthz", 8) == 0) ||
                     (plen == 6 && memcmp(uri, "/ready", 6) == 0);
-    if (!is_probe) {
+    /* /docs is a static page with no data in it; its script fetches /openapi.json,
+     * which stays behind the token (the page asks for it on a 401). */
+    bool is_docs = plen == 5 && memcmp(uri, "/docs", 5) == 0;
+    if (!is_probe && !is_docs) {
         pt_config_t *c = s->current_config(s);
         bool ok = token_ok(c, evhttp_find_header(evhttp_request_get_input_headers(r),
                                                  "Authorization"));
@@ -189,6 +221,9 @@ static void on_request(struct evhttp_request *r, void *arg)
         const char *json = c != NULL && c->redacted_json != NULL ? c->redacted_json : "{}";
         reply_str(r, 200, "application/json", json);
         pt_config_unref(c);
+    } else if (is_docs || (plen == 13 && (memcmp(uri, "/openapi.json", 13) == 0 ||
+                                          memcmp(uri, "/openapi.yaml", 13) == 0))) {
+        openapi_reply(r, s, is_docs, plen == 13 && uri[9] == 'y');
     } else {
         reply_str(r, 404, "application/json",
                   "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"unknown admin path\"}}\n");
@@ -281,6 +316,7 @@ void pt_admin_stop(pt_server_t *s)
         return;
     if (a->http != NULL)
         evhttp_free(a->http);
+    pt_openapi_cache_free(); /* issue 13 (openapi) */
     SSL_CTX_free(a->ssl_ctx);
     free(a->addr_text);
     free(a);

@@ -58,3 +58,5 @@ fi
 if [ -x "$ROOT/$BUILD/bin/bookstore-server" ] && command -v valgrind >/dev/null; then
   /usr/bin/python3 "$ROOT/bench/h1perf_callgrind.py" --build "$ROOT/$BUILD"
 fi
+# descriptors by gRPC server reflection vs from a file: config load time (issue 13, reflect; needs npm packages)
+/usr/bin/python3 "$ROOT/bench/reflect_bench.py" --build "$ROOT/$BUILD"

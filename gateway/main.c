@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <unistd.h>
 #include "core/config.h"
+#include "core/config_reflect.h"
 #include "observe/observe.h"
 #include "upstream/health.h"
 #include "server.h"
@@ -78,12 +79,16 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         pt_observe_reload(false);
         return;
     }
+    pt_config_t *prev = pt_server_config(&app->server); /* issue 13: what bindings lose */
     if (pt_server_reload(&app->server, c) != 0) {
         fprintf(stderr, "portico: reload rejected (listeners); the previous config keeps serving\n");
         pt_observe_reload(false);
+        pt_config_unref(prev);
         pt_config_unref(c);
         return;
     }
+    pt_config_descriptor_diff(prev, c, stderr);
+    pt_config_unref(prev);
     pt_admin_reconfigure(&app->server, c);
     pt_health_reconfigure(c);
     fprintf(stderr, "portico: configuration reloaded (generation %llu)\n",

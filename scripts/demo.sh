@@ -24,6 +24,8 @@ cleanup() {
   [ -n "${AK_PID:-}" ] && kill -TERM "$AK_PID" 2>/dev/null || true
   [ -n "${OA_PID:-}" ] && kill -TERM "$OA_PID" 2>/dev/null || true
   [ -n "${OA_BOOK_PID:-}" ] && kill -TERM "$OA_BOOK_PID" 2>/dev/null || true
+  [ -n "${REF_PID:-}" ] && kill -TERM "$REF_PID" 2>/dev/null || true
+  [ -n "${RSRV_PID:-}" ] && kill -TERM "$RSRV_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -388,6 +390,36 @@ for c in s["clusters"]:
 echo "\$ curl -sN http://127.0.0.1:$ADMIN_PORT/stats/stream   # a snapshot a second (server-sent events)"
 timeout 2.5 curl -sN "http://127.0.0.1:$ADMIN_PORT/stats/stream" | grep -c '^event: snapshot' |
   sed 's/^/snapshot events in 2.5 s: /' || true
+
+# ---- part 13: descriptors by gRPC server reflection (descriptors: [ grpc-reflection://shop ]) ----
+# The gRPC server is the integration test's @grpc/grpc-js + @grpc/reflection one
+# (scripts/test-env.sh installs them); Portico has no descriptor file, it asks the server.
+RDIR="$ROOT/test/integration/reflect"
+if command -v node > /dev/null && [ -d "$ROOT/test/integration/node_modules/@grpc/reflection" ]; then
+  protoc -I"$RDIR/proto" -I"$ROOT/protos" -I/usr/include --include_imports \
+    --descriptor_set_out="$WORK/shop.pb" shop/v1/shop.proto shop/v1/audit.proto
+  RSRV_PORT=$(free_port); REF_PORT=$(free_port)
+  node "$RDIR/reflect_server.js" "$WORK/shop.pb" "$RSRV_PORT:both" < /dev/null > "$WORK/rsrv.out" 2>&1 &
+  RSRV_PID=$!
+  for _ in $(seq 200); do grep -q listening "$WORK/rsrv.out" 2>/dev/null && break; sleep 0.05; done
+  cat > "$WORK/reflect.yaml" <<EOF
+listeners: [ { address: "127.0.0.1:$REF_PORT" } ]
+clusters: [ { name: shop, protocol: grpc, endpoints: [ "127.0.0.1:$RSRV_PORT" ] } ]
+descriptors: [ "grpc-reflection://shop" ]
+routes: [ { grpc: { cluster: shop } } ]
+EOF
+  "$BIN" -c "$WORK/reflect.yaml" 2> "$WORK/reflect.err" &
+  REF_PID=$!
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$REF_PORT") 2>/dev/null && break; sleep 0.05; done
+  echo; echo "== part 13: descriptors by gRPC server reflection, then REST -> gRPC through them =="
+  grep "grpc-reflection" "$WORK/reflect.err" || true
+  show curl -s "http://127.0.0.1:$REF_PORT/v1/items/42"
+  sed 's|grpc-reflection://shop"|grpc-reflection://shop?services=shop.v1.Nope"|' "$WORK/reflect.yaml" > "$WORK/reflect-bad.yaml"
+  echo "\$ portico --validate -c reflect-bad.yaml   # a service the server does not have"
+  "$BIN" --validate -c "$WORK/reflect-bad.yaml" 2>&1 | sed "s|$WORK/||" || true
+  kill -TERM "$REF_PID" 2>/dev/null; wait "$REF_PID" 2>/dev/null || true
+  kill -TERM "$RSRV_PID" 2>/dev/null; wait "$RSRV_PID" 2>/dev/null || true
+fi
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo; echo "Portico keeps running on http://127.0.0.1:$PORT (Ctrl-C to stop)."

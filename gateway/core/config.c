@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/confparse.h"
+#include "core/config_reflect.h"
 #include "core/confvalue.h"
 #include "core/filter_registry.h"
 #include "core/handler.h"
@@ -1580,7 +1581,8 @@ static uint8_t *slurp(const char *path, size_t *len)
 
 /*
  * `descriptors: [ api.pb, ... ]`: binary FileDescriptorSets (paths relative to
- * the config file) merged into one built pool per snapshot. A reload reads
+ * the config file) merged into one built pool per snapshot; an entry
+ * `grpc-reflection://CLUSTER` is fetched from that cluster (config_reflect.c). A reload reads
  * the files again, so new descriptor sets take effect with SIGHUP.
  */
 static void load_descriptors(loader_t *L, const pt_conf_node_t *n)
@@ -1595,7 +1597,8 @@ static void load_descriptors(loader_t *L, const pt_conf_node_t *n)
         items = n->items;
         cnt = n->cnt;
     } else if (n->kind != PT_CONF_SCALAR) {
-        pt_conf_error(cx, n, "descriptors: expected a list of descriptor set files (.pb)");
+        pt_conf_error(cx, n, "descriptors: expected a list of descriptor set files (.pb) or "
+                      "grpc-reflection://CLUSTER entries");
         return;
     }
     if (cnt == 0)
@@ -1612,6 +1615,10 @@ static void load_descriptors(loader_t *L, const pt_conf_node_t *n)
         const char *raw = NULL;
         if (pt_conf_get_str(cx, items[i], &raw) != 0)
             continue;
+        if (pt__conf_is_reflection(raw)) { /* issue 13: config_reflect.c */
+            pt__conf_descriptors_reflect(cx, items[i], raw, L->c, pool);
+            continue;
+        }
         const char *path = pt_conf_resolve_path(cx, items[i], raw);
         size_t len = 0;
         uint8_t *data = slurp(path, &len);

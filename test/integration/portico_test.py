@@ -252,6 +252,16 @@ class Portico:
             self._rm_dir()
         return self.proc.returncode
 
+    def stop_with_output(self, timeout=20.0):
+        """stop(), with the process's log read before its temp dir goes: (exit code, log text)."""
+        remove = self._rm_dir.detach() is not None  # None: PORTICO_KEEP, or already removed
+        rc = self.stop(timeout)
+        with open(self.log_path, "rb") as f:
+            out = f.read().decode("utf-8", "replace")
+        if remove:
+            shutil.rmtree(self.dir, True)
+        return rc, out
+
 
 def curl(*args, timeout=20, input_bytes=None):
     """Runs curl; returns (status, headers dict (lowercase, last wins), body bytes, stderr).

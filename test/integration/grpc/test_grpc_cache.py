@@ -51,11 +51,7 @@ routes:
 
     @classmethod
     def tearDownClass(cls):
-        cls.gw._rm_dir.detach()  # keep the log until it is read
-        rc = cls.gw.stop()
-        with open(cls.gw.log_path, "rb") as f:
-            out = f.read().decode("utf-8", "replace")
-        __import__("shutil").rmtree(cls.gw.dir, True)
+        rc, out = cls.gw.stop_with_output()
         brc = cls.bs.stop()
         assert rc == 0, "portico exited with %s:\n%s" % (rc, out)
         assert brc == 0, "bookstore-server exited with %s" % brc

@@ -17,7 +17,6 @@ answers grpc-status V in trailers, `x-status-only: V` as Trailers-Only).
 """
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -118,15 +117,7 @@ class Base(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.portico.proc.poll() is None:
-            cls.portico.proc.send_signal(signal.SIGTERM)
-            try:
-                cls.portico.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        with open(cls.portico.log_path, "rb") as f:
-            log = f.read().decode("latin-1")
-        rc = cls.portico.stop()
+        rc, log = cls.portico.stop_with_output()
         if cls.h2.poll() is None:
             cls.h2.kill()
         cls.h2.wait()

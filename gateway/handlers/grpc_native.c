@@ -51,6 +51,7 @@
 #include "core/handler_lifetime.h"
 #include "handlers/grpc.h"
 #include "observe/observe.h"
+#include "observe/trace.h"
 #include "upstream/call.h"
 #include "portico/status.h"
 #include "portico/transcoder/descpool.h"
@@ -751,7 +752,14 @@ static void start_call(gn_ctx_t *ctx)
             send_status(ctx, PT_GRPC_INVALID_ARGUMENT, m != NULL ? m : "invalid metadata");
             return;
         }
-        rc = pt_headers_add_nocopy(out, n, in->v[i].value);
+        pt_str_t v = in->v[i].value;
+        if (req->trace != NULL && n.len == 11 && pt_str_eq(n, PT_STR("traceparent"))) {
+            v = pt_trace_child(req->trace, a); /* the call's own span (observe/trace.h) */
+            if (v.base == NULL)
+                rc = PT_ERR_LIMIT;
+        }
+        if (rc == 0)
+            rc = pt_headers_add_nocopy(out, n, v);
     }
     pt_str_t ct = pt_headers_get(in, PT_STR("content-type"));
     if (ctx->web) {
@@ -795,6 +803,7 @@ static void start_call(gn_ctx_t *ctx)
     up->idempotent = false;
     up->hash_key = pt_upcall_hash_key(up->cluster, req->client_addr, &req->headers);
     up->retry = req->route.route != NULL ? req->route.route->retry : NULL;
+    up->trace = req->trace;
     static const pt_upcall_cbs_t cbs = {
         .read_body = up_read_body,
         .on_head = up_on_head,

@@ -338,8 +338,12 @@ routes:
         t, span, _ = TP.match(self.gb.md[-1]["traceparent"]).groups()
         self.assertEqual(t, trace)
         self.assertNotEqual(span, "1234567812345678")
-        server = [s for s in self.col.wait(trace, 2) if s["kind"] == 2][0]
+        spans = self.col.wait(trace, 2)
+        server = [s for s in spans if s["kind"] == 2][0]
         self.assertEqual(server["parentSpanId"], "1234567812345678")
+        client = [s for s in spans if s["kind"] == 3][0]
+        self.assertEqual(client["parentSpanId"], server["spanId"])
+        self.assertEqual(client["spanId"], span)  # the metadata names the client span
 
 
     def test_aggregate_subcalls(self):

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <libxml/tree.h>
 
@@ -116,6 +117,67 @@ pt__jv_t *pt__jv_get(const pt__jv_t *o, const char *key, size_t klen);
 void pt__jv_append(pt__jv_t *parent, pt__jv_t *kid);
 /** JSON type name, for messages ("string", "number", ...). */
 const char *pt__jv_type_name(const pt__jv_t *v);
+
+/* ---- short byte strings ------------------------------------------------------ */
+
+/*
+ * Names, namespace names and short values are a few bytes to a few dozen:
+ * compared and copied here with word loads (overlapping at the end) rather
+ * than a libc call each. Neither reads outside [a, a+n) / [s, s+n).
+ */
+static inline uint64_t pt__ld8(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t pt__ld4(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/** a[0..n) == b[0..n) */
+static inline bool pt__same(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8)
+            if (pt__ld8(x + i) != pt__ld8(y + i))
+                return false;
+        return pt__ld8(x + n - 8) == pt__ld8(y + n - 8);
+    }
+    if (n >= 4)
+        return pt__ld4(x) == pt__ld4(y) && pt__ld4(x + n - 4) == pt__ld4(y + n - 4);
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return false;
+    return true;
+}
+
+/** memcpy(d, s, n) for the short copies of the answer path. */
+static inline void pt__copy(void *d, const void *s, size_t n)
+{
+    unsigned char *o = d;
+    const unsigned char *i = s;
+    if (n > 16) {
+        memcpy(o, i, n);
+    } else if (n >= 8) {
+        uint64_t a = pt__ld8(i), b = pt__ld8(i + n - 8);
+        memcpy(o, &a, 8);
+        memcpy(o + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a = pt__ld4(i), b = pt__ld4(i + n - 4);
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+    } else {
+        for (size_t k = 0; k < n; k++)
+            o[k] = i[k];
+    }
+}
 
 /* ---- output helpers --------------------------------------------------------- */
 

@@ -619,14 +619,46 @@ static const uint8_t json_esc[256] = {
     [0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
+/* True when one of the 8 bytes in v is a control, '"' or '\\' (the
+ * has-less-than / has-zero-byte tests: exact for "is there one", no more). */
+static inline bool esc8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+    return (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high;
+}
+
+/* The index of the first byte of s[0..n) JSON must escape, n when none. */
+static size_t json_clean_len(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        if (esc8(v))
+            break;
+    }
+    while (i < n && !json_esc[(unsigned char)s[i]])
+        i++;
+    return i;
+}
+
 int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
 {
     int rc = pt_xbuf_reserve(b, n + 2);
     if (rc != 0)
         return rc;
-    b->data[b->len++] = '"';
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
+    uint8_t *o = b->data + b->len;
+    size_t i = json_clean_len(s, n);
+    o[0] = '"';
+    pt__copy(o + 1, s, i);
+    b->len += i + 1;
+    if (i == n) { /* the common case: nothing to escape, room was reserved */
+        b->data[b->len++] = '"';
+        return 0;
+    }
+    size_t run = i;
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!json_esc[c])
             continue;
@@ -657,12 +689,8 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
         if ((rc = pt_xbuf_puts(b, e)) != 0)
             return rc;
     }
-    if (run == 0 && n != 0) { /* nothing to escape: room was reserved */
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-    } else if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0) {
+    if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0)
         return rc;
-    }
     return pt_xbuf_putc(b, '"');
 }
 

@@ -499,6 +499,8 @@ static const pt__xt_attr_t *find_attr(const pt__xt_attr_t *at, unsigned nb, cons
 /* Checks and writes s[0..n) as `st`; false (slow) on a mismatch. */
 static bool stream_typed(pt_soap_resp_t *r, const pt_xst_t *st, const char *s, size_t n)
 {
+    if (st->prim == PT_XSP_STRING && st->enum_cnt == 0 && !st->facets)
+        return put(r, pt__put_json_str(&r->json, s, n)); /* the common leaf */
     const pt_opimpl_t *im = r->op->_impl;
     return put(r, pt__xst_json(im->w, st, s, n, &r->json));
 }

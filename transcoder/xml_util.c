@@ -628,19 +628,25 @@ static inline bool esc8(uint64_t v)
     return (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high;
 }
 
-/* The index of the first byte of s[0..n) JSON must escape, n when none. */
-static size_t json_clean_len(const char *s, size_t n)
+/* True when s[0..n) holds a byte JSON must escape: whole words, the last
+ * one overlapping, short strings gathered into one word padded with blanks. */
+static bool json_needs_esc(const char *s, size_t n)
 {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, s + i, 8);
-        if (esc8(v))
-            break;
+    uint64_t v;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (esc8(pt__ld8(s + i)))
+                return true;
+        v = pt__ld8(s + n - 8);
+    } else if (n >= 4) {
+        v = (uint64_t)pt__ld4(s) | (uint64_t)pt__ld4(s + n - 4) << 32;
+    } else if (n > 0) {
+        v = 0x2020202020000000u | (unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+            (uint64_t)(unsigned char)s[n - 1] << 16;
+    } else {
+        return false;
     }
-    while (i < n && !json_esc[(unsigned char)s[i]])
-        i++;
-    return i;
+    return esc8(v);
 }
 
 int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
@@ -649,16 +655,16 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
     if (rc != 0)
         return rc;
     uint8_t *o = b->data + b->len;
-    size_t i = json_clean_len(s, n);
-    o[0] = '"';
-    pt__copy(o + 1, s, i);
-    b->len += i + 1;
-    if (i == n) { /* the common case: nothing to escape, room was reserved */
-        b->data[b->len++] = '"';
+    if (!json_needs_esc(s, n)) { /* the common case: room was reserved */
+        o[0] = '"';
+        pt__copy(o + 1, s, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
         return 0;
     }
-    size_t run = i;
-    for (; i < n; i++) {
+    b->data[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!json_esc[c])
             continue;

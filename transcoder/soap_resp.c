@@ -604,8 +604,10 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, const pt__xt_at
     }
 }
 
-static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen,
-                         const char *uri, size_t ulen, const pt__xt_attr_t *at, unsigned nb)
+/* The field of child element {uri}local of the complex value `p`, its key
+ * written; NULL (slow) when it does not fit the schema here. */
+static const pt_xfield_t *child_field(pt_soap_resp_t *r, frame_t *p, const char *local,
+                                      size_t llen, const char *uri, size_t ulen)
 {
     /* Field names are unique in a type (the model refuses two alike), so the
      * search may start at the last field: children mostly come in order, the
@@ -622,7 +624,7 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_
     }
     if (fd == NULL) {
         go_slow(r);
-        return;
+        return NULL;
     }
     int idx = (int)(fd - ct->fields);
     pt_xbuf_t *j = &r->json;
@@ -630,15 +632,15 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_
         /* the next item of a run; a second non-repeated one is a mismatch */
         if (!fd->repeated || !put(r, pt_xbuf_putc(j, ','))) {
             go_slow(r);
-            return;
+            return NULL;
         }
     } else if (idx < p->last) {
         go_slow(r); /* out of schema order, or a run resumed: the tree walk groups them */
-        return;
+        return NULL;
     } else {
         /* the key is made at load time: ,"name": */
         if (!put(r, pt_xbuf_reserve(j, fd->klen + 2)))
-            return;
+            return NULL;
         char *o = (char *)j->data + j->len, *o0 = o;
         if (p->arr_open)
             *o++ = ']';
@@ -652,7 +654,15 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_
         p->comma = true;
         p->last = idx;
     }
-    stream_value(r, fd->elem, at, nb);
+    return fd;
+}
+
+static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen,
+                         const char *uri, size_t ulen, const pt__xt_attr_t *at, unsigned nb)
+{
+    const pt_xfield_t *fd = child_field(r, p, local, llen, uri, ulen);
+    if (fd != NULL)
+        stream_value(r, fd->elem, at, nb);
 }
 
 static void on_start(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
@@ -758,7 +768,33 @@ static void on_text(void *ud, const char *s, size_t len)
     }
 }
 
-static const pt__xt_cb_t stream_cb = {on_start, on_end, on_text};
+/* <name>text</name> in one event: start, text and end in one go. */
+static void on_leaf(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
+                    const char *s, size_t n)
+{
+    pt_soap_resp_t *r = ud;
+    if (r->slow)
+        return;
+    frame_t *p = r->nfr != 0 ? &r->fr[r->nfr - 1] : NULL;
+    if (p != NULL && p->kind == F_COMPLEX) {
+        const pt_xfield_t *fd =
+            child_field(r, p, local, llen, uri != NULL ? uri : "", uri != NULL ? ulen : 0);
+        if (fd == NULL)
+            return;
+        if (fd->elem->st != NULL) { /* the common leaf: no frame */
+            stream_typed(r, fd->elem->st, s, n);
+            return;
+        }
+        stream_value(r, fd->elem, NULL, 0);
+    } else {
+        on_start(ud, local, llen, uri, ulen, NULL, 0);
+    }
+    if (n != 0)
+        on_text(ud, s, n);
+    on_end(ud);
+}
+
+static const pt__xt_cb_t stream_cb = {on_start, on_end, on_text, on_leaf};
 
 /* ---- public ---- */
 
@@ -818,6 +854,16 @@ int pt_soap_resp_feed(pt_soap_resp_t *r, const void *chunk, size_t len)
     return pt__xp_code(f);
 }
 
+void pt_soap_resp_expect(pt_soap_resp_t *r, size_t n)
+{
+    if (n > r->o.max_size)
+        n = r->o.max_size;
+    if (r->raw.len == 0 && n > r->raw.cap)
+        (void)pt_xbuf_reserve(&r->raw, n);
+    if (r->json.len == 0 && n > r->json.cap)
+        (void)pt_xbuf_reserve(&r->json, n);
+}
+
 static void set_bad(pt_soap_result_t *res, pt_soap_bad_t bad, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -873,6 +919,14 @@ int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out
     }
     if (!r->slow && r->done) {
         size_t mark = out->len;
+        if (out->len == 0 && out->a == r->json.a && (out->limit == 0 || r->json.len <= out->limit)) {
+            pt_xbuf_t mine = r->json; /* hand the storage over */
+            r->json.data = out->data, r->json.len = 0, r->json.cap = out->cap;
+            out->data = mine.data, out->len = mine.len, out->cap = mine.cap;
+            res->outcome = PT_SOAP_OUTPUT;
+            res->http_status = 200;
+            return 0;
+        }
         if (pt_xbuf_append(out, r->json.data, r->json.len) == 0) {
             res->outcome = PT_SOAP_OUTPUT;
             res->http_status = 200;

@@ -941,12 +941,23 @@ static int stag_plain(pt__xt_t *x, const unsigned char *b, size_t len)
     int r = elem_ns(x, b, qs, eplen, &euri, &eulen);
     if (r != ST_OK)
         return r;
+    size_t lskip = eplen == 0 ? 0 : eplen + 1, ql = p - qs;
+    if (x->cb->leaf != NULL && x->depth > 0) {
+        /* <name>text</name> in one piece: one event (see xml_tok.h) */
+        size_t t0 = p + 1, t1 = text_run(b, t0, len), et = t1 + 2 + ql;
+        if (et < len && b[t1] == '<' && b[t1 + 1] == '/' && pt__same(b + t1 + 2, b + qs, ql) &&
+            b[et] == '>') {
+            x->pos = et + 1;
+            x->cb->leaf(x->ud, (const char *)b + qs + lskip, ql - lskip, euri, eulen,
+                        (const char *)b + t0, t1 - t0);
+            return ST_OK;
+        }
+    }
     el_t *e = &x->els[x->depth++];
-    e->qoff = qs, e->qlen = p - qs, e->nsmark = x->nns, e->urimark = x->uris.len;
+    e->qoff = qs, e->qlen = ql, e->nsmark = x->nns, e->urimark = x->uris.len;
     x->pos = p + 1;
     x->where = W_CONTENT;
-    size_t lskip = eplen == 0 ? 0 : eplen + 1;
-    x->cb->start(x->ud, (const char *)b + qs + lskip, p - qs - lskip, euri, eulen, x->out, 0);
+    x->cb->start(x->ud, (const char *)b + qs + lskip, ql - lskip, euri, eulen, x->out, 0);
     return ST_OK;
 }
 
@@ -954,8 +965,9 @@ static int etag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
 {
     size_t p = x->pos + 2, plen;
     const el_t *e = &x->els[x->depth - 1];
-    if (len - p > e->qlen && pt__same(b + p, b + e->qoff, e->qlen) &&
-        !(ncls[b[p + e->qlen]] & N_CHAR) && b[p + e->qlen] != ':' && b[p + e->qlen] < 0x80) {
+    bool same = len - p > e->qlen && pt__same(b + p, b + e->qoff, e->qlen);
+    if (same && (b[p + e->qlen] == '>' || (!(ncls[b[p + e->qlen]] & N_CHAR) &&
+                                           b[p + e->qlen] != ':' && b[p + e->qlen] < 0x80))) {
         p += e->qlen; /* the open element's name, and it ends there */
     } else {
         int r = qname(x, b, len, final, &p, &plen);

@@ -108,6 +108,7 @@ typedef struct pt_xfield {
     uint32_t nlen, nslen;
     const char *key;
     uint32_t klen;
+    const char *name, *ns; /* elem->name, elem->ns */
 } pt_xfield_t;
 
 struct pt_xct {

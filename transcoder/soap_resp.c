@@ -614,10 +614,12 @@ static const pt_xfield_t *child_field(pt_soap_resp_t *r, frame_t *p, const char 
      * same one again or the next. */
     const pt_xct_t *ct = p->ct;
     size_t n = ct->field_cnt, f = p->last > 0 ? (size_t)p->last : 0;
+    if (p->last >= 0 && !ct->fields[f].repeated)
+        f = f + 1 == n ? 0 : f + 1; /* that one again is a mismatch: it is looked at last */
     const pt_xfield_t *fd = NULL;
     for (size_t k = 0; k < n; k++, f = f + 1 == n ? 0 : f + 1) {
         const pt_xfield_t *c = &ct->fields[f];
-        if (eqm(c->elem->name, c->nlen, local, llen) && eqm(c->elem->ns, c->nslen, uri, ulen)) {
+        if (c->nlen == llen && pt__same(c->name, local, llen) && eqm(c->ns, c->nslen, uri, ulen)) {
             fd = c;
             break;
         }

@@ -1076,8 +1076,8 @@ static int flatten(ld_t *l, xmlNode *n, pt_xct_t *t, const pt_xpart_t *p, bool r
             *cap = nc;
         }
         pt_xfield_t *f = &(*v)[(*cnt)++];
-        *f = (pt_xfield_t){p->elem, r, (uint32_t)strlen(p->elem->name),
-                           (uint32_t)strlen(p->elem->ns), NULL, 0};
+        *f = (pt_xfield_t){p->elem,          r, (uint32_t)strlen(p->elem->name),
+                           (uint32_t)strlen(p->elem->ns), NULL, 0, p->elem->name, p->elem->ns};
         return json_key(l, "", p->elem->name, &f->key, &f->klen);
     }
     for (const pt_xpart_t *k = p->kids; k != NULL; k = k->next)

@@ -499,8 +499,18 @@ static const pt__xt_attr_t *find_attr(const pt__xt_attr_t *at, unsigned nb, cons
 /* Checks and writes s[0..n) as `st`; false (slow) on a mismatch. */
 static bool stream_typed(pt_soap_resp_t *r, const pt_xst_t *st, const char *s, size_t n)
 {
-    if (st->prim == PT_XSP_STRING && st->enum_cnt == 0 && !st->facets)
-        return put(r, pt__put_json_str(&r->json, s, n)); /* the common leaf */
+    if (st->prim == PT_XSP_STRING && st->enum_cnt == 0 && !st->facets) {
+        /* the common leaf: a string with nothing to escape, copied */
+        pt_xbuf_t *j = &r->json;
+        if (pt__json_needs_esc(s, n) || pt_xbuf_reserve(j, n + 2) != 0)
+            return put(r, pt__put_json_str(j, s, n));
+        uint8_t *o = j->data + j->len;
+        o[0] = '"';
+        pt__copy(o + 1, s, n);
+        o[n + 1] = '"';
+        j->len += n + 2;
+        return true;
+    }
     const pt_opimpl_t *im = r->op->_impl;
     return put(r, pt__xst_json(im->w, st, s, n, &r->json));
 }
@@ -606,8 +616,9 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, const pt__xt_at
 
 /* The field of child element {uri}local of the complex value `p`, its key
  * written; NULL (slow) when it does not fit the schema here. */
-static const pt_xfield_t *child_field(pt_soap_resp_t *r, frame_t *p, const char *local,
-                                      size_t llen, const char *uri, size_t ulen)
+static inline __attribute__((always_inline)) const pt_xfield_t *
+child_field(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen, const char *uri,
+            size_t ulen)
 {
     /* Field names are unique in a type (the model refuses two alike), so the
      * search may start at the last field: children mostly come in order, the
@@ -628,7 +639,7 @@ static const pt_xfield_t *child_field(pt_soap_resp_t *r, frame_t *p, const char 
         go_slow(r);
         return NULL;
     }
-    int idx = (int)(fd - ct->fields);
+    int idx = (int)f;
     pt_xbuf_t *j = &r->json;
     if (idx == p->last) {
         /* the next item of a run; a second non-repeated one is a mismatch */

@@ -179,6 +179,37 @@ static inline void pt__copy(void *d, const void *s, size_t n)
     }
 }
 
+/* True when one of the 8 bytes in v is a control, '"' or '\\' (the
+ * has-less-than / has-zero-byte tests: exact for "is there one", no more). */
+static inline bool pt__esc8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+    return (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high;
+}
+
+/** True when s[0..n) holds a byte a JSON string must escape (a control, '"',
+ * '\\'): whole words, the last one overlapping, short strings gathered into
+ * one word padded with blanks. */
+static inline bool pt__json_needs_esc(const char *s, size_t n)
+{
+    uint64_t v;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (pt__esc8(pt__ld8(s + i)))
+                return true;
+        v = pt__ld8(s + n - 8);
+    } else if (n >= 4) {
+        v = (uint64_t)pt__ld4(s) | (uint64_t)pt__ld4(s + n - 4) << 32;
+    } else if (n > 0) {
+        v = 0x2020202020000000u | (unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+            (uint64_t)(unsigned char)s[n - 1] << 16;
+    } else {
+        return false;
+    }
+    return pt__esc8(v);
+}
+
 /* ---- output helpers --------------------------------------------------------- */
 
 /** Appends s[0..n) as a quoted JSON string. */

@@ -619,43 +619,13 @@ static const uint8_t json_esc[256] = {
     [0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
-/* True when one of the 8 bytes in v is a control, '"' or '\\' (the
- * has-less-than / has-zero-byte tests: exact for "is there one", no more). */
-static inline bool esc8(uint64_t v)
-{
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
-    return (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high;
-}
-
-/* True when s[0..n) holds a byte JSON must escape: whole words, the last
- * one overlapping, short strings gathered into one word padded with blanks. */
-static bool json_needs_esc(const char *s, size_t n)
-{
-    uint64_t v;
-    if (n >= 8) {
-        for (size_t i = 0; i + 8 < n; i += 8)
-            if (esc8(pt__ld8(s + i)))
-                return true;
-        v = pt__ld8(s + n - 8);
-    } else if (n >= 4) {
-        v = (uint64_t)pt__ld4(s) | (uint64_t)pt__ld4(s + n - 4) << 32;
-    } else if (n > 0) {
-        v = 0x2020202020000000u | (unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
-            (uint64_t)(unsigned char)s[n - 1] << 16;
-    } else {
-        return false;
-    }
-    return esc8(v);
-}
-
 int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
 {
     int rc = pt_xbuf_reserve(b, n + 2);
     if (rc != 0)
         return rc;
     uint8_t *o = b->data + b->len;
-    if (!json_needs_esc(s, n)) { /* the common case: room was reserved */
+    if (!pt__json_needs_esc(s, n)) { /* the common case: room was reserved */
         o[0] = '"';
         pt__copy(o + 1, s, n);
         o[n + 1] = '"';

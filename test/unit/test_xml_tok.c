@@ -224,6 +224,62 @@ static void test_leaves(void **state)
     defers("<r><xml:a>x</xml:a></r>");
 }
 
+/* The escaping JSON string writer (word-at-a-time scan) against a byte-by-byte
+ * reference: every length up to 40, one byte of each class at every place. */
+static void ref_json_str(pt_xbuf_t *b, const char *s, size_t n)
+{
+    pt_xbuf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\')
+            snprintf(e, sizeof(e), "\\%c", c);
+        else if (c == '\n')
+            snprintf(e, sizeof(e), "\\n");
+        else if (c == '\r')
+            snprintf(e, sizeof(e), "\\r");
+        else if (c == '\t')
+            snprintf(e, sizeof(e), "\\t");
+        else if (c < 0x20)
+            snprintf(e, sizeof(e), "\\u%04x", c);
+        else
+            e[0] = (char)c, e[1] = '\0';
+        pt_xbuf_puts(b, e);
+    }
+    pt_xbuf_putc(b, '"');
+}
+
+static void test_json_escape(void **state)
+{
+    (void)state;
+    static const unsigned char odd[] = {'"', '\\', 0x00, 0x01, '\n', 0x1F, 0x20, 0x7F, 0x80, 0xC3, 0xFF, '!', '#'};
+    char s[48];
+    pt_xbuf_t got, want;
+    pt_xbuf_init(&got, NULL);
+    pt_xbuf_init(&want, NULL);
+    for (size_t n = 0; n <= 40; n++)
+        for (size_t at = 0; at <= n; at++)
+            for (size_t k = 0; k < sizeof(odd); k++) {
+                for (size_t i = 0; i < n; i++)
+                    s[i] = (char)('a' + i % 26);
+                if (at < n)
+                    s[at] = (char)odd[k];
+                pt_xbuf_reset(&got);
+                pt_xbuf_reset(&want);
+                pt_xbuf_puts(&got, "x");
+                assert_int_equal(pt__put_json_str(&got, s, n), 0);
+                pt_xbuf_puts(&want, "x");
+                ref_json_str(&want, s, n);
+                if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0)
+                    fail_msg("length %zu, byte 0x%02x at %zu: %.*s vs %.*s", n, odd[k], at,
+                             (int)got.len, (const char *)got.data, (int)want.len,
+                             (const char *)want.data);
+                assert_int_equal(pt__json_needs_esc(s, n), want.len != n + 3);
+            }
+    pt_xbuf_dispose(&got);
+    pt_xbuf_dispose(&want);
+}
+
 static void test_refuses(void **state)
 {
     (void)state;
@@ -452,6 +508,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts),
         cmocka_unit_test(test_leaves),
+        cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_refuses),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_defers),

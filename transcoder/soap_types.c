@@ -14,7 +14,16 @@
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-static void trim(const char **s, size_t *n)
+static void trim_all(const char **s, size_t *n);
+
+/* Leading and trailing XML whitespace off (mostly there is none). */
+static inline void trim(const char **s, size_t *n)
+{
+    if (*n == 0 || is_ws(**s) || is_ws((*s)[*n - 1]))
+        trim_all(s, n);
+}
+
+static void trim_all(const char **s, size_t *n)
 {
     while (*n > 0 && is_ws(**s))
         (*s)++, (*n)--;
@@ -257,8 +266,29 @@ static bool duration(cur_t *c)
     return any && c->i == c->n;
 }
 
+static inline bool d(const char *s, size_t i) { return (unsigned)(s[i] - '0') < 10; }
+
+/* YYYY-MM-DD and hh:mm:ss exactly: the common forms, accepted at a glance */
+static bool ymd10(const char *s)
+{
+    return d(s, 0) && d(s, 1) && d(s, 2) && d(s, 3) && s[4] == '-' && d(s, 5) && d(s, 6) &&
+           s[7] == '-' && d(s, 8) && d(s, 9);
+}
+
+static bool hms8(const char *s)
+{
+    return d(s, 0) && d(s, 1) && s[2] == ':' && d(s, 3) && d(s, 4) && s[5] == ':' && d(s, 6) &&
+           d(s, 7);
+}
+
 bool pt__xsd_lex_ok(pt_xprim_t prim, unsigned sub, const char *s, size_t n)
 {
+    /* the common forms first (each is in the language below); anything else is read in full */
+    if (prim == PT_XSP_DATE && n == 10 && ymd10(s))
+        return true;
+    if (prim == PT_XSP_DATETIME && (n == 19 || (n == 20 && s[19] == 'Z')) && ymd10(s) &&
+        s[10] == 'T' && hms8(s + 11))
+        return true;
     cur_t c = {s, n, 0};
     switch (prim) {
     case PT_XSP_DATETIME:
@@ -557,8 +587,7 @@ int pt__xst_json(const pt_wsdl_t *w, const pt_xst_t *st, const char *s, size_t n
         case PT_XSP_STRING:
             if (st->enum_cnt > 0) {
                 size_t i = 0;
-                while (i < st->enum_cnt &&
-                       !(st->enum_lens[i] == n && memcmp(st->enums[i], s, n) == 0))
+                while (i < st->enum_cnt && !(st->enum_lens[i] == n && pt__same(st->enums[i], s, n)))
                     i++;
                 if (i == st->enum_cnt)
                     return PT_XERR_INVALID;

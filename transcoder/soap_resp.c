@@ -748,7 +748,8 @@ static void on_end(void *ud)
     case F_SIMPLE: {
         if (f->wrap) {
             r->cdepth--;
-            if (!put(r, pt_xbuf_append(j, ",\"#text\":" + !f->comma, 9 - !f->comma)))
+            static const char key[] = ",\"#text\":";
+            if (!put(r, pt_xbuf_append(j, key + !f->comma, sizeof(key) - 1 - !f->comma)))
                 return;
         }
         size_t n;

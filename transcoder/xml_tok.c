@@ -727,7 +727,7 @@ static const nsb_t *lookup(const pt__xt_t *x, const unsigned char *b, size_t p, 
 {
     for (unsigned i = x->nns; i-- > 0;) {
         const nsb_t *s = &x->ns[i];
-        if (s->plen == n && memcmp(b + s->poff, b + p, n) == 0)
+        if (s->plen == n && pt__same(b + s->poff, b + p, n))
             return s;
     }
     return NULL;

@@ -499,18 +499,8 @@ static const pt__xt_attr_t *find_attr(const pt__xt_attr_t *at, unsigned nb, cons
 /* Checks and writes s[0..n) as `st`; false (slow) on a mismatch. */
 static bool stream_typed(pt_soap_resp_t *r, const pt_xst_t *st, const char *s, size_t n)
 {
-    if (st->prim == PT_XSP_STRING && st->enum_cnt == 0 && !st->facets) {
-        /* the common leaf: a string with nothing to escape, copied */
-        pt_xbuf_t *j = &r->json;
-        if (pt__json_needs_esc(s, n) || pt_xbuf_reserve(j, n + 2) != 0)
-            return put(r, pt__put_json_str(j, s, n));
-        uint8_t *o = j->data + j->len;
-        o[0] = '"';
-        pt__copy(o + 1, s, n);
-        o[n + 1] = '"';
-        j->len += n + 2;
-        return true;
-    }
+    if (st->prim == PT_XSP_STRING && st->enum_cnt == 0 && !st->facets)
+        return put(r, pt__put_json_str_fast(&r->json, s, n)); /* the common leaf */
     const pt_opimpl_t *im = r->op->_impl;
     return put(r, pt__xst_json(im->w, st, s, n, &r->json));
 }

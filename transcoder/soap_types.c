@@ -523,7 +523,7 @@ int pt__xst_to_json(const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out)
 }
 
 /* s[0..n) as a JSON string that needs no escaping (checked lexical forms). */
-static int put_plain_str(pt_xbuf_t *out, const char *s, size_t n)
+static inline int put_plain_str(pt_xbuf_t *out, const char *s, size_t n)
 {
     int rc = pt_xbuf_reserve(out, n + 2);
     if (rc != 0)
@@ -592,9 +592,9 @@ int pt__xst_json(const pt_wsdl_t *w, const pt_xst_t *st, const char *s, size_t n
                 if (i == st->enum_cnt)
                     return PT_XERR_INVALID;
             }
-            return pt__put_json_str(out, s, n);
+            return pt__put_json_str_fast(out, s, n);
         case PT_XSP_ANYSIMPLE:
-            return pt__put_json_str(out, s, n);
+            return pt__put_json_str_fast(out, s, n);
         case PT_XSP_BOOLEAN:
             trim(&s, &n);
             if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 1 && s[0] == '1'))

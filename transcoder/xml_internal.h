@@ -210,10 +210,24 @@ static inline bool pt__json_needs_esc(const char *s, size_t n)
     return pt__esc8(v);
 }
 
-/* ---- output helpers --------------------------------------------------------- */
-
 /** Appends s[0..n) as a quoted JSON string. */
 int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n);
+
+/** pt__put_json_str(), the common case (nothing to escape) inline. */
+static inline int pt__put_json_str_fast(pt_xbuf_t *b, const char *s, size_t n)
+{
+    if (pt__json_needs_esc(s, n) || pt_xbuf_reserve(b, n + 2) != 0)
+        return pt__put_json_str(b, s, n);
+    uint8_t *o = b->data + b->len;
+    o[0] = '"';
+    pt__copy(o + 1, s, n);
+    o[n + 1] = '"';
+    b->len += n + 2;
+    return 0;
+}
+
+/* ---- output helpers --------------------------------------------------------- */
+
 /**
  * Appends s[0..n) escaped as XML character data (attr: for a double-quoted
  * attribute value). Returns PT_XERR_INVALID for a character XML 1.0 cannot

@@ -148,10 +148,10 @@ static inline bool pt__same(const void *a, const void *b, size_t n)
         for (; i + 8 < n; i += 8)
             if (pt__ld8(x + i) != pt__ld8(y + i))
                 return false;
-        return pt__ld8(x + n - 8) == pt__ld8(y + n - 8);
+        return pt__ld8(x + (n - 8)) == pt__ld8(y + (n - 8));
     }
     if (n >= 4)
-        return pt__ld4(x) == pt__ld4(y) && pt__ld4(x + n - 4) == pt__ld4(y + n - 4);
+        return pt__ld4(x) == pt__ld4(y) && pt__ld4(x + (n - 4)) == pt__ld4(y + (n - 4));
     for (size_t i = 0; i < n; i++)
         if (x[i] != y[i])
             return false;
@@ -166,13 +166,13 @@ static inline void pt__copy(void *d, const void *s, size_t n)
     if (n > 16) {
         memcpy(o, i, n);
     } else if (n >= 8) {
-        uint64_t a = pt__ld8(i), b = pt__ld8(i + n - 8);
+        uint64_t a = pt__ld8(i), b = pt__ld8(i + (n - 8));
         memcpy(o, &a, 8);
-        memcpy(o + n - 8, &b, 8);
+        memcpy(o + (n - 8), &b, 8);
     } else if (n >= 4) {
-        uint32_t a = pt__ld4(i), b = pt__ld4(i + n - 4);
+        uint32_t a = pt__ld4(i), b = pt__ld4(i + (n - 4));
         memcpy(o, &a, 4);
-        memcpy(o + n - 4, &b, 4);
+        memcpy(o + (n - 4), &b, 4);
     } else {
         for (size_t k = 0; k < n; k++)
             o[k] = i[k];
@@ -198,9 +198,9 @@ static inline bool pt__json_needs_esc(const char *s, size_t n)
         for (size_t i = 0; i + 8 < n; i += 8)
             if (pt__esc8(pt__ld8(s + i)))
                 return true;
-        v = pt__ld8(s + n - 8);
+        v = pt__ld8(s + (n - 8));
     } else if (n >= 4) {
-        v = (uint64_t)pt__ld4(s) | (uint64_t)pt__ld4(s + n - 4) << 32;
+        v = (uint64_t)pt__ld4(s) | (uint64_t)pt__ld4(s + (n - 4)) << 32;
     } else if (n > 0) {
         v = 0x2020202020000000u | (unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
             (uint64_t)(unsigned char)s[n - 1] << 16;

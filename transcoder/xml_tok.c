@@ -1189,8 +1189,10 @@ pt__xt_t *pt__xt_new(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__
     x->out = pt_xalloc(a, x->cap_ats * sizeof(*x->out));
     x->stamp = pt_xalloc(a, t * sizeof(*x->stamp));
     x->slot = pt_xalloc(a, t * sizeof(*x->slot));
+    /* never NULL data: an empty value or namespace name is data + offset too */
     if (x->els == NULL || x->ns == NULL || x->ats == NULL || x->out == NULL || x->stamp == NULL ||
-        x->slot == NULL) {
+        x->slot == NULL || pt_xbuf_reserve(&x->uris, 256) != 0 ||
+        pt_xbuf_reserve(&x->vals, 256) != 0) {
         pt__xt_free(x);
         return NULL;
     }

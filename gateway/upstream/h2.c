@@ -1687,9 +1687,9 @@ static void fw_free(call_t *c)
 static void fw_done(void *ud, int st, const char *reason, const pt_header_t *t, size_t tcnt)
 {
     call_t *c = ud;
-    c->h1 = NULL;      /* http.c frees its call after this */
     c->canceled = true; /* a cancel from inside on_done is a no-op */
-    c->cbs.on_done(c->ud, st, reason, t, tcnt);
+    c->cbs.on_done(c->ud, st, reason, t, tcnt); /* pt_upcall_endpoint() still asks c->h1 */
+    c->h1 = NULL;                               /* http.c frees its call after this */
     fw_free(c);
 }
 

@@ -181,6 +181,7 @@ struct h2conn {
     bool flush_sched;
     bool wev_on;
     bool closing;                  /* idle close: GOAWAY flushed, then freed */
+    bool to_h1;                    /* ALPN said http/1.1: its calls go on in http.c */
     nghttp2_session *ng;
     struct event rev, wev, flush_ev, timer;
     bool events_set;
@@ -1306,6 +1307,10 @@ static void conn_fail(conn_t *k, int st, const char *why)
         call_t *c = k->tab[i].c;
         k->tab[i].sid = -1;
         c->conn = NULL;
+        if (k->to_h1) { /* nothing of it was sent: it goes on over HTTP/1.1 */
+            call_to_h1(c);
+            continue;
+        }
         if (c->held_len > c->held_off && c->got_end && c->got_head) {
             call_finish(c, 0, "ok", K_NONE); /* complete, only waiting for the caller */
             continue;
@@ -1764,19 +1769,10 @@ static void call_to_h1(call_t *c)
 static void conn_to_h1(conn_t *k)
 {
     k->pool->h1_until = mono_ms() + H1_REMEMBER_MS;
-    for (size_t i = 0; i < k->tab_cap; i++) {
-        if (k->tab[i].sid <= 0)
-            continue;
-        call_t *c = k->tab[i].c;
-        k->tab[i].sid = -1;
-        c->conn = NULL;
-        c->sid = 0;
-        call_to_h1(c);
-    }
-    k->active = 0;
     (void)SSL_shutdown(k->ssl); /* close_notify, as far as the socket takes it now */
     ERR_clear_error();
     k->closing = true; /* not a failure of the endpoint */
+    k->to_h1 = true;
     conn_fail(k, PT_ERR_UPSTREAM, "upstream picked HTTP/1.1 (ALPN)");
 }
 
@@ -1788,9 +1784,8 @@ bool pt__uph2_serves(const pt_cluster_t *cl)
         return false;
     if (cl->protocol == PT_PROTO_GRPC)
         return true;
-    if (!cl->http2 || cl->endpoint_cnt == 0)
-        return false;
-    return true; /* h2c prior knowledge, or TLS with ALPN (h2, else HTTP/1.1 through http.c) */
+    /* h2c prior knowledge, or TLS with ALPN (h2, else HTTP/1.1 through http.c) */
+    return cl->http2 && cl->endpoint_cnt > 0;
 }
 
 int pt__uph2_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs, void *ud,

@@ -982,6 +982,16 @@ static void h2srv_stop(h2srv_t *h)
     rmdir(h->dir);
 }
 
+/** `c`: an `http2: true` cluster of one https:// endpoint, nghttpd `h`, trusting its certificate. */
+static void tls_cluster_init(tcluster_t *c, const h2srv_t *h)
+{
+    cluster_init(c, &h->port, 1);
+    snprintf(c->urls[0], sizeof(c->urls[0]), "https://127.0.0.1:%d", h->port);
+    c->ep[0].tls = true;
+    c->cl.http2 = true;
+    c->cl.ca_file = h->cert;
+}
+
 /* Several streams at once (one of them paused over and over), then more
  * exchanges one after the other on what the pool kept. */
 static void h2_round(tcluster_t *c)
@@ -1152,11 +1162,7 @@ static void test_h2_tls(void **state)
         return;
     }
     tcluster_t c;
-    cluster_init(&c, &h.port, 1);
-    snprintf(c.urls[0], sizeof(c.urls[0]), "https://127.0.0.1:%d", h.port);
-    c.ep[0].tls = true;
-    c.cl.http2 = true;
-    c.cl.ca_file = h.cert;
+    tls_cluster_init(&c, &h);
     h2_round(&c);
 
     /* UP-9: an upstream certificate we cannot verify is a 502, never a fallback: over
@@ -1189,11 +1195,7 @@ static void test_h2_tls(void **state)
     }
     /* a REST cluster's `authority` is the Host sent, not the name checked (as with libcurl) */
     tcluster_t au;
-    cluster_init(&au, &h.port, 1);
-    snprintf(au.urls[0], sizeof(au.urls[0]), "https://127.0.0.1:%d", h.port);
-    au.ep[0].tls = true;
-    au.cl.http2 = true;
-    au.cl.ca_file = h.cert;
+    tls_cluster_init(&au, &h);
     au.cl.authority = "api.example";
     pt_upcall_req_t r3 = mkreq(&au.cl, "GET", "/data.txt");
     tcall_t t3 = {0};
@@ -1216,11 +1218,7 @@ static void test_h2_tls_slow_reader(void **state)
         return;
     }
     tcluster_t c;
-    cluster_init(&c, &h.port, 1);
-    snprintf(c.urls[0], sizeof(c.urls[0]), "https://127.0.0.1:%d", h.port);
-    c.ep[0].tls = true;
-    c.cl.http2 = true;
-    c.cl.ca_file = h.cert;
+    tls_cluster_init(&c, &h);
     h2_slow_reader_round(&c);
     h2srv_stop(&h);
 }
@@ -1241,11 +1239,7 @@ static void alpn_h1_round(const char *alpn)
         return;
     }
     tcluster_t c;
-    cluster_init(&c, &h.port, 1);
-    snprintf(c.urls[0], sizeof(c.urls[0]), "https://127.0.0.1:%d", h.port);
-    c.ep[0].tls = true;
-    c.cl.http2 = true;
-    c.cl.ca_file = h.cert;
+    tls_cluster_init(&c, &h);
     pt_uph2_stats_t s0, s1, s2;
     pt__uph2_stats(&E->w, &s0);
 
@@ -1316,12 +1310,8 @@ static void alpn_h1_round(const char *alpn)
 
     /* HTTP/2 only (gRPC): a clear failure, no fallback */
     tcluster_t g;
-    cluster_init(&g, &h.port, 1);
-    snprintf(g.urls[0], sizeof(g.urls[0]), "https://127.0.0.1:%d", h.port);
-    g.ep[0].tls = true;
+    tls_cluster_init(&g, &h);
     g.cl.protocol = PT_PROTO_GRPC;
-    g.cl.http2 = true;
-    g.cl.ca_file = h.cert;
     pt_upcall_req_t rg = mkreq(&g.cl, "POST", "/pkg.Svc/Method");
     tcall_t tg = {0};
     start_ok(&tg, &rg);

@@ -962,9 +962,15 @@ static bool h2srv_start_as(h2srv_t *h, bool tls, const char *h1_alpn)
     return false;
 }
 
-static bool h2srv_start(h2srv_t *h, bool tls)
+static void h2srv_stop(h2srv_t *h);
+
+/** h2srv_start_as(), or the test is skipped (the tool is missing). */
+static void h2srv_start_or_skip(h2srv_t *h, bool tls, const char *h1_alpn)
 {
-    return h2srv_start_as(h, tls, NULL);
+    if (!h2srv_start_as(h, tls, h1_alpn)) {
+        h2srv_stop(h);
+        skip();
+    }
 }
 
 static void h2srv_stop(h2srv_t *h)
@@ -1122,11 +1128,7 @@ static void test_h2_prior_knowledge(void **state)
 {
     (void)state;
     static h2srv_t h; /* static: group_teardown may still need it after a failed assertion */
-    if (!h2srv_start(&h, false)) {
-        h2srv_stop(&h);
-        skip();
-        return;
-    }
+    h2srv_start_or_skip(&h, false, NULL);
     tcluster_t c;
     cluster_init(&c, &h.port, 1);
     c.cl.http2 = true;
@@ -1140,11 +1142,7 @@ static void test_h2_fd_exhaustion_no_ejection(void **state)
 {
     (void)state;
     static h2srv_t h; /* static: group_teardown may still need it after a failed assertion */
-    if (!h2srv_start(&h, false)) {
-        h2srv_stop(&h);
-        skip();
-        return;
-    }
+    h2srv_start_or_skip(&h, false, NULL);
     tcluster_t c;
     cluster_init(&c, &h.port, 1);
     c.cl.http2 = true;
@@ -1156,11 +1154,7 @@ static void test_h2_tls(void **state)
 {
     (void)state;
     static h2srv_t h; /* static: group_teardown may still need it after a failed assertion */
-    if (!h2srv_start(&h, true)) {
-        h2srv_stop(&h);
-        skip();
-        return;
-    }
+    h2srv_start_or_skip(&h, true, NULL);
     tcluster_t c;
     tls_cluster_init(&c, &h);
     h2_round(&c);
@@ -1212,11 +1206,7 @@ static void test_h2_tls_slow_reader(void **state)
 {
     (void)state;
     static h2srv_t h; /* static: group_teardown may still need it after a failed assertion */
-    if (!h2srv_start(&h, true)) {
-        h2srv_stop(&h);
-        skip();
-        return;
-    }
+    h2srv_start_or_skip(&h, true, NULL);
     tcluster_t c;
     tls_cluster_init(&c, &h);
     h2_slow_reader_round(&c);
@@ -1233,11 +1223,7 @@ static void test_h2_tls_slow_reader(void **state)
 static void alpn_h1_round(const char *alpn)
 {
     static h2srv_t h; /* static: group_teardown may still need it after a failed assertion */
-    if (!h2srv_start_as(&h, true, alpn)) {
-        h2srv_stop(&h);
-        skip();
-        return;
-    }
+    h2srv_start_or_skip(&h, true, alpn);
     tcluster_t c;
     tls_cluster_init(&c, &h);
     pt_uph2_stats_t s0, s1, s2;

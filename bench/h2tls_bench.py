@@ -124,7 +124,6 @@ def main():
                         "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
         up = free_port()
         procs.append(subprocess.Popen([nginx, "-c", nginx_conf(d, "upstream", f"""
-  http2_max_requests 100000000;
   server {{ listen 127.0.0.1:{up} ssl http2; ssl_certificate {crt}; ssl_certificate_key {key};
            location / {{ return 200 "hello world!\\n"; }} }}""")]))
         wait_port(up, 10)

@@ -60,6 +60,7 @@
 #include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
+#include "http/h2mem.h"
 #include "observe/observe.h"
 #include "portico/status.h"
 #include "portico/transcoder/wkt.h"
@@ -1234,10 +1235,12 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     ctx->base.cluster = pt__grpc_cluster(conf, req);
     ctx->req = req;
     ctx->conf = conf;
-    pt_xbuf_init(&ctx->in, NULL);
-    pt_xbuf_init(&ctx->pb, NULL);
-    pt_xbuf_init(&ctx->out, NULL);
-    pt_xbuf_init(&ctx->frame, NULL);
+    /* the worker's free lists (http/h2mem.h): three buffers a call, malloc'd and freed otherwise */
+    const pt_allocator_t *xa = req->worker != NULL ? pt_h2mem_allocator(req->worker) : NULL;
+    pt_xbuf_init(&ctx->in, xa);
+    pt_xbuf_init(&ctx->pb, xa);
+    pt_xbuf_init(&ctx->out, xa);
+    pt_xbuf_init(&ctx->frame, xa);
     pt_headers_init(&ctx->up_headers, req->arena);
     req->handler_ctx = ctx;
     pt_handler_enter(ctx->req);

@@ -19,11 +19,14 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/h2mem.h"
 #include "upstream/call.h"
 #include "portico/status.h"
+#include "portico/transcoder/alloc.h"
 #include "portico/transcoder/wkt.h"
 
 #define DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
@@ -62,8 +65,6 @@ struct pt_grpc_call {
     uint64_t left;            /* bytes of the current message still to come */
     char *rbuf;               /* received bytes not delivered: whole messages, then a partial one */
     size_t r_off, r_whole, r_len, r_cap;
-    char s_small[SMALL_BUF];  /* first storage of sbuf and rbuf */
-    char r_small[SMALL_BUF];
 
     /* status */
     pt_grpc_status_t st;
@@ -71,6 +72,11 @@ struct pt_grpc_call {
 
     unsigned depth;
     bool canceled, done;
+    const pt_allocator_t *xa; /* the worker's h2mem lists: this object came from them */
+
+    /* last: not cleared for a new call (call_new) */
+    char s_small[SMALL_BUF];  /* first storage of sbuf and rbuf */
+    char r_small[SMALL_BUF];
 };
 
 /* Grows *buf (capacity *cap; `small` is its inline storage) to hold `need` bytes. */
@@ -105,7 +111,7 @@ static void call_free(pt_grpc_call_t *c)
         event_del(&c->ev);
     buf_release(&c->sbuf, &c->s_cap, c->s_small);
     buf_release(&c->rbuf, &c->r_cap, c->r_small);
-    free(c);
+    c->xa->free(c->xa->ud, c);
 }
 
 static void schedule(pt_grpc_call_t *c)
@@ -459,9 +465,13 @@ int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grp
         cbs->on_message == NULL || cbs->on_done == NULL || out == NULL ||
         (r->unary && (r->msg == NULL || !r->close)))
         return PT_ERR_INTERNAL;
-    pt_grpc_call_t *c = calloc(1, sizeof(*c));
+    /* from the worker's free lists: a call object is a malloc/free pair per call otherwise */
+    const pt_allocator_t *xa = pt_h2mem_allocator(w);
+    pt_grpc_call_t *c = xa->alloc(xa->ud, sizeof(*c));
     if (c == NULL)
         abort();
+    memset(c, 0, offsetof(pt_grpc_call_t, s_small)); /* the inline buffers need no clearing */
+    c->xa = xa;
     c->sbuf = c->s_small;
     c->rbuf = c->r_small;
     c->s_cap = c->r_cap = SMALL_BUF;

@@ -130,6 +130,7 @@ struct h2_conn {
     unsigned nspare;
     const pt_allocator_t *xa;  /* the worker's h2mem lists (streams come from them) */
     h2_stream_t *hdr_cache;    /* the stream of the header block being decoded (on_header) */
+    uint8_t hpack_seeded;      /* never-indexed names indexed once (pt_hpack_nv_flags_seeded) */
     uint64_t requests;         /* streams opened by the client */
     uint64_t premature;        /* streams the client reset before our response ended */
     unsigned hdr_overlimit;    /* header blocks over the limits */
@@ -604,7 +605,8 @@ static void submit_head(h2_stream_t *s)
         pt_str_t name = h->v[i].name;
         if (name.len == 0 || name.base[0] == ':' || is_conn_specific(name))
             continue;
-        nva[n++] = make_nv(name, h->v[i].value);
+        nva[n++] = (nghttp2_nv){(uint8_t *)name.base, (uint8_t *)h->v[i].value.base, name.len,
+                                h->v[i].value.len, pt_hpack_nv_flags_seeded(name, &c->hpack_seeded)};
     }
     char clbuf[24];
     if (req->resp_content_length >= 0 && st != 204 && st != 304) {

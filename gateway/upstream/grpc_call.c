@@ -159,7 +159,7 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
             c->s_ready = true;
             schedule(c);
         }
-        if (n == 0 && c->s_close)
+        if (c->s_close) /* the last bytes and the end together: no empty DATA frame after them */
             *eof = true;
     }
     return n;
@@ -291,15 +291,33 @@ static pt_str_t pct_decode(pt_arena_t *a, pt_str_t v)
     return (pt_str_t){o, n};
 }
 
+/* The three status fields of metadata copied by copy_md(), in one pass (the
+ * first of each name wins, as pt_headers_get() answered): names are compared
+ * only when their length fits. */
+static void status_fields(const pt_headers_t *h, pt_str_t *st, pt_str_t *msg, pt_str_t *bin)
+{
+    *st = *msg = *bin = PT_STR_NULL;
+    for (size_t i = 0; i < h->cnt; i++) {
+        pt_str_t n = h->v[i].name;
+        pt_str_t *dst = n.len == 11 ? st : n.len == 12 ? msg : n.len == 23 ? bin : NULL;
+        if (dst == NULL || dst->base != NULL)
+            continue;
+        if (pt_str_ieq(n, n.len == 11   ? PT_STR("grpc-status")
+                          : n.len == 12 ? PT_STR("grpc-message")
+                                        : PT_STR("grpc-status-details-bin")))
+            *dst = h->v[i].value;
+    }
+}
+
 /* The status carried by `h` (trailers, or a Trailers-Only head), if any. */
 static bool status_from(pt_grpc_call_t *c, const pt_headers_t *h)
 {
-    pt_str_t s = pt_headers_get(h, PT_STR("grpc-status"));
+    pt_str_t s, msg, bin;
+    status_fields(h, &s, &msg, &bin);
     if (s.base == NULL)
         return false;
     c->st.code = pt_grpc_status_parse(s); /* -1, 99, "abc": UNKNOWN, as native gRPC passes them */
-    c->st.details = pct_decode(c->arena, pt_headers_get(h, PT_STR("grpc-message")));
-    pt_str_t bin = pt_headers_get(h, PT_STR("grpc-status-details-bin"));
+    c->st.details = pct_decode(c->arena, msg);
     if (bin.base != NULL) { /* decoded already by copy_md */
         c->st.bin = (const uint8_t *)bin.base;
         c->st.bin_len = bin.len;

@@ -403,7 +403,8 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
             return;
         if (prefix.len != 0)
             memcpy(name, prefix.base, prefix.len);
-        memcpy(name + prefix.len, k.base, k.len);
+        for (size_t j = 0; j < k.len; j++) /* lowercase, as pt_headers_add() stores names */
+            name[prefix.len + j] = (char)tolower((unsigned char)k.base[j]);
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
             char *b = pt_arena_alloc(req->arena, PT_BASE64_ENCODED_LEN(v.len) + 1);
@@ -412,7 +413,9 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
             v = (pt_str_t){b, pt_base64_encode_to(b, (const uint8_t *)v.base, v.len)};
             pt_headers_add_nocopy(dst, n, v);
         } else if (pt_header_value_valid(v)) {
-            pt_headers_add(dst, n, v); /* copied: the slices die with the callback */
+            /* not copied again: upstream/grpc_call.c copied the metadata into this
+             * request's arena (the call's arena is req->arena, start_call) */
+            pt_headers_add_nocopy(dst, n, v);
         }
     }
 }

@@ -120,6 +120,15 @@ static void schedule(pt_grpc_call_t *c)
         event_active(&c->ev, EV_WRITE, 0);
 }
 
+/* Progress a unary caller hears of only at the end (grpc.h: on_headers,
+ * on_sent, on_message and on_done in one go): no delivery event for it
+ * before then -- one event per call instead of two or three. */
+static void schedule_progress(pt_grpc_call_t *c)
+{
+    if (!c->unary)
+        schedule(c);
+}
+
 /* Portico ends the call itself: `code`, with `local` saying why (first reason wins). */
 static void fail(pt_grpc_call_t *c, int local, int code, const char *reason)
 {
@@ -157,7 +166,7 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
         if (c->s_owed) {
             c->s_owed = false;
             c->s_ready = true;
-            schedule(c);
+            schedule_progress(c);
         }
         if (c->s_close) /* the last bytes and the end together: no empty DATA frame after them */
             *eof = true;
@@ -207,7 +216,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
     c->http = status;
     c->got_head = true;
     copy_md(c, &c->md, h, cnt);
-    schedule(c);
+    schedule_progress(c);
 }
 
 /* The next message's prefix is complete: 0, or the call fails here. */
@@ -264,7 +273,7 @@ static bool up_on_data(void *ud, const char *data, size_t len)
             c->r_whole = c->r_len;
     }
     if (c->r_whole > c->r_off) {
-        schedule(c);
+        schedule_progress(c);
         c->paused = true; /* a whole message waits for the caller */
         return false;
     }

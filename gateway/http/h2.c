@@ -562,12 +562,12 @@ static bool is_conn_specific(pt_str_t n)
 /* Decimal digits of `v` at the end of `buf` (24 bytes), without printf (once a response). */
 static pt_str_t fmt_u64(char buf[24], uint64_t v)
 {
-    char *p = buf + 24;
+    size_t i = 24;
     do {
-        *--p = (char)('0' + v % 10u);
+        buf[--i] = (char)('0' + v % 10u);
         v /= 10u;
     } while (v != 0);
-    return (pt_str_t){p, (size_t)(buf + 24 - p)};
+    return (pt_str_t){&buf[i], 24 - i};
 }
 
 static nghttp2_nv make_nv(pt_str_t n, pt_str_t v)

@@ -53,7 +53,8 @@ static void test_realloc_and_big(void **state)
     pt_worker_t *w = worker();
     const pt_allocator_t *a = pt_h2mem_allocator(w);
     char *p = a->alloc(a->ud, 40); /* class 64 */
-    memcpy(p, "0123456789", 10);
+    for (int i = 0; i < 10; i++)
+        p[i] = (char)('0' + i);
     assert_ptr_equal(a->realloc(a->ud, p, 64), p); /* still fits its class */
     char *q = a->realloc(a->ud, p, 1000);          /* moves, keeps the bytes */
     assert_non_null(q);

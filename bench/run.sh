@@ -60,3 +60,6 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ] && command -v valgrind >/dev/null;
 fi
 # descriptors by gRPC server reflection vs from a file: config load time (issue 13, reflect; needs npm packages)
 /usr/bin/python3 "$ROOT/bench/reflect_bench.py" --build "$ROOT/$BUILD"
+# h2tls: an HTTPS HTTP/2 proxied request through h2.c vs HTTP/1.1 + TLS through libcurl, interleaved;
+# set H2TLS_BENCH_BEFORE to a portico built before the change to add its libcurl HTTP/2 rows
+/usr/bin/python3 "$ROOT/bench/h2tls_bench.py" --build "$ROOT/$BUILD"

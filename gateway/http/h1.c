@@ -372,7 +372,10 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
                 len = (size_t)s->out_left;
                 s->reset = true;
             }
-            evbuffer_add(out, data, len);
+            if (s->tunnel && out == conn_out(s->c))
+                pt_conn_send(s->c->conn, data, len); /* a relayed unit: out now, no event */
+            else
+                evbuffer_add(out, data, len);
             if (s->out_left >= 0)
                 s->out_left -= (int64_t)len;
         }
@@ -415,9 +418,17 @@ static size_t op_out_pending(pt_req_t *req)
 static void op_body_consumed(pt_req_t *req, size_t len)
 {
     h1_stream_t *s = req->stream;
-    /* a tunnel may also have client bytes waiting in the input buffer */
-    if (s != NULL && ((s == s->c->reading && !s->c->read_enabled) || s == s->c->tunnel))
-        schedule(s->c);
+    if (s == NULL)
+        return;
+    h1_conn_t *c = s->c;
+    if (s == c->reading && !c->read_enabled)
+        schedule(c);
+    else if (s == c->tunnel &&
+             (!c->read_enabled ||
+              /* a running process() sees the rest itself (pump_tunnel loops) */
+              (!c->in_process && (evbuffer_get_length(pt_conn_input(c->conn)) != 0 ||
+                                  (c->tunnel_eof && !s->tunnel_end_sent)))))
+        schedule(c); /* reading stopped, or client bytes wait in the input buffer */
 }
 
 static void op_send_continue(pt_req_t *req)
@@ -965,7 +976,15 @@ static void on_read(pt_conn_t *conn, void *arg)
 
 static void on_drain(pt_conn_t *conn, void *arg)
 {
-    process(arg);
+    h1_conn_t *c = arg;
+    /* process() only when something waits for the output to go down: the
+     * close, reading (stopped on a full output), a finished front stream, the
+     * front request's handler (pt__resp_blocked), or the idle timer (it starts
+     * once everything was written) */
+    h1_stream_t *f = c->head;
+    if (c->closing || !c->read_enabled || c->in_process ||
+        (f == NULL ? c->phase != T_IDLE : f->ended || (f->req != NULL && f->req->want_writable)))
+        process(c);
 }
 
 static void on_event(pt_conn_t *conn, int what, void *arg)

@@ -28,6 +28,9 @@
  * full, up to READ_MAX. */
 #define READ_MIN (16u * 1024u - 128u)
 #define READ_MAX (64u * 1024u - 128u)
+/* Reads into an empty input buffer go through a stack buffer of this size
+ * while reads stay below it (see read_small). */
+#define SMALL_READ 4096u
 /* One write system call takes at most this many buffer segments. */
 #define WRITE_IOV 64
 /* Plaintext handed to one SSL_write (one TLS record at most). */
@@ -106,9 +109,36 @@ static void stop_read(pt_conn_io_t *io)
 
 enum { RD_OK, RD_EOF, RD_ERROR };
 
+/* A read that finds the input empty and expects a small batch goes to the
+ * stack and is then appended: the append takes a small buffer chain (from
+ * malloc's per-thread cache) where reading in place would take, and free when
+ * the codec drains it, a chain of read_size bytes for every read. A read that
+ * fills SMALL_READ switches to reading in place until one comes back short. */
+static int read_small(pt_conn_t *conn, size_t *got)
+{
+    pt_conn_io_t *io = &conn->io;
+    char buf[SMALL_READ];
+    ssize_t r;
+    do {
+        r = read(conn->fd, buf, sizeof(buf));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? RD_OK : RD_ERROR;
+    if (r == 0)
+        return RD_EOF;
+    if (evbuffer_add(io->in, buf, (size_t)r) != 0)
+        return RD_ERROR;
+    if ((size_t)r == sizeof(buf))
+        io->large_reads = true; /* more may be waiting: epoll reports it again (level-triggered) */
+    *got = (size_t)r;
+    return RD_OK;
+}
+
 static int read_plain(pt_conn_t *conn, size_t *got)
 {
     pt_conn_io_t *io = &conn->io;
+    if (!io->large_reads && evbuffer_get_length(io->in) == 0)
+        return read_small(conn, got);
     struct evbuffer_iovec v[2];
     int n = evbuffer_reserve_space(io->in, (ev_ssize_t)io->read_size, v, 2);
     if (n < 1)
@@ -132,6 +162,8 @@ static int read_plain(pt_conn_t *conn, size_t *got)
         left -= v[i].iov_len;
     }
     evbuffer_commit_space(io->in, v, n);
+    if ((size_t)r < SMALL_READ)
+        io->large_reads = false;
     if ((size_t)r == io->read_size && io->read_size < READ_MAX)
         io->read_size = io->read_size * 2 + 128u > READ_MAX ? READ_MAX : io->read_size * 2 + 128u;
     *got = (size_t)r;
@@ -369,7 +401,9 @@ static void flush_quiet(pt_conn_t *conn)
             want_write(io);
         else if (!io->ssl_read_wants_write)
             stop_write(io);
-        if (after < before && after <= io->lowat && io->on_drain != NULL)
+        /* owed only to a codec that may wait for the output to go down: one
+         * that queued no more than the low watermark waits for nothing */
+        if (after < before && after <= io->lowat && before > io->lowat && io->on_drain != NULL)
             io->early_drain = true;
         if (!io->early_drain) {
             /* nothing owed: the deferred flush has nothing left to do */
@@ -689,6 +723,49 @@ void pt_conn_flush(pt_conn_t *conn)
         !io->hs_done || io->early_error || evbuffer_get_length(io->out) == 0)
         return;
     flush_quiet(conn);
+}
+
+int pt_conn_send(pt_conn_t *conn, const void *data, size_t len)
+{
+    pt_conn_io_t *io = &conn->io;
+    if (len == 0)
+        return 0;
+    bool now = io->depth == 0 && !io->in_read && !io->blocked && !io->failed &&
+               !io->close_pending && io->hs_done && !io->early_error;
+    if (!now || io->ssl != NULL || evbuffer_get_length(io->out) != 0) {
+        if (evbuffer_add(io->out, data, len) != 0)
+            return PT_ERR_NOMEM;
+        if (now)
+            flush_quiet(conn); /* TLS, or behind queued bytes: one write of all of it */
+        return 0;
+    }
+    ssize_t w;
+    do {
+        w = send(conn->fd, data, len, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            /* as flush_quiet: the error event comes from the deferred flush */
+            io->failed = true;
+            stop_write(io);
+            stop_read(io);
+            io->early_error = true;
+            if (!io->flush_pending) {
+                io->flush_pending = true;
+                event_active(io->flush_ev, EV_WRITE, 0);
+            }
+            return 0;
+        }
+        w = 0;
+    }
+    if ((size_t)w == len)
+        return 0; /* nothing was queued before, nothing is now: no on_drain owed */
+    /* The rest waits for the socket (blocked first: the append schedules nothing). */
+    io->blocked = true;
+    if (evbuffer_add(io->out, (const char *)data + w, len - (size_t)w) != 0)
+        return PT_ERR_NOMEM;
+    want_write(io);
+    return 0;
 }
 
 void pt_conn_pause_read(pt_conn_t *conn)

@@ -96,6 +96,7 @@ struct h1_conn {
 static const pt_stream_ops_t h1_stream_ops;
 
 static void process(h1_conn_t *c);
+static size_t on_tunnel_data(pt_conn_t *conn, const void *data, size_t len, void *arg);
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -468,6 +469,7 @@ static int op_tunnel(pt_req_t *req)
     s->tunnel = true;
     s->close = true; /* the connection ends with the tunnel */
     c->tunnel = s;
+    pt_conn_set_data_cb(c->conn, on_tunnel_data);
     c->no_more = true;
     req->body_done = false; /* the client's bytes now flow as the request's "body" */
     req->body_out_done = false;
@@ -735,6 +737,29 @@ static int pump_tunnel(h1_conn_t *c)
         result = PUMP_PROGRESS;
     }
     return result;
+}
+
+/*
+ * The client's bytes of a tunnel, offered by the I/O layer before it buffers
+ * them (a read that found the input empty): handed to the request in place,
+ * as pump_tunnel would after buffering them. Takes nothing when pump_tunnel's
+ * conditions are not met (reading stopped, the request is gone, a process()
+ * is running): the layer buffers them then and on_read runs process().
+ */
+static size_t on_tunnel_data(pt_conn_t *conn, const void *data, size_t len, void *arg)
+{
+    (void)conn;
+    h1_conn_t *c = arg;
+    h1_stream_t *s = c->tunnel;
+    if (s == NULL || s->req == NULL || c->in_process || !want_read(c))
+        return 0;
+    c->in_process = true; /* as inside process(): ops only note what changed */
+    pt__req_body(s->req, data, len, false);
+    c->in_process = false;
+    /* what process() would do after a pump that changed something */
+    if (!want_read(c) || (c->head != NULL && c->head->ended) || c->closing)
+        schedule(c);
+    return len;
 }
 
 /* Parses what the input buffer holds, as far as the flow control allows. */

@@ -35,7 +35,9 @@
  *   holds) into the input buffer (pt_conn_input) and calls on_read. While
  *   reads stay small (under 4 KiB) and the input is empty, the read goes to
  *   the stack and is appended: no buffer chain of the full read size is
- *   allocated and freed per read. The codec
+ *   allocated and freed per read. A codec that sets a data callback
+ *   (pt_conn_set_data_cb) is offered such a read in place first and only
+ *   what it leaves is buffered. The codec
  *   consumes what it can from the input buffer; what it leaves stays there
  *   for the next on_read. Pausing is lazy: pt_conn_pause_read only sets a
  *   flag; the event is unregistered only if the socket becomes readable while
@@ -119,6 +121,13 @@ enum {
 
 /** Bytes arrived: they are at the end of pt_conn_input(conn). */
 typedef void (*pt_conn_read_cb)(pt_conn_t *conn, void *ctx);
+/**
+ * Bytes arrived while the input buffer was empty, offered in place: returns how
+ * many it took (consumed for good); the rest goes to the input buffer and
+ * on_read follows. Same rules as on_read (output appended is written at the
+ * end of the dispatch).
+ */
+typedef size_t (*pt_conn_data_cb)(pt_conn_t *conn, const void *data, size_t len, void *ctx);
 /** A write left at most the low watermark in pt_conn_output(conn). */
 typedef void (*pt_conn_drain_cb)(pt_conn_t *conn, void *ctx);
 /** EOF, error or send timeout (PT_CONN_*). */
@@ -137,6 +146,7 @@ typedef struct pt_conn_io {
     struct evbuffer *in, *out;
     struct ssl_st *ssl; /* NULL on cleartext */
     pt_conn_read_cb on_read;
+    pt_conn_data_cb on_data; /* optional, with on_read: small reads offered in place first */
     pt_conn_drain_cb on_drain;
     pt_conn_event_cb on_event;
     void *ctx;
@@ -231,6 +241,14 @@ void pt_conn_close(pt_conn_t *conn);
  */
 void pt_conn_set_callbacks(pt_conn_t *conn, pt_conn_read_cb on_read, pt_conn_drain_cb on_drain,
                            pt_conn_event_cb on_event, void *ctx);
+
+/**
+ * Optional, after pt_conn_set_callbacks (which clears it): small plaintext
+ * reads that find the input buffer empty are offered to `on_data` in place,
+ * before anything is buffered (see pt_conn_data_cb); on_read still gets what
+ * it leaves. For a codec that usually consumes a read whole (a tunnel).
+ */
+void pt_conn_set_data_cb(pt_conn_t *conn, pt_conn_data_cb on_data);
 
 /** The input buffer: bytes read and not yet consumed (drain what you used). */
 struct evbuffer *pt_conn_input(pt_conn_t *conn);

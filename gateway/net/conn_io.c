@@ -110,35 +110,32 @@ static void stop_read(pt_conn_io_t *io)
 enum { RD_OK, RD_EOF, RD_ERROR };
 
 /* A read that finds the input empty and expects a small batch goes to the
- * stack and is then appended: the append takes a small buffer chain (from
- * malloc's per-thread cache) where reading in place would take, and free when
- * the codec drains it, a chain of read_size bytes for every read. A read that
- * fills SMALL_READ switches to reading in place until one comes back short. */
-static int read_small(pt_conn_t *conn, size_t *got)
+ * stack (`buf`, SMALL_READ bytes; `*lent` bytes read): offered in place to
+ * on_data if the codec has one, and what it does not take is appended. The
+ * append takes a small buffer chain (from malloc's per-thread cache) where
+ * reading in place would take, and free when the codec drains it, a chain of
+ * read_size bytes for every read. A read that fills SMALL_READ switches to
+ * reading in place until one comes back short. */
+static int read_small(pt_conn_t *conn, char *buf, size_t *lent)
 {
     pt_conn_io_t *io = &conn->io;
-    char buf[SMALL_READ];
     ssize_t r;
     do {
-        r = read(conn->fd, buf, sizeof(buf));
+        r = read(conn->fd, buf, SMALL_READ);
     } while (r < 0 && errno == EINTR);
     if (r < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? RD_OK : RD_ERROR;
     if (r == 0)
         return RD_EOF;
-    if (evbuffer_add(io->in, buf, (size_t)r) != 0)
-        return RD_ERROR;
-    if ((size_t)r == sizeof(buf))
+    if ((size_t)r == SMALL_READ)
         io->large_reads = true; /* more may be waiting: epoll reports it again (level-triggered) */
-    *got = (size_t)r;
+    *lent = (size_t)r;
     return RD_OK;
 }
 
 static int read_plain(pt_conn_t *conn, size_t *got)
 {
     pt_conn_io_t *io = &conn->io;
-    if (!io->large_reads && evbuffer_get_length(io->in) == 0)
-        return read_small(conn, got);
     struct evbuffer_iovec v[2];
     int n = evbuffer_reserve_space(io->in, (ev_ssize_t)io->read_size, v, 2);
     if (n < 1)
@@ -226,14 +223,40 @@ static int read_tls(pt_conn_t *conn, size_t *got)
 static void do_read(pt_conn_t *conn)
 {
     pt_conn_io_t *io = &conn->io;
-    size_t got = 0;
-    int st = io->ssl != NULL ? read_tls(conn, &got) : read_plain(conn, &got);
+    size_t got = 0, lent = 0;
+    char small[SMALL_READ];
+    int st;
+    if (io->ssl != NULL)
+        st = read_tls(conn, &got);
+    else if (!io->large_reads && evbuffer_get_length(io->in) == 0)
+        st = read_small(conn, small, &lent);
+    else
+        st = read_plain(conn, &got);
     if (st != RD_OK) {
         stop_read(io);
         if (st == RD_EOF)
             io->eof = true;
         else
             io->failed = true;
+    }
+    if (lent != 0) {
+        size_t took = 0;
+        if (io->on_data != NULL && io->on_read != NULL) {
+            io->in_read = true;
+            took = io->on_data(conn, small, lent, io->ctx);
+            io->in_read = false;
+            if (gone(conn))
+                return;
+        }
+        if (took < lent) {
+            if (evbuffer_add(io->in, small + took, lent - took) != 0) {
+                stop_read(io);
+                io->failed = true;
+                st = RD_ERROR;
+            } else {
+                got = lent - took;
+            }
+        }
     }
     if (got != 0 && io->on_read != NULL) {
         io->in_read = true;
@@ -649,6 +672,7 @@ void pt_conn_io_release(pt_conn_t *conn)
     io->on_read = NULL;
     io->on_drain = NULL;
     io->on_event = NULL;
+    io->on_data = NULL;
     if (conn->fd >= 0)
         close(conn->fd);
     conn->fd = -1;
@@ -672,9 +696,15 @@ void pt_conn_set_callbacks(pt_conn_t *conn, pt_conn_read_cb on_read, pt_conn_dra
     io->on_drain = on_drain;
     io->on_event = on_event;
     io->ctx = ctx;
+    io->on_data = NULL;
     /* reading stopped while nobody listened: listen again */
     if (on_read != NULL && !io->read_paused)
         pt_conn_resume_read(conn);
+}
+
+void pt_conn_set_data_cb(pt_conn_t *conn, pt_conn_data_cb on_data)
+{
+    conn->io.on_data = on_data;
 }
 
 struct evbuffer *pt_conn_input(pt_conn_t *conn)

@@ -71,6 +71,7 @@ struct h1_conn {
     pt_limits_t limits;
     pt_timeouts_t to;
     h1_stream_t *head, *tail;
+    h1_stream_t *spare;   /* a released stream kept for the next request, or NULL */
     unsigned depth;       /* streams queued */
     h1_stream_t *reading; /* stream whose request body is arriving */
     h1_stream_t *tunnel;  /* the stream the connection became a byte pipe for, or NULL */
@@ -147,14 +148,25 @@ static void stream_free(h1_stream_t *s)
 {
     if (s->out != NULL)
         evbuffer_free(s->out);
+    h1_conn_t *c = s->c;
+    if (c->spare == NULL) {
+        c->spare = s; /* the next request's (keep-alive: one allocation per connection) */
+        return;
+    }
     free(s);
 }
 
 static h1_stream_t *stream_push(h1_conn_t *c)
 {
-    h1_stream_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
+    h1_stream_t *s = c->spare;
+    if (s != NULL) {
+        c->spare = NULL;
+        memset(s, 0, sizeof(*s));
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            abort();
+    }
     s->c = c;
     s->out_left = -1;
     if (c->tail != NULL)
@@ -181,6 +193,8 @@ static void teardown(h1_conn_t *c)
     c->tail = NULL;
     c->reading = NULL;
     c->tunnel = NULL;
+    free(c->spare);
+    c->spare = NULL;
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->later != NULL)

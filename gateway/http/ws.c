@@ -208,9 +208,12 @@ const char *pt_ws_end_name(pt_ws_end_t why)
 static void mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
                       uint64_t off)
 {
-    uint8_t k[8];
-    for (size_t i = 0; i < 8; i++)
-        k[i] = key[(off + i) & 3];
+    /* the key three times over: the 8 bytes from `off` on are the key for 8 payload bytes */
+    uint8_t k3[12];
+    memcpy(k3, key, 4);
+    memcpy(k3 + 4, key, 4);
+    memcpy(k3 + 8, key, 4);
+    const uint8_t *k = k3 + (off & 3);
     uint64_t k64;
     memcpy(&k64, k, 8);
     size_t i = 0;

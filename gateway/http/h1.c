@@ -322,6 +322,13 @@ static void op_send_head(pt_req_t *req)
     h1_conn_t *c = s->c;
     int status = req->resp_status;
     bool is_head = pt_str_eq(req->method, PT_STR("HEAD"));
+    if (s == c->head && !c->in_process) {
+        /* A response leaves from its end (pt_conn_flush) or from the next
+         * process(), which is scheduled here and releases the hold: no
+         * deferred flush event per response. */
+        pt_conn_hold_flush(c->conn, true);
+        schedule(c);
+    }
     stage_t st = {.n = 0, .out = dest(s)};
     stage_status_line(&st, status);
     if (s->tunnel && status != 101) {
@@ -966,6 +973,7 @@ static void process(h1_conn_t *c)
         return;
     }
     c->in_process = true;
+    pt_conn_hold_flush(c->conn, false); /* see op_send_head */
     int round;
     for (round = 0; round < 64; round++) {
         release_finished(c);

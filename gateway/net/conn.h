@@ -165,6 +165,7 @@ typedef struct pt_conn_io {
     bool early_drain;   /* pt_conn_flush() wrote: flush_ev owes on_drain */
     bool early_error;   /* pt_conn_flush() failed: flush_ev owes PT_CONN_ERROR */
     bool in_read;       /* inside on_read: the read dispatch flushes at its end */
+    bool hold;          /* pt_conn_hold_flush(): appends schedule no deferred flush */
     bool eof;
     bool failed;
     bool close_pending; /* pt_conn_close() was called inside a callback */
@@ -300,6 +301,16 @@ void pt_conn_flush(pt_conn_t *conn);
  * pt_conn_flush. Returns 0 or PT_ERR_NOMEM.
  */
 int pt_conn_send(pt_conn_t *conn, const void *data, size_t len);
+
+/**
+ * While held, appends made outside the layer's callbacks schedule no deferred
+ * flush: the codec has its own step coming in this loop iteration and either
+ * writes the unit itself (pt_conn_flush) or releases the hold, which schedules
+ * the flush for what is still queued. Saves the flush event (scheduled, then
+ * cancelled) of a unit built from several appends and flushed at once.
+ * pt_conn_set_callbacks() releases it.
+ */
+void pt_conn_hold_flush(pt_conn_t *conn, bool hold);
 
 /** Stops reading (cheap: no system call unless the socket becomes readable meanwhile). */
 void pt_conn_pause_read(pt_conn_t *conn);

@@ -398,7 +398,7 @@ static void on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *
     pt_conn_io_t *io = &conn->io;
     pt_overload_buffered_add((int64_t)info->n_added - (int64_t)info->n_deleted);
     if (info->n_added == 0 || io->in_read || io->flush_pending || io->blocked || io->failed ||
-        io->close_pending)
+        io->close_pending || io->hold)
         return;
     io->flush_pending = true;
     event_active(io->flush_ev, EV_WRITE, 0);
@@ -697,6 +697,7 @@ void pt_conn_set_callbacks(pt_conn_t *conn, pt_conn_read_cb on_read, pt_conn_dra
     io->on_event = on_event;
     io->ctx = ctx;
     io->on_data = NULL;
+    pt_conn_hold_flush(conn, false);
     /* reading stopped while nobody listened: listen again */
     if (on_read != NULL && !io->read_paused)
         pt_conn_resume_read(conn);
@@ -796,6 +797,20 @@ int pt_conn_send(pt_conn_t *conn, const void *data, size_t len)
         return PT_ERR_NOMEM;
     want_write(io);
     return 0;
+}
+
+void pt_conn_hold_flush(pt_conn_t *conn, bool hold)
+{
+    pt_conn_io_t *io = &conn->io;
+    if (io->hold == hold)
+        return;
+    io->hold = hold;
+    /* what was appended meanwhile gets the flush it would have had */
+    if (!hold && !io->in_read && !io->flush_pending && !io->blocked && !io->failed &&
+        !io->close_pending && io->out != NULL && evbuffer_get_length(io->out) != 0) {
+        io->flush_pending = true;
+        event_active(io->flush_ev, EV_WRITE, 0);
+    }
 }
 
 void pt_conn_pause_read(pt_conn_t *conn)

@@ -3,7 +3,7 @@
  * socketpair: batching, lazy read pausing, EOF and errors, the low watermark,
  * the send timeout, close from inside a callback, direct sends (pt_conn_send:
  * inline, partial, behind queued bytes, inside on_read, errors), the data
- * callback and small/large reads, and TLS (handshake, ALPN,
+ * callback and small/large reads, holding the deferred flush, and TLS (handshake, ALPN,
  * large transfers through partial writes, close_notify, handshake deadline)
  * against an OpenSSL client on the other end.
  */
@@ -543,6 +543,36 @@ static void test_small_and_large_reads_keep_order(void **state)
     free(data);
 }
 
+/* A held connection's appends wait for the codec: its flush, or the release of the hold. */
+static void test_hold_flush(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_lowat(E.conn, 64); /* (no on_drain owed by the flush below) */
+    pt_conn_hold_flush(E.conn, true);
+    pt_conn_write(E.conn, "held", 4);
+    assert_false(E.conn->io.flush_pending); /* no deferred flush scheduled */
+    spin(2);
+    assert_int_equal(pt_conn_out_pending(E.conn), 4); /* still queued */
+    pt_conn_write(E.conn, ",more", 5);
+    pt_conn_flush(E.conn); /* the codec's own write */
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    pt_conn_write(E.conn, ",last", 5);
+    spin(2);
+    assert_int_equal(pt_conn_out_pending(E.conn), 5);
+    pt_conn_hold_flush(E.conn, false); /* released: the flush it would have had */
+    assert_true(E.conn->io.flush_pending);
+    spin(1);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    char buf[32];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 14);
+    assert_memory_equal(buf, "held,more,last", 14);
+    /* pt_conn_set_callbacks() releases it */
+    pt_conn_hold_flush(E.conn, true);
+    pt_conn_set_callbacks(E.conn, t_read, t_drain, t_event, &E);
+    assert_false(E.conn->io.hold);
+}
+
 static void test_no_read_without_callbacks(void **state)
 {
     (void)state;
@@ -788,6 +818,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_error_is_reported_from_the_loop, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_data_callback_takes_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_and_large_reads_keep_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_handshake_alpn_echo_close_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_large_transfer_both_ways, setup, teardown),

@@ -329,7 +329,9 @@ static void op_send_head(pt_req_t *req)
         pt_conn_hold_flush(c->conn, true);
         schedule(c);
     }
-    stage_t st = {.n = 0, .out = dest(s)};
+    stage_t st; /* no initializer: it would clear the 2 KiB buffer for every head */
+    st.n = 0;
+    st.out = dest(s);
     stage_status_line(&st, status);
     if (s->tunnel && status != 101) {
         /* A response filter replaced the 101: no tunnel; this answer is the
@@ -405,7 +407,9 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     if (end) {
         if (s->chunked) {
             if (req->resp_trailers.cnt != 0) {
-                stage_t st = {.n = 0, .out = out};
+                stage_t st;
+                st.n = 0;
+                st.out = out;
                 stage_add(&st, "0\r\n", 3);
                 stage_fields(&st, &req->resp_trailers);
                 stage_add(&st, "\r\n", 2);

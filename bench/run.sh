@@ -60,3 +60,8 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ] && command -v valgrind >/dev/null;
 fi
 # descriptors by gRPC server reflection vs from a file: config load time (issue 13, reflect; needs npm packages)
 /usr/bin/python3 "$ROOT/bench/reflect_bench.py" --build "$ROOT/$BUILD"
+# issues 7/8 (netio): system calls per proxied HTTP/1.1 request and per relayed WebSocket message,
+# Portico vs nginx (perf tracepoints; needs perf and npm ws)
+if command -v perf >/dev/null && [ -d "$ROOT/test/integration/node_modules/ws" ]; then
+  /usr/bin/python3 "$ROOT/bench/net_syscalls.py" --build "$ROOT/$BUILD"
+fi

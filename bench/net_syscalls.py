@@ -85,6 +85,25 @@ def show(title, rows):
         print(f"{name:<14}" + "".join(f"{r[k]:>11.2f}" for k in list(GROUPS) + ["all"]))
 
 
+def start_targets(args, d, procs, write_conf, ng, ng_port):
+    """Starts Portico (and the --base build) with write_conf(name, port) -> config file;
+    returns [(name, port, pid)] with nginx's worker last."""
+    targets = []
+    for name, build in [("portico", args.build)] + ([("portico-base", args.base)] if args.base else []):
+        port = free_port()
+        cfg = write_conf(name, port)
+        p = subprocess.Popen([os.path.join(build, "bin", "portico"), "-c", cfg, "-w", "1"],
+                             stderr=open(os.path.join(d, f"{name}.{port}.err"), "w"))
+        procs.append(p)
+        targets.append((name, port, p.pid))
+    wait_port(ng_port)
+    time.sleep(0.3)
+    targets.append(("nginx", ng_port, children(ng.pid)[0]))
+    for _, port, _ in targets:
+        wait_port(port)
+    return targets
+
+
 def h1_rows(args, d, procs):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     up = free_port()
@@ -97,9 +116,8 @@ def h1_rows(args, d, procs):
            location / {{ proxy_pass http://backend; proxy_http_version 1.1;
                         proxy_set_header Connection ""; }} }}""")])
     procs.append(ng)
-    targets = []
-    for name, build in [("portico", args.build)] + ([("portico-base", args.base)] if args.base else []):
-        port = free_port()
+
+    def h1_conf(name, port):
         cfg = os.path.join(d, f"{name}.yaml")
         with open(cfg, "w") as f:
             f.write(f"""
@@ -108,18 +126,11 @@ limits: {{ max_requests_per_conn: 100000000 }}
 clusters: [ {{ name: web, endpoints: [ "http://127.0.0.1:{up}" ] }} ]
 routes: [ {{ match: {{ prefix: / }}, proxy: {{ cluster: web }} }} ]
 """)
-        p = subprocess.Popen([os.path.join(build, "bin", "portico"), "-c", cfg, "-w", "1"],
-                             stderr=open(os.path.join(d, f"{name}.err"), "w"))
-        procs.append(p)
-        targets.append((name, port, p.pid))
+        return cfg
     wait_port(up)
-    wait_port(ng_port)
-    time.sleep(0.3)
-    targets.append(("nginx", ng_port, children(ng.pid)[0]))
+    targets = start_targets(args, d, procs, h1_conf, ng, ng_port)
     rows = []
     for name, port, pid in targets:
-        wait_port(port)
-
         def load(n, port=port):
             out = subprocess.run(["h2load", "--h1", "-c32", "-n", str(n),
                                   f"http://127.0.0.1:{port}/"],
@@ -143,25 +154,15 @@ def ws_rows(args, d, procs):
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     procs.append(up)
     up_port = json.loads(up.stdout.readline())["port"]
-    targets = []
-    for name, build in [("portico", args.build)] + ([("portico-base", args.base)] if args.base else []):
-        port = free_port()
-        cfg = portico_ws_conf(d, port, up_port, f"{name}-ws.yaml")
-        p = subprocess.Popen([os.path.join(build, "bin", "portico"), "-c", cfg, "-w", "1"],
-                             stderr=open(os.path.join(d, f"{name}-ws.err"), "w"))
-        procs.append(p)
-        targets.append((name, port, p.pid))
     ng_port = free_port()
     ng = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c",
                            nginx_ws_conf(d, ng_port, up_port)])
     procs.append(ng)
-    wait_port(ng_port)
-    time.sleep(0.3)
-    targets.append(("nginx", ng_port, children(ng.pid)[0]))
+    targets = start_targets(args, d, procs,
+                            lambda name, port: portico_ws_conf(d, port, up_port, f"{name}-ws.yaml"),
+                            ng, ng_port)
     rows = []
     for name, port, pid in targets:
-        wait_port(port)
-
         def load(per, port=port):
             r = subprocess.run(["node", os.path.join(ROOT, "bench", "ws_count.js"),
                                 f"ws://127.0.0.1:{port}/echo", "64", "128", str(per)],

@@ -488,6 +488,30 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
             filtered_in(req, data, len, end);
             return;
         }
+        if (req->body_offer_len != 0) {
+            /* called again while bytes are lent: they come first */
+            evbuffer_add(req->body, req->body_offer, req->body_offer_len);
+            req->body_offer_len = 0;
+        }
+        if (req->is_tunnel && evbuffer_get_length(req->body) == 0 && req->handler_started &&
+            req->route.route->handler->on_body != NULL && (req->holds & PT_REQ_HOLD_HANDLER)) {
+            /* A tunnel's bytes are lent to the handler, which reads them in
+             * place from on_body (pt__req_body_read); what it leaves is copied. */
+            if (end) {
+                req->body_done = true;
+                req->body_out_done = true;
+            }
+            pt__req_enter(req);
+            req->body_offer = data;
+            req->body_offer_len = len;
+            req->route.route->handler->on_body(req);
+            if (req->body_offer_len != 0)
+                evbuffer_add(req->body, req->body_offer, req->body_offer_len);
+            req->body_offer = NULL;
+            req->body_offer_len = 0;
+            pt__req_leave(req);
+            return;
+        }
         evbuffer_add(req->body, data, len);
     } else if (end && body_filtered_route(req)) {
         req->body_done = true;
@@ -505,6 +529,16 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
 
 size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof)
 {
+    if (req->body_offer_len != 0) { /* lent tunnel bytes (pt__req_body); `body` is empty */
+        size_t k = req->body_offer_len < max ? req->body_offer_len : max;
+        memcpy(buf, req->body_offer, k);
+        req->body_offer += k;
+        req->body_offer_len -= k;
+        *eof = false;
+        if (k != 0 && req->ops->body_consumed != NULL)
+            req->ops->body_consumed(req, k);
+        return k;
+    }
     int n = evbuffer_remove(req->body, buf, max);
     if (n < 0)
         n = 0;

@@ -165,6 +165,8 @@ struct pt_req {
 
     /* request body, queued between codec and handler */
     struct evbuffer *body;         /* bytes for the handler (after request-body filters), not yet read */
+    const char *body_offer;        /* a tunnel's bytes lent by the codec during on_body (read before */
+    size_t body_offer_len;         /* `body`, which is empty then); the rest is copied into `body` */
     uint64_t body_received;        /* total body bytes so far (bytes in) */
     bool body_done;                /* the codec's input ended, or was refused: no more pt__req_body */
     bool body_out_done;            /* the handler's view: the (filtered) body ended */

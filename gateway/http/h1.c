@@ -71,6 +71,7 @@ struct h1_conn {
     pt_limits_t limits;
     pt_timeouts_t to;
     h1_stream_t *head, *tail;
+    h1_stream_t *spare;   /* a released stream kept for the next request, or NULL */
     unsigned depth;       /* streams queued */
     h1_stream_t *reading; /* stream whose request body is arriving */
     h1_stream_t *tunnel;  /* the stream the connection became a byte pipe for, or NULL */
@@ -96,6 +97,7 @@ struct h1_conn {
 static const pt_stream_ops_t h1_stream_ops;
 
 static void process(h1_conn_t *c);
+static size_t on_tunnel_data(pt_conn_t *conn, const void *data, size_t len, void *arg);
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -146,14 +148,25 @@ static void stream_free(h1_stream_t *s)
 {
     if (s->out != NULL)
         evbuffer_free(s->out);
+    h1_conn_t *c = s->c;
+    if (c->spare == NULL) {
+        c->spare = s; /* the next request's (keep-alive: one allocation per connection) */
+        return;
+    }
     free(s);
 }
 
 static h1_stream_t *stream_push(h1_conn_t *c)
 {
-    h1_stream_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
+    h1_stream_t *s = c->spare;
+    if (s != NULL) {
+        c->spare = NULL;
+        memset(s, 0, sizeof(*s));
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            abort();
+    }
     s->c = c;
     s->out_left = -1;
     if (c->tail != NULL)
@@ -180,6 +193,8 @@ static void teardown(h1_conn_t *c)
     c->tail = NULL;
     c->reading = NULL;
     c->tunnel = NULL;
+    free(c->spare);
+    c->spare = NULL;
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->later != NULL)
@@ -307,7 +322,16 @@ static void op_send_head(pt_req_t *req)
     h1_conn_t *c = s->c;
     int status = req->resp_status;
     bool is_head = pt_str_eq(req->method, PT_STR("HEAD"));
-    stage_t st = {.n = 0, .out = dest(s)};
+    if (s == c->head && !c->in_process) {
+        /* A response leaves from its end (pt_conn_flush) or from the next
+         * process(), which is scheduled here and releases the hold: no
+         * deferred flush event per response. */
+        pt_conn_hold_flush(c->conn, true);
+        schedule(c);
+    }
+    stage_t st; /* no initializer: it would clear the 2 KiB buffer for every head */
+    st.n = 0;
+    st.out = dest(s);
     stage_status_line(&st, status);
     if (s->tunnel && status != 101) {
         /* A response filter replaced the 101: no tunnel; this answer is the
@@ -372,7 +396,10 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
                 len = (size_t)s->out_left;
                 s->reset = true;
             }
-            evbuffer_add(out, data, len);
+            if (s->tunnel && out == conn_out(s->c))
+                pt_conn_send(s->c->conn, data, len); /* a relayed unit: out now, no event */
+            else
+                evbuffer_add(out, data, len);
             if (s->out_left >= 0)
                 s->out_left -= (int64_t)len;
         }
@@ -380,7 +407,9 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     if (end) {
         if (s->chunked) {
             if (req->resp_trailers.cnt != 0) {
-                stage_t st = {.n = 0, .out = out};
+                stage_t st;
+                st.n = 0;
+                st.out = out;
                 stage_add(&st, "0\r\n", 3);
                 stage_fields(&st, &req->resp_trailers);
                 stage_add(&st, "\r\n", 2);
@@ -415,9 +444,17 @@ static size_t op_out_pending(pt_req_t *req)
 static void op_body_consumed(pt_req_t *req, size_t len)
 {
     h1_stream_t *s = req->stream;
-    /* a tunnel may also have client bytes waiting in the input buffer */
-    if (s != NULL && ((s == s->c->reading && !s->c->read_enabled) || s == s->c->tunnel))
-        schedule(s->c);
+    if (s == NULL)
+        return;
+    h1_conn_t *c = s->c;
+    if (s == c->reading && !c->read_enabled)
+        schedule(c);
+    else if (s == c->tunnel &&
+             (!c->read_enabled ||
+              /* a running process() sees the rest itself (pump_tunnel loops) */
+              (!c->in_process && (evbuffer_get_length(pt_conn_input(c->conn)) != 0 ||
+                                  (c->tunnel_eof && !s->tunnel_end_sent)))))
+        schedule(c); /* reading stopped, or client bytes wait in the input buffer */
 }
 
 static void op_send_continue(pt_req_t *req)
@@ -457,6 +494,7 @@ static int op_tunnel(pt_req_t *req)
     s->tunnel = true;
     s->close = true; /* the connection ends with the tunnel */
     c->tunnel = s;
+    pt_conn_set_data_cb(c->conn, on_tunnel_data);
     c->no_more = true;
     req->body_done = false; /* the client's bytes now flow as the request's "body" */
     req->body_out_done = false;
@@ -726,6 +764,29 @@ static int pump_tunnel(h1_conn_t *c)
     return result;
 }
 
+/*
+ * The client's bytes of a tunnel, offered by the I/O layer before it buffers
+ * them (a read that found the input empty): handed to the request in place,
+ * as pump_tunnel would after buffering them. Takes nothing when pump_tunnel's
+ * conditions are not met (reading stopped, the request is gone, a process()
+ * is running): the layer buffers them then and on_read runs process().
+ */
+static size_t on_tunnel_data(pt_conn_t *conn, const void *data, size_t len, void *arg)
+{
+    (void)conn;
+    h1_conn_t *c = arg;
+    h1_stream_t *s = c->tunnel;
+    if (s == NULL || s->req == NULL || c->in_process || !want_read(c))
+        return 0;
+    c->in_process = true; /* as inside process(): ops only note what changed */
+    pt__req_body(s->req, data, len, false);
+    c->in_process = false;
+    /* what process() would do after a pump that changed something */
+    if (!want_read(c) || (c->head != NULL && c->head->ended) || c->closing)
+        schedule(c);
+    return len;
+}
+
 /* Parses what the input buffer holds, as far as the flow control allows. */
 static int pump(h1_conn_t *c)
 {
@@ -916,6 +977,7 @@ static void process(h1_conn_t *c)
         return;
     }
     c->in_process = true;
+    pt_conn_hold_flush(c->conn, false); /* see op_send_head */
     int round;
     for (round = 0; round < 64; round++) {
         release_finished(c);
@@ -965,7 +1027,15 @@ static void on_read(pt_conn_t *conn, void *arg)
 
 static void on_drain(pt_conn_t *conn, void *arg)
 {
-    process(arg);
+    h1_conn_t *c = arg;
+    /* process() only when something waits for the output to go down: the
+     * close, reading (stopped on a full output), a finished front stream, the
+     * front request's handler (pt__resp_blocked), or the idle timer (it starts
+     * once everything was written) */
+    h1_stream_t *f = c->head;
+    if (c->closing || !c->read_enabled || c->in_process ||
+        (f == NULL ? c->phase != T_IDLE : f->ended || (f->req != NULL && f->req->want_writable)))
+        process(c);
 }
 
 static void on_event(pt_conn_t *conn, int what, void *arg)

@@ -14,6 +14,25 @@
 #include "portico/arena.h"
 #include "portico/status.h"
 
+/* Under ASan, memory a reset made reusable is poisoned until it is handed
+ * out again: a stale pointer into what an arena held before its reset (a
+ * finished request whose arena serves the next one, request.c) still faults. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PT_ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PT_ARENA_ASAN 1
+#endif
+#endif
+#ifdef PT_ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define ALIGN 16u
 #define MAX_BLOCK ((size_t)64 * 1024)
 
@@ -101,6 +120,7 @@ void *pt_arena_alloc(pt_arena_t *a, size_t size)
     void *p = b->data + b->used;
     b->used += rounded;
     a->used += rounded;
+    UNPOISON(p, rounded);
     return p;
 }
 
@@ -179,6 +199,7 @@ void pt_arena_reset(pt_arena_t *a)
     }
     a->first->next = NULL;
     a->first->used = 0;
+    POISON(a->first->data, a->first->size);
     a->head = a->first;
     a->next_size = a->first_size * 2 > MAX_BLOCK ? MAX_BLOCK : a->first_size * 2;
     a->used = 0;
@@ -189,6 +210,7 @@ void pt_arena_destroy(pt_arena_t *a)
     if (a == NULL)
         return;
     run_cleanups(a);
+    UNPOISON(a->first->data, a->first->size); /* free() must not find it poisoned */
     block_t *b = a->head;
     while (b != NULL) {
         block_t *next = b->next;

@@ -6,6 +6,7 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#include "core/headers_priv.h"
 #include "portico/headers.h"
 #include "portico/status.h"
 
@@ -61,6 +62,34 @@ int pt_headers_add(pt_headers_t *h, pt_str_t name, pt_str_t value)
     return pt_headers_add_nocopy(h, n, v);
 }
 
+int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes)
+{
+    if (bytes == 0)
+        for (size_t i = from; i < h->cnt; i++)
+            bytes += h->v[i].name.len + h->v[i].value.len + 2;
+    if (from >= h->cnt)
+        return 0;
+    char *d = pt_arena_alloc(h->arena, bytes);
+    if (d == NULL)
+        return PT_ERR_LIMIT;
+    for (size_t i = from; i < h->cnt; i++) {
+        pt_header_t *e = &h->v[i];
+        for (size_t j = 0; j < e->name.len; j++) {
+            char c = e->name.base[j];
+            d[j] = c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
+        }
+        d[e->name.len] = '\0';
+        e->name.base = d;
+        d += e->name.len + 1;
+        if (e->value.len != 0)
+            memcpy(d, e->value.base, e->value.len);
+        d[e->value.len] = '\0';
+        e->value.base = d;
+        d += e->value.len + 1;
+    }
+    return 0;
+}
+
 int pt_headers_set(pt_headers_t *h, pt_str_t name, pt_str_t value)
 {
     pt_headers_remove(h, name);
@@ -71,7 +100,7 @@ size_t pt_headers_remove(pt_headers_t *h, pt_str_t name)
 {
     size_t w = 0, removed = 0;
     for (size_t r = 0; r < h->cnt; r++) {
-        if (pt_str_ieq(h->v[r].name, name)) {
+        if (h->v[r].name.len == name.len && pt_str_ieq(h->v[r].name, name)) {
             removed++;
             continue;
         }
@@ -88,7 +117,7 @@ int pt_headers_rename(pt_headers_t *h, pt_str_t from, pt_str_t to)
     pt_str_t n = PT_STR_NULL;
     int renamed = 0;
     for (size_t i = 0; i < h->cnt; i++) {
-        if (!pt_str_ieq(h->v[i].name, from))
+        if (h->v[i].name.len != from.len || !pt_str_ieq(h->v[i].name, from))
             continue;
         if (n.base == NULL) {
             n = dup_lower(h->arena, to);
@@ -104,7 +133,7 @@ int pt_headers_rename(pt_headers_t *h, pt_str_t from, pt_str_t to)
 const pt_header_t *pt_headers_find(const pt_headers_t *h, pt_str_t name)
 {
     for (size_t i = 0; i < h->cnt; i++)
-        if (pt_str_ieq(h->v[i].name, name))
+        if (h->v[i].name.len == name.len && pt_str_ieq(h->v[i].name, name))
             return &h->v[i];
     return NULL;
 }
@@ -119,7 +148,7 @@ size_t pt_headers_count(const pt_headers_t *h, pt_str_t name)
 {
     size_t n = 0;
     for (size_t i = 0; i < h->cnt; i++)
-        if (pt_str_ieq(h->v[i].name, name))
+        if (h->v[i].name.len == name.len && pt_str_ieq(h->v[i].name, name))
             n++;
     return n;
 }
@@ -127,7 +156,7 @@ size_t pt_headers_count(const pt_headers_t *h, pt_str_t name)
 bool pt_headers_has_token(const pt_headers_t *h, pt_str_t name, pt_str_t token)
 {
     for (size_t i = 0; i < h->cnt; i++) {
-        if (!pt_str_ieq(h->v[i].name, name))
+        if (h->v[i].name.len != name.len || !pt_str_ieq(h->v[i].name, name))
             continue;
         pt_str_t v = h->v[i].value;
         size_t start = 0;

@@ -40,6 +40,7 @@
 #include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
+#include "core/headers_priv.h"
 #include "observe/observe.h"
 #include "core/request.h"
 #include "core/route_retry.h"
@@ -182,7 +183,7 @@ static void conn_tokens_init(conn_tokens_t *t, const pt_headers_t *h)
     t->n = 0;
     t->many = false;
     for (size_t i = 0; i < h->cnt && !t->many; i++) {
-        if (!pt_str_ieq(h->v[i].name, PT_STR("connection")))
+        if (h->v[i].name.len != 10 || !pt_str_ieq(h->v[i].name, PT_STR("connection")))
             continue;
         pt_str_t v = h->v[i].value;
         size_t start = 0;
@@ -273,10 +274,12 @@ static pt_str_t joined(pt_arena_t *a, const pt_headers_t *h, pt_str_t name)
     return (pt_str_t){buf, off};
 }
 
+/* `name` is a lowercase literal and `mine` lives as long as the request (a
+ * literal or request arena memory): neither is copied. */
 static int add_joined(pt_headers_t *out, pt_arena_t *a, pt_str_t name, pt_str_t prior, pt_str_t mine)
 {
     if (prior.len == 0)
-        return pt_headers_add(out, name, mine);
+        return pt_headers_add_nocopy(out, name, mine);
     char *v = pt_arena_printf(a, "%.*s, %.*s", (int)prior.len, prior.base, (int)mine.len, mine.base);
     if (v == NULL)
         return PT_ERR_LIMIT;
@@ -596,6 +599,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
     pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
     conn_tokens_t conn;
     conn_tokens_init(&conn, &view);
+    size_t bytes = 0;
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name;
         if (pt_str_eq(n, PT_STR("content-length"))) {
@@ -608,11 +612,21 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("transfer-encoding")) ||
             conn_tokens_name(&conn, n))
             continue;
-        if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0) {
+        bytes += n.len + h[i].value.len + 2;
+        if (pt_headers_add_nocopy(&req->resp_headers, n, h[i].value) != 0) {
+            pt_headers_init(&req->resp_headers, req->arena); /* nothing pointing into the call's buffer */
             fail_head(ctx, "upstream response headers too large");
             pt_handler_leave(req);
             return;
         }
+    }
+    /* The fields point into the call's buffer (the connection's, reused by
+     * the next exchange): copied into one arena block, names lowercased. */
+    if (bytes != 0 && pt__headers_own(&req->resp_headers, 0, bytes) != 0) {
+        pt_headers_init(&req->resp_headers, req->arena); /* nothing pointing into the call's buffer */
+        fail_head(ctx, "upstream response headers too large");
+        pt_handler_leave(req);
+        return;
     }
     if (status == 204 || status == 304)
         req->resp_content_length = -1;

@@ -1,0 +1,22 @@
+/*
+ * headers_priv.h -- header-list helpers for the gateway itself (not in the
+ * SDK's portico/headers.h).
+ */
+#ifndef PT_GATEWAY_HEADERS_PRIV_H
+#define PT_GATEWAY_HEADERS_PRIV_H
+
+#include "portico/headers.h"
+
+/**
+ * Makes entries [from, h->cnt) of `h` own their bytes: their names
+ * (lowercased) and values are copied into ONE block of h's arena and the
+ * entries pointed at the copies, NUL-terminated as pt_headers_add() leaves
+ * them. For entries added with pt_headers_add_nocopy() over a buffer that
+ * will not outlive the list (an upstream connection's read buffer): one
+ * allocation instead of two per field. `bytes` must be at least the sum of
+ * name.len + value.len + 2 over those entries (0: computed here). Returns 0,
+ * or PT_ERR_LIMIT when the arena is over its byte limit (entries unchanged).
+ */
+int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes);
+
+#endif /* PT_GATEWAY_HEADERS_PRIV_H */

@@ -197,21 +197,29 @@ bool pt_header_is_hop_by_hop(pt_str_t n)
     }
 }
 
-/* RFC 9110 tchar: "!#$%&'*+-.^_`|~" DIGIT ALPHA */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/* RFC 9110 tchar ("!#$%&'*+-.^_`|~" DIGIT ALPHA) -> the byte lowercased; 0: not a tchar. */
+const unsigned char pt__tchar_lower[256] = {
+    ['!'] = '!', ['#'] = '#', ['$'] = '$', ['%'] = '%', ['&'] = '&', ['\''] = '\'', ['*'] = '*',
+    ['+'] = '+', ['-'] = '-', ['.'] = '.', ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3',
+    ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9', ['A'] = 'a',
+    ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f', ['G'] = 'g', ['H'] = 'h',
+    ['I'] = 'i', ['J'] = 'j', ['K'] = 'k', ['L'] = 'l', ['M'] = 'm', ['N'] = 'n', ['O'] = 'o',
+    ['P'] = 'p', ['Q'] = 'q', ['R'] = 'r', ['S'] = 's', ['T'] = 't', ['U'] = 'u', ['V'] = 'v',
+    ['W'] = 'w', ['X'] = 'x', ['Y'] = 'y', ['Z'] = 'z', ['^'] = '^', ['_'] = '_', ['`'] = '`',
+    ['a'] = 'a', ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g',
+    ['h'] = 'h', ['i'] = 'i', ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm', ['n'] = 'n',
+    ['o'] = 'o', ['p'] = 'p', ['q'] = 'q', ['r'] = 'r', ['s'] = 's', ['t'] = 't', ['u'] = 'u',
+    ['v'] = 'v', ['w'] = 'w', ['x'] = 'x', ['y'] = 'y', ['z'] = 'z', ['|'] = '|', ['~'] = '~',
+};
 
+/* Every field name of every message passes here: one table load a byte. */
 bool pt_header_name_valid(pt_str_t name, bool allow_underscore)
 {
     if (name.len == 0)
         return false;
     for (size_t i = 0; i < name.len; i++) {
-        unsigned char c = (unsigned char)name.base[i];
-        if (!is_tchar(c) || (c == '_' && !allow_underscore))
+        unsigned char c = pt__tchar_lower[(unsigned char)name.base[i]];
+        if (c == 0 || (c == '_' && !allow_underscore))
             return false;
     }
     return true;

@@ -19,4 +19,18 @@
  */
 int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes);
 
+/** RFC 9110 tchar -> the byte lowercased ('_' included); 0 for every other byte. */
+extern const unsigned char pt__tchar_lower[256];
+
+/** pt_header_name_valid(n, true), inline: for the per-field loops of the codecs. */
+static inline bool pt__header_name_token(pt_str_t n)
+{
+    if (n.len == 0)
+        return false;
+    for (size_t i = 0; i < n.len; i++)
+        if (pt__tchar_lower[(unsigned char)n.base[i]] == 0)
+            return false;
+    return true;
+}
+
 #endif /* PT_GATEWAY_HEADERS_PRIV_H */

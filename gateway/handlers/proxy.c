@@ -205,7 +205,7 @@ static bool conn_tokens_name(const conn_tokens_t *t, pt_str_t name)
     if (t->many)
         return named_by_connection(t->h, name);
     for (size_t i = 0; i < t->n; i++)
-        if (pt_str_ieq(t->tok[i], name))
+        if (t->tok[i].len == name.len && pt_str_ieq(t->tok[i], name))
             return true;
     return false;
 }

@@ -278,12 +278,20 @@ static void stage_content_length(stage_t *st, int64_t len)
     stage_add(st, "\r\n", 2);
 }
 
-/* Framing and connection-level fields are ours; never copied from a handler. */
+/* Framing and connection-level fields are ours; never copied from a handler.
+ * By length first: most names match none. */
 static bool is_framing(pt_str_t name)
 {
-    return pt_str_eq(name, PT_STR("content-length")) ||
-           pt_str_eq(name, PT_STR("transfer-encoding")) || pt_str_eq(name, PT_STR("connection")) ||
-           pt_str_eq(name, PT_STR("keep-alive"));
+    switch (name.len) {
+    case 10:
+        return pt_str_eq(name, PT_STR("connection")) || pt_str_eq(name, PT_STR("keep-alive"));
+    case 14:
+        return pt_str_eq(name, PT_STR("content-length"));
+    case 17:
+        return pt_str_eq(name, PT_STR("transfer-encoding"));
+    default:
+        return false;
+    }
 }
 
 static void stage_fields(stage_t *st, const pt_headers_t *h)
@@ -292,10 +300,25 @@ static void stage_fields(stage_t *st, const pt_headers_t *h)
         const pt_header_t *f = &h->v[i];
         if (is_framing(f->name) || !pt_header_value_valid(f->value))
             continue;
-        stage_add(st, f->name.base, f->name.len);
-        stage_add(st, ": ", 2);
-        stage_add(st, f->value.base, f->value.len);
-        stage_add(st, "\r\n", 2);
+        size_t n = f->name.len + f->value.len + 4;
+        if (st->n + n > sizeof(st->b)) { /* a large field: piecewise (stage_add spills) */
+            stage_add(st, f->name.base, f->name.len);
+            stage_add(st, ": ", 2);
+            stage_add(st, f->value.base, f->value.len);
+            stage_add(st, "\r\n", 2);
+            continue;
+        }
+        char *d = st->b + st->n;
+        memcpy(d, f->name.base, f->name.len);
+        d += f->name.len;
+        *d++ = ':';
+        *d++ = ' ';
+        if (f->value.len != 0)
+            memcpy(d, f->value.base, f->value.len);
+        d += f->value.len;
+        *d++ = '\r';
+        *d = '\n';
+        st->n += n;
     }
 }
 
@@ -307,7 +330,9 @@ static void op_send_head(pt_req_t *req)
     h1_conn_t *c = s->c;
     int status = req->resp_status;
     bool is_head = pt_str_eq(req->method, PT_STR("HEAD"));
-    stage_t st = {.n = 0, .out = dest(s)};
+    stage_t st; /* not `= {...}`: that would zero the 2 KB buffer on every response */
+    st.n = 0;
+    st.out = dest(s);
     stage_status_line(&st, status);
     if (s->tunnel && status != 101) {
         /* A response filter replaced the 101: no tunnel; this answer is the
@@ -380,7 +405,9 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     if (end) {
         if (s->chunked) {
             if (req->resp_trailers.cnt != 0) {
-                stage_t st = {.n = 0, .out = out};
+                stage_t st;
+                st.n = 0;
+                st.out = out;
                 stage_add(&st, "0\r\n", 3);
                 stage_fields(&st, &req->resp_trailers);
                 stage_add(&st, "\r\n", 2);

@@ -69,6 +69,7 @@
  * list and connection read buffers live as long as the connection, so a
  * request on a pooled connection allocates nothing.
  */
+#include "core/headers_priv.h"
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
 
@@ -235,35 +236,6 @@ static bool ieq(const char *a, size_t alen, const char *lit)
     return true;
 }
 
-/* RFC 9110 tchar, as pt_header_name_valid() (underscores allowed): a constant
- * table, so no thread has to fill it first. */
-static const bool tchar_tab[256] = {
-    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
-    ['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
-    ['`'] = true, ['|'] = true, ['~'] = true, ['0'] = true, ['1'] = true, ['2'] = true,
-    ['3'] = true, ['4'] = true, ['5'] = true, ['6'] = true, ['7'] = true, ['8'] = true,
-    ['9'] = true, ['a'] = true, ['b'] = true, ['c'] = true, ['d'] = true, ['e'] = true,
-    ['f'] = true, ['g'] = true, ['h'] = true, ['i'] = true, ['j'] = true, ['k'] = true,
-    ['l'] = true, ['m'] = true, ['n'] = true, ['o'] = true, ['p'] = true, ['q'] = true,
-    ['r'] = true, ['s'] = true, ['t'] = true, ['u'] = true, ['v'] = true, ['w'] = true,
-    ['x'] = true, ['y'] = true, ['z'] = true, ['A'] = true, ['B'] = true, ['C'] = true,
-    ['D'] = true, ['E'] = true, ['F'] = true, ['G'] = true, ['H'] = true, ['I'] = true,
-    ['J'] = true, ['K'] = true, ['L'] = true, ['M'] = true, ['N'] = true, ['O'] = true,
-    ['P'] = true, ['Q'] = true, ['R'] = true, ['S'] = true, ['T'] = true, ['U'] = true,
-    ['V'] = true, ['W'] = true, ['X'] = true, ['Y'] = true, ['Z'] = true
-};
-
-/* Same answers as pt_header_name_valid(n, true), by table (hot path). */
-static bool name_ok(pt_str_t n)
-{
-    if (n.len == 0)
-        return false;
-    for (size_t i = 0; i < n.len; i++)
-        if (!tchar_tab[(unsigned char)n.base[i]])
-            return false;
-    return true;
-}
-
 /* What parse_field() answers for each problem, for a head or a trailer block. */
 typedef struct field_errs {
     const char *fold, *line, *field, *count;
@@ -289,13 +261,18 @@ static const char *parse_field(char *line, size_t len, size_t n, const field_err
         return errs->line;
     pt_str_t name = {line, (size_t)(colon - line)};
     pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
-    if (!name_ok(name) || !pt_header_value_valid(value))
+    if (name.len == 0)
+        return errs->field;
+    for (size_t i = 0; i < name.len; i++) { /* checked and lowercased in one pass */
+        unsigned char c = pt__tchar_lower[(unsigned char)line[i]];
+        if (c == 0)
+            return errs->field;
+        line[i] = (char)c;
+    }
+    if (!pt_header_value_valid(value))
         return errs->field;
     if (n >= PT__UP_HDR_MAX_CNT)
         return errs->count;
-    for (size_t i = 0; i < name.len; i++)
-        if (line[i] >= 'A' && line[i] <= 'Z')
-            line[i] = (char)(line[i] - 'A' + 'a');
     out->name = name;
     out->value = value;
     return NULL;
@@ -841,7 +818,8 @@ static void build_head(h1_call_t *c, const h1_pool_t *p)
         /* Framing and Host are ours (regenerated, never forwarded);
          * hop-by-hop fields never cross a proxy; values with CR/LF would
          * inject header lines. */
-        if (skip_field(h->name) || !name_ok(h->name) || !pt_header_value_valid(h->value))
+        if (skip_field(h->name) || !pt__header_name_token(h->name) ||
+            !pt_header_value_valid(h->value))
             continue;
         d = put(d, h->name.base, h->name.len);
         if (h->value.len > 0) {

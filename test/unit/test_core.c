@@ -284,6 +284,40 @@ static void test_headers_own(void **state)
     pt_arena_destroy(a);
 }
 
+/* pt_header_name_valid goes eight bytes at a time: every byte value at every
+ * position of names of 1..20 bytes, with and without underscores allowed,
+ * against the RFC 9110 token definition. */
+static bool tchar_ref(unsigned char c, bool us)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    if (c == '_')
+        return us;
+    return c != 0 && strchr("!#$%&'*+-.^`|~", c) != NULL;
+}
+
+static void test_header_name_valid_words(void **state)
+{
+    (void)state;
+    char n[20];
+    for (size_t len = 1; len <= sizeof(n); len++) {
+        for (size_t i = 0; i < len; i++)
+            n[i] = "x-Forwarded-4For"[i % 16];
+        assert_true(pt_header_name_valid((pt_str_t){n, len}, false));
+        for (size_t pos = 0; pos < len; pos++) {
+            char keep = n[pos];
+            for (int c = 0; c < 256; c++) {
+                n[pos] = (char)c;
+                for (int us = 0; us < 2; us++)
+                    assert_int_equal(pt_header_name_valid((pt_str_t){n, len}, us),
+                                     tchar_ref((unsigned char)c, us));
+            }
+            n[pos] = keep;
+        }
+    }
+    assert_false(pt_header_name_valid(PT_STR(""), true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_headers),      cmocka_unit_test(test_header_value_valid_words),
         cmocka_unit_test(test_hop_by_hop_set),
         cmocka_unit_test(test_str_ieq_words), cmocka_unit_test(test_headers_own),
+        cmocka_unit_test(test_header_name_valid_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

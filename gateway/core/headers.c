@@ -180,8 +180,15 @@ bool pt_header_is_hop_by_hop(pt_str_t n)
         return pt_str_ieq(n, PT_STR("te"));
     case 7:
         return pt_str_ieq(n, PT_STR("trailer")) || pt_str_ieq(n, PT_STR("upgrade"));
-    case 10:
-        return pt_str_ieq(n, PT_STR("connection")) || pt_str_ieq(n, PT_STR("keep-alive"));
+    case 10: /* "user-agent" and many more are 10 long: the first letter sorts them */
+        switch (n.base[0] | 0x20) {
+        case 'c':
+            return pt_str_ieq(n, PT_STR("connection"));
+        case 'k':
+            return pt_str_ieq(n, PT_STR("keep-alive"));
+        default:
+            return false;
+        }
     case 14:
         return pt_str_ieq(n, PT_STR("http2-settings"));
     case 16:

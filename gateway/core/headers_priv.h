@@ -19,6 +19,17 @@
  */
 int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes);
 
+/** pt_headers_add_nocopy(), with the common case (room left) inline: for hot paths. */
+static inline int pt__headers_push(pt_headers_t *h, pt_str_t name, pt_str_t value)
+{
+    if (h->cnt == h->cap)
+        return pt_headers_add_nocopy(h, name, value);
+    h->v[h->cnt].name = name;
+    h->v[h->cnt].value = value;
+    h->cnt++;
+    return 0;
+}
+
 /** RFC 9110 tchar -> the byte lowercased ('_' included); 0 for every other byte. */
 extern const unsigned char pt__tchar_lower[256];
 

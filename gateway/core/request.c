@@ -17,6 +17,7 @@
 #include "core/chain.h"
 #include "core/config.h"
 #include "core/handler.h"
+#include "core/headers_priv.h"
 #include "core/overload.h"
 #include "observe/observe.h"
 #include "observe/trace.h"
@@ -117,7 +118,7 @@ static void assign_request_id(pt_req_t *req)
     req->request_id = (pt_str_t){buf, 32};
     if (cnt != 0)
         pt_headers_remove(&req->headers, name);
-    pt_headers_add_nocopy(&req->headers, name, req->request_id);
+    pt__headers_push(&req->headers, name, req->request_id);
 }
 
 /* ---- lifetime ---------------------------------------------------------- */
@@ -695,7 +696,7 @@ void pt__resp_head(pt_req_t *req)
     req->resp_state = PT_RESP_STARTED;
     /* request_id is request arena memory (or a literal): not copied */
     pt_headers_remove(&req->resp_headers, PT_STR("x-request-id"));
-    pt_headers_add_nocopy(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
+    pt__headers_push(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
     if (pt__chain_resp_head(req, 0) == PT_FILTER_CONTINUE)
         head_ready(req);
 }

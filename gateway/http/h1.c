@@ -23,6 +23,7 @@
  * connection HTTP and the next bytes are the next request.
  */
 #include "http/h1.h"
+#include "core/headers_priv.h"
 #include "core/config.h"
 
 #include <event2/buffer.h>
@@ -599,7 +600,7 @@ static int copy_head(h1_conn_t *c, h1_stream_t *s, pt_req_t *req, const pt_h1p_h
     req->version = h->version;
     for (size_t i = 0; i < h->header_cnt; i++) {
         pt_str_t n = blk_put(&d, h->headers[i].name);
-        if (pt_headers_add_nocopy(&req->headers, n, blk_put(&d, h->headers[i].value)) != 0)
+        if (pt__headers_push(&req->headers, n, blk_put(&d, h->headers[i].value)) != 0)
             return PT_ERR_HEADERS_TOO_LARGE;
     }
     req->content_length = h->content_length;

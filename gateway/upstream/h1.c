@@ -740,13 +740,14 @@ static void detach(h1_call_t *c, bool keep)
     want_write(k, false);
     want_read(k, true); /* an idle connection is watched for the upstream closing it */
     const pt_cluster_t *cl = c->r->cluster;
+    /* The idle stamp only ages connections out (IDLE_MAX_MS): a tick's precision will do. */
     pool_put(k, cl->max_idle_per_endpoint ? cl->max_idle_per_endpoint : PT__UP_DEFAULT_IDLE_PER_EP,
-             pt_now_ms());
+             pt_now_ms_coarse());
 }
 
-static void arm_timer(h1_call_t *c, uint64_t at_ms)
+/* `now`: pt_now_ms() as the caller read it (one clock read a call start). */
+static void arm_timer(h1_call_t *c, uint64_t at_ms, uint64_t now)
 {
-    uint64_t now = pt_now_ms();
     uint64_t ms = at_ms > now ? at_ms - now : 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     evtimer_add(&c->timer, &tv);
@@ -1332,7 +1333,7 @@ static void complete(h1_call_t *c, size_t tcnt)
 
 /* ---- attempts, failures, retries -------------------------------------------------- */
 
-static int attempt(h1_call_t *c, size_t idx, bool fresh);
+static int attempt(h1_call_t *c, size_t idx, bool fresh, uint64_t now);
 
 static bool try_again(h1_call_t *c, fail_kind_t kind)
 {
@@ -1342,12 +1343,12 @@ static bool try_again(h1_call_t *c, fail_kind_t kind)
         /* The keep-alive race: the upstream closed the idle connection while
          * we reused it. Once more on a fresh connection to the same endpoint. */
         c->stale_retried = true;
-        return attempt(c, c->ep_idx, true) == 0;
+        return attempt(c, c->ep_idx, true, pt_now_ms()) == 0;
     }
     long idx = pt_policy_retry(c->hw->uw->w, r, &c->pol, kind, !c->got_bytes && c->body_read == 0);
     if (idx < 0)
         return false;
-    return attempt(c, (size_t)idx, false) == 0;
+    return attempt(c, (size_t)idx, false, pt_now_ms()) == 0;
 }
 
 /** The attempt failed: retry if the policy allows, else on_done with `st`. */
@@ -1417,7 +1418,7 @@ static void on_eof(h1_call_t *c, int err)
 static void connected(h1_call_t *c)
 {
     c->connecting = false;
-    arm_timer(c, c->deadline_ms); /* the connect timeout no longer applies */
+    arm_timer(c, c->deadline_ms, pt_now_ms()); /* the connect timeout no longer applies */
     send_step(c);
 }
 
@@ -1505,9 +1506,8 @@ static void send_head_now(h1_call_t *c)
  * Never calls back; failures to connect at once are reported from the kick.
  * Returns -1 when the deadline already passed.
  */
-static int attempt(h1_call_t *c, size_t idx, bool fresh)
+static int attempt(h1_call_t *c, size_t idx, bool fresh, uint64_t now)
 {
-    uint64_t now = pt_now_ms();
     if (now >= c->deadline_ms)
         return -1;
     const pt_cluster_t *cl = c->r->cluster;
@@ -1534,7 +1534,7 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
             int rc = pt_policy_conn_acquire(c->hw->uw->w, cl, p->ep, &c->wait);
             if (rc == PT_POLICY_QUEUED) { /* woken by a released connection; the deadline holds */
                 c->slot_pool = p;
-                arm_timer(c, c->deadline_ms);
+                arm_timer(c, c->deadline_ms, now);
                 return 0;
             }
             if (rc != PT_POLICY_GRANTED) {
@@ -1563,9 +1563,9 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
     }
     if (c->connecting) {
         uint64_t ct = cl->connect_timeout_ms ? cl->connect_timeout_ms : PT__UP_DEFAULT_CONNECT_MS;
-        arm_timer(c, now + ct < c->deadline_ms ? now + ct : c->deadline_ms);
+        arm_timer(c, now + ct < c->deadline_ms ? now + ct : c->deadline_ms, now);
     } else {
-        arm_timer(c, c->deadline_ms);
+        arm_timer(c, c->deadline_ms, now);
         if (c->body_eof)
             send_head_now(c); /* no body to pull: no callback involved */
         else
@@ -1654,7 +1654,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     enter(c);
     if (c->woken) {
         c->woken = false;
-        if (attempt(c, c->ep_idx, false) != 0)
+        if (attempt(c, c->ep_idx, false, pt_now_ms()) != 0)
             fail(c, FAIL_OTHER, PT_ERR_TIMEOUT, "upstream timeout");
     } else if (c->pending_st != 0) {
         int st = c->pending_st;
@@ -1775,7 +1775,8 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
     c->cbs = *cbs;
     c->ud = ud;
     c->is_head = pt_str_eq(r->method, PT_STR("HEAD"));
-    c->deadline_ms = pt_now_ms() + pt__up_timeout_ms(r);
+    uint64_t now = pt_now_ms();
+    c->deadline_ms = now + pt__up_timeout_ms(r);
     c->pol = pol;
     c->ep_idx = (size_t)idx;
     evtimer_assign(&c->timer, hw->base, on_timer, c);
@@ -1784,7 +1785,7 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
     if (hw->calls != NULL)
         hw->calls->prev = c;
     hw->calls = c;
-    attempt(c, (size_t)idx, false); /* the deadline is in the future: cannot fail */
+    attempt(c, (size_t)idx, false, now); /* the deadline is in the future: cannot fail */
     *out = &c->base;
     return 0;
 }

@@ -62,6 +62,16 @@ int pt_headers_add(pt_headers_t *h, pt_str_t name, pt_str_t value)
     return pt_headers_add_nocopy(h, n, v);
 }
 
+/* 'A'..'Z' -> 'a'..'z', every other byte to itself. */
+static const unsigned char ascii_lower[256] = {
+#define R8(b) (b), (b) + 1, (b) + 2, (b) + 3, (b) + 4, (b) + 5, (b) + 6, (b) + 7
+#define R32(b) R8(b), R8((b) + 8), R8((b) + 16), R8((b) + 24)
+    R32(0x00), R32(0x20), 0x40, R8(0x61), R8(0x69), R8(0x71), 0x79, 0x7a, 0x5b, 0x5c, 0x5d, 0x5e,
+    0x5f, R32(0x60), R32(0x80), R32(0xa0), R32(0xc0), R32(0xe0),
+#undef R32
+#undef R8
+};
+
 int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes)
 {
     if (bytes == 0)
@@ -74,10 +84,8 @@ int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes)
         return PT_ERR_LIMIT;
     for (size_t i = from; i < h->cnt; i++) {
         pt_header_t *e = &h->v[i];
-        for (size_t j = 0; j < e->name.len; j++) {
-            char c = e->name.base[j];
-            d[j] = c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c;
-        }
+        for (size_t j = 0; j < e->name.len; j++)
+            d[j] = (char)ascii_lower[(unsigned char)e->name.base[j]];
         d[e->name.len] = '\0';
         e->name.base = d;
         d += e->name.len + 1;

@@ -273,6 +273,14 @@ static void test_headers_own(void **state)
     assert_string_equal(h.v[3].value.base, "nginx");
     assert_true(pt_str_eq(pt_headers_get(&h, PT_STR("Server")), PT_STR("nginx")));
     assert_int_equal(pt__headers_own(&h, 4, 0), 0); /* nothing to own */
+    for (int b = 0; b < 256; b++) { /* every byte: only 'A'..'Z' change */
+        char one = (char)b;
+        size_t at = h.cnt;
+        assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){&one, 1}, PT_STR("v")), 0);
+        assert_int_equal(pt__headers_own(&h, at, 0), 0);
+        unsigned char want = b >= 'A' && b <= 'Z' ? (unsigned char)(b + 32) : (unsigned char)b;
+        assert_int_equal((unsigned char)h.v[at].name.base[0], want);
+    }
     pt_arena_destroy(a);
     a = pt_arena_new(1024, 700); /* the entry array fits (512), its bytes do not: PT_ERR_LIMIT */
     pt_headers_init(&h, a);

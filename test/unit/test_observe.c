@@ -429,11 +429,41 @@ static void test_accesslog_escapes_at_every_offset(void **state)
     pt_arena_destroy(a);
 }
 
+/* The shard remembers its last route and cluster slots by name pointer: a
+ * name whose memory now holds another name (a freed config's string, its
+ * address reused) must count under the new name, not the remembered slot. */
+static void test_metrics_memo_checks_names(void **state)
+{
+    (void)state;
+    pt_metrics_shard_t *s[1] = {pt_metrics_shard_new()};
+    char route[16] = "alpha", cluster[16] = "web-a";
+    pt_metrics_request(s[0], route, 200, 300, 200, true, 1, 1);
+    pt_metrics_cluster(s[0], cluster, 200, 200);
+    pt_metrics_request(s[0], route, 200, 300, 200, true, 1, 1); /* a memo hit */
+    pt_metrics_cluster(s[0], cluster, 200, 200);
+    pt_metrics_request(s[0], route, 503, 300, 200, true, 1, 1); /* same route, other code */
+    strcpy(route, "beta");
+    strcpy(cluster, "web-b");
+    pt_metrics_request(s[0], route, 200, 300, 200, true, 1, 1);
+    pt_metrics_cluster(s[0], cluster, 200, 200);
+    char *t = render(s, 1);
+    assert_non_null(strstr(t, "portico_requests_total{route=\"alpha\",code=\"200\"} 2\n"));
+    assert_non_null(strstr(t, "portico_requests_total{route=\"alpha\",code=\"503\"} 1\n"));
+    assert_non_null(strstr(t, "portico_requests_total{route=\"beta\",code=\"200\"} 1\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_count{route=\"alpha\"} 3\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_count{route=\"beta\"} 1\n"));
+    assert_non_null(strstr(t, "portico_cluster_requests_total{cluster=\"web-a\",class=\"2xx\"} 2\n"));
+    assert_non_null(strstr(t, "portico_cluster_requests_total{cluster=\"web-b\",class=\"2xx\"} 1\n"));
+    free(t);
+    pt_metrics_shard_free(s[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_sum_and_buckets),
         cmocka_unit_test(test_metrics_cardinality_bounded),
+        cmocka_unit_test(test_metrics_memo_checks_names),
         cmocka_unit_test(test_accesslog_line),
         cmocka_unit_test(test_accesslog_huge_values),
         cmocka_unit_test(test_accesslog_time),

@@ -155,8 +155,6 @@ struct h1_call {
     const pt_upcall_req_t *r;
     pt_upcall_cbs_t cbs;
     void *ud;
-    struct event timer;          /* connect timeout, then the whole exchange */
-    struct event kick;           /* deferred work, activated without a syscall */
     uint64_t deadline_ms;
     size_t ep_idx;
     pt_policy_try_t pol;         /* endpoints tried, attempts (policy.h) */
@@ -199,6 +197,10 @@ struct h1_call {
     unsigned depth;              /* > 0 while an entry point of this call is on the stack */
     bool canceled, finished;
     h1_call_t *prev, *next;      /* hw->calls, or the free list (next only) */
+    /* Kept across reuse (the free list): assigned once, to this call and the
+     * worker's base; never pending while the call is free (call_free). */
+    struct event timer;          /* connect timeout, then the whole exchange */
+    struct event kick;           /* deferred work, activated without a syscall */
 };
 
 typedef struct h1_clcache {
@@ -1758,16 +1760,18 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
         return (int)idx;
 
     h1_call_t *c = hw->free_calls;
-    if (c != NULL) { /* its events are not pending (call_free); its buffer is kept */
+    if (c != NULL) { /* its events are assigned and not pending (call_free); its buffer is kept */
         hw->free_calls = c->next;
         hw->free_cnt--;
         char *keep = c->out;
         size_t cap = c->out_cap;
-        memset(c, 0, sizeof(*c));
+        memset(c, 0, offsetof(h1_call_t, timer));
         c->out = keep;
         c->out_cap = cap;
     } else {
         c = pt_xcalloc(1, sizeof(*c));
+        evtimer_assign(&c->timer, hw->base, on_timer, c);
+        event_assign(&c->kick, hw->base, -1, 0, on_kick, c);
     }
     c->base.ops = &h1_ops;
     c->hw = hw;
@@ -1779,8 +1783,6 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
     c->deadline_ms = now + pt__up_timeout_ms(r);
     c->pol = pol;
     c->ep_idx = (size_t)idx;
-    evtimer_assign(&c->timer, hw->base, on_timer, c);
-    event_assign(&c->kick, hw->base, -1, 0, on_kick, c);
     c->next = hw->calls;
     if (hw->calls != NULL)
         hw->calls->prev = c;

@@ -117,7 +117,8 @@ routes:
               f"(one worker each; upstream nginx answers 13 bytes)\n")
         print(f"{'target':<12} {'instr/req':>10} {'allocs/req':>11} {'frees/req':>10}")
         for name, argv, port in targets:
-            vg = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no",
+            vg = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no"] + \
+                (["--cache-sim=yes"] if os.environ.get("PROXYCG_CACHE") else []) + [
                   f"--callgrind-out-file={d}/cg.{name}.out"]
             p = subprocess.Popen(vg + argv, cwd=d, stdout=subprocess.DEVNULL,
                                  stderr=open(os.path.join(d, name + ".err"), "w"))

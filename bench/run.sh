@@ -60,3 +60,8 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ] && command -v valgrind >/dev/null;
 fi
 # descriptors by gRPC server reflection vs from a file: config load time (issue 13, reflect; needs npm packages)
 /usr/bin/python3 "$ROOT/bench/reflect_bench.py" --build "$ROOT/$BUILD"
+# issue 7 (h1core): the HTTP/1.1 proxy's user-space cost per request under callgrind, Portico (access
+# log off and on) next to nginx: instructions and allocator calls per proxied GET
+if command -v valgrind >/dev/null; then
+  /usr/bin/python3 "$ROOT/bench/proxy_callgrind.py" --build "$ROOT/$BUILD"
+fi

@@ -17,21 +17,9 @@
 /* Under ASan, memory a reset made reusable is poisoned until it is handed
  * out again: a stale pointer into what an arena held before its reset (a
  * finished request whose arena serves the next one, request.c) still faults. */
-#if defined(__SANITIZE_ADDRESS__)
-#define PT_ARENA_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PT_ARENA_ASAN 1
-#endif
-#endif
-#ifdef PT_ARENA_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
+#include "core/asan.h"
+#define POISON(p, n) PT_ASAN_POISON(p, n)
+#define UNPOISON(p, n) PT_ASAN_UNPOISON(p, n)
 
 #define ALIGN 16u
 #define MAX_BLOCK ((size_t)64 * 1024)

@@ -72,13 +72,13 @@ static const unsigned char ascii_lower[256] = {
 #undef R8
 };
 
-int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes)
+int pt__headers_own(pt_headers_t *h, size_t from)
 {
-    if (bytes == 0)
-        for (size_t i = from; i < h->cnt; i++)
-            bytes += h->v[i].name.len + h->v[i].value.len + 2;
     if (from >= h->cnt)
         return 0;
+    size_t bytes = 0;
+    for (size_t i = from; i < h->cnt; i++)
+        bytes += h->v[i].name.len + h->v[i].value.len + 2;
     char *d = pt_arena_alloc(h->arena, bytes);
     if (d == NULL)
         return PT_ERR_LIMIT;

@@ -13,11 +13,10 @@
  * entries pointed at the copies, NUL-terminated as pt_headers_add() leaves
  * them. For entries added with pt_headers_add_nocopy() over a buffer that
  * will not outlive the list (an upstream connection's read buffer): one
- * allocation instead of two per field. `bytes` must be at least the sum of
- * name.len + value.len + 2 over those entries (0: computed here). Returns 0,
- * or PT_ERR_LIMIT when the arena is over its byte limit (entries unchanged).
+ * allocation instead of two per field. Returns 0, or PT_ERR_LIMIT when the
+ * arena is over its byte limit (entries unchanged).
  */
-int pt__headers_own(pt_headers_t *h, size_t from, size_t bytes);
+int pt__headers_own(pt_headers_t *h, size_t from);
 
 /** pt_headers_add_nocopy(), with the common case (room left) inline: for hot paths. */
 static inline int pt__headers_push(pt_headers_t *h, pt_str_t name, pt_str_t value)

@@ -6,7 +6,8 @@
  * (chain.c), handed to its route's handler, and finalised when neither the
  * codec nor the handler (nor a suspended filter) holds it any more. The
  * request struct itself lives in its own arena, so finalisation is one
- * pt_arena_destroy().
+ * pt_arena_reset() (the arena then waits for the worker's next request, see
+ * "Spare requests").
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -180,6 +181,11 @@ static void spare_put(pt_worker_t *w, pt_arena_t *a, struct evbuffer *body)
     if (left != 0)
         evbuffer_drain(body, left); /* a body never read (an early answer) */
     pt_arena_reset(a); /* runs the cleanups; keeps the first block */
+    if (sp->cnt == REQ_SPARE_MAX) { /* a cleanup ended other requests meanwhile */
+        evbuffer_free(body);
+        pt_arena_destroy(a);
+        return;
+    }
     sp->v[sp->cnt++] = (req_spare_t){a, body};
 }
 

@@ -599,7 +599,6 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
     pt_headers_t view = {(pt_header_t *)h, cnt, cnt, NULL};
     conn_tokens_t conn;
     conn_tokens_init(&conn, &view);
-    size_t bytes = 0;
     for (size_t i = 0; i < cnt; i++) {
         pt_str_t n = h[i].name;
         if (pt_str_eq(n, PT_STR("content-length"))) {
@@ -612,7 +611,6 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("transfer-encoding")) ||
             conn_tokens_name(&conn, n))
             continue;
-        bytes += n.len + h[i].value.len + 2;
         if (pt__headers_push(&req->resp_headers, n, h[i].value) != 0) {
             pt_headers_init(&req->resp_headers, req->arena); /* nothing pointing into the call's buffer */
             fail_head(ctx, "upstream response headers too large");
@@ -622,7 +620,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
     }
     /* The fields point into the call's buffer (the connection's, reused by
      * the next exchange): copied into one arena block, names lowercased. */
-    if (bytes != 0 && pt__headers_own(&req->resp_headers, 0, bytes) != 0) {
+    if (pt__headers_own(&req->resp_headers, 0) != 0) {
         pt_headers_init(&req->resp_headers, req->arena); /* nothing pointing into the call's buffer */
         fail_head(ctx, "upstream response headers too large");
         pt_handler_leave(req);

@@ -23,6 +23,7 @@
  * connection HTTP and the next bytes are the next request.
  */
 #include "http/h1.h"
+#include "core/asan.h"
 #include "core/headers_priv.h"
 #include "core/config.h"
 
@@ -150,10 +151,12 @@ static void stream_free(h1_stream_t *s)
 {
     if (s->out != NULL)
         evbuffer_free(s->out);
-    if (s->c->spare == NULL)
+    if (s->c->spare == NULL) {
         s->c->spare = s;
-    else
+        PT_ASAN_POISON(s, sizeof(*s)); /* until stream_push takes it again */
+    } else {
         free(s);
+    }
 }
 
 static h1_stream_t *stream_push(h1_conn_t *c)
@@ -161,6 +164,7 @@ static h1_stream_t *stream_push(h1_conn_t *c)
     h1_stream_t *s = c->spare;
     if (s != NULL) {
         c->spare = NULL;
+        PT_ASAN_UNPOISON(s, sizeof(*s));
         memset(s, 0, sizeof(*s));
     } else if ((s = calloc(1, sizeof(*s))) == NULL) {
         abort();
@@ -191,6 +195,8 @@ static void teardown(h1_conn_t *c)
     c->tail = NULL;
     c->reading = NULL;
     c->tunnel = NULL;
+    if (c->spare != NULL)
+        PT_ASAN_UNPOISON(c->spare, sizeof(*c->spare));
     free(c->spare);
     c->spare = NULL;
     if (c->timer != NULL)
@@ -322,7 +328,8 @@ static void stage_fields(stage_t *st, const pt_headers_t *h)
             continue;
         }
         char *d = st->b + st->n;
-        memcpy(d, f->name.base, f->name.len);
+        if (f->name.len != 0)
+            memcpy(d, f->name.base, f->name.len);
         d += f->name.len;
         *d++ = ':';
         *d++ = ' ';

@@ -259,7 +259,7 @@ static void test_headers_own(void **state)
     assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){buf + 26, 7}, (pt_str_t){buf + 34, 0}), 0);
     assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){buf + 36, 6}, (pt_str_t){buf + 44, 5}), 0);
     size_t before = pt_arena_used(a);
-    assert_int_equal(pt__headers_own(&h, 1, 0), 0);
+    assert_int_equal(pt__headers_own(&h, 1), 0);
     assert_true(pt_arena_used(a) - before <= 12 + 10 + 7 + 0 + 6 + 5 + 6 + 15); /* one block */
     memset(buf, 'X', sizeof(buf) - 1);                                          /* the buffer is reused */
     assert_true(h.v[0].value.base == first); /* before `from`: untouched */
@@ -272,12 +272,12 @@ static void test_headers_own(void **state)
     assert_string_equal(h.v[3].name.base, "server");
     assert_string_equal(h.v[3].value.base, "nginx");
     assert_true(pt_str_eq(pt_headers_get(&h, PT_STR("Server")), PT_STR("nginx")));
-    assert_int_equal(pt__headers_own(&h, 4, 0), 0); /* nothing to own */
+    assert_int_equal(pt__headers_own(&h, 4), 0); /* nothing to own */
     for (int b = 0; b < 256; b++) { /* every byte: only 'A'..'Z' change */
         char one = (char)b;
         size_t at = h.cnt;
         assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){&one, 1}, PT_STR("v")), 0);
-        assert_int_equal(pt__headers_own(&h, at, 0), 0);
+        assert_int_equal(pt__headers_own(&h, at), 0);
         unsigned char want = b >= 'A' && b <= 'Z' ? (unsigned char)(b + 32) : (unsigned char)b;
         assert_int_equal((unsigned char)h.v[at].name.base[0], want);
     }
@@ -287,7 +287,7 @@ static void test_headers_own(void **state)
     char big[400];
     memset(big, 'v', sizeof(big));
     assert_int_equal(pt_headers_add_nocopy(&h, PT_STR("x-big"), (pt_str_t){big, sizeof(big)}), 0);
-    assert_int_equal(pt__headers_own(&h, 0, 0), PT_ERR_LIMIT);
+    assert_int_equal(pt__headers_own(&h, 0), PT_ERR_LIMIT);
     assert_true(h.v[0].value.base == big);
     pt_arena_destroy(a);
 }

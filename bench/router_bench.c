@@ -32,30 +32,7 @@
 #include "core/router.h"
 #include "portico/arena.h"
 #include "portico/headers.h"
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
-static void put(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(sbuf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        b->cap = b->cap * 2 + (size_t)n + 4096;
-        b->p = realloc(b->p, b->cap);
-        if (b->p == NULL)
-            abort();
-    }
-}
+#include "../test/support/sbuf.h"
 
 typedef struct req {
     char method[8];
@@ -73,7 +50,7 @@ static uint32_t rnd(uint32_t n)
 }
 
 /* Route i of a set: kind by i % 8; a tenth carry a host. */
-static void gen_route(sbuf_t *y, size_t i, req_t *sample)
+static void gen_route(pt_sbuf_t *y, size_t i, req_t *sample)
 {
     const char *host = NULL;
     char hbuf[48];
@@ -82,28 +59,28 @@ static void gen_route(sbuf_t *y, size_t i, req_t *sample)
                  i % 100);
         host = hbuf;
     }
-    put(y, "  - match: {");
+    pt_sbuf_put(y, "  - match: {");
     snprintf(sample->method, sizeof(sample->method), "GET");
     switch (i % 8) {
     case 0:
     case 1:
     case 2:
-        put(y, " prefix: /svc%zu/", i);
+        pt_sbuf_put(y, " prefix: /svc%zu/", i);
         snprintf(sample->path, sizeof(sample->path), "/svc%zu/items/%zu", i, i * 7);
         break;
     case 3:
     case 4:
-        put(y, " path: /svc%zu/health", i);
+        pt_sbuf_put(y, " path: /svc%zu/health", i);
         snprintf(sample->path, sizeof(sample->path), "/svc%zu/health", i);
         break;
     default:
-        put(y, " template: \"/api/v%zu/svc%zu/users/{id}/orders/{oid}\"", i % 3, i);
+        pt_sbuf_put(y, " template: \"/api/v%zu/svc%zu/users/{id}/orders/{oid}\"", i % 3, i);
         snprintf(sample->path, sizeof(sample->path), "/api/v%zu/svc%zu/users/u%zu/orders/o1",
                  i % 3, i, i);
         break;
     }
     if (host != NULL) {
-        put(y, ", host: \"%s\"", host);
+        pt_sbuf_put(y, ", host: \"%s\"", host);
         if (host[0] == '*')
             snprintf(sample->host, sizeof(sample->host), "x%s", host + 1);
         else
@@ -112,11 +89,11 @@ static void gen_route(sbuf_t *y, size_t i, req_t *sample)
         snprintf(sample->host, sizeof(sample->host), "gw.example.net");
     }
     if (i % 4 == 1) {
-        put(y, ", methods: [GET, POST]");
+        pt_sbuf_put(y, ", methods: [GET, POST]");
     }
     if (i % 50 == 7)
-        put(y, ", headers: { x-canary: \"1\" }");
-    put(y, " }\n    respond: {}\n");
+        pt_sbuf_put(y, ", headers: { x-canary: \"1\" }");
+    pt_sbuf_put(y, " }\n    respond: {}\n");
 }
 
 static double now_s(clockid_t id)
@@ -184,7 +161,7 @@ static double run(match_fn fn, const pt_config_t *c, const req_t *reqs, size_t n
     return (t - t0) * 1e9 / (double)n;
 }
 
-static pt_config_t *load(const sbuf_t *y, bool linear, double *secs, size_t *heap)
+static pt_config_t *load(const pt_sbuf_t *y, bool linear, double *secs, size_t *heap)
 {
     if (linear)
         setenv("PORTICO_ROUTER_LINEAR", "1", 1);
@@ -224,12 +201,12 @@ int main(int argc, char **argv)
         size_t n = sizes[si];
         if (only != 0 && n != only)
             continue;
-        sbuf_t y = {0};
-        put(&y, "listeners: [ { address: 127.0.0.1:8080 } ]\nroutes:\n");
+        pt_sbuf_t y = {0};
+        pt_sbuf_put(&y, "listeners: [ { address: 127.0.0.1:8080 } ]\nroutes:\n");
         req_t *samples = calloc(n, sizeof(*samples));
         for (size_t i = 0; i + 1 < n; i++)
             gen_route(&y, i, &samples[i]);
-        put(&y, "  - respond: {}\n"); /* the catch-all */
+        pt_sbuf_put(&y, "  - respond: {}\n"); /* the catch-all */
         enum { NREQ = 1024 };
         req_t *reqs = calloc(NREQ, sizeof(*reqs));
         for (size_t k = 0; k < NREQ; k++) {

@@ -169,6 +169,7 @@ struct h2conn {
     bool flush_sched;
     bool wev_on;
     bool closing;                  /* idle close: GOAWAY flushed, then freed */
+    uint8_t hpack_seeded;          /* never-indexed names indexed once (hpack_policy.h) */
     nghttp2_session *ng;
     struct event rev, wev, flush_ev, timer;
     bool events_set;
@@ -1471,10 +1472,11 @@ static int submit(call_t *c, conn_t *k)
     nva[n++] = mknv(":path", 5, path.base, path.len);
     for (size_t i = 0; i < hcnt; i++) {
         pt_str_t hn = r->headers->v[i].name, hv = r->headers->v[i].value;
-        if (hn.len == 0 || hn.base[0] == ':' || pt_str_ieq(hn, PT_STR("host")) ||
-            pt_str_ieq(hn, PT_STR("content-length")))
+        /* names compared only where the length fits (most fields match none) */
+        if (hn.len == 0 || hn.base[0] == ':' || (hn.len == 4 && pt_str_ieq(hn, PT_STR("host"))) ||
+            (hn.len == 14 && pt_str_ieq(hn, PT_STR("content-length"))))
             continue;
-        if (pt_str_ieq(hn, PT_STR("te"))) {
+        if (hn.len == 2 && pt_str_ieq(hn, PT_STR("te"))) {
             if (!pt_str_ieq(hv, PT_STR("trailers")))
                 continue;
         } else if (pt_header_is_hop_by_hop(hn)) {
@@ -1487,7 +1489,8 @@ static int submit(call_t *c, conn_t *k)
                 dst[j] = (char)(hn.base[j] >= 'A' && hn.base[j] <= 'Z' ? hn.base[j] + 32 : hn.base[j]);
             hn.base = dst;
         }
-        nva[n++] = mknv(hn.base, hn.len, hv.base, hv.len);
+        nva[n++] = (nghttp2_nv){(uint8_t *)hn.base, (uint8_t *)hv.base, hn.len, hv.len,
+                                pt_hpack_nv_flags_seeded(hn, &k->hpack_seeded)};
     }
     char clbuf[24];
     if (r->content_length >= 0) {

@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/router.h"
 #include "portico/status.h"
+#include "sbuf.h"
 
 typedef struct rng {
     uint64_t x;
@@ -33,29 +34,6 @@ static uint32_t rnd(rng_t *r, uint32_t n)
 static const char *const SEGS[] = {"a", "b", "api", "v1", "users", "x", "", "ab", "A"};
 #define NSEGS (sizeof(SEGS) / sizeof(SEGS[0]))
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
-static void put(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(sbuf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        b->cap = b->cap * 2 + (size_t)n + 64;
-        b->p = realloc(b->p, b->cap);
-        assert_non_null(b->p);
-    }
-}
-
 /* A random path "/seg/seg..." of 1..4 segments into buf. */
 static void rand_path(rng_t *r, char *buf, size_t cap)
 {
@@ -65,74 +43,74 @@ static void rand_path(rng_t *r, char *buf, size_t cap)
         len += (size_t)snprintf(buf + len, cap - len, "/%s", SEGS[rnd(r, NSEGS)]);
 }
 
-static void rand_route(rng_t *r, sbuf_t *y, size_t i)
+static void rand_route(rng_t *r, pt_sbuf_t *y, size_t i)
 {
     char path[128];
-    put(y, "  - name: r%zu\n    match: {", i);
+    pt_sbuf_put(y, "  - name: r%zu\n    match: {", i);
     switch (rnd(r, 5)) {
     case 0:
         break; /* any path */
     case 1:
         rand_path(r, path, sizeof(path));
-        put(y, " path: \"%s\",", path);
+        pt_sbuf_put(y, " path: \"%s\",", path);
         break;
     case 2: { /* a byte prefix of a path: "/ap" matches "/api" */
         rand_path(r, path, sizeof(path));
         size_t len = strlen(path);
         path[1 + rnd(r, (uint32_t)len)] = '\0';
-        put(y, " prefix: \"%s\",", path);
+        pt_sbuf_put(y, " prefix: \"%s\",", path);
         break;
     }
     default: { /* templates */
         size_t n = 1 + rnd(r, 4), vars = 0;
-        put(y, " template: \"");
+        pt_sbuf_put(y, " template: \"");
         for (size_t k = 0; k < n; k++) {
             uint32_t kind = rnd(r, 6);
             if (kind == 0 && k + 1 == n)
-                put(y, "/{r%zu=**}", vars++);
+                pt_sbuf_put(y, "/{r%zu=**}", vars++);
             else if (kind <= 2)
-                put(y, "/{v%zu}", vars++);
+                pt_sbuf_put(y, "/{v%zu}", vars++);
             else
-                put(y, "/%s", SEGS[rnd(r, NSEGS - 1)]); /* no "A": case matters, covered by "a" */
+                pt_sbuf_put(y, "/%s", SEGS[rnd(r, NSEGS - 1)]); /* no "A": case matters, covered by "a" */
         }
-        put(y, "\",");
+        pt_sbuf_put(y, "\",");
         break;
     }
     }
     switch (rnd(r, 6)) {
     case 0:
-        put(y, " host: a.com,");
+        pt_sbuf_put(y, " host: a.com,");
         break;
     case 1:
-        put(y, " host: [ \"*.c.com\", b.com ],");
+        pt_sbuf_put(y, " host: [ \"*.c.com\", b.com ],");
         break;
     case 2:
-        put(y, " host: \"*.x.c.com\",");
+        pt_sbuf_put(y, " host: \"*.x.c.com\",");
         break;
     default:
         break;
     }
     switch (rnd(r, 5)) {
     case 0:
-        put(y, " methods: [GET, HEAD],");
+        pt_sbuf_put(y, " methods: [GET, HEAD],");
         break;
     case 1:
-        put(y, " methods: [POST, PROPFIND],");
+        pt_sbuf_put(y, " methods: [POST, PROPFIND],");
         break;
     default:
         break;
     }
     switch (rnd(r, 6)) {
     case 0:
-        put(y, " headers: { x-v: \"1\" },");
+        pt_sbuf_put(y, " headers: { x-v: \"1\" },");
         break;
     case 1:
-        put(y, " headers: { x-p: true },");
+        pt_sbuf_put(y, " headers: { x-p: true },");
         break;
     default:
         break;
     }
-    put(y, " }\n    respond: {}\n");
+    pt_sbuf_put(y, " }\n    respond: {}\n");
 }
 
 static const char *const HOSTS[] = {"a.com",   "A.COM:8080", "b.com",   "q.c.com",   "c.com",
@@ -187,8 +165,8 @@ static void test_compiled_equals_linear(void **state)
     size_t matched = 0, total = 0;
     for (uint64_t seed = 1; seed <= 300; seed++) {
         rng_t r = {seed * 0x9e3779b97f4a7c15ull};
-        sbuf_t y = {0};
-        put(&y, "listeners: [ { address: 127.0.0.1:8080 } ]\nroutes:\n");
+        pt_sbuf_t y = {0};
+        pt_sbuf_put(&y, "listeners: [ { address: 127.0.0.1:8080 } ]\nroutes:\n");
         size_t n = 1 + rnd(&r, seed % 10 == 0 ? 400 : 40);
         for (size_t i = 0; i < n; i++)
             rand_route(&r, &y, i);

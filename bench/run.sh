@@ -68,3 +68,8 @@ fi
 if command -v perf >/dev/null && [ -d "$ROOT/test/integration/node_modules/ws" ]; then
   /usr/bin/python3 "$ROOT/bench/net_syscalls.py" --build "$ROOT/$BUILD"
 fi
+# issue 7 (h1core): the HTTP/1.1 proxy's user-space cost per request under callgrind, Portico (access
+# log off and on) next to nginx: instructions and allocator calls per proxied GET
+if command -v valgrind >/dev/null; then
+  /usr/bin/python3 "$ROOT/bench/proxy_callgrind.py" --build "$ROOT/$BUILD"
+fi

@@ -23,6 +23,8 @@
  * connection HTTP and the next bytes are the next request.
  */
 #include "http/h1.h"
+#include "core/asan.h"
+#include "core/headers_priv.h"
 #include "core/config.h"
 
 #include <event2/buffer.h>
@@ -71,9 +73,9 @@ struct h1_conn {
     pt_limits_t limits;
     pt_timeouts_t to;
     h1_stream_t *head, *tail;
-    h1_stream_t *spare;   /* a released stream kept for the next request, or NULL */
     unsigned depth;       /* streams queued */
     h1_stream_t *reading; /* stream whose request body is arriving */
+    h1_stream_t *spare;   /* a finished stream's struct, for the next request (stream_push) */
     h1_stream_t *tunnel;  /* the stream the connection became a byte pipe for, or NULL */
     bool tunnel_eof;      /* the client closed its side of the tunnel */
     unsigned requests;    /* requests started on this connection */
@@ -144,16 +146,18 @@ static void stream_release(h1_stream_t *s, bool completed)
         pt__req_abort(req);
 }
 
+/* A finished stream's struct is kept (one per connection) for the next
+ * request on it: a keep-alive request allocates none. */
 static void stream_free(h1_stream_t *s)
 {
     if (s->out != NULL)
         evbuffer_free(s->out);
-    h1_conn_t *c = s->c;
-    if (c->spare == NULL) {
-        c->spare = s; /* the next request's (keep-alive: one allocation per connection) */
-        return;
+    if (s->c->spare == NULL) {
+        s->c->spare = s;
+        PT_ASAN_POISON(s, sizeof(*s)); /* until stream_push takes it again */
+    } else {
+        free(s);
     }
-    free(s);
 }
 
 static h1_stream_t *stream_push(h1_conn_t *c)
@@ -161,11 +165,10 @@ static h1_stream_t *stream_push(h1_conn_t *c)
     h1_stream_t *s = c->spare;
     if (s != NULL) {
         c->spare = NULL;
+        PT_ASAN_UNPOISON(s, sizeof(*s));
         memset(s, 0, sizeof(*s));
-    } else {
-        s = calloc(1, sizeof(*s));
-        if (s == NULL)
-            abort();
+    } else if ((s = calloc(1, sizeof(*s))) == NULL) {
+        abort();
     }
     s->c = c;
     s->out_left = -1;
@@ -193,6 +196,8 @@ static void teardown(h1_conn_t *c)
     c->tail = NULL;
     c->reading = NULL;
     c->tunnel = NULL;
+    if (c->spare != NULL)
+        PT_ASAN_UNPOISON(c->spare, sizeof(*c->spare));
     free(c->spare);
     c->spare = NULL;
     if (c->timer != NULL)
@@ -293,12 +298,20 @@ static void stage_content_length(stage_t *st, int64_t len)
     stage_add(st, "\r\n", 2);
 }
 
-/* Framing and connection-level fields are ours; never copied from a handler. */
+/* Framing and connection-level fields are ours; never copied from a handler.
+ * By length first: most names match none. */
 static bool is_framing(pt_str_t name)
 {
-    return pt_str_eq(name, PT_STR("content-length")) ||
-           pt_str_eq(name, PT_STR("transfer-encoding")) || pt_str_eq(name, PT_STR("connection")) ||
-           pt_str_eq(name, PT_STR("keep-alive"));
+    switch (name.len) {
+    case 10:
+        return pt_str_eq(name, PT_STR("connection")) || pt_str_eq(name, PT_STR("keep-alive"));
+    case 14:
+        return pt_str_eq(name, PT_STR("content-length"));
+    case 17:
+        return pt_str_eq(name, PT_STR("transfer-encoding"));
+    default:
+        return false;
+    }
 }
 
 static void stage_fields(stage_t *st, const pt_headers_t *h)
@@ -307,10 +320,26 @@ static void stage_fields(stage_t *st, const pt_headers_t *h)
         const pt_header_t *f = &h->v[i];
         if (is_framing(f->name) || !pt_header_value_valid(f->value))
             continue;
-        stage_add(st, f->name.base, f->name.len);
-        stage_add(st, ": ", 2);
-        stage_add(st, f->value.base, f->value.len);
-        stage_add(st, "\r\n", 2);
+        size_t n = f->name.len + f->value.len + 4;
+        if (st->n + n > sizeof(st->b)) { /* a large field: piecewise (stage_add spills) */
+            stage_add(st, f->name.base, f->name.len);
+            stage_add(st, ": ", 2);
+            stage_add(st, f->value.base, f->value.len);
+            stage_add(st, "\r\n", 2);
+            continue;
+        }
+        char *d = st->b + st->n;
+        if (f->name.len != 0)
+            memcpy(d, f->name.base, f->name.len);
+        d += f->name.len;
+        *d++ = ':';
+        *d++ = ' ';
+        if (f->value.len != 0)
+            memcpy(d, f->value.base, f->value.len);
+        d += f->value.len;
+        *d++ = '\r';
+        *d = '\n';
+        st->n += n;
     }
 }
 
@@ -565,29 +594,42 @@ static void fail_stream(h1_conn_t *c, h1_stream_t *s, int st, const char *reason
     stream_release(s, false); /* run the abort hooks: the handler stops waiting for the body */
 }
 
+/* Copies s to *d with a NUL (as pt_arena_strdup leaves it); *d moves past it. */
+static pt_str_t blk_put(char **d, pt_str_t s)
+{
+    char *p = *d;
+    if (s.len != 0)
+        memcpy(p, s.base, s.len);
+    p[s.len] = '\0';
+    *d = p + s.len + 1;
+    return (pt_str_t){p, s.len};
+}
+
 static int copy_head(h1_conn_t *c, h1_stream_t *s, pt_req_t *req, const pt_h1p_head_t *h)
 {
     pt_arena_t *a = req->arena;
     fill_common(c, req);
-    req->method = pt_arena_strdup(a, h->method);
-    req->target = pt_arena_strdup(a, h->target);
     const char *q = memchr(h->path.base, '?', h->path.len);
     size_t plen = q != NULL ? (size_t)(q - h->path.base) : h->path.len;
-    req->path = pt_arena_strdup(a, (pt_str_t){h->path.base, plen});
-    req->query =
-        q != NULL ? pt_arena_strdup(a, (pt_str_t){q + 1, h->path.len - plen - 1}) : PT_STR("");
-    req->authority = pt_arena_strdup(a, h->authority);
-    if (req->method.base == NULL || req->target.base == NULL || req->path.base == NULL ||
-        req->query.base == NULL || req->authority.base == NULL)
-        return PT_ERR_HEADERS_TOO_LARGE;
-    req->version = h->version;
+    size_t qlen = q != NULL ? h->path.len - plen - 1 : 0;
+    /* The head's strings out of the connection's buffer, into one arena block. */
+    size_t need = h->method.len + h->target.len + plen + qlen + h->authority.len + 5;
     for (size_t i = 0; i < h->header_cnt; i++)
-        if (pt_headers_add_nocopy(&req->headers, pt_arena_strdup(a, h->headers[i].name),
-                                  pt_arena_strdup(a, h->headers[i].value)) != 0)
+        need += h->headers[i].name.len + h->headers[i].value.len + 2;
+    char *d = pt_arena_alloc(a, need);
+    if (d == NULL)
+        return PT_ERR_HEADERS_TOO_LARGE;
+    req->method = blk_put(&d, h->method);
+    req->target = blk_put(&d, h->target);
+    req->path = blk_put(&d, (pt_str_t){h->path.base, plen});
+    req->query = q != NULL ? blk_put(&d, (pt_str_t){q + 1, qlen}) : PT_STR("");
+    req->authority = blk_put(&d, h->authority);
+    req->version = h->version;
+    for (size_t i = 0; i < h->header_cnt; i++) {
+        pt_str_t n = blk_put(&d, h->headers[i].name);
+        if (pt__headers_push(&req->headers, n, blk_put(&d, h->headers[i].value)) != 0)
             return PT_ERR_HEADERS_TOO_LARGE;
-    for (size_t i = 0; i < req->headers.cnt; i++)
-        if (req->headers.v[i].name.base == NULL || req->headers.v[i].value.base == NULL)
-            return PT_ERR_HEADERS_TOO_LARGE;
+    }
     req->content_length = h->content_length;
     req->expect_body = h->has_body;
     req->expect_continue = h->expect_continue;

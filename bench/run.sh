@@ -64,3 +64,16 @@ if [ -x "$ROOT/$BUILD/bin/bookstore-server" ] && command -v valgrind >/dev/null;
 fi
 # descriptors by gRPC server reflection vs from a file: config load time (issue 13, reflect; needs npm packages)
 /usr/bin/python3 "$ROOT/bench/reflect_bench.py" --build "$ROOT/$BUILD"
+# h2tls: an HTTPS HTTP/2 proxied request through h2.c vs HTTP/1.1 + TLS through libcurl, interleaved;
+# set H2TLS_BENCH_BEFORE to a portico built before the change to add its libcurl HTTP/2 rows
+/usr/bin/python3 "$ROOT/bench/h2tls_bench.py" --build "$ROOT/$BUILD"
+# issues 7/8 (netio): system calls per proxied HTTP/1.1 request and per relayed WebSocket message,
+# Portico vs nginx (perf tracepoints; needs perf and npm ws)
+if command -v perf >/dev/null && [ -d "$ROOT/test/integration/node_modules/ws" ]; then
+  /usr/bin/python3 "$ROOT/bench/net_syscalls.py" --build "$ROOT/$BUILD"
+fi
+# issue 7 (h1core): the HTTP/1.1 proxy's user-space cost per request under callgrind, Portico (access
+# log off and on) next to nginx: instructions and allocator calls per proxied GET
+if command -v valgrind >/dev/null; then
+  /usr/bin/python3 "$ROOT/bench/proxy_callgrind.py" --build "$ROOT/$BUILD"
+fi

@@ -60,6 +60,7 @@
 #include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
+#include "http/h2mem.h"
 #include "observe/observe.h"
 #include "portico/status.h"
 #include "portico/transcoder/wkt.h"
@@ -402,7 +403,8 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
             return;
         if (prefix.len != 0)
             memcpy(name, prefix.base, prefix.len);
-        memcpy(name + prefix.len, k.base, k.len);
+        for (size_t j = 0; j < k.len; j++) /* lowercase, as pt_headers_add() stores names */
+            name[prefix.len + j] = (char)tolower((unsigned char)k.base[j]);
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
             char *b = pt_arena_alloc(req->arena, PT_BASE64_ENCODED_LEN(v.len) + 1);
@@ -411,7 +413,9 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
             v = (pt_str_t){b, pt_base64_encode_to(b, (const uint8_t *)v.base, v.len)};
             pt_headers_add_nocopy(dst, n, v);
         } else if (pt_header_value_valid(v)) {
-            pt_headers_add(dst, n, v); /* copied: the slices die with the callback */
+            /* not copied again: upstream/grpc_call.c copied the metadata into this
+             * request's arena (the call's arena is req->arena, start_call) */
+            pt_headers_add_nocopy(dst, n, v);
         }
     }
 }
@@ -1221,6 +1225,41 @@ static void allow_header(pt_req_t *req, unsigned bits)
         pt_headers_set(&req->resp_headers, PT_STR("allow"), (pt_str_t){buf, o});
 }
 
+/*
+ * grpc_body_limit() runs just before the handler starts (routing, then the
+ * filter chain) and matches the path against the bindings already; rest_start()
+ * takes that match instead of making it again (~800 instructions a call). One
+ * slot per worker thread. It is only taken for the same request (its address
+ * and start time: a later request at the same address starts later) with the
+ * same method and path (a filter that rewrote either changed them) and the
+ * same table; the match's variables point into that request's arena.
+ */
+typedef struct match_memo {
+    const pt_req_t *req;
+    uint64_t start_ns;
+    const void *table;
+    pt_str_t method, path;
+    pt_httprule_match_t m;
+} match_memo_t;
+
+static __thread match_memo_t memo;
+
+static void memo_put(const pt_req_t *req, const pt_grpc_conf_t *conf, const pt_httprule_match_t *m)
+{
+    memo = (match_memo_t){req, req->start_ns, conf->table, req->method, req->path, *m};
+}
+
+static bool memo_take(const pt_req_t *req, const pt_grpc_conf_t *conf, pt_httprule_match_t *m)
+{
+    bool hit = memo.req == req && memo.start_ns == req->start_ns && memo.table == conf->table &&
+               memo.method.base == req->method.base && memo.method.len == req->method.len &&
+               memo.path.base == req->path.base && memo.path.len == req->path.len;
+    memo.req = NULL;
+    if (hit)
+        *m = memo.m;
+    return hit;
+}
+
 static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
 {
     rest_ctx_t *ctx = pt_arena_zalloc(req->arena, sizeof(*ctx));
@@ -1234,10 +1273,12 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     ctx->base.cluster = pt__grpc_cluster(conf, req);
     ctx->req = req;
     ctx->conf = conf;
-    pt_xbuf_init(&ctx->in, NULL);
-    pt_xbuf_init(&ctx->pb, NULL);
-    pt_xbuf_init(&ctx->out, NULL);
-    pt_xbuf_init(&ctx->frame, NULL);
+    /* the worker's free lists (http/h2mem.h): three buffers a call, malloc'd and freed otherwise */
+    const pt_allocator_t *xa = req->worker != NULL ? pt_h2mem_allocator(req->worker) : NULL;
+    pt_xbuf_init(&ctx->in, xa);
+    pt_xbuf_init(&ctx->pb, xa);
+    pt_xbuf_init(&ctx->out, xa);
+    pt_xbuf_init(&ctx->frame, xa);
     pt_headers_init(&ctx->up_headers, req->arena);
     req->handler_ctx = ctx;
     pt_handler_enter(ctx->req);
@@ -1246,15 +1287,17 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         goto done;
     }
 
-    size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
-    char *scratch = pt_arena_alloc(req->arena, slen);
-    if (scratch == NULL) {
-        pt__resp_fail(req, PT_ERR_URI_TOO_LONG, "path too long");
-        goto done;
+    pt_pathmatch_status_t ms = PT_PATHMATCH_OK;
+    if (!memo_take(req, conf, &ctx->match)) {
+        size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
+        char *scratch = pt_arena_alloc(req->arena, slen);
+        if (scratch == NULL) {
+            pt__resp_fail(req, PT_ERR_URI_TOO_LONG, "path too long");
+            goto done;
+        }
+        ms = pt_httprule_match(conf->table, req->method.base, req->method.len, req->path.base,
+                               req->path.len, NULL, scratch, slen, &ctx->match);
     }
-    pt_pathmatch_status_t ms =
-        pt_httprule_match(conf->table, req->method.base, req->method.len, req->path.base,
-                          req->path.len, NULL, scratch, slen, &ctx->match);
     switch (ms) {
     case PT_PATHMATCH_OK:
         break;
@@ -1387,6 +1430,7 @@ static uint64_t grpc_body_limit(const pt_req_t *req, const void *vconf, uint64_t
         pt_httprule_match(conf->table, req->method.base, req->method.len, req->path.base,
                           req->path.len, NULL, scratch, slen, &m) != PT_PATHMATCH_OK)
         return route_max;
+    memo_put(req, conf, &m);
     return m.binding->method->client_streaming ? UINT64_MAX : route_max;
 }
 

@@ -52,6 +52,7 @@
 #include "http/reqcheck.h"
 #include "observe/metrics.h"
 #include "core/request.h"
+#include "portico/transcoder/alloc.h"
 #include "portico/transcoder/wkt.h"
 
 /* Output: stop serializing frames while this much is waiting in the socket's
@@ -70,6 +71,7 @@
 #define WU_CREDIT_PER_STREAM 2u /* ... and a request stream the client opened */
 #define WU_CREDIT_MAX 1024u     /* earned credit is not banked beyond this */
 #define DEFAULT_STREAM_IDLE_MS (5u * 60u * 1000u)
+#define SPARE_STREAMS 16u       /* freed streams a connection keeps for its next ones */
 
 static const uint8_t DRAIN_PING[8] = {'p', 't', 'd', 'r', 'a', 'i', 'n', '1'};
 
@@ -124,6 +126,11 @@ struct h2_conn {
 
     h2_stream_t *head, *tail;  /* open streams, oldest first */
     unsigned nstreams;
+    h2_stream_t *spare;        /* freed streams kept for reuse, with their `out` (empty) */
+    unsigned nspare;
+    const pt_allocator_t *xa;  /* the worker's h2mem lists (streams come from them) */
+    h2_stream_t *hdr_cache;    /* the stream of the header block being decoded (on_header) */
+    uint8_t hpack_seeded;      /* never-indexed names indexed once (pt_hpack_nv_flags_seeded) */
     uint64_t requests;         /* streams opened by the client */
     uint64_t premature;        /* streams the client reset before our response ended */
     unsigned hdr_overlimit;    /* header blocks over the limits */
@@ -211,16 +218,25 @@ static inline void streams_gauge(h2_conn_t *c, int d)
         pt_metrics_gauge_add(&c->worker->metrics->h2_streams_active, d);
 }
 
+/* A stream from the connection's spares (its empty `out` kept), else a new one. */
 static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
 {
-    h2_stream_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        oom();
+    h2_stream_t *s = c->spare;
+    struct evbuffer *out;
+    if (s != NULL) {
+        c->spare = s->next;
+        c->nspare--;
+        out = s->out;
+    } else {
+        s = c->xa->alloc(c->xa->ud, sizeof(*s));
+        out = evbuffer_new();
+        if (s == NULL || out == NULL)
+            oom();
+    }
+    memset(s, 0, sizeof(*s));
     s->c = c;
     s->id = id;
-    s->out = evbuffer_new();
-    if (s->out == NULL)
-        oom();
+    s->out = out;
     s->last_ms = conn_now(c);
     s->prev = c->tail;
     if (c->tail != NULL)
@@ -246,8 +262,28 @@ static void stream_free(h2_stream_t *s)
         c->tail = s->prev;
     c->nstreams--;
     streams_gauge(c, -1);
+    if (c->hdr_cache == s)
+        c->hdr_cache = NULL;
+    size_t left = evbuffer_get_length(s->out);
+    if (c->nspare < SPARE_STREAMS && (left == 0 || evbuffer_drain(s->out, left) == 0)) {
+        s->next = c->spare;
+        c->spare = s;
+        c->nspare++;
+        return;
+    }
     evbuffer_free(s->out);
-    free(s);
+    c->xa->free(c->xa->ud, s);
+}
+
+static void spares_free(h2_conn_t *c)
+{
+    while (c->spare != NULL) {
+        h2_stream_t *s = c->spare;
+        c->spare = s->next;
+        evbuffer_free(s->out);
+        c->xa->free(c->xa->ud, s);
+    }
+    c->nspare = 0;
 }
 
 /* Gives the codec's hold on the request back: done when the response went
@@ -314,6 +350,7 @@ static void teardown(h2_conn_t *c)
         stream_release(s); // NOLINT(clang-analyzer-unix.Malloc): head is live
         stream_free(s);
     }
+    spares_free(c);
     if (c->ng != NULL)
         nghttp2_session_del(c->ng);
     c->ng = NULL;
@@ -522,6 +559,17 @@ static bool is_conn_specific(pt_str_t n)
            pt_str_eq(n, PT_STR("upgrade")) || pt_str_eq(n, PT_STR("content-length"));
 }
 
+/* Decimal digits of `v` at the end of `buf` (24 bytes), without printf (once a response). */
+static pt_str_t fmt_u64(char buf[24], uint64_t v)
+{
+    size_t i = 24;
+    do {
+        buf[--i] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0);
+    return (pt_str_t){&buf[i], 24 - i};
+}
+
 static nghttp2_nv make_nv(pt_str_t n, pt_str_t v)
 {
     return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, pt_hpack_nv_flags(n)};
@@ -548,19 +596,21 @@ static void submit_head(h2_stream_t *s)
         nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    snprintf(status, sizeof(status), "%03d", st);
+    status[0] = (char)('0' + st / 100);
+    status[1] = (char)('0' + st / 10 % 10);
+    status[2] = (char)('0' + st % 10);
     size_t n = 0;
     nva[n++] = make_nv(PT_STR(":status"), (pt_str_t){status, 3});
     for (size_t i = 0; i < h->cnt; i++) {
         pt_str_t name = h->v[i].name;
         if (name.len == 0 || name.base[0] == ':' || is_conn_specific(name))
             continue;
-        nva[n++] = make_nv(name, h->v[i].value);
+        nva[n++] = (nghttp2_nv){(uint8_t *)name.base, (uint8_t *)h->v[i].value.base, name.len,
+                                h->v[i].value.len, pt_hpack_nv_flags_seeded(name, &c->hpack_seeded)};
     }
     char clbuf[24];
     if (req->resp_content_length >= 0 && st != 204 && st != 304) {
-        int l = snprintf(clbuf, sizeof(clbuf), "%lld", (long long)req->resp_content_length);
-        nva[n++] = make_nv(PT_STR("content-length"), (pt_str_t){clbuf, (size_t)l});
+        nva[n++] = make_nv(PT_STR("content-length"), fmt_u64(clbuf, (uint64_t)req->resp_content_length));
     }
     bool empty = s->out_end && evbuffer_get_length(s->out) == 0 && req->resp_trailers.cnt == 0;
     nghttp2_data_provider dp = {.source.ptr = s, .read_callback = data_read};
@@ -728,6 +778,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* trailers (or a second HEADERS nghttp2 will reject): a new block to count */
         if (s != NULL) {
+            c->hdr_cache = s;
             s->is_trailer_block = true;
             s->hdr_bytes = s->hdr_cnt = 0;
             s->over_limit = false;
@@ -743,6 +794,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     s = stream_new(c, id);
+    c->hdr_cache = s;
     nghttp2_session_set_stream_user_data(ng, id, s);
     pt_req_t *req = pt__req_new(c->worker, &h2_stream_ops, s);
     s->req = req;
@@ -769,10 +821,10 @@ static void stream_reject(h2_stream_t *s, int st, const char *why)
 static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t value)
 {
     pt_req_t *req = s->req;
-    pt_str_t v = pt_arena_strdup(req->arena, value);
-    if (v.base == NULL)
-        return PT_ERR_HEADERS_TOO_LARGE;
     if (name.len != 0 && name.base[0] == ':') {
+        pt_str_t v = pt_arena_strdup(req->arena, value);
+        if (v.base == NULL)
+            return PT_ERR_HEADERS_TOO_LARGE;
         if (pt_str_eq(name, PT_STR(":method")))
             req->method = v;
         else if (pt_str_eq(name, PT_STR(":scheme")))
@@ -788,10 +840,25 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
             return PT_ERR_INVALID;
         return 0;
     }
-    if (!pt_header_name_valid(name, c->allow_underscores))
+    /* nghttp2's HTTP messaging (on for server sessions) hands on_header only
+     * regular names it checked: non-empty, lowercase token characters (others
+     * go to on_invalid_header, which resets the stream). What is left of
+     * pt_header_name_valid() is the underscore policy. */
+    if (!c->allow_underscores && memchr(name.base, '_', name.len) != NULL)
         return PT_ERR_INVALID;
-    pt_str_t n = pt_arena_strdup(req->arena, name);
-    if (n.base == NULL || pt_headers_add_nocopy(&req->headers, n, v) != 0)
+    /* name and value in one arena block, each NUL-terminated */
+    char *p = pt_arena_alloc(req->arena, name.len + value.len + 2);
+    if (p == NULL)
+        return PT_ERR_HEADERS_TOO_LARGE;
+    memcpy(p, name.base, name.len);
+    p[name.len] = '\0';
+    pt_str_t n = {p, name.len};
+    p += name.len + 1;
+    if (value.len != 0)
+        memcpy(p, value.base, value.len);
+    p[value.len] = '\0';
+    pt_str_t v = {p, value.len};
+    if (pt_headers_add_nocopy(&req->headers, n, v) != 0)
         return PT_ERR_HEADERS_TOO_LARGE;
     if (pt_str_eq(name, PT_STR("host"))) {
         if (s->host.base != NULL)
@@ -815,7 +882,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     h2_conn_t *c = user_data;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    h2_stream_t *s = stream_of(c, frame->hd.stream_id);
+    /* one look-up per block, not per field: the stream on_begin_headers saw */
+    h2_stream_t *s = c->hdr_cache;
+    if (s == NULL || s->id != frame->hd.stream_id)
+        s = stream_of(c, frame->hd.stream_id);
     if (s == NULL || s->req == NULL)
         return 0;
     s->last_ms = conn_now(c);
@@ -1423,6 +1493,7 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     c->worker = conn->worker;
     c->base = conn->worker->base;
     c->out = pt_conn_output(conn);
+    c->xa = pt_h2mem_allocator(c->worker);
 
     const pt_config_t *cfg = conn->worker->config != NULL ? conn->worker->config : conn->config;
     const pt_limits_t *l = &cfg->limits;

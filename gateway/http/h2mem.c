@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "net/worker.h"
+#include "portico/transcoder/alloc.h"
 
 enum {
     H2MEM_MIN_SHIFT = 5,  /* 32 bytes */
@@ -30,8 +31,11 @@ typedef struct free_blk {
 
 typedef struct h2mem {
     nghttp2_mem mem;
+    pt_allocator_t xalloc;   /* the same lists for the transcoder's buffers */
     free_blk_t *free[H2MEM_CLASSES];
     unsigned cnt[H2MEM_CLASSES];
+    size_t live;             /* blocks handed out and not given back */
+    bool dead;               /* disposed while `live` != 0: freed with the last block */
 } h2mem_t;
 
 _Static_assert(sizeof(blk_t) == 16, "block header keeps 16-byte alignment");
@@ -65,6 +69,7 @@ static void *m_malloc(size_t size, void *ud)
     }
     b->cls = c;
     b->size = size;
+    m->live++;
     return b + 1;
 }
 
@@ -75,6 +80,14 @@ static void m_free(void *ptr, void *ud)
     h2mem_t *m = ud;
     blk_t *b = (blk_t *)ptr - 1;
     unsigned c = b->cls;
+    m->live--;
+    if (m->dead) {
+        /* the worker is gone: nothing is kept any more */
+        free(b);
+        if (m->live == 0)
+            free(m);
+        return;
+    }
     if (c == H2MEM_BIG || m->cnt[c] >= H2MEM_KEEP) {
         free(b);
         return;
@@ -116,7 +129,22 @@ static void *m_realloc(void *ptr, size_t size, void *ud)
     return q;
 }
 
-nghttp2_mem *pt_h2mem_of(pt_worker_t *w)
+static void *x_alloc(void *ud, size_t n)
+{
+    return m_malloc(n != 0 ? n : 1, ud);
+}
+
+static void *x_realloc(void *ud, void *p, size_t n)
+{
+    return m_realloc(p, n != 0 ? n : 1, ud);
+}
+
+static void x_free(void *ud, void *p)
+{
+    m_free(p, ud);
+}
+
+static h2mem_t *mem_of(pt_worker_t *w)
 {
     h2mem_t *m = w->h2mem;
     if (m == NULL) {
@@ -124,9 +152,20 @@ nghttp2_mem *pt_h2mem_of(pt_worker_t *w)
         if (m == NULL)
             abort();
         m->mem = (nghttp2_mem){m, m_malloc, m_free, m_calloc, m_realloc};
+        m->xalloc = (pt_allocator_t){x_alloc, x_realloc, x_free, m};
         w->h2mem = m;
     }
-    return &m->mem;
+    return m;
+}
+
+nghttp2_mem *pt_h2mem_of(pt_worker_t *w)
+{
+    return &mem_of(w)->mem;
+}
+
+const pt_allocator_t *pt_h2mem_allocator(pt_worker_t *w)
+{
+    return &mem_of(w)->xalloc;
 }
 
 void pt_h2mem_dispose(pt_worker_t *w)
@@ -140,7 +179,12 @@ void pt_h2mem_dispose(pt_worker_t *w)
             m->free[c] = f->next;
             free(f);
         }
+        m->cnt[c] = 0;
+    }
+    w->h2mem = NULL;
+    if (m->live != 0) {
+        m->dead = true; /* a request's buffers may outlive the worker's state: freed with the last */
+        return;
     }
     free(m);
-    w->h2mem = NULL;
 }

@@ -12,6 +12,14 @@
  * malloc. One per worker, made on first use, freed with the worker (after
  * every session of the worker was deleted). Only the thread that holds the
  * worker uses it, like the sessions themselves.
+ *
+ * The same lists serve the worker's per-request objects that would otherwise
+ * be a malloc/free pair per call (server streams, gRPC call objects, the
+ * REST transcoder's buffers) through pt_h2mem_allocator(). Those may outlive
+ * the worker's state (a request freed after the upstream layer went away):
+ * the allocator counts its blocks out, and a disposed one is freed with the
+ * last of them (each block goes back to the allocator that made it: keep the
+ * pt_allocator_t pointer, not the worker).
  */
 #ifndef PT_GATEWAY_H2MEM_H
 #define PT_GATEWAY_H2MEM_H
@@ -19,11 +27,17 @@
 #include <nghttp2/nghttp2.h>
 
 typedef struct pt_worker pt_worker_t;
+typedef struct pt_allocator pt_allocator_t;
 
 /** The worker's nghttp2_mem (made on first use; aborts on OOM). */
 nghttp2_mem *pt_h2mem_of(pt_worker_t *w);
 
-/** Frees the worker's allocator and the blocks it keeps. Every session using it must be gone. */
+/** The same lists as a transcoder allocator (made on first use; aborts on OOM). `alloc`
+ *  returns NULL only on OOM; free every block through this pointer. */
+const pt_allocator_t *pt_h2mem_allocator(pt_worker_t *w);
+
+/** Frees the worker's allocator and the blocks it keeps. Every session using it must be gone;
+ *  blocks still out (pt_h2mem_allocator) keep it until the last is freed. */
 void pt_h2mem_dispose(pt_worker_t *w);
 
 #endif /* PT_GATEWAY_H2MEM_H */

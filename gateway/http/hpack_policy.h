@@ -34,4 +34,27 @@ static inline uint8_t pt_hpack_nv_flags(pt_str_t name)
     return NGHTTP2_NV_FLAG_NONE;
 }
 
+/**
+ * As pt_hpack_nv_flags(), for a session that remembers in `*seeded` (zero at
+ * start) which never-indexed names it has sent. The first field of each such
+ * name on a session is indexed once: its entry stays in the dynamic table
+ * (nothing else on our sessions is inserted per request), and RFC 7541's
+ * "literal never indexed" fields after it name that entry instead of spelling
+ * (and Huffman-coding) the name every time. Values are never indexed again.
+ */
+static inline uint8_t pt_hpack_nv_flags_seeded(pt_str_t name, uint8_t *seeded)
+{
+    if (pt_hpack_nv_flags(name) == NGHTTP2_NV_FLAG_NONE)
+        return NGHTTP2_NV_FLAG_NONE;
+    uint8_t bit = name.len == 12 && memcmp(name.base, "x-request-id", 12) == 0   ? 1u
+                  : pt__hpack_ends_with(name, "request-id", 10)                 ? 2u
+                  : name.len == 11 && memcmp(name.base, "traceparent", 11) == 0 ? 4u
+                  : name.len == 10 && memcmp(name.base, "tracestate", 10) == 0  ? 8u
+                                                                                : 0u;
+    if (bit == 0 || (*seeded & bit) != 0)
+        return NGHTTP2_NV_FLAG_NO_INDEX;
+    *seeded |= bit;
+    return NGHTTP2_NV_FLAG_NONE;
+}
+
 #endif /* PT_GATEWAY_HPACK_POLICY_H */

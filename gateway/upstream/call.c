@@ -4,20 +4,23 @@
  * The back ends implement the calls; this file routes the public API of
  * call.h to them and owns the policy they share (call_internal.h).
  *
- * REST clusters (PT_PROTO_HTTP) go to one of two back ends, chosen once per
- * cluster per worker:
- *   - h1.c, the native HTTP/1.1 client, when `http2` is off and every
- *     endpoint is a plain http:// one with an IP address (or localhost):
- *     per-endpoint keep-alive pools, one writev and one read per exchange,
- *     no allocation per request in steady state;
- *   - http.c (libcurl multi) otherwise: https:// endpoints (TLS), `http2: true`
- *     (h2c / ALPN h2), endpoints named by DNS host names (libcurl resolves
- *     them asynchronously).
- * The environment variable PORTICO_UPSTREAM_NATIVE=0 sends every REST cluster
- * through libcurl (a switch for comparisons and a fallback).
+ * gRPC clusters and `http2: true` REST clusters go to h2.c, the nghttp2
+ * client (h2c prior knowledge for http://, TLS + ALPN for https://; an
+ * https:// endpoint that picks http/1.1 gets its calls continued through
+ * http.c). Other REST clusters (PT_PROTO_HTTP, HTTP/1.1) go to one of two back
+ * ends, chosen once per cluster per worker:
+ *   - h1.c, the native HTTP/1.1 client, when every endpoint is a plain
+ *     http:// one with an IP address (or localhost): per-endpoint keep-alive
+ *     pools, one writev and one read per exchange, no allocation per request
+ *     in steady state;
+ *   - http.c (libcurl multi, HTTP/1.1 only) otherwise: https:// endpoints
+ *     (TLS), endpoints named by DNS host names (libcurl resolves them
+ *     asynchronously).
+ * The environment variable PORTICO_UPSTREAM_NATIVE=0 sends every HTTP/1.1 REST
+ * cluster through libcurl (a switch for comparisons and a fallback).
  *
- * Every back end (these two and h2.c, which carries gRPC) follows the one endpoint
- * policy of policy.c: round robin, passive ejection, retries, connection caps.
+ * Every back end follows the one endpoint policy of policy.c: round robin,
+ * passive ejection, retries, connection caps.
  */
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
@@ -134,15 +137,20 @@ int pt__upcall_dispatch(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcal
          * response parsing; an HTTP/2 upstream would need extended CONNECT. */
         pt__upworker_t *uw = w->upstream_http;
         const pt_cluster_t *cl = r->cluster;
-        bool ok = cl->protocol == PT_PROTO_HTTP && !pt__uph2_serves(cl) && uw != NULL &&
-                  uw->h1 != NULL && !uw->native_off && !r->has_body && cl->endpoint_cnt > 0;
-        for (size_t i = 0; ok && i < cl->endpoint_cnt; i++)
+        bool ok = cl->protocol == PT_PROTO_HTTP && uw != NULL && uw->h1 != NULL &&
+                  !uw->native_off && !r->has_body && cl->endpoint_cnt > 0;
+        bool any_tls = false; /* `http2: true` over http:// only is h2c: no HTTP/1.1 there */
+        for (size_t i = 0; ok && i < cl->endpoint_cnt; i++) {
             ok = pt__uph1_tunnel_ok(&cl->endpoints[i]);
+            any_tls = any_tls || cl->endpoints[i].tls;
+        }
+        if (cl->http2 && !any_tls)
+            ok = false;
         if (!ok)
             return PT_ERR_NOT_IMPLEMENTED;
         return pt__uph1_start(uw, r, cbs, ud, out);
     }
-    if (pt__uph2_serves(r->cluster)) /* grpc, and h2c http clusters: native HTTP/2 (h2.c) */
+    if (pt__uph2_serves(r->cluster)) /* grpc, and http2 REST clusters: native HTTP/2 (h2.c) */
         return pt__uph2_start(w, r, cbs, ud, out);
     switch (r->cluster->protocol) {
     case PT_PROTO_HTTP: {

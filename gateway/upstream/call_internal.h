@@ -1,13 +1,14 @@
 /*
  * call_internal.h -- what call.c shares with the protocol back ends.
  *
- * REST clusters (PT_PROTO_HTTP) have two back ends:
+ * REST clusters (PT_PROTO_HTTP) over HTTP/1.1 have two back ends:
  *   h1.c    the native HTTP/1.1 client (plain http:// endpoints, `http2: false`):
  *           our own keep-alive pools, one writev + one read per exchange;
- *   http.c  libcurl's multi interface, for everything else (https://
- *           endpoints, `http2: true`, endpoints given by host name).
- * call.c picks one per cluster (pt__up_cluster()); the endpoint policy both
- * follow (and h2.c, which carries gRPC) is policy.h's.
+ *   http.c  libcurl's multi interface, HTTP/1.1 only, for the rest (https://
+ *           endpoints, endpoints given by host name) and for the calls h2.c
+ *           hands over when an https:// endpoint picks http/1.1 in ALPN.
+ * `http2: true` REST clusters and gRPC go to h2.c (h2.h). call.c picks one
+ * per cluster (pt__up_cluster()); the endpoint policy all follow is policy.h's.
  *
  * Every pt_upcall_t starts with a pointer to its back end's ops, so the
  * public functions in call.c dispatch without knowing the back end.
@@ -104,6 +105,18 @@ void pt__upretry_count_call(pt_worker_t *w, const pt_cluster_t *cl);
  */
 int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
                      void *ud, pt_upcall_t **out);
+
+/**
+ * http.c: continues a call of h2.c over HTTP/1.1 on endpoint `idx` (an https://
+ * endpoint that picked http/1.1 in ALPN): `pol` is the call's policy state
+ * (the new call takes it over on success: the caller forgets its copy; on
+ * failure it stays the caller's), `deadline_ms` (pt_now_ms clock) the call's
+ * deadline. Same contract as pt_upcall_start otherwise; PT_ERR_TIMEOUT when
+ * the deadline passed already.
+ */
+int pt__uphttp_start_on(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                        void *ud, pt_upcall_t **out, size_t idx, const pt_policy_try_t *pol,
+                        uint64_t deadline_ms);
 
 /** http.c: per-worker curl multi handle bound to the worker's loop; stored in uw->curl. */
 int pt__uphttp_worker_init(pt__upworker_t *uw);

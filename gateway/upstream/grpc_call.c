@@ -19,11 +19,14 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/h2mem.h"
 #include "upstream/call.h"
 #include "portico/status.h"
+#include "portico/transcoder/alloc.h"
 #include "portico/transcoder/wkt.h"
 
 #define DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
@@ -62,8 +65,6 @@ struct pt_grpc_call {
     uint64_t left;            /* bytes of the current message still to come */
     char *rbuf;               /* received bytes not delivered: whole messages, then a partial one */
     size_t r_off, r_whole, r_len, r_cap;
-    char s_small[SMALL_BUF];  /* first storage of sbuf and rbuf */
-    char r_small[SMALL_BUF];
 
     /* status */
     pt_grpc_status_t st;
@@ -71,6 +72,11 @@ struct pt_grpc_call {
 
     unsigned depth;
     bool canceled, done;
+    const pt_allocator_t *xa; /* the worker's h2mem lists: this object came from them */
+
+    /* last: not cleared for a new call (call_new) */
+    char s_small[SMALL_BUF];  /* first storage of sbuf and rbuf */
+    char r_small[SMALL_BUF];
 };
 
 /* Grows *buf (capacity *cap; `small` is its inline storage) to hold `need` bytes. */
@@ -105,13 +111,22 @@ static void call_free(pt_grpc_call_t *c)
         event_del(&c->ev);
     buf_release(&c->sbuf, &c->s_cap, c->s_small);
     buf_release(&c->rbuf, &c->r_cap, c->r_small);
-    free(c);
+    c->xa->free(c->xa->ud, c);
 }
 
 static void schedule(pt_grpc_call_t *c)
 {
     if (!c->canceled && !c->done)
         event_active(&c->ev, EV_WRITE, 0);
+}
+
+/* Progress a unary caller hears of only at the end (grpc.h: on_headers,
+ * on_sent, on_message and on_done in one go): no delivery event for it
+ * before then -- one event per call instead of two or three. */
+static void schedule_progress(pt_grpc_call_t *c)
+{
+    if (!c->unary)
+        schedule(c);
 }
 
 /* Portico ends the call itself: `code`, with `local` saying why (first reason wins). */
@@ -151,9 +166,9 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
         if (c->s_owed) {
             c->s_owed = false;
             c->s_ready = true;
-            schedule(c);
+            schedule_progress(c);
         }
-        if (n == 0 && c->s_close)
+        if (c->s_close) /* the last bytes and the end together: no empty DATA frame after them */
             *eof = true;
     }
     return n;
@@ -201,7 +216,7 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
     c->http = status;
     c->got_head = true;
     copy_md(c, &c->md, h, cnt);
-    schedule(c);
+    schedule_progress(c);
 }
 
 /* The next message's prefix is complete: 0, or the call fails here. */
@@ -258,7 +273,7 @@ static bool up_on_data(void *ud, const char *data, size_t len)
             c->r_whole = c->r_len;
     }
     if (c->r_whole > c->r_off) {
-        schedule(c);
+        schedule_progress(c);
         c->paused = true; /* a whole message waits for the caller */
         return false;
     }
@@ -285,15 +300,33 @@ static pt_str_t pct_decode(pt_arena_t *a, pt_str_t v)
     return (pt_str_t){o, n};
 }
 
+/* The three status fields of metadata copied by copy_md(), in one pass (the
+ * first of each name wins, as pt_headers_get() answered): names are compared
+ * only when their length fits. */
+static void status_fields(const pt_headers_t *h, pt_str_t *st, pt_str_t *msg, pt_str_t *bin)
+{
+    *st = *msg = *bin = PT_STR_NULL;
+    for (size_t i = 0; i < h->cnt; i++) {
+        pt_str_t n = h->v[i].name;
+        pt_str_t *dst = n.len == 11 ? st : n.len == 12 ? msg : n.len == 23 ? bin : NULL;
+        if (dst == NULL || dst->base != NULL)
+            continue;
+        if (pt_str_ieq(n, n.len == 11   ? PT_STR("grpc-status")
+                          : n.len == 12 ? PT_STR("grpc-message")
+                                        : PT_STR("grpc-status-details-bin")))
+            *dst = h->v[i].value;
+    }
+}
+
 /* The status carried by `h` (trailers, or a Trailers-Only head), if any. */
 static bool status_from(pt_grpc_call_t *c, const pt_headers_t *h)
 {
-    pt_str_t s = pt_headers_get(h, PT_STR("grpc-status"));
+    pt_str_t s, msg, bin;
+    status_fields(h, &s, &msg, &bin);
     if (s.base == NULL)
         return false;
     c->st.code = pt_grpc_status_parse(s); /* -1, 99, "abc": UNKNOWN, as native gRPC passes them */
-    c->st.details = pct_decode(c->arena, pt_headers_get(h, PT_STR("grpc-message")));
-    pt_str_t bin = pt_headers_get(h, PT_STR("grpc-status-details-bin"));
+    c->st.details = pct_decode(c->arena, msg);
     if (bin.base != NULL) { /* decoded already by copy_md */
         c->st.bin = (const uint8_t *)bin.base;
         c->st.bin_len = bin.len;
@@ -459,9 +492,13 @@ int pt_grpc_call_start(pt_worker_t *w, const pt_grpc_call_req_t *r, const pt_grp
         cbs->on_message == NULL || cbs->on_done == NULL || out == NULL ||
         (r->unary && (r->msg == NULL || !r->close)))
         return PT_ERR_INTERNAL;
-    pt_grpc_call_t *c = calloc(1, sizeof(*c));
+    /* from the worker's free lists: a call object is a malloc/free pair per call otherwise */
+    const pt_allocator_t *xa = pt_h2mem_allocator(w);
+    pt_grpc_call_t *c = xa->alloc(xa->ud, sizeof(*c));
     if (c == NULL)
         abort();
+    memset(c, 0, offsetof(pt_grpc_call_t, s_small)); /* the inline buffers need no clearing */
+    c->xa = xa;
     c->sbuf = c->s_small;
     c->rbuf = c->r_small;
     c->s_cap = c->r_cap = SMALL_BUF;

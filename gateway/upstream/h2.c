@@ -12,7 +12,15 @@
  *   max_connections_per_endpoint, policy.h) -> one stream.
  *
  * `http://` endpoints speak h2c with prior knowledge; `https://` ones TLS
- * through OpenSSL on the socket, ALPN "h2" required (no fallback).
+ * through OpenSSL on the socket with the cluster's settings (upstream/tls.h).
+ * ALPN: gRPC clusters offer only "h2" (a server without it fails the
+ * connection: "upstream did not negotiate h2 (ALPN)"); REST clusters offer
+ * "h2" and "http/1.1", as libcurl did. When such a server picks http/1.1 (or
+ * no ALPN), the calls waiting on that connection, and the pool's calls for
+ * H1_REMEMBER_MS after it, continue over HTTP/1.1 through http.c (libcurl,
+ * the back end of https:// HTTP/1.1): the caller keeps its handle, whose ops
+ * then forward to that call ("HTTP/1.1 fallback" below). The next connection
+ * made after that time asks again.
  *
  * Bodies stream both ways. The request body is a DEFERRED data provider that
  * pulls the caller's read_body; pt_upcall_body_ready() resumes it. Response
@@ -45,6 +53,7 @@
 #include "http/hpack_policy.h"
 #include "upstream/h2.h"
 #include "upstream/hstore.h"
+#include "upstream/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -80,6 +89,7 @@ enum {
     RBUF_SIZE = 64 * 1024,
     WBUF_HIGH = 64 * 1024,           /* serialise frames up to this much per write */
     HELD_CHUNK = 16 * 1024,          /* held bytes are re-delivered in slices of this */
+    H1_REMEMBER_MS = 60000,          /* an endpoint that picked http/1.1 gets HTTP/1.1 this long */
 };
 
 typedef struct h2w h2w_t;
@@ -137,6 +147,8 @@ struct h2pool {
     char *authority;               /* "host:port": :authority when neither cluster nor call set one */
     uint16_t port;
     bool tls, verify;
+    bool h1_ok;                    /* REST: ALPN offers http/1.1 too, and calls fall back to it */
+    uint64_t h1_until;             /* the endpoint picked http/1.1: calls go to http.c until then */
     SSL_CTX *ssl_ctx;
     conn_t *conns;
     unsigned nconns;
@@ -169,6 +181,8 @@ struct h2conn {
     bool flush_sched;
     bool wev_on;
     bool closing;                  /* idle close: GOAWAY flushed, then freed */
+    bool to_h1;                    /* ALPN said http/1.1: its calls go on in http.c */
+    uint8_t hpack_seeded;          /* never-indexed names indexed once (hpack_policy.h) */
     nghttp2_session *ng;
     struct event rev, wev, flush_ev, timer;
     bool events_set;
@@ -218,6 +232,7 @@ struct h2call {
     fail_kind_t fkind;
     call_t *prev, *next;           /* hw->calls */
     call_t *link;                  /* done queue or zombies */
+    pt_upcall_t *h1;               /* HTTP/1.1 fallback: the http.c call this one forwards to */
 };
 
 
@@ -225,6 +240,8 @@ static void conn_flush(conn_t *k);
 static void conn_fail(conn_t *k, int st, const char *why);
 static void attempt(call_t *c, size_t idx);
 static void on_done_ev(evutil_socket_t fd, short what, void *arg);
+static void conn_to_h1(conn_t *k);
+static void call_to_h1(call_t *c);
 
 /* ---- worker ------------------------------------------------------------- */
 
@@ -274,47 +291,19 @@ static void leave(h2w_t *hw)
 
 /* ---- endpoints and pools ------------------------------------------------- */
 
-/*
- * The name a TLS endpoint's certificate is checked against: the host of the
- * cluster's `authority` when it sets one (gRPC's rule: the authority names
- * the server, whatever address reaches it), else the endpoint's host. Written
- * into `buf`; returns it.
- */
-static const char *tls_name(const pt_cluster_t *cl, const pt_endpoint_t *ep, char *buf, size_t len)
-{
-    const char *a = cl->authority;
-    if (a == NULL || a[0] == '\0')
-        return ep->host;
-    size_t n = strlen(a);
-    if (a[0] == '[') { /* [v6]:port */
-        const char *e = strchr(a, ']');
-        if (e != NULL) {
-            a++;
-            n = (size_t)(e - a);
-        }
-    } else {
-        const char *colon = strrchr(a, ':');
-        if (colon != NULL && strchr(a, ':') == colon)
-            n = (size_t)(colon - a);
-    }
-    if (n == 0 || n >= len)
-        return ep->host;
-    memcpy(buf, a, n);
-    buf[n] = '\0';
-    return buf;
-}
-
 /* Same URL and TLS settings, and the same endpoint for the policy (which keys https:// ones by
  * their authority too), so connect failures land on the endpoint the cluster's picks check. */
 static pool_t *pool_find(h2w_t *hw, const pt_cluster_t *cl, const pt_endpoint_t *ep,
                          const pt_policy_ep_t *pe)
 {
     char nbuf[256];
-    const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
+    const char *name = pt__uptls_name(cl, ep, nbuf, sizeof(nbuf));
     const char *ca = cl->ca_file != NULL ? cl->ca_file : "";
+    bool h1_ok = cl->protocol == PT_PROTO_HTTP;
     for (pool_t *p = hw->pools; p != NULL; p = p->next)
         if (strcmp(p->url, ep->url) == 0 && p->verify == cl->tls_verify &&
-            strcmp(p->ca_file, ca) == 0 && strcmp(p->tls_name, name) == 0 && p->ep == pe)
+            strcmp(p->ca_file, ca) == 0 && strcmp(p->tls_name, name) == 0 && p->ep == pe &&
+            p->h1_ok == h1_ok)
             return p;
     return NULL;
 }
@@ -327,7 +316,7 @@ static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, size_t idx)
     if (p != NULL)
         return p;
     char nbuf[256];
-    const char *name = tls_name(cl, ep, nbuf, sizeof(nbuf));
+    const char *name = pt__uptls_name(cl, ep, nbuf, sizeof(nbuf));
     p = pt_xcalloc(1, sizeof(*p));
     p->hw = hw;
     p->ep = pe;
@@ -341,6 +330,7 @@ static pool_t *pool_get(h2w_t *hw, const pt_cluster_t *cl, size_t idx)
     p->port = ep->port;
     p->tls = ep->tls;
     p->verify = cl->tls_verify;
+    p->h1_ok = cl->protocol == PT_PROTO_HTTP;
     p->next = hw->pools;
     hw->pools = p;
     return p;
@@ -1035,14 +1025,12 @@ static void conn_handshake(conn_t *k)
     ERR_clear_error();
     int rv = SSL_do_handshake(k->ssl);
     if (rv == 1) {
-        const unsigned char *alpn = NULL;
-        unsigned alen = 0;
-        SSL_get0_alpn_selected(k->ssl, &alpn, &alen);
-        if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
+        if (strcmp(pt__uptls_alpn(k->ssl), "h2") == 0)
+            conn_ready(k);
+        else if (k->pool->h1_ok)
+            conn_to_h1(k);
+        else
             conn_fail(k, PT_ERR_UPSTREAM, "upstream did not negotiate h2 (ALPN)");
-            return;
-        }
-        conn_ready(k);
         return;
     }
     int e = SSL_get_error(k->ssl, rv);
@@ -1052,7 +1040,10 @@ static void conn_handshake(conn_t *k)
         want_write(k);
         return;
     }
-    conn_fail(k, PT_ERR_UPSTREAM, "upstream TLS handshake failed");
+    bool refused = pt__uptls_verify_failed(k->ssl);
+    ERR_clear_error();
+    conn_fail(k, PT_ERR_UPSTREAM,
+              refused ? "upstream TLS certificate verification failed" : "upstream TLS handshake failed");
 }
 
 static void on_conn_read(evutil_socket_t fd, short what, void *arg)
@@ -1139,28 +1130,12 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 
 static SSL_CTX *pool_ssl_ctx(pool_t *p)
 {
-    if (p->ssl_ctx != NULL)
-        return p->ssl_ctx;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    static const unsigned char alpn[] = {2, 'h', '2'};
-    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (p->verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        int ok = p->ca_file[0] != '\0' ? SSL_CTX_load_verify_locations(ctx, p->ca_file, NULL)
-                                       : SSL_CTX_set_default_verify_paths(ctx);
-        if (ok != 1) {
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
-    } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    }
-    p->ssl_ctx = ctx;
-    return ctx;
+    if (p->ssl_ctx == NULL)
+        p->ssl_ctx = p->h1_ok ? pt__uptls_ctx_new(p->verify, p->ca_file, PT_UPTLS_ALPN_H2_H1,
+                                                  sizeof(PT_UPTLS_ALPN_H2_H1) - 1)
+                              : pt__uptls_ctx_new(p->verify, p->ca_file, PT_UPTLS_ALPN_H2,
+                                                  sizeof(PT_UPTLS_ALPN_H2) - 1);
+    return p->ssl_ctx;
 }
 
 static int conn_setup_tls(conn_t *k)
@@ -1173,17 +1148,7 @@ static int conn_setup_tls(conn_t *k)
     if (k->ssl == NULL || SSL_set_fd(k->ssl, k->fd) != 1)
         return -1;
     SSL_set_connect_state(k->ssl);
-    unsigned char tmp[16];
-    const char *name = p->tls_name;
-    bool is_ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
-    if (!is_ip)
-        SSL_set_tlsext_host_name(k->ssl, name);
-    if (p->verify) {
-        X509_VERIFY_PARAM *vp = SSL_get0_param(k->ssl);
-        if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1 : SSL_set1_host(k->ssl, name) != 1)
-            return -1;
-    }
-    return 0;
+    return pt__uptls_set_peer(k->ssl, p->tls_name, p->verify);
 }
 
 /* Starts connecting `k` to `sa`. Returns 0, or -1 (nothing started). */
@@ -1343,6 +1308,10 @@ static void conn_fail(conn_t *k, int st, const char *why)
         call_t *c = k->tab[i].c;
         k->tab[i].sid = -1;
         c->conn = NULL;
+        if (k->to_h1) { /* nothing of it was sent: it goes on over HTTP/1.1 */
+            call_to_h1(c);
+            continue;
+        }
         if (c->held_len > c->held_off && c->got_end && c->got_head) {
             call_finish(c, 0, "ok", K_NONE); /* complete, only waiting for the caller */
             continue;
@@ -1471,10 +1440,11 @@ static int submit(call_t *c, conn_t *k)
     nva[n++] = mknv(":path", 5, path.base, path.len);
     for (size_t i = 0; i < hcnt; i++) {
         pt_str_t hn = r->headers->v[i].name, hv = r->headers->v[i].value;
-        if (hn.len == 0 || hn.base[0] == ':' || pt_str_ieq(hn, PT_STR("host")) ||
-            pt_str_ieq(hn, PT_STR("content-length")))
+        /* names compared only where the length fits (most fields match none) */
+        if (hn.len == 0 || hn.base[0] == ':' || (hn.len == 4 && pt_str_ieq(hn, PT_STR("host"))) ||
+            (hn.len == 14 && pt_str_ieq(hn, PT_STR("content-length"))))
             continue;
-        if (pt_str_ieq(hn, PT_STR("te"))) {
+        if (hn.len == 2 && pt_str_ieq(hn, PT_STR("te"))) {
             if (!pt_str_ieq(hv, PT_STR("trailers")))
                 continue;
         } else if (pt_header_is_hop_by_hop(hn)) {
@@ -1487,7 +1457,8 @@ static int submit(call_t *c, conn_t *k)
                 dst[j] = (char)(hn.base[j] >= 'A' && hn.base[j] <= 'Z' ? hn.base[j] + 32 : hn.base[j]);
             hn.base = dst;
         }
-        nva[n++] = mknv(hn.base, hn.len, hv.base, hv.len);
+        nva[n++] = (nghttp2_nv){(uint8_t *)hn.base, (uint8_t *)hv.base, hn.len, hv.len,
+                                pt_hpack_nv_flags_seeded(hn, &k->hpack_seeded)};
     }
     char clbuf[24];
     if (r->content_length >= 0) {
@@ -1534,6 +1505,14 @@ static void attempt(call_t *c, size_t idx)
     c->sid = 0;
     uint64_t conn_ms = cl->connect_timeout_ms ? cl->connect_timeout_ms : DEFAULT_CONNECT_MS;
     pool_t *p = pool_get(hw, cl, idx);
+    if (p->h1_until != 0 && p->h1_until > mono_ms()) { /* the endpoint spoke HTTP/1.1 lately */
+        call_to_h1(c);
+        return;
+    }
+    if (p->tls && pool_ssl_ctx(p) == NULL) { /* the CA file does not load: as libcurl, a 502 */
+        call_finish(c, PT_ERR_UPSTREAM, "upstream TLS setup failed (ca_file?)", K_OTHER);
+        return;
+    }
     int err = 0;
     bool overflow = false, breaker = false;
     for (int tries = 0; tries < 3; tries++) {
@@ -1663,6 +1642,143 @@ static const pt__upcall_ops_t h2_ops = {
     .endpoint = h2_endpoint,
 };
 
+/* ---- HTTP/1.1 fallback (an https:// endpoint of a REST cluster picked http/1.1) ---------
+ *
+ * The call goes on as a call of http.c on the same endpoint, with the same
+ * policy state (endpoint tried, request in flight) and deadline. The caller's
+ * handle stays this call_t, whose ops now forward to it; the http.c call's
+ * callbacks come here and go on to the caller's. Request body bytes an
+ * earlier attempt took from the caller are sent again from the replay copy.
+ */
+
+static size_t fw_read(void *ud, char *buf, size_t max, bool *eof)
+{
+    call_t *c = ud;
+    if (c->replay_off < c->replay_len) {
+        size_t n = c->replay_len - c->replay_off < max ? c->replay_len - c->replay_off : max;
+        memcpy(buf, c->replay + c->replay_off, n);
+        c->replay_off += n;
+        *eof = c->body_eof && c->replay_off == c->replay_len;
+        return n;
+    }
+    if (c->body_eof) {
+        *eof = true;
+        return 0;
+    }
+    return c->cbs.read_body(c->ud, buf, max, eof);
+}
+
+static void fw_head(void *ud, int status, const pt_header_t *h, size_t cnt)
+{
+    call_t *c = ud;
+    if (c->cbs.on_head != NULL)
+        c->cbs.on_head(c->ud, status, h, cnt);
+}
+
+static bool fw_data(void *ud, const char *data, size_t len)
+{
+    call_t *c = ud;
+    return c->cbs.on_data(c->ud, data, len);
+}
+
+static void fw_free(call_t *c)
+{
+    h2w_t *hw = c->hw;
+    if (hw->depth > 0) {
+        c->link = hw->zombies;
+        hw->zombies = c;
+        return;
+    }
+    call_free(c);
+}
+
+static void fw_done(void *ud, int st, const char *reason, const pt_header_t *t, size_t tcnt)
+{
+    call_t *c = ud;
+    c->canceled = true; /* a cancel from inside on_done is a no-op */
+    c->cbs.on_done(c->ud, st, reason, t, tcnt); /* pt_upcall_endpoint() still asks c->h1 */
+    c->h1 = NULL;                               /* http.c frees its call after this */
+    fw_free(c);
+}
+
+static void fw_body_ready(pt_upcall_t *b)
+{
+    call_t *c = (call_t *)b;
+    if (c->h1 != NULL)
+        c->h1->ops->body_ready(c->h1);
+}
+
+static void fw_resume(pt_upcall_t *b)
+{
+    call_t *c = (call_t *)b;
+    if (c->h1 != NULL)
+        c->h1->ops->resume(c->h1);
+}
+
+static void fw_cancel(pt_upcall_t *b)
+{
+    call_t *c = (call_t *)b;
+    if (c->canceled)
+        return;
+    c->canceled = true;
+    pt_upcall_t *in = c->h1;
+    c->h1 = NULL;
+    if (in != NULL)
+        in->ops->cancel(in);
+    fw_free(c);
+}
+
+static const char *fw_endpoint(const pt_upcall_t *b)
+{
+    const call_t *c = (const call_t *)b;
+    return c->h1 != NULL ? c->h1->ops->endpoint(c->h1) : c->r->cluster->endpoints[c->ep_idx].url;
+}
+
+static const pt__upcall_ops_t fw_ops = {
+    .body_ready = fw_body_ready,
+    .resume = fw_resume,
+    .cancel = fw_cancel,
+    .endpoint = fw_endpoint,
+};
+
+/* Continues `c` (on no connection, not finished) over HTTP/1.1 on its endpoint. At depth > 0. */
+static void call_to_h1(call_t *c)
+{
+    static const pt_upcall_cbs_t with_body = {fw_read, fw_head, fw_data, fw_done};
+    static const pt_upcall_cbs_t no_body = {NULL, fw_head, fw_data, fw_done};
+    if (c->no_replay) { /* an earlier attempt sent more body than it kept: cannot happen twice */
+        call_finish(c, PT_ERR_UPSTREAM, "upstream picked HTTP/1.1; request body not replayable",
+                    K_OTHER);
+        return;
+    }
+    c->replay_off = 0;
+    int rc = pt__uphttp_start_on(c->hw->w->upstream_http, c->r,
+                                 c->cbs.read_body != NULL ? &with_body : &no_body, c, &c->h1,
+                                 c->ep_idx, &c->pol, c->deadline_ms);
+    if (rc != 0) {
+        c->h1 = NULL;
+        call_finish(c, rc, rc == PT_ERR_TIMEOUT ? "upstream timeout" : "upstream HTTP/1.1 call failed",
+                    K_OTHER);
+        return;
+    }
+    c->pol = (pt_policy_try_t){0}; /* the http.c call holds it now */
+    event_del(&c->tmo);            /* and the deadline */
+    c->base.ops = &fw_ops;
+    c->hw->stats.h1_calls++;
+}
+
+/* `k` negotiated http/1.1 (or no ALPN): its calls go on over HTTP/1.1, the endpoint is
+ * remembered as such, and the connection closes without counting against the endpoint. */
+static void conn_to_h1(conn_t *k)
+{
+    k->pool->h1_until = mono_ms() + H1_REMEMBER_MS;
+    (void)SSL_shutdown(k->ssl); /* close_notify, as far as the socket takes it now */
+    ERR_clear_error();
+    k->closing = true; /* not a failure of the endpoint */
+    k->to_h1 = true;
+    conn_fail(k, PT_ERR_UPSTREAM, "upstream picked HTTP/1.1 (ALPN)");
+}
+
 /* ---- entry points ---------------------------------------------------------------- */
 
 bool pt__uph2_serves(const pt_cluster_t *cl)
@@ -1671,12 +1787,8 @@ bool pt__uph2_serves(const pt_cluster_t *cl)
         return false;
     if (cl->protocol == PT_PROTO_GRPC)
         return true;
-    if (!cl->http2 || cl->endpoint_cnt == 0)
-        return false;
-    for (size_t i = 0; i < cl->endpoint_cnt; i++)
-        if (cl->endpoints[i].tls)
-            return false; /* h2 over TLS multiplexes fine through libcurl */
-    return true;
+    /* h2c prior knowledge, or TLS with ALPN (h2, else HTTP/1.1 through http.c) */
+    return cl->http2 && cl->endpoint_cnt > 0;
 }
 
 int pt__uph2_start(pt_worker_t *w, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs, void *ud,

@@ -2,11 +2,12 @@
  * h2.h -- the native HTTP/2 upstream back end (upstream/h2.c), private to
  * the upstream call machinery.
  *
- * Calls to `protocol: grpc` clusters and to `http2: true` clusters whose
- * endpoints are all `http://` go through nghttp2 client sessions that this
- * back end keeps per worker and per endpoint: a few connections, many
- * concurrent streams each (h2c prior knowledge for http://, TLS + ALPN h2
- * for https://). Same contract as pt_upcall_start() (call.h).
+ * Calls to `protocol: grpc` clusters and to `http2: true` REST clusters go
+ * through nghttp2 client sessions that this back end keeps per worker and per
+ * endpoint: a few connections, many concurrent streams each (h2c prior
+ * knowledge for http://, TLS + ALPN for https://: gRPC asks for h2 only, REST
+ * offers h2 and http/1.1 and continues over HTTP/1.1 through http.c when the
+ * server picks it). Same contract as pt_upcall_start() (call.h).
  */
 #ifndef PT_GATEWAY_UPSTREAM_H2_H
 #define PT_GATEWAY_UPSTREAM_H2_H
@@ -36,6 +37,7 @@ typedef struct pt_uph2_stats {
     uint64_t conns_opened;    /* connections made (connect attempts that reached the socket) */
     uint64_t streams;         /* streams submitted */
     uint64_t retries;         /* attempts repeated after REFUSED_STREAM / GOAWAY / connect failure */
+    uint64_t h1_calls;        /* calls continued over HTTP/1.1 (the endpoint picked it in ALPN) */
     unsigned conns_live;      /* connections open now */
 } pt_uph2_stats_t;
 

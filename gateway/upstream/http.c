@@ -4,8 +4,13 @@
  * Each worker owns one CURLM whose sockets and timer are driven by the
  * worker's libevent loop (CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION and
  * curl_multi_socket_action), so nothing here ever blocks the loop. The multi
- * handle's connection cache is the worker's keep-alive pool; HTTP/2
- * connections are multiplexed (CURLPIPE_MULTIPLEX).
+ * handle's connection cache is the worker's keep-alive pool. Every call here
+ * is HTTP/1.1: HTTP/2 clusters (h2c and TLS) go through upstream/h2.c, which
+ * hands a call over here (pt__uphttp_start_on) when an https:// endpoint
+ * picks http/1.1 in ALPN. libcurl 7.88's HTTP/2 had two faults we met: it
+ * cannot reuse an h2c connection (curl#10634), and a paused stream could leave
+ * other streams' last bytes in its 16 KiB receive buffer until their timeout
+ * (unit.upstream's old flake, test_h2_tls_slow_reader).
  *
  * Bodies stream both ways: the request body is pulled through the caller's
  * read_body (CURL_READFUNC_PAUSE when it has nothing yet), the response body
@@ -26,10 +31,6 @@
  * fds or buffers (CURLINFO_OS_ERRNO) is a local error, not the endpoint's. The timeout covers the whole exchange
  * (the route's, else the cluster's), like Envoy's route timeout.
  *
- * libcurl 7.88 (Debian 12) cannot reuse an HTTP/2 prior-knowledge (h2c)
- * connection (curl#10634, fixed in 8.0): on such versions each h2c exchange
- * gets its own connection, which works but is slow; prefer HTTP/1.1 or h2
- * over TLS to upstreams there.
  */
 #include "core/clock.h"
 #include "core/config.h"
@@ -93,7 +94,6 @@ typedef struct uph_worker {
     size_t easy_pool_cnt;
     long maxconnects;
     const pt_config_t *sized_for;
-    bool h2c_no_reuse;         /* libcurl < 8.0: see configure_easy() */
     bool verbose;              /* PORTICO_CURL_VERBOSE set: libcurl traces to stderr (debugging) */
     char *default_cainfo;      /* libcurl's built-in CA bundle path (restored on pooled handles) */
 } uph_worker_t;
@@ -652,6 +652,7 @@ static void init_easy(uph_worker_t *hw, CURL *e)
     curl_easy_setopt(e, CURLOPT_PROXY, "");          /* ignore http_proxy & co. */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* ALPN http/1.1 */
     /* Content codings pass through untouched; transfer decoding stays on so
      * that libcurl de-chunks (the client side re-frames) and can tell a
      * truncated body from a complete one. */
@@ -684,25 +685,6 @@ static void configure_easy(uph_call_t *c)
     curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, c->target);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
 
-    long ver = CURL_HTTP_VERSION_1_1;
-    bool pipewait = false, fresh = false;
-    if (cl->http2) {
-        if (cl->endpoints[c->ep_idx].tls) {
-            ver = CURL_HTTP_VERSION_2TLS; /* ALPN h2, else HTTP/1.1 */
-            pipewait = true;              /* wait to multiplex rather than open more */
-        } else {
-            ver = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
-            /* libcurl before 8.0 breaks a reused prior-knowledge connection
-             * ("Error in the HTTP2 framing layer", curl#10634, fixed in 8.0):
-             * there, every h2c exchange gets a connection of its own, not
-             * multiplexed onto a live one either. */
-            fresh = c->hw->h2c_no_reuse;
-        }
-    }
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, ver);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, pipewait ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, fresh ? 1L : 0L);
 
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cl->tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cl->tls_verify ? 2L : 0L);
@@ -992,10 +974,12 @@ static const pt__upcall_ops_t http_ops = {
     .endpoint = http_endpoint,
 };
 
-int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
-                     void *ud, pt_upcall_t **out)
+/* A call on endpoint `idx` whose policy state is `pol` (or, idx < 0, the policy's pick). */
+static int start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                 void *ud, pt_upcall_t **out, long idx, const pt_policy_try_t *pol,
+                 uint64_t deadline_ms)
 {
-    uph_worker_t *hw = uw->curl;
+    uph_worker_t *hw = uw != NULL ? uw->curl : NULL;
     if (hw == NULL)
         return PT_ERR_INTERNAL;
     if (r->method.len == 0 || cbs->on_done == NULL)
@@ -1009,12 +993,13 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
     c->r = r;
     c->cbs = *cbs;
     c->ud = ud;
-    long idx = pt_policy_pick(uw->w, r, &c->pol);
-    if (idx < 0) { /* every endpoint is ejected (fail fast), or the circuit breaker is open */
-        free(c);
+    if (idx >= 0) {
+        c->pol = *pol;
+    } else if ((idx = pt_policy_pick(uw->w, r, &c->pol)) < 0) {
+        free(c); /* every endpoint is ejected (fail fast), or the circuit breaker is open */
         return (int)idx;
     }
-    c->deadline_ms = pt_now_ms() + pt__up_timeout_ms(r);
+    c->deadline_ms = deadline_ms != 0 ? deadline_ms : pt_now_ms() + pt__up_timeout_ms(r);
     c->method = cstr(r->method);
     c->target = cstr(r->path.len > 0 ? r->path : PT_STR("/"));
     c->hdrs = build_headers(r);
@@ -1033,7 +1018,11 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
 
     size_pool(hw, r->cluster);
     configure_easy(c);
-    set_attempt(c, (size_t)idx); /* the deadline is in the future: cannot fail */
+    if (!set_attempt(c, (size_t)idx)) { /* a handed-over call whose time is up */
+        c->pol = (pt_policy_try_t){0}; /* still the caller's */
+        free_call(c);
+        return PT_ERR_TIMEOUT;
+    }
     if (hw->depth > 0) {
         c->queued = true;
         c->link = hw->pending;
@@ -1041,6 +1030,8 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
     } else {
         CURLMcode mc = curl_multi_add_handle(hw->multi, c->easy);
         if (mc != CURLM_OK) {
+            if (pol != NULL)
+                c->pol = (pt_policy_try_t){0}; /* still the caller's */
             free_call(c);
             return PT_ERR_INTERNAL;
         }
@@ -1048,6 +1039,21 @@ int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upca
     }
     *out = &c->base;
     return 0;
+}
+
+int pt__uphttp_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                     void *ud, pt_upcall_t **out)
+{
+    return start(uw, r, cbs, ud, out, -1, NULL, 0);
+}
+
+int pt__uphttp_start_on(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,
+                        void *ud, pt_upcall_t **out, size_t idx, const pt_policy_try_t *pol,
+                        uint64_t deadline_ms)
+{
+    if (pol == NULL || idx >= r->cluster->endpoint_cnt)
+        return PT_ERR_INTERNAL;
+    return start(uw, r, cbs, ud, out, (long)idx, pol, deadline_ms);
 }
 
 /* ---- per worker ---------------------------------------------------------------- */
@@ -1071,7 +1077,7 @@ int pt__uphttp_worker_init(pt__upworker_t *uw)
     curl_multi_setopt(hw->multi, CURLMOPT_SOCKETDATA, hw);
     curl_multi_setopt(hw->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
     curl_multi_setopt(hw->multi, CURLMOPT_TIMERDATA, hw);
-    curl_multi_setopt(hw->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(hw->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING); /* HTTP/1.1 only */
     hw->verbose = getenv("PORTICO_CURL_VERBOSE") != NULL;
     CURL *probe = curl_easy_init();
     if (probe != NULL) {
@@ -1080,7 +1086,6 @@ int pt__uphttp_worker_init(pt__upworker_t *uw)
             hw->default_cainfo = strdup(ca);
         curl_easy_cleanup(probe);
     }
-    hw->h2c_no_reuse = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
     hw->maxconnects = MAXCONNECTS_MIN;
     curl_multi_setopt(hw->multi, CURLMOPT_MAXCONNECTS, hw->maxconnects);
     uw->curl = hw;

@@ -6,7 +6,7 @@
  * SIGHUP while the workers keep serving the running snapshot), so this client
  * is too: one socket, poll() with the deadline, nghttp2 driven with
  * mem_send/mem_recv, OpenSSL on the same socket for https:// endpoints with
- * the cluster's tls_verify / ca_file / authority (the HTTP/2 client's rules).
+ * the cluster's tls_verify / ca_file / authority (upstream/tls.h, as h2.c).
  * Not upstream/h2.c: its connections and pools belong to the workers' loops.
  *
  * One connection per endpoint, a few streams on it, one after the other:
@@ -19,6 +19,7 @@
  * grpc.reflection.v1alpha (same messages) for the rest of the session.
  */
 #include "upstream/reflect.h"
+#include "upstream/tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -204,48 +205,18 @@ static int tls_error(sess_t *s, const char *what)
 
 static int connect_tls(sess_t *s)
 {
-    s->ctx = SSL_CTX_new(TLS_client_method());
+    s->ctx = pt__uptls_ctx_new(s->c->tls_verify, s->c->ca_file, PT_UPTLS_ALPN_H2,
+                               sizeof(PT_UPTLS_ALPN_H2) - 1);
     if (s->ctx == NULL)
-        return tls_error(s, "TLS setup failed");
-    SSL_CTX_set_min_proto_version(s->ctx, TLS1_2_VERSION);
-    static const unsigned char alpn[] = {2, 'h', '2'};
-    SSL_CTX_set_alpn_protos(s->ctx, alpn, sizeof(alpn));
-    if (s->c->tls_verify) {
-        SSL_CTX_set_verify(s->ctx, SSL_VERIFY_PEER, NULL);
-        int ok = s->c->ca_file != NULL ? SSL_CTX_load_verify_locations(s->ctx, s->c->ca_file, NULL)
-                                       : SSL_CTX_set_default_verify_paths(s->ctx);
-        if (ok != 1)
-            return tls_error(s, "cannot load the CA certificates");
-    } else {
-        SSL_CTX_set_verify(s->ctx, SSL_VERIFY_NONE, NULL);
-    }
+        return tls_error(s, s->c->tls_verify ? "cannot load the CA certificates" : "TLS setup failed");
     s->ssl = SSL_new(s->ctx);
     if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1)
         return tls_error(s, "TLS setup failed");
     /* the certificate names the cluster's authority when it has one (gRPC's rule) */
     char name[256];
-    const char *src = s->c->authority != NULL ? s->c->authority : s->ep->host;
-    snprintf(name, sizeof(name), "%s", src);
-    if (s->c->authority != NULL) { /* strip a port, keep an IPv6 literal's brackets off */
-        char *colon = strrchr(name, ':');
-        if (name[0] == '[') {
-            char *rb = strchr(name, ']');
-            if (rb != NULL)
-                *rb = '\0';
-            memmove(name, name + 1, strlen(name));
-        } else if (colon != NULL && strchr(name, ':') == colon) {
-            *colon = '\0';
-        }
-    }
-    unsigned char tmp[16];
-    bool is_ip = inet_pton(AF_INET, name, tmp) == 1 || inet_pton(AF_INET6, name, tmp) == 1;
-    if (!is_ip)
-        SSL_set_tlsext_host_name(s->ssl, name);
-    if (s->c->tls_verify) {
-        X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
-        if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1 : SSL_set1_host(s->ssl, name) != 1)
-            return tls_error(s, "TLS setup failed");
-    }
+    if (pt__uptls_set_peer(s->ssl, pt__uptls_name(s->c, s->ep, name, sizeof(name)),
+                           s->c->tls_verify) != 0)
+        return tls_error(s, "TLS setup failed");
     for (;;) {
         int rc = SSL_connect(s->ssl);
         if (rc == 1)
@@ -256,10 +227,7 @@ static int connect_tls(sess_t *s)
         if (!wait_fd(s, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT))
             return timeout_error(s);
     }
-    const unsigned char *proto = NULL;
-    unsigned plen = 0;
-    SSL_get0_alpn_selected(s->ssl, &proto, &plen);
-    if (plen != 2 || memcmp(proto, "h2", 2) != 0)
+    if (strcmp(pt__uptls_alpn(s->ssl), "h2") != 0)
         return FAIL(s, E_TRANSPORT, "%s: the server did not agree to HTTP/2 (ALPN h2)",
                     s->authority);
     return 0;

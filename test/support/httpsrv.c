@@ -98,6 +98,14 @@ static void respond(int fd, int status, const char *extra, const char *body, siz
     write_all(fd, body, len);
 }
 
+/* Connection threads of every server not yet done (their fd still open): srv_live_conns(). */
+static atomic_int live_conns;
+
+int srv_live_conns(void)
+{
+    return atomic_load(&live_conns);
+}
+
 static void *conn_main(void *arg)
 {
     conn_t *c = arg;
@@ -240,6 +248,7 @@ static void *conn_main(void *arg)
 out:
     close(c->fd);
     free(c);
+    atomic_fetch_sub(&live_conns, 1);
     return NULL;
 }
 
@@ -254,6 +263,7 @@ static void *accept_main(void *arg)
         if (fd < 0)
             continue;
         atomic_fetch_add(&s->accepted, 1);
+        atomic_fetch_add(&live_conns, 1);
         conn_t *c = calloc(1, sizeof(*c));
         c->fd = fd;
         c->srv = s;

@@ -41,6 +41,13 @@ typedef struct tsrv {
 void srv_start(tsrv_t *s, char name);
 void srv_stop(tsrv_t *s);
 
+/**
+ * Connection threads (of every server) that have not closed their socket yet. They end
+ * when their client closes, a little later, on their own thread: a test that needs the
+ * process's fd table still waits for this to reach 0.
+ */
+int srv_live_conns(void);
+
 /** A loopback port with nothing listening (bound, then closed). */
 int dead_port(void);
 

@@ -327,6 +327,98 @@ static void test_upstream_unavailable(void **state)
     pt_config_unref(c);
 }
 
+/* ---- upstream: what a unary call puts on the wire --------------------------------------- */
+
+/* Reads from `fd` (non-blocking) into buf; returns the bytes now held. */
+static size_t read_more(int fd, uint8_t *buf, size_t have, size_t cap)
+{
+    ssize_t n = recv(fd, buf + have, cap - have, MSG_DONTWAIT);
+    return n > 0 ? have + (size_t)n : have;
+}
+
+/* The request's DATA frames on stream 1 in the client's bytes (after the
+ * 24-byte preface): how many, the payload of the last, whether it ended the
+ * stream. Returns true once a frame with END_STREAM was seen. */
+static bool scan_data(const uint8_t *b, size_t len, int *frames, size_t *last_len, bool *end)
+{
+    *frames = 0;
+    *end = false;
+    for (size_t off = 24; len >= off + 9;) {
+        size_t flen = ((size_t)b[off] << 16) | ((size_t)b[off + 1] << 8) | b[off + 2];
+        uint32_t sid = ((uint32_t)(b[off + 5] & 0x7f) << 24) | ((uint32_t)b[off + 6] << 16) |
+                       ((uint32_t)b[off + 7] << 8) | b[off + 8];
+        if (len < off + 9 + flen)
+            break;
+        if (b[off + 3] == 0 /* DATA */ && sid == 1) {
+            (*frames)++;
+            *last_len = flen;
+            if (b[off + 4] & 0x1)
+                *end = true;
+        }
+        off += 9 + flen;
+    }
+    return *end;
+}
+
+/* A unary call's message and its END_STREAM go in one DATA frame: an empty
+ * DATA frame after the message cost both sides a frame per call (issue 7). */
+static void test_unary_one_data_frame(void **state)
+{
+    (void)state;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t al = sizeof(a);
+    getsockname(ls, (struct sockaddr *)&a, &al);
+    assert_int_equal(listen(ls, 4), 0);
+    pt_config_t *c = load("listeners: [ { address: 127.0.0.1:1 } ]\n"
+                          "clusters: [ { name: b, protocol: grpc, endpoints: [ \"127.0.0.1:%d\" ] } ]\n"
+                          "routes: [ { respond: { status: 200 } } ]\n",
+                          ntohs(a.sin_port));
+    assert_non_null(c);
+    pt_arena_t *arena = pt_arena_new(0, 0);
+    pt_worker_t *w = pt__worker_new_detached(c);
+    static const uint8_t msg[] = {0x0a, 0x05, 'h', 'e', 'l', 'l', 'o'};
+    pt_grpc_call_cbs_t cbs = {.on_message = on_message, .on_done = on_done};
+    res_t r = {0};
+    pt_grpc_call_req_t req = {.cluster = &c->clusters[0],
+                              .arena = arena,
+                              .method = PT_STR("/bookstore.v1.Bookstore/Echo"),
+                              .timeout_ms = 5000,
+                              .msg = msg,
+                              .msg_len = sizeof(msg),
+                              .close = true,
+                              .unary = true};
+    pt_grpc_call_t *call = NULL;
+    assert_int_equal(pt_grpc_call_start(w, &req, &cbs, &r, &call), 0);
+    int fd = -1;
+    uint8_t buf[4096];
+    size_t have = 0;
+    int frames = 0;
+    size_t last = 0;
+    bool end = false;
+    for (int i = 0; i < 2000 && !end; i++) {
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+        if (fd < 0)
+            fd = accept(ls, NULL, NULL); /* blocking listen socket: the connect is under way */
+        have = read_more(fd, buf, have, sizeof(buf));
+        scan_data(buf, have, &frames, &last, &end);
+        if (!end)
+            usleep(1000);
+    }
+    assert_true(end);
+    assert_int_equal(frames, 1);
+    assert_int_equal(last, 5 + sizeof(msg));
+    close(fd); /* the call fails now: the connection is gone */
+    for (int i = 0; i < 500 && r.done == 0; i++)
+        event_base_loop(w->base, EVLOOP_ONCE);
+    assert_int_equal(r.done, 1);
+    close(ls);
+    pt__worker_free_detached(w);
+    pt_arena_destroy(arena);
+    pt_config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_config_ok),     cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_websocket),
         cmocka_unit_test(test_upstream_unavailable),
+        cmocka_unit_test(test_unary_one_data_frame),
         cmocka_unit_test(test_status_norm),   cmocka_unit_test(test_md_valid),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,7 @@ typedef struct cstream {
     int status;
     char headers[2048];
     char trailers[512];
+    char never[256];    /* names of the fields sent "never indexed" (RFC 7541 §6.2.3), ' '-ended */
     unsigned char *body;
     size_t body_len;
     bool closed;
@@ -61,10 +62,13 @@ static int c_on_header(nghttp2_session *ng, const nghttp2_frame *frame, const ui
                        void *ud)
 {
     (void)ng;
-    (void)flags;
     cstream_t *s = cs_of(ud, frame->hd.stream_id);
     if (s == NULL)
         return 0;
+    if (flags & NGHTTP2_NV_FLAG_NO_INDEX) {
+        size_t o = strlen(s->never);
+        snprintf(s->never + o, sizeof(s->never) - o, "%.*s ", (int)namelen, name);
+    }
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
         s->status = atoi((const char *)value);
         return 0;
@@ -1226,10 +1230,53 @@ static void test_destroy_with_streams(void **state)
     finish(&cl, &fc);
 }
 
+/* x-request-id (new every response) is never indexed, but its NAME is: the
+ * first one on a connection goes into the HPACK table (pt_hpack_nv_flags_seeded),
+ * so the later ones name that entry instead of spelling the name again. Each
+ * response still carries its own value. */
+static void test_request_id_hpack(void **state)
+{
+    (void)state;
+    fake_reset();
+    fake.mode = FAKE_HOLD;
+    fake_conn_t fc;
+    client_t cl;
+    connect_client(&cl, &fc, NULL);
+    static const char *ids[] = {"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210",
+                                "00000000000000000000000000000001"};
+    size_t sizes[3];
+    for (int i = 0; i < 3; i++) {
+        int32_t id = client_request(&cl, NULL, 0, "GET", "/rid", NULL);
+        pump(&cl);
+        pt_req_t *req = fake.recs[i].req;
+        assert_non_null(req);
+        pt_headers_add(&req->resp_headers, PT_STR("x-request-id"), pt_str_c(ids[i]));
+        size_t before = cl.log_len;
+        fake_respond(&fake.recs[i], 200, "", 0, true);
+        pump(&cl);
+        sizes[i] = cl.log_len - before;
+        cstream_t *s = cs_of(&cl, id);
+        assert_int_equal(s->status, 200);
+        char want[64];
+        snprintf(want, sizeof(want), "x-request-id: %s\n", ids[i]);
+        assert_non_null(strstr(s->headers, want));
+        if (i == 0)
+            assert_null(strstr(s->never, "x-request-id"));  /* indexed once */
+        else
+            assert_string_equal(s->never, "x-request-id "); /* then never again */
+    }
+    /* the second and third answers name the table entry: shorter than the first
+     * by more than the Huffman-coded name ("x-request-id", 9 bytes) */
+    assert_true(sizes[1] + 8 < sizes[0]);
+    assert_true(sizes[2] + 8 < sizes[0]);
+    finish(&cl, &fc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get),
+        cmocka_unit_test(test_request_id_hpack),
         cmocka_unit_test(test_post_body_flow_control),
         cmocka_unit_test(test_body_backpressure),
         cmocka_unit_test(test_trailers_and_streaming),

@@ -394,7 +394,9 @@ static void test_dispatch(void **state)
     c.cl.http2 = false;
     assert_false(pt__uph2_serves(&c.cl));
     cluster_init(&c, PT_PROTO_HTTP, true, &port, 1);
-    assert_false(pt__uph2_serves(&c.cl)); /* https + http2: libcurl */
+    assert_true(pt__uph2_serves(&c.cl)); /* https + http2: h2.c (ALPN h2, else HTTP/1.1) */
+    c.cl.http2 = false;
+    assert_false(pt__uph2_serves(&c.cl)); /* https, HTTP/1.1: libcurl */
 }
 
 /* Many concurrent GETs share one connection; later ones reuse it. */

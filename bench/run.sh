@@ -32,6 +32,10 @@ fi
 # soap: routes: JSON <-> SOAP conversion vs the raw proxy vs the service (examples/soap, node)
 bash "$ROOT/scripts/test-env.sh"
 /usr/bin/python3 "$ROOT/bench/soap_bench.py" --build "$ROOT/$BUILD"
+# the same calls counted by callgrind: instructions per request, soap route vs raw proxy (soapfast)
+if command -v valgrind >/dev/null; then
+  /usr/bin/python3 "$ROOT/bench/soap_callgrind.py" --build "$ROOT/$BUILD"
+fi
 if [ -x "$ROOT/bench/transcoder.sh" ]; then
   bash "$ROOT/bench/transcoder.sh" "$ROOT/$BUILD"
 fi

@@ -59,6 +59,9 @@ typedef struct pt_xst {
     bool has_min, has_max, min_excl, max_excl;
     double min, max;
     int total_digits, fraction_digits; /* -1 = none */
+    size_t *enum_lens; /* strlen of each of enums, set with them */
+    bool facets;       /* a facet other than enumerations (beyond the built-in's own
+                          bounds): the answer path's shortcuts (pt__xst_json) stand aside */
 } pt_xst_t;
 
 typedef struct pt_xct pt_xct_t;
@@ -88,12 +91,24 @@ typedef struct pt_xattr {
     const char *ns;
     const pt_xst_t *st;
     bool required;
+    uint32_t nlen, nslen; /* strlen of name and ns */
+    const char *key;      /* the JSON member's start, ready made: ,"@name": */
+    uint32_t klen;
 } pt_xattr_t;
 
-/** One flattened child element: its decl, whether it is an array in JSON. */
+/**
+ * One flattened child element: its decl, whether it is an array in JSON,
+ * and what the answer path needs without looking at strings again: the
+ * lengths of its name and namespace and its JSON key ready made
+ * (,"name": -- quoted and escaped at load time).
+ */
 typedef struct pt_xfield {
     const pt_xelem_t *elem;
     bool repeated;
+    uint32_t nlen, nslen;
+    const char *key;
+    uint32_t klen;
+    const char *name, *ns; /* elem->name, elem->ns */
 } pt_xfield_t;
 
 struct pt_xct {
@@ -149,6 +164,16 @@ bool pt__xsd_lex_ok(pt_xprim_t prim, unsigned sub, const char *s, size_t n);
  * or string, per the mapping table). Returns as pt_xbuf_grow().
  */
 int pt__xst_to_json(const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out);
+
+/**
+ * pt__xst_check() and pt__xst_to_json() in one pass where the type allows a
+ * shortcut (the answer path: built-in lexical forms without facets, string
+ * enumerations), else the two in turn: the same verdicts and the same JSON.
+ * Returns 0, PT_XERR_INVALID when s[0..n) is not a valid `st` (what was
+ * written to `out` is then unspecified), or as pt_xbuf_grow().
+ */
+int pt__xst_json(const struct pt_wsdl *w, const pt_xst_t *st, const char *s, size_t n,
+                 pt_xbuf_t *out);
 
 /** Finds the field of `ct` for a child element (ns, local); NULL when none. */
 const pt_xfield_t *pt__xct_field(const pt_xct_t *ct, const char *ns, const char *local);

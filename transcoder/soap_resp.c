@@ -51,7 +51,9 @@ struct pt_soap_resp {
     /* streaming */
     pt_xbuf_t raw;  /* the input so far, for the slow path */
     pt_xbuf_t json; /* the output so far */
-    pt_xbuf_t text; /* the current leaf's text */
+    pt_xbuf_t text; /* the current leaf's text when it came in pieces (tmode 2) */
+    size_t toff, tlen; /* tmode 1: the leaf's text is raw[toff..toff+tlen) */
+    uint8_t tmode;     /* 0 none yet, 1 a span of raw, 2 in text */
     frame_t *fr;
     unsigned nfr, cap_fr;
     unsigned cdepth; /* complex values open (the tree walk's depth) */
@@ -464,6 +466,12 @@ static bool eqn(const char *z, const char *s, size_t n)
     return z[0] == s[0] && strncmp(z, s, n) == 0 && z[n] == '\0';
 }
 
+/* z[0..zl) equals s[0..n) */
+static inline bool eqm(const char *z, size_t zl, const char *s, size_t n)
+{
+    return zl == n && pt__same(z, s, n);
+}
+
 static frame_t *push(pt_soap_resp_t *r, uint8_t kind)
 {
     if (r->nfr == r->cap_fr) { /* cannot happen: the tokenizer caps the depth */
@@ -471,20 +479,18 @@ static frame_t *push(pt_soap_resp_t *r, uint8_t kind)
         return NULL;
     }
     frame_t *f = &r->fr[r->nfr++];
-    memset(f, 0, sizeof(*f));
-    f->kind = kind;
-    f->last = -1;
+    *f = (frame_t){.kind = kind, .last = -1};
     return f;
 }
 
-/* The attribute {ns}name, or NULL ("" ns: none). */
+/* The attribute {ns}name, or NULL (nsl 0: no namespace). */
 static const pt__xt_attr_t *find_attr(const pt__xt_attr_t *at, unsigned nb, const char *ns,
-                                      const char *name)
+                                      size_t nsl, const char *name, size_t nl)
 {
     for (unsigned i = 0; i < nb; i++) {
-        bool ns_ok = ns[0] != '\0' ? at[i].uri != NULL && eqn(ns, at[i].uri, at[i].ulen)
-                                   : at[i].uri == NULL;
-        if (ns_ok && eqn(name, at[i].local, at[i].llen))
+        bool ns_ok = nsl != 0 ? at[i].uri != NULL && eqm(ns, nsl, at[i].uri, at[i].ulen)
+                              : at[i].uri == NULL;
+        if (ns_ok && eqm(name, nl, at[i].local, at[i].llen))
             return &at[i];
     }
     return NULL;
@@ -493,34 +499,80 @@ static const pt__xt_attr_t *find_attr(const pt__xt_attr_t *at, unsigned nb, cons
 /* Checks and writes s[0..n) as `st`; false (slow) on a mismatch. */
 static bool stream_typed(pt_soap_resp_t *r, const pt_xst_t *st, const char *s, size_t n)
 {
+    if (st->prim == PT_XSP_STRING && st->enum_cnt == 0 && !st->facets)
+        return put(r, pt__put_json_str_fast(&r->json, s, n)); /* the common leaf */
     const pt_opimpl_t *im = r->op->_impl;
-    if (pt__xst_check(im->w, st, s, n) != NULL) {
-        go_slow(r);
-        return false;
+    return put(r, pt__xst_json(im->w, st, s, n, &r->json));
+}
+
+/*
+ * The current leaf's text. Mostly one piece of the input: it is then only
+ * remembered by offset into `raw` (the input so far, which may move between
+ * feeds), and copied into `text` only when it comes in pieces that do not
+ * follow each other there (references, CR LF, CDATA).
+ */
+static void text_reset(pt_soap_resp_t *r)
+{
+    r->tmode = 0;
+    r->tlen = 0;
+}
+
+static const char *text_get(const pt_soap_resp_t *r, size_t *n)
+{
+    if (r->tmode == 1) {
+        *n = r->tlen;
+        return (const char *)r->raw.data + r->toff;
     }
-    return put(r, pt__xst_to_json(st, s, n, &r->json));
+    *n = r->tmode == 2 ? r->text.len : 0;
+    return r->tmode == 2 ? (const char *)r->text.data : "";
+}
+
+static void text_add(pt_soap_resp_t *r, const char *s, size_t len)
+{
+    uintptr_t base = (uintptr_t)r->raw.data, at = (uintptr_t)s;
+    bool in_raw = at >= base && at - base < r->raw.len;
+    if (r->tmode == 0 && in_raw) {
+        r->tmode = 1;
+        r->toff = at - base;
+        r->tlen = len;
+        return;
+    }
+    if (r->tmode == 1 && in_raw && at - base == r->toff + r->tlen) {
+        r->tlen += len;
+        return;
+    }
+    if (r->tmode != 2) {
+        r->text.len = 0;
+        if (r->tmode == 1 && !put(r, pt_xbuf_append(&r->text, r->raw.data + r->toff, r->tlen)))
+            return;
+        r->tmode = 2;
+    }
+    put(r, pt_xbuf_append(&r->text, s, len));
 }
 
 /* Starts the value of element `e` (the tree walk's value()). */
 static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, const pt__xt_attr_t *at,
                          unsigned nb)
 {
-    const pt__xt_attr_t *nil = find_attr(at, nb, PT_XSI_NS, "nil");
-    if (nil != NULL && ((nil->vlen == 4 && memcmp(nil->val, "true", 4) == 0) ||
-                        (nil->vlen == 1 && nil->val[0] == '1'))) {
-        if (put(r, pt_xbuf_puts(&r->json, "null")))
-            push(r, F_SKIP);
-        return;
-    }
-    if (e->ct == NULL && e->st == NULL) { /* anyType: the generic form, from the tree */
-        go_slow(r);
-        return;
+    if (nb != 0) {
+        const pt__xt_attr_t *nil =
+            find_attr(at, nb, PT_XSI_NS, sizeof(PT_XSI_NS) - 1, "nil", 3);
+        if (nil != NULL && ((nil->vlen == 4 && memcmp(nil->val, "true", 4) == 0) ||
+                            (nil->vlen == 1 && nil->val[0] == '1'))) {
+            if (put(r, pt_xbuf_append(&r->json, "null", 4)))
+                push(r, F_SKIP);
+            return;
+        }
     }
     if (e->st != NULL) {
         frame_t *f = push(r, F_SIMPLE);
         if (f != NULL)
             f->st = e->st;
-        r->text.len = 0;
+        text_reset(r);
+        return;
+    }
+    if (e->ct == NULL) { /* anyType: the generic form, from the tree */
+        go_slow(r);
         return;
     }
     const pt_xct_t *ct = e->ct;
@@ -529,14 +581,14 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, const pt__xt_at
         return;
     }
     bool comma = false;
-    for (size_t i = 0; i < ct->attr_cnt; i++) {
+    for (size_t i = 0; i < ct->attr_cnt && nb != 0; i++) {
         const pt_xattr_t *a = &ct->attrs[i];
-        const pt__xt_attr_t *v = find_attr(at, nb, a->ns, a->name);
+        const pt__xt_attr_t *v = find_attr(at, nb, a->ns, a->nslen, a->name, a->nlen);
         if (v == NULL)
             continue;
-        if ((comma && !put(r, pt_xbuf_putc(&r->json, ','))) ||
-            !put(r, pt_xbuf_puts(&r->json, "\"@")) || !put(r, pt_xbuf_puts(&r->json, a->name)) ||
-            !put(r, pt_xbuf_puts(&r->json, "\":")) || !stream_typed(r, a->st, v->val, v->vlen))
+        /* the key is made at load time: ,"@name": */
+        if (!put(r, pt_xbuf_append(&r->json, a->key + !comma, a->klen - !comma)) ||
+            !stream_typed(r, a->st, v->val, v->vlen))
             return;
         comma = true;
     }
@@ -548,56 +600,56 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, const pt__xt_at
     if (ct->simple != NULL) {
         f->st = ct->simple;
         f->wrap = true;
-        r->text.len = 0;
+        text_reset(r);
     }
 }
 
-static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen,
-                         const char *uri, size_t ulen, const pt__xt_attr_t *at, unsigned nb)
+/* The field of child element {uri}local of the complex value `p`, its key
+ * written; NULL (slow) when it does not fit the schema here. */
+static inline __attribute__((always_inline)) const pt_xfield_t *
+child_field(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen, const char *uri,
+            size_t ulen)
 {
     /* Field names are unique in a type (the model refuses two alike), so the
-     * search may start at the last field: children mostly come in order. */
+     * search may start at the last field: children mostly come in order, the
+     * same one again or the next. */
     const pt_xct_t *ct = p->ct;
     size_t n = ct->field_cnt, f = p->last > 0 ? (size_t)p->last : 0;
+    if (p->last >= 0 && !ct->fields[f].repeated)
+        f = f + 1 == n ? 0 : f + 1; /* that one again is a mismatch: it is looked at last */
     const pt_xfield_t *fd = NULL;
     for (size_t k = 0; k < n; k++, f = f + 1 == n ? 0 : f + 1) {
         const pt_xfield_t *c = &ct->fields[f];
-        if (eqn(c->elem->name, local, llen) && eqn(c->elem->ns, uri, ulen)) {
+        if (c->nlen == llen && pt__same(c->name, local, llen) && eqm(c->ns, c->nslen, uri, ulen)) {
             fd = c;
             break;
         }
     }
     if (fd == NULL) {
         go_slow(r);
-        return;
+        return NULL;
     }
-    int idx = (int)(fd - ct->fields);
+    int idx = (int)f;
     pt_xbuf_t *j = &r->json;
     if (idx == p->last) {
         /* the next item of a run; a second non-repeated one is a mismatch */
         if (!fd->repeated || !put(r, pt_xbuf_putc(j, ','))) {
             go_slow(r);
-            return;
+            return NULL;
         }
     } else if (idx < p->last) {
         go_slow(r); /* out of schema order, or a run resumed: the tree walk groups them */
-        return;
+        return NULL;
     } else {
-        /* an XML Name never needs JSON escaping: no quote, backslash or control */
-        const char *name = fd->elem->name;
-        size_t nl = strlen(name);
-        if (!put(r, pt_xbuf_reserve(j, nl + 6)))
-            return;
+        /* the key is made at load time: ,"name": */
+        if (!put(r, pt_xbuf_reserve(j, fd->klen + 2)))
+            return NULL;
         char *o = (char *)j->data + j->len, *o0 = o;
         if (p->arr_open)
             *o++ = ']';
-        if (p->comma)
-            *o++ = ',';
-        *o++ = '"';
-        for (const char *q = name; *q != '\0'; q++)
-            *o++ = *q;
-        *o++ = '"';
-        *o++ = ':';
+        size_t skip = p->comma ? 0 : 1;
+        pt__copy(o, fd->key + skip, fd->klen - skip);
+        o += fd->klen - skip;
         if (fd->repeated)
             *o++ = '[';
         j->len += (size_t)(o - o0);
@@ -605,7 +657,15 @@ static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_
         p->comma = true;
         p->last = idx;
     }
-    stream_value(r, fd->elem, at, nb);
+    return fd;
+}
+
+static void stream_child(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen,
+                         const char *uri, size_t ulen, const pt__xt_attr_t *at, unsigned nb)
+{
+    const pt_xfield_t *fd = child_field(r, p, local, llen, uri, ulen);
+    if (fd != NULL)
+        stream_value(r, fd->elem, at, nb);
 }
 
 static void on_start(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
@@ -616,9 +676,14 @@ static void on_start(void *ud, const char *local, size_t llen, const char *uri, 
         return;
     if (uri == NULL)
         uri = "", ulen = 0;
+    frame_t *p = r->nfr != 0 ? &r->fr[r->nfr - 1] : NULL;
+    if (p != NULL && p->kind == F_COMPLEX) { /* the common case */
+        stream_child(r, p, local, llen, uri, ulen, at, nb);
+        return;
+    }
     const pt_opimpl_t *im = r->op->_impl;
     const char *env = r->op->soap_version == PT_SOAP_12 ? PT_SOAP12_ENV : PT_SOAP11_ENV;
-    if (r->nfr == 0) {
+    if (p == NULL) {
         /* the root: a SOAP Envelope of our version, else the slow path tells what is wrong */
         if (!eqn(env, uri, ulen) || !eqn("Envelope", local, llen))
             go_slow(r);
@@ -626,7 +691,6 @@ static void on_start(void *ud, const char *local, size_t llen, const char *uri, 
             push(r, F_ENV);
         return;
     }
-    frame_t *p = &r->fr[r->nfr - 1];
     switch (p->kind) {
     case F_ENV:
         if (!r->body_seen && eqn(env, uri, ulen) && eqn("Body", local, llen)) {
@@ -646,9 +710,6 @@ static void on_start(void *ud, const char *local, size_t llen, const char *uri, 
         p->last = 0;
         stream_value(r, im->out, at, nb);
         return;
-    case F_COMPLEX:
-        stream_child(r, p, local, llen, uri, ulen, at, nb);
-        return;
     case F_SIMPLE: /* an element inside a simple-typed value */
         go_slow(r);
         return;
@@ -664,24 +725,29 @@ static void on_end(void *ud)
     if (r->slow || r->nfr == 0)
         return;
     frame_t *f = &r->fr[--r->nfr];
+    pt_xbuf_t *j = &r->json;
     switch (f->kind) {
     case F_COMPLEX:
         r->cdepth--;
-        if ((f->arr_open && !put(r, pt_xbuf_putc(&r->json, ']'))) ||
-            !put(r, pt_xbuf_putc(&r->json, '}')))
+        if (!put(r, pt_xbuf_reserve(j, 2)))
             return;
+        if (f->arr_open)
+            j->data[j->len++] = ']';
+        j->data[j->len++] = '}';
         break;
-    case F_SIMPLE:
+    case F_SIMPLE: {
         if (f->wrap) {
             r->cdepth--;
-            if ((f->comma && !put(r, pt_xbuf_putc(&r->json, ','))) ||
-                !put(r, pt_xbuf_puts(&r->json, "\"#text\":")))
+            static const char key[] = ",\"#text\":";
+            if (!put(r, pt_xbuf_append(j, key + !f->comma, sizeof(key) - 1 - !f->comma)))
                 return;
         }
-        if (!stream_typed(r, f->st, (const char *)r->text.data, r->text.len) ||
-            (f->wrap && !put(r, pt_xbuf_putc(&r->json, '}'))))
+        size_t n;
+        const char *t = text_get(r, &n);
+        if (!stream_typed(r, f->st, t, n) || (f->wrap && !put(r, pt_xbuf_putc(j, '}'))))
             return;
         break;
+    }
     default:
         break;
     }
@@ -696,7 +762,7 @@ static void on_text(void *ud, const char *s, size_t len)
         return;
     const frame_t *f = &r->fr[r->nfr - 1];
     if (f->kind == F_SIMPLE) {
-        put(r, pt_xbuf_append(&r->text, s, len));
+        text_add(r, s, len);
     } else if (f->kind == F_COMPLEX) {
         for (size_t i = 0; i < len; i++)
             if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
@@ -706,7 +772,33 @@ static void on_text(void *ud, const char *s, size_t len)
     }
 }
 
-static const pt__xt_cb_t stream_cb = {on_start, on_end, on_text};
+/* <name>text</name> in one event: start, text and end in one go. */
+static void on_leaf(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
+                    const char *s, size_t n)
+{
+    pt_soap_resp_t *r = ud;
+    if (r->slow)
+        return;
+    frame_t *p = r->nfr != 0 ? &r->fr[r->nfr - 1] : NULL;
+    if (p != NULL && p->kind == F_COMPLEX) {
+        const pt_xfield_t *fd =
+            child_field(r, p, local, llen, uri != NULL ? uri : "", uri != NULL ? ulen : 0);
+        if (fd == NULL)
+            return;
+        if (fd->elem->st != NULL) { /* the common leaf: no frame */
+            stream_typed(r, fd->elem->st, s, n);
+            return;
+        }
+        stream_value(r, fd->elem, NULL, 0);
+    } else {
+        on_start(ud, local, llen, uri, ulen, NULL, 0);
+    }
+    if (n != 0)
+        on_text(ud, s, n);
+    on_end(ud);
+}
+
+static const pt__xt_cb_t stream_cb = {on_start, on_end, on_text, on_leaf};
 
 /* ---- public ---- */
 
@@ -766,6 +858,16 @@ int pt_soap_resp_feed(pt_soap_resp_t *r, const void *chunk, size_t len)
     return pt__xp_code(f);
 }
 
+void pt_soap_resp_expect(pt_soap_resp_t *r, size_t n)
+{
+    if (n > r->o.max_size)
+        n = r->o.max_size;
+    if (r->raw.len == 0 && n > r->raw.cap)
+        (void)pt_xbuf_reserve(&r->raw, n);
+    if (r->json.len == 0 && n > r->json.cap)
+        (void)pt_xbuf_reserve(&r->json, n);
+}
+
 static void set_bad(pt_soap_result_t *res, pt_soap_bad_t bad, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -821,6 +923,14 @@ int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out
     }
     if (!r->slow && r->done) {
         size_t mark = out->len;
+        if (out->len == 0 && out->a == r->json.a && (out->limit == 0 || r->json.len <= out->limit)) {
+            pt_xbuf_t mine = r->json; /* hand the storage over */
+            r->json.data = out->data, r->json.len = 0, r->json.cap = out->cap;
+            out->data = mine.data, out->len = mine.len, out->cap = mine.cap;
+            res->outcome = PT_SOAP_OUTPUT;
+            res->http_status = 200;
+            return 0;
+        }
         if (pt_xbuf_append(out, r->json.data, r->json.len) == 0) {
             res->outcome = PT_SOAP_OUTPUT;
             res->http_status = 200;

@@ -14,7 +14,16 @@
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-static void trim(const char **s, size_t *n)
+static void trim_all(const char **s, size_t *n);
+
+/* Leading and trailing XML whitespace off (mostly there is none). */
+static inline void trim(const char **s, size_t *n)
+{
+    if (*n == 0 || is_ws(**s) || is_ws((*s)[*n - 1]))
+        trim_all(s, n);
+}
+
+static void trim_all(const char **s, size_t *n)
 {
     while (*n > 0 && is_ws(**s))
         (*s)++, (*n)--;
@@ -257,8 +266,29 @@ static bool duration(cur_t *c)
     return any && c->i == c->n;
 }
 
+static inline bool d(const char *s, size_t i) { return (unsigned)(s[i] - '0') < 10; }
+
+/* YYYY-MM-DD and hh:mm:ss exactly: the common forms, accepted at a glance */
+static bool ymd10(const char *s)
+{
+    return d(s, 0) && d(s, 1) && d(s, 2) && d(s, 3) && s[4] == '-' && d(s, 5) && d(s, 6) &&
+           s[7] == '-' && d(s, 8) && d(s, 9);
+}
+
+static bool hms8(const char *s)
+{
+    return d(s, 0) && d(s, 1) && s[2] == ':' && d(s, 3) && d(s, 4) && s[5] == ':' && d(s, 6) &&
+           d(s, 7);
+}
+
 bool pt__xsd_lex_ok(pt_xprim_t prim, unsigned sub, const char *s, size_t n)
 {
+    /* the common forms first (each is in the language below); anything else is read in full */
+    if (prim == PT_XSP_DATE && n == 10 && ymd10(s))
+        return true;
+    if (prim == PT_XSP_DATETIME && (n == 19 || (n == 20 && s[19] == 'Z')) && ymd10(s) &&
+        s[10] == 'T' && hms8(s + 11))
+        return true;
     cur_t c = {s, n, 0};
     switch (prim) {
     case PT_XSP_DATETIME:
@@ -490,6 +520,120 @@ int pt__xst_to_json(const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out)
         /* decimal (precision kept), strings, enums, dates as sent, base64, hex */
         return pt__put_json_str(out, s, n);
     }
+}
+
+/* s[0..n) as a JSON string that needs no escaping (checked lexical forms). */
+static inline int put_plain_str(pt_xbuf_t *out, const char *s, size_t n)
+{
+    int rc = pt_xbuf_reserve(out, n + 2);
+    if (rc != 0)
+        return rc;
+    uint8_t *o = out->data + out->len;
+    o[0] = '"';
+    pt__copy(o + 1, s, n);
+    o[n + 1] = '"';
+    out->len += n + 2;
+    return 0;
+}
+
+/* An integer of at most 18 digits, checked against the type's bounds and
+ * written in canonical form; 1 when it is longer (the general path decides). */
+static int int_json(const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (n > 0 && (s[0] == '+' || s[0] == '-'))
+        neg = s[i++] == '-';
+    if (i == n)
+        return PT_XERR_INVALID;
+    if (n - i > 18)
+        return 1;
+    int64_t v = 0;
+    size_t d0 = i;
+    for (; i < n; i++) {
+        unsigned dv = (unsigned)(unsigned char)s[i] - '0';
+        if (dv > 9)
+            return PT_XERR_INVALID;
+        v = v * 10 + (int64_t)dv;
+    }
+    __int128 sv = neg ? -(__int128)v : (__int128)v;
+    if ((st->has_imin && sv < st->imin) || (st->has_imax && sv > st->imax))
+        return PT_XERR_INVALID;
+    while (d0 + 1 < n && s[d0] == '0')
+        d0++;
+    size_t d = n - d0;
+    /* |v| <= 2^53 is exact as a JSON number everywhere (as pt__xst_to_json) */
+    bool fits = st->int_small || d < 16 || (d == 16 && v <= 9007199254740992);
+    int rc = pt_xbuf_reserve(out, d + 3);
+    if (rc != 0)
+        return rc;
+    uint8_t *o = out->data + out->len, *o0 = o;
+    if (!fits)
+        *o++ = '"';
+    if (neg && v != 0)
+        *o++ = '-';
+    pt__copy(o, s + d0, d);
+    o += d;
+    if (!fits)
+        *o++ = '"';
+    out->len += (size_t)(o - o0);
+    return 0;
+}
+
+int pt__xst_json(const pt_wsdl_t *w, const pt_xst_t *st, const char *s, size_t n, pt_xbuf_t *out)
+{
+    if (!st->facets && (st->enum_cnt == 0 || (st->prim == PT_XSP_STRING && st->enum_lens != NULL))) {
+        switch (st->prim) {
+        case PT_XSP_STRING:
+            if (st->enum_cnt > 0) {
+                size_t i = 0;
+                while (i < st->enum_cnt && !(st->enum_lens[i] == n && pt__same(st->enums[i], s, n)))
+                    i++;
+                if (i == st->enum_cnt)
+                    return PT_XERR_INVALID;
+            }
+            return pt__put_json_str_fast(out, s, n);
+        case PT_XSP_ANYSIMPLE:
+            return pt__put_json_str_fast(out, s, n);
+        case PT_XSP_BOOLEAN:
+            trim(&s, &n);
+            if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 1 && s[0] == '1'))
+                return pt_xbuf_append(out, "true", 4);
+            if ((n == 5 && memcmp(s, "false", 5) == 0) || (n == 1 && s[0] == '0'))
+                return pt_xbuf_append(out, "false", 5);
+            return PT_XERR_INVALID;
+        case PT_XSP_INTEGER: {
+            const char *t = s;
+            size_t tn = n;
+            trim(&t, &tn);
+            int rc = int_json(st, t, tn, out);
+            if (rc <= 0)
+                return rc;
+            break; /* long: the general path */
+        }
+        case PT_XSP_DECIMAL: {
+            int total, frac;
+            trim(&s, &n);
+            if (!parse_decimal(s, n, &total, &frac))
+                return PT_XERR_INVALID;
+            return put_plain_str(out, s, n);
+        }
+        case PT_XSP_DATETIME:
+        case PT_XSP_DATE:
+        case PT_XSP_TIME:
+        case PT_XSP_DURATION:
+        case PT_XSP_GREG:
+            trim(&s, &n);
+            if (!pt__xsd_lex_ok(st->prim, st->sub, s, n))
+                return PT_XERR_INVALID;
+            return put_plain_str(out, s, n);
+        default:
+            break;
+        }
+    }
+    if (pt__xst_check(w, st, s, n) != NULL)
+        return PT_XERR_INVALID;
+    return pt__xst_to_json(st, s, n, out);
 }
 
 const pt_xfield_t *pt__xct_field(const pt_xct_t *ct, const char *ns, const char *local)

@@ -765,9 +765,20 @@ static const pt_xst_t *build_simple(ld_t *l, xmlNode *n, int si, const char *nam
             if (in_ns(f, PT_XS_NS) && facet(l, f, t, &enums, &ecnt, &ecap) != 0)
                 return NULL;
         if (ecnt > 0) {
+            size_t *lens = pt__xpool_alloc(l->pool, ecnt * sizeof(*lens));
+            if (lens == NULL) {
+                nomem(l);
+                return NULL;
+            }
+            for (size_t i = 0; i < ecnt; i++)
+                lens[i] = strlen(enums[i]);
             t->enums = enums;
+            t->enum_lens = lens;
             t->enum_cnt = ecnt;
         }
+        t->facets = t->has_len || t->has_minlen || t->has_maxlen ||
+                    t->pattern_cnt > 0 || t->has_min || t->has_max || t->total_digits >= 0 ||
+                    t->fraction_digits >= 0;
         return t;
     }
     fail(l, n, PT_XERR_INVALID, "xs:simpleType without xs:restriction");
@@ -911,7 +922,46 @@ static pt_xpart_t *build_group(ld_t *l, xmlNode *n, int si)
     return p;
 }
 
+/* The JSON member's start for a name, made once: ,"<pfx><name>": (escaped). */
+static int json_key(ld_t *l, const char *pfx, const char *name, const char **key, uint32_t *klen)
+{
+    pt_xbuf_t b;
+    pt_xbuf_init(&b, l->pool->a);
+    int rc = pt_xbuf_putc(&b, ',');
+    if (rc == 0) {
+        size_t pl = strlen(pfx), nl = strlen(name);
+        char *both = pt_xalloc(l->pool->a, pl + nl + 1);
+        if (both == NULL) {
+            rc = PT_XERR_NOMEM;
+        } else {
+            memcpy(both, pfx, pl);
+            memcpy(both + pl, name, nl + 1);
+            rc = pt__put_json_str(&b, both, pl + nl);
+            pt_xfree(l->pool->a, both);
+        }
+    }
+    if (rc == 0)
+        rc = pt_xbuf_putc(&b, ':');
+    char *k = rc == 0 ? pt__xpool_strndup(l->pool, (const char *)b.data, b.len) : NULL;
+    *key = k;
+    *klen = (uint32_t)b.len;
+    pt_xbuf_dispose(&b);
+    return k == NULL ? nomem(l) : 0;
+}
+
+static int build_attr_decl(ld_t *l, xmlNode *n, int si, pt_xattr_t *a);
+
 static int build_attr(ld_t *l, xmlNode *n, int si, pt_xattr_t *a)
+{
+    int rc = build_attr_decl(l, n, si, a);
+    if (rc != 0)
+        return rc;
+    a->nlen = (uint32_t)strlen(a->name);
+    a->nslen = (uint32_t)strlen(a->ns);
+    return json_key(l, "@", a->name, &a->key, &a->klen);
+}
+
+static int build_attr_decl(ld_t *l, xmlNode *n, int si, pt_xattr_t *a)
 {
     const char *ref = attr(l, n, "ref");
     xmlNode *def = n;
@@ -1025,8 +1075,10 @@ static int flatten(ld_t *l, xmlNode *n, pt_xct_t *t, const pt_xpart_t *p, bool r
             *v = nv;
             *cap = nc;
         }
-        (*v)[(*cnt)++] = (pt_xfield_t){p->elem, r};
-        return 0;
+        pt_xfield_t *f = &(*v)[(*cnt)++];
+        *f = (pt_xfield_t){p->elem,          r, (uint32_t)strlen(p->elem->name),
+                           (uint32_t)strlen(p->elem->ns), NULL, 0, p->elem->name, p->elem->ns};
+        return json_key(l, "", p->elem->name, &f->key, &f->klen);
     }
     for (const pt_xpart_t *k = p->kids; k != NULL; k = k->next)
         if (flatten(l, n, t, k, r, v, cnt, cap) != 0)

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <libxml/tree.h>
 
@@ -117,10 +118,116 @@ void pt__jv_append(pt__jv_t *parent, pt__jv_t *kid);
 /** JSON type name, for messages ("string", "number", ...). */
 const char *pt__jv_type_name(const pt__jv_t *v);
 
-/* ---- output helpers --------------------------------------------------------- */
+/* ---- short byte strings ------------------------------------------------------ */
+
+/*
+ * Names, namespace names and short values are a few bytes to a few dozen:
+ * compared and copied here with word loads (overlapping at the end) rather
+ * than a libc call each. Neither reads outside [a, a+n) / [s, s+n).
+ */
+static inline uint64_t pt__ld8(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t pt__ld4(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/** a[0..n) == b[0..n) */
+static inline bool pt__same(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8)
+            if (pt__ld8(x + i) != pt__ld8(y + i))
+                return false;
+        return pt__ld8(x + (n - 8)) == pt__ld8(y + (n - 8));
+    }
+    if (n >= 4)
+        return pt__ld4(x) == pt__ld4(y) && pt__ld4(x + (n - 4)) == pt__ld4(y + (n - 4));
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return false;
+    return true;
+}
+
+/** memcpy(d, s, n) for the short copies of the answer path. */
+static inline void pt__copy(void *d, const void *s, size_t n)
+{
+    unsigned char *o = d;
+    const unsigned char *i = s;
+    if (n > 16) {
+        memcpy(o, i, n);
+    } else if (n >= 8) {
+        uint64_t a = pt__ld8(i), b = pt__ld8(i + (n - 8));
+        memcpy(o, &a, 8);
+        memcpy(o + (n - 8), &b, 8);
+    } else if (n >= 4) {
+        uint32_t a = pt__ld4(i), b = pt__ld4(i + (n - 4));
+        memcpy(o, &a, 4);
+        memcpy(o + (n - 4), &b, 4);
+    } else {
+        for (size_t k = 0; k < n; k++)
+            o[k] = i[k];
+    }
+}
+
+/* True when one of the 8 bytes in v is a control, '"' or '\\' (the
+ * has-less-than / has-zero-byte tests: exact for "is there one", no more). */
+static inline bool pt__esc8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+    return (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high;
+}
+
+/** True when s[0..n) holds a byte a JSON string must escape (a control, '"',
+ * '\\'): whole words, the last one overlapping, short strings gathered into
+ * one word padded with blanks. */
+static inline bool pt__json_needs_esc(const char *s, size_t n)
+{
+    uint64_t v;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (pt__esc8(pt__ld8(s + i)))
+                return true;
+        v = pt__ld8(s + (n - 8));
+    } else if (n >= 4) {
+        v = (uint64_t)pt__ld4(s) | (uint64_t)pt__ld4(s + (n - 4)) << 32;
+    } else if (n > 0) {
+        v = 0x2020202020000000u | (unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+            (uint64_t)(unsigned char)s[n - 1] << 16;
+    } else {
+        return false;
+    }
+    return pt__esc8(v);
+}
 
 /** Appends s[0..n) as a quoted JSON string. */
 int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n);
+
+/** pt__put_json_str(), the common case (nothing to escape) inline. */
+static inline int pt__put_json_str_fast(pt_xbuf_t *b, const char *s, size_t n)
+{
+    if (pt__json_needs_esc(s, n) || pt_xbuf_reserve(b, n + 2) != 0)
+        return pt__put_json_str(b, s, n);
+    uint8_t *o = b->data + b->len;
+    o[0] = '"';
+    pt__copy(o + 1, s, n);
+    o[n + 1] = '"';
+    b->len += n + 2;
+    return 0;
+}
+
+/* ---- output helpers --------------------------------------------------------- */
+
 /**
  * Appends s[0..n) escaped as XML character data (attr: for a double-quoted
  * attribute value). Returns PT_XERR_INVALID for a character XML 1.0 cannot

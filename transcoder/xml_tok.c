@@ -19,11 +19,15 @@
 
 #include <libxml/uri.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define XML_NS_URI "http://www.w3.org/XML/1998/namespace"
 #define XMLNS_URI "http://www.w3.org/2000/xmlns/"
 #define MAX_NAME 50000 /* libxml2's XML_MAX_NAME_LENGTH without XML_PARSE_HUGE */
 
-enum { ST_OK = 0, ST_NEED, ST_ERR };
+enum { ST_OK = 0, ST_NEED, ST_ERR, ST_OTHER /* stag_plain: not its case */ };
 enum { W_START = 0, W_PROLOG, W_CONTENT, W_EPILOG };
 
 typedef struct el {
@@ -81,6 +85,35 @@ static const uint8_t tcls[256] = {
     [29] = 1, [30] = 1, [31] = 1, ['<'] = 1, ['&'] = 1, [']'] = 1,
     [0x80 ... 0xFF] = 1,
 };
+
+/*
+ * The first byte at or after p (before len) that tcls marks, or len. Sixteen
+ * bytes a step where SSE2 is there: the same set, exactly (controls but tab
+ * and LF, '<', '&', ']' and every byte >= 0x80, which is negative signed).
+ */
+static inline size_t text_run(const unsigned char *b, size_t p, size_t len)
+{
+#if defined(__SSE2__)
+    if (p + 16 <= len) {
+        const __m128i lt = _mm_set1_epi8('<'), amp = _mm_set1_epi8('&'), rb = _mm_set1_epi8(']'),
+                      sp = _mm_set1_epi8(0x20), tab = _mm_set1_epi8('\t'), lf = _mm_set1_epi8('\n');
+        do {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + p));
+            __m128i ctl = _mm_andnot_si128(_mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, lf)),
+                                           _mm_cmplt_epi8(v, sp));
+            __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lt), _mm_cmpeq_epi8(v, amp)),
+                                     _mm_or_si128(_mm_cmpeq_epi8(v, rb), ctl));
+            unsigned mask = (unsigned)_mm_movemask_epi8(m);
+            if (mask != 0)
+                return p + (size_t)__builtin_ctz(mask);
+            p += 16;
+        } while (p + 16 <= len);
+    }
+#endif
+    while (p < len && tcls[b[p]] == 0)
+        p++;
+    return p;
+}
 
 /* ASCII NCName characters: N_START may begin a name, N_CHAR may follow. */
 enum { N_START = 1, N_CHAR = 2 };
@@ -217,7 +250,30 @@ static int defer(pt__xt_t *x)
 static int qname(pt__xt_t *x, const unsigned char *b, size_t len, bool final, size_t *p,
                  size_t *plen)
 {
+    /* the common name first: ASCII, at most one colon, ended by an ASCII
+     * byte that is no name character and no colon; anything else below */
     size_t i = *p, part = i;
+    if (i < len && (ncls[b[i]] & N_START)) {
+        size_t j = i + 1;
+        while (j < len && (ncls[b[j]] & N_CHAR))
+            j++;
+        if (j < len && b[j] < 0x80 && b[j] != ':' && j - i <= MAX_NAME) {
+            *plen = 0;
+            *p = j;
+            return ST_OK;
+        }
+        if (j < len && b[j] == ':' && j + 1 < len && (ncls[b[j + 1]] & N_START)) {
+            size_t k = j + 2;
+            while (k < len && (ncls[b[k]] & N_CHAR))
+                k++;
+            if (k < len && b[k] < 0x80 && b[k] != ':' && j - i <= MAX_NAME &&
+                k - j - 1 <= MAX_NAME) {
+                *plen = j - i;
+                *p = k;
+                return ST_OK;
+            }
+        }
+    }
     int colons = 0;
     *plen = 0;
     for (;;) {
@@ -671,10 +727,32 @@ static const nsb_t *lookup(const pt__xt_t *x, const unsigned char *b, size_t p, 
 {
     for (unsigned i = x->nns; i-- > 0;) {
         const nsb_t *s = &x->ns[i];
-        if (s->plen == n && memcmp(b + s->poff, b + p, n) == 0)
+        if (s->plen == n && pt__same(b + s->poff, b + p, n))
             return s;
     }
     return NULL;
+}
+
+/* The namespace of the element named at b[qs..] (prefix length eplen). */
+static inline __attribute__((always_inline)) int elem_ns(pt__xt_t *x, const unsigned char *b, size_t qs, size_t eplen, const char **euri,
+                   size_t *eulen)
+{
+    *euri = NULL;
+    *eulen = 0;
+    if (eplen != 0) {
+        if ((eplen == 3 && memcmp(b + qs, "xml", 3) == 0) ||
+            (eplen == 5 && memcmp(b + qs, "xmlns", 5) == 0))
+            return defer(x);
+        const nsb_t *s = lookup(x, b, qs, eplen);
+        if (s == NULL)
+            return BAD(qs, "undeclared namespace prefix");
+        *euri = (const char *)x->uris.data + s->uoff, *eulen = s->ulen;
+    } else {
+        const nsb_t *s = lookup(x, b, qs, 0);
+        if (s != NULL && s->ulen != 0)
+            *euri = (const char *)x->uris.data + s->uoff, *eulen = s->ulen;
+    }
+    return ST_OK;
 }
 
 static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
@@ -778,27 +856,16 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
             return fail_at(x, b, x->pos, PT_XP_NOMEM, "out of memory");
     }
     /* the element's namespace */
-    const char *euri = NULL;
-    size_t eulen = 0;
-    if (eplen != 0) {
-        if ((eplen == 3 && memcmp(b + qs, "xml", 3) == 0) ||
-            (eplen == 5 && memcmp(b + qs, "xmlns", 5) == 0))
-            return defer(x);
-        const nsb_t *s = lookup(x, b, qs, eplen);
-        if (s == NULL)
-            return BAD(qs, "undeclared namespace prefix");
-        euri = (const char *)x->uris.data + s->uoff, eulen = s->ulen;
-    } else {
-        const nsb_t *s = lookup(x, b, qs, 0);
-        if (s != NULL && s->ulen != 0)
-            euri = (const char *)x->uris.data + s->uoff, eulen = s->ulen;
-    }
+    const char *euri;
+    size_t eulen;
+    if ((r = elem_ns(x, b, qs, eplen, &euri, &eulen)) != ST_OK)
+        return r;
     /* attributes' namespaces; duplicates by qualified name, then by expanded name */
     x->gen++;
     unsigned nout = 0;
     for (unsigned i = 0; i < cnt; i++) {
         att_t *a = &x->ats[i];
-        if (dup_insert(x, hash(b + a->qoff, a->qlen, 2166136261u), i, b, false) >= 0)
+        if (cnt > 1 && dup_insert(x, hash(b + a->qoff, a->qlen, 2166136261u), i, b, false) >= 0)
             return BAD(a->qoff, "attribute given twice");
         if (a->xmlns || a->plen == 0)
             continue;
@@ -820,7 +887,7 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
         const att_t *a = &x->ats[i];
         if (a->xmlns)
             continue;
-        if (a->plen != 0) {
+        if (a->plen != 0 && cnt > 1) {
             uint32_t h = hash(b + a->qoff + a->plen + 1, a->qlen - a->plen - 1, 2166136261u);
             if (dup_insert(x, hash((const unsigned char *)a->uri, a->ulen, h), i, b, true) >= 0)
                 return BAD(a->qoff, "attribute given twice (same namespace and name)");
@@ -846,12 +913,61 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     return ST_OK;
 }
 
+/*
+ * The common start tag, <name> or <prefix:name> with ASCII names and no
+ * attributes, read with less ceremony; ST_OTHER (nothing done) for any
+ * other tag, which stag() then reads. The same checks in the same order.
+ */
+static int stag_plain(pt__xt_t *x, const unsigned char *b, size_t len)
+{
+    size_t qs = x->pos + 1, p = qs, eplen = 0;
+    if (p >= len || !(ncls[b[p]] & N_START))
+        return ST_OTHER;
+    for (p++; p < len && (ncls[b[p]] & N_CHAR); p++)
+        ;
+    if (p < len && b[p] == ':') {
+        eplen = p - qs;
+        if (++p >= len || !(ncls[b[p]] & N_START))
+            return ST_OTHER;
+        for (p++; p < len && (ncls[b[p]] & N_CHAR); p++)
+            ;
+    }
+    if (p >= len || b[p] != '>' || p - qs > MAX_NAME)
+        return ST_OTHER;
+    if (x->depth + 1 > x->max_depth)
+        return fail_at(x, b, x->pos, PT_XP_LIMIT, "elements nested deeper than %u", x->max_depth);
+    const char *euri;
+    size_t eulen;
+    int r = elem_ns(x, b, qs, eplen, &euri, &eulen);
+    if (r != ST_OK)
+        return r;
+    size_t lskip = eplen == 0 ? 0 : eplen + 1, ql = p - qs;
+    if (x->cb->leaf != NULL && x->depth > 0) {
+        /* <name>text</name> in one piece: one event (see xml_tok.h) */
+        size_t t0 = p + 1, t1 = text_run(b, t0, len), et = t1 + 2 + ql;
+        if (et < len && b[t1] == '<' && b[t1 + 1] == '/' && pt__same(b + t1 + 2, b + qs, ql) &&
+            b[et] == '>') {
+            x->pos = et + 1;
+            x->cb->leaf(x->ud, (const char *)b + qs + lskip, ql - lskip, euri, eulen,
+                        (const char *)b + t0, t1 - t0);
+            return ST_OK;
+        }
+    }
+    el_t *e = &x->els[x->depth++];
+    e->qoff = qs, e->qlen = ql, e->nsmark = x->nns, e->urimark = x->uris.len;
+    x->pos = p + 1;
+    x->where = W_CONTENT;
+    x->cb->start(x->ud, (const char *)b + qs + lskip, ql - lskip, euri, eulen, x->out, 0);
+    return ST_OK;
+}
+
 static int etag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
 {
     size_t p = x->pos + 2, plen;
     const el_t *e = &x->els[x->depth - 1];
-    if (len - p > e->qlen && memcmp(b + p, b + e->qoff, e->qlen) == 0 &&
-        !(ncls[b[p + e->qlen]] & N_CHAR) && b[p + e->qlen] != ':' && b[p + e->qlen] < 0x80) {
+    bool same = len - p > e->qlen && pt__same(b + p, b + e->qoff, e->qlen);
+    if (same && (b[p + e->qlen] == '>' || (!(ncls[b[p + e->qlen]] & N_CHAR) &&
+                                           b[p + e->qlen] != ':' && b[p + e->qlen] < 0x80))) {
         p += e->qlen; /* the open element's name, and it ends there */
     } else {
         int r = qname(x, b, len, final, &p, &plen);
@@ -908,7 +1024,8 @@ static int markup(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     }
     if (x->where == W_EPILOG)
         return BAD(p, "content after the root element");
-    return stag(x, b, len, final);
+    int r = stag_plain(x, b, len);
+    return r != ST_OTHER ? r : stag(x, b, len, final);
 }
 
 /* Character data in content, handed over as it comes. */
@@ -917,8 +1034,7 @@ static int chardata(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     size_t p = x->pos, run = p;
     int r = ST_OK;
     for (;;) {
-        while (p < len && tcls[b[p]] == 0)
-            p++;
+        p = text_run(b, p, len);
         if (p >= len)
             break;
         unsigned char c = b[p];
@@ -1073,8 +1189,10 @@ pt__xt_t *pt__xt_new(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__
     x->out = pt_xalloc(a, x->cap_ats * sizeof(*x->out));
     x->stamp = pt_xalloc(a, t * sizeof(*x->stamp));
     x->slot = pt_xalloc(a, t * sizeof(*x->slot));
+    /* never NULL data: an empty value or namespace name is data + offset too */
     if (x->els == NULL || x->ns == NULL || x->ats == NULL || x->out == NULL || x->stamp == NULL ||
-        x->slot == NULL) {
+        x->slot == NULL || pt_xbuf_reserve(&x->uris, 256) != 0 ||
+        pt_xbuf_reserve(&x->vals, 256) != 0) {
         pt__xt_free(x);
         return NULL;
     }

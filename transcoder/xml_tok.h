@@ -40,12 +40,21 @@ typedef struct pt__xt_attr {
     size_t llen, ulen, vlen;
 } pt__xt_attr_t;
 
-/** Events; pointers are valid during the call only. uri NULL: no namespace. */
+/**
+ * Events; pointers are valid during the call only. uri NULL: no namespace.
+ * `leaf` is optional: when set, an element read whole from one buffer as
+ * <name>text</name> -- no attributes, ASCII names, text without references,
+ * CR, "]" or non-ASCII bytes, the end tag right after, not the root -- is
+ * reported by that one call instead of start, text (when not empty) and end;
+ * exactly the same events otherwise.
+ */
 typedef struct pt__xt_cb {
     void (*start)(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
                   const pt__xt_attr_t *at, unsigned nat);
     void (*end)(void *ud);
     void (*text)(void *ud, const char *s, size_t n);
+    void (*leaf)(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
+                 const char *s, size_t n);
 } pt__xt_cb_t;
 
 typedef struct pt__xt pt__xt_t;

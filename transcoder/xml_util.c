@@ -624,6 +624,14 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
     int rc = pt_xbuf_reserve(b, n + 2);
     if (rc != 0)
         return rc;
+    uint8_t *o = b->data + b->len;
+    if (!pt__json_needs_esc(s, n)) { /* the common case: room was reserved */
+        o[0] = '"';
+        pt__copy(o + 1, s, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        return 0;
+    }
     b->data[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
@@ -657,12 +665,8 @@ int pt__put_json_str(pt_xbuf_t *b, const char *s, size_t n)
         if ((rc = pt_xbuf_puts(b, e)) != 0)
             return rc;
     }
-    if (run == 0 && n != 0) { /* nothing to escape: room was reserved */
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-    } else if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0) {
+    if ((rc = pt_xbuf_append(b, s + run, n - run)) != 0)
         return rc;
-    }
     return pt_xbuf_putc(b, '"');
 }
 

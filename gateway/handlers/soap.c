@@ -447,11 +447,18 @@ static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
 
 static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
 {
-    (void)h;
-    (void)cnt;
     pt_soapcall_t *c = ud;
     c->up_status = status;
     c->endpoint = pt_upcall_endpoint(c->up);
+    /* the answer's size, when told: the parser makes room once */
+    for (size_t i = 0; i < cnt; i++) {
+        unsigned long long n;
+        if (pt_str_ieq(h[i].name, PT_STR("content-length")) &&
+            pt_str_to_u64(h[i].value, SIZE_MAX, &n) == 0) {
+            pt_soap_resp_expect(c->parser, (size_t)n);
+            break;
+        }
+    }
 }
 
 static bool up_on_data(void *ud, const char *data, size_t len)

@@ -55,7 +55,7 @@ static void no_text(void *ud, const char *s, size_t n) { (void)ud, (void)s, (voi
 /* Our tokenizer and libxml2 (as xml_util.c configures it) agree on the bytes. */
 static void same_verdict(const char *text, size_t len, size_t step)
 {
-    static const pt__xt_cb_t cb = {no_start, no_end, no_text};
+    static const pt__xt_cb_t cb = {no_start, no_end, no_text, NULL};
     pt__xp_opts_t xo = {1u << 20, 67, 64, NULL};
     pt__xt_t *t = pt__xt_new(NULL, &xo, &cb, NULL);
     pt__xp_t *x = pt__xp_new(NULL, &xo);

@@ -54,7 +54,17 @@ static void log_end(void *ud) { pt_xbuf_puts(ud, "</>"); }
 
 static void log_text(void *ud, const char *s, size_t n) { pt_xbuf_append(ud, s, n); }
 
-static const pt__xt_cb_t logcb = {log_start, log_end, log_text};
+/* the one-event leaf, logged as the three events it stands for */
+static void log_leaf(void *ud, const char *l, size_t ll, const char *u, size_t ul, const char *s,
+                     size_t n)
+{
+    log_start(ud, l, ll, u, ul, NULL, 0);
+    log_text(ud, s, n);
+    log_end(ud);
+}
+
+static const pt__xt_cb_t logcb = {log_start, log_end, log_text, NULL};
+static const pt__xt_cb_t leafcb = {log_start, log_end, log_text, log_leaf};
 
 typedef struct run {
     pt__xp_fail_t f;
@@ -64,12 +74,13 @@ typedef struct run {
 } run_t;
 
 /* Runs the tokenizer over xml[0..n) fed `step` bytes at a time (0: whole). */
-static run_t tok(const char *xml, size_t n, size_t step, unsigned depth, unsigned attrs)
+static run_t tok_cb(const char *xml, size_t n, size_t step, unsigned depth, unsigned attrs,
+                    const pt__xt_cb_t *cb)
 {
     pt_xbuf_t log;
     pt_xbuf_init(&log, NULL);
     pt__xp_opts_t o = {1u << 20, depth, attrs, NULL};
-    pt__xt_t *t = pt__xt_new(NULL, &o, &logcb, &log);
+    pt__xt_t *t = pt__xt_new(NULL, &o, cb, &log);
     assert_non_null(t);
     pt__xp_fail_t f = PT_XP_OK;
     if (step == 0)
@@ -84,6 +95,20 @@ static run_t tok(const char *xml, size_t n, size_t step, unsigned depth, unsigne
     pt_xbuf_terminate(&log);
     r.log = (char *)log.data;
     pt__xt_free(t);
+    return r;
+}
+
+/* tok_cb without the leaf event, held to the same run with it: the same
+ * events (a leaf logged as its three), the same verdict, words and place. */
+static run_t tok(const char *xml, size_t n, size_t step, unsigned depth, unsigned attrs)
+{
+    run_t r = tok_cb(xml, n, step, depth, attrs, &logcb);
+    run_t l = tok_cb(xml, n, step, depth, attrs, &leafcb);
+    if (r.f != l.f || r.deferred != l.deferred || strcmp(r.msg, l.msg) != 0 ||
+        strcmp(r.log, l.log) != 0)
+        fail_msg("%.*s: step %zu: with leaf events %d %d %s %s, without %d %d %s %s", (int)n, xml,
+                 step, l.f, l.deferred, l.msg, l.log, r.f, r.deferred, r.msg, r.log);
+    free(l.log);
     return r;
 }
 
@@ -177,6 +202,82 @@ static void test_accepts(void **state)
     /* non-ASCII names and text, end tag with blanks */
     accepts("<\xC3\xA9l\xC2\xB7x>\xE2\x82\xAC</\xC3\xA9l\xC2\xB7x \n>",
             "<\xC3\xA9l\xC2\xB7x>\xE2\x82\xAC</>");
+}
+
+/* Elements that are, or almost are, one-event leaves (every case of tok()
+ * is also run with the leaf event and held to the run without it). */
+static void test_leaves(void **state)
+{
+    (void)state;
+    accepts("<r xmlns=\"urn:d\" xmlns:p=\"urn:p\"><a>x</a><p:b>tab\there\nLF</p:b><c></c>"
+            "<d>t&amp;</d><e>]</e><f>x</f ><g>\xC3\xA9</g><h>a\r\nb</h><i a=\"1\">x</i><j>x<k/></j>"
+            "<l>x</l></r>",
+            "<{urn:d}r><{urn:d}a>x</><{urn:p}b>tab\there\nLF</><{urn:d}c></><{urn:d}d>t&</>"
+            "<{urn:d}e>]</><{urn:d}f>x</><{urn:d}g>\xC3\xA9</><{urn:d}h>a\nb</>"
+            "<{urn:d}i @a=1>x</><{urn:d}j>x<{urn:d}k></></><{urn:d}l>x</></>");
+    accepts("<a>x</a>", "<a>x</>"); /* the root is never a leaf event */
+    refuses("<r><a>x</b></r>", "1:8: mismatched end tag");
+    refuses("<r><a>x</ab></r>", "mismatched end tag");
+    refuses("<r><p:a>x</p:a></r>", "1:5: undeclared namespace prefix");
+    refuses("<r><a>x\x01</a></r>", "invalid UTF-8");
+    refuses_n("<r><a>x</a></r>", 15, PT_XP_LIMIT, "nested deeper than 1", 1, 64);
+    defers("<r><xml:a>x</xml:a></r>");
+}
+
+/* The escaping JSON string writer (word-at-a-time scan) against a byte-by-byte
+ * reference: every length up to 40, one byte of each class at every place. */
+static void ref_json_str(pt_xbuf_t *b, const char *s, size_t n)
+{
+    pt_xbuf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\')
+            snprintf(e, sizeof(e), "\\%c", c);
+        else if (c == '\n')
+            snprintf(e, sizeof(e), "\\n");
+        else if (c == '\r')
+            snprintf(e, sizeof(e), "\\r");
+        else if (c == '\t')
+            snprintf(e, sizeof(e), "\\t");
+        else if (c < 0x20)
+            snprintf(e, sizeof(e), "\\u%04x", c);
+        else
+            e[0] = (char)c, e[1] = '\0';
+        pt_xbuf_puts(b, e);
+    }
+    pt_xbuf_putc(b, '"');
+}
+
+static void test_json_escape(void **state)
+{
+    (void)state;
+    static const unsigned char odd[] = {'"', '\\', 0x00, 0x01, '\n', 0x1F, 0x20, 0x7F, 0x80, 0xC3, 0xFF, '!', '#'};
+    char s[48];
+    pt_xbuf_t got, want;
+    pt_xbuf_init(&got, NULL);
+    pt_xbuf_init(&want, NULL);
+    for (size_t n = 0; n <= 40; n++)
+        for (size_t at = 0; at <= n; at++)
+            for (size_t k = 0; k < sizeof(odd); k++) {
+                for (size_t i = 0; i < n; i++)
+                    s[i] = (char)('a' + i % 26);
+                if (at < n)
+                    s[at] = (char)odd[k];
+                pt_xbuf_reset(&got);
+                pt_xbuf_reset(&want);
+                pt_xbuf_puts(&got, "x");
+                assert_int_equal(pt__put_json_str(&got, s, n), 0);
+                pt_xbuf_puts(&want, "x");
+                ref_json_str(&want, s, n);
+                if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0)
+                    fail_msg("length %zu, byte 0x%02x at %zu: %.*s vs %.*s", n, odd[k], at,
+                             (int)got.len, (const char *)got.data, (int)want.len,
+                             (const char *)want.data);
+                assert_int_equal(pt__json_needs_esc(s, n), want.len != n + 3);
+            }
+    pt_xbuf_dispose(&got);
+    pt_xbuf_dispose(&want);
 }
 
 static void test_refuses(void **state)
@@ -406,6 +507,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts),
+        cmocka_unit_test(test_leaves),
+        cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_refuses),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_defers),

@@ -319,10 +319,20 @@ pt_soap_resp_t *pt_soap_resp_new(const pt_soap_op_t *op, const pt_allocator_t *a
 int pt_soap_resp_feed(pt_soap_resp_t *r, const void *chunk, size_t len);
 
 /**
+ * A hint before the first feed: the answer is about `n` bytes (its
+ * Content-Length). Room for that much input, and for as much JSON, is made
+ * at once (at most max_size) instead of growing as the bytes come. Only a
+ * hint: the answer may be shorter or longer; a failed allocation is left for
+ * the feeds to meet.
+ */
+void pt_soap_resp_expect(pt_soap_resp_t *r, size_t n);
+
+/**
  * Ends the input and converts: fills `res` and, for OUTPUT and FAULT,
  * appends the JSON to `out`. Returns 0 when `res` is filled (whatever the
  * outcome), PT_XERR_NOMEM or PT_XERR_LIMIT (out->limit) otherwise; on a
- * non-zero return out->len is restored. Call once.
+ * non-zero return out->len is restored. Call once. When `out` is empty and
+ * uses the parser's allocator, the JSON's storage is handed over, not copied.
  */
 int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out);
 

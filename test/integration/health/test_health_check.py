@@ -209,6 +209,45 @@ routes:
                       self.upstreams(admin)["https://localhost:%d" % a.port]["last_error"])
 
 
+    def test_https_http2_rest_check_accepts_an_http1_server(self):
+        """An `http2: true` https REST cluster whose server speaks only
+        HTTP/1.1: calls fall back to HTTP/1.1 through ALPN, and so must the
+        check (it offered only h2 and spoke HTTP/2 to it, failing)."""
+        import ssl
+        import tempfile
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        crt, key = make_cert(d.name)
+        a = self.server("a")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        a.socket = ctx.wrap_socket(a.socket, server_side=True)
+        port, admin = free_port(), free_port()
+        cfg = f"""
+listeners:
+  - address: 127.0.0.1:{port}
+admin: {{ address: 127.0.0.1:{admin} }}
+clusters:
+  - name: app
+    endpoints: [ "https://127.0.0.1:{a.port}" ]
+    http2: true
+    ca_file: {crt}
+    retries: 0
+    health_check: {{ path: /healthz, interval: 300ms, timeout: 300ms, unhealthy: 1, healthy: 1 }}
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: app }}
+"""
+        self.start(cfg, port)
+        wait_port(admin)
+        self.assertIsNotNone(wait_until(lambda: a.probes >= 2, 5))
+        ep = self.upstreams(admin)["https://127.0.0.1:%d" % a.port]
+        self.assertTrue(ep["healthy"], ep["last_error"])
+        self.assertEqual(ep["failures"], 0, ep["last_error"])
+        st, body, _ = get(port)
+        self.assertEqual((st, body), (200, b"a\n"))
+
 class FailOpenTest(HealthCheckCase):
     def run_all_sick(self, fail_open):
         a, b = self.server("a"), self.server("b")

@@ -170,16 +170,24 @@ class HttpHealthTest(HealthCheckCase):
 
 
 class HttpsHealthTest(HealthCheckCase):
-    def test_https_checks_use_the_cluster_tls_settings(self):
+    def tls_server(self, name, alpn=None):
+        """A HealthServer over TLS (a fresh self-signed certificate for
+        127.0.0.1/localhost, ALPN `alpn` when given): (server, cert file)."""
         import ssl
         import tempfile
         d = tempfile.TemporaryDirectory()
         self.addCleanup(d.cleanup)
         crt, key = make_cert(d.name)
-        a = self.server("a")
+        a = self.server(name)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(crt, key)
+        if alpn is not None:
+            ctx.set_alpn_protocols(alpn)
         a.socket = ctx.wrap_socket(a.socket, server_side=True)
+        return a, crt
+
+    def test_https_checks_use_the_cluster_tls_settings(self):
+        a, crt = self.tls_server("a")
         port, admin = free_port(), free_port()
         hc = "{ path: /healthz, interval: 200ms, timeout: 200ms, unhealthy: 1, healthy: 1 }"
         cfg = f"""
@@ -213,16 +221,7 @@ routes:
         """An `http2: true` https REST cluster whose server speaks only
         HTTP/1.1: calls fall back to HTTP/1.1 through ALPN, and so must the
         check (it offered only h2 and spoke HTTP/2 to it, failing)."""
-        import ssl
-        import tempfile
-        d = tempfile.TemporaryDirectory()
-        self.addCleanup(d.cleanup)
-        crt, key = make_cert(d.name)
-        a = self.server("a")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(crt, key)
-        ctx.set_alpn_protocols(["http/1.1"])
-        a.socket = ctx.wrap_socket(a.socket, server_side=True)
+        a, crt = self.tls_server("a", alpn=["http/1.1"])
         port, admin = free_port(), free_port()
         cfg = f"""
 listeners:

@@ -63,3 +63,13 @@ fi
 # h2tls: an HTTPS HTTP/2 proxied request through h2.c vs HTTP/1.1 + TLS through libcurl, interleaved;
 # set H2TLS_BENCH_BEFORE to a portico built before the change to add its libcurl HTTP/2 rows
 /usr/bin/python3 "$ROOT/bench/h2tls_bench.py" --build "$ROOT/$BUILD"
+# issues 7/8 (netio): system calls per proxied HTTP/1.1 request and per relayed WebSocket message,
+# Portico vs nginx (perf tracepoints; needs perf and npm ws)
+if command -v perf >/dev/null && [ -d "$ROOT/test/integration/node_modules/ws" ]; then
+  /usr/bin/python3 "$ROOT/bench/net_syscalls.py" --build "$ROOT/$BUILD"
+fi
+# issue 7 (h1core): the HTTP/1.1 proxy's user-space cost per request under callgrind, Portico (access
+# log off and on) next to nginx: instructions and allocator calls per proxied GET
+if command -v valgrind >/dev/null; then
+  /usr/bin/python3 "$ROOT/bench/proxy_callgrind.py" --build "$ROOT/$BUILD"
+fi

@@ -14,6 +14,13 @@
 #include "portico/arena.h"
 #include "portico/status.h"
 
+/* Under ASan, memory a reset made reusable is poisoned until it is handed
+ * out again: a stale pointer into what an arena held before its reset (a
+ * finished request whose arena serves the next one, request.c) still faults. */
+#include "core/asan.h"
+#define POISON(p, n) PT_ASAN_POISON(p, n)
+#define UNPOISON(p, n) PT_ASAN_UNPOISON(p, n)
+
 #define ALIGN 16u
 #define MAX_BLOCK ((size_t)64 * 1024)
 
@@ -101,6 +108,7 @@ void *pt_arena_alloc(pt_arena_t *a, size_t size)
     void *p = b->data + b->used;
     b->used += rounded;
     a->used += rounded;
+    UNPOISON(p, rounded);
     return p;
 }
 
@@ -179,6 +187,7 @@ void pt_arena_reset(pt_arena_t *a)
     }
     a->first->next = NULL;
     a->first->used = 0;
+    POISON(a->first->data, a->first->size);
     a->head = a->first;
     a->next_size = a->first_size * 2 > MAX_BLOCK ? MAX_BLOCK : a->first_size * 2;
     a->used = 0;
@@ -189,6 +198,7 @@ void pt_arena_destroy(pt_arena_t *a)
     if (a == NULL)
         return;
     run_cleanups(a);
+    UNPOISON(a->first->data, a->first->size); /* free() must not find it poisoned */
     block_t *b = a->head;
     while (b != NULL) {
         block_t *next = b->next;

@@ -6,6 +6,7 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#include "core/headers_priv.h"
 #include "portico/headers.h"
 #include "portico/status.h"
 
@@ -61,6 +62,42 @@ int pt_headers_add(pt_headers_t *h, pt_str_t name, pt_str_t value)
     return pt_headers_add_nocopy(h, n, v);
 }
 
+/* 'A'..'Z' -> 'a'..'z', every other byte to itself. */
+static const unsigned char ascii_lower[256] = {
+#define R8(b) (b), (b) + 1, (b) + 2, (b) + 3, (b) + 4, (b) + 5, (b) + 6, (b) + 7
+#define R32(b) R8(b), R8((b) + 8), R8((b) + 16), R8((b) + 24)
+    R32(0x00), R32(0x20), 0x40, R8(0x61), R8(0x69), R8(0x71), 0x79, 0x7a, 0x5b, 0x5c, 0x5d, 0x5e,
+    0x5f, R32(0x60), R32(0x80), R32(0xa0), R32(0xc0), R32(0xe0),
+#undef R32
+#undef R8
+};
+
+int pt__headers_own(pt_headers_t *h, size_t from)
+{
+    if (from >= h->cnt)
+        return 0;
+    size_t bytes = 0;
+    for (size_t i = from; i < h->cnt; i++)
+        bytes += h->v[i].name.len + h->v[i].value.len + 2;
+    char *d = pt_arena_alloc(h->arena, bytes);
+    if (d == NULL)
+        return PT_ERR_LIMIT;
+    for (size_t i = from; i < h->cnt; i++) {
+        pt_header_t *e = &h->v[i];
+        for (size_t j = 0; j < e->name.len; j++)
+            d[j] = (char)ascii_lower[(unsigned char)e->name.base[j]];
+        d[e->name.len] = '\0';
+        e->name.base = d;
+        d += e->name.len + 1;
+        if (e->value.len != 0)
+            memcpy(d, e->value.base, e->value.len);
+        d[e->value.len] = '\0';
+        e->value.base = d;
+        d += e->value.len + 1;
+    }
+    return 0;
+}
+
 int pt_headers_set(pt_headers_t *h, pt_str_t name, pt_str_t value)
 {
     pt_headers_remove(h, name);
@@ -71,7 +108,7 @@ size_t pt_headers_remove(pt_headers_t *h, pt_str_t name)
 {
     size_t w = 0, removed = 0;
     for (size_t r = 0; r < h->cnt; r++) {
-        if (pt_str_ieq(h->v[r].name, name)) {
+        if (h->v[r].name.len == name.len && pt_str_ieq(h->v[r].name, name)) {
             removed++;
             continue;
         }
@@ -88,7 +125,7 @@ int pt_headers_rename(pt_headers_t *h, pt_str_t from, pt_str_t to)
     pt_str_t n = PT_STR_NULL;
     int renamed = 0;
     for (size_t i = 0; i < h->cnt; i++) {
-        if (!pt_str_ieq(h->v[i].name, from))
+        if (h->v[i].name.len != from.len || !pt_str_ieq(h->v[i].name, from))
             continue;
         if (n.base == NULL) {
             n = dup_lower(h->arena, to);
@@ -104,7 +141,7 @@ int pt_headers_rename(pt_headers_t *h, pt_str_t from, pt_str_t to)
 const pt_header_t *pt_headers_find(const pt_headers_t *h, pt_str_t name)
 {
     for (size_t i = 0; i < h->cnt; i++)
-        if (pt_str_ieq(h->v[i].name, name))
+        if (h->v[i].name.len == name.len && pt_str_ieq(h->v[i].name, name))
             return &h->v[i];
     return NULL;
 }
@@ -119,7 +156,7 @@ size_t pt_headers_count(const pt_headers_t *h, pt_str_t name)
 {
     size_t n = 0;
     for (size_t i = 0; i < h->cnt; i++)
-        if (pt_str_ieq(h->v[i].name, name))
+        if (h->v[i].name.len == name.len && pt_str_ieq(h->v[i].name, name))
             n++;
     return n;
 }
@@ -127,7 +164,7 @@ size_t pt_headers_count(const pt_headers_t *h, pt_str_t name)
 bool pt_headers_has_token(const pt_headers_t *h, pt_str_t name, pt_str_t token)
 {
     for (size_t i = 0; i < h->cnt; i++) {
-        if (!pt_str_ieq(h->v[i].name, name))
+        if (h->v[i].name.len != name.len || !pt_str_ieq(h->v[i].name, name))
             continue;
         pt_str_t v = h->v[i].value;
         size_t start = 0;
@@ -151,8 +188,15 @@ bool pt_header_is_hop_by_hop(pt_str_t n)
         return pt_str_ieq(n, PT_STR("te"));
     case 7:
         return pt_str_ieq(n, PT_STR("trailer")) || pt_str_ieq(n, PT_STR("upgrade"));
-    case 10:
-        return pt_str_ieq(n, PT_STR("connection")) || pt_str_ieq(n, PT_STR("keep-alive"));
+    case 10: /* "user-agent" and many more are 10 long: the first letter sorts them */
+        switch (n.base[0] | 0x20) {
+        case 'c':
+            return pt_str_ieq(n, PT_STR("connection"));
+        case 'k':
+            return pt_str_ieq(n, PT_STR("keep-alive"));
+        default:
+            return false;
+        }
     case 14:
         return pt_str_ieq(n, PT_STR("http2-settings"));
     case 16:
@@ -168,21 +212,29 @@ bool pt_header_is_hop_by_hop(pt_str_t n)
     }
 }
 
-/* RFC 9110 tchar: "!#$%&'*+-.^_`|~" DIGIT ALPHA */
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/* RFC 9110 tchar ("!#$%&'*+-.^_`|~" DIGIT ALPHA) -> the byte lowercased; 0: not a tchar. */
+const unsigned char pt__tchar_lower[256] = {
+    ['!'] = '!', ['#'] = '#', ['$'] = '$', ['%'] = '%', ['&'] = '&', ['\''] = '\'', ['*'] = '*',
+    ['+'] = '+', ['-'] = '-', ['.'] = '.', ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3',
+    ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9', ['A'] = 'a',
+    ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f', ['G'] = 'g', ['H'] = 'h',
+    ['I'] = 'i', ['J'] = 'j', ['K'] = 'k', ['L'] = 'l', ['M'] = 'm', ['N'] = 'n', ['O'] = 'o',
+    ['P'] = 'p', ['Q'] = 'q', ['R'] = 'r', ['S'] = 's', ['T'] = 't', ['U'] = 'u', ['V'] = 'v',
+    ['W'] = 'w', ['X'] = 'x', ['Y'] = 'y', ['Z'] = 'z', ['^'] = '^', ['_'] = '_', ['`'] = '`',
+    ['a'] = 'a', ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g',
+    ['h'] = 'h', ['i'] = 'i', ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm', ['n'] = 'n',
+    ['o'] = 'o', ['p'] = 'p', ['q'] = 'q', ['r'] = 'r', ['s'] = 's', ['t'] = 't', ['u'] = 'u',
+    ['v'] = 'v', ['w'] = 'w', ['x'] = 'x', ['y'] = 'y', ['z'] = 'z', ['|'] = '|', ['~'] = '~',
+};
 
+/* Every field name of every message passes here: one table load a byte. */
 bool pt_header_name_valid(pt_str_t name, bool allow_underscore)
 {
     if (name.len == 0)
         return false;
     for (size_t i = 0; i < name.len; i++) {
-        unsigned char c = (unsigned char)name.base[i];
-        if (!is_tchar(c) || (c == '_' && !allow_underscore))
+        unsigned char c = pt__tchar_lower[(unsigned char)name.base[i]];
+        if (c == 0 || (c == '_' && !allow_underscore))
             return false;
     }
     return true;

@@ -6,7 +6,8 @@
  * (chain.c), handed to its route's handler, and finalised when neither the
  * codec nor the handler (nor a suspended filter) holds it any more. The
  * request struct itself lives in its own arena, so finalisation is one
- * pt_arena_destroy().
+ * pt_arena_reset() (the arena then waits for the worker's next request, see
+ * "Spare requests").
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "core/chain.h"
 #include "core/config.h"
 #include "core/handler.h"
+#include "core/headers_priv.h"
 #include "core/overload.h"
 #include "observe/observe.h"
 #include "observe/trace.h"
@@ -56,14 +58,26 @@ uint64_t pt__rand64(void)
 }
 
 /* 16 lowercase hex digits of v, most significant first (no terminator):
- * the request id without a trip through vfprintf on every request. */
-static void hex64(char *out, uint64_t v)
+ * the request id without a trip through vfprintf on every request. Eight
+ * digits at a time: the nibbles of 32 bits spread to one a byte (the least
+ * significant in byte 0), each made a digit (+'0', +39 more from 10 on),
+ * then the bytes reversed so the most significant digit comes first. */
+static uint64_t hex8(uint32_t v)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--) {
-        out[i] = digits[v & 0xfu];
-        v >>= 4;
-    }
+    uint64_t x = v;
+    x = (x | (x << 16)) & 0x0000ffff0000ffffull;
+    x = (x | (x << 8)) & 0x00ff00ff00ff00ffull;
+    x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0full;
+    uint64_t ten_up = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    x += 0x3030303030303030ull + ten_up * 39;
+    return __builtin_bswap64(x);
+}
+
+void pt__hex64(char *out, uint64_t v)
+{
+    uint64_t hi = hex8((uint32_t)(v >> 32)), lo = hex8((uint32_t)v);
+    memcpy(out, &hi, 8);
+    memcpy(out + 8, &lo, 8);
 }
 
 /* A client's X-Request-Id is kept when it is 1..128 bytes of [A-Za-z0-9._:-]. */
@@ -83,8 +97,14 @@ static bool rid_valid(pt_str_t id)
 static void assign_request_id(pt_req_t *req)
 {
     static const pt_str_t name = {"x-request-id", 12};
-    pt_str_t id = pt_headers_get(&req->headers, name);
-    if (pt_headers_count(&req->headers, name) == 1 && rid_valid(id)) {
+    /* One pass: the client's ids (kept only when there is exactly one). */
+    const pt_headers_t *h = &req->headers;
+    size_t cnt = 0;
+    pt_str_t id = PT_STR_NULL;
+    for (size_t i = 0; i < h->cnt; i++)
+        if (h->v[i].name.len == 12 && pt_str_ieq(h->v[i].name, name) && cnt++ == 0)
+            id = h->v[i].value;
+    if (cnt == 1 && rid_valid(id)) {
         req->request_id = id;
         return;
     }
@@ -93,15 +113,81 @@ static void assign_request_id(pt_req_t *req)
         req->request_id = PT_STR("-");
         return;
     }
-    hex64(buf, pt__rand64());
-    hex64(buf + 16, pt__rand64());
+    pt__hex64(buf, pt__rand64());
+    pt__hex64(buf + 16, pt__rand64());
     buf[32] = '\0';
     req->request_id = (pt_str_t){buf, 32};
-    pt_headers_remove(&req->headers, name);
-    pt_headers_add_nocopy(&req->headers, name, req->request_id);
+    if (cnt != 0)
+        pt_headers_remove(&req->headers, name);
+    pt__headers_push(&req->headers, name, req->request_id);
 }
 
 /* ---- lifetime ---------------------------------------------------------- */
+
+/*
+ * Spare requests: a finished request's arena (reset: its first block kept)
+ * and its body buffer (empty) wait on the worker for the next request, so a
+ * request on a busy worker mallocs neither (three mallocs and three frees a
+ * request before). LIFO, at most REQ_SPARE_MAX (8 KiB each); the worker frees
+ * them when it ends (pt__req_spares_free). Arena memory left over from the
+ * last request is poisoned under ASan while it waits (arena.c), so a stale
+ * pointer into a finished request still faults in the sanitizer build.
+ */
+#define REQ_SPARE_MAX 32
+
+typedef struct req_spare {
+    pt_arena_t *arena;
+    struct evbuffer *body;
+} req_spare_t;
+
+struct pt__req_spares {
+    unsigned cnt;
+    req_spare_t v[REQ_SPARE_MAX];
+};
+
+void pt__req_spares_free(pt_worker_t *w)
+{
+    pt__req_spares_t *sp = w->req_spares;
+    if (sp == NULL)
+        return;
+    for (unsigned i = 0; i < sp->cnt; i++) {
+        pt_arena_destroy(sp->v[i].arena);
+        evbuffer_free(sp->v[i].body);
+    }
+    free(sp);
+    w->req_spares = NULL;
+}
+
+unsigned pt__req_spares_count(const pt_worker_t *w)
+{
+    return w->req_spares != NULL ? w->req_spares->cnt : 0;
+}
+
+/* Keeps (arena, body) for the next request, or frees them when full. */
+static void spare_put(pt_worker_t *w, pt_arena_t *a, struct evbuffer *body)
+{
+    pt__req_spares_t *sp = w != NULL ? w->req_spares : NULL;
+    if (sp == NULL && w != NULL) {
+        sp = calloc(1, sizeof(*sp));
+        w->req_spares = sp;
+    }
+    if (sp == NULL || sp->cnt == REQ_SPARE_MAX || body == NULL) {
+        if (body != NULL)
+            evbuffer_free(body);
+        pt_arena_destroy(a); /* runs the cleanups */
+        return;
+    }
+    size_t left = evbuffer_get_length(body);
+    if (left != 0)
+        evbuffer_drain(body, left); /* a body never read (an early answer) */
+    pt_arena_reset(a); /* runs the cleanups; keeps the first block */
+    if (sp->cnt == REQ_SPARE_MAX) { /* a cleanup ended other requests meanwhile */
+        evbuffer_free(body);
+        pt_arena_destroy(a);
+        return;
+    }
+    sp->v[sp->cnt++] = (req_spare_t){a, body};
+}
 
 static void finalize(pt_req_t *req)
 {
@@ -109,11 +195,9 @@ static void finalize(pt_req_t *req)
     pt__chain_log(req);
     pt_observe_request(req);
     pt__chain_dispose(req);
-    if (req->body != NULL)
-        evbuffer_free(req->body);
     pt_config_t *cfg = req->config;
     pt_worker_t *w = req->worker;
-    pt_arena_destroy(req->arena); /* frees req itself */
+    spare_put(w, req->arena, req->body); /* req itself lives in the arena: gone after this */
     pt__worker_config_release(w, cfg);
 }
 
@@ -151,7 +235,21 @@ void pt__req_cancel_handler(pt_req_t *req)
 
 pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
 {
-    pt_arena_t *a = pt_arena_new(REQ_ARENA_FIRST, REQ_ARENA_LIMIT);
+    pt__req_spares_t *sp = w != NULL ? w->req_spares : NULL;
+    pt_arena_t *a;
+    struct evbuffer *body;
+    if (sp != NULL && sp->cnt != 0) {
+        req_spare_t *s = &sp->v[--sp->cnt];
+        a = s->arena;
+        body = s->body;
+    } else {
+        a = pt_arena_new(REQ_ARENA_FIRST, REQ_ARENA_LIMIT);
+        body = evbuffer_new();
+        if (body == NULL) {
+            fputs("portico: out of memory\n", stderr);
+            abort();
+        }
+    }
     pt_req_t *req = pt_arena_zalloc(a, sizeof(*req));
     req->arena = a;
     req->worker = w;
@@ -166,11 +264,7 @@ pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream)
     pt_headers_init(&req->headers, a);
     pt_headers_init(&req->resp_headers, a);
     pt_headers_init(&req->resp_trailers, a);
-    req->body = evbuffer_new();
-    if (req->body == NULL) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
+    req->body = body;
     req->holds = PT_REQ_HOLD_CODEC;
     req->start_ns = pt_now_ns();
     struct timeval tv;
@@ -488,6 +582,30 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
             filtered_in(req, data, len, end);
             return;
         }
+        if (req->body_offer_len != 0) {
+            /* called again while bytes are lent: they come first */
+            evbuffer_add(req->body, req->body_offer, req->body_offer_len);
+            req->body_offer_len = 0;
+        }
+        if (req->is_tunnel && evbuffer_get_length(req->body) == 0 && req->handler_started &&
+            req->route.route->handler->on_body != NULL && (req->holds & PT_REQ_HOLD_HANDLER)) {
+            /* A tunnel's bytes are lent to the handler, which reads them in
+             * place from on_body (pt__req_body_read); what it leaves is copied. */
+            if (end) {
+                req->body_done = true;
+                req->body_out_done = true;
+            }
+            pt__req_enter(req);
+            req->body_offer = data;
+            req->body_offer_len = len;
+            req->route.route->handler->on_body(req);
+            if (req->body_offer_len != 0)
+                evbuffer_add(req->body, req->body_offer, req->body_offer_len);
+            req->body_offer = NULL;
+            req->body_offer_len = 0;
+            pt__req_leave(req);
+            return;
+        }
         evbuffer_add(req->body, data, len);
     } else if (end && body_filtered_route(req)) {
         req->body_done = true;
@@ -505,6 +623,16 @@ void pt__req_body(pt_req_t *req, const void *data, size_t len, bool end)
 
 size_t pt__req_body_read(pt_req_t *req, char *buf, size_t max, bool *eof)
 {
+    if (req->body_offer_len != 0) { /* lent tunnel bytes (pt__req_body); `body` is empty */
+        size_t k = req->body_offer_len < max ? req->body_offer_len : max;
+        memcpy(buf, req->body_offer, k);
+        req->body_offer += k;
+        req->body_offer_len -= k;
+        *eof = false;
+        if (k != 0 && req->ops->body_consumed != NULL)
+            req->ops->body_consumed(req, k);
+        return k;
+    }
     int n = evbuffer_remove(req->body, buf, max);
     if (n < 0)
         n = 0;
@@ -606,7 +734,9 @@ void pt__resp_head(pt_req_t *req)
     if (pt__resp_started(req) || req->aborted)
         return;
     req->resp_state = PT_RESP_STARTED;
-    pt_headers_set(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
+    /* request_id is request arena memory (or a literal): not copied */
+    pt_headers_remove(&req->resp_headers, PT_STR("x-request-id"));
+    pt__headers_push(&req->resp_headers, PT_STR("x-request-id"), req->request_id);
     if (pt__chain_resp_head(req, 0) == PT_FILTER_CONTINUE)
         head_ready(req);
 }

@@ -165,6 +165,8 @@ struct pt_req {
 
     /* request body, queued between codec and handler */
     struct evbuffer *body;         /* bytes for the handler (after request-body filters), not yet read */
+    const char *body_offer;        /* a tunnel's bytes lent by the codec during on_body (read before */
+    size_t body_offer_len;         /* `body`, which is empty then); the rest is copied into `body` */
     uint64_t body_received;        /* total body bytes so far (bytes in) */
     bool body_done;                /* the codec's input ended, or was refused: no more pt__req_body */
     bool body_out_done;            /* the handler's view: the (filtered) body ended */
@@ -261,14 +263,21 @@ static inline bool pt__resp_ended(const pt_req_t *req)
  */
 pt_req_t *pt__req_new(pt_worker_t *w, const pt_stream_ops_t *ops, void *stream);
 
+/** Frees worker `w`'s spare request arenas (request.c keeps finished ones for reuse); at its end. */
+void pt__req_spares_free(pt_worker_t *w);
+/** How many spare request arenas worker `w` holds (tests). */
+unsigned pt__req_spares_count(const pt_worker_t *w);
+
+/** 64 random bits from the thread's xorshift128+ (request and trace ids; not cryptographic). */
+uint64_t pt__rand64(void);
+/** Writes v as 16 lowercase hex digits, most significant first, to out (no terminator). */
+void pt__hex64(char *out, uint64_t v);
+
 /**
  * The head is complete: validates and normalises the path, assigns the request
  * id, routes, runs the request-side filters and starts the handler (or
  * answers locally). May call ops->send_head/send_body before returning.
  */
-/** 64 random bits from the thread's xorshift128+ (request and trace ids; not cryptographic). */
-uint64_t pt__rand64(void);
-
 void pt__req_headers_done(pt_req_t *req);
 
 /**

@@ -40,6 +40,7 @@
 #include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
+#include "core/headers_priv.h"
 #include "observe/observe.h"
 #include "core/request.h"
 #include "core/route_retry.h"
@@ -182,7 +183,7 @@ static void conn_tokens_init(conn_tokens_t *t, const pt_headers_t *h)
     t->n = 0;
     t->many = false;
     for (size_t i = 0; i < h->cnt && !t->many; i++) {
-        if (!pt_str_ieq(h->v[i].name, PT_STR("connection")))
+        if (h->v[i].name.len != 10 || !pt_str_ieq(h->v[i].name, PT_STR("connection")))
             continue;
         pt_str_t v = h->v[i].value;
         size_t start = 0;
@@ -204,7 +205,7 @@ static bool conn_tokens_name(const conn_tokens_t *t, pt_str_t name)
     if (t->many)
         return named_by_connection(t->h, name);
     for (size_t i = 0; i < t->n; i++)
-        if (pt_str_ieq(t->tok[i], name))
+        if (t->tok[i].len == name.len && pt_str_ieq(t->tok[i], name))
             return true;
     return false;
 }
@@ -273,14 +274,16 @@ static pt_str_t joined(pt_arena_t *a, const pt_headers_t *h, pt_str_t name)
     return (pt_str_t){buf, off};
 }
 
+/* `name` is a lowercase literal and `mine` lives as long as the request (a
+ * literal or request arena memory): neither is copied. */
 static int add_joined(pt_headers_t *out, pt_arena_t *a, pt_str_t name, pt_str_t prior, pt_str_t mine)
 {
     if (prior.len == 0)
-        return pt_headers_add(out, name, mine);
+        return pt__headers_push(out, name, mine);
     char *v = pt_arena_printf(a, "%.*s, %.*s", (int)prior.len, prior.base, (int)mine.len, mine.base);
     if (v == NULL)
         return PT_ERR_LIMIT;
-    return pt_headers_add_nocopy(out, name, pt_str_c(v));
+    return pt__headers_push(out, name, pt_str_c(v));
 }
 
 /** The upstream request headers (see the top comment). */
@@ -308,7 +311,7 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
             if (v.base == NULL)
                 return PT_ERR_LIMIT;
         }
-        rc = pt_headers_add_nocopy(out, n, v);
+        rc = pt__headers_push(out, n, v);
     }
     if (rc != 0)
         return rc;
@@ -323,12 +326,12 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
     pt_str_t proto = trust ? pt_headers_get(in, PT_STR("x-forwarded-proto")) : PT_STR_NULL;
     if (proto.base == NULL)
         proto = req->is_tls ? PT_STR("https") : PT_STR("http");
-    if ((rc = pt_headers_add_nocopy(out, PT_STR("x-forwarded-proto"), proto)) != 0)
+    if ((rc = pt__headers_push(out, PT_STR("x-forwarded-proto"), proto)) != 0)
         return rc;
     pt_str_t fhost = trust ? pt_headers_get(in, PT_STR("x-forwarded-host")) : PT_STR_NULL;
     if (fhost.base == NULL)
         fhost = req->authority;
-    if (fhost.len > 0 && (rc = pt_headers_add_nocopy(out, PT_STR("x-forwarded-host"), fhost)) != 0)
+    if (fhost.len > 0 && (rc = pt__headers_push(out, PT_STR("x-forwarded-host"), fhost)) != 0)
         return rc;
 
     /* Via keeps the chain (that is its point) and adds us (RFC 9110 §7.6.3). */
@@ -337,7 +340,7 @@ static int build_upstream_headers(proxy_ctx_t *ctx)
     if ((rc = add_joined(out, a, PT_STR("via"), joined(a, in, PT_STR("via")), mine)) != 0)
         return rc;
     if (req->request_id.len > 0)
-        rc = pt_headers_add_nocopy(out, PT_STR("x-request-id"), req->request_id);
+        rc = pt__headers_push(out, PT_STR("x-request-id"), req->request_id);
     return rc;
 }
 
@@ -429,10 +432,10 @@ static int prepare_upgrade(proxy_ctx_t *ctx, const char **why)
         pt__tunnel_ws_key(k);
         key = (pt_str_t){k, 24};
         pt_headers_remove(h, PT_STR("sec-websocket-key"));
-        if (pt_headers_add_nocopy(h, PT_STR("sec-websocket-key"), key) != 0)
+        if (pt__headers_push(h, PT_STR("sec-websocket-key"), key) != 0)
             return PT_ERR_HEADERS_TOO_LARGE;
         if (pt_headers_get(h, PT_STR("sec-websocket-version")).base == NULL &&
-            pt_headers_add_nocopy(h, PT_STR("sec-websocket-version"), PT_STR("13")) != 0)
+            pt__headers_push(h, PT_STR("sec-websocket-version"), PT_STR("13")) != 0)
             return PT_ERR_HEADERS_TOO_LARGE;
     } else if (key.len == 0 ||
                pt_headers_count(&req->headers, PT_STR("sec-websocket-key")) != 1) {
@@ -481,7 +484,7 @@ static const char *accept_upgrade(proxy_ctx_t *ctx, const pt_header_t *h, size_t
             return "upstream response headers too large";
     }
     if (req->version != 20 &&
-        pt_headers_add_nocopy(&req->resp_headers, PT_STR("upgrade"), req->upgrade) != 0)
+        pt__headers_push(&req->resp_headers, PT_STR("upgrade"), req->upgrade) != 0)
         return "upstream response headers too large";
     uint64_t idle = ctx->conf->tunnel_idle_ms;
     if (ctx->is_ws) {
@@ -608,11 +611,20 @@ static void up_on_head(void *ud, int status, const pt_header_t *h, size_t cnt)
         if (pt_header_is_hop_by_hop(n) || pt_str_eq(n, PT_STR("transfer-encoding")) ||
             conn_tokens_name(&conn, n))
             continue;
-        if (pt_headers_add(&req->resp_headers, n, h[i].value) != 0) {
+        if (pt__headers_push(&req->resp_headers, n, h[i].value) != 0) {
+            pt_headers_init(&req->resp_headers, req->arena); /* nothing pointing into the call's buffer */
             fail_head(ctx, "upstream response headers too large");
             pt_handler_leave(req);
             return;
         }
+    }
+    /* The fields point into the call's buffer (the connection's, reused by
+     * the next exchange): copied into one arena block, names lowercased. */
+    if (pt__headers_own(&req->resp_headers, 0) != 0) {
+        pt_headers_init(&req->resp_headers, req->arena); /* nothing pointing into the call's buffer */
+        fail_head(ctx, "upstream response headers too large");
+        pt_handler_leave(req);
+        return;
     }
     if (status == 204 || status == 304)
         req->resp_content_length = -1;

@@ -23,6 +23,8 @@
  * connection HTTP and the next bytes are the next request.
  */
 #include "http/h1.h"
+#include "core/asan.h"
+#include "core/headers_priv.h"
 #include "core/config.h"
 
 #include <event2/buffer.h>
@@ -73,6 +75,7 @@ struct h1_conn {
     h1_stream_t *head, *tail;
     unsigned depth;       /* streams queued */
     h1_stream_t *reading; /* stream whose request body is arriving */
+    h1_stream_t *spare;   /* a finished stream's struct, for the next request (stream_push) */
     h1_stream_t *tunnel;  /* the stream the connection became a byte pipe for, or NULL */
     bool tunnel_eof;      /* the client closed its side of the tunnel */
     unsigned requests;    /* requests started on this connection */
@@ -96,6 +99,7 @@ struct h1_conn {
 static const pt_stream_ops_t h1_stream_ops;
 
 static void process(h1_conn_t *c);
+static size_t on_tunnel_data(pt_conn_t *conn, const void *data, size_t len, void *arg);
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -142,18 +146,30 @@ static void stream_release(h1_stream_t *s, bool completed)
         pt__req_abort(req);
 }
 
+/* A finished stream's struct is kept (one per connection) for the next
+ * request on it: a keep-alive request allocates none. */
 static void stream_free(h1_stream_t *s)
 {
     if (s->out != NULL)
         evbuffer_free(s->out);
-    free(s);
+    if (s->c->spare == NULL) {
+        s->c->spare = s;
+        PT_ASAN_POISON(s, sizeof(*s)); /* until stream_push takes it again */
+    } else {
+        free(s);
+    }
 }
 
 static h1_stream_t *stream_push(h1_conn_t *c)
 {
-    h1_stream_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
+    h1_stream_t *s = c->spare;
+    if (s != NULL) {
+        c->spare = NULL;
+        PT_ASAN_UNPOISON(s, sizeof(*s));
+        memset(s, 0, sizeof(*s));
+    } else if ((s = calloc(1, sizeof(*s))) == NULL) {
         abort();
+    }
     s->c = c;
     s->out_left = -1;
     if (c->tail != NULL)
@@ -180,6 +196,10 @@ static void teardown(h1_conn_t *c)
     c->tail = NULL;
     c->reading = NULL;
     c->tunnel = NULL;
+    if (c->spare != NULL)
+        PT_ASAN_UNPOISON(c->spare, sizeof(*c->spare));
+    free(c->spare);
+    c->spare = NULL;
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->later != NULL)
@@ -278,12 +298,20 @@ static void stage_content_length(stage_t *st, int64_t len)
     stage_add(st, "\r\n", 2);
 }
 
-/* Framing and connection-level fields are ours; never copied from a handler. */
+/* Framing and connection-level fields are ours; never copied from a handler.
+ * By length first: most names match none. */
 static bool is_framing(pt_str_t name)
 {
-    return pt_str_eq(name, PT_STR("content-length")) ||
-           pt_str_eq(name, PT_STR("transfer-encoding")) || pt_str_eq(name, PT_STR("connection")) ||
-           pt_str_eq(name, PT_STR("keep-alive"));
+    switch (name.len) {
+    case 10:
+        return pt_str_eq(name, PT_STR("connection")) || pt_str_eq(name, PT_STR("keep-alive"));
+    case 14:
+        return pt_str_eq(name, PT_STR("content-length"));
+    case 17:
+        return pt_str_eq(name, PT_STR("transfer-encoding"));
+    default:
+        return false;
+    }
 }
 
 static void stage_fields(stage_t *st, const pt_headers_t *h)
@@ -292,10 +320,26 @@ static void stage_fields(stage_t *st, const pt_headers_t *h)
         const pt_header_t *f = &h->v[i];
         if (is_framing(f->name) || !pt_header_value_valid(f->value))
             continue;
-        stage_add(st, f->name.base, f->name.len);
-        stage_add(st, ": ", 2);
-        stage_add(st, f->value.base, f->value.len);
-        stage_add(st, "\r\n", 2);
+        size_t n = f->name.len + f->value.len + 4;
+        if (st->n + n > sizeof(st->b)) { /* a large field: piecewise (stage_add spills) */
+            stage_add(st, f->name.base, f->name.len);
+            stage_add(st, ": ", 2);
+            stage_add(st, f->value.base, f->value.len);
+            stage_add(st, "\r\n", 2);
+            continue;
+        }
+        char *d = st->b + st->n;
+        if (f->name.len != 0)
+            memcpy(d, f->name.base, f->name.len);
+        d += f->name.len;
+        *d++ = ':';
+        *d++ = ' ';
+        if (f->value.len != 0)
+            memcpy(d, f->value.base, f->value.len);
+        d += f->value.len;
+        *d++ = '\r';
+        *d = '\n';
+        st->n += n;
     }
 }
 
@@ -307,7 +351,16 @@ static void op_send_head(pt_req_t *req)
     h1_conn_t *c = s->c;
     int status = req->resp_status;
     bool is_head = pt_str_eq(req->method, PT_STR("HEAD"));
-    stage_t st = {.n = 0, .out = dest(s)};
+    if (s == c->head && !c->in_process) {
+        /* A response leaves from its end (pt_conn_flush) or from the next
+         * process(), which is scheduled here and releases the hold: no
+         * deferred flush event per response. */
+        pt_conn_hold_flush(c->conn, true);
+        schedule(c);
+    }
+    stage_t st; /* no initializer: it would clear the 2 KiB buffer for every head */
+    st.n = 0;
+    st.out = dest(s);
     stage_status_line(&st, status);
     if (s->tunnel && status != 101) {
         /* A response filter replaced the 101: no tunnel; this answer is the
@@ -372,7 +425,10 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
                 len = (size_t)s->out_left;
                 s->reset = true;
             }
-            evbuffer_add(out, data, len);
+            if (s->tunnel && out == conn_out(s->c))
+                pt_conn_send(s->c->conn, data, len); /* a relayed unit: out now, no event */
+            else
+                evbuffer_add(out, data, len);
             if (s->out_left >= 0)
                 s->out_left -= (int64_t)len;
         }
@@ -380,7 +436,9 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     if (end) {
         if (s->chunked) {
             if (req->resp_trailers.cnt != 0) {
-                stage_t st = {.n = 0, .out = out};
+                stage_t st;
+                st.n = 0;
+                st.out = out;
                 stage_add(&st, "0\r\n", 3);
                 stage_fields(&st, &req->resp_trailers);
                 stage_add(&st, "\r\n", 2);
@@ -415,9 +473,17 @@ static size_t op_out_pending(pt_req_t *req)
 static void op_body_consumed(pt_req_t *req, size_t len)
 {
     h1_stream_t *s = req->stream;
-    /* a tunnel may also have client bytes waiting in the input buffer */
-    if (s != NULL && ((s == s->c->reading && !s->c->read_enabled) || s == s->c->tunnel))
-        schedule(s->c);
+    if (s == NULL)
+        return;
+    h1_conn_t *c = s->c;
+    if (s == c->reading && !c->read_enabled)
+        schedule(c);
+    else if (s == c->tunnel &&
+             (!c->read_enabled ||
+              /* a running process() sees the rest itself (pump_tunnel loops) */
+              (!c->in_process && (evbuffer_get_length(pt_conn_input(c->conn)) != 0 ||
+                                  (c->tunnel_eof && !s->tunnel_end_sent)))))
+        schedule(c); /* reading stopped, or client bytes wait in the input buffer */
 }
 
 static void op_send_continue(pt_req_t *req)
@@ -457,6 +523,7 @@ static int op_tunnel(pt_req_t *req)
     s->tunnel = true;
     s->close = true; /* the connection ends with the tunnel */
     c->tunnel = s;
+    pt_conn_set_data_cb(c->conn, on_tunnel_data);
     c->no_more = true;
     req->body_done = false; /* the client's bytes now flow as the request's "body" */
     req->body_out_done = false;
@@ -527,29 +594,42 @@ static void fail_stream(h1_conn_t *c, h1_stream_t *s, int st, const char *reason
     stream_release(s, false); /* run the abort hooks: the handler stops waiting for the body */
 }
 
+/* Copies s to *d with a NUL (as pt_arena_strdup leaves it); *d moves past it. */
+static pt_str_t blk_put(char **d, pt_str_t s)
+{
+    char *p = *d;
+    if (s.len != 0)
+        memcpy(p, s.base, s.len);
+    p[s.len] = '\0';
+    *d = p + s.len + 1;
+    return (pt_str_t){p, s.len};
+}
+
 static int copy_head(h1_conn_t *c, h1_stream_t *s, pt_req_t *req, const pt_h1p_head_t *h)
 {
     pt_arena_t *a = req->arena;
     fill_common(c, req);
-    req->method = pt_arena_strdup(a, h->method);
-    req->target = pt_arena_strdup(a, h->target);
     const char *q = memchr(h->path.base, '?', h->path.len);
     size_t plen = q != NULL ? (size_t)(q - h->path.base) : h->path.len;
-    req->path = pt_arena_strdup(a, (pt_str_t){h->path.base, plen});
-    req->query =
-        q != NULL ? pt_arena_strdup(a, (pt_str_t){q + 1, h->path.len - plen - 1}) : PT_STR("");
-    req->authority = pt_arena_strdup(a, h->authority);
-    if (req->method.base == NULL || req->target.base == NULL || req->path.base == NULL ||
-        req->query.base == NULL || req->authority.base == NULL)
-        return PT_ERR_HEADERS_TOO_LARGE;
-    req->version = h->version;
+    size_t qlen = q != NULL ? h->path.len - plen - 1 : 0;
+    /* The head's strings out of the connection's buffer, into one arena block. */
+    size_t need = h->method.len + h->target.len + plen + qlen + h->authority.len + 5;
     for (size_t i = 0; i < h->header_cnt; i++)
-        if (pt_headers_add_nocopy(&req->headers, pt_arena_strdup(a, h->headers[i].name),
-                                  pt_arena_strdup(a, h->headers[i].value)) != 0)
+        need += h->headers[i].name.len + h->headers[i].value.len + 2;
+    char *d = pt_arena_alloc(a, need);
+    if (d == NULL)
+        return PT_ERR_HEADERS_TOO_LARGE;
+    req->method = blk_put(&d, h->method);
+    req->target = blk_put(&d, h->target);
+    req->path = blk_put(&d, (pt_str_t){h->path.base, plen});
+    req->query = q != NULL ? blk_put(&d, (pt_str_t){q + 1, qlen}) : PT_STR("");
+    req->authority = blk_put(&d, h->authority);
+    req->version = h->version;
+    for (size_t i = 0; i < h->header_cnt; i++) {
+        pt_str_t n = blk_put(&d, h->headers[i].name);
+        if (pt__headers_push(&req->headers, n, blk_put(&d, h->headers[i].value)) != 0)
             return PT_ERR_HEADERS_TOO_LARGE;
-    for (size_t i = 0; i < req->headers.cnt; i++)
-        if (req->headers.v[i].name.base == NULL || req->headers.v[i].value.base == NULL)
-            return PT_ERR_HEADERS_TOO_LARGE;
+    }
     req->content_length = h->content_length;
     req->expect_body = h->has_body;
     req->expect_continue = h->expect_continue;
@@ -724,6 +804,29 @@ static int pump_tunnel(h1_conn_t *c)
         result = PUMP_PROGRESS;
     }
     return result;
+}
+
+/*
+ * The client's bytes of a tunnel, offered by the I/O layer before it buffers
+ * them (a read that found the input empty): handed to the request in place,
+ * as pump_tunnel would after buffering them. Takes nothing when pump_tunnel's
+ * conditions are not met (reading stopped, the request is gone, a process()
+ * is running): the layer buffers them then and on_read runs process().
+ */
+static size_t on_tunnel_data(pt_conn_t *conn, const void *data, size_t len, void *arg)
+{
+    (void)conn;
+    h1_conn_t *c = arg;
+    h1_stream_t *s = c->tunnel;
+    if (s == NULL || s->req == NULL || c->in_process || !want_read(c))
+        return 0;
+    c->in_process = true; /* as inside process(): ops only note what changed */
+    pt__req_body(s->req, data, len, false);
+    c->in_process = false;
+    /* what process() would do after a pump that changed something */
+    if (!want_read(c) || (c->head != NULL && c->head->ended) || c->closing)
+        schedule(c);
+    return len;
 }
 
 /* Parses what the input buffer holds, as far as the flow control allows. */
@@ -916,6 +1019,7 @@ static void process(h1_conn_t *c)
         return;
     }
     c->in_process = true;
+    pt_conn_hold_flush(c->conn, false); /* see op_send_head */
     int round;
     for (round = 0; round < 64; round++) {
         release_finished(c);
@@ -965,7 +1069,15 @@ static void on_read(pt_conn_t *conn, void *arg)
 
 static void on_drain(pt_conn_t *conn, void *arg)
 {
-    process(arg);
+    h1_conn_t *c = arg;
+    /* process() only when something waits for the output to go down: the
+     * close, reading (stopped on a full output), a finished front stream, the
+     * front request's handler (pt__resp_blocked), or the idle timer (it starts
+     * once everything was written) */
+    h1_stream_t *f = c->head;
+    if (c->closing || !c->read_enabled || c->in_process ||
+        (f == NULL ? c->phase != T_IDLE : f->ended || (f->req != NULL && f->req->want_writable)))
+        process(c);
 }
 
 static void on_event(pt_conn_t *conn, int what, void *arg)

@@ -21,6 +21,9 @@
  * frame swaps it for a one-shot closing timeout.
  */
 #include <event2/event.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -204,16 +207,37 @@ const char *pt_ws_end_name(pt_ws_end_t why)
 /* ---- the frame codec ------------------------------------------------------------- */
 
 /* dst = src XOR the masking key, starting `off` bytes into the frame's payload
- * (dst == src unmasks in place). 8 bytes per step. */
+ * (dst == src unmasks in place). 16 bytes per step with SSE2, else 8. */
 static void mask_copy(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t key[4],
                       uint64_t off)
 {
-    uint8_t k[8];
-    for (size_t i = 0; i < 8; i++)
-        k[i] = key[(off + i) & 3];
+    /* the key three times over: the 8 bytes from `off` on are the key for 8 payload bytes */
+    uint8_t k3[12];
+    memcpy(k3, key, 4);
+    memcpy(k3 + 4, key, 4);
+    memcpy(k3 + 8, key, 4);
+    const uint8_t *k = k3 + (off & 3);
     uint64_t k64;
     memcpy(&k64, k, 8);
     size_t i = 0;
+#ifdef __SSE2__
+    /* 16 bytes per XOR (the key's period divides 16) */
+    const __m128i k128 = _mm_set1_epi64x((long long)k64);
+    for (; i + 64 <= n; i += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 48));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, k128));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 16), _mm_xor_si128(b, k128));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 32), _mm_xor_si128(c, k128));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 48), _mm_xor_si128(d, k128));
+    }
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, k128));
+    }
+#endif
     for (; i + 32 <= n; i += 32) {
         uint64_t v[4];
         memcpy(v, src + i, 32);

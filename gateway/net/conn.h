@@ -32,7 +32,12 @@
  *
  *   Input. One persistent EV_READ event, registered once. On readiness the
  *   layer reads once (read(2), or SSL_read plus whatever OpenSSL already
- *   holds) into the input buffer (pt_conn_input) and calls on_read. The codec
+ *   holds) into the input buffer (pt_conn_input) and calls on_read. While
+ *   reads stay small (under 4 KiB) and the input is empty, the read goes to
+ *   the stack and is appended: no buffer chain of the full read size is
+ *   allocated and freed per read. A codec that sets a data callback
+ *   (pt_conn_set_data_cb) is offered such a read in place first and only
+ *   what it leaves is buffered. The codec
  *   consumes what it can from the input buffer; what it leaves stays there
  *   for the next on_read. Pausing is lazy: pt_conn_pause_read only sets a
  *   flag; the event is unregistered only if the socket becomes readable while
@@ -45,12 +50,16 @@
  *   run later in the same loop iteration, however many appends happened.
  *   A codec that has queued a complete unit (an HTTP/1.1 response) may call
  *   pt_conn_flush to write it at once; its callbacks still come from the
- *   deferred event.
+ *   deferred event. A codec whose unit is one piece of bytes (a tunnel's
+ *   relayed frames) hands it to pt_conn_send: written straight from the
+ *   caller's memory when nothing is queued, no buffer and no event.
  *   Only when the socket does not take everything does the layer register
  *   EV_WRITE, until the output is empty again.
  *
- *   After every write that leaves at most the low watermark queued
- *   (pt_conn_set_lowat; 0 means "empty"), the layer calls on_drain.
+ *   After every write of queued output that leaves at most the low watermark
+ *   queued (pt_conn_set_lowat; 0 means "empty"), the layer calls on_drain
+ *   (after pt_conn_flush and pt_conn_send only when more than the watermark
+ *   had been queued: see there).
  *
  *   End. EOF (clean or, on TLS, without close_notify) is reported once with
  *   PT_CONN_EOF after the data read before it was delivered and the output
@@ -112,6 +121,13 @@ enum {
 
 /** Bytes arrived: they are at the end of pt_conn_input(conn). */
 typedef void (*pt_conn_read_cb)(pt_conn_t *conn, void *ctx);
+/**
+ * Bytes arrived while the input buffer was empty, offered in place: returns how
+ * many it took (consumed for good); the rest goes to the input buffer and
+ * on_read follows. Same rules as on_read (output appended is written at the
+ * end of the dispatch).
+ */
+typedef size_t (*pt_conn_data_cb)(pt_conn_t *conn, const void *data, size_t len, void *ctx);
 /** A write left at most the low watermark in pt_conn_output(conn). */
 typedef void (*pt_conn_drain_cb)(pt_conn_t *conn, void *ctx);
 /** EOF, error or send timeout (PT_CONN_*). */
@@ -130,6 +146,7 @@ typedef struct pt_conn_io {
     struct evbuffer *in, *out;
     struct ssl_st *ssl; /* NULL on cleartext */
     pt_conn_read_cb on_read;
+    pt_conn_data_cb on_data; /* optional, with on_read: small reads offered in place first */
     pt_conn_drain_cb on_drain;
     pt_conn_event_cb on_event;
     void *ctx;
@@ -139,6 +156,7 @@ typedef struct pt_conn_io {
     uint64_t send_ms; /* send timeout (0: none) */
     int ssl_wlen;     /* SSL_write length to repeat after WANT_*, 0 if none */
     unsigned depth;   /* layer callbacks on the stack */
+    bool large_reads; /* the last read filled SMALL_READ: read in place (conn_io.c read_small) */
     bool rev_added;
     bool wev_added;
     bool read_paused;
@@ -147,6 +165,7 @@ typedef struct pt_conn_io {
     bool early_drain;   /* pt_conn_flush() wrote: flush_ev owes on_drain */
     bool early_error;   /* pt_conn_flush() failed: flush_ev owes PT_CONN_ERROR */
     bool in_read;       /* inside on_read: the read dispatch flushes at its end */
+    bool hold;          /* pt_conn_hold_flush(): appends schedule no deferred flush */
     bool eof;
     bool failed;
     bool close_pending; /* pt_conn_close() was called inside a callback */
@@ -224,6 +243,14 @@ void pt_conn_close(pt_conn_t *conn);
 void pt_conn_set_callbacks(pt_conn_t *conn, pt_conn_read_cb on_read, pt_conn_drain_cb on_drain,
                            pt_conn_event_cb on_event, void *ctx);
 
+/**
+ * Optional, after pt_conn_set_callbacks (which clears it): small plaintext
+ * reads that find the input buffer empty are offered to `on_data` in place,
+ * before anything is buffered (see pt_conn_data_cb); on_read still gets what
+ * it leaves. For a codec that usually consumes a read whole (a tunnel).
+ */
+void pt_conn_set_data_cb(pt_conn_t *conn, pt_conn_data_cb on_data);
+
 /** The input buffer: bytes read and not yet consumed (drain what you used). */
 struct evbuffer *pt_conn_input(pt_conn_t *conn);
 
@@ -253,9 +280,37 @@ void pt_conn_set_send_timeout(pt_conn_t *conn, uint64_t ms);
  * an error event that the write causes is delivered from the deferred flush,
  * later in the same iteration. No effect inside a layer callback of this
  * connection (on_read's dispatch flushes at its end), while the socket is
- * blocked, after an error, or with nothing queued.
+ * blocked, after an error, or with nothing queued. on_drain is owed only when
+ * more than the low watermark was queued before the write (a codec that queued
+ * less waits for nothing: it schedules its own next step).
  */
 void pt_conn_flush(pt_conn_t *conn);
+
+/**
+ * Sends `len` bytes (copied if they must wait) as one unit, at once: when
+ * nothing is queued, the socket is not blocked and no layer callback of this
+ * connection runs, they go to the socket straight from `data` (one send(2), no
+ * buffer, no event); what the socket does not take is queued and written when
+ * it is writable. Otherwise they are appended as pt_conn_write does (inside
+ * on_read: written at the end of the dispatch; behind queued bytes or on TLS:
+ * written now with them, as pt_conn_flush). Never calls back: an error event
+ * comes from the deferred flush later in this loop iteration; on_drain follows
+ * only a write of queued bytes (none when the socket took everything at once).
+ * For a codec whose units are complete when handed over (a tunnel's relayed
+ * bytes); one that builds a unit from several appends uses pt_conn_write and
+ * pt_conn_flush. Returns 0 or PT_ERR_NOMEM.
+ */
+int pt_conn_send(pt_conn_t *conn, const void *data, size_t len);
+
+/**
+ * While held, appends made outside the layer's callbacks schedule no deferred
+ * flush: the codec has its own step coming in this loop iteration and either
+ * writes the unit itself (pt_conn_flush) or releases the hold, which schedules
+ * the flush for what is still queued. Saves the flush event (scheduled, then
+ * cancelled) of a unit built from several appends and flushed at once.
+ * pt_conn_set_callbacks() releases it.
+ */
+void pt_conn_hold_flush(pt_conn_t *conn, bool hold);
 
 /** Stops reading (cheap: no system call unless the socket becomes readable meanwhile). */
 void pt_conn_pause_read(pt_conn_t *conn);

@@ -28,6 +28,9 @@
  * full, up to READ_MAX. */
 #define READ_MIN (16u * 1024u - 128u)
 #define READ_MAX (64u * 1024u - 128u)
+/* Reads into an empty input buffer go through a stack buffer of this size
+ * while reads stay below it (see read_small). */
+#define SMALL_READ 4096u
 /* One write system call takes at most this many buffer segments. */
 #define WRITE_IOV 64
 /* Plaintext handed to one SSL_write (one TLS record at most). */
@@ -106,6 +109,30 @@ static void stop_read(pt_conn_io_t *io)
 
 enum { RD_OK, RD_EOF, RD_ERROR };
 
+/* A read that finds the input empty and expects a small batch goes to the
+ * stack (`buf`, SMALL_READ bytes; `*lent` bytes read): offered in place to
+ * on_data if the codec has one, and what it does not take is appended. The
+ * append takes a small buffer chain (from malloc's per-thread cache) where
+ * reading in place would take, and free when the codec drains it, a chain of
+ * read_size bytes for every read. A read that fills SMALL_READ switches to
+ * reading in place until one comes back short. */
+static int read_small(pt_conn_t *conn, char *buf, size_t *lent)
+{
+    pt_conn_io_t *io = &conn->io;
+    ssize_t r;
+    do {
+        r = read(conn->fd, buf, SMALL_READ);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? RD_OK : RD_ERROR;
+    if (r == 0)
+        return RD_EOF;
+    if ((size_t)r == SMALL_READ)
+        io->large_reads = true; /* more may be waiting: epoll reports it again (level-triggered) */
+    *lent = (size_t)r;
+    return RD_OK;
+}
+
 static int read_plain(pt_conn_t *conn, size_t *got)
 {
     pt_conn_io_t *io = &conn->io;
@@ -132,6 +159,8 @@ static int read_plain(pt_conn_t *conn, size_t *got)
         left -= v[i].iov_len;
     }
     evbuffer_commit_space(io->in, v, n);
+    if ((size_t)r < SMALL_READ)
+        io->large_reads = false;
     if ((size_t)r == io->read_size && io->read_size < READ_MAX)
         io->read_size = io->read_size * 2 + 128u > READ_MAX ? READ_MAX : io->read_size * 2 + 128u;
     *got = (size_t)r;
@@ -194,14 +223,40 @@ static int read_tls(pt_conn_t *conn, size_t *got)
 static void do_read(pt_conn_t *conn)
 {
     pt_conn_io_t *io = &conn->io;
-    size_t got = 0;
-    int st = io->ssl != NULL ? read_tls(conn, &got) : read_plain(conn, &got);
+    size_t got = 0, lent = 0;
+    char small[SMALL_READ];
+    int st;
+    if (io->ssl != NULL)
+        st = read_tls(conn, &got);
+    else if (!io->large_reads && evbuffer_get_length(io->in) == 0)
+        st = read_small(conn, small, &lent);
+    else
+        st = read_plain(conn, &got);
     if (st != RD_OK) {
         stop_read(io);
         if (st == RD_EOF)
             io->eof = true;
         else
             io->failed = true;
+    }
+    if (lent != 0) {
+        size_t took = 0;
+        if (io->on_data != NULL && io->on_read != NULL) {
+            io->in_read = true;
+            took = io->on_data(conn, small, lent, io->ctx);
+            io->in_read = false;
+            if (gone(conn))
+                return;
+        }
+        if (took < lent) {
+            if (evbuffer_add(io->in, small + took, lent - took) != 0) {
+                stop_read(io);
+                io->failed = true;
+                st = RD_ERROR;
+            } else {
+                got = lent - took;
+            }
+        }
     }
     if (got != 0 && io->on_read != NULL) {
         io->in_read = true;
@@ -343,7 +398,7 @@ static void on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *
     pt_conn_io_t *io = &conn->io;
     pt_overload_buffered_add((int64_t)info->n_added - (int64_t)info->n_deleted);
     if (info->n_added == 0 || io->in_read || io->flush_pending || io->blocked || io->failed ||
-        io->close_pending)
+        io->close_pending || io->hold)
         return;
     io->flush_pending = true;
     event_active(io->flush_ev, EV_WRITE, 0);
@@ -369,7 +424,9 @@ static void flush_quiet(pt_conn_t *conn)
             want_write(io);
         else if (!io->ssl_read_wants_write)
             stop_write(io);
-        if (after < before && after <= io->lowat && io->on_drain != NULL)
+        /* owed only to a codec that may wait for the output to go down: one
+         * that queued no more than the low watermark waits for nothing */
+        if (after < before && after <= io->lowat && before > io->lowat && io->on_drain != NULL)
             io->early_drain = true;
         if (!io->early_drain) {
             /* nothing owed: the deferred flush has nothing left to do */
@@ -615,6 +672,7 @@ void pt_conn_io_release(pt_conn_t *conn)
     io->on_read = NULL;
     io->on_drain = NULL;
     io->on_event = NULL;
+    io->on_data = NULL;
     if (conn->fd >= 0)
         close(conn->fd);
     conn->fd = -1;
@@ -638,9 +696,16 @@ void pt_conn_set_callbacks(pt_conn_t *conn, pt_conn_read_cb on_read, pt_conn_dra
     io->on_drain = on_drain;
     io->on_event = on_event;
     io->ctx = ctx;
+    io->on_data = NULL;
+    pt_conn_hold_flush(conn, false);
     /* reading stopped while nobody listened: listen again */
     if (on_read != NULL && !io->read_paused)
         pt_conn_resume_read(conn);
+}
+
+void pt_conn_set_data_cb(pt_conn_t *conn, pt_conn_data_cb on_data)
+{
+    conn->io.on_data = on_data;
 }
 
 struct evbuffer *pt_conn_input(pt_conn_t *conn)
@@ -689,6 +754,63 @@ void pt_conn_flush(pt_conn_t *conn)
         !io->hs_done || io->early_error || evbuffer_get_length(io->out) == 0)
         return;
     flush_quiet(conn);
+}
+
+int pt_conn_send(pt_conn_t *conn, const void *data, size_t len)
+{
+    pt_conn_io_t *io = &conn->io;
+    if (len == 0)
+        return 0;
+    bool now = io->depth == 0 && !io->in_read && !io->blocked && !io->failed &&
+               !io->close_pending && io->hs_done && !io->early_error;
+    if (!now || io->ssl != NULL || evbuffer_get_length(io->out) != 0) {
+        if (evbuffer_add(io->out, data, len) != 0)
+            return PT_ERR_NOMEM;
+        if (now)
+            flush_quiet(conn); /* TLS, or behind queued bytes: one write of all of it */
+        return 0;
+    }
+    ssize_t w;
+    do {
+        w = send(conn->fd, data, len, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            /* as flush_quiet: the error event comes from the deferred flush */
+            io->failed = true;
+            stop_write(io);
+            stop_read(io);
+            io->early_error = true;
+            if (!io->flush_pending) {
+                io->flush_pending = true;
+                event_active(io->flush_ev, EV_WRITE, 0);
+            }
+            return 0;
+        }
+        w = 0;
+    }
+    if ((size_t)w == len)
+        return 0; /* nothing was queued before, nothing is now: no on_drain owed */
+    /* The rest waits for the socket (blocked first: the append schedules nothing). */
+    io->blocked = true;
+    if (evbuffer_add(io->out, (const char *)data + w, len - (size_t)w) != 0)
+        return PT_ERR_NOMEM;
+    want_write(io);
+    return 0;
+}
+
+void pt_conn_hold_flush(pt_conn_t *conn, bool hold)
+{
+    pt_conn_io_t *io = &conn->io;
+    if (io->hold == hold)
+        return;
+    io->hold = hold;
+    /* what was appended meanwhile gets the flush it would have had */
+    if (!hold && !io->in_read && !io->flush_pending && !io->blocked && !io->failed &&
+        !io->close_pending && io->out != NULL && evbuffer_get_length(io->out) != 0) {
+        io->flush_pending = true;
+        event_active(io->flush_ev, EV_WRITE, 0);
+    }
 }
 
 void pt_conn_pause_read(pt_conn_t *conn)

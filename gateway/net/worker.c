@@ -25,6 +25,7 @@
 #include "net/conn.h"
 #include "http/h2mem.h"
 #include "core/config.h"
+#include "core/request.h"
 #include "net/listener.h"
 #include "observe/metrics.h"
 #include "server.h"
@@ -364,6 +365,7 @@ static void worker_free(pt_worker_t *w)
     pt_config_unref(w->config);
     pt_metrics_shard_free(w->metrics);
     pt_h2mem_dispose(w); /* after every session: connections and upstream state are gone */
+    pt__req_spares_free(w); /* after every request */
     free(p);
     free(w);
 }

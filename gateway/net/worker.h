@@ -20,6 +20,7 @@ typedef struct pt_config pt_config_t; /* core/config.h */
 
 struct event_base;
 struct pt_metrics_shard;
+typedef struct pt__req_spares pt__req_spares_t;
 
 struct pt_worker {
     unsigned id;
@@ -36,6 +37,7 @@ struct pt_worker {
     struct pt_metrics_shard *metrics;
     void *observe;                /* observe.c per-worker state (access log, flush timer) */
     void *trace;                  /* observe/trace.c: the span ring, made with the first traced request */
+    struct pt__req_spares *req_spares; /* core/request.c: finished requests' arenas for reuse, lazily */
     void *conns;                  /* list of live connections (listener.c) */
     unsigned conn_cnt;
     bool draining;

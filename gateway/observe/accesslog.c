@@ -87,27 +87,65 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return need;
 }
 
+/* Bytes a JSON string takes as they are: printable ASCII but '"' and '\'. */
+static bool json_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* Whether all eight bytes of x are plain (json_plain): none has bit 7 set,
+ * none is below 0x20, none is '"', '\\' or DEL (a zero byte of x ^ c). */
+static bool word_json_plain(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+#define HAS_ZERO(v) (((v) - ones) & ~(v) & highs)
+    uint64_t bad = (x & highs) | ((x - ones * 0x20) & ~x & highs) | HAS_ZERO(x ^ (ones * '"')) |
+                   HAS_ZERO(x ^ (ones * '\\')) | HAS_ZERO(x ^ (ones * 0x7f));
+#undef HAS_ZERO
+    return bad == 0;
+}
+
+static void put_u_escape(out_t *o, unsigned char c)
+{
+    static const char hex[] = "0123456789abcdef";
+    char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+    put(o, esc, 6);
+}
+
+/* A JSON string: runs of plain bytes copied whole, the rest escaped (invalid
+ * UTF-8 as \u00XX of each byte, as before). */
 static void put_json_str(out_t *o, pt_str_t s)
 {
     put(o, "\"", 1);
     const unsigned char *p = (const unsigned char *)s.base;
-    for (size_t i = 0; i < s.len;) {
+    size_t i = 0;
+    while (i < s.len) {
+        size_t j = i;
+        for (uint64_t x; j + 8 <= s.len; j += 8) { /* eight at a time while all are plain */
+            memcpy(&x, p + j, 8);
+            if (!word_json_plain(x))
+                break;
+        }
+        while (j < s.len && json_plain(p[j]))
+            j++;
+        if (j > i) {
+            put(o, (const char *)p + i, j - i);
+            i = j;
+            if (i == s.len)
+                break;
+        }
         unsigned char c = p[i];
-        char esc[8];
         if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
+            char esc[2] = {'\\', (char)c};
             put(o, esc, 2);
             i++;
         } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            put(o, esc, 6);
+            put_u_escape(o, c);
             i++;
         } else {
             size_t n = utf8_len(p + i, s.len - i);
             if (n == 0) {
-                snprintf(esc, sizeof(esc), "\\u%04x", c);
-                put(o, esc, 6);
+                put_u_escape(o, c);
                 i++;
             } else {
                 put(o, (const char *)p + i, n);
@@ -118,20 +156,33 @@ static void put_json_str(out_t *o, pt_str_t s)
     put(o, "\"", 1);
 }
 
-/* Numbers are formatted one at a time into buffers sized for the largest
- * value of their type (20 digits for 64 bits), so none can be cut short. */
+/* Decimal digits of v ending at `end`; returns where they start. Numbers are
+ * formatted one at a time into buffers sized for the largest value of their
+ * type (20 digits for 64 bits), so none can be cut short. */
+static char *dec(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v != 0);
+    return end;
+}
+
 static void put_u64(out_t *o, uint64_t v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-    put(o, tmp, (size_t)n);
+    char *b = dec(tmp + sizeof(tmp), v);
+    put(o, b, (size_t)(tmp + sizeof(tmp) - b));
 }
 
 static void put_int(out_t *o, int v)
 {
-    char tmp[16];
-    int n = snprintf(tmp, sizeof(tmp), "%d", v);
-    put(o, tmp, (size_t)n);
+    if (v < 0) {
+        put(o, "-", 1);
+        put_u64(o, (uint64_t)(-(int64_t)v));
+        return;
+    }
+    put_u64(o, (uint64_t)v);
 }
 
 /* Nanoseconds as milliseconds with three decimals, in integers: exact for any
@@ -139,25 +190,84 @@ static void put_int(out_t *o, int v)
 static void put_ms(out_t *o, uint64_t ns)
 {
     char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%llu.%03u", (unsigned long long)(ns / 1000000),
-                     (unsigned)(ns / 1000 % 1000));
-    put(o, tmp, (size_t)n);
+    char *end = tmp + sizeof(tmp);
+    unsigned frac = (unsigned)(ns / 1000 % 1000);
+    *--end = (char)('0' + frac % 10);
+    *--end = (char)('0' + frac / 10 % 10);
+    *--end = (char)('0' + frac / 100);
+    *--end = '.';
+    char *b = dec(end, ns / 1000000);
+    put(o, b, (size_t)(tmp + sizeof(tmp) - b));
+}
+
+/* The civil date (proleptic Gregorian) of day z since 1970-01-01: the
+ * 400-year era, the day and year of the era, with March as the first month
+ * so that leap days come last. */
+static void civil_date(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468; /* from 0000-03-01 */
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);                          /* [0, 146096] */
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    unsigned mp = (5 * doy + 2) / 153;                                    /* [0, 11], March = 0 */
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static void two(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+}
+
+size_t pt__accesslog_time(int64_t wall_us, char out[40])
+{
+    int64_t secs = wall_us / 1000000;
+    unsigned ms = (unsigned)(wall_us / 1000 % 1000);
+    int64_t days = secs / 86400, sod = secs % 86400;
+    int64_t y;
+    unsigned m, d;
+    civil_date(days, &y, &m, &d);
+    if (wall_us < 0 || y > 9999) { /* not a clock of this era: as libc renders it */
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t tn = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+        int n = snprintf(out + tn, 40 - tn, ".%03dZ", (int)((wall_us / 1000) % 1000));
+        return tn + (n > 0 ? (size_t)n : 0);
+    }
+    two(out, (unsigned)(y / 100));
+    two(out + 2, (unsigned)(y % 100));
+    out[4] = '-';
+    two(out + 5, m);
+    out[7] = '-';
+    two(out + 8, d);
+    out[10] = 'T';
+    two(out + 11, (unsigned)(sod / 3600));
+    out[13] = ':';
+    two(out + 14, (unsigned)(sod / 60 % 60));
+    out[16] = ':';
+    two(out + 17, (unsigned)(sod % 60));
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    two(out + 21, ms % 100);
+    out[23] = 'Z';
+    out[24] = '\0';
+    return 24;
 }
 
 size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size_t cap,
                            size_t *len)
 {
     out_t o = {buf + *len, cap - *len, 0};
-    time_t secs = (time_t)(req->start_wall_us / 1000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
     char ts[40];
-    size_t tn = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tn, sizeof(ts) - tn, ".%03dZ", (int)((req->start_wall_us / 1000) % 1000));
+    size_t tn = pt__accesslog_time(req->start_wall_us, ts);
 
     uint64_t dur_ns = now_ns > req->start_ns ? now_ns - req->start_ns : 0;
     puts_(&o, "{\"time\":\"");
-    puts_(&o, ts);
+    put(&o, ts, tn);
     puts_(&o, "\",\"id\":");
     put_json_str(&o, req->request_id.base != NULL ? req->request_id : PT_STR("-"));
     if (req->trace != NULL) {

@@ -19,6 +19,10 @@
  * bytes the whole line needs (> cap - *len) with *len unchanged and the
  * bytes of `buf` past *len unspecified.
  */
+/** The line's "time": wall-clock microseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC) in
+ * out, NUL-terminated; returns its length. Without gmtime/strftime (every line has one). */
+size_t pt__accesslog_time(int64_t wall_us, char out[40]);
+
 size_t pt_accesslog_format(const pt_req_t *req, uint64_t now_ns, char *buf, size_t cap,
                            size_t *len);
 

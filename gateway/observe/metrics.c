@@ -103,6 +103,25 @@ static pt_metrics_hist_slot_t *hist_slot(pt_metrics_hist_slot_t *t, size_t n, co
     return named_slot(t, sizeof(*t), n, name);
 }
 
+/* The slot of (name, code) a memo remembers, if it still names it (a name
+ * string freed with an old config and its address reused cannot mislead it:
+ * the slot's own copy of the name is compared). */
+#define MEMO_HIT(m, n, c, slot_name)                                                            \
+    ((m).name == (n) && (m).code == (c) && (m).slot != NULL &&                                  \
+     strncmp((slot_name), (n), PT_METRICS_NAME_MAX - 1) == 0)
+
+static pt_metrics_counter_slot_t *request_slot(pt_metrics_shard_t *s, const char *route, int status)
+{
+    pt_metrics_counter_slot_t *m = s->memo_req.slot;
+    if (MEMO_HIT(s->memo_req, route, status, m->name))
+        return m;
+    m = counter_slot(s->requests, PT_METRICS_ROUTES, route, status);
+    s->memo_req.name = route;
+    s->memo_req.code = status;
+    s->memo_req.slot = m;
+    return m;
+}
+
 unsigned pt_metrics_bucket_of(uint64_t us)
 {
     unsigned b = 0;
@@ -114,8 +133,13 @@ unsigned pt_metrics_bucket_of(uint64_t us)
 void pt_metrics_request(pt_metrics_shard_t *s, const char *route, int status, uint64_t dur_us,
                         uint64_t upstream_us, bool has_upstream, uint64_t in, uint64_t out)
 {
-    bump(&counter_slot(s->requests, PT_METRICS_ROUTES, route, status)->count, 1);
-    pt_metrics_hist_slot_t *h = hist_slot(s->hists, PT_METRICS_HISTS, route);
+    bump(&request_slot(s, route, status)->count, 1);
+    pt_metrics_hist_slot_t *h = s->memo_hist.slot;
+    if (!MEMO_HIT(s->memo_hist, route, 0, h->name)) {
+        h = hist_slot(s->hists, PT_METRICS_HISTS, route);
+        s->memo_hist.name = route;
+        s->memo_hist.slot = h;
+    }
     bump(&h->buckets[pt_metrics_bucket_of(dur_us)], 1);
     bump(&h->sum_us, dur_us);
     bump(&h->count, 1);
@@ -136,8 +160,12 @@ void pt_metrics_upstream_error(pt_metrics_shard_t *s, const char *cluster, int c
 void pt_metrics_cluster(pt_metrics_shard_t *s, const char *cluster, int status,
                         uint64_t upstream_us)
 {
-    pt_metrics_cluster_slot_t *c =
-        named_slot(s->clusters, sizeof(s->clusters[0]), PT_METRICS_CLUSTERS, cluster);
+    pt_metrics_cluster_slot_t *c = s->memo_cluster.slot;
+    if (!MEMO_HIT(s->memo_cluster, cluster, 0, c->name)) {
+        c = named_slot(s->clusters, sizeof(s->clusters[0]), PT_METRICS_CLUSTERS, cluster);
+        s->memo_cluster.name = cluster;
+        s->memo_cluster.slot = c;
+    }
     bump(&c->classes[pt_metrics_class(status)], 1);
     bump(&c->buckets[pt_metrics_bucket_of(upstream_us)], 1);
     bump(&c->sum_us, upstream_us);

@@ -83,6 +83,13 @@ typedef struct pt_metrics_shard {
     /* aggregate calls: keyed "route\x1fcall" (status as the code) */
     pt_metrics_counter_slot_t subcalls[PT_METRICS_ROUTES];
     pt_metrics_hist_slot_t subcall_hists[PT_METRICS_HISTS];
+    /* The owning worker's last lookup per table (metrics.c): the same route
+     * and cluster come again and again; a hit is checked by name. */
+    struct {
+        const char *name;
+        int code;
+        void *slot;
+    } memo_req, memo_hist, memo_cluster;
 } pt_metrics_shard_t;
 
 /** Bucket upper bounds in microseconds (the last is +Inf, UINT64_MAX). */

@@ -69,6 +69,7 @@
  * list and connection read buffers live as long as the connection, so a
  * request on a pooled connection allocates nothing.
  */
+#include "core/headers_priv.h"
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
 #include "upstream/tls.h"
@@ -154,8 +155,6 @@ struct h1_call {
     const pt_upcall_req_t *r;
     pt_upcall_cbs_t cbs;
     void *ud;
-    struct event timer;          /* connect timeout, then the whole exchange */
-    struct event kick;           /* deferred work, activated without a syscall */
     uint64_t deadline_ms;
     size_t ep_idx;
     pt_policy_try_t pol;         /* endpoints tried, attempts (policy.h) */
@@ -198,6 +197,10 @@ struct h1_call {
     unsigned depth;              /* > 0 while an entry point of this call is on the stack */
     bool canceled, finished;
     h1_call_t *prev, *next;      /* hw->calls, or the free list (next only) */
+    /* Kept across reuse (the free list): assigned once, to this call and the
+     * worker's base; never pending while the call is free (call_free). */
+    struct event timer;          /* connect timeout, then the whole exchange */
+    struct event kick;           /* deferred work, activated without a syscall */
 };
 
 typedef struct h1_clcache {
@@ -235,35 +238,6 @@ static bool ieq(const char *a, size_t alen, const char *lit)
     return true;
 }
 
-/* RFC 9110 tchar, as pt_header_name_valid() (underscores allowed): a constant
- * table, so no thread has to fill it first. */
-static const bool tchar_tab[256] = {
-    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
-    ['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
-    ['`'] = true, ['|'] = true, ['~'] = true, ['0'] = true, ['1'] = true, ['2'] = true,
-    ['3'] = true, ['4'] = true, ['5'] = true, ['6'] = true, ['7'] = true, ['8'] = true,
-    ['9'] = true, ['a'] = true, ['b'] = true, ['c'] = true, ['d'] = true, ['e'] = true,
-    ['f'] = true, ['g'] = true, ['h'] = true, ['i'] = true, ['j'] = true, ['k'] = true,
-    ['l'] = true, ['m'] = true, ['n'] = true, ['o'] = true, ['p'] = true, ['q'] = true,
-    ['r'] = true, ['s'] = true, ['t'] = true, ['u'] = true, ['v'] = true, ['w'] = true,
-    ['x'] = true, ['y'] = true, ['z'] = true, ['A'] = true, ['B'] = true, ['C'] = true,
-    ['D'] = true, ['E'] = true, ['F'] = true, ['G'] = true, ['H'] = true, ['I'] = true,
-    ['J'] = true, ['K'] = true, ['L'] = true, ['M'] = true, ['N'] = true, ['O'] = true,
-    ['P'] = true, ['Q'] = true, ['R'] = true, ['S'] = true, ['T'] = true, ['U'] = true,
-    ['V'] = true, ['W'] = true, ['X'] = true, ['Y'] = true, ['Z'] = true
-};
-
-/* Same answers as pt_header_name_valid(n, true), by table (hot path). */
-static bool name_ok(pt_str_t n)
-{
-    if (n.len == 0)
-        return false;
-    for (size_t i = 0; i < n.len; i++)
-        if (!tchar_tab[(unsigned char)n.base[i]])
-            return false;
-    return true;
-}
-
 /* What parse_field() answers for each problem, for a head or a trailer block. */
 typedef struct field_errs {
     const char *fold, *line, *field, *count;
@@ -289,13 +263,18 @@ static const char *parse_field(char *line, size_t len, size_t n, const field_err
         return errs->line;
     pt_str_t name = {line, (size_t)(colon - line)};
     pt_str_t value = pt_str_trim_ows((pt_str_t){colon + 1, len - name.len - 1});
-    if (!name_ok(name) || !pt_header_value_valid(value))
+    if (name.len == 0)
+        return errs->field;
+    for (size_t i = 0; i < name.len; i++) { /* checked and lowercased in one pass */
+        unsigned char c = pt__tchar_lower[(unsigned char)line[i]];
+        if (c == 0)
+            return errs->field;
+        line[i] = (char)c;
+    }
+    if (!pt_header_value_valid(value))
         return errs->field;
     if (n >= PT__UP_HDR_MAX_CNT)
         return errs->count;
-    for (size_t i = 0; i < name.len; i++)
-        if (line[i] >= 'A' && line[i] <= 'Z')
-            line[i] = (char)(line[i] - 'A' + 'a');
     out->name = name;
     out->value = value;
     return NULL;
@@ -736,13 +715,14 @@ static void detach(h1_call_t *c, bool keep)
     want_write(k, false);
     want_read(k, true); /* an idle connection is watched for the upstream closing it */
     const pt_cluster_t *cl = c->r->cluster;
+    /* The idle stamp only ages connections out (IDLE_MAX_MS): a tick's precision will do. */
     pool_put(k, cl->max_idle_per_endpoint ? cl->max_idle_per_endpoint : PT__UP_DEFAULT_IDLE_PER_EP,
-             pt_now_ms());
+             pt_now_ms_coarse());
 }
 
-static void arm_timer(h1_call_t *c, uint64_t at_ms)
+/* `now`: pt_now_ms() as the caller read it (one clock read a call start). */
+static void arm_timer(h1_call_t *c, uint64_t at_ms, uint64_t now)
 {
-    uint64_t now = pt_now_ms();
     uint64_t ms = at_ms > now ? at_ms - now : 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     evtimer_add(&c->timer, &tv);
@@ -814,7 +794,8 @@ static void build_head(h1_call_t *c, const h1_pool_t *p)
         /* Framing and Host are ours (regenerated, never forwarded);
          * hop-by-hop fields never cross a proxy; values with CR/LF would
          * inject header lines. */
-        if (skip_field(h->name) || !name_ok(h->name) || !pt_header_value_valid(h->value))
+        if (skip_field(h->name) || !pt__header_name_token(h->name) ||
+            !pt_header_value_valid(h->value))
             continue;
         d = put(d, h->name.base, h->name.len);
         if (h->value.len > 0) {
@@ -1327,7 +1308,7 @@ static void complete(h1_call_t *c, size_t tcnt)
 
 /* ---- attempts, failures, retries -------------------------------------------------- */
 
-static int attempt(h1_call_t *c, size_t idx, bool fresh);
+static int attempt(h1_call_t *c, size_t idx, bool fresh, uint64_t now);
 
 static bool try_again(h1_call_t *c, fail_kind_t kind)
 {
@@ -1337,12 +1318,12 @@ static bool try_again(h1_call_t *c, fail_kind_t kind)
         /* The keep-alive race: the upstream closed the idle connection while
          * we reused it. Once more on a fresh connection to the same endpoint. */
         c->stale_retried = true;
-        return attempt(c, c->ep_idx, true) == 0;
+        return attempt(c, c->ep_idx, true, pt_now_ms()) == 0;
     }
     long idx = pt_policy_retry(c->hw->uw->w, r, &c->pol, kind, !c->got_bytes && c->body_read == 0);
     if (idx < 0)
         return false;
-    return attempt(c, (size_t)idx, false) == 0;
+    return attempt(c, (size_t)idx, false, pt_now_ms()) == 0;
 }
 
 /** The attempt failed: retry if the policy allows, else on_done with `st`. */
@@ -1412,7 +1393,7 @@ static void on_eof(h1_call_t *c, int err)
 static void connected(h1_call_t *c)
 {
     c->connecting = false;
-    arm_timer(c, c->deadline_ms); /* the connect timeout no longer applies */
+    arm_timer(c, c->deadline_ms, pt_now_ms()); /* the connect timeout no longer applies */
     send_step(c);
 }
 
@@ -1500,9 +1481,8 @@ static void send_head_now(h1_call_t *c)
  * Never calls back; failures to connect at once are reported from the kick.
  * Returns -1 when the deadline already passed.
  */
-static int attempt(h1_call_t *c, size_t idx, bool fresh)
+static int attempt(h1_call_t *c, size_t idx, bool fresh, uint64_t now)
 {
-    uint64_t now = pt_now_ms();
     if (now >= c->deadline_ms)
         return -1;
     const pt_cluster_t *cl = c->r->cluster;
@@ -1529,7 +1509,7 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
             int rc = pt_policy_conn_acquire(c->hw->uw->w, cl, p->ep, &c->wait);
             if (rc == PT_POLICY_QUEUED) { /* woken by a released connection; the deadline holds */
                 c->slot_pool = p;
-                arm_timer(c, c->deadline_ms);
+                arm_timer(c, c->deadline_ms, now);
                 return 0;
             }
             if (rc != PT_POLICY_GRANTED) {
@@ -1558,9 +1538,9 @@ static int attempt(h1_call_t *c, size_t idx, bool fresh)
     }
     if (c->connecting) {
         uint64_t ct = cl->connect_timeout_ms ? cl->connect_timeout_ms : PT__UP_DEFAULT_CONNECT_MS;
-        arm_timer(c, now + ct < c->deadline_ms ? now + ct : c->deadline_ms);
+        arm_timer(c, now + ct < c->deadline_ms ? now + ct : c->deadline_ms, now);
     } else {
-        arm_timer(c, c->deadline_ms);
+        arm_timer(c, c->deadline_ms, now);
         if (c->body_eof)
             send_head_now(c); /* no body to pull: no callback involved */
         else
@@ -1649,7 +1629,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     enter(c);
     if (c->woken) {
         c->woken = false;
-        if (attempt(c, c->ep_idx, false) != 0)
+        if (attempt(c, c->ep_idx, false, pt_now_ms()) != 0)
             fail(c, FAIL_OTHER, PT_ERR_TIMEOUT, "upstream timeout");
     } else if (c->pending_st != 0) {
         int st = c->pending_st;
@@ -1753,16 +1733,18 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
         return (int)idx;
 
     h1_call_t *c = hw->free_calls;
-    if (c != NULL) { /* its events are not pending (call_free); its buffer is kept */
+    if (c != NULL) { /* its events are assigned and not pending (call_free); its buffer is kept */
         hw->free_calls = c->next;
         hw->free_cnt--;
         char *keep = c->out;
         size_t cap = c->out_cap;
-        memset(c, 0, sizeof(*c));
+        memset(c, 0, offsetof(h1_call_t, timer));
         c->out = keep;
         c->out_cap = cap;
     } else {
         c = pt_xcalloc(1, sizeof(*c));
+        evtimer_assign(&c->timer, hw->base, on_timer, c);
+        event_assign(&c->kick, hw->base, -1, 0, on_kick, c);
     }
     c->base.ops = &h1_ops;
     c->hw = hw;
@@ -1770,16 +1752,15 @@ int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall
     c->cbs = *cbs;
     c->ud = ud;
     c->is_head = pt_str_eq(r->method, PT_STR("HEAD"));
-    c->deadline_ms = pt_now_ms() + pt__up_timeout_ms(r);
+    uint64_t now = pt_now_ms();
+    c->deadline_ms = now + pt__up_timeout_ms(r);
     c->pol = pol;
     c->ep_idx = (size_t)idx;
-    evtimer_assign(&c->timer, hw->base, on_timer, c);
-    event_assign(&c->kick, hw->base, -1, 0, on_kick, c);
     c->next = hw->calls;
     if (hw->calls != NULL)
         hw->calls->prev = c;
     hw->calls = c;
-    attempt(c, (size_t)idx, false); /* the deadline is in the future: cannot fail */
+    attempt(c, (size_t)idx, false, now); /* the deadline is in the future: cannot fail */
     *out = &c->base;
     return 0;
 }

@@ -94,7 +94,7 @@ static pt__upcluster_t *budget_of(pt_worker_t *w, const pt_cluster_t *cl)
     if (uw == NULL)
         return NULL;
     pt__upcluster_t *s = pt__up_cluster(uw, cl);
-    uint64_t sec = pt_now_ms() / 1000u;
+    uint64_t sec = pt_now_ms_coarse() / 1000u; /* per-second buckets: a tick late is fine */
     if (sec != s->budget_sec) {
         uint64_t gap = sec - s->budget_sec;
         for (uint64_t i = 1; i <= gap && i <= PT__UP_BUDGET_SECS; i++) {

@@ -1,7 +1,9 @@
 /*
  * test_conn_io.c -- the connection I/O layer (gateway/net/conn_io.c) over a
  * socketpair: batching, lazy read pausing, EOF and errors, the low watermark,
- * the send timeout, close from inside a callback, and TLS (handshake, ALPN,
+ * the send timeout, close from inside a callback, direct sends (pt_conn_send:
+ * inline, partial, behind queued bytes, inside on_read, errors), the data
+ * callback and small/large reads, holding the deferred flush, and TLS (handshake, ALPN,
  * large transfers through partial writes, close_notify, handshake deadline)
  * against an OpenSSL client on the other end.
  */
@@ -37,6 +39,10 @@ typedef struct env {
     bool close_in_read; /* on_read: pt_conn_close() */
     bool closed_during_read;
     struct evbuffer *got; /* what on_read consumed */
+    struct evbuffer *taken; /* what the data callback took */
+    size_t take_max;        /* ... at most this much per offer */
+    int offers;
+    bool send_in_read;      /* on_read: pt_conn_send() what arrived, in two pieces */
     char alpn[16];
 } env_t;
 
@@ -56,6 +62,11 @@ static void t_read(pt_conn_t *conn, void *ctx)
     E.reads++;
     struct evbuffer *in = pt_conn_input(conn);
     size_t n = evbuffer_get_length(in);
+    if (E.send_in_read) {
+        unsigned char *p = evbuffer_pullup(in, -1);
+        pt_conn_send(conn, p, n / 2);
+        pt_conn_send(conn, p + n / 2, n - n / 2);
+    }
     if (E.echo) {
         size_t half = n / 2;
         unsigned char *p = evbuffer_pullup(in, -1);
@@ -67,6 +78,17 @@ static void t_read(pt_conn_t *conn, void *ctx)
         pt_conn_close(conn);
         E.closed_during_read = E.closes != 0; /* must still be 0: deferred */
     }
+}
+
+/* The data callback: records what it was offered and takes E.take_max of it. */
+static size_t t_data(pt_conn_t *conn, const void *data, size_t len, void *ctx)
+{
+    (void)conn;
+    assert_ptr_equal(ctx, &E);
+    E.offers++;
+    size_t n = len < E.take_max ? len : E.take_max;
+    evbuffer_add(E.taken, data, n);
+    return n;
 }
 
 static void t_drain(pt_conn_t *conn, void *ctx)
@@ -117,6 +139,7 @@ static int setup(void **state)
     memset(&E, 0, sizeof(E));
     E.base = event_base_new();
     E.got = evbuffer_new();
+    E.taken = evbuffer_new();
     E.peer = -1;
     return 0;
 }
@@ -129,6 +152,7 @@ static int teardown(void **state)
     if (E.peer >= 0)
         close(E.peer);
     evbuffer_free(E.got);
+    evbuffer_free(E.taken);
     event_base_free(E.base);
     return 0;
 }
@@ -341,6 +365,212 @@ static void test_write_error_is_reported(void **state)
     spin(2);
     assert_int_equal(E.errors + E.eofs, 1);
     assert_true(E.conn->io.failed || E.conn->io.eof);
+}
+
+/* Below the low watermark a codec waits for nothing: pt_conn_flush owes no on_drain. */
+static void test_flush_below_lowat_owes_no_drain(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_lowat(E.conn, 64);
+    pt_conn_write(E.conn, "small", 5);
+    pt_conn_flush(E.conn);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    spin(2);
+    assert_int_equal(E.drains, 0);
+    assert_false(E.conn->io.flush_pending);
+    char big[200];
+    memset(big, 'b', sizeof(big));
+    pt_conn_write(E.conn, big, sizeof(big)); /* above the watermark: the codec may wait */
+    pt_conn_flush(E.conn);
+    spin(2);
+    assert_int_equal(E.drains, 1);
+    char buf[256];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 205);
+}
+
+/* pt_conn_send() outside callbacks: on the socket at the call, nothing queued, no event. */
+static void test_send_writes_inline(void **state)
+{
+    (void)state;
+    start_plain();
+    assert_int_equal(pt_conn_send(E.conn, "direct", 6), 0);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    assert_false(E.conn->io.flush_pending); /* no deferred flush was scheduled */
+    char buf[16];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 6); /* before the loop ran */
+    assert_memory_equal(buf, "direct", 6);
+    spin(2);
+    assert_int_equal(E.drains, 0); /* nothing was queued: no on_drain */
+    assert_int_equal(E.errors, 0);
+}
+
+/* What the socket does not take is queued, written in order when writable; on_drain then. */
+static void test_send_partial_queues_the_rest(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_lowat(E.conn, 0);
+    size_t total = 4u << 20;
+    unsigned char *data = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (unsigned char)(i * 7 + (i >> 10));
+    assert_int_equal(pt_conn_send(E.conn, data, total / 2), 0);
+    assert_true(pt_conn_out_pending(E.conn) > 0); /* the socketpair took part of it */
+    assert_true(E.conn->io.blocked);
+    assert_true(E.conn->io.wev_added);
+    assert_int_equal(pt_conn_send(E.conn, data + total / 2, total - total / 2), 0); /* queued */
+    assert_int_equal(E.drains, 0);
+    unsigned char *got = malloc(total);
+    size_t len = 0;
+    for (int i = 0; i < 10000 && len < total; i++) {
+        len += peer_read((char *)got + len, total - len);
+        spin(1);
+    }
+    assert_int_equal(len, total);
+    assert_memory_equal(got, data, total);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    assert_int_equal(E.drains, 1);
+    assert_false(E.conn->io.wev_added);
+    free(data);
+    free(got);
+}
+
+/* Behind bytes appended earlier in the iteration, a send keeps the order (one write). */
+static void test_send_behind_queued_bytes_keeps_order(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_write(E.conn, "first,", 6); /* waits for the deferred flush */
+    assert_int_equal(pt_conn_send(E.conn, "second", 6), 0);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0); /* both written by the send */
+    char buf[32];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 12);
+    assert_memory_equal(buf, "first,second", 12);
+    spin(2);
+    assert_int_equal(E.errors, 0);
+}
+
+/* Inside on_read a send is batched like any append: one write at the end of the dispatch. */
+static void test_send_inside_read_is_batched(void **state)
+{
+    (void)state;
+    E.send_in_read = true;
+    start_plain();
+    assert_int_equal(write(E.peer, "ping-pong", 9), 9);
+    spin(2);
+    assert_int_equal(E.reads, 1);
+    assert_int_equal(E.drains, 1); /* two sends, one write of queued bytes */
+    char buf[16];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 9);
+    assert_memory_equal(buf, "ping-pong", 9);
+}
+
+static void test_send_error_is_reported_from_the_loop(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    start_plain();
+    close(E.peer);
+    E.peer = -1;
+    assert_int_equal(pt_conn_send(E.conn, "lost", 4), 0);
+    assert_int_equal(E.errors, 0); /* never from inside pt_conn_send() */
+    assert_int_equal(pt_conn_send(E.conn, "more", 4), 0);
+    spin(1);
+    assert_int_equal(E.errors, 1);
+    assert_int_equal(E.drains, 0);
+}
+
+/* A small read into an empty input is offered in place; what is left goes to on_read. */
+static void test_data_callback_takes_in_place(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_data_cb(E.conn, t_data);
+    E.take_max = 1 << 20;
+    assert_int_equal(write(E.peer, "all of it", 9), 9);
+    spin(2);
+    assert_int_equal(E.offers, 1);
+    assert_int_equal(E.reads, 0); /* taken whole: nothing buffered, no on_read */
+    assert_int_equal(evbuffer_get_length(E.taken), 9);
+    assert_int_equal(evbuffer_get_length(pt_conn_input(E.conn)), 0);
+    E.take_max = 3;
+    assert_int_equal(write(E.peer, "abcdefgh", 8), 8);
+    spin(2);
+    assert_int_equal(E.offers, 2);
+    assert_int_equal(E.reads, 1); /* the rest, buffered, in order */
+    char buf[16];
+    assert_int_equal(evbuffer_remove(E.taken, buf, sizeof(buf)), 12);
+    assert_memory_equal(buf, "all of itabc", 12);
+    assert_int_equal(evbuffer_remove(E.got, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "defgh", 5);
+    /* pt_conn_set_callbacks() clears it */
+    pt_conn_set_callbacks(E.conn, t_read, t_drain, t_event, &E);
+    assert_int_equal(write(E.peer, "xyz", 3), 3);
+    spin(2);
+    assert_int_equal(E.offers, 2);
+    assert_int_equal(E.reads, 2);
+}
+
+/* Reads stay in order across the switch between small (stack) and large (in place) reads. */
+static void test_small_and_large_reads_keep_order(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_data_cb(E.conn, t_data); /* offered only what finds the input empty */
+    E.take_max = 0;
+    size_t total = 3u << 20;
+    unsigned char *data = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (unsigned char)(i * 13 + (i >> 9));
+    size_t sent = 0;
+    for (int i = 0; i < 100000 && sent < total; i++) {
+        ssize_t n = write(E.peer, data + sent, total - sent);
+        if (n > 0)
+            sent += (size_t)n;
+        spin(1);
+    }
+    spin(4);
+    assert_int_equal(sent, total);
+    assert_int_equal(evbuffer_get_length(E.got), total);
+    assert_memory_equal(evbuffer_pullup(E.got, -1), data, total);
+    assert_true(E.offers >= 1);
+    assert_int_equal(evbuffer_get_length(E.taken), 0);
+    /* a short read switches back to small reads */
+    assert_int_equal(write(E.peer, "tail", 4), 4);
+    spin(2);
+    assert_false(E.conn->io.large_reads);
+    free(data);
+}
+
+/* A held connection's appends wait for the codec: its flush, or the release of the hold. */
+static void test_hold_flush(void **state)
+{
+    (void)state;
+    start_plain();
+    pt_conn_set_lowat(E.conn, 64); /* (no on_drain owed by the flush below) */
+    pt_conn_hold_flush(E.conn, true);
+    pt_conn_write(E.conn, "held", 4);
+    assert_false(E.conn->io.flush_pending); /* no deferred flush scheduled */
+    spin(2);
+    assert_int_equal(pt_conn_out_pending(E.conn), 4); /* still queued */
+    pt_conn_write(E.conn, ",more", 5);
+    pt_conn_flush(E.conn); /* the codec's own write */
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    pt_conn_write(E.conn, ",last", 5);
+    spin(2);
+    assert_int_equal(pt_conn_out_pending(E.conn), 5);
+    pt_conn_hold_flush(E.conn, false); /* released: the flush it would have had */
+    assert_true(E.conn->io.flush_pending);
+    spin(1);
+    assert_int_equal(pt_conn_out_pending(E.conn), 0);
+    char buf[32];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 14);
+    assert_memory_equal(buf, "held,more,last", 14);
+    /* pt_conn_set_callbacks() releases it */
+    pt_conn_hold_flush(E.conn, true);
+    pt_conn_set_callbacks(E.conn, t_read, t_drain, t_event, &E);
+    assert_false(E.conn->io.hold);
 }
 
 static void test_no_read_without_callbacks(void **state)
@@ -579,6 +809,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_read_without_callbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_below_lowat_owes_no_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_writes_inline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_partial_queues_the_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_behind_queued_bytes_keeps_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_send_inside_read_is_batched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_error_is_reported_from_the_loop, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_data_callback_takes_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_and_large_reads_keep_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_handshake_alpn_echo_close_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_large_transfer_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_handshake_deadline, setup, teardown),

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include "core/headers_priv.h"
 #include "portico/arena.h"
 #include "portico/headers.h"
 #include "portico/status.h"
@@ -194,6 +195,137 @@ static void test_hop_by_hop_set(void **state)
         assert_false(pt_header_is_hop_by_hop(pt_str_c(not_hop[i])));
 }
 
+/* pt_str_ieq compares eight bytes at a time: every length 0..40, a difference
+ * (or a case change) at every position, against the byte-wise definition;
+ * bytes >= 0x80 and the neighbours of 'A'..'Z' ('@', '[', '`', '{') never
+ * fold. */
+static bool ieq_ref(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x |= 0x20;
+        if (y >= 'A' && y <= 'Z')
+            y |= 0x20;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+static void test_str_ieq_words(void **state)
+{
+    (void)state;
+    static const unsigned char probes[] = {'A', 'a', 'Z', 'z', '@', '`', '[', '{', 0xc1, 0xe1,
+                                           0x80, 0xff, '0', 0x01, 0x7f, 0xda, 0xfa};
+    char a[40], b[40];
+    for (size_t n = 0; n <= sizeof(a); n++) {
+        for (size_t i = 0; i < n; i++)
+            a[i] = b[i] = (char)('a' + i % 26);
+        assert_true(pt_str_ieq((pt_str_t){a, n}, (pt_str_t){b, n}));
+        for (size_t pos = 0; pos < n; pos++) {
+            for (size_t p = 0; p < sizeof(probes); p++) {
+                for (size_t q = 0; q < sizeof(probes); q++) {
+                    a[pos] = (char)probes[p];
+                    b[pos] = (char)probes[q];
+                    assert_int_equal(pt_str_ieq((pt_str_t){a, n}, (pt_str_t){b, n}), ieq_ref(a, b, n));
+                }
+            }
+            a[pos] = b[pos] = (char)('a' + pos % 26);
+            b[pos] = (char)(b[pos] - 0x20); /* the same letter, upper case */
+            assert_true(pt_str_ieq((pt_str_t){a, n}, (pt_str_t){b, n}));
+            b[pos] = a[pos];
+        }
+        if (n > 0)
+            assert_false(pt_str_ieq((pt_str_t){a, n}, (pt_str_t){b, n - 1}));
+    }
+    assert_true(pt_str_ieq(PT_STR("Proxy-Authorization"), PT_STR("proxy-authorization")));
+    assert_false(pt_str_ieq(PT_STR("proxy-authorization"), PT_STR("proxy-authorizatioN ")));
+}
+
+/* pt__headers_own: entries that pointed into a buffer about to be reused
+ * end up in one arena block, names lowercased, values as they were, each
+ * NUL-terminated; entries before `from` are left alone. */
+static void test_headers_own(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_headers_t h;
+    pt_headers_init(&h, a);
+    static const char first[] = "static";
+    assert_int_equal(pt_headers_add_nocopy(&h, PT_STR("x-first"), PT_STR(first)), 0);
+    char buf[] = "Content-Type: text/plain\r\nX-Empty:\r\nServer: nginx";
+    assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){buf, 12}, (pt_str_t){buf + 14, 10}), 0);
+    assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){buf + 26, 7}, (pt_str_t){buf + 34, 0}), 0);
+    assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){buf + 36, 6}, (pt_str_t){buf + 44, 5}), 0);
+    size_t before = pt_arena_used(a);
+    assert_int_equal(pt__headers_own(&h, 1), 0);
+    assert_true(pt_arena_used(a) - before <= 12 + 10 + 7 + 0 + 6 + 5 + 6 + 15); /* one block */
+    memset(buf, 'X', sizeof(buf) - 1);                                          /* the buffer is reused */
+    assert_true(h.v[0].value.base == first); /* before `from`: untouched */
+    assert_string_equal(h.v[1].name.base, "content-type");
+    assert_string_equal(h.v[1].value.base, "text/plain");
+    assert_int_equal(h.v[1].value.len, 10);
+    assert_string_equal(h.v[2].name.base, "x-empty");
+    assert_int_equal(h.v[2].value.len, 0);
+    assert_string_equal(h.v[2].value.base, "");
+    assert_string_equal(h.v[3].name.base, "server");
+    assert_string_equal(h.v[3].value.base, "nginx");
+    assert_true(pt_str_eq(pt_headers_get(&h, PT_STR("Server")), PT_STR("nginx")));
+    assert_int_equal(pt__headers_own(&h, 4), 0); /* nothing to own */
+    for (int b = 0; b < 256; b++) { /* every byte: only 'A'..'Z' change */
+        char one = (char)b;
+        size_t at = h.cnt;
+        assert_int_equal(pt_headers_add_nocopy(&h, (pt_str_t){&one, 1}, PT_STR("v")), 0);
+        assert_int_equal(pt__headers_own(&h, at), 0);
+        unsigned char want = b >= 'A' && b <= 'Z' ? (unsigned char)(b + 32) : (unsigned char)b;
+        assert_int_equal((unsigned char)h.v[at].name.base[0], want);
+    }
+    pt_arena_destroy(a);
+    a = pt_arena_new(1024, 700); /* the entry array fits (512), its bytes do not: PT_ERR_LIMIT */
+    pt_headers_init(&h, a);
+    char big[400];
+    memset(big, 'v', sizeof(big));
+    assert_int_equal(pt_headers_add_nocopy(&h, PT_STR("x-big"), (pt_str_t){big, sizeof(big)}), 0);
+    assert_int_equal(pt__headers_own(&h, 0), PT_ERR_LIMIT);
+    assert_true(h.v[0].value.base == big);
+    pt_arena_destroy(a);
+}
+
+/* pt_header_name_valid goes eight bytes at a time: every byte value at every
+ * position of names of 1..20 bytes, with and without underscores allowed,
+ * against the RFC 9110 token definition. */
+static bool tchar_ref(unsigned char c, bool us)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    if (c == '_')
+        return us;
+    return c != 0 && strchr("!#$%&'*+-.^`|~", c) != NULL;
+}
+
+static void test_header_name_valid_words(void **state)
+{
+    (void)state;
+    char n[20];
+    for (size_t len = 1; len <= sizeof(n); len++) {
+        for (size_t i = 0; i < len; i++)
+            n[i] = "x-Forwarded-4For"[i % 16];
+        assert_true(pt_header_name_valid((pt_str_t){n, len}, false));
+        for (size_t pos = 0; pos < len; pos++) {
+            char keep = n[pos];
+            for (int c = 0; c < 256; c++) {
+                n[pos] = (char)c;
+                for (int us = 0; us < 2; us++)
+                    assert_int_equal(pt_header_name_valid((pt_str_t){n, len}, us),
+                                     tchar_ref((unsigned char)c, us));
+            }
+            n[pos] = keep;
+        }
+    }
+    assert_false(pt_header_name_valid(PT_STR(""), true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +333,8 @@ int main(void)
         cmocka_unit_test(test_arena_limit),  cmocka_unit_test(test_str),
         cmocka_unit_test(test_headers),      cmocka_unit_test(test_header_value_valid_words),
         cmocka_unit_test(test_hop_by_hop_set),
+        cmocka_unit_test(test_str_ieq_words), cmocka_unit_test(test_headers_own),
+        cmocka_unit_test(test_header_name_valid_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "tmpdir.h"
 #include "observe/accesslog.h"
@@ -347,13 +348,126 @@ static void test_accesslog_retry_and_reopen(void **state)
     pt_arena_destroy(a);
 }
 
+/* The line's timestamp is computed from the day count (no gmtime/strftime
+ * per line): the same text as libc's for days around every kind of year
+ * boundary and a spread of instants up to 9999. */
+static void test_accesslog_time(void **state)
+{
+    (void)state;
+    static const int64_t secs[] = {0, 59, 86399, 86400, 951782400 /* 2000-02-29 */,
+                                   951868799, 951868800, 4107542400 /* 2100-03-01 */,
+                                   4107455999, 1700000000, 2147483647, 2147483648,
+                                   253402300799 /* 9999-12-31T23:59:59 */};
+    char got[40], want[64];
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]) + 20000; i++) {
+        int64_t us;
+        if (i < sizeof(secs) / sizeof(secs[0])) {
+            us = secs[i] * 1000000 + (int64_t)(i * 123457 % 1000000);
+        } else { /* xorshift: any instant from 1970 to 9999 */
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            us = (int64_t)(x % 253402300800000000ull);
+        }
+        size_t n = pt__accesslog_time(us, got);
+        time_t t = (time_t)(us / 1000000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        size_t tn = strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(want + tn, sizeof(want) - tn, ".%03dZ", (int)((us / 1000) % 1000));
+        assert_string_equal(got, want);
+        assert_int_equal(n, strlen(want));
+    }
+}
+
+/* Strings go out eight plain bytes at a time: a byte that needs escaping at
+ * any position of a 40-byte path comes back from a JSON parser as it was
+ * (bytes that are not UTF-8 as U+00XX, as always). */
+static void test_accesslog_escapes_at_every_offset(void **state)
+{
+    (void)state;
+    static const unsigned char specials[] = {'"', '\\', 0x01, 0x1f, 0x7f, 0x80, 0xff, 0x20, '~'};
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_config_t cfg = {0};
+    for (size_t pos = 0; pos < 40; pos++) {
+        for (size_t k = 0; k < sizeof(specials); k++) {
+            char path[40], want[48];
+            size_t wn = 0;
+            for (size_t i = 0; i < sizeof(path); i++) {
+                unsigned char c = i == pos ? specials[k] : (unsigned char)('a' + i % 26);
+                path[i] = (char)c;
+                if (c >= 0x80) { /* not UTF-8 on its own: U+00XX */
+                    want[wn++] = (char)(0xc0 | (c >> 6));
+                    want[wn++] = (char)(0x80 | (c & 0x3f));
+                } else {
+                    want[wn++] = (char)c;
+                }
+            }
+            want[wn] = '\0';
+            pt_req_t req = {0};
+            req.arena = a;
+            req.config = &cfg;
+            req.method = PT_STR("GET");
+            req.path = (pt_str_t){path, sizeof(path)};
+            req.version = 11;
+            req.request_id = PT_STR("r");
+            pt_headers_init(&req.headers, a);
+            char buf[1024];
+            size_t len = 0;
+            assert_int_equal(pt_accesslog_format(&req, req.start_ns, buf, sizeof(buf) - 1, &len), 0);
+            buf[len] = '\0';
+            json_object *o = json_tokener_parse(buf);
+            assert_non_null(o);
+            json_object *v;
+            assert_true(json_object_object_get_ex(o, "path", &v));
+            assert_int_equal(json_object_get_string_len(v), wn);
+            assert_memory_equal(json_object_get_string(v), want, wn);
+            json_object_put(o);
+        }
+    }
+    pt_arena_destroy(a);
+}
+
+/* The shard remembers its last route and cluster slots by name pointer: a
+ * name whose memory now holds another name (a freed config's string, its
+ * address reused) must count under the new name, not the remembered slot. */
+static void test_metrics_memo_checks_names(void **state)
+{
+    (void)state;
+    pt_metrics_shard_t *s[1] = {pt_metrics_shard_new()};
+    char route[16] = "alpha", cluster[16] = "web-a";
+    pt_metrics_request(s[0], route, 200, 300, 200, true, 1, 1);
+    pt_metrics_cluster(s[0], cluster, 200, 200);
+    pt_metrics_request(s[0], route, 200, 300, 200, true, 1, 1); /* a memo hit */
+    pt_metrics_cluster(s[0], cluster, 200, 200);
+    pt_metrics_request(s[0], route, 503, 300, 200, true, 1, 1); /* same route, other code */
+    strcpy(route, "beta");
+    strcpy(cluster, "web-b");
+    pt_metrics_request(s[0], route, 200, 300, 200, true, 1, 1);
+    pt_metrics_cluster(s[0], cluster, 200, 200);
+    char *t = render(s, 1);
+    assert_non_null(strstr(t, "portico_requests_total{route=\"alpha\",code=\"200\"} 2\n"));
+    assert_non_null(strstr(t, "portico_requests_total{route=\"alpha\",code=\"503\"} 1\n"));
+    assert_non_null(strstr(t, "portico_requests_total{route=\"beta\",code=\"200\"} 1\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_count{route=\"alpha\"} 3\n"));
+    assert_non_null(strstr(t, "portico_request_duration_seconds_count{route=\"beta\"} 1\n"));
+    assert_non_null(strstr(t, "portico_cluster_requests_total{cluster=\"web-a\",class=\"2xx\"} 2\n"));
+    assert_non_null(strstr(t, "portico_cluster_requests_total{cluster=\"web-b\",class=\"2xx\"} 1\n"));
+    free(t);
+    pt_metrics_shard_free(s[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metrics_sum_and_buckets),
         cmocka_unit_test(test_metrics_cardinality_bounded),
+        cmocka_unit_test(test_metrics_memo_checks_names),
         cmocka_unit_test(test_accesslog_line),
         cmocka_unit_test(test_accesslog_huge_values),
+        cmocka_unit_test(test_accesslog_time),
+        cmocka_unit_test(test_accesslog_escapes_at_every_offset),
         cmocka_unit_test(test_accesslog_retry_and_reopen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "loopback.h"
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include "core/request.h"
 
@@ -228,6 +229,66 @@ static void test_request_variables(void **state)
     pt__req_abort(req);
 }
 
+/* A finished request's arena and body buffer serve the next request on the
+ * worker (no malloc on the steady-state path): the same arena comes back,
+ * reset (a fresh request struct, no headers, an empty body even when the
+ * last one left body bytes unread), and the worker keeps at most 32. */
+static void test_spare_arenas_reused(void **state)
+{
+    (void)state;
+    static const pt_stream_ops_t never = {0};
+    pt_lb_resp_t r;
+    assert_int_equal(pt_lb_run(&lb, "GET", "/ping", NULL, NULL, 0, &r), 0);
+    pt_lb_resp_free(&r);
+    unsigned spares = pt__req_spares_count(lb.worker);
+    assert_true(spares >= 1);
+
+    pt_req_t *req = pt__req_new(lb.worker, &never, NULL);
+    assert_int_equal(pt__req_spares_count(lb.worker), spares - 1);
+    pt_arena_t *arena = req->arena;
+    struct evbuffer *body = req->body;
+    req->method = PT_STR("POST");
+    assert_int_equal(pt_headers_add(&req->headers, PT_STR("x-old"), PT_STR("1")), 0);
+    assert_int_equal(evbuffer_add(req->body, "unread", 6), 0);
+    pt__req_abort(req); /* finalised: its arena goes back */
+    assert_int_equal(pt__req_spares_count(lb.worker), spares);
+
+    req = pt__req_new(lb.worker, &never, NULL);
+    assert_true(req->arena == arena);
+    assert_true(req->body == body);
+    assert_int_equal(evbuffer_get_length(req->body), 0);
+    assert_int_equal(req->headers.cnt, 0);
+    assert_null(req->method.base);
+    assert_int_equal(req->content_length, -1);
+    assert_true(req->holds == PT_REQ_HOLD_CODEC);
+    pt__req_abort(req);
+
+    /* many at once: all but 32 are freed when they end */
+    pt_req_t *many[40];
+    for (int i = 0; i < 40; i++)
+        many[i] = pt__req_new(lb.worker, &never, NULL);
+    assert_int_equal(pt__req_spares_count(lb.worker), 0);
+    for (int i = 0; i < 40; i++)
+        pt__req_abort(many[i]);
+    assert_int_equal(pt__req_spares_count(lb.worker), 32);
+}
+
+/* The request id's hex digits, eight at a time, against printf's. */
+static void test_hex64(void **state)
+{
+    (void)state;
+    uint64_t v[] = {0, 1, 0x9, 0xa, 0xf, 0x10, 0xdeadbeefcafebabeull, ~0ull, 0x0123456789abcdefull,
+                    0xfedcba9876543210ull, 0x8000000000000000ull, 0xa0a0a0a09f9f9f9full};
+    char got[17], want[17];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]) + 1000; i++) {
+        uint64_t x = i < sizeof(v) / sizeof(v[0]) ? v[i] : pt__rand64();
+        pt__hex64(got, x);
+        got[16] = '\0';
+        snprintf(want, sizeof(want), "%016llx", (unsigned long long)x);
+        assert_string_equal(got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +301,8 @@ int main(void)
         cmocka_unit_test(test_abort_while_suspended),
         cmocka_unit_test(test_body_limits),
         cmocka_unit_test(test_request_variables),
+        cmocka_unit_test(test_spare_arenas_reused),
+        cmocka_unit_test(test_hex64),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,7 +2,8 @@
  * test_tunnel.c -- the request core's tunnel mode (tunnel.c) with a fake
  * codec: when pt__req_tunnel_open() refuses, what it sends (101 / 200), that
  * a tunnel's client bytes have no max_body, the idle timer (reset + abort
- * hooks + finalisation), and the RFC 6455 key helpers.
+ * hooks + finalisation), client bytes lent to the handler in place, and the
+ * RFC 6455 key helpers.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include "core/request.h"
 #include "core/config.h"
+#include "core/handler.h"
 #include "server.h"
 
 typedef struct fake {
@@ -144,6 +146,79 @@ static void test_open_heads_and_no_body_limit(void **state)
     }
 }
 
+/* A handler that reads at most `lend_read` bytes of each offer from on_body. */
+static size_t lend_read;
+static char lend_got[64];
+static size_t lend_got_len;
+static int lend_calls;
+
+static void lend_on_body(pt_req_t *req)
+{
+    lend_calls++;
+    bool eof = false;
+    size_t n = pt__req_body_read(req, lend_got + lend_got_len, lend_read, &eof);
+    lend_got_len += n;
+    assert_false(eof);
+}
+
+static size_t consumed_total;
+static void count_consumed(pt_req_t *req, size_t n)
+{
+    (void)req;
+    consumed_total += n;
+}
+
+/* A tunnel's client bytes are lent to the handler during on_body: what it
+ * reads comes from the codec's memory, what it leaves is copied, in order. */
+static void test_tunnel_bytes_lent_to_the_handler(void **state)
+{
+    env_t *e = *state;
+    static const pt_stream_ops_t lend_ops = {f_head, f_body, f_pending, count_consumed,
+                                             NULL, f_reset, f_tunnel};
+    static const pt_handler_def_t def = {.name = "lend", .on_body = lend_on_body};
+    pt_route_t rt;
+    memset(&rt, 0, sizeof(rt));
+    rt.handler = &def;
+    fake_t f = {0};
+    pt_req_t *req = new_req(e, &f, &lend_ops, 11, "websocket");
+    assert_int_equal(pt__req_tunnel_open(req, 60000), 0);
+    req->body_done = false;
+    const pt_route_t *saved = req->route.route;
+    req->route.route = &rt;
+    req->handler_started = true;
+    req->holds |= PT_REQ_HOLD_HANDLER;
+    lend_read = 4;
+    lend_got_len = 0;
+    consumed_total = 0;
+    lend_calls = 0;
+    pt__req_body(req, "abcdefghij", 10, false);
+    assert_int_equal(lend_calls, 1);
+    assert_int_equal(lend_got_len, 4);
+    assert_memory_equal(lend_got, "abcd", 4);
+    assert_int_equal(consumed_total, 4);                  /* what it read, reported once */
+    assert_int_equal(evbuffer_get_length(req->body), 6); /* the rest was copied */
+    assert_int_equal(req->body_offer_len, 0);
+    lend_read = 0;
+    pt__req_body(req, "KLM", 3, false); /* behind buffered bytes: appended, not lent */
+    assert_int_equal(evbuffer_get_length(req->body), 9);
+    char buf[16];
+    bool eof = true;
+    assert_int_equal(pt__req_body_read(req, buf, sizeof(buf), &eof), 9);
+    assert_memory_equal(buf, "efghijKLM", 9);
+    assert_false(eof);
+    lend_read = 64; /* empty again: a new offer is read whole, nothing is buffered */
+    pt__req_body(req, "nopq", 4, false);
+    assert_int_equal(evbuffer_get_length(req->body), 0);
+    assert_int_equal(lend_got_len, 8);
+    assert_memory_equal(lend_got, "abcdnopq", 8);
+    assert_int_equal(req->body_received, 17);
+    req->holds &= ~PT_REQ_HOLD_HANDLER;
+    req->handler_started = false;
+    req->route.route = saved;
+    pt__resp_body(req, NULL, 0, true);
+    pt__req_codec_done(req);
+}
+
 static void on_abort(void *data)
 {
     (*(int *)data)++;
@@ -229,6 +304,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_refusals),
         cmocka_unit_test(test_open_heads_and_no_body_limit),
+        cmocka_unit_test(test_tunnel_bytes_lent_to_the_handler),
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_ws_keys),
         cmocka_unit_test(test_config_keys),

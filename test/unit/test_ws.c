@@ -34,6 +34,7 @@ typedef struct peer {
     int ends;
     pt_ws_end_t why;
     bool pause_data;
+    size_t read_cap; /* p_read returns at most this much (0: all there is) */
 } peer_t;
 
 static size_t p_read(void *ud, uint8_t *buf, size_t max, bool *eof)
@@ -42,6 +43,8 @@ static size_t p_read(void *ud, uint8_t *buf, size_t max, bool *eof)
     size_t n = p->in_len - p->in_off;
     if (n > max)
         n = max;
+    if (p->read_cap != 0 && n > p->read_cap)
+        n = p->read_cap;
     memcpy(buf, p->in + p->in_off, n);
     p->in_off += n;
     *eof = n == 0 && p->in_eof;
@@ -259,6 +262,38 @@ static void test_messages_and_fragments(void **state)
     peer_free(s);
 }
 
+/* Masking (sender, client role) and unmasking (receiver, in place) of every payload
+ * length up to 300, sent in pieces that start at every key offset and read in small
+ * reads that split payloads at odd places: the bytes arrive unchanged. */
+static void test_masking_every_length_and_split(void **state)
+{
+    (void)state;
+    uint8_t data[300];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 37 + 11);
+    for (size_t len = 0; len <= sizeof(data); len++) {
+        peer_t *c, *s;
+        pair(&c, &s, 0, true);
+        s->read_cap = 1 + len % 23;
+        assert_int_equal(pt_ws_send_frame_begin(c->ws, PT_WS_OP_BINARY, len, true), 0);
+        size_t off = 0, piece = 1;
+        while (off < len) {
+            size_t n = len - off < piece ? len - off : piece;
+            assert_int_equal(pt_ws_send_frame_data(c->ws, data + off, n), 0);
+            off += n;
+            piece = piece * 3 + 2; /* 1, 5, 17, 53, ...: every offset mod 4 */
+        }
+        for (int i = 0; i < 1000 && s->msgs == 0; i++)
+            pt_ws_on_readable(s->ws);
+        assert_int_equal(s->msgs, 1);
+        assert_int_equal(s->msg_len, len);
+        if (len != 0)
+            assert_memory_equal(s->msg, data, len);
+        peer_free(c);
+        peer_free(s);
+    }
+}
+
 static void test_close_handshake(void **state)
 {
     (void)state;
@@ -413,6 +448,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_messages_and_fragments),
+        cmocka_unit_test(test_masking_every_length_and_split),
         cmocka_unit_test(test_close_handshake),
         cmocka_unit_test(test_violations),
         cmocka_unit_test(test_too_big_delivers_nothing),

@@ -72,6 +72,7 @@
 #include "core/headers_priv.h"
 #include "core/xalloc.h"
 #include "upstream/call_internal.h"
+#include "upstream/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,7 +82,6 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -505,7 +505,7 @@ static h1_conn_t *conn_open(h1_worker_t *hw, h1_pool_t *p, bool *connecting, int
 
 /* ---- TLS (https:// endpoints, tunnels only) -------------------------------------
  *
- * The same meaning as the libcurl path (http.c) gives the cluster's keys:
+ * The cluster's keys as every upstream hop reads them (upstream/tls.h):
  * `tls_verify` checks the chain (against `ca_file`, else the system store)
  * and the endpoint's host (a name, or an IP address against the
  * certificate's IP SANs); a name is also sent as SNI. ALPN offers http/1.1.
@@ -517,28 +517,13 @@ static h1_conn_t *conn_open(h1_worker_t *hw, h1_pool_t *p, bool *connecting, int
 static SSL_CTX *tls_ctx(h1_worker_t *hw, const pt_cluster_t *cl)
 {
     h1_clcache_t *cc = &hw->cc[cl->index]; /* made by pool_for() for this snapshot */
-    if (cc->ssl_ctx != NULL)
-        return cc->ssl_ctx;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    static const unsigned char alpn[] = "\x08http/1.1";
-    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
-    if (cl->tls_verify) {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        int ok = cl->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, cl->ca_file, NULL)
-                                     : SSL_CTX_set_default_verify_paths(ctx);
-        if (ok != 1) {
-            ERR_clear_error();
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
+    if (cc->ssl_ctx == NULL) {
+        cc->ssl_ctx = pt__uptls_ctx_new(cl->tls_verify, cl->ca_file, PT_UPTLS_ALPN_H1,
+                                        sizeof(PT_UPTLS_ALPN_H1) - 1);
+        if (cc->ssl_ctx != NULL)
+            SSL_CTX_set_options(cc->ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     }
-    cc->ssl_ctx = ctx;
-    return ctx;
+    return cc->ssl_ctx;
 }
 
 /** The TLS session of a new connection of the call. False when it cannot be made. */
@@ -549,19 +534,7 @@ static bool tls_begin(h1_call_t *c, h1_conn_t *k)
     if (ctx == NULL || (k->ssl = SSL_new(ctx)) == NULL || SSL_set_fd(k->ssl, k->fd) != 1)
         return false;
     SSL_set_connect_state(k->ssl);
-    const char *name = k->pool->name;
-    struct sockaddr_storage ss;
-    socklen_t len;
-    bool is_ip = parse_ip(name, 0, &ss, &len) && strcmp(name, "localhost") != 0;
-    if (!is_ip && SSL_set_tlsext_host_name(k->ssl, name) != 1)
-        return false;
-    if (cl->tls_verify) {
-        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), name)
-                       : SSL_set1_host(k->ssl, name);
-        if (ok != 1)
-            return false;
-    }
-    return true;
+    return pt__uptls_set_peer(k->ssl, k->pool->name, cl->tls_verify) == 0;
 }
 
 /** send() or SSL_write() with send()'s answers (-1 with EAGAIN when it must wait). */
@@ -1441,7 +1414,7 @@ static void tls_step(h1_call_t *c)
         want_write(k, e == SSL_ERROR_WANT_WRITE);
         return;
     }
-    bool verify = SSL_get_verify_result(k->ssl) != X509_V_OK;
+    bool verify = pt__uptls_verify_failed(k->ssl);
     ERR_clear_error();
     fail(c, FAIL_OTHER, PT_ERR_UPSTREAM,
          verify ? "upstream TLS certificate verification failed" : "upstream TLS handshake failed");

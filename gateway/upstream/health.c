@@ -6,12 +6,14 @@
  * A probe is one fresh connection (never the workers' pools: a check must see
  * what a new connection sees, and must not take a slot of the connection
  * caps), with libevent bufferevents and, for https endpoints, an OpenSSL
- * filter made from the cluster's TLS settings (verification against ca_file
- * or the system store, host name or IP SAN, SNI for names):
+ * filter made from the cluster's TLS settings as upstream/tls.h reads them
+ * (verification against ca_file or the system store, host name or IP SAN,
+ * SNI for names; ALPN as the call path offers it):
  *   tcp   connect (+ TLS handshake) -> success
  *   http  GET path over HTTP/1.1 with Connection: close; the status line's code
  *         must be in `expect`. On http2 clusters the same GET over HTTP/2 (h2c
- *         prior knowledge, or ALPN h2), with nghttp2.
+ *         prior knowledge, or ALPN h2), with nghttp2; an https server that
+ *         picks http/1.1 (or no ALPN) gets the HTTP/1.1 GET, as a call would.
  *   grpc  POST /grpc.health.v1.Health/Check over HTTP/2 with a
  *         HealthCheckRequest{service}; success = :status 200, grpc-status 0 and
  *         HealthCheckResponse.status == SERVING (1).
@@ -19,7 +21,6 @@
  * The next probe of a check starts `interval` after the previous one started
  * (or at once, when it took longer).
  */
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -28,7 +29,6 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +40,7 @@
 #include "core/config.h"
 #include "core/xalloc.h"
 #include "upstream/health_internal.h"
+#include "upstream/tls.h"
 #include "portico/status.h"
 
 enum { ST_CONNECT, ST_HANDSHAKE, ST_EXCHANGE };
@@ -445,7 +446,11 @@ static void exchange(probe_t *p)
         finish(p, true, NULL);
         return;
     }
-    if (p->e->h2) {
+    /* A REST check on an https `http2: true` cluster speaks what ALPN chose (h2, else HTTP/1.1). */
+    bool h2 = p->e->h2;
+    if (h2 && p->e->tls && p->e->type == PT_HEALTH_HTTP)
+        h2 = strcmp(pt__uptls_alpn(bufferevent_openssl_get_ssl(p->bev)), "h2") == 0;
+    if (h2) {
         if (h2_send(p) != 0) {
             finish(p, false, "HTTP/2 session setup failed");
             return;
@@ -456,32 +461,25 @@ static void exchange(probe_t *p)
     bufferevent_enable(p->bev, EV_READ | EV_WRITE);
 }
 
+/*
+ * ALPN offers what the call path offers (upstream/tls.h): h2 for gRPC, h2
+ * then http/1.1 for REST clusters with `http2: true` (the check then speaks
+ * what the server picked, as a call does), else http/1.1.
+ */
 static SSL_CTX *tls_ctx(pt_health_ep_t *e)
 {
     if (e->ssl_ctx != NULL)
         return e->ssl_ctx;
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (e->h2)
-        SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3);
+    if (e->type == PT_HEALTH_GRPC)
+        e->ssl_ctx = pt__uptls_ctx_new(e->verify, e->ca_file, PT_UPTLS_ALPN_H2,
+                                       sizeof(PT_UPTLS_ALPN_H2) - 1);
+    else if (e->h2)
+        e->ssl_ctx = pt__uptls_ctx_new(e->verify, e->ca_file, PT_UPTLS_ALPN_H2_H1,
+                                       sizeof(PT_UPTLS_ALPN_H2_H1) - 1);
     else
-        SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9);
-    if (e->verify) {
-        int ok = e->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, e->ca_file, NULL)
-                                    : SSL_CTX_set_default_verify_paths(ctx);
-        if (ok != 1) {
-            SSL_CTX_free(ctx);
-            ERR_clear_error();
-            return NULL;
-        }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    } else {
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    }
-    e->ssl_ctx = ctx;
-    return ctx;
+        e->ssl_ctx = pt__uptls_ctx_new(e->verify, e->ca_file, PT_UPTLS_ALPN_H1,
+                                       sizeof(PT_UPTLS_ALPN_H1) - 1);
+    return e->ssl_ctx;
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -493,17 +491,9 @@ static int start_tls(probe_t *p)
     SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
     if (ssl == NULL)
         return -1;
-    unsigned char ip[16];
-    bool is_ip = inet_pton(AF_INET, e->host, ip) == 1 || inet_pton(AF_INET6, e->host, ip) == 1;
-    if (!is_ip)
-        SSL_set_tlsext_host_name(ssl, e->host);
-    if (e->verify) {
-        int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), e->host)
-                       : SSL_set1_host(ssl, e->host);
-        if (ok != 1) {
-            SSL_free(ssl);
-            return -1;
-        }
+    if (pt__uptls_set_peer(ssl, e->host, e->verify) != 0) {
+        SSL_free(ssl);
+        return -1;
     }
     struct bufferevent *tls = bufferevent_openssl_filter_new(
         P.base, p->bev, ssl, BUFFEREVENT_SSL_CONNECTING,

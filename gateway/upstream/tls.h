@@ -1,15 +1,17 @@
 /*
  * tls.h -- the client side of TLS to https:// endpoints, as the cluster's keys
- * say (`tls_verify`, `ca_file`, `authority`), for the HTTP/2 client (h2.c)
- * and the reflection client (reflect.c).
+ * say (`tls_verify`, `ca_file`, `authority`), for every upstream hop: the
+ * HTTP/2 client (h2.c), the reflection client (reflect.c), WebSocket and
+ * tunnel connections (h1.c) and the health checks (health.c).
  *
- * The rules (the same as libcurl's for REST clusters and h1.c's for tunnels):
+ * The rules (the same as libcurl's for REST clusters):
  * TLS 1.2 or newer; with `tls_verify` the chain is checked against `ca_file`
  * (else the system store) and the certificate must carry the name (a DNS
  * name, or an IP address against its IP SANs); a name (not an address) is
  * sent as SNI. Which name: the endpoint's host, except for gRPC clusters with
  * an `authority`, whose host it is (gRPC's rule: the authority names the
- * server, whatever address reaches it).
+ * server, whatever address reaches it). h1.c (tunnels) and health.c check the
+ * endpoint's host in every case: they pass it to pt__uptls_set_peer() as is.
  */
 #ifndef PT_GATEWAY_UPSTREAM_TLS_H
 #define PT_GATEWAY_UPSTREAM_TLS_H
@@ -20,8 +22,12 @@
 
 #include "core/cluster.h"
 
-/** ALPN lists (wire format): h2 only (gRPC), h2 then http/1.1 (REST with `http2: true`). */
+/**
+ * ALPN lists (wire format): h2 only (gRPC), h2 then http/1.1 (REST with
+ * `http2: true`), http/1.1 only (HTTP/1.1 REST, WebSocket and tunnels).
+ */
 #define PT_UPTLS_ALPN_H2 "\x02h2"
+#define PT_UPTLS_ALPN_H1 "\x08http/1.1"
 #define PT_UPTLS_ALPN_H2_H1 "\x02h2\x08http/1.1"
 
 /**

@@ -170,16 +170,24 @@ class HttpHealthTest(HealthCheckCase):
 
 
 class HttpsHealthTest(HealthCheckCase):
-    def test_https_checks_use_the_cluster_tls_settings(self):
+    def tls_server(self, name, alpn=None):
+        """A HealthServer over TLS (a fresh self-signed certificate for
+        127.0.0.1/localhost, ALPN `alpn` when given): (server, cert file)."""
         import ssl
         import tempfile
         d = tempfile.TemporaryDirectory()
         self.addCleanup(d.cleanup)
         crt, key = make_cert(d.name)
-        a = self.server("a")
+        a = self.server(name)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(crt, key)
+        if alpn is not None:
+            ctx.set_alpn_protocols(alpn)
         a.socket = ctx.wrap_socket(a.socket, server_side=True)
+        return a, crt
+
+    def test_https_checks_use_the_cluster_tls_settings(self):
+        a, crt = self.tls_server("a")
         port, admin = free_port(), free_port()
         hc = "{ path: /healthz, interval: 200ms, timeout: 200ms, unhealthy: 1, healthy: 1 }"
         cfg = f"""
@@ -208,6 +216,36 @@ routes:
         self.assertIn("TLS handshake failed",
                       self.upstreams(admin)["https://localhost:%d" % a.port]["last_error"])
 
+
+    def test_https_http2_rest_check_accepts_an_http1_server(self):
+        """An `http2: true` https REST cluster whose server speaks only
+        HTTP/1.1: calls fall back to HTTP/1.1 through ALPN, and so must the
+        check (it offered only h2 and spoke HTTP/2 to it, failing)."""
+        a, crt = self.tls_server("a", alpn=["http/1.1"])
+        port, admin = free_port(), free_port()
+        cfg = f"""
+listeners:
+  - address: 127.0.0.1:{port}
+admin: {{ address: 127.0.0.1:{admin} }}
+clusters:
+  - name: app
+    endpoints: [ "https://127.0.0.1:{a.port}" ]
+    http2: true
+    ca_file: {crt}
+    retries: 0
+    health_check: {{ path: /healthz, interval: 300ms, timeout: 300ms, unhealthy: 1, healthy: 1 }}
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: app }}
+"""
+        self.start(cfg, port)
+        wait_port(admin)
+        self.assertIsNotNone(wait_until(lambda: a.probes >= 2, 5))
+        ep = self.upstreams(admin)["https://127.0.0.1:%d" % a.port]
+        self.assertTrue(ep["healthy"], ep["last_error"])
+        self.assertEqual(ep["failures"], 0, ep["last_error"])
+        st, body, _ = get(port)
+        self.assertEqual((st, body), (200, b"a\n"))
 
 class FailOpenTest(HealthCheckCase):
     def run_all_sick(self, fail_open):

@@ -183,8 +183,11 @@ class TestSpread(LbCase):
             bodies = [b for part in ex.map(worker, range(8)) for b in part]
         self.assertEqual(len(bodies), 120)
         share = bodies.count(slow.name) / len(bodies)
-        self.assertLess(share, 0.2, "slow endpoint took %.0f%% of requests" % (share * 100))
-        self.assertGreater(bodies.count(fast.name), 90)
+        # Round robin gives it 0.5. Under a loaded machine the fast endpoint's answers slow down
+        # too, so its in-flight count ties the slow one's more often: 0.2 was reached in suite
+        # runs on 2 busy cores; 0.3 still tells least_request from round robin.
+        self.assertLess(share, 0.3, "slow endpoint took %.0f%% of requests" % (share * 100))
+        self.assertGreater(bodies.count(fast.name), 84)  # the other 70%+
 
 
 class TestRingHash(LbCase):

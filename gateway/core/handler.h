@@ -39,8 +39,12 @@ struct pt_handler_def {
      * A route with this hook also lifts the HTTP/1 codec's pre-routing cap
      * (the routed limit is then checked by request.c, before any body byte
      * is read when a Content-Length says too much).
+     * It may leave a note for its own start() in req->handler_ctx (allocated
+     * in req->arena; nothing else reads handler_ctx before start()); start()
+     * must check the note still applies: request filters run in between and
+     * may rewrite the method or path.
      */
-    uint64_t (*body_limit)(const pt_req_t *req, const void *conf, uint64_t route_max);
+    uint64_t (*body_limit)(pt_req_t *req, const void *conf, uint64_t route_max);
     /** Takes over the request. Must eventually call pt__req_handler_done(req) exactly once. */
     void (*start)(pt_req_t *req, const void *conf);
     /** More request body is readable (or it ended). Optional. */

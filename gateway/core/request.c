@@ -287,7 +287,7 @@ static bool body_filtered_route(const pt_req_t *req)
  * their total: issue 14). A route with request_buffering holds the whole body
  * in memory, so max_body stays its cap whatever the handler says.
  */
-static uint64_t body_limit_of(const pt_req_t *req)
+static uint64_t body_limit_of(pt_req_t *req)
 {
     const pt_route_t *r = req->route.route;
     uint64_t limit = r != NULL && r->max_body != 0 ? r->max_body : req->config->limits.max_body;

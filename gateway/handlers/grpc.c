@@ -1226,41 +1226,32 @@ static void allow_header(pt_req_t *req, unsigned bits)
 }
 
 /*
- * grpc_body_limit() runs just before the handler starts (routing, then the
- * filter chain) and matches the path against the bindings already; rest_start()
- * takes that match instead of making it again (~800 instructions a call). One
- * slot per worker thread. It is only taken for the same request (its address
- * and start time: a later request at the same address starts later) with the
- * same method and path (a filter that rewrote either changed them) and the
- * same table; the match's variables point into that request's arena.
+ * grpc_body_limit() runs once the request is routed, before the filter chain
+ * and start(), and matches the path against the bindings already; it leaves
+ * the match in req->handler_ctx (core/handler.h allows that note) and
+ * rest_start() takes it instead of matching again (~800 instructions a
+ * call) -- when the method and path are still the ones matched (a filter
+ * that rewrote either changed them) and the table the same. The match's
+ * variables point into the request's arena.
  */
-typedef struct match_memo {
-    const pt_req_t *req;
-    uint64_t start_ns;
+typedef struct pre_match {
     const void *table;
     pt_str_t method, path;
     pt_httprule_match_t m;
-} match_memo_t;
+} pre_match_t;
 
-static __thread match_memo_t memo;
-
-static void memo_put(const pt_req_t *req, const pt_grpc_conf_t *conf, const pt_httprule_match_t *m)
+static bool pre_match_take(const pre_match_t *pm, const pt_req_t *req, const pt_grpc_conf_t *conf,
+                           pt_httprule_match_t *m)
 {
-    memo = (match_memo_t){req, req->start_ns, conf->table, req->method, req->path, *m};
+    if (pm == NULL || pm->table != conf->table || pm->method.base != req->method.base ||
+        pm->method.len != req->method.len || pm->path.base != req->path.base ||
+        pm->path.len != req->path.len)
+        return false;
+    *m = pm->m;
+    return true;
 }
 
-static bool memo_take(const pt_req_t *req, const pt_grpc_conf_t *conf, pt_httprule_match_t *m)
-{
-    bool hit = memo.req == req && memo.start_ns == req->start_ns && memo.table == conf->table &&
-               memo.method.base == req->method.base && memo.method.len == req->method.len &&
-               memo.path.base == req->path.base && memo.path.len == req->path.len;
-    memo.req = NULL;
-    if (hit)
-        *m = memo.m;
-    return hit;
-}
-
-static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
+static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf, const pre_match_t *pm)
 {
     rest_ctx_t *ctx = pt_arena_zalloc(req->arena, sizeof(*ctx));
     if (ctx == NULL || pt_arena_defer(req->arena, ctx_cleanup, ctx) != 0) {
@@ -1288,7 +1279,7 @@ static void rest_start(pt_req_t *req, const pt_grpc_conf_t *conf)
     }
 
     pt_pathmatch_status_t ms = PT_PATHMATCH_OK;
-    if (!memo_take(req, conf, &ctx->match)) {
+    if (!pre_match_take(pm, req, conf, &ctx->match)) {
         size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
         char *scratch = pt_arena_alloc(req->arena, slen);
         if (scratch == NULL) {
@@ -1376,6 +1367,7 @@ done: /* answered locally */
 static void grpc_start(pt_req_t *req, const void *vconf)
 {
     const pt_grpc_conf_t *conf = vconf;
+    const pre_match_t *pm = req->handler_ctx; /* grpc_body_limit's note, or NULL */
     req->handler_ctx = NULL;
     if (req->upgrade.len != 0) {
         if (pt_str_ieq(req->upgrade, PT_STR("websocket"))) {
@@ -1399,10 +1391,10 @@ static void grpc_start(pt_req_t *req, const void *vconf)
         else if (rest.len == 0 || rest.base[0] == '+' || rest.base[0] == ';')
             pt__grpc_passthrough_start(req, conf);
         else
-            rest_start(req, conf);
+            rest_start(req, conf, pm);
         return;
     }
-    rest_start(req, conf);
+    rest_start(req, conf, pm);
 }
 
 /*
@@ -1411,7 +1403,7 @@ static void grpc_start(pt_req_t *req, const void *vconf)
  * REST client stream by max_body per NDJSON line (pump_body), and all of them
  * by the call's deadline. Everything else keeps the route's max_body.
  */
-static uint64_t grpc_body_limit(const pt_req_t *req, const void *vconf, uint64_t route_max)
+static uint64_t grpc_body_limit(pt_req_t *req, const void *vconf, uint64_t route_max)
 {
     const pt_grpc_conf_t *conf = vconf;
     pt_str_t ct = pt_headers_get(&req->headers, PT_STR("content-type"));
@@ -1425,13 +1417,16 @@ static uint64_t grpc_body_limit(const pt_req_t *req, const void *vconf, uint64_t
         return route_max;
     size_t slen = PT_PATHMATCH_SCRATCH_LEN(req->path.len);
     char *scratch = pt_arena_alloc(req->arena, slen);
-    pt_httprule_match_t m;
-    if (scratch == NULL ||
+    pre_match_t *pm = pt_arena_alloc(req->arena, sizeof(*pm));
+    if (scratch == NULL || pm == NULL ||
         pt_httprule_match(conf->table, req->method.base, req->method.len, req->path.base,
-                          req->path.len, NULL, scratch, slen, &m) != PT_PATHMATCH_OK)
+                          req->path.len, NULL, scratch, slen, &pm->m) != PT_PATHMATCH_OK)
         return route_max;
-    memo_put(req, conf, &m);
-    return m.binding->method->client_streaming ? UINT64_MAX : route_max;
+    pm->table = conf->table;
+    pm->method = req->method;
+    pm->path = req->path;
+    req->handler_ctx = pm;
+    return pm->m.binding->method->client_streaming ? UINT64_MAX : route_max;
 }
 
 /*

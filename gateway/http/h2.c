@@ -48,6 +48,7 @@
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/h2mem.h"
+#include "http/h2rules.h"
 #include "http/hpack_policy.h"
 #include "http/reqcheck.h"
 #include "observe/metrics.h"
@@ -105,6 +106,8 @@ typedef struct h2_stream {
     bool notify_writable;      /* output drained: tell the handler after this flush */
     bool glitched;             /* already counted as a glitch */
     bool tunnel;               /* an extended CONNECT turned into a tunnel (op_tunnel) */
+    bool malformed;            /* broke an HTTP messaging rule: RST_STREAM sent, never dispatched */
+    pt_h2_rules_t rules;       /* the request's messaging rules state (h2rules.h) */
     struct h2_stream *prev, *next;
 } h2_stream_t;
 
@@ -776,7 +779,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     int32_t id = frame->hd.stream_id;
     h2_stream_t *s = stream_of(c, id);
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-        /* trailers (or a second HEADERS nghttp2 will reject): a new block to count */
+        /* trailers (a second HEADERS without END_STREAM is malformed, h2rules.h): a new block to count */
         if (s != NULL) {
             c->hdr_cache = s;
             s->is_trailer_block = true;
@@ -794,6 +797,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     s = stream_new(c, id);
+    pt_h2_rules_init(&s->rules);
     c->hdr_cache = s;
     nghttp2_session_set_stream_user_data(ng, id, s);
     pt_req_t *req = pt__req_new(c->worker, &h2_stream_ops, s);
@@ -834,16 +838,15 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
         else if (pt_str_eq(name, PT_STR(":path")))
             req->target = v;
         else if (pt_str_eq(name, PT_STR(":protocol")))
-            req->upgrade = v; /* RFC 8441; nghttp2 accepts it only on CONNECT, since we
-                               * sent SETTINGS_ENABLE_CONNECT_PROTOCOL */
+            req->upgrade = v; /* RFC 8441; pt_h2_rules_head() accepts it only on CONNECT
+                               * (we send SETTINGS_ENABLE_CONNECT_PROTOCOL) */
         else
             return PT_ERR_INVALID;
         return 0;
     }
-    /* nghttp2's HTTP messaging (on for server sessions) hands on_header only
-     * regular names it checked: non-empty, lowercase token characters (others
-     * go to on_invalid_header, which resets the stream). What is left of
-     * pt_header_name_valid() is the underscore policy. */
+    /* on_header passed the name through pt_h2_rules_field() (non-empty,
+     * lowercase token characters; anything else resets the stream). What is
+     * left of pt_header_name_valid() is the underscore policy. */
     if (!c->allow_underscores && memchr(name.base, '_', name.len) != NULL)
         return PT_ERR_INVALID;
     /* name and value in one arena block, each NUL-terminated */
@@ -873,6 +876,22 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
     return 0;
 }
 
+/* The request broke an HTTP messaging rule (h2rules.h): RST_STREAM
+ * (PROTOCOL_ERROR, RFC 9113 §8.1.1) and one glitch, as nghttp2's own HTTP
+ * messaging did; the request is never dispatched (if it already was, the
+ * stream's close aborts it) and nothing more of it is read. */
+static void malformed(h2_conn_t *c, h2_stream_t *s)
+{
+    s->malformed = true;
+    s->dispatch = false;
+    s->end_pending = false;
+    nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+    if (!s->glitched) {
+        s->glitched = true;
+        glitch(c);
+    }
+}
+
 static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user_data)
@@ -886,8 +905,12 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     h2_stream_t *s = c->hdr_cache;
     if (s == NULL || s->id != frame->hd.stream_id)
         s = stream_of(c, frame->hd.stream_id);
-    if (s == NULL || s->req == NULL)
+    if (s == NULL || s->req == NULL || s->malformed)
         return 0;
+    if (!pt_h2_rules_field(&s->rules, name, namelen, value, valuelen, s->is_trailer_block)) {
+        malformed(c, s);
+        return 0;
+    }
     s->last_ms = conn_now(c);
     /* Count every decoded field (cookie crumbs included) while decoding; once
      * over, drop the rest but let nghttp2 keep decoding so HPACK stays in sync. */
@@ -908,29 +931,6 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     if (st != 0)
         stream_reject(s, st, st == PT_ERR_INVALID ? "invalid request header" : "request too large");
     return 0;
-}
-
-/* nghttp2 hands us the regular fields it considers invalid (bad bytes in a
- * name or value, surrounding whitespace); dropping them silently would let a
- * `content-length ` or `host\x01` slip past our checks. Reset the stream. */
-static int on_invalid_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
-                             size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                             void *user_data)
-{
-    (void)ng;
-    (void)name;
-    (void)namelen;
-    (void)value;
-    (void)valuelen;
-    (void)flags;
-    h2_conn_t *c = user_data;
-    h2_stream_t *s = stream_of(c, frame->hd.stream_id);
-    if (s == NULL || !s->glitched) {
-        if (s != NULL)
-            s->glitched = true;
-        glitch(c);
-    }
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *frame, int lib_error,
@@ -1046,13 +1046,20 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     h2_conn_t *c = user_data;
     h2_stream_t *s;
     switch (frame->hd.type) {
-    case NGHTTP2_HEADERS:
+    case NGHTTP2_HEADERS: {
         s = stream_of(c, frame->hd.stream_id);
-        if (s == NULL || s->req == NULL)
+        if (s == NULL || s->req == NULL || s->malformed)
             return 0;
+        bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        /* the head's rules; trailers end the stream; END_STREAM: content-length met */
+        if ((!s->is_trailer_block ? !pt_h2_rules_head(&s->rules) : !end) ||
+            (end && !pt_h2_rules_end(&s->rules))) {
+            malformed(c, s);
+            return 0;
+        }
         s->last_ms = conn_now(c);
         if (!s->is_trailer_block) {
-            head_complete(c, s, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+            head_complete(c, s, end);
         } else {
             if (s->over_limit) {
                 c->hdr_overlimit++;
@@ -1060,18 +1067,21 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
                 if (c->hdr_overlimit >= HDR_OVERLIMIT_MAX)
                     terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
             }
-            if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-                if (s->dispatched)
-                    pt__req_body(s->req, NULL, 0, true);
-                else
-                    s->end_pending = true;
-            }
+            if (s->dispatched)
+                pt__req_body(s->req, NULL, 0, true);
+            else
+                s->end_pending = true;
         }
         break;
+    }
     case NGHTTP2_DATA:
         s = stream_of(c, frame->hd.stream_id);
-        if (s == NULL || s->req == NULL || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        if (s == NULL || s->req == NULL || s->malformed || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
             return 0;
+        if (!pt_h2_rules_end(&s->rules)) {
+            malformed(c, s);
+            return 0;
+        }
         if (s->dispatched)
             pt__req_body(s->req, NULL, 0, true);
         else
@@ -1103,7 +1113,9 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     (void)flags;
     h2_conn_t *c = user_data;
     h2_stream_t *s = stream_of(c, id);
-    if (s == NULL || s->req == NULL || s->reject != 0 || s->req->body_done) {
+    if (s != NULL && !s->malformed && !pt_h2_rules_data(&s->rules, len))
+        malformed(c, s); /* past content-length: these bytes are not the request's */
+    if (s == NULL || s->req == NULL || s->reject != 0 || s->req->body_done || s->malformed) {
         /* Nobody will read these bytes: give the window back at once. */
         nghttp2_session_consume(ng, id, len);
         return 0;
@@ -1467,7 +1479,6 @@ static void callbacks_init(void)
         oom();
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
-    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, on_invalid_header);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
@@ -1521,6 +1532,9 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     if (nghttp2_option_new(&opt) != 0)
         oom();
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* HTTP messaging rules are ours (h2rules.h): the same rules, ~2k
+     * instructions a request cheaper than nghttp2's generic checks. */
+    nghttp2_option_set_no_http_messaging(opt, 1);
     nghttp2_option_set_max_continuations(opt, or_default(l->h2_max_continuations, 8u));
     nghttp2_option_set_stream_reset_rate_limit(opt, or_default(l->h2_reset_burst, 1000u),
                                                or_default(l->h2_reset_rate, 33u));

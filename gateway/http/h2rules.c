@@ -1,0 +1,293 @@
+/*
+ * h2rules.c -- the HTTP/2 request messaging rules (see h2rules.h).
+ */
+#include <string.h>
+#include "http/h2rules.h"
+
+enum {
+    PT_H2R_AUTHORITY = 1u << 0,
+    PT_H2R_METHOD = 1u << 1,
+    PT_H2R_PATH = 1u << 2,
+    PT_H2R_SCHEME = 1u << 3,
+    PT_H2R_PROTOCOL = 1u << 4,
+    PT_H2R_HOST = 1u << 5,
+    PT_H2R_REGULAR = 1u << 6,     /* a regular field was seen: no pseudo-header after it */
+    PT_H2R_CONNECT = 1u << 7,     /* :method CONNECT */
+    PT_H2R_OPTIONS = 1u << 8,     /* :method OPTIONS */
+    PT_H2R_PATH_SLASH = 1u << 9,  /* :path starts with '/' */
+    PT_H2R_PATH_STAR = 1u << 10,  /* :path is "*" */
+    PT_H2R_SCHEME_HTTP = 1u << 11 /* :scheme http or https (either case) */
+};
+
+#define N PT_H2C_NAME
+#define V PT_H2C_VALUE
+#define P PT_H2C_PATH
+#define A PT_H2C_AUTH
+#define T PT_H2C_TOKEN
+/* clang-format off */
+static const uint8_t cls[256] = {
+    /* 0x00-0x1f: controls; HTAB is a value character */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, V, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    /* SP ! " # $ % & ' ( ) * + , - . / */
+    V, N|V|P|A|T, V|P, N|V|P|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T,
+    V|P|A, V|P|A, N|V|P|A|T, N|V|P|A|T, V|P|A, N|V|P|A|T, N|V|P|A|T, V|P,
+    /* 0-9 */
+    N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T,
+    N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T,
+    /* : ; < = > ? @ */
+    V|P|A, V|P|A, V|P, V|P|A, V|P, V|P, V|P|A,
+    /* A-Z */
+    V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T,
+    V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T,
+    V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T, V|P|A|T,
+    /* [ \ ] ^ _ ` */
+    V|P|A, V|P, V|P|A, N|V|P|T, N|V|P|A|T, N|V|P|T,
+    /* a-z */
+    N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T,
+    N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T,
+    N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T,
+    N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T, N|V|P|A|T,
+    /* { | } ~ DEL */
+    V|P, N|V|P|T, V|P, N|V|P|A|T, 0,
+    /* 0x80-0xff: obs-text */
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+    V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P, V|P,
+};
+/* clang-format on */
+#undef N
+#undef V
+#undef P
+#undef A
+#undef T
+
+uint8_t pt_h2_char_class(uint8_t c)
+{
+    return cls[c];
+}
+
+/* Every byte of s[0..n) has class bit `k` (four table look-ups a round). */
+static bool all_of(const uint8_t *s, size_t n, uint8_t k)
+{
+    uint8_t acc = k;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        acc &= (uint8_t)(cls[s[i]] & cls[s[i + 1]] & cls[s[i + 2]] & cls[s[i + 3]]);
+    for (; i < n; i++)
+        acc &= cls[s[i]];
+    return acc != 0;
+}
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Every byte of s[0..n) has class bit `k`, which must hold for every byte
+ * >= `lo` except DEL (PT_H2C_VALUE with lo 0x20, PT_H2C_PATH with 0x21):
+ * eight bytes a round while none is below `lo` or DEL (a word with one goes
+ * to the table, which also knows that HTAB is a value character). */
+static bool all_of_visible(const uint8_t *s, size_t n, uint8_t k, uint8_t lo)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t del = w ^ (ONES * 0x7f);
+        /* a byte below `lo` (bytes >= 0x80 never count: ~w masks them), or a DEL */
+        if ((((w - ONES * lo) & ~w) | ((del - ONES) & ~del)) & HIGHS)
+            break;
+    }
+    return all_of(s + i, n - i, k);
+}
+
+static bool is_ws(uint8_t c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* A regular field value (RFC 9113 §8.2.1): value characters, no SP/HTAB at
+ * either end. The empty value is allowed. */
+static bool value_ok(const uint8_t *v, size_t n)
+{
+    if (n == 0)
+        return true;
+    if (is_ws(v[0]) || is_ws(v[n - 1]))
+        return false;
+    return all_of_visible(v, n, PT_H2C_VALUE, 0x20);
+}
+
+static bool blank(const uint8_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_ws(v[i]))
+            return false;
+    return true;
+}
+
+static bool lit(const uint8_t *s, size_t n, const char *l, size_t ln)
+{
+    return n == ln && memcmp(s, l, n) == 0;
+}
+
+static bool ilit(const uint8_t *s, size_t n, const char *l, size_t ln)
+{
+    if (n != ln)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c - 'A' + 'a');
+        if (c != (uint8_t)l[i])
+            return false;
+    }
+    return true;
+}
+
+static bool scheme_ok(const uint8_t *v, size_t n)
+{
+    if (n == 0 || !((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z')))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        uint8_t c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* A pseudo-header seen once, non-blank: sets `flag`. */
+static bool once(pt_h2_rules_t *r, uint32_t flag, const uint8_t *v, size_t n)
+{
+    if ((r->flags & flag) != 0 || blank(v, n))
+        return false;
+    r->flags |= flag;
+    return true;
+}
+
+static bool pseudo_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen, const uint8_t *v,
+                         size_t n)
+{
+    switch (namelen) {
+    case 5:
+        if (!lit(name, namelen, ":path", 5) || !all_of_visible(v, n, PT_H2C_PATH, 0x21) || !once(r, PT_H2R_PATH, v, n))
+            return false;
+        if (v[0] == '/')
+            r->flags |= PT_H2R_PATH_SLASH;
+        else if (n == 1 && v[0] == '*')
+            r->flags |= PT_H2R_PATH_STAR;
+        return true;
+    case 7:
+        if (lit(name, namelen, ":method", 7)) {
+            if (n == 0 || !all_of(v, n, PT_H2C_TOKEN) || !once(r, PT_H2R_METHOD, v, n))
+                return false;
+            if (lit(v, n, "CONNECT", 7))
+                r->flags |= PT_H2R_CONNECT;
+            else if (lit(v, n, "OPTIONS", 7))
+                r->flags |= PT_H2R_OPTIONS;
+            return true;
+        }
+        if (lit(name, namelen, ":scheme", 7)) {
+            if (!scheme_ok(v, n) || !once(r, PT_H2R_SCHEME, v, n))
+                return false;
+            if (ilit(v, n, "http", 4) || ilit(v, n, "https", 5))
+                r->flags |= PT_H2R_SCHEME_HTTP;
+            return true;
+        }
+        return false;
+    case 9:
+        return lit(name, namelen, ":protocol", 9) && value_ok(v, n) && once(r, PT_H2R_PROTOCOL, v, n);
+    case 10:
+        return lit(name, namelen, ":authority", 10) && all_of(v, n, PT_H2C_AUTH) &&
+               once(r, PT_H2R_AUTHORITY, v, n);
+    default:
+        return false;
+    }
+}
+
+bool pt_h2_rules_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen, const uint8_t *value,
+                       size_t valuelen, bool trailer)
+{
+    if (namelen == 0)
+        return false;
+    if (name[0] == ':') {
+        if (trailer || (r->flags & PT_H2R_REGULAR) != 0)
+            return false;
+        return pseudo_field(r, name, namelen, value, valuelen);
+    }
+    if (!all_of(name, namelen, PT_H2C_NAME))
+        return false;
+    r->flags |= PT_H2R_REGULAR;
+    switch (namelen) {
+    case 2:
+        if (name[0] == 't' && name[1] == 'e')
+            return ilit(value, valuelen, "trailers", 8);
+        break;
+    case 4:
+        if (lit(name, namelen, "host", 4))
+            return all_of(value, valuelen, PT_H2C_AUTH) && once(r, PT_H2R_HOST, value, valuelen);
+        break;
+    case 7:
+        if (lit(name, namelen, "upgrade", 7))
+            return false;
+        break;
+    case 10:
+        if (lit(name, namelen, "connection", 10) || lit(name, namelen, "keep-alive", 10))
+            return false;
+        break;
+    case 14:
+        if (lit(name, namelen, "content-length", 14)) {
+            if (r->content_length != -1 || valuelen == 0)
+                return false;
+            int64_t cl = 0;
+            for (size_t i = 0; i < valuelen; i++) {
+                uint8_t c = value[i];
+                if (c < '0' || c > '9' || cl > (INT64_MAX - (c - '0')) / 10)
+                    return false;
+                cl = cl * 10 + (c - '0');
+            }
+            r->content_length = cl;
+            return true;
+        }
+        break;
+    case 16:
+        if (lit(name, namelen, "proxy-connection", 16))
+            return false;
+        break;
+    case 17:
+        if (lit(name, namelen, "transfer-encoding", 17))
+            return false;
+        break;
+    default:
+        break;
+    }
+    return value_ok(value, valuelen);
+}
+
+bool pt_h2_rules_head(pt_h2_rules_t *r)
+{
+    uint32_t f = r->flags;
+    if ((f & PT_H2R_CONNECT) != 0 && (f & PT_H2R_PROTOCOL) == 0) {
+        /* RFC 9113 §8.5: CONNECT names the authority only; a body is a tunnel */
+        if ((f & (PT_H2R_SCHEME | PT_H2R_PATH)) != 0 || (f & PT_H2R_AUTHORITY) == 0)
+            return false;
+        r->content_length = -1;
+        return true;
+    }
+    uint32_t req = PT_H2R_METHOD | PT_H2R_SCHEME | PT_H2R_PATH;
+    if ((f & req) != req || (f & (PT_H2R_AUTHORITY | PT_H2R_HOST)) == 0)
+        return false;
+    /* RFC 8441 §4: :protocol only on CONNECT, which then has :authority too */
+    if ((f & PT_H2R_PROTOCOL) != 0 && ((f & PT_H2R_CONNECT) == 0 || (f & PT_H2R_AUTHORITY) == 0))
+        return false;
+    /* RFC 9113 §8.3.1: an http(s) :path is origin-form, or "*" for OPTIONS */
+    if ((f & PT_H2R_SCHEME_HTTP) != 0 && (f & PT_H2R_PATH_SLASH) == 0 &&
+        !((f & PT_H2R_OPTIONS) != 0 && (f & PT_H2R_PATH_STAR) != 0))
+        return false;
+    return true;
+}

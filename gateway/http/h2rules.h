@@ -1,0 +1,82 @@
+/*
+ * h2rules.h -- the HTTP/2 request messaging rules (RFC 9113 §8.1-8.3, §8.5;
+ * RFC 8441 §4) that h2.c enforces itself. Server sessions run with nghttp2's
+ * HTTP messaging off (nghttp2_option_set_no_http_messaging): its generic
+ * per-field checks cost ~2k instructions a request (issue 7), and these rules
+ * are the same ones, kept whole, on one byte-class table:
+ *  - names: lowercase tchar only (an uppercase or otherwise invalid name is
+ *    malformed); pseudo-header names only :method :scheme :authority :path
+ *    and :protocol (SETTINGS_ENABLE_CONNECT_PROTOCOL is always sent), each
+ *    once, non-blank, before every regular field, never in trailers;
+ *  - values: no NUL/CR/LF/other CTL or DEL (HTAB and obs-text allowed), no
+ *    leading or trailing SP/HTAB; :method a token, :path visible characters,
+ *    :authority and host RFC 3986 authority characters, :scheme a scheme;
+ *  - connection, keep-alive, proxy-connection, transfer-encoding, upgrade are
+ *    malformed; te only as "trailers"; one content-length, digits only;
+ *  - at the end of the head: CONNECT without :protocol has :authority and no
+ *    :scheme/:path (and its content-length is ignored); every other request
+ *    has :method, :scheme, :path, and :authority or host; :protocol only on
+ *    CONNECT with :authority; an http(s) :path starts with '/' (or is '*' for
+ *    OPTIONS);
+ *  - the DATA received never exceeds content-length and equals it at
+ *    END_STREAM (h2.c counts, pt_h2_rules_data / pt_h2_rules_end decide).
+ * A malformed request is answered RST_STREAM(PROTOCOL_ERROR) and never
+ * dispatched (integration.h2_fields, unit.h2rules).
+ *
+ * Pure functions of their arguments: no allocation, any thread.
+ */
+#ifndef PT_GATEWAY_H2RULES_H
+#define PT_GATEWAY_H2RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** Per-request state of the rules; pt_h2_rules_init() before the first field. */
+typedef struct {
+    uint32_t flags;         /* PT_H2R_* seen so far */
+    int64_t content_length; /* declared, -1 when none (or ignored: plain CONNECT) */
+    uint64_t data_len;      /* DATA payload received */
+} pt_h2_rules_t;
+
+static inline void pt_h2_rules_init(pt_h2_rules_t *r)
+{
+    r->flags = 0;
+    r->content_length = -1;
+    r->data_len = 0;
+}
+
+/** One decoded field of the request's header block, or of its trailer block
+ * (`trailer`). Returns false when it makes the request malformed. */
+bool pt_h2_rules_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen, const uint8_t *value,
+                       size_t valuelen, bool trailer);
+
+/** The request's header block is complete. Returns false when malformed. */
+bool pt_h2_rules_head(pt_h2_rules_t *r);
+
+/** `n` more DATA payload bytes. Returns false once past content-length. */
+static inline bool pt_h2_rules_data(pt_h2_rules_t *r, size_t n)
+{
+    r->data_len += n;
+    return r->content_length < 0 || r->data_len <= (uint64_t)r->content_length;
+}
+
+/** END_STREAM arrived (on HEADERS, DATA or trailers). Returns false when the
+ * DATA received differs from content-length. */
+static inline bool pt_h2_rules_end(const pt_h2_rules_t *r)
+{
+    return r->content_length < 0 || r->data_len == (uint64_t)r->content_length;
+}
+
+/* Character classes (exposed for the unit test, which compares them with
+ * nghttp2's public check functions byte by byte). */
+enum {
+    PT_H2C_NAME = 1u << 0,  /* lowercase tchar: a regular field name */
+    PT_H2C_VALUE = 1u << 1, /* HTAB, SP, VCHAR, obs-text */
+    PT_H2C_PATH = 1u << 2,  /* VCHAR, obs-text */
+    PT_H2C_AUTH = 1u << 3,  /* RFC 3986 authority: unreserved, sub-delims, %, :, @, [ ] */
+    PT_H2C_TOKEN = 1u << 4, /* tchar (either case): a method */
+};
+uint8_t pt_h2_char_class(uint8_t c);
+
+#endif /* PT_GATEWAY_H2RULES_H */

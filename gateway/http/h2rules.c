@@ -2,6 +2,7 @@
  * h2rules.c -- the HTTP/2 request messaging rules (see h2rules.h).
  */
 #include <string.h>
+#include "portico/headers.h"
 #include "http/h2rules.h"
 
 enum {
@@ -84,27 +85,6 @@ static bool all_of(const uint8_t *s, size_t n, uint8_t k)
     return acc != 0;
 }
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-
-/* Every byte of s[0..n) has class bit `k`, which must hold for every byte
- * >= `lo` except DEL (PT_H2C_VALUE with lo 0x20, PT_H2C_PATH with 0x21):
- * eight bytes a round while none is below `lo` or DEL (a word with one goes
- * to the table, which also knows that HTAB is a value character). */
-static bool all_of_visible(const uint8_t *s, size_t n, uint8_t k, uint8_t lo)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        uint64_t del = w ^ (ONES * 0x7f);
-        /* a byte below `lo` (bytes >= 0x80 never count: ~w masks them), or a DEL */
-        if ((((w - ONES * lo) & ~w) | ((del - ONES) & ~del)) & HIGHS)
-            break;
-    }
-    return all_of(s + i, n - i, k);
-}
-
 static bool is_ws(uint8_t c)
 {
     return c == ' ' || c == '\t';
@@ -118,7 +98,7 @@ static bool value_ok(const uint8_t *v, size_t n)
         return true;
     if (is_ws(v[0]) || is_ws(v[n - 1]))
         return false;
-    return all_of_visible(v, n, PT_H2C_VALUE, 0x20);
+    return pt_header_value_valid((pt_str_t){(const char *)v, n}); /* = PT_H2C_VALUE, SIMD */
 }
 
 static bool blank(const uint8_t *v, size_t n)
@@ -175,7 +155,7 @@ static bool pseudo_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen, 
 {
     switch (namelen) {
     case 5:
-        if (!lit(name, namelen, ":path", 5) || !all_of_visible(v, n, PT_H2C_PATH, 0x21) || !once(r, PT_H2R_PATH, v, n))
+        if (!lit(name, namelen, ":path", 5) || !all_of(v, n, PT_H2C_PATH) || !once(r, PT_H2R_PATH, v, n))
             return false;
         if (v[0] == '/')
             r->flags |= PT_H2R_PATH_SLASH;

@@ -69,7 +69,8 @@ static inline bool pt_h2_rules_end(const pt_h2_rules_t *r)
 }
 
 /* Character classes (exposed for the unit test, which compares them with
- * nghttp2's public check functions byte by byte). */
+ * nghttp2's public check functions byte by byte; PT_H2C_VALUE is what
+ * pt_header_value_valid() accepts). */
 enum {
     PT_H2C_NAME = 1u << 0,  /* lowercase tchar: a regular field name */
     PT_H2C_VALUE = 1u << 1, /* HTAB, SP, VCHAR, obs-text */

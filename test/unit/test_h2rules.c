@@ -3,7 +3,7 @@
  * nghttp2's HTTP messaging off (gateway/http/h2rules.c, issue 7):
  *  - the byte classes equal nghttp2's own public checks (name, RFC 9113
  *    value, path, authority, method) for every byte, alone and inside longer
- *    strings (the eight-bytes-a-round path of the value and path checks);
+ *    strings (the sixteen-bytes-a-round path of pt_header_value_valid());
  *  - random field values and paths get nghttp2's verdict;
  *  - the per-request state machine: pseudo-headers, CONNECT, content-length.
  * integration.h2_fields checks the same rules end to end on the real binary.
@@ -52,8 +52,8 @@ static void test_classes_match_nghttp2(void **state)
 {
     (void)state;
     for (int c = 0; c < 256; c++) {
-        /* the byte in the middle of a short string, and at offset 5 and 13 of
-         * a 16-byte one (inside each eight-byte word) */
+        /* the byte in the middle of a short string, and at several offsets of
+         * a 40-byte one (whole and overlapping sixteen-byte blocks) */
         uint8_t s3[3] = {'a', (uint8_t)c, 'a'};
         uint8_t cl = pt_h2_char_class((uint8_t)c);
         assert_int_equal((cl & PT_H2C_NAME) != 0, nghttp2_check_header_name(s3, 3) != 0);
@@ -64,13 +64,13 @@ static void test_classes_match_nghttp2(void **state)
         assert_int_equal(regular_value_ok(s3, 3), nghttp2_check_header_value_rfc9113(s3, 3) != 0);
         uint8_t p3[3] = {'/', (uint8_t)c, 'a'};
         assert_int_equal(path_ok(p3, 3), nghttp2_check_path(p3, 3) != 0);
-        for (size_t at = 1; at < 16; at += 4) {
-            uint8_t s16[16];
-            memset(s16, 'a', sizeof(s16));
-            s16[0] = '/';
-            s16[at] = (uint8_t)c;
-            assert_int_equal(regular_value_ok(s16, 16), nghttp2_check_header_value_rfc9113(s16, 16) != 0);
-            assert_int_equal(path_ok(s16, 16), nghttp2_check_path(s16, 16) != 0);
+        for (size_t at = 1; at < 39; at += 3) {
+            uint8_t s40[40];
+            memset(s40, 'a', sizeof(s40));
+            s40[0] = '/';
+            s40[at] = (uint8_t)c;
+            assert_int_equal(regular_value_ok(s40, 40), nghttp2_check_header_value_rfc9113(s40, 40) != 0);
+            assert_int_equal(path_ok(s40, 40), nghttp2_check_path(s40, 40) != 0);
         }
     }
 }

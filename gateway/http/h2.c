@@ -73,6 +73,10 @@
 #define WU_CREDIT_MAX 1024u     /* earned credit is not banked beyond this */
 #define DEFAULT_STREAM_IDLE_MS (5u * 60u * 1000u)
 #define SPARE_STREAMS 16u       /* freed streams a connection keeps for its next ones */
+#define VERDICT_BITS 5u
+#define VERDICTS (1u << VERDICT_BITS) /* field verdicts kept per connection ... */
+#define VERDICT_MAX_FIELD 256u  /* ... for fields of name + value up to this many bytes */
+#define VERDICT_CREDIT 3u
 
 static const uint8_t DRAIN_PING[8] = {'p', 't', 'd', 'r', 'a', 'i', 'n', '1'};
 
@@ -133,6 +137,12 @@ struct h2_conn {
     unsigned nspare;
     const pt_allocator_t *xa;  /* the worker's h2mem lists (streams come from them) */
     h2_stream_t *hdr_cache;    /* the stream of the header block being decoded (on_header) */
+    struct verdict_ent {       /* field verdicts (h2rules.h) by HPACK entry, see field_verdict() */
+        nghttp2_rcbuf *name, *value;
+        pt_h2_verdict_t vd;
+        uint8_t credit; /* hits banked against eviction (VERDICT_CREDIT at most) */
+    } verdicts[VERDICTS];
+    pt_h2_verdict_t verdict_tmp; /* the verdict of a field too long to keep */
     uint8_t hpack_seeded;      /* never-indexed names indexed once (pt_hpack_nv_flags_seeded) */
     uint64_t requests;         /* streams opened by the client */
     uint64_t premature;        /* streams the client reset before our response ended */
@@ -354,6 +364,10 @@ static void teardown(h2_conn_t *c)
         stream_free(s);
     }
     spares_free(c);
+    for (size_t i = 0; i < VERDICTS; i++) {
+        nghttp2_rcbuf_decref(c->verdicts[i].name);
+        nghttp2_rcbuf_decref(c->verdicts[i].value);
+    }
     if (c->ng != NULL)
         nghttp2_session_del(c->ng);
     c->ng = NULL;
@@ -822,32 +836,41 @@ static void stream_reject(h2_stream_t *s, int st, const char *why)
 
 /* Stores one request field (pseudo-headers into the request fields). Returns
  * a PT_ERR_* that rejects the request, or 0. */
-static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t value)
+static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t value,
+                       const pt_h2_verdict_t *vd)
 {
     pt_req_t *req = s->req;
     if (name.len != 0 && name.base[0] == ':') {
         pt_str_t v = pt_arena_strdup(req->arena, value);
         if (v.base == NULL)
             return PT_ERR_HEADERS_TOO_LARGE;
-        if (pt_str_eq(name, PT_STR(":method")))
+        /* the verdict (h2rules.h) says which pseudo-header this is */
+        switch (vd->once) {
+        case PT_H2R_METHOD:
             req->method = v;
-        else if (pt_str_eq(name, PT_STR(":scheme")))
+            break;
+        case PT_H2R_SCHEME:
             req->scheme = v;
-        else if (pt_str_eq(name, PT_STR(":authority")))
+            break;
+        case PT_H2R_AUTHORITY:
             req->authority = v;
-        else if (pt_str_eq(name, PT_STR(":path")))
+            break;
+        case PT_H2R_PATH:
             req->target = v;
-        else if (pt_str_eq(name, PT_STR(":protocol")))
+            break;
+        case PT_H2R_PROTOCOL:
             req->upgrade = v; /* RFC 8441; pt_h2_rules_head() accepts it only on CONNECT
                                * (we send SETTINGS_ENABLE_CONNECT_PROTOCOL) */
-        else
+            break;
+        default:
             return PT_ERR_INVALID;
+        }
         return 0;
     }
-    /* on_header passed the name through pt_h2_rules_field() (non-empty,
-     * lowercase token characters; anything else resets the stream). What is
-     * left of pt_header_name_valid() is the underscore policy. */
-    if (!c->allow_underscores && memchr(name.base, '_', name.len) != NULL)
+    /* The verdict passed the name (non-empty, lowercase token characters;
+     * anything else resets the stream). What is left of
+     * pt_header_name_valid() is the underscore policy. */
+    if (!c->allow_underscores && vd->underscore)
         return PT_ERR_INVALID;
     /* name and value in one arena block, each NUL-terminated */
     char *p = pt_arena_alloc(req->arena, name.len + value.len + 2);
@@ -863,17 +886,51 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
     pt_str_t v = {p, value.len};
     if (pt_headers_add_nocopy(&req->headers, n, v) != 0)
         return PT_ERR_HEADERS_TOO_LARGE;
-    if (pt_str_eq(name, PT_STR("host"))) {
+    if (vd->once == PT_H2R_HOST) {
         if (s->host.base != NULL)
             return PT_ERR_INVALID;
         s->host = v;
-    } else if (pt_str_eq(name, PT_STR("content-length"))) {
-        unsigned long long cl;
-        if (pt_str_to_u64(v, (unsigned long long)INT64_MAX, &cl) != 0)
-            return PT_ERR_INVALID;
-        req->content_length = (int64_t)cl;
+    } else if (vd->content_length >= 0) {
+        req->content_length = vd->content_length; /* digits, <= INT64_MAX (h2rules.c) */
     }
     return 0;
+}
+
+/* The verdict for a field. Fields from the HPACK tables come back as the same
+ * nghttp2_rcbuf pair request after request, so verdicts are kept by that
+ * pair, holding a reference on both: a kept buffer is never freed, so its
+ * address cannot come back as another field's while its verdict is here.
+ * Literal fields (new buffers each time: clients do not index :path or
+ * content-length) would keep evicting them, and the allocator hands a
+ * literal the same address again and again, so it lands on the same slot:
+ * an entry banks its hits (up to VERDICT_CREDIT) and a miss on its slot
+ * spends one instead of replacing it. Fields over VERDICT_MAX_FIELD are never
+ * kept (bounded memory per connection). */
+static const pt_h2_verdict_t *field_verdict(h2_conn_t *c, nghttp2_rcbuf *rn, nghttp2_rcbuf *rv,
+                                            nghttp2_vec n, nghttp2_vec v)
+{
+    uintptr_t x = (uintptr_t)rv >> 4; /* allocations are 16-byte aligned: fold the rest */
+    x ^= (x >> 5) ^ (x >> 11);
+    struct verdict_ent *e = &c->verdicts[x & (VERDICTS - 1u)];
+    if (e->value == rv && e->name == rn) {
+        if (e->credit < VERDICT_CREDIT)
+            e->credit++;
+        return &e->vd;
+    }
+    pt_h2_verdict_t vd = pt_h2_rules_classify(n.base, n.len, v.base, v.len);
+    if (n.len + v.len > VERDICT_MAX_FIELD || (e->value != NULL && e->credit-- > 0)) {
+        c->verdict_tmp = vd;
+        return &c->verdict_tmp;
+    }
+    nghttp2_rcbuf_decref(e->name);
+    nghttp2_rcbuf_decref(e->value);
+    nghttp2_rcbuf_incref(rn);
+    nghttp2_rcbuf_incref(rv);
+    e->name = rn;
+    e->value = rv;
+    e->vd = vd;
+    e->credit = 0;
+    return &e->vd;
 }
 
 /* The request broke an HTTP messaging rule (h2rules.h): RST_STREAM
@@ -892,9 +949,8 @@ static void malformed(h2_conn_t *c, h2_stream_t *s)
     }
 }
 
-static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *user_data)
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rcbuf *rname,
+                     nghttp2_rcbuf *rvalue, uint8_t flags, void *user_data)
 {
     (void)ng;
     (void)flags;
@@ -907,7 +963,11 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
         s = stream_of(c, frame->hd.stream_id);
     if (s == NULL || s->req == NULL || s->malformed)
         return 0;
-    if (!pt_h2_rules_field(&s->rules, name, namelen, value, valuelen, s->is_trailer_block)) {
+    nghttp2_vec nb = nghttp2_rcbuf_get_buf(rname), vb = nghttp2_rcbuf_get_buf(rvalue);
+    const uint8_t *name = nb.base, *value = vb.base;
+    size_t namelen = nb.len, valuelen = vb.len;
+    const pt_h2_verdict_t *vd = field_verdict(c, rname, rvalue, nb, vb);
+    if (!pt_h2_rules_apply(&s->rules, vd, s->is_trailer_block)) {
         malformed(c, s);
         return 0;
     }
@@ -927,7 +987,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     }
     if (s->is_trailer_block || s->reject != 0)
         return 0; /* request trailers are not forwarded; a rejected request needs no more */
-    int st = store_field(c, s, nv_str(name, namelen), nv_str(value, valuelen));
+    int st = store_field(c, s, nv_str(name, namelen), nv_str(value, valuelen), vd);
     if (st != 0)
         stream_reject(s, st, st == PT_ERR_INVALID ? "invalid request header" : "request too large");
     return 0;
@@ -1478,7 +1538,7 @@ static void callbacks_init(void)
     if (nghttp2_session_callbacks_new(&callbacks) != 0)
         oom();
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+    nghttp2_session_callbacks_set_on_header_callback2(callbacks, on_header);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);

@@ -5,21 +5,6 @@
 #include "portico/headers.h"
 #include "http/h2rules.h"
 
-enum {
-    PT_H2R_AUTHORITY = 1u << 0,
-    PT_H2R_METHOD = 1u << 1,
-    PT_H2R_PATH = 1u << 2,
-    PT_H2R_SCHEME = 1u << 3,
-    PT_H2R_PROTOCOL = 1u << 4,
-    PT_H2R_HOST = 1u << 5,
-    PT_H2R_REGULAR = 1u << 6,     /* a regular field was seen: no pseudo-header after it */
-    PT_H2R_CONNECT = 1u << 7,     /* :method CONNECT */
-    PT_H2R_OPTIONS = 1u << 8,     /* :method OPTIONS */
-    PT_H2R_PATH_SLASH = 1u << 9,  /* :path starts with '/' */
-    PT_H2R_PATH_STAR = 1u << 10,  /* :path is "*" */
-    PT_H2R_SCHEME_HTTP = 1u << 11 /* :scheme http or https (either case) */
-};
-
 #define N PT_H2C_NAME
 #define V PT_H2C_VALUE
 #define P PT_H2C_PATH
@@ -141,112 +126,142 @@ static bool scheme_ok(const uint8_t *v, size_t n)
     return true;
 }
 
-/* A pseudo-header seen once, non-blank: sets `flag`. */
-static bool once(pt_h2_rules_t *r, uint32_t flag, const uint8_t *v, size_t n)
+/* A pseudo-header: name known, value valid and not blank. */
+static pt_h2_verdict_t pseudo_field(const uint8_t *name, size_t namelen, const uint8_t *v, size_t n)
 {
-    if ((r->flags & flag) != 0 || blank(v, n))
-        return false;
-    r->flags |= flag;
-    return true;
-}
-
-static bool pseudo_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen, const uint8_t *v,
-                         size_t n)
-{
+    pt_h2_verdict_t vd = {.content_length = -1, .pseudo = true};
+    if (blank(v, n))
+        return vd; /* also the empty value */
     switch (namelen) {
     case 5:
-        if (!lit(name, namelen, ":path", 5) || !all_of(v, n, PT_H2C_PATH) || !once(r, PT_H2R_PATH, v, n))
-            return false;
+        if (!lit(name, namelen, ":path", 5) || !all_of(v, n, PT_H2C_PATH))
+            return vd;
+        vd.once = PT_H2R_PATH;
         if (v[0] == '/')
-            r->flags |= PT_H2R_PATH_SLASH;
+            vd.set = PT_H2R_PATH_SLASH;
         else if (n == 1 && v[0] == '*')
-            r->flags |= PT_H2R_PATH_STAR;
-        return true;
+            vd.set = PT_H2R_PATH_STAR;
+        break;
     case 7:
         if (lit(name, namelen, ":method", 7)) {
-            if (n == 0 || !all_of(v, n, PT_H2C_TOKEN) || !once(r, PT_H2R_METHOD, v, n))
-                return false;
+            if (!all_of(v, n, PT_H2C_TOKEN))
+                return vd;
+            vd.once = PT_H2R_METHOD;
             if (lit(v, n, "CONNECT", 7))
-                r->flags |= PT_H2R_CONNECT;
+                vd.set = PT_H2R_CONNECT;
             else if (lit(v, n, "OPTIONS", 7))
-                r->flags |= PT_H2R_OPTIONS;
-            return true;
-        }
-        if (lit(name, namelen, ":scheme", 7)) {
-            if (!scheme_ok(v, n) || !once(r, PT_H2R_SCHEME, v, n))
-                return false;
+                vd.set = PT_H2R_OPTIONS;
+        } else if (lit(name, namelen, ":scheme", 7)) {
+            if (!scheme_ok(v, n))
+                return vd;
+            vd.once = PT_H2R_SCHEME;
             if (ilit(v, n, "http", 4) || ilit(v, n, "https", 5))
-                r->flags |= PT_H2R_SCHEME_HTTP;
-            return true;
+                vd.set = PT_H2R_SCHEME_HTTP;
+        } else {
+            return vd;
         }
-        return false;
+        break;
     case 9:
-        return lit(name, namelen, ":protocol", 9) && value_ok(v, n) && once(r, PT_H2R_PROTOCOL, v, n);
+        if (!lit(name, namelen, ":protocol", 9) || !value_ok(v, n))
+            return vd;
+        vd.once = PT_H2R_PROTOCOL;
+        break;
     case 10:
-        return lit(name, namelen, ":authority", 10) && all_of(v, n, PT_H2C_AUTH) &&
-               once(r, PT_H2R_AUTHORITY, v, n);
+        if (!lit(name, namelen, ":authority", 10) || !all_of(v, n, PT_H2C_AUTH))
+            return vd;
+        vd.once = PT_H2R_AUTHORITY;
+        break;
     default:
-        return false;
+        return vd;
     }
+    vd.ok = true;
+    return vd;
 }
 
-bool pt_h2_rules_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen, const uint8_t *value,
-                       size_t valuelen, bool trailer)
+pt_h2_verdict_t pt_h2_rules_classify(const uint8_t *name, size_t namelen, const uint8_t *value,
+                                     size_t valuelen)
 {
+    pt_h2_verdict_t vd = {.content_length = -1};
     if (namelen == 0)
-        return false;
-    if (name[0] == ':') {
-        if (trailer || (r->flags & PT_H2R_REGULAR) != 0)
-            return false;
-        return pseudo_field(r, name, namelen, value, valuelen);
-    }
+        return vd;
+    if (name[0] == ':')
+        return pseudo_field(name, namelen, value, valuelen);
     if (!all_of(name, namelen, PT_H2C_NAME))
-        return false;
-    r->flags |= PT_H2R_REGULAR;
+        return vd;
+    vd.underscore = memchr(name, '_', namelen) != NULL;
     switch (namelen) {
     case 2:
-        if (name[0] == 't' && name[1] == 'e')
-            return ilit(value, valuelen, "trailers", 8);
+        if (name[0] == 't' && name[1] == 'e') {
+            vd.ok = ilit(value, valuelen, "trailers", 8);
+            return vd;
+        }
         break;
     case 4:
-        if (lit(name, namelen, "host", 4))
-            return all_of(value, valuelen, PT_H2C_AUTH) && once(r, PT_H2R_HOST, value, valuelen);
+        if (lit(name, namelen, "host", 4)) {
+            vd.ok = !blank(value, valuelen) && all_of(value, valuelen, PT_H2C_AUTH);
+            vd.once = PT_H2R_HOST;
+            return vd;
+        }
         break;
     case 7:
         if (lit(name, namelen, "upgrade", 7))
-            return false;
+            return vd;
         break;
     case 10:
         if (lit(name, namelen, "connection", 10) || lit(name, namelen, "keep-alive", 10))
-            return false;
+            return vd;
         break;
     case 14:
         if (lit(name, namelen, "content-length", 14)) {
-            if (r->content_length != -1 || valuelen == 0)
-                return false;
+            if (valuelen == 0)
+                return vd;
             int64_t cl = 0;
             for (size_t i = 0; i < valuelen; i++) {
                 uint8_t c = value[i];
                 if (c < '0' || c > '9' || cl > (INT64_MAX - (c - '0')) / 10)
-                    return false;
+                    return vd;
                 cl = cl * 10 + (c - '0');
             }
-            r->content_length = cl;
-            return true;
+            vd.content_length = cl;
+            vd.ok = true;
+            return vd;
         }
         break;
     case 16:
         if (lit(name, namelen, "proxy-connection", 16))
-            return false;
+            return vd;
         break;
     case 17:
         if (lit(name, namelen, "transfer-encoding", 17))
-            return false;
+            return vd;
         break;
     default:
         break;
     }
-    return value_ok(value, valuelen);
+    vd.ok = value_ok(value, valuelen);
+    return vd;
+}
+
+bool pt_h2_rules_apply(pt_h2_rules_t *r, const pt_h2_verdict_t *vd, bool trailer)
+{
+    if (!vd->ok)
+        return false;
+    if (vd->pseudo) {
+        /* pseudo-headers: before every regular field, never in trailers */
+        if (trailer || (r->flags & PT_H2R_REGULAR) != 0)
+            return false;
+    } else {
+        r->flags |= PT_H2R_REGULAR;
+    }
+    if ((r->flags & vd->once) != 0)
+        return false; /* a second :method, :path, host, ... */
+    r->flags |= vd->once | vd->set;
+    if (vd->content_length >= 0) {
+        if (r->content_length != -1)
+            return false; /* a second content-length, even an equal one */
+        r->content_length = vd->content_length;
+    }
+    return true;
 }
 
 bool pt_h2_rules_head(pt_h2_rules_t *r)

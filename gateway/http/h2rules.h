@@ -32,6 +32,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What a request's fields set (pt_h2_rules_t.flags, pt_h2_verdict_t) */
+enum {
+    PT_H2R_AUTHORITY = 1u << 0,
+    PT_H2R_METHOD = 1u << 1,
+    PT_H2R_PATH = 1u << 2,
+    PT_H2R_SCHEME = 1u << 3,
+    PT_H2R_PROTOCOL = 1u << 4,
+    PT_H2R_HOST = 1u << 5,
+    PT_H2R_REGULAR = 1u << 6,     /* a regular field was seen: no pseudo-header after it */
+    PT_H2R_CONNECT = 1u << 7,     /* :method CONNECT */
+    PT_H2R_OPTIONS = 1u << 8,     /* :method OPTIONS */
+    PT_H2R_PATH_SLASH = 1u << 9,  /* :path starts with '/' */
+    PT_H2R_PATH_STAR = 1u << 10,  /* :path is "*" */
+    PT_H2R_SCHEME_HTTP = 1u << 11 /* :scheme http or https (either case) */
+};
+
 /** Per-request state of the rules; pt_h2_rules_init() before the first field. */
 typedef struct {
     uint32_t flags;         /* PT_H2R_* seen so far */
@@ -46,10 +62,32 @@ static inline void pt_h2_rules_init(pt_h2_rules_t *r)
     r->data_len = 0;
 }
 
-/** One decoded field of the request's header block, or of its trailer block
- * (`trailer`). Returns false when it makes the request malformed. */
-bool pt_h2_rules_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen, const uint8_t *value,
-                       size_t valuelen, bool trailer);
+/** What one field is, by itself (name and value alone decide it, so a
+ * verdict may be kept for a field that repeats: h2.c keeps them per HPACK
+ * table entry). */
+typedef struct {
+    uint32_t once;          /* the flag it may set once per request (pseudo-headers, host), or 0 */
+    uint32_t set;           /* flags it sets besides (CONNECT, OPTIONS, the :path form, http(s)) */
+    int64_t content_length; /* a content-length field's value, else -1 */
+    bool ok;                /* name and value are valid, and the field is allowed at all */
+    bool pseudo;
+    bool underscore;        /* a regular name with '_' in it (limits.allow_underscores decides) */
+} pt_h2_verdict_t;
+
+pt_h2_verdict_t pt_h2_rules_classify(const uint8_t *name, size_t namelen, const uint8_t *value,
+                                     size_t valuelen);
+
+/** A field of the request's header block, or of its trailer block
+ * (`trailer`), as classified. Returns false when it makes the request malformed. */
+bool pt_h2_rules_apply(pt_h2_rules_t *r, const pt_h2_verdict_t *vd, bool trailer);
+
+/** Both steps at once. */
+static inline bool pt_h2_rules_field(pt_h2_rules_t *r, const uint8_t *name, size_t namelen,
+                                     const uint8_t *value, size_t valuelen, bool trailer)
+{
+    pt_h2_verdict_t vd = pt_h2_rules_classify(name, namelen, value, valuelen);
+    return pt_h2_rules_apply(r, &vd, trailer);
+}
 
 /** The request's header block is complete. Returns false when malformed. */
 bool pt_h2_rules_head(pt_h2_rules_t *r);

@@ -338,7 +338,9 @@ static void reply(rest_ctx_t *ctx, int http, pt_str_t type, const void *body, si
     pt_req_t *req = ctx->req;
     req->resp_status = http;
     req->resp_content_length = (int64_t)len;
-    pt_headers_set(&req->resp_headers, PT_STR("content-type"), type);
+    /* `type` is a literal or in req->arena (raw_type): not copied again */
+    pt_headers_remove(&req->resp_headers, PT_STR("content-type"));
+    pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), type);
     pt__resp_head(req);
     pt__resp_body(req, body, len, true);
 }

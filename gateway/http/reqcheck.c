@@ -2,6 +2,7 @@
  * reqcheck.c -- the request-line rules shared by the codecs (see reqcheck.h).
  */
 #include <http_parser.h>
+#include <stdint.h>
 #include <string.h>
 #include "portico/headers.h"
 #include "portico/status.h"
@@ -56,10 +57,13 @@ static bool is_hex(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* reg-name characters as we accept them (ALPHA DIGIT - . _ ~): a bitmap by
+ * byte, one look-up a character (issue 7). */
+static const uint64_t regname_map[4] = {0x03ff600000000000ull, 0x47fffffe87fffffeull, 0, 0};
+
 static bool is_regname_char(unsigned char c)
 {
-    return (unsigned)((c | 0x20) - 'a') < 26u || (unsigned)(c - '0') < 10u || c == '-' || c == '.' ||
-           c == '_' || c == '~';
+    return (regname_map[c >> 6] >> (c & 63u)) & 1u;
 }
 
 int pt_reqcheck_authority(pt_str_t h, const char **why)

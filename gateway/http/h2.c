@@ -73,8 +73,9 @@
 #define WU_CREDIT_MAX 1024u     /* earned credit is not banked beyond this */
 #define DEFAULT_STREAM_IDLE_MS (5u * 60u * 1000u)
 #define SPARE_STREAMS 16u       /* freed streams a connection keeps for its next ones */
-#define VERDICT_BITS 5u
-#define VERDICTS (1u << VERDICT_BITS) /* field verdicts kept per connection ... */
+#define VERDICT_SETS 8u         /* field verdicts kept per connection: sets (a power of two) ... */
+#define VERDICT_WAYS 4u         /* ... of four ways ... */
+#define VERDICTS (VERDICT_SETS * VERDICT_WAYS)
 #define VERDICT_MAX_FIELD 256u  /* ... for fields of name + value up to this many bytes */
 #define VERDICT_CREDIT 3u
 
@@ -900,25 +901,42 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
  * nghttp2_rcbuf pair request after request, so verdicts are kept by that
  * pair, holding a reference on both: a kept buffer is never freed, so its
  * address cannot come back as another field's while its verdict is here.
- * Literal fields (new buffers each time: clients do not index :path or
- * content-length) would keep evicting them, and the allocator hands a
- * literal the same address again and again, so it lands on the same slot:
- * an entry banks its hits (up to VERDICT_CREDIT) and a miss on its slot
- * spends one instead of replacing it. Fields over VERDICT_MAX_FIELD are never
- * kept (bounded memory per connection). */
+ * Four ways a set (fields a client repeats may share one). Literal
+ * fields (new buffers each time) would keep evicting them, and the allocator
+ * hands a literal the same address again and again, so it lands on the same
+ * set: an entry banks its hits (up to VERDICT_CREDIT) and a miss spends one
+ * of the poorest way's instead of replacing it. Fields over VERDICT_MAX_FIELD,
+ * and the two that clients never index, are never kept (bounded memory per
+ * connection). */
+/* :path and content-length: nghttp2-based clients (h2load, curl, nghttp)
+ * never put them in the HPACK table, so they come as new buffers every time;
+ * keeping their verdicts would only evict the others. */
+static bool never_indexed_by_clients(nghttp2_vec n)
+{
+    return (n.len == 5 && memcmp(n.base, ":path", 5) == 0) ||
+           (n.len == 14 && memcmp(n.base, "content-length", 14) == 0);
+}
+
 static const pt_h2_verdict_t *field_verdict(h2_conn_t *c, nghttp2_rcbuf *rn, nghttp2_rcbuf *rv,
                                             nghttp2_vec n, nghttp2_vec v)
 {
     uintptr_t x = (uintptr_t)rv >> 4; /* allocations are 16-byte aligned: fold the rest */
     x ^= (x >> 5) ^ (x >> 11);
-    struct verdict_ent *e = &c->verdicts[x & (VERDICTS - 1u)];
-    if (e->value == rv && e->name == rn) {
-        if (e->credit < VERDICT_CREDIT)
-            e->credit++;
-        return &e->vd;
+    struct verdict_ent *set = &c->verdicts[VERDICT_WAYS * (x & (VERDICT_SETS - 1u))];
+    struct verdict_ent *e = &set[0]; /* an empty way, else the one with the least credit */
+    for (size_t w = 0; w < VERDICT_WAYS; w++) {
+        struct verdict_ent *h = &set[w];
+        if (h->value == rv && h->name == rn) {
+            if (h->credit < VERDICT_CREDIT)
+                h->credit++;
+            return &h->vd;
+        }
+        if (e->value != NULL && (h->value == NULL || h->credit < e->credit))
+            e = h;
     }
     pt_h2_verdict_t vd = pt_h2_rules_classify(n.base, n.len, v.base, v.len);
-    if (n.len + v.len > VERDICT_MAX_FIELD || (e->value != NULL && e->credit-- > 0)) {
+    if (n.len + v.len > VERDICT_MAX_FIELD || never_indexed_by_clients(n) ||
+        (e->value != NULL && e->credit-- > 0)) {
         c->verdict_tmp = vd;
         return &c->verdict_tmp;
     }

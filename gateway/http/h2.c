@@ -24,8 +24,14 @@
  * number of requests per connection, and request-body flow control driven by
  * what the handler actually consumed (manual WINDOW_UPDATEs).
  *
+ * HTTP messaging (RFC 9113 §8) is checked here, not by nghttp2 (its HTTP
+ * messaging is off: ~2k instructions a request, issue 7): every field goes
+ * through the rules of http/h2rules.h, their verdicts kept per HPACK entry
+ * (field_verdict()); a malformed request gets RST_STREAM(PROTOCOL_ERROR) and
+ * a glitch and is never dispatched (malformed()).
+ *
  * Extended CONNECT (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is sent, so
- * nghttp2 accepts `:protocol` on CONNECT; it becomes req->upgrade. A stream
+ * the rules accept `:protocol` on CONNECT; it becomes req->upgrade. A stream
  * the handler turns into a tunnel (op_tunnel) keeps its DATA path both ways
  * and its 200; only the stream timers change (stream_limit).
  *

@@ -254,6 +254,7 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
             oom();
     }
     memset(s, 0, sizeof(*s));
+    pt_h2_rules_init(&s->rules);
     s->c = c;
     s->id = id;
     s->out = out;
@@ -818,7 +819,6 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     s = stream_new(c, id);
-    pt_h2_rules_init(&s->rules);
     c->hdr_cache = s;
     nghttp2_session_set_stream_user_data(ng, id, s);
     pt_req_t *req = pt__req_new(c->worker, &h2_stream_ops, s);

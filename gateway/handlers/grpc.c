@@ -406,8 +406,10 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
             return;
         if (prefix.len != 0)
             memcpy(name, prefix.base, prefix.len);
-        for (size_t j = 0; j < k.len; j++) /* lowercase, as pt_headers_add() stores names */
-            name[prefix.len + j] = (char)tolower((unsigned char)k.base[j]);
+        for (size_t j = 0; j < k.len; j++) { /* ASCII lowercase, as pt_headers_add() stores names */
+            char ch = k.base[j];
+            name[prefix.len + j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
             char *b = pt_arena_alloc(req->arena, PT_BASE64_ENCODED_LEN(v.len) + 1);

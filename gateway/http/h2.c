@@ -118,6 +118,9 @@ typedef struct h2_stream {
     bool glitched;             /* already counted as a glitch */
     bool tunnel;               /* an extended CONNECT turned into a tunnel (op_tunnel) */
     bool malformed;            /* broke an HTTP messaging rule: RST_STREAM sent, never dispatched */
+    bool prio_set, prio_bad;   /* an RFC 9218 `priority` field was read / one was not a dictionary */
+    uint8_t urgency;           /* ... its urgency and incremental flag */
+    bool incremental;
     pt_h2_rules_t rules;       /* the request's messaging rules state (h2rules.h) */
     struct h2_stream *prev, *next;
 } h2_stream_t;
@@ -899,6 +902,16 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
         s->host = v;
     } else if (vd->content_length >= 0) {
         req->content_length = vd->content_length; /* digits, <= INT64_MAX (h2rules.c) */
+    } else if (name.len == 8 && memcmp(name.base, "priority", 8) == 0 && !s->prio_bad) {
+        /* RFC 9218: the response's scheduling among the connection's streams
+         * (nghttp2 read it while its HTTP messaging was on); one field that is
+         * not a dictionary voids them all, as there */
+        if (!s->prio_set) {
+            s->urgency = NGHTTP2_EXTPRI_DEFAULT_URGENCY;
+            s->incremental = false;
+        }
+        s->prio_set = true;
+        s->prio_bad = !pt_h2_parse_priority((const uint8_t *)v.base, v.len, &s->urgency, &s->incremental);
     }
     return 0;
 }
@@ -1143,6 +1156,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
         }
         s->last_ms = conn_now(c);
         if (!s->is_trailer_block) {
+            if (s->prio_set && !s->prio_bad) {
+                nghttp2_extpri pri = {s->urgency, s->incremental ? 1 : 0};
+                nghttp2_session_change_extpri_stream_priority(ng, s->id, &pri, 0);
+            }
             head_complete(c, s, end);
         } else {
             if (s->over_limit) {

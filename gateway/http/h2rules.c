@@ -286,3 +286,155 @@ bool pt_h2_rules_head(pt_h2_rules_t *r)
         return false;
     return true;
 }
+
+/* ---- RFC 9218 `priority` ------------------------------------------------ */
+
+static bool sf_lcalpha(uint8_t c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static bool sf_key_char(uint8_t c)
+{
+    return sf_lcalpha(c) || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' || c == '*';
+}
+
+/* A bare item (RFC 8941 §3.3) at v[*i]: integer (its value in *num, *is_int),
+ * boolean (*is_bool, *num 0/1), token or string (skipped). Decimals and byte
+ * sequences are not expected in `priority`: refused (the field is ignored). */
+static bool sf_bare_item(const uint8_t *v, size_t n, size_t *i, int64_t *num, bool *is_int,
+                         bool *is_bool)
+{
+    *is_int = *is_bool = false;
+    if (*i >= n)
+        return false;
+    uint8_t c = v[*i];
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        bool neg = c == '-';
+        size_t k = *i + (neg ? 1u : 0u), digits = 0;
+        int64_t x = 0;
+        while (k < n && v[k] >= '0' && v[k] <= '9' && digits < 15) {
+            x = x * 10 + (v[k] - '0');
+            k++;
+            digits++;
+        }
+        if (digits == 0 || (k < n && (v[k] == '.' || (v[k] >= '0' && v[k] <= '9'))))
+            return false;
+        *num = neg ? -x : x;
+        *is_int = true;
+        *i = k;
+        return true;
+    }
+    if (c == '?') {
+        if (*i + 1 >= n || (v[*i + 1] != '0' && v[*i + 1] != '1'))
+            return false;
+        *num = v[*i + 1] - '0';
+        *is_bool = true;
+        *i += 2;
+        return true;
+    }
+    if (c == '"') {
+        size_t k = *i + 1;
+        for (; k < n && v[k] != '"'; k++) {
+            if (v[k] == '\\') {
+                if (k + 1 >= n || (v[k + 1] != '"' && v[k + 1] != '\\'))
+                    return false;
+                k++;
+            } else if (v[k] < 0x20 || v[k] > 0x7e) {
+                return false;
+            }
+        }
+        if (k >= n)
+            return false;
+        *i = k + 1;
+        return true;
+    }
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '*') {
+        size_t k = *i + 1;
+        while (k < n && ((cls[v[k]] & PT_H2C_TOKEN) != 0 || v[k] == ':' || v[k] == '/'))
+            k++;
+        *i = k;
+        return true;
+    }
+    return false;
+}
+
+static bool sf_key(const uint8_t *v, size_t n, size_t *i, size_t *klen)
+{
+    size_t k = *i;
+    if (k >= n || !(sf_lcalpha(v[k]) || v[k] == '*'))
+        return false;
+    while (k < n && sf_key_char(v[k]))
+        k++;
+    *klen = k - *i;
+    *i = k;
+    return true;
+}
+
+/* Parameters after an item (";key[=bare-item]"...): skipped. */
+static bool sf_params(const uint8_t *v, size_t n, size_t *i)
+{
+    while (*i < n && v[*i] == ';') {
+        (*i)++;
+        while (*i < n && v[*i] == ' ')
+            (*i)++;
+        size_t kl;
+        if (!sf_key(v, n, i, &kl))
+            return false;
+        if (*i < n && v[*i] == '=') {
+            (*i)++;
+            int64_t num;
+            bool is_int, is_bool;
+            if (!sf_bare_item(v, n, i, &num, &is_int, &is_bool))
+                return false;
+        }
+    }
+    return true;
+}
+
+bool pt_h2_parse_priority(const uint8_t *v, size_t n, uint8_t *urgency, bool *incremental)
+{
+    uint8_t u = *urgency;
+    bool inc = *incremental;
+    size_t i = 0;
+    while (i < n && v[i] == ' ')
+        i++;
+    while (i < n) {
+        size_t kstart = i, klen;
+        if (!sf_key(v, n, &i, &klen))
+            return false;
+        int64_t num = 1;
+        bool is_int = false, is_bool = true; /* a bare key is boolean true */
+        if (i < n && v[i] == '=') {
+            i++;
+            if (!sf_bare_item(v, n, &i, &num, &is_int, &is_bool))
+                return false;
+        }
+        if (!sf_params(v, n, &i))
+            return false;
+        if (klen == 1 && v[kstart] == 'u') {
+            if (!is_int)
+                return false;
+            if (num >= 0 && num <= 7) /* out of range: ignored (RFC 9218 §4.1) */
+                u = (uint8_t)num;
+        } else if (klen == 1 && v[kstart] == 'i') {
+            if (!is_bool)
+                return false;
+            inc = num != 0;
+        }
+        while (i < n && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i == n)
+            break;
+        if (v[i] != ',')
+            return false;
+        i++;
+        while (i < n && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i == n)
+            return false; /* a trailing comma */
+    }
+    *urgency = u;
+    *incremental = inc;
+    return true;
+}

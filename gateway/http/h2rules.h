@@ -106,6 +106,15 @@ static inline bool pt_h2_rules_end(const pt_h2_rules_t *r)
     return r->content_length < 0 || r->data_len == (uint64_t)r->content_length;
 }
 
+/**
+ * The RFC 9218 `priority` request field (an RFC 8941 dictionary): `u` (an
+ * integer; 0..7 taken, others ignored) and `i` (a boolean) update *urgency and
+ * *incremental; other members are skipped. Returns false, leaving both
+ * untouched, when the field is not a dictionary (or `u`/`i` have the wrong
+ * type): the field is then ignored, as nghttp2's HTTP messaging did.
+ */
+bool pt_h2_parse_priority(const uint8_t *v, size_t n, uint8_t *urgency, bool *incremental);
+
 /* Character classes (exposed for the unit test, which compares them with
  * nghttp2's public check functions byte by byte; PT_H2C_VALUE is what
  * pt_header_value_valid() accepts). */

@@ -174,6 +174,39 @@ static void test_content_length(void **state)
     assert_true(pt_h2_rules_field(&r, (const uint8_t *)"x-t", 3, (const uint8_t *)"1", 1, true));
 }
 
+static bool prio(const char *v, uint8_t *u, bool *i)
+{
+    *u = 3;
+    *i = false;
+    return pt_h2_parse_priority((const uint8_t *)v, strlen(v), u, i);
+}
+
+static void test_priority_field(void **state)
+{
+    (void)state;
+    uint8_t u;
+    bool i;
+    assert_true(prio("u=5", &u, &i));
+    assert_int_equal(u, 5);
+    assert_false(i);
+    assert_true(prio("u=0, i", &u, &i));
+    assert_int_equal(u, 0);
+    assert_true(i);
+    assert_true(prio("i=?0, u=7;x=1, foo=\"a,b\", bar=tok/x", &u, &i));
+    assert_int_equal(u, 7);
+    assert_false(i);
+    assert_true(prio("u=9", &u, &i)); /* out of range: ignored */
+    assert_int_equal(u, 3);
+    assert_true(prio("", &u, &i));
+    assert_false(prio("u=x", &u, &i)); /* u not an integer: the field is void */
+    assert_int_equal(u, 3);
+    assert_false(prio("i=1", &u, &i)); /* i not a boolean */
+    assert_false(prio("u=1,", &u, &i));
+    assert_false(prio("U=1", &u, &i));
+    assert_false(prio("u=1.5", &u, &i));
+    assert_false(prio("u=1 i", &u, &i));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +214,7 @@ int main(void)
         cmocka_unit_test(test_random_values_match_nghttp2),
         cmocka_unit_test(test_request_rules),
         cmocka_unit_test(test_content_length),
+        cmocka_unit_test(test_priority_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,6 +53,8 @@ CASES = [
     ("OPTIONS *", replace(BASE, ":method", "OPTIONS")[:-1] + [(":path", "*")], [], True, None,
      "any"),
     ("ftp scheme (ours: 400)", replace(BASE, ":scheme", "ftp"), [], True, None, "400"),
+    ("RFC 9218 priority", BASE + [("priority", "u=0, i")], [], True, None, "200"),
+    ("priority not a dictionary (ignored)", BASE + [("priority", "u=x,")], [], True, None, "200"),
     # pseudo-header rules
     ("pseudo after regular", BASE[:3] + [("x-a", "1"), BASE[3]], [], True, None, "rst"),
     ("duplicate :path", BASE + [(":path", "/api/y")], [], True, None, "rst"),

@@ -69,7 +69,7 @@ struct pt_wsp {
     void *ud;
     pt_ws_t *c;                  /* facing the client (server role), attached to req */
     pt_ws_t *u;                  /* facing the upstream (client role) */
-    struct evbuffer *up_in;      /* upstream bytes not yet parsed */
+    bq_t up_in;                  /* upstream bytes not yet parsed */
     const char *feed;            /* on_data's bytes, read in place while up_in is empty */
     size_t feed_len;
     bq_t up_out;                 /* framed bytes for the upstream, not yet pulled */
@@ -173,7 +173,7 @@ static void run_u(pt_wsp_t *p)
     p->u_running = false;
     run_done(p);
     /* Delivery was paused because up_in was full; it drained. */
-    if (p->up_in_paused && !p->dead && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER &&
+    if (p->up_in_paused && !p->dead && p->up_in.len < PT_WSP_HIGH_WATER &&
         !pt__resp_blocked(p->req)) {
         p->up_in_paused = false;
         p->io->up_resume(p->ud);
@@ -219,7 +219,14 @@ static size_t c_read(void *ud, uint8_t *buf, size_t max, bool *eof)
     pt_wsp_t *p = ud;
     if (p->dead)
         return 0;
-    return pt__req_body_read(p->req, (char *)buf, max, eof);
+    pt_req_t *req = p->req;
+    if (req->body_offer_len == 0 && evbuffer_get_length(req->body) == 0) {
+        /* drained (the endpoint asks once more after each read): what
+         * pt__req_body_read would answer, without its buffer calls */
+        *eof = req->body_out_done;
+        return 0;
+    }
+    return pt__req_body_read(req, (char *)buf, max, eof);
 }
 
 static void c_write(void *ud, const uint8_t *data, size_t len)
@@ -267,6 +274,20 @@ static int c_data(void *ud, const uint8_t *data, size_t len)
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_frame_data(p->u, data, len);
+    kick_upstream(p);
+    int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+/* A run of whole client frames, checked and re-masked by C: to the upstream as they are. */
+static int c_raw(void *ud, const uint8_t *frames, size_t len, const pt_ws_raw_t *info)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->u_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_raw(p->u, frames, len, info);
     kick_upstream(p);
     int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
@@ -341,11 +362,8 @@ static void c_end(void *ud, pt_ws_end_t why)
 static size_t u_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 {
     pt_wsp_t *p = ud;
-    if (evbuffer_get_length(p->up_in) != 0) {
-        int n = evbuffer_remove(p->up_in, buf, max);
-        if (n > 0)
-            return (size_t)n;
-    }
+    if (p->up_in.len != 0)
+        return bq_take(&p->up_in, buf, max);
     if (p->feed_len != 0) {
         size_t k = p->feed_len < max ? p->feed_len : max;
         memcpy(buf, p->feed, k);
@@ -384,6 +402,19 @@ static int u_data(void *ud, const uint8_t *data, size_t len)
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_frame_data(p->c, data, len);
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+/* A run of whole upstream frames, checked by U: to the client as they are. */
+static int u_raw(void *ud, const uint8_t *frames, size_t len, const pt_ws_raw_t *info)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->c_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_raw(p->c, frames, len, info);
     int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
     return r;
@@ -448,6 +479,7 @@ static const pt_ws_cbs_t c_cbs = {
     .on_control = c_control,
     .on_close = c_close,
     .on_end = c_end,
+    .on_raw = c_raw,
 };
 
 static const pt_ws_cbs_t u_cbs = {
@@ -458,6 +490,7 @@ static const pt_ws_cbs_t u_cbs = {
     .on_control = u_control,
     .on_close = u_close,
     .on_end = u_end,
+    .on_raw = u_raw,
 };
 
 static void wsp_dispose(void *data)
@@ -466,7 +499,8 @@ static void wsp_dispose(void *data)
     p->dead = true;
     pt_ws_free(p->u);
     p->u = NULL;
-    evbuffer_free(p->up_in);
+    free(p->up_in.p);
+    p->up_in.p = NULL;
     free(p->up_out.p);
     p->up_out.p = NULL;
 }
@@ -493,14 +527,8 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
     o.role = PT_WS_CLIENT;
     o.idle_ms = 0; /* one idle clock per session: the client leg's sees data both ways */
     p->u = pt_ws_new(req->worker->base, &o, &u_cbs, p);
-    p->up_in = evbuffer_new();
-    if (p->up_in == NULL) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
     if (pt_arena_defer(req->arena, wsp_dispose, p) != 0) {
         pt_ws_free(p->u);
-        evbuffer_free(p->up_in);
         p->dead = true;
         return NULL;
     }
@@ -528,23 +556,20 @@ bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)
         return false;
     /* Parsed in place when nothing is pending (the common case: one copy
      * less); what the parser did not take is kept in up_in. */
-    if (evbuffer_get_length(p->up_in) == 0) {
+    if (p->up_in.len == 0) {
         p->feed = data;
         p->feed_len = len;
-    } else if (evbuffer_add(p->up_in, data, len) != 0) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
+    } else {
+        bq_add(&p->up_in, (const uint8_t *)data, len);
     }
     run_u(p);
-    if (p->feed_len != 0 && !p->dead && evbuffer_add(p->up_in, p->feed, p->feed_len) != 0) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
+    if (p->feed_len != 0 && !p->dead)
+        bq_add(&p->up_in, (const uint8_t *)p->feed, p->feed_len);
     p->feed = NULL;
     p->feed_len = 0;
     if (p->dead)
         return false;
-    if (evbuffer_get_length(p->up_in) >= PT_WSP_HIGH_WATER || pt__resp_blocked(p->req)) {
+    if (p->up_in.len >= PT_WSP_HIGH_WATER || pt__resp_blocked(p->req)) {
         p->up_in_paused = true;
         return false;
     }
@@ -572,7 +597,7 @@ void pt_wsp_client_writable(pt_wsp_t *p)
     if (p->dead)
         return;
     run_u(p);
-    if (!p->dead && p->up_in_paused && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER) {
+    if (!p->dead && p->up_in_paused && p->up_in.len < PT_WSP_HIGH_WATER) {
         p->up_in_paused = false;
         p->io->up_resume(p->ud);
     }

@@ -226,7 +226,12 @@ static size_t c_read(void *ud, uint8_t *buf, size_t max, bool *eof)
         *eof = req->body_out_done;
         return 0;
     }
-    return pt__req_body_read(req, (char *)buf, max, eof);
+    size_t n = pt__req_body_read(req, (char *)buf, max, eof);
+    /* a short read is all there is (short_read_drains): the end, if it came
+     * with the last bytes (lent ones report none), is told with them */
+    if (n < max && !*eof && req->body_out_done)
+        *eof = req->body_offer_len == 0 && evbuffer_get_length(req->body) == 0;
+    return n;
 }
 
 static void c_write(void *ud, const uint8_t *data, size_t len)
@@ -362,17 +367,17 @@ static void c_end(void *ud, pt_ws_end_t why)
 static size_t u_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 {
     pt_wsp_t *p = ud;
-    if (p->up_in.len != 0)
-        return bq_take(&p->up_in, buf, max);
-    if (p->feed_len != 0) {
-        size_t k = p->feed_len < max ? p->feed_len : max;
-        memcpy(buf, p->feed, k);
+    /* all there is up to max (a short read means drained: short_read_drains) */
+    size_t n = p->up_in.len != 0 ? bq_take(&p->up_in, buf, max) : 0;
+    if (n < max && p->feed_len != 0) {
+        size_t k = p->feed_len < max - n ? p->feed_len : max - n;
+        memcpy(buf + n, p->feed, k);
         p->feed += k;
         p->feed_len -= k;
-        return k;
+        n += k;
     }
-    *eof = p->up_eof;
-    return 0;
+    *eof = p->up_eof && p->up_in.len == 0 && p->feed_len == 0;
+    return n;
 }
 
 static void u_write(void *ud, const uint8_t *data, size_t len)
@@ -520,6 +525,7 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
         .idle_ms = conf->idle_ms,
         .close_timeout_ms = conf->close_timeout_ms,
         .answer_control = false,
+        .short_read_drains = true, /* c_read and u_read hand over all there is */
     };
     p->c = pt_ws_new(req->worker->base, &o, &c_cbs, p);
     if (pt_ws_req_attach(req, p->c) != 0)
@@ -544,9 +550,13 @@ size_t pt_wsp_up_read(pt_wsp_t *p, char *buf, size_t max, bool *eof)
         return 0;
     }
     size_t n = bq_take(&p->up_out, (uint8_t *)buf, max);
-    /* Drained below the mark: the client may be read again. */
-    if (have >= PT_WSP_HIGH_WATER && have - n < PT_WSP_HIGH_WATER && !p->dead)
+    /* Drained below the mark: the client may be read again. What that
+     * framed joins this read (the call takes a short read as all there is). */
+    if (have >= PT_WSP_HIGH_WATER && have - n < PT_WSP_HIGH_WATER && !p->dead) {
         run_c(p);
+        if (n < max && p->up_out.len != 0)
+            n += bq_take(&p->up_out, (uint8_t *)buf + n, max - n);
+    }
     return n;
 }
 

@@ -68,6 +68,7 @@ struct pt_ws {
     uint8_t ctrl[PT_WS_MAX_CONTROL];
     size_t ctrl_len;
     bool paused;
+    bool drained;                /* a short read (short_read_drains): wait for the owner's call */
 
     /* sending */
     bool out_frame;              /* a data frame is half sent */
@@ -817,7 +818,7 @@ static void frame_end(pt_ws_t *ws)
  */
 static bool fill(pt_ws_t *ws)
 {
-    if (ws->in_eof || ws->paused || ws->free_pending)
+    if (ws->in_eof || ws->paused || ws->free_pending || ws->drained)
         return false;
     if (ws->in_pos == ws->in_end) {
         ws->in_pos = ws->in_end = 0;
@@ -828,9 +829,12 @@ static bool fill(pt_ws_t *ws)
         ws->in_pos = 0;
     }
     bool eof = false;
-    size_t n = ws->cbs->read(ws->ud, ws->in + ws->in_end, sizeof(ws->in) - ws->in_end, &eof);
-    if (n == 0 && eof)
+    size_t want = sizeof(ws->in) - ws->in_end;
+    size_t n = ws->cbs->read(ws->ud, ws->in + ws->in_end, want, &eof);
+    if (eof && (n == 0 || ws->o.short_read_drains))
         ws->in_eof = true;
+    else if (n < want && ws->o.short_read_drains)
+        ws->drained = true;
     ws->raw_in += n;
     ws->in_end += n;
     return n != 0;
@@ -930,6 +934,7 @@ void pt_ws_on_readable(pt_ws_t *ws)
         return;
     enter(ws);
     ws->paused = false;
+    ws->drained = false;
     while (!ws->ended && !ws->paused && !ws->close_recv) {
         size_t avail = ws->in_end - ws->in_pos;
         if (!ws->in_frame) {

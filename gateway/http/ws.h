@@ -157,6 +157,15 @@ typedef struct pt_ws_opts {
      * (a relay forwards them to the other side and relays the answers back).
      */
     bool answer_control;
+    /**
+     * true: cbs->read returning fewer bytes than asked means nothing more is
+     * available now (the owner calls pt_ws_on_readable() when more arrives or
+     * the stream ends), so the endpoint does not ask again in vain; such a
+     * read may also report the end of the stream with its last bytes (*eof
+     * with a non-zero return). false: the endpoint reads until a read
+     * returns 0.
+     */
+    bool short_read_drains;
 } pt_ws_opts_t;
 
 typedef struct pt_ws_cbs {

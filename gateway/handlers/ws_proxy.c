@@ -25,6 +25,10 @@
 /* Bytes gathered for the client during a run before they go to the codec. */
 #define C_OUT_CAP 8192u
 
+/* The client's queue is asked (pt__resp_blocked) after this many bytes relayed
+ * to it within a delivery, and after every delivery (pt_wsp_up_data). */
+#define C_CHECK_EVERY 16384u
+
 /*
  * A byte queue without per-write allocations: one block, grown by doubling
  * (its size is bounded by the high-water mark plus one chunk and a few
@@ -74,6 +78,7 @@ struct pt_wsp {
     size_t feed_len;
     bq_t up_out;                 /* framed bytes for the upstream, not yet pulled */
     size_t c_out_len;            /* framed bytes for the client, gathered during a run */
+    size_t c_unchecked;          /* bytes to the client since pt__resp_blocked was asked */
     bool kick;                   /* up_out grew during a run: wake the upstream at its end */
     bool up_eof;                 /* the upstream connection ended */
     bool up_in_paused;           /* we told the call to stop delivering */
@@ -239,6 +244,7 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
     pt_wsp_t *p = ud;
     if (p->dead || p->resp_ended)
         return;
+    p->c_unchecked += len;
     if (p->c_out_len + len > sizeof(p->c_out))
         flush_client(p);
     if (len > sizeof(p->c_out)) {
@@ -251,11 +257,17 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
         flush_client(p);
 }
 
-/* The client side is full: what we gathered counts as well. */
+/* The client side is full: what we gathered counts as well. Asked once per
+ * C_CHECK_EVERY bytes (the codec's queue is several calls deep); between two
+ * checks the client side holds at most that much more than
+ * limits.max_response_buffer. */
 static bool client_full(pt_wsp_t *p)
 {
     if (p->c_out_len >= sizeof(p->c_out) / 2)
         flush_client(p);
+    if (p->c_unchecked < C_CHECK_EVERY)
+        return false;
+    p->c_unchecked = 0;
     return !p->dead && pt__resp_blocked(p->req);
 }
 
@@ -579,6 +591,7 @@ bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)
     p->feed_len = 0;
     if (p->dead)
         return false;
+    p->c_unchecked = 0;
     if (p->up_in.len >= PT_WSP_HIGH_WATER || pt__resp_blocked(p->req)) {
         p->up_in_paused = true;
         return false;
@@ -607,7 +620,8 @@ void pt_wsp_client_writable(pt_wsp_t *p)
     if (p->dead)
         return;
     run_u(p);
-    if (!p->dead && p->up_in_paused && p->up_in.len < PT_WSP_HIGH_WATER) {
+    if (!p->dead && p->up_in_paused && p->up_in.len < PT_WSP_HIGH_WATER &&
+        !pt__resp_blocked(p->req)) {
         p->up_in_paused = false;
         p->io->up_resume(p->ud);
     }

@@ -21,7 +21,7 @@
  * upstream stops while the client side is over limits.max_response_buffer
  * (pt__resp_blocked, asked after each delivery from the upstream and every
  * 16 KiB within one). Per session memory: two 4 KiB parser windows plus
- * those two bounds (and one delivery, 16 KiB at most, over the second).
+ * those two bounds (plus one socket read of the upstream over the second).
  *
  * Ending: a close frame from either side is relayed and so is its answer;
  * the session ends when both legs ended. A side that breaks the protocol

@@ -41,6 +41,8 @@ typedef struct bq {
 
 static void bq_add(bq_t *q, const uint8_t *d, size_t n)
 {
+    if (n == 0)
+        return;
     if (q->off + q->len + n > q->cap) {
         if (q->off != 0) {
             memmove(q->p, q->p + q->off, q->len);
@@ -88,6 +90,7 @@ struct pt_wsp {
     bool resp_ended;             /* the client stream was ended */
     bool dead;                   /* aborted or done: relay nothing */
     bool c_running, c_again, u_running, u_again;
+    bool u_fed_pause;            /* u_raw asked U to pause during pt_ws_feed */
     uint8_t c_out[C_OUT_CAP];
 };
 
@@ -433,6 +436,7 @@ static int u_raw(void *ud, const uint8_t *frames, size_t len, const pt_ws_raw_t 
     pt__req_enter(p->req);
     pt_ws_send_raw(p->c, frames, len, info);
     int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    p->u_fed_pause = r == PT_WS_PAUSE;
     pt__req_leave(p->req);
     return r;
 }
@@ -576,8 +580,23 @@ bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)
 {
     if (p->dead)
         return false;
-    /* Parsed in place when nothing is pending (the common case: one copy
-     * less); what the parser did not take is kept in up_in. */
+    /* Whole frames go to the client straight from the call's buffer when U
+     * has nothing pending (pt_ws_feed); the rest is parsed through the
+     * window as usual, what the parser did not take kept in up_in. */
+    if (p->up_in.len == 0 && !p->u_running && !p->u_ended) {
+        p->u_running = true;
+        p->u_fed_pause = false;
+        size_t k = pt_ws_feed(p->u, (const uint8_t *)data, len);
+        p->u_running = false;
+        data += k;
+        len -= k;
+        if (!p->dead && !p->u_again && (len == 0 || p->u_fed_pause)) {
+            /* all taken, or the client side is full: the rest waits in up_in */
+            bq_add(&p->up_in, (const uint8_t *)data, len);
+            run_done(p);
+            goto check;
+        }
+    }
     if (p->up_in.len == 0) {
         p->feed = data;
         p->feed_len = len;
@@ -589,6 +608,7 @@ bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)
         bq_add(&p->up_in, (const uint8_t *)p->feed, p->feed_len);
     p->feed = NULL;
     p->feed_len = 0;
+check:
     if (p->dead)
         return false;
     p->c_unchecked = 0;

@@ -863,15 +863,15 @@ static bool more_input(pt_ws_t *ws)
  * the peer), a text payload unmasked first for its UTF-8 check. Returns
  * false when the loop must stop (ended, paused).
  */
-static bool raw_run(pt_ws_t *ws)
+static size_t raw_frames(pt_ws_t *ws, uint8_t *buf, size_t len, pt_ws_raw_t *info)
 {
     const bool server = ws->o.role == PT_WS_SERVER;
-    size_t start = ws->in_pos, pos = start;
-    pt_ws_raw_t info = {.masked = server, .starts_cont = ws->in_msg};
+    size_t pos = 0;
+    *info = (pt_ws_raw_t){.masked = server, .starts_cont = ws->in_msg};
     for (;;) {
         frame_hdr_t h;
-        size_t avail = ws->in_end - pos;
-        int hl = avail < 2 ? 0 : parse_header(ws->in + pos, avail, &h);
+        size_t avail = len - pos;
+        int hl = avail < 2 ? 0 : parse_header(buf + pos, avail, &h);
         if (hl <= 0 || h.op >= 0x8 || h.len > avail - (size_t)hl || h.masked != server ||
             h.rsv != 0)
             break;
@@ -882,7 +882,7 @@ static bool raw_run(pt_ws_t *ws)
         if (ws->o.max_message != 0 && h.len > ws->o.max_message - m_len)
             break;
         uint8_t m_op = cont ? ws->m_op : h.op;
-        uint8_t *pl = ws->in + pos + (size_t)hl;
+        uint8_t *pl = buf + pos + (size_t)hl;
         size_t n = (size_t)h.len;
         if (m_op == PT_WS_OP_TEXT) {
             uint32_t u = cont ? ws->utf8 : 0;
@@ -911,21 +911,47 @@ static bool raw_run(pt_ws_t *ws)
         ws->in_msg = !h.fin;
         if (h.fin) {
             ws->st.msgs_in++;
-            info.msgs++;
+            info->msgs++;
         }
         ws->st.bytes_in += n;
         ws->data_io += n;
-        info.frames++;
-        info.bytes += n;
+        info->frames++;
+        info->bytes += n;
         pos += (size_t)hl + n;
     }
-    if (pos == start)
+    info->ends_open = ws->in_msg;
+    return pos;
+}
+
+/* The run at the front of the window. Returns false when the loop must stop
+ * (ended, paused). */
+static bool raw_run(pt_ws_t *ws)
+{
+    pt_ws_raw_t info;
+    uint8_t *start = ws->in + ws->in_pos;
+    size_t n = raw_frames(ws, start, ws->in_end - ws->in_pos, &info);
+    if (n == 0)
         return true;
-    ws->in_pos = pos;
-    info.ends_open = ws->in_msg;
+    ws->in_pos += n;
     if (live(ws))
-        cb_ret(ws, ws->cbs->on_raw(ws->ud, ws->in + start, pos - start, &info));
+        cb_ret(ws, ws->cbs->on_raw(ws->ud, start, n, &info));
     return !ws->ended && !ws->paused;
+}
+
+size_t pt_ws_feed(pt_ws_t *ws, const uint8_t *data, size_t len)
+{
+    if (ws->o.role != PT_WS_CLIENT || ws->cbs->on_raw == NULL || ws->ended || ws->paused ||
+        ws->close_recv || ws->in_frame || ws->in_pos != ws->in_end)
+        return 0;
+    enter(ws);
+    pt_ws_raw_t info;
+    /* client role: raw_frames only reads (nothing to re-mask) */
+    size_t n = raw_frames(ws, (uint8_t *)(uintptr_t)data, len, &info);
+    ws->raw_in += n;
+    if (n != 0 && live(ws))
+        cb_ret(ws, ws->cbs->on_raw(ws->ud, data, n, &info));
+    leave(ws);
+    return n;
 }
 
 void pt_ws_on_readable(pt_ws_t *ws)

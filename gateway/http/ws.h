@@ -252,6 +252,17 @@ void pt_ws_free(pt_ws_t *ws);
 void pt_ws_on_readable(pt_ws_t *ws);
 
 /**
+ * Verbatim relay without the copy into the parser's window (client role,
+ * on_raw set): when nothing is pending inside the endpoint (no partial frame
+ * or header, not paused), the whole data frames at the front of `data` that
+ * pass every check go to on_raw straight from `data`. Returns how many bytes
+ * were taken (0 when the conditions are not met); the owner hands the rest
+ * through cbs->read as usual and calls pt_ws_on_readable(). `data` is only
+ * read.
+ */
+size_t pt_ws_feed(pt_ws_t *ws, const uint8_t *data, size_t len);
+
+/**
  * Sends a whole data message (`op` TEXT or BINARY) as one frame. Returns 0,
  * PT_ERR_INVALID (bad opcode, a streamed message is in progress, or our close
  * was sent). The bytes are copied into the sink at once.

@@ -4,7 +4,7 @@
  *
  * Input: byte 0 picks the receiving role, the max_message limit, whether
  * control frames are answered, whether the verbatim relay (on_raw +
- * pt_ws_send_raw) is on, and whole 4 KiB reads; byte 1 the chunk size the
+ * pt_ws_send_raw, and pt_ws_feed in the client role) is on, and whole 4 KiB reads; byte 1 the chunk size the
  * input is read in otherwise (short reads split headers and UTF-8 sequences
  * anywhere); the rest is the byte stream from the peer. Endpoint A parses it and relays every frame,
  * control frame and close to endpoint B (the other leg, the opposite role);
@@ -305,8 +305,13 @@ static void differential(pt_ws_role_t role, uint64_t max_message, const uint8_t 
     mine_t m = {.s = {in, len, 0, chunk}};
     pt_ws_opts_t o = {.role = role, .max_message = max_message};
     pt_ws_t *ws = pt_ws_new(NULL, &o, raw ? &m_raw_cbs : &m_cbs, &m);
-    for (int i = 0; i < 1000 && !pt_ws_ended(ws) && !m.v.closed; i++)
+    for (int i = 0; i < 1000 && !pt_ws_ended(ws) && !m.v.closed; i++) {
+        if (raw && role == PT_WS_CLIENT) { /* whole frames in place first (pt_ws_feed) */
+            size_t n = m.s.len - m.s.off < chunk ? m.s.len - m.s.off : chunk;
+            m.s.off += pt_ws_feed(ws, m.s.in + m.s.off, n);
+        }
         pt_ws_on_readable(ws);
+    }
     const pt_ws_stats_t *st = pt_ws_stats(ws);
     uint16_t got = m.v.closed ? 0 : st->close_out;
     /* wslay reports a header only with payload bytes: when the input ends
@@ -438,8 +443,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.to = &b;
     a.ws = pt_ws_new(NULL, &oa, raw ? &raw_cbs : &cbs, &a);
     b.ws = pt_ws_new(NULL, &ob, &cbs, &b);
-    for (int i = 0; i < 1000 && a.ends == 0; i++)
+    for (int i = 0; i < 1000 && a.ends == 0; i++) {
+        if (raw && role == PT_WS_CLIENT) {
+            size_t n = a.in_len - a.in_off < chunk ? a.in_len - a.in_off : chunk;
+            a.in_off += pt_ws_feed(a.ws, a.in + a.in_off, n);
+        }
         pt_ws_on_readable(a.ws);
+    }
     if (a.ends != 1)
         abort(); /* the input ended: A must have ended (EOF at the latest) */
 

@@ -661,6 +661,64 @@ static void test_raw_too_big_relays_nothing(void **state)
     peer_free(b);
 }
 
+/* The upstream leg (client role) takes whole frames in place (pt_ws_feed); the rest
+ * goes through the window; anything a check refuses is left to the general path. */
+static void test_feed_in_place(void **state)
+{
+    (void)state;
+    peer_t *a = calloc(1, sizeof(*a));
+    pt_ws_opts_t o = {.role = PT_WS_CLIENT, .max_message = 100};
+    a->ws = pt_ws_new(NULL, &o, &relay_cbs, a);
+    peer_t *b = peer_new(PT_WS_SERVER, 0, false);
+    a->relay = b;
+    peer_t *src = peer_new(PT_WS_SERVER, 0, false); /* a scratch buffer for frames */
+    put_frame(src, 0x01, "ab", 2, false);
+    put_frame(src, 0x80, "cd", 2, false);
+    size_t two = src->in_len;
+    put_frame(src, 0x82, "0123456789", 10, false);
+    /* whole frames taken, the third cut short: left to the caller */
+    assert_int_equal(pt_ws_feed(a->ws, src->in, two + 5), two);
+    assert_int_equal(a->raw_runs, 1);
+    assert_int_equal(a->raw_frames, 2);
+    assert_int_equal(b->raw_len, two); /* unmasked frames pass unchanged */
+    assert_memory_equal(b->raw, src->in, two);
+    memcpy(a->in, src->in + two, 5);
+    a->in_len = 5;
+    pt_ws_on_readable(a->ws); /* half a frame inside: the next feed must wait */
+    assert_int_equal(pt_ws_feed(a->ws, src->in + two + 5, src->in_len - two - 5), 0);
+    memcpy(a->in + a->in_len, src->in + two + 5, src->in_len - two - 5);
+    a->in_len = src->in_len - two;
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->frames, 1); /* the split frame went the streamed way */
+    assert_int_equal(pt_ws_stats(a->ws)->msgs_in, 2);
+    assert_int_equal(pt_ws_stats(b->ws)->msgs_out, 2);
+    /* refused by a check: nothing taken, the general path closes with the code */
+    src->in_len = 0;
+    put_frame(src, 0x81, "\xc3\x28", 2, false);
+    assert_int_equal(pt_ws_feed(a->ws, src->in, src->in_len), 0);
+    src->in_len = 0;
+    put_frame(src, 0x82, "x", 1, true); /* masked from a server */
+    assert_int_equal(pt_ws_feed(a->ws, src->in, src->in_len), 0);
+    src->in_len = 0;
+    uint8_t big[101] = {0};
+    put_frame(src, 0x82, big, sizeof(big), false); /* over max_message */
+    assert_int_equal(pt_ws_feed(a->ws, src->in, src->in_len), 0);
+    memcpy(a->in + a->in_len, src->in, src->in_len);
+    a->in_len += src->in_len;
+    size_t before = b->raw_len;
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->why, PT_WS_END_TOO_BIG);
+    assert_int_equal(pt_ws_stats(a->ws)->close_out, 1009);
+    assert_int_equal(b->raw_len, before);
+    /* the server role never feeds in place (its frames are re-masked in the window) */
+    peer_t *s2 = peer_new(PT_WS_SERVER, 0, false);
+    assert_int_equal(pt_ws_feed(s2->ws, src->in, src->in_len), 0);
+    peer_free(s2);
+    peer_free(src);
+    peer_free(a);
+    peer_free(b);
+}
+
 /* pt_ws_send_raw refuses what does not follow on the leg's state. */
 static void test_send_raw_checks(void **state)
 {
@@ -703,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_raw_utf8_split_across_reads),
         cmocka_unit_test(test_raw_too_big_relays_nothing),
         cmocka_unit_test(test_send_raw_checks),
+        cmocka_unit_test(test_feed_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

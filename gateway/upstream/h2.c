@@ -1618,9 +1618,29 @@ static nghttp2_nv mknv(const char *n, size_t nlen, const char *v, size_t vlen)
                         pt_hpack_nv_flags((pt_str_t){n, nlen})};
 }
 
+/* Some byte of `w` is 'A'..'Z' (exact: the sums stay inside each byte). */
+static inline bool upper8(uint64_t w)
+{
+    uint64_t t = w & 0x7f7f7f7f7f7f7f7fULL;
+    uint64_t ge_a = t + 0x3f3f3f3f3f3f3f3fULL;   /* high bit: byte >= 'A' */
+    uint64_t gt_z = t + 0x2525252525252525ULL;   /* high bit: byte > 'Z' */
+    return (ge_a & ~gt_z & ~w & 0x8080808080808080ULL) != 0;
+}
+
 static bool has_upper(pt_str_t s)
 {
-    for (size_t i = 0; i < s.len; i++)
+    size_t i = 0;
+    if (s.len >= 8) { /* eight bytes at a time, the last eight overlapping */
+        uint64_t w;
+        for (; i + 8 <= s.len; i += 8) {
+            memcpy(&w, s.base + i, 8);
+            if (upper8(w))
+                return true;
+        }
+        memcpy(&w, s.base + s.len - 8, 8);
+        return upper8(w);
+    }
+    for (; i < s.len; i++)
         if (s.base[i] >= 'A' && s.base[i] <= 'Z')
             return true;
     return false;
@@ -1635,13 +1655,10 @@ static int submit(call_t *c, conn_t *k)
     size_t hcnt = r->headers != NULL ? r->headers->cnt : 0;
     nghttp2_nv stack_nv[48];
     nghttp2_nv *nva = hcnt + 5 <= 48 ? stack_nv : pt_xcalloc(hcnt + 5, sizeof(*nva));
-    /* names with capitals are lowercased into one buffer (nghttp2 copies at submit) */
-    size_t lowneed = 0;
-    for (size_t i = 0; i < hcnt; i++)
-        if (has_upper(r->headers->v[i].name))
-            lowneed += r->headers->v[i].name.len;
+    /* names with capitals are lowercased into one buffer (nghttp2 copies at submit and
+     * lowercases too, but the HPACK policy must see them lowercase), sized at the first */
     char lowstack[256];
-    char *lower = lowneed <= sizeof(lowstack) ? lowstack : pt_xcalloc(1, lowneed);
+    char *lower = NULL;
     size_t lowoff = 0;
     size_t n = 0;
 
@@ -1672,6 +1689,12 @@ static int submit(call_t *c, conn_t *k)
             continue;
         }
         if (has_upper(hn)) {
+            if (lower == NULL) {
+                size_t need = 0;
+                for (size_t j = 0; j < hcnt; j++)
+                    need += r->headers->v[j].name.len;
+                lower = need <= sizeof(lowstack) ? lowstack : pt_xcalloc(1, need);
+            }
             char *dst = lower + lowoff;
             lowoff += hn.len;
             for (size_t j = 0; j < hn.len; j++)
@@ -1690,7 +1713,7 @@ static int submit(call_t *c, conn_t *k)
     bool body = r->has_body && c->cbs.read_body != NULL;
     int32_t sid = nghttp2_submit_request(k->ng, NULL, nva, n, body ? &dp : NULL, NULL);
     if (lower != lowstack)
-        free(lower);
+        free(lower); /* NULL when no name had a capital */
     if (nva != stack_nv)
         free(nva);
     if (sid < 0) {

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "tmpdir.h"
+#include "portico/arena.h"
 #include "portico/status.h"
 #include "upstream/call.h"
 #include "upstream/h2.h"
@@ -776,6 +777,33 @@ static void test_hostname(void **state)
     tcall_free(&t);
 }
 
+/* Request field names with capitals, short ones and ones of 8 bytes or more (has_upper reads
+ * those eight at a time, the lowered copies share one buffer sized at the first): the call
+ * goes through (nghttp2 lowercases what it sends; our copies feed the HPACK policy). */
+static void test_request_names_lowercased(void **state)
+{
+    (void)state;
+    NEED(PY);
+    tcluster_t c;
+    cluster_init(&c, PT_PROTO_GRPC, false, &PY.port, 1);
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_headers_t h;
+    pt_headers_init(&h, a);
+    pt_headers_add_nocopy(&h, PT_STR("X-Up"), PT_STR("1"));
+    pt_headers_add_nocopy(&h, PT_STR("x-lower-then-Upper"), PT_STR("2"));
+    pt_headers_add_nocopy(&h, PT_STR("X-Mixed-Case-Name-Longer-Than-16"), PT_STR("3"));
+    pt_headers_add_nocopy(&h, PT_STR("x-plain"), PT_STR("4"));
+    tcall_t t;
+    tcall_init(&t, &c.cl, "POST", "/count");
+    t.r.headers = &h;
+    start(&t);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.status, 200);
+    tcall_free(&t);
+    pt_arena_destroy(a);
+}
+
 /*
  * Responses that break HTTP/2's message rules (RFC 9113 8.1-8.3), written by
  * the backend as raw frames: each is refused the way nghttp2's HTTP checks
@@ -885,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_hostname),
         cmocka_unit_test(test_malformed_responses),
+        cmocka_unit_test(test_request_names_lowercased),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

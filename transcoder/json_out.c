@@ -35,7 +35,9 @@ typedef struct occ {
 
 typedef struct ctx {
     const pt_descpool_t *pool;
-    const pt_enumdesc_t *null_enum; /* google.protobuf.NullValue, printed as null */
+    const pt_enumdesc_t *null_enum; /* google.protobuf.NullValue, printed as null ... */
+    bool null_enum_known;           /* ... looked up at the first enum value (a name look-up
+                                     * per call cost ~200 instructions, issue 7) */
     const uint8_t *base; /* the input; occurrences are offsets into it */
     pt_xbuf_t *out;
     pt_xerr_t *err;
@@ -480,6 +482,10 @@ static int put_number(ctx_t *c, const pt_fielddesc_t *f, uint64_t v, bool as_key
                       : put(c, v ? "true" : "false", v ? 4 : 5);
     case PT_FT_ENUM: {
         int32_t e = (int32_t)(uint32_t)v;
+        if (!c->null_enum_known) {
+            c->null_enum = pt_descpool_enum(c->pool, "google.protobuf.NullValue", 25);
+            c->null_enum_known = true;
+        }
         if (f->enumdesc == c->null_enum)
             return put(c, "null", 4);
         if (!c->enums_as_ints) {
@@ -1118,7 +1124,8 @@ int pt_pb_to_json(const pt_descpool_t *pool, const pt_msgdesc_t *m, const uint8_
         return pt_xerr_set(err, PT_XERR_LIMIT, NULL, "protobuf input of %zu bytes is over the limit", len);
     ctx_t c;
     c.pool = pool;
-    c.null_enum = pt_descpool_enum(pool, "google.protobuf.NullValue", 25);
+    c.null_enum = NULL;
+    c.null_enum_known = false;
     c.base = pb;
     c.out = out;
     c.err = err;

@@ -338,7 +338,9 @@ static void reply(rest_ctx_t *ctx, int http, pt_str_t type, const void *body, si
     pt_req_t *req = ctx->req;
     req->resp_status = http;
     req->resp_content_length = (int64_t)len;
-    pt_headers_set(&req->resp_headers, PT_STR("content-type"), type);
+    /* `type` is a literal or in req->arena (raw_type): not copied again */
+    pt_headers_remove(&req->resp_headers, PT_STR("content-type"));
+    pt_headers_add_nocopy(&req->resp_headers, PT_STR("content-type"), type);
     pt__resp_head(req);
     pt__resp_body(req, body, len, true);
 }
@@ -404,8 +406,10 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
             return;
         if (prefix.len != 0)
             memcpy(name, prefix.base, prefix.len);
-        for (size_t j = 0; j < k.len; j++) /* lowercase, as pt_headers_add() stores names */
-            name[prefix.len + j] = (char)tolower((unsigned char)k.base[j]);
+        for (size_t j = 0; j < k.len; j++) { /* ASCII lowercase, as pt_headers_add() stores names */
+            char ch = k.base[j];
+            name[prefix.len + j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {
             char *b = pt_arena_alloc(req->arena, PT_BASE64_ENCODED_LEN(v.len) + 1);

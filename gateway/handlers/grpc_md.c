@@ -31,6 +31,9 @@ static bool md_allowed(const pt_grpc_conf_t *conf, pt_str_t name)
 {
     for (size_t i = 0; i < conf->md_forward_cnt; i++) {
         const char *f = conf->md_forward[i];
+        /* most patterns differ at the first byte: no strlen for them (issue 7) */
+        if (f[0] != '*' && f[0] != '\0' && (name.len == 0 || name.base[0] != f[0]))
+            continue;
         size_t fl = strlen(f);
         if (fl > 0 && f[fl - 1] == '*') {
             if (name.len >= fl - 1 && memcmp(name.base, f, fl - 1) == 0)

@@ -24,8 +24,14 @@
  * number of requests per connection, and request-body flow control driven by
  * what the handler actually consumed (manual WINDOW_UPDATEs).
  *
+ * HTTP messaging (RFC 9113 §8) is checked here, not by nghttp2 (its HTTP
+ * messaging is off: ~2k instructions a request, issue 7): every field goes
+ * through the rules of http/h2rules.h, their verdicts kept per HPACK entry
+ * (field_verdict()); a malformed request gets RST_STREAM(PROTOCOL_ERROR) and
+ * a glitch and is never dispatched (malformed()).
+ *
  * Extended CONNECT (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is sent, so
- * nghttp2 accepts `:protocol` on CONNECT; it becomes req->upgrade. A stream
+ * the rules accept `:protocol` on CONNECT; it becomes req->upgrade. A stream
  * the handler turns into a tunnel (op_tunnel) keeps its DATA path both ways
  * and its 200; only the stream timers change (stream_limit).
  *
@@ -48,6 +54,7 @@
 #include "net/conn.h"
 #include "http/h2.h"
 #include "http/h2mem.h"
+#include "http/h2rules.h"
 #include "http/hpack_policy.h"
 #include "http/reqcheck.h"
 #include "observe/metrics.h"
@@ -72,6 +79,11 @@
 #define WU_CREDIT_MAX 1024u     /* earned credit is not banked beyond this */
 #define DEFAULT_STREAM_IDLE_MS (5u * 60u * 1000u)
 #define SPARE_STREAMS 16u       /* freed streams a connection keeps for its next ones */
+#define VERDICT_SETS 8u         /* field verdicts kept per connection: sets (a power of two) ... */
+#define VERDICT_WAYS 4u         /* ... of four ways ... */
+#define VERDICTS (VERDICT_SETS * VERDICT_WAYS)
+#define VERDICT_MAX_FIELD 256u  /* ... for fields of name + value up to this many bytes */
+#define VERDICT_CREDIT 3u
 
 static const uint8_t DRAIN_PING[8] = {'p', 't', 'd', 'r', 'a', 'i', 'n', '1'};
 
@@ -105,6 +117,11 @@ typedef struct h2_stream {
     bool notify_writable;      /* output drained: tell the handler after this flush */
     bool glitched;             /* already counted as a glitch */
     bool tunnel;               /* an extended CONNECT turned into a tunnel (op_tunnel) */
+    bool malformed;            /* broke an HTTP messaging rule: RST_STREAM sent, never dispatched */
+    bool prio_set, prio_bad;   /* an RFC 9218 `priority` field was read / one was not a dictionary */
+    uint8_t urgency;           /* ... its urgency and incremental flag */
+    bool incremental;
+    pt_h2_rules_t rules;       /* the request's messaging rules state (h2rules.h) */
     struct h2_stream *prev, *next;
 } h2_stream_t;
 
@@ -130,6 +147,12 @@ struct h2_conn {
     unsigned nspare;
     const pt_allocator_t *xa;  /* the worker's h2mem lists (streams come from them) */
     h2_stream_t *hdr_cache;    /* the stream of the header block being decoded (on_header) */
+    struct verdict_ent {       /* field verdicts (h2rules.h) by HPACK entry, see field_verdict() */
+        nghttp2_rcbuf *name, *value;
+        pt_h2_verdict_t vd;
+        uint8_t credit; /* hits banked against eviction (VERDICT_CREDIT at most) */
+    } verdicts[VERDICTS];
+    pt_h2_verdict_t verdict_tmp; /* the verdict of a field too long to keep */
     uint8_t hpack_seeded;      /* never-indexed names indexed once (pt_hpack_nv_flags_seeded) */
     uint64_t requests;         /* streams opened by the client */
     uint64_t premature;        /* streams the client reset before our response ended */
@@ -234,6 +257,7 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
             oom();
     }
     memset(s, 0, sizeof(*s));
+    pt_h2_rules_init(&s->rules);
     s->c = c;
     s->id = id;
     s->out = out;
@@ -351,6 +375,10 @@ static void teardown(h2_conn_t *c)
         stream_free(s);
     }
     spares_free(c);
+    for (size_t i = 0; i < VERDICTS; i++) {
+        nghttp2_rcbuf_decref(c->verdicts[i].name);
+        nghttp2_rcbuf_decref(c->verdicts[i].value);
+    }
     if (c->ng != NULL)
         nghttp2_session_del(c->ng);
     c->ng = NULL;
@@ -776,7 +804,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
     int32_t id = frame->hd.stream_id;
     h2_stream_t *s = stream_of(c, id);
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
-        /* trailers (or a second HEADERS nghttp2 will reject): a new block to count */
+        /* trailers (a second HEADERS without END_STREAM is malformed, h2rules.h): a new block to count */
         if (s != NULL) {
             c->hdr_cache = s;
             s->is_trailer_block = true;
@@ -818,33 +846,41 @@ static void stream_reject(h2_stream_t *s, int st, const char *why)
 
 /* Stores one request field (pseudo-headers into the request fields). Returns
  * a PT_ERR_* that rejects the request, or 0. */
-static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t value)
+static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t value,
+                       const pt_h2_verdict_t *vd)
 {
     pt_req_t *req = s->req;
     if (name.len != 0 && name.base[0] == ':') {
         pt_str_t v = pt_arena_strdup(req->arena, value);
         if (v.base == NULL)
             return PT_ERR_HEADERS_TOO_LARGE;
-        if (pt_str_eq(name, PT_STR(":method")))
+        /* the verdict (h2rules.h) says which pseudo-header this is */
+        switch (vd->once) {
+        case PT_H2R_METHOD:
             req->method = v;
-        else if (pt_str_eq(name, PT_STR(":scheme")))
+            break;
+        case PT_H2R_SCHEME:
             req->scheme = v;
-        else if (pt_str_eq(name, PT_STR(":authority")))
+            break;
+        case PT_H2R_AUTHORITY:
             req->authority = v;
-        else if (pt_str_eq(name, PT_STR(":path")))
+            break;
+        case PT_H2R_PATH:
             req->target = v;
-        else if (pt_str_eq(name, PT_STR(":protocol")))
-            req->upgrade = v; /* RFC 8441; nghttp2 accepts it only on CONNECT, since we
-                               * sent SETTINGS_ENABLE_CONNECT_PROTOCOL */
-        else
+            break;
+        case PT_H2R_PROTOCOL:
+            req->upgrade = v; /* RFC 8441; pt_h2_rules_head() accepts it only on CONNECT
+                               * (we send SETTINGS_ENABLE_CONNECT_PROTOCOL) */
+            break;
+        default:
             return PT_ERR_INVALID;
+        }
         return 0;
     }
-    /* nghttp2's HTTP messaging (on for server sessions) hands on_header only
-     * regular names it checked: non-empty, lowercase token characters (others
-     * go to on_invalid_header, which resets the stream). What is left of
+    /* The verdict passed the name (non-empty, lowercase token characters;
+     * anything else resets the stream). What is left of
      * pt_header_name_valid() is the underscore policy. */
-    if (!c->allow_underscores && memchr(name.base, '_', name.len) != NULL)
+    if (!c->allow_underscores && vd->underscore)
         return PT_ERR_INVALID;
     /* name and value in one arena block, each NUL-terminated */
     char *p = pt_arena_alloc(req->arena, name.len + value.len + 2);
@@ -860,22 +896,98 @@ static int store_field(h2_conn_t *c, h2_stream_t *s, pt_str_t name, pt_str_t val
     pt_str_t v = {p, value.len};
     if (pt_headers_add_nocopy(&req->headers, n, v) != 0)
         return PT_ERR_HEADERS_TOO_LARGE;
-    if (pt_str_eq(name, PT_STR("host"))) {
+    if (vd->once == PT_H2R_HOST) {
         if (s->host.base != NULL)
             return PT_ERR_INVALID;
         s->host = v;
-    } else if (pt_str_eq(name, PT_STR("content-length"))) {
-        unsigned long long cl;
-        if (pt_str_to_u64(v, (unsigned long long)INT64_MAX, &cl) != 0)
-            return PT_ERR_INVALID;
-        req->content_length = (int64_t)cl;
+    } else if (vd->content_length >= 0) {
+        req->content_length = vd->content_length; /* digits, <= INT64_MAX (h2rules.c) */
+    } else if (name.len == 8 && memcmp(name.base, "priority", 8) == 0 && !s->prio_bad) {
+        /* RFC 9218: the response's scheduling among the connection's streams
+         * (nghttp2 read it while its HTTP messaging was on); one field that is
+         * not a dictionary voids them all, as there */
+        if (!s->prio_set) {
+            s->urgency = NGHTTP2_EXTPRI_DEFAULT_URGENCY;
+            s->incremental = false;
+        }
+        s->prio_set = true;
+        s->prio_bad = !pt_h2_parse_priority((const uint8_t *)v.base, v.len, &s->urgency, &s->incremental);
     }
     return 0;
 }
 
-static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *user_data)
+/* The verdict for a field. Fields from the HPACK tables come back as the same
+ * nghttp2_rcbuf pair request after request, so verdicts are kept by that
+ * pair, holding a reference on both: a kept buffer is never freed, so its
+ * address cannot come back as another field's while its verdict is here.
+ * Four ways a set (fields a client repeats may share one). Literal
+ * fields (new buffers each time) would keep evicting them, and the allocator
+ * hands a literal the same address again and again, so it lands on the same
+ * set: an entry banks its hits (up to VERDICT_CREDIT) and a miss spends one
+ * of the poorest way's instead of replacing it. Fields over VERDICT_MAX_FIELD,
+ * and the two that clients never index, are never kept (bounded memory per
+ * connection). */
+/* :path and content-length: nghttp2-based clients (h2load, curl, nghttp)
+ * never put them in the HPACK table, so they come as new buffers every time;
+ * keeping their verdicts would only evict the others. */
+static bool never_indexed_by_clients(nghttp2_vec n)
+{
+    return (n.len == 5 && memcmp(n.base, ":path", 5) == 0) ||
+           (n.len == 14 && memcmp(n.base, "content-length", 14) == 0);
+}
+
+static const pt_h2_verdict_t *field_verdict(h2_conn_t *c, nghttp2_rcbuf *rn, nghttp2_rcbuf *rv,
+                                            nghttp2_vec n, nghttp2_vec v)
+{
+    uintptr_t x = (uintptr_t)rv >> 4; /* allocations are 16-byte aligned: fold the rest */
+    x ^= (x >> 5) ^ (x >> 11);
+    struct verdict_ent *set = &c->verdicts[VERDICT_WAYS * (x & (VERDICT_SETS - 1u))];
+    struct verdict_ent *e = &set[0]; /* an empty way, else the one with the least credit */
+    for (size_t w = 0; w < VERDICT_WAYS; w++) {
+        struct verdict_ent *h = &set[w];
+        if (h->value == rv && h->name == rn) {
+            if (h->credit < VERDICT_CREDIT)
+                h->credit++;
+            return &h->vd;
+        }
+        if (e->value != NULL && (h->value == NULL || h->credit < e->credit))
+            e = h;
+    }
+    pt_h2_verdict_t vd = pt_h2_rules_classify(n.base, n.len, v.base, v.len);
+    if (n.len + v.len > VERDICT_MAX_FIELD || never_indexed_by_clients(n) ||
+        (e->value != NULL && e->credit-- > 0)) {
+        c->verdict_tmp = vd;
+        return &c->verdict_tmp;
+    }
+    nghttp2_rcbuf_decref(e->name);
+    nghttp2_rcbuf_decref(e->value);
+    nghttp2_rcbuf_incref(rn);
+    nghttp2_rcbuf_incref(rv);
+    e->name = rn;
+    e->value = rv;
+    e->vd = vd;
+    e->credit = 0;
+    return &e->vd;
+}
+
+/* The request broke an HTTP messaging rule (h2rules.h): RST_STREAM
+ * (PROTOCOL_ERROR, RFC 9113 §8.1.1) and one glitch, as nghttp2's own HTTP
+ * messaging did; the request is never dispatched (if it already was, the
+ * stream's close aborts it) and nothing more of it is read. */
+static void malformed(h2_conn_t *c, h2_stream_t *s)
+{
+    s->malformed = true;
+    s->dispatch = false;
+    s->end_pending = false;
+    nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+    if (!s->glitched) {
+        s->glitched = true;
+        glitch(c);
+    }
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, nghttp2_rcbuf *rname,
+                     nghttp2_rcbuf *rvalue, uint8_t flags, void *user_data)
 {
     (void)ng;
     (void)flags;
@@ -886,8 +998,16 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     h2_stream_t *s = c->hdr_cache;
     if (s == NULL || s->id != frame->hd.stream_id)
         s = stream_of(c, frame->hd.stream_id);
-    if (s == NULL || s->req == NULL)
+    if (s == NULL || s->req == NULL || s->malformed)
         return 0;
+    nghttp2_vec nb = nghttp2_rcbuf_get_buf(rname), vb = nghttp2_rcbuf_get_buf(rvalue);
+    const uint8_t *name = nb.base, *value = vb.base;
+    size_t namelen = nb.len, valuelen = vb.len;
+    const pt_h2_verdict_t *vd = field_verdict(c, rname, rvalue, nb, vb);
+    if (!pt_h2_rules_apply(&s->rules, vd, s->is_trailer_block)) {
+        malformed(c, s);
+        return 0;
+    }
     s->last_ms = conn_now(c);
     /* Count every decoded field (cookie crumbs included) while decoding; once
      * over, drop the rest but let nghttp2 keep decoding so HPACK stays in sync. */
@@ -904,33 +1024,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     }
     if (s->is_trailer_block || s->reject != 0)
         return 0; /* request trailers are not forwarded; a rejected request needs no more */
-    int st = store_field(c, s, nv_str(name, namelen), nv_str(value, valuelen));
+    int st = store_field(c, s, nv_str(name, namelen), nv_str(value, valuelen), vd);
     if (st != 0)
         stream_reject(s, st, st == PT_ERR_INVALID ? "invalid request header" : "request too large");
     return 0;
-}
-
-/* nghttp2 hands us the regular fields it considers invalid (bad bytes in a
- * name or value, surrounding whitespace); dropping them silently would let a
- * `content-length ` or `host\x01` slip past our checks. Reset the stream. */
-static int on_invalid_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
-                             size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                             void *user_data)
-{
-    (void)ng;
-    (void)name;
-    (void)namelen;
-    (void)value;
-    (void)valuelen;
-    (void)flags;
-    h2_conn_t *c = user_data;
-    h2_stream_t *s = stream_of(c, frame->hd.stream_id);
-    if (s == NULL || !s->glitched) {
-        if (s != NULL)
-            s->glitched = true;
-        glitch(c);
-    }
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *frame, int lib_error,
@@ -1046,13 +1143,24 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
     h2_conn_t *c = user_data;
     h2_stream_t *s;
     switch (frame->hd.type) {
-    case NGHTTP2_HEADERS:
+    case NGHTTP2_HEADERS: {
         s = stream_of(c, frame->hd.stream_id);
-        if (s == NULL || s->req == NULL)
+        if (s == NULL || s->req == NULL || s->malformed)
             return 0;
+        bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        /* the head's rules; trailers end the stream; END_STREAM: content-length met */
+        if ((!s->is_trailer_block ? !pt_h2_rules_head(&s->rules) : !end) ||
+            (end && !pt_h2_rules_end(&s->rules))) {
+            malformed(c, s);
+            return 0;
+        }
         s->last_ms = conn_now(c);
         if (!s->is_trailer_block) {
-            head_complete(c, s, frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+            if (s->prio_set && !s->prio_bad) {
+                nghttp2_extpri pri = {s->urgency, s->incremental ? 1 : 0};
+                nghttp2_session_change_extpri_stream_priority(ng, s->id, &pri, 0);
+            }
+            head_complete(c, s, end);
         } else {
             if (s->over_limit) {
                 c->hdr_overlimit++;
@@ -1060,18 +1168,21 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
                 if (c->hdr_overlimit >= HDR_OVERLIMIT_MAX)
                     terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
             }
-            if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-                if (s->dispatched)
-                    pt__req_body(s->req, NULL, 0, true);
-                else
-                    s->end_pending = true;
-            }
+            if (s->dispatched)
+                pt__req_body(s->req, NULL, 0, true);
+            else
+                s->end_pending = true;
         }
         break;
+    }
     case NGHTTP2_DATA:
         s = stream_of(c, frame->hd.stream_id);
-        if (s == NULL || s->req == NULL || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        if (s == NULL || s->req == NULL || s->malformed || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
             return 0;
+        if (!pt_h2_rules_end(&s->rules)) {
+            malformed(c, s);
+            return 0;
+        }
         if (s->dispatched)
             pt__req_body(s->req, NULL, 0, true);
         else
@@ -1103,7 +1214,9 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     (void)flags;
     h2_conn_t *c = user_data;
     h2_stream_t *s = stream_of(c, id);
-    if (s == NULL || s->req == NULL || s->reject != 0 || s->req->body_done) {
+    if (s != NULL && !s->malformed && !pt_h2_rules_data(&s->rules, len))
+        malformed(c, s); /* past content-length: these bytes are not the request's */
+    if (s == NULL || s->req == NULL || s->reject != 0 || s->req->body_done || s->malformed) {
         /* Nobody will read these bytes: give the window back at once. */
         nghttp2_session_consume(ng, id, len);
         return 0;
@@ -1466,8 +1579,7 @@ static void callbacks_init(void)
     if (nghttp2_session_callbacks_new(&callbacks) != 0)
         oom();
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
-    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, on_invalid_header);
+    nghttp2_session_callbacks_set_on_header_callback2(callbacks, on_header);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
@@ -1521,6 +1633,9 @@ static h2_conn_t *conn_new(pt_conn_t *conn)
     if (nghttp2_option_new(&opt) != 0)
         oom();
     nghttp2_option_set_no_auto_window_update(opt, 1);
+    /* HTTP messaging rules are ours (h2rules.h): the same rules, ~2k
+     * instructions a request cheaper than nghttp2's generic checks. */
+    nghttp2_option_set_no_http_messaging(opt, 1);
     nghttp2_option_set_max_continuations(opt, or_default(l->h2_max_continuations, 8u));
     nghttp2_option_set_stream_reset_rate_limit(opt, or_default(l->h2_reset_burst, 1000u),
                                                or_default(l->h2_reset_rate, 33u));

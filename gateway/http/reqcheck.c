@@ -2,6 +2,7 @@
  * reqcheck.c -- the request-line rules shared by the codecs (see reqcheck.h).
  */
 #include <http_parser.h>
+#include <stdint.h>
 #include <string.h>
 #include "portico/headers.h"
 #include "portico/status.h"
@@ -16,8 +17,28 @@ static const char *const known_methods[] = {
 #undef XX
 };
 
+/* The methods nearly every request uses, all in http-parser's map: known
+ * without the table walk (h2c REST POST: ~190 instructions -> ~15). */
+static bool common_method(pt_str_t m)
+{
+    switch (m.len) {
+    case 3:
+        return memcmp(m.base, "GET", 3) == 0 || memcmp(m.base, "PUT", 3) == 0;
+    case 4:
+        return memcmp(m.base, "POST", 4) == 0 || memcmp(m.base, "HEAD", 4) == 0;
+    case 5:
+        return memcmp(m.base, "PATCH", 5) == 0;
+    case 6:
+        return memcmp(m.base, "DELETE", 6) == 0;
+    default:
+        return false;
+    }
+}
+
 int pt_reqcheck_method(pt_str_t method, const char **why)
 {
+    if (common_method(method))
+        return 0;
     if (method.len == 0 || !pt_header_name_valid(method, true)) {
         *why = "malformed method";
         return PT_ERR_INVALID;
@@ -36,10 +57,13 @@ static bool is_hex(unsigned char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+/* reg-name characters as we accept them (ALPHA DIGIT - . _ ~): a bitmap by
+ * byte, one look-up a character (issue 7). */
+static const uint64_t regname_map[4] = {0x03ff600000000000ull, 0x47fffffe87fffffeull, 0, 0};
+
 static bool is_regname_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (regname_map[c >> 6] >> (c & 63u)) & 1u;
 }
 
 int pt_reqcheck_authority(pt_str_t h, const char **why)

@@ -128,32 +128,11 @@ static const uint8_t ncls[256] = {
 
 static bool is_blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/*
- * The first byte at or after p (before len) that is no ASCII name character
- * (N_CHAR: letters, digits, '_', '-', '.'), or len. Sixteen bytes a step
- * where SSE2 is there: exactly the N_CHAR set (letters folded to lower case
- * and range-checked with signed compares after a bias; bytes >= 0x80 are
- * never in a range).
- */
+/* The first byte at or after p (before len) that is no ASCII name character
+ * (N_CHAR), or len. Byte by byte: names are short, and callgrind counts a
+ * 16-byte SSE2 step as more instructions than the loop over a typical name. */
 static inline size_t name_run(const unsigned char *b, size_t p, size_t len)
 {
-#if defined(__SSE2__)
-    while (p + 16 <= len) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + p));
-        __m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
-        __m128i alpha = _mm_cmplt_epi8(_mm_add_epi8(lo, _mm_set1_epi8((char)(0x80 - 'a'))),
-                                       _mm_set1_epi8((char)(-128 + 26)));
-        __m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8((char)(0x80 - '0'))),
-                                       _mm_set1_epi8((char)(-128 + 10)));
-        __m128i punct = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('_')),
-                                                  _mm_cmpeq_epi8(v, _mm_set1_epi8('-'))),
-                                     _mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
-        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(alpha, digit), punct));
-        if (m != 0xFFFFu)
-            return p + (size_t)__builtin_ctz(~m);
-        p += 16;
-    }
-#endif
     while (p < len && (ncls[b[p]] & N_CHAR))
         p++;
     return p;

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,6 +133,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_SECONDS", "8")))
     ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")),
+                    help="interleaved rounds of every target; medians are printed")
     args = ap.parse_args()
     portico = os.path.join(args.build, "bin", "portico")
     for tool in ("nginx", "wrk", "h2load"):
@@ -182,12 +185,15 @@ routes:
         ng2_pids = children(ng2.pid) or [ng2.pid]
         idle = {"portico": rss_kb([pt.pid]), "nginx": rss_kb([ng.pid] + ng_pids)}
 
-        rows = []
+        rows = []  # (load, target, req/s, p50, p99, CPU us/req, RSS, errors), every round
         c = args.conns
+        warm = set()
 
         def run_wrk(name, port, pids):
             url = f"http://127.0.0.1:{port}/"
-            subprocess.run(["wrk", "-t1", f"-c{c}", "-d1s", url], capture_output=True)  # warm-up
+            if ("wrk", name) not in warm:
+                warm.add(("wrk", name))
+                subprocess.run(["wrk", "-t1", f"-c{c}", "-d1s", url], capture_output=True)  # warm-up
             cpu0 = cpu_seconds(pids)
             out = subprocess.run(["wrk", "-t1", f"-c{c}", f"-d{args.duration}s", "--latency", url],
                                  capture_output=True, text=True).stdout
@@ -199,7 +205,9 @@ routes:
         def run_h2load(name, port, pids):
             url = f"http://127.0.0.1:{port}/"
             log = os.path.join(d, f"h2load-{name}.log")
-            subprocess.run(["h2load", "-c4", "-m8", "-D1", url], capture_output=True)
+            if ("h2", name) not in warm:
+                warm.add(("h2", name))
+                subprocess.run(["h2load", "-c4", "-m8", "-D1", url], capture_output=True)
             cpu0 = cpu_seconds(pids)
             out = subprocess.run(["h2load", "-c4", "-m8", f"-D{args.duration}", "--log-file", log, url],
                                  capture_output=True, text=True).stdout
@@ -209,27 +217,42 @@ routes:
             rows.append(("h2c h2load", name, rps, p50, p99, cpu * 1e6 / max(ok, 1) if pids else None,
                          rss_kb(pids) if pids else None, failed))
 
-        run_wrk("direct", up1, [])
-        run_wrk("portico", pt_port, [pt.pid])
-        run_wrk("nginx", ng_port, ng_pids)
-        run_h2load("direct", up_port, [])
-        run_h2load("portico", pt_port, [pt.pid])
-        run_h2load("nginx", ng2_port, ng2_pids)
+        # Rounds interleave the targets (this VM drifts by tens of percent over a minute): the
+        # table gives medians over the rounds, the ratios are taken inside each round.
+        for _ in range(args.rounds):
+            run_wrk("direct", up1, [])
+            run_wrk("portico", pt_port, [pt.pid])
+            run_wrk("nginx", ng_port, ng_pids)
+        for _ in range(args.rounds):
+            run_h2load("direct", up_port, [])
+            run_h2load("portico", pt_port, [pt.pid])
+            run_h2load("nginx", ng2_port, ng2_pids)
 
-        print(f"\nProxy benchmark: {c} requests in flight, {args.duration}s per run, one worker each "
-              f"(Portico -w 1, nginx worker_processes 1), upstream nginx returning 13 bytes\n")
+        med = statistics.median
+        print(f"\nProxy benchmark: {c} requests in flight, {args.duration}s per run, {args.rounds} "
+              f"interleaved rounds (medians), one worker each (Portico -w 1, nginx worker_processes 1), "
+              f"upstream nginx returning 13 bytes\n")
         print(f"{'load':<13} {'target':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'CPU us/req':>11} {'RSS MB':>7} {'errors':>6}")
-        for load, name, rps, p50, p99, cpu, rss, errs in rows:
-            print(f"{load:<13} {name:<8} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} "
-                  f"{(f'{cpu:.1f}' if cpu is not None else '-'):>11} "
-                  f"{(f'{rss / 1024:.1f}' if rss else '-'):>7} {errs:>6}")
+        for load in ("http/1.1 wrk", "h2c h2load"):
+            for name in ("direct", "portico", "nginx"):
+                rs = [r for r in rows if r[0] == load and r[1] == name]
+                cpu = None if rs[0][5] is None else med(r[5] for r in rs)
+                rss = rs[-1][6]
+                print(f"{load:<13} {name:<8} {med(r[2] for r in rs):>10.0f} {med(r[3] for r in rs):>8.3f} "
+                      f"{med(r[4] for r in rs):>8.3f} {(f'{cpu:.1f}' if cpu is not None else '-'):>11} "
+                      f"{(f'{rss / 1024:.1f}' if rss else '-'):>7} {sum(r[7] for r in rs):>6}")
         print()
         for load in ("http/1.1 wrk", "h2c h2load"):
-            r = {name: (rps, p99, cpu) for l, name, rps, p50, p99, cpu, rss, e in rows if l == load}
-            pt_, ng_, di = r["portico"], r["nginx"], r["direct"]
-            print(f"{load:<13} portico/nginx: throughput {pt_[0] / ng_[0]:.2f}x, p99 {pt_[1] / ng_[1]:.2f}x, "
-                  f"CPU/req {pt_[2] / ng_[2]:.2f}x;  portico/direct throughput {pt_[0] / di[0]:.2f}x")
+            by = {name: [r for r in rows if r[0] == load and r[1] == name]
+                  for name in ("direct", "portico", "nginx")}
+
+            def ratio(a, b, col):
+                v = [x[col] / y[col] for x, y in zip(by[a], by[b])]
+                return f"{med(v):.2f}x ({min(v):.2f}-{max(v):.2f})"
+            print(f"{load:<13} portico/nginx: throughput {ratio('portico', 'nginx', 2)}, "
+                  f"p99 {ratio('portico', 'nginx', 4)}, CPU/req {ratio('portico', 'nginx', 5)};  "
+                  f"portico/direct throughput {ratio('portico', 'direct', 2)}")
         print(f"idle RSS: portico {idle['portico'] / 1024:.1f} MB, nginx (master+worker) "
               f"{idle['nginx'] / 1024:.1f} MB")
     finally:

@@ -29,6 +29,7 @@ import os
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_SECONDS", "8")))
     ap.add_argument("--backend-threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")),
+                    help="interleaved rounds of every scenario; medians are printed")
     args = ap.parse_args()
     portico = os.path.join(args.build, "bin", "portico")
     bookstore = os.path.join(args.build, "bin", "bookstore-server")
@@ -97,7 +100,7 @@ routes:
         gbody = os.path.join(d, "echo.grpc")
         with open(gbody, "wb") as f:
             f.write(BODY)
-        rows = []
+        runs = {}  # label -> one result tuple per round
 
         def measure(label, cmd, parser, log=None):
             cpu0, bcpu0, box0 = cpu_seconds([pt.pid]), cpu_seconds([bs.pid]), machine_busy()
@@ -112,50 +115,65 @@ routes:
             else:
                 rps, n, errs = parse_h2load(out)
                 p50, p99 = h2load_percentiles(log)
-            busy = "/".join(f"{100 * x / wall:.0f}" for x in (ccpu, cpu, bcpu))
-            rows.append((label, rps, p50, p99, cpu * 1e6 / max(n, 1) if "direct" not in label else None,
-                         bcpu * 1e6 / max(n, 1), errs, busy, 100 * box[0] / max(box[1], 1)))
+            busy = tuple(100 * x / wall for x in (ccpu, cpu, bcpu))
+            runs.setdefault(label, []).append(
+                (rps, p50, p99, cpu * 1e6 / max(n, 1) if "direct" not in label else None,
+                 bcpu * 1e6 / max(n, 1), errs, busy, 100 * box[0] / max(box[1], 1)))
 
         log = os.path.join(d, "h2.log")
         direct = ["h2load", "-c4", "-m8", "-d", gbody, "-H", "content-type: application/grpc",
                   "-H", "te: trailers"]
         direct_url = f"http://127.0.0.1:{bs_port}{ECHO}"
-        subprocess.run(direct + ["-D1", direct_url], capture_output=True)
-        measure("h2c  gRPC Echo direct", direct + [f"-D{args.duration}", "--log-file", log, direct_url],
-                "h2load", log)
-        # the same call passed through Portico as native gRPC: the base of issue 7's CPU ratio
-        subprocess.run(direct + ["-D1", base + ECHO], capture_output=True)
-        measure("h2c  gRPC Echo via Portico", direct + [f"-D{args.duration}", "--log-file", log, base + ECHO],
-                "h2load", log)
+        scenarios = [("h2c  gRPC Echo direct", direct, direct_url, "h2load"),
+                     # the same call passed through Portico as native gRPC: the base of issue 7's CPU ratio
+                     ("h2c  gRPC Echo via Portico", direct, base + ECHO, "h2load")]
         for label, path, post in (("POST /v1/echo", "/v1/echo", True), ("GET /v1/shelves/1", "/v1/shelves/1", False)):
-            url = base + path
             h2 = ["h2load", "-c4", "-m8"] + (["-d", body, "-H", "content-type: application/json"] if post else [])
-            subprocess.run(h2 + ["-D1", url], capture_output=True)
-            measure(f"h2c  {label}", h2 + [f"-D{args.duration}", "--log-file", log, url], "h2load", log)
-            wrk = ["wrk", "-t1", "-c32", f"-d{args.duration}s", "--latency"] + (["-s", lua] if post else [])
-            measure(f"h1.1 {label}", wrk + [url], "wrk")
+            wrk = ["wrk", "-t1", "-c32", "--latency"] + (["-s", lua] if post else [])
+            scenarios += [(f"h2c  {label}", h2, base + path, "h2load"), (f"h1.1 {label}", wrk, base + path, "wrk")]
+        # Rounds interleave the scenarios (the machine drifts by tens of percent over a minute):
+        # the table gives each column's median over the rounds, the ratios are taken inside each
+        # round (same minute) and their median and range are printed.
+        for rnd in range(args.rounds):
+            for label, cmd, url, tool in scenarios:
+                if tool == "wrk":
+                    if rnd == 0:
+                        subprocess.run(cmd + ["-d1s", url], capture_output=True)
+                    measure(label, cmd + [f"-d{args.duration}s", url], "wrk")
+                else:
+                    if rnd == 0:
+                        subprocess.run(cmd + ["-D1", url], capture_output=True)
+                    measure(label, cmd + [f"-D{args.duration}", "--log-file", log, url], "h2load", log)
 
+        med = statistics.median
         print(f"\nREST/JSON -> gRPC transcoding benchmark: Portico -w 1 -> bookstore-server "
               f"({args.backend_threads} thread{'s' if args.backend_threads > 1 else ''}), "
-              f"32 requests in flight, {args.duration}s per run, {os.cpu_count()} cores\n")
-        print(f"{'load':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'Portico CPU us/req':>19} "
+              f"32 requests in flight, {args.duration}s per run, {args.rounds} interleaved rounds "
+              f"(medians), {os.cpu_count()} cores\n")
+        print(f"{'load':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'Portico CPU us/req':>19} "
               f"{'backend CPU us/req':>19} {'errors':>6} {'busy % client/Portico/backend':>30} "
               f"{'machine %':>9}")
-        for label, rps, p50, p99, cpu, bcpu, errs, busy, box in rows:
-            print(f"{label:<24} {rps:>8.0f} {p50:>8.3f} {p99:>8.3f} "
-                  f"{(f'{cpu:.1f}' if cpu is not None else '-'):>19} {bcpu:>19.1f} {errs:>6} "
-                  f"{busy:>30} {box:>9.0f}")
-        post = [r for r in rows if "POST" in r[0]]
-        h2post = [r for r in post if r[0].startswith("h2c")][0]
+        for label, rs in runs.items():
+            cpu = None if rs[0][3] is None else med(r[3] for r in rs)
+            busy = "/".join(f"{med(r[6][i] for r in rs):.0f}" for i in range(3))
+            print(f"{label:<26} {med(r[0] for r in rs):>8.0f} {med(r[1] for r in rs):>8.3f} "
+                  f"{med(r[2] for r in rs):>8.3f} {(f'{cpu:.1f}' if cpu is not None else '-'):>19} "
+                  f"{med(r[4] for r in rs):>19.1f} {sum(r[5] for r in rs):>6} {busy:>30} "
+                  f"{med(r[7] for r in rs):>9.0f}")
+
+        def ratio(num, den, col):
+            v = [a[col] / b[col] for a, b in zip(runs[num], runs[den])]
+            return f"{med(v):.2f}x (rounds {min(v):.2f}-{max(v):.2f})"
         print(f"\ntranscoded h2c POST / the same call made directly (same client, 32 in flight): "
-              f"{h2post[1] / rows[0][1]:.2f}x req/s")
-        native = [r for r in rows if r[0] == "h2c  gRPC Echo via Portico"][0]
+              f"{ratio('h2c  POST /v1/echo', 'h2c  gRPC Echo direct', 0)} req/s (issue 7 aims at >= 0.85)")
         print(f"transcoded h2c POST / the same call passed through as native gRPC: "
-              f"{h2post[4] / native[4]:.2f}x Portico CPU per request (issue 7 aims at <= 1.3)")
-        best = max(post, key=lambda r: r[1])
+              f"{ratio('h2c  POST /v1/echo', 'h2c  gRPC Echo via Portico', 3)} Portico CPU per request "
+              f"(issue 7 aims at <= 1.3)")
+        best = max((lbl for lbl in runs if "POST" in lbl), key=lambda lbl: med(r[0] for r in runs[lbl]))
+        bcpu, brps = med(r[3] for r in runs[best]), med(r[0] for r in runs[best])
         print(f"\nvs grpc-gateway (issue figures: {GRPC_GATEWAY_CPU_US:.0f} us CPU, {GRPC_GATEWAY_RPS:.0f} req/s "
-              f"per transcoded POST): CPU {GRPC_GATEWAY_CPU_US / best[4]:.1f}x less, "
-              f"throughput {best[1] / GRPC_GATEWAY_RPS:.1f}x")
+              f"per transcoded POST): CPU {GRPC_GATEWAY_CPU_US / bcpu:.1f}x less, "
+              f"throughput {brps / GRPC_GATEWAY_RPS:.1f}x")
     finally:
         for p in procs:
             if p.poll() is None:

@@ -7,6 +7,7 @@
  *       max_size: 256m      # the local tier's bytes (per process, all workers)
  *       max_object: 1m      # larger answers pass without being stored
  *       keep_stale: 10m     # how long a stale entry with a validator is kept to revalidate
+ *       stale_if_error: 1h  # how long past freshness an entry answers when the upstream fails
  *       lock_timeout: 5s    # how long concurrent misses wait for the one fetch
  *       name: api           # label in /metrics and in purge answers
  *       redis: { address: 127.0.0.1:6379, prefix: "pc:" }   # optional shared tier
@@ -50,7 +51,7 @@
 #define PASS_MS 1000 /* an uncacheable answer: concurrent requests skip the wait this long */
 
 typedef struct cache_conf {
-    uint64_t ttl_ms, max_size, max_object, keep_stale_ms, lock_timeout_ms;
+    uint64_t ttl_ms, max_size, max_object, keep_stale_ms, lock_timeout_ms, stale_if_error_ms;
     const char *name;
     const pt_redis_target_t *redis;
     cs_store_t *store;
@@ -67,6 +68,7 @@ typedef struct cache_ctx {
     pt_str_t key;            /* primary key */
     pt_str_t client_inm, client_ims; /* the client's conditionals (before ours replaced them) */
     cs_entry_t *stale;       /* the entry being revalidated */
+    cs_entry_t *fallback;    /* a stale entry without validator, kept in case the fetch fails */
     pt_timer_t *timer;       /* coalescing: the next poll */
     uint64_t wait_start;
     unsigned polls;
@@ -107,6 +109,8 @@ static const pt_conf_field_t fields[] = {
     {"max_size", PT_CONF_T_SIZE, offsetof(cache_conf_t, max_size), 4096, 0, false, NULL},
     {"max_object", PT_CONF_T_SIZE, offsetof(cache_conf_t, max_object), 1, 1LL << 31, false, NULL},
     {"keep_stale", PT_CONF_T_DURATION, offsetof(cache_conf_t, keep_stale_ms), 0, 0, false, NULL},
+    {"stale_if_error", PT_CONF_T_DURATION, offsetof(cache_conf_t, stale_if_error_ms), 0, 0, false,
+     NULL},
     {"lock_timeout", PT_CONF_T_DURATION, offsetof(cache_conf_t, lock_timeout_ms), 1, 600000, false,
      NULL},
     {"name", PT_CONF_T_STR, offsetof(cache_conf_t, name), 0, 0, false, NULL},
@@ -300,6 +304,33 @@ static bool usable_fresh(const cache_ctx_t *x, const cs_entry_t *e, int64_t now)
     return x->req_cc.min_fresh < 0 || e->lifetime - age >= x->req_cc.min_fresh;
 }
 
+static void analyze(const pt_header_t *v, size_t cnt, int status, pc_resp_t *r, pt_str_t *vary);
+
+/*
+ * Seconds past freshness an answer with directives `cc` may be used when the
+ * upstream fails (RFC 5861 stale-if-error): its own directive, else the
+ * filter's `stale_if_error`; 0 when it forbids being used stale (no-cache,
+ * must-revalidate, proxy-revalidate, s-maxage: RFC 9111 4.2.4 and 5.2.2.10).
+ */
+static int64_t error_window_s(const cache_conf_t *c, const pc_cc_t *cc)
+{
+    if ((cc->flags & (PC_NO_CACHE | PC_MUST_REVALIDATE | PC_PROXY_REVALIDATE)) || cc->s_maxage >= 0)
+        return 0;
+    return cc->stale_if_error >= 0 ? cc->stale_if_error : (int64_t)(c->stale_if_error_ms / 1000);
+}
+
+/* May `e` answer this request because its fetch failed (a 500, 502, 503 or 504)? */
+static bool error_stale_ok(const cache_ctx_t *x, const cs_entry_t *e, int64_t now)
+{
+    if (x->revalidate || (e->flags & CS_MARKER))
+        return false; /* the client asked for a validated answer */
+    pc_resp_t r;
+    pt_str_t vary;
+    analyze(e->hdrs, e->hdr_cnt, e->status, &r, &vary);
+    int64_t window = error_window_s(x->conf, &r.cc);
+    return window > 0 && cs_entry_age(e, now) - e->lifetime <= window;
+}
+
 /* Sends our conditionals upstream to revalidate `e` (kept in x->stale). */
 static int start_revalidation(cache_ctx_t *x, cs_entry_t *e)
 {
@@ -351,6 +382,10 @@ static pt_fstatus_t decide(cache_ctx_t *x, cs_entry_t *e)
     }
     if (e != NULL && entry_has_validator(e) && x->stale == NULL)
         return start_revalidation(x, e) == 0 ? PT_FILTER_CONTINUE : fail_nomem(x);
+    if (e != NULL && x->fallback == NULL && error_stale_ok(x, e, now)) {
+        x->fallback = e; /* fetched anew, but answers if the fetch fails */
+        e = NULL;
+    }
     cs_entry_unref(e);
     if (x->req_cc.flags & PC_ONLY_IF_CACHED) {
         x->xcache = "MISS";
@@ -609,7 +644,9 @@ static void set_times(const cache_conf_t *c, cs_entry_t *e, const pc_resp_t *r, 
         fresh_ms = 0;
     bool validator = cs_entry_header(e, PT_STR("etag")).base != NULL ||
                      cs_entry_header(e, PT_STR("last-modified")).base != NULL;
-    e->keep_until_ms = resp_ms + fresh_ms + (validator ? (int64_t)c->keep_stale_ms : 0);
+    int64_t keep_ms = validator ? (int64_t)c->keep_stale_ms : 0;
+    int64_t err_ms = error_window_s(c, &r->cc) * 1000;
+    e->keep_until_ms = resp_ms + fresh_ms + (err_ms > keep_ms ? err_ms : keep_ms);
     if (e->keep_until_ms <= resp_ms)
         e->keep_until_ms = resp_ms + 1; /* stored for coalesced waiters only */
 }
@@ -740,6 +777,19 @@ static pt_fstatus_t on_response_headers(const pt_filter_t *f, pt_req_t *req, voi
         return PT_FILTER_CONTINUE;
     int status = pt_req_resp_status(req);
     pt_headers_t *h = pt_req_resp_headers(req);
+    cs_entry_t *old = x->stale != NULL ? x->stale : x->fallback;
+    if (old != NULL && (status == 500 || status == 502 || status == 503 || status == 504) &&
+        error_stale_ok(x, old, wall_ms())) {
+        /* the upstream failed (or Portico could not reach it): the stored answer stands in */
+        if (old == x->stale)
+            x->stale = NULL;
+        else
+            x->fallback = NULL;
+        unlock(x, false);
+        atomic_fetch_add_explicit(&cs_store_stats(x->conf->store)->stale_if_error, 1,
+                                  memory_order_relaxed);
+        return serve(x, old, "STALE-IF-ERROR", wall_ms()) == 0 ? PT_FILTER_RESPOND : fail_nomem(x);
+    }
     if (x->stale != NULL && status == 304) {
         cs_entry_t *e = refreshed(x, x->stale);
         if (e == NULL)
@@ -875,6 +925,8 @@ static void on_log(const pt_filter_t *f, pt_req_t *req, void *ctx)
     unlock(x, false); /* the fetch failed or was cut: the next waiter fetches */
     cs_entry_unref(x->stale);
     x->stale = NULL;
+    cs_entry_unref(x->fallback);
+    x->fallback = NULL;
     if (x->xcache != NULL && strcmp(x->xcache, "MISS") == 0)
         atomic_fetch_add_explicit(&cs_store_stats(x->conf->store)->misses, 1, memory_order_relaxed);
 }
@@ -1090,6 +1142,7 @@ static void write_metrics(void *const *data, size_t n, FILE *out)
         {"coalesced_total", "counter", "Requests answered after waiting for a concurrent fetch"},
         {"redis_hits_total", "counter", "Entries found in the Redis tier"},
         {"redis_errors_total", "counter", "Redis commands that failed (the request went on)"},
+        {"stale_if_error_total", "counter", "Stale answers given because the upstream failed"},
         {"bytes", "gauge", "Bytes held by the local tier"},
         {"entries", "gauge", "Entries held by the local tier"},
     };
@@ -1112,7 +1165,8 @@ static void write_metrics(void *const *data, size_t n, FILE *out)
             case 8: v = (long long)STAT(coalesced); break;
             case 9: v = (long long)STAT(redis_hits); break;
             case 10: v = (long long)STAT(redis_errors); break;
-            case 11: v = (long long)STAT(bytes); break;
+            case 11: v = (long long)STAT(stale_if_error); break;
+            case 12: v = (long long)STAT(bytes); break;
             default: v = (long long)STAT(entries); break;
             }
             fprintf(out, "portico_cache_%s{cache=\"%s\"} %lld\n", fam[k].name, c->name, v);

@@ -10,7 +10,7 @@
 void pc_cc_init(pc_cc_t *cc)
 {
     memset(cc, 0, sizeof(*cc));
-    cc->max_age = cc->s_maxage = cc->max_stale = cc->min_fresh = -1;
+    cc->max_age = cc->s_maxage = cc->max_stale = cc->min_fresh = cc->stale_if_error = -1;
 }
 
 static bool is_tchar(unsigned char c)
@@ -76,6 +76,8 @@ static void directive(pc_cc_t *cc, pt_str_t name, pt_str_t val, bool has_value)
         set_delta(&cc->s_maxage, val, has_value);
     else if (name_is(name, "min-fresh"))
         set_delta(&cc->min_fresh, val, has_value);
+    else if (name_is(name, "stale-if-error"))
+        set_delta(&cc->stale_if_error, val, has_value);
     else if (name_is(name, "max-stale")) {
         if (!has_value) {
             cc->max_stale = PC_DELTA_MAX;

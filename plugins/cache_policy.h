@@ -36,6 +36,8 @@ typedef struct pc_cc {
     int64_t s_maxage;
     int64_t max_stale; /* request: -1 absent; PC_DELTA_MAX for a bare max-stale */
     int64_t min_fresh;
+    int64_t stale_if_error; /* response (RFC 5861): seconds past freshness it may answer when the
+                               upstream fails; -1 absent */
 } pc_cc_t;
 
 void pc_cc_init(pc_cc_t *cc);

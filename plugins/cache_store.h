@@ -52,7 +52,7 @@ struct cs_entry {
 
 typedef struct cs_stats {
     atomic_uint_fast64_t hits, misses, stale, bypass, stores, evictions, purged, too_big,
-        coalesced, redis_hits, redis_errors;
+        coalesced, redis_hits, redis_errors, stale_if_error;
     atomic_int_fast64_t bytes, entries;
 } cs_stats_t;
 

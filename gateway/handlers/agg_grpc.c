@@ -392,6 +392,7 @@ static int grpc_start(pt_agg_call_t *c)
         .md = md,
         .md_cnt = mdn,
         .timeout_ms = pt__agg_call_timeout(c),
+        .send_deadline = true, /* the aggregate's remaining time (docs/configuration.md) */
         .max_message = pt__agg_conf(c)->max_result,
         .msg = k->has_static ? (k->static_len ? k->static_pb : empty)
                              : (g->pb.len ? g->pb.data : empty),

@@ -84,6 +84,7 @@ static const pt_conf_field_t grpc_fields[] = {
     {"default_bindings", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, default_bindings), 0, 0, false,
      NULL},
     {"timeout", PT_CONF_T_DURATION, offsetof(pt_grpc_conf_t, timeout_ms), 1, 0, false, NULL},
+    {"send_deadline", PT_CONF_T_BOOL, offsetof(pt_grpc_conf_t, send_deadline), 0, 0, false, NULL},
     {"metadata", PT_CONF_T_NODE, offsetof(pt_grpc_conf_t, metadata), 0, 0, false, NULL},
     {"header_bindings", PT_CONF_T_STRMAP, offsetof(pt_grpc_conf_t, header_bindings), 0, 0, false,
      NULL},
@@ -1067,6 +1068,7 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
     if (dot != NULL)
         *dot = '/';
     static const uint8_t empty[1];
+    bool send_deadline = false;
     pt_grpc_call_req_t r = {
         .cluster = ctx->base.cluster,
         .arena = req->arena,
@@ -1074,7 +1076,8 @@ static void start_call(rest_ctx_t *ctx, bool unary_req)
         .max_message = ctx->conf->max_message,
         .md = md,
         .md_cnt = md_cnt,
-        .timeout_ms = pt__grpc_deadline_ms(req, ctx->conf),
+        .timeout_ms = pt__grpc_deadline_ms(req, ctx->conf, &send_deadline),
+        .send_deadline = send_deadline,
         .msg = unary_req ? (ctx->pb.len ? ctx->pb.data : empty) : NULL,
         .msg_len = unary_req ? ctx->pb.len : 0,
         .close = unary_req,

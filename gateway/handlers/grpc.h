@@ -72,6 +72,8 @@ typedef struct pt_grpc_conf {
     bool emit_defaults, proto_names, enums_as_ints, ignore_unknown;
     bool default_bindings;             /**< POST /pkg.Svc/Method for unannotated methods */
     uint64_t timeout_ms;               /**< 0: the route's, else the cluster's */
+    bool send_deadline;                /**< grpc-timeout upstream on every call, not only when
+                                            the client sent one (grpc_md.c) */
     const pt_conf_node_t *metadata;    /**< raw `metadata:` map */
     pt_conf_strmap_t header_bindings;  /**< header name -> request field path */
     const char *stream_format;         /**< raw `stream_format:` */
@@ -166,7 +168,11 @@ int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t *
 /**
  * The call deadline of a request: the smaller of the route's timeout (or the
  * cluster's) and the client's `grpc-timeout` header. Milliseconds, never 0.
+ * *send tells whether it goes upstream as `grpc-timeout`: when the client
+ * sent one, or the route says `send_deadline: true`. Otherwise Portico alone
+ * enforces it (the call is reset when it passes): a deadline on every call
+ * costs a gRPC C core backend a timer per call (~5 us, bench/rest_bench.py).
  */
-uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf);
+uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf, bool *send);
 
 #endif /* PT_GATEWAY_HANDLERS_GRPC_H */

@@ -91,7 +91,7 @@ int pt__grpc_request_md(pt_req_t *req, const pt_grpc_conf_t *conf, pt_header_t *
     return 0;
 }
 
-uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf)
+uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf, bool *send)
 {
     uint64_t ms = conf->timeout_ms;
     if (ms == 0 && req->route.route != NULL)
@@ -100,7 +100,9 @@ uint64_t pt__grpc_deadline_ms(const pt_req_t *req, const pt_grpc_conf_t *conf)
         ms = conf->cluster->timeout_ms;
     uint64_t client;
     pt_str_t gt = pt_headers_get(&req->headers, PT_STR("grpc-timeout"));
-    if (gt.base != NULL && pt_grpc_timeout_parse(gt, &client) == 0 && (ms == 0 || client < ms))
+    bool given = gt.base != NULL && pt_grpc_timeout_parse(gt, &client) == 0;
+    if (given && (ms == 0 || client < ms))
         ms = client;
+    *send = given || conf->send_deadline;
     return ms != 0 ? ms : 1;
 }

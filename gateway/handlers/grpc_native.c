@@ -721,16 +721,14 @@ static void start_call(gn_ctx_t *ctx)
         return;
     }
     /* deadline: the route's (or cluster's), or the client's when shorter, less time spent here */
-    uint64_t deadline = pt__grpc_deadline_ms(req, conf);
+    bool send_deadline;
+    uint64_t deadline = pt__grpc_deadline_ms(req, conf, &send_deadline);
     uint64_t spent = (pt_now_ns() - req->start_ns) / 1000000u;
     if (spent >= deadline) {
         send_status(ctx, PT_GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
         return;
     }
     uint64_t left = deadline - spent;
-    uint64_t client_ms;
-    pt_str_t gt = pt_headers_get(&req->headers, PT_STR("grpc-timeout"));
-    bool client_deadline = gt.base != NULL && pt_grpc_timeout_parse(gt, &client_ms) == 0;
 
     pt_headers_t *out = &ctx->up_headers;
     pt_headers_init(out, a);
@@ -777,7 +775,7 @@ static void start_call(gn_ctx_t *ctx)
         rc = pt_headers_add_nocopy(out, PT_STR("content-type"), ct);
     if (rc == 0)
         rc = pt_headers_add_nocopy(out, PT_STR("te"), PT_STR("trailers"));
-    if (rc == 0 && client_deadline)
+    if (rc == 0 && send_deadline)
         rc = pt_headers_add_nocopy(out, PT_STR("grpc-timeout"), timeout_value(a, left));
     if (rc == 0)
         rc = pt_headers_add_nocopy(out, PT_STR("x-forwarded-for"),

@@ -774,8 +774,8 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
      * own deadline (websocket.timeout), shortened by a client grpc-timeout. */
     uint64_t deadline = conf->ws.timeout_ms, client;
     pt_str_t gt = pt_headers_get(&req->headers, PT_STR("grpc-timeout"));
-    if (gt.base != NULL && pt_grpc_timeout_parse(gt, &client) == 0 && client != 0 &&
-        client < deadline)
+    bool given = gt.base != NULL && pt_grpc_timeout_parse(gt, &client) == 0 && client != 0;
+    if (given && client < deadline)
         deadline = client;
     static const uint8_t empty[1];
     pt_grpc_call_req_t r = {
@@ -786,6 +786,7 @@ void pt__grpc_ws_start(pt_req_t *req, const pt_grpc_conf_t *conf)
         .md = md,
         .md_cnt = md_cnt,
         .timeout_ms = deadline,
+        .send_deadline = given || conf->send_deadline,
         .msg = first_now ? (b->pb.len != 0 ? b->pb.data : empty) : NULL,
         .msg_len = first_now ? b->pb.len : 0,
         .close = first_now,

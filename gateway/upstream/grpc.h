@@ -113,6 +113,8 @@ typedef struct pt_grpc_call_req {
     const pt_header_t *md;        /**< request metadata: lowercase keys; `-bin` values raw bytes */
     size_t md_cnt;
     uint64_t timeout_ms;          /**< deadline from now; 0 = the cluster's */
+    bool send_deadline;           /**< also send it upstream as grpc-timeout (else the deadline is
+                                       enforced here only: the call is reset when it passes) */
     uint64_t max_message;         /**< largest response message accepted (0 = 4 MiB) */
     const uint8_t *msg;           /**< first message (copied), or NULL */
     size_t msg_len;

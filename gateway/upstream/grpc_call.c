@@ -470,7 +470,7 @@ static int build_head(pt_grpc_call_t *c, const pt_grpc_call_req_t *r)
     int rc = pt_headers_add_nocopy(h, PT_STR("content-type"), PT_STR("application/grpc"));
     if (rc == 0)
         rc = pt_headers_add_nocopy(h, PT_STR("te"), PT_STR("trailers"));
-    if (rc == 0 && r->timeout_ms != 0)
+    if (rc == 0 && r->send_deadline && r->timeout_ms != 0)
         rc = pt_headers_add_nocopy(h, PT_STR("grpc-timeout"), timeout_value(c->arena, r->timeout_ms));
     for (size_t i = 0; i < r->md_cnt && rc == 0; i++) {
         pt_str_t n = r->md[i].name, v = r->md[i].value;

@@ -491,7 +491,7 @@ static int start_tls(probe_t *p)
     SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
     if (ssl == NULL)
         return -1;
-    if (pt__uptls_set_peer(ssl, e->host, e->verify) != 0) {
+    if (pt__uptls_set_peer(ssl, e->tls_name, e->verify) != 0) {
         SSL_free(ssl);
         return -1;
     }

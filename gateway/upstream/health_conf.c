@@ -11,6 +11,7 @@
 #include "core/confparse.h"
 #include "core/xalloc.h"
 #include "upstream/health_internal.h"
+#include "upstream/tls.h"
 #include "portico/status.h"
 
 /* ---- registry ------------------------------------------------------------------- */
@@ -39,6 +40,7 @@ pt_health_ep_t *pt__health_ep_get(const pt_health_ep_t *want)
         e->path = dup_or_null(want->path);
         e->service = dup_or_null(want->service);
         e->ca_file = dup_or_null(want->ca_file);
+        e->tls_name = dup_or_null(want->tls_name);
         e->port = want->port;
         e->tls = want->tls;
         e->h2 = want->h2;
@@ -75,6 +77,7 @@ void pt__health_ep_release(pt_health_ep_t *e)
     free(e->path);
     free(e->service);
     free(e->ca_file);
+    free(e->tls_name);
     free(e->cluster);
     free(e);
 }
@@ -196,6 +199,9 @@ static pt_health_ep_t *attach(pt_conf_cx_t *cx, const pt_health_conf_t *h, const
     else
         snprintf(auth, sizeof(auth), "%s:%u", ep->host, ep->port);
     want.authority = auth;
+    /* the name calls check (a gRPC cluster's authority host, else the endpoint's) */
+    char tls_name[256];
+    want.tls_name = (char *)pt__uptls_name(cl, ep, tls_name, sizeof(tls_name));
     if (h->type == PT_HEALTH_HTTP) {
         memcpy(want.expect, h->expect, sizeof(want.expect));
         want.expect_cnt = h->expect_cnt;
@@ -209,8 +215,9 @@ static pt_health_ep_t *attach(pt_conf_cx_t *cx, const pt_health_conf_t *h, const
     FILE *f = open_memstream(&key, &klen);
     if (f == NULL)
         abort();
-    fprintf(f, "%s|%s|%s|%d|%s|%s|%s|%s|%s", type_name(want.type), ep->url, want.h2 ? "h2" : "h1",
-            ep->tls && want.verify ? 1 : 0, ep->tls && want.ca_file ? want.ca_file : "", auth,
+    fprintf(f, "%s|%s|%s|%d|%s|%s|%s|%s|%s|%s", type_name(want.type), ep->url, want.h2 ? "h2" : "h1",
+            ep->tls && want.verify ? 1 : 0, ep->tls && want.ca_file ? want.ca_file : "",
+            ep->tls ? want.tls_name : "", auth,
             want.path != NULL ? want.path : "", want.service != NULL ? want.service : "", exp);
     fclose(f);
     want.key = key;

@@ -20,6 +20,7 @@ struct pt_health_ep {
     char *key;
     pt_health_type_t type;
     char *url, *host, *authority, *path, *service, *ca_file;
+    char *tls_name;              /* https: the name the certificate must carry (upstream/tls.h) */
     uint16_t port;
     bool tls, h2, verify;
     struct { uint16_t lo, hi; } expect[PT_HEALTH_MAX_EXPECT];

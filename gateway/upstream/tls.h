@@ -10,8 +10,8 @@
  * name, or an IP address against its IP SANs); a name (not an address) is
  * sent as SNI. Which name: the endpoint's host, except for gRPC clusters with
  * an `authority`, whose host it is (gRPC's rule: the authority names the
- * server, whatever address reaches it). h1.c (tunnels) and health.c check the
- * endpoint's host in every case: they pass it to pt__uptls_set_peer() as is.
+ * server, whatever address reaches it). Health checks (health_conf.c) check the
+ * name calls check; h1.c (WebSocket and tunnels, never gRPC) the endpoint's host.
  */
 #ifndef PT_GATEWAY_UPSTREAM_TLS_H
 #define PT_GATEWAY_UPSTREAM_TLS_H

@@ -40,6 +40,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             srv.requests.append((self.path, dict((k.lower(), v) for k, v in self.headers.items())))
         if "delay" in q:
             time.sleep(int(q["delay"]) / 1000.0)
+        if srv.fail_status < 0:  # closes without answering: Portico's own 502
+            self.close_connection = True
+            return
+        if srv.fail_status:  # the whole upstream failing (stale-if-error tests)
+            self.send_response(srv.fail_status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         status = int(q.get("status", "200"))
         etag = q.get("etag")
         headers = []
@@ -104,6 +112,7 @@ class CacheUpstream(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.hits = {}
         self.revalidations = {}
         self.requests = []
+        self.fail_status = 0  # when set, every answer has this status (-1: no answer at all)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 

@@ -52,7 +52,8 @@ def q(**kw):
 
 class CacheTest(PorticoTestCase):
     workers = 2
-    cache = "{ ttl: 30s, max_size: 8m, max_object: 64k, name: main, lock_timeout: 3s }"
+    cache = ("{ ttl: 30s, max_size: 8m, max_object: 64k, name: main, lock_timeout: 3s, "
+             "stale_if_error: 30s }")
 
     def setUp(self):
         super().setUp()
@@ -231,6 +232,37 @@ routes:
             s, h, b = self.g(path)
             self.assertEqual((s, h["x-cache"], b), (200, "STALE", body))
         self.assertEqual(self.up.revalidations.get(path), 2)
+
+    def test_stale_if_error(self):
+        # RFC 5861: a stale entry answers when its fetch fails (5xx from the upstream, or the
+        # upstream unreachable) within the window the answer (or the filter's stale_if_error) gives
+        ok = "/sie?" + q(cc="max-age=1, stale-if-error=60")            # no validator
+        ev = "/sie?" + q(cc="max-age=1, stale-if-error=60", etag="e1")  # revalidated first
+        cfg = "/sie?" + q(cc="max-age=1")                               # the filter's window (30 s)
+        never = "/sie?" + q(cc="max-age=1, must-revalidate, stale-if-error=60")
+        short = "/sie?" + q(cc="max-age=1, stale-if-error=1")
+        first = {p: self.g(p)[2] for p in (ok, ev, cfg, never, short)}
+        time.sleep(3.2)  # all stale; `short` past its window too (age >= 3 > 1 + 1)
+        self.up.fail_status = 503
+        for p in (ok, ev, cfg):
+            s, h, b = self.g(p)
+            self.assertEqual((s, h["x-cache"], b), (200, "STALE-IF-ERROR", first[p]), p)
+            self.assertGreaterEqual(int(h["age"]), 3)
+        self.assertEqual(self.up.revalidations.get(ev), None)  # the 503 came, not a 304
+        self.assertEqual(self.g(never)[0], 503)  # must-revalidate: never served stale
+        self.assertEqual(self.g(short)[0], 503)  # past its window
+        self.assertEqual(self.g(ok, headers={"Cache-Control": "no-cache"})[0], 503)
+        self.up.fail_status = 0
+        s, h, b = self.g(ok)  # the upstream is back: a fresh answer replaces the entry
+        self.assertEqual((s, h["x-cache"]), (200, "MISS"))
+        self.assertNotEqual(b, first[ok])
+        # the upstream closing without an answer: Portico's own 502 is an error too
+        time.sleep(1.2)
+        self.up.fail_status = -1
+        s, h, b2 = self.g(ok)
+        self.assertEqual((s, h["x-cache"], b2), (200, "STALE-IF-ERROR", b))
+        st, body = admin(self.admin, "GET", "/metrics")
+        self.assertIn('portico_cache_stale_if_error_total{cache="main"} 4', body.decode())
 
     def test_last_modified_revalidation(self):
         path = "/lm?" + q(cc="max-age=0", lm="100")

@@ -55,6 +55,11 @@ static void cc_parsing(void **state)
     cc = cc_of("");
     assert_int_equal(cc.flags, 0);
     assert_int_equal(cc.max_age, -1);
+    assert_int_equal(cc.stale_if_error, -1);
+    cc = cc_of("max-age=60, stale-if-error=\"600\", Stale-If-Error=300");
+    assert_int_equal(cc.stale_if_error, 300); /* RFC 5861; the smallest of two */
+    cc = cc_of("stale-if-error=soon");
+    assert_int_equal(cc.stale_if_error, 0); /* invalid: never */
 }
 
 static void http_dates(void **state)

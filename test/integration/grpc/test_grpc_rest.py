@@ -32,7 +32,8 @@ class FakeBackend:
     """bookstore.v1.Bookstore with raw-bytes handlers:
     Echo answers bytes that are not an EchoResponse (JP-7);
     WatchBooks streams slowly and records when its client cancels;
-    GetShelfCover answers an HttpBody whose content type smuggles a header."""
+    GetShelfCover answers an HttpBody whose content type smuggles a header;
+    CreateShelf answers a Shelf whose theme tells the deadline it was given."""
 
     def __init__(self):
         from concurrent import futures
@@ -44,6 +45,7 @@ class FakeBackend:
             "GetShelf": grpc.unary_unary_rpc_method_handler(self.get_shelf),
             "WatchBooks": grpc.unary_stream_rpc_method_handler(self.watch),
             "GetShelfCover": grpc.unary_unary_rpc_method_handler(self.cover),
+            "CreateShelf": grpc.unary_unary_rpc_method_handler(self.create_shelf),
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("bookstore.v1.Bookstore", handlers),))
@@ -62,6 +64,12 @@ class FakeBackend:
         # HttpBody{content_type: "text/html\r\nx-evil: 1", data: "abc"}
         ct = b"text/html\r\nx-evil: 1"
         return b"\x0a" + bytes([len(ct)]) + ct + b"\x12\x03abc"
+
+    def create_shelf(self, req, ctx):
+        # Shelf{theme: "none"} without a grpc-timeout, else the seconds it left
+        left = ctx.time_remaining()  # grpcio: None or ~2^63 s without a deadline
+        theme = b"none" if left is None or left > 1e6 else b"%.3f" % left
+        return b"\x12" + bytes([len(theme)]) + theme
 
     def watch(self, req, ctx):
         ctx.add_callback(lambda: None if ctx.is_active() else self.cancelled.set())
@@ -122,6 +130,8 @@ routes:
     grpc: {{ cluster: down }}
   - match: {{ host: fake.test }}
     grpc: {{ cluster: fake }}
+  - match: {{ host: fakedl.test }}
+    grpc: {{ cluster: fake, timeout: 3s, send_deadline: true }}
   - match: {{ host: small.test }}
     max_body: 1k
     grpc: {{ cluster: books }}
@@ -327,6 +337,20 @@ class GrpcRestTest(unittest.TestCase):
         self.assertEqual((st, J(body)["code"]), (502, 13))
         st, _, body, _ = curl(*res, base + "/v1/shelves/1")
         self.assertEqual(st, 502)
+
+    def test_deadline_header_upstream(self):
+        # The deadline goes upstream as grpc-timeout when the client sent one (what is left
+        # of it) or the route says send_deadline: true; otherwise Portico enforces it alone.
+        def theme(host, *args):
+            res = "--resolve", "%s:%d:127.0.0.1" % (host, self.port)
+            st, _, body, _ = curl(*res, "-X", "POST", "-d", '{"theme":"t"}', *CT, *args,
+                                  "http://%s:%d/v1/shelves" % (host, self.port))
+            self.assertEqual(st, 200, body)
+            return J(body)["theme"]
+        self.assertEqual(theme("fake.test"), "none")
+        self.assertLess(abs(float(theme("fake.test", "-H", "grpc-timeout: 2S")) - 2.0), 0.5)
+        self.assertLess(abs(float(theme("fakedl.test")) - 3.0), 0.5)
+        self.assertLess(abs(float(theme("fakedl.test", "-H", "grpc-timeout: 1S")) - 1.0), 0.5)
 
     # ---- metadata -------------------------------------------------------------------
 

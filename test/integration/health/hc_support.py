@@ -104,9 +104,10 @@ SERVING, NOT_SERVING = 1, 2
 
 
 class GrpcHealthServer:
-    """grpc.health.v1.Health/Check; `status[service]` answers (default SERVING for '')."""
+    """grpc.health.v1.Health/Check; `status[service]` answers (default SERVING for '').
+    With `tls` = (certificate PEM, key PEM) it serves over TLS."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         import grpc  # python3-grpcio
         self.status = {"": SERVING}
         self.requests = []
@@ -125,7 +126,11 @@ class GrpcHealthServer:
         })
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        if tls is None:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
+        else:
+            creds = grpc.ssl_server_credentials([(tls[1], tls[0])])
+            self.port = self.server.add_secure_port("127.0.0.1:0", creds)
         self.server.start()
 
     def stop(self):

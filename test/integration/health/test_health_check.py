@@ -247,6 +247,59 @@ routes:
         st, body, _ = get(port)
         self.assertEqual((st, body), (200, b"a\n"))
 
+    def test_grpc_https_check_verifies_the_authority_name(self):
+        """A gRPC cluster with an `authority`: its calls check the authority's
+        host against the certificate (gRPC's rule), and so must its health
+        check (it checked the endpoint's address and marked a good server
+        down)."""
+        import tempfile
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        crt, key = os.path.join(d.name, "books.pem"), os.path.join(d.name, "books.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", crt, "-days", "2", "-subj", "/CN=books.test",
+                        "-addext", "subjectAltName=DNS:books.test"], check=True, capture_output=True)
+        with open(crt, "rb") as f, open(key, "rb") as k:
+            g = GrpcHealthServer(tls=(f.read(), k.read()))
+        self.addCleanup(g.stop)
+        port, admin = free_port(), free_port()
+        cfg = f"""
+listeners:
+  - address: 127.0.0.1:{port}
+admin: {{ address: 127.0.0.1:{admin} }}
+clusters:
+  - name: books
+    protocol: grpc
+    endpoints: [ "https://127.0.0.1:{g.port}" ]
+    authority: books.test
+    ca_file: {crt}
+    health_check: {{ interval: 300ms, timeout: 300ms, unhealthy: 1, healthy: 1 }}
+  - name: wrong
+    protocol: grpc
+    endpoints: [ "https://127.0.0.1:{g.port}" ]
+    authority: other.test
+    ca_file: {crt}
+    health_check: {{ interval: 300ms, timeout: 300ms, unhealthy: 1, healthy: 1 }}
+  - name: web
+    endpoints: [ "127.0.0.1:9" ]
+routes:
+  - match: {{ prefix: / }}
+    proxy: {{ cluster: web }}
+"""
+        self.start(cfg, port)
+        wait_port(admin)
+        self.assertIsNotNone(wait_until(lambda: len(g.requests) >= 2, 5))
+
+        def ep(cluster):
+            st, body, _ = get(admin, "/upstreams")
+            self.assertEqual(st, 200)
+            return [c for c in json.loads(body)["clusters"] if c["name"] == cluster][0]["endpoints"][0]
+        self.assertTrue(ep("books")["healthy"], ep("books")["last_error"])
+        self.assertEqual(ep("books")["failures"], 0, ep("books")["last_error"])
+        # the same server checked for a name its certificate does not carry: down
+        self.assertIsNotNone(wait_until(lambda: not ep("wrong")["healthy"], 5))
+        self.assertIn("TLS handshake failed", ep("wrong")["last_error"])
+
 class FailOpenTest(HealthCheckCase):
     def run_all_sick(self, fail_open):
         a, b = self.server("a"), self.server("b")

@@ -25,6 +25,10 @@
 /* Bytes gathered for the client during a run before they go to the codec. */
 #define C_OUT_CAP 8192u
 
+/* The client's queue is asked (pt__resp_blocked) after this many bytes relayed
+ * to it within a delivery, and after every delivery (pt_wsp_up_data). */
+#define C_CHECK_EVERY 16384u
+
 /*
  * A byte queue without per-write allocations: one block, grown by doubling
  * (its size is bounded by the high-water mark plus one chunk and a few
@@ -37,6 +41,8 @@ typedef struct bq {
 
 static void bq_add(bq_t *q, const uint8_t *d, size_t n)
 {
+    if (n == 0)
+        return;
     if (q->off + q->len + n > q->cap) {
         if (q->off != 0) {
             memmove(q->p, q->p + q->off, q->len);
@@ -69,11 +75,12 @@ struct pt_wsp {
     void *ud;
     pt_ws_t *c;                  /* facing the client (server role), attached to req */
     pt_ws_t *u;                  /* facing the upstream (client role) */
-    struct evbuffer *up_in;      /* upstream bytes not yet parsed */
+    bq_t up_in;                  /* upstream bytes not yet parsed */
     const char *feed;            /* on_data's bytes, read in place while up_in is empty */
     size_t feed_len;
     bq_t up_out;                 /* framed bytes for the upstream, not yet pulled */
     size_t c_out_len;            /* framed bytes for the client, gathered during a run */
+    size_t c_unchecked;          /* bytes to the client since pt__resp_blocked was asked */
     bool kick;                   /* up_out grew during a run: wake the upstream at its end */
     bool up_eof;                 /* the upstream connection ended */
     bool up_in_paused;           /* we told the call to stop delivering */
@@ -83,6 +90,7 @@ struct pt_wsp {
     bool resp_ended;             /* the client stream was ended */
     bool dead;                   /* aborted or done: relay nothing */
     bool c_running, c_again, u_running, u_again;
+    bool u_fed_pause;            /* u_raw asked U to pause during pt_ws_feed */
     uint8_t c_out[C_OUT_CAP];
 };
 
@@ -173,7 +181,7 @@ static void run_u(pt_wsp_t *p)
     p->u_running = false;
     run_done(p);
     /* Delivery was paused because up_in was full; it drained. */
-    if (p->up_in_paused && !p->dead && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER &&
+    if (p->up_in_paused && !p->dead && p->up_in.len < PT_WSP_HIGH_WATER &&
         !pt__resp_blocked(p->req)) {
         p->up_in_paused = false;
         p->io->up_resume(p->ud);
@@ -219,7 +227,19 @@ static size_t c_read(void *ud, uint8_t *buf, size_t max, bool *eof)
     pt_wsp_t *p = ud;
     if (p->dead)
         return 0;
-    return pt__req_body_read(p->req, (char *)buf, max, eof);
+    pt_req_t *req = p->req;
+    if (req->body_offer_len == 0 && evbuffer_get_length(req->body) == 0) {
+        /* drained (the endpoint asks once more after each read): what
+         * pt__req_body_read would answer, without its buffer calls */
+        *eof = req->body_out_done;
+        return 0;
+    }
+    size_t n = pt__req_body_read(req, (char *)buf, max, eof);
+    /* a short read is all there is (short_read_drains): the end, if it came
+     * with the last bytes (lent ones report none), is told with them */
+    if (n < max && !*eof && req->body_out_done)
+        *eof = req->body_offer_len == 0 && evbuffer_get_length(req->body) == 0;
+    return n;
 }
 
 static void c_write(void *ud, const uint8_t *data, size_t len)
@@ -227,6 +247,7 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
     pt_wsp_t *p = ud;
     if (p->dead || p->resp_ended)
         return;
+    p->c_unchecked += len;
     if (p->c_out_len + len > sizeof(p->c_out))
         flush_client(p);
     if (len > sizeof(p->c_out)) {
@@ -239,11 +260,17 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
         flush_client(p);
 }
 
-/* The client side is full: what we gathered counts as well. */
+/* The client side is full: what we gathered counts as well. Asked once per
+ * C_CHECK_EVERY bytes (the codec's queue is several calls deep); between two
+ * checks the client side holds at most that much more than
+ * limits.max_response_buffer. */
 static bool client_full(pt_wsp_t *p)
 {
     if (p->c_out_len >= sizeof(p->c_out) / 2)
         flush_client(p);
+    if (p->c_unchecked < C_CHECK_EVERY)
+        return false;
+    p->c_unchecked = 0;
     return !p->dead && pt__resp_blocked(p->req);
 }
 
@@ -267,6 +294,20 @@ static int c_data(void *ud, const uint8_t *data, size_t len)
         return PT_WS_GO;
     pt__req_enter(p->req);
     pt_ws_send_frame_data(p->u, data, len);
+    kick_upstream(p);
+    int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+/* A run of whole client frames, checked and re-masked by C: to the upstream as they are. */
+static int c_raw(void *ud, const uint8_t *frames, size_t len, const pt_ws_raw_t *info)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->u_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_raw(p->u, frames, len, info);
     kick_upstream(p);
     int r = up_full(p) ? PT_WS_PAUSE : PT_WS_GO;
     pt__req_leave(p->req);
@@ -341,20 +382,17 @@ static void c_end(void *ud, pt_ws_end_t why)
 static size_t u_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 {
     pt_wsp_t *p = ud;
-    if (evbuffer_get_length(p->up_in) != 0) {
-        int n = evbuffer_remove(p->up_in, buf, max);
-        if (n > 0)
-            return (size_t)n;
-    }
-    if (p->feed_len != 0) {
-        size_t k = p->feed_len < max ? p->feed_len : max;
-        memcpy(buf, p->feed, k);
+    /* all there is up to max (a short read means drained: short_read_drains) */
+    size_t n = p->up_in.len != 0 ? bq_take(&p->up_in, buf, max) : 0;
+    if (n < max && p->feed_len != 0) {
+        size_t k = p->feed_len < max - n ? p->feed_len : max - n;
+        memcpy(buf + n, p->feed, k);
         p->feed += k;
         p->feed_len -= k;
-        return k;
+        n += k;
     }
-    *eof = p->up_eof;
-    return 0;
+    *eof = p->up_eof && p->up_in.len == 0 && p->feed_len == 0;
+    return n;
 }
 
 static void u_write(void *ud, const uint8_t *data, size_t len)
@@ -385,6 +423,20 @@ static int u_data(void *ud, const uint8_t *data, size_t len)
     pt__req_enter(p->req);
     pt_ws_send_frame_data(p->c, data, len);
     int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    pt__req_leave(p->req);
+    return r;
+}
+
+/* A run of whole upstream frames, checked by U: to the client as they are. */
+static int u_raw(void *ud, const uint8_t *frames, size_t len, const pt_ws_raw_t *info)
+{
+    pt_wsp_t *p = ud;
+    if (p->dead || p->c_ended)
+        return PT_WS_GO;
+    pt__req_enter(p->req);
+    pt_ws_send_raw(p->c, frames, len, info);
+    int r = client_full(p) ? PT_WS_PAUSE : PT_WS_GO;
+    p->u_fed_pause = r == PT_WS_PAUSE;
     pt__req_leave(p->req);
     return r;
 }
@@ -448,6 +500,7 @@ static const pt_ws_cbs_t c_cbs = {
     .on_control = c_control,
     .on_close = c_close,
     .on_end = c_end,
+    .on_raw = c_raw,
 };
 
 static const pt_ws_cbs_t u_cbs = {
@@ -458,6 +511,7 @@ static const pt_ws_cbs_t u_cbs = {
     .on_control = u_control,
     .on_close = u_close,
     .on_end = u_end,
+    .on_raw = u_raw,
 };
 
 static void wsp_dispose(void *data)
@@ -466,7 +520,8 @@ static void wsp_dispose(void *data)
     p->dead = true;
     pt_ws_free(p->u);
     p->u = NULL;
-    evbuffer_free(p->up_in);
+    free(p->up_in.p);
+    p->up_in.p = NULL;
     free(p->up_out.p);
     p->up_out.p = NULL;
 }
@@ -486,6 +541,7 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
         .idle_ms = conf->idle_ms,
         .close_timeout_ms = conf->close_timeout_ms,
         .answer_control = false,
+        .short_read_drains = true, /* c_read and u_read hand over all there is */
     };
     p->c = pt_ws_new(req->worker->base, &o, &c_cbs, p);
     if (pt_ws_req_attach(req, p->c) != 0)
@@ -493,14 +549,8 @@ pt_wsp_t *pt_wsp_open(pt_req_t *req, const pt_wsp_conf_t *conf, const pt_wsp_io_
     o.role = PT_WS_CLIENT;
     o.idle_ms = 0; /* one idle clock per session: the client leg's sees data both ways */
     p->u = pt_ws_new(req->worker->base, &o, &u_cbs, p);
-    p->up_in = evbuffer_new();
-    if (p->up_in == NULL) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
     if (pt_arena_defer(req->arena, wsp_dispose, p) != 0) {
         pt_ws_free(p->u);
-        evbuffer_free(p->up_in);
         p->dead = true;
         return NULL;
     }
@@ -516,9 +566,13 @@ size_t pt_wsp_up_read(pt_wsp_t *p, char *buf, size_t max, bool *eof)
         return 0;
     }
     size_t n = bq_take(&p->up_out, (uint8_t *)buf, max);
-    /* Drained below the mark: the client may be read again. */
-    if (have >= PT_WSP_HIGH_WATER && have - n < PT_WSP_HIGH_WATER && !p->dead)
+    /* Drained below the mark: the client may be read again. What that
+     * framed joins this read (the call takes a short read as all there is). */
+    if (have >= PT_WSP_HIGH_WATER && have - n < PT_WSP_HIGH_WATER && !p->dead) {
         run_c(p);
+        if (n < max && p->up_out.len != 0)
+            n += bq_take(&p->up_out, (uint8_t *)buf + n, max - n);
+    }
     return n;
 }
 
@@ -526,25 +580,39 @@ bool pt_wsp_up_data(pt_wsp_t *p, const char *data, size_t len)
 {
     if (p->dead)
         return false;
-    /* Parsed in place when nothing is pending (the common case: one copy
-     * less); what the parser did not take is kept in up_in. */
-    if (evbuffer_get_length(p->up_in) == 0) {
+    /* Whole frames go to the client straight from the call's buffer when U
+     * has nothing pending (pt_ws_feed); the rest is parsed through the
+     * window as usual, what the parser did not take kept in up_in. */
+    if (p->up_in.len == 0 && !p->u_running && !p->u_ended) {
+        p->u_running = true;
+        p->u_fed_pause = false;
+        size_t k = pt_ws_feed(p->u, (const uint8_t *)data, len);
+        p->u_running = false;
+        data += k;
+        len -= k;
+        if (!p->dead && !p->u_again && (len == 0 || p->u_fed_pause)) {
+            /* all taken, or the client side is full: the rest waits in up_in */
+            bq_add(&p->up_in, (const uint8_t *)data, len);
+            run_done(p);
+            goto check;
+        }
+    }
+    if (p->up_in.len == 0) {
         p->feed = data;
         p->feed_len = len;
-    } else if (evbuffer_add(p->up_in, data, len) != 0) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
+    } else {
+        bq_add(&p->up_in, (const uint8_t *)data, len);
     }
     run_u(p);
-    if (p->feed_len != 0 && !p->dead && evbuffer_add(p->up_in, p->feed, p->feed_len) != 0) {
-        fputs("portico: out of memory\n", stderr);
-        abort();
-    }
+    if (p->feed_len != 0 && !p->dead)
+        bq_add(&p->up_in, (const uint8_t *)p->feed, p->feed_len);
     p->feed = NULL;
     p->feed_len = 0;
+check:
     if (p->dead)
         return false;
-    if (evbuffer_get_length(p->up_in) >= PT_WSP_HIGH_WATER || pt__resp_blocked(p->req)) {
+    p->c_unchecked = 0;
+    if (p->up_in.len >= PT_WSP_HIGH_WATER || pt__resp_blocked(p->req)) {
         p->up_in_paused = true;
         return false;
     }
@@ -572,7 +640,8 @@ void pt_wsp_client_writable(pt_wsp_t *p)
     if (p->dead)
         return;
     run_u(p);
-    if (!p->dead && p->up_in_paused && evbuffer_get_length(p->up_in) < PT_WSP_HIGH_WATER) {
+    if (!p->dead && p->up_in_paused && p->up_in.len < PT_WSP_HIGH_WATER &&
+        !pt__resp_blocked(p->req)) {
         p->up_in_paused = false;
         p->io->up_resume(p->ud);
     }

@@ -8,8 +8,10 @@
  *                                                       <-> up_out / up_in <-> pt_upcall (h1 pipe)
  *
  * Frames keep their boundaries: a frame of N bytes from one side goes out as
- * a frame of N bytes to the other, its payload streamed chunk by chunk as it
- * is read (nothing is buffered whole). Each side's frames are checked by its
+ * a frame of N bytes to the other. A frame that arrived whole in one read is
+ * checked and then passed on as the bytes it came in (ws.h on_raw /
+ * pt_ws_send_raw; a client's frame re-masked with our own key); a longer one
+ * is streamed chunk by chunk as it is read (nothing is buffered whole). Each side's frames are checked by its
  * endpoint (masking, opcodes, UTF-8, control frames, max_message). Pings,
  * pongs and close frames are relayed; Portico adds its own keepalive pings on
  * both legs (their pongs are not relayed).
@@ -17,8 +19,9 @@
  * Backpressure: reading the client stops while more than
  * PT_WSP_HIGH_WATER bytes wait for the upstream socket; reading the
  * upstream stops while the client side is over limits.max_response_buffer
- * (pt__resp_blocked). Per session memory: two 4 KiB parser windows plus
- * those two bounds.
+ * (pt__resp_blocked, asked after each delivery from the upstream and every
+ * 16 KiB within one). Per session memory: two 4 KiB parser windows plus
+ * those two bounds (plus one socket read of the upstream over the second).
  *
  * Ending: a close frame from either side is relayed and so is its answer;
  * the session ends when both legs ended. A side that breaks the protocol

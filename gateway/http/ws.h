@@ -37,7 +37,12 @@
  * beyond the parser's 4 KiB input window. A relay that wants to keep the
  * peer's frame boundaries uses on_frame_start + pt_ws_send_frame_begin();
  * one that thinks in messages uses on_msg_start/data/end and
- * pt_ws_send_msg() or the streamed pt_ws_send_frame_*() calls.
+ * pt_ws_send_msg() or the streamed pt_ws_send_frame_*() calls. A relay
+ * between two legs of opposite roles also sets on_raw: a data frame that
+ * arrived whole in one read and passed every check above (a text frame's
+ * UTF-8 on its unmasked view) is forwarded as the bytes it came in
+ * (pt_ws_send_raw), re-masked with a fresh key in the server role; the
+ * streamed callbacks carry only what does not fit that path.
  *
  * Backpressure: cbs->write() must accept every byte (copy it into the sink).
  * A data callback returns PT_WS_PAUSE when its sink is above its high-water
@@ -73,6 +78,7 @@
 struct event_base;
 
 typedef struct pt_ws pt_ws_t;
+struct pt_ws_raw;
 
 /** The role of Portico on this connection (see the top comment). */
 typedef enum pt_ws_role {
@@ -151,6 +157,15 @@ typedef struct pt_ws_opts {
      * (a relay forwards them to the other side and relays the answers back).
      */
     bool answer_control;
+    /**
+     * true: cbs->read returning fewer bytes than asked means nothing more is
+     * available now (the owner calls pt_ws_on_readable() when more arrives or
+     * the stream ends), so the endpoint does not ask again in vain; such a
+     * read may also report the end of the stream with its last bytes (*eof
+     * with a non-zero return). false: the endpoint reads until a read
+     * returns 0.
+     */
+    bool short_read_drains;
 } pt_ws_opts_t;
 
 typedef struct pt_ws_cbs {
@@ -191,7 +206,31 @@ typedef struct pt_ws_cbs {
      * Called exactly once. Required.
      */
     void (*on_end)(void *ud, pt_ws_end_t why);
+    /**
+     * Verbatim relay (optional; see pt_ws_raw_t): when set, complete data
+     * frames that pass every check are handed over as the bytes that
+     * arrived -- header and payload, several frames in one call when one
+     * read carried them -- instead of on_msg_start / on_frame_start /
+     * on_msg_data / on_msg_end. In the server role each frame's masking key
+     * was replaced by a fresh one from the CSPRNG (payload re-masked in
+     * place), so the bytes are ready for a client-role leg; in the client
+     * role they are unmasked, ready for a server-role leg. Frames that do
+     * not fit this path (split across reads, control frames, anything the
+     * checks refuse) still go through the other callbacks, in order. Pass
+     * the bytes to pt_ws_send_raw() of the other leg (or copy them).
+     */
+    int (*on_raw)(void *ud, const uint8_t *frames, size_t len, const struct pt_ws_raw *info);
 } pt_ws_cbs_t;
+
+/** What a run of frames handed to on_raw carries (for pt_ws_send_raw and counters). */
+typedef struct pt_ws_raw {
+    uint32_t frames;      /* data frames in the run */
+    uint32_t msgs;        /* messages the run completes (frames with FIN) */
+    uint64_t bytes;       /* payload bytes */
+    bool masked;          /* the frames are masked (they came from a client) */
+    bool starts_cont;     /* the first frame continues an open message (CONT) */
+    bool ends_open;       /* the last frame leaves its message open (no FIN) */
+} pt_ws_raw_t;
 
 /**
  * Creates an endpoint. `base` drives its timers (NULL: no timers; keepalive,
@@ -213,6 +252,17 @@ void pt_ws_free(pt_ws_t *ws);
 void pt_ws_on_readable(pt_ws_t *ws);
 
 /**
+ * Verbatim relay without the copy into the parser's window (client role,
+ * on_raw set): when nothing is pending inside the endpoint (no partial frame
+ * or header, not paused), the whole data frames at the front of `data` that
+ * pass every check go to on_raw straight from `data`. Returns how many bytes
+ * were taken (0 when the conditions are not met); the owner hands the rest
+ * through cbs->read as usual and calls pt_ws_on_readable(). `data` is only
+ * read.
+ */
+size_t pt_ws_feed(pt_ws_t *ws, const uint8_t *data, size_t len);
+
+/**
  * Sends a whole data message (`op` TEXT or BINARY) as one frame. Returns 0,
  * PT_ERR_INVALID (bad opcode, a streamed message is in progress, or our close
  * was sent). The bytes are copied into the sink at once.
@@ -230,6 +280,17 @@ int pt_ws_send_msg(pt_ws_t *ws, pt_ws_opcode_t op, const void *data, size_t len)
  */
 int pt_ws_send_frame_begin(pt_ws_t *ws, pt_ws_opcode_t op, uint64_t payload_len, bool fin);
 int pt_ws_send_frame_data(pt_ws_t *ws, const void *data, size_t len);
+
+/**
+ * Verbatim relay: writes a run of complete data frames handed to another
+ * endpoint's on_raw (`info` as given there) as they are. The frames must be
+ * masked exactly when this endpoint is in the client role, and must follow
+ * on what this endpoint sent (a CONT first frame only inside an open
+ * message, and not while a streamed frame is half sent). Counts them as
+ * sent. Returns 0 or PT_ERR_INVALID (nothing sent: out of sequence, wrong
+ * masking, or our close was sent).
+ */
+int pt_ws_send_raw(pt_ws_t *ws, const void *frames, size_t len, const pt_ws_raw_t *info);
 
 /**
  * Sends a ping or pong (`len` <= 125; the payload is copied). While a data

@@ -881,7 +881,11 @@ static bool pull_body(h1_call_t *c)
         if (c->chunked_req)
             out_put(c, "0\r\n\r\n", 5);
         c->body_eof = true;
-    } else if (n == 0) {
+    } else if (n == 0 || (c->tunnel && n < max)) {
+        /* A tunnel's reader hands over all it has (proxy.c: the request's
+         * queue, ws_proxy.c's up_out): a short read means drained, and the
+         * next bytes come with pt_upcall_body_ready. One read per relayed
+         * unit instead of a second, empty one. */
         c->send_paused = true;
     }
     return true;

@@ -2,10 +2,11 @@
  * fuzz_ws.c -- the WebSocket endpoint (gateway/http/ws.c) as a relay, the way
  * handlers/ws_proxy.c joins two legs.
  *
- * Input: byte 0 picks the receiving role, the max_message limit and whether
- * control frames are answered; byte 1 the chunk size the input is read in
- * (short reads split headers and UTF-8 sequences anywhere); the rest is the
- * byte stream from the peer. Endpoint A parses it and relays every frame,
+ * Input: byte 0 picks the receiving role, the max_message limit, whether
+ * control frames are answered, whether the verbatim relay (on_raw +
+ * pt_ws_send_raw, and pt_ws_feed in the client role) is on, and whole 4 KiB reads; byte 1 the chunk size the
+ * input is read in otherwise (short reads split headers and UTF-8 sequences
+ * anywhere); the rest is the byte stream from the peer. Endpoint A parses it and relays every frame,
  * control frame and close to endpoint B (the other leg, the opposite role);
  * B's output is then parsed by C, a fresh endpoint of A's role facing B.
  *
@@ -243,11 +244,59 @@ static void m_done(void *ud, pt_ws_end_t why)
     (void)why;
 }
 
+/* Verbatim runs: the frames are walked here (they passed every check) and
+ * their payloads delivered as on_msg_data / on_msg_end would have. */
+static int m_raw(void *ud, const uint8_t *f, size_t len, const pt_ws_raw_t *info)
+{
+    mine_t *m = ud;
+    size_t i = 0;
+    uint32_t frames = 0, msgs = 0;
+    uint64_t bytes = 0;
+    while (i < len) {
+        if (len - i < 2)
+            abort();
+        bool fin = (f[i] & 0x80) != 0, masked = (f[i + 1] & 0x80) != 0;
+        if (masked != info->masked || (f[i] & 0x70) != 0 || (f[i] & 0x08) != 0)
+            abort(); /* only checked data frames, masked as announced */
+        uint64_t n = f[i + 1] & 0x7f;
+        size_t h = 2;
+        if (n == 126) {
+            n = ((uint64_t)f[i + 2] << 8) | f[i + 3];
+            h = 4;
+        } else if (n == 127) {
+            n = 0;
+            for (size_t k = 2; k < 10; k++)
+                n = (n << 8) | f[i + k];
+            h = 10;
+        }
+        const uint8_t *key = masked ? f + i + h : NULL;
+        h += masked ? 4 : 0;
+        if (h > len - i || n > len - i - h)
+            abort(); /* a run holds whole frames */
+        for (uint64_t k = 0; k < n; k++) {
+            uint8_t c = (uint8_t)(f[i + h + k] ^ (key != NULL ? key[k % 4] : 0));
+            v_add(&m->v, &c, 1);
+        }
+        frames++;
+        bytes += n;
+        if (fin) {
+            msgs++;
+            m->v.msgs++;
+        }
+        i += h + (size_t)n;
+    }
+    if (frames != info->frames || msgs != info->msgs || bytes != info->bytes)
+        abort();
+    return PT_WS_GO;
+}
+
 static const pt_ws_cbs_t m_cbs = {m_read, m_write, NULL, NULL, m_data, m_end, NULL, m_close,
-                                  m_done};
+                                  m_done, NULL};
+static const pt_ws_cbs_t m_raw_cbs = {m_read, m_write, NULL, NULL, m_data, m_end, NULL, m_close,
+                                      m_done, m_raw};
 
 static void differential(pt_ws_role_t role, uint64_t max_message, const uint8_t *in, size_t len,
-                         size_t chunk)
+                         size_t chunk, bool raw)
 {
     verdict_t want = {0};
     src_t s = {in, len, 0, chunk};
@@ -255,9 +304,14 @@ static void differential(pt_ws_role_t role, uint64_t max_message, const uint8_t 
 
     mine_t m = {.s = {in, len, 0, chunk}};
     pt_ws_opts_t o = {.role = role, .max_message = max_message};
-    pt_ws_t *ws = pt_ws_new(NULL, &o, &m_cbs, &m);
-    for (int i = 0; i < 1000 && !pt_ws_ended(ws) && !m.v.closed; i++)
+    pt_ws_t *ws = pt_ws_new(NULL, &o, raw ? &m_raw_cbs : &m_cbs, &m);
+    for (int i = 0; i < 1000 && !pt_ws_ended(ws) && !m.v.closed; i++) {
+        if (raw && role == PT_WS_CLIENT) { /* whole frames in place first (pt_ws_feed) */
+            size_t n = m.s.len - m.s.off < chunk ? m.s.len - m.s.off : chunk;
+            m.s.off += pt_ws_feed(ws, m.s.in + m.s.off, n);
+        }
         pt_ws_on_readable(ws);
+    }
     const pt_ws_stats_t *st = pt_ws_stats(ws);
     uint16_t got = m.v.closed ? 0 : st->close_out;
     /* wslay reports a header only with payload bytes: when the input ends
@@ -358,8 +412,19 @@ static void l_end(void *ud, pt_ws_end_t why)
     l->why = why;
 }
 
+static int l_raw(void *ud, const uint8_t *frames, size_t len, const pt_ws_raw_t *info)
+{
+    leg_t *l = ud;
+    if (l->to != NULL && pt_ws_send_raw(l->to->ws, frames, len, info) != 0 &&
+        !pt_ws_ended(l->to->ws))
+        abort(); /* frames A accepted must be sendable as they are */
+    return PT_WS_GO;
+}
+
 static const pt_ws_cbs_t cbs = {l_read, l_write, NULL, l_frame, l_data, NULL, l_control, l_close,
-                                l_end};
+                                l_end, NULL};
+static const pt_ws_cbs_t raw_cbs = {l_read, l_write, NULL, l_frame, l_data, NULL, l_control,
+                                    l_close, l_end, l_raw};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -370,14 +435,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        .max_message = (data[0] & 2) ? 64 : 0,
                        .answer_control = (data[0] & 4) != 0};
     pt_ws_opts_t ob = {.role = role == PT_WS_SERVER ? PT_WS_CLIENT : PT_WS_SERVER};
-    differential(role, oa.max_message, data + 2, size - 2, (size_t)data[1] % 17 + 1);
-    leg_t a = {.in = data + 2, .in_len = size - 2, .chunk = (size_t)data[1] % 17 + 1};
+    bool raw = (data[0] & 8) != 0;
+    size_t chunk = (data[0] & 16) ? 4096 : (size_t)data[1] % 17 + 1;
+    differential(role, oa.max_message, data + 2, size - 2, chunk, raw);
+    leg_t a = {.in = data + 2, .in_len = size - 2, .chunk = chunk};
     leg_t b = {0};
     a.to = &b;
-    a.ws = pt_ws_new(NULL, &oa, &cbs, &a);
+    a.ws = pt_ws_new(NULL, &oa, raw ? &raw_cbs : &cbs, &a);
     b.ws = pt_ws_new(NULL, &ob, &cbs, &b);
-    for (int i = 0; i < 1000 && a.ends == 0; i++)
+    for (int i = 0; i < 1000 && a.ends == 0; i++) {
+        if (raw && role == PT_WS_CLIENT) {
+            size_t n = a.in_len - a.in_off < chunk ? a.in_len - a.in_off : chunk;
+            a.in_off += pt_ws_feed(a.ws, a.in + a.in_off, n);
+        }
         pt_ws_on_readable(a.ws);
+    }
     if (a.ends != 1)
         abort(); /* the input ended: A must have ended (EOF at the latest) */
 

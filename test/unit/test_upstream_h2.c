@@ -5,7 +5,8 @@
  * scripted python3-h2 backend (test/unit/upstream_h2_backend.py) for
  * trailers, streaming echo, REFUSED_STREAM / GOAWAY retries, resets,
  * Trailers-Only answers, timeouts, SETTINGS_MAX_CONCURRENT_STREAMS and flow
- * control under a paused consumer.
+ * control under a paused consumer, and malformed responses written as raw
+ * frames (test_malformed_responses).
  *
  * The client runs as a worker does: a zeroed pt_worker_t with its own
  * event_base, pt_upstream_worker_init(), the loop turning until on_done.
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include "tmpdir.h"
+#include "portico/arena.h"
 #include "portico/status.h"
 #include "upstream/call.h"
 #include "upstream/h2.h"
@@ -775,6 +777,125 @@ static void test_hostname(void **state)
     tcall_free(&t);
 }
 
+/* Request field names with capitals, short ones and ones of 8 bytes or more (has_upper reads
+ * those eight at a time, the lowered copies share one buffer sized at the first): the call
+ * goes through (nghttp2 lowercases what it sends; our copies feed the HPACK policy). */
+static void test_request_names_lowercased(void **state)
+{
+    (void)state;
+    NEED(PY);
+    tcluster_t c;
+    cluster_init(&c, PT_PROTO_GRPC, false, &PY.port, 1);
+    pt_arena_t *a = pt_arena_new(0, 0);
+    pt_headers_t h;
+    pt_headers_init(&h, a);
+    pt_headers_add_nocopy(&h, PT_STR("X-Up"), PT_STR("1"));
+    pt_headers_add_nocopy(&h, PT_STR("x-lower-then-Upper"), PT_STR("2"));
+    pt_headers_add_nocopy(&h, PT_STR("X-Mixed-Case-Name-Longer-Than-16"), PT_STR("3"));
+    pt_headers_add_nocopy(&h, PT_STR("x-plain"), PT_STR("4"));
+    tcall_t t;
+    tcall_init(&t, &c.cl, "POST", "/count");
+    t.r.headers = &h;
+    start(&t);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.status, 200);
+    tcall_free(&t);
+    pt_arena_destroy(a);
+}
+
+/*
+ * Responses that break HTTP/2's message rules (RFC 9113 8.1-8.3), written by
+ * the backend as raw frames: each is refused the way nghttp2's HTTP checks
+ * refused it (RST_STREAM, the call fails: before the head, or after it when
+ * the fault comes later; an invalid name or value in any field is a fault).
+ * The connection stays usable throughout.
+ */
+typedef struct bad_case {
+    const char *path, *method;
+    int st;             /* 0 or PT_ERR_UPSTREAM */
+    int heads;          /* on_head calls */
+    long body;          /* body bytes delivered, -1: not checked */
+    const char *has;    /* in the head as delivered */
+    const char *lacks;  /* not in it */
+} bad_case_t;
+
+static void test_malformed_responses(void **state)
+{
+    (void)state;
+    NEED(PY);
+    static const bad_case_t cases[] = {
+        {"/bad-upper", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-dup-status", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-no-status", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-pseudo-after", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-unknown-pseudo", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-status-text", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-status-long", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-status-101", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-connection", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-te", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-clen-dup", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-clen-text", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-1xx-data", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-1xx-end", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-1xx-clen", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-clen-short", "POST", PT_ERR_UPSTREAM, 1, 5, NULL, NULL},
+        {"/bad-clen-long", "POST", PT_ERR_UPSTREAM, 1, 0, NULL, NULL},
+        {"/bad-trailer-pseudo", "POST", PT_ERR_UPSTREAM, 1, 2, NULL, NULL},
+        {"/bad-trailer-noend", "POST", PT_ERR_UPSTREAM, 1, 0, NULL, NULL},
+        {"/bad-204-body", "POST", PT_ERR_UPSTREAM, 1, 0, NULL, NULL},
+        {"/bad-head-body", "HEAD", PT_ERR_UPSTREAM, 1, 0, NULL, NULL},
+        {"/bad-name-space", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-name-brace", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-name-empty", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-value-ctl", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-value-lf", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-value-nul", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-value-lead", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-value-trail", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/bad-value-del", "POST", PT_ERR_UPSTREAM, 0, 0, NULL, NULL},
+        {"/ok-values", "POST", 0, 1, 0, "x-ok: v\tw \x80\xff!~\nx-empty: \n", NULL},
+        {"/bad-trailer-value", "POST", PT_ERR_UPSTREAM, 1, 0, NULL, NULL},
+        {"/bad-trailer-upper", "POST", PT_ERR_UPSTREAM, 1, 0, NULL, NULL},
+        {"/ok-204-clen0", "POST", 0, 1, 0, "x-ok: 1\n", "content-length"},
+        {"/ok-1xx", "POST", 0, 1, 2, "content-length: 2\n", "x-info"},
+        {"/ok-head-clen", "HEAD", 0, 1, 0, "content-length: 5\n", NULL},
+    };
+    tcluster_t c;
+    cluster_init(&c, PT_PROTO_GRPC, false, &PY.port, 1);
+    c.cl.retries = 0;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const bad_case_t *k = &cases[i];
+        tcall_t t;
+        tcall_init(&t, &c.cl, k->method, k->path);
+        start(&t);
+        run(&t);
+        print_message("%s: st %d heads %d body %zu (%s)\n", k->path, t.st, t.heads, t.body_len,
+                      t.reason != NULL ? t.reason : "-");
+        assert_int_equal(t.st, k->st);
+        assert_int_equal(t.heads, k->heads);
+        if (k->body >= 0)
+            assert_int_equal(t.body_len, (size_t)k->body);
+        if (k->has != NULL)
+            assert_non_null(strstr(t.head, k->has));
+        if (k->lacks != NULL)
+            assert_null(strstr(t.head, k->lacks));
+        tcall_free(&t);
+    }
+    /* every case ran on the one connection, which still serves */
+    tcall_t t;
+    tcall_init(&t, &c.cl, "POST", "/count");
+    start(&t);
+    run(&t);
+    assert_int_equal(t.st, 0);
+    assert_int_equal(t.status, 200);
+    char num[16] = "";
+    memcpy(num, t.body, t.body_len < sizeof(num) - 1 ? t.body_len : sizeof(num) - 1);
+    assert_true(atoi(num) > (int)(sizeof(cases) / sizeof(cases[0])));
+    tcall_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -791,6 +912,8 @@ int main(void)
         cmocka_unit_test(test_conn_cap_and_pending),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_hostname),
+        cmocka_unit_test(test_malformed_responses),
+        cmocka_unit_test(test_request_names_lowercased),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

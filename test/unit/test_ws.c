@@ -35,6 +35,8 @@ typedef struct peer {
     pt_ws_end_t why;
     bool pause_data;
     size_t read_cap; /* p_read returns at most this much (0: all there is) */
+    struct peer *relay;          /* relay_cbs: the other leg every frame goes to */
+    int raw_runs, raw_frames;
 } peer_t;
 
 static size_t p_read(void *ud, uint8_t *buf, size_t max, bool *eof)
@@ -124,7 +126,7 @@ static void p_end(void *ud, pt_ws_end_t why)
 }
 
 static const pt_ws_cbs_t cbs = {p_read, p_write, p_start, p_frame, p_data, p_end_msg,
-                                p_control, p_close, p_end};
+                                p_control, p_close, p_end, NULL};
 
 static peer_t *peer_new(pt_ws_role_t role, uint64_t max_message, bool answer)
 {
@@ -187,6 +189,90 @@ static int raw_close_code(const peer_t *p)
         i += h + n;
     }
     return -1;
+}
+
+/* ---- a relay leg (as handlers/ws_proxy.c): frames to `relay`, verbatim when whole ---- */
+
+static int r_frame(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
+{
+    peer_t *p = ud;
+    p->frames++;
+    pt_ws_send_frame_begin(p->relay->ws, op, len, fin);
+    return PT_WS_GO;
+}
+
+static int r_data(void *ud, const uint8_t *d, size_t n)
+{
+    pt_ws_send_frame_data(((peer_t *)ud)->relay->ws, d, n);
+    return PT_WS_GO;
+}
+
+static int r_control(void *ud, pt_ws_opcode_t op, const uint8_t *d, size_t n)
+{
+    pt_ws_send_control(((peer_t *)ud)->relay->ws, op, d, n);
+    return PT_WS_GO;
+}
+
+static int r_raw(void *ud, const uint8_t *frames, size_t len, const pt_ws_raw_t *info)
+{
+    peer_t *p = ud;
+    p->raw_runs++;
+    p->raw_frames += (int)info->frames;
+    assert_int_equal(pt_ws_send_raw(p->relay->ws, frames, len, info), 0);
+    return p->pause_data ? PT_WS_PAUSE : PT_WS_GO;
+}
+
+static const pt_ws_cbs_t relay_cbs = {p_read, p_write, NULL, r_frame, r_data, NULL,
+                                      r_control, p_close, p_end, r_raw};
+
+/* A (server role, facing a client, verbatim relay on) -> B (client role): B's output in B->raw. */
+static void relay_pair(peer_t **a, peer_t **b, uint64_t max)
+{
+    *a = calloc(1, sizeof(**a));
+    pt_ws_opts_t o = {.role = PT_WS_SERVER, .max_message = max};
+    (*a)->ws = pt_ws_new(NULL, &o, &relay_cbs, *a);
+    *b = peer_new(PT_WS_CLIENT, 0, false);
+    (*a)->relay = *b;
+}
+
+/* What a client-role leg wrote: data frames decoded (unmasked) into `msg`, complete
+ * messages counted, every frame's masking key checked against the test's key. */
+typedef struct walked {
+    int frames, fin_frames, closes;
+    size_t len;
+    uint8_t payload[8192];
+    bool fresh_keys;          /* no frame kept put_frame's key {1,2,3,4} */
+} walked_t;
+
+static void walk(const uint8_t *b, size_t n, walked_t *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->fresh_keys = true;
+    for (size_t i = 0; i + 2 <= n;) {
+        int op = b[i] & 0xf;
+        bool fin = (b[i] & 0x80) != 0, masked = (b[i + 1] & 0x80) != 0;
+        size_t len = b[i + 1] & 0x7f, h = 2;
+        if (len == 126) {
+            len = ((size_t)b[i + 2] << 8) | b[i + 3];
+            h = 4;
+        }
+        assert_true(masked);
+        const uint8_t *key = b + i + h;
+        if (key[0] == 1 && key[1] == 2 && key[2] == 3 && key[3] == 4)
+            w->fresh_keys = false;
+        h += 4;
+        if (i + h + len > n)
+            break; /* a frame cut short (the relay stopped in its middle) */
+        w->frames++;
+        if (op == 8)
+            w->closes++;
+        if (op < 8) {
+            w->fin_frames += fin;
+            for (size_t k = 0; k < len; k++)
+                w->payload[w->len++] = b[i + h + k] ^ key[k % 4];
+        }
+        i += h + len;
+    }
 }
 
 /* ---- tests ---- */
@@ -443,6 +529,222 @@ static void test_free_from_callback(void **state)
     free(p);
 }
 
+/* Whole frames in one read go to the other leg verbatim, in one run, re-masked. */
+static void test_raw_relay(void **state)
+{
+    (void)state;
+    peer_t *a, *b;
+    relay_pair(&a, &b, 0);
+    put_frame(a, 0x82, "bin", 3, true);
+    put_frame(a, 0x01, "gr\xc3", 3, true);          /* text, fragmented inside a sequence */
+    put_frame(a, 0x80, "\xbc\xc3\x9f" "e", 4, true); /* ... completed here */
+    uint8_t big[300];
+    memset(big, 'q', sizeof(big));
+    put_frame(a, 0x82, big, sizeof(big), true);
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->raw_runs, 1);
+    assert_int_equal(a->raw_frames, 4);
+    assert_int_equal(a->frames, 0); /* nothing went the streamed way */
+    walked_t w;
+    walk(b->raw, b->raw_len, &w);
+    assert_int_equal(w.frames, 4);
+    assert_int_equal(w.fin_frames, 3);
+    assert_true(w.fresh_keys);
+    assert_int_equal(w.len, 3 + 7 + sizeof(big));
+    assert_memory_equal(w.payload, "bingr\xc3\xbc\xc3\x9f" "e", 10);
+    const pt_ws_stats_t *sa = pt_ws_stats(a->ws), *sb = pt_ws_stats(b->ws);
+    assert_int_equal(sa->msgs_in, 3);
+    assert_int_equal(sa->frames_in, 4);
+    assert_int_equal(sa->bytes_in, 310);
+    assert_int_equal(sb->msgs_out, 3);
+    assert_int_equal(sb->frames_out, 4);
+    assert_int_equal(sb->bytes_out, 310);
+    /* a ping between whole frames: the runs around it stay verbatim, the ping is relayed */
+    b->raw_len = 0;
+    put_frame(a, 0x81, "x", 1, true);
+    put_frame(a, 0x89, "p", 1, true);
+    put_frame(a, 0x81, "y", 1, true);
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->raw_runs, 3);
+    walk(b->raw, b->raw_len, &w);
+    assert_int_equal(w.frames, 3);
+    assert_int_equal(w.fin_frames, 2);
+    assert_int_equal(w.len, 2); /* data payloads; the ping's is not counted */
+    assert_memory_equal(w.payload, "xy", 2);
+    /* the relayed bytes are valid for a server: one reads them back */
+    peer_t *s = peer_new(PT_WS_SERVER, 0, false);
+    memcpy(s->in, b->raw, b->raw_len);
+    s->in_len = b->raw_len;
+    pt_ws_on_readable(s->ws);
+    assert_int_equal(s->msgs, 2);
+    assert_int_equal(s->controls, 1);
+    assert_int_equal(s->ends, 0);
+    peer_free(s);
+    peer_free(a);
+    peer_free(b);
+}
+
+/* A masked text message whose second half, read later, breaks UTF-8: 1007, and the
+ * upstream leg never receives it complete (neither by the verbatim nor the streamed way). */
+static void test_raw_utf8_split_across_reads(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"ok \xc3\x28 no", "ok \xe2\x98"};
+    for (int fragmented = 0; fragmented < 2; fragmented++) {
+        for (size_t k = 0; k < 2; k++) {
+            peer_t *a, *b;
+            relay_pair(&a, &b, 0);
+            if (fragmented) {
+                /* frame 1 whole in the first read (verbatim), frame 2 split */
+                put_frame(a, 0x01, "hello ", 6, true);
+                put_frame(a, 0x80, bad[k], strlen(bad[k]), true);
+                a->read_cap = 6 + 6 + 6 + 4; /* the first frame, the second's header + 4 bytes */
+            } else {
+                put_frame(a, 0x81, bad[k], strlen(bad[k]), true);
+                a->read_cap = 6 + 4;
+            }
+            for (int i = 0; i < 10 && a->ends == 0; i++)
+                pt_ws_on_readable(a->ws);
+            assert_int_equal(a->ends, 1);
+            assert_int_equal(a->why, PT_WS_END_PROTOCOL);
+            assert_int_equal(raw_close_code(a), 1007);
+            walked_t w;
+            walk(b->raw, b->raw_len, &w);
+            assert_int_equal(w.fin_frames, 0);
+            assert_int_equal(pt_ws_stats(b->ws)->msgs_out, 0);
+            peer_free(a);
+            peer_free(b);
+        }
+    }
+    /* the same in one read: the verbatim path refuses the frame, the upstream gets nothing of it */
+    for (size_t k = 0; k < 2; k++) {
+        peer_t *a, *b;
+        relay_pair(&a, &b, 0);
+        put_frame(a, 0x01, "hello ", 6, true);
+        put_frame(a, 0x80, bad[k], strlen(bad[k]), true);
+        pt_ws_on_readable(a->ws);
+        assert_int_equal(raw_close_code(a), 1007);
+        walked_t w;
+        walk(b->raw, b->raw_len, &w);
+        assert_int_equal(w.fin_frames, 0);
+        assert_int_equal(w.len, 6); /* the first frame only */
+        peer_free(a);
+        peer_free(b);
+    }
+}
+
+/* Over max_message: 1009 before any byte of the offending frame is relayed. */
+static void test_raw_too_big_relays_nothing(void **state)
+{
+    (void)state;
+    peer_t *a, *b;
+    relay_pair(&a, &b, 10);
+    put_frame(a, 0x82, "0123456789abcdef", 16, true);
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->why, PT_WS_END_TOO_BIG);
+    assert_int_equal(raw_close_code(a), 1009);
+    assert_int_equal(b->raw_len, 0);
+    peer_free(a);
+    peer_free(b);
+    /* counted across frames: the first (verbatim) fits, the second does not */
+    relay_pair(&a, &b, 10);
+    put_frame(a, 0x02, "012345", 6, true);
+    put_frame(a, 0x80, "6789a", 5, true);
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->why, PT_WS_END_TOO_BIG);
+    walked_t w;
+    walk(b->raw, b->raw_len, &w);
+    assert_int_equal(w.frames, 1);
+    assert_int_equal(w.fin_frames, 0);
+    assert_int_equal(w.len, 6);
+    peer_free(a);
+    peer_free(b);
+}
+
+/* The upstream leg (client role) takes whole frames in place (pt_ws_feed); the rest
+ * goes through the window; anything a check refuses is left to the general path. */
+static void test_feed_in_place(void **state)
+{
+    (void)state;
+    peer_t *a = calloc(1, sizeof(*a));
+    pt_ws_opts_t o = {.role = PT_WS_CLIENT, .max_message = 100};
+    a->ws = pt_ws_new(NULL, &o, &relay_cbs, a);
+    peer_t *b = peer_new(PT_WS_SERVER, 0, false);
+    a->relay = b;
+    peer_t *src = peer_new(PT_WS_SERVER, 0, false); /* a scratch buffer for frames */
+    put_frame(src, 0x01, "ab", 2, false);
+    put_frame(src, 0x80, "cd", 2, false);
+    size_t two = src->in_len;
+    put_frame(src, 0x82, "0123456789", 10, false);
+    /* whole frames taken, the third cut short: left to the caller */
+    assert_int_equal(pt_ws_feed(a->ws, src->in, two + 5), two);
+    assert_int_equal(a->raw_runs, 1);
+    assert_int_equal(a->raw_frames, 2);
+    assert_int_equal(b->raw_len, two); /* unmasked frames pass unchanged */
+    assert_memory_equal(b->raw, src->in, two);
+    memcpy(a->in, src->in + two, 5);
+    a->in_len = 5;
+    pt_ws_on_readable(a->ws); /* half a frame inside: the next feed must wait */
+    assert_int_equal(pt_ws_feed(a->ws, src->in + two + 5, src->in_len - two - 5), 0);
+    memcpy(a->in + a->in_len, src->in + two + 5, src->in_len - two - 5);
+    a->in_len = src->in_len - two;
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->frames, 1); /* the split frame went the streamed way */
+    assert_int_equal(pt_ws_stats(a->ws)->msgs_in, 2);
+    assert_int_equal(pt_ws_stats(b->ws)->msgs_out, 2);
+    /* refused by a check: nothing taken, the general path closes with the code */
+    src->in_len = 0;
+    put_frame(src, 0x81, "\xc3\x28", 2, false);
+    assert_int_equal(pt_ws_feed(a->ws, src->in, src->in_len), 0);
+    src->in_len = 0;
+    put_frame(src, 0x82, "x", 1, true); /* masked from a server */
+    assert_int_equal(pt_ws_feed(a->ws, src->in, src->in_len), 0);
+    src->in_len = 0;
+    uint8_t big[101] = {0};
+    put_frame(src, 0x82, big, sizeof(big), false); /* over max_message */
+    assert_int_equal(pt_ws_feed(a->ws, src->in, src->in_len), 0);
+    memcpy(a->in + a->in_len, src->in, src->in_len);
+    a->in_len += src->in_len;
+    size_t before = b->raw_len;
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(a->why, PT_WS_END_TOO_BIG);
+    assert_int_equal(pt_ws_stats(a->ws)->close_out, 1009);
+    assert_int_equal(b->raw_len, before);
+    /* the server role never feeds in place (its frames are re-masked in the window) */
+    peer_t *s2 = peer_new(PT_WS_SERVER, 0, false);
+    assert_int_equal(pt_ws_feed(s2->ws, src->in, src->in_len), 0);
+    peer_free(s2);
+    peer_free(src);
+    peer_free(a);
+    peer_free(b);
+}
+
+/* pt_ws_send_raw refuses what does not follow on the leg's state. */
+static void test_send_raw_checks(void **state)
+{
+    (void)state;
+    peer_t *c = peer_new(PT_WS_CLIENT, 0, false), *s = peer_new(PT_WS_SERVER, 0, false);
+    static const uint8_t masked[] = {0x82, 0x81, 1, 2, 3, 4, 'x' ^ 1};
+    static const uint8_t plain[] = {0x82, 0x01, 'x'};
+    pt_ws_raw_t mi = {.frames = 1, .msgs = 1, .bytes = 1, .masked = true};
+    pt_ws_raw_t pi = {.frames = 1, .msgs = 1, .bytes = 1, .masked = false};
+    assert_int_equal(pt_ws_send_raw(c->ws, plain, sizeof(plain), &pi), PT_ERR_INVALID);
+    assert_int_equal(pt_ws_send_raw(s->ws, masked, sizeof(masked), &mi), PT_ERR_INVALID);
+    pt_ws_raw_t cont = pi;
+    cont.starts_cont = true;
+    assert_int_equal(pt_ws_send_raw(s->ws, plain, sizeof(plain), &cont), PT_ERR_INVALID);
+    assert_int_equal(pt_ws_send_frame_begin(s->ws, PT_WS_OP_BINARY, 2, true), 0);
+    assert_int_equal(pt_ws_send_raw(s->ws, plain, sizeof(plain), &pi), PT_ERR_INVALID); /* half sent */
+    assert_int_equal(pt_ws_send_frame_data(s->ws, "ab", 2), 0);
+    assert_int_equal(pt_ws_send_raw(s->ws, plain, sizeof(plain), &pi), 0);
+    assert_int_equal(pt_ws_send_raw(c->ws, masked, sizeof(masked), &mi), 0);
+    assert_int_equal(pt_ws_stats(s->ws)->msgs_out, 2);
+    assert_int_equal(pt_ws_close(s->ws, 1000, NULL, 0), 0);
+    assert_int_equal(pt_ws_send_raw(s->ws, plain, sizeof(plain), &pi), PT_ERR_INVALID);
+    peer_free(c);
+    peer_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +757,11 @@ int main(void)
         cmocka_unit_test(test_pause_and_resume),
         cmocka_unit_test(test_eof_without_close),
         cmocka_unit_test(test_free_from_callback),
+        cmocka_unit_test(test_raw_relay),
+        cmocka_unit_test(test_raw_utf8_split_across_reads),
+        cmocka_unit_test(test_raw_too_big_relays_nothing),
+        cmocka_unit_test(test_send_raw_checks),
+        cmocka_unit_test(test_feed_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

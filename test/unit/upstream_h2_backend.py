@@ -14,6 +14,8 @@ Behaviour by :path (a gRPC-shaped "/pkg.Svc/NAME" acts as "/NAME"; every respons
   /slow           never answers
   /hold           answers "held" after 300 ms
   /count          200, body = number of streams this connection served so far
+  /bad-NAME       a malformed (or odd but allowed) response written as raw frames,
+                  past python3-h2's checks: see BAD below
 Whatever the path, a request header `x-status: V` gets a head (200,
 application/grpc), no message, and trailers grpc-status: V (any text, so
 odd values like -1 or 99 can be sent); `x-status-only: V` gets the same
@@ -26,6 +28,8 @@ import sys
 import threading
 import time
 
+import hpack
+
 import h2.config
 import h2.connection
 import h2.errors
@@ -36,6 +40,68 @@ MAX_STREAMS = int(sys.argv[2]) if len(sys.argv) > 2 else 100
 seen = {}
 seen_lock = threading.Lock()
 conn_no = [0]
+
+
+# Raw responses: (blocks), each block ("h", fields, end_stream) or ("d", bytes, end_stream).
+# Header fields go out as literals never indexed, so the client's HPACK table is untouched.
+OK_HEAD = [(":status", "200"), ("content-type", "application/grpc")]
+BAD = {
+    "/bad-upper": [("h", OK_HEAD + [("X-Upper", "1")], True)],
+    "/bad-dup-status": [("h", [(":status", "200"), (":status", "200")], True)],
+    "/bad-no-status": [("h", [("content-type", "application/grpc")], True)],
+    "/bad-pseudo-after": [("h", [("content-type", "application/grpc"), (":status", "200")], True)],
+    "/bad-unknown-pseudo": [("h", OK_HEAD + [(":path", "/x")], True)],
+    "/bad-status-text": [("h", [(":status", "2x0")], True)],
+    "/bad-status-long": [("h", [(":status", "2000")], True)],
+    "/bad-status-101": [("h", [(":status", "101")], True)],
+    "/bad-connection": [("h", OK_HEAD + [("connection", "close")], True)],
+    "/bad-te": [("h", OK_HEAD + [("te", "gzip")], True)],
+    "/bad-clen-dup": [("h", OK_HEAD + [("content-length", "1"), ("content-length", "1")], False),
+                      ("d", b"x", True)],
+    "/bad-clen-text": [("h", OK_HEAD + [("content-length", "1x")], False), ("d", b"x", True)],
+    "/bad-1xx-data": [("h", [(":status", "100")], False), ("d", b"x", True)],
+    "/bad-1xx-end": [("h", [(":status", "103")], True)],
+    "/bad-1xx-clen": [("h", [(":status", "100"), ("content-length", "0")], False),
+                      ("h", OK_HEAD, True)],
+    "/bad-clen-short": [("h", OK_HEAD + [("content-length", "10")], False), ("d", b"hello", True)],
+    "/bad-clen-long": [("h", OK_HEAD + [("content-length", "2")], False), ("d", b"hello", True)],
+    "/bad-trailer-pseudo": [("h", OK_HEAD, False), ("d", b"ok", False),
+                            ("h", [(":status", "200"), ("grpc-status", "0")], True)],
+    "/bad-trailer-noend": [("h", OK_HEAD, False), ("h", [("grpc-status", "0")], False)],
+    "/bad-204-body": [("h", [(":status", "204")], False), ("d", b"x", True)],
+    "/bad-head-body": [("h", OK_HEAD + [("content-length", "5")], False), ("d", b"hello", True)],
+    "/bad-name-space": [("h", OK_HEAD + [("x y", "1"), ("x-ok", "1")], True)],
+    "/bad-name-brace": [("h", OK_HEAD + [("x{", "1"), ("x-ok", "1")], True)],
+    "/bad-name-empty": [("h", OK_HEAD + [("", "1"), ("x-ok", "1")], True)],
+    "/bad-value-ctl": [("h", OK_HEAD + [("x-ctl", "a\x01b"), ("x-ok", "1")], True)],
+    "/bad-value-lf": [("h", OK_HEAD + [("x-lf", "a\nb"), ("x-ok", "1")], True)],
+    "/bad-value-nul": [("h", OK_HEAD + [("x-nul", "a\x00b"), ("x-ok", "1")], True)],
+    "/bad-value-lead": [("h", OK_HEAD + [("x-sp", " lead"), ("x-ok", "1")], True)],
+    "/bad-value-trail": [("h", OK_HEAD + [("x-tab", "trail\t"), ("x-ok", "1")], True)],
+    "/bad-value-del": [("h", OK_HEAD + [("x-del", "a\x7fb"), ("x-ok", "1")], True)],
+    "/ok-values": [("h", OK_HEAD + [("x-ok", "v\tw \x80\xff!~"), ("x-empty", "")], True)],
+    "/bad-trailer-value": [("h", OK_HEAD, False), ("h", [("grpc-status", "0"), ("x-lf", "a\rb")], True)],
+    "/bad-trailer-upper": [("h", OK_HEAD, False), ("h", [("grpc-status", "0"), ("X-Up", "1")], True)],
+    "/ok-204-clen0": [("h", [(":status", "204"), ("content-length", "0"), ("x-ok", "1")], True)],
+    "/ok-1xx": [("h", [(":status", "100"), ("x-info", "1")], False),
+                ("h", OK_HEAD + [("content-length", "2")], False), ("d", b"ok", False),
+                ("h", [("grpc-status", "0")], True)],
+    "/ok-head-clen": [("h", OK_HEAD + [("content-length", "5")], True)],
+}
+
+
+def raw_frames(sid, blocks):
+    out = b""
+    for kind, what, end in blocks:
+        if kind == "h":
+            fields = [hpack.NeverIndexedHeaderTuple(n.encode("latin-1"), v.encode("latin-1"))
+                      for n, v in what]
+            payload, ftype, flags = hpack.Encoder().encode(fields, huffman=False), 1, 4
+        else:
+            payload, ftype, flags = what, 0, 0
+        flags |= 1 if end else 0
+        out += len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+    return out
 
 
 def first_time(key):
@@ -133,6 +199,9 @@ class Conn:
         elif path == "/trailers-only":
             self.h2.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc"),
                                        ("grpc-status", "5"), ("grpc-message", "nope")], end_stream=True)
+        elif path in BAD:
+            self.flush()  # what h2 queued goes first; then the frames it would refuse to make
+            self.sock.sendall(raw_frames(sid, BAD[path]))
         elif path == "/slow":
             pass
         elif path == "/hold":

@@ -60,6 +60,17 @@ static bool put(rq_t *r, int rc)
 }
 
 /* "<" / "</" + prefix:name; registers the namespace */
+/* "ns" and the prefix number k (1..MAX_NS) without printf. */
+static int put_ns_prefix(pt_xbuf_t *out, size_t k)
+{
+    char p[8] = {'n', 's'};
+    size_t n = 2;
+    if (k >= 10)
+        p[n++] = (char)('0' + k / 10);
+    p[n++] = (char)('0' + k % 10);
+    return pt_xbuf_append(out, p, n);
+}
+
 static bool put_name(rq_t *r, const char *ns, const char *name)
 {
     if (ns[0] != '\0') {
@@ -71,9 +82,7 @@ static bool put_name(rq_t *r, const char *ns, const char *name)
                 return put(r, PT_XERR_LIMIT);
             r->nss[r->ns_cnt++] = ns;
         }
-        char p[16];
-        snprintf(p, sizeof(p), "ns%zu:", i + 1);
-        if (!put(r, pt_xbuf_puts(r->out, p)))
+        if (!put(r, put_ns_prefix(r->out, i + 1)) || !put(r, pt_xbuf_putc(r->out, ':')))
             return false;
     }
     return put(r, pt_xbuf_puts(r->out, name));
@@ -536,9 +545,8 @@ int pt_soap_build_request(const pt_soap_op_t *op, const char *json, size_t len,
         if (w == 0 && r.xsi_used)
             w = pt_xbuf_puts(out, " xmlns:xsi=\"" PT_XSI_NS "\"");
         for (size_t i = 0; i < r.ns_cnt && w == 0; i++) {
-            char d[32];
-            snprintf(d, sizeof(d), " xmlns:ns%zu=\"", i + 1);
-            if ((w = pt_xbuf_puts(out, d)) == 0 &&
+            if ((w = pt_xbuf_puts(out, " xmlns:")) == 0 && (w = put_ns_prefix(out, i + 1)) == 0 &&
+                (w = pt_xbuf_puts(out, "=\"")) == 0 &&
                 (w = pt__put_xml_text(out, r.nss[i], strlen(r.nss[i]), true)) == 0)
                 w = pt_xbuf_putc(out, '"');
         }

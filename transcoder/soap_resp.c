@@ -56,6 +56,10 @@ struct pt_soap_resp {
     uint8_t tmode;     /* 0 none yet, 1 a span of raw, 2 in text */
     frame_t *fr;
     unsigned nfr, cap_fr;
+    /* ns_is()'s memo: the URI at mu (from the tokenizer, at its namespace
+     * epoch mep) equals the schema namespace string mns */
+    const char *mu, *mns;
+    uint64_t mep;
     unsigned cdepth; /* complex values open (the tree walk's depth) */
     bool slow, body_seen, done;
     bool nomem;     /* the copy of the input could not be kept */
@@ -604,6 +608,23 @@ static void stream_value(pt_soap_resp_t *r, const pt_xelem_t *e, const pt__xt_at
     }
 }
 
+/* The schema namespace ns[0..nsl) equals the event's URI: compared once,
+ * then known by the pointers while the tokenizer makes no new binding
+ * (xml_tok.h, pt__xt_ns_epoch). Fields of one schema share the ns pointer. */
+static inline bool ns_is(pt_soap_resp_t *r, const char *ns, size_t nsl, const char *uri,
+                         size_t ulen)
+{
+    if (nsl != ulen)
+        return false;
+    uint64_t ep = pt__xt_ns_epoch(r->xt);
+    if (uri == r->mu && ns == r->mns && ep == r->mep)
+        return true;
+    if (!pt__same(ns, uri, ulen))
+        return false;
+    r->mu = uri, r->mns = ns, r->mep = ep;
+    return true;
+}
+
 /* The field of child element {uri}local of the complex value `p`, its key
  * written; NULL (slow) when it does not fit the schema here. */
 static inline __attribute__((always_inline)) const pt_xfield_t *
@@ -620,7 +641,7 @@ child_field(pt_soap_resp_t *r, frame_t *p, const char *local, size_t llen, const
     const pt_xfield_t *fd = NULL;
     for (size_t k = 0; k < n; k++, f = f + 1 == n ? 0 : f + 1) {
         const pt_xfield_t *c = &ct->fields[f];
-        if (c->nlen == llen && pt__same(c->name, local, llen) && eqm(c->ns, c->nslen, uri, ulen)) {
+        if (c->nlen == llen && pt__same(c->name, local, llen) && ns_is(r, c->ns, c->nslen, uri, ulen)) {
             fd = c;
             break;
         }
@@ -772,9 +793,9 @@ static void on_text(void *ud, const char *s, size_t len)
     }
 }
 
-/* <name>text</name> in one event: start, text and end in one go. */
+/* <name>text</name> (or with attributes) in one event: start, text and end in one go. */
 static void on_leaf(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
-                    const char *s, size_t n)
+                    const pt__xt_attr_t *at, unsigned nb, const char *s, size_t n)
 {
     pt_soap_resp_t *r = ud;
     if (r->slow)
@@ -785,13 +806,13 @@ static void on_leaf(void *ud, const char *local, size_t llen, const char *uri, s
             child_field(r, p, local, llen, uri != NULL ? uri : "", uri != NULL ? ulen : 0);
         if (fd == NULL)
             return;
-        if (fd->elem->st != NULL) { /* the common leaf: no frame */
+        if (fd->elem->st != NULL && nb == 0) { /* the common leaf: no frame */
             stream_typed(r, fd->elem->st, s, n);
             return;
         }
-        stream_value(r, fd->elem, NULL, 0);
+        stream_value(r, fd->elem, at, nb);
     } else {
-        on_start(ud, local, llen, uri, ulen, NULL, 0);
+        on_start(ud, local, llen, uri, ulen, at, nb);
     }
     if (n != 0)
         on_text(ud, s, n);

@@ -1718,17 +1718,31 @@ const pt_soap_op_t *pt_soap_port_op(const pt_soap_port_t *p, const char *name, s
     return NULL;
 }
 
+/* a, b and c joined into out[0..n) as snprintf("%s%s%s") would (cut and
+ * NUL-terminated when n is short; the joined length returned): per request,
+ * without printf's cost. */
+static size_t join3(char *out, size_t n, const char *a, const char *b, const char *c)
+{
+    const char *part[3] = {a, b, c};
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(part[i]);
+        if (n > 0 && total < n - 1)
+            memcpy(out + total, part[i], l < n - 1 - total ? l : n - 1 - total);
+        total += l;
+    }
+    if (n > 0)
+        out[total < n - 1 ? total : n - 1] = '\0';
+    return total;
+}
+
 size_t pt_soap_content_type(const pt_soap_op_t *op, char *out, size_t n)
 {
-    int r;
     if (op->soap_version == PT_SOAP_11)
-        r = snprintf(out, n, "text/xml; charset=utf-8");
-    else if (op->soap_action[0] == '\0')
-        r = snprintf(out, n, "application/soap+xml; charset=utf-8");
-    else
-        r = snprintf(out, n, "application/soap+xml; charset=utf-8; action=\"%s\"",
-                     op->soap_action);
-    return r < 0 ? 0 : (size_t)r;
+        return join3(out, n, "text/xml; charset=utf-8", "", "");
+    if (op->soap_action[0] == '\0')
+        return join3(out, n, "application/soap+xml; charset=utf-8", "", "");
+    return join3(out, n, "application/soap+xml; charset=utf-8; action=\"", op->soap_action, "\"");
 }
 
 size_t pt_soap_action_header(const pt_soap_op_t *op, char *out, size_t n)
@@ -1738,8 +1752,7 @@ size_t pt_soap_action_header(const pt_soap_op_t *op, char *out, size_t n)
             out[0] = '\0';
         return 0;
     }
-    int r = snprintf(out, n, "\"%s\"", op->soap_action);
-    return r < 0 ? 0 : (size_t)r;
+    return join3(out, n, "\"", op->soap_action, "\"");
 }
 
 int pt_soap_op_field_bindable(const pt_soap_op_t *op, const char *path, size_t len)

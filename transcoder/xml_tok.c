@@ -34,6 +34,7 @@ typedef struct el {
     size_t qoff;  /* the qualified name in the input */
     size_t qlen;
     unsigned nsmark; /* bindings before this element's */
+    int dns;         /* x->dns before them */
     size_t urimark;  /* x->uris.len before them */
 } el_t;
 
@@ -52,6 +53,7 @@ typedef struct att {
 } att_t;
 
 struct pt__xt {
+    pt__xt_head_t head; /* first: read by pt__xt_ns_epoch() */
     const pt_allocator_t *a;
     unsigned max_depth, max_attrs;
     const pt__xt_cb_t *cb;
@@ -66,6 +68,8 @@ struct pt__xt {
     unsigned depth;
     nsb_t *ns;
     unsigned nns, cap_ns;
+    int dns; /* the innermost default namespace binding in ns[], -1: none */
+    bool general; /* pt__xt_general_only(): no fast paths */
     pt_xbuf_t uris, vals;
     att_t *ats;
     unsigned cap_ats;
@@ -123,6 +127,16 @@ static const uint8_t ncls[256] = {
 };
 
 static bool is_blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* The first byte at or after p (before len) that is no ASCII name character
+ * (N_CHAR), or len. Byte by byte: names are short, and callgrind counts a
+ * 16-byte SSE2 step as more instructions than the loop over a typical name. */
+static inline size_t name_run(const unsigned char *b, size_t p, size_t len)
+{
+    while (p < len && (ncls[b[p]] & N_CHAR))
+        p++;
+    return p;
+}
 
 /*
  * Decodes one UTF-8 sequence at p (n bytes there). Returns its length, 0
@@ -253,19 +267,15 @@ static int qname(pt__xt_t *x, const unsigned char *b, size_t len, bool final, si
     /* the common name first: ASCII, at most one colon, ended by an ASCII
      * byte that is no name character and no colon; anything else below */
     size_t i = *p, part = i;
-    if (i < len && (ncls[b[i]] & N_START)) {
-        size_t j = i + 1;
-        while (j < len && (ncls[b[j]] & N_CHAR))
-            j++;
+    if (!x->general && i < len && (ncls[b[i]] & N_START)) {
+        size_t j = name_run(b, i + 1, len);
         if (j < len && b[j] < 0x80 && b[j] != ':' && j - i <= MAX_NAME) {
             *plen = 0;
             *p = j;
             return ST_OK;
         }
         if (j < len && b[j] == ':' && j + 1 < len && (ncls[b[j + 1]] & N_START)) {
-            size_t k = j + 2;
-            while (k < len && (ncls[b[k]] & N_CHAR))
-                k++;
+            size_t k = name_run(b, j + 2, len);
             if (k < len && b[k] < 0x80 && b[k] != ':' && j - i <= MAX_NAME &&
                 k - j - 1 <= MAX_NAME) {
                 *plen = j - i;
@@ -747,10 +757,9 @@ static inline __attribute__((always_inline)) int elem_ns(pt__xt_t *x, const unsi
         if (s == NULL)
             return BAD(qs, "undeclared namespace prefix");
         *euri = (const char *)x->uris.data + s->uoff, *eulen = s->ulen;
-    } else {
-        const nsb_t *s = lookup(x, b, qs, 0);
-        if (s != NULL && s->ulen != 0)
-            *euri = (const char *)x->uris.data + s->uoff, *eulen = s->ulen;
+    } else if (x->dns >= 0 && x->ns[x->dns].ulen != 0) {
+        const nsb_t *s = &x->ns[x->dns];
+        *euri = (const char *)x->uris.data + s->uoff, *eulen = s->ulen;
     }
     return ST_OK;
 }
@@ -825,7 +834,7 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     if (x->depth + 1 > x->max_depth)
         return fail_at(x, b, x->pos, PT_XP_LIMIT, "elements nested deeper than %u", x->max_depth);
     el_t *e = &x->els[x->depth];
-    e->qoff = qs, e->qlen = qe - qs, e->nsmark = x->nns, e->urimark = x->uris.len;
+    e->qoff = qs, e->qlen = qe - qs, e->nsmark = x->nns, e->dns = x->dns, e->urimark = x->uris.len;
     for (unsigned i = 0; i < cnt; i++) {
         const att_t *a = &x->ats[i];
         if (!a->xmlns)
@@ -847,6 +856,9 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
                 return fail_at(x, b, x->pos, PT_XP_NOMEM, "out of memory");
             x->ns = nn, x->cap_ns = nc;
         }
+        if (pfx == 0)
+            x->dns = (int)x->nns;
+        x->head.ns_epoch++;
         nsb_t *s = &x->ns[x->nns++];
         s->poff = pfx == 0 ? 0 : (size_t)(pp - b);
         s->plen = pfx;
@@ -904,6 +916,7 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     if (empty) {
         x->cb->end(x->ud);
         x->nns = e->nsmark;
+        x->dns = e->dns;
         x->uris.len = e->urimark;
         x->where = x->depth == 0 ? W_EPILOG : W_CONTENT;
     } else {
@@ -913,27 +926,168 @@ static int stag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     return ST_OK;
 }
 
+/* Attributes the fast path reads in one tag, at most (more: the general path). */
+#define FAST_ATTRS 8
+
 /*
- * The common start tag, <name> or <prefix:name> with ASCII names and no
- * attributes, read with less ceremony; ST_OTHER (nothing done) for any
- * other tag, which stag() then reads. The same checks in the same order.
+ * The rest of a start tag with attributes for stag_plain(), from qe (just
+ * after the element's name, at a blank, '/' or '>'): attributes with ASCII
+ * names (at most one colon), '=' right after the name, values of printable
+ * ASCII only (no reference, '<', tab, CR or LF: those need decoding), no
+ * namespace declaration and no xml/xmlns prefix, at most FAST_ATTRS, not the
+ * root. The values are handed over in place. Every check stag() makes is
+ * made here, but on any failure (a repeated attribute, an undeclared prefix,
+ * a cap, a cut) this returns ST_OTHER with nothing done, and stag() then
+ * reads the tag again and tells what is wrong in its words. Else the same
+ * events as stag(), and the leaf event when the text and end tag follow.
+ */
+static int stag_attrs(pt__xt_t *x, const unsigned char *b, size_t len, size_t qs, size_t qe,
+                      size_t eplen)
+{
+    struct {
+        size_t qoff, qlen, plen, voff, vlen;
+    } at[FAST_ATTRS];
+    unsigned cnt = 0, cap = x->max_attrs < FAST_ATTRS ? x->max_attrs : FAST_ATTRS;
+    size_t p = qe;
+    bool empty;
+    if (x->depth == 0 || x->depth + 1 > x->max_depth)
+        return ST_OTHER;
+    for (;;) {
+        size_t ws = p;
+        while (p < len && is_blank(b[p]))
+            p++;
+        if (p >= len)
+            return ST_OTHER;
+        if (b[p] == '>') {
+            p++;
+            empty = false;
+            break;
+        }
+        if (b[p] == '/') {
+            if (p + 1 >= len || b[p + 1] != '>')
+                return ST_OTHER;
+            p += 2;
+            empty = true;
+            break;
+        }
+        if (p == ws || cnt == cap || !(ncls[b[p]] & N_START))
+            return ST_OTHER;
+        size_t as = p, plen = 0;
+        p = name_run(b, p + 1, len);
+        if (p < len && b[p] == ':') {
+            plen = p - as;
+            if (++p >= len || !(ncls[b[p]] & N_START))
+                return ST_OTHER;
+            p = name_run(b, p + 1, len);
+        }
+        if (p + 1 >= len || b[p] != '=' || p - as > MAX_NAME)
+            return ST_OTHER;
+        size_t an = p - as;
+        if (((plen == 0 ? an : plen) == 5 && memcmp(b + as, "xmlns", 5) == 0) ||
+            (plen == 3 && memcmp(b + as, "xml", 3) == 0))
+            return ST_OTHER; /* a declaration, or a reserved prefix */
+        unsigned char q = b[p + 1];
+        if (q != '"' && q != '\'')
+            return ST_OTHER;
+        size_t vs = p + 2;
+        p = vs;
+        while (p < len && b[p] >= 0x20 && b[p] < 0x80 && b[p] != q && b[p] != '<' && b[p] != '&')
+            p++;
+        if (p >= len || b[p] != q)
+            return ST_OTHER;
+        at[cnt].qoff = as, at[cnt].qlen = an, at[cnt].plen = plen;
+        at[cnt].voff = vs, at[cnt].vlen = p - vs;
+        cnt++;
+        p++;
+    }
+    /* the element's namespace, without failing */
+    const char *euri = NULL;
+    size_t eulen = 0;
+    if (eplen != 0) {
+        if ((eplen == 3 && memcmp(b + qs, "xml", 3) == 0) ||
+            (eplen == 5 && memcmp(b + qs, "xmlns", 5) == 0))
+            return ST_OTHER;
+        const nsb_t *s = lookup(x, b, qs, eplen);
+        if (s == NULL)
+            return ST_OTHER;
+        euri = (const char *)x->uris.data + s->uoff, eulen = s->ulen;
+    } else if (x->dns >= 0 && x->ns[x->dns].ulen != 0) {
+        euri = (const char *)x->uris.data + x->ns[x->dns].uoff, eulen = x->ns[x->dns].ulen;
+    }
+    /* attributes' namespaces; duplicates by qualified and by expanded name */
+    pt__xt_attr_t *o = x->out;
+    for (unsigned i = 0; i < cnt; i++) {
+        size_t skip = at[i].plen == 0 ? 0 : at[i].plen + 1;
+        for (unsigned k = 0; k < i; k++)
+            if (at[k].qlen == at[i].qlen && pt__same(b + at[k].qoff, b + at[i].qoff, at[i].qlen))
+                return ST_OTHER;
+        o[i].uri = NULL, o[i].ulen = 0;
+        o[i].local = (const char *)b + at[i].qoff + skip, o[i].llen = at[i].qlen - skip;
+        o[i].val = (const char *)b + at[i].voff, o[i].vlen = at[i].vlen;
+        if (at[i].plen == 0)
+            continue;
+        const nsb_t *s = lookup(x, b, at[i].qoff, at[i].plen);
+        if (s == NULL)
+            return ST_OTHER;
+        o[i].uri = (const char *)x->uris.data + s->uoff, o[i].ulen = s->ulen;
+        for (unsigned k = 0; k < i; k++)
+            if (o[k].uri != NULL && o[k].ulen == o[i].ulen && o[k].llen == o[i].llen &&
+                pt__same(o[k].local, o[i].local, o[i].llen) &&
+                pt__same(o[k].uri, o[i].uri, o[i].ulen))
+                return ST_OTHER;
+    }
+    size_t lskip = eplen == 0 ? 0 : eplen + 1, ql = qe - qs;
+    const char *local = (const char *)b + qs + lskip;
+    if (x->cb->leaf != NULL) {
+        if (empty) {
+            x->pos = p;
+            x->cb->leaf(x->ud, local, ql - lskip, euri, eulen, o, cnt, (const char *)b + p, 0);
+            return ST_OK;
+        }
+        size_t t1 = text_run(b, p, len), et = t1 + 2 + ql;
+        if (et < len && b[t1] == '<' && b[t1 + 1] == '/' && pt__same(b + t1 + 2, b + qs, ql) &&
+            b[et] == '>') {
+            x->pos = et + 1;
+            x->cb->leaf(x->ud, local, ql - lskip, euri, eulen, o, cnt, (const char *)b + p,
+                        t1 - p);
+            return ST_OK;
+        }
+    }
+    x->pos = p;
+    if (empty) {
+        x->cb->start(x->ud, local, ql - lskip, euri, eulen, o, cnt);
+        x->cb->end(x->ud);
+        return ST_OK;
+    }
+    el_t *e = &x->els[x->depth++];
+    e->qoff = qs, e->qlen = ql, e->nsmark = x->nns, e->dns = x->dns, e->urimark = x->uris.len;
+    x->where = W_CONTENT;
+    x->cb->start(x->ud, local, ql - lskip, euri, eulen, o, cnt);
+    return ST_OK;
+}
+
+/*
+ * The common start tag, <name> or <prefix:name> with ASCII names (with
+ * attributes: stag_attrs), read with less ceremony; ST_OTHER (nothing done)
+ * for any other tag, which stag() then reads. The same checks in the same
+ * order.
  */
 static int stag_plain(pt__xt_t *x, const unsigned char *b, size_t len)
 {
     size_t qs = x->pos + 1, p = qs, eplen = 0;
-    if (p >= len || !(ncls[b[p]] & N_START))
+    if (x->general || p >= len || !(ncls[b[p]] & N_START))
         return ST_OTHER;
-    for (p++; p < len && (ncls[b[p]] & N_CHAR); p++)
-        ;
+    p = name_run(b, p + 1, len);
     if (p < len && b[p] == ':') {
         eplen = p - qs;
         if (++p >= len || !(ncls[b[p]] & N_START))
             return ST_OTHER;
-        for (p++; p < len && (ncls[b[p]] & N_CHAR); p++)
-            ;
+        p = name_run(b, p + 1, len);
     }
-    if (p >= len || b[p] != '>' || p - qs > MAX_NAME)
+    if (p >= len || p - qs > MAX_NAME)
         return ST_OTHER;
+    if (b[p] != '>')
+        return is_blank(b[p]) || b[p] == '/' ? stag_attrs(x, b, len, qs, p, eplen) : ST_OTHER;
     if (x->depth + 1 > x->max_depth)
         return fail_at(x, b, x->pos, PT_XP_LIMIT, "elements nested deeper than %u", x->max_depth);
     const char *euri;
@@ -948,13 +1102,13 @@ static int stag_plain(pt__xt_t *x, const unsigned char *b, size_t len)
         if (et < len && b[t1] == '<' && b[t1 + 1] == '/' && pt__same(b + t1 + 2, b + qs, ql) &&
             b[et] == '>') {
             x->pos = et + 1;
-            x->cb->leaf(x->ud, (const char *)b + qs + lskip, ql - lskip, euri, eulen,
+            x->cb->leaf(x->ud, (const char *)b + qs + lskip, ql - lskip, euri, eulen, x->out, 0,
                         (const char *)b + t0, t1 - t0);
             return ST_OK;
         }
     }
     el_t *e = &x->els[x->depth++];
-    e->qoff = qs, e->qlen = ql, e->nsmark = x->nns, e->urimark = x->uris.len;
+    e->qoff = qs, e->qlen = ql, e->nsmark = x->nns, e->dns = x->dns, e->urimark = x->uris.len;
     x->pos = p + 1;
     x->where = W_CONTENT;
     x->cb->start(x->ud, (const char *)b + qs + lskip, ql - lskip, euri, eulen, x->out, 0);
@@ -986,6 +1140,7 @@ static int etag(pt__xt_t *x, const unsigned char *b, size_t len, bool final)
     x->pos = p + 1;
     x->cb->end(x->ud);
     x->nns = e->nsmark;
+    x->dns = e->dns;
     x->uris.len = e->urimark;
     if (--x->depth == 0)
         x->where = W_EPILOG;
@@ -1169,6 +1324,7 @@ pt__xt_t *pt__xt_new(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__
         return NULL;
     memset(x, 0, sizeof(*x));
     x->a = a;
+    x->dns = -1;
     x->cb = cb;
     x->ud = ud;
     x->max_depth = o->max_depth != 0 ? o->max_depth : 64;
@@ -1201,6 +1357,7 @@ pt__xt_t *pt__xt_new(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__
 }
 
 bool pt__xt_deferred(const pt__xt_t *x) { return x->defer; }
+void pt__xt_general_only(pt__xt_t *x) { x->general = true; }
 const char *pt__xt_msg(const pt__xt_t *x) { return x->msg; }
 int pt__xt_line(const pt__xt_t *x) { return x->line; }
 int pt__xt_col(const pt__xt_t *x) { return x->col; }

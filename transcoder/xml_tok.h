@@ -32,6 +32,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "xml_internal.h"
 
@@ -43,10 +44,11 @@ typedef struct pt__xt_attr {
 /**
  * Events; pointers are valid during the call only. uri NULL: no namespace.
  * `leaf` is optional: when set, an element read whole from one buffer as
- * <name>text</name> -- no attributes, ASCII names, text without references,
- * CR, "]" or non-ASCII bytes, the end tag right after, not the root -- is
- * reported by that one call instead of start, text (when not empty) and end;
- * exactly the same events otherwise.
+ * <name>text</name> or <name a="v" ...>text</name> -- ASCII names, text
+ * without references, CR, "]" or non-ASCII bytes, the end tag right after,
+ * not the root; attributes only as the start-tag fast path reads them (see
+ * xml_tok.c: stag_fast) -- is reported by that one call instead of start,
+ * text (when not empty) and end; exactly the same events otherwise.
  */
 typedef struct pt__xt_cb {
     void (*start)(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
@@ -54,10 +56,27 @@ typedef struct pt__xt_cb {
     void (*end)(void *ud);
     void (*text)(void *ud, const char *s, size_t n);
     void (*leaf)(void *ud, const char *local, size_t llen, const char *uri, size_t ulen,
-                 const char *s, size_t n);
+                 const pt__xt_attr_t *at, unsigned nat, const char *s, size_t n);
 } pt__xt_cb_t;
 
 typedef struct pt__xt pt__xt_t;
+
+/* The first member of every pt__xt_t (read through pt__xt_ns_epoch). */
+typedef struct pt__xt_head {
+    uint64_t ns_epoch;
+} pt__xt_head_t;
+
+/**
+ * A count of the namespace bindings made so far. While it stays the same,
+ * the bytes behind an element's or attribute's `uri` pointer from an
+ * earlier event stay the same too (URIs are only written, and their
+ * buffer only moved, when a binding is made): a consumer may then tell an
+ * equal URI by the pointer and length it saw before.
+ */
+static inline uint64_t pt__xt_ns_epoch(const pt__xt_t *x)
+{
+    return ((const pt__xt_head_t *)(const void *)x)->ns_epoch;
+}
 
 /** New tokenizer with the caps of `o` (max_depth, max_attrs); NULL on NOMEM. */
 pt__xt_t *pt__xt_new(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__xt_cb_t *cb,
@@ -70,6 +89,8 @@ pt__xt_t *pt__xt_new(const pt_allocator_t *a, const pt__xp_opts_t *o, const pt__
 pt__xp_fail_t pt__xt_run(pt__xt_t *x, const char *buf, size_t len, bool final);
 /** True when the verdict is left to libxml2 (no more events come). */
 bool pt__xt_deferred(const pt__xt_t *x);
+/** Tests: read every tag the general way (no fast paths but the leaf event's absence). */
+void pt__xt_general_only(pt__xt_t *x);
 /** Why it failed (our words), and where (1-based; 0 when unknown). */
 const char *pt__xt_msg(const pt__xt_t *x);
 int pt__xt_line(const pt__xt_t *x);

@@ -116,6 +116,24 @@ struct pt__xp {
     char msg[256];
 };
 
+/*
+ * Stops libxml2 from inside one of its callbacks (SAX or error). Not with
+ * xmlStopParser: in libxml2 2.9 it frees the input buffer at once
+ * (xmlHaltParser) while the caller may still read from it -- e.g.
+ * xmlSAX2StartElementNs reports a bad xml:id and then copies the next
+ * attribute's value out of the freed buffer (a heap use-after-free on
+ * `<a xml:id="" d="x">`, found by fuzz.soap_resp). So what xmlHaltParser
+ * does minus the freeing: no more SAX events, and the push parser ends at
+ * its next check; the input goes with the context (pt__xp_free).
+ */
+static void halt(pt__xp_t *x)
+{
+    if (x->ctxt != NULL) {
+        x->ctxt->disableSAX = 1;
+        x->ctxt->instate = XML_PARSER_EOF;
+    }
+}
+
 static void xp_fail(pt__xp_t *x, pt__xp_fail_t f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -132,8 +150,7 @@ static void xp_fail(pt__xp_t *x, pt__xp_fail_t f, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(x->msg, sizeof(x->msg), fmt, ap);
     va_end(ap);
-    if (x->ctxt != NULL)
-        xmlStopParser(x->ctxt);
+    halt(x);
 }
 
 static pt__xp_t *xp_of(void *ctx)
@@ -246,8 +263,7 @@ static void on_error(void *ud, xmlErrorPtr e)
     x->line = e->line;
     x->col = e->int2;
     snprintf(x->msg, sizeof(x->msg), "%s", error_words(e->code));
-    if (x->ctxt != NULL)
-        xmlStopParser(x->ctxt);
+    halt(x);
 }
 
 pt__xp_t *pt__xp_new(const pt_allocator_t *a, const pt__xp_opts_t *o)

@@ -436,6 +436,24 @@ pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool 
     return outcome(rc) == PT_PIPE_RESPOND ? PT_PIPE_FAILED : outcome(rc);
 }
 
+pt_pipe_t pt__chain_resp_body_owned(pt_req_t *req, const void *data, size_t len,
+                                    pt_body_release_fn release, void *arg)
+{
+    struct pt_bodyq *q = req->bq[PT_SIDE_RESP];
+    if (!pt__resp_ended(req) && !req->aborted && req->ops->send_body_owned != NULL &&
+        req->wait != PT_WAIT_RESP_HEADERS && req->wait != PT_WAIT_RESP_BODY &&
+        (q == NULL || evbuffer_get_length(q->pend) == 0) && !resp_filtered(req)) {
+        /* send_plain's bookkeeping, the block handed to the codec */
+        req->bytes_out += len;
+        req->resp_state = PT_RESP_ENDED;
+        req->ops->send_body_owned(req, data, len, release, arg);
+        return PT_PIPE_DONE;
+    }
+    pt_pipe_t rc = pt__chain_resp_body(req, data, len, true);
+    release(data, len, arg);
+    return rc;
+}
+
 pt_pipe_t pt__chain_resp_flush(pt_req_t *req, bool resumed)
 {
     struct pt_bodyq *q = req->bq[PT_SIDE_RESP];

@@ -75,6 +75,10 @@ void pt__chain_resp_replace(pt_req_t *req, pt_fstatus_t st, size_t step);
  */
 pt_pipe_t pt__chain_resp_body(pt_req_t *req, const void *data, size_t len, bool end);
 
+/** pt__chain_resp_body(..., end) with a block handed over (see pt__resp_body_owned). */
+pt_pipe_t pt__chain_resp_body_owned(pt_req_t *req, const void *data, size_t len,
+                                    pt_body_release_fn release, void *arg);
+
 /** Runs what the response side queued (after the head went out, or a body filter resumed). */
 pt_pipe_t pt__chain_resp_flush(pt_req_t *req, bool resumed);
 

@@ -748,6 +748,16 @@ void pt__resp_body(pt_req_t *req, const void *data, size_t len, bool end)
     resp_outcome(req, pt__chain_resp_body(req, data, len, end));
 }
 
+void pt__resp_body_owned(pt_req_t *req, const void *data, size_t len, pt_body_release_fn release,
+                         void *arg)
+{
+    if (pt__resp_ended(req) || req->aborted || !pt__resp_started(req) || req->resp_replaced) {
+        release(data, len, arg);
+        return;
+    }
+    resp_outcome(req, pt__chain_resp_body_owned(req, data, len, release, arg));
+}
+
 /* ---- resuming a suspended filter (filter.h) ----------------------------- */
 
 void pt_chain_resume(pt_req_t *req, pt_fstatus_t st)

@@ -36,6 +36,9 @@ typedef struct pt_config pt_config_t; /* core/config.h */
 
 struct evbuffer;
 
+/** Gives back a body block handed over with pt__resp_body_owned (libevent's cleanup signature). */
+typedef void (*pt_body_release_fn)(const void *data, size_t len, void *arg);
+
 /** What a codec implements for the requests it creates. */
 typedef struct pt_stream_ops {
     /** Write the response head: req->resp_status, req->resp_headers. */
@@ -65,6 +68,15 @@ typedef struct pt_stream_ops {
      * NULL for codecs without tunnels.
      */
     int (*tunnel)(pt_req_t *req);
+    /**
+     * Optional (NULL: the core copies through send_body and releases): the
+     * whole rest of the body in one block, ending the response, taken
+     * without a copy; the codec calls release(data, len, arg) once the bytes
+     * are written or dropped (possibly before returning). It may copy and
+     * release at once where it cannot hold the block (chunked, tunnel...).
+     */
+    void (*send_body_owned)(pt_req_t *req, const void *data, size_t len,
+                            pt_body_release_fn release, void *arg);
 } pt_stream_ops_t;
 
 /** Where the filter chain waits for a suspended filter (filter.h contract 4). */
@@ -322,6 +334,16 @@ void pt__resp_head(pt_req_t *req);
 
 /** Sends body bytes (response-body filters run); `end` ends the response. */
 void pt__resp_body(pt_req_t *req, const void *data, size_t len, bool end);
+
+/**
+ * pt__resp_body(req, data, len, true) for a block the caller hands over:
+ * when no response-body filter runs and nothing is queued, the codec sends
+ * it without a copy (send_body_owned); else it goes the usual way. Either
+ * way release(data, len, arg) is called once the block is no longer needed
+ * (maybe before this returns). Additive: pt__resp_body is unchanged.
+ */
+void pt__resp_body_owned(pt_req_t *req, const void *data, size_t len, pt_body_release_fn release,
+                         void *arg);
 
 /**
  * True when the client side has more than limits.max_response_buffer queued:

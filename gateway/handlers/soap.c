@@ -429,8 +429,25 @@ static void deliver_parsed(pt_soapcall_t *c)
                              .http_status = r.http_status,
                              .outcome = r.outcome,
                              .json = c->out.data,
-                             .json_len = c->out.len};
+                             .json_len = c->out.len,
+                             ._buf = &c->out};
     deliver(c, &res);
+}
+
+uint8_t *pt_soapcall_take_json(const pt_soapcall_res_t *res)
+{
+    pt_xbuf_t *b = res->_buf;
+    if (b == NULL || b->data == NULL || b->data != res->json || b->a != pt_allocator_default())
+        return NULL;
+    uint8_t *d = b->data;
+    b->data = NULL, b->len = b->cap = 0;
+    return d;
+}
+
+void pt_soapcall_json_release(const void *data, size_t len, void *arg)
+{
+    (void)len, (void)arg;
+    pt_xfree(pt_allocator_default(), (void *)(uintptr_t)data);
 }
 
 static size_t up_read_body(void *ud, char *buf, size_t max, bool *eof)
@@ -670,14 +687,18 @@ static int json_str(pt_xbuf_t *b, const char *s, size_t n)
     return rc;
 }
 
-static void reply(soap_ctx_t *ctx, int http, const void *body, size_t len)
+/* owned: body came from pt_soapcall_take_json and is handed over (no copy). */
+static void reply(soap_ctx_t *ctx, int http, const void *body, size_t len, bool owned)
 {
     pt_req_t *req = ctx->req;
     req->resp_status = http;
     req->resp_content_length = (int64_t)len;
     pt_headers_set(&req->resp_headers, PT_STR("content-type"), PT_STR("application/json"));
     pt__resp_head(req);
-    pt__resp_body(req, body, len, true);
+    if (owned)
+        pt__resp_body_owned(req, body, len, pt_soapcall_json_release, NULL);
+    else
+        pt__resp_body(req, body, len, true);
 }
 
 /*
@@ -725,7 +746,7 @@ static void reply_error(soap_ctx_t *ctx, int st, const char *detail, const pt_xe
     if (rc != 0)
         pt__resp_fail(req, st, detail);
     else
-        reply(ctx, http, b.data, b.len);
+        reply(ctx, http, b.data, b.len, false);
     pt_xbuf_dispose(&b);
 }
 
@@ -767,7 +788,8 @@ static void on_result(void *ud, const pt_soapcall_res_t *res)
                 }
             }
         }
-        reply(ctx, res->http_status, body, len);
+        const uint8_t *own = body == res->json ? pt_soapcall_take_json(res) : NULL;
+        reply(ctx, res->http_status, own != NULL ? own : body, len, own != NULL);
         pt_handler_finish(req);
     } else {
         pt_observe_upstream_error(req->worker, ctx->conf->target.cluster, res->st);

@@ -86,7 +86,19 @@ typedef struct pt_soapcall_res {
     /** st != 0: the internal reason, for logs only (may name transport details). */
     const char *reason;
     const char *endpoint; /**< endpoint URL of the last attempt, or NULL (config memory) */
+    void *_buf; /**< the call's JSON buffer (pt_soapcall_take_json) */
 } pt_soapcall_res_t;
+
+/**
+ * During the callback: takes `json` out of the call, to be released with
+ * pt_soapcall_json_release (e.g. handed to pt__resp_body_owned); NULL when it
+ * cannot be taken (no JSON, or it is not the call's buffer). res->json stays
+ * readable until released.
+ */
+uint8_t *pt_soapcall_take_json(const pt_soapcall_res_t *res);
+
+/** Releases what pt_soapcall_take_json gave (a pt_body_release_fn). */
+void pt_soapcall_json_release(const void *data, size_t len, void *arg);
 
 typedef void (*pt_soapcall_cb)(void *ud, const pt_soapcall_res_t *res);
 

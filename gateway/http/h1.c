@@ -460,6 +460,25 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
     }
 }
 
+/* The rest of the body in one block, taken by reference when it can be
+ * (a Content-Length body with room for it): no copy into the output. */
+static void op_send_body_owned(pt_req_t *req, const void *data, size_t len,
+                               pt_body_release_fn release, void *arg)
+{
+    h1_stream_t *s = req->stream;
+    if (s != NULL && !s->ended && !s->head_sent)
+        op_send_head(req);
+    if (s == NULL || s->ended || s->no_body || s->chunked || s->tunnel || len == 0 ||
+        s->out_left < 0 || (uint64_t)len > (uint64_t)s->out_left ||
+        evbuffer_add_reference(dest(s), data, len, release, arg) != 0) {
+        op_send_body(req, data, len, true);
+        release(data, len, arg);
+        return;
+    }
+    s->out_left -= (int64_t)len;
+    op_send_body(req, NULL, 0, true);
+}
+
 static size_t op_out_pending(pt_req_t *req)
 {
     h1_stream_t *s = req->stream;
@@ -534,6 +553,7 @@ static int op_tunnel(pt_req_t *req)
 static const pt_stream_ops_t h1_stream_ops = {
     .send_head = op_send_head,
     .send_body = op_send_body,
+    .send_body_owned = op_send_body_owned,
     .out_pending = op_out_pending,
     .body_consumed = op_body_consumed,
     .send_continue = op_send_continue,

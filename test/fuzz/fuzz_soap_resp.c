@@ -17,9 +17,12 @@
  * our tokenizer with the streaming conversion either both refuse the bytes
  * as XML or give the same JSON, outcome and message; and our tokenizer on
  * its own refuses exactly what the configured libxml2 parser refuses
- * (unless it deferred to libxml2), for every input, SOAP or not.
+ * (unless it deferred to libxml2), for every input, SOAP or not; and its
+ * fast paths (with the leaf event) give the events, verdict and message of
+ * its general path alone (pt__xt_general_only), at the chunk size.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,36 +47,88 @@ static void load(void)
             ops[nops++] = &pt_wsdl_port(w, i)->ops[k];
 }
 
-static void no_start(void *ud, const char *l, size_t ll, const char *u, size_t ul,
+
+/* The events as bytes: start "<" uri 0 local (" " uri 0 local 0 value)* ">",
+ * text as it is, end "/" -- only to compare two runs. */
+static void ev_put(pt_xbuf_t *b, const char *s, size_t n)
+{
+    if (s != NULL)
+        pt_xbuf_append(b, s, n);
+    pt_xbuf_putc(b, 0);
+}
+static void ev_start(void *ud, const char *l, size_t ll, const char *u, size_t ul,
                      const pt__xt_attr_t *at, unsigned n)
 {
-    (void)ud, (void)l, (void)ll, (void)u, (void)ul, (void)at, (void)n;
+    pt_xbuf_putc(ud, '<');
+    ev_put(ud, u, ul);
+    ev_put(ud, l, ll);
+    for (unsigned i = 0; i < n; i++) {
+        ev_put(ud, at[i].uri, at[i].ulen);
+        ev_put(ud, at[i].local, at[i].llen);
+        ev_put(ud, at[i].val, at[i].vlen);
+    }
+    pt_xbuf_putc(ud, '>');
 }
-static void no_end(void *ud) { (void)ud; }
-static void no_text(void *ud, const char *s, size_t n) { (void)ud, (void)s, (void)n; }
-
-/* Our tokenizer and libxml2 (as xml_util.c configures it) agree on the bytes. */
-static void same_verdict(const char *text, size_t len, size_t step)
+static void ev_end(void *ud) { pt_xbuf_putc(ud, '/'); }
+static void ev_text(void *ud, const char *s, size_t n) { pt_xbuf_append(ud, s, n); }
+static void ev_leaf(void *ud, const char *l, size_t ll, const char *u, size_t ul,
+                    const pt__xt_attr_t *at, unsigned nat, const char *s, size_t n)
 {
-    static const pt__xt_cb_t cb = {no_start, no_end, no_text, NULL};
+    ev_start(ud, l, ll, u, ul, at, nat);
+    ev_text(ud, s, n);
+    ev_end(ud);
+}
+
+/* Runs our tokenizer over text in chunks of `step`; the events go to log. */
+static pt__xp_fail_t tok_run(const char *text, size_t len, size_t step, bool general,
+                             pt_xbuf_t *log, bool *deferred, char *msg, size_t msz)
+{
+    static const pt__xt_cb_t fast = {ev_start, ev_end, ev_text, ev_leaf};
+    static const pt__xt_cb_t gen = {ev_start, ev_end, ev_text, NULL};
     pt__xp_opts_t xo = {1u << 20, 67, 64, NULL};
-    pt__xt_t *t = pt__xt_new(NULL, &xo, &cb, NULL);
-    pt__xp_t *x = pt__xp_new(NULL, &xo);
-    if (t == NULL || x == NULL)
+    pt__xt_t *t = pt__xt_new(NULL, &xo, general ? &gen : &fast, log);
+    if (t == NULL)
         abort();
+    if (general)
+        pt__xt_general_only(t);
     pt__xp_fail_t ft = PT_XP_OK;
     for (size_t i = 0; i < len && ft == PT_XP_OK; i += step)
         ft = pt__xt_run(t, text, i + step < len ? i + step : len, false);
     if (ft == PT_XP_OK)
         ft = pt__xt_run(t, text, len, true);
+    *deferred = pt__xt_deferred(t);
+    snprintf(msg, msz, "%d:%d: %s", pt__xt_line(t), pt__xt_col(t), ft != PT_XP_OK ? pt__xt_msg(t) : "");
+    pt__xt_free(t);
+    return ft;
+}
+
+/* Our tokenizer and libxml2 (as xml_util.c configures it) agree on the
+ * bytes; our fast paths and our general path agree on the events. */
+static void same_verdict(const char *text, size_t len, size_t step)
+{
+    pt_xbuf_t lg, lf;
+    pt_xbuf_init(&lg, NULL);
+    pt_xbuf_init(&lf, NULL);
+    bool dg, df;
+    char mg[200], mf[200];
+    pt__xp_fail_t ft = tok_run(text, len, step, true, &lg, &dg, mg, sizeof(mg));
+    if (tok_run(text, len, step, false, &lf, &df, mf, sizeof(mf)) != ft || dg != df ||
+        strcmp(mg, mf) != 0 || lg.len != lf.len ||
+        (lg.len != 0 && memcmp(lg.data, lf.data, lg.len) != 0))
+        abort();
+    pt_xbuf_dispose(&lg);
+    pt_xbuf_dispose(&lf);
+    pt__xp_opts_t xo = {1u << 20, 67, 64, NULL};
+    pt__xp_t *x = pt__xp_new(NULL, &xo);
+    if (x == NULL)
+        abort();
     xmlDocPtr doc = NULL;
     pt__xp_fail_t fx = pt__xp_feed(x, text, len);
     if (fx == PT_XP_OK)
         fx = pt__xp_finish(x, &doc);
     xmlFreeDoc(doc);
-    if (!pt__xt_deferred(t) && (ft == PT_XP_OK) != (fx == PT_XP_OK))
+    if (!dg && (ft == PT_XP_OK) != (fx == PT_XP_OK))
         abort();
-    pt__xt_free(t);
     pt__xp_free(x);
 }
 

@@ -62,7 +62,7 @@ static void r_body(pt_req_t *req, const void *d, size_t n, bool end)
 static size_t r_pending(pt_req_t *req) { (void)req; return 0; }
 static void r_consumed(pt_req_t *req, size_t n) { (void)req; (void)n; }
 static void r_reset(pt_req_t *req) { rs_t *s = req->stream; if (!s) return; s->out->reset = true; s->done = true; }
-static const pt_stream_ops_t r_ops = {r_head, r_body, r_pending, r_consumed, NULL, r_reset, NULL};
+static const pt_stream_ops_t r_ops = {r_head, r_body, r_pending, r_consumed, NULL, r_reset, NULL, NULL};
 
 static void spin(pt_worker_t *w, int ms, bool *until)
 {

@@ -99,6 +99,13 @@ static void test_model(void **state)
     assert_int_equal(pt_soap_action_header(get11, ct, sizeof(ct)), 21);
     assert_string_equal(ct, "\"urn:crm:GetCustomer\"");
     assert_int_equal(pt_soap_action_header(get12, ct, sizeof(ct)), 0);
+    /* a short buffer: cut and terminated, the whole length told (as snprintf) */
+    assert_int_equal(pt_soap_action_header(get11, ct, 8), 21);
+    assert_string_equal(ct, "\"urn:cr");
+    assert_int_equal(pt_soap_content_type(get12, ct, 12), 65);
+    assert_string_equal(ct, "application");
+    assert_int_equal(pt_soap_action_header(get11, ct, 1), 21);
+    assert_string_equal(ct, "");
 }
 
 /* ---- requests ---- */

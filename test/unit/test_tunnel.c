@@ -47,9 +47,9 @@ static int f_tunnel(pt_req_t *req)
     return f->tunnel_rc;
 }
 
-static const pt_stream_ops_t ops = {f_head, f_body, f_pending, f_consumed, NULL, f_reset, f_tunnel};
+static const pt_stream_ops_t ops = {f_head, f_body, f_pending, f_consumed, NULL, f_reset, f_tunnel, NULL};
 static const pt_stream_ops_t ops_no_tunnel = {f_head, f_body, f_pending, f_consumed, NULL, f_reset,
-                                              NULL};
+                                              NULL, NULL};
 
 typedef struct env {
     pt_config_t *cfg;
@@ -174,7 +174,7 @@ static void test_tunnel_bytes_lent_to_the_handler(void **state)
 {
     env_t *e = *state;
     static const pt_stream_ops_t lend_ops = {f_head, f_body, f_pending, count_consumed,
-                                             NULL, f_reset, f_tunnel};
+                                             NULL, f_reset, f_tunnel, NULL};
     static const pt_handler_def_t def = {.name = "lend", .on_body = lend_on_body};
     pt_route_t rt;
     memset(&rt, 0, sizeof(rt));

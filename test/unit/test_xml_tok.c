@@ -55,10 +55,10 @@ static void log_end(void *ud) { pt_xbuf_puts(ud, "</>"); }
 static void log_text(void *ud, const char *s, size_t n) { pt_xbuf_append(ud, s, n); }
 
 /* the one-event leaf, logged as the three events it stands for */
-static void log_leaf(void *ud, const char *l, size_t ll, const char *u, size_t ul, const char *s,
-                     size_t n)
+static void log_leaf(void *ud, const char *l, size_t ll, const char *u, size_t ul,
+                     const pt__xt_attr_t *at, unsigned nat, const char *s, size_t n)
 {
-    log_start(ud, l, ll, u, ul, NULL, 0);
+    log_start(ud, l, ll, u, ul, at, nat);
     log_text(ud, s, n);
     log_end(ud);
 }
@@ -75,13 +75,15 @@ typedef struct run {
 
 /* Runs the tokenizer over xml[0..n) fed `step` bytes at a time (0: whole). */
 static run_t tok_cb(const char *xml, size_t n, size_t step, unsigned depth, unsigned attrs,
-                    const pt__xt_cb_t *cb)
+                    const pt__xt_cb_t *cb, bool general)
 {
     pt_xbuf_t log;
     pt_xbuf_init(&log, NULL);
     pt__xp_opts_t o = {1u << 20, depth, attrs, NULL};
     pt__xt_t *t = pt__xt_new(NULL, &o, cb, &log);
     assert_non_null(t);
+    if (general)
+        pt__xt_general_only(t);
     pt__xp_fail_t f = PT_XP_OK;
     if (step == 0)
         step = n + 1;
@@ -98,17 +100,21 @@ static run_t tok_cb(const char *xml, size_t n, size_t step, unsigned depth, unsi
     return r;
 }
 
-/* tok_cb without the leaf event, held to the same run with it: the same
+/* The general path alone (pt__xt_general_only: no fast path, no leaf
+ * event), held to the fast paths without and with the leaf event: the same
  * events (a leaf logged as its three), the same verdict, words and place. */
 static run_t tok(const char *xml, size_t n, size_t step, unsigned depth, unsigned attrs)
 {
-    run_t r = tok_cb(xml, n, step, depth, attrs, &logcb);
-    run_t l = tok_cb(xml, n, step, depth, attrs, &leafcb);
-    if (r.f != l.f || r.deferred != l.deferred || strcmp(r.msg, l.msg) != 0 ||
-        strcmp(r.log, l.log) != 0)
-        fail_msg("%.*s: step %zu: with leaf events %d %d %s %s, without %d %d %s %s", (int)n, xml,
-                 step, l.f, l.deferred, l.msg, l.log, r.f, r.deferred, r.msg, r.log);
-    free(l.log);
+    run_t r = tok_cb(xml, n, step, depth, attrs, &logcb, true);
+    for (int leaf = 0; leaf < 2; leaf++) {
+        run_t l = tok_cb(xml, n, step, depth, attrs, leaf ? &leafcb : &logcb, false);
+        if (r.f != l.f || r.deferred != l.deferred || strcmp(r.msg, l.msg) != 0 ||
+            strcmp(r.log, l.log) != 0)
+            fail_msg("%.*s: step %zu: fast paths%s %d %d %s %s, general %d %d %s %s", (int)n, xml,
+                     step, leaf ? " and leaf events" : "", l.f, l.deferred, l.msg, l.log, r.f,
+                     r.deferred, r.msg, r.log);
+        free(l.log);
+    }
     return r;
 }
 
@@ -222,6 +228,55 @@ static void test_leaves(void **state)
     refuses("<r><a>x\x01</a></r>", "invalid UTF-8");
     refuses_n("<r><a>x</a></r>", 15, PT_XP_LIMIT, "nested deeper than 1", 1, 64);
     defers("<r><xml:a>x</xml:a></r>");
+}
+
+/* Start tags with attributes below the root: the fast path (stag_attrs) and
+ * every way out of it to the general path, held to the general path by
+ * tok() at every chunk size, so attributes cut at any byte are covered. */
+static void test_attrs_fast(void **state)
+{
+    (void)state;
+    accepts("<r xmlns=\"urn:d\" xmlns:p=\"urn:p\" xmlns:i=\"urn:i\">"
+            "<a x=\"1\" p:y='2'>t</a><b x=\"\" y='a\"b'/><c q=\"a>b c\"><d/></c><e i:nil=\"true\"></e>"
+            "<f  x = \"1\" >t</f><g\tx='1'\n/><p:h x=\"1\" xmlnsx=\"2\">t</p:h></r>",
+            "<{urn:d}r><{urn:d}a @x=1 @{urn:p}y=2>t</><{urn:d}b @x= @y=a\"b></>"
+            "<{urn:d}c @q=a>b c><{urn:d}d></></><{urn:d}e @{urn:i}nil=true></>"
+            "<{urn:d}f @x=1>t</><{urn:d}g @x=1></><{urn:p}h @x=1 @xmlnsx=2>t</></>");
+    /* values the fast path leaves to the general one: references, blanks to
+     * normalize, non-ASCII; the xml prefix; a declaration in the tag */
+    accepts("<r><a v=\"a&amp;b\" w=\"1\t2\r\n3\">x</a><b v=\"\xC3\xA9\">y</b><c xml:lang=\"en\">z</c>"
+            "<d xmlns:q=\"urn:q\" q:x=\"1\">w</d><e x=\"1\">t&amp;</e><f v=\"a&amp;b\">x</f>"
+            "<g v='&#65;&quot;'/></r>",
+            "<r><a @v=a&b @w=1 2 3>x</><b @v=\xC3\xA9>y</>"
+            "<c @{http://www.w3.org/XML/1998/namespace}lang=en>z</><d @{urn:q}x=1>w</>"
+            "<e @x=1>t&</><f @v=a&b>x</><g @v=A\"></></>");
+    /* eight attributes (the fast path's most) and nine */
+    accepts("<r><a a1=\"1\" a2=\"2\" a3=\"3\" a4=\"4\" a5=\"5\" a6=\"6\" a7=\"7\" a8=\"8\">x</a>"
+            "<b a1=\"1\" a2=\"2\" a3=\"3\" a4=\"4\" a5=\"5\" a6=\"6\" a7=\"7\" a8=\"8\" a9=\"9\"/></r>",
+            "<r><a @a1=1 @a2=2 @a3=3 @a4=4 @a5=5 @a6=6 @a7=7 @a8=8>x</>"
+            "<b @a1=1 @a2=2 @a3=3 @a4=4 @a5=5 @a6=6 @a7=7 @a8=8 @a9=9></></>");
+    /* the same local name in two namespaces, and unprefixed */
+    accepts("<r xmlns:p=\"urn:1\" xmlns:q=\"urn:2\"><a p:x=\"1\" q:x=\"2\" x=\"3\"/></r>",
+            "<r><a @{urn:1}x=1 @{urn:2}x=2 @x=3></></>");
+    /* refusals found in the fast path are told by the general one */
+    refuses("<r><a x=\"1\" x=\"2\">t</a></r>", "1:13: attribute given twice");
+    refuses("<r xmlns:p=\"u\" xmlns:q=\"u\"><a p:x=\"1\" q:x=\"2\"/></r>",
+            "attribute given twice (same namespace and name)");
+    refuses("<r xmlns:p=\"u\"><a p:x=\"1\" p:x=\"2\"/></r>", "attribute given twice");
+    refuses("<r><a p:x=\"1\">t</a></r>", "1:7: undeclared namespace prefix");
+    refuses("<r><p:a x=\"1\">t</p:a></r>", "1:5: undeclared namespace prefix");
+    refuses("<r><a x=\"1\"y=\"2\"/></r>", "separated by whitespace");
+    refuses("<r><a x=\"1\" / ></r>", "'/' not followed by '>'");
+    refuses("<r><a x=\"a<b\"/></r>", "'<' in an attribute value");
+    refuses("<r><a x=\"1\">t</b></r>", "mismatched end tag");
+    refuses("<r><a x=\"1\"></r>", "mismatched end tag");
+    refuses("<r><a x=\"\x01\"/></r>", "invalid UTF-8");
+    refuses("<r><a x=\"1\">t", "element <a> not closed");
+    refuses("<r><a x=\"1", "ends inside markup");
+    refuses_n("<r><a x=\"1\">t</a></r>", 20, PT_XP_LIMIT, "1:4: elements nested deeper than 1", 1,
+              64);
+    refuses_n("<r><a x=\"1\" y=\"2\"/></r>", 22, PT_XP_LIMIT, "element <a> has more than 1", 64, 1);
+    defers("<r><a xml:id=\"x\"/></r>");
 }
 
 /* The escaping JSON string writer (word-at-a-time scan) against a byte-by-byte
@@ -419,6 +474,13 @@ static void test_defers(void **state)
     defers("<a><?p:q z?></a>");
     defers("<xml:a/>");
     defers("<a xmlns:p=\"urn:a&amp;b\"/>"); /* libxml2 keeps "&#38;" in the name */
+    /* a bad xml:id is an error libxml2 reports in the middle of a start tag:
+     * stopping it there must not free the input it still reads (ASan: a
+     * heap use-after-free with xmlStopParser) */
+    const char *id = "<r><a xml:id=\"\" d=\"x\"/><b xml:id=\"1\" e=\"y\" f=\"z\"></b></r>";
+    defers(id);
+    assert_false(libxml2_ok(id, strlen(id), 64, 64));
+    assert_false(libxml2_ok(id + 3, 20, 64, 64));
 }
 
 /* ---- the date/time checks against the regexps they replace ---- */
@@ -508,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts),
         cmocka_unit_test(test_leaves),
+        cmocka_unit_test(test_attrs_fast),
         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_refuses),
         cmocka_unit_test(test_caps),

@@ -167,6 +167,10 @@ routes:
         CreateCustomer: {{ post: "/crm/customers" }}
         UpdateCustomer: {{ patch: "/crm/customers/{{id}}" }}
         DeleteCustomer: {{ delete: "/crm/customers/{{id}}" }}
+  - name: crmz
+    match: {{ prefix: /crmz/ }}
+    soap: {{ cluster: soapsvc, wsdl: {CRM}, port: CustomerSoap }}
+    filters: [ {{ compress: {{ types: [ application/json ], min_size: 100 }} }} ]
   - name: crm12
     match: {{ prefix: /crm12/ }}
     soap: {{ cluster: soapsvc, wsdl: {CRM}, port: CustomerSoap12 }}
@@ -290,6 +294,39 @@ class SoapRoutesTest(unittest.TestCase):
         self.assertEqual(r, {"count": 0, "sum": 0, "mean": None})
         r = self.ok("calc", "Stats", {"value": [2.5]})
         self.assertEqual(r, {"count": 1, "sum": 2.5, "mean": 2.5, "min": 2.5, "max": 2.5})
+
+    def test_large_answer_sent_without_a_copy_and_through_filters(self):
+        # The output JSON is handed to HTTP/1.1 by reference (pt__resp_body_owned):
+        # several answers on one keep-alive connection, each whole and alike; the same
+        # call through a response-body filter (compress) and over HTTP/2 takes the copy
+        # path and gives the same JSON.
+        import gzip
+        import http.client
+        body = json.dumps({"limit": 40})
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        self.addCleanup(conn.close)
+        seen = []
+        for _ in range(3):
+            conn.request("POST", "/crm/FindCustomers", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            raw = r.read()
+            self.assertEqual(r.status, 200, raw)
+            self.assertEqual(int(r.getheader("content-length")), len(raw))
+            seen.append(raw)
+        self.assertEqual(seen[0], seen[1])
+        self.assertEqual(seen[0], seen[2])
+        want = js(seen[0])
+        self.assertGreater(len(want["customer"]), 10)
+        conn.request("POST", "/crmz/FindCustomers", body,
+                     {"Content-Type": "application/json", "Accept-Encoding": "gzip"})
+        r = conn.getresponse()
+        raw = r.read()
+        self.assertEqual(r.status, 200, raw)
+        self.assertEqual(r.getheader("content-encoding"), "gzip")
+        self.assertEqual(js(gzip.decompress(raw)), want)
+        st, _, out, _ = jpost(f"{self.url}/crm/FindCustomers", {"limit": 40}, "--http2-prior-knowledge")
+        self.assertEqual(st, 200, out)
+        self.assertEqual(js(out), want)
 
     def test_list_of_one_customer(self):
         r = self.ok("crm", "FindCustomers", {"city": "Zurich", "status": "CLOSED", "limit": 1})

@@ -461,6 +461,10 @@ static void test_response_bad(void **state)
              PT_SOAP_BAD_DOCTYPE, "DOCTYPE");
     resp_bad(get11, "<!DOCTYPE s>" R11(""), PT_SOAP_BAD_DOCTYPE, "DOCTYPE");
     resp_bad(get11, R11("\xff"), PT_SOAP_BAD_NOT_XML, "UTF-8");
+    /* an XML declaration our tokenizer leaves to libxml2 (version 1.1), then an overlong
+     * sequence inside CDATA, which libxml2 2.9 lets through: never into the JSON */
+    resp_bad(get11, "<?xml version=\"1.1\"?>" GCR(C("<r:nickname><![CDATA[a\xc0\xb6\x62]]></r:nickname>")),
+             PT_SOAP_BAD_NOT_XML, "UTF-8");
 }
 
 static void test_response_streamed_cap(void **state)

@@ -322,8 +322,20 @@ static void text_into(const xmlNode *n, char *b, size_t sz)
     const char *s = (const char *)t;
     while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
         s++;
-    snprintf(b, sz, "%s", s);
+    int full = snprintf(b, sz, "%s", s);
     size_t l = strlen(b);
+    if ((size_t)full > l) {
+        /* cut: never inside a UTF-8 sequence (the JSON must stay valid UTF-8) */
+        size_t i = l;
+        while (i > 0 && ((unsigned char)b[i - 1] & 0xC0) == 0x80)
+            i--;
+        if (i > 0 && (unsigned char)b[i - 1] >= 0xC0) {
+            unsigned char lead = (unsigned char)b[i - 1];
+            size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+            if (l - (i - 1) < need)
+                b[l = i - 1] = '\0';
+        }
+    }
     while (l > 0 && (b[l - 1] == ' ' || b[l - 1] == '\t' || b[l - 1] == '\n' || b[l - 1] == '\r'))
         b[--l] = '\0';
     xmlFree(t);

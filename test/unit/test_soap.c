@@ -683,6 +683,23 @@ static void test_faults(void **state)
     assert_int_equal(res.http_status, 500);
     assert_string_equal(got, "{\"error\":{\"code\":\"Fault\",\"message\":\"\"}}");
     free(got);
+    /* a faultstring longer than the message buffer (511 bytes) is cut between characters,
+     * never inside one: 300 x U+00E9 (600 bytes) -> 255 of them */
+    {
+        char fs[700] = "";
+        for (int i = 0; i < 300; i++)
+            strcat(fs, "\xc3\xa9");
+        char xml[1200];
+        snprintf(xml, sizeof(xml), R11("<s:Fault><faultcode>s:Client</faultcode><faultstring>%s"
+                                       "</faultstring></s:Fault>"), fs);
+        got = resp(get11, xml, &res);
+        assert_int_equal(res.outcome, PT_SOAP_FAULT);
+        assert_int_equal(res.http_status, 400);
+        char want[700];
+        snprintf(want, sizeof(want), "{\"error\":{\"code\":\"Client\",\"message\":\"%.510s\"}}", fs);
+        assert_string_equal(got, want);
+        free(got);
+    }
     /* a declared fault detail that does not match its type falls back to generic */
     got = resp(get11, R11("<s:Fault><faultcode>s:Client</faultcode><faultstring>x</faultstring>"
                           "<detail><t:NotFound xmlns:t=\"urn:portico:test:crm\"><t:id>abc</t:id>"

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,17 +120,17 @@ def main():
                 r["cpu_us"] = cpu * 1e6 / total_msgs if pids and total_msgs else None
                 res[name].append(r)
         print(f"\nWebSocket echo, {args.conns} sockets x {args.size}-byte messages, "
-              f"{args.duration}s x {args.rounds} rounds interleaved (Portico -w 1, nginx 1 worker; "
+              f"{args.duration}s x {args.rounds} rounds interleaved, medians (Portico -w 1, nginx 1 worker; "
               f"upstream and load: node ws)")
         print(f"{'target':<12} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/msg':>11} {'errors':>7}")
         summary = {}
         for name, _, _ in targets:
             rs = res[name]
-            mps = sum(r["msgs"] / r["secs"] for r in rs) / len(rs)
-            p50 = sum(r["p50_ms"] for r in rs) / len(rs)
-            p99 = sum(r["p99_ms"] for r in rs) / len(rs)
+            mps = statistics.median(r["msgs"] / r["secs"] for r in rs)
+            p50 = statistics.median(r["p50_ms"] for r in rs)
+            p99 = statistics.median(r["p99_ms"] for r in rs)
             cpus = [r["cpu_us"] for r in rs if r["cpu_us"] is not None]
-            cpu = sum(cpus) / len(cpus) if cpus else None
+            cpu = statistics.median(cpus) if cpus else None
             errs = sum(r.get("errors", 0) for r in rs)
             summary[name] = (mps, cpu)
             print(f"{name:<12} {mps:>10.0f} {p50:>8.2f} {p99:>8.2f} "

@@ -15,7 +15,6 @@
  */
 #include "soap_internal.h"
 #include "xml_tok.h"
-#include "portico/transcoder/wkt.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -987,17 +986,8 @@ int pt_soap_resp_finish(pt_soap_resp_t *r, pt_soap_result_t *res, pt_xbuf_t *out
         rc = PT_XERR_NOMEM;
     else if (f != PT_XP_OK)
         set_parse_bad(res, f, pt__xp_msg(xp), pt__xp_line(xp), pt__xp_col(xp));
-    else {
-        size_t mark = out->len;
+    else
         rc = tree_convert(r, doc, res, out);
-        /* libxml2 2.9 lets some malformed UTF-8 through (inside CDATA): the JSON
-         * must never carry it (our tokenizer refuses it; this is what it deferred) */
-        if (rc == 0 && out->len > mark && !pt_utf8_valid(out->data + mark, out->len - mark)) {
-            out->len = mark;
-            memset(res, 0, sizeof(*res));
-            set_parse_bad(res, PT_XP_NOT_XML, "invalid UTF-8 in its text", 0, 0);
-        }
-    }
     pt__xp_free(xp);
     return rc;
 }

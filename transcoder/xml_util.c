@@ -28,6 +28,7 @@
 #include <libxml/xmlerror.h>
 
 #include "json_lex.h"
+#include "portico/transcoder/wkt.h"
 
 /* ======================= pool ======================= */
 
@@ -420,6 +421,37 @@ pt__xp_fail_t pt__xp_feed(pt__xp_t *x, const void *data, size_t len)
     return x->fail;
 }
 
+/*
+ * libxml2 2.9 lets some malformed UTF-8 through (an overlong sequence inside
+ * CDATA, whether fed whole or in chunks: fuzz.xml2json), and every tree we
+ * convert becomes JSON, which must never carry it. Checks every text, CDATA
+ * and attribute value of the tree; the offending element's name or NULL.
+ */
+static const xmlNode *bad_utf8_node(const xmlNode *root)
+{
+    const xmlNode *n = root;
+    while (n != NULL) {
+        if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) && n->content != NULL &&
+            !pt_utf8_valid(n->content, strlen((const char *)n->content)))
+            return n->parent != NULL ? n->parent : n;
+        if (n->type == XML_ELEMENT_NODE)
+            for (const xmlAttr *a = n->properties; a != NULL; a = a->next)
+                for (const xmlNode *t = a->children; t != NULL; t = t->next)
+                    if (t->content != NULL &&
+                        !pt_utf8_valid(t->content, strlen((const char *)t->content)))
+                        return n;
+        /* depth first, without recursion */
+        if (n->type == XML_ELEMENT_NODE && n->children != NULL) {
+            n = n->children;
+            continue;
+        }
+        while (n != NULL && n != root && n->next == NULL)
+            n = n->parent;
+        n = n == NULL || n == root ? NULL : n->next;
+    }
+    return NULL;
+}
+
 pt__xp_fail_t pt__xp_finish(pt__xp_t *x, xmlDocPtr *doc)
 {
     *doc = NULL;
@@ -440,6 +472,12 @@ pt__xp_fail_t pt__xp_finish(pt__xp_t *x, xmlDocPtr *doc)
     if (x->fail == PT_XP_OK && c->myDoc != NULL && c->myDoc->encoding != NULL &&
         xmlStrcasecmp(c->myDoc->encoding, (const xmlChar *)"UTF-8") != 0)
         xp_fail(x, PT_XP_NOT_XML, "only UTF-8 is accepted");
+    const xmlNode *bad = x->fail == PT_XP_OK ? bad_utf8_node(xmlDocGetRootElement(c->myDoc)) : NULL;
+    if (bad != NULL) {
+        xp_fail(x, PT_XP_NOT_XML, "invalid UTF-8 in the text of <%.64s>",
+                bad->name != NULL ? (const char *)bad->name : "?");
+        x->line = x->col = 0; /* the end of the input would say nothing */
+    }
     if (x->fail == PT_XP_OK) {
         *doc = c->myDoc;
         c->myDoc = NULL;

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "portico/transcoder/wkt.h"
 #include "portico/transcoder/xmljson.h"
 
 /* ======================= XML -> JSON ======================= */
@@ -286,12 +285,6 @@ int pt_xml2json_finish(pt_xml2json_t *c, pt_xbuf_t *out, pt_xerr_t *err)
         out->len = mark;
         return pt_xerr_set(err, rc, NULL, rc == PT_XERR_LIMIT ? "JSON output over the size limit"
                                                               : "out of memory");
-    }
-    /* libxml2 2.9's push parser lets some malformed UTF-8 through (in a CDATA
-     * section fed in chunks, found by fuzz.xml2json): JSON must never carry it */
-    if (!pt_utf8_valid(out->data + mark, out->len - mark)) {
-        out->len = mark;
-        return pt_xerr_set(err, PT_XERR_INVALID, NULL, "XML: text is not valid UTF-8");
     }
     return 0;
 }

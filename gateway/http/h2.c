@@ -598,9 +598,43 @@ static pt_str_t fmt_u64(char buf[24], uint64_t v)
     return (pt_str_t){&buf[i], 24 - i};
 }
 
-static nghttp2_nv make_nv(pt_str_t n, pt_str_t v)
+/* A field of a header block that goes out (not a pseudo-header, not connection-specific). */
+static bool field_sent(pt_str_t name)
 {
-    return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, pt_hpack_nv_flags(n)};
+    return name.len != 0 && name.base[0] != ':' && !is_conn_specific(name);
+}
+
+/*
+ * The nghttp2 fields of a response head or trailer block, with every name and
+ * value copied behind them in the request's arena (pt_hpack_nv_copy): the
+ * arena is the stream's until on_stream_close, after which nghttp2 drops a
+ * frame it still holds for the stream unread. The fields of `h` start at slot
+ * `lead`; `extra` slots in all are left to the caller (before and after
+ * them), with `extra_bytes` of room at *strs for their strings. Sets *n to
+ * the slots used so far (`lead` included); NULL when the arena is over its
+ * limit.
+ */
+static nghttp2_nv *block_nva(h2_conn_t *c, pt_req_t *req, const pt_headers_t *h, size_t lead,
+                             size_t extra, size_t extra_bytes, char **strs, size_t *n)
+{
+    size_t bytes = extra_bytes;
+    for (size_t i = 0; i < h->cnt; i++)
+        bytes += h->v[i].name.len + h->v[i].value.len;
+    nghttp2_nv *nva = pt_arena_alloc(req->arena, (h->cnt + extra) * sizeof(*nva) + bytes);
+    if (nva == NULL)
+        return NULL;
+    char *p = (char *)(nva + h->cnt + extra);
+    size_t k = lead;
+    for (size_t i = 0; i < h->cnt; i++) {
+        if (!field_sent(h->v[i].name))
+            continue;
+        nghttp2_nv nv = pt_hpack_nv_copy(&p, h->v[i].name, h->v[i].value);
+        nv.flags |= pt_hpack_nv_flags_seeded((pt_str_t){(const char *)nv.name, nv.namelen}, &c->hpack_seeded);
+        nva[k++] = nv;
+    }
+    *strs = p;
+    *n = k;
+    return nva;
 }
 
 static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
@@ -615,30 +649,24 @@ static void submit_head(h2_stream_t *s)
     s->head_pending = false;
     if (req == NULL || s->app_reset)
         return;
-    pt_headers_t *h = &req->resp_headers;
-    nghttp2_nv *nva = pt_arena_alloc(req->arena, (h->cnt + 2) * sizeof(*nva));
-    char status[4];
     int st = req->resp_status;
-    if (nva == NULL || st < 200 || st > 999) {
+    size_t n = 0;
+    char *p = NULL;
+    /* one slot up front for :status (3 digits), one at the end for content-length (<= 20 digits) */
+    nghttp2_nv *nva = st >= 200 && st <= 999
+                          ? block_nva(c, req, &req->resp_headers, 1, 2, 7 + 3 + 14 + 20, &p, &n)
+                          : NULL;
+    if (nva == NULL) {
         s->app_reset = true;
         nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    status[0] = (char)('0' + st / 100);
-    status[1] = (char)('0' + st / 10 % 10);
-    status[2] = (char)('0' + st % 10);
-    size_t n = 0;
-    nva[n++] = make_nv(PT_STR(":status"), (pt_str_t){status, 3});
-    for (size_t i = 0; i < h->cnt; i++) {
-        pt_str_t name = h->v[i].name;
-        if (name.len == 0 || name.base[0] == ':' || is_conn_specific(name))
-            continue;
-        nva[n++] = (nghttp2_nv){(uint8_t *)name.base, (uint8_t *)h->v[i].value.base, name.len,
-                                h->v[i].value.len, pt_hpack_nv_flags_seeded(name, &c->hpack_seeded)};
-    }
-    char clbuf[24];
+    char status[3] = {(char)('0' + st / 100), (char)('0' + st / 10 % 10), (char)('0' + st % 10)};
+    nva[0] = pt_hpack_nv_copy(&p, PT_STR(":status"), (pt_str_t){status, 3});
     if (req->resp_content_length >= 0 && st != 204 && st != 304) {
-        nva[n++] = make_nv(PT_STR("content-length"), fmt_u64(clbuf, (uint64_t)req->resp_content_length));
+        char clbuf[24];
+        nva[n++] = pt_hpack_nv_copy(&p, PT_STR("content-length"),
+                                    fmt_u64(clbuf, (uint64_t)req->resp_content_length));
     }
     bool empty = s->out_end && evbuffer_get_length(s->out) == 0 && req->resp_trailers.cnt == 0;
     nghttp2_data_provider dp = {.source.ptr = s, .read_callback = data_read};
@@ -750,13 +778,9 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         pt_req_t *req = s->req;
         if (req != NULL && req->resp_trailers.cnt != 0) {
-            pt_headers_t *t = &req->resp_trailers;
-            nghttp2_nv *nva = pt_arena_alloc(req->arena, t->cnt * sizeof(*nva));
             size_t k = 0;
-            for (size_t i = 0; nva != NULL && i < t->cnt; i++)
-                if (t->v[i].name.len != 0 && t->v[i].name.base[0] != ':' &&
-                    !is_conn_specific(t->v[i].name))
-                    nva[k++] = make_nv(t->v[i].name, t->v[i].value);
+            char *p;
+            nghttp2_nv *nva = block_nva(s->c, req, &req->resp_trailers, 0, 0, 0, &p, &k);
             if (nva != NULL && k != 0 && nghttp2_submit_trailer(ng, id, nva, k) == 0)
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         }

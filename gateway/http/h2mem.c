@@ -40,13 +40,16 @@ typedef struct h2mem {
 
 _Static_assert(sizeof(blk_t) == 16, "block header keeps 16-byte alignment");
 
+/* The smallest class whose blocks hold `size` bytes (bit arithmetic, not a
+ * loop over the classes: ~20 instructions less for each of the ~19 blocks a
+ * transcoded call takes, callgrind). */
 static unsigned class_of(size_t size)
 {
-    size_t cap = (size_t)1 << H2MEM_MIN_SHIFT;
-    for (unsigned c = 0; c < H2MEM_CLASSES; c++, cap <<= 1)
-        if (size <= cap)
-            return c;
-    return H2MEM_BIG;
+    if (size <= (size_t)1 << H2MEM_MIN_SHIFT)
+        return 0;
+    /* bits needed for size - 1, i.e. ceil(log2(size)), minus the first class's */
+    unsigned c = (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - H2MEM_MIN_SHIFT;
+    return c < H2MEM_CLASSES ? c : H2MEM_BIG;
 }
 
 static void *m_malloc(size_t size, void *ud)

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include "core/ascii.h"
 #include "portico/str.h"
 
 static inline bool pt__hpack_ends_with(pt_str_t s, const char *lit, size_t n)
@@ -59,40 +60,6 @@ static inline uint8_t pt_hpack_nv_flags_seeded(pt_str_t name, uint8_t *seeded)
     return NGHTTP2_NV_FLAG_NONE;
 }
 
-/* Some byte of `w` is 'A'..'Z' (exact: the sums stay inside each byte). */
-static inline bool pt__hpack_upper8(uint64_t w)
-{
-    uint64_t t = w & 0x7f7f7f7f7f7f7f7fULL;
-    uint64_t ge_a = t + 0x3f3f3f3f3f3f3f3fULL; /* high bit: byte >= 'A' */
-    uint64_t gt_z = t + 0x2525252525252525ULL; /* high bit: byte > 'Z' */
-    return (ge_a & ~gt_z & ~w & 0x8080808080808080ULL) != 0;
-}
-
-/** Some byte of `s` is an ASCII capital (eight bytes at a time, the last eight overlapping). */
-static inline bool pt_hpack_has_upper(pt_str_t s)
-{
-    const unsigned char *b = (const unsigned char *)s.base;
-    uint64_t w;
-    if (s.len >= 8) {
-        for (size_t i = 0; i + 8 <= s.len; i += 8) {
-            memcpy(&w, b + i, 8);
-            if (pt__hpack_upper8(w))
-                return true;
-        }
-        memcpy(&w, b + s.len - 8, 8);
-    } else if (s.len >= 4) { /* the first four and the last four (overlapping) */
-        uint32_t lo, hi;
-        memcpy(&lo, b, 4);
-        memcpy(&hi, b + s.len - 4, 4);
-        w = lo | (uint64_t)hi << 32;
-    } else if (s.len != 0) { /* one to three bytes: first, middle, last */
-        w = b[0] | (uint64_t)b[s.len / 2] << 8 | (uint64_t)b[s.len - 1] << 16;
-    } else {
-        return false;
-    }
-    return pt__hpack_upper8(w);
-}
-
 /**
  * A field for a header block whose strings nghttp2 must not copy
  * (NGHTTP2_NV_FLAG_NO_COPY_NAME | NO_COPY_VALUE): unless told so,
@@ -109,7 +76,7 @@ static inline bool pt_hpack_has_upper(pt_str_t s)
 static inline nghttp2_nv pt_hpack_nv_copy(char **dst, pt_str_t n, pt_str_t v)
 {
     char *p = *dst;
-    if (pt_hpack_has_upper(n)) {
+    if (pt_ascii_has_upper(n)) {
         for (size_t i = 0; i < n.len; i++)
             p[i] = (char)(n.base[i] >= 'A' && n.base[i] <= 'Z' ? n.base[i] + 32 : n.base[i]);
     } else if (n.len != 0) {

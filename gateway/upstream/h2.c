@@ -1671,7 +1671,7 @@ static int submit(call_t *c, conn_t *k)
         } else if (pt_header_is_hop_by_hop(hn)) {
             continue;
         }
-        if (pt_hpack_has_upper(hn)) {
+        if (pt_ascii_has_upper(hn)) {
             if (!lowered) {
                 size_t need = 0;
                 for (size_t j = 0; j < hcnt; j++)

@@ -61,16 +61,14 @@ static inline uint8_t pt_hpack_nv_flags_seeded(pt_str_t name, uint8_t *seeded)
 }
 
 /**
- * A field for a header block whose strings nghttp2 must not copy
- * (NGHTTP2_NV_FLAG_NO_COPY_NAME | NO_COPY_VALUE): unless told so,
- * nghttp2_submit_*() copies every name and value into a block of its own and
- * lowercases each name byte by byte (~2.2k instructions a transcoded call
- * over both sessions, callgrind). The caller copies instead, once, into
- * memory that outlives the frame: `*dst` (advanced past the copy) receives
- * the name, lowercased (RFC 9113 §8.2), then the value; the HPACK policy's
- * flags are the caller's to add (from the copied name). nghttp2 reads the strings when it serializes the frame, which it
- * does only while the stream is open (a stream reset or closed before that
- * drops the frame unread; a request's HEADERS waiting for a stream slot are
+ * A field for a header block whose strings nghttp2 must not copy (NGHTTP2_NV_FLAG_NO_COPY_NAME |
+ * NO_COPY_VALUE): unless told so, nghttp2_submit_*() copies every name and value into a block of
+ * its own and lowercases each name byte by byte (~2.2k instructions a transcoded call over both
+ * sessions, callgrind). The caller copies instead, once, into memory that outlives the frame:
+ * `*dst` (advanced past the copy) receives the name, lowercased (RFC 9113 §8.2), then the value;
+ * the HPACK policy's flags are the caller's to add (from the copied name). nghttp2 reads the
+ * strings when it serializes the frame, which it does only while the stream is open (a stream reset
+ * or closed before that drops the frame unread; a request's HEADERS waiting for a stream slot are
  * cancelled by our RST_STREAM).
  */
 static inline nghttp2_nv pt_hpack_nv_copy(char **dst, pt_str_t n, pt_str_t v)

@@ -595,7 +595,8 @@ static void call_free(call_t *c)
         c->next->prev = c->prev;
     event_del(&c->tmo);
     if (hw->spare_cnt >= SPARE_MAX || c->head.cap > SPARE_BUF_MAX || c->trl.cap > SPARE_BUF_MAX ||
-        c->replay_cap > SPARE_BUF_MAX || c->held_cap > SPARE_BUF_MAX || c->lower_cap > SPARE_BUF_MAX) {
+        c->replay_cap > SPARE_BUF_MAX || c->held_cap > SPARE_BUF_MAX ||
+        c->lower_cap > SPARE_BUF_MAX) {
         call_release(c);
         return;
     }
@@ -1685,8 +1686,8 @@ static int submit(call_t *c, conn_t *k)
                 dst[j] = (char)(hn.base[j] >= 'A' && hn.base[j] <= 'Z' ? hn.base[j] + 32 : hn.base[j]);
             hn.base = dst;
         }
-        nva[n++] = (nghttp2_nv){(uint8_t *)hn.base, (uint8_t *)hv.base, hn.len, hv.len,
-                                (uint8_t)(pt_hpack_nv_flags_seeded(hn, &k->hpack_seeded) | NO_COPY)};
+        uint8_t flags = (uint8_t)(pt_hpack_nv_flags_seeded(hn, &k->hpack_seeded) | NO_COPY);
+        nva[n++] = (nghttp2_nv){(uint8_t *)hn.base, (uint8_t *)hv.base, hn.len, hv.len, flags};
     }
     if (r->content_length >= 0) {
         int l = snprintf(c->clen_buf, sizeof(c->clen_buf), "%lld", (long long)r->content_length);

@@ -1287,7 +1287,8 @@ static void test_response_names_lowercased(void **state)
     pump(&cl);
     pt_req_t *req = fake.recs[0].req;
     assert_non_null(req);
-    static const char *names[] = {"A", "xY", "Abcd", "abcdefG", "X-Mixed-Case", "x-lower-but-lONGer-than-16"};
+    static const char *names[] = {"A",       "xY",           "Abcd",
+                                  "abcdefG", "X-Mixed-Case", "x-lower-but-lONGer-than-16"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         pt_headers_add_nocopy(&req->resp_headers, pt_str_c(names[i]), PT_STR("v"));
     pt_headers_add_nocopy(&req->resp_trailers, PT_STR("Grpc-Status"), PT_STR("0"));
@@ -1295,8 +1296,9 @@ static void test_response_names_lowercased(void **state)
     pump(&cl);
     cstream_t *s = cs_of(&cl, id);
     assert_int_equal(s->status, 200);
-    static const char *want[] = {"a: v\n", "xy: v\n", "abcd: v\n", "abcdefg: v\n", "x-mixed-case: v\n",
-                                 "x-lower-but-longer-than-16: v\n"};
+    static const char *want[] = {"a: v\n",           "xy: v\n",
+                                 "abcd: v\n",        "abcdefg: v\n",
+                                 "x-mixed-case: v\n", "x-lower-but-longer-than-16: v\n"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         assert_non_null(strstr(s->headers, want[i]));
     assert_non_null(strstr(s->trailers, "grpc-status: 0\n"));

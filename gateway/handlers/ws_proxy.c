@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "core/config.h"
+#include "core/overload.h"
 #include "core/xalloc.h"
 #include "handlers/ws_proxy.h"
 #include "http/h1.h"
@@ -111,10 +112,32 @@ typedef struct side {
     bool failed;                 /* a write failed: nothing more goes out */
     bool shut_wr;                /* half-close once `out` is written */
     bool gone;                   /* handed back (client) or given up (upstream): hands off */
+    bool acct;                   /* `out` counts as bytes buffered for clients (core/overload.h) */
+    bool recvd;                  /* read once in this event: the endpoint waits for the next */
     uint64_t send_ms;            /* no write progress for this long: failed (0: never) */
+    struct event *failed_ev;     /* the pump's event that runs a leg whose socket failed */
     bq_t in;
     bq_t out;
 } side_t;
+
+static void side_out_add(side_t *s, const uint8_t *d, size_t n)
+{
+    bq_add(&s->out, d, n);
+    if (s->acct)
+        pt_overload_buffered_add((int64_t)n);
+}
+
+static void side_out_drop(side_t *s, size_t n)
+{
+    bq_drop(&s->out, n);
+    if (s->acct)
+        pt_overload_buffered_add(-(int64_t)n);
+}
+
+static void side_out_clear(side_t *s)
+{
+    side_out_drop(s, s->out.len);
+}
 
 struct pt_wsp {
     pt_req_t *req;
@@ -140,6 +163,7 @@ struct pt_wsp {
     bool u_fed_pause;            /* u_raw asked U to pause during pt_ws_feed */
     bool pump;                   /* the data phase runs on the two sockets (pt_wsp_pump) */
     side_t pc, pu;               /* the pump's client and upstream sockets */
+    struct event failed_ev;      /* runs the legs whose writes failed (side_failed) */
     pt_conn_t *conn;             /* the client connection lent to the pump */
     size_t c_limit;              /* bytes queued for the client above which U pauses */
     uint8_t c_out[C_OUT_CAP];
@@ -331,7 +355,7 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
     if (p->pump) {
         if (p->pc.gone || p->pc.failed)
             return;
-        bq_add(&p->pc.out, data, len);
+        side_out_add(&p->pc, data, len);
         p->req->bytes_out += len;
         if (!in_run(p))
             side_flush(p, &p->pc);
@@ -496,7 +520,7 @@ static void u_write(void *ud, const uint8_t *data, size_t len)
     if (p->pump) {
         if (p->pu.failed || p->pu.gone)
             return;
-        bq_add(&p->pu.out, data, len);
+        side_out_add(&p->pu, data, len);
         if (!in_run(p)) /* a timer's frame (keepalive ping, close): out now */
             side_flush(p, &p->pu);
         return;
@@ -627,6 +651,9 @@ static void wsp_dispose(void *data)
     if (p->pump) {
         side_stop(&p->pc);
         side_stop(&p->pu);
+        event_del(&p->failed_ev);
+        side_out_clear(&p->pc);
+        side_out_clear(&p->pu);
         free(p->pc.in.p);
         free(p->pc.out.p);
         free(p->pu.in.p);
@@ -769,7 +796,7 @@ void pt_wsp_abort(pt_wsp_t *p)
         /* the client's stream is being torn down: its connection gets its
          * socket back (nothing more of ours goes out), and the upstream's
          * is left to the call's cancel */
-        p->pc.out.len = 0;
+        side_out_clear(&p->pc);
         pump_release_client(p);
         pump_release_upstream(p);
     }
@@ -823,17 +850,17 @@ static void side_stop(side_t *s)
     side_want(&s->wev, &s->wev_on, false, 0);
 }
 
-/* The socket cannot take anything more: the leg reads an end of stream next
- * (its read event is made active so that the endpoint runs). */
+/* The socket cannot take anything more: the leg reads an end of stream next,
+ * from the pump's failed_ev (not its read event: that one is turned off and on
+ * with the backpressure, and a send timeout leaves the socket unreadable). */
 static void side_failed(side_t *s)
 {
     s->failed = true;
     s->eof = true;
-    s->out.len = 0;
-    s->out.off = 0;
+    side_out_clear(s);
     side_want(&s->wev, &s->wev_on, false, 0);
     if (!s->gone)
-        event_active(&s->rev, EV_READ, 0);
+        event_active(s->failed_ev, EV_TIMEOUT, 0);
 }
 
 static size_t side_read(pt_wsp_t *p, side_t *s, uint8_t *buf, size_t max, bool *eof)
@@ -845,6 +872,11 @@ static size_t side_read(pt_wsp_t *p, side_t *s, uint8_t *buf, size_t max, bool *
         *eof = s->eof;
         return 0;
     }
+    /* One read per socket and event: a peer that sends as fast as we read
+     * (into a leg that drops, say) cannot keep the loop from other events. */
+    if (s->recvd)
+        return 0;
+    s->recvd = true;
     ssize_t r = recv(s->fd, buf, max, 0);
     if (r > 0)
         return (size_t)r; /* short: all there is (short_read_drains) */
@@ -874,7 +906,7 @@ static void side_flush(pt_wsp_t *p, side_t *s)
             side_failed(s);
             return;
         }
-        bq_drop(&s->out, (size_t)w);
+        side_out_drop(s, (size_t)w);
     }
     side_want(&s->wev, &s->wev_on, false, 0);
     if (s->shut_wr) {
@@ -917,7 +949,7 @@ static void side_send(side_t *o, const uint8_t *d, size_t n)
         n -= (size_t)w;
         side_want(&o->wev, &o->wev_on, true, o->send_ms);
     }
-    bq_add(&o->out, d, n); /* behind bytes that wait for the socket */
+    side_out_add(o, d, n); /* behind bytes that wait for the socket */
     if (!o->wev_on)
         side_flush(NULL, o); /* not waiting for the socket: try now (nothing may sit unwatched) */
 }
@@ -938,6 +970,7 @@ static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
     side_t *o = client ? &p->pu : &p->pc;
     if (s->in.len == 0 && !s->eof && !(client ? p->u_ended : p->c_ended)) {
         uint8_t buf[PUMP_READ];
+        s->recvd = true;
         ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return true;
@@ -973,6 +1006,7 @@ static void pump_c_read(evutil_socket_t fd, short what, void *arg)
     pt_wsp_t *p = arg;
     pt_req_t *req = p->req;
     pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
     if (p->dead || !pump_in(p, &p->pc, true))
         pump_sync(p);
     pt__req_leave(req);
@@ -985,8 +1019,26 @@ static void pump_u_read(evutil_socket_t fd, short what, void *arg)
     pt_wsp_t *p = arg;
     pt_req_t *req = p->req;
     pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
     if (p->dead || !pump_in(p, &p->pu, false))
         pump_sync(p);
+    pt__req_leave(req);
+}
+
+/* A socket failed (side_failed): its leg reads the end of its stream and ends. */
+static void pump_failed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pt_wsp_t *p = arg;
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
+    if (!p->dead && p->pc.failed && !p->pc.gone)
+        run_c(p);
+    if (!p->dead && p->pu.failed && !p->pu.gone)
+        run_u(p);
+    pump_sync(p);
     pt__req_leave(req);
 }
 
@@ -996,6 +1048,7 @@ static void pump_c_write(evutil_socket_t fd, short what, void *arg)
     pt_wsp_t *p = arg;
     pt_req_t *req = p->req;
     pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
     if (what & EV_TIMEOUT)
         side_failed(&p->pc); /* no write progress for the send timeout */
     else
@@ -1014,6 +1067,7 @@ static void pump_u_write(evutil_socket_t fd, short what, void *arg)
     pt_wsp_t *p = arg;
     pt_req_t *req = p->req;
     pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
     side_flush(p, &p->pu);
     if (!p->dead && p->pu.out.len < PT_WSP_HIGH_WATER)
         run_c(p);
@@ -1028,8 +1082,7 @@ static void pump_release_client(pt_wsp_t *p)
         return;
     side_stop(&p->pc);
     pt_conn_unlend(p->conn, p->pc.out.p + p->pc.out.off, p->pc.failed ? 0 : p->pc.out.len);
-    p->pc.out.len = 0;
-    p->pc.out.off = 0;
+    side_out_clear(&p->pc);
 }
 
 /* The session is over: nothing more on the upstream socket, which the call's cancel closes. */
@@ -1068,13 +1121,17 @@ bool pt_wsp_pump(pt_wsp_t *p, pt_upcall_t *call)
     p->c_limit = req->config->limits.max_response_buffer;
     side_init(p, &p->pc, conn->fd, pump_c_read, pump_c_write);
     side_init(p, &p->pu, lent.fd, pump_u_read, pump_u_write);
+    event_assign(&p->failed_ev, req->worker->base, -1, 0, pump_failed, p);
+    p->pc.failed_ev = p->pu.failed_ev = &p->failed_ev;
     p->pc.send_ms = send_ms;
     /* What the connection and the call still hold: the 101 head for the
      * client, the request head's tail for the upstream, and bytes each peer
      * sent right after its head. The client's queued body bytes (none when
      * the tunnel just opened) come first. */
-    bq_add_evbuffer(&p->pc.out, pt_conn_output(conn));
-    bq_add(&p->pu.out, (const uint8_t *)lent.out, lent.out_len);
+    p->pc.acct = true;
+    bq_add_evbuffer(&p->pc.out, pt_conn_output(conn)); /* leaves the connection's count ... */
+    pt_overload_buffered_add((int64_t)p->pc.out.len); /* ... for ours */
+    side_out_add(&p->pu, (const uint8_t *)lent.out, lent.out_len);
     bq_add(&p->pu.in, (const uint8_t *)lent.in, lent.in_len);
     for (;;) {
         uint8_t tmp[4096];

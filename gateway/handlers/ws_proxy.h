@@ -30,6 +30,12 @@
  * away without a close frame sends 1001 to the client; the client going away
  * sends 1001 upstream.
  *
+ * The pump (pt_wsp_pump): on plain TCP both ways (an HTTP/1.1 client
+ * connection, an HTTP/1.1 upstream tunnel) the data phase runs on the two
+ * sockets, lent by the connection and the call, with the same endpoints:
+ * whole checked frames go from one socket to the other (pt_ws_relay), the
+ * rest through the endpoints as above. See ws_proxy.c, "The pump".
+ *
  * Everything runs on the request's worker thread, called by proxy.c.
  */
 #ifndef PT_HANDLERS_WS_PROXY_H

@@ -10,12 +10,15 @@ raw upstream written here so that the timing of every byte is ours:
   relays them itself), in order;
 - a close arriving behind queued data, both ways: the data written under backpressure
   (partial sends, the write event) comes first, then the close, and the answer goes back;
-- an upstream that resets the connection: the client gets 1001.
+- an upstream that resets the connection: the client gets 1001;
+- a graceful drain: the session goes on until the drain deadline, then both sockets close
+  and the process exits cleanly (under ASan: nothing leaked, no socket touched after).
 """
 import base64
 import hashlib
 import json
 import os
+import signal
 import socket
 import struct
 import threading
@@ -340,6 +343,67 @@ class PumpTest(PorticoTestCase):
         s.sendall(close_frame(1001))
         line = self.log_line()
         self.assertEqual(line["ws"]["close_out"], 1001)
+
+    def test_client_reset_while_upstream_floods(self):
+        # writes to the client fail mid-flood: its leg ends as if it went away, the upstream
+        # gets 1001 (or its connection closed), and the gateway carries on
+        chunk = b"f" * 4096
+
+        def script(s, fr):
+            try:
+                while True:
+                    s.sendall(frame(2, chunk, mask=False))
+            except OSError:
+                return "closed"
+            finally:
+                s.close()
+        for _ in range(3):
+            up = RawUpstream(script)
+            self.addCleanup(up.close)
+            if not hasattr(self, "p"):
+                self.gateway(up)
+            else:  # the next session goes to this upstream
+                self.p.stop()
+                self._procs.remove(self.p)
+                self.gateway(up)
+            s, fr = self.connect(rcvbuf=8192)
+            fr.read()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()                            # RST while Portico writes to it
+            self.assertTrue(up.wait(), "the upstream kept flooding")
+            self.assertEqual(up.errors, [])
+            line = self.log_line()
+            self.assertIn(line["ws"]["close_out"], (1001, 1006))
+
+    def test_drain_runs_the_session_to_the_deadline(self):
+        def script(s, fr):
+            n = 0
+            while True:
+                try:
+                    _, op, p, _ = fr.read(timeout=20)
+                except EOFError:
+                    return n                     # Portico closed the upstream connection
+                if op == 8:
+                    return -1
+                n += 1
+                s.sendall(frame(1, p, mask=False))
+        up = RawUpstream(script)
+        self.gateway(up)
+        s, fr = self.connect()
+        s.sendall(frame(1, b"before"))
+        self.assertEqual(fr.read()[2], b"before")
+        t0 = time.monotonic()
+        self.p.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        s.sendall(frame(1, b"draining"))        # in flight: still relayed
+        self.assertEqual(fr.read()[2], b"draining")
+        with self.assertRaises(EOFError):       # the drain deadline (2 s) ends it
+            while True:
+                fr.read(timeout=10)
+        self.assertGreater(time.monotonic() - t0, 1.5)
+        self.assertEqual(self.p.proc.wait(15), 0)
+        self.assertTrue(up.wait())
+        self.assertEqual(up.results, [2])
 
 
 if __name__ == "__main__":

@@ -806,15 +806,19 @@ void pt_wsp_abort(pt_wsp_t *p)
  *
  * The data phase of a session whose two legs are plain TCP -- an HTTP/1.1
  * client connection and the upstream call's tunnel -- runs on the two sockets
- * directly, the way a proxy's upgraded connection handler would: each leg's
- * endpoint reads its socket through cbs->read (into its own window: the
- * whole checked frames are then relayed verbatim as before), what it writes
- * for the other leg is queued and written once per run, and each socket has
- * one read event (on while its leg may read: the other socket's queue is
- * under its mark) and one write event (only while a write waits). Nothing of
- * the HTTP/1.1 codec, the request's body queue or the upstream call runs per
+ * directly, the way a proxy's upgraded connection handler would. A
+ * readiness is one recv into the stack; the whole data frames at its front
+ * that pass every check go to the other socket with one send (pt_ws_relay:
+ * checked, re-masked and counted by the endpoints, no callback); whatever is
+ * left -- a partial frame, control frames, a frame a check refuses, the end
+ * of the stream -- is queued for the leg's endpoint, which reads it before
+ * its socket (side_read) and works as on the general path, its writes for
+ * the other leg queued and written once per run. Each socket has one read
+ * event (on while its leg may read: the other socket's queue is under its
+ * mark) and one write event (only while a write waits). Nothing of the
+ * HTTP/1.1 codec, the request's body queue or the upstream call runs per
  * message; the endpoints, and so every check, timer and counter, are the
- * same as on the general path.
+ * general path's own.
  *
  * The connection and the call lend their sockets (pt_conn_lend,
  * pt_upcall_tunnel_lend) with the bytes they still hold: the 101 head not

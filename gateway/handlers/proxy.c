@@ -539,6 +539,8 @@ static void open_ws_relay(proxy_ctx_t *ctx)
     ctx->wsp = pt_wsp_open(req, &wc, &wsp_io, ctx);
     if (ctx->wsp == NULL)
         fail_head(ctx, "request arena full");
+    else
+        pt_wsp_pump(ctx->wsp, ctx->call); /* plain TCP both ways: the sockets directly */
 }
 
 /* ---- upstream callbacks --------------------------------------------------- */

@@ -13,14 +13,22 @@
  * the request (and this struct) outlive a callback in which the client goes
  * away, and after pt_wsp_abort() nothing is relayed any more.
  */
+#include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "core/config.h"
+#include "core/overload.h"
 #include "core/xalloc.h"
 #include "handlers/ws_proxy.h"
+#include "http/h1.h"
 #include "http/ws.h"
+#include "net/conn.h"
 
 /* Bytes gathered for the client during a run before they go to the codec. */
 #define C_OUT_CAP 8192u
@@ -60,13 +68,75 @@ static void bq_add(bq_t *q, const uint8_t *d, size_t n)
     q->len += n;
 }
 
+static void bq_drop(bq_t *q, size_t n)
+{
+    q->len -= n;
+    q->off = q->len == 0 ? 0 : q->off + n;
+}
+
 static size_t bq_take(bq_t *q, uint8_t *buf, size_t max)
 {
     size_t n = q->len < max ? q->len : max;
     memcpy(buf, q->p + q->off, n);
-    q->len -= n;
-    q->off = q->len == 0 ? 0 : q->off + n;
+    bq_drop(q, n);
     return n;
+}
+
+/* Moves what an evbuffer holds to the end of a queue. */
+static void bq_add_evbuffer(bq_t *q, struct evbuffer *b)
+{
+    size_t n = b != NULL ? evbuffer_get_length(b) : 0;
+    if (n == 0)
+        return;
+    while (n != 0) {
+        uint8_t tmp[4096];
+        int k = evbuffer_remove(b, tmp, n < sizeof(tmp) ? n : sizeof(tmp));
+        if (k <= 0)
+            break;
+        bq_add(q, tmp, (size_t)k);
+        n -= (size_t)k;
+    }
+}
+
+/*
+ * One socket of the pump (see "The pump" below): its read and write events,
+ * the bytes handed over with it (read before the socket) and the bytes for it
+ * not written yet.
+ */
+typedef struct side {
+    int fd;
+    struct event rev;            /* EV_READ|EV_PERSIST, added while the leg wants input */
+    struct event wev;            /* EV_WRITE|EV_PERSIST, added while a write waits */
+    bool rev_on, wev_on;
+    bool eof;                    /* the read side ended (EOF, reset) or a write failed */
+    bool failed;                 /* a write failed: nothing more goes out */
+    bool shut_wr;                /* half-close once `out` is written */
+    bool gone;                   /* handed back (client) or given up (upstream): hands off */
+    bool acct;                   /* `out` counts as bytes buffered for clients (core/overload.h) */
+    bool recvd;                  /* read once in this event: the endpoint waits for the next */
+    uint64_t send_ms;            /* no write progress for this long: failed (0: never) */
+    struct event *failed_ev;     /* the pump's event that runs a leg whose socket failed */
+    bq_t in;
+    bq_t out;
+} side_t;
+
+static void side_out_add(side_t *s, const uint8_t *d, size_t n)
+{
+    bq_add(&s->out, d, n);
+    if (s->acct)
+        pt_overload_buffered_add((int64_t)n);
+}
+
+static void side_out_drop(side_t *s, size_t n)
+{
+    bq_drop(&s->out, n);
+    if (s->acct)
+        pt_overload_buffered_add(-(int64_t)n);
+}
+
+static void side_out_clear(side_t *s)
+{
+    side_out_drop(s, s->out.len);
 }
 
 struct pt_wsp {
@@ -91,10 +161,17 @@ struct pt_wsp {
     bool dead;                   /* aborted or done: relay nothing */
     bool c_running, c_again, u_running, u_again;
     bool u_fed_pause;            /* u_raw asked U to pause during pt_ws_feed */
+    bool pump;                   /* the data phase runs on the two sockets (pt_wsp_pump) */
+    side_t pc, pu;               /* the pump's client and upstream sockets */
+    struct event failed_ev;      /* runs the legs whose writes failed (side_failed) */
+    pt_conn_t *conn;             /* the client connection lent to the pump */
+    size_t c_limit;              /* bytes queued for the client above which U pauses */
     uint8_t c_out[C_OUT_CAP];
 };
 
 static void run_u(pt_wsp_t *p);
+static void side_flush(pt_wsp_t *p, side_t *s);
+static void pump_release_client(pt_wsp_t *p);
 
 /*
  * Batching: a relayed frame is written as a header and then its payload, and
@@ -120,11 +197,27 @@ static void to_client(pt_wsp_t *p, const uint8_t *d, size_t n)
 
 static void flush_client(pt_wsp_t *p)
 {
+    if (p->pump) {
+        side_flush(p, &p->pc);
+        return;
+    }
     size_t n = p->c_out_len;
     if (n == 0)
         return;
     p->c_out_len = 0;
     to_client(p, p->c_out, n);
+}
+
+/* Framed bytes for the upstream go out now (the call pulls them, or the pump writes them). */
+static void up_kick_now(pt_wsp_t *p)
+{
+    p->kick = false;
+    if (p->pump) {
+        p->pu.shut_wr = p->up_shut;
+        side_flush(p, &p->pu);
+    } else if (!p->dead) {
+        p->io->up_kick(p->ud);
+    }
 }
 
 static void kick_upstream(pt_wsp_t *p)
@@ -133,9 +226,7 @@ static void kick_upstream(pt_wsp_t *p)
         p->kick = true;
         return;
     }
-    p->kick = false;
-    if (!p->dead)
-        p->io->up_kick(p->ud);
+    up_kick_now(p);
 }
 
 /* The end of a run: what was gathered goes out. */
@@ -144,10 +235,8 @@ static void run_done(pt_wsp_t *p)
     if (in_run(p))
         return;
     flush_client(p);
-    if (p->kick && !p->dead) {
-        p->kick = false;
-        p->io->up_kick(p->ud);
-    }
+    if (p->kick && !p->dead)
+        up_kick_now(p);
 }
 
 static void run_c(pt_wsp_t *p)
@@ -190,24 +279,33 @@ static void run_u(pt_wsp_t *p)
 
 static bool up_full(const pt_wsp_t *p)
 {
-    return p->up_out.len >= PT_WSP_HIGH_WATER;
+    return (p->pump ? p->pu.out.len : p->up_out.len) >= PT_WSP_HIGH_WATER;
 }
 
 static void end_client_stream(pt_wsp_t *p)
 {
     flush_client(p);
+    pump_release_client(p);
     if (p->resp_ended || pt__resp_ended(p->req) || p->req->aborted)
         return;
     p->resp_ended = true;
     pt__resp_body(p->req, NULL, 0, true);
 }
 
+static void pump_release_upstream(pt_wsp_t *p);
+
 static void maybe_done(pt_wsp_t *p)
 {
     if (p->dead || !p->c_ended || !p->u_ended)
         return;
+    /* Bytes for the upstream a run gathered (the answer to its close, say)
+     * go out before the call is stopped: run_done would not send them once
+     * the relay is dead. */
+    if (p->kick)
+        up_kick_now(p);
     p->dead = true;
     end_client_stream(p);
+    pump_release_upstream(p); /* before done() cancels the call, which closes its socket */
     p->io->done(p->ud);
 }
 
@@ -222,12 +320,19 @@ static void close_other(pt_ws_t *other, pt_ws_end_t why, bool from_client)
 
 /* ---- the client leg (server role) ---------------------------------------------------- */
 
+static size_t side_read(pt_wsp_t *p, side_t *s, uint8_t *buf, size_t max, bool *eof);
+
 static size_t c_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 {
     pt_wsp_t *p = ud;
     if (p->dead)
         return 0;
     pt_req_t *req = p->req;
+    if (p->pump) {
+        size_t n = side_read(p, &p->pc, buf, max, eof);
+        req->body_received += n; /* the tunnel's byte clock and the log see them */
+        return n;
+    }
     if (req->body_offer_len == 0 && evbuffer_get_length(req->body) == 0) {
         /* drained (the endpoint asks once more after each read): what
          * pt__req_body_read would answer, without its buffer calls */
@@ -247,6 +352,15 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
     pt_wsp_t *p = ud;
     if (p->dead || p->resp_ended)
         return;
+    if (p->pump) {
+        if (p->pc.gone || p->pc.failed)
+            return;
+        side_out_add(&p->pc, data, len);
+        p->req->bytes_out += len;
+        if (!in_run(p))
+            side_flush(p, &p->pc);
+        return;
+    }
     p->c_unchecked += len;
     if (p->c_out_len + len > sizeof(p->c_out))
         flush_client(p);
@@ -266,6 +380,8 @@ static void c_write(void *ud, const uint8_t *data, size_t len)
  * limits.max_response_buffer. */
 static bool client_full(pt_wsp_t *p)
 {
+    if (p->pump)
+        return p->pc.out.len > p->c_limit;
     if (p->c_out_len >= sizeof(p->c_out) / 2)
         flush_client(p);
     if (p->c_unchecked < C_CHECK_EVERY)
@@ -368,8 +484,7 @@ static void c_end(void *ud, pt_ws_end_t why)
          * held by nothing but this wait). What is queued goes out now with a
          * half-close after it, then the call ends. */
         p->up_shut = true;
-        p->kick = false;
-        p->io->up_kick(p->ud);
+        up_kick_now(p);
         p->u_ended = true;
         p->u_why = why;
     }
@@ -382,6 +497,8 @@ static void c_end(void *ud, pt_ws_end_t why)
 static size_t u_read(void *ud, uint8_t *buf, size_t max, bool *eof)
 {
     pt_wsp_t *p = ud;
+    if (p->pump)
+        return p->dead ? 0 : side_read(p, &p->pu, buf, max, eof);
     /* all there is up to max (a short read means drained: short_read_drains) */
     size_t n = p->up_in.len != 0 ? bq_take(&p->up_in, buf, max) : 0;
     if (n < max && p->feed_len != 0) {
@@ -400,7 +517,17 @@ static void u_write(void *ud, const uint8_t *data, size_t len)
     pt_wsp_t *p = ud;
     if (p->dead || p->up_shut)
         return;
+    if (p->pump) {
+        if (p->pu.failed || p->pu.gone)
+            return;
+        side_out_add(&p->pu, data, len);
+        if (!in_run(p)) /* a timer's frame (keepalive ping, close): out now */
+            side_flush(p, &p->pu);
+        return;
+    }
     bq_add(&p->up_out, data, len);
+    if (!in_run(p)) /* a timer's frame: the call pulls it now, not with the next client bytes */
+        up_kick_now(p);
 }
 
 static int u_frame_start(void *ud, pt_ws_opcode_t op, uint64_t len, bool fin)
@@ -482,6 +609,7 @@ static void u_end(void *ud, pt_ws_end_t why)
         p->c_ended = true;
         p->c_why = PT_WS_END_EOF;
         p->resp_ended = true;
+        pump_release_client(p); /* the codec resets the stream on its own socket */
         pt__resp_fail(p->req, PT_ERR_UPSTREAM, "upstream websocket ended mid-frame");
     }
     if (!p->c_ended && !p->dead && why != PT_WS_END_CLOSED)
@@ -514,10 +642,24 @@ static const pt_ws_cbs_t u_cbs = {
     .on_raw = u_raw,
 };
 
+static void side_stop(side_t *s);
+
 static void wsp_dispose(void *data)
 {
     pt_wsp_t *p = data;
     p->dead = true;
+    if (p->pump) {
+        side_stop(&p->pc);
+        side_stop(&p->pu);
+        event_del(&p->failed_ev);
+        side_out_clear(&p->pc);
+        side_out_clear(&p->pu);
+        free(p->pc.in.p);
+        free(p->pc.out.p);
+        free(p->pu.in.p);
+        free(p->pu.out.p);
+        p->pc.in.p = p->pc.out.p = p->pu.in.p = p->pu.out.p = NULL;
+    }
     pt_ws_free(p->u);
     p->u = NULL;
     free(p->up_in.p);
@@ -631,13 +773,13 @@ void pt_wsp_up_end(pt_wsp_t *p)
 
 void pt_wsp_client_readable(pt_wsp_t *p)
 {
-    if (!p->dead)
+    if (!p->dead && !p->pump)
         run_c(p);
 }
 
 void pt_wsp_client_writable(pt_wsp_t *p)
 {
-    if (p->dead)
+    if (p->dead || p->pump)
         return;
     run_u(p);
     if (!p->dead && p->up_in_paused && p->up_in.len < PT_WSP_HIGH_WATER &&
@@ -650,4 +792,367 @@ void pt_wsp_client_writable(pt_wsp_t *p)
 void pt_wsp_abort(pt_wsp_t *p)
 {
     p->dead = true;
+    if (p->pump) {
+        /* the client's stream is being torn down: its connection gets its
+         * socket back (nothing more of ours goes out), and the upstream's
+         * is left to the call's cancel */
+        side_out_clear(&p->pc);
+        pump_release_client(p);
+        pump_release_upstream(p);
+    }
+}
+
+/* ---- the pump ---------------------------------------------------------------------------
+ *
+ * The data phase of a session whose two legs are plain TCP -- an HTTP/1.1
+ * client connection and the upstream call's tunnel -- runs on the two sockets
+ * directly, the way a proxy's upgraded connection handler would. A
+ * readiness is one recv into the stack; the whole data frames at its front
+ * that pass every check go to the other socket with one send (pt_ws_relay:
+ * checked, re-masked and counted by the endpoints, no callback); whatever is
+ * left -- a partial frame, control frames, a frame a check refuses, the end
+ * of the stream -- is queued for the leg's endpoint, which reads it before
+ * its socket (side_read) and works as on the general path, its writes for
+ * the other leg queued and written once per run. Each socket has one read
+ * event (on while its leg may read: the other socket's queue is under its
+ * mark) and one write event (only while a write waits). Nothing of the
+ * HTTP/1.1 codec, the request's body queue or the upstream call runs per
+ * message; the endpoints, and so every check, timer and counter, are the
+ * general path's own.
+ *
+ * The connection and the call lend their sockets (pt_conn_lend,
+ * pt_upcall_tunnel_lend) with the bytes they still hold: the 101 head not
+ * yet written goes out first, client or upstream bytes read with the heads
+ * are read by the endpoints before their sockets. The client's socket goes
+ * back to its connection (pt_conn_unlend, with the bytes not yet written)
+ * when the client leg ends, before the response ends, so the codec closes it
+ * as usual; the upstream's stays the call's, which closes it when it is
+ * cancelled at the end. A write error ends the leg as its peer going away
+ * would (the endpoint reads an end of stream); a client that takes nothing
+ * for the connection's send timeout is treated the same way.
+ */
+
+static void side_want(struct event *ev, bool *on, bool want, uint64_t ms)
+{
+    if (want == *on)
+        return;
+    *on = want;
+    if (!want) {
+        event_del(ev);
+        return;
+    }
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u)};
+    event_add(ev, ms != 0 ? &tv : NULL);
+}
+
+static void side_stop(side_t *s)
+{
+    if (s->gone)
+        return;
+    s->gone = true;
+    side_want(&s->rev, &s->rev_on, false, 0);
+    side_want(&s->wev, &s->wev_on, false, 0);
+}
+
+/* The socket cannot take anything more: the leg reads an end of stream next,
+ * from the pump's failed_ev (not its read event: that one is turned off and on
+ * with the backpressure, and a send timeout leaves the socket unreadable). */
+static void side_failed(side_t *s)
+{
+    s->failed = true;
+    s->eof = true;
+    side_out_clear(s);
+    side_want(&s->wev, &s->wev_on, false, 0);
+    if (!s->gone)
+        event_active(s->failed_ev, EV_TIMEOUT, 0);
+}
+
+static size_t side_read(pt_wsp_t *p, side_t *s, uint8_t *buf, size_t max, bool *eof)
+{
+    (void)p;
+    if (s->in.len != 0)
+        return bq_take(&s->in, buf, max); /* handed over with the socket: first */
+    if (s->eof || s->gone) {
+        *eof = s->eof;
+        return 0;
+    }
+    /* One read per socket and event: a peer that sends as fast as we read
+     * (into a leg that drops, say) cannot keep the loop from other events. */
+    if (s->recvd)
+        return 0;
+    s->recvd = true;
+    ssize_t r = recv(s->fd, buf, max, 0);
+    if (r > 0)
+        return (size_t)r; /* short: all there is (short_read_drains) */
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    s->eof = true; /* the end of the stream, or a reset: the leg ends either way */
+    side_want(&s->rev, &s->rev_on, false, 0);
+    *eof = true;
+    return 0;
+}
+
+/* Writes what is queued for the socket, as far as it takes it. */
+static void side_flush(pt_wsp_t *p, side_t *s)
+{
+    (void)p;
+    if (s->gone || s->failed)
+        return;
+    while (s->out.len != 0) {
+        ssize_t w = send(s->fd, s->out.p + s->out.off, s->out.len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                side_want(&s->wev, &s->wev_on, true, s->send_ms);
+                return;
+            }
+            side_failed(s);
+            return;
+        }
+        side_out_drop(s, (size_t)w);
+    }
+    side_want(&s->wev, &s->wev_on, false, 0);
+    if (s->shut_wr) {
+        s->shut_wr = false;
+        shutdown(s->fd, SHUT_WR); /* our half-close after the last byte (the close frame) */
+    }
+}
+
+/* Read events on while the leg may read: it runs, and the other side's queue is under its mark. */
+static void pump_sync(pt_wsp_t *p)
+{
+    if (!p->pc.gone)
+        side_want(&p->pc.rev, &p->pc.rev_on,
+                  !p->dead && !p->c_ended && !p->pc.eof && p->pu.out.len < PT_WSP_HIGH_WATER, 0);
+    if (!p->pu.gone)
+        side_want(&p->pu.rev, &p->pu.rev_on,
+                  !p->dead && !p->u_ended && !p->pu.eof && p->pc.out.len <= p->c_limit, 0);
+}
+
+/* Relayed bytes for a socket: written at once when nothing waits before them. */
+static void side_send(side_t *o, const uint8_t *d, size_t n)
+{
+    if (o->gone || o->failed)
+        return;
+    if (o->out.len == 0) {
+        ssize_t w;
+        do {
+            w = send(o->fd, d, n, MSG_NOSIGNAL);
+        } while (w < 0 && errno == EINTR);
+        if ((size_t)w == n)
+            return;
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                side_failed(o);
+                return;
+            }
+            w = 0;
+        }
+        d += w;
+        n -= (size_t)w;
+        side_want(&o->wev, &o->wev_on, true, o->send_ms);
+    }
+    side_out_add(o, d, n); /* behind bytes that wait for the socket */
+    if (!o->wev_on)
+        side_flush(NULL, o); /* not waiting for the socket: try now (nothing may sit unwatched) */
+}
+
+/*
+ * One readiness of a socket: one read into the stack; the whole checked
+ * frames at its front go straight to the other socket (pt_ws_relay), and
+ * whatever is left -- a partial frame, control frames, anything a check
+ * refuses, the end of the stream -- goes to the leg's endpoint, which reads
+ * it before the socket (side_read), as on the general path.
+ */
+#define PUMP_READ 16384u
+
+/* Returns true when nothing changed but bytes moving (the read events need no second look). */
+static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
+{
+    pt_ws_t *from = client ? p->c : p->u, *to = client ? p->u : p->c;
+    side_t *o = client ? &p->pu : &p->pc;
+    if (s->in.len == 0 && !s->eof && !(client ? p->u_ended : p->c_ended)) {
+        uint8_t buf[PUMP_READ];
+        s->recvd = true;
+        ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return true;
+        if (r <= 0) {
+            s->eof = true; /* the end of the stream, or a reset: the endpoint sees it */
+        } else {
+            size_t n = (size_t)r;
+            size_t k = pt_ws_relay(from, to, buf, n);
+            if (client)
+                p->req->body_received += n;
+            else
+                p->req->bytes_out += k;
+            if (k != 0)
+                side_send(o, buf, k);
+            if (k == n)
+                return o->out.len == 0; /* all written: the other socket's queue is still empty */
+            if (client)
+                p->req->body_received -= n - k; /* counted when the endpoint reads them */
+            bq_add(&s->in, buf + k, n - k);
+        }
+    }
+    if (client)
+        run_c(p);
+    else
+        run_u(p);
+    return false;
+}
+
+static void pump_c_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pt_wsp_t *p = arg;
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
+    if (p->dead || !pump_in(p, &p->pc, true))
+        pump_sync(p);
+    pt__req_leave(req);
+}
+
+static void pump_u_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pt_wsp_t *p = arg;
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
+    if (p->dead || !pump_in(p, &p->pu, false))
+        pump_sync(p);
+    pt__req_leave(req);
+}
+
+/* A socket failed (side_failed): its leg reads the end of its stream and ends. */
+static void pump_failed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pt_wsp_t *p = arg;
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
+    if (!p->dead && p->pc.failed && !p->pc.gone)
+        run_c(p);
+    if (!p->dead && p->pu.failed && !p->pu.gone)
+        run_u(p);
+    pump_sync(p);
+    pt__req_leave(req);
+}
+
+static void pump_c_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    pt_wsp_t *p = arg;
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
+    if (what & EV_TIMEOUT)
+        side_failed(&p->pc); /* no write progress for the send timeout */
+    else
+        side_flush(p, &p->pc);
+    /* drained under the mark: the upstream leg may relay again */
+    if (!p->dead && p->pc.out.len <= p->c_limit)
+        run_u(p);
+    pump_sync(p);
+    pt__req_leave(req);
+}
+
+static void pump_u_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pt_wsp_t *p = arg;
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
+    side_flush(p, &p->pu);
+    if (!p->dead && p->pu.out.len < PT_WSP_HIGH_WATER)
+        run_c(p);
+    pump_sync(p);
+    pt__req_leave(req);
+}
+
+/* The client leg is over: its socket goes back to the connection with what is not written yet. */
+static void pump_release_client(pt_wsp_t *p)
+{
+    if (!p->pump || p->pc.gone)
+        return;
+    side_stop(&p->pc);
+    pt_conn_unlend(p->conn, p->pc.out.p + p->pc.out.off, p->pc.failed ? 0 : p->pc.out.len);
+    side_out_clear(&p->pc);
+}
+
+/* The session is over: nothing more on the upstream socket, which the call's cancel closes. */
+static void pump_release_upstream(pt_wsp_t *p)
+{
+    if (!p->pump || p->pu.gone)
+        return;
+    p->pu.shut_wr = false;
+    side_stop(&p->pu);
+}
+
+static void side_init(pt_wsp_t *p, side_t *s, int fd, event_callback_fn on_read,
+                      event_callback_fn on_write)
+{
+    s->fd = fd;
+    event_assign(&s->rev, p->req->worker->base, fd, EV_READ | EV_PERSIST, on_read, p);
+    event_assign(&s->wev, p->req->worker->base, fd, EV_WRITE | EV_PERSIST, on_write, p);
+}
+
+bool pt_wsp_pump(pt_wsp_t *p, pt_upcall_t *call)
+{
+    pt_req_t *req = p->req;
+    if (p->pump || p->dead || call == NULL || req->body_offer_len != 0)
+        return false;
+    pt_conn_t *conn = pt__h1_tunnel_conn(req);
+    uint64_t send_ms = 0;
+    if (conn == NULL || !pt_conn_lend(conn, &send_ms))
+        return false;
+    pt_upcall_lent_t lent;
+    if (pt_upcall_tunnel_lend(call, &lent) != 0) {
+        pt_conn_unlend(conn, NULL, 0);
+        return false;
+    }
+    p->pump = true;
+    p->conn = conn;
+    p->c_limit = req->config->limits.max_response_buffer;
+    side_init(p, &p->pc, conn->fd, pump_c_read, pump_c_write);
+    side_init(p, &p->pu, lent.fd, pump_u_read, pump_u_write);
+    event_assign(&p->failed_ev, req->worker->base, -1, 0, pump_failed, p);
+    p->pc.failed_ev = p->pu.failed_ev = &p->failed_ev;
+    p->pc.send_ms = send_ms;
+    /* What the connection and the call still hold: the 101 head for the
+     * client, the request head's tail for the upstream, and bytes each peer
+     * sent right after its head. The client's queued body bytes (none when
+     * the tunnel just opened) come first. */
+    p->pc.acct = true;
+    bq_add_evbuffer(&p->pc.out, pt_conn_output(conn)); /* leaves the connection's count ... */
+    pt_overload_buffered_add((int64_t)p->pc.out.len); /* ... for ours */
+    side_out_add(&p->pu, (const uint8_t *)lent.out, lent.out_len);
+    bq_add(&p->pu.in, (const uint8_t *)lent.in, lent.in_len);
+    for (;;) {
+        uint8_t tmp[4096];
+        bool eof = false;
+        size_t n = pt__req_body_read(req, (char *)tmp, sizeof(tmp), &eof);
+        if (n == 0)
+            break;
+        req->body_received -= n; /* counted again when the endpoint reads them */
+        bq_add(&p->pc.in, tmp, n);
+    }
+    bq_add_evbuffer(&p->pc.in, pt_conn_input(conn));
+    side_flush(p, &p->pc);
+    side_flush(p, &p->pu);
+    if (p->pc.in.len != 0)
+        run_c(p);
+    if (p->pu.in.len != 0)
+        run_u(p);
+    pump_sync(p);
+    return true;
 }

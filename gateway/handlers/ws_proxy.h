@@ -30,6 +30,12 @@
  * away without a close frame sends 1001 to the client; the client going away
  * sends 1001 upstream.
  *
+ * The pump (pt_wsp_pump): on plain TCP both ways (an HTTP/1.1 client
+ * connection, an HTTP/1.1 upstream tunnel) the data phase runs on the two
+ * sockets, lent by the connection and the call, with the same endpoints:
+ * whole checked frames go from one socket to the other (pt_ws_relay), the
+ * rest through the endpoints as above. See ws_proxy.c, "The pump".
+ *
  * Everything runs on the request's worker thread, called by proxy.c.
  */
 #ifndef PT_HANDLERS_WS_PROXY_H
@@ -39,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/request.h"
+#include "upstream/call.h"
 
 /** Bytes queued for the upstream above which the client is not read. */
 #define PT_WSP_HIGH_WATER (64u * 1024u)
@@ -88,5 +95,16 @@ void pt_wsp_client_writable(pt_wsp_t *p);
 
 /** The client went away: no callback from here on; the endpoints go with the arena. */
 void pt_wsp_abort(pt_wsp_t *p);
+
+/**
+ * The data phase on the two sockets (ws_proxy.c, "The pump"): when req's
+ * client connection is a plain-TCP HTTP/1.1 tunnel and `call` a plain-TCP
+ * HTTP/1.1 tunnel, both lend their sockets to the relay, which then reads
+ * and writes them itself; pt_wsp_up_* and pt_wsp_client_* are not needed any
+ * more (the call and the connection stay quiet). Call right after
+ * pt_wsp_open. Returns false (nothing changed) when the legs do not allow it:
+ * the relay then runs over the request and the call as before.
+ */
+bool pt_wsp_pump(pt_wsp_t *p, pt_upcall_t *call);
 
 #endif /* PT_HANDLERS_WS_PROXY_H */

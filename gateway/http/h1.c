@@ -550,6 +550,18 @@ static int op_tunnel(pt_req_t *req)
     return 0;
 }
 
+pt_conn_t *pt__h1_tunnel_conn(pt_req_t *req)
+{
+    if (req->ops != &h1_stream_ops || req->stream == NULL)
+        return NULL;
+    h1_stream_t *s = req->stream;
+    h1_conn_t *c = s->c;
+    if (!s->tunnel || c->tunnel != s || !s->head_sent || s->ended || c->closing ||
+        c->conn->is_tls)
+        return NULL;
+    return c->conn;
+}
+
 static const pt_stream_ops_t h1_stream_ops = {
     .send_head = op_send_head,
     .send_body = op_send_body,

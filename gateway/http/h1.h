@@ -37,4 +37,13 @@ extern const pt_codec_ops_t pt__h1_codec_ops;
 /** True when `conn` currently runs the HTTP/1.1 codec. */
 bool pt__h1_conn_is_h1(const pt_conn_t *conn);
 
+/**
+ * The client connection of `req` when it is an HTTP/1.1 tunnel whose 101
+ * head was staged (op_tunnel, then the head): the connection is a byte pipe
+ * of this request alone, so a relay may borrow its socket (pt_conn_lend) for
+ * the data phase. NULL otherwise (another codec, TLS, no tunnel yet).
+ */
+struct pt_req;
+pt_conn_t *pt__h1_tunnel_conn(struct pt_req *req);
+
 #endif /* PT_GATEWAY_H1_H */

@@ -938,6 +938,27 @@ static bool raw_run(pt_ws_t *ws)
     return !ws->ended && !ws->paused;
 }
 
+size_t pt_ws_relay(pt_ws_t *ws, pt_ws_t *to, uint8_t *buf, size_t len)
+{
+    /* `ws` holds nothing (no partial frame or header, not paused or
+     * closing), and `to` can take a verbatim run (pt_ws_send_raw's terms) */
+    if (ws->cbs->on_raw == NULL || ws->ended || ws->paused || ws->close_recv || ws->in_frame ||
+        ws->in_pos != ws->in_end || to->ended || to->close_sent || to->out_frame ||
+        to->o.role == ws->o.role || ws->in_msg != to->out_msg)
+        return 0;
+    pt_ws_raw_t info;
+    size_t n = raw_frames(ws, buf, len, &info);
+    if (n == 0)
+        return 0;
+    ws->raw_in += n;
+    to->out_msg = info.ends_open;
+    to->st.frames_out += info.frames;
+    to->st.msgs_out += info.msgs;
+    to->st.bytes_out += info.bytes;
+    to->data_io += info.bytes;
+    return n;
+}
+
 size_t pt_ws_feed(pt_ws_t *ws, const uint8_t *data, size_t len)
 {
     if (ws->o.role != PT_WS_CLIENT || ws->cbs->on_raw == NULL || ws->ended || ws->paused ||

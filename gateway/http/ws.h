@@ -263,6 +263,21 @@ void pt_ws_on_readable(pt_ws_t *ws);
 size_t pt_ws_feed(pt_ws_t *ws, const uint8_t *data, size_t len);
 
 /**
+ * Verbatim relay without callbacks, for an owner that reads and writes the
+ * sockets itself (handlers/ws_proxy.c's pump): `ws` (on_raw set) and `to` are
+ * the two legs of a relay (opposite roles). The whole data frames at the
+ * front of `buf` that pass every check on_raw's do are taken -- in the server
+ * role re-masked in place with fresh keys --, counted as received by `ws` and
+ * as sent by `to` (as on_raw + pt_ws_send_raw would), and their length is
+ * returned: the owner writes buf[0, n) to `to`'s peer itself, and hands the
+ * rest through ws's cbs->read as usual. Returns 0 (nothing taken) when `ws`
+ * holds input or a state the general path must see first (a partial frame,
+ * paused, the peer's close received, ended) or `to` cannot take a verbatim
+ * run (a streamed frame half sent, our close sent, out of sequence, ended).
+ */
+size_t pt_ws_relay(pt_ws_t *ws, pt_ws_t *to, uint8_t *buf, size_t len);
+
+/**
  * Sends a whole data message (`op` TEXT or BINARY) as one frame. Returns 0,
  * PT_ERR_INVALID (bad opcode, a streamed message is in progress, or our close
  * was sent). The bytes are copied into the sink at once.

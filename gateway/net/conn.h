@@ -173,6 +173,7 @@ typedef struct pt_conn_io {
     bool ssl_fatal;     /* a fatal TLS error happened: no SSL_shutdown */
     bool ssl_read_wants_write;
     bool ssl_write_wants_read;
+    bool lent;          /* the socket is lent (pt_conn_lend): no reads, output held */
 } pt_conn_io_t;
 
 struct pt_conn {
@@ -317,6 +318,32 @@ void pt_conn_pause_read(pt_conn_t *conn);
 
 /** Reads again after pt_conn_pause_read(). No effect after EOF or an error. */
 void pt_conn_resume_read(pt_conn_t *conn);
+
+/**
+ * Lends the plaintext socket to another owner for a while (a WebSocket
+ * relay's data phase, handlers/ws_proxy.c): the layer stops reading it and
+ * holds whatever is appended to its output (nothing is written, no event is
+ * scheduled) until pt_conn_unlend(). The borrower reads and writes conn->fd
+ * itself and first takes what the layer still holds: the input buffer's
+ * bytes (the peer's, read already) and the output buffer's (to be written
+ * before anything of its own), removing them (evbuffer_remove) from
+ * pt_conn_input() and pt_conn_output(), and keeps the layer's send timeout
+ * (*send_ms, 0: none) for its own blocked writes. Refused (false, nothing changed) on
+ * TLS, after EOF or an error, while a write waits for the socket, or when
+ * already lent. Closing the connection while lent is allowed (the borrower
+ * must not touch the fd afterwards: its owner learns of it through its own
+ * teardown, e.g. the request's abort hooks).
+ */
+bool pt_conn_lend(pt_conn_t *conn, uint64_t *send_ms);
+
+/**
+ * Ends a loan (pt_conn_lend): `data`/`len` (the borrower's bytes not yet
+ * written; copied) go out before anything appended meanwhile, and
+ * reading resumes unless paused (a peer's end of stream or reset the
+ * borrower saw is seen again by the layer's next read and reported as
+ * usual). Output is flushed from the deferred event of this loop iteration.
+ */
+void pt_conn_unlend(pt_conn_t *conn, const void *data, size_t len);
 
 /**
  * Starts the HTTP/1.1 codec on `conn` (h1.c). `data`/`len` are bytes already

@@ -356,7 +356,7 @@ static void write_out(pt_conn_t *conn)
 {
     pt_conn_io_t *io = &conn->io;
     size_t before = evbuffer_get_length(io->out);
-    if (before == 0 || io->failed || !io->hs_done)
+    if (before == 0 || io->failed || !io->hs_done || io->lent)
         return;
     int st = io->ssl != NULL ? write_tls(conn) : write_plain(conn);
     if (st == W_ERROR) {
@@ -398,7 +398,7 @@ static void on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *
     pt_conn_io_t *io = &conn->io;
     pt_overload_buffered_add((int64_t)info->n_added - (int64_t)info->n_deleted);
     if (info->n_added == 0 || io->in_read || io->flush_pending || io->blocked || io->failed ||
-        io->close_pending || io->hold)
+        io->close_pending || io->hold || io->lent)
         return;
     io->flush_pending = true;
     event_active(io->flush_ev, EV_WRITE, 0);
@@ -751,7 +751,7 @@ void pt_conn_flush(pt_conn_t *conn)
     /* inside a layer callback (on_read flushes at its end anyway), or a write is already
      * waiting for the socket, or nothing can be written */
     if (io->depth != 0 || io->in_read || io->blocked || io->failed || io->close_pending ||
-        !io->hs_done || io->early_error || evbuffer_get_length(io->out) == 0)
+        !io->hs_done || io->early_error || io->lent || evbuffer_get_length(io->out) == 0)
         return;
     flush_quiet(conn);
 }
@@ -762,7 +762,7 @@ int pt_conn_send(pt_conn_t *conn, const void *data, size_t len)
     if (len == 0)
         return 0;
     bool now = io->depth == 0 && !io->in_read && !io->blocked && !io->failed &&
-               !io->close_pending && io->hs_done && !io->early_error;
+               !io->close_pending && io->hs_done && !io->early_error && !io->lent;
     if (!now || io->ssl != NULL || evbuffer_get_length(io->out) != 0) {
         if (evbuffer_add(io->out, data, len) != 0)
             return PT_ERR_NOMEM;
@@ -807,7 +807,7 @@ void pt_conn_hold_flush(pt_conn_t *conn, bool hold)
     io->hold = hold;
     /* what was appended meanwhile gets the flush it would have had */
     if (!hold && !io->in_read && !io->flush_pending && !io->blocked && !io->failed &&
-        !io->close_pending && io->out != NULL && evbuffer_get_length(io->out) != 0) {
+        !io->close_pending && !io->lent && io->out != NULL && evbuffer_get_length(io->out) != 0) {
         io->flush_pending = true;
         event_active(io->flush_ev, EV_WRITE, 0);
     }
@@ -822,7 +822,7 @@ void pt_conn_resume_read(pt_conn_t *conn)
 {
     pt_conn_io_t *io = &conn->io;
     io->read_paused = false;
-    if (io->eof || io->failed || io->close_pending || io->rev == NULL)
+    if (io->eof || io->failed || io->close_pending || io->rev == NULL || io->lent)
         return;
     if (!io->rev_added) {
         event_add(io->rev, NULL);
@@ -831,4 +831,42 @@ void pt_conn_resume_read(pt_conn_t *conn)
     /* plaintext OpenSSL holds is invisible to epoll */
     if (io->ssl != NULL && io->hs_done && SSL_has_pending(io->ssl))
         event_active(io->rev, EV_READ, 0);
+}
+
+/* ---- lending the socket (a WebSocket relay's data phase) --------------------- */
+
+bool pt_conn_lend(pt_conn_t *conn, uint64_t *send_ms)
+{
+    pt_conn_io_t *io = &conn->io;
+    if (io->lent || io->ssl != NULL || io->eof || io->failed || io->close_pending ||
+        io->blocked || io->early_error || !io->hs_done || io->rev == NULL)
+        return false;
+    stop_read(io);
+    stop_write(io);
+    if (io->flush_pending) {
+        io->flush_pending = false;
+        event_del(io->flush_ev);
+    }
+    io->lent = true;
+    *send_ms = io->send_ms;
+    return true;
+}
+
+void pt_conn_unlend(pt_conn_t *conn, const void *data, size_t len)
+{
+    pt_conn_io_t *io = &conn->io;
+    if (!io->lent)
+        return;
+    io->lent = false;
+    if (len != 0 && evbuffer_prepend(io->out, data, len) != 0) {
+        io->failed = true; /* reported by the flush below */
+        io->early_error = true;
+    }
+    if (!io->read_paused)
+        pt_conn_resume_read(conn);
+    if ((evbuffer_get_length(io->out) != 0 || io->early_error) && !io->flush_pending &&
+        !io->close_pending) {
+        io->flush_pending = true;
+        event_active(io->flush_ev, EV_WRITE, 0);
+    }
 }

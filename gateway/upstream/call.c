@@ -191,6 +191,15 @@ void pt_upcall_cancel(pt_upcall_t *c)
     c->ops->cancel(c);
 }
 
+int pt_upcall_tunnel_lend(pt_upcall_t *c, pt_upcall_lent_t *lent)
+{
+    /* A traced call's span takes its end status from on_done, which a lent
+     * call never calls: traced calls keep the full path. */
+    if (c == NULL || c->ops->tunnel_lend == NULL || c->traced != NULL)
+        return PT_ERR_INVALID;
+    return c->ops->tunnel_lend(c, lent);
+}
+
 const char *pt_upcall_endpoint(const pt_upcall_t *c)
 {
     return c != NULL ? c->ops->endpoint(c) : NULL;

@@ -134,6 +134,29 @@ static inline void pt_upcall_stop(pt_upcall_t **call)
     }
 }
 
+/** What pt_upcall_tunnel_lend hands over. */
+typedef struct pt_upcall_lent {
+    int fd;               /* the tunnel's plaintext socket (still owned by the call) */
+    const char *in;       /* upstream bytes read past the 101 head, not delivered yet */
+    size_t in_len;
+    const char *out;      /* request bytes not written yet (go before the borrower's) */
+    size_t out_len;
+} pt_upcall_lent_t;
+
+/**
+ * Lends a tunnel's socket to the caller for the rest of the call (a
+ * WebSocket relay's data phase, handlers/ws_proxy.c): only a plain-TCP
+ * HTTP/1.1 tunnel after its 101 (on_head or later). From then on the call
+ * does nothing on its own -- no read, write, timer, read_body, on_data or
+ * on_done -- and the caller reads and writes `fd` directly, after taking the
+ * bytes in *lent (valid until the caller returns to the loop; consumed by
+ * the call). The socket stays the call's: pt_upcall_cancel (or stop) closes
+ * it, and the caller must not touch it afterwards. Returns 0, or
+ * PT_ERR_INVALID (nothing changed: not such a tunnel, TLS, a back end that
+ * cannot, or tracing).
+ */
+int pt_upcall_tunnel_lend(pt_upcall_t *c, pt_upcall_lent_t *lent);
+
 /** The endpoint URL of the current/last attempt ("http://127.0.0.1:9000"), or NULL. */
 const char *pt_upcall_endpoint(const pt_upcall_t *c);
 

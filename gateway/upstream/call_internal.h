@@ -24,6 +24,8 @@ typedef struct pt__upcall_ops {
     void (*resume)(pt_upcall_t *c);
     void (*cancel)(pt_upcall_t *c);
     const char *(*endpoint)(const pt_upcall_t *c);
+    /** pt_upcall_tunnel_lend (optional: NULL where a back end cannot). */
+    int (*tunnel_lend)(pt_upcall_t *c, pt_upcall_lent_t *lent);
 } pt__upcall_ops_t;
 
 /** The common head of every back end's call struct (its first member). */

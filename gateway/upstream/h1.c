@@ -165,6 +165,7 @@ struct h1_call {
     bool is_head;
     bool chunked_req;
     bool tunnel;                 /* the upstream answered 101 to our upgrade: a byte pipe now */
+    bool lent;                   /* the tunnel's socket is lent (h1_tunnel_lend): hands off */
     /* request output */
     char *out;
     size_t out_off, out_len, out_cap;
@@ -1671,7 +1672,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void h1_body_ready(pt_upcall_t *b)
 {
     h1_call_t *c = (h1_call_t *)b;
-    if (c->canceled || c->finished || !c->send_paused)
+    if (c->canceled || c->finished || !c->send_paused || c->lent)
         return;
     enter(c);
     c->send_paused = false;
@@ -1682,7 +1683,7 @@ static void h1_body_ready(pt_upcall_t *b)
 static void h1_resume(pt_upcall_t *b)
 {
     h1_call_t *c = (h1_call_t *)b;
-    if (c->canceled || c->finished || !c->recv_paused)
+    if (c->canceled || c->finished || !c->recv_paused || c->lent)
         return;
     enter(c);
     c->recv_paused = false;
@@ -1713,11 +1714,42 @@ static const char *h1_endpoint(const pt_upcall_t *b)
     return c->r->cluster->endpoints[c->ep_idx].url;
 }
 
+/*
+ * The tunnel's socket to the caller (call.h pt_upcall_tunnel_lend): no event
+ * of ours stays armed -- reading, writing, the kick that would start pulling
+ * read_body -- and what the call holds is handed over once. The connection
+ * stays attached, so cancel closes it as before.
+ */
+static int h1_tunnel_lend(pt_upcall_t *b, pt_upcall_lent_t *lent)
+{
+    h1_call_t *c = (h1_call_t *)b;
+    h1_conn_t *k = c->conn;
+    if (c->canceled || c->finished || c->lent || !c->tunnel || !c->head_sent || k == NULL ||
+        k->ssl != NULL || c->connecting || c->send_done)
+        return PT_ERR_INVALID;
+    c->lent = true;
+    c->send_paused = true;
+    c->recv_paused = true;
+    want_read(k, false);
+    want_write(k, false);
+    event_del(&c->kick);
+    event_del(&c->timer);
+    lent->fd = k->fd;
+    lent->in = k->rbuf + k->roff;
+    lent->in_len = k->rlen - k->roff;
+    k->roff = k->rlen; /* parse() finds nothing more if it is on the stack */
+    lent->out = c->out + c->out_off;
+    lent->out_len = c->out_len - c->out_off;
+    c->out_off = c->out_len;
+    return 0;
+}
+
 static const pt__upcall_ops_t h1_ops = {
     .body_ready = h1_body_ready,
     .resume = h1_resume,
     .cancel = h1_cancel,
     .endpoint = h1_endpoint,
+    .tunnel_lend = h1_tunnel_lend,
 };
 
 int pt__uph1_start(pt__upworker_t *uw, const pt_upcall_req_t *r, const pt_upcall_cbs_t *cbs,

@@ -4,7 +4,9 @@
  *
  * Input: byte 0 picks the receiving role, the max_message limit, whether
  * control frames are answered, whether the verbatim relay (on_raw +
- * pt_ws_send_raw, and pt_ws_feed in the client role) is on, and whole 4 KiB reads; byte 1 the chunk size the
+ * pt_ws_send_raw, and pt_ws_feed in the client role) is on, and whole 4 KiB reads, and
+ * whether A's whole frames go through pt_ws_relay first, as the pump of
+ * ws_proxy.c does (its output appended to B's as the owner writes it); byte 1 the chunk size the
  * input is read in otherwise (short reads split headers and UTF-8 sequences
  * anywhere); the rest is the byte stream from the peer. Endpoint A parses it and relays every frame,
  * control frame and close to endpoint B (the other leg, the opposite role);
@@ -443,8 +445,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.to = &b;
     a.ws = pt_ws_new(NULL, &oa, raw ? &raw_cbs : &cbs, &a);
     b.ws = pt_ws_new(NULL, &ob, &cbs, &b);
+    bool pump = raw && (data[0] & 32) != 0;
     for (int i = 0; i < 1000 && a.ends == 0; i++) {
-        if (raw && role == PT_WS_CLIENT) {
+        if (pump) { /* the pump: one read's whole frames straight to B's peer */
+            uint8_t tmp[4096];
+            size_t n = a.in_len - a.in_off < chunk ? a.in_len - a.in_off : chunk;
+            memcpy(tmp, a.in + a.in_off, n);
+            size_t k = pt_ws_relay(a.ws, b.ws, tmp, n);
+            if (k > n)
+                abort();
+            grow_add(&b.out, &b.out_len, &b.out_cap, tmp, k);
+            a.in_off += k;
+        } else if (raw && role == PT_WS_CLIENT) {
             size_t n = a.in_len - a.in_off < chunk ? a.in_len - a.in_off : chunk;
             a.in_off += pt_ws_feed(a.ws, a.in + a.in_off, n);
         }

@@ -3,7 +3,9 @@
  * socketpair: batching, lazy read pausing, EOF and errors, the low watermark,
  * the send timeout, close from inside a callback, direct sends (pt_conn_send:
  * inline, partial, behind queued bytes, inside on_read, errors), the data
- * callback and small/large reads, holding the deferred flush, and TLS (handshake, ALPN,
+ * callback and small/large reads, holding the deferred flush, lending the
+ * socket (pt_conn_lend/unlend: no reads, output held, the borrower's bytes
+ * first on return), and TLS (handshake, ALPN,
  * large transfers through partial writes, close_notify, handshake deadline)
  * against an OpenSSL client on the other end.
  */
@@ -573,6 +575,66 @@ static void test_hold_flush(void **state)
     assert_false(E.conn->io.hold);
 }
 
+/* pt_conn_lend: the layer neither reads nor writes the socket until pt_conn_unlend, whose
+ * bytes go out before what was appended meanwhile; reading then goes on. */
+static void test_lend_and_unlend(void **state)
+{
+    (void)state;
+    start_plain();
+    assert_int_equal(write(E.peer, "head", 4), 4);
+    spin(2);
+    assert_int_equal(E.reads, 1);
+    pt_conn_write(E.conn, "101,", 4); /* queued, not written yet: the borrower takes it */
+    uint64_t send_ms = 1;
+    pt_conn_set_send_timeout(E.conn, 2500);
+    assert_true(pt_conn_lend(E.conn, &send_ms));
+    assert_int_equal(send_ms, 2500);
+    assert_false(pt_conn_lend(E.conn, &send_ms)); /* once */
+    char tmp[8];
+    assert_int_equal(evbuffer_remove(pt_conn_output(E.conn), tmp, sizeof(tmp)), 4);
+    assert_int_equal(write(E.peer, "mine", 4), 4);
+    pt_conn_resume_read(E.conn);        /* a codec asking: no effect while lent */
+    pt_conn_write(E.conn, "held", 4);   /* appended meanwhile: held */
+    assert_int_equal(pt_conn_send(E.conn, "+sent", 5), 0);
+    pt_conn_flush(E.conn);
+    spin(3);
+    assert_int_equal(E.reads, 1);       /* the layer did not read */
+    char buf[64];
+    assert_int_equal(peer_read(buf, sizeof(buf)), 0); /* nor write */
+    assert_int_equal(read(E.conn->fd, buf, sizeof(buf)), 4); /* the borrower reads */
+    pt_conn_unlend(E.conn, "back,", 5);
+    spin(2);
+    assert_int_equal(peer_read(buf, sizeof(buf)), 14);
+    assert_memory_equal(buf, "back,held+sent", 14);
+    assert_int_equal(write(E.peer, "again", 5), 5);
+    spin(2);
+    assert_int_equal(E.reads, 2);       /* reading goes on */
+    assert_int_equal(evbuffer_get_length(E.got), 9);
+    assert_int_equal(E.errors, 0);
+}
+
+/* Refused on a blocked socket (a write waits) and after EOF: nothing changes. */
+static void test_lend_refused(void **state)
+{
+    (void)state;
+    start_plain();
+    static char big[1 << 20];
+    memset(big, 'z', sizeof(big));
+    assert_int_equal(pt_conn_send(E.conn, big, sizeof(big)), 0); /* more than the socket takes */
+    uint64_t ms;
+    assert_false(pt_conn_lend(E.conn, &ms));
+    char buf[65536];
+    while (pt_conn_out_pending(E.conn) != 0) {
+        peer_read(buf, sizeof(buf));
+        spin(1);
+    }
+    peer_read(buf, sizeof(buf));
+    shutdown(E.peer, SHUT_WR);
+    spin(2);
+    assert_int_equal(E.eofs, 1);
+    assert_false(pt_conn_lend(E.conn, &ms));
+}
+
 static void test_no_read_without_callbacks(void **state)
 {
     (void)state;
@@ -809,6 +871,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_error_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_read_without_callbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lend_and_unlend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lend_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_below_lowat_owes_no_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_writes_inline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_partial_queues_the_rest, setup, teardown),

@@ -719,6 +719,72 @@ static void test_feed_in_place(void **state)
     peer_free(b);
 }
 
+/* pt_ws_relay (the pump's verbatim relay): whole checked frames taken in place,
+ * re-masked with fresh keys in the server role, counted on both legs; nothing taken
+ * while a leg's state needs the general path; refused frames left to it. */
+static void test_relay_in_place(void **state)
+{
+    (void)state;
+    peer_t *a, *b;
+    relay_pair(&a, &b, 100);                        /* a: server role (facing a client) */
+    peer_t *src = peer_new(PT_WS_SERVER, 0, false); /* a scratch buffer for frames */
+    put_frame(src, 0x01, "gr\xc3", 3, true);
+    put_frame(src, 0x80, "\xbc" "e", 2, true);
+    size_t two = src->in_len;
+    put_frame(src, 0x82, "0123456789", 10, true);
+    /* the first two whole, the third cut short: two taken */
+    assert_int_equal(pt_ws_relay(a->ws, b->ws, src->in, two + 5), two);
+    walked_t w;
+    walk(src->in, two, &w);                         /* what the owner writes to b's peer */
+    assert_int_equal(w.frames, 2);
+    assert_true(w.fresh_keys);
+    assert_memory_equal(w.payload, "gr\xc3\xbc" "e", 5);
+    assert_int_equal(a->raw_runs, 0);               /* no callback */
+    assert_int_equal(pt_ws_stats(a->ws)->msgs_in, 1);
+    assert_int_equal(pt_ws_stats(a->ws)->frames_in, 2);
+    assert_int_equal(pt_ws_stats(b->ws)->msgs_out, 1);
+    assert_int_equal(pt_ws_stats(b->ws)->bytes_out, 5);
+    assert_int_equal(b->raw_len, 0);                /* nothing through b's write */
+    /* the rest through the window: half a frame inside, so nothing is taken meanwhile */
+    memcpy(a->in, src->in + two, 5);
+    a->in_len = 5;
+    pt_ws_on_readable(a->ws);
+    uint8_t copy[64];
+    memcpy(copy, src->in + two + 5, src->in_len - two - 5);
+    assert_int_equal(pt_ws_relay(a->ws, b->ws, copy, src->in_len - two - 5), 0);
+    memcpy(a->in + 5, src->in + two + 5, src->in_len - two - 5);
+    a->in_len = src->in_len - two;
+    pt_ws_on_readable(a->ws);
+    assert_int_equal(pt_ws_stats(b->ws)->msgs_out, 2);
+    /* refused by a check (bad UTF-8, unmasked from a client, over max_message): nothing taken */
+    src->in_len = 0;
+    put_frame(src, 0x81, "\xc3\x28", 2, true);
+    assert_int_equal(pt_ws_relay(a->ws, b->ws, src->in, src->in_len), 0);
+    src->in_len = 0;
+    put_frame(src, 0x82, "x", 1, false);
+    assert_int_equal(pt_ws_relay(a->ws, b->ws, src->in, src->in_len), 0);
+    src->in_len = 0;
+    uint8_t big[101] = {0};
+    put_frame(src, 0x82, big, sizeof(big), true);
+    assert_int_equal(pt_ws_relay(a->ws, b->ws, src->in, src->in_len), 0);
+    /* control frames are the general path's */
+    src->in_len = 0;
+    put_frame(src, 0x89, "p", 1, true);
+    assert_int_equal(pt_ws_relay(a->ws, b->ws, src->in, src->in_len), 0);
+    /* the other leg sent its close: nothing more relayed to it */
+    src->in_len = 0;
+    put_frame(src, 0x82, "z", 1, true);
+    assert_int_equal(pt_ws_close(b->ws, 1000, NULL, 0), 0);
+    assert_int_equal(pt_ws_relay(a->ws, b->ws, src->in, src->in_len), 0);
+    /* two legs of the same role never pair */
+    peer_t *s2 = peer_new(PT_WS_SERVER, 0, false);
+    assert_int_equal(pt_ws_relay(a->ws, s2->ws, src->in, src->in_len), 0);
+    peer_free(s2);
+    peer_free(src);
+    peer_free(a);
+    peer_free(b);
+}
+
 /* pt_ws_send_raw refuses what does not follow on the leg's state. */
 static void test_send_raw_checks(void **state)
 {
@@ -762,6 +828,7 @@ int main(void)
         cmocka_unit_test(test_raw_too_big_relays_nothing),
         cmocka_unit_test(test_send_raw_checks),
         cmocka_unit_test(test_feed_in_place),
+        cmocka_unit_test(test_relay_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

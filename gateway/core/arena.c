@@ -79,6 +79,33 @@ pt_arena_t *pt_arena_new(size_t first_block, size_t byte_limit)
     return a;
 }
 
+/* A new head block (or an oversized chunk) for `rounded` bytes: out of line,
+ * so the common path below saves and restores no registers (callgrind: ~8
+ * instructions of each of the ~57 allocations a transcoded call makes). */
+static __attribute__((noinline)) void *alloc_slow(pt_arena_t *a, size_t rounded)
+{
+    block_t *b = a->head;
+    if (rounded > a->next_size / 4) {
+        /* Oversized: its own chunk, linked after the head so the head keeps serving. */
+        block_t *big = block_new(rounded);
+        big->used = rounded;
+        big->next = b->next;
+        b->next = big;
+        a->used += rounded;
+        return big->data;
+    }
+    b = block_new(a->next_size);
+    b->next = a->head;
+    a->head = b;
+    if (a->next_size < MAX_BLOCK)
+        a->next_size *= 2;
+    void *p = b->data;
+    b->used = rounded;
+    a->used += rounded;
+    UNPOISON(p, rounded);
+    return p;
+}
+
 void *pt_arena_alloc(pt_arena_t *a, size_t size)
 {
     if (size == 0)
@@ -89,22 +116,8 @@ void *pt_arena_alloc(pt_arena_t *a, size_t size)
     if (a->limit != 0 && (a->used + rounded > a->limit || a->used + rounded < a->used))
         return NULL;
     block_t *b = a->head;
-    if (b->size - b->used < rounded) {
-        if (rounded > a->next_size / 4) {
-            /* Oversized: its own chunk, linked after the head so the head keeps serving. */
-            block_t *big = block_new(rounded);
-            big->used = rounded;
-            big->next = b->next;
-            b->next = big;
-            a->used += rounded;
-            return big->data;
-        }
-        b = block_new(a->next_size);
-        b->next = a->head;
-        a->head = b;
-        if (a->next_size < MAX_BLOCK)
-            a->next_size *= 2;
-    }
+    if (__builtin_expect(b->size - b->used < rounded, 0))
+        return alloc_slow(a, rounded);
     void *p = b->data + b->used;
     b->used += rounded;
     a->used += rounded;

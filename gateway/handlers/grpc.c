@@ -57,6 +57,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/ascii.h"
 #include "core/config.h"
 #include "core/handler.h"
 #include "core/handler_lifetime.h"
@@ -406,9 +407,13 @@ static void add_md_headers(rest_ctx_t *ctx, pt_headers_t *dst, const pt_header_t
             return;
         if (prefix.len != 0)
             memcpy(name, prefix.base, prefix.len);
-        for (size_t j = 0; j < k.len; j++) { /* ASCII lowercase, as pt_headers_add() stores names */
-            char ch = k.base[j];
-            name[prefix.len + j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        if (!pt_ascii_has_upper(k)) { /* HTTP/2 names are lowercase: one copy */
+            memcpy(name + prefix.len, k.base, k.len);
+        } else { /* ASCII lowercase, as pt_headers_add() stores names */
+            for (size_t j = 0; j < k.len; j++) {
+                char ch = k.base[j];
+                name[prefix.len + j] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+            }
         }
         pt_str_t n = {name, prefix.len + k.len};
         if (pt_str_has_isuffix(k, PT_STR("-bin"))) {

@@ -47,6 +47,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include "core/clock.h"
@@ -84,6 +85,9 @@
 #define VERDICTS (VERDICT_SETS * VERDICT_WAYS)
 #define VERDICT_MAX_FIELD 256u  /* ... for fields of name + value up to this many bytes */
 #define VERDICT_CREDIT 3u
+#define FLUSH_BUF 4096u         /* frames flush() gathers before adding them to the output */
+#define INLINE_OUT 128u         /* response bytes a stream holds in itself (see h2_stream_t.inl) */
+#define STREAM_SLOTS 64u        /* open streams found by id without nghttp2 (a power of two) */
 
 static const uint8_t DRAIN_PING[8] = {'p', 't', 'd', 'r', 'a', 'i', 'n', '1'};
 
@@ -123,6 +127,13 @@ typedef struct h2_stream {
     bool incremental;
     pt_h2_rules_t rules;       /* the request's messaging rules state (h2rules.h) */
     struct h2_stream *prev, *next;
+    uint16_t inl_off, inl_len; /* inl[inl_off..inl_len): body bytes not yet framed, before `out` */
+    /* A small body (most answers) is kept here rather than in `out`: an
+     * evbuffer chain is a malloc and a free for every response (~600
+     * instructions with the moves, callgrind). Used only while `out` is
+     * empty, so the bytes keep their order. Last: stream_new() clears what
+     * comes before it only. */
+    unsigned char inl[INLINE_OUT];
 } h2_stream_t;
 
 struct h2_conn {
@@ -147,6 +158,7 @@ struct h2_conn {
     unsigned nspare;
     const pt_allocator_t *xa;  /* the worker's h2mem lists (streams come from them) */
     h2_stream_t *hdr_cache;    /* the stream of the header block being decoded (on_header) */
+    h2_stream_t *by_id[STREAM_SLOTS]; /* open streams by (id / 2) % STREAM_SLOTS, see stream_of() */
     struct verdict_ent {       /* field verdicts (h2rules.h) by HPACK entry, see field_verdict() */
         nghttp2_rcbuf *name, *value;
         pt_h2_verdict_t vd;
@@ -174,11 +186,14 @@ struct h2_conn {
     bool read_paused;
     bool dispatch_pending;
     bool in_flush;
+    bool flush_sched;           /* flush_ev is active (schedule_flush) */
     bool attached;              /* conn->codec is us and the connection calls us */
     bool terminating;           /* GOAWAY ending the session is queued: start nothing new */
     uint32_t rx_to_hdr;         /* input bytes before the next frame header (client magic first) */
     pt_conn_t *io_conn;         /* the connection whose callbacks point at us (attached) */
 
+    uint8_t *obuf;              /* during flush(): frames gathered for one add to `out` */
+    size_t olen, ocap;
     unsigned depth;             /* enter()/leave() nesting */
     bool close_pending;         /* close at the outermost leave() */
 };
@@ -211,10 +226,15 @@ static pt_str_t nv_str(const uint8_t *p, size_t len)
     return (pt_str_t){(const char *)p, len};
 }
 
+/* Activates the flush event once until it runs (a request asks three times:
+ * head, body, body consumed; event_active of an active event still costs
+ * ~60 instructions, callgrind). */
 static void schedule_flush(h2_conn_t *c)
 {
-    if (c->flush_ev != NULL && !c->in_flush)
+    if (c->flush_ev != NULL && !c->in_flush && !c->flush_sched) {
+        c->flush_sched = true;
         event_active(c->flush_ev, EV_WRITE, 0);
+    }
 }
 
 /* Arms the timer to fire no later than `at` (lazy: firing early is harmless,
@@ -241,6 +261,12 @@ static inline void streams_gauge(h2_conn_t *c, int d)
         pt_metrics_gauge_add(&c->worker->metrics->h2_streams_active, d);
 }
 
+/* Response body bytes of `s` not yet framed. */
+static size_t out_len(const h2_stream_t *s)
+{
+    return (size_t)(s->inl_len - s->inl_off) + evbuffer_get_length(s->out);
+}
+
 /* A stream from the connection's spares (its empty `out` kept), else a new one. */
 static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
 {
@@ -256,11 +282,12 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
         if (s == NULL || out == NULL)
             oom();
     }
-    memset(s, 0, sizeof(*s));
+    memset(s, 0, offsetof(h2_stream_t, inl));
     pt_h2_rules_init(&s->rules);
     s->c = c;
     s->id = id;
     s->out = out;
+    c->by_id[((uint32_t)id >> 1) & (STREAM_SLOTS - 1u)] = s;
     s->last_ms = conn_now(c);
     s->prev = c->tail;
     if (c->tail != NULL)
@@ -288,6 +315,8 @@ static void stream_free(h2_stream_t *s)
     streams_gauge(c, -1);
     if (c->hdr_cache == s)
         c->hdr_cache = NULL;
+    if (c->by_id[((uint32_t)s->id >> 1) & (STREAM_SLOTS - 1u)] == s)
+        c->by_id[((uint32_t)s->id >> 1) & (STREAM_SLOTS - 1u)] = NULL;
     size_t left = evbuffer_get_length(s->out);
     if (c->nspare < SPARE_STREAMS && (left == 0 || evbuffer_drain(s->out, left) == 0)) {
         s->next = c->spare;
@@ -337,10 +366,10 @@ static uint64_t stream_limit(const h2_conn_t *c, const h2_stream_t *s, bool *con
         return c->header_ms;
     }
     if (s->tunnel) /* quiet is normal in a tunnel: its idle timer is the core's */
-        return evbuffer_get_length(s->out) != 0 ? c->send_ms : 0;
+        return out_len(s) != 0 ? c->send_ms : 0;
     if (!s->req->body_done && s->recv_total == s->consumed_total)
         return c->body_ms; /* the client has window and sends nothing */
-    if (evbuffer_get_length(s->out) != 0)
+    if (out_len(s) != 0)
         return c->send_ms; /* the client does not open its window for our data */
     if (!s->resp_complete)
         return c->stream_idle_ms;
@@ -355,8 +384,16 @@ static void arm_stream(h2_conn_t *c, const h2_stream_t *s)
         arm_at(c, s->last_ms + limit);
 }
 
+/* The stream of `id`. Client stream ids are consecutive odd numbers, so the
+ * open ones rarely share a slot of `by_id` (a newer stream takes the slot of
+ * an older one, which is then found by nghttp2's map look-up: ~55
+ * instructions, six times a request otherwise, callgrind). stream_new()
+ * fills the slot, stream_free() empties it. */
 static h2_stream_t *stream_of(h2_conn_t *c, int32_t id)
 {
+    h2_stream_t *s = c->by_id[((uint32_t)id >> 1) & (STREAM_SLOTS - 1u)];
+    if (s != NULL && s->id == id)
+        return s;
     return nghttp2_session_get_stream_user_data(c->ng, id);
 }
 
@@ -598,9 +635,67 @@ static pt_str_t fmt_u64(char buf[24], uint64_t v)
     return (pt_str_t){&buf[i], 24 - i};
 }
 
-static nghttp2_nv make_nv(pt_str_t n, pt_str_t v)
+/* A field of a header block that goes out (not a pseudo-header, not connection-specific). */
+static bool field_sent(pt_str_t name)
 {
-    return (nghttp2_nv){(uint8_t *)n.base, (uint8_t *)v.base, n.len, v.len, pt_hpack_nv_flags(n)};
+    return name.len != 0 && name.base[0] != ':' && !is_conn_specific(name);
+}
+
+/*
+ * The nghttp2 fields of a response head or trailer block, with every name and
+ * value copied behind them in the request's arena (pt_hpack_nv_copy): the
+ * arena is the stream's until on_stream_close, after which nghttp2 drops a
+ * frame it still holds for the stream unread. The fields of `h` start at slot
+ * `lead`; `extra` slots in all are left to the caller (before and after
+ * them), with `extra_bytes` of room at *strs for their strings. Sets *n to
+ * the slots used so far (`lead` included); NULL when the arena is over its
+ * limit.
+ */
+static nghttp2_nv *block_nva(h2_conn_t *c, pt_req_t *req, const pt_headers_t *h, size_t lead,
+                             size_t extra, size_t extra_bytes, char **strs, size_t *n)
+{
+    size_t bytes = extra_bytes;
+    for (size_t i = 0; i < h->cnt; i++)
+        bytes += h->v[i].name.len + h->v[i].value.len;
+    nghttp2_nv *nva = pt_arena_alloc(req->arena, (h->cnt + extra) * sizeof(*nva) + bytes);
+    if (nva == NULL)
+        return NULL;
+    char *p = (char *)(nva + h->cnt + extra);
+    size_t k = lead;
+    for (size_t i = 0; i < h->cnt; i++) {
+        if (!field_sent(h->v[i].name))
+            continue;
+        nghttp2_nv nv = pt_hpack_nv_copy(&p, h->v[i].name, h->v[i].value);
+        pt_str_t copied = {(const char *)nv.name, nv.namelen};
+        nv.flags |= pt_hpack_nv_flags_seeded(copied, &c->hpack_seeded);
+        nva[k++] = nv;
+    }
+    *strs = p;
+    *n = k;
+    return nva;
+}
+
+/* The frames flush() gathered, to the connection output. */
+static void out_gathered(h2_conn_t *c)
+{
+    if (c->olen != 0 && evbuffer_add(c->out, c->obuf, c->olen) != 0)
+        oom();
+    c->olen = 0;
+}
+
+/* Bytes of the next frame(s): gathered while flush() runs (one evbuffer_add
+ * for all of them: each add is ~130 instructions with the output's
+ * callbacks, two a request otherwise, callgrind), else added at once. */
+static void out_put(h2_conn_t *c, const void *p, size_t n)
+{
+    if (c->obuf != NULL && n <= c->ocap - c->olen) {
+        memcpy(c->obuf + c->olen, p, n);
+        c->olen += n;
+        return;
+    }
+    out_gathered(c);
+    if (evbuffer_add(c->out, p, n) != 0)
+        oom();
 }
 
 static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
@@ -615,32 +710,26 @@ static void submit_head(h2_stream_t *s)
     s->head_pending = false;
     if (req == NULL || s->app_reset)
         return;
-    pt_headers_t *h = &req->resp_headers;
-    nghttp2_nv *nva = pt_arena_alloc(req->arena, (h->cnt + 2) * sizeof(*nva));
-    char status[4];
     int st = req->resp_status;
-    if (nva == NULL || st < 200 || st > 999) {
+    size_t n = 0;
+    char *p = NULL;
+    /* one slot up front for :status (3 digits), one at the end for content-length (<= 20 digits) */
+    nghttp2_nv *nva = st >= 200 && st <= 999
+                          ? block_nva(c, req, &req->resp_headers, 1, 2, 7 + 3 + 14 + 20, &p, &n)
+                          : NULL;
+    if (nva == NULL) {
         s->app_reset = true;
         nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         return;
     }
-    status[0] = (char)('0' + st / 100);
-    status[1] = (char)('0' + st / 10 % 10);
-    status[2] = (char)('0' + st % 10);
-    size_t n = 0;
-    nva[n++] = make_nv(PT_STR(":status"), (pt_str_t){status, 3});
-    for (size_t i = 0; i < h->cnt; i++) {
-        pt_str_t name = h->v[i].name;
-        if (name.len == 0 || name.base[0] == ':' || is_conn_specific(name))
-            continue;
-        nva[n++] = (nghttp2_nv){(uint8_t *)name.base, (uint8_t *)h->v[i].value.base, name.len,
-                                h->v[i].value.len, pt_hpack_nv_flags_seeded(name, &c->hpack_seeded)};
-    }
-    char clbuf[24];
+    char status[3] = {(char)('0' + st / 100), (char)('0' + st / 10 % 10), (char)('0' + st % 10)};
+    nva[0] = pt_hpack_nv_copy(&p, PT_STR(":status"), (pt_str_t){status, 3});
     if (req->resp_content_length >= 0 && st != 204 && st != 304) {
-        nva[n++] = make_nv(PT_STR("content-length"), fmt_u64(clbuf, (uint64_t)req->resp_content_length));
+        char clbuf[24];
+        nva[n++] = pt_hpack_nv_copy(&p, PT_STR("content-length"),
+                                    fmt_u64(clbuf, (uint64_t)req->resp_content_length));
     }
-    bool empty = s->out_end && evbuffer_get_length(s->out) == 0 && req->resp_trailers.cnt == 0;
+    bool empty = s->out_end && out_len(s) == 0 && req->resp_trailers.cnt == 0;
     nghttp2_data_provider dp = {.source.ptr = s, .read_callback = data_read};
     int rv = nghttp2_submit_response(c->ng, s->id, nva, n, empty ? NULL : &dp);
     if (rv != 0) {
@@ -667,8 +756,15 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
         return;
     if (pt_str_eq(req->method, PT_STR("HEAD")))
         len = 0; /* a HEAD answer has no DATA (a local reply's body: its length is in the head) */
-    if (len != 0 && evbuffer_add(s->out, data, len) != 0)
-        oom();
+    if (len != 0) {
+        if (len <= INLINE_OUT && s->inl_off == s->inl_len && evbuffer_get_length(s->out) == 0) {
+            memcpy(s->inl, data, len);
+            s->inl_off = 0;
+            s->inl_len = (uint16_t)len;
+        } else if (evbuffer_add(s->out, data, len) != 0) {
+            oom();
+        }
+    }
     if (end)
         s->out_end = true;
     if (len != 0 && s->c->send_ms != 0)
@@ -683,7 +779,7 @@ static void op_send_body(pt_req_t *req, const void *data, size_t len, bool end)
 static size_t op_out_pending(pt_req_t *req)
 {
     h2_stream_t *s = req->stream;
-    return s != NULL ? evbuffer_get_length(s->out) : 0;
+    return s != NULL ? out_len(s) : 0;
 }
 
 static void op_body_consumed(pt_req_t *req, size_t len)
@@ -706,6 +802,7 @@ static void op_reset(pt_req_t *req)
     s->app_reset = true;
     s->head_pending = false;
     evbuffer_drain(s->out, evbuffer_get_length(s->out));
+    s->inl_off = s->inl_len = 0;
     nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     schedule_flush(s->c);
 }
@@ -739,7 +836,7 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     (void)buf;
     (void)user_data;
     h2_stream_t *s = src->ptr;
-    size_t avail = evbuffer_get_length(s->out);
+    size_t avail = out_len(s);
     if (avail == 0 && !s->out_end) {
         s->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
@@ -750,13 +847,9 @@ static ssize_t data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         pt_req_t *req = s->req;
         if (req != NULL && req->resp_trailers.cnt != 0) {
-            pt_headers_t *t = &req->resp_trailers;
-            nghttp2_nv *nva = pt_arena_alloc(req->arena, t->cnt * sizeof(*nva));
             size_t k = 0;
-            for (size_t i = 0; nva != NULL && i < t->cnt; i++)
-                if (t->v[i].name.len != 0 && t->v[i].name.base[0] != ':' &&
-                    !is_conn_specific(t->v[i].name))
-                    nva[k++] = make_nv(t->v[i].name, t->v[i].value);
+            char *p;
+            nghttp2_nv *nva = block_nva(s->c, req, &req->resp_trailers, 0, 0, 0, &p, &k);
             if (nva != NULL && k != 0 && nghttp2_submit_trailer(ng, id, nva, k) == 0)
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         }
@@ -770,15 +863,34 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *f
     (void)ng;
     h2_conn_t *c = user_data;
     h2_stream_t *s = src->ptr;
-    if (evbuffer_add(c->out, framehd, 9) != 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (frame->data.padlen > 0) {
-        uint8_t pad[256] = {0};
-        pad[0] = (uint8_t)(frame->data.padlen - 1);
-        evbuffer_add(c->out, pad, 1);
+    size_t k = (size_t)(s->inl_len - s->inl_off); /* the inline bytes go first */
+    if (k > length)
+        k = length;
+    if (frame->data.padlen == 0 && k == length) {
+        /* the whole frame from `inl`: header and payload gathered together */
+        uint8_t f[9 + INLINE_OUT];
+        memcpy(f, framehd, 9);
+        if (k != 0)
+            memcpy(f + 9, s->inl + s->inl_off, k);
+        out_put(c, f, 9 + k);
+        s->inl_off = (uint16_t)(s->inl_off + k);
+    } else {
+        out_gathered(c); /* what came before goes first */
+        if (evbuffer_add(c->out, framehd, 9) != 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (frame->data.padlen > 0) {
+            uint8_t pad[256] = {0};
+            pad[0] = (uint8_t)(frame->data.padlen - 1);
+            evbuffer_add(c->out, pad, 1);
+        }
+        if (k != 0) {
+            if (evbuffer_add(c->out, s->inl + s->inl_off, k) != 0)
+                return NGHTTP2_ERR_CALLBACK_FAILURE;
+            s->inl_off = (uint16_t)(s->inl_off + k);
+        }
+        if (length > k && evbuffer_remove_buffer(s->out, c->out, length - k) != (int)(length - k))
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
-    if (length != 0 && evbuffer_remove_buffer(s->out, c->out, length) != (int)length)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
     if (frame->data.padlen > 1) {
         uint8_t pad[256] = {0};
         evbuffer_add(c->out, pad, frame->data.padlen - 1);
@@ -789,7 +901,7 @@ static int send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *f
     c->unreturned_strm += frame->hd.length;
     pt_req_t *req = s->req;
     if (req != NULL && req->want_writable &&
-        evbuffer_get_length(s->out) <= req->config->limits.max_response_buffer / 2)
+        out_len(s) <= req->config->limits.max_response_buffer / 2)
         s->notify_writable = true;
     return 0;
 }
@@ -1329,14 +1441,20 @@ static void flush(h2_conn_t *c)
     uint64_t outer = c->tick_ms;
     if (outer == 0)
         c->tick_ms = pt_now_ms();
+    uint8_t obuf[FLUSH_BUF];
+    c->obuf = obuf;
+    c->ocap = sizeof(obuf);
+    c->olen = 0;
     for (int round = 0; round < 8; round++) {
         for (h2_stream_t *s = c->head; s != NULL; s = s->next)
             if (s->head_pending)
                 submit_head(s);
-        while (evbuffer_get_length(c->out) < OUT_HIGH) {
+        while (evbuffer_get_length(c->out) + c->olen < OUT_HIGH) {
             const uint8_t *p;
             ssize_t n = nghttp2_session_mem_send(c->ng, &p);
             if (n < 0) {
+                out_gathered(c);
+                c->obuf = NULL;
                 c->in_flush = false;
                 c->tick_ms = outer;
                 close_now(c);
@@ -1344,12 +1462,13 @@ static void flush(h2_conn_t *c)
             }
             if (n == 0)
                 break;
-            if (evbuffer_add(c->out, p, (size_t)n) != 0)
-                oom();
+            out_put(c, p, (size_t)n);
         }
+        out_gathered(c);
         if (!notify_writable(c))
             break;
     }
+    c->obuf = NULL;
     c->in_flush = false;
     c->tick_ms = outer;
     /* nghttp2 considers itself done once a GOAWAY went out and no stream is
@@ -1497,6 +1616,7 @@ static void on_flush_ev(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     h2_conn_t *c = arg;
+    c->flush_sched = false;
     enter(c);
     if (c->closing_ms == 0)
         flush(c);

@@ -241,6 +241,9 @@ struct h2call {
     int64_t clen;                  /* content-length of the final head, -1: none */
     int64_t rlen;                  /* DATA bytes received */
     pt__hstore_t head, trl;
+    char *lower;                   /* request field names lowercased for nghttp2 (submit) */
+    size_t lower_cap;
+    char clen_buf[24];             /* the request's content-length digits (submit) */
     /* request body */
     bool body_eof;
     bool no_replay;
@@ -547,6 +550,7 @@ static void call_release(call_t *c)
     pt__hstore_free(&c->trl);
     free(c->replay);
     free(c->held);
+    free(c->lower);
     free(c);
 }
 
@@ -563,8 +567,8 @@ static call_t *call_new(h2w_t *hw)
     hw->spare = c->link;
     hw->spare_cnt--;
     pt__hstore_t head = c->head, trl = c->trl;
-    char *replay = c->replay, *held = c->held;
-    size_t replay_cap = c->replay_cap, held_cap = c->held_cap;
+    char *replay = c->replay, *held = c->held, *lower = c->lower;
+    size_t replay_cap = c->replay_cap, held_cap = c->held_cap, lower_cap = c->lower_cap;
     memset(c, 0, sizeof(*c));
     pt__hstore_reset(&head);
     pt__hstore_reset(&trl);
@@ -574,6 +578,8 @@ static call_t *call_new(h2w_t *hw)
     c->replay_cap = replay_cap;
     c->held = held;
     c->held_cap = held_cap;
+    c->lower = lower;
+    c->lower_cap = lower_cap;
     return c;
 }
 
@@ -589,7 +595,8 @@ static void call_free(call_t *c)
         c->next->prev = c->prev;
     event_del(&c->tmo);
     if (hw->spare_cnt >= SPARE_MAX || c->head.cap > SPARE_BUF_MAX || c->trl.cap > SPARE_BUF_MAX ||
-        c->replay_cap > SPARE_BUF_MAX || c->held_cap > SPARE_BUF_MAX) {
+        c->replay_cap > SPARE_BUF_MAX || c->held_cap > SPARE_BUF_MAX ||
+        c->lower_cap > SPARE_BUF_MAX) {
         call_release(c);
         return;
     }
@@ -1612,38 +1619,12 @@ static conn_t *conn_pick(pool_t *p, const pt_cluster_t *cl, uint64_t connect_ms,
 
 /* ---- submitting a request ------------------------------------------------------- */
 
+#define NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+
 static nghttp2_nv mknv(const char *n, size_t nlen, const char *v, size_t vlen)
 {
     return (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, nlen, vlen,
-                        pt_hpack_nv_flags((pt_str_t){n, nlen})};
-}
-
-/* Some byte of `w` is 'A'..'Z' (exact: the sums stay inside each byte). */
-static inline bool upper8(uint64_t w)
-{
-    uint64_t t = w & 0x7f7f7f7f7f7f7f7fULL;
-    uint64_t ge_a = t + 0x3f3f3f3f3f3f3f3fULL;   /* high bit: byte >= 'A' */
-    uint64_t gt_z = t + 0x2525252525252525ULL;   /* high bit: byte > 'Z' */
-    return (ge_a & ~gt_z & ~w & 0x8080808080808080ULL) != 0;
-}
-
-static bool has_upper(pt_str_t s)
-{
-    size_t i = 0;
-    if (s.len >= 8) { /* eight bytes at a time, the last eight overlapping */
-        uint64_t w;
-        for (; i + 8 <= s.len; i += 8) {
-            memcpy(&w, s.base + i, 8);
-            if (upper8(w))
-                return true;
-        }
-        memcpy(&w, s.base + s.len - 8, 8);
-        return upper8(w);
-    }
-    for (; i < s.len; i++)
-        if (s.base[i] >= 'A' && s.base[i] <= 'Z')
-            return true;
-    return false;
+                        (uint8_t)(pt_hpack_nv_flags((pt_str_t){n, nlen}) | NO_COPY)};
 }
 
 /* Submits the call's request on `k`. Returns 0 or -1 (the connection cannot take it). */
@@ -1655,11 +1636,14 @@ static int submit(call_t *c, conn_t *k)
     size_t hcnt = r->headers != NULL ? r->headers->cnt : 0;
     nghttp2_nv stack_nv[48];
     nghttp2_nv *nva = hcnt + 5 <= 48 ? stack_nv : pt_xcalloc(hcnt + 5, sizeof(*nva));
-    /* names with capitals are lowercased into one buffer (nghttp2 copies at submit and
-     * lowercases too, but the HPACK policy must see them lowercase), sized at the first */
-    char lowstack[256];
-    char *lower = NULL;
+    /* nghttp2 copies nothing (NO_COPY_NAME|VALUE, see pt_hpack_nv_copy): the
+     * strings are the caller's, valid until on_done or cancel (call.h), which
+     * reset the stream -- a request's HEADERS still waiting for a stream slot
+     * is then dropped unread; names with capitals are lowercased into the
+     * call's `lower` (sized at the first), the content-length digits are the
+     * call's too */
     size_t lowoff = 0;
+    bool lowered = false;
     size_t n = 0;
 
     pt_str_t method = r->method;
@@ -1688,32 +1672,30 @@ static int submit(call_t *c, conn_t *k)
         } else if (pt_header_is_hop_by_hop(hn)) {
             continue;
         }
-        if (has_upper(hn)) {
-            if (lower == NULL) {
+        if (pt_ascii_has_upper(hn)) {
+            if (!lowered) {
                 size_t need = 0;
                 for (size_t j = 0; j < hcnt; j++)
                     need += r->headers->v[j].name.len;
-                lower = need <= sizeof(lowstack) ? lowstack : pt_xcalloc(1, need);
+                reserve(&c->lower, &c->lower_cap, need);
+                lowered = true;
             }
-            char *dst = lower + lowoff;
+            char *dst = c->lower + lowoff;
             lowoff += hn.len;
             for (size_t j = 0; j < hn.len; j++)
                 dst[j] = (char)(hn.base[j] >= 'A' && hn.base[j] <= 'Z' ? hn.base[j] + 32 : hn.base[j]);
             hn.base = dst;
         }
-        nva[n++] = (nghttp2_nv){(uint8_t *)hn.base, (uint8_t *)hv.base, hn.len, hv.len,
-                                pt_hpack_nv_flags_seeded(hn, &k->hpack_seeded)};
+        uint8_t flags = (uint8_t)(pt_hpack_nv_flags_seeded(hn, &k->hpack_seeded) | NO_COPY);
+        nva[n++] = (nghttp2_nv){(uint8_t *)hn.base, (uint8_t *)hv.base, hn.len, hv.len, flags};
     }
-    char clbuf[24];
     if (r->content_length >= 0) {
-        int l = snprintf(clbuf, sizeof(clbuf), "%lld", (long long)r->content_length);
-        nva[n++] = mknv("content-length", 14, clbuf, (size_t)l);
+        int l = snprintf(c->clen_buf, sizeof(c->clen_buf), "%lld", (long long)r->content_length);
+        nva[n++] = mknv("content-length", 14, c->clen_buf, (size_t)l);
     }
     nghttp2_data_provider dp = {.source.ptr = NULL, .read_callback = data_read};
     bool body = r->has_body && c->cbs.read_body != NULL;
     int32_t sid = nghttp2_submit_request(k->ng, NULL, nva, n, body ? &dp : NULL, NULL);
-    if (lower != lowstack)
-        free(lower); /* NULL when no name had a capital */
     if (nva != stack_nv)
         free(nva);
     if (sid < 0) {

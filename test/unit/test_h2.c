@@ -1272,11 +1272,87 @@ static void test_request_id_hpack(void **state)
     finish(&cl, &fc);
 }
 
+/* Response head and trailer names with capitals go out lowercase (RFC 9113
+ * §8.2.1; we copy the fields for nghttp2, which no longer lowercases them),
+ * at every name length the check handles differently (1-3, 4-7, 8+). */
+static void test_response_names_lowercased(void **state)
+{
+    (void)state;
+    fake_reset();
+    fake.mode = FAKE_HOLD;
+    fake_conn_t fc;
+    client_t cl;
+    connect_client(&cl, &fc, NULL);
+    int32_t id = client_request(&cl, NULL, 0, "GET", "/caps", NULL);
+    pump(&cl);
+    pt_req_t *req = fake.recs[0].req;
+    assert_non_null(req);
+    static const char *names[] = {"A",       "xY",           "Abcd",
+                                  "abcdefG", "X-Mixed-Case", "x-lower-but-lONGer-than-16"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        pt_headers_add_nocopy(&req->resp_headers, pt_str_c(names[i]), PT_STR("v"));
+    pt_headers_add_nocopy(&req->resp_trailers, PT_STR("Grpc-Status"), PT_STR("0"));
+    fake_respond(&fake.recs[0], 200, "abc", 3, true);
+    pump(&cl);
+    cstream_t *s = cs_of(&cl, id);
+    assert_int_equal(s->status, 200);
+    static const char *want[] = {"a: v\n",           "xy: v\n",
+                                 "abcd: v\n",        "abcdefg: v\n",
+                                 "x-mixed-case: v\n", "x-lower-but-longer-than-16: v\n"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        assert_non_null(strstr(s->headers, want[i]));
+    assert_non_null(strstr(s->trailers, "grpc-status: 0\n"));
+    assert_int_equal(s->body_len, 3);
+    assert_true(s->closed);
+    assert_int_equal(s->close_code, 0);
+    finish(&cl, &fc);
+}
+
+/* A small body is held in the stream itself, a bigger one (or what follows
+ * a held one) in its buffer: the client gets every byte in order, whether
+ * the pieces come before one flush or with flushes between them. */
+static void test_small_and_big_body_order(void **state)
+{
+    (void)state;
+    static unsigned char big[5000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (unsigned char)('a' + i % 26);
+    for (int flushes = 0; flushes < 2; flushes++) {
+        fake_reset();
+        fake.mode = FAKE_HOLD;
+        fake_conn_t fc;
+        client_t cl;
+        connect_client(&cl, &fc, NULL);
+        int32_t id = client_request(&cl, NULL, 0, "GET", "/order", NULL);
+        pump(&cl);
+        fake_respond(&fake.recs[0], 200, "<12>", 4, false);
+        if (flushes)
+            pump(&cl);
+        fake_body(&fake.recs[0], big, sizeof(big), false);
+        fake_body(&fake.recs[0], "<34>", 4, false);
+        if (flushes)
+            pump(&cl);
+        fake_body(&fake.recs[0], "<56>", 4, true);
+        pump(&cl);
+        cstream_t *s = cs_of(&cl, id);
+        assert_int_equal(s->status, 200);
+        assert_int_equal(s->body_len, 4 + sizeof(big) + 8);
+        assert_memory_equal(s->body, "<12>", 4);
+        assert_memory_equal(s->body + 4, big, sizeof(big));
+        assert_memory_equal(s->body + 4 + sizeof(big), "<34><56>", 8);
+        assert_true(s->closed);
+        assert_int_equal(s->close_code, 0);
+        finish(&cl, &fc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get),
         cmocka_unit_test(test_request_id_hpack),
+        cmocka_unit_test(test_response_names_lowercased),
+        cmocka_unit_test(test_small_and_big_body_order),
         cmocka_unit_test(test_post_body_flow_control),
         cmocka_unit_test(test_body_backpressure),
         cmocka_unit_test(test_trailers_and_streaming),

@@ -47,6 +47,40 @@ static void test_reuse_by_class(void **state)
     free(w);
 }
 
+/* Every class edge: a block of the class's full size and one of a byte more
+ * than the class below both fit it (realloc keeps them in place up to the
+ * edge); a byte over the edge moves. Sizes past the last class (4096) go to
+ * malloc as they are. */
+static void test_class_edges(void **state)
+{
+    (void)state;
+    pt_worker_t *w = worker();
+    nghttp2_mem *m = pt_h2mem_of(w);
+    for (size_t cap = 32; cap <= 4096; cap *= 2) {
+        size_t low = cap == 32 ? 1 : cap / 2 + 1;
+        char *p = m->malloc(low, m->mem_user_data);
+        assert_non_null(p);
+        memset(p, 'e', low);
+        assert_ptr_equal(m->realloc(p, cap, m->mem_user_data), p); /* the same class */
+        memset(p, 'f', cap);
+        char *q = m->realloc(p, cap + 1, m->mem_user_data);         /* the next one */
+        assert_non_null(q);
+        assert_ptr_not_equal(q, p);
+        assert_int_equal(q[cap - 1], 'f');
+        m->free(q, m->mem_user_data);
+        /* the class's block just given back serves the next request of that class */
+        char *r = m->malloc(cap, m->mem_user_data);
+        assert_ptr_equal(r, p);
+        m->free(r, m->mem_user_data);
+    }
+    char *big = m->malloc(4097, m->mem_user_data);
+    assert_non_null(big);
+    memset(big, 'b', 4097);
+    m->free(big, m->mem_user_data);
+    pt_h2mem_dispose(w);
+    free(w);
+}
+
 static void test_realloc_and_big(void **state)
 {
     (void)state;
@@ -104,6 +138,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reuse_by_class),
+        cmocka_unit_test(test_class_edges),
         cmocka_unit_test(test_realloc_and_big),
         cmocka_unit_test(test_dispose_with_blocks_out),
     };

@@ -139,6 +139,14 @@ def main():
         nm, nc = summary["nginx"]
         print(f"portico/nginx: throughput {pm / nm:.2f}x, CPU per message {pc / nc:.2f}x "
               f"(a message = one frame each way; the machine is shared)")
+
+        def per_round(key):
+            """portico/nginx inside each round (same minute): median and range."""
+            v = [a[key] / b[key] for a, b in zip(res["portico"], res["nginx"]) if a[key] and b[key]]
+            return f"{statistics.median(v):.2f}x (rounds {min(v):.2f}-{max(v):.2f})" if v else "-"
+        for r in res["portico"] + res["nginx"]:
+            r["mps"] = r["msgs"] / r["secs"]
+        print(f"per round: throughput {per_round('mps')}, CPU per message {per_round('cpu_us')}")
         if args.base:
             bm, bc = summary["portico-base"]
             print(f"portico/portico-base: throughput {pm / bm:.2f}x, CPU per message {pc / bc:.2f}x")

@@ -1003,30 +1003,29 @@ static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
     return false;
 }
 
+/* One socket readable: the client's (`client`) or the upstream's. */
+static void pump_read(pt_wsp_t *p, bool client)
+{
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    p->pc.recvd = p->pu.recvd = false;
+    if (p->dead || !pump_in(p, client ? &p->pc : &p->pu, client))
+        pump_sync(p);
+    pt__req_leave(req);
+}
+
 static void pump_c_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    pt_wsp_t *p = arg;
-    pt_req_t *req = p->req;
-    pt__req_enter(req);
-    p->pc.recvd = p->pu.recvd = false;
-    if (p->dead || !pump_in(p, &p->pc, true))
-        pump_sync(p);
-    pt__req_leave(req);
+    pump_read(arg, true);
 }
 
 static void pump_u_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    pt_wsp_t *p = arg;
-    pt_req_t *req = p->req;
-    pt__req_enter(req);
-    p->pc.recvd = p->pu.recvd = false;
-    if (p->dead || !pump_in(p, &p->pu, false))
-        pump_sync(p);
-    pt__req_leave(req);
+    pump_read(arg, false);
 }
 
 /* A socket failed (side_failed): its leg reads the end of its stream and ends. */

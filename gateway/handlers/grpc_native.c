@@ -699,13 +699,6 @@ bool pt__grpc_method_path(const pt_grpc_conf_t *conf, pt_str_t path)
 }
 
 /* Formats a grpc-timeout value (at most 8 digits) for `ms`. */
-static pt_str_t timeout_value(pt_arena_t *a, uint64_t ms)
-{
-    char *v = ms <= 99999999u ? pt_arena_printf(a, "%llum", (unsigned long long)ms)
-                              : pt_arena_printf(a, "%lluS", (unsigned long long)(ms / 1000u));
-    return v != NULL ? pt_str_c(v) : PT_STR("1m");
-}
-
 static void start_call(gn_ctx_t *ctx)
 {
     pt_req_t *req = ctx->req;
@@ -776,7 +769,7 @@ static void start_call(gn_ctx_t *ctx)
     if (rc == 0)
         rc = pt_headers_add_nocopy(out, PT_STR("te"), PT_STR("trailers"));
     if (rc == 0 && send_deadline)
-        rc = pt_headers_add_nocopy(out, PT_STR("grpc-timeout"), timeout_value(a, left));
+        rc = pt_headers_add_nocopy(out, PT_STR("grpc-timeout"), pt_grpc_timeout_format(a, left));
     if (rc == 0)
         rc = pt_headers_add_nocopy(out, PT_STR("x-forwarded-for"),
                                    req->client_addr.len ? req->client_addr : PT_STR("unknown"));

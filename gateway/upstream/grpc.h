@@ -235,4 +235,11 @@ bool pt_grpc_md_valid(pt_str_t name, pt_str_t value);
  */
 int pt_grpc_timeout_parse(pt_str_t v, uint64_t *ms);
 
+/**
+ * Formats `ms` as a `grpc-timeout` value in `a`: milliseconds ("250m"), or
+ * whole seconds ("200000S") past 8 digits of them, capped at 99999999S (the
+ * value has at most 8 digits). "1m" when the arena is out of memory.
+ */
+pt_str_t pt_grpc_timeout_format(pt_arena_t *a, uint64_t ms);
+
 #endif /* PT_GATEWAY_UPSTREAM_GRPC_H */

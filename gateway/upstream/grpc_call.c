@@ -438,8 +438,8 @@ static void frame(pt_grpc_call_t *c, const uint8_t *msg, size_t len)
     c->s_len += 5 + len;
 }
 
-/* Formats a grpc-timeout value (at most 8 digits) for `ms`, without printf: once per call. */
-static pt_str_t timeout_value(pt_arena_t *a, uint64_t ms)
+/* Without printf: once per call. */
+pt_str_t pt_grpc_timeout_format(pt_arena_t *a, uint64_t ms)
 {
     char unit = 'm';
     if (ms > 99999999u) {
@@ -471,7 +471,7 @@ static int build_head(pt_grpc_call_t *c, const pt_grpc_call_req_t *r)
     if (rc == 0)
         rc = pt_headers_add_nocopy(h, PT_STR("te"), PT_STR("trailers"));
     if (rc == 0 && r->send_deadline && r->timeout_ms != 0)
-        rc = pt_headers_add_nocopy(h, PT_STR("grpc-timeout"), timeout_value(c->arena, r->timeout_ms));
+        rc = pt_headers_add_nocopy(h, PT_STR("grpc-timeout"), pt_grpc_timeout_format(c->arena, r->timeout_ms));
     for (size_t i = 0; i < r->md_cnt && rc == 0; i++) {
         pt_str_t n = r->md[i].name, v = r->md[i].value;
         if (n.len > 4 && memcmp(n.base + n.len - 4, "-bin", 4) == 0) {

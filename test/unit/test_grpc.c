@@ -50,6 +50,33 @@ static void test_timeout_parse(void **state)
     assert_int_equal(pt_grpc_timeout_parse(PT_STR("-1S"), &ms), PT_ERR_INVALID);
 }
 
+/* the formatter's values parse back, and never have more than 8 digits */
+static void test_timeout_format(void **state)
+{
+    (void)state;
+    pt_arena_t *a = pt_arena_new(0, 0);
+    static const struct {
+        uint64_t ms;
+        const char *want;
+        uint64_t back;
+    } cases[] = {
+        {0, "0m", 1}, /* read back as 1 ms: a zero deadline is already past */
+        {250, "250m", 250},
+        {99999999, "99999999m", 99999999},
+        {100000000, "100000S", 100000000},
+        {99999999999, "99999999S", 99999999000},
+        {UINT64_MAX, "99999999S", 99999999000}, /* printf gave 20 digits here */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        pt_str_t v = pt_grpc_timeout_format(a, cases[i].ms);
+        assert_true(pt_str_eq(v, pt_str_c(cases[i].want)));
+        uint64_t ms = 1;
+        assert_int_equal(pt_grpc_timeout_parse(v, &ms), 0);
+        assert_int_equal(ms, cases[i].back);
+    }
+    pt_arena_destroy(a);
+}
+
 static void test_code_from_http(void **state)
 {
     (void)state;
@@ -422,7 +449,7 @@ static void test_unary_one_data_frame(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_timeout_parse),
+        cmocka_unit_test(test_timeout_parse), cmocka_unit_test(test_timeout_format),
         cmocka_unit_test(test_code_http),     cmocka_unit_test(test_code_from_http),
         cmocka_unit_test(test_config_ok),     cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_websocket),

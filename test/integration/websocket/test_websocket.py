@@ -11,7 +11,6 @@ contacted), 200 concurrent sockets, abrupt disconnects mid-frame, slow readers b
 bounded memory, keepalive pings and the idle timeout, RFC 8441 over h2c, the access-log line
 and the metrics.
 """
-import base64
 import json
 import os
 import socket
@@ -28,6 +27,7 @@ import h2.events
 import h2.settings
 
 from portico_test import PorticoTestCase, curl, free_port, make_cert
+from ws_frames import Frames, frame
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -129,51 +129,12 @@ def node(scenario, url, arg=None, timeout=90):
 
 # ---- raw frames --------------------------------------------------------------
 
-def frame(op, payload=b"", fin=True, mask=True, rsv=0, length=None):
-    b0 = (0x80 if fin else 0) | (rsv << 4) | op
-    n = len(payload) if length is None else length
-    if n < 126:
-        hdr = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
-    if not mask:
-        return hdr + payload
-    key = os.urandom(4)
-    return hdr + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
-
-
-class FrameReader:
-    def __init__(self, s, have=b""):
-        self.s = s
-        self.buf = bytearray(have)
-
-    def _need(self, n, deadline):
-        while len(self.buf) < n:
-            self.s.settimeout(max(0.05, deadline - time.monotonic()))
-            d = self.s.recv(1 << 20)
-            if not d:
-                raise EOFError("closed")
-            self.buf += d
-
+class FrameReader(Frames):
     def read(self, timeout=10.0):
         """Returns (fin, opcode, payload) of the next frame from the server (unmasked)."""
-        deadline = time.monotonic() + timeout
-        self._need(2, deadline)
-        b0, b1 = self.buf[0], self.buf[1]
-        assert not b1 & 0x80, "server frames are never masked"
-        n, off = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4, deadline)
-            n, off = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10, deadline)
-            n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
-        self._need(off + n, deadline)
-        payload = bytes(self.buf[off:off + n])
-        del self.buf[:off + n]
-        return bool(b0 & 0x80), b0 & 0x0F, payload
+        fin, op, payload, masked = super().read(timeout)
+        assert not masked, "server frames are never masked"
+        return fin, op, payload
 
     def read_close(self, timeout=10.0):
         """Skips data and pings; returns the close code (None: no code) of the close frame."""

@@ -26,85 +26,10 @@ import time
 import unittest
 
 from portico_test import PorticoTestCase, free_port
+from ws_frames import Frames, close_frame, frame
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-def frame(op, payload=b"", fin=True, mask=True):
-    b0 = (0x80 if fin else 0) | op
-    n = len(payload)
-    m = 0x80 if mask else 0
-    if n < 126:
-        hdr = struct.pack("!BB", b0, m | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", b0, m | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", b0, m | 127, n)
-    if not mask:
-        return hdr + payload
-    key = os.urandom(4)
-    k = (key * (n // 4 + 1))[:n]
-    return hdr + key + bytes(a ^ b for a, b in zip(payload, k))
-
-
-def close_frame(code, reason=b"", mask=True):
-    return frame(8, struct.pack("!H", code) + reason, mask=mask)
-
-
-class Frames:
-    """Reads frames from a socket: (fin, opcode, payload unmasked, was_masked)."""
-
-    def __init__(self, s, have=b""):
-        self.s = s
-        self.buf = bytearray(have)
-
-    def _need(self, n, deadline):
-        while len(self.buf) < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no frame in time")
-            self.s.settimeout(left)
-            d = self.s.recv(1 << 20)
-            if not d:
-                raise EOFError("closed")
-            self.buf += d
-
-    def read(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        self._need(2, deadline)
-        b0, b1 = self.buf[0], self.buf[1]
-        n, off = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4, deadline)
-            n, off = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10, deadline)
-            n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
-        masked = bool(b1 & 0x80)
-        key = b""
-        if masked:
-            self._need(off + 4, deadline)
-            key = bytes(self.buf[off:off + 4])
-            off += 4
-        self._need(off + n, deadline)
-        payload = bytes(self.buf[off:off + n])
-        del self.buf[:off + n]
-        if masked:
-            k = (key * (n // 4 + 1))[:n]
-            payload = bytes(a ^ b for a, b in zip(payload, k))
-        return bool(b0 & 0x80), b0 & 0x0F, payload, masked
-
-    def read_data_until_close(self, timeout=20.0):
-        """Payload bytes of the data frames, then the close frame's (code, reason)."""
-        deadline = time.monotonic() + timeout
-        total = 0
-        while True:
-            _, op, p, _ = self.read(max(0.1, deadline - time.monotonic()))
-            if op == 8:
-                return total, (struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None), p[2:]
-            if op in (0, 1, 2):
-                total += len(p)
 
 
 def read_head(s, timeout=10.0):

@@ -352,6 +352,32 @@ def raw_request(port, data, timeout=5.0, read_all=True):
         return out
 
 
+def read_head(s, timeout=10.0):
+    """Reads an HTTP/1.1 head (request or response) from socket `s`; returns (head text,
+    bytes after the head)."""
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            raise AssertionError("closed before a head: %r" % buf)
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1"), rest
+
+
+def read_response_head(s, timeout=10.0):
+    """Reads a response head; returns (status, headers dict with lowercase names, the first
+    of each kept, bytes after the head)."""
+    head, rest = read_head(s, timeout)
+    lines = head.split("\r\n")
+    hdrs = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        hdrs.setdefault(k.strip().lower(), v.strip())
+    return int(lines[0].split(" ")[1]), hdrs, rest
+
+
 def make_cert(directory, name="server"):
     """A self-signed certificate for 127.0.0.1/localhost made with the openssl CLI."""
     crt = os.path.join(directory, name + ".pem")

@@ -30,6 +30,7 @@ import h2.events
 import h2.settings
 
 from portico_test import BIN, PorticoTestCase, curl, free_port, make_cert
+from portico_test import read_response_head as read_head
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -197,24 +198,6 @@ def upgrade_head(path, proto="websocket", key="dGhlIHNhbXBsZSBub25jZQ==", extra=
     k = "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % key if key else ""
     return ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s%s\r\n"
             % (path, proto, k, extra)).encode()
-
-
-def read_head(s, timeout=10.0):
-    """Reads a response head; returns (status, headers dict, bytes after the head)."""
-    s.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(65536)
-        if not d:
-            raise AssertionError("closed before a response head: %r" % buf)
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = {}
-    for l in lines[1:]:
-        k, v = l.split(":", 1)
-        hdrs.setdefault(k.strip().lower(), v.strip())
-    return int(lines[0].split(" ")[1]), hdrs, rest
 
 
 def read_exact(s, n, have=b"", timeout=20.0):

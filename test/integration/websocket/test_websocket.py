@@ -27,6 +27,7 @@ import h2.events
 import h2.settings
 
 from portico_test import PorticoTestCase, curl, free_port, make_cert
+from portico_test import read_response_head as read_head
 from ws_frames import Frames, frame
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -143,23 +144,6 @@ class FrameReader(Frames):
             _, op, p = self.read(max(0.1, deadline - time.monotonic()))
             if op == 8:
                 return struct.unpack("!H", p[:2])[0] if len(p) >= 2 else None
-
-
-def read_head(s, timeout=10.0):
-    s.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(65536)
-        if not d:
-            raise AssertionError("closed before a response head: %r" % buf)
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = {}
-    for line in lines[1:]:
-        k, v = line.split(":", 1)
-        hdrs.setdefault(k.strip().lower(), v.strip())
-    return int(lines[0].split(" ")[1]), hdrs, rest
 
 
 def handshake(path, key=KEY, version="13", method="GET", extra=""):

@@ -25,23 +25,11 @@ import threading
 import time
 import unittest
 
-from portico_test import PorticoTestCase, free_port
+from portico_test import PorticoTestCase, free_port, read_head
 from ws_frames import Frames, close_frame, frame
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-def read_head(s, timeout=10.0):
-    s.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(65536)
-        if not d:
-            raise AssertionError("closed before a head: %r" % buf)
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    return head.decode("latin-1"), rest
 
 
 class RawUpstream:

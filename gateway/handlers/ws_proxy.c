@@ -105,8 +105,8 @@ static void bq_add_evbuffer(bq_t *q, struct evbuffer *b)
  */
 typedef struct side {
     int fd;
-    struct event rev;            /* EV_READ|EV_PERSIST, added while the leg wants input */
-    struct event wev;            /* EV_WRITE|EV_PERSIST, added while a write waits */
+    struct event rev;            /* EV_READ|EV_CLOSED|EV_PERSIST|EV_ET, on while the leg wants input */
+    struct event wev;            /* EV_WRITE|EV_PERSIST|EV_ET, added while a write waits */
     bool rev_on, wev_on;
     bool eof;                    /* the read side ended (EOF, reset) or a write failed */
     bool failed;                 /* a write failed: nothing more goes out */
@@ -114,6 +114,8 @@ typedef struct side {
     bool gone;                   /* handed back (client) or given up (upstream): hands off */
     bool acct;                   /* `out` counts as bytes buffered for clients (core/overload.h) */
     bool recvd;                  /* read once in this event: the endpoint waits for the next */
+    bool more;                   /* not known drained: the socket may hold bytes (edge-triggered) */
+    bool hup;                    /* the peer's FIN came (EV_CLOSED): read on until recv says 0 */
     uint64_t send_ms;            /* no write progress for this long: failed (0: never) */
     struct event *failed_ev;     /* the pump's event that runs a leg whose socket failed */
     bq_t in;
@@ -867,6 +869,34 @@ static void side_failed(side_t *s)
         event_active(s->failed_ev, EV_TIMEOUT, 0);
 }
 
+/*
+ * The sockets' events are edge-triggered (EV_ET): the kernel reports a socket
+ * once when bytes arrive, not again at every loop pass while some wait, which
+ * saves a poll of each ready socket per pass. The price is that a socket must
+ * be read until it is drained, or be read again without an event: `more` says
+ * it may still hold bytes -- set when its event fires, cleared by a short read
+ * (the TCP receive queue was emptied: short_read_drains), an EAGAIN or the
+ * end. A short read does not drain a FIN queued behind the bytes (the next
+ * recv answers 0, and no event says so again), so once the kernel has said
+ * the peer shut its side (EV_CLOSED, EPOLLRDHUP) only EAGAIN or the end clear
+ * it. While it is set and the leg may read, the read event is made
+ * active by hand (side_rearm). Turning the read event off and on again (the
+ * backpressure) needs nothing more: the kernel polls a socket as it is added,
+ * and side_rearm covers an off-and-on within one pass that never reaches it.
+ */
+static void side_drained(side_t *s, ssize_t r, size_t max)
+{
+    if (r < 0 && errno == EINTR)
+        return;
+    s->more = r > 0 && ((size_t)r == max || s->hup);
+}
+
+static void side_rearm(side_t *s)
+{
+    if (s->more && s->rev_on && !s->gone && !s->eof && s->in.len == 0)
+        event_active(&s->rev, EV_READ, 1);
+}
+
 static size_t side_read(pt_wsp_t *p, side_t *s, uint8_t *buf, size_t max, bool *eof)
 {
     (void)p;
@@ -878,10 +908,13 @@ static size_t side_read(pt_wsp_t *p, side_t *s, uint8_t *buf, size_t max, bool *
     }
     /* One read per socket and event: a peer that sends as fast as we read
      * (into a leg that drops, say) cannot keep the loop from other events. */
-    if (s->recvd)
+    if (s->recvd) {
+        side_rearm(s); /* the socket's next read is the next event's */
         return 0;
+    }
     s->recvd = true;
     ssize_t r = recv(s->fd, buf, max, 0);
+    side_drained(s, r, max);
     if (r > 0)
         return (size_t)r; /* short: all there is (short_read_drains) */
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -928,6 +961,8 @@ static void pump_sync(pt_wsp_t *p)
     if (!p->pu.gone)
         side_want(&p->pu.rev, &p->pu.rev_on,
                   !p->dead && !p->u_ended && !p->pu.eof && p->pc.out.len <= p->c_limit, 0);
+    side_rearm(&p->pc);
+    side_rearm(&p->pu);
 }
 
 /* Relayed bytes for a socket: written at once when nothing waits before them. */
@@ -976,8 +1011,9 @@ static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
         uint8_t buf[PUMP_READ];
         s->recvd = true;
         ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
+        side_drained(s, r, sizeof(buf));
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return true;
+            return !s->more;
         if (r <= 0) {
             s->eof = true; /* the end of the stream, or a reset: the endpoint sees it */
         } else {
@@ -989,8 +1025,8 @@ static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
                 p->req->bytes_out += k;
             if (k != 0)
                 side_send(o, buf, k);
-            if (k == n)
-                return o->out.len == 0; /* all written: the other socket's queue is still empty */
+            if (k == n) /* all written: the other socket's queue is still empty */
+                return o->out.len == 0 && !s->more;
             if (client)
                 p->req->body_received -= n - k; /* counted when the endpoint reads them */
             bq_add(&s->in, buf + k, n - k);
@@ -1004,12 +1040,22 @@ static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
 }
 
 /* One socket readable: the client's (`client`) or the upstream's. */
-static void pump_read(pt_wsp_t *p, bool client)
+static void pump_read(pt_wsp_t *p, bool client, short what)
 {
     pt_req_t *req = p->req;
+    side_t *s = client ? &p->pc : &p->pu;
     pt__req_enter(req);
     p->pc.recvd = p->pu.recvd = false;
-    if (p->dead || !pump_in(p, client ? &p->pc : &p->pu, client))
+    s->more = true; /* an edge (or side_rearm): bytes came, or the end */
+    if (what & EV_CLOSED)
+        s->hup = true;
+    bool moved = !p->dead && pump_in(p, s, client);
+    /* Not read in this run (the leg had queued bytes to work through, or is
+     * over): the socket is read again when the leg runs next, not re-armed
+     * now -- a level-triggered event would have spun here as well. */
+    if (!s->recvd)
+        s->more = false;
+    if (!moved)
         pump_sync(p);
     pt__req_leave(req);
 }
@@ -1017,15 +1063,13 @@ static void pump_read(pt_wsp_t *p, bool client)
 static void pump_c_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
-    (void)what;
-    pump_read(arg, true);
+    pump_read(arg, true, what);
 }
 
 static void pump_u_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
-    (void)what;
-    pump_read(arg, false);
+    pump_read(arg, false, what);
 }
 
 /* A socket failed (side_failed): its leg reads the end of its stream and ends. */
@@ -1101,8 +1145,10 @@ static void side_init(pt_wsp_t *p, side_t *s, int fd, event_callback_fn on_read,
                       event_callback_fn on_write)
 {
     s->fd = fd;
-    event_assign(&s->rev, p->req->worker->base, fd, EV_READ | EV_PERSIST, on_read, p);
-    event_assign(&s->wev, p->req->worker->base, fd, EV_WRITE | EV_PERSIST, on_write, p);
+    s->more = true; /* bytes may have come before the events were added */
+    event_assign(&s->rev, p->req->worker->base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET,
+                 on_read, p);
+    event_assign(&s->wev, p->req->worker->base, fd, EV_WRITE | EV_PERSIST | EV_ET, on_write, p);
 }
 
 bool pt_wsp_pump(pt_wsp_t *p, pt_upcall_t *call)

@@ -21,6 +21,13 @@ included), which says what bounded the run: a process at ~100% is the
 bottleneck; none near 100% with the machine near 100% means the processes
 are competing for the cores (client, Portico and backend share them);
 neither means latency.
+
+The peer row passes the same gRPC call through nginx (`grpc_pass`, one
+worker; its CPU is in the proxy column): what one proxy hop costs on this
+machine. And the CPU budget: client + proxy + backend CPU per request of a
+row is what one request costs the machine, so 2 cores carry at most
+2 s / that many requests per second even with no idle moment; printed as a
+ratio of the direct call's requests/s, it is the most the row could reach.
 Loopback only; every process is stopped at the end.
 """
 import argparse
@@ -37,8 +44,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import (cpu_seconds, free_port, h2load_percentiles, parse_h2load,  # noqa: E402
-                         parse_wrk, wait_port)
+from proxy_bench import (children, cpu_seconds, free_port, h2load_percentiles,  # noqa: E402
+                         nginx_conf, parse_h2load, parse_wrk, wait_port)
 from grpc_bench import BODY, ECHO, start_bookstore  # noqa: E402
 
 GRPC_GATEWAY_CPU_US, GRPC_GATEWAY_RPS = 180.0, 8000.0
@@ -83,7 +90,17 @@ routes:
 """)
         pt = subprocess.Popen([portico, "-c", cfg, "-w", "1"], stderr=open(os.path.join(d, "pt.err"), "w"))
         procs.append(pt)
+        ng_port = free_port()
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        ng = subprocess.Popen([nginx, "-c", nginx_conf(d, "grpcpass", f"""
+  upstream books {{ server 127.0.0.1:{bs_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{ng_port} http2; keepalive_requests 100000000;
+           location / {{ grpc_pass grpc://books; }} }}""")])
+        procs.append(ng)
         wait_port(pt_port)
+        wait_port(ng_port)
+        time.sleep(0.3)
+        ng_pids = children(ng.pid) or [ng.pid]
         base = f"http://127.0.0.1:{pt_port}"
         # both calls must answer correctly before they are timed
         r = urllib.request.urlopen(urllib.request.Request(base + "/v1/echo", data=POST_BODY,
@@ -103,11 +120,12 @@ routes:
         runs = {}  # label -> one result tuple per round
 
         def measure(label, cmd, parser, log=None):
-            cpu0, bcpu0, box0 = cpu_seconds([pt.pid]), cpu_seconds([bs.pid]), machine_busy()
+            proxy = ng_pids if "nginx" in label else [pt.pid]
+            cpu0, bcpu0, box0 = cpu_seconds(proxy), cpu_seconds([bs.pid]), machine_busy()
             ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
             out = subprocess.run(cmd, capture_output=True, text=True).stdout
             ru1, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
-            cpu, bcpu = cpu_seconds([pt.pid]) - cpu0, cpu_seconds([bs.pid]) - bcpu0
+            cpu, bcpu = cpu_seconds(proxy) - cpu0, cpu_seconds([bs.pid]) - bcpu0
             box = [b - a for a, b in zip(box0, machine_busy())]
             ccpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
             if parser == "wrk":
@@ -118,7 +136,8 @@ routes:
             busy = tuple(100 * x / wall for x in (ccpu, cpu, bcpu))
             runs.setdefault(label, []).append(
                 (rps, p50, p99, cpu * 1e6 / max(n, 1) if "direct" not in label else None,
-                 bcpu * 1e6 / max(n, 1), errs, busy, 100 * box[0] / max(box[1], 1)))
+                 bcpu * 1e6 / max(n, 1), errs, busy, 100 * box[0] / max(box[1], 1),
+                 (ccpu + (cpu if "direct" not in label else 0) + bcpu) * 1e6 / max(n, 1)))
 
         log = os.path.join(d, "h2.log")
         direct = ["h2load", "-c4", "-m8", "-d", gbody, "-H", "content-type: application/grpc",
@@ -126,7 +145,9 @@ routes:
         direct_url = f"http://127.0.0.1:{bs_port}{ECHO}"
         scenarios = [("h2c  gRPC Echo direct", direct, direct_url, "h2load"),
                      # the same call passed through Portico as native gRPC: the base of issue 7's CPU ratio
-                     ("h2c  gRPC Echo via Portico", direct, base + ECHO, "h2load")]
+                     ("h2c  gRPC Echo via Portico", direct, base + ECHO, "h2load"),
+                     # the peer: the same call through nginx grpc_pass (proxy column = nginx)
+                     ("h2c  gRPC Echo via nginx", direct, f"http://127.0.0.1:{ng_port}{ECHO}", "h2load")]
         for label, path, post in (("POST /v1/echo", "/v1/echo", True), ("GET /v1/shelves/1", "/v1/shelves/1", False)):
             h2 = ["h2load", "-c4", "-m8"] + (["-d", body, "-H", "content-type: application/json"] if post else [])
             wrk = ["wrk", "-t1", "-c32", "--latency"] + (["-s", lua] if post else [])
@@ -150,15 +171,15 @@ routes:
               f"({args.backend_threads} thread{'s' if args.backend_threads > 1 else ''}), "
               f"32 requests in flight, {args.duration}s per run, {args.rounds} interleaved rounds "
               f"(medians), {os.cpu_count()} cores\n")
-        print(f"{'load':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'Portico CPU us/req':>19} "
-              f"{'backend CPU us/req':>19} {'errors':>6} {'busy % client/Portico/backend':>30} "
+        print(f"{'load':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'proxy CPU us/req':>17} "
+              f"{'backend CPU us/req':>19} {'errors':>6} {'busy % client/proxy/backend':>28} "
               f"{'machine %':>9}")
         for label, rs in runs.items():
             cpu = None if rs[0][3] is None else med(r[3] for r in rs)
             busy = "/".join(f"{med(r[6][i] for r in rs):.0f}" for i in range(3))
             print(f"{label:<26} {med(r[0] for r in rs):>8.0f} {med(r[1] for r in rs):>8.3f} "
-                  f"{med(r[2] for r in rs):>8.3f} {(f'{cpu:.1f}' if cpu is not None else '-'):>19} "
-                  f"{med(r[4] for r in rs):>19.1f} {sum(r[5] for r in rs):>6} {busy:>30} "
+                  f"{med(r[2] for r in rs):>8.3f} {(f'{cpu:.1f}' if cpu is not None else '-'):>17} "
+                  f"{med(r[4] for r in rs):>19.1f} {sum(r[5] for r in rs):>6} {busy:>28} "
                   f"{med(r[7] for r in rs):>9.0f}")
 
         def ratio(num, den, col):
@@ -169,6 +190,18 @@ routes:
         print(f"transcoded h2c POST / the same call passed through as native gRPC: "
               f"{ratio('h2c  POST /v1/echo', 'h2c  gRPC Echo via Portico', 3)} Portico CPU per request "
               f"(issue 7 aims at <= 1.3)")
+        cores = os.cpu_count() or 1
+        direct_rps = med(r[0] for r in runs["h2c  gRPC Echo direct"])
+        print(f"\nCPU budget (client + proxy + backend CPU per request; {cores} cores carry at most "
+              f"{cores} s / that per second, with no idle moment):")
+        for label in ("h2c  gRPC Echo direct", "h2c  gRPC Echo via nginx", "h2c  gRPC Echo via Portico",
+                      "h2c  POST /v1/echo"):
+            rs = runs[label]
+            tot, rps = med(r[8] for r in rs), med(r[0] for r in rs)
+            cap = cores * 1e6 / tot
+            print(f"  {label:<26} {tot:5.1f} us/req -> at most {cap:6.0f} req/s = "
+                  f"{cap / direct_rps:.2f}x direct; reached {rps / direct_rps:.2f}x "
+                  f"({rps / cap:.0%} of its ceiling)")
         best = max((lbl for lbl in runs if "POST" in lbl), key=lambda lbl: med(r[0] for r in runs[lbl]))
         bcpu, brps = med(r[3] for r in runs[best]), med(r[0] for r in runs[best])
         print(f"\nvs grpc-gateway (issue figures: {GRPC_GATEWAY_CPU_US:.0f} us CPU, {GRPC_GATEWAY_RPS:.0f} req/s "

@@ -8,7 +8,11 @@ in one run, interleaved (rounds of direct / Portico / nginx).
 Load: bench/ws_load.js, 64 sockets each sending a 128-byte binary message and
 waiting for its echo (closed loop). Reported: messages/s (round trips), p50/p99
 round trip, and the proxy's CPU microseconds per message (utime+stime from
-/proc; a message is one frame each way). The upstream is the npm `ws` echo
+/proc; a message is one frame each way). In a closed loop the client, the
+upstream and the proxy share the 2 cores flat out, and a proxy's CPU per
+message moves with how much each wake-up finds to do; the `@ RATE` rows give
+both proxies the same fixed load (--rate messages/s, ws_load.js's paced mode)
+for a CPU per message taken under equal conditions. The upstream is the npm `ws` echo
 server of the integration tests (test/integration/websocket/ws_upstream.js),
 so run scripts/test-env.sh first. Portico runs with -w 1, nginx with one worker.
 --base BUILD adds a second Portico (another build, e.g. of the previous
@@ -66,6 +70,8 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--base", help="a second build dir to compare (row 'portico-base')")
+    ap.add_argument("--rate", type=int, default=20000,
+                    help="messages/s of the fixed-load rows (0: none)")
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(ROOT, "test", "integration", "node_modules", "ws")):
         sys.exit("ws_bench: run scripts/test-env.sh first (npm ws)")
@@ -98,18 +104,21 @@ def main():
             wait_port(p)
         time.sleep(0.3)
         ng_pids = children(ng.pid) or [ng.pid]
-        targets = [("direct", up_port, []), ("portico", pt_port, [pt.pid]),
-                   ("nginx", ng_port, ng_pids)]
+        targets = [("direct", up_port, [], 0), ("portico", pt_port, [pt.pid], 0),
+                   ("nginx", ng_port, ng_pids, 0)]
         if args.base:
-            targets.append(("portico-base", base_port, [base.pid]))
-        res = {name: [] for name, _, _ in targets}
+            targets.append(("portico-base", base_port, [base.pid], 0))
+        if args.rate:
+            targets += [(f"{name} @ {args.rate}", port, pids, args.rate)
+                        for name, port, pids, _ in targets if pids]
+        res = {name: [] for name, _, _, _ in targets}
         for _ in range(args.rounds):
-            for name, port, pids in targets:
+            for name, port, pids, rate in targets:
                 cpu0 = cpu_seconds(pids)
                 t0 = time.monotonic()
                 out = subprocess.run(["node", os.path.join(ROOT, "bench", "ws_load.js"),
                                       f"ws://127.0.0.1:{port}/echo", str(args.conns),
-                                      str(args.size), str(args.duration)],
+                                      str(args.size), str(args.duration)] + ([str(rate)] if rate else []),
                                      capture_output=True, text=True, timeout=args.duration + 60)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 # CPU over the whole client run (warm-up and connects included), per message of
@@ -122,9 +131,9 @@ def main():
         print(f"\nWebSocket echo, {args.conns} sockets x {args.size}-byte messages, "
               f"{args.duration}s x {args.rounds} rounds interleaved, medians (Portico -w 1, nginx 1 worker; "
               f"upstream and load: node ws)")
-        print(f"{'target':<12} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/msg':>11} {'errors':>7}")
+        print(f"{'target':<20} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/msg':>11} {'errors':>7}")
         summary = {}
-        for name, _, _ in targets:
+        for name, _, _, _ in targets:
             rs = res[name]
             mps = statistics.median(r["msgs"] / r["secs"] for r in rs)
             p50 = statistics.median(r["p50_ms"] for r in rs)
@@ -133,20 +142,28 @@ def main():
             cpu = statistics.median(cpus) if cpus else None
             errs = sum(r.get("errors", 0) for r in rs)
             summary[name] = (mps, cpu)
-            print(f"{name:<12} {mps:>10.0f} {p50:>8.2f} {p99:>8.2f} "
+            print(f"{name:<20} {mps:>10.0f} {p50:>8.2f} {p99:>8.2f} "
                   f"{(f'{cpu:.1f}' if cpu is not None else '-'):>11} {errs:>7}")
         pm, pc = summary["portico"]
         nm, nc = summary["nginx"]
         print(f"portico/nginx: throughput {pm / nm:.2f}x, CPU per message {pc / nc:.2f}x "
               f"(a message = one frame each way; the machine is shared)")
 
-        def per_round(key):
+        def per_round(key, suffix=""):
             """portico/nginx inside each round (same minute): median and range."""
-            v = [a[key] / b[key] for a, b in zip(res["portico"], res["nginx"]) if a[key] and b[key]]
+            v = [a[key] / b[key] for a, b in zip(res["portico" + suffix], res["nginx" + suffix])
+                 if a[key] and b[key]]
             return f"{statistics.median(v):.2f}x (rounds {min(v):.2f}-{max(v):.2f})" if v else "-"
-        for r in res["portico"] + res["nginx"]:
-            r["mps"] = r["msgs"] / r["secs"]
+        for rs in res.values():
+            for r in rs:
+                r["mps"] = r["msgs"] / r["secs"]
         print(f"per round: throughput {per_round('mps')}, CPU per message {per_round('cpu_us')}")
+        if args.rate:
+            at = f" @ {args.rate}"
+            print(f"at the same fixed load ({summary['portico' + at][0]:.0f} and "
+                  f"{summary['nginx' + at][0]:.0f} msgs/s): CPU per message portico/nginx "
+                  f"{summary['portico' + at][1] / summary['nginx' + at][1]:.2f}x, per round "
+                  f"{per_round('cpu_us', at)}")
         if args.base:
             bm, bc = summary["portico-base"]
             print(f"portico/portico-base: throughput {pm / bm:.2f}x, CPU per message {pc / bc:.2f}x")

@@ -1002,8 +1002,12 @@ static void side_send(side_t *o, const uint8_t *d, size_t n)
  */
 #define PUMP_READ 16384u
 
-/* Returns true when nothing changed but bytes moving (the read events need no second look). */
-static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
+/* What a readiness needs after pump_in: nothing (only bytes moved: no endpoint ran, the
+ * request was not entered, the read events need no second look), a look at the read
+ * events, or the leg's endpoint as well. */
+typedef enum { PUMP_MOVED, PUMP_SYNC, PUMP_RUN } pump_next_t;
+
+static pump_next_t pump_in(pt_wsp_t *p, side_t *s, bool client)
 {
     pt_ws_t *from = client ? p->c : p->u, *to = client ? p->u : p->c;
     side_t *o = client ? &p->pu : &p->pc;
@@ -1013,7 +1017,7 @@ static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
         ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
         side_drained(s, r, sizeof(buf));
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return !s->more;
+            return s->more ? PUMP_SYNC : PUMP_MOVED;
         if (r <= 0) {
             s->eof = true; /* the end of the stream, or a reset: the endpoint sees it */
         } else {
@@ -1026,37 +1030,40 @@ static bool pump_in(pt_wsp_t *p, side_t *s, bool client)
             if (k != 0)
                 side_send(o, buf, k);
             if (k == n) /* all written: the other socket's queue is still empty */
-                return o->out.len == 0 && !s->more;
+                return o->out.len == 0 && !s->more ? PUMP_MOVED : PUMP_SYNC;
             if (client)
                 p->req->body_received -= n - k; /* counted when the endpoint reads them */
             bq_add(&s->in, buf + k, n - k);
         }
     }
-    if (client)
-        run_c(p);
-    else
-        run_u(p);
-    return false;
+    return PUMP_RUN;
 }
 
 /* One socket readable: the client's (`client`) or the upstream's. */
 static void pump_read(pt_wsp_t *p, bool client, short what)
 {
-    pt_req_t *req = p->req;
     side_t *s = client ? &p->pc : &p->pu;
-    pt__req_enter(req);
     p->pc.recvd = p->pu.recvd = false;
     s->more = true; /* an edge (or side_rearm): bytes came, or the end */
     if (what & EV_CLOSED)
         s->hup = true;
-    bool moved = !p->dead && pump_in(p, s, client);
+    pump_next_t next = p->dead ? PUMP_SYNC : pump_in(p, s, client);
+    if (next == PUMP_MOVED)
+        return; /* nothing that could end the request ran: no pt__req_enter needed */
+    pt_req_t *req = p->req;
+    pt__req_enter(req);
+    if (next == PUMP_RUN) {
+        if (client)
+            run_c(p);
+        else
+            run_u(p);
+    }
     /* Not read in this run (the leg had queued bytes to work through, or is
      * over): the socket is read again when the leg runs next, not re-armed
      * now -- a level-triggered event would have spun here as well. */
     if (!s->recvd)
         s->more = false;
-    if (!moved)
-        pump_sync(p);
+    pump_sync(p);
     pt__req_leave(req);
 }
 

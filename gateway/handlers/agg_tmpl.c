@@ -422,8 +422,20 @@ struct json_object *pt_agg_jtmpl_render(const pt_agg_jtmpl_t *j, pt_agg_lookup_c
                                         pt_agg_rerr_t *e)
 {
     switch (j->kind) {
-    case PT_AGG_J_LITERAL:
-        return json_object_get(j->lit);
+    case PT_AGG_J_LITERAL: {
+        /* A copy, never a reference: the literal belongs to the config that
+         * every worker renders from, and json-c counts references without
+         * atomics (Debian's build: a plain add), so two workers taking and
+         * dropping references at once could lose one -- the literal freed
+         * under the config (a call through a freed object's serializer) or
+         * never freed. */
+        struct json_object *copy = NULL;
+        if (j->lit != NULL && json_object_deep_copy(j->lit, &copy, NULL) != 0) {
+            e->why = "cannot copy the value";
+            return NULL;
+        }
+        return copy;
+    }
     case PT_AGG_J_TEMPLATE:
         return pt_agg_tmpl_json(&j->tmpl, lookup, ud, e);
     case PT_AGG_J_OBJECT: {

@@ -154,7 +154,7 @@ typedef enum pt_agg_jkind {
 typedef struct pt_agg_jtmpl pt_agg_jtmpl_t;
 struct pt_agg_jtmpl {
     pt_agg_jkind_t kind;
-    struct json_object *lit; /**< LITERAL (owned reference) */
+    struct json_object *lit; /**< LITERAL (owned; rendered as a copy: workers share it) */
     pt_agg_tmpl_t tmpl;      /**< TEMPLATE */
     char **keys;             /**< OBJECT keys (cnt) */
     pt_agg_jtmpl_t **items;  /**< OBJECT values / ARRAY items (cnt) */

@@ -255,6 +255,15 @@ static void test_render_json_typed(void **state)
     v = pt_agg_jtmpl_render(root, lookup, NULL, &e);
     assert_string_equal(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
                         "{\"a\":42,\"b\":[1,\"x42\"]}");
+    /* the literal comes out as a new object: the config's, which every worker
+     * renders from, is never referenced (json-c's count is not atomic) */
+    struct json_object *one = json_object_array_get_idx(json_object_object_get(v, "b"), 0);
+    assert_ptr_not_equal(one, arr->items[0]->lit);
+    json_object_put(v);
+    pt_agg_jtmpl_t *alone = arr->items[0];
+    v = pt_agg_jtmpl_render(alone, lookup, NULL, &e);
+    assert_ptr_not_equal(v, alone->lit);
+    assert_int_equal(json_object_get_int(v), 1);
     json_object_put(v);
     pt_agg_jtmpl_free(root);
     json_object_put(doc);

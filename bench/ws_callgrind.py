@@ -14,6 +14,7 @@ with start-up, handshakes and shutdown cancelled out.
 Usage: bench/ws_callgrind.py [--build DIR] [--conns 64] [--size 128]
        [--msgs 50,250] [--only portico|nginx] [--keep DIR (callgrind files)]
        [--base BUILD (a second Portico build, row 'portico-base')]
+       [--cache-sim (L1 data misses per message too)]
 """
 import argparse
 import json
@@ -32,18 +33,24 @@ from ws_bench import nginx_ws_conf, portico_ws_conf  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def total_ir(path):
+def totals(path):
+    """The run's event totals: {"Ir": n} (with --cache-sim also Dr, Dw, D1mr, D1mw, ...)."""
+    names = ["Ir"]
     with open(path) as f:
         for line in f:
-            m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+            if line.startswith("events:"):
+                names = line.split()[1:]
+            m = re.match(r"(?:summary|totals):\s+([\d ]+)", line)
             if m:
-                return int(m.group(1))
+                return dict(zip(names, (int(x) for x in m.group(1).split())))
     raise RuntimeError(f"no totals in {path}")
 
 
-def run_one(name, argv, port, up_port, d, conns, size, per):
+def run_one(name, argv, port, up_port, d, conns, size, per, cache_sim=False):
     out = os.path.join(d, f"{name}.{per}.cg")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--trace-children=no"]
+    if cache_sim:
+        vg.append("--cache-sim=yes")
     p = subprocess.Popen(vg + argv, stdout=subprocess.DEVNULL, stderr=open(out + ".err", "w"))
     try:
         wait_port(port, timeout=60)
@@ -56,7 +63,7 @@ def run_one(name, argv, port, up_port, d, conns, size, per):
     finally:
         p.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
         p.wait(timeout=120)
-    return total_ir(out), res["msgs"]
+    return totals(out), res["msgs"]
 
 
 def main():
@@ -68,6 +75,9 @@ def main():
     ap.add_argument("--only", choices=["portico", "nginx"])
     ap.add_argument("--keep", help="copy the callgrind output files here")
     ap.add_argument("--base", help="a second build dir to compare (row 'portico-base')")
+    ap.add_argument("--cache-sim", action="store_true",
+                    help="also L1 data misses per message (reads, writes): the cache lines a "
+                         "message touches that the simulated 64 KiB L1 no longer held")
     args = ap.parse_args()
     short, long_ = (int(x) for x in args.msgs.split(","))
     if not os.path.isdir(os.path.join(ROOT, "test", "integration", "node_modules", "ws")):
@@ -95,11 +105,16 @@ def main():
                                       "-g", "master_process off;"], ng_port))
         print(f"callgrind: {args.conns} sockets x {args.size}-byte messages, "
               f"{short} vs {long_} messages per socket (one worker each)")
-        print(f"{'target':<12} {'instr/msg':>10}")
+        cols = ["Ir"] + (["D1mr", "D1mw"] if args.cache_sim else [])
+        heads = {"Ir": "instr/msg", "D1mr": "D1 rd miss", "D1mw": "D1 wr miss"}
+        print(f"{'target':<12}" + "".join(f" {heads[c]:>10}" for c in cols))
         for name, argv, port in targets:
-            i1, m1 = run_one(name, argv, port, up_port, d, args.conns, args.size, short)
-            i2, m2 = run_one(name, argv, port, up_port, d, args.conns, args.size, long_)
-            print(f"{name:<12} {(i2 - i1) / (m2 - m1):>10.0f}", flush=True)
+            t1, m1 = run_one(name, argv, port, up_port, d, args.conns, args.size, short,
+                             args.cache_sim)
+            t2, m2 = run_one(name, argv, port, up_port, d, args.conns, args.size, long_,
+                             args.cache_sim)
+            print(f"{name:<12}" + "".join(f" {(t2[c] - t1[c]) / (m2 - m1):>10.1f}" for c in cols),
+                  flush=True)
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
             for fn in os.listdir(d):

@@ -43,8 +43,9 @@
  * control frames), emptied by the reader from the front.
  */
 typedef struct bq {
+    size_t len, off;             /* len first: the one field a relayed message reads */
     uint8_t *p;
-    size_t off, len, cap;
+    size_t cap;
 } bq_t;
 
 static void bq_add(bq_t *q, const uint8_t *d, size_t n)
@@ -104,9 +105,9 @@ static void bq_add_evbuffer(bq_t *q, struct evbuffer *b)
  * not written yet.
  */
 typedef struct side {
+    /* What a relayed message reads and writes on both sockets first (one
+     * cache line: see struct pt_ws in http/ws.c), the events after them. */
     int fd;
-    struct event rev;            /* EV_READ|EV_CLOSED|EV_PERSIST|EV_ET, on while the leg wants input */
-    struct event wev;            /* EV_WRITE|EV_PERSIST|EV_ET, added while a write waits */
     bool rev_on, wev_on;
     bool eof;                    /* the read side ended (EOF, reset) or a write failed */
     bool failed;                 /* a write failed: nothing more goes out */
@@ -116,10 +117,12 @@ typedef struct side {
     bool recvd;                  /* read once in this event: the endpoint waits for the next */
     bool more;                   /* not known drained: the socket may hold bytes (edge-triggered) */
     bool hup;                    /* the peer's FIN came (EV_CLOSED): read on until recv says 0 */
-    uint64_t send_ms;            /* no write progress for this long: failed (0: never) */
-    struct event *failed_ev;     /* the pump's event that runs a leg whose socket failed */
     bq_t in;
     bq_t out;
+    uint64_t send_ms;            /* no write progress for this long: failed (0: never) */
+    struct event *failed_ev;     /* the pump's event that runs a leg whose socket failed */
+    struct event rev;            /* EV_READ|EV_CLOSED|EV_PERSIST|EV_ET, on while the leg wants input */
+    struct event wev;            /* EV_WRITE|EV_PERSIST|EV_ET, added while a write waits */
 } side_t;
 
 static void side_out_add(side_t *s, const uint8_t *d, size_t n)
@@ -142,11 +145,17 @@ static void side_out_clear(side_t *s)
 }
 
 struct pt_wsp {
+    /* The pump's fields first (see struct side) */
     pt_req_t *req;
-    const pt_wsp_io_t *io;
-    void *ud;
     pt_ws_t *c;                  /* facing the client (server role), attached to req */
     pt_ws_t *u;                  /* facing the upstream (client role) */
+    bool dead;                   /* aborted or done: relay nothing */
+    bool c_ended, u_ended;
+    bool pump;                   /* the data phase runs on the two sockets (pt_wsp_pump) */
+    side_t pc, pu;               /* the pump's client and upstream sockets */
+
+    const pt_wsp_io_t *io;
+    void *ud;
     bq_t up_in;                  /* upstream bytes not yet parsed */
     const char *feed;            /* on_data's bytes, read in place while up_in is empty */
     size_t feed_len;
@@ -157,14 +166,10 @@ struct pt_wsp {
     bool up_eof;                 /* the upstream connection ended */
     bool up_in_paused;           /* we told the call to stop delivering */
     bool up_shut;                /* nothing more goes upstream: read_body reports eof */
-    bool c_ended, u_ended;
     pt_ws_end_t c_why, u_why;
     bool resp_ended;             /* the client stream was ended */
-    bool dead;                   /* aborted or done: relay nothing */
     bool c_running, c_again, u_running, u_again;
     bool u_fed_pause;            /* u_raw asked U to pause during pt_ws_feed */
-    bool pump;                   /* the data phase runs on the two sockets (pt_wsp_pump) */
-    side_t pc, pu;               /* the pump's client and upstream sockets */
     struct event failed_ev;      /* runs the legs whose writes failed (side_failed) */
     pt_conn_t *conn;             /* the client connection lent to the pump */
     size_t c_limit;              /* bytes queued for the client above which U pauses */

@@ -47,44 +47,56 @@ typedef struct ctrl_slot {
 } ctrl_slot_t;
 
 struct pt_ws {
-    pt_ws_opts_t o;
+    /*
+     * What a relayed frame reads and writes (pt_ws_relay, raw_frames) comes
+     * first, in the first three cache lines: a relay touches both endpoints
+     * once per message, after the kernel's work in between has evicted them,
+     * so every further line is a miss per message (bench/ws_callgrind.py
+     * --cache-sim counts them).
+     */
+    pt_ws_opts_t o;              /* role and max_message at its front */
     const pt_ws_cbs_t *cbs;
     void *ud;
+    size_t in_pos, in_end;       /* unparsed input: in[in_pos, in_end) */
+    uint64_t m_len;              /* bytes of the open data message so far */
+    uint64_t raw_in;             /* bytes read from the peer (timers: sampled as seen_in) */
+    uint64_t data_io;            /* data payload bytes either way (sampled as seen_io) */
+    uint32_t utf8;               /* UTF-8 decoder state across chunks of a text message */
+    uint8_t m_op;                /* the open data message's opcode */
+    bool in_frame;               /* between a frame's header and the end of its payload */
+    bool in_msg;                 /* a data message is open (more frames follow) */
+    bool out_frame;              /* a data frame is half sent */
+    bool out_msg;                /* a fragmented message is open: the next frame is CONT */
+    bool paused;
+    bool close_sent, close_recv;
+    bool ended;
+    bool free_pending;
+    pt_ws_stats_t st;            /* its message, byte and frame counts first */
+
     struct event *timer;
 
     /* receiving */
     bool in_eof;                 /* cbs->read reported the end of the stream */
-    bool in_frame;               /* between a frame's header and the end of its payload */
     uint8_t f_op;
     bool f_fin;
     bool f_masked;
     uint8_t f_key[4];
     uint64_t f_len, f_off;
-    size_t in_pos, in_end;       /* unparsed input: in[in_pos, in_end) */
-    bool in_msg;                 /* a data message is open (more frames follow) */
-    uint8_t m_op;
-    uint64_t m_len;
-    uint32_t utf8;               /* UTF-8 decoder state across chunks of a text message */
     uint8_t ctrl[PT_WS_MAX_CONTROL];
     size_t ctrl_len;
-    bool paused;
     bool drained;                /* a short read (short_read_drains): wait for the owner's call */
 
     /* sending */
-    bool out_frame;              /* a data frame is half sent */
     bool out_fin;
     uint64_t out_len, out_left;
     uint8_t out_key[4];          /* masking key of the frame being sent (client role) */
     uint8_t hdr[MAX_HEADER];     /* its header, held until its first payload bytes */
     uint8_t hdr_len;
-    bool out_msg;                /* a fragmented message is open: the next frame is CONT */
     ctrl_slot_t slot_pong, slot_ping, slot_close;
-    bool close_sent, close_recv;
     bool end_after_flush;        /* both closes done but ours is still in its slot */
 
     /* timers */
-    uint64_t raw_in, seen_in;    /* bytes read from the peer; sampled */
-    uint64_t data_io, seen_io;   /* data payload bytes either way; sampled */
+    uint64_t seen_in, seen_io;
     uint64_t last_in_ms, last_io_ms, last_ping_ms;
     uint8_t ka[8];               /* payload of our last keepalive ping */
     bool ka_out;                 /* ... not answered yet */
@@ -92,9 +104,6 @@ struct pt_ws {
 
     /* lifetime */
     unsigned busy;
-    bool free_pending;
-    bool ended;
-    pt_ws_stats_t st;
 
     /* the input window: frames are parsed and unmasked in place */
     uint8_t in[PT_WS_CHUNK];

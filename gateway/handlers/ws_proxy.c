@@ -29,6 +29,7 @@
 #include "http/h1.h"
 #include "http/ws.h"
 #include "net/conn.h"
+#include "net/sys.h"
 
 /* Bytes gathered for the client during a run before they go to the codec. */
 #define C_OUT_CAP 8192u
@@ -918,7 +919,7 @@ static size_t side_read(pt_wsp_t *p, side_t *s, uint8_t *buf, size_t max, bool *
         return 0;
     }
     s->recvd = true;
-    ssize_t r = recv(s->fd, buf, max, 0);
+    ssize_t r = pt_recv(s->fd, buf, max, 0);
     side_drained(s, r, max);
     if (r > 0)
         return (size_t)r; /* short: all there is (short_read_drains) */
@@ -937,7 +938,7 @@ static void side_flush(pt_wsp_t *p, side_t *s)
     if (s->gone || s->failed)
         return;
     while (s->out.len != 0) {
-        ssize_t w = send(s->fd, s->out.p + s->out.off, s->out.len, MSG_NOSIGNAL);
+        ssize_t w = pt_send(s->fd, s->out.p + s->out.off, s->out.len, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -978,7 +979,7 @@ static void side_send(side_t *o, const uint8_t *d, size_t n)
     if (o->out.len == 0) {
         ssize_t w;
         do {
-            w = send(o->fd, d, n, MSG_NOSIGNAL);
+            w = pt_send(o->fd, d, n, MSG_NOSIGNAL);
         } while (w < 0 && errno == EINTR);
         if ((size_t)w == n)
             return;
@@ -1019,7 +1020,7 @@ static pump_next_t pump_in(pt_wsp_t *p, side_t *s, bool client)
     if (s->in.len == 0 && !s->eof && !(client ? p->u_ended : p->c_ended)) {
         uint8_t buf[PUMP_READ];
         s->recvd = true;
-        ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
+        ssize_t r = pt_recv(s->fd, buf, sizeof(buf), 0);
         side_drained(s, r, sizeof(buf));
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return s->more ? PUMP_SYNC : PUMP_MOVED;

@@ -21,6 +21,7 @@
 
 #include "net/conn.h"
 #include "core/overload.h"
+#include "net/sys.h"
 #include "portico/status.h"
 
 /* Bytes asked for per read: a little under 16 KiB so that the evbuffer chain
@@ -121,7 +122,7 @@ static int read_small(pt_conn_t *conn, char *buf, size_t *lent)
     pt_conn_io_t *io = &conn->io;
     ssize_t r;
     do {
-        r = read(conn->fd, buf, SMALL_READ);
+        r = pt_read(conn->fd, buf, SMALL_READ);
     } while (r < 0 && errno == EINTR);
     if (r < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? RD_OK : RD_ERROR;
@@ -142,7 +143,7 @@ static int read_plain(pt_conn_t *conn, size_t *got)
         return RD_ERROR;
     ssize_t r;
     do {
-        r = readv(conn->fd, (struct iovec *)v, n);
+        r = pt_readv(conn->fd, (struct iovec *)v, n);
     } while (r < 0 && errno == EINTR);
     if (r < 0) {
         evbuffer_commit_space(io->in, v, 0);
@@ -298,7 +299,7 @@ static int write_plain(pt_conn_t *conn)
         memset(&m, 0, sizeof(m));
         m.msg_iov = iov;
         m.msg_iovlen = (size_t)n;
-        ssize_t w = sendmsg(conn->fd, &m, MSG_NOSIGNAL);
+        ssize_t w = pt_sendmsg(conn->fd, &m, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -772,7 +773,7 @@ int pt_conn_send(pt_conn_t *conn, const void *data, size_t len)
     }
     ssize_t w;
     do {
-        w = send(conn->fd, data, len, MSG_NOSIGNAL);
+        w = pt_send(conn->fd, data, len, MSG_NOSIGNAL);
     } while (w < 0 && errno == EINTR);
     if (w < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {

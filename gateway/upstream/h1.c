@@ -71,6 +71,7 @@
  */
 #include "core/headers_priv.h"
 #include "core/xalloc.h"
+#include "net/sys.h"
 #include "upstream/call_internal.h"
 #include "upstream/tls.h"
 
@@ -542,7 +543,7 @@ static bool tls_begin(h1_call_t *c, h1_conn_t *k)
 static ssize_t io_send(h1_conn_t *k, const char *buf, size_t len)
 {
     if (k->ssl == NULL)
-        return send(k->fd, buf, len, MSG_NOSIGNAL);
+        return pt_send(k->fd, buf, len, MSG_NOSIGNAL);
     if (len == 0)
         return 0;
     size_t n = 0;
@@ -561,7 +562,7 @@ static ssize_t io_send(h1_conn_t *k, const char *buf, size_t len)
 static ssize_t io_recv(h1_conn_t *k, char *buf, size_t len)
 {
     if (k->ssl == NULL)
-        return recv(k->fd, buf, len, 0);
+        return pt_recv(k->fd, buf, len, 0);
     size_t n = 0;
     ERR_clear_error();
     if (SSL_read_ex(k->ssl, buf, len, &n) == 1)

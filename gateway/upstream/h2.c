@@ -64,6 +64,7 @@
 #include "core/xalloc.h"
 #include "http/h2mem.h"
 #include "http/hpack_policy.h"
+#include "net/sys.h"
 #include "upstream/h2.h"
 #include "upstream/hstore.h"
 #include "upstream/tls.h"
@@ -1135,7 +1136,7 @@ static int conn_write_out(conn_t *k)
             }
             n = rv;
         } else {
-            n = send(k->fd, k->wbuf + k->woff, len, MSG_NOSIGNAL);
+            n = pt_send(k->fd, k->wbuf + k->woff, len, MSG_NOSIGNAL);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                     want_write(k);
@@ -1210,7 +1211,7 @@ static int conn_read_in(conn_t *k)
             }
             n = rv;
         } else {
-            n = recv(k->fd, buf, sizeof(buf), 0);
+            n = pt_recv(k->fd, buf, sizeof(buf), 0);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                     return 0;

@@ -22,9 +22,9 @@ fi
 # WebSocket proxying: echo upstream direct vs Portico (websocket: true) vs nginx (needs npm ws)
 if [ -d "$ROOT/test/integration/node_modules/ws" ]; then
   /usr/bin/python3 "$ROOT/bench/ws_bench.py" --build "$ROOT/$BUILD"
-  # the same relay counted by callgrind: instructions per message, Portico vs nginx (owner: wsperf)
+  # the same relay counted by callgrind: instructions and L1 data misses per message, Portico vs nginx
   if command -v valgrind >/dev/null; then
-    /usr/bin/python3 "$ROOT/bench/ws_callgrind.py" --build "$ROOT/$BUILD"
+    /usr/bin/python3 "$ROOT/bench/ws_callgrind.py" --build "$ROOT/$BUILD" --cache-sim
   fi
 fi
 # waf: ModSecurity + CRS per-request cost, Portico's filter vs nginx's ModSecurity connector

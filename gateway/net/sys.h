@@ -8,7 +8,8 @@
  * back: two atomic compare-and-swaps and ~30 instructions per call, on every
  * socket call of every request and relayed message (a single-threaded
  * process such as an nginx worker skips them). syscall(2) is not a
- * cancellation point. Same contract as the libc calls: -1 and errno.
+ * cancellation point. Same contract as the libc calls: -1 and errno. (syscall()
+ * reads every argument as a long: ints are passed as longs.)
  *
  * Under AddressSanitizer the libc calls stay, so that its interceptors keep
  * checking the buffers handed to the kernel.
@@ -38,27 +39,27 @@ static inline ssize_t pt_sendmsg(int fd, const struct msghdr *m, int flags) { re
 #else
 static inline ssize_t pt_recv(int fd, void *buf, size_t len, int flags)
 {
-    return (ssize_t)syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+    return (ssize_t)syscall(SYS_recvfrom, (long)fd, buf, len, (long)flags, NULL, NULL);
 }
 
 static inline ssize_t pt_send(int fd, const void *buf, size_t len, int flags)
 {
-    return (ssize_t)syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
+    return (ssize_t)syscall(SYS_sendto, (long)fd, buf, len, (long)flags, NULL, 0L);
 }
 
 static inline ssize_t pt_read(int fd, void *buf, size_t len)
 {
-    return (ssize_t)syscall(SYS_read, fd, buf, len);
+    return (ssize_t)syscall(SYS_read, (long)fd, buf, len);
 }
 
 static inline ssize_t pt_readv(int fd, const struct iovec *v, int n)
 {
-    return (ssize_t)syscall(SYS_readv, fd, v, n);
+    return (ssize_t)syscall(SYS_readv, (long)fd, v, (long)n);
 }
 
 static inline ssize_t pt_sendmsg(int fd, const struct msghdr *m, int flags)
 {
-    return (ssize_t)syscall(SYS_sendmsg, fd, m, flags);
+    return (ssize_t)syscall(SYS_sendmsg, (long)fd, m, (long)flags);
 }
 #endif
 

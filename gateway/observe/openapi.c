@@ -773,9 +773,70 @@ static const char *stream_kind(const pt_methoddesc_t *m)
                                                       : NULL;
 }
 
-/* Can requests reach binding `b` through the route's match (exact path or prefix)? */
+/*
+ * The route's conditions besides path and method (core/route.h): each header it
+ * matches on becomes a required header parameter (merged into a header binding
+ * of the same name), so that the explorer's requests reach the route; its hosts
+ * are listed as x-portico-hosts.
+ */
+static void match_conditions(json_object *op, json_object *params, const pt_route_match_t *m)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->header_cnt; i++) {
+        const pt_header_match_t *h = &m->headers[i];
+        char d[900];
+        if (h->value != NULL)
+            snprintf(d, sizeof(d), "the route matches only requests whose %s header is \"%s\"",
+                     h->name, h->value);
+        else
+            snprintf(d, sizeof(d), "the route matches only requests that carry a %s header",
+                     h->name);
+        json_object *p = NULL;
+        for (size_t k = 0; k < json_object_array_length(params) && p == NULL; k++) {
+            json_object *q = json_object_array_get_idx(params, k);
+            const char *in = json_object_get_string(json_object_object_get(q, "in"));
+            const char *name = json_object_get_string(json_object_object_get(q, "name"));
+            if (in != NULL && name != NULL && strcmp(in, "header") == 0 &&
+                strcasecmp(name, h->name) == 0)
+                p = q;
+        }
+        if (p == NULL) {
+            p = json_object_new_object();
+            put_str(p, "name", h->name);
+            put_str(p, "in", "header");
+            json_object *sch = typed("string");
+            if (h->value != NULL) {
+                json_object *e = json_object_new_array();
+                json_object_array_add(e, json_object_new_string(h->value));
+                put(sch, "enum", e);
+            }
+            put(p, "schema", sch);
+            put_str(p, "description", d);
+            json_object_array_add(params, p);
+        } else {
+            const char *had = json_object_get_string(json_object_object_get(p, "description"));
+            char both[1400];
+            snprintf(both, sizeof(both), "%s%s%s", had != NULL ? had : "", had != NULL ? "; " : "",
+                     d);
+            put_str(p, "description", both);
+        }
+        put(p, "required", json_object_new_boolean(1));
+    }
+    if (m->host_cnt > 0) {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; i < m->host_cnt; i++)
+            json_object_array_add(a, json_object_new_string(m->hosts[i]));
+        put(op, "x-portico-hosts", a);
+    }
+}
+
+/* Can requests reach binding `b` through the route's match (exact path or prefix, methods)? */
 static bool reachable(const pt_openapi_grpc_t *g, const pt_httpbinding_t *b)
 {
+    if (g->match != NULL && g->match->methods != 0 && strcmp(b->http_method, "*") != 0 &&
+        (g->match->methods & pt_method_bit(pt_str_c(b->http_method))) == 0)
+        return false; /* the route does not take this verb */
     const char *tp = b->path;
     if (g->exact != NULL)
         return strcmp(tp, g->exact) == 0;
@@ -881,6 +942,7 @@ static void add_binding(pt_openapi_t *o, const pt_openapi_grpc_t *g, const pt_ht
         put(p, "schema", scalar_schema(o, f, variant));
         json_object_array_add(params, p);
     }
+    match_conditions(op, params, g->match);
     if (json_object_array_length(params) > 0)
         put(op, "parameters", params);
     else
@@ -993,8 +1055,12 @@ int pt_openapi_add_grpc(pt_openapi_t *o, const pt_openapi_grpc_t *g)
 
 static void soap_op(pt_openapi_t *o, const pt_soap_port_t *port, const pt_soap_op_t *op,
                     json_object *sch, const char *method, const char *path,
-                    const pt_pathtmpl_t *tmpl, const char *route, unsigned nth)
+                    const pt_pathtmpl_t *tmpl, const char *route, const pt_route_match_t *match,
+                    unsigned nth)
 {
+    if (match != NULL && match->methods != 0 &&
+        (match->methods & pt_method_bit(pt_str_c(method))) == 0)
+        return; /* the route does not take this verb */
     json_object *opsch = json_object_object_get(json_object_object_get(sch, "operations"), op->name);
     json_object *fields = json_object_object_get(opsch, "fields");
     char rendered[2048];
@@ -1061,6 +1127,7 @@ static void soap_op(pt_openapi_t *o, const pt_soap_port_t *port, const pt_soap_o
         }
         json_object_array_add(params, p);
     }
+    match_conditions(jop, params, match);
     if (json_object_array_length(params) > 0)
         put(jop, "parameters", params);
     else
@@ -1109,7 +1176,8 @@ static void soap_op(pt_openapi_t *o, const pt_soap_port_t *port, const pt_soap_o
 }
 
 int pt_openapi_add_soap(pt_openapi_t *o, const pt_soap_port_t *port, const char *prefix,
-                        const pt_conf_node_t *operations, const char *route)
+                        const pt_conf_node_t *operations, const char *route,
+                        const pt_route_match_t *match)
 {
     char ref_prefix[600];
     snprintf(ref_prefix, sizeof(ref_prefix), REF_PREFIX "%s.%s.", port->service, port->name);
@@ -1140,7 +1208,7 @@ int pt_openapi_add_soap(pt_openapi_t *o, const pt_soap_port_t *port, const char 
         const pt_soap_op_t *op = &port->ops[i];
         char path[1024];
         snprintf(path, sizeof(path), "%s%s", prefix != NULL ? prefix : "/", op->name);
-        soap_op(o, port, op, sch, "POST", path, NULL, route, 0);
+        soap_op(o, port, op, sch, "POST", path, NULL, route, match, 0);
     }
     unsigned nth = 0;
     for (size_t i = 0; operations != NULL && operations->kind == PT_CONF_MAP && i < operations->cnt;
@@ -1158,7 +1226,7 @@ int pt_openapi_add_soap(pt_openapi_t *o, const pt_soap_port_t *port, const char 
                 continue;
             char method[16];
             snprintf(method, sizeof(method), "%s", val->keys[j]->str);
-            soap_op(o, port, op, sch, method, mv->str, t, route, ++nth);
+            soap_op(o, port, op, sch, method, mv->str, t, route, match, ++nth);
             pt_pathtmpl_free(t);
         }
     }
@@ -1228,7 +1296,8 @@ json_object *pt_openapi_from_config(const pt_config_t *c, const char *server_url
                                    .header_bindings = &gc->header_bindings, .route = r->name,
                                    .prefix = prefix,
                                    .exact = r->match.path_kind == PT_PATH_EXACT ? r->match.path
-                                                                                : NULL};
+                                                                                : NULL,
+                                   .match = &r->match};
             pt_openapi_add_grpc(o, &g);
         } else if (strcmp(r->handler->name, "soap") == 0) {
             const pt_soap_target_t *t = pt_soap_target_of(c, r->name);
@@ -1236,7 +1305,7 @@ json_object *pt_openapi_from_config(const pt_config_t *c, const char *server_url
             if (t != NULL && pt_soap_target_port(t) != NULL)
                 pt_openapi_add_soap(o, pt_soap_target_port(t), prefix,
                                     sn != NULL ? pt_conf_map_get(sn, "operations") : NULL,
-                                    r->name);
+                                    r->name, &r->match);
         }
     }
     return pt_openapi_finish(o);

@@ -52,6 +52,10 @@ typedef struct pt_openapi_grpc {
     const char *route;             /**< route name, for x-portico-route */
     const char *prefix;            /**< the route's match prefix (bindings outside it are left out), or NULL */
     const char *exact;             /**< the route's exact path, or NULL */
+    /** The route's other conditions (methods, hosts, headers), or NULL: bindings whose verb the
+     * route does not take are left out, its headers become required header parameters (the
+     * explorer sends them), its hosts are listed as `x-portico-hosts`. */
+    const pt_route_match_t *match;
 } pt_openapi_grpc_t;
 
 /** Adds the bindings of one grpc route. Returns 0 or PT_ERR_NOMEM. */
@@ -63,7 +67,8 @@ int pt_openapi_add_grpc(pt_openapi_t *o, const pt_openapi_grpc_t *g);
  * soap handler validated it; NULL when none). Returns 0 or PT_ERR_NOMEM.
  */
 int pt_openapi_add_soap(pt_openapi_t *o, const pt_soap_port_t *port, const char *prefix,
-                        const pt_conf_node_t *operations, const char *route);
+                        const pt_conf_node_t *operations, const char *route,
+                        const pt_route_match_t *match);
 
 /** Finishes and frees the builder: the document (json_object_put() it), or NULL on error. */
 struct json_object *pt_openapi_finish(pt_openapi_t *o);

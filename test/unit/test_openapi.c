@@ -306,6 +306,57 @@ static void test_bookstore_http_bindings(void **state)
     pt_descpool_unref(pool);
 }
 
+/* A route's methods, headers and hosts: verbs it does not take are left out, its headers are
+ * required header parameters (merged into a header binding of the same name), its hosts listed. */
+static void test_route_match_conditions(void **state)
+{
+    (void)state;
+    const char *files[] = {PT_HTTP_TEST_DESC};
+    pt_descpool_t *pool = load_pool(files, 1);
+    pt_httprule_opts_t ro = {0};
+    pt_httprule_table_t *t = NULL;
+    pt_xerrs_t *errs = calloc(1, sizeof(*errs));
+    assert_non_null(errs);
+    assert_int_equal(pt_httprule_table_new(pool, &ro, &t, errs), 0);
+    free(errs);
+    pt_header_match_t hm[] = {{"x-tenant", "acme"}, {"x-request-id", NULL}};
+    const char *hosts[] = {"api.example.com", "*.example.org"};
+    pt_route_match_t m = {.methods = PT_METHOD_POST, .headers = hm, .header_cnt = 2,
+                          .hosts = hosts, .host_cnt = 2};
+    pt_conf_kv_t kv[] = {{"X-Request-Id", "request_id"}};
+    pt_conf_strmap_t hb = {.v = kv, .cnt = 1};
+    pt_openapi_t *o = pt_openapi_new("T", "9", NULL, "http://127.0.0.1:1");
+    assert_non_null(o);
+    pt_openapi_grpc_t g = {.table = t, .route = "r", .header_bindings = &hb, .match = &m};
+    assert_int_equal(pt_openapi_add_grpc(o, &g), 0);
+    json_object *doc = pt_openapi_finish(o);
+    assert_non_null(doc);
+
+    assert_null(at(doc, "paths", "/v1/books", "get", NULL)); /* GET: not this route's */
+    json_object *cb = at(doc, "paths", "/v1/shelves/{shelf}/books", "post", NULL);
+    assert_non_null(cb);
+    json_object *tenant = param(cb, "x-tenant");
+    assert_non_null(tenant);
+    assert_string_equal(str_at(tenant, "in"), "header");
+    assert_true(json_object_get_boolean(at(tenant, "required", NULL)));
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(
+                            at(tenant, "schema", "enum", NULL), 0)),
+                        "acme");
+    /* the header binding of the same header (names compare without case): one parameter */
+    json_object *rid = param(cb, "X-Request-Id");
+    assert_non_null(rid);
+    assert_null(param(cb, "x-request-id"));
+    assert_true(json_object_get_boolean(at(rid, "required", NULL)));
+    assert_non_null(strstr(str_at(rid, "description"), "bound to field request_id"));
+    assert_non_null(strstr(str_at(rid, "description"), "carry a x-request-id header"));
+    json_object *hs = at(cb, "x-portico-hosts", NULL);
+    assert_int_equal(json_object_array_length(hs), 2);
+    assert_string_equal(json_object_get_string(json_object_array_get_idx(hs, 1)), "*.example.org");
+    json_object_put(doc);
+    pt_httprule_table_free(t);
+    pt_descpool_unref(pool);
+}
+
 /* Every service of every test set, every naming variant: nothing crashes or leaks (ASan). */
 static void test_whole_test_sets(void **state)
 {
@@ -383,7 +434,7 @@ static void test_soap_schemas(void **state)
     pt_conf_node_t ops = {.kind = PT_CONF_MAP, .cnt = 1, .keys = oks, .items = ovs};
 
     pt_openapi_t *o = pt_openapi_new(NULL, NULL, NULL, NULL);
-    assert_int_equal(pt_openapi_add_soap(o, port, "/t/", &ops, "trees"), 0);
+    assert_int_equal(pt_openapi_add_soap(o, port, "/t/", &ops, "trees", NULL), 0);
     json_object *doc = pt_openapi_finish(o);
     assert_non_null(doc);
     json_object *sc = at(doc, "components", "schemas", NULL);
@@ -418,7 +469,7 @@ static void test_soap_schemas(void **state)
     assert_int_equal(pt_wsdl_load(PT_XML_TEST_DIR "/crm.wsdl", NULL, NULL, &w, &we), 0);
     o = pt_openapi_new(NULL, NULL, NULL, NULL);
     for (size_t i = 0; i < pt_wsdl_port_count(w); i++)
-        assert_int_equal(pt_openapi_add_soap(o, pt_wsdl_port(w, i), "/crm/", NULL, NULL), 0);
+        assert_int_equal(pt_openapi_add_soap(o, pt_wsdl_port(w, i), "/crm/", NULL, NULL, NULL), 0);
     doc = pt_openapi_finish(o);
     json_object *cust = at(doc, "components", "schemas", "Crm.CrmSoap11.Customer", "properties", NULL);
     assert_non_null(cust);
@@ -480,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_every_field_kind),
         cmocka_unit_test(test_json_options_variants),
         cmocka_unit_test(test_bookstore_http_bindings),
+        cmocka_unit_test(test_route_match_conditions),
         cmocka_unit_test(test_whole_test_sets),
         cmocka_unit_test(test_soap_schemas),
         cmocka_unit_test(test_conf_block),

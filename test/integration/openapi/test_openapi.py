@@ -207,6 +207,37 @@ routes:
         self.assertIn(b"/openapi.json", body)
         self.assertNotIn(b"<script src=", body)
 
+    def test_route_match_conditions(self):
+        # a route's methods, headers and host: the document says what a request needs to reach it
+        self.start(self.config(extra_routes=f"""
+  - name: crm2
+    match: {{ prefix: /crm2/, methods: [POST], host: [ crm.example.com ],
+             headers: {{ x-tenant: acme, authorization: true }} }}
+    soap:
+      cluster: soapsvc
+      wsdl: {CRM_WSDL}
+      port: CustomerSoap
+      operations:
+        GetCustomer: {{ get: "/crm2/customers/{{id}}" }}
+"""))
+        doc = self.fetch_doc()
+        self.validate(doc)
+        paths = doc["paths"]
+        self.assertNotIn("/crm2/customers/{id}", paths)  # GET: the route takes POST only
+        op = paths["/crm2/GetCustomer"]["post"]
+        self.assertEqual(op["x-portico-route"], "crm2")
+        self.assertEqual(op["x-portico-hosts"], ["crm.example.com"])
+        tenant = self.param(op, "x-tenant")
+        self.assertEqual((tenant["in"], tenant["required"]), ("header", True))
+        self.assertEqual(tenant["schema"], {"type": "string", "enum": ["acme"]})
+        auth = self.param(op, "authorization")
+        self.assertEqual((auth["in"], auth["required"]), ("header", True))
+        self.assertNotIn("enum", auth["schema"])
+        # the route without conditions is rendered as before
+        plain = paths["/crm/GetCustomer"]["post"]
+        self.assertNotIn("x-portico-hosts", plain)
+        self.assertIsNone(self.param(plain, "x-tenant"))
+
     def test_reload_test_descriptors_and_token(self):
         tok = os.path.join(self.tmp.name, "admin.token")
         with open(tok, "w") as f:

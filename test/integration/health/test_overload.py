@@ -112,7 +112,11 @@ routes:
         # recovery: the slow readers are gone, the buffers are freed
         self.assertIsNotNone(
             wait_until(lambda: metrics(admin)["portico_overloaded"] == 0, 20, step=0.1))
-        self.assertEqual(metrics(admin)["portico_buffered_bytes"], 0)
+        # under the watermark is not all freed yet: the last slow readers' closes may still be on
+        # their way to the workers (seen under ASan with the suite in parallel: 39,054 left)
+        self.assertIsNotNone(
+            wait_until(lambda: metrics(admin)["portico_buffered_bytes"] == 0, 20, step=0.1),
+            "buffers never freed: %r" % metrics(admin))
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for _ in range(3):  # keep-alive is back
             c.request("GET", "/ok")

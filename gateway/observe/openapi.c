@@ -831,12 +831,23 @@ static void match_conditions(json_object *op, json_object *params, const pt_rout
     }
 }
 
+/* Does the route take `method` (any case: SOAP mappings are written `get:`)? "*" is any. */
+static bool route_takes(const pt_route_match_t *m, const char *method)
+{
+    if (m == NULL || m->methods == 0 || strcmp(method, "*") == 0)
+        return true;
+    char up[24];
+    size_t n = 0;
+    for (; method[n] != '\0' && n < sizeof(up); n++)
+        up[n] = (char)(method[n] >= 'a' && method[n] <= 'z' ? method[n] - 32 : method[n]);
+    return (m->methods & pt_method_bit((pt_str_t){up, n})) != 0;
+}
+
 /* Can requests reach binding `b` through the route's match (exact path or prefix, methods)? */
 static bool reachable(const pt_openapi_grpc_t *g, const pt_httpbinding_t *b)
 {
-    if (g->match != NULL && g->match->methods != 0 && strcmp(b->http_method, "*") != 0 &&
-        (g->match->methods & pt_method_bit(pt_str_c(b->http_method))) == 0)
-        return false; /* the route does not take this verb */
+    if (!route_takes(g->match, b->http_method))
+        return false;
     const char *tp = b->path;
     if (g->exact != NULL)
         return strcmp(tp, g->exact) == 0;
@@ -1058,9 +1069,8 @@ static void soap_op(pt_openapi_t *o, const pt_soap_port_t *port, const pt_soap_o
                     const pt_pathtmpl_t *tmpl, const char *route, const pt_route_match_t *match,
                     unsigned nth)
 {
-    if (match != NULL && match->methods != 0 &&
-        (match->methods & pt_method_bit(pt_str_c(method))) == 0)
-        return; /* the route does not take this verb */
+    if (!route_takes(match, method))
+        return;
     json_object *opsch = json_object_object_get(json_object_object_get(sch, "operations"), op->name);
     json_object *fields = json_object_object_get(opsch, "fields");
     char rendered[2048];

@@ -211,7 +211,7 @@ routes:
         # a route's methods, headers and host: the document says what a request needs to reach it
         self.start(self.config(extra_routes=f"""
   - name: crm2
-    match: {{ prefix: /crm2/, methods: [POST], host: [ crm.example.com ],
+    match: {{ prefix: /crm2/, methods: [GET], host: [ crm.example.com ],
              headers: {{ x-tenant: acme, authorization: true }} }}
     soap:
       cluster: soapsvc
@@ -223,8 +223,8 @@ routes:
         doc = self.fetch_doc()
         self.validate(doc)
         paths = doc["paths"]
-        self.assertNotIn("/crm2/customers/{id}", paths)  # GET: the route takes POST only
-        op = paths["/crm2/GetCustomer"]["post"]
+        self.assertNotIn("/crm2/GetCustomer", paths)  # POST: the route takes GET only
+        op = paths["/crm2/customers/{id}"]["get"]  # the mapping's `get:` is GET
         self.assertEqual(op["x-portico-route"], "crm2")
         self.assertEqual(op["x-portico-hosts"], ["crm.example.com"])
         tenant = self.param(op, "x-tenant")

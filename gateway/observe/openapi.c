@@ -838,7 +838,7 @@ static bool route_takes(const pt_route_match_t *m, const char *method)
         return true;
     char up[24];
     size_t n = 0;
-    for (; method[n] != '\0' && n < sizeof(up); n++)
+    for (; n < sizeof(up) && method[n] != '\0'; n++)
         up[n] = (char)(method[n] >= 'a' && method[n] <= 'z' ? method[n] - 32 : method[n]);
     return (m->methods & pt_method_bit((pt_str_t){up, n})) != 0;
 }

@@ -837,9 +837,9 @@ static bool route_takes(const pt_route_match_t *m, const char *method)
     if (m == NULL || m->methods == 0 || strcmp(method, "*") == 0)
         return true;
     char up[24];
-    size_t n = 0;
-    for (; n < sizeof(up) && method[n] != '\0'; n++)
-        up[n] = (char)(method[n] >= 'a' && method[n] <= 'z' ? method[n] - 32 : method[n]);
+    size_t n = strnlen(method, sizeof(up)); /* longer than any known verb: OTHER either way */
+    for (size_t i = 0; i < n; i++)
+        up[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
     return (m->methods & pt_method_bit((pt_str_t){up, n})) != 0;
 }
 

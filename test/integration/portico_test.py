@@ -9,6 +9,7 @@ Only 127.0.0.1, free ports, bounded waits; every process started is stopped.
 Environment: PORTICO_BIN (path of the binary; set by ctest), PORTICO_KEEP=1
 keeps the temp directory for debugging.
 """
+import collections
 import http.server
 import json
 import os
@@ -29,10 +30,22 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("PORTICO_BIN", os.path.join(ROOT, "build", "bin", "portico"))
 
 
+_handed_out = collections.deque(maxlen=512)
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, and not one this process was handed recently: the kernel may give the
+    same ephemeral port to two binds in a row once the first socket is closed, and a test that
+    asks for a listener port and an admin port would then get one port twice (seen:
+    integration.tunnel, "admin address ... conflicts with listener")."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            break
+    _handed_out.append(port)
+    return port
 
 
 def wait_port(port, timeout=10.0, proc=None):

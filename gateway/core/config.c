@@ -1091,11 +1091,7 @@ static void load_match(loader_t *L, pt_route_t *r, const pt_conf_node_t *n)
             pt_conf_error(cx, where, "bad method '%s'", meth);
             continue;
         }
-        char up[33];
-        size_t len = strlen(meth);
-        for (size_t k = 0; k <= len; k++)
-            up[k] = (char)toupper((unsigned char)meth[k]);
-        m->methods |= pt_method_bit((pt_str_t){up, len});
+        m->methods |= pt__method_bit_anycase(meth, strlen(meth));
     }
     if (mnode != NULL && raw.methods.cnt == 0 && mnode->kind != PT_CONF_NULL)
         pt_conf_error(cx, mnode, "methods: expected a non-empty list of methods");

@@ -61,6 +61,16 @@ uint32_t pt_method_bit(pt_str_t m)
 #undef IS
 }
 
+uint32_t pt__method_bit_anycase(const char *m, size_t len)
+{
+    char up[33];
+    if (len >= sizeof(up))
+        return PT_METHOD_OTHER; /* longer than any method with a bit of its own */
+    for (size_t i = 0; i < len; i++)
+        up[i] = (char)toupper((unsigned char)m[i]);
+    return pt_method_bit((pt_str_t){up, len});
+}
+
 /* ---- templates ------------------------------------------------------------------- */
 
 typedef struct tseg {

@@ -27,6 +27,10 @@ typedef struct pt_route_result {
     size_t param_cnt;
 } pt_route_result_t;
 
+/** pt_method_bit of a method written in any case (a config's `methods: [get]`, a SOAP
+ * mapping's `get:`): GET, POST ... by their bit; an unknown or over-long token: PT_METHOD_OTHER. */
+uint32_t pt__method_bit_anycase(const char *m, size_t len);
+
 /** Compiles `route->match` (templates, host patterns); errors via pt_conf_error. Load time. */
 int pt_router_compile_route(pt_conf_cx_t *cx, pt_route_t *route);
 

@@ -28,6 +28,7 @@
 #include <yaml.h>
 
 #include "core/handler.h"
+#include "core/router.h"
 #include "handlers/grpc.h"
 #include "handlers/soap.h"
 #include "portico/status.h"
@@ -836,11 +837,7 @@ static bool route_takes(const pt_route_match_t *m, const char *method)
 {
     if (m == NULL || m->methods == 0 || strcmp(method, "*") == 0)
         return true;
-    char up[24];
-    size_t n = strnlen(method, sizeof(up)); /* longer than any known verb: OTHER either way */
-    for (size_t i = 0; i < n; i++)
-        up[i] = (char)(method[i] >= 'a' && method[i] <= 'z' ? method[i] - 32 : method[i]);
-    return (m->methods & pt_method_bit((pt_str_t){up, n})) != 0;
+    return (m->methods & pt__method_bit_anycase(method, strlen(method))) != 0;
 }
 
 /* Can requests reach binding `b` through the route's match (exact path or prefix, methods)? */
